@@ -1,0 +1,1 @@
+//! natrec fixture recorders and traffic generators.
