@@ -1,3 +1,30 @@
-//! natrec's packet side (work in progress).
-#![forbid(unsafe_code)]
+//! natrec's packet side: reading captures and decoding packets into the fields NAT correlation
+//! needs.
+//!
+//! - [`source`]: [`source::CaptureFile`] opens a pcap or pcapng file (memory-mapped, zero-copy)
+//!   and yields [`source::RawPacket`]s with a timestamp, link type and interface.
+//! - [`decode`]: [`decode::decode`] turns one packet's bytes into a [`decode::Decoded`] summary
+//!   (addresses, ports or ICMP identifier, IP id, TCP seq/ack/flags, payload fingerprint), or says
+//!   why it was skipped ([`decode::Skip`]). It is a pure function: no I/O, no allocation.
+//!
+//! ```no_run
+//! use natrec_capture::{decode::decode, source::CaptureFile};
+//! # fn main() -> Result<(), natrec_capture::source::CaptureError> {
+//! let file = CaptureFile::open(std::path::Path::new("wan.pcapng"))?;
+//! for packet in file.packets() {
+//!     let packet = packet?;
+//!     match decode(packet.linktype, packet.data) {
+//!         Ok(d) => println!("{} {:?} {}:{} -> {}:{}", packet.ts_ns, d.proto, d.src, d.sport, d.dst, d.dport),
+//!         Err(skip) => println!("skipped: {}", skip.reason()),
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Unsafe code is denied crate-wide; the one exception is the read-only memory map in
+//! `source.rs`, whose `// SAFETY:` comment states what is assumed.
+#![deny(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod decode;
+pub mod source;

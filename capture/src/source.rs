@@ -1,0 +1,766 @@
+//! Capture files: pcap and pcapng, read zero-copy through a memory map.
+//!
+//! [`CaptureFile::open`] maps a file read-only (falling back to reading it into memory when the
+//! map fails), recognises the format by its magic and hands out [`Packets`], an iterator of
+//! [`RawPacket`]s whose `data` borrows straight from the map: no copy and no allocation per packet.
+//!
+//! Formats:
+//! * pcap with microsecond (`a1b2c3d4`) or nanosecond (`a1b23c4d`) timestamps, in either byte order;
+//! * pcapng (Section Header Block `0a0d0d0a`), in either byte order, any number of sections and
+//!   interfaces; `if_tsresol` (decimal and power-of-two forms), `if_tsoffset` and `if_name` are
+//!   honoured. Simple Packet Blocks carry no timestamp: they get the timestamp of the previous
+//!   packet of the file (0 if none). Blocks other than SHB, IDB, EPB and SPB are skipped.
+//!
+//! Errors distinguish an *incomplete* last record ([`CaptureError::Truncated`], typical of a
+//! capture still being written or cut by a full disk) from a *corrupt* one
+//! ([`CaptureError::Corrupt`], a length that cannot be right). After any error the iterator ends.
+//!
+//! Block framing (type, both lengths, padding) is checked here before the block bytes are handed
+//! to `pcap-parser`, so that a length that runs past the end of the file is reported as
+//! truncation and never as a parser "incomplete" from the middle of a block. The 16-byte legacy
+//! pcap record header is read here too (its `caplen` must be checked before the record is sliced);
+//! `pcap-parser` then parses the record.
+//!
+//! The pcap global header's `thiszone` is ignored (libpcap and every common writer set it to 0),
+//! and only the low 16 bits of its link type are kept (the upper bits carry FCS information).
+
+use std::fmt;
+use std::fs::File;
+use std::io::Read;
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_header};
+use pcap_parser::pcapng::{
+    parse_enhancedpacketblock_be, parse_enhancedpacketblock_le,
+    parse_interfacedescriptionblock_be, parse_interfacedescriptionblock_le,
+    parse_sectionheaderblock, parse_simplepacketblock_be, parse_simplepacketblock_le,
+    InterfaceDescriptionBlock, OptionCode, PcapNGOption,
+};
+use pcap_parser::{BOM_MAGIC, EPB_MAGIC, IDB_MAGIC, SHB_MAGIC, SPB_MAGIC};
+
+/// Smallest captured length the legacy pcap record check accepts as a limit, in bytes, whatever
+/// the file's snapshot length says (Wireshark's `WTAP_MAX_PACKET_SIZE_STANDARD`): some writers put
+/// a small or zero snaplen in the header and still write full packets.
+const PACKET_BYTES_MIN_LIMIT: u32 = 262_144;
+
+/// Largest record or block this reader accepts, in bytes. A larger length is reported as
+/// [`CaptureError::Corrupt`] rather than as truncation: no capture tool writes such records.
+const RECORD_BYTES_MAX: u32 = 16 * 1024 * 1024;
+
+/// Most interfaces one pcapng section may declare; one more is reported as corrupt (the table of
+/// interfaces would otherwise grow with whatever the file claims).
+const INTERFACES_PER_SECTION_MAX: usize = 65_536;
+
+/// Size of the pcap global header, in bytes.
+const PCAP_HEADER_BYTES: usize = 24;
+/// Size of a pcap record header, in bytes.
+const PCAP_RECORD_HEADER_BYTES: usize = 16;
+/// Smallest pcapng block (type, length, trailing length), in bytes.
+const PCAPNG_BLOCK_BYTES_MIN: usize = 12;
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+/// Why a capture file could not be read. Display: `<what>: <why>; <what to do>`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaptureError {
+    /// The file starts with neither a pcap nor a pcapng magic number.
+    #[error(
+        "{}: not a pcap or pcapng capture (starts with {}; expected a1b2c3d4, a1b23c4d, their byte swaps, or 0a0d0d0a); \
+         give a capture written by tcpdump, dumpcap or tshark, or convert it with `editcap -F pcapng`",
+        path.display(), Hex(found)
+    )]
+    NotACapture {
+        /// The file.
+        path: PathBuf,
+        /// Its first bytes (up to 4).
+        found: Vec<u8>,
+    },
+    /// The file ends inside a record: it is still being written, or was cut short.
+    #[error(
+        "{}: truncated record at byte offset {offset}: needs {need} bytes, only {have} left in the file; \
+         the packets before it were read; wait for the capture to finish or cut the file at offset {offset}",
+        path.display()
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the incomplete record.
+        offset: u64,
+        /// Bytes the record needs, counted from `offset`.
+        need: u64,
+        /// Bytes left in the file from `offset`.
+        have: u64,
+    },
+    /// A record's contents cannot be right (a length too small or too large, lengths that
+    /// disagree, an impossible option).
+    #[error(
+        "{}: corrupt record at byte offset {offset}: {detail}; the packets before it were read; \
+         check the file with `capinfos` or repair it with `pcapfix`",
+        path.display()
+    )]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the corrupt record.
+        offset: u64,
+        /// What is wrong, for the operator.
+        detail: String,
+    },
+    /// The file could not be opened, mapped or read.
+    #[error("{}: cannot read capture: {source}; check the path and its permissions", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Formats bytes as lowercase hex, `<empty file>` when there are none.
+struct Hex<'a>(&'a [u8]);
+
+impl fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("<empty file>");
+        }
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The bytes of a capture: a read-only map of the file, or an owned buffer.
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// The container format, recognised from the first bytes.
+#[derive(Clone, Copy, Debug)]
+enum Format {
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        snaplen: u32,
+        linktype: u16,
+    },
+    PcapNg,
+}
+
+/// A pcap or pcapng capture held in memory (mapped or owned), ready to iterate.
+pub struct CaptureFile {
+    path: PathBuf,
+    bytes: Bytes,
+    format: Format,
+}
+
+impl fmt::Debug for CaptureFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CaptureFile")
+            .field("path", &self.path)
+            .field("len_bytes", &self.bytes.len())
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+impl CaptureFile {
+    /// Opens and memory-maps `path`, and recognises its format.
+    ///
+    /// The map is read-only. If the map cannot be made (some file systems and special files
+    /// refuse it) the file is read into memory instead.
+    pub fn open(path: &Path) -> Result<CaptureFile, CaptureError> {
+        let io = |source| CaptureError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let bytes = if len == 0 {
+            // Mapping an empty file fails on some platforms; there is nothing to map anyway.
+            Bytes::Owned(Vec::new())
+        } else {
+            match map_read_only(&file) {
+                Ok(map) => Bytes::Mapped(map),
+                Err(_) => {
+                    let mut buf = Vec::new();
+                    file.read_to_end(&mut buf).map_err(io)?;
+                    Bytes::Owned(buf)
+                }
+            }
+        };
+        Self::new(path.to_path_buf(), bytes)
+    }
+
+    /// Wraps capture bytes already in memory; `name` stands for the path in errors.
+    /// Used by tests and fuzz targets, and for captures that arrive by other means than a file.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<CaptureFile, CaptureError> {
+        Self::new(name.into(), Bytes::Owned(bytes))
+    }
+
+    fn new(path: PathBuf, bytes: Bytes) -> Result<CaptureFile, CaptureError> {
+        let format = detect(&path, &bytes)?;
+        Ok(CaptureFile {
+            path,
+            bytes,
+            format,
+        })
+    }
+
+    /// The path given to [`CaptureFile::open`] (or the name given to [`CaptureFile::from_bytes`]).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the capture, in bytes; [`Packets::position`] counts up to it.
+    pub fn len_bytes(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Iterates over the packets, in file order.
+    pub fn packets(&self) -> Packets<'_> {
+        let data: &[u8] = &self.bytes;
+        let state = match self.format {
+            Format::Pcap {
+                big_endian,
+                nanos,
+                snaplen,
+                linktype,
+            } => State::Pcap {
+                big_endian,
+                nanos,
+                caplen_max: snaplen.clamp(PACKET_BYTES_MIN_LIMIT, RECORD_BYTES_MAX),
+                linktype,
+            },
+            Format::PcapNg => State::PcapNg {
+                big_endian: false,
+                interfaces: Vec::new(),
+                last_ts_ns: 0,
+            },
+        };
+        let pos = match self.format {
+            Format::Pcap { .. } => PCAP_HEADER_BYTES,
+            Format::PcapNg => 0,
+        };
+        Packets {
+            path: &self.path,
+            data,
+            pos,
+            done: false,
+            state,
+        }
+    }
+}
+
+/// Maps `file` read-only.
+#[allow(unsafe_code)]
+fn map_read_only(file: &File) -> std::io::Result<Mmap> {
+    // SAFETY: the map is read-only and natrec never writes to capture files, so no Rust reference
+    // into it is invalidated by our own writes. Another process truncating the file while it is
+    // mapped would make reads past the new end raise SIGBUS and kill natrec; we accept that:
+    // captures are read after they are written (a capture still growing is only appended to, and
+    // the map covers only the length seen at open). Modification in place by another process
+    // would change bytes under us but cannot break memory safety of the `&[u8]` parsing code,
+    // which checks every length against the slice it is given.
+    unsafe { Mmap::map(file) }
+}
+
+/// Recognises the format from the first bytes and checks the global header.
+fn detect(path: &Path, data: &[u8]) -> Result<Format, CaptureError> {
+    let found = &data[..data.len().min(4)];
+    let not_a_capture = || CaptureError::NotACapture {
+        path: path.to_path_buf(),
+        found: found.to_vec(),
+    };
+    let Some(magic) = read_u32(data, 0, false) else {
+        return Err(not_a_capture());
+    };
+    match magic {
+        0xa1b2_c3d4 | 0xa1b2_3c4d | 0xd4c3_b2a1 | 0x4d3c_b2a1 => {
+            if data.len() < PCAP_HEADER_BYTES {
+                return Err(CaptureError::Truncated {
+                    path: path.to_path_buf(),
+                    offset: 0,
+                    need: PCAP_HEADER_BYTES as u64,
+                    have: data.len() as u64,
+                });
+            }
+            let corrupt = |detail: String| CaptureError::Corrupt {
+                path: path.to_path_buf(),
+                offset: 0,
+                detail,
+            };
+            let (_, header) = parse_pcap_header(data)
+                .map_err(|e| corrupt(format!("pcap global header unreadable: {e}")))?;
+            if header.version_major != 2 {
+                return Err(corrupt(format!(
+                    "pcap version {}.{} (only 2.x exists)",
+                    header.version_major, header.version_minor
+                )));
+            }
+            Ok(Format::Pcap {
+                big_endian: header.is_bigendian(),
+                nanos: header.is_nanosecond_precision(),
+                snaplen: header.snaplen,
+                // Low 16 bits: the link type; the upper bits carry FCS length flags.
+                linktype: (header.network.0 as u32 & 0xffff) as u16,
+            })
+        }
+        SHB_MAGIC => Ok(Format::PcapNg),
+        _ => Err(not_a_capture()),
+    }
+}
+
+/// Reads a `u32` at `at`, `None` if it does not fit.
+fn read_u32(data: &[u8], at: usize, big_endian: bool) -> Option<u32> {
+    let end = at.checked_add(4)?;
+    let b: [u8; 4] = data.get(at..end)?.try_into().ok()?;
+    Some(if big_endian {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    })
+}
+
+/// One captured packet, borrowing its bytes from the [`CaptureFile`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawPacket<'a> {
+    /// Capture time, nanoseconds since the Unix epoch (UTC).
+    pub ts_ns: i64,
+    /// `LINKTYPE_*` value of the interface the packet was captured on.
+    pub linktype: u16,
+    /// pcapng interface index within its section (0 for pcap).
+    pub interface: u32,
+    /// The interface's `if_name` option, if the file has one.
+    pub interface_name: Option<&'a str>,
+    /// The captured bytes (`caplen` of them).
+    pub data: &'a [u8],
+    /// Length of the packet on the wire, in bytes (may exceed `data.len()` when the snapshot
+    /// length cut it).
+    pub orig_len: u32,
+    /// Byte offset of this packet's record in the file, for error messages.
+    pub offset: u64,
+}
+
+/// One pcapng interface, as declared by its Interface Description Block.
+#[derive(Clone, Copy, Debug)]
+struct Interface<'a> {
+    linktype: u16,
+    name: Option<&'a str>,
+    /// Timestamp units per second.
+    units_per_sec: u128,
+    /// `if_tsoffset`: seconds added to every timestamp.
+    offset_sec: i64,
+}
+
+enum State<'a> {
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        caplen_max: u32,
+        linktype: u16,
+    },
+    PcapNg {
+        big_endian: bool,
+        /// Interfaces of the current section, by index; bounded by `INTERFACES_PER_SECTION_MAX`.
+        interfaces: Vec<Interface<'a>>,
+        /// Timestamp of the previous packet, given to Simple Packet Blocks.
+        last_ts_ns: i64,
+    },
+}
+
+/// Iterator over the packets of a [`CaptureFile`]; ends after the first error.
+pub struct Packets<'a> {
+    path: &'a Path,
+    data: &'a [u8],
+    pos: usize,
+    done: bool,
+    state: State<'a>,
+}
+
+impl fmt::Debug for Packets<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Packets")
+            .field("path", &self.path)
+            .field("position", &self.pos)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<'a> Packets<'a> {
+    /// Bytes of the file consumed so far, for progress reports (compare with
+    /// [`CaptureFile::len_bytes`]).
+    pub fn position(&self) -> u64 {
+        self.pos as u64
+    }
+
+    fn truncated(&self, need: usize, have: usize) -> CaptureError {
+        CaptureError::Truncated {
+            path: self.path.to_path_buf(),
+            offset: self.pos as u64,
+            need: need as u64,
+            have: have as u64,
+        }
+    }
+
+    fn corrupt(&self, detail: String) -> CaptureError {
+        CaptureError::Corrupt {
+            path: self.path.to_path_buf(),
+            offset: self.pos as u64,
+            detail,
+        }
+    }
+
+    /// Reads the next packet; `Ok(None)` at the clean end of the file.
+    fn next_packet(&mut self) -> Result<Option<RawPacket<'a>>, CaptureError> {
+        match self.state {
+            State::Pcap {
+                big_endian,
+                nanos,
+                caplen_max,
+                linktype,
+            } => self.next_pcap(big_endian, nanos, caplen_max, linktype),
+            State::PcapNg { .. } => loop {
+                if let Some(p) = self.next_pcapng_block()? {
+                    return Ok(Some(p));
+                }
+                if self.pos >= self.data.len() {
+                    return Ok(None);
+                }
+            },
+        }
+    }
+
+    fn next_pcap(
+        &mut self,
+        big_endian: bool,
+        nanos: bool,
+        caplen_max: u32,
+        linktype: u16,
+    ) -> Result<Option<RawPacket<'a>>, CaptureError> {
+        let data = self.data;
+        let rest = data.get(self.pos..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        if rest.len() < PCAP_RECORD_HEADER_BYTES {
+            return Err(self.truncated(PCAP_RECORD_HEADER_BYTES, rest.len()));
+        }
+        let Some(caplen) = read_u32(rest, 8, big_endian) else {
+            unreachable!("record header length checked above");
+        };
+        if caplen > caplen_max {
+            return Err(self.corrupt(format!(
+                "record claims {caplen} captured bytes, more than the limit of {caplen_max} bytes \
+                 (the larger of the snapshot length and {PACKET_BYTES_MIN_LIMIT})"
+            )));
+        }
+        // caplen <= RECORD_BYTES_MAX, so the sum cannot overflow.
+        let record_len = PCAP_RECORD_HEADER_BYTES + caplen as usize;
+        if rest.len() < record_len {
+            return Err(self.truncated(record_len, rest.len()));
+        }
+        let record = &rest[..record_len];
+        let parsed = if big_endian {
+            parse_pcap_frame_be(record)
+        } else {
+            parse_pcap_frame(record)
+        };
+        let (_, frame) =
+            parsed.map_err(|e| self.corrupt(format!("pcap record unreadable: {e}")))?;
+        let frac_ns = if nanos {
+            i64::from(frame.ts_usec)
+        } else {
+            i64::from(frame.ts_usec) * 1_000
+        };
+        // u32 seconds * 1e9 + u32 * 1e3 stays far below i64::MAX.
+        let ts_ns = i64::from(frame.ts_sec) * NANOS_PER_SEC + frac_ns;
+        let packet = RawPacket {
+            ts_ns,
+            linktype,
+            interface: 0,
+            interface_name: None,
+            data: frame.data,
+            orig_len: frame.origlen,
+            offset: self.pos as u64,
+        };
+        self.pos += record_len;
+        Ok(Some(packet))
+    }
+
+    /// Reads one pcapng block; `Ok(None)` if it holds no packet (or at the end of the file).
+    fn next_pcapng_block(&mut self) -> Result<Option<RawPacket<'a>>, CaptureError> {
+        let data = self.data;
+        let rest = data.get(self.pos..).unwrap_or_default();
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        let State::PcapNg { big_endian, .. } = self.state else {
+            unreachable!("next_pcapng_block called on a pcap file");
+        };
+        if rest.len() < PCAPNG_BLOCK_BYTES_MIN {
+            return Err(self.truncated(PCAPNG_BLOCK_BYTES_MIN, rest.len()));
+        }
+        // The SHB type is a palindrome; its byte-order magic sets the order of what follows.
+        let mut big_endian = big_endian;
+        let block_type_le = read_u32(rest, 0, false).unwrap_or_default();
+        let is_shb = block_type_le == SHB_MAGIC;
+        if is_shb {
+            big_endian = match read_u32(rest, 8, false) {
+                Some(BOM_MAGIC) => false,
+                Some(m) if m == BOM_MAGIC.swap_bytes() => true,
+                _ => {
+                    return Err(self.corrupt(format!(
+                        "section header byte-order magic is {}, expected 1a2b3c4d in either byte order",
+                        Hex(&rest[8..12])
+                    )))
+                }
+            };
+        } else if self.pos == 0 {
+            unreachable!("detect() checked that a pcapng file starts with a section header");
+        }
+        let block_type = read_u32(rest, 0, big_endian).unwrap_or_default();
+        let block_len_u32 = read_u32(rest, 4, big_endian).unwrap_or_default();
+        if (block_len_u32 as usize) < PCAPNG_BLOCK_BYTES_MIN || block_len_u32 % 4 != 0 {
+            return Err(self.corrupt(format!(
+                "block of type {block_type:#x} has length {block_len_u32}, not a multiple of 4 of at least {PCAPNG_BLOCK_BYTES_MIN}"
+            )));
+        }
+        if block_len_u32 > RECORD_BYTES_MAX {
+            return Err(self.corrupt(format!(
+                "block of type {block_type:#x} has length {block_len_u32}, more than the limit of {RECORD_BYTES_MAX} bytes"
+            )));
+        }
+        let block_len = block_len_u32 as usize;
+        if rest.len() < block_len {
+            return Err(self.truncated(block_len, rest.len()));
+        }
+        let block = &rest[..block_len];
+        let trailer = read_u32(block, block_len - 4, big_endian).unwrap_or_default();
+        if trailer != block_len_u32 {
+            return Err(self.corrupt(format!(
+                "block of type {block_type:#x} starts with length {block_len_u32} but ends with {trailer}"
+            )));
+        }
+        let offset = self.pos as u64;
+        let packet = match block_type {
+            SHB_MAGIC => {
+                parse_sectionheaderblock(block).map_err(|e| {
+                    self.corrupt(format!("section header block unreadable: {e}"))
+                })?;
+                if let State::PcapNg {
+                    big_endian: be,
+                    interfaces,
+                    ..
+                } = &mut self.state
+                {
+                    *be = big_endian;
+                    interfaces.clear();
+                }
+                None
+            }
+            IDB_MAGIC => {
+                let parsed = if big_endian {
+                    parse_interfacedescriptionblock_be(block)
+                } else {
+                    parse_interfacedescriptionblock_le(block)
+                };
+                let (_, idb) = parsed.map_err(|e| {
+                    self.corrupt(format!("interface description block unreadable: {e}"))
+                })?;
+                let interface = interface(&idb, big_endian).map_err(|d| self.corrupt(d))?;
+                let State::PcapNg { interfaces, .. } = &mut self.state else {
+                    unreachable!()
+                };
+                if interfaces.len() >= INTERFACES_PER_SECTION_MAX {
+                    return Err(self.corrupt(format!(
+                        "more than {INTERFACES_PER_SECTION_MAX} interfaces in one section"
+                    )));
+                }
+                interfaces.push(interface);
+                None
+            }
+            EPB_MAGIC => {
+                let parsed = if big_endian {
+                    parse_enhancedpacketblock_be(block)
+                } else {
+                    parse_enhancedpacketblock_le(block)
+                };
+                let (_, epb) = parsed.map_err(|e| {
+                    self.corrupt(format!(
+                        "enhanced packet block unreadable (captured length larger than the block?): {e}"
+                    ))
+                })?;
+                let iface = self.interface(epb.if_id)?;
+                let caplen = epb.caplen as usize;
+                let Some(bytes) = epb.data.get(..caplen) else {
+                    return Err(self.corrupt(format!(
+                        "captured length {caplen} exceeds the block's packet data"
+                    )));
+                };
+                let ts = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                let ts_ns = ts_to_ns(ts, iface.units_per_sec, iface.offset_sec)
+                    .ok_or_else(|| self.corrupt(format!("timestamp {ts} (units of 1/{} s, offset {} s) is outside the years 1678..2262", iface.units_per_sec, iface.offset_sec)))?;
+                if let State::PcapNg { last_ts_ns, .. } = &mut self.state {
+                    *last_ts_ns = ts_ns;
+                }
+                Some(RawPacket {
+                    ts_ns,
+                    linktype: iface.linktype,
+                    interface: epb.if_id,
+                    interface_name: iface.name,
+                    data: bytes,
+                    orig_len: epb.origlen,
+                    offset,
+                })
+            }
+            SPB_MAGIC => {
+                let parsed = if big_endian {
+                    parse_simplepacketblock_be(block)
+                } else {
+                    parse_simplepacketblock_le(block)
+                };
+                let (_, spb) = parsed
+                    .map_err(|e| self.corrupt(format!("simple packet block unreadable: {e}")))?;
+                let iface = self.interface(0)?;
+                let State::PcapNg { last_ts_ns, .. } = self.state else {
+                    unreachable!()
+                };
+                // The block's data includes padding; the packet is min(original length, data).
+                let caplen = (spb.origlen as usize).min(spb.data.len());
+                Some(RawPacket {
+                    ts_ns: last_ts_ns,
+                    linktype: iface.linktype,
+                    interface: 0,
+                    interface_name: iface.name,
+                    data: &spb.data[..caplen],
+                    orig_len: spb.origlen,
+                    offset,
+                })
+            }
+            // Name resolution, statistics, secrets, custom and unknown blocks: nothing for us.
+            _ => None,
+        };
+        self.pos += block_len;
+        Ok(packet)
+    }
+
+    fn interface(&self, if_id: u32) -> Result<Interface<'a>, CaptureError> {
+        let State::PcapNg { interfaces, .. } = &self.state else {
+            unreachable!()
+        };
+        match interfaces.get(if_id as usize) {
+            Some(i) => Ok(*i),
+            None => Err(self.corrupt(format!(
+                "packet names interface {if_id} but its section declares {} interfaces",
+                interfaces.len()
+            ))),
+        }
+    }
+}
+
+/// Reads what we need from an Interface Description Block. pcap-parser's own `if_tsoffset`
+/// accessor reads the value little-endian whatever the section's byte order, so options are read
+/// here with the section's order.
+fn interface<'a>(
+    idb: &InterfaceDescriptionBlock<'a>,
+    big_endian: bool,
+) -> Result<Interface<'a>, String> {
+    let mut name = None;
+    let mut tsresol: u8 = 6;
+    let mut offset_sec: i64 = 0;
+    let mut seen_name = false;
+    for opt in &idb.options {
+        let value = option_value(opt);
+        match opt.code {
+            OptionCode::IfName if !seen_name => {
+                seen_name = true;
+                name = value.and_then(|v| std::str::from_utf8(v).ok());
+            }
+            OptionCode::IfTsresol => match value {
+                Some([r]) => tsresol = *r,
+                _ => return Err(format!("if_tsresol option has length {}, expected 1", opt.len)),
+            },
+            OptionCode::IfTsoffset => match value.and_then(|v| <[u8; 8]>::try_from(v).ok()) {
+                Some(b) if big_endian => offset_sec = i64::from_be_bytes(b),
+                Some(b) => offset_sec = i64::from_le_bytes(b),
+                None => return Err(format!("if_tsoffset option has length {}, expected 8", opt.len)),
+            },
+            _ => {}
+        }
+    }
+    let units_per_sec: u128 = if tsresol & 0x80 != 0 {
+        let exp = tsresol & 0x7f;
+        if exp > 64 {
+            return Err(format!("if_tsresol 2^-{exp} s is finer than 2^-64 s"));
+        }
+        1u128 << exp
+    } else {
+        if tsresol > 19 {
+            return Err(format!("if_tsresol 10^-{tsresol} s is finer than 10^-19 s"));
+        }
+        10u128.pow(u32::from(tsresol))
+    };
+    Ok(Interface {
+        // pcapng link types are 16 bits wide; pcap-parser widens them to i32.
+        linktype: (idb.linktype.0 as u32 & 0xffff) as u16,
+        name,
+        units_per_sec,
+        offset_sec,
+    })
+}
+
+/// An option's value without padding, borrowed from the file (`None` if pcap-parser copied it or
+/// the length is inconsistent).
+fn option_value<'a>(opt: &PcapNGOption<'a>) -> Option<&'a [u8]> {
+    match &opt.value {
+        std::borrow::Cow::Borrowed(v) => v.get(..usize::from(opt.len)),
+        std::borrow::Cow::Owned(_) => None,
+    }
+}
+
+/// Converts a pcapng timestamp to Unix nanoseconds; `None` if it does not fit an `i64`.
+fn ts_to_ns(ts: u64, units_per_sec: u128, offset_sec: i64) -> Option<i64> {
+    assert!(units_per_sec > 0, "resolution validated when the interface was read");
+    // u64 * 1e9 < 2^94: no overflow in u128.
+    let ns = u128::from(ts) * NANOS_PER_SEC as u128 / units_per_sec;
+    let ns = i128::try_from(ns).ok()? + i128::from(offset_sec) * i128::from(NANOS_PER_SEC);
+    i64::try_from(ns).ok()
+}
+
+impl<'a> Iterator for Packets<'a> {
+    type Item = Result<RawPacket<'a>, CaptureError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.next_packet() {
+            Ok(Some(p)) => Some(Ok(p)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
