@@ -275,6 +275,8 @@ pub fn decode(linktype: u16, data: &[u8]) -> Result<Decoded, Skip> {
         linktype::PPP => {
             let rest = match data {
                 [0xff, 0x03, rest @ ..] => rest,
+                // The first byte of the HDLC-like framing only.
+                [0xff] => return Err(Skip::Truncated { layer: "ppp" }),
                 _ => data,
             };
             ppp_walk(rest)?
