@@ -26,5 +26,6 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod correlate;
 pub mod decode;
 pub mod source;

@@ -1,0 +1,834 @@
+//! NAT correlation: pairs each packet's pre-translation copy with its
+//! post-translation copy and folds the pairs into [`Mapping`]s.
+//!
+//! A source NAT rewrites the subscriber's address and port and leaves
+//! everything else alone: the remote endpoint, the protocol, the IP
+//! identification, the lengths, TCP sequence and acknowledgment numbers and
+//! flags, the ICMP echo sequence, the payload. So two copies of one packet,
+//! one seen on the inside (subscriber address) and one on the outside (public
+//! address), agree on a *pair key* made of exactly those fields. The
+//! correlator keeps copies that are still waiting for their twin in a table
+//! bounded in size (`pending_max`) and in time (`pair_window_ns`); when the
+//! twin arrives — in either order — the two make one *observation*
+//! `internal ↔ public` towards `remote`.
+//!
+//! Observations fold into flows keyed by (protocol, internal endpoint, remote
+//! endpoint). A flow is a [`Mapping`]: it is emitted once when confirmed
+//! (`end = Open`, so a crash still leaves it in the store) and once more, final,
+//! when it ends: TCP FIN both ways or RST and then the TIME_WAIT hold, no
+//! packet for the protocol's hold time (`Idle`), a new public endpoint or a
+//! new TCP connection on the same tuple (`Replaced`), the table's bound
+//! (`Evicted`), or the end of the capture ([`Correlator::finish`]).
+//!
+//! Which copy is which: a packet seen on an interface known to be inside or
+//! outside ([`Side`]) is taken as such; otherwise the subscriber prefixes
+//! decide (a subscriber source is an outbound inside copy, a subscriber
+//! destination an inbound inside copy). An outside copy whose direction is not
+//! known from addresses alone waits under both directions; when one pairs, its
+//! twin entry is removed.
+//!
+//! Not translated, and so not a mapping (each counted in [`CorrelatorStats`]):
+//! a subscriber address seen on the outside, traffic between two subscribers,
+//! packets of the NAT host itself (an outside copy with no inside twin), and
+//! inside packets the NAT dropped or delivered locally (no outside twin).
+//!
+//! The correlator is a pure state machine over (time, side, decoded packet):
+//! no I/O, no clock. Time only moves forward with the packets' timestamps.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use natrec_storage::{EndReason, HoldTimes, Mapping, Proto, UnixNanos, FLAG_MIDFLOW, NANOS_PER_SEC};
+
+use crate::decode::{Decoded, TcpInfo};
+
+/// Where a packet was captured, when the capture says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Subscriber-facing interface or VLAN.
+    Inside,
+    /// Internet-facing interface or VLAN.
+    Outside,
+    /// Not known: the subscriber prefixes decide.
+    Unknown,
+}
+
+/// Bounds and policy of a [`Correlator`].
+#[derive(Clone, Debug)]
+pub struct CorrelatorConfig {
+    /// Subscriber (inside) prefixes. Default: RFC 1918, 100.64.0.0/10, fc00::/7.
+    pub subscriber_prefixes: Vec<IpNet>,
+    /// How far apart (ns) two copies of one packet may be and still pair.
+    /// Copies older than this without a twin are dropped and counted.
+    pub pair_window_ns: i64,
+    /// Most copies waiting for their twin; at the bound the oldest is dropped
+    /// and counted as `pending_evicted`.
+    pub pending_max: usize,
+    /// Most copies with one identical pair key waiting at once (retransmissions);
+    /// beyond it the new copy is dropped and counted as `pending_key_full`.
+    pub pending_per_key_max: usize,
+    /// Most active flows; at the bound the least recently active flow is
+    /// closed with [`EndReason::Evicted`] and counted.
+    pub flows_active_max: usize,
+    /// How often (ns of packet time) idle flows are looked for.
+    pub expiry_scan_interval_ns: i64,
+    /// How long the NAT keeps a mapping after its last packet.
+    pub hold: HoldTimes,
+}
+
+/// RFC 1918, RFC 6598 shared address space and IPv6 unique local addresses.
+pub fn default_subscriber_prefixes() -> Vec<IpNet> {
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]
+        .iter()
+        .map(|s| s.parse().expect("valid literal prefix"))
+        .collect()
+}
+
+impl Default for CorrelatorConfig {
+    fn default() -> Self {
+        CorrelatorConfig {
+            subscriber_prefixes: default_subscriber_prefixes(),
+            pair_window_ns: 2 * NANOS_PER_SEC,
+            pending_max: 1 << 20,
+            pending_per_key_max: 8,
+            flows_active_max: 1 << 22,
+            expiry_scan_interval_ns: NANOS_PER_SEC,
+            hold: HoldTimes::default(),
+        }
+    }
+}
+
+/// What the correlator saw, by outcome. Every packet handed to
+/// [`Correlator::push`] is counted once in `packets`, and ends up in exactly
+/// one of `paired_copies`, `untranslated`, `subscriber_to_subscriber`,
+/// `not_subscriber_inside`, `duplicate_copies`, `pending_evicted`,
+/// `pending_key_full`, `unmatched_inside`, `unmatched_outside` — or is still
+/// pending.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CorrelatorStats {
+    /// Packets pushed.
+    pub packets: u64,
+    /// Copies that found their twin (two per translated packet).
+    pub paired_copies: u64,
+    /// Packets seen with a subscriber address on the outside, or whose two
+    /// copies carry the same endpoint (forwarded without translation).
+    pub untranslated: u64,
+    /// Packets between two subscriber addresses (never cross the NAT).
+    pub subscriber_to_subscriber: u64,
+    /// Inside packets with no subscriber address on either end.
+    pub not_subscriber_inside: u64,
+    /// The same copy seen twice (e.g. on two capture points of one side).
+    pub duplicate_copies: u64,
+    /// Inside copies whose outside twin never came (dropped by the NAT,
+    /// delivered to the NAT host, or lost by the capture).
+    pub unmatched_inside: u64,
+    /// Outside copies whose inside twin never came (the NAT host's own
+    /// traffic, traffic to a public address nobody held, or capture loss).
+    pub unmatched_outside: u64,
+    /// Copies dropped at the `pending_max` bound.
+    pub pending_evicted: u64,
+    /// Copies dropped at the `pending_per_key_max` bound.
+    pub pending_key_full: u64,
+    /// Mappings confirmed.
+    pub mappings_opened: u64,
+    /// Mappings ended (any reason, including capture end).
+    pub mappings_closed: u64,
+    /// Mappings closed at the `flows_active_max` bound.
+    pub flows_evicted: u64,
+    /// Flows active now.
+    pub flows_active: u64,
+    /// Copies waiting for their twin now.
+    pub pending: u64,
+}
+
+/// Direction of a packet relative to the subscriber.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Dir {
+    /// Subscriber → remote.
+    Out,
+    /// Remote → subscriber.
+    In,
+}
+
+/// The fields a source NAT leaves alone, plus the direction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PairKey {
+    dir: Dir,
+    proto: Proto,
+    remote: SocketAddr,
+    /// Hash of the invariant fields (IP id, lengths, TCP seq/ack/flags, ICMP
+    /// sequence, payload fingerprint).
+    invariants: u64,
+}
+
+/// One copy waiting for its twin.
+#[derive(Clone, Copy, Debug)]
+struct Copy {
+    ts_ns: UnixNanos,
+    /// Sequence number of the packet this copy came from (twins of an
+    /// ambiguous outside packet share it).
+    packet: u64,
+    inside: bool,
+    /// The translated endpoint: internal (inside copy) or public (outside copy).
+    endpoint: SocketAddr,
+    /// The other key an ambiguous outside packet is waiting under.
+    twin: Option<PairKey>,
+    tcp_flags: u8,
+}
+
+/// Pending copies with one pair key, oldest first.
+type Slot = Vec<Copy>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FlowKey {
+    proto: Proto,
+    internal: SocketAddr,
+    remote: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Flow {
+    mapping: Mapping,
+    fin_out: bool,
+    fin_in: bool,
+    rst: bool,
+}
+
+/// The correlation state machine. See the module docs.
+pub struct Correlator {
+    cfg: CorrelatorConfig,
+    pending: HashMap<PairKey, Slot>,
+    /// (ts, key, packet) in arrival order, for expiry; entries whose copy is
+    /// gone are skipped lazily.
+    pending_order: VecDeque<(UnixNanos, PairKey, u64)>,
+    pending_count: usize,
+    flows: HashMap<FlowKey, Flow>,
+    packet_seq: u64,
+    now_ns: UnixNanos,
+    next_scan_ns: UnixNanos,
+    stats: CorrelatorStats,
+}
+
+impl Correlator {
+    /// A correlator with no state.
+    pub fn new(cfg: CorrelatorConfig) -> Correlator {
+        assert!(cfg.pair_window_ns > 0 && cfg.pending_max > 0 && cfg.flows_active_max > 0);
+        assert!(cfg.pending_per_key_max > 0);
+        Correlator {
+            cfg,
+            pending: HashMap::new(),
+            pending_order: VecDeque::new(),
+            pending_count: 0,
+            flows: HashMap::new(),
+            packet_seq: 0,
+            now_ns: i64::MIN,
+            next_scan_ns: i64::MIN,
+            stats: CorrelatorStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> CorrelatorStats {
+        let mut s = self.stats.clone();
+        s.flows_active = self.flows.len() as u64;
+        s.pending = self.pending_count as u64;
+        s
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &CorrelatorConfig {
+        &self.cfg
+    }
+
+    fn is_subscriber(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.cfg.subscriber_prefixes.iter().any(|p| p.contains(&ip))
+    }
+
+    /// Feeds one decoded packet captured at `ts_ns` on `side`. Mappings that
+    /// open or end are appended to `out`.
+    pub fn push(&mut self, ts_ns: UnixNanos, side: Side, pkt: &Decoded, out: &mut Vec<Mapping>) {
+        self.stats.packets += 1;
+        self.packet_seq += 1;
+        self.advance(ts_ns, out);
+
+        let src_sub = self.is_subscriber(pkt.src);
+        let dst_sub = self.is_subscriber(pkt.dst);
+        if src_sub && dst_sub {
+            self.stats.subscriber_to_subscriber += 1;
+            return;
+        }
+        let src = SocketAddr::new(canonical(pkt.src), pkt.sport);
+        let dst = SocketAddr::new(canonical(pkt.dst), pkt.dport);
+        let inv = invariants(pkt);
+        let flags = pkt.tcp.map_or(0, |t| t.flags);
+        let key = |dir: Dir, remote: SocketAddr| PairKey { dir, proto: pkt.proto, remote, invariants: inv };
+
+        match side {
+            Side::Outside if src_sub || dst_sub => {
+                self.stats.untranslated += 1;
+            }
+            Side::Inside if !src_sub && !dst_sub => {
+                self.stats.not_subscriber_inside += 1;
+            }
+            Side::Inside | Side::Unknown if src_sub => {
+                self.offer(ts_ns, key(Dir::Out, dst), true, src, None, flags, out);
+            }
+            Side::Inside | Side::Unknown if dst_sub => {
+                self.offer(ts_ns, key(Dir::In, src), true, dst, None, flags, out);
+            }
+            _ => {
+                // An outside copy: either subscriber→remote after translation
+                // (public = src) or remote→subscriber before it (public = dst).
+                let out_key = key(Dir::Out, dst);
+                let in_key = key(Dir::In, src);
+                if self.take_twin(ts_ns, out_key, false, src, flags, out) {
+                    return;
+                }
+                if self.take_twin(ts_ns, in_key, false, dst, flags, out) {
+                    return;
+                }
+                let seq = self.packet_seq;
+                self.insert(ts_ns, out_key, Copy { ts_ns, packet: seq, inside: false, endpoint: src, twin: Some(in_key), tcp_flags: flags });
+                self.insert(ts_ns, in_key, Copy { ts_ns, packet: seq, inside: false, endpoint: dst, twin: Some(out_key), tcp_flags: flags });
+            }
+        }
+    }
+
+    /// Pairs an inside copy with a waiting outside twin, or makes it wait.
+    #[allow(clippy::too_many_arguments)]
+    fn offer(&mut self, ts_ns: UnixNanos, key: PairKey, inside: bool, endpoint: SocketAddr, twin: Option<PairKey>, flags: u8, out: &mut Vec<Mapping>) {
+        if self.take_twin(ts_ns, key, inside, endpoint, flags, out) {
+            return;
+        }
+        let packet = self.packet_seq;
+        self.insert(ts_ns, key, Copy { ts_ns, packet, inside, endpoint, twin, tcp_flags: flags });
+    }
+
+    /// Looks for a waiting copy of the other side under `key`. On success the
+    /// pair becomes an observation and `true` is returned. A waiting copy of
+    /// the *same* side with the same endpoint is this very packet seen again:
+    /// counted and swallowed (also `true`).
+    fn take_twin(&mut self, ts_ns: UnixNanos, key: PairKey, inside: bool, endpoint: SocketAddr, flags: u8, out: &mut Vec<Mapping>) -> bool {
+        let Some(slot) = self.pending.get_mut(&key) else { return false };
+        if let Some(i) = slot.iter().position(|c| c.inside != inside) {
+            let twin = slot.remove(i);
+            if slot.is_empty() {
+                self.pending.remove(&key);
+            }
+            self.pending_count -= 1;
+            if let Some(other) = twin.twin {
+                self.remove_copy(other, twin.packet);
+            }
+            let (internal, public) = if inside { (endpoint, twin.endpoint) } else { (twin.endpoint, endpoint) };
+            if internal == public {
+                self.stats.untranslated += 2;
+                return true;
+            }
+            self.stats.paired_copies += 2;
+            let ts = ts_ns.min(twin.ts_ns);
+            self.observe(ts, key.dir, key.proto, internal, public, key.remote, flags | twin.tcp_flags, out);
+            return true;
+        }
+        if inside && slot.iter().any(|c| c.inside && c.endpoint == endpoint) {
+            // Inside twice with the same source: either one capture point saw
+            // it twice, or it was forwarded without translation and the
+            // outside copy still carries the subscriber address (seen on an
+            // interface we could not tell apart). Either way, not a mapping.
+            self.stats.duplicate_copies += 1;
+            return true;
+        }
+        false
+    }
+
+    fn insert(&mut self, ts_ns: UnixNanos, key: PairKey, copy: Copy) {
+        while self.pending_count >= self.cfg.pending_max {
+            if !self.pop_oldest_pending(true) {
+                break;
+            }
+        }
+        let slot = self.pending.entry(key).or_default();
+        if slot.len() >= self.cfg.pending_per_key_max {
+            self.stats.pending_key_full += 1;
+            return;
+        }
+        slot.push(copy);
+        self.pending_count += 1;
+        self.pending_order.push_back((ts_ns, key, copy.packet));
+    }
+
+    /// Removes the copy of `packet` waiting under `key`, if still there.
+    fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
+        let slot = self.pending.get_mut(&key)?;
+        let i = slot.iter().position(|c| c.packet == packet)?;
+        let c = slot.remove(i);
+        if slot.is_empty() {
+            self.pending.remove(&key);
+        }
+        self.pending_count -= 1;
+        Some(c)
+    }
+
+    /// Drops the oldest waiting copy (with its twin entry); counts it as
+    /// evicted (`evicted`) or unmatched. Returns false when nothing waits.
+    fn pop_oldest_pending(&mut self, evicted: bool) -> bool {
+        while let Some((_, key, packet)) = self.pending_order.pop_front() {
+            let Some(copy) = self.remove_copy(key, packet) else { continue };
+            if let Some(other) = copy.twin {
+                self.remove_copy(other, packet);
+            }
+            if evicted {
+                self.stats.pending_evicted += 1;
+            } else if copy.inside {
+                self.stats.unmatched_inside += 1;
+            } else {
+                self.stats.unmatched_outside += 1;
+            }
+            return true;
+        }
+        false
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn observe(&mut self, ts_ns: UnixNanos, dir: Dir, proto: Proto, internal: SocketAddr, public: SocketAddr, remote: SocketAddr, flags: u8, out: &mut Vec<Mapping>) {
+        let fkey = FlowKey { proto, internal, remote };
+        let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
+        if let Some(flow) = self.flows.get_mut(&fkey) {
+            let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && (flow.fin_out || flow.fin_in || flow.rst);
+            if flow.mapping.public == public && !new_connection {
+                let m = &mut flow.mapping;
+                m.first_ns = m.first_ns.min(ts_ns);
+                m.last_ns = m.last_ns.max(ts_ns);
+                match dir {
+                    Dir::Out => m.packets_out = m.packets_out.saturating_add(1),
+                    Dir::In => m.packets_in = m.packets_in.saturating_add(1),
+                }
+                if proto == Proto::Tcp {
+                    if flags & TcpInfo::RST != 0 {
+                        flow.rst = true;
+                    }
+                    if flags & TcpInfo::FIN != 0 {
+                        match dir {
+                            Dir::Out => flow.fin_out = true,
+                            Dir::In => flow.fin_in = true,
+                        }
+                    }
+                }
+                return;
+            }
+            let old = self.flows.remove(&fkey).expect("present");
+            let reason = if new_connection { closed_reason(&old) } else { EndReason::Replaced };
+            self.close(old, reason, out);
+        }
+        if self.flows.len() >= self.cfg.flows_active_max {
+            self.evict_least_recent(out);
+        }
+        let mut mapping = Mapping {
+            proto,
+            internal,
+            public,
+            remote,
+            first_ns: ts_ns,
+            last_ns: ts_ns,
+            end: EndReason::Open,
+            packets_out: u32::from(dir == Dir::Out),
+            packets_in: u32::from(dir == Dir::In),
+            flags: 0,
+        };
+        if proto == Proto::Tcp && flags & TcpInfo::SYN == 0 {
+            mapping.flags |= FLAG_MIDFLOW;
+        }
+        let flow = Flow {
+            mapping,
+            fin_out: proto == Proto::Tcp && dir == Dir::Out && flags & TcpInfo::FIN != 0,
+            fin_in: proto == Proto::Tcp && dir == Dir::In && flags & TcpInfo::FIN != 0,
+            rst: proto == Proto::Tcp && flags & TcpInfo::RST != 0,
+        };
+        self.stats.mappings_opened += 1;
+        out.push(mapping);
+        self.flows.insert(fkey, flow);
+    }
+
+    fn evict_least_recent(&mut self, out: &mut Vec<Mapping>) {
+        let Some(key) = self.flows.iter().min_by_key(|(_, f)| f.mapping.last_ns).map(|(k, _)| *k) else { return };
+        let flow = self.flows.remove(&key).expect("present");
+        self.stats.flows_evicted += 1;
+        self.close(flow, EndReason::Evicted, out);
+    }
+
+    fn close(&mut self, flow: Flow, reason: EndReason, out: &mut Vec<Mapping>) {
+        let mut m = flow.mapping;
+        m.end = reason;
+        self.stats.mappings_closed += 1;
+        out.push(m);
+    }
+
+    /// Moves the correlator's clock to `now_ns` (packet time; never
+    /// backwards): copies older than the pair window are dropped and counted,
+    /// and flows idle for longer than their hold time are closed.
+    pub fn advance(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
+        if now_ns <= self.now_ns {
+            return;
+        }
+        self.now_ns = now_ns;
+        let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
+        while let Some(&(ts, _, _)) = self.pending_order.front() {
+            if ts >= horizon {
+                break;
+            }
+            self.pop_oldest_pending(false);
+        }
+        if now_ns >= self.next_scan_ns {
+            self.next_scan_ns = now_ns.saturating_add(self.cfg.expiry_scan_interval_ns);
+            self.expire_idle(now_ns, out);
+        }
+    }
+
+    fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
+        let hold = self.cfg.hold;
+        let mut expired: Vec<FlowKey> = Vec::new();
+        for (k, f) in &self.flows {
+            let mut probe = f.mapping;
+            probe.end = closed_reason(f);
+            if probe.end == EndReason::Open {
+                probe.end = EndReason::Idle;
+            }
+            if now_ns > probe.last_ns.saturating_add(hold.hold_ns(&probe)) {
+                expired.push(*k);
+            }
+        }
+        // Deterministic output order: by last packet, then key.
+        expired.sort_by_key(|k| (self.flows[k].mapping.last_ns, self.flows[k].mapping.first_ns));
+        for k in expired {
+            let f = self.flows.remove(&k).expect("present");
+            let reason = match closed_reason(&f) {
+                EndReason::Open => EndReason::Idle,
+                r => r,
+            };
+            self.close(f, reason, out);
+        }
+    }
+
+    /// The capture ended: every copy still waiting is counted unmatched and
+    /// every active flow is closed with [`EndReason::CaptureEnd`] (or FIN/RST
+    /// when the connection was closed), in order of first packet.
+    pub fn finish(&mut self, out: &mut Vec<Mapping>) {
+        while self.pop_oldest_pending(false) {}
+        let mut flows: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
+        flows.sort_by_key(|f| (f.mapping.first_ns, f.mapping.internal, f.mapping.remote));
+        for f in flows {
+            let reason = match closed_reason(&f) {
+                EndReason::Open => EndReason::CaptureEnd,
+                r => r,
+            };
+            self.close(f, reason, out);
+        }
+    }
+}
+
+/// FIN/RST state of a flow as an end reason (`Open` if not closed).
+fn closed_reason(f: &Flow) -> EndReason {
+    if f.rst {
+        EndReason::Rst
+    } else if f.fin_out && f.fin_in {
+        EndReason::Fin
+    } else {
+        EndReason::Open
+    }
+}
+
+/// IPv4-mapped IPv6 addresses compare as IPv4.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Hash of the fields a source NAT does not rewrite.
+fn invariants(pkt: &Decoded) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pkt.ip_id.hash(&mut h);
+    pkt.ip_total_len.hash(&mut h);
+    pkt.tcp.hash(&mut h);
+    pkt.icmp_seq.hash(&mut h);
+    pkt.payload_len.hash(&mut h);
+    pkt.payload_fp_bytes.hash(&mut h);
+    pkt.payload_fp.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::LinkInfo;
+
+    const S: i64 = NANOS_PER_SEC;
+    const MS: i64 = 1_000_000;
+
+    /// A decoded packet as the decoder would produce it.
+    fn pkt(proto: Proto, src: &str, dst: &str, ip_id: u32, flags: u8, seq: u32) -> Decoded {
+        let src: SocketAddr = src.parse().unwrap();
+        let dst: SocketAddr = dst.parse().unwrap();
+        Decoded {
+            link: LinkInfo::default(),
+            proto,
+            src: src.ip(),
+            dst: dst.ip(),
+            sport: src.port(),
+            dport: dst.port(),
+            ip_id,
+            ip_total_len: 60,
+            tcp: (proto == Proto::Tcp).then_some(TcpInfo { seq, ack: 0, flags }),
+            icmp_seq: 0,
+            payload_fp: 0,
+            payload_len: 0,
+            payload_fp_bytes: 0,
+        }
+    }
+
+    fn run(events: &[(i64, Side, Decoded)]) -> (Vec<Mapping>, CorrelatorStats) {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        let mut out = Vec::new();
+        for (ts, side, p) in events {
+            c.push(*ts, *side, p, &mut out);
+        }
+        c.finish(&mut out);
+        (out, c.stats())
+    }
+
+    fn finals(out: &[Mapping]) -> Vec<Mapping> {
+        out.iter().filter(|m| m.end != EndReason::Open).copied().collect()
+    }
+
+    const SYN: u8 = TcpInfo::SYN;
+    const SYNACK: u8 = TcpInfo::SYN | TcpInfo::ACK;
+    const ACK: u8 = TcpInfo::ACK;
+    const FINACK: u8 = TcpInfo::FIN | TcpInfo::ACK;
+
+    /// A TCP connection through the NAT: both copies of each packet, in the
+    /// order (pre, post) unless `post_first`.
+    fn tcp_conn(t0: i64, internal: &str, public: &str, remote: &str, id0: u32, post_first: bool) -> Vec<(i64, Side, Decoded)> {
+        let steps = [(true, SYN), (false, SYNACK), (true, ACK), (true, FINACK), (false, FINACK), (true, ACK)];
+        let mut v = Vec::new();
+        for (i, (outbound, flags)) in steps.iter().enumerate() {
+            let t = t0 + i as i64 * 10 * MS;
+            let id = id0 + i as u32;
+            let seq = 1000 + i as u32;
+            let (pre, post) = if *outbound {
+                (pkt(Proto::Tcp, internal, remote, id, *flags, seq), pkt(Proto::Tcp, public, remote, id, *flags, seq))
+            } else {
+                (pkt(Proto::Tcp, remote, public, id, *flags, seq), pkt(Proto::Tcp, remote, internal, id, *flags, seq))
+            };
+            // Sides are left to the subscriber prefixes.
+            let (a, b) = if post_first { (post, pre) } else { (pre, post) };
+            v.push((t, Side::Unknown, a));
+            v.push((t + MS, Side::Unknown, b));
+        }
+        v
+    }
+
+    #[test]
+    fn port_preserving_tcp_connection_is_one_mapping_closed_by_fin() {
+        let ev = tcp_conn(10 * S, "100.64.0.2:40001", "203.0.113.1:40001", "198.51.100.10:80", 100, false);
+        let (out, stats) = run(&ev);
+        assert_eq!(out.len(), 2, "{out:?}");
+        assert_eq!(out[0].end, EndReason::Open);
+        let m = out[1];
+        assert_eq!(m.end, EndReason::Fin);
+        assert_eq!(m.internal, "100.64.0.2:40001".parse().unwrap());
+        assert_eq!(m.public, "203.0.113.1:40001".parse().unwrap());
+        assert_eq!(m.remote, "198.51.100.10:80".parse().unwrap());
+        assert_eq!((m.packets_out, m.packets_in), (4, 2));
+        assert_eq!(m.first_ns, 10 * S);
+        assert_eq!(m.last_ns, 10 * S + 50 * MS);
+        assert_eq!(m.flags & FLAG_MIDFLOW, 0);
+        assert_eq!(stats.paired_copies, 12);
+        assert_eq!(stats.unmatched_inside + stats.unmatched_outside, 0);
+    }
+
+    #[test]
+    fn post_translation_copy_first_pairs_the_same() {
+        let a = run(&tcp_conn(10 * S, "100.64.0.2:40001", "203.0.113.1:5000", "198.51.100.10:80", 100, false)).0;
+        let b = run(&tcp_conn(10 * S, "100.64.0.2:40001", "203.0.113.1:5000", "198.51.100.10:80", 100, true)).0;
+        assert_eq!(finals(&a).len(), 1);
+        assert_eq!(finals(&a)[0].public, finals(&b)[0].public);
+        assert_eq!(finals(&b)[0].internal, "100.64.0.2:40001".parse().unwrap());
+    }
+
+    #[test]
+    fn colliding_subscribers_get_remapped_ports_and_stay_apart() {
+        let mut ev = tcp_conn(10 * S, "100.64.0.2:40002", "203.0.113.1:40002", "198.51.100.10:80", 100, false);
+        ev.extend(tcp_conn(10 * S + 5 * MS, "100.64.0.3:40002", "203.0.113.1:1024", "198.51.100.10:80", 500, false));
+        ev.sort_by_key(|e| e.0);
+        let f = finals(&run(&ev).0);
+        assert_eq!(f.len(), 2);
+        let by_internal: HashMap<SocketAddr, SocketAddr> = f.iter().map(|m| (m.internal, m.public)).collect();
+        assert_eq!(by_internal[&"100.64.0.2:40002".parse().unwrap()], "203.0.113.1:40002".parse().unwrap());
+        assert_eq!(by_internal[&"100.64.0.3:40002".parse().unwrap()], "203.0.113.1:1024".parse().unwrap());
+    }
+
+    #[test]
+    fn same_public_port_towards_different_remotes_is_two_holders() {
+        let mut ev = tcp_conn(10 * S, "100.64.0.2:40010", "203.0.113.1:40010", "198.51.100.10:80", 100, false);
+        ev.extend(tcp_conn(10 * S + 3 * MS, "100.64.0.3:40010", "203.0.113.1:40010", "198.51.100.11:80", 100, false));
+        ev.sort_by_key(|e| e.0);
+        let f = finals(&run(&ev).0);
+        assert_eq!(f.len(), 2);
+        assert!(f.iter().all(|m| m.public == "203.0.113.1:40010".parse().unwrap()));
+        assert!(f.iter().any(|m| m.internal.ip() == "100.64.0.3".parse::<IpAddr>().unwrap() && m.remote.ip() == "198.51.100.11".parse::<IpAddr>().unwrap()));
+    }
+
+    #[test]
+    fn udp_without_reply_is_a_mapping_closed_by_idle() {
+        let ev = vec![
+            (S, Side::Inside, pkt(Proto::Udp, "100.64.0.4:40030", "198.51.100.10:9999", 7, 0, 0)),
+            (S + MS, Side::Outside, pkt(Proto::Udp, "203.0.113.1:40030", "198.51.100.10:9999", 7, 0, 0)),
+            // Much later: the flow has been idle longer than the 30 s UDP hold.
+            (100 * S, Side::Outside, pkt(Proto::Udp, "198.51.100.99:1", "203.0.113.1:1", 9, 0, 0)),
+        ];
+        let (out, stats) = run(&ev);
+        let f = finals(&out);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].end, EndReason::Idle);
+        assert_eq!((f[0].packets_out, f[0].packets_in), (1, 0));
+        assert_eq!(stats.unmatched_outside, 1, "the stray outside packet has no inside copy");
+    }
+
+    #[test]
+    fn retransmitted_syns_pair_one_to_one() {
+        let syn = |src: &str| pkt(Proto::Tcp, src, "198.51.100.11:81", 0, SYN, 777);
+        let ev = vec![
+            (S, Side::Inside, syn("100.64.0.4:40040")),
+            (S + MS, Side::Inside, syn("100.64.0.4:40040")), // second SYN before the first's post copy: same key
+            (S + 2 * MS, Side::Outside, syn("203.0.113.1:40040")),
+            (S + 3 * MS, Side::Outside, syn("203.0.113.1:40040")),
+        ];
+        let (out, stats) = run(&ev);
+        let f = finals(&out);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].packets_out, 1, "the duplicate inside copy is swallowed");
+        assert_eq!(stats.duplicate_copies, 1);
+        assert_eq!(stats.unmatched_outside, 1);
+    }
+
+    #[test]
+    fn flow_running_before_capture_is_flagged_midflow() {
+        let ev = vec![
+            (S, Side::Unknown, pkt(Proto::Tcp, "100.64.0.3:40050", "198.51.100.10:8080", 5, ACK, 1)),
+            (S + MS, Side::Unknown, pkt(Proto::Tcp, "203.0.113.1:40050", "198.51.100.10:8080", 5, ACK, 1)),
+        ];
+        let f = finals(&run(&ev).0);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].flags & FLAG_MIDFLOW, FLAG_MIDFLOW);
+        assert_eq!(f[0].end, EndReason::CaptureEnd);
+    }
+
+    #[test]
+    fn nat_host_own_and_untranslated_traffic_is_not_a_mapping() {
+        let ev = vec![
+            // NAT host's own packet: outside only.
+            (S, Side::Unknown, pkt(Proto::Udp, "203.0.113.1:5353", "198.51.100.10:53", 1, 0, 0)),
+            // Forwarded without translation, captured on both sides.
+            (S, Side::Unknown, pkt(Proto::Tcp, "100.64.0.5:40060", "198.51.100.10:80", 2, SYN, 9)),
+            (S + MS, Side::Unknown, pkt(Proto::Tcp, "100.64.0.5:40060", "198.51.100.10:80", 2, SYN, 9)),
+            // Subscriber address on the outside interface.
+            (S + MS, Side::Outside, pkt(Proto::Tcp, "100.64.0.5:40060", "198.51.100.10:80", 3, ACK, 9)),
+        ];
+        let (out, stats) = run(&ev);
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(stats.unmatched_outside, 1);
+        assert_eq!(stats.duplicate_copies, 1);
+        assert_eq!(stats.untranslated, 1);
+        assert_eq!(stats.unmatched_inside, 1);
+    }
+
+    #[test]
+    fn same_public_port_reused_over_time_by_another_subscriber() {
+        let udp = |src: &str, dst: &str, id| pkt(Proto::Udp, src, dst, id, 0, 0);
+        let ev = vec![
+            (S, Side::Unknown, udp("100.64.0.2:40020", "198.51.100.10:53", 1)),
+            (S + MS, Side::Unknown, udp("203.0.113.1:40020", "198.51.100.10:53", 1)),
+            (S + 2 * MS, Side::Unknown, udp("198.51.100.10:53", "203.0.113.1:40020", 2)),
+            (S + 3 * MS, Side::Unknown, udp("198.51.100.10:53", "100.64.0.2:40020", 2)),
+            (200 * S, Side::Unknown, udp("100.64.0.3:40020", "198.51.100.10:53", 3)),
+            (200 * S + MS, Side::Unknown, udp("203.0.113.1:40020", "198.51.100.10:53", 3)),
+        ];
+        let (out, _) = run(&ev);
+        let f = finals(&out);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].internal, "100.64.0.2:40020".parse().unwrap());
+        assert_eq!(f[0].end, EndReason::Idle);
+        assert_eq!((f[0].packets_out, f[0].packets_in), (1, 1));
+        assert_eq!(f[1].internal, "100.64.0.3:40020".parse().unwrap());
+        assert_eq!(f[1].public, f[0].public);
+    }
+
+    #[test]
+    fn new_syn_after_close_on_same_tuple_is_a_new_mapping() {
+        let mut ev = tcp_conn(10 * S, "100.64.0.2:40001", "203.0.113.1:40001", "198.51.100.10:80", 100, false);
+        ev.extend(tcp_conn(11 * S, "100.64.0.2:40001", "203.0.113.1:40001", "198.51.100.10:80", 200, false));
+        let f = finals(&run(&ev).0);
+        assert_eq!(f.len(), 2);
+        assert_eq!(f[0].end, EndReason::Fin);
+        assert_eq!(f[1].first_ns, 11 * S);
+    }
+
+    #[test]
+    fn icmp_echo_identifier_is_the_port() {
+        let mut req = pkt(Proto::Icmp, "100.64.0.2:33", "198.51.100.10:0", 1, 0, 0);
+        req.icmp_seq = 1;
+        let mut req_post = req;
+        req_post.src = "203.0.113.1".parse().unwrap();
+        req_post.sport = 7;
+        let mut rep = pkt(Proto::Icmp, "198.51.100.10:0", "203.0.113.1:7", 2, 0, 0);
+        rep.icmp_seq = 1;
+        let mut rep_post = rep;
+        rep_post.dst = "100.64.0.2".parse().unwrap();
+        rep_post.dport = 33;
+        let ev = vec![(S, Side::Unknown, req), (S + 1, Side::Unknown, req_post), (S + 2, Side::Unknown, rep), (S + 3, Side::Unknown, rep_post)];
+        let f = finals(&run(&ev).0);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].internal, "100.64.0.2:33".parse().unwrap());
+        assert_eq!(f[0].public, "203.0.113.1:7".parse().unwrap());
+        assert_eq!((f[0].packets_out, f[0].packets_in), (1, 1));
+    }
+
+    #[test]
+    fn copies_outside_the_pair_window_do_not_pair() {
+        let ev = vec![
+            (S, Side::Unknown, pkt(Proto::Udp, "100.64.0.2:1000", "198.51.100.10:53", 1, 0, 0)),
+            (5 * S, Side::Unknown, pkt(Proto::Udp, "203.0.113.1:1000", "198.51.100.10:53", 1, 0, 0)),
+        ];
+        let (out, stats) = run(&ev);
+        assert!(out.is_empty());
+        assert_eq!((stats.unmatched_inside, stats.unmatched_outside), (1, 1));
+    }
+
+    #[test]
+    fn pending_bound_evicts_oldest_and_counts() {
+        let mut c = Correlator::new(CorrelatorConfig { pending_max: 2, ..CorrelatorConfig::default() });
+        let mut out = Vec::new();
+        for i in 0..5u32 {
+            c.push(S, Side::Inside, &pkt(Proto::Udp, "100.64.0.2:1000", "198.51.100.10:53", i, 0, 0), &mut out);
+        }
+        let s = c.stats();
+        assert_eq!(s.pending, 2);
+        assert_eq!(s.pending_evicted, 3);
+    }
+
+    #[test]
+    fn flow_bound_evicts_least_recent_and_counts() {
+        let mut c = Correlator::new(CorrelatorConfig { flows_active_max: 1, ..CorrelatorConfig::default() });
+        let mut out = Vec::new();
+        for (i, port) in [1000u16, 1001].iter().enumerate() {
+            let t = S + i as i64 * MS;
+            c.push(t, Side::Inside, &pkt(Proto::Udp, &format!("100.64.0.2:{port}"), "198.51.100.10:53", i as u32, 0, 0), &mut out);
+            c.push(t, Side::Outside, &pkt(Proto::Udp, &format!("203.0.113.1:{port}"), "198.51.100.10:53", i as u32, 0, 0), &mut out);
+        }
+        assert_eq!(c.stats().flows_evicted, 1);
+        assert!(out.iter().any(|m| m.end == EndReason::Evicted && m.internal.port() == 1000));
+    }
+}
