@@ -59,6 +59,10 @@ const PCAP_HEADER_BYTES: usize = 24;
 const PCAP_RECORD_HEADER_BYTES: usize = 16;
 /// Smallest pcapng block (type, length, trailing length), in bytes.
 const PCAPNG_BLOCK_BYTES_MIN: usize = 12;
+/// Bytes of a pcapng block that hold its type and length.
+const PCAPNG_BLOCK_TYPE_AND_LEN_BYTES: usize = 8;
+/// End of a Section Header Block's byte-order magic, counted from the block start.
+const PCAPNG_SHB_BOM_END: usize = 12;
 
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 
@@ -514,14 +518,18 @@ impl<'a> Packets<'a> {
         let State::PcapNg { big_endian, .. } = self.state else {
             unreachable!("next_pcapng_block called on a pcap file");
         };
-        if rest.len() < PCAPNG_BLOCK_BYTES_MIN {
-            return Err(self.truncated(PCAPNG_BLOCK_BYTES_MIN, rest.len()));
+        // Type and length first: with them, a cut block reports how long it should have been.
+        if rest.len() < PCAPNG_BLOCK_TYPE_AND_LEN_BYTES {
+            return Err(self.truncated(PCAPNG_BLOCK_TYPE_AND_LEN_BYTES, rest.len()));
         }
         // The SHB type is a palindrome; its byte-order magic sets the order of what follows.
         let mut big_endian = big_endian;
         let block_type_le = read_u32(rest, 0, false).unwrap_or_default();
         let is_shb = block_type_le == SHB_MAGIC;
         if is_shb {
+            if rest.len() < PCAPNG_SHB_BOM_END {
+                return Err(self.truncated(PCAPNG_SHB_BOM_END, rest.len()));
+            }
             big_endian = match read_u32(rest, 8, false) {
                 Some(BOM_MAGIC) => false,
                 Some(m) if m == BOM_MAGIC.swap_bytes() => true,
@@ -761,6 +769,362 @@ impl<'a> Iterator for Packets<'a> {
                 self.done = true;
                 Some(Err(e))
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn u16b(v: u16, be: bool) -> [u8; 2] {
+        if be { v.to_be_bytes() } else { v.to_le_bytes() }
+    }
+    fn u32b(v: u32, be: bool) -> [u8; 4] {
+        if be { v.to_be_bytes() } else { v.to_le_bytes() }
+    }
+
+    /// A pcap file: global header, then `(seconds, fraction, data, orig_len)` records.
+    fn pcap(be: bool, nanos: bool, linktype: u32, records: &[(u32, u32, &[u8], u32)]) -> Vec<u8> {
+        let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
+        let mut out = Vec::new();
+        out.extend(u32b(magic, be));
+        out.extend(u16b(2, be));
+        out.extend(u16b(4, be));
+        out.extend(u32b(0, be)); // thiszone
+        out.extend(u32b(0, be)); // sigfigs
+        out.extend(u32b(65535, be)); // snaplen
+        out.extend(u32b(linktype, be));
+        for &(sec, frac, data, orig) in records {
+            out.extend(u32b(sec, be));
+            out.extend(u32b(frac, be));
+            out.extend(u32b(data.len() as u32, be));
+            out.extend(u32b(orig, be));
+            out.extend(data);
+        }
+        out
+    }
+
+    /// A pcapng block: type, length, body (padded to 4), length.
+    fn block(be: bool, block_type: u32, body: &[u8]) -> Vec<u8> {
+        let padded = body.len().div_ceil(4) * 4;
+        let len = (12 + padded) as u32;
+        let mut out = Vec::new();
+        out.extend(u32b(block_type, be));
+        out.extend(u32b(len, be));
+        out.extend(body);
+        out.resize(8 + padded, 0);
+        out.extend(u32b(len, be));
+        out
+    }
+
+    fn options(be: bool, opts: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &(code, value) in opts {
+            out.extend(u16b(code, be));
+            out.extend(u16b(value.len() as u16, be));
+            out.extend(value);
+            out.resize(out.len().div_ceil(4) * 4, 0);
+        }
+        if !opts.is_empty() {
+            out.extend([0, 0, 0, 0]); // opt_endofopt
+        }
+        out
+    }
+
+    fn shb(be: bool) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend(u32b(0x1a2b_3c4d, be));
+        body.extend(u16b(1, be));
+        body.extend(u16b(0, be));
+        body.extend([0xff; 8]); // section length unknown
+        block(be, SHB_MAGIC, &body)
+    }
+
+    fn idb(be: bool, linktype: u16, opts: &[(u16, &[u8])]) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend(u16b(linktype, be));
+        body.extend(u16b(0, be));
+        body.extend(u32b(0, be)); // snaplen: unlimited
+        body.extend(options(be, opts));
+        block(be, IDB_MAGIC, &body)
+    }
+
+    fn epb(be: bool, if_id: u32, ts: u64, data: &[u8], orig: u32) -> Vec<u8> {
+        let mut body = Vec::new();
+        body.extend(u32b(if_id, be));
+        body.extend(u32b((ts >> 32) as u32, be));
+        body.extend(u32b(ts as u32, be));
+        body.extend(u32b(data.len() as u32, be));
+        body.extend(u32b(orig, be));
+        body.extend(data);
+        body.resize(body.len().div_ceil(4) * 4, 0);
+        block(be, EPB_MAGIC, &body)
+    }
+
+    fn all(file: &CaptureFile) -> Vec<Result<RawPacket<'_>, CaptureError>> {
+        file.packets().collect()
+    }
+
+    #[test]
+    fn pcap_all_magics_and_byte_orders() {
+        let a: &[u8] = &[1, 2, 3, 4, 5];
+        let b: &[u8] = &[9; 60];
+        for be in [false, true] {
+            for nanos in [false, true] {
+                let bytes = pcap(be, nanos, 1, &[(1_700_000_000, 123_456, a, 5), (1_700_000_001, 999_999, b, 1514)]);
+                let len = bytes.len() as u64;
+                let file = CaptureFile::from_bytes("t.pcap", bytes).unwrap();
+                let mut it = file.packets();
+                let p = it.next().unwrap().unwrap();
+                let scale = if nanos { 1 } else { 1_000 };
+                assert_eq!(p.ts_ns, 1_700_000_000 * NANOS_PER_SEC + 123_456 * scale, "be={be} nanos={nanos}");
+                assert_eq!((p.linktype, p.interface, p.interface_name), (1, 0, None));
+                assert_eq!((p.data, p.orig_len, p.offset), (a, 5, 24));
+                assert_eq!(it.position(), 24 + 16 + 5);
+                let q = it.next().unwrap().unwrap();
+                assert_eq!(q.ts_ns, 1_700_000_001 * NANOS_PER_SEC + 999_999 * scale);
+                assert_eq!((q.data.len(), q.orig_len, q.offset), (60, 1514, 24 + 16 + 5));
+                assert!(it.next().is_none());
+                assert_eq!(it.position(), len);
+                assert_eq!(file.len_bytes(), len);
+            }
+        }
+    }
+
+    #[test]
+    fn pcap_linktype_keeps_low_16_bits() {
+        // FCS-length flags in the upper bits of the link type field.
+        let file = CaptureFile::from_bytes("t.pcap", pcap(false, false, 0x1400_0001, &[(0, 0, &[0], 1)])).unwrap();
+        assert_eq!(all(&file)[0].as_ref().unwrap().linktype, 1);
+    }
+
+    #[test]
+    fn pcap_truncated_last_record() {
+        let mut bytes = pcap(false, false, 101, &[(1, 0, &[1; 10], 10), (2, 0, &[2; 20], 20)]);
+        bytes.truncate(bytes.len() - 5);
+        let file = CaptureFile::from_bytes("cut.pcap", bytes).unwrap();
+        let got = all(&file);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_ok());
+        match &got[1] {
+            Err(CaptureError::Truncated { offset, need, have, .. }) => {
+                assert_eq!((*offset, *need, *have), (24 + 26, 36, 31));
+            }
+            other => panic!("{other:?}"),
+        }
+        let msg = got[1].as_ref().unwrap_err().to_string();
+        assert!(msg.starts_with("cut.pcap: truncated record at byte offset 50"), "{msg}");
+
+        // Cut inside the record header.
+        let mut bytes = pcap(true, false, 101, &[(1, 0, &[1; 10], 10)]);
+        bytes.extend([0, 0, 0]);
+        let file = CaptureFile::from_bytes("cut.pcap", bytes).unwrap();
+        let got = all(&file);
+        assert!(matches!(got[1], Err(CaptureError::Truncated { offset: 50, need: 16, have: 3, .. })), "{:?}", got[1]);
+
+        // Global header cut.
+        let err = CaptureFile::from_bytes("h.pcap", pcap(false, false, 1, &[])[..10].to_vec()).unwrap_err();
+        assert!(matches!(err, CaptureError::Truncated { offset: 0, need: 24, have: 10, .. }), "{err:?}");
+    }
+
+    #[test]
+    fn pcap_corrupt_record_length() {
+        let mut bytes = pcap(false, false, 1, &[(1, 0, &[1; 10], 10), (2, 0, &[2; 20], 20)]);
+        // caplen of the second record: 2 GiB.
+        bytes[50 + 8..50 + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        let file = CaptureFile::from_bytes("bad.pcap", bytes).unwrap();
+        let got = all(&file);
+        assert_eq!(got.len(), 2);
+        assert!(matches!(got[1], Err(CaptureError::Corrupt { offset: 50, .. })), "{:?}", got[1]);
+    }
+
+    #[test]
+    fn not_a_capture() {
+        let err = CaptureFile::from_bytes("x.txt", b"hello world".to_vec()).unwrap_err();
+        match &err {
+            CaptureError::NotACapture { found, .. } => assert_eq!(found, b"hell"),
+            other => panic!("{other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.starts_with("x.txt: not a pcap or pcapng capture (starts with 68656c6c;"), "{msg}");
+        let err = CaptureFile::from_bytes("empty", Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("<empty file>"), "{err}");
+        assert!(matches!(CaptureFile::from_bytes("x", vec![0xd4, 0xc3]), Err(CaptureError::NotACapture { .. })));
+    }
+
+    /// Two interfaces: eth0 (Ethernet, nanoseconds) and any (SLL2, default microseconds,
+    /// if_tsoffset 100 s); a name resolution block and a simple packet block in between.
+    fn two_interfaces(be: bool) -> Vec<u8> {
+        let mut f = shb(be);
+        f.extend(idb(be, 1, &[(2, b"eth0"), (9, &[9])]));
+        let tsoffset = if be { 100i64.to_be_bytes() } else { 100i64.to_le_bytes() };
+        f.extend(idb(be, 276, &[(14, &tsoffset)]));
+        f.extend(epb(be, 0, 1_700_000_000_000_000_001, &[0xaa; 7], 7));
+        f.extend(block(be, 4, &[0, 0, 0, 0])); // name resolution: skipped
+        f.extend(epb(be, 1, 5_000_001, &[0xbb; 20], 1500));
+        let mut spb = Vec::new();
+        spb.extend(u32b(3, be));
+        spb.extend([0xcc, 0xcc, 0xcc]);
+        f.extend(block(be, SPB_MAGIC, &spb));
+        f
+    }
+
+    #[test]
+    fn pcapng_two_interfaces_both_byte_orders() {
+        for be in [false, true] {
+            let bytes = two_interfaces(be);
+            let len = bytes.len() as u64;
+            let file = CaptureFile::from_bytes("t.pcapng", bytes).unwrap();
+            let mut it = file.packets();
+            let p = it.next().unwrap().unwrap();
+            assert_eq!(p.ts_ns, 1_700_000_000_000_000_001, "be={be}");
+            assert_eq!((p.linktype, p.interface, p.interface_name), (1, 0, Some("eth0")));
+            assert_eq!((p.data, p.orig_len), (&[0xaa; 7][..], 7));
+            let q = it.next().unwrap().unwrap();
+            assert_eq!(q.ts_ns, 105_000_001_000);
+            assert_eq!((q.linktype, q.interface, q.interface_name), (276, 1, None));
+            assert_eq!((q.data.len(), q.orig_len), (20, 1500));
+            let s = it.next().unwrap().unwrap();
+            assert_eq!((s.ts_ns, s.interface, s.data), (105_000_001_000, 0, &[0xcc; 3][..]));
+            assert!(it.next().is_none());
+            assert_eq!(it.position(), len);
+        }
+    }
+
+    #[test]
+    fn pcapng_power_of_two_resolution_and_new_section() {
+        let mut f = shb(false);
+        f.extend(idb(false, 101, &[(9, &[0x80 | 10])])); // 1/1024 s
+        f.extend(epb(false, 0, 2048 + 512, &[0x45], 1));
+        // A second section, big-endian, with its own interface table.
+        f.extend(shb(true));
+        f.extend(idb(true, 228, &[]));
+        f.extend(epb(true, 0, 3_000_000, &[0x45], 1));
+        let file = CaptureFile::from_bytes("t.pcapng", f).unwrap();
+        let got: Vec<_> = all(&file).into_iter().map(Result::unwrap).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].ts_ns, got[0].linktype), (2_500_000_000, 101));
+        assert_eq!((got[1].ts_ns, got[1].linktype), (3_000_000_000, 228));
+    }
+
+    #[test]
+    fn pcapng_truncated_and_corrupt() {
+        let whole = two_interfaces(false);
+        let first_epb = shb(false).len()
+            + idb(false, 1, &[(2, b"eth0"), (9, &[9])]).len()
+            + idb(false, 276, &[(14, &100i64.to_le_bytes())]).len();
+        let epb_len = epb(false, 0, 0, &[0xaa; 7], 7).len();
+        let cut = CaptureFile::from_bytes("t.pcapng", whole[..first_epb + 10].to_vec()).unwrap();
+        let got = all(&cut);
+        assert_eq!(got.len(), 1);
+        match &got[0] {
+            Err(CaptureError::Truncated { offset, need, have, .. }) => {
+                assert_eq!((*offset, *need, *have), (first_epb as u64, epb_len as u64, 10));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let corrupt = |patch: &dyn Fn(&mut Vec<u8>)| {
+            let mut bytes = whole.clone();
+            patch(&mut bytes);
+            let file = CaptureFile::from_bytes("t.pcapng", bytes).unwrap();
+            let got = all(&file);
+            match got.last() {
+                Some(Err(CaptureError::Corrupt { offset, detail, .. })) => (*offset, detail.clone()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let at = first_epb;
+        // Block length not a multiple of 4.
+        assert_eq!(corrupt(&|b| b[at + 4] = 13).0, at as u64);
+        // Trailing length disagrees.
+        let (off, detail) = corrupt(&|b| b[at + epb_len - 4] ^= 4);
+        assert_eq!(off, at as u64);
+        assert!(detail.contains("ends with"), "{detail}");
+        // Unknown interface.
+        let (_, detail) = corrupt(&|b| b[at + 8] = 5);
+        assert!(detail.contains("interface 5"), "{detail}");
+        // Captured length larger than the block.
+        let (off, _) = corrupt(&|b| b[at + 20] = 200);
+        assert_eq!(off, at as u64);
+        // Absurd block length: corrupt, not truncated.
+        let (off, detail) = corrupt(&|b| b[at + 4..at + 8].copy_from_slice(&0x7fff_fff0u32.to_le_bytes()));
+        assert_eq!(off, at as u64);
+        assert!(detail.contains("limit"), "{detail}");
+        // Bad byte-order magic.
+        let (off, _) = corrupt(&|b| b[8] = 0);
+        assert_eq!(off, 0);
+    }
+
+    #[test]
+    fn open_reads_a_file_and_reports_io_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.pcapng");
+        std::fs::write(&path, two_interfaces(false)).unwrap();
+        let file = CaptureFile::open(&path).unwrap();
+        assert_eq!(file.path(), path);
+        assert_eq!(file.packets().filter(Result::is_ok).count(), 3);
+
+        let empty = dir.path().join("empty.pcap");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(matches!(CaptureFile::open(&empty), Err(CaptureError::NotACapture { .. })));
+
+        let missing = dir.path().join("missing.pcap");
+        let err = CaptureFile::open(&missing).unwrap_err();
+        assert!(matches!(err, CaptureError::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("missing.pcap: cannot read capture"), "{err}");
+    }
+
+    fn read_all(bytes: Vec<u8>) {
+        if let Ok(file) = CaptureFile::from_bytes("fuzz", bytes) {
+            let mut n = 0usize;
+            let mut it = file.packets();
+            for p in it.by_ref() {
+                n += 1;
+                if let Ok(p) = p {
+                    assert!(p.offset < file.len_bytes());
+                }
+            }
+            assert!(it.position() <= file.len_bytes());
+            assert!(n <= file.len_bytes() as usize);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(
+            magic in prop::sample::select(vec![
+                vec![], vec![0xd4, 0xc3, 0xb2, 0xa1], vec![0xa1, 0xb2, 0xc3, 0xd4],
+                vec![0x4d, 0x3c, 0xb2, 0xa1], vec![0x0a, 0x0d, 0x0d, 0x0a],
+            ]),
+            tail in prop::collection::vec(any::<u8>(), 0..300),
+        ) {
+            read_all([magic, tail].concat());
+        }
+
+        #[test]
+        fn never_panics_on_mutated_files(
+            be in any::<bool>(),
+            ng in any::<bool>(),
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = if ng {
+                two_interfaces(be)
+            } else {
+                pcap(be, false, 1, &[(1, 2, &[3; 30], 30), (4, 5, &[6; 7], 70)])
+            };
+            for (at, v) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] = v;
+            }
+            let keep = cut.index(bytes.len() + 1);
+            bytes.truncate(keep);
+            read_all(bytes);
         }
     }
 }
