@@ -233,7 +233,9 @@ impl fmt::Display for Skip {
             Skip::PppNotIp(p) => write!(f, "PPP protocol {p:#06x} is not IP"),
             Skip::LoopbackNotIp(af) => write!(f, "loopback address family {af} is not IP"),
             Skip::UnsupportedLinkType(l) => write!(f, "link type {l} not supported"),
-            Skip::Truncated { layer } => write!(f, "{layer} header cut short by the snapshot length"),
+            Skip::Truncated { layer } => {
+                write!(f, "{layer} header cut short by the snapshot length")
+            }
             Skip::Malformed { layer, detail } => write!(f, "malformed {layer} header: {detail}"),
             Skip::Fragment => f.write_str("IP fragment"),
             Skip::UnsupportedProto(p) => write!(f, "IP protocol {p} not recorded"),
@@ -573,7 +575,10 @@ fn transport(
     ip: IpFacts,
 ) -> Result<Decoded, Skip> {
     // etherparse bounds the payload by the IP length; keep that true even if it stopped doing so.
-    debug_assert!(l4.len() <= l4_len, "etherparse bounds the payload by the IP length");
+    debug_assert!(
+        l4.len() <= l4_len,
+        "etherparse bounds the payload by the IP length"
+    );
     let l4 = &l4[..l4.len().min(l4_len)];
     let cut = l4.len() < l4_len;
     let (proto, sport, dport, tcp, icmp_seq, header_len) = match ip_number {
@@ -591,11 +596,25 @@ fn transport(
                 ack: h.acknowledgment_number(),
                 flags: raw[13],
             };
-            (Proto::Tcp, h.source_port(), h.destination_port(), Some(info), 0, raw.len())
+            (
+                Proto::Tcp,
+                h.source_port(),
+                h.destination_port(),
+                Some(info),
+                0,
+                raw.len(),
+            )
         }
         IpNumber::UDP => {
             let h = UdpHeaderSlice::from_slice(l4).map_err(|_| cut_or_malformed(cut, "udp"))?;
-            (Proto::Udp, h.source_port(), h.destination_port(), None, 0, h.slice().len())
+            (
+                Proto::Udp,
+                h.source_port(),
+                h.destination_port(),
+                None,
+                0,
+                h.slice().len(),
+            )
         }
         IpNumber::ICMP | IpNumber::IPV6_ICMP => {
             let (proto, layer, request, reply) = match (ip_number, v6) {

@@ -33,10 +33,9 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_header};
 use pcap_parser::pcapng::{
-    parse_enhancedpacketblock_be, parse_enhancedpacketblock_le,
-    parse_interfacedescriptionblock_be, parse_interfacedescriptionblock_le,
-    parse_sectionheaderblock, parse_simplepacketblock_be, parse_simplepacketblock_le,
-    InterfaceDescriptionBlock, OptionCode, PcapNGOption,
+    parse_enhancedpacketblock_be, parse_enhancedpacketblock_le, parse_interfacedescriptionblock_be,
+    parse_interfacedescriptionblock_le, parse_sectionheaderblock, parse_simplepacketblock_be,
+    parse_simplepacketblock_le, InterfaceDescriptionBlock, OptionCode, PcapNGOption,
 };
 use pcap_parser::{BOM_MAGIC, EPB_MAGIC, IDB_MAGIC, SHB_MAGIC, SPB_MAGIC};
 
@@ -213,7 +212,10 @@ impl CaptureFile {
 
     /// Wraps capture bytes already in memory; `name` stands for the path in errors.
     /// Used by tests and fuzz targets, and for captures that arrive by other means than a file.
-    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<CaptureFile, CaptureError> {
+    pub fn from_bytes(
+        name: impl Into<PathBuf>,
+        bytes: Vec<u8>,
+    ) -> Result<CaptureFile, CaptureError> {
         Self::new(name.into(), Bytes::Owned(bytes))
     }
 
@@ -533,12 +535,10 @@ impl<'a> Packets<'a> {
             big_endian = match read_u32(rest, 8, false) {
                 Some(BOM_MAGIC) => false,
                 Some(m) if m == BOM_MAGIC.swap_bytes() => true,
-                _ => {
-                    return Err(self.corrupt(format!(
-                        "section header byte-order magic is {}, expected 1a2b3c4d in either byte order",
-                        Hex(&rest[8..12])
-                    )))
-                }
+                _ => return Err(self.corrupt(format!(
+                    "section header byte-order magic is {}, expected 1a2b3c4d in either byte order",
+                    Hex(&rest[8..12])
+                ))),
             };
         } else if self.pos == 0 {
             unreachable!("detect() checked that a pcapng file starts with a section header");
@@ -569,9 +569,8 @@ impl<'a> Packets<'a> {
         let offset = self.pos as u64;
         let packet = match block_type {
             SHB_MAGIC => {
-                parse_sectionheaderblock(block).map_err(|e| {
-                    self.corrupt(format!("section header block unreadable: {e}"))
-                })?;
+                parse_sectionheaderblock(block)
+                    .map_err(|e| self.corrupt(format!("section header block unreadable: {e}")))?;
                 if let State::PcapNg {
                     big_endian: be,
                     interfaces,
@@ -703,12 +702,22 @@ fn interface<'a>(
             }
             OptionCode::IfTsresol => match value {
                 Some([r]) => tsresol = *r,
-                _ => return Err(format!("if_tsresol option has length {}, expected 1", opt.len)),
+                _ => {
+                    return Err(format!(
+                        "if_tsresol option has length {}, expected 1",
+                        opt.len
+                    ))
+                }
             },
             OptionCode::IfTsoffset => match value.and_then(|v| <[u8; 8]>::try_from(v).ok()) {
                 Some(b) if big_endian => offset_sec = i64::from_be_bytes(b),
                 Some(b) => offset_sec = i64::from_le_bytes(b),
-                None => return Err(format!("if_tsoffset option has length {}, expected 8", opt.len)),
+                None => {
+                    return Err(format!(
+                        "if_tsoffset option has length {}, expected 8",
+                        opt.len
+                    ))
+                }
             },
             _ => {}
         }
@@ -745,7 +754,10 @@ fn option_value<'a>(opt: &PcapNGOption<'a>) -> Option<&'a [u8]> {
 
 /// Converts a pcapng timestamp to Unix nanoseconds; `None` if it does not fit an `i64`.
 fn ts_to_ns(ts: u64, units_per_sec: u128, offset_sec: i64) -> Option<i64> {
-    assert!(units_per_sec > 0, "resolution validated when the interface was read");
+    assert!(
+        units_per_sec > 0,
+        "resolution validated when the interface was read"
+    );
     // u64 * 1e9 < 2^94: no overflow in u128.
     let ns = u128::from(ts) * NANOS_PER_SEC as u128 / units_per_sec;
     let ns = i128::try_from(ns).ok()? + i128::from(offset_sec) * i128::from(NANOS_PER_SEC);
@@ -779,10 +791,18 @@ mod tests {
     use proptest::prelude::*;
 
     fn u16b(v: u16, be: bool) -> [u8; 2] {
-        if be { v.to_be_bytes() } else { v.to_le_bytes() }
+        if be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
     }
     fn u32b(v: u32, be: bool) -> [u8; 4] {
-        if be { v.to_be_bytes() } else { v.to_le_bytes() }
+        if be {
+            v.to_be_bytes()
+        } else {
+            v.to_le_bytes()
+        }
     }
 
     /// A pcap file: global header, then `(seconds, fraction, data, orig_len)` records.
@@ -873,19 +893,34 @@ mod tests {
         let b: &[u8] = &[9; 60];
         for be in [false, true] {
             for nanos in [false, true] {
-                let bytes = pcap(be, nanos, 1, &[(1_700_000_000, 123_456, a, 5), (1_700_000_001, 999_999, b, 1514)]);
+                let bytes = pcap(
+                    be,
+                    nanos,
+                    1,
+                    &[
+                        (1_700_000_000, 123_456, a, 5),
+                        (1_700_000_001, 999_999, b, 1514),
+                    ],
+                );
                 let len = bytes.len() as u64;
                 let file = CaptureFile::from_bytes("t.pcap", bytes).unwrap();
                 let mut it = file.packets();
                 let p = it.next().unwrap().unwrap();
                 let scale = if nanos { 1 } else { 1_000 };
-                assert_eq!(p.ts_ns, 1_700_000_000 * NANOS_PER_SEC + 123_456 * scale, "be={be} nanos={nanos}");
+                assert_eq!(
+                    p.ts_ns,
+                    1_700_000_000 * NANOS_PER_SEC + 123_456 * scale,
+                    "be={be} nanos={nanos}"
+                );
                 assert_eq!((p.linktype, p.interface, p.interface_name), (1, 0, None));
                 assert_eq!((p.data, p.orig_len, p.offset), (a, 5, 24));
                 assert_eq!(it.position(), 24 + 16 + 5);
                 let q = it.next().unwrap().unwrap();
                 assert_eq!(q.ts_ns, 1_700_000_001 * NANOS_PER_SEC + 999_999 * scale);
-                assert_eq!((q.data.len(), q.orig_len, q.offset), (60, 1514, 24 + 16 + 5));
+                assert_eq!(
+                    (q.data.len(), q.orig_len, q.offset),
+                    (60, 1514, 24 + 16 + 5)
+                );
                 assert!(it.next().is_none());
                 assert_eq!(it.position(), len);
                 assert_eq!(file.len_bytes(), len);
@@ -896,48 +931,95 @@ mod tests {
     #[test]
     fn pcap_linktype_keeps_low_16_bits() {
         // FCS-length flags in the upper bits of the link type field.
-        let file = CaptureFile::from_bytes("t.pcap", pcap(false, false, 0x1400_0001, &[(0, 0, &[0], 1)])).unwrap();
+        let file = CaptureFile::from_bytes(
+            "t.pcap",
+            pcap(false, false, 0x1400_0001, &[(0, 0, &[0], 1)]),
+        )
+        .unwrap();
         assert_eq!(all(&file)[0].as_ref().unwrap().linktype, 1);
     }
 
     #[test]
     fn pcap_truncated_last_record() {
-        let mut bytes = pcap(false, false, 101, &[(1, 0, &[1; 10], 10), (2, 0, &[2; 20], 20)]);
+        let mut bytes = pcap(
+            false,
+            false,
+            101,
+            &[(1, 0, &[1; 10], 10), (2, 0, &[2; 20], 20)],
+        );
         bytes.truncate(bytes.len() - 5);
         let file = CaptureFile::from_bytes("cut.pcap", bytes).unwrap();
         let got = all(&file);
         assert_eq!(got.len(), 2);
         assert!(got[0].is_ok());
         match &got[1] {
-            Err(CaptureError::Truncated { offset, need, have, .. }) => {
+            Err(CaptureError::Truncated {
+                offset, need, have, ..
+            }) => {
                 assert_eq!((*offset, *need, *have), (24 + 26, 36, 31));
             }
             other => panic!("{other:?}"),
         }
         let msg = got[1].as_ref().unwrap_err().to_string();
-        assert!(msg.starts_with("cut.pcap: truncated record at byte offset 50"), "{msg}");
+        assert!(
+            msg.starts_with("cut.pcap: truncated record at byte offset 50"),
+            "{msg}"
+        );
 
         // Cut inside the record header.
         let mut bytes = pcap(true, false, 101, &[(1, 0, &[1; 10], 10)]);
         bytes.extend([0, 0, 0]);
         let file = CaptureFile::from_bytes("cut.pcap", bytes).unwrap();
         let got = all(&file);
-        assert!(matches!(got[1], Err(CaptureError::Truncated { offset: 50, need: 16, have: 3, .. })), "{:?}", got[1]);
+        assert!(
+            matches!(
+                got[1],
+                Err(CaptureError::Truncated {
+                    offset: 50,
+                    need: 16,
+                    have: 3,
+                    ..
+                })
+            ),
+            "{:?}",
+            got[1]
+        );
 
         // Global header cut.
-        let err = CaptureFile::from_bytes("h.pcap", pcap(false, false, 1, &[])[..10].to_vec()).unwrap_err();
-        assert!(matches!(err, CaptureError::Truncated { offset: 0, need: 24, have: 10, .. }), "{err:?}");
+        let err = CaptureFile::from_bytes("h.pcap", pcap(false, false, 1, &[])[..10].to_vec())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CaptureError::Truncated {
+                    offset: 0,
+                    need: 24,
+                    have: 10,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]
     fn pcap_corrupt_record_length() {
-        let mut bytes = pcap(false, false, 1, &[(1, 0, &[1; 10], 10), (2, 0, &[2; 20], 20)]);
+        let mut bytes = pcap(
+            false,
+            false,
+            1,
+            &[(1, 0, &[1; 10], 10), (2, 0, &[2; 20], 20)],
+        );
         // caplen of the second record: 2 GiB.
         bytes[50 + 8..50 + 12].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
         let file = CaptureFile::from_bytes("bad.pcap", bytes).unwrap();
         let got = all(&file);
         assert_eq!(got.len(), 2);
-        assert!(matches!(got[1], Err(CaptureError::Corrupt { offset: 50, .. })), "{:?}", got[1]);
+        assert!(
+            matches!(got[1], Err(CaptureError::Corrupt { offset: 50, .. })),
+            "{:?}",
+            got[1]
+        );
     }
 
     #[test]
@@ -948,10 +1030,16 @@ mod tests {
             other => panic!("{other:?}"),
         }
         let msg = err.to_string();
-        assert!(msg.starts_with("x.txt: not a pcap or pcapng capture (starts with 68656c6c;"), "{msg}");
+        assert!(
+            msg.starts_with("x.txt: not a pcap or pcapng capture (starts with 68656c6c;"),
+            "{msg}"
+        );
         let err = CaptureFile::from_bytes("empty", Vec::new()).unwrap_err();
         assert!(err.to_string().contains("<empty file>"), "{err}");
-        assert!(matches!(CaptureFile::from_bytes("x", vec![0xd4, 0xc3]), Err(CaptureError::NotACapture { .. })));
+        assert!(matches!(
+            CaptureFile::from_bytes("x", vec![0xd4, 0xc3]),
+            Err(CaptureError::NotACapture { .. })
+        ));
     }
 
     /// Two interfaces: eth0 (Ethernet, nanoseconds) and any (SLL2, default microseconds,
@@ -959,7 +1047,11 @@ mod tests {
     fn two_interfaces(be: bool) -> Vec<u8> {
         let mut f = shb(be);
         f.extend(idb(be, 1, &[(2, b"eth0"), (9, &[9])]));
-        let tsoffset = if be { 100i64.to_be_bytes() } else { 100i64.to_le_bytes() };
+        let tsoffset = if be {
+            100i64.to_be_bytes()
+        } else {
+            100i64.to_le_bytes()
+        };
         f.extend(idb(be, 276, &[(14, &tsoffset)]));
         f.extend(epb(be, 0, 1_700_000_000_000_000_001, &[0xaa; 7], 7));
         f.extend(block(be, 4, &[0, 0, 0, 0])); // name resolution: skipped
@@ -980,14 +1072,20 @@ mod tests {
             let mut it = file.packets();
             let p = it.next().unwrap().unwrap();
             assert_eq!(p.ts_ns, 1_700_000_000_000_000_001, "be={be}");
-            assert_eq!((p.linktype, p.interface, p.interface_name), (1, 0, Some("eth0")));
+            assert_eq!(
+                (p.linktype, p.interface, p.interface_name),
+                (1, 0, Some("eth0"))
+            );
             assert_eq!((p.data, p.orig_len), (&[0xaa; 7][..], 7));
             let q = it.next().unwrap().unwrap();
             assert_eq!(q.ts_ns, 105_000_001_000);
             assert_eq!((q.linktype, q.interface, q.interface_name), (276, 1, None));
             assert_eq!((q.data.len(), q.orig_len), (20, 1500));
             let s = it.next().unwrap().unwrap();
-            assert_eq!((s.ts_ns, s.interface, s.data), (105_000_001_000, 0, &[0xcc; 3][..]));
+            assert_eq!(
+                (s.ts_ns, s.interface, s.data),
+                (105_000_001_000, 0, &[0xcc; 3][..])
+            );
             assert!(it.next().is_none());
             assert_eq!(it.position(), len);
         }
@@ -1020,8 +1118,13 @@ mod tests {
         let got = all(&cut);
         assert_eq!(got.len(), 1);
         match &got[0] {
-            Err(CaptureError::Truncated { offset, need, have, .. }) => {
-                assert_eq!((*offset, *need, *have), (first_epb as u64, epb_len as u64, 10));
+            Err(CaptureError::Truncated {
+                offset, need, have, ..
+            }) => {
+                assert_eq!(
+                    (*offset, *need, *have),
+                    (first_epb as u64, epb_len as u64, 10)
+                );
             }
             other => panic!("{other:?}"),
         }
@@ -1032,7 +1135,9 @@ mod tests {
             let file = CaptureFile::from_bytes("t.pcapng", bytes).unwrap();
             let got = all(&file);
             match got.last() {
-                Some(Err(CaptureError::Corrupt { offset, detail, .. })) => (*offset, detail.clone()),
+                Some(Err(CaptureError::Corrupt { offset, detail, .. })) => {
+                    (*offset, detail.clone())
+                }
                 other => panic!("{other:?}"),
             }
         };
@@ -1050,7 +1155,8 @@ mod tests {
         let (off, _) = corrupt(&|b| b[at + 20] = 200);
         assert_eq!(off, at as u64);
         // Absurd block length: corrupt, not truncated.
-        let (off, detail) = corrupt(&|b| b[at + 4..at + 8].copy_from_slice(&0x7fff_fff0u32.to_le_bytes()));
+        let (off, detail) =
+            corrupt(&|b| b[at + 4..at + 8].copy_from_slice(&0x7fff_fff0u32.to_le_bytes()));
         assert_eq!(off, at as u64);
         assert!(detail.contains("limit"), "{detail}");
         // Bad byte-order magic.
@@ -1069,12 +1175,19 @@ mod tests {
 
         let empty = dir.path().join("empty.pcap");
         std::fs::write(&empty, b"").unwrap();
-        assert!(matches!(CaptureFile::open(&empty), Err(CaptureError::NotACapture { .. })));
+        assert!(matches!(
+            CaptureFile::open(&empty),
+            Err(CaptureError::NotACapture { .. })
+        ));
 
         let missing = dir.path().join("missing.pcap");
         let err = CaptureFile::open(&missing).unwrap_err();
         assert!(matches!(err, CaptureError::Io { .. }), "{err:?}");
-        assert!(err.to_string().contains("missing.pcap: cannot read capture"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("missing.pcap: cannot read capture"),
+            "{err}"
+        );
     }
 
     fn read_all(bytes: Vec<u8>) {

@@ -99,7 +99,10 @@ fn raw_ipv4_tcp() {
     }
     assert_eq!(
         decode(linktype::IPV6, &IPV4_TCP),
-        Err(Skip::Malformed { layer: "ipv6", detail: "version is not 6" })
+        Err(Skip::Malformed {
+            layer: "ipv6",
+            detail: "version is not 6"
+        })
     );
 }
 
@@ -144,7 +147,10 @@ fn icmp_echo_request_and_reply() {
 
     let mut unreachable = IPV4_ICMP_REQUEST;
     unreachable[20] = 3;
-    assert_eq!(decode(linktype::RAW, &unreachable), Err(Skip::IcmpNotEcho(3)));
+    assert_eq!(
+        decode(linktype::RAW, &unreachable),
+        Err(Skip::IcmpNotEcho(3))
+    );
 }
 
 #[test]
@@ -152,7 +158,10 @@ fn icmpv6_echo() {
     let d = decode(linktype::IPV6, &IPV6_ICMP_REPLY).unwrap();
     assert_eq!(d.proto, Proto::Icmpv6);
     assert_eq!((d.sport, d.dport, d.icmp_seq), (0, 0x0bcd, 3));
-    assert_eq!((d.ip_total_len, d.payload_len, d.payload_fp_bytes), (48, 0, 0));
+    assert_eq!(
+        (d.ip_total_len, d.payload_len, d.payload_fp_bytes),
+        (48, 0, 0)
+    );
     let mut request = IPV6_ICMP_REPLY;
     request[40] = 128;
     let d = decode(linktype::RAW, &request).unwrap();
@@ -164,8 +173,14 @@ fn icmpv6_echo() {
 #[test]
 fn ipv6_udp_and_extension_headers() {
     let d = decode(linktype::RAW, &IPV6_UDP).unwrap();
-    assert_eq!(d.src, IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)));
-    assert_eq!((d.proto, d.sport, d.dport, d.ip_id), (Proto::Udp, 5353, 5353, 0));
+    assert_eq!(
+        d.src,
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1))
+    );
+    assert_eq!(
+        (d.proto, d.sport, d.dport, d.ip_id),
+        (Proto::Udp, 5353, 5353, 0)
+    );
     assert_eq!((d.ip_total_len, d.payload_len), (50, 2));
 
     let d = decode(linktype::IPV6, &IPV6_EXTS_TCP).unwrap();
@@ -204,15 +219,29 @@ fn vlan_and_qinq() {
         assert_eq!(d.proto, Proto::Udp);
     }
 
-    let five_tags = cat(&[&[0, 1, 0x81, 0], &[0, 2, 0x81, 0], &[0, 3, 0x81, 0], &[0, 4, 0x81, 0], &[0, 5, 8, 0]]);
+    let five_tags = cat(&[
+        &[0, 1, 0x81, 0],
+        &[0, 2, 0x81, 0],
+        &[0, 3, 0x81, 0],
+        &[0, 4, 0x81, 0],
+        &[0, 5, 8, 0],
+    ]);
     let frame = ethernet(0x8100, &cat(&[&five_tags, &IPV4_TCP]));
-    assert_eq!(decode(linktype::ETHERNET, &frame).unwrap_err().reason(), "malformed");
+    assert_eq!(
+        decode(linktype::ETHERNET, &frame).unwrap_err().reason(),
+        "malformed"
+    );
 }
 
 #[test]
 fn pppoe_session() {
     let len = (IPV4_UDP.len() + 2) as u16;
-    let pppoe = cat(&[&[0x11, 0x00, 0x12, 0x34], &len.to_be_bytes(), &[0x00, 0x21], &IPV4_UDP]);
+    let pppoe = cat(&[
+        &[0x11, 0x00, 0x12, 0x34],
+        &len.to_be_bytes(),
+        &[0x00, 0x21],
+        &IPV4_UDP,
+    ]);
     let mut frame = ethernet(0x8864, &pppoe);
     frame.resize(64, 0); // padding after the PPPoE payload
     let d = decode(linktype::ETHERNET, &frame).unwrap();
@@ -220,36 +249,80 @@ fn pppoe_session() {
     assert_eq!((d.sport, d.dport, d.payload_len), (1000, 53, 2));
 
     let len6 = (IPV6_UDP.len() + 2) as u16;
-    let pppoe6 = cat(&[&[0x11, 0x00, 0x00, 0x07], &len6.to_be_bytes(), &[0x00, 0x57], &IPV6_UDP]);
+    let pppoe6 = cat(&[
+        &[0x11, 0x00, 0x00, 0x07],
+        &len6.to_be_bytes(),
+        &[0x00, 0x57],
+        &IPV6_UDP,
+    ]);
     let d = decode(linktype::ETHERNET, &ethernet(0x8864, &pppoe6)).unwrap();
     assert_eq!((d.link.pppoe_session, d.proto), (Some(7), Proto::Udp));
 
-    let lcp = cat(&[&[0x11, 0x00, 0x00, 0x07, 0x00, 0x06], &[0xc0, 0x21], &[1, 1, 0, 4]]);
-    assert_eq!(decode(linktype::ETHERNET, &ethernet(0x8864, &lcp)), Err(Skip::PppNotIp(0xc021)));
-    assert_eq!(decode(linktype::ETHERNET, &ethernet(0x8863, &[0x11, 0x09, 0, 0, 0, 0])), Err(Skip::NotIp(0x8863)));
+    let lcp = cat(&[
+        &[0x11, 0x00, 0x00, 0x07, 0x00, 0x06],
+        &[0xc0, 0x21],
+        &[1, 1, 0, 4],
+    ]);
+    assert_eq!(
+        decode(linktype::ETHERNET, &ethernet(0x8864, &lcp)),
+        Err(Skip::PppNotIp(0xc021))
+    );
+    assert_eq!(
+        decode(
+            linktype::ETHERNET,
+            &ethernet(0x8863, &[0x11, 0x09, 0, 0, 0, 0])
+        ),
+        Err(Skip::NotIp(0x8863))
+    );
     let mut bad_version = pppoe.clone();
     bad_version[0] = 0x21;
-    assert_eq!(decode(linktype::ETHERNET, &ethernet(0x8864, &bad_version)).unwrap_err().reason(), "malformed");
+    assert_eq!(
+        decode(linktype::ETHERNET, &ethernet(0x8864, &bad_version))
+            .unwrap_err()
+            .reason(),
+        "malformed"
+    );
 }
 
 #[test]
 fn linux_sll_and_sll2() {
-    let sll = cat(&[&[0x00, 0x04, 0x00, 0x01, 0x00, 0x06], &[2, 0, 0, 0, 0, 1, 0, 0], &[0x08, 0x00], &IPV4_TCP]);
+    let sll = cat(&[
+        &[0x00, 0x04, 0x00, 0x01, 0x00, 0x06],
+        &[2, 0, 0, 0, 0, 1, 0, 0],
+        &[0x08, 0x00],
+        &IPV4_TCP,
+    ]);
     let d = decode(linktype::LINUX_SLL, &sll).unwrap();
     assert_eq!(d.link.pkttype, Some(4));
     assert_eq!(d.link.ifindex, None);
     assert_eq!(d.sport, 50000);
 
-    let sll2 = cat(&[&[0x86, 0xdd, 0, 0, 0, 0, 0, 7, 0x00, 0x01, 0x03, 0x06], &[2, 0, 0, 0, 0, 1, 0, 0], &IPV6_UDP]);
+    let sll2 = cat(&[
+        &[0x86, 0xdd, 0, 0, 0, 0, 0, 7, 0x00, 0x01, 0x03, 0x06],
+        &[2, 0, 0, 0, 0, 1, 0, 0],
+        &IPV6_UDP,
+    ]);
     let d = decode(linktype::LINUX_SLL2, &sll2).unwrap();
     assert_eq!((d.link.pkttype, d.link.ifindex), (Some(3), Some(7)));
     assert_eq!(d.proto, Proto::Udp);
 
     // VLAN tag left in place under SLL2.
-    let sll2_vlan = cat(&[&[0x81, 0x00, 0, 0, 0, 0, 0, 2, 0x00, 0x01, 0x00, 0x06], &[0; 8], &[0x00, 0x05, 0x08, 0x00], &IPV4_UDP]);
-    assert_eq!(decode(linktype::LINUX_SLL2, &sll2_vlan).unwrap().link.vlan, Some(5));
+    let sll2_vlan = cat(&[
+        &[0x81, 0x00, 0, 0, 0, 0, 0, 2, 0x00, 0x01, 0x00, 0x06],
+        &[0; 8],
+        &[0x00, 0x05, 0x08, 0x00],
+        &IPV4_UDP,
+    ]);
+    assert_eq!(
+        decode(linktype::LINUX_SLL2, &sll2_vlan).unwrap().link.vlan,
+        Some(5)
+    );
 
-    let arp = cat(&[&[0x08, 0x06, 0, 0, 0, 0, 0, 7, 0x00, 0x01, 0x00, 0x06], &[0; 8], &[0; 28]]);
+    let arp = cat(&[
+        &[0x08, 0x06, 0, 0, 0, 0, 0, 7, 0x00, 0x01, 0x00, 0x06],
+        &[0; 8],
+        &[0; 28],
+    ]);
     assert_eq!(decode(linktype::LINUX_SLL2, &arp), Err(Skip::NotIp(0x0806)));
 }
 
@@ -261,7 +334,10 @@ fn loopback_and_ppp() {
     assert_eq!(decode(linktype::NULL, &null_be).unwrap().proto, Proto::Udp);
     let loop_v6 = cat(&[&[0, 0, 0, 24], &IPV6_UDP]);
     assert_eq!(decode(linktype::LOOP, &loop_v6).unwrap().proto, Proto::Udp);
-    assert_eq!(decode(linktype::LOOP, &cat(&[&[0, 0, 0, 17], &IPV6_UDP])), Err(Skip::LoopbackNotIp(17)));
+    assert_eq!(
+        decode(linktype::LOOP, &cat(&[&[0, 0, 0, 17], &IPV6_UDP])),
+        Err(Skip::LoopbackNotIp(17))
+    );
 
     let ppp_hdlc = cat(&[&[0xff, 0x03, 0x00, 0x21], &IPV4_TCP]);
     assert_eq!(decode(linktype::PPP, &ppp_hdlc).unwrap().sport, 50000);
@@ -272,18 +348,27 @@ fn loopback_and_ppp() {
 #[test]
 fn other_skips() {
     assert_eq!(decode(147, &IPV4_TCP), Err(Skip::UnsupportedLinkType(147)));
-    assert_eq!(decode(linktype::ETHERNET, &ethernet(0x0806, &[0; 28])), Err(Skip::NotIp(0x0806)));
+    assert_eq!(
+        decode(linktype::ETHERNET, &ethernet(0x0806, &[0; 28])),
+        Err(Skip::NotIp(0x0806))
+    );
     let mut gre = IPV4_UDP;
     gre[9] = 47;
     assert_eq!(decode(linktype::RAW, &gre), Err(Skip::UnsupportedProto(47)));
     let mut icmp_in_v6 = IPV6_UDP;
     icmp_in_v6[6] = 1;
-    assert_eq!(decode(linktype::RAW, &icmp_in_v6), Err(Skip::UnsupportedProto(1)));
+    assert_eq!(
+        decode(linktype::RAW, &icmp_in_v6),
+        Err(Skip::UnsupportedProto(1))
+    );
     let mut short_total = IPV4_UDP;
     short_total[3] = 24; // total length 24: UDP header does not fit
     assert_eq!(
         decode(linktype::RAW, &short_total),
-        Err(Skip::Malformed { layer: "udp", detail: "header longer than the IP packet" })
+        Err(Skip::Malformed {
+            layer: "udp",
+            detail: "header longer than the IP packet"
+        })
     );
     assert_eq!(Skip::Fragment.to_string(), "IP fragment");
     assert_eq!(Skip::Truncated { layer: "tcp" }.reason(), "truncated");
@@ -293,7 +378,10 @@ fn other_skips() {
 fn snaplen_cut_payload_still_decodes() {
     let cut = &IPV4_TCP[..42];
     let d = decode(linktype::RAW, cut).unwrap();
-    assert_eq!((d.ip_total_len, d.payload_len, d.payload_fp_bytes), (44, 4, 2));
+    assert_eq!(
+        (d.ip_total_len, d.payload_len, d.payload_fp_bytes),
+        (44, 4, 2)
+    );
     assert_eq!(d.payload_fp, payload_fingerprint(b"ab", 4));
 }
 
@@ -305,8 +393,14 @@ fn long_payload_fingerprint_is_bounded() {
     ip[2..4].copy_from_slice(&total.to_be_bytes());
     ip.extend_from_slice(&payload);
     let d = decode(linktype::RAW, &ip).unwrap();
-    assert_eq!((d.payload_len, usize::from(d.payload_fp_bytes)), (300, PAYLOAD_FP_BYTES_MAX));
-    assert_eq!(d.payload_fp, payload_fingerprint(&payload[..PAYLOAD_FP_BYTES_MAX], 300));
+    assert_eq!(
+        (d.payload_len, usize::from(d.payload_fp_bytes)),
+        (300, PAYLOAD_FP_BYTES_MAX)
+    );
+    assert_eq!(
+        d.payload_fp,
+        payload_fingerprint(&payload[..PAYLOAD_FP_BYTES_MAX], 300)
+    );
 }
 
 /// Every valid packet of the tests, with the link type and the length of its headers.
@@ -322,12 +416,18 @@ fn valid_packets() -> Vec<(u16, Vec<u8>, usize)> {
         (linktype::ETHERNET, ethernet(0x0800, &IPV4_TCP), 54),
         (
             linktype::ETHERNET,
-            ethernet(0x88a8, &cat(&[&[0, 10, 0x81, 0, 0, 100, 0x86, 0xdd], &IPV6_UDP])),
+            ethernet(
+                0x88a8,
+                &cat(&[&[0, 10, 0x81, 0, 0, 100, 0x86, 0xdd], &IPV6_UDP]),
+            ),
             14 + 8 + 48,
         ),
         (
             linktype::ETHERNET,
-            ethernet(0x8864, &cat(&[&[0x11, 0, 0, 1], &len.to_be_bytes(), &[0, 0x21], &IPV4_UDP])),
+            ethernet(
+                0x8864,
+                &cat(&[&[0x11, 0, 0, 1], &len.to_be_bytes(), &[0, 0x21], &IPV4_UDP]),
+            ),
             14 + 8 + 28,
         ),
         (
@@ -337,11 +437,19 @@ fn valid_packets() -> Vec<(u16, Vec<u8>, usize)> {
         ),
         (
             linktype::LINUX_SLL2,
-            cat(&[&[0x86, 0xdd, 0, 0, 0, 0, 0, 7, 0, 1, 0, 6], &[0; 8], &IPV6_EXTS_TCP]),
+            cat(&[
+                &[0x86, 0xdd, 0, 0, 0, 0, 0, 7, 0, 1, 0, 6],
+                &[0; 8],
+                &IPV6_EXTS_TCP,
+            ]),
             20 + 76,
         ),
         (linktype::NULL, cat(&[&[2, 0, 0, 0], &IPV4_UDP]), 4 + 28),
-        (linktype::PPP, cat(&[&[0xff, 0x03, 0x00, 0x57], &IPV6_UDP]), 4 + 48),
+        (
+            linktype::PPP,
+            cat(&[&[0xff, 0x03, 0x00, 0x57], &IPV6_UDP]),
+            4 + 48,
+        ),
     ]
 }
 
@@ -359,8 +467,28 @@ fn truncated_at_every_length() {
             } else {
                 let d = got.unwrap_or_else(|e| panic!("linktype {lt}, cut at {cut}: {e}"));
                 assert_eq!(
-                    (d.src, d.dst, d.sport, d.dport, d.ip_id, d.ip_total_len, d.payload_len, d.tcp, d.link),
-                    (full.src, full.dst, full.sport, full.dport, full.ip_id, full.ip_total_len, full.payload_len, full.tcp, full.link),
+                    (
+                        d.src,
+                        d.dst,
+                        d.sport,
+                        d.dport,
+                        d.ip_id,
+                        d.ip_total_len,
+                        d.payload_len,
+                        d.tcp,
+                        d.link
+                    ),
+                    (
+                        full.src,
+                        full.dst,
+                        full.sport,
+                        full.dport,
+                        full.ip_id,
+                        full.ip_total_len,
+                        full.payload_len,
+                        full.tcp,
+                        full.link
+                    ),
                     "linktype {lt}, cut at {cut}"
                 );
                 assert_eq!(usize::from(d.payload_fp_bytes), cut - headers);
