@@ -1,0 +1,764 @@
+//! The bytes on disk: the 96-byte [`Record`], the 64-byte [`LogHeader`],
+//! [`SealedHeader`] and [`Footer`], partition file names, and the checks
+//! applied to each on both sides of the disk. docs/FORMAT.md draws them.
+//!
+//! All integers are little-endian on every host (zerocopy's
+//! `little_endian` types); no `usize` is ever stored.
+
+use std::mem::{offset_of, size_of};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use zerocopy::little_endian::{I64, U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+
+use crate::model::{EndReason, Mapping, Proto, UnixNanos, NANOS_PER_SEC};
+
+/// Format version written in every header; readers refuse higher versions.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes per stored mapping.
+pub const RECORD_SIZE: usize = 96;
+/// Bytes of every header and footer.
+pub const HEADER_SIZE: usize = 64;
+/// Magic of an active append log.
+pub const LOG_MAGIC: [u8; 8] = *b"NATRECL1";
+/// Magic of a sealed partition's header.
+pub const SEALED_MAGIC: [u8; 8] = *b"NATRECP1";
+/// Magic of a sealed partition's footer.
+pub const FOOTER_MAGIC: [u8; 8] = *b"NATRECF1";
+
+/// `store_flags` bit: the public address is IPv4 (stored IPv4-mapped).
+pub const SF_PUBLIC_V4: u8 = 1 << 0;
+/// `store_flags` bit: the internal address is IPv4.
+pub const SF_INTERNAL_V4: u8 = 1 << 1;
+/// `store_flags` bit: the remote address is IPv4.
+pub const SF_REMOTE_V4: u8 = 1 << 2;
+/// `store_flags` bit: this copy was carried in from the previous partition
+/// because the mapping was still held at its end.
+pub const SF_CARRIED: u8 = 1 << 3;
+/// `store_flags` bit: the record arrived after its own partition was sealed
+/// and was stored in a later partition.
+pub const SF_LATE: u8 = 1 << 4;
+/// Every defined `store_flags` bit; the others must be zero.
+pub const SF_KNOWN: u8 = SF_PUBLIC_V4 | SF_INTERNAL_V4 | SF_REMOTE_V4 | SF_CARRIED | SF_LATE;
+
+/// Latest event time the store accepts: 2100-01-01T00:00:00Z. Keeps
+/// `start + span` and `last + hold` far from `i64` overflow.
+pub const EVENT_NS_MAX: UnixNanos = 4_102_444_800 * NANOS_PER_SEC;
+
+/// One stored mapping: 96 bytes, no payload, no pointers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct Record {
+    /// Public (post-NAT) address, 16 bytes; IPv4 as `::ffff:a.b.c.d`.
+    pub public_ip: [u8; 16],
+    /// Internal (subscriber) address.
+    pub internal_ip: [u8; 16],
+    /// Remote address.
+    pub remote_ip: [u8; 16],
+    /// First translated packet, Unix ns.
+    pub first_ns: I64,
+    /// Last translated packet, Unix ns.
+    pub last_ns: I64,
+    /// Packets subscriber → remote.
+    pub packets_out: U32,
+    /// Packets remote → subscriber.
+    pub packets_in: U32,
+    /// Public port (ICMP identifier for echo).
+    pub public_port: U16,
+    /// Internal port.
+    pub internal_port: U16,
+    /// Remote port.
+    pub remote_port: U16,
+    /// IANA protocol number (1, 6, 17, 58).
+    pub proto: u8,
+    /// [`EndReason`] code.
+    pub end: u8,
+    /// `Mapping::flags`, all 8 bits as given.
+    pub flags: u8,
+    /// The store's own `SF_*` bits.
+    pub store_flags: u8,
+    /// Zero.
+    pub reserved: [u8; 10],
+    /// CRC-32 (IEEE, crc32fast) of bytes 0..92.
+    pub crc: U32,
+}
+const _: () = assert!(size_of::<Record>() == RECORD_SIZE);
+const _: () = assert!(offset_of!(Record, crc) == RECORD_SIZE - 4);
+
+/// Header of an active append log (`*.log`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct LogHeader {
+    /// [`LOG_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`FORMAT_VERSION`].
+    pub version: U32,
+    /// [`RECORD_SIZE`].
+    pub record_size: U32,
+    /// Partition start, Unix ns.
+    pub start_ns: I64,
+    /// Partition span, ns.
+    pub span_ns: I64,
+    /// Segment number (the `-NNNN` of the name).
+    pub segment: U32,
+    /// Zero.
+    pub reserved: [u8; 24],
+    /// CRC-32 of bytes 0..60.
+    pub crc: U32,
+}
+const _: () = assert!(size_of::<LogHeader>() == HEADER_SIZE);
+
+/// Header of a sealed partition (`*.part`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct SealedHeader {
+    /// [`SEALED_MAGIC`].
+    pub magic: [u8; 8],
+    /// [`FORMAT_VERSION`].
+    pub version: U32,
+    /// [`RECORD_SIZE`].
+    pub record_size: U32,
+    /// Partition start, Unix ns.
+    pub start_ns: I64,
+    /// Partition span, ns.
+    pub span_ns: I64,
+    /// Segment number.
+    pub segment: U32,
+    /// Zero.
+    pub reserved0: [u8; 4],
+    /// Records between header and footer.
+    pub record_count: U64,
+    /// Zero.
+    pub reserved: [u8; 12],
+    /// CRC-32 of bytes 0..60.
+    pub crc: U32,
+}
+const _: () = assert!(size_of::<SealedHeader>() == HEADER_SIZE);
+
+/// Footer of a sealed partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub struct Footer {
+    /// [`FOOTER_MAGIC`].
+    pub magic: [u8; 8],
+    /// Same as the header's; both must agree.
+    pub record_count: U64,
+    /// Smallest `first_ns` of any record (0 when empty).
+    pub min_first_ns: I64,
+    /// Largest `last_ns` of any record (0 when empty).
+    pub max_last_ns: I64,
+    /// CRC-32 of all record bytes, in file order.
+    pub records_crc: U32,
+    /// Records with [`SF_CARRIED`].
+    pub carried_in: U32,
+    /// Records with [`SF_LATE`].
+    pub late_in: U32,
+    /// Zero.
+    pub reserved: [u8; 16],
+    /// CRC-32 of bytes 0..60.
+    pub crc: U32,
+}
+const _: () = assert!(size_of::<Footer>() == HEADER_SIZE);
+
+/// CRC of a 64-byte header or footer (covers bytes 0..60).
+pub fn header_crc(bytes: &[u8]) -> u32 {
+    crc32fast::hash(&bytes[..HEADER_SIZE - 4])
+}
+
+/// What is wrong with some bytes: field name, offset relative to the start
+/// of the structure, and expected vs found. The caller adds the path and
+/// the structure's offset in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fault {
+    /// Field name.
+    pub field: &'static str,
+    /// Byte offset of the field within the structure.
+    pub offset: usize,
+    /// Expected vs found.
+    pub detail: String,
+    /// For checksum faults: (stored, computed).
+    pub checksum: Option<(u32, u32)>,
+    /// For a version this build does not read: the version found.
+    pub version: Option<u32>,
+}
+
+impl Fault {
+    fn new(field: &'static str, offset: usize, detail: String) -> Fault {
+        Fault { field, offset, detail, checksum: None, version: None }
+    }
+
+    /// Turns this into a [`crate::StoreError`] about `path`, with the
+    /// structure starting at byte `base` of the file.
+    pub fn at(self, path: &std::path::Path, base: u64) -> crate::StoreError {
+        let offset = base + self.offset as u64;
+        if let Some(found) = self.version {
+            return crate::StoreError::Version { path: path.to_path_buf(), found, supported: FORMAT_VERSION };
+        }
+        match self.checksum {
+            Some((expected, found)) => crate::StoreError::BadChecksum {
+                path: path.to_path_buf(),
+                what: format!("{} at byte {offset}", self.field),
+                expected,
+                found,
+            },
+            None => crate::StoreError::Corrupt { path: path.to_path_buf(), offset, field: self.field, detail: self.detail },
+        }
+    }
+}
+
+fn ip_bytes(ip: IpAddr) -> ([u8; 16], bool) {
+    match ip {
+        IpAddr::V4(v4) => (v4.to_ipv6_mapped().octets(), true),
+        IpAddr::V6(v6) => (v6.octets(), false),
+    }
+}
+
+/// 16-byte form of a query address, as stored in `public_ip`.
+pub fn ip16(ip: IpAddr) -> [u8; 16] {
+    ip_bytes(ip).0
+}
+
+fn ip_from(bytes: [u8; 16], v4: bool) -> Option<IpAddr> {
+    let v6 = Ipv6Addr::from(bytes);
+    if v4 {
+        v6.to_ipv4_mapped().map(IpAddr::V4)
+    } else {
+        Some(IpAddr::V6(v6))
+    }
+}
+
+fn sock(ip: IpAddr, port: u16) -> SocketAddr {
+    match ip {
+        IpAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(a, port)),
+        IpAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(a, port, 0, 0)),
+    }
+}
+
+impl Record {
+    /// Encodes `m` with the store's `store_flags` bits (`SF_CARRIED`, `SF_LATE`);
+    /// address-family bits are derived. Checks the mapping first (habit 10):
+    /// `first_ns <= last_ns`. IPv6 flow info and scope id are not stored.
+    pub fn encode(m: &Mapping, store_flags: u8) -> Result<Record, Fault> {
+        assert_eq!(store_flags & !(SF_CARRIED | SF_LATE), 0, "only SF_CARRIED/SF_LATE may be passed");
+        if m.first_ns > m.last_ns {
+            return Err(Fault::new(
+                "first_ns",
+                offset_of!(Record, first_ns),
+                format!("first_ns {} is after last_ns {}", m.first_ns, m.last_ns),
+            ));
+        }
+        let (public_ip, p4) = ip_bytes(m.public.ip());
+        let (internal_ip, i4) = ip_bytes(m.internal.ip());
+        let (remote_ip, r4) = ip_bytes(m.remote.ip());
+        let sf = store_flags
+            | if p4 { SF_PUBLIC_V4 } else { 0 }
+            | if i4 { SF_INTERNAL_V4 } else { 0 }
+            | if r4 { SF_REMOTE_V4 } else { 0 };
+        let mut r = Record {
+            public_ip,
+            internal_ip,
+            remote_ip,
+            first_ns: I64::new(m.first_ns),
+            last_ns: I64::new(m.last_ns),
+            packets_out: U32::new(m.packets_out),
+            packets_in: U32::new(m.packets_in),
+            public_port: U16::new(m.public.port()),
+            internal_port: U16::new(m.internal.port()),
+            remote_port: U16::new(m.remote.port()),
+            proto: m.proto.number(),
+            end: m.end as u8,
+            flags: m.flags,
+            store_flags: sf,
+            reserved: [0; 10],
+            crc: U32::new(0),
+        };
+        r.crc = U32::new(r.compute_crc());
+        Ok(r)
+    }
+
+    /// CRC-32 of bytes 0..92.
+    pub fn compute_crc(&self) -> u32 {
+        crc32fast::hash(&self.as_bytes()[..RECORD_SIZE - 4])
+    }
+
+    /// Reads a record from exactly [`RECORD_SIZE`] bytes and checks it.
+    pub fn read(bytes: &[u8]) -> Result<Record, Fault> {
+        let r = Record::read_from_bytes(bytes).map_err(|_| {
+            Fault::new("record", 0, format!("{} bytes, expected {RECORD_SIZE}", bytes.len()))
+        })?;
+        r.decode()?;
+        Ok(r)
+    }
+
+    /// Checks every field and returns the mapping. Checks, in order: CRC,
+    /// reserved bytes zero, unknown `store_flags` bits zero, protocol and
+    /// end codes known, IPv4 flag consistent with the address bytes,
+    /// `first_ns <= last_ns`.
+    pub fn decode(&self) -> Result<Mapping, Fault> {
+        let found = self.compute_crc();
+        if found != self.crc.get() {
+            return Err(Fault {
+                field: "record crc",
+                offset: offset_of!(Record, crc),
+                detail: format!("expected {:#010x}, found {found:#010x}", self.crc.get()),
+                checksum: Some((self.crc.get(), found)),
+                version: None,
+            });
+        }
+        if self.reserved != [0; 10] {
+            return Err(Fault::new("reserved", offset_of!(Record, reserved), format!("expected zero, found {:02x?}", self.reserved)));
+        }
+        if self.store_flags & !SF_KNOWN != 0 {
+            return Err(Fault::new(
+                "store_flags",
+                offset_of!(Record, store_flags),
+                format!("unknown bits {:#04x}", self.store_flags & !SF_KNOWN),
+            ));
+        }
+        let proto = Proto::from_number(self.proto).ok_or_else(|| {
+            Fault::new("proto", offset_of!(Record, proto), format!("expected 1, 6, 17 or 58, found {}", self.proto))
+        })?;
+        let end = EndReason::from_code(self.end)
+            .ok_or_else(|| Fault::new("end", offset_of!(Record, end), format!("expected 0..=6, found {}", self.end)))?;
+        let addr = |bytes: [u8; 16], bit: u8, field: &'static str, off: usize, port: U16| {
+            ip_from(bytes, self.store_flags & bit != 0)
+                .map(|ip| sock(ip, port.get()))
+                .ok_or_else(|| Fault::new(field, off, "IPv4 flag set but address is not ::ffff:a.b.c.d".to_string()))
+        };
+        let public = addr(self.public_ip, SF_PUBLIC_V4, "public_ip", offset_of!(Record, public_ip), self.public_port)?;
+        let internal =
+            addr(self.internal_ip, SF_INTERNAL_V4, "internal_ip", offset_of!(Record, internal_ip), self.internal_port)?;
+        let remote = addr(self.remote_ip, SF_REMOTE_V4, "remote_ip", offset_of!(Record, remote_ip), self.remote_port)?;
+        if self.first_ns.get() > self.last_ns.get() {
+            return Err(Fault::new(
+                "first_ns",
+                offset_of!(Record, first_ns),
+                format!("first_ns {} is after last_ns {}", self.first_ns.get(), self.last_ns.get()),
+            ));
+        }
+        Ok(Mapping {
+            proto,
+            internal,
+            public,
+            remote,
+            first_ns: self.first_ns.get(),
+            last_ns: self.last_ns.get(),
+            end,
+            packets_out: self.packets_out.get(),
+            packets_in: self.packets_in.get(),
+            flags: self.flags,
+        })
+    }
+
+    /// Sort order of a sealed partition: public ip bytes, public port,
+    /// first_ns, then all remaining bytes (a total order).
+    pub fn sort_key(&self) -> ([u8; 16], u16, i64, &[u8]) {
+        (self.public_ip, self.public_port.get(), self.first_ns.get(), self.as_bytes())
+    }
+}
+
+/// The natural key of a mapping: two records with the same key are states
+/// of the same mapping.
+pub type NaturalKey = (Proto, SocketAddr, SocketAddr, SocketAddr, UnixNanos);
+
+/// Natural key of `m`: (proto, internal, public, remote, first_ns).
+pub fn natural_key(m: &Mapping) -> NaturalKey {
+    (m.proto, m.internal, m.public, m.remote, m.first_ns)
+}
+
+/// True when state `a` supersedes state `b` of the same mapping: an ended
+/// state beats `Open`, then a larger `last_ns` wins.
+pub fn supersedes(a: &Mapping, b: &Mapping) -> bool {
+    let rank = |m: &Mapping| (m.end != EndReason::Open, m.last_ns);
+    rank(a) > rank(b)
+}
+
+fn check_common(
+    magic: [u8; 8],
+    want_magic: [u8; 8],
+    version: u32,
+    record_size: u32,
+    crc: u32,
+    bytes: &[u8],
+) -> Result<(), Fault> {
+    if magic != want_magic {
+        return Err(Fault::new(
+            "magic",
+            0,
+            format!("expected {:?}, found {:?}", String::from_utf8_lossy(&want_magic), String::from_utf8_lossy(&magic)),
+        ));
+    }
+    let found = header_crc(bytes);
+    if found != crc {
+        return Err(Fault {
+            field: "header crc",
+            offset: HEADER_SIZE - 4,
+            detail: format!("expected {crc:#010x}, found {found:#010x}"),
+            checksum: Some((crc, found)),
+            version: None,
+        });
+    }
+    if version != FORMAT_VERSION {
+        let mut f = Fault::new("version", 8, format!("expected {FORMAT_VERSION}, found {version}"));
+        f.version = Some(version);
+        return Err(f);
+    }
+    if record_size as usize != RECORD_SIZE {
+        return Err(Fault::new("record_size", 12, format!("expected {RECORD_SIZE}, found {record_size}")));
+    }
+    Ok(())
+}
+
+impl LogHeader {
+    /// A fresh header.
+    pub fn new(start_ns: i64, span_ns: i64, segment: u32) -> LogHeader {
+        let mut h = LogHeader {
+            magic: LOG_MAGIC,
+            version: U32::new(FORMAT_VERSION),
+            record_size: U32::new(RECORD_SIZE as u32),
+            start_ns: I64::new(start_ns),
+            span_ns: I64::new(span_ns),
+            segment: U32::new(segment),
+            reserved: [0; 24],
+            crc: U32::new(0),
+        };
+        h.crc = U32::new(header_crc(h.as_bytes()));
+        h
+    }
+
+    /// Reads and checks the first 64 bytes of `bytes`.
+    pub fn read(bytes: &[u8]) -> Result<LogHeader, Fault> {
+        let h = LogHeader::read_from_prefix(bytes)
+            .map_err(|_| Fault::new("header", 0, format!("file is {} bytes, shorter than the {HEADER_SIZE}-byte header", bytes.len())))?
+            .0;
+        check_common(h.magic, LOG_MAGIC, h.version.get(), h.record_size.get(), h.crc.get(), h.as_bytes())?;
+        if h.reserved != [0; 24] {
+            return Err(Fault::new("reserved", offset_of!(LogHeader, reserved), "expected zero".into()));
+        }
+        Ok(h)
+    }
+}
+
+impl SealedHeader {
+    /// A fresh header.
+    pub fn new(start_ns: i64, span_ns: i64, segment: u32, record_count: u64) -> SealedHeader {
+        let mut h = SealedHeader {
+            magic: SEALED_MAGIC,
+            version: U32::new(FORMAT_VERSION),
+            record_size: U32::new(RECORD_SIZE as u32),
+            start_ns: I64::new(start_ns),
+            span_ns: I64::new(span_ns),
+            segment: U32::new(segment),
+            reserved0: [0; 4],
+            record_count: U64::new(record_count),
+            reserved: [0; 12],
+            crc: U32::new(0),
+        };
+        h.crc = U32::new(header_crc(h.as_bytes()));
+        h
+    }
+
+    /// Reads and checks the first 64 bytes of `bytes`.
+    pub fn read(bytes: &[u8]) -> Result<SealedHeader, Fault> {
+        let h = SealedHeader::read_from_prefix(bytes)
+            .map_err(|_| Fault::new("header", 0, format!("file is {} bytes, shorter than the {HEADER_SIZE}-byte header", bytes.len())))?
+            .0;
+        check_common(h.magic, SEALED_MAGIC, h.version.get(), h.record_size.get(), h.crc.get(), h.as_bytes())?;
+        if h.reserved != [0; 12] || h.reserved0 != [0; 4] {
+            return Err(Fault::new("reserved", offset_of!(SealedHeader, reserved0), "expected zero".into()));
+        }
+        Ok(h)
+    }
+}
+
+impl Footer {
+    /// Footer summarizing `records` (in file order).
+    pub fn new(records: &[Record]) -> Footer {
+        let mut crc = crc32fast::Hasher::new();
+        let (mut min_first, mut max_last) = (i64::MAX, i64::MIN);
+        let (mut carried, mut late) = (0u32, 0u32);
+        for r in records {
+            crc.update(r.as_bytes());
+            min_first = min_first.min(r.first_ns.get());
+            max_last = max_last.max(r.last_ns.get());
+            carried += u32::from(r.store_flags & SF_CARRIED != 0);
+            late += u32::from(r.store_flags & SF_LATE != 0);
+        }
+        if records.is_empty() {
+            (min_first, max_last) = (0, 0);
+        }
+        let mut f = Footer {
+            magic: FOOTER_MAGIC,
+            record_count: U64::new(records.len() as u64),
+            min_first_ns: I64::new(min_first),
+            max_last_ns: I64::new(max_last),
+            records_crc: U32::new(crc.finalize()),
+            carried_in: U32::new(carried),
+            late_in: U32::new(late),
+            reserved: [0; 16],
+            crc: U32::new(0),
+        };
+        f.crc = U32::new(header_crc(f.as_bytes()));
+        f
+    }
+
+    /// Reads and checks exactly 64 bytes.
+    pub fn read(bytes: &[u8]) -> Result<Footer, Fault> {
+        let f = Footer::read_from_bytes(bytes)
+            .map_err(|_| Fault::new("footer", 0, format!("{} bytes, expected {HEADER_SIZE}", bytes.len())))?;
+        if f.magic != FOOTER_MAGIC {
+            return Err(Fault::new("footer magic", 0, format!("expected \"NATRECF1\", found {:?}", String::from_utf8_lossy(&f.magic))));
+        }
+        let found = header_crc(f.as_bytes());
+        if found != f.crc.get() {
+            return Err(Fault {
+                field: "footer crc",
+                offset: HEADER_SIZE - 4,
+                detail: format!("expected {:#010x}, found {found:#010x}", f.crc.get()),
+                checksum: Some((f.crc.get(), found)),
+                version: None,
+            });
+        }
+        if f.reserved != [0; 16] {
+            return Err(Fault::new("footer reserved", offset_of!(Footer, reserved), "expected zero".into()));
+        }
+        Ok(f)
+    }
+}
+
+/// Kind of partition file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FileKind {
+    /// `*.part`: sealed, sorted, immutable.
+    Sealed,
+    /// `*.log`: active append log.
+    Active,
+}
+
+impl FileKind {
+    /// File extension, without the dot.
+    pub fn ext(self) -> &'static str {
+        match self {
+            FileKind::Sealed => "part",
+            FileKind::Active => "log",
+        }
+    }
+}
+
+/// `(year, month, day)` of a day count since 1970-01-01 (proleptic Gregorian;
+/// Howard Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Inverse of [`civil_from_days`].
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `YYYYMMDDTHHMMSSZ` of a Unix ns time (UTC), truncated to the second.
+pub fn utc_stamp(ns: i64) -> String {
+    let s = ns.div_euclid(NANOS_PER_SEC);
+    let (days, sod) = (s.div_euclid(86_400), s.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", sod / 3600, sod / 60 % 60, sod % 60)
+}
+
+/// File name of a partition segment: `20260301T140000Z-0000.log`.
+pub fn file_name(start_ns: i64, segment: u32, kind: FileKind) -> String {
+    format!("{}-{segment:04}.{}", utc_stamp(start_ns), kind.ext())
+}
+
+/// Parses a partition file name; `None` for anything else (temp files,
+/// strangers).
+pub fn parse_file_name(name: &str) -> Option<(i64, u32, FileKind)> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    let kind = match ext {
+        "part" => FileKind::Sealed,
+        "log" => FileKind::Active,
+        _ => return None,
+    };
+    let b = stem.as_bytes();
+    if b.len() != 21 || b[8] != b'T' || b[15] != b'Z' || b[16] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = stem.get(r)?;
+        if !s.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+    let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+    let segment = u32::try_from(num(17..21)?).ok()?;
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 59 {
+        return None;
+    }
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s;
+    let start_ns = secs.checked_mul(NANOS_PER_SEC)?;
+    // Reject names that do not round-trip (e.g. 20260231).
+    (file_name(start_ns, segment, kind) == name).then_some((start_ns, segment, kind))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A v4 TCP mapping and its exact 96 bytes, written out by hand.
+    fn sample() -> Mapping {
+        Mapping {
+            proto: Proto::Tcp,
+            internal: "100.64.0.2:40000".parse().unwrap(),
+            public: "203.0.113.7:1024".parse().unwrap(),
+            remote: "198.51.100.9:443".parse().unwrap(),
+            first_ns: 0x0102_0304_0506_0708,
+            last_ns: 0x0102_0304_0506_0709,
+            end: EndReason::Fin,
+            packets_out: 5,
+            packets_in: 4,
+            flags: 1,
+        }
+    }
+
+    static SAMPLE_BYTES_NO_CRC: [u8; 92] = [
+        // public_ip ::ffff:203.0.113.7
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 203, 0, 113, 7, //
+        // internal_ip ::ffff:100.64.0.2
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 100, 64, 0, 2, //
+        // remote_ip ::ffff:198.51.100.9
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 9, //
+        8, 7, 6, 5, 4, 3, 2, 1, // first_ns LE
+        9, 7, 6, 5, 4, 3, 2, 1, // last_ns LE
+        5, 0, 0, 0, // packets_out
+        4, 0, 0, 0, // packets_in
+        0x00, 0x04, // public_port 1024
+        0x40, 0x9c, // internal_port 40000
+        0xbb, 0x01, // remote_port 443
+        6,    // proto tcp
+        1,    // end fin
+        1,    // flags MIDFLOW
+        0x07, // store_flags: all three v4
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // reserved
+    ];
+
+    #[test]
+    fn record_bytes_are_exactly_as_drawn() {
+        let r = Record::encode(&sample(), 0).unwrap();
+        let bytes = r.as_bytes();
+        assert_eq!(&bytes[..92], &SAMPLE_BYTES_NO_CRC[..]);
+        let crc = crc32fast::hash(&SAMPLE_BYTES_NO_CRC);
+        assert_eq!(&bytes[92..], &crc.to_le_bytes());
+        assert_eq!(Record::read(bytes).unwrap().decode().unwrap(), sample());
+    }
+
+    fn faults(mutate: impl Fn(&mut [u8]), fix_crc: bool) -> Fault {
+        let mut b = Record::encode(&sample(), 0).unwrap().as_bytes().to_vec();
+        mutate(&mut b);
+        if fix_crc {
+            let c = crc32fast::hash(&b[..92]);
+            b[92..].copy_from_slice(&c.to_le_bytes());
+        }
+        Record::read(&b).unwrap_err()
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let f = faults(|b| b[0] ^= 1, false);
+        assert_eq!((f.field, f.offset), ("record crc", 92));
+        assert!(f.checksum.is_some());
+        assert_eq!(faults(|b| b[78] = 47, true).field, "proto");
+        assert_eq!(faults(|b| b[79] = 9, true).field, "end");
+        assert_eq!(faults(|b| b[85] = 1, true).field, "reserved");
+        assert_eq!(faults(|b| b[81] |= 0x80, true).field, "store_flags");
+        assert_eq!(faults(|b| b[10] = 0, true).field, "public_ip");
+        let f = faults(|b| b[48..56].copy_from_slice(&i64::MAX.to_le_bytes()), true);
+        assert_eq!((f.field, f.offset), ("first_ns", 48));
+        assert_eq!(Record::read(&[0u8; 95]).unwrap_err().field, "record");
+    }
+
+    #[test]
+    fn encode_refuses_reversed_times() {
+        let mut m = sample();
+        m.first_ns = m.last_ns + 1;
+        assert_eq!(Record::encode(&m, 0).unwrap_err().field, "first_ns");
+    }
+
+    #[test]
+    fn headers_round_trip_and_detect_damage() {
+        let h = LogHeader::new(3_600 * NANOS_PER_SEC, 3_600 * NANOS_PER_SEC, 2);
+        let b = h.as_bytes().to_vec();
+        assert_eq!(&b[..8], b"NATRECL1");
+        assert_eq!(&b[8..12], &1u32.to_le_bytes());
+        assert_eq!(&b[12..16], &96u32.to_le_bytes());
+        assert_eq!(&b[32..36], &2u32.to_le_bytes());
+        assert_eq!(LogHeader::read(&b).unwrap(), h);
+        let mut bad = b.clone();
+        bad[20] ^= 0x40;
+        let f = LogHeader::read(&bad).unwrap_err();
+        assert_eq!((f.field, f.offset), ("header crc", 60));
+        let mut bad = b.clone();
+        bad[0] = b'X';
+        assert_eq!(LogHeader::read(&bad).unwrap_err().field, "magic");
+        assert_eq!(LogHeader::read(&b[..10]).unwrap_err().field, "header");
+
+        let s = SealedHeader::new(0, 60 * NANOS_PER_SEC, 0, 7);
+        let sb = s.as_bytes();
+        assert_eq!(&sb[..8], b"NATRECP1");
+        assert_eq!(&sb[40..48], &7u64.to_le_bytes());
+        assert_eq!(SealedHeader::read(sb).unwrap(), s);
+        // A log header is not a sealed header.
+        assert_eq!(SealedHeader::read(&b).unwrap_err().field, "magic");
+
+        let recs = [Record::encode(&sample(), SF_CARRIED).unwrap()];
+        let f = Footer::new(&recs);
+        let fb = f.as_bytes();
+        assert_eq!(&fb[..8], b"NATRECF1");
+        assert_eq!(&fb[8..16], &1u64.to_le_bytes());
+        assert_eq!(&fb[32..36], &crc32fast::hash(recs[0].as_bytes()).to_le_bytes());
+        assert_eq!(&fb[36..40], &1u32.to_le_bytes()); // carried_in
+        assert_eq!(&fb[40..44], &0u32.to_le_bytes()); // late_in
+        assert_eq!(Footer::read(fb).unwrap(), f);
+        let mut bad = fb.to_vec();
+        bad[16] ^= 1;
+        assert_eq!(Footer::read(&bad).unwrap_err().field, "footer crc");
+    }
+
+    #[test]
+    fn version_from_the_future_is_named() {
+        let mut h = LogHeader::new(0, 1, 0);
+        h.version = U32::new(2);
+        h.crc = U32::new(header_crc(h.as_bytes()));
+        assert_eq!(LogHeader::read(h.as_bytes()).unwrap_err().field, "version");
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let t = days_from_civil(2026, 3, 1) * 86_400 * NANOS_PER_SEC + 14 * 3600 * NANOS_PER_SEC;
+        assert_eq!(file_name(t, 0, FileKind::Active), "20260301T140000Z-0000.log");
+        assert_eq!(parse_file_name("20260301T140000Z-0000.log"), Some((t, 0, FileKind::Active)));
+        assert_eq!(parse_file_name("20260301T140000Z-0012.part"), Some((t, 12, FileKind::Sealed)));
+        assert_eq!(parse_file_name("20260231T140000Z-0000.part"), None);
+        assert_eq!(parse_file_name("20260301T140000Z-0000.part.tmp"), None);
+        assert_eq!(parse_file_name("x.part"), None);
+        for days in [-1000, 0, 1, 59, 365, 10_957, 20_513, 47_482] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(utc_stamp(0), "19700101T000000Z");
+    }
+}

@@ -1,0 +1,462 @@
+//! Partition files: the active append log ([`ActiveLog`], written through a
+//! writable map), a read-only view of a log ([`LogView`]), and sealed
+//! partitions ([`write_sealed`], [`SealedView`]).
+
+use std::cmp::Ordering;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+use zerocopy::IntoBytes;
+
+use crate::format::{Footer, LogHeader, Record, SealedHeader, HEADER_SIZE, RECORD_SIZE};
+use crate::{fsutil, mmap, StoreError};
+
+/// Slots a new log file is preallocated with (96 KiB of records).
+pub const LOG_SLOTS_INITIAL: u64 = 1024;
+/// Bound on records in one partition segment (`partition_records_max`):
+/// 2^25 records = 3 GiB of log. Sealing sorts a segment in memory, so this
+/// also bounds the sealing memory. At the bound `append` returns
+/// [`StoreError::PartitionFull`]; nothing is dropped silently.
+pub const PARTITION_RECORDS_MAX: u64 = 1 << 25;
+
+const HDR: u64 = HEADER_SIZE as u64;
+const REC: u64 = RECORD_SIZE as u64;
+
+fn corrupt(path: &Path, offset: u64, field: &'static str, detail: String) -> StoreError {
+    StoreError::Corrupt { path: path.to_path_buf(), offset, field, detail }
+}
+
+/// Number of committed records in the slots of a log (the bytes after its
+/// header): slots are read in order and the first slot that is all zero or
+/// fails validation ends the committed part. Returns the count.
+fn committed_slots(slots: &[u8]) -> u64 {
+    let mut n = 0u64;
+    for slot in slots.chunks_exact(RECORD_SIZE) {
+        if slot.iter().all(|&b| b == 0) || Record::read(slot).is_err() {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// The writer's handle on one active log segment.
+pub(crate) struct ActiveLog {
+    pub path: PathBuf,
+    file: File,
+    map: MmapMut,
+    pub segment: u32,
+    /// Committed records.
+    pub count: u64,
+    /// Record slots the file holds.
+    capacity: u64,
+    dirty: bool,
+    /// Slots after the committed length that held non-zero bytes at open
+    /// (torn or stale writes) and were zeroed.
+    pub zeroed_slots: u64,
+}
+
+impl ActiveLog {
+    /// Creates a new log segment, durable (file, header and directory entry)
+    /// before it returns.
+    pub fn create(path: &Path, start_ns: i64, span_ns: i64, segment: u32) -> Result<ActiveLog, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(StoreError::io(path, "create log"))?;
+        let mut log = ActiveLog::init(path, file, start_ns, span_ns, segment)?;
+        log.zeroed_slots = 0;
+        fsutil::fsync_dir(path.parent().expect("logs live in partitions/"))?;
+        Ok(log)
+    }
+
+    fn init(path: &Path, file: File, start_ns: i64, span_ns: i64, segment: u32) -> Result<ActiveLog, StoreError> {
+        let len = HDR + LOG_SLOTS_INITIAL * REC;
+        file.set_len(len).map_err(StoreError::io(path, "preallocate log"))?;
+        let mut map = mmap::map_write(&file, len).map_err(StoreError::io(path, "map log"))?;
+        map[..HEADER_SIZE].copy_from_slice(LogHeader::new(start_ns, span_ns, segment).as_bytes());
+        map[HEADER_SIZE..].fill(0);
+        map.flush().map_err(StoreError::io(path, "msync log"))?;
+        file.sync_all().map_err(StoreError::io(path, "fsync log"))?;
+        Ok(ActiveLog {
+            path: path.to_path_buf(),
+            file,
+            map,
+            segment,
+            count: 0,
+            capacity: LOG_SLOTS_INITIAL,
+            dirty: false,
+            zeroed_slots: 0,
+        })
+    }
+
+    /// Opens an existing log after a restart or crash: checks the header
+    /// against the name, finds the committed length, zeroes every slot after
+    /// it so stale bytes can never resurrect.
+    pub fn open(path: &Path, start_ns: i64, span_ns: i64, segment: u32) -> Result<ActiveLog, StoreError> {
+        let file =
+            OpenOptions::new().read(true).write(true).open(path).map_err(StoreError::io(path, "open log"))?;
+        let len = file.metadata().map_err(StoreError::io(path, "stat log"))?.len();
+        if len < HDR {
+            // A crash between creating the file and writing its header: no
+            // record can have been committed (records follow a durable
+            // header), so start it afresh.
+            return ActiveLog::init(path, file, start_ns, span_ns, segment);
+        }
+        let capacity = (len - HDR) / REC;
+        let map_len = HDR + capacity * REC;
+        let mut map = mmap::map_write(&file, map_len).map_err(StoreError::io(path, "map log"))?;
+        if map[..HEADER_SIZE].iter().all(|&b| b == 0) && map[HEADER_SIZE..].iter().all(|&b| b == 0) {
+            drop(map);
+            return ActiveLog::init(path, file, start_ns, span_ns, segment);
+        }
+        let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
+        check_log_header(path, &h, start_ns, span_ns, segment)?;
+        let count = committed_slots(&map[HEADER_SIZE..]);
+        let mut zeroed = 0;
+        for slot in map[HEADER_SIZE + (count as usize) * RECORD_SIZE..].chunks_exact_mut(RECORD_SIZE) {
+            if slot.iter().any(|&b| b != 0) {
+                slot.fill(0);
+                zeroed += 1;
+            }
+        }
+        if zeroed > 0 {
+            map.flush().map_err(StoreError::io(path, "msync log"))?;
+        }
+        Ok(ActiveLog {
+            path: path.to_path_buf(),
+            file,
+            map,
+            segment,
+            count,
+            capacity,
+            dirty: false,
+            zeroed_slots: zeroed,
+        })
+    }
+
+    /// Appends one record (already encoded and checked). Not durable until
+    /// [`ActiveLog::flush`].
+    pub fn append(&mut self, r: &Record) -> Result<(), StoreError> {
+        // Check on the way to the disk too (habit 10): our own encoder made
+        // it, so a failure here is a bug.
+        assert!(r.decode().is_ok(), "record about to be written fails validation: {r:?}");
+        if self.count == self.capacity {
+            self.grow()?;
+        }
+        let off = HEADER_SIZE + self.count as usize * RECORD_SIZE;
+        self.map[off..off + RECORD_SIZE].copy_from_slice(r.as_bytes());
+        self.count += 1;
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn grow(&mut self) -> Result<(), StoreError> {
+        if self.capacity >= PARTITION_RECORDS_MAX {
+            return Err(StoreError::PartitionFull { path: self.path.clone(), records_max: PARTITION_RECORDS_MAX });
+        }
+        let cap = (self.capacity * 2).min(PARTITION_RECORDS_MAX);
+        self.flush()?;
+        let len = HDR + cap * REC;
+        self.file.set_len(len).map_err(StoreError::io(&self.path, "grow log"))?;
+        self.file.sync_all().map_err(StoreError::io(&self.path, "fsync log"))?;
+        // The old map is dropped by the assignment, after the new one exists;
+        // both cover at most the file's (larger) length.
+        self.map = mmap::map_write(&self.file, len).map_err(StoreError::io(&self.path, "map log"))?;
+        self.capacity = cap;
+        Ok(())
+    }
+
+    /// Makes appended records durable (msync).
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        if self.dirty {
+            self.map.flush().map_err(StoreError::io(&self.path, "msync log"))?;
+            self.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Committed records, each re-validated as read back from the map.
+    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
+        read_slots(&self.path, &self.map[HEADER_SIZE..], self.count)
+    }
+}
+
+fn read_slots(path: &Path, slots: &[u8], count: u64) -> Result<Vec<Record>, StoreError> {
+    let mut out = Vec::with_capacity(count as usize);
+    for (i, slot) in slots.chunks_exact(RECORD_SIZE).take(count as usize).enumerate() {
+        out.push(Record::read(slot).map_err(|f| f.at(path, HDR + i as u64 * REC))?);
+    }
+    Ok(out)
+}
+
+fn check_log_header(path: &Path, h: &LogHeader, start_ns: i64, span_ns: i64, segment: u32) -> Result<(), StoreError> {
+    if h.start_ns.get() != start_ns {
+        return Err(corrupt(path, 16, "start_ns", format!("file name says {start_ns}, header says {}", h.start_ns.get())));
+    }
+    if h.span_ns.get() != span_ns {
+        return Err(corrupt(path, 24, "span_ns", format!("store.json says {span_ns}, header says {}", h.span_ns.get())));
+    }
+    if h.segment.get() != segment {
+        return Err(corrupt(path, 32, "segment", format!("file name says {segment}, header says {}", h.segment.get())));
+    }
+    Ok(())
+}
+
+/// A read-only view of an active log, safe to take while a writer appends.
+pub(crate) struct LogView {
+    pub path: PathBuf,
+    map: Mmap,
+    pub count: u64,
+}
+
+impl LogView {
+    /// Maps the log and finds its committed length.
+    pub fn open(path: &Path, start_ns: i64, span_ns: i64, segment: u32) -> Result<LogView, StoreError> {
+        let file = File::open(path).map_err(StoreError::io(path, "open log"))?;
+        let len = file.metadata().map_err(StoreError::io(path, "stat log"))?.len();
+        if len < HDR {
+            // Being created right now, or a crash before its header: empty.
+            return Ok(LogView { path: path.to_path_buf(), map: mmap::map_read(&file, 0).map_err(StoreError::io(path, "map log"))?, count: 0 });
+        }
+        let map_len = HDR + (len - HDR) / REC * REC;
+        let map = mmap::map_read(&file, map_len).map_err(StoreError::io(path, "map log"))?;
+        if map[..HEADER_SIZE].iter().all(|&b| b == 0) {
+            return Ok(LogView { path: path.to_path_buf(), map, count: 0 });
+        }
+        let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
+        check_log_header(path, &h, start_ns, span_ns, segment)?;
+        let count = committed_slots(&map[HEADER_SIZE..]);
+        Ok(LogView { path: path.to_path_buf(), map, count })
+    }
+
+    /// Committed records, validated.
+    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
+        if self.count == 0 {
+            return Ok(Vec::new());
+        }
+        read_slots(&self.path, &self.map[HEADER_SIZE..], self.count)
+    }
+
+    /// File size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.map.len() as u64
+    }
+}
+
+/// Writes a sealed partition atomically. `records` must already be reduced
+/// and sorted by [`Record::sort_key`].
+pub(crate) fn write_sealed(path: &Path, start_ns: i64, span_ns: i64, segment: u32, records: &[Record]) -> Result<(), StoreError> {
+    assert!(records.windows(2).all(|w| w[0].sort_key() < w[1].sort_key()), "sealed records must be strictly sorted");
+    let header = SealedHeader::new(start_ns, span_ns, segment, records.len() as u64);
+    let footer = Footer::new(records);
+    fsutil::publish(path, &[header.as_bytes(), records.as_bytes(), footer.as_bytes()])
+}
+
+/// A checked, read-only view of a sealed partition.
+pub(crate) struct SealedView {
+    pub path: PathBuf,
+    map: Mmap,
+    pub footer: Footer,
+    pub count: u64,
+}
+
+impl SealedView {
+    /// Maps the file and checks header, footer and length (not the record
+    /// checksums: a lookup checks the records it reads, [`SealedView::verify`]
+    /// checks all).
+    pub fn open(path: &Path, start_ns: i64, span_ns: i64, segment: u32) -> Result<SealedView, StoreError> {
+        let file = File::open(path).map_err(StoreError::io(path, "open partition"))?;
+        let len = file.metadata().map_err(StoreError::io(path, "stat partition"))?.len();
+        if len < 2 * HDR {
+            return Err(corrupt(path, 0, "length", format!("file is {len} bytes, at least {} expected (header + footer)", 2 * HDR)));
+        }
+        let map = mmap::map_read(&file, len).map_err(StoreError::io(path, "map partition"))?;
+        let header = SealedHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
+        let foot_off = map.len() - HEADER_SIZE;
+        let footer = Footer::read(&map[foot_off..]).map_err(|f| f.at(path, foot_off as u64))?;
+        let count = header.record_count.get();
+        if footer.record_count.get() != count {
+            return Err(corrupt(
+                path,
+                foot_off as u64 + 8,
+                "footer record_count",
+                format!("header says {count}, footer says {}", footer.record_count.get()),
+            ));
+        }
+        let want = count.checked_mul(REC).and_then(|b| b.checked_add(2 * HDR));
+        if want != Some(len) {
+            return Err(corrupt(path, 40, "record_count", format!("{count} records need {want:?} bytes, file is {len} bytes")));
+        }
+        if header.start_ns.get() != start_ns {
+            return Err(corrupt(path, 16, "start_ns", format!("file name says {start_ns}, header says {}", header.start_ns.get())));
+        }
+        if header.span_ns.get() != span_ns {
+            return Err(corrupt(path, 24, "span_ns", format!("store.json says {span_ns}, header says {}", header.span_ns.get())));
+        }
+        if header.segment.get() != segment {
+            return Err(corrupt(path, 32, "segment", format!("file name says {segment}, header says {}", header.segment.get())));
+        }
+        Ok(SealedView { path: path.to_path_buf(), map, footer, count })
+    }
+
+    /// Record `i`, validated.
+    pub fn record(&self, i: u64) -> Result<Record, StoreError> {
+        assert!(i < self.count);
+        let off = HEADER_SIZE + i as usize * RECORD_SIZE;
+        Record::read(&self.map[off..off + RECORD_SIZE]).map_err(|f| f.at(&self.path, off as u64))
+    }
+
+    /// First index whose record is not `less` than the target (binary
+    /// search; every probed record is validated, so a damaged probe is an
+    /// error, never a wrong answer).
+    pub fn lower_bound(&self, less: impl Fn(&Record) -> bool) -> Result<u64, StoreError> {
+        let (mut lo, mut hi) = (0u64, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if less(&self.record(mid)?) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// All records, validated.
+    pub fn records(&self) -> Result<Vec<Record>, StoreError> {
+        (0..self.count).map(|i| self.record(i)).collect()
+    }
+
+    /// File size in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Full check: records checksum against the footer, every record,
+    /// strict sort order, footer statistics.
+    pub fn verify(&self) -> Vec<StoreError> {
+        let mut errors = Vec::new();
+        let body = &self.map[HEADER_SIZE..self.map.len() - HEADER_SIZE];
+        let found = crc32fast::hash(body);
+        if found != self.footer.records_crc.get() {
+            errors.push(StoreError::BadChecksum {
+                path: self.path.clone(),
+                what: format!("records (bytes {HEADER_SIZE}..{})", self.map.len() - HEADER_SIZE),
+                expected: self.footer.records_crc.get(),
+                found,
+            });
+        }
+        let mut prev: Option<Record> = None;
+        for i in 0..self.count {
+            match self.record(i) {
+                Ok(r) => {
+                    if let Some(p) = prev {
+                        if p.sort_key().cmp(&r.sort_key()) != Ordering::Less {
+                            errors.push(corrupt(
+                                &self.path,
+                                HDR + i * REC,
+                                "record order",
+                                format!("record {i} does not sort after record {}", i - 1),
+                            ));
+                        }
+                    }
+                    prev = Some(r);
+                }
+                Err(e) => {
+                    errors.push(e);
+                    prev = None;
+                }
+            }
+        }
+        if errors.is_empty() {
+            let recs: Vec<Record> = self.records().unwrap_or_default();
+            let want = Footer::new(&recs);
+            if want != self.footer {
+                errors.push(corrupt(
+                    &self.path,
+                    (self.map.len() - HEADER_SIZE) as u64,
+                    "footer",
+                    format!("footer statistics do not match the records: expected {want:?}, found {:?}", self.footer),
+                ));
+            }
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::SF_CARRIED;
+    use crate::model::{EndReason, Mapping, Proto};
+
+    fn rec(port: u16, first: i64) -> Record {
+        let m = Mapping {
+            proto: Proto::Udp,
+            internal: "10.0.0.1:1000".parse().unwrap(),
+            public: format!("192.0.2.1:{port}").parse().unwrap(),
+            remote: "198.51.100.1:53".parse().unwrap(),
+            first_ns: first,
+            last_ns: first + 5,
+            end: EndReason::Idle,
+            packets_out: 1,
+            packets_in: 1,
+            flags: 0,
+        };
+        Record::encode(&m, 0).unwrap()
+    }
+
+    #[test]
+    fn log_grows_past_its_preallocation_and_recovers() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("l.log");
+        let mut log = ActiveLog::create(&p, 0, 10, 0).unwrap();
+        let n = LOG_SLOTS_INITIAL + 5;
+        for i in 0..n {
+            log.append(&rec(i as u16, i as i64)).unwrap();
+        }
+        drop(log); // no flush: the kernel still has the pages (a process kill, not power loss)
+        let log = ActiveLog::open(&p, 0, 10, 0).unwrap();
+        assert_eq!(log.count, n);
+        assert_eq!(log.records().unwrap()[1000], rec(1000, 1000));
+        assert!(matches!(ActiveLog::open(&p, 0, 10, 1), Err(StoreError::Corrupt { field: "segment", .. })));
+    }
+
+    #[test]
+    fn sealed_file_bytes_and_search() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.part");
+        let mut recs = vec![rec(7, 1), rec(5, 3), rec(7, 0), rec(9, 2)];
+        recs[3] = Record::encode(&recs[3].decode().unwrap(), SF_CARRIED).unwrap();
+        recs.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        write_sealed(&p, 0, 10, 0, &recs).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(bytes.len(), 64 + 4 * 96 + 64);
+        assert_eq!(&bytes[..8], b"NATRECP1");
+        assert_eq!(&bytes[bytes.len() - 64..bytes.len() - 56], b"NATRECF1");
+        let v = SealedView::open(&p, 0, 10, 0).unwrap();
+        assert_eq!(v.footer.carried_in.get(), 1);
+        assert!(v.verify().is_empty());
+        let i = v.lower_bound(|r| r.public_port.get() < 7).unwrap();
+        assert_eq!(i, 1);
+        assert_eq!(v.record(i).unwrap(), rec(7, 0));
+        assert_eq!(v.record(i + 1).unwrap(), rec(7, 1));
+        // Wrong name for the header.
+        assert!(matches!(SealedView::open(&p, 10, 10, 0), Err(StoreError::Corrupt { field: "start_ns", .. })));
+        // A flipped byte in a record: verify names the record checksum.
+        let mut bad = bytes.clone();
+        bad[64 + 96 + 3] ^= 0x10;
+        std::fs::write(&p, &bad).unwrap();
+        let v = SealedView::open(&p, 0, 10, 0).unwrap();
+        let errs = v.verify();
+        assert!(errs.iter().any(|e| matches!(e, StoreError::BadChecksum { what, .. } if what.contains("records"))), "{errs:?}");
+        assert!(errs.iter().any(|e| matches!(e, StoreError::BadChecksum { what, .. } if what.contains("record crc at byte 252"))), "{errs:?}");
+        // Truncated file: the length check names record_count.
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(SealedView::open(&p, 0, 10, 0).is_err());
+    }
+}

@@ -1,0 +1,367 @@
+//! Lookups, export, listing and verification; read-only, safe while a
+//! writer runs.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::format::{file_name, ip16, natural_key, supersedes, FileKind, NaturalKey, Record, SF_CARRIED, SF_LATE};
+use crate::model::{Mapping, Proto, UnixNanos};
+use crate::partition::{LogView, SealedView};
+use crate::store::{list_partitions, PartFile, StoreConfig, PARTITIONS_DIR};
+use crate::writer::LATE_REROUTE_SPANS_MAX;
+use crate::StoreError;
+
+/// "Who held public `ip`(:`port`) between `from_ns` and `to_ns`?"
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Query {
+    /// Public address asked about.
+    pub ip: IpAddr,
+    /// Public port; `None` = any.
+    pub port: Option<u16>,
+    /// Protocol; `None` = any.
+    pub proto: Option<Proto>,
+    /// Window start, Unix ns (inclusive).
+    pub from_ns: UnixNanos,
+    /// Window end, Unix ns (inclusive).
+    pub to_ns: UnixNanos,
+    /// Remote address, when the complaint names it.
+    pub remote_ip: Option<IpAddr>,
+    /// Remote port, when the complaint names it.
+    pub remote_port: Option<u16>,
+}
+
+impl Query {
+    /// Query for one public endpoint at one instant.
+    pub fn at(ip: IpAddr, port: u16, t_ns: UnixNanos) -> Query {
+        Query { ip, port: Some(port), proto: None, from_ns: t_ns, to_ns: t_ns, remote_ip: None, remote_port: None }
+    }
+}
+
+/// One answer: a mapping whose held interval overlaps the query window.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    /// The mapping, in the most final state seen.
+    pub mapping: Mapping,
+    /// End of the held interval (last packet + hold); `None` = still held
+    /// when the partition was sealed or read (held until further notice).
+    pub held_until_ns: Option<UnixNanos>,
+    /// File name of the partition the answer was read from.
+    pub partition: String,
+}
+
+/// Result of a lookup: the answers, and the partitions that could not be
+/// read (which did not stop the others).
+#[derive(Debug, Default)]
+pub struct LookupOutcome {
+    /// Holders, deduplicated by natural key, sorted by `first_ns`.
+    pub holders: Vec<Holder>,
+    /// One error per partition that could not be (fully) read.
+    pub errors: Vec<StoreError>,
+}
+
+/// Sealed or active.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionState {
+    /// Sorted, immutable `.part`.
+    Sealed,
+    /// Append `.log`, still written.
+    Active,
+}
+
+/// One partition file, for `natrec inspect`.
+#[derive(Debug)]
+pub struct PartitionInfo {
+    /// File name in `partitions/`.
+    pub file_name: String,
+    /// Partition start, Unix ns.
+    pub start_ns: UnixNanos,
+    /// Partition span, ns.
+    pub span_ns: i64,
+    /// Segment number.
+    pub segment: u32,
+    /// Sealed or active.
+    pub state: PartitionState,
+    /// Records (committed records for a log).
+    pub records: u64,
+    /// Records carried in from the previous partition.
+    pub carried_in: u64,
+    /// Records that arrived late from an earlier, sealed partition.
+    pub late_in: u64,
+    /// File size in bytes (a log is preallocated, so larger than its records).
+    pub bytes: u64,
+    /// `None` if the header/footer check (sealed) or the scan (log) passed;
+    /// [`Reader::verify`] checks every byte.
+    pub problem: Option<StoreError>,
+}
+
+/// Reads a store.
+#[derive(Clone, Debug)]
+pub struct Reader {
+    parts: PathBuf,
+    cfg: StoreConfig,
+    span_ns: i64,
+}
+
+/// An opened partition file.
+enum View {
+    Sealed(SealedView),
+    Log(LogView),
+}
+
+impl Reader {
+    pub(crate) fn new(dir: PathBuf, cfg: StoreConfig) -> Reader {
+        Reader { parts: dir.join(PARTITIONS_DIR), cfg, span_ns: cfg.span_ns() }
+    }
+
+    fn partition_of(&self, t: i64) -> i64 {
+        t.div_euclid(self.span_ns) * self.span_ns
+    }
+
+    /// Opens a partition file. A log that vanished between listing and
+    /// opening was just sealed: its `.part` is read instead.
+    fn open(&self, f: &PartFile) -> Result<View, StoreError> {
+        match f.kind {
+            FileKind::Sealed => Ok(View::Sealed(SealedView::open(&f.path, f.start_ns, self.span_ns, f.segment)?)),
+            FileKind::Active => match LogView::open(&f.path, f.start_ns, self.span_ns, f.segment) {
+                Ok(v) => Ok(View::Log(v)),
+                Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                    let part = self.parts.join(file_name(f.start_ns, f.segment, FileKind::Sealed));
+                    Ok(View::Sealed(SealedView::open(&part, f.start_ns, self.span_ns, f.segment)?))
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// The files a window [from, to] must read: sealed partitions
+    /// overlapping it; sealed partitions up to [`LATE_REROUTE_SPANS_MAX`]
+    /// spans after it that hold late records; every active log (and every
+    /// sealed partition whose carry is pending) that starts no later than
+    /// that. Sealed partitions before the window are not read: what they
+    /// held over was carried into the window's own partition.
+    fn select(&self, from: i64, to: i64) -> Result<Vec<(PartFile, Option<View>)>, StoreError> {
+        let files = list_partitions(&self.parts)?;
+        let to_p = self.partition_of(to);
+        let lookahead_end = to_p.saturating_add(LATE_REROUTE_SPANS_MAX.saturating_mul(self.span_ns));
+        let has = |start: i64, seg: u32, kind: FileKind| {
+            files.iter().any(|g| g.start_ns == start && g.segment == seg && g.kind == kind)
+        };
+        let mut out = Vec::new();
+        for f in &files {
+            let overlaps = f.start_ns <= to && f.start_ns.saturating_add(self.span_ns) > from;
+            match f.kind {
+                FileKind::Sealed => {
+                    let carry_pending = has(f.start_ns, f.segment, FileKind::Active);
+                    if overlaps || (carry_pending && f.start_ns <= to) {
+                        out.push((f.clone(), None));
+                    } else if f.start_ns > to_p && f.start_ns <= lookahead_end {
+                        // Only worth reading if it took in late records.
+                        match self.open(f) {
+                            Ok(View::Sealed(v)) if v.footer.late_in.get() == 0 => {}
+                            Ok(v) => out.push((f.clone(), Some(v))),
+                            Err(_) => out.push((f.clone(), None)), // reported when searched
+                        }
+                    }
+                }
+                FileKind::Active => {
+                    if !has(f.start_ns, f.segment, FileKind::Sealed) && f.start_ns <= lookahead_end {
+                        out.push((f.clone(), None));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Who held `q.ip`(:`q.port`) at some time in `[q.from_ns, q.to_ns]`:
+    /// every mapping whose held interval `[first_ns, held_until]` overlaps
+    /// the window. In a sealed partition this is a binary search on
+    /// (public ip, port); active logs are scanned. A partition that cannot
+    /// be read is reported in `errors` and the others still answer.
+    pub fn lookup(&self, q: &Query) -> Result<LookupOutcome, StoreError> {
+        if q.from_ns > q.to_ns {
+            return Err(StoreError::BadQuery {
+                path: self.parts.clone(),
+                detail: format!("from {} is after to {}", q.from_ns, q.to_ns),
+            });
+        }
+        let ip = ip16(q.ip);
+        let mut out = LookupOutcome::default();
+        let mut best: HashMap<NaturalKey, Holder> = HashMap::new();
+        for (f, view) in self.select(q.from_ns, q.to_ns)? {
+            let view = match view.map_or_else(|| self.open(&f), Ok) {
+                Ok(v) => v,
+                Err(e) => {
+                    out.errors.push(e);
+                    continue;
+                }
+            };
+            let mut consider = |r: &Record| {
+                let m = r.decode().expect("records are validated when read");
+                if self.matches(q, &m) {
+                    self.keep(&mut best, m, &f.name);
+                }
+            };
+            match view {
+                View::Sealed(v) => {
+                    let key = (ip, q.port.unwrap_or(0));
+                    let found = v.lower_bound(|r| (r.public_ip, r.public_port.get()) < key).and_then(|lo| {
+                        for i in lo..v.count {
+                            let r = v.record(i)?;
+                            if r.public_ip != ip || q.port.is_some_and(|p| p != r.public_port.get()) {
+                                break;
+                            }
+                            consider(&r);
+                        }
+                        Ok(())
+                    });
+                    if let Err(e) = found {
+                        out.errors.push(e);
+                    }
+                }
+                View::Log(v) => match v.records() {
+                    Ok(recs) => recs.iter().filter(|r| r.public_ip == ip).for_each(&mut consider),
+                    Err(e) => out.errors.push(e),
+                },
+            }
+        }
+        out.holders = sorted(best);
+        Ok(out)
+    }
+
+    fn matches(&self, q: &Query, m: &Mapping) -> bool {
+        m.public.ip() == q.ip
+            && q.port.is_none_or(|p| p == m.public.port())
+            && q.proto.is_none_or(|p| p == m.proto)
+            && q.remote_ip.is_none_or(|ip| ip == m.remote.ip())
+            && q.remote_port.is_none_or(|p| p == m.remote.port())
+            && self.overlaps(m, q.from_ns, q.to_ns)
+    }
+
+    fn overlaps(&self, m: &Mapping, from: i64, to: i64) -> bool {
+        m.first_ns <= to && self.cfg.hold.held_until_ns(m).is_none_or(|h| h >= from)
+    }
+
+    fn keep(&self, best: &mut HashMap<NaturalKey, Holder>, m: Mapping, partition: &str) {
+        let h = Holder { mapping: m, held_until_ns: self.cfg.hold.held_until_ns(&m), partition: partition.to_string() };
+        best.entry(natural_key(&m))
+            .and_modify(|old| {
+                if supersedes(&m, &old.mapping) {
+                    *old = h.clone();
+                }
+            })
+            .or_insert(h);
+    }
+
+    /// Calls `f` once for every mapping whose held interval overlaps
+    /// `[from_ns, to_ns]` (unbounded where `None`), in its most final state,
+    /// ordered by `first_ns`. Returns the partitions that could not be read;
+    /// stops at the first error `f` returns. Holds the matching mappings in
+    /// memory to deduplicate them (96 bytes plus its key per mapping).
+    pub fn export(
+        &self,
+        from_ns: Option<i64>,
+        to_ns: Option<i64>,
+        f: &mut dyn FnMut(&Holder) -> Result<(), StoreError>,
+    ) -> Result<Vec<StoreError>, StoreError> {
+        let (from, to) = (from_ns.unwrap_or(i64::MIN), to_ns.unwrap_or(i64::MAX));
+        if from > to {
+            return Err(StoreError::BadQuery { path: self.parts.clone(), detail: format!("from {from} is after to {to}") });
+        }
+        let mut errors = Vec::new();
+        let mut best: HashMap<NaturalKey, Holder> = HashMap::new();
+        for (pf, view) in self.select(from, to)? {
+            let recs = view.map_or_else(|| self.open(&pf), Ok).and_then(|v| match v {
+                View::Sealed(v) => v.records(),
+                View::Log(v) => v.records(),
+            });
+            match recs {
+                Ok(recs) => {
+                    for r in recs {
+                        let m = r.decode().expect("records are validated when read");
+                        if self.overlaps(&m, from, to) {
+                            self.keep(&mut best, m, &pf.name);
+                        }
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        for h in sorted(best) {
+            f(&h)?;
+        }
+        Ok(errors)
+    }
+
+    /// Every partition file with its counts and a header/footer check.
+    pub fn partitions(&self) -> Result<Vec<PartitionInfo>, StoreError> {
+        let mut out = Vec::new();
+        for f in list_partitions(&self.parts)? {
+            let mut info = PartitionInfo {
+                file_name: f.name.clone(),
+                start_ns: f.start_ns,
+                span_ns: self.span_ns,
+                segment: f.segment,
+                state: match f.kind {
+                    FileKind::Sealed => PartitionState::Sealed,
+                    FileKind::Active => PartitionState::Active,
+                },
+                records: 0,
+                carried_in: 0,
+                late_in: 0,
+                bytes: 0,
+                problem: None,
+            };
+            let counted = match f.kind {
+                FileKind::Sealed => SealedView::open(&f.path, f.start_ns, self.span_ns, f.segment).map(|v| {
+                    info.records = v.count;
+                    info.carried_in = u64::from(v.footer.carried_in.get());
+                    info.late_in = u64::from(v.footer.late_in.get());
+                    info.bytes = v.bytes();
+                }),
+                FileKind::Active => LogView::open(&f.path, f.start_ns, self.span_ns, f.segment).and_then(|v| {
+                    info.bytes = v.bytes();
+                    let recs = v.records()?;
+                    info.records = recs.len() as u64;
+                    info.carried_in = recs.iter().filter(|r| r.store_flags & SF_CARRIED != 0).count() as u64;
+                    info.late_in = recs.iter().filter(|r| r.store_flags & SF_LATE != 0).count() as u64;
+                    Ok(())
+                }),
+            };
+            info.problem = counted.err();
+            out.push(info);
+        }
+        Ok(out)
+    }
+
+    /// Checks every byte of every partition: headers, footers, the records
+    /// checksum, each record, the sort order. Returns what is wrong.
+    pub fn verify(&self) -> Result<Vec<StoreError>, StoreError> {
+        let mut errors = Vec::new();
+        for f in list_partitions(&self.parts)? {
+            match self.open(&f) {
+                Ok(View::Sealed(v)) => errors.extend(v.verify()),
+                Ok(View::Log(v)) => {
+                    if let Err(e) = v.records() {
+                        errors.push(e);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        Ok(errors)
+    }
+}
+
+fn sorted(best: HashMap<NaturalKey, Holder>) -> Vec<Holder> {
+    let mut v: Vec<Holder> = best.into_values().collect();
+    v.sort_by(|a, b| {
+        let k = |h: &Holder| {
+            let m = &h.mapping;
+            (m.first_ns, ip16(m.public.ip()), m.public.port(), ip16(m.internal.ip()), m.internal.port(), m.proto)
+        };
+        k(a).cmp(&k(b)).then_with(|| natural_key(&a.mapping).cmp(&natural_key(&b.mapping)))
+    });
+    v
+}

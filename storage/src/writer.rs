@@ -1,0 +1,369 @@
+//! The single writer: routes mappings to partitions, seals them, carries
+//! held-over mappings forward, and recovers after a crash.
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::format::{
+    file_name, natural_key, supersedes, FileKind, Record, EVENT_NS_MAX, RECORD_SIZE, SF_CARRIED, SF_LATE,
+};
+use crate::model::{EndReason, Mapping, UnixNanos};
+use crate::partition::{write_sealed, ActiveLog, SealedView};
+use crate::store::{list_partitions, StoreConfig, PARTITIONS_DIR, STORE_LOCK};
+use crate::{fsutil, StoreError};
+
+/// A record whose own partition is already sealed goes to the oldest active
+/// later partition only if that starts at most this many spans later;
+/// otherwise it opens a new segment of its own partition. Lookups look this
+/// many partitions past their window for such late records, so the two must
+/// agree.
+pub const LATE_REROUTE_SPANS_MAX: i64 = 2;
+
+/// Counters of what a [`Writer`] did since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Mappings appended by [`Writer::append`].
+    pub records_appended: u64,
+    /// Of those, how many arrived after their partition was sealed.
+    pub late_records: u64,
+    /// Partition segments sealed.
+    pub partitions_sealed: u64,
+    /// Records carried into a following partition because still held.
+    pub carried: u64,
+    /// Mappings still `Open` at [`Writer::seal_all`] that were carried one
+    /// partition past the last one with data and no further.
+    pub open_at_seal_all: u64,
+    /// Bytes written to log and partition files (records, headers, footers).
+    pub bytes_written: u64,
+    /// Log slots holding torn or stale bytes past the committed length,
+    /// zeroed when the writer opened.
+    pub recovered_zeroed_slots: u64,
+    /// Partitions whose seal was interrupted after publishing and whose
+    /// carry was finished when the writer opened.
+    pub recovered_carries: u64,
+}
+
+/// Appends mappings to a store. Only one exists per store (`store.lock`).
+/// Dropping it flushes; call [`Writer::seal_all`] at the end of a replay.
+pub struct Writer {
+    parts: PathBuf,
+    cfg: StoreConfig,
+    span_ns: i64,
+    grace_ns: i64,
+    _lock: File,
+    active: BTreeMap<i64, ActiveLog>,
+    /// Highest sealed segment number per partition start.
+    sealed_max: BTreeMap<i64, u32>,
+    last_flush: Instant,
+    stats: WriterStats,
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("parts", &self.parts)
+            .field("active", &self.active.keys().collect::<Vec<_>>())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// Reduces records of one partition by natural key (an ended state beats
+/// `Open`, then a larger `last_ns`; on a tie the non-carried copy wins) and
+/// sorts them for sealing.
+pub(crate) fn reduce(records: Vec<Record>) -> Vec<Record> {
+    let mut best: HashMap<_, (Mapping, Record)> = HashMap::with_capacity(records.len());
+    for r in records {
+        let m = r.decode().expect("records are validated when read");
+        match best.entry(natural_key(&m)) {
+            Entry::Vacant(v) => {
+                v.insert((m, r));
+            }
+            Entry::Occupied(mut o) => {
+                let (om, or) = o.get();
+                let tie = !supersedes(&m, om) && !supersedes(om, &m);
+                let own_beats_carried = or.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
+                if supersedes(&m, om) || (tie && own_beats_carried) {
+                    o.insert((m, r));
+                }
+            }
+        }
+    }
+    let mut out: Vec<Record> = best.into_values().map(|(_, r)| r).collect();
+    out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    out
+}
+
+impl Writer {
+    pub(crate) fn open(dir: PathBuf, cfg: StoreConfig) -> Result<Writer, StoreError> {
+        let lock_path = dir.join(STORE_LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(StoreError::io(&lock_path, "open lock file"))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: lock_path }),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Io { path: lock_path, op: "lock", source: e })
+            }
+        }
+        let parts = dir.join(PARTITIONS_DIR);
+        let mut w = Writer {
+            parts,
+            cfg,
+            span_ns: cfg.span_ns(),
+            grace_ns: cfg.grace_ns(),
+            _lock: lock,
+            active: BTreeMap::new(),
+            sealed_max: BTreeMap::new(),
+            last_flush: Instant::now(),
+            stats: WriterStats::default(),
+        };
+        w.recover()?;
+        Ok(w)
+    }
+
+    /// Crash recovery (docs/FORMAT.md, "Crash points"): drop temp files,
+    /// reopen logs at their committed length, finish interrupted carries.
+    fn recover(&mut self) -> Result<(), StoreError> {
+        for entry in fs::read_dir(&self.parts).map_err(StoreError::io(&self.parts, "read directory"))? {
+            let entry = entry.map_err(StoreError::io(&self.parts, "read directory"))?;
+            if entry.file_name().to_string_lossy().ends_with(fsutil::TMP_SUFFIX) {
+                // An unfinished publish: the source (a log) is still there.
+                fsutil::remove(&entry.path())?;
+            }
+        }
+        let files = list_partitions(&self.parts)?;
+        for f in files.iter().filter(|f| f.kind == FileKind::Sealed) {
+            let e = self.sealed_max.entry(f.start_ns).or_insert(f.segment);
+            *e = (*e).max(f.segment);
+        }
+        let is_sealed = |start: i64, seg: u32| {
+            files.iter().any(|g| g.kind == FileKind::Sealed && g.start_ns == start && g.segment == seg)
+        };
+        let mut pending = Vec::new();
+        for f in files.iter().filter(|f| f.kind == FileKind::Active) {
+            if is_sealed(f.start_ns, f.segment) {
+                pending.push(f.clone());
+                continue;
+            }
+            let log = ActiveLog::open(&f.path, f.start_ns, self.span_ns, f.segment)?;
+            self.stats.recovered_zeroed_slots += log.zeroed_slots;
+            if let Some(other) = self.active.get(&f.start_ns) {
+                return Err(StoreError::Corrupt {
+                    path: f.path.clone(),
+                    offset: 0,
+                    field: "segment",
+                    detail: format!(
+                        "two active segments of one partition ({} and {}); seal or move one aside by hand",
+                        other.path.display(),
+                        f.name
+                    ),
+                });
+            }
+            self.active.insert(f.start_ns, log);
+        }
+        for f in pending {
+            // Sealed and published, but the log was not deleted: the carry
+            // may not have reached the next partition. Carrying again is
+            // harmless (reduction removes duplicates).
+            let part = self.parts.join(file_name(f.start_ns, f.segment, FileKind::Sealed));
+            let view = SealedView::open(&part, f.start_ns, self.span_ns, f.segment)?;
+            let records = view.records()?;
+            self.carry(&records, f.start_ns, true)?;
+            fsutil::remove(&f.path)?;
+            self.stats.recovered_carries += 1;
+        }
+        Ok(())
+    }
+
+    fn partition_of(&self, t: UnixNanos) -> i64 {
+        t.div_euclid(self.span_ns) * self.span_ns
+    }
+
+    /// The active log of partition `start`, creating a new segment (0, or
+    /// one past the highest sealed) if there is none.
+    fn log_for(&mut self, start: i64) -> Result<&mut ActiveLog, StoreError> {
+        if !self.active.contains_key(&start) {
+            let seg = self.sealed_max.get(&start).map_or(0, |s| s + 1);
+            let path = self.parts.join(file_name(start, seg, FileKind::Active));
+            let log = ActiveLog::create(&path, start, self.span_ns, seg)?;
+            self.stats.bytes_written += crate::format::HEADER_SIZE as u64;
+            self.active.insert(start, log);
+        }
+        Ok(self.active.get_mut(&start).expect("inserted above"))
+    }
+
+    /// Appends one mapping state. Its event time (`first_ns` while `Open`,
+    /// else `last_ns`) picks the partition; if that one is sealed, the record
+    /// is late and goes to the oldest active partition at most
+    /// [`LATE_REROUTE_SPANS_MAX`] spans later, else to a new segment of its
+    /// own partition. Durable after the next flush.
+    pub fn append(&mut self, m: &Mapping) -> Result<(), StoreError> {
+        let bad = |detail: String| StoreError::BadMapping { path: self.parts.clone(), detail };
+        if m.first_ns < 0 || m.last_ns > EVENT_NS_MAX {
+            return Err(bad(format!(
+                "times {}..{} outside the storable range 0..={EVENT_NS_MAX} ns (1970 to 2100)",
+                m.first_ns, m.last_ns
+            )));
+        }
+        let rec = Record::encode(m, 0).map_err(|f| bad(format!("{}: {}", f.field, f.detail)))?;
+        let t = if m.end == EndReason::Open { m.first_ns } else { m.last_ns };
+        let p = self.partition_of(t);
+        let (target, rec) = if self.active.contains_key(&p) || !self.sealed_max.contains_key(&p) {
+            (p, rec)
+        } else {
+            self.stats.late_records += 1;
+            let later = self.active.range(p + 1..).next().map(|(&q, _)| q);
+            match later {
+                Some(q) if q - p <= LATE_REROUTE_SPANS_MAX * self.span_ns => {
+                    (q, Record::encode(m, SF_LATE).expect("encoded above"))
+                }
+                _ => (p, rec),
+            }
+        };
+        self.log_for(target)?.append(&rec)?;
+        self.stats.records_appended += 1;
+        self.stats.bytes_written += RECORD_SIZE as u64;
+        Ok(())
+    }
+
+    /// Seals every partition whose end plus grace is at or before `now_ns`
+    /// (the data's clock), then flushes if `flush_interval_ms` of wall
+    /// clock passed since the last flush.
+    pub fn advance(&mut self, now_ns: UnixNanos) -> Result<(), StoreError> {
+        self.seal_while(|start, span, grace| start.saturating_add(span).saturating_add(grace) <= now_ns, now_ns)?;
+        if self.last_flush.elapsed() >= Duration::from_millis(u64::from(self.cfg.flush_interval_ms)) {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Seals every partition that ends at or before `now_ns`, ignoring the
+    /// grace time.
+    pub fn seal_before(&mut self, now_ns: UnixNanos) -> Result<(), StoreError> {
+        self.seal_while(|start, span, _| start.saturating_add(span) <= now_ns, now_ns)?;
+        self.flush()
+    }
+
+    fn seal_while(&mut self, due: impl Fn(i64, i64, i64) -> bool, now_ns: i64) -> Result<(), StoreError> {
+        // Bound: each round seals one partition that ends before now_ns;
+        // carries only create partitions that follow a sealed one, so at
+        // most the active ones plus one per span up to now_ns.
+        let Some(&first) = self.active.keys().next() else { return Ok(()) };
+        let rounds_max = self.active.len() as i64 + now_ns.saturating_sub(first) / self.span_ns + 2;
+        let mut rounds = 0i64;
+        while let Some(&start) = self.active.keys().next() {
+            if !due(start, self.span_ns, self.grace_ns) {
+                break;
+            }
+            rounds += 1;
+            assert!(rounds <= rounds_max, "sealing did not converge after {rounds_max} rounds");
+            self.seal(start, true)?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn flush(&mut self) -> Result<(), StoreError> {
+        for log in self.active.values_mut() {
+            log.flush()?;
+        }
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Seals every active partition, for the end of a replay. Carried
+    /// mappings create following partitions until their hold ends; a
+    /// mapping still `Open` is carried one partition past the last
+    /// partition that had data, and no further (counted in
+    /// [`WriterStats::open_at_seal_all`]).
+    pub fn seal_all(&mut self) -> Result<(), StoreError> {
+        let (Some(&first), Some(&horizon)) = (self.active.keys().next(), self.active.keys().next_back()) else {
+            return self.flush();
+        };
+        // Bound: partitions up to the horizon, then at most one per span of
+        // the longest hold, plus the one the Open mappings are carried into.
+        let rounds_max = self.active.len() as i64
+            + (horizon - first) / self.span_ns
+            + self.cfg.hold.max_ns() / self.span_ns
+            + 3;
+        let mut rounds = 0i64;
+        while let Some(&start) = self.active.keys().next() {
+            rounds += 1;
+            assert!(rounds <= rounds_max, "seal_all did not converge after {rounds_max} rounds");
+            self.seal(start, start <= horizon)?;
+        }
+        self.flush()
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// Seals the active segment of partition `start`: reduce, sort, publish
+    /// the `.part`, carry held-over mappings into the next partition, delete
+    /// the log. See docs/FORMAT.md for each crash point.
+    fn seal(&mut self, start: i64, carry_open: bool) -> Result<(), StoreError> {
+        let mut log = self.active.remove(&start).expect("seal is called on active partitions");
+        log.flush()?;
+        let records = reduce(log.records()?);
+        let part = self.parts.join(file_name(start, log.segment, FileKind::Sealed));
+        write_sealed(&part, start, self.span_ns, log.segment, &records)?;
+        let e = self.sealed_max.entry(start).or_insert(log.segment);
+        *e = (*e).max(log.segment);
+        self.stats.bytes_written += (2 * crate::format::HEADER_SIZE + records.len() * RECORD_SIZE) as u64;
+        self.stats.partitions_sealed += 1;
+        self.carry(&records, start, carry_open)?;
+        let log_path = log.path.clone();
+        drop(log);
+        fsutil::remove(&log_path)
+    }
+
+    /// Appends the mappings of sealed partition `start` still held at its
+    /// end to the next partition's log (flag CARRIED), durable on return.
+    fn carry(&mut self, records: &[Record], start: i64, carry_open: bool) -> Result<(), StoreError> {
+        let end = start + self.span_ns;
+        if end > EVENT_NS_MAX {
+            return Ok(());
+        }
+        let hold = self.cfg.hold;
+        let mut held = Vec::new();
+        for r in records {
+            let m = r.decode().expect("records are validated when read");
+            match hold.held_until_ns(&m) {
+                None if !carry_open => self.stats.open_at_seal_all += 1,
+                None => held.push(m),
+                Some(h) if h >= end => held.push(m),
+                Some(_) => {}
+            }
+        }
+        if held.is_empty() {
+            return Ok(());
+        }
+        let n = held.len() as u64;
+        let log = self.log_for(end)?;
+        for m in &held {
+            log.append(&Record::encode(m, SF_CARRIED).expect("decoded records encode"))?;
+        }
+        log.flush()?;
+        self.stats.carried += n;
+        self.stats.bytes_written += n * RECORD_SIZE as u64;
+        Ok(())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Best effort: an error here has nowhere to go; callers that care
+        // call flush() or seal_all() first and see it.
+        let _ = self.flush();
+    }
+}
