@@ -143,8 +143,10 @@ pub struct Footer {
     pub magic: [u8; 8],
     /// Same as the header's; both must agree.
     pub record_count: U64,
-    /// Smallest `first_ns` of any record (0 when empty).
-    pub min_first_ns: I64,
+    /// Smallest `first_ns` of the records marked [`SF_LATE`], `i64::MAX`
+    /// when there are none. A lookup reads a partition after its window
+    /// only if this is at or before the window's end.
+    pub late_min_first_ns: I64,
     /// Largest `last_ns` of any record (0 when empty).
     pub max_last_ns: I64,
     /// CRC-32 of all record bytes, in file order.
@@ -479,18 +481,20 @@ impl Footer {
         let (mut carried, mut late) = (0u32, 0u32);
         for r in records {
             crc.update(r.as_bytes());
-            min_first = min_first.min(r.first_ns.get());
+            if r.store_flags & SF_LATE != 0 {
+                min_first = min_first.min(r.first_ns.get());
+            }
             max_last = max_last.max(r.last_ns.get());
             carried += u32::from(r.store_flags & SF_CARRIED != 0);
             late += u32::from(r.store_flags & SF_LATE != 0);
         }
         if records.is_empty() {
-            (min_first, max_last) = (0, 0);
+            max_last = 0;
         }
         let mut f = Footer {
             magic: FOOTER_MAGIC,
             record_count: U64::new(records.len() as u64),
-            min_first_ns: I64::new(min_first),
+            late_min_first_ns: I64::new(min_first),
             max_last_ns: I64::new(max_last),
             records_crc: U32::new(crc.finalize()),
             carried_in: U32::new(carried),

@@ -136,7 +136,7 @@ impl Reader {
 
     /// The files a window [from, to] must read: sealed partitions
     /// overlapping it; sealed partitions up to [`LATE_REROUTE_SPANS_MAX`]
-    /// spans after it that hold late records; every active log (and every
+    /// spans after it whose own records start by `to` (late records); every active log (and every
     /// sealed partition whose carry is pending) that starts no later than
     /// that. Sealed partitions before the window are not read: what they
     /// held over was carried into the window's own partition.
@@ -156,9 +156,10 @@ impl Reader {
                     if overlaps || (carry_pending && f.start_ns <= to) {
                         out.push((f.clone(), None));
                     } else if f.start_ns > to_p && f.start_ns <= lookahead_end {
-                        // Only worth reading if it took in late records.
+                        // Only worth reading if it took in a late record
+                        // that started by the window's end.
                         match self.open(f) {
-                            Ok(View::Sealed(v)) if v.footer.late_in.get() == 0 => {}
+                            Ok(View::Sealed(v)) if v.footer.late_min_first_ns.get() > to => {}
                             Ok(v) => out.push((f.clone(), Some(v))),
                             Err(_) => out.push((f.clone(), None)), // reported when searched
                         }
@@ -197,9 +198,12 @@ impl Reader {
                     continue;
                 }
             };
+            // Reduce first, filter by time after: an Open copy must not
+            // answer for a mapping whose final state (read here too) ended
+            // before the window.
             let mut consider = |r: &Record| {
                 let m = r.decode().expect("records are validated when read");
-                if self.matches(q, &m) {
+                if self.matches_endpoint(q, &m) {
                     self.keep(&mut best, m, &f.name);
                 }
             };
@@ -226,17 +230,17 @@ impl Reader {
                 },
             }
         }
+        best.retain(|_, h| self.overlaps(&h.mapping, q.from_ns, q.to_ns));
         out.holders = sorted(best);
         Ok(out)
     }
 
-    fn matches(&self, q: &Query, m: &Mapping) -> bool {
+    fn matches_endpoint(&self, q: &Query, m: &Mapping) -> bool {
         m.public.ip() == q.ip
             && q.port.is_none_or(|p| p == m.public.port())
             && q.proto.is_none_or(|p| p == m.proto)
             && q.remote_ip.is_none_or(|ip| ip == m.remote.ip())
             && q.remote_port.is_none_or(|p| p == m.remote.port())
-            && self.overlaps(m, q.from_ns, q.to_ns)
     }
 
     fn overlaps(&self, m: &Mapping, from: i64, to: i64) -> bool {
@@ -280,14 +284,13 @@ impl Reader {
                 Ok(recs) => {
                     for r in recs {
                         let m = r.decode().expect("records are validated when read");
-                        if self.overlaps(&m, from, to) {
-                            self.keep(&mut best, m, &pf.name);
-                        }
+                        self.keep(&mut best, m, &pf.name);
                     }
                 }
                 Err(e) => errors.push(e),
             }
         }
+        best.retain(|_, h| self.overlaps(&h.mapping, from, to));
         for h in sorted(best) {
             f(&h)?;
         }

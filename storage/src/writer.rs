@@ -73,26 +73,40 @@ impl std::fmt::Debug for Writer {
 
 /// Reduces records of one partition by natural key (an ended state beats
 /// `Open`, then a larger `last_ns`; on a tie the non-carried copy wins) and
-/// sorts them for sealing.
+/// sorts them for sealing. The kept record is marked [`SF_LATE`] if any
+/// copy was late: the mapping began in an earlier, sealed partition that
+/// does not have it, so lookups there must still find it here.
 pub(crate) fn reduce(records: Vec<Record>) -> Vec<Record> {
-    let mut best: HashMap<_, (Mapping, Record)> = HashMap::with_capacity(records.len());
+    let mut best: HashMap<_, (Mapping, Record, bool)> = HashMap::with_capacity(records.len());
     for r in records {
         let m = r.decode().expect("records are validated when read");
+        let late = r.store_flags & SF_LATE != 0;
         match best.entry(natural_key(&m)) {
             Entry::Vacant(v) => {
-                v.insert((m, r));
+                v.insert((m, r, late));
             }
             Entry::Occupied(mut o) => {
-                let (om, or) = o.get();
-                let tie = !supersedes(&m, om) && !supersedes(om, &m);
+                let (om, or, olate) = *o.get();
+                let tie = !supersedes(&m, &om) && !supersedes(&om, &m);
                 let own_beats_carried = or.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
-                if supersedes(&m, om) || (tie && own_beats_carried) {
-                    o.insert((m, r));
+                if supersedes(&m, &om) || (tie && own_beats_carried) {
+                    o.insert((m, r, late || olate));
+                } else {
+                    o.get_mut().2 |= late;
                 }
             }
         }
     }
-    let mut out: Vec<Record> = best.into_values().map(|(_, r)| r).collect();
+    let mut out: Vec<Record> = best
+        .into_values()
+        .map(|(m, r, late)| {
+            if late && r.store_flags & SF_LATE == 0 {
+                Record::encode(&m, (r.store_flags & SF_CARRIED) | SF_LATE).expect("decoded records encode")
+            } else {
+                r
+            }
+        })
+        .collect();
     out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     out
 }

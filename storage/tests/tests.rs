@@ -1,0 +1,688 @@
+//! natrec-storage integration tests: one binary (habit 17), shared helpers
+//! at the top, one module per concern.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use natrec_storage::format::{file_name, FileKind};
+use natrec_storage::{
+    EndReason, HoldTimes, Holder, Mapping, Proto, Query, Store, StoreConfig, StoreError, NANOS_PER_SEC,
+};
+
+/// 2026-03-01T00:00:00Z in ns.
+const T0: i64 = 1_772_323_200 * NANOS_PER_SEC;
+const S: i64 = NANOS_PER_SEC;
+const H: i64 = 3600 * NANOS_PER_SEC;
+
+fn sa(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn mapping(proto: Proto, internal: &str, public: &str, first: i64, last: i64, end: EndReason) -> Mapping {
+    Mapping {
+        proto,
+        internal: sa(internal),
+        public: sa(public),
+        remote: sa("198.51.100.9:443"),
+        first_ns: first,
+        last_ns: last,
+        end,
+        packets_out: 3,
+        packets_in: 2,
+        flags: 0,
+    }
+}
+
+fn new_store(dir: &Path, cfg: StoreConfig) -> Store {
+    Store::create(&dir.join("store"), cfg).unwrap()
+}
+
+fn lookup_at(store: &Store, public: &str, t: i64) -> (Vec<Holder>, Vec<StoreError>) {
+    let p = sa(public);
+    let o = store.reader().lookup(&Query::at(p.ip(), p.port(), t)).unwrap();
+    (o.holders, o.errors)
+}
+
+fn part_path(store: &Store, start: i64, seg: u32, kind: FileKind) -> PathBuf {
+    store.dir().join("partitions").join(file_name(start, seg, kind))
+}
+
+fn part_name(start: i64, seg: u32) -> String {
+    file_name(start, seg, FileKind::Sealed)
+}
+
+mod roundtrip {
+    use super::*;
+    use natrec_storage::format::{Record, SF_CARRIED, SF_LATE};
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+    use zerocopy::IntoBytes;
+
+    fn addr() -> impl Strategy<Value = SocketAddr> {
+        prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(a, p)| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(a), p))),
+            (any::<[u8; 16]>(), any::<u16>())
+                .prop_map(|(a, p)| SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(a), p, 0, 0))),
+        ]
+    }
+
+    pub(crate) fn arb_mapping() -> impl Strategy<Value = Mapping> {
+        let proto = prop_oneof![Just(Proto::Icmp), Just(Proto::Tcp), Just(Proto::Udp), Just(Proto::Icmpv6)];
+        let end = (0u8..=6).prop_map(|c| EndReason::from_code(c).unwrap());
+        (proto, addr(), addr(), addr(), any::<i64>(), any::<i64>(), end, any::<u32>(), any::<u32>(), any::<u8>())
+            .prop_map(|(proto, internal, public, remote, a, b, end, po, pi, flags)| Mapping {
+                proto,
+                internal,
+                public,
+                remote,
+                first_ns: a.min(b),
+                last_ns: a.max(b),
+                end,
+                packets_out: po,
+                packets_in: pi,
+                flags,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+        #[test]
+        fn decode_encode_is_identity(m in arb_mapping(), sf in prop_oneof![Just(0), Just(SF_CARRIED), Just(SF_LATE)]) {
+            let r = Record::encode(&m, sf).unwrap();
+            let back = Record::read(r.as_bytes()).unwrap();
+            prop_assert_eq!(back, r);
+            prop_assert_eq!(back.decode().unwrap(), m);
+            prop_assert_eq!(back.store_flags & (SF_CARRIED | SF_LATE), sf);
+        }
+
+        #[test]
+        fn any_single_bit_flip_is_caught(m in arb_mapping(), bit in 0usize..(96 * 8)) {
+            let r = Record::encode(&m, 0).unwrap();
+            let mut b = r.as_bytes().to_vec();
+            b[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(Record::read(&b).is_err());
+        }
+    }
+}
+
+mod basics {
+    use super::*;
+
+    #[test]
+    fn second_writer_is_refused_while_first_runs() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let w = store.writer().unwrap();
+        let e = store.writer().unwrap_err();
+        assert!(matches!(e, StoreError::Locked { .. }), "{e}");
+        assert!(e.to_string().contains("another natrec is writing"), "{e}");
+        drop(w);
+        store.writer().unwrap();
+    }
+
+    #[test]
+    fn port_reuse_over_time_returns_only_the_holder_at_that_time() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let t = T0 + 10 * H;
+        let a = mapping(Proto::Udp, "100.64.0.2:5000", "203.0.113.1:5000", t, t + 300 * S, EndReason::Idle);
+        let b = mapping(Proto::Udp, "100.64.0.3:6000", "203.0.113.1:5000", t + 1800 * S, t + 2400 * S, EndReason::Idle);
+        // The Open states first, as the correlator writes them.
+        w.append(&Mapping { end: EndReason::Open, last_ns: a.first_ns, ..a }).unwrap();
+        w.append(&a).unwrap();
+        w.append(&Mapping { end: EndReason::Open, last_ns: b.first_ns, ..b }).unwrap();
+        w.append(&b).unwrap();
+        // Before sealing: answered from the active log.
+        let (h, e) = lookup_at(&store, "203.0.113.1:5000", t + 120 * S);
+        assert!(e.is_empty());
+        assert_eq!(h.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![a]);
+        w.seal_all().unwrap();
+        for (at, want) in [(t + 120 * S, vec![a]), (t + 2100 * S, vec![b]), (t + 1200 * S, vec![])] {
+            let (h, e) = lookup_at(&store, "203.0.113.1:5000", at);
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(h.iter().map(|h| h.mapping).collect::<Vec<_>>(), want, "at +{}s", (at - t) / S);
+        }
+        // a is held 120 s (udp_stream) after its last packet, then nothing.
+        assert_eq!(lookup_at(&store, "203.0.113.1:5000", t + 419 * S).0.len(), 1);
+        assert_eq!(lookup_at(&store, "203.0.113.1:5000", t + 421 * S).0.len(), 0);
+        // Other port, other address family: nothing.
+        assert!(lookup_at(&store, "203.0.113.1:5001", t + 120 * S).0.is_empty());
+        assert!(lookup_at(&store, "[::ffff:203.0.113.1]:5000", t + 120 * S).0.is_empty());
+        let o = store
+            .reader()
+            .lookup(&Query { port: None, from_ns: t, to_ns: t + H, ..Query::at(ip("203.0.113.1"), 0, 0) })
+            .unwrap();
+        assert_eq!(o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![a, b]);
+        assert!(store.reader().verify().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_query_and_bad_mapping_are_errors() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let q = Query { from_ns: 5, to_ns: 4, ..Query::at(ip("192.0.2.1"), 1, 0) };
+        assert!(matches!(store.reader().lookup(&q), Err(StoreError::BadQuery { .. })));
+        let mut w = store.writer().unwrap();
+        let m = mapping(Proto::Tcp, "10.0.0.1:1", "192.0.2.1:1", T0 + 5, T0 + 4, EndReason::Fin);
+        assert!(matches!(w.append(&m), Err(StoreError::BadMapping { .. })));
+        let m = mapping(Proto::Tcp, "10.0.0.1:1", "192.0.2.1:1", -5, 4, EndReason::Fin);
+        assert!(matches!(w.append(&m), Err(StoreError::BadMapping { .. })));
+        assert_eq!(w.stats().records_appended, 0);
+    }
+}
+
+mod carry {
+    use super::*;
+
+    /// A TCP mapping opened in hour 0 and closed in hour 3: a lookup at a time
+    /// in hour 1 or 2 reads only that hour's partition and finds it there.
+    #[test]
+    fn held_mapping_is_found_in_every_hour_from_that_hours_partition() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let open = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 100 * S, EndReason::Open);
+        let closed = Mapping { last_ns: T0 + 3 * H + 200 * S, end: EndReason::Fin, packets_out: 900, ..open };
+        w.append(&open).unwrap();
+        for hour in 1..=3 {
+            w.advance(T0 + hour * H + 61 * S).unwrap();
+        }
+        w.append(&closed).unwrap();
+        w.seal_all().unwrap();
+        let st = w.stats();
+        assert_eq!(st.partitions_sealed, 4);
+        assert_eq!(st.carried, 3);
+        for hour in 0..=3 {
+            let (h, e) = lookup_at(&store, "203.0.113.7:1024", T0 + hour * H + 150 * S);
+            assert!(e.is_empty());
+            assert_eq!(h.len(), 1, "hour {hour}");
+            assert_eq!(h[0].partition, part_name(T0 + hour * H, 0), "hour {hour}");
+            assert_eq!(h[0].mapping.internal, open.internal);
+        }
+        // Hour 3 has the final state; held 120 s after FIN.
+        let (h, _) = lookup_at(&store, "203.0.113.7:1024", T0 + 3 * H + 300 * S);
+        assert_eq!(h[0].mapping, closed);
+        assert_eq!(h[0].held_until_ns, Some(closed.last_ns + 120 * S));
+        assert!(lookup_at(&store, "203.0.113.7:1024", T0 + 3 * H + 321 * S).0.is_empty());
+        // Export: exactly once, final state.
+        let mut seen = Vec::new();
+        let errs = store.reader().export(None, None, &mut |h| Ok(seen.push(h.mapping))).unwrap();
+        assert!(errs.is_empty());
+        assert_eq!(seen, vec![closed]);
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(parts.iter().map(|p| (p.records, p.carried_in)).collect::<Vec<_>>(), vec![(1, 0), (1, 1), (1, 1), (1, 0)]);
+        assert!(parts.iter().all(|p| p.problem.is_none()));
+    }
+
+    #[test]
+    fn seal_all_carries_a_still_open_mapping_one_partition_only() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let open = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 100 * S, EndReason::Open);
+        w.append(&open).unwrap();
+        w.seal_all().unwrap();
+        assert_eq!(w.stats().partitions_sealed, 2);
+        assert_eq!(w.stats().open_at_seal_all, 1);
+        assert_eq!(lookup_at(&store, "203.0.113.7:1024", T0 + H + 5 * S).0.len(), 1);
+        assert_eq!(store.reader().partitions().unwrap().len(), 2);
+    }
+
+    /// An idle-closed TCP mapping is held tcp_open_s (2 h 4 min) after its
+    /// last packet: carried through the following partitions until then.
+    #[test]
+    fn finite_hold_is_carried_until_it_ends() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let m = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 3000 * S, EndReason::Idle);
+        w.append(&m).unwrap();
+        w.seal_all().unwrap();
+        // held until T0 + 3000 s + 7440 s = T0 + 2 h 54 min: partitions 0, 1, 2.
+        assert_eq!(w.stats().partitions_sealed, 3);
+        let (h, _) = lookup_at(&store, "203.0.113.7:1024", T0 + 2 * H + 3000 * S);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].partition, part_name(T0 + 2 * H, 0));
+        assert!(lookup_at(&store, "203.0.113.7:1024", T0 + 2 * H + 3300 * S).0.is_empty());
+    }
+}
+
+mod late {
+    use super::*;
+
+    #[test]
+    fn late_record_goes_to_the_next_active_partition_and_is_still_found() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let early = mapping(Proto::Udp, "100.64.0.2:1000", "203.0.113.1:2000", T0 + 10 * S, T0 + 20 * S, EndReason::Idle);
+        let next = mapping(Proto::Udp, "100.64.0.3:1000", "203.0.113.1:3000", T0 + H + 10 * S, T0 + H + 20 * S, EndReason::Idle);
+        w.append(&early).unwrap();
+        w.append(&next).unwrap();
+        w.advance(T0 + H + 61 * S).unwrap(); // seals hour 0
+        let late = mapping(Proto::Udp, "100.64.0.4:1000", "203.0.113.1:4000", T0 + 30 * S, T0 + 40 * S, EndReason::Idle);
+        w.append(&late).unwrap();
+        assert_eq!(w.stats().late_records, 1);
+        w.seal_all().unwrap();
+        let (h, e) = lookup_at(&store, "203.0.113.1:4000", T0 + 35 * S);
+        assert!(e.is_empty());
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].partition, part_name(T0 + H, 0));
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(parts[1].late_in, 1);
+    }
+
+    /// A second replay into a store that already covers the same hour never
+    /// touches the sealed file: it writes segment -0001.
+    #[test]
+    fn second_replay_writes_a_new_segment() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let a = mapping(Proto::Udp, "100.64.0.2:1000", "203.0.113.1:2000", T0 + 10 * S, T0 + 20 * S, EndReason::Idle);
+        let b = mapping(Proto::Udp, "100.64.0.9:1000", "203.0.113.1:2000", T0 + 10 * S, T0 + 25 * S, EndReason::Idle);
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&a).unwrap();
+            w.seal_all().unwrap();
+        }
+        let first = std::fs::read(part_path(&store, T0, 0, FileKind::Sealed)).unwrap();
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&b).unwrap();
+            w.seal_all().unwrap();
+        }
+        assert_eq!(std::fs::read(part_path(&store, T0, 0, FileKind::Sealed)).unwrap(), first);
+        assert!(part_path(&store, T0, 1, FileKind::Sealed).exists());
+        let (h, e) = lookup_at(&store, "203.0.113.1:2000", T0 + 15 * S);
+        assert!(e.is_empty());
+        assert_eq!(h.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![a, b]);
+        assert_eq!(h[1].partition, part_name(T0, 1));
+    }
+}
+
+mod corruption {
+    use super::*;
+
+    fn two_hours(dir: &Path) -> (Store, Mapping, Mapping) {
+        let store = new_store(dir, StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let a = mapping(Proto::Udp, "100.64.0.2:1000", "203.0.113.1:2000", T0 + 10 * S, T0 + 20 * S, EndReason::Idle);
+        let b = mapping(Proto::Udp, "100.64.0.3:1000", "203.0.113.1:2000", T0 + H + 10 * S, T0 + H + 20 * S, EndReason::Idle);
+        w.append(&a).unwrap();
+        w.append(&b).unwrap();
+        w.seal_all().unwrap();
+        (store, a, b)
+    }
+
+    fn flip(path: &Path, offset: usize) {
+        let mut bytes = std::fs::read(path).unwrap();
+        bytes[offset] ^= 0x01;
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn flipped_record_byte_is_reported_and_other_partitions_still_answer() {
+        let d = tempfile::tempdir().unwrap();
+        let (store, _a, b) = two_hours(d.path());
+        let p0 = part_path(&store, T0, 0, FileKind::Sealed);
+        flip(&p0, 64 + 50); // inside record 0's first_ns
+        let q = Query { from_ns: T0, to_ns: T0 + 2 * H - 1, ..Query::at(ip("203.0.113.1"), 2000, 0) };
+        let o = store.reader().lookup(&q).unwrap();
+        assert_eq!(o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![b]);
+        assert_eq!(o.errors.len(), 1);
+        let msg = o.errors[0].to_string();
+        assert!(matches!(&o.errors[0], StoreError::BadChecksum { path, .. } if *path == p0), "{msg}");
+        assert!(msg.contains("record crc at byte 156"), "{msg}");
+        let v = store.reader().verify().unwrap();
+        assert!(!v.is_empty());
+        assert!(v.iter().all(|e| e.to_string().contains(&*p0.to_string_lossy())));
+    }
+
+    #[test]
+    fn flipped_header_or_footer_byte_is_reported() {
+        for off in [20usize, 64 + 96 + 20] {
+            let d = tempfile::tempdir().unwrap();
+            let (store, _a, b) = two_hours(d.path());
+            let p0 = part_path(&store, T0, 0, FileKind::Sealed);
+            flip(&p0, off);
+            let q = Query { from_ns: T0, to_ns: T0 + 2 * H - 1, ..Query::at(ip("203.0.113.1"), 2000, 0) };
+            let o = store.reader().lookup(&q).unwrap();
+            assert_eq!(o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![b]);
+            assert!(matches!(&o.errors[..], [StoreError::BadChecksum { what, .. }] if what.contains(if off == 20 { "header" } else { "footer" })), "{:?}", o.errors);
+            let parts = store.reader().partitions().unwrap();
+            assert!(parts[0].problem.is_some());
+            assert!(parts[1].problem.is_none());
+        }
+    }
+
+    /// A byte flipped in a record the lookup does not read is still found by
+    /// verify (full checksum pass).
+    #[test]
+    fn verify_finds_damage_a_lookup_skips() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        for i in 0..50u16 {
+            let public = format!("203.0.113.1:{}", 1000 + i);
+            w.append(&mapping(Proto::Udp, "100.64.0.2:1000", &public, T0 + 10 * S, T0 + 20 * S, EndReason::Idle)).unwrap();
+        }
+        w.seal_all().unwrap();
+        let p0 = part_path(&store, T0, 0, FileKind::Sealed);
+        flip(&p0, 64 + 40 * 96 + 70); // record 40's packets_in
+        let (h, e) = lookup_at(&store, "203.0.113.1:1003", T0 + 15 * S);
+        assert_eq!((h.len(), e.len()), (1, 0));
+        let (h, e) = lookup_at(&store, "203.0.113.1:1040", T0 + 15 * S);
+        assert_eq!((h.len(), e.len()), (0, 1));
+        let v = store.reader().verify().unwrap();
+        assert_eq!(v.len(), 2, "{v:?}"); // records checksum + record 40
+    }
+}
+
+mod recovery {
+    use super::*;
+
+    fn log_path(store: &Store) -> PathBuf {
+        part_path(store, T0, 0, FileKind::Active)
+    }
+
+    fn m(i: u16) -> Mapping {
+        mapping(Proto::Udp, "100.64.0.2:1000", &format!("203.0.113.1:{}", 1000 + i), T0 + 10 * S, T0 + 20 * S, EndReason::Idle)
+    }
+
+    #[test]
+    fn torn_tail_is_ignored_zeroed_and_never_resurrects() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        {
+            let mut w = store.writer().unwrap();
+            for i in 0..10 {
+                w.append(&m(i)).unwrap();
+            }
+            // Dropped without flush(): a process kill leaves the pages in the
+            // kernel, which writes them back.
+        }
+        // Simulate a torn append (half a record in slot 10) and a stale
+        // complete record beyond it (slot 12), as a power loss might leave.
+        let path = log_path(&store);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let slot = |i: usize| 64 + i * 96;
+        let good11 = bytes[slot(9)..slot(10)].to_vec();
+        bytes[slot(10)..slot(10) + 48].copy_from_slice(&good11[..48]);
+        let stale = {
+            use zerocopy::IntoBytes;
+            natrec_storage::format::Record::encode(&m(77), 0).unwrap().as_bytes().to_vec()
+        };
+        bytes[slot(12)..slot(13)].copy_from_slice(&stale);
+        std::fs::write(&path, &bytes).unwrap();
+
+        // A reader sees exactly the 10 committed records.
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(parts[0].records, 10);
+        assert!(lookup_at(&store, "203.0.113.1:1077", T0 + 15 * S).0.is_empty());
+
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.stats().recovered_zeroed_slots, 2);
+        w.append(&m(10)).unwrap();
+        w.append(&m(11)).unwrap();
+        w.append(&m(12)).unwrap();
+        w.flush().unwrap();
+        assert_eq!(store.reader().partitions().unwrap()[0].records, 13);
+        w.seal_all().unwrap();
+        for i in 0..13 {
+            assert_eq!(lookup_at(&store, &format!("203.0.113.1:{}", 1000 + i), T0 + 15 * S).0.len(), 1, "{i}");
+        }
+        assert!(lookup_at(&store, "203.0.113.1:1077", T0 + 15 * S).0.is_empty());
+        assert!(store.reader().verify().unwrap().is_empty());
+    }
+
+    #[test]
+    fn log_cut_mid_record_and_empty_log_recover() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        {
+            let mut w = store.writer().unwrap();
+            for i in 0..3 {
+                w.append(&m(i)).unwrap();
+            }
+            w.flush().unwrap();
+        }
+        // File shortened in the middle of record 2 (a file system that lost the tail).
+        let path = log_path(&store);
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(64 + 2 * 96 + 50).unwrap();
+        drop(f);
+        // A log created but never written (crash right after create).
+        std::fs::write(part_path(&store, T0 + H, 0, FileKind::Active), b"").unwrap();
+        let mut w = store.writer().unwrap();
+        w.append(&m(5)).unwrap();
+        w.seal_all().unwrap();
+        let mut seen = Vec::new();
+        store.reader().export(None, None, &mut |h| Ok(seen.push(h.mapping.public.port()))).unwrap();
+        seen.sort();
+        assert_eq!(seen, vec![1000, 1001, 1005]);
+        assert!(store.reader().verify().unwrap().is_empty());
+    }
+
+    /// Crash after the sealed file was renamed into place but before the
+    /// carry reached the next log and the old log was deleted.
+    #[test]
+    fn crash_between_publish_and_carry_is_finished_on_open() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let open = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 100 * S, EndReason::Open);
+        let log0 = log_path(&store);
+        let saved;
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&open).unwrap();
+            w.flush().unwrap();
+            saved = std::fs::read(&log0).unwrap();
+            w.advance(T0 + H + 61 * S).unwrap();
+            assert_eq!(w.stats().carried, 1);
+        }
+        // Put the world back to "renamed, not carried, log not deleted".
+        std::fs::write(&log0, &saved).unwrap();
+        std::fs::remove_file(part_path(&store, T0 + H, 0, FileKind::Active)).unwrap();
+        std::fs::write(store.dir().join("partitions").join("20260301T000000Z-0000.part.tmp"), b"junk").unwrap();
+        // A reader before recovery still finds it (the pending partition is read).
+        assert_eq!(lookup_at(&store, "203.0.113.7:1024", T0 + H + 1800 * S).0.len(), 1);
+
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.stats().recovered_carries, 1);
+        assert!(!log0.exists());
+        assert!(!store.dir().join("partitions").join("20260301T000000Z-0000.part.tmp").exists());
+        w.seal_all().unwrap();
+        let (h, e) = lookup_at(&store, "203.0.113.7:1024", T0 + H + 1800 * S);
+        assert!(e.is_empty());
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].partition, part_name(T0 + H, 0));
+    }
+
+    /// Crash after the carry, before the log was deleted: carrying again
+    /// duplicates the copy in the next log; sealing removes the duplicate.
+    #[test]
+    fn crash_after_carry_before_delete_does_not_duplicate() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let open = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 100 * S, EndReason::Open);
+        let log0 = log_path(&store);
+        let saved;
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&open).unwrap();
+            w.flush().unwrap();
+            saved = std::fs::read(&log0).unwrap();
+            w.advance(T0 + H + 61 * S).unwrap();
+        }
+        std::fs::write(&log0, &saved).unwrap();
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.stats().recovered_carries, 1);
+        assert_eq!(store.reader().partitions().unwrap()[1].records, 2);
+        w.append(&Mapping { end: EndReason::Fin, last_ns: T0 + H + 50 * S, ..open }).unwrap();
+        w.seal_all().unwrap();
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(parts.iter().map(|p| p.records).collect::<Vec<_>>(), vec![1, 1]);
+        let (h, _) = lookup_at(&store, "203.0.113.7:1024", T0 + H + 10 * S);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].mapping.end, EndReason::Fin);
+    }
+}
+
+mod model {
+    //! The store against an in-memory model (habit 18): random mappings,
+    //! emitted in time order with random delays (some late), with advances
+    //! in between; then random lookups must return exactly the mappings the
+    //! model says were held.
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::{BTreeSet, HashMap};
+
+    const SPAN_S: i64 = 60;
+
+    fn cfg() -> StoreConfig {
+        StoreConfig {
+            partition_span_s: SPAN_S as u32,
+            grace_s: 5,
+            flush_interval_ms: 0,
+            hold: HoldTimes { tcp_closed_s: 10, tcp_open_s: 150, udp_s: 5, udp_stream_s: 20, icmp_s: 5 },
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    struct Gen {
+        proto: u8,
+        sub: u8,
+        public: u8,
+        port: u8,
+        first_s: u16,
+        dur_s: u16,
+        end: u8,
+        open_delay_s: u8,
+        close_delay_s: u8,
+        pin: u8,
+    }
+
+    fn gen() -> impl Strategy<Value = Gen> {
+        (0u8..3, 0u8..4, 0u8..2, 0u8..3, 0u16..600, 0u16..200, 0u8..7, 0u8..60, 0u8..60, 0u8..2).prop_map(
+            |(proto, sub, public, port, first_s, dur_s, end, open_delay_s, close_delay_s, pin)| Gen {
+                proto,
+                sub,
+                public,
+                port,
+                first_s,
+                dur_s,
+                end,
+                open_delay_s,
+                close_delay_s,
+                pin,
+            },
+        )
+    }
+
+    fn build(g: &Gen, i: usize) -> Mapping {
+        let proto = [Proto::Tcp, Proto::Udp, Proto::Icmp][g.proto as usize];
+        let public: SocketAddr = if g.public == 0 {
+            format!("203.0.113.1:{}", 1000 + u16::from(g.port)).parse().unwrap()
+        } else {
+            format!("[2001:db8::1]:{}", 1000 + u16::from(g.port)).parse().unwrap()
+        };
+        let first = T0 + i64::from(g.first_s) * S + i as i64; // distinct first_ns per mapping
+        Mapping {
+            proto,
+            internal: format!("100.64.0.{}:{}", g.sub + 2, 40000 + i).parse().unwrap(),
+            public,
+            remote: sa("198.51.100.9:443"),
+            first_ns: first,
+            last_ns: first + i64::from(g.dur_s) * S,
+            end: EndReason::from_code(g.end).unwrap(),
+            packets_out: 1,
+            packets_in: u32::from(g.pin),
+            flags: 0,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn lookups_agree_with_the_model(
+            gens in prop::collection::vec(gen(), 1..40),
+            ticks in prop::collection::vec(0u16..900, 0..20),
+            seal_all in any::<bool>(),
+            queries in prop::collection::vec((0u8..2, 0u8..4, 0u16..1000, 0u16..30), 40),
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            let store = new_store(d.path(), cfg());
+            let hold = cfg().hold;
+            let finals: Vec<Mapping> = gens.iter().enumerate().map(|(i, g)| build(g, i)).collect();
+            let any_open = finals.iter().any(|m| m.end == EndReason::Open);
+            // Events: (emit time, mapping state). The Open state is emitted
+            // after first_ns, the final state after last_ns; delays < span.
+            let mut events: Vec<(i64, Mapping)> = Vec::new();
+            for (g, m) in gens.iter().zip(&finals) {
+                let open = Mapping { end: EndReason::Open, last_ns: m.first_ns, ..*m };
+                events.push((m.first_ns + i64::from(g.open_delay_s) * S, open));
+                if m.end != EndReason::Open {
+                    let emit = (m.last_ns + i64::from(g.close_delay_s) * S).max(m.first_ns + i64::from(g.open_delay_s) * S);
+                    events.push((emit, *m));
+                }
+            }
+            for t in &ticks {
+                // A bare advance (the capture's clock moving without records).
+                events.push((T0 + i64::from(*t) * S, Mapping { flags: 0xff, ..finals[0] }));
+            }
+            events.sort_by_key(|(t, m)| (*t, m.end != EndReason::Open));
+            let mut w = store.writer().unwrap();
+            for (t, m) in &events {
+                w.advance(*t).unwrap();
+                if m.flags != 0xff {
+                    w.append(m).unwrap();
+                }
+            }
+            if seal_all && !any_open {
+                w.seal_all().unwrap();
+            } else {
+                w.flush().unwrap();
+            }
+            let reader = store.reader();
+            for (public, port, at_s, len_s) in queries {
+                let ip = if public == 0 { ip("203.0.113.1") } else { ip("2001:db8::1") };
+                let port = (port < 3).then_some(1000 + u16::from(port));
+                let from = T0 + i64::from(at_s) * S;
+                let to = from + i64::from(len_s) * S;
+                let want: BTreeSet<_> = finals
+                    .iter()
+                    .filter(|m| m.public.ip() == ip && port.is_none_or(|p| p == m.public.port()))
+                    .filter(|m| m.first_ns <= to && hold.held_until_ns(m).is_none_or(|h| h >= from))
+                    .map(|m| (m.first_ns, m.internal))
+                    .collect();
+                let o = reader.lookup(&Query { ip, port, proto: None, from_ns: from, to_ns: to, remote_ip: None, remote_port: None }).unwrap();
+                prop_assert!(o.errors.is_empty(), "{:?}", o.errors);
+                let got: BTreeSet<_> = o.holders.iter().map(|h| (h.mapping.first_ns, h.mapping.internal)).collect();
+                prop_assert_eq!(&got, &want, "query {:?} {:?} [{}, {}] s", ip, port, at_s, at_s + len_s);
+                prop_assert_eq!(got.len(), o.holders.len());
+                // Each answer is a state of the mapping: its final state or Open.
+                let by_key: HashMap<_, _> = finals.iter().map(|m| ((m.first_ns, m.internal), m)).collect();
+                for h in &o.holders {
+                    let f = by_key[&(h.mapping.first_ns, h.mapping.internal)];
+                    prop_assert!(h.mapping == *f || h.mapping.end == EndReason::Open);
+                }
+            }
+            prop_assert!(reader.verify().unwrap().is_empty());
+            // Export sees every mapping exactly once, in its final state when sealed.
+            let mut seen = Vec::new();
+            reader.export(None, None, &mut |h| { seen.push(h.mapping); Ok(()) }).unwrap();
+            prop_assert_eq!(seen.len(), finals.len());
+            prop_assert!(seen.windows(2).all(|w| w[0].first_ns <= w[1].first_ns));
+            if seal_all && !any_open {
+                let mut want = finals.clone();
+                want.sort_by_key(|m| m.first_ns);
+                prop_assert_eq!(seen, want);
+            }
+        }
+    }
+}
