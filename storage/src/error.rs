@@ -110,7 +110,10 @@ pub enum StoreError {
 
 impl StoreError {
     /// Shorthand for [`StoreError::Io`].
-    pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        op: &'static str,
+    ) -> impl FnOnce(std::io::Error) -> StoreError {
         let path = path.into();
         move |source| StoreError::Io { path, op, source }
     }

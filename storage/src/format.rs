@@ -46,7 +46,9 @@ pub const SF_KNOWN: u8 = SF_PUBLIC_V4 | SF_INTERNAL_V4 | SF_REMOTE_V4 | SF_CARRI
 pub const EVENT_NS_MAX: UnixNanos = 4_102_444_800 * NANOS_PER_SEC;
 
 /// One stored mapping: 96 bytes, no payload, no pointers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct Record {
     /// Public (post-NAT) address, 16 bytes; IPv4 as `::ffff:a.b.c.d`.
@@ -86,7 +88,9 @@ const _: () = assert!(size_of::<Record>() == RECORD_SIZE);
 const _: () = assert!(offset_of!(Record, crc) == RECORD_SIZE - 4);
 
 /// Header of an active append log (`*.log`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct LogHeader {
     /// [`LOG_MAGIC`].
@@ -109,7 +113,9 @@ pub struct LogHeader {
 const _: () = assert!(size_of::<LogHeader>() == HEADER_SIZE);
 
 /// Header of a sealed partition (`*.part`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct SealedHeader {
     /// [`SEALED_MAGIC`].
@@ -136,7 +142,9 @@ pub struct SealedHeader {
 const _: () = assert!(size_of::<SealedHeader>() == HEADER_SIZE);
 
 /// Footer of a sealed partition.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
+)]
 #[repr(C)]
 pub struct Footer {
     /// [`FOOTER_MAGIC`].
@@ -186,7 +194,13 @@ pub struct Fault {
 
 impl Fault {
     fn new(field: &'static str, offset: usize, detail: String) -> Fault {
-        Fault { field, offset, detail, checksum: None, version: None }
+        Fault {
+            field,
+            offset,
+            detail,
+            checksum: None,
+            version: None,
+        }
     }
 
     /// Turns this into a [`crate::StoreError`] about `path`, with the
@@ -194,7 +208,11 @@ impl Fault {
     pub fn at(self, path: &std::path::Path, base: u64) -> crate::StoreError {
         let offset = base + self.offset as u64;
         if let Some(found) = self.version {
-            return crate::StoreError::Version { path: path.to_path_buf(), found, supported: FORMAT_VERSION };
+            return crate::StoreError::Version {
+                path: path.to_path_buf(),
+                found,
+                supported: FORMAT_VERSION,
+            };
         }
         match self.checksum {
             Some((expected, found)) => crate::StoreError::BadChecksum {
@@ -203,7 +221,12 @@ impl Fault {
                 expected,
                 found,
             },
-            None => crate::StoreError::Corrupt { path: path.to_path_buf(), offset, field: self.field, detail: self.detail },
+            None => crate::StoreError::Corrupt {
+                path: path.to_path_buf(),
+                offset,
+                field: self.field,
+                detail: self.detail,
+            },
         }
     }
 }
@@ -241,7 +264,11 @@ impl Record {
     /// address-family bits are derived. Checks the mapping first (habit 10):
     /// `first_ns <= last_ns`. IPv6 flow info and scope id are not stored.
     pub fn encode(m: &Mapping, store_flags: u8) -> Result<Record, Fault> {
-        assert_eq!(store_flags & !(SF_CARRIED | SF_LATE), 0, "only SF_CARRIED/SF_LATE may be passed");
+        assert_eq!(
+            store_flags & !(SF_CARRIED | SF_LATE),
+            0,
+            "only SF_CARRIED/SF_LATE may be passed"
+        );
         if m.first_ns > m.last_ns {
             return Err(Fault::new(
                 "first_ns",
@@ -286,7 +313,11 @@ impl Record {
     /// Reads a record from exactly [`RECORD_SIZE`] bytes and checks it.
     pub fn read(bytes: &[u8]) -> Result<Record, Fault> {
         let r = Record::read_from_bytes(bytes).map_err(|_| {
-            Fault::new("record", 0, format!("{} bytes, expected {RECORD_SIZE}", bytes.len()))
+            Fault::new(
+                "record",
+                0,
+                format!("{} bytes, expected {RECORD_SIZE}", bytes.len()),
+            )
         })?;
         r.decode()?;
         Ok(r)
@@ -308,7 +339,11 @@ impl Record {
             });
         }
         if self.reserved != [0; 10] {
-            return Err(Fault::new("reserved", offset_of!(Record, reserved), format!("expected zero, found {:02x?}", self.reserved)));
+            return Err(Fault::new(
+                "reserved",
+                offset_of!(Record, reserved),
+                format!("expected zero, found {:02x?}", self.reserved),
+            ));
         }
         if self.store_flags & !SF_KNOWN != 0 {
             return Err(Fault::new(
@@ -318,24 +353,60 @@ impl Record {
             ));
         }
         let proto = Proto::from_number(self.proto).ok_or_else(|| {
-            Fault::new("proto", offset_of!(Record, proto), format!("expected 1, 6, 17 or 58, found {}", self.proto))
+            Fault::new(
+                "proto",
+                offset_of!(Record, proto),
+                format!("expected 1, 6, 17 or 58, found {}", self.proto),
+            )
         })?;
-        let end = EndReason::from_code(self.end)
-            .ok_or_else(|| Fault::new("end", offset_of!(Record, end), format!("expected 0..=6, found {}", self.end)))?;
+        let end = EndReason::from_code(self.end).ok_or_else(|| {
+            Fault::new(
+                "end",
+                offset_of!(Record, end),
+                format!("expected 0..=6, found {}", self.end),
+            )
+        })?;
         let addr = |bytes: [u8; 16], bit: u8, field: &'static str, off: usize, port: U16| {
             ip_from(bytes, self.store_flags & bit != 0)
                 .map(|ip| sock(ip, port.get()))
-                .ok_or_else(|| Fault::new(field, off, "IPv4 flag set but address is not ::ffff:a.b.c.d".to_string()))
+                .ok_or_else(|| {
+                    Fault::new(
+                        field,
+                        off,
+                        "IPv4 flag set but address is not ::ffff:a.b.c.d".to_string(),
+                    )
+                })
         };
-        let public = addr(self.public_ip, SF_PUBLIC_V4, "public_ip", offset_of!(Record, public_ip), self.public_port)?;
-        let internal =
-            addr(self.internal_ip, SF_INTERNAL_V4, "internal_ip", offset_of!(Record, internal_ip), self.internal_port)?;
-        let remote = addr(self.remote_ip, SF_REMOTE_V4, "remote_ip", offset_of!(Record, remote_ip), self.remote_port)?;
+        let public = addr(
+            self.public_ip,
+            SF_PUBLIC_V4,
+            "public_ip",
+            offset_of!(Record, public_ip),
+            self.public_port,
+        )?;
+        let internal = addr(
+            self.internal_ip,
+            SF_INTERNAL_V4,
+            "internal_ip",
+            offset_of!(Record, internal_ip),
+            self.internal_port,
+        )?;
+        let remote = addr(
+            self.remote_ip,
+            SF_REMOTE_V4,
+            "remote_ip",
+            offset_of!(Record, remote_ip),
+            self.remote_port,
+        )?;
         if self.first_ns.get() > self.last_ns.get() {
             return Err(Fault::new(
                 "first_ns",
                 offset_of!(Record, first_ns),
-                format!("first_ns {} is after last_ns {}", self.first_ns.get(), self.last_ns.get()),
+                format!(
+                    "first_ns {} is after last_ns {}",
+                    self.first_ns.get(),
+                    self.last_ns.get()
+                ),
             ));
         }
         Ok(Mapping {
@@ -355,7 +426,12 @@ impl Record {
     /// Sort order of a sealed partition: public ip bytes, public port,
     /// first_ns, then all remaining bytes (a total order).
     pub fn sort_key(&self) -> ([u8; 16], u16, i64, &[u8]) {
-        (self.public_ip, self.public_port.get(), self.first_ns.get(), self.as_bytes())
+        (
+            self.public_ip,
+            self.public_port.get(),
+            self.first_ns.get(),
+            self.as_bytes(),
+        )
     }
 }
 
@@ -387,7 +463,11 @@ fn check_common(
         return Err(Fault::new(
             "magic",
             0,
-            format!("expected {:?}, found {:?}", String::from_utf8_lossy(&want_magic), String::from_utf8_lossy(&magic)),
+            format!(
+                "expected {:?}, found {:?}",
+                String::from_utf8_lossy(&want_magic),
+                String::from_utf8_lossy(&magic)
+            ),
         ));
     }
     let found = header_crc(bytes);
@@ -401,12 +481,20 @@ fn check_common(
         });
     }
     if version != FORMAT_VERSION {
-        let mut f = Fault::new("version", 8, format!("expected {FORMAT_VERSION}, found {version}"));
+        let mut f = Fault::new(
+            "version",
+            8,
+            format!("expected {FORMAT_VERSION}, found {version}"),
+        );
         f.version = Some(version);
         return Err(f);
     }
     if record_size as usize != RECORD_SIZE {
-        return Err(Fault::new("record_size", 12, format!("expected {RECORD_SIZE}, found {record_size}")));
+        return Err(Fault::new(
+            "record_size",
+            12,
+            format!("expected {RECORD_SIZE}, found {record_size}"),
+        ));
     }
     Ok(())
 }
@@ -431,11 +519,31 @@ impl LogHeader {
     /// Reads and checks the first 64 bytes of `bytes`.
     pub fn read(bytes: &[u8]) -> Result<LogHeader, Fault> {
         let h = LogHeader::read_from_prefix(bytes)
-            .map_err(|_| Fault::new("header", 0, format!("file is {} bytes, shorter than the {HEADER_SIZE}-byte header", bytes.len())))?
+            .map_err(|_| {
+                Fault::new(
+                    "header",
+                    0,
+                    format!(
+                        "file is {} bytes, shorter than the {HEADER_SIZE}-byte header",
+                        bytes.len()
+                    ),
+                )
+            })?
             .0;
-        check_common(h.magic, LOG_MAGIC, h.version.get(), h.record_size.get(), h.crc.get(), h.as_bytes())?;
+        check_common(
+            h.magic,
+            LOG_MAGIC,
+            h.version.get(),
+            h.record_size.get(),
+            h.crc.get(),
+            h.as_bytes(),
+        )?;
         if h.reserved != [0; 24] {
-            return Err(Fault::new("reserved", offset_of!(LogHeader, reserved), "expected zero".into()));
+            return Err(Fault::new(
+                "reserved",
+                offset_of!(LogHeader, reserved),
+                "expected zero".into(),
+            ));
         }
         Ok(h)
     }
@@ -463,11 +571,31 @@ impl SealedHeader {
     /// Reads and checks the first 64 bytes of `bytes`.
     pub fn read(bytes: &[u8]) -> Result<SealedHeader, Fault> {
         let h = SealedHeader::read_from_prefix(bytes)
-            .map_err(|_| Fault::new("header", 0, format!("file is {} bytes, shorter than the {HEADER_SIZE}-byte header", bytes.len())))?
+            .map_err(|_| {
+                Fault::new(
+                    "header",
+                    0,
+                    format!(
+                        "file is {} bytes, shorter than the {HEADER_SIZE}-byte header",
+                        bytes.len()
+                    ),
+                )
+            })?
             .0;
-        check_common(h.magic, SEALED_MAGIC, h.version.get(), h.record_size.get(), h.crc.get(), h.as_bytes())?;
+        check_common(
+            h.magic,
+            SEALED_MAGIC,
+            h.version.get(),
+            h.record_size.get(),
+            h.crc.get(),
+            h.as_bytes(),
+        )?;
         if h.reserved != [0; 12] || h.reserved0 != [0; 4] {
-            return Err(Fault::new("reserved", offset_of!(SealedHeader, reserved0), "expected zero".into()));
+            return Err(Fault::new(
+                "reserved",
+                offset_of!(SealedHeader, reserved0),
+                "expected zero".into(),
+            ));
         }
         Ok(h)
     }
@@ -508,10 +636,22 @@ impl Footer {
 
     /// Reads and checks exactly 64 bytes.
     pub fn read(bytes: &[u8]) -> Result<Footer, Fault> {
-        let f = Footer::read_from_bytes(bytes)
-            .map_err(|_| Fault::new("footer", 0, format!("{} bytes, expected {HEADER_SIZE}", bytes.len())))?;
+        let f = Footer::read_from_bytes(bytes).map_err(|_| {
+            Fault::new(
+                "footer",
+                0,
+                format!("{} bytes, expected {HEADER_SIZE}", bytes.len()),
+            )
+        })?;
         if f.magic != FOOTER_MAGIC {
-            return Err(Fault::new("footer magic", 0, format!("expected \"NATRECF1\", found {:?}", String::from_utf8_lossy(&f.magic))));
+            return Err(Fault::new(
+                "footer magic",
+                0,
+                format!(
+                    "expected \"NATRECF1\", found {:?}",
+                    String::from_utf8_lossy(&f.magic)
+                ),
+            ));
         }
         let found = header_crc(f.as_bytes());
         if found != f.crc.get() {
@@ -524,7 +664,11 @@ impl Footer {
             });
         }
         if f.reserved != [0; 16] {
-            return Err(Fault::new("footer reserved", offset_of!(Footer, reserved), "expected zero".into()));
+            return Err(Fault::new(
+                "footer reserved",
+                offset_of!(Footer, reserved),
+                "expected zero".into(),
+            ));
         }
         Ok(f)
     }
@@ -579,7 +723,12 @@ pub fn utc_stamp(ns: i64) -> String {
     let s = ns.div_euclid(NANOS_PER_SEC);
     let (days, sod) = (s.div_euclid(86_400), s.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", sod / 3600, sod / 60 % 60, sod % 60)
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        sod / 3600,
+        sod / 60 % 60,
+        sod % 60
+    )
 }
 
 /// File name of a partition segment: `20260301T140000Z-0000.log`.
@@ -733,7 +882,10 @@ mod tests {
         let fb = f.as_bytes();
         assert_eq!(&fb[..8], b"NATRECF1");
         assert_eq!(&fb[8..16], &1u64.to_le_bytes());
-        assert_eq!(&fb[32..36], &crc32fast::hash(recs[0].as_bytes()).to_le_bytes());
+        assert_eq!(
+            &fb[32..36],
+            &crc32fast::hash(recs[0].as_bytes()).to_le_bytes()
+        );
         assert_eq!(&fb[36..40], &1u32.to_le_bytes()); // carried_in
         assert_eq!(&fb[40..44], &0u32.to_le_bytes()); // late_in
         assert_eq!(Footer::read(fb).unwrap(), f);
@@ -753,9 +905,18 @@ mod tests {
     #[test]
     fn names_round_trip() {
         let t = days_from_civil(2026, 3, 1) * 86_400 * NANOS_PER_SEC + 14 * 3600 * NANOS_PER_SEC;
-        assert_eq!(file_name(t, 0, FileKind::Active), "20260301T140000Z-0000.log");
-        assert_eq!(parse_file_name("20260301T140000Z-0000.log"), Some((t, 0, FileKind::Active)));
-        assert_eq!(parse_file_name("20260301T140000Z-0012.part"), Some((t, 12, FileKind::Sealed)));
+        assert_eq!(
+            file_name(t, 0, FileKind::Active),
+            "20260301T140000Z-0000.log"
+        );
+        assert_eq!(
+            parse_file_name("20260301T140000Z-0000.log"),
+            Some((t, 0, FileKind::Active))
+        );
+        assert_eq!(
+            parse_file_name("20260301T140000Z-0012.part"),
+            Some((t, 12, FileKind::Sealed))
+        );
         assert_eq!(parse_file_name("20260231T140000Z-0000.part"), None);
         assert_eq!(parse_file_name("20260301T140000Z-0000.part.tmp"), None);
         assert_eq!(parse_file_name("x.part"), None);

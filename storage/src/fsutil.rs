@@ -18,7 +18,8 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
     #[cfg(unix)]
     {
         let d = File::open(dir).map_err(StoreError::io(dir, "open directory"))?;
-        d.sync_all().map_err(StoreError::io(dir, "fsync directory"))?;
+        d.sync_all()
+            .map_err(StoreError::io(dir, "fsync directory"))?;
     }
     #[cfg(not(unix))]
     let _ = dir;
@@ -29,8 +30,13 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 /// write, fsync, rename over `path`, fsync the directory. A crash leaves
 /// either the old state (plus a stray temp file) or the complete new file.
 pub(crate) fn publish(path: &Path, parts: &[&[u8]]) -> Result<(), StoreError> {
-    let dir = path.parent().expect("published paths are inside a directory");
-    let mut tmp_name = path.file_name().expect("published paths have a file name").to_os_string();
+    let dir = path
+        .parent()
+        .expect("published paths are inside a directory");
+    let mut tmp_name = path
+        .file_name()
+        .expect("published paths have a file name")
+        .to_os_string();
     tmp_name.push(TMP_SUFFIX);
     let tmp = dir.join(tmp_name);
     let mut f = OpenOptions::new()

@@ -14,7 +14,8 @@
 //!   deleted after sealing, which leaves existing maps valid on Unix;
 //! * only the holder of `store.lock` writes, and each map is created with
 //!   the file length read just before, so `len <= file length`.
-#![allow(unsafe_code)]
+//!
+//! `lib.rs` allows `unsafe_code` for this module only; the crate denies it.
 
 use std::fs::File;
 use std::io;
@@ -24,7 +25,8 @@ use memmap2::{Mmap, MmapMut, MmapOptions};
 /// Maps the first `len` bytes of `file` read-only. `len` must not exceed
 /// the file's length; the caller read it from `file.metadata()`.
 pub(crate) fn map_read(file: &File, len: u64) -> io::Result<Mmap> {
-    let len = usize::try_from(len).map_err(|_| io::Error::other("file too large to map on this platform"))?;
+    let len = usize::try_from(len)
+        .map_err(|_| io::Error::other("file too large to map on this platform"))?;
     // SAFETY: `len` <= the file's current length (the caller took it from
     // metadata), and natrec never shrinks a partition file (module docs):
     // sealed files are immutable, logs only grow. Content changes made by the
@@ -36,7 +38,8 @@ pub(crate) fn map_read(file: &File, len: u64) -> io::Result<Mmap> {
 /// Maps the first `len` bytes of `file` read-write. The file must be opened
 /// read-write and already be at least `len` bytes long (preallocated).
 pub(crate) fn map_write(file: &File, len: u64) -> io::Result<MmapMut> {
-    let len = usize::try_from(len).map_err(|_| io::Error::other("file too large to map on this platform"))?;
+    let len = usize::try_from(len)
+        .map_err(|_| io::Error::other("file too large to map on this platform"))?;
     // SAFETY: the writer holds `store.lock`, so no other natrec process
     // writes this log; the file was preallocated to at least `len` bytes
     // with `set_len` before mapping and is never truncated while mapped

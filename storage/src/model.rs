@@ -170,7 +170,13 @@ pub struct HoldTimes {
 
 impl Default for HoldTimes {
     fn default() -> Self {
-        HoldTimes { tcp_closed_s: 120, tcp_open_s: 7440, udp_s: 30, udp_stream_s: 120, icmp_s: 30 }
+        HoldTimes {
+            tcp_closed_s: 120,
+            tcp_open_s: 7440,
+            udp_s: 30,
+            udp_stream_s: 120,
+            icmp_s: 30,
+        }
     }
 }
 
@@ -191,7 +197,12 @@ impl HoldTimes {
 
     /// Largest hold of any protocol and state, in nanoseconds.
     pub fn max_ns(&self) -> i64 {
-        let s = self.tcp_closed_s.max(self.tcp_open_s).max(self.udp_s).max(self.udp_stream_s).max(self.icmp_s);
+        let s = self
+            .tcp_closed_s
+            .max(self.tcp_open_s)
+            .max(self.udp_s)
+            .max(self.udp_stream_s)
+            .max(self.icmp_s);
         i64::from(s) * NANOS_PER_SEC
     }
 

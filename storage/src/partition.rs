@@ -24,7 +24,12 @@ const HDR: u64 = HEADER_SIZE as u64;
 const REC: u64 = RECORD_SIZE as u64;
 
 fn corrupt(path: &Path, offset: u64, field: &'static str, detail: String) -> StoreError {
-    StoreError::Corrupt { path: path.to_path_buf(), offset, field, detail }
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        field,
+        detail,
+    }
 }
 
 /// Number of committed records in the slots of a log (the bytes after its
@@ -60,7 +65,12 @@ pub(crate) struct ActiveLog {
 impl ActiveLog {
     /// Creates a new log segment, durable (file, header and directory entry)
     /// before it returns.
-    pub fn create(path: &Path, start_ns: i64, span_ns: i64, segment: u32) -> Result<ActiveLog, StoreError> {
+    pub fn create(
+        path: &Path,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+    ) -> Result<ActiveLog, StoreError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -73,9 +83,16 @@ impl ActiveLog {
         Ok(log)
     }
 
-    fn init(path: &Path, file: File, start_ns: i64, span_ns: i64, segment: u32) -> Result<ActiveLog, StoreError> {
+    fn init(
+        path: &Path,
+        file: File,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+    ) -> Result<ActiveLog, StoreError> {
         let len = HDR + LOG_SLOTS_INITIAL * REC;
-        file.set_len(len).map_err(StoreError::io(path, "preallocate log"))?;
+        file.set_len(len)
+            .map_err(StoreError::io(path, "preallocate log"))?;
         let mut map = mmap::map_write(&file, len).map_err(StoreError::io(path, "map log"))?;
         map[..HEADER_SIZE].copy_from_slice(LogHeader::new(start_ns, span_ns, segment).as_bytes());
         map[HEADER_SIZE..].fill(0);
@@ -96,10 +113,21 @@ impl ActiveLog {
     /// Opens an existing log after a restart or crash: checks the header
     /// against the name, finds the committed length, zeroes every slot after
     /// it so stale bytes can never resurrect.
-    pub fn open(path: &Path, start_ns: i64, span_ns: i64, segment: u32) -> Result<ActiveLog, StoreError> {
-        let file =
-            OpenOptions::new().read(true).write(true).open(path).map_err(StoreError::io(path, "open log"))?;
-        let len = file.metadata().map_err(StoreError::io(path, "stat log"))?.len();
+    pub fn open(
+        path: &Path,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+    ) -> Result<ActiveLog, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(StoreError::io(path, "open log"))?;
+        let len = file
+            .metadata()
+            .map_err(StoreError::io(path, "stat log"))?
+            .len();
         if len < HDR {
             // A crash between creating the file and writing its header: no
             // record can have been committed (records follow a durable
@@ -109,7 +137,8 @@ impl ActiveLog {
         let capacity = (len - HDR) / REC;
         let map_len = HDR + capacity * REC;
         let mut map = mmap::map_write(&file, map_len).map_err(StoreError::io(path, "map log"))?;
-        if map[..HEADER_SIZE].iter().all(|&b| b == 0) && map[HEADER_SIZE..].iter().all(|&b| b == 0) {
+        if map[..HEADER_SIZE].iter().all(|&b| b == 0) && map[HEADER_SIZE..].iter().all(|&b| b == 0)
+        {
             drop(map);
             return ActiveLog::init(path, file, start_ns, span_ns, segment);
         }
@@ -117,7 +146,9 @@ impl ActiveLog {
         check_log_header(path, &h, start_ns, span_ns, segment)?;
         let count = committed_slots(&map[HEADER_SIZE..]);
         let mut zeroed = 0;
-        for slot in map[HEADER_SIZE + (count as usize) * RECORD_SIZE..].chunks_exact_mut(RECORD_SIZE) {
+        for slot in
+            map[HEADER_SIZE + (count as usize) * RECORD_SIZE..].chunks_exact_mut(RECORD_SIZE)
+        {
             if slot.iter().any(|&b| b != 0) {
                 slot.fill(0);
                 zeroed += 1;
@@ -143,7 +174,10 @@ impl ActiveLog {
     pub fn append(&mut self, r: &Record) -> Result<(), StoreError> {
         // Check on the way to the disk too (habit 10): our own encoder made
         // it, so a failure here is a bug.
-        assert!(r.decode().is_ok(), "record about to be written fails validation: {r:?}");
+        assert!(
+            r.decode().is_ok(),
+            "record about to be written fails validation: {r:?}"
+        );
         if self.count == self.capacity {
             self.grow()?;
         }
@@ -156,16 +190,24 @@ impl ActiveLog {
 
     fn grow(&mut self) -> Result<(), StoreError> {
         if self.capacity >= PARTITION_RECORDS_MAX {
-            return Err(StoreError::PartitionFull { path: self.path.clone(), records_max: PARTITION_RECORDS_MAX });
+            return Err(StoreError::PartitionFull {
+                path: self.path.clone(),
+                records_max: PARTITION_RECORDS_MAX,
+            });
         }
         let cap = (self.capacity * 2).min(PARTITION_RECORDS_MAX);
         self.flush()?;
         let len = HDR + cap * REC;
-        self.file.set_len(len).map_err(StoreError::io(&self.path, "grow log"))?;
-        self.file.sync_all().map_err(StoreError::io(&self.path, "fsync log"))?;
+        self.file
+            .set_len(len)
+            .map_err(StoreError::io(&self.path, "grow log"))?;
+        self.file
+            .sync_all()
+            .map_err(StoreError::io(&self.path, "fsync log"))?;
         // The old map is dropped by the assignment, after the new one exists;
         // both cover at most the file's (larger) length.
-        self.map = mmap::map_write(&self.file, len).map_err(StoreError::io(&self.path, "map log"))?;
+        self.map =
+            mmap::map_write(&self.file, len).map_err(StoreError::io(&self.path, "map log"))?;
         self.capacity = cap;
         Ok(())
     }
@@ -173,7 +215,9 @@ impl ActiveLog {
     /// Makes appended records durable (msync).
     pub fn flush(&mut self) -> Result<(), StoreError> {
         if self.dirty {
-            self.map.flush().map_err(StoreError::io(&self.path, "msync log"))?;
+            self.map
+                .flush()
+                .map_err(StoreError::io(&self.path, "msync log"))?;
             self.dirty = false;
         }
         Ok(())
@@ -187,21 +231,49 @@ impl ActiveLog {
 
 fn read_slots(path: &Path, slots: &[u8], count: u64) -> Result<Vec<Record>, StoreError> {
     let mut out = Vec::with_capacity(count as usize);
-    for (i, slot) in slots.chunks_exact(RECORD_SIZE).take(count as usize).enumerate() {
+    for (i, slot) in slots
+        .chunks_exact(RECORD_SIZE)
+        .take(count as usize)
+        .enumerate()
+    {
         out.push(Record::read(slot).map_err(|f| f.at(path, HDR + i as u64 * REC))?);
     }
     Ok(out)
 }
 
-fn check_log_header(path: &Path, h: &LogHeader, start_ns: i64, span_ns: i64, segment: u32) -> Result<(), StoreError> {
+fn check_log_header(
+    path: &Path,
+    h: &LogHeader,
+    start_ns: i64,
+    span_ns: i64,
+    segment: u32,
+) -> Result<(), StoreError> {
     if h.start_ns.get() != start_ns {
-        return Err(corrupt(path, 16, "start_ns", format!("file name says {start_ns}, header says {}", h.start_ns.get())));
+        return Err(corrupt(
+            path,
+            16,
+            "start_ns",
+            format!(
+                "file name says {start_ns}, header says {}",
+                h.start_ns.get()
+            ),
+        ));
     }
     if h.span_ns.get() != span_ns {
-        return Err(corrupt(path, 24, "span_ns", format!("store.json says {span_ns}, header says {}", h.span_ns.get())));
+        return Err(corrupt(
+            path,
+            24,
+            "span_ns",
+            format!("store.json says {span_ns}, header says {}", h.span_ns.get()),
+        ));
     }
     if h.segment.get() != segment {
-        return Err(corrupt(path, 32, "segment", format!("file name says {segment}, header says {}", h.segment.get())));
+        return Err(corrupt(
+            path,
+            32,
+            "segment",
+            format!("file name says {segment}, header says {}", h.segment.get()),
+        ));
     }
     Ok(())
 }
@@ -215,22 +287,42 @@ pub(crate) struct LogView {
 
 impl LogView {
     /// Maps the log and finds its committed length.
-    pub fn open(path: &Path, start_ns: i64, span_ns: i64, segment: u32) -> Result<LogView, StoreError> {
+    pub fn open(
+        path: &Path,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+    ) -> Result<LogView, StoreError> {
         let file = File::open(path).map_err(StoreError::io(path, "open log"))?;
-        let len = file.metadata().map_err(StoreError::io(path, "stat log"))?.len();
+        let len = file
+            .metadata()
+            .map_err(StoreError::io(path, "stat log"))?
+            .len();
         if len < HDR {
             // Being created right now, or a crash before its header: empty.
-            return Ok(LogView { path: path.to_path_buf(), map: mmap::map_read(&file, 0).map_err(StoreError::io(path, "map log"))?, count: 0 });
+            return Ok(LogView {
+                path: path.to_path_buf(),
+                map: mmap::map_read(&file, 0).map_err(StoreError::io(path, "map log"))?,
+                count: 0,
+            });
         }
         let map_len = HDR + (len - HDR) / REC * REC;
         let map = mmap::map_read(&file, map_len).map_err(StoreError::io(path, "map log"))?;
         if map[..HEADER_SIZE].iter().all(|&b| b == 0) {
-            return Ok(LogView { path: path.to_path_buf(), map, count: 0 });
+            return Ok(LogView {
+                path: path.to_path_buf(),
+                map,
+                count: 0,
+            });
         }
         let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
         check_log_header(path, &h, start_ns, span_ns, segment)?;
         let count = committed_slots(&map[HEADER_SIZE..]);
-        Ok(LogView { path: path.to_path_buf(), map, count })
+        Ok(LogView {
+            path: path.to_path_buf(),
+            map,
+            count,
+        })
     }
 
     /// Committed records, validated.
@@ -249,11 +341,25 @@ impl LogView {
 
 /// Writes a sealed partition atomically. `records` must already be reduced
 /// and sorted by [`Record::sort_key`].
-pub(crate) fn write_sealed(path: &Path, start_ns: i64, span_ns: i64, segment: u32, records: &[Record]) -> Result<(), StoreError> {
-    assert!(records.windows(2).all(|w| w[0].sort_key() < w[1].sort_key()), "sealed records must be strictly sorted");
+pub(crate) fn write_sealed(
+    path: &Path,
+    start_ns: i64,
+    span_ns: i64,
+    segment: u32,
+    records: &[Record],
+) -> Result<(), StoreError> {
+    assert!(
+        records
+            .windows(2)
+            .all(|w| w[0].sort_key() < w[1].sort_key()),
+        "sealed records must be strictly sorted"
+    );
     let header = SealedHeader::new(start_ns, span_ns, segment, records.len() as u64);
     let footer = Footer::new(records);
-    fsutil::publish(path, &[header.as_bytes(), records.as_bytes(), footer.as_bytes()])
+    fsutil::publish(
+        path,
+        &[header.as_bytes(), records.as_bytes(), footer.as_bytes()],
+    )
 }
 
 /// A checked, read-only view of a sealed partition.
@@ -268,11 +374,27 @@ impl SealedView {
     /// Maps the file and checks header, footer and length (not the record
     /// checksums: a lookup checks the records it reads, [`SealedView::verify`]
     /// checks all).
-    pub fn open(path: &Path, start_ns: i64, span_ns: i64, segment: u32) -> Result<SealedView, StoreError> {
+    pub fn open(
+        path: &Path,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+    ) -> Result<SealedView, StoreError> {
         let file = File::open(path).map_err(StoreError::io(path, "open partition"))?;
-        let len = file.metadata().map_err(StoreError::io(path, "stat partition"))?.len();
+        let len = file
+            .metadata()
+            .map_err(StoreError::io(path, "stat partition"))?
+            .len();
         if len < 2 * HDR {
-            return Err(corrupt(path, 0, "length", format!("file is {len} bytes, at least {} expected (header + footer)", 2 * HDR)));
+            return Err(corrupt(
+                path,
+                0,
+                "length",
+                format!(
+                    "file is {len} bytes, at least {} expected (header + footer)",
+                    2 * HDR
+                ),
+            ));
         }
         let map = mmap::map_read(&file, len).map_err(StoreError::io(path, "map partition"))?;
         let header = SealedHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
@@ -284,23 +406,60 @@ impl SealedView {
                 path,
                 foot_off as u64 + 8,
                 "footer record_count",
-                format!("header says {count}, footer says {}", footer.record_count.get()),
+                format!(
+                    "header says {count}, footer says {}",
+                    footer.record_count.get()
+                ),
             ));
         }
         let want = count.checked_mul(REC).and_then(|b| b.checked_add(2 * HDR));
         if want != Some(len) {
-            return Err(corrupt(path, 40, "record_count", format!("{count} records need {want:?} bytes, file is {len} bytes")));
+            return Err(corrupt(
+                path,
+                40,
+                "record_count",
+                format!("{count} records need {want:?} bytes, file is {len} bytes"),
+            ));
         }
         if header.start_ns.get() != start_ns {
-            return Err(corrupt(path, 16, "start_ns", format!("file name says {start_ns}, header says {}", header.start_ns.get())));
+            return Err(corrupt(
+                path,
+                16,
+                "start_ns",
+                format!(
+                    "file name says {start_ns}, header says {}",
+                    header.start_ns.get()
+                ),
+            ));
         }
         if header.span_ns.get() != span_ns {
-            return Err(corrupt(path, 24, "span_ns", format!("store.json says {span_ns}, header says {}", header.span_ns.get())));
+            return Err(corrupt(
+                path,
+                24,
+                "span_ns",
+                format!(
+                    "store.json says {span_ns}, header says {}",
+                    header.span_ns.get()
+                ),
+            ));
         }
         if header.segment.get() != segment {
-            return Err(corrupt(path, 32, "segment", format!("file name says {segment}, header says {}", header.segment.get())));
+            return Err(corrupt(
+                path,
+                32,
+                "segment",
+                format!(
+                    "file name says {segment}, header says {}",
+                    header.segment.get()
+                ),
+            ));
         }
-        Ok(SealedView { path: path.to_path_buf(), map, footer, count })
+        Ok(SealedView {
+            path: path.to_path_buf(),
+            map,
+            footer,
+            count,
+        })
     }
 
     /// Record `i`, validated.
@@ -345,7 +504,10 @@ impl SealedView {
         if found != self.footer.records_crc.get() {
             errors.push(StoreError::BadChecksum {
                 path: self.path.clone(),
-                what: format!("records (bytes {HEADER_SIZE}..{})", self.map.len() - HEADER_SIZE),
+                what: format!(
+                    "records (bytes {HEADER_SIZE}..{})",
+                    self.map.len() - HEADER_SIZE
+                ),
                 expected: self.footer.records_crc.get(),
                 found,
             });
@@ -380,7 +542,10 @@ impl SealedView {
                     &self.path,
                     (self.map.len() - HEADER_SIZE) as u64,
                     "footer",
-                    format!("footer statistics do not match the records: expected {want:?}, found {:?}", self.footer),
+                    format!(
+                        "footer statistics do not match the records: expected {want:?}, found {:?}",
+                        self.footer
+                    ),
                 ));
             }
         }
@@ -423,7 +588,13 @@ mod tests {
         let log = ActiveLog::open(&p, 0, 10, 0).unwrap();
         assert_eq!(log.count, n);
         assert_eq!(log.records().unwrap()[1000], rec(1000, 1000));
-        assert!(matches!(ActiveLog::open(&p, 0, 10, 1), Err(StoreError::Corrupt { field: "segment", .. })));
+        assert!(matches!(
+            ActiveLog::open(&p, 0, 10, 1),
+            Err(StoreError::Corrupt {
+                field: "segment",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -446,14 +617,25 @@ mod tests {
         assert_eq!(v.record(i).unwrap(), rec(7, 0));
         assert_eq!(v.record(i + 1).unwrap(), rec(7, 1));
         // Wrong name for the header.
-        assert!(matches!(SealedView::open(&p, 10, 10, 0), Err(StoreError::Corrupt { field: "start_ns", .. })));
+        assert!(matches!(
+            SealedView::open(&p, 10, 10, 0),
+            Err(StoreError::Corrupt {
+                field: "start_ns",
+                ..
+            })
+        ));
         // A flipped byte in a record: verify names the record checksum.
         let mut bad = bytes.clone();
         bad[64 + 96 + 3] ^= 0x10;
         std::fs::write(&p, &bad).unwrap();
         let v = SealedView::open(&p, 0, 10, 0).unwrap();
         let errs = v.verify();
-        assert!(errs.iter().any(|e| matches!(e, StoreError::BadChecksum { what, .. } if what.contains("records"))), "{errs:?}");
+        assert!(
+            errs.iter().any(
+                |e| matches!(e, StoreError::BadChecksum { what, .. } if what.contains("records"))
+            ),
+            "{errs:?}"
+        );
         assert!(errs.iter().any(|e| matches!(e, StoreError::BadChecksum { what, .. } if what.contains("record crc at byte 252"))), "{errs:?}");
         // Truncated file: the length check names record_count.
         std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();

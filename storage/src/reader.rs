@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::format::{file_name, ip16, natural_key, supersedes, FileKind, NaturalKey, Record, SF_CARRIED, SF_LATE};
+use crate::format::{
+    file_name, ip16, natural_key, supersedes, FileKind, NaturalKey, Record, SF_CARRIED, SF_LATE,
+};
 use crate::model::{Mapping, Proto, UnixNanos};
 use crate::partition::{LogView, SealedView};
 use crate::store::{list_partitions, PartFile, StoreConfig, PARTITIONS_DIR};
@@ -34,7 +36,15 @@ pub struct Query {
 impl Query {
     /// Query for one public endpoint at one instant.
     pub fn at(ip: IpAddr, port: u16, t_ns: UnixNanos) -> Query {
-        Query { ip, port: Some(port), proto: None, from_ns: t_ns, to_ns: t_ns, remote_ip: None, remote_port: None }
+        Query {
+            ip,
+            port: Some(port),
+            proto: None,
+            from_ns: t_ns,
+            to_ns: t_ns,
+            remote_ip: None,
+            remote_port: None,
+        }
     }
 }
 
@@ -111,7 +121,11 @@ enum View {
 
 impl Reader {
     pub(crate) fn new(dir: PathBuf, cfg: StoreConfig) -> Reader {
-        Reader { parts: dir.join(PARTITIONS_DIR), cfg, span_ns: cfg.span_ns() }
+        Reader {
+            parts: dir.join(PARTITIONS_DIR),
+            cfg,
+            span_ns: cfg.span_ns(),
+        }
     }
 
     fn partition_of(&self, t: i64) -> i64 {
@@ -122,12 +136,26 @@ impl Reader {
     /// opening was just sealed: its `.part` is read instead.
     fn open(&self, f: &PartFile) -> Result<View, StoreError> {
         match f.kind {
-            FileKind::Sealed => Ok(View::Sealed(SealedView::open(&f.path, f.start_ns, self.span_ns, f.segment)?)),
+            FileKind::Sealed => Ok(View::Sealed(SealedView::open(
+                &f.path,
+                f.start_ns,
+                self.span_ns,
+                f.segment,
+            )?)),
             FileKind::Active => match LogView::open(&f.path, f.start_ns, self.span_ns, f.segment) {
                 Ok(v) => Ok(View::Log(v)),
-                Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                    let part = self.parts.join(file_name(f.start_ns, f.segment, FileKind::Sealed));
-                    Ok(View::Sealed(SealedView::open(&part, f.start_ns, self.span_ns, f.segment)?))
+                Err(StoreError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    let part = self
+                        .parts
+                        .join(file_name(f.start_ns, f.segment, FileKind::Sealed));
+                    Ok(View::Sealed(SealedView::open(
+                        &part,
+                        f.start_ns,
+                        self.span_ns,
+                        f.segment,
+                    )?))
                 }
                 Err(e) => Err(e),
             },
@@ -143,9 +171,12 @@ impl Reader {
     fn select(&self, from: i64, to: i64) -> Result<Vec<(PartFile, Option<View>)>, StoreError> {
         let files = list_partitions(&self.parts)?;
         let to_p = self.partition_of(to);
-        let lookahead_end = to_p.saturating_add(LATE_REROUTE_SPANS_MAX.saturating_mul(self.span_ns));
+        let lookahead_end =
+            to_p.saturating_add(LATE_REROUTE_SPANS_MAX.saturating_mul(self.span_ns));
         let has = |start: i64, seg: u32, kind: FileKind| {
-            files.iter().any(|g| g.start_ns == start && g.segment == seg && g.kind == kind)
+            files
+                .iter()
+                .any(|g| g.start_ns == start && g.segment == seg && g.kind == kind)
         };
         let mut out = Vec::new();
         for f in &files {
@@ -166,7 +197,8 @@ impl Reader {
                     }
                 }
                 FileKind::Active => {
-                    if !has(f.start_ns, f.segment, FileKind::Sealed) && f.start_ns <= lookahead_end {
+                    if !has(f.start_ns, f.segment, FileKind::Sealed) && f.start_ns <= lookahead_end
+                    {
                         out.push((f.clone(), None));
                     }
                 }
@@ -210,22 +242,29 @@ impl Reader {
             match view {
                 View::Sealed(v) => {
                     let key = (ip, q.port.unwrap_or(0));
-                    let found = v.lower_bound(|r| (r.public_ip, r.public_port.get()) < key).and_then(|lo| {
-                        for i in lo..v.count {
-                            let r = v.record(i)?;
-                            if r.public_ip != ip || q.port.is_some_and(|p| p != r.public_port.get()) {
-                                break;
+                    let found = v
+                        .lower_bound(|r| (r.public_ip, r.public_port.get()) < key)
+                        .and_then(|lo| {
+                            for i in lo..v.count {
+                                let r = v.record(i)?;
+                                if r.public_ip != ip
+                                    || q.port.is_some_and(|p| p != r.public_port.get())
+                                {
+                                    break;
+                                }
+                                consider(&r);
                             }
-                            consider(&r);
-                        }
-                        Ok(())
-                    });
+                            Ok(())
+                        });
                     if let Err(e) = found {
                         out.errors.push(e);
                     }
                 }
                 View::Log(v) => match v.records() {
-                    Ok(recs) => recs.iter().filter(|r| r.public_ip == ip).for_each(&mut consider),
+                    Ok(recs) => recs
+                        .iter()
+                        .filter(|r| r.public_ip == ip)
+                        .for_each(&mut consider),
                     Err(e) => out.errors.push(e),
                 },
             }
@@ -248,7 +287,11 @@ impl Reader {
     }
 
     fn keep(&self, best: &mut HashMap<NaturalKey, Holder>, m: Mapping, partition: &str) {
-        let h = Holder { mapping: m, held_until_ns: self.cfg.hold.held_until_ns(&m), partition: partition.to_string() };
+        let h = Holder {
+            mapping: m,
+            held_until_ns: self.cfg.hold.held_until_ns(&m),
+            partition: partition.to_string(),
+        };
         best.entry(natural_key(&m))
             .and_modify(|old| {
                 if supersedes(&m, &old.mapping) {
@@ -271,15 +314,20 @@ impl Reader {
     ) -> Result<Vec<StoreError>, StoreError> {
         let (from, to) = (from_ns.unwrap_or(i64::MIN), to_ns.unwrap_or(i64::MAX));
         if from > to {
-            return Err(StoreError::BadQuery { path: self.parts.clone(), detail: format!("from {from} is after to {to}") });
+            return Err(StoreError::BadQuery {
+                path: self.parts.clone(),
+                detail: format!("from {from} is after to {to}"),
+            });
         }
         let mut errors = Vec::new();
         let mut best: HashMap<NaturalKey, Holder> = HashMap::new();
         for (pf, view) in self.select(from, to)? {
-            let recs = view.map_or_else(|| self.open(&pf), Ok).and_then(|v| match v {
-                View::Sealed(v) => v.records(),
-                View::Log(v) => v.records(),
-            });
+            let recs = view
+                .map_or_else(|| self.open(&pf), Ok)
+                .and_then(|v| match v {
+                    View::Sealed(v) => v.records(),
+                    View::Log(v) => v.records(),
+                });
             match recs {
                 Ok(recs) => {
                     for r in recs {
@@ -317,20 +365,26 @@ impl Reader {
                 problem: None,
             };
             let counted = match f.kind {
-                FileKind::Sealed => SealedView::open(&f.path, f.start_ns, self.span_ns, f.segment).map(|v| {
-                    info.records = v.count;
-                    info.carried_in = u64::from(v.footer.carried_in.get());
-                    info.late_in = u64::from(v.footer.late_in.get());
-                    info.bytes = v.bytes();
-                }),
-                FileKind::Active => LogView::open(&f.path, f.start_ns, self.span_ns, f.segment).and_then(|v| {
-                    info.bytes = v.bytes();
-                    let recs = v.records()?;
-                    info.records = recs.len() as u64;
-                    info.carried_in = recs.iter().filter(|r| r.store_flags & SF_CARRIED != 0).count() as u64;
-                    info.late_in = recs.iter().filter(|r| r.store_flags & SF_LATE != 0).count() as u64;
-                    Ok(())
-                }),
+                FileKind::Sealed => SealedView::open(&f.path, f.start_ns, self.span_ns, f.segment)
+                    .map(|v| {
+                        info.records = v.count;
+                        info.carried_in = u64::from(v.footer.carried_in.get());
+                        info.late_in = u64::from(v.footer.late_in.get());
+                        info.bytes = v.bytes();
+                    }),
+                FileKind::Active => LogView::open(&f.path, f.start_ns, self.span_ns, f.segment)
+                    .and_then(|v| {
+                        info.bytes = v.bytes();
+                        let recs = v.records()?;
+                        info.records = recs.len() as u64;
+                        info.carried_in = recs
+                            .iter()
+                            .filter(|r| r.store_flags & SF_CARRIED != 0)
+                            .count() as u64;
+                        info.late_in =
+                            recs.iter().filter(|r| r.store_flags & SF_LATE != 0).count() as u64;
+                        Ok(())
+                    }),
             };
             info.problem = counted.err();
             out.push(info);
@@ -362,9 +416,17 @@ fn sorted(best: HashMap<NaturalKey, Holder>) -> Vec<Holder> {
     v.sort_by(|a, b| {
         let k = |h: &Holder| {
             let m = &h.mapping;
-            (m.first_ns, ip16(m.public.ip()), m.public.port(), ip16(m.internal.ip()), m.internal.port(), m.proto)
+            (
+                m.first_ns,
+                ip16(m.public.ip()),
+                m.public.port(),
+                ip16(m.internal.ip()),
+                m.internal.port(),
+                m.proto,
+            )
         };
-        k(a).cmp(&k(b)).then_with(|| natural_key(&a.mapping).cmp(&natural_key(&b.mapping)))
+        k(a).cmp(&k(b))
+            .then_with(|| natural_key(&a.mapping).cmp(&natural_key(&b.mapping)))
     });
     v
 }

@@ -44,7 +44,12 @@ pub struct StoreConfig {
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { partition_span_s: 3600, grace_s: 60, flush_interval_ms: 1000, hold: HoldTimes::default() }
+        StoreConfig {
+            partition_span_s: 3600,
+            grace_s: 60,
+            flush_interval_ms: 1000,
+            hold: HoldTimes::default(),
+        }
     }
 }
 
@@ -100,7 +105,10 @@ impl Store {
         cfg.check(dir)?;
         let json = dir.join(STORE_JSON);
         if json.exists() {
-            return Err(StoreError::Exists { path: dir.to_path_buf(), detail: "a natrec store already exists here".into() });
+            return Err(StoreError::Exists {
+                path: dir.to_path_buf(),
+                detail: "a natrec store already exists here".into(),
+            });
         }
         if dir.exists() {
             let mut entries = fs::read_dir(dir).map_err(StoreError::io(dir, "read directory"))?;
@@ -111,15 +119,23 @@ impl Store {
                 });
             }
         }
-        fs::create_dir_all(dir.join(PARTITIONS_DIR)).map_err(StoreError::io(dir.join(PARTITIONS_DIR), "create directory"))?;
+        fs::create_dir_all(dir.join(PARTITIONS_DIR))
+            .map_err(StoreError::io(dir.join(PARTITIONS_DIR), "create directory"))?;
         fsutil::fsync_dir(dir)?;
-        let file = StoreFile { format: STORE_FORMAT.into(), version: FORMAT_VERSION, config: cfg };
+        let file = StoreFile {
+            format: STORE_FORMAT.into(),
+            version: FORMAT_VERSION,
+            config: cfg,
+        };
         let mut text = serde_json::to_string_pretty(&file).expect("StoreFile serializes");
         text.push('\n');
         // store.json is published last: a crash before it leaves a directory
         // that is not (yet) a store, never a half-made one.
         fsutil::publish(&json, &[text.as_bytes()])?;
-        Ok(Store { dir: dir.to_path_buf(), cfg })
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            cfg,
+        })
     }
 
     /// Opens an existing store.
@@ -128,16 +144,34 @@ impl Store {
         let text = match fs::read_to_string(&json) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::NotAStore { path: dir.to_path_buf() })
+                return Err(StoreError::NotAStore {
+                    path: dir.to_path_buf(),
+                })
             }
-            Err(e) => return Err(StoreError::Io { path: json, op: "read", source: e }),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    path: json,
+                    op: "read",
+                    source: e,
+                })
+            }
         };
-        let bad = |detail: String| StoreError::Config { path: json.clone(), detail };
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        let bad = |detail: String| StoreError::Config {
+            path: json.clone(),
+            detail,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
         if v.get("format").and_then(|f| f.as_str()) != Some(STORE_FORMAT) {
-            return Err(bad(format!("\"format\" is {:?}, expected \"{STORE_FORMAT}\"", v.get("format"))));
+            return Err(bad(format!(
+                "\"format\" is {:?}, expected \"{STORE_FORMAT}\"",
+                v.get("format")
+            )));
         }
-        let version = v.get("version").and_then(|f| f.as_u64()).ok_or_else(|| bad("\"version\" missing".into()))?;
+        let version = v
+            .get("version")
+            .and_then(|f| f.as_u64())
+            .ok_or_else(|| bad("\"version\" missing".into()))?;
         if version > u64::from(FORMAT_VERSION) {
             return Err(StoreError::Version {
                 path: json,
@@ -156,7 +190,10 @@ impl Store {
                 detail: "missing".into(),
             });
         }
-        Ok(Store { dir: dir.to_path_buf(), cfg: file.config })
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            cfg: file.config,
+        })
     }
 
     /// Opens the store in `dir`, or creates it with `cfg` when `dir` has no
@@ -211,10 +248,16 @@ pub(crate) fn list_partitions(parts_dir: &Path) -> Result<Vec<PartFile>, StoreEr
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
         if let Some((start_ns, segment, kind)) = parse_file_name(name) {
-            out.push(PartFile { path: entry.path(), name: name.to_string(), start_ns, segment, kind });
+            out.push(PartFile {
+                path: entry.path(),
+                name: name.to_string(),
+                start_ns,
+                segment,
+                kind,
+            });
         }
     }
-    out.sort_by(|a, b| (a.start_ns, a.segment, a.kind).cmp(&(b.start_ns, b.segment, b.kind)));
+    out.sort_by_key(|f| (f.start_ns, f.segment, f.kind));
     Ok(out)
 }
 
@@ -226,7 +269,10 @@ mod tests {
     fn create_open_and_refusals() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("s");
-        let cfg = StoreConfig { partition_span_s: 600, ..StoreConfig::default() };
+        let cfg = StoreConfig {
+            partition_span_s: 600,
+            ..StoreConfig::default()
+        };
         Store::create(&dir, cfg).unwrap();
         let text = fs::read_to_string(dir.join(STORE_JSON)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -235,24 +281,58 @@ mod tests {
         assert_eq!(v["partition_span_s"], 600);
         assert_eq!(v["hold"]["tcp_open_s"], 7440);
         assert_eq!(Store::open(&dir).unwrap().config(), &cfg);
-        assert!(matches!(Store::create(&dir, cfg), Err(StoreError::Exists { .. })));
-        assert_eq!(Store::open_or_create(&dir, StoreConfig::default()).unwrap().config().partition_span_s, 600);
+        assert!(matches!(
+            Store::create(&dir, cfg),
+            Err(StoreError::Exists { .. })
+        ));
+        assert_eq!(
+            Store::open_or_create(&dir, StoreConfig::default())
+                .unwrap()
+                .config()
+                .partition_span_s,
+            600
+        );
 
         let e = Store::open(d.path()).unwrap_err();
         assert!(matches!(e, StoreError::NotAStore { .. }));
         assert!(e.to_string().contains("natrec replay --store DIR"), "{e}");
         fs::write(d.path().join("junk"), "x").unwrap();
-        assert!(matches!(Store::create(d.path(), cfg), Err(StoreError::Exists { .. })));
+        assert!(matches!(
+            Store::create(d.path(), cfg),
+            Err(StoreError::Exists { .. })
+        ));
 
         let newer = text.replace("\"version\": 1", "\"version\": 2");
         fs::write(dir.join(STORE_JSON), newer).unwrap();
         let e = Store::open(&dir).unwrap_err();
-        assert!(matches!(e, StoreError::Version { found: 2, supported: 1, .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                StoreError::Version {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
         assert!(e.to_string().contains("upgrade"), "{e}");
 
-        let bad = StoreConfig { partition_span_s: 7, ..cfg };
-        assert!(matches!(Store::create(&d.path().join("t"), bad), Err(StoreError::Config { .. })));
-        let bad = StoreConfig { partition_span_s: 7000, ..cfg };
-        assert!(matches!(Store::create(&d.path().join("t"), bad), Err(StoreError::Config { .. })));
+        let bad = StoreConfig {
+            partition_span_s: 7,
+            ..cfg
+        };
+        assert!(matches!(
+            Store::create(&d.path().join("t"), bad),
+            Err(StoreError::Config { .. })
+        ));
+        let bad = StoreConfig {
+            partition_span_s: 7000,
+            ..cfg
+        };
+        assert!(matches!(
+            Store::create(&d.path().join("t"), bad),
+            Err(StoreError::Config { .. })
+        ));
     }
 }

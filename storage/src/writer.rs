@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::format::{
-    file_name, natural_key, supersedes, FileKind, Record, EVENT_NS_MAX, RECORD_SIZE, SF_CARRIED, SF_LATE,
+    file_name, natural_key, supersedes, FileKind, Record, EVENT_NS_MAX, RECORD_SIZE, SF_CARRIED,
+    SF_LATE,
 };
 use crate::model::{EndReason, Mapping, UnixNanos};
 use crate::partition::{write_sealed, ActiveLog, SealedView};
@@ -88,7 +89,8 @@ pub(crate) fn reduce(records: Vec<Record>) -> Vec<Record> {
             Entry::Occupied(mut o) => {
                 let (om, or, olate) = *o.get();
                 let tie = !supersedes(&m, &om) && !supersedes(&om, &m);
-                let own_beats_carried = or.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
+                let own_beats_carried =
+                    or.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
                 if supersedes(&m, &om) || (tie && own_beats_carried) {
                     o.insert((m, r, late || olate));
                 } else {
@@ -101,7 +103,8 @@ pub(crate) fn reduce(records: Vec<Record>) -> Vec<Record> {
         .into_values()
         .map(|(m, r, late)| {
             if late && r.store_flags & SF_LATE == 0 {
-                Record::encode(&m, (r.store_flags & SF_CARRIED) | SF_LATE).expect("decoded records encode")
+                Record::encode(&m, (r.store_flags & SF_CARRIED) | SF_LATE)
+                    .expect("decoded records encode")
             } else {
                 r
             }
@@ -120,11 +123,21 @@ impl Writer {
             .write(true)
             .open(&lock_path)
             .map_err(StoreError::io(&lock_path, "open lock file"))?;
-        match lock.try_lock() {
+        // `File::try_lock` is stable since Rust 1.89 (the toolchain here is
+        // 1.95); the workspace's rust-version should say 1.89.
+        #[allow(clippy::incompatible_msrv)]
+        let locked = lock.try_lock();
+        match locked {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StoreError::Locked { path: lock_path }),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked { path: lock_path })
+            }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(StoreError::Io { path: lock_path, op: "lock", source: e })
+                return Err(StoreError::Io {
+                    path: lock_path,
+                    op: "lock",
+                    source: e,
+                })
             }
         }
         let parts = dir.join(PARTITIONS_DIR);
@@ -146,9 +159,15 @@ impl Writer {
     /// Crash recovery (docs/FORMAT.md, "Crash points"): drop temp files,
     /// reopen logs at their committed length, finish interrupted carries.
     fn recover(&mut self) -> Result<(), StoreError> {
-        for entry in fs::read_dir(&self.parts).map_err(StoreError::io(&self.parts, "read directory"))? {
+        for entry in
+            fs::read_dir(&self.parts).map_err(StoreError::io(&self.parts, "read directory"))?
+        {
             let entry = entry.map_err(StoreError::io(&self.parts, "read directory"))?;
-            if entry.file_name().to_string_lossy().ends_with(fsutil::TMP_SUFFIX) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .ends_with(fsutil::TMP_SUFFIX)
+            {
                 // An unfinished publish: the source (a log) is still there.
                 fsutil::remove(&entry.path())?;
             }
@@ -159,7 +178,9 @@ impl Writer {
             *e = (*e).max(f.segment);
         }
         let is_sealed = |start: i64, seg: u32| {
-            files.iter().any(|g| g.kind == FileKind::Sealed && g.start_ns == start && g.segment == seg)
+            files
+                .iter()
+                .any(|g| g.kind == FileKind::Sealed && g.start_ns == start && g.segment == seg)
         };
         let mut pending = Vec::new();
         for f in files.iter().filter(|f| f.kind == FileKind::Active) {
@@ -187,7 +208,9 @@ impl Writer {
             // Sealed and published, but the log was not deleted: the carry
             // may not have reached the next partition. Carrying again is
             // harmless (reduction removes duplicates).
-            let part = self.parts.join(file_name(f.start_ns, f.segment, FileKind::Sealed));
+            let part = self
+                .parts
+                .join(file_name(f.start_ns, f.segment, FileKind::Sealed));
             let view = SealedView::open(&part, f.start_ns, self.span_ns, f.segment)?;
             let records = view.records()?;
             self.carry(&records, f.start_ns, true)?;
@@ -220,7 +243,10 @@ impl Writer {
     /// [`LATE_REROUTE_SPANS_MAX`] spans later, else to a new segment of its
     /// own partition. Durable after the next flush.
     pub fn append(&mut self, m: &Mapping) -> Result<(), StoreError> {
-        let bad = |detail: String| StoreError::BadMapping { path: self.parts.clone(), detail };
+        let bad = |detail: String| StoreError::BadMapping {
+            path: self.parts.clone(),
+            detail,
+        };
         if m.first_ns < 0 || m.last_ns > EVENT_NS_MAX {
             return Err(bad(format!(
                 "times {}..{} outside the storable range 0..={EVENT_NS_MAX} ns (1970 to 2100)",
@@ -228,7 +254,11 @@ impl Writer {
             )));
         }
         let rec = Record::encode(m, 0).map_err(|f| bad(format!("{}: {}", f.field, f.detail)))?;
-        let t = if m.end == EndReason::Open { m.first_ns } else { m.last_ns };
+        let t = if m.end == EndReason::Open {
+            m.first_ns
+        } else {
+            m.last_ns
+        };
         let p = self.partition_of(t);
         let (target, rec) = if self.active.contains_key(&p) || !self.sealed_max.contains_key(&p) {
             (p, rec)
@@ -252,8 +282,12 @@ impl Writer {
     /// (the data's clock), then flushes if `flush_interval_ms` of wall
     /// clock passed since the last flush.
     pub fn advance(&mut self, now_ns: UnixNanos) -> Result<(), StoreError> {
-        self.seal_while(|start, span, grace| start.saturating_add(span).saturating_add(grace) <= now_ns, now_ns)?;
-        if self.last_flush.elapsed() >= Duration::from_millis(u64::from(self.cfg.flush_interval_ms)) {
+        self.seal_while(
+            |start, span, grace| start.saturating_add(span).saturating_add(grace) <= now_ns,
+            now_ns,
+        )?;
+        if self.last_flush.elapsed() >= Duration::from_millis(u64::from(self.cfg.flush_interval_ms))
+        {
             self.flush()?;
         }
         Ok(())
@@ -262,15 +296,24 @@ impl Writer {
     /// Seals every partition that ends at or before `now_ns`, ignoring the
     /// grace time.
     pub fn seal_before(&mut self, now_ns: UnixNanos) -> Result<(), StoreError> {
-        self.seal_while(|start, span, _| start.saturating_add(span) <= now_ns, now_ns)?;
+        self.seal_while(
+            |start, span, _| start.saturating_add(span) <= now_ns,
+            now_ns,
+        )?;
         self.flush()
     }
 
-    fn seal_while(&mut self, due: impl Fn(i64, i64, i64) -> bool, now_ns: i64) -> Result<(), StoreError> {
+    fn seal_while(
+        &mut self,
+        due: impl Fn(i64, i64, i64) -> bool,
+        now_ns: i64,
+    ) -> Result<(), StoreError> {
         // Bound: each round seals one partition that ends before now_ns;
         // carries only create partitions that follow a sealed one, so at
         // most the active ones plus one per span up to now_ns.
-        let Some(&first) = self.active.keys().next() else { return Ok(()) };
+        let Some(&first) = self.active.keys().next() else {
+            return Ok(());
+        };
         let rounds_max = self.active.len() as i64 + now_ns.saturating_sub(first) / self.span_ns + 2;
         let mut rounds = 0i64;
         while let Some(&start) = self.active.keys().next() {
@@ -278,7 +321,10 @@ impl Writer {
                 break;
             }
             rounds += 1;
-            assert!(rounds <= rounds_max, "sealing did not converge after {rounds_max} rounds");
+            assert!(
+                rounds <= rounds_max,
+                "sealing did not converge after {rounds_max} rounds"
+            );
             self.seal(start, true)?;
         }
         Ok(())
@@ -299,7 +345,9 @@ impl Writer {
     /// partition that had data, and no further (counted in
     /// [`WriterStats::open_at_seal_all`]).
     pub fn seal_all(&mut self) -> Result<(), StoreError> {
-        let (Some(&first), Some(&horizon)) = (self.active.keys().next(), self.active.keys().next_back()) else {
+        let (Some(&first), Some(&horizon)) =
+            (self.active.keys().next(), self.active.keys().next_back())
+        else {
             return self.flush();
         };
         // Bound: partitions up to the horizon, then at most one per span of
@@ -311,7 +359,10 @@ impl Writer {
         let mut rounds = 0i64;
         while let Some(&start) = self.active.keys().next() {
             rounds += 1;
-            assert!(rounds <= rounds_max, "seal_all did not converge after {rounds_max} rounds");
+            assert!(
+                rounds <= rounds_max,
+                "seal_all did not converge after {rounds_max} rounds"
+            );
             self.seal(start, start <= horizon)?;
         }
         self.flush()
@@ -326,14 +377,20 @@ impl Writer {
     /// the `.part`, carry held-over mappings into the next partition, delete
     /// the log. See docs/FORMAT.md for each crash point.
     fn seal(&mut self, start: i64, carry_open: bool) -> Result<(), StoreError> {
-        let mut log = self.active.remove(&start).expect("seal is called on active partitions");
+        let mut log = self
+            .active
+            .remove(&start)
+            .expect("seal is called on active partitions");
         log.flush()?;
         let records = reduce(log.records()?);
-        let part = self.parts.join(file_name(start, log.segment, FileKind::Sealed));
+        let part = self
+            .parts
+            .join(file_name(start, log.segment, FileKind::Sealed));
         write_sealed(&part, start, self.span_ns, log.segment, &records)?;
         let e = self.sealed_max.entry(start).or_insert(log.segment);
         *e = (*e).max(log.segment);
-        self.stats.bytes_written += (2 * crate::format::HEADER_SIZE + records.len() * RECORD_SIZE) as u64;
+        self.stats.bytes_written +=
+            (2 * crate::format::HEADER_SIZE + records.len() * RECORD_SIZE) as u64;
         self.stats.partitions_sealed += 1;
         self.carry(&records, start, carry_open)?;
         let log_path = log.path.clone();
@@ -343,7 +400,12 @@ impl Writer {
 
     /// Appends the mappings of sealed partition `start` still held at its
     /// end to the next partition's log (flag CARRIED), durable on return.
-    fn carry(&mut self, records: &[Record], start: i64, carry_open: bool) -> Result<(), StoreError> {
+    fn carry(
+        &mut self,
+        records: &[Record],
+        start: i64,
+        carry_open: bool,
+    ) -> Result<(), StoreError> {
         let end = start + self.span_ns;
         if end > EVENT_NS_MAX {
             return Ok(());

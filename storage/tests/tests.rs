@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use natrec_storage::format::{file_name, FileKind};
 use natrec_storage::{
-    EndReason, HoldTimes, Holder, Mapping, Proto, Query, Store, StoreConfig, StoreError, NANOS_PER_SEC,
+    EndReason, HoldTimes, Holder, Mapping, Proto, Query, Store, StoreConfig, StoreError,
+    NANOS_PER_SEC,
 };
 
 /// 2026-03-01T00:00:00Z in ns.
@@ -22,7 +23,14 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn mapping(proto: Proto, internal: &str, public: &str, first: i64, last: i64, end: EndReason) -> Mapping {
+fn mapping(
+    proto: Proto,
+    internal: &str,
+    public: &str,
+    first: i64,
+    last: i64,
+    end: EndReason,
+) -> Mapping {
     Mapping {
         proto,
         internal: sa(internal),
@@ -43,12 +51,18 @@ fn new_store(dir: &Path, cfg: StoreConfig) -> Store {
 
 fn lookup_at(store: &Store, public: &str, t: i64) -> (Vec<Holder>, Vec<StoreError>) {
     let p = sa(public);
-    let o = store.reader().lookup(&Query::at(p.ip(), p.port(), t)).unwrap();
+    let o = store
+        .reader()
+        .lookup(&Query::at(p.ip(), p.port(), t))
+        .unwrap();
     (o.holders, o.errors)
 }
 
 fn part_path(store: &Store, start: i64, seg: u32, kind: FileKind) -> PathBuf {
-    store.dir().join("partitions").join(file_name(start, seg, kind))
+    store
+        .dir()
+        .join("partitions")
+        .join(file_name(start, seg, kind))
 }
 
 fn part_name(start: i64, seg: u32) -> String {
@@ -64,28 +78,51 @@ mod roundtrip {
 
     fn addr() -> impl Strategy<Value = SocketAddr> {
         prop_oneof![
-            (any::<[u8; 4]>(), any::<u16>()).prop_map(|(a, p)| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(a), p))),
-            (any::<[u8; 16]>(), any::<u16>())
-                .prop_map(|(a, p)| SocketAddr::V6(SocketAddrV6::new(Ipv6Addr::from(a), p, 0, 0))),
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(a, p)| SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(a), p))),
+            (any::<[u8; 16]>(), any::<u16>()).prop_map(|(a, p)| SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a),
+                p,
+                0,
+                0
+            ))),
         ]
     }
 
     pub(crate) fn arb_mapping() -> impl Strategy<Value = Mapping> {
-        let proto = prop_oneof![Just(Proto::Icmp), Just(Proto::Tcp), Just(Proto::Udp), Just(Proto::Icmpv6)];
+        let proto = prop_oneof![
+            Just(Proto::Icmp),
+            Just(Proto::Tcp),
+            Just(Proto::Udp),
+            Just(Proto::Icmpv6)
+        ];
         let end = (0u8..=6).prop_map(|c| EndReason::from_code(c).unwrap());
-        (proto, addr(), addr(), addr(), any::<i64>(), any::<i64>(), end, any::<u32>(), any::<u32>(), any::<u8>())
-            .prop_map(|(proto, internal, public, remote, a, b, end, po, pi, flags)| Mapping {
-                proto,
-                internal,
-                public,
-                remote,
-                first_ns: a.min(b),
-                last_ns: a.max(b),
-                end,
-                packets_out: po,
-                packets_in: pi,
-                flags,
-            })
+        (
+            proto,
+            addr(),
+            addr(),
+            addr(),
+            any::<i64>(),
+            any::<i64>(),
+            end,
+            any::<u32>(),
+            any::<u32>(),
+            any::<u8>(),
+        )
+            .prop_map(
+                |(proto, internal, public, remote, a, b, end, po, pi, flags)| Mapping {
+                    proto,
+                    internal,
+                    public,
+                    remote,
+                    first_ns: a.min(b),
+                    last_ns: a.max(b),
+                    end,
+                    packets_out: po,
+                    packets_in: pi,
+                    flags,
+                },
+            )
     }
 
     proptest! {
@@ -130,34 +167,85 @@ mod basics {
         let store = new_store(d.path(), StoreConfig::default());
         let mut w = store.writer().unwrap();
         let t = T0 + 10 * H;
-        let a = mapping(Proto::Udp, "100.64.0.2:5000", "203.0.113.1:5000", t, t + 300 * S, EndReason::Idle);
-        let b = mapping(Proto::Udp, "100.64.0.3:6000", "203.0.113.1:5000", t + 1800 * S, t + 2400 * S, EndReason::Idle);
+        let a = mapping(
+            Proto::Udp,
+            "100.64.0.2:5000",
+            "203.0.113.1:5000",
+            t,
+            t + 300 * S,
+            EndReason::Idle,
+        );
+        let b = mapping(
+            Proto::Udp,
+            "100.64.0.3:6000",
+            "203.0.113.1:5000",
+            t + 1800 * S,
+            t + 2400 * S,
+            EndReason::Idle,
+        );
         // The Open states first, as the correlator writes them.
-        w.append(&Mapping { end: EndReason::Open, last_ns: a.first_ns, ..a }).unwrap();
+        w.append(&Mapping {
+            end: EndReason::Open,
+            last_ns: a.first_ns,
+            ..a
+        })
+        .unwrap();
         w.append(&a).unwrap();
-        w.append(&Mapping { end: EndReason::Open, last_ns: b.first_ns, ..b }).unwrap();
+        w.append(&Mapping {
+            end: EndReason::Open,
+            last_ns: b.first_ns,
+            ..b
+        })
+        .unwrap();
         w.append(&b).unwrap();
         // Before sealing: answered from the active log.
         let (h, e) = lookup_at(&store, "203.0.113.1:5000", t + 120 * S);
         assert!(e.is_empty());
         assert_eq!(h.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![a]);
         w.seal_all().unwrap();
-        for (at, want) in [(t + 120 * S, vec![a]), (t + 2100 * S, vec![b]), (t + 1200 * S, vec![])] {
+        for (at, want) in [
+            (t + 120 * S, vec![a]),
+            (t + 2100 * S, vec![b]),
+            (t + 1200 * S, vec![]),
+        ] {
             let (h, e) = lookup_at(&store, "203.0.113.1:5000", at);
             assert!(e.is_empty(), "{e:?}");
-            assert_eq!(h.iter().map(|h| h.mapping).collect::<Vec<_>>(), want, "at +{}s", (at - t) / S);
+            assert_eq!(
+                h.iter().map(|h| h.mapping).collect::<Vec<_>>(),
+                want,
+                "at +{}s",
+                (at - t) / S
+            );
         }
         // a is held 120 s (udp_stream) after its last packet, then nothing.
-        assert_eq!(lookup_at(&store, "203.0.113.1:5000", t + 419 * S).0.len(), 1);
-        assert_eq!(lookup_at(&store, "203.0.113.1:5000", t + 421 * S).0.len(), 0);
+        assert_eq!(
+            lookup_at(&store, "203.0.113.1:5000", t + 419 * S).0.len(),
+            1
+        );
+        assert_eq!(
+            lookup_at(&store, "203.0.113.1:5000", t + 421 * S).0.len(),
+            0
+        );
         // Other port, other address family: nothing.
-        assert!(lookup_at(&store, "203.0.113.1:5001", t + 120 * S).0.is_empty());
-        assert!(lookup_at(&store, "[::ffff:203.0.113.1]:5000", t + 120 * S).0.is_empty());
+        assert!(lookup_at(&store, "203.0.113.1:5001", t + 120 * S)
+            .0
+            .is_empty());
+        assert!(lookup_at(&store, "[::ffff:203.0.113.1]:5000", t + 120 * S)
+            .0
+            .is_empty());
         let o = store
             .reader()
-            .lookup(&Query { port: None, from_ns: t, to_ns: t + H, ..Query::at(ip("203.0.113.1"), 0, 0) })
+            .lookup(&Query {
+                port: None,
+                from_ns: t,
+                to_ns: t + H,
+                ..Query::at(ip("203.0.113.1"), 0, 0)
+            })
             .unwrap();
-        assert_eq!(o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![a, b]);
+        assert_eq!(
+            o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(),
+            vec![a, b]
+        );
         assert!(store.reader().verify().unwrap().is_empty());
     }
 
@@ -165,12 +253,33 @@ mod basics {
     fn bad_query_and_bad_mapping_are_errors() {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), StoreConfig::default());
-        let q = Query { from_ns: 5, to_ns: 4, ..Query::at(ip("192.0.2.1"), 1, 0) };
-        assert!(matches!(store.reader().lookup(&q), Err(StoreError::BadQuery { .. })));
+        let q = Query {
+            from_ns: 5,
+            to_ns: 4,
+            ..Query::at(ip("192.0.2.1"), 1, 0)
+        };
+        assert!(matches!(
+            store.reader().lookup(&q),
+            Err(StoreError::BadQuery { .. })
+        ));
         let mut w = store.writer().unwrap();
-        let m = mapping(Proto::Tcp, "10.0.0.1:1", "192.0.2.1:1", T0 + 5, T0 + 4, EndReason::Fin);
+        let m = mapping(
+            Proto::Tcp,
+            "10.0.0.1:1",
+            "192.0.2.1:1",
+            T0 + 5,
+            T0 + 4,
+            EndReason::Fin,
+        );
         assert!(matches!(w.append(&m), Err(StoreError::BadMapping { .. })));
-        let m = mapping(Proto::Tcp, "10.0.0.1:1", "192.0.2.1:1", -5, 4, EndReason::Fin);
+        let m = mapping(
+            Proto::Tcp,
+            "10.0.0.1:1",
+            "192.0.2.1:1",
+            -5,
+            4,
+            EndReason::Fin,
+        );
         assert!(matches!(w.append(&m), Err(StoreError::BadMapping { .. })));
         assert_eq!(w.stats().records_appended, 0);
     }
@@ -186,8 +295,20 @@ mod carry {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), StoreConfig::default());
         let mut w = store.writer().unwrap();
-        let open = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 100 * S, EndReason::Open);
-        let closed = Mapping { last_ns: T0 + 3 * H + 200 * S, end: EndReason::Fin, packets_out: 900, ..open };
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        let closed = Mapping {
+            last_ns: T0 + 3 * H + 200 * S,
+            end: EndReason::Fin,
+            packets_out: 900,
+            ..open
+        };
         w.append(&open).unwrap();
         for hour in 1..=3 {
             w.advance(T0 + hour * H + 61 * S).unwrap();
@@ -208,14 +329,28 @@ mod carry {
         let (h, _) = lookup_at(&store, "203.0.113.7:1024", T0 + 3 * H + 300 * S);
         assert_eq!(h[0].mapping, closed);
         assert_eq!(h[0].held_until_ns, Some(closed.last_ns + 120 * S));
-        assert!(lookup_at(&store, "203.0.113.7:1024", T0 + 3 * H + 321 * S).0.is_empty());
+        assert!(lookup_at(&store, "203.0.113.7:1024", T0 + 3 * H + 321 * S)
+            .0
+            .is_empty());
         // Export: exactly once, final state.
         let mut seen = Vec::new();
-        let errs = store.reader().export(None, None, &mut |h| Ok(seen.push(h.mapping))).unwrap();
+        let errs = store
+            .reader()
+            .export(None, None, &mut |h| {
+                seen.push(h.mapping);
+                Ok(())
+            })
+            .unwrap();
         assert!(errs.is_empty());
         assert_eq!(seen, vec![closed]);
         let parts = store.reader().partitions().unwrap();
-        assert_eq!(parts.iter().map(|p| (p.records, p.carried_in)).collect::<Vec<_>>(), vec![(1, 0), (1, 1), (1, 1), (1, 0)]);
+        assert_eq!(
+            parts
+                .iter()
+                .map(|p| (p.records, p.carried_in))
+                .collect::<Vec<_>>(),
+            vec![(1, 0), (1, 1), (1, 1), (1, 0)]
+        );
         assert!(parts.iter().all(|p| p.problem.is_none()));
     }
 
@@ -224,12 +359,24 @@ mod carry {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), StoreConfig::default());
         let mut w = store.writer().unwrap();
-        let open = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 100 * S, EndReason::Open);
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
         w.append(&open).unwrap();
         w.seal_all().unwrap();
         assert_eq!(w.stats().partitions_sealed, 2);
         assert_eq!(w.stats().open_at_seal_all, 1);
-        assert_eq!(lookup_at(&store, "203.0.113.7:1024", T0 + H + 5 * S).0.len(), 1);
+        assert_eq!(
+            lookup_at(&store, "203.0.113.7:1024", T0 + H + 5 * S)
+                .0
+                .len(),
+            1
+        );
         assert_eq!(store.reader().partitions().unwrap().len(), 2);
     }
 
@@ -240,7 +387,14 @@ mod carry {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), StoreConfig::default());
         let mut w = store.writer().unwrap();
-        let m = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 3000 * S, EndReason::Idle);
+        let m = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 3000 * S,
+            EndReason::Idle,
+        );
         w.append(&m).unwrap();
         w.seal_all().unwrap();
         // held until T0 + 3000 s + 7440 s = T0 + 2 h 54 min: partitions 0, 1, 2.
@@ -248,7 +402,9 @@ mod carry {
         let (h, _) = lookup_at(&store, "203.0.113.7:1024", T0 + 2 * H + 3000 * S);
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].partition, part_name(T0 + 2 * H, 0));
-        assert!(lookup_at(&store, "203.0.113.7:1024", T0 + 2 * H + 3300 * S).0.is_empty());
+        assert!(lookup_at(&store, "203.0.113.7:1024", T0 + 2 * H + 3300 * S)
+            .0
+            .is_empty());
     }
 }
 
@@ -260,12 +416,33 @@ mod late {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), StoreConfig::default());
         let mut w = store.writer().unwrap();
-        let early = mapping(Proto::Udp, "100.64.0.2:1000", "203.0.113.1:2000", T0 + 10 * S, T0 + 20 * S, EndReason::Idle);
-        let next = mapping(Proto::Udp, "100.64.0.3:1000", "203.0.113.1:3000", T0 + H + 10 * S, T0 + H + 20 * S, EndReason::Idle);
+        let early = mapping(
+            Proto::Udp,
+            "100.64.0.2:1000",
+            "203.0.113.1:2000",
+            T0 + 10 * S,
+            T0 + 20 * S,
+            EndReason::Idle,
+        );
+        let next = mapping(
+            Proto::Udp,
+            "100.64.0.3:1000",
+            "203.0.113.1:3000",
+            T0 + H + 10 * S,
+            T0 + H + 20 * S,
+            EndReason::Idle,
+        );
         w.append(&early).unwrap();
         w.append(&next).unwrap();
         w.advance(T0 + H + 61 * S).unwrap(); // seals hour 0
-        let late = mapping(Proto::Udp, "100.64.0.4:1000", "203.0.113.1:4000", T0 + 30 * S, T0 + 40 * S, EndReason::Idle);
+        let late = mapping(
+            Proto::Udp,
+            "100.64.0.4:1000",
+            "203.0.113.1:4000",
+            T0 + 30 * S,
+            T0 + 40 * S,
+            EndReason::Idle,
+        );
         w.append(&late).unwrap();
         assert_eq!(w.stats().late_records, 1);
         w.seal_all().unwrap();
@@ -283,8 +460,22 @@ mod late {
     fn second_replay_writes_a_new_segment() {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), StoreConfig::default());
-        let a = mapping(Proto::Udp, "100.64.0.2:1000", "203.0.113.1:2000", T0 + 10 * S, T0 + 20 * S, EndReason::Idle);
-        let b = mapping(Proto::Udp, "100.64.0.9:1000", "203.0.113.1:2000", T0 + 10 * S, T0 + 25 * S, EndReason::Idle);
+        let a = mapping(
+            Proto::Udp,
+            "100.64.0.2:1000",
+            "203.0.113.1:2000",
+            T0 + 10 * S,
+            T0 + 20 * S,
+            EndReason::Idle,
+        );
+        let b = mapping(
+            Proto::Udp,
+            "100.64.0.9:1000",
+            "203.0.113.1:2000",
+            T0 + 10 * S,
+            T0 + 25 * S,
+            EndReason::Idle,
+        );
         {
             let mut w = store.writer().unwrap();
             w.append(&a).unwrap();
@@ -296,7 +487,10 @@ mod late {
             w.append(&b).unwrap();
             w.seal_all().unwrap();
         }
-        assert_eq!(std::fs::read(part_path(&store, T0, 0, FileKind::Sealed)).unwrap(), first);
+        assert_eq!(
+            std::fs::read(part_path(&store, T0, 0, FileKind::Sealed)).unwrap(),
+            first
+        );
         assert!(part_path(&store, T0, 1, FileKind::Sealed).exists());
         let (h, e) = lookup_at(&store, "203.0.113.1:2000", T0 + 15 * S);
         assert!(e.is_empty());
@@ -311,8 +505,22 @@ mod corruption {
     fn two_hours(dir: &Path) -> (Store, Mapping, Mapping) {
         let store = new_store(dir, StoreConfig::default());
         let mut w = store.writer().unwrap();
-        let a = mapping(Proto::Udp, "100.64.0.2:1000", "203.0.113.1:2000", T0 + 10 * S, T0 + 20 * S, EndReason::Idle);
-        let b = mapping(Proto::Udp, "100.64.0.3:1000", "203.0.113.1:2000", T0 + H + 10 * S, T0 + H + 20 * S, EndReason::Idle);
+        let a = mapping(
+            Proto::Udp,
+            "100.64.0.2:1000",
+            "203.0.113.1:2000",
+            T0 + 10 * S,
+            T0 + 20 * S,
+            EndReason::Idle,
+        );
+        let b = mapping(
+            Proto::Udp,
+            "100.64.0.3:1000",
+            "203.0.113.1:2000",
+            T0 + H + 10 * S,
+            T0 + H + 20 * S,
+            EndReason::Idle,
+        );
         w.append(&a).unwrap();
         w.append(&b).unwrap();
         w.seal_all().unwrap();
@@ -331,16 +539,28 @@ mod corruption {
         let (store, _a, b) = two_hours(d.path());
         let p0 = part_path(&store, T0, 0, FileKind::Sealed);
         flip(&p0, 64 + 50); // inside record 0's first_ns
-        let q = Query { from_ns: T0, to_ns: T0 + 2 * H - 1, ..Query::at(ip("203.0.113.1"), 2000, 0) };
+        let q = Query {
+            from_ns: T0,
+            to_ns: T0 + 2 * H - 1,
+            ..Query::at(ip("203.0.113.1"), 2000, 0)
+        };
         let o = store.reader().lookup(&q).unwrap();
-        assert_eq!(o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![b]);
+        assert_eq!(
+            o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(),
+            vec![b]
+        );
         assert_eq!(o.errors.len(), 1);
         let msg = o.errors[0].to_string();
-        assert!(matches!(&o.errors[0], StoreError::BadChecksum { path, .. } if *path == p0), "{msg}");
+        assert!(
+            matches!(&o.errors[0], StoreError::BadChecksum { path, .. } if *path == p0),
+            "{msg}"
+        );
         assert!(msg.contains("record crc at byte 156"), "{msg}");
         let v = store.reader().verify().unwrap();
         assert!(!v.is_empty());
-        assert!(v.iter().all(|e| e.to_string().contains(&*p0.to_string_lossy())));
+        assert!(v
+            .iter()
+            .all(|e| e.to_string().contains(&*p0.to_string_lossy())));
     }
 
     #[test]
@@ -350,10 +570,21 @@ mod corruption {
             let (store, _a, b) = two_hours(d.path());
             let p0 = part_path(&store, T0, 0, FileKind::Sealed);
             flip(&p0, off);
-            let q = Query { from_ns: T0, to_ns: T0 + 2 * H - 1, ..Query::at(ip("203.0.113.1"), 2000, 0) };
+            let q = Query {
+                from_ns: T0,
+                to_ns: T0 + 2 * H - 1,
+                ..Query::at(ip("203.0.113.1"), 2000, 0)
+            };
             let o = store.reader().lookup(&q).unwrap();
-            assert_eq!(o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![b]);
-            assert!(matches!(&o.errors[..], [StoreError::BadChecksum { what, .. }] if what.contains(if off == 20 { "header" } else { "footer" })), "{:?}", o.errors);
+            assert_eq!(
+                o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(),
+                vec![b]
+            );
+            assert!(
+                matches!(&o.errors[..], [StoreError::BadChecksum { what, .. }] if what.contains(if off == 20 { "header" } else { "footer" })),
+                "{:?}",
+                o.errors
+            );
             let parts = store.reader().partitions().unwrap();
             assert!(parts[0].problem.is_some());
             assert!(parts[1].problem.is_none());
@@ -369,7 +600,15 @@ mod corruption {
         let mut w = store.writer().unwrap();
         for i in 0..50u16 {
             let public = format!("203.0.113.1:{}", 1000 + i);
-            w.append(&mapping(Proto::Udp, "100.64.0.2:1000", &public, T0 + 10 * S, T0 + 20 * S, EndReason::Idle)).unwrap();
+            w.append(&mapping(
+                Proto::Udp,
+                "100.64.0.2:1000",
+                &public,
+                T0 + 10 * S,
+                T0 + 20 * S,
+                EndReason::Idle,
+            ))
+            .unwrap();
         }
         w.seal_all().unwrap();
         let p0 = part_path(&store, T0, 0, FileKind::Sealed);
@@ -391,7 +630,14 @@ mod recovery {
     }
 
     fn m(i: u16) -> Mapping {
-        mapping(Proto::Udp, "100.64.0.2:1000", &format!("203.0.113.1:{}", 1000 + i), T0 + 10 * S, T0 + 20 * S, EndReason::Idle)
+        mapping(
+            Proto::Udp,
+            "100.64.0.2:1000",
+            &format!("203.0.113.1:{}", 1000 + i),
+            T0 + 10 * S,
+            T0 + 20 * S,
+            EndReason::Idle,
+        )
     }
 
     #[test]
@@ -415,7 +661,10 @@ mod recovery {
         bytes[slot(10)..slot(10) + 48].copy_from_slice(&good11[..48]);
         let stale = {
             use zerocopy::IntoBytes;
-            natrec_storage::format::Record::encode(&m(77), 0).unwrap().as_bytes().to_vec()
+            natrec_storage::format::Record::encode(&m(77), 0)
+                .unwrap()
+                .as_bytes()
+                .to_vec()
         };
         bytes[slot(12)..slot(13)].copy_from_slice(&stale);
         std::fs::write(&path, &bytes).unwrap();
@@ -423,7 +672,9 @@ mod recovery {
         // A reader sees exactly the 10 committed records.
         let parts = store.reader().partitions().unwrap();
         assert_eq!(parts[0].records, 10);
-        assert!(lookup_at(&store, "203.0.113.1:1077", T0 + 15 * S).0.is_empty());
+        assert!(lookup_at(&store, "203.0.113.1:1077", T0 + 15 * S)
+            .0
+            .is_empty());
 
         let mut w = store.writer().unwrap();
         assert_eq!(w.stats().recovered_zeroed_slots, 2);
@@ -434,9 +685,17 @@ mod recovery {
         assert_eq!(store.reader().partitions().unwrap()[0].records, 13);
         w.seal_all().unwrap();
         for i in 0..13 {
-            assert_eq!(lookup_at(&store, &format!("203.0.113.1:{}", 1000 + i), T0 + 15 * S).0.len(), 1, "{i}");
+            assert_eq!(
+                lookup_at(&store, &format!("203.0.113.1:{}", 1000 + i), T0 + 15 * S)
+                    .0
+                    .len(),
+                1,
+                "{i}"
+            );
         }
-        assert!(lookup_at(&store, "203.0.113.1:1077", T0 + 15 * S).0.is_empty());
+        assert!(lookup_at(&store, "203.0.113.1:1077", T0 + 15 * S)
+            .0
+            .is_empty());
         assert!(store.reader().verify().unwrap().is_empty());
     }
 
@@ -462,7 +721,13 @@ mod recovery {
         w.append(&m(5)).unwrap();
         w.seal_all().unwrap();
         let mut seen = Vec::new();
-        store.reader().export(None, None, &mut |h| Ok(seen.push(h.mapping.public.port()))).unwrap();
+        store
+            .reader()
+            .export(None, None, &mut |h| {
+                seen.push(h.mapping.public.port());
+                Ok(())
+            })
+            .unwrap();
         seen.sort();
         assert_eq!(seen, vec![1000, 1001, 1005]);
         assert!(store.reader().verify().unwrap().is_empty());
@@ -474,7 +739,14 @@ mod recovery {
     fn crash_between_publish_and_carry_is_finished_on_open() {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), StoreConfig::default());
-        let open = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 100 * S, EndReason::Open);
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
         let log0 = log_path(&store);
         let saved;
         {
@@ -488,14 +760,30 @@ mod recovery {
         // Put the world back to "renamed, not carried, log not deleted".
         std::fs::write(&log0, &saved).unwrap();
         std::fs::remove_file(part_path(&store, T0 + H, 0, FileKind::Active)).unwrap();
-        std::fs::write(store.dir().join("partitions").join("20260301T000000Z-0000.part.tmp"), b"junk").unwrap();
+        std::fs::write(
+            store
+                .dir()
+                .join("partitions")
+                .join("20260301T000000Z-0000.part.tmp"),
+            b"junk",
+        )
+        .unwrap();
         // A reader before recovery still finds it (the pending partition is read).
-        assert_eq!(lookup_at(&store, "203.0.113.7:1024", T0 + H + 1800 * S).0.len(), 1);
+        assert_eq!(
+            lookup_at(&store, "203.0.113.7:1024", T0 + H + 1800 * S)
+                .0
+                .len(),
+            1
+        );
 
         let mut w = store.writer().unwrap();
         assert_eq!(w.stats().recovered_carries, 1);
         assert!(!log0.exists());
-        assert!(!store.dir().join("partitions").join("20260301T000000Z-0000.part.tmp").exists());
+        assert!(!store
+            .dir()
+            .join("partitions")
+            .join("20260301T000000Z-0000.part.tmp")
+            .exists());
         w.seal_all().unwrap();
         let (h, e) = lookup_at(&store, "203.0.113.7:1024", T0 + H + 1800 * S);
         assert!(e.is_empty());
@@ -509,7 +797,14 @@ mod recovery {
     fn crash_after_carry_before_delete_does_not_duplicate() {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), StoreConfig::default());
-        let open = mapping(Proto::Tcp, "100.64.0.2:40000", "203.0.113.7:1024", T0 + 100 * S, T0 + 100 * S, EndReason::Open);
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
         let log0 = log_path(&store);
         let saved;
         {
@@ -523,10 +818,18 @@ mod recovery {
         let mut w = store.writer().unwrap();
         assert_eq!(w.stats().recovered_carries, 1);
         assert_eq!(store.reader().partitions().unwrap()[1].records, 2);
-        w.append(&Mapping { end: EndReason::Fin, last_ns: T0 + H + 50 * S, ..open }).unwrap();
+        w.append(&Mapping {
+            end: EndReason::Fin,
+            last_ns: T0 + H + 50 * S,
+            ..open
+        })
+        .unwrap();
         w.seal_all().unwrap();
         let parts = store.reader().partitions().unwrap();
-        assert_eq!(parts.iter().map(|p| p.records).collect::<Vec<_>>(), vec![1, 1]);
+        assert_eq!(
+            parts.iter().map(|p| p.records).collect::<Vec<_>>(),
+            vec![1, 1]
+        );
         let (h, _) = lookup_at(&store, "203.0.113.7:1024", T0 + H + 10 * S);
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].mapping.end, EndReason::Fin);
@@ -549,7 +852,13 @@ mod model {
             partition_span_s: SPAN_S as u32,
             grace_s: 5,
             flush_interval_ms: 0,
-            hold: HoldTimes { tcp_closed_s: 10, tcp_open_s: 150, udp_s: 5, udp_stream_s: 20, icmp_s: 5 },
+            hold: HoldTimes {
+                tcp_closed_s: 10,
+                tcp_open_s: 150,
+                udp_s: 5,
+                udp_stream_s: 20,
+                icmp_s: 5,
+            },
         }
     }
 
@@ -568,33 +877,62 @@ mod model {
     }
 
     fn gen() -> impl Strategy<Value = Gen> {
-        (0u8..3, 0u8..4, 0u8..2, 0u8..3, 0u16..600, 0u16..200, 0u8..7, 0u8..60, 0u8..60, 0u8..2).prop_map(
-            |(proto, sub, public, port, first_s, dur_s, end, open_delay_s, close_delay_s, pin)| Gen {
-                proto,
-                sub,
-                public,
-                port,
-                first_s,
-                dur_s,
-                end,
-                open_delay_s,
-                close_delay_s,
-                pin,
-            },
+        (
+            0u8..3,
+            0u8..4,
+            0u8..2,
+            0u8..3,
+            0u16..600,
+            0u16..200,
+            0u8..7,
+            0u8..60,
+            0u8..60,
+            0u8..2,
         )
+            .prop_map(
+                |(
+                    proto,
+                    sub,
+                    public,
+                    port,
+                    first_s,
+                    dur_s,
+                    end,
+                    open_delay_s,
+                    close_delay_s,
+                    pin,
+                )| Gen {
+                    proto,
+                    sub,
+                    public,
+                    port,
+                    first_s,
+                    dur_s,
+                    end,
+                    open_delay_s,
+                    close_delay_s,
+                    pin,
+                },
+            )
     }
 
     fn build(g: &Gen, i: usize) -> Mapping {
         let proto = [Proto::Tcp, Proto::Udp, Proto::Icmp][g.proto as usize];
         let public: SocketAddr = if g.public == 0 {
-            format!("203.0.113.1:{}", 1000 + u16::from(g.port)).parse().unwrap()
+            format!("203.0.113.1:{}", 1000 + u16::from(g.port))
+                .parse()
+                .unwrap()
         } else {
-            format!("[2001:db8::1]:{}", 1000 + u16::from(g.port)).parse().unwrap()
+            format!("[2001:db8::1]:{}", 1000 + u16::from(g.port))
+                .parse()
+                .unwrap()
         };
         let first = T0 + i64::from(g.first_s) * S + i as i64; // distinct first_ns per mapping
         Mapping {
             proto,
-            internal: format!("100.64.0.{}:{}", g.sub + 2, 40000 + i).parse().unwrap(),
+            internal: format!("100.64.0.{}:{}", g.sub + 2, 40000 + i)
+                .parse()
+                .unwrap(),
             public,
             remote: sa("198.51.100.9:443"),
             first_ns: first,
