@@ -377,24 +377,30 @@ impl Writer {
     /// the `.part`, carry held-over mappings into the next partition, delete
     /// the log. See docs/FORMAT.md for each crash point.
     fn seal(&mut self, start: i64, carry_open: bool) -> Result<(), StoreError> {
-        let mut log = self
+        let log = self
             .active
-            .remove(&start)
+            .get_mut(&start)
             .expect("seal is called on active partitions");
         log.flush()?;
+        let segment = log.segment;
         let records = reduce(log.records()?);
-        let part = self
-            .parts
-            .join(file_name(start, log.segment, FileKind::Sealed));
-        write_sealed(&part, start, self.span_ns, log.segment, &records)?;
-        let e = self.sealed_max.entry(start).or_insert(log.segment);
-        *e = (*e).max(log.segment);
+        let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
+        // Until the rename inside write_sealed succeeds nothing has changed:
+        // on error the log stays active and is sealed again next time.
+        write_sealed(&part, start, self.span_ns, segment, &records)?;
+        // Published: from here on the partition is sealed, and records for it
+        // are late. If the carry or the delete below fails, the log stays on
+        // disk next to the .part, readers treat the pair as "carry pending",
+        // and the next writer finishes the job (docs/FORMAT.md).
+        let log = self.active.remove(&start).expect("still active");
+        let e = self.sealed_max.entry(start).or_insert(segment);
+        *e = (*e).max(segment);
         self.stats.bytes_written +=
             (2 * crate::format::HEADER_SIZE + records.len() * RECORD_SIZE) as u64;
         self.stats.partitions_sealed += 1;
-        self.carry(&records, start, carry_open)?;
         let log_path = log.path.clone();
         drop(log);
+        self.carry(&records, start, carry_open)?;
         fsutil::remove(&log_path)
     }
 

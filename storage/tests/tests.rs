@@ -649,8 +649,8 @@ mod recovery {
             for i in 0..10 {
                 w.append(&m(i)).unwrap();
             }
-            // Dropped without flush(): a process kill leaves the pages in the
-            // kernel, which writes them back.
+            // Dropped: the writer flushes on drop; a process kill would leave
+            // the same bytes in the kernel's page cache.
         }
         // Simulate a torn append (half a record in slot 10) and a stale
         // complete record beyond it (slot 12), as a power loss might leave.
@@ -836,6 +836,49 @@ mod recovery {
     }
 }
 
+mod concurrent {
+    use super::*;
+
+    /// A reader looks up while the writer appends past the log's
+    /// preallocation (so the log grows and is remapped under the reader).
+    #[test]
+    fn reader_answers_while_writer_appends_and_grows() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let n = 3 * natrec_storage::LOG_SLOTS_INITIAL as u16;
+        let mk = |i: u16| {
+            let public = format!("203.0.113.{}:{}", 1 + i % 7, 1024 + i);
+            mapping(
+                Proto::Udp,
+                "100.64.0.2:1000",
+                &public,
+                T0 + i64::from(i) * S,
+                T0 + i64::from(i) * S,
+                EndReason::Idle,
+            )
+        };
+        for i in 0..n {
+            w.append(&mk(i)).unwrap();
+            if i % 500 == 0 {
+                w.flush().unwrap();
+                let m = mk(i / 2);
+                let (h, e) = lookup_at(&store, &m.public.to_string(), m.first_ns);
+                assert!(e.is_empty(), "{e:?}");
+                assert_eq!(h.iter().map(|h| h.mapping).collect::<Vec<_>>(), vec![m]);
+            }
+        }
+        w.flush().unwrap();
+        assert_eq!(
+            store.reader().partitions().unwrap()[0].records,
+            u64::from(n)
+        );
+        w.seal_all().unwrap();
+        let (h, _) = lookup_at(&store, &mk(n - 1).public.to_string(), mk(n - 1).first_ns);
+        assert_eq!(h.len(), 1);
+    }
+}
+
 mod model {
     //! The store against an in-memory model (habit 18): random mappings,
     //! emitted in time order with random delays (some late), with advances
@@ -942,6 +985,81 @@ mod model {
             packets_in: u32::from(g.pin),
             flags: 0,
         }
+    }
+
+    fn tcp(port: u16, first_s: i64, last_s: i64, end: EndReason) -> Mapping {
+        let public = format!("203.0.113.1:{port}");
+        mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            &public,
+            T0 + first_s * S,
+            T0 + last_s * S,
+            end,
+        )
+    }
+
+    fn opened(m: &Mapping) -> Mapping {
+        Mapping {
+            end: EndReason::Open,
+            last_ns: m.first_ns,
+            ..*m
+        }
+    }
+
+    /// Found by the model test: the late final state and the carried Open
+    /// copy sat in the same log; filtering by time before reducing let the
+    /// Open copy answer long after the mapping ended.
+    #[test]
+    fn regression_open_copy_does_not_outlive_the_final_state_in_the_same_log() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), cfg());
+        let mut w = store.writer().unwrap();
+        let m = tcp(1000, 211, 378, EndReason::Fin);
+        w.advance(T0 + 211 * S).unwrap();
+        w.append(&opened(&m)).unwrap();
+        w.advance(T0 + 425 * S).unwrap(); // seals through 360..420 carrying the Open copy
+        w.append(&m).unwrap(); // late: goes to 420..480 next to the carried copy
+        w.flush().unwrap();
+        assert_eq!(w.stats().late_records, 1);
+        assert!(lookup_at(&store, "203.0.113.1:1000", T0 + 762 * S)
+            .0
+            .is_empty());
+        assert_eq!(
+            lookup_at(&store, "203.0.113.1:1000", T0 + 385 * S).0.len(),
+            1
+        );
+    }
+
+    /// Found by the model test: a late Open record and its (not late) final
+    /// state were reduced to the final state, losing the LATE mark, so
+    /// lookups in the mapping's own partition no longer looked ahead.
+    #[test]
+    fn regression_late_mark_survives_reduction() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), cfg());
+        let mut w = store.writer().unwrap();
+        let a = tcp(1000, 0, 90, EndReason::Idle);
+        let b = tcp(1001, 209, 240, EndReason::Fin);
+        w.advance(T0).unwrap();
+        w.append(&opened(&a)).unwrap();
+        w.advance(T0 + 90 * S).unwrap();
+        w.append(&a).unwrap();
+        w.advance(T0 + 245 * S).unwrap();
+        w.append(&opened(&b)).unwrap(); // late: 180..240 is sealed
+        w.append(&b).unwrap(); // own: 240..300
+        w.seal_all().unwrap();
+        let q = Query {
+            port: None,
+            from_ns: T0 + 237 * S,
+            to_ns: T0 + 239 * S,
+            ..Query::at(ip("203.0.113.1"), 0, 0)
+        };
+        let o = store.reader().lookup(&q).unwrap();
+        assert_eq!(
+            o.holders.iter().map(|h| h.mapping).collect::<Vec<_>>(),
+            vec![a, b]
+        );
     }
 
     proptest! {
