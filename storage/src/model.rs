@@ -151,6 +151,11 @@ pub struct Mapping {
     pub flags: u8,
 }
 
+/// Linux treats a UDP flow as a stream (longer timeout) once it saw a reply
+/// and is still active two seconds after its first packet
+/// (`nf_conntrack_proto_udp.c`: "Still active after two seconds? Extend timeout").
+pub const UDP_STREAM_AFTER_NS: i64 = 2 * NANOS_PER_SEC;
+
 /// How long the NAT keeps holding a public endpoint after the last packet,
 /// per protocol and state (Linux conntrack's timeouts are the model). A
 /// mapping is *held* from `first_ns` to `last_ns + hold`.
@@ -162,7 +167,10 @@ pub struct HoldTimes {
     pub tcp_open_s: u32,
     /// UDP that never saw a reply (Linux `nf_conntrack_udp_timeout` = 30 s).
     pub udp_s: u32,
-    /// UDP that saw replies (Linux `nf_conntrack_udp_timeout_stream` = 120 s).
+    /// UDP that saw replies and was still active more than
+    /// [`UDP_STREAM_AFTER_NS`] after its first packet (Linux
+    /// `nf_conntrack_udp_timeout_stream` = 120 s). A single request/response
+    /// exchange keeps the plain [`udp_s`](HoldTimes::udp_s), as in Linux.
     pub udp_stream_s: u32,
     /// ICMP / ICMPv6 echo (Linux `nf_conntrack_icmp_timeout` = 30 s).
     pub icmp_s: u32,
@@ -188,7 +196,7 @@ impl HoldTimes {
                 EndReason::Fin | EndReason::Rst => self.tcp_closed_s,
                 _ => self.tcp_open_s,
             },
-            Proto::Udp if m.packets_in > 0 => self.udp_stream_s,
+            Proto::Udp if m.packets_in > 0 && m.last_ns - m.first_ns > UDP_STREAM_AFTER_NS => self.udp_stream_s,
             Proto::Udp => self.udp_s,
             Proto::Icmp | Proto::Icmpv6 => self.icmp_s,
         };
@@ -254,6 +262,9 @@ mod tests {
         assert_eq!(h.held_until_ns(&m), Some(40 * NANOS_PER_SEC));
         m.packets_in = 1;
         assert_eq!(h.held_until_ns(&m), Some(130 * NANOS_PER_SEC));
+        // One request and its reply within two seconds: not a stream.
+        m.first_ns = 9 * NANOS_PER_SEC;
+        assert_eq!(h.held_until_ns(&m), Some(40 * NANOS_PER_SEC));
         m.end = EndReason::Open;
         assert_eq!(h.held_until_ns(&m), None);
     }

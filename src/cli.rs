@@ -1,0 +1,342 @@
+//! Command-line interface: argument definitions and dispatch. The names of
+//! commands, flags and output fields are a stable interface for scripts.
+
+use std::io::IsTerminal;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use natrec_capture::correlate::{default_subscriber_prefixes, CorrelatorConfig};
+use natrec_storage::{HoldTimes, Proto, Store, StoreConfig, NANOS_PER_SEC};
+
+use crate::replay::{IfaceSel, SideRules};
+use crate::timefmt;
+
+/// Records which subscriber held which public address and port, and when,
+/// from packets captured on a NAT host; answers traceback requests.
+#[derive(Parser, Debug)]
+#[command(name = "natrec", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Replay capture files (pcap, pcapng) into a store.
+    Replay(ReplayArgs),
+    /// Who held a public IP (and port) at a time? Exit 0: someone; 1: nobody; 2: error.
+    Lookup(LookupArgs),
+    /// Every mapping held in a time range, one per line.
+    Export(ExportArgs),
+    /// List a store's partitions: spans, counts, sizes, sealed or active.
+    Inspect(InspectArgs),
+    /// Check every checksum of every partition. Exit 0: all good; 2: damage found.
+    Verify(InspectArgs),
+    /// Replay the bundled capture from a real Linux NAT into a temporary store
+    /// and answer sample traceback questions against the kernel's own record.
+    Demo(DemoArgs),
+}
+
+/// Hold times (how long the NAT keeps a mapping after its last packet) and
+/// partitioning, used when the store is created.
+#[derive(Args, Debug, Clone)]
+pub struct StoreSettings {
+    /// Length of one partition (e.g. 1h, 15m, 1d). Only used when creating the store.
+    #[arg(long, default_value = "1h", value_parser = timefmt::parse_duration_secs)]
+    partition_span: u32,
+    /// How long a partition stays open for late packets after its span ends.
+    #[arg(long, default_value = "60s", value_parser = timefmt::parse_duration_secs)]
+    grace: u32,
+    /// TCP hold after FIN or RST (Linux TIME_WAIT).
+    #[arg(long, default_value = "120s", value_parser = timefmt::parse_duration_secs)]
+    hold_tcp_closed: u32,
+    /// TCP hold after the last packet of a connection not seen closing.
+    #[arg(long, default_value = "2h4m", value_parser = timefmt::parse_duration_secs)]
+    hold_tcp_open: u32,
+    /// UDP hold when no reply was seen (Linux nf_conntrack_udp_timeout).
+    #[arg(long, default_value = "30s", value_parser = timefmt::parse_duration_secs)]
+    hold_udp: u32,
+    /// UDP hold when replies were seen (Linux nf_conntrack_udp_timeout_stream).
+    #[arg(long, default_value = "120s", value_parser = timefmt::parse_duration_secs)]
+    hold_udp_stream: u32,
+    /// ICMP echo hold (Linux nf_conntrack_icmp_timeout).
+    #[arg(long, default_value = "30s", value_parser = timefmt::parse_duration_secs)]
+    hold_icmp: u32,
+}
+
+impl StoreSettings {
+    fn config(&self) -> StoreConfig {
+        StoreConfig {
+            partition_span_s: self.partition_span,
+            grace_s: self.grace,
+            hold: HoldTimes {
+                tcp_closed_s: self.hold_tcp_closed,
+                tcp_open_s: self.hold_tcp_open,
+                udp_s: self.hold_udp,
+                udp_stream_s: self.hold_udp_stream,
+                icmp_s: self.hold_icmp,
+            },
+            ..StoreConfig::default()
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct ReplayArgs {
+    /// Store directory (created if missing).
+    #[arg(long)]
+    store: PathBuf,
+    /// Captures holding both sides of the NAT (e.g. `tcpdump -i any`, a mirror port).
+    files: Vec<PathBuf>,
+    /// A capture of the inside (subscriber-facing) interface only.
+    #[arg(long)]
+    inside: Vec<PathBuf>,
+    /// A capture of the outside (Internet-facing) interface only.
+    #[arg(long)]
+    outside: Vec<PathBuf>,
+    /// Subscriber prefixes (repeat). Default: 10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7.
+    #[arg(long = "inside-prefix")]
+    inside_prefixes: Vec<IpNet>,
+    /// Interface facing subscribers: pcapng if_name, or SLL2 ifindex (repeat).
+    #[arg(long = "inside-interface")]
+    inside_interfaces: Vec<IfaceSel>,
+    /// Interface facing the Internet: pcapng if_name, or SLL2 ifindex (repeat).
+    #[arg(long = "outside-interface")]
+    outside_interfaces: Vec<IfaceSel>,
+    /// VLAN id (innermost tag) of the inside on a mirror port (repeat).
+    #[arg(long = "inside-vlan")]
+    inside_vlans: Vec<u16>,
+    /// VLAN id (innermost tag) of the outside on a mirror port (repeat).
+    #[arg(long = "outside-vlan")]
+    outside_vlans: Vec<u16>,
+    /// Longest time between a packet's two copies (capture clock skew included).
+    #[arg(long, default_value = "2s", value_parser = timefmt::parse_duration)]
+    pair_window: i64,
+    /// Most packet copies waiting for their twin; beyond it the oldest is dropped and counted.
+    #[arg(long, default_value_t = 1 << 20)]
+    pending_max: usize,
+    /// Most active flows in the correlator; beyond it the least recent is closed and counted.
+    #[arg(long, default_value_t = 1 << 22)]
+    flows_active_max: usize,
+    #[command(flatten)]
+    settings: StoreSettings,
+    /// Print the summary as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar even on a terminal.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProtoArg {
+    Tcp,
+    Udp,
+    Icmp,
+    Icmpv6,
+}
+
+impl From<ProtoArg> for Proto {
+    fn from(p: ProtoArg) -> Proto {
+        match p {
+            ProtoArg::Tcp => Proto::Tcp,
+            ProtoArg::Udp => Proto::Udp,
+            ProtoArg::Icmp => Proto::Icmp,
+            ProtoArg::Icmpv6 => Proto::Icmpv6,
+        }
+    }
+}
+
+/// Output format of `lookup`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LookupFormat {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON array.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+/// Output format of `export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// CSV with a header row.
+    Csv,
+}
+
+#[derive(Args, Debug)]
+struct LookupArgs {
+    /// Store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// Public IP address asked about.
+    #[arg(long)]
+    ip: IpAddr,
+    /// Public port (ICMP: echo identifier). Omitted: any port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Only this protocol.
+    #[arg(long, value_enum)]
+    proto: Option<ProtoArg>,
+    /// The time: RFC 3339 with offset, Unix seconds (fraction allowed), or local time with --tz.
+    #[arg(long)]
+    at: String,
+    /// Also answer for anyone holding it this long before or after --at (clock uncertainty).
+    #[arg(long, default_value = "0s", value_parser = timefmt::parse_duration)]
+    window: i64,
+    /// Remote endpoint named in the request: IP or IP:PORT ([v6]:PORT).
+    #[arg(long)]
+    remote: Option<String>,
+    /// Zone for --at without an offset, and for showing times (e.g. Asia/Shanghai, +08:00).
+    #[arg(long)]
+    tz: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: LookupFormat,
+}
+
+#[derive(Args, Debug)]
+struct ExportArgs {
+    /// Store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// Start of the range (same forms as lookup --at). Omitted: from the start.
+    #[arg(long)]
+    from: Option<String>,
+    /// End of the range. Omitted: to the end.
+    #[arg(long)]
+    to: Option<String>,
+    /// Zone for times without an offset, and an extra local-time column.
+    #[arg(long)]
+    tz: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: ExportFormat,
+}
+
+#[derive(Args, Debug)]
+struct InspectArgs {
+    /// Store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct DemoArgs {
+    /// Keep the demo store in this directory instead of a temporary one.
+    #[arg(long)]
+    store: Option<PathBuf>,
+}
+
+/// Runs one command; the exit code follows the command's contract.
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Replay(a) => replay(a),
+        Command::Lookup(a) => {
+            let tz = a.tz.as_deref().map(timefmt::parse_tz).transpose()?;
+            let at = timefmt::parse_time(&a.at, tz.as_ref()).context("--at")?;
+            let remote = a.remote.as_deref().map(parse_remote).transpose()?;
+            let store = open_store(&a.store)?;
+            let req = crate::query::LookupRequest { ip: a.ip, port: a.port, proto: a.proto.map(Proto::from), at_ns: at, window_ns: a.window, remote };
+            crate::query::lookup(&store, &req, tz.as_ref(), a.format, &mut std::io::stdout().lock())
+        }
+        Command::Export(a) => {
+            let tz = a.tz.as_deref().map(timefmt::parse_tz).transpose()?;
+            let from = a.from.as_deref().map(|s| timefmt::parse_time(s, tz.as_ref())).transpose().context("--from")?;
+            let to = a.to.as_deref().map(|s| timefmt::parse_time(s, tz.as_ref())).transpose().context("--to")?;
+            if let (Some(f), Some(t)) = (from, to) {
+                if f > t {
+                    bail!("--from {} is after --to {}; swap them", timefmt::format_utc(f), timefmt::format_utc(t));
+                }
+            }
+            let store = open_store(&a.store)?;
+            crate::query::export(&store, from, to, tz.as_ref(), a.format, &mut std::io::stdout().lock())
+        }
+        Command::Inspect(a) => {
+            let store = open_store(&a.store)?;
+            crate::query::inspect(&store, a.json, &mut std::io::stdout().lock())
+        }
+        Command::Verify(a) => {
+            let store = open_store(&a.store)?;
+            crate::query::verify(&store, a.json, &mut std::io::stdout().lock())
+        }
+        Command::Demo(a) => crate::demo::run(a.store.as_deref()),
+    }
+}
+
+fn open_store(dir: &Path) -> Result<Store> {
+    Ok(Store::open(dir)?)
+}
+
+/// `IP`, `IP:PORT` or `[IPv6]:PORT`.
+fn parse_remote(s: &str) -> Result<(IpAddr, Option<u16>)> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Ok((sa.ip(), Some(sa.port())));
+    }
+    bail!("--remote '{s}' is not IP, IP:PORT or [IPv6]:PORT")
+}
+
+/// Correlator settings from replay flags (shared with the demo).
+pub fn correlator_config(prefixes: &[IpNet], pair_window_ns: i64, pending_max: usize, flows_active_max: usize, hold: HoldTimes) -> Result<CorrelatorConfig> {
+    if pair_window_ns <= 0 || pair_window_ns > 60 * NANOS_PER_SEC {
+        bail!("--pair-window must be more than 0 and at most 60s");
+    }
+    if pending_max == 0 || flows_active_max == 0 {
+        bail!("--pending-max and --flows-active-max must be at least 1");
+    }
+    Ok(CorrelatorConfig {
+        subscriber_prefixes: if prefixes.is_empty() { default_subscriber_prefixes() } else { prefixes.to_vec() },
+        pair_window_ns,
+        pending_max,
+        flows_active_max,
+        hold,
+        ..CorrelatorConfig::default()
+    })
+}
+
+fn replay(a: ReplayArgs) -> Result<ExitCode> {
+    if a.files.is_empty() && a.inside.is_empty() && a.outside.is_empty() {
+        bail!("no capture given; name files (both sides), or --inside FILE --outside FILE");
+    }
+    if a.inside.is_empty() != a.outside.is_empty() {
+        bail!("--inside and --outside go together: give a capture of each side of the NAT");
+    }
+    let inputs = crate::replay::open_inputs(&a.files, &a.inside, &a.outside)?;
+    let store = Store::open_or_create(&a.store, a.settings.config())?;
+    let cfg = correlator_config(&a.inside_prefixes, a.pair_window, a.pending_max, a.flows_active_max, store.config().hold)?;
+    let rules = SideRules {
+        inside_interfaces: a.inside_interfaces,
+        outside_interfaces: a.outside_interfaces,
+        inside_vlans: a.inside_vlans,
+        outside_vlans: a.outside_vlans,
+    };
+    let mut writer = store.writer()?;
+    let progress = !a.quiet && std::io::stderr().is_terminal();
+    let summary = crate::replay::run(&inputs, &rules, cfg, &mut writer, progress)?;
+    drop(writer);
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary.to_json())?);
+    } else {
+        print!("{}", summary.render());
+    }
+    if summary.capture_errors.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for e in &summary.capture_errors {
+        eprintln!("natrec: {e}; the packets before it were recorded, the rest of that file was not read");
+    }
+    Ok(ExitCode::from(2))
+}

@@ -1,0 +1,323 @@
+//! `natrec replay`: capture files → decode → correlate → store.
+//!
+//! Several files are merged by timestamp (the k-way merge takes the earliest
+//! head each time), so `--inside A --outside B` and a directory of rotated
+//! captures replay as one stream. Each packet's side comes from the file it
+//! is in (`--inside`/`--outside`), else from the interface or VLAN the capture
+//! names (`--inside-interface`, `--inside-vlan`, ...), else the correlator's
+//! subscriber prefixes decide.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use natrec_capture::correlate::{Correlator, CorrelatorConfig, CorrelatorStats, Side};
+use natrec_capture::decode::{decode, LinkInfo, Skip};
+use natrec_capture::source::{CaptureFile, Packets, RawPacket};
+use natrec_storage::{Mapping, Writer, WriterStats};
+
+/// How often (in packets) the writer's clock and the progress bar move.
+const PACKETS_PER_TICK: u64 = 4096;
+
+/// An interface named on the command line: by name (pcapng `if_name`) or by
+/// number (Linux SLL2 interface index, or pcapng interface id).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IfaceSel {
+    /// `if_name` in a pcapng file.
+    Name(String),
+    /// SLL2 ifindex or pcapng interface id.
+    Index(u32),
+}
+
+impl std::str::FromStr for IfaceSel {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(s.parse::<u32>().map(IfaceSel::Index).unwrap_or_else(|_| IfaceSel::Name(s.to_string())))
+    }
+}
+
+/// Which packets are inside and which outside, when the capture can say.
+#[derive(Clone, Debug, Default)]
+pub struct SideRules {
+    /// Interfaces facing subscribers.
+    pub inside_interfaces: Vec<IfaceSel>,
+    /// Interfaces facing the Internet.
+    pub outside_interfaces: Vec<IfaceSel>,
+    /// VLANs (innermost tag) facing subscribers.
+    pub inside_vlans: Vec<u16>,
+    /// VLANs (innermost tag) facing the Internet.
+    pub outside_vlans: Vec<u16>,
+}
+
+impl SideRules {
+    fn iface_matches(sel: &[IfaceSel], pkt: &RawPacket<'_>, link: &LinkInfo) -> bool {
+        sel.iter().any(|s| match s {
+            IfaceSel::Name(n) => pkt.interface_name == Some(n.as_str()),
+            IfaceSel::Index(i) => link.ifindex.map_or(pkt.interface == *i && pkt.interface_name.is_some(), |x| x == *i),
+        })
+    }
+
+    /// The side of one packet.
+    pub fn side(&self, file_side: Side, pkt: &RawPacket<'_>, link: &LinkInfo) -> Side {
+        if file_side != Side::Unknown {
+            return file_side;
+        }
+        if Self::iface_matches(&self.inside_interfaces, pkt, link) {
+            return Side::Inside;
+        }
+        if Self::iface_matches(&self.outside_interfaces, pkt, link) {
+            return Side::Outside;
+        }
+        if let Some(v) = link.vlan {
+            if self.inside_vlans.contains(&v) {
+                return Side::Inside;
+            }
+            if self.outside_vlans.contains(&v) {
+                return Side::Outside;
+            }
+        }
+        Side::Unknown
+    }
+}
+
+/// One input of a replay.
+pub struct Input {
+    /// The opened capture.
+    pub file: CaptureFile,
+    /// `Inside`/`Outside` when given with `--inside`/`--outside`.
+    pub side: Side,
+}
+
+/// What a replay did, for the summary.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Packets read from all files.
+    pub packets: u64,
+    /// Bytes of capture files read.
+    pub bytes: u64,
+    /// Packets not decoded, by reason.
+    pub skipped: BTreeMap<&'static str, u64>,
+    /// The correlator's counters.
+    pub correlator: CorrelatorStats,
+    /// The store writer's counters.
+    pub writer: WriterStats,
+    /// Mappings in final state written (one per mapping).
+    pub mappings: u64,
+    /// First and last packet time.
+    pub span_ns: Option<(i64, i64)>,
+    /// Wall time, seconds.
+    pub elapsed_s: f64,
+    /// Errors reading the captures (each stopped its file, not the replay),
+    /// as messages naming the file and offset.
+    pub capture_errors: Vec<String>,
+}
+
+struct Head<'a> {
+    packets: Packets<'a>,
+    next: Option<RawPacket<'a>>,
+    side: Side,
+    index: usize,
+    /// Set when the file can no longer be read (an error was reported).
+    stopped: bool,
+}
+
+/// Replays `inputs` into `writer`. Errors from a capture stop that file only
+/// (reported in the summary); store errors stop the replay.
+pub fn run(inputs: &[Input], rules: &SideRules, cfg: CorrelatorConfig, writer: &mut Writer, progress: bool) -> Result<Summary> {
+    let started = Instant::now();
+    let total_bytes: u64 = inputs.iter().map(|i| i.file.len_bytes()).sum();
+    let bar = if progress { ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} replay [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}")
+            .expect("valid template"),
+    );
+
+    let mut summary = Summary::default();
+    let mut heads: Vec<Head<'_>> = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.iter().enumerate() {
+        let mut head = Head { packets: input.file.packets(), next: None, side: input.side, index, stopped: false };
+        pull(&mut head, &mut summary);
+        heads.push(head);
+    }
+
+    let mut correlator = Correlator::new(cfg);
+    let mut out: Vec<Mapping> = Vec::with_capacity(64);
+    let mut max_ts = i64::MIN;
+    loop {
+        // The earliest head; ties go to the earlier file, so the merge is stable.
+        let Some(h) = heads.iter().enumerate().filter(|(_, h)| h.next.is_some()).min_by_key(|(_, h)| (h.next.map(|p| p.ts_ns), h.index)).map(|(i, _)| i) else {
+            break;
+        };
+        let head = &mut heads[h];
+        let pkt = head.next.take().expect("filtered on is_some");
+        let file_side = head.side;
+        pull(head, &mut summary);
+
+        summary.packets += 1;
+        summary.span_ns = Some(match summary.span_ns {
+            None => (pkt.ts_ns, pkt.ts_ns),
+            Some((a, b)) => (a.min(pkt.ts_ns), b.max(pkt.ts_ns)),
+        });
+        max_ts = max_ts.max(pkt.ts_ns);
+        match decode(pkt.linktype, pkt.data) {
+            Ok(d) => {
+                let side = rules.side(file_side, &pkt, &d.link);
+                correlator.push(pkt.ts_ns, side, &d, &mut out);
+            }
+            Err(Skip::UnsupportedLinkType(lt)) => {
+                // Nothing in this file can be decoded: stop it and say so.
+                let head = &mut heads[h];
+                summary.capture_errors.push(format!(
+                    "{}: packet at byte {}: link type {lt} is not supported (natrec reads Ethernet with VLAN/QinQ/PPPoE, Linux SLL and SLL2, raw IP, loopback, PPP); capture with `tcpdump -i any` or on an Ethernet interface",
+                    inputs[head.index].file.path().display(),
+                    pkt.offset
+                ));
+                head.next = None;
+                head.stopped = true;
+                correlator.advance(pkt.ts_ns, &mut out);
+            }
+            Err(skip) => {
+                *summary.skipped.entry(skip.reason()).or_insert(0) += 1;
+                correlator.advance(pkt.ts_ns, &mut out);
+            }
+        }
+        for m in out.drain(..) {
+            write(writer, &m, &mut summary)?;
+        }
+        if summary.packets % PACKETS_PER_TICK == 0 {
+            writer.advance(max_ts)?;
+            let pos: u64 = heads.iter().map(|h| h.packets.position()).sum();
+            bar.set_position(pos);
+            bar.set_message(format!("{} packets, {} mappings", summary.packets, correlator.stats().mappings_opened));
+        }
+    }
+    correlator.finish(&mut out);
+    for m in out.drain(..) {
+        write(writer, &m, &mut summary)?;
+    }
+    writer.seal_all()?;
+    bar.finish_and_clear();
+
+    summary.bytes = heads.iter().map(|h| h.packets.position()).sum();
+    summary.correlator = correlator.stats();
+    summary.writer = writer.stats();
+    summary.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+fn write(writer: &mut Writer, m: &Mapping, summary: &mut Summary) -> Result<()> {
+    if m.end != natrec_storage::EndReason::Open {
+        summary.mappings += 1;
+    }
+    writer.append(m)?;
+    Ok(())
+}
+
+/// Reads the next packet of `head` into `head.next`; a capture error ends
+/// that file and is kept for the summary.
+fn pull<'a>(head: &mut Head<'a>, summary: &mut Summary) {
+    if head.stopped {
+        head.next = None;
+        return;
+    }
+    match head.packets.next() {
+        Some(Ok(p)) => head.next = Some(p),
+        Some(Err(e)) => {
+            summary.capture_errors.push(format!("{e}"));
+            head.next = None;
+            head.stopped = true;
+        }
+        None => head.next = None,
+    }
+}
+
+/// Opens every capture, failing on the first that cannot be opened.
+pub fn open_inputs(files: &[PathBuf], inside: &[PathBuf], outside: &[PathBuf]) -> Result<Vec<Input>> {
+    let mut v = Vec::new();
+    for (list, side) in [(files, Side::Unknown), (inside, Side::Inside), (outside, Side::Outside)] {
+        for p in list {
+            v.push(Input { file: CaptureFile::open(p)?, side });
+        }
+    }
+    Ok(v)
+}
+
+impl Summary {
+    /// Human-readable summary, one fact a line, units stated.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let c = &self.correlator;
+        let w = &self.writer;
+        let mut s = String::new();
+        let rate = if self.elapsed_s > 0.0 { self.packets as f64 / self.elapsed_s } else { 0.0 };
+        let _ = writeln!(s, "packets read:        {}", self.packets);
+        if let Some((a, b)) = self.span_ns {
+            let _ = writeln!(s, "capture span:        {} .. {}", crate::timefmt::format_utc(a), crate::timefmt::format_utc(b));
+        }
+        let skipped: u64 = self.skipped.values().sum();
+        let _ = writeln!(s, "not decoded:         {skipped}{}", reasons(self.skipped.iter().map(|(k, v)| (*k, *v))));
+        let _ = writeln!(s, "translated packets:  {} (pairs of copies)", c.paired_copies / 2);
+        let _ = writeln!(s, "mappings:            {} ({} still open at capture end)", self.mappings, c.mappings_closed.saturating_sub(self.mappings));
+        let unmatched = [
+            ("no-outside-copy", c.unmatched_inside),
+            ("no-inside-copy", c.unmatched_outside),
+            ("untranslated", c.untranslated),
+            ("duplicate-copy", c.duplicate_copies),
+            ("subscriber-to-subscriber", c.subscriber_to_subscriber),
+            ("no-subscriber-address", c.not_subscriber_inside),
+            ("pending-evicted", c.pending_evicted),
+            ("pending-key-full", c.pending_key_full),
+        ];
+        let total: u64 = unmatched.iter().map(|(_, n)| n).sum();
+        let _ = writeln!(s, "not paired:          {total}{}", reasons(unmatched.into_iter()));
+        let _ = writeln!(s, "flows evicted:       {} (at flows_active_max)", c.flows_evicted);
+        let _ = writeln!(
+            s,
+            "store:               {} records, {} partitions sealed, {} carried over, {} late, {} bytes written",
+            w.records_appended, w.partitions_sealed, w.carried, w.late_records, w.bytes_written
+        );
+        let _ = writeln!(s, "elapsed:             {:.3} s ({:.0} packets/s)", self.elapsed_s, rate);
+        s
+    }
+
+    /// The summary as JSON (stable field names).
+    pub fn to_json(&self) -> serde_json::Value {
+        let c = &self.correlator;
+        let w = &self.writer;
+        serde_json::json!({
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "first_packet": self.span_ns.map(|s| crate::timefmt::format_utc(s.0)),
+            "last_packet": self.span_ns.map(|s| crate::timefmt::format_utc(s.1)),
+            "skipped": self.skipped,
+            "translated_packets": c.paired_copies / 2,
+            "mappings": self.mappings,
+            "unmatched": {
+                "no-outside-copy": c.unmatched_inside,
+                "no-inside-copy": c.unmatched_outside,
+                "untranslated": c.untranslated,
+                "duplicate-copy": c.duplicate_copies,
+                "subscriber-to-subscriber": c.subscriber_to_subscriber,
+                "no-subscriber-address": c.not_subscriber_inside,
+                "pending-evicted": c.pending_evicted,
+                "pending-key-full": c.pending_key_full,
+            },
+            "flows_evicted": c.flows_evicted,
+            "records_appended": w.records_appended,
+            "partitions_sealed": w.partitions_sealed,
+            "elapsed_s": self.elapsed_s,
+            "capture_errors": self.capture_errors,
+        })
+    }
+}
+
+fn reasons<'a>(it: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let parts: Vec<String> = it.filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
