@@ -89,10 +89,12 @@ mod ppp {
 /// Most VLAN tags followed in one frame; a deeper stack is [`Skip::Malformed`].
 pub const VLAN_TAGS_MAX: usize = 4;
 
-/// Most payload bytes hashed into [`Decoded::payload_fp`]. A prefix keeps the cost per packet
-/// bounded and lets two copies of a packet captured with different snapshot lengths (say behind a
-/// PPPoE header and behind plain Ethernet) still agree, as long as both kept this many bytes.
-pub const PAYLOAD_FP_BYTES_MAX: usize = 128;
+/// Most payload bytes hashed into [`Decoded::payload_fp`]. Small on purpose: the two copies of
+/// a packet are often captured with different link headers (SLL2 20 bytes, Ethernet 14, a VLAN
+/// tag 4 more, PPPoE 8 more), so under one snapshot length they keep different amounts of
+/// payload; both still agree on a short prefix. 16 bytes hold a DNS header, a QUIC or TLS
+/// record header, and are kept by `tcpdump -s 128` behind IPv4/TCP with full options.
+pub const PAYLOAD_FP_BYTES_MAX: usize = 16;
 
 /// TCP header fields that a NAT leaves alone (unless it scrubs sequence numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
