@@ -899,7 +899,22 @@ mod tests {
         let mut h = LogHeader::new(0, 1, 0);
         h.version = U32::new(2);
         h.crc = U32::new(header_crc(h.as_bytes()));
-        assert_eq!(LogHeader::read(h.as_bytes()).unwrap_err().field, "version");
+        let f = LogHeader::read(h.as_bytes()).unwrap_err();
+        assert_eq!(f.field, "version");
+        let e = f.at(std::path::Path::new("/s/partitions/x.log"), 0);
+        assert!(
+            matches!(
+                e,
+                crate::StoreError::Version {
+                    found: 2,
+                    supported: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("/s/partitions/x.log"), "{e}");
+        assert!(e.to_string().contains("upgrade natrec"), "{e}");
     }
 
     #[test]

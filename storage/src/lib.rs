@@ -57,7 +57,10 @@ mod store;
 mod writer;
 
 pub use error::StoreError;
-pub use model::{EndReason, HoldTimes, Mapping, Proto, UnixNanos, FLAG_MIDFLOW, NANOS_PER_SEC, UDP_STREAM_AFTER_NS};
+pub use model::{
+    EndReason, HoldTimes, Mapping, Proto, UnixNanos, FLAG_MIDFLOW, NANOS_PER_SEC,
+    UDP_STREAM_AFTER_NS,
+};
 pub use partition::{LOG_SLOTS_INITIAL, PARTITION_RECORDS_MAX};
 pub use reader::{Holder, LookupOutcome, PartitionInfo, PartitionState, Query, Reader};
 pub use store::{Store, StoreConfig, PARTITION_SPAN_S_MAX, PARTITION_SPAN_S_MIN};

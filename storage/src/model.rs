@@ -196,7 +196,9 @@ impl HoldTimes {
                 EndReason::Fin | EndReason::Rst => self.tcp_closed_s,
                 _ => self.tcp_open_s,
             },
-            Proto::Udp if m.packets_in > 0 && m.last_ns - m.first_ns > UDP_STREAM_AFTER_NS => self.udp_stream_s,
+            Proto::Udp if m.packets_in > 0 && m.last_ns - m.first_ns > UDP_STREAM_AFTER_NS => {
+                self.udp_stream_s
+            }
             Proto::Udp => self.udp_s,
             Proto::Icmp | Proto::Icmpv6 => self.icmp_s,
         };

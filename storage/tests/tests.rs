@@ -719,9 +719,17 @@ mod recovery {
         std::fs::write(part_path(&store, T0 + H, 0, FileKind::Active), b"").unwrap();
         // Readers see the two whole records and an empty log.
         let parts = store.reader().partitions().unwrap();
-        assert_eq!(parts.iter().map(|p| p.records).collect::<Vec<_>>(), vec![2, 0]);
+        assert_eq!(
+            parts.iter().map(|p| p.records).collect::<Vec<_>>(),
+            vec![2, 0]
+        );
         assert!(parts.iter().all(|p| p.problem.is_none()), "{parts:?}");
-        assert_eq!(lookup_at(&store, "203.0.113.1:1001", T0 + H + 10 * S).0.len(), 0);
+        assert_eq!(
+            lookup_at(&store, "203.0.113.1:1001", T0 + H + 10 * S)
+                .0
+                .len(),
+            0
+        );
         let mut w = store.writer().unwrap();
         w.append(&m(5)).unwrap();
         w.seal_all().unwrap();
