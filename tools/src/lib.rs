@@ -1,1 +1,0 @@
-//! natrec fixture recorders and traffic generators.
