@@ -247,20 +247,53 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             let at = timefmt::parse_time(&a.at, tz.as_ref()).context("--at")?;
             let remote = a.remote.as_deref().map(parse_remote).transpose()?;
             let store = open_store(&a.store)?;
-            let req = crate::query::LookupRequest { ip: a.ip, port: a.port, proto: a.proto.map(Proto::from), at_ns: at, window_ns: a.window, remote };
-            crate::query::lookup(&store, &req, tz.as_ref(), a.format, &mut std::io::stdout().lock())
+            let req = crate::query::LookupRequest {
+                ip: a.ip,
+                port: a.port,
+                proto: a.proto.map(Proto::from),
+                at_ns: at,
+                window_ns: a.window,
+                remote,
+            };
+            crate::query::lookup(
+                &store,
+                &req,
+                tz.as_ref(),
+                a.format,
+                &mut std::io::stdout().lock(),
+            )
         }
         Command::Export(a) => {
             let tz = a.tz.as_deref().map(timefmt::parse_tz).transpose()?;
-            let from = a.from.as_deref().map(|s| timefmt::parse_time(s, tz.as_ref())).transpose().context("--from")?;
-            let to = a.to.as_deref().map(|s| timefmt::parse_time(s, tz.as_ref())).transpose().context("--to")?;
+            let from = a
+                .from
+                .as_deref()
+                .map(|s| timefmt::parse_time(s, tz.as_ref()))
+                .transpose()
+                .context("--from")?;
+            let to =
+                a.to.as_deref()
+                    .map(|s| timefmt::parse_time(s, tz.as_ref()))
+                    .transpose()
+                    .context("--to")?;
             if let (Some(f), Some(t)) = (from, to) {
                 if f > t {
-                    bail!("--from {} is after --to {}; swap them", timefmt::format_utc(f), timefmt::format_utc(t));
+                    bail!(
+                        "--from {} is after --to {}; swap them",
+                        timefmt::format_utc(f),
+                        timefmt::format_utc(t)
+                    );
                 }
             }
             let store = open_store(&a.store)?;
-            crate::query::export(&store, from, to, tz.as_ref(), a.format, &mut std::io::stdout().lock())
+            crate::query::export(
+                &store,
+                from,
+                to,
+                tz.as_ref(),
+                a.format,
+                &mut std::io::stdout().lock(),
+            )
         }
         Command::Inspect(a) => {
             let store = open_store(&a.store)?;
@@ -290,7 +323,13 @@ fn parse_remote(s: &str) -> Result<(IpAddr, Option<u16>)> {
 }
 
 /// Correlator settings from replay flags (shared with the demo).
-pub fn correlator_config(prefixes: &[IpNet], pair_window_ns: i64, pending_max: usize, flows_active_max: usize, hold: HoldTimes) -> Result<CorrelatorConfig> {
+pub fn correlator_config(
+    prefixes: &[IpNet],
+    pair_window_ns: i64,
+    pending_max: usize,
+    flows_active_max: usize,
+    hold: HoldTimes,
+) -> Result<CorrelatorConfig> {
     if pair_window_ns <= 0 || pair_window_ns > 60 * NANOS_PER_SEC {
         bail!("--pair-window must be more than 0 and at most 60s");
     }
@@ -298,7 +337,11 @@ pub fn correlator_config(prefixes: &[IpNet], pair_window_ns: i64, pending_max: u
         bail!("--pending-max and --flows-active-max must be at least 1");
     }
     Ok(CorrelatorConfig {
-        subscriber_prefixes: if prefixes.is_empty() { default_subscriber_prefixes() } else { prefixes.to_vec() },
+        subscriber_prefixes: if prefixes.is_empty() {
+            default_subscriber_prefixes()
+        } else {
+            prefixes.to_vec()
+        },
         pair_window_ns,
         pending_max,
         flows_active_max,
@@ -316,7 +359,13 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
     }
     let inputs = crate::replay::open_inputs(&a.files, &a.inside, &a.outside)?;
     let store = Store::open_or_create(&a.store, a.settings.config())?;
-    let cfg = correlator_config(&a.inside_prefixes, a.pair_window, a.pending_max, a.flows_active_max, store.config().hold)?;
+    let cfg = correlator_config(
+        &a.inside_prefixes,
+        a.pair_window,
+        a.pending_max,
+        a.flows_active_max,
+        store.config().hold,
+    )?;
     let rules = SideRules {
         inside_interfaces: a.inside_interfaces,
         outside_interfaces: a.outside_interfaces,
@@ -336,7 +385,9 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for e in &summary.capture_errors {
-        eprintln!("natrec: {e}; the packets before it were recorded, the rest of that file was not read");
+        eprintln!(
+            "natrec: {e}; the packets before it were recorded, the rest of that file was not read"
+        );
     }
     Ok(ExitCode::from(2))
 }

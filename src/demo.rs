@@ -60,7 +60,11 @@ pub fn parse_truth(text: &str) -> Result<Vec<TruthEntry>> {
 pub fn lab_hold_times(meta: &str) -> Result<HoldTimes> {
     let v: serde_json::Value = serde_json::from_str(meta).context("natlab.meta.json")?;
     let t = &v["conntrack_sysctls"];
-    let get = |k: &str| -> Result<u32> { t[k].as_u64().and_then(|x| u32::try_from(x).ok()).with_context(|| format!("natlab.meta.json: conntrack_sysctls.{k} missing")) };
+    let get = |k: &str| -> Result<u32> {
+        t[k].as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .with_context(|| format!("natlab.meta.json: conntrack_sysctls.{k} missing"))
+    };
     Ok(HoldTimes {
         tcp_closed_s: get("nf_conntrack_tcp_timeout_time_wait")?,
         tcp_open_s: get("nf_conntrack_tcp_timeout_established")?,
@@ -86,16 +90,32 @@ pub fn run(keep: Option<&Path>) -> Result<ExitCode> {
     let dir = match keep {
         Some(d) => d.to_path_buf(),
         None => {
-            tmp = tempfile::tempdir().context("creating a temporary directory for the demo store")?;
+            tmp =
+                tempfile::tempdir().context("creating a temporary directory for the demo store")?;
             tmp.path().join("store")
         }
     };
     let hold = lab_hold_times(META)?;
     let truth = parse_truth(TRUTH)?;
-    let store = Store::create(&dir, StoreConfig { hold, ..StoreConfig::default() })?;
-    println!("natrec demo: replaying a `tcpdump -i any` capture taken on a real Linux NAT ({} bytes)", CAPTURE.len());
-    println!("  store: {} (hold times = the lab's conntrack timeouts)", dir.display());
-    let inputs = vec![Input { file: CaptureFile::from_bytes("natlab.any.pcap", CAPTURE.to_vec())?, side: natrec_capture::correlate::Side::Unknown }];
+    let store = Store::create(
+        &dir,
+        StoreConfig {
+            hold,
+            ..StoreConfig::default()
+        },
+    )?;
+    println!(
+        "natrec demo: replaying a `tcpdump -i any` capture taken on a real Linux NAT ({} bytes)",
+        CAPTURE.len()
+    );
+    println!(
+        "  store: {} (hold times = the lab's conntrack timeouts)",
+        dir.display()
+    );
+    let inputs = vec![Input {
+        file: CaptureFile::from_bytes("natlab.any.pcap", CAPTURE.to_vec())?,
+        side: natrec_capture::correlate::Side::Unknown,
+    }];
     let cfg = crate::cli::correlator_config(&[], 2_000_000_000, 1 << 20, 1 << 22, hold)?;
     let mut writer = store.writer()?;
     let summary = crate::replay::run(&inputs, &SideRules::default(), cfg, &mut writer, false)?;
@@ -105,18 +125,35 @@ pub fn run(keep: Option<&Path>) -> Result<ExitCode> {
     }
 
     let meta: serde_json::Value = serde_json::from_str(META).context("natlab.meta.json")?;
-    let capture_start_ns = (meta["capture_start_unix"].as_f64().context("natlab.meta.json: capture_start_unix missing")? * 1e9) as i64;
+    let capture_start_ns = (meta["capture_start_unix"]
+        .as_f64()
+        .context("natlab.meta.json: capture_start_unix missing")?
+        * 1e9) as i64;
     println!("\nTraceback questions, one per mapping the kernel's conntrack made, asked 0.1 s after it began");
     println!("(or 1 s into the capture, for a connection already open when the capture started):");
     let reader = store.reader();
     let mut wrong = 0;
     for t in &truth {
-        let Some(proto) = proto_of(&t.proto) else { bail!("truth: unknown proto {}", t.proto) };
+        let Some(proto) = proto_of(&t.proto) else {
+            bail!("truth: unknown proto {}", t.proto)
+        };
         let at = ((t.new_unix * 1e9) as i64).max(capture_start_ns + 1_000_000_000) + 100_000_000;
         let ip = t.public_ip.parse().context("truth public_ip")?;
-        let q = Query { ip, port: Some(t.public_port), proto: Some(proto), from_ns: at, to_ns: at, remote_ip: Some(t.remote_ip.parse()?), remote_port: Some(t.remote_port) };
+        let q = Query {
+            ip,
+            port: Some(t.public_port),
+            proto: Some(proto),
+            from_ns: at,
+            to_ns: at,
+            remote_ip: Some(t.remote_ip.parse()?),
+            remote_port: Some(t.remote_port),
+        };
         let outcome = reader.lookup(&q)?;
-        let found: Vec<String> = outcome.holders.iter().map(|h| h.mapping.internal.to_string()).collect();
+        let found: Vec<String> = outcome
+            .holders
+            .iter()
+            .map(|h| h.mapping.internal.to_string())
+            .collect();
         let expected = format!("{}:{}", t.internal_ip, t.internal_port);
         let ok = found.len() == 1 && found[0] == expected;
         if !ok {
@@ -131,7 +168,11 @@ pub fn run(keep: Option<&Path>) -> Result<ExitCode> {
             t.remote_ip,
             t.remote_port,
             format_utc(at),
-            if found.is_empty() { "nobody".to_string() } else { found.join(", ") },
+            if found.is_empty() {
+                "nobody".to_string()
+            } else {
+                found.join(", ")
+            },
             expected
         );
     }
@@ -143,9 +184,19 @@ pub fn run(keep: Option<&Path>) -> Result<ExitCode> {
         if !ok {
             wrong += 1;
         }
-        println!("  {} who held {}:{} at {} (an hour before the capture)?  natrec: {}", if ok { "ok  " } else { "DIFF" }, t.public_ip, t.public_port, format_utc(at), if ok { "nobody (exit 1)" } else { "someone?!" });
+        println!(
+            "  {} who held {}:{} at {} (an hour before the capture)?  natrec: {}",
+            if ok { "ok  " } else { "DIFF" },
+            t.public_ip,
+            t.public_port,
+            format_utc(at),
+            if ok { "nobody (exit 1)" } else { "someone?!" }
+        );
     }
-    println!("\nTry it yourself: natrec lookup --store {} --ip IP --port PORT --at TIME", dir.display());
+    println!(
+        "\nTry it yourself: natrec lookup --store {} --ip IP --port PORT --at TIME",
+        dir.display()
+    );
     if keep.is_none() {
         println!("(the store is temporary; `natrec demo --store DIR` keeps it)");
     }

@@ -115,17 +115,30 @@ fn csv_row(v: &Value, tz: bool) -> String {
     if tz {
         cols.extend(["start_local", "end_local"]);
     }
-    cols.iter().map(|c| csv_field(&cell(&v[*c]))).collect::<Vec<_>>().join(",")
+    cols.iter()
+        .map(|c| csv_field(&cell(&v[*c])))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn io_err(e: std::io::Error) -> StoreError {
-    StoreError::Io { path: PathBuf::from("<stdout>"), op: "write", source: e }
+    StoreError::Io {
+        path: PathBuf::from("<stdout>"),
+        op: "write",
+        source: e,
+    }
 }
 
 /// Answers a traceback question. Exit 0 if someone held it, 1 if nobody, 2
 /// if a partition in range could not be read (the answers from the others
 /// are still printed, the errors go to stderr).
-pub fn lookup(store: &Store, req: &LookupRequest, tz: Option<&TimeZone>, format: LookupFormat, out: &mut dyn Write) -> Result<ExitCode> {
+pub fn lookup(
+    store: &Store,
+    req: &LookupRequest,
+    tz: Option<&TimeZone>,
+    format: LookupFormat,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
     let q = Query {
         ip: req.ip,
         port: req.port,
@@ -177,7 +190,11 @@ pub fn lookup(store: &Store, req: &LookupRequest, tz: Option<&TimeZone>, format:
         eprintln!("natrec: {} partition(s) in range could not be read; the answer above may be incomplete", outcome.errors.len());
         return Ok(ExitCode::from(2));
     }
-    Ok(if rows.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if rows.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn hold_summary(store: &Store) -> String {
@@ -188,7 +205,11 @@ fn hold_summary(store: &Store) -> String {
     )
 }
 
-fn write_table(out: &mut dyn Write, holders: &[Holder], tz: Option<&TimeZone>) -> std::io::Result<()> {
+fn write_table(
+    out: &mut dyn Write,
+    holders: &[Holder],
+    tz: Option<&TimeZone>,
+) -> std::io::Result<()> {
     let mut rows: Vec<[String; 8]> = vec![[
         "PROTO".into(),
         "INTERNAL".into(),
@@ -205,7 +226,12 @@ fn write_table(out: &mut dyn Write, holders: &[Holder], tz: Option<&TimeZone>) -
     };
     for h in holders {
         let m = &h.mapping;
-        let mut ev = format!("{} out/{} in, {}", m.packets_out, m.packets_in, m.end.name());
+        let mut ev = format!(
+            "{} out/{} in, {}",
+            m.packets_out,
+            m.packets_in,
+            m.end.name()
+        );
         if m.flags & FLAG_MIDFLOW != 0 {
             ev.push_str(", began before capture");
         }
@@ -227,7 +253,11 @@ fn write_table(out: &mut dyn Write, holders: &[Holder], tz: Option<&TimeZone>) -
         }
     }
     for r in &rows {
-        let line: Vec<String> = r.iter().zip(widths.iter()).map(|(c, w)| format!("{c:<w$}")).collect();
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths.iter())
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         writeln!(out, "{}", line.join("  ").trim_end())?;
     }
     Ok(())
@@ -235,7 +265,14 @@ fn write_table(out: &mut dyn Write, holders: &[Holder], tz: Option<&TimeZone>) -
 
 /// Writes every mapping held in the range. Exit 0, or 2 if a partition
 /// could not be read (the rest is still written).
-pub fn export(store: &Store, from: Option<i64>, to: Option<i64>, tz: Option<&TimeZone>, format: ExportFormat, out: &mut dyn Write) -> Result<ExitCode> {
+pub fn export(
+    store: &Store,
+    from: Option<i64>,
+    to: Option<i64>,
+    tz: Option<&TimeZone>,
+    format: ExportFormat,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
     if format == ExportFormat::Csv {
         writeln!(out, "{}", csv_header(tz.is_some()))?;
     }
@@ -249,7 +286,11 @@ pub fn export(store: &Store, from: Option<i64>, to: Option<i64>, tz: Option<&Tim
     for e in &errors {
         eprintln!("natrec: {e}");
     }
-    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// Lists the partitions of a store.
@@ -275,7 +316,13 @@ pub fn inspect(store: &Store, json_out: bool, out: &mut dyn Write) -> Result<Exi
                 })
             })
             .collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&json!({"store": store.dir(), "config": cfg, "partitions": v}))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"store": store.dir(), "config": cfg, "partitions": v})
+            )?
+        )?;
         bad = parts.iter().filter(|p| p.problem.is_some()).count();
     } else {
         writeln!(
@@ -287,7 +334,11 @@ pub fn inspect(store: &Store, json_out: bool, out: &mut dyn Write) -> Result<Exi
             cfg.flush_interval_ms,
             hold_summary(store)
         )?;
-        writeln!(out, "{:<28} {:<20} {:<20} {:<6} {:>10} {:>8} {:>6} {:>12}  PROBLEM", "FILE", "START (UTC)", "END (UTC)", "STATE", "RECORDS", "CARRIED", "LATE", "BYTES")?;
+        writeln!(
+            out,
+            "{:<28} {:<20} {:<20} {:<6} {:>10} {:>8} {:>6} {:>12}  PROBLEM",
+            "FILE", "START (UTC)", "END (UTC)", "STATE", "RECORDS", "CARRIED", "LATE", "BYTES"
+        )?;
         let (mut records, mut bytes) = (0u64, 0u64);
         for p in &parts {
             records += p.records;
@@ -296,7 +347,11 @@ pub fn inspect(store: &Store, json_out: bool, out: &mut dyn Write) -> Result<Exi
                 PartitionState::Sealed => "sealed",
                 PartitionState::Active => "active",
             };
-            let problem = p.problem.as_ref().map(|e| e.to_string()).unwrap_or_default();
+            let problem = p
+                .problem
+                .as_ref()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             if p.problem.is_some() {
                 bad += 1;
             }
@@ -314,9 +369,17 @@ pub fn inspect(store: &Store, json_out: bool, out: &mut dyn Write) -> Result<Exi
                 problem
             )?;
         }
-        writeln!(out, "{} partition file(s), {records} records, {bytes} bytes", parts.len())?;
+        writeln!(
+            out,
+            "{} partition file(s), {records} records, {bytes} bytes",
+            parts.len()
+        )?;
     }
-    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if bad == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }
 
 /// Checks every checksum; exit 2 if anything is damaged.
@@ -324,13 +387,25 @@ pub fn verify(store: &Store, json_out: bool, out: &mut dyn Write) -> Result<Exit
     let errors = store.reader().verify()?;
     if json_out {
         let v: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        writeln!(out, "{}", serde_json::to_string_pretty(&json!({"ok": errors.is_empty(), "problems": v}))?)?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json!({"ok": errors.is_empty(), "problems": v}))?
+        )?;
     } else if errors.is_empty() {
-        writeln!(out, "store {}: every partition checks out", store.dir().display())?;
+        writeln!(
+            out,
+            "store {}: every partition checks out",
+            store.dir().display()
+        )?;
     } else {
         for e in &errors {
             writeln!(out, "{e}")?;
         }
     }
-    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
 }

@@ -34,7 +34,9 @@ pub enum IfaceSel {
 impl std::str::FromStr for IfaceSel {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(s.parse::<u32>().map(IfaceSel::Index).unwrap_or_else(|_| IfaceSel::Name(s.to_string())))
+        Ok(s.parse::<u32>()
+            .map(IfaceSel::Index)
+            .unwrap_or_else(|_| IfaceSel::Name(s.to_string())))
     }
 }
 
@@ -55,7 +57,11 @@ impl SideRules {
     fn iface_matches(sel: &[IfaceSel], pkt: &RawPacket<'_>, link: &LinkInfo) -> bool {
         sel.iter().any(|s| match s {
             IfaceSel::Name(n) => pkt.interface_name == Some(n.as_str()),
-            IfaceSel::Index(i) => link.ifindex.map_or(pkt.interface == *i && pkt.interface_name.is_some(), |x| x == *i),
+            IfaceSel::Index(i) => link
+                .ifindex
+                .map_or(pkt.interface == *i && pkt.interface_name.is_some(), |x| {
+                    x == *i
+                }),
         })
     }
 
@@ -125,10 +131,20 @@ struct Head<'a> {
 
 /// Replays `inputs` into `writer`. Errors from a capture stop that file only
 /// (reported in the summary); store errors stop the replay.
-pub fn run(inputs: &[Input], rules: &SideRules, cfg: CorrelatorConfig, writer: &mut Writer, progress: bool) -> Result<Summary> {
+pub fn run(
+    inputs: &[Input],
+    rules: &SideRules,
+    cfg: CorrelatorConfig,
+    writer: &mut Writer,
+    progress: bool,
+) -> Result<Summary> {
     let started = Instant::now();
     let total_bytes: u64 = inputs.iter().map(|i| i.file.len_bytes()).sum();
-    let bar = if progress { ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr()) } else { ProgressBar::hidden() };
+    let bar = if progress {
+        ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{spinner} replay [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}")
             .expect("valid template"),
@@ -137,7 +153,13 @@ pub fn run(inputs: &[Input], rules: &SideRules, cfg: CorrelatorConfig, writer: &
     let mut summary = Summary::default();
     let mut heads: Vec<Head<'_>> = Vec::with_capacity(inputs.len());
     for (index, input) in inputs.iter().enumerate() {
-        let mut head = Head { packets: input.file.packets(), next: None, side: input.side, index, stopped: false };
+        let mut head = Head {
+            packets: input.file.packets(),
+            next: None,
+            side: input.side,
+            index,
+            stopped: false,
+        };
         pull(&mut head, &mut summary);
         heads.push(head);
     }
@@ -145,11 +167,14 @@ pub fn run(inputs: &[Input], rules: &SideRules, cfg: CorrelatorConfig, writer: &
     let mut correlator = Correlator::new(cfg);
     let mut out: Vec<Mapping> = Vec::with_capacity(64);
     let mut max_ts = i64::MIN;
-    loop {
-        // The earliest head; ties go to the earlier file, so the merge is stable.
-        let Some(h) = heads.iter().enumerate().filter(|(_, h)| h.next.is_some()).min_by_key(|(_, h)| (h.next.map(|p| p.ts_ns), h.index)).map(|(i, _)| i) else {
-            break;
-        };
+    // The earliest head each time; ties go to the earlier file, so the merge is stable.
+    while let Some(h) = heads
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| h.next.is_some())
+        .min_by_key(|(_, h)| (h.next.map(|p| p.ts_ns), h.index))
+        .map(|(i, _)| i)
+    {
         let head = &mut heads[h];
         let pkt = head.next.take().expect("filtered on is_some");
         let file_side = head.side;
@@ -190,7 +215,11 @@ pub fn run(inputs: &[Input], rules: &SideRules, cfg: CorrelatorConfig, writer: &
             writer.advance(max_ts)?;
             let pos: u64 = heads.iter().map(|h| h.packets.position()).sum();
             bar.set_position(pos);
-            bar.set_message(format!("{} packets, {} mappings", summary.packets, correlator.stats().mappings_opened));
+            bar.set_message(format!(
+                "{} packets, {} mappings",
+                summary.packets,
+                correlator.stats().mappings_opened
+            ));
         }
     }
     correlator.finish(&mut out);
@@ -234,11 +263,22 @@ fn pull<'a>(head: &mut Head<'a>, summary: &mut Summary) {
 }
 
 /// Opens every capture, failing on the first that cannot be opened.
-pub fn open_inputs(files: &[PathBuf], inside: &[PathBuf], outside: &[PathBuf]) -> Result<Vec<Input>> {
+pub fn open_inputs(
+    files: &[PathBuf],
+    inside: &[PathBuf],
+    outside: &[PathBuf],
+) -> Result<Vec<Input>> {
     let mut v = Vec::new();
-    for (list, side) in [(files, Side::Unknown), (inside, Side::Inside), (outside, Side::Outside)] {
+    for (list, side) in [
+        (files, Side::Unknown),
+        (inside, Side::Inside),
+        (outside, Side::Outside),
+    ] {
         for p in list {
-            v.push(Input { file: CaptureFile::open(p)?, side });
+            v.push(Input {
+                file: CaptureFile::open(p)?,
+                side,
+            });
         }
     }
     Ok(v)
@@ -251,15 +291,37 @@ impl Summary {
         let c = &self.correlator;
         let w = &self.writer;
         let mut s = String::new();
-        let rate = if self.elapsed_s > 0.0 { self.packets as f64 / self.elapsed_s } else { 0.0 };
+        let rate = if self.elapsed_s > 0.0 {
+            self.packets as f64 / self.elapsed_s
+        } else {
+            0.0
+        };
         let _ = writeln!(s, "packets read:        {}", self.packets);
         if let Some((a, b)) = self.span_ns {
-            let _ = writeln!(s, "capture span:        {} .. {}", crate::timefmt::format_utc(a), crate::timefmt::format_utc(b));
+            let _ = writeln!(
+                s,
+                "capture span:        {} .. {}",
+                crate::timefmt::format_utc(a),
+                crate::timefmt::format_utc(b)
+            );
         }
         let skipped: u64 = self.skipped.values().sum();
-        let _ = writeln!(s, "not decoded:         {skipped}{}", reasons(self.skipped.iter().map(|(k, v)| (*k, *v))));
-        let _ = writeln!(s, "translated packets:  {} (pairs of copies)", c.paired_copies / 2);
-        let _ = writeln!(s, "mappings:            {} ({} still open at capture end)", self.mappings, c.mappings_closed.saturating_sub(self.mappings));
+        let _ = writeln!(
+            s,
+            "not decoded:         {skipped}{}",
+            reasons(self.skipped.iter().map(|(k, v)| (*k, *v)))
+        );
+        let _ = writeln!(
+            s,
+            "translated packets:  {} (pairs of copies)",
+            c.paired_copies / 2
+        );
+        let _ = writeln!(
+            s,
+            "mappings:            {} ({} still open at capture end)",
+            self.mappings,
+            c.mappings_closed.saturating_sub(self.mappings)
+        );
         let unmatched = [
             ("no-outside-copy", c.unmatched_inside),
             ("no-inside-copy", c.unmatched_outside),
@@ -271,14 +333,26 @@ impl Summary {
             ("pending-key-full", c.pending_key_full),
         ];
         let total: u64 = unmatched.iter().map(|(_, n)| n).sum();
-        let _ = writeln!(s, "not paired:          {total}{}", reasons(unmatched.into_iter()));
-        let _ = writeln!(s, "flows evicted:       {} (at flows_active_max)", c.flows_evicted);
+        let _ = writeln!(
+            s,
+            "not paired:          {total}{}",
+            reasons(unmatched.into_iter())
+        );
+        let _ = writeln!(
+            s,
+            "flows evicted:       {} (at flows_active_max)",
+            c.flows_evicted
+        );
         let _ = writeln!(
             s,
             "store:               {} records, {} partitions sealed, {} carried over, {} late, {} bytes written",
             w.records_appended, w.partitions_sealed, w.carried, w.late_records, w.bytes_written
         );
-        let _ = writeln!(s, "elapsed:             {:.3} s ({:.0} packets/s)", self.elapsed_s, rate);
+        let _ = writeln!(
+            s,
+            "elapsed:             {:.3} s ({:.0} packets/s)",
+            self.elapsed_s, rate
+        );
         s
     }
 
@@ -314,7 +388,10 @@ impl Summary {
 }
 
 fn reasons<'a>(it: impl Iterator<Item = (&'a str, u64)>) -> String {
-    let parts: Vec<String> = it.filter(|(_, n)| *n > 0).map(|(k, n)| format!("{k} {n}")).collect();
+    let parts: Vec<String> = it
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
     if parts.is_empty() {
         String::new()
     } else {

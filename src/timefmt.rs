@@ -24,7 +24,8 @@ const QUERY_MAX_NS: i64 = 7_258_118_400 * 1_000_000_000;
 pub fn parse_tz(s: &str) -> Result<TimeZone> {
     if let Some(first) = s.chars().next() {
         if first == '+' || first == '-' {
-            let off: jiff::tz::Offset = parse_offset(s).with_context(|| format!("--tz '{s}' is not an offset like +08:00"))?;
+            let off: jiff::tz::Offset = parse_offset(s)
+                .with_context(|| format!("--tz '{s}' is not an offset like +08:00"))?;
             return Ok(TimeZone::fixed(off));
         }
     }
@@ -57,16 +58,21 @@ pub fn parse_time(s: &str, tz: Option<&TimeZone>) -> Result<UnixNanos> {
         let Some(tz) = tz else {
             bail!("time '{s}' has no UTC offset; write it with one (2026-03-01T14:03:22+08:00) or say its zone with --tz (e.g. --tz Asia/Shanghai)");
         };
-        let zoned = tz
-            .to_ambiguous_zoned(dt)
-            .unambiguous()
-            .map_err(|e| anyhow!("time '{s}' in zone {}: {e}; add an explicit offset to say which one", tz_name(tz)))?;
+        let zoned = tz.to_ambiguous_zoned(dt).unambiguous().map_err(|e| {
+            anyhow!(
+                "time '{s}' in zone {}: {e}; add an explicit offset to say which one",
+                tz_name(tz)
+            )
+        })?;
         zoned.timestamp().as_nanosecond() as i64
     } else {
         bail!("time '{s}' is not RFC 3339 (2026-03-01T14:03:22+08:00), Unix seconds (1772345002.5), or a local time with --tz");
     };
     if !(QUERY_MIN_NS..QUERY_MAX_NS).contains(&ns) {
-        bail!("time '{s}' ({}) is outside 1990..2200; check the date", format_utc(ns));
+        bail!(
+            "time '{s}' ({}) is outside 1990..2200; check the date",
+            format_utc(ns)
+        );
     }
     Ok(ns)
 }
@@ -75,18 +81,26 @@ pub fn parse_time(s: &str, tz: Option<&TimeZone>) -> Result<UnixNanos> {
 fn parse_unix(s: &str) -> Result<Option<UnixNanos>> {
     let body = s.strip_prefix('@').unwrap_or(s);
     let (int, frac) = body.split_once('.').unwrap_or((body, ""));
-    if int.is_empty() || !int.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
+    if int.is_empty()
+        || !int.chars().all(|c| c.is_ascii_digit())
+        || !frac.chars().all(|c| c.is_ascii_digit())
+    {
         return Ok(None);
     }
     if frac.len() > 9 {
         bail!("time '{s}': more than 9 fractional digits (nanoseconds are the finest unit)");
     }
-    let secs: i64 = int.parse().map_err(|_| anyhow!("time '{s}': seconds out of range"))?;
+    let secs: i64 = int
+        .parse()
+        .map_err(|_| anyhow!("time '{s}': seconds out of range"))?;
     let mut frac_ns: i64 = 0;
     if !frac.is_empty() {
         frac_ns = frac.parse::<i64>()? * 10_i64.pow(9 - frac.len() as u32);
     }
-    let ns = secs.checked_mul(1_000_000_000).and_then(|n| n.checked_add(frac_ns)).ok_or_else(|| anyhow!("time '{s}': out of range"))?;
+    let ns = secs
+        .checked_mul(1_000_000_000)
+        .and_then(|n| n.checked_add(frac_ns))
+        .ok_or_else(|| anyhow!("time '{s}': out of range"))?;
     Ok(Some(ns))
 }
 
@@ -94,9 +108,14 @@ fn parse_unix(s: &str) -> Result<Option<UnixNanos>> {
 pub fn parse_duration(s: &str) -> Result<i64> {
     let s = s.trim();
     if let Ok(secs) = s.parse::<u64>() {
-        return secs.checked_mul(1_000_000_000).and_then(|n| i64::try_from(n).ok()).ok_or_else(|| anyhow!("duration '{s}' is too long"));
+        return secs
+            .checked_mul(1_000_000_000)
+            .and_then(|n| i64::try_from(n).ok())
+            .ok_or_else(|| anyhow!("duration '{s}' is too long"));
     }
-    let d: SignedDuration = s.parse().map_err(|e| anyhow!("duration '{s}' not understood ({e}); write e.g. 30s, 5m, 1h"))?;
+    let d: SignedDuration = s
+        .parse()
+        .map_err(|e| anyhow!("duration '{s}' not understood ({e}); write e.g. 30s, 5m, 1h"))?;
     if d.is_negative() {
         bail!("duration '{s}' is negative");
     }
@@ -141,7 +160,9 @@ fn offset_str(off: jiff::tz::Offset) -> String {
 
 /// A zone's name for messages.
 pub fn tz_name(tz: &TimeZone) -> String {
-    tz.iana_name().map(str::to_string).unwrap_or_else(|| format!("{tz:?}"))
+    tz.iana_name()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{tz:?}"))
 }
 
 #[cfg(test)]
@@ -154,7 +175,10 @@ mod tests {
     fn rfc3339_with_offset() {
         assert_eq!(parse_time("2026-03-01T14:03:22+08:00", None).unwrap(), T);
         assert_eq!(parse_time("2026-03-01T06:03:22Z", None).unwrap(), T);
-        assert_eq!(parse_time("2026-03-01T06:03:22.5Z", None).unwrap(), T + 500_000_000);
+        assert_eq!(
+            parse_time("2026-03-01T06:03:22.5Z", None).unwrap(),
+            T + 500_000_000
+        );
     }
 
     #[test]
@@ -167,11 +191,16 @@ mod tests {
 
     #[test]
     fn local_time_needs_a_zone() {
-        let e = parse_time("2026-03-01 14:03:22", None).unwrap_err().to_string();
+        let e = parse_time("2026-03-01 14:03:22", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--tz"), "{e}");
         let bj = parse_tz("Asia/Shanghai").unwrap();
         assert_eq!(parse_time("2026-03-01 14:03:22", Some(&bj)).unwrap(), T);
-        assert_eq!(parse_time("2026-03-01T14:03:22", Some(&parse_tz("+08:00").unwrap())).unwrap(), T);
+        assert_eq!(
+            parse_time("2026-03-01T14:03:22", Some(&parse_tz("+08:00").unwrap())).unwrap(),
+            T
+        );
     }
 
     #[test]
@@ -197,6 +226,9 @@ mod tests {
     #[test]
     fn shows_offsets() {
         assert_eq!(format_utc(T), "2026-03-01T06:03:22Z");
-        assert_eq!(format_in(T, &parse_tz("Asia/Shanghai").unwrap()), "2026-03-01T14:03:22+08:00");
+        assert_eq!(
+            format_in(T, &parse_tz("Asia/Shanghai").unwrap()),
+            "2026-03-01T14:03:22+08:00"
+        );
     }
 }

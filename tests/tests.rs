@@ -11,11 +11,16 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn natrec(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_natrec")).args(args).output().expect("run natrec")
+    Command::new(env!("CARGO_BIN_EXE_natrec"))
+        .args(args)
+        .output()
+        .expect("run natrec")
 }
 
 fn code(o: &Output) -> i32 {
@@ -44,7 +49,12 @@ struct Truth {
 
 impl Truth {
     fn key(&self) -> (String, String, String, String) {
-        (self.proto.clone(), self.internal.clone(), self.public.clone(), self.remote.clone())
+        (
+            self.proto.clone(),
+            self.internal.clone(),
+            self.public.clone(),
+            self.remote.clone(),
+        )
     }
 }
 
@@ -56,7 +66,11 @@ fn truth() -> Vec<Truth> {
             let v: Value = serde_json::from_str(l).expect("truth line is JSON");
             Truth {
                 proto: v["proto"].as_str().unwrap().to_string(),
-                internal: format!("{}:{}", v["internal_ip"].as_str().unwrap(), v["internal_port"]),
+                internal: format!(
+                    "{}:{}",
+                    v["internal_ip"].as_str().unwrap(),
+                    v["internal_port"]
+                ),
                 public: format!("{}:{}", v["public_ip"].as_str().unwrap(), v["public_port"]),
                 public_ip: v["public_ip"].as_str().unwrap().to_string(),
                 public_port: v["public_port"].as_u64().unwrap() as u16,
@@ -84,7 +98,12 @@ fn held_time(t: &Truth) -> i64 {
 fn hold_flags() -> Vec<String> {
     let meta = meta();
     let t = &meta["conntrack_sysctls"];
-    let s = |k: &str| format!("{}s", t[k].as_u64().unwrap_or_else(|| panic!("meta lacks {k}")));
+    let s = |k: &str| {
+        format!(
+            "{}s",
+            t[k].as_u64().unwrap_or_else(|| panic!("meta lacks {k}"))
+        )
+    };
     vec![
         "--hold-tcp-closed".into(),
         s("nf_conntrack_tcp_timeout_time_wait"),
@@ -102,7 +121,12 @@ fn hold_flags() -> Vec<String> {
 /// Replays `captures` (plain args, e.g. files or `--inside F --outside G`) into a new store.
 fn replay(dir: &Path, captures: &[&str]) -> Output {
     let store = dir.join("store");
-    let mut args: Vec<String> = vec!["replay".into(), "--quiet".into(), "--store".into(), store.display().to_string()];
+    let mut args: Vec<String> = vec![
+        "replay".into(),
+        "--quiet".into(),
+        "--store".into(),
+        store.display().to_string(),
+    ];
     args.extend(hold_flags());
     args.extend(captures.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -116,13 +140,20 @@ fn store_arg(dir: &Path) -> String {
 fn export(dir: &Path) -> Vec<Value> {
     let o = natrec(&["export", "--store", &store_arg(dir), "--format", "jsonl"]);
     assert_eq!(code(&o), 0, "export failed: {}", stderr(&o));
-    stdout(&o).lines().map(|l| serde_json::from_str(l).expect("jsonl line")).collect()
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("jsonl line"))
+        .collect()
 }
 
 fn key_of(v: &Value) -> (String, String, String, String) {
     (
         v["proto"].as_str().unwrap().to_string(),
-        format!("{}:{}", v["internal_ip"].as_str().unwrap(), v["internal_port"]),
+        format!(
+            "{}:{}",
+            v["internal_ip"].as_str().unwrap(),
+            v["internal_port"]
+        ),
         format!("{}:{}", v["public_ip"].as_str().unwrap(), v["public_port"]),
         format!("{}:{}", v["remote_ip"].as_str().unwrap(), v["remote_port"]),
     )
@@ -140,8 +171,14 @@ fn assert_export_equals_truth(dir: &Path) {
     }
     let missing: Vec<_> = want.keys().filter(|k| !got.contains_key(*k)).collect();
     let extra: Vec<_> = got.keys().filter(|k| !want.contains_key(*k)).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "missing (recall < 100%): {missing:#?}\nextra (precision < 100%): {extra:#?}");
-    assert_eq!(got, want, "each mapping exactly as often as conntrack made it");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing (recall < 100%): {missing:#?}\nextra (precision < 100%): {extra:#?}"
+    );
+    assert_eq!(
+        got, want,
+        "each mapping exactly as often as conntrack made it"
+    );
 }
 
 #[test]
@@ -149,7 +186,11 @@ fn replay_any_capture_recovers_every_conntrack_mapping_and_nothing_else() {
     let dir = tempfile::tempdir().unwrap();
     let o = replay(dir.path(), &[fixture("natlab.any.pcap").to_str().unwrap()]);
     assert_eq!(code(&o), 0, "replay: {}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("mappings:"), "summary printed: {}", stdout(&o));
+    assert!(
+        stdout(&o).contains("mappings:"),
+        "summary printed: {}",
+        stdout(&o)
+    );
     assert_export_equals_truth(dir.path());
 }
 
@@ -158,21 +199,38 @@ fn replay_inside_and_outside_captures_merged_by_time() {
     let dir = tempfile::tempdir().unwrap();
     let o = replay(
         dir.path(),
-        &["--inside", fixture("natlab.inside.pcap").to_str().unwrap(), "--outside", fixture("natlab.outside.pcap").to_str().unwrap()],
+        &[
+            "--inside",
+            fixture("natlab.inside.pcap").to_str().unwrap(),
+            "--outside",
+            fixture("natlab.outside.pcap").to_str().unwrap(),
+        ],
     );
     assert_eq!(code(&o), 0, "replay: {}{}", stdout(&o), stderr(&o));
     assert_export_equals_truth(dir.path());
 }
 
-fn lookup(dir: &Path, ip: &str, port: u16, at_ns: i64, extra: &[&str]) -> (i32, Vec<Value>, String) {
+fn lookup(
+    dir: &Path,
+    ip: &str,
+    port: u16,
+    at_ns: i64,
+    extra: &[&str],
+) -> (i32, Vec<Value>, String) {
     let at = format!("{}.{:09}", at_ns / 1_000_000_000, at_ns % 1_000_000_000);
     let port = port.to_string();
     let store = store_arg(dir);
-    let mut args = vec!["lookup", "--store", &store, "--ip", ip, "--port", &port, "--at", &at, "--format", "json"];
+    let mut args = vec![
+        "lookup", "--store", &store, "--ip", ip, "--port", &port, "--at", &at, "--format", "json",
+    ];
     args.extend_from_slice(extra);
     let o = natrec(&args);
     let c = code(&o);
-    let rows: Vec<Value> = if c == 2 { Vec::new() } else { serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("json: {e}: {}", stdout(&o))) };
+    let rows: Vec<Value> = if c == 2 {
+        Vec::new()
+    } else {
+        serde_json::from_str(&stdout(&o)).unwrap_or_else(|e| panic!("json: {e}: {}", stdout(&o)))
+    };
     (c, rows, stderr(&o))
 }
 
@@ -182,26 +240,53 @@ fn lookups_at_chosen_times_name_the_kernels_holder() {
     let o = replay(dir.path(), &[fixture("natlab.any.pcap").to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let truth = truth();
-    assert!(truth.len() >= 10, "the fixture covers the cases: {} mappings", truth.len());
+    assert!(
+        truth.len() >= 10,
+        "the fixture covers the cases: {} mappings",
+        truth.len()
+    );
     for t in &truth {
         // Shortly after conntrack created the entry: the holder is there.
         let at = held_time(t);
-        let (c, rows, err) = lookup(dir.path(), &t.public_ip, t.public_port, at, &["--proto", &t.proto]);
+        let (c, rows, err) = lookup(
+            dir.path(),
+            &t.public_ip,
+            t.public_port,
+            at,
+            &["--proto", &t.proto],
+        );
         assert_eq!(c, 0, "{t:?}: exit {c}, {err}");
-        let holders: Vec<String> = rows.iter().map(|r| format!("{}:{}", r["internal_ip"].as_str().unwrap(), r["internal_port"])).collect();
+        let holders: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}:{}",
+                    r["internal_ip"].as_str().unwrap(),
+                    r["internal_port"]
+                )
+            })
+            .collect();
         assert!(holders.contains(&t.internal), "{t:?}: holders {holders:?}");
         // Everyone named held that public endpoint at that time per conntrack.
         for r in &rows {
             let k = key_of(r);
             assert!(
-                truth.iter().any(|u| u.key() == k && u.new_ns <= at + 1_000_000_000 && u.destroy_ns.is_none_or(|d| at <= d + 1_000_000_000)),
+                truth.iter().any(|u| u.key() == k
+                    && u.new_ns <= at + 1_000_000_000
+                    && u.destroy_ns.is_none_or(|d| at <= d + 1_000_000_000)),
                 "{k:?} named at {at} but conntrack did not hold it then"
             );
-            assert_eq!(r["start"].as_str().unwrap().ends_with('Z'), true);
+            assert!(r["start"].as_str().unwrap().ends_with('Z'));
         }
         // With the remote endpoint named, exactly the one holder.
         let remote = t.remote.clone();
-        let (c, rows, _) = lookup(dir.path(), &t.public_ip, t.public_port, at, &["--proto", &t.proto, "--remote", &remote]);
+        let (c, rows, _) = lookup(
+            dir.path(),
+            &t.public_ip,
+            t.public_port,
+            at,
+            &["--proto", &t.proto, "--remote", &remote],
+        );
         assert_eq!((c, rows.len()), (0, 1), "{t:?}: {rows:?}");
         assert_eq!(key_of(&rows[0]), t.key());
     }
@@ -215,16 +300,44 @@ fn lookups_when_nobody_held_the_port_exit_1() {
     let truth = truth();
     let mut asked = 0;
     for t in &truth {
-        let same_port: Vec<&Truth> = truth.iter().filter(|u| u.public == t.public && u.proto == t.proto).collect();
+        let same_port: Vec<&Truth> = truth
+            .iter()
+            .filter(|u| u.public == t.public && u.proto == t.proto)
+            .collect();
         // One second before the first holder of this public endpoint appeared.
         let first = same_port.iter().map(|u| u.new_ns).min().unwrap();
-        let (c, rows, err) = lookup(dir.path(), &t.public_ip, t.public_port, first - 1_000_000_000, &["--proto", &t.proto]);
-        assert_eq!((c, rows.len()), (1, 0), "{t:?} before {first}: {rows:?} {err}");
+        let (c, rows, err) = lookup(
+            dir.path(),
+            &t.public_ip,
+            t.public_port,
+            first - 1_000_000_000,
+            &["--proto", &t.proto],
+        );
+        assert_eq!(
+            (c, rows.len()),
+            (1, 0),
+            "{t:?} before {first}: {rows:?} {err}"
+        );
         asked += 1;
         // Well after the last holder's conntrack entry was destroyed.
-        if let Some(last) = same_port.iter().map(|u| u.destroy_ns).collect::<Option<Vec<i64>>>().and_then(|v| v.into_iter().max()) {
-            let (c, rows, err) = lookup(dir.path(), &t.public_ip, t.public_port, last + 5_000_000_000, &["--proto", &t.proto]);
-            assert_eq!((c, rows.len()), (1, 0), "{t:?} after {last}: {rows:?} {err}");
+        if let Some(last) = same_port
+            .iter()
+            .map(|u| u.destroy_ns)
+            .collect::<Option<Vec<i64>>>()
+            .and_then(|v| v.into_iter().max())
+        {
+            let (c, rows, err) = lookup(
+                dir.path(),
+                &t.public_ip,
+                t.public_port,
+                last + 5_000_000_000,
+                &["--proto", &t.proto],
+            );
+            assert_eq!(
+                (c, rows.len()),
+                (1, 0),
+                "{t:?} after {last}: {rows:?} {err}"
+            );
             asked += 1;
         }
     }
@@ -246,24 +359,82 @@ fn lookup_accepts_local_time_with_tz_and_shows_both_zones() {
     let secs = bj / 1_000_000_000;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    let local = format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:09}", rem / 3600, rem % 3600 / 60, rem % 60, bj % 1_000_000_000);
+    let local = format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:09}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        bj % 1_000_000_000
+    );
     let port = t.public_port.to_string();
     let store = store_arg(dir.path());
-    let o = natrec(&["lookup", "--store", &store, "--ip", &t.public_ip, "--port", &port, "--at", &local, "--tz", "Asia/Shanghai", "--format", "json", "--proto", &t.proto]);
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--ip",
+        &t.public_ip,
+        "--port",
+        &port,
+        "--at",
+        &local,
+        "--tz",
+        "Asia/Shanghai",
+        "--format",
+        "json",
+        "--proto",
+        &t.proto,
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let rows: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
     assert!(rows.iter().any(|r| key_of(r) == t.key()));
     assert!(rows[0]["start_local"].as_str().unwrap().ends_with("+08:00"));
     // Without a zone the same text is refused, and the message says how to fix it.
-    let o = natrec(&["lookup", "--store", &store, "--ip", &t.public_ip, "--at", &local]);
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--ip",
+        &t.public_ip,
+        "--at",
+        &local,
+    ]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("--tz"), "{}", stderr(&o));
     // Table and CSV formats answer too.
-    let o = natrec(&["lookup", "--store", &store, "--ip", &t.public_ip, "--port", &port, "--at", &local, "--tz", "+08:00"]);
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--ip",
+        &t.public_ip,
+        "--port",
+        &port,
+        "--at",
+        &local,
+        "--tz",
+        "+08:00",
+    ]);
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).contains(&t.internal), "{}", stdout(&o));
-    let o = natrec(&["lookup", "--store", &store, "--ip", &t.public_ip, "--port", &port, "--at", &local, "--tz", "+08:00", "--format", "csv"]);
-    assert!(stdout(&o).starts_with("proto,internal_ip,internal_port,public_ip,public_port,remote_ip,remote_port,start,end"));
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--ip",
+        &t.public_ip,
+        "--port",
+        &port,
+        "--at",
+        &local,
+        "--tz",
+        "+08:00",
+        "--format",
+        "csv",
+    ]);
+    assert!(stdout(&o).starts_with(
+        "proto,internal_ip,internal_port,public_ip,public_port,remote_ip,remote_port,start,end"
+    ));
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
@@ -290,7 +461,10 @@ fn inspect_lists_sealed_partitions_and_verify_passes() {
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
     let parts = v["partitions"].as_array().unwrap();
     assert!(!parts.is_empty());
-    assert!(parts.iter().all(|p| p["state"] == "sealed"), "a finished replay seals everything: {parts:?}");
+    assert!(
+        parts.iter().all(|p| p["state"] == "sealed"),
+        "a finished replay seals everything: {parts:?}"
+    );
     let o = natrec(&["verify", "--store", &store_arg(dir.path())]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
@@ -321,7 +495,10 @@ fn garbage_file_is_not_a_capture() {
     std::fs::write(&bad, b"this is not a capture file at all").unwrap();
     let o = replay(dir.path(), &[bad.to_str().unwrap()]);
     assert_clean_error(&o, &["notes.txt"]);
-    assert!(!dir.path().join("store").exists(), "no store is made for input that cannot be read");
+    assert!(
+        !dir.path().join("store").exists(),
+        "no store is made for input that cannot be read"
+    );
 }
 
 #[test]
@@ -335,7 +512,10 @@ fn truncated_capture_records_what_came_before_and_exits_2() {
     let got = export(dir.path());
     assert!(!got.is_empty(), "mappings before the cut were stored");
     let truth: Vec<_> = truth().iter().map(Truth::key).collect();
-    assert!(got.iter().all(|v| truth.contains(&key_of(v))), "and nothing false");
+    assert!(
+        got.iter().all(|v| truth.contains(&key_of(v))),
+        "and nothing false"
+    );
     let o = natrec(&["verify", "--store", &store_arg(dir.path())]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
 }
@@ -346,7 +526,13 @@ fn unknown_link_type_is_named() {
     let mut bytes = std::fs::read(fixture("natlab.outside.pcap")).unwrap();
     // pcap global header: link type at bytes 20..24, little-endian in a file
     // whose magic reads d4 c3 b2 a1 (µs) or 4d 3c b2 a1 (ns); 147 = USER0.
-    assert!(matches!(&bytes[..4], [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1]), "fixture is a little-endian pcap");
+    assert!(
+        matches!(
+            &bytes[..4],
+            [0xd4, 0xc3, 0xb2, 0xa1] | [0x4d, 0x3c, 0xb2, 0xa1]
+        ),
+        "fixture is a little-endian pcap"
+    );
     bytes[20..24].copy_from_slice(&147u32.to_le_bytes());
     let f = dir.path().join("user0.pcap");
     std::fs::write(&f, &bytes).unwrap();
@@ -358,7 +544,15 @@ fn unknown_link_type_is_named() {
 fn a_directory_that_is_not_a_store() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
-    let o = natrec(&["lookup", "--store", &d, "--ip", "203.0.113.1", "--at", "2026-03-01T14:03:22+08:00"]);
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &d,
+        "--ip",
+        "203.0.113.1",
+        "--at",
+        "2026-03-01T14:03:22+08:00",
+    ]);
     assert_clean_error(&o, &[&d, "not a natrec store"]);
     let o = natrec(&["inspect", "--store", &d]);
     assert_clean_error(&o, &["not a natrec store"]);
@@ -367,22 +561,59 @@ fn a_directory_that_is_not_a_store() {
 #[test]
 fn impossible_query_times_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(code(&replay(dir.path(), &[fixture("natlab.any.pcap").to_str().unwrap()])), 0);
+    assert_eq!(
+        code(&replay(
+            dir.path(),
+            &[fixture("natlab.any.pcap").to_str().unwrap()]
+        )),
+        0
+    );
     let store = store_arg(dir.path());
-    for (at, needle) in [("2026-02-30T10:00:00Z", "2026-02-30"), ("12", "1990..2200"), ("tomorrow", "tomorrow"), ("2026-03-01 14:03:22", "--tz")] {
-        let o = natrec(&["lookup", "--store", &store, "--ip", "203.0.113.1", "--at", at]);
+    for (at, needle) in [
+        ("2026-02-30T10:00:00Z", "2026-02-30"),
+        ("12", "1990..2200"),
+        ("tomorrow", "tomorrow"),
+        ("2026-03-01 14:03:22", "--tz"),
+    ] {
+        let o = natrec(&[
+            "lookup",
+            "--store",
+            &store,
+            "--ip",
+            "203.0.113.1",
+            "--at",
+            at,
+        ]);
         assert_clean_error(&o, &[needle]);
     }
-    let o = natrec(&["export", "--store", &store, "--from", "2026-03-02T00:00:00Z", "--to", "2026-03-01T00:00:00Z"]);
+    let o = natrec(&[
+        "export",
+        "--store",
+        &store,
+        "--from",
+        "2026-03-02T00:00:00Z",
+        "--to",
+        "2026-03-01T00:00:00Z",
+    ]);
     assert_clean_error(&o, &["after"]);
 }
 
 #[test]
 fn partition_with_bad_checksum_is_reported_and_others_still_answer() {
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(code(&replay(dir.path(), &[fixture("natlab.any.pcap").to_str().unwrap()])), 0);
+    assert_eq!(
+        code(&replay(
+            dir.path(),
+            &[fixture("natlab.any.pcap").to_str().unwrap()]
+        )),
+        0
+    );
     let parts = dir.path().join("store/partitions");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&parts).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "part")).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&parts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .collect();
     files.sort();
     let victim = &files[0];
     let mut bytes = std::fs::read(victim).unwrap();
@@ -411,7 +642,16 @@ fn partition_with_bad_checksum_is_reported_and_others_still_answer() {
 fn replay_pcapng_mirror_with_sides_by_interface_name() {
     let dir = tempfile::tempdir().unwrap();
     let f = fixture("natlab.mirror.pcapng");
-    let o = replay(dir.path(), &[f.to_str().unwrap(), "--inside-interface", "nat-in", "--outside-interface", "nat-out"]);
+    let o = replay(
+        dir.path(),
+        &[
+            f.to_str().unwrap(),
+            "--inside-interface",
+            "nat-in",
+            "--outside-interface",
+            "nat-out",
+        ],
+    );
     assert_eq!(code(&o), 0, "replay: {}{}", stdout(&o), stderr(&o));
     assert_export_equals_truth(dir.path());
 }
@@ -421,11 +661,21 @@ fn replay_any_capture_with_sides_by_sll2_ifindex() {
     // natlab.meta.json: in nrlab-nat, ifindex 2 = nat-in (inside), 3 = nat-out (outside).
     let meta = meta();
     let ifs = meta["namespaces"]["nrlab-nat"].as_array().unwrap();
-    let index_of = |role: &str| ifs.iter().find(|i| i["role"] == role).unwrap()["ifindex"].to_string();
+    let index_of =
+        |role: &str| ifs.iter().find(|i| i["role"] == role).unwrap()["ifindex"].to_string();
     let (inside, outside) = (index_of("inside"), index_of("outside"));
     let dir = tempfile::tempdir().unwrap();
     let f = fixture("natlab.any.pcap");
-    let o = replay(dir.path(), &[f.to_str().unwrap(), "--inside-interface", &inside, "--outside-interface", &outside]);
+    let o = replay(
+        dir.path(),
+        &[
+            f.to_str().unwrap(),
+            "--inside-interface",
+            &inside,
+            "--outside-interface",
+            &outside,
+        ],
+    );
     assert_eq!(code(&o), 0, "replay: {}{}", stdout(&o), stderr(&o));
     assert_export_equals_truth(dir.path());
 }
@@ -438,7 +688,11 @@ fn replay_twice_into_one_store_keeps_one_answer_per_mapping() {
     let f = fixture("natlab.any.pcap");
     assert_eq!(code(&replay(dir.path(), &[f.to_str().unwrap()])), 0);
     let parts = dir.path().join("store/partitions");
-    let before: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&parts).unwrap().map(|e| e.unwrap().path()).map(|p| (p.clone(), std::fs::read(&p).unwrap())).collect();
+    let before: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&parts)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+        .collect();
     let o = replay(dir.path(), &[f.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     for (p, bytes) in &before {

@@ -40,7 +40,9 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
-use natrec_storage::{EndReason, HoldTimes, Mapping, Proto, UnixNanos, FLAG_MIDFLOW, NANOS_PER_SEC};
+use natrec_storage::{
+    EndReason, HoldTimes, Mapping, Proto, UnixNanos, FLAG_MIDFLOW, NANOS_PER_SEC,
+};
 
 use crate::decode::{Decoded, TcpInfo};
 
@@ -80,10 +82,16 @@ pub struct CorrelatorConfig {
 
 /// RFC 1918, RFC 6598 shared address space and IPv6 unique local addresses.
 pub fn default_subscriber_prefixes() -> Vec<IpNet> {
-    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"]
-        .iter()
-        .map(|s| s.parse().expect("valid literal prefix"))
-        .collect()
+    [
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "100.64.0.0/10",
+        "fc00::/7",
+    ]
+    .iter()
+    .map(|s| s.parse().expect("valid literal prefix"))
+    .collect()
 }
 
 impl Default for CorrelatorConfig {
@@ -264,7 +272,12 @@ impl Correlator {
         let dst = SocketAddr::new(canonical(pkt.dst), pkt.dport);
         let inv = invariants(pkt);
         let flags = pkt.tcp.map_or(0, |t| t.flags);
-        let key = |dir: Dir, remote: SocketAddr| PairKey { dir, proto: pkt.proto, remote, invariants: inv };
+        let key = |dir: Dir, remote: SocketAddr| PairKey {
+            dir,
+            proto: pkt.proto,
+            remote,
+            invariants: inv,
+        };
 
         match side {
             Side::Outside if src_sub || dst_sub => {
@@ -291,28 +304,80 @@ impl Correlator {
                     return;
                 }
                 let seq = self.packet_seq;
-                self.insert(ts_ns, out_key, Copy { ts_ns, packet: seq, inside: false, endpoint: src, twin: Some(in_key), tcp_flags: flags });
-                self.insert(ts_ns, in_key, Copy { ts_ns, packet: seq, inside: false, endpoint: dst, twin: Some(out_key), tcp_flags: flags });
+                self.insert(
+                    ts_ns,
+                    out_key,
+                    Copy {
+                        ts_ns,
+                        packet: seq,
+                        inside: false,
+                        endpoint: src,
+                        twin: Some(in_key),
+                        tcp_flags: flags,
+                    },
+                );
+                self.insert(
+                    ts_ns,
+                    in_key,
+                    Copy {
+                        ts_ns,
+                        packet: seq,
+                        inside: false,
+                        endpoint: dst,
+                        twin: Some(out_key),
+                        tcp_flags: flags,
+                    },
+                );
             }
         }
     }
 
     /// Pairs an inside copy with a waiting outside twin, or makes it wait.
     #[allow(clippy::too_many_arguments)]
-    fn offer(&mut self, ts_ns: UnixNanos, key: PairKey, inside: bool, endpoint: SocketAddr, twin: Option<PairKey>, flags: u8, out: &mut Vec<Mapping>) {
+    fn offer(
+        &mut self,
+        ts_ns: UnixNanos,
+        key: PairKey,
+        inside: bool,
+        endpoint: SocketAddr,
+        twin: Option<PairKey>,
+        flags: u8,
+        out: &mut Vec<Mapping>,
+    ) {
         if self.take_twin(ts_ns, key, inside, endpoint, flags, out) {
             return;
         }
         let packet = self.packet_seq;
-        self.insert(ts_ns, key, Copy { ts_ns, packet, inside, endpoint, twin, tcp_flags: flags });
+        self.insert(
+            ts_ns,
+            key,
+            Copy {
+                ts_ns,
+                packet,
+                inside,
+                endpoint,
+                twin,
+                tcp_flags: flags,
+            },
+        );
     }
 
     /// Looks for a waiting copy of the other side under `key`. On success the
     /// pair becomes an observation and `true` is returned. A waiting copy of
     /// the *same* side with the same endpoint is this very packet seen again:
     /// counted and swallowed (also `true`).
-    fn take_twin(&mut self, ts_ns: UnixNanos, key: PairKey, inside: bool, endpoint: SocketAddr, flags: u8, out: &mut Vec<Mapping>) -> bool {
-        let Some(slot) = self.pending.get_mut(&key) else { return false };
+    fn take_twin(
+        &mut self,
+        ts_ns: UnixNanos,
+        key: PairKey,
+        inside: bool,
+        endpoint: SocketAddr,
+        flags: u8,
+        out: &mut Vec<Mapping>,
+    ) -> bool {
+        let Some(slot) = self.pending.get_mut(&key) else {
+            return false;
+        };
         if let Some(i) = slot.iter().position(|c| c.inside != inside) {
             let twin = slot.remove(i);
             if slot.is_empty() {
@@ -322,14 +387,27 @@ impl Correlator {
             if let Some(other) = twin.twin {
                 self.remove_copy(other, twin.packet);
             }
-            let (internal, public) = if inside { (endpoint, twin.endpoint) } else { (twin.endpoint, endpoint) };
+            let (internal, public) = if inside {
+                (endpoint, twin.endpoint)
+            } else {
+                (twin.endpoint, endpoint)
+            };
             if internal == public {
                 self.stats.untranslated += 2;
                 return true;
             }
             self.stats.paired_copies += 2;
             let ts = ts_ns.min(twin.ts_ns);
-            self.observe(ts, key.dir, key.proto, internal, public, key.remote, flags | twin.tcp_flags, out);
+            self.observe(
+                ts,
+                key.dir,
+                key.proto,
+                internal,
+                public,
+                key.remote,
+                flags | twin.tcp_flags,
+                out,
+            );
             return true;
         }
         if inside && slot.iter().any(|c| c.inside && c.endpoint == endpoint) {
@@ -375,7 +453,9 @@ impl Correlator {
     /// evicted (`evicted`) or unmatched. Returns false when nothing waits.
     fn pop_oldest_pending(&mut self, evicted: bool) -> bool {
         while let Some((_, key, packet)) = self.pending_order.pop_front() {
-            let Some(copy) = self.remove_copy(key, packet) else { continue };
+            let Some(copy) = self.remove_copy(key, packet) else {
+                continue;
+            };
             if let Some(other) = copy.twin {
                 self.remove_copy(other, packet);
             }
@@ -392,11 +472,28 @@ impl Correlator {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn observe(&mut self, ts_ns: UnixNanos, dir: Dir, proto: Proto, internal: SocketAddr, public: SocketAddr, remote: SocketAddr, flags: u8, out: &mut Vec<Mapping>) {
-        let fkey = FlowKey { proto, internal, remote };
+    fn observe(
+        &mut self,
+        ts_ns: UnixNanos,
+        dir: Dir,
+        proto: Proto,
+        internal: SocketAddr,
+        public: SocketAddr,
+        remote: SocketAddr,
+        flags: u8,
+        out: &mut Vec<Mapping>,
+    ) {
+        let fkey = FlowKey {
+            proto,
+            internal,
+            remote,
+        };
         let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
         if let Some(flow) = self.flows.get_mut(&fkey) {
-            let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && (flow.fin_out || flow.fin_in || flow.rst);
+            let new_connection = proto == Proto::Tcp
+                && syn_only
+                && dir == Dir::Out
+                && (flow.fin_out || flow.fin_in || flow.rst);
             if flow.mapping.public == public && !new_connection {
                 let m = &mut flow.mapping;
                 m.first_ns = m.first_ns.min(ts_ns);
@@ -419,7 +516,11 @@ impl Correlator {
                 return;
             }
             let old = self.flows.remove(&fkey).expect("present");
-            let reason = if new_connection { closed_reason(&old) } else { EndReason::Replaced };
+            let reason = if new_connection {
+                closed_reason(&old)
+            } else {
+                EndReason::Replaced
+            };
             self.close(old, reason, out);
         }
         if self.flows.len() >= self.cfg.flows_active_max {
@@ -452,7 +553,14 @@ impl Correlator {
     }
 
     fn evict_least_recent(&mut self, out: &mut Vec<Mapping>) {
-        let Some(key) = self.flows.iter().min_by_key(|(_, f)| f.mapping.last_ns).map(|(k, _)| *k) else { return };
+        let Some(key) = self
+            .flows
+            .iter()
+            .min_by_key(|(_, f)| f.mapping.last_ns)
+            .map(|(k, _)| *k)
+        else {
+            return;
+        };
         let flow = self.flows.remove(&key).expect("present");
         self.stats.flows_evicted += 1;
         self.close(flow, EndReason::Evicted, out);
@@ -500,7 +608,12 @@ impl Correlator {
             }
         }
         // Deterministic output order: by last packet, then key.
-        expired.sort_by_key(|k| (self.flows[k].mapping.last_ns, self.flows[k].mapping.first_ns));
+        expired.sort_by_key(|k| {
+            (
+                self.flows[k].mapping.last_ns,
+                self.flows[k].mapping.first_ns,
+            )
+        });
         for k in expired {
             let f = self.flows.remove(&k).expect("present");
             let reason = match closed_reason(&f) {
@@ -600,7 +713,10 @@ mod tests {
     }
 
     fn finals(out: &[Mapping]) -> Vec<Mapping> {
-        out.iter().filter(|m| m.end != EndReason::Open).copied().collect()
+        out.iter()
+            .filter(|m| m.end != EndReason::Open)
+            .copied()
+            .collect()
     }
 
     const SYN: u8 = TcpInfo::SYN;
@@ -610,17 +726,37 @@ mod tests {
 
     /// A TCP connection through the NAT: both copies of each packet, in the
     /// order (pre, post) unless `post_first`.
-    fn tcp_conn(t0: i64, internal: &str, public: &str, remote: &str, id0: u32, post_first: bool) -> Vec<(i64, Side, Decoded)> {
-        let steps = [(true, SYN), (false, SYNACK), (true, ACK), (true, FINACK), (false, FINACK), (true, ACK)];
+    fn tcp_conn(
+        t0: i64,
+        internal: &str,
+        public: &str,
+        remote: &str,
+        id0: u32,
+        post_first: bool,
+    ) -> Vec<(i64, Side, Decoded)> {
+        let steps = [
+            (true, SYN),
+            (false, SYNACK),
+            (true, ACK),
+            (true, FINACK),
+            (false, FINACK),
+            (true, ACK),
+        ];
         let mut v = Vec::new();
         for (i, (outbound, flags)) in steps.iter().enumerate() {
             let t = t0 + i as i64 * 10 * MS;
             let id = id0 + i as u32;
             let seq = 1000 + i as u32;
             let (pre, post) = if *outbound {
-                (pkt(Proto::Tcp, internal, remote, id, *flags, seq), pkt(Proto::Tcp, public, remote, id, *flags, seq))
+                (
+                    pkt(Proto::Tcp, internal, remote, id, *flags, seq),
+                    pkt(Proto::Tcp, public, remote, id, *flags, seq),
+                )
             } else {
-                (pkt(Proto::Tcp, remote, public, id, *flags, seq), pkt(Proto::Tcp, remote, internal, id, *flags, seq))
+                (
+                    pkt(Proto::Tcp, remote, public, id, *flags, seq),
+                    pkt(Proto::Tcp, remote, internal, id, *flags, seq),
+                )
             };
             // Sides are left to the subscriber prefixes.
             let (a, b) = if post_first { (post, pre) } else { (pre, post) };
@@ -632,7 +768,14 @@ mod tests {
 
     #[test]
     fn port_preserving_tcp_connection_is_one_mapping_closed_by_fin() {
-        let ev = tcp_conn(10 * S, "100.64.0.2:40001", "203.0.113.1:40001", "198.51.100.10:80", 100, false);
+        let ev = tcp_conn(
+            10 * S,
+            "100.64.0.2:40001",
+            "203.0.113.1:40001",
+            "198.51.100.10:80",
+            100,
+            false,
+        );
         let (out, stats) = run(&ev);
         assert_eq!(out.len(), 2, "{out:?}");
         assert_eq!(out[0].end, EndReason::Open);
@@ -651,8 +794,24 @@ mod tests {
 
     #[test]
     fn post_translation_copy_first_pairs_the_same() {
-        let a = run(&tcp_conn(10 * S, "100.64.0.2:40001", "203.0.113.1:5000", "198.51.100.10:80", 100, false)).0;
-        let b = run(&tcp_conn(10 * S, "100.64.0.2:40001", "203.0.113.1:5000", "198.51.100.10:80", 100, true)).0;
+        let a = run(&tcp_conn(
+            10 * S,
+            "100.64.0.2:40001",
+            "203.0.113.1:5000",
+            "198.51.100.10:80",
+            100,
+            false,
+        ))
+        .0;
+        let b = run(&tcp_conn(
+            10 * S,
+            "100.64.0.2:40001",
+            "203.0.113.1:5000",
+            "198.51.100.10:80",
+            100,
+            true,
+        ))
+        .0;
         assert_eq!(finals(&a).len(), 1);
         assert_eq!(finals(&a)[0].public, finals(&b)[0].public);
         assert_eq!(finals(&b)[0].internal, "100.64.0.2:40001".parse().unwrap());
@@ -660,41 +819,110 @@ mod tests {
 
     #[test]
     fn colliding_subscribers_get_remapped_ports_and_stay_apart() {
-        let mut ev = tcp_conn(10 * S, "100.64.0.2:40002", "203.0.113.1:40002", "198.51.100.10:80", 100, false);
-        ev.extend(tcp_conn(10 * S + 5 * MS, "100.64.0.3:40002", "203.0.113.1:1024", "198.51.100.10:80", 500, false));
+        let mut ev = tcp_conn(
+            10 * S,
+            "100.64.0.2:40002",
+            "203.0.113.1:40002",
+            "198.51.100.10:80",
+            100,
+            false,
+        );
+        ev.extend(tcp_conn(
+            10 * S + 5 * MS,
+            "100.64.0.3:40002",
+            "203.0.113.1:1024",
+            "198.51.100.10:80",
+            500,
+            false,
+        ));
         ev.sort_by_key(|e| e.0);
         let f = finals(&run(&ev).0);
         assert_eq!(f.len(), 2);
-        let by_internal: HashMap<SocketAddr, SocketAddr> = f.iter().map(|m| (m.internal, m.public)).collect();
-        assert_eq!(by_internal[&"100.64.0.2:40002".parse().unwrap()], "203.0.113.1:40002".parse().unwrap());
-        assert_eq!(by_internal[&"100.64.0.3:40002".parse().unwrap()], "203.0.113.1:1024".parse().unwrap());
+        let by_internal: HashMap<SocketAddr, SocketAddr> =
+            f.iter().map(|m| (m.internal, m.public)).collect();
+        assert_eq!(
+            by_internal[&"100.64.0.2:40002".parse().unwrap()],
+            "203.0.113.1:40002".parse().unwrap()
+        );
+        assert_eq!(
+            by_internal[&"100.64.0.3:40002".parse().unwrap()],
+            "203.0.113.1:1024".parse().unwrap()
+        );
     }
 
     #[test]
     fn same_public_port_towards_different_remotes_is_two_holders() {
-        let mut ev = tcp_conn(10 * S, "100.64.0.2:40010", "203.0.113.1:40010", "198.51.100.10:80", 100, false);
-        ev.extend(tcp_conn(10 * S + 3 * MS, "100.64.0.3:40010", "203.0.113.1:40010", "198.51.100.11:80", 100, false));
+        let mut ev = tcp_conn(
+            10 * S,
+            "100.64.0.2:40010",
+            "203.0.113.1:40010",
+            "198.51.100.10:80",
+            100,
+            false,
+        );
+        ev.extend(tcp_conn(
+            10 * S + 3 * MS,
+            "100.64.0.3:40010",
+            "203.0.113.1:40010",
+            "198.51.100.11:80",
+            100,
+            false,
+        ));
         ev.sort_by_key(|e| e.0);
         let f = finals(&run(&ev).0);
         assert_eq!(f.len(), 2);
-        assert!(f.iter().all(|m| m.public == "203.0.113.1:40010".parse().unwrap()));
-        assert!(f.iter().any(|m| m.internal.ip() == "100.64.0.3".parse::<IpAddr>().unwrap() && m.remote.ip() == "198.51.100.11".parse::<IpAddr>().unwrap()));
+        assert!(f
+            .iter()
+            .all(|m| m.public == "203.0.113.1:40010".parse().unwrap()));
+        assert!(f.iter().any(
+            |m| m.internal.ip() == "100.64.0.3".parse::<IpAddr>().unwrap()
+                && m.remote.ip() == "198.51.100.11".parse::<IpAddr>().unwrap()
+        ));
     }
 
     #[test]
     fn udp_without_reply_is_a_mapping_closed_by_idle() {
         let ev = vec![
-            (S, Side::Inside, pkt(Proto::Udp, "100.64.0.4:40030", "198.51.100.10:9999", 7, 0, 0)),
-            (S + MS, Side::Outside, pkt(Proto::Udp, "203.0.113.1:40030", "198.51.100.10:9999", 7, 0, 0)),
+            (
+                S,
+                Side::Inside,
+                pkt(
+                    Proto::Udp,
+                    "100.64.0.4:40030",
+                    "198.51.100.10:9999",
+                    7,
+                    0,
+                    0,
+                ),
+            ),
+            (
+                S + MS,
+                Side::Outside,
+                pkt(
+                    Proto::Udp,
+                    "203.0.113.1:40030",
+                    "198.51.100.10:9999",
+                    7,
+                    0,
+                    0,
+                ),
+            ),
             // Much later: the flow has been idle longer than the 30 s UDP hold.
-            (100 * S, Side::Outside, pkt(Proto::Udp, "198.51.100.99:1", "203.0.113.1:1", 9, 0, 0)),
+            (
+                100 * S,
+                Side::Outside,
+                pkt(Proto::Udp, "198.51.100.99:1", "203.0.113.1:1", 9, 0, 0),
+            ),
         ];
         let (out, stats) = run(&ev);
         let f = finals(&out);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].end, EndReason::Idle);
         assert_eq!((f[0].packets_out, f[0].packets_in), (1, 0));
-        assert_eq!(stats.unmatched_outside, 1, "the stray outside packet has no inside copy");
+        assert_eq!(
+            stats.unmatched_outside, 1,
+            "the stray outside packet has no inside copy"
+        );
     }
 
     #[test]
@@ -709,7 +937,10 @@ mod tests {
         let (out, stats) = run(&ev);
         let f = finals(&out);
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].packets_out, 1, "the duplicate inside copy is swallowed");
+        assert_eq!(
+            f[0].packets_out, 1,
+            "the duplicate inside copy is swallowed"
+        );
         assert_eq!(stats.duplicate_copies, 1);
         assert_eq!(stats.unmatched_outside, 1);
     }
@@ -717,8 +948,30 @@ mod tests {
     #[test]
     fn flow_running_before_capture_is_flagged_midflow() {
         let ev = vec![
-            (S, Side::Unknown, pkt(Proto::Tcp, "100.64.0.3:40050", "198.51.100.10:8080", 5, ACK, 1)),
-            (S + MS, Side::Unknown, pkt(Proto::Tcp, "203.0.113.1:40050", "198.51.100.10:8080", 5, ACK, 1)),
+            (
+                S,
+                Side::Unknown,
+                pkt(
+                    Proto::Tcp,
+                    "100.64.0.3:40050",
+                    "198.51.100.10:8080",
+                    5,
+                    ACK,
+                    1,
+                ),
+            ),
+            (
+                S + MS,
+                Side::Unknown,
+                pkt(
+                    Proto::Tcp,
+                    "203.0.113.1:40050",
+                    "198.51.100.10:8080",
+                    5,
+                    ACK,
+                    1,
+                ),
+            ),
         ];
         let f = finals(&run(&ev).0);
         assert_eq!(f.len(), 1);
@@ -730,12 +983,49 @@ mod tests {
     fn nat_host_own_and_untranslated_traffic_is_not_a_mapping() {
         let ev = vec![
             // NAT host's own packet: outside only.
-            (S, Side::Unknown, pkt(Proto::Udp, "203.0.113.1:5353", "198.51.100.10:53", 1, 0, 0)),
+            (
+                S,
+                Side::Unknown,
+                pkt(Proto::Udp, "203.0.113.1:5353", "198.51.100.10:53", 1, 0, 0),
+            ),
             // Forwarded without translation, captured on both sides.
-            (S, Side::Unknown, pkt(Proto::Tcp, "100.64.0.5:40060", "198.51.100.10:80", 2, SYN, 9)),
-            (S + MS, Side::Unknown, pkt(Proto::Tcp, "100.64.0.5:40060", "198.51.100.10:80", 2, SYN, 9)),
+            (
+                S,
+                Side::Unknown,
+                pkt(
+                    Proto::Tcp,
+                    "100.64.0.5:40060",
+                    "198.51.100.10:80",
+                    2,
+                    SYN,
+                    9,
+                ),
+            ),
+            (
+                S + MS,
+                Side::Unknown,
+                pkt(
+                    Proto::Tcp,
+                    "100.64.0.5:40060",
+                    "198.51.100.10:80",
+                    2,
+                    SYN,
+                    9,
+                ),
+            ),
             // Subscriber address on the outside interface.
-            (S + MS, Side::Outside, pkt(Proto::Tcp, "100.64.0.5:40060", "198.51.100.10:80", 3, ACK, 9)),
+            (
+                S + MS,
+                Side::Outside,
+                pkt(
+                    Proto::Tcp,
+                    "100.64.0.5:40060",
+                    "198.51.100.10:80",
+                    3,
+                    ACK,
+                    9,
+                ),
+            ),
         ];
         let (out, stats) = run(&ev);
         assert!(out.is_empty(), "{out:?}");
@@ -749,12 +1039,36 @@ mod tests {
     fn same_public_port_reused_over_time_by_another_subscriber() {
         let udp = |src: &str, dst: &str, id| pkt(Proto::Udp, src, dst, id, 0, 0);
         let ev = vec![
-            (S, Side::Unknown, udp("100.64.0.2:40020", "198.51.100.10:53", 1)),
-            (S + MS, Side::Unknown, udp("203.0.113.1:40020", "198.51.100.10:53", 1)),
-            (S + 2 * MS, Side::Unknown, udp("198.51.100.10:53", "203.0.113.1:40020", 2)),
-            (S + 3 * MS, Side::Unknown, udp("198.51.100.10:53", "100.64.0.2:40020", 2)),
-            (200 * S, Side::Unknown, udp("100.64.0.3:40020", "198.51.100.10:53", 3)),
-            (200 * S + MS, Side::Unknown, udp("203.0.113.1:40020", "198.51.100.10:53", 3)),
+            (
+                S,
+                Side::Unknown,
+                udp("100.64.0.2:40020", "198.51.100.10:53", 1),
+            ),
+            (
+                S + MS,
+                Side::Unknown,
+                udp("203.0.113.1:40020", "198.51.100.10:53", 1),
+            ),
+            (
+                S + 2 * MS,
+                Side::Unknown,
+                udp("198.51.100.10:53", "203.0.113.1:40020", 2),
+            ),
+            (
+                S + 3 * MS,
+                Side::Unknown,
+                udp("198.51.100.10:53", "100.64.0.2:40020", 2),
+            ),
+            (
+                200 * S,
+                Side::Unknown,
+                udp("100.64.0.3:40020", "198.51.100.10:53", 3),
+            ),
+            (
+                200 * S + MS,
+                Side::Unknown,
+                udp("203.0.113.1:40020", "198.51.100.10:53", 3),
+            ),
         ];
         let (out, _) = run(&ev);
         let f = finals(&out);
@@ -768,8 +1082,22 @@ mod tests {
 
     #[test]
     fn new_syn_after_close_on_same_tuple_is_a_new_mapping() {
-        let mut ev = tcp_conn(10 * S, "100.64.0.2:40001", "203.0.113.1:40001", "198.51.100.10:80", 100, false);
-        ev.extend(tcp_conn(11 * S, "100.64.0.2:40001", "203.0.113.1:40001", "198.51.100.10:80", 200, false));
+        let mut ev = tcp_conn(
+            10 * S,
+            "100.64.0.2:40001",
+            "203.0.113.1:40001",
+            "198.51.100.10:80",
+            100,
+            false,
+        );
+        ev.extend(tcp_conn(
+            11 * S,
+            "100.64.0.2:40001",
+            "203.0.113.1:40001",
+            "198.51.100.10:80",
+            200,
+            false,
+        ));
         let f = finals(&run(&ev).0);
         assert_eq!(f.len(), 2);
         assert_eq!(f[0].end, EndReason::Fin);
@@ -788,7 +1116,12 @@ mod tests {
         let mut rep_post = rep;
         rep_post.dst = "100.64.0.2".parse().unwrap();
         rep_post.dport = 33;
-        let ev = vec![(S, Side::Unknown, req), (S + 1, Side::Unknown, req_post), (S + 2, Side::Unknown, rep), (S + 3, Side::Unknown, rep_post)];
+        let ev = vec![
+            (S, Side::Unknown, req),
+            (S + 1, Side::Unknown, req_post),
+            (S + 2, Side::Unknown, rep),
+            (S + 3, Side::Unknown, rep_post),
+        ];
         let f = finals(&run(&ev).0);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].internal, "100.64.0.2:33".parse().unwrap());
@@ -799,8 +1132,16 @@ mod tests {
     #[test]
     fn copies_outside_the_pair_window_do_not_pair() {
         let ev = vec![
-            (S, Side::Unknown, pkt(Proto::Udp, "100.64.0.2:1000", "198.51.100.10:53", 1, 0, 0)),
-            (5 * S, Side::Unknown, pkt(Proto::Udp, "203.0.113.1:1000", "198.51.100.10:53", 1, 0, 0)),
+            (
+                S,
+                Side::Unknown,
+                pkt(Proto::Udp, "100.64.0.2:1000", "198.51.100.10:53", 1, 0, 0),
+            ),
+            (
+                5 * S,
+                Side::Unknown,
+                pkt(Proto::Udp, "203.0.113.1:1000", "198.51.100.10:53", 1, 0, 0),
+            ),
         ];
         let (out, stats) = run(&ev);
         assert!(out.is_empty());
@@ -809,10 +1150,18 @@ mod tests {
 
     #[test]
     fn pending_bound_evicts_oldest_and_counts() {
-        let mut c = Correlator::new(CorrelatorConfig { pending_max: 2, ..CorrelatorConfig::default() });
+        let mut c = Correlator::new(CorrelatorConfig {
+            pending_max: 2,
+            ..CorrelatorConfig::default()
+        });
         let mut out = Vec::new();
         for i in 0..5u32 {
-            c.push(S, Side::Inside, &pkt(Proto::Udp, "100.64.0.2:1000", "198.51.100.10:53", i, 0, 0), &mut out);
+            c.push(
+                S,
+                Side::Inside,
+                &pkt(Proto::Udp, "100.64.0.2:1000", "198.51.100.10:53", i, 0, 0),
+                &mut out,
+            );
         }
         let s = c.stats();
         assert_eq!(s.pending, 2);
@@ -821,14 +1170,43 @@ mod tests {
 
     #[test]
     fn flow_bound_evicts_least_recent_and_counts() {
-        let mut c = Correlator::new(CorrelatorConfig { flows_active_max: 1, ..CorrelatorConfig::default() });
+        let mut c = Correlator::new(CorrelatorConfig {
+            flows_active_max: 1,
+            ..CorrelatorConfig::default()
+        });
         let mut out = Vec::new();
         for (i, port) in [1000u16, 1001].iter().enumerate() {
             let t = S + i as i64 * MS;
-            c.push(t, Side::Inside, &pkt(Proto::Udp, &format!("100.64.0.2:{port}"), "198.51.100.10:53", i as u32, 0, 0), &mut out);
-            c.push(t, Side::Outside, &pkt(Proto::Udp, &format!("203.0.113.1:{port}"), "198.51.100.10:53", i as u32, 0, 0), &mut out);
+            c.push(
+                t,
+                Side::Inside,
+                &pkt(
+                    Proto::Udp,
+                    &format!("100.64.0.2:{port}"),
+                    "198.51.100.10:53",
+                    i as u32,
+                    0,
+                    0,
+                ),
+                &mut out,
+            );
+            c.push(
+                t,
+                Side::Outside,
+                &pkt(
+                    Proto::Udp,
+                    &format!("203.0.113.1:{port}"),
+                    "198.51.100.10:53",
+                    i as u32,
+                    0,
+                    0,
+                ),
+                &mut out,
+            );
         }
         assert_eq!(c.stats().flows_evicted, 1);
-        assert!(out.iter().any(|m| m.end == EndReason::Evicted && m.internal.port() == 1000));
+        assert!(out
+            .iter()
+            .any(|m| m.end == EndReason::Evicted && m.internal.port() == 1000));
     }
 }

@@ -535,17 +535,19 @@ impl<'a> Packets<'a> {
             big_endian = match read_u32(rest, 8, false) {
                 Some(BOM_MAGIC) => false,
                 Some(m) if m == BOM_MAGIC.swap_bytes() => true,
-                _ => return Err(self.corrupt(format!(
+                _ => {
+                    return Err(self.corrupt(format!(
                     "section header byte-order magic is {}, expected 1a2b3c4d in either byte order",
                     Hex(&rest[8..12])
-                ))),
+                )))
+                }
             };
         } else if self.pos == 0 {
             unreachable!("detect() checked that a pcapng file starts with a section header");
         }
         let block_type = read_u32(rest, 0, big_endian).unwrap_or_default();
         let block_len_u32 = read_u32(rest, 4, big_endian).unwrap_or_default();
-        if (block_len_u32 as usize) < PCAPNG_BLOCK_BYTES_MIN || block_len_u32 % 4 != 0 {
+        if (block_len_u32 as usize) < PCAPNG_BLOCK_BYTES_MIN || !block_len_u32.is_multiple_of(4) {
             return Err(self.corrupt(format!(
                 "block of type {block_type:#x} has length {block_len_u32}, not a multiple of 4 of at least {PCAPNG_BLOCK_BYTES_MIN}"
             )));

@@ -72,7 +72,7 @@ impl StoreConfig {
                 detail: format!("partition_span_s is {span}, must be {PARTITION_SPAN_S_MIN}..={PARTITION_SPAN_S_MAX}"),
             });
         }
-        if 86_400 % span != 0 && span % 86_400 != 0 {
+        if 86_400 % span != 0 && !span.is_multiple_of(86_400) {
             return Err(StoreError::Config {
                 path: path.to_path_buf(),
                 detail: format!("partition_span_s is {span}, must divide a day (86400) or be whole days, so partitions start at the same times every day"),
