@@ -74,6 +74,11 @@ pub fn lab_hold_times(meta: &str) -> Result<HoldTimes> {
     })
 }
 
+/// Unix seconds (as conntrack and the lab write them, µs precision) to ns.
+fn unix_to_ns(secs: f64) -> i64 {
+    (secs * 1e6).round() as i64 * 1000
+}
+
 fn proto_of(name: &str) -> Option<Proto> {
     match name {
         "tcp" => Some(Proto::Tcp),
@@ -125,10 +130,11 @@ pub fn run(keep: Option<&Path>) -> Result<ExitCode> {
     }
 
     let meta: serde_json::Value = serde_json::from_str(META).context("natlab.meta.json")?;
-    let capture_start_ns = (meta["capture_start_unix"]
-        .as_f64()
-        .context("natlab.meta.json: capture_start_unix missing")?
-        * 1e9) as i64;
+    let capture_start_ns = unix_to_ns(
+        meta["capture_start_unix"]
+            .as_f64()
+            .context("natlab.meta.json: capture_start_unix missing")?,
+    );
     println!("\nTraceback questions, one per mapping the kernel's conntrack made, asked 0.1 s after it began");
     println!("(or 1 s into the capture, for a connection already open when the capture started):");
     let reader = store.reader();
@@ -137,7 +143,7 @@ pub fn run(keep: Option<&Path>) -> Result<ExitCode> {
         let Some(proto) = proto_of(&t.proto) else {
             bail!("truth: unknown proto {}", t.proto)
         };
-        let at = ((t.new_unix * 1e9) as i64).max(capture_start_ns + 1_000_000_000) + 100_000_000;
+        let at = unix_to_ns(t.new_unix).max(capture_start_ns + 1_000_000_000) + 100_000_000;
         let ip = t.public_ip.parse().context("truth public_ip")?;
         let q = Query {
             ip,
@@ -178,7 +184,7 @@ pub fn run(keep: Option<&Path>) -> Result<ExitCode> {
     }
     // A question nobody should answer: the first public endpoint, an hour before the capture.
     if let Some(t) = truth.first() {
-        let at = (t.new_unix * 1e9) as i64 - 3_600_000_000_000;
+        let at = unix_to_ns(t.new_unix) - 3_600_000_000_000;
         let outcome = reader.lookup(&Query::at(t.public_ip.parse()?, t.public_port, at))?;
         let ok = outcome.holders.is_empty();
         if !ok {
@@ -192,6 +198,43 @@ pub fn run(keep: Option<&Path>) -> Result<ExitCode> {
             format_utc(at),
             if ok { "nobody (exit 1)" } else { "someone?!" }
         );
+    }
+    // The question as police send it: Beijing time, no remote endpoint. Case 4
+    // of the lab: two subscribers held one public ip:port at once, towards
+    // different remotes; both are named, with the evidence.
+    if let Some(t) = truth.iter().find(|t| {
+        truth
+            .iter()
+            .filter(|u| {
+                u.public_ip == t.public_ip && u.public_port == t.public_port && u.proto == t.proto
+            })
+            .count()
+            == 2
+            && t.proto == "tcp"
+    }) {
+        let bj = crate::timefmt::parse_tz("Asia/Shanghai")?;
+        let at = unix_to_ns(t.new_unix) + 300_000_000;
+        println!(
+            "\nnatrec lookup --ip {} --port {} --at '{}' --tz Asia/Shanghai",
+            t.public_ip,
+            t.public_port,
+            crate::timefmt::format_in(at, &bj)
+        );
+        let req = crate::query::LookupRequest {
+            ip: t.public_ip.parse()?,
+            port: Some(t.public_port),
+            proto: None,
+            at_ns: at,
+            window_ns: 0,
+            remote: None,
+        };
+        crate::query::lookup(
+            &store,
+            &req,
+            Some(&bj),
+            crate::cli::LookupFormat::Table,
+            &mut std::io::stdout().lock(),
+        )?;
     }
     println!(
         "\nTry it yourself: natrec lookup --store {} --ip IP --port PORT --at TIME",

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use natrec_capture::correlate::{Correlator, CorrelatorConfig, CorrelatorStats, Side};
 use natrec_capture::decode::{decode, LinkInfo, Skip};
 use natrec_capture::source::{CaptureFile, Packets, RawPacket};
-use natrec_storage::{Mapping, Writer, WriterStats};
+use natrec_storage::{EndReason, Mapping, Writer, WriterStats};
 
 /// How often (in packets) the writer's clock and the progress bar move.
 const PACKETS_PER_TICK: u64 = 4096;
@@ -111,6 +111,8 @@ pub struct Summary {
     pub writer: WriterStats,
     /// Mappings in final state written (one per mapping).
     pub mappings: u64,
+    /// Of those, the ones still active when the capture ended.
+    pub mappings_at_capture_end: u64,
     /// First and last packet time.
     pub span_ns: Option<(i64, i64)>,
     /// Wall time, seconds.
@@ -237,8 +239,13 @@ pub fn run(
 }
 
 fn write(writer: &mut Writer, m: &Mapping, summary: &mut Summary) -> Result<()> {
-    if m.end != natrec_storage::EndReason::Open {
-        summary.mappings += 1;
+    match m.end {
+        EndReason::Open => {}
+        EndReason::CaptureEnd => {
+            summary.mappings += 1;
+            summary.mappings_at_capture_end += 1;
+        }
+        _ => summary.mappings += 1,
     }
     writer.append(m)?;
     Ok(())
@@ -318,9 +325,8 @@ impl Summary {
         );
         let _ = writeln!(
             s,
-            "mappings:            {} ({} still open at capture end)",
-            self.mappings,
-            c.mappings_closed.saturating_sub(self.mappings)
+            "mappings:            {} ({} still active when the capture ended)",
+            self.mappings, self.mappings_at_capture_end
         );
         let unmatched = [
             ("no-outside-copy", c.unmatched_inside),
@@ -368,6 +374,7 @@ impl Summary {
             "skipped": self.skipped,
             "translated_packets": c.paired_copies / 2,
             "mappings": self.mappings,
+            "mappings_at_capture_end": self.mappings_at_capture_end,
             "unmatched": {
                 "no-outside-copy": c.unmatched_inside,
                 "no-inside-copy": c.unmatched_outside,
