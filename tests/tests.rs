@@ -133,6 +133,14 @@ fn replay(dir: &Path, captures: &[&str]) -> Output {
     natrec(&refs)
 }
 
+/// A new store with the `-i any` fixture replayed into it.
+fn replayed_any() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let o = replay(dir.path(), &[fixture("natlab.any.pcap").to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "replay: {}{}", stdout(&o), stderr(&o));
+    dir
+}
+
 fn store_arg(dir: &Path) -> String {
     dir.join("store").display().to_string()
 }
@@ -236,9 +244,7 @@ fn lookup(
 
 #[test]
 fn lookups_at_chosen_times_name_the_kernels_holder() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = replay(dir.path(), &[fixture("natlab.any.pcap").to_str().unwrap()]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let dir = replayed_any();
     let truth = truth();
     assert!(
         truth.len() >= 10,
@@ -294,9 +300,7 @@ fn lookups_at_chosen_times_name_the_kernels_holder() {
 
 #[test]
 fn lookups_when_nobody_held_the_port_exit_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = replay(dir.path(), &[fixture("natlab.any.pcap").to_str().unwrap()]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let dir = replayed_any();
     let truth = truth();
     let mut asked = 0;
     for t in &truth {
@@ -349,9 +353,7 @@ fn lookups_when_nobody_held_the_port_exit_1() {
 
 #[test]
 fn lookup_accepts_local_time_with_tz_and_shows_both_zones() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = replay(dir.path(), &[fixture("natlab.any.pcap").to_str().unwrap()]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let dir = replayed_any();
     let t = &truth()[0];
     let at = held_time(t);
     // The same instant written as Beijing wall-clock time.
@@ -453,9 +455,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 #[test]
 fn inspect_lists_sealed_partitions_and_verify_passes() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = replay(dir.path(), &[fixture("natlab.any.pcap").to_str().unwrap()]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let dir = replayed_any();
     let o = natrec(&["inspect", "--store", &store_arg(dir.path()), "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -560,14 +560,7 @@ fn a_directory_that_is_not_a_store() {
 
 #[test]
 fn impossible_query_times_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    assert_eq!(
-        code(&replay(
-            dir.path(),
-            &[fixture("natlab.any.pcap").to_str().unwrap()]
-        )),
-        0
-    );
+    let dir = replayed_any();
     let store = store_arg(dir.path());
     for (at, needle) in [
         ("2026-02-30T10:00:00Z", "2026-02-30"),
@@ -600,14 +593,7 @@ fn impossible_query_times_are_refused() {
 
 #[test]
 fn partition_with_bad_checksum_is_reported_and_others_still_answer() {
-    let dir = tempfile::tempdir().unwrap();
-    assert_eq!(
-        code(&replay(
-            dir.path(),
-            &[fixture("natlab.any.pcap").to_str().unwrap()]
-        )),
-        0
-    );
+    let dir = replayed_any();
     let parts = dir.path().join("store/partitions");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&parts)
         .unwrap()
