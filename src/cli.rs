@@ -41,46 +41,50 @@ enum Command {
     Demo(DemoArgs),
 }
 
-/// Hold times (how long the NAT keeps a mapping after its last packet) and
-/// partitioning, used when the store is created.
+/// Partitioning and hold times (how long the NAT keeps a mapping after its
+/// last packet). They apply when the store is created and are kept in its
+/// `store.json`; an existing store keeps its own (a differing option is
+/// reported, not applied).
 #[derive(Args, Debug, Clone)]
 pub struct StoreSettings {
-    /// Length of one partition (e.g. 1h, 15m, 1d). Only used when creating the store.
-    #[arg(long, default_value = "1h", value_parser = timefmt::parse_duration_secs)]
-    partition_span: u32,
-    /// How long a partition stays open for late packets after its span ends.
-    #[arg(long, default_value = "60s", value_parser = timefmt::parse_duration_secs)]
-    grace: u32,
-    /// TCP hold after FIN or RST (Linux TIME_WAIT).
-    #[arg(long, default_value = "120s", value_parser = timefmt::parse_duration_secs)]
-    hold_tcp_closed: u32,
-    /// TCP hold after the last packet of a connection not seen closing.
-    #[arg(long, default_value = "2h4m", value_parser = timefmt::parse_duration_secs)]
-    hold_tcp_open: u32,
-    /// UDP hold when no reply was seen (Linux nf_conntrack_udp_timeout).
-    #[arg(long, default_value = "30s", value_parser = timefmt::parse_duration_secs)]
-    hold_udp: u32,
-    /// UDP hold when replies were seen (Linux nf_conntrack_udp_timeout_stream).
-    #[arg(long, default_value = "120s", value_parser = timefmt::parse_duration_secs)]
-    hold_udp_stream: u32,
-    /// ICMP echo hold (Linux nf_conntrack_icmp_timeout).
-    #[arg(long, default_value = "30s", value_parser = timefmt::parse_duration_secs)]
-    hold_icmp: u32,
+    /// Length of one partition (e.g. 1h, 15m, 1d) [default: 1h].
+    #[arg(long, value_parser = timefmt::parse_duration_secs)]
+    partition_span: Option<u32>,
+    /// How long a partition stays open for late packets after its span ends [default: 60s].
+    #[arg(long, value_parser = timefmt::parse_duration_secs)]
+    grace: Option<u32>,
+    /// TCP hold after FIN or RST (Linux TIME_WAIT) [default: 120s].
+    #[arg(long, value_parser = timefmt::parse_duration_secs)]
+    hold_tcp_closed: Option<u32>,
+    /// TCP hold after the last packet of a connection not seen closing [default: 2h4m].
+    #[arg(long, value_parser = timefmt::parse_duration_secs)]
+    hold_tcp_open: Option<u32>,
+    /// UDP hold without a stream (Linux nf_conntrack_udp_timeout) [default: 30s].
+    #[arg(long, value_parser = timefmt::parse_duration_secs)]
+    hold_udp: Option<u32>,
+    /// UDP hold for a stream: replies seen and active over 2 s (nf_conntrack_udp_timeout_stream) [default: 120s].
+    #[arg(long, value_parser = timefmt::parse_duration_secs)]
+    hold_udp_stream: Option<u32>,
+    /// ICMP echo hold (Linux nf_conntrack_icmp_timeout) [default: 30s].
+    #[arg(long, value_parser = timefmt::parse_duration_secs)]
+    hold_icmp: Option<u32>,
 }
 
 impl StoreSettings {
-    fn config(&self) -> StoreConfig {
+    /// `base` with every option given on the command line applied.
+    fn apply(&self, base: StoreConfig) -> StoreConfig {
+        let h = base.hold;
         StoreConfig {
-            partition_span_s: self.partition_span,
-            grace_s: self.grace,
+            partition_span_s: self.partition_span.unwrap_or(base.partition_span_s),
+            grace_s: self.grace.unwrap_or(base.grace_s),
             hold: HoldTimes {
-                tcp_closed_s: self.hold_tcp_closed,
-                tcp_open_s: self.hold_tcp_open,
-                udp_s: self.hold_udp,
-                udp_stream_s: self.hold_udp_stream,
-                icmp_s: self.hold_icmp,
+                tcp_closed_s: self.hold_tcp_closed.unwrap_or(h.tcp_closed_s),
+                tcp_open_s: self.hold_tcp_open.unwrap_or(h.tcp_open_s),
+                udp_s: self.hold_udp.unwrap_or(h.udp_s),
+                udp_stream_s: self.hold_udp_stream.unwrap_or(h.udp_stream_s),
+                icmp_s: self.hold_icmp.unwrap_or(h.icmp_s),
             },
-            ..StoreConfig::default()
+            ..base
         }
     }
 }
@@ -358,7 +362,15 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         bail!("--inside and --outside go together: give a capture of each side of the NAT");
     }
     let inputs = crate::replay::open_inputs(&a.files, &a.inside, &a.outside)?;
-    let store = Store::open_or_create(&a.store, a.settings.config())?;
+    let store = Store::open_or_create(&a.store, a.settings.apply(StoreConfig::default()))?;
+    let stored = *store.config();
+    if a.settings.apply(stored) != stored {
+        eprintln!(
+            "natrec: note: {} keeps the partition span and hold times it was created with (store.json); \
+             the differing options given were not applied (use a new store directory to change them)",
+            store.dir().display()
+        );
+    }
     let cfg = correlator_config(
         &a.inside_prefixes,
         a.pair_window,

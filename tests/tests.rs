@@ -686,3 +686,25 @@ fn replay_twice_into_one_store_keeps_one_answer_per_mapping() {
     }
     assert_export_equals_truth(dir.path());
 }
+
+#[test]
+fn replay_into_an_existing_store_keeps_its_hold_times_and_says_so() {
+    let dir = replayed_any();
+    let store = store_arg(dir.path());
+    let f = fixture("natlab.any.pcap");
+    let o = natrec(&[
+        "replay",
+        "--quiet",
+        "--store",
+        &store,
+        "--hold-udp",
+        "999s",
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("were not applied"), "{}", stderr(&o));
+    let json: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("store/store.json")).unwrap())
+            .unwrap();
+    assert_ne!(json["hold"]["udp_s"], 999);
+}
