@@ -181,7 +181,13 @@ pub fn lookup(
                     hold_summary(store)
                 )?;
             }
+            if !outcome.gaps.is_empty() {
+                writeln!(out, "WARNING: {}", gaps_warning(&outcome.gaps))?;
+            }
         }
+    }
+    if !outcome.gaps.is_empty() {
+        eprintln!("natrec: warning: {}", gaps_warning(&outcome.gaps));
     }
     for e in &outcome.errors {
         eprintln!("natrec: {e}");
@@ -195,6 +201,35 @@ pub fn lookup(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// How many gap records to name one by one in a warning; the rest are summed.
+const GAPS_SHOWN_MAX: usize = 5;
+
+/// One line about the intervals with lost packets overlapping a question.
+pub fn gaps_warning(gaps: &[natrec_storage::Gap]) -> String {
+    let total: u64 = gaps.iter().map(|g| g.count).sum();
+    let mut parts: Vec<String> = gaps
+        .iter()
+        .take(GAPS_SHOWN_MAX)
+        .map(|g| {
+            format!(
+                "{} {} packets {}..{}",
+                g.kind.name(),
+                g.count,
+                format_utc(g.from_ns),
+                format_utc(g.to_ns)
+            )
+        })
+        .collect();
+    if gaps.len() > GAPS_SHOWN_MAX {
+        parts.push(format!("and {} more", gaps.len() - GAPS_SHOWN_MAX));
+    }
+    format!(
+        "the recorder lost {total} packets in {} interval(s) overlapping this time ({}); the answer may be incomplete",
+        gaps.len(),
+        parts.join(", ")
+    )
 }
 
 fn hold_summary(store: &Store) -> String {
@@ -283,6 +318,13 @@ pub fn export(
             ExportFormat::Csv => writeln!(out, "{}", csv_row(&v, tz.is_some())).map_err(io_err),
         }
     })?;
+    let (gaps, gap_errors) = store
+        .reader()
+        .gaps(from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
+    if !gaps.is_empty() {
+        eprintln!("natrec: warning: {}", gaps_warning(&gaps));
+    }
+    let errors: Vec<_> = errors.into_iter().chain(gap_errors).collect();
     for e in &errors {
         eprintln!("natrec: {e}");
     }

@@ -48,6 +48,7 @@
 mod error;
 pub mod format;
 mod fsutil;
+pub mod gaps;
 #[allow(unsafe_code)]
 mod mmap;
 pub mod model;
@@ -57,6 +58,7 @@ mod store;
 mod writer;
 
 pub use error::StoreError;
+pub use gaps::{Gap, GapKind};
 pub use model::{
     EndReason, HoldTimes, Mapping, Proto, UnixNanos, FLAG_MIDFLOW, NANOS_PER_SEC,
     UDP_STREAM_AFTER_NS,

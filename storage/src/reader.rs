@@ -66,8 +66,11 @@ pub struct Holder {
 pub struct LookupOutcome {
     /// Holders, deduplicated by natural key, sorted by `first_ns`.
     pub holders: Vec<Holder>,
-    /// One error per partition that could not be (fully) read.
+    /// One error per partition (or gap file) that could not be (fully) read.
     pub errors: Vec<StoreError>,
+    /// Intervals overlapping the window in which the recorder lost packets
+    /// (docs/FORMAT.md, "Gaps"): the answer may be incomplete there.
+    pub gaps: Vec<crate::Gap>,
 }
 
 /// Sealed or active.
@@ -271,6 +274,9 @@ impl Reader {
         }
         best.retain(|_, h| self.overlaps(&h.mapping, q.from_ns, q.to_ns));
         out.holders = sorted(best);
+        let (gaps, errors) = self.gaps(q.from_ns, q.to_ns);
+        out.gaps = gaps;
+        out.errors.extend(errors);
         Ok(out)
     }
 
@@ -345,6 +351,18 @@ impl Reader {
         Ok(errors)
     }
 
+    /// Gaps (intervals with lost packets) overlapping `[from_ns, to_ns]`,
+    /// sorted by start, and the gap files that could not be read.
+    pub fn gaps(&self, from_ns: i64, to_ns: i64) -> (Vec<crate::Gap>, Vec<StoreError>) {
+        crate::gaps::read_overlapping(self.store_dir(), self.span_ns, from_ns, to_ns)
+    }
+
+    fn store_dir(&self) -> &std::path::Path {
+        self.parts
+            .parent()
+            .expect("partitions/ is inside the store")
+    }
+
     /// Every partition file with its counts and a header/footer check.
     pub fn partitions(&self) -> Result<Vec<PartitionInfo>, StoreError> {
         let mut out = Vec::new();
@@ -407,6 +425,11 @@ impl Reader {
                 Err(e) => errors.push(e),
             }
         }
+        errors.extend(
+            crate::gaps::verify_all(self.store_dir())
+                .into_iter()
+                .filter_map(|(_, _, e)| e),
+        );
         Ok(errors)
     }
 }

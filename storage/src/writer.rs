@@ -11,6 +11,7 @@ use crate::format::{
     file_name, natural_key, supersedes, FileKind, Record, EVENT_NS_MAX, RECORD_SIZE, SF_CARRIED,
     SF_LATE,
 };
+use crate::gaps::{Gap, GapLog};
 use crate::model::{EndReason, Mapping, UnixNanos};
 use crate::partition::{write_sealed, ActiveLog, SealedView};
 use crate::store::{list_partitions, StoreConfig, PARTITIONS_DIR, STORE_LOCK};
@@ -45,6 +46,9 @@ pub struct WriterStats {
     /// Partitions whose seal was interrupted after publishing and whose
     /// carry was finished when the writer opened.
     pub recovered_carries: u64,
+    /// Gap records appended by [`Writer::append_gap`] (before splitting at
+    /// partition boundaries).
+    pub gaps_appended: u64,
 }
 
 /// Appends mappings to a store. Only one exists per store (`store.lock`).
@@ -60,6 +64,7 @@ pub struct Writer {
     sealed_max: BTreeMap<i64, u32>,
     last_flush: Instant,
     stats: WriterStats,
+    gaps: GapLog,
 }
 
 impl std::fmt::Debug for Writer {
@@ -141,6 +146,7 @@ impl Writer {
             }
         }
         let parts = dir.join(PARTITIONS_DIR);
+        let gaps = GapLog::new(&dir, cfg.span_ns());
         let mut w = Writer {
             parts,
             cfg,
@@ -151,6 +157,7 @@ impl Writer {
             sealed_max: BTreeMap::new(),
             last_flush: Instant::now(),
             stats: WriterStats::default(),
+            gaps,
         };
         w.recover()?;
         Ok(w)
@@ -275,6 +282,22 @@ impl Writer {
         self.log_for(target)?.append(&rec)?;
         self.stats.records_appended += 1;
         self.stats.bytes_written += RECORD_SIZE as u64;
+        Ok(())
+    }
+
+    /// Records that packets were lost in `[gap.from_ns, gap.to_ns]` (kernel,
+    /// interface, natrec's own queues), so lookups in that interval say
+    /// their answer may be incomplete. Durable on return (fsync); split at
+    /// partition boundaries (docs/FORMAT.md, "Gaps").
+    pub fn append_gap(&mut self, gap: &Gap) -> Result<(), StoreError> {
+        if gap.from_ns > gap.to_ns {
+            return Err(StoreError::BadMapping {
+                path: self.parts.clone(),
+                detail: format!("gap from {} after to {}", gap.from_ns, gap.to_ns),
+            });
+        }
+        self.gaps.append(gap)?;
+        self.stats.gaps_appended += 1;
         Ok(())
     }
 
