@@ -36,6 +36,9 @@ enum Command {
     Inspect(InspectArgs),
     /// Check every checksum of every partition. Exit 0: all good; 2: damage found.
     Verify(InspectArgs),
+    /// Record live on the NAT host (feature `live`): capture the inside and outside
+    /// interfaces, store every mapping, until SIGTERM.
+    Record(crate::record::RecordArgs),
     /// Replay the bundled capture from a real Linux NAT into a temporary store
     /// and answer sample traceback questions against the kernel's own record.
     Demo(DemoArgs),
@@ -308,6 +311,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::query::verify(&store, a.json, &mut std::io::stdout().lock())
         }
         Command::Demo(a) => crate::demo::run(a.store.as_deref()),
+        Command::Record(a) => record(a),
+    }
+}
+
+fn record(a: crate::record::RecordArgs) -> Result<ExitCode> {
+    let merged = crate::record::load(a)?;
+    let check = merged.check_config;
+    let settings = crate::record::resolve(&merged)?;
+    if check {
+        print!("{}", crate::record::explain(&settings));
+        println!("configuration valid");
+        return Ok(ExitCode::SUCCESS);
+    }
+    #[cfg(feature = "live")]
+    {
+        crate::live::run(settings)
+    }
+    #[cfg(not(feature = "live"))]
+    {
+        bail!("this natrec was built without live capture; build it with `cargo install --features live` (needs libpcap-dev)")
     }
 }
 

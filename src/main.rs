@@ -7,7 +7,10 @@
 
 mod cli;
 mod demo;
+#[cfg(feature = "live")]
+mod live;
 mod query;
+mod record;
 mod replay;
 mod timefmt;
 

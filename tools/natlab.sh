@@ -4,6 +4,15 @@
 #
 #   usage: sudo tools/natlab.sh OUTDIR [NAME]      (NAME defaults to "natlab")
 #
+# Environment (optional):
+#   NATLAB_PREFIX   namespace name prefix (default nrlab-), so two labs can run at once
+#   NATLAB_DURING   a command run inside the NAT namespace while the traffic flows
+#                   (e.g. `natrec record ...`); started before the first case, given
+#                   NATLAB_DURING_READY seconds to print NATLAB_DURING_READY_TEXT on
+#                   stderr, stopped with SIGTERM (by PID) after the last case and
+#                   waited for (at most 30 s); its stderr goes to OUTDIR/NAME.during.log
+#                   and its exit code to OUTDIR/NAME.during.rc
+#
 # All traffic stays inside the nrlab-* namespaces created here; addresses are
 # only 100.64.0.0/10 (inside), 203.0.113.0/24 (NAT public) and 198.51.100.0/24
 # (remote servers).  IPv6 is disabled in every namespace.  On any exit the
@@ -14,7 +23,13 @@ OUTDIR=${1:?usage: natlab.sh OUTDIR [NAME]}
 NAME=${2:-natlab}
 HERE=$(cd "$(dirname "$0")" && pwd)
 HELP=$HERE/natlab
-NS_SUB=nrlab-sub NS_NAT=nrlab-nat NS_REM=nrlab-remote
+PFX=${NATLAB_PREFIX:-nrlab-}
+case "$PFX" in *[!a-z0-9-]*|'') echo "natlab.sh: NATLAB_PREFIX must be [a-z0-9-]+" >&2; exit 1;; esac
+NS_SUB=${PFX}sub NS_NAT=${PFX}nat NS_REM=${PFX}remote
+DURING=${NATLAB_DURING:-}
+DURING_READY=${NATLAB_DURING_READY:-20}
+DURING_READY_TEXT=${NATLAB_DURING_READY_TEXT:-recording}
+DURING_PID=
 ALL_NS="$NS_SUB $NS_NAT $NS_REM"
 WORK=$(mktemp -d /tmp/nrlab.XXXXXX)
 PIDS=()          # every background process we start (killed by PID only)
@@ -30,10 +45,11 @@ cleanup() {
     local rc=$?
     set +e
     for p in "${TCPDUMP_PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
+    [ -n "$DURING_PID" ] && kill -TERM "$DURING_PID" 2>/dev/null
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     sleep 0.3
-    for p in "${PIDS[@]}" "${TCPDUMP_PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; done
-    for p in "${PIDS[@]}" "${TCPDUMP_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}" "${TCPDUMP_PIDS[@]}" $DURING_PID; do kill -KILL "$p" 2>/dev/null; done
+    for p in "${PIDS[@]}" "${TCPDUMP_PIDS[@]}" $DURING_PID; do wait "$p" 2>/dev/null; done
     for ns in $ALL_NS; do ip netns del "$ns" 2>/dev/null; done
     rm -rf "$WORK"
     exit $rc
@@ -172,6 +188,18 @@ for ifc in any nat-in nat-out; do
     for i in $(seq 50); do grep -q 'listening on' "$WORK/tcpdump.$ifc.err" 2>/dev/null && break; sleep 0.1; done
     grep -q 'listening on' "$WORK/tcpdump.$ifc.err" || { log "tcpdump on $ifc did not start"; cat "$WORK/tcpdump.$ifc.err" >&2; exit 1; }
 done
+if [ -n "$DURING" ]; then
+    # word splitting of $DURING is intended (a command line)
+    ip netns exec $NS_NAT $DURING 2> "$OUTDIR/$NAME.during.log" &
+    DURING_PID=$!
+    for i in $(seq $((DURING_READY * 10))); do
+        grep -q "$DURING_READY_TEXT" "$OUTDIR/$NAME.during.log" 2>/dev/null && break
+        kill -0 "$DURING_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    grep -q "$DURING_READY_TEXT" "$OUTDIR/$NAME.during.log" || { log "NATLAB_DURING did not get ready"; cat "$OUTDIR/$NAME.during.log" >&2; exit 1; }
+    log "NATLAB_DURING running (pid $DURING_PID)"
+fi
 sleep 0.5
 CAP_START=$(date +%s.%N)
 log "capture running"
@@ -239,6 +267,15 @@ CAP_END=$(date +%s.%N)
 for p in "${TCPDUMP_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
 for p in "${TCPDUMP_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 TCPDUMP_PIDS=()
+if [ -n "$DURING_PID" ]; then
+    kill -TERM "$DURING_PID" 2>/dev/null || true
+    for i in $(seq 300); do kill -0 "$DURING_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$DURING_PID" 2>/dev/null && { log "NATLAB_DURING still running 30 s after SIGTERM: SIGKILL"; kill -KILL "$DURING_PID"; }
+    rc=0; wait "$DURING_PID" || rc=$?
+    echo "$rc" > "$OUTDIR/$NAME.during.rc"
+    DURING_PID=""
+    log "NATLAB_DURING stopped by SIGTERM, exit code $rc"
+fi
 for ifc in any nat-in nat-out; do log "tcpdump $ifc: $(tr '\n' ' ' < "$WORK/tcpdump.$ifc.err")"; done
 log "capture stopped; waiting for DESTROY events"
 
@@ -258,7 +295,11 @@ python3 "$HELP/truth.py" "$EVENTS" "$OUTDIR/$NAME.truth.jsonl" "$OUTDIR/$NAME.un
 cp "$EVENTS" "$OUTDIR/$NAME.conntrack.log"
 
 # ---------------------------------------------------------------- meta
-for ns in $ALL_NS; do ip -n "$ns" -j link show > "$WORK/links.$ns.json"; ip -n "$ns" -j -4 addr show > "$WORK/addrs.$ns.json"; done
+# meta.py knows the namespaces by their default (logical) names, whatever NATLAB_PREFIX is
+for pair in "nrlab-sub $NS_SUB" "nrlab-nat $NS_NAT" "nrlab-remote $NS_REM"; do
+    set -- $pair
+    ip -n "$2" -j link show > "$WORK/links.$1.json"; ip -n "$2" -j -4 addr show > "$WORK/addrs.$1.json"
+done
 nsx $NS_NAT iptables-save -t nat > "$WORK/nat.rules"
 python3 "$HELP/meta.py" --work "$WORK" --out "$OUTDIR/$NAME.meta.json" --name "$NAME" \
     --truth-mode "$TRUTH_MODE" --reap-interval "$REAP_INTERVAL" --cap-start "$CAP_START" --cap-end "$CAP_END" \

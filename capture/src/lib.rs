@@ -6,6 +6,8 @@
 //! - [`decode`]: [`decode::decode`] turns one packet's bytes into a [`decode::Decoded`] summary
 //!   (addresses, ports or ICMP identifier, IP id, TCP seq/ack/flags, payload fingerprint), or says
 //!   why it was skipped ([`decode::Skip`]). It is a pure function: no I/O, no allocation.
+//! - `live` (feature `live`, needs libpcap): `live::LiveCapture` reads packets from an
+//!   interface through libpcap and yields the same fields as a capture file.
 //!
 //! ```no_run
 //! use natrec_capture::{decode::decode, source::CaptureFile};
@@ -28,4 +30,6 @@
 
 pub mod correlate;
 pub mod decode;
+#[cfg(feature = "live")]
+pub mod live;
 pub mod source;
