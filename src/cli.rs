@@ -39,6 +39,9 @@ enum Command {
     /// Record live on the NAT host (feature `live`): capture the inside and outside
     /// interfaces, store every mapping, until SIGTERM.
     Record(crate::record::RecordArgs),
+    /// Is a recorder writing this store, what is in it, what was lost in the last 24 h.
+    /// Exit 0: recording, nothing lost; 1: not recording or packets lost; 2: error.
+    Status(StatusArgs),
     /// Replay the bundled capture from a real Linux NAT into a temporary store
     /// and answer sample traceback questions against the kernel's own record.
     Demo(DemoArgs),
@@ -239,6 +242,16 @@ struct InspectArgs {
 }
 
 #[derive(Args, Debug)]
+struct StatusArgs {
+    /// Store directory.
+    #[arg(long)]
+    store: PathBuf,
+    /// The recorder's metrics endpoint (IP:PORT), or `off`.
+    #[arg(long, default_value = crate::record::METRICS_ADDR_DEFAULT)]
+    metrics_addr: String,
+}
+
+#[derive(Args, Debug)]
 struct DemoArgs {
     /// Keep the demo store in this directory instead of a temporary one.
     #[arg(long)]
@@ -312,6 +325,17 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Demo(a) => crate::demo::run(a.store.as_deref()),
         Command::Record(a) => record(a),
+        Command::Status(a) => {
+            let store = open_store(&a.store)?;
+            let addr = match a.metrics_addr.as_str() {
+                "off" => None,
+                s => Some(
+                    s.parse()
+                        .with_context(|| format!("--metrics-addr '{s}' is not IP:PORT or off"))?,
+                ),
+            };
+            crate::status::run(&store, addr, &mut std::io::stdout().lock())
+        }
     }
 }
 

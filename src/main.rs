@@ -12,6 +12,7 @@ mod live;
 mod query;
 mod record;
 mod replay;
+mod status;
 mod timefmt;
 
 use std::process::ExitCode;

@@ -929,3 +929,137 @@ wait
         );
     }
 }
+
+#[test]
+fn record_check_config_explains_and_refuses_what_it_must() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/systemd/natrec.toml");
+    let o = natrec(&[
+        "record",
+        "--config",
+        example.to_str().unwrap(),
+        "--check-config",
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    for needle in [
+        "configuration valid",
+        "queue_batches_max:",
+        "retention:                 180 days",
+        "eth1 (Inside",
+    ] {
+        assert!(stdout(&o).contains(needle), "{needle}: {}", stdout(&o));
+    }
+    // A flag wins over the file.
+    let o = natrec(&[
+        "record",
+        "--config",
+        example.to_str().unwrap(),
+        "--retention-days",
+        "59",
+        "--check-config",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("Art. 13"), "{}", stderr(&o));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "store = \"/tmp/s\"\ninterface = \"any\"\nqueue_batches = 3\n",
+    )
+    .unwrap();
+    let o = natrec(&[
+        "record",
+        "--config",
+        bad.to_str().unwrap(),
+        "--check-config",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        stderr(&o).contains("queue_batches"),
+        "names the key: {}",
+        stderr(&o)
+    );
+    let o = natrec(&[
+        "record",
+        "--config",
+        "/nonexistent/natrec.toml",
+        "--check-config",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("no such file"), "{}", stderr(&o));
+    let o = natrec(&[
+        "record",
+        "--config",
+        "/dev/null",
+        "--store",
+        "/tmp/s",
+        "--check-config",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stderr(&o).contains("--inside-interface"), "{}", stderr(&o));
+}
+
+/// A gap (packets the recorder lost) overlapping a lookup: holders found →
+/// exit 0 with a warning on stderr (JSON stdout unchanged); nobody found →
+/// exit 1 with the warning; the table says it too.
+#[test]
+fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
+    let dir = replayed_any();
+    let t = &truth()[0];
+    let at = held_time(t);
+    let (c, rows, err) = lookup(dir.path(), &t.public_ip, t.public_port, at, &[]);
+    assert_eq!((c, err.contains("lost")), (0, false), "{err}");
+    let before = rows.len();
+    {
+        let store = natrec_storage::Store::open(&dir.path().join("store")).unwrap();
+        let mut w = store.writer().unwrap();
+        w.append_gap(&natrec_storage::Gap {
+            from_ns: at - 1_000_000_000,
+            to_ns: at + 1_000_000_000,
+            count: 42,
+            kind: natrec_storage::GapKind::Kernel,
+        })
+        .unwrap();
+    }
+    let (c, rows, err) = lookup(dir.path(), &t.public_ip, t.public_port, at, &[]);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(rows.len(), before, "JSON output unchanged");
+    assert!(
+        err.contains("warning")
+            && err.contains("kernel 42 packets")
+            && err.contains("may be incomplete"),
+        "{err}"
+    );
+    // Nobody held port 1 then: exit 1, and the warning says the answer may be incomplete.
+    let (c, rows, err) = lookup(dir.path(), &t.public_ip, 1, at, &[]);
+    assert_eq!((c, rows.len()), (1, 0));
+    assert!(err.contains("may be incomplete"), "{err}");
+    let at_s = format!("{}.{:09}", at / 1_000_000_000, at % 1_000_000_000);
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store_arg(dir.path()),
+        "--ip",
+        &t.public_ip,
+        "--port",
+        "1",
+        "--at",
+        &at_s,
+    ]);
+    assert!(
+        stdout(&o).contains("WARNING: the recorder lost 42 packets"),
+        "{}",
+        stdout(&o)
+    );
+    // Outside the gap: no warning.
+    let (_, _, err) = lookup(
+        dir.path(),
+        &t.public_ip,
+        t.public_port,
+        at + 5_000_000_000,
+        &[],
+    );
+    assert!(!err.contains("lost"), "{err}");
+    let o = natrec(&["verify", "--store", &store_arg(dir.path())]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+}
