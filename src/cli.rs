@@ -38,7 +38,7 @@ enum Command {
     Verify(InspectArgs),
     /// Record live on the NAT host (feature `live`): capture the inside and outside
     /// interfaces, store every mapping, until SIGTERM.
-    Record(crate::record::RecordArgs),
+    Record(Box<crate::record::RecordArgs>),
     /// Is a recorder writing this store, what is in it, what was lost in the last 24 h.
     /// Exit 0: recording, nothing lost; 1: not recording or packets lost; 2: error.
     Status(StatusArgs),
@@ -324,7 +324,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::query::verify(&store, a.json, &mut std::io::stdout().lock())
         }
         Command::Demo(a) => crate::demo::run(a.store.as_deref()),
-        Command::Record(a) => record(a),
+        Command::Record(a) => record(*a),
         Command::Status(a) => {
             let store = open_store(&a.store)?;
             let addr = match a.metrics_addr.as_str() {

@@ -486,7 +486,7 @@ fn capture_thread(mut cap: LiveCapture, c: CaptureCtx) {
         if c.stop.load(Relaxed) {
             break;
         }
-        match cap.next() {
+        match cap.next_packet() {
             Ok(Some(p)) => {
                 let start = batch.data.len() as u32;
                 batch.data.extend_from_slice(p.data);

@@ -203,7 +203,7 @@ fn dur_s(key: &str, v: &Option<String>, default: u32) -> Result<u32> {
     v.as_deref()
         .map(timefmt::parse_duration_secs)
         .transpose()
-        .with_context(|| format!("{key}"))
+        .with_context(|| key.to_string())
         .map(|x| x.unwrap_or(default))
 }
 
@@ -310,7 +310,7 @@ pub fn resolve(a: &RecordArgs) -> Result<Settings> {
     let span = store_cfg.partition_span_s;
     if !(natrec_storage::PARTITION_SPAN_S_MIN..=natrec_storage::PARTITION_SPAN_S_MAX)
         .contains(&span)
-        || !(86_400 % span == 0 || span % 86_400 == 0)
+        || !(86_400 % span == 0 || span.is_multiple_of(86_400))
     {
         bail!(
             "partition_span {span} s: must be 60 s .. 7 days and divide a day (or be whole days)"

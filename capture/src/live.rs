@@ -28,7 +28,7 @@ pub struct LiveConfig {
     /// Kernel capture buffer (ring) size in bytes.
     pub buffer_bytes: u32,
     /// Longest time (ms) the kernel holds a partly filled block before
-    /// delivering it; also how often [`LiveCapture::next`] returns `None`
+    /// delivering it; also how often [`LiveCapture::next_packet`] returns `None`
     /// on an idle link.
     pub timeout_ms: u32,
     /// BPF filter program (tcpdump syntax); empty = everything.
@@ -169,7 +169,7 @@ impl LiveCapture {
 
     /// The next packet, or `Ok(None)` when none is ready; after a `None`,
     /// the next call first waits up to `timeout_ms` for one.
-    pub fn next(&mut self) -> Result<Option<LivePacket<'_>>, LiveError> {
+    pub fn next_packet(&mut self) -> Result<Option<LivePacket<'_>>, LiveError> {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::AsFd;
         let linktype = self.linktype;
@@ -183,9 +183,11 @@ impl LiveCapture {
             Ok(p) => {
                 self.idle = false;
                 // With Precision::Nano, tv_usec holds nanoseconds.
-                let ts_ns = (p.header.ts.tv_sec as i64)
+                // time_t / suseconds_t are i64 on 64-bit Linux, narrower elsewhere.
+                #[allow(clippy::useless_conversion)]
+                let ts_ns = i64::from(p.header.ts.tv_sec)
                     .saturating_mul(1_000_000_000)
-                    .saturating_add(p.header.ts.tv_usec as i64);
+                    .saturating_add(i64::from(p.header.ts.tv_usec));
                 Ok(Some(LivePacket {
                     ts_ns,
                     linktype,

@@ -308,7 +308,7 @@ impl GapLog {
         let (len, n) = match self.checked.get(&start) {
             Some(&c) => c,
             None => {
-                let c = if path.exists() {
+                if path.exists() {
                     match read_file(&path, start) {
                         Ok((gaps, len)) => (len, gaps.len() as u64),
                         // A header that never became durable (crash right
@@ -323,8 +323,7 @@ impl GapLog {
                     }
                 } else {
                     (0, 0)
-                };
-                c
+                }
             }
         };
         let mut f = OpenOptions::new()
