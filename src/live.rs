@@ -16,9 +16,10 @@
 //!   seals partitions on the wall clock (`Writer::advance`, also when idle).
 //!
 //! SIGTERM/SIGINT: capture threads stop, the correlator drains its buffer
-//! and writes the current state of every active flow (still `Open`:
-//! held until further notice), the writer flushes. Partitions stay active;
-//! a restart resumes them. SIGHUP reopens the log file.
+//! and closes every active flow as `capture-end` at its last packet, the
+//! writer flushes. Partitions stay active; a restart resumes them (closing
+//! what a crash left open, and writing a `recorder-down` gap). SIGHUP
+//! reopens the log file.
 
 use std::collections::{BinaryHeap, HashMap};
 use std::io::{Read, Write};
@@ -735,14 +736,17 @@ fn correlate_thread(mut c: CorrelateCtx) -> Result<()> {
             break;
         }
     }
-    // Stopping: the flows go on without us. Write their state so far, still
-    // open (held until further notice); nothing is closed.
-    c.correlator.checkpoint(&mut out);
+    // Stopping: we stop seeing the flows. Each active mapping is closed as
+    // `capture-end` at its last packet, so it stays findable for its hold
+    // time after that (and no longer: a restart sees continuing flows anew).
+    c.correlator.finish(&mut out);
     let n = out.len();
     if !out.is_empty() {
         send(&c.tx, ToWriter::Mappings(out))?;
     }
-    log(&format!("correlator drained; {n} active mapping(s) written in their current state (open: held until further notice)"));
+    log(&format!(
+        "correlator drained; {n} active mapping(s) closed as capture-end at their last packet"
+    ));
     Ok(())
 }
 
@@ -892,7 +896,32 @@ pub fn run(s: Settings) -> Result<ExitCode> {
     }
     let mut correlator_cfg = s.correlator.clone();
     correlator_cfg.hold = store.config().hold;
-    let writer = store.writer()?;
+    let mut writer = store.writer()?;
+    // A previous recorder that crashed left mappings open (held until further
+    // notice, carried forward forever) and stopped seeing packets at about the
+    // time of its last record: close those as capture-end at their last packet,
+    // and say the recorder was down from then until now.
+    let (unclosed, last_record_ns) = writer.unclosed()?;
+    for m in &unclosed {
+        writer.append(&natrec_storage::Mapping {
+            end: natrec_storage::EndReason::CaptureEnd,
+            ..*m
+        })?;
+    }
+    let started = now_ns();
+    if let Some(t) = last_record_ns.filter(|t| *t < started) {
+        writer.append_gap(&Gap {
+            from_ns: t,
+            to_ns: started,
+            count: 0,
+            kind: GapKind::Down,
+        })?;
+        log(&format!(
+            "resuming: the store's last record is from {}; written as a recorder-down gap until now; {} mapping(s) left open by a crash closed as capture-end",
+            crate::timefmt::format_utc(t),
+            unclosed.len()
+        ));
+    }
     let ws = writer.stats();
     log(&format!(
         "recording {} into {} (resumed: {} torn slots zeroed, {} interrupted carries finished)",

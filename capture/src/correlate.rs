@@ -624,21 +624,6 @@ impl Correlator {
         }
     }
 
-    /// The recorder is stopping but the flows go on (live capture, SIGTERM):
-    /// appends the current state of every active flow — `Open` (held until
-    /// further notice), or FIN/RST if the connection was seen closing — with
-    /// its packets so far, in order of first packet. Nothing is closed as
-    /// idle or capture-end: the recorder did not see these flows end.
-    pub fn checkpoint(&self, out: &mut Vec<Mapping>) {
-        let mut flows: Vec<&Flow> = self.flows.values().collect();
-        flows.sort_by_key(|f| (f.mapping.first_ns, f.mapping.internal, f.mapping.remote));
-        for f in flows {
-            let mut m = f.mapping;
-            m.end = closed_reason(f);
-            out.push(m);
-        }
-    }
-
     /// The capture ended: every copy still waiting is counted unmatched and
     /// every active flow is closed with [`EndReason::CaptureEnd`] (or FIN/RST
     /// when the connection was closed), in order of first packet.
@@ -805,34 +790,6 @@ mod tests {
         assert_eq!(m.flags & FLAG_MIDFLOW, 0);
         assert_eq!(stats.paired_copies, 12);
         assert_eq!(stats.unmatched_inside + stats.unmatched_outside, 0);
-    }
-
-    #[test]
-    fn checkpoint_writes_current_state_without_closing() {
-        // Only the first three packets (SYN, SYN-ACK, ACK): still open.
-        let ev = tcp_conn(
-            10 * S,
-            "100.64.0.2:40001",
-            "203.0.113.1:40001",
-            "198.51.100.10:80",
-            100,
-            false,
-        );
-        let mut c = Correlator::new(CorrelatorConfig::default());
-        let mut out = Vec::new();
-        for (ts, side, p) in &ev[..6] {
-            c.push(*ts, *side, p, &mut out);
-        }
-        assert_eq!(out.len(), 1);
-        out.clear();
-        c.checkpoint(&mut out);
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].end, EndReason::Open);
-        assert_eq!((out[0].packets_out, out[0].packets_in), (2, 1));
-        assert_eq!(out[0].last_ns, 10 * S + 20 * MS);
-        // Nothing was closed: the flow is still there.
-        assert_eq!(c.stats().flows_active, 1);
-        assert_eq!(c.stats().mappings_closed, 0);
     }
 
     #[test]

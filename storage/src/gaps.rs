@@ -52,6 +52,9 @@ pub enum GapKind {
     /// The capture stopped with an error (interface gone, ...); count 0 when
     /// unknown.
     Capture,
+    /// The recorder was not running (stopped or crashed) between the last
+    /// record it wrote and its restart; count 0 (unknown).
+    Down,
 }
 
 impl GapKind {
@@ -63,6 +66,7 @@ impl GapKind {
             GapKind::Queue => 3,
             GapKind::Correlator => 4,
             GapKind::Capture => 5,
+            GapKind::Down => 6,
         }
     }
     /// From the on-disk code.
@@ -73,6 +77,7 @@ impl GapKind {
             3 => GapKind::Queue,
             4 => GapKind::Correlator,
             5 => GapKind::Capture,
+            6 => GapKind::Down,
             _ => return None,
         })
     }
@@ -84,6 +89,7 @@ impl GapKind {
             GapKind::Queue => "queue",
             GapKind::Correlator => "correlator",
             GapKind::Capture => "capture",
+            GapKind::Down => "recorder-down",
         }
     }
 }

@@ -391,6 +391,36 @@ impl Writer {
         self.flush()
     }
 
+    /// What a previous writer left unfinished in the active partitions:
+    /// the mappings whose latest state is still `Open` (never closed: the
+    /// recorder crashed), and the latest time any record there names (about
+    /// when that writer stopped). A recorder closes those mappings on start,
+    /// so they are not carried forward as held forever.
+    pub fn unclosed(&self) -> Result<(Vec<Mapping>, Option<UnixNanos>), StoreError> {
+        let mut best: std::collections::HashMap<crate::format::NaturalKey, Mapping> =
+            std::collections::HashMap::new();
+        let mut latest: Option<UnixNanos> = None;
+        for log in self.active.values() {
+            for r in log.records()? {
+                let m = r.decode().expect("records are validated when read");
+                latest = Some(latest.map_or(m.last_ns, |l: i64| l.max(m.last_ns)));
+                let k = crate::format::natural_key(&m);
+                match best.get(&k) {
+                    Some(b) if !crate::format::supersedes(&m, b) => {}
+                    _ => {
+                        best.insert(k, m);
+                    }
+                }
+            }
+        }
+        let mut open: Vec<Mapping> = best
+            .into_values()
+            .filter(|m| m.end == EndReason::Open)
+            .collect();
+        open.sort_by_key(|m| (m.first_ns, m.internal, m.remote));
+        Ok((open, latest))
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> WriterStats {
         self.stats

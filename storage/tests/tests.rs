@@ -849,6 +849,67 @@ mod recovery {
     }
 }
 
+mod unclosed {
+    use super::*;
+
+    /// A recorder that crashed left a mapping `Open` and another closed: the
+    /// next writer is told about the open one (to close it) and about the
+    /// latest time its predecessor recorded.
+    #[test]
+    fn a_new_writer_is_told_what_a_crashed_one_left_open() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:1000",
+            "203.0.113.1:1000",
+            T0 + 10 * S,
+            T0 + 10 * S,
+            EndReason::Open,
+        );
+        let closed_first = mapping(
+            Proto::Udp,
+            "100.64.0.3:53",
+            "203.0.113.1:2000",
+            T0 + 20 * S,
+            T0 + 20 * S,
+            EndReason::Open,
+        );
+        let closed = Mapping {
+            last_ns: T0 + 25 * S,
+            end: EndReason::Idle,
+            ..closed_first
+        };
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&open).unwrap();
+            w.append(&closed_first).unwrap();
+            w.append(&closed).unwrap();
+            let (left, latest) = w.unclosed().unwrap();
+            assert_eq!(left, vec![open]);
+            assert_eq!(latest, Some(T0 + 25 * S));
+        }
+        let mut w = store.writer().unwrap();
+        let (left, latest) = w.unclosed().unwrap();
+        assert_eq!(left, vec![open], "after a restart too");
+        assert_eq!(latest, Some(T0 + 25 * S));
+        // Closing it: nothing is left open, and a lookup long after its hold
+        // no longer names it.
+        w.append(&Mapping {
+            end: EndReason::CaptureEnd,
+            ..open
+        })
+        .unwrap();
+        assert!(w.unclosed().unwrap().0.is_empty());
+        w.seal_all().unwrap();
+        let (held, errors) = lookup_at(&store, "203.0.113.1:1000", T0 + 3 * H);
+        assert!(errors.is_empty() && held.is_empty(), "{held:?}");
+        let (held, _) = lookup_at(&store, "203.0.113.1:1000", T0 + 11 * S);
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].mapping.end, EndReason::CaptureEnd);
+    }
+}
+
 mod concurrent {
     use super::*;
 
