@@ -421,6 +421,11 @@ impl Writer {
         Ok((open, latest))
     }
 
+    /// Partition segments open for appending now.
+    pub fn active_partitions(&self) -> usize {
+        self.active.len()
+    }
+
     /// Counters since open.
     pub fn stats(&self) -> WriterStats {
         self.stats
