@@ -187,7 +187,7 @@ impl Rng {
         z ^ (z >> 31)
     }
     fn below(&mut self, n: u32) -> u32 {
-        ((self.next() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next() >> 32) * u64::from(n)) >> 32) as u32
     }
     fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
@@ -216,6 +216,9 @@ struct Pkt {
     ack: u32,
     payload_len: u16,
 }
+
+/// A copy to write: (ts, order, flow slot, packet index, post copy?).
+type CopyEvent = (i64, u64, u32, u16, bool);
 
 struct Flow {
     id: u64,
@@ -513,7 +516,7 @@ impl Out {
             17 => {
                 b.extend_from_slice(&src.1.to_be_bytes());
                 b.extend_from_slice(&dst.1.to_be_bytes());
-                b.extend_from_slice(&((8 + pk.payload_len) as u16).to_be_bytes());
+                b.extend_from_slice(&(8 + pk.payload_len).to_be_bytes());
                 b.extend_from_slice(&[0, 0]);
             }
             _ => {
@@ -582,7 +585,7 @@ fn main() -> Result<()> {
     );
 
     // Min-heap of copies to write: (ts, order, flow slot, packet, post copy?).
-    let mut heap: BinaryHeap<Reverse<(i64, u64, u32, u16, bool)>> = BinaryHeap::new();
+    let mut heap: BinaryHeap<Reverse<CopyEvent>> = BinaryHeap::new();
     let mut slots: Vec<Option<Flow>> = Vec::new();
     let mut free_slots: Vec<u32> = Vec::new();
     let mut order = 0u64;
