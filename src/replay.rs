@@ -255,7 +255,7 @@ impl Sink<'_> {
         }
         self.drain()?;
         self.items += 1;
-        if self.items % PACKETS_PER_TICK == 0 {
+        if self.items.is_multiple_of(PACKETS_PER_TICK) {
             self.writer.advance(self.max_ts)?;
             return Ok(true);
         }
@@ -366,7 +366,8 @@ pub fn run(
                         break;
                     }
                     batches += 1;
-                    if batches % (PACKETS_PER_TICK / PACKETS_PER_BATCH as u64).max(1) == 0 {
+                    if batches.is_multiple_of((PACKETS_PER_TICK / PACKETS_PER_BATCH as u64).max(1))
+                    {
                         bar.set_position(reader.position());
                         bar.set_message(format!("{} packets", reader.summary.packets));
                     }
