@@ -348,12 +348,9 @@ pub fn run(
             let producer = scope.spawn(move || {
                 let mut reader = Reader::new(inputs, rules);
                 let mut batches = 0u64;
-                loop {
-                    // A batch comes back from the correlator thread, or (if
-                    // it stopped on an error) the replay ends here.
-                    let Ok(mut batch) = empty_rx.recv() else {
-                        break;
-                    };
+                // A batch comes back from the correlator thread, or (if it
+                // stopped on an error) the replay ends here.
+                while let Ok(mut batch) = empty_rx.recv() {
                     batch.clear();
                     while batch.len() < PACKETS_PER_BATCH {
                         match reader.next_item() {

@@ -40,9 +40,9 @@ use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
 use rustc_hash::{FxHashMap, FxHasher};
+use smallvec::SmallVec;
 #[cfg(test)]
 use std::collections::HashMap;
-use smallvec::SmallVec;
 
 use ipnet::IpNet;
 use natrec_storage::{
