@@ -140,6 +140,10 @@ struct ReplayArgs {
     /// No progress bar even on a terminal.
     #[arg(long, short)]
     quiet: bool,
+    /// 1: one thread does everything; 2: a reader thread (read, merge, decode)
+    /// feeds the correlating and writing thread in batches.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    threads: u8,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -433,7 +437,14 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
     };
     let mut writer = store.writer()?;
     let progress = !a.quiet && std::io::stderr().is_terminal();
-    let summary = crate::replay::run(&inputs, &rules, cfg, &mut writer, progress)?;
+    let summary = crate::replay::run(
+        &inputs,
+        &rules,
+        cfg,
+        &mut writer,
+        progress,
+        usize::from(a.threads),
+    )?;
     drop(writer);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary.to_json())?);

@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use natrec_capture::correlate::{Correlator, CorrelatorConfig, CorrelatorStats, Side};
-use natrec_capture::decode::{decode, LinkInfo, Skip};
+use natrec_capture::decode::{decode, Decoded, LinkInfo, Skip};
 use natrec_capture::source::{CaptureFile, Packets, RawPacket};
 use natrec_storage::{EndReason, Mapping, Writer, WriterStats};
 
@@ -131,14 +131,174 @@ struct Head<'a> {
     stopped: bool,
 }
 
+/// Packets per batch handed from the reader thread to the correlator thread.
+pub const PACKETS_PER_BATCH: usize = 1024;
+/// Batches in flight between the two threads (the channel's bound); the
+/// reader blocks when the correlator is this far behind. Batches are
+/// recycled through a return channel, so the steady state allocates nothing.
+pub const BATCHES_IN_FLIGHT_MAX: usize = 8;
+
+/// One packet as the correlator needs it: decoded, or only its time (a packet
+/// that was not decoded still moves the clock).
+#[derive(Clone, Copy)]
+enum Item {
+    Packet(i64, Side, Decoded),
+    Tick(i64),
+}
+
+/// The first stage: k-way merge of the inputs, decode, sides. Owns the
+/// summary's packet-side counters.
+struct Reader<'a, 'i> {
+    inputs: &'i [Input],
+    heads: Vec<Head<'a>>,
+    rules: &'i SideRules,
+    summary: Summary,
+}
+
+impl<'a, 'i: 'a> Reader<'a, 'i> {
+    fn new(inputs: &'i [Input], rules: &'i SideRules) -> Self {
+        let mut summary = Summary::default();
+        let mut heads: Vec<Head<'a>> = Vec::with_capacity(inputs.len());
+        for (index, input) in inputs.iter().enumerate() {
+            let mut head = Head {
+                packets: input.file.packets(),
+                next: None,
+                side: input.side,
+                index,
+                stopped: false,
+            };
+            pull(&mut head, &mut summary);
+            heads.push(head);
+        }
+        Reader {
+            inputs,
+            heads,
+            rules,
+            summary,
+        }
+    }
+
+    fn position(&self) -> u64 {
+        self.heads.iter().map(|h| h.packets.position()).sum()
+    }
+
+    /// The next packet in time order, decoded; `None` at the end of all inputs.
+    fn next_item(&mut self) -> Option<Item> {
+        // The earliest head each time; ties go to the earlier file, so the merge is stable.
+        let h = self
+            .heads
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.next.is_some())
+            .min_by_key(|(_, h)| (h.next.map(|p| p.ts_ns), h.index))
+            .map(|(i, _)| i)?;
+        let summary = &mut self.summary;
+        let head = &mut self.heads[h];
+        let pkt = head.next.take().expect("filtered on is_some");
+        let file_side = head.side;
+        pull(head, summary);
+
+        summary.packets += 1;
+        summary.span_ns = Some(match summary.span_ns {
+            None => (pkt.ts_ns, pkt.ts_ns),
+            Some((a, b)) => (a.min(pkt.ts_ns), b.max(pkt.ts_ns)),
+        });
+        Some(match decode(pkt.linktype, pkt.data) {
+            Ok(d) => {
+                let side = self.rules.side(file_side, &pkt, &d.link);
+                Item::Packet(pkt.ts_ns, side, d)
+            }
+            Err(Skip::UnsupportedLinkType(lt)) => {
+                // Nothing in this file can be decoded: stop it and say so.
+                let head = &mut self.heads[h];
+                summary.capture_errors.push(format!(
+                    "{}: packet at byte {}: link type {lt} is not supported (natrec reads Ethernet with VLAN/QinQ/PPPoE, Linux SLL and SLL2, raw IP, loopback, PPP); capture with `tcpdump -i any` or on an Ethernet interface",
+                    self.inputs[head.index].file.path().display(),
+                    pkt.offset
+                ));
+                head.next = None;
+                head.stopped = true;
+                Item::Tick(pkt.ts_ns)
+            }
+            Err(skip) => {
+                *summary.skipped.entry(skip.reason()).or_insert(0) += 1;
+                Item::Tick(pkt.ts_ns)
+            }
+        })
+    }
+}
+
+/// The second stage: correlate and write. Owns the summary's mapping counters.
+struct Sink<'w> {
+    correlator: Correlator,
+    writer: &'w mut Writer,
+    out: Vec<Mapping>,
+    max_ts: i64,
+    items: u64,
+    mappings: u64,
+    mappings_at_capture_end: u64,
+}
+
+impl Sink<'_> {
+    /// Feeds one item; every [`PACKETS_PER_TICK`] items the writer's clock
+    /// moves (sealing finished partitions) and `true` is returned.
+    fn push(&mut self, item: &Item) -> Result<bool> {
+        match item {
+            Item::Packet(ts, side, d) => {
+                self.max_ts = self.max_ts.max(*ts);
+                self.correlator.push(*ts, *side, d, &mut self.out);
+            }
+            Item::Tick(ts) => {
+                self.max_ts = self.max_ts.max(*ts);
+                self.correlator.advance(*ts, &mut self.out);
+            }
+        }
+        self.drain()?;
+        self.items += 1;
+        if self.items.is_multiple_of(PACKETS_PER_TICK) {
+            self.writer.advance(self.max_ts)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    fn drain(&mut self) -> Result<()> {
+        for m in self.out.drain(..) {
+            match m.end {
+                EndReason::Open => {}
+                EndReason::CaptureEnd => {
+                    self.mappings += 1;
+                    self.mappings_at_capture_end += 1;
+                }
+                _ => self.mappings += 1,
+            }
+            self.writer.append(&m)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.correlator.finish(&mut self.out);
+        self.drain()?;
+        self.writer.seal_all()?;
+        Ok(())
+    }
+}
+
 /// Replays `inputs` into `writer`. Errors from a capture stop that file only
 /// (reported in the summary); store errors stop the replay.
+///
+/// `threads` = 1: one loop does everything. `threads` = 2: a reader thread
+/// (merge, decode, sides) hands batches of [`PACKETS_PER_BATCH`] decoded
+/// packets over a bounded channel to this thread (correlate, write, seal).
+/// Both give the same store and summary.
 pub fn run(
     inputs: &[Input],
     rules: &SideRules,
     cfg: CorrelatorConfig,
     writer: &mut Writer,
     progress: bool,
+    threads: usize,
 ) -> Result<Summary> {
     let started = Instant::now();
     let total_bytes: u64 = inputs.iter().map(|i| i.file.len_bytes()).sum();
@@ -152,103 +312,95 @@ pub fn run(
             .expect("valid template"),
     );
 
-    let mut summary = Summary::default();
-    let mut heads: Vec<Head<'_>> = Vec::with_capacity(inputs.len());
-    for (index, input) in inputs.iter().enumerate() {
-        let mut head = Head {
-            packets: input.file.packets(),
-            next: None,
-            side: input.side,
-            index,
-            stopped: false,
-        };
-        pull(&mut head, &mut summary);
-        heads.push(head);
-    }
-
-    let mut correlator = Correlator::new(cfg);
-    let mut out: Vec<Mapping> = Vec::with_capacity(64);
-    let mut max_ts = i64::MIN;
-    // The earliest head each time; ties go to the earlier file, so the merge is stable.
-    while let Some(h) = heads
-        .iter()
-        .enumerate()
-        .filter(|(_, h)| h.next.is_some())
-        .min_by_key(|(_, h)| (h.next.map(|p| p.ts_ns), h.index))
-        .map(|(i, _)| i)
-    {
-        let head = &mut heads[h];
-        let pkt = head.next.take().expect("filtered on is_some");
-        let file_side = head.side;
-        pull(head, &mut summary);
-
-        summary.packets += 1;
-        summary.span_ns = Some(match summary.span_ns {
-            None => (pkt.ts_ns, pkt.ts_ns),
-            Some((a, b)) => (a.min(pkt.ts_ns), b.max(pkt.ts_ns)),
-        });
-        max_ts = max_ts.max(pkt.ts_ns);
-        match decode(pkt.linktype, pkt.data) {
-            Ok(d) => {
-                let side = rules.side(file_side, &pkt, &d.link);
-                correlator.push(pkt.ts_ns, side, &d, &mut out);
-            }
-            Err(Skip::UnsupportedLinkType(lt)) => {
-                // Nothing in this file can be decoded: stop it and say so.
-                let head = &mut heads[h];
-                summary.capture_errors.push(format!(
-                    "{}: packet at byte {}: link type {lt} is not supported (natrec reads Ethernet with VLAN/QinQ/PPPoE, Linux SLL and SLL2, raw IP, loopback, PPP); capture with `tcpdump -i any` or on an Ethernet interface",
-                    inputs[head.index].file.path().display(),
-                    pkt.offset
+    let mut sink = Sink {
+        correlator: Correlator::new(cfg),
+        writer,
+        out: Vec::with_capacity(64),
+        max_ts: i64::MIN,
+        items: 0,
+        mappings: 0,
+        mappings_at_capture_end: 0,
+    };
+    let mut summary = if threads <= 1 {
+        let mut reader = Reader::new(inputs, rules);
+        while let Some(item) = reader.next_item() {
+            if sink.push(&item)? {
+                bar.set_position(reader.position());
+                bar.set_message(format!(
+                    "{} packets, {} mappings",
+                    reader.summary.packets,
+                    sink.correlator.stats().mappings_opened
                 ));
-                head.next = None;
-                head.stopped = true;
-                correlator.advance(pkt.ts_ns, &mut out);
-            }
-            Err(skip) => {
-                *summary.skipped.entry(skip.reason()).or_insert(0) += 1;
-                correlator.advance(pkt.ts_ns, &mut out);
             }
         }
-        for m in out.drain(..) {
-            write(writer, &m, &mut summary)?;
+        sink.finish()?;
+        reader.summary.bytes = reader.position();
+        reader.summary
+    } else {
+        let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX);
+        let (empty_tx, empty_rx) =
+            crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX + 2);
+        for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
+            let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
         }
-        if summary.packets % PACKETS_PER_TICK == 0 {
-            writer.advance(max_ts)?;
-            let pos: u64 = heads.iter().map(|h| h.packets.position()).sum();
-            bar.set_position(pos);
-            bar.set_message(format!(
-                "{} packets, {} mappings",
-                summary.packets,
-                correlator.stats().mappings_opened
-            ));
-        }
-    }
-    correlator.finish(&mut out);
-    for m in out.drain(..) {
-        write(writer, &m, &mut summary)?;
-    }
-    writer.seal_all()?;
+        std::thread::scope(|scope| -> Result<Summary> {
+            let bar = &bar;
+            let producer = scope.spawn(move || {
+                let mut reader = Reader::new(inputs, rules);
+                let mut batches = 0u64;
+                // A batch comes back from the correlator thread, or (if it
+                // stopped on an error) the replay ends here.
+                while let Ok(mut batch) = empty_rx.recv() {
+                    batch.clear();
+                    while batch.len() < PACKETS_PER_BATCH {
+                        match reader.next_item() {
+                            Some(item) => batch.push(item),
+                            None => break,
+                        }
+                    }
+                    let last = batch.len() < PACKETS_PER_BATCH;
+                    if !batch.is_empty() && full_tx.send(batch).is_err() {
+                        break;
+                    }
+                    batches += 1;
+                    if batches.is_multiple_of((PACKETS_PER_TICK / PACKETS_PER_BATCH as u64).max(1))
+                    {
+                        bar.set_position(reader.position());
+                        bar.set_message(format!("{} packets", reader.summary.packets));
+                    }
+                    if last {
+                        break;
+                    }
+                }
+                reader.summary.bytes = reader.position();
+                reader.summary
+            });
+            let consumed = (|| -> Result<()> {
+                for batch in full_rx.iter() {
+                    for item in &batch {
+                        sink.push(item)?;
+                    }
+                    // The reader may have finished: a closed return channel is fine.
+                    let _ = empty_tx.send(batch);
+                }
+                sink.finish()
+            })();
+            // On an error, closing our ends stops the reader.
+            drop(full_rx);
+            drop(empty_tx);
+            let summary = producer.join().expect("reader thread does not panic");
+            consumed?;
+            Ok(summary)
+        })?
+    };
     bar.finish_and_clear();
 
-    summary.bytes = heads.iter().map(|h| h.packets.position()).sum();
-    summary.correlator = correlator.stats();
-    summary.writer = writer.stats();
+    summary.correlator = sink.correlator.stats();
+    summary.writer = sink.writer.stats();
+    summary.mappings = sink.mappings;
+    summary.mappings_at_capture_end = sink.mappings_at_capture_end;
     summary.elapsed_s = started.elapsed().as_secs_f64();
     Ok(summary)
-}
-
-fn write(writer: &mut Writer, m: &Mapping, summary: &mut Summary) -> Result<()> {
-    match m.end {
-        EndReason::Open => {}
-        EndReason::CaptureEnd => {
-            summary.mappings += 1;
-            summary.mappings_at_capture_end += 1;
-        }
-        _ => summary.mappings += 1,
-    }
-    writer.append(m)?;
-    Ok(())
 }
 
 /// Reads the next packet of `head` into `head.next`; a capture error ends

@@ -35,9 +35,14 @@
 //! The correlator is a pure state machine over (time, side, decoded packet):
 //! no I/O, no clock. Time only moves forward with the packets' timestamps.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
+
+use rustc_hash::{FxHashMap, FxHasher};
+use smallvec::SmallVec;
+#[cfg(test)]
+use std::collections::HashMap;
 
 use ipnet::IpNet;
 use natrec_storage::{
@@ -186,8 +191,9 @@ struct Copy {
     tcp_flags: u8,
 }
 
-/// Pending copies with one pair key, oldest first.
-type Slot = Vec<Copy>;
+/// Pending copies with one pair key, oldest first. Almost always one: kept
+/// inline, so waiting for a twin allocates nothing.
+type Slot = SmallVec<[Copy; 1]>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey {
@@ -207,12 +213,19 @@ struct Flow {
 /// The correlation state machine. See the module docs.
 pub struct Correlator {
     cfg: CorrelatorConfig,
-    pending: HashMap<PairKey, Slot>,
+    // FxHash: the keys are packet fields, chosen by remote hosts; a flood of
+    // colliding keys is bounded by `pending_max` and `flows_active_max`, and
+    // SipHash cost a fifth of the replay time.
+    pending: FxHashMap<PairKey, Slot>,
     /// (ts, key, packet) in arrival order, for expiry; entries whose copy is
     /// gone are skipped lazily.
     pending_order: VecDeque<(UnixNanos, PairKey, u64)>,
     pending_count: usize,
-    flows: HashMap<FlowKey, Flow>,
+    flows: FxHashMap<FlowKey, Flow>,
+    /// Subscriber prefixes as (network, mask): IPv4 and IPv6, for a
+    /// branch-light membership test.
+    sub_v4: Vec<(u32, u32)>,
+    sub_v6: Vec<(u128, u128)>,
     packet_seq: u64,
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
@@ -224,12 +237,22 @@ impl Correlator {
     pub fn new(cfg: CorrelatorConfig) -> Correlator {
         assert!(cfg.pair_window_ns > 0 && cfg.pending_max > 0 && cfg.flows_active_max > 0);
         assert!(cfg.pending_per_key_max > 0);
+        let mut sub_v4 = Vec::new();
+        let mut sub_v6 = Vec::new();
+        for p in &cfg.subscriber_prefixes {
+            match p {
+                IpNet::V4(n) => sub_v4.push((u32::from(n.network()), u32::from(n.netmask()))),
+                IpNet::V6(n) => sub_v6.push((u128::from(n.network()), u128::from(n.netmask()))),
+            }
+        }
         Correlator {
             cfg,
-            pending: HashMap::new(),
+            sub_v4,
+            sub_v6,
+            pending: FxHashMap::default(),
             pending_order: VecDeque::new(),
             pending_count: 0,
-            flows: HashMap::new(),
+            flows: FxHashMap::default(),
             packet_seq: 0,
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
@@ -251,8 +274,16 @@ impl Correlator {
     }
 
     fn is_subscriber(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.cfg.subscriber_prefixes.iter().any(|p| p.contains(&ip))
+        match canonical(ip) {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.sub_v4.iter().any(|&(n, m)| a & m == n)
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.sub_v6.iter().any(|&(n, m)| a & m == n)
+            }
+        }
     }
 
     /// Feeds one decoded packet captured at `ts_ns` on `side`. Mappings that
@@ -662,7 +693,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// Hash of the fields a source NAT does not rewrite.
 fn invariants(pkt: &Decoded) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = FxHasher::default();
     pkt.ip_id.hash(&mut h);
     pkt.ip_total_len.hash(&mut h);
     pkt.tcp.hash(&mut h);

@@ -114,6 +114,25 @@ pub struct Reader {
     parts: PathBuf,
     cfg: StoreConfig,
     span_ns: i64,
+    /// The last partition listing (shared by clones).
+    cache: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<Listing>>>>,
+}
+
+/// How long after the directory's last change a listing must have been
+/// taken to be reused (file systems stamp mtimes with a coarse clock).
+const LISTING_TRUST_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One listing of `partitions/`.
+#[derive(Debug)]
+struct Listing {
+    /// Sorted by (start, segment, kind).
+    files: Vec<PartFile>,
+    /// Indices of the active logs in `files`.
+    active: Vec<usize>,
+    /// The directory's mtime when listed.
+    mtime: std::time::SystemTime,
+    /// When the listing was taken.
+    taken: std::time::SystemTime,
 }
 
 /// An opened partition file.
@@ -128,6 +147,7 @@ impl Reader {
             parts: dir.join(PARTITIONS_DIR),
             cfg,
             span_ns: cfg.span_ns(),
+            cache: Default::default(),
         }
     }
 
@@ -172,17 +192,37 @@ impl Reader {
     /// that. Sealed partitions before the window are not read: what they
     /// held over was carried into the window's own partition.
     fn select(&self, from: i64, to: i64) -> Result<Vec<(PartFile, Option<View>)>, StoreError> {
-        let files = list_partitions(&self.parts)?;
+        let listing = self.listing()?;
+        let files = &listing.files;
         let to_p = self.partition_of(to);
         let lookahead_end =
             to_p.saturating_add(LATE_REROUTE_SPANS_MAX.saturating_mul(self.span_ns));
+        // `files` is sorted by (start, segment, kind): a sibling is a binary search.
         let has = |start: i64, seg: u32, kind: FileKind| {
             files
-                .iter()
-                .any(|g| g.start_ns == start && g.segment == seg && g.kind == kind)
+                .binary_search_by(|g| (g.start_ns, g.segment, g.kind).cmp(&(start, seg, kind)))
+                .is_ok()
         };
+        // Candidates: files starting in (from - span, lookahead_end] (a range
+        // of the sorted listing, so the cost does not grow with retention),
+        // plus every active log and its sealed sibling (few: the writer's
+        // current partitions and any left by a crash).
+        let lo = files.partition_point(|g| g.start_ns.saturating_add(self.span_ns) <= from);
+        let hi = files.partition_point(|g| g.start_ns <= lookahead_end);
+        let mut idx: Vec<usize> = (lo..hi.max(lo)).collect();
+        for &i in &listing.active {
+            idx.push(i);
+            if i > 0
+                && files[i - 1].start_ns == files[i].start_ns
+                && files[i - 1].segment == files[i].segment
+            {
+                idx.push(i - 1);
+            }
+        }
+        idx.sort_unstable();
+        idx.dedup();
         let mut out = Vec::new();
-        for f in &files {
+        for f in idx.into_iter().map(|i| &files[i]) {
             let overlaps = f.start_ns <= to && f.start_ns.saturating_add(self.span_ns) > from;
             match f.kind {
                 FileKind::Sealed => {
@@ -208,6 +248,39 @@ impl Reader {
             }
         }
         Ok(out)
+    }
+
+    /// The partition listing, re-read only when the directory changed. The
+    /// directory's mtime changes with every create, rename and delete in it;
+    /// a listing taken less than [`LISTING_TRUST_AFTER`] after that mtime is
+    /// not trusted (two changes within one timestamp tick look like one).
+    fn listing(&self) -> Result<std::sync::Arc<Listing>, StoreError> {
+        let mtime = std::fs::metadata(&self.parts)
+            .and_then(|m| m.modified())
+            .map_err(StoreError::io(&self.parts, "read directory"))?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = cache.as_ref() {
+            let settled = l
+                .taken
+                .duration_since(l.mtime)
+                .is_ok_and(|d| d >= LISTING_TRUST_AFTER);
+            if l.mtime == mtime && settled {
+                return Ok(l.clone());
+            }
+        }
+        let taken = std::time::SystemTime::now();
+        let files = list_partitions(&self.parts)?;
+        let active = (0..files.len())
+            .filter(|&i| files[i].kind == FileKind::Active)
+            .collect();
+        let l = std::sync::Arc::new(Listing {
+            files,
+            active,
+            mtime,
+            taken,
+        });
+        *cache = Some(l.clone());
+        Ok(l)
     }
 
     /// Who held `q.ip`(:`q.port`) at some time in `[q.from_ns, q.to_ns]`:

@@ -1,0 +1,555 @@
+//! `natrec-bench`: the end-to-end benchmark. On one generated capture, in one
+//! run, interleaved: the bare libpcap read (`tcpdump -r FILE -w /dev/null`),
+//! `natrec replay` (the release binary next to this one), and the peers
+//! `natlog` (tcpdump mode, two files) and `nfpcapd` (`-r FILE`). Each is run
+//! `--runs` times; the table shows the median wall time. natrec's rate only
+//! counts if its export equals the generator's truth: recall and precision
+//! are printed beside it. Then random point lookups on the replayed store
+//! (hdrhistogram p50/p99/p999).
+//!
+//! ```sh
+//! cargo build --release --workspace
+//! target/release/natrec-bench --dir /var/tmp/natrec-bench            # 10 M packets, 3 runs
+//! target/release/natrec-bench --dir /tmp/small --packets 1000000 --runs 1
+//! ```
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use natrec_storage::{Query, Store, NANOS_PER_SEC};
+use serde_json::Value;
+
+const USAGE: &str =
+    "usage: natrec-bench --dir DIR [--packets N] [--seed S] [--runs N] [--lookups N]
+  [--threads LIST (e.g. 1,2; passed as natrec replay --threads)] [--no-peers] [--gen-arg ARG]...";
+
+/// How often the child's /proc status is sampled for its peak memory.
+const RSS_POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+struct Args {
+    dir: PathBuf,
+    packets: u64,
+    seed: u64,
+    runs: usize,
+    lookups: u64,
+    threads: Vec<String>,
+    peers: bool,
+    gen_args: Vec<String>,
+}
+
+fn parse() -> Result<Args> {
+    let mut a = Args {
+        dir: PathBuf::new(),
+        packets: 10_000_000,
+        seed: 1,
+        runs: 3,
+        lookups: 100_000,
+        threads: Vec::new(),
+        peers: true,
+        gen_args: Vec::new(),
+    };
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < v.len() {
+        let k = v[i].as_str();
+        if k == "--no-peers" {
+            a.peers = false;
+            i += 1;
+            continue;
+        }
+        if k == "-h" || k == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let x = v
+            .get(i + 1)
+            .with_context(|| format!("{k} needs a value\n{USAGE}"))?;
+        match k {
+            "--dir" => a.dir = PathBuf::from(x),
+            "--packets" => a.packets = x.replace('_', "").parse()?,
+            "--seed" => a.seed = x.parse()?,
+            "--runs" => a.runs = x.parse()?,
+            "--lookups" => a.lookups = x.parse()?,
+            "--threads" => a.threads = x.split(',').map(String::from).collect(),
+            "--gen-arg" => a.gen_args.push(x.clone()),
+            _ => bail!("unknown argument {k}\n{USAGE}"),
+        }
+        i += 2;
+    }
+    if a.dir.as_os_str().is_empty() || a.runs == 0 {
+        bail!("--dir DIR is required, --runs ≥ 1\n{USAGE}");
+    }
+    Ok(a)
+}
+
+/// One timed child: wall time and peak memory (sampled from /proc).
+struct Timed {
+    wall_s: f64,
+    /// Peak resident set, bytes (file-backed pages included: the capture map).
+    rss_peak: u64,
+    /// Peak anonymous resident memory, bytes (heap: tables, buffers).
+    anon_peak: u64,
+}
+
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn run_timed(cmd: &mut Command) -> Result<Timed> {
+    let started = Instant::now();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("run {cmd:?}"))?;
+    let pid = child.id();
+    let (mut rss_peak, mut anon_peak) = (0u64, 0u64);
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        if let Some(kb) = status_kb(pid, "VmHWM:") {
+            rss_peak = rss_peak.max(kb * 1024);
+        }
+        if let Some(kb) = status_kb(pid, "RssAnon:") {
+            anon_peak = anon_peak.max(kb * 1024);
+        }
+        std::thread::sleep(RSS_POLL_INTERVAL);
+    };
+    let wall_s = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        bail!("{cmd:?} failed ({status}): {}", err.trim());
+    }
+    Ok(Timed {
+        wall_s,
+        rss_peak,
+        anon_peak,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+type Key = (String, String, String, String);
+
+fn key(proto: &str, ip: &str, port: u64, pip: &str, pport: u64, rip: &str, rport: u64) -> Key {
+    (
+        proto.to_string(),
+        format!("{ip}:{port}"),
+        format!("{pip}:{pport}"),
+        format!("{rip}:{rport}"),
+    )
+}
+
+fn read_truth(dir: &Path) -> Result<(HashMap<Key, u64>, Vec<Value>)> {
+    let text = std::fs::read_to_string(dir.join("truth.jsonl"))?;
+    let mut m = HashMap::new();
+    let mut rows = Vec::new();
+    for l in text.lines() {
+        let v: Value = serde_json::from_str(l)?;
+        *m.entry(key_of(&v)).or_default() += 1;
+        rows.push(v);
+    }
+    Ok((m, rows))
+}
+
+fn key_of(v: &Value) -> Key {
+    key(
+        v["proto"].as_str().unwrap_or(""),
+        v["internal_ip"].as_str().unwrap_or(""),
+        v["internal_port"].as_u64().unwrap_or(0),
+        v["public_ip"].as_str().unwrap_or(""),
+        v["public_port"].as_u64().unwrap_or(0),
+        v["remote_ip"].as_str().unwrap_or(""),
+        v["remote_port"].as_u64().unwrap_or(0),
+    )
+}
+
+/// (recall, precision) of `got` against `want`, both multisets.
+fn score(want: &HashMap<Key, u64>, got: &HashMap<Key, u64>) -> (f64, f64) {
+    let hit: u64 = want
+        .iter()
+        .map(|(k, n)| (*n).min(got.get(k).copied().unwrap_or(0)))
+        .sum();
+    let w: u64 = want.values().sum();
+    let g: u64 = got.values().sum();
+    (hit as f64 / w.max(1) as f64, hit as f64 / g.max(1) as f64)
+}
+
+/// natlog's `--log-data` table: type, srcNr, srcIP (public), srcPort, dstNr,
+/// dstIP, dstPort, viaNr, viaIP (internal), viaPort, ...; addresses zero-padded.
+fn natlog_keys(path: &Path) -> Result<HashMap<Key, u64>> {
+    let text = std::fs::read_to_string(path)?;
+    let unpad = |s: &str| -> String {
+        s.split('.')
+            .map(|o| o.parse::<u8>().map(|x| x.to_string()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let mut m = HashMap::new();
+    for l in text.lines().skip(1) {
+        let f: Vec<&str> = l.split(',').map(str::trim).collect();
+        if f.len() < 10 {
+            continue;
+        }
+        let p = |i: usize| f[i].parse::<u64>().unwrap_or(0);
+        let k = key(
+            f[0],
+            &unpad(f[8]),
+            p(9),
+            &unpad(f[2]),
+            p(3),
+            &unpad(f[5]),
+            p(6),
+        );
+        *m.entry(k).or_default() += 1;
+    }
+    Ok(m)
+}
+
+/// Most mappings held at once according to the truth (a sweep over [new, destroy]).
+fn peak_active(rows: &[Value]) -> u64 {
+    let mut ev: Vec<(i64, i64)> = Vec::with_capacity(rows.len() * 2);
+    for r in rows {
+        let a = (r["new_unix"].as_f64().unwrap_or(0.0) * 1e6) as i64;
+        let b = (r["destroy_unix"].as_f64().unwrap_or(0.0) * 1e6) as i64;
+        ev.push((a, 1));
+        ev.push((b, -1));
+    }
+    ev.sort_unstable();
+    let (mut cur, mut peak) = (0i64, 0i64);
+    for (_, d) in ev {
+        cur += d;
+        peak = peak.max(cur);
+    }
+    peak as u64
+}
+
+fn dir_bytes(dir: &Path, ext: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == ext))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() -> Result<()> {
+    let a = parse()?;
+    let bin = std::env::current_exe()?
+        .parent()
+        .context("binary directory")?
+        .to_path_buf();
+    let natrec = bin.join("natrec");
+    if !natrec.exists() {
+        bail!(
+            "{} missing; run `cargo build --release --workspace` first",
+            natrec.display()
+        );
+    }
+    std::fs::create_dir_all(&a.dir)?;
+    let gen_json = a.dir.join("gen.json");
+    let want_packets = |g: &Value| {
+        g["packets"].as_u64().unwrap_or(0) >= a.packets && g["seed"].as_u64() == Some(a.seed)
+    };
+    let fresh = std::fs::read_to_string(&gen_json)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    if !fresh.as_ref().is_some_and(want_packets) {
+        eprintln!(
+            "natrec-bench: generating {} packets into {}",
+            a.packets,
+            a.dir.display()
+        );
+        let mut c = Command::new(bin.join("natrec-gen"));
+        c.args(["--out".as_ref(), a.dir.as_os_str()])
+            .args([
+                "--packets",
+                &a.packets.to_string(),
+                "--seed",
+                &a.seed.to_string(),
+            ])
+            .args(["--link", "two-eth", "--snaplen", "65535"])
+            .args(&a.gen_args);
+        if !c.status()?.success() {
+            bail!("natrec-gen failed");
+        }
+    }
+    let g: Value = serde_json::from_str(&std::fs::read_to_string(&gen_json)?)?;
+    let files: Vec<PathBuf> = g["files"]
+        .as_array()
+        .context("gen.json files")?
+        .iter()
+        .map(|f| PathBuf::from(f.as_str().unwrap_or("")))
+        .collect();
+    let replay_args: Vec<String> = g["replay_args"]
+        .as_array()
+        .context("replay_args")?
+        .iter()
+        .map(|x| x.as_str().unwrap_or("").to_string())
+        .collect();
+    let packets = g["packets"].as_u64().unwrap_or(0);
+    let capture_bytes = g["capture_bytes"].as_u64().unwrap_or(0);
+    let (truth, truth_rows) = read_truth(&a.dir)?;
+    let mappings: u64 = truth.values().sum();
+    let active_peak = peak_active(&truth_rows);
+
+    // Page cache: read every capture once so all runs replay from memory.
+    for f in &files {
+        std::fs::read(f).with_context(|| format!("read {}", f.display()))?;
+    }
+
+    let have = |p: &str| Path::new(p).exists();
+    let peers = a.peers && have("/usr/bin/natlog") && have("/usr/bin/nfpcapd");
+    let mut variants: Vec<Option<String>> = if a.threads.is_empty() {
+        vec![None]
+    } else {
+        a.threads.iter().cloned().map(Some).collect()
+    };
+    variants.dedup();
+    let mut times: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut mem: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut accuracy: HashMap<String, (f64, f64)> = HashMap::new();
+    let mut store_of_first: Option<PathBuf> = None;
+    let mut record = |name: &str, t: &Timed, times: &mut HashMap<String, Vec<f64>>| {
+        times.entry(name.to_string()).or_default().push(t.wall_s);
+        let e = mem.entry(name.to_string()).or_default();
+        e.0 = e.0.max(t.rss_peak);
+        e.1 = e.1.max(t.anon_peak);
+    };
+    for run in 0..a.runs {
+        eprintln!("natrec-bench: run {}/{}", run + 1, a.runs);
+        // Bare libpcap read of every file.
+        let mut sum = Timed {
+            wall_s: 0.0,
+            rss_peak: 0,
+            anon_peak: 0,
+        };
+        for f in &files {
+            let t = run_timed(Command::new("tcpdump").args([
+                "-r".as_ref(),
+                f.as_os_str(),
+                "-w".as_ref(),
+                "/dev/null".as_ref(),
+            ]))?;
+            sum.wall_s += t.wall_s;
+            sum.rss_peak = sum.rss_peak.max(t.rss_peak);
+        }
+        record("tcpdump -r -w /dev/null", &sum, &mut times);
+
+        for v in &variants {
+            let name = match v {
+                Some(t) => format!("natrec replay --threads {t}"),
+                None => "natrec replay".to_string(),
+            };
+            let store = a
+                .dir
+                .join(format!("store-{}", v.as_deref().unwrap_or("default")));
+            let _ = std::fs::remove_dir_all(&store);
+            let mut c = Command::new(&natrec);
+            c.args(["replay", "--quiet", "--store"]).arg(&store);
+            if let Some(t) = v {
+                c.args(["--threads", t]);
+            }
+            c.args(&replay_args);
+            let t = run_timed(&mut c)?;
+            record(&name, &t, &mut times);
+            if run == 0 {
+                let out = Command::new(&natrec)
+                    .args(["export", "--format", "jsonl", "--store"])
+                    .arg(&store)
+                    .output()?;
+                if !out.status.success() {
+                    bail!(
+                        "natrec export failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let mut got: HashMap<Key, u64> = HashMap::new();
+                for l in String::from_utf8_lossy(&out.stdout).lines() {
+                    *got.entry(key_of(&serde_json::from_str(l)?)).or_default() += 1;
+                }
+                accuracy.insert(name.clone(), score(&truth, &got));
+                if store_of_first.is_none() {
+                    store_of_first = Some(store.clone());
+                }
+            }
+        }
+
+        if peers {
+            // natlog, tcpdump mode: outside file with the public network, inside
+            // file with the subscriber network.
+            let nl = a.dir.join("natlog.data");
+            let _ = std::fs::remove_file(&nl);
+            let (inside, outside) = (&files[0], &files[files.len() - 1]);
+            let t = run_timed(
+                Command::new("natlog")
+                    .args([
+                        "--no-daemon",
+                        "--log",
+                        "off",
+                        "--protocol",
+                        "all",
+                        "--log-data",
+                    ])
+                    .arg(&nl)
+                    .arg(outside)
+                    .args(["203.0.113.0", "/24"])
+                    .arg(inside)
+                    .args(["100.64.0.0", "/10"]),
+            );
+            match t {
+                Ok(t) => {
+                    record("natlog (tcpdump mode)", &t, &mut times);
+                    if run == 0 {
+                        accuracy.insert(
+                            "natlog (tcpdump mode)".into(),
+                            score(&truth, &natlog_keys(&nl)?),
+                        );
+                    }
+                }
+                Err(e) => eprintln!("natrec-bench: natlog: {e:#}"),
+            }
+            let mut sum = Timed {
+                wall_s: 0.0,
+                rss_peak: 0,
+                anon_peak: 0,
+            };
+            for (i, f) in files.iter().enumerate() {
+                let d = a.dir.join(format!("nfpcapd-{i}"));
+                let _ = std::fs::remove_dir_all(&d);
+                std::fs::create_dir_all(&d)?;
+                let t = run_timed(Command::new("nfpcapd").args([
+                    "-r".as_ref(),
+                    f.as_os_str(),
+                    "-w".as_ref(),
+                    d.as_os_str(),
+                ]))?;
+                sum.wall_s += t.wall_s;
+                sum.rss_peak = sum.rss_peak.max(t.rss_peak);
+                sum.anon_peak = sum.anon_peak.max(t.anon_peak);
+            }
+            record("nfpcapd -r (per file)", &sum, &mut times);
+        }
+    }
+
+    // Lookups on the replayed store: random truth mappings at a random time
+    // inside their held interval.
+    let store = Store::open(store_of_first.as_ref().context("a natrec run")?)?;
+    let reader = store.reader();
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)?;
+    let mut rng = 0x1234_5678u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut found, mut asked) = (0u64, 0u64);
+    for _ in 0..a.lookups {
+        let r = &truth_rows[(next() % truth_rows.len() as u64) as usize];
+        let new = (r["new_unix"].as_f64().unwrap_or(0.0) * 1e9) as i64;
+        let t = new + (next() % NANOS_PER_SEC as u64) as i64 / 10;
+        let ip: IpAddr = r["public_ip"].as_str().unwrap_or("").parse()?;
+        let port = r["public_port"].as_u64().unwrap_or(0) as u16;
+        let started = Instant::now();
+        let out = reader.lookup(&Query::at(ip, port, t))?;
+        hist.record(started.elapsed().as_nanos().max(1) as u64)?;
+        asked += 1;
+        found += u64::from(!out.holders.is_empty());
+    }
+
+    let parts = store_of_first.as_ref().unwrap().join("partitions");
+    let part_bytes = dir_bytes(&parts, "part");
+    let base = median(times["tcpdump -r -w /dev/null"].clone());
+    println!("## natrec-bench: {packets} packets ({} MB, {} file(s)), {mappings} mappings, peak {active_peak} held at once, {} run(s), median wall time", capture_bytes / 1_000_000, files.len(), a.runs);
+    println!();
+    println!("| tool | wall s | packets/s | mappings/s | × libpcap read | natrec ÷ tool | peak RSS MB | peak anon MB | recall | precision |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut names: Vec<&String> = times.keys().collect();
+    names.sort_by_key(|n| {
+        (
+            if n.starts_with("tcpdump") {
+                0
+            } else if n.starts_with("natrec") {
+                1
+            } else {
+                2
+            },
+            n.to_string(),
+        )
+    });
+    let natrec_best = names
+        .iter()
+        .filter(|n| n.starts_with("natrec"))
+        .map(|n| median(times[*n].clone()))
+        .fold(f64::INFINITY, f64::min);
+    let mut json = serde_json::Map::new();
+    for n in names {
+        let w = median(times[n].clone());
+        let (rss, anon) = mem[n];
+        let (rc, pr) = accuracy
+            .get(n)
+            .map_or(("n/a".to_string(), "n/a".to_string()), |(r, p)| {
+                (format!("{:.4} %", r * 100.0), format!("{:.4} %", p * 100.0))
+            });
+        println!(
+            "| {n} | {w:.3} | {:.0} | {} | {:.2} | {:.2} | {:.0} | {:.0} | {rc} | {pr} |",
+            packets as f64 / w,
+            if n.starts_with("tcpdump") {
+                "".to_string()
+            } else {
+                format!("{:.0}", mappings as f64 / w)
+            },
+            base / w,
+            w / natrec_best,
+            rss as f64 / 1e6,
+            anon as f64 / 1e6,
+        );
+        json.insert(n.clone(), serde_json::json!({"wall_s": times[n], "median_s": w, "rss_peak": rss, "anon_peak": anon, "accuracy": accuracy.get(n)}));
+    }
+    println!();
+    let natrec_anon = mem
+        .iter()
+        .filter(|(n, _)| n.starts_with("natrec"))
+        .map(|(_, m)| m.1)
+        .max()
+        .unwrap_or(0);
+    println!(
+        "- bytes per stored mapping (sealed .part bytes ÷ mappings): {:.1}",
+        part_bytes as f64 / mappings.max(1) as f64
+    );
+    println!("- RAM per active flow (peak anonymous RSS of natrec replay ÷ peak mappings held at once, an upper bound: includes the pending table and write buffers): {:.0} bytes", natrec_anon as f64 / active_peak.max(1) as f64);
+    println!(
+        "- lookup (in process, {asked} random held mappings, {found} answered): p50 {:.1} µs, p99 {:.1} µs, p999 {:.1} µs, max {:.1} µs",
+        hist.value_at_quantile(0.5) as f64 / 1e3,
+        hist.value_at_quantile(0.99) as f64 / 1e3,
+        hist.value_at_quantile(0.999) as f64 / 1e3,
+        hist.max() as f64 / 1e3
+    );
+    json.insert("lookup_ns".into(), serde_json::json!({"p50": hist.value_at_quantile(0.5), "p99": hist.value_at_quantile(0.99), "p999": hist.value_at_quantile(0.999), "found": found, "asked": asked}));
+    json.insert("packets".into(), packets.into());
+    json.insert("mappings".into(), mappings.into());
+    std::fs::write(
+        a.dir.join("bench.json"),
+        serde_json::to_string_pretty(&Value::Object(json))? + "\n",
+    )?;
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! `natrec-bigstore`: lookup at scale. Writes `--mappings` mappings spread
+//! evenly over `--days` days of one-hour partitions through
+//! `natrec_storage::Writer` (no capture needed), then asks "who held public
+//! ip:port at T" for random stored mappings at random times in their held
+//! interval: hdrhistogram p50/p99/p999, warm and first-touch (page cache
+//! dropped before), and the same lookups (mappings of day 1) after 1, 10 and
+//! `--days` days are stored, to show the cost does not grow with retention.
+//!
+//! ```sh
+//! target/release/natrec-bigstore --dir /var/tmp/natrec-big --mappings 100000000 --days 60
+//! ```
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use hdrhistogram::Histogram;
+use natrec_storage::{EndReason, Mapping, Proto, Query, Reader, Store, StoreConfig, NANOS_PER_SEC};
+
+const USAGE: &str =
+    "usage: natrec-bigstore --dir DIR [--mappings N] [--days D] [--lookups N] [--no-drop-caches]";
+const S: i64 = NANOS_PER_SEC;
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600 * S;
+/// Public pool: 203.0.113.0/24 and 198.51.100.0/24 (512 addresses).
+const POOL: u32 = 512;
+/// Appends between two `Writer::advance` calls (which seal finished partitions).
+const APPENDS_PER_ADVANCE: u64 = 65_536;
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The `i`th of `n` mappings over `span_ns`: times increase with `i`.
+fn mapping(i: u64, n: u64, span_ns: i64) -> Mapping {
+    let h = mix(i);
+    let first = T0 + (i128::from(i) * i128::from(span_ns) / i128::from(n)) as i64;
+    let pub_i = (h % u64::from(POOL)) as u32;
+    let pub_ip = if pub_i < 256 {
+        0xcb00_7100 + pub_i
+    } else {
+        0xc633_6400 + pub_i - 256
+    };
+    let proto = if h >> 60 < 10 { Proto::Tcp } else { Proto::Udp };
+    Mapping {
+        proto,
+        internal: SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(0x6440_0000 + ((h >> 8) as u32 & 0x3f_ffff))),
+            40_000 + ((h >> 32) % 512) as u16,
+        ),
+        public: SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(pub_ip)),
+            1024 + ((h >> 16) % 64_512) as u16,
+        ),
+        remote: SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::from(0xc612_0000 + ((h >> 40) as u32 & 0x1_ffff))),
+            443,
+        ),
+        first_ns: first,
+        last_ns: first + ((h >> 48) % 60) as i64 * S,
+        end: if proto == Proto::Tcp {
+            EndReason::Fin
+        } else {
+            EndReason::Idle
+        },
+        packets_out: 10,
+        packets_in: 9,
+        flags: 0,
+    }
+}
+
+struct Lookups {
+    hist: Histogram<u64>,
+    missed: u64,
+}
+
+fn lookups(
+    reader: &Reader,
+    n: u64,
+    count: u64,
+    span_ns: i64,
+    only_below: u64,
+    seed: u64,
+) -> Result<Lookups> {
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3)?;
+    let mut missed = 0;
+    for k in 0..count {
+        let i = mix(seed ^ k) % only_below;
+        let m = mapping(i, n, span_ns);
+        let t = m.first_ns + (mix(k) % (m.last_ns - m.first_ns + S) as u64) as i64;
+        let started = Instant::now();
+        let out = reader.lookup(&Query::at(m.public.ip(), m.public.port(), t))?;
+        hist.record(started.elapsed().as_nanos().max(1) as u64)?;
+        if !out
+            .holders
+            .iter()
+            .any(|h| h.mapping.internal == m.internal && h.mapping.first_ns == m.first_ns)
+        {
+            missed += 1;
+        }
+    }
+    Ok(Lookups { hist, missed })
+}
+
+fn show(label: &str, l: &Lookups) {
+    let h = &l.hist;
+    println!(
+        "| {label} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+        h.len(),
+        h.value_at_quantile(0.5) as f64 / 1e3,
+        h.value_at_quantile(0.99) as f64 / 1e3,
+        h.value_at_quantile(0.999) as f64 / 1e3,
+        h.max() as f64 / 1e3,
+        l.missed
+    );
+}
+
+fn drop_caches() -> Result<()> {
+    std::process::Command::new("sync").status()?;
+    std::fs::write("/proc/sys/vm/drop_caches", "1").context("drop the page cache (needs root)")
+}
+
+fn main() -> Result<()> {
+    let (mut dir, mut n, mut days, mut count, mut drop_cache) =
+        (PathBuf::new(), 100_000_000u64, 60u64, 100_000u64, true);
+    let v: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] == "--no-drop-caches" {
+            drop_cache = false;
+            i += 1;
+            continue;
+        }
+        let x = v.get(i + 1).with_context(|| USAGE.to_string())?;
+        match v[i].as_str() {
+            "--dir" => dir = PathBuf::from(x),
+            "--mappings" => n = x.replace('_', "").parse()?,
+            "--days" => days = x.parse()?,
+            "--lookups" => count = x.parse()?,
+            _ => bail!("{USAGE}"),
+        }
+        i += 2;
+    }
+    if dir.as_os_str().is_empty() || days < 10 || n < days {
+        bail!("--dir is required, --days ≥ 10\n{USAGE}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let span_ns = days as i64 * 86_400 * S;
+    let store = Store::create(&dir, StoreConfig::default())?;
+    let reader = store.reader();
+    let mut w = store.writer()?;
+    let day1_end = n / days;
+    let checkpoints = [(1u64, n / days), (10, n / days * 10), (days, n)];
+    println!("## natrec-bigstore: {n} mappings over {days} days of one-hour partitions\n");
+    println!("| lookups (ask for mappings of day 1) | n | p50 µs | p99 µs | p999 µs | max µs | not found |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let started = Instant::now();
+    let mut write_s = 0.0;
+    let mut written = 0u64;
+    for (d, upto) in checkpoints {
+        let t = Instant::now();
+        while written < upto {
+            // As the correlator does: the open state at the first packet,
+            // then the final state.
+            let m = mapping(written, n, span_ns);
+            w.append(&Mapping {
+                end: EndReason::Open,
+                last_ns: m.first_ns,
+                ..m
+            })?;
+            w.append(&m)?;
+            written += 1;
+            if written.is_multiple_of(APPENDS_PER_ADVANCE) {
+                w.advance(mapping(written - 1, n, span_ns).first_ns)?;
+            }
+        }
+        w.seal_before(mapping(upto - 1, n, span_ns).first_ns)?;
+        write_s += t.elapsed().as_secs_f64();
+        let l = lookups(&reader, n, count.min(20_000), span_ns, day1_end, 7)?;
+        show(&format!("after {d} day(s) stored, warm"), &l);
+    }
+    w.seal_all()?;
+    drop(w);
+    let write_total_s = started.elapsed().as_secs_f64();
+    let bytes: u64 = std::fs::read_dir(dir.join("partitions"))?
+        .flatten()
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    let files = std::fs::read_dir(dir.join("partitions"))?.count();
+
+    if drop_cache {
+        drop_caches()?;
+        let l = lookups(&reader, n, count.min(10_000), span_ns, n, 99)?;
+        show("all days, first touch (page cache dropped)", &l);
+    }
+    let _ = lookups(&reader, n, count, span_ns, n, 11)?;
+    let l = lookups(&reader, n, count, span_ns, n, 11)?;
+    show("all days, warm (second pass over the same lookups)", &l);
+    println!();
+    println!(
+        "- written: {n} mappings (2 records each: open, final) in {write_s:.1} s of appends + seals ({:.0} mappings/s; {write_total_s:.1} s with the lookups), {files} partition files, {:.1} GB, {:.1} bytes per mapping on disk",
+        n as f64 / write_s,
+        bytes as f64 / 1e9,
+        bytes as f64 / n as f64
+    );
+    Ok(())
+}
