@@ -793,7 +793,8 @@ fn writer_thread(
         let s = writer.stats();
         m.records_appended.store(s.records_appended, Relaxed);
         m.partitions_sealed.store(s.partitions_sealed, Relaxed);
-        m.partitions_active.store(writer.active_partitions() as u64, Relaxed);
+        m.partitions_active
+            .store(writer.active_partitions() as u64, Relaxed);
         m.mapping_queue_batches.store(rx.len() as u64, Relaxed);
     }
     writer.flush()?;

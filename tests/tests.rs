@@ -1063,3 +1063,60 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
     let o = natrec(&["verify", "--store", &store_arg(dir.path())]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
+
+#[test]
+fn generated_workloads_replay_to_exactly_their_truth() {
+    // natrec-gen's Linux SNAT model, made crowded (few subscribers, a pool of
+    // two, 32 ports each, 16 remotes) so ports collide, get remapped and are
+    // held by several subscribers at once; once per link layer.
+    for link in ["sll2", "vlan", "two-eth"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("gen");
+        let args = [
+            "--out",
+            out.to_str().unwrap(),
+            "--packets",
+            "30000",
+            "--link",
+            link,
+            "--subscribers",
+            "300",
+            "--pool",
+            "2",
+        ];
+        let more = ["--port-range", "32", "--remotes", "16", "--seed", "7"];
+        natrec_tools::gen::run(
+            args.iter()
+                .chain(more.iter())
+                .map(|s| s.to_string())
+                .collect(),
+        )
+        .unwrap();
+        let meta: Value =
+            serde_json::from_slice(&std::fs::read(out.join("gen.json")).unwrap()).unwrap();
+        assert!(
+            meta["mappings_remapped_port"].as_u64().unwrap() > 10,
+            "{link}: crowded enough to remap: {meta}"
+        );
+        let replay_args: Vec<String> = meta["replay_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let store = store_arg(dir.path());
+        let mut cmd = vec![
+            "replay".to_string(),
+            "--quiet".into(),
+            "--store".into(),
+            store,
+        ];
+        cmd.extend(replay_args);
+        let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        let o = natrec(&refs);
+        assert_eq!(code(&o), 0, "{link}: {}{}", stdout(&o), stderr(&o));
+        let truth = truth_from(&out.join("truth.jsonl"));
+        assert!(truth.len() > 500, "{link}: {} mappings", truth.len());
+        assert_export_equals(dir.path(), &truth);
+    }
+}
