@@ -448,6 +448,13 @@ fn lookup_accepts_local_time_with_tz_and_shows_both_zones() {
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+/// RFC 3339 UTC as natrec prints it.
+fn utc(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(ns))
+        .unwrap()
+        .to_string()
+}
+
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -1026,7 +1033,7 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
     assert_eq!(rows.len(), before, "JSON output unchanged");
     assert!(
         err.contains("warning")
-            && err.contains("kernel 42 packets")
+            && err.contains("kernel: the recorder lost 42 packets in 1 interval")
             && err.contains("may be incomplete"),
         "{err}"
     );
@@ -1047,7 +1054,7 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
         &at_s,
     ]);
     assert!(
-        stdout(&o).contains("WARNING: the recorder lost 42 packets"),
+        stdout(&o).contains("WARNING: kernel: the recorder lost 42 packets"),
         "{}",
         stdout(&o)
     );
@@ -1060,6 +1067,46 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
         &[],
     );
     assert!(!err.contains("lost"), "{err}");
+    // Many gaps: one warning line per kind, with the count and the first and
+    // last interval, not one line per gap.
+    {
+        let store = natrec_storage::Store::open(&dir.path().join("store")).unwrap();
+        let mut w = store.writer().unwrap();
+        for i in 0..50i64 {
+            let from = at + 3_000_000_000 + i * 10_000_000;
+            w.append_gap(&natrec_storage::Gap {
+                from_ns: from,
+                to_ns: from + 5_000_000,
+                count: 2,
+                kind: natrec_storage::GapKind::Queue,
+            })
+            .unwrap();
+        }
+    }
+    let o = natrec(&[
+        "export",
+        "--store",
+        &store_arg(dir.path()),
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 2, "one line per kind: {warnings:#?}");
+    let queue = warnings
+        .iter()
+        .find(|l| l.contains("queue:"))
+        .expect("queue line");
+    assert!(
+        queue.contains("lost 100 packets in 50 intervals")
+            && queue.contains(&format!("first {}", utc(at + 3_000_000_000)))
+            && queue.contains(&format!(
+                "..{}",
+                utc(at + 3_000_000_000 + 49 * 10_000_000 + 5_000_000)
+            )),
+        "{queue}"
+    );
     let o = natrec(&["verify", "--store", &store_arg(dir.path())]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
