@@ -26,7 +26,7 @@ use std::io::{Read, Write};
 use std::net::{IpAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -818,7 +818,8 @@ fn ifindex(name: &str) -> Result<u32> {
         .with_context(|| format!("interface {name}: {p} holds '{}'", s.trim()))
 }
 
-fn drop_privileges(user: &str) -> Result<()> {
+/// Drops to `user`; returns the line to log (the log file is opened after).
+fn drop_privileges(user: &str) -> Result<Option<String>> {
     use nix::unistd::{getuid, setgid, setgroups, setuid, User};
     let u = User::from_name(user)
         .with_context(|| format!("look up user {user}"))?
@@ -829,7 +830,10 @@ fn drop_privileges(user: &str) -> Result<()> {
         })?;
     if !getuid().is_root() {
         if getuid() == u.uid {
-            return Ok(());
+            return Ok(Some(format!(
+                "already running as {user} (uid {}); nothing to drop",
+                u.uid
+            )));
         }
         bail!(
             "--user {user}: natrec runs as uid {} and cannot switch; start it as root or as {user}",
@@ -842,18 +846,21 @@ fn drop_privileges(user: &str) -> Result<()> {
     if setuid(nix::unistd::Uid::from_raw(0)).is_ok() {
         bail!("dropping privileges to {user} did not stick (setuid(0) still works)");
     }
-    log(&format!("running as {user} (uid {}, gid {}); no capabilities kept: the capture sockets are already open", u.uid, u.gid));
-    Ok(())
+    Ok(Some(format!("dropped privileges: running as {user} (uid {}, gid {}); no capabilities kept: the capture sockets are already open", u.uid, u.gid)))
 }
 
 /// Runs the recorder until SIGTERM/SIGINT (exit 0) or a fatal error (exit 2).
 pub fn run(s: Settings) -> Result<ExitCode> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    // The threads stop on `stop`; a signal only sets `signal`, and the main
+    // loop logs it before it sets `stop`, so "SIGTERM received" comes before
+    // every line the stopping threads write.
     let stop = Arc::new(AtomicBool::new(false));
+    let signal = Arc::new(AtomicUsize::new(0));
     let hup = Arc::new(AtomicBool::new(false));
     let fatal = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(SIGTERM, stop.clone())?;
-    signal_hook::flag::register(SIGINT, stop.clone())?;
+    signal_hook::flag::register_usize(SIGTERM, signal.clone(), SIGTERM as usize)?;
+    signal_hook::flag::register_usize(SIGINT, signal.clone(), SIGINT as usize)?;
     signal_hook::flag::register(SIGHUP, hup.clone())?;
 
     // 1. As started (root or CAP_NET_RAW): open every capture.
@@ -887,11 +894,16 @@ pub fn run(s: Settings) -> Result<ExitCode> {
         })?),
         None => None,
     };
-    // 2. Drop to the service user; then everything else.
-    if let Some(u) = &s.user {
-        drop_privileges(u)?;
-    }
+    // 2. Drop to the service user; then everything else (the log file too, so
+    // it belongs to that user and SIGHUP can reopen it).
+    let dropped = match &s.user {
+        Some(u) => drop_privileges(u)?,
+        None => None,
+    };
     log_open(s.log_file.clone())?;
+    if let Some(msg) = dropped {
+        log(&msg);
+    }
     let store = Store::open_or_create(&s.store, s.store_cfg)?;
     if *store.config() != s.store_cfg {
         log(&format!("note: {} keeps the partition span, flush interval and hold times it was created with (store.json); the differing settings were not applied", store.dir().display()));
@@ -1016,17 +1028,18 @@ pub fn run(s: Settings) -> Result<ExitCode> {
         })?;
 
     // 3. Wait for a signal (bounded sleeps; no busy loop).
-    while !stop.load(Relaxed) {
+    while !stop.load(Relaxed) && signal.load(Relaxed) == 0 {
         std::thread::sleep(Duration::from_millis(100));
         if hup.swap(false, Relaxed) {
             log_reopen();
         }
     }
-    log(if fatal.load(Relaxed) {
-        "stopping after an error"
-    } else {
-        "signal received: stopping"
-    });
+    match signal.load(Relaxed) {
+        _ if fatal.load(Relaxed) => log("stopping after an error"),
+        n if n == SIGINT as usize => log("SIGINT received: stopping"),
+        _ => log("SIGTERM received: stopping"),
+    }
+    stop.store(true, Relaxed);
     for t in capture_threads {
         let _ = t.join();
     }

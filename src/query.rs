@@ -181,13 +181,13 @@ pub fn lookup(
                     hold_summary(store)
                 )?;
             }
-            if !outcome.gaps.is_empty() {
-                writeln!(out, "WARNING: {}", gaps_warning(&outcome.gaps))?;
+            for w in gaps_warnings(&outcome.gaps) {
+                writeln!(out, "WARNING: {w}")?;
             }
         }
     }
-    if !outcome.gaps.is_empty() {
-        eprintln!("natrec: warning: {}", gaps_warning(&outcome.gaps));
+    for w in gaps_warnings(&outcome.gaps) {
+        eprintln!("natrec: warning: {w}");
     }
     for e in &outcome.errors {
         eprintln!("natrec: {e}");
@@ -203,33 +203,42 @@ pub fn lookup(
     })
 }
 
-/// How many gap records to name one by one in a warning; the rest are summed.
-const GAPS_SHOWN_MAX: usize = 5;
-
-/// One line about the intervals with lost packets overlapping a question.
-pub fn gaps_warning(gaps: &[natrec_storage::Gap]) -> String {
-    let total: u64 = gaps.iter().map(|g| g.count).sum();
-    let mut parts: Vec<String> = gaps
-        .iter()
-        .take(GAPS_SHOWN_MAX)
-        .map(|g| {
-            format!(
-                "{} {} packets {}..{}",
-                g.kind.name(),
-                g.count,
-                format_utc(g.from_ns),
-                format_utc(g.to_ns)
-            )
-        })
-        .collect();
-    if gaps.len() > GAPS_SHOWN_MAX {
-        parts.push(format!("and {} more", gaps.len() - GAPS_SHOWN_MAX));
+/// One warning per kind of gap overlapping a question: how many intervals,
+/// how many packets, and the first and last interval (however many there
+/// are, the warning stays one line per kind).
+pub fn gaps_warnings(gaps: &[natrec_storage::Gap]) -> Vec<String> {
+    let mut by_kind: std::collections::BTreeMap<_, Vec<&natrec_storage::Gap>> =
+        std::collections::BTreeMap::new();
+    for g in gaps {
+        by_kind.entry(g.kind).or_default().push(g);
     }
-    format!(
-        "the recorder lost {total} packets in {} interval(s) overlapping this time ({}); the answer may be incomplete",
-        gaps.len(),
-        parts.join(", ")
-    )
+    let span =
+        |g: &natrec_storage::Gap| format!("{}..{}", format_utc(g.from_ns), format_utc(g.to_ns));
+    by_kind
+        .into_iter()
+        .map(|(kind, mut v)| {
+            v.sort_by_key(|g| (g.from_ns, g.to_ns));
+            let n = v.len();
+            let where_ = if n == 1 {
+                format!("1 interval overlapping this time ({})", span(v[0]))
+            } else {
+                format!(
+                    "{n} intervals overlapping this time (first {}, last {})",
+                    span(v[0]),
+                    span(v[n - 1])
+                )
+            };
+            if kind == natrec_storage::GapKind::Down {
+                format!("{}: the recorder was not running in {where_}; the answer may be incomplete", kind.name())
+            } else {
+                let total: u64 = v.iter().map(|g| g.count).sum();
+                format!(
+                    "{}: the recorder lost {total} packets in {where_}; the answer may be incomplete",
+                    kind.name()
+                )
+            }
+        })
+        .collect()
 }
 
 fn hold_summary(store: &Store) -> String {
@@ -321,8 +330,8 @@ pub fn export(
     let (gaps, gap_errors) = store
         .reader()
         .gaps(from.unwrap_or(i64::MIN), to.unwrap_or(i64::MAX));
-    if !gaps.is_empty() {
-        eprintln!("natrec: warning: {}", gaps_warning(&gaps));
+    for w in gaps_warnings(&gaps) {
+        eprintln!("natrec: warning: {w}");
     }
     let errors: Vec<_> = errors.into_iter().chain(gap_errors).collect();
     for e in &errors {

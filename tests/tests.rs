@@ -448,6 +448,13 @@ fn lookup_accepts_local_time_with_tz_and_shows_both_zones() {
 }
 
 /// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+/// RFC 3339 UTC as natrec prints it.
+fn utc(ns: i64) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(ns))
+        .unwrap()
+        .to_string()
+}
+
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -1026,7 +1033,7 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
     assert_eq!(rows.len(), before, "JSON output unchanged");
     assert!(
         err.contains("warning")
-            && err.contains("kernel 42 packets")
+            && err.contains("kernel: the recorder lost 42 packets in 1 interval")
             && err.contains("may be incomplete"),
         "{err}"
     );
@@ -1047,7 +1054,7 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
         &at_s,
     ]);
     assert!(
-        stdout(&o).contains("WARNING: the recorder lost 42 packets"),
+        stdout(&o).contains("WARNING: kernel: the recorder lost 42 packets"),
         "{}",
         stdout(&o)
     );
@@ -1060,6 +1067,46 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
         &[],
     );
     assert!(!err.contains("lost"), "{err}");
+    // Many gaps: one warning line per kind, with the count and the first and
+    // last interval, not one line per gap.
+    {
+        let store = natrec_storage::Store::open(&dir.path().join("store")).unwrap();
+        let mut w = store.writer().unwrap();
+        for i in 0..50i64 {
+            let from = at + 3_000_000_000 + i * 10_000_000;
+            w.append_gap(&natrec_storage::Gap {
+                from_ns: from,
+                to_ns: from + 5_000_000,
+                count: 2,
+                kind: natrec_storage::GapKind::Queue,
+            })
+            .unwrap();
+        }
+    }
+    let o = natrec(&[
+        "export",
+        "--store",
+        &store_arg(dir.path()),
+        "--format",
+        "jsonl",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let err = stderr(&o);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 2, "one line per kind: {warnings:#?}");
+    let queue = warnings
+        .iter()
+        .find(|l| l.contains("queue:"))
+        .expect("queue line");
+    assert!(
+        queue.contains("lost 100 packets in 50 intervals")
+            && queue.contains(&format!("first {}", utc(at + 3_000_000_000)))
+            && queue.contains(&format!(
+                "..{}",
+                utc(at + 3_000_000_000 + 49 * 10_000_000 + 5_000_000)
+            )),
+        "{queue}"
+    );
     let o = natrec(&["verify", "--store", &store_arg(dir.path())]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
@@ -1119,4 +1166,678 @@ fn generated_workloads_replay_to_exactly_their_truth() {
         assert!(truth.len() > 500, "{link}: {} mappings", truth.len());
         assert_export_equals(dir.path(), &truth);
     }
+}
+
+// ------------------------------------------------------------------ live: operations
+//
+// Each test below builds its own lab (tools/natlab.sh) in namespaces with its
+// own prefix (`nrops1-` ...), so they run at once with each other and with
+// anyone else's lab; natlab deletes its namespaces on exit.
+
+/// Why a live lab cannot run here (not root, a tool missing), printed as
+/// `skipped: ...`; `None` when it can.
+#[cfg(feature = "live")]
+fn live_lab_unavailable(test: &str) -> bool {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !is_root {
+        println!("skipped: {test} needs root (network namespaces)");
+        return true;
+    }
+    for tool in [
+        "ip",
+        "iptables",
+        "tcpdump",
+        "conntrack",
+        "python3",
+        "timeout",
+        "stdbuf",
+    ] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !found {
+            println!("skipped: {test} needs {tool} (apt-get install iproute2 iptables tcpdump conntrack python3)");
+            return true;
+        }
+    }
+    false
+}
+
+/// The lab's conntrack timeouts (tools/README.md) as hold times.
+#[cfg(feature = "live")]
+const LAB_HOLD: &str =
+    "--hold-tcp-closed 3s --hold-tcp-open 60s --hold-udp 5s --hold-udp-stream 10s --hold-icmp 5s";
+
+/// One finished natlab run in `out/lab/lab.*`.
+#[cfg(feature = "live")]
+struct LabRun {
+    out: PathBuf,
+    natlab_stderr: String,
+    truth: Vec<Truth>,
+    capture_start_ns: i64,
+}
+
+#[cfg(feature = "live")]
+impl LabRun {
+    fn file(&self, ext: &str) -> String {
+        std::fs::read_to_string(self.out.join("lab").join(format!("lab.{ext}"))).unwrap_or_default()
+    }
+    /// Everything worth reading when an assertion fails.
+    fn logs(&self) -> String {
+        let mut s = format!("natlab:\n{}", self.natlab_stderr);
+        for ext in ["during1.log", "during.log", "midway.log"] {
+            s.push_str(&format!("\n--- {ext}:\n{}", self.file(ext)));
+        }
+        s
+    }
+}
+
+/// Runs natlab with `NATLAB_DURING=during` and the extra environment, in
+/// namespaces `prefix*`; panics (with the logs) when natlab itself fails.
+#[cfg(feature = "live")]
+fn run_lab(out: &Path, prefix: &str, during: &str, env: &[(&str, &str)]) -> LabRun {
+    let mut cmd = Command::new("bash");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/natlab.sh"))
+        .arg(out.join("lab"))
+        .arg("lab")
+        .env("NATLAB_PREFIX", prefix)
+        .env("NATLAB_DURING", during);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let o = cmd.output().expect("run tools/natlab.sh");
+    let mut run = LabRun {
+        out: out.to_path_buf(),
+        natlab_stderr: stderr(&o),
+        truth: Vec::new(),
+        capture_start_ns: 0,
+    };
+    assert!(o.status.success(), "natlab failed\n{}", run.logs());
+    let leftover = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !stdout(&leftover).contains(prefix),
+        "natlab left namespaces {prefix}*: {}",
+        stdout(&leftover)
+    );
+    run.truth = truth_from(&out.join("lab/lab.truth.jsonl"));
+    let meta: Value = serde_json::from_str(&run.file("meta.json")).unwrap();
+    run.capture_start_ns = (meta["capture_start_unix"].as_f64().unwrap() * 1e9) as i64;
+    run
+}
+
+/// A `NATLAB_DURING` command for a recorder that logs to `log` (not stderr):
+/// a shell that starts it, writes its PID to `pid`, says `natrec ready` on
+/// stderr once the log says `recording`, and passes SIGTERM on.
+#[cfg(feature = "live")]
+fn during_with_log_file(out: &Path, args: &str, log: &Path, pid: &Path) -> String {
+    let script = format!(
+        r#"#!/bin/sh
+{bin} record {args} --log-file {log} & p=$!
+echo $p > {pid}
+trap 'kill -TERM $p; wait $p; rc=$?; echo "exit code $rc" >&2; exit $rc' TERM
+i=0
+while [ $i -lt 200 ]; do
+    grep -q recording {log} 2>/dev/null && break
+    kill -0 $p || exit 3
+    i=$((i + 1)); sleep 0.1
+done
+echo "natrec ready" >&2
+wait
+"#,
+        bin = env!("CARGO_BIN_EXE_natrec"),
+        log = log.display(),
+        pid = pid.display()
+    );
+    let path = out.join("during.sh");
+    std::fs::write(&path, script).unwrap();
+    format!("sh {}", path.display())
+}
+
+/// Unix ns of an RFC 3339 time as natrec prints it.
+#[cfg(feature = "live")]
+fn parse_utc(s: &str) -> i64 {
+    let ts: jiff::Timestamp = s.parse().unwrap_or_else(|e| panic!("time '{s}': {e}"));
+    ts.as_nanosecond() as i64
+}
+
+/// Checks a store written by two recorder runs with a restart in the middle
+/// of the traffic (`lab.restart.json`): verify passes, nothing stays
+/// `open`, every export row is a conntrack mapping, a flow that spans the
+/// restart appears as two halves (before: `capture-end`; after: `midflow`
+/// when TCP), every conntrack mapping is found by a lookup at a time it was
+/// held (or, if it lived only while the recorder was down, the lookup warns
+/// `recorder-down`), and a lookup inside the downtime warns.
+#[cfg(feature = "live")]
+fn assert_restarted_store(run: &LabRun, store_dir: &Path) {
+    let logs = run.logs();
+    let o = natrec(&["verify", "--store", &store_arg(store_dir)]);
+    assert_eq!(code(&o), 0, "verify: {}{}\n{logs}", stdout(&o), stderr(&o));
+    let restart: Value = serde_json::from_str(&run.file("restart.json")).unwrap();
+    let ns = |k: &str| (restart[k].as_f64().unwrap() * 1e9) as i64;
+    let (signal, stopped, ready) = (ns("signal_unix"), ns("stopped_unix"), ns("ready_unix"));
+    assert!(signal <= stopped && stopped <= ready, "{restart}");
+
+    let rows = export(store_dir);
+    let mut by_key: BTreeMap<_, Vec<&Value>> = BTreeMap::new();
+    for r in &rows {
+        assert_ne!(
+            r["end_reason"], "open",
+            "still open after the stop: {r}\n{logs}"
+        );
+        by_key.entry(key_of(r)).or_default().push(r);
+    }
+    let truth_keys: BTreeMap<_, &Truth> = run.truth.iter().map(|t| (t.key(), t)).collect();
+    for k in by_key.keys() {
+        assert!(
+            truth_keys.contains_key(k),
+            "exported {k:?}, which conntrack never made\n{logs}"
+        );
+    }
+    // The halves of a flow across the restart.
+    let mut split = 0;
+    for (k, v) in &mut by_key {
+        if v.len() < 2 {
+            continue;
+        }
+        assert_eq!(v.len(), 2, "{k:?}: {v:#?}");
+        v.sort_by_key(|r| parse_utc(r["first_seen"].as_str().unwrap()));
+        let (a, b) = (v[0], v[1]);
+        assert_eq!(a["end_reason"], "capture-end", "first half of {k:?}: {a}");
+        assert!(
+            parse_utc(a["last_seen"].as_str().unwrap()) <= signal,
+            "first half ends before the stop: {a}"
+        );
+        assert!(
+            parse_utc(b["first_seen"].as_str().unwrap()) >= stopped,
+            "second half starts after the stop: {b}"
+        );
+        if k.0 == "tcp" {
+            assert_eq!(b["midflow"], true, "second half has no SYN: {b}");
+        }
+        split += 1;
+    }
+    let across = run
+        .truth
+        .iter()
+        .find(|t| t.internal == "100.64.0.4:40090")
+        .expect("case 13 (across-midway) in the truth");
+    assert_eq!(
+        by_key.get(&across.key()).map(Vec::len),
+        Some(2),
+        "the flow across the restart appears twice: {:?}\n{logs}",
+        by_key.get(&across.key())
+    );
+
+    let mut found = 0;
+    let mut down_only = Vec::new();
+    for t in &run.truth {
+        let at = t.new_ns.max(run.capture_start_ns) + 50_000_000;
+        let (c, rows, err) = lookup(store_dir, &t.public_ip, t.public_port, at, &[]);
+        assert_ne!(c, 2, "lookup {} at {at}: {err}", t.public);
+        if rows.iter().any(|r| key_of(r) == t.key()) {
+            found += 1;
+            continue;
+        }
+        // Not seen: only acceptable if conntrack made it while the recorder was down.
+        assert!(
+            t.new_ns >= signal - 1_000_000_000 && t.new_ns <= ready + 1_000_000_000,
+            "lookup of {} at {at} names {:?}, conntrack says {} (outside the downtime)\n{logs}",
+            t.public,
+            rows.iter().map(key_of).collect::<Vec<_>>(),
+            t.internal
+        );
+        assert!(
+            err.contains("recorder-down"),
+            "missed during the downtime without a warning: {err}"
+        );
+        down_only.push(t.internal.clone());
+    }
+    // Inside the downtime: the lookup warns; the flow across it is still held
+    // (capture-end at its last packet + the hold time).
+    // Between the signal and the old recorder's exit nothing is captured any
+    // more (its captures stop at once); the new one opens its captures just
+    // before it writes the gap, which ends then (before natlab sees it ready).
+    let mid = (signal + stopped) / 2;
+    let (c, rows, err) = lookup(store_dir, &across.public_ip, across.public_port, mid, &[]);
+    assert_eq!(c, 0, "{err}");
+    assert!(rows.iter().any(|r| key_of(r) == across.key()), "{rows:?}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("recorder-down: the recorder was not running"))
+        .unwrap_or_else(|| panic!("no recorder-down warning inside the downtime: {err}"));
+    // The gap runs from the store's last record (never after the stop) to the restart.
+    let span = line
+        .split(" (")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .unwrap();
+    let (from, to) = span.split_once("..").unwrap();
+    let (from, to) = (parse_utc(from), parse_utc(to));
+    assert!(
+        from <= signal,
+        "gap starts {from}, stop signal at {signal}: {line}"
+    );
+    assert!(
+        from >= run.capture_start_ns,
+        "gap starts at the last record: {line}"
+    );
+    assert!(
+        stopped <= to && to <= ready,
+        "gap ends at the restart ({stopped}..{ready}): {line}"
+    );
+    // After the restart and outside the gap: no warning.
+    let (_, _, err) = lookup(
+        store_dir,
+        &across.public_ip,
+        across.public_port,
+        ready + 500_000_000,
+        &[],
+    );
+    assert!(!err.contains("warning"), "{err}");
+    println!(
+        "restart: {} conntrack mappings, {found} found by lookup, {} only while down {down_only:?}, {split} split across the restart; downtime {:.2} s, gap {:.2} s",
+        run.truth.len(),
+        down_only.len(),
+        (ready - signal) as f64 / 1e9,
+        (to - from) as f64 / 1e9
+    );
+}
+
+/// SIGTERM in the middle of the traffic, then a new recorder on the same
+/// store, SIGTERM at the end: both exit 0, and the store answers for every
+/// mapping (see `assert_restarted_store`). Also: "SIGTERM received" is
+/// logged before the threads report stopping.
+#[cfg(feature = "live")]
+#[test]
+fn live_record_restarted_by_sigterm_during_traffic_answers_for_every_mapping() {
+    let test = "live_record_restarted_by_sigterm_during_traffic_answers_for_every_mapping";
+    if live_lab_unavailable(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let during = format!(
+        "{} record --config /dev/null --store {} --inside-interface nat-in --outside-interface nat-out --metrics-addr off {LAB_HOLD}",
+        env!("CARGO_BIN_EXE_natrec"),
+        out.join("store").display()
+    );
+    let run = run_lab(
+        out,
+        "nrops1-",
+        &during,
+        &[("NATLAB_DURING_RESTART", "term")],
+    );
+    let logs = run.logs();
+    assert_eq!(
+        run.file("during1.rc").trim(),
+        "0",
+        "first run exits 0 on SIGTERM\n{logs}"
+    );
+    assert_eq!(
+        run.file("during.rc").trim(),
+        "0",
+        "second run exits 0 on SIGTERM\n{logs}"
+    );
+    let first = run.file("during1.log");
+    let pos = |s: &str| {
+        first
+            .find(s)
+            .unwrap_or_else(|| panic!("'{s}' not logged\n{logs}"))
+    };
+    assert!(
+        pos("SIGTERM received") < pos("capture on")
+            && pos("capture on") < pos("correlator drained"),
+        "log order: signal, captures stopped, correlator drained\n{logs}"
+    );
+    let second = run.file("during.log");
+    assert!(
+        second.contains("resuming") && second.contains("0 mapping(s) left open by a crash"),
+        "a clean stop leaves nothing open\n{logs}"
+    );
+    assert_restarted_store(&run, out);
+}
+
+/// kill -9 in the middle of the traffic, then a new recorder on the same
+/// store: it closes the mappings the dead one left open (and says how many),
+/// nothing is `open` after its stop, verify passes, every mapping answers.
+#[cfg(feature = "live")]
+#[test]
+fn live_record_killed_during_traffic_then_restarted_closes_what_was_left_open() {
+    let test = "live_record_killed_during_traffic_then_restarted_closes_what_was_left_open";
+    if live_lab_unavailable(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let during = format!(
+        "{} record --config /dev/null --store {} --interface any --inside-interface nat-in --outside-interface nat-out --metrics-addr off {LAB_HOLD}",
+        env!("CARGO_BIN_EXE_natrec"),
+        out.join("store").display()
+    );
+    let run = run_lab(
+        out,
+        "nrops2-",
+        &during,
+        &[("NATLAB_DURING_RESTART", "kill")],
+    );
+    let logs = run.logs();
+    assert_eq!(
+        run.file("during1.rc").trim(),
+        "137",
+        "first run killed by SIGKILL\n{logs}"
+    );
+    assert_eq!(
+        run.file("during.rc").trim(),
+        "0",
+        "second run exits 0 on SIGTERM\n{logs}"
+    );
+    let second = run.file("during.log");
+    let n: u64 = second
+        .split(" mapping(s) left open by a crash")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("the restart says how many it closed\n{logs}"));
+    assert!(
+        n >= 1,
+        "the flow across the kill was open: closed {n}\n{logs}"
+    );
+    assert_restarted_store(&run, out);
+}
+
+/// Prometheus counters during the traffic are non-zero and consistent, and
+/// `natrec status` (store + metrics) exits 0 while recording without loss.
+#[cfg(feature = "live")]
+#[test]
+fn live_record_metrics_and_status_during_traffic() {
+    let test = "live_record_metrics_and_status_during_traffic";
+    if live_lab_unavailable(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let bin = env!("CARGO_BIN_EXE_natrec");
+    let store = out.join("store");
+    // The NAT namespace has its own loopback: a fixed port cannot collide.
+    let addr = "127.0.0.1:19633";
+    let during = format!(
+        "{bin} record --config /dev/null --store {} --inside-interface nat-in --outside-interface nat-out --metrics-addr {addr} {LAB_HOLD}",
+        store.display()
+    );
+    let fetch = format!(
+        "import urllib.request; print(urllib.request.urlopen('http://{addr}/metrics', timeout=5).read().decode())"
+    );
+    let midway = format!(
+        "ip netns exec nrops3-nat python3 -c \"{fetch}\" > {m} && ip netns exec nrops3-nat {bin} status --store {s} --metrics-addr {addr} > {st}; echo $? > {st}.rc",
+        m = out.join("metrics.txt").display(),
+        s = store.display(),
+        st = out.join("status.txt").display()
+    );
+    let run = run_lab(out, "nrops3-", &during, &[("NATLAB_MIDWAY", &midway)]);
+    let logs = run.logs();
+    assert_eq!(run.file("midway.rc").trim(), "0", "{logs}");
+    assert_eq!(run.file("during.rc").trim(), "0", "{logs}");
+    let text = std::fs::read_to_string(out.join("metrics.txt")).unwrap();
+    let sum = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.split(['{', ' ']).next() == Some(name))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let captured = sum("natrec_packets_captured_total");
+    let correlated = sum("natrec_packets_correlated_total");
+    let not_decoded = sum("natrec_packets_not_decoded_total");
+    let opened = sum("natrec_mappings_opened_total");
+    let closed = sum("natrec_mappings_closed_total");
+    let appended = sum("natrec_records_appended_total");
+    let m = format!("metrics:\n{text}\n{logs}");
+    assert!(correlated > 0 && opened > 0 && appended > 0, "{m}");
+    assert!(captured >= correlated + not_decoded, "{m}");
+    assert!(opened >= closed && appended >= opened, "{m}");
+    assert!(sum("natrec_flows_active") <= opened, "{m}");
+    for zero in [
+        "natrec_packets_dropped_total",
+        "natrec_batches_dropped_total",
+        "natrec_gaps_written_total",
+        "natrec_gap_packets_total",
+        "natrec_reorder_forced_total",
+        "natrec_flows_evicted_total",
+    ] {
+        assert_eq!(sum(zero), 0, "{zero}: {m}");
+    }
+    assert!(sum("natrec_partitions_active") >= 1, "{m}");
+    let now_s = (run.capture_start_ns / 1_000_000_000) as u64;
+    let last = sum("natrec_last_packet_timestamp_seconds");
+    assert!(
+        last >= now_s && last < now_s + 60,
+        "last packet {last}, capture start {now_s}: {m}"
+    );
+    assert!(sum("natrec_start_timestamp_seconds") <= last, "{m}");
+    // Cases before the midway point are all confirmed by then.
+    let before = run
+        .truth
+        .iter()
+        .filter(|t| t.new_ns < run.capture_start_ns + 1_000_000_000)
+        .count() as u64;
+    assert!(
+        opened >= before,
+        "{opened} opened, {before} conntrack entries in the first second: {m}"
+    );
+    // At the end, every conntrack mapping was opened.
+    let stopped = run.file("during.log");
+    let total: u64 = stopped
+        .split(" mappings opened")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("stop line with counts\n{logs}"));
+    assert!(
+        total >= run.truth.len() as u64 && total >= 16,
+        "{total} opened, truth {}\n{logs}",
+        run.truth.len()
+    );
+
+    let status = std::fs::read_to_string(out.join("status.txt")).unwrap();
+    let status_rc = std::fs::read_to_string(out.join("status.txt.rc")).unwrap();
+    assert_eq!(
+        status_rc.trim(),
+        "0",
+        "status while recording, no loss:\n{status}\n{logs}"
+    );
+    for needle in [
+        "recorder:          running",
+        "gaps (last 24 h):  none",
+        &format!("metrics:           http://{addr}/metrics"),
+        "natrec_mappings_opened_total",
+    ] {
+        assert!(status.contains(needle), "{needle}:\n{status}");
+    }
+    // Stopped: status says so (exit 1).
+    let o = natrec(&[
+        "status",
+        "--store",
+        store.to_str().unwrap(),
+        "--metrics-addr",
+        "off",
+    ]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("not running"), "{}", stdout(&o));
+    println!("metrics at midway: {captured} captured, {correlated} correlated, {opened} opened, {closed} closed, {appended} records; {total} opened in all");
+}
+
+/// SIGHUP reopens --log-file: after the file is moved aside, new lines go to
+/// a new file at the original path (logrotate's `create` without copytruncate).
+#[cfg(feature = "live")]
+#[test]
+fn live_record_sighup_reopens_the_log_file() {
+    let test = "live_record_sighup_reopens_the_log_file";
+    if live_lab_unavailable(test) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let log = out.join("natrec.log");
+    let pid = out.join("natrec.pid");
+    let args = format!(
+        "--config /dev/null --store {} --inside-interface nat-in --outside-interface nat-out --metrics-addr off {LAB_HOLD}",
+        out.join("store").display()
+    );
+    let during = during_with_log_file(out, &args, &log, &pid);
+    let midway = format!(
+        "mv {log} {log}.1 && kill -HUP $(cat {pid}) && sleep 0.5 && test -s {log}",
+        log = log.display(),
+        pid = pid.display()
+    );
+    let run = run_lab(
+        out,
+        "nrops4-",
+        &during,
+        &[
+            ("NATLAB_MIDWAY", &midway),
+            ("NATLAB_DURING_READY_TEXT", "natrec ready"),
+        ],
+    );
+    let old = std::fs::read_to_string(log.with_extension("log.1")).unwrap_or_default();
+    let new = std::fs::read_to_string(&log).unwrap_or_default();
+    let all = format!("old log:\n{old}\nnew log:\n{new}\n{}", run.logs());
+    assert_eq!(run.file("midway.rc").trim(), "0", "{all}");
+    assert_eq!(run.file("during.rc").trim(), "0", "{all}");
+    assert!(
+        old.contains("recording") && !old.contains("stopped:"),
+        "{all}"
+    );
+    assert!(
+        !old.contains("SIGHUP"),
+        "the reopen line goes to the new file: {all}"
+    );
+    assert!(
+        new.starts_with(|c: char| c.is_ascii_digit()) && new.contains("SIGHUP: log reopened"),
+        "{all}"
+    );
+    let pos = |s: &str| {
+        new.find(s)
+            .unwrap_or_else(|| panic!("'{s}' not in the new log\n{all}"))
+    };
+    assert!(
+        pos("SIGHUP: log reopened") < pos("SIGTERM received")
+            && pos("SIGTERM received") < pos("stopped:"),
+        "{all}"
+    );
+    assert!(
+        !new.contains("recording "),
+        "nothing from before the move: {all}"
+    );
+    assert_export_equals(out, &run.truth);
+}
+
+/// Removes the test's system user when dropped (also when a test panics).
+#[cfg(feature = "live")]
+struct TestUser(&'static str);
+
+#[cfg(feature = "live")]
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        let _ = Command::new("userdel").arg(self.0).output();
+    }
+}
+
+/// `--user`: started as root, natrec opens the captures, drops to the user,
+/// says so in its log, and every file it then creates (the store, the log)
+/// belongs to that user. Creates and deletes a system user
+/// (`natrec-test-ops`), so it runs only with NATREC_TEST_USERADD=1 (set by
+/// .ci/run, which runs on a fresh machine).
+#[cfg(feature = "live")]
+#[test]
+fn live_record_drops_to_user_and_its_files_belong_to_that_user() {
+    use std::os::unix::fs::MetadataExt;
+    let test = "live_record_drops_to_user_and_its_files_belong_to_that_user";
+    if live_lab_unavailable(test) {
+        return;
+    }
+    if std::env::var("NATREC_TEST_USERADD").as_deref() != Ok("1") {
+        println!("skipped: {test} creates a system user; set NATREC_TEST_USERADD=1 to run it");
+        return;
+    }
+    const USER: &str = "natrec-test-ops";
+    let _ = Command::new("userdel").arg(USER).output(); // left over from an interrupted run
+    let o = Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+            USER,
+        ])
+        .output()
+        .expect("useradd");
+    assert!(o.status.success(), "useradd: {}", stderr(&o));
+    let _user = TestUser(USER);
+    let id = |flag: &str| -> u32 {
+        let o = Command::new("id").args([flag, USER]).output().unwrap();
+        stdout(&o).trim().parse().unwrap()
+    };
+    let (uid, gid) = (id("-u"), id("-g"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    // The user needs to reach its directory (the temp dir is 0700 root).
+    std::fs::set_permissions(out, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let svc = out.join("svc");
+    std::fs::create_dir(&svc).unwrap();
+    std::os::unix::fs::chown(&svc, Some(uid), Some(gid)).unwrap();
+    let log = svc.join("natrec.log");
+    let args = format!(
+        "--config /dev/null --store {} --inside-interface nat-in --outside-interface nat-out --metrics-addr 127.0.0.1:19634 --user {USER} {LAB_HOLD}",
+        svc.join("store").display()
+    );
+    let during = during_with_log_file(out, &args, &log, &out.join("natrec.pid"));
+    let run = run_lab(
+        out,
+        "nrops5-",
+        &during,
+        &[("NATLAB_DURING_READY_TEXT", "natrec ready")],
+    );
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let all = format!("log:\n{text}\n{}", run.logs());
+    assert_eq!(run.file("during.rc").trim(), "0", "{all}");
+    assert!(
+        text.contains(&format!(
+            "dropped privileges: running as {USER} (uid {uid}, gid {gid})"
+        )),
+        "{all}"
+    );
+    let drop_at = text.find("dropped privileges").unwrap();
+    assert!(
+        drop_at < text.find("recording").unwrap(),
+        "dropped before the store was opened: {all}"
+    );
+    // Every file and directory the recorder made after the drop is the user's.
+    let mut stack = vec![svc.join("store")];
+    let mut n = 0;
+    while let Some(p) = stack.pop() {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        assert_eq!(
+            (md.uid(), md.gid()),
+            (uid, gid),
+            "{} belongs to {USER}",
+            p.display()
+        );
+        n += 1;
+        if md.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        }
+    }
+    assert!(n >= 3, "store, store.json, a partition: {n}");
+    let md = std::fs::metadata(&log).unwrap();
+    assert_eq!(md.uid(), uid, "the log file belongs to {USER}");
+    assert_export_equals(&svc, &run.truth);
 }

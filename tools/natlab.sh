@@ -12,6 +12,15 @@
 #                   stderr, stopped with SIGTERM (by PID) after the last case and
 #                   waited for (at most 30 s); its stderr goes to OUTDIR/NAME.during.log
 #                   and its exit code to OUTDIR/NAME.during.rc
+#   NATLAB_DURING_RESTART  term|kill: halfway through the cases, stop NATLAB_DURING
+#                   (SIGTERM and wait at most 30 s, or SIGKILL) and start it again; the
+#                   first run's stderr/exit code go to NAME.during1.log/.rc, the times
+#                   to NAME.restart.json (signal_unix, stopped_unix, ready_unix)
+#   NATLAB_MIDWAY   a command run (sh -c, in the host namespace, at most 20 s) halfway
+#                   through the cases, before any restart, with NATLAB_DURING_PID set;
+#                   output to NAME.midway.log, exit code to NAME.midway.rc
+#   With either of the two, case 13 (across-midway) streams tcp from before the
+#   midway point until after it (a flow that spans the restart).
 #
 # All traffic stays inside the nrlab-* namespaces created here; addresses are
 # only 100.64.0.0/10 (inside), 203.0.113.0/24 (NAT public) and 198.51.100.0/24
@@ -30,6 +39,10 @@ DURING=${NATLAB_DURING:-}
 DURING_READY=${NATLAB_DURING_READY:-20}
 DURING_READY_TEXT=${NATLAB_DURING_READY_TEXT:-recording}
 DURING_PID=
+DURING_RESTART=${NATLAB_DURING_RESTART:-}
+MIDWAY=${NATLAB_MIDWAY:-}
+case "$DURING_RESTART" in ''|term|kill) ;; *) echo "natlab.sh: NATLAB_DURING_RESTART must be term or kill" >&2; exit 1;; esac
+[ -z "$DURING_RESTART" ] || [ -n "$DURING" ] || { echo "natlab.sh: NATLAB_DURING_RESTART needs NATLAB_DURING" >&2; exit 1; }
 ALL_NS="$NS_SUB $NS_NAT $NS_REM"
 WORK=$(mktemp -d /tmp/nrlab.XXXXXX)
 PIDS=()          # every background process we start (killed by PID only)
@@ -188,7 +201,7 @@ for ifc in any nat-in nat-out; do
     for i in $(seq 50); do grep -q 'listening on' "$WORK/tcpdump.$ifc.err" 2>/dev/null && break; sleep 0.1; done
     grep -q 'listening on' "$WORK/tcpdump.$ifc.err" || { log "tcpdump on $ifc did not start"; cat "$WORK/tcpdump.$ifc.err" >&2; exit 1; }
 done
-if [ -n "$DURING" ]; then
+start_during() {
     # word splitting of $DURING is intended (a command line)
     ip netns exec $NS_NAT $DURING 2> "$OUTDIR/$NAME.during.log" &
     DURING_PID=$!
@@ -199,10 +212,28 @@ if [ -n "$DURING" ]; then
     done
     grep -q "$DURING_READY_TEXT" "$OUTDIR/$NAME.during.log" || { log "NATLAB_DURING did not get ready"; cat "$OUTDIR/$NAME.during.log" >&2; exit 1; }
     log "NATLAB_DURING running (pid $DURING_PID)"
-fi
+}
+# stop_during SIGNAL RCFILE: SIGTERM waits at most 30 s (then SIGKILL); SIGKILL waits.
+stop_during() {
+    kill -"$1" "$DURING_PID" 2>/dev/null || true
+    for i in $(seq 300); do kill -0 "$DURING_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$DURING_PID" 2>/dev/null && { log "NATLAB_DURING still running 30 s after SIG$1: SIGKILL"; kill -KILL "$DURING_PID"; }
+    local rc=0; wait "$DURING_PID" || rc=$?
+    echo "$rc" > "$2"
+    DURING_PID=""
+    log "NATLAB_DURING stopped by SIG$1, exit code $rc"
+}
+[ -n "$DURING" ] && start_during
 sleep 0.5
 CAP_START=$(date +%s.%N)
 log "capture running"
+STREAM_STOP=$WORK/stream.stop
+if [ -n "$MIDWAY" ] || [ -n "$DURING_RESTART" ]; then
+    # 13 a flow across the midway point (and a restart): a line every 0.2 s until told to stop
+    sub stream --case 13 --label across-midway --src 100.64.0.4 --sport 40090 --dst 198.51.100.10 --dport 8080 \
+        --interval 0.2 --duration 20 --until-file "$STREAM_STOP" --expect-public $PUB
+    sleep 0.3
+fi
 
 # ---------------------------------------------------------------- cases
 # 1 port preserving
@@ -239,6 +270,24 @@ sleep 0.3
 # 6 UDP without reply (dropped at the remote)
 sub udp --case 6 --label udp-no-reply --src 100.64.0.4 --sport 40030 --dst 198.51.100.10 --dport 9999 --count 2 --interval 0.3 --no-reply --expect-public $PUB
 sleep 0.3
+# ---------------------------------------------------------------- midway: hook, restart
+if [ -n "$MIDWAY" ]; then
+    rc=0
+    NATLAB_DURING_PID=$DURING_PID timeout 20 sh -c "$MIDWAY" > "$OUTDIR/$NAME.midway.log" 2>&1 || rc=$?
+    echo "$rc" > "$OUTDIR/$NAME.midway.rc"
+    log "NATLAB_MIDWAY done, exit code $rc"
+fi
+if [ -n "$DURING_RESTART" ]; then
+    sig=TERM; [ "$DURING_RESTART" = kill ] && sig=KILL
+    t_signal=$(date +%s.%N)
+    stop_during $sig "$OUTDIR/$NAME.during1.rc"
+    t_stopped=$(date +%s.%N)
+    mv "$OUTDIR/$NAME.during.log" "$OUTDIR/$NAME.during1.log"
+    start_during
+    t_ready=$(date +%s.%N)
+    printf '{"signal":"%s","signal_unix":%s,"stopped_unix":%s,"ready_unix":%s}\n' \
+        "$sig" "$t_signal" "$t_stopped" "$t_ready" > "$OUTDIR/$NAME.restart.json"
+fi
 # 7 retransmitted SYNs: remote drops SYNs to :81 for ~1.5 s
 nsx $NS_REM iptables -I INPUT -p tcp --dport 81 --syn -j DROP
 sub tcp --case 7 --label syn-retransmit --src 100.64.0.4 --sport 40040 --dst 198.51.100.11 --dport 81 --hold 0.2 --timeout 10 --expect-public $PUB
@@ -249,6 +298,7 @@ sub icmp --case 9 --label icmp-a --src 100.64.0.2 --dst 198.51.100.10 --icmp-id 
 sleep 0.1
 sub icmp --case 9 --label icmp-b --src 100.64.0.3 --dst 198.51.100.10 --icmp-id 4660 --count 3 --interval 0.2 --expect-public $PUB
 sleep 0.5
+touch "$STREAM_STOP"   # case 13 (if running) closes now
 # 10 RST close by the server
 sub rst --case 10 --label tcp-rst --src 100.64.0.4 --sport 40080 --dst 198.51.100.10 --dport 8081 --expect-public $PUB
 sleep 0.3
@@ -267,15 +317,7 @@ CAP_END=$(date +%s.%N)
 for p in "${TCPDUMP_PIDS[@]}"; do kill -INT "$p" 2>/dev/null || true; done
 for p in "${TCPDUMP_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
 TCPDUMP_PIDS=()
-if [ -n "$DURING_PID" ]; then
-    kill -TERM "$DURING_PID" 2>/dev/null || true
-    for i in $(seq 300); do kill -0 "$DURING_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$DURING_PID" 2>/dev/null && { log "NATLAB_DURING still running 30 s after SIGTERM: SIGKILL"; kill -KILL "$DURING_PID"; }
-    rc=0; wait "$DURING_PID" || rc=$?
-    echo "$rc" > "$OUTDIR/$NAME.during.rc"
-    DURING_PID=""
-    log "NATLAB_DURING stopped by SIGTERM, exit code $rc"
-fi
+[ -n "$DURING_PID" ] && stop_during TERM "$OUTDIR/$NAME.during.rc"
 for ifc in any nat-in nat-out; do log "tcpdump $ifc: $(tr '\n' ' ' < "$WORK/tcpdump.$ifc.err")"; done
 log "capture stopped; waiting for DESTROY events"
 

@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--hold", type=float, default=0.0)
     ap.add_argument("--interval", type=float, default=0.2)
     ap.add_argument("--duration", type=float, default=3.0)
+    ap.add_argument("--until-file", help="stream: stop early when this file exists")
     ap.add_argument("--count", type=int, default=1)
     ap.add_argument("--icmp-id", type=int, default=0x4e52)
     ap.add_argument("--no-reply", action="store_true")
@@ -90,6 +91,8 @@ def main():
             n = 0
             end = time.time() + a.duration
             while time.time() < end and n < 100:
+                if a.until_file and os.path.exists(a.until_file):
+                    break
                 s.sendall(b"line %d\n" % n)
                 s.recv(512)
                 n += 1
