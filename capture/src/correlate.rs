@@ -35,7 +35,8 @@
 //! The correlator is a pure state machine over (time, side, decoded packet):
 //! no I/O, no clock. Time only moves forward with the packets' timestamps.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 
@@ -152,6 +153,9 @@ pub struct CorrelatorStats {
     pub flows_evicted: u64,
     /// Flows active now.
     pub flows_active: u64,
+    /// Times the idle-expiry queue was rebuilt at its bound
+    /// (`deadlines_per_flow_max` entries per active flow).
+    pub deadline_rebuilds: u64,
     /// Copies waiting for their twin now.
     pub pending: u64,
 }
@@ -205,10 +209,61 @@ struct FlowKey {
 #[derive(Clone, Copy, Debug)]
 struct Flow {
     mapping: Mapping,
+    /// Unique per flow instance (a replaced flow's key comes back with a new
+    /// id), so a deadline entry of an earlier instance is recognised as stale.
+    id: u64,
     fin_out: bool,
     fin_in: bool,
     rst: bool,
 }
+
+impl Flow {
+    /// Packet time after which the flow is idle: last packet + the hold of
+    /// its state (closed by FIN/RST, else idle).
+    fn deadline_ns(&self, hold: &HoldTimes) -> UnixNanos {
+        let mut probe = self.mapping;
+        probe.end = match closed_reason(self) {
+            EndReason::Open => EndReason::Idle,
+            r => r,
+        };
+        probe.last_ns.saturating_add(hold.hold_ns(&probe))
+    }
+}
+
+/// A wake-up for idle expiry: no earlier than `deadline_ns` may the flow `key`
+/// (instance `id`) be idle. Ordered by (deadline, id); the key is payload.
+#[derive(Clone, Copy, Debug)]
+struct Deadline {
+    deadline_ns: UnixNanos,
+    id: u64,
+    key: FlowKey,
+}
+
+impl PartialEq for Deadline {
+    fn eq(&self, o: &Self) -> bool {
+        (self.deadline_ns, self.id) == (o.deadline_ns, o.id)
+    }
+}
+impl Eq for Deadline {}
+impl PartialOrd for Deadline {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Deadline {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.deadline_ns, self.id).cmp(&(o.deadline_ns, o.id))
+    }
+}
+
+/// Bound on deadline entries per active flow (`deadlines_per_flow_max`): entries
+/// of flows that were replaced or evicted stay in the queue until their
+/// deadline; when the queue holds more than this many per flow (plus
+/// [`DEADLINES_SLACK`]) it is rebuilt from the flow table, one entry per flow.
+const DEADLINES_PER_FLOW_MAX: usize = 2;
+/// Entries allowed beyond [`DEADLINES_PER_FLOW_MAX`] per flow before a rebuild
+/// (keeps a nearly empty table from rebuilding on every replace).
+const DEADLINES_SLACK: usize = 4096;
 
 /// The correlation state machine. See the module docs.
 pub struct Correlator {
@@ -222,6 +277,14 @@ pub struct Correlator {
     pending_order: VecDeque<(UnixNanos, PairKey, u64)>,
     pending_count: usize,
     flows: FxHashMap<FlowKey, Flow>,
+    /// Idle-expiry wake-ups, earliest first. Invariant: every active flow
+    /// has an entry whose deadline is at or before its own deadline
+    /// ([`Flow::deadline_ns`]); a deadline only moves earlier when a TCP flow
+    /// closes (FIN both ways, RST), and a new entry is pushed then. Entries
+    /// of removed flows (other id) are dropped when popped; an entry that
+    /// pops before its flow is due is pushed again at the flow's deadline.
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    flow_ids: u64,
     /// Subscriber prefixes as (network, mask): IPv4 and IPv6, for a
     /// branch-light membership test.
     sub_v4: Vec<(u32, u32)>,
@@ -253,6 +316,8 @@ impl Correlator {
             pending_order: VecDeque::new(),
             pending_count: 0,
             flows: FxHashMap::default(),
+            deadlines: BinaryHeap::new(),
+            flow_ids: 0,
             packet_seq: 0,
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
@@ -534,6 +599,7 @@ impl Correlator {
                     Dir::In => m.packets_in = m.packets_in.saturating_add(1),
                 }
                 if proto == Proto::Tcp {
+                    let was_open = closed_reason(flow) == EndReason::Open;
                     if flags & TcpInfo::RST != 0 {
                         flow.rst = true;
                     }
@@ -542,6 +608,15 @@ impl Correlator {
                             Dir::Out => flow.fin_out = true,
                             Dir::In => flow.fin_in = true,
                         }
+                    }
+                    if was_open && closed_reason(flow) != EndReason::Open {
+                        // The hold shrinks (TIME_WAIT): the deadline moved earlier.
+                        let d = Deadline {
+                            deadline_ns: flow.deadline_ns(&self.cfg.hold),
+                            id: flow.id,
+                            key: fkey,
+                        };
+                        self.push_deadline(d);
                     }
                 }
                 return;
@@ -572,15 +647,44 @@ impl Correlator {
         if proto == Proto::Tcp && flags & TcpInfo::SYN == 0 {
             mapping.flags |= FLAG_MIDFLOW;
         }
+        self.flow_ids += 1;
         let flow = Flow {
             mapping,
+            id: self.flow_ids,
             fin_out: proto == Proto::Tcp && dir == Dir::Out && flags & TcpInfo::FIN != 0,
             fin_in: proto == Proto::Tcp && dir == Dir::In && flags & TcpInfo::FIN != 0,
             rst: proto == Proto::Tcp && flags & TcpInfo::RST != 0,
         };
         self.stats.mappings_opened += 1;
         out.push(mapping);
+        self.push_deadline(Deadline {
+            deadline_ns: flow.deadline_ns(&self.cfg.hold),
+            id: flow.id,
+            key: fkey,
+        });
         self.flows.insert(fkey, flow);
+    }
+
+    /// Queues an expiry wake-up; at the `deadlines_per_flow_max` bound the
+    /// queue is rebuilt with one entry per active flow.
+    fn push_deadline(&mut self, d: Deadline) {
+        self.deadlines.push(Reverse(d));
+        if self.deadlines.len() > DEADLINES_PER_FLOW_MAX * self.flows.len() + DEADLINES_SLACK {
+            let hold = self.cfg.hold;
+            let mut v = std::mem::take(&mut self.deadlines).into_vec();
+            v.clear();
+            v.extend(self.flows.iter().map(|(k, f)| {
+                Reverse(Deadline {
+                    deadline_ns: f.deadline_ns(&hold),
+                    id: f.id,
+                    key: *k,
+                })
+            }));
+            // The flow being inserted may not be in the table yet.
+            v.push(Reverse(d));
+            self.deadlines = BinaryHeap::from(v);
+            self.stats.deadline_rebuilds += 1;
+        }
     }
 
     fn evict_least_recent(&mut self, out: &mut Vec<Mapping>) {
@@ -625,28 +729,46 @@ impl Correlator {
         }
     }
 
+    /// Closes the flows idle at `now_ns` (last packet + hold before it):
+    /// pops the wake-ups that are due, skipping stale ones, re-queueing
+    /// flows touched since. Cost: the entries due, not the table's size.
     fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
         let hold = self.cfg.hold;
-        let mut expired: Vec<FlowKey> = Vec::new();
-        for (k, f) in &self.flows {
-            let mut probe = f.mapping;
-            probe.end = closed_reason(f);
-            if probe.end == EndReason::Open {
-                probe.end = EndReason::Idle;
+        let mut expired: Vec<Flow> = Vec::new();
+        while let Some(&Reverse(d)) = self.deadlines.peek() {
+            if d.deadline_ns >= now_ns {
+                break;
             }
-            if now_ns > probe.last_ns.saturating_add(hold.hold_ns(&probe)) {
-                expired.push(*k);
+            self.deadlines.pop();
+            let Some(f) = self.flows.get(&d.key) else {
+                continue;
+            };
+            if f.id != d.id {
+                continue;
+            }
+            let due = f.deadline_ns(&hold);
+            if now_ns > due {
+                expired.push(self.flows.remove(&d.key).expect("present"));
+            } else if due != d.deadline_ns {
+                // Touched since this entry was queued (or a second, later
+                // entry of a flow whose deadline moved earlier).
+                self.deadlines.push(Reverse(Deadline {
+                    deadline_ns: due,
+                    ..d
+                }));
             }
         }
-        // Deterministic output order: by last packet, then key.
-        expired.sort_by_key(|k| {
+        // Deterministic output order: by last packet, then first packet, then key.
+        expired.sort_by_key(|f| {
             (
-                self.flows[k].mapping.last_ns,
-                self.flows[k].mapping.first_ns,
+                f.mapping.last_ns,
+                f.mapping.first_ns,
+                f.mapping.internal,
+                f.mapping.remote,
+                f.mapping.proto as u8,
             )
         });
-        for k in expired {
-            let f = self.flows.remove(&k).expect("present");
+        for f in expired {
             let reason = match closed_reason(&f) {
                 EndReason::Open => EndReason::Idle,
                 r => r,
@@ -660,6 +782,7 @@ impl Correlator {
     /// when the connection was closed), in order of first packet.
     pub fn finish(&mut self, out: &mut Vec<Mapping>) {
         while self.pop_oldest_pending(false) {}
+        self.deadlines.clear();
         let mut flows: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
         flows.sort_by_key(|f| (f.mapping.first_ns, f.mapping.internal, f.mapping.remote));
         for f in flows {
@@ -1239,5 +1362,116 @@ mod tests {
         assert!(out
             .iter()
             .any(|m| m.end == EndReason::Evicted && m.internal.port() == 1000));
+    }
+
+    /// Idle expiry by deadline queue (no full scan): a flow touched after its
+    /// wake-up was queued is re-queued, not closed early; a TCP flow closed by
+    /// FIN both ways expires at the TIME_WAIT hold (its deadline moved
+    /// earlier); each final is emitted at the first scan after its deadline.
+    #[test]
+    fn idle_expiry_follows_touches_and_closes() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        let mut out = Vec::new();
+        let mut id = 0;
+        let mut both = |c: &mut Correlator,
+                        out: &mut Vec<Mapping>,
+                        t: i64,
+                        proto,
+                        inside: &str,
+                        outside: &str,
+                        remote: &str,
+                        flags| {
+            id += 1;
+            c.push(
+                t,
+                Side::Inside,
+                &pkt(proto, inside, remote, id, flags, id),
+                out,
+            );
+            c.push(
+                t + MS,
+                Side::Outside,
+                &pkt(proto, outside, remote, id, flags, id),
+                out,
+            );
+        };
+        // UDP (30 s hold, no reply) touched every 20 s up to 100 s.
+        for k in 0..=5 {
+            both(
+                &mut c,
+                &mut out,
+                k * 20 * S,
+                Proto::Udp,
+                "100.64.0.5:5000",
+                "203.0.113.1:5000",
+                "198.51.100.1:53",
+                0,
+            );
+        }
+        // TCP (7440 s open, 120 s closed) closed by FIN both ways at 10 s.
+        both(
+            &mut c,
+            &mut out,
+            5 * S,
+            Proto::Tcp,
+            "100.64.0.6:6000",
+            "203.0.113.1:6000",
+            "198.51.100.2:80",
+            SYN,
+        );
+        both(
+            &mut c,
+            &mut out,
+            10 * S,
+            Proto::Tcp,
+            "100.64.0.6:6000",
+            "203.0.113.1:6000",
+            "198.51.100.2:80",
+            FINACK,
+        );
+        c.push(
+            10 * S + 2 * MS,
+            Side::Inside,
+            &pkt(
+                Proto::Tcp,
+                "198.51.100.2:80",
+                "100.64.0.6:6000",
+                999,
+                FINACK,
+                999,
+            ),
+            &mut out,
+        );
+        c.push(
+            10 * S + 3 * MS,
+            Side::Outside,
+            &pkt(
+                Proto::Tcp,
+                "198.51.100.2:80",
+                "203.0.113.1:6000",
+                999,
+                FINACK,
+                999,
+            ),
+            &mut out,
+        );
+        let finals_at = |c: &mut Correlator, out: &mut Vec<Mapping>, t: i64| {
+            c.advance(t, out);
+            finals(out)
+        };
+        assert!(
+            finals_at(&mut c, &mut out, 129 * S).is_empty(),
+            "nothing is due before 130 s"
+        );
+        let f = finals_at(&mut c, &mut out, 131 * S);
+        assert_eq!(f.len(), 2, "{f:?}");
+        let tcp = f.iter().find(|m| m.proto == Proto::Tcp).unwrap();
+        assert_eq!(tcp.end, EndReason::Fin);
+        let udp = f.iter().find(|m| m.proto == Proto::Udp).unwrap();
+        assert_eq!(
+            (udp.end, udp.last_ns, udp.packets_out),
+            (EndReason::Idle, 100 * S, 6)
+        );
+        assert_eq!(c.stats().flows_active, 0);
     }
 }

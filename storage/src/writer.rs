@@ -1,15 +1,14 @@
 //! The single writer: routes mappings to partitions, seals them, carries
 //! held-over mappings forward, and recovers after a crash.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::format::{
-    file_name, natural_key, supersedes, FileKind, Record, EVENT_NS_MAX, RECORD_SIZE, SF_CARRIED,
-    SF_LATE,
+    file_name, FileKind, Record, EVENT_NS_MAX, RECORD_SIZE, SF_CARRIED, SF_INTERNAL_V4, SF_LATE,
+    SF_PUBLIC_V4, SF_REMOTE_V4,
 };
 use crate::gaps::{Gap, GapLog};
 use crate::model::{EndReason, Mapping, UnixNanos};
@@ -77,46 +76,166 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// Reduces records of one partition by natural key (an ended state beats
-/// `Open`, then a larger `last_ns`; on a tie the non-carried copy wins) and
-/// sorts them for sealing. The kept record is marked [`SF_LATE`] if any
-/// copy was late: the mapping began in an earlier, sealed partition that
-/// does not have it, so lookups there must still find it here.
-pub(crate) fn reduce(records: Vec<Record>) -> Vec<Record> {
-    let mut best: HashMap<_, (Mapping, Record, bool)> = HashMap::with_capacity(records.len());
-    for r in records {
-        let m = r.decode().expect("records are validated when read");
-        let late = r.store_flags & SF_LATE != 0;
-        match best.entry(natural_key(&m)) {
-            Entry::Vacant(v) => {
-                v.insert((m, r, late));
-            }
-            Entry::Occupied(mut o) => {
-                let (om, or, olate) = *o.get();
-                let tie = !supersedes(&m, &om) && !supersedes(&om, &m);
-                let own_beats_carried =
-                    or.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
-                if supersedes(&m, &om) || (tie && own_beats_carried) {
-                    o.insert((m, r, late || olate));
-                } else {
-                    o.get_mut().2 |= late;
+/// One entry of the seal index: the record's sort prefix (public ip as a
+/// big-endian `u128`, public port, `first_ns`), a 64-bit hash of the rest of
+/// its natural key (proto, internal and remote endpoints, address families),
+/// and its slot in the log. 48 bytes per record, instead of decoding every
+/// record into a hash map (~400 bytes each, counting growth).
+type SealEntry = (u128, u16, i64, u64, u32);
+
+/// Same sort prefix and same key hash: candidates for one mapping.
+fn same_run(a: &SealEntry, b: &SealEntry) -> bool {
+    (a.0, a.1, a.2, a.3) == (b.0, b.1, b.2, b.3)
+}
+
+/// Multiply-xorshift mixing (splitmix64's finaliser) of one more word into `h`.
+fn mix64(h: u64, x: u64) -> u64 {
+    let mut z = (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The natural-key fields of a record that the seal index does not hold
+/// exactly: proto, internal and remote endpoints, address-family bits.
+fn key_rest(r: &Record) -> (u8, [u8; 16], u16, [u8; 16], u16, u8) {
+    (
+        r.proto,
+        r.internal_ip,
+        r.internal_port.get(),
+        r.remote_ip,
+        r.remote_port.get(),
+        r.store_flags & (SF_PUBLIC_V4 | SF_INTERNAL_V4 | SF_REMOTE_V4),
+    )
+}
+
+fn seal_entry(r: &Record, slot: u32) -> SealEntry {
+    let (proto, iip, iport, rip, rport, af) = key_rest(r);
+    let iip = u128::from_le_bytes(iip);
+    let rip = u128::from_le_bytes(rip);
+    let mut h = mix64(
+        0,
+        u64::from(proto) | u64::from(iport) << 8 | u64::from(rport) << 24 | u64::from(af) << 40,
+    );
+    h = mix64(h, iip as u64);
+    h = mix64(h, (iip >> 64) as u64);
+    h = mix64(h, rip as u64);
+    h = mix64(h, (rip >> 64) as u64);
+    (
+        u128::from_be_bytes(r.public_ip),
+        r.public_port.get(),
+        r.first_ns.get(),
+        h,
+        slot,
+    )
+}
+
+/// Rank of a state of a mapping: an ended state beats `Open`, then a larger
+/// `last_ns` (the order of [`supersedes`], on the record's bytes).
+fn rank(r: &Record) -> (bool, i64) {
+    (r.end != EndReason::Open as u8, r.last_ns.get())
+}
+
+/// Reduces records of one partition (validated, in log order) by natural
+/// key (an ended state beats `Open`, then a larger `last_ns`; on a tie the
+/// non-carried copy wins, else the earlier one) and sorts them for sealing.
+/// The kept record is marked [`SF_LATE`] if any copy was late: the mapping
+/// began in an earlier, sealed partition that does not have it, so lookups
+/// there must still find it here.
+///
+/// Records of one mapping share the sealed sort prefix (public ip, port,
+/// `first_ns`), so sorting a 48-byte index of (prefix, hash of the rest of
+/// the key, slot) puts them next to each other; each run of equal index
+/// keys is then reduced in slot order, comparing the full key (a hash
+/// collision splits a run, never merges two mappings). Memory: 48 bytes per
+/// record plus the kept records.
+pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
+    assert!(
+        records.len() as u64 <= u64::from(u32::MAX),
+        "a partition holds at most PARTITION_RECORDS_MAX records"
+    );
+    let mut index: Vec<SealEntry> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| seal_entry(r, i as u32))
+        .collect();
+    index.sort_unstable();
+    let mut out: Vec<Record> = Vec::with_capacity(records.len() / 2 + 1);
+    let mut done: Vec<bool> = Vec::new();
+    let mut g = 0;
+    while g < index.len() {
+        let head = index[g];
+        let mut end = g + 1;
+        while end < index.len() && same_run(&index[end], &head) {
+            end += 1;
+        }
+        let run = &index[g..end];
+        let first_key = key_rest(&records[run[0].4 as usize]);
+        if run
+            .iter()
+            .all(|e| key_rest(&records[e.4 as usize]) == first_key)
+        {
+            out.push(reduce_run(records, run.iter().map(|e| e.4)));
+        } else {
+            // A 64-bit hash collision between two mappings with the same
+            // public endpoint and first packet: split the run by the full key.
+            done.clear();
+            done.resize(run.len(), false);
+            for a in 0..run.len() {
+                if done[a] {
+                    continue;
                 }
+                let k = key_rest(&records[run[a].4 as usize]);
+                let mut members = Vec::new();
+                for b in a..run.len() {
+                    if !done[b] && key_rest(&records[run[b].4 as usize]) == k {
+                        done[b] = true;
+                        members.push(run[b].4);
+                    }
+                }
+                out.push(reduce_run(records, members.into_iter()));
             }
         }
+        g = end;
     }
-    let mut out: Vec<Record> = best
-        .into_values()
-        .map(|(m, r, late)| {
-            if late && r.store_flags & SF_LATE == 0 {
-                Record::encode(&m, (r.store_flags & SF_CARRIED) | SF_LATE)
-                    .expect("decoded records encode")
-            } else {
-                r
-            }
-        })
-        .collect();
-    out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    // `out` is sorted by (public ip, port, first_ns); distinct mappings with
+    // the same prefix are ordered by their bytes, as `Record::sort_key` says.
+    let mut a = 0;
+    while a < out.len() {
+        let mut b = a + 1;
+        while b < out.len()
+            && out[b].sort_key().0 == out[a].sort_key().0
+            && out[b].public_port == out[a].public_port
+            && out[b].first_ns == out[a].first_ns
+        {
+            b += 1;
+        }
+        if b - a > 1 {
+            out[a..b].sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
+        }
+        a = b;
+    }
     out
+}
+
+/// The kept state of one mapping from its records' slots (in log order).
+fn reduce_run(records: &[Record], mut slots: impl Iterator<Item = u32>) -> Record {
+    let mut best = records[slots.next().expect("a run is never empty") as usize];
+    let mut late = best.store_flags & SF_LATE != 0;
+    for s in slots {
+        let r = records[s as usize];
+        late |= r.store_flags & SF_LATE != 0;
+        let own_beats_carried =
+            best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
+        if rank(&r) > rank(&best) || (rank(&r) == rank(&best) && own_beats_carried) {
+            best = r;
+        }
+    }
+    if late && best.store_flags & SF_LATE == 0 {
+        best.store_flags |= SF_LATE;
+        best.crc = zerocopy::little_endian::U32::new(best.compute_crc());
+    }
+    best
 }
 
 impl Writer {
@@ -441,7 +560,7 @@ impl Writer {
             .expect("seal is called on active partitions");
         log.flush()?;
         let segment = log.segment;
-        let records = reduce(log.records()?);
+        let records = reduce(log.validated_slots()?);
         let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
         // Until the rename inside write_sealed succeeds nothing has changed:
         // on error the log stays active and is sealed again next time.
@@ -505,5 +624,88 @@ impl Drop for Writer {
         // Best effort: an error here has nowhere to go; callers that care
         // call flush() or seal_all() first and see it.
         let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{natural_key, supersedes};
+    use crate::model::Proto;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// The reduction as first written (decode everything into a hash map):
+    /// the model the index-based [`reduce`] must agree with.
+    fn reduce_model(records: &[Record]) -> Vec<Record> {
+        let mut best: HashMap<_, (Mapping, Record, bool)> = HashMap::new();
+        for &r in records {
+            let m = r.decode().unwrap();
+            let late = r.store_flags & SF_LATE != 0;
+            match best.entry(natural_key(&m)) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((m, r, late));
+                }
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let (om, or, olate) = *o.get();
+                    let tie = !supersedes(&m, &om) && !supersedes(&om, &m);
+                    let own_beats_carried =
+                        or.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
+                    if supersedes(&m, &om) || (tie && own_beats_carried) {
+                        o.insert((m, r, late || olate));
+                    } else {
+                        o.get_mut().2 |= late;
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Record> = best
+            .into_values()
+            .map(|(m, r, late)| {
+                if late && r.store_flags & SF_LATE == 0 {
+                    Record::encode(&m, (r.store_flags & SF_CARRIED) | SF_LATE).unwrap()
+                } else {
+                    r
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        out
+    }
+
+    proptest! {
+        /// Few distinct values per field, so records share natural keys,
+        /// sort prefixes and ranks, and ties and carried/late copies meet.
+        #[test]
+        fn index_reduce_equals_the_hash_map_model(
+            raw in prop::collection::vec(
+                (0u8..2, 0u8..3, 0u8..2, 0u8..2, 0u8..3, 0i64..3, 0i64..3, 0u8..3, 0u8..4, 0u8..2),
+                0..200,
+            )
+        ) {
+            let records: Vec<Record> = raw
+                .iter()
+                .map(|&(proto, iport, v6, pport, rip, first, dur, end, sf, pin)| {
+                    let ip = |v4: &str, v6s: &str| -> std::net::IpAddr {
+                        if v6 == 1 { v6s.parse().unwrap() } else { v4.parse().unwrap() }
+                    };
+                    let m = Mapping {
+                        proto: if proto == 0 { Proto::Udp } else { Proto::Tcp },
+                        internal: std::net::SocketAddr::new(ip("100.64.0.1", "fd00::1"), 1000 + u16::from(iport)),
+                        public: std::net::SocketAddr::new("203.0.113.1".parse().unwrap(), 5000 + u16::from(pport)),
+                        remote: std::net::SocketAddr::new(ip(&format!("198.51.100.{rip}"), &format!("2001:db8::{rip}")), 443),
+                        first_ns: first,
+                        last_ns: first + dur,
+                        end: [EndReason::Open, EndReason::Fin, EndReason::Idle][end as usize],
+                        packets_out: 1,
+                        packets_in: u32::from(pin),
+                        flags: 0,
+                    };
+                    let flags = [0, SF_CARRIED, SF_LATE, SF_CARRIED | SF_LATE][sf as usize];
+                    Record::encode(&m, flags).unwrap()
+                })
+                .collect();
+            prop_assert_eq!(reduce(&records), reduce_model(&records));
+        }
     }
 }

@@ -26,7 +26,9 @@ use serde_json::Value;
 
 const USAGE: &str =
     "usage: natrec-bench --dir DIR [--packets N] [--seed S] [--runs N] [--lookups N]
-  [--threads LIST (e.g. 1,2; passed as natrec replay --threads)] [--no-peers] [--gen-arg ARG]...";
+  [--threads LIST (e.g. 1,2; passed as natrec replay --threads)] [--no-peers] [--gen-arg ARG]...
+  [--baseline PATH (another natrec binary, e.g. a copy of an earlier build, run interleaved
+   with this one on the same files: rows \"natrec-base ...\")]";
 
 /// How often the child's /proc status is sampled for its peak memory.
 const RSS_POLL_INTERVAL: Duration = Duration::from_millis(5);
@@ -40,6 +42,7 @@ struct Args {
     threads: Vec<String>,
     peers: bool,
     gen_args: Vec<String>,
+    baseline: Option<PathBuf>,
 }
 
 fn parse() -> Result<Args> {
@@ -52,6 +55,7 @@ fn parse() -> Result<Args> {
         threads: Vec::new(),
         peers: true,
         gen_args: Vec::new(),
+        baseline: None,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -77,6 +81,7 @@ fn parse() -> Result<Args> {
             "--lookups" => a.lookups = x.parse()?,
             "--threads" => a.threads = x.split(',').map(String::from).collect(),
             "--gen-arg" => a.gen_args.push(x.clone()),
+            "--baseline" => a.baseline = Some(PathBuf::from(x)),
             _ => bail!("unknown argument {k}\n{USAGE}"),
         }
         i += 2;
@@ -354,16 +359,23 @@ fn main() -> Result<()> {
         }
         record("tcpdump -r -w /dev/null", &sum, &mut times);
 
-        for v in &variants {
+        let bins: Vec<(&str, &Path)> = std::iter::once(("natrec", natrec.as_path()))
+            .chain(a.baseline.as_deref().map(|b| ("natrec-base", b)))
+            .collect();
+        for (v, (label, exe)) in variants
+            .iter()
+            .flat_map(|v| bins.iter().map(move |b| (v, b)))
+        {
             let name = match v {
-                Some(t) => format!("natrec replay --threads {t}"),
-                None => "natrec replay".to_string(),
+                Some(t) => format!("{label} replay --threads {t}"),
+                None => format!("{label} replay"),
             };
-            let store = a
-                .dir
-                .join(format!("store-{}", v.as_deref().unwrap_or("default")));
+            let store = a.dir.join(format!(
+                "store-{label}-{}",
+                v.as_deref().unwrap_or("default")
+            ));
             let _ = std::fs::remove_dir_all(&store);
-            let mut c = Command::new(&natrec);
+            let mut c = Command::new(exe);
             c.args(["replay", "--quiet", "--store"]).arg(&store);
             if let Some(t) = v {
                 c.args(["--threads", t]);
@@ -372,7 +384,7 @@ fn main() -> Result<()> {
             let t = run_timed(&mut c)?;
             record(&name, &t, &mut times);
             if run == 0 {
-                let out = Command::new(&natrec)
+                let out = Command::new(exe)
                     .args(["export", "--format", "jsonl", "--store"])
                     .arg(&store)
                     .output()?;
@@ -528,7 +540,7 @@ fn main() -> Result<()> {
     println!();
     let natrec_anon = mem
         .iter()
-        .filter(|(n, _)| n.starts_with("natrec"))
+        .filter(|(n, _)| n.starts_with("natrec "))
         .map(|(_, m)| m.1)
         .max()
         .unwrap_or(0);
