@@ -82,6 +82,11 @@ pub struct CorrelatorConfig {
     pub flows_active_max: usize,
     /// How often (ns of packet time) idle flows are looked for.
     pub expiry_scan_interval_ns: i64,
+    /// How often (ns of packet time) an active mapping's state is written
+    /// again while packets flow (still `Open`, with the last packet time and
+    /// counts so far); 0 = never. Bounds what a crash loses of a long flow's
+    /// evidence: the restarted recorder closes it at its last written state.
+    pub refresh_interval_ns: i64,
     /// How long the NAT keeps a mapping after its last packet.
     pub hold: HoldTimes,
 }
@@ -109,6 +114,7 @@ impl Default for CorrelatorConfig {
             pending_per_key_max: 8,
             flows_active_max: 1 << 22,
             expiry_scan_interval_ns: NANOS_PER_SEC,
+            refresh_interval_ns: 60 * NANOS_PER_SEC,
             hold: HoldTimes::default(),
         }
     }
@@ -149,6 +155,8 @@ pub struct CorrelatorStats {
     pub mappings_opened: u64,
     /// Mappings ended (any reason, including capture end).
     pub mappings_closed: u64,
+    /// Interim `Open` states written for long flows (`refresh_interval_ns`).
+    pub mappings_refreshed: u64,
     /// Mappings closed at the `flows_active_max` bound.
     pub flows_evicted: u64,
     /// Flows active now.
@@ -212,6 +220,8 @@ struct Flow {
     /// Unique per flow instance (a replaced flow's key comes back with a new
     /// id), so a deadline entry of an earlier instance is recognised as stale.
     id: u64,
+    /// Packet time of the last state written for this flow.
+    written_ns: UnixNanos,
     fin_out: bool,
     fin_in: bool,
     rst: bool,
@@ -591,12 +601,20 @@ impl Correlator {
                 && dir == Dir::Out
                 && (flow.fin_out || flow.fin_in || flow.rst);
             if flow.mapping.public == public && !new_connection {
+                // `first_ns` stays as written in the Open record: it is part
+                // of the mapping's identity in the store (a pair completed
+                // late may carry an earlier time; it is evidence, not identity).
                 let m = &mut flow.mapping;
-                m.first_ns = m.first_ns.min(ts_ns);
                 m.last_ns = m.last_ns.max(ts_ns);
                 match dir {
                     Dir::Out => m.packets_out = m.packets_out.saturating_add(1),
                     Dir::In => m.packets_in = m.packets_in.saturating_add(1),
+                }
+                let refresh = self.cfg.refresh_interval_ns;
+                if refresh > 0 && ts_ns.saturating_sub(flow.written_ns) >= refresh {
+                    flow.written_ns = ts_ns;
+                    self.stats.mappings_refreshed += 1;
+                    out.push(flow.mapping);
                 }
                 if proto == Proto::Tcp {
                     let was_open = closed_reason(flow) == EndReason::Open;
@@ -651,6 +669,7 @@ impl Correlator {
         let flow = Flow {
             mapping,
             id: self.flow_ids,
+            written_ns: ts_ns,
             fin_out: proto == Proto::Tcp && dir == Dir::Out && flags & TcpInfo::FIN != 0,
             fin_in: proto == Proto::Tcp && dir == Dir::In && flags & TcpInfo::FIN != 0,
             rst: proto == Proto::Tcp && flags & TcpInfo::RST != 0,
@@ -918,6 +937,50 @@ mod tests {
             v.push((t + MS, Side::Unknown, b));
         }
         v
+    }
+
+    #[test]
+    fn long_flows_are_written_again_every_refresh_interval() {
+        // A UDP stream with a packet pair every 10 s for 5 minutes.
+        let mut ev = Vec::new();
+        for i in 0..30i64 {
+            let t = S + i * 10 * S;
+            ev.push((
+                t,
+                Side::Inside,
+                pkt(
+                    Proto::Udp,
+                    "100.64.0.2:5000",
+                    "198.51.100.10:3478",
+                    i as u32,
+                    0,
+                    0,
+                ),
+            ));
+            ev.push((
+                t + MS,
+                Side::Outside,
+                pkt(
+                    Proto::Udp,
+                    "203.0.113.1:5000",
+                    "198.51.100.10:3478",
+                    i as u32,
+                    0,
+                    0,
+                ),
+            ));
+        }
+        let (out, stats) = run(&ev);
+        let open: Vec<&Mapping> = out.iter().filter(|m| m.end == EndReason::Open).collect();
+        // Confirmed at 1 s, then written again at 61, 121, 181, 241 s.
+        assert_eq!(open.len(), 5, "{open:?}");
+        assert_eq!(stats.mappings_refreshed, 4);
+        assert!(open.iter().all(|m| m.first_ns == S), "one identity");
+        assert_eq!(open[4].last_ns, 241 * S);
+        assert_eq!(open[4].packets_out, 25);
+        let f = finals(&out);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].last_ns, 291 * S);
     }
 
     #[test]
