@@ -924,8 +924,13 @@ pub fn run(s: Settings) -> Result<ExitCode> {
     }
     let started = now_ns();
     if let Some(t) = last_record_ns.filter(|t| *t < started) {
+        // What the previous run held in memory when it stopped (copies waiting
+        // for their twin, packets in the reorder buffer) may be older than its
+        // last record: the gap starts that much earlier.
+        let in_flight_ns =
+            correlator_cfg.pair_window_ns + i64::from(s.reorder_window_ms) * 1_000_000;
         writer.append_gap(&Gap {
-            from_ns: t,
+            from_ns: t.saturating_sub(in_flight_ns),
             to_ns: started,
             count: 0,
             kind: GapKind::Down,

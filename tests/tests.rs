@@ -1349,9 +1349,11 @@ fn assert_restarted_store(run: &LabRun, store_dir: &Path) {
         v.sort_by_key(|r| parse_utc(r["first_seen"].as_str().unwrap()));
         let (a, b) = (v[0], v[1]);
         assert_eq!(a["end_reason"], "capture-end", "first half of {k:?}: {a}");
+        // Packets captured between the signal and the capture threads
+        // noticing it are still recorded: the bound is the old recorder's exit.
         assert!(
-            parse_utc(a["last_seen"].as_str().unwrap()) <= signal,
-            "first half ends before the stop: {a}"
+            parse_utc(a["last_seen"].as_str().unwrap()) <= stopped,
+            "first half ends before the old recorder exits: {a}"
         );
         assert!(
             parse_utc(b["first_seen"].as_str().unwrap()) >= stopped,
@@ -1400,10 +1402,12 @@ fn assert_restarted_store(run: &LabRun, store_dir: &Path) {
     }
     // Inside the downtime: the lookup warns; the flow across it is still held
     // (capture-end at its last packet + the hold time).
-    // Between the signal and the old recorder's exit nothing is captured any
-    // more (its captures stop at once); the new one opens its captures just
-    // before it writes the gap, which ends then (before natlab sees it ready).
-    let mid = (signal + stopped) / 2;
+    // Between the old recorder's exit and the new one being ready nothing is
+    // captured (between the signal and the exit, packets already in flight
+    // may still be); the new one opens its captures just before it writes
+    // the gap, which ends then (before natlab sees it ready).
+    // Just after the old recorder's exit: the new one is still starting.
+    let mid = stopped + 1_000_000;
     let (c, rows, err) = lookup(store_dir, &across.public_ip, across.public_port, mid, &[]);
     assert_eq!(c, 0, "{err}");
     assert!(rows.iter().any(|r| key_of(r) == across.key()), "{rows:?}");
@@ -1420,8 +1424,8 @@ fn assert_restarted_store(run: &LabRun, store_dir: &Path) {
     let (from, to) = span.split_once("..").unwrap();
     let (from, to) = (parse_utc(from), parse_utc(to));
     assert!(
-        from <= signal,
-        "gap starts {from}, stop signal at {signal}: {line}"
+        from <= stopped,
+        "gap starts {from}, old recorder exited at {stopped}: {line}"
     );
     assert!(
         from >= run.capture_start_ns,
