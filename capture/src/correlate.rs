@@ -183,7 +183,7 @@ enum Dir {
 struct PairKey {
     dir: Dir,
     proto: Proto,
-    remote: SocketAddr,
+    remote: Ep,
     /// Hash of the invariant fields (IP id, lengths, TCP seq/ack/flags, ICMP
     /// sequence, payload fingerprint).
     invariants: u64,
@@ -198,10 +198,53 @@ struct Copy {
     packet: u64,
     inside: bool,
     /// The translated endpoint: internal (inside copy) or public (outside copy).
-    endpoint: SocketAddr,
-    /// The other key an ambiguous outside packet is waiting under.
-    twin: Option<PairKey>,
+    endpoint: Ep,
+    /// An outside copy whose direction is not known: it also waits under
+    /// the other direction's key, which is derived ([`twin_key`]).
+    ambiguous: bool,
     tcp_flags: u8,
+}
+
+/// An endpoint as the pending table keeps it: the IPv6 (or IPv4-mapped)
+/// address bytes and the port, 18 bytes instead of a 32-byte `SocketAddr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Ep {
+    ip: [u8; 16],
+    port: u16,
+}
+
+impl Ep {
+    fn new(a: SocketAddr) -> Ep {
+        let ip = match a.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        Ep { ip, port: a.port() }
+    }
+
+    /// Back to a `SocketAddr`; an IPv4-mapped address comes back as IPv4
+    /// (as [`canonical`] makes every address before it gets here).
+    fn socket(self) -> SocketAddr {
+        SocketAddr::new(canonical(IpAddr::V6(Ipv6Addr::from(self.ip))), self.port)
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<PairKey>() == 32);
+const _: () = assert!(std::mem::size_of::<Copy>() == 40);
+
+/// The other key an ambiguous outside copy waiting under `key` also waits
+/// under: the other direction, and its remote is this copy's endpoint (an
+/// outside copy `a → b` waits as (out, remote b, public a) and as (in, remote
+/// a, public b)).
+fn twin_key(key: PairKey, c: &Copy) -> Option<PairKey> {
+    c.ambiguous.then_some(PairKey {
+        dir: match key.dir {
+            Dir::Out => Dir::In,
+            Dir::In => Dir::Out,
+        },
+        remote: c.endpoint,
+        ..key
+    })
 }
 
 /// Pending copies with one pair key, oldest first. Almost always one: kept
@@ -395,6 +438,15 @@ struct Deadline {
 
 const _: () = assert!(std::mem::size_of::<Deadline>() == 16);
 
+/// Bound on `pending_order` entries per copy still waiting
+/// (`pending_order_per_copy_max`): entries of copies that paired stay in the
+/// queue until their window ends unless compacted; past this many per waiting
+/// copy (plus [`PENDING_ORDER_SLACK`]) the queue is compacted.
+const PENDING_ORDER_PER_COPY_MAX: usize = 4;
+/// Entries allowed beyond [`PENDING_ORDER_PER_COPY_MAX`] per waiting copy
+/// before a compaction (64 Ki entries of 48 bytes = 3 MiB).
+const PENDING_ORDER_SLACK: usize = 1 << 16;
+
 /// Bound on deadline entries per active flow (`deadlines_per_flow_max`): entries
 /// of flows that were replaced or evicted stay in the queue until their
 /// deadline; when the queue holds more than this many per flow (plus
@@ -517,11 +569,11 @@ impl Correlator {
             self.stats.subscriber_to_subscriber += 1;
             return;
         }
-        let src = SocketAddr::new(canonical(pkt.src), pkt.sport);
-        let dst = SocketAddr::new(canonical(pkt.dst), pkt.dport);
+        let src = Ep::new(SocketAddr::new(canonical(pkt.src), pkt.sport));
+        let dst = Ep::new(SocketAddr::new(canonical(pkt.dst), pkt.dport));
         let inv = invariants(pkt);
         let flags = pkt.tcp.map_or(0, |t| t.flags);
-        let key = |dir: Dir, remote: SocketAddr| PairKey {
+        let key = |dir: Dir, remote: Ep| PairKey {
             dir,
             proto: pkt.proto,
             remote,
@@ -536,10 +588,10 @@ impl Correlator {
                 self.stats.not_subscriber_inside += 1;
             }
             Side::Inside | Side::Unknown if src_sub => {
-                self.offer(ts_ns, key(Dir::Out, dst), true, src, None, flags, out);
+                self.offer(ts_ns, key(Dir::Out, dst), src, flags, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
-                self.offer(ts_ns, key(Dir::In, src), true, dst, None, flags, out);
+                self.offer(ts_ns, key(Dir::In, src), dst, flags, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
@@ -561,7 +613,7 @@ impl Correlator {
                         packet: seq,
                         inside: false,
                         endpoint: src,
-                        twin: Some(in_key),
+                        ambiguous: true,
                         tcp_flags: flags,
                     },
                 );
@@ -573,7 +625,7 @@ impl Correlator {
                         packet: seq,
                         inside: false,
                         endpoint: dst,
-                        twin: Some(out_key),
+                        ambiguous: true,
                         tcp_flags: flags,
                     },
                 );
@@ -582,17 +634,15 @@ impl Correlator {
     }
 
     /// Pairs an inside copy with a waiting outside twin, or makes it wait.
-    #[allow(clippy::too_many_arguments)]
     fn offer(
         &mut self,
         ts_ns: UnixNanos,
         key: PairKey,
-        inside: bool,
-        endpoint: SocketAddr,
-        twin: Option<PairKey>,
+        endpoint: Ep,
         flags: u8,
         out: &mut Vec<Mapping>,
     ) {
+        let inside = true;
         if self.take_twin(ts_ns, key, inside, endpoint, flags, out) {
             return;
         }
@@ -605,7 +655,7 @@ impl Correlator {
                 packet,
                 inside,
                 endpoint,
-                twin,
+                ambiguous: false,
                 tcp_flags: flags,
             },
         );
@@ -620,7 +670,7 @@ impl Correlator {
         ts_ns: UnixNanos,
         key: PairKey,
         inside: bool,
-        endpoint: SocketAddr,
+        endpoint: Ep,
         flags: u8,
         out: &mut Vec<Mapping>,
     ) -> bool {
@@ -633,13 +683,13 @@ impl Correlator {
                 self.pending.remove(&key);
             }
             self.pending_count -= 1;
-            if let Some(other) = twin.twin {
+            if let Some(other) = twin_key(key, &twin) {
                 self.remove_copy(other, twin.packet);
             }
             let (internal, public) = if inside {
-                (endpoint, twin.endpoint)
+                (endpoint.socket(), twin.endpoint.socket())
             } else {
-                (twin.endpoint, endpoint)
+                (twin.endpoint.socket(), endpoint.socket())
             };
             if internal == public {
                 self.stats.untranslated += 2;
@@ -653,7 +703,7 @@ impl Correlator {
                 key.proto,
                 internal,
                 public,
-                key.remote,
+                key.remote.socket(),
                 flags | twin.tcp_flags,
                 out,
             );
@@ -684,6 +734,19 @@ impl Correlator {
         slot.push(copy);
         self.pending_count += 1;
         self.pending_order.push_back((ts_ns, key, copy.packet));
+        if self.pending_order.len()
+            > PENDING_ORDER_PER_COPY_MAX * self.pending_count + PENDING_ORDER_SLACK
+        {
+            // Most entries are of copies that paired since: drop those, so the
+            // queue holds about the copies still waiting, not a whole pair
+            // window of packets. Amortised O(1) per insert.
+            let pending = &self.pending;
+            self.pending_order.retain(|(_, key, packet)| {
+                pending
+                    .get(key)
+                    .is_some_and(|slot| slot.iter().any(|c| c.packet == *packet))
+            });
+        }
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
@@ -705,7 +768,7 @@ impl Correlator {
             let Some(copy) = self.remove_copy(key, packet) else {
                 continue;
             };
-            if let Some(other) = copy.twin {
+            if let Some(other) = twin_key(key, &copy) {
                 self.remove_copy(other, packet);
             }
             if evicted {
@@ -1059,11 +1122,23 @@ impl Correlator {
         }
         self.now_ns = now_ns;
         let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
-        while let Some(&(ts, _, _)) = self.pending_order.front() {
+        while let Some(&(ts, key, packet)) = self.pending_order.front() {
             if ts >= horizon {
                 break;
             }
-            self.pop_oldest_pending(false);
+            self.pending_order.pop_front();
+            // Only this entry's copy: a stale entry (its copy paired) must not
+            // make a younger copy leave before its own window is over.
+            if let Some(copy) = self.remove_copy(key, packet) {
+                if let Some(other) = twin_key(key, &copy) {
+                    self.remove_copy(other, packet);
+                }
+                if copy.inside {
+                    self.stats.unmatched_inside += 1;
+                } else {
+                    self.stats.unmatched_outside += 1;
+                }
+            }
         }
         if now_ns >= self.next_scan_ns {
             self.next_scan_ns = now_ns.saturating_add(self.cfg.expiry_scan_interval_ns);

@@ -26,10 +26,12 @@ use stats_alloc::{StatsAlloc, INSTRUMENTED_SYSTEM};
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
-/// Bytes allocated through the global allocator and not yet freed.
+/// Bytes allocated through the global allocator and not yet freed
+/// (stats_alloc already adds a realloc's growth to `bytes_allocated` and its
+/// shrinking to `bytes_deallocated`).
 fn allocated_bytes() -> usize {
     let s = GLOBAL.stats();
-    (s.bytes_allocated as isize - s.bytes_deallocated as isize + s.bytes_reallocated) as usize
+    s.bytes_allocated - s.bytes_deallocated
 }
 
 /// Flows and bytes are sampled once per this many packets.
@@ -76,6 +78,7 @@ fn main() -> Result<()> {
     let mut c = Correlator::new(cfg);
     let (mut peak_flows, mut bytes_at_peak, mut peak_bytes) = (0u64, 0usize, 0usize);
     let mut packets = 0u64;
+    let (mut pending_at_peak, mut peak_pending) = (0u64, 0u64);
     // The earliest head each time; ties go to the earlier file (as replay).
     while let Some(i) = (0..next.len())
         .filter(|&i| matches!(next[i], Some(Ok(_))))
@@ -97,7 +100,9 @@ fn main() -> Result<()> {
             if flows > peak_flows {
                 peak_flows = flows;
                 bytes_at_peak = bytes;
+                pending_at_peak = c.stats().pending;
             }
+            peak_pending = peak_pending.max(c.stats().pending);
         }
     }
     let s = c.stats();
@@ -106,6 +111,7 @@ fn main() -> Result<()> {
         "peak active flows {peak_flows}; correlator bytes allocated then {bytes_at_peak} = {:.1} bytes per active flow",
         bytes_at_peak as f64 / peak_flows.max(1) as f64
     );
+    println!("copies pending then {pending_at_peak}; most copies pending at once {peak_pending}");
     println!(
         "peak correlator bytes allocated {peak_bytes} = {:.1} bytes per peak active flow",
         peak_bytes as f64 / peak_flows.max(1) as f64
