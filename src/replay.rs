@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use natrec_capture::correlate::{Correlator, CorrelatorConfig, CorrelatorStats, Side};
-use natrec_capture::decode::{decode, Decoded, LinkInfo, Skip};
+use natrec_capture::correlate::{
+    Correlator, CorrelatorConfig, CorrelatorStats, Prepared, Preparer, Side,
+};
+use natrec_capture::decode::{decode, LinkInfo, Skip};
 use natrec_capture::source::{CaptureFile, Packets, RawPacket};
 use natrec_storage::{EndReason, Mapping, Writer, WriterStats};
 
@@ -142,7 +144,7 @@ pub const BATCHES_IN_FLIGHT_MAX: usize = 8;
 /// that was not decoded still moves the clock).
 #[derive(Clone, Copy)]
 enum Item {
-    Packet(i64, Side, Decoded),
+    Packet(i64, Side, Prepared),
     Tick(i64),
 }
 
@@ -152,11 +154,14 @@ struct Reader<'a, 'i> {
     inputs: &'i [Input],
     heads: Vec<Head<'a>>,
     rules: &'i SideRules,
+    /// Subscriber tests and pair-key hashing, done here (the reader's
+    /// thread) rather than on the correlating thread.
+    preparer: Preparer,
     summary: Summary,
 }
 
 impl<'a, 'i: 'a> Reader<'a, 'i> {
-    fn new(inputs: &'i [Input], rules: &'i SideRules) -> Self {
+    fn new(inputs: &'i [Input], rules: &'i SideRules, preparer: Preparer) -> Self {
         let mut summary = Summary::default();
         let mut heads: Vec<Head<'a>> = Vec::with_capacity(inputs.len());
         for (index, input) in inputs.iter().enumerate() {
@@ -174,6 +179,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             inputs,
             heads,
             rules,
+            preparer,
             summary,
         }
     }
@@ -206,7 +212,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         Some(match decode(pkt.linktype, pkt.data) {
             Ok(d) => {
                 let side = self.rules.side(file_side, &pkt, &d.link);
-                Item::Packet(pkt.ts_ns, side, d)
+                Item::Packet(pkt.ts_ns, side, self.preparer.prepare(&d))
             }
             Err(Skip::UnsupportedLinkType(lt)) => {
                 // Nothing in this file can be decoded: stop it and say so.
@@ -246,7 +252,7 @@ impl Sink<'_> {
         match item {
             Item::Packet(ts, side, d) => {
                 self.max_ts = self.max_ts.max(*ts);
-                self.correlator.push(*ts, *side, d, &mut self.out);
+                self.correlator.push_prepared(*ts, *side, d, &mut self.out);
             }
             Item::Tick(ts) => {
                 self.max_ts = self.max_ts.max(*ts);
@@ -312,6 +318,7 @@ pub fn run(
             .expect("valid template"),
     );
 
+    let preparer = Preparer::new(&cfg);
     let mut sink = Sink {
         correlator: Correlator::new(cfg),
         writer,
@@ -322,7 +329,7 @@ pub fn run(
         mappings_at_capture_end: 0,
     };
     let mut summary = if threads <= 1 {
-        let mut reader = Reader::new(inputs, rules);
+        let mut reader = Reader::new(inputs, rules, preparer.clone());
         while let Some(item) = reader.next_item() {
             if sink.push(&item)? {
                 bar.set_position(reader.position());
@@ -346,7 +353,7 @@ pub fn run(
         std::thread::scope(|scope| -> Result<Summary> {
             let bar = &bar;
             let producer = scope.spawn(move || {
-                let mut reader = Reader::new(inputs, rules);
+                let mut reader = Reader::new(inputs, rules, preparer.clone());
                 let mut batches = 0u64;
                 // A batch comes back from the correlator thread, or (if it
                 // stopped on an error) the replay ends here.

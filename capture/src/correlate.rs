@@ -232,6 +232,13 @@ impl Ep {
 const _: () = assert!(std::mem::size_of::<PairKey>() == 32);
 const _: () = assert!(std::mem::size_of::<Copy>() == 40);
 
+/// The hash of a pair key in the pending table (FxHash, see `Correlator`).
+fn pair_hash(key: &PairKey) -> u64 {
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
 /// The other key an ambiguous outside copy waiting under `key` also waits
 /// under: the other direction, and its remote is this copy's endpoint (an
 /// outside copy `a → b` waits as (out, remote b, public a) and as (in, remote
@@ -456,13 +463,98 @@ const DEADLINES_PER_FLOW_MAX: usize = 2;
 /// (keeps a nearly empty table from rebuilding on every replace).
 const DEADLINES_SLACK: usize = 4096;
 
+/// A decoded packet reduced to what the correlator needs: endpoints (canonical,
+/// compact), subscriber tests, protocol, TCP flags and the hash of the fields
+/// a NAT leaves alone. Computed without correlator state, so a pipeline can
+/// do it on the thread that decodes ([`Preparer`]); 48 bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared {
+    src: Ep,
+    dst: Ep,
+    invariants: u64,
+    /// [`pair_hash`] of (out, remote dst) and of (in, remote src): the two
+    /// keys the packet may wait or pair under.
+    hash_out: u64,
+    hash_in: u64,
+    proto: Proto,
+    tcp_flags: u8,
+    src_sub: bool,
+    dst_sub: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<Prepared>() == 64);
+
+/// Prepares decoded packets for a [`Correlator`] (its subscriber prefixes):
+/// the per-packet work that needs no correlator state.
+#[derive(Clone, Debug)]
+pub struct Preparer {
+    /// Subscriber prefixes as (network, mask): IPv4 and IPv6, for a
+    /// branch-light membership test.
+    sub_v4: Vec<(u32, u32)>,
+    sub_v6: Vec<(u128, u128)>,
+}
+
+impl Preparer {
+    /// The preparer for a correlator configured by `cfg`.
+    pub fn new(cfg: &CorrelatorConfig) -> Preparer {
+        let mut sub_v4 = Vec::new();
+        let mut sub_v6 = Vec::new();
+        for p in &cfg.subscriber_prefixes {
+            match p {
+                IpNet::V4(n) => sub_v4.push((u32::from(n.network()), u32::from(n.netmask()))),
+                IpNet::V6(n) => sub_v6.push((u128::from(n.network()), u128::from(n.netmask()))),
+            }
+        }
+        Preparer { sub_v4, sub_v6 }
+    }
+
+    fn is_subscriber(&self, ip: IpAddr) -> bool {
+        match canonical(ip) {
+            IpAddr::V4(a) => {
+                let a = u32::from(a);
+                self.sub_v4.iter().any(|&(n, m)| a & m == n)
+            }
+            IpAddr::V6(a) => {
+                let a = u128::from(a);
+                self.sub_v6.iter().any(|&(n, m)| a & m == n)
+            }
+        }
+    }
+
+    /// `pkt` as [`Correlator::push_prepared`] takes it.
+    pub fn prepare(&self, pkt: &Decoded) -> Prepared {
+        let src = Ep::new(SocketAddr::new(canonical(pkt.src), pkt.sport));
+        let dst = Ep::new(SocketAddr::new(canonical(pkt.dst), pkt.dport));
+        let invariants = invariants(pkt);
+        let key = |dir: Dir, remote: Ep| PairKey {
+            dir,
+            proto: pkt.proto,
+            remote,
+            invariants,
+        };
+        Prepared {
+            src,
+            dst,
+            invariants,
+            hash_out: pair_hash(&key(Dir::Out, dst)),
+            hash_in: pair_hash(&key(Dir::In, src)),
+            proto: pkt.proto,
+            tcp_flags: pkt.tcp.map_or(0, |t| t.flags),
+            src_sub: self.is_subscriber(pkt.src),
+            dst_sub: self.is_subscriber(pkt.dst),
+        }
+    }
+}
+
 /// The correlation state machine. See the module docs.
 pub struct Correlator {
     cfg: CorrelatorConfig,
     // FxHash: the keys are packet fields, chosen by remote hosts; a flood of
     // colliding keys is bounded by `pending_max` and `flows_active_max`, and
     // SipHash cost a fifth of the replay time.
-    pending: FxHashMap<PairKey, Slot>,
+    /// Pending copies by pair key; hashed with [`pair_hash`], which the
+    /// reader computes ([`Prepared`]) for the two keys of each packet.
+    pending: HashTable<(PairKey, Slot)>,
     /// (ts, key, packet) in arrival order, for expiry; entries whose copy is
     /// gone are skipped lazily.
     pending_order: VecDeque<(UnixNanos, PairKey, u64)>,
@@ -486,10 +578,7 @@ pub struct Correlator {
     /// of removed flows (other id) are dropped when popped; an entry that
     /// pops before its flow is due is pushed again at the flow's deadline.
     deadlines: BinaryHeap<Reverse<Deadline>>,
-    /// Subscriber prefixes as (network, mask): IPv4 and IPv6, for a
-    /// branch-light membership test.
-    sub_v4: Vec<(u32, u32)>,
-    sub_v6: Vec<(u128, u128)>,
+    preparer: Preparer,
     packet_seq: u64,
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
@@ -501,19 +590,10 @@ impl Correlator {
     pub fn new(cfg: CorrelatorConfig) -> Correlator {
         assert!(cfg.pair_window_ns > 0 && cfg.pending_max > 0 && cfg.flows_active_max > 0);
         assert!(cfg.pending_per_key_max > 0);
-        let mut sub_v4 = Vec::new();
-        let mut sub_v6 = Vec::new();
-        for p in &cfg.subscriber_prefixes {
-            match p {
-                IpNet::V4(n) => sub_v4.push((u32::from(n.network()), u32::from(n.netmask()))),
-                IpNet::V6(n) => sub_v6.push((u128::from(n.network()), u128::from(n.netmask()))),
-            }
-        }
         Correlator {
+            preparer: Preparer::new(&cfg),
             cfg,
-            sub_v4,
-            sub_v6,
-            pending: FxHashMap::default(),
+            pending: HashTable::new(),
             pending_order: VecDeque::new(),
             pending_count: 0,
             flow_index: HashTable::new(),
@@ -538,41 +618,44 @@ impl Correlator {
         s
     }
 
+    /// A copy of the preparer of this correlator's packets, for another thread.
+    pub fn preparer(&self) -> Preparer {
+        self.preparer.clone()
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &CorrelatorConfig {
         &self.cfg
     }
 
-    fn is_subscriber(&self, ip: IpAddr) -> bool {
-        match canonical(ip) {
-            IpAddr::V4(a) => {
-                let a = u32::from(a);
-                self.sub_v4.iter().any(|&(n, m)| a & m == n)
-            }
-            IpAddr::V6(a) => {
-                let a = u128::from(a);
-                self.sub_v6.iter().any(|&(n, m)| a & m == n)
-            }
-        }
-    }
-
     /// Feeds one decoded packet captured at `ts_ns` on `side`. Mappings that
     /// open or end are appended to `out`.
     pub fn push(&mut self, ts_ns: UnixNanos, side: Side, pkt: &Decoded, out: &mut Vec<Mapping>) {
+        let p = self.preparer.prepare(pkt);
+        self.push_prepared(ts_ns, side, &p, out);
+    }
+
+    /// As [`push`](Correlator::push), for a packet already prepared by this
+    /// correlator's [`Preparer`] (on another thread, say).
+    pub fn push_prepared(
+        &mut self,
+        ts_ns: UnixNanos,
+        side: Side,
+        pkt: &Prepared,
+        out: &mut Vec<Mapping>,
+    ) {
         self.stats.packets += 1;
         self.packet_seq += 1;
         self.advance(ts_ns, out);
 
-        let src_sub = self.is_subscriber(pkt.src);
-        let dst_sub = self.is_subscriber(pkt.dst);
+        let (src_sub, dst_sub) = (pkt.src_sub, pkt.dst_sub);
         if src_sub && dst_sub {
             self.stats.subscriber_to_subscriber += 1;
             return;
         }
-        let src = Ep::new(SocketAddr::new(canonical(pkt.src), pkt.sport));
-        let dst = Ep::new(SocketAddr::new(canonical(pkt.dst), pkt.dport));
-        let inv = invariants(pkt);
-        let flags = pkt.tcp.map_or(0, |t| t.flags);
+        let (src, dst) = (pkt.src, pkt.dst);
+        let inv = pkt.invariants;
+        let flags = pkt.tcp_flags;
         let key = |dir: Dir, remote: Ep| PairKey {
             dir,
             proto: pkt.proto,
@@ -588,26 +671,28 @@ impl Correlator {
                 self.stats.not_subscriber_inside += 1;
             }
             Side::Inside | Side::Unknown if src_sub => {
-                self.offer(ts_ns, key(Dir::Out, dst), src, flags, out);
+                self.offer(ts_ns, key(Dir::Out, dst), pkt.hash_out, src, flags, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
-                self.offer(ts_ns, key(Dir::In, src), dst, flags, out);
+                self.offer(ts_ns, key(Dir::In, src), pkt.hash_in, dst, flags, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
                 // (public = src) or remote→subscriber before it (public = dst).
                 let out_key = key(Dir::Out, dst);
                 let in_key = key(Dir::In, src);
-                if self.take_twin(ts_ns, out_key, false, src, flags, out) {
+                let (out_hash, in_hash) = (pkt.hash_out, pkt.hash_in);
+                if self.take_twin(ts_ns, out_key, out_hash, false, src, flags, out) {
                     return;
                 }
-                if self.take_twin(ts_ns, in_key, false, dst, flags, out) {
+                if self.take_twin(ts_ns, in_key, in_hash, false, dst, flags, out) {
                     return;
                 }
                 let seq = self.packet_seq;
                 self.insert(
                     ts_ns,
                     out_key,
+                    out_hash,
                     Copy {
                         ts_ns,
                         packet: seq,
@@ -620,6 +705,7 @@ impl Correlator {
                 self.insert(
                     ts_ns,
                     in_key,
+                    in_hash,
                     Copy {
                         ts_ns,
                         packet: seq,
@@ -638,18 +724,20 @@ impl Correlator {
         &mut self,
         ts_ns: UnixNanos,
         key: PairKey,
+        hash: u64,
         endpoint: Ep,
         flags: u8,
         out: &mut Vec<Mapping>,
     ) {
         let inside = true;
-        if self.take_twin(ts_ns, key, inside, endpoint, flags, out) {
+        if self.take_twin(ts_ns, key, hash, inside, endpoint, flags, out) {
             return;
         }
         let packet = self.packet_seq;
         self.insert(
             ts_ns,
             key,
+            hash,
             Copy {
                 ts_ns,
                 packet,
@@ -665,22 +753,24 @@ impl Correlator {
     /// pair becomes an observation and `true` is returned. A waiting copy of
     /// the *same* side with the same endpoint is this very packet seen again:
     /// counted and swallowed (also `true`).
+    #[allow(clippy::too_many_arguments)]
     fn take_twin(
         &mut self,
         ts_ns: UnixNanos,
         key: PairKey,
+        hash: u64,
         inside: bool,
         endpoint: Ep,
         flags: u8,
         out: &mut Vec<Mapping>,
     ) -> bool {
-        let Some(slot) = self.pending.get_mut(&key) else {
+        let Some((_, slot)) = self.pending.find_mut(hash, |e| e.0 == key) else {
             return false;
         };
         if let Some(i) = slot.iter().position(|c| c.inside != inside) {
             let twin = slot.remove(i);
             if slot.is_empty() {
-                self.pending.remove(&key);
+                self.remove_slot(key, hash);
             }
             self.pending_count -= 1;
             if let Some(other) = twin_key(key, &twin) {
@@ -720,13 +810,17 @@ impl Correlator {
         false
     }
 
-    fn insert(&mut self, ts_ns: UnixNanos, key: PairKey, copy: Copy) {
+    fn insert(&mut self, ts_ns: UnixNanos, key: PairKey, hash: u64, copy: Copy) {
         while self.pending_count >= self.cfg.pending_max {
             if !self.pop_oldest_pending(true) {
                 break;
             }
         }
-        let slot = self.pending.entry(key).or_default();
+        let (_, slot) = self
+            .pending
+            .entry(hash, |e| e.0 == key, |e| pair_hash(&e.0))
+            .or_insert_with(|| (key, Slot::new()))
+            .into_mut();
         if slot.len() >= self.cfg.pending_per_key_max {
             self.stats.pending_key_full += 1;
             return;
@@ -743,19 +837,27 @@ impl Correlator {
             let pending = &self.pending;
             self.pending_order.retain(|(_, key, packet)| {
                 pending
-                    .get(key)
-                    .is_some_and(|slot| slot.iter().any(|c| c.packet == *packet))
+                    .find(pair_hash(key), |e| e.0 == *key)
+                    .is_some_and(|(_, slot)| slot.iter().any(|c| c.packet == *packet))
             });
+        }
+    }
+
+    /// Removes the (empty) slot of `key`.
+    fn remove_slot(&mut self, key: PairKey, hash: u64) {
+        if let Ok(e) = self.pending.find_entry(hash, |e| e.0 == key) {
+            e.remove();
         }
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
-        let slot = self.pending.get_mut(&key)?;
+        let hash = pair_hash(&key);
+        let (_, slot) = self.pending.find_mut(hash, |e| e.0 == key)?;
         let i = slot.iter().position(|c| c.packet == packet)?;
         let c = slot.remove(i);
         if slot.is_empty() {
-            self.pending.remove(&key);
+            self.remove_slot(key, hash);
         }
         self.pending_count -= 1;
         Some(c)
