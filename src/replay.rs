@@ -139,6 +139,10 @@ pub const PACKETS_PER_BATCH: usize = 1024;
 /// reader blocks when the correlator is this far behind. Batches are
 /// recycled through a return channel, so the steady state allocates nothing.
 pub const BATCHES_IN_FLIGHT_MAX: usize = 8;
+/// Mappings the correlating stage collects before handing them to the writer
+/// in one batch (also handed over at each batch of packets, each tick and at
+/// the end).
+pub const SINK_MAPPINGS_MAX: usize = 256;
 
 /// One packet as the correlator needs it: decoded, or only its time (a packet
 /// that was not decoded still moves the clock).
@@ -259,17 +263,22 @@ impl Sink<'_> {
                 self.correlator.advance(*ts, &mut self.out);
             }
         }
-        self.drain()?;
+        if self.out.len() >= SINK_MAPPINGS_MAX {
+            self.drain()?;
+        }
         self.items += 1;
         if self.items.is_multiple_of(PACKETS_PER_TICK) {
+            self.drain()?;
             self.writer.advance(self.max_ts)?;
             return Ok(true);
         }
         Ok(false)
     }
 
+    /// Hands the mappings produced so far to the writer in one batch (one
+    /// `pwrite` per active log).
     fn drain(&mut self) -> Result<()> {
-        for m in self.out.drain(..) {
+        for m in &self.out {
             match m.end {
                 EndReason::Open => {}
                 EndReason::CaptureEnd => {
@@ -278,8 +287,9 @@ impl Sink<'_> {
                 }
                 _ => self.mappings += 1,
             }
-            self.writer.append(&m)?;
         }
+        self.writer.append_batch(&self.out)?;
+        self.out.clear();
         Ok(())
     }
 
@@ -322,7 +332,7 @@ pub fn run(
     let mut sink = Sink {
         correlator: Correlator::new(cfg),
         writer,
-        out: Vec::with_capacity(64),
+        out: Vec::with_capacity(SINK_MAPPINGS_MAX + 8),
         max_ts: i64::MIN,
         items: 0,
         mappings: 0,
@@ -387,6 +397,7 @@ pub fn run(
                     for item in &batch {
                         sink.push(item)?;
                     }
+                    sink.drain()?;
                     // The reader may have finished: a closed return channel is fine.
                     let _ = empty_tx.send(batch);
                 }
