@@ -763,8 +763,8 @@ fn writer_thread(
     loop {
         match rx.recv_timeout(Duration::from_millis(TICK_MS * 10)) {
             Ok(ToWriter::Mappings(v)) => {
+                writer.append_batch(&v)?;
                 for mapping in &v {
-                    writer.append(mapping)?;
                     if !in_pool(mapping.public.ip()) {
                         m.public_outside_pool.fetch_add(1, Relaxed);
                     }

@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use natrec_capture::correlate::{Correlator, CorrelatorConfig, CorrelatorStats, Side};
-use natrec_capture::decode::{decode, Decoded, LinkInfo, Skip};
+use natrec_capture::correlate::{
+    Correlator, CorrelatorConfig, CorrelatorStats, Prepared, Preparer, Side,
+};
+use natrec_capture::decode::{decode, LinkInfo, Skip};
 use natrec_capture::source::{CaptureFile, Packets, RawPacket};
 use natrec_storage::{EndReason, Mapping, Writer, WriterStats};
 
@@ -137,12 +139,16 @@ pub const PACKETS_PER_BATCH: usize = 1024;
 /// reader blocks when the correlator is this far behind. Batches are
 /// recycled through a return channel, so the steady state allocates nothing.
 pub const BATCHES_IN_FLIGHT_MAX: usize = 8;
+/// Mappings the correlating stage collects before handing them to the writer
+/// in one batch (also handed over at each batch of packets, each tick and at
+/// the end).
+pub const SINK_MAPPINGS_MAX: usize = 256;
 
 /// One packet as the correlator needs it: decoded, or only its time (a packet
 /// that was not decoded still moves the clock).
 #[derive(Clone, Copy)]
 enum Item {
-    Packet(i64, Side, Decoded),
+    Packet(i64, Side, Prepared),
     Tick(i64),
 }
 
@@ -152,11 +158,14 @@ struct Reader<'a, 'i> {
     inputs: &'i [Input],
     heads: Vec<Head<'a>>,
     rules: &'i SideRules,
+    /// Subscriber tests and pair-key hashing, done here (the reader's
+    /// thread) rather than on the correlating thread.
+    preparer: Preparer,
     summary: Summary,
 }
 
 impl<'a, 'i: 'a> Reader<'a, 'i> {
-    fn new(inputs: &'i [Input], rules: &'i SideRules) -> Self {
+    fn new(inputs: &'i [Input], rules: &'i SideRules, preparer: Preparer) -> Self {
         let mut summary = Summary::default();
         let mut heads: Vec<Head<'a>> = Vec::with_capacity(inputs.len());
         for (index, input) in inputs.iter().enumerate() {
@@ -174,6 +183,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             inputs,
             heads,
             rules,
+            preparer,
             summary,
         }
     }
@@ -206,7 +216,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         Some(match decode(pkt.linktype, pkt.data) {
             Ok(d) => {
                 let side = self.rules.side(file_side, &pkt, &d.link);
-                Item::Packet(pkt.ts_ns, side, d)
+                Item::Packet(pkt.ts_ns, side, self.preparer.prepare(&d))
             }
             Err(Skip::UnsupportedLinkType(lt)) => {
                 // Nothing in this file can be decoded: stop it and say so.
@@ -246,24 +256,29 @@ impl Sink<'_> {
         match item {
             Item::Packet(ts, side, d) => {
                 self.max_ts = self.max_ts.max(*ts);
-                self.correlator.push(*ts, *side, d, &mut self.out);
+                self.correlator.push_prepared(*ts, *side, d, &mut self.out);
             }
             Item::Tick(ts) => {
                 self.max_ts = self.max_ts.max(*ts);
                 self.correlator.advance(*ts, &mut self.out);
             }
         }
-        self.drain()?;
+        if self.out.len() >= SINK_MAPPINGS_MAX {
+            self.drain()?;
+        }
         self.items += 1;
         if self.items.is_multiple_of(PACKETS_PER_TICK) {
+            self.drain()?;
             self.writer.advance(self.max_ts)?;
             return Ok(true);
         }
         Ok(false)
     }
 
+    /// Hands the mappings produced so far to the writer in one batch (one
+    /// `pwrite` per active log).
     fn drain(&mut self) -> Result<()> {
-        for m in self.out.drain(..) {
+        for m in &self.out {
             match m.end {
                 EndReason::Open => {}
                 EndReason::CaptureEnd => {
@@ -272,8 +287,9 @@ impl Sink<'_> {
                 }
                 _ => self.mappings += 1,
             }
-            self.writer.append(&m)?;
         }
+        self.writer.append_batch(&self.out)?;
+        self.out.clear();
         Ok(())
     }
 
@@ -312,17 +328,18 @@ pub fn run(
             .expect("valid template"),
     );
 
+    let preparer = Preparer::new(&cfg);
     let mut sink = Sink {
         correlator: Correlator::new(cfg),
         writer,
-        out: Vec::with_capacity(64),
+        out: Vec::with_capacity(SINK_MAPPINGS_MAX + 8),
         max_ts: i64::MIN,
         items: 0,
         mappings: 0,
         mappings_at_capture_end: 0,
     };
     let mut summary = if threads <= 1 {
-        let mut reader = Reader::new(inputs, rules);
+        let mut reader = Reader::new(inputs, rules, preparer.clone());
         while let Some(item) = reader.next_item() {
             if sink.push(&item)? {
                 bar.set_position(reader.position());
@@ -346,7 +363,7 @@ pub fn run(
         std::thread::scope(|scope| -> Result<Summary> {
             let bar = &bar;
             let producer = scope.spawn(move || {
-                let mut reader = Reader::new(inputs, rules);
+                let mut reader = Reader::new(inputs, rules, preparer.clone());
                 let mut batches = 0u64;
                 // A batch comes back from the correlator thread, or (if it
                 // stopped on an error) the replay ends here.
@@ -380,6 +397,7 @@ pub fn run(
                     for item in &batch {
                         sink.push(item)?;
                     }
+                    sink.drain()?;
                     // The reader may have finished: a closed return channel is fine.
                     let _ = empty_tx.send(batch);
                 }

@@ -38,8 +38,9 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use hashbrown::HashTable;
 use rustc_hash::{FxHashMap, FxHasher};
 use smallvec::SmallVec;
 #[cfg(test)]
@@ -182,7 +183,7 @@ enum Dir {
 struct PairKey {
     dir: Dir,
     proto: Proto,
-    remote: SocketAddr,
+    remote: Ep,
     /// Hash of the invariant fields (IP id, lengths, TCP seq/ack/flags, ICMP
     /// sequence, payload fingerprint).
     invariants: u64,
@@ -197,74 +198,261 @@ struct Copy {
     packet: u64,
     inside: bool,
     /// The translated endpoint: internal (inside copy) or public (outside copy).
-    endpoint: SocketAddr,
-    /// The other key an ambiguous outside packet is waiting under.
-    twin: Option<PairKey>,
+    endpoint: Ep,
+    /// An outside copy whose direction is not known: it also waits under
+    /// the other direction's key, which is derived ([`twin_key`]).
+    ambiguous: bool,
     tcp_flags: u8,
+}
+
+/// An endpoint as the pending table keeps it: the IPv6 (or IPv4-mapped)
+/// address bytes and the port, 18 bytes instead of a 32-byte `SocketAddr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Ep {
+    ip: [u8; 16],
+    port: u16,
+}
+
+impl Ep {
+    fn new(a: SocketAddr) -> Ep {
+        let ip = match a.ip() {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        Ep { ip, port: a.port() }
+    }
+
+    /// Back to a `SocketAddr`; an IPv4-mapped address comes back as IPv4
+    /// (as [`canonical`] makes every address before it gets here).
+    fn socket(self) -> SocketAddr {
+        SocketAddr::new(canonical(IpAddr::V6(Ipv6Addr::from(self.ip))), self.port)
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<PairKey>() == 32);
+const _: () = assert!(std::mem::size_of::<Copy>() == 40);
+
+/// The hash of a pair key in the pending table (FxHash, see `Correlator`).
+fn pair_hash(key: &PairKey) -> u64 {
+    let mut h = FxHasher::default();
+    key.hash(&mut h);
+    h.finish()
+}
+
+/// The other key an ambiguous outside copy waiting under `key` also waits
+/// under: the other direction, and its remote is this copy's endpoint (an
+/// outside copy `a → b` waits as (out, remote b, public a) and as (in, remote
+/// a, public b)).
+fn twin_key(key: PairKey, c: &Copy) -> Option<PairKey> {
+    c.ambiguous.then_some(PairKey {
+        dir: match key.dir {
+            Dir::Out => Dir::In,
+            Dir::In => Dir::Out,
+        },
+        remote: c.endpoint,
+        ..key
+    })
 }
 
 /// Pending copies with one pair key, oldest first. Almost always one: kept
 /// inline, so waiting for a twin allocates nothing.
 type Slot = SmallVec<[Copy; 1]>;
 
+/// An endpoint address as the flow table keeps it: an IPv4 address as its
+/// `u32`, an IPv6 address as its index in [`V6Names`] (the key's `fam` bits
+/// say which). Keeps a flow key at 16 bytes whatever the family.
+type Addr32 = u32;
+
+/// `FlowKey::fam` / `Flow::bits`: the internal address is an IPv6 name.
+const FAM_INTERNAL_V6: u8 = 1;
+/// `FlowKey::fam`: the remote address is an IPv6 name.
+const FAM_REMOTE_V6: u8 = 2;
+
+/// Protocol, internal endpoint, remote endpoint: 16 bytes (asserted below).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey {
+    internal: Addr32,
+    remote: Addr32,
+    internal_port: u16,
+    remote_port: u16,
     proto: Proto,
-    internal: SocketAddr,
-    remote: SocketAddr,
+    fam: u8,
 }
 
+/// `Flow::bits`: FIN seen subscriber → remote.
+const BIT_FIN_OUT: u8 = 1;
+/// `Flow::bits`: FIN seen remote → subscriber.
+const BIT_FIN_IN: u8 = 2;
+/// `Flow::bits`: RST seen.
+const BIT_RST: u8 = 4;
+/// `Flow::bits`: the public address is an IPv6 name.
+const BIT_PUBLIC_V6: u8 = 8;
+/// `Flow::bits`: the slot holds an active flow (else it is on the free list,
+/// `public` being the next free slot).
+const BIT_LIVE: u8 = 16;
+
+/// One active flow: a fixed 64-byte slot of the flow slab (asserted below).
+/// The mapping is rebuilt from it when written ([`Correlator::mapping`]).
 #[derive(Clone, Copy, Debug)]
 struct Flow {
-    mapping: Mapping,
-    /// Unique per flow instance (a replaced flow's key comes back with a new
-    /// id), so a deadline entry of an earlier instance is recognised as stale.
-    id: u64,
+    key: FlowKey,
+    /// Public address ([`Addr32`]; `BIT_PUBLIC_V6`), or the next free slot.
+    public: Addr32,
+    public_port: u16,
+    /// `BIT_*`.
+    bits: u8,
+    /// The mapping's `FLAG_*` bits.
+    flags: u8,
+    /// Bumped each time the slot is freed, so a deadline entry of an earlier
+    /// flow in this slot is recognised as stale (wraps after 2^32 reuses of
+    /// one slot, far more than can happen within the longest hold).
+    generation: u32,
+    packets_out: u32,
+    packets_in: u32,
+    first_ns: UnixNanos,
+    last_ns: UnixNanos,
     /// Packet time of the last state written for this flow.
     written_ns: UnixNanos,
-    fin_out: bool,
-    fin_in: bool,
-    rst: bool,
 }
 
+const _: () = assert!(std::mem::size_of::<FlowKey>() == 16);
+const _: () = assert!(std::mem::size_of::<Flow>() == 64);
+
 impl Flow {
+    const FREE: Flow = Flow {
+        key: FlowKey {
+            internal: 0,
+            remote: 0,
+            internal_port: 0,
+            remote_port: 0,
+            proto: Proto::Tcp,
+            fam: 0,
+        },
+        public: NO_SLOT,
+        public_port: 0,
+        bits: 0,
+        flags: 0,
+        generation: 0,
+        packets_out: 0,
+        packets_in: 0,
+        first_ns: 0,
+        last_ns: 0,
+        written_ns: 0,
+    };
+
+    fn live(&self) -> bool {
+        self.bits & BIT_LIVE != 0
+    }
+
+    /// FIN/RST state as an end reason (`Open` if not closed).
+    fn closed_reason(&self) -> EndReason {
+        if self.bits & BIT_RST != 0 {
+            EndReason::Rst
+        } else if self.bits & (BIT_FIN_OUT | BIT_FIN_IN) == BIT_FIN_OUT | BIT_FIN_IN {
+            EndReason::Fin
+        } else {
+            EndReason::Open
+        }
+    }
+
     /// Packet time after which the flow is idle: last packet + the hold of
     /// its state (closed by FIN/RST, else idle).
     fn deadline_ns(&self, hold: &HoldTimes) -> UnixNanos {
-        let mut probe = self.mapping;
-        probe.end = match closed_reason(self) {
-            EndReason::Open => EndReason::Idle,
-            r => r,
+        let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        let probe = Mapping {
+            proto: self.key.proto,
+            internal: unspecified,
+            public: unspecified,
+            remote: unspecified,
+            first_ns: self.first_ns,
+            last_ns: self.last_ns,
+            end: match self.closed_reason() {
+                EndReason::Open => EndReason::Idle,
+                r => r,
+            },
+            packets_out: self.packets_out,
+            packets_in: self.packets_in,
+            flags: self.flags,
         };
         probe.last_ns.saturating_add(hold.hold_ns(&probe))
     }
 }
 
-/// A wake-up for idle expiry: no earlier than `deadline_ns` may the flow `key`
-/// (instance `id`) be idle. Ordered by (deadline, id); the key is payload.
-#[derive(Clone, Copy, Debug)]
-struct Deadline {
-    deadline_ns: UnixNanos,
-    id: u64,
-    key: FlowKey,
+/// End of the slab's free list.
+const NO_SLOT: u32 = u32::MAX;
+/// Flows per slab chunk: the slab grows by whole chunks (256 KiB), so it
+/// never copies its flows and its slack is at most one chunk.
+const SLAB_CHUNK_FLOWS: usize = 4096;
+
+/// IPv6 addresses of active flows, interned to a `u32` with a reference count
+/// (one per endpoint of a flow that uses it); freed names are reused.
+#[derive(Default)]
+struct V6Names {
+    ids: FxHashMap<u128, u32>,
+    /// (address, references) by name; references 0 = free.
+    names: Vec<(u128, u32)>,
+    free: Vec<u32>,
 }
 
-impl PartialEq for Deadline {
-    fn eq(&self, o: &Self) -> bool {
-        (self.deadline_ns, self.id) == (o.deadline_ns, o.id)
+impl V6Names {
+    fn find(&self, a: u128) -> Option<u32> {
+        self.ids.get(&a).copied()
+    }
+
+    fn acquire(&mut self, a: u128) -> u32 {
+        if let Some(&id) = self.ids.get(&a) {
+            self.names[id as usize].1 += 1;
+            return id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.names[id as usize] = (a, 1);
+                id
+            }
+            None => {
+                self.names.push((a, 1));
+                u32::try_from(self.names.len() - 1).expect("fewer names than flows_active_max")
+            }
+        };
+        self.ids.insert(a, id);
+        id
+    }
+
+    fn release(&mut self, id: u32) {
+        let e = &mut self.names[id as usize];
+        assert!(e.1 > 0, "IPv6 name released more often than acquired");
+        e.1 -= 1;
+        if e.1 == 0 {
+            self.ids.remove(&e.0);
+            self.free.push(id);
+        }
+    }
+
+    fn addr(&self, id: u32) -> IpAddr {
+        IpAddr::V6(Ipv6Addr::from(self.names[id as usize].0))
     }
 }
-impl Eq for Deadline {}
-impl PartialOrd for Deadline {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
+
+/// A wake-up for idle expiry, 16 bytes: no earlier than `deadline_ns` may the
+/// flow in `slot` (instance `generation`) be idle. Ordered by (deadline, slot,
+/// generation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Deadline {
+    deadline_ns: UnixNanos,
+    slot: u32,
+    generation: u32,
 }
-impl Ord for Deadline {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.deadline_ns, self.id).cmp(&(o.deadline_ns, o.id))
-    }
-}
+
+const _: () = assert!(std::mem::size_of::<Deadline>() == 16);
+
+/// Bound on `pending_order` entries per copy still waiting
+/// (`pending_order_per_copy_max`): entries of copies that paired stay in the
+/// queue until their window ends unless compacted; past this many per waiting
+/// copy (plus [`PENDING_ORDER_SLACK`]) the queue is compacted.
+const PENDING_ORDER_PER_COPY_MAX: usize = 4;
+/// Entries allowed beyond [`PENDING_ORDER_PER_COPY_MAX`] per waiting copy
+/// before a compaction (64 Ki entries of 48 bytes = 3 MiB).
+const PENDING_ORDER_SLACK: usize = 1 << 16;
 
 /// Bound on deadline entries per active flow (`deadlines_per_flow_max`): entries
 /// of flows that were replaced or evicted stay in the queue until their
@@ -275,41 +463,40 @@ const DEADLINES_PER_FLOW_MAX: usize = 2;
 /// (keeps a nearly empty table from rebuilding on every replace).
 const DEADLINES_SLACK: usize = 4096;
 
-/// The correlation state machine. See the module docs.
-pub struct Correlator {
-    cfg: CorrelatorConfig,
-    // FxHash: the keys are packet fields, chosen by remote hosts; a flood of
-    // colliding keys is bounded by `pending_max` and `flows_active_max`, and
-    // SipHash cost a fifth of the replay time.
-    pending: FxHashMap<PairKey, Slot>,
-    /// (ts, key, packet) in arrival order, for expiry; entries whose copy is
-    /// gone are skipped lazily.
-    pending_order: VecDeque<(UnixNanos, PairKey, u64)>,
-    pending_count: usize,
-    flows: FxHashMap<FlowKey, Flow>,
-    /// Idle-expiry wake-ups, earliest first. Invariant: every active flow
-    /// has an entry whose deadline is at or before its own deadline
-    /// ([`Flow::deadline_ns`]); a deadline only moves earlier when a TCP flow
-    /// closes (FIN both ways, RST), and a new entry is pushed then. Entries
-    /// of removed flows (other id) are dropped when popped; an entry that
-    /// pops before its flow is due is pushed again at the flow's deadline.
-    deadlines: BinaryHeap<Reverse<Deadline>>,
-    flow_ids: u64,
+/// A decoded packet reduced to what the correlator needs: endpoints (canonical,
+/// compact), subscriber tests, protocol, TCP flags and the hash of the fields
+/// a NAT leaves alone. Computed without correlator state, so a pipeline can
+/// do it on the thread that decodes ([`Preparer`]); 48 bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared {
+    src: Ep,
+    dst: Ep,
+    invariants: u64,
+    /// [`pair_hash`] of (out, remote dst) and of (in, remote src): the two
+    /// keys the packet may wait or pair under.
+    hash_out: u64,
+    hash_in: u64,
+    proto: Proto,
+    tcp_flags: u8,
+    src_sub: bool,
+    dst_sub: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<Prepared>() == 64);
+
+/// Prepares decoded packets for a [`Correlator`] (its subscriber prefixes):
+/// the per-packet work that needs no correlator state.
+#[derive(Clone, Debug)]
+pub struct Preparer {
     /// Subscriber prefixes as (network, mask): IPv4 and IPv6, for a
     /// branch-light membership test.
     sub_v4: Vec<(u32, u32)>,
     sub_v6: Vec<(u128, u128)>,
-    packet_seq: u64,
-    now_ns: UnixNanos,
-    next_scan_ns: UnixNanos,
-    stats: CorrelatorStats,
 }
 
-impl Correlator {
-    /// A correlator with no state.
-    pub fn new(cfg: CorrelatorConfig) -> Correlator {
-        assert!(cfg.pair_window_ns > 0 && cfg.pending_max > 0 && cfg.flows_active_max > 0);
-        assert!(cfg.pending_per_key_max > 0);
+impl Preparer {
+    /// The preparer for a correlator configured by `cfg`.
+    pub fn new(cfg: &CorrelatorConfig) -> Preparer {
         let mut sub_v4 = Vec::new();
         let mut sub_v6 = Vec::new();
         for p in &cfg.subscriber_prefixes {
@@ -318,34 +505,7 @@ impl Correlator {
                 IpNet::V6(n) => sub_v6.push((u128::from(n.network()), u128::from(n.netmask()))),
             }
         }
-        Correlator {
-            cfg,
-            sub_v4,
-            sub_v6,
-            pending: FxHashMap::default(),
-            pending_order: VecDeque::new(),
-            pending_count: 0,
-            flows: FxHashMap::default(),
-            deadlines: BinaryHeap::new(),
-            flow_ids: 0,
-            packet_seq: 0,
-            now_ns: i64::MIN,
-            next_scan_ns: i64::MIN,
-            stats: CorrelatorStats::default(),
-        }
-    }
-
-    /// Counters so far.
-    pub fn stats(&self) -> CorrelatorStats {
-        let mut s = self.stats.clone();
-        s.flows_active = self.flows.len() as u64;
-        s.pending = self.pending_count as u64;
-        s
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &CorrelatorConfig {
-        &self.cfg
+        Preparer { sub_v4, sub_v6 }
     }
 
     fn is_subscriber(&self, ip: IpAddr) -> bool {
@@ -361,24 +521,142 @@ impl Correlator {
         }
     }
 
+    /// `pkt` as [`Correlator::push_prepared`] takes it.
+    pub fn prepare(&self, pkt: &Decoded) -> Prepared {
+        let src = Ep::new(SocketAddr::new(canonical(pkt.src), pkt.sport));
+        let dst = Ep::new(SocketAddr::new(canonical(pkt.dst), pkt.dport));
+        let invariants = invariants(pkt);
+        let key = |dir: Dir, remote: Ep| PairKey {
+            dir,
+            proto: pkt.proto,
+            remote,
+            invariants,
+        };
+        Prepared {
+            src,
+            dst,
+            invariants,
+            hash_out: pair_hash(&key(Dir::Out, dst)),
+            hash_in: pair_hash(&key(Dir::In, src)),
+            proto: pkt.proto,
+            tcp_flags: pkt.tcp.map_or(0, |t| t.flags),
+            src_sub: self.is_subscriber(pkt.src),
+            dst_sub: self.is_subscriber(pkt.dst),
+        }
+    }
+}
+
+/// The correlation state machine. See the module docs.
+pub struct Correlator {
+    cfg: CorrelatorConfig,
+    // FxHash: the keys are packet fields, chosen by remote hosts; a flood of
+    // colliding keys is bounded by `pending_max` and `flows_active_max`, and
+    // SipHash cost a fifth of the replay time.
+    /// Pending copies by pair key; hashed with [`pair_hash`], which the
+    /// reader computes ([`Prepared`]) for the two keys of each packet.
+    pending: HashTable<(PairKey, Slot)>,
+    /// (ts, key, packet) in arrival order, for expiry; entries whose copy is
+    /// gone are skipped lazily.
+    pending_order: VecDeque<(UnixNanos, PairKey, u64)>,
+    pending_count: usize,
+    /// Active flows: slots of the slab, indexed by key through `flow_index`
+    /// (which holds slot numbers only, 4 bytes + 1 control byte per bucket).
+    flow_index: HashTable<u32>,
+    /// The slab: chunks of [`SLAB_CHUNK_FLOWS`] 64-byte slots.
+    flow_chunks: Vec<Box<[Flow]>>,
+    /// First free slot (linked through `Flow::public`), or [`NO_SLOT`].
+    flow_free: u32,
+    /// Slots handed out so far (the slab's high-water mark).
+    flow_slots_used: u32,
+    flows_active: usize,
+    /// IPv6 addresses of active flows.
+    v6: V6Names,
+    /// Idle-expiry wake-ups, earliest first. Invariant: every active flow
+    /// has an entry whose deadline is at or before its own deadline
+    /// ([`Flow::deadline_ns`]); a deadline only moves earlier when a TCP flow
+    /// closes (FIN both ways, RST), and a new entry is pushed then. Entries
+    /// of removed flows (other id) are dropped when popped; an entry that
+    /// pops before its flow is due is pushed again at the flow's deadline.
+    deadlines: BinaryHeap<Reverse<Deadline>>,
+    preparer: Preparer,
+    packet_seq: u64,
+    now_ns: UnixNanos,
+    next_scan_ns: UnixNanos,
+    stats: CorrelatorStats,
+}
+
+impl Correlator {
+    /// A correlator with no state.
+    pub fn new(cfg: CorrelatorConfig) -> Correlator {
+        assert!(cfg.pair_window_ns > 0 && cfg.pending_max > 0 && cfg.flows_active_max > 0);
+        assert!(cfg.pending_per_key_max > 0);
+        Correlator {
+            preparer: Preparer::new(&cfg),
+            cfg,
+            pending: HashTable::new(),
+            pending_order: VecDeque::new(),
+            pending_count: 0,
+            flow_index: HashTable::new(),
+            flow_chunks: Vec::new(),
+            flow_free: NO_SLOT,
+            flow_slots_used: 0,
+            flows_active: 0,
+            v6: V6Names::default(),
+            deadlines: BinaryHeap::new(),
+            packet_seq: 0,
+            now_ns: i64::MIN,
+            next_scan_ns: i64::MIN,
+            stats: CorrelatorStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> CorrelatorStats {
+        let mut s = self.stats.clone();
+        s.flows_active = self.flows_active as u64;
+        s.pending = self.pending_count as u64;
+        s
+    }
+
+    /// A copy of the preparer of this correlator's packets, for another thread.
+    pub fn preparer(&self) -> Preparer {
+        self.preparer.clone()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &CorrelatorConfig {
+        &self.cfg
+    }
+
     /// Feeds one decoded packet captured at `ts_ns` on `side`. Mappings that
     /// open or end are appended to `out`.
     pub fn push(&mut self, ts_ns: UnixNanos, side: Side, pkt: &Decoded, out: &mut Vec<Mapping>) {
+        let p = self.preparer.prepare(pkt);
+        self.push_prepared(ts_ns, side, &p, out);
+    }
+
+    /// As [`push`](Correlator::push), for a packet already prepared by this
+    /// correlator's [`Preparer`] (on another thread, say).
+    pub fn push_prepared(
+        &mut self,
+        ts_ns: UnixNanos,
+        side: Side,
+        pkt: &Prepared,
+        out: &mut Vec<Mapping>,
+    ) {
         self.stats.packets += 1;
         self.packet_seq += 1;
         self.advance(ts_ns, out);
 
-        let src_sub = self.is_subscriber(pkt.src);
-        let dst_sub = self.is_subscriber(pkt.dst);
+        let (src_sub, dst_sub) = (pkt.src_sub, pkt.dst_sub);
         if src_sub && dst_sub {
             self.stats.subscriber_to_subscriber += 1;
             return;
         }
-        let src = SocketAddr::new(canonical(pkt.src), pkt.sport);
-        let dst = SocketAddr::new(canonical(pkt.dst), pkt.dport);
-        let inv = invariants(pkt);
-        let flags = pkt.tcp.map_or(0, |t| t.flags);
-        let key = |dir: Dir, remote: SocketAddr| PairKey {
+        let (src, dst) = (pkt.src, pkt.dst);
+        let inv = pkt.invariants;
+        let flags = pkt.tcp_flags;
+        let key = |dir: Dir, remote: Ep| PairKey {
             dir,
             proto: pkt.proto,
             remote,
@@ -393,44 +671,47 @@ impl Correlator {
                 self.stats.not_subscriber_inside += 1;
             }
             Side::Inside | Side::Unknown if src_sub => {
-                self.offer(ts_ns, key(Dir::Out, dst), true, src, None, flags, out);
+                self.offer(ts_ns, key(Dir::Out, dst), pkt.hash_out, src, flags, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
-                self.offer(ts_ns, key(Dir::In, src), true, dst, None, flags, out);
+                self.offer(ts_ns, key(Dir::In, src), pkt.hash_in, dst, flags, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
                 // (public = src) or remote→subscriber before it (public = dst).
                 let out_key = key(Dir::Out, dst);
                 let in_key = key(Dir::In, src);
-                if self.take_twin(ts_ns, out_key, false, src, flags, out) {
+                let (out_hash, in_hash) = (pkt.hash_out, pkt.hash_in);
+                if self.take_twin(ts_ns, out_key, out_hash, false, src, flags, out) {
                     return;
                 }
-                if self.take_twin(ts_ns, in_key, false, dst, flags, out) {
+                if self.take_twin(ts_ns, in_key, in_hash, false, dst, flags, out) {
                     return;
                 }
                 let seq = self.packet_seq;
                 self.insert(
                     ts_ns,
                     out_key,
+                    out_hash,
                     Copy {
                         ts_ns,
                         packet: seq,
                         inside: false,
                         endpoint: src,
-                        twin: Some(in_key),
+                        ambiguous: true,
                         tcp_flags: flags,
                     },
                 );
                 self.insert(
                     ts_ns,
                     in_key,
+                    in_hash,
                     Copy {
                         ts_ns,
                         packet: seq,
                         inside: false,
                         endpoint: dst,
-                        twin: Some(out_key),
+                        ambiguous: true,
                         tcp_flags: flags,
                     },
                 );
@@ -439,30 +720,30 @@ impl Correlator {
     }
 
     /// Pairs an inside copy with a waiting outside twin, or makes it wait.
-    #[allow(clippy::too_many_arguments)]
     fn offer(
         &mut self,
         ts_ns: UnixNanos,
         key: PairKey,
-        inside: bool,
-        endpoint: SocketAddr,
-        twin: Option<PairKey>,
+        hash: u64,
+        endpoint: Ep,
         flags: u8,
         out: &mut Vec<Mapping>,
     ) {
-        if self.take_twin(ts_ns, key, inside, endpoint, flags, out) {
+        let inside = true;
+        if self.take_twin(ts_ns, key, hash, inside, endpoint, flags, out) {
             return;
         }
         let packet = self.packet_seq;
         self.insert(
             ts_ns,
             key,
+            hash,
             Copy {
                 ts_ns,
                 packet,
                 inside,
                 endpoint,
-                twin,
+                ambiguous: false,
                 tcp_flags: flags,
             },
         );
@@ -472,31 +753,33 @@ impl Correlator {
     /// pair becomes an observation and `true` is returned. A waiting copy of
     /// the *same* side with the same endpoint is this very packet seen again:
     /// counted and swallowed (also `true`).
+    #[allow(clippy::too_many_arguments)]
     fn take_twin(
         &mut self,
         ts_ns: UnixNanos,
         key: PairKey,
+        hash: u64,
         inside: bool,
-        endpoint: SocketAddr,
+        endpoint: Ep,
         flags: u8,
         out: &mut Vec<Mapping>,
     ) -> bool {
-        let Some(slot) = self.pending.get_mut(&key) else {
+        let Some((_, slot)) = self.pending.find_mut(hash, |e| e.0 == key) else {
             return false;
         };
         if let Some(i) = slot.iter().position(|c| c.inside != inside) {
             let twin = slot.remove(i);
             if slot.is_empty() {
-                self.pending.remove(&key);
+                self.remove_slot(key, hash);
             }
             self.pending_count -= 1;
-            if let Some(other) = twin.twin {
+            if let Some(other) = twin_key(key, &twin) {
                 self.remove_copy(other, twin.packet);
             }
             let (internal, public) = if inside {
-                (endpoint, twin.endpoint)
+                (endpoint.socket(), twin.endpoint.socket())
             } else {
-                (twin.endpoint, endpoint)
+                (twin.endpoint.socket(), endpoint.socket())
             };
             if internal == public {
                 self.stats.untranslated += 2;
@@ -510,7 +793,7 @@ impl Correlator {
                 key.proto,
                 internal,
                 public,
-                key.remote,
+                key.remote.socket(),
                 flags | twin.tcp_flags,
                 out,
             );
@@ -527,13 +810,17 @@ impl Correlator {
         false
     }
 
-    fn insert(&mut self, ts_ns: UnixNanos, key: PairKey, copy: Copy) {
+    fn insert(&mut self, ts_ns: UnixNanos, key: PairKey, hash: u64, copy: Copy) {
         while self.pending_count >= self.cfg.pending_max {
             if !self.pop_oldest_pending(true) {
                 break;
             }
         }
-        let slot = self.pending.entry(key).or_default();
+        let (_, slot) = self
+            .pending
+            .entry(hash, |e| e.0 == key, |e| pair_hash(&e.0))
+            .or_insert_with(|| (key, Slot::new()))
+            .into_mut();
         if slot.len() >= self.cfg.pending_per_key_max {
             self.stats.pending_key_full += 1;
             return;
@@ -541,15 +828,36 @@ impl Correlator {
         slot.push(copy);
         self.pending_count += 1;
         self.pending_order.push_back((ts_ns, key, copy.packet));
+        if self.pending_order.len()
+            > PENDING_ORDER_PER_COPY_MAX * self.pending_count + PENDING_ORDER_SLACK
+        {
+            // Most entries are of copies that paired since: drop those, so the
+            // queue holds about the copies still waiting, not a whole pair
+            // window of packets. Amortised O(1) per insert.
+            let pending = &self.pending;
+            self.pending_order.retain(|(_, key, packet)| {
+                pending
+                    .find(pair_hash(key), |e| e.0 == *key)
+                    .is_some_and(|(_, slot)| slot.iter().any(|c| c.packet == *packet))
+            });
+        }
+    }
+
+    /// Removes the (empty) slot of `key`.
+    fn remove_slot(&mut self, key: PairKey, hash: u64) {
+        if let Ok(e) = self.pending.find_entry(hash, |e| e.0 == key) {
+            e.remove();
+        }
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
-        let slot = self.pending.get_mut(&key)?;
+        let hash = pair_hash(&key);
+        let (_, slot) = self.pending.find_mut(hash, |e| e.0 == key)?;
         let i = slot.iter().position(|c| c.packet == packet)?;
         let c = slot.remove(i);
         if slot.is_empty() {
-            self.pending.remove(&key);
+            self.remove_slot(key, hash);
         }
         self.pending_count -= 1;
         Some(c)
@@ -562,7 +870,7 @@ impl Correlator {
             let Some(copy) = self.remove_copy(key, packet) else {
                 continue;
             };
-            if let Some(other) = copy.twin {
+            if let Some(other) = twin_key(key, &copy) {
                 self.remove_copy(other, packet);
             }
             if evicted {
@@ -577,6 +885,182 @@ impl Correlator {
         false
     }
 
+    fn flow(&self, slot: u32) -> &Flow {
+        let i = slot as usize;
+        &self.flow_chunks[i / SLAB_CHUNK_FLOWS][i % SLAB_CHUNK_FLOWS]
+    }
+
+    fn flow_mut(&mut self, slot: u32) -> &mut Flow {
+        let i = slot as usize;
+        &mut self.flow_chunks[i / SLAB_CHUNK_FLOWS][i % SLAB_CHUNK_FLOWS]
+    }
+
+    fn key_hash(key: &FlowKey) -> u64 {
+        let mut h = FxHasher::default();
+        key.hash(&mut h);
+        h.finish()
+    }
+
+    /// The address as the flow table knows it, without naming a new IPv6
+    /// address (`None`: no active flow uses it). The bool: IPv6 name.
+    fn addr32_find(&self, ip: IpAddr) -> Option<(Addr32, bool)> {
+        match ip {
+            IpAddr::V4(a) => Some((u32::from(a), false)),
+            IpAddr::V6(a) => self.v6.find(u128::from(a)).map(|id| (id, true)),
+        }
+    }
+
+    fn addr32_acquire(&mut self, ip: IpAddr) -> (Addr32, bool) {
+        match ip {
+            IpAddr::V4(a) => (u32::from(a), false),
+            IpAddr::V6(a) => (self.v6.acquire(u128::from(a)), true),
+        }
+    }
+
+    fn addr(&self, a: Addr32, v6: bool) -> IpAddr {
+        if v6 {
+            self.v6.addr(a)
+        } else {
+            IpAddr::V4(Ipv4Addr::from(a))
+        }
+    }
+
+    /// The slot of the active flow (proto, internal, remote), if any.
+    fn find_flow(&self, proto: Proto, internal: SocketAddr, remote: SocketAddr) -> Option<u32> {
+        let (i, i6) = self.addr32_find(internal.ip())?;
+        let (r, r6) = self.addr32_find(remote.ip())?;
+        let key = FlowKey {
+            internal: i,
+            remote: r,
+            internal_port: internal.port(),
+            remote_port: remote.port(),
+            proto,
+            fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
+        };
+        let chunks = &self.flow_chunks;
+        self.flow_index
+            .find(Self::key_hash(&key), |&s| {
+                let s = s as usize;
+                chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key == key
+            })
+            .copied()
+    }
+
+    /// The mapping a flow stands for, rebuilt from its slot (end `Open`).
+    fn mapping(&self, f: &Flow) -> Mapping {
+        let k = &f.key;
+        Mapping {
+            proto: k.proto,
+            internal: SocketAddr::new(
+                self.addr(k.internal, k.fam & FAM_INTERNAL_V6 != 0),
+                k.internal_port,
+            ),
+            public: SocketAddr::new(
+                self.addr(f.public, f.bits & BIT_PUBLIC_V6 != 0),
+                f.public_port,
+            ),
+            remote: SocketAddr::new(
+                self.addr(k.remote, k.fam & FAM_REMOTE_V6 != 0),
+                k.remote_port,
+            ),
+            first_ns: f.first_ns,
+            last_ns: f.last_ns,
+            end: EndReason::Open,
+            packets_out: f.packets_out,
+            packets_in: f.packets_in,
+            flags: f.flags,
+        }
+    }
+
+    /// Stores a new active flow for `m` in a free slot and indexes it.
+    fn insert_flow(&mut self, m: &Mapping, bits: u8, written_ns: UnixNanos) -> u32 {
+        let (i, i6) = self.addr32_acquire(m.internal.ip());
+        let (r, r6) = self.addr32_acquire(m.remote.ip());
+        let (p, p6) = self.addr32_acquire(m.public.ip());
+        let key = FlowKey {
+            internal: i,
+            remote: r,
+            internal_port: m.internal.port(),
+            remote_port: m.remote.port(),
+            proto: m.proto,
+            fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
+        };
+        let slot = if self.flow_free != NO_SLOT {
+            let slot = self.flow_free;
+            self.flow_free = self.flow(slot).public;
+            slot
+        } else {
+            let slot = self.flow_slots_used;
+            if slot as usize == self.flow_chunks.len() * SLAB_CHUNK_FLOWS {
+                self.flow_chunks
+                    .push(vec![Flow::FREE; SLAB_CHUNK_FLOWS].into_boxed_slice());
+            }
+            self.flow_slots_used = slot.checked_add(1).expect("flows_active_max < 2^32");
+            slot
+        };
+        let f = self.flow_mut(slot);
+        *f = Flow {
+            key,
+            public: p,
+            public_port: m.public.port(),
+            bits: bits | BIT_LIVE | if p6 { BIT_PUBLIC_V6 } else { 0 },
+            flags: m.flags,
+            generation: f.generation,
+            packets_out: m.packets_out,
+            packets_in: m.packets_in,
+            first_ns: m.first_ns,
+            last_ns: m.last_ns,
+            written_ns,
+        };
+        let chunks = &self.flow_chunks;
+        self.flow_index
+            .insert_unique(Self::key_hash(&key), slot, |&s| {
+                let s = s as usize;
+                Self::key_hash(&chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key)
+            });
+        self.flows_active += 1;
+        slot
+    }
+
+    /// Removes the active flow in `slot`; returns its mapping (end `Open`)
+    /// and its FIN/RST state.
+    fn remove_flow(&mut self, slot: u32) -> (Mapping, EndReason) {
+        let f = *self.flow(slot);
+        assert!(f.live(), "removing a free slot");
+        let m = self.mapping(&f);
+        let closed = f.closed_reason();
+        let hash = Self::key_hash(&f.key);
+        match self.flow_index.find_entry(hash, |&s| s == slot) {
+            Ok(e) => {
+                e.remove();
+            }
+            Err(_) => panic!("active flow missing from the index"),
+        }
+        if f.key.fam & FAM_INTERNAL_V6 != 0 {
+            self.v6.release(f.key.internal);
+        }
+        if f.key.fam & FAM_REMOTE_V6 != 0 {
+            self.v6.release(f.key.remote);
+        }
+        if f.bits & BIT_PUBLIC_V6 != 0 {
+            self.v6.release(f.public);
+        }
+        let free = self.flow_free;
+        let s = self.flow_mut(slot);
+        *s = Flow {
+            public: free,
+            generation: f.generation.wrapping_add(1),
+            ..Flow::FREE
+        };
+        self.flow_free = slot;
+        self.flows_active -= 1;
+        (m, closed)
+    }
+
+    fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.flow_slots_used).filter(|&s| self.flow(s).live())
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn observe(
         &mut self,
@@ -589,65 +1073,69 @@ impl Correlator {
         flags: u8,
         out: &mut Vec<Mapping>,
     ) {
-        let fkey = FlowKey {
-            proto,
-            internal,
-            remote,
-        };
         let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
-        if let Some(flow) = self.flows.get_mut(&fkey) {
-            let new_connection = proto == Proto::Tcp
-                && syn_only
-                && dir == Dir::Out
-                && (flow.fin_out || flow.fin_in || flow.rst);
-            if flow.mapping.public == public && !new_connection {
+        if let Some(slot) = self.find_flow(proto, internal, remote) {
+            let f = *self.flow(slot);
+            let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
+            let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
+            let same_public = f.public_port == public.port()
+                && self.addr(f.public, f.bits & BIT_PUBLIC_V6 != 0) == public.ip();
+            if same_public && !new_connection {
                 // `first_ns` stays as written in the Open record: it is part
                 // of the mapping's identity in the store (a pair completed
                 // late may carry an earlier time; it is evidence, not identity).
-                let m = &mut flow.mapping;
-                m.last_ns = m.last_ns.max(ts_ns);
-                match dir {
-                    Dir::Out => m.packets_out = m.packets_out.saturating_add(1),
-                    Dir::In => m.packets_in = m.packets_in.saturating_add(1),
-                }
                 let refresh = self.cfg.refresh_interval_ns;
-                if refresh > 0 && ts_ns.saturating_sub(flow.written_ns) >= refresh {
-                    flow.written_ns = ts_ns;
-                    self.stats.mappings_refreshed += 1;
-                    out.push(flow.mapping);
+                let hold = self.cfg.hold;
+                let flow = self.flow_mut(slot);
+                flow.last_ns = flow.last_ns.max(ts_ns);
+                match dir {
+                    Dir::Out => flow.packets_out = flow.packets_out.saturating_add(1),
+                    Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
                 }
+                let refreshed = refresh > 0 && ts_ns.saturating_sub(flow.written_ns) >= refresh;
+                if refreshed {
+                    flow.written_ns = ts_ns;
+                }
+                let mut moved_earlier = None;
                 if proto == Proto::Tcp {
-                    let was_open = closed_reason(flow) == EndReason::Open;
+                    let was_open = flow.closed_reason() == EndReason::Open;
                     if flags & TcpInfo::RST != 0 {
-                        flow.rst = true;
+                        flow.bits |= BIT_RST;
                     }
                     if flags & TcpInfo::FIN != 0 {
-                        match dir {
-                            Dir::Out => flow.fin_out = true,
-                            Dir::In => flow.fin_in = true,
-                        }
-                    }
-                    if was_open && closed_reason(flow) != EndReason::Open {
-                        // The hold shrinks (TIME_WAIT): the deadline moved earlier.
-                        let d = Deadline {
-                            deadline_ns: flow.deadline_ns(&self.cfg.hold),
-                            id: flow.id,
-                            key: fkey,
+                        flow.bits |= match dir {
+                            Dir::Out => BIT_FIN_OUT,
+                            Dir::In => BIT_FIN_IN,
                         };
-                        self.push_deadline(d);
                     }
+                    if was_open && flow.closed_reason() != EndReason::Open {
+                        // The hold shrinks (TIME_WAIT): the deadline moved earlier.
+                        moved_earlier = Some(Deadline {
+                            deadline_ns: flow.deadline_ns(&hold),
+                            slot,
+                            generation: flow.generation,
+                        });
+                    }
+                }
+                if refreshed {
+                    self.stats.mappings_refreshed += 1;
+                    let m = self.mapping(self.flow(slot));
+                    out.push(m);
+                }
+                if let Some(d) = moved_earlier {
+                    self.push_deadline(d);
                 }
                 return;
             }
-            let old = self.flows.remove(&fkey).expect("present");
+            let (old, closed) = self.remove_flow(slot);
             let reason = if new_connection {
-                closed_reason(&old)
+                closed
             } else {
                 EndReason::Replaced
             };
             self.close(old, reason, out);
         }
-        if self.flows.len() >= self.cfg.flows_active_max {
+        if self.flows_active >= self.cfg.flows_active_max {
             self.evict_least_recent(out);
         }
         let mut mapping = Mapping {
@@ -665,63 +1153,63 @@ impl Correlator {
         if proto == Proto::Tcp && flags & TcpInfo::SYN == 0 {
             mapping.flags |= FLAG_MIDFLOW;
         }
-        self.flow_ids += 1;
-        let flow = Flow {
-            mapping,
-            id: self.flow_ids,
-            written_ns: ts_ns,
-            fin_out: proto == Proto::Tcp && dir == Dir::Out && flags & TcpInfo::FIN != 0,
-            fin_in: proto == Proto::Tcp && dir == Dir::In && flags & TcpInfo::FIN != 0,
-            rst: proto == Proto::Tcp && flags & TcpInfo::RST != 0,
-        };
+        let mut bits = 0;
+        if proto == Proto::Tcp {
+            if flags & TcpInfo::FIN != 0 {
+                bits |= match dir {
+                    Dir::Out => BIT_FIN_OUT,
+                    Dir::In => BIT_FIN_IN,
+                };
+            }
+            if flags & TcpInfo::RST != 0 {
+                bits |= BIT_RST;
+            }
+        }
         self.stats.mappings_opened += 1;
         out.push(mapping);
-        self.push_deadline(Deadline {
-            deadline_ns: flow.deadline_ns(&self.cfg.hold),
-            id: flow.id,
-            key: fkey,
-        });
-        self.flows.insert(fkey, flow);
+        let slot = self.insert_flow(&mapping, bits, ts_ns);
+        let f = self.flow(slot);
+        let d = Deadline {
+            deadline_ns: f.deadline_ns(&self.cfg.hold),
+            slot,
+            generation: f.generation,
+        };
+        self.push_deadline(d);
     }
 
     /// Queues an expiry wake-up; at the `deadlines_per_flow_max` bound the
     /// queue is rebuilt with one entry per active flow.
     fn push_deadline(&mut self, d: Deadline) {
         self.deadlines.push(Reverse(d));
-        if self.deadlines.len() > DEADLINES_PER_FLOW_MAX * self.flows.len() + DEADLINES_SLACK {
+        if self.deadlines.len() > DEADLINES_PER_FLOW_MAX * self.flows_active + DEADLINES_SLACK {
             let hold = self.cfg.hold;
             let mut v = std::mem::take(&mut self.deadlines).into_vec();
             v.clear();
-            v.extend(self.flows.iter().map(|(k, f)| {
-                Reverse(Deadline {
-                    deadline_ns: f.deadline_ns(&hold),
-                    id: f.id,
-                    key: *k,
-                })
-            }));
-            // The flow being inserted may not be in the table yet.
-            v.push(Reverse(d));
+            for slot in 0..self.flow_slots_used {
+                let f = self.flow(slot);
+                if f.live() {
+                    v.push(Reverse(Deadline {
+                        deadline_ns: f.deadline_ns(&hold),
+                        slot,
+                        generation: f.generation,
+                    }));
+                }
+            }
             self.deadlines = BinaryHeap::from(v);
             self.stats.deadline_rebuilds += 1;
         }
     }
 
     fn evict_least_recent(&mut self, out: &mut Vec<Mapping>) {
-        let Some(key) = self
-            .flows
-            .iter()
-            .min_by_key(|(_, f)| f.mapping.last_ns)
-            .map(|(k, _)| *k)
-        else {
+        let Some(slot) = self.live_slots().min_by_key(|&s| self.flow(s).last_ns) else {
             return;
         };
-        let flow = self.flows.remove(&key).expect("present");
+        let (m, _) = self.remove_flow(slot);
         self.stats.flows_evicted += 1;
-        self.close(flow, EndReason::Evicted, out);
+        self.close(m, EndReason::Evicted, out);
     }
 
-    fn close(&mut self, flow: Flow, reason: EndReason, out: &mut Vec<Mapping>) {
-        let mut m = flow.mapping;
+    fn close(&mut self, mut m: Mapping, reason: EndReason, out: &mut Vec<Mapping>) {
         m.end = reason;
         self.stats.mappings_closed += 1;
         out.push(m);
@@ -736,11 +1224,23 @@ impl Correlator {
         }
         self.now_ns = now_ns;
         let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
-        while let Some(&(ts, _, _)) = self.pending_order.front() {
+        while let Some(&(ts, key, packet)) = self.pending_order.front() {
             if ts >= horizon {
                 break;
             }
-            self.pop_oldest_pending(false);
+            self.pending_order.pop_front();
+            // Only this entry's copy: a stale entry (its copy paired) must not
+            // make a younger copy leave before its own window is over.
+            if let Some(copy) = self.remove_copy(key, packet) {
+                if let Some(other) = twin_key(key, &copy) {
+                    self.remove_copy(other, packet);
+                }
+                if copy.inside {
+                    self.stats.unmatched_inside += 1;
+                } else {
+                    self.stats.unmatched_outside += 1;
+                }
+            }
         }
         if now_ns >= self.next_scan_ns {
             self.next_scan_ns = now_ns.saturating_add(self.cfg.expiry_scan_interval_ns);
@@ -753,21 +1253,19 @@ impl Correlator {
     /// flows touched since. Cost: the entries due, not the table's size.
     fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
         let hold = self.cfg.hold;
-        let mut expired: Vec<Flow> = Vec::new();
+        let mut expired: Vec<(Mapping, EndReason)> = Vec::new();
         while let Some(&Reverse(d)) = self.deadlines.peek() {
             if d.deadline_ns >= now_ns {
                 break;
             }
             self.deadlines.pop();
-            let Some(f) = self.flows.get(&d.key) else {
-                continue;
-            };
-            if f.id != d.id {
+            let f = self.flow(d.slot);
+            if !f.live() || f.generation != d.generation {
                 continue;
             }
             let due = f.deadline_ns(&hold);
             if now_ns > due {
-                expired.push(self.flows.remove(&d.key).expect("present"));
+                expired.push(self.remove_flow(d.slot));
             } else if due != d.deadline_ns {
                 // Touched since this entry was queued (or a second, later
                 // entry of a flow whose deadline moved earlier).
@@ -778,21 +1276,13 @@ impl Correlator {
             }
         }
         // Deterministic output order: by last packet, then first packet, then key.
-        expired.sort_by_key(|f| {
-            (
-                f.mapping.last_ns,
-                f.mapping.first_ns,
-                f.mapping.internal,
-                f.mapping.remote,
-                f.mapping.proto as u8,
-            )
-        });
-        for f in expired {
-            let reason = match closed_reason(&f) {
+        expired.sort_by_key(|(m, _)| (m.last_ns, m.first_ns, m.internal, m.remote, m.proto as u8));
+        for (m, closed) in expired {
+            let reason = match closed {
                 EndReason::Open => EndReason::Idle,
                 r => r,
             };
-            self.close(f, reason, out);
+            self.close(m, reason, out);
         }
     }
 
@@ -802,26 +1292,17 @@ impl Correlator {
     pub fn finish(&mut self, out: &mut Vec<Mapping>) {
         while self.pop_oldest_pending(false) {}
         self.deadlines.clear();
-        let mut flows: Vec<Flow> = self.flows.drain().map(|(_, f)| f).collect();
-        flows.sort_by_key(|f| (f.mapping.first_ns, f.mapping.internal, f.mapping.remote));
-        for f in flows {
-            let reason = match closed_reason(&f) {
+        let live: Vec<u32> = self.live_slots().collect();
+        let mut flows: Vec<(Mapping, EndReason)> =
+            live.into_iter().map(|s| self.remove_flow(s)).collect();
+        flows.sort_by_key(|(m, _)| (m.first_ns, m.internal, m.remote));
+        for (m, closed) in flows {
+            let reason = match closed {
                 EndReason::Open => EndReason::CaptureEnd,
                 r => r,
             };
-            self.close(f, reason, out);
+            self.close(m, reason, out);
         }
-    }
-}
-
-/// FIN/RST state of a flow as an end reason (`Open` if not closed).
-fn closed_reason(f: &Flow) -> EndReason {
-    if f.rst {
-        EndReason::Rst
-    } else if f.fin_out && f.fin_in {
-        EndReason::Fin
-    } else {
-        EndReason::Open
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::{Mmap, MmapMut};
@@ -56,6 +57,11 @@ pub(crate) struct ActiveLog {
     pub count: u64,
     /// Record slots the file holds.
     capacity: u64,
+    /// Appended records not yet written to the file (`pwrite` by
+    /// [`ActiveLog::write_out`]), at most [`LOG_BUFFER_RECORDS_MAX`].
+    buf: Vec<u8>,
+    /// Records written to the file (the rest of `count` is in `buf`).
+    on_file: u64,
     dirty: bool,
     /// Slots after the committed length that held non-zero bytes at open
     /// (torn or stale writes) and were zeroed.
@@ -105,6 +111,8 @@ impl ActiveLog {
             segment,
             count: 0,
             capacity: LOG_SLOTS_INITIAL,
+            buf: Vec::new(),
+            on_file: 0,
             dirty: false,
             zeroed_slots: 0,
         })
@@ -164,13 +172,16 @@ impl ActiveLog {
             segment,
             count,
             capacity,
+            buf: Vec::new(),
+            on_file: count,
             dirty: false,
             zeroed_slots: zeroed,
         })
     }
 
-    /// Appends one record (already encoded and checked). Not durable until
-    /// [`ActiveLog::flush`].
+    /// Appends one record (already encoded and checked) to the buffer; in the
+    /// kernel after [`ActiveLog::write_out`] (survives a process kill), durable
+    /// after [`ActiveLog::flush`].
     pub fn append(&mut self, r: &Record) -> Result<(), StoreError> {
         // Check on the way to the disk too (habit 10): our own encoder made
         // it, so a failure here is a bug.
@@ -181,10 +192,25 @@ impl ActiveLog {
         if self.count == self.capacity {
             self.grow()?;
         }
-        let off = HEADER_SIZE + self.count as usize * RECORD_SIZE;
-        self.map[off..off + RECORD_SIZE].copy_from_slice(r.as_bytes());
+        self.buf.extend_from_slice(r.as_bytes());
         self.count += 1;
         self.dirty = true;
+        if self.buf.len() >= LOG_BUFFER_RECORDS_MAX * RECORD_SIZE {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the buffered records to the file in one `pwrite` (into the
+    /// preallocated zero slots; the map sees them through the page cache).
+    pub fn write_out(&mut self) -> Result<(), StoreError> {
+        if !self.buf.is_empty() {
+            self.file
+                .write_all_at(&self.buf, HDR + self.on_file * REC)
+                .map_err(StoreError::io(&self.path, "write log"))?;
+            self.on_file = self.count;
+            self.buf.clear();
+        }
         Ok(())
     }
 
@@ -212,12 +238,13 @@ impl ActiveLog {
         Ok(())
     }
 
-    /// Makes appended records durable (msync).
+    /// Makes appended records durable (write out, `fdatasync`).
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        self.write_out()?;
         if self.dirty {
-            self.map
-                .flush()
-                .map_err(StoreError::io(&self.path, "msync log"))?;
+            self.file
+                .sync_data()
+                .map_err(StoreError::io(&self.path, "fdatasync log"))?;
             self.dirty = false;
         }
         Ok(())
@@ -226,6 +253,10 @@ impl ActiveLog {
     /// Committed records as a slice of the map (no copy), each re-validated
     /// as read back (habit 10).
     pub fn validated_slots(&self) -> Result<&[Record], StoreError> {
+        assert!(
+            self.buf.is_empty(),
+            "log read before its buffer was written out"
+        );
         let bytes = &self.map[HEADER_SIZE..HEADER_SIZE + self.count as usize * RECORD_SIZE];
         let recs =
             <[Record]>::ref_from_bytes(bytes).expect("Record is unaligned, length is a multiple");
@@ -238,9 +269,24 @@ impl ActiveLog {
 
     /// Committed records, each re-validated as read back from the map.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
+        assert!(
+            self.buf.is_empty(),
+            "log read before its buffer was written out"
+        );
         read_slots(&self.path, &self.map[HEADER_SIZE..], self.count)
     }
 }
+
+impl Drop for ActiveLog {
+    /// What was appended reaches the kernel even if the owner forgot to
+    /// write out (errors cannot be reported here; the next open recovers).
+    fn drop(&mut self) {
+        let _ = self.write_out();
+    }
+}
+
+/// Most records an active log buffers before writing them out (384 KiB).
+pub(crate) const LOG_BUFFER_RECORDS_MAX: usize = 4096;
 
 fn read_slots(path: &Path, slots: &[u8], count: u64) -> Result<Vec<Record>, StoreError> {
     let mut out = Vec::with_capacity(count as usize);

@@ -369,6 +369,28 @@ impl Writer {
     /// [`LATE_REROUTE_SPANS_MAX`] spans later, else to a new segment of its
     /// own partition. Durable after the next flush.
     pub fn append(&mut self, m: &Mapping) -> Result<(), StoreError> {
+        self.append_batch(std::slice::from_ref(m))
+    }
+
+    /// Appends `ms` in order, then writes them to the files in one `pwrite`
+    /// per active log: on return every record is in the kernel (survives a
+    /// process kill; durable at the next flush). Stops at the first error;
+    /// the records before it are appended.
+    pub fn append_batch(&mut self, ms: &[Mapping]) -> Result<(), StoreError> {
+        let mut result = Ok(());
+        for m in ms {
+            result = self.append_one(m);
+            if result.is_err() {
+                break;
+            }
+        }
+        for log in self.active.values_mut() {
+            log.write_out()?;
+        }
+        result
+    }
+
+    fn append_one(&mut self, m: &Mapping) -> Result<(), StoreError> {
         let bad = |detail: String| StoreError::BadMapping {
             path: self.parts.clone(),
             detail,

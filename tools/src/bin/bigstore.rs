@@ -25,6 +25,9 @@ const S: i64 = NANOS_PER_SEC;
 const T0: i64 = 1_767_225_600 * S;
 /// Public pool: 203.0.113.0/24 and 198.51.100.0/24 (512 addresses).
 const POOL: u32 = 512;
+/// Records handed to `Writer::append_batch` at once (as `SINK_MAPPINGS_MAX`
+/// in the replay).
+const BATCH_MAPPINGS_MAX: usize = 256;
 /// Appends between two `Writer::advance` calls (which seal finished partitions).
 const APPENDS_PER_ADVANCE: u64 = 65_536;
 
@@ -160,23 +163,33 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let mut write_s = 0.0;
     let mut written = 0u64;
+    // As the replay hands them over: batches (one pwrite per active log).
+    let mut batch: Vec<Mapping> = Vec::with_capacity(BATCH_MAPPINGS_MAX);
     for (d, upto) in checkpoints {
         let t = Instant::now();
         while written < upto {
             // As the correlator does: the open state at the first packet,
             // then the final state.
             let m = mapping(written, n, span_ns);
-            w.append(&Mapping {
+            batch.push(Mapping {
                 end: EndReason::Open,
                 last_ns: m.first_ns,
                 ..m
-            })?;
-            w.append(&m)?;
+            });
+            batch.push(m);
             written += 1;
+            if batch.len() >= BATCH_MAPPINGS_MAX {
+                w.append_batch(&batch)?;
+                batch.clear();
+            }
             if written.is_multiple_of(APPENDS_PER_ADVANCE) {
+                w.append_batch(&batch)?;
+                batch.clear();
                 w.advance(mapping(written - 1, n, span_ns).first_ns)?;
             }
         }
+        w.append_batch(&batch)?;
+        batch.clear();
         w.seal_before(mapping(upto - 1, n, span_ns).first_ns)?;
         write_s += t.elapsed().as_secs_f64();
         let l = lookups(&reader, n, count.min(20_000), span_ns, day1_end, 7)?;
