@@ -1845,3 +1845,42 @@ fn live_record_drops_to_user_and_its_files_belong_to_that_user() {
     assert_eq!(md.uid(), uid, "the log file belongs to {USER}");
     assert_export_equals(&svc, &run.truth);
 }
+
+/// Regression: with the default hold times (TCP 2 h 4 min after the last
+/// packet) against one-hour partitions, every final state written when a
+/// hold ran out was late by more than two partitions and opened a new
+/// segment of its own sealed partition: one file per mapping (2 703 files
+/// for 50 hours of the fixture). Late states now go to the oldest active
+/// partition.
+#[test]
+fn long_holds_do_not_make_a_file_per_late_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("five-hours.pcap");
+    // The fixture every minute for 5 hours.
+    std::fs::write(&capture, repeated_capture(300, 60)).unwrap();
+    let store = store_arg(dir.path());
+    let o = natrec(&[
+        "replay",
+        "--quiet",
+        "--store",
+        &store,
+        capture.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    let files = std::fs::read_dir(dir.path().join("store/partitions"))
+        .unwrap()
+        .count();
+    // 5 hours of data, plus the hours the last holds are carried into.
+    assert!(
+        files <= 12,
+        "{files} partition files for 5 hours of traffic"
+    );
+    let rows = export(dir.path());
+    assert!(rows.len() > 300 * 10, "{} mappings", rows.len());
+    assert!(
+        rows.iter().all(|r| r["end_reason"] != "open"),
+        "a finished replay closes everything"
+    );
+    let o = natrec(&["verify", "--store", &store]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+}

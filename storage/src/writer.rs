@@ -16,11 +16,12 @@ use crate::partition::{write_sealed, ActiveLog, SealedView};
 use crate::store::{list_partitions, StoreConfig, PARTITIONS_DIR, STORE_LOCK};
 use crate::{fsutil, StoreError};
 
-/// A record whose own partition is already sealed goes to the oldest active
-/// later partition only if that starts at most this many spans later;
-/// otherwise it opens a new segment of its own partition. Lookups look this
-/// many partitions past their window for such late records, so the two must
-/// agree.
+/// How many partitions past its window a lookup also searches for late
+/// records (a record whose own partition was already sealed goes to the
+/// oldest active later partition, however far: see [`Writer::append`]).
+/// A late record is the later state of a mapping whose earlier state is in
+/// its own partition (or carried into it), so the lookahead only improves the
+/// evidence shown (the final state); the holder is found without it.
 pub const LATE_REROUTE_SPANS_MAX: i64 = 2;
 
 /// Counters of what a [`Writer`] did since it was opened.
@@ -365,9 +366,11 @@ impl Writer {
 
     /// Appends one mapping state. Its event time (`first_ns` while `Open`,
     /// else `last_ns`) picks the partition; if that one is sealed, the record
-    /// is late and goes to the oldest active partition at most
-    /// [`LATE_REROUTE_SPANS_MAX`] spans later, else to a new segment of its
-    /// own partition. Durable after the next flush.
+    /// is late and goes to the oldest active later partition (a final state
+    /// written when a long hold runs out, or an interim state of a long flow),
+    /// else — nothing later is active, as when older captures are replayed
+    /// into a store — to a new segment of its own partition. Durable after the
+    /// next flush.
     pub fn append(&mut self, m: &Mapping) -> Result<(), StoreError> {
         self.append_batch(std::slice::from_ref(m))
     }
@@ -413,11 +416,12 @@ impl Writer {
         } else {
             self.stats.late_records += 1;
             let later = self.active.range(p + 1..).next().map(|(&q, _)| q);
+            // Any distance: a new segment per late record would make one
+            // file per mapping whose hold outlasts span + grace (TCP's
+            // 2 h 4 min against one-hour partitions).
             match later {
-                Some(q) if q - p <= LATE_REROUTE_SPANS_MAX * self.span_ns => {
-                    (q, Record::encode(m, SF_LATE).expect("encoded above"))
-                }
-                _ => (p, rec),
+                Some(q) => (q, Record::encode(m, SF_LATE).expect("encoded above")),
+                None => (p, rec),
             }
         };
         self.log_for(target)?.append(&rec)?;
