@@ -155,6 +155,17 @@ impl Reader {
         t.div_euclid(self.span_ns) * self.span_ns
     }
 
+    /// Partitions past a window a lookup also searches for late records:
+    /// enough to reach the final state of a mapping written when its longest
+    /// hold ran out (the hold plus the grace, in spans, plus one), and at
+    /// least [`LATE_REROUTE_SPANS_MAX`]. Fixed by the store's configuration,
+    /// so a lookup's cost does not grow with retention.
+    fn lookahead_spans(&self) -> i64 {
+        let late_ns = self.cfg.hold.max_ns().saturating_add(self.cfg.grace_ns());
+        let spans = late_ns.div_euclid(self.span_ns) + 2;
+        spans.max(LATE_REROUTE_SPANS_MAX)
+    }
+
     /// Opens a partition file. A log that vanished between listing and
     /// opening was just sealed: its `.part` is read instead.
     fn open(&self, f: &PartFile) -> Result<View, StoreError> {
@@ -186,7 +197,7 @@ impl Reader {
     }
 
     /// The files a window [from, to] must read: sealed partitions
-    /// overlapping it; sealed partitions up to [`LATE_REROUTE_SPANS_MAX`]
+    /// overlapping it; sealed partitions up to [`Reader::lookahead_spans`]
     /// spans after it whose own records start by `to` (late records); every active log (and every
     /// sealed partition whose carry is pending) that starts no later than
     /// that. Sealed partitions before the window are not read: what they
@@ -196,7 +207,7 @@ impl Reader {
         let files = &listing.files;
         let to_p = self.partition_of(to);
         let lookahead_end =
-            to_p.saturating_add(LATE_REROUTE_SPANS_MAX.saturating_mul(self.span_ns));
+            to_p.saturating_add(self.lookahead_spans().saturating_mul(self.span_ns));
         // `files` is sorted by (start, segment, kind): a sibling is a binary search.
         let has = |start: i64, seg: u32, kind: FileKind| {
             files

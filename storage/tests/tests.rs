@@ -411,6 +411,64 @@ mod carry {
 mod late {
     use super::*;
 
+    /// A TCP mapping idle for its 2 h 4 min hold gets its final state written
+    /// three partitions later: it goes to the active partition (no segment of
+    /// its own), and a lookup in its first hour shows the final state.
+    #[test]
+    fn final_state_after_a_long_hold_is_routed_forward_and_shown() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:1000",
+            "203.0.113.1:2000",
+            T0 + 10 * S,
+            T0 + 10 * S,
+            EndReason::Open,
+        );
+        w.append(&open).unwrap();
+        // Other traffic every 10 minutes keeps the later hours active.
+        for i in 1..=20 {
+            let t = T0 + i * 600 * S;
+            let other = mapping(
+                Proto::Udp,
+                "100.64.0.9:53",
+                &format!("203.0.113.9:{}", 1000 + i),
+                t,
+                t,
+                EndReason::Open,
+            );
+            w.append(&other).unwrap();
+            w.advance(t).unwrap();
+        }
+        // 3 h 20 min: the hold ran out; the final state names the last packet.
+        let done = Mapping {
+            last_ns: T0 + 20 * S,
+            end: EndReason::Idle,
+            ..open
+        };
+        w.append(&done).unwrap();
+        w.seal_all().unwrap();
+        let files: Vec<String> = std::fs::read_dir(d.path().join("store/partitions"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            files.iter().all(|f| f.contains("-0000.")),
+            "no extra segment: {files:?}"
+        );
+        let (held, errors) = lookup_at(&store, "203.0.113.1:2000", T0 + 15 * S);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(held.len(), 1);
+        assert_eq!(
+            held[0].mapping.end,
+            EndReason::Idle,
+            "the final state, three partitions later"
+        );
+        assert_eq!(held[0].mapping.last_ns, T0 + 20 * S);
+    }
+
     #[test]
     fn late_record_goes_to_the_next_active_partition_and_is_still_found() {
         let d = tempfile::tempdir().unwrap();
