@@ -2097,4 +2097,53 @@ mod tests {
         );
         assert_eq!(c.stats().flows_active, 0);
     }
+
+    /// The expiry wheel starts at the clock, not at the first deadline (a
+    /// first flow held for hours must not hold back a later flow held for
+    /// seconds), and a deadline past the wheel's span (here a TCP hold longer
+    /// than `EXPIRY_WHEEL_SECONDS`, reached by one jump of the clock) still
+    /// closes at the first scan after it.
+    #[test]
+    fn expiry_wheel_short_hold_after_long_and_hold_past_the_span() {
+        let cfg = CorrelatorConfig {
+            hold: HoldTimes {
+                tcp_open_s: 20_000,
+                ..HoldTimes::default()
+            },
+            ..CorrelatorConfig::default()
+        };
+        assert!(20_000 > EXPIRY_WHEEL_SECONDS as i64);
+        let mut c = Correlator::new(cfg);
+        let mut out = Vec::new();
+        let tcp_in = pkt(Proto::Tcp, "100.64.0.7:7000", "198.51.100.3:443", 1, SYN, 1);
+        let tcp_out = pkt(
+            Proto::Tcp,
+            "203.0.113.1:7000",
+            "198.51.100.3:443",
+            1,
+            SYN,
+            1,
+        );
+        let udp_in = pkt(Proto::Udp, "100.64.0.8:8000", "198.51.100.4:53", 2, 0, 0);
+        let udp_out = pkt(Proto::Udp, "203.0.113.1:8000", "198.51.100.4:53", 2, 0, 0);
+        c.push(0, Side::Inside, &tcp_in, &mut out);
+        c.push(MS, Side::Outside, &tcp_out, &mut out);
+        c.push(S, Side::Inside, &udp_in, &mut out);
+        c.push(S + MS, Side::Outside, &udp_out, &mut out);
+        c.advance(31 * S, &mut out);
+        assert!(finals(&out).is_empty(), "the UDP hold ends after 31 s");
+        c.advance(32 * S, &mut out);
+        let f = finals(&out);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].proto, f[0].end), (Proto::Udp, EndReason::Idle));
+        c.advance(20_000 * S, &mut out);
+        assert_eq!(finals(&out).len(), 1, "the TCP hold ends after 20 000 s");
+        c.advance(20_001 * S, &mut out);
+        let f = finals(&out);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f
+            .iter()
+            .any(|m| m.proto == Proto::Tcp && m.end == EndReason::Idle));
+        assert_eq!(c.stats().flows_active, 0);
+    }
 }
