@@ -35,8 +35,7 @@
 //! The correlator is a pure state machine over (time, side, decoded packet):
 //! no I/O, no clock. Time only moves forward with the packets' timestamps.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -433,17 +432,32 @@ impl V6Names {
     }
 }
 
-/// A wake-up for idle expiry, 16 bytes: no earlier than `deadline_ns` may the
-/// flow in `slot` (instance `generation`) be idle. Ordered by (deadline, slot,
-/// generation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// A wake-up for idle expiry as queued: no earlier than `deadline_ns` may the
+/// flow in `slot` (instance `generation`) be idle. The wheel stores only
+/// (slot, generation) in the bucket of the deadline's second ([`WheelEntry`]).
+#[derive(Clone, Copy, Debug)]
 struct Deadline {
     deadline_ns: UnixNanos,
     slot: u32,
     generation: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Deadline>() == 16);
+/// An entry of the expiry wheel, 8 bytes: the flow in `slot` (instance
+/// `generation`) may be idle from some time in its bucket's second on.
+#[derive(Clone, Copy, Debug)]
+struct WheelEntry {
+    slot: u32,
+    generation: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<WheelEntry>() == 8);
+
+/// Span of the expiry wheel in one-second buckets (`expiry_wheel_seconds`;
+/// 2 h 16 min, longer than the default longest hold, TCP open 2 h 4 min). A
+/// deadline further ahead is queued in the last bucket of the span and queued
+/// again at its own second when that bucket is due. 8 192 empty buckets are
+/// 192 KiB.
+const EXPIRY_WHEEL_SECONDS: usize = 8192;
 
 /// Bound on `pending_order` entries per copy still waiting
 /// (`pending_order_per_copy_max`): entries of copies that paired stay in the
@@ -571,13 +585,21 @@ pub struct Correlator {
     flows_active: usize,
     /// IPv6 addresses of active flows.
     v6: V6Names,
-    /// Idle-expiry wake-ups, earliest first. Invariant: every active flow
-    /// has an entry whose deadline is at or before its own deadline
-    /// ([`Flow::deadline_ns`]); a deadline only moves earlier when a TCP flow
-    /// closes (FIN both ways, RST), and a new entry is pushed then. Entries
-    /// of removed flows (other id) are dropped when popped; an entry that
-    /// pops before its flow is due is pushed again at the flow's deadline.
-    deadlines: BinaryHeap<Reverse<Deadline>>,
+    /// Idle-expiry wake-ups: a timer wheel of [`EXPIRY_WHEEL_SECONDS`]
+    /// one-second buckets; second `s` is bucket `s mod EXPIRY_WHEEL_SECONDS`.
+    /// Invariant: every active flow has an entry in the bucket of a second at
+    /// or before its own deadline's ([`Flow::deadline_ns`]), and every entry's
+    /// second is in `wheel_sec..wheel_sec + EXPIRY_WHEEL_SECONDS`; a deadline
+    /// only moves earlier when a TCP flow closes (FIN both ways, RST), and a
+    /// new entry is queued then. Entries of removed flows (other generation)
+    /// are dropped when their bucket is due; an entry whose flow is not due
+    /// yet is queued again at the flow's deadline.
+    wheel: Vec<Vec<WheelEntry>>,
+    /// First second whose bucket has not been emptied (`i64::MIN`: nothing
+    /// queued yet).
+    wheel_sec: i64,
+    /// Entries in the wheel.
+    wheel_len: usize,
     preparer: Preparer,
     packet_seq: u64,
     now_ns: UnixNanos,
@@ -602,7 +624,9 @@ impl Correlator {
             flow_slots_used: 0,
             flows_active: 0,
             v6: V6Names::default(),
-            deadlines: BinaryHeap::new(),
+            wheel: vec![Vec::new(); EXPIRY_WHEEL_SECONDS],
+            wheel_sec: i64::MIN,
+            wheel_len: 0,
             packet_seq: 0,
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
@@ -1178,26 +1202,52 @@ impl Correlator {
     }
 
     /// Queues an expiry wake-up; at the `deadlines_per_flow_max` bound the
-    /// queue is rebuilt with one entry per active flow.
+    /// wheel is rebuilt with one entry per active flow.
     fn push_deadline(&mut self, d: Deadline) {
-        self.deadlines.push(Reverse(d));
-        if self.deadlines.len() > DEADLINES_PER_FLOW_MAX * self.flows_active + DEADLINES_SLACK {
+        self.wheel_insert(d);
+        if self.wheel_len > DEADLINES_PER_FLOW_MAX * self.flows_active + DEADLINES_SLACK {
             let hold = self.cfg.hold;
-            let mut v = std::mem::take(&mut self.deadlines).into_vec();
-            v.clear();
+            // Free the buckets' capacity too: the rebuilt entries land in
+            // other buckets, and what was kept would be slack.
+            for b in &mut self.wheel {
+                *b = Vec::new();
+            }
+            self.wheel_len = 0;
             for slot in 0..self.flow_slots_used {
-                let f = self.flow(slot);
+                let f = *self.flow(slot);
                 if f.live() {
-                    v.push(Reverse(Deadline {
+                    self.wheel_insert(Deadline {
                         deadline_ns: f.deadline_ns(&hold),
                         slot,
                         generation: f.generation,
-                    }));
+                    });
                 }
             }
-            self.deadlines = BinaryHeap::from(v);
             self.stats.deadline_rebuilds += 1;
         }
+    }
+
+    /// Puts `d` in the bucket of its deadline's second, clamped to the
+    /// wheel's span (never before `wheel_sec`: that bucket is the next one
+    /// looked at; never past the span's last bucket: looked at again then).
+    fn wheel_insert(&mut self, d: Deadline) {
+        let sec = d.deadline_ns.div_euclid(NANOS_PER_SEC);
+        if self.wheel_sec == i64::MIN {
+            // Start at the clock (the first flow's deadline may be hours
+            // away, the next flow's seconds away).
+            self.wheel_sec = if self.now_ns == i64::MIN {
+                sec
+            } else {
+                sec.min(self.now_ns.div_euclid(NANOS_PER_SEC))
+            };
+        }
+        let span = EXPIRY_WHEEL_SECONDS as i64;
+        let sec = sec.clamp(self.wheel_sec, self.wheel_sec + span - 1);
+        self.wheel[sec.rem_euclid(span) as usize].push(WheelEntry {
+            slot: d.slot,
+            generation: d.generation,
+        });
+        self.wheel_len += 1;
     }
 
     fn evict_least_recent(&mut self, out: &mut Vec<Mapping>) {
@@ -1249,30 +1299,56 @@ impl Correlator {
     }
 
     /// Closes the flows idle at `now_ns` (last packet + hold before it):
-    /// pops the wake-ups that are due, skipping stale ones, re-queueing
-    /// flows touched since. Cost: the entries due, not the table's size.
+    /// empties the buckets of the seconds up to `now_ns`'s (its own bucket
+    /// included: part of that second is past), skipping stale entries,
+    /// closing flows past their deadline and queueing the others again at
+    /// their deadline. A flow is closed at the first call with `now_ns` past
+    /// its deadline, as with a queue ordered by deadline. Cost: the entries
+    /// of at most `EXPIRY_WHEEL_SECONDS` buckets, not the table's size.
     fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
         let hold = self.cfg.hold;
         let mut expired: Vec<(Mapping, EndReason)> = Vec::new();
-        while let Some(&Reverse(d)) = self.deadlines.peek() {
-            if d.deadline_ns >= now_ns {
-                break;
+        if self.wheel_sec == i64::MIN {
+            return;
+        }
+        let now_sec = now_ns.div_euclid(NANOS_PER_SEC);
+        let span = EXPIRY_WHEEL_SECONDS as i64;
+        // Buckets wheel_sec..=now_sec, at most the whole wheel once.
+        let buckets = now_sec
+            .saturating_sub(self.wheel_sec)
+            .saturating_add(1)
+            .clamp(0, span);
+        let first = self.wheel_sec;
+        let mut due_entries: Vec<WheelEntry> = Vec::new();
+        for k in 0..buckets {
+            let b = (first + k).rem_euclid(span) as usize;
+            let mut bucket = std::mem::take(&mut self.wheel[b]);
+            self.wheel_len -= bucket.len();
+            if due_entries.is_empty() {
+                std::mem::swap(&mut due_entries, &mut bucket);
+            } else {
+                due_entries.append(&mut bucket);
             }
-            self.deadlines.pop();
-            let f = self.flow(d.slot);
-            if !f.live() || f.generation != d.generation {
+        }
+        // Every bucket before now_sec is empty now; entries queued again go
+        // to now_sec's bucket or later.
+        self.wheel_sec = self.wheel_sec.max(now_sec);
+        for e in due_entries {
+            let f = self.flow(e.slot);
+            if !f.live() || f.generation != e.generation {
                 continue;
             }
             let due = f.deadline_ns(&hold);
             if now_ns > due {
-                expired.push(self.remove_flow(d.slot));
-            } else if due != d.deadline_ns {
-                // Touched since this entry was queued (or a second, later
-                // entry of a flow whose deadline moved earlier).
-                self.deadlines.push(Reverse(Deadline {
+                expired.push(self.remove_flow(e.slot));
+            } else {
+                // Not due yet (touched since it was queued, queued at the
+                // span's end, or due later in this second).
+                self.wheel_insert(Deadline {
                     deadline_ns: due,
-                    ..d
-                }));
+                    slot: e.slot,
+                    generation: e.generation,
+                });
             }
         }
         // Deterministic output order: by last packet, then first packet, then key.
@@ -1291,7 +1367,10 @@ impl Correlator {
     /// when the connection was closed), in order of first packet.
     pub fn finish(&mut self, out: &mut Vec<Mapping>) {
         while self.pop_oldest_pending(false) {}
-        self.deadlines.clear();
+        for b in &mut self.wheel {
+            b.clear();
+        }
+        self.wheel_len = 0;
         let live: Vec<u32> = self.live_slots().collect();
         let mut flows: Vec<(Mapping, EndReason)> =
             live.into_iter().map(|s| self.remove_flow(s)).collect();
@@ -2016,6 +2095,55 @@ mod tests {
             (udp.end, udp.last_ns, udp.packets_out),
             (EndReason::Idle, 100 * S, 6)
         );
+        assert_eq!(c.stats().flows_active, 0);
+    }
+
+    /// The expiry wheel starts at the clock, not at the first deadline (a
+    /// first flow held for hours must not hold back a later flow held for
+    /// seconds), and a deadline past the wheel's span (here a TCP hold longer
+    /// than `EXPIRY_WHEEL_SECONDS`, reached by one jump of the clock) still
+    /// closes at the first scan after it.
+    #[test]
+    fn expiry_wheel_short_hold_after_long_and_hold_past_the_span() {
+        let cfg = CorrelatorConfig {
+            hold: HoldTimes {
+                tcp_open_s: 20_000,
+                ..HoldTimes::default()
+            },
+            ..CorrelatorConfig::default()
+        };
+        assert!(20_000 > EXPIRY_WHEEL_SECONDS as i64);
+        let mut c = Correlator::new(cfg);
+        let mut out = Vec::new();
+        let tcp_in = pkt(Proto::Tcp, "100.64.0.7:7000", "198.51.100.3:443", 1, SYN, 1);
+        let tcp_out = pkt(
+            Proto::Tcp,
+            "203.0.113.1:7000",
+            "198.51.100.3:443",
+            1,
+            SYN,
+            1,
+        );
+        let udp_in = pkt(Proto::Udp, "100.64.0.8:8000", "198.51.100.4:53", 2, 0, 0);
+        let udp_out = pkt(Proto::Udp, "203.0.113.1:8000", "198.51.100.4:53", 2, 0, 0);
+        c.push(0, Side::Inside, &tcp_in, &mut out);
+        c.push(MS, Side::Outside, &tcp_out, &mut out);
+        c.push(S, Side::Inside, &udp_in, &mut out);
+        c.push(S + MS, Side::Outside, &udp_out, &mut out);
+        c.advance(31 * S, &mut out);
+        assert!(finals(&out).is_empty(), "the UDP hold ends after 31 s");
+        c.advance(32 * S, &mut out);
+        let f = finals(&out);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].proto, f[0].end), (Proto::Udp, EndReason::Idle));
+        c.advance(20_000 * S, &mut out);
+        assert_eq!(finals(&out).len(), 1, "the TCP hold ends after 20 000 s");
+        c.advance(20_001 * S, &mut out);
+        let f = finals(&out);
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert!(f
+            .iter()
+            .any(|m| m.proto == Proto::Tcp && m.end == EndReason::Idle));
         assert_eq!(c.stats().flows_active, 0);
     }
 }

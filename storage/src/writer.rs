@@ -622,7 +622,10 @@ impl Writer {
         let hold = self.cfg.hold;
         let mut held = Vec::new();
         for r in records {
-            let m = r.decode().expect("records are validated when read");
+            // CRC checked as read back (or recomputed by `reduce_run`).
+            let m = r
+                .decode_fields()
+                .expect("records were encoded or recovered checked");
             match hold.held_until_ns(&m) {
                 None if !carry_open => self.stats.open_at_seal_all += 1,
                 None => held.push(m),
