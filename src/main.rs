@@ -5,6 +5,7 @@
 //! 2 error (bad input, unreadable store or partition, bad query).
 #![forbid(unsafe_code)]
 
+mod audit;
 mod cli;
 mod demo;
 #[cfg(feature = "live")]

@@ -150,6 +150,20 @@ pub fn lookup(
     };
     let outcome = store.reader().lookup(&q)?;
     let rows: Vec<Value> = outcome.holders.iter().map(|h| holder_json(h, tz)).collect();
+    crate::audit::record(
+        store,
+        "lookup",
+        json!({
+            "ip": req.ip.to_string(),
+            "port": req.port,
+            "proto": req.proto.map(|p| p.name()),
+            "at": format_utc(req.at_ns),
+            "window_s": req.window_ns as f64 / 1e9,
+            "remote_ip": req.remote.map(|r| r.0.to_string()),
+            "remote_port": req.remote.and_then(|r| r.1),
+        }),
+        Some(rows.len() as u64),
+    )?;
     match format {
         LookupFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?,
         LookupFormat::Csv => {
@@ -317,6 +331,12 @@ pub fn export(
     format: ExportFormat,
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
+    crate::audit::record(
+        store,
+        "export",
+        json!({ "from": from.map(format_utc), "to": to.map(format_utc) }),
+        None,
+    )?;
     if format == ExportFormat::Csv {
         writeln!(out, "{}", csv_header(tz.is_some()))?;
     }

@@ -1883,3 +1883,65 @@ fn long_holds_do_not_make_a_file_per_late_mapping() {
     let o = natrec(&["verify", "--store", &store]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
 }
+
+#[test]
+fn every_lookup_and_export_is_audited_and_unaudited_access_is_refused() {
+    let dir = replayed_any();
+    let store = store_arg(dir.path());
+    let t = &truth()[1];
+    let port = t.public_port.to_string();
+    let at = format!("{}", held_time(t) as f64 / 1e9);
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--ip",
+        &t.public_ip,
+        "--port",
+        &port,
+        "--at",
+        &at,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = natrec(&[
+        "export",
+        "--store",
+        &store,
+        "--from",
+        "2026-01-01T00:00:00Z",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let log = std::fs::read_to_string(dir.path().join("store/audit.log")).unwrap();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    assert_eq!(lines[0]["command"], "lookup");
+    assert_eq!(lines[0]["query"]["ip"], t.public_ip.as_str());
+    assert_eq!(lines[0]["query"]["port"], t.public_port);
+    assert_eq!(lines[0]["answers"], 1);
+    assert!(lines[0]["uid"].is_u64(), "{}", lines[0]);
+    assert!(lines[0]["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(lines[1]["command"], "export");
+    assert_eq!(lines[1]["query"]["from"], "2026-01-01T00:00:00Z");
+    // An audit log that cannot be written: no answer at all.
+    std::fs::remove_file(dir.path().join("store/audit.log")).unwrap();
+    std::fs::create_dir(dir.path().join("store/audit.log")).unwrap();
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--ip",
+        &t.public_ip,
+        "--port",
+        &port,
+        "--at",
+        &at,
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(stdout(&o).is_empty(), "nothing shown: {}", stdout(&o));
+    assert!(stderr(&o).contains("audit log"), "{}", stderr(&o));
+}
