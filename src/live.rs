@@ -34,7 +34,7 @@ use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use natrec_capture::correlate::{Correlator, Side};
 use natrec_capture::decode::decode;
-use natrec_capture::live::{LiveCapture, LiveConfig};
+use natrec_capture::live::{LiveCapture, LiveConfig, LiveStats};
 use natrec_capture::source::RawPacket;
 use natrec_storage::{Gap, GapKind, Mapping, Store, Writer};
 
@@ -397,6 +397,29 @@ impl Batch {
     }
 }
 
+/// Turns the growth of the kernel's drop counters since `last` (kernel,
+/// interface) into gaps over `during` and into metrics; returns the counters
+/// now.
+fn account_drops(
+    s: &LiveStats,
+    last: (u64, u64),
+    during: (i64, i64),
+    kernel_gap: &mut Option<Gap>,
+    iface_gap: &mut Option<Gap>,
+    cm: &CaptureMetrics,
+) -> (u64, u64) {
+    let (kd, id) = (s.dropped - last.0, s.if_dropped - last.1);
+    if kd > 0 {
+        merge_gap(kernel_gap, during.0, during.1, kd, GapKind::Kernel);
+        cm.kernel_dropped.fetch_add(kd, Relaxed);
+    }
+    if id > 0 {
+        merge_gap(iface_gap, during.0, during.1, id, GapKind::Interface);
+        cm.if_dropped.fetch_add(id, Relaxed);
+    }
+    (s.dropped, s.if_dropped)
+}
+
 /// A gap being accumulated: merged until reported.
 fn merge_gap(slot: &mut Option<Gap>, from: i64, to: i64, count: u64, kind: GapKind) {
     match slot {
@@ -528,16 +551,14 @@ fn capture_thread(mut cap: LiveCapture, c: CaptureCtx) {
             let t = now_ns();
             match cap.stats() {
                 Ok(s) => {
-                    let (kd, id) = (s.dropped - kernel.0, s.if_dropped - kernel.1);
-                    if kd > 0 {
-                        merge_gap(&mut kernel_gap, last_stats_ns, t, kd, GapKind::Kernel);
-                        cm.kernel_dropped.fetch_add(kd, Relaxed);
-                    }
-                    if id > 0 {
-                        merge_gap(&mut iface_gap, last_stats_ns, t, id, GapKind::Interface);
-                        cm.if_dropped.fetch_add(id, Relaxed);
-                    }
-                    kernel = (s.dropped, s.if_dropped);
+                    kernel = account_drops(
+                        &s,
+                        kernel,
+                        (last_stats_ns, t),
+                        &mut kernel_gap,
+                        &mut iface_gap,
+                        cm,
+                    );
                 }
                 Err(e) => log(&format!("{e}")),
             }
@@ -554,16 +575,14 @@ fn capture_thread(mut cap: LiveCapture, c: CaptureCtx) {
     }
     // Final kernel counters, then the rest, waiting a little for room.
     if let Ok(s) = cap.stats() {
-        let t = now_ns();
-        let (kd, id) = (s.dropped - kernel.0, s.if_dropped - kernel.1);
-        if kd > 0 {
-            merge_gap(&mut kernel_gap, last_stats_ns, t, kd, GapKind::Kernel);
-            cm.kernel_dropped.fetch_add(kd, Relaxed);
-        }
-        if id > 0 {
-            merge_gap(&mut iface_gap, last_stats_ns, t, id, GapKind::Interface);
-            cm.if_dropped.fetch_add(id, Relaxed);
-        }
+        account_drops(
+            &s,
+            kernel,
+            (last_stats_ns, now_ns()),
+            &mut kernel_gap,
+            &mut iface_gap,
+            cm,
+        );
     }
     send(
         &mut batch,

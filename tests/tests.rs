@@ -1300,6 +1300,7 @@ wait
 }
 
 /// Unix ns of an RFC 3339 time as natrec prints it.
+#[cfg(feature = "live")]
 fn parse_utc(s: &str) -> i64 {
     let ts: jiff::Timestamp = s.parse().unwrap_or_else(|e| panic!("time '{s}': {e}"));
     ts.as_nanosecond() as i64

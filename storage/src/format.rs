@@ -472,6 +472,20 @@ pub fn supersedes(a: &Mapping, b: &Mapping) -> bool {
     rank(a) > rank(b)
 }
 
+/// The first 64 bytes of `bytes` as header `T` (checks come after).
+fn read_header<T: FromBytes + KnownLayout + Immutable>(bytes: &[u8]) -> Result<T, Fault> {
+    T::read_from_prefix(bytes).map(|(h, _)| h).map_err(|_| {
+        Fault::new(
+            "header",
+            0,
+            format!(
+                "file is {} bytes, shorter than the {HEADER_SIZE}-byte header",
+                bytes.len()
+            ),
+        )
+    })
+}
+
 fn check_common(
     magic: [u8; 8],
     want_magic: [u8; 8],
@@ -539,18 +553,7 @@ impl LogHeader {
 
     /// Reads and checks the first 64 bytes of `bytes`.
     pub fn read(bytes: &[u8]) -> Result<LogHeader, Fault> {
-        let h = LogHeader::read_from_prefix(bytes)
-            .map_err(|_| {
-                Fault::new(
-                    "header",
-                    0,
-                    format!(
-                        "file is {} bytes, shorter than the {HEADER_SIZE}-byte header",
-                        bytes.len()
-                    ),
-                )
-            })?
-            .0;
+        let h: LogHeader = read_header(bytes)?;
         check_common(
             h.magic,
             LOG_MAGIC,
@@ -591,18 +594,7 @@ impl SealedHeader {
 
     /// Reads and checks the first 64 bytes of `bytes`.
     pub fn read(bytes: &[u8]) -> Result<SealedHeader, Fault> {
-        let h = SealedHeader::read_from_prefix(bytes)
-            .map_err(|_| {
-                Fault::new(
-                    "header",
-                    0,
-                    format!(
-                        "file is {} bytes, shorter than the {HEADER_SIZE}-byte header",
-                        bytes.len()
-                    ),
-                )
-            })?
-            .0;
+        let h: SealedHeader = read_header(bytes)?;
         check_common(
             h.magic,
             SEALED_MAGIC,

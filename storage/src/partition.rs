@@ -311,31 +311,47 @@ fn check_log_header(
     span_ns: i64,
     segment: u32,
 ) -> Result<(), StoreError> {
-    if h.start_ns.get() != start_ns {
+    check_identity(
+        path,
+        (h.start_ns.get(), h.span_ns.get(), h.segment.get()),
+        start_ns,
+        span_ns,
+        segment,
+    )
+}
+
+/// The (start, span, segment) a header names must be the ones the file name
+/// and `store.json` say (same byte offsets in log and sealed headers).
+fn check_identity(
+    path: &Path,
+    found: (i64, i64, u32),
+    start_ns: i64,
+    span_ns: i64,
+    segment: u32,
+) -> Result<(), StoreError> {
+    let (found_start, found_span, found_segment) = found;
+    if found_start != start_ns {
         return Err(corrupt(
             path,
             16,
             "start_ns",
-            format!(
-                "file name says {start_ns}, header says {}",
-                h.start_ns.get()
-            ),
+            format!("file name says {start_ns}, header says {found_start}"),
         ));
     }
-    if h.span_ns.get() != span_ns {
+    if found_span != span_ns {
         return Err(corrupt(
             path,
             24,
             "span_ns",
-            format!("store.json says {span_ns}, header says {}", h.span_ns.get()),
+            format!("store.json says {span_ns}, header says {found_span}"),
         ));
     }
-    if h.segment.get() != segment {
+    if found_segment != segment {
         return Err(corrupt(
             path,
             32,
             "segment",
-            format!("file name says {segment}, header says {}", h.segment.get()),
+            format!("file name says {segment}, header says {found_segment}"),
         ));
     }
     Ok(())
@@ -484,39 +500,17 @@ impl SealedView {
                 format!("{count} records need {want:?} bytes, file is {len} bytes"),
             ));
         }
-        if header.start_ns.get() != start_ns {
-            return Err(corrupt(
-                path,
-                16,
-                "start_ns",
-                format!(
-                    "file name says {start_ns}, header says {}",
-                    header.start_ns.get()
-                ),
-            ));
-        }
-        if header.span_ns.get() != span_ns {
-            return Err(corrupt(
-                path,
-                24,
-                "span_ns",
-                format!(
-                    "store.json says {span_ns}, header says {}",
-                    header.span_ns.get()
-                ),
-            ));
-        }
-        if header.segment.get() != segment {
-            return Err(corrupt(
-                path,
-                32,
-                "segment",
-                format!(
-                    "file name says {segment}, header says {}",
-                    header.segment.get()
-                ),
-            ));
-        }
+        check_identity(
+            path,
+            (
+                header.start_ns.get(),
+                header.span_ns.get(),
+                header.segment.get(),
+            ),
+            start_ns,
+            span_ns,
+            segment,
+        )?;
         Ok(SealedView {
             path: path.to_path_buf(),
             map,
