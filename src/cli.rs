@@ -141,8 +141,9 @@ struct ReplayArgs {
     #[arg(long, short)]
     quiet: bool,
     /// 1: one thread does everything; 2: a reader thread (read, merge, decode)
-    /// feeds the correlating and writing thread in batches.
-    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    /// feeds the correlating and writing thread in batches; 3: the reader, a
+    /// correlating thread and a writing thread (append, seal).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=3))]
     threads: u8,
 }
 

@@ -143,6 +143,10 @@ pub const BATCHES_IN_FLIGHT_MAX: usize = 8;
 /// in one batch (also handed over at each batch of packets, each tick and at
 /// the end).
 pub const SINK_MAPPINGS_MAX: usize = 256;
+/// Batches of mappings in flight from the correlating thread to the writing
+/// thread (three threads); the correlating thread blocks when the writer is
+/// this far behind. Batches are recycled like the packet batches.
+pub const MAPPING_BATCHES_IN_FLIGHT_MAX: usize = 16;
 
 /// One packet as the correlator needs it: decoded, or only its time (a packet
 /// that was not decoded still moves the clock).
@@ -238,10 +242,43 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     }
 }
 
-/// The second stage: correlate and write. Owns the summary's mapping counters.
+/// What the correlating stage hands to the writer.
+enum ToWriter {
+    /// Mapping states to append, in order.
+    Append(Vec<Mapping>),
+    /// The data clock reached this time: seal what is due.
+    Advance(i64),
+}
+
+/// Where the correlating stage's mappings go: straight into the writer (one
+/// or two threads), or over a channel to a writing thread (three).
+enum Out<'w> {
+    Direct(&'w mut Writer),
+    Channel {
+        tx: crossbeam_channel::Sender<ToWriter>,
+        /// Emptied batches coming back from the writing thread.
+        empty: crossbeam_channel::Receiver<Vec<Mapping>>,
+    },
+}
+
+/// The writing thread went away: it stopped on a store error, which it
+/// reports itself.
+#[derive(Debug)]
+struct WriterGone;
+
+impl std::fmt::Display for WriterGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the writing thread stopped")
+    }
+}
+
+impl std::error::Error for WriterGone {}
+
+/// The second stage: correlate (and write, unless a writing thread does).
+/// Owns the summary's mapping counters.
 struct Sink<'w> {
     correlator: Correlator,
-    writer: &'w mut Writer,
+    out_to: Out<'w>,
     out: Vec<Mapping>,
     max_ts: i64,
     items: u64,
@@ -249,7 +286,34 @@ struct Sink<'w> {
     mappings_at_capture_end: u64,
 }
 
-impl Sink<'_> {
+/// What the correlating stage counted, for the summary.
+struct SinkCounts {
+    correlator: CorrelatorStats,
+    mappings: u64,
+    mappings_at_capture_end: u64,
+}
+
+impl<'w> Sink<'w> {
+    fn counts(&self) -> SinkCounts {
+        SinkCounts {
+            correlator: self.correlator.stats(),
+            mappings: self.mappings,
+            mappings_at_capture_end: self.mappings_at_capture_end,
+        }
+    }
+
+    fn new(correlator: Correlator, out_to: Out<'w>) -> Self {
+        Sink {
+            correlator,
+            out_to,
+            out: Vec::with_capacity(SINK_MAPPINGS_MAX + 8),
+            max_ts: i64::MIN,
+            items: 0,
+            mappings: 0,
+            mappings_at_capture_end: 0,
+        }
+    }
+
     /// Feeds one item; every [`PACKETS_PER_TICK`] items the writer's clock
     /// moves (sealing finished partitions) and `true` is returned.
     fn push(&mut self, item: &Item) -> Result<bool> {
@@ -269,7 +333,12 @@ impl Sink<'_> {
         self.items += 1;
         if self.items.is_multiple_of(PACKETS_PER_TICK) {
             self.drain()?;
-            self.writer.advance(self.max_ts)?;
+            match &mut self.out_to {
+                Out::Direct(w) => w.advance(self.max_ts)?,
+                Out::Channel { tx, .. } => tx
+                    .send(ToWriter::Advance(self.max_ts))
+                    .map_err(|_| WriterGone)?,
+            }
             return Ok(true);
         }
         Ok(false)
@@ -278,6 +347,9 @@ impl Sink<'_> {
     /// Hands the mappings produced so far to the writer in one batch (one
     /// `pwrite` per active log).
     fn drain(&mut self) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
         for m in &self.out {
             match m.end {
                 EndReason::Open => {}
@@ -288,17 +360,115 @@ impl Sink<'_> {
                 _ => self.mappings += 1,
             }
         }
-        self.writer.append_batch(&self.out)?;
-        self.out.clear();
+        match &mut self.out_to {
+            Out::Direct(w) => {
+                w.append_batch(&self.out)?;
+                self.out.clear();
+            }
+            Out::Channel { tx, empty } => {
+                // A recycled batch if one is back, else a new one (only
+                // until the batches in flight are all allocated).
+                let next = empty
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(SINK_MAPPINGS_MAX + 8));
+                let full = std::mem::replace(&mut self.out, next);
+                tx.send(ToWriter::Append(full)).map_err(|_| WriterGone)?;
+            }
+        }
         Ok(())
     }
 
+    /// Closes every flow as capture-end and hands the rest to the writer;
+    /// seals everything when it writes directly (a writing thread seals
+    /// when its channel closes).
     fn finish(&mut self) -> Result<()> {
         self.correlator.finish(&mut self.out);
         self.drain()?;
-        self.writer.seal_all()?;
+        if let Out::Direct(w) = &mut self.out_to {
+            w.seal_all()?;
+        }
         Ok(())
     }
+}
+
+/// The writing thread of a three-thread replay: appends and seals in the
+/// order the correlating thread sent, then seals everything when the
+/// channel closes. Stops at the first store error (closing the channel
+/// stops the threads before it).
+fn write_stage(
+    writer: &mut Writer,
+    rx: crossbeam_channel::Receiver<ToWriter>,
+    empty: crossbeam_channel::Sender<Vec<Mapping>>,
+) -> Result<()> {
+    for msg in rx.iter() {
+        match msg {
+            ToWriter::Append(mut batch) => {
+                writer.append_batch(&batch)?;
+                batch.clear();
+                // The correlating thread may have finished: a closed return channel is fine.
+                let _ = empty.try_send(batch);
+            }
+            ToWriter::Advance(ts) => writer.advance(ts)?,
+        }
+    }
+    writer.seal_all()?;
+    Ok(())
+}
+
+/// The first stage on its own thread: reads, merges, decodes and prepares
+/// packets into batches of [`PACKETS_PER_BATCH`], recycled through `empty_rx`.
+fn read_stage<'a, 'i: 'a>(
+    inputs: &'i [Input],
+    rules: &'i SideRules,
+    preparer: Preparer,
+    bar: &ProgressBar,
+    full_tx: crossbeam_channel::Sender<Vec<Item>>,
+    empty_rx: crossbeam_channel::Receiver<Vec<Item>>,
+) -> Summary {
+    let mut reader = Reader::new(inputs, rules, preparer);
+    let mut batches = 0u64;
+    // A batch comes back from the correlator thread, or (if it
+    // stopped on an error) the replay ends here.
+    while let Ok(mut batch) = empty_rx.recv() {
+        batch.clear();
+        while batch.len() < PACKETS_PER_BATCH {
+            match reader.next_item() {
+                Some(item) => batch.push(item),
+                None => break,
+            }
+        }
+        let last = batch.len() < PACKETS_PER_BATCH;
+        if !batch.is_empty() && full_tx.send(batch).is_err() {
+            break;
+        }
+        batches += 1;
+        if batches.is_multiple_of((PACKETS_PER_TICK / PACKETS_PER_BATCH as u64).max(1)) {
+            bar.set_position(reader.position());
+            bar.set_message(format!("{} packets", reader.summary.packets));
+        }
+        if last {
+            break;
+        }
+    }
+    reader.summary.bytes = reader.position();
+    reader.summary
+}
+
+/// The correlating stage fed by the reading thread.
+fn correlate_stage(
+    sink: &mut Sink<'_>,
+    full_rx: &crossbeam_channel::Receiver<Vec<Item>>,
+    empty_tx: &crossbeam_channel::Sender<Vec<Item>>,
+) -> Result<()> {
+    for batch in full_rx.iter() {
+        for item in &batch {
+            sink.push(item)?;
+        }
+        sink.drain()?;
+        // The reader may have finished: a closed return channel is fine.
+        let _ = empty_tx.send(batch);
+    }
+    sink.finish()
 }
 
 /// Replays `inputs` into `writer`. Errors from a capture stop that file only
@@ -329,92 +499,97 @@ pub fn run(
     );
 
     let preparer = Preparer::new(&cfg);
-    let mut sink = Sink {
-        correlator: Correlator::new(cfg),
-        writer,
-        out: Vec::with_capacity(SINK_MAPPINGS_MAX + 8),
-        max_ts: i64::MIN,
-        items: 0,
-        mappings: 0,
-        mappings_at_capture_end: 0,
-    };
-    let mut summary = if threads <= 1 {
-        let mut reader = Reader::new(inputs, rules, preparer.clone());
-        while let Some(item) = reader.next_item() {
-            if sink.push(&item)? {
-                bar.set_position(reader.position());
-                bar.set_message(format!(
-                    "{} packets, {} mappings",
-                    reader.summary.packets,
-                    sink.correlator.stats().mappings_opened
-                ));
+    let correlator = Correlator::new(cfg);
+    let (mut summary, sink) = match threads {
+        0 | 1 => {
+            let mut sink = Sink::new(correlator, Out::Direct(&mut *writer));
+            let mut reader = Reader::new(inputs, rules, preparer);
+            while let Some(item) = reader.next_item() {
+                if sink.push(&item)? {
+                    bar.set_position(reader.position());
+                    bar.set_message(format!(
+                        "{} packets, {} mappings",
+                        reader.summary.packets,
+                        sink.correlator.stats().mappings_opened
+                    ));
+                }
             }
+            sink.finish()?;
+            reader.summary.bytes = reader.position();
+            (reader.summary, sink.counts())
         }
-        sink.finish()?;
-        reader.summary.bytes = reader.position();
-        reader.summary
-    } else {
-        let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX);
-        let (empty_tx, empty_rx) =
-            crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX + 2);
-        for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
-            let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
+        2 => {
+            let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX);
+            let (empty_tx, empty_rx) =
+                crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX + 2);
+            for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
+                let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
+            }
+            let mut sink = Sink::new(correlator, Out::Direct(&mut *writer));
+            std::thread::scope(|scope| -> Result<(Summary, SinkCounts)> {
+                let bar = &bar;
+                let producer = scope
+                    .spawn(move || read_stage(inputs, rules, preparer, bar, full_tx, empty_rx));
+                let consumed = correlate_stage(&mut sink, &full_rx, &empty_tx);
+                // On an error, closing our ends stops the reader.
+                drop(full_rx);
+                drop(empty_tx);
+                let summary = producer.join().expect("reader thread does not panic");
+                consumed?;
+                Ok((summary, sink.counts()))
+            })?
         }
-        std::thread::scope(|scope| -> Result<Summary> {
-            let bar = &bar;
-            let producer = scope.spawn(move || {
-                let mut reader = Reader::new(inputs, rules, preparer.clone());
-                let mut batches = 0u64;
-                // A batch comes back from the correlator thread, or (if it
-                // stopped on an error) the replay ends here.
-                while let Ok(mut batch) = empty_rx.recv() {
-                    batch.clear();
-                    while batch.len() < PACKETS_PER_BATCH {
-                        match reader.next_item() {
-                            Some(item) => batch.push(item),
-                            None => break,
-                        }
-                    }
-                    let last = batch.len() < PACKETS_PER_BATCH;
-                    if !batch.is_empty() && full_tx.send(batch).is_err() {
-                        break;
-                    }
-                    batches += 1;
-                    if batches.is_multiple_of((PACKETS_PER_TICK / PACKETS_PER_BATCH as u64).max(1))
-                    {
-                        bar.set_position(reader.position());
-                        bar.set_message(format!("{} packets", reader.summary.packets));
-                    }
-                    if last {
-                        break;
-                    }
-                }
-                reader.summary.bytes = reader.position();
-                reader.summary
-            });
-            let consumed = (|| -> Result<()> {
-                for batch in full_rx.iter() {
-                    for item in &batch {
-                        sink.push(item)?;
-                    }
-                    sink.drain()?;
-                    // The reader may have finished: a closed return channel is fine.
-                    let _ = empty_tx.send(batch);
-                }
-                sink.finish()
-            })();
-            // On an error, closing our ends stops the reader.
-            drop(full_rx);
-            drop(empty_tx);
-            let summary = producer.join().expect("reader thread does not panic");
-            consumed?;
-            Ok(summary)
-        })?
+        _ => {
+            let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX);
+            let (empty_tx, empty_rx) =
+                crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX + 2);
+            for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
+                let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
+            }
+            let (to_writer, from_sink) =
+                crossbeam_channel::bounded::<ToWriter>(MAPPING_BATCHES_IN_FLIGHT_MAX);
+            let (back_tx, back_rx) =
+                crossbeam_channel::bounded::<Vec<Mapping>>(MAPPING_BATCHES_IN_FLIGHT_MAX + 2);
+            let mut sink = Sink::new(
+                correlator,
+                Out::Channel {
+                    tx: to_writer,
+                    empty: back_rx,
+                },
+            );
+            let writer = &mut *writer;
+            std::thread::scope(|scope| -> Result<(Summary, SinkCounts)> {
+                let bar = &bar;
+                let producer = scope
+                    .spawn(move || read_stage(inputs, rules, preparer, bar, full_tx, empty_rx));
+                let correlating = scope.spawn(move || {
+                    let r = correlate_stage(&mut sink, &full_rx, &empty_tx);
+                    // Dropping the sink (its sender) tells the writer that
+                    // everything was sent; closing our ends stops the reader
+                    // on an error.
+                    let counts = sink.counts();
+                    drop(sink);
+                    drop(full_rx);
+                    drop(empty_tx);
+                    (r, counts)
+                });
+                let written = write_stage(writer, from_sink, back_tx);
+                let (correlated, counts) = correlating
+                    .join()
+                    .expect("correlating thread does not panic");
+                let summary = producer.join().expect("reader thread does not panic");
+                // The writer's own error first: a correlating thread that
+                // could not hand over its mappings stopped because of it.
+                written?;
+                correlated?;
+                Ok((summary, counts))
+            })?
+        }
     };
     bar.finish_and_clear();
 
-    summary.correlator = sink.correlator.stats();
-    summary.writer = sink.writer.stats();
+    summary.correlator = sink.correlator;
+    summary.writer = writer.stats();
     summary.mappings = sink.mappings;
     summary.mappings_at_capture_end = sink.mappings_at_capture_end;
     summary.elapsed_s = started.elapsed().as_secs_f64();

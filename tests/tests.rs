@@ -1151,20 +1151,33 @@ fn generated_workloads_replay_to_exactly_their_truth() {
             .iter()
             .map(|v| v.as_str().unwrap().to_string())
             .collect();
-        let store = store_arg(dir.path());
-        let mut cmd = vec![
-            "replay".to_string(),
-            "--quiet".into(),
-            "--store".into(),
-            store,
-        ];
-        cmd.extend(replay_args);
-        let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
-        let o = natrec(&refs);
-        assert_eq!(code(&o), 0, "{link}: {}{}", stdout(&o), stderr(&o));
         let truth = truth_from(&out.join("truth.jsonl"));
         assert!(truth.len() > 500, "{link}: {} mappings", truth.len());
-        assert_export_equals(dir.path(), &truth);
+        // Every pipeline shape (one loop; reader + correlate/write; reader +
+        // correlate + write) gives exactly the truth.
+        for threads in ["1", "2", "3"] {
+            let store_dir = dir.path().join(format!("threads-{threads}"));
+            std::fs::create_dir(&store_dir).unwrap();
+            let mut cmd = vec![
+                "replay".to_string(),
+                "--quiet".into(),
+                "--threads".into(),
+                threads.into(),
+                "--store".into(),
+                store_arg(&store_dir),
+            ];
+            cmd.extend(replay_args.iter().cloned());
+            let refs: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            let o = natrec(&refs);
+            assert_eq!(
+                code(&o),
+                0,
+                "{link}, {threads} threads: {}{}",
+                stdout(&o),
+                stderr(&o)
+            );
+            assert_export_equals(&store_dir, &truth);
+        }
     }
 }
 
