@@ -108,15 +108,42 @@ fn raw_ipv4_tcp() {
 
 #[test]
 fn fingerprint_known_value() {
-    // FNV-1a 64 of the empty input is the offset basis; with a 0 length appended it is fixed.
-    assert_eq!(payload_fingerprint(&[], 0), {
-        let mut h = FNV_OFFSET;
-        for _ in 0..4 {
-            h = h.wrapping_mul(FNV_PRIME);
-        }
-        h
-    });
+    // Pinned (also computed by a 10-line Python model of the definition): the fingerprint
+    // must not change between platforms or releases unnoticed.
+    assert_eq!(payload_fingerprint(&[], 0), 0x9ca0_66f1_a4ab_2eea_u64);
+    assert_eq!(
+        payload_fingerprint(b"0123456789abcdef", 1400),
+        0x8e2b_dd1c_d8eb_3fe5_u64
+    );
     assert_ne!(payload_fingerprint(b"ab", 2), payload_fingerprint(b"ab", 3));
+    // Zero padding of the last word does not make a shorter input equal a longer one.
+    assert_ne!(
+        payload_fingerprint(b"ab", 3),
+        payload_fingerprint(b"ab\0", 3)
+    );
+}
+
+#[test]
+fn fingerprint_sees_every_byte_and_bit() {
+    let base: Vec<u8> = (0u8..16).collect();
+    let f = payload_fingerprint(&base, 100);
+    for n in 0..=16 {
+        let prefix = &base[..n];
+        for i in 0..n {
+            for bit in 0..8 {
+                let mut b = prefix.to_vec();
+                b[i] ^= 1 << bit;
+                assert_ne!(
+                    payload_fingerprint(&b, 100),
+                    payload_fingerprint(prefix, 100),
+                    "{n} bytes, byte {i} bit {bit}"
+                );
+            }
+        }
+        if n < 16 {
+            assert_ne!(payload_fingerprint(prefix, 100), f, "prefix of {n} bytes");
+        }
+    }
 }
 
 #[test]
