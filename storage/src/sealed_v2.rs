@@ -642,6 +642,20 @@ pub(crate) fn read_sealed_header(
     Ok((h, version))
 }
 
+/// What sealing the records of the sealed partition at `path` (v1 or v2)
+/// in format v2 spends on each part: for reports of the format's cost
+/// (`cargo run --release -p natrec-storage --example v2_columns`).
+pub fn column_bytes(path: &Path) -> Result<(u64, ColumnBytes), StoreError> {
+    let bytes = std::fs::read(path).map_err(StoreError::io(path, "read partition"))?;
+    let (h, _) = read_sealed_header(path, &bytes)?;
+    let (start, span, seg) = (h.start_ns.get(), h.span_ns.get(), h.segment.get());
+    let v = crate::partition::SealedView::open(path, start, span, seg)?;
+    let recs = v.records()?;
+    let mut acct = ColumnBytes::default();
+    encode_file(start, span, seg, &recs, &mut acct);
+    Ok((recs.len() as u64, acct))
+}
+
 // ---------------------------------------------------------- reading
 
 fn corrupt(path: &Path, offset: u64, field: &'static str, detail: String) -> StoreError {
