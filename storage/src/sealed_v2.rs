@@ -41,7 +41,7 @@ pub const FOOTER_V2_MAGIC: [u8; 8] = *b"NATRECF2";
 pub const BLOCK_RECORDS: usize = 512;
 /// The dictionary is checksummed in chunks of this many bytes, so a lookup
 /// checks only the chunks holding the addresses it resolves.
-pub const DICT_CHUNK_BYTES: usize = 4096;
+pub const DICT_CHUNK_BYTES: usize = 256;
 /// Bytes of one block index entry.
 pub const INDEX_ENTRY_SIZE: usize = 32;
 /// Bound on one block's encoded size (a block of 512 records needs < 64 KiB
