@@ -383,6 +383,7 @@ pub fn inspect(store: &Store, json_out: bool, out: &mut dyn Write) -> Result<Exi
                     "carried_in": p.carried_in,
                     "late_in": p.late_in,
                     "bytes": p.bytes,
+                    "format_version": p.format_version,
                     "problem": p.problem.as_ref().map(|e| e.to_string()),
                 })
             })

@@ -54,6 +54,7 @@ mod mmap;
 pub mod model;
 mod partition;
 mod reader;
+pub mod sealed_v2;
 mod store;
 mod writer;
 

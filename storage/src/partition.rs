@@ -11,7 +11,7 @@ use memmap2::{Mmap, MmapMut};
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::format::{Footer, LogHeader, Record, SealedHeader, HEADER_SIZE, RECORD_SIZE};
-use crate::{fsutil, mmap, StoreError};
+use crate::{fsutil, mmap, sealed_v2, StoreError};
 
 /// Slots a new log file is preallocated with (96 KiB of records).
 pub const LOG_SLOTS_INITIAL: u64 = 1024;
@@ -418,9 +418,38 @@ impl LogView {
     }
 }
 
-/// Writes a sealed partition atomically. `records` must already be reduced
-/// and sorted by [`Record::sort_key`].
+/// Writes a sealed partition atomically in the current format (v2,
+/// [`crate::sealed_v2`]). `records` must already be reduced and sorted by
+/// [`Record::sort_key`]. Returns the bytes written.
 pub(crate) fn write_sealed(
+    path: &Path,
+    start_ns: i64,
+    span_ns: i64,
+    segment: u32,
+    records: &[Record],
+) -> Result<u64, StoreError> {
+    assert!(
+        records
+            .windows(2)
+            .all(|w| w[0].sort_key() < w[1].sort_key()),
+        "sealed records must be strictly sorted"
+    );
+    let bytes = sealed_v2::encode_file(
+        start_ns,
+        span_ns,
+        segment,
+        records,
+        &mut sealed_v2::ColumnBytes::default(),
+    );
+    fsutil::publish(path, &[&bytes])?;
+    Ok(bytes.len() as u64)
+}
+
+/// Writes a sealed partition in format v1 (96-byte records), as natrec
+/// before format v2 did: kept so tests and benchmarks can make the files
+/// older stores hold.
+#[allow(dead_code)]
+pub(crate) fn write_sealed_v1(
     path: &Path,
     start_ns: i64,
     span_ns: i64,
@@ -441,18 +470,25 @@ pub(crate) fn write_sealed(
     )
 }
 
-/// A checked, read-only view of a sealed partition.
+/// A checked, read-only view of a sealed partition of either format
+/// version: v1 (96-byte records, the file is its own index) or v2 (blocks
+/// of columns, [`crate::sealed_v2`]). The rest of the store reads sealed
+/// partitions only through this.
 pub(crate) struct SealedView {
     pub path: PathBuf,
-    map: Mmap,
-    pub footer: Footer,
     pub count: u64,
+    body: Body,
+}
+
+enum Body {
+    V1 { map: Mmap, footer: Footer },
+    V2(sealed_v2::V2View),
 }
 
 impl SealedView {
-    /// Maps the file and checks header, footer and length (not the record
-    /// checksums: a lookup checks the records it reads, [`SealedView::verify`]
-    /// checks all).
+    /// Maps the file and checks header, footer and length (v2 also the
+    /// block index), not the records: a lookup checks the records (v2: the
+    /// blocks) it reads, [`SealedView::verify`] checks all.
     pub fn open(
         path: &Path,
         start_ns: i64,
@@ -476,10 +512,29 @@ impl SealedView {
             ));
         }
         let map = mmap::map_read(&file, len).map_err(StoreError::io(path, "map partition"))?;
-        let header = SealedHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
+        let (header, version) = sealed_v2::read_sealed_header(path, &map[..HEADER_SIZE])?;
+        check_identity(
+            path,
+            (
+                header.start_ns.get(),
+                header.span_ns.get(),
+                header.segment.get(),
+            ),
+            start_ns,
+            span_ns,
+            segment,
+        )?;
+        let count = header.record_count.get();
+        if version == sealed_v2::SEALED_VERSION_V2 {
+            let v = sealed_v2::V2View::open(path, map, &header)?;
+            return Ok(SealedView {
+                path: path.to_path_buf(),
+                count,
+                body: Body::V2(v),
+            });
+        }
         let foot_off = map.len() - HEADER_SIZE;
         let footer = Footer::read(&map[foot_off..]).map_err(|f| f.at(path, foot_off as u64))?;
-        let count = header.record_count.get();
         if footer.record_count.get() != count {
             return Err(corrupt(
                 path,
@@ -500,35 +555,61 @@ impl SealedView {
                 format!("{count} records need {want:?} bytes, file is {len} bytes"),
             ));
         }
-        check_identity(
-            path,
-            (
-                header.start_ns.get(),
-                header.span_ns.get(),
-                header.segment.get(),
-            ),
-            start_ns,
-            span_ns,
-            segment,
-        )?;
         Ok(SealedView {
             path: path.to_path_buf(),
-            map,
-            footer,
             count,
+            body: Body::V1 { map, footer },
         })
     }
 
-    /// Record `i`, validated.
+    /// Format version of the file (1 or 2).
+    pub fn version(&self) -> u32 {
+        match self.body {
+            Body::V1 { .. } => 1,
+            Body::V2(_) => sealed_v2::SEALED_VERSION_V2,
+        }
+    }
+
+    /// Smallest `first_ns` of the records marked LATE (`i64::MAX`: none).
+    pub fn late_min_first_ns(&self) -> i64 {
+        match &self.body {
+            Body::V1 { footer, .. } => footer.late_min_first_ns.get(),
+            Body::V2(v) => v.footer.late_min_first_ns.get(),
+        }
+    }
+
+    /// Records marked CARRIED, from the footer.
+    pub fn carried_in(&self) -> u32 {
+        match &self.body {
+            Body::V1 { footer, .. } => footer.carried_in.get(),
+            Body::V2(v) => v.footer.carried_in.get(),
+        }
+    }
+
+    /// Records marked LATE, from the footer.
+    pub fn late_in(&self) -> u32 {
+        match &self.body {
+            Body::V1 { footer, .. } => footer.late_in.get(),
+            Body::V2(v) => v.footer.late_in.get(),
+        }
+    }
+
+    /// Record `i`, validated (v2: its block's CRC checked).
     pub fn record(&self, i: u64) -> Result<Record, StoreError> {
         assert!(i < self.count);
-        let off = HEADER_SIZE + i as usize * RECORD_SIZE;
-        Record::read(&self.map[off..off + RECORD_SIZE]).map_err(|f| f.at(&self.path, off as u64))
+        match &self.body {
+            Body::V1 { map, .. } => {
+                let off = HEADER_SIZE + i as usize * RECORD_SIZE;
+                Record::read(&map[off..off + RECORD_SIZE]).map_err(|f| f.at(&self.path, off as u64))
+            }
+            Body::V2(v) => v.record(i),
+        }
     }
 
     /// First index whose record is not `less` than the target (binary
     /// search; every probed record is validated, so a damaged probe is an
-    /// error, never a wrong answer).
+    /// error, never a wrong answer). On v2 every probe may decode a block:
+    /// lookups use [`SealedView::lower_bound_key`].
     pub fn lower_bound(&self, less: impl Fn(&Record) -> bool) -> Result<u64, StoreError> {
         let (mut lo, mut hi) = (0u64, self.count);
         while lo < hi {
@@ -542,30 +623,45 @@ impl SealedView {
         Ok(lo)
     }
 
+    /// First index whose (public_ip, public_port) is not below `key`.
+    pub fn lower_bound_key(&self, key: ([u8; 16], u16)) -> Result<u64, StoreError> {
+        match &self.body {
+            Body::V1 { .. } => self.lower_bound(|r| (r.public_ip, r.public_port.get()) < key),
+            Body::V2(v) => v.lower_bound_key(key),
+        }
+    }
+
     /// All records, validated.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        (0..self.count).map(|i| self.record(i)).collect()
+        match &self.body {
+            Body::V1 { .. } => (0..self.count).map(|i| self.record(i)).collect(),
+            Body::V2(v) => v.records(),
+        }
     }
 
     /// File size in bytes.
     pub fn bytes(&self) -> u64 {
-        self.map.len() as u64
+        match &self.body {
+            Body::V1 { map, .. } => map.len() as u64,
+            Body::V2(v) => v.bytes(),
+        }
     }
 
-    /// Full check: records checksum against the footer, every record,
-    /// strict sort order, footer statistics.
+    /// Full check. v1: records checksum against the footer, every record,
+    /// strict sort order, footer statistics. v2: [`sealed_v2::V2View::verify`].
     pub fn verify(&self) -> Vec<StoreError> {
+        let (map, footer) = match &self.body {
+            Body::V1 { map, footer } => (map, footer),
+            Body::V2(v) => return v.verify(),
+        };
         let mut errors = Vec::new();
-        let body = &self.map[HEADER_SIZE..self.map.len() - HEADER_SIZE];
+        let body = &map[HEADER_SIZE..map.len() - HEADER_SIZE];
         let found = crc32fast::hash(body);
-        if found != self.footer.records_crc.get() {
+        if found != footer.records_crc.get() {
             errors.push(StoreError::BadChecksum {
                 path: self.path.clone(),
-                what: format!(
-                    "records (bytes {HEADER_SIZE}..{})",
-                    self.map.len() - HEADER_SIZE
-                ),
-                expected: self.footer.records_crc.get(),
+                what: format!("records (bytes {HEADER_SIZE}..{})", map.len() - HEADER_SIZE),
+                expected: footer.records_crc.get(),
                 found,
             });
         }
@@ -594,14 +690,13 @@ impl SealedView {
         if errors.is_empty() {
             let recs: Vec<Record> = self.records().unwrap_or_default();
             let want = Footer::new(&recs);
-            if want != self.footer {
+            if want != *footer {
                 errors.push(corrupt(
                     &self.path,
-                    (self.map.len() - HEADER_SIZE) as u64,
+                    (map.len() - HEADER_SIZE) as u64,
                     "footer",
                     format!(
-                        "footer statistics do not match the records: expected {want:?}, found {:?}",
-                        self.footer
+                        "footer statistics do not match the records: expected {want:?}, found {footer:?}"
                     ),
                 ));
             }
@@ -661,13 +756,13 @@ mod tests {
         let mut recs = vec![rec(7, 1), rec(5, 3), rec(7, 0), rec(9, 2)];
         recs[3] = Record::encode(&recs[3].decode().unwrap(), SF_CARRIED).unwrap();
         recs.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-        write_sealed(&p, 0, 10, 0, &recs).unwrap();
+        write_sealed_v1(&p, 0, 10, 0, &recs).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         assert_eq!(bytes.len(), 64 + 4 * 96 + 64);
         assert_eq!(&bytes[..8], b"NATRECP1");
         assert_eq!(&bytes[bytes.len() - 64..bytes.len() - 56], b"NATRECF1");
         let v = SealedView::open(&p, 0, 10, 0).unwrap();
-        assert_eq!(v.footer.carried_in.get(), 1);
+        assert_eq!(v.carried_in(), 1);
         assert!(v.verify().is_empty());
         let i = v.lower_bound(|r| r.public_port.get() < 7).unwrap();
         assert_eq!(i, 1);

@@ -103,6 +103,9 @@ pub struct PartitionInfo {
     pub late_in: u64,
     /// File size in bytes (a log is preallocated, so larger than its records).
     pub bytes: u64,
+    /// Format version of the file: 1 for logs and older sealed partitions,
+    /// 2 for sealed partitions in columns (docs/FORMAT.md); 0 if unreadable.
+    pub format_version: u32,
     /// `None` if the header/footer check (sealed) or the scan (log) passed;
     /// [`Reader::verify`] checks every byte.
     pub problem: Option<StoreError>,
@@ -244,7 +247,7 @@ impl Reader {
                         // Only worth reading if it took in a late record
                         // that started by the window's end.
                         match self.open(f) {
-                            Ok(View::Sealed(v)) if v.footer.late_min_first_ns.get() > to => {}
+                            Ok(View::Sealed(v)) if v.late_min_first_ns() > to => {}
                             Ok(v) => out.push((f.clone(), Some(v))),
                             Err(_) => out.push((f.clone(), None)), // reported when searched
                         }
@@ -329,20 +332,17 @@ impl Reader {
             match view {
                 View::Sealed(v) => {
                     let key = (ip, q.port.unwrap_or(0));
-                    let found = v
-                        .lower_bound(|r| (r.public_ip, r.public_port.get()) < key)
-                        .and_then(|lo| {
-                            for i in lo..v.count {
-                                let r = v.record(i)?;
-                                if r.public_ip != ip
-                                    || q.port.is_some_and(|p| p != r.public_port.get())
-                                {
-                                    break;
-                                }
-                                consider(&r);
+                    let found = v.lower_bound_key(key).and_then(|lo| {
+                        for i in lo..v.count {
+                            let r = v.record(i)?;
+                            if r.public_ip != ip || q.port.is_some_and(|p| p != r.public_port.get())
+                            {
+                                break;
                             }
-                            Ok(())
-                        });
+                            consider(&r);
+                        }
+                        Ok(())
+                    });
                     if let Err(e) = found {
                         out.errors.push(e);
                     }
@@ -464,19 +464,22 @@ impl Reader {
                 carried_in: 0,
                 late_in: 0,
                 bytes: 0,
+                format_version: 0,
                 problem: None,
             };
             let counted = match f.kind {
                 FileKind::Sealed => SealedView::open(&f.path, f.start_ns, self.span_ns, f.segment)
                     .map(|v| {
                         info.records = v.count;
-                        info.carried_in = u64::from(v.footer.carried_in.get());
-                        info.late_in = u64::from(v.footer.late_in.get());
+                        info.carried_in = u64::from(v.carried_in());
+                        info.late_in = u64::from(v.late_in());
                         info.bytes = v.bytes();
+                        info.format_version = v.version();
                     }),
                 FileKind::Active => LogView::open(&f.path, f.start_ns, self.span_ns, f.segment)
                     .and_then(|v| {
                         info.bytes = v.bytes();
+                        info.format_version = 1;
                         let recs = v.records()?;
                         info.records = recs.len() as u64;
                         info.carried_in = recs

@@ -5,7 +5,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{parse_file_name, FileKind, FORMAT_VERSION};
+use crate::format::{parse_file_name, FileKind};
+
+/// Version in `store.json` of stores this natrec creates: 2 since sealed
+/// partitions are written in format v2 (a natrec that reads only v1 refuses
+/// the store with "written by a newer natrec; upgrade natrec" instead of
+/// failing on each new partition). Stores with version 1 are still opened;
+/// their new partitions are sealed in v2 next to the v1 ones
+/// (docs/FORMAT.md).
+pub const STORE_VERSION: u32 = 2;
 use crate::model::{HoldTimes, NANOS_PER_SEC};
 use crate::reader::Reader;
 use crate::writer::Writer;
@@ -124,7 +132,7 @@ impl Store {
         fsutil::fsync_dir(dir)?;
         let file = StoreFile {
             format: STORE_FORMAT.into(),
-            version: FORMAT_VERSION,
+            version: STORE_VERSION,
             config: cfg,
         };
         let mut text = serde_json::to_string_pretty(&file).expect("StoreFile serializes");
@@ -172,11 +180,11 @@ impl Store {
             .get("version")
             .and_then(|f| f.as_u64())
             .ok_or_else(|| bad("\"version\" missing".into()))?;
-        if version > u64::from(FORMAT_VERSION) {
+        if version > u64::from(STORE_VERSION) {
             return Err(StoreError::Version {
                 path: json,
                 found: u32::try_from(version).unwrap_or(u32::MAX),
-                supported: FORMAT_VERSION,
+                supported: STORE_VERSION,
             });
         }
         let file: StoreFile = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
@@ -277,7 +285,7 @@ mod tests {
         let text = fs::read_to_string(dir.join(STORE_JSON)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["format"], "natrec-store");
-        assert_eq!(v["version"], 1);
+        assert_eq!(v["version"], STORE_VERSION);
         assert_eq!(v["partition_span_s"], 600);
         assert_eq!(v["hold"]["tcp_open_s"], 7440);
         assert_eq!(Store::open(&dir).unwrap().config(), &cfg);
@@ -302,15 +310,20 @@ mod tests {
             Err(StoreError::Exists { .. })
         ));
 
-        let newer = text.replace("\"version\": 1", "\"version\": 2");
+        // A store written before format v2 (version 1) still opens.
+        let older = text.replace("\"version\": 2", "\"version\": 1");
+        assert_ne!(older, text);
+        fs::write(dir.join(STORE_JSON), &older).unwrap();
+        assert_eq!(Store::open(&dir).unwrap().config(), &cfg);
+        let newer = text.replace("\"version\": 2", "\"version\": 3");
         fs::write(dir.join(STORE_JSON), newer).unwrap();
         let e = Store::open(&dir).unwrap_err();
         assert!(
             matches!(
                 e,
                 StoreError::Version {
-                    found: 2,
-                    supported: 1,
+                    found: 3,
+                    supported: 2,
                     ..
                 }
             ),

@@ -590,7 +590,7 @@ impl Writer {
         let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
         // Until the rename inside write_sealed succeeds nothing has changed:
         // on error the log stays active and is sealed again next time.
-        write_sealed(&part, start, self.span_ns, segment, &records)?;
+        let sealed_bytes = write_sealed(&part, start, self.span_ns, segment, &records)?;
         // Published: from here on the partition is sealed, and records for it
         // are late. If the carry or the delete below fails, the log stays on
         // disk next to the .part, readers treat the pair as "carry pending",
@@ -598,8 +598,7 @@ impl Writer {
         let log = self.active.remove(&start).expect("still active");
         let e = self.sealed_max.entry(start).or_insert(segment);
         *e = (*e).max(segment);
-        self.stats.bytes_written +=
-            (2 * crate::format::HEADER_SIZE + records.len() * RECORD_SIZE) as u64;
+        self.stats.bytes_written += sealed_bytes;
         self.stats.partitions_sealed += 1;
         let log_path = log.path.clone();
         drop(log);

@@ -585,6 +585,18 @@ mod corruption {
         (store, a, b)
     }
 
+    /// Byte offset of block `b` of a v2 sealed file, from its index
+    /// (docs/FORMAT.md: footer `block_count` at 44, 32-byte entries before
+    /// the footer, `offset` at 24 of an entry).
+    fn block_offset(path: &Path, b: usize) -> usize {
+        let bytes = std::fs::read(path).unwrap();
+        let foot = bytes.len() - 64;
+        assert_eq!(&bytes[foot..foot + 8], b"NATRECF2");
+        let blocks = u32::from_le_bytes(bytes[foot + 44..foot + 48].try_into().unwrap()) as usize;
+        let e = foot - 32 * blocks + 32 * b;
+        u64::from_le_bytes(bytes[e + 24..e + 32].try_into().unwrap()) as usize
+    }
+
     fn flip(path: &Path, offset: usize) {
         let mut bytes = std::fs::read(path).unwrap();
         bytes[offset] ^= 0x01;
@@ -596,7 +608,8 @@ mod corruption {
         let d = tempfile::tempdir().unwrap();
         let (store, _a, b) = two_hours(d.path());
         let p0 = part_path(&store, T0, 0, FileKind::Sealed);
-        flip(&p0, 64 + 50); // inside record 0's first_ns
+        let blk = block_offset(&p0, 0);
+        flip(&p0, blk + 4); // inside block 0's columns (format v2)
         let q = Query {
             from_ns: T0,
             to_ns: T0 + 2 * H - 1,
@@ -613,7 +626,7 @@ mod corruption {
             matches!(&o.errors[0], StoreError::BadChecksum { path, .. } if *path == p0),
             "{msg}"
         );
-        assert!(msg.contains("record crc at byte 156"), "{msg}");
+        assert!(msg.contains(&format!("block 0 (bytes {blk}..")), "{msg}");
         let v = store.reader().verify().unwrap();
         assert!(!v.is_empty());
         assert!(v
@@ -656,7 +669,8 @@ mod corruption {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), StoreConfig::default());
         let mut w = store.writer().unwrap();
-        for i in 0..50u16 {
+        // Three v2 blocks of 512 records: a lookup decodes only its own.
+        for i in 0..1100u16 {
             let public = format!("203.0.113.1:{}", 1000 + i);
             w.append(&mapping(
                 Proto::Udp,
@@ -670,13 +684,16 @@ mod corruption {
         }
         w.seal_all().unwrap();
         let p0 = part_path(&store, T0, 0, FileKind::Sealed);
-        flip(&p0, 64 + 40 * 96 + 70); // record 40's packets_in
+        flip(&p0, block_offset(&p0, 1) + 9); // inside block 1 (records 512..1023)
         let (h, e) = lookup_at(&store, "203.0.113.1:1003", T0 + 15 * S);
         assert_eq!((h.len(), e.len()), (1, 0));
-        let (h, e) = lookup_at(&store, "203.0.113.1:1040", T0 + 15 * S);
+        let (h, e) = lookup_at(&store, "203.0.113.1:2040", T0 + 15 * S);
+        assert_eq!((h.len(), e.len()), (1, 0));
+        let (h, e) = lookup_at(&store, "203.0.113.1:1600", T0 + 15 * S);
         assert_eq!((h.len(), e.len()), (0, 1));
         let v = store.reader().verify().unwrap();
-        assert_eq!(v.len(), 2, "{v:?}"); // records checksum + record 40
+        assert_eq!(v.len(), 1, "{v:?}"); // block 1's CRC
+        assert!(v[0].to_string().contains("block 1 "), "{v:?}");
     }
 }
 
