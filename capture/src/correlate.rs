@@ -168,6 +168,37 @@ pub struct CorrelatorStats {
     pub pending: u64,
 }
 
+/// Heap bytes a [`Correlator`] holds, by structure: allocated capacities
+/// (growth slack included), not items. `natrec-corrmem` prints it next to
+/// the allocator's own count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CorrelatorMemory {
+    /// The flow slab (whole chunks).
+    pub flow_slab: usize,
+    /// The flow index (hash table of slot numbers).
+    pub flow_index: usize,
+    /// The idle-expiry structure.
+    pub expiry: usize,
+    /// The pending table (copies waiting for their twin).
+    pub pending: usize,
+    /// The arrival queue of pending copies.
+    pub pending_order: usize,
+    /// Interned IPv6 addresses.
+    pub v6_names: usize,
+}
+
+impl CorrelatorMemory {
+    /// Sum of the parts.
+    pub fn total(&self) -> usize {
+        self.flow_slab
+            + self.flow_index
+            + self.expiry
+            + self.pending
+            + self.pending_order
+            + self.v6_names
+    }
+}
+
 /// Direction of a packet relative to the subscriber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Dir {
@@ -640,6 +671,34 @@ impl Correlator {
         s.flows_active = self.flows_active as u64;
         s.pending = self.pending_count as u64;
         s
+    }
+
+    /// Heap bytes held now, by structure.
+    pub fn memory(&self) -> CorrelatorMemory {
+        use std::mem::size_of;
+        let spilled: usize = self
+            .pending
+            .iter()
+            .filter(|(_, slot)| slot.spilled())
+            .map(|(_, slot)| slot.capacity() * size_of::<Copy>())
+            .sum();
+        CorrelatorMemory {
+            flow_slab: self.flow_chunks.capacity() * size_of::<Box<[Flow]>>()
+                + self.flow_chunks.len() * SLAB_CHUNK_FLOWS * size_of::<Flow>(),
+            flow_index: self.flow_index.allocation_size(),
+            expiry: self.wheel.capacity() * size_of::<Vec<WheelEntry>>()
+                + self
+                    .wheel
+                    .iter()
+                    .map(|b| b.capacity() * size_of::<WheelEntry>())
+                    .sum::<usize>(),
+            pending: self.pending.allocation_size() + spilled,
+            pending_order: self.pending_order.capacity()
+                * size_of::<(UnixNanos, PairKey, u64)>(),
+            v6_names: self.v6.ids.capacity() * (size_of::<(u128, u32)>() + 1)
+                + self.v6.names.capacity() * size_of::<(u128, u32)>()
+                + self.v6.free.capacity() * size_of::<u32>(),
+        }
     }
 
     /// A copy of the preparer of this correlator's packets, for another thread.
