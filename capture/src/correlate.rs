@@ -496,8 +496,42 @@ const EXPIRY_WHEEL_SECONDS: usize = 8192;
 /// copy (plus [`PENDING_ORDER_SLACK`]) the queue is compacted.
 const PENDING_ORDER_PER_COPY_MAX: usize = 4;
 /// Entries allowed beyond [`PENDING_ORDER_PER_COPY_MAX`] per waiting copy
-/// before a compaction (64 Ki entries of 48 bytes = 3 MiB).
-const PENDING_ORDER_SLACK: usize = 1 << 16;
+/// before a compaction (`pending_order_slack`, 4 Ki entries of 24 bytes = 96
+/// KiB). A compaction looks up each entry once and leaves about one entry per
+/// waiting copy, so it costs about one lookup per insert whatever the slack.
+const PENDING_ORDER_SLACK: usize = 1 << 12;
+
+/// An entry of the arrival queue (`pending_order`), 24 bytes: when a copy
+/// began to wait, the hash of its pair key, and which copy it is: the
+/// sequence number of its packet and the key's direction. That pair names
+/// one pending copy: a packet waits under one key, or (an ambiguous outside
+/// copy) under two keys of opposite directions ([`twin_key`]).
+#[derive(Clone, Copy, Debug)]
+struct OrderEntry {
+    ts_ns: UnixNanos,
+    hash: u64,
+    /// `packet << 1 | direction` (1: [`Dir::In`]).
+    packet_dir: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<OrderEntry>() == 24);
+
+impl OrderEntry {
+    fn new(ts_ns: UnixNanos, key: &PairKey, hash: u64, packet: u64) -> OrderEntry {
+        assert!(packet < 1 << 63, "packet sequence numbers fit in 63 bits");
+        OrderEntry {
+            ts_ns,
+            hash,
+            packet_dir: packet << 1 | u64::from(key.dir == Dir::In),
+        }
+    }
+
+    /// Whether `(key, slot)` of the pending table holds this entry's copy.
+    fn is_in(&self, key: &PairKey, slot: &Slot) -> bool {
+        (self.packet_dir & 1 == u64::from(key.dir == Dir::In))
+            && slot.iter().any(|c| c.packet == self.packet_dir >> 1)
+    }
+}
 
 /// Bound on deadline entries per active flow (`deadlines_per_flow_max`): entries
 /// of flows that were replaced or evicted stay in the queue until their
@@ -600,9 +634,10 @@ pub struct Correlator {
     /// Pending copies by pair key; hashed with [`pair_hash`], which the
     /// reader computes ([`Prepared`]) for the two keys of each packet.
     pending: HashTable<(PairKey, Slot)>,
-    /// (ts, key, packet) in arrival order, for expiry; entries whose copy is
-    /// gone are skipped lazily.
-    pending_order: VecDeque<(UnixNanos, PairKey, u64)>,
+    /// Pending copies in arrival order, for expiry and eviction; entries
+    /// whose copy is gone are skipped lazily (and compacted away, see
+    /// [`PENDING_ORDER_PER_COPY_MAX`]).
+    pending_order: VecDeque<OrderEntry>,
     pending_count: usize,
     /// Active flows: slots of the slab, indexed by key through `flow_index`
     /// (which holds slot numbers only, 4 bytes + 1 control byte per bucket).
@@ -693,8 +728,7 @@ impl Correlator {
                     .map(|b| b.capacity() * size_of::<WheelEntry>())
                     .sum::<usize>(),
             pending: self.pending.allocation_size() + spilled,
-            pending_order: self.pending_order.capacity()
-                * size_of::<(UnixNanos, PairKey, u64)>(),
+            pending_order: self.pending_order.capacity() * size_of::<OrderEntry>(),
             v6_names: self.v6.ids.capacity() * (size_of::<(u128, u32)>() + 1)
                 + self.v6.names.capacity() * size_of::<(u128, u32)>()
                 + self.v6.free.capacity() * size_of::<u32>(),
@@ -910,7 +944,8 @@ impl Correlator {
         }
         slot.push(copy);
         self.pending_count += 1;
-        self.pending_order.push_back((ts_ns, key, copy.packet));
+        self.pending_order
+            .push_back(OrderEntry::new(ts_ns, &key, hash, copy.packet));
         if self.pending_order.len()
             > PENDING_ORDER_PER_COPY_MAX * self.pending_count + PENDING_ORDER_SLACK
         {
@@ -918,10 +953,10 @@ impl Correlator {
             // queue holds about the copies still waiting, not a whole pair
             // window of packets. Amortised O(1) per insert.
             let pending = &self.pending;
-            self.pending_order.retain(|(_, key, packet)| {
+            self.pending_order.retain(|o| {
                 pending
-                    .find(pair_hash(key), |e| e.0 == *key)
-                    .is_some_and(|(_, slot)| slot.iter().any(|c| c.packet == *packet))
+                    .find(o.hash, |(key, slot)| o.is_in(key, slot))
+                    .is_some()
             });
         }
     }
@@ -946,15 +981,35 @@ impl Correlator {
         Some(c)
     }
 
+    /// Removes the copy an arrival-queue entry names, if still there; returns
+    /// it with the key it waited under.
+    fn remove_ordered(&mut self, o: OrderEntry) -> Option<(PairKey, Copy)> {
+        let Ok(mut e) = self.pending.find_entry(o.hash, |(key, slot)| o.is_in(key, slot)) else {
+            return None;
+        };
+        let (key, slot) = e.get_mut();
+        let key = *key;
+        let i = slot
+            .iter()
+            .position(|c| c.packet == o.packet_dir >> 1)
+            .expect("is_in found the copy");
+        let c = slot.remove(i);
+        if slot.is_empty() {
+            e.remove();
+        }
+        self.pending_count -= 1;
+        Some((key, c))
+    }
+
     /// Drops the oldest waiting copy (with its twin entry); counts it as
     /// evicted (`evicted`) or unmatched. Returns false when nothing waits.
     fn pop_oldest_pending(&mut self, evicted: bool) -> bool {
-        while let Some((_, key, packet)) = self.pending_order.pop_front() {
-            let Some(copy) = self.remove_copy(key, packet) else {
+        while let Some(o) = self.pending_order.pop_front() {
+            let Some((key, copy)) = self.remove_ordered(o) else {
                 continue;
             };
             if let Some(other) = twin_key(key, &copy) {
-                self.remove_copy(other, packet);
+                self.remove_copy(other, copy.packet);
             }
             if evicted {
                 self.stats.pending_evicted += 1;
@@ -1333,16 +1388,16 @@ impl Correlator {
         }
         self.now_ns = now_ns;
         let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
-        while let Some(&(ts, key, packet)) = self.pending_order.front() {
-            if ts >= horizon {
+        while let Some(&o) = self.pending_order.front() {
+            if o.ts_ns >= horizon {
                 break;
             }
             self.pending_order.pop_front();
             // Only this entry's copy: a stale entry (its copy paired) must not
             // make a younger copy leave before its own window is over.
-            if let Some(copy) = self.remove_copy(key, packet) {
+            if let Some((key, copy)) = self.remove_ordered(o) {
                 if let Some(other) = twin_key(key, &copy) {
-                    self.remove_copy(other, packet);
+                    self.remove_copy(other, copy.packet);
                 }
                 if copy.inside {
                     self.stats.unmatched_inside += 1;

@@ -12,6 +12,7 @@
 //! `natrec-corrmem --dir /var/tmp/nb10`
 
 use std::alloc::System;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -79,6 +80,9 @@ fn main() -> Result<()> {
     let (mut peak_flows, mut bytes_at_peak, mut peak_bytes) = (0u64, 0usize, 0usize);
     let mut packets = 0u64;
     let (mut pending_at_peak, mut peak_pending) = (0u64, 0u64);
+    // Every mapping emitted, in order: two builds that emit the same
+    // mappings in the same order print the same digest.
+    let mut digest = std::hash::DefaultHasher::new();
     let mut memory_at_peak = CorrelatorMemory::default();
     // The earliest head each time; ties go to the earlier file (as replay).
     while let Some(i) = (0..next.len())
@@ -93,6 +97,9 @@ fn main() -> Result<()> {
         } else {
             c.advance(pkt.ts_ns, &mut out);
         }
+        for m in &out {
+            m.hash(&mut digest);
+        }
         out.clear();
         if packets.is_multiple_of(SAMPLE_EVERY_PACKETS) {
             let flows = c.stats().flows_active;
@@ -106,6 +113,10 @@ fn main() -> Result<()> {
             }
             peak_pending = peak_pending.max(c.stats().pending);
         }
+    }
+    c.finish(&mut out);
+    for m in &out {
+        m.hash(&mut digest);
     }
     let s = c.stats();
     println!("packets {packets}, mappings opened {}", s.mappings_opened);
@@ -132,5 +143,7 @@ fn main() -> Result<()> {
         "peak correlator bytes allocated {peak_bytes} = {:.1} bytes per peak active flow",
         peak_bytes as f64 / peak_flows.max(1) as f64
     );
+    println!("mappings emitted: digest {:016x}", digest.finish());
+    println!("final counters: {s:?}");
     Ok(())
 }
