@@ -161,8 +161,9 @@ pub struct CorrelatorStats {
     pub flows_evicted: u64,
     /// Flows active now.
     pub flows_active: u64,
-    /// Times the idle-expiry queue was rebuilt at its bound
-    /// (`deadlines_per_flow_max` entries per active flow).
+    /// Times the idle-expiry queue was rebuilt at its bound. Always 0 since
+    /// the wheel links each active flow exactly once (in its slot) and so
+    /// has no bound to reach; kept so the struct's fields stay as they were.
     pub deadline_rebuilds: u64,
     /// Copies waiting for their twin now.
     pub pending: u64,
@@ -333,10 +334,11 @@ struct Flow {
     bits: u8,
     /// The mapping's `FLAG_*` bits.
     flags: u8,
-    /// Bumped each time the slot is freed, so a deadline entry of an earlier
-    /// flow in this slot is recognised as stale (wraps after 2^32 reuses of
-    /// one slot, far more than can happen within the longest hold).
-    generation: u32,
+    /// Expiry wheel links ([`Link`]): the flow's neighbours in the list of
+    /// its wheel bucket; [`NO_SLOT`] both when not linked (a free slot, or a
+    /// flow taken off its bucket by the scan looking at it).
+    wheel_prev: Link,
+    wheel_next: Link,
     packets_out: u32,
     packets_in: u32,
     first_ns: UnixNanos,
@@ -362,7 +364,8 @@ impl Flow {
         public_port: 0,
         bits: 0,
         flags: 0,
-        generation: 0,
+        wheel_prev: NO_SLOT,
+        wheel_next: NO_SLOT,
         packets_out: 0,
         packets_in: 0,
         first_ns: 0,
@@ -463,32 +466,24 @@ impl V6Names {
     }
 }
 
-/// A wake-up for idle expiry as queued: no earlier than `deadline_ns` may the
-/// flow in `slot` (instance `generation`) be idle. The wheel stores only
-/// (slot, generation) in the bucket of the deadline's second ([`WheelEntry`]).
-#[derive(Clone, Copy, Debug)]
-struct Deadline {
-    deadline_ns: UnixNanos,
-    slot: u32,
-    generation: u32,
-}
+/// A node of the expiry wheel's lists: a flow slot, or (with [`WHEEL_HEAD`]
+/// set) the head of bucket `link & !WHEEL_HEAD`. Each bucket is a circular
+/// doubly linked list through its head and the `wheel_prev`/`wheel_next` of
+/// the flows in it, so a flow is linked, unlinked and moved in O(1) and the
+/// wheel allocates nothing per flow.
+type Link = u32;
 
-/// An entry of the expiry wheel, 8 bytes: the flow in `slot` (instance
-/// `generation`) may be idle from some time in its bucket's second on.
-#[derive(Clone, Copy, Debug)]
-struct WheelEntry {
-    slot: u32,
-    generation: u32,
-}
-
-const _: () = assert!(std::mem::size_of::<WheelEntry>() == 8);
+/// Tag of a bucket head in a [`Link`]; slot numbers stay below it.
+const WHEEL_HEAD: Link = 1 << 31;
 
 /// Span of the expiry wheel in one-second buckets (`expiry_wheel_seconds`;
 /// 2 h 16 min, longer than the default longest hold, TCP open 2 h 4 min). A
 /// deadline further ahead is queued in the last bucket of the span and queued
-/// again at its own second when that bucket is due. 8 192 empty buckets are
-/// 192 KiB.
+/// again at its own second when that bucket is due. The bucket heads are 8
+/// bytes each (64 KiB), the flows' links live in their slots.
 const EXPIRY_WHEEL_SECONDS: usize = 8192;
+/// The list head after the buckets': the scan gathers the due buckets there.
+const WHEEL_DUE: usize = EXPIRY_WHEEL_SECONDS;
 
 /// Bound on `pending_order` entries per copy still waiting
 /// (`pending_order_per_copy_max`): entries of copies that paired stay in the
@@ -532,15 +527,6 @@ impl OrderEntry {
             && slot.iter().any(|c| c.packet == self.packet_dir >> 1)
     }
 }
-
-/// Bound on deadline entries per active flow (`deadlines_per_flow_max`): entries
-/// of flows that were replaced or evicted stay in the queue until their
-/// deadline; when the queue holds more than this many per flow (plus
-/// [`DEADLINES_SLACK`]) it is rebuilt from the flow table, one entry per flow.
-const DEADLINES_PER_FLOW_MAX: usize = 2;
-/// Entries allowed beyond [`DEADLINES_PER_FLOW_MAX`] per flow before a rebuild
-/// (keeps a nearly empty table from rebuilding on every replace).
-const DEADLINES_SLACK: usize = 4096;
 
 /// A decoded packet reduced to what the correlator needs: endpoints (canonical,
 /// compact), subscriber tests, protocol, TCP flags and the hash of the fields
@@ -651,21 +637,21 @@ pub struct Correlator {
     flows_active: usize,
     /// IPv6 addresses of active flows.
     v6: V6Names,
-    /// Idle-expiry wake-ups: a timer wheel of [`EXPIRY_WHEEL_SECONDS`]
-    /// one-second buckets; second `s` is bucket `s mod EXPIRY_WHEEL_SECONDS`.
-    /// Invariant: every active flow has an entry in the bucket of a second at
-    /// or before its own deadline's ([`Flow::deadline_ns`]), and every entry's
-    /// second is in `wheel_sec..wheel_sec + EXPIRY_WHEEL_SECONDS`; a deadline
-    /// only moves earlier when a TCP flow closes (FIN both ways, RST), and a
-    /// new entry is queued then. Entries of removed flows (other generation)
-    /// are dropped when their bucket is due; an entry whose flow is not due
-    /// yet is queued again at the flow's deadline.
-    wheel: Vec<Vec<WheelEntry>>,
+    /// Idle expiry: a timer wheel of [`EXPIRY_WHEEL_SECONDS`] one-second
+    /// buckets; second `s` is bucket `s mod EXPIRY_WHEEL_SECONDS`. Each
+    /// bucket is a list of flows linked through their slots ([`Link`]); these
+    /// are the heads, (prev, next), plus the scan's list ([`WHEEL_DUE`]).
+    /// Invariant: every active flow is in exactly one bucket, of a second at
+    /// or before its own deadline's ([`Flow::deadline_ns`]) and in
+    /// `wheel_sec..wheel_sec + EXPIRY_WHEEL_SECONDS`; a deadline only moves
+    /// earlier when a TCP flow closes (FIN both ways, RST), and the flow is
+    /// moved to its new deadline's bucket then. A removed flow leaves its
+    /// bucket; a flow not due yet when its bucket is looked at is moved to
+    /// the bucket of its deadline.
+    wheel: Vec<(Link, Link)>,
     /// First second whose bucket has not been emptied (`i64::MIN`: nothing
     /// queued yet).
     wheel_sec: i64,
-    /// Entries in the wheel.
-    wheel_len: usize,
     preparer: Preparer,
     packet_seq: u64,
     now_ns: UnixNanos,
@@ -690,9 +676,10 @@ impl Correlator {
             flow_slots_used: 0,
             flows_active: 0,
             v6: V6Names::default(),
-            wheel: vec![Vec::new(); EXPIRY_WHEEL_SECONDS],
+            wheel: (0..=WHEEL_DUE as Link)
+                .map(|b| (b | WHEEL_HEAD, b | WHEEL_HEAD))
+                .collect(),
             wheel_sec: i64::MIN,
-            wheel_len: 0,
             packet_seq: 0,
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
@@ -721,12 +708,7 @@ impl Correlator {
             flow_slab: self.flow_chunks.capacity() * size_of::<Box<[Flow]>>()
                 + self.flow_chunks.len() * SLAB_CHUNK_FLOWS * size_of::<Flow>(),
             flow_index: self.flow_index.allocation_size(),
-            expiry: self.wheel.capacity() * size_of::<Vec<WheelEntry>>()
-                + self
-                    .wheel
-                    .iter()
-                    .map(|b| b.capacity() * size_of::<WheelEntry>())
-                    .sum::<usize>(),
+            expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
             pending: self.pending.allocation_size() + spilled,
             pending_order: self.pending_order.capacity() * size_of::<OrderEntry>(),
             v6_names: self.v6.ids.capacity() * (size_of::<(u128, u32)>() + 1)
@@ -984,7 +966,10 @@ impl Correlator {
     /// Removes the copy an arrival-queue entry names, if still there; returns
     /// it with the key it waited under.
     fn remove_ordered(&mut self, o: OrderEntry) -> Option<(PairKey, Copy)> {
-        let Ok(mut e) = self.pending.find_entry(o.hash, |(key, slot)| o.is_in(key, slot)) else {
+        let Ok(mut e) = self
+            .pending
+            .find_entry(o.hash, |(key, slot)| o.is_in(key, slot))
+        else {
             return None;
         };
         let (key, slot) = e.get_mut();
@@ -1133,7 +1118,8 @@ impl Correlator {
                 self.flow_chunks
                     .push(vec![Flow::FREE; SLAB_CHUNK_FLOWS].into_boxed_slice());
             }
-            self.flow_slots_used = slot.checked_add(1).expect("flows_active_max < 2^32");
+            assert!(slot < WHEEL_HEAD, "flows_active_max < 2^31");
+            self.flow_slots_used = slot + 1;
             slot
         };
         let f = self.flow_mut(slot);
@@ -1143,7 +1129,8 @@ impl Correlator {
             public_port: m.public.port(),
             bits: bits | BIT_LIVE | if p6 { BIT_PUBLIC_V6 } else { 0 },
             flags: m.flags,
-            generation: f.generation,
+            wheel_prev: NO_SLOT,
+            wheel_next: NO_SLOT,
             packets_out: m.packets_out,
             packets_in: m.packets_in,
             first_ns: m.first_ns,
@@ -1163,6 +1150,7 @@ impl Correlator {
     /// Removes the active flow in `slot`; returns its mapping (end `Open`)
     /// and its FIN/RST state.
     fn remove_flow(&mut self, slot: u32) -> (Mapping, EndReason) {
+        self.wheel_unlink(slot);
         let f = *self.flow(slot);
         assert!(f.live(), "removing a free slot");
         let m = self.mapping(&f);
@@ -1187,7 +1175,6 @@ impl Correlator {
         let s = self.flow_mut(slot);
         *s = Flow {
             public: free,
-            generation: f.generation.wrapping_add(1),
             ..Flow::FREE
         };
         self.flow_free = slot;
@@ -1248,11 +1235,7 @@ impl Correlator {
                     }
                     if was_open && flow.closed_reason() != EndReason::Open {
                         // The hold shrinks (TIME_WAIT): the deadline moved earlier.
-                        moved_earlier = Some(Deadline {
-                            deadline_ns: flow.deadline_ns(&hold),
-                            slot,
-                            generation: flow.generation,
-                        });
+                        moved_earlier = Some(flow.deadline_ns(&hold));
                     }
                 }
                 if refreshed {
@@ -1260,8 +1243,9 @@ impl Correlator {
                     let m = self.mapping(self.flow(slot));
                     out.push(m);
                 }
-                if let Some(d) = moved_earlier {
-                    self.push_deadline(d);
+                if let Some(deadline_ns) = moved_earlier {
+                    self.wheel_unlink(slot);
+                    self.wheel_insert(slot, deadline_ns);
                 }
                 return;
             }
@@ -1306,46 +1290,66 @@ impl Correlator {
         self.stats.mappings_opened += 1;
         out.push(mapping);
         let slot = self.insert_flow(&mapping, bits, ts_ns);
-        let f = self.flow(slot);
-        let d = Deadline {
-            deadline_ns: f.deadline_ns(&self.cfg.hold),
-            slot,
-            generation: f.generation,
-        };
-        self.push_deadline(d);
+        let deadline_ns = self.flow(slot).deadline_ns(&self.cfg.hold);
+        self.wheel_insert(slot, deadline_ns);
     }
 
-    /// Queues an expiry wake-up; at the `deadlines_per_flow_max` bound the
-    /// wheel is rebuilt with one entry per active flow.
-    fn push_deadline(&mut self, d: Deadline) {
-        self.wheel_insert(d);
-        if self.wheel_len > DEADLINES_PER_FLOW_MAX * self.flows_active + DEADLINES_SLACK {
-            let hold = self.cfg.hold;
-            // Free the buckets' capacity too: the rebuilt entries land in
-            // other buckets, and what was kept would be slack.
-            for b in &mut self.wheel {
-                *b = Vec::new();
-            }
-            self.wheel_len = 0;
-            for slot in 0..self.flow_slots_used {
-                let f = *self.flow(slot);
-                if f.live() {
-                    self.wheel_insert(Deadline {
-                        deadline_ns: f.deadline_ns(&hold),
-                        slot,
-                        generation: f.generation,
-                    });
-                }
-            }
-            self.stats.deadline_rebuilds += 1;
+    fn wheel_node(&self, l: Link) -> (Link, Link) {
+        if l & WHEEL_HEAD != 0 {
+            self.wheel[(l & !WHEEL_HEAD) as usize]
+        } else {
+            let f = self.flow(l);
+            (f.wheel_prev, f.wheel_next)
         }
     }
 
-    /// Puts `d` in the bucket of its deadline's second, clamped to the
-    /// wheel's span (never before `wheel_sec`: that bucket is the next one
-    /// looked at; never past the span's last bucket: looked at again then).
-    fn wheel_insert(&mut self, d: Deadline) {
-        let sec = d.deadline_ns.div_euclid(NANOS_PER_SEC);
+    fn wheel_set_prev(&mut self, l: Link, prev: Link) {
+        if l & WHEEL_HEAD != 0 {
+            self.wheel[(l & !WHEEL_HEAD) as usize].0 = prev;
+        } else {
+            self.flow_mut(l).wheel_prev = prev;
+        }
+    }
+
+    fn wheel_set_next(&mut self, l: Link, next: Link) {
+        if l & WHEEL_HEAD != 0 {
+            self.wheel[(l & !WHEEL_HEAD) as usize].1 = next;
+        } else {
+            self.flow_mut(l).wheel_next = next;
+        }
+    }
+
+    /// Appends the (unlinked) flow in `slot` to the list of head `head`.
+    fn wheel_push_back(&mut self, head: usize, slot: u32) {
+        let head = head as Link | WHEEL_HEAD;
+        let tail = self.wheel_node(head).0;
+        self.wheel_set_next(tail, slot);
+        self.wheel_set_prev(head, slot);
+        let f = self.flow_mut(slot);
+        debug_assert!(f.wheel_next == NO_SLOT, "linking a linked flow");
+        f.wheel_prev = tail;
+        f.wheel_next = head;
+    }
+
+    /// Takes the flow in `slot` off its bucket's list (nothing if unlinked).
+    fn wheel_unlink(&mut self, slot: u32) {
+        let (prev, next) = self.wheel_node(slot);
+        if next == NO_SLOT {
+            return;
+        }
+        self.wheel_set_next(prev, next);
+        self.wheel_set_prev(next, prev);
+        let f = self.flow_mut(slot);
+        f.wheel_prev = NO_SLOT;
+        f.wheel_next = NO_SLOT;
+    }
+
+    /// Links the (unlinked) flow in `slot` into the bucket of its deadline's
+    /// second, clamped to the wheel's span (never before `wheel_sec`: that
+    /// bucket is the next one looked at; never past the span's last bucket:
+    /// looked at again then).
+    fn wheel_insert(&mut self, slot: u32, deadline_ns: UnixNanos) {
+        let sec = deadline_ns.div_euclid(NANOS_PER_SEC);
         if self.wheel_sec == i64::MIN {
             // Start at the clock (the first flow's deadline may be hours
             // away, the next flow's seconds away).
@@ -1357,15 +1361,42 @@ impl Correlator {
         }
         let span = EXPIRY_WHEEL_SECONDS as i64;
         let sec = sec.clamp(self.wheel_sec, self.wheel_sec + span - 1);
-        self.wheel[sec.rem_euclid(span) as usize].push(WheelEntry {
-            slot: d.slot,
-            generation: d.generation,
-        });
-        self.wheel_len += 1;
+        self.wheel_push_back(sec.rem_euclid(span) as usize, slot);
     }
 
+    /// Moves the whole list of bucket `b` to the end of the scan's list.
+    fn wheel_splice_due(&mut self, b: usize) {
+        let head = b as Link | WHEEL_HEAD;
+        let (last, first) = self.wheel[b];
+        if first == head {
+            return;
+        }
+        let due = WHEEL_DUE as Link | WHEEL_HEAD;
+        let due_tail = self.wheel[WHEEL_DUE].0;
+        self.wheel_set_next(due_tail, first);
+        self.wheel_set_prev(first, due_tail);
+        self.wheel_set_next(last, due);
+        self.wheel_set_prev(due, last);
+        self.wheel[b] = (head, head);
+    }
+
+    /// Closes the least recently active flow. Ties (same last packet time)
+    /// go to the earliest first packet, then the smallest key, as the idle
+    /// scan orders its output: never to a slot number, which depends on the
+    /// order earlier flows left.
     fn evict_least_recent(&mut self, out: &mut Vec<Mapping>) {
-        let Some(slot) = self.live_slots().min_by_key(|&s| self.flow(s).last_ns) else {
+        let Some(slot) = self.live_slots().min_by(|&a, &b| {
+            let (fa, fb) = (self.flow(a), self.flow(b));
+            fa.last_ns.cmp(&fb.last_ns).then_with(|| {
+                let (ma, mb) = (self.mapping(fa), self.mapping(fb));
+                (ma.first_ns, ma.internal, ma.remote, ma.proto as u8).cmp(&(
+                    mb.first_ns,
+                    mb.internal,
+                    mb.remote,
+                    mb.proto as u8,
+                ))
+            })
+        }) else {
             return;
         };
         let (m, _) = self.remove_flow(slot);
@@ -1433,36 +1464,26 @@ impl Correlator {
             .saturating_add(1)
             .clamp(0, span);
         let first = self.wheel_sec;
-        let mut due_entries: Vec<WheelEntry> = Vec::new();
         for k in 0..buckets {
-            let b = (first + k).rem_euclid(span) as usize;
-            let mut bucket = std::mem::take(&mut self.wheel[b]);
-            self.wheel_len -= bucket.len();
-            if due_entries.is_empty() {
-                std::mem::swap(&mut due_entries, &mut bucket);
-            } else {
-                due_entries.append(&mut bucket);
-            }
+            self.wheel_splice_due((first + k).rem_euclid(span) as usize);
         }
-        // Every bucket before now_sec is empty now; entries queued again go
-        // to now_sec's bucket or later.
+        // Every bucket before now_sec is empty now; flows queued again go
+        // to now_sec's bucket or later, not to the scan's list.
         self.wheel_sec = self.wheel_sec.max(now_sec);
-        for e in due_entries {
-            let f = self.flow(e.slot);
-            if !f.live() || f.generation != e.generation {
-                continue;
+        let due_head = WHEEL_DUE as Link | WHEEL_HEAD;
+        loop {
+            let slot = self.wheel[WHEEL_DUE].1;
+            if slot == due_head {
+                break;
             }
-            let due = f.deadline_ns(&hold);
+            self.wheel_unlink(slot);
+            let due = self.flow(slot).deadline_ns(&hold);
             if now_ns > due {
-                expired.push(self.remove_flow(e.slot));
+                expired.push(self.remove_flow(slot));
             } else {
                 // Not due yet (touched since it was queued, queued at the
                 // span's end, or due later in this second).
-                self.wheel_insert(Deadline {
-                    deadline_ns: due,
-                    slot: e.slot,
-                    generation: e.generation,
-                });
+                self.wheel_insert(slot, due);
             }
         }
         // Deterministic output order: by last packet, then first packet, then key.
@@ -1481,14 +1502,11 @@ impl Correlator {
     /// when the connection was closed), in order of first packet.
     pub fn finish(&mut self, out: &mut Vec<Mapping>) {
         while self.pop_oldest_pending(false) {}
-        for b in &mut self.wheel {
-            b.clear();
-        }
-        self.wheel_len = 0;
         let live: Vec<u32> = self.live_slots().collect();
         let mut flows: Vec<(Mapping, EndReason)> =
             live.into_iter().map(|s| self.remove_flow(s)).collect();
-        flows.sort_by_key(|(m, _)| (m.first_ns, m.internal, m.remote));
+        // By first packet, then key (total: not the slots' order).
+        flows.sort_by_key(|(m, _)| (m.first_ns, m.internal, m.remote, m.proto as u8));
         for (m, closed) in flows {
             let reason = match closed {
                 EndReason::Open => EndReason::CaptureEnd,
@@ -2259,5 +2277,176 @@ mod tests {
             .iter()
             .any(|m| m.proto == Proto::Tcp && m.end == EndReason::Idle));
         assert_eq!(c.stats().flows_active, 0);
+    }
+
+    impl Correlator {
+        /// The wheel's invariant, walked: every list is consistent both ways,
+        /// the scan's list is empty, every active flow is in exactly one
+        /// bucket, of a second in the span and at or before its deadline's.
+        fn check_wheel(&self) {
+            let span = EXPIRY_WHEEL_SECONDS as i64;
+            let due = WHEEL_DUE as Link | WHEEL_HEAD;
+            assert_eq!(self.wheel[WHEEL_DUE], (due, due), "scan list left behind");
+            let mut seen = vec![false; self.flow_slots_used as usize];
+            let mut linked = 0;
+            for b in 0..EXPIRY_WHEEL_SECONDS {
+                let head = b as Link | WHEEL_HEAD;
+                let (mut prev, mut l) = (head, self.wheel[b].1);
+                while l != head {
+                    assert!(l & WHEEL_HEAD == 0, "bucket {b} runs into another head");
+                    let f = self.flow(l);
+                    assert!(f.live(), "free slot {l} linked in bucket {b}");
+                    assert_eq!(f.wheel_prev, prev, "slot {l}: prev link");
+                    assert!(!seen[l as usize], "slot {l} linked twice");
+                    seen[l as usize] = true;
+                    linked += 1;
+                    // The second this bucket stands for now.
+                    let sec = self.wheel_sec + (b as i64 - self.wheel_sec).rem_euclid(span);
+                    let deadline_sec = f.deadline_ns(&self.cfg.hold).div_euclid(NANOS_PER_SEC);
+                    assert!(sec <= deadline_sec, "slot {l} queued after its deadline");
+                    (prev, l) = (l, f.wheel_next);
+                }
+                assert_eq!(self.wheel[b].0, prev, "bucket {b}: tail link");
+            }
+            assert_eq!(
+                linked, self.flows_active,
+                "active flows not linked once each"
+            );
+            for s in 0..self.flow_slots_used {
+                let f = self.flow(s);
+                if !f.live() {
+                    assert_eq!((f.wheel_prev, f.wheel_next), (NO_SLOT, NO_SLOT));
+                }
+            }
+        }
+    }
+
+    /// Slot reuse, replaced flows, deadlines moved earlier (FIN, RST), holds
+    /// short and long (past the wheel's span) and clock jumps, on a few
+    /// tuples in a pseudo-random order: after every packet the wheel's
+    /// invariant holds, and after every scan no active flow is past its
+    /// deadline while every idle final was past its deadline when emitted.
+    #[test]
+    fn expiry_wheel_model_with_slot_reuse_replace_close_and_jumps() {
+        let cfg = CorrelatorConfig {
+            hold: HoldTimes {
+                tcp_closed_s: 3,
+                tcp_open_s: 10_000,
+                udp_s: 5,
+                udp_stream_s: 40,
+                icmp_s: 2,
+            },
+            ..CorrelatorConfig::default()
+        };
+        assert!(cfg.hold.tcp_open_s as usize > EXPIRY_WHEEL_SECONDS);
+        let hold = cfg.hold;
+        let mut c = Correlator::new(cfg);
+        let mut out = Vec::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut t = 1_000 * S;
+        let mut finals_seen = 0;
+        for id in 0..4_000u32 {
+            t += match next(100) {
+                0 => 9_000 * S,      // past most holds, not the TCP open one
+                1..=2 => 20_000 * S, // past the wheel's span
+                3..=20 => S + next(S as u64) as i64,
+                _ => next(300) as i64 * MS,
+            };
+            let proto = [Proto::Tcp, Proto::Udp, Proto::Icmp][next(3) as usize];
+            let sub = next(4);
+            let remote = format!("198.51.100.{}:{}", 1 + next(2), 80);
+            let public = format!("203.0.113.{}:{}", 1 + next(2), 7000 + sub);
+            let internal = format!("100.64.0.{}:{}", 1 + sub, 7000 + sub);
+            let flags = [SYN, SYNACK, ACK, FINACK, TcpInfo::RST][next(5) as usize];
+            let outbound = next(3) != 0;
+            let (pre, post) = if outbound {
+                (
+                    pkt(proto, &internal, &remote, id, flags, id),
+                    pkt(proto, &public, &remote, id, flags, id),
+                )
+            } else {
+                (
+                    pkt(proto, &remote, &public, id, flags, id),
+                    pkt(proto, &remote, &internal, id, flags, id),
+                )
+            };
+            let scan_before = c.next_scan_ns;
+            c.push(t, Side::Inside, &pre, &mut out);
+            if c.next_scan_ns != scan_before {
+                // A scan ran at `t`: nothing active is past its deadline.
+                for s in c.live_slots() {
+                    assert!(
+                        c.flow(s).deadline_ns(&hold) >= t,
+                        "flow left past its deadline"
+                    );
+                }
+            }
+            c.push(t + 10 * 1_000, Side::Outside, &post, &mut out);
+            c.check_wheel();
+            for m in out.drain(..) {
+                // (FIN/RST finals also come from a new SYN on a closed tuple;
+                // those closed by a scan are covered by the check above.)
+                if m.end == EndReason::Idle {
+                    assert!(m.last_ns + hold.hold_ns(&m) < t + 10 * 1_000);
+                    finals_seen += 1;
+                }
+            }
+        }
+        assert!(
+            finals_seen > 100,
+            "the model test closed {finals_seen} flows by expiry"
+        );
+        assert!(c.stats().mappings_closed > 1_000);
+        assert!(c.flow_slots_used <= 16 * 3 + 1, "slots are reused");
+        c.finish(&mut out);
+        assert_eq!(c.stats().flows_active, 0);
+        assert_eq!(c.stats().deadline_rebuilds, 0);
+        c.check_wheel();
+    }
+
+    /// At the `flows_active_max` bound, flows with the same last packet time
+    /// are evicted by first packet, then key; not by slot number.
+    #[test]
+    fn flow_bound_ties_go_to_the_earliest_first_packet_then_key() {
+        let mut c = Correlator::new(CorrelatorConfig {
+            flows_active_max: 2,
+            ..CorrelatorConfig::default()
+        });
+        let mut out = Vec::new();
+        let udp = |c: &mut Correlator, out: &mut Vec<Mapping>, t: i64, port: u16, id: u32| {
+            let inside = pkt(
+                Proto::Udp,
+                &format!("100.64.0.2:{port}"),
+                "198.51.100.10:53",
+                id,
+                0,
+                0,
+            );
+            let outside = pkt(
+                Proto::Udp,
+                &format!("203.0.113.1:{port}"),
+                "198.51.100.10:53",
+                id,
+                0,
+                0,
+            );
+            c.push(t, Side::Inside, &inside, out);
+            c.push(t, Side::Outside, &outside, out);
+        };
+        // Port 2000 first at 1 s, port 1000 first at 2 s; both last at 3 s.
+        udp(&mut c, &mut out, S, 2000, 1);
+        udp(&mut c, &mut out, 2 * S, 1000, 2);
+        udp(&mut c, &mut out, 3 * S, 1000, 3);
+        udp(&mut c, &mut out, 3 * S, 2000, 4);
+        udp(&mut c, &mut out, 3 * S, 3000, 5);
+        let evicted: Vec<_> = out.iter().filter(|m| m.end == EndReason::Evicted).collect();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].internal.port(), 2000);
     }
 }
