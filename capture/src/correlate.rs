@@ -174,7 +174,8 @@ pub struct CorrelatorStats {
 /// the allocator's own count.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CorrelatorMemory {
-    /// The flow slab (whole chunks).
+    /// The flow slab (whole chunks) and the times of flows too long for a
+    /// slot.
     pub flow_slab: usize,
     /// The flow index (hash table of slot numbers).
     pub flow_index: usize,
@@ -296,10 +297,12 @@ type Addr32 = u32;
 
 /// `FlowKey::fam` / `Flow::bits`: the internal address is an IPv6 name.
 const FAM_INTERNAL_V6: u8 = 1;
-/// `FlowKey::fam`: the remote address is an IPv6 name.
+/// `FlowKey::fam` / `Flow::bits`: the remote address is an IPv6 name.
 const FAM_REMOTE_V6: u8 = 2;
 
 /// Protocol, internal endpoint, remote endpoint: 16 bytes (asserted below).
+/// What the flow index hashes and compares; a slot keeps the fields
+/// ([`Flow::key`]), not the padded struct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey {
     internal: Addr32,
@@ -311,29 +314,42 @@ struct FlowKey {
 }
 
 /// `Flow::bits`: FIN seen subscriber → remote.
-const BIT_FIN_OUT: u8 = 1;
+const BIT_FIN_OUT: u8 = 4;
 /// `Flow::bits`: FIN seen remote → subscriber.
-const BIT_FIN_IN: u8 = 2;
+const BIT_FIN_IN: u8 = 8;
 /// `Flow::bits`: RST seen.
-const BIT_RST: u8 = 4;
+const BIT_RST: u8 = 16;
 /// `Flow::bits`: the public address is an IPv6 name.
-const BIT_PUBLIC_V6: u8 = 8;
+const BIT_PUBLIC_V6: u8 = 32;
 /// `Flow::bits`: the slot holds an active flow (else it is on the free list,
 /// `public` being the next free slot).
-const BIT_LIVE: u8 = 16;
+const BIT_LIVE: u8 = 64;
+/// `Flow::bits`: the mapping's [`FLAG_MIDFLOW`], the only flag the
+/// correlator sets (asserted in `Correlator::insert_flow`).
+const BIT_MIDFLOW: u8 = 128;
 
-/// One active flow: a fixed 64-byte slot of the flow slab (asserted below).
+/// Most nanoseconds a flow's last packet (or last written state) may lie
+/// after its first packet and still be kept in its slot
+/// (`flow_span_max_ns`, 2^48 − 2 ns, 78 hours). At the bound nothing changes
+/// for the flow: both times move to `Correlator::flow_wide` for the rest of
+/// its life, and the slot's offsets say so ([`OFF48_WIDE`]).
+const FLOW_SPAN_MAX_NS: u64 = OFF48_WIDE - 1;
+/// `Flow` time offsets: the times are in `Correlator::flow_wide`.
+const OFF48_WIDE: u64 = (1 << 48) - 1;
+
+/// One active flow: a fixed 56-byte slot of the flow slab (asserted below).
 /// The mapping is rebuilt from it when written ([`Correlator::mapping`]).
+/// Times are exact: the first packet's in full, the last packet's and the
+/// last written state's as 48-bit nanosecond offsets after it
+/// ([`FLOW_SPAN_MAX_NS`]); the key's fields are kept unpadded, and its family
+/// bits share `bits` with the TCP state, the mapping's flag and `BIT_LIVE`.
 #[derive(Clone, Copy, Debug)]
 struct Flow {
-    key: FlowKey,
+    first_ns: UnixNanos,
+    internal: Addr32,
+    remote: Addr32,
     /// Public address ([`Addr32`]; `BIT_PUBLIC_V6`), or the next free slot.
     public: Addr32,
-    public_port: u16,
-    /// `BIT_*`.
-    bits: u8,
-    /// The mapping's `FLAG_*` bits.
-    flags: u8,
     /// Expiry wheel links ([`Link`]): the flow's neighbours in the list of
     /// its wheel bucket; [`NO_SLOT`] both when not linked (a free slot, or a
     /// flow taken off its bucket by the scan looking at it).
@@ -341,40 +357,88 @@ struct Flow {
     wheel_next: Link,
     packets_out: u32,
     packets_in: u32,
-    first_ns: UnixNanos,
-    last_ns: UnixNanos,
-    /// Packet time of the last state written for this flow.
-    written_ns: UnixNanos,
+    /// Last packet time − `first_ns`: low 32 bits (`last_hi`: high 16).
+    last_lo: u32,
+    /// Packet time of the last state written for this flow − `first_ns`:
+    /// low 32 bits (`written_hi`: high 16).
+    written_lo: u32,
+    internal_port: u16,
+    remote_port: u16,
+    public_port: u16,
+    last_hi: u16,
+    written_hi: u16,
+    proto: Proto,
+    /// `FAM_*` and `BIT_*`.
+    bits: u8,
 }
 
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 16);
-const _: () = assert!(std::mem::size_of::<Flow>() == 64);
+const _: () = assert!(std::mem::size_of::<Flow>() == 56);
 
 impl Flow {
     const FREE: Flow = Flow {
-        key: FlowKey {
-            internal: 0,
-            remote: 0,
-            internal_port: 0,
-            remote_port: 0,
-            proto: Proto::Tcp,
-            fam: 0,
-        },
+        first_ns: 0,
+        internal: 0,
+        remote: 0,
         public: NO_SLOT,
-        public_port: 0,
-        bits: 0,
-        flags: 0,
         wheel_prev: NO_SLOT,
         wheel_next: NO_SLOT,
         packets_out: 0,
         packets_in: 0,
-        first_ns: 0,
-        last_ns: 0,
-        written_ns: 0,
+        last_lo: 0,
+        written_lo: 0,
+        internal_port: 0,
+        remote_port: 0,
+        public_port: 0,
+        last_hi: 0,
+        written_hi: 0,
+        proto: Proto::Tcp,
+        bits: 0,
     };
 
     fn live(&self) -> bool {
         self.bits & BIT_LIVE != 0
+    }
+
+    fn key(&self) -> FlowKey {
+        FlowKey {
+            internal: self.internal,
+            remote: self.remote,
+            internal_port: self.internal_port,
+            remote_port: self.remote_port,
+            proto: self.proto,
+            fam: self.bits & (FAM_INTERNAL_V6 | FAM_REMOTE_V6),
+        }
+    }
+
+    /// The mapping's `FLAG_*` bits.
+    fn flags(&self) -> u8 {
+        if self.bits & BIT_MIDFLOW != 0 {
+            FLAG_MIDFLOW
+        } else {
+            0
+        }
+    }
+
+    fn last_off(&self) -> u64 {
+        u64::from(self.last_hi) << 32 | u64::from(self.last_lo)
+    }
+
+    fn written_off(&self) -> u64 {
+        u64::from(self.written_hi) << 32 | u64::from(self.written_lo)
+    }
+
+    /// Whether the times are in `Correlator::flow_wide`.
+    fn wide(&self) -> bool {
+        self.last_off() == OFF48_WIDE
+    }
+
+    fn set_offs(&mut self, last_off: u64, written_off: u64) {
+        assert!(last_off <= OFF48_WIDE && written_off <= OFF48_WIDE);
+        self.last_lo = last_off as u32;
+        self.last_hi = (last_off >> 32) as u16;
+        self.written_lo = written_off as u32;
+        self.written_hi = (written_off >> 32) as u16;
     }
 
     /// FIN/RST state as an end reason (`Open` if not closed).
@@ -388,24 +452,25 @@ impl Flow {
         }
     }
 
-    /// Packet time after which the flow is idle: last packet + the hold of
-    /// its state (closed by FIN/RST, else idle).
-    fn deadline_ns(&self, hold: &HoldTimes) -> UnixNanos {
+    /// Packet time after which the flow is idle: its last packet (`last_ns`,
+    /// from `Correlator::flow_times`) + the hold of its state (closed by
+    /// FIN/RST, else idle).
+    fn deadline_ns(&self, last_ns: UnixNanos, hold: &HoldTimes) -> UnixNanos {
         let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
         let probe = Mapping {
-            proto: self.key.proto,
+            proto: self.proto,
             internal: unspecified,
             public: unspecified,
             remote: unspecified,
             first_ns: self.first_ns,
-            last_ns: self.last_ns,
+            last_ns,
             end: match self.closed_reason() {
                 EndReason::Open => EndReason::Idle,
                 r => r,
             },
             packets_out: self.packets_out,
             packets_in: self.packets_in,
-            flags: self.flags,
+            flags: self.flags(),
         };
         probe.last_ns.saturating_add(hold.hold_ns(&probe))
     }
@@ -635,6 +700,9 @@ pub struct Correlator {
     /// Slots handed out so far (the slab's high-water mark).
     flow_slots_used: u32,
     flows_active: usize,
+    /// (last packet, last written state) of the flows whose times lie more
+    /// than [`FLOW_SPAN_MAX_NS`] after their first packet, by slot.
+    flow_wide: FxHashMap<u32, (UnixNanos, UnixNanos)>,
     /// IPv6 addresses of active flows.
     v6: V6Names,
     /// Idle expiry: a timer wheel of [`EXPIRY_WHEEL_SECONDS`] one-second
@@ -675,6 +743,7 @@ impl Correlator {
             flow_free: NO_SLOT,
             flow_slots_used: 0,
             flows_active: 0,
+            flow_wide: FxHashMap::default(),
             v6: V6Names::default(),
             wheel: (0..=WHEEL_DUE as Link)
                 .map(|b| (b | WHEEL_HEAD, b | WHEEL_HEAD))
@@ -706,7 +775,8 @@ impl Correlator {
             .sum();
         CorrelatorMemory {
             flow_slab: self.flow_chunks.capacity() * size_of::<Box<[Flow]>>()
-                + self.flow_chunks.len() * SLAB_CHUNK_FLOWS * size_of::<Flow>(),
+                + self.flow_chunks.len() * SLAB_CHUNK_FLOWS * size_of::<Flow>()
+                + self.flow_wide.capacity() * (size_of::<(u32, (UnixNanos, UnixNanos))>() + 1),
             flow_index: self.flow_index.allocation_size(),
             expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
             pending: self.pending.allocation_size() + spilled,
@@ -1064,34 +1134,75 @@ impl Correlator {
         self.flow_index
             .find(Self::key_hash(&key), |&s| {
                 let s = s as usize;
-                chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key == key
+                chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key() == key
             })
             .copied()
     }
 
-    /// The mapping a flow stands for, rebuilt from its slot (end `Open`).
-    fn mapping(&self, f: &Flow) -> Mapping {
-        let k = &f.key;
+    /// (last packet, last written state) of the flow in `slot`.
+    fn flow_times(&self, slot: u32) -> (UnixNanos, UnixNanos) {
+        let f = self.flow(slot);
+        if f.wide() {
+            self.flow_wide[&slot]
+        } else {
+            // Both offsets ≤ FLOW_SPAN_MAX_NS (set_flow_times): no overflow.
+            (
+                f.first_ns + f.last_off() as i64,
+                f.first_ns + f.written_off() as i64,
+            )
+        }
+    }
+
+    /// Sets the flow's last packet and last written state. If either lies
+    /// more than [`FLOW_SPAN_MAX_NS`] after its first packet (or before it),
+    /// both move to `flow_wide` for the rest of the flow.
+    fn set_flow_times(&mut self, slot: u32, last_ns: UnixNanos, written_ns: UnixNanos) {
+        let f = self.flow_mut(slot);
+        let first_ns = f.first_ns;
+        let off = |t: UnixNanos| {
+            t.checked_sub(first_ns)
+                .and_then(|d| u64::try_from(d).ok())
+                .filter(|&d| d <= FLOW_SPAN_MAX_NS)
+        };
+        match (f.wide(), off(last_ns), off(written_ns)) {
+            (false, Some(l), Some(w)) => f.set_offs(l, w),
+            _ => {
+                f.set_offs(OFF48_WIDE, OFF48_WIDE);
+                self.flow_wide.insert(slot, (last_ns, written_ns));
+            }
+        }
+    }
+
+    /// Deadline of the flow in `slot` ([`Flow::deadline_ns`]).
+    fn flow_deadline_ns(&self, slot: u32) -> UnixNanos {
+        let (last_ns, _) = self.flow_times(slot);
+        self.flow(slot).deadline_ns(last_ns, &self.cfg.hold)
+    }
+
+    /// The mapping the flow in `slot` stands for, rebuilt (end `Open`).
+    fn mapping(&self, slot: u32) -> Mapping {
+        let f = self.flow(slot);
+        let (last_ns, _) = self.flow_times(slot);
         Mapping {
-            proto: k.proto,
+            proto: f.proto,
             internal: SocketAddr::new(
-                self.addr(k.internal, k.fam & FAM_INTERNAL_V6 != 0),
-                k.internal_port,
+                self.addr(f.internal, f.bits & FAM_INTERNAL_V6 != 0),
+                f.internal_port,
             ),
             public: SocketAddr::new(
                 self.addr(f.public, f.bits & BIT_PUBLIC_V6 != 0),
                 f.public_port,
             ),
             remote: SocketAddr::new(
-                self.addr(k.remote, k.fam & FAM_REMOTE_V6 != 0),
-                k.remote_port,
+                self.addr(f.remote, f.bits & FAM_REMOTE_V6 != 0),
+                f.remote_port,
             ),
             first_ns: f.first_ns,
-            last_ns: f.last_ns,
+            last_ns,
             end: EndReason::Open,
             packets_out: f.packets_out,
             packets_in: f.packets_in,
-            flags: f.flags,
+            flags: f.flags(),
         }
     }
 
@@ -1122,26 +1233,44 @@ impl Correlator {
             self.flow_slots_used = slot + 1;
             slot
         };
+        assert!(
+            m.flags & !FLAG_MIDFLOW == 0,
+            "a flow slot keeps FLAG_MIDFLOW only"
+        );
         let f = self.flow_mut(slot);
         *f = Flow {
-            key,
+            first_ns: m.first_ns,
+            internal: key.internal,
+            remote: key.remote,
             public: p,
-            public_port: m.public.port(),
-            bits: bits | BIT_LIVE | if p6 { BIT_PUBLIC_V6 } else { 0 },
-            flags: m.flags,
             wheel_prev: NO_SLOT,
             wheel_next: NO_SLOT,
             packets_out: m.packets_out,
             packets_in: m.packets_in,
-            first_ns: m.first_ns,
-            last_ns: m.last_ns,
-            written_ns,
+            last_lo: 0,
+            written_lo: 0,
+            internal_port: key.internal_port,
+            remote_port: key.remote_port,
+            public_port: m.public.port(),
+            last_hi: 0,
+            written_hi: 0,
+            proto: key.proto,
+            bits: bits
+                | key.fam
+                | BIT_LIVE
+                | if p6 { BIT_PUBLIC_V6 } else { 0 }
+                | if m.flags & FLAG_MIDFLOW != 0 {
+                    BIT_MIDFLOW
+                } else {
+                    0
+                },
         };
+        self.set_flow_times(slot, m.last_ns, written_ns);
         let chunks = &self.flow_chunks;
         self.flow_index
             .insert_unique(Self::key_hash(&key), slot, |&s| {
                 let s = s as usize;
-                Self::key_hash(&chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key)
+                Self::key_hash(&chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key())
             });
         self.flows_active += 1;
         slot
@@ -1153,20 +1282,23 @@ impl Correlator {
         self.wheel_unlink(slot);
         let f = *self.flow(slot);
         assert!(f.live(), "removing a free slot");
-        let m = self.mapping(&f);
+        let m = self.mapping(slot);
         let closed = f.closed_reason();
-        let hash = Self::key_hash(&f.key);
+        if f.wide() {
+            self.flow_wide.remove(&slot);
+        }
+        let hash = Self::key_hash(&f.key());
         match self.flow_index.find_entry(hash, |&s| s == slot) {
             Ok(e) => {
                 e.remove();
             }
             Err(_) => panic!("active flow missing from the index"),
         }
-        if f.key.fam & FAM_INTERNAL_V6 != 0 {
-            self.v6.release(f.key.internal);
+        if f.bits & FAM_INTERNAL_V6 != 0 {
+            self.v6.release(f.internal);
         }
-        if f.key.fam & FAM_REMOTE_V6 != 0 {
-            self.v6.release(f.key.remote);
+        if f.bits & FAM_REMOTE_V6 != 0 {
+            self.v6.release(f.remote);
         }
         if f.bits & BIT_PUBLIC_V6 != 0 {
             self.v6.release(f.public);
@@ -1211,15 +1343,15 @@ impl Correlator {
                 // late may carry an earlier time; it is evidence, not identity).
                 let refresh = self.cfg.refresh_interval_ns;
                 let hold = self.cfg.hold;
+                let (last_ns, written_ns) = self.flow_times(slot);
+                let last_ns = last_ns.max(ts_ns);
+                let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
+                let written_ns = if refreshed { ts_ns } else { written_ns };
+                self.set_flow_times(slot, last_ns, written_ns);
                 let flow = self.flow_mut(slot);
-                flow.last_ns = flow.last_ns.max(ts_ns);
                 match dir {
                     Dir::Out => flow.packets_out = flow.packets_out.saturating_add(1),
                     Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
-                }
-                let refreshed = refresh > 0 && ts_ns.saturating_sub(flow.written_ns) >= refresh;
-                if refreshed {
-                    flow.written_ns = ts_ns;
                 }
                 let mut moved_earlier = None;
                 if proto == Proto::Tcp {
@@ -1235,12 +1367,12 @@ impl Correlator {
                     }
                     if was_open && flow.closed_reason() != EndReason::Open {
                         // The hold shrinks (TIME_WAIT): the deadline moved earlier.
-                        moved_earlier = Some(flow.deadline_ns(&hold));
+                        moved_earlier = Some(flow.deadline_ns(last_ns, &hold));
                     }
                 }
                 if refreshed {
                     self.stats.mappings_refreshed += 1;
-                    let m = self.mapping(self.flow(slot));
+                    let m = self.mapping(slot);
                     out.push(m);
                 }
                 if let Some(deadline_ns) = moved_earlier {
@@ -1290,7 +1422,7 @@ impl Correlator {
         self.stats.mappings_opened += 1;
         out.push(mapping);
         let slot = self.insert_flow(&mapping, bits, ts_ns);
-        let deadline_ns = self.flow(slot).deadline_ns(&self.cfg.hold);
+        let deadline_ns = self.flow_deadline_ns(slot);
         self.wheel_insert(slot, deadline_ns);
     }
 
@@ -1386,9 +1518,9 @@ impl Correlator {
     /// order earlier flows left.
     fn evict_least_recent(&mut self, out: &mut Vec<Mapping>) {
         let Some(slot) = self.live_slots().min_by(|&a, &b| {
-            let (fa, fb) = (self.flow(a), self.flow(b));
-            fa.last_ns.cmp(&fb.last_ns).then_with(|| {
-                let (ma, mb) = (self.mapping(fa), self.mapping(fb));
+            let (la, lb) = (self.flow_times(a).0, self.flow_times(b).0);
+            la.cmp(&lb).then_with(|| {
+                let (ma, mb) = (self.mapping(a), self.mapping(b));
                 (ma.first_ns, ma.internal, ma.remote, ma.proto as u8).cmp(&(
                     mb.first_ns,
                     mb.internal,
@@ -1451,7 +1583,6 @@ impl Correlator {
     /// its deadline, as with a queue ordered by deadline. Cost: the entries
     /// of at most `EXPIRY_WHEEL_SECONDS` buckets, not the table's size.
     fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
-        let hold = self.cfg.hold;
         let mut expired: Vec<(Mapping, EndReason)> = Vec::new();
         if self.wheel_sec == i64::MIN {
             return;
@@ -1477,7 +1608,7 @@ impl Correlator {
                 break;
             }
             self.wheel_unlink(slot);
-            let due = self.flow(slot).deadline_ns(&hold);
+            let due = self.flow_deadline_ns(slot);
             if now_ns > due {
                 expired.push(self.remove_flow(slot));
             } else {
@@ -2302,7 +2433,7 @@ mod tests {
                     linked += 1;
                     // The second this bucket stands for now.
                     let sec = self.wheel_sec + (b as i64 - self.wheel_sec).rem_euclid(span);
-                    let deadline_sec = f.deadline_ns(&self.cfg.hold).div_euclid(NANOS_PER_SEC);
+                    let deadline_sec = self.flow_deadline_ns(l).div_euclid(NANOS_PER_SEC);
                     assert!(sec <= deadline_sec, "slot {l} queued after its deadline");
                     (prev, l) = (l, f.wheel_next);
                 }
@@ -2381,10 +2512,7 @@ mod tests {
             if c.next_scan_ns != scan_before {
                 // A scan ran at `t`: nothing active is past its deadline.
                 for s in c.live_slots() {
-                    assert!(
-                        c.flow(s).deadline_ns(&hold) >= t,
-                        "flow left past its deadline"
-                    );
+                    assert!(c.flow_deadline_ns(s) >= t, "flow left past its deadline");
                 }
             }
             c.push(t + 10 * 1_000, Side::Outside, &post, &mut out);
@@ -2448,5 +2576,82 @@ mod tests {
         let evicted: Vec<_> = out.iter().filter(|m| m.end == EndReason::Evicted).collect();
         assert_eq!(evicted.len(), 1);
         assert_eq!(evicted[0].internal.port(), 2000);
+    }
+
+    /// A flow running longer than a slot's 48-bit offsets hold (78 h): its
+    /// times move to `flow_wide` and stay exact to the nanosecond, in the
+    /// refreshed states and in the final; the entry leaves with the flow.
+    #[test]
+    fn flow_longer_than_flow_span_max_keeps_exact_times() {
+        let mut c = Correlator::new(CorrelatorConfig {
+            refresh_interval_ns: 10 * 3600 * S,
+            ..CorrelatorConfig::default()
+        });
+        let mut out = Vec::new();
+        let t0 = 1_700_000_000 * S + 123_456_789;
+        let mut last = t0;
+        // A TCP flow (2 h 4 min open hold) with a packet pair every hour and
+        // a few odd nanoseconds, for 100 hours.
+        for k in 0..=100i64 {
+            let t = t0 + k * 3600 * S + k * 7;
+            let flags = if k == 0 { SYN } else { ACK };
+            let id = k as u32;
+            c.push(
+                t,
+                Side::Inside,
+                &pkt(
+                    Proto::Tcp,
+                    "100.64.0.9:9000",
+                    "198.51.100.9:22",
+                    id,
+                    flags,
+                    id,
+                ),
+                &mut out,
+            );
+            c.push(
+                t + 1_000,
+                Side::Outside,
+                &pkt(
+                    Proto::Tcp,
+                    "203.0.113.9:9000",
+                    "198.51.100.9:22",
+                    id,
+                    flags,
+                    id,
+                ),
+                &mut out,
+            );
+            last = t;
+            let wide = c.flow_wide.len();
+            assert_eq!(
+                wide,
+                usize::from((t - t0) as u64 > FLOW_SPAN_MAX_NS),
+                "at hour {k}"
+            );
+            c.check_wheel();
+        }
+        assert!((last - t0) as u64 > FLOW_SPAN_MAX_NS);
+        let refreshed: Vec<_> = out
+            .iter()
+            .filter(|m| m.end == EndReason::Open)
+            .skip(1)
+            .collect();
+        assert_eq!(refreshed.len(), 10, "one refresh every 10 hours");
+        for (i, m) in refreshed.iter().enumerate() {
+            let k = 10 * (i as i64 + 1);
+            assert_eq!(m.first_ns, t0);
+            assert_eq!(m.last_ns, t0 + k * 3600 * S + k * 7, "refresh {i}");
+        }
+        c.advance(last + 3 * 3600 * S, &mut out);
+        let f = finals(&out);
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].first_ns, f[0].last_ns, f[0].end),
+            (t0, last, EndReason::Idle)
+        );
+        assert_eq!((f[0].packets_out, f[0].packets_in), (101, 0));
+        assert!(c.flow_wide.is_empty());
+        c.check_wheel();
     }
 }
