@@ -35,13 +35,11 @@
 //! The correlator is a pure state machine over (time, side, decoded packet):
 //! no I/O, no clock. Time only moves forward with the packets' timestamps.
 
-use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use hashbrown::HashTable;
 use rustc_hash::{FxHashMap, FxHasher};
-use smallvec::SmallVec;
 #[cfg(test)]
 use std::collections::HashMap;
 
@@ -181,10 +179,9 @@ pub struct CorrelatorMemory {
     pub flow_index: usize,
     /// The idle-expiry structure.
     pub expiry: usize,
-    /// The pending table (copies waiting for their twin).
+    /// The copies waiting for their twin: the pending slab and the table of
+    /// its keys.
     pub pending: usize,
-    /// The arrival queue of pending copies.
-    pub pending_order: usize,
     /// Interned IPv6 addresses.
     pub v6_names: usize,
 }
@@ -192,12 +189,7 @@ pub struct CorrelatorMemory {
 impl CorrelatorMemory {
     /// Sum of the parts.
     pub fn total(&self) -> usize {
-        self.flow_slab
-            + self.flow_index
-            + self.expiry
-            + self.pending
-            + self.pending_order
-            + self.v6_names
+        self.flow_slab + self.flow_index + self.expiry + self.pending + self.v6_names
     }
 }
 
@@ -286,9 +278,30 @@ fn twin_key(key: PairKey, c: &Copy) -> Option<PairKey> {
     })
 }
 
-/// Pending copies with one pair key, oldest first. Almost always one: kept
-/// inline, so waiting for a twin allocates nothing.
-type Slot = SmallVec<[Copy; 1]>;
+/// A copy waiting for its twin, as the pending slab keeps it (88 bytes,
+/// asserted): its key, the copy, and two lists through the slab: the copies
+/// waiting under the same key (arrival order; the pending table points at the
+/// oldest) and every waiting copy in arrival order (for the pair window and
+/// the `pending_max` bound). A copy leaves both lists when it pairs or is
+/// dropped, so neither ever holds a copy that is gone.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    key: PairKey,
+    copy: Copy,
+    /// Next copy waiting under the same key, or [`NO_SLOT`] (free entries:
+    /// the next free entry).
+    key_next: u32,
+    /// Arrival-order neighbours, [`NO_SLOT`] at the ends.
+    order_prev: u32,
+    order_next: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Waiting>() == 88);
+
+/// Waiting copies per chunk of the pending slab (88 KiB): the slab grows by
+/// whole chunks, never moves its entries, and keeps its chunks (its
+/// high-water mark is bounded by `pending_max`).
+const WAITING_CHUNK: usize = 1024;
 
 /// An endpoint address as the flow table keeps it: an IPv4 address as its
 /// `u32`, an IPv6 address as its index in [`V6Names`] (the key's `fam` bits
@@ -550,49 +563,6 @@ const EXPIRY_WHEEL_SECONDS: usize = 8192;
 /// The list head after the buckets': the scan gathers the due buckets there.
 const WHEEL_DUE: usize = EXPIRY_WHEEL_SECONDS;
 
-/// Bound on `pending_order` entries per copy still waiting
-/// (`pending_order_per_copy_max`): entries of copies that paired stay in the
-/// queue until their window ends unless compacted; past this many per waiting
-/// copy (plus [`PENDING_ORDER_SLACK`]) the queue is compacted.
-const PENDING_ORDER_PER_COPY_MAX: usize = 4;
-/// Entries allowed beyond [`PENDING_ORDER_PER_COPY_MAX`] per waiting copy
-/// before a compaction (`pending_order_slack`, 4 Ki entries of 24 bytes = 96
-/// KiB). A compaction looks up each entry once and leaves about one entry per
-/// waiting copy, so it costs about one lookup per insert whatever the slack.
-const PENDING_ORDER_SLACK: usize = 1 << 12;
-
-/// An entry of the arrival queue (`pending_order`), 24 bytes: when a copy
-/// began to wait, the hash of its pair key, and which copy it is: the
-/// sequence number of its packet and the key's direction. That pair names
-/// one pending copy: a packet waits under one key, or (an ambiguous outside
-/// copy) under two keys of opposite directions ([`twin_key`]).
-#[derive(Clone, Copy, Debug)]
-struct OrderEntry {
-    ts_ns: UnixNanos,
-    hash: u64,
-    /// `packet << 1 | direction` (1: [`Dir::In`]).
-    packet_dir: u64,
-}
-
-const _: () = assert!(std::mem::size_of::<OrderEntry>() == 24);
-
-impl OrderEntry {
-    fn new(ts_ns: UnixNanos, key: &PairKey, hash: u64, packet: u64) -> OrderEntry {
-        assert!(packet < 1 << 63, "packet sequence numbers fit in 63 bits");
-        OrderEntry {
-            ts_ns,
-            hash,
-            packet_dir: packet << 1 | u64::from(key.dir == Dir::In),
-        }
-    }
-
-    /// Whether `(key, slot)` of the pending table holds this entry's copy.
-    fn is_in(&self, key: &PairKey, slot: &Slot) -> bool {
-        (self.packet_dir & 1 == u64::from(key.dir == Dir::In))
-            && slot.iter().any(|c| c.packet == self.packet_dir >> 1)
-    }
-}
-
 /// A decoded packet reduced to what the correlator needs: endpoints (canonical,
 /// compact), subscriber tests, protocol, TCP flags and the hash of the fields
 /// a NAT leaves alone. Computed without correlator state, so a pipeline can
@@ -682,13 +652,19 @@ pub struct Correlator {
     // FxHash: the keys are packet fields, chosen by remote hosts; a flood of
     // colliding keys is bounded by `pending_max` and `flows_active_max`, and
     // SipHash cost a fifth of the replay time.
-    /// Pending copies by pair key; hashed with [`pair_hash`], which the
-    /// reader computes ([`Prepared`]) for the two keys of each packet.
-    pending: HashTable<(PairKey, Slot)>,
-    /// Pending copies in arrival order, for expiry and eviction; entries
-    /// whose copy is gone are skipped lazily (and compacted away, see
-    /// [`PENDING_ORDER_PER_COPY_MAX`]).
-    pending_order: VecDeque<OrderEntry>,
+    /// Pending copies by pair key: the slab entry of the oldest copy waiting
+    /// under each key; hashed with [`pair_hash`], which the reader computes
+    /// ([`Prepared`]) for the two keys of each packet.
+    pending: HashTable<u32>,
+    /// The pending slab: chunks of [`WAITING_CHUNK`] [`Waiting`] copies.
+    waiting_chunks: Vec<Box<[Waiting]>>,
+    /// First free entry (linked through `key_next`), or [`NO_SLOT`].
+    waiting_free: u32,
+    /// Entries handed out so far (the slab's high-water mark).
+    waiting_used: u32,
+    /// Oldest and newest waiting copy ([`NO_SLOT`]: none).
+    order_head: u32,
+    order_tail: u32,
     pending_count: usize,
     /// Active flows: slots of the slab, indexed by key through `flow_index`
     /// (which holds slot numbers only, 4 bytes + 1 control byte per bucket).
@@ -736,7 +712,11 @@ impl Correlator {
             preparer: Preparer::new(&cfg),
             cfg,
             pending: HashTable::new(),
-            pending_order: VecDeque::new(),
+            waiting_chunks: Vec::new(),
+            waiting_free: NO_SLOT,
+            waiting_used: 0,
+            order_head: NO_SLOT,
+            order_tail: NO_SLOT,
             pending_count: 0,
             flow_index: HashTable::new(),
             flow_chunks: Vec::new(),
@@ -767,20 +747,15 @@ impl Correlator {
     /// Heap bytes held now, by structure.
     pub fn memory(&self) -> CorrelatorMemory {
         use std::mem::size_of;
-        let spilled: usize = self
-            .pending
-            .iter()
-            .filter(|(_, slot)| slot.spilled())
-            .map(|(_, slot)| slot.capacity() * size_of::<Copy>())
-            .sum();
         CorrelatorMemory {
             flow_slab: self.flow_chunks.capacity() * size_of::<Box<[Flow]>>()
                 + self.flow_chunks.len() * SLAB_CHUNK_FLOWS * size_of::<Flow>()
                 + self.flow_wide.capacity() * (size_of::<(u32, (UnixNanos, UnixNanos))>() + 1),
             flow_index: self.flow_index.allocation_size(),
             expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
-            pending: self.pending.allocation_size() + spilled,
-            pending_order: self.pending_order.capacity() * size_of::<OrderEntry>(),
+            pending: self.pending.allocation_size()
+                + self.waiting_chunks.capacity() * size_of::<Box<[Waiting]>>()
+                + self.waiting_chunks.len() * WAITING_CHUNK * size_of::<Waiting>(),
             v6_names: self.v6.ids.capacity() * (size_of::<(u128, u32)>() + 1)
                 + self.v6.names.capacity() * size_of::<(u128, u32)>()
                 + self.v6.free.capacity() * size_of::<u32>(),
@@ -859,7 +834,6 @@ impl Correlator {
                 }
                 let seq = self.packet_seq;
                 self.insert(
-                    ts_ns,
                     out_key,
                     out_hash,
                     Copy {
@@ -872,7 +846,6 @@ impl Correlator {
                     },
                 );
                 self.insert(
-                    ts_ns,
                     in_key,
                     in_hash,
                     Copy {
@@ -904,7 +877,6 @@ impl Correlator {
         }
         let packet = self.packet_seq;
         self.insert(
-            ts_ns,
             key,
             hash,
             Copy {
@@ -933,15 +905,16 @@ impl Correlator {
         flags: u8,
         out: &mut Vec<Mapping>,
     ) -> bool {
-        let Some((_, slot)) = self.pending.find_mut(hash, |e| e.0 == key) else {
+        let Some(head) = self.find_pending(key, hash) else {
             return false;
         };
-        if let Some(i) = slot.iter().position(|c| c.inside != inside) {
-            let twin = slot.remove(i);
-            if slot.is_empty() {
-                self.remove_slot(key, hash);
-            }
-            self.pending_count -= 1;
+        // The oldest copy of the other side, and the one before it.
+        let (mut prev, mut i) = (NO_SLOT, head);
+        while i != NO_SLOT && self.waiting(i).copy.inside == inside {
+            (prev, i) = (i, self.waiting(i).key_next);
+        }
+        if i != NO_SLOT {
+            let twin = self.remove_waiting(hash, prev, i);
             if let Some(other) = twin_key(key, &twin) {
                 self.remove_copy(other, twin.packet);
             }
@@ -968,7 +941,14 @@ impl Correlator {
             );
             return true;
         }
-        if inside && slot.iter().any(|c| c.inside && c.endpoint == endpoint) {
+        let mut same = false;
+        let mut i = head;
+        while i != NO_SLOT {
+            let w = self.waiting(i);
+            same |= w.copy.inside && w.copy.endpoint == endpoint;
+            i = w.key_next;
+        }
+        if inside && same {
             // Inside twice with the same source: either one capture point saw
             // it twice, or it was forwarded without translation and the
             // outside copy still carries the subscriber address (seen on an
@@ -979,103 +959,173 @@ impl Correlator {
         false
     }
 
-    fn insert(&mut self, ts_ns: UnixNanos, key: PairKey, hash: u64, copy: Copy) {
+    fn insert(&mut self, key: PairKey, hash: u64, copy: Copy) {
         while self.pending_count >= self.cfg.pending_max {
             if !self.pop_oldest_pending(true) {
                 break;
             }
         }
-        let (_, slot) = self
-            .pending
-            .entry(hash, |e| e.0 == key, |e| pair_hash(&e.0))
-            .or_insert_with(|| (key, Slot::new()))
-            .into_mut();
-        if slot.len() >= self.cfg.pending_per_key_max {
+        let (mut len, mut tail) = (0, NO_SLOT);
+        if let Some(head) = self.find_pending(key, hash) {
+            let mut i = head;
+            while i != NO_SLOT {
+                (len, tail) = (len + 1, i);
+                i = self.waiting(i).key_next;
+            }
+        }
+        if len >= self.cfg.pending_per_key_max {
             self.stats.pending_key_full += 1;
             return;
         }
-        slot.push(copy);
-        self.pending_count += 1;
-        self.pending_order
-            .push_back(OrderEntry::new(ts_ns, &key, hash, copy.packet));
-        if self.pending_order.len()
-            > PENDING_ORDER_PER_COPY_MAX * self.pending_count + PENDING_ORDER_SLACK
-        {
-            // Most entries are of copies that paired since: drop those, so the
-            // queue holds about the copies still waiting, not a whole pair
-            // window of packets. Amortised O(1) per insert.
-            let pending = &self.pending;
-            self.pending_order.retain(|o| {
-                pending
-                    .find(o.hash, |(key, slot)| o.is_in(key, slot))
-                    .is_some()
-            });
+        let i = self.alloc_waiting(Waiting {
+            key,
+            copy,
+            key_next: NO_SLOT,
+            order_prev: self.order_tail,
+            order_next: NO_SLOT,
+        });
+        if tail == NO_SLOT {
+            let chunks = &self.waiting_chunks;
+            self.pending
+                .insert_unique(hash, i, |&h| pair_hash(&Self::waiting_in(chunks, h).key));
+        } else {
+            self.waiting_mut(tail).key_next = i;
         }
+        match self.order_tail {
+            NO_SLOT => self.order_head = i,
+            t => self.waiting_mut(t).order_next = i,
+        }
+        self.order_tail = i;
+        self.pending_count += 1;
     }
 
-    /// Removes the (empty) slot of `key`.
-    fn remove_slot(&mut self, key: PairKey, hash: u64) {
-        if let Ok(e) = self.pending.find_entry(hash, |e| e.0 == key) {
-            e.remove();
+    fn waiting_in(chunks: &[Box<[Waiting]>], i: u32) -> &Waiting {
+        let i = i as usize;
+        &chunks[i / WAITING_CHUNK][i % WAITING_CHUNK]
+    }
+
+    fn waiting(&self, i: u32) -> &Waiting {
+        Self::waiting_in(&self.waiting_chunks, i)
+    }
+
+    fn waiting_mut(&mut self, i: u32) -> &mut Waiting {
+        let i = i as usize;
+        &mut self.waiting_chunks[i / WAITING_CHUNK][i % WAITING_CHUNK]
+    }
+
+    /// The oldest copy waiting under `key` (hashed `hash`), if any.
+    fn find_pending(&self, key: PairKey, hash: u64) -> Option<u32> {
+        let chunks = &self.waiting_chunks;
+        self.pending
+            .find(hash, |&h| Self::waiting_in(chunks, h).key == key)
+            .copied()
+    }
+
+    fn alloc_waiting(&mut self, w: Waiting) -> u32 {
+        let i = if self.waiting_free != NO_SLOT {
+            let i = self.waiting_free;
+            self.waiting_free = self.waiting(i).key_next;
+            i
+        } else {
+            let i = self.waiting_used;
+            if i as usize == self.waiting_chunks.len() * WAITING_CHUNK {
+                let free = Waiting {
+                    key_next: NO_SLOT,
+                    order_prev: NO_SLOT,
+                    order_next: NO_SLOT,
+                    ..w
+                };
+                self.waiting_chunks
+                    .push(vec![free; WAITING_CHUNK].into_boxed_slice());
+            }
+            self.waiting_used = i
+                .checked_add(1)
+                .filter(|&n| n < NO_SLOT)
+                .expect("pending_max < 2^32 - 1");
+            i
+        };
+        *self.waiting_mut(i) = w;
+        i
+    }
+
+    /// Takes entry `i` (under the key hashed `hash`; `prev`: the copy before
+    /// it under that key, or [`NO_SLOT`] if `i` is the oldest) off both lists
+    /// and frees it.
+    fn remove_waiting(&mut self, hash: u64, prev: u32, i: u32) -> Copy {
+        let w = *self.waiting(i);
+        if prev == NO_SLOT {
+            match self.pending.find_entry(hash, |&h| h == i) {
+                Ok(mut e) if w.key_next != NO_SLOT => *e.get_mut() = w.key_next,
+                Ok(e) => {
+                    e.remove();
+                }
+                Err(_) => panic!("oldest waiting copy missing from the pending table"),
+            }
+        } else {
+            self.waiting_mut(prev).key_next = w.key_next;
         }
+        match w.order_prev {
+            NO_SLOT => self.order_head = w.order_next,
+            p => self.waiting_mut(p).order_next = w.order_next,
+        }
+        match w.order_next {
+            NO_SLOT => self.order_tail = w.order_prev,
+            n => self.waiting_mut(n).order_prev = w.order_prev,
+        }
+        let free = self.waiting_free;
+        let e = self.waiting_mut(i);
+        e.key_next = free;
+        e.order_prev = NO_SLOT;
+        e.order_next = NO_SLOT;
+        self.waiting_free = i;
+        self.pending_count -= 1;
+        w.copy
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
         let hash = pair_hash(&key);
-        let (_, slot) = self.pending.find_mut(hash, |e| e.0 == key)?;
-        let i = slot.iter().position(|c| c.packet == packet)?;
-        let c = slot.remove(i);
-        if slot.is_empty() {
-            self.remove_slot(key, hash);
+        let (mut prev, mut i) = (NO_SLOT, self.find_pending(key, hash)?);
+        while self.waiting(i).copy.packet != packet {
+            (prev, i) = (i, self.waiting(i).key_next);
+            if i == NO_SLOT {
+                return None;
+            }
         }
-        self.pending_count -= 1;
-        Some(c)
+        Some(self.remove_waiting(hash, prev, i))
     }
 
-    /// Removes the copy an arrival-queue entry names, if still there; returns
-    /// it with the key it waited under.
-    fn remove_ordered(&mut self, o: OrderEntry) -> Option<(PairKey, Copy)> {
-        let Ok(mut e) = self
-            .pending
-            .find_entry(o.hash, |(key, slot)| o.is_in(key, slot))
-        else {
+    /// Drops the oldest waiting copy and its twin entry (an ambiguous outside
+    /// copy waits under two keys); returns it. `None` when nothing waits.
+    fn drop_oldest_pending(&mut self) -> Option<Copy> {
+        let i = self.order_head;
+        if i == NO_SLOT {
             return None;
-        };
-        let (key, slot) = e.get_mut();
-        let key = *key;
-        let i = slot
-            .iter()
-            .position(|c| c.packet == o.packet_dir >> 1)
-            .expect("is_in found the copy");
-        let c = slot.remove(i);
-        if slot.is_empty() {
-            e.remove();
         }
-        self.pending_count -= 1;
-        Some((key, c))
+        let key = self.waiting(i).key;
+        let copy = self
+            .remove_copy(key, self.waiting(i).copy.packet)
+            .expect("the oldest copy waits under its key");
+        if let Some(other) = twin_key(key, &copy) {
+            self.remove_copy(other, copy.packet);
+        }
+        Some(copy)
     }
 
     /// Drops the oldest waiting copy (with its twin entry); counts it as
     /// evicted (`evicted`) or unmatched. Returns false when nothing waits.
     fn pop_oldest_pending(&mut self, evicted: bool) -> bool {
-        while let Some(o) = self.pending_order.pop_front() {
-            let Some((key, copy)) = self.remove_ordered(o) else {
-                continue;
-            };
-            if let Some(other) = twin_key(key, &copy) {
-                self.remove_copy(other, copy.packet);
-            }
-            if evicted {
-                self.stats.pending_evicted += 1;
-            } else if copy.inside {
-                self.stats.unmatched_inside += 1;
-            } else {
-                self.stats.unmatched_outside += 1;
-            }
-            return true;
+        let Some(copy) = self.drop_oldest_pending() else {
+            return false;
+        };
+        if evicted {
+            self.stats.pending_evicted += 1;
+        } else if copy.inside {
+            self.stats.unmatched_inside += 1;
+        } else {
+            self.stats.unmatched_outside += 1;
         }
-        false
+        true
     }
 
     fn flow(&self, slot: u32) -> &Flow {
@@ -1551,23 +1601,9 @@ impl Correlator {
         }
         self.now_ns = now_ns;
         let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
-        while let Some(&o) = self.pending_order.front() {
-            if o.ts_ns >= horizon {
-                break;
-            }
-            self.pending_order.pop_front();
-            // Only this entry's copy: a stale entry (its copy paired) must not
-            // make a younger copy leave before its own window is over.
-            if let Some((key, copy)) = self.remove_ordered(o) {
-                if let Some(other) = twin_key(key, &copy) {
-                    self.remove_copy(other, copy.packet);
-                }
-                if copy.inside {
-                    self.stats.unmatched_inside += 1;
-                } else {
-                    self.stats.unmatched_outside += 1;
-                }
-            }
+        // In arrival order, up to the first copy still inside its window.
+        while self.order_head != NO_SLOT && self.waiting(self.order_head).copy.ts_ns < horizon {
+            self.pop_oldest_pending(false);
         }
         if now_ns >= self.next_scan_ns {
             self.next_scan_ns = now_ns.saturating_add(self.cfg.expiry_scan_interval_ns);
@@ -2653,5 +2689,127 @@ mod tests {
         assert_eq!((f[0].packets_out, f[0].packets_in), (101, 0));
         assert!(c.flow_wide.is_empty());
         c.check_wheel();
+    }
+
+    impl Correlator {
+        /// The pending slab's invariant, walked: the arrival list links every
+        /// waiting copy once, both ways; every key's list holds copies of that
+        /// key only, at most `pending_per_key_max`, in arrival order; every
+        /// waiting copy is on exactly one key's list.
+        fn check_pending(&self) {
+            let mut in_order = vec![false; self.waiting_used as usize];
+            let (mut prev, mut i, mut n) = (NO_SLOT, self.order_head, 0);
+            let mut rank = vec![usize::MAX; self.waiting_used as usize];
+            while i != NO_SLOT {
+                let w = self.waiting(i);
+                assert_eq!(w.order_prev, prev, "entry {i}: order prev link");
+                assert!(!in_order[i as usize], "entry {i} twice in arrival order");
+                in_order[i as usize] = true;
+                rank[i as usize] = n;
+                n += 1;
+                (prev, i) = (i, w.order_next);
+            }
+            assert_eq!(self.order_tail, prev, "arrival order tail");
+            assert_eq!(n, self.pending_count, "pending_count");
+            let mut in_key = 0;
+            for &head in self.pending.iter() {
+                let key = self.waiting(head).key;
+                assert_eq!(self.find_pending(key, pair_hash(&key)), Some(head));
+                let (mut i, mut len, mut last_rank) = (head, 0, None);
+                while i != NO_SLOT {
+                    let w = self.waiting(i);
+                    assert_eq!(w.key, key, "entry {i} on another key's list");
+                    assert!(in_order[i as usize], "entry {i} not in arrival order");
+                    assert!(last_rank < Some(rank[i as usize]), "key list out of order");
+                    last_rank = Some(rank[i as usize]);
+                    len += 1;
+                    i = w.key_next;
+                }
+                assert!(len <= self.cfg.pending_per_key_max);
+                in_key += len;
+            }
+            assert_eq!(in_key, n, "a waiting copy on no key's list");
+        }
+    }
+
+    /// Copies inside and outside, retransmitted (one key, several copies),
+    /// ambiguous (two keys), paired, dropped at the window, at `pending_max`
+    /// and at `pending_per_key_max`, in a pseudo-random order: after every
+    /// packet the pending slab's invariant holds, and in the end nothing
+    /// waits and every entry is back on the free list.
+    #[test]
+    fn pending_slab_model_with_retransmissions_bounds_and_window() {
+        let mut c = Correlator::new(CorrelatorConfig {
+            pending_max: 16,
+            pending_per_key_max: 2,
+            ..CorrelatorConfig::default()
+        });
+        let mut out = Vec::new();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut t = S;
+        for _ in 0..20_000 {
+            t += next(200) as i64 * MS;
+            let id = next(6) as u32; // few ids: retransmissions and reuse
+            let sub = 1 + next(3);
+            let remote = format!("198.51.100.{}:443", 1 + next(2));
+            let (inside, outside) = (
+                format!("100.64.0.{sub}:5000"),
+                format!("203.0.113.{sub}:6000"),
+            );
+            let p = match next(4) {
+                0 => (Side::Inside, pkt(Proto::Udp, &inside, &remote, id, 0, 0)),
+                1 => (Side::Outside, pkt(Proto::Udp, &outside, &remote, id, 0, 0)),
+                2 => (Side::Outside, pkt(Proto::Udp, &remote, &outside, id, 0, 0)),
+                _ => (Side::Inside, pkt(Proto::Udp, &remote, &inside, id, 0, 0)),
+            };
+            c.push(t, p.0, &p.1, &mut out);
+            c.check_pending();
+        }
+        let s = c.stats();
+        assert!(
+            s.paired_copies > 1_000 && s.pending_evicted > 0 && s.pending_key_full > 0,
+            "{s:?}"
+        );
+        assert!(s.unmatched_inside > 0 && s.unmatched_outside > 0 && s.duplicate_copies > 0);
+        c.finish(&mut out);
+        c.check_pending();
+        assert_eq!((c.stats().pending, c.order_head), (0, NO_SLOT));
+        assert!(c.pending.is_empty());
+        let (mut free, mut i) = (0, c.waiting_free);
+        while i != NO_SLOT {
+            (free, i) = (free + 1, c.waiting(i).key_next);
+        }
+        assert_eq!(free, c.waiting_used, "every entry back on the free list");
+    }
+
+    /// The pair window holds for a copy that arrives after a younger one
+    /// (timestamps out of order): it leaves at the first advance past its
+    /// own window, whatever became of the copies that arrived before it.
+    #[test]
+    fn pair_window_holds_for_copies_arriving_out_of_timestamp_order() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        let mut out = Vec::new();
+        let a_in = pkt(Proto::Udp, "100.64.0.1:5000", "198.51.100.1:53", 1, 0, 0);
+        let a_out = pkt(Proto::Udp, "203.0.113.1:5000", "198.51.100.1:53", 1, 0, 0);
+        let b_in = pkt(Proto::Udp, "100.64.0.2:5000", "198.51.100.1:53", 2, 0, 0);
+        let b_out = pkt(Proto::Udp, "203.0.113.2:5000", "198.51.100.1:53", 2, 0, 0);
+        c.push(10 * S, Side::Inside, &a_in, &mut out);
+        // B's inside copy arrives after A's with an older timestamp.
+        c.push(9 * S + 500 * MS, Side::Inside, &b_in, &mut out);
+        c.push(10 * S + MS, Side::Outside, &a_out, &mut out);
+        assert_eq!(c.stats().paired_copies, 2);
+        // 11.6 s: B's window (2 s from 9.5 s) is over; A paired long ago.
+        c.advance(11 * S + 600 * MS, &mut out);
+        assert_eq!(c.stats().unmatched_inside, 1);
+        c.push(11 * S + 700 * MS, Side::Outside, &b_out, &mut out);
+        let s = c.stats();
+        // B's outside copy waits (under both directions: it is ambiguous).
+        assert_eq!((s.paired_copies, s.unmatched_inside, s.pending), (2, 1, 2));
     }
 }

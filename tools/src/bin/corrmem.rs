@@ -132,8 +132,7 @@ fn main() -> Result<()> {
         ("flow slab", m.flow_slab),
         ("flow index", m.flow_index),
         ("expiry", m.expiry),
-        ("pending table", m.pending),
-        ("pending order", m.pending_order),
+        ("pending copies", m.pending),
         ("IPv6 names", m.v6_names),
         ("total", m.total()),
     ] {
