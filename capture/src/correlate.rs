@@ -175,7 +175,7 @@ pub struct CorrelatorMemory {
     /// The flow slab (whole chunks) and the times of flows too long for a
     /// slot.
     pub flow_slab: usize,
-    /// The flow index (hash table of slot numbers).
+    /// The flow index (chain heads; the chain links are in the slots).
     pub flow_index: usize,
     /// The idle-expiry structure.
     pub expiry: usize,
@@ -343,19 +343,46 @@ const BIT_MIDFLOW: u8 = 128;
 
 /// Most nanoseconds a flow's last packet (or last written state) may lie
 /// after its first packet and still be kept in its slot
-/// (`flow_span_max_ns`, 2^48 − 2 ns, 78 hours). At the bound nothing changes
+/// (`flow_span_max_ns`, 2^47 − 2 ns, 39 hours). At the bound nothing changes
 /// for the flow: both times move to `Correlator::flow_wide` for the rest of
-/// its life, and the slot's offsets say so ([`OFF48_WIDE`]).
-const FLOW_SPAN_MAX_NS: u64 = OFF48_WIDE - 1;
+/// its life, and the slot's offsets say so ([`OFF47_WIDE`]).
+const FLOW_SPAN_MAX_NS: u64 = OFF47_WIDE - 1;
 /// `Flow` time offsets: the times are in `Correlator::flow_wide`.
-const OFF48_WIDE: u64 = (1 << 48) - 1;
+const OFF47_WIDE: u64 = (1 << 47) - 1;
+
+/// `Flow::word` bit positions: last packet offset, last written offset (47
+/// bits each), protocol (2 bits, [`PROTOS`]).
+const WORD_WRITTEN_SHIFT: u32 = 47;
+const WORD_PROTO_SHIFT: u32 = 94;
+/// The protocols by their 2-bit number in `Flow::word`.
+const PROTOS: [Proto; 4] = [Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6];
+
+/// A 24-bit link in a slot ([`Flow::links`]): a slot number, a bucket head of
+/// the expiry wheel (from [`WHEEL_BASE`] on) or [`LINK_NONE`].
+type Link = u32;
+/// No slot: the end of an index chain, or a flow not linked in the wheel.
+const LINK_NONE: Link = (1 << 24) - 1;
+/// First wheel head in the [`Link`] space: head of bucket `b` is
+/// `WHEEL_BASE + b` (the scan's list included); slot numbers stay below it.
+const WHEEL_BASE: Link = LINK_NONE - (WHEEL_DUE as Link + 1);
+/// Most flow slots, so most active flows (`flows_active_max` is checked
+/// against it): slot numbers are 24-bit links below [`WHEEL_BASE`]
+/// (16 769 022; 939 MB of slots).
+pub const FLOWS_ACTIVE_MAX_LIMIT: usize = WHEEL_BASE as usize;
+
+/// `Flow::links` positions.
+const LINK_WHEEL_PREV: usize = 0;
+const LINK_WHEEL_NEXT: usize = 1;
+const LINK_INDEX_NEXT: usize = 2;
 
 /// One active flow: a fixed 56-byte slot of the flow slab (asserted below).
 /// The mapping is rebuilt from it when written ([`Correlator::mapping`]).
 /// Times are exact: the first packet's in full, the last packet's and the
-/// last written state's as 48-bit nanosecond offsets after it
-/// ([`FLOW_SPAN_MAX_NS`]); the key's fields are kept unpadded, and its family
-/// bits share `bits` with the TCP state, the mapping's flag and `BIT_LIVE`.
+/// last written state's as 47-bit nanosecond offsets after it
+/// ([`FLOW_SPAN_MAX_NS`]). The key's fields are kept unpadded (its family
+/// bits share `bits` with the TCP state, the mapping's flag and `BIT_LIVE`;
+/// its protocol shares `word` with the offsets), and the slot links itself
+/// into its expiry wheel bucket and its flow index chain with 24-bit links.
 #[derive(Clone, Copy, Debug)]
 struct Flow {
     first_ns: UnixNanos,
@@ -363,26 +390,21 @@ struct Flow {
     remote: Addr32,
     /// Public address ([`Addr32`]; `BIT_PUBLIC_V6`), or the next free slot.
     public: Addr32,
-    /// Expiry wheel links ([`Link`]): the flow's neighbours in the list of
-    /// its wheel bucket; [`NO_SLOT`] both when not linked (a free slot, or a
-    /// flow taken off its bucket by the scan looking at it).
-    wheel_prev: Link,
-    wheel_next: Link,
     packets_out: u32,
     packets_in: u32,
-    /// Last packet time − `first_ns`: low 32 bits (`last_hi`: high 16).
-    last_lo: u32,
-    /// Packet time of the last state written for this flow − `first_ns`:
-    /// low 32 bits (`written_hi`: high 16).
-    written_lo: u32,
     internal_port: u16,
     remote_port: u16,
     public_port: u16,
-    last_hi: u16,
-    written_hi: u16,
-    proto: Proto,
     /// `FAM_*` and `BIT_*`.
     bits: u8,
+    /// Three little-endian 24-bit [`Link`]s: the flow's neighbours in the
+    /// list of its expiry wheel bucket (`LINK_WHEEL_*`; [`LINK_NONE`] both
+    /// when not linked: a free slot, or a flow taken off its bucket by the
+    /// scan looking at it) and the next flow of its flow index chain.
+    links: [u8; 9],
+    /// Little-endian: last packet − `first_ns` (47 bits), last written state
+    /// − `first_ns` (47 bits), protocol (2 bits).
+    word: [u8; 12],
 }
 
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 16);
@@ -394,23 +416,42 @@ impl Flow {
         internal: 0,
         remote: 0,
         public: NO_SLOT,
-        wheel_prev: NO_SLOT,
-        wheel_next: NO_SLOT,
         packets_out: 0,
         packets_in: 0,
-        last_lo: 0,
-        written_lo: 0,
         internal_port: 0,
         remote_port: 0,
         public_port: 0,
-        last_hi: 0,
-        written_hi: 0,
-        proto: Proto::Tcp,
         bits: 0,
+        links: [0xff; 9],
+        word: [0; 12],
     };
 
     fn live(&self) -> bool {
         self.bits & BIT_LIVE != 0
+    }
+
+    fn link(&self, k: usize) -> Link {
+        let b = &self.links[3 * k..3 * k + 3];
+        u32::from_le_bytes([b[0], b[1], b[2], 0])
+    }
+
+    fn set_link(&mut self, k: usize, l: Link) {
+        assert!(l <= LINK_NONE);
+        self.links[3 * k..3 * k + 3].copy_from_slice(&l.to_le_bytes()[..3]);
+    }
+
+    fn word(&self) -> u128 {
+        let mut b = [0; 16];
+        b[..12].copy_from_slice(&self.word);
+        u128::from_le_bytes(b)
+    }
+
+    fn set_word(&mut self, w: u128) {
+        self.word.copy_from_slice(&w.to_le_bytes()[..12]);
+    }
+
+    fn proto(&self) -> Proto {
+        PROTOS[(self.word() >> WORD_PROTO_SHIFT) as usize & 3]
     }
 
     fn key(&self) -> FlowKey {
@@ -419,7 +460,7 @@ impl Flow {
             remote: self.remote,
             internal_port: self.internal_port,
             remote_port: self.remote_port,
-            proto: self.proto,
+            proto: self.proto(),
             fam: self.bits & (FAM_INTERNAL_V6 | FAM_REMOTE_V6),
         }
     }
@@ -434,24 +475,26 @@ impl Flow {
     }
 
     fn last_off(&self) -> u64 {
-        u64::from(self.last_hi) << 32 | u64::from(self.last_lo)
+        self.word() as u64 & OFF47_WIDE
     }
 
     fn written_off(&self) -> u64 {
-        u64::from(self.written_hi) << 32 | u64::from(self.written_lo)
+        (self.word() >> WORD_WRITTEN_SHIFT) as u64 & OFF47_WIDE
     }
 
     /// Whether the times are in `Correlator::flow_wide`.
     fn wide(&self) -> bool {
-        self.last_off() == OFF48_WIDE
+        self.last_off() == OFF47_WIDE
     }
 
     fn set_offs(&mut self, last_off: u64, written_off: u64) {
-        assert!(last_off <= OFF48_WIDE && written_off <= OFF48_WIDE);
-        self.last_lo = last_off as u32;
-        self.last_hi = (last_off >> 32) as u16;
-        self.written_lo = written_off as u32;
-        self.written_hi = (written_off >> 32) as u16;
+        assert!(last_off <= OFF47_WIDE && written_off <= OFF47_WIDE);
+        let proto = self.word() >> WORD_PROTO_SHIFT;
+        self.set_word(
+            u128::from(last_off)
+                | u128::from(written_off) << WORD_WRITTEN_SHIFT
+                | proto << WORD_PROTO_SHIFT,
+        );
     }
 
     /// FIN/RST state as an end reason (`Open` if not closed).
@@ -471,7 +514,7 @@ impl Flow {
     fn deadline_ns(&self, last_ns: UnixNanos, hold: &HoldTimes) -> UnixNanos {
         let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
         let probe = Mapping {
-            proto: self.proto,
+            proto: self.proto(),
             internal: unspecified,
             public: unspecified,
             remote: unspecified,
@@ -489,7 +532,15 @@ impl Flow {
     }
 }
 
-/// End of the slab's free list.
+/// Active flows per flow index head before the heads double
+/// (`index_flows_per_head_max`): chains average at most 2 slots (4 bytes of
+/// heads per 2 to 4 flows).
+const INDEX_FLOWS_PER_HEAD_MAX: usize = 2;
+/// log2 of the flow index's first number of heads (1 024, 4 KiB).
+const INDEX_BITS_MIN: u32 = 10;
+
+/// End of the slab's free list (through `Flow::public`) and of the pending
+/// slab's lists.
 const NO_SLOT: u32 = u32::MAX;
 /// Flows per slab chunk: the slab grows by whole chunks (256 KiB), so it
 /// never copies its flows and its slack is at most one chunk.
@@ -544,21 +595,13 @@ impl V6Names {
     }
 }
 
-/// A node of the expiry wheel's lists: a flow slot, or (with [`WHEEL_HEAD`]
-/// set) the head of bucket `link & !WHEEL_HEAD`. Each bucket is a circular
-/// doubly linked list through its head and the `wheel_prev`/`wheel_next` of
-/// the flows in it, so a flow is linked, unlinked and moved in O(1) and the
-/// wheel allocates nothing per flow.
-type Link = u32;
-
-/// Tag of a bucket head in a [`Link`]; slot numbers stay below it.
-const WHEEL_HEAD: Link = 1 << 31;
-
 /// Span of the expiry wheel in one-second buckets (`expiry_wheel_seconds`;
 /// 2 h 16 min, longer than the default longest hold, TCP open 2 h 4 min). A
 /// deadline further ahead is queued in the last bucket of the span and queued
-/// again at its own second when that bucket is due. The bucket heads are 8
-/// bytes each (64 KiB), the flows' links live in their slots.
+/// again at its own second when that bucket is due. Each bucket is a circular
+/// doubly linked list through its head and the wheel links of the flows in
+/// it ([`Flow::links`]), so a flow is linked, unlinked and moved in O(1) and
+/// the wheel allocates nothing per flow. The heads are 8 bytes each (64 KiB).
 const EXPIRY_WHEEL_SECONDS: usize = 8192;
 /// The list head after the buckets': the scan gathers the due buckets there.
 const WHEEL_DUE: usize = EXPIRY_WHEEL_SECONDS;
@@ -666,9 +709,13 @@ pub struct Correlator {
     order_head: u32,
     order_tail: u32,
     pending_count: usize,
-    /// Active flows: slots of the slab, indexed by key through `flow_index`
-    /// (which holds slot numbers only, 4 bytes + 1 control byte per bucket).
-    flow_index: HashTable<u32>,
+    /// The flow index: chains of slots by key hash, linked through the
+    /// slots' `LINK_INDEX_NEXT` ([`LINK_NONE`]: empty). A power of two of
+    /// heads, doubled (and every chain rebuilt) when the active flows exceed
+    /// [`INDEX_FLOWS_PER_HEAD_MAX`] per head.
+    index_heads: Vec<Link>,
+    /// log2 of `index_heads.len()`.
+    index_bits: u32,
     /// The slab: chunks of [`SLAB_CHUNK_FLOWS`] 64-byte slots.
     flow_chunks: Vec<Box<[Flow]>>,
     /// First free slot (linked through `Flow::public`), or [`NO_SLOT`].
@@ -708,6 +755,11 @@ impl Correlator {
     pub fn new(cfg: CorrelatorConfig) -> Correlator {
         assert!(cfg.pair_window_ns > 0 && cfg.pending_max > 0 && cfg.flows_active_max > 0);
         assert!(cfg.pending_per_key_max > 0);
+        assert!(
+            cfg.flows_active_max <= FLOWS_ACTIVE_MAX_LIMIT,
+            "flows_active_max {} is over FLOWS_ACTIVE_MAX_LIMIT {FLOWS_ACTIVE_MAX_LIMIT}",
+            cfg.flows_active_max
+        );
         Correlator {
             preparer: Preparer::new(&cfg),
             cfg,
@@ -718,7 +770,8 @@ impl Correlator {
             order_head: NO_SLOT,
             order_tail: NO_SLOT,
             pending_count: 0,
-            flow_index: HashTable::new(),
+            index_heads: vec![LINK_NONE; 1 << INDEX_BITS_MIN],
+            index_bits: INDEX_BITS_MIN,
             flow_chunks: Vec::new(),
             flow_free: NO_SLOT,
             flow_slots_used: 0,
@@ -726,7 +779,7 @@ impl Correlator {
             flow_wide: FxHashMap::default(),
             v6: V6Names::default(),
             wheel: (0..=WHEEL_DUE as Link)
-                .map(|b| (b | WHEEL_HEAD, b | WHEEL_HEAD))
+                .map(|b| (WHEEL_BASE + b, WHEEL_BASE + b))
                 .collect(),
             wheel_sec: i64::MIN,
             packet_seq: 0,
@@ -751,7 +804,7 @@ impl Correlator {
             flow_slab: self.flow_chunks.capacity() * size_of::<Box<[Flow]>>()
                 + self.flow_chunks.len() * SLAB_CHUNK_FLOWS * size_of::<Flow>()
                 + self.flow_wide.capacity() * (size_of::<(u32, (UnixNanos, UnixNanos))>() + 1),
-            flow_index: self.flow_index.allocation_size(),
+            flow_index: self.index_heads.capacity() * size_of::<Link>(),
             expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
             pending: self.pending.allocation_size()
                 + self.waiting_chunks.capacity() * size_of::<Box<[Waiting]>>()
@@ -1180,13 +1233,61 @@ impl Correlator {
             proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
-        let chunks = &self.flow_chunks;
-        self.flow_index
-            .find(Self::key_hash(&key), |&s| {
-                let s = s as usize;
-                chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key() == key
-            })
-            .copied()
+        let mut s = self.index_heads[self.index_head(&key)];
+        while s != LINK_NONE {
+            let f = self.flow(s);
+            if f.key() == key {
+                return Some(s);
+            }
+            s = f.link(LINK_INDEX_NEXT);
+        }
+        None
+    }
+
+    /// The index chain of `key`.
+    fn index_head(&self, key: &FlowKey) -> usize {
+        // The hash's top bits, mixed (FxHash's low bits are its weakest).
+        let h = Self::key_hash(key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - self.index_bits)) as usize
+    }
+
+    /// Doubles the index's heads and rebuilds every chain.
+    fn index_grow(&mut self) {
+        self.index_bits += 1;
+        self.index_heads = vec![LINK_NONE; 1 << self.index_bits];
+        for slot in 0..self.flow_slots_used {
+            if self.flow(slot).live() {
+                self.index_link(slot);
+            }
+        }
+    }
+
+    /// Puts the flow in `slot` at the front of its index chain.
+    fn index_link(&mut self, slot: u32) {
+        let h = self.index_head(&self.flow(slot).key());
+        let next = self.index_heads[h];
+        self.flow_mut(slot).set_link(LINK_INDEX_NEXT, next);
+        self.index_heads[h] = slot;
+    }
+
+    /// Takes the flow in `slot` off its index chain.
+    fn index_unlink(&mut self, slot: u32) {
+        let h = self.index_head(&self.flow(slot).key());
+        let next = self.flow(slot).link(LINK_INDEX_NEXT);
+        if self.index_heads[h] == slot {
+            self.index_heads[h] = next;
+            return;
+        }
+        let mut s = self.index_heads[h];
+        while s != LINK_NONE {
+            let n = self.flow(s).link(LINK_INDEX_NEXT);
+            if n == slot {
+                self.flow_mut(s).set_link(LINK_INDEX_NEXT, next);
+                return;
+            }
+            s = n;
+        }
+        panic!("active flow missing from the index");
     }
 
     /// (last packet, last written state) of the flow in `slot`.
@@ -1217,7 +1318,7 @@ impl Correlator {
         match (f.wide(), off(last_ns), off(written_ns)) {
             (false, Some(l), Some(w)) => f.set_offs(l, w),
             _ => {
-                f.set_offs(OFF48_WIDE, OFF48_WIDE);
+                f.set_offs(OFF47_WIDE, OFF47_WIDE);
                 self.flow_wide.insert(slot, (last_ns, written_ns));
             }
         }
@@ -1234,7 +1335,7 @@ impl Correlator {
         let f = self.flow(slot);
         let (last_ns, _) = self.flow_times(slot);
         Mapping {
-            proto: f.proto,
+            proto: f.proto(),
             internal: SocketAddr::new(
                 self.addr(f.internal, f.bits & FAM_INTERNAL_V6 != 0),
                 f.internal_port,
@@ -1279,7 +1380,7 @@ impl Correlator {
                 self.flow_chunks
                     .push(vec![Flow::FREE; SLAB_CHUNK_FLOWS].into_boxed_slice());
             }
-            assert!(slot < WHEEL_HEAD, "flows_active_max < 2^31");
+            assert!((slot as usize) < FLOWS_ACTIVE_MAX_LIMIT);
             self.flow_slots_used = slot + 1;
             slot
         };
@@ -1293,18 +1394,13 @@ impl Correlator {
             internal: key.internal,
             remote: key.remote,
             public: p,
-            wheel_prev: NO_SLOT,
-            wheel_next: NO_SLOT,
             packets_out: m.packets_out,
             packets_in: m.packets_in,
-            last_lo: 0,
-            written_lo: 0,
             internal_port: key.internal_port,
             remote_port: key.remote_port,
             public_port: m.public.port(),
-            last_hi: 0,
-            written_hi: 0,
-            proto: key.proto,
+            links: [0xff; 9],
+            word: [0; 12],
             bits: bits
                 | key.fam
                 | BIT_LIVE
@@ -1315,14 +1411,20 @@ impl Correlator {
                     0
                 },
         };
+        f.set_word(
+            (PROTOS
+                .iter()
+                .position(|&p| p == key.proto)
+                .expect("4 protocols") as u128)
+                << WORD_PROTO_SHIFT,
+        );
         self.set_flow_times(slot, m.last_ns, written_ns);
-        let chunks = &self.flow_chunks;
-        self.flow_index
-            .insert_unique(Self::key_hash(&key), slot, |&s| {
-                let s = s as usize;
-                Self::key_hash(&chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key())
-            });
         self.flows_active += 1;
+        if self.flows_active > INDEX_FLOWS_PER_HEAD_MAX << self.index_bits {
+            self.index_grow();
+        } else {
+            self.index_link(slot);
+        }
         slot
     }
 
@@ -1337,13 +1439,7 @@ impl Correlator {
         if f.wide() {
             self.flow_wide.remove(&slot);
         }
-        let hash = Self::key_hash(&f.key());
-        match self.flow_index.find_entry(hash, |&s| s == slot) {
-            Ok(e) => {
-                e.remove();
-            }
-            Err(_) => panic!("active flow missing from the index"),
-        }
+        self.index_unlink(slot);
         if f.bits & FAM_INTERNAL_V6 != 0 {
             self.v6.release(f.internal);
         }
@@ -1477,53 +1573,56 @@ impl Correlator {
     }
 
     fn wheel_node(&self, l: Link) -> (Link, Link) {
-        if l & WHEEL_HEAD != 0 {
-            self.wheel[(l & !WHEEL_HEAD) as usize]
+        if l >= WHEEL_BASE {
+            self.wheel[(l - WHEEL_BASE) as usize]
         } else {
             let f = self.flow(l);
-            (f.wheel_prev, f.wheel_next)
+            (f.link(LINK_WHEEL_PREV), f.link(LINK_WHEEL_NEXT))
         }
     }
 
     fn wheel_set_prev(&mut self, l: Link, prev: Link) {
-        if l & WHEEL_HEAD != 0 {
-            self.wheel[(l & !WHEEL_HEAD) as usize].0 = prev;
+        if l >= WHEEL_BASE {
+            self.wheel[(l - WHEEL_BASE) as usize].0 = prev;
         } else {
-            self.flow_mut(l).wheel_prev = prev;
+            self.flow_mut(l).set_link(LINK_WHEEL_PREV, prev);
         }
     }
 
     fn wheel_set_next(&mut self, l: Link, next: Link) {
-        if l & WHEEL_HEAD != 0 {
-            self.wheel[(l & !WHEEL_HEAD) as usize].1 = next;
+        if l >= WHEEL_BASE {
+            self.wheel[(l - WHEEL_BASE) as usize].1 = next;
         } else {
-            self.flow_mut(l).wheel_next = next;
+            self.flow_mut(l).set_link(LINK_WHEEL_NEXT, next);
         }
     }
 
     /// Appends the (unlinked) flow in `slot` to the list of head `head`.
     fn wheel_push_back(&mut self, head: usize, slot: u32) {
-        let head = head as Link | WHEEL_HEAD;
+        let head = WHEEL_BASE + head as Link;
         let tail = self.wheel_node(head).0;
         self.wheel_set_next(tail, slot);
         self.wheel_set_prev(head, slot);
         let f = self.flow_mut(slot);
-        debug_assert!(f.wheel_next == NO_SLOT, "linking a linked flow");
-        f.wheel_prev = tail;
-        f.wheel_next = head;
+        debug_assert!(
+            f.link(LINK_WHEEL_NEXT) == LINK_NONE,
+            "linking a linked flow"
+        );
+        f.set_link(LINK_WHEEL_PREV, tail);
+        f.set_link(LINK_WHEEL_NEXT, head);
     }
 
     /// Takes the flow in `slot` off its bucket's list (nothing if unlinked).
     fn wheel_unlink(&mut self, slot: u32) {
         let (prev, next) = self.wheel_node(slot);
-        if next == NO_SLOT {
+        if next == LINK_NONE {
             return;
         }
         self.wheel_set_next(prev, next);
         self.wheel_set_prev(next, prev);
         let f = self.flow_mut(slot);
-        f.wheel_prev = NO_SLOT;
-        f.wheel_next = NO_SLOT;
+        f.set_link(LINK_WHEEL_PREV, LINK_NONE);
+        f.set_link(LINK_WHEEL_NEXT, LINK_NONE);
     }
 
     /// Links the (unlinked) flow in `slot` into the bucket of its deadline's
@@ -1548,12 +1647,12 @@ impl Correlator {
 
     /// Moves the whole list of bucket `b` to the end of the scan's list.
     fn wheel_splice_due(&mut self, b: usize) {
-        let head = b as Link | WHEEL_HEAD;
+        let head = WHEEL_BASE + b as Link;
         let (last, first) = self.wheel[b];
         if first == head {
             return;
         }
-        let due = WHEEL_DUE as Link | WHEEL_HEAD;
+        let due = WHEEL_BASE + WHEEL_DUE as Link;
         let due_tail = self.wheel[WHEEL_DUE].0;
         self.wheel_set_next(due_tail, first);
         self.wheel_set_prev(first, due_tail);
@@ -1637,7 +1736,7 @@ impl Correlator {
         // Every bucket before now_sec is empty now; flows queued again go
         // to now_sec's bucket or later, not to the scan's list.
         self.wheel_sec = self.wheel_sec.max(now_sec);
-        let due_head = WHEEL_DUE as Link | WHEEL_HEAD;
+        let due_head = WHEEL_BASE + WHEEL_DUE as Link;
         loop {
             let slot = self.wheel[WHEEL_DUE].1;
             if slot == due_head {
@@ -2452,18 +2551,18 @@ mod tests {
         /// bucket, of a second in the span and at or before its deadline's.
         fn check_wheel(&self) {
             let span = EXPIRY_WHEEL_SECONDS as i64;
-            let due = WHEEL_DUE as Link | WHEEL_HEAD;
+            let due = WHEEL_BASE + WHEEL_DUE as Link;
             assert_eq!(self.wheel[WHEEL_DUE], (due, due), "scan list left behind");
             let mut seen = vec![false; self.flow_slots_used as usize];
             let mut linked = 0;
             for b in 0..EXPIRY_WHEEL_SECONDS {
-                let head = b as Link | WHEEL_HEAD;
+                let head = WHEEL_BASE + b as Link;
                 let (mut prev, mut l) = (head, self.wheel[b].1);
                 while l != head {
-                    assert!(l & WHEEL_HEAD == 0, "bucket {b} runs into another head");
+                    assert!(l < WHEEL_BASE, "bucket {b} runs into another head");
                     let f = self.flow(l);
                     assert!(f.live(), "free slot {l} linked in bucket {b}");
-                    assert_eq!(f.wheel_prev, prev, "slot {l}: prev link");
+                    assert_eq!(f.link(LINK_WHEEL_PREV), prev, "slot {l}: prev link");
                     assert!(!seen[l as usize], "slot {l} linked twice");
                     seen[l as usize] = true;
                     linked += 1;
@@ -2471,7 +2570,7 @@ mod tests {
                     let sec = self.wheel_sec + (b as i64 - self.wheel_sec).rem_euclid(span);
                     let deadline_sec = self.flow_deadline_ns(l).div_euclid(NANOS_PER_SEC);
                     assert!(sec <= deadline_sec, "slot {l} queued after its deadline");
-                    (prev, l) = (l, f.wheel_next);
+                    (prev, l) = (l, f.link(LINK_WHEEL_NEXT));
                 }
                 assert_eq!(self.wheel[b].0, prev, "bucket {b}: tail link");
             }
@@ -2482,7 +2581,7 @@ mod tests {
             for s in 0..self.flow_slots_used {
                 let f = self.flow(s);
                 if !f.live() {
-                    assert_eq!((f.wheel_prev, f.wheel_next), (NO_SLOT, NO_SLOT));
+                    assert_eq!(f.links, [0xff; 9], "free slot {s} linked");
                 }
             }
         }
@@ -2553,6 +2652,7 @@ mod tests {
             }
             c.push(t + 10 * 1_000, Side::Outside, &post, &mut out);
             c.check_wheel();
+            c.check_index();
             for m in out.drain(..) {
                 // (FIN/RST finals also come from a new SYN on a closed tuple;
                 // those closed by a scan are covered by the check above.)
@@ -2811,5 +2911,91 @@ mod tests {
         let s = c.stats();
         // B's outside copy waits (under both directions: it is ambiguous).
         assert_eq!((s.paired_copies, s.unmatched_inside, s.pending), (2, 1, 2));
+    }
+
+    impl Correlator {
+        /// The flow index's invariant, walked: every active flow is on
+        /// exactly one chain, the chain of its key's head, and nothing else.
+        fn check_index(&self) {
+            let mut seen = vec![false; self.flow_slots_used as usize];
+            let mut n = 0;
+            for (h, &head) in self.index_heads.iter().enumerate() {
+                let mut s = head;
+                while s != LINK_NONE {
+                    let f = self.flow(s);
+                    assert!(f.live(), "free slot {s} indexed");
+                    assert_eq!(self.index_head(&f.key()), h, "slot {s} on another chain");
+                    assert!(!seen[s as usize], "slot {s} indexed twice");
+                    seen[s as usize] = true;
+                    n += 1;
+                    s = f.link(LINK_INDEX_NEXT);
+                }
+            }
+            assert_eq!(n, self.flows_active, "active flows not indexed once each");
+            assert!(self.flows_active <= INDEX_FLOWS_PER_HEAD_MAX << self.index_bits);
+        }
+    }
+
+    /// The flow index through growth (1 024 heads doubled to 4 096) and
+    /// removals from the front, middle and end of chains: every active flow
+    /// is found, removed ones are not, and the chains stay exact.
+    #[test]
+    fn flow_index_chains_through_growth_and_removals() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        let mut out = Vec::new();
+        let n = 5_000u32;
+        let ep = |i: u32| {
+            (
+                format!("100.64.{}.{}:{}", i / 250, i % 250, 1000 + i % 7),
+                format!("203.0.113.{}:{}", 1 + i % 16, 2000 + i),
+            )
+        };
+        for i in 0..n {
+            let (inside, outside) = ep(i);
+            let t = S + i64::from(i) * 1_000;
+            c.push(
+                t,
+                Side::Inside,
+                &pkt(Proto::Udp, &inside, "198.51.100.7:53", i, 0, 0),
+                &mut out,
+            );
+            c.push(
+                t,
+                Side::Outside,
+                &pkt(Proto::Udp, &outside, "198.51.100.7:53", i, 0, 0),
+                &mut out,
+            );
+        }
+        assert_eq!(c.stats().flows_active, u64::from(n));
+        assert_eq!(c.index_heads.len(), 4096);
+        c.check_index();
+        let remote: SocketAddr = "198.51.100.7:53".parse().unwrap();
+        let find = |c: &Correlator, i: u32| {
+            let internal: SocketAddr = ep(i).0.parse().unwrap();
+            c.find_flow(Proto::Udp, internal, remote)
+        };
+        // Remove every third flow (a replace: a new public endpoint closes it).
+        let mut removed = Vec::new();
+        for i in (0..n).step_by(3) {
+            let slot = find(&c, i).expect("indexed");
+            c.remove_flow(slot);
+            removed.push(i);
+        }
+        c.check_index();
+        for i in 0..n {
+            assert_eq!(find(&c, i).is_some(), i % 3 != 0, "flow {i}");
+        }
+        assert_eq!(c.stats().flows_active, u64::from(n) - removed.len() as u64);
+        let _ = out;
+    }
+
+    /// `flows_active_max` above what 24-bit slot links can name is refused.
+    #[test]
+    #[should_panic(expected = "FLOWS_ACTIVE_MAX_LIMIT")]
+    fn flows_active_max_over_the_limit_is_refused() {
+        Correlator::new(CorrelatorConfig {
+            flows_active_max: FLOWS_ACTIVE_MAX_LIMIT + 1,
+            ..CorrelatorConfig::default()
+        });
     }
 }
