@@ -542,7 +542,7 @@ const INDEX_BITS_MIN: u32 = 10;
 /// End of the slab's free list (through `Flow::public`) and of the pending
 /// slab's lists.
 const NO_SLOT: u32 = u32::MAX;
-/// Flows per slab chunk: the slab grows by whole chunks (256 KiB), so it
+/// Flows per slab chunk: the slab grows by whole chunks (224 KiB), so it
 /// never copies its flows and its slack is at most one chunk.
 const SLAB_CHUNK_FLOWS: usize = 4096;
 
@@ -716,7 +716,7 @@ pub struct Correlator {
     index_heads: Vec<Link>,
     /// log2 of `index_heads.len()`.
     index_bits: u32,
-    /// The slab: chunks of [`SLAB_CHUNK_FLOWS`] 64-byte slots.
+    /// The slab: chunks of [`SLAB_CHUNK_FLOWS`] 56-byte slots.
     flow_chunks: Vec<Box<[Flow]>>,
     /// First free slot (linked through `Flow::public`), or [`NO_SLOT`].
     flow_free: u32,
@@ -1711,12 +1711,12 @@ impl Correlator {
     }
 
     /// Closes the flows idle at `now_ns` (last packet + hold before it):
-    /// empties the buckets of the seconds up to `now_ns`'s (its own bucket
-    /// included: part of that second is past), skipping stale entries,
-    /// closing flows past their deadline and queueing the others again at
-    /// their deadline. A flow is closed at the first call with `now_ns` past
-    /// its deadline, as with a queue ordered by deadline. Cost: the entries
-    /// of at most `EXPIRY_WHEEL_SECONDS` buckets, not the table's size.
+    /// takes every flow off the buckets of the seconds up to `now_ns`'s (its
+    /// own bucket included: part of that second is past), closing those past
+    /// their deadline and linking the others again at their deadline. A flow
+    /// is closed at the first call with `now_ns` past its deadline, as with a
+    /// queue ordered by deadline. Cost: the flows of at most
+    /// `EXPIRY_WHEEL_SECONDS` buckets, not the table's size.
     fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
         let mut expired: Vec<(Mapping, EndReason)> = Vec::new();
         if self.wheel_sec == i64::MIN {
@@ -2714,7 +2714,7 @@ mod tests {
         assert_eq!(evicted[0].internal.port(), 2000);
     }
 
-    /// A flow running longer than a slot's 48-bit offsets hold (78 h): its
+    /// A flow running longer than a slot's 47-bit offsets hold (39 h): its
     /// times move to `flow_wide` and stay exact to the nanosecond, in the
     /// refreshed states and in the final; the entry leaves with the flow.
     #[test]
