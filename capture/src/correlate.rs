@@ -35,13 +35,11 @@
 //! The correlator is a pure state machine over (time, side, decoded packet):
 //! no I/O, no clock. Time only moves forward with the packets' timestamps.
 
-use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use hashbrown::HashTable;
 use rustc_hash::{FxHashMap, FxHasher};
-use smallvec::SmallVec;
 #[cfg(test)]
 use std::collections::HashMap;
 
@@ -161,11 +159,38 @@ pub struct CorrelatorStats {
     pub flows_evicted: u64,
     /// Flows active now.
     pub flows_active: u64,
-    /// Times the idle-expiry queue was rebuilt at its bound
-    /// (`deadlines_per_flow_max` entries per active flow).
+    /// Times the idle-expiry queue was rebuilt at its bound. Always 0 since
+    /// the wheel links each active flow exactly once (in its slot) and so
+    /// has no bound to reach; kept so the struct's fields stay as they were.
     pub deadline_rebuilds: u64,
     /// Copies waiting for their twin now.
     pub pending: u64,
+}
+
+/// Heap bytes a [`Correlator`] holds, by structure: allocated capacities
+/// (growth slack included), not items. `natrec-corrmem` prints it next to
+/// the allocator's own count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CorrelatorMemory {
+    /// The flow slab (whole chunks) and the times of flows too long for a
+    /// slot.
+    pub flow_slab: usize,
+    /// The flow index (chain heads; the chain links are in the slots).
+    pub flow_index: usize,
+    /// The idle-expiry structure.
+    pub expiry: usize,
+    /// The copies waiting for their twin: the pending slab and the table of
+    /// its keys.
+    pub pending: usize,
+    /// Interned IPv6 addresses.
+    pub v6_names: usize,
+}
+
+impl CorrelatorMemory {
+    /// Sum of the parts.
+    pub fn total(&self) -> usize {
+        self.flow_slab + self.flow_index + self.expiry + self.pending + self.v6_names
+    }
 }
 
 /// Direction of a packet relative to the subscriber.
@@ -253,9 +278,30 @@ fn twin_key(key: PairKey, c: &Copy) -> Option<PairKey> {
     })
 }
 
-/// Pending copies with one pair key, oldest first. Almost always one: kept
-/// inline, so waiting for a twin allocates nothing.
-type Slot = SmallVec<[Copy; 1]>;
+/// A copy waiting for its twin, as the pending slab keeps it (88 bytes,
+/// asserted): its key, the copy, and two lists through the slab: the copies
+/// waiting under the same key (arrival order; the pending table points at the
+/// oldest) and every waiting copy in arrival order (for the pair window and
+/// the `pending_max` bound). A copy leaves both lists when it pairs or is
+/// dropped, so neither ever holds a copy that is gone.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    key: PairKey,
+    copy: Copy,
+    /// Next copy waiting under the same key, or [`NO_SLOT`] (free entries:
+    /// the next free entry).
+    key_next: u32,
+    /// Arrival-order neighbours, [`NO_SLOT`] at the ends.
+    order_prev: u32,
+    order_next: u32,
+}
+
+const _: () = assert!(std::mem::size_of::<Waiting>() == 88);
+
+/// Waiting copies per chunk of the pending slab (88 KiB): the slab grows by
+/// whole chunks, never moves its entries, and keeps its chunks (its
+/// high-water mark is bounded by `pending_max`).
+const WAITING_CHUNK: usize = 1024;
 
 /// An endpoint address as the flow table keeps it: an IPv4 address as its
 /// `u32`, an IPv6 address as its index in [`V6Names`] (the key's `fam` bits
@@ -264,10 +310,12 @@ type Addr32 = u32;
 
 /// `FlowKey::fam` / `Flow::bits`: the internal address is an IPv6 name.
 const FAM_INTERNAL_V6: u8 = 1;
-/// `FlowKey::fam`: the remote address is an IPv6 name.
+/// `FlowKey::fam` / `Flow::bits`: the remote address is an IPv6 name.
 const FAM_REMOTE_V6: u8 = 2;
 
 /// Protocol, internal endpoint, remote endpoint: 16 bytes (asserted below).
+/// What the flow index hashes and compares; a slot keeps the fields
+/// ([`Flow::key`]), not the padded struct.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct FlowKey {
     internal: Addr32,
@@ -279,68 +327,174 @@ struct FlowKey {
 }
 
 /// `Flow::bits`: FIN seen subscriber → remote.
-const BIT_FIN_OUT: u8 = 1;
+const BIT_FIN_OUT: u8 = 4;
 /// `Flow::bits`: FIN seen remote → subscriber.
-const BIT_FIN_IN: u8 = 2;
+const BIT_FIN_IN: u8 = 8;
 /// `Flow::bits`: RST seen.
-const BIT_RST: u8 = 4;
+const BIT_RST: u8 = 16;
 /// `Flow::bits`: the public address is an IPv6 name.
-const BIT_PUBLIC_V6: u8 = 8;
+const BIT_PUBLIC_V6: u8 = 32;
 /// `Flow::bits`: the slot holds an active flow (else it is on the free list,
 /// `public` being the next free slot).
-const BIT_LIVE: u8 = 16;
+const BIT_LIVE: u8 = 64;
+/// `Flow::bits`: the mapping's [`FLAG_MIDFLOW`], the only flag the
+/// correlator sets (asserted in `Correlator::insert_flow`).
+const BIT_MIDFLOW: u8 = 128;
 
-/// One active flow: a fixed 64-byte slot of the flow slab (asserted below).
+/// Most nanoseconds a flow's last packet (or last written state) may lie
+/// after its first packet and still be kept in its slot
+/// (`flow_span_max_ns`, 2^47 − 2 ns, 39 hours). At the bound nothing changes
+/// for the flow: both times move to `Correlator::flow_wide` for the rest of
+/// its life, and the slot's offsets say so ([`OFF47_WIDE`]).
+const FLOW_SPAN_MAX_NS: u64 = OFF47_WIDE - 1;
+/// `Flow` time offsets: the times are in `Correlator::flow_wide`.
+const OFF47_WIDE: u64 = (1 << 47) - 1;
+
+/// `Flow::word` bit positions: last packet offset, last written offset (47
+/// bits each), protocol (2 bits, [`PROTOS`]).
+const WORD_WRITTEN_SHIFT: u32 = 47;
+const WORD_PROTO_SHIFT: u32 = 94;
+/// The protocols by their 2-bit number in `Flow::word`.
+const PROTOS: [Proto; 4] = [Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6];
+
+/// A 24-bit link in a slot ([`Flow::links`]): a slot number, a bucket head of
+/// the expiry wheel (from [`WHEEL_BASE`] on) or [`LINK_NONE`].
+type Link = u32;
+/// No slot: the end of an index chain, or a flow not linked in the wheel.
+const LINK_NONE: Link = (1 << 24) - 1;
+/// First wheel head in the [`Link`] space: head of bucket `b` is
+/// `WHEEL_BASE + b` (the scan's list included); slot numbers stay below it.
+const WHEEL_BASE: Link = LINK_NONE - (WHEEL_DUE as Link + 1);
+/// Most flow slots, so most active flows (`flows_active_max` is checked
+/// against it): slot numbers are 24-bit links below [`WHEEL_BASE`]
+/// (16 769 022; 939 MB of slots).
+pub const FLOWS_ACTIVE_MAX_LIMIT: usize = WHEEL_BASE as usize;
+
+/// `Flow::links` positions.
+const LINK_WHEEL_PREV: usize = 0;
+const LINK_WHEEL_NEXT: usize = 1;
+const LINK_INDEX_NEXT: usize = 2;
+
+/// One active flow: a fixed 56-byte slot of the flow slab (asserted below).
 /// The mapping is rebuilt from it when written ([`Correlator::mapping`]).
+/// Times are exact: the first packet's in full, the last packet's and the
+/// last written state's as 47-bit nanosecond offsets after it
+/// ([`FLOW_SPAN_MAX_NS`]). The key's fields are kept unpadded (its family
+/// bits share `bits` with the TCP state, the mapping's flag and `BIT_LIVE`;
+/// its protocol shares `word` with the offsets), and the slot links itself
+/// into its expiry wheel bucket and its flow index chain with 24-bit links.
 #[derive(Clone, Copy, Debug)]
 struct Flow {
-    key: FlowKey,
+    first_ns: UnixNanos,
+    internal: Addr32,
+    remote: Addr32,
     /// Public address ([`Addr32`]; `BIT_PUBLIC_V6`), or the next free slot.
     public: Addr32,
-    public_port: u16,
-    /// `BIT_*`.
-    bits: u8,
-    /// The mapping's `FLAG_*` bits.
-    flags: u8,
-    /// Bumped each time the slot is freed, so a deadline entry of an earlier
-    /// flow in this slot is recognised as stale (wraps after 2^32 reuses of
-    /// one slot, far more than can happen within the longest hold).
-    generation: u32,
     packets_out: u32,
     packets_in: u32,
-    first_ns: UnixNanos,
-    last_ns: UnixNanos,
-    /// Packet time of the last state written for this flow.
-    written_ns: UnixNanos,
+    internal_port: u16,
+    remote_port: u16,
+    public_port: u16,
+    /// `FAM_*` and `BIT_*`.
+    bits: u8,
+    /// Three little-endian 24-bit [`Link`]s: the flow's neighbours in the
+    /// list of its expiry wheel bucket (`LINK_WHEEL_*`; [`LINK_NONE`] both
+    /// when not linked: a free slot, or a flow taken off its bucket by the
+    /// scan looking at it) and the next flow of its flow index chain.
+    links: [u8; 9],
+    /// Little-endian: last packet − `first_ns` (47 bits), last written state
+    /// − `first_ns` (47 bits), protocol (2 bits).
+    word: [u8; 12],
 }
 
 const _: () = assert!(std::mem::size_of::<FlowKey>() == 16);
-const _: () = assert!(std::mem::size_of::<Flow>() == 64);
+const _: () = assert!(std::mem::size_of::<Flow>() == 56);
 
 impl Flow {
     const FREE: Flow = Flow {
-        key: FlowKey {
-            internal: 0,
-            remote: 0,
-            internal_port: 0,
-            remote_port: 0,
-            proto: Proto::Tcp,
-            fam: 0,
-        },
+        first_ns: 0,
+        internal: 0,
+        remote: 0,
         public: NO_SLOT,
-        public_port: 0,
-        bits: 0,
-        flags: 0,
-        generation: 0,
         packets_out: 0,
         packets_in: 0,
-        first_ns: 0,
-        last_ns: 0,
-        written_ns: 0,
+        internal_port: 0,
+        remote_port: 0,
+        public_port: 0,
+        bits: 0,
+        links: [0xff; 9],
+        word: [0; 12],
     };
 
     fn live(&self) -> bool {
         self.bits & BIT_LIVE != 0
+    }
+
+    fn link(&self, k: usize) -> Link {
+        let b = &self.links[3 * k..3 * k + 3];
+        u32::from_le_bytes([b[0], b[1], b[2], 0])
+    }
+
+    fn set_link(&mut self, k: usize, l: Link) {
+        assert!(l <= LINK_NONE);
+        self.links[3 * k..3 * k + 3].copy_from_slice(&l.to_le_bytes()[..3]);
+    }
+
+    fn word(&self) -> u128 {
+        let mut b = [0; 16];
+        b[..12].copy_from_slice(&self.word);
+        u128::from_le_bytes(b)
+    }
+
+    fn set_word(&mut self, w: u128) {
+        self.word.copy_from_slice(&w.to_le_bytes()[..12]);
+    }
+
+    fn proto(&self) -> Proto {
+        PROTOS[(self.word() >> WORD_PROTO_SHIFT) as usize & 3]
+    }
+
+    fn key(&self) -> FlowKey {
+        FlowKey {
+            internal: self.internal,
+            remote: self.remote,
+            internal_port: self.internal_port,
+            remote_port: self.remote_port,
+            proto: self.proto(),
+            fam: self.bits & (FAM_INTERNAL_V6 | FAM_REMOTE_V6),
+        }
+    }
+
+    /// The mapping's `FLAG_*` bits.
+    fn flags(&self) -> u8 {
+        if self.bits & BIT_MIDFLOW != 0 {
+            FLAG_MIDFLOW
+        } else {
+            0
+        }
+    }
+
+    fn last_off(&self) -> u64 {
+        self.word() as u64 & OFF47_WIDE
+    }
+
+    fn written_off(&self) -> u64 {
+        (self.word() >> WORD_WRITTEN_SHIFT) as u64 & OFF47_WIDE
+    }
+
+    /// Whether the times are in `Correlator::flow_wide`.
+    fn wide(&self) -> bool {
+        self.last_off() == OFF47_WIDE
+    }
+
+    fn set_offs(&mut self, last_off: u64, written_off: u64) {
+        assert!(last_off <= OFF47_WIDE && written_off <= OFF47_WIDE);
+        let proto = self.word() >> WORD_PROTO_SHIFT;
+        self.set_word(
+            u128::from(last_off)
+                | u128::from(written_off) << WORD_WRITTEN_SHIFT
+                | proto << WORD_PROTO_SHIFT,
+        );
     }
 
     /// FIN/RST state as an end reason (`Open` if not closed).
@@ -354,32 +508,41 @@ impl Flow {
         }
     }
 
-    /// Packet time after which the flow is idle: last packet + the hold of
-    /// its state (closed by FIN/RST, else idle).
-    fn deadline_ns(&self, hold: &HoldTimes) -> UnixNanos {
+    /// Packet time after which the flow is idle: its last packet (`last_ns`,
+    /// from `Correlator::flow_times`) + the hold of its state (closed by
+    /// FIN/RST, else idle).
+    fn deadline_ns(&self, last_ns: UnixNanos, hold: &HoldTimes) -> UnixNanos {
         let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
         let probe = Mapping {
-            proto: self.key.proto,
+            proto: self.proto(),
             internal: unspecified,
             public: unspecified,
             remote: unspecified,
             first_ns: self.first_ns,
-            last_ns: self.last_ns,
+            last_ns,
             end: match self.closed_reason() {
                 EndReason::Open => EndReason::Idle,
                 r => r,
             },
             packets_out: self.packets_out,
             packets_in: self.packets_in,
-            flags: self.flags,
+            flags: self.flags(),
         };
         probe.last_ns.saturating_add(hold.hold_ns(&probe))
     }
 }
 
-/// End of the slab's free list.
+/// Active flows per flow index head before the heads double
+/// (`index_flows_per_head_max`): chains average at most 2 slots (4 bytes of
+/// heads per 2 to 4 flows).
+const INDEX_FLOWS_PER_HEAD_MAX: usize = 2;
+/// log2 of the flow index's first number of heads (1 024, 4 KiB).
+const INDEX_BITS_MIN: u32 = 10;
+
+/// End of the slab's free list (through `Flow::public`) and of the pending
+/// slab's lists.
 const NO_SLOT: u32 = u32::MAX;
-/// Flows per slab chunk: the slab grows by whole chunks (256 KiB), so it
+/// Flows per slab chunk: the slab grows by whole chunks (224 KiB), so it
 /// never copies its flows and its slack is at most one chunk.
 const SLAB_CHUNK_FLOWS: usize = 4096;
 
@@ -432,50 +595,16 @@ impl V6Names {
     }
 }
 
-/// A wake-up for idle expiry as queued: no earlier than `deadline_ns` may the
-/// flow in `slot` (instance `generation`) be idle. The wheel stores only
-/// (slot, generation) in the bucket of the deadline's second ([`WheelEntry`]).
-#[derive(Clone, Copy, Debug)]
-struct Deadline {
-    deadline_ns: UnixNanos,
-    slot: u32,
-    generation: u32,
-}
-
-/// An entry of the expiry wheel, 8 bytes: the flow in `slot` (instance
-/// `generation`) may be idle from some time in its bucket's second on.
-#[derive(Clone, Copy, Debug)]
-struct WheelEntry {
-    slot: u32,
-    generation: u32,
-}
-
-const _: () = assert!(std::mem::size_of::<WheelEntry>() == 8);
-
 /// Span of the expiry wheel in one-second buckets (`expiry_wheel_seconds`;
 /// 2 h 16 min, longer than the default longest hold, TCP open 2 h 4 min). A
 /// deadline further ahead is queued in the last bucket of the span and queued
-/// again at its own second when that bucket is due. 8 192 empty buckets are
-/// 192 KiB.
+/// again at its own second when that bucket is due. Each bucket is a circular
+/// doubly linked list through its head and the wheel links of the flows in
+/// it ([`Flow::links`]), so a flow is linked, unlinked and moved in O(1) and
+/// the wheel allocates nothing per flow. The heads are 8 bytes each (64 KiB).
 const EXPIRY_WHEEL_SECONDS: usize = 8192;
-
-/// Bound on `pending_order` entries per copy still waiting
-/// (`pending_order_per_copy_max`): entries of copies that paired stay in the
-/// queue until their window ends unless compacted; past this many per waiting
-/// copy (plus [`PENDING_ORDER_SLACK`]) the queue is compacted.
-const PENDING_ORDER_PER_COPY_MAX: usize = 4;
-/// Entries allowed beyond [`PENDING_ORDER_PER_COPY_MAX`] per waiting copy
-/// before a compaction (64 Ki entries of 48 bytes = 3 MiB).
-const PENDING_ORDER_SLACK: usize = 1 << 16;
-
-/// Bound on deadline entries per active flow (`deadlines_per_flow_max`): entries
-/// of flows that were replaced or evicted stay in the queue until their
-/// deadline; when the queue holds more than this many per flow (plus
-/// [`DEADLINES_SLACK`]) it is rebuilt from the flow table, one entry per flow.
-const DEADLINES_PER_FLOW_MAX: usize = 2;
-/// Entries allowed beyond [`DEADLINES_PER_FLOW_MAX`] per flow before a rebuild
-/// (keeps a nearly empty table from rebuilding on every replace).
-const DEADLINES_SLACK: usize = 4096;
+/// The list head after the buckets': the scan gathers the due buckets there.
+const WHEEL_DUE: usize = EXPIRY_WHEEL_SECONDS;
 
 /// A decoded packet reduced to what the correlator needs: endpoints (canonical,
 /// compact), subscriber tests, protocol, TCP flags and the hash of the fields
@@ -566,40 +695,54 @@ pub struct Correlator {
     // FxHash: the keys are packet fields, chosen by remote hosts; a flood of
     // colliding keys is bounded by `pending_max` and `flows_active_max`, and
     // SipHash cost a fifth of the replay time.
-    /// Pending copies by pair key; hashed with [`pair_hash`], which the
-    /// reader computes ([`Prepared`]) for the two keys of each packet.
-    pending: HashTable<(PairKey, Slot)>,
-    /// (ts, key, packet) in arrival order, for expiry; entries whose copy is
-    /// gone are skipped lazily.
-    pending_order: VecDeque<(UnixNanos, PairKey, u64)>,
+    /// Pending copies by pair key: the slab entry of the oldest copy waiting
+    /// under each key; hashed with [`pair_hash`], which the reader computes
+    /// ([`Prepared`]) for the two keys of each packet.
+    pending: HashTable<u32>,
+    /// The pending slab: chunks of [`WAITING_CHUNK`] [`Waiting`] copies.
+    waiting_chunks: Vec<Box<[Waiting]>>,
+    /// First free entry (linked through `key_next`), or [`NO_SLOT`].
+    waiting_free: u32,
+    /// Entries handed out so far (the slab's high-water mark).
+    waiting_used: u32,
+    /// Oldest and newest waiting copy ([`NO_SLOT`]: none).
+    order_head: u32,
+    order_tail: u32,
     pending_count: usize,
-    /// Active flows: slots of the slab, indexed by key through `flow_index`
-    /// (which holds slot numbers only, 4 bytes + 1 control byte per bucket).
-    flow_index: HashTable<u32>,
-    /// The slab: chunks of [`SLAB_CHUNK_FLOWS`] 64-byte slots.
+    /// The flow index: chains of slots by key hash, linked through the
+    /// slots' `LINK_INDEX_NEXT` ([`LINK_NONE`]: empty). A power of two of
+    /// heads, doubled (and every chain rebuilt) when the active flows exceed
+    /// [`INDEX_FLOWS_PER_HEAD_MAX`] per head.
+    index_heads: Vec<Link>,
+    /// log2 of `index_heads.len()`.
+    index_bits: u32,
+    /// The slab: chunks of [`SLAB_CHUNK_FLOWS`] 56-byte slots.
     flow_chunks: Vec<Box<[Flow]>>,
     /// First free slot (linked through `Flow::public`), or [`NO_SLOT`].
     flow_free: u32,
     /// Slots handed out so far (the slab's high-water mark).
     flow_slots_used: u32,
     flows_active: usize,
+    /// (last packet, last written state) of the flows whose times lie more
+    /// than [`FLOW_SPAN_MAX_NS`] after their first packet, by slot.
+    flow_wide: FxHashMap<u32, (UnixNanos, UnixNanos)>,
     /// IPv6 addresses of active flows.
     v6: V6Names,
-    /// Idle-expiry wake-ups: a timer wheel of [`EXPIRY_WHEEL_SECONDS`]
-    /// one-second buckets; second `s` is bucket `s mod EXPIRY_WHEEL_SECONDS`.
-    /// Invariant: every active flow has an entry in the bucket of a second at
-    /// or before its own deadline's ([`Flow::deadline_ns`]), and every entry's
-    /// second is in `wheel_sec..wheel_sec + EXPIRY_WHEEL_SECONDS`; a deadline
-    /// only moves earlier when a TCP flow closes (FIN both ways, RST), and a
-    /// new entry is queued then. Entries of removed flows (other generation)
-    /// are dropped when their bucket is due; an entry whose flow is not due
-    /// yet is queued again at the flow's deadline.
-    wheel: Vec<Vec<WheelEntry>>,
+    /// Idle expiry: a timer wheel of [`EXPIRY_WHEEL_SECONDS`] one-second
+    /// buckets; second `s` is bucket `s mod EXPIRY_WHEEL_SECONDS`. Each
+    /// bucket is a list of flows linked through their slots ([`Link`]); these
+    /// are the heads, (prev, next), plus the scan's list ([`WHEEL_DUE`]).
+    /// Invariant: every active flow is in exactly one bucket, of a second at
+    /// or before its own deadline's ([`Flow::deadline_ns`]) and in
+    /// `wheel_sec..wheel_sec + EXPIRY_WHEEL_SECONDS`; a deadline only moves
+    /// earlier when a TCP flow closes (FIN both ways, RST), and the flow is
+    /// moved to its new deadline's bucket then. A removed flow leaves its
+    /// bucket; a flow not due yet when its bucket is looked at is moved to
+    /// the bucket of its deadline.
+    wheel: Vec<(Link, Link)>,
     /// First second whose bucket has not been emptied (`i64::MIN`: nothing
     /// queued yet).
     wheel_sec: i64,
-    /// Entries in the wheel.
-    wheel_len: usize,
     preparer: Preparer,
     packet_seq: u64,
     now_ns: UnixNanos,
@@ -612,21 +755,33 @@ impl Correlator {
     pub fn new(cfg: CorrelatorConfig) -> Correlator {
         assert!(cfg.pair_window_ns > 0 && cfg.pending_max > 0 && cfg.flows_active_max > 0);
         assert!(cfg.pending_per_key_max > 0);
+        assert!(
+            cfg.flows_active_max <= FLOWS_ACTIVE_MAX_LIMIT,
+            "flows_active_max {} is over FLOWS_ACTIVE_MAX_LIMIT {FLOWS_ACTIVE_MAX_LIMIT}",
+            cfg.flows_active_max
+        );
         Correlator {
             preparer: Preparer::new(&cfg),
             cfg,
             pending: HashTable::new(),
-            pending_order: VecDeque::new(),
+            waiting_chunks: Vec::new(),
+            waiting_free: NO_SLOT,
+            waiting_used: 0,
+            order_head: NO_SLOT,
+            order_tail: NO_SLOT,
             pending_count: 0,
-            flow_index: HashTable::new(),
+            index_heads: vec![LINK_NONE; 1 << INDEX_BITS_MIN],
+            index_bits: INDEX_BITS_MIN,
             flow_chunks: Vec::new(),
             flow_free: NO_SLOT,
             flow_slots_used: 0,
             flows_active: 0,
+            flow_wide: FxHashMap::default(),
             v6: V6Names::default(),
-            wheel: vec![Vec::new(); EXPIRY_WHEEL_SECONDS],
+            wheel: (0..=WHEEL_DUE as Link)
+                .map(|b| (WHEEL_BASE + b, WHEEL_BASE + b))
+                .collect(),
             wheel_sec: i64::MIN,
-            wheel_len: 0,
             packet_seq: 0,
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
@@ -640,6 +795,24 @@ impl Correlator {
         s.flows_active = self.flows_active as u64;
         s.pending = self.pending_count as u64;
         s
+    }
+
+    /// Heap bytes held now, by structure.
+    pub fn memory(&self) -> CorrelatorMemory {
+        use std::mem::size_of;
+        CorrelatorMemory {
+            flow_slab: self.flow_chunks.capacity() * size_of::<Box<[Flow]>>()
+                + self.flow_chunks.len() * SLAB_CHUNK_FLOWS * size_of::<Flow>()
+                + self.flow_wide.capacity() * (size_of::<(u32, (UnixNanos, UnixNanos))>() + 1),
+            flow_index: self.index_heads.capacity() * size_of::<Link>(),
+            expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
+            pending: self.pending.allocation_size()
+                + self.waiting_chunks.capacity() * size_of::<Box<[Waiting]>>()
+                + self.waiting_chunks.len() * WAITING_CHUNK * size_of::<Waiting>(),
+            v6_names: self.v6.ids.capacity() * (size_of::<(u128, u32)>() + 1)
+                + self.v6.names.capacity() * size_of::<(u128, u32)>()
+                + self.v6.free.capacity() * size_of::<u32>(),
+        }
     }
 
     /// A copy of the preparer of this correlator's packets, for another thread.
@@ -714,7 +887,6 @@ impl Correlator {
                 }
                 let seq = self.packet_seq;
                 self.insert(
-                    ts_ns,
                     out_key,
                     out_hash,
                     Copy {
@@ -727,7 +899,6 @@ impl Correlator {
                     },
                 );
                 self.insert(
-                    ts_ns,
                     in_key,
                     in_hash,
                     Copy {
@@ -759,7 +930,6 @@ impl Correlator {
         }
         let packet = self.packet_seq;
         self.insert(
-            ts_ns,
             key,
             hash,
             Copy {
@@ -788,15 +958,16 @@ impl Correlator {
         flags: u8,
         out: &mut Vec<Mapping>,
     ) -> bool {
-        let Some((_, slot)) = self.pending.find_mut(hash, |e| e.0 == key) else {
+        let Some(head) = self.find_pending(key, hash) else {
             return false;
         };
-        if let Some(i) = slot.iter().position(|c| c.inside != inside) {
-            let twin = slot.remove(i);
-            if slot.is_empty() {
-                self.remove_slot(key, hash);
-            }
-            self.pending_count -= 1;
+        // The oldest copy of the other side, and the one before it.
+        let (mut prev, mut i) = (NO_SLOT, head);
+        while i != NO_SLOT && self.waiting(i).copy.inside == inside {
+            (prev, i) = (i, self.waiting(i).key_next);
+        }
+        if i != NO_SLOT {
+            let twin = self.remove_waiting(hash, prev, i);
             if let Some(other) = twin_key(key, &twin) {
                 self.remove_copy(other, twin.packet);
             }
@@ -823,7 +994,14 @@ impl Correlator {
             );
             return true;
         }
-        if inside && slot.iter().any(|c| c.inside && c.endpoint == endpoint) {
+        let mut same = false;
+        let mut i = head;
+        while i != NO_SLOT {
+            let w = self.waiting(i);
+            same |= w.copy.inside && w.copy.endpoint == endpoint;
+            i = w.key_next;
+        }
+        if inside && same {
             // Inside twice with the same source: either one capture point saw
             // it twice, or it was forwarded without translation and the
             // outside copy still carries the subscriber address (seen on an
@@ -834,79 +1012,173 @@ impl Correlator {
         false
     }
 
-    fn insert(&mut self, ts_ns: UnixNanos, key: PairKey, hash: u64, copy: Copy) {
+    fn insert(&mut self, key: PairKey, hash: u64, copy: Copy) {
         while self.pending_count >= self.cfg.pending_max {
             if !self.pop_oldest_pending(true) {
                 break;
             }
         }
-        let (_, slot) = self
-            .pending
-            .entry(hash, |e| e.0 == key, |e| pair_hash(&e.0))
-            .or_insert_with(|| (key, Slot::new()))
-            .into_mut();
-        if slot.len() >= self.cfg.pending_per_key_max {
+        let (mut len, mut tail) = (0, NO_SLOT);
+        if let Some(head) = self.find_pending(key, hash) {
+            let mut i = head;
+            while i != NO_SLOT {
+                (len, tail) = (len + 1, i);
+                i = self.waiting(i).key_next;
+            }
+        }
+        if len >= self.cfg.pending_per_key_max {
             self.stats.pending_key_full += 1;
             return;
         }
-        slot.push(copy);
-        self.pending_count += 1;
-        self.pending_order.push_back((ts_ns, key, copy.packet));
-        if self.pending_order.len()
-            > PENDING_ORDER_PER_COPY_MAX * self.pending_count + PENDING_ORDER_SLACK
-        {
-            // Most entries are of copies that paired since: drop those, so the
-            // queue holds about the copies still waiting, not a whole pair
-            // window of packets. Amortised O(1) per insert.
-            let pending = &self.pending;
-            self.pending_order.retain(|(_, key, packet)| {
-                pending
-                    .find(pair_hash(key), |e| e.0 == *key)
-                    .is_some_and(|(_, slot)| slot.iter().any(|c| c.packet == *packet))
-            });
+        let i = self.alloc_waiting(Waiting {
+            key,
+            copy,
+            key_next: NO_SLOT,
+            order_prev: self.order_tail,
+            order_next: NO_SLOT,
+        });
+        if tail == NO_SLOT {
+            let chunks = &self.waiting_chunks;
+            self.pending
+                .insert_unique(hash, i, |&h| pair_hash(&Self::waiting_in(chunks, h).key));
+        } else {
+            self.waiting_mut(tail).key_next = i;
         }
+        match self.order_tail {
+            NO_SLOT => self.order_head = i,
+            t => self.waiting_mut(t).order_next = i,
+        }
+        self.order_tail = i;
+        self.pending_count += 1;
     }
 
-    /// Removes the (empty) slot of `key`.
-    fn remove_slot(&mut self, key: PairKey, hash: u64) {
-        if let Ok(e) = self.pending.find_entry(hash, |e| e.0 == key) {
-            e.remove();
+    fn waiting_in(chunks: &[Box<[Waiting]>], i: u32) -> &Waiting {
+        let i = i as usize;
+        &chunks[i / WAITING_CHUNK][i % WAITING_CHUNK]
+    }
+
+    fn waiting(&self, i: u32) -> &Waiting {
+        Self::waiting_in(&self.waiting_chunks, i)
+    }
+
+    fn waiting_mut(&mut self, i: u32) -> &mut Waiting {
+        let i = i as usize;
+        &mut self.waiting_chunks[i / WAITING_CHUNK][i % WAITING_CHUNK]
+    }
+
+    /// The oldest copy waiting under `key` (hashed `hash`), if any.
+    fn find_pending(&self, key: PairKey, hash: u64) -> Option<u32> {
+        let chunks = &self.waiting_chunks;
+        self.pending
+            .find(hash, |&h| Self::waiting_in(chunks, h).key == key)
+            .copied()
+    }
+
+    fn alloc_waiting(&mut self, w: Waiting) -> u32 {
+        let i = if self.waiting_free != NO_SLOT {
+            let i = self.waiting_free;
+            self.waiting_free = self.waiting(i).key_next;
+            i
+        } else {
+            let i = self.waiting_used;
+            if i as usize == self.waiting_chunks.len() * WAITING_CHUNK {
+                let free = Waiting {
+                    key_next: NO_SLOT,
+                    order_prev: NO_SLOT,
+                    order_next: NO_SLOT,
+                    ..w
+                };
+                self.waiting_chunks
+                    .push(vec![free; WAITING_CHUNK].into_boxed_slice());
+            }
+            self.waiting_used = i
+                .checked_add(1)
+                .filter(|&n| n < NO_SLOT)
+                .expect("pending_max < 2^32 - 1");
+            i
+        };
+        *self.waiting_mut(i) = w;
+        i
+    }
+
+    /// Takes entry `i` (under the key hashed `hash`; `prev`: the copy before
+    /// it under that key, or [`NO_SLOT`] if `i` is the oldest) off both lists
+    /// and frees it.
+    fn remove_waiting(&mut self, hash: u64, prev: u32, i: u32) -> Copy {
+        let w = *self.waiting(i);
+        if prev == NO_SLOT {
+            match self.pending.find_entry(hash, |&h| h == i) {
+                Ok(mut e) if w.key_next != NO_SLOT => *e.get_mut() = w.key_next,
+                Ok(e) => {
+                    e.remove();
+                }
+                Err(_) => panic!("oldest waiting copy missing from the pending table"),
+            }
+        } else {
+            self.waiting_mut(prev).key_next = w.key_next;
         }
+        match w.order_prev {
+            NO_SLOT => self.order_head = w.order_next,
+            p => self.waiting_mut(p).order_next = w.order_next,
+        }
+        match w.order_next {
+            NO_SLOT => self.order_tail = w.order_prev,
+            n => self.waiting_mut(n).order_prev = w.order_prev,
+        }
+        let free = self.waiting_free;
+        let e = self.waiting_mut(i);
+        e.key_next = free;
+        e.order_prev = NO_SLOT;
+        e.order_next = NO_SLOT;
+        self.waiting_free = i;
+        self.pending_count -= 1;
+        w.copy
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
         let hash = pair_hash(&key);
-        let (_, slot) = self.pending.find_mut(hash, |e| e.0 == key)?;
-        let i = slot.iter().position(|c| c.packet == packet)?;
-        let c = slot.remove(i);
-        if slot.is_empty() {
-            self.remove_slot(key, hash);
+        let (mut prev, mut i) = (NO_SLOT, self.find_pending(key, hash)?);
+        while self.waiting(i).copy.packet != packet {
+            (prev, i) = (i, self.waiting(i).key_next);
+            if i == NO_SLOT {
+                return None;
+            }
         }
-        self.pending_count -= 1;
-        Some(c)
+        Some(self.remove_waiting(hash, prev, i))
+    }
+
+    /// Drops the oldest waiting copy and its twin entry (an ambiguous outside
+    /// copy waits under two keys); returns it. `None` when nothing waits.
+    fn drop_oldest_pending(&mut self) -> Option<Copy> {
+        let i = self.order_head;
+        if i == NO_SLOT {
+            return None;
+        }
+        let key = self.waiting(i).key;
+        let copy = self
+            .remove_copy(key, self.waiting(i).copy.packet)
+            .expect("the oldest copy waits under its key");
+        if let Some(other) = twin_key(key, &copy) {
+            self.remove_copy(other, copy.packet);
+        }
+        Some(copy)
     }
 
     /// Drops the oldest waiting copy (with its twin entry); counts it as
     /// evicted (`evicted`) or unmatched. Returns false when nothing waits.
     fn pop_oldest_pending(&mut self, evicted: bool) -> bool {
-        while let Some((_, key, packet)) = self.pending_order.pop_front() {
-            let Some(copy) = self.remove_copy(key, packet) else {
-                continue;
-            };
-            if let Some(other) = twin_key(key, &copy) {
-                self.remove_copy(other, packet);
-            }
-            if evicted {
-                self.stats.pending_evicted += 1;
-            } else if copy.inside {
-                self.stats.unmatched_inside += 1;
-            } else {
-                self.stats.unmatched_outside += 1;
-            }
-            return true;
+        let Some(copy) = self.drop_oldest_pending() else {
+            return false;
+        };
+        if evicted {
+            self.stats.pending_evicted += 1;
+        } else if copy.inside {
+            self.stats.unmatched_inside += 1;
+        } else {
+            self.stats.unmatched_outside += 1;
         }
-        false
+        true
     }
 
     fn flow(&self, slot: u32) -> &Flow {
@@ -961,38 +1233,127 @@ impl Correlator {
             proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
-        let chunks = &self.flow_chunks;
-        self.flow_index
-            .find(Self::key_hash(&key), |&s| {
-                let s = s as usize;
-                chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key == key
-            })
-            .copied()
+        let mut s = self.index_heads[self.index_head(&key)];
+        while s != LINK_NONE {
+            let f = self.flow(s);
+            if f.key() == key {
+                return Some(s);
+            }
+            s = f.link(LINK_INDEX_NEXT);
+        }
+        None
     }
 
-    /// The mapping a flow stands for, rebuilt from its slot (end `Open`).
-    fn mapping(&self, f: &Flow) -> Mapping {
-        let k = &f.key;
+    /// The index chain of `key`.
+    fn index_head(&self, key: &FlowKey) -> usize {
+        // The hash's top bits, mixed (FxHash's low bits are its weakest).
+        let h = Self::key_hash(key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - self.index_bits)) as usize
+    }
+
+    /// Doubles the index's heads and rebuilds every chain.
+    fn index_grow(&mut self) {
+        self.index_bits += 1;
+        self.index_heads = vec![LINK_NONE; 1 << self.index_bits];
+        for slot in 0..self.flow_slots_used {
+            if self.flow(slot).live() {
+                self.index_link(slot);
+            }
+        }
+    }
+
+    /// Puts the flow in `slot` at the front of its index chain.
+    fn index_link(&mut self, slot: u32) {
+        let h = self.index_head(&self.flow(slot).key());
+        let next = self.index_heads[h];
+        self.flow_mut(slot).set_link(LINK_INDEX_NEXT, next);
+        self.index_heads[h] = slot;
+    }
+
+    /// Takes the flow in `slot` off its index chain.
+    fn index_unlink(&mut self, slot: u32) {
+        let h = self.index_head(&self.flow(slot).key());
+        let next = self.flow(slot).link(LINK_INDEX_NEXT);
+        if self.index_heads[h] == slot {
+            self.index_heads[h] = next;
+            return;
+        }
+        let mut s = self.index_heads[h];
+        while s != LINK_NONE {
+            let n = self.flow(s).link(LINK_INDEX_NEXT);
+            if n == slot {
+                self.flow_mut(s).set_link(LINK_INDEX_NEXT, next);
+                return;
+            }
+            s = n;
+        }
+        panic!("active flow missing from the index");
+    }
+
+    /// (last packet, last written state) of the flow in `slot`.
+    fn flow_times(&self, slot: u32) -> (UnixNanos, UnixNanos) {
+        let f = self.flow(slot);
+        if f.wide() {
+            self.flow_wide[&slot]
+        } else {
+            // Both offsets ≤ FLOW_SPAN_MAX_NS (set_flow_times): no overflow.
+            (
+                f.first_ns + f.last_off() as i64,
+                f.first_ns + f.written_off() as i64,
+            )
+        }
+    }
+
+    /// Sets the flow's last packet and last written state. If either lies
+    /// more than [`FLOW_SPAN_MAX_NS`] after its first packet (or before it),
+    /// both move to `flow_wide` for the rest of the flow.
+    fn set_flow_times(&mut self, slot: u32, last_ns: UnixNanos, written_ns: UnixNanos) {
+        let f = self.flow_mut(slot);
+        let first_ns = f.first_ns;
+        let off = |t: UnixNanos| {
+            t.checked_sub(first_ns)
+                .and_then(|d| u64::try_from(d).ok())
+                .filter(|&d| d <= FLOW_SPAN_MAX_NS)
+        };
+        match (f.wide(), off(last_ns), off(written_ns)) {
+            (false, Some(l), Some(w)) => f.set_offs(l, w),
+            _ => {
+                f.set_offs(OFF47_WIDE, OFF47_WIDE);
+                self.flow_wide.insert(slot, (last_ns, written_ns));
+            }
+        }
+    }
+
+    /// Deadline of the flow in `slot` ([`Flow::deadline_ns`]).
+    fn flow_deadline_ns(&self, slot: u32) -> UnixNanos {
+        let (last_ns, _) = self.flow_times(slot);
+        self.flow(slot).deadline_ns(last_ns, &self.cfg.hold)
+    }
+
+    /// The mapping the flow in `slot` stands for, rebuilt (end `Open`).
+    fn mapping(&self, slot: u32) -> Mapping {
+        let f = self.flow(slot);
+        let (last_ns, _) = self.flow_times(slot);
         Mapping {
-            proto: k.proto,
+            proto: f.proto(),
             internal: SocketAddr::new(
-                self.addr(k.internal, k.fam & FAM_INTERNAL_V6 != 0),
-                k.internal_port,
+                self.addr(f.internal, f.bits & FAM_INTERNAL_V6 != 0),
+                f.internal_port,
             ),
             public: SocketAddr::new(
                 self.addr(f.public, f.bits & BIT_PUBLIC_V6 != 0),
                 f.public_port,
             ),
             remote: SocketAddr::new(
-                self.addr(k.remote, k.fam & FAM_REMOTE_V6 != 0),
-                k.remote_port,
+                self.addr(f.remote, f.bits & FAM_REMOTE_V6 != 0),
+                f.remote_port,
             ),
             first_ns: f.first_ns,
-            last_ns: f.last_ns,
+            last_ns,
             end: EndReason::Open,
             packets_out: f.packets_out,
             packets_in: f.packets_in,
-            flags: f.flags,
+            flags: f.flags(),
         }
     }
 
@@ -1019,52 +1380,71 @@ impl Correlator {
                 self.flow_chunks
                     .push(vec![Flow::FREE; SLAB_CHUNK_FLOWS].into_boxed_slice());
             }
-            self.flow_slots_used = slot.checked_add(1).expect("flows_active_max < 2^32");
+            assert!((slot as usize) < FLOWS_ACTIVE_MAX_LIMIT);
+            self.flow_slots_used = slot + 1;
             slot
         };
+        assert!(
+            m.flags & !FLAG_MIDFLOW == 0,
+            "a flow slot keeps FLAG_MIDFLOW only"
+        );
         let f = self.flow_mut(slot);
         *f = Flow {
-            key,
+            first_ns: m.first_ns,
+            internal: key.internal,
+            remote: key.remote,
             public: p,
-            public_port: m.public.port(),
-            bits: bits | BIT_LIVE | if p6 { BIT_PUBLIC_V6 } else { 0 },
-            flags: m.flags,
-            generation: f.generation,
             packets_out: m.packets_out,
             packets_in: m.packets_in,
-            first_ns: m.first_ns,
-            last_ns: m.last_ns,
-            written_ns,
+            internal_port: key.internal_port,
+            remote_port: key.remote_port,
+            public_port: m.public.port(),
+            links: [0xff; 9],
+            word: [0; 12],
+            bits: bits
+                | key.fam
+                | BIT_LIVE
+                | if p6 { BIT_PUBLIC_V6 } else { 0 }
+                | if m.flags & FLAG_MIDFLOW != 0 {
+                    BIT_MIDFLOW
+                } else {
+                    0
+                },
         };
-        let chunks = &self.flow_chunks;
-        self.flow_index
-            .insert_unique(Self::key_hash(&key), slot, |&s| {
-                let s = s as usize;
-                Self::key_hash(&chunks[s / SLAB_CHUNK_FLOWS][s % SLAB_CHUNK_FLOWS].key)
-            });
+        f.set_word(
+            (PROTOS
+                .iter()
+                .position(|&p| p == key.proto)
+                .expect("4 protocols") as u128)
+                << WORD_PROTO_SHIFT,
+        );
+        self.set_flow_times(slot, m.last_ns, written_ns);
         self.flows_active += 1;
+        if self.flows_active > INDEX_FLOWS_PER_HEAD_MAX << self.index_bits {
+            self.index_grow();
+        } else {
+            self.index_link(slot);
+        }
         slot
     }
 
     /// Removes the active flow in `slot`; returns its mapping (end `Open`)
     /// and its FIN/RST state.
     fn remove_flow(&mut self, slot: u32) -> (Mapping, EndReason) {
+        self.wheel_unlink(slot);
         let f = *self.flow(slot);
         assert!(f.live(), "removing a free slot");
-        let m = self.mapping(&f);
+        let m = self.mapping(slot);
         let closed = f.closed_reason();
-        let hash = Self::key_hash(&f.key);
-        match self.flow_index.find_entry(hash, |&s| s == slot) {
-            Ok(e) => {
-                e.remove();
-            }
-            Err(_) => panic!("active flow missing from the index"),
+        if f.wide() {
+            self.flow_wide.remove(&slot);
         }
-        if f.key.fam & FAM_INTERNAL_V6 != 0 {
-            self.v6.release(f.key.internal);
+        self.index_unlink(slot);
+        if f.bits & FAM_INTERNAL_V6 != 0 {
+            self.v6.release(f.internal);
         }
-        if f.key.fam & FAM_REMOTE_V6 != 0 {
-            self.v6.release(f.key.remote);
+        if f.bits & FAM_REMOTE_V6 != 0 {
+            self.v6.release(f.remote);
         }
         if f.bits & BIT_PUBLIC_V6 != 0 {
             self.v6.release(f.public);
@@ -1073,7 +1453,6 @@ impl Correlator {
         let s = self.flow_mut(slot);
         *s = Flow {
             public: free,
-            generation: f.generation.wrapping_add(1),
             ..Flow::FREE
         };
         self.flow_free = slot;
@@ -1110,15 +1489,15 @@ impl Correlator {
                 // late may carry an earlier time; it is evidence, not identity).
                 let refresh = self.cfg.refresh_interval_ns;
                 let hold = self.cfg.hold;
+                let (last_ns, written_ns) = self.flow_times(slot);
+                let last_ns = last_ns.max(ts_ns);
+                let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
+                let written_ns = if refreshed { ts_ns } else { written_ns };
+                self.set_flow_times(slot, last_ns, written_ns);
                 let flow = self.flow_mut(slot);
-                flow.last_ns = flow.last_ns.max(ts_ns);
                 match dir {
                     Dir::Out => flow.packets_out = flow.packets_out.saturating_add(1),
                     Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
-                }
-                let refreshed = refresh > 0 && ts_ns.saturating_sub(flow.written_ns) >= refresh;
-                if refreshed {
-                    flow.written_ns = ts_ns;
                 }
                 let mut moved_earlier = None;
                 if proto == Proto::Tcp {
@@ -1134,20 +1513,17 @@ impl Correlator {
                     }
                     if was_open && flow.closed_reason() != EndReason::Open {
                         // The hold shrinks (TIME_WAIT): the deadline moved earlier.
-                        moved_earlier = Some(Deadline {
-                            deadline_ns: flow.deadline_ns(&hold),
-                            slot,
-                            generation: flow.generation,
-                        });
+                        moved_earlier = Some(flow.deadline_ns(last_ns, &hold));
                     }
                 }
                 if refreshed {
                     self.stats.mappings_refreshed += 1;
-                    let m = self.mapping(self.flow(slot));
+                    let m = self.mapping(slot);
                     out.push(m);
                 }
-                if let Some(d) = moved_earlier {
-                    self.push_deadline(d);
+                if let Some(deadline_ns) = moved_earlier {
+                    self.wheel_unlink(slot);
+                    self.wheel_insert(slot, deadline_ns);
                 }
                 return;
             }
@@ -1192,46 +1568,69 @@ impl Correlator {
         self.stats.mappings_opened += 1;
         out.push(mapping);
         let slot = self.insert_flow(&mapping, bits, ts_ns);
-        let f = self.flow(slot);
-        let d = Deadline {
-            deadline_ns: f.deadline_ns(&self.cfg.hold),
-            slot,
-            generation: f.generation,
-        };
-        self.push_deadline(d);
+        let deadline_ns = self.flow_deadline_ns(slot);
+        self.wheel_insert(slot, deadline_ns);
     }
 
-    /// Queues an expiry wake-up; at the `deadlines_per_flow_max` bound the
-    /// wheel is rebuilt with one entry per active flow.
-    fn push_deadline(&mut self, d: Deadline) {
-        self.wheel_insert(d);
-        if self.wheel_len > DEADLINES_PER_FLOW_MAX * self.flows_active + DEADLINES_SLACK {
-            let hold = self.cfg.hold;
-            // Free the buckets' capacity too: the rebuilt entries land in
-            // other buckets, and what was kept would be slack.
-            for b in &mut self.wheel {
-                *b = Vec::new();
-            }
-            self.wheel_len = 0;
-            for slot in 0..self.flow_slots_used {
-                let f = *self.flow(slot);
-                if f.live() {
-                    self.wheel_insert(Deadline {
-                        deadline_ns: f.deadline_ns(&hold),
-                        slot,
-                        generation: f.generation,
-                    });
-                }
-            }
-            self.stats.deadline_rebuilds += 1;
+    fn wheel_node(&self, l: Link) -> (Link, Link) {
+        if l >= WHEEL_BASE {
+            self.wheel[(l - WHEEL_BASE) as usize]
+        } else {
+            let f = self.flow(l);
+            (f.link(LINK_WHEEL_PREV), f.link(LINK_WHEEL_NEXT))
         }
     }
 
-    /// Puts `d` in the bucket of its deadline's second, clamped to the
-    /// wheel's span (never before `wheel_sec`: that bucket is the next one
-    /// looked at; never past the span's last bucket: looked at again then).
-    fn wheel_insert(&mut self, d: Deadline) {
-        let sec = d.deadline_ns.div_euclid(NANOS_PER_SEC);
+    fn wheel_set_prev(&mut self, l: Link, prev: Link) {
+        if l >= WHEEL_BASE {
+            self.wheel[(l - WHEEL_BASE) as usize].0 = prev;
+        } else {
+            self.flow_mut(l).set_link(LINK_WHEEL_PREV, prev);
+        }
+    }
+
+    fn wheel_set_next(&mut self, l: Link, next: Link) {
+        if l >= WHEEL_BASE {
+            self.wheel[(l - WHEEL_BASE) as usize].1 = next;
+        } else {
+            self.flow_mut(l).set_link(LINK_WHEEL_NEXT, next);
+        }
+    }
+
+    /// Appends the (unlinked) flow in `slot` to the list of head `head`.
+    fn wheel_push_back(&mut self, head: usize, slot: u32) {
+        let head = WHEEL_BASE + head as Link;
+        let tail = self.wheel_node(head).0;
+        self.wheel_set_next(tail, slot);
+        self.wheel_set_prev(head, slot);
+        let f = self.flow_mut(slot);
+        debug_assert!(
+            f.link(LINK_WHEEL_NEXT) == LINK_NONE,
+            "linking a linked flow"
+        );
+        f.set_link(LINK_WHEEL_PREV, tail);
+        f.set_link(LINK_WHEEL_NEXT, head);
+    }
+
+    /// Takes the flow in `slot` off its bucket's list (nothing if unlinked).
+    fn wheel_unlink(&mut self, slot: u32) {
+        let (prev, next) = self.wheel_node(slot);
+        if next == LINK_NONE {
+            return;
+        }
+        self.wheel_set_next(prev, next);
+        self.wheel_set_prev(next, prev);
+        let f = self.flow_mut(slot);
+        f.set_link(LINK_WHEEL_PREV, LINK_NONE);
+        f.set_link(LINK_WHEEL_NEXT, LINK_NONE);
+    }
+
+    /// Links the (unlinked) flow in `slot` into the bucket of its deadline's
+    /// second, clamped to the wheel's span (never before `wheel_sec`: that
+    /// bucket is the next one looked at; never past the span's last bucket:
+    /// looked at again then).
+    fn wheel_insert(&mut self, slot: u32, deadline_ns: UnixNanos) {
+        let sec = deadline_ns.div_euclid(NANOS_PER_SEC);
         if self.wheel_sec == i64::MIN {
             // Start at the clock (the first flow's deadline may be hours
             // away, the next flow's seconds away).
@@ -1243,15 +1642,42 @@ impl Correlator {
         }
         let span = EXPIRY_WHEEL_SECONDS as i64;
         let sec = sec.clamp(self.wheel_sec, self.wheel_sec + span - 1);
-        self.wheel[sec.rem_euclid(span) as usize].push(WheelEntry {
-            slot: d.slot,
-            generation: d.generation,
-        });
-        self.wheel_len += 1;
+        self.wheel_push_back(sec.rem_euclid(span) as usize, slot);
     }
 
+    /// Moves the whole list of bucket `b` to the end of the scan's list.
+    fn wheel_splice_due(&mut self, b: usize) {
+        let head = WHEEL_BASE + b as Link;
+        let (last, first) = self.wheel[b];
+        if first == head {
+            return;
+        }
+        let due = WHEEL_BASE + WHEEL_DUE as Link;
+        let due_tail = self.wheel[WHEEL_DUE].0;
+        self.wheel_set_next(due_tail, first);
+        self.wheel_set_prev(first, due_tail);
+        self.wheel_set_next(last, due);
+        self.wheel_set_prev(due, last);
+        self.wheel[b] = (head, head);
+    }
+
+    /// Closes the least recently active flow. Ties (same last packet time)
+    /// go to the earliest first packet, then the smallest key, as the idle
+    /// scan orders its output: never to a slot number, which depends on the
+    /// order earlier flows left.
     fn evict_least_recent(&mut self, out: &mut Vec<Mapping>) {
-        let Some(slot) = self.live_slots().min_by_key(|&s| self.flow(s).last_ns) else {
+        let Some(slot) = self.live_slots().min_by(|&a, &b| {
+            let (la, lb) = (self.flow_times(a).0, self.flow_times(b).0);
+            la.cmp(&lb).then_with(|| {
+                let (ma, mb) = (self.mapping(a), self.mapping(b));
+                (ma.first_ns, ma.internal, ma.remote, ma.proto as u8).cmp(&(
+                    mb.first_ns,
+                    mb.internal,
+                    mb.remote,
+                    mb.proto as u8,
+                ))
+            })
+        }) else {
             return;
         };
         let (m, _) = self.remove_flow(slot);
@@ -1274,23 +1700,9 @@ impl Correlator {
         }
         self.now_ns = now_ns;
         let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
-        while let Some(&(ts, key, packet)) = self.pending_order.front() {
-            if ts >= horizon {
-                break;
-            }
-            self.pending_order.pop_front();
-            // Only this entry's copy: a stale entry (its copy paired) must not
-            // make a younger copy leave before its own window is over.
-            if let Some(copy) = self.remove_copy(key, packet) {
-                if let Some(other) = twin_key(key, &copy) {
-                    self.remove_copy(other, packet);
-                }
-                if copy.inside {
-                    self.stats.unmatched_inside += 1;
-                } else {
-                    self.stats.unmatched_outside += 1;
-                }
-            }
+        // In arrival order, up to the first copy still inside its window.
+        while self.order_head != NO_SLOT && self.waiting(self.order_head).copy.ts_ns < horizon {
+            self.pop_oldest_pending(false);
         }
         if now_ns >= self.next_scan_ns {
             self.next_scan_ns = now_ns.saturating_add(self.cfg.expiry_scan_interval_ns);
@@ -1299,14 +1711,13 @@ impl Correlator {
     }
 
     /// Closes the flows idle at `now_ns` (last packet + hold before it):
-    /// empties the buckets of the seconds up to `now_ns`'s (its own bucket
-    /// included: part of that second is past), skipping stale entries,
-    /// closing flows past their deadline and queueing the others again at
-    /// their deadline. A flow is closed at the first call with `now_ns` past
-    /// its deadline, as with a queue ordered by deadline. Cost: the entries
-    /// of at most `EXPIRY_WHEEL_SECONDS` buckets, not the table's size.
+    /// takes every flow off the buckets of the seconds up to `now_ns`'s (its
+    /// own bucket included: part of that second is past), closing those past
+    /// their deadline and linking the others again at their deadline. A flow
+    /// is closed at the first call with `now_ns` past its deadline, as with a
+    /// queue ordered by deadline. Cost: the flows of at most
+    /// `EXPIRY_WHEEL_SECONDS` buckets, not the table's size.
     fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
-        let hold = self.cfg.hold;
         let mut expired: Vec<(Mapping, EndReason)> = Vec::new();
         if self.wheel_sec == i64::MIN {
             return;
@@ -1319,36 +1730,26 @@ impl Correlator {
             .saturating_add(1)
             .clamp(0, span);
         let first = self.wheel_sec;
-        let mut due_entries: Vec<WheelEntry> = Vec::new();
         for k in 0..buckets {
-            let b = (first + k).rem_euclid(span) as usize;
-            let mut bucket = std::mem::take(&mut self.wheel[b]);
-            self.wheel_len -= bucket.len();
-            if due_entries.is_empty() {
-                std::mem::swap(&mut due_entries, &mut bucket);
-            } else {
-                due_entries.append(&mut bucket);
-            }
+            self.wheel_splice_due((first + k).rem_euclid(span) as usize);
         }
-        // Every bucket before now_sec is empty now; entries queued again go
-        // to now_sec's bucket or later.
+        // Every bucket before now_sec is empty now; flows queued again go
+        // to now_sec's bucket or later, not to the scan's list.
         self.wheel_sec = self.wheel_sec.max(now_sec);
-        for e in due_entries {
-            let f = self.flow(e.slot);
-            if !f.live() || f.generation != e.generation {
-                continue;
+        let due_head = WHEEL_BASE + WHEEL_DUE as Link;
+        loop {
+            let slot = self.wheel[WHEEL_DUE].1;
+            if slot == due_head {
+                break;
             }
-            let due = f.deadline_ns(&hold);
+            self.wheel_unlink(slot);
+            let due = self.flow_deadline_ns(slot);
             if now_ns > due {
-                expired.push(self.remove_flow(e.slot));
+                expired.push(self.remove_flow(slot));
             } else {
                 // Not due yet (touched since it was queued, queued at the
                 // span's end, or due later in this second).
-                self.wheel_insert(Deadline {
-                    deadline_ns: due,
-                    slot: e.slot,
-                    generation: e.generation,
-                });
+                self.wheel_insert(slot, due);
             }
         }
         // Deterministic output order: by last packet, then first packet, then key.
@@ -1367,14 +1768,11 @@ impl Correlator {
     /// when the connection was closed), in order of first packet.
     pub fn finish(&mut self, out: &mut Vec<Mapping>) {
         while self.pop_oldest_pending(false) {}
-        for b in &mut self.wheel {
-            b.clear();
-        }
-        self.wheel_len = 0;
         let live: Vec<u32> = self.live_slots().collect();
         let mut flows: Vec<(Mapping, EndReason)> =
             live.into_iter().map(|s| self.remove_flow(s)).collect();
-        flows.sort_by_key(|(m, _)| (m.first_ns, m.internal, m.remote));
+        // By first packet, then key (total: not the slots' order).
+        flows.sort_by_key(|(m, _)| (m.first_ns, m.internal, m.remote, m.proto as u8));
         for (m, closed) in flows {
             let reason = match closed {
                 EndReason::Open => EndReason::CaptureEnd,
@@ -2145,5 +2543,459 @@ mod tests {
             .iter()
             .any(|m| m.proto == Proto::Tcp && m.end == EndReason::Idle));
         assert_eq!(c.stats().flows_active, 0);
+    }
+
+    impl Correlator {
+        /// The wheel's invariant, walked: every list is consistent both ways,
+        /// the scan's list is empty, every active flow is in exactly one
+        /// bucket, of a second in the span and at or before its deadline's.
+        fn check_wheel(&self) {
+            let span = EXPIRY_WHEEL_SECONDS as i64;
+            let due = WHEEL_BASE + WHEEL_DUE as Link;
+            assert_eq!(self.wheel[WHEEL_DUE], (due, due), "scan list left behind");
+            let mut seen = vec![false; self.flow_slots_used as usize];
+            let mut linked = 0;
+            for b in 0..EXPIRY_WHEEL_SECONDS {
+                let head = WHEEL_BASE + b as Link;
+                let (mut prev, mut l) = (head, self.wheel[b].1);
+                while l != head {
+                    assert!(l < WHEEL_BASE, "bucket {b} runs into another head");
+                    let f = self.flow(l);
+                    assert!(f.live(), "free slot {l} linked in bucket {b}");
+                    assert_eq!(f.link(LINK_WHEEL_PREV), prev, "slot {l}: prev link");
+                    assert!(!seen[l as usize], "slot {l} linked twice");
+                    seen[l as usize] = true;
+                    linked += 1;
+                    // The second this bucket stands for now.
+                    let sec = self.wheel_sec + (b as i64 - self.wheel_sec).rem_euclid(span);
+                    let deadline_sec = self.flow_deadline_ns(l).div_euclid(NANOS_PER_SEC);
+                    assert!(sec <= deadline_sec, "slot {l} queued after its deadline");
+                    (prev, l) = (l, f.link(LINK_WHEEL_NEXT));
+                }
+                assert_eq!(self.wheel[b].0, prev, "bucket {b}: tail link");
+            }
+            assert_eq!(
+                linked, self.flows_active,
+                "active flows not linked once each"
+            );
+            for s in 0..self.flow_slots_used {
+                let f = self.flow(s);
+                if !f.live() {
+                    assert_eq!(f.links, [0xff; 9], "free slot {s} linked");
+                }
+            }
+        }
+    }
+
+    /// Slot reuse, replaced flows, deadlines moved earlier (FIN, RST), holds
+    /// short and long (past the wheel's span) and clock jumps, on a few
+    /// tuples in a pseudo-random order: after every packet the wheel's
+    /// invariant holds, and after every scan no active flow is past its
+    /// deadline while every idle final was past its deadline when emitted.
+    #[test]
+    fn expiry_wheel_model_with_slot_reuse_replace_close_and_jumps() {
+        let cfg = CorrelatorConfig {
+            hold: HoldTimes {
+                tcp_closed_s: 3,
+                tcp_open_s: 10_000,
+                udp_s: 5,
+                udp_stream_s: 40,
+                icmp_s: 2,
+            },
+            ..CorrelatorConfig::default()
+        };
+        assert!(cfg.hold.tcp_open_s as usize > EXPIRY_WHEEL_SECONDS);
+        let hold = cfg.hold;
+        let mut c = Correlator::new(cfg);
+        let mut out = Vec::new();
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut t = 1_000 * S;
+        let mut finals_seen = 0;
+        for id in 0..4_000u32 {
+            t += match next(100) {
+                0 => 9_000 * S,      // past most holds, not the TCP open one
+                1..=2 => 20_000 * S, // past the wheel's span
+                3..=20 => S + next(S as u64) as i64,
+                _ => next(300) as i64 * MS,
+            };
+            let proto = [Proto::Tcp, Proto::Udp, Proto::Icmp][next(3) as usize];
+            let sub = next(4);
+            let remote = format!("198.51.100.{}:{}", 1 + next(2), 80);
+            let public = format!("203.0.113.{}:{}", 1 + next(2), 7000 + sub);
+            let internal = format!("100.64.0.{}:{}", 1 + sub, 7000 + sub);
+            let flags = [SYN, SYNACK, ACK, FINACK, TcpInfo::RST][next(5) as usize];
+            let outbound = next(3) != 0;
+            let (pre, post) = if outbound {
+                (
+                    pkt(proto, &internal, &remote, id, flags, id),
+                    pkt(proto, &public, &remote, id, flags, id),
+                )
+            } else {
+                (
+                    pkt(proto, &remote, &public, id, flags, id),
+                    pkt(proto, &remote, &internal, id, flags, id),
+                )
+            };
+            let scan_before = c.next_scan_ns;
+            c.push(t, Side::Inside, &pre, &mut out);
+            if c.next_scan_ns != scan_before {
+                // A scan ran at `t`: nothing active is past its deadline.
+                for s in c.live_slots() {
+                    assert!(c.flow_deadline_ns(s) >= t, "flow left past its deadline");
+                }
+            }
+            c.push(t + 10 * 1_000, Side::Outside, &post, &mut out);
+            c.check_wheel();
+            c.check_index();
+            for m in out.drain(..) {
+                // (FIN/RST finals also come from a new SYN on a closed tuple;
+                // those closed by a scan are covered by the check above.)
+                if m.end == EndReason::Idle {
+                    assert!(m.last_ns + hold.hold_ns(&m) < t + 10 * 1_000);
+                    finals_seen += 1;
+                }
+            }
+        }
+        assert!(
+            finals_seen > 100,
+            "the model test closed {finals_seen} flows by expiry"
+        );
+        assert!(c.stats().mappings_closed > 1_000);
+        assert!(c.flow_slots_used <= 16 * 3 + 1, "slots are reused");
+        c.finish(&mut out);
+        assert_eq!(c.stats().flows_active, 0);
+        assert_eq!(c.stats().deadline_rebuilds, 0);
+        c.check_wheel();
+    }
+
+    /// At the `flows_active_max` bound, flows with the same last packet time
+    /// are evicted by first packet, then key; not by slot number.
+    #[test]
+    fn flow_bound_ties_go_to_the_earliest_first_packet_then_key() {
+        let mut c = Correlator::new(CorrelatorConfig {
+            flows_active_max: 2,
+            ..CorrelatorConfig::default()
+        });
+        let mut out = Vec::new();
+        let udp = |c: &mut Correlator, out: &mut Vec<Mapping>, t: i64, port: u16, id: u32| {
+            let inside = pkt(
+                Proto::Udp,
+                &format!("100.64.0.2:{port}"),
+                "198.51.100.10:53",
+                id,
+                0,
+                0,
+            );
+            let outside = pkt(
+                Proto::Udp,
+                &format!("203.0.113.1:{port}"),
+                "198.51.100.10:53",
+                id,
+                0,
+                0,
+            );
+            c.push(t, Side::Inside, &inside, out);
+            c.push(t, Side::Outside, &outside, out);
+        };
+        // Port 2000 first at 1 s, port 1000 first at 2 s; both last at 3 s.
+        udp(&mut c, &mut out, S, 2000, 1);
+        udp(&mut c, &mut out, 2 * S, 1000, 2);
+        udp(&mut c, &mut out, 3 * S, 1000, 3);
+        udp(&mut c, &mut out, 3 * S, 2000, 4);
+        udp(&mut c, &mut out, 3 * S, 3000, 5);
+        let evicted: Vec<_> = out.iter().filter(|m| m.end == EndReason::Evicted).collect();
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].internal.port(), 2000);
+    }
+
+    /// A flow running longer than a slot's 47-bit offsets hold (39 h): its
+    /// times move to `flow_wide` and stay exact to the nanosecond, in the
+    /// refreshed states and in the final; the entry leaves with the flow.
+    #[test]
+    fn flow_longer_than_flow_span_max_keeps_exact_times() {
+        let mut c = Correlator::new(CorrelatorConfig {
+            refresh_interval_ns: 10 * 3600 * S,
+            ..CorrelatorConfig::default()
+        });
+        let mut out = Vec::new();
+        let t0 = 1_700_000_000 * S + 123_456_789;
+        let mut last = t0;
+        // A TCP flow (2 h 4 min open hold) with a packet pair every hour and
+        // a few odd nanoseconds, for 100 hours.
+        for k in 0..=100i64 {
+            let t = t0 + k * 3600 * S + k * 7;
+            let flags = if k == 0 { SYN } else { ACK };
+            let id = k as u32;
+            c.push(
+                t,
+                Side::Inside,
+                &pkt(
+                    Proto::Tcp,
+                    "100.64.0.9:9000",
+                    "198.51.100.9:22",
+                    id,
+                    flags,
+                    id,
+                ),
+                &mut out,
+            );
+            c.push(
+                t + 1_000,
+                Side::Outside,
+                &pkt(
+                    Proto::Tcp,
+                    "203.0.113.9:9000",
+                    "198.51.100.9:22",
+                    id,
+                    flags,
+                    id,
+                ),
+                &mut out,
+            );
+            last = t;
+            let wide = c.flow_wide.len();
+            assert_eq!(
+                wide,
+                usize::from((t - t0) as u64 > FLOW_SPAN_MAX_NS),
+                "at hour {k}"
+            );
+            c.check_wheel();
+        }
+        assert!((last - t0) as u64 > FLOW_SPAN_MAX_NS);
+        let refreshed: Vec<_> = out
+            .iter()
+            .filter(|m| m.end == EndReason::Open)
+            .skip(1)
+            .collect();
+        assert_eq!(refreshed.len(), 10, "one refresh every 10 hours");
+        for (i, m) in refreshed.iter().enumerate() {
+            let k = 10 * (i as i64 + 1);
+            assert_eq!(m.first_ns, t0);
+            assert_eq!(m.last_ns, t0 + k * 3600 * S + k * 7, "refresh {i}");
+        }
+        c.advance(last + 3 * 3600 * S, &mut out);
+        let f = finals(&out);
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].first_ns, f[0].last_ns, f[0].end),
+            (t0, last, EndReason::Idle)
+        );
+        assert_eq!((f[0].packets_out, f[0].packets_in), (101, 0));
+        assert!(c.flow_wide.is_empty());
+        c.check_wheel();
+    }
+
+    impl Correlator {
+        /// The pending slab's invariant, walked: the arrival list links every
+        /// waiting copy once, both ways; every key's list holds copies of that
+        /// key only, at most `pending_per_key_max`, in arrival order; every
+        /// waiting copy is on exactly one key's list.
+        fn check_pending(&self) {
+            let mut in_order = vec![false; self.waiting_used as usize];
+            let (mut prev, mut i, mut n) = (NO_SLOT, self.order_head, 0);
+            let mut rank = vec![usize::MAX; self.waiting_used as usize];
+            while i != NO_SLOT {
+                let w = self.waiting(i);
+                assert_eq!(w.order_prev, prev, "entry {i}: order prev link");
+                assert!(!in_order[i as usize], "entry {i} twice in arrival order");
+                in_order[i as usize] = true;
+                rank[i as usize] = n;
+                n += 1;
+                (prev, i) = (i, w.order_next);
+            }
+            assert_eq!(self.order_tail, prev, "arrival order tail");
+            assert_eq!(n, self.pending_count, "pending_count");
+            let mut in_key = 0;
+            for &head in self.pending.iter() {
+                let key = self.waiting(head).key;
+                assert_eq!(self.find_pending(key, pair_hash(&key)), Some(head));
+                let (mut i, mut len, mut last_rank) = (head, 0, None);
+                while i != NO_SLOT {
+                    let w = self.waiting(i);
+                    assert_eq!(w.key, key, "entry {i} on another key's list");
+                    assert!(in_order[i as usize], "entry {i} not in arrival order");
+                    assert!(last_rank < Some(rank[i as usize]), "key list out of order");
+                    last_rank = Some(rank[i as usize]);
+                    len += 1;
+                    i = w.key_next;
+                }
+                assert!(len <= self.cfg.pending_per_key_max);
+                in_key += len;
+            }
+            assert_eq!(in_key, n, "a waiting copy on no key's list");
+        }
+    }
+
+    /// Copies inside and outside, retransmitted (one key, several copies),
+    /// ambiguous (two keys), paired, dropped at the window, at `pending_max`
+    /// and at `pending_per_key_max`, in a pseudo-random order: after every
+    /// packet the pending slab's invariant holds, and in the end nothing
+    /// waits and every entry is back on the free list.
+    #[test]
+    fn pending_slab_model_with_retransmissions_bounds_and_window() {
+        let mut c = Correlator::new(CorrelatorConfig {
+            pending_max: 16,
+            pending_per_key_max: 2,
+            ..CorrelatorConfig::default()
+        });
+        let mut out = Vec::new();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut t = S;
+        for _ in 0..20_000 {
+            t += next(200) as i64 * MS;
+            let id = next(6) as u32; // few ids: retransmissions and reuse
+            let sub = 1 + next(3);
+            let remote = format!("198.51.100.{}:443", 1 + next(2));
+            let (inside, outside) = (
+                format!("100.64.0.{sub}:5000"),
+                format!("203.0.113.{sub}:6000"),
+            );
+            let p = match next(4) {
+                0 => (Side::Inside, pkt(Proto::Udp, &inside, &remote, id, 0, 0)),
+                1 => (Side::Outside, pkt(Proto::Udp, &outside, &remote, id, 0, 0)),
+                2 => (Side::Outside, pkt(Proto::Udp, &remote, &outside, id, 0, 0)),
+                _ => (Side::Inside, pkt(Proto::Udp, &remote, &inside, id, 0, 0)),
+            };
+            c.push(t, p.0, &p.1, &mut out);
+            c.check_pending();
+        }
+        let s = c.stats();
+        assert!(
+            s.paired_copies > 1_000 && s.pending_evicted > 0 && s.pending_key_full > 0,
+            "{s:?}"
+        );
+        assert!(s.unmatched_inside > 0 && s.unmatched_outside > 0 && s.duplicate_copies > 0);
+        c.finish(&mut out);
+        c.check_pending();
+        assert_eq!((c.stats().pending, c.order_head), (0, NO_SLOT));
+        assert!(c.pending.is_empty());
+        let (mut free, mut i) = (0, c.waiting_free);
+        while i != NO_SLOT {
+            (free, i) = (free + 1, c.waiting(i).key_next);
+        }
+        assert_eq!(free, c.waiting_used, "every entry back on the free list");
+    }
+
+    /// The pair window holds for a copy that arrives after a younger one
+    /// (timestamps out of order): it leaves at the first advance past its
+    /// own window, whatever became of the copies that arrived before it.
+    #[test]
+    fn pair_window_holds_for_copies_arriving_out_of_timestamp_order() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        let mut out = Vec::new();
+        let a_in = pkt(Proto::Udp, "100.64.0.1:5000", "198.51.100.1:53", 1, 0, 0);
+        let a_out = pkt(Proto::Udp, "203.0.113.1:5000", "198.51.100.1:53", 1, 0, 0);
+        let b_in = pkt(Proto::Udp, "100.64.0.2:5000", "198.51.100.1:53", 2, 0, 0);
+        let b_out = pkt(Proto::Udp, "203.0.113.2:5000", "198.51.100.1:53", 2, 0, 0);
+        c.push(10 * S, Side::Inside, &a_in, &mut out);
+        // B's inside copy arrives after A's with an older timestamp.
+        c.push(9 * S + 500 * MS, Side::Inside, &b_in, &mut out);
+        c.push(10 * S + MS, Side::Outside, &a_out, &mut out);
+        assert_eq!(c.stats().paired_copies, 2);
+        // 11.6 s: B's window (2 s from 9.5 s) is over; A paired long ago.
+        c.advance(11 * S + 600 * MS, &mut out);
+        assert_eq!(c.stats().unmatched_inside, 1);
+        c.push(11 * S + 700 * MS, Side::Outside, &b_out, &mut out);
+        let s = c.stats();
+        // B's outside copy waits (under both directions: it is ambiguous).
+        assert_eq!((s.paired_copies, s.unmatched_inside, s.pending), (2, 1, 2));
+    }
+
+    impl Correlator {
+        /// The flow index's invariant, walked: every active flow is on
+        /// exactly one chain, the chain of its key's head, and nothing else.
+        fn check_index(&self) {
+            let mut seen = vec![false; self.flow_slots_used as usize];
+            let mut n = 0;
+            for (h, &head) in self.index_heads.iter().enumerate() {
+                let mut s = head;
+                while s != LINK_NONE {
+                    let f = self.flow(s);
+                    assert!(f.live(), "free slot {s} indexed");
+                    assert_eq!(self.index_head(&f.key()), h, "slot {s} on another chain");
+                    assert!(!seen[s as usize], "slot {s} indexed twice");
+                    seen[s as usize] = true;
+                    n += 1;
+                    s = f.link(LINK_INDEX_NEXT);
+                }
+            }
+            assert_eq!(n, self.flows_active, "active flows not indexed once each");
+            assert!(self.flows_active <= INDEX_FLOWS_PER_HEAD_MAX << self.index_bits);
+        }
+    }
+
+    /// The flow index through growth (1 024 heads doubled to 4 096) and
+    /// removals from the front, middle and end of chains: every active flow
+    /// is found, removed ones are not, and the chains stay exact.
+    #[test]
+    fn flow_index_chains_through_growth_and_removals() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        let mut out = Vec::new();
+        let n = 5_000u32;
+        let ep = |i: u32| {
+            (
+                format!("100.64.{}.{}:{}", i / 250, i % 250, 1000 + i % 7),
+                format!("203.0.113.{}:{}", 1 + i % 16, 2000 + i),
+            )
+        };
+        for i in 0..n {
+            let (inside, outside) = ep(i);
+            let t = S + i64::from(i) * 1_000;
+            c.push(
+                t,
+                Side::Inside,
+                &pkt(Proto::Udp, &inside, "198.51.100.7:53", i, 0, 0),
+                &mut out,
+            );
+            c.push(
+                t,
+                Side::Outside,
+                &pkt(Proto::Udp, &outside, "198.51.100.7:53", i, 0, 0),
+                &mut out,
+            );
+        }
+        assert_eq!(c.stats().flows_active, u64::from(n));
+        assert_eq!(c.index_heads.len(), 4096);
+        c.check_index();
+        let remote: SocketAddr = "198.51.100.7:53".parse().unwrap();
+        let find = |c: &Correlator, i: u32| {
+            let internal: SocketAddr = ep(i).0.parse().unwrap();
+            c.find_flow(Proto::Udp, internal, remote)
+        };
+        // Remove every third flow (a replace: a new public endpoint closes it).
+        let mut removed = Vec::new();
+        for i in (0..n).step_by(3) {
+            let slot = find(&c, i).expect("indexed");
+            c.remove_flow(slot);
+            removed.push(i);
+        }
+        c.check_index();
+        for i in 0..n {
+            assert_eq!(find(&c, i).is_some(), i % 3 != 0, "flow {i}");
+        }
+        assert_eq!(c.stats().flows_active, u64::from(n) - removed.len() as u64);
+        let _ = out;
+    }
+
+    /// `flows_active_max` above what 24-bit slot links can name is refused.
+    #[test]
+    #[should_panic(expected = "FLOWS_ACTIVE_MAX_LIMIT")]
+    fn flows_active_max_over_the_limit_is_refused() {
+        Correlator::new(CorrelatorConfig {
+            flows_active_max: FLOWS_ACTIVE_MAX_LIMIT + 1,
+            ..CorrelatorConfig::default()
+        });
     }
 }

@@ -12,10 +12,11 @@
 //! `natrec-corrmem --dir /var/tmp/nb10`
 
 use std::alloc::System;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use natrec_capture::correlate::{Correlator, CorrelatorConfig, Side};
+use natrec_capture::correlate::{Correlator, CorrelatorConfig, CorrelatorMemory, Side};
 use natrec_capture::decode::decode;
 use natrec_capture::source::CaptureFile;
 use natrec_storage::{HoldTimes, Mapping};
@@ -79,6 +80,10 @@ fn main() -> Result<()> {
     let (mut peak_flows, mut bytes_at_peak, mut peak_bytes) = (0u64, 0usize, 0usize);
     let mut packets = 0u64;
     let (mut pending_at_peak, mut peak_pending) = (0u64, 0u64);
+    // Every mapping emitted, in order: two builds that emit the same
+    // mappings in the same order print the same digest.
+    let mut digest = std::hash::DefaultHasher::new();
+    let mut memory_at_peak = CorrelatorMemory::default();
     // The earliest head each time; ties go to the earlier file (as replay).
     while let Some(i) = (0..next.len())
         .filter(|&i| matches!(next[i], Some(Ok(_))))
@@ -92,6 +97,9 @@ fn main() -> Result<()> {
         } else {
             c.advance(pkt.ts_ns, &mut out);
         }
+        for m in &out {
+            m.hash(&mut digest);
+        }
         out.clear();
         if packets.is_multiple_of(SAMPLE_EVERY_PACKETS) {
             let flows = c.stats().flows_active;
@@ -101,9 +109,14 @@ fn main() -> Result<()> {
                 peak_flows = flows;
                 bytes_at_peak = bytes;
                 pending_at_peak = c.stats().pending;
+                memory_at_peak = c.memory();
             }
             peak_pending = peak_pending.max(c.stats().pending);
         }
+    }
+    c.finish(&mut out);
+    for m in &out {
+        m.hash(&mut digest);
     }
     let s = c.stats();
     println!("packets {packets}, mappings opened {}", s.mappings_opened);
@@ -112,9 +125,24 @@ fn main() -> Result<()> {
         bytes_at_peak as f64 / peak_flows.max(1) as f64
     );
     println!("copies pending then {pending_at_peak}; most copies pending at once {peak_pending}");
+    let m = &memory_at_peak;
+    let per = |b: usize| b as f64 / peak_flows.max(1) as f64;
+    println!("by structure then (capacities, as the correlator reports them):");
+    for (name, b) in [
+        ("flow slab", m.flow_slab),
+        ("flow index", m.flow_index),
+        ("expiry", m.expiry),
+        ("pending copies", m.pending),
+        ("IPv6 names", m.v6_names),
+        ("total", m.total()),
+    ] {
+        println!("  {name:<14} {b:>11} bytes {:>6.1} per active flow", per(b));
+    }
     println!(
         "peak correlator bytes allocated {peak_bytes} = {:.1} bytes per peak active flow",
         peak_bytes as f64 / peak_flows.max(1) as f64
     );
+    println!("mappings emitted: digest {:016x}", digest.finish());
+    println!("final counters: {s:?}");
     Ok(())
 }
