@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
-use natrec_capture::correlate::{default_subscriber_prefixes, CorrelatorConfig};
+use natrec_capture::correlate::{
+    default_subscriber_prefixes, CorrelatorConfig, FLOWS_ACTIVE_MAX_LIMIT,
+};
 use natrec_storage::{HoldTimes, Proto, Store, StoreConfig, NANOS_PER_SEC};
 
 use crate::replay::{IfaceSel, SideRules};
@@ -391,6 +393,11 @@ pub fn correlator_config(
     }
     if pending_max == 0 || flows_active_max == 0 {
         bail!("--pending-max and --flows-active-max must be at least 1");
+    }
+    if flows_active_max > FLOWS_ACTIVE_MAX_LIMIT {
+        bail!(
+            "--flows-active-max (flows_active_max) {flows_active_max} is more than the correlator can index ({FLOWS_ACTIVE_MAX_LIMIT}: 24-bit slot links); give at most {FLOWS_ACTIVE_MAX_LIMIT} (about 1 GiB of flow table) or split the traffic over several recorders"
+        );
     }
     Ok(CorrelatorConfig {
         subscriber_prefixes: if prefixes.is_empty() {

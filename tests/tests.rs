@@ -966,6 +966,34 @@ fn record_check_config_explains_and_refuses_what_it_must() {
     ]);
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("Art. 13"), "{}", stderr(&o));
+    // More flows than the correlator can index: an operator error, not a panic,
+    // for the recorder and for a replay alike.
+    let o = natrec(&[
+        "record",
+        "--config",
+        example.to_str().unwrap(),
+        "--flows-active-max",
+        "20000000",
+        "--check-config",
+    ]);
+    assert_eq!(code(&o), 2, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stderr(&o).contains("flows_active_max") && stderr(&o).contains("give at most 16769022"),
+        "{}",
+        stderr(&o)
+    );
+    let store = tempfile::tempdir().unwrap();
+    let o = natrec(&[
+        "replay",
+        "--quiet",
+        "--store",
+        &store_arg(store.path()),
+        "--flows-active-max",
+        "20000000",
+        fixture("natlab.any.pcap").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 2, "{}{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("give at most"), "{}", stderr(&o));
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
