@@ -1,5 +1,5 @@
-//! Partition files: the active append log ([`ActiveLog`], written through a
-//! writable map), a read-only view of a log ([`LogView`]), and sealed
+//! Partition files: the active append log ([`ActiveLog`], written with
+//! `pwrite`, read back through a read-only map), a read-only view of a log ([`LogView`]), and sealed
 //! partitions ([`write_sealed`], [`SealedView`]).
 
 use std::cmp::Ordering;
@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use memmap2::{Mmap, MmapMut};
+use memmap2::Mmap;
 use zerocopy::{FromBytes, IntoBytes};
 
 use crate::format::{Footer, LogHeader, Record, SealedHeader, HEADER_SIZE, RECORD_SIZE};
@@ -47,15 +47,16 @@ fn committed_slots(slots: &[u8]) -> u64 {
     n
 }
 
-/// The writer's handle on one active log segment.
+/// The writer's handle on one active log segment. It holds no map: records
+/// go to the file with `pwrite`, and the seal maps the committed slots
+/// read-only ([`ActiveLog::committed`]).
 pub(crate) struct ActiveLog {
     pub path: PathBuf,
     file: File,
-    map: MmapMut,
     pub segment: u32,
     /// Committed records.
     pub count: u64,
-    /// Record slots the file holds.
+    /// Record slots the file holds (its length, set with `set_len`).
     capacity: u64,
     /// Appended records not yet written to the file (`pwrite` by
     /// [`ActiveLog::write_out`]), at most [`LOG_BUFFER_RECORDS_MAX`].
@@ -96,21 +97,29 @@ impl ActiveLog {
         span_ns: i64,
         segment: u32,
     ) -> Result<ActiveLog, StoreError> {
-        let len = HDR + LOG_SLOTS_INITIAL * REC;
+        // Called on a new file, or on one whose bytes are all zero or
+        // shorter than a header: its slots are zero. Never shrink it (a
+        // reader may have it mapped): only extend.
+        let found = file
+            .metadata()
+            .map_err(StoreError::io(path, "stat log"))?
+            .len();
+        let len = found.max(HDR + LOG_SLOTS_INITIAL * REC);
+        let capacity = ((len - HDR) / REC).min(PARTITION_RECORDS_MAX);
+        // set_len leaves a hole: the slots read as zero without being
+        // written (the old code zeroed 96 KiB through a map and synced them).
         file.set_len(len)
             .map_err(StoreError::io(path, "preallocate log"))?;
-        let mut map = mmap::map_write(&file, len).map_err(StoreError::io(path, "map log"))?;
-        map[..HEADER_SIZE].copy_from_slice(LogHeader::new(start_ns, span_ns, segment).as_bytes());
-        map[HEADER_SIZE..].fill(0);
-        map.flush().map_err(StoreError::io(path, "msync log"))?;
+        file.write_all_at(LogHeader::new(start_ns, span_ns, segment).as_bytes(), 0)
+            .map_err(StoreError::io(path, "write log header"))?;
+        // The header (and the length) durable before any record can follow.
         file.sync_all().map_err(StoreError::io(path, "fsync log"))?;
         Ok(ActiveLog {
             path: path.to_path_buf(),
             file,
-            map,
             segment,
             count: 0,
-            capacity: LOG_SLOTS_INITIAL,
+            capacity,
             buf: Vec::new(),
             on_file: 0,
             dirty: false,
@@ -165,10 +174,10 @@ impl ActiveLog {
         if zeroed > 0 {
             map.flush().map_err(StoreError::io(path, "msync log"))?;
         }
+        drop(map);
         Ok(ActiveLog {
             path: path.to_path_buf(),
             file,
-            map,
             segment,
             count,
             capacity,
@@ -223,18 +232,14 @@ impl ActiveLog {
             });
         }
         let cap = (self.capacity * 2).min(PARTITION_RECORDS_MAX);
-        self.flush()?;
-        let len = HDR + cap * REC;
+        // Only the length changes (a hole of zero slots). Not synced here:
+        // `fdatasync` makes a changed length durable with the data it covers,
+        // so the next flush persists it with the records written into it
+        // (docs/FORMAT.md, "growing a log"). Until then a power loss may keep
+        // the old length, and with it lose only records not flushed yet.
         self.file
-            .set_len(len)
+            .set_len(HDR + cap * REC)
             .map_err(StoreError::io(&self.path, "grow log"))?;
-        self.file
-            .sync_all()
-            .map_err(StoreError::io(&self.path, "fsync log"))?;
-        // The old map is dropped by the assignment, after the new one exists;
-        // both cover at most the file's (larger) length.
-        self.map =
-            mmap::map_write(&self.file, len).map_err(StoreError::io(&self.path, "map log"))?;
         self.capacity = cap;
         Ok(())
     }
@@ -251,33 +256,38 @@ impl ActiveLog {
         Ok(())
     }
 
-    /// Committed records as a slice of the map (no copy), each one's CRC
+    /// A read-only map of the header and the committed slots (they reached
+    /// the page cache with `pwrite`; the map reads them from there).
+    fn map_committed(&self) -> Result<Mmap, StoreError> {
+        assert!(
+            self.buf.is_empty(),
+            "log read before its buffer was written out"
+        );
+        // HDR + count × REC <= HDR + capacity × REC = the file's length,
+        // which only grows.
+        mmap::map_read(&self.file, HDR + self.count * REC)
+            .map_err(StoreError::io(&self.path, "map log"))
+    }
+
+    /// Committed records through a read-only map (no copy), each one's CRC
     /// checked as read back (habit 10). Only the CRC: the fields were checked
     /// by `Record::encode` before the record was written (or fully by
     /// recovery, for records an earlier writer left), and the CRC says the
     /// bytes are those; lookups and `verify` check every field again.
-    pub fn validated_slots(&self) -> Result<&[Record], StoreError> {
-        assert!(
-            self.buf.is_empty(),
-            "log read before its buffer was written out"
-        );
-        let bytes = &self.map[HEADER_SIZE..HEADER_SIZE + self.count as usize * RECORD_SIZE];
-        let recs =
-            <[Record]>::ref_from_bytes(bytes).expect("Record is unaligned, length is a multiple");
-        for (i, r) in recs.iter().enumerate() {
+    pub fn committed(&self) -> Result<CommittedRecords, StoreError> {
+        let map = self.map_committed()?;
+        let c = CommittedRecords { map };
+        for (i, r) in c.records().iter().enumerate() {
             r.check_crc()
                 .map_err(|f| f.at(&self.path, HDR + i as u64 * REC))?;
         }
-        Ok(recs)
+        Ok(c)
     }
 
     /// Committed records, each re-validated as read back from the map.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        assert!(
-            self.buf.is_empty(),
-            "log read before its buffer was written out"
-        );
-        read_slots(&self.path, &self.map[HEADER_SIZE..], self.count)
+        let map = self.map_committed()?;
+        read_slots(&self.path, &map[HEADER_SIZE..], self.count)
     }
 }
 
@@ -286,6 +296,20 @@ impl Drop for ActiveLog {
     /// write out (errors cannot be reported here; the next open recovers).
     fn drop(&mut self) {
         let _ = self.write_out();
+    }
+}
+
+/// The committed records of an active log, CRC-checked, in a read-only map
+/// ([`ActiveLog::committed`]).
+pub(crate) struct CommittedRecords {
+    map: Mmap,
+}
+
+impl CommittedRecords {
+    /// The records, in log order (no copy).
+    pub fn records(&self) -> &[Record] {
+        <[Record]>::ref_from_bytes(&self.map[HEADER_SIZE..])
+            .expect("Record is unaligned, the map is a header plus whole slots")
     }
 }
 
@@ -652,6 +676,25 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// An all-zero log (created and grown, header never synced before a
+    /// power loss) is started afresh without shrinking it (a reader may
+    /// have it mapped), and takes records again.
+    #[test]
+    fn zero_log_is_reinitialized_without_shrinking() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("z.log");
+        let len = HDR + 4 * LOG_SLOTS_INITIAL * REC;
+        std::fs::File::create(&p).unwrap().set_len(len).unwrap();
+        let mut log = ActiveLog::open(&p, 0, 10, 0).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), len);
+        assert_eq!((log.count, log.capacity), (0, 4 * LOG_SLOTS_INITIAL));
+        log.append(&rec(1, 1)).unwrap();
+        log.flush().unwrap();
+        drop(log);
+        let log = ActiveLog::open(&p, 0, 10, 0).unwrap();
+        assert_eq!(log.records().unwrap(), vec![rec(1, 1)]);
     }
 
     #[test]

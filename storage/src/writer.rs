@@ -24,6 +24,12 @@ use crate::{fsutil, StoreError};
 /// evidence shown (the final state); the holder is found without it.
 pub const LATE_REROUTE_SPANS_MAX: i64 = 2;
 
+/// Bound on the logs of sealed segments waiting for the next flush to be
+/// deleted (their carried copies are durable only after that flush). At the
+/// bound the writer flushes at once, so at most this many sealed logs lie
+/// next to their `.part` ("carry pending" for readers and recovery).
+pub const SEALED_LOGS_PENDING_MAX: usize = 16;
+
 /// Counters of what a [`Writer`] did since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriterStats {
@@ -63,6 +69,10 @@ pub struct Writer {
     /// Highest sealed segment number per partition start.
     sealed_max: BTreeMap<i64, u32>,
     last_flush: Instant,
+    /// Logs of sealed segments whose held-over mappings were carried into a
+    /// following log that is not synced yet: deleted by the next flush
+    /// (docs/FORMAT.md, "Sealing"), at most [`SEALED_LOGS_PENDING_MAX`].
+    sealed_logs: Vec<PathBuf>,
     stats: WriterStats,
     gaps: GapLog,
 }
@@ -276,6 +286,7 @@ impl Writer {
             active: BTreeMap::new(),
             sealed_max: BTreeMap::new(),
             last_flush: Instant::now(),
+            sealed_logs: Vec::new(),
             stats: WriterStats::default(),
             gaps,
         };
@@ -341,8 +352,13 @@ impl Writer {
             let view = SealedView::open(&part, f.start_ns, self.span_ns, f.segment)?;
             let records = view.records()?;
             self.carry(&records, f.start_ns, true)?;
-            fsutil::remove(&f.path)?;
+            self.sealed_logs.push(f.path.clone());
             self.stats.recovered_carries += 1;
+        }
+        if !self.sealed_logs.is_empty() {
+            // Syncs the carried copies, then deletes the sealed logs.
+            self.flush()?;
+            fsutil::fsync_dir(&self.parts)?;
         }
         Ok(())
     }
@@ -498,10 +514,24 @@ impl Writer {
         Ok(())
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable (`fdatasync` of every
+    /// active log), then deletes the logs of sealed segments whose carried
+    /// copies that just made durable.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         for log in self.active.values_mut() {
             log.flush()?;
+        }
+        // The carried copies of every pending sealed log are now durable:
+        // in an active log just synced, or in a `.part` published since.
+        while let Some(path) = self.sealed_logs.pop() {
+            // The deletion is made durable by the next directory fsync (the
+            // next publish or log creation): a log that reappears after a
+            // crash next to its `.part` is carried again and deleted by
+            // recovery, as when the crash came before the delete.
+            if let Err(e) = fs::remove_file(&path) {
+                self.sealed_logs.push(path.clone());
+                return Err(StoreError::io(&path, "remove")(e));
+            }
         }
         self.last_flush = Instant::now();
         Ok(())
@@ -584,9 +614,12 @@ impl Writer {
             .active
             .get_mut(&start)
             .expect("seal is called on active partitions");
-        log.flush()?;
+        // Written out to the kernel, not synced: the `.part` published below
+        // is fsynced before the rename and replaces the log; until the rename
+        // the log stays active under the usual flush rule (docs/FORMAT.md).
+        log.write_out()?;
         let segment = log.segment;
-        let records = reduce(log.validated_slots()?);
+        let records = reduce(log.committed()?.records());
         let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
         // Until the rename inside write_sealed succeeds nothing has changed:
         // on error the log stays active and is sealed again next time.
@@ -604,11 +637,21 @@ impl Writer {
         let log_path = log.path.clone();
         drop(log);
         self.carry(&records, start, carry_open)?;
-        fsutil::remove(&log_path)
+        // The carried copies are in the next log, in the kernel but not yet
+        // durable: the sealed log stays (readers and recovery see "carry
+        // pending", docs/FORMAT.md) until the next flush syncs them and
+        // deletes it. At the bound, that flush is now.
+        self.sealed_logs.push(log_path);
+        if self.sealed_logs.len() >= SEALED_LOGS_PENDING_MAX {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Appends the mappings of sealed partition `start` still held at its
-    /// end to the next partition's log (flag CARRIED), durable on return.
+    /// end to the next partition's log (flag CARRIED), in the kernel on
+    /// return, durable after the next flush (which is why the sealed log is
+    /// deleted only by that flush).
     fn carry(
         &mut self,
         records: &[Record],
@@ -641,7 +684,7 @@ impl Writer {
         for m in &held {
             log.append(&Record::encode(m, SF_CARRIED).expect("decoded records encode"))?;
         }
-        log.flush()?;
+        log.write_out()?;
         self.stats.carried += n;
         self.stats.bytes_written += n * RECORD_SIZE as u64;
         Ok(())

@@ -862,6 +862,120 @@ mod recovery {
         assert_eq!(h[0].partition, part_name(T0 + H, 0));
     }
 
+    /// A sealed log stays next to its `.part` until the next flush has made
+    /// the carried copies durable (docs/FORMAT.md, "Sealing", step 6); a
+    /// reader in between finds the held mapping, and so does a writer that
+    /// opens after a crash in between (the log is "carry pending").
+    #[test]
+    fn sealed_log_is_deleted_by_the_next_flush_not_by_the_seal() {
+        let d = tempfile::tempdir().unwrap();
+        // No flush on the wall clock during the test (no timing in tests).
+        let cfg = StoreConfig {
+            flush_interval_ms: u32::MAX,
+            ..StoreConfig::default()
+        };
+        let store = new_store(d.path(), cfg);
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        let log0 = log_path(&store);
+        let mut w = store.writer().unwrap();
+        w.append(&open).unwrap();
+        w.advance(T0 + H + 61 * S).unwrap();
+        assert_eq!(w.stats().carried, 1);
+        assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
+        assert!(log0.exists(), "deleted before the carried copy was synced");
+        assert_eq!(w.active_partitions(), 1);
+        let (h, e) = lookup_at(&store, "203.0.113.7:1024", T0 + H + 1800 * S);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(h.len(), 1);
+        w.flush().unwrap();
+        assert!(!log0.exists());
+        drop(w);
+
+        // The same state left by a crash before that flush: recovery carries
+        // again from the .part; the duplicate copy is reduced at sealing.
+        let d2 = tempfile::tempdir().unwrap();
+        let store2 = new_store(d2.path(), cfg);
+        let saved;
+        {
+            let mut w = store2.writer().unwrap();
+            w.append(&open).unwrap();
+            w.advance(T0 + H + 61 * S).unwrap();
+            saved = std::fs::read(log_path(&store2)).unwrap();
+        }
+        std::fs::write(log_path(&store2), &saved).unwrap();
+        let mut w = store2.writer().unwrap();
+        assert_eq!(w.stats().recovered_carries, 1);
+        assert!(!log_path(&store2).exists());
+        w.seal_all().unwrap();
+        // Its own hour, the next (the carried copy, once, not twice), and
+        // the one `seal_all` carries a still-open mapping into.
+        let parts = store2.reader().partitions().unwrap();
+        assert_eq!(
+            parts.iter().map(|p| p.records).collect::<Vec<_>>(),
+            vec![1, 1, 1]
+        );
+    }
+
+    /// At most `SEALED_LOGS_PENDING_MAX` sealed logs wait for a flush: the
+    /// seal that reaches the bound flushes, which deletes them all.
+    #[test]
+    fn sealed_logs_waiting_for_a_flush_are_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            flush_interval_ms: u32::MAX,
+            ..StoreConfig::default()
+        };
+        let store = new_store(d.path(), cfg);
+        let mut w = store.writer().unwrap();
+        let n = natrec_storage::SEALED_LOGS_PENDING_MAX as i64 + 3;
+        let count_logs = || {
+            std::fs::read_dir(store.dir().join("partitions"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".log")
+                })
+                .count()
+        };
+        for k in 0..n {
+            // One UDP mapping per hour, held 30 s: nothing is carried.
+            let t = T0 + k * H + 10 * S;
+            w.append(&mapping(
+                Proto::Udp,
+                "100.64.0.2:1000",
+                "203.0.113.1:1000",
+                t,
+                t + S,
+                EndReason::Idle,
+            ))
+            .unwrap();
+            w.advance(t + H + 60 * S).unwrap();
+            // Sealed logs not yet deleted, plus the active one (if any).
+            assert!(
+                count_logs() <= natrec_storage::SEALED_LOGS_PENDING_MAX + 1,
+                "{} logs after {} seals",
+                count_logs(),
+                k + 1
+            );
+        }
+        assert_eq!(w.stats().partitions_sealed, n as u64);
+        w.flush().unwrap();
+        assert_eq!(count_logs(), 0);
+        let (h, e) = lookup_at(&store, "203.0.113.1:1000", T0 + 5 * H + 10 * S);
+        assert!(e.is_empty());
+        assert_eq!(h.len(), 1);
+    }
+
     /// Crash after the carry, before the log was deleted: carrying again
     /// duplicates the copy in the next log; sealing removes the duplicate.
     #[test]
