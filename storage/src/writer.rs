@@ -11,7 +11,7 @@ use crate::format::{
     SF_PUBLIC_V4, SF_REMOTE_V4,
 };
 use crate::gaps::{Gap, GapLog};
-use crate::model::{EndReason, Mapping, UnixNanos};
+use crate::model::{EndReason, HoldTimes, Mapping, Proto, UnixNanos};
 use crate::partition::{write_sealed, ActiveLog, SealedView};
 use crate::store::{list_partitions, StoreConfig, PARTITIONS_DIR, STORE_LOCK};
 use crate::{fsutil, StoreError};
@@ -29,6 +29,11 @@ pub const LATE_REROUTE_SPANS_MAX: i64 = 2;
 /// bound the writer flushes at once, so at most this many sealed logs lie
 /// next to their `.part` ("carry pending" for readers and recovery).
 pub const SEALED_LOGS_PENDING_MAX: usize = 16;
+
+/// Records' worth of seal scratch (the index and the reduced records, 128
+/// bytes per record) the writer keeps between seals: 2^20 records, 128 MiB.
+/// A larger partition's seal allocates its own and frees it after.
+const SEAL_SCRATCH_KEEP_RECORDS: usize = 1 << 20;
 
 /// Counters of what a [`Writer`] did since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,6 +78,10 @@ pub struct Writer {
     /// following log that is not synced yet: deleted by the next flush
     /// (docs/FORMAT.md, "Sealing"), at most [`SEALED_LOGS_PENDING_MAX`].
     sealed_logs: Vec<PathBuf>,
+    /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]):
+    /// the sort index and the reduced records.
+    seal_index: Vec<SealEntry>,
+    seal_out: Vec<Record>,
     stats: WriterStats,
     gaps: GapLog,
 }
@@ -87,16 +96,25 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// One entry of the seal index: the record's sort prefix (public ip as a
-/// big-endian `u128`, public port, `first_ns`), a 64-bit hash of the rest of
-/// its natural key (proto, internal and remote endpoints, address families),
-/// and its slot in the log. 48 bytes per record, instead of decoding every
-/// record into a hash map (~400 bytes each, counting growth).
-type SealEntry = (u128, u16, i64, u64, u32);
+/// One entry of the seal index, 32 bytes compared as two `u128`s: the
+/// record's sort prefix (public ip as a big-endian `u128`; then public port,
+/// `first_ns` with its sign bit flipped so it orders as unsigned), 16 bits of
+/// a hash of the rest of its natural key (proto, internal and remote
+/// endpoints, address families), and its slot in the log (lowest, so equal
+/// keys stay in log order). Sorting it instead of decoding every record into
+/// a hash map (~400 bytes each, counting growth) or a 48-byte tuple.
+type SealEntry = (u128, u128);
+
+/// Low bits of [`SealEntry`]'s second word that hold the slot.
+const SEAL_SLOT_BITS: u32 = 32;
 
 /// Same sort prefix and same key hash: candidates for one mapping.
 fn same_run(a: &SealEntry, b: &SealEntry) -> bool {
-    (a.0, a.1, a.2, a.3) == (b.0, b.1, b.2, b.3)
+    a.0 == b.0 && a.1 >> SEAL_SLOT_BITS == b.1 >> SEAL_SLOT_BITS
+}
+
+fn slot_of(e: &SealEntry) -> u32 {
+    e.1 as u32
 }
 
 /// Multiply-xorshift mixing (splitmix64's finaliser) of one more word into `h`.
@@ -132,12 +150,13 @@ fn seal_entry(r: &Record, slot: u32) -> SealEntry {
     h = mix64(h, (iip >> 64) as u64);
     h = mix64(h, rip as u64);
     h = mix64(h, (rip >> 64) as u64);
+    let first = (r.first_ns.get() as u64) ^ (1 << 63);
     (
         u128::from_be_bytes(r.public_ip),
-        r.public_port.get(),
-        r.first_ns.get(),
-        h,
-        slot,
+        u128::from(r.public_port.get()) << 112
+            | u128::from(first) << 48
+            | u128::from(h >> 48) << SEAL_SLOT_BITS
+            | u128::from(slot),
     )
 }
 
@@ -155,23 +174,35 @@ fn rank(r: &Record) -> (bool, i64) {
 /// there must still find it here.
 ///
 /// Records of one mapping share the sealed sort prefix (public ip, port,
-/// `first_ns`), so sorting a 48-byte index of (prefix, hash of the rest of
-/// the key, slot) puts them next to each other; each run of equal index
-/// keys is then reduced in slot order, comparing the full key (a hash
-/// collision splits a run, never merges two mappings). Memory: 48 bytes per
+/// `first_ns`), so sorting a 32-byte index of (prefix, 16-bit hash of the
+/// rest of the key, slot) puts them next to each other; each run of equal
+/// index keys is then reduced in slot order, comparing the full key (a hash
+/// collision splits a run, never merges two mappings). Memory: 32 bytes per
 /// record plus the kept records.
+#[cfg(test)]
 pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
+    let mut out = Vec::new();
+    reduce_into(records, &mut Vec::new(), &mut out);
+    out
+}
+
+/// [`reduce`] into `out` (cleared first), with `index` as scratch: the
+/// writer keeps both between seals, so sealing an hour does not allocate
+/// (and fault in) fresh megabytes each time.
+pub(crate) fn reduce_into(records: &[Record], index: &mut Vec<SealEntry>, out: &mut Vec<Record>) {
     assert!(
         records.len() as u64 <= u64::from(u32::MAX),
         "a partition holds at most PARTITION_RECORDS_MAX records"
     );
-    let mut index: Vec<SealEntry> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| seal_entry(r, i as u32))
-        .collect();
+    index.clear();
+    index.extend(
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| seal_entry(r, i as u32)),
+    );
     index.sort_unstable();
-    let mut out: Vec<Record> = Vec::with_capacity(records.len() / 2 + 1);
+    out.clear();
     let mut done: Vec<bool> = Vec::new();
     let mut g = 0;
     while g < index.len() {
@@ -181,12 +212,12 @@ pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
             end += 1;
         }
         let run = &index[g..end];
-        let first_key = key_rest(&records[run[0].4 as usize]);
+        let first_key = key_rest(&records[slot_of(&run[0]) as usize]);
         if run
             .iter()
-            .all(|e| key_rest(&records[e.4 as usize]) == first_key)
+            .all(|e| key_rest(&records[slot_of(e) as usize]) == first_key)
         {
-            out.push(reduce_run(records, run.iter().map(|e| e.4)));
+            out.push(reduce_run(records, run.iter().map(slot_of)));
         } else {
             // A 64-bit hash collision between two mappings with the same
             // public endpoint and first packet: split the run by the full key.
@@ -196,12 +227,12 @@ pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
                 if done[a] {
                     continue;
                 }
-                let k = key_rest(&records[run[a].4 as usize]);
+                let k = key_rest(&records[slot_of(&run[a]) as usize]);
                 let mut members = Vec::new();
                 for b in a..run.len() {
-                    if !done[b] && key_rest(&records[run[b].4 as usize]) == k {
+                    if !done[b] && key_rest(&records[slot_of(&run[b]) as usize]) == k {
                         done[b] = true;
-                        members.push(run[b].4);
+                        members.push(slot_of(&run[b]));
                     }
                 }
                 out.push(reduce_run(records, members.into_iter()));
@@ -226,7 +257,6 @@ pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
         }
         a = b;
     }
-    out
 }
 
 /// The kept state of one mapping from its records' slots (in log order).
@@ -247,6 +277,20 @@ fn reduce_run(records: &[Record], mut slots: impl Iterator<Item = u32>) -> Recor
         best.crc = zerocopy::little_endian::U32::new(best.compute_crc());
     }
     best
+}
+
+/// An upper bound of [`HoldTimes::hold_ns`] from a record's protocol and
+/// end codes alone (UDP: the longer of its two holds), for skipping records
+/// that cannot be held without decoding them. Unknown codes: the longest hold.
+fn hold_bound_ns(hold: &HoldTimes, r: &Record) -> i64 {
+    let s = match (Proto::from_number(r.proto), EndReason::from_code(r.end)) {
+        (Some(Proto::Tcp), Some(EndReason::Fin | EndReason::Rst)) => hold.tcp_closed_s,
+        (Some(Proto::Tcp), Some(_)) => hold.tcp_open_s,
+        (Some(Proto::Udp), Some(_)) => hold.udp_s.max(hold.udp_stream_s),
+        (Some(Proto::Icmp | Proto::Icmpv6), Some(_)) => hold.icmp_s,
+        _ => return hold.max_ns(),
+    };
+    i64::from(s) * crate::model::NANOS_PER_SEC
 }
 
 impl Writer {
@@ -287,6 +331,8 @@ impl Writer {
             sealed_max: BTreeMap::new(),
             last_flush: Instant::now(),
             sealed_logs: Vec::new(),
+            seal_index: Vec::new(),
+            seal_out: Vec::new(),
             stats: WriterStats::default(),
             gaps,
         };
@@ -619,7 +665,11 @@ impl Writer {
         // the log stays active under the usual flush rule (docs/FORMAT.md).
         log.write_out()?;
         let segment = log.segment;
-        let records = reduce(log.committed()?.records());
+        let mut records = std::mem::take(&mut self.seal_out);
+        reduce_into(log.committed()?.records(), &mut self.seal_index, &mut records);
+        if self.seal_index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
+            self.seal_index = Vec::new();
+        }
         let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
         // Until the rename inside write_sealed succeeds nothing has changed:
         // on error the log stays active and is sealed again next time.
@@ -637,6 +687,9 @@ impl Writer {
         let log_path = log.path.clone();
         drop(log);
         self.carry(&records, start, carry_open)?;
+        if records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS {
+            self.seal_out = records;
+        }
         // The carried copies are in the next log, in the kernel but not yet
         // durable: the sealed log stays (readers and recovery see "carry
         // pending", docs/FORMAT.md) until the next flush syncs them and
@@ -665,6 +718,14 @@ impl Writer {
         let hold = self.cfg.hold;
         let mut held = Vec::new();
         for r in records {
+            // An ended record whose last packet is further back than the
+            // longest hold of its protocol and state is not held at `end`:
+            // skipped without decoding (most records of a partition).
+            if r.end != EndReason::Open as u8
+                && r.last_ns.get().saturating_add(hold_bound_ns(&hold, r)) < end
+            {
+                continue;
+            }
             // CRC checked as read back (or recomputed by `reduce_run`).
             let m = r
                 .decode_fields()
@@ -703,7 +764,6 @@ impl Drop for Writer {
 mod tests {
     use super::*;
     use crate::format::{natural_key, supersedes};
-    use crate::model::Proto;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -743,6 +803,73 @@ mod tests {
             .collect();
         out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         out
+    }
+
+    /// The carry's skip test never skips a held record: the bound is at
+    /// least the hold of every protocol, state, direction and duration.
+    #[test]
+    fn hold_bound_is_at_least_the_hold() {
+        let hold = HoldTimes::default();
+        for proto in [Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6] {
+            for end in (0..=6).filter_map(EndReason::from_code) {
+                for (packets_in, dur_s) in [(0, 0), (0, 5), (1, 0), (1, 1), (1, 3), (9, 600)] {
+                    let m = Mapping {
+                        proto,
+                        internal: "100.64.0.1:1000".parse().unwrap(),
+                        public: "203.0.113.1:5000".parse().unwrap(),
+                        remote: "198.51.100.1:443".parse().unwrap(),
+                        first_ns: 0,
+                        last_ns: dur_s * crate::model::NANOS_PER_SEC,
+                        end,
+                        packets_out: 1,
+                        packets_in,
+                        flags: 0,
+                    };
+                    let r = Record::encode(&m, 0).unwrap();
+                    assert!(hold_bound_ns(&hold, &r) >= hold.hold_ns(&m), "{m:?}");
+                }
+            }
+        }
+    }
+
+    /// Two mappings with the same public endpoint and first packet whose
+    /// 16-bit key hashes collide share a run of the sorted index: the run is
+    /// split by the full key, never merged into one mapping.
+    #[test]
+    fn index_hash_collision_splits_the_run() {
+        let m = |iport: u16, end: EndReason, last: i64| Mapping {
+            proto: Proto::Udp,
+            internal: std::net::SocketAddr::new("100.64.0.1".parse().unwrap(), iport),
+            public: "203.0.113.1:5000".parse().unwrap(),
+            remote: "198.51.100.1:443".parse().unwrap(),
+            first_ns: 10,
+            last_ns: last,
+            end,
+            packets_out: 1,
+            packets_in: 0,
+            flags: 0,
+        };
+        let hash_bits = |r: &Record| seal_entry(r, 0).1 >> SEAL_SLOT_BITS;
+        let mut seen = HashMap::new();
+        let (a, b) = (1..=u16::MAX)
+            .find_map(|p| {
+                let h = hash_bits(&Record::encode(&m(p, EndReason::Open, 10), 0).unwrap());
+                seen.insert(h, p).map(|q| (q, p))
+            })
+            .expect("16-bit hashes of 65 535 keys collide");
+        let records: Vec<Record> = [
+            m(a, EndReason::Open, 10),
+            m(b, EndReason::Open, 10),
+            m(b, EndReason::Idle, 40),
+            m(a, EndReason::Idle, 30),
+        ]
+        .iter()
+        .map(|x| Record::encode(x, 0).unwrap())
+        .collect();
+        assert_eq!(hash_bits(&records[0]), hash_bits(&records[1]));
+        let out = reduce(&records);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out, reduce_model(&records));
     }
 
     proptest! {
