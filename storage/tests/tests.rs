@@ -512,6 +512,69 @@ mod late {
         assert_eq!(parts[1].late_in, 1);
     }
 
+    /// The writer reuses the route of the last record's partition; sealing
+    /// and creating partitions must change it, also in the middle of one
+    /// batch: a late record goes to the oldest active later partition as it
+    /// is at that record, never into the sealed partition's old log.
+    #[test]
+    fn cached_route_follows_seals_and_new_partitions_within_a_batch() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let udp = |port: u16, first: i64| {
+            mapping(
+                Proto::Udp,
+                "100.64.0.2:1000",
+                &format!("203.0.113.1:{port}"),
+                first,
+                first + S,
+                EndReason::Idle,
+            )
+        };
+        let mut w = store.writer().unwrap();
+        w.append(&udp(1, T0 + 10 * S)).unwrap(); // creates hour 0
+        w.append(&udp(9, T0 + H + 5 * S)).unwrap(); // creates hour 1
+        w.append(&udp(10, T0 + 15 * S)).unwrap(); // route: hour 0 -> hour 0
+        w.advance(T0 + H + 61 * S).unwrap(); // seals hour 0; hour 1 stays
+        assert_eq!(w.active_partitions(), 1);
+        w.append(&udp(11, T0 + 35 * S)).unwrap(); // late: hour 1, not hour 0's old route
+        assert_eq!(w.stats().late_records, 1);
+        w.advance(T0 + 2 * H + 61 * S).unwrap(); // seals hour 1; nothing active
+        assert_eq!(w.active_partitions(), 0);
+        w.append_batch(&[
+            udp(2, T0 + 3 * H + 10 * S), // creates hour 3
+            udp(3, T0 + 30 * S),         // late: oldest active later = hour 3
+            udp(4, T0 + 2 * H + 10 * S), // creates hour 2
+            udp(5, T0 + 40 * S),         // late: now hour 2
+            udp(6, T0 + 50 * S),         // late: hour 2 (cached route)
+        ])
+        .unwrap();
+        assert_eq!(w.stats().late_records, 4);
+        w.seal_all().unwrap();
+        let where_is = |port: u16, t: i64| {
+            let (h, e) = lookup_at(&store, &format!("203.0.113.1:{port}"), t);
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(h.len(), 1, "port {port}");
+            h[0].partition.clone()
+        };
+        assert_eq!(where_is(1, T0 + 10 * S), part_name(T0, 0));
+        assert_eq!(where_is(11, T0 + 35 * S), part_name(T0 + H, 0));
+        assert_eq!(where_is(3, T0 + 30 * S), part_name(T0 + 3 * H, 0));
+        assert_eq!(where_is(5, T0 + 40 * S), part_name(T0 + 2 * H, 0));
+        assert_eq!(where_is(6, T0 + 50 * S), part_name(T0 + 2 * H, 0));
+        // Never a second segment of hour 0.
+        assert!(!part_path(&store, T0, 1, FileKind::Sealed).exists());
+
+        // Late with no later partition active: a new segment of its own.
+        drop(w);
+        let mut w = store.writer().unwrap();
+        w.append_batch(&[udp(7, T0 + 20 * S), udp(8, T0 + 25 * S)])
+            .unwrap();
+        assert_eq!(w.stats().late_records, 2);
+        w.seal_all().unwrap();
+        assert_eq!(where_is(7, T0 + 20 * S), part_name(T0, 1));
+        assert_eq!(where_is(8, T0 + 25 * S), part_name(T0, 1));
+    }
+
     /// A second replay into a store that already covers the same hour never
     /// touches the sealed file: it writes segment -0001.
     #[test]
