@@ -194,7 +194,8 @@ fn rank(r: &Record) -> (bool, i64) {
 /// rest of the key, slot) puts them next to each other; each run of equal
 /// index keys is then reduced in slot order, comparing the full key (a hash
 /// collision splits a run, never merges two mappings). Memory: 32 bytes per
-/// record plus the kept records.
+/// record of index plus 96 bytes per record gathered in index order (the
+/// kept records are compacted in place at its front).
 #[cfg(test)]
 pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
     let mut out = Vec::new();
@@ -218,7 +219,17 @@ pub(crate) fn reduce_into(records: &[Record], index: &mut Vec<SealEntry>, out: &
             .map(|(i, r)| seal_entry(r, i as u32)),
     );
     index.sort_unstable();
+    // Gather the records in index order first: independent loads the CPU
+    // overlaps (the log is in time order, the index in public-endpoint
+    // order, so these are cache misses), then reduce them in one sequential
+    // pass, in place (`kept` never passes the run being read).
     out.clear();
+    out.extend(index.iter().map(|e| records[slot_of(e) as usize]));
+    let prefix = |e: &SealEntry| (e.0, e.1 >> 48);
+    let mut kept = 0;
+    // Start in `out` of the kept records sharing the last sort prefix.
+    let mut group = 0;
+    let mut split: Vec<Record> = Vec::new();
     let mut done: Vec<bool> = Vec::new();
     let mut g = 0;
     while g < index.len() {
@@ -227,60 +238,62 @@ pub(crate) fn reduce_into(records: &[Record], index: &mut Vec<SealEntry>, out: &
         while end < index.len() && same_run(&index[end], &head) {
             end += 1;
         }
-        let run = &index[g..end];
-        let first_key = key_rest(&records[slot_of(&run[0]) as usize]);
-        if run
-            .iter()
-            .all(|e| key_rest(&records[slot_of(e) as usize]) == first_key)
-        {
-            out.push(reduce_run(records, run.iter().map(slot_of)));
+        if g > 0 && prefix(&index[g - 1]) != prefix(&head) {
+            sort_group(&mut out[group..kept]);
+            group = kept;
+        }
+        let first_key = key_rest(&out[g]);
+        if out[g + 1..end].iter().all(|r| key_rest(r) == first_key) {
+            let best = reduce_run(out, g..end);
+            out[kept] = best;
+            kept += 1;
         } else {
-            // A 64-bit hash collision between two mappings with the same
-            // public endpoint and first packet: split the run by the full key.
+            // A hash collision between two mappings with the same public
+            // endpoint and first packet: split the run by the full key
+            // (into `split` first: the results may outnumber the run's
+            // positions already read).
             done.clear();
-            done.resize(run.len(), false);
-            for a in 0..run.len() {
-                if done[a] {
+            done.resize(end - g, false);
+            split.clear();
+            for a in g..end {
+                if done[a - g] {
                     continue;
                 }
-                let k = key_rest(&records[slot_of(&run[a]) as usize]);
-                let mut members = Vec::new();
-                for b in a..run.len() {
-                    if !done[b] && key_rest(&records[slot_of(&run[b]) as usize]) == k {
-                        done[b] = true;
-                        members.push(slot_of(&run[b]));
-                    }
+                let k = key_rest(&out[a]);
+                let members: Vec<usize> = (a..end)
+                    .filter(|&b| !done[b - g] && key_rest(&out[b]) == k)
+                    .collect();
+                for &b in &members {
+                    done[b - g] = true;
                 }
-                out.push(reduce_run(records, members.into_iter()));
+                split.push(reduce_run(out, members.into_iter()));
+            }
+            for r in split.drain(..) {
+                out[kept] = r;
+                kept += 1;
             }
         }
         g = end;
     }
-    // `out` is sorted by (public ip, port, first_ns); distinct mappings with
-    // the same prefix are ordered by their bytes, as `Record::sort_key` says.
-    let mut a = 0;
-    while a < out.len() {
-        let mut b = a + 1;
-        while b < out.len()
-            && out[b].sort_key().0 == out[a].sort_key().0
-            && out[b].public_port == out[a].public_port
-            && out[b].first_ns == out[a].first_ns
-        {
-            b += 1;
-        }
-        if b - a > 1 {
-            out[a..b].sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
-        }
-        a = b;
+    sort_group(&mut out[group..kept]);
+    out.truncate(kept);
+}
+
+/// Distinct mappings with the same sort prefix (public ip, port, first_ns)
+/// are ordered by their bytes, as `Record::sort_key` says.
+fn sort_group(group: &mut [Record]) {
+    if group.len() > 1 {
+        group.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
     }
 }
 
-/// The kept state of one mapping from its records' slots (in log order).
-fn reduce_run(records: &[Record], mut slots: impl Iterator<Item = u32>) -> Record {
-    let mut best = records[slots.next().expect("a run is never empty") as usize];
+/// The kept state of one mapping from its records at positions `at` of
+/// `records` (in log order).
+fn reduce_run(records: &[Record], mut at: impl Iterator<Item = usize>) -> Record {
+    let mut best = records[at.next().expect("a run is never empty")];
     let mut late = best.store_flags & SF_LATE != 0;
-    for s in slots {
-        let r = records[s as usize];
+    for i in at {
+        let r = records[i];
         late |= r.store_flags & SF_LATE != 0;
         let own_beats_carried =
             best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
