@@ -69,11 +69,18 @@ pub(crate) struct ActiveLog {
     /// Slots after the committed length that held non-zero bytes at open
     /// (torn or stale writes) and were zeroed.
     pub zeroed_slots: u64,
+    /// The log had records but a zero header at open (a crash before its
+    /// first flush) and the header was written again from the file name.
+    pub header_rewritten: bool,
 }
 
 impl ActiveLog {
-    /// Creates a new log segment, durable (file, header and directory entry)
-    /// before it returns.
+    /// Creates a new log segment: the header is written (`pwrite`), not
+    /// synced; the file, its header and its directory entry become durable
+    /// with the first flush (`fdatasync` of the log, then the writer's
+    /// directory fsync), together with the first records. A crash before
+    /// that leaves no file, an empty one, or a zero header (with or without
+    /// records, which were not promised yet): [`ActiveLog::open`] handles each.
     pub fn create(
         path: &Path,
         start_ns: i64,
@@ -86,10 +93,7 @@ impl ActiveLog {
             .create_new(true)
             .open(path)
             .map_err(StoreError::io(path, "create log"))?;
-        let mut log = ActiveLog::init(path, file, start_ns, span_ns, segment)?;
-        log.zeroed_slots = 0;
-        fsutil::fsync_dir(path.parent().expect("logs live in partitions/"))?;
-        Ok(log)
+        ActiveLog::init(path, file, start_ns, span_ns, segment)
     }
 
     fn init(
@@ -114,8 +118,9 @@ impl ActiveLog {
             .map_err(StoreError::io(path, "preallocate log"))?;
         file.write_all_at(LogHeader::new(start_ns, span_ns, segment).as_bytes(), 0)
             .map_err(StoreError::io(path, "write log header"))?;
-        // The header (and the length) durable before any record can follow.
-        file.sync_all().map_err(StoreError::io(path, "fsync log"))?;
+        // Not synced here: the first flush makes the header and the length
+        // durable with the first records (`dirty`), and a zero header found
+        // after a crash is rewritten by `open`.
         Ok(ActiveLog {
             path: path.to_path_buf(),
             file,
@@ -124,8 +129,9 @@ impl ActiveLog {
             capacity,
             buf: Vec::new(),
             on_file: 0,
-            dirty: false,
+            dirty: true,
             zeroed_slots: 0,
+            header_rewritten: false,
         })
     }
 
@@ -148,9 +154,8 @@ impl ActiveLog {
             .map_err(StoreError::io(path, "stat log"))?
             .len();
         if len < HDR {
-            // A crash between creating the file and writing its header: no
-            // record can have been committed (records follow a durable
-            // header), so start it afresh.
+            // A crash between creating the file and its first flush, with
+            // not even the length durable: no record can be there.
             return ActiveLog::init(path, file, start_ns, span_ns, segment);
         }
         let capacity = (len - HDR) / REC;
@@ -160,6 +165,18 @@ impl ActiveLog {
         {
             drop(map);
             return ActiveLog::init(path, file, start_ns, span_ns, segment);
+        }
+        let mut header_rewritten = false;
+        if map[..HEADER_SIZE].iter().all(|&b| b == 0) {
+            // Records but a zero header: the log was created and written,
+            // and the crash came before its first flush made the header
+            // durable (a flush syncs the header with the records, so records
+            // that were promised durable always have their header). The
+            // header says only what the file name says: write it again and
+            // keep the records that pass their checks, from the first slot.
+            map[..HEADER_SIZE]
+                .copy_from_slice(LogHeader::new(start_ns, span_ns, segment).as_bytes());
+            header_rewritten = true;
         }
         let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
         check_log_header(path, &h, start_ns, span_ns, segment)?;
@@ -173,7 +190,7 @@ impl ActiveLog {
                 zeroed += 1;
             }
         }
-        if zeroed > 0 {
+        if zeroed > 0 || header_rewritten {
             map.flush().map_err(StoreError::io(path, "msync log"))?;
         }
         drop(map);
@@ -187,6 +204,7 @@ impl ActiveLog {
             on_file: count,
             dirty: false,
             zeroed_slots: zeroed,
+            header_rewritten,
         })
     }
 

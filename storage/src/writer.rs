@@ -54,6 +54,9 @@ pub struct WriterStats {
     /// Log slots holding torn or stale bytes past the committed length,
     /// zeroed when the writer opened.
     pub recovered_zeroed_slots: u64,
+    /// Logs found with records but a zero header when the writer opened
+    /// (a crash before their first flush); the header was written again.
+    pub recovered_log_headers: u64,
     /// Partitions whose seal was interrupted after publishing and whose
     /// carry was finished when the writer opened.
     pub recovered_carries: u64,
@@ -91,6 +94,9 @@ pub struct Writer {
     /// following log that is not synced yet: deleted by the next flush
     /// (docs/FORMAT.md, "Sealing"), at most [`SEALED_LOGS_PENDING_MAX`].
     sealed_logs: Vec<PathBuf>,
+    /// A log was created since the directory was last fsynced: the next
+    /// flush fsyncs `partitions/` after syncing the logs.
+    dir_dirty: bool,
     /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]):
     /// the sort index and the reduced records.
     seal_index: Vec<SealEntry>,
@@ -360,6 +366,7 @@ impl Writer {
             sealed_max: BTreeMap::new(),
             last_flush: Instant::now(),
             sealed_logs: Vec::new(),
+            dir_dirty: false,
             seal_index: Vec::new(),
             seal_out: Vec::new(),
             route: None,
@@ -404,6 +411,7 @@ impl Writer {
             }
             let log = ActiveLog::open(&f.path, f.start_ns, self.span_ns, f.segment)?;
             self.stats.recovered_zeroed_slots += log.zeroed_slots;
+            self.stats.recovered_log_headers += u64::from(log.header_rewritten);
             if let Some(other) = self.active.get(&f.start_ns) {
                 return Err(StoreError::Corrupt {
                     path: f.path.clone(),
@@ -452,6 +460,8 @@ impl Writer {
             let log = ActiveLog::create(&path, start, self.span_ns, seg)?;
             self.stats.bytes_written += crate::format::HEADER_SIZE as u64;
             self.active.insert(start, log);
+            // Its directory entry is made durable by the next flush.
+            self.dir_dirty = true;
             // A new active partition can change where late records go.
             self.route = None;
         }
@@ -627,11 +637,16 @@ impl Writer {
     }
 
     /// Makes everything appended so far durable (`fdatasync` of every
-    /// active log), then deletes the logs of sealed segments whose carried
+    /// active log, then an fsync of `partitions/` if a log was created since
+    /// the last one), then deletes the logs of sealed segments whose carried
     /// copies that just made durable.
     pub fn flush(&mut self) -> Result<(), StoreError> {
         for log in self.active.values_mut() {
             log.flush()?;
+        }
+        if self.dir_dirty {
+            fsutil::fsync_dir(&self.parts)?;
+            self.dir_dirty = false;
         }
         // The carried copies of every pending sealed log are now durable:
         // in an active log just synced, or in a `.part` published since.

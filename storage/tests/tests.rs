@@ -867,6 +867,60 @@ mod recovery {
         assert!(store.reader().verify().unwrap().is_empty());
     }
 
+    /// A new log's header is durable only with the first flush: a power
+    /// loss before it can leave records behind a zero header. The next
+    /// writer writes the header again from the file name and keeps the
+    /// records; a reader meanwhile sees an empty log, not an error.
+    #[test]
+    fn zero_header_before_the_first_flush_is_rewritten_and_records_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        {
+            let mut w = store.writer().unwrap();
+            for i in 0..3 {
+                w.append(&m(i)).unwrap();
+            }
+        }
+        let path = log_path(&store);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..64].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(parts.iter().map(|p| p.records).collect::<Vec<_>>(), vec![0]);
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.stats().recovered_log_headers, 1);
+        assert_eq!(&std::fs::read(&path).unwrap()[..8], b"NATRECL1");
+        w.append(&m(3)).unwrap();
+        w.seal_all().unwrap();
+        let mut seen = Vec::new();
+        store
+            .reader()
+            .export(None, None, &mut |h| {
+                seen.push(h.mapping.public.port());
+                Ok(())
+            })
+            .unwrap();
+        seen.sort();
+        assert_eq!(seen, vec![1000, 1001, 1002, 1003]);
+        assert!(store.reader().verify().unwrap().is_empty());
+
+        // A header that is damaged, not zero, is still an error.
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&m(0)).unwrap();
+        }
+        let path = log_path(&store);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            store.writer(),
+            Err(StoreError::BadChecksum { .. } | StoreError::Corrupt { .. })
+        ));
+    }
+
     /// Crash after the sealed file was renamed into place but before the
     /// carry reached the next log and the old log was deleted.
     #[test]
