@@ -78,6 +78,14 @@ struct Route {
     late: bool,
 }
 
+/// A sealed partition handed to the seal thread: `write_sealed` (temp file,
+/// fsync, rename, directory fsync) runs there while the writer appends.
+struct Publishing {
+    handle: std::thread::JoinHandle<Result<Vec<Record>, StoreError>>,
+    part: PathBuf,
+    log: ActiveLog,
+}
+
 /// Appends mappings to a store. Only one exists per store (`store.lock`).
 /// Dropping it flushes; call [`Writer::seal_all`] at the end of a replay.
 pub struct Writer {
@@ -100,10 +108,17 @@ pub struct Writer {
     /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]):
     /// the sort index and the reduced records.
     seal_index: Vec<SealEntry>,
-    seal_out: Vec<Record>,
+    /// Reduced-record buffers not in use by a publish (at most 2).
+    spare_out: Vec<Vec<Record>>,
     /// Where the last appended record went, reused while records stay in
     /// its partition; forgotten whenever `active` or `sealed_max` changes.
     route: Option<Route>,
+    /// The sealed partition being published on the seal thread (at most
+    /// one), and its log, which stays until the `.part` is published and a
+    /// flush has synced the carried copies.
+    publishing: Option<Publishing>,
+    /// Set when a publish failed: the writer then refuses further work.
+    failed: Option<(PathBuf, String)>,
     stats: WriterStats,
     gaps: GapLog,
 }
@@ -368,8 +383,10 @@ impl Writer {
             sealed_logs: Vec::new(),
             dir_dirty: false,
             seal_index: Vec::new(),
-            seal_out: Vec::new(),
+            spare_out: Vec::new(),
             route: None,
+            publishing: None,
+            failed: None,
             stats: WriterStats::default(),
             gaps,
         };
@@ -484,6 +501,7 @@ impl Writer {
     /// process kill; durable at the next flush). Stops at the first error;
     /// the records before it are appended.
     pub fn append_batch(&mut self, ms: &[Mapping]) -> Result<(), StoreError> {
+        self.check_failed()?;
         let mut result = Ok(());
         for m in ms {
             result = self.append_one(m);
@@ -588,6 +606,7 @@ impl Writer {
     /// (the data's clock), then flushes if `flush_interval_ms` of wall
     /// clock passed since the last flush.
     pub fn advance(&mut self, now_ns: UnixNanos) -> Result<(), StoreError> {
+        self.check_failed()?;
         self.seal_while(
             |start, span, grace| start.saturating_add(span).saturating_add(grace) <= now_ns,
             now_ns,
@@ -602,6 +621,7 @@ impl Writer {
     /// Seals every partition that ends at or before `now_ns`, ignoring the
     /// grace time.
     pub fn seal_before(&mut self, now_ns: UnixNanos) -> Result<(), StoreError> {
+        self.check_failed()?;
         self.seal_while(
             |start, span, _| start.saturating_add(span) <= now_ns,
             now_ns,
@@ -641,6 +661,8 @@ impl Writer {
     /// the last one), then deletes the logs of sealed segments whose carried
     /// copies that just made durable.
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        // The partition being published is durable once its publish is.
+        self.finish_publish()?;
         for log in self.active.values_mut() {
             log.flush()?;
         }
@@ -670,6 +692,7 @@ impl Writer {
     /// partition that had data, and no further (counted in
     /// [`WriterStats::open_at_seal_all`]).
     pub fn seal_all(&mut self) -> Result<(), StoreError> {
+        self.check_failed()?;
         let (Some(&first), Some(&horizon)) =
             (self.active.keys().next(), self.active.keys().next_back())
         else {
@@ -743,45 +766,89 @@ impl Writer {
             .expect("seal is called on active partitions");
         // Written out to the kernel, not synced: the `.part` published below
         // is fsynced before the rename and replaces the log; until the rename
-        // the log stays active under the usual flush rule (docs/FORMAT.md).
+        // the log stays on disk, synced by flushes (docs/FORMAT.md).
         log.write_out()?;
         let segment = log.segment;
-        let mut records = std::mem::take(&mut self.seal_out);
+        let mut records = self.spare_out.pop().unwrap_or_default();
         reduce_into(log.committed()?.records(), &mut self.seal_index, &mut records);
         if self.seal_index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
             self.seal_index = Vec::new();
         }
-        let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
-        // Until the rename inside write_sealed succeeds nothing has changed:
-        // on error the log stays active and is sealed again next time.
-        write_sealed(&part, start, self.span_ns, segment, &records)?;
-        // Published: from here on the partition is sealed, and records for it
-        // are late. If the carry or the delete below fails, the log stays on
-        // disk next to the .part, readers treat the pair as "carry pending",
-        // and the next writer finishes the job (docs/FORMAT.md).
+        // One publish at a time, in partition order: the previous one (which
+        // ran while this partition was reduced) finishes first.
+        self.finish_publish()?;
+        // Carry first, while the partition is still active: on error nothing
+        // has changed but some carried copies, which the next attempt carries
+        // again (duplicates are reduced). Crash after the carry, before the
+        // rename: the log is still active and sealed again (docs/FORMAT.md).
+        self.carry(&records, start, carry_open)?;
+        // From here on the partition is sealed for the writer: records for
+        // it are late and go elsewhere.
         let log = self.active.remove(&start).expect("still active");
         let e = self.sealed_max.entry(start).or_insert(segment);
         *e = (*e).max(segment);
-        // Records for `start` are late from now on, and go elsewhere.
         self.route = None;
-        self.stats.bytes_written +=
-            (2 * crate::format::HEADER_SIZE + records.len() * RECORD_SIZE) as u64;
-        self.stats.partitions_sealed += 1;
-        let log_path = log.path.clone();
-        drop(log);
-        self.carry(&records, start, carry_open)?;
-        if records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS {
-            self.seal_out = records;
-        }
-        // The carried copies are in the next log, in the kernel but not yet
-        // durable: the sealed log stays (readers and recovery see "carry
-        // pending", docs/FORMAT.md) until the next flush syncs them and
-        // deletes it. At the bound, that flush is now.
-        self.sealed_logs.push(log_path);
-        if self.sealed_logs.len() >= SEALED_LOGS_PENDING_MAX {
-            self.flush()?;
-        }
+        let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
+        let span_ns = self.span_ns;
+        let path = part.clone();
+        let handle = std::thread::Builder::new()
+            .name("natrec-seal".into())
+            .spawn(move || {
+                write_sealed(&path, start, span_ns, segment, &records)?;
+                Ok(records)
+            })
+            .map_err(StoreError::io(&part, "start the seal thread for"))?;
+        self.publishing = Some(Publishing { handle, part, log });
         Ok(())
+    }
+
+    /// Waits for the partition being published, if any. Published: its log
+    /// waits for the next flush to be deleted. Failed: the log stays (synced
+    /// now, so its records keep the flush promise), the writer refuses
+    /// further work, and the next writer seals the partition again.
+    fn finish_publish(&mut self) -> Result<(), StoreError> {
+        let Some(p) = self.publishing.take() else {
+            return Ok(());
+        };
+        match p.handle.join() {
+            Ok(Ok(records)) => {
+                self.stats.bytes_written +=
+                    (2 * crate::format::HEADER_SIZE + records.len() * RECORD_SIZE) as u64;
+                self.stats.partitions_sealed += 1;
+                if records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS && self.spare_out.len() < 2 {
+                    self.spare_out.push(records);
+                }
+                // The carried copies are in the next log, in the kernel but
+                // maybe not durable: the sealed log stays (readers and
+                // recovery see "carry pending", docs/FORMAT.md) until the next
+                // flush syncs them and deletes it. At the bound, that flush
+                // is now.
+                self.sealed_logs.push(p.log.path.clone());
+                drop(p.log);
+                if self.sealed_logs.len() >= SEALED_LOGS_PENDING_MAX {
+                    self.flush()?;
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let mut log = p.log;
+                let _ = log.flush();
+                self.failed = Some((p.part, e.to_string()));
+                Err(e)
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// An error if an earlier publish failed (see [`StoreError::SealFailed`]).
+    fn check_failed(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            None => Ok(()),
+            Some((path, detail)) => Err(StoreError::SealFailed {
+                path: path.clone(),
+                detail: detail.clone(),
+            }),
+        }
     }
 
     /// Appends the mappings of sealed partition `start` still held at its

@@ -1005,13 +1005,15 @@ mod recovery {
         w.append(&open).unwrap();
         w.advance(T0 + H + 61 * S).unwrap();
         assert_eq!(w.stats().carried, 1);
-        assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
+        // The .part may still be being published on the seal thread; the
+        // log stays either way.
         assert!(log0.exists(), "deleted before the carried copy was synced");
         assert_eq!(w.active_partitions(), 1);
         let (h, e) = lookup_at(&store, "203.0.113.7:1024", T0 + H + 1800 * S);
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(h.len(), 1);
         w.flush().unwrap();
+        assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
         assert!(!log0.exists());
         drop(w);
 
@@ -1038,6 +1040,70 @@ mod recovery {
             parts.iter().map(|p| p.records).collect::<Vec<_>>(),
             vec![1, 1, 1]
         );
+    }
+
+    /// The publish runs on the seal thread after the carry: if it fails,
+    /// the error comes back on the next call that waits for it, the writer
+    /// refuses further work (`SealFailed`), the partition's log stays intact
+    /// next to the carried copy in the next log (the state a crash between
+    /// the carry and the rename leaves), and the next writer seals it again
+    /// without duplicating the carried copy.
+    #[test]
+    fn failed_publish_stops_the_writer_and_the_next_one_seals_again() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            flush_interval_ms: u32::MAX,
+            ..StoreConfig::default()
+        };
+        let store = new_store(d.path(), cfg);
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        // A directory where the publish wants its temp file: creating it fails.
+        let tmp = store
+            .dir()
+            .join("partitions")
+            .join(format!("{}.tmp", part_name(T0, 0)));
+        let mut w = store.writer().unwrap();
+        std::fs::create_dir(&tmp).unwrap();
+        w.append(&open).unwrap();
+        w.advance(T0 + H + 61 * S).unwrap(); // carried, publish handed over
+        assert_eq!(w.stats().carried, 1);
+        assert!(matches!(w.flush(), Err(StoreError::Io { .. })));
+        assert!(matches!(
+            w.append(&open),
+            Err(StoreError::SealFailed { .. })
+        ));
+        assert!(matches!(w.seal_all(), Err(StoreError::SealFailed { .. })));
+        drop(w);
+        assert!(log_path(&store).exists());
+        assert!(!part_path(&store, T0, 0, FileKind::Sealed).exists());
+        std::fs::remove_dir(&tmp).unwrap();
+
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.active_partitions(), 2);
+        w.append(&Mapping {
+            end: EndReason::Fin,
+            last_ns: T0 + H + 50 * S,
+            ..open
+        })
+        .unwrap();
+        w.seal_all().unwrap();
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(
+            parts.iter().map(|p| p.records).collect::<Vec<_>>(),
+            vec![1, 1]
+        );
+        let (h, e) = lookup_at(&store, "203.0.113.7:1024", T0 + H + 10 * S);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].mapping.end, EndReason::Fin);
+        assert!(store.reader().verify().unwrap().is_empty());
     }
 
     /// At most `SEALED_LOGS_PENDING_MAX` sealed logs wait for a flush: the
@@ -1077,7 +1143,8 @@ mod recovery {
             ))
             .unwrap();
             w.advance(t + H + 60 * S).unwrap();
-            // Sealed logs not yet deleted, plus the active one (if any).
+            // Sealed logs not yet deleted (at most the bound - 1 after the
+            // flush at the bound), the one being published, the active one.
             assert!(
                 count_logs() <= natrec_storage::SEALED_LOGS_PENDING_MAX + 1,
                 "{} logs after {} seals",
@@ -1085,8 +1152,8 @@ mod recovery {
                 k + 1
             );
         }
-        assert_eq!(w.stats().partitions_sealed, n as u64);
         w.flush().unwrap();
+        assert_eq!(w.stats().partitions_sealed, n as u64);
         assert_eq!(count_logs(), 0);
         let (h, e) = lookup_at(&store, "203.0.113.1:1000", T0 + 5 * H + 10 * S);
         assert!(e.is_empty());
