@@ -83,7 +83,20 @@ struct Route {
 struct Publishing {
     handle: std::thread::JoinHandle<Result<Vec<Record>, StoreError>>,
     part: PathBuf,
+    /// Its start and segment.
+    id: (i64, u32),
     log: ActiveLog,
+    /// The segment its held-over mappings were carried into, if any.
+    carried_into: Option<(i64, u32)>,
+}
+
+/// The log of a published segment, kept until its carried copies are
+/// durable.
+struct SealedLog {
+    path: PathBuf,
+    /// The segment (start, number) the copies were carried into; `None`
+    /// for a log recovery found next to its `.part` (deleted by a flush).
+    carried_into: Option<(i64, u32)>,
 }
 
 /// Appends mappings to a store. Only one exists per store (`store.lock`).
@@ -98,10 +111,11 @@ pub struct Writer {
     /// Highest sealed segment number per partition start.
     sealed_max: BTreeMap<i64, u32>,
     last_flush: Instant,
-    /// Logs of sealed segments whose held-over mappings were carried into a
-    /// following log that is not synced yet: deleted by the next flush
-    /// (docs/FORMAT.md, "Sealing"), at most [`SEALED_LOGS_PENDING_MAX`].
-    sealed_logs: Vec<PathBuf>,
+    /// Logs of sealed (published) segments whose held-over mappings were
+    /// carried into a following log that is not synced yet: deleted by the
+    /// next flush, or when the segment they were carried into is published
+    /// (docs/FORMAT.md, "Sealing"); at most [`SEALED_LOGS_PENDING_MAX`].
+    sealed_logs: Vec<SealedLog>,
     /// A log was created since the directory was last fsynced: the next
     /// flush fsyncs `partitions/` after syncing the logs.
     dir_dirty: bool,
@@ -453,7 +467,10 @@ impl Writer {
             let view = SealedView::open(&part, f.start_ns, self.span_ns, f.segment)?;
             let records = view.records()?;
             self.carry(&records, f.start_ns, true)?;
-            self.sealed_logs.push(f.path.clone());
+            self.sealed_logs.push(SealedLog {
+                path: f.path.clone(),
+                carried_into: None,
+            });
             self.stats.recovered_carries += 1;
         }
         if !self.sealed_logs.is_empty() {
@@ -672,17 +689,30 @@ impl Writer {
         }
         // The carried copies of every pending sealed log are now durable:
         // in an active log just synced, or in a `.part` published since.
-        while let Some(path) = self.sealed_logs.pop() {
-            // The deletion is made durable by the next directory fsync (the
-            // next publish or log creation): a log that reappears after a
-            // crash next to its `.part` is carried again and deleted by
-            // recovery, as when the crash came before the delete.
-            if let Err(e) = fs::remove_file(&path) {
-                self.sealed_logs.push(path.clone());
-                return Err(StoreError::io(&path, "remove")(e));
-            }
-        }
+        self.delete_sealed_logs(|_| true)?;
         self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Deletes the pending sealed logs that `durable` says have their carried
+    /// copies durable. The deletion is made durable by the next directory
+    /// fsync (a publish, or a flush after a log creation): a log that
+    /// reappears after a crash next to its `.part` is carried again and
+    /// deleted by recovery, as when the crash came before the delete.
+    fn delete_sealed_logs(
+        &mut self,
+        durable: impl Fn(&SealedLog) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut i = 0;
+        while i < self.sealed_logs.len() {
+            if !durable(&self.sealed_logs[i]) {
+                i += 1;
+                continue;
+            }
+            let path = &self.sealed_logs[i].path;
+            fs::remove_file(path).map_err(StoreError::io(path, "remove"))?;
+            self.sealed_logs.swap_remove(i);
+        }
         Ok(())
     }
 
@@ -781,7 +811,7 @@ impl Writer {
         // has changed but some carried copies, which the next attempt carries
         // again (duplicates are reduced). Crash after the carry, before the
         // rename: the log is still active and sealed again (docs/FORMAT.md).
-        self.carry(&records, start, carry_open)?;
+        let carried_into = self.carry(&records, start, carry_open)?;
         // From here on the partition is sealed for the writer: records for
         // it are late and go elsewhere.
         let log = self.active.remove(&start).expect("still active");
@@ -798,7 +828,13 @@ impl Writer {
                 Ok(records)
             })
             .map_err(StoreError::io(&part, "start the seal thread for"))?;
-        self.publishing = Some(Publishing { handle, part, log });
+        self.publishing = Some(Publishing {
+            handle,
+            part,
+            id: (start, segment),
+            log,
+            carried_into,
+        });
         Ok(())
     }
 
@@ -818,13 +854,24 @@ impl Writer {
                 if records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS && self.spare_out.len() < 2 {
                     self.spare_out.push(records);
                 }
-                // The carried copies are in the next log, in the kernel but
-                // maybe not durable: the sealed log stays (readers and
-                // recovery see "carry pending", docs/FORMAT.md) until the next
-                // flush syncs them and deletes it. At the bound, that flush
-                // is now.
-                self.sealed_logs.push(p.log.path.clone());
+                // Logs whose copies were carried into this segment: those
+                // copies are in its `.part` now, durable.
+                self.delete_sealed_logs(|l| l.carried_into == Some(p.id))?;
+                // This segment's own carried copies are in the next log, in
+                // the kernel but maybe not durable: its log stays (readers and
+                // recovery see "carry pending", docs/FORMAT.md) until a flush
+                // syncs them or the next segment is published. Nothing
+                // carried: nothing to wait for. At the bound, flush now.
+                let sealed = SealedLog {
+                    path: p.log.path.clone(),
+                    carried_into: p.carried_into,
+                };
                 drop(p.log);
+                if sealed.carried_into.is_none() {
+                    fs::remove_file(&sealed.path).map_err(StoreError::io(&sealed.path, "remove"))?;
+                } else {
+                    self.sealed_logs.push(sealed);
+                }
                 if self.sealed_logs.len() >= SEALED_LOGS_PENDING_MAX {
                     self.flush()?;
                 }
@@ -853,17 +900,18 @@ impl Writer {
 
     /// Appends the mappings of sealed partition `start` still held at its
     /// end to the next partition's log (flag CARRIED), in the kernel on
-    /// return, durable after the next flush (which is why the sealed log is
-    /// deleted only by that flush).
+    /// return, durable after the next flush or once that segment is
+    /// published (which is why the sealed log is deleted only then).
+    /// Returns the segment carried into, `None` if nothing was held.
     fn carry(
         &mut self,
         records: &[Record],
         start: i64,
         carry_open: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<(i64, u32)>, StoreError> {
         let end = start + self.span_ns;
         if end > EVENT_NS_MAX {
-            return Ok(());
+            return Ok(None);
         }
         let hold = self.cfg.hold;
         let mut held = Vec::new();
@@ -888,7 +936,7 @@ impl Writer {
             }
         }
         if held.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let n = held.len() as u64;
         let log = self.log_for(end)?;
@@ -896,9 +944,10 @@ impl Writer {
             log.append(&Record::encode(m, SF_CARRIED).expect("decoded records encode"))?;
         }
         log.write_out()?;
+        let into = (end, log.segment);
         self.stats.carried += n;
         self.stats.bytes_written += n * RECORD_SIZE as u64;
-        Ok(())
+        Ok(Some(into))
     }
 }
 

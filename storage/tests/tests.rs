@@ -1106,10 +1106,63 @@ mod recovery {
         assert!(store.reader().verify().unwrap().is_empty());
     }
 
+    /// A sealed log need not wait for a flush when its carried copies are
+    /// durable otherwise: nothing carried (deleted once its `.part` is
+    /// published), or carried into a segment that has been published since.
+    #[test]
+    fn sealed_log_is_deleted_once_its_carried_copies_are_published() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            flush_interval_ms: u32::MAX,
+            ..StoreConfig::default()
+        };
+        let store = new_store(d.path(), cfg);
+        let log = |h: i64| part_path(&store, T0 + h * H, 0, FileKind::Active);
+        let mut w = store.writer().unwrap();
+        // Held until further notice: carried 0 -> 1 -> 2 -> 3.
+        w.append(&mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        ))
+        .unwrap();
+        w.advance(T0 + H + 61 * S).unwrap(); // hour 0 handed to the seal thread
+        w.advance(T0 + 2 * H + 61 * S).unwrap(); // hour 0 published; hour 1 handed over
+        assert!(log(0).exists(), "its copy in hour 1 is neither synced nor published");
+        w.advance(T0 + 3 * H + 61 * S).unwrap(); // hour 1 published
+        assert!(!log(0).exists(), "its copy is in hour 1's .part now");
+        assert!(log(1).exists());
+        assert!(part_path(&store, T0 + H, 0, FileKind::Sealed).exists());
+        drop(w);
+
+        // Nothing held: the log goes as soon as its .part is published.
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), cfg);
+        let mut w = store.writer().unwrap();
+        for h in 0..2 {
+            w.append(&mapping(
+                Proto::Udp,
+                "100.64.0.2:1000",
+                "203.0.113.1:1000",
+                T0 + h * H + 10 * S,
+                T0 + h * H + 11 * S,
+                EndReason::Idle,
+            ))
+            .unwrap();
+        }
+        w.advance(T0 + H + 61 * S).unwrap(); // hour 0 handed over
+        w.advance(T0 + 2 * H + 61 * S).unwrap(); // hour 0 published; hour 1 handed over
+        assert!(!part_path(&store, T0, 0, FileKind::Active).exists());
+        assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
+    }
+
     /// At most `SEALED_LOGS_PENDING_MAX` sealed logs wait for a flush: the
     /// seal that reaches the bound flushes, which deletes them all.
     #[test]
-    fn sealed_logs_waiting_for_a_flush_are_bounded() {
+    fn sealed_logs_waiting_for_deletion_stay_bounded() {
         let d = tempfile::tempdir().unwrap();
         let cfg = StoreConfig {
             flush_interval_ms: u32::MAX,
