@@ -24,16 +24,18 @@ use crate::{fsutil, StoreError};
 /// evidence shown (the final state); the holder is found without it.
 pub const LATE_REROUTE_SPANS_MAX: i64 = 2;
 
-/// Bound on the logs of sealed segments waiting for the next flush to be
-/// deleted (their carried copies are durable only after that flush). At the
-/// bound the writer flushes at once, so at most this many sealed logs lie
-/// next to their `.part` ("carry pending" for readers and recovery).
+/// Bound on the logs of published segments waiting to be deleted until
+/// their carried copies are durable (the next flush, or the publish of the
+/// segment they were carried into). At the bound the writer flushes at once,
+/// so at most this many sealed logs lie next to their `.part` ("carry
+/// pending" for readers and recovery).
 pub const SEALED_LOGS_PENDING_MAX: usize = 16;
 
-/// Records' worth of seal scratch (the index and the reduced records, 128
-/// bytes per record) the writer keeps between seals: 2^20 records, 128 MiB.
-/// A larger partition's seal allocates its own and frees it after.
-const SEAL_SCRATCH_KEEP_RECORDS: usize = 1 << 20;
+/// Records' worth of seal scratch the writer keeps between seals: the index
+/// (32 bytes per record) and up to two gathered/reduced-record buffers (96
+/// bytes per record each; one may be with a publish): 2^18 records, at most
+/// 56 MiB. A larger partition's seal allocates its own and frees it after.
+const SEAL_SCRATCH_KEEP_RECORDS: usize = 1 << 18;
 
 /// Counters of what a [`Writer`] did since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -128,8 +130,8 @@ pub struct Writer {
     /// its partition; forgotten whenever `active` or `sealed_max` changes.
     route: Option<Route>,
     /// The sealed partition being published on the seal thread (at most
-    /// one), and its log, which stays until the `.part` is published and a
-    /// flush has synced the carried copies.
+    /// one), and its log, which stays until the `.part` is published and its
+    /// carried copies are durable (see `sealed_logs`).
     publishing: Option<Publishing>,
     /// Set when a publish failed: the writer then refuses further work.
     failed: Option<(PathBuf, String)>,
@@ -678,8 +680,10 @@ impl Writer {
     /// the last one), then deletes the logs of sealed segments whose carried
     /// copies that just made durable.
     pub fn flush(&mut self) -> Result<(), StoreError> {
-        // The partition being published is durable once its publish is.
-        self.finish_publish()?;
+        // The partition being published is durable once its publish is. If
+        // that failed, the active logs are still synced (a flush on drop
+        // must not skip them), then the error is returned.
+        let published = self.finish_publish();
         for log in self.active.values_mut() {
             log.flush()?;
         }
@@ -687,6 +691,7 @@ impl Writer {
             fsutil::fsync_dir(&self.parts)?;
             self.dir_dirty = false;
         }
+        published?;
         // The carried copies of every pending sealed log are now durable:
         // in an active log just synced, or in a `.part` published since.
         self.delete_sealed_logs(|_| true)?;
