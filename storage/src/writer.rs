@@ -32,10 +32,16 @@ pub const LATE_REROUTE_SPANS_MAX: i64 = 2;
 pub const SEALED_LOGS_PENDING_MAX: usize = 16;
 
 /// Records' worth of seal scratch the writer keeps between seals: the index
-/// (32 bytes per record) and up to two gathered/reduced-record buffers (96
-/// bytes per record each; one may be with a publish): 2^18 records, at most
-/// 56 MiB. A larger partition's seal allocates its own and frees it after.
+/// (32 bytes per record) and up to three gathered/reduced-record buffers (96
+/// bytes per record each; two may be with publishes): 2^18 records, at most
+/// 80 MiB. A larger partition's seal allocates its own and frees it after.
 const SEAL_SCRATCH_KEEP_RECORDS: usize = 1 << 18;
+
+/// Publishes of sealed partitions running at once (each on its own seal
+/// thread, started in partition order). Two let a second due partition be
+/// reduced and handed over while the first one's fsyncs are still running;
+/// the seal after that waits for the oldest.
+const PUBLISHES_IN_FLIGHT_MAX: usize = 2;
 
 /// Counters of what a [`Writer`] did since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,15 +130,17 @@ pub struct Writer {
     /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]):
     /// the sort index and the reduced records.
     seal_index: Vec<SealEntry>,
-    /// Reduced-record buffers not in use by a publish (at most 2).
+    /// Reduced-record buffers not in use by a publish (at most
+    /// `PUBLISHES_IN_FLIGHT_MAX + 1`).
     spare_out: Vec<Vec<Record>>,
     /// Where the last appended record went, reused while records stay in
     /// its partition; forgotten whenever `active` or `sealed_max` changes.
     route: Option<Route>,
-    /// The sealed partition being published on the seal thread (at most
-    /// one), and its log, which stays until the `.part` is published and its
-    /// carried copies are durable (see `sealed_logs`).
-    publishing: Option<Publishing>,
+    /// The sealed partitions being published on seal threads, oldest first
+    /// (at most [`PUBLISHES_IN_FLIGHT_MAX`]), and their logs, which stay
+    /// until the `.part` is published and the carried copies are durable
+    /// (see `sealed_logs`).
+    publishing: std::collections::VecDeque<Publishing>,
     /// Set when a publish failed: the writer then refuses further work.
     failed: Option<(PathBuf, String)>,
     stats: WriterStats,
@@ -401,7 +409,7 @@ impl Writer {
             seal_index: Vec::new(),
             spare_out: Vec::new(),
             route: None,
-            publishing: None,
+            publishing: std::collections::VecDeque::new(),
             failed: None,
             stats: WriterStats::default(),
             gaps,
@@ -683,7 +691,7 @@ impl Writer {
         // The partition being published is durable once its publish is. If
         // that failed, the active logs are still synced (a flush on drop
         // must not skip them), then the error is returned.
-        let published = self.finish_publish();
+        let published = self.finish_publishes(0);
         for log in self.active.values_mut() {
             log.flush()?;
         }
@@ -809,9 +817,9 @@ impl Writer {
         if self.seal_index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
             self.seal_index = Vec::new();
         }
-        // One publish at a time, in partition order: the previous one (which
-        // ran while this partition was reduced) finishes first.
-        self.finish_publish()?;
+        // At most PUBLISHES_IN_FLIGHT_MAX publishes: the oldest (which ran
+        // while this partition was reduced) finishes first if needed.
+        self.finish_publishes(PUBLISHES_IN_FLIGHT_MAX - 1)?;
         // Carry first, while the partition is still active: on error nothing
         // has changed but some carried copies, which the next attempt carries
         // again (duplicates are reduced). Crash after the carry, before the
@@ -833,7 +841,7 @@ impl Writer {
                 Ok(records)
             })
             .map_err(StoreError::io(&part, "start the seal thread for"))?;
-        self.publishing = Some(Publishing {
+        self.publishing.push_back(Publishing {
             handle,
             part,
             id: (start, segment),
@@ -843,12 +851,26 @@ impl Writer {
         Ok(())
     }
 
-    /// Waits for the partition being published, if any. Published: its log
-    /// waits for the next flush to be deleted. Failed: the log stays (synced
-    /// now, so its records keep the flush promise), the writer refuses
-    /// further work, and the next writer seals the partition again.
+    /// Waits for the oldest publishes until at most `keep` run. All are
+    /// waited for even if one failed; the first error is returned.
+    fn finish_publishes(&mut self, keep: usize) -> Result<(), StoreError> {
+        let mut first = Ok(());
+        while self.publishing.len() > keep {
+            let r = self.finish_publish();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Waits for the oldest partition being published, if any. Published:
+    /// its log waits until its carried copies are durable to be deleted.
+    /// Failed: the log stays (synced now, so its records keep the flush
+    /// promise), the writer refuses further work, and the next writer seals
+    /// the partition again.
     fn finish_publish(&mut self) -> Result<(), StoreError> {
-        let Some(p) = self.publishing.take() else {
+        let Some(p) = self.publishing.pop_front() else {
             return Ok(());
         };
         match p.handle.join() {
@@ -856,7 +878,9 @@ impl Writer {
                 self.stats.bytes_written +=
                     (2 * crate::format::HEADER_SIZE + records.len() * RECORD_SIZE) as u64;
                 self.stats.partitions_sealed += 1;
-                if records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS && self.spare_out.len() < 2 {
+                if records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
+                    && self.spare_out.len() < PUBLISHES_IN_FLIGHT_MAX + 1
+                {
                     self.spare_out.push(records);
                 }
                 // Logs whose copies were carried into this segment: those
