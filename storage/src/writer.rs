@@ -834,13 +834,24 @@ impl Writer {
         let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
         let span_ns = self.span_ns;
         let path = part.clone();
-        let handle = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("natrec-seal".into())
             .spawn(move || {
                 write_sealed(&path, start, span_ns, segment, &records)?;
                 Ok(records)
-            })
-            .map_err(StoreError::io(&part, "start the seal thread for"))?;
+            });
+        let handle = match spawned {
+            Ok(h) => h,
+            Err(e) => {
+                // As a failed publish: the partition is sealed for routing
+                // but has no .part; the log stays (synced) for the next writer.
+                let mut log = log;
+                let _ = log.flush();
+                let e = StoreError::io(&part, "start the seal thread for")(e);
+                self.failed = Some((part, e.to_string()));
+                return Err(e);
+            }
+        };
         self.publishing.push_back(Publishing {
             handle,
             part,
