@@ -98,6 +98,16 @@ pub enum StoreError {
         /// What is wrong with it.
         detail: String,
     },
+    /// Publishing a sealed partition failed (on the seal thread); the writer
+    /// refuses further work. The partition's log is intact on disk, and the
+    /// next writer's recovery seals it again.
+    #[error("{}: sealing failed earlier ({detail}); this writer stops: restart it (the partition's log is intact and is sealed again on open)", path.display())]
+    SealFailed {
+        /// The sealed partition that was being published.
+        path: PathBuf,
+        /// The first error.
+        detail: String,
+    },
     /// A partition reached its bound on records.
     #[error("{}: partition full at {records_max} records (the bound `partition_records_max`); use a smaller partition_span_s", path.display())]
     PartitionFull {

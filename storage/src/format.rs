@@ -170,6 +170,33 @@ pub struct Footer {
 }
 const _: () = assert!(size_of::<Footer>() == HEADER_SIZE);
 
+/// CRC-32 of all 96 bytes of any record whose CRC is right (bytes 0..92
+/// followed by their CRC-32, little-endian): the CRC's residue, the same
+/// for every valid record.
+pub const RECORD_RESIDUE: u32 = 0x2144_df1c;
+
+/// CRC-32 of `n` records whose CRCs are all right, back to back: it depends
+/// on `n` only (each record's CRC is [`RECORD_RESIDUE`], and the CRC of a
+/// concatenation follows from its parts' CRCs and lengths). So one CRC over
+/// a run of records checks all of theirs: with one damaged record it fails
+/// exactly when that record's own check would (combining is one-to-one in
+/// each part); only damage to two or more records can cancel out, with
+/// probability 2^-32, as in any one CRC-32 over the run.
+pub fn valid_records_crc(n: u64) -> u32 {
+    let mut all = crc32fast::Hasher::new();
+    let mut power = crc32fast::Hasher::new_with_initial_len(RECORD_RESIDUE, RECORD_SIZE as u64);
+    let mut k = n;
+    while k > 0 {
+        if k & 1 == 1 {
+            all.combine(&power);
+        }
+        let p = power.clone();
+        power.combine(&p);
+        k >>= 1;
+    }
+    all.finalize()
+}
+
 /// CRC of a 64-byte header or footer (covers bytes 0..60).
 pub fn header_crc(bytes: &[u8]) -> u32 {
     crc32fast::hash(&bytes[..HEADER_SIZE - 4])
@@ -855,6 +882,29 @@ mod tests {
         let f = faults(|b| b[48..56].copy_from_slice(&i64::MAX.to_le_bytes()), true);
         assert_eq!((f.field, f.offset), ("first_ns", 48));
         assert_eq!(Record::read(&[0u8; 95]).unwrap_err().field, "record");
+    }
+
+    /// The residue and the CRC of n valid records, against CRCs computed
+    /// over real bytes.
+    #[test]
+    fn valid_records_have_one_crc_per_count() {
+        let mut bytes = Vec::new();
+        for n in 0..40u64 {
+            assert_eq!(crc32fast::hash(&bytes), valid_records_crc(n), "n = {n}");
+            let mut m = sample();
+            m.first_ns = n as i64;
+            m.last_ns = 1000 + (n * n) as i64;
+            m.packets_in = n as u32 * 7;
+            let r = Record::encode(&m, if n % 3 == 0 { SF_CARRIED } else { 0 }).unwrap();
+            assert_eq!(crc32fast::hash(r.as_bytes()), RECORD_RESIDUE);
+            bytes.extend_from_slice(r.as_bytes());
+        }
+        // One flipped bit anywhere makes it differ.
+        for bit in (0..bytes.len() * 8).step_by(13) {
+            let mut b = bytes.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert_ne!(crc32fast::hash(&b), valid_records_crc(40), "bit {bit}");
+        }
     }
 
     #[test]

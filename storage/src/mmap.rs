@@ -41,8 +41,8 @@ pub(crate) fn map_write(file: &File, len: u64) -> io::Result<MmapMut> {
     let len = usize::try_from(len)
         .map_err(|_| io::Error::other("file too large to map on this platform"))?;
     // SAFETY: the writer holds `store.lock`, so no other natrec process
-    // writes this log; the file was preallocated to at least `len` bytes
-    // with `set_len` before mapping and is never truncated while mapped
-    // (growing drops this map before remapping at the new length).
+    // writes this log; `len` is the file's length read just before (logs
+    // only grow, never shrink), and the writer maps a log writable only while
+    // recovering it at open, dropping the map before it appends.
     unsafe { MmapOptions::new().len(len).map_mut(file) }
 }

@@ -11,7 +11,7 @@ use crate::format::{
     SF_PUBLIC_V4, SF_REMOTE_V4,
 };
 use crate::gaps::{Gap, GapLog};
-use crate::model::{EndReason, Mapping, UnixNanos};
+use crate::model::{EndReason, HoldTimes, Mapping, Proto, UnixNanos};
 use crate::partition::{write_sealed, ActiveLog, SealedView};
 use crate::store::{list_partitions, StoreConfig, PARTITIONS_DIR, STORE_LOCK};
 use crate::{fsutil, StoreError};
@@ -23,6 +23,25 @@ use crate::{fsutil, StoreError};
 /// its own partition (or carried into it), so the lookahead only improves the
 /// evidence shown (the final state); the holder is found without it.
 pub const LATE_REROUTE_SPANS_MAX: i64 = 2;
+
+/// Bound on the logs of published segments waiting to be deleted until
+/// their carried copies are durable (the next flush, or the publish of the
+/// segment they were carried into). At the bound the writer flushes at once,
+/// so at most this many sealed logs lie next to their `.part` ("carry
+/// pending" for readers and recovery).
+pub const SEALED_LOGS_PENDING_MAX: usize = 16;
+
+/// Records' worth of seal scratch the writer keeps between seals: the index
+/// (32 bytes per record) and up to three gathered/reduced-record buffers (96
+/// bytes per record each; two may be with publishes): 2^18 records, at most
+/// 80 MiB. A larger partition's seal allocates its own and frees it after.
+const SEAL_SCRATCH_KEEP_RECORDS: usize = 1 << 18;
+
+/// Publishes of sealed partitions running at once (each on its own seal
+/// thread, started in partition order). Two let a second due partition be
+/// reduced and handed over while the first one's fsyncs are still running;
+/// the seal after that waits for the oldest.
+const PUBLISHES_IN_FLIGHT_MAX: usize = 2;
 
 /// Counters of what a [`Writer`] did since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,12 +62,50 @@ pub struct WriterStats {
     /// Log slots holding torn or stale bytes past the committed length,
     /// zeroed when the writer opened.
     pub recovered_zeroed_slots: u64,
+    /// Logs found with records but a zero header when the writer opened
+    /// (a crash before their first flush); the header was written again.
+    pub recovered_log_headers: u64,
     /// Partitions whose seal was interrupted after publishing and whose
     /// carry was finished when the writer opened.
     pub recovered_carries: u64,
     /// Gap records appended by [`Writer::append_gap`] (before splitting at
     /// partition boundaries).
     pub gaps_appended: u64,
+}
+
+/// Where records of one partition go (see [`Writer::route_of`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Route {
+    /// The partition of the records' event time, `[start, start + span)`.
+    start: i64,
+    /// The active (or to be created) partition that takes them.
+    target: i64,
+    /// Store flags they get ([`SF_LATE`] when routed to a later partition).
+    flags: u8,
+    /// Their own partition is sealed (counted in `late_records`).
+    late: bool,
+}
+
+/// A sealed partition handed to the seal thread: `write_sealed` (temp file,
+/// fsync, rename, directory fsync) runs there while the writer appends.
+struct Publishing {
+    /// The records back (their buffer is reused) and the bytes written.
+    handle: std::thread::JoinHandle<Result<(Vec<Record>, u64), StoreError>>,
+    part: PathBuf,
+    /// Its start and segment.
+    id: (i64, u32),
+    log: ActiveLog,
+    /// The segment its held-over mappings were carried into, if any.
+    carried_into: Option<(i64, u32)>,
+}
+
+/// The log of a published segment, kept until its carried copies are
+/// durable.
+struct SealedLog {
+    path: PathBuf,
+    /// The segment (start, number) the copies were carried into; `None`
+    /// for a log recovery found next to its `.part` (deleted by a flush).
+    carried_into: Option<(i64, u32)>,
 }
 
 /// Appends mappings to a store. Only one exists per store (`store.lock`).
@@ -63,6 +120,30 @@ pub struct Writer {
     /// Highest sealed segment number per partition start.
     sealed_max: BTreeMap<i64, u32>,
     last_flush: Instant,
+    /// Logs of sealed (published) segments whose held-over mappings were
+    /// carried into a following log that is not synced yet: deleted by the
+    /// next flush, or when the segment they were carried into is published
+    /// (docs/FORMAT.md, "Sealing"); at most [`SEALED_LOGS_PENDING_MAX`].
+    sealed_logs: Vec<SealedLog>,
+    /// A log was created since the directory was last fsynced: the next
+    /// flush fsyncs `partitions/` after syncing the logs.
+    dir_dirty: bool,
+    /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]):
+    /// the sort index and the reduced records.
+    seal_index: Vec<SealEntry>,
+    /// Reduced-record buffers not in use by a publish (at most
+    /// `PUBLISHES_IN_FLIGHT_MAX + 1`).
+    spare_out: Vec<Vec<Record>>,
+    /// Where the last appended record went, reused while records stay in
+    /// its partition; forgotten whenever `active` or `sealed_max` changes.
+    route: Option<Route>,
+    /// The sealed partitions being published on seal threads, oldest first
+    /// (at most [`PUBLISHES_IN_FLIGHT_MAX`]), and their logs, which stay
+    /// until the `.part` is published and the carried copies are durable
+    /// (see `sealed_logs`).
+    publishing: std::collections::VecDeque<Publishing>,
+    /// Set when a publish failed: the writer then refuses further work.
+    failed: Option<(PathBuf, String)>,
     stats: WriterStats,
     gaps: GapLog,
 }
@@ -77,16 +158,25 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// One entry of the seal index: the record's sort prefix (public ip as a
-/// big-endian `u128`, public port, `first_ns`), a 64-bit hash of the rest of
-/// its natural key (proto, internal and remote endpoints, address families),
-/// and its slot in the log. 48 bytes per record, instead of decoding every
-/// record into a hash map (~400 bytes each, counting growth).
-type SealEntry = (u128, u16, i64, u64, u32);
+/// One entry of the seal index, 32 bytes compared as two `u128`s: the
+/// record's sort prefix (public ip as a big-endian `u128`; then public port,
+/// `first_ns` with its sign bit flipped so it orders as unsigned), 16 bits of
+/// a hash of the rest of its natural key (proto, internal and remote
+/// endpoints, address families), and its slot in the log (lowest, so equal
+/// keys stay in log order). Sorting it instead of decoding every record into
+/// a hash map (~400 bytes each, counting growth) or a 48-byte tuple.
+type SealEntry = (u128, u128);
+
+/// Low bits of [`SealEntry`]'s second word that hold the slot.
+const SEAL_SLOT_BITS: u32 = 32;
 
 /// Same sort prefix and same key hash: candidates for one mapping.
 fn same_run(a: &SealEntry, b: &SealEntry) -> bool {
-    (a.0, a.1, a.2, a.3) == (b.0, b.1, b.2, b.3)
+    a.0 == b.0 && a.1 >> SEAL_SLOT_BITS == b.1 >> SEAL_SLOT_BITS
+}
+
+fn slot_of(e: &SealEntry) -> u32 {
+    e.1 as u32
 }
 
 /// Multiply-xorshift mixing (splitmix64's finaliser) of one more word into `h`.
@@ -122,12 +212,13 @@ fn seal_entry(r: &Record, slot: u32) -> SealEntry {
     h = mix64(h, (iip >> 64) as u64);
     h = mix64(h, rip as u64);
     h = mix64(h, (rip >> 64) as u64);
+    let first = (r.first_ns.get() as u64) ^ (1 << 63);
     (
         u128::from_be_bytes(r.public_ip),
-        r.public_port.get(),
-        r.first_ns.get(),
-        h,
-        slot,
+        u128::from(r.public_port.get()) << 112
+            | u128::from(first) << 48
+            | u128::from(h >> 48) << SEAL_SLOT_BITS
+            | u128::from(slot),
     )
 }
 
@@ -145,23 +236,46 @@ fn rank(r: &Record) -> (bool, i64) {
 /// there must still find it here.
 ///
 /// Records of one mapping share the sealed sort prefix (public ip, port,
-/// `first_ns`), so sorting a 48-byte index of (prefix, hash of the rest of
-/// the key, slot) puts them next to each other; each run of equal index
-/// keys is then reduced in slot order, comparing the full key (a hash
-/// collision splits a run, never merges two mappings). Memory: 48 bytes per
-/// record plus the kept records.
+/// `first_ns`), so sorting a 32-byte index of (prefix, 16-bit hash of the
+/// rest of the key, slot) puts them next to each other; each run of equal
+/// index keys is then reduced in slot order, comparing the full key (a hash
+/// collision splits a run, never merges two mappings). Memory: 32 bytes per
+/// record of index plus 96 bytes per record gathered in index order (the
+/// kept records are compacted in place at its front).
+#[cfg(test)]
 pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
+    let mut out = Vec::new();
+    reduce_into(records, &mut Vec::new(), &mut out);
+    out
+}
+
+/// [`reduce`] into `out` (cleared first), with `index` as scratch: the
+/// writer keeps both between seals, so sealing an hour does not allocate
+/// (and fault in) fresh megabytes each time.
+pub(crate) fn reduce_into(records: &[Record], index: &mut Vec<SealEntry>, out: &mut Vec<Record>) {
     assert!(
         records.len() as u64 <= u64::from(u32::MAX),
         "a partition holds at most PARTITION_RECORDS_MAX records"
     );
-    let mut index: Vec<SealEntry> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| seal_entry(r, i as u32))
-        .collect();
+    index.clear();
+    index.extend(
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| seal_entry(r, i as u32)),
+    );
     index.sort_unstable();
-    let mut out: Vec<Record> = Vec::with_capacity(records.len() / 2 + 1);
+    // Gather the records in index order first: independent loads the CPU
+    // overlaps (the log is in time order, the index in public-endpoint
+    // order, so these are cache misses), then reduce them in one sequential
+    // pass, in place (`kept` never passes the run being read).
+    out.clear();
+    out.extend(index.iter().map(|e| records[slot_of(e) as usize]));
+    let prefix = |e: &SealEntry| (e.0, e.1 >> 48);
+    let mut kept = 0;
+    // Start in `out` of the kept records sharing the last sort prefix.
+    let mut group = 0;
+    let mut split: Vec<Record> = Vec::new();
     let mut done: Vec<bool> = Vec::new();
     let mut g = 0;
     while g < index.len() {
@@ -170,61 +284,62 @@ pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
         while end < index.len() && same_run(&index[end], &head) {
             end += 1;
         }
-        let run = &index[g..end];
-        let first_key = key_rest(&records[run[0].4 as usize]);
-        if run
-            .iter()
-            .all(|e| key_rest(&records[e.4 as usize]) == first_key)
-        {
-            out.push(reduce_run(records, run.iter().map(|e| e.4)));
+        if g > 0 && prefix(&index[g - 1]) != prefix(&head) {
+            sort_group(&mut out[group..kept]);
+            group = kept;
+        }
+        let first_key = key_rest(&out[g]);
+        if out[g + 1..end].iter().all(|r| key_rest(r) == first_key) {
+            let best = reduce_run(out, g..end);
+            out[kept] = best;
+            kept += 1;
         } else {
-            // A 64-bit hash collision between two mappings with the same
-            // public endpoint and first packet: split the run by the full key.
+            // A hash collision between two mappings with the same public
+            // endpoint and first packet: split the run by the full key
+            // (into `split` first: the results may outnumber the run's
+            // positions already read).
             done.clear();
-            done.resize(run.len(), false);
-            for a in 0..run.len() {
-                if done[a] {
+            done.resize(end - g, false);
+            split.clear();
+            for a in g..end {
+                if done[a - g] {
                     continue;
                 }
-                let k = key_rest(&records[run[a].4 as usize]);
-                let mut members = Vec::new();
-                for b in a..run.len() {
-                    if !done[b] && key_rest(&records[run[b].4 as usize]) == k {
-                        done[b] = true;
-                        members.push(run[b].4);
-                    }
+                let k = key_rest(&out[a]);
+                let members: Vec<usize> = (a..end)
+                    .filter(|&b| !done[b - g] && key_rest(&out[b]) == k)
+                    .collect();
+                for &b in &members {
+                    done[b - g] = true;
                 }
-                out.push(reduce_run(records, members.into_iter()));
+                split.push(reduce_run(out, members.into_iter()));
+            }
+            for r in split.drain(..) {
+                out[kept] = r;
+                kept += 1;
             }
         }
         g = end;
     }
-    // `out` is sorted by (public ip, port, first_ns); distinct mappings with
-    // the same prefix are ordered by their bytes, as `Record::sort_key` says.
-    let mut a = 0;
-    while a < out.len() {
-        let mut b = a + 1;
-        while b < out.len()
-            && out[b].sort_key().0 == out[a].sort_key().0
-            && out[b].public_port == out[a].public_port
-            && out[b].first_ns == out[a].first_ns
-        {
-            b += 1;
-        }
-        if b - a > 1 {
-            out[a..b].sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
-        }
-        a = b;
-    }
-    out
+    sort_group(&mut out[group..kept]);
+    out.truncate(kept);
 }
 
-/// The kept state of one mapping from its records' slots (in log order).
-fn reduce_run(records: &[Record], mut slots: impl Iterator<Item = u32>) -> Record {
-    let mut best = records[slots.next().expect("a run is never empty") as usize];
+/// Distinct mappings with the same sort prefix (public ip, port, first_ns)
+/// are ordered by their bytes, as `Record::sort_key` says.
+fn sort_group(group: &mut [Record]) {
+    if group.len() > 1 {
+        group.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
+    }
+}
+
+/// The kept state of one mapping from its records at positions `at` of
+/// `records` (in log order).
+fn reduce_run(records: &[Record], mut at: impl Iterator<Item = usize>) -> Record {
+    let mut best = records[at.next().expect("a run is never empty")];
     let mut late = best.store_flags & SF_LATE != 0;
-    for s in slots {
-        let r = records[s as usize];
+    for i in at {
+        let r = records[i];
         late |= r.store_flags & SF_LATE != 0;
         let own_beats_carried =
             best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
@@ -237,6 +352,20 @@ fn reduce_run(records: &[Record], mut slots: impl Iterator<Item = u32>) -> Recor
         best.crc = zerocopy::little_endian::U32::new(best.compute_crc());
     }
     best
+}
+
+/// An upper bound of [`HoldTimes::hold_ns`] from a record's protocol and
+/// end codes alone (UDP: the longer of its two holds), for skipping records
+/// that cannot be held without decoding them. Unknown codes: the longest hold.
+fn hold_bound_ns(hold: &HoldTimes, r: &Record) -> i64 {
+    let s = match (Proto::from_number(r.proto), EndReason::from_code(r.end)) {
+        (Some(Proto::Tcp), Some(EndReason::Fin | EndReason::Rst)) => hold.tcp_closed_s,
+        (Some(Proto::Tcp), Some(_)) => hold.tcp_open_s,
+        (Some(Proto::Udp), Some(_)) => hold.udp_s.max(hold.udp_stream_s),
+        (Some(Proto::Icmp | Proto::Icmpv6), Some(_)) => hold.icmp_s,
+        _ => return hold.max_ns(),
+    };
+    i64::from(s) * crate::model::NANOS_PER_SEC
 }
 
 impl Writer {
@@ -276,6 +405,13 @@ impl Writer {
             active: BTreeMap::new(),
             sealed_max: BTreeMap::new(),
             last_flush: Instant::now(),
+            sealed_logs: Vec::new(),
+            dir_dirty: false,
+            seal_index: Vec::new(),
+            spare_out: Vec::new(),
+            route: None,
+            publishing: std::collections::VecDeque::new(),
+            failed: None,
             stats: WriterStats::default(),
             gaps,
         };
@@ -317,6 +453,7 @@ impl Writer {
             }
             let log = ActiveLog::open(&f.path, f.start_ns, self.span_ns, f.segment)?;
             self.stats.recovered_zeroed_slots += log.zeroed_slots;
+            self.stats.recovered_log_headers += u64::from(log.header_rewritten);
             if let Some(other) = self.active.get(&f.start_ns) {
                 return Err(StoreError::Corrupt {
                     path: f.path.clone(),
@@ -341,8 +478,16 @@ impl Writer {
             let view = SealedView::open(&part, f.start_ns, self.span_ns, f.segment)?;
             let records = view.records()?;
             self.carry(&records, f.start_ns, true)?;
-            fsutil::remove(&f.path)?;
+            self.sealed_logs.push(SealedLog {
+                path: f.path.clone(),
+                carried_into: None,
+            });
             self.stats.recovered_carries += 1;
+        }
+        if !self.sealed_logs.is_empty() {
+            // Syncs the carried copies, then deletes the sealed logs.
+            self.flush()?;
+            fsutil::fsync_dir(&self.parts)?;
         }
         Ok(())
     }
@@ -360,6 +505,10 @@ impl Writer {
             let log = ActiveLog::create(&path, start, self.span_ns, seg)?;
             self.stats.bytes_written += crate::format::HEADER_SIZE as u64;
             self.active.insert(start, log);
+            // Its directory entry is made durable by the next flush.
+            self.dir_dirty = true;
+            // A new active partition can change where late records go.
+            self.route = None;
         }
         Ok(self.active.get_mut(&start).expect("inserted above"))
     }
@@ -380,6 +529,7 @@ impl Writer {
     /// process kill; durable at the next flush). Stops at the first error;
     /// the records before it are appended.
     pub fn append_batch(&mut self, ms: &[Mapping]) -> Result<(), StoreError> {
+        self.check_failed()?;
         let mut result = Ok(());
         for m in ms {
             result = self.append_one(m);
@@ -404,30 +554,64 @@ impl Writer {
                 m.first_ns, m.last_ns
             )));
         }
-        let rec = Record::encode(m, 0).map_err(|f| bad(format!("{}: {}", f.field, f.detail)))?;
         let t = if m.end == EndReason::Open {
             m.first_ns
         } else {
             m.last_ns
         };
-        let p = self.partition_of(t);
-        let (target, rec) = if self.active.contains_key(&p) || !self.sealed_max.contains_key(&p) {
-            (p, rec)
-        } else {
-            self.stats.late_records += 1;
-            let later = self.active.range(p + 1..).next().map(|(&q, _)| q);
-            // Any distance: a new segment per late record would make one
-            // file per mapping whose hold outlasts span + grace (TCP's
-            // 2 h 4 min against one-hour partitions).
-            match later {
-                Some(q) => (q, Record::encode(m, SF_LATE).expect("encoded above")),
-                None => (p, rec),
-            }
+        // Consecutive records mostly fall in one partition: reuse its route
+        // (no division, no map lookups) while `t` is inside it.
+        let route = match self.route {
+            Some(r) if t >= r.start && t - r.start < self.span_ns => r,
+            _ => self.route_of(self.partition_of(t)),
         };
-        self.log_for(target)?.append(&rec)?;
+        // Encoded once, with its flags: the check before the disk (habit 10).
+        let rec = Record::encode(m, route.flags)
+            .map_err(|f| bad(format!("{}: {}", f.field, f.detail)))?;
+        if route.late {
+            self.stats.late_records += 1;
+        }
+        match self.active.get_mut(&route.target) {
+            Some(log) => log.append(&rec)?,
+            None => self.log_for(route.target)?.append(&rec)?,
+        }
+        // Set after `log_for`, which forgets the route when it creates a log
+        // (the route of `route.start` is the same after that creation).
+        self.route = Some(route);
         self.stats.records_appended += 1;
         self.stats.bytes_written += RECORD_SIZE as u64;
         Ok(())
+    }
+
+    /// Where a record whose event time is in partition `p` goes: `p` itself
+    /// if it is active or not sealed yet; else (late) the oldest active later
+    /// partition, flagged [`SF_LATE`]; else a new segment of `p`.
+    fn route_of(&self, p: i64) -> Route {
+        if self.active.contains_key(&p) || !self.sealed_max.contains_key(&p) {
+            return Route {
+                start: p,
+                target: p,
+                flags: 0,
+                late: false,
+            };
+        }
+        // Any distance: a new segment per late record would make one
+        // file per mapping whose hold outlasts span + grace (TCP's
+        // 2 h 4 min against one-hour partitions).
+        match self.active.range(p + 1..).next() {
+            Some((&q, _)) => Route {
+                start: p,
+                target: q,
+                flags: SF_LATE,
+                late: true,
+            },
+            None => Route {
+                start: p,
+                target: p,
+                flags: 0,
+                late: true,
+            },
+        }
     }
 
     /// Records that packets were lost in `[gap.from_ns, gap.to_ns]` (kernel,
@@ -450,6 +634,7 @@ impl Writer {
     /// (the data's clock), then flushes if `flush_interval_ms` of wall
     /// clock passed since the last flush.
     pub fn advance(&mut self, now_ns: UnixNanos) -> Result<(), StoreError> {
+        self.check_failed()?;
         self.seal_while(
             |start, span, grace| start.saturating_add(span).saturating_add(grace) <= now_ns,
             now_ns,
@@ -464,6 +649,7 @@ impl Writer {
     /// Seals every partition that ends at or before `now_ns`, ignoring the
     /// grace time.
     pub fn seal_before(&mut self, now_ns: UnixNanos) -> Result<(), StoreError> {
+        self.check_failed()?;
         self.seal_while(
             |start, span, _| start.saturating_add(span) <= now_ns,
             now_ns,
@@ -498,12 +684,49 @@ impl Writer {
         Ok(())
     }
 
-    /// Makes everything appended so far durable.
+    /// Makes everything appended so far durable (`fdatasync` of every
+    /// active log, then an fsync of `partitions/` if a log was created since
+    /// the last one), then deletes the logs of sealed segments whose carried
+    /// copies that just made durable.
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        // The partition being published is durable once its publish is. If
+        // that failed, the active logs are still synced (a flush on drop
+        // must not skip them), then the error is returned.
+        let published = self.finish_publishes(0);
         for log in self.active.values_mut() {
             log.flush()?;
         }
+        if self.dir_dirty {
+            fsutil::fsync_dir(&self.parts)?;
+            self.dir_dirty = false;
+        }
+        published?;
+        // The carried copies of every pending sealed log are now durable:
+        // in an active log just synced, or in a `.part` published since.
+        self.delete_sealed_logs(|_| true)?;
         self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// Deletes the pending sealed logs that `durable` says have their carried
+    /// copies durable. The deletion is made durable by the next directory
+    /// fsync (a publish, or a flush after a log creation): a log that
+    /// reappears after a crash next to its `.part` is carried again and
+    /// deleted by recovery, as when the crash came before the delete.
+    fn delete_sealed_logs(
+        &mut self,
+        durable: impl Fn(&SealedLog) -> bool,
+    ) -> Result<(), StoreError> {
+        let mut i = 0;
+        while i < self.sealed_logs.len() {
+            if !durable(&self.sealed_logs[i]) {
+                i += 1;
+                continue;
+            }
+            let path = &self.sealed_logs[i].path;
+            fs::remove_file(path).map_err(StoreError::io(path, "remove"))?;
+            self.sealed_logs.swap_remove(i);
+        }
         Ok(())
     }
 
@@ -513,6 +736,7 @@ impl Writer {
     /// partition that had data, and no further (counted in
     /// [`WriterStats::open_at_seal_all`]).
     pub fn seal_all(&mut self) -> Result<(), StoreError> {
+        self.check_failed()?;
         let (Some(&first), Some(&horizon)) =
             (self.active.keys().next(), self.active.keys().next_back())
         else {
@@ -584,43 +808,167 @@ impl Writer {
             .active
             .get_mut(&start)
             .expect("seal is called on active partitions");
-        log.flush()?;
+        // Written out to the kernel, not synced: the `.part` published below
+        // is fsynced before the rename and replaces the log; until the rename
+        // the log stays on disk, synced by flushes (docs/FORMAT.md).
+        log.write_out()?;
         let segment = log.segment;
-        let records = reduce(log.validated_slots()?);
-        let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
-        // Until the rename inside write_sealed succeeds nothing has changed:
-        // on error the log stays active and is sealed again next time.
-        let sealed_bytes = write_sealed(&part, start, self.span_ns, segment, &records)?;
-        // Published: from here on the partition is sealed, and records for it
-        // are late. If the carry or the delete below fails, the log stays on
-        // disk next to the .part, readers treat the pair as "carry pending",
-        // and the next writer finishes the job (docs/FORMAT.md).
+        let mut records = self.spare_out.pop().unwrap_or_default();
+        reduce_into(
+            log.committed()?.records(),
+            &mut self.seal_index,
+            &mut records,
+        );
+        if self.seal_index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
+            self.seal_index = Vec::new();
+        }
+        // At most PUBLISHES_IN_FLIGHT_MAX publishes: the oldest (which ran
+        // while this partition was reduced) finishes first if needed.
+        self.finish_publishes(PUBLISHES_IN_FLIGHT_MAX - 1)?;
+        // Carry first, while the partition is still active: on error nothing
+        // has changed but some carried copies, which the next attempt carries
+        // again (duplicates are reduced). Crash after the carry, before the
+        // rename: the log is still active and sealed again (docs/FORMAT.md).
+        let carried_into = self.carry(&records, start, carry_open)?;
+        // From here on the partition is sealed for the writer: records for
+        // it are late and go elsewhere.
         let log = self.active.remove(&start).expect("still active");
         let e = self.sealed_max.entry(start).or_insert(segment);
         *e = (*e).max(segment);
-        self.stats.bytes_written += sealed_bytes;
-        self.stats.partitions_sealed += 1;
-        let log_path = log.path.clone();
-        drop(log);
-        self.carry(&records, start, carry_open)?;
-        fsutil::remove(&log_path)
+        self.route = None;
+        let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
+        let span_ns = self.span_ns;
+        let path = part.clone();
+        let spawned = std::thread::Builder::new()
+            .name("natrec-seal".into())
+            .spawn(move || {
+                let bytes = write_sealed(&path, start, span_ns, segment, &records)?;
+                Ok((records, bytes))
+            });
+        let handle = match spawned {
+            Ok(h) => h,
+            Err(e) => {
+                // As a failed publish: the partition is sealed for routing
+                // but has no .part; the log stays (synced) for the next writer.
+                let mut log = log;
+                let _ = log.flush();
+                let e = StoreError::io(&part, "start the seal thread for")(e);
+                self.failed = Some((part, e.to_string()));
+                return Err(e);
+            }
+        };
+        self.publishing.push_back(Publishing {
+            handle,
+            part,
+            id: (start, segment),
+            log,
+            carried_into,
+        });
+        Ok(())
+    }
+
+    /// Waits for the oldest publishes until at most `keep` run. All are
+    /// waited for even if one failed; the first error is returned.
+    fn finish_publishes(&mut self, keep: usize) -> Result<(), StoreError> {
+        let mut first = Ok(());
+        while self.publishing.len() > keep {
+            let r = self.finish_publish();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Waits for the oldest partition being published, if any. Published:
+    /// its log waits until its carried copies are durable to be deleted.
+    /// Failed: the log stays (synced now, so its records keep the flush
+    /// promise), the writer refuses further work, and the next writer seals
+    /// the partition again.
+    fn finish_publish(&mut self) -> Result<(), StoreError> {
+        let Some(p) = self.publishing.pop_front() else {
+            return Ok(());
+        };
+        match p.handle.join() {
+            Ok(Ok((records, bytes))) => {
+                self.stats.bytes_written += bytes;
+                self.stats.partitions_sealed += 1;
+                if records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
+                    && self.spare_out.len() < PUBLISHES_IN_FLIGHT_MAX + 1
+                {
+                    self.spare_out.push(records);
+                }
+                // Logs whose copies were carried into this segment: those
+                // copies are in its `.part` now, durable.
+                self.delete_sealed_logs(|l| l.carried_into == Some(p.id))?;
+                // This segment's own carried copies are in the next log, in
+                // the kernel but maybe not durable: its log stays (readers and
+                // recovery see "carry pending", docs/FORMAT.md) until a flush
+                // syncs them or the next segment is published. Nothing
+                // carried: nothing to wait for. At the bound, flush now.
+                let sealed = SealedLog {
+                    path: p.log.path.clone(),
+                    carried_into: p.carried_into,
+                };
+                drop(p.log);
+                if sealed.carried_into.is_none() {
+                    fs::remove_file(&sealed.path)
+                        .map_err(StoreError::io(&sealed.path, "remove"))?;
+                } else {
+                    self.sealed_logs.push(sealed);
+                }
+                if self.sealed_logs.len() >= SEALED_LOGS_PENDING_MAX {
+                    self.flush()?;
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                let mut log = p.log;
+                let _ = log.flush();
+                self.failed = Some((p.part, e.to_string()));
+                Err(e)
+            }
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// An error if an earlier publish failed (see [`StoreError::SealFailed`]).
+    fn check_failed(&self) -> Result<(), StoreError> {
+        match &self.failed {
+            None => Ok(()),
+            Some((path, detail)) => Err(StoreError::SealFailed {
+                path: path.clone(),
+                detail: detail.clone(),
+            }),
+        }
     }
 
     /// Appends the mappings of sealed partition `start` still held at its
-    /// end to the next partition's log (flag CARRIED), durable on return.
+    /// end to the next partition's log (flag CARRIED), in the kernel on
+    /// return, durable after the next flush or once that segment is
+    /// published (which is why the sealed log is deleted only then).
+    /// Returns the segment carried into, `None` if nothing was held.
     fn carry(
         &mut self,
         records: &[Record],
         start: i64,
         carry_open: bool,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<(i64, u32)>, StoreError> {
         let end = start + self.span_ns;
         if end > EVENT_NS_MAX {
-            return Ok(());
+            return Ok(None);
         }
         let hold = self.cfg.hold;
         let mut held = Vec::new();
         for r in records {
+            // An ended record whose last packet is further back than the
+            // longest hold of its protocol and state is not held at `end`:
+            // skipped without decoding (most records of a partition).
+            if r.end != EndReason::Open as u8
+                && r.last_ns.get().saturating_add(hold_bound_ns(&hold, r)) < end
+            {
+                continue;
+            }
             // CRC checked as read back (or recomputed by `reduce_run`).
             let m = r
                 .decode_fields()
@@ -633,17 +981,18 @@ impl Writer {
             }
         }
         if held.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let n = held.len() as u64;
         let log = self.log_for(end)?;
         for m in &held {
             log.append(&Record::encode(m, SF_CARRIED).expect("decoded records encode"))?;
         }
-        log.flush()?;
+        log.write_out()?;
+        let into = (end, log.segment);
         self.stats.carried += n;
         self.stats.bytes_written += n * RECORD_SIZE as u64;
-        Ok(())
+        Ok(Some(into))
     }
 }
 
@@ -659,7 +1008,6 @@ impl Drop for Writer {
 mod tests {
     use super::*;
     use crate::format::{natural_key, supersedes};
-    use crate::model::Proto;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -699,6 +1047,73 @@ mod tests {
             .collect();
         out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         out
+    }
+
+    /// The carry's skip test never skips a held record: the bound is at
+    /// least the hold of every protocol, state, direction and duration.
+    #[test]
+    fn hold_bound_is_at_least_the_hold() {
+        let hold = HoldTimes::default();
+        for proto in [Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6] {
+            for end in (0..=6).filter_map(EndReason::from_code) {
+                for (packets_in, dur_s) in [(0, 0), (0, 5), (1, 0), (1, 1), (1, 3), (9, 600)] {
+                    let m = Mapping {
+                        proto,
+                        internal: "100.64.0.1:1000".parse().unwrap(),
+                        public: "203.0.113.1:5000".parse().unwrap(),
+                        remote: "198.51.100.1:443".parse().unwrap(),
+                        first_ns: 0,
+                        last_ns: dur_s * crate::model::NANOS_PER_SEC,
+                        end,
+                        packets_out: 1,
+                        packets_in,
+                        flags: 0,
+                    };
+                    let r = Record::encode(&m, 0).unwrap();
+                    assert!(hold_bound_ns(&hold, &r) >= hold.hold_ns(&m), "{m:?}");
+                }
+            }
+        }
+    }
+
+    /// Two mappings with the same public endpoint and first packet whose
+    /// 16-bit key hashes collide share a run of the sorted index: the run is
+    /// split by the full key, never merged into one mapping.
+    #[test]
+    fn index_hash_collision_splits_the_run() {
+        let m = |iport: u16, end: EndReason, last: i64| Mapping {
+            proto: Proto::Udp,
+            internal: std::net::SocketAddr::new("100.64.0.1".parse().unwrap(), iport),
+            public: "203.0.113.1:5000".parse().unwrap(),
+            remote: "198.51.100.1:443".parse().unwrap(),
+            first_ns: 10,
+            last_ns: last,
+            end,
+            packets_out: 1,
+            packets_in: 0,
+            flags: 0,
+        };
+        let hash_bits = |r: &Record| seal_entry(r, 0).1 >> SEAL_SLOT_BITS;
+        let mut seen = HashMap::new();
+        let (a, b) = (1..=u16::MAX)
+            .find_map(|p| {
+                let h = hash_bits(&Record::encode(&m(p, EndReason::Open, 10), 0).unwrap());
+                seen.insert(h, p).map(|q| (q, p))
+            })
+            .expect("16-bit hashes of 65 535 keys collide");
+        let records: Vec<Record> = [
+            m(a, EndReason::Open, 10),
+            m(b, EndReason::Open, 10),
+            m(b, EndReason::Idle, 40),
+            m(a, EndReason::Idle, 30),
+        ]
+        .iter()
+        .map(|x| Record::encode(x, 0).unwrap())
+        .collect();
+        assert_eq!(hash_bits(&records[0]), hash_bits(&records[1]));
+        let out = reduce(&records);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out, reduce_model(&records));
     }
 
     proptest! {

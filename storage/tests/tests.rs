@@ -512,6 +512,69 @@ mod late {
         assert_eq!(parts[1].late_in, 1);
     }
 
+    /// The writer reuses the route of the last record's partition; sealing
+    /// and creating partitions must change it, also in the middle of one
+    /// batch: a late record goes to the oldest active later partition as it
+    /// is at that record, never into the sealed partition's old log.
+    #[test]
+    fn cached_route_follows_seals_and_new_partitions_within_a_batch() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let udp = |port: u16, first: i64| {
+            mapping(
+                Proto::Udp,
+                "100.64.0.2:1000",
+                &format!("203.0.113.1:{port}"),
+                first,
+                first + S,
+                EndReason::Idle,
+            )
+        };
+        let mut w = store.writer().unwrap();
+        w.append(&udp(1, T0 + 10 * S)).unwrap(); // creates hour 0
+        w.append(&udp(9, T0 + H + 5 * S)).unwrap(); // creates hour 1
+        w.append(&udp(10, T0 + 15 * S)).unwrap(); // route: hour 0 -> hour 0
+        w.advance(T0 + H + 61 * S).unwrap(); // seals hour 0; hour 1 stays
+        assert_eq!(w.active_partitions(), 1);
+        w.append(&udp(11, T0 + 35 * S)).unwrap(); // late: hour 1, not hour 0's old route
+        assert_eq!(w.stats().late_records, 1);
+        w.advance(T0 + 2 * H + 61 * S).unwrap(); // seals hour 1; nothing active
+        assert_eq!(w.active_partitions(), 0);
+        w.append_batch(&[
+            udp(2, T0 + 3 * H + 10 * S), // creates hour 3
+            udp(3, T0 + 30 * S),         // late: oldest active later = hour 3
+            udp(4, T0 + 2 * H + 10 * S), // creates hour 2
+            udp(5, T0 + 40 * S),         // late: now hour 2
+            udp(6, T0 + 50 * S),         // late: hour 2 (cached route)
+        ])
+        .unwrap();
+        assert_eq!(w.stats().late_records, 4);
+        w.seal_all().unwrap();
+        let where_is = |port: u16, t: i64| {
+            let (h, e) = lookup_at(&store, &format!("203.0.113.1:{port}"), t);
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(h.len(), 1, "port {port}");
+            h[0].partition.clone()
+        };
+        assert_eq!(where_is(1, T0 + 10 * S), part_name(T0, 0));
+        assert_eq!(where_is(11, T0 + 35 * S), part_name(T0 + H, 0));
+        assert_eq!(where_is(3, T0 + 30 * S), part_name(T0 + 3 * H, 0));
+        assert_eq!(where_is(5, T0 + 40 * S), part_name(T0 + 2 * H, 0));
+        assert_eq!(where_is(6, T0 + 50 * S), part_name(T0 + 2 * H, 0));
+        // Never a second segment of hour 0.
+        assert!(!part_path(&store, T0, 1, FileKind::Sealed).exists());
+
+        // Late with no later partition active: a new segment of its own.
+        drop(w);
+        let mut w = store.writer().unwrap();
+        w.append_batch(&[udp(7, T0 + 20 * S), udp(8, T0 + 25 * S)])
+            .unwrap();
+        assert_eq!(w.stats().late_records, 2);
+        w.seal_all().unwrap();
+        assert_eq!(where_is(7, T0 + 20 * S), part_name(T0, 1));
+        assert_eq!(where_is(8, T0 + 25 * S), part_name(T0, 1));
+    }
+
     /// A second replay into a store that already covers the same hour never
     /// touches the sealed file: it writes segment -0001.
     #[test]
@@ -821,6 +884,60 @@ mod recovery {
         assert!(store.reader().verify().unwrap().is_empty());
     }
 
+    /// A new log's header is durable only with the first flush: a power
+    /// loss before it can leave records behind a zero header. The next
+    /// writer writes the header again from the file name and keeps the
+    /// records; a reader meanwhile sees an empty log, not an error.
+    #[test]
+    fn zero_header_before_the_first_flush_is_rewritten_and_records_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        {
+            let mut w = store.writer().unwrap();
+            for i in 0..3 {
+                w.append(&m(i)).unwrap();
+            }
+        }
+        let path = log_path(&store);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..64].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(parts.iter().map(|p| p.records).collect::<Vec<_>>(), vec![0]);
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.stats().recovered_log_headers, 1);
+        assert_eq!(&std::fs::read(&path).unwrap()[..8], b"NATRECL1");
+        w.append(&m(3)).unwrap();
+        w.seal_all().unwrap();
+        let mut seen = Vec::new();
+        store
+            .reader()
+            .export(None, None, &mut |h| {
+                seen.push(h.mapping.public.port());
+                Ok(())
+            })
+            .unwrap();
+        seen.sort();
+        assert_eq!(seen, vec![1000, 1001, 1002, 1003]);
+        assert!(store.reader().verify().unwrap().is_empty());
+
+        // A header that is damaged, not zero, is still an error.
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&m(0)).unwrap();
+        }
+        let path = log_path(&store);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 1;
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            store.writer(),
+            Err(StoreError::BadChecksum { .. } | StoreError::Corrupt { .. })
+        ));
+    }
+
     /// Crash after the sealed file was renamed into place but before the
     /// carry reached the next log and the old log was deleted.
     #[test]
@@ -877,6 +994,304 @@ mod recovery {
         assert!(e.is_empty());
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].partition, part_name(T0 + H, 0));
+    }
+
+    /// A sealed log stays next to its `.part` until the next flush has made
+    /// the carried copies durable (docs/FORMAT.md, "Sealing", step 6); a
+    /// reader in between finds the held mapping, and so does a writer that
+    /// opens after a crash in between (the log is "carry pending").
+    #[test]
+    fn sealed_log_is_deleted_by_the_next_flush_not_by_the_seal() {
+        let d = tempfile::tempdir().unwrap();
+        // No flush on the wall clock during the test (no timing in tests).
+        let cfg = StoreConfig {
+            flush_interval_ms: u32::MAX,
+            ..StoreConfig::default()
+        };
+        let store = new_store(d.path(), cfg);
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        let log0 = log_path(&store);
+        let mut w = store.writer().unwrap();
+        w.append(&open).unwrap();
+        w.advance(T0 + H + 61 * S).unwrap();
+        assert_eq!(w.stats().carried, 1);
+        // The .part may still be being published on the seal thread; the
+        // log stays either way.
+        assert!(log0.exists(), "deleted before the carried copy was synced");
+        assert_eq!(w.active_partitions(), 1);
+        let (h, e) = lookup_at(&store, "203.0.113.7:1024", T0 + H + 1800 * S);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(h.len(), 1);
+        w.flush().unwrap();
+        assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
+        assert!(!log0.exists());
+        drop(w);
+
+        // The same state left by a crash before that flush: recovery carries
+        // again from the .part; the duplicate copy is reduced at sealing.
+        let d2 = tempfile::tempdir().unwrap();
+        let store2 = new_store(d2.path(), cfg);
+        let saved;
+        {
+            let mut w = store2.writer().unwrap();
+            w.append(&open).unwrap();
+            w.advance(T0 + H + 61 * S).unwrap();
+            saved = std::fs::read(log_path(&store2)).unwrap();
+        }
+        std::fs::write(log_path(&store2), &saved).unwrap();
+        let mut w = store2.writer().unwrap();
+        assert_eq!(w.stats().recovered_carries, 1);
+        assert!(!log_path(&store2).exists());
+        w.seal_all().unwrap();
+        // Its own hour, the next (the carried copy, once, not twice), and
+        // the one `seal_all` carries a still-open mapping into.
+        let parts = store2.reader().partitions().unwrap();
+        assert_eq!(
+            parts.iter().map(|p| p.records).collect::<Vec<_>>(),
+            vec![1, 1, 1]
+        );
+    }
+
+    /// The publish runs on the seal thread after the carry: if it fails,
+    /// the error comes back on the next call that waits for it, the writer
+    /// refuses further work (`SealFailed`), the partition's log stays intact
+    /// next to the carried copy in the next log (the state a crash between
+    /// the carry and the rename leaves), and the next writer seals it again
+    /// without duplicating the carried copy.
+    #[test]
+    fn failed_publish_stops_the_writer_and_the_next_one_seals_again() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            flush_interval_ms: u32::MAX,
+            ..StoreConfig::default()
+        };
+        let store = new_store(d.path(), cfg);
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        // A directory where the publish wants its temp file: creating it fails.
+        let tmp = store
+            .dir()
+            .join("partitions")
+            .join(format!("{}.tmp", part_name(T0, 0)));
+        let mut w = store.writer().unwrap();
+        std::fs::create_dir(&tmp).unwrap();
+        w.append(&open).unwrap();
+        w.advance(T0 + H + 61 * S).unwrap(); // carried, publish handed over
+        assert_eq!(w.stats().carried, 1);
+        assert!(matches!(w.flush(), Err(StoreError::Io { .. })));
+        assert!(matches!(
+            w.append(&open),
+            Err(StoreError::SealFailed { .. })
+        ));
+        assert!(matches!(w.seal_all(), Err(StoreError::SealFailed { .. })));
+        drop(w);
+        assert!(log_path(&store).exists());
+        assert!(!part_path(&store, T0, 0, FileKind::Sealed).exists());
+        std::fs::remove_dir(&tmp).unwrap();
+
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.active_partitions(), 2);
+        w.append(&Mapping {
+            end: EndReason::Fin,
+            last_ns: T0 + H + 50 * S,
+            ..open
+        })
+        .unwrap();
+        w.seal_all().unwrap();
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(
+            parts.iter().map(|p| p.records).collect::<Vec<_>>(),
+            vec![1, 1]
+        );
+        let (h, e) = lookup_at(&store, "203.0.113.7:1024", T0 + H + 10 * S);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].mapping.end, EndReason::Fin);
+        assert!(store.reader().verify().unwrap().is_empty());
+    }
+
+    /// A sealed log need not wait for a flush when its carried copies are
+    /// durable otherwise: nothing carried (deleted once its `.part` is
+    /// published), or carried into a segment that has been published since.
+    #[test]
+    fn sealed_log_is_deleted_once_its_carried_copies_are_published() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            flush_interval_ms: u32::MAX,
+            ..StoreConfig::default()
+        };
+        let store = new_store(d.path(), cfg);
+        let log = |h: i64| part_path(&store, T0 + h * H, 0, FileKind::Active);
+        let mut w = store.writer().unwrap();
+        // Held until further notice: carried 0 -> 1 -> 2 -> 3.
+        w.append(&mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        ))
+        .unwrap();
+        // Two publishes run at once: the seal of hour k waits for hour k - 2's.
+        w.advance(T0 + H + 61 * S).unwrap(); // hour 0 handed to a seal thread
+        w.advance(T0 + 2 * H + 61 * S).unwrap(); // hour 1 handed over
+        w.advance(T0 + 3 * H + 61 * S).unwrap(); // hour 0 published; hour 2 handed over
+        assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
+        assert!(
+            log(0).exists(),
+            "its copy in hour 1 is neither synced nor published"
+        );
+        w.advance(T0 + 4 * H + 61 * S).unwrap(); // hour 1 published
+        assert!(!log(0).exists(), "its copy is in hour 1's .part now");
+        assert!(log(1).exists());
+        assert!(part_path(&store, T0 + H, 0, FileKind::Sealed).exists());
+        drop(w);
+
+        // Nothing held: the log goes as soon as its .part is published.
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), cfg);
+        let mut w = store.writer().unwrap();
+        for h in 0..3 {
+            w.append(&mapping(
+                Proto::Udp,
+                "100.64.0.2:1000",
+                "203.0.113.1:1000",
+                T0 + h * H + 10 * S,
+                T0 + h * H + 11 * S,
+                EndReason::Idle,
+            ))
+            .unwrap();
+        }
+        w.advance(T0 + H + 61 * S).unwrap(); // hour 0 handed over
+        w.advance(T0 + 2 * H + 61 * S).unwrap(); // hour 1 handed over
+        w.advance(T0 + 3 * H + 61 * S).unwrap(); // hour 0 published; hour 2 handed over
+        assert!(!part_path(&store, T0, 0, FileKind::Active).exists());
+        assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
+    }
+
+    /// Two publishes run at once and may finish out of order: a crash can
+    /// leave the next hour published and this hour's log without its
+    /// `.part`. The next writer seals this hour again; its carried copy goes
+    /// to a new segment of the (sealed) next hour, and lookups still show
+    /// the mapping once.
+    #[test]
+    fn crash_with_the_next_hour_published_first_is_sealed_again() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        let log0 = log_path(&store);
+        let saved;
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&open).unwrap();
+            w.flush().unwrap();
+            saved = std::fs::read(&log0).unwrap();
+            w.advance(T0 + H + 61 * S).unwrap();
+            w.advance(T0 + 2 * H + 61 * S).unwrap();
+        }
+        // Hour 1 published (with the carried copy), hour 0 not: its log is back.
+        std::fs::remove_file(part_path(&store, T0, 0, FileKind::Sealed)).unwrap();
+        std::fs::write(&log0, &saved).unwrap();
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.stats().recovered_carries, 0);
+        w.append(&Mapping {
+            end: EndReason::Fin,
+            last_ns: T0 + 2 * H + 50 * S,
+            ..open
+        })
+        .unwrap();
+        w.seal_all().unwrap();
+        assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
+        assert!(part_path(&store, T0 + H, 1, FileKind::Sealed).exists());
+        // Held in every hour, shown once (duplicate copies reduced); the
+        // final state is in hour 2, where it ended (earlier hours show the
+        // carried open copy, "held until further notice", as designed).
+        for (t, end) in [
+            (T0 + 200 * S, EndReason::Open),
+            (T0 + H + 1800 * S, EndReason::Open),
+            (T0 + 2 * H + 10 * S, EndReason::Fin),
+        ] {
+            let (h, e) = lookup_at(&store, "203.0.113.7:1024", t);
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(h.len(), 1, "at {t}");
+            assert_eq!(h[0].mapping.end, end, "at {t}");
+        }
+        assert!(store.reader().verify().unwrap().is_empty());
+    }
+
+    /// At most `SEALED_LOGS_PENDING_MAX` sealed logs wait for a flush: the
+    /// seal that reaches the bound flushes, which deletes them all.
+    #[test]
+    fn sealed_logs_waiting_for_deletion_stay_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig {
+            flush_interval_ms: u32::MAX,
+            ..StoreConfig::default()
+        };
+        let store = new_store(d.path(), cfg);
+        let mut w = store.writer().unwrap();
+        let n = natrec_storage::SEALED_LOGS_PENDING_MAX as i64 + 3;
+        let count_logs = || {
+            std::fs::read_dir(store.dir().join("partitions"))
+                .unwrap()
+                .filter(|e| {
+                    e.as_ref()
+                        .unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .ends_with(".log")
+                })
+                .count()
+        };
+        for k in 0..n {
+            // One UDP mapping per hour, held 30 s: nothing is carried.
+            let t = T0 + k * H + 10 * S;
+            w.append(&mapping(
+                Proto::Udp,
+                "100.64.0.2:1000",
+                "203.0.113.1:1000",
+                t,
+                t + S,
+                EndReason::Idle,
+            ))
+            .unwrap();
+            w.advance(t + H + 60 * S).unwrap();
+            // Sealed logs not yet deleted (at most the bound - 1 after the
+            // flush at the bound), the one being published, the active one.
+            assert!(
+                count_logs() <= natrec_storage::SEALED_LOGS_PENDING_MAX + 1,
+                "{} logs after {} seals",
+                count_logs(),
+                k + 1
+            );
+        }
+        w.flush().unwrap();
+        assert_eq!(w.stats().partitions_sealed, n as u64);
+        assert_eq!(count_logs(), 0);
+        let (h, e) = lookup_at(&store, "203.0.113.1:1000", T0 + 5 * H + 10 * S);
+        assert!(e.is_empty());
+        assert_eq!(h.len(), 1);
     }
 
     /// Crash after the carry, before the log was deleted: carrying again
