@@ -1752,8 +1752,20 @@ impl Correlator {
                 self.wheel_insert(slot, due);
             }
         }
-        // Deterministic output order: by last packet, then first packet, then key.
-        expired.sort_by_key(|(m, _)| (m.last_ns, m.first_ns, m.internal, m.remote, m.proto as u8));
+        // Deterministic output order: by last packet, then first packet, then
+        // key. The key (internal, remote, protocol) is unique among flows
+        // active at once, and every flow here was active at this scan's
+        // start, so no two elements compare equal and an unstable sort gives
+        // the stable sort's order. The comparator looks at the addresses
+        // only when the times tie (rare); building the whole tuple per
+        // comparison cost more than the rest of the scan.
+        expired.sort_unstable_by(|(a, _), (b, _)| expiry_order(a, b));
+        debug_assert!(
+            expired
+                .windows(2)
+                .all(|w| expiry_order(&w[0].0, &w[1].0).is_lt()),
+            "two expired flows with one key"
+        );
         for (m, closed) in expired {
             let reason = match closed {
                 EndReason::Open => EndReason::Idle,
@@ -1771,8 +1783,11 @@ impl Correlator {
         let live: Vec<u32> = self.live_slots().collect();
         let mut flows: Vec<(Mapping, EndReason)> =
             live.into_iter().map(|s| self.remove_flow(s)).collect();
-        // By first packet, then key (total: not the slots' order).
-        flows.sort_by_key(|(m, _)| (m.first_ns, m.internal, m.remote, m.proto as u8));
+        // By first packet, then key (total: not the slots' order; the key is
+        // unique among active flows, so unstable sorting is deterministic).
+        flows.sort_unstable_by(|(a, _), (b, _)| {
+            a.first_ns.cmp(&b.first_ns).then_with(|| key_order(a, b))
+        });
         for (m, closed) in flows {
             let reason = match closed {
                 EndReason::Open => EndReason::CaptureEnd,
@@ -1781,6 +1796,21 @@ impl Correlator {
             self.close(m, reason, out);
         }
     }
+}
+
+/// The idle scan's output order: last packet, first packet, then
+/// [`key_order`].
+fn expiry_order(a: &Mapping, b: &Mapping) -> std::cmp::Ordering {
+    a.last_ns
+        .cmp(&b.last_ns)
+        .then_with(|| a.first_ns.cmp(&b.first_ns))
+        .then_with(|| key_order(a, b))
+}
+
+/// Flows with equal times: internal endpoint, remote endpoint, protocol (a
+/// total order on the flow key, unique among active flows).
+fn key_order(a: &Mapping, b: &Mapping) -> std::cmp::Ordering {
+    (a.internal, a.remote, a.proto as u8).cmp(&(b.internal, b.remote, b.proto as u8))
 }
 
 /// IPv4-mapped IPv6 addresses compare as IPv4.
