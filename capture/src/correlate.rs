@@ -1068,9 +1068,9 @@ impl Correlator {
                 self.remove_copy(other, twin.packet);
             }
             let (internal, public) = if inside {
-                (endpoint.socket(), twin.endpoint.socket())
+                (endpoint, twin.endpoint)
             } else {
-                (twin.endpoint.socket(), endpoint.socket())
+                (twin.endpoint, endpoint)
             };
             if internal == public {
                 self.stats.untranslated += 2;
@@ -1084,7 +1084,7 @@ impl Correlator {
                 key.proto,
                 internal,
                 public,
-                key.remote.socket(),
+                key.remote,
                 flags | twin.tcp_flags,
                 out,
             );
@@ -1300,10 +1300,10 @@ impl Correlator {
 
     /// The address as the flow table knows it, without naming a new IPv6
     /// address (`None`: no active flow uses it). The bool: IPv6 name.
-    fn addr32_find(&self, ip: IpAddr) -> Option<(Addr32, bool)> {
-        match ip {
-            IpAddr::V4(a) => Some((u32::from(a), false)),
-            IpAddr::V6(a) => self.v6.find(u128::from(a)).map(|id| (id, true)),
+    fn addr32_find(&self, ep: &Ep) -> Option<(Addr32, bool)> {
+        match ep.v4() {
+            Some(a) => Some((a, false)),
+            None => self.v6.find(ep.bits()).map(|id| (id, true)),
         }
     }
 
@@ -1323,14 +1323,14 @@ impl Correlator {
     }
 
     /// The slot of the active flow (proto, internal, remote), if any.
-    fn find_flow(&self, proto: Proto, internal: SocketAddr, remote: SocketAddr) -> Option<u32> {
-        let (i, i6) = self.addr32_find(internal.ip())?;
-        let (r, r6) = self.addr32_find(remote.ip())?;
+    fn find_flow(&self, proto: Proto, internal: &Ep, remote: &Ep) -> Option<u32> {
+        let (i, i6) = self.addr32_find(internal)?;
+        let (r, r6) = self.addr32_find(remote)?;
         let key = FlowKey {
             internal: i,
             remote: r,
-            internal_port: internal.port(),
-            remote_port: remote.port(),
+            internal_port: internal.port,
+            remote_port: remote.port,
             proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
@@ -1569,19 +1569,25 @@ impl Correlator {
         ts_ns: UnixNanos,
         dir: Dir,
         proto: Proto,
-        internal: SocketAddr,
-        public: SocketAddr,
-        remote: SocketAddr,
+        internal: Ep,
+        public: Ep,
+        remote: Ep,
         flags: u8,
         out: &mut Vec<Mapping>,
     ) {
         let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
-        if let Some(slot) = self.find_flow(proto, internal, remote) {
+        if let Some(slot) = self.find_flow(proto, &internal, &remote) {
             let f = *self.flow(slot);
             let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
             let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
-            let same_public = f.public_port == public.port()
-                && self.addr(f.public, f.bits & BIT_PUBLIC_V6 != 0) == public.ip();
+            let same_public = f.public_port == public.port
+                && match public.v4() {
+                    Some(a) => f.bits & BIT_PUBLIC_V6 == 0 && f.public == a,
+                    None => {
+                        f.bits & BIT_PUBLIC_V6 != 0
+                            && self.v6.names[f.public as usize].0 == public.bits()
+                    }
+                };
             if same_public && !new_connection {
                 // `first_ns` stays as written in the Open record: it is part
                 // of the mapping's identity in the store (a pair completed
@@ -1639,9 +1645,9 @@ impl Correlator {
         }
         let mut mapping = Mapping {
             proto,
-            internal,
-            public,
-            remote,
+            internal: internal.socket(),
+            public: public.socket(),
+            remote: remote.socket(),
             first_ns: ts_ns,
             last_ns: ts_ns,
             end: EndReason::Open,
@@ -3114,7 +3120,11 @@ mod tests {
         let remote: SocketAddr = "198.51.100.7:53".parse().unwrap();
         let find = |c: &Correlator, i: u32| {
             let internal: SocketAddr = ep(i).0.parse().unwrap();
-            c.find_flow(Proto::Udp, internal, remote)
+            c.find_flow(
+                Proto::Udp,
+                &Ep::of(internal.ip(), internal.port()),
+                &Ep::of(remote.ip(), remote.port()),
+            )
         };
         // Remove every third flow (a replace: a new public endpoint closes it).
         let mut removed = Vec::new();
