@@ -202,8 +202,8 @@ enum Dir {
 }
 
 /// The fields a source NAT leaves alone, plus the direction. Hashed by
-/// [`pair_hash`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// [`pair_hash`]; compared invariants first (they differ most often).
+#[derive(Clone, Copy, Debug, Eq)]
 struct PairKey {
     dir: Dir,
     proto: Proto,
@@ -279,6 +279,15 @@ impl Ep {
     /// Back to a `SocketAddr`; an IPv4-mapped address comes back as IPv4.
     fn socket(self) -> SocketAddr {
         SocketAddr::new(self.ip(), self.port)
+    }
+}
+
+impl PartialEq for PairKey {
+    fn eq(&self, o: &PairKey) -> bool {
+        self.invariants == o.invariants
+            && self.remote == o.remote
+            && self.dir == o.dir
+            && self.proto == o.proto
     }
 }
 
@@ -1054,42 +1063,38 @@ impl Correlator {
         flags: u8,
         out: &mut Vec<Mapping>,
     ) -> bool {
-        let Some(head) = self.find_pending(key, hash) else {
-            return false;
-        };
-        // The oldest copy of the other side, and the one before it.
-        let (mut prev, mut i) = (NO_SLOT, head);
-        while i != NO_SLOT && self.waiting(i).copy.inside == inside {
-            (prev, i) = (i, self.waiting(i).key_next);
-        }
-        if i != NO_SLOT {
-            let twin = self.remove_waiting(hash, prev, i);
-            if let Some(other) = twin_key(key, &twin) {
-                self.remove_copy(other, twin.packet);
-            }
-            let (internal, public) = if inside {
-                (endpoint, twin.endpoint)
-            } else {
-                (twin.endpoint, endpoint)
-            };
-            if internal == public {
-                self.stats.untranslated += 2;
+        // The oldest copy of the other side.
+        let head = match self.take_waiting(key, hash, |c| c.inside != inside) {
+            Err(NO_SLOT) => return false,
+            Err(head) => head,
+            Ok(twin) => {
+                if let Some(other) = twin_key(key, &twin) {
+                    self.remove_copy(other, twin.packet);
+                }
+                let (internal, public) = if inside {
+                    (endpoint, twin.endpoint)
+                } else {
+                    (twin.endpoint, endpoint)
+                };
+                if internal == public {
+                    self.stats.untranslated += 2;
+                    return true;
+                }
+                self.stats.paired_copies += 2;
+                let ts = ts_ns.min(twin.ts_ns);
+                self.observe(
+                    ts,
+                    key.dir,
+                    key.proto,
+                    internal,
+                    public,
+                    key.remote,
+                    flags | twin.tcp_flags,
+                    out,
+                );
                 return true;
             }
-            self.stats.paired_copies += 2;
-            let ts = ts_ns.min(twin.ts_ns);
-            self.observe(
-                ts,
-                key.dir,
-                key.proto,
-                internal,
-                public,
-                key.remote,
-                flags | twin.tcp_flags,
-                out,
-            );
-            return true;
-        }
+        };
         let mut same = false;
         let mut i = head;
         while i != NO_SLOT {
@@ -1197,22 +1202,49 @@ impl Correlator {
         i
     }
 
-    /// Takes entry `i` (under the key hashed `hash`; `prev`: the copy before
-    /// it under that key, or [`NO_SLOT`] if `i` is the oldest) off both lists
-    /// and frees it.
-    fn remove_waiting(&mut self, hash: u64, prev: u32, i: u32) -> Copy {
-        let w = *self.waiting(i);
-        if prev == NO_SLOT {
-            match self.pending.find_entry(hash, |&h| h == i) {
-                Ok(mut e) if w.key_next != NO_SLOT => *e.get_mut() = w.key_next,
-                Ok(e) => {
-                    e.remove();
-                }
-                Err(_) => panic!("oldest waiting copy missing from the pending table"),
-            }
-        } else {
-            self.waiting_mut(prev).key_next = w.key_next;
+    /// Takes the oldest copy waiting under `key` (hashed `hash`) for which
+    /// `pick` holds off both lists and frees it. `Err`: none does; the
+    /// oldest copy under `key`, or [`NO_SLOT`] if none waits under it. One
+    /// probe of the pending table, whose entry is updated in place.
+    fn take_waiting(
+        &mut self,
+        key: PairKey,
+        hash: u64,
+        pick: impl Fn(&Copy) -> bool,
+    ) -> Result<Copy, u32> {
+        let chunks = &mut self.waiting_chunks;
+        let Ok(mut entry) = self
+            .pending
+            .find_entry(hash, |&h| Self::waiting_in(chunks, h).key == key)
+        else {
+            return Err(NO_SLOT);
+        };
+        let head = *entry.get();
+        let (mut prev, mut i) = (NO_SLOT, head);
+        while i != NO_SLOT && !pick(&Self::waiting_in(chunks, i).copy) {
+            (prev, i) = (i, Self::waiting_in(chunks, i).key_next);
         }
+        if i == NO_SLOT {
+            return Err(head);
+        }
+        let next = Self::waiting_in(chunks, i).key_next;
+        match (prev, next) {
+            (NO_SLOT, NO_SLOT) => {
+                entry.remove();
+            }
+            (NO_SLOT, next) => *entry.get_mut() = next,
+            (prev, next) => {
+                let p = prev as usize;
+                chunks[p / WAITING_CHUNK][p % WAITING_CHUNK].key_next = next;
+            }
+        }
+        Ok(self.unlink_waiting(i))
+    }
+
+    /// Takes entry `i`, already off its key's chain, off the arrival-order
+    /// list and frees it.
+    fn unlink_waiting(&mut self, i: u32) -> Copy {
+        let w = *self.waiting(i);
         match w.order_prev {
             NO_SLOT => self.order_head = w.order_next,
             p => self.waiting_mut(p).order_next = w.order_next,
@@ -1233,15 +1265,8 @@ impl Correlator {
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
-        let hash = pair_hash(&key);
-        let (mut prev, mut i) = (NO_SLOT, self.find_pending(key, hash)?);
-        while self.waiting(i).copy.packet != packet {
-            (prev, i) = (i, self.waiting(i).key_next);
-            if i == NO_SLOT {
-                return None;
-            }
-        }
-        Some(self.remove_waiting(hash, prev, i))
+        self.take_waiting(key, pair_hash(&key), |c| c.packet == packet)
+            .ok()
     }
 
     /// Drops the oldest waiting copy and its twin entry (an ambiguous outside
@@ -1941,12 +1966,9 @@ fn invariants(pkt: &Decoded) -> u64 {
         ),
         None => (0, 0),
     };
-    let w0 = u64::from(pkt.ip_id)
-        | u64::from(pkt.ip_total_len) << 32
-        | u64::from(pkt.icmp_seq) << 48;
-    let w2 = u64::from(pkt.payload_len)
-        | u64::from(pkt.payload_fp_bytes) << 32
-        | tcp_flags << 48;
+    let w0 =
+        u64::from(pkt.ip_id) | u64::from(pkt.ip_total_len) << 32 | u64::from(pkt.icmp_seq) << 48;
+    let w2 = u64::from(pkt.payload_len) | u64::from(pkt.payload_fp_bytes) << 32 | tcp_flags << 48;
     let a = fold_mul(w0 ^ MIX[1], tcp_seq_ack ^ MIX[0]);
     let b = fold_mul(w2 ^ MIX[2], pkt.payload_fp ^ MIX[3]);
     fold_mul(a ^ MIX[0], b ^ MIX[1])
@@ -3167,9 +3189,15 @@ mod tests {
             any::<u32>().prop_map(|a| IpAddr::V6(Ipv4Addr::from_bits(a).to_ipv6_mapped())),
             any::<u128>().prop_map(|a| IpAddr::V6(Ipv6Addr::from_bits(a))),
             // Near the default prefixes' edges.
-            (prop::sample::select(vec![10u32, 100, 172, 192, 0, 255]), any::<u32>())
+            (
+                prop::sample::select(vec![10u32, 100, 172, 192, 0, 255]),
+                any::<u32>()
+            )
                 .prop_map(|(o, a)| IpAddr::V4(Ipv4Addr::from_bits(o << 24 | a >> 8))),
-            (prop::sample::select(vec![0xfcu128, 0xfd, 0xfe, 0]), any::<u128>())
+            (
+                prop::sample::select(vec![0xfcu128, 0xfd, 0xfe, 0]),
+                any::<u128>()
+            )
                 .prop_map(|(o, a)| IpAddr::V6(Ipv6Addr::from_bits(o << 120 | a >> 8))),
         ]
     }
@@ -3178,10 +3206,14 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             (any::<u32>(), 0u8..=32).prop_map(|(a, l)| {
-                IpNet::new(IpAddr::V4(Ipv4Addr::from_bits(a)), l).unwrap().trunc()
+                IpNet::new(IpAddr::V4(Ipv4Addr::from_bits(a)), l)
+                    .unwrap()
+                    .trunc()
             }),
             (any::<u128>(), 0u8..=128).prop_map(|(a, l)| {
-                IpNet::new(IpAddr::V6(Ipv6Addr::from_bits(a)), l).unwrap().trunc()
+                IpNet::new(IpAddr::V6(Ipv6Addr::from_bits(a)), l)
+                    .unwrap()
+                    .trunc()
             }),
         ]
     }
@@ -3251,7 +3283,11 @@ mod tests {
             variants.push(v);
         }
         let mut v = base;
-        v.tcp = Some(TcpInfo { seq: 0, ack: 0, flags: 0 });
+        v.tcp = Some(TcpInfo {
+            seq: 0,
+            ack: 0,
+            flags: 0,
+        });
         variants.push(v);
         v.tcp = None;
         variants.push(v);
