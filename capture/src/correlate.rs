@@ -797,7 +797,8 @@ impl Preparer {
 /// The correlation state machine. See the module docs.
 pub struct Correlator {
     cfg: CorrelatorConfig,
-    // FxHash: the keys are packet fields, chosen by remote hosts; a flood of
+    // Unkeyed hashes ([`pair_hash`], `key_hash`; FxHash for the side
+    // tables): the keys are packet fields, chosen by remote hosts; a flood of
     // colliding keys is bounded by `pending_max` and `flows_active_max`, and
     // SipHash cost a fifth of the replay time.
     /// Pending copies by pair key: the slab entry of the oldest copy waiting
