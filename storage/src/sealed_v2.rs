@@ -245,58 +245,150 @@ const COL_FOR: u8 = 0; // varint min, u8 width, packed (v - min)
 const COL_VARINT: u8 = 1; // n varints
 const COL_DICT: u8 = 2; // varint k, k varints (first, then gaps), u8 width, packed ids
 
+/// Reusable buffers of [`put_col`] (one per encoded file).
+struct ColScratch {
+    /// Distinct values of the column (sorted once complete).
+    distinct: Vec<u64>,
+    /// Open-addressing table for counting up to [`DISTINCT_HASHED_MAX`]
+    /// distinct values, and its occupancy bits.
+    slots: [u64; DISTINCT_SLOTS],
+    used: u128,
+}
+
+impl Default for ColScratch {
+    fn default() -> ColScratch {
+        ColScratch {
+            distinct: Vec::with_capacity(BLOCK_RECORDS),
+            slots: [0; DISTINCT_SLOTS],
+            used: 0,
+        }
+    }
+}
+
+/// Distinct values [`put_col`] counts with its hash table before it falls
+/// back to sorting a copy of the column (at most half the slots are used).
+const DISTINCT_HASHED_MAX: usize = 64;
+const DISTINCT_SLOTS: usize = 128;
+const _: () = assert!(DISTINCT_SLOTS == 2 * DISTINCT_HASHED_MAX && DISTINCT_SLOTS <= 128);
+
+/// Size of the dictionary encoding (tag 2) of `vals` if it is smaller than
+/// `best` bytes (the smaller of the other two), with `s.distinct` then
+/// holding the sorted distinct values; `None` if it is not smaller.
+///
+/// Exactly what computing the dictionary's size always would decide, but
+/// without sorting the column when the dictionary cannot win: it needs
+/// `k` distinct values with `bits(k - 1) < w_for` (narrower ids than frame
+/// of reference) and at least `lb(k)` bytes (each of its `k` values takes a
+/// byte or more), so counting stops once `k` passes the largest count that
+/// could still win.
+fn dict_size_below(
+    vals: &[u64],
+    min: u64,
+    w_for: u32,
+    best: usize,
+    s: &mut ColScratch,
+) -> Option<usize> {
+    let n = vals.len() as u64;
+    if n == 0 || w_for == 0 {
+        return None;
+    }
+    let packed = |k: u64| (n * u64::from(bits(k - 1))).div_ceil(8) as usize;
+    let lb = |k: u64| varint_len(k) + varint_len(min) + (k as usize - 1) + 1 + packed(k);
+    // Largest k that could win (0: none), searched only up to the hashed bound.
+    let k_for = if w_for >= 64 { u64::MAX } else { 1u64 << (w_for - 1) };
+    let mut limit = 0u64;
+    while limit < k_for.min(n) && limit <= DISTINCT_HASHED_MAX as u64 && lb(limit + 1) < best {
+        limit += 1;
+    }
+    if limit == 0 {
+        return None;
+    }
+    s.distinct.clear();
+    s.used = 0;
+    let mut hashed = true;
+    for &v in vals {
+        let mut h = (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize;
+        loop {
+            if s.used & (1u128 << h) == 0 {
+                s.used |= 1u128 << h;
+                s.slots[h] = v;
+                s.distinct.push(v);
+                break;
+            }
+            if s.slots[h] == v {
+                break;
+            }
+            h = (h + 1) % DISTINCT_SLOTS;
+        }
+        if s.distinct.len() as u64 > limit {
+            if limit <= DISTINCT_HASHED_MAX as u64 {
+                return None; // more distinct values than could win
+            }
+            hashed = false; // could still win: count them all by sorting
+            break;
+        }
+    }
+    if !hashed {
+        s.distinct.clear();
+        s.distinct.extend_from_slice(vals);
+    }
+    s.distinct.sort_unstable();
+    s.distinct.dedup();
+    let k = s.distinct.len() as u64;
+    let mut prev = 0u64;
+    let mut size = varint_len(k) + 1 + packed(k);
+    for &v in &s.distinct {
+        size += varint_len(v - prev);
+        prev = v;
+    }
+    (size < best).then_some(size)
+}
+
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
-fn put_col(out: &mut Vec<u8>, vals: &[u64]) {
+fn put_col(out: &mut Vec<u8>, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
-    let (min, max) = vals
-        .iter()
-        .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (mut min, mut max, mut size_var) = (u64::MAX, 0u64, 0usize);
+    for &v in vals {
+        min = min.min(v);
+        max = max.max(v);
+        size_var += varint_len(v);
+    }
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);
     let size_for = varint_len(min) + 1 + (n * u64::from(w_for)).div_ceil(8) as usize;
-    let size_var: usize = vals.iter().map(|&v| varint_len(v)).sum();
-    let mut distinct = vals.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let k = distinct.len() as u64;
-    let w_dict = bits(k.saturating_sub(1));
-    let size_dict = varint_len(k)
-        + distinct
-            .iter()
-            .scan(0u64, |prev, &v| {
-                let g = v - *prev;
-                *prev = v;
-                Some(varint_len(g))
-            })
-            .sum::<usize>()
-        + 1
-        + (n * u64::from(w_dict)).div_ceil(8) as usize;
-    if size_for <= size_var && size_for <= size_dict {
-        out.push(COL_FOR);
-        put_varint(out, min);
-        out.push(w_for as u8);
-        put_packed(out, vals.iter().map(|&v| v - min), w_for);
-    } else if size_var <= size_dict {
-        out.push(COL_VARINT);
-        for &v in vals {
-            put_varint(out, v);
+    match dict_size_below(vals, min, w_for, size_for.min(size_var), s) {
+        None if size_for <= size_var => {
+            out.push(COL_FOR);
+            put_varint(out, min);
+            out.push(w_for as u8);
+            put_packed(out, vals.iter().map(|&v| v - min), w_for);
         }
-    } else {
-        out.push(COL_DICT);
-        put_varint(out, k);
-        let mut prev = 0;
-        for &v in &distinct {
-            put_varint(out, v - prev);
-            prev = v;
+        None => {
+            out.push(COL_VARINT);
+            for &v in vals {
+                put_varint(out, v);
+            }
         }
-        out.push(w_dict as u8);
-        put_packed(
-            out,
-            vals.iter()
-                .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
-            w_dict,
-        );
+        Some(_) => {
+            let distinct = &s.distinct;
+            let k = distinct.len() as u64;
+            out.push(COL_DICT);
+            put_varint(out, k);
+            let mut prev = 0;
+            for &v in distinct {
+                put_varint(out, v - prev);
+                prev = v;
+            }
+            let w_dict = bits(k - 1);
+            out.push(w_dict as u8);
+            put_packed(
+                out,
+                vals.iter()
+                    .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
+                w_dict,
+            );
+        }
     }
 }
 
@@ -347,40 +439,24 @@ fn get_col(c: &mut Cursor, n: usize, field: &'static str) -> Res<Vec<u64>> {
 
 // ---------------------------------------------------------- dictionary
 
-/// An address as the dictionary stores it: the family bit matters (a
-/// genuine IPv6 `::ffff:a.b.c.d` is not the IPv4 address).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Addr {
-    v6: bool,
-    bytes: [u8; 16],
-}
-
-fn addr(bytes: [u8; 16], sf: u8, bit: u8) -> Addr {
-    Addr {
-        v6: sf & bit == 0,
-        bytes,
-    }
-}
-
-/// Largest power of ten up to 10^9 dividing every value.
-fn unit_exp(vals: impl Iterator<Item = u64> + Clone) -> u8 {
-    let mut e = 9u8;
-    while e > 0 && vals.clone().any(|v| v % 10u64.pow(u32::from(e)) != 0) {
-        e -= 1;
+/// Largest power of ten up to 10^9 dividing every value (one pass: the
+/// exponent only ever drops).
+fn unit_exp(vals: impl Iterator<Item = u64>) -> u8 {
+    let (mut e, mut p) = (9u8, 1_000_000_000u64);
+    for v in vals {
+        while e > 0 && v % p != 0 {
+            e -= 1;
+            p /= 10;
+        }
+        if e == 0 {
+            break;
+        }
     }
     e
 }
 
-fn unit_exp_i64(vals: impl Iterator<Item = i64> + Clone) -> u8 {
-    let mut e = 9u8;
-    while e > 0
-        && vals
-            .clone()
-            .any(|v| v.rem_euclid(10i64.pow(u32::from(e))) != 0)
-    {
-        e -= 1;
-    }
-    e
+fn unit_exp_i64(vals: impl Iterator<Item = i64>) -> u8 {
+    unit_exp(vals.map(i64::unsigned_abs))
 }
 
 /// Bytes of each column over a whole file, for reports (`natrec-bigstore`
@@ -414,6 +490,93 @@ pub const COLUMN_NAMES: [&str; 11] = [
     "packets_in",
 ];
 
+/// The partition's address dictionary: every distinct address, IPv4 (4
+/// bytes) then IPv6 (16), each sorted, and each record's three address ids
+/// (public, internal, remote).
+///
+/// One hash pass (FxHash: the keys are our own records, not an attacker's
+/// choice, and a v4 key is one `u32`) gives each address a provisional id
+/// in order of appearance; sorting the distinct addresses then gives the
+/// final ids, and the records' provisional ids are renumbered through a
+/// table. No second hash lookup per address.
+struct Dictionary {
+    v4: Vec<u32>,
+    v6: Vec<u128>,
+    /// Per record: public, internal, remote id.
+    ids: Vec<[u32; 3]>,
+}
+
+/// Provisional ids of IPv6 addresses carry this bit (a partition holds at
+/// most 3 × `PARTITION_RECORDS_MAX` = 3 × 2^25 addresses, far below it).
+const PROV_V6: u32 = 1 << 31;
+
+impl Dictionary {
+    fn of(records: &[Record]) -> Dictionary {
+        use std::collections::hash_map::Entry;
+        let mut v4: rustc_hash::FxHashMap<u32, u32> = rustc_hash::FxHashMap::default();
+        let mut v6: rustc_hash::FxHashMap<u128, u32> = rustc_hash::FxHashMap::default();
+        v4.reserve(records.len());
+        let mut ids: Vec<[u32; 3]> = Vec::with_capacity(records.len());
+        let mut prov = |bytes: &[u8; 16], is_v4: bool| -> u32 {
+            if is_v4 {
+                let a = u32::from_be_bytes(bytes[12..].try_into().expect("4 bytes"));
+                let next = v4.len() as u32;
+                *v4.entry(a).or_insert(next)
+            } else {
+                let a = u128::from_be_bytes(*bytes);
+                let next = v6.len() as u32 | PROV_V6;
+                match v6.entry(a) {
+                    Entry::Occupied(e) => *e.get(),
+                    Entry::Vacant(e) => *e.insert(next),
+                }
+            }
+        };
+        let mut prev_public: Option<([u8; 16], bool, u32)> = None;
+        for r in records {
+            let sf = r.store_flags;
+            // Records are sorted by public address: runs of one address.
+            let p4 = sf & SF_PUBLIC_V4 != 0;
+            let p = match prev_public {
+                Some((b, f, id)) if b == r.public_ip && f == p4 => id,
+                _ => prov(&r.public_ip, p4),
+            };
+            prev_public = Some((r.public_ip, p4, p));
+            let i = prov(&r.internal_ip, sf & SF_INTERNAL_V4 != 0);
+            let x = prov(&r.remote_ip, sf & SF_REMOTE_V4 != 0);
+            ids.push([p, i, x]);
+        }
+        assert!(v4.len() < PROV_V6 as usize && v6.len() < PROV_V6 as usize);
+        // Sort the distinct addresses; renumber provisional → final.
+        let mut s4: Vec<(u32, u32)> = v4.into_iter().collect();
+        s4.sort_unstable();
+        let mut s6: Vec<(u128, u32)> = v6.into_iter().collect();
+        s6.sort_unstable();
+        let n4 = s4.len() as u32;
+        let mut remap4 = vec![0u32; s4.len()];
+        for (i, &(_, p)) in s4.iter().enumerate() {
+            remap4[p as usize] = i as u32;
+        }
+        let mut remap6 = vec![0u32; s6.len()];
+        for (i, &(_, p)) in s6.iter().enumerate() {
+            remap6[(p & !PROV_V6) as usize] = n4 + i as u32;
+        }
+        for rec in &mut ids {
+            for id in rec.iter_mut() {
+                *id = if *id & PROV_V6 != 0 {
+                    remap6[(*id & !PROV_V6) as usize]
+                } else {
+                    remap4[*id as usize]
+                };
+            }
+        }
+        Dictionary {
+            v4: s4.into_iter().map(|(a, _)| a).collect(),
+            v6: s6.into_iter().map(|(a, _)| a).collect(),
+            ids,
+        }
+    }
+}
+
 /// Encodes a whole v2 sealed file. `records` must be strictly sorted by
 /// [`Record::sort_key`] and valid (they come from the writer's log).
 pub(crate) fn encode_file(
@@ -423,50 +586,34 @@ pub(crate) fn encode_file(
     records: &[Record],
     acct: &mut ColumnBytes,
 ) -> Vec<u8> {
-    // Dictionary: every distinct address, IPv4 (4 bytes) then IPv6 (16),
-    // each sorted.
-    let mut set: std::collections::HashSet<Addr> = std::collections::HashSet::new();
-    for r in records {
-        let sf = r.store_flags;
-        set.insert(addr(r.public_ip, sf, SF_PUBLIC_V4));
-        set.insert(addr(r.internal_ip, sf, SF_INTERNAL_V4));
-        set.insert(addr(r.remote_ip, sf, SF_REMOTE_V4));
-    }
-    let mut dict: Vec<Addr> = set.into_iter().collect();
-    dict.sort_unstable();
-    let n4 = dict.iter().filter(|a| !a.v6).count();
-    let ids: std::collections::HashMap<Addr, u64> = dict
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (*a, i as u64))
-        .collect();
-    let mut out = Vec::with_capacity(HEADER_SIZE * 2 + records.len() * 16);
+    let dict = Dictionary::of(records);
+    let n4 = dict.v4.len();
+    let n_dict = n4 + dict.v6.len();
+    let mut out = Vec::with_capacity(HEADER_SIZE * 2 + n_dict * 5 + records.len() * 16);
     out.extend_from_slice(header_v2(start_ns, span_ns, segment, records.len() as u64).as_bytes());
     let dict_start = out.len();
-    for a in &dict {
-        if a.v6 {
-            out.extend_from_slice(&a.bytes);
-        } else {
-            out.extend_from_slice(&a.bytes[12..]);
-        }
+    for a in &dict.v4 {
+        out.extend_from_slice(&a.to_be_bytes());
     }
-    let dict_bytes = out.len() - dict_start;
-    let crcs: Vec<u32> = out[dict_start..]
-        .chunks(DICT_CHUNK_BYTES)
-        .map(crc32fast::hash)
-        .collect();
-    for c in crcs {
-        out.extend_from_slice(&c.to_le_bytes());
+    for a in &dict.v6 {
+        out.extend_from_slice(&a.to_be_bytes());
+    }
+    let chunks = (out.len() - dict_start).div_ceil(DICT_CHUNK_BYTES);
+    for c in 0..chunks {
+        let from = dict_start + c * DICT_CHUNK_BYTES;
+        let to = (from + DICT_CHUNK_BYTES).min(dict_start + n4 * 4 + dict.v6.len() * 16);
+        let crc = crc32fast::hash(&out[from..to]);
+        out.extend_from_slice(&crc.to_le_bytes());
     }
     acct.dictionary += (out.len() - dict_start) as u64;
-    let _ = dict_bytes;
 
-    let mut index: Vec<IndexEntry> = Vec::new();
-    let id = |b: [u8; 16], sf: u8, bit: u8| ids[&addr(b, sf, bit)];
+    let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
     let mut cols: [Vec<u64>; 11] = Default::default();
-    for block in records.chunks(BLOCK_RECORDS) {
+    let mut scratch = ColScratch::default();
+    for (bi, block) in records.chunks(BLOCK_RECORDS).enumerate() {
         let off = out.len();
         let n = block.len();
+        let ids = &dict.ids[bi * BLOCK_RECORDS..bi * BLOCK_RECORDS + n];
         for c in cols.iter_mut() {
             c.clear();
         }
@@ -477,7 +624,7 @@ pub(crate) fn encode_file(
         let mut prev_q = start_ns.div_euclid(uf);
         for (j, r) in block.iter().enumerate() {
             let sf = r.store_flags;
-            let pid = id(r.public_ip, sf, SF_PUBLIC_V4);
+            let [pid, iid, rid] = ids[j].map(u64::from);
             let port = u64::from(r.public_port.get());
             let same_run = j > 0 && cols[0][j - 1] == pid;
             let prev_port = if same_run {
@@ -491,9 +638,9 @@ pub(crate) fn encode_file(
             cols[2].push(zigzag(q.wrapping_sub(prev_q)));
             prev_q = q;
             cols[3].push(durs(r) / ud);
-            cols[4].push(id(r.internal_ip, sf, SF_INTERNAL_V4));
+            cols[4].push(iid);
             cols[5].push(u64::from(r.internal_port.get()));
-            cols[6].push(id(r.remote_ip, sf, SF_REMOTE_V4));
+            cols[6].push(rid);
             cols[7].push(u64::from(r.remote_port.get()));
             cols[8].push(
                 u64::from(r.proto)
@@ -510,7 +657,7 @@ pub(crate) fn encode_file(
         acct.block_overhead += (out.len() - off + 4) as u64;
         for (k, c) in cols.iter().enumerate() {
             let before = out.len();
-            put_col(&mut out, c);
+            put_col(&mut out, c, &mut scratch);
             acct.columns[k] += (out.len() - before) as u64;
         }
         let crc = crc32fast::hash(&out[off..]);
@@ -539,7 +686,7 @@ pub(crate) fn encode_file(
         late_in: U32::new(stats.late_in),
         block_count: U32::new(index.len() as u32),
         dict_v4: U32::new(n4 as u32),
-        dict_v6: U32::new((dict.len() - n4) as u32),
+        dict_v6: U32::new(dict.v6.len() as u32),
         block_records: U32::new(BLOCK_RECORDS as u32),
         crc: U32::new(0),
     };
@@ -1484,6 +1631,102 @@ mod tests {
             .contains("written by a newer natrec"));
     }
 
+    /// The column chooser before the seal was made cheap: sizes of all
+    /// three encodings, the dictionary's from a sorted copy. The cheap one
+    /// must choose exactly the same bytes (the format says "smallest, ties:
+    /// the lower tag", so a seal's bytes do not depend on the build).
+    fn put_col_reference(out: &mut Vec<u8>, vals: &[u64]) {
+        let n = vals.len() as u64;
+        let (min, max) = vals
+            .iter()
+            .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        let min = if vals.is_empty() { 0 } else { min };
+        let w_for = bits(max - min);
+        let size_for = varint_len(min) + 1 + (n * u64::from(w_for)).div_ceil(8) as usize;
+        let size_var: usize = vals.iter().map(|&v| varint_len(v)).sum();
+        let mut distinct = vals.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let k = distinct.len() as u64;
+        let w_dict = bits(k.saturating_sub(1));
+        let size_dict = varint_len(k)
+            + distinct
+                .iter()
+                .scan(0u64, |prev, &v| {
+                    let g = v - *prev;
+                    *prev = v;
+                    Some(varint_len(g))
+                })
+                .sum::<usize>()
+            + 1
+            + (n * u64::from(w_dict)).div_ceil(8) as usize;
+        if size_for <= size_var && size_for <= size_dict {
+            out.push(COL_FOR);
+            put_varint(out, min);
+            out.push(w_for as u8);
+            put_packed(out, vals.iter().map(|&v| v - min), w_for);
+        } else if size_var <= size_dict {
+            out.push(COL_VARINT);
+            for &v in vals {
+                put_varint(out, v);
+            }
+        } else {
+            out.push(COL_DICT);
+            put_varint(out, k);
+            let mut prev = 0;
+            for &v in &distinct {
+                put_varint(out, v - prev);
+                prev = v;
+            }
+            out.push(w_dict as u8);
+            put_packed(
+                out,
+                vals.iter()
+                    .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
+                w_dict,
+            );
+        }
+    }
+
+    /// A column: few distinct values, a narrow range, or anything, with
+    /// a base anywhere in u64.
+    fn column() -> impl Strategy<Value = Vec<u64>> {
+        (
+            0usize..=BLOCK_RECORDS,
+            prop_oneof![Just(0u64), any::<u64>(), 0u64..1 << 20],
+            prop_oneof![1u64..4, 1u64..70, 1u64..300, 1u64..5000, Just(u64::MAX)],
+            prop_oneof![Just(1u64), 1u64..1000, Just(1u64 << 40)],
+            any::<u64>(),
+        )
+            .prop_map(|(n, base, k, step, seed)| {
+                let mut x = seed | 1;
+                (0..n)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        base.wrapping_add((x % k).wrapping_mul(step))
+                    })
+                    .collect()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        /// The cheap chooser writes the same bytes as the exhaustive one,
+        /// and they decode to the column.
+        #[test]
+        fn put_col_chooses_what_the_exhaustive_chooser_chose(vals in column()) {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            put_col(&mut a, &vals, &mut ColScratch::default());
+            put_col_reference(&mut b, &vals);
+            prop_assert_eq!(&a, &b);
+            let mut c = Cursor { buf: &a, pos: 0 };
+            prop_assert_eq!(get_col(&mut c, vals.len(), "x").unwrap(), vals);
+        }
+    }
+
     #[test]
     fn varints_and_columns_round_trip() {
         for v in [0u64, 1, 127, 128, 300, u64::MAX, 1 << 63] {
@@ -1502,7 +1745,7 @@ mod tests {
             (0..100).map(|i| 1u64 << (i % 64)).collect(),
         ] {
             let mut b = Vec::new();
-            put_col(&mut b, &vals);
+            put_col(&mut b, &vals, &mut ColScratch::default());
             let mut c = Cursor { buf: &b, pos: 0 };
             assert_eq!(get_col(&mut c, vals.len(), "x").unwrap(), vals);
             assert_eq!(c.pos, b.len());
