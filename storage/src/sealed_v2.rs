@@ -207,16 +207,23 @@ impl Cursor<'_> {
         Ok(s)
     }
 
-    fn packed(&mut self, n: usize, width: u32, field: &'static str) -> Res<Vec<u64>> {
+    /// `n` values of `width` bits into `out` (cleared first).
+    fn packed_into(
+        &mut self,
+        n: usize,
+        width: u32,
+        field: &'static str,
+        out: &mut Vec<u64>,
+    ) -> Res<()> {
         if width > 64 {
             return Err(self.fault(field, format!("bit width {width} > 64")));
         }
         let bytes = (n as u64 * u64::from(width)).div_ceil(8) as usize;
         let data = self.take(bytes, field)?;
-        let mut out = Vec::with_capacity(n);
+        out.clear();
         if width == 0 {
             out.resize(n, 0);
-            return Ok(out);
+            return Ok(());
         }
         let mask = if width == 64 {
             u64::MAX
@@ -234,7 +241,7 @@ impl Cursor<'_> {
             acc >>= width;
             nbits -= width;
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -392,26 +399,50 @@ fn put_col(out: &mut Vec<u8>, vals: &[u64], s: &mut ColScratch) {
     }
 }
 
+/// One column of `n` values (tests).
+#[cfg(test)]
 fn get_col(c: &mut Cursor, n: usize, field: &'static str) -> Res<Vec<u64>> {
+    let (mut out, mut dict) = (Vec::new(), Vec::new());
+    get_col_into(c, n, field, &mut out, &mut dict)?;
+    Ok(out)
+}
+
+/// One column of `n` values into `out` (cleared first); `dict` is scratch
+/// for a dictionary column's values. Buffers are reused from block to block.
+fn get_col_into(
+    c: &mut Cursor,
+    n: usize,
+    field: &'static str,
+    out: &mut Vec<u64>,
+    dict: &mut Vec<u64>,
+) -> Res<()> {
     match c.byte(field)? {
         COL_FOR => {
             let min = c.varint(field)?;
             let w = u32::from(c.byte(field)?);
-            let mut vals = c.packed(n, w, field)?;
-            for v in &mut vals {
-                *v = v
-                    .checked_add(min)
-                    .ok_or_else(|| c.fault(field, "value overflows 64 bits"))?;
+            c.packed_into(n, w, field, out)?;
+            if min != 0 {
+                for v in out.iter_mut() {
+                    *v = v
+                        .checked_add(min)
+                        .ok_or_else(|| c.fault(field, "value overflows 64 bits"))?;
+                }
             }
-            Ok(vals)
+            Ok(())
         }
-        COL_VARINT => (0..n).map(|_| c.varint(field)).collect(),
+        COL_VARINT => {
+            out.clear();
+            for _ in 0..n {
+                out.push(c.varint(field)?);
+            }
+            Ok(())
+        }
         COL_DICT => {
             let k = c.varint(field)?;
             if k == 0 && n > 0 || k > n as u64 {
                 return Err(c.fault(field, format!("{k} distinct values for {n} records")));
             }
-            let mut dict = Vec::with_capacity(k as usize);
+            dict.clear();
             let mut prev = 0u64;
             for i in 0..k {
                 let g = c.varint(field)?;
@@ -424,14 +455,14 @@ fn get_col(c: &mut Cursor, n: usize, field: &'static str) -> Res<Vec<u64>> {
                 dict.push(prev);
             }
             let w = u32::from(c.byte(field)?);
-            let ids = c.packed(n, w, field)?;
-            ids.into_iter()
-                .map(|id| {
-                    dict.get(id as usize)
-                        .copied()
-                        .ok_or_else(|| c.fault(field, format!("id {id} of {k} values")))
-                })
-                .collect()
+            c.packed_into(n, w, field, out)?;
+            for id in out.iter_mut() {
+                *id = dict
+                    .get(*id as usize)
+                    .copied()
+                    .ok_or_else(|| c.fault(field, format!("id {id} of {k} values")))?;
+            }
+            Ok(())
         }
         other => Err(c.fault(field, format!("unknown column encoding {other}"))),
     }
@@ -815,6 +846,7 @@ fn corrupt(path: &Path, offset: u64, field: &'static str, detail: String) -> Sto
 }
 
 /// One decoded block: its columns, addresses still as dictionary ids.
+#[derive(Default)]
 pub(crate) struct Block {
     /// Index of the block's first record in the file.
     first: u64,
@@ -831,6 +863,10 @@ pub(crate) struct Block {
     codes: Vec<[u8; 4]>,
     packets_out: Vec<u32>,
     packets_in: Vec<u32>,
+    /// Scratch for one column's values and a dictionary column's values
+    /// (kept so a reused block allocates nothing).
+    tmp: Vec<u64>,
+    tmp_dict: Vec<u64>,
 }
 
 /// A checked, read-only view of a v2 sealed partition.
@@ -1045,7 +1081,9 @@ impl V2View {
         Ok((out, len == 4))
     }
 
-    /// Decodes block `b` (CRC first), or returns it from the cache.
+    /// Decodes block `b` (CRC first), or returns it from the cache. The
+    /// cached block's buffers are reused when no caller still holds it; a
+    /// block that fails to decode is dropped, never cached.
     pub fn block(&self, b: usize) -> Result<Arc<Block>, StoreError> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(blk) = cache.as_ref() {
@@ -1053,12 +1091,22 @@ impl V2View {
                 return Ok(blk.clone());
             }
         }
-        let blk = Arc::new(self.decode_block(b)?);
+        let reuse = cache
+            .take()
+            .and_then(|a| Arc::try_unwrap(a).ok())
+            .unwrap_or_default();
+        let blk = Arc::new(self.decode_block_into(b, reuse)?);
         *cache = Some(blk.clone());
         Ok(blk)
     }
 
     fn decode_block(&self, b: usize) -> Result<Block, StoreError> {
+        self.decode_block_into(b, Block::default())
+    }
+
+    /// Decodes block `b` into `blk`'s buffers (whatever they held is
+    /// overwritten; on error `blk` is consumed).
+    fn decode_block_into(&self, b: usize, mut blk: Block) -> Result<Block, StoreError> {
         let e = self.index()[b];
         let off = e.offset.get() as usize;
         let len = e.len.get() as usize;
@@ -1080,13 +1128,11 @@ impl V2View {
         }
         let first = b as u64 * self.block_records;
         let n = (self.count - first).min(self.block_records) as usize;
-        decode_payload(payload, n, self.start_ns, self.n_dict)
-            .map(|mut blk| {
-                blk.first = first;
-                blk.offset = off as u64;
-                blk
-            })
-            .map_err(|f| corrupt(&self.path, off as u64 + f.pos as u64, f.field, f.detail))
+        decode_payload(payload, n, self.start_ns, self.n_dict, &mut blk)
+            .map_err(|f| corrupt(&self.path, off as u64 + f.pos as u64, f.field, f.detail))?;
+        blk.first = first;
+        blk.offset = off as u64;
+        Ok(blk)
     }
 
     fn materialize(&self, blk: &Block, j: usize) -> Result<Record, StoreError> {
@@ -1291,7 +1337,16 @@ impl V2View {
     }
 }
 
-fn decode_payload(payload: &[u8], n: usize, start_ns: i64, n_dict: u64) -> Res<Block> {
+/// Decodes a block's payload (its CRC already checked) into `blk`,
+/// checking every value; on error `blk` holds partial columns and must be
+/// dropped.
+fn decode_payload(
+    payload: &[u8],
+    n: usize,
+    start_ns: i64,
+    n_dict: u64,
+    blk: &mut Block,
+) -> Res<()> {
     let mut c = Cursor {
         buf: payload,
         pos: 0,
@@ -1310,26 +1365,50 @@ fn decode_payload(payload: &[u8], n: usize, start_ns: i64, n_dict: u64) -> Res<B
         return Err(c.fault("time unit", format!("exponents {ef}, {ed}; at most 9")));
     }
     let (uf, ud) = (10i64.pow(u32::from(ef)), 10u64.pow(u32::from(ed)));
-    let id_col = |c: &mut Cursor, field| -> Res<Vec<u64>> {
-        let v = get_col(c, n, field)?;
-        if let Some(bad) = v.iter().find(|&&id| id >= n_dict) {
+    let Block {
+        first: _,
+        offset: _,
+        pub_id,
+        pub_port,
+        first_ns,
+        last_ns,
+        int_id,
+        int_port,
+        rem_id,
+        rem_port,
+        codes,
+        packets_out,
+        packets_in,
+        tmp,
+        tmp_dict,
+    } = blk;
+    let id_col = |c: &mut Cursor, field, out: &mut Vec<u64>, d: &mut Vec<u64>| -> Res<()> {
+        get_col_into(c, n, field, out, d)?;
+        if let Some(bad) = out.iter().find(|&&id| id >= n_dict) {
             return Err(c.fault(field, format!("address id {bad}, dictionary has {n_dict}")));
         }
-        Ok(v)
+        Ok(())
     };
-    let narrow16 = |c: &Cursor, v: Vec<u64>, field| -> Res<Vec<u16>> {
-        v.into_iter()
-            .map(|x| u16::try_from(x).map_err(|_| c.fault(field, format!("{x} > 65535"))))
-            .collect()
+    let narrow16 = |c: &Cursor, v: &[u64], out: &mut Vec<u16>, field| -> Res<()> {
+        out.clear();
+        for &x in v {
+            out.push(u16::try_from(x).map_err(|_| c.fault(field, format!("{x} > 65535")))?);
+        }
+        Ok(())
     };
-    let narrow32 = |c: &Cursor, v: Vec<u64>, field| -> Res<Vec<u32>> {
-        v.into_iter()
-            .map(|x| u32::try_from(x).map_err(|_| c.fault(field, format!("{x} > {}", u32::MAX))))
-            .collect()
+    let narrow32 = |c: &Cursor, v: &[u64], out: &mut Vec<u32>, field| -> Res<()> {
+        out.clear();
+        for &x in v {
+            out.push(
+                u32::try_from(x)
+                    .map_err(|_| c.fault(field, format!("{x} > {}", u32::MAX)))?,
+            );
+        }
+        Ok(())
     };
-    let pub_id = id_col(&mut c, "public_ip")?;
-    let port_d = get_col(&mut c, n, "public_port")?;
-    let mut pub_port = Vec::with_capacity(n);
+    id_col(&mut c, "public_ip", pub_id, tmp_dict)?;
+    get_col_into(&mut c, n, "public_port", tmp, tmp_dict)?;
+    pub_port.clear();
     for j in 0..n {
         let base = if j > 0 && pub_id[j] == pub_id[j - 1] {
             u64::from(pub_port[j - 1])
@@ -1337,39 +1416,39 @@ fn decode_payload(payload: &[u8], n: usize, start_ns: i64, n_dict: u64) -> Res<B
             0
         };
         let p = base
-            .checked_add(port_d[j])
+            .checked_add(tmp[j])
             .and_then(|p| u16::try_from(p).ok())
             .ok_or_else(|| c.fault("public_port", format!("record {j}: port above 65535")))?;
         pub_port.push(p);
     }
-    let first_d = get_col(&mut c, n, "first_ns")?;
-    let mut first_ns = Vec::with_capacity(n);
+    get_col_into(&mut c, n, "first_ns", tmp, tmp_dict)?;
+    first_ns.clear();
     let mut q = start_ns.div_euclid(uf);
-    for d in first_d {
+    for &d in tmp.iter() {
         q = q.wrapping_add(unzigzag(d));
         first_ns.push(
             q.checked_mul(uf)
                 .ok_or_else(|| c.fault("first_ns", "time overflows i64"))?,
         );
     }
-    let durs = get_col(&mut c, n, "duration")?;
-    let mut last_ns = Vec::with_capacity(n);
-    for (j, d) in durs.into_iter().enumerate() {
+    get_col_into(&mut c, n, "duration", tmp, tmp_dict)?;
+    last_ns.clear();
+    for (j, &d) in tmp.iter().enumerate() {
         let l = d
             .checked_mul(ud)
             .and_then(|d| first_ns[j].checked_add_unsigned(d))
             .ok_or_else(|| c.fault("duration", format!("record {j}: last_ns overflows i64")))?;
         last_ns.push(l);
     }
-    let int_id = id_col(&mut c, "internal_ip")?;
-    let v = get_col(&mut c, n, "internal_port")?;
-    let int_port = narrow16(&c, v, "internal_port")?;
-    let rem_id = id_col(&mut c, "remote_ip")?;
-    let v = get_col(&mut c, n, "remote_port")?;
-    let rem_port = narrow16(&c, v, "remote_port")?;
-    let v = get_col(&mut c, n, "codes")?;
-    let mut codes = Vec::with_capacity(n);
-    for (j, x) in v.into_iter().enumerate() {
+    id_col(&mut c, "internal_ip", int_id, tmp_dict)?;
+    get_col_into(&mut c, n, "internal_port", tmp, tmp_dict)?;
+    narrow16(&c, tmp, int_port, "internal_port")?;
+    id_col(&mut c, "remote_ip", rem_id, tmp_dict)?;
+    get_col_into(&mut c, n, "remote_port", tmp, tmp_dict)?;
+    narrow16(&c, tmp, rem_port, "remote_port")?;
+    get_col_into(&mut c, n, "codes", tmp, tmp_dict)?;
+    codes.clear();
+    for (j, &x) in tmp.iter().enumerate() {
         let [proto, end, flags, sf, rest @ ..] = x.to_le_bytes();
         let bad = if rest != [0; 4] {
             Some("bits above 32 set".to_string())
@@ -1389,31 +1468,17 @@ fn decode_payload(payload: &[u8], n: usize, start_ns: i64, n_dict: u64) -> Res<B
         }
         codes.push([proto, end, flags, sf]);
     }
-    let v = get_col(&mut c, n, "packets_out")?;
-    let packets_out = narrow32(&c, v, "packets_out")?;
-    let v = get_col(&mut c, n, "packets_in")?;
-    let packets_in = narrow32(&c, v, "packets_in")?;
+    get_col_into(&mut c, n, "packets_out", tmp, tmp_dict)?;
+    narrow32(&c, tmp, packets_out, "packets_out")?;
+    get_col_into(&mut c, n, "packets_in", tmp, tmp_dict)?;
+    narrow32(&c, tmp, packets_in, "packets_in")?;
     if c.pos != payload.len() {
         return Err(c.fault(
             "block length",
             format!("{} bytes left after the last column", payload.len() - c.pos),
         ));
     }
-    Ok(Block {
-        first: 0,
-        offset: 0,
-        pub_id,
-        pub_port,
-        first_ns,
-        last_ns,
-        int_id,
-        int_port,
-        rem_id,
-        rem_port,
-        codes,
-        packets_out,
-        packets_in,
-    })
+    Ok(())
 }
 
 #[cfg(test)]
