@@ -126,10 +126,12 @@ pub struct Reader {
 /// Sealed views a [`Reader`] keeps open between lookups (and its clones
 /// share). At the bound the least recently used view is dropped (its map
 /// unmapped) before another is added. A view costs its map (address space;
-/// the page cache holds the bytes either way), its last decoded block (v2:
-/// ~30 KiB) and a bit per dictionary chunk, so the bound keeps a reader's
-/// memory under ~8 MiB of decoded blocks whatever the retention.
-pub const SEALED_VIEWS_CACHED_MAX: usize = 256;
+/// the page cache holds the bytes either way) and, in v2, its block index
+/// (32 bytes per 512 records), the dictionary chunks lookups resolved (at
+/// most the dictionary: ~0.6–8 bytes per mapping) and its last decoded
+/// block (~30 KiB): with hour partitions of ~500 k mappings, under ~25 MiB
+/// for the whole cache, whatever the retention.
+pub const SEALED_VIEWS_CACHED_MAX: usize = 64;
 
 /// The cache behind [`SEALED_VIEWS_CACHED_MAX`]: path → (file identity when
 /// opened, view, last use). A view is served only while a fresh `stat` of

@@ -15,8 +15,7 @@
 
 use std::mem::size_of;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use memmap2::Mmap;
 use zerocopy::little_endian::{I64, U16, U32, U64};
@@ -181,6 +180,12 @@ impl Cursor<'_> {
     }
 
     fn varint(&mut self, field: &'static str) -> Res<u64> {
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte(field)?;
@@ -230,16 +235,30 @@ impl Cursor<'_> {
         } else {
             (1u64 << width) - 1
         };
-        let (mut acc, mut nbits, mut i) = (0u128, 0u32, 0usize);
-        for _ in 0..n {
-            while nbits < width {
-                acc |= u128::from(data[i]) << nbits;
-                i += 1;
-                nbits += 8;
+        let w = width as usize;
+        // Value j is bits j·w .. (j+1)·w: at most 8 + 1 bytes from byte
+        // j·w/8. While 8 bytes are there (and w ≤ 56) read them as one word.
+        let mut j = 0usize;
+        if w <= 56 {
+            while j < n {
+                let bit = j * w;
+                let Some(word) = data.get(bit / 8..bit / 8 + 8) else {
+                    break;
+                };
+                let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                out.push((word >> (bit % 8)) & mask);
+                j += 1;
             }
-            out.push(acc as u64 & mask);
-            acc >>= width;
-            nbits -= width;
+        }
+        // The last few values (and any width above 56), byte by byte.
+        while j < n {
+            let bit = j * w;
+            let mut acc = 0u128;
+            for (k, &b) in data[bit / 8..].iter().take(9).enumerate() {
+                acc |= u128::from(b) << (8 * k);
+            }
+            out.push((acc >> (bit % 8)) as u64 & mask);
+            j += 1;
         }
         Ok(())
     }
@@ -883,8 +902,14 @@ pub(crate) struct V2View {
     crc_start: usize,
     index_start: usize,
     block_records: u64,
-    /// Dictionary chunks whose CRC was checked.
-    chunk_ok: Vec<AtomicBool>,
+    /// The block index, copied out of the map and CRC-checked at open: the
+    /// bytes searched are the bytes checked, however long the view lives.
+    index: Box<[IndexEntry]>,
+    /// Dictionary chunks a lookup has used: each copied out of the map, then
+    /// its CRC checked on the copy, so every address resolved comes from
+    /// checked bytes even if the page under the map is later re-read from
+    /// a damaged disk. At most the dictionary's size per view.
+    chunks: Box<[OnceLock<Box<[u8]>>]>,
     /// The last decoded block (lookups read records in order).
     cache: Mutex<Option<Arc<Block>>>,
 }
@@ -965,8 +990,10 @@ impl V2View {
         let crc_start = dict_start + dict_bytes as usize;
         let blocks_start = crc_start + 4 * chunks as usize;
         let index_start = foot_off - blocks as usize * INDEX_ENTRY_SIZE;
-        let index = &map[index_start..foot_off];
-        let found = crc32fast::hash(index);
+        let index: Box<[IndexEntry]> = <[IndexEntry]>::ref_from_bytes(&map[index_start..foot_off])
+            .expect("unaligned entries, length a multiple")
+            .into();
+        let found = crc32fast::hash(index.as_bytes());
         if found != footer.index_crc.get() {
             return Err(StoreError::BadChecksum {
                 path: path.to_path_buf(),
@@ -976,11 +1003,7 @@ impl V2View {
             });
         }
         let mut next = blocks_start as u64;
-        for (i, e) in <[IndexEntry]>::ref_from_bytes(index)
-            .expect("unaligned entries, length a multiple")
-            .iter()
-            .enumerate()
-        {
+        for (i, e) in index.iter().enumerate() {
             let at = (index_start + i * INDEX_ENTRY_SIZE) as u64;
             if e.offset.get() != next || e.len.get() < 5 || e.len.get() > BLOCK_BYTES_MAX {
                 return Err(corrupt(
@@ -1014,7 +1037,8 @@ impl V2View {
         }
         Ok(V2View {
             path: path.to_path_buf(),
-            chunk_ok: (0..chunks).map(|_| AtomicBool::new(false)).collect(),
+            chunks: (0..chunks).map(|_| OnceLock::new()).collect(),
+            index,
             map,
             footer,
             count,
@@ -1031,21 +1055,21 @@ impl V2View {
     }
 
     fn index(&self) -> &[IndexEntry] {
-        let foot_off = self.map.len() - HEADER_SIZE;
-        <[IndexEntry]>::ref_from_bytes(&self.map[self.index_start..foot_off])
-            .expect("checked at open")
+        &self.index
     }
 
-    /// Checks the CRC of dictionary chunk `c` (once).
-    fn check_chunk(&self, c: usize) -> Result<(), StoreError> {
-        if self.chunk_ok[c].load(AtomicOrdering::Relaxed) {
-            return Ok(());
+    /// Dictionary chunk `c`: its bytes, copied from the map and checked
+    /// against its CRC on the first use, kept from then on.
+    fn chunk(&self, c: usize) -> Result<&[u8], StoreError> {
+        if let Some(b) = self.chunks[c].get() {
+            return Ok(b);
         }
         let from = self.dict_start + c * DICT_CHUNK_BYTES;
         let to = (from + DICT_CHUNK_BYTES).min(self.crc_start);
         let at = self.crc_start + 4 * c;
+        let copy: Box<[u8]> = self.map[from..to].into();
         let want = u32::from_le_bytes(self.map[at..at + 4].try_into().expect("4 bytes"));
-        let found = crc32fast::hash(&self.map[from..to]);
+        let found = crc32fast::hash(&copy);
         if want != found {
             return Err(StoreError::BadChecksum {
                 path: self.path.clone(),
@@ -1054,8 +1078,8 @@ impl V2View {
                 found,
             });
         }
-        self.chunk_ok[c].store(true, AtomicOrdering::Relaxed);
-        Ok(())
+        // Two threads may both check it; both copies are good, one is kept.
+        Ok(self.chunks[c].get_or_init(|| copy))
     }
 
     /// Dictionary entry `id`: 16-byte form and whether it is IPv4.
@@ -1066,17 +1090,24 @@ impl V2View {
         } else {
             (self.n4 as usize * 4 + (id - self.n4) as usize * 16, 16)
         };
-        for c in off / DICT_CHUNK_BYTES..=(off + len - 1) / DICT_CHUNK_BYTES {
-            self.check_chunk(c)?;
+        let mut b = [0u8; 16];
+        // An IPv6 entry may straddle two chunks.
+        let mut done = 0;
+        while done < len {
+            let pos = off + done;
+            let chunk = self.chunk(pos / DICT_CHUNK_BYTES)?;
+            let in_chunk = pos % DICT_CHUNK_BYTES;
+            let take = (len - done).min(chunk.len() - in_chunk);
+            b[done..done + take].copy_from_slice(&chunk[in_chunk..in_chunk + take]);
+            done += take;
         }
-        let b = &self.map[self.dict_start + off..self.dict_start + off + len];
         let mut out = [0u8; 16];
         if len == 4 {
             out[10] = 0xff;
             out[11] = 0xff;
-            out[12..].copy_from_slice(b);
+            out[12..].copy_from_slice(&b[..4]);
         } else {
-            out.copy_from_slice(b);
+            out = b;
         }
         Ok((out, len == 4))
     }
@@ -1221,9 +1252,8 @@ impl V2View {
     /// field, the index keys, strict sort order, footer statistics.
     pub fn verify(&self) -> Vec<StoreError> {
         let mut errors = Vec::new();
-        let chunks = self.chunk_ok.len();
-        for c in 0..chunks {
-            if let Err(e) = self.check_chunk(c) {
+        for c in 0..self.chunks.len() {
+            if let Err(e) = self.chunk(c) {
                 errors.push(e);
             }
         }
