@@ -195,24 +195,32 @@ impl Reader {
         segment: u32,
     ) -> Result<std::sync::Arc<SealedView>, StoreError> {
         use std::sync::Arc;
-        let now = std::fs::metadata(path).ok().map(|m| FileId::of(&m));
-        {
+        let cached = {
+            let c = self.views.lock().unwrap_or_else(|e| e.into_inner());
+            c.views.get(path).map(|(v, _)| v.clone())
+        };
+        // Only a cached view needs the stat (a miss is opened, and its
+        // identity taken from the opened file); outside the lock.
+        if let Some(v) = cached {
+            let now = std::fs::metadata(path).ok().map(|m| FileId::of(&m));
             let mut c = self.views.lock().unwrap_or_else(|e| e.into_inner());
             c.tick += 1;
             let tick = c.tick;
-            match c.views.get_mut(path) {
-                Some((v, used)) if Some(v.id) == now => {
-                    *used = tick;
-                    return Ok(v.clone());
+            if Some(v.id) == now {
+                if let Some((cv, used)) = c.views.get_mut(path) {
+                    if Arc::ptr_eq(cv, &v) {
+                        *used = tick;
+                    }
                 }
-                Some(_) => {
-                    c.views.remove(path);
-                }
-                None => {}
+                return Ok(v);
+            }
+            if c.views.get(path).is_some_and(|(cv, _)| Arc::ptr_eq(cv, &v)) {
+                c.views.remove(path);
             }
         }
         // Opened outside the lock: other lookups go on meanwhile.
         let v = Arc::new(SealedView::open(path, start_ns, self.span_ns, segment)?);
+        let mut evicted = None; // unmapped after the lock is released
         let mut c = self.views.lock().unwrap_or_else(|e| e.into_inner());
         if !c.views.contains_key(path) && c.views.len() >= SEALED_VIEWS_CACHED_MAX {
             let oldest = c
@@ -221,11 +229,13 @@ impl Reader {
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(p, _)| p.clone())
                 .expect("the cache is full, so not empty");
-            c.views.remove(&oldest);
+            evicted = c.views.remove(&oldest);
         }
         c.tick += 1;
         let tick = c.tick;
         c.views.insert(path.to_path_buf(), (v.clone(), tick));
+        drop(c);
+        drop(evicted);
         Ok(v)
     }
 
