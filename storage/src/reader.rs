@@ -242,7 +242,11 @@ impl Reader {
     /// Sealed views currently cached (tests, reports).
     #[cfg(test)]
     fn views_cached(&self) -> usize {
-        self.views.lock().unwrap_or_else(|e| e.into_inner()).views.len()
+        self.views
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .views
+            .len()
     }
 
     fn partition_of(&self, t: i64) -> i64 {
@@ -405,9 +409,7 @@ impl Reader {
             // answer for a mapping whose final state (read here too) ended
             // before the window.
             let mut consider = |r: &Record| {
-                let m = r
-                    .decode_fields()
-                    .expect("records are validated when read");
+                let m = r.decode_fields().expect("records are validated when read");
                 if self.matches_endpoint(q, &m) {
                     self.keep(&mut best, m, &f.name);
                 }
@@ -504,9 +506,7 @@ impl Reader {
             match recs {
                 Ok(recs) => {
                     for r in recs {
-                        let m = r
-                    .decode_fields()
-                    .expect("records are validated when read");
+                        let m = r.decode_fields().expect("records are validated when read");
                         self.keep(&mut best, m, &pf.name);
                     }
                 }
@@ -590,10 +590,8 @@ impl Reader {
             // Not through the view cache: verify checks the file as it is
             // now, from its header on (SealedView::open's checks included).
             let opened = match f.kind {
-                FileKind::Sealed => {
-                    SealedView::open(&f.path, f.start_ns, self.span_ns, f.segment)
-                        .map(|v| View::Sealed(std::sync::Arc::new(v)))
-                }
+                FileKind::Sealed => SealedView::open(&f.path, f.start_ns, self.span_ns, f.segment)
+                    .map(|v| View::Sealed(std::sync::Arc::new(v))),
                 FileKind::Active => self.open(&f),
             };
             match opened {
@@ -673,7 +671,11 @@ mod tests {
 
     fn holder_host(r: &Reader, start: i64) -> Result<u8, Vec<String>> {
         let out = r
-            .lookup(&Query::at(public().ip(), public().port(), start + 1_500_000_000))
+            .lookup(&Query::at(
+                public().ip(),
+                public().port(),
+                start + 1_500_000_000,
+            ))
             .unwrap();
         if !out.errors.is_empty() {
             return Err(out.errors.iter().map(|e| e.to_string()).collect());
@@ -714,7 +716,11 @@ mod tests {
         assert_eq!(holder_host(&r, T0), Ok(3));
         std::fs::remove_file(&p).unwrap();
         // (The listing may still name it; either way no answer from the old map.)
-        match r.lookup(&Query::at(public().ip(), public().port(), T0 + 1_500_000_000)) {
+        match r.lookup(&Query::at(
+            public().ip(),
+            public().port(),
+            T0 + 1_500_000_000,
+        )) {
             Ok(out) => assert!(out.holders.is_empty(), "{:?}", out.holders),
             Err(e) => panic!("{e}"),
         }

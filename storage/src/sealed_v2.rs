@@ -321,7 +321,11 @@ fn dict_size_below(
     let packed = |k: u64| (n * u64::from(bits(k - 1))).div_ceil(8) as usize;
     let lb = |k: u64| varint_len(k) + varint_len(min) + (k as usize - 1) + 1 + packed(k);
     // Largest k that could win (0: none), searched only up to the hashed bound.
-    let k_for = if w_for >= 64 { u64::MAX } else { 1u64 << (w_for - 1) };
+    let k_for = if w_for >= 64 {
+        u64::MAX
+    } else {
+        1u64 << (w_for - 1)
+    };
     let mut limit = 0u64;
     while limit < k_for.min(n) && limit <= DISTINCT_HASHED_MAX as u64 && lb(limit + 1) < best {
         limit += 1;
@@ -1429,10 +1433,7 @@ fn decode_payload(
     let narrow32 = |c: &Cursor, v: &[u64], out: &mut Vec<u32>, field| -> Res<()> {
         out.clear();
         for &x in v {
-            out.push(
-                u32::try_from(x)
-                    .map_err(|_| c.fault(field, format!("{x} > {}", u32::MAX)))?,
-            );
+            out.push(u32::try_from(x).map_err(|_| c.fault(field, format!("{x} > {}", u32::MAX)))?);
         }
         Ok(())
     };
