@@ -168,6 +168,11 @@ struct Listing {
     taken: std::time::SystemTime,
 }
 
+/// The most final state of each mapping a lookup or export found, by
+/// natural key. FxHash: a lookup's candidates are a few dozen, a hash of
+/// five fields per candidate is what counts (the answers are sorted after).
+type Best = rustc_hash::FxHashMap<NaturalKey, Holder>;
+
 /// An opened partition file.
 enum View {
     Sealed(std::sync::Arc<SealedView>),
@@ -396,7 +401,7 @@ impl Reader {
         }
         let ip = ip16(q.ip);
         let mut out = LookupOutcome::default();
-        let mut best: HashMap<NaturalKey, Holder> = HashMap::new();
+        let mut best = Best::default();
         for (f, view) in self.select(q.from_ns, q.to_ns)? {
             let view = match view.map_or_else(|| self.open(&f), Ok) {
                 Ok(v) => v,
@@ -461,19 +466,24 @@ impl Reader {
         m.first_ns <= to && self.cfg.hold.held_until_ns(m).is_none_or(|h| h >= from)
     }
 
-    fn keep(&self, best: &mut HashMap<NaturalKey, Holder>, m: Mapping, partition: &str) {
-        let h = Holder {
+    /// Keeps `m` if it is the most final state of its mapping seen so far
+    /// (the holder, and its partition name, built only then).
+    fn keep(&self, best: &mut Best, m: Mapping, partition: &str) {
+        let holder = || Holder {
             mapping: m,
             held_until_ns: self.cfg.hold.held_until_ns(&m),
             partition: partition.to_string(),
         };
-        best.entry(natural_key(&m))
-            .and_modify(|old| {
-                if supersedes(&m, &old.mapping) {
-                    *old = h.clone();
+        match best.entry(natural_key(&m)) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                if supersedes(&m, &e.get().mapping) {
+                    *e.get_mut() = holder();
                 }
-            })
-            .or_insert(h);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(holder());
+            }
+        }
     }
 
     /// Calls `f` once for every mapping whose held interval overlaps
@@ -495,7 +505,7 @@ impl Reader {
             });
         }
         let mut errors = Vec::new();
-        let mut best: HashMap<NaturalKey, Holder> = HashMap::new();
+        let mut best = Best::default();
         for (pf, view) in self.select(from, to)? {
             let recs = view
                 .map_or_else(|| self.open(&pf), Ok)
@@ -613,7 +623,7 @@ impl Reader {
     }
 }
 
-fn sorted(best: HashMap<NaturalKey, Holder>) -> Vec<Holder> {
+fn sorted(best: Best) -> Vec<Holder> {
     let mut v: Vec<Holder> = best.into_values().collect();
     v.sort_by(|a, b| {
         let k = |h: &Holder| {
