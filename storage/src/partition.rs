@@ -530,7 +530,39 @@ pub(crate) fn write_sealed_v1(
 pub(crate) struct SealedView {
     pub path: PathBuf,
     pub count: u64,
+    /// Identity of the file this view maps, from `fstat` of the opened file:
+    /// a cache of views ([`crate::reader`]) compares it with a fresh `stat`
+    /// of the path so a replaced or removed file is never served stale.
+    pub id: FileId,
     body: Body,
+}
+
+/// What tells one file at a path from another that replaced it: device,
+/// inode, length, modification and change times (ns). A rename onto the path
+/// brings another inode; a write in place changes mtime/ctime; an inode
+/// number reused after a delete comes with new times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileId {
+    /// The identity of the file `meta` describes.
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 enum Body {
@@ -549,10 +581,10 @@ impl SealedView {
         segment: u32,
     ) -> Result<SealedView, StoreError> {
         let file = File::open(path).map_err(StoreError::io(path, "open partition"))?;
-        let len = file
+        let meta = file
             .metadata()
-            .map_err(StoreError::io(path, "stat partition"))?
-            .len();
+            .map_err(StoreError::io(path, "stat partition"))?;
+        let (len, id) = (meta.len(), FileId::of(&meta));
         if len < 2 * HDR {
             return Err(corrupt(
                 path,
@@ -583,6 +615,7 @@ impl SealedView {
             return Ok(SealedView {
                 path: path.to_path_buf(),
                 count,
+                id,
                 body: Body::V2(v),
             });
         }
@@ -611,6 +644,7 @@ impl SealedView {
         Ok(SealedView {
             path: path.to_path_buf(),
             count,
+            id,
             body: Body::V1 { map, footer },
         })
     }

@@ -9,7 +9,7 @@ use crate::format::{
     file_name, ip16, natural_key, supersedes, FileKind, NaturalKey, Record, SF_CARRIED, SF_LATE,
 };
 use crate::model::{Mapping, Proto, UnixNanos};
-use crate::partition::{LogView, SealedView};
+use crate::partition::{FileId, LogView, SealedView};
 use crate::store::{list_partitions, PartFile, StoreConfig, PARTITIONS_DIR};
 use crate::writer::LATE_REROUTE_SPANS_MAX;
 use crate::StoreError;
@@ -119,6 +119,36 @@ pub struct Reader {
     span_ns: i64,
     /// The last partition listing (shared by clones).
     cache: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<Listing>>>>,
+    /// Recently used sealed views (shared by clones).
+    views: std::sync::Arc<std::sync::Mutex<ViewCache>>,
+}
+
+/// Sealed views a [`Reader`] keeps open between lookups (and its clones
+/// share). At the bound the least recently used view is dropped (its map
+/// unmapped) before another is added. A view costs its map (address space;
+/// the page cache holds the bytes either way) and, in v2, its block index
+/// (32 bytes per 512 records), the dictionary chunks lookups resolved (at
+/// most the dictionary: ~0.6–8 bytes per mapping) and its last decoded
+/// block (~30 KiB): with hour partitions of ~500 k mappings, under ~25 MiB
+/// for the whole cache, whatever the retention.
+pub const SEALED_VIEWS_CACHED_MAX: usize = 64;
+
+/// The cache behind [`SEALED_VIEWS_CACHED_MAX`]: path → (file identity when
+/// opened, view, last use). A view is served only while a fresh `stat` of
+/// its path shows the same [`FileId`] (device, inode, length, mtime, ctime):
+/// a sealed file replaced by rename, rewritten or removed is opened (and
+/// checked) again, or its error reported, never served from the old map.
+#[derive(Default)]
+struct ViewCache {
+    views: HashMap<PathBuf, (std::sync::Arc<SealedView>, u64)>,
+    /// Use counter: the entry with the smallest is the least recently used.
+    tick: u64,
+}
+
+impl std::fmt::Debug for ViewCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ViewCache({} views)", self.views.len())
+    }
 }
 
 /// How long after the directory's last change a listing must have been
@@ -138,9 +168,14 @@ struct Listing {
     taken: std::time::SystemTime,
 }
 
+/// The most final state of each mapping a lookup or export found, by
+/// natural key. FxHash: a lookup's candidates are a few dozen, a hash of
+/// five fields per candidate is what counts (the answers are sorted after).
+type Best = rustc_hash::FxHashMap<NaturalKey, Holder>;
+
 /// An opened partition file.
 enum View {
-    Sealed(SealedView),
+    Sealed(std::sync::Arc<SealedView>),
     Log(LogView),
 }
 
@@ -151,7 +186,72 @@ impl Reader {
             cfg,
             span_ns: cfg.span_ns(),
             cache: Default::default(),
+            views: Default::default(),
         }
+    }
+
+    /// The sealed partition at `path`, from the view cache if the file there
+    /// is still the one the cached view maps, else opened (every check of
+    /// [`SealedView::open`]) and cached.
+    fn sealed(
+        &self,
+        path: &std::path::Path,
+        start_ns: i64,
+        segment: u32,
+    ) -> Result<std::sync::Arc<SealedView>, StoreError> {
+        use std::sync::Arc;
+        let cached = {
+            let c = self.views.lock().unwrap_or_else(|e| e.into_inner());
+            c.views.get(path).map(|(v, _)| v.clone())
+        };
+        // Only a cached view needs the stat (a miss is opened, and its
+        // identity taken from the opened file); outside the lock.
+        if let Some(v) = cached {
+            let now = std::fs::metadata(path).ok().map(|m| FileId::of(&m));
+            let mut c = self.views.lock().unwrap_or_else(|e| e.into_inner());
+            c.tick += 1;
+            let tick = c.tick;
+            if Some(v.id) == now {
+                if let Some((cv, used)) = c.views.get_mut(path) {
+                    if Arc::ptr_eq(cv, &v) {
+                        *used = tick;
+                    }
+                }
+                return Ok(v);
+            }
+            if c.views.get(path).is_some_and(|(cv, _)| Arc::ptr_eq(cv, &v)) {
+                c.views.remove(path);
+            }
+        }
+        // Opened outside the lock: other lookups go on meanwhile.
+        let v = Arc::new(SealedView::open(path, start_ns, self.span_ns, segment)?);
+        let mut evicted = None; // unmapped after the lock is released
+        let mut c = self.views.lock().unwrap_or_else(|e| e.into_inner());
+        if !c.views.contains_key(path) && c.views.len() >= SEALED_VIEWS_CACHED_MAX {
+            let oldest = c
+                .views
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(p, _)| p.clone())
+                .expect("the cache is full, so not empty");
+            evicted = c.views.remove(&oldest);
+        }
+        c.tick += 1;
+        let tick = c.tick;
+        c.views.insert(path.to_path_buf(), (v.clone(), tick));
+        drop(c);
+        drop(evicted);
+        Ok(v)
+    }
+
+    /// Sealed views currently cached (tests, reports).
+    #[cfg(test)]
+    fn views_cached(&self) -> usize {
+        self.views
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .views
+            .len()
     }
 
     fn partition_of(&self, t: i64) -> i64 {
@@ -173,12 +273,7 @@ impl Reader {
     /// opening was just sealed: its `.part` is read instead.
     fn open(&self, f: &PartFile) -> Result<View, StoreError> {
         match f.kind {
-            FileKind::Sealed => Ok(View::Sealed(SealedView::open(
-                &f.path,
-                f.start_ns,
-                self.span_ns,
-                f.segment,
-            )?)),
+            FileKind::Sealed => Ok(View::Sealed(self.sealed(&f.path, f.start_ns, f.segment)?)),
             FileKind::Active => match LogView::open(&f.path, f.start_ns, self.span_ns, f.segment) {
                 Ok(v) => Ok(View::Log(v)),
                 Err(StoreError::Io { source, .. })
@@ -187,12 +282,7 @@ impl Reader {
                     let part = self
                         .parts
                         .join(file_name(f.start_ns, f.segment, FileKind::Sealed));
-                    Ok(View::Sealed(SealedView::open(
-                        &part,
-                        f.start_ns,
-                        self.span_ns,
-                        f.segment,
-                    )?))
+                    Ok(View::Sealed(self.sealed(&part, f.start_ns, f.segment)?))
                 }
                 Err(e) => Err(e),
             },
@@ -311,7 +401,7 @@ impl Reader {
         }
         let ip = ip16(q.ip);
         let mut out = LookupOutcome::default();
-        let mut best: HashMap<NaturalKey, Holder> = HashMap::new();
+        let mut best = Best::default();
         for (f, view) in self.select(q.from_ns, q.to_ns)? {
             let view = match view.map_or_else(|| self.open(&f), Ok) {
                 Ok(v) => v,
@@ -324,7 +414,7 @@ impl Reader {
             // answer for a mapping whose final state (read here too) ended
             // before the window.
             let mut consider = |r: &Record| {
-                let m = r.decode().expect("records are validated when read");
+                let m = r.decode_fields().expect("records are validated when read");
                 if self.matches_endpoint(q, &m) {
                     self.keep(&mut best, m, &f.name);
                 }
@@ -376,19 +466,24 @@ impl Reader {
         m.first_ns <= to && self.cfg.hold.held_until_ns(m).is_none_or(|h| h >= from)
     }
 
-    fn keep(&self, best: &mut HashMap<NaturalKey, Holder>, m: Mapping, partition: &str) {
-        let h = Holder {
+    /// Keeps `m` if it is the most final state of its mapping seen so far
+    /// (the holder, and its partition name, built only then).
+    fn keep(&self, best: &mut Best, m: Mapping, partition: &str) {
+        let holder = || Holder {
             mapping: m,
             held_until_ns: self.cfg.hold.held_until_ns(&m),
             partition: partition.to_string(),
         };
-        best.entry(natural_key(&m))
-            .and_modify(|old| {
-                if supersedes(&m, &old.mapping) {
-                    *old = h.clone();
+        match best.entry(natural_key(&m)) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                if supersedes(&m, &e.get().mapping) {
+                    *e.get_mut() = holder();
                 }
-            })
-            .or_insert(h);
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(holder());
+            }
+        }
     }
 
     /// Calls `f` once for every mapping whose held interval overlaps
@@ -410,7 +505,7 @@ impl Reader {
             });
         }
         let mut errors = Vec::new();
-        let mut best: HashMap<NaturalKey, Holder> = HashMap::new();
+        let mut best = Best::default();
         for (pf, view) in self.select(from, to)? {
             let recs = view
                 .map_or_else(|| self.open(&pf), Ok)
@@ -421,7 +516,7 @@ impl Reader {
             match recs {
                 Ok(recs) => {
                     for r in recs {
-                        let m = r.decode().expect("records are validated when read");
+                        let m = r.decode_fields().expect("records are validated when read");
                         self.keep(&mut best, m, &pf.name);
                     }
                 }
@@ -502,7 +597,14 @@ impl Reader {
     pub fn verify(&self) -> Result<Vec<StoreError>, StoreError> {
         let mut errors = Vec::new();
         for f in list_partitions(&self.parts)? {
-            match self.open(&f) {
+            // Not through the view cache: verify checks the file as it is
+            // now, from its header on (SealedView::open's checks included).
+            let opened = match f.kind {
+                FileKind::Sealed => SealedView::open(&f.path, f.start_ns, self.span_ns, f.segment)
+                    .map(|v| View::Sealed(std::sync::Arc::new(v))),
+                FileKind::Active => self.open(&f),
+            };
+            match opened {
                 Ok(View::Sealed(v)) => errors.extend(v.verify()),
                 Ok(View::Log(v)) => {
                     if let Err(e) = v.records() {
@@ -521,7 +623,7 @@ impl Reader {
     }
 }
 
-fn sorted(best: HashMap<NaturalKey, Holder>) -> Vec<Holder> {
+fn sorted(best: Best) -> Vec<Holder> {
     let mut v: Vec<Holder> = best.into_values().collect();
     v.sort_by(|a, b| {
         let k = |h: &Holder| {
@@ -539,4 +641,106 @@ fn sorted(best: HashMap<NaturalKey, Holder>) -> Vec<Holder> {
             .then_with(|| natural_key(&a.mapping).cmp(&natural_key(&b.mapping)))
     });
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Record;
+    use crate::model::EndReason;
+    use crate::partition::write_sealed;
+    use crate::store::{Store, StoreConfig};
+    use std::net::{Ipv4Addr, SocketAddr};
+
+    const T0: i64 = 1_772_373_600_000_000_000; // 2026-03-01T14:00:00Z
+    const HOUR: i64 = 3_600_000_000_000;
+
+    fn public() -> SocketAddr {
+        SocketAddr::new(Ipv4Addr::new(203, 0, 113, 7).into(), 40001)
+    }
+
+    /// A one-record sealed partition at `start` whose mapping's subscriber
+    /// is 10.0.0.`host`.
+    fn seal(parts: &std::path::Path, start: i64, host: u8) -> PathBuf {
+        let m = Mapping {
+            proto: Proto::Tcp,
+            internal: SocketAddr::new(Ipv4Addr::new(10, 0, 0, host).into(), 5000),
+            public: public(),
+            remote: SocketAddr::new(Ipv4Addr::new(198, 51, 100, 1).into(), 443),
+            first_ns: start + 1_000_000_000,
+            last_ns: start + 2_000_000_000,
+            end: EndReason::Fin,
+            packets_out: 3,
+            packets_in: 4,
+            flags: 0,
+        };
+        let p = parts.join(file_name(start, 0, FileKind::Sealed));
+        write_sealed(&p, start, HOUR, 0, &[Record::encode(&m, 0).unwrap()]).unwrap();
+        p
+    }
+
+    fn holder_host(r: &Reader, start: i64) -> Result<u8, Vec<String>> {
+        let out = r
+            .lookup(&Query::at(
+                public().ip(),
+                public().port(),
+                start + 1_500_000_000,
+            ))
+            .unwrap();
+        if !out.errors.is_empty() {
+            return Err(out.errors.iter().map(|e| e.to_string()).collect());
+        }
+        assert_eq!(out.holders.len(), 1);
+        match out.holders[0].mapping.internal.ip() {
+            IpAddr::V4(a) => Ok(a.octets()[3]),
+            IpAddr::V6(_) => unreachable!(),
+        }
+    }
+
+    /// A cached view is never served for a file that was replaced (rename),
+    /// damaged in place or removed; the cache stays within its bound.
+    #[test]
+    fn view_cache_never_serves_a_replaced_or_removed_file() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::create(&d.path().join("s"), StoreConfig::default()).unwrap();
+        let parts = d.path().join("s").join(PARTITIONS_DIR);
+        let r = store.reader();
+        let p = seal(&parts, T0, 1);
+        assert_eq!(holder_host(&r, T0), Ok(1));
+        assert_eq!(r.views_cached(), 1);
+        assert_eq!(holder_host(&r.clone(), T0), Ok(1), "clones share the cache");
+        // Replaced by rename (what a publish does): the new file answers.
+        seal(&parts, T0, 2);
+        assert_eq!(holder_host(&r, T0), Ok(2));
+        assert_eq!(r.views_cached(), 1);
+        // Damaged in place (same inode, new mtime): an error naming the
+        // file, not the old answer.
+        let mut bytes = std::fs::read(&p).unwrap();
+        let at = bytes.len() - 64 - 32 - 8; // inside the (only) block
+        bytes[at] ^= 0x10;
+        std::fs::write(&p, &bytes).unwrap();
+        let errs = holder_host(&r, T0).unwrap_err();
+        assert!(errs[0].contains(&*p.to_string_lossy()), "{errs:?}");
+        // Removed: an error, and the view is dropped.
+        seal(&parts, T0, 3);
+        assert_eq!(holder_host(&r, T0), Ok(3));
+        std::fs::remove_file(&p).unwrap();
+        // (The listing may still name it; either way no answer from the old map.)
+        match r.lookup(&Query::at(
+            public().ip(),
+            public().port(),
+            T0 + 1_500_000_000,
+        )) {
+            Ok(out) => assert!(out.holders.is_empty(), "{:?}", out.holders),
+            Err(e) => panic!("{e}"),
+        }
+        // Bound: more partitions than the cache holds.
+        for k in 1..=(SEALED_VIEWS_CACHED_MAX as i64 + 8) {
+            let start = T0 + k * 24 * HOUR;
+            seal(&parts, start, 9);
+            assert_eq!(holder_host(&r, start), Ok(9));
+            assert!(r.views_cached() <= SEALED_VIEWS_CACHED_MAX);
+        }
+        assert_eq!(r.views_cached(), SEALED_VIEWS_CACHED_MAX);
+    }
 }
