@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use natrec_capture::correlate::{
     Correlator, CorrelatorConfig, CorrelatorStats, Prepared, Preparer, Side,
 };
-use natrec_capture::decode::{decode, LinkInfo, Skip};
+use natrec_capture::decode::{decode, linktype_supported, LinkInfo, Skip};
 use natrec_capture::source::{CaptureFile, Packets, RawPacket};
 use natrec_storage::{EndReason, Mapping, Writer, WriterStats};
 
@@ -147,12 +147,20 @@ pub const SINK_MAPPINGS_MAX: usize = 256;
 /// thread (three threads); the correlating thread blocks when the writer is
 /// this far behind. Batches are recycled like the packet batches.
 pub const MAPPING_BATCHES_IN_FLIGHT_MAX: usize = 16;
+/// Three threads: the reader decodes and prepares a batch itself when at
+/// least this many batches wait for the correlating thread, and hands it over
+/// undecoded otherwise, so decoding goes to whichever of the two threads has
+/// time (with one fixed split either one was the bottleneck).
+pub const DECODE_HERE_QUEUED_MIN: usize = BATCHES_IN_FLIGHT_MAX / 2;
 
-/// One packet as the correlator needs it: decoded, or only its time (a packet
-/// that was not decoded still moves the clock).
+/// One packet as the correlator needs it: decoded, read but not decoded yet
+/// (three threads: the correlating thread decodes, see [`Decoding`]), or
+/// only its time (a packet that was not decoded still moves the clock).
 #[derive(Clone, Copy)]
-enum Item {
+enum Item<'a> {
     Packet(i64, Side, Prepared),
+    /// The packet and the side its file gives.
+    Raw(Side, RawPacket<'a>),
     Tick(i64),
 }
 
@@ -165,11 +173,19 @@ struct Reader<'a, 'i> {
     /// Subscriber tests and pair-key hashing, done here (the reader's
     /// thread) rather than on the correlating thread.
     preparer: Preparer,
+    /// `false`: hand packets over undecoded ([`Item::Raw`]); the correlating
+    /// thread decodes them.
+    decode_here: bool,
     summary: Summary,
 }
 
 impl<'a, 'i: 'a> Reader<'a, 'i> {
-    fn new(inputs: &'i [Input], rules: &'i SideRules, preparer: Preparer) -> Self {
+    fn new(
+        inputs: &'i [Input],
+        rules: &'i SideRules,
+        preparer: Preparer,
+        decode_here: bool,
+    ) -> Self {
         let mut summary = Summary::default();
         let mut heads: Vec<Head<'a>> = Vec::with_capacity(inputs.len());
         for (index, input) in inputs.iter().enumerate() {
@@ -188,6 +204,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             heads,
             rules,
             preparer,
+            decode_here,
             summary,
         }
     }
@@ -197,7 +214,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     }
 
     /// The next packet in time order, decoded; `None` at the end of all inputs.
-    fn next_item(&mut self) -> Option<Item> {
+    fn next_item(&mut self) -> Option<Item<'a>> {
         // The earliest head each time; ties go to the earlier file, so the merge is stable.
         let h = self
             .heads
@@ -217,6 +234,9 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             None => (pkt.ts_ns, pkt.ts_ns),
             Some((a, b)) => (a.min(pkt.ts_ns), b.max(pkt.ts_ns)),
         });
+        if !self.decode_here && linktype_supported(pkt.linktype) {
+            return Some(Item::Raw(file_side, pkt));
+        }
         Some(match decode(pkt.linktype, pkt.data) {
             Ok(d) => {
                 let side = self.rules.side(file_side, &pkt, &d.link);
@@ -274,9 +294,36 @@ impl std::fmt::Display for WriterGone {
 
 impl std::error::Error for WriterGone {}
 
+/// Decoding on the correlating thread (three threads, where the reader is
+/// the busiest stage): what the reader does per packet after reading it.
+struct Decoding<'r> {
+    rules: &'r SideRules,
+    preparer: Preparer,
+    /// Packets not decoded, by reason (merged into the summary's).
+    skipped: BTreeMap<&'static str, u64>,
+}
+
+impl Decoding<'_> {
+    fn item(&mut self, file_side: Side, pkt: &RawPacket<'_>) -> Item<'static> {
+        match decode(pkt.linktype, pkt.data) {
+            Ok(d) => {
+                let side = self.rules.side(file_side, pkt, &d.link);
+                Item::Packet(pkt.ts_ns, side, self.preparer.prepare(&d))
+            }
+            Err(skip) => {
+                // Not `UnsupportedLinkType`: the reader stops such a file itself.
+                *self.skipped.entry(skip.reason()).or_insert(0) += 1;
+                Item::Tick(pkt.ts_ns)
+            }
+        }
+    }
+}
+
 /// The second stage: correlate (and write, unless a writing thread does).
 /// Owns the summary's mapping counters.
 struct Sink<'w> {
+    /// Set when packets arrive undecoded ([`Item::Raw`]).
+    decoding: Option<Decoding<'w>>,
     correlator: Correlator,
     out_to: Out<'w>,
     out: Vec<Mapping>,
@@ -288,6 +335,8 @@ struct Sink<'w> {
 
 /// What the correlating stage counted, for the summary.
 struct SinkCounts {
+    /// Packets the correlating thread could not decode, by reason.
+    skipped: BTreeMap<&'static str, u64>,
     correlator: CorrelatorStats,
     mappings: u64,
     mappings_at_capture_end: u64,
@@ -296,14 +345,20 @@ struct SinkCounts {
 impl<'w> Sink<'w> {
     fn counts(&self) -> SinkCounts {
         SinkCounts {
+            skipped: self
+                .decoding
+                .as_ref()
+                .map(|d| d.skipped.clone())
+                .unwrap_or_default(),
             correlator: self.correlator.stats(),
             mappings: self.mappings,
             mappings_at_capture_end: self.mappings_at_capture_end,
         }
     }
 
-    fn new(correlator: Correlator, out_to: Out<'w>) -> Self {
+    fn new(correlator: Correlator, out_to: Out<'w>, decoding: Option<Decoding<'w>>) -> Self {
         Sink {
+            decoding,
             correlator,
             out_to,
             out: Vec::with_capacity(SINK_MAPPINGS_MAX + 8),
@@ -316,7 +371,15 @@ impl<'w> Sink<'w> {
 
     /// Feeds one item; every [`PACKETS_PER_TICK`] items the writer's clock
     /// moves (sealing finished partitions) and `true` is returned.
-    fn push(&mut self, item: &Item) -> Result<bool> {
+    fn push(&mut self, item: &Item<'_>) -> Result<bool> {
+        let decoded;
+        let item = match (item, &mut self.decoding) {
+            (Item::Raw(side, pkt), Some(d)) => {
+                decoded = d.item(*side, pkt);
+                &decoded
+            }
+            _ => item,
+        };
         match item {
             Item::Packet(ts, side, d) => {
                 self.max_ts = self.max_ts.max(*ts);
@@ -326,6 +389,7 @@ impl<'w> Sink<'w> {
                 self.max_ts = self.max_ts.max(*ts);
                 self.correlator.advance(*ts, &mut self.out);
             }
+            Item::Raw(..) => unreachable!("raw packets come with a decoding sink"),
         }
         if self.out.len() >= SINK_MAPPINGS_MAX {
             self.drain()?;
@@ -417,20 +481,26 @@ fn write_stage(
 
 /// The first stage on its own thread: reads, merges, decodes and prepares
 /// packets into batches of [`PACKETS_PER_BATCH`], recycled through `empty_rx`.
-fn read_stage<'a, 'i: 'a>(
-    inputs: &'i [Input],
-    rules: &'i SideRules,
-    preparer: Preparer,
+fn read_stage<'i>(
+    reader: Reader<'i, 'i>,
+    adaptive: bool,
     bar: &ProgressBar,
-    full_tx: crossbeam_channel::Sender<Vec<Item>>,
-    empty_rx: crossbeam_channel::Receiver<Vec<Item>>,
+    full_tx: crossbeam_channel::Sender<Vec<Item<'i>>>,
+    empty_rx: crossbeam_channel::Receiver<Vec<Item<'i>>>,
 ) -> Summary {
-    let mut reader = Reader::new(inputs, rules, preparer);
+    let mut reader = reader;
     let mut batches = 0u64;
     // A batch comes back from the correlator thread, or (if it
     // stopped on an error) the replay ends here.
     while let Ok(mut batch) = empty_rx.recv() {
         batch.clear();
+        if adaptive {
+            // Decode here while the correlating thread is behind (half the
+            // batches in flight are waiting for it), else leave decoding to
+            // it: the two threads settle where they are equally busy. Either
+            // thread decodes a packet to the same result.
+            reader.decode_here = full_tx.len() >= DECODE_HERE_QUEUED_MIN;
+        }
         while batch.len() < PACKETS_PER_BATCH {
             match reader.next_item() {
                 Some(item) => batch.push(item),
@@ -455,10 +525,10 @@ fn read_stage<'a, 'i: 'a>(
 }
 
 /// The correlating stage fed by the reading thread.
-fn correlate_stage(
+fn correlate_stage<'a>(
     sink: &mut Sink<'_>,
-    full_rx: &crossbeam_channel::Receiver<Vec<Item>>,
-    empty_tx: &crossbeam_channel::Sender<Vec<Item>>,
+    full_rx: &crossbeam_channel::Receiver<Vec<Item<'a>>>,
+    empty_tx: &crossbeam_channel::Sender<Vec<Item<'a>>>,
 ) -> Result<()> {
     for batch in full_rx.iter() {
         for item in &batch {
@@ -502,8 +572,8 @@ pub fn run(
     let correlator = Correlator::new(cfg);
     let (mut summary, sink) = match threads {
         0 | 1 => {
-            let mut sink = Sink::new(correlator, Out::Direct(&mut *writer));
-            let mut reader = Reader::new(inputs, rules, preparer);
+            let mut sink = Sink::new(correlator, Out::Direct(&mut *writer), None);
+            let mut reader = Reader::new(inputs, rules, preparer, true);
             while let Some(item) = reader.next_item() {
                 if sink.push(&item)? {
                     bar.set_position(reader.position());
@@ -519,17 +589,19 @@ pub fn run(
             (reader.summary, sink.counts())
         }
         2 => {
-            let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX);
+            let (full_tx, full_rx) =
+                crossbeam_channel::bounded::<Vec<Item<'_>>>(BATCHES_IN_FLIGHT_MAX);
             let (empty_tx, empty_rx) =
-                crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX + 2);
+                crossbeam_channel::bounded::<Vec<Item<'_>>>(BATCHES_IN_FLIGHT_MAX + 2);
             for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
                 let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
             }
-            let mut sink = Sink::new(correlator, Out::Direct(&mut *writer));
+            let mut sink = Sink::new(correlator, Out::Direct(&mut *writer), None);
+            let reader = Reader::new(inputs, rules, preparer, true);
             std::thread::scope(|scope| -> Result<(Summary, SinkCounts)> {
                 let bar = &bar;
-                let producer = scope
-                    .spawn(move || read_stage(inputs, rules, preparer, bar, full_tx, empty_rx));
+                let producer =
+                    scope.spawn(move || read_stage(reader, false, bar, full_tx, empty_rx));
                 let consumed = correlate_stage(&mut sink, &full_rx, &empty_tx);
                 // On an error, closing our ends stops the reader.
                 drop(full_rx);
@@ -540,9 +612,10 @@ pub fn run(
             })?
         }
         _ => {
-            let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX);
+            let (full_tx, full_rx) =
+                crossbeam_channel::bounded::<Vec<Item<'_>>>(BATCHES_IN_FLIGHT_MAX);
             let (empty_tx, empty_rx) =
-                crossbeam_channel::bounded::<Vec<Item>>(BATCHES_IN_FLIGHT_MAX + 2);
+                crossbeam_channel::bounded::<Vec<Item<'_>>>(BATCHES_IN_FLIGHT_MAX + 2);
             for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
                 let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
             }
@@ -550,18 +623,26 @@ pub fn run(
                 crossbeam_channel::bounded::<ToWriter>(MAPPING_BATCHES_IN_FLIGHT_MAX);
             let (back_tx, back_rx) =
                 crossbeam_channel::bounded::<Vec<Mapping>>(MAPPING_BATCHES_IN_FLIGHT_MAX + 2);
+            // The reader decodes and prepares while this thread is behind, and
+            // leaves it to this thread otherwise (`DECODE_HERE_QUEUED_MIN`).
             let mut sink = Sink::new(
                 correlator,
                 Out::Channel {
                     tx: to_writer,
                     empty: back_rx,
                 },
+                Some(Decoding {
+                    rules,
+                    preparer: preparer.clone(),
+                    skipped: BTreeMap::new(),
+                }),
             );
+            let reader = Reader::new(inputs, rules, preparer, false);
             let writer = &mut *writer;
             std::thread::scope(|scope| -> Result<(Summary, SinkCounts)> {
                 let bar = &bar;
-                let producer = scope
-                    .spawn(move || read_stage(inputs, rules, preparer, bar, full_tx, empty_rx));
+                let producer =
+                    scope.spawn(move || read_stage(reader, true, bar, full_tx, empty_rx));
                 let correlating = scope.spawn(move || {
                     let r = correlate_stage(&mut sink, &full_rx, &empty_tx);
                     // Dropping the sink (its sender) tells the writer that
@@ -588,6 +669,9 @@ pub fn run(
     };
     bar.finish_and_clear();
 
+    for (reason, n) in sink.skipped {
+        *summary.skipped.entry(reason).or_insert(0) += n;
+    }
     summary.correlator = sink.correlator;
     summary.writer = writer.stats();
     summary.mappings = sink.mappings;

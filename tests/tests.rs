@@ -553,6 +553,21 @@ fn unknown_link_type_is_named() {
     std::fs::write(&f, &bytes).unwrap();
     let o = replay(dir.path(), &[f.to_str().unwrap()]);
     assert_clean_error(&o, &["user0.pcap", "link type 147"]);
+    // The same with three threads, where the reader may leave decoding to
+    // the correlating thread: the reader still stops the file and names it.
+    for threads in ["1", "3"] {
+        let store = dir.path().join(format!("store-{threads}"));
+        let o = natrec(&[
+            "replay",
+            "--quiet",
+            "--threads",
+            threads,
+            "--store",
+            store.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ]);
+        assert_clean_error(&o, &["user0.pcap", "link type 147"]);
+    }
 }
 
 #[test]

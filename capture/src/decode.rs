@@ -248,6 +248,26 @@ impl fmt::Display for Skip {
 
 impl std::error::Error for Skip {}
 
+/// Whether [`decode`] reads packets of `linktype` at all (it never returns
+/// [`Skip::UnsupportedLinkType`] for these), so a reader can stop a file of
+/// another link type without decoding its packets.
+pub const fn linktype_supported(linktype: u16) -> bool {
+    matches!(
+        linktype,
+        linktype::ETHERNET
+            | linktype::LINUX_SLL
+            | linktype::LINUX_SLL2
+            | linktype::RAW
+            | linktype::DLT_RAW_12
+            | linktype::DLT_RAW_14
+            | linktype::IPV4
+            | linktype::IPV6
+            | linktype::NULL
+            | linktype::LOOP
+            | linktype::PPP
+    )
+}
+
 /// Decodes one packet captured on a link of type `linktype` (a `LINKTYPE_*` value, see
 /// [`linktype`]). Never panics, whatever the bytes.
 pub fn decode(linktype: u16, data: &[u8]) -> Result<Decoded, Skip> {

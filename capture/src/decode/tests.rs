@@ -554,3 +554,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn linktype_supported_is_what_decode_reads() {
+    // Every link type: decode refuses the type itself exactly when
+    // linktype_supported says no, whatever the bytes.
+    for lt in 0..=u16::MAX {
+        for data in [&[][..], &[0u8; 64][..], &[0x45u8; 64][..]] {
+            let unsupported = matches!(decode(lt, data), Err(Skip::UnsupportedLinkType(_)));
+            assert_eq!(unsupported, !linktype_supported(lt), "link type {lt}");
+        }
+    }
+}
