@@ -123,7 +123,7 @@ pub fn run(keep: Option<&Path>) -> Result<ExitCode> {
     }];
     let cfg = crate::cli::correlator_config(&[], 2_000_000_000, 1 << 20, 1 << 22, hold)?;
     let mut writer = store.writer()?;
-    let summary = crate::replay::run(&inputs, &SideRules::default(), cfg, &mut writer, false, 2)?;
+    let summary = crate::replay::run(&inputs, &SideRules::default(), cfg, &mut writer, false, 3)?;
     drop(writer);
     for line in summary.render().lines() {
         println!("  {line}");
