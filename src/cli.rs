@@ -209,7 +209,7 @@ struct LookupArgs {
     /// Also answer for anyone holding it this long before or after --at (clock uncertainty).
     #[arg(long, default_value = "0s", value_parser = timefmt::parse_duration)]
     window: i64,
-    /// Remote endpoint named in the request: IP or IP:PORT ([v6]:PORT).
+    /// Remote endpoint named in the request: IP or IP:PORT (`[v6]:PORT`).
     #[arg(long)]
     remote: Option<String>,
     /// Zone for --at without an offset, and for showing times (e.g. Asia/Shanghai, +08:00).

@@ -435,7 +435,7 @@ const LINK_NONE: Link = (1 << 24) - 1;
 /// `WHEEL_BASE + b` (the scan's list included); slot numbers stay below it.
 const WHEEL_BASE: Link = LINK_NONE - (WHEEL_DUE as Link + 1);
 /// Most flow slots, so most active flows (`flows_active_max` is checked
-/// against it): slot numbers are 24-bit links below [`WHEEL_BASE`]
+/// against it): slot numbers are 24-bit links below the expiry wheel's bucket heads
 /// (16 769 022; 939 MB of slots).
 pub const FLOWS_ACTIVE_MAX_LIMIT: usize = WHEEL_BASE as usize;
 
