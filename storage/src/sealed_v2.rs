@@ -529,6 +529,10 @@ pub struct ColumnBytes {
     pub columns: [u64; 11],
 }
 
+/// Partitions of at least this many records encode their blocks on two
+/// threads (about 0.1 s of work per million records).
+const ENCODE_SPLIT_RECORDS_MIN: usize = 1 << 17;
+
 /// Names of the block columns, in order.
 pub const COLUMN_NAMES: [&str; 11] = [
     "public_ip",
@@ -640,6 +644,26 @@ pub(crate) fn encode_file(
     records: &[Record],
     acct: &mut ColumnBytes,
 ) -> Vec<u8> {
+    encode_file_split(
+        start_ns,
+        span_ns,
+        segment,
+        records,
+        acct,
+        ENCODE_SPLIT_RECORDS_MIN,
+    )
+}
+
+/// [`encode_file`], encoding the blocks on two threads from `split_min`
+/// records on.
+fn encode_file_split(
+    start_ns: i64,
+    span_ns: i64,
+    segment: u32,
+    records: &[Record],
+    acct: &mut ColumnBytes,
+    split_min: usize,
+) -> Vec<u8> {
     let dict = Dictionary::of(records);
     let n4 = dict.v4.len();
     let n_dict = n4 + dict.v6.len();
@@ -661,13 +685,81 @@ pub(crate) fn encode_file(
     }
     acct.dictionary += (out.len() - dict_start) as u64;
 
+    // Blocks are independent once the dictionary is known: a large
+    // partition encodes its second half on another thread (the end of a
+    // replay seals while nothing else runs), the halves are concatenated.
+    // Same bytes either way.
+    let mut index: Vec<IndexEntry>;
+    if records.len() >= split_min && records.len() > BLOCK_RECORDS {
+        let split = records.len().div_ceil(BLOCK_RECORDS).div_ceil(2) * BLOCK_RECORDS;
+        let (first, second) = records.split_at(split);
+        let (ids1, ids2) = dict.ids.split_at(split);
+        let mut acct2 = ColumnBytes::default();
+        let (idx1, (blocks2, idx2)) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| {
+                let mut b = Vec::with_capacity(second.len() * 16);
+                let idx = encode_blocks(&mut b, second, ids2, start_ns, &mut acct2);
+                (b, idx)
+            });
+            let idx1 = encode_blocks(&mut out, first, ids1, start_ns, acct);
+            (idx1, other.join().expect("block encoding does not panic"))
+        });
+        let shift = out.len() as u64;
+        out.extend_from_slice(&blocks2);
+        index = idx1;
+        index.extend(idx2.into_iter().map(|mut e| {
+            e.offset = U64::new(e.offset.get() + shift);
+            e
+        }));
+        acct.block_overhead += acct2.block_overhead;
+        for (a, b) in acct.columns.iter_mut().zip(acct2.columns) {
+            *a += b;
+        }
+    } else {
+        index = encode_blocks(&mut out, records, &dict.ids, start_ns, acct);
+    }
+    let index_start = out.len();
+    for e in &index {
+        out.extend_from_slice(e.as_bytes());
+    }
+    acct.index += (out.len() - index_start) as u64;
+    let stats = Stats::of(records);
+    let mut f = FooterV2 {
+        magic: FOOTER_V2_MAGIC,
+        record_count: U64::new(records.len() as u64),
+        late_min_first_ns: I64::new(stats.late_min_first_ns),
+        max_last_ns: I64::new(stats.max_last_ns),
+        index_crc: U32::new(crc32fast::hash(&out[index_start..])),
+        carried_in: U32::new(stats.carried_in),
+        late_in: U32::new(stats.late_in),
+        block_count: U32::new(index.len() as u32),
+        dict_v4: U32::new(n4 as u32),
+        dict_v6: U32::new(dict.v6.len() as u32),
+        block_records: U32::new(BLOCK_RECORDS as u32),
+        crc: U32::new(0),
+    };
+    f.crc = U32::new(header_crc(f.as_bytes()));
+    out.extend_from_slice(f.as_bytes());
+    acct.header_footer += 2 * HEADER_SIZE as u64;
+    out
+}
+
+/// Encodes `records` (whole blocks; `ids` their dictionary ids) as blocks
+/// appended to `out`; the index entries' offsets are their place in `out`.
+fn encode_blocks(
+    out: &mut Vec<u8>,
+    records: &[Record],
+    ids: &[[u32; 3]],
+    start_ns: i64,
+    acct: &mut ColumnBytes,
+) -> Vec<IndexEntry> {
     let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
     let mut cols: [Vec<u64>; 11] = Default::default();
     let mut scratch = ColScratch::default();
     for (bi, block) in records.chunks(BLOCK_RECORDS).enumerate() {
         let off = out.len();
         let n = block.len();
-        let ids = &dict.ids[bi * BLOCK_RECORDS..bi * BLOCK_RECORDS + n];
+        let ids = &ids[bi * BLOCK_RECORDS..bi * BLOCK_RECORDS + n];
         for c in cols.iter_mut() {
             c.clear();
         }
@@ -705,13 +797,13 @@ pub(crate) fn encode_file(
             cols[9].push(u64::from(r.packets_out.get()));
             cols[10].push(u64::from(r.packets_in.get()));
         }
-        put_varint(&mut out, n as u64);
+        put_varint(out, n as u64);
         out.push(ef);
         out.push(ed);
         acct.block_overhead += (out.len() - off + 4) as u64;
         for (k, c) in cols.iter().enumerate() {
             let before = out.len();
-            put_col(&mut out, c, &mut scratch);
+            put_col(out, c, &mut scratch);
             acct.columns[k] += (out.len() - before) as u64;
         }
         let crc = crc32fast::hash(&out[off..]);
@@ -724,30 +816,7 @@ pub(crate) fn encode_file(
             offset: U64::new(off as u64),
         });
     }
-    let index_start = out.len();
-    for e in &index {
-        out.extend_from_slice(e.as_bytes());
-    }
-    acct.index += (out.len() - index_start) as u64;
-    let stats = Stats::of(records);
-    let mut f = FooterV2 {
-        magic: FOOTER_V2_MAGIC,
-        record_count: U64::new(records.len() as u64),
-        late_min_first_ns: I64::new(stats.late_min_first_ns),
-        max_last_ns: I64::new(stats.max_last_ns),
-        index_crc: U32::new(crc32fast::hash(&out[index_start..])),
-        carried_in: U32::new(stats.carried_in),
-        late_in: U32::new(stats.late_in),
-        block_count: U32::new(index.len() as u32),
-        dict_v4: U32::new(n4 as u32),
-        dict_v6: U32::new(dict.v6.len() as u32),
-        block_records: U32::new(BLOCK_RECORDS as u32),
-        crc: U32::new(0),
-    };
-    f.crc = U32::new(header_crc(f.as_bytes()));
-    out.extend_from_slice(f.as_bytes());
-    acct.header_footer += 2 * HEADER_SIZE as u64;
-    out
+    index
 }
 
 /// The footer statistics of some records (same definitions as v1's).
@@ -1617,6 +1686,16 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Blocks encoded on two threads and concatenated are the bytes of
+        /// one thread's encoding (the records here span up to 3 blocks).
+        #[test]
+        fn encoding_on_two_threads_gives_the_same_bytes(recs in records()) {
+            // Forced split (any partition of two blocks or more) against none.
+            let one = encode_file_split(T0, 3_600_000_000_000, 0, &recs, &mut ColumnBytes::default(), usize::MAX);
+            let two = encode_file_split(T0, 3_600_000_000_000, 0, &recs, &mut ColumnBytes::default(), 0);
+            prop_assert_eq!(one, two);
+        }
 
         /// decode(encode(x)) == x for any sorted record set, and every
         /// lookup by key finds what a linear search finds.
