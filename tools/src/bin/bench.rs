@@ -544,6 +544,26 @@ fn main() -> Result<()> {
         .map(|(_, m)| m.1)
         .max()
         .unwrap_or(0);
+    // Several threads against one, per build, from the medians of the same run
+    // (issue 3's "two cores ≥ 1.7× one").
+    let mut sorted: Vec<(&String, &Vec<f64>)> = times.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    for (label, one) in sorted
+        .iter()
+        .filter_map(|(n, t)| n.strip_suffix(" replay --threads 1").map(|l| (l, t)))
+    {
+        let one = median(one.to_vec());
+        for (n, t) in &sorted {
+            if let Some(k) = n.strip_prefix(&format!("{label} replay --threads ")) {
+                if k != "1" {
+                    println!(
+                        "- {label} --threads {k} ÷ --threads 1: {:.2}× (medians, same run)",
+                        one / median(t.to_vec())
+                    );
+                }
+            }
+        }
+    }
     println!(
         "- bytes per stored mapping (sealed .part bytes ÷ mappings): {:.1}",
         part_bytes as f64 / mappings.max(1) as f64
