@@ -571,6 +571,69 @@ fn unknown_link_type_is_named() {
 }
 
 #[test]
+fn packets_not_decoded_are_counted_alike_whichever_thread_decodes() {
+    // The outside capture plus ARP frames and a truncated IPv4 packet after
+    // its last record (time order kept): each pipeline shape must count the
+    // same skips (with three threads the correlating thread may decode).
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(fixture("natlab.outside.pcap")).unwrap();
+    let le32 = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let (mut pos, mut last_sec) = (24, 0);
+    while pos < bytes.len() {
+        last_sec = le32(&bytes, pos);
+        pos += 16 + le32(&bytes, pos + 8) as usize;
+    }
+    let mut arp = vec![0xff; 6];
+    arp.extend([2, 0, 0, 0, 0, 1, 0x08, 0x06]);
+    arp.extend([0u8; 28]);
+    let mut cut_ipv4 = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+    cut_ipv4.extend([0x45, 0, 0, 60, 0, 1, 0, 0]);
+    for (i, frame) in [&arp, &arp, &cut_ipv4, &arp].iter().enumerate() {
+        for v in [
+            last_sec + 1,
+            i as u32,
+            frame.len() as u32,
+            frame.len() as u32,
+        ] {
+            bytes.extend(v.to_le_bytes());
+        }
+        bytes.extend(frame.iter());
+    }
+    let f = dir.path().join("with-skips.pcap");
+    std::fs::write(&f, &bytes).unwrap();
+    let mut seen = Vec::new();
+    for threads in ["1", "2", "3"] {
+        let store = dir.path().join(format!("store-{threads}"));
+        let o = natrec(&[
+            "replay",
+            "--quiet",
+            "--json",
+            "--threads",
+            threads,
+            "--store",
+            store.to_str().unwrap(),
+            f.to_str().unwrap(),
+        ]);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        seen.push((
+            v["skipped"].clone(),
+            v["packets"].clone(),
+            v["mappings"].clone(),
+        ));
+    }
+    let skipped_total: u64 = seen[0]
+        .0
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(skipped_total, 4, "{:?}", seen[0]);
+    assert!(seen.iter().all(|s| *s == seen[0]), "{seen:?}");
+}
+
+#[test]
 fn a_directory_that_is_not_a_store() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display().to_string();
