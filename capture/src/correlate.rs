@@ -796,6 +796,7 @@ impl Preparer {
     }
 
     /// [`Preparer::prepare`] of the [`Decoded`] that `f` stands for.
+    #[inline]
     fn prepare_fast(&self, f: &FastV4) -> Prepared {
         let ep = |a: u32, port: u16| Ep {
             ip: (V4_MAPPED_HIGH << 32 | u128::from(a)).to_le_bytes(),
