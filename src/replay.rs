@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use natrec_capture::correlate::{
     Correlator, CorrelatorConfig, CorrelatorStats, Prepared, Preparer, Side,
 };
-use natrec_capture::decode::{decode, linktype_supported, LinkInfo, Skip};
+use natrec_capture::decode::{linktype_supported, LinkInfo, Skip};
 use natrec_capture::source::{CaptureFile, Packets, RawPacket};
 use natrec_storage::{EndReason, Mapping, Writer, WriterStats};
 
@@ -237,10 +237,10 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         if !self.decode_here && linktype_supported(pkt.linktype) {
             return Some(Item::Raw(file_side, pkt));
         }
-        Some(match decode(pkt.linktype, pkt.data) {
-            Ok(d) => {
-                let side = self.rules.side(file_side, &pkt, &d.link);
-                Item::Packet(pkt.ts_ns, side, self.preparer.prepare(&d))
+        Some(match self.preparer.prepare_bytes(pkt.linktype, pkt.data) {
+            Ok((p, link)) => {
+                let side = self.rules.side(file_side, &pkt, &link);
+                Item::Packet(pkt.ts_ns, side, p)
             }
             Err(Skip::UnsupportedLinkType(lt)) => {
                 // Nothing in this file can be decoded: stop it and say so.
@@ -305,10 +305,10 @@ struct Decoding<'r> {
 
 impl Decoding<'_> {
     fn item(&mut self, file_side: Side, pkt: &RawPacket<'_>) -> Item<'static> {
-        match decode(pkt.linktype, pkt.data) {
-            Ok(d) => {
-                let side = self.rules.side(file_side, pkt, &d.link);
-                Item::Packet(pkt.ts_ns, side, self.preparer.prepare(&d))
+        match self.preparer.prepare_bytes(pkt.linktype, pkt.data) {
+            Ok((p, link)) => {
+                let side = self.rules.side(file_side, pkt, &link);
+                Item::Packet(pkt.ts_ns, side, p)
             }
             Err(skip) => {
                 // Not `UnsupportedLinkType`: the reader stops such a file itself.

@@ -47,7 +47,8 @@ use natrec_storage::{
     EndReason, HoldTimes, Mapping, Proto, UnixNanos, FLAG_MIDFLOW, NANOS_PER_SEC,
 };
 
-use crate::decode::{Decoded, TcpInfo};
+use crate::decode::fast::{fast_v4, FastV4};
+use crate::decode::{decode, Decoded, LinkInfo, Skip, TcpInfo};
 
 /// Where a packet was captured, when the capture says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -679,7 +680,7 @@ const WHEEL_DUE: usize = EXPIRY_WHEEL_SECONDS;
 /// compact), subscriber tests, protocol, TCP flags and the hash of the fields
 /// a NAT leaves alone. Computed without correlator state, so a pipeline can
 /// do it on the thread that decodes ([`Preparer`]); 48 bytes.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prepared {
     src: Ep,
     dst: Ep,
@@ -771,12 +772,60 @@ impl Preparer {
 
     /// `pkt` as [`Correlator::push_prepared`] takes it.
     pub fn prepare(&self, pkt: &Decoded) -> Prepared {
-        let src = Ep::of(pkt.src, pkt.sport);
-        let dst = Ep::of(pkt.dst, pkt.dport);
-        let invariants = invariants(pkt);
+        self.prepared(
+            Ep::of(pkt.src, pkt.sport),
+            Ep::of(pkt.dst, pkt.dport),
+            pkt.proto,
+            pkt.tcp.map_or(0, |t| t.flags),
+            invariants(pkt),
+        )
+    }
+
+    /// [`decode`] then [`Preparer::prepare`] of one packet's bytes, with the
+    /// link details: exactly what those two return, for every input. The
+    /// common case (IPv4 TCP / UDP / ICMP echo on Ethernet with or without
+    /// VLAN tags, Linux SLL / SLL2 or raw IP) is read straight from the
+    /// bytes; everything else, skips included, goes through `decode`.
+    #[inline]
+    pub fn prepare_bytes(&self, linktype: u16, data: &[u8]) -> Result<(Prepared, LinkInfo), Skip> {
+        if let Some(f) = fast_v4(linktype, data) {
+            return Ok((self.prepare_fast(&f), f.link));
+        }
+        let d = decode(linktype, data)?;
+        Ok((self.prepare(&d), d.link))
+    }
+
+    /// [`Preparer::prepare`] of the [`Decoded`] that `f` stands for.
+    #[inline]
+    fn prepare_fast(&self, f: &FastV4) -> Prepared {
+        let ep = |a: u32, port: u16| Ep {
+            ip: (V4_MAPPED_HIGH << 32 | u128::from(a)).to_le_bytes(),
+            port,
+        };
+        self.prepared(
+            ep(f.src, f.sport),
+            ep(f.dst, f.dport),
+            f.proto,
+            f.tcp.map_or(0, |t| t.flags),
+            invariant_hash(
+                f.ip_id,
+                f.ip_total_len,
+                f.icmp_seq,
+                f.tcp,
+                f.payload_len,
+                f.payload_fp_bytes,
+                f.payload_fp,
+            ),
+        )
+    }
+
+    /// The [`Prepared`] of a packet's endpoints, protocol, TCP flags and
+    /// invariant hash.
+    #[inline]
+    fn prepared(&self, src: Ep, dst: Ep, proto: Proto, tcp_flags: u8, invariants: u64) -> Prepared {
         let key = |dir: Dir, remote: Ep| PairKey {
             dir,
-            proto: pkt.proto,
+            proto,
             remote,
             invariants,
         };
@@ -786,8 +835,8 @@ impl Preparer {
             invariants,
             hash_out: pair_hash(&key(Dir::Out, dst)),
             hash_in: pair_hash(&key(Dir::In, src)),
-            proto: pkt.proto,
-            tcp_flags: pkt.tcp.map_or(0, |t| t.flags),
+            proto,
+            tcp_flags,
             src_sub: self.is_subscriber(&src),
             dst_sub: self.is_subscriber(&dst),
         }
@@ -1960,20 +2009,44 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// this is 64 bits of a good mix, as the FxHash over the fields it replaces
 /// (which cost ~40 instructions a packet more).
 fn invariants(pkt: &Decoded) -> u64 {
-    let (tcp_seq_ack, tcp_flags) = match pkt.tcp {
+    invariant_hash(
+        pkt.ip_id,
+        pkt.ip_total_len,
+        pkt.icmp_seq,
+        pkt.tcp,
+        pkt.payload_len,
+        pkt.payload_fp_bytes,
+        pkt.payload_fp,
+    )
+}
+
+/// [`invariants`] of a packet with these fields.
+#[inline]
+fn invariant_hash(
+    ip_id: u32,
+    ip_total_len: u16,
+    icmp_seq: u16,
+    tcp: Option<TcpInfo>,
+    payload_len: u32,
+    payload_fp_bytes: u16,
+    payload_fp: u64,
+) -> u64 {
+    let (tcp_seq_ack, tcp_flags) = match tcp {
         Some(t) => (
             u64::from(t.seq) | u64::from(t.ack) << 32,
             u64::from(t.flags) | 0x100,
         ),
         None => (0, 0),
     };
-    let w0 =
-        u64::from(pkt.ip_id) | u64::from(pkt.ip_total_len) << 32 | u64::from(pkt.icmp_seq) << 48;
-    let w2 = u64::from(pkt.payload_len) | u64::from(pkt.payload_fp_bytes) << 32 | tcp_flags << 48;
+    let w0 = u64::from(ip_id) | u64::from(ip_total_len) << 32 | u64::from(icmp_seq) << 48;
+    let w2 = u64::from(payload_len) | u64::from(payload_fp_bytes) << 32 | tcp_flags << 48;
     let a = fold_mul(w0 ^ MIX[1], tcp_seq_ack ^ MIX[0]);
-    let b = fold_mul(w2 ^ MIX[2], pkt.payload_fp ^ MIX[3]);
+    let b = fold_mul(w2 ^ MIX[2], payload_fp ^ MIX[3]);
     fold_mul(a ^ MIX[0], b ^ MIX[1])
 }
+
+#[cfg(test)]
+mod fast_tests;
 
 #[cfg(test)]
 mod tests {

@@ -33,6 +33,8 @@ use natrec_storage::Proto;
 
 pub mod wire;
 
+pub(crate) mod fast;
+
 #[cfg(test)]
 mod tests;
 
