@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use natrec_capture::correlate::{
     Correlator, CorrelatorConfig, CorrelatorStats, Prepared, Preparer, Side,
 };
-use natrec_capture::decode::{linktype_supported, LinkInfo, Skip};
+use natrec_capture::decode::{linktype_supported, LinkInfo};
 use natrec_capture::source::{CaptureFile, Packets, RawPacket};
 use natrec_storage::{EndReason, Mapping, Writer, WriterStats};
 
@@ -169,10 +169,9 @@ enum Item<'a> {
 struct Reader<'a, 'i> {
     inputs: &'i [Input],
     heads: Vec<Head<'a>>,
-    rules: &'i SideRules,
-    /// Subscriber tests and pair-key hashing, done here (the reader's
-    /// thread) rather than on the correlating thread.
-    preparer: Preparer,
+    /// Decoding, sides, subscriber tests and pair-key hashing, done here
+    /// (the reader's thread) unless left to the correlating thread.
+    decoding: Decoding<'i>,
     /// `false`: hand packets over undecoded ([`Item::Raw`]); the correlating
     /// thread decodes them.
     decode_here: bool,
@@ -202,11 +201,19 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         Reader {
             inputs,
             heads,
-            rules,
-            preparer,
+            decoding: Decoding::new(rules, preparer),
             decode_here,
             summary,
         }
+    }
+
+    /// The summary's packet-side counters once reading is over.
+    fn finish(mut self) -> Summary {
+        self.summary.bytes = self.position();
+        for (reason, n) in self.decoding.skipped {
+            *self.summary.skipped.entry(reason).or_insert(0) += n;
+        }
+        self.summary
     }
 
     fn position(&self) -> u64 {
@@ -234,30 +241,23 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             None => (pkt.ts_ns, pkt.ts_ns),
             Some((a, b)) => (a.min(pkt.ts_ns), b.max(pkt.ts_ns)),
         });
-        if !self.decode_here && linktype_supported(pkt.linktype) {
-            return Some(Item::Raw(file_side, pkt));
+        if !linktype_supported(pkt.linktype) {
+            // Nothing in this file can be decoded: stop it and say so.
+            let head = &mut self.heads[h];
+            summary.capture_errors.push(format!(
+                "{}: packet at byte {}: link type {} is not supported (natrec reads Ethernet with VLAN/QinQ/PPPoE, Linux SLL and SLL2, raw IP, loopback, PPP); capture with `tcpdump -i any` or on an Ethernet interface",
+                self.inputs[head.index].file.path().display(),
+                pkt.offset,
+                pkt.linktype
+            ));
+            head.next = None;
+            head.stopped = true;
+            return Some(Item::Tick(pkt.ts_ns));
         }
-        Some(match self.preparer.prepare_bytes(pkt.linktype, pkt.data) {
-            Ok((p, link)) => {
-                let side = self.rules.side(file_side, &pkt, &link);
-                Item::Packet(pkt.ts_ns, side, p)
-            }
-            Err(Skip::UnsupportedLinkType(lt)) => {
-                // Nothing in this file can be decoded: stop it and say so.
-                let head = &mut self.heads[h];
-                summary.capture_errors.push(format!(
-                    "{}: packet at byte {}: link type {lt} is not supported (natrec reads Ethernet with VLAN/QinQ/PPPoE, Linux SLL and SLL2, raw IP, loopback, PPP); capture with `tcpdump -i any` or on an Ethernet interface",
-                    self.inputs[head.index].file.path().display(),
-                    pkt.offset
-                ));
-                head.next = None;
-                head.stopped = true;
-                Item::Tick(pkt.ts_ns)
-            }
-            Err(skip) => {
-                *summary.skipped.entry(skip.reason()).or_insert(0) += 1;
-                Item::Tick(pkt.ts_ns)
-            }
+        Some(if self.decode_here {
+            self.decoding.item(file_side, &pkt)
+        } else {
+            Item::Raw(file_side, pkt)
         })
     }
 }
@@ -303,7 +303,17 @@ struct Decoding<'r> {
     skipped: BTreeMap<&'static str, u64>,
 }
 
-impl Decoding<'_> {
+impl<'r> Decoding<'r> {
+    fn new(rules: &'r SideRules, preparer: Preparer) -> Self {
+        Decoding {
+            rules,
+            preparer,
+            skipped: BTreeMap::new(),
+        }
+    }
+
+    /// A packet of a supported link type (the reader checks), decoded and
+    /// prepared, or a tick if it is of no use (counted by reason).
     fn item(&mut self, file_side: Side, pkt: &RawPacket<'_>) -> Item<'static> {
         match self.preparer.prepare_bytes(pkt.linktype, pkt.data) {
             Ok((p, link)) => {
@@ -311,7 +321,6 @@ impl Decoding<'_> {
                 Item::Packet(pkt.ts_ns, side, p)
             }
             Err(skip) => {
-                // Not `UnsupportedLinkType`: the reader stops such a file itself.
                 *self.skipped.entry(skip.reason()).or_insert(0) += 1;
                 Item::Tick(pkt.ts_ns)
             }
@@ -520,8 +529,7 @@ fn read_stage<'i>(
             break;
         }
     }
-    reader.summary.bytes = reader.position();
-    reader.summary
+    reader.finish()
 }
 
 /// The correlating stage fed by the reading thread.
@@ -585,8 +593,7 @@ pub fn run(
                 }
             }
             sink.finish()?;
-            reader.summary.bytes = reader.position();
-            (reader.summary, sink.counts())
+            (reader.finish(), sink.counts())
         }
         2 => {
             let (full_tx, full_rx) =
@@ -631,11 +638,7 @@ pub fn run(
                     tx: to_writer,
                     empty: back_rx,
                 },
-                Some(Decoding {
-                    rules,
-                    preparer: preparer.clone(),
-                    skipped: BTreeMap::new(),
-                }),
+                Some(Decoding::new(rules, preparer.clone())),
             );
             let reader = Reader::new(inputs, rules, preparer, false);
             let writer = &mut *writer;
