@@ -855,7 +855,7 @@ pub struct Correlator {
     /// ([`Prepared`]) for the two keys of each packet.
     pending: HashTable<u32>,
     /// The pending slab: chunks of [`WAITING_CHUNK`] [`Waiting`] copies.
-    waiting_chunks: Vec<Box<[Waiting]>>,
+    waiting_chunks: Vec<Box<[Waiting; WAITING_CHUNK]>>,
     /// First free entry (linked through `key_next`), or [`NO_SLOT`].
     waiting_free: u32,
     /// Entries handed out so far (the slab's high-water mark).
@@ -872,7 +872,7 @@ pub struct Correlator {
     /// log2 of `index_heads.len()`.
     index_bits: u32,
     /// The slab: chunks of [`SLAB_CHUNK_FLOWS`] 56-byte slots.
-    flow_chunks: Vec<Box<[Flow]>>,
+    flow_chunks: Vec<Box<[Flow; SLAB_CHUNK_FLOWS]>>,
     /// First free slot (linked through `Flow::public`), or [`NO_SLOT`].
     flow_free: u32,
     /// Slots handed out so far (the slab's high-water mark).
@@ -956,13 +956,13 @@ impl Correlator {
     pub fn memory(&self) -> CorrelatorMemory {
         use std::mem::size_of;
         CorrelatorMemory {
-            flow_slab: self.flow_chunks.capacity() * size_of::<Box<[Flow]>>()
+            flow_slab: self.flow_chunks.capacity() * size_of::<Box<[Flow; SLAB_CHUNK_FLOWS]>>()
                 + self.flow_chunks.len() * SLAB_CHUNK_FLOWS * size_of::<Flow>()
                 + self.flow_wide.capacity() * (size_of::<(u32, (UnixNanos, UnixNanos))>() + 1),
             flow_index: self.index_heads.capacity() * size_of::<Link>(),
             expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
             pending: self.pending.allocation_size()
-                + self.waiting_chunks.capacity() * size_of::<Box<[Waiting]>>()
+                + self.waiting_chunks.capacity() * size_of::<Box<[Waiting; WAITING_CHUNK]>>()
                 + self.waiting_chunks.len() * WAITING_CHUNK * size_of::<Waiting>(),
             v6_names: self.v6.ids.capacity() * (size_of::<(u128, u32)>() + 1)
                 + self.v6.names.capacity() * size_of::<(u128, u32)>()
@@ -1203,7 +1203,7 @@ impl Correlator {
         self.pending_count += 1;
     }
 
-    fn waiting_in(chunks: &[Box<[Waiting]>], i: u32) -> &Waiting {
+    fn waiting_in(chunks: &[Box<[Waiting; WAITING_CHUNK]>], i: u32) -> &Waiting {
         let i = i as usize;
         &chunks[i / WAITING_CHUNK][i % WAITING_CHUNK]
     }
@@ -1239,8 +1239,12 @@ impl Correlator {
                     order_next: NO_SLOT,
                     ..w
                 };
-                self.waiting_chunks
-                    .push(vec![free; WAITING_CHUNK].into_boxed_slice());
+                self.waiting_chunks.push(
+                    vec![free; WAITING_CHUNK]
+                        .into_boxed_slice()
+                        .try_into()
+                        .expect("WAITING_CHUNK entries"),
+                );
             }
             self.waiting_used = i
                 .checked_add(1)
@@ -1551,8 +1555,12 @@ impl Correlator {
         } else {
             let slot = self.flow_slots_used;
             if slot as usize == self.flow_chunks.len() * SLAB_CHUNK_FLOWS {
-                self.flow_chunks
-                    .push(vec![Flow::FREE; SLAB_CHUNK_FLOWS].into_boxed_slice());
+                self.flow_chunks.push(
+                    vec![Flow::FREE; SLAB_CHUNK_FLOWS]
+                        .into_boxed_slice()
+                        .try_into()
+                        .expect("SLAB_CHUNK_FLOWS slots"),
+                );
             }
             assert!((slot as usize) < FLOWS_ACTIVE_MAX_LIMIT);
             self.flow_slots_used = slot + 1;
