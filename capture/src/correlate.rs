@@ -348,6 +348,38 @@ fn twin_key(key: PairKey, c: &Copy) -> Option<PairKey> {
     })
 }
 
+/// What [`Correlator::take_twin`] found under a key.
+enum Twin {
+    /// Paired, or swallowed as a duplicate: the packet is done.
+    Taken,
+    /// No twin: the copies waiting under the key now.
+    Absent(KeyList),
+}
+
+/// The copies waiting under one key, as a probe walked them: how many, the
+/// last ([`NO_SLOT`]: none; a new copy is linked after it), and whether one
+/// is an inside copy of the probing packet's endpoint (the duplicate test).
+#[derive(Clone, Copy, Debug)]
+struct KeyList {
+    len: usize,
+    tail: u32,
+    same_inside: bool,
+}
+
+impl KeyList {
+    const NONE: KeyList = KeyList {
+        len: 0,
+        tail: NO_SLOT,
+        same_inside: false,
+    };
+
+    fn add(&mut self, i: u32, c: &Copy, endpoint: &Ep) {
+        self.len += 1;
+        self.tail = i;
+        self.same_inside |= c.inside && c.endpoint == *endpoint;
+    }
+}
+
 /// A copy waiting for its twin, as the pending slab keeps it (88 bytes,
 /// asserted): its key, the copy, and two lists through the slab: the copies
 /// waiting under the same key (arrival order; the pending table points at the
@@ -903,6 +935,10 @@ pub struct Correlator {
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
     stats: CorrelatorStats,
+    /// Tests: every copy that waits probes its key again
+    /// ([`probe_once_off`](Correlator::probe_once_off)).
+    #[cfg(test)]
+    test_probe_again: bool,
 }
 
 impl Correlator {
@@ -941,6 +977,8 @@ impl Correlator {
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
             stats: CorrelatorStats::default(),
+            #[cfg(test)]
+            test_probe_again: false,
         }
     }
 
@@ -1034,37 +1072,35 @@ impl Correlator {
                 let out_key = key(Dir::Out, dst);
                 let in_key = key(Dir::In, src);
                 let (out_hash, in_hash) = (pkt.hash_out, pkt.hash_in);
-                if self.take_twin(ts_ns, out_key, out_hash, false, src, flags, out) {
+                let Twin::Absent(out_at) =
+                    self.take_twin(ts_ns, out_key, out_hash, false, src, flags, out)
+                else {
                     return;
-                }
-                if self.take_twin(ts_ns, in_key, in_hash, false, dst, flags, out) {
+                };
+                let Twin::Absent(in_at) =
+                    self.take_twin(ts_ns, in_key, in_hash, false, dst, flags, out)
+                else {
                     return;
-                }
+                };
                 let seq = self.packet_seq;
-                self.insert(
-                    out_key,
-                    out_hash,
-                    Copy {
-                        ts_ns,
-                        packet: seq,
-                        inside: false,
-                        endpoint: src,
-                        ambiguous: true,
-                        tcp_flags: flags,
-                    },
-                );
-                self.insert(
-                    in_key,
-                    in_hash,
-                    Copy {
-                        ts_ns,
-                        packet: seq,
-                        inside: false,
-                        endpoint: dst,
-                        ambiguous: true,
-                        tcp_flags: flags,
-                    },
-                );
+                let copy = |endpoint| Copy {
+                    ts_ns,
+                    packet: seq,
+                    inside: false,
+                    endpoint,
+                    ambiguous: true,
+                    tcp_flags: flags,
+                };
+                // Neither probe changed the other key's list (the two keys
+                // differ in direction), so both places still hold unless
+                // making room at `pending_max` drops copies.
+                if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
+                    self.wait_at(out_key, out_hash, copy(src), out_at);
+                    self.wait_at(in_key, in_hash, copy(dst), in_at);
+                } else {
+                    self.insert(out_key, out_hash, copy(src));
+                    self.insert(in_key, in_hash, copy(dst));
+                }
             }
         }
     }
@@ -1080,28 +1116,45 @@ impl Correlator {
         out: &mut Vec<Mapping>,
     ) {
         let inside = true;
-        if self.take_twin(ts_ns, key, hash, inside, endpoint, flags, out) {
+        let Twin::Absent(at) = self.take_twin(ts_ns, key, hash, inside, endpoint, flags, out)
+        else {
             return;
+        };
+        let copy = Copy {
+            ts_ns,
+            packet: self.packet_seq,
+            inside,
+            endpoint,
+            ambiguous: false,
+            tcp_flags: flags,
+        };
+        if self.pending_count < self.cfg.pending_max && !self.probe_once_off() {
+            self.wait_at(key, hash, copy, at);
+        } else {
+            self.insert(key, hash, copy);
         }
-        let packet = self.packet_seq;
-        self.insert(
-            key,
-            hash,
-            Copy {
-                ts_ns,
-                packet,
-                inside,
-                endpoint,
-                ambiguous: false,
-                tcp_flags: flags,
-            },
-        );
     }
 
-    /// Looks for a waiting copy of the other side under `key`. On success the
-    /// pair becomes an observation and `true` is returned. A waiting copy of
-    /// the *same* side with the same endpoint is this very packet seen again:
-    /// counted and swallowed (also `true`).
+    /// Tests: whether the one-probe path is switched off (every copy that
+    /// waits then probes its key again, as [`insert`](Correlator::insert)
+    /// does at `pending_max`), to check that both paths give one result.
+    #[cfg(test)]
+    fn probe_once_off(&self) -> bool {
+        self.test_probe_again
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    fn probe_once_off(&self) -> bool {
+        false
+    }
+
+    /// Looks for a waiting copy of the other side under `key`, in one probe
+    /// of the pending table. Found: the pair becomes an observation
+    /// ([`Twin::Taken`]). A waiting copy of the *same* side with the same
+    /// endpoint is this very packet seen again: counted and swallowed (also
+    /// `Taken`). Otherwise where a copy under `key` would wait
+    /// ([`Twin::Absent`]).
     #[allow(clippy::too_many_arguments)]
     fn take_twin(
         &mut self,
@@ -1112,72 +1165,79 @@ impl Correlator {
         endpoint: Ep,
         flags: u8,
         out: &mut Vec<Mapping>,
-    ) -> bool {
+    ) -> Twin {
         // The oldest copy of the other side.
-        let head = match self.take_waiting(key, hash, |c| c.inside != inside) {
-            Err(NO_SLOT) => return false,
-            Err(head) => head,
-            Ok(twin) => {
-                if let Some(other) = twin_key(key, &twin) {
-                    self.remove_copy(other, twin.packet);
+        let twin = match self.take_waiting(key, hash, &endpoint, |c| c.inside != inside) {
+            Ok(twin) => twin,
+            Err(at) => {
+                if inside && at.same_inside {
+                    // Inside twice with the same source: either one capture
+                    // point saw it twice, or it was forwarded without
+                    // translation and the outside copy still carries the
+                    // subscriber address (seen on an interface we could not
+                    // tell apart). Either way, not a mapping.
+                    self.stats.duplicate_copies += 1;
+                    return Twin::Taken;
                 }
-                let (internal, public) = if inside {
-                    (endpoint, twin.endpoint)
-                } else {
-                    (twin.endpoint, endpoint)
-                };
-                if internal == public {
-                    self.stats.untranslated += 2;
-                    return true;
-                }
-                self.stats.paired_copies += 2;
-                let ts = ts_ns.min(twin.ts_ns);
-                self.observe(
-                    ts,
-                    key.dir,
-                    key.proto,
-                    internal,
-                    public,
-                    key.remote,
-                    flags | twin.tcp_flags,
-                    out,
-                );
-                return true;
+                return Twin::Absent(at);
             }
         };
-        let mut same = false;
-        let mut i = head;
-        while i != NO_SLOT {
-            let w = self.waiting(i);
-            same |= w.copy.inside && w.copy.endpoint == endpoint;
-            i = w.key_next;
+        if let Some(other) = twin_key(key, &twin) {
+            self.remove_copy(other, twin.packet);
         }
-        if inside && same {
-            // Inside twice with the same source: either one capture point saw
-            // it twice, or it was forwarded without translation and the
-            // outside copy still carries the subscriber address (seen on an
-            // interface we could not tell apart). Either way, not a mapping.
-            self.stats.duplicate_copies += 1;
-            return true;
+        let (internal, public) = if inside {
+            (endpoint, twin.endpoint)
+        } else {
+            (twin.endpoint, endpoint)
+        };
+        if internal == public {
+            self.stats.untranslated += 2;
+            return Twin::Taken;
         }
-        false
+        self.stats.paired_copies += 2;
+        let ts = ts_ns.min(twin.ts_ns);
+        self.observe(
+            ts,
+            key.dir,
+            key.proto,
+            internal,
+            public,
+            key.remote,
+            flags | twin.tcp_flags,
+            out,
+        );
+        Twin::Taken
     }
 
+    /// Makes `copy` wait under `key` (hashed `hash`), first dropping the
+    /// oldest copies at `pending_max`. Probes the pending table for the
+    /// key's list: the path for when copies were dropped since the key was
+    /// looked at (the common path is [`wait_at`](Correlator::wait_at) with
+    /// what [`take_twin`](Correlator::take_twin) found).
     fn insert(&mut self, key: PairKey, hash: u64, copy: Copy) {
         while self.pending_count >= self.cfg.pending_max {
             if !self.pop_oldest_pending(true) {
                 break;
             }
         }
-        let (mut len, mut tail) = (0, NO_SLOT);
+        let mut at = KeyList::NONE;
         if let Some(head) = self.find_pending(key, hash) {
             let mut i = head;
             while i != NO_SLOT {
-                (len, tail) = (len + 1, i);
-                i = self.waiting(i).key_next;
+                let w = self.waiting(i);
+                at.add(i, &w.copy, &copy.endpoint);
+                i = w.key_next;
             }
         }
-        if len >= self.cfg.pending_per_key_max {
+        self.wait_at(key, hash, copy, at);
+    }
+
+    /// Makes `copy` wait under `key` (hashed `hash`), at the end of the
+    /// key's list `at` as it is now (or counts it at `pending_per_key_max`).
+    /// The caller has made room under `pending_max`.
+    fn wait_at(&mut self, key: PairKey, hash: u64, copy: Copy, at: KeyList) {
+        debug_assert!(self.pending_count < self.cfg.pending_max);
+        if at.len >= self.cfg.pending_per_key_max {
             self.stats.pending_key_full += 1;
             return;
         }
@@ -1188,12 +1248,12 @@ impl Correlator {
             order_prev: self.order_tail,
             order_next: NO_SLOT,
         });
-        if tail == NO_SLOT {
+        if at.tail == NO_SLOT {
             let chunks = &self.waiting_chunks;
             self.pending
                 .insert_unique(hash, i, |&h| pair_hash(&Self::waiting_in(chunks, h).key));
         } else {
-            self.waiting_mut(tail).key_next = i;
+            self.waiting_mut(at.tail).key_next = i;
         }
         match self.order_tail {
             NO_SLOT => self.order_head = i,
@@ -1257,30 +1317,38 @@ impl Correlator {
     }
 
     /// Takes the oldest copy waiting under `key` (hashed `hash`) for which
-    /// `pick` holds off both lists and frees it. `Err`: none does; the
-    /// oldest copy under `key`, or [`NO_SLOT`] if none waits under it. One
-    /// probe of the pending table, whose entry is updated in place.
+    /// `pick` holds off both lists and frees it. `Err`: none does; the list
+    /// of copies waiting under `key` (empty if none). One probe of the
+    /// pending table, whose entry is updated in place.
     fn take_waiting(
         &mut self,
         key: PairKey,
         hash: u64,
+        endpoint: &Ep,
         pick: impl Fn(&Copy) -> bool,
-    ) -> Result<Copy, u32> {
+    ) -> Result<Copy, KeyList> {
         let chunks = &mut self.waiting_chunks;
         let Ok(mut entry) = self
             .pending
             .find_entry(hash, |&h| Self::waiting_in(chunks, h).key == key)
         else {
-            return Err(NO_SLOT);
+            return Err(KeyList::NONE);
         };
         let head = *entry.get();
-        let (mut prev, mut i) = (NO_SLOT, head);
-        while i != NO_SLOT && !pick(&Self::waiting_in(chunks, i).copy) {
-            (prev, i) = (i, Self::waiting_in(chunks, i).key_next);
+        let mut at = KeyList::NONE;
+        let mut i = head;
+        loop {
+            if i == NO_SLOT {
+                return Err(at);
+            }
+            let w = Self::waiting_in(chunks, i);
+            if pick(&w.copy) {
+                break;
+            }
+            at.add(i, &w.copy, endpoint);
+            i = w.key_next;
         }
-        if i == NO_SLOT {
-            return Err(head);
-        }
+        let prev = at.tail;
         let next = Self::waiting_in(chunks, i).key_next;
         match (prev, next) {
             (NO_SLOT, NO_SLOT) => {
@@ -1319,7 +1387,7 @@ impl Correlator {
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
-        self.take_waiting(key, pair_hash(&key), |c| c.packet == packet)
+        self.take_waiting(key, pair_hash(&key), &key.remote, |c| c.packet == packet)
             .ok()
     }
 
@@ -3138,6 +3206,91 @@ mod tests {
             (free, i) = (free + 1, c.waiting(i).key_next);
         }
         assert_eq!(free, c.waiting_used, "every entry back on the free list");
+    }
+
+    /// Pseudo-random packets of a few subscribers, remotes and ids, inside
+    /// and outside, both directions, TCP and UDP, some repeated: retransmissions,
+    /// duplicates, ambiguous outside copies, untranslated pairs, drops at the
+    /// window, at `pending_max` and at `pending_per_key_max`, flows replaced,
+    /// refreshed, evicted and idle.
+    fn random_packets(seed: u64, n: usize) -> Vec<(i64, Side, Decoded)> {
+        let mut rng = seed | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut t = S;
+        (0..n)
+            .map(|_| {
+                t += next(300) as i64 * MS;
+                let id = next(8) as u32;
+                let sub = 1 + next(3);
+                let remote = format!("198.51.100.{}:443", 1 + next(2));
+                let (inside, outside) = (
+                    format!("100.64.0.{sub}:5000"),
+                    match next(8) {
+                        0 => format!("100.64.0.{sub}:5000"),            // untranslated
+                        1 => format!("203.0.113.{}:6000", 1 + next(3)), // another public
+                        _ => format!("203.0.113.{sub}:6000"),
+                    },
+                );
+                let proto = if next(2) == 0 { Proto::Udp } else { Proto::Tcp };
+                let flags = [
+                    TcpInfo::SYN,
+                    TcpInfo::ACK,
+                    TcpInfo::ACK | TcpInfo::FIN,
+                    TcpInfo::RST,
+                ][next(4) as usize];
+                let (side, d) = match next(5) {
+                    0 => (Side::Inside, pkt(proto, &inside, &remote, id, flags, id)),
+                    1 => (Side::Outside, pkt(proto, &outside, &remote, id, flags, id)),
+                    2 => (Side::Outside, pkt(proto, &remote, &outside, id, flags, id)),
+                    3 => (Side::Unknown, pkt(proto, &inside, &remote, id, flags, id)),
+                    _ => (Side::Inside, pkt(proto, &remote, &inside, id, flags, id)),
+                };
+                (t, side, d)
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// A copy that waits goes where its key's one probe found its list
+        /// (`wait_at`), not through a second probe (`insert`, the path at
+        /// `pending_max`): both give the same mappings, in the same order,
+        /// the same counters and the same waiting copies, whatever the bounds.
+        #[test]
+        fn one_probe_per_key_agrees_with_probing_again(
+            seed in proptest::prelude::any::<u64>(),
+            pending_max in 1usize..24,
+            pending_per_key_max in 1usize..4,
+            flows_active_max in 1usize..8,
+        ) {
+            let cfg = CorrelatorConfig {
+                pending_max,
+                pending_per_key_max,
+                flows_active_max,
+                refresh_interval_ns: 2 * S,
+                ..CorrelatorConfig::default()
+            };
+            let (mut a, mut b) = (Correlator::new(cfg.clone()), Correlator::new(cfg));
+            b.test_probe_again = true;
+            let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+            for (t, side, d) in random_packets(seed, 600) {
+                a.push(t, side, &d, &mut out_a);
+                b.push(t, side, &d, &mut out_b);
+                proptest::prop_assert_eq!(&out_a, &out_b);
+                proptest::prop_assert_eq!(a.stats(), b.stats());
+            }
+            a.check_pending();
+            a.check_wheel();
+            a.finish(&mut out_a);
+            b.finish(&mut out_b);
+            proptest::prop_assert_eq!(&out_a, &out_b);
+            proptest::prop_assert_eq!(a.stats(), b.stats());
+        }
     }
 
     /// The pair window holds for a copy that arrives after a younger one
