@@ -1537,6 +1537,7 @@ impl Correlator {
     }
 
     /// (last packet, last written state) of the flow in `slot`.
+    #[inline]
     fn flow_times(&self, slot: u32) -> (UnixNanos, UnixNanos) {
         let f = self.flow(slot);
         if f.wide() {
@@ -1553,6 +1554,7 @@ impl Correlator {
     /// Sets the flow's last packet and last written state. If either lies
     /// more than [`FLOW_SPAN_MAX_NS`] after its first packet (or before it),
     /// both move to `flow_wide` for the rest of the flow.
+    #[inline]
     fn set_flow_times(&mut self, slot: u32, last_ns: UnixNanos, written_ns: UnixNanos) {
         let f = self.flow_mut(slot);
         let first_ns = f.first_ns;
@@ -1728,7 +1730,7 @@ impl Correlator {
     ) {
         let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
         if let Some(slot) = self.find_flow(proto, &internal, &remote) {
-            let f = *self.flow(slot);
+            let f = self.flow(slot);
             let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
             let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
             let same_public = f.public_port == public.port
@@ -1744,7 +1746,6 @@ impl Correlator {
                 // of the mapping's identity in the store (a pair completed
                 // late may carry an earlier time; it is evidence, not identity).
                 let refresh = self.cfg.refresh_interval_ns;
-                let hold = self.cfg.hold;
                 let (last_ns, written_ns) = self.flow_times(slot);
                 let last_ns = last_ns.max(ts_ns);
                 let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
@@ -1755,7 +1756,7 @@ impl Correlator {
                     Dir::Out => flow.packets_out = flow.packets_out.saturating_add(1),
                     Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
                 }
-                let mut moved_earlier = None;
+                let mut moved_earlier = false;
                 if proto == Proto::Tcp {
                     let was_open = flow.closed_reason() == EndReason::Open;
                     if flags & TcpInfo::RST != 0 {
@@ -1769,7 +1770,7 @@ impl Correlator {
                     }
                     if was_open && flow.closed_reason() != EndReason::Open {
                         // The hold shrinks (TIME_WAIT): the deadline moved earlier.
-                        moved_earlier = Some(flow.deadline_ns(last_ns, &hold));
+                        moved_earlier = true;
                     }
                 }
                 if refreshed {
@@ -1777,7 +1778,8 @@ impl Correlator {
                     let m = self.mapping(slot);
                     out.push(m);
                 }
-                if let Some(deadline_ns) = moved_earlier {
+                if moved_earlier {
+                    let deadline_ns = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
                     self.wheel_unlink(slot);
                     self.wheel_insert(slot, deadline_ns);
                 }
