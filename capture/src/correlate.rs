@@ -1572,6 +1572,48 @@ impl Correlator {
         }
     }
 
+    /// A packet of the flow in `slot` paired at `ts_ns`: its last packet
+    /// time moves to `ts_ns` if later, its last written state to `ts_ns` if
+    /// a refresh is due (`refresh_interval_ns` since the last). Returns the
+    /// last packet time and whether the refresh is due. As
+    /// [`flow_times`](Correlator::flow_times) then
+    /// [`set_flow_times`](Correlator::set_flow_times), reading and writing
+    /// the time word once when both offsets stay narrow (the common case).
+    #[inline]
+    fn touch_flow_times(&mut self, slot: u32, ts_ns: UnixNanos) -> (UnixNanos, bool) {
+        let refresh = self.cfg.refresh_interval_ns;
+        let f = self.flow_mut(slot);
+        let word = f.word();
+        let last_off = word as u64 & OFF47_WIDE;
+        if last_off != OFF47_WIDE {
+            let written_off = (word >> WORD_WRITTEN_SHIFT) as u64 & OFF47_WIDE;
+            let first_ns = f.first_ns;
+            // Both offsets ≤ FLOW_SPAN_MAX_NS: no overflow.
+            let written_ns = first_ns + written_off as i64;
+            let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
+            if let Some(d) = ts_ns.checked_sub(first_ns) {
+                if d <= FLOW_SPAN_MAX_NS as i64 {
+                    // d < 0 (a pair older than the first packet) leaves the
+                    // last packet; a due refresh means d > written_off ≥ 0.
+                    let last_off = last_off.max(u64::try_from(d).unwrap_or(0));
+                    let written_off = if refreshed { d as u64 } else { written_off };
+                    f.set_word(
+                        u128::from(last_off)
+                            | u128::from(written_off) << WORD_WRITTEN_SHIFT
+                            | word >> WORD_PROTO_SHIFT << WORD_PROTO_SHIFT,
+                    );
+                    return (first_ns + last_off as i64, refreshed);
+                }
+            }
+        }
+        let (last_ns, written_ns) = self.flow_times(slot);
+        let last_ns = last_ns.max(ts_ns);
+        let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
+        let written_ns = if refreshed { ts_ns } else { written_ns };
+        self.set_flow_times(slot, last_ns, written_ns);
+        (last_ns, refreshed)
+    }
+
     /// Deadline of the flow in `slot` ([`Flow::deadline_ns`]).
     fn flow_deadline_ns(&self, slot: u32) -> UnixNanos {
         let (last_ns, _) = self.flow_times(slot);
@@ -1745,12 +1787,7 @@ impl Correlator {
                 // `first_ns` stays as written in the Open record: it is part
                 // of the mapping's identity in the store (a pair completed
                 // late may carry an earlier time; it is evidence, not identity).
-                let refresh = self.cfg.refresh_interval_ns;
-                let (last_ns, written_ns) = self.flow_times(slot);
-                let last_ns = last_ns.max(ts_ns);
-                let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
-                let written_ns = if refreshed { ts_ns } else { written_ns };
-                self.set_flow_times(slot, last_ns, written_ns);
+                let (last_ns, refreshed) = self.touch_flow_times(slot, ts_ns);
                 let flow = self.flow_mut(slot);
                 match dir {
                     Dir::Out => flow.packets_out = flow.packets_out.saturating_add(1),
@@ -3320,6 +3357,57 @@ mod tests {
             b.finish(&mut out_b);
             proptest::prop_assert_eq!(&out_a, &out_b);
             proptest::prop_assert_eq!(a.stats(), b.stats());
+        }
+    }
+
+    proptest::proptest! {
+        /// `touch_flow_times` (one read and write of the time word) agrees
+        /// with `flow_times` then `set_flow_times`, for pairs before the
+        /// first packet, inside the 47-bit span, past it, and refreshes.
+        #[test]
+        fn touch_flow_times_agrees_with_get_then_set(
+            refresh_s in 0i64..4,
+            steps in proptest::collection::vec((0u8..4, 0i64..1 << 20), 1..40),
+        ) {
+            let cfg = CorrelatorConfig {
+                refresh_interval_ns: refresh_s * S,
+                ..CorrelatorConfig::default()
+            };
+            let (mut a, mut b) = (Correlator::new(cfg.clone()), Correlator::new(cfg));
+            let first = 1_700_000_000 * S;
+            let m = Mapping {
+                proto: Proto::Tcp,
+                internal: "100.64.0.1:1000".parse().unwrap(),
+                public: "203.0.113.1:1000".parse().unwrap(),
+                remote: "198.51.100.1:80".parse().unwrap(),
+                first_ns: first,
+                last_ns: first,
+                end: EndReason::Open,
+                packets_out: 1,
+                packets_in: 0,
+                flags: 0,
+            };
+            let (sa, sb) = (a.insert_flow(&m, 0, first), b.insert_flow(&m, 0, first));
+            let mut t = first;
+            for (kind, x) in steps {
+                let ts = match kind {
+                    0 => t + x * MS,                              // later, narrow
+                    1 => first - x,                               // before the first packet
+                    2 => first + FLOW_SPAN_MAX_NS as i64 + x - (1 << 19), // about the span's end
+                    _ => t - x,                                   // a little older
+                };
+                t = t.max(ts);
+                let got = a.touch_flow_times(sa, ts);
+                let refresh = b.cfg.refresh_interval_ns;
+                let (last_ns, written_ns) = b.flow_times(sb);
+                let last_ns = last_ns.max(ts);
+                let refreshed = refresh > 0 && ts.saturating_sub(written_ns) >= refresh;
+                let written_ns = if refreshed { ts } else { written_ns };
+                b.set_flow_times(sb, last_ns, written_ns);
+                proptest::prop_assert_eq!(got, (last_ns, refreshed));
+                proptest::prop_assert_eq!(a.flow_times(sa), b.flow_times(sb));
+                proptest::prop_assert_eq!(a.flow(sa).word, b.flow(sb).word);
+            }
         }
     }
 
