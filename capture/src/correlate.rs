@@ -1822,14 +1822,41 @@ impl Correlator {
                 }
                 return;
             }
-            let (old, closed) = self.remove_flow(slot);
-            let reason = if new_connection {
-                closed
-            } else {
-                EndReason::Replaced
-            };
-            self.close(old, reason, out);
+            self.replace_flow(slot, new_connection, out);
         }
+        self.open_flow(ts_ns, dir, proto, internal, public, remote, flags, out);
+    }
+
+    /// Ends the flow in `slot` for a pair that does not continue it: a new
+    /// TCP connection after a close (its FIN/RST end), or another public
+    /// endpoint (`Replaced`). Out of line: rare, and it keeps the common
+    /// path's frame small.
+    #[inline(never)]
+    fn replace_flow(&mut self, slot: u32, new_connection: bool, out: &mut Vec<Mapping>) {
+        let (old, closed) = self.remove_flow(slot);
+        let reason = if new_connection {
+            closed
+        } else {
+            EndReason::Replaced
+        };
+        self.close(old, reason, out);
+    }
+
+    /// Opens a flow for a pair that no active flow continues (written as
+    /// `Open` at once). Out of line: one pair in ten or fewer opens a flow.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn open_flow(
+        &mut self,
+        ts_ns: UnixNanos,
+        dir: Dir,
+        proto: Proto,
+        internal: Ep,
+        public: Ep,
+        remote: Ep,
+        flags: u8,
+        out: &mut Vec<Mapping>,
+    ) {
         if self.flows_active >= self.cfg.flows_active_max {
             self.evict_least_recent(out);
         }
