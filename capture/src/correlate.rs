@@ -713,7 +713,13 @@ pub struct Prepared {
     dst: Ep,
     invariants: u64,
     /// [`pair_hash`] of (out, remote dst) and of (in, remote src): the two
-    /// keys the packet may wait or pair under.
+    /// keys the packet may wait or pair under. Each is computed only where
+    /// [`Correlator::push_prepared`] can use it, else 0: the out key only
+    /// when the destination is not a subscriber's, the in key only when the
+    /// source is not (a packet to a subscriber is an inside copy waiting
+    /// under the in key, or untranslated, or subscriber to subscriber;
+    /// likewise from one). Which keys are used follows from the two
+    /// subscriber tests alone, whatever the side.
     hash_out: u64,
     hash_in: u64,
     proto: Proto,
@@ -888,8 +894,9 @@ impl Preparer {
             src,
             dst,
             invariants,
-            hash_out: hash(Dir::Out, &dst),
-            hash_in: hash(Dir::In, &src),
+            // Only the keys the correlator can use (see `Prepared::hash_out`).
+            hash_out: if dst_sub { 0 } else { hash(Dir::Out, &dst) },
+            hash_in: if src_sub { 0 } else { hash(Dir::In, &src) },
             proto,
             tcp_flags,
             src_sub,
@@ -3402,6 +3409,61 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Both pair hashes, whatever the subscriber tests say (what `Prepared`
+    /// held before the preparer left out the keys the correlator cannot use).
+    fn with_both_hashes(mut p: Prepared) -> Prepared {
+        let key = |dir, remote| PairKey {
+            dir,
+            proto: p.proto,
+            remote,
+            invariants: p.invariants,
+        };
+        p.hash_out = pair_hash(&key(Dir::Out, p.dst));
+        p.hash_in = pair_hash(&key(Dir::In, p.src));
+        p
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// The correlator never reads a pair hash the preparer left out:
+        /// the same packets prepared with both hashes give the same mappings
+        /// and counters, on any sides, subscriber or not, paired or not.
+        #[test]
+        fn left_out_pair_hashes_are_never_used(
+            events in proptest::collection::vec(
+                (0i64..3_000, 0u8..3, 0usize..6, 0usize..6, 0u32..4, 0u8..3),
+                1..300,
+            ),
+        ) {
+            const ADDRS: [&str; 6] = [
+                "10.0.0.1:1000", "100.64.0.2:2000", "203.0.113.1:1000",
+                "203.0.113.1:40000", "198.51.100.7:443", "[fd00::1]:53",
+            ];
+            let preparer = Preparer::new(&CorrelatorConfig::default());
+            let mut a = Correlator::new(CorrelatorConfig::default());
+            let mut b = Correlator::new(CorrelatorConfig::default());
+            let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+            let mut ts = 0;
+            for (dt, side, src, dst, id, proto) in events {
+                ts += dt * MS;
+                let side = [Side::Inside, Side::Outside, Side::Unknown][usize::from(side)];
+                let proto = [Proto::Tcp, Proto::Udp, Proto::Icmp][usize::from(proto)];
+                let (src, dst) = (ADDRS[src], ADDRS[dst]);
+                if src.starts_with('[') != dst.starts_with('[') {
+                    continue;
+                }
+                let p = preparer.prepare(&pkt(proto, src, dst, id, ACK, id));
+                a.push_prepared(ts, side, &p, &mut out_a);
+                b.push_prepared(ts, side, &with_both_hashes(p), &mut out_b);
+            }
+            a.finish(&mut out_a);
+            b.finish(&mut out_b);
+            proptest::prop_assert_eq!(out_a, out_b);
+            proptest::prop_assert_eq!(format!("{:?}", a.stats()), format!("{:?}", b.stats()));
         }
     }
 
