@@ -90,9 +90,20 @@ pub(crate) fn fast(lt: u16, data: &[u8]) -> Option<Fast> {
 }
 
 /// Follows VLAN tags and a PPPoE session to IPv4 or IPv6; `None` for anything else (not IP,
-/// cut tags, PPP control protocols, a malformed PPPoE header).
-#[inline]
-fn ether<'a>(
+/// cut tags, PPP control protocols, a malformed PPPoE header). IPv4 right after the link
+/// header, the most common case, is decided here without the walk.
+#[inline(always)]
+fn ether<'a>(ether_type: u16, payload: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
+    if ether_type == ethertype::IPV4 {
+        Some((Want::V4, payload))
+    } else {
+        ether_walk(ether_type, payload, link)
+    }
+}
+
+/// [`ether`] beyond its first test.
+#[inline(never)]
+fn ether_walk<'a>(
     mut ether_type: u16,
     mut payload: &'a [u8],
     link: &mut LinkInfo,
