@@ -54,30 +54,12 @@ enum Want {
 #[inline]
 pub(crate) fn fast(lt: u16, data: &[u8]) -> Option<Fast> {
     let mut link = LinkInfo::default();
-    let (want, ip) = match lt {
-        linktype::ETHERNET => {
-            let h = data.first_chunk::<14>()?;
-            ether(u16::from_be_bytes([h[12], h[13]]), &data[14..], &mut link)?
-        }
-        linktype::LINUX_SLL => {
-            let h = data.first_chunk::<16>()?;
-            // decode refuses a packet type above 255: leave that to it.
-            if h[0] != 0 {
-                return None;
-            }
-            link.pkttype = Some(h[1]);
-            ether(u16::from_be_bytes([h[14], h[15]]), &data[16..], &mut link)?
-        }
-        linktype::LINUX_SLL2 => {
-            let h = data.first_chunk::<20>()?;
-            link.pkttype = Some(h[10]);
-            link.ifindex = Some(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
-            ether(u16::from_be_bytes([h[0], h[1]]), &data[20..], &mut link)?
-        }
-        linktype::RAW | linktype::DLT_RAW_12 | linktype::DLT_RAW_14 => (Want::Any, data),
-        linktype::IPV4 => (Want::V4, data),
-        linktype::IPV6 => (Want::V6, data),
-        _ => return None,
+    // Ethernet first: the common link type costs one compare.
+    let (want, ip) = if lt == linktype::ETHERNET {
+        let h = data.first_chunk::<14>()?;
+        ether(u16::from_be_bytes([h[12], h[13]]), &data[14..], &mut link)?
+    } else {
+        other_link(lt, data, &mut link)?
     };
     let version = ip.first()? >> 4;
     if version == 4 && want != Want::V6 {
@@ -87,6 +69,32 @@ pub(crate) fn fast(lt: u16, data: &[u8]) -> Option<Fast> {
     } else {
         None
     }
+}
+
+/// The link layers other than Ethernet.
+#[inline]
+fn other_link<'a>(lt: u16, data: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
+    Some(match lt {
+        linktype::LINUX_SLL => {
+            let h = data.first_chunk::<16>()?;
+            // decode refuses a packet type above 255: leave that to it.
+            if h[0] != 0 {
+                return None;
+            }
+            link.pkttype = Some(h[1]);
+            ether(u16::from_be_bytes([h[14], h[15]]), &data[16..], link)?
+        }
+        linktype::LINUX_SLL2 => {
+            let h = data.first_chunk::<20>()?;
+            link.pkttype = Some(h[10]);
+            link.ifindex = Some(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
+            ether(u16::from_be_bytes([h[0], h[1]]), &data[20..], link)?
+        }
+        linktype::RAW | linktype::DLT_RAW_12 | linktype::DLT_RAW_14 => (Want::Any, data),
+        linktype::IPV4 => (Want::V4, data),
+        linktype::IPV6 => (Want::V6, data),
+        _ => return None,
+    })
 }
 
 /// Follows VLAN tags and a PPPoE session to IPv4 or IPv6; `None` for anything else (not IP,
