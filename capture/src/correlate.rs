@@ -47,7 +47,7 @@ use natrec_storage::{
     EndReason, HoldTimes, Mapping, Proto, UnixNanos, FLAG_MIDFLOW, NANOS_PER_SEC,
 };
 
-use crate::decode::fast::{fast_v4, FastV4};
+use crate::decode::fast::{fast, Fast, FastAddrs};
 use crate::decode::{decode, Decoded, LinkInfo, Skip, TcpInfo};
 
 /// Where a packet was captured, when the capture says.
@@ -258,6 +258,25 @@ impl Ep {
         }
     }
 
+    /// An IPv4 address and port ([`Ep::of`] of the `IpAddr::V4`).
+    #[inline(always)]
+    fn of_v4(a: u32, port: u16) -> Ep {
+        Ep {
+            ip: (V4_MAPPED_HIGH << 32 | u128::from(a)).to_le_bytes(),
+            port,
+        }
+    }
+
+    /// An IPv6 address as its `u128` and port ([`Ep::of`] of the
+    /// `IpAddr::V6`; IPv4-mapped stays IPv4-mapped, as there).
+    #[inline(always)]
+    fn of_v6(bits: u128, port: u16) -> Ep {
+        Ep {
+            ip: bits.to_le_bytes(),
+            port,
+        }
+    }
+
     /// The address as an IPv6 address's `u128`.
     fn bits(&self) -> u128 {
         u128::from_le_bytes(self.ip)
@@ -298,6 +317,7 @@ const _: () = assert!(std::mem::size_of::<Copy>() == 40);
 /// Multiplies two words to 128 bits and folds the halves together (the
 /// mixing step of wyhash/rapidhash): every input bit reaches every output bit
 /// in one multiplication.
+#[inline(always)]
 fn fold_mul(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ (p >> 64) as u64
@@ -313,6 +333,7 @@ const MIX: [u64; 4] = [
 ];
 
 /// The first and last eight bytes of an endpoint's address as words.
+#[inline(always)]
 fn ip_words(ip: &[u8; 16]) -> (u64, u64) {
     let (a, b) = ip.split_at(8);
     (
@@ -327,10 +348,16 @@ fn ip_words(ip: &[u8; 16]) -> (u64, u64) {
 /// depends on it; keys are compared whole.
 fn pair_hash(key: &PairKey) -> u64 {
     let (lo, hi) = ip_words(&key.remote.ip);
-    let small = u64::from(key.remote.port)
-        | u64::from(key.dir as u8) << 16
-        | u64::from(key.proto as u8) << 24;
-    fold_mul(lo ^ MIX[0], hi ^ MIX[1]) ^ fold_mul(key.invariants ^ MIX[2], small ^ MIX[3])
+    pair_hash_words(lo, hi, key.remote.port, key.dir, key.proto, key.invariants)
+}
+
+/// [`pair_hash`] of a key given as its remote address's words ([`ip_words`]),
+/// remote port, direction, protocol and invariants hash (the preparer's form:
+/// no `PairKey` built, an IPv4 address's high word a constant 0).
+#[inline(always)]
+fn pair_hash_words(lo: u64, hi: u64, port: u16, dir: Dir, proto: Proto, invariants: u64) -> u64 {
+    let small = u64::from(port) | u64::from(dir as u8) << 16 | u64::from(proto as u8) << 24;
+    fold_mul(lo ^ MIX[0], hi ^ MIX[1]) ^ fold_mul(invariants ^ MIX[2], small ^ MIX[3])
 }
 
 /// The other key an ambiguous outside copy waiting under `key` also waits
@@ -718,7 +745,13 @@ pub struct Prepared {
     dst: Ep,
     invariants: u64,
     /// [`pair_hash`] of (out, remote dst) and of (in, remote src): the two
-    /// keys the packet may wait or pair under.
+    /// keys the packet may wait or pair under. Each is computed only where
+    /// [`Correlator::push_prepared`] can use it, else 0: the out key only
+    /// when the destination is not a subscriber's, the in key only when the
+    /// source is not (a packet to a subscriber is an inside copy waiting
+    /// under the in key, or untranslated, or subscriber to subscriber;
+    /// likewise from one). Which keys are used follows from the two
+    /// subscriber tests alone, whatever the side.
     hash_out: u64,
     hash_in: u64,
     proto: Proto,
@@ -733,80 +766,85 @@ const _: () = assert!(std::mem::size_of::<Prepared>() == 64);
 /// the per-packet work that needs no correlator state.
 #[derive(Clone, Debug)]
 pub struct Preparer {
-    /// Subscriber prefixes as (network, mask): IPv4 and IPv6, for a
-    /// branch-light membership test.
-    sub_v4: Vec<(u32, u32)>,
+    /// What an IPv4 address's first 16 bits alone say, one bit pair per /16
+    /// (`[all, scan]` words of 64 /16s each, side by side so one cache line
+    /// answers): `all`, a prefix of /16 or shorter holds every address of
+    /// it; `scan`, some longer prefix starts in it (look in `sub_v4_long`);
+    /// neither, no subscriber prefix holds it. With the default prefixes
+    /// (all /16 or shorter) every IPv4 test is one bit.
+    v4_16: Box<[[u64; 2]; 1024]>,
+    /// Subscriber prefixes longer than /16 as (network, mask).
+    sub_v4_long: Vec<(u32, u32)>,
+    /// IPv6 subscriber prefixes as (network, mask).
     sub_v6: Vec<(u128, u128)>,
-    /// What an IPv4 address's first octet alone says (`V4_FIRST_*`): no
-    /// prefix can hold it, a prefix of /8 or shorter holds it, or `sub_v4`
-    /// must be scanned. Most addresses are decided by this one lookup.
-    v4_first: Box<[u8; 256]>,
 }
-
-/// `Preparer::v4_first`: no subscriber prefix holds an address with this
-/// first octet.
-const V4_FIRST_NONE: u8 = 0;
-/// `Preparer::v4_first`: a prefix of /8 or shorter holds every address with
-/// this first octet.
-const V4_FIRST_ALL: u8 = 1;
-/// `Preparer::v4_first`: some longer prefix starts with this octet: scan.
-const V4_FIRST_SCAN: u8 = 2;
 
 impl Preparer {
     /// The preparer for a correlator configured by `cfg`.
     pub fn new(cfg: &CorrelatorConfig) -> Preparer {
-        let mut sub_v4 = Vec::new();
+        let mut v4_16 = Box::new([[0u64; 2]; 1024]);
+        let mut sub_v4_long = Vec::new();
         let mut sub_v6 = Vec::new();
+        let mut set = |i: u32, k: usize| v4_16[(i >> 6) as usize][k] |= 1 << (i & 63);
         for p in &cfg.subscriber_prefixes {
             match p {
-                IpNet::V4(n) => sub_v4.push((u32::from(n.network()), u32::from(n.netmask()))),
+                IpNet::V4(n) => {
+                    let (net, len) = (u32::from(n.network()), n.prefix_len());
+                    if len <= 16 {
+                        // Every /16 under the prefix: 2^(16 - len) of them.
+                        let first = net >> 16;
+                        for i in first..first + (1 << (16 - len)) {
+                            set(i, 0);
+                        }
+                    } else {
+                        set(net >> 16, 1);
+                        sub_v4_long.push((net, u32::from(n.netmask())));
+                    }
+                }
                 IpNet::V6(n) => sub_v6.push((u128::from(n.network()), u128::from(n.netmask()))),
             }
         }
-        let mut v4_first = Box::new([V4_FIRST_NONE; 256]);
-        for &(n, m) in &sub_v4 {
-            let (n8, m8) = ((n >> 24) as u8, (m >> 24) as u8);
-            for o in 0..=255u8 {
-                if o & m8 != n8 {
-                    continue;
-                }
-                let t = &mut v4_first[usize::from(o)];
-                if m8 != 0xff || m == 0xff00_0000 {
-                    // The prefix is /8 or shorter: all of octet `o`.
-                    *t = V4_FIRST_ALL;
-                } else if *t != V4_FIRST_ALL {
-                    *t = V4_FIRST_SCAN;
-                }
-            }
-        }
         Preparer {
-            sub_v4,
+            v4_16,
+            sub_v4_long,
             sub_v6,
-            v4_first,
         }
+    }
+
+    /// Whether the IPv4 address is a subscriber's.
+    #[inline(always)]
+    fn is_subscriber_v4(&self, a: u32) -> bool {
+        let i = a >> 16;
+        let [all, scan] = self.v4_16[(i >> 6) as usize];
+        let bit = 1u64 << (i & 63);
+        all & bit != 0 || (scan & bit != 0 && self.sub_v4_long.iter().any(|&(n, m)| a & m == n))
+    }
+
+    /// Whether the IPv6 address (as its `u128`, not IPv4-mapped) is a
+    /// subscriber's.
+    #[inline]
+    fn is_subscriber_v6(&self, a: u128) -> bool {
+        self.sub_v6.iter().any(|&(n, m)| a & m == n)
     }
 
     /// Whether the address is a subscriber's (an IPv4-mapped address tested
     /// as IPv4).
+    #[inline]
     fn is_subscriber(&self, ep: &Ep) -> bool {
         match ep.v4() {
-            Some(a) => match self.v4_first[(a >> 24) as usize] {
-                V4_FIRST_NONE => false,
-                V4_FIRST_ALL => true,
-                _ => self.sub_v4.iter().any(|&(n, m)| a & m == n),
-            },
-            None => {
-                let a = ep.bits();
-                self.sub_v6.iter().any(|&(n, m)| a & m == n)
-            }
+            Some(a) => self.is_subscriber_v4(a),
+            None => self.is_subscriber_v6(ep.bits()),
         }
     }
 
     /// `pkt` as [`Correlator::push_prepared`] takes it.
     pub fn prepare(&self, pkt: &Decoded) -> Prepared {
+        let (src, dst) = (Ep::of(pkt.src, pkt.sport), Ep::of(pkt.dst, pkt.dport));
         self.prepared(
-            Ep::of(pkt.src, pkt.sport),
-            Ep::of(pkt.dst, pkt.dport),
+            src,
+            dst,
+            self.is_subscriber(&src),
+            self.is_subscriber(&dst),
             pkt.proto,
             pkt.tcp.map_or(0, |t| t.flags),
             invariants(pkt),
@@ -815,12 +853,13 @@ impl Preparer {
 
     /// [`decode`] then [`Preparer::prepare`] of one packet's bytes, with the
     /// link details: exactly what those two return, for every input. The
-    /// common case (IPv4 TCP / UDP / ICMP echo on Ethernet with or without
-    /// VLAN tags, Linux SLL / SLL2 or raw IP) is read straight from the
-    /// bytes; everything else, skips included, goes through `decode`.
+    /// common cases (IPv4 or IPv6 without extension headers, TCP / UDP /
+    /// ICMP echo, on Ethernet with or without VLAN tags and PPPoE, Linux
+    /// SLL / SLL2 or raw IP) are read straight from the bytes; everything
+    /// else, skips included, goes through `decode`.
     #[inline]
     pub fn prepare_bytes(&self, linktype: u16, data: &[u8]) -> Result<(Prepared, LinkInfo), Skip> {
-        if let Some(f) = fast_v4(linktype, data) {
+        if let Some(f) = fast(linktype, data) {
             return Ok((self.prepare_fast(&f), f.link));
         }
         let d = decode(linktype, data)?;
@@ -828,49 +867,72 @@ impl Preparer {
     }
 
     /// [`Preparer::prepare`] of the [`Decoded`] that `f` stands for.
-    #[inline]
-    fn prepare_fast(&self, f: &FastV4) -> Prepared {
-        let ep = |a: u32, port: u16| Ep {
-            ip: (V4_MAPPED_HIGH << 32 | u128::from(a)).to_le_bytes(),
-            port,
-        };
-        self.prepared(
-            ep(f.src, f.sport),
-            ep(f.dst, f.dport),
-            f.proto,
-            f.tcp.map_or(0, |t| t.flags),
-            invariant_hash(
-                f.ip_id,
-                f.ip_total_len,
-                f.icmp_seq,
-                f.tcp,
-                f.payload_len,
-                f.payload_fp_bytes,
-                f.payload_fp,
+    #[inline(always)]
+    fn prepare_fast(&self, f: &Fast) -> Prepared {
+        let invariants = invariant_hash(
+            f.ip_id,
+            f.ip_total_len,
+            f.icmp_seq,
+            f.tcp,
+            f.payload_len,
+            f.payload_fp_bytes,
+            f.payload_fp,
+        );
+        let flags = f.tcp.map_or(0, |t| t.flags);
+        match f.addrs {
+            FastAddrs::V4 { src, dst } => self.prepared(
+                Ep::of_v4(src, f.sport),
+                Ep::of_v4(dst, f.dport),
+                self.is_subscriber_v4(src),
+                self.is_subscriber_v4(dst),
+                f.proto,
+                flags,
+                invariants,
             ),
-        )
+            FastAddrs::V6 { src, dst } => {
+                let (src, dst) = (Ep::of_v6(src, f.sport), Ep::of_v6(dst, f.dport));
+                self.prepared(
+                    src,
+                    dst,
+                    self.is_subscriber(&src),
+                    self.is_subscriber(&dst),
+                    f.proto,
+                    flags,
+                    invariants,
+                )
+            }
+        }
     }
 
-    /// The [`Prepared`] of a packet's endpoints, protocol, TCP flags and
-    /// invariant hash.
-    #[inline]
-    fn prepared(&self, src: Ep, dst: Ep, proto: Proto, tcp_flags: u8, invariants: u64) -> Prepared {
-        let key = |dir: Dir, remote: Ep| PairKey {
-            dir,
-            proto,
-            remote,
-            invariants,
+    /// The [`Prepared`] of a packet's endpoints, their subscriber tests,
+    /// protocol, TCP flags and invariant hash.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn prepared(
+        &self,
+        src: Ep,
+        dst: Ep,
+        src_sub: bool,
+        dst_sub: bool,
+        proto: Proto,
+        tcp_flags: u8,
+        invariants: u64,
+    ) -> Prepared {
+        let hash = |dir: Dir, remote: &Ep| {
+            let (lo, hi) = ip_words(&remote.ip);
+            pair_hash_words(lo, hi, remote.port, dir, proto, invariants)
         };
         Prepared {
             src,
             dst,
             invariants,
-            hash_out: pair_hash(&key(Dir::Out, dst)),
-            hash_in: pair_hash(&key(Dir::In, src)),
+            // Only the keys the correlator can use (see `Prepared::hash_out`).
+            hash_out: if dst_sub { 0 } else { hash(Dir::Out, &dst) },
+            hash_in: if src_sub { 0 } else { hash(Dir::In, &src) },
             proto,
             tcp_flags,
-            src_sub: self.is_subscriber(&src),
-            dst_sub: self.is_subscriber(&dst),
+            src_sub,
+            dst_sub,
         }
     }
 }
@@ -3612,14 +3674,30 @@ mod tests {
             proptest::prop_assert_eq!(ep.v4().is_some(), canonical(ip).is_ipv4());
         }
 
-        /// The first-octet table decides exactly as scanning every prefix,
+        /// The /16 bit table decides exactly as scanning every prefix,
         /// for the default prefixes and for random sets (short and long
         /// prefixes, both families).
         #[test]
         fn subscriber_test_agrees_with_scanning_the_prefixes(
             extra in proptest::collection::vec(arb_prefix(), 0..6),
             ips in proptest::collection::vec(arb_ip(), 1..32),
+            tails in proptest::collection::vec(proptest::prelude::any::<u128>(), 6),
         ) {
+            // Addresses inside each extra prefix, and the neighbour across its
+            // last network bit (inside a shorter prefix, outside this one).
+            let mut ips = ips;
+            for (p, t) in extra.iter().zip(&tails) {
+                let (net, host, len) = match p {
+                    IpNet::V4(n) => (u128::from(u32::from(n.network())), u128::from(u32::from(n.hostmask())), 32 - u32::from(n.prefix_len())),
+                    IpNet::V6(n) => (u128::from(n.network()), u128::from(n.hostmask()), 128 - u32::from(n.prefix_len())),
+                };
+                for a in [net | (t & host), (net | (t & host)) ^ 1u128.checked_shl(len).unwrap_or(0)] {
+                    ips.push(match p {
+                        IpNet::V4(_) => IpAddr::V4(Ipv4Addr::from_bits(a as u32)),
+                        IpNet::V6(_) => IpAddr::V6(Ipv6Addr::from_bits(a)),
+                    });
+                }
+            }
             for prefixes in [default_subscriber_prefixes(), extra.clone(), {
                 let mut all = default_subscriber_prefixes();
                 all.extend(extra.iter().copied());
@@ -3637,6 +3715,61 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Both pair hashes, whatever the subscriber tests say (what `Prepared`
+    /// held before the preparer left out the keys the correlator cannot use).
+    fn with_both_hashes(mut p: Prepared) -> Prepared {
+        let key = |dir, remote| PairKey {
+            dir,
+            proto: p.proto,
+            remote,
+            invariants: p.invariants,
+        };
+        p.hash_out = pair_hash(&key(Dir::Out, p.dst));
+        p.hash_in = pair_hash(&key(Dir::In, p.src));
+        p
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// The correlator never reads a pair hash the preparer left out:
+        /// the same packets prepared with both hashes give the same mappings
+        /// and counters, on any sides, subscriber or not, paired or not.
+        #[test]
+        fn left_out_pair_hashes_are_never_used(
+            events in proptest::collection::vec(
+                (0i64..3_000, 0u8..3, 0usize..6, 0usize..6, 0u32..4, 0u8..3),
+                1..300,
+            ),
+        ) {
+            const ADDRS: [&str; 6] = [
+                "10.0.0.1:1000", "100.64.0.2:2000", "203.0.113.1:1000",
+                "203.0.113.1:40000", "198.51.100.7:443", "[fd00::1]:53",
+            ];
+            let preparer = Preparer::new(&CorrelatorConfig::default());
+            let mut a = Correlator::new(CorrelatorConfig::default());
+            let mut b = Correlator::new(CorrelatorConfig::default());
+            let (mut out_a, mut out_b) = (Vec::new(), Vec::new());
+            let mut ts = 0;
+            for (dt, side, src, dst, id, proto) in events {
+                ts += dt * MS;
+                let side = [Side::Inside, Side::Outside, Side::Unknown][usize::from(side)];
+                let proto = [Proto::Tcp, Proto::Udp, Proto::Icmp][usize::from(proto)];
+                let (src, dst) = (ADDRS[src], ADDRS[dst]);
+                if src.starts_with('[') != dst.starts_with('[') {
+                    continue;
+                }
+                let p = preparer.prepare(&pkt(proto, src, dst, id, ACK, id));
+                a.push_prepared(ts, side, &p, &mut out_a);
+                b.push_prepared(ts, side, &with_both_hashes(p), &mut out_b);
+            }
+            a.finish(&mut out_a);
+            b.finish(&mut out_b);
+            proptest::prop_assert_eq!(out_a, out_b);
+            proptest::prop_assert_eq!(format!("{:?}", a.stats()), format!("{:?}", b.stats()));
         }
     }
 

@@ -697,20 +697,47 @@ const FP_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 /// `fmix64`, so inputs that differ in one word never collide and others collide at random
 /// (2^-64). Two or three multiplies for the 16 bytes kept instead of a byte-at-a-time hash.
 pub fn payload_fingerprint(bytes: &[u8], len: u32) -> u64 {
-    let mut h = FP_SEED ^ (u64::from(len) << 16) ^ bytes.len() as u64;
-    let mut chunks = bytes.chunks_exact(8);
-    for c in &mut chunks {
-        let w = u64::from_le_bytes(c.try_into().expect("chunks of 8"));
-        h = (h ^ w).wrapping_mul(FP_MUL).rotate_left(31);
+    let mut h = fp_start(bytes.len(), len);
+    let mut rest = bytes;
+    while let Some((w, r)) = rest.split_first_chunk::<8>() {
+        h = fp_step(h, u64::from_le_bytes(*w));
+        rest = r;
     }
-    let rest = chunks.remainder();
     if !rest.is_empty() {
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
-        h = (h ^ u64::from_le_bytes(last))
-            .wrapping_mul(FP_MUL)
-            .rotate_left(31);
+        h = fp_step(h, fp_partial_word(rest));
     }
+    fp_finish(h)
+}
+
+/// [`payload_fingerprint`]'s starting value for `n` bytes of a payload of `len` bytes.
+#[inline(always)]
+fn fp_start(n: usize, len: u32) -> u64 {
+    FP_SEED ^ (u64::from(len) << 16) ^ n as u64
+}
+
+/// [`payload_fingerprint`]'s step for one word.
+#[inline(always)]
+fn fp_step(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(FP_MUL).rotate_left(31)
+}
+
+/// 1 to 7 bytes (8 are allowed too) as a little-endian word, zero-padded: two overlapping
+/// loads instead of a copy into a buffer (the overlap holds the same bytes in the same
+/// places, so or-ing them is exact).
+#[inline(always)]
+fn fp_partial_word(b: &[u8]) -> u64 {
+    let k = b.len();
+    debug_assert!((1..=8).contains(&k));
+    if let (Some(lo), Some(hi)) = (b.first_chunk::<4>(), b.last_chunk::<4>()) {
+        u64::from(u32::from_le_bytes(*lo)) | u64::from(u32::from_le_bytes(*hi)) << ((k - 4) * 8)
+    } else {
+        u64::from(b[0]) | u64::from(b[k / 2]) << (k / 2 * 8) | u64::from(b[k - 1]) << ((k - 1) * 8)
+    }
+}
+
+/// [`payload_fingerprint`]'s end: murmur3's `fmix64`.
+#[inline(always)]
+fn fp_finish(mut h: u64) -> u64 {
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;

@@ -1,6 +1,7 @@
 //! [`Preparer::prepare_bytes`] returns exactly what `decode` then `prepare` return: on generated
-//! packets of every kind the fast path reads, on mutations and truncations of them, and on
-//! random bytes.
+//! packets of every kind the fast path reads (IPv4 and IPv6, on Ethernet with VLAN tags and
+//! PPPoE sessions, SLL, SLL2 and raw IP), on mutations and truncations of them, and on random
+//! bytes.
 
 use super::*;
 use crate::decode::linktype;
@@ -44,6 +45,45 @@ fn arb_v4() -> impl Strategy<Value = [u8; 4]> {
     ]
 }
 
+/// A transport header and payload: TCP (data offset `doff`, options), ICMP / ICMPv6 of type
+/// `icmp_type`, or 8 bytes of something else.
+fn l4_bytes(proto: u8, doff: u8, icmp_type: u8, fields: &[u8; 12], payload: &[u8]) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    match proto {
+        6 => {
+            l4.extend_from_slice(&fields[..12]);
+            l4.push(doff << 4 | (fields[0] & 0x0f));
+            l4.push(fields[1]);
+            l4.extend_from_slice(&fields[2..8]);
+            l4.resize(usize::from(doff) * 4, 0xa5);
+        }
+        1 | 58 => {
+            l4.push(icmp_type);
+            l4.extend_from_slice(&fields[..7]);
+        }
+        _ => l4.extend_from_slice(&fields[..8]),
+    }
+    l4.extend_from_slice(payload);
+    l4
+}
+
+/// A length field: right (`right`), off by a little, or anything.
+fn arb_len_delta() -> impl Strategy<Value = i32> {
+    prop_oneof![
+        3 => Just(0i32),
+        1 => -30i32..30,
+        1 => any::<u16>().prop_map(|v| i32::from(v) - 100_000),
+    ]
+}
+
+fn with_delta(right: usize, delta: i32) -> u16 {
+    if delta < -50_000 {
+        (delta + 100_000) as u16
+    } else {
+        (right as i32 + delta).clamp(0, 0xffff) as u16
+    }
+}
+
 /// An IPv4 packet: header with options, TCP (with options) / UDP / ICMP or another protocol,
 /// payload; lengths right or not, flags any.
 fn arb_ipv4() -> impl Strategy<Value = Vec<u8>> {
@@ -65,11 +105,7 @@ fn arb_ipv4() -> impl Strategy<Value = Vec<u8>> {
             arb_v4(),
         ),
         (
-            prop_oneof![
-                3 => Just(0i32),
-                1 => -30i32..30,
-                1 => any::<u16>().prop_map(|v| i32::from(v) - 100_000),
-            ],
+            arb_len_delta(),
             5u8..=15,
             prop::sample::select(vec![8u8, 0, 3, 128, 129]),
             any::<[u8; 12]>(),
@@ -82,29 +118,9 @@ fn arb_ipv4() -> impl Strategy<Value = Vec<u8>> {
                 (ihl, tos, id, frag, proto, src, dst),
                 (len_delta, doff, icmp_type, fields, payload, pad),
             )| {
-                let mut l4 = Vec::new();
-                match proto {
-                    6 => {
-                        l4.extend_from_slice(&fields[..12]);
-                        l4.push(doff << 4 | (fields[0] & 0x0f));
-                        l4.push(fields[1]);
-                        l4.extend_from_slice(&fields[2..8]);
-                        l4.resize(usize::from(doff) * 4, 0xa5);
-                    }
-                    1 => {
-                        l4.push(icmp_type);
-                        l4.extend_from_slice(&fields[..7]);
-                    }
-                    _ => l4.extend_from_slice(&fields[..8]),
-                }
-                l4.extend_from_slice(&payload);
+                let l4 = l4_bytes(proto, doff, icmp_type, &fields, &payload);
                 let header_len = usize::from(ihl) * 4;
-                let total = (header_len + l4.len()) as i32;
-                let total_len = if len_delta < -50_000 {
-                    (len_delta + 100_000) as u16
-                } else {
-                    (total + len_delta).clamp(0, 0xffff) as u16
-                };
+                let total_len = with_delta(header_len + l4.len(), len_delta);
                 let mut ip = vec![0x40 | ihl, tos];
                 ip.extend_from_slice(&total_len.to_be_bytes());
                 ip.extend_from_slice(&id.to_be_bytes());
@@ -121,24 +137,150 @@ fn arb_ipv4() -> impl Strategy<Value = Vec<u8>> {
         )
 }
 
-/// A link layer around `ip`: (link type, frame).
+fn arb_v6() -> impl Strategy<Value = [u8; 16]> {
+    let v6 = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
+    prop_oneof![
+        prop::sample::select(vec![
+            v6("2001:db8:1::5"),
+            v6("2001:db8:1:ffff::1"),
+            v6("2001:db8:2::5"),
+            v6("fd00::1"),
+            v6("fc00::ffff"),
+            v6("fe80::1"),
+            v6("2606:4700::1111"),
+            v6("::ffff:10.0.0.1"),
+            v6("::ffff:93.184.216.34"),
+            v6("::"),
+        ]),
+        any::<[u8; 16]>(),
+    ]
+}
+
+/// An IPv6 packet: TCP (with options) / UDP / ICMPv6, an extension header or another next
+/// header, payload; payload length right, off, 0 or anything; version mostly 6.
+fn arb_ipv6() -> impl Strategy<Value = Vec<u8>> {
+    (
+        (
+            prop_oneof![8 => Just(6u8), 1 => any::<u8>().prop_map(|v| v >> 4)],
+            any::<[u8; 3]>(),
+            prop_oneof![
+                6 => prop::sample::select(vec![6u8, 17, 58]),
+                1 => prop::sample::select(vec![0u8, 43, 44, 60, 51, 59, 1, 135]),
+                1 => any::<u8>(),
+            ],
+            arb_v6(),
+            arb_v6(),
+        ),
+        (
+            prop_oneof![8 => arb_len_delta().prop_map(Some), 1 => Just(None)],
+            5u8..=15,
+            prop::sample::select(vec![128u8, 129, 8, 0, 1, 135]),
+            any::<[u8; 12]>(),
+            prop::collection::vec(any::<u8>(), 0..40),
+            prop::collection::vec(any::<u8>(), 0..8),
+        ),
+    )
+        .prop_map(
+            |(
+                (version, class_flow, next, src, dst),
+                (len_delta, doff, icmp_type, fields, payload, pad),
+            )| {
+                let l4 = l4_bytes(next, doff, icmp_type, &fields, &payload);
+                let payload_length = len_delta.map_or(0, |d| with_delta(l4.len(), d));
+                let mut ip = vec![version << 4 | class_flow[0] >> 4];
+                ip.extend_from_slice(&class_flow[1..]);
+                ip.extend_from_slice(&payload_length.to_be_bytes());
+                ip.extend_from_slice(&[next, 64]);
+                ip.extend_from_slice(&src);
+                ip.extend_from_slice(&dst);
+                ip.extend_from_slice(&l4);
+                ip.extend_from_slice(&pad);
+                ip
+            },
+        )
+}
+
+/// An IPv4 or IPv6 packet, and whether it is IPv6.
+fn arb_ip() -> impl Strategy<Value = (bool, Vec<u8>)> {
+    prop_oneof![
+        arb_ipv4().prop_map(|ip| (false, ip)),
+        arb_ipv6().prop_map(|ip| (true, ip)),
+    ]
+}
+
+/// What a frame carries the IP packet in: its EtherType, or PPPoE.
+#[derive(Clone, Debug)]
+enum Inner {
+    /// The IP version's own EtherType.
+    Ip,
+    /// A PPPoE session: version/type, code, session id, length delta, PPP protocol field
+    /// (`None`: the IP version's, 2 bytes; `Some(1 byte)` compressed; `Some(2 bytes)` as
+    /// given), padding after the session payload.
+    Pppoe(u8, u8, u16, i32, Option<Vec<u8>>, Vec<u8>),
+    /// Another EtherType.
+    Other(u16),
+}
+
+fn arb_inner() -> impl Strategy<Value = Inner> {
+    let ppp_field = prop_oneof![
+        4 => Just(None),
+        1 => prop::sample::select(vec![
+            vec![0x21u8],
+            vec![0x57],
+            vec![0x00, 0x57],
+            vec![0x00, 0x21],
+            vec![0xc0, 0x21],
+            vec![0x80, 0x21],
+            vec![0x00],
+        ])
+        .prop_map(Some),
+        1 => prop::collection::vec(any::<u8>(), 0..3).prop_map(Some),
+    ];
+    prop_oneof![
+        8 => Just(Inner::Ip),
+        4 => (
+            prop_oneof![6 => Just(0x11u8), 1 => any::<u8>()],
+            prop_oneof![6 => Just(0u8), 1 => any::<u8>()],
+            any::<u16>(),
+            arb_len_delta(),
+            ppp_field,
+            prop::collection::vec(any::<u8>(), 0..8),
+        )
+            .prop_map(|(vt, code, id, delta, ppp, pad)| Inner::Pppoe(vt, code, id, delta, ppp, pad)),
+        1 => prop::sample::select(vec![0x0800u16, 0x86dd, 0x8863, 0x0806, 0x8100])
+            .prop_map(Inner::Other),
+        1 => any::<u16>().prop_map(Inner::Other),
+    ]
+}
+
+/// A link layer around an IP packet: (link type, frame).
 fn arb_frame() -> impl Strategy<Value = (u16, Vec<u8>)> {
     let tpid = prop::sample::select(vec![0x8100u16, 0x88a8, 0x9100, 0x9200]);
-    let inner = prop_oneof![
-        8 => Just(0x0800u16),
-        1 => prop::sample::select(vec![0x86ddu16, 0x8864, 0x0806, 0x8100]),
-        1 => any::<u16>(),
-    ];
     (
         0u8..6,
         prop::collection::vec((tpid, any::<u16>()), 0..6),
-        inner,
+        arb_inner(),
         prop_oneof![3 => 0u16..8, 1 => any::<u16>()],
         any::<u32>(),
         any::<[u8; 8]>(),
-        arb_ipv4(),
+        arb_ip(),
     )
-        .prop_map(|(kind, tags, inner, pkttype, ifindex, addr, ip)| {
+        .prop_map(|(kind, tags, inner, pkttype, ifindex, addr, (v6, ip))| {
+            let (inner, carried) = match inner {
+                Inner::Ip => (if v6 { 0x86dd } else { 0x0800 }, ip.clone()),
+                Inner::Other(t) => (t, ip.clone()),
+                Inner::Pppoe(vt, code, id, delta, ppp, pad) => {
+                    let ppp = ppp.unwrap_or(if v6 { vec![0, 0x57] } else { vec![0, 0x21] });
+                    let length = with_delta(ppp.len() + ip.len(), delta);
+                    let mut s = vec![vt, code];
+                    s.extend_from_slice(&id.to_be_bytes());
+                    s.extend_from_slice(&length.to_be_bytes());
+                    s.extend_from_slice(&ppp);
+                    s.extend_from_slice(&ip);
+                    s.extend_from_slice(&pad);
+                    (0x8864, s)
+                }
+            };
             let mut walk = Vec::new();
             let mut ether_type = inner;
             // Built from the inside out: each tag names what follows it.
@@ -151,7 +293,7 @@ fn arb_frame() -> impl Strategy<Value = (u16, Vec<u8>)> {
                 ether_type = *tpid;
             }
             walk.extend_from_slice(&tagged);
-            walk.extend_from_slice(&ip);
+            walk.extend_from_slice(&carried);
             match kind {
                 0 => {
                     let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
@@ -178,22 +320,20 @@ fn arb_frame() -> impl Strategy<Value = (u16, Vec<u8>)> {
                 }
                 3 => (linktype::RAW, ip),
                 4 => (
-                    [linktype::IPV4, linktype::DLT_RAW_12, linktype::DLT_RAW_14]
-                        [ifindex as usize % 3],
+                    [
+                        linktype::IPV4,
+                        linktype::IPV6,
+                        linktype::DLT_RAW_12,
+                        linktype::DLT_RAW_14,
+                    ][ifindex as usize % 4],
                     ip,
                 ),
                 _ => {
-                    let lt = [
-                        linktype::NULL,
-                        linktype::LOOP,
-                        linktype::PPP,
-                        linktype::IPV6,
-                    ][ifindex as usize % 4];
+                    let lt = [linktype::NULL, linktype::LOOP, linktype::PPP][ifindex as usize % 3];
                     let mut f = match lt {
-                        linktype::NULL => vec![2, 0, 0, 0],
-                        linktype::LOOP => vec![0, 0, 0, 2],
-                        linktype::PPP => vec![0xff, 0x03, 0x00, 0x21],
-                        _ => Vec::new(),
+                        linktype::NULL => vec![if v6 { 10 } else { 2 }, 0, 0, 0],
+                        linktype::LOOP => vec![0, 0, 0, if v6 { 24 } else { 2 }],
+                        _ => vec![0xff, 0x03, 0x00, if v6 { 0x57 } else { 0x21 }],
                     };
                     f.extend_from_slice(&ip);
                     (lt, f)
@@ -235,12 +375,96 @@ fn fast_path_reads_the_common_packets() {
         (linktype::RAW, tcp),
         (linktype::IPV4, udp),
     ] {
-        assert!(fast_v4(lt, b).is_some(), "link type {lt}");
+        assert!(fast(lt, b).is_some(), "link type {lt}");
         let d = decode(lt, b).unwrap();
         assert_eq!(p.prepare_bytes(lt, b), Ok((p.prepare(&d), d.link)));
     }
     let d = decode(linktype::ETHERNET, &eth).unwrap();
     assert_eq!((d.link.vlan, d.link.vlan_outer), (Some(100), Some(10)));
+}
+
+#[test]
+fn fast_path_reads_ipv6_and_pppoe() {
+    // IPv6 TCP 2001:db8:1::5 → 2606:4700::1111, 4 payload bytes.
+    let mut tcp6 = vec![0x60, 0, 0, 0, 0, 24, 6, 64];
+    tcp6.extend_from_slice(
+        &"2001:db8:1::5"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    tcp6.extend_from_slice(
+        &"2606:4700::1111"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets(),
+    );
+    tcp6.extend_from_slice(&[
+        0xc3, 0x50, 0, 80, 1, 2, 3, 4, 10, 11, 12, 13, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0, b'a',
+        b'b', b'c', b'd',
+    ]);
+    // ICMPv6 echo request and UDP, same addresses.
+    let mut icmp6 = tcp6[..40].to_vec();
+    icmp6[4..7].copy_from_slice(&[0, 10, 58]);
+    icmp6.extend_from_slice(&[128, 0, 0, 0, 0x12, 0x34, 0, 9, b'h', b'i']);
+    let mut udp6 = tcp6[..40].to_vec();
+    udp6[4..7].copy_from_slice(&[0, 10, 17]);
+    udp6.extend_from_slice(&[3, 0xe8, 0, 53, 0, 10, 0, 0, b'h', b'i']);
+    let udp4: &[u8] = &[
+        0x45, 0, 0, 30, 0x12, 0x34, 0, 0, 64, 17, 0, 0, 100, 64, 0, 1, 10, 0, 0, 2, //
+        3, 0xe8, 0, 53, 0, 10, 0, 0, b'h', b'i',
+    ];
+    let eth = |ether_type: &[u8], rest: &[u8]| {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2];
+        f.extend_from_slice(ether_type);
+        f.extend_from_slice(rest);
+        f
+    };
+    // PPPoE session 0x0101 (length = PPP field + IP), Ethernet padding after it.
+    let pppoe = |ppp: &[u8], ip: &[u8]| {
+        let mut s = vec![0x11, 0, 0x01, 0x01];
+        s.extend_from_slice(&((ppp.len() + ip.len()) as u16).to_be_bytes());
+        s.extend_from_slice(ppp);
+        s.extend_from_slice(ip);
+        s.extend_from_slice(&[0; 6]);
+        s
+    };
+    let vlan_pppoe4 = eth(&[0x81, 0, 0, 7, 0x88, 0x64], &pppoe(&[0, 0x21], udp4));
+    let pppoe6 = eth(&[0x88, 0x64], &pppoe(&[0, 0x57], &tcp6));
+    let pppoe6_compressed = eth(&[0x88, 0x64], &pppoe(&[0x57], &icmp6));
+    let eth6 = eth(&[0x86, 0xdd], &tcp6);
+    let mut sll2 = vec![
+        0x86, 0xdd, 0, 0, 0, 0, 0, 7, 0, 1, 4, 6, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+    sll2.extend_from_slice(&udp6);
+    let p = preparer();
+    for (lt, b) in [
+        (linktype::ETHERNET, &vlan_pppoe4[..]),
+        (linktype::ETHERNET, &pppoe6[..]),
+        (linktype::ETHERNET, &pppoe6_compressed[..]),
+        (linktype::ETHERNET, &eth6[..]),
+        (linktype::LINUX_SLL2, &sll2[..]),
+        (linktype::RAW, &icmp6[..]),
+        (linktype::IPV6, &tcp6[..]),
+    ] {
+        assert!(fast(lt, b).is_some(), "link type {lt}: {b:02x?}");
+        let d = decode(lt, b).unwrap();
+        assert_eq!(p.prepare_bytes(lt, b), Ok((p.prepare(&d), d.link)));
+    }
+    let d = decode(linktype::ETHERNET, &vlan_pppoe4).unwrap();
+    assert_eq!((d.link.vlan, d.link.pppoe_session), (Some(7), Some(0x0101)));
+    assert_eq!((d.sport, d.dport, d.payload_len), (1000, 53, 2));
+    let d = decode(linktype::ETHERNET, &pppoe6_compressed).unwrap();
+    assert_eq!(
+        (d.proto, d.sport, d.icmp_seq, d.payload_len),
+        (Proto::Icmpv6, 0x1234, 9, 2)
+    );
+    // Not on the fast path: an extension header, a PPP control protocol.
+    let mut hop = tcp6.clone();
+    hop[6] = 0;
+    assert!(fast(linktype::RAW, &hop).is_none());
+    let lcp = eth(&[0x88, 0x64], &pppoe(&[0xc0, 0x21], udp4));
+    assert!(fast(linktype::ETHERNET, &lcp).is_none());
 }
 
 proptest! {
@@ -269,7 +493,16 @@ proptest! {
     #[test]
     fn prepare_bytes_is_decode_then_prepare_on_random_bytes(
         lt in prop_oneof![prop::sample::select(linktype::SUPPORTED.to_vec()), any::<u16>()],
-        head in prop::sample::select(vec![vec![], vec![0x45u8], vec![8, 0], vec![0x81, 0, 0, 1, 8, 0, 0x45]]),
+        head in prop::sample::select(vec![
+            vec![],
+            vec![0x45u8],
+            vec![8, 0],
+            vec![0x81, 0, 0, 1, 8, 0, 0x45],
+            vec![0x60],
+            vec![0x86, 0xdd, 0x60],
+            vec![0x88, 0x64, 0x11, 0, 0, 1],
+            vec![0x88, 0x64, 0x11, 0, 0, 1, 0, 60, 0, 0x57, 0x60],
+        ]),
         bytes in prop::collection::vec(any::<u8>(), 0..120),
     ) {
         let p = preparer();

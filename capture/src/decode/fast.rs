@@ -1,26 +1,35 @@
 //! The common case of [`super::decode`] read straight from the bytes: Ethernet (with VLAN
-//! tags), Linux SLL / SLL2 or raw IP, then IPv4 without fragmentation or an authentication
-//! header, then TCP, UDP or ICMP echo, all headers complete.
+//! tags and a PPPoE session), Linux SLL / SLL2 or raw IP, then IPv4 without fragmentation or an
+//! authentication header, or IPv6 without extension headers, then TCP, UDP or ICMP / ICMPv6
+//! echo, all headers complete.
 //!
-//! [`fast_v4`] answers `None` for anything else, including every packet `decode` would skip:
+//! [`fast`] answers `None` for anything else, including every packet `decode` would skip:
 //! the caller then runs `decode` itself. When it answers `Some`, the fields are exactly those
 //! `decode` returns for the same bytes (the tests in `correlate` compare the two on generated,
 //! mutated and random packets). It never returns a [`super::Skip`]: the rare and the broken go
 //! the slow way.
+//!
+//! Headers are read as fixed-size arrays (`first_chunk`), so each header costs one length
+//! check and its fields none.
 
-use super::{
-    ethertype, linktype, payload_fingerprint, LinkInfo, TcpInfo, PAYLOAD_FP_BYTES_MAX,
-    VLAN_TAGS_MAX,
-};
+use super::{ethertype, linktype, ppp, LinkInfo, TcpInfo, PAYLOAD_FP_BYTES_MAX, VLAN_TAGS_MAX};
 use natrec_storage::Proto;
 
-/// The fields of an IPv4 packet as [`super::Decoded`] holds them, addresses as `u32`.
+/// The addresses of a [`Fast`] packet.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct FastV4 {
+pub(crate) enum FastAddrs {
+    /// IPv4 source and destination.
+    V4 { src: u32, dst: u32 },
+    /// IPv6 source and destination as [`std::net::Ipv6Addr::to_bits`] gives them.
+    V6 { src: u128, dst: u128 },
+}
+
+/// The fields of an IP packet as [`super::Decoded`] holds them, addresses as integers.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Fast {
     pub link: LinkInfo,
+    pub addrs: FastAddrs,
     pub proto: Proto,
-    pub src: u32,
-    pub dst: u32,
     pub sport: u16,
     pub dport: u16,
     pub ip_id: u32,
@@ -32,50 +41,86 @@ pub(crate) struct FastV4 {
     pub payload_fp_bytes: u16,
 }
 
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+/// Which IP version the link layer announced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    V4,
+    V6,
+    /// Raw IP link types: the version nibble decides.
+    Any,
 }
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let w = b.get(at..at + 4)?;
-    Some(u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
-}
-
-/// `decode(linktype, data)` for the common IPv4 case, or `None` (then ask `decode`).
+/// `decode(linktype, data)` for the common cases, or `None` (then ask `decode`).
 #[inline]
-pub(crate) fn fast_v4(lt: u16, data: &[u8]) -> Option<FastV4> {
+pub(crate) fn fast(lt: u16, data: &[u8]) -> Option<Fast> {
     let mut link = LinkInfo::default();
-    let ip = match lt {
-        linktype::ETHERNET => ether_v4(be16(data, 12)?, data.get(14..)?, &mut link)?,
+    // Ethernet first: the common link type costs one compare.
+    let (want, ip) = if lt == linktype::ETHERNET {
+        let h = data.first_chunk::<14>()?;
+        ether(u16::from_be_bytes([h[12], h[13]]), &data[14..], &mut link)?
+    } else {
+        other_link(lt, data, &mut link)?
+    };
+    let version = ip.first()? >> 4;
+    if version == 4 && want != Want::V6 {
+        ipv4(ip, link)
+    } else if version == 6 && want != Want::V4 {
+        ipv6(ip, link)
+    } else {
+        None
+    }
+}
+
+/// The link layers other than Ethernet.
+#[inline]
+fn other_link<'a>(lt: u16, data: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
+    Some(match lt {
         linktype::LINUX_SLL => {
+            let h = data.first_chunk::<16>()?;
             // decode refuses a packet type above 255: leave that to it.
-            link.pkttype = Some(u8::try_from(be16(data, 0)?).ok()?);
-            ether_v4(be16(data, 14)?, data.get(16..)?, &mut link)?
+            if h[0] != 0 {
+                return None;
+            }
+            link.pkttype = Some(h[1]);
+            ether(u16::from_be_bytes([h[14], h[15]]), &data[16..], link)?
         }
         linktype::LINUX_SLL2 => {
-            let protocol = be16(data, 0)?;
-            let rest = data.get(20..)?;
-            link.pkttype = Some(data[10]);
-            link.ifindex = Some(be32(data, 4)?);
-            ether_v4(protocol, rest, &mut link)?
+            let h = data.first_chunk::<20>()?;
+            link.pkttype = Some(h[10]);
+            link.ifindex = Some(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
+            ether(u16::from_be_bytes([h[0], h[1]]), &data[20..], link)?
         }
-        linktype::RAW | linktype::DLT_RAW_12 | linktype::DLT_RAW_14 | linktype::IPV4 => data,
+        linktype::RAW | linktype::DLT_RAW_12 | linktype::DLT_RAW_14 => (Want::Any, data),
+        linktype::IPV4 => (Want::V4, data),
+        linktype::IPV6 => (Want::V6, data),
         _ => return None,
-    };
-    ipv4(ip, link)
+    })
 }
 
-/// Follows VLAN tags to IPv4; `None` for anything else (IPv6, PPPoE, not IP, cut tags).
-#[inline]
-fn ether_v4<'a>(
+/// Follows VLAN tags and a PPPoE session to IPv4 or IPv6; `None` for anything else (not IP,
+/// cut tags, PPP control protocols, a malformed PPPoE header). IPv4 right after the link
+/// header, the most common case, is decided here without the walk.
+#[inline(always)]
+fn ether<'a>(ether_type: u16, payload: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
+    if ether_type == ethertype::IPV4 {
+        Some((Want::V4, payload))
+    } else {
+        ether_walk(ether_type, payload, link)
+    }
+}
+
+/// [`ether`] beyond its first test.
+#[inline(never)]
+fn ether_walk<'a>(
     mut ether_type: u16,
     mut payload: &'a [u8],
     link: &mut LinkInfo,
-) -> Option<&'a [u8]> {
+) -> Option<(Want, &'a [u8])> {
     let mut tags = 0;
     loop {
         match ether_type {
-            ethertype::IPV4 => return Some(payload),
+            ethertype::IPV4 => return Some((Want::V4, payload)),
+            ethertype::IPV6 => return Some((Want::V6, payload)),
             ethertype::VLAN
             | ethertype::QINQ
             | ethertype::QINQ_OLD_9100
@@ -84,26 +129,49 @@ fn ether_v4<'a>(
                     return None;
                 }
                 tags += 1;
-                let tci = be16(payload, 0)?;
-                ether_type = be16(payload, 2)?;
+                let t = payload.first_chunk::<4>()?;
+                ether_type = u16::from_be_bytes([t[2], t[3]]);
                 if link.vlan_outer.is_none() {
                     link.vlan_outer = link.vlan;
                 }
-                link.vlan = Some(tci & 0x0fff);
+                link.vlan = Some(u16::from_be_bytes([t[0], t[1]]) & 0x0fff);
                 payload = &payload[4..];
             }
+            ethertype::PPPOE_SESSION => return pppoe(payload, link),
             _ => return None,
         }
     }
 }
 
-/// IPv4 and the transport header; `None` where `decode` skips or takes a rarer path.
+/// A PPPoE session header (version/type 1/1, code 0), then a PPP protocol field (two bytes, or
+/// one when compressed) naming IPv4 or IPv6. The IP packet is bounded by the PPPoE length.
 #[inline]
-fn ipv4(data: &[u8], link: LinkInfo) -> Option<FastV4> {
-    let h = data.get(..20)?;
-    if h[0] >> 4 != 4 {
+fn pppoe<'a>(data: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
+    let h = data.first_chunk::<6>()?;
+    if h[0] != 0x11 || h[1] != 0 {
         return None;
     }
+    link.pppoe_session = Some(u16::from_be_bytes([h[2], h[3]]));
+    let rest = &data[6..];
+    let len = usize::from(u16::from_be_bytes([h[4], h[5]])).min(rest.len());
+    let session = &rest[..len];
+    let (protocol, ip) = match *session {
+        // An odd first byte is a compressed one-byte protocol field.
+        [p, ref ip @ ..] if p & 1 == 1 => (u16::from(p), ip),
+        [hi, lo, ref ip @ ..] => (u16::from_be_bytes([hi, lo]), ip),
+        _ => return None,
+    };
+    match protocol {
+        ppp::IPV4 => Some((Want::V4, ip)),
+        ppp::IPV6 => Some((Want::V6, ip)),
+        _ => None,
+    }
+}
+
+/// IPv4 and the transport header; `None` where `decode` skips or takes a rarer path.
+#[inline]
+fn ipv4(data: &[u8], link: LinkInfo) -> Option<Fast> {
+    let h = data.first_chunk::<20>()?;
     let header_len = usize::from(h[0] & 0x0f) * 4;
     let total_len = u16::from_be_bytes([h[2], h[3]]);
     if header_len < 20 || data.len() < header_len || usize::from(total_len) < header_len {
@@ -113,12 +181,103 @@ fn ipv4(data: &[u8], link: LinkInfo) -> Option<FastV4> {
     if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
         return None;
     }
-    let ip_number = h[9];
+    let proto = match h[9] {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        1 => Proto::Icmp,
+        _ => return None,
+    };
     let l4_len = usize::from(total_len) - header_len;
     let l4 = &data[header_len..data.len().min(usize::from(total_len))];
-    let (proto, sport, dport, tcp, icmp_seq, l4_header_len) = match ip_number {
-        6 => {
-            let t = l4.get(..20)?;
+    let t = transport(proto, l4, l4_len)?;
+    Some(Fast {
+        link,
+        addrs: FastAddrs::V4 {
+            src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
+            dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+        },
+        proto,
+        sport: t.sport,
+        dport: t.dport,
+        ip_id: u32::from(u16::from_be_bytes([h[4], h[5]])),
+        ip_total_len: total_len,
+        tcp: t.tcp,
+        icmp_seq: t.icmp_seq,
+        payload_fp: t.payload_fp,
+        payload_len: t.payload_len,
+        payload_fp_bytes: t.payload_fp_bytes,
+    })
+}
+
+/// Size of the fixed IPv6 header, in bytes.
+const IPV6_HEADER_BYTES: usize = 40;
+
+/// IPv6 without extension headers (the next header is TCP, UDP or ICMPv6) and the transport
+/// header; `None` for anything else, and for a payload length of 0 (a jumbogram, which
+/// `decode` skips).
+#[inline]
+fn ipv6(data: &[u8], link: LinkInfo) -> Option<Fast> {
+    let h = data.first_chunk::<IPV6_HEADER_BYTES>()?;
+    let payload_length = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    let proto = match h[6] {
+        6 => Proto::Tcp,
+        17 => Proto::Udp,
+        58 => Proto::Icmpv6,
+        _ => return None,
+    };
+    if payload_length == 0 {
+        return None;
+    }
+    // The captured payload, at most what the header announces.
+    let rest = &data[IPV6_HEADER_BYTES..];
+    let l4 = &rest[..rest.len().min(payload_length)];
+    let t = transport(proto, l4, payload_length)?;
+    let addr = |at: usize| {
+        let mut a = [0u8; 16];
+        a.copy_from_slice(&h[at..at + 16]);
+        u128::from_be_bytes(a)
+    };
+    Some(Fast {
+        link,
+        addrs: FastAddrs::V6 {
+            src: addr(8),
+            dst: addr(24),
+        },
+        proto,
+        sport: t.sport,
+        dport: t.dport,
+        ip_id: 0,
+        // At most 65 535 + 40: saturates as decode does.
+        ip_total_len: u16::try_from(payload_length + IPV6_HEADER_BYTES).unwrap_or(u16::MAX),
+        tcp: t.tcp,
+        icmp_seq: t.icmp_seq,
+        payload_fp: t.payload_fp,
+        payload_len: t.payload_len,
+        payload_fp_bytes: t.payload_fp_bytes,
+    })
+}
+
+/// What the transport header and payload give.
+struct Transport {
+    sport: u16,
+    dport: u16,
+    tcp: Option<TcpInfo>,
+    icmp_seq: u16,
+    payload_fp: u64,
+    payload_len: u32,
+    payload_fp_bytes: u16,
+}
+
+/// Size of the ICMP / ICMPv6 echo header, in bytes.
+const ICMP_ECHO_HEADER_BYTES: usize = 8;
+
+/// The transport header in `l4` (captured bytes, at most `l4_len`, the length the IP header
+/// announces, which is at most 16 bits), and the payload's fingerprint.
+#[inline(always)]
+fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
+    let (sport, dport, tcp, icmp_seq, header_len) = match proto {
+        Proto::Tcp => {
+            let t = l4.first_chunk::<20>()?;
             let len = usize::from(t[12] >> 4) * 4;
             if len < 20 || l4.len() < len {
                 return None;
@@ -129,7 +288,6 @@ fn ipv4(data: &[u8], link: LinkInfo) -> Option<FastV4> {
                 flags: t[13],
             };
             (
-                Proto::Tcp,
                 u16::from_be_bytes([t[0], t[1]]),
                 u16::from_be_bytes([t[2], t[3]]),
                 Some(info),
@@ -137,10 +295,9 @@ fn ipv4(data: &[u8], link: LinkInfo) -> Option<FastV4> {
                 len,
             )
         }
-        17 => {
-            let u = l4.get(..8)?;
+        Proto::Udp => {
+            let u = l4.first_chunk::<8>()?;
             (
-                Proto::Udp,
                 u16::from_be_bytes([u[0], u[1]]),
                 u16::from_be_bytes([u[2], u[3]]),
                 None,
@@ -148,36 +305,56 @@ fn ipv4(data: &[u8], link: LinkInfo) -> Option<FastV4> {
                 8,
             )
         }
-        1 => {
-            let c = l4.get(..8)?;
+        Proto::Icmp | Proto::Icmpv6 => {
+            let c = l4.first_chunk::<ICMP_ECHO_HEADER_BYTES>()?;
             let id = u16::from_be_bytes([c[4], c[5]]);
             let seq = u16::from_be_bytes([c[6], c[7]]);
+            let (request, reply) = if proto == Proto::Icmp {
+                (8, 0)
+            } else {
+                (128, 129)
+            };
             let (sport, dport) = match c[0] {
-                8 => (id, 0),
-                0 => (0, id),
+                t if t == request => (id, 0),
+                t if t == reply => (0, id),
                 _ => return None,
             };
-            (Proto::Icmp, sport, dport, None, seq, 8)
+            (sport, dport, None, seq, ICMP_ECHO_HEADER_BYTES)
         }
-        _ => return None,
     };
-    let captured = &l4[l4_header_len..];
-    let hashed = &captured[..captured.len().min(PAYLOAD_FP_BYTES_MAX)];
-    // l4_header_len <= l4.len() <= l4_len: no underflow; at most 16 bits.
-    let payload_len = (l4_len - l4_header_len) as u32;
-    Some(FastV4 {
-        link,
-        proto,
-        src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
-        dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
+    // header_len <= l4.len() <= l4_len: no underflow; at most 16 bits.
+    let payload_len = (l4_len - header_len) as u32;
+    let (payload_fp, payload_fp_bytes) = fingerprint_prefix(&l4[header_len..], payload_len);
+    Some(Transport {
         sport,
         dport,
-        ip_id: u32::from(u16::from_be_bytes([h[4], h[5]])),
-        ip_total_len: total_len,
         tcp,
         icmp_seq,
-        payload_fp: payload_fingerprint(hashed, payload_len),
+        payload_fp,
         payload_len,
-        payload_fp_bytes: hashed.len() as u16,
+        payload_fp_bytes,
     })
+}
+
+/// [`super::payload_fingerprint`] of the first [`PAYLOAD_FP_BYTES_MAX`] bytes of `captured`
+/// (all of them if fewer), and how many that is: the same value, in straight-line code for
+/// the two words.
+#[inline(always)]
+fn fingerprint_prefix(captured: &[u8], len: u32) -> (u64, u16) {
+    const _: () = assert!(PAYLOAD_FP_BYTES_MAX == 16);
+    let n = captured.len().min(PAYLOAD_FP_BYTES_MAX);
+    let mut h = super::fp_start(n, len);
+    if let Some(w) = captured.first_chunk::<16>() {
+        let (a, b) = w.split_at(8);
+        h = super::fp_step(h, u64::from_le_bytes(a.try_into().expect("8 bytes")));
+        h = super::fp_step(h, u64::from_le_bytes(b.try_into().expect("8 bytes")));
+    } else if let Some((a, rest)) = captured.split_first_chunk::<8>() {
+        h = super::fp_step(h, u64::from_le_bytes(*a));
+        if !rest.is_empty() {
+            h = super::fp_step(h, super::fp_partial_word(rest));
+        }
+    } else if !captured.is_empty() {
+        h = super::fp_step(h, super::fp_partial_word(captured));
+    }
+    (super::fp_finish(h), n as u16)
 }

@@ -123,6 +123,44 @@ fn fingerprint_known_value() {
     );
 }
 
+/// The fingerprint as first written (a copy of the last word into a zeroed buffer): the
+/// model the two-load partial word must agree with.
+fn fingerprint_model(bytes: &[u8], len: u32) -> u64 {
+    let mut h = FP_SEED ^ (u64::from(len) << 16) ^ bytes.len() as u64;
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().unwrap());
+        h = (h ^ w).wrapping_mul(FP_MUL).rotate_left(31);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(last))
+            .wrapping_mul(FP_MUL)
+            .rotate_left(31);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+#[test]
+fn fingerprint_is_its_model_for_every_length() {
+    let bytes: Vec<u8> = (0..40u8).map(|i| i.wrapping_mul(151) ^ 0x5a).collect();
+    for n in 0..=bytes.len() {
+        for len in [0, 1, 16, 1400, u32::MAX] {
+            assert_eq!(
+                payload_fingerprint(&bytes[..n], len),
+                fingerprint_model(&bytes[..n], len),
+                "{n} bytes"
+            );
+        }
+    }
+}
+
 #[test]
 fn fingerprint_sees_every_byte_and_bit() {
     let base: Vec<u8> = (0u8..16).collect();
@@ -526,6 +564,15 @@ fn truncated_at_every_length() {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The fingerprint equals its first definition on any bytes.
+    #[test]
+    fn fingerprint_agrees_with_its_model(
+        bytes in prop::collection::vec(any::<u8>(), 0..64),
+        len in any::<u32>(),
+    ) {
+        prop_assert_eq!(payload_fingerprint(&bytes, len), fingerprint_model(&bytes, len));
+    }
 
     #[test]
     fn never_panics_on_arbitrary_bytes(
