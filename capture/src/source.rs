@@ -17,9 +17,11 @@
 //!
 //! Block framing (type, both lengths, padding) is checked here before the block bytes are handed
 //! to `pcap-parser`, so that a length that runs past the end of the file is reported as
-//! truncation and never as a parser "incomplete" from the middle of a block. The 16-byte legacy
-//! pcap record header is read here too (its `caplen` must be checked before the record is sliced);
-//! `pcap-parser` then parses the record.
+//! truncation and never as a parser "incomplete" from the middle of a block. Legacy pcap records
+//! are read here entirely, straight from the bytes (`Packets::next_pcap`): the byte order, the
+//! timestamp unit and the `caplen` limit are worked out once per file from the global header, so a
+//! record costs one bounds check of its 16-byte header, one of its `caplen`, and four loads;
+//! `pcap-parser` reads the global header and the pcapng blocks.
 //!
 //! The pcap global header's `thiszone` is ignored (libpcap and every common writer set it to 0),
 //! and only the low 16 bits of its link type are kept (the upper bits carry FCS information).
@@ -31,7 +33,7 @@ use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
-use pcap_parser::pcap::{parse_pcap_frame, parse_pcap_frame_be, parse_pcap_header};
+use pcap_parser::pcap::parse_pcap_header;
 use pcap_parser::pcapng::{
     parse_enhancedpacketblock_be, parse_enhancedpacketblock_le, parse_interfacedescriptionblock_be,
     parse_interfacedescriptionblock_le, parse_sectionheaderblock, parse_simplepacketblock_be,
@@ -247,12 +249,12 @@ impl CaptureFile {
                 nanos,
                 snaplen,
                 linktype,
-            } => State::Pcap {
+            } => State::Pcap(PcapRecords {
                 big_endian,
-                nanos,
+                frac_to_ns: if nanos { 1 } else { 1_000 },
                 caplen_max: snaplen.clamp(PACKET_BYTES_MIN_LIMIT, RECORD_BYTES_MAX),
                 linktype,
-            },
+            }),
             Format::PcapNg => State::PcapNg {
                 big_endian: false,
                 interfaces: Vec::new(),
@@ -276,8 +278,10 @@ impl CaptureFile {
             data,
             map,
             populated_to: 0,
+            populate_at: 0,
             pos,
             done: false,
+            error: None,
             state,
         }
     }
@@ -373,6 +377,19 @@ pub struct RawPacket<'a> {
     pub offset: u64,
 }
 
+impl RawPacket<'_> {
+    /// A packet of no bytes at time 0 (a placeholder for [`Packets::read_into`]).
+    pub const EMPTY: RawPacket<'static> = RawPacket {
+        ts_ns: 0,
+        linktype: 0,
+        interface: 0,
+        interface_name: None,
+        data: &[],
+        orig_len: 0,
+        offset: 0,
+    };
+}
+
 /// One pcapng interface, as declared by its Interface Description Block.
 #[derive(Clone, Copy, Debug)]
 struct Interface<'a> {
@@ -384,13 +401,21 @@ struct Interface<'a> {
     offset_sec: i64,
 }
 
+/// What a legacy pcap file's global header says about every record, worked out once per file.
+#[derive(Clone, Copy, Debug)]
+struct PcapRecords {
+    /// Record header fields are big-endian.
+    big_endian: bool,
+    /// Nanoseconds per unit of the record's fraction field: 1 (`a1b23c4d`) or 1 000 (`a1b2c3d4`).
+    frac_to_ns: i64,
+    /// Largest `caplen` accepted (snaplen clamped to [`PACKET_BYTES_MIN_LIMIT`],
+    /// [`RECORD_BYTES_MAX`]); larger is [`CaptureError::Corrupt`].
+    caplen_max: u32,
+    linktype: u16,
+}
+
 enum State<'a> {
-    Pcap {
-        big_endian: bool,
-        nanos: bool,
-        caplen_max: u32,
-        linktype: u16,
-    },
+    Pcap(PcapRecords),
     PcapNg {
         big_endian: bool,
         /// Interfaces of the current section, by index; bounded by `INTERFACES_PER_SECTION_MAX`.
@@ -401,6 +426,9 @@ enum State<'a> {
 }
 
 /// Iterator over the packets of a [`CaptureFile`]; ends after the first error.
+///
+/// [`Packets::read`] is the same iteration without wrapping each packet in a `Result` (the
+/// error, if any, is taken afterwards with [`Packets::take_error`]); the replay's merge uses it.
 pub struct Packets<'a> {
     path: &'a Path,
     data: &'a [u8],
@@ -408,8 +436,13 @@ pub struct Packets<'a> {
     map: Option<&'a Mmap>,
     /// Bytes of the map whose page-table entries were populated so far.
     populated_to: usize,
+    /// Position from which the next [`Packets::populate_ahead`] is due (half of
+    /// [`POPULATE_AHEAD_BYTES`] before `populated_to`), so the per-packet test is one compare.
+    populate_at: usize,
     pos: usize,
     done: bool,
+    /// The error that ended the iteration, until taken.
+    error: Option<CaptureError>,
     state: State<'a>,
 }
 
@@ -430,6 +463,56 @@ impl<'a> Packets<'a> {
         self.pos as u64
     }
 
+    /// The next packet, in file order; `None` at the end of the file or at the first error,
+    /// which [`Packets::take_error`] then returns. Reads nothing more after either.
+    #[inline]
+    pub fn read(&mut self) -> Option<RawPacket<'a>> {
+        let mut p = RawPacket::EMPTY;
+        self.read_into(&mut p).then_some(p)
+    }
+
+    /// [`Packets::read`] into `out`, overwriting it; `false` (and `out` unchanged) where `read`
+    /// gives `None`. For a caller that keeps the packet in place (the replay's merge keeps each
+    /// file's next packet in its head): the record's fields go straight there, with no
+    /// intermediate copy of the packet.
+    #[inline]
+    pub fn read_into(&mut self, out: &mut RawPacket<'a>) -> bool {
+        if self.done {
+            return false;
+        }
+        if self.pos >= self.populate_at {
+            self.populate_ahead();
+        }
+        if let State::Pcap(records) = self.state {
+            return self.next_pcap(records, out);
+        }
+        match self.next_packet() {
+            Ok(Some(p)) => {
+                *out = p;
+                true
+            }
+            Ok(None) => {
+                self.done = true;
+                false
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// The error that ended [`Packets::read`], once (`None` after a clean end of file).
+    pub fn take_error(&mut self) -> Option<CaptureError> {
+        self.error.take()
+    }
+
+    /// Ends the iteration on `e`.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, e: CaptureError) -> bool {
+        self.done = true;
+        self.error = Some(e);
+        false
+    }
+
     fn truncated(&self, need: usize, have: usize) -> CaptureError {
         CaptureError::Truncated {
             path: self.path.to_path_buf(),
@@ -447,81 +530,68 @@ impl<'a> Packets<'a> {
         }
     }
 
-    /// Reads the next packet; `Ok(None)` at the clean end of the file.
+    /// Reads the next pcapng packet; `Ok(None)` at the clean end of the file.
     fn next_packet(&mut self) -> Result<Option<RawPacket<'a>>, CaptureError> {
-        match self.state {
-            State::Pcap {
-                big_endian,
-                nanos,
-                caplen_max,
-                linktype,
-            } => self.next_pcap(big_endian, nanos, caplen_max, linktype),
-            State::PcapNg { .. } => loop {
-                if let Some(p) = self.next_pcapng_block()? {
-                    return Ok(Some(p));
-                }
-                if self.pos >= self.data.len() {
-                    return Ok(None);
-                }
-            },
+        loop {
+            if let Some(p) = self.next_pcapng_block()? {
+                return Ok(Some(p));
+            }
+            if self.pos >= self.data.len() {
+                return Ok(None);
+            }
         }
     }
 
-    fn next_pcap(
-        &mut self,
-        big_endian: bool,
-        nanos: bool,
-        caplen_max: u32,
-        linktype: u16,
-    ) -> Result<Option<RawPacket<'a>>, CaptureError> {
+    /// Reads the legacy pcap record at `pos` straight from the bytes: the 16-byte header
+    /// (seconds, fraction, `caplen`, `orig_len` in the file's byte order), `caplen` checked
+    /// against the limit and against what is left before the record is sliced. `false` at the
+    /// clean end of the file, or on an error (kept for [`Packets::take_error`]).
+    #[inline]
+    fn next_pcap(&mut self, f: PcapRecords, out: &mut RawPacket<'a>) -> bool {
         let data = self.data;
-        let rest = data.get(self.pos..).unwrap_or_default();
-        if rest.is_empty() {
-            return Ok(None);
-        }
-        if rest.len() < PCAP_RECORD_HEADER_BYTES {
-            return Err(self.truncated(PCAP_RECORD_HEADER_BYTES, rest.len()));
-        }
-        let Some(caplen) = read_u32(rest, 8, big_endian) else {
-            unreachable!("record header length checked above");
+        let pos = self.pos;
+        let rest = data.get(pos..).unwrap_or_default();
+        let Some(header) = rest.first_chunk::<PCAP_RECORD_HEADER_BYTES>() else {
+            if rest.is_empty() {
+                self.done = true;
+                return false;
+            }
+            return self.fail(self.truncated(PCAP_RECORD_HEADER_BYTES, rest.len()));
         };
-        if caplen > caplen_max {
-            return Err(self.corrupt(format!(
-                "record claims {caplen} captured bytes, more than the limit of {caplen_max} bytes \
-                 (the larger of the snapshot length and {PACKET_BYTES_MIN_LIMIT})"
+        let field = |at: usize| {
+            let b = [header[at], header[at + 1], header[at + 2], header[at + 3]];
+            if f.big_endian {
+                u32::from_be_bytes(b)
+            } else {
+                u32::from_le_bytes(b)
+            }
+        };
+        let caplen = field(8);
+        if caplen > f.caplen_max {
+            return self.fail(self.corrupt(format!(
+                "record claims {caplen} captured bytes, more than the limit of {} bytes \
+                 (the larger of the snapshot length and {PACKET_BYTES_MIN_LIMIT})",
+                f.caplen_max
             )));
         }
         // caplen <= RECORD_BYTES_MAX, so the sum cannot overflow.
         let record_len = PCAP_RECORD_HEADER_BYTES + caplen as usize;
-        if rest.len() < record_len {
-            return Err(self.truncated(record_len, rest.len()));
-        }
-        let record = &rest[..record_len];
-        let parsed = if big_endian {
-            parse_pcap_frame_be(record)
-        } else {
-            parse_pcap_frame(record)
-        };
-        let (_, frame) =
-            parsed.map_err(|e| self.corrupt(format!("pcap record unreadable: {e}")))?;
-        let frac_ns = if nanos {
-            i64::from(frame.ts_usec)
-        } else {
-            i64::from(frame.ts_usec) * 1_000
+        let Some(bytes) = rest.get(PCAP_RECORD_HEADER_BYTES..record_len) else {
+            return self.fail(self.truncated(record_len, rest.len()));
         };
         // u32 seconds * 1e9 + u32 * 1e3 stays far below i64::MAX.
-        let ts_ns = i64::from(frame.ts_sec) * NANOS_PER_SEC + frac_ns;
-        let packet = RawPacket {
+        let ts_ns = i64::from(field(0)) * NANOS_PER_SEC + i64::from(field(4)) * f.frac_to_ns;
+        self.pos = pos + record_len;
+        *out = RawPacket {
             ts_ns,
-            linktype,
+            linktype: f.linktype,
             interface: 0,
             interface_name: None,
-            data: frame.data,
-            orig_len: frame.origlen,
-            offset: self.pos as u64,
+            data: bytes,
+            orig_len: field(12),
+            offset: pos as u64,
         };
-        self.pos += record_len;
-        Ok(Some(packet))
+        true
     }
 
     /// Reads one pcapng block; `Ok(None)` if it holds no packet (or at the end of the file).
@@ -791,12 +861,14 @@ impl Packets<'_> {
     #[cfg(not(target_os = "linux"))]
     fn populate_ahead(&mut self) {
         self.populated_to = usize::MAX;
+        self.populate_at = usize::MAX;
     }
 
     #[cfg(target_os = "linux")]
     fn populate_ahead(&mut self) {
         let Some(m) = self.map else {
             self.populated_to = usize::MAX;
+            self.populate_at = usize::MAX;
             return;
         };
         let from = self.populated_to.max(self.pos);
@@ -811,6 +883,7 @@ impl Packets<'_> {
             }
         }
         self.populated_to = if to >= m.len() { usize::MAX } else { to };
+        self.populate_at = self.populated_to.saturating_sub(POPULATE_AHEAD_BYTES / 2);
     }
 }
 
@@ -818,22 +891,9 @@ impl<'a> Iterator for Packets<'a> {
     type Item = Result<RawPacket<'a>, CaptureError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        if self.pos >= self.populated_to.saturating_sub(POPULATE_AHEAD_BYTES / 2) {
-            self.populate_ahead();
-        }
-        match self.next_packet() {
-            Ok(Some(p)) => Some(Ok(p)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
+        match self.read() {
+            Some(p) => Some(Ok(p)),
+            None => self.take_error().map(Err),
         }
     }
 }
@@ -1258,8 +1318,199 @@ mod tests {
         }
     }
 
+    /// [`pcap`] with a chosen snapshot length in the global header.
+    fn pcap_snaplen(
+        be: bool,
+        nanos: bool,
+        snaplen: u32,
+        records: &[(u32, u32, &[u8], u32)],
+    ) -> Vec<u8> {
+        let mut bytes = pcap(be, nanos, 1, records);
+        bytes[16..20].copy_from_slice(&u32b(snaplen, be));
+        bytes
+    }
+
+    /// A generated pcap record: seconds, fraction, captured bytes, original length.
+    type Rec = (u32, u32, Vec<u8>, u32);
+
+    fn records() -> impl Strategy<Value = Vec<Rec>> {
+        prop::collection::vec(
+            (
+                any::<u32>(),
+                any::<u32>(),
+                // Zero-length records included.
+                prop::collection::vec(any::<u8>(), 0..80),
+                any::<u32>(),
+            ),
+            0..12,
+        )
+    }
+
+    fn borrowed(recs: &[Rec]) -> Vec<(u32, u32, &[u8], u32)> {
+        recs.iter()
+            .map(|(s, f, d, o)| (*s, *f, d.as_slice(), *o))
+            .collect()
+    }
+
+    /// Reads a file with [`Packets::read`] and [`Packets::take_error`], checking that the
+    /// iterator gives the same, and returns the packets and the error.
+    fn read_pcap(file: &CaptureFile) -> (Vec<RawPacket<'_>>, Option<CaptureError>) {
+        let mut it = file.packets();
+        let mut got = Vec::new();
+        while let Some(p) = it.read() {
+            got.push(p);
+        }
+        let err = it.take_error();
+        assert!(it.read().is_none() && it.take_error().is_none());
+        let via_iter: Vec<_> = file.packets().collect();
+        assert_eq!(via_iter.len(), got.len() + usize::from(err.is_some()));
+        for (a, b) in via_iter.iter().zip(&got) {
+            assert_eq!(a.as_ref().unwrap(), b);
+        }
+        if let Some(e) = &err {
+            assert_eq!(
+                via_iter.last().unwrap().as_ref().unwrap_err().to_string(),
+                e.to_string()
+            );
+        }
+        (got, err)
+    }
+
+    #[test]
+    fn pcap_zero_length_records() {
+        for be in [false, true] {
+            let bytes = pcap(
+                be,
+                true,
+                1,
+                &[(1, 2, &[], 0), (3, 4, &[7], 1), (5, 6, &[], 60)],
+            );
+            let file = CaptureFile::from_bytes("z.pcap", bytes).unwrap();
+            let (got, err) = read_pcap(&file);
+            assert!(err.is_none());
+            let seen: Vec<_> = got
+                .iter()
+                .map(|p| (p.ts_ns, p.data, p.orig_len, p.offset))
+                .collect();
+            assert_eq!(
+                seen,
+                [
+                    (1_000_000_002, &[][..], 0, 24),
+                    (3_000_000_004, &[7][..], 1, 40),
+                    (5_000_000_006, &[][..], 60, 57),
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn pcap_caplen_limit_follows_snaplen_with_a_floor() {
+        let big = vec![0u8; PACKET_BYTES_MIN_LIMIT as usize + 1];
+        for be in [false, true] {
+            // A zero or small snaplen still accepts records up to the floor.
+            for snaplen in [0, 64, 65_535] {
+                let floor = vec![1u8; PACKET_BYTES_MIN_LIMIT as usize];
+                let file = CaptureFile::from_bytes(
+                    "s.pcap",
+                    pcap_snaplen(be, false, snaplen, &[(1, 0, &floor, 1)]),
+                )
+                .unwrap();
+                let (got, err) = read_pcap(&file);
+                assert!(err.is_none(), "{err:?}");
+                assert_eq!(got[0].data.len(), floor.len());
+                // One byte more is corrupt, with the limit in the message.
+                let file = CaptureFile::from_bytes(
+                    "s.pcap",
+                    pcap_snaplen(be, false, snaplen, &[(1, 0, &[2], 1), (2, 0, &big, 1)]),
+                )
+                .unwrap();
+                let (got, err) = read_pcap(&file);
+                assert_eq!(got.len(), 1);
+                let msg = err.unwrap().to_string();
+                assert!(
+                    msg.starts_with(&format!(
+                        "s.pcap: corrupt record at byte offset 41: record claims {} captured bytes, more than the limit of {PACKET_BYTES_MIN_LIMIT} bytes",
+                        big.len()
+                    )),
+                    "{msg}"
+                );
+            }
+            // A larger snaplen raises the limit, up to RECORD_BYTES_MAX.
+            let file = CaptureFile::from_bytes(
+                "s.pcap",
+                pcap_snaplen(be, false, 1 << 20, &[(1, 0, &big, 1)]),
+            )
+            .unwrap();
+            assert!(read_pcap(&file).1.is_none());
+            let mut bytes = pcap_snaplen(be, false, u32::MAX, &[]);
+            bytes.extend(u32b(1, be));
+            bytes.extend(u32b(0, be));
+            bytes.extend(u32b(RECORD_BYTES_MAX + 1, be));
+            bytes.extend(u32b(1, be));
+            let file = CaptureFile::from_bytes("s.pcap", bytes).unwrap();
+            let msg = read_pcap(&file).1.unwrap().to_string();
+            assert!(
+                msg.contains(&format!("more than the limit of {RECORD_BYTES_MAX} bytes")),
+                "{msg}"
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// The record reader against a model: every record of a well-formed file, in either
+        /// byte order and timestamp unit, with zero-length and cut packets; then the same file
+        /// cut anywhere gives the records before the cut and a truncation error naming the
+        /// record the cut falls in (or a clean end at a record boundary).
+        #[test]
+        fn pcap_records_match_the_model(
+            be in any::<bool>(),
+            nanos in any::<bool>(),
+            snaplen in any::<u32>(),
+            recs in records(),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let bytes = pcap_snaplen(be, nanos, snaplen, &borrowed(&recs));
+            let unit: i64 = if nanos { 1 } else { 1_000 };
+            let mut starts = Vec::new();
+            let mut at = 24usize;
+            for (_, _, d, _) in &recs {
+                starts.push(at);
+                at += 16 + d.len();
+            }
+            prop_assert_eq!(at, bytes.len());
+
+            let file = CaptureFile::from_bytes("m.pcap", bytes.clone()).unwrap();
+            let (got, err) = read_pcap(&file);
+            prop_assert!(err.is_none());
+            prop_assert_eq!(got.len(), recs.len());
+            for ((p, (sec, frac, data, orig)), start) in got.iter().zip(&recs).zip(&starts) {
+                prop_assert_eq!(p.ts_ns, i64::from(*sec) * NANOS_PER_SEC + i64::from(*frac) * unit);
+                prop_assert_eq!(p.data, data.as_slice());
+                prop_assert_eq!(p.orig_len, *orig);
+                prop_assert_eq!(p.offset, *start as u64);
+                prop_assert_eq!((p.linktype, p.interface, p.interface_name), (1, 0, None));
+            }
+
+            let keep = 24 + cut.index(bytes.len() - 24 + 1);
+            let file = CaptureFile::from_bytes("m.pcap", bytes[..keep].to_vec()).unwrap();
+            let (got, err) = read_pcap(&file);
+            let whole = starts.iter().zip(&recs).filter(|(s, r)| *s + 16 + r.2.len() <= keep).count();
+            prop_assert_eq!(got.len(), whole);
+            match starts.get(whole) {
+                Some(&start) if start < keep => {
+                    let need = if keep - start < 16 { 16 } else { 16 + recs[whole].2.len() };
+                    match err {
+                        Some(CaptureError::Truncated { offset, need: n, have, .. }) => {
+                            prop_assert_eq!((offset, n, have), (start as u64, need as u64, (keep - start) as u64));
+                        }
+                        other => prop_assert!(false, "{:?}", other),
+                    }
+                }
+                _ => prop_assert!(err.is_none(), "{:?}", err),
+            }
+        }
 
         #[test]
         fn never_panics_on_arbitrary_bytes(
