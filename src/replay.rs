@@ -711,6 +711,7 @@ pub fn run(
 /// Reads the next packet of `head` into `head.next` (`live` says whether there
 /// was one); a capture error ends
 /// that file and is kept for the summary.
+#[inline(always)]
 fn pull<'a>(head: &mut Head<'a>, summary: &mut Summary) {
     head.live = !head.stopped && head.packets.read_into(&mut head.next);
     if !head.live {

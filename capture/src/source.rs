@@ -505,7 +505,12 @@ impl<'a> Packets<'a> {
             self.map_work();
         }
         if let State::Pcap(records) = self.state {
-            return self.next_pcap(records, out);
+            // One branch here instead of one per field.
+            return if records.big_endian {
+                self.next_pcap::<true>(records, out)
+            } else {
+                self.next_pcap::<false>(records, out)
+            };
         }
         match self.next_packet() {
             Ok(Some(p)) => {
@@ -568,7 +573,11 @@ impl<'a> Packets<'a> {
     /// against the limit and against what is left before the record is sliced. `false` at the
     /// clean end of the file, or on an error (kept for [`Packets::take_error`]).
     #[inline]
-    fn next_pcap(&mut self, f: PcapRecords, out: &mut RawPacket<'a>) -> bool {
+    fn next_pcap<const BIG_ENDIAN: bool>(
+        &mut self,
+        f: PcapRecords,
+        out: &mut RawPacket<'a>,
+    ) -> bool {
         let data = self.data;
         let pos = self.pos;
         let rest = data.get(pos..).unwrap_or_default();
@@ -581,7 +590,7 @@ impl<'a> Packets<'a> {
         };
         let field = |at: usize| {
             let b = [header[at], header[at + 1], header[at + 2], header[at + 3]];
-            if f.big_endian {
+            if BIG_ENDIAN {
                 u32::from_be_bytes(b)
             } else {
                 u32::from_le_bytes(b)
