@@ -126,7 +126,10 @@ pub struct Summary {
 
 struct Head<'a> {
     packets: Packets<'a>,
-    next: Option<RawPacket<'a>>,
+    /// The file's next packet, read in place ([`Packets::read_into`]); meaningful while `live`.
+    next: RawPacket<'a>,
+    /// `next` holds a packet not handed out yet.
+    live: bool,
     side: Side,
     index: usize,
     /// Set when the file can no longer be read (an error was reported).
@@ -176,6 +179,10 @@ struct Reader<'a, 'i> {
     /// thread decodes them.
     decode_here: bool,
     summary: Summary,
+    /// Earliest and latest packet time so far (the summary's `span_ns` once reading is over;
+    /// meaningful once `summary.packets` > 0).
+    ts_min: i64,
+    ts_max: i64,
 }
 
 impl<'a, 'i: 'a> Reader<'a, 'i> {
@@ -190,7 +197,8 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         for (index, input) in inputs.iter().enumerate() {
             let mut head = Head {
                 packets: input.file.packets(),
-                next: None,
+                next: RawPacket::EMPTY,
+                live: false,
                 side: input.side,
                 index,
                 stopped: false,
@@ -204,12 +212,17 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             decoding: Decoding::new(rules, preparer),
             decode_here,
             summary,
+            ts_min: i64::MAX,
+            ts_max: i64::MIN,
         }
     }
 
     /// The summary's packet-side counters once reading is over.
     fn finish(mut self) -> Summary {
         self.summary.bytes = self.position();
+        if self.summary.packets > 0 {
+            self.summary.span_ns = Some((self.ts_min, self.ts_max));
+        }
         for (reason, n) in self.decoding.skipped {
             *self.summary.skipped.entry(reason).or_insert(0) += n;
         }
@@ -222,43 +235,55 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
 
     /// The next packet in time order, decoded; `None` at the end of all inputs.
     fn next_item(&mut self) -> Option<Item<'a>> {
-        // The earliest head each time; ties go to the earlier file, so the merge is stable.
-        let h = self
-            .heads
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| h.next.is_some())
-            .min_by_key(|(_, h)| (h.next.map(|p| p.ts_ns), h.index))
-            .map(|(i, _)| i)?;
+        // The earliest head each time; ties go to the earlier file (strictly earlier replaces
+        // the best so far, and heads are in input order), so the merge is stable.
+        let best = match self.heads.as_slice() {
+            // `--inside A --outside B`: the common case, two compares.
+            [a, b] => match (a.live, b.live) {
+                (true, true) => Some(usize::from(b.next.ts_ns < a.next.ts_ns)),
+                (true, false) => Some(0),
+                (false, true) => Some(1),
+                (false, false) => None,
+            },
+            heads => {
+                let mut best: Option<usize> = None;
+                let mut best_ts = i64::MAX;
+                for (i, head) in heads.iter().enumerate() {
+                    if head.live && (best.is_none() || head.next.ts_ns < best_ts) {
+                        best = Some(i);
+                        best_ts = head.next.ts_ns;
+                    }
+                }
+                best
+            }
+        };
+        let head = &mut self.heads[best?];
         let summary = &mut self.summary;
-        let head = &mut self.heads[h];
-        let pkt = head.next.take().expect("filtered on is_some");
-        let file_side = head.side;
-        pull(head, summary);
-
+        // The packet is used where it lies, then the head reads the file's next one over it.
+        let pkt = &head.next;
         summary.packets += 1;
-        summary.span_ns = Some(match summary.span_ns {
-            None => (pkt.ts_ns, pkt.ts_ns),
-            Some((a, b)) => (a.min(pkt.ts_ns), b.max(pkt.ts_ns)),
-        });
+        self.ts_min = self.ts_min.min(pkt.ts_ns);
+        self.ts_max = self.ts_max.max(pkt.ts_ns);
         if !linktype_supported(pkt.linktype) {
-            // Nothing in this file can be decoded: stop it and say so.
-            let head = &mut self.heads[h];
+            // Nothing in this file can be decoded: stop it and say so (after what reading
+            // its next record reports, as before the packet was used in place).
+            let (ts_ns, offset, linktype) = (pkt.ts_ns, pkt.offset, pkt.linktype);
+            pull(head, summary);
             summary.capture_errors.push(format!(
-                "{}: packet at byte {}: link type {} is not supported (natrec reads Ethernet with VLAN/QinQ/PPPoE, Linux SLL and SLL2, raw IP, loopback, PPP); capture with `tcpdump -i any` or on an Ethernet interface",
+                "{}: packet at byte {offset}: link type {linktype} is not supported (natrec reads Ethernet with VLAN/QinQ/PPPoE, Linux SLL and SLL2, raw IP, loopback, PPP); capture with `tcpdump -i any` or on an Ethernet interface",
                 self.inputs[head.index].file.path().display(),
-                pkt.offset,
-                pkt.linktype
             ));
-            head.next = None;
+            head.live = false;
             head.stopped = true;
-            return Some(Item::Tick(pkt.ts_ns));
+            return Some(Item::Tick(ts_ns));
         }
-        Some(if self.decode_here {
-            self.decoding.item(file_side, &pkt)
+        let item = if self.decode_here {
+            self.decoding.item(head.side, pkt)
         } else {
-            Item::Raw(file_side, pkt)
-        })
+            Item::Raw(head.side, *pkt)
+        };
+        pull(head, summary);
+        Some(item)
     }
 }
 
@@ -683,21 +708,17 @@ pub fn run(
     Ok(summary)
 }
 
-/// Reads the next packet of `head` into `head.next`; a capture error ends
+/// Reads the next packet of `head` into `head.next` (`live` says whether there
+/// was one); a capture error ends
 /// that file and is kept for the summary.
+#[inline(always)]
 fn pull<'a>(head: &mut Head<'a>, summary: &mut Summary) {
-    if head.stopped {
-        head.next = None;
-        return;
-    }
-    match head.packets.next() {
-        Some(Ok(p)) => head.next = Some(p),
-        Some(Err(e)) => {
+    head.live = !head.stopped && head.packets.read_into(&mut head.next);
+    if !head.live {
+        if let Some(e) = head.packets.take_error() {
             summary.capture_errors.push(format!("{e}"));
-            head.next = None;
             head.stopped = true;
         }
-        None => head.next = None,
     }
 }
 
