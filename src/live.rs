@@ -32,8 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-use natrec_capture::correlate::{Correlator, Side};
-use natrec_capture::decode::decode;
+use natrec_capture::correlate::{Correlator, Preparer, Side};
 use natrec_capture::live::{LiveCapture, LiveConfig, LiveStats};
 use natrec_capture::source::RawPacket;
 use natrec_storage::{Gap, GapKind, Mapping, Store, Writer};
@@ -615,6 +614,8 @@ struct CorrelateCtx {
     rx: Receiver<Batch>,
     tx: Sender<ToWriter>,
     rules: SideRules,
+    /// Decodes and prepares each packet in one pass (the same fast path as replay).
+    preparer: Preparer,
     correlator: Correlator,
     reorder_window_ns: i64,
     reorder_packets_max: usize,
@@ -689,8 +690,8 @@ fn correlate_thread(mut c: CorrelateCtx) -> Result<()> {
             let entry = batches.get_mut(&id).expect("batch of a queued packet");
             let meta = entry.0.meta[i as usize];
             let data = &entry.0.data[meta.start as usize..(meta.start + meta.len) as usize];
-            match decode(meta.linktype, data) {
-                Ok(d) => {
+            match c.preparer.prepare_bytes(meta.linktype, data) {
+                Ok((p, link)) => {
                     let raw = RawPacket {
                         ts_ns: ts,
                         linktype: meta.linktype,
@@ -700,8 +701,8 @@ fn correlate_thread(mut c: CorrelateCtx) -> Result<()> {
                         orig_len: meta.orig_len,
                         offset: 0,
                     };
-                    let side = c.rules.side(entry.0.side, &raw, &d.link);
-                    c.correlator.push(ts, side, &d, &mut out);
+                    let side = c.rules.side(entry.0.side, &raw, &link);
+                    c.correlator.push_prepared(ts, side, &p, &mut out);
                     c.m.packets_correlated.fetch_add(1, Relaxed);
                 }
                 Err(_) => {
@@ -1020,6 +1021,7 @@ pub fn run(s: Settings) -> Result<ExitCode> {
         rx: brx,
         tx: wtx,
         rules,
+        preparer: Preparer::new(&correlator_cfg),
         correlator: Correlator::new(correlator_cfg),
         reorder_window_ns: i64::from(s.reorder_window_ms) * 1_000_000,
         reorder_packets_max: s.reorder_packets_max,
