@@ -808,6 +808,7 @@ impl<'a> Packets<'a> {
             _ => None,
         };
         self.pos += block_len;
+        prefetch_ahead(data, self.pos + PREFETCH_AHEAD_BYTES);
         Ok(packet)
     }
 
