@@ -1017,12 +1017,13 @@ pub fn run(s: Settings) -> Result<ExitCode> {
         );
     }
     drop(btx);
+    let correlator = Correlator::new(correlator_cfg);
     let cctx = CorrelateCtx {
         rx: brx,
         tx: wtx,
         rules,
-        preparer: Preparer::new(&correlator_cfg),
-        correlator: Correlator::new(correlator_cfg),
+        preparer: correlator.preparer(),
+        correlator,
         reorder_window_ns: i64::from(s.reorder_window_ms) * 1_000_000,
         reorder_packets_max: s.reorder_packets_max,
         stats_interval: Duration::from_millis(u64::from(s.stats_interval_ms)),
