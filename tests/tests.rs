@@ -1221,8 +1221,17 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
 fn generated_workloads_replay_to_exactly_their_truth() {
     // natrec-gen's Linux SNAT model, made crowded (few subscribers, a pool of
     // two, 32 ports each, 16 remotes) so ports collide, get remapped and are
-    // held by several subscribers at once; once per link layer.
-    for link in ["sll2", "vlan", "two-eth"] {
+    // held by several subscribers at once; once per link layer, and as NAT66
+    // and behind PPPoE (a BRAS's subscriber side) on each.
+    for (link, ip, encap) in [
+        ("sll2", "4", "none"),
+        ("vlan", "4", "none"),
+        ("two-eth", "4", "none"),
+        ("sll2", "6", "pppoe"),
+        ("vlan", "4", "pppoe"),
+        ("two-eth", "6", "none"),
+    ] {
+        let what = format!("{link}, IPv{ip}, inside encapsulation {encap}");
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("gen");
         let args = [
@@ -1232,6 +1241,10 @@ fn generated_workloads_replay_to_exactly_their_truth() {
             "30000",
             "--link",
             link,
+            "--ip",
+            ip,
+            "--inside-encap",
+            encap,
             "--subscribers",
             "300",
             "--pool",
@@ -1249,7 +1262,7 @@ fn generated_workloads_replay_to_exactly_their_truth() {
             serde_json::from_slice(&std::fs::read(out.join("gen.json")).unwrap()).unwrap();
         assert!(
             meta["mappings_remapped_port"].as_u64().unwrap() > 10,
-            "{link}: crowded enough to remap: {meta}"
+            "{what}: crowded enough to remap: {meta}"
         );
         let replay_args: Vec<String> = meta["replay_args"]
             .as_array()
@@ -1257,8 +1270,24 @@ fn generated_workloads_replay_to_exactly_their_truth() {
             .iter()
             .map(|v| v.as_str().unwrap().to_string())
             .collect();
+        // The capture really is of the asked-for shape: PPPoE session headers
+        // (version/type 1/1, code 0, then PPP's IPv4 or IPv6), IPv6 subscriber addresses
+        // (fd00::100.64.x.y).
+        let capture: Vec<u8> = meta["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|f| std::fs::read(f.as_str().unwrap()).unwrap())
+            .collect();
+        let has = |needle: &[u8]| capture.windows(needle.len()).any(|w| w == needle);
+        let pppoe_ppp = capture
+            .windows(8)
+            .any(|w| w[..2] == [0x11, 0x00] && (w[6..] == [0x00, 0x21] || w[6..] == [0x00, 0x57]));
+        assert_eq!(pppoe_ppp, encap == "pppoe", "{what}");
+        let v6_subscriber = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x64];
+        assert_eq!(has(&v6_subscriber), ip == "6", "{what}");
         let truth = truth_from(&out.join("truth.jsonl"));
-        assert!(truth.len() > 500, "{link}: {} mappings", truth.len());
+        assert!(truth.len() > 500, "{what}: {} mappings", truth.len());
         // Every pipeline shape (one loop; reader + correlate/write; reader +
         // correlate + write) gives exactly the truth.
         for threads in ["1", "2", "3"] {
@@ -1278,7 +1307,7 @@ fn generated_workloads_replay_to_exactly_their_truth() {
             assert_eq!(
                 code(&o),
                 0,
-                "{link}, {threads} threads: {}{}",
+                "{what}, {threads} threads: {}{}",
                 stdout(&o),
                 stderr(&o)
             );

@@ -23,6 +23,14 @@
 //! 3), `vlan` (one Ethernet mirror file, inside VLAN 10, outside VLAN 20),
 //! `two-eth` (inside.pcap and outside.pcap, plain Ethernet).
 //!
+//! `--ip 6` writes the same traffic as NAT66 (IPv6 without extension headers;
+//! each IPv4 address a.b.c.d of the model becomes fd00::a.b.c.d for a
+//! subscriber and 2001:db8:ffff::a.b.c.d for the pool, the NAT host and the
+//! remotes; ICMP echo becomes ICMPv6 echo; the IP id has no IPv6 field, and a
+//! per-flow, per-direction flow label takes its place as Linux's automatic
+//! flow labels do). `--inside-encap pppoe` carries the subscriber side in PPPoE
+//! sessions (one session per subscriber), as a BRAS sees it.
+//!
 //! Output directory: the capture(s), `truth.jsonl` (one line per mapping, the
 //! format of tests/fixtures/natlab.truth.jsonl) and `gen.json` (parameters,
 //! counts and the `natrec replay` arguments that match the generator's hold
@@ -34,13 +42,14 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
 const USAGE: &str =
     "usage: natrec-gen --out DIR [--packets N] [--seed S] [--link sll2|vlan|two-eth]
+  [--ip 4|6] [--inside-encap none|pppoe]
   [--subscribers N] [--pool N] [--remotes N] [--flow-rate FLOWS_PER_S] [--mean-len PACKETS]
   [--mix TCP,UDP,ICMP] [--own-permille N] [--port-range N] [--snaplen BYTES]
   [--hold-tcp-closed S] [--hold-tcp-open S] [--hold-udp S] [--hold-udp-stream S] [--hold-icmp S]";
@@ -68,6 +77,10 @@ struct Params {
     packets: u64,
     seed: u64,
     link: Link,
+    /// NAT66: every address of the model written as IPv6 (see the module docs).
+    ip6: bool,
+    /// The subscriber side in PPPoE sessions.
+    pppoe: bool,
     subscribers: u32,
     pool: u32,
     remotes: u32,
@@ -90,6 +103,8 @@ impl Params {
             packets: 10_000_000,
             seed: 1,
             link: Link::Sll2,
+            ip6: false,
+            pppoe: false,
             subscribers: 50_000,
             pool: 16,
             remotes: 20_000,
@@ -122,6 +137,20 @@ impl Params {
                         "vlan" => Link::Vlan,
                         "two-eth" => Link::TwoEth,
                         _ => bail!("--link: sll2, vlan or two-eth"),
+                    }
+                }
+                "--ip" => {
+                    p.ip6 = match v.as_str() {
+                        "4" => false,
+                        "6" => true,
+                        _ => bail!("--ip: 4 or 6"),
+                    }
+                }
+                "--inside-encap" => {
+                    p.pppoe = match v.as_str() {
+                        "none" => false,
+                        "pppoe" => true,
+                        _ => bail!("--inside-encap: none or pppoe"),
                     }
                 }
                 "--subscribers" => p.subscribers = v.parse()?,
@@ -288,11 +317,12 @@ impl Nat<'_> {
     }
 }
 
-fn proto_name(p: u8) -> &'static str {
-    match p {
-        6 => "tcp",
-        17 => "udp",
-        _ => "icmp",
+fn proto_name(p: u8, ip6: bool) -> &'static str {
+    match (p, ip6) {
+        (6, _) => "tcp",
+        (17, _) => "udp",
+        (_, false) => "icmp",
+        (_, true) => "icmpv6",
     }
 }
 
@@ -388,6 +418,8 @@ fn schedule(rng: &mut Rng, p: &Params, proto: u8, own: bool, t0: i64) -> Vec<Pkt
 
 struct Out {
     link: Link,
+    ip6: bool,
+    pppoe: bool,
     snaplen: usize,
     any: Option<BufWriter<File>>,
     inside: Option<BufWriter<File>>,
@@ -421,6 +453,8 @@ impl Out {
         };
         let mut o = Out {
             link: p.link,
+            ip6: p.ip6,
+            pppoe: p.pppoe,
             snaplen: p.snaplen as usize,
             any: None,
             inside: None,
@@ -453,6 +487,15 @@ impl Out {
         let pk = &f.pkts[k];
         let b = &mut self.buf;
         b.clear();
+        let l4_len: usize = if f.proto == 6 { 20 } else { 8 };
+        let ip_len = if self.ip6 { 40 } else { 20 };
+        let total = ip_len + l4_len + usize::from(pk.payload_len);
+        let pppoe = self.pppoe && inside;
+        let ether_type: u16 = match (pppoe, self.ip6) {
+            (true, _) => 0x8864,
+            (false, true) => 0x86dd,
+            (false, false) => 0x0800,
+        };
         let eth = |b: &mut Vec<u8>, vlan: Option<u16>| {
             // dst and src MAC (locally administered), then tag and EtherType.
             b.extend_from_slice(&[0x02, 0, 0, 0, 0, if inside { 1 } else { 2 }]);
@@ -461,11 +504,11 @@ impl Out {
                 b.extend_from_slice(&0x8100u16.to_be_bytes());
                 b.extend_from_slice(&v.to_be_bytes());
             }
-            b.extend_from_slice(&0x0800u16.to_be_bytes());
+            b.extend_from_slice(&ether_type.to_be_bytes());
         };
         match self.link {
             Link::Sll2 => {
-                b.extend_from_slice(&0x0800u16.to_be_bytes());
+                b.extend_from_slice(&ether_type.to_be_bytes());
                 b.extend_from_slice(&[0, 0]);
                 b.extend_from_slice(&(if inside { 2u32 } else { 3 }).to_be_bytes());
                 b.extend_from_slice(&1u16.to_be_bytes());
@@ -478,30 +521,30 @@ impl Out {
             Link::Vlan => eth(b, Some(if inside { 10 } else { 20 })),
             Link::TwoEth => eth(b, None),
         }
+        if pppoe {
+            // Session header (version 1, type 1, code 0, the subscriber's
+            // session, PPP length), then PPP's protocol field.
+            let session = 1 + ((f.internal.0 - SUB_BASE) % 0xfffe) as u16;
+            b.extend_from_slice(&[0x11, 0]);
+            b.extend_from_slice(&session.to_be_bytes());
+            b.extend_from_slice(&(2 + total as u16).to_be_bytes());
+            b.extend_from_slice(&(if self.ip6 { 0x0057u16 } else { 0x0021 }).to_be_bytes());
+        }
         let link_len = b.len();
-        let l4_len: usize = if f.proto == 6 { 20 } else { 8 };
-        let total = 20 + l4_len + usize::from(pk.payload_len);
         // TTL: the NAT forwards, so the later copy has one less.
         let first_is_inside = pk.out;
         let ttl = if pk.out { 64 } else { 52 } - u8::from(inside != first_is_inside);
-        let ip_start = b.len();
-        b.extend_from_slice(&[0x45, 0]);
-        b.extend_from_slice(&(total as u16).to_be_bytes());
-        b.extend_from_slice(&pk.ip_id.to_be_bytes());
-        b.extend_from_slice(&0x4000u16.to_be_bytes()); // DF
-        b.push(ttl);
-        b.push(f.proto);
-        b.extend_from_slice(&[0, 0]);
-        b.extend_from_slice(&src.0.to_be_bytes());
-        b.extend_from_slice(&dst.0.to_be_bytes());
-        let mut sum: u32 = 0;
-        for c in b[ip_start..ip_start + 20].chunks(2) {
-            sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+        if self.ip6 {
+            let label = (mix64(f.id ^ u64::from(pk.out) << 63) & 0xf_ffff) as u32;
+            b.extend_from_slice(&(6 << 28 | label).to_be_bytes());
+            b.extend_from_slice(&((l4_len + usize::from(pk.payload_len)) as u16).to_be_bytes());
+            b.push(if f.proto == 1 { 58 } else { f.proto });
+            b.push(ttl);
+            b.extend_from_slice(&ip6(src.0).octets());
+            b.extend_from_slice(&ip6(dst.0).octets());
+        } else {
+            ipv4_header(b, total, pk.ip_id, ttl, f.proto, src.0, dst.0);
         }
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        b[ip_start + 10..ip_start + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
         match f.proto {
             6 => {
                 b.extend_from_slice(&src.1.to_be_bytes());
@@ -522,7 +565,12 @@ impl Out {
                 // Echo request carries the identifier as the source "port",
                 // the reply as the destination "port".
                 let id = if pk.out { src.1 } else { dst.1 };
-                b.push(if pk.out { 8 } else { 0 });
+                b.push(match (self.ip6, pk.out) {
+                    (false, true) => 8,
+                    (false, false) => 0,
+                    (true, true) => 128,
+                    (true, false) => 129,
+                });
                 b.extend_from_slice(&[0, 0, 0]);
                 b.extend_from_slice(&id.to_be_bytes());
                 b.extend_from_slice(&(pk.seq as u16).to_be_bytes());
@@ -568,6 +616,39 @@ fn ip(a: u32) -> Ipv4Addr {
     Ipv4Addr::from(a)
 }
 
+/// The NAT66 form of a model address: fd00::a.b.c.d for a subscriber
+/// (100.64.0.0/10), 2001:db8:ffff::a.b.c.d for the rest.
+fn ip6(a: u32) -> Ipv6Addr {
+    let prefix: u128 = if a & 0xffc0_0000 == SUB_BASE {
+        0xfd00 << 112
+    } else {
+        0x2001_0db8_ffff << 80
+    };
+    Ipv6Addr::from(prefix | u128::from(a))
+}
+
+/// An IPv4 header without options, with its checksum.
+fn ipv4_header(b: &mut Vec<u8>, total: usize, id: u16, ttl: u8, proto: u8, src: u32, dst: u32) {
+    let ip_start = b.len();
+    b.extend_from_slice(&[0x45, 0]);
+    b.extend_from_slice(&(total as u16).to_be_bytes());
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&0x4000u16.to_be_bytes()); // DF
+    b.push(ttl);
+    b.push(proto);
+    b.extend_from_slice(&[0, 0]);
+    b.extend_from_slice(&src.to_be_bytes());
+    b.extend_from_slice(&dst.to_be_bytes());
+    let mut sum: u32 = 0;
+    for c in b[ip_start..ip_start + 20].chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    b[ip_start + 10..ip_start + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+}
+
 /// Runs `natrec-gen` with `args` (the command line without the program
 /// name); see the module docs and `--help` for the arguments.
 pub fn run(args: Vec<String>) -> Result<()> {
@@ -596,6 +677,13 @@ pub fn run(args: Vec<String>) -> Result<()> {
     let (mut mappings, mut own_flows, mut skipped_flows, mut remapped) = (0u64, 0u64, 0u64, 0u64);
     let mix_total: u32 = p.mix.iter().sum();
     let mut last_ts = 0i64;
+    let addr = |a: u32| {
+        if p.ip6 {
+            ip6(a).to_string()
+        } else {
+            ip(a).to_string()
+        }
+    };
 
     loop {
         let creating = copies_planned < p.packets;
@@ -683,10 +771,10 @@ pub fn run(args: Vec<String>) -> Result<()> {
                     truth,
                     "{}",
                     serde_json::json!({
-                        "proto": proto_name(proto),
-                        "internal_ip": ip(internal.0).to_string(), "internal_port": internal.1,
-                        "public_ip": ip(public.0).to_string(), "public_port": public.1,
-                        "remote_ip": ip(remote.0).to_string(), "remote_port": remote.1,
+                        "proto": proto_name(proto, p.ip6),
+                        "internal_ip": addr(internal.0), "internal_port": internal.1,
+                        "public_ip": addr(public.0), "public_port": public.1,
+                        "remote_ip": addr(remote.0), "remote_port": remote.1,
                         "new_unix": first as f64 / 1e9,
                         "destroy_unix": (last + i64::from(hold) * NS) as f64 / 1e9,
                     })
@@ -795,6 +883,8 @@ pub fn run(args: Vec<String>) -> Result<()> {
         "generator": "natrec-gen",
         "seed": p.seed,
         "link": match p.link { Link::Sll2 => "sll2", Link::Vlan => "vlan", Link::TwoEth => "two-eth" },
+        "ip": if p.ip6 { 6 } else { 4 },
+        "inside_encap": if p.pppoe { "pppoe" } else { "none" },
         "packets": written,
         "capture_bytes": bytes + 24 * files.len() as u64,
         "files": files,
@@ -804,7 +894,7 @@ pub fn run(args: Vec<String>) -> Result<()> {
         "mappings_remapped_port": remapped,
         "subscribers": p.subscribers,
         "pool": p.pool,
-        "pool_first": ip(POOL_BASE + 1).to_string(),
+        "pool_first": addr(POOL_BASE + 1),
         "remotes": p.remotes,
         "flow_rate_per_s": p.flow_rate,
         "mean_len_packets": p.mean_len,
