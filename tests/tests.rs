@@ -1316,6 +1316,74 @@ fn generated_workloads_replay_to_exactly_their_truth() {
     }
 }
 
+#[test]
+fn export_into_a_closed_pipe_stops_quietly() {
+    // `natrec export | head -1`: the reader goes away after one line; natrec
+    // stops with 141 (as SIGPIPE would end a C tool) and says nothing, and the
+    // same export into a reader that stays prints every mapping.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gen");
+    let args = [
+        "--out",
+        out.to_str().unwrap(),
+        "--packets",
+        "40000",
+        "--link",
+        "two-eth",
+    ];
+    natrec_tools::gen::run(args.iter().map(|s| s.to_string()).collect()).unwrap();
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(out.join("gen.json")).unwrap()).unwrap();
+    let store_dir = dir.path().join("store");
+    std::fs::create_dir(&store_dir).unwrap();
+    let mut cmd = vec![
+        "replay".to_string(),
+        "--quiet".into(),
+        "--store".into(),
+        store_arg(&store_dir),
+    ];
+    cmd.extend(
+        meta["replay_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string()),
+    );
+    let o = natrec(&cmd.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let export = [
+        "export",
+        "--store",
+        &store_arg(&store_dir),
+        "--format",
+        "csv",
+    ];
+    let whole = natrec(&export);
+    assert_eq!(code(&whole), 0, "{}", stderr(&whole));
+    // More than a pipe's buffer (64 KiB), so natrec is still writing when the reader leaves.
+    assert!(
+        whole.stdout.len() > 256 * 1024,
+        "{} bytes",
+        whole.stdout.len()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_natrec"))
+        .args(export)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.starts_with("proto,internal_ip"), "{first}");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(141), "{}", stderr(&o));
+    assert_eq!(stderr(&o), "");
+}
+
 // ------------------------------------------------------------------ live: operations
 //
 // Each test below builds its own lab (tools/natlab.sh) in namespaces with its
