@@ -35,16 +35,37 @@ fn corrupt(path: &Path, offset: u64, field: &'static str, detail: String) -> Sto
     }
 }
 
+/// Slots [`committed_slots`] checks with one CRC-32 (24 KiB).
+const CHECK_CHUNK_SLOTS: usize = 256;
+
 /// Number of committed records in the slots of a log (the bytes after its
 /// header): slots are read in order and the first slot that is all zero or
 /// fails validation ends the committed part. Returns the count.
+///
+/// Whole chunks of [`CHECK_CHUNK_SLOTS`] slots are checked with one CRC-32
+/// against [`valid_records_crc`] (crc32fast's folding runs ~10× faster over
+/// 24 KiB than over 92-byte records) and their fields one by one; a chunk
+/// that fails, and the last partial one, slot by slot. Several damaged
+/// records in one chunk can cancel out (probability 2^-32); every record a
+/// lookup or an export returns is read again with [`Record::read`].
 fn committed_slots(slots: &[u8]) -> u64 {
+    let chunk_bytes = CHECK_CHUNK_SLOTS * RECORD_SIZE;
+    let chunk_crc = valid_records_crc(CHECK_CHUNK_SLOTS as u64);
     let mut n = 0u64;
-    for slot in slots.chunks_exact(RECORD_SIZE) {
-        if slot.iter().all(|&b| b == 0) || Record::read(slot).is_err() {
-            break;
+    for chunk in slots.chunks(chunk_bytes) {
+        if chunk.len() == chunk_bytes && crc32fast::hash(chunk) == chunk_crc {
+            let recs = <[Record]>::ref_from_bytes(chunk).expect("whole unaligned records");
+            if recs.iter().all(Record::fields_ok) {
+                n += CHECK_CHUNK_SLOTS as u64;
+                continue;
+            }
         }
-        n += 1;
+        for slot in chunk.chunks_exact(RECORD_SIZE) {
+            if slot.iter().all(|&b| b == 0) || Record::read(slot).is_err() {
+                return n;
+            }
+            n += 1;
+        }
     }
     n
 }
@@ -465,6 +486,31 @@ impl LogView {
         read_slots(&self.path, &self.map[HEADER_SIZE..], self.count)
     }
 
+    /// Committed records whose public address is `ip` (and port `port`,
+    /// when given), in log order, each validated: a scan of the two fields
+    /// (the committed length was found by [`LogView::open`]), then
+    /// [`Record::read`] of the matches only.
+    pub fn records_with_public(
+        &self,
+        ip: [u8; 16],
+        port: Option<u16>,
+    ) -> Result<Vec<Record>, StoreError> {
+        if self.count == 0 {
+            // Possibly a map shorter than a header (a log being created).
+            return Ok(Vec::new());
+        }
+        let slots = &self.map[HEADER_SIZE..HEADER_SIZE + self.count as usize * RECORD_SIZE];
+        let recs = <[Record]>::ref_from_bytes(slots).expect("whole unaligned records");
+        let mut out = Vec::new();
+        for (i, r) in recs.iter().enumerate() {
+            if r.public_ip == ip && port.is_none_or(|p| r.public_port.get() == p) {
+                let off = HEADER_SIZE + i * RECORD_SIZE;
+                out.push(Record::read(r.as_bytes()).map_err(|f| f.at(&self.path, off as u64))?);
+            }
+        }
+        Ok(out)
+    }
+
     /// File size in bytes.
     pub fn bytes(&self) -> u64 {
         self.map.len() as u64
@@ -812,6 +858,62 @@ mod tests {
             flags: 0,
         };
         Record::encode(&m, 0).unwrap()
+    }
+
+    /// `committed_slots` before it checked whole chunks with one CRC.
+    fn committed_slots_one_by_one(slots: &[u8]) -> u64 {
+        let mut n = 0u64;
+        for slot in slots.chunks_exact(RECORD_SIZE) {
+            if slot.iter().all(|&b| b == 0) || Record::read(slot).is_err() {
+                break;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 300, ..Default::default() })]
+
+        /// Chunked or one by one, the committed length is the same: logs of
+        /// up to three chunks and a half, followed by zeros, with one slot
+        /// damaged (a flipped bit, zeroed, torn in half, or a bad field
+        /// under a right CRC) or none.
+        #[test]
+        fn committed_length_checked_in_chunks_is_the_same(
+            n in 0usize..900,
+            tail_zeros in 0usize..300,
+            at in 0usize..1200,
+            kind in 0u8..5,
+            bit in 0usize..(RECORD_SIZE * 8),
+        ) {
+            let mut slots = Vec::new();
+            for i in 0..n {
+                slots.extend_from_slice(rec(i as u16, i as i64).as_bytes());
+            }
+            slots.resize(slots.len() + tail_zeros * RECORD_SIZE, 0);
+            let slot_count = n + tail_zeros;
+            if slot_count > 0 {
+                let at = at % slot_count;
+                let s = &mut slots[at * RECORD_SIZE..(at + 1) * RECORD_SIZE];
+                match kind {
+                    0 => s[bit / 8] ^= 1 << (bit % 8),
+                    1 => s.fill(0),
+                    2 => s[RECORD_SIZE / 2..].fill(0),
+                    3 => {
+                        // Reserved byte set, CRC made right again.
+                        let r = Record::mut_from_bytes(s).unwrap();
+                        r.reserved[3] = 1;
+                        r.crc = zerocopy::little_endian::U32::new(r.compute_crc());
+                    }
+                    _ => {}
+                }
+            }
+            proptest::prop_assert_eq!(
+                committed_slots(&slots),
+                committed_slots_one_by_one(&slots)
+            );
+        }
     }
 
     #[test]

@@ -437,11 +437,8 @@ impl Reader {
                         out.errors.push(e);
                     }
                 }
-                View::Log(v) => match v.records() {
-                    Ok(recs) => recs
-                        .iter()
-                        .filter(|r| r.public_ip == ip)
-                        .for_each(&mut consider),
+                View::Log(v) => match v.records_with_public(ip, q.port) {
+                    Ok(recs) => recs.iter().for_each(&mut consider),
                     Err(e) => out.errors.push(e),
                 },
             }
