@@ -899,12 +899,31 @@ impl Preparer {
         out: &mut Prepared,
         link: &mut LinkInfo,
     ) -> Result<(), Skip> {
-        if let Some(f) = fast(linktype, data) {
-            *out = self.prepare_fast(&f);
-            *link = f.link;
+        if self.prepare_fast_into(linktype, data, out, link) {
             return Ok(());
         }
         self.prepare_slow(linktype, data, out, link)
+    }
+
+    /// The fast path of [`Preparer::prepare_bytes_into`] in one function
+    /// (the decode, the hashes and the stores into `out` inlined into it,
+    /// nothing returned through memory); `false`: not a packet it reads.
+    #[inline(never)]
+    fn prepare_fast_into(
+        &self,
+        linktype: u16,
+        data: &[u8],
+        out: &mut Prepared,
+        link: &mut LinkInfo,
+    ) -> bool {
+        match fast(linktype, data) {
+            Some(f) => {
+                *out = self.prepare_fast(&f);
+                *link = f.link;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The rest of [`Preparer::prepare_bytes_into`]: `decode`, then
