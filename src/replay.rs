@@ -339,6 +339,9 @@ impl std::error::Error for WriterGone {}
 struct Decoding<'r> {
     rules: &'r SideRules,
     preparer: Preparer,
+    /// The link details of the packet being prepared (scratch: written
+    /// whole by each, so never cleared).
+    link: LinkInfo,
     /// Packets not decoded, by reason (merged into the summary's).
     skipped: BTreeMap<&'static str, u64>,
 }
@@ -348,6 +351,7 @@ impl<'r> Decoding<'r> {
         Decoding {
             rules,
             preparer,
+            link: LinkInfo::default(),
             skipped: BTreeMap::new(),
         }
     }
@@ -364,14 +368,13 @@ impl<'r> Decoding<'r> {
         let Item::Packet(ts, side, p) = slot else {
             unreachable!("the slot was made a packet above")
         };
-        let mut link = LinkInfo::default();
         match self
             .preparer
-            .prepare_bytes_into(pkt.linktype, pkt.data, p, &mut link)
+            .prepare_bytes_into(pkt.linktype, pkt.data, p, &mut self.link)
         {
             Ok(()) => {
                 *ts = pkt.ts_ns;
-                *side = self.rules.side(file_side, pkt, &link);
+                *side = self.rules.side(file_side, pkt, &self.link);
             }
             Err(skip) => self.skip(skip, pkt.ts_ns, slot),
         }

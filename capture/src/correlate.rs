@@ -916,10 +916,9 @@ impl Preparer {
         out: &mut Prepared,
         link: &mut LinkInfo,
     ) -> bool {
-        match fast(linktype, data) {
+        match fast(linktype, data, link) {
             Some(f) => {
                 *out = self.prepare_fast(&f);
-                *link = f.link;
                 true
             }
             None => false,
