@@ -302,6 +302,19 @@ fn prefetch_ahead(data: &[u8], at: usize) {
     }
 }
 
+/// Asks the CPU for the two cache lines at `data[at..]`: where the next record (its header
+/// and the packet headers a decode reads) starts. The fixed distance of [`prefetch_ahead`]
+/// leaves lines out when records are longer than the 256 bytes it asks for each time, and a
+/// record header in one of those was the reader's largest stall (perf, 10 M bench capture).
+#[inline(always)]
+fn prefetch_next(data: &[u8], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(b) = data.get(at..at + 128) {
+        prefetch_line(&b[0]);
+        prefetch_line(&b[64]);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline(always)]
@@ -639,6 +652,7 @@ impl<'a> Packets<'a> {
         let ts_ns = i64::from(field(0)) * NANOS_PER_SEC + i64::from(field(4)) * f.frac_to_ns;
         self.pos = pos + record_len;
         prefetch_ahead(data, pos + PREFETCH_AHEAD_BYTES);
+        prefetch_next(data, pos + record_len);
         *out = RawPacket {
             ts_ns,
             linktype: f.linktype,
