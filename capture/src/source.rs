@@ -823,6 +823,7 @@ impl<'a> Packets<'a> {
         };
         self.pos += block_len;
         prefetch_ahead(data, self.pos + PREFETCH_AHEAD_BYTES);
+        prefetch_next(data, self.pos);
         Ok(packet)
     }
 
