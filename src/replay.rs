@@ -160,8 +160,13 @@ pub const MAPPING_BATCHES_IN_FLIGHT_MAX: usize = 16;
 /// Three threads: the reader decodes and prepares a batch itself when at
 /// least this many batches wait for the correlating thread, and hands it over
 /// undecoded otherwise, so decoding goes to whichever of the two threads has
-/// time (with one fixed split either one was the bottleneck).
-pub const DECODE_HERE_QUEUED_MIN: usize = BATCHES_IN_FLIGHT_MAX / 2;
+/// time (with one fixed split either one was the bottleneck). One: the
+/// correlating thread decodes only what it would otherwise wait for. It is
+/// the slower stage (~650 instructions a packet against the reader's ~75 +
+/// ~290 to decode), but with half the batches in flight as the bound (round
+/// 6) it decoded about half the packets in perf profiles of a loaded machine,
+/// where the reader is often descheduled and the queue runs low.
+pub const DECODE_HERE_QUEUED_MIN: usize = 1;
 
 /// One packet as the correlator needs it: decoded, read but not decoded yet
 /// (three threads: the correlating thread decodes, see [`Decoding`]), or
@@ -594,10 +599,10 @@ fn read_stage<'i>(
         // previous packet. Only a new batch is filled with placeholders first.
         batch.resize(PACKETS_PER_BATCH, Item::Tick(0));
         if adaptive {
-            // Decode here while the correlating thread is behind (half the
-            // batches in flight are waiting for it), else leave decoding to
-            // it: the two threads settle where they are equally busy. Either
-            // thread decodes a packet to the same result.
+            // Decode here while the correlating thread has a batch waiting,
+            // else leave decoding to it (it would wait otherwise): the two
+            // threads settle where they are equally busy. Either thread
+            // decodes a packet to the same result.
             reader.decode_here = full_tx.len() >= DECODE_HERE_QUEUED_MIN;
         }
         let mut filled = 0;

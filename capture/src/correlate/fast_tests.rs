@@ -495,20 +495,6 @@ proptest! {
         prop_assert_eq!(p.prepare_bytes(lt, m), slow(&p, lt, m));
     }
 
-    /// Prepared in place over the slot of a previous packet (as the replay
-    /// reuses its batch slots): the same as into a fresh one.
-    #[test]
-    fn prepare_bytes_into_a_used_slot_is_prepare_bytes(
-        (lt0, frame0) in arb_frame(),
-        (lt, frame) in arb_frame(),
-    ) {
-        let p = preparer();
-        let (mut slot, mut link) = (Prepared::EMPTY, LinkInfo::default());
-        let _ = p.prepare_bytes_into(lt0, &frame0, &mut slot, &mut link);
-        let r = p.prepare_bytes_into(lt, &frame, &mut slot, &mut link);
-        prop_assert_eq!(r.map(|()| (slot, link)), slow(&p, lt, &frame));
-    }
-
     /// Random bytes on every link type (and a few others).
     #[test]
     fn prepare_bytes_is_decode_then_prepare_on_random_bytes(
@@ -528,5 +514,23 @@ proptest! {
         let p = preparer();
         let b = [&head[..], &bytes[..]].concat();
         prop_assert_eq!(p.prepare_bytes(lt, &b), slow(&p, lt, &b));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Prepared in place over the slot of a previous packet (as the replay
+    /// reuses its batch slots): the same as into a fresh one.
+    #[test]
+    fn prepare_bytes_into_a_used_slot_is_prepare_bytes(
+        (lt0, frame0) in arb_frame(),
+        (lt, frame) in arb_frame(),
+    ) {
+        let p = preparer();
+        let (mut slot, mut link) = (Prepared::EMPTY, LinkInfo::default());
+        let _ = p.prepare_bytes_into(lt0, &frame0, &mut slot, &mut link);
+        let r = p.prepare_bytes_into(lt, &frame, &mut slot, &mut link);
+        prop_assert_eq!(r.map(|()| (slot, link)), slow(&p, lt, &frame));
     }
 }
