@@ -294,12 +294,7 @@ const PREFETCH_AHEAD_BYTES: usize = 2048;
 /// Asks the CPU to bring the cache lines of `data[at..at + 256]` in (a hint: no effect on what is read).
 #[inline(always)]
 fn prefetch_ahead(data: &[u8], at: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(b) = data.get(at..at + 256) {
-        for k in (0..256).step_by(64) {
-            prefetch_line(&b[k]);
-        }
-    }
+    prefetch_lines::<4>(data, at);
 }
 
 /// Asks the CPU for the two cache lines at `data[at..]`: where the next record (its header
@@ -308,23 +303,32 @@ fn prefetch_ahead(data: &[u8], at: usize) {
 /// record header in one of those was the reader's largest stall (perf, 10 M bench capture).
 #[inline(always)]
 fn prefetch_next(data: &[u8], at: usize) {
+    prefetch_lines::<2>(data, at);
+}
+
+/// Asks the CPU for `N` cache lines from `data[at]` on, if `at` is inside `data` (the lines
+/// after it may reach past its end: see [`prefetch_at`]). One compare instead of a checked
+/// sub-slice per call: this runs twice per packet.
+#[inline(always)]
+fn prefetch_lines<const N: usize>(data: &[u8], at: usize) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(b) = data.get(at..at + 128) {
-        prefetch_line(&b[0]);
-        prefetch_line(&b[64]);
+    if at < data.len() {
+        let p = data.as_ptr().wrapping_add(at);
+        for k in 0..N {
+            prefetch_at(p.wrapping_add(64 * k));
+        }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline(always)]
-fn prefetch_line(b: &u8) {
-    // SAFETY: a prefetch is a hint: it never faults and changes no memory; `b` is a valid reference anyway.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
-            (b as *const u8).cast::<i8>(),
-        )
-    }
+fn prefetch_at(p: *const u8) {
+    // SAFETY: a prefetch is a hint: it reads nothing the program sees, changes no memory and
+    // never faults, whatever the address (x86 `PREFETCHh` raises no exception; an address that
+    // is not mapped is simply not fetched), so `p` need not point into a live allocation. It is
+    // at most 192 bytes past a byte of the capture map.
+    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>()) }
 }
 
 /// Maps `file` read-only.
