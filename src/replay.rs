@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use natrec_capture::correlate::{
     Correlator, CorrelatorConfig, CorrelatorStats, Prepared, Preparer, Side,
 };
-use natrec_capture::decode::{linktype_supported, LinkInfo};
+use natrec_capture::decode::{linktype_supported, LinkInfo, Skip};
 use natrec_capture::source::{CaptureFile, Packets, RawPacket};
 use natrec_storage::{EndReason, Mapping, Writer, WriterStats};
 
@@ -68,10 +68,17 @@ impl SideRules {
     }
 
     /// The side of one packet.
+    #[inline(always)]
     pub fn side(&self, file_side: Side, pkt: &RawPacket<'_>, link: &LinkInfo) -> Side {
         if file_side != Side::Unknown {
             return file_side;
         }
+        self.side_of_unknown(pkt, link)
+    }
+
+    /// [`SideRules::side`] of a packet whose file gives no side.
+    #[inline(never)]
+    fn side_of_unknown(&self, pkt: &RawPacket<'_>, link: &LinkInfo) -> Side {
         if Self::iface_matches(&self.inside_interfaces, pkt, link) {
             return Side::Inside;
         }
@@ -153,8 +160,13 @@ pub const MAPPING_BATCHES_IN_FLIGHT_MAX: usize = 16;
 /// Three threads: the reader decodes and prepares a batch itself when at
 /// least this many batches wait for the correlating thread, and hands it over
 /// undecoded otherwise, so decoding goes to whichever of the two threads has
-/// time (with one fixed split either one was the bottleneck).
-pub const DECODE_HERE_QUEUED_MIN: usize = BATCHES_IN_FLIGHT_MAX / 2;
+/// time (with one fixed split either one was the bottleneck). One: the
+/// correlating thread decodes only what it would otherwise wait for. It is
+/// the slower stage (~650 instructions a packet against the reader's ~75 +
+/// ~290 to decode), but with half the batches in flight as the bound (round
+/// 6) it decoded about half the packets in perf profiles of a loaded machine,
+/// where the reader is often descheduled and the queue runs low.
+pub const DECODE_HERE_QUEUED_MIN: usize = 1;
 
 /// One packet as the correlator needs it: decoded, read but not decoded yet
 /// (three threads: the correlating thread decodes, see [`Decoding`]), or
@@ -233,8 +245,12 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         self.heads.iter().map(|h| h.packets.position()).sum()
     }
 
-    /// The next packet in time order, decoded; `None` at the end of all inputs.
-    fn next_item(&mut self) -> Option<Item<'a>> {
+    /// The next packet in time order, decoded, written into `slot` (a
+    /// decoded packet straight into the `Prepared` a `Packet` slot already
+    /// holds: no item is built elsewhere and copied); `false` at the end of
+    /// all inputs (`slot` untouched).
+    #[inline(always)]
+    fn next_into(&mut self, slot: &mut Item<'a>) -> bool {
         // The earliest head each time; ties go to the earlier file (strictly earlier replaces
         // the best so far, and heads are in input order), so the merge is stable.
         let best = match self.heads.as_slice() {
@@ -257,7 +273,10 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                 best
             }
         };
-        let head = &mut self.heads[best?];
+        let Some(best) = best else {
+            return false;
+        };
+        let head = &mut self.heads[best];
         let summary = &mut self.summary;
         // The packet is used where it lies, then the head reads the file's next one over it.
         let pkt = &head.next;
@@ -275,15 +294,16 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             ));
             head.live = false;
             head.stopped = true;
-            return Some(Item::Tick(ts_ns));
+            *slot = Item::Tick(ts_ns);
+            return true;
         }
-        let item = if self.decode_here {
-            self.decoding.item(head.side, pkt)
+        if self.decode_here {
+            self.decoding.item_into(head.side, pkt, slot);
         } else {
-            Item::Raw(head.side, *pkt)
-        };
+            *slot = Item::Raw(head.side, *pkt);
+        }
         pull(head, summary);
-        Some(item)
+        true
     }
 }
 
@@ -324,6 +344,9 @@ impl std::error::Error for WriterGone {}
 struct Decoding<'r> {
     rules: &'r SideRules,
     preparer: Preparer,
+    /// The link details of the packet being prepared (scratch: written
+    /// whole by each, so never cleared).
+    link: LinkInfo,
     /// Packets not decoded, by reason (merged into the summary's).
     skipped: BTreeMap<&'static str, u64>,
 }
@@ -333,23 +356,40 @@ impl<'r> Decoding<'r> {
         Decoding {
             rules,
             preparer,
+            link: LinkInfo::default(),
             skipped: BTreeMap::new(),
         }
     }
 
     /// A packet of a supported link type (the reader checks), decoded and
-    /// prepared, or a tick if it is of no use (counted by reason).
-    fn item(&mut self, file_side: Side, pkt: &RawPacket<'_>) -> Item<'static> {
-        match self.preparer.prepare_bytes(pkt.linktype, pkt.data) {
-            Ok((p, link)) => {
-                let side = self.rules.side(file_side, pkt, &link);
-                Item::Packet(pkt.ts_ns, side, p)
-            }
-            Err(skip) => {
-                *self.skipped.entry(skip.reason()).or_insert(0) += 1;
-                Item::Tick(pkt.ts_ns)
-            }
+    /// prepared into `slot`, or a tick if it is of no use (counted by
+    /// reason). A slot that holds a `Packet` already (the usual case: slots
+    /// are reused) is prepared in place.
+    #[inline(always)]
+    fn item_into<'a>(&mut self, file_side: Side, pkt: &RawPacket<'_>, slot: &mut Item<'a>) {
+        if !matches!(slot, Item::Packet(..)) {
+            *slot = Item::Packet(0, Side::Unknown, Prepared::EMPTY);
         }
+        let Item::Packet(ts, side, p) = slot else {
+            unreachable!("the slot was made a packet above")
+        };
+        match self
+            .preparer
+            .prepare_bytes_into(pkt.linktype, pkt.data, p, &mut self.link)
+        {
+            Ok(()) => {
+                *ts = pkt.ts_ns;
+                *side = self.rules.side(file_side, pkt, &self.link);
+            }
+            Err(skip) => self.skip(skip, pkt.ts_ns, slot),
+        }
+    }
+
+    /// A packet of no use: counted by reason, and a tick in `slot`.
+    #[inline(never)]
+    fn skip(&mut self, skip: Skip, ts_ns: i64, slot: &mut Item<'_>) {
+        *self.skipped.entry(skip.reason()).or_insert(0) += 1;
+        *slot = Item::Tick(ts_ns);
     }
 }
 
@@ -404,31 +444,58 @@ impl<'w> Sink<'w> {
     }
 
     /// Feeds one item; every [`PACKETS_PER_TICK`] items the writer's clock
-    /// moves (sealing finished partitions) and `true` is returned.
+    /// moves (sealing finished partitions) and `true` is returned. Inlined
+    /// into the loops that call it; what is not per packet is out of line.
+    #[inline(always)]
     fn push(&mut self, item: &Item<'_>) -> Result<bool> {
-        let decoded;
-        let item = match (item, &mut self.decoding) {
-            (Item::Raw(side, pkt), Some(d)) => {
-                decoded = d.item(*side, pkt);
-                &decoded
-            }
-            _ => item,
-        };
         match item {
             Item::Packet(ts, side, d) => {
                 self.max_ts = self.max_ts.max(*ts);
                 self.correlator.push_prepared(*ts, *side, d, &mut self.out);
             }
-            Item::Tick(ts) => {
-                self.max_ts = self.max_ts.max(*ts);
-                self.correlator.advance(*ts, &mut self.out);
-            }
-            Item::Raw(..) => unreachable!("raw packets come with a decoding sink"),
+            Item::Tick(ts) => self.tick(*ts),
+            Item::Raw(side, pkt) => self.push_raw(*side, pkt),
         }
+        self.items += 1;
+        if self.out.len() >= SINK_MAPPINGS_MAX || self.items.is_multiple_of(PACKETS_PER_TICK) {
+            return self.after_push();
+        }
+        Ok(false)
+    }
+
+    /// A packet that was not decoded: only its time.
+    #[inline(never)]
+    fn tick(&mut self, ts: i64) {
+        self.max_ts = self.max_ts.max(ts);
+        self.correlator.advance(ts, &mut self.out);
+    }
+
+    /// A packet the reader handed over undecoded: decoded here, then
+    /// correlated as [`Sink::push`] does a decoded one.
+    #[inline(never)]
+    fn push_raw(&mut self, side: Side, pkt: &RawPacket<'_>) {
+        let Some(d) = &mut self.decoding else {
+            unreachable!("raw packets come with a decoding sink")
+        };
+        let mut slot = Item::Packet(0, Side::Unknown, Prepared::EMPTY);
+        d.item_into(side, pkt, &mut slot);
+        match slot {
+            Item::Packet(ts, side, p) => {
+                self.max_ts = self.max_ts.max(ts);
+                self.correlator.push_prepared(ts, side, &p, &mut self.out);
+            }
+            Item::Tick(ts) => self.tick(ts),
+            Item::Raw(..) => unreachable!("decoding gives a packet or a tick"),
+        }
+    }
+
+    /// [`Sink::push`]'s work every [`SINK_MAPPINGS_MAX`] mappings and every
+    /// [`PACKETS_PER_TICK`] items.
+    #[inline(never)]
+    fn after_push(&mut self) -> Result<bool> {
         if self.out.len() >= SINK_MAPPINGS_MAX {
             self.drain()?;
         }
-        self.items += 1;
         if self.items.is_multiple_of(PACKETS_PER_TICK) {
             self.drain()?;
             match &mut self.out_to {
@@ -527,21 +594,26 @@ fn read_stage<'i>(
     // A batch comes back from the correlator thread, or (if it
     // stopped on an error) the replay ends here.
     while let Ok(mut batch) = empty_rx.recv() {
-        batch.clear();
+        // Batches come back as they were sent, and their slots are reused:
+        // a packet is prepared straight into the `Prepared` of the slot's
+        // previous packet. Only a new batch is filled with placeholders first.
+        batch.resize(PACKETS_PER_BATCH, Item::Tick(0));
         if adaptive {
-            // Decode here while the correlating thread is behind (half the
-            // batches in flight are waiting for it), else leave decoding to
-            // it: the two threads settle where they are equally busy. Either
-            // thread decodes a packet to the same result.
+            // Decode here while the correlating thread has a batch waiting,
+            // else leave decoding to it (it would wait otherwise): the two
+            // threads settle where they are equally busy. Either thread
+            // decodes a packet to the same result.
             reader.decode_here = full_tx.len() >= DECODE_HERE_QUEUED_MIN;
         }
-        while batch.len() < PACKETS_PER_BATCH {
-            match reader.next_item() {
-                Some(item) => batch.push(item),
-                None => break,
+        let mut filled = 0;
+        for slot in batch.iter_mut() {
+            if !reader.next_into(slot) {
+                break;
             }
+            filled += 1;
         }
-        let last = batch.len() < PACKETS_PER_BATCH;
+        batch.truncate(filled);
+        let last = filled < PACKETS_PER_BATCH;
         if !batch.is_empty() && full_tx.send(batch).is_err() {
             break;
         }
@@ -607,7 +679,8 @@ pub fn run(
         0 | 1 => {
             let mut sink = Sink::new(correlator, Out::Direct(&mut *writer), None);
             let mut reader = Reader::new(inputs, rules, preparer, true);
-            while let Some(item) = reader.next_item() {
+            let mut item = Item::Tick(0);
+            while reader.next_into(&mut item) {
                 if sink.push(&item)? {
                     bar.set_position(reader.position());
                     bar.set_message(format!(

@@ -762,6 +762,28 @@ pub struct Prepared {
 
 const _: () = assert!(std::mem::size_of::<Prepared>() == 64);
 
+impl Prepared {
+    /// A placeholder (all zero, no subscriber, ICMP) for a slot that
+    /// [`Preparer::prepare_bytes_into`] fills; not a packet.
+    pub const EMPTY: Prepared = Prepared {
+        src: Ep {
+            ip: [0; 16],
+            port: 0,
+        },
+        dst: Ep {
+            ip: [0; 16],
+            port: 0,
+        },
+        invariants: 0,
+        hash_out: 0,
+        hash_in: 0,
+        proto: Proto::Icmp,
+        tcp_flags: 0,
+        src_sub: false,
+        dst_sub: false,
+    };
+}
+
 /// Prepares decoded packets for a [`Correlator`] (its subscriber prefixes):
 /// the per-packet work that needs no correlator state.
 #[derive(Clone, Debug)]
@@ -859,11 +881,64 @@ impl Preparer {
     /// else, skips included, goes through `decode`.
     #[inline]
     pub fn prepare_bytes(&self, linktype: u16, data: &[u8]) -> Result<(Prepared, LinkInfo), Skip> {
-        if let Some(f) = fast(linktype, data) {
-            return Ok((self.prepare_fast(&f), f.link));
+        let (mut p, mut link) = (Prepared::EMPTY, LinkInfo::default());
+        self.prepare_bytes_into(linktype, data, &mut p, &mut link)?;
+        Ok((p, link))
+    }
+
+    /// [`Preparer::prepare_bytes`] written in place: on `Ok`, `out` and
+    /// `link` hold what it returns; on a skip they are left as they were or
+    /// partly written (meaningless). The replay's reader prepares each packet
+    /// straight into its batch slot this way, so the 64-byte `Prepared` is
+    /// not built on the stack and copied through a returned `Result`.
+    #[inline(always)]
+    pub fn prepare_bytes_into(
+        &self,
+        linktype: u16,
+        data: &[u8],
+        out: &mut Prepared,
+        link: &mut LinkInfo,
+    ) -> Result<(), Skip> {
+        if self.prepare_fast_into(linktype, data, out, link) {
+            return Ok(());
         }
+        self.prepare_slow(linktype, data, out, link)
+    }
+
+    /// The fast path of [`Preparer::prepare_bytes_into`] in one function
+    /// (the decode, the hashes and the stores into `out` inlined into it,
+    /// nothing returned through memory); `false`: not a packet it reads.
+    #[inline(never)]
+    fn prepare_fast_into(
+        &self,
+        linktype: u16,
+        data: &[u8],
+        out: &mut Prepared,
+        link: &mut LinkInfo,
+    ) -> bool {
+        match fast(linktype, data, link) {
+            Some(f) => {
+                *out = self.prepare_fast(&f);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The rest of [`Preparer::prepare_bytes_into`]: `decode`, then
+    /// [`Preparer::prepare`].
+    #[inline(never)]
+    fn prepare_slow(
+        &self,
+        linktype: u16,
+        data: &[u8],
+        out: &mut Prepared,
+        link: &mut LinkInfo,
+    ) -> Result<(), Skip> {
         let d = decode(linktype, data)?;
-        Ok((self.prepare(&d), d.link))
+        *out = self.prepare(&d);
+        *link = d.link;
+        Ok(())
     }
 
     /// [`Preparer::prepare`] of the [`Decoded`] that `f` stands for.

@@ -375,7 +375,10 @@ fn fast_path_reads_the_common_packets() {
         (linktype::RAW, tcp),
         (linktype::IPV4, udp),
     ] {
-        assert!(fast(lt, b).is_some(), "link type {lt}");
+        assert!(
+            fast(lt, b, &mut LinkInfo::default()).is_some(),
+            "link type {lt}"
+        );
         let d = decode(lt, b).unwrap();
         assert_eq!(p.prepare_bytes(lt, b), Ok((p.prepare(&d), d.link)));
     }
@@ -447,7 +450,10 @@ fn fast_path_reads_ipv6_and_pppoe() {
         (linktype::RAW, &icmp6[..]),
         (linktype::IPV6, &tcp6[..]),
     ] {
-        assert!(fast(lt, b).is_some(), "link type {lt}: {b:02x?}");
+        assert!(
+            fast(lt, b, &mut LinkInfo::default()).is_some(),
+            "link type {lt}: {b:02x?}"
+        );
         let d = decode(lt, b).unwrap();
         assert_eq!(p.prepare_bytes(lt, b), Ok((p.prepare(&d), d.link)));
     }
@@ -462,9 +468,9 @@ fn fast_path_reads_ipv6_and_pppoe() {
     // Not on the fast path: an extension header, a PPP control protocol.
     let mut hop = tcp6.clone();
     hop[6] = 0;
-    assert!(fast(linktype::RAW, &hop).is_none());
+    assert!(fast(linktype::RAW, &hop, &mut LinkInfo::default()).is_none());
     let lcp = eth(&[0x88, 0x64], &pppoe(&[0xc0, 0x21], udp4));
-    assert!(fast(linktype::ETHERNET, &lcp).is_none());
+    assert!(fast(linktype::ETHERNET, &lcp, &mut LinkInfo::default()).is_none());
 }
 
 proptest! {
@@ -508,5 +514,23 @@ proptest! {
         let p = preparer();
         let b = [&head[..], &bytes[..]].concat();
         prop_assert_eq!(p.prepare_bytes(lt, &b), slow(&p, lt, &b));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// Prepared in place over the slot of a previous packet (as the replay
+    /// reuses its batch slots): the same as into a fresh one.
+    #[test]
+    fn prepare_bytes_into_a_used_slot_is_prepare_bytes(
+        (lt0, frame0) in arb_frame(),
+        (lt, frame) in arb_frame(),
+    ) {
+        let p = preparer();
+        let (mut slot, mut link) = (Prepared::EMPTY, LinkInfo::default());
+        let _ = p.prepare_bytes_into(lt0, &frame0, &mut slot, &mut link);
+        let r = p.prepare_bytes_into(lt, &frame, &mut slot, &mut link);
+        prop_assert_eq!(r.map(|()| (slot, link)), slow(&p, lt, &frame));
     }
 }

@@ -24,10 +24,10 @@ pub(crate) enum FastAddrs {
     V6 { src: u128, dst: u128 },
 }
 
-/// The fields of an IP packet as [`super::Decoded`] holds them, addresses as integers.
+/// The fields of an IP packet as [`super::Decoded`] holds them (but the link details, which
+/// [`fast`] writes where its caller says), addresses as integers.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fast {
-    pub link: LinkInfo,
     pub addrs: FastAddrs,
     pub proto: Proto,
     pub sport: u16,
@@ -50,22 +50,24 @@ enum Want {
     Any,
 }
 
-/// `decode(linktype, data)` for the common cases, or `None` (then ask `decode`).
+/// `decode(linktype, data)` for the common cases, or `None` (then ask `decode`). The link
+/// details are written into `link` (all of it: it need not be cleared first); on `None`, `link`
+/// is meaningless.
 #[inline]
-pub(crate) fn fast(lt: u16, data: &[u8]) -> Option<Fast> {
-    let mut link = LinkInfo::default();
+pub(crate) fn fast(lt: u16, data: &[u8], link: &mut LinkInfo) -> Option<Fast> {
+    *link = LinkInfo::default();
     // Ethernet first: the common link type costs one compare.
     let (want, ip) = if lt == linktype::ETHERNET {
         let h = data.first_chunk::<14>()?;
-        ether(u16::from_be_bytes([h[12], h[13]]), &data[14..], &mut link)?
+        ether(u16::from_be_bytes([h[12], h[13]]), &data[14..], link)?
     } else {
-        other_link(lt, data, &mut link)?
+        other_link(lt, data, link)?
     };
     let version = ip.first()? >> 4;
     if version == 4 && want != Want::V6 {
-        ipv4(ip, link)
+        ipv4(ip)
     } else if version == 6 && want != Want::V4 {
-        ipv6(ip, link)
+        ipv6(ip)
     } else {
         None
     }
@@ -170,7 +172,7 @@ fn pppoe<'a>(data: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
 
 /// IPv4 and the transport header; `None` where `decode` skips or takes a rarer path.
 #[inline]
-fn ipv4(data: &[u8], link: LinkInfo) -> Option<Fast> {
+fn ipv4(data: &[u8]) -> Option<Fast> {
     let h = data.first_chunk::<20>()?;
     let header_len = usize::from(h[0] & 0x0f) * 4;
     let total_len = u16::from_be_bytes([h[2], h[3]]);
@@ -191,7 +193,6 @@ fn ipv4(data: &[u8], link: LinkInfo) -> Option<Fast> {
     let l4 = &data[header_len..data.len().min(usize::from(total_len))];
     let t = transport(proto, l4, l4_len)?;
     Some(Fast {
-        link,
         addrs: FastAddrs::V4 {
             src: u32::from_be_bytes([h[12], h[13], h[14], h[15]]),
             dst: u32::from_be_bytes([h[16], h[17], h[18], h[19]]),
@@ -216,7 +217,7 @@ const IPV6_HEADER_BYTES: usize = 40;
 /// header; `None` for anything else, and for a payload length of 0 (a jumbogram, which
 /// `decode` skips).
 #[inline]
-fn ipv6(data: &[u8], link: LinkInfo) -> Option<Fast> {
+fn ipv6(data: &[u8]) -> Option<Fast> {
     let h = data.first_chunk::<IPV6_HEADER_BYTES>()?;
     let payload_length = usize::from(u16::from_be_bytes([h[4], h[5]]));
     let proto = match h[6] {
@@ -238,7 +239,6 @@ fn ipv6(data: &[u8], link: LinkInfo) -> Option<Fast> {
         u128::from_be_bytes(a)
     };
     Some(Fast {
-        link,
         addrs: FastAddrs::V6 {
             src: addr(8),
             dst: addr(24),
