@@ -167,13 +167,13 @@ pub struct CorrelatorStats {
     pub pending: u64,
 }
 
-/// Heap bytes a [`Correlator`] holds, by structure: allocated capacities
+/// Bytes a [`Correlator`] holds, by structure: allocated capacities
 /// (growth slack included), not items. `natrec-corrmem` prints it next to
-/// the allocator's own count.
+/// the allocator's own count, to which it adds `mapped`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CorrelatorMemory {
-    /// The flow slab (whole chunks) and the times of flows too long for a
-    /// slot.
+    /// The flow slab (the slots handed out so far, rounded up to whole
+    /// 2 MiB huge pages) and the times of flows too long for a slot.
     pub flow_slab: usize,
     /// The flow index (chain heads; the chain links are in the slots).
     pub flow_index: usize,
@@ -184,6 +184,10 @@ pub struct CorrelatorMemory {
     pub pending: usize,
     /// Interned IPv6 addresses.
     pub v6_names: usize,
+    /// Of the above, the bytes not from the global allocator: the flow
+    /// slab's slots, in an anonymous map of their own (so a counting
+    /// allocator does not see them).
+    pub mapped: usize,
 }
 
 impl CorrelatorMemory {
@@ -671,9 +675,6 @@ const INDEX_BITS_MIN: u32 = 10;
 /// End of the slab's free list (through `Flow::public`) and of the pending
 /// slab's lists.
 const NO_SLOT: u32 = u32::MAX;
-/// Flows per slab chunk: the slab grows by whole chunks (224 KiB), so it
-/// never copies its flows and its slack is at most one chunk.
-const SLAB_CHUNK_FLOWS: usize = 4096;
 
 /// IPv6 addresses of active flows, interned to a `u32` with a reference count
 /// (one per endpoint of a flow that uses it); freed names are reused.
@@ -965,12 +966,11 @@ pub struct Correlator {
     index_heads: Vec<Link>,
     /// log2 of `index_heads.len()`.
     index_bits: u32,
-    /// The slab: chunks of [`SLAB_CHUNK_FLOWS`] 56-byte slots.
-    flow_chunks: Vec<Box<[Flow; SLAB_CHUNK_FLOWS]>>,
+    /// The slab: 56-byte slots in one map reserved for `flows_active_max`
+    /// of them, in transparent huge pages ([`slab`]).
+    flows: MappedSlab<Flow>,
     /// First free slot (linked through `Flow::public`), or [`NO_SLOT`].
     flow_free: u32,
-    /// Slots handed out so far (the slab's high-water mark).
-    flow_slots_used: u32,
     flows_active: usize,
     /// (last packet, last written state) of the flows whose times lie more
     /// than [`FLOW_SPAN_MAX_NS`] after their first packet, by slot.
@@ -1013,6 +1013,7 @@ impl Correlator {
             "flows_active_max {} is over FLOWS_ACTIVE_MAX_LIMIT {FLOWS_ACTIVE_MAX_LIMIT}",
             cfg.flows_active_max
         );
+        let flows_active_max = cfg.flows_active_max;
         Correlator {
             preparer: Preparer::new(&cfg),
             cfg,
@@ -1025,9 +1026,8 @@ impl Correlator {
             pending_count: 0,
             index_heads: vec![LINK_NONE; 1 << INDEX_BITS_MIN],
             index_bits: INDEX_BITS_MIN,
-            flow_chunks: Vec::new(),
+            flows: MappedSlab::new(flows_active_max),
             flow_free: NO_SLOT,
-            flow_slots_used: 0,
             flows_active: 0,
             flow_wide: FxHashMap::default(),
             v6: V6Names::default(),
@@ -1056,8 +1056,8 @@ impl Correlator {
     pub fn memory(&self) -> CorrelatorMemory {
         use std::mem::size_of;
         CorrelatorMemory {
-            flow_slab: self.flow_chunks.capacity() * size_of::<Box<[Flow; SLAB_CHUNK_FLOWS]>>()
-                + self.flow_chunks.len() * SLAB_CHUNK_FLOWS * size_of::<Flow>()
+            mapped: self.flows.resident_bytes(),
+            flow_slab: self.flows.resident_bytes()
                 + self.flow_wide.capacity() * (size_of::<(u32, (UnixNanos, UnixNanos))>() + 1),
             flow_index: self.index_heads.capacity() * size_of::<Link>(),
             expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
@@ -1486,14 +1486,19 @@ impl Correlator {
         true
     }
 
-    fn flow(&self, slot: u32) -> &Flow {
-        let i = slot as usize;
-        &self.flow_chunks[i / SLAB_CHUNK_FLOWS][i % SLAB_CHUNK_FLOWS]
+    /// Slots handed out so far (the slab's high-water mark).
+    fn flow_slots_used(&self) -> u32 {
+        self.flows.len() as u32
     }
 
+    #[inline(always)]
+    fn flow(&self, slot: u32) -> &Flow {
+        self.flows.get(slot as usize)
+    }
+
+    #[inline(always)]
     fn flow_mut(&mut self, slot: u32) -> &mut Flow {
-        let i = slot as usize;
-        &mut self.flow_chunks[i / SLAB_CHUNK_FLOWS][i % SLAB_CHUNK_FLOWS]
+        self.flows.get_mut(slot as usize)
     }
 
     /// The hash of a flow key: its 16 bytes as two words, one folded
@@ -1563,7 +1568,7 @@ impl Correlator {
     fn index_grow(&mut self) {
         self.index_bits += 1;
         self.index_heads = vec![LINK_NONE; 1 << self.index_bits];
-        for slot in 0..self.flow_slots_used {
+        for slot in 0..self.flow_slots_used() {
             if self.flow(slot).live() {
                 self.index_link(slot);
             }
@@ -1727,17 +1732,11 @@ impl Correlator {
             self.flow_free = self.flow(slot).public;
             slot
         } else {
-            let slot = self.flow_slots_used;
-            if slot as usize == self.flow_chunks.len() * SLAB_CHUNK_FLOWS {
-                self.flow_chunks.push(
-                    vec![Flow::FREE; SLAB_CHUNK_FLOWS]
-                        .into_boxed_slice()
-                        .try_into()
-                        .expect("SLAB_CHUNK_FLOWS slots"),
-                );
-            }
+            let slot = self
+                .flows
+                .push(Flow::FREE)
+                .expect("no more slots than flows_active_max") as u32;
             assert!((slot as usize) < FLOWS_ACTIVE_MAX_LIMIT);
-            self.flow_slots_used = slot + 1;
             slot
         };
         assert!(
@@ -1817,7 +1816,7 @@ impl Correlator {
     }
 
     fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
-        (0..self.flow_slots_used).filter(|&s| self.flow(s).live())
+        (0..self.flow_slots_used()).filter(|&s| self.flow(s).live())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2279,6 +2278,8 @@ fn invariant_hash(
 
 #[cfg(test)]
 mod fast_tests;
+mod slab;
+use slab::MappedSlab;
 
 #[cfg(test)]
 mod tests {
@@ -3029,7 +3030,7 @@ mod tests {
             let span = EXPIRY_WHEEL_SECONDS as i64;
             let due = WHEEL_BASE + WHEEL_DUE as Link;
             assert_eq!(self.wheel[WHEEL_DUE], (due, due), "scan list left behind");
-            let mut seen = vec![false; self.flow_slots_used as usize];
+            let mut seen = vec![false; self.flows.len()];
             let mut linked = 0;
             for b in 0..EXPIRY_WHEEL_SECONDS {
                 let head = WHEEL_BASE + b as Link;
@@ -3054,7 +3055,7 @@ mod tests {
                 linked, self.flows_active,
                 "active flows not linked once each"
             );
-            for s in 0..self.flow_slots_used {
+            for s in 0..self.flow_slots_used() {
                 let f = self.flow(s);
                 if !f.live() {
                     assert_eq!(f.links, [0xff; 9], "free slot {s} linked");
@@ -3143,7 +3144,7 @@ mod tests {
             "the model test closed {finals_seen} flows by expiry"
         );
         assert!(c.stats().mappings_closed > 1_000);
-        assert!(c.flow_slots_used <= 16 * 3 + 1, "slots are reused");
+        assert!(c.flow_slots_used() <= 16 * 3 + 1, "slots are reused");
         c.finish(&mut out);
         assert_eq!(c.stats().flows_active, 0);
         assert_eq!(c.stats().deadline_rebuilds, 0);
@@ -3529,7 +3530,7 @@ mod tests {
         /// The flow index's invariant, walked: every active flow is on
         /// exactly one chain, the chain of its key's head, and nothing else.
         fn check_index(&self) {
-            let mut seen = vec![false; self.flow_slots_used as usize];
+            let mut seen = vec![false; self.flows.len()];
             let mut n = 0;
             for (h, &head) in self.index_heads.iter().enumerate() {
                 let mut s = head;
