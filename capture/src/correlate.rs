@@ -997,6 +997,10 @@ pub struct Correlator {
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
     stats: CorrelatorStats,
+    /// The index head an inside copy that waited last had prefetched
+    /// ([`prefetch_flow_of`](Correlator::prefetch_flow_of)), whose flow slot
+    /// the next packet prefetches; [`NO_SLOT`]: none. A hint only.
+    prefetch_head: u32,
     /// Tests: every copy that waits probes its key again
     /// ([`probe_once_off`](Correlator::probe_once_off)).
     #[cfg(test)]
@@ -1039,6 +1043,7 @@ impl Correlator {
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
             stats: CorrelatorStats::default(),
+            prefetch_head: NO_SLOT,
             #[cfg(test)]
             test_probe_again: false,
         }
@@ -1098,6 +1103,9 @@ impl Correlator {
     ) {
         self.stats.packets += 1;
         self.packet_seq += 1;
+        if self.prefetch_head != NO_SLOT {
+            self.prefetch_slot();
+        }
         self.advance(ts_ns, out);
 
         let (src_sub, dst_sub) = (pkt.src_sub, pkt.dst_sub);
@@ -1168,6 +1176,7 @@ impl Correlator {
     }
 
     /// Pairs an inside copy with a waiting outside twin, or makes it wait.
+    #[inline(always)]
     fn offer(
         &mut self,
         ts_ns: UnixNanos,
@@ -1195,6 +1204,45 @@ impl Correlator {
         } else {
             self.insert(key, hash, copy);
         }
+        // Its outside twin comes a few packets later (usually), and the pair
+        // then looks up the flow: start loading its index head now, its slot
+        // with the next packet.
+        self.prefetch_flow_of(key.proto, &endpoint, &key.remote);
+    }
+
+    /// Starts loading the index head of the flow (`proto`, `internal`,
+    /// `remote`) (IPv4 only) and leaves it for the next packet to prefetch
+    /// the chain's first slot ([`prefetch_slot`](Correlator::prefetch_slot)).
+    /// A hint: no effect on any result. Out of line: `offer` stays inline.
+    #[inline(never)]
+    fn prefetch_flow_of(&mut self, proto: Proto, internal: &Ep, remote: &Ep) {
+        let (Some(i), Some(r)) = (internal.v4(), remote.v4()) else {
+            return;
+        };
+        let key = FlowKey {
+            internal: i,
+            remote: r,
+            internal_port: internal.port,
+            remote_port: remote.port,
+            proto,
+            fam: 0,
+        };
+        let h = self.index_head(&key);
+        slab::prefetch(&self.index_heads[h]);
+        self.prefetch_head = h as u32;
+    }
+
+    /// Prefetches the first slot of the index chain
+    /// [`prefetch_flow_of`](Correlator::prefetch_flow_of) left. A hint.
+    #[inline(never)]
+    fn prefetch_slot(&mut self) {
+        // The index may have grown since: then the hint is only wasted.
+        if let Some(&s) = self.index_heads.get(self.prefetch_head as usize) {
+            if s != LINK_NONE {
+                slab::prefetch(self.flow(s));
+            }
+        }
+        self.prefetch_head = NO_SLOT;
     }
 
     /// Tests: whether the one-probe path is switched off (every copy that

@@ -131,6 +131,28 @@ impl<T: Copy> MappedSlab<T> {
     }
 }
 
+/// Asks the CPU to start loading the cache line of `r` (and of its last
+/// byte, when `T` straddles two lines). A hint: no effect on any result.
+#[inline(always)]
+pub(super) fn prefetch<T>(r: &T) {
+    let p = (r as *const T).cast::<u8>();
+    prefetch_line(p);
+    prefetch_line(p.wrapping_add(std::mem::size_of::<T>() - 1));
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline(always)]
+fn prefetch_line(p: *const u8) {
+    // SAFETY: a prefetch is a hint: it never faults and changes no memory
+    // (and `p` points into a live reference anyway).
+    unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>()) }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn prefetch_line(_p: *const u8) {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
