@@ -725,6 +725,11 @@ impl V6Names {
     }
 }
 
+/// How many expired flows ahead of the one being removed a scan prefetches
+/// the slot of (half as far ahead the index head, a quarter as far the
+/// first flow of its index chain).
+const EXPIRE_PREFETCH_AHEAD: usize = 8;
+
 /// Span of the expiry wheel in one-second buckets (`expiry_wheel_seconds`;
 /// 2 h 16 min, longer than the default longest hold, TCP open 2 h 4 min). A
 /// deadline further ahead is queued in the last bucket of the span and queued
@@ -2162,7 +2167,6 @@ impl Correlator {
     /// queue ordered by deadline. Cost: the flows of at most
     /// `EXPIRY_WHEEL_SECONDS` buckets, not the table's size.
     fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
-        let mut expired: Vec<(Mapping, EndReason)> = Vec::new();
         if self.wheel_sec == i64::MIN {
             return;
         }
@@ -2180,52 +2184,67 @@ impl Correlator {
         // Every bucket before now_sec is empty now; flows queued again go
         // to now_sec's bucket or later, not to the scan's list.
         self.wheel_sec = self.wheel_sec.max(now_sec);
+        // Each flow is taken off the scan's list in turn: past its deadline
+        // it is kept aside (still in its slot and the index: `expired`,
+        // as (last packet, first packet, slot)), else (touched since it was
+        // queued, queued at the span's end, or due later in this second)
+        // queued again at its deadline.
         let due_head = WHEEL_BASE + WHEEL_DUE as Link;
+        let mut expired: Vec<(UnixNanos, UnixNanos, u32)> = Vec::new();
         loop {
             let slot = self.wheel[WHEEL_DUE].1;
             if slot == due_head {
                 break;
             }
             self.wheel_unlink(slot);
-            let due = self.flow_deadline_ns(slot);
+            let (last_ns, _) = self.flow_times(slot);
+            let due = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
             if now_ns > due {
-                expired.push(self.remove_flow(slot));
+                expired.push((last_ns, self.flow(slot).first_ns, slot));
             } else {
-                // Not due yet (touched since it was queued, queued at the
-                // span's end, or due later in this second).
                 self.wheel_insert(slot, due);
             }
         }
         // Deterministic output order: by last packet, then first packet, then
         // key. The key (internal, remote, protocol) is unique among flows
-        // active at once, and every flow here was active at this scan's
-        // start, so no two elements compare equal and an unstable sort gives
-        // the stable sort's order. The comparator looks at the addresses
-        // only when the times tie (rare); building the whole tuple per
-        // comparison cost more than the rest of the scan.
-        // Sorted as (last, first, position) triples of 24 bytes, not as the
-        // mappings (over 120 bytes each: moving them was most of the sort's
-        // cost); the key breaks ties.
-        let mut order: Vec<(UnixNanos, UnixNanos, u32)> = expired
-            .iter()
-            .enumerate()
-            .map(|(k, (m, _))| (m.last_ns, m.first_ns, k as u32))
-            .collect();
-        order.sort_unstable_by(|a, b| {
+        // active at once, and every flow here is still active, so no two
+        // elements compare equal and an unstable sort gives the stable sort's
+        // order. The comparator rebuilds the mappings only when the times
+        // tie (rare). The flows are removed (their mappings rebuilt from
+        // their slots) in that order, so no mapping is built or moved but
+        // the one written; removing them in another order than the scan's
+        // changes only which free slot a later flow gets, never a result.
+        expired.sort_unstable_by(|a, b| {
             (a.0, a.1)
                 .cmp(&(b.0, b.1))
-                .then_with(|| key_order(&expired[a.2 as usize].0, &expired[b.2 as usize].0))
+                .then_with(|| key_order(&self.mapping(a.2), &self.mapping(b.2)))
         });
         debug_assert!(
-            order.windows(2).all(|w| expiry_order(
-                &expired[w[0].2 as usize].0,
-                &expired[w[1].2 as usize].0
-            )
-            .is_lt()),
+            expired
+                .windows(2)
+                .all(|w| expiry_order(&self.mapping(w[0].2), &self.mapping(w[1].2)).is_lt()),
             "two expired flows with one key"
         );
-        for (_, _, k) in order {
-            let (m, closed) = expired[k as usize];
+        // In sorted order the slots are scattered: each is prefetched
+        // `EXPIRE_PREFETCH_AHEAD` flows ahead, its index head half as far
+        // ahead (both hints).
+        for k in 0..expired.len() {
+            if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD) {
+                slab::prefetch(self.flow(ahead));
+            }
+            if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD / 2) {
+                slab::prefetch(&self.index_heads[self.index_head(&self.flow(ahead).key())]);
+            }
+            // Unlinking from the index walks the chain from its head: the
+            // chain's first flow (when another) a quarter as far ahead.
+            if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD / 4) {
+                let first = self.index_heads[self.index_head(&self.flow(ahead).key())];
+                if first != ahead && first != LINK_NONE {
+                    slab::prefetch(self.flow(first));
+                }
+            }
+            let slot = expired[k].2;
+            let (m, closed) = self.remove_flow(slot);
             let reason = match closed {
                 EndReason::Open => EndReason::Idle,
                 r => r,
