@@ -172,8 +172,8 @@ pub struct CorrelatorStats {
 /// the allocator's own count, to which it adds `mapped`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CorrelatorMemory {
-    /// The flow slab (the slots handed out so far, rounded up to whole
-    /// 2 MiB huge pages) and the times of flows too long for a slot.
+    /// The flow slab (the slots handed out so far, rounded up to 4 KiB)
+    /// and the times of flows too long for a slot.
     pub flow_slab: usize,
     /// The flow index (chain heads; the chain links are in the slots).
     pub flow_index: usize,
@@ -972,7 +972,7 @@ pub struct Correlator {
     /// log2 of `index_heads.len()`.
     index_bits: u32,
     /// The slab: 56-byte slots in one map reserved for `flows_active_max`
-    /// of them, in transparent huge pages ([`slab`]).
+    /// of them, filled 2 MiB ranges in transparent huge pages ([`slab`]).
     flows: MappedSlab<Flow>,
     /// First free slot (linked through `Flow::public`), or [`NO_SLOT`].
     flow_free: u32,

@@ -1,19 +1,25 @@
 //! The flow slab's memory: one anonymous map reserved for every slot the
-//! correlator may ever hand out (`flows_active_max`), advised for transparent
-//! huge pages (`MADV_HUGEPAGE`) and touched only as slots are handed out.
+//! correlator may ever hand out (`flows_active_max`), aligned to 2 MiB,
+//! touched only as slots are handed out, and each 2 MiB of it made one
+//! transparent huge page (`MADV_COLLAPSE`) as soon as the slots handed out
+//! fill it.
 //!
 //! Why: the slots of a large flow table (12 MB on the bench capture, up to
 //! `flows_active_max` × 56 bytes) are read in hash order, so with 4 KiB
 //! pages nearly every slot read is a TLB miss as well as a cache miss. In
 //! 2 MiB pages the whole table is a handful of TLB entries. The reservation
 //! costs address space, not memory: pages are faulted in as the slots are
-//! first written (`MAP_NORESERVE`, no swap reserved). Where transparent huge
-//! pages are off (or not Linux) the advice is ignored and this is an ordinary
-//! lazily faulted map.
+//! first written (`MAP_NORESERVE`, no swap reserved). Only *filled* 2 MiB
+//! ranges are collapsed, so the partly used last one stays in 4 KiB pages
+//! and the slab holds no more than its slots rounded up to 4 KiB (advising
+//! the whole map `MADV_HUGEPAGE` instead would fault a whole 2 MiB page in
+//! for the first slot of each range: up to 2 MiB more, ~9 B per flow on the
+//! bench). Where the kernel cannot collapse (not Linux, before 6.1, THP
+//! `never`) the slab is an ordinary lazily faulted map.
 
 use std::marker::PhantomData;
 
-use memmap2::{Advice, MmapMut, MmapOptions};
+use memmap2::{MmapMut, MmapOptions};
 
 /// Transparent huge page size the map is aligned to (x86-64 and arm64 with
 /// 4 KiB base pages).
@@ -52,11 +58,6 @@ impl<T: Copy> MappedSlab<T> {
             .expect("reserving the flow slab's address space");
         let addr = map.as_ptr() as usize;
         let offset = (HUGE_PAGE_BYTES - addr % HUGE_PAGE_BYTES) % HUGE_PAGE_BYTES;
-        #[cfg(target_os = "linux")]
-        {
-            // A hint: without transparent huge pages the map works the same.
-            let _ = map.advise_range(Advice::HugePage, offset, bytes - offset);
-        }
         MappedSlab {
             map,
             offset,
@@ -90,13 +91,45 @@ impl<T: Copy> MappedSlab<T> {
                 .write(v)
         };
         self.len += 1;
+        let size = std::mem::size_of::<T>();
+        let (before, after) = (
+            i * size / HUGE_PAGE_BYTES,
+            self.len * size / HUGE_PAGE_BYTES,
+        );
+        if after > before {
+            // The slots now fill the 2 MiB range `before`.
+            self.collapse(before * HUGE_PAGE_BYTES);
+        }
         Some(i)
     }
 
-    /// Bytes of memory the handed-out entries may hold: their size rounded
-    /// up to whole huge pages (what a huge-page-backed map has faulted in).
+    /// Asks the kernel to back the 2 MiB of entries from byte `at` (a
+    /// multiple of 2 MiB, filled) with one huge page. A hint: the bytes stay
+    /// the same whatever the outcome, so the outcome is ignored.
+    #[cfg(target_os = "linux")]
+    #[allow(unsafe_code)]
+    fn collapse(&mut self, at: usize) {
+        let p = self.map.as_mut_ptr().wrapping_add(self.offset + at);
+        // SAFETY: `[p, p + 2 MiB)` lies inside the map (entries up to
+        // `len` fill it, and the map holds `capacity` entries from
+        // `offset`), is 2 MiB aligned (`offset`), and is ours alone.
+        // MADV_COLLAPSE copies its pages into one huge page and remaps it in
+        // place, preserving every byte (it is refused, changing nothing, where
+        // it cannot); no reference into the map is invalidated.
+        unsafe {
+            libc::madvise(p.cast(), HUGE_PAGE_BYTES, libc::MADV_COLLAPSE);
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    fn collapse(&mut self, _at: usize) {}
+
+    /// Bytes of memory the handed-out entries hold: their size rounded up
+    /// to whole 4 KiB pages (filled 2 MiB ranges are huge pages, the rest
+    /// 4 KiB pages; with THP set to `always` system-wide the kernel may fault
+    /// the last range as a huge page as well).
     pub(super) fn resident_bytes(&self) -> usize {
-        (self.len * std::mem::size_of::<T>()).div_ceil(HUGE_PAGE_BYTES) * HUGE_PAGE_BYTES
+        (self.len * std::mem::size_of::<T>()).div_ceil(4096) * 4096
     }
 
     /// Entry `i`.
@@ -174,7 +207,32 @@ mod tests {
             };
             assert_eq!(*s.get(i), want);
         }
-        assert_eq!(s.resident_bytes(), HUGE_PAGE_BYTES);
+        assert_eq!(s.resident_bytes(), 16 * 1000usize.div_ceil(256) * 256);
+    }
+
+    #[test]
+    fn entries_keep_their_values_across_collapsed_ranges() {
+        // 2.5 huge pages of 24-byte entries: two ranges collapsed (where the
+        // kernel can), the last in 4 KiB pages.
+        let n = HUGE_PAGE_BYTES * 5 / 2 / 24;
+        let mut s: MappedSlab<[u64; 3]> = MappedSlab::new(n);
+        for i in 0..n as u64 {
+            s.push([i, !i, i.rotate_left(17)]);
+            if i % 1000 == 0 {
+                *s.get_mut(i as usize / 2) = [i, i, i];
+            }
+        }
+        for i in 0..n {
+            let j = i as u64;
+            let changed = (2 * i) % 1000 == 0 && 2 * i < n;
+            let want = if changed {
+                [2 * j, 2 * j, 2 * j]
+            } else {
+                [j, !j, j.rotate_left(17)]
+            };
+            assert_eq!(*s.get(i), want, "entry {i}");
+        }
+        assert_eq!(s.resident_bytes(), (n * 24).div_ceil(4096) * 4096);
     }
 
     #[test]

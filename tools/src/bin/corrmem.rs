@@ -8,8 +8,8 @@
 //! table, the pending copies, the expiry queue and the growth slack of each.
 //! The flow slab is not allocated but mapped (its own anonymous map, in
 //! huge pages): its resident size as the correlator reports it
-//! (`CorrelatorMemory::mapped`, the slots handed out rounded up to whole
-//! 2 MiB pages) is added to the allocator's count.
+//! (`CorrelatorMemory::mapped`, the slots handed out rounded up to 4 KiB)
+//! is added to the allocator's count.
 //! The reader's own allocations are measured before the first packet and
 //! subtracted.
 //!
