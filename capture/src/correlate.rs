@@ -3136,6 +3136,62 @@ mod tests {
     /// tuples in a pseudo-random order: after every packet the wheel's
     /// invariant holds, and after every scan no active flow is past its
     /// deadline while every idle final was past its deadline when emitted.
+    /// The idle scan writes every expired flow once, in (last packet, first
+    /// packet, key) order, also when many share both times (the key breaks
+    /// the tie) and when their slots are scattered by earlier removals.
+    #[test]
+    fn idle_scan_writes_expired_flows_in_time_then_key_order() {
+        let mut c = Correlator::new(CorrelatorConfig::default());
+        let mut out = Vec::new();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let base = 1_000 * S;
+        let mut opened = 0;
+        for round in 0..3i64 {
+            let t0 = base + round * 1_000 * S;
+            for id in 0..400u32 {
+                // Few distinct times: many flows tie on (last, first).
+                let t = t0 + next(5) as i64 * MS;
+                let sub = next(64);
+                let port = 1024 + next(8) as u32;
+                let internal = format!("100.64.1.{}:{port}", 1 + sub);
+                let public = format!("203.0.113.{}:{}", 1 + next(4), 20_000 + id);
+                let remote = format!("198.51.100.{}:53", 1 + next(3));
+                let pre = pkt(Proto::Udp, &internal, &remote, id, 0, id);
+                let post = pkt(Proto::Udp, &public, &remote, id, 0, id);
+                c.push(t, Side::Inside, &pre, &mut out);
+                c.push(t + 10_000, Side::Outside, &post, &mut out);
+            }
+            opened = c.stats().mappings_opened;
+            out.clear();
+            // Every flow of the round expires at the next round's first scan.
+            c.advance(t0 + 900 * S, &mut out);
+            assert!(out.len() > 300 && out.iter().all(|m| m.end == EndReason::Idle));
+            assert_eq!(
+                c.stats().mappings_closed,
+                opened,
+                "round {round}: all written"
+            );
+            assert_eq!(c.stats().flows_active, 0, "round {round}: all expired");
+            assert!(
+                out.windows(2).all(|w| expiry_order(&w[0], &w[1]).is_lt()),
+                "round {round}: written in (last, first, key) order"
+            );
+            assert!(
+                out.windows(2)
+                    .any(|w| (w[0].last_ns, w[0].first_ns) == (w[1].last_ns, w[1].first_ns)),
+                "round {round}: ties exercised"
+            );
+            out.clear();
+        }
+        assert_eq!(c.stats().mappings_closed, opened);
+    }
+
     #[test]
     fn expiry_wheel_model_with_slot_reuse_replace_close_and_jumps() {
         let cfg = CorrelatorConfig {
