@@ -23,8 +23,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Unsafe code is denied crate-wide; the one exception is the read-only memory map in
-//! `source.rs`, whose `// SAFETY:` comment states what is assumed.
+//! Unsafe code is denied crate-wide; the exceptions are the read-only memory map (and its
+//! prefetch) in `source.rs` and the correlator's flow slab map in `correlate/slab.rs`, each
+//! with a `// SAFETY:` comment stating what is assumed.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
