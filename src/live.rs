@@ -1017,7 +1017,7 @@ pub fn run(s: Settings) -> Result<ExitCode> {
         );
     }
     drop(btx);
-    let correlator = Correlator::new(correlator_cfg);
+    let correlator = Correlator::try_new(correlator_cfg)?;
     let cctx = CorrelateCtx {
         rx: brx,
         tx: wtx,

@@ -674,7 +674,7 @@ pub fn run(
     );
 
     let preparer = Preparer::new(&cfg);
-    let correlator = Correlator::new(cfg);
+    let correlator = Correlator::try_new(cfg)?;
     let (mut summary, sink) = match threads {
         0 | 1 => {
             let mut sink = Sink::new(correlator, Out::Direct(&mut *writer), None);

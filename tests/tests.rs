@@ -1317,6 +1317,36 @@ fn generated_workloads_replay_to_exactly_their_truth() {
 }
 
 #[test]
+fn a_flow_table_larger_than_the_address_space_limit_is_an_error_naming_the_option() {
+    // The flow table's address space (flows_active_max slots) is reserved up
+    // front; under `ulimit -v` that cannot hold it, replay says which option
+    // to lower, and with the option lowered it runs.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |store: &str, extra: &str| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 150000 && exec \"$0\" replay --quiet --store \"$1\" {extra} \"$2\""
+            ))
+            .arg(env!("CARGO_BIN_EXE_natrec"))
+            .arg(dir.path().join(store))
+            .arg(fixture("natlab.any.pcap"))
+            .output()
+            .unwrap()
+    };
+    let o = run("big", "--flows-active-max 4194304");
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--flows-active-max 4194304")
+            && stderr(&o).contains("lower --flows-active-max"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run("small", "--flows-active-max 1000");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}
+
+#[test]
 fn export_into_a_closed_pipe_stops_quietly() {
     // `natrec export | head -1`: the reader goes away after one line; natrec
     // stops with 141 (as SIGPIPE would end a C tool) and says nothing, and the

@@ -1089,7 +1089,20 @@ pub struct Correlator {
 
 impl Correlator {
     /// A correlator with no state.
+    ///
+    /// # Panics
+    /// When the flow slab's address space cannot be reserved
+    /// ([`Correlator::try_new`] says so as an error instead), or on a
+    /// configuration the CLI refuses (zero bounds, `flows_active_max` over
+    /// [`FLOWS_ACTIVE_MAX_LIMIT`]).
     pub fn new(cfg: CorrelatorConfig) -> Correlator {
+        Correlator::try_new(cfg).expect("reserving the flow slab's address space")
+    }
+
+    /// A correlator with no state, or an error naming what could not be
+    /// reserved: `flows_active_max` slots of address space for the flow
+    /// slab (memory is taken only as flows arrive).
+    pub fn try_new(cfg: CorrelatorConfig) -> Result<Correlator, std::io::Error> {
         assert!(cfg.pair_window_ns > 0 && cfg.pending_max > 0 && cfg.flows_active_max > 0);
         assert!(cfg.pending_per_key_max > 0);
         assert!(
@@ -1098,7 +1111,7 @@ impl Correlator {
             cfg.flows_active_max
         );
         let flows_active_max = cfg.flows_active_max;
-        Correlator {
+        Ok(Correlator {
             preparer: Preparer::new(&cfg),
             cfg,
             pending: HashTable::new(),
@@ -1110,7 +1123,15 @@ impl Correlator {
             pending_count: 0,
             index_heads: vec![LINK_NONE; 1 << INDEX_BITS_MIN],
             index_bits: INDEX_BITS_MIN,
-            flows: MappedSlab::new(flows_active_max),
+            flows: MappedSlab::new(flows_active_max).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "reserving {} MB of address space for the flow table (--flows-active-max {flows_active_max}): {e}; lower --flows-active-max or raise the process's address-space limit (ulimit -v)",
+                        (flows_active_max * std::mem::size_of::<Flow>()) >> 20
+                    ),
+                )
+            })?,
             flow_free: NO_SLOT,
             flows_active: 0,
             flow_wide: FxHashMap::default(),
@@ -1126,7 +1147,7 @@ impl Correlator {
             prefetch_head: NO_SLOT,
             #[cfg(test)]
             test_probe_again: false,
-        }
+        })
     }
 
     /// Counters so far.

@@ -38,33 +38,27 @@ pub(super) struct MappedSlab<T: Copy> {
 }
 
 impl<T: Copy> MappedSlab<T> {
-    /// Reserves room for `capacity` entries.
-    ///
-    /// # Panics
-    /// When the address space cannot be reserved (a `capacity` near
+    /// Reserves room for `capacity` entries: an error when the address space
+    /// cannot be reserved (`ulimit -v`; a `capacity` near
     /// `FLOWS_ACTIVE_MAX_LIMIT` is ~1 GB of address space, no memory).
-    pub(super) fn new(capacity: usize) -> MappedSlab<T> {
+    pub(super) fn new(capacity: usize) -> std::io::Result<MappedSlab<T>> {
         // 2 MiB alignment covers T's (a page boundary is already aligned
         // for any T the correlator keeps).
         const { assert!(std::mem::align_of::<T>() <= 4096 && std::mem::size_of::<T>() > 0) };
         let bytes = capacity
             .checked_mul(std::mem::size_of::<T>())
             .and_then(|b| b.checked_add(HUGE_PAGE_BYTES))
-            .expect("slab size fits usize");
-        let map = MmapOptions::new()
-            .len(bytes)
-            .no_reserve_swap()
-            .map_anon()
-            .expect("reserving the flow slab's address space");
+            .ok_or_else(|| std::io::Error::other("slab size overflows usize"))?;
+        let map = MmapOptions::new().len(bytes).no_reserve_swap().map_anon()?;
         let addr = map.as_ptr() as usize;
         let offset = (HUGE_PAGE_BYTES - addr % HUGE_PAGE_BYTES) % HUGE_PAGE_BYTES;
-        MappedSlab {
+        Ok(MappedSlab {
             map,
             offset,
             capacity,
             len: 0,
             _t: PhantomData,
-        }
+        })
     }
 
     /// Entries handed out so far.
@@ -192,7 +186,7 @@ mod tests {
 
     #[test]
     fn entries_keep_their_values_and_the_capacity_holds() {
-        let mut s: MappedSlab<(u64, u32)> = MappedSlab::new(1000);
+        let mut s: MappedSlab<(u64, u32)> = MappedSlab::new(1000).unwrap();
         for i in 0..1000u64 {
             assert_eq!(s.push((i, i as u32 * 3)), Some(i as usize));
         }
@@ -215,7 +209,7 @@ mod tests {
         // 2.5 huge pages of 24-byte entries: two ranges collapsed (where the
         // kernel can), the last in 4 KiB pages.
         let n = HUGE_PAGE_BYTES * 5 / 2 / 24;
-        let mut s: MappedSlab<[u64; 3]> = MappedSlab::new(n);
+        let mut s: MappedSlab<[u64; 3]> = MappedSlab::new(n).unwrap();
         for i in 0..n as u64 {
             s.push([i, !i, i.rotate_left(17)]);
             if i % 1000 == 0 {
@@ -238,7 +232,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "slab entry")]
     fn an_entry_not_handed_out_panics() {
-        let s: MappedSlab<u64> = MappedSlab::new(10);
+        let s: MappedSlab<u64> = MappedSlab::new(10).unwrap();
         s.get(0);
     }
 }
