@@ -130,7 +130,7 @@ pub struct Writer {
     dir_dirty: bool,
     /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]):
     /// the sort index and the reduced records.
-    seal_index: Vec<SealEntry>,
+    seal_index: SealIndex,
     /// Reduced-record buffers not in use by a publish (at most
     /// `PUBLISHES_IN_FLIGHT_MAX + 1`).
     spare_out: Vec<Vec<Record>>,
@@ -158,37 +158,65 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// One entry of the seal index, 32 bytes compared as two `u128`s: the
-/// record's sort prefix (public ip as a big-endian `u128`; then public port,
-/// `first_ns` with its sign bit flipped so it orders as unsigned), 16 bits of
-/// a hash of the rest of its natural key (proto, internal and remote
-/// endpoints, address families), and its slot in the log (lowest, so equal
-/// keys stay in log order). Sorting it instead of decoding every record into
-/// a hash map (~400 bytes each, counting growth) or a 48-byte tuple.
+/// One entry of the seal's wide index, for partitions whose compact key
+/// ([`SealIndex`]) does not fit 128 bits: 32 bytes compared as two `u128`s,
+/// the record's sort prefix (public ip as a big-endian `u128`; then public
+/// port and `first_ns` with its sign bit flipped so it orders as unsigned)
+/// and its slot in the log (lowest, so equal prefixes stay in log order).
 type SealEntry = (u128, u128);
 
 /// Low bits of [`SealEntry`]'s second word that hold the slot.
 const SEAL_SLOT_BITS: u32 = 32;
 
-/// Same sort prefix and same key hash: candidates for one mapping.
-fn same_run(a: &SealEntry, b: &SealEntry) -> bool {
-    a.0 == b.0 && a.1 >> SEAL_SLOT_BITS == b.1 >> SEAL_SLOT_BITS
+/// Digit width of the seal index's radix sort: 2^11 counters (8 KiB) per
+/// pass, whose write positions stay in L1/L2 while entries are scattered.
+const RADIX_DIGIT_BITS_MAX: u32 = 11;
+
+/// Below this many records the compact index is sorted by comparison
+/// (the radix sort's counters cost more than the sort there).
+const RADIX_RECORDS_MIN: usize = 1024;
+
+/// The seal's scratch, kept by the writer between seals: the compact index
+/// and the radix sort's second buffer (16 bytes per record each), or the
+/// wide index (32 bytes per record) when the compact key does not fit.
+#[derive(Default)]
+pub(crate) struct SealIndex {
+    keys: Vec<u128>,
+    tmp: Vec<u128>,
+    wide: Vec<SealEntry>,
 }
 
-fn slot_of(e: &SealEntry) -> u32 {
-    e.1 as u32
+impl SealIndex {
+    /// Records' worth of memory held (the largest buffer).
+    fn capacity(&self) -> usize {
+        self.keys
+            .capacity()
+            .max(self.tmp.capacity())
+            .max(self.wide.capacity() * 2)
+    }
 }
 
-/// Multiply-xorshift mixing (splitmix64's finaliser) of one more word into `h`.
-fn mix64(h: u64, x: u64) -> u64 {
-    let mut z = (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// How [`reduce_with`] orders the log's slots (tests force each one; all
+/// give the same order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IndexPath {
+    /// Compact keys, radix-sorted from `RADIX_RECORDS_MIN` records on.
+    Auto,
+    /// Compact keys, radix-sorted whatever the count (tests).
+    #[cfg(test)]
+    Radix,
+    /// The wide index (tests; otherwise only when the compact key is too wide).
+    #[cfg(test)]
+    Wide,
 }
 
-/// The natural-key fields of a record that the seal index does not hold
-/// exactly: proto, internal and remote endpoints, address-family bits.
+/// Bits needed for values `0..=v`.
+fn bits_of(v: u128) -> u32 {
+    128 - v.leading_zeros()
+}
+
+/// The natural-key fields of a record outside its sealed sort prefix:
+/// proto, internal and remote endpoints, address-family bits.
 fn key_rest(r: &Record) -> (u8, [u8; 16], u16, [u8; 16], u16, u8) {
     (
         r.proto,
@@ -200,26 +228,14 @@ fn key_rest(r: &Record) -> (u8, [u8; 16], u16, [u8; 16], u16, u8) {
     )
 }
 
-fn seal_entry(r: &Record, slot: u32) -> SealEntry {
-    let (proto, iip, iport, rip, rport, af) = key_rest(r);
-    let iip = u128::from_le_bytes(iip);
-    let rip = u128::from_le_bytes(rip);
-    let mut h = mix64(
-        0,
-        u64::from(proto) | u64::from(iport) << 8 | u64::from(rport) << 24 | u64::from(af) << 40,
-    );
-    h = mix64(h, iip as u64);
-    h = mix64(h, (iip >> 64) as u64);
-    h = mix64(h, rip as u64);
-    h = mix64(h, (rip >> 64) as u64);
-    let first = (r.first_ns.get() as u64) ^ (1 << 63);
-    (
-        u128::from_be_bytes(r.public_ip),
-        u128::from(r.public_port.get()) << 112
-            | u128::from(first) << 48
-            | u128::from(h >> 48) << SEAL_SLOT_BITS
-            | u128::from(slot),
-    )
+/// Same sealed sort prefix (public ip, public port, `first_ns`).
+fn same_prefix(a: &Record, b: &Record) -> bool {
+    a.first_ns == b.first_ns && a.public_port == b.public_port && a.public_ip == b.public_ip
+}
+
+/// `first_ns` with its sign bit flipped: orders as unsigned as the `i64` does.
+fn first_key(r: &Record) -> u64 {
+    (r.first_ns.get() as u64) ^ (1 << 63)
 }
 
 /// Rank of a state of a mapping: an ended state beats `Open`, then a larger
@@ -236,84 +252,65 @@ fn rank(r: &Record) -> (bool, i64) {
 /// there must still find it here.
 ///
 /// Records of one mapping share the sealed sort prefix (public ip, port,
-/// `first_ns`), so sorting a 32-byte index of (prefix, 16-bit hash of the
-/// rest of the key, slot) puts them next to each other; each run of equal
-/// index keys is then reduced in slot order, comparing the full key (a hash
-/// collision splits a run, never merges two mappings). Memory: 32 bytes per
-/// record of index plus 96 bytes per record gathered in index order (the
-/// kept records are compacted in place at its front).
-#[cfg(test)]
-pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
-    let mut out = Vec::new();
-    reduce_into(records, &mut Vec::new(), &mut out);
-    out
+/// `first_ns`), so sorting the log's slots by (prefix, slot) puts them next
+/// to each other, in log order. The index is compact when it can be: each
+/// prefix field less its minimum in the partition, only as many bits as its
+/// range needs, and the slot, packed into one `u128` (a public pool's
+/// addresses take a few bits, an hour of `first_ns` 42) and radix-sorted
+/// over the prefix bits only (the slots are already in order and the sort is
+/// stable); otherwise a 32-byte entry sorted by comparison. The records are
+/// then gathered in index order and each run of one prefix reduced in one
+/// sequential pass; a run holding several mappings (same public endpoint and
+/// first packet, different internal or remote endpoint) is split by the full
+/// key. Memory: 32 bytes per record of index and 96 gathered in index order
+/// (the kept records are compacted in place at its front).
+///
+/// `out` is cleared first; `index` is scratch: the writer keeps both between
+/// seals, so sealing an hour does not allocate (and fault in) fresh
+/// megabytes each time.
+pub(crate) fn reduce_into(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>) {
+    reduce_with(records, index, out, IndexPath::Auto);
 }
 
-/// [`reduce`] into `out` (cleared first), with `index` as scratch: the
-/// writer keeps both between seals, so sealing an hour does not allocate
-/// (and fault in) fresh megabytes each time.
-pub(crate) fn reduce_into(records: &[Record], index: &mut Vec<SealEntry>, out: &mut Vec<Record>) {
+fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>, path: IndexPath) {
     assert!(
         records.len() as u64 <= u64::from(u32::MAX),
         "a partition holds at most PARTITION_RECORDS_MAX records"
     );
-    index.clear();
-    index.extend(
-        records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| seal_entry(r, i as u32)),
-    );
-    index.sort_unstable();
-    // Gather the records in index order first: independent loads the CPU
-    // overlaps (the log is in time order, the index in public-endpoint
-    // order, so these are cache misses), then reduce them in one sequential
-    // pass, in place (`kept` never passes the run being read).
     out.clear();
-    out.extend(index.iter().map(|e| records[slot_of(e) as usize]));
-    let prefix = |e: &SealEntry| (e.0, e.1 >> 48);
+    gather_sorted(records, index, out, path);
+    // Reduce each run of one sort prefix, in place (`kept` never passes the
+    // run being read).
+    let n = out.len();
     let mut kept = 0;
-    // Start in `out` of the kept records sharing the last sort prefix.
-    let mut group = 0;
     let mut split: Vec<Record> = Vec::new();
-    let mut done: Vec<bool> = Vec::new();
+    let mut members: Vec<usize> = Vec::new();
     let mut g = 0;
-    while g < index.len() {
-        let head = index[g];
+    while g < n {
         let mut end = g + 1;
-        while end < index.len() && same_run(&index[end], &head) {
+        while end < n && same_prefix(&out[end], &out[g]) {
             end += 1;
         }
-        if g > 0 && prefix(&index[g - 1]) != prefix(&head) {
-            sort_group(&mut out[group..kept]);
-            group = kept;
-        }
-        let first_key = key_rest(&out[g]);
-        if out[g + 1..end].iter().all(|r| key_rest(r) == first_key) {
+        let first = key_rest(&out[g]);
+        if out[g + 1..end].iter().all(|r| key_rest(r) == first) {
             let best = reduce_run(out, g..end);
             out[kept] = best;
             kept += 1;
         } else {
-            // A hash collision between two mappings with the same public
-            // endpoint and first packet: split the run by the full key
-            // (into `split` first: the results may outnumber the run's
+            // Several mappings with the same public endpoint and first
+            // packet: group the run's positions by full key (a stable sort,
+            // so each mapping's records stay in log order), reduce each,
+            // and order the results by their bytes as `Record::sort_key`
+            // says (into `split` first: the results may outnumber the run's
             // positions already read).
-            done.clear();
-            done.resize(end - g, false);
+            members.clear();
+            members.extend(g..end);
+            members.sort_by_key(|&i| key_rest(&out[i]));
             split.clear();
-            for a in g..end {
-                if done[a - g] {
-                    continue;
-                }
-                let k = key_rest(&out[a]);
-                let members: Vec<usize> = (a..end)
-                    .filter(|&b| !done[b - g] && key_rest(&out[b]) == k)
-                    .collect();
-                for &b in &members {
-                    done[b - g] = true;
-                }
-                split.push(reduce_run(out, members.into_iter()));
+            for m in members.chunk_by(|&a, &b| key_rest(&out[a]) == key_rest(&out[b])) {
+                split.push(reduce_run(out, m.iter().copied()));
             }
+            split.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
             for r in split.drain(..) {
                 out[kept] = r;
                 kept += 1;
@@ -321,32 +318,146 @@ pub(crate) fn reduce_into(records: &[Record], index: &mut Vec<SealEntry>, out: &
         }
         g = end;
     }
-    sort_group(&mut out[group..kept]);
     out.truncate(kept);
 }
 
-/// Distinct mappings with the same sort prefix (public ip, port, first_ns)
-/// are ordered by their bytes, as `Record::sort_key` says.
-fn sort_group(group: &mut [Record]) {
-    if group.len() > 1 {
-        group.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
+/// Appends `records` to `out` sorted by (public ip, public port,
+/// `first_ns`, slot).
+fn gather_sorted(
+    records: &[Record],
+    index: &mut SealIndex,
+    out: &mut Vec<Record>,
+    path: IndexPath,
+) {
+    let n = records.len();
+    if n == 0 {
+        return;
+    }
+    // Ranges of the prefix fields.
+    let (mut ip_min, mut ip_max) = (u128::MAX, 0u128);
+    let (mut port_min, mut port_max) = (u16::MAX, 0u16);
+    let (mut first_min, mut first_max) = (u64::MAX, 0u64);
+    for r in records {
+        let ip = u128::from_be_bytes(r.public_ip);
+        ip_min = ip_min.min(ip);
+        ip_max = ip_max.max(ip);
+        let port = r.public_port.get();
+        port_min = port_min.min(port);
+        port_max = port_max.max(port);
+        let first = first_key(r);
+        first_min = first_min.min(first);
+        first_max = first_max.max(first);
+    }
+    let ip_bits = bits_of(ip_max - ip_min);
+    let port_bits = bits_of(u128::from(port_max - port_min));
+    let first_bits = bits_of(u128::from(first_max - first_min));
+    let slot_bits = bits_of(n as u128 - 1);
+    let prefix_bits = ip_bits + port_bits + first_bits;
+    #[cfg(test)]
+    let wide = path == IndexPath::Wide || prefix_bits + slot_bits > 128;
+    #[cfg(not(test))]
+    let (wide, _) = (prefix_bits + slot_bits > 128, path);
+    if wide {
+        let w = &mut index.wide;
+        w.clear();
+        w.extend(records.iter().enumerate().map(|(i, r)| {
+            (
+                u128::from_be_bytes(r.public_ip),
+                u128::from(r.public_port.get()) << 96
+                    | u128::from(first_key(r)) << SEAL_SLOT_BITS
+                    | i as u128,
+            )
+        }));
+        w.sort_unstable();
+        out.extend(w.iter().map(|e| records[e.1 as u32 as usize]));
+        return;
+    }
+    // Compact: [ip - min | port - min | first - min | slot], each field in
+    // its own bits, so the integer order is the (prefix, slot) order.
+    let (port_shift, first_shift) = (first_bits + slot_bits, slot_bits);
+    let ip_shift = port_shift + port_bits;
+    let keys = &mut index.keys;
+    keys.clear();
+    keys.extend(records.iter().enumerate().map(|(i, r)| {
+        // A shift by 128 (field of 0 bits at the top) would overflow: such a
+        // field is 0 anyway.
+        let ip = (u128::from_be_bytes(r.public_ip) - ip_min)
+            .checked_shl(ip_shift)
+            .unwrap_or(0);
+        ip | u128::from(r.public_port.get() - port_min) << port_shift
+            | u128::from(first_key(r) - first_min) << first_shift
+            | i as u128
+    }));
+    let radix = n >= RADIX_RECORDS_MIN;
+    #[cfg(test)]
+    let radix = radix || path == IndexPath::Radix;
+    if radix {
+        radix_sort(keys, &mut index.tmp, slot_bits, prefix_bits);
+    } else {
+        keys.sort_unstable();
+    }
+    let slot_mask = (1u128 << slot_bits) - 1;
+    out.extend(keys.iter().map(|&k| records[(k & slot_mask) as usize]));
+}
+
+/// Sorts `keys` by their bits `lo..lo + bits`, stably (keys equal there keep
+/// their order): least significant digit first, one counting pass for all
+/// digits, a digit every key shares skipped. `tmp` is scratch.
+fn radix_sort(keys: &mut Vec<u128>, tmp: &mut Vec<u128>, lo: u32, bits: u32) {
+    const RADIX: usize = 1 << RADIX_DIGIT_BITS_MAX;
+    if bits == 0 {
+        return;
+    }
+    let n = keys.len();
+    let passes = bits.div_ceil(RADIX_DIGIT_BITS_MAX);
+    let width = bits.div_ceil(passes);
+    let mask = (1usize << width) - 1;
+    let mut counts = vec![[0u32; RADIX]; passes as usize];
+    for &k in keys.iter() {
+        let mut v = k >> lo;
+        for c in counts.iter_mut() {
+            c[v as usize & mask & (RADIX - 1)] += 1;
+            v >>= width;
+        }
+    }
+    tmp.clear();
+    tmp.resize(n, 0);
+    for (p, c) in counts.iter_mut().enumerate() {
+        if c.iter().any(|&x| x as usize == n) {
+            continue;
+        }
+        let mut sum = 0u32;
+        for x in c.iter_mut() {
+            let t = *x;
+            *x = sum;
+            sum += t;
+        }
+        let shift = lo + p as u32 * width;
+        for &k in keys.iter() {
+            let d = (k >> shift) as usize & mask & (RADIX - 1);
+            tmp[c[d] as usize] = k;
+            c[d] += 1;
+        }
+        std::mem::swap(keys, tmp);
     }
 }
 
 /// The kept state of one mapping from its records at positions `at` of
 /// `records` (in log order).
 fn reduce_run(records: &[Record], mut at: impl Iterator<Item = usize>) -> Record {
-    let mut best = records[at.next().expect("a run is never empty")];
-    let mut late = best.store_flags & SF_LATE != 0;
+    // The best record's position, copied once at the end.
+    let mut b = at.next().expect("a run is never empty");
+    let mut late = records[b].store_flags & SF_LATE != 0;
     for i in at {
-        let r = records[i];
+        let (r, best) = (&records[i], &records[b]);
         late |= r.store_flags & SF_LATE != 0;
         let own_beats_carried =
             best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
-        if rank(&r) > rank(&best) || (rank(&r) == rank(&best) && own_beats_carried) {
-            best = r;
+        if rank(r) > rank(best) || (rank(r) == rank(best) && own_beats_carried) {
+            b = i;
         }
     }
+    let mut best = records[b];
     if late && best.store_flags & SF_LATE == 0 {
         best.store_flags |= SF_LATE;
         best.crc = zerocopy::little_endian::U32::new(best.compute_crc());
@@ -407,7 +518,7 @@ impl Writer {
             last_flush: Instant::now(),
             sealed_logs: Vec::new(),
             dir_dirty: false,
-            seal_index: Vec::new(),
+            seal_index: SealIndex::default(),
             spare_out: Vec::new(),
             route: None,
             publishing: std::collections::VecDeque::new(),
@@ -820,7 +931,7 @@ impl Writer {
             &mut records,
         );
         if self.seal_index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
-            self.seal_index = Vec::new();
+            self.seal_index = SealIndex::default();
         }
         // At most PUBLISHES_IN_FLIGHT_MAX publishes: the oldest (which ran
         // while this partition was reduced) finishes first if needed.
@@ -1076,11 +1187,12 @@ mod tests {
         }
     }
 
-    /// Two mappings with the same public endpoint and first packet whose
-    /// 16-bit key hashes collide share a run of the sorted index: the run is
-    /// split by the full key, never merged into one mapping.
+    /// Two mappings with the same public endpoint and first packet (two
+    /// subscribers towards different remotes, or different internal ports)
+    /// share a run of the sorted index: the run is split by the full key,
+    /// never merged into one mapping, on every index path.
     #[test]
-    fn index_hash_collision_splits_the_run() {
+    fn same_prefix_mappings_split_the_run() {
         let m = |iport: u16, end: EndReason, last: i64| Mapping {
             proto: Proto::Udp,
             internal: std::net::SocketAddr::new("100.64.0.1".parse().unwrap(), iport),
@@ -1093,27 +1205,53 @@ mod tests {
             packets_in: 0,
             flags: 0,
         };
-        let hash_bits = |r: &Record| seal_entry(r, 0).1 >> SEAL_SLOT_BITS;
-        let mut seen = HashMap::new();
-        let (a, b) = (1..=u16::MAX)
-            .find_map(|p| {
-                let h = hash_bits(&Record::encode(&m(p, EndReason::Open, 10), 0).unwrap());
-                seen.insert(h, p).map(|q| (q, p))
-            })
-            .expect("16-bit hashes of 65 535 keys collide");
         let records: Vec<Record> = [
-            m(a, EndReason::Open, 10),
-            m(b, EndReason::Open, 10),
-            m(b, EndReason::Idle, 40),
-            m(a, EndReason::Idle, 30),
+            m(1001, EndReason::Open, 10),
+            m(1000, EndReason::Open, 10),
+            m(1000, EndReason::Idle, 40),
+            m(1001, EndReason::Idle, 30),
         ]
         .iter()
         .map(|x| Record::encode(x, 0).unwrap())
         .collect();
-        assert_eq!(hash_bits(&records[0]), hash_bits(&records[1]));
-        let out = reduce(&records);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out, reduce_model(&records));
+        for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide] {
+            let mut out = Vec::new();
+            reduce_with(&records, &mut SealIndex::default(), &mut out, path);
+            assert_eq!(out.len(), 2);
+            assert_eq!(out, reduce_model(&records), "{path:?}");
+        }
+    }
+
+    /// The radix sort orders by the chosen bits only and keeps the order of
+    /// keys equal there, for every width and digit split.
+    #[test]
+    fn radix_sort_is_a_stable_sort_of_the_bits() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (lo, bits) in [
+            (0, 1),
+            (3, 5),
+            (12, 11),
+            (12, 12),
+            (20, 23),
+            (7, 100),
+            (16, 112),
+        ] {
+            let keys: Vec<u128> = (0..3000)
+                .map(|_| u128::from(next()) << 64 | u128::from(next() % 4))
+                .collect();
+            let field = |k: u128| (k >> lo) & ((1u128 << bits) - 1);
+            let mut expect = keys.clone();
+            expect.sort_by_key(|&k| field(k));
+            let (mut got, mut tmp) = (keys.clone(), Vec::new());
+            radix_sort(&mut got, &mut tmp, lo, bits);
+            assert_eq!(got, expect, "lo {lo} bits {bits}");
+        }
     }
 
     proptest! {
@@ -1122,23 +1260,27 @@ mod tests {
         #[test]
         fn index_reduce_equals_the_hash_map_model(
             raw in prop::collection::vec(
-                (0u8..2, 0u8..3, 0u8..2, 0u8..2, 0u8..3, 0i64..3, 0i64..3, 0u8..3, 0u8..4, 0u8..2),
+                (0u8..2, 0u8..3, 0u8..2, 0u8..2, 0u8..3, 0i64..3, 0i64..3, 0u8..3, 0u8..4, 0u8..2, 0u8..3),
                 0..200,
-            )
+            ),
+            first_scale in prop::sample::select(vec![1i64, 1 << 20, 1 << 45]),
         ) {
             let records: Vec<Record> = raw
                 .iter()
-                .map(|&(proto, iport, v6, pport, rip, first, dur, end, sf, pin)| {
+                .map(|&(proto, iport, v6, pport, rip, first, dur, end, sf, pin, pip)| {
                     let ip = |v4: &str, v6s: &str| -> std::net::IpAddr {
                         if v6 == 1 { v6s.parse().unwrap() } else { v4.parse().unwrap() }
                     };
                     let m = Mapping {
                         proto: if proto == 0 { Proto::Udp } else { Proto::Tcp },
                         internal: std::net::SocketAddr::new(ip("100.64.0.1", "fd00::1"), 1000 + u16::from(iport)),
-                        public: std::net::SocketAddr::new("203.0.113.1".parse().unwrap(), 5000 + u16::from(pport)),
+                        public: std::net::SocketAddr::new(
+                            ["203.0.113.1", "203.0.113.2", "2001:db8:1::1"][pip as usize].parse().unwrap(),
+                            5000 + u16::from(pport) * 60000,
+                        ),
                         remote: std::net::SocketAddr::new(ip(&format!("198.51.100.{rip}"), &format!("2001:db8::{rip}")), 443),
-                        first_ns: first,
-                        last_ns: first + dur,
+                        first_ns: first * first_scale,
+                        last_ns: first * first_scale + dur,
                         end: [EndReason::Open, EndReason::Fin, EndReason::Idle][end as usize],
                         packets_out: 1,
                         packets_in: u32::from(pin),
@@ -1148,7 +1290,12 @@ mod tests {
                     Record::encode(&m, flags).unwrap()
                 })
                 .collect();
-            prop_assert_eq!(reduce(&records), reduce_model(&records));
+            let model = reduce_model(&records);
+            for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide] {
+                let mut out = Vec::new();
+                reduce_with(&records, &mut SealIndex::default(), &mut out, path);
+                prop_assert_eq!(&out, &model, "{:?}", path);
+            }
         }
     }
 }
