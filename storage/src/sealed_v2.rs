@@ -278,7 +278,7 @@ struct ColScratch {
     /// Open-addressing table for counting up to [`DISTINCT_HASHED_MAX`]
     /// distinct values, and its occupancy bits.
     slots: [u64; DISTINCT_SLOTS],
-    used: u128,
+    used: [u64; DISTINCT_SLOTS / 64],
 }
 
 impl Default for ColScratch {
@@ -286,16 +286,19 @@ impl Default for ColScratch {
         ColScratch {
             distinct: Vec::with_capacity(BLOCK_RECORDS),
             slots: [0; DISTINCT_SLOTS],
-            used: 0,
+            used: [0; DISTINCT_SLOTS / 64],
         }
     }
 }
 
 /// Distinct values [`put_col`] counts with its hash table before it falls
-/// back to sorting a copy of the column (at most half the slots are used).
-const DISTINCT_HASHED_MAX: usize = 64;
-const DISTINCT_SLOTS: usize = 128;
-const _: () = assert!(DISTINCT_SLOTS == 2 * DISTINCT_HASHED_MAX && DISTINCT_SLOTS <= 128);
+/// back to sorting a copy of the column (at most half the slots are used):
+/// a block's worth, so a block's column is never sorted whole, only its
+/// distinct values when the dictionary may still win.
+const DISTINCT_HASHED_MAX: usize = BLOCK_RECORDS;
+const DISTINCT_SLOT_BITS: u32 = 10;
+const DISTINCT_SLOTS: usize = 1 << DISTINCT_SLOT_BITS;
+const _: () = assert!(DISTINCT_SLOTS == 2 * DISTINCT_HASHED_MAX);
 
 /// Size of the dictionary encoding (tag 2) of `vals` if it is smaller than
 /// `best` bytes (the smaller of the other two), with `s.distinct` then
@@ -320,27 +323,37 @@ fn dict_size_below(
     }
     let packed = |k: u64| (n * u64::from(bits(k - 1))).div_ceil(8) as usize;
     let lb = |k: u64| varint_len(k) + varint_len(min) + (k as usize - 1) + 1 + packed(k);
-    // Largest k that could win (0: none), searched only up to the hashed bound.
+    // Largest k that could win (0: none), searched only up to one past the
+    // hashed bound: `lb` grows with k, so a binary search finds it.
     let k_for = if w_for >= 64 {
         u64::MAX
     } else {
         1u64 << (w_for - 1)
     };
-    let mut limit = 0u64;
-    while limit < k_for.min(n) && limit <= DISTINCT_HASHED_MAX as u64 && lb(limit + 1) < best {
-        limit += 1;
-    }
-    if limit == 0 {
+    let cap = k_for.min(n).min(DISTINCT_HASHED_MAX as u64 + 1);
+    if lb(1) >= best {
         return None;
     }
+    // Invariant: lb(lo) < best, and lb(hi + 1) >= best or hi == cap.
+    let (mut lo, mut hi) = (1u64, cap);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if lb(mid) < best {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let limit = lo;
     s.distinct.clear();
-    s.used = 0;
+    s.used = [0; DISTINCT_SLOTS / 64];
     let mut hashed = true;
     for &v in vals {
-        let mut h = (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize;
+        let mut h = (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - DISTINCT_SLOT_BITS)) as usize;
         loop {
-            if s.used & (1u128 << h) == 0 {
-                s.used |= 1u128 << h;
+            let (word, bit) = (h / 64, 1u64 << (h % 64));
+            if s.used[word] & bit == 0 {
+                s.used[word] |= bit;
                 s.slots[h] = v;
                 s.distinct.push(v);
                 break;
