@@ -577,6 +577,9 @@ struct Dictionary {
     ids: Vec<[u32; 3]>,
 }
 
+/// Distinct IPv4 addresses from which the dictionary radix-sorts them.
+const DICT_RADIX_MIN: usize = 512;
+
 /// Provisional ids of IPv6 addresses carry this bit (a partition holds at
 /// most 3 × `PARTITION_RECORDS_MAX` = 3 × 2^25 addresses, far below it).
 const PROV_V6: u32 = 1 << 31;
@@ -618,14 +621,23 @@ impl Dictionary {
         }
         assert!(v4.len() < PROV_V6 as usize && v6.len() < PROV_V6 as usize);
         // Sort the distinct addresses; renumber provisional → final.
-        let mut s4: Vec<(u32, u32)> = v4.into_iter().collect();
-        s4.sort_unstable();
+        // (address, provisional id) as one u64, ordered by the address
+        // (distinct): radix-sorted on its 32 bits from a few hundred on.
+        let mut s4: Vec<u64> = v4
+            .into_iter()
+            .map(|(a, p)| u64::from(a) << 32 | u64::from(p))
+            .collect();
+        if s4.len() >= DICT_RADIX_MIN {
+            crate::radix::sort_bits(&mut s4, &mut Vec::new(), 32, 32);
+        } else {
+            s4.sort_unstable();
+        }
         let mut s6: Vec<(u128, u32)> = v6.into_iter().collect();
         s6.sort_unstable();
         let n4 = s4.len() as u32;
         let mut remap4 = vec![0u32; s4.len()];
-        for (i, &(_, p)) in s4.iter().enumerate() {
-            remap4[p as usize] = i as u32;
+        for (i, &e) in s4.iter().enumerate() {
+            remap4[e as u32 as usize] = i as u32;
         }
         let mut remap6 = vec![0u32; s6.len()];
         for (i, &(_, p)) in s6.iter().enumerate() {
@@ -641,7 +653,7 @@ impl Dictionary {
             }
         }
         Dictionary {
-            v4: s4.into_iter().map(|(a, _)| a).collect(),
+            v4: s4.into_iter().map(|e| (e >> 32) as u32).collect(),
             v6: s6.into_iter().map(|(a, _)| a).collect(),
             ids,
         }

@@ -168,10 +168,6 @@ type SealEntry = (u128, u128);
 /// Low bits of [`SealEntry`]'s second word that hold the slot.
 const SEAL_SLOT_BITS: u32 = 32;
 
-/// Digit width of the seal index's radix sort: 2^11 counters (8 KiB) per
-/// pass, whose write positions stay in L1/L2 while entries are scattered.
-const RADIX_DIGIT_BITS_MAX: u32 = 11;
-
 /// Below this many records the compact index is sorted by comparison
 /// (the radix sort's counters cost more than the sort there).
 const RADIX_RECORDS_MIN: usize = 1024;
@@ -392,54 +388,12 @@ fn gather_sorted(
     #[cfg(test)]
     let radix = radix || path == IndexPath::Radix;
     if radix {
-        radix_sort(keys, &mut index.tmp, slot_bits, prefix_bits);
+        crate::radix::sort_bits(keys, &mut index.tmp, slot_bits, prefix_bits);
     } else {
         keys.sort_unstable();
     }
     let slot_mask = (1u128 << slot_bits) - 1;
     out.extend(keys.iter().map(|&k| records[(k & slot_mask) as usize]));
-}
-
-/// Sorts `keys` by their bits `lo..lo + bits`, stably (keys equal there keep
-/// their order): least significant digit first, one counting pass for all
-/// digits, a digit every key shares skipped. `tmp` is scratch.
-fn radix_sort(keys: &mut Vec<u128>, tmp: &mut Vec<u128>, lo: u32, bits: u32) {
-    const RADIX: usize = 1 << RADIX_DIGIT_BITS_MAX;
-    if bits == 0 {
-        return;
-    }
-    let n = keys.len();
-    let passes = bits.div_ceil(RADIX_DIGIT_BITS_MAX);
-    let width = bits.div_ceil(passes);
-    let mask = (1usize << width) - 1;
-    let mut counts = vec![[0u32; RADIX]; passes as usize];
-    for &k in keys.iter() {
-        let mut v = k >> lo;
-        for c in counts.iter_mut() {
-            c[v as usize & mask & (RADIX - 1)] += 1;
-            v >>= width;
-        }
-    }
-    tmp.clear();
-    tmp.resize(n, 0);
-    for (p, c) in counts.iter_mut().enumerate() {
-        if c.iter().any(|&x| x as usize == n) {
-            continue;
-        }
-        let mut sum = 0u32;
-        for x in c.iter_mut() {
-            let t = *x;
-            *x = sum;
-            sum += t;
-        }
-        let shift = lo + p as u32 * width;
-        for &k in keys.iter() {
-            let d = (k >> shift) as usize & mask & (RADIX - 1);
-            tmp[c[d] as usize] = k;
-            c[d] += 1;
-        }
-        std::mem::swap(keys, tmp);
-    }
 }
 
 /// The kept state of one mapping from its records at positions `at` of
@@ -1219,38 +1173,6 @@ mod tests {
             reduce_with(&records, &mut SealIndex::default(), &mut out, path);
             assert_eq!(out.len(), 2);
             assert_eq!(out, reduce_model(&records), "{path:?}");
-        }
-    }
-
-    /// The radix sort orders by the chosen bits only and keeps the order of
-    /// keys equal there, for every width and digit split.
-    #[test]
-    fn radix_sort_is_a_stable_sort_of_the_bits() {
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for (lo, bits) in [
-            (0, 1),
-            (3, 5),
-            (12, 11),
-            (12, 12),
-            (20, 23),
-            (7, 100),
-            (16, 112),
-        ] {
-            let keys: Vec<u128> = (0..3000)
-                .map(|_| u128::from(next()) << 64 | u128::from(next() % 4))
-                .collect();
-            let field = |k: u128| (k >> lo) & ((1u128 << bits) - 1);
-            let mut expect = keys.clone();
-            expect.sort_by_key(|&k| field(k));
-            let (mut got, mut tmp) = (keys.clone(), Vec::new());
-            radix_sort(&mut got, &mut tmp, lo, bits);
-            assert_eq!(got, expect, "lo {lo} bits {bits}");
         }
     }
 

@@ -1,0 +1,116 @@
+//! Least-significant-digit radix sort of integer keys over a range of their
+//! bits, for the seal's index and the v2 address dictionary: ~10
+//! instructions per key and digit against ~250 per key for a comparison
+//! sort of the same entries at a partition's sizes.
+
+/// Digit width: 2^11 counters (8 KiB) per pass, whose write positions stay
+/// in L1/L2 while keys are scattered.
+const DIGIT_BITS_MAX: u32 = 11;
+const RADIX: usize = 1 << DIGIT_BITS_MAX;
+
+/// An unsigned integer key.
+pub(crate) trait Key: Copy + Default {
+    /// `(self >> shift) as usize` (shift below the type's width).
+    fn shifted(self, shift: u32) -> usize;
+}
+
+impl Key for u64 {
+    #[inline]
+    fn shifted(self, shift: u32) -> usize {
+        (self >> shift) as usize
+    }
+}
+
+impl Key for u128 {
+    #[inline]
+    fn shifted(self, shift: u32) -> usize {
+        (self >> shift) as usize
+    }
+}
+
+/// Sorts `keys` by their bits `lo..lo + bits`, stably (keys equal there keep
+/// their order): least significant digit first, one counting pass for all
+/// digits, a digit every key shares skipped. `tmp` is scratch (its contents
+/// are lost; kept by callers so its pages are not faulted in every time).
+pub(crate) fn sort_bits<K: Key>(keys: &mut Vec<K>, tmp: &mut Vec<K>, lo: u32, bits: u32) {
+    let n = keys.len();
+    if bits == 0 || n < 2 {
+        return;
+    }
+    assert!(n <= u32::MAX as usize, "at most 2^32 - 1 keys");
+    let passes = bits.div_ceil(DIGIT_BITS_MAX);
+    let width = bits.div_ceil(passes);
+    let mask = (1usize << width) - 1;
+    let mut counts = vec![[0u32; RADIX]; passes as usize];
+    for &k in keys.iter() {
+        for (p, c) in counts.iter_mut().enumerate() {
+            c[k.shifted(lo + p as u32 * width) & mask & (RADIX - 1)] += 1;
+        }
+    }
+    tmp.clear();
+    tmp.resize(n, K::default());
+    for (p, c) in counts.iter_mut().enumerate() {
+        if c.iter().any(|&x| x as usize == n) {
+            continue;
+        }
+        let mut sum = 0u32;
+        for x in c.iter_mut() {
+            let t = *x;
+            *x = sum;
+            sum += t;
+        }
+        let shift = lo + p as u32 * width;
+        for &k in keys.iter() {
+            let d = k.shifted(shift) & mask & (RADIX - 1);
+            tmp[c[d] as usize] = k;
+            c[d] += 1;
+        }
+        std::mem::swap(keys, tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Orders by the chosen bits only and keeps the order of keys equal
+    /// there, for every width and digit split, u64 and u128.
+    #[test]
+    fn a_stable_sort_of_the_bits() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (lo, bits) in [
+            (0, 1),
+            (3, 5),
+            (12, 11),
+            (12, 12),
+            (20, 23),
+            (7, 100),
+            (16, 112),
+        ] {
+            let keys: Vec<u128> = (0..3000)
+                .map(|_| u128::from(next()) << 64 | u128::from(next() % 4))
+                .collect();
+            let field = |k: u128| (k >> lo) & ((1u128 << bits) - 1);
+            let mut expect = keys.clone();
+            expect.sort_by_key(|&k| field(k));
+            let (mut got, mut tmp) = (keys.clone(), Vec::new());
+            sort_bits(&mut got, &mut tmp, lo, bits);
+            assert_eq!(got, expect, "u128 lo {lo} bits {bits}");
+            if lo + bits <= 64 {
+                let keys: Vec<u64> = keys.iter().map(|&k| (k >> 62) as u64).collect();
+                let field = |k: u64| (k >> lo) & ((1u64 << bits) - 1);
+                let mut expect = keys.clone();
+                expect.sort_by_key(|&k| field(k));
+                let (mut got, mut tmp) = (keys.clone(), Vec::new());
+                sort_bits(&mut got, &mut tmp, lo, bits);
+                assert_eq!(got, expect, "u64 lo {lo} bits {bits}");
+            }
+        }
+    }
+}
