@@ -40,18 +40,20 @@ pub(crate) fn sort_bits<K: Key>(keys: &mut Vec<K>, tmp: &mut Vec<K>, lo: u32, bi
     assert!(n <= u32::MAX as usize, "at most 2^32 - 1 keys");
     let passes = bits.div_ceil(DIGIT_BITS_MAX);
     let width = bits.div_ceil(passes);
-    // Digit p is bits lo + p * width .. (the last one may be narrower).
-    let mask = |p: u32| (1usize << width.min(bits - p * width)) - 1;
+    // Digit p is bits lo + p * width .. (the last one may be narrower):
+    // its shift and mask.
+    let digits: Vec<(u32, usize)> = (0..passes)
+        .map(|p| (lo + p * width, (1usize << width.min(bits - p * width)) - 1))
+        .collect();
     let mut counts = vec![[0u32; RADIX]; passes as usize];
     for &k in keys.iter() {
-        for (p, c) in counts.iter_mut().enumerate() {
-            let p = p as u32;
-            c[k.shifted(lo + p * width) & mask(p) & (RADIX - 1)] += 1;
+        for (c, &(shift, mask)) in counts.iter_mut().zip(&digits) {
+            c[k.shifted(shift) & mask & (RADIX - 1)] += 1;
         }
     }
     tmp.clear();
     tmp.resize(n, K::default());
-    for (p, c) in counts.iter_mut().enumerate() {
+    for (c, &(shift, mask)) in counts.iter_mut().zip(&digits) {
         if c.iter().any(|&x| x as usize == n) {
             continue;
         }
@@ -61,7 +63,6 @@ pub(crate) fn sort_bits<K: Key>(keys: &mut Vec<K>, tmp: &mut Vec<K>, lo: u32, bi
             *x = sum;
             sum += t;
         }
-        let (shift, mask) = (lo + p as u32 * width, mask(p as u32));
         for &k in keys.iter() {
             let d = k.shifted(shift) & mask & (RADIX - 1);
             tmp[c[d] as usize] = k;
