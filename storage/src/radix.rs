@@ -33,9 +33,21 @@ impl Key for u128 {
 /// digits, a digit every key shares skipped. `tmp` is scratch (its contents
 /// are lost; kept by callers so its pages are not faulted in every time).
 pub(crate) fn sort_bits<K: Key>(keys: &mut Vec<K>, tmp: &mut Vec<K>, lo: u32, bits: u32) {
-    let n = keys.len();
+    tmp.clear();
+    tmp.resize(keys.len(), K::default());
+    if sort_bits_in(keys, tmp, lo, bits) {
+        std::mem::swap(keys, tmp);
+    }
+}
+
+/// [`sort_bits`] between two slices of the same length: the keys in `a`,
+/// scratch `b`. Returns whether the sorted keys ended in `b` (each pass
+/// moves them from one to the other).
+pub(crate) fn sort_bits_in<K: Key>(a: &mut [K], b: &mut [K], lo: u32, bits: u32) -> bool {
+    let n = a.len();
+    assert_eq!(n, b.len(), "scratch as long as the keys");
     if bits == 0 || n < 2 {
-        return;
+        return false;
     }
     assert!(n <= u32::MAX as usize, "at most 2^32 - 1 keys");
     let passes = bits.div_ceil(DIGIT_BITS_MAX);
@@ -46,13 +58,13 @@ pub(crate) fn sort_bits<K: Key>(keys: &mut Vec<K>, tmp: &mut Vec<K>, lo: u32, bi
         .map(|p| (lo + p * width, (1usize << width.min(bits - p * width)) - 1))
         .collect();
     let mut counts = vec![[0u32; RADIX]; passes as usize];
-    for &k in keys.iter() {
+    for &k in a.iter() {
         for (c, &(shift, mask)) in counts.iter_mut().zip(&digits) {
             c[k.shifted(shift) & mask & (RADIX - 1)] += 1;
         }
     }
-    tmp.clear();
-    tmp.resize(n, K::default());
+    let (mut from, mut to) = (a, b);
+    let mut in_b = false;
     for (c, &(shift, mask)) in counts.iter_mut().zip(&digits) {
         if c.iter().any(|&x| x as usize == n) {
             continue;
@@ -63,13 +75,15 @@ pub(crate) fn sort_bits<K: Key>(keys: &mut Vec<K>, tmp: &mut Vec<K>, lo: u32, bi
             *x = sum;
             sum += t;
         }
-        for &k in keys.iter() {
+        for &k in from.iter() {
             let d = k.shifted(shift) & mask & (RADIX - 1);
-            tmp[c[d] as usize] = k;
+            to[c[d] as usize] = k;
             c[d] += 1;
         }
-        std::mem::swap(keys, tmp);
+        std::mem::swap(&mut from, &mut to);
+        in_b = !in_b;
     }
+    in_b
 }
 
 #[cfg(test)]

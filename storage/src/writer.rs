@@ -168,6 +168,14 @@ type SealEntry = (u128, u128);
 /// Low bits of [`SealEntry`]'s second word that hold the slot.
 const SEAL_SLOT_BITS: u32 = 32;
 
+/// Records from which the last seals of a replay ([`Writer::seal_all`],
+/// when nothing else runs) sort and reduce a partition on two threads.
+const SEAL_SPLIT_RECORDS_MIN: usize = 1 << 16;
+
+/// Bits of the prefix's top digit whose bucket edges the two halves of a
+/// split seal are cut at.
+const SPLIT_DIGIT_BITS: u32 = 11;
+
 /// Below this many records the compact index is sorted by comparison
 /// (the radix sort's counters cost more than the sort there).
 const RADIX_RECORDS_MIN: usize = 1024;
@@ -198,6 +206,9 @@ impl SealIndex {
 enum IndexPath {
     /// Compact keys, radix-sorted from `RADIX_RECORDS_MIN` records on.
     Auto,
+    /// As `Auto`, and from [`SEAL_SPLIT_RECORDS_MIN`] records on (tests:
+    /// from 2) sorted, gathered and reduced in two halves on two threads.
+    Split,
     /// Compact keys, radix-sorted whatever the count (tests).
     #[cfg(test)]
     Radix,
@@ -264,8 +275,18 @@ fn rank(r: &Record) -> (bool, i64) {
 /// `out` is cleared first; `index` is scratch: the writer keeps both between
 /// seals, so sealing an hour does not allocate (and fault in) fresh
 /// megabytes each time.
-pub(crate) fn reduce_into(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>) {
-    reduce_with(records, index, out, IndexPath::Auto);
+pub(crate) fn reduce_into(
+    records: &[Record],
+    index: &mut SealIndex,
+    out: &mut Vec<Record>,
+    two_threads: bool,
+) {
+    let path = if two_threads {
+        IndexPath::Split
+    } else {
+        IndexPath::Auto
+    };
+    reduce_with(records, index, out, path);
 }
 
 fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>, path: IndexPath) {
@@ -274,9 +295,161 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
         "a partition holds at most PARTITION_RECORDS_MAX records"
     );
     out.clear();
-    gather_sorted(records, index, out, path);
-    // Reduce each run of one sort prefix, in place (`kept` never passes the
-    // run being read).
+    let n = records.len();
+    if n == 0 {
+        return;
+    }
+    // Ranges of the prefix fields.
+    let (mut ip_min, mut ip_max) = (u128::MAX, 0u128);
+    let (mut port_min, mut port_max) = (u16::MAX, 0u16);
+    let (mut first_min, mut first_max) = (u64::MAX, 0u64);
+    for r in records {
+        let ip = u128::from_be_bytes(r.public_ip);
+        ip_min = ip_min.min(ip);
+        ip_max = ip_max.max(ip);
+        let port = r.public_port.get();
+        port_min = port_min.min(port);
+        port_max = port_max.max(port);
+        let first = first_key(r);
+        first_min = first_min.min(first);
+        first_max = first_max.max(first);
+    }
+    let ip_bits = bits_of(ip_max - ip_min);
+    let port_bits = bits_of(u128::from(port_max - port_min));
+    let first_bits = bits_of(u128::from(first_max - first_min));
+    let slot_bits = bits_of(n as u128 - 1);
+    let prefix_bits = ip_bits + port_bits + first_bits;
+    #[cfg(test)]
+    let wide = path == IndexPath::Wide || prefix_bits + slot_bits > 128;
+    #[cfg(not(test))]
+    let wide = prefix_bits + slot_bits > 128;
+    if wide {
+        let w = &mut index.wide;
+        w.clear();
+        w.extend(records.iter().enumerate().map(|(i, r)| {
+            (
+                u128::from_be_bytes(r.public_ip),
+                u128::from(r.public_port.get()) << 96
+                    | u128::from(first_key(r)) << SEAL_SLOT_BITS
+                    | i as u128,
+            )
+        }));
+        w.sort_unstable();
+        out.extend(w.iter().map(|e| records[e.1 as u32 as usize]));
+        let kept = reduce_sorted(out);
+        out.truncate(kept);
+        return;
+    }
+    // Compact: [ip - min | port - min | first - min | slot], each field in
+    // its own bits, so the integer order is the (prefix, slot) order.
+    let (port_shift, first_shift) = (first_bits + slot_bits, slot_bits);
+    let ip_shift = port_shift + port_bits;
+    let keys = &mut index.keys;
+    keys.clear();
+    keys.extend(records.iter().enumerate().map(|(i, r)| {
+        // A shift by 128 (field of 0 bits at the top) would overflow: such a
+        // field is 0 anyway.
+        let ip = (u128::from_be_bytes(r.public_ip) - ip_min)
+            .checked_shl(ip_shift)
+            .unwrap_or(0);
+        ip | u128::from(r.public_port.get() - port_min) << port_shift
+            | u128::from(first_key(r) - first_min) << first_shift
+            | i as u128
+    }));
+    let slot_mask = (1u128 << slot_bits) - 1;
+    #[cfg(test)]
+    let split_min = if path == IndexPath::Split {
+        2
+    } else {
+        SEAL_SPLIT_RECORDS_MIN
+    };
+    #[cfg(not(test))]
+    let split_min = SEAL_SPLIT_RECORDS_MIN;
+    if path == IndexPath::Split && n >= split_min && prefix_bits > 0 {
+        // Two halves at a boundary of the prefix's top digit: every record
+        // of one prefix (one mapping's states) is in one half, and the
+        // first half's prefixes all sort before the second's.
+        let top_bits = prefix_bits.min(SPLIT_DIGIT_BITS);
+        let top_shift = slot_bits + prefix_bits - top_bits;
+        let mut hist = vec![0usize; 1 << top_bits];
+        for &k in keys.iter() {
+            hist[(k >> top_shift) as usize] += 1;
+        }
+        // The digit value starting the second half: the bucket edge nearest
+        // half the records.
+        let (mut below, mut edge, mut n_a) = (0usize, 0usize, 0usize);
+        for (d, &c) in hist.iter().enumerate() {
+            if below.abs_diff(n / 2) < n_a.abs_diff(n / 2) {
+                (edge, n_a) = (d, below);
+            }
+            below += c;
+        }
+        if n_a > 0 && n_a < n {
+            let edge = edge as u128;
+            let tmp = &mut index.tmp;
+            tmp.clear();
+            tmp.resize(n, 0);
+            // Stable partition into `tmp` (slot order kept in each half).
+            let (mut ia, mut ib) = (0, n_a);
+            for &k in keys.iter() {
+                if k >> top_shift < edge {
+                    tmp[ia] = k;
+                    ia += 1;
+                } else {
+                    tmp[ib] = k;
+                    ib += 1;
+                }
+            }
+            let (ta, tb) = tmp.split_at_mut(n_a);
+            let (ka, kb) = keys.split_at_mut(n_a);
+            let mut out_b: Vec<Record> = Vec::new();
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| {
+                    sort_gather_reduce(records, tb, kb, slot_bits, prefix_bits, &mut out_b);
+                });
+                sort_gather_reduce(records, ta, ka, slot_bits, prefix_bits, out);
+                other.join().expect("the seal's reduce does not panic");
+            });
+            out.extend_from_slice(&out_b);
+            return;
+        }
+    }
+    let radix = n >= RADIX_RECORDS_MIN;
+    #[cfg(test)]
+    let radix = radix || path != IndexPath::Auto;
+    if radix {
+        crate::radix::sort_bits(keys, &mut index.tmp, slot_bits, prefix_bits);
+    } else {
+        keys.sort_unstable();
+    }
+    out.extend(keys.iter().map(|&k| records[(k & slot_mask) as usize]));
+    let kept = reduce_sorted(out);
+    out.truncate(kept);
+}
+
+/// One half of a split seal: radix-sorts the compact keys in `keys`
+/// (`scratch` as long), gathers their records into `out` and reduces them.
+fn sort_gather_reduce(
+    records: &[Record],
+    keys: &mut [u128],
+    scratch: &mut [u128],
+    slot_bits: u32,
+    prefix_bits: u32,
+    out: &mut Vec<Record>,
+) {
+    let in_scratch = crate::radix::sort_bits_in(keys, scratch, slot_bits, prefix_bits);
+    let sorted: &[u128] = if in_scratch { scratch } else { keys };
+    let slot_mask = (1u128 << slot_bits) - 1;
+    out.clear();
+    out.extend(sorted.iter().map(|&k| records[(k & slot_mask) as usize]));
+    let kept = reduce_sorted(out);
+    out.truncate(kept);
+}
+
+/// Reduces records sorted by (prefix, slot) in place: each run of one sort
+/// prefix becomes its mappings' kept states, at the front of `out` (`kept`
+/// never passes the run being read). Returns how many were kept.
+fn reduce_sorted(out: &mut [Record]) -> usize {
     let n = out.len();
     let mut kept = 0;
     let mut split: Vec<Record> = Vec::new();
@@ -314,86 +487,7 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
         }
         g = end;
     }
-    out.truncate(kept);
-}
-
-/// Appends `records` to `out` sorted by (public ip, public port,
-/// `first_ns`, slot).
-fn gather_sorted(
-    records: &[Record],
-    index: &mut SealIndex,
-    out: &mut Vec<Record>,
-    path: IndexPath,
-) {
-    let n = records.len();
-    if n == 0 {
-        return;
-    }
-    // Ranges of the prefix fields.
-    let (mut ip_min, mut ip_max) = (u128::MAX, 0u128);
-    let (mut port_min, mut port_max) = (u16::MAX, 0u16);
-    let (mut first_min, mut first_max) = (u64::MAX, 0u64);
-    for r in records {
-        let ip = u128::from_be_bytes(r.public_ip);
-        ip_min = ip_min.min(ip);
-        ip_max = ip_max.max(ip);
-        let port = r.public_port.get();
-        port_min = port_min.min(port);
-        port_max = port_max.max(port);
-        let first = first_key(r);
-        first_min = first_min.min(first);
-        first_max = first_max.max(first);
-    }
-    let ip_bits = bits_of(ip_max - ip_min);
-    let port_bits = bits_of(u128::from(port_max - port_min));
-    let first_bits = bits_of(u128::from(first_max - first_min));
-    let slot_bits = bits_of(n as u128 - 1);
-    let prefix_bits = ip_bits + port_bits + first_bits;
-    #[cfg(test)]
-    let wide = path == IndexPath::Wide || prefix_bits + slot_bits > 128;
-    #[cfg(not(test))]
-    let (wide, _) = (prefix_bits + slot_bits > 128, path);
-    if wide {
-        let w = &mut index.wide;
-        w.clear();
-        w.extend(records.iter().enumerate().map(|(i, r)| {
-            (
-                u128::from_be_bytes(r.public_ip),
-                u128::from(r.public_port.get()) << 96
-                    | u128::from(first_key(r)) << SEAL_SLOT_BITS
-                    | i as u128,
-            )
-        }));
-        w.sort_unstable();
-        out.extend(w.iter().map(|e| records[e.1 as u32 as usize]));
-        return;
-    }
-    // Compact: [ip - min | port - min | first - min | slot], each field in
-    // its own bits, so the integer order is the (prefix, slot) order.
-    let (port_shift, first_shift) = (first_bits + slot_bits, slot_bits);
-    let ip_shift = port_shift + port_bits;
-    let keys = &mut index.keys;
-    keys.clear();
-    keys.extend(records.iter().enumerate().map(|(i, r)| {
-        // A shift by 128 (field of 0 bits at the top) would overflow: such a
-        // field is 0 anyway.
-        let ip = (u128::from_be_bytes(r.public_ip) - ip_min)
-            .checked_shl(ip_shift)
-            .unwrap_or(0);
-        ip | u128::from(r.public_port.get() - port_min) << port_shift
-            | u128::from(first_key(r) - first_min) << first_shift
-            | i as u128
-    }));
-    let radix = n >= RADIX_RECORDS_MIN;
-    #[cfg(test)]
-    let radix = radix || path == IndexPath::Radix;
-    if radix {
-        crate::radix::sort_bits(keys, &mut index.tmp, slot_bits, prefix_bits);
-    } else {
-        keys.sort_unstable();
-    }
-    let slot_mask = (1u128 << slot_bits) - 1;
-    out.extend(keys.iter().map(|&k| records[(k & slot_mask) as usize]));
+    kept
 }
 
 /// The kept state of one mapping from its records at positions `at` of
@@ -744,7 +838,7 @@ impl Writer {
                 rounds <= rounds_max,
                 "sealing did not converge after {rounds_max} rounds"
             );
-            self.seal(start, true)?;
+            self.seal(start, true, false)?;
         }
         Ok(())
     }
@@ -820,7 +914,8 @@ impl Writer {
                 rounds <= rounds_max,
                 "seal_all did not converge after {rounds_max} rounds"
             );
-            self.seal(start, start <= horizon)?;
+            // Nothing else runs now: the seal sorts and reduces on two threads.
+            self.seal(start, start <= horizon, true)?;
         }
         self.flush()
     }
@@ -867,8 +962,10 @@ impl Writer {
 
     /// Seals the active segment of partition `start`: reduce, sort, publish
     /// the `.part`, carry held-over mappings into the next partition, delete
-    /// the log. See docs/FORMAT.md for each crash point.
-    fn seal(&mut self, start: i64, carry_open: bool) -> Result<(), StoreError> {
+    /// the log. See docs/FORMAT.md for each crash point. `two_threads`: sort
+    /// and reduce a large partition on two threads (the end of a replay,
+    /// when the other core is idle); the bytes are the same either way.
+    fn seal(&mut self, start: i64, carry_open: bool, two_threads: bool) -> Result<(), StoreError> {
         let log = self
             .active
             .get_mut(&start)
@@ -883,6 +980,7 @@ impl Writer {
             log.committed()?.records(),
             &mut self.seal_index,
             &mut records,
+            two_threads,
         );
         if self.seal_index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
             self.seal_index = SealIndex::default();
@@ -1168,7 +1266,12 @@ mod tests {
         .iter()
         .map(|x| Record::encode(x, 0).unwrap())
         .collect();
-        for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide] {
+        for path in [
+            IndexPath::Auto,
+            IndexPath::Radix,
+            IndexPath::Wide,
+            IndexPath::Split,
+        ] {
             let mut out = Vec::new();
             reduce_with(&records, &mut SealIndex::default(), &mut out, path);
             assert_eq!(out.len(), 2);
@@ -1213,7 +1316,7 @@ mod tests {
                 })
                 .collect();
             let model = reduce_model(&records);
-            for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide] {
+            for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide, IndexPath::Split] {
                 let mut out = Vec::new();
                 reduce_with(&records, &mut SealIndex::default(), &mut out, path);
                 prop_assert_eq!(&out, &model, "{:?}", path);
