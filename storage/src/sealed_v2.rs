@@ -279,6 +279,11 @@ struct ColScratch {
     /// distinct values, and its occupancy bits.
     slots: [u64; DISTINCT_SLOTS],
     used: [u64; DISTINCT_SLOTS / 64],
+    /// `distinct` was counted in `slots` (not by sorting a copy): each
+    /// value's dictionary id can be found there, in `ids`.
+    hashed: bool,
+    /// Dictionary id of the value in each used slot (set by `put_col`).
+    ids: [u16; DISTINCT_SLOTS],
 }
 
 impl Default for ColScratch {
@@ -287,6 +292,8 @@ impl Default for ColScratch {
             distinct: Vec::with_capacity(BLOCK_RECORDS),
             slots: [0; DISTINCT_SLOTS],
             used: [0; DISTINCT_SLOTS / 64],
+            hashed: false,
+            ids: [0; DISTINCT_SLOTS],
         }
     }
 }
@@ -298,7 +305,13 @@ impl Default for ColScratch {
 const DISTINCT_HASHED_MAX: usize = BLOCK_RECORDS;
 const DISTINCT_SLOT_BITS: u32 = 10;
 const DISTINCT_SLOTS: usize = 1 << DISTINCT_SLOT_BITS;
-const _: () = assert!(DISTINCT_SLOTS == 2 * DISTINCT_HASHED_MAX);
+const _: () =
+    assert!(DISTINCT_SLOTS == 2 * DISTINCT_HASHED_MAX && DISTINCT_HASHED_MAX <= u16::MAX as usize);
+
+/// First slot of `v`'s probe in [`ColScratch::slots`].
+fn distinct_slot(v: u64) -> usize {
+    (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - DISTINCT_SLOT_BITS)) as usize
+}
 
 /// Size of the dictionary encoding (tag 2) of `vals` if it is smaller than
 /// `best` bytes (the smaller of the other two), with `s.distinct` then
@@ -349,7 +362,7 @@ fn dict_size_below(
     s.used = [0; DISTINCT_SLOTS / 64];
     let mut hashed = true;
     for &v in vals {
-        let mut h = (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - DISTINCT_SLOT_BITS)) as usize;
+        let mut h = distinct_slot(v);
         loop {
             let (word, bit) = (h / 64, 1u64 << (h % 64));
             if s.used[word] & bit == 0 {
@@ -371,6 +384,7 @@ fn dict_size_below(
             break;
         }
     }
+    s.hashed = hashed;
     if !hashed {
         s.distinct.clear();
         s.distinct.extend_from_slice(vals);
@@ -425,12 +439,28 @@ fn put_col(out: &mut Vec<u8>, vals: &[u64], s: &mut ColScratch) {
             }
             let w_dict = bits(k - 1);
             out.push(w_dict as u8);
-            put_packed(
-                out,
-                vals.iter()
-                    .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
-                w_dict,
-            );
+            if s.hashed {
+                // Each value's id from its slot: the probe from its hash
+                // meets only slots used by other values before its own.
+                let find = |v: u64| {
+                    let mut h = distinct_slot(v);
+                    while s.slots[h] != v {
+                        h = (h + 1) % DISTINCT_SLOTS;
+                    }
+                    h
+                };
+                for (i, &v) in distinct.iter().enumerate() {
+                    s.ids[find(v)] = i as u16;
+                }
+                put_packed(out, vals.iter().map(|&v| u64::from(s.ids[find(v)])), w_dict);
+            } else {
+                put_packed(
+                    out,
+                    vals.iter()
+                        .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
+                    w_dict,
+                );
+            }
         }
     }
 }
