@@ -614,8 +614,16 @@ const DICT_RADIX_MIN: usize = 512;
 /// most 3 × `PARTITION_RECORDS_MAX` = 3 × 2^25 addresses, far below it).
 const PROV_V6: u32 = 1 << 31;
 
-impl Dictionary {
-    fn of(records: &[Record]) -> Dictionary {
+/// One part's provisional dictionary: each distinct address with its id
+/// in order of appearance in the part, and the part's records' ids.
+struct Provisional {
+    v4: rustc_hash::FxHashMap<u32, u32>,
+    v6: rustc_hash::FxHashMap<u128, u32>,
+    ids: Vec<[u32; 3]>,
+}
+
+impl Provisional {
+    fn of(records: &[Record]) -> Provisional {
         use std::collections::hash_map::Entry;
         let mut v4: rustc_hash::FxHashMap<u32, u32> = rustc_hash::FxHashMap::default();
         let mut v6: rustc_hash::FxHashMap<u128, u32> = rustc_hash::FxHashMap::default();
@@ -650,43 +658,89 @@ impl Dictionary {
             ids.push([p, i, x]);
         }
         assert!(v4.len() < PROV_V6 as usize && v6.len() < PROV_V6 as usize);
-        // Sort the distinct addresses; renumber provisional → final.
-        // (address, provisional id) as one u64, ordered by the address
-        // (distinct): radix-sorted on its 32 bits from a few hundred on.
-        let mut s4: Vec<u64> = v4
-            .into_iter()
-            .map(|(a, p)| u64::from(a) << 32 | u64::from(p))
-            .collect();
+        Provisional { v4, v6, ids }
+    }
+}
+
+impl Dictionary {
+    /// The dictionary of `records`, on one thread.
+    fn of(records: &[Record]) -> Dictionary {
+        Dictionary::merge(vec![Provisional::of(records)])
+    }
+
+    /// The dictionary of `records`, the provisional ids of `records[..split]`
+    /// and `records[split..]` found on two threads. The same as [`Self::of`]:
+    /// the final ids are the ranks of the distinct addresses.
+    fn of_halves(records: &[Record], split: usize) -> Dictionary {
+        let (first, second) = records.split_at(split);
+        let parts = std::thread::scope(|scope| {
+            let other = scope.spawn(|| Provisional::of(second));
+            let one = Provisional::of(first);
+            vec![one, other.join().expect("the dictionary does not panic")]
+        });
+        Dictionary::merge(parts)
+    }
+
+    /// Final ids from the parts' provisional ones: every part's distinct
+    /// addresses sorted together (IPv4 then IPv6), equal addresses of two
+    /// parts getting one id, and each part's ids renumbered through a table.
+    fn merge(parts: Vec<Provisional>) -> Dictionary {
+        assert!(parts.len() <= 2, "one part or two");
+        // (address, part, provisional id) as one u64 (the id is below
+        // 2^31), ordered by the address: radix-sorted on its 32 bits from a
+        // few hundred on.
+        let mut s4: Vec<u64> = Vec::with_capacity(parts.iter().map(|p| p.v4.len()).sum());
+        let mut s6: Vec<(u128, u32, u32)> = Vec::new();
+        for (k, p) in parts.iter().enumerate() {
+            s4.extend(
+                p.v4.iter()
+                    .map(|(&a, &i)| u64::from(a) << 32 | (k as u64) << 31 | u64::from(i)),
+            );
+            s6.extend(p.v6.iter().map(|(&a, &i)| (a, k as u32, i & !PROV_V6)));
+        }
         if s4.len() >= DICT_RADIX_MIN {
             crate::radix::sort_bits(&mut s4, &mut Vec::new(), 32, 32);
         } else {
             s4.sort_unstable();
         }
-        let mut s6: Vec<(u128, u32)> = v6.into_iter().collect();
         s6.sort_unstable();
-        let n4 = s4.len() as u32;
-        let mut remap4 = vec![0u32; s4.len()];
-        for (i, &e) in s4.iter().enumerate() {
-            remap4[e as u32 as usize] = i as u32;
+        let mut remap4: Vec<Vec<u32>> = parts.iter().map(|p| vec![0u32; p.v4.len()]).collect();
+        let mut remap6: Vec<Vec<u32>> = parts.iter().map(|p| vec![0u32; p.v6.len()]).collect();
+        let mut v4: Vec<u32> = Vec::with_capacity(s4.len());
+        for &e in &s4 {
+            let a = (e >> 32) as u32;
+            if v4.last() != Some(&a) {
+                v4.push(a);
+            }
+            remap4[(e >> 31) as usize & 1][(e as u32 & !PROV_V6) as usize] = v4.len() as u32 - 1;
         }
-        let mut remap6 = vec![0u32; s6.len()];
-        for (i, &(_, p)) in s6.iter().enumerate() {
-            remap6[(p & !PROV_V6) as usize] = n4 + i as u32;
+        let n4 = v4.len() as u32;
+        let mut v6: Vec<u128> = Vec::with_capacity(s6.len());
+        for &(a, k, i) in &s6 {
+            if v6.last() != Some(&a) {
+                v6.push(a);
+            }
+            remap6[k as usize][i as usize] = n4 + v6.len() as u32 - 1;
         }
-        for rec in &mut ids {
-            for id in rec.iter_mut() {
-                *id = if *id & PROV_V6 != 0 {
-                    remap6[(*id & !PROV_V6) as usize]
-                } else {
-                    remap4[*id as usize]
-                };
+        let mut ids: Vec<[u32; 3]> = Vec::new();
+        for (k, p) in parts.into_iter().enumerate() {
+            let mut part_ids = p.ids;
+            for rec in &mut part_ids {
+                for id in rec.iter_mut() {
+                    *id = if *id & PROV_V6 != 0 {
+                        remap6[k][(*id & !PROV_V6) as usize]
+                    } else {
+                        remap4[k][*id as usize]
+                    };
+                }
+            }
+            if ids.is_empty() {
+                ids = part_ids;
+            } else {
+                ids.extend_from_slice(&part_ids);
             }
         }
-        Dictionary {
-            v4: s4.into_iter().map(|e| (e >> 32) as u32).collect(),
-            v6: s6.into_iter().map(|(a, _)| a).collect(),
-            ids,
-        }
+        Dictionary { v4, v6, ids }
     }
 }
 
@@ -719,7 +773,14 @@ fn encode_file_split(
     acct: &mut ColumnBytes,
     split_min: usize,
 ) -> Vec<u8> {
-    let dict = Dictionary::of(records);
+    // Where the blocks are split between two threads, if they are; the
+    // dictionary's hash pass is split there too.
+    let split = (records.len() >= split_min && records.len() > BLOCK_RECORDS)
+        .then(|| records.len().div_ceil(BLOCK_RECORDS).div_ceil(2) * BLOCK_RECORDS);
+    let dict = match split {
+        Some(split) => Dictionary::of_halves(records, split),
+        None => Dictionary::of(records),
+    };
     let n4 = dict.v4.len();
     let n_dict = n4 + dict.v6.len();
     let mut out = Vec::with_capacity(HEADER_SIZE * 2 + n_dict * 5 + records.len() * 16);
@@ -745,8 +806,7 @@ fn encode_file_split(
     // replay seals while nothing else runs), the halves are concatenated.
     // Same bytes either way.
     let mut index: Vec<IndexEntry>;
-    if records.len() >= split_min && records.len() > BLOCK_RECORDS {
-        let split = records.len().div_ceil(BLOCK_RECORDS).div_ceil(2) * BLOCK_RECORDS;
+    if let Some(split) = split {
         let (first, second) = records.split_at(split);
         let (ids1, ids2) = dict.ids.split_at(split);
         let mut acct2 = ColumnBytes::default();
