@@ -299,21 +299,32 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
     if n == 0 {
         return;
     }
-    // Ranges of the prefix fields.
-    let (mut ip_min, mut ip_max) = (u128::MAX, 0u128);
-    let (mut port_min, mut port_max) = (u16::MAX, 0u16);
-    let (mut first_min, mut first_max) = (u64::MAX, 0u64);
-    for r in records {
-        let ip = u128::from_be_bytes(r.public_ip);
-        ip_min = ip_min.min(ip);
-        ip_max = ip_max.max(ip);
-        let port = r.public_port.get();
-        port_min = port_min.min(port);
-        port_max = port_max.max(port);
-        let first = first_key(r);
-        first_min = first_min.min(first);
-        first_max = first_max.max(first);
-    }
+    #[cfg(test)]
+    let split_min = if path == IndexPath::Split {
+        2
+    } else {
+        SEAL_SPLIT_RECORDS_MIN
+    };
+    #[cfg(not(test))]
+    let split_min = SEAL_SPLIT_RECORDS_MIN;
+    let split = path == IndexPath::Split && n >= split_min;
+    // Ranges of the prefix fields (two halves on two threads when split).
+    let Ranges {
+        ip_min,
+        ip_max,
+        port_min,
+        port_max,
+        first_min,
+        first_max,
+    } = if split {
+        let (x, y) = records.split_at(n / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| Ranges::of(y));
+            Ranges::of(x).merge(&other.join().expect("ranges do not panic"))
+        })
+    } else {
+        Ranges::of(records)
+    };
     let ip_bits = bits_of(ip_max - ip_min);
     let port_bits = bits_of(u128::from(port_max - port_min));
     let first_bits = bits_of(u128::from(first_max - first_min));
@@ -344,9 +355,7 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
     // its own bits, so the integer order is the (prefix, slot) order.
     let (port_shift, first_shift) = (first_bits + slot_bits, slot_bits);
     let ip_shift = port_shift + port_bits;
-    let keys = &mut index.keys;
-    keys.clear();
-    keys.extend(records.iter().enumerate().map(|(i, r)| {
+    let key = |i: usize, r: &Record| {
         // A shift by 128 (field of 0 bits at the top) would overflow: such a
         // field is 0 anyway.
         let ip = (u128::from_be_bytes(r.public_ip) - ip_min)
@@ -355,17 +364,28 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
         ip | u128::from(r.public_port.get() - port_min) << port_shift
             | u128::from(first_key(r) - first_min) << first_shift
             | i as u128
-    }));
-    let slot_mask = (1u128 << slot_bits) - 1;
-    #[cfg(test)]
-    let split_min = if path == IndexPath::Split {
-        2
-    } else {
-        SEAL_SPLIT_RECORDS_MIN
     };
-    #[cfg(not(test))]
-    let split_min = SEAL_SPLIT_RECORDS_MIN;
-    if path == IndexPath::Split && n >= split_min && prefix_bits > 0 {
+    let keys = &mut index.keys;
+    keys.clear();
+    if split {
+        keys.resize(n, 0);
+        let (kx, ky) = keys.split_at_mut(n / 2);
+        let (x, y) = records.split_at(n / 2);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for (j, (k, r)) in ky.iter_mut().zip(y).enumerate() {
+                    *k = key(n / 2 + j, r);
+                }
+            });
+            for (i, (k, r)) in kx.iter_mut().zip(x).enumerate() {
+                *k = key(i, r);
+            }
+        });
+    } else {
+        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
+    }
+    let slot_mask = (1u128 << slot_bits) - 1;
+    if split && prefix_bits > 0 {
         // Two halves at a boundary of the prefix's top digit: every record
         // of one prefix (one mapping's states) is in one half, and the
         // first half's prefixes all sort before the second's.
@@ -425,6 +445,52 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
     out.extend(keys.iter().map(|&k| records[(k & slot_mask) as usize]));
     let kept = reduce_sorted(out);
     out.truncate(kept);
+}
+
+/// Ranges of the sealed sort prefix's fields over some records.
+struct Ranges {
+    ip_min: u128,
+    ip_max: u128,
+    port_min: u16,
+    port_max: u16,
+    first_min: u64,
+    first_max: u64,
+}
+
+impl Ranges {
+    fn of(records: &[Record]) -> Ranges {
+        let mut g = Ranges {
+            ip_min: u128::MAX,
+            ip_max: 0,
+            port_min: u16::MAX,
+            port_max: 0,
+            first_min: u64::MAX,
+            first_max: 0,
+        };
+        for r in records {
+            let ip = u128::from_be_bytes(r.public_ip);
+            g.ip_min = g.ip_min.min(ip);
+            g.ip_max = g.ip_max.max(ip);
+            let port = r.public_port.get();
+            g.port_min = g.port_min.min(port);
+            g.port_max = g.port_max.max(port);
+            let first = first_key(r);
+            g.first_min = g.first_min.min(first);
+            g.first_max = g.first_max.max(first);
+        }
+        g
+    }
+
+    fn merge(&self, o: &Ranges) -> Ranges {
+        Ranges {
+            ip_min: self.ip_min.min(o.ip_min),
+            ip_max: self.ip_max.max(o.ip_max),
+            port_min: self.port_min.min(o.port_min),
+            port_max: self.port_max.max(o.port_max),
+            first_min: self.first_min.min(o.first_min),
+            first_max: self.first_max.max(o.first_max),
+        }
+    }
 }
 
 /// One half of a split seal: radix-sorts the compact keys in `keys`
