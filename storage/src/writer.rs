@@ -1345,6 +1345,57 @@ mod tests {
         }
     }
 
+    /// A partition past `SEAL_SPLIT_RECORDS_MIN` reduces to the same records
+    /// on two threads as on one (the size seal_all splits at, not the
+    /// forced split of the property test).
+    #[test]
+    fn a_large_partition_reduces_the_same_on_two_threads() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut records = Vec::new();
+        while records.len() < SEAL_SPLIT_RECORDS_MIN + 5000 {
+            let r = next();
+            let m = Mapping {
+                proto: if r & 1 == 0 { Proto::Udp } else { Proto::Tcp },
+                internal: std::net::SocketAddr::new(
+                    std::net::Ipv4Addr::from(0x6440_0000 | (r >> 8) as u32 & 0xffff).into(),
+                    1024 + (r >> 24) as u16 % 512,
+                ),
+                public: std::net::SocketAddr::new(
+                    std::net::Ipv4Addr::from(0xcb00_7100 | (r >> 33) as u32 % 16).into(),
+                    1024 + (r >> 40) as u16 % 2048,
+                ),
+                remote: "198.51.100.1:443".parse().unwrap(),
+                first_ns: (r >> 51) as i64 * 1_000,
+                last_ns: (r >> 51) as i64 * 1_000 + 10,
+                end: EndReason::Open,
+                packets_out: 1,
+                packets_in: 0,
+                flags: 0,
+            };
+            records.push(Record::encode(&m, 0).unwrap());
+            if r & 2 == 0 {
+                let ended = Mapping {
+                    end: EndReason::Idle,
+                    last_ns: m.last_ns + 5,
+                    ..m
+                };
+                records.push(Record::encode(&ended, 0).unwrap());
+            }
+        }
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        reduce_into(&records, &mut SealIndex::default(), &mut one, false);
+        reduce_into(&records, &mut SealIndex::default(), &mut two, true);
+        assert!(one.len() > SEAL_SPLIT_RECORDS_MIN / 2);
+        assert_eq!(one, two);
+        assert_eq!(one, reduce_model(&records));
+    }
+
     proptest! {
         /// Few distinct values per field, so records share natural keys,
         /// sort prefixes and ranks, and ties and carried/late copies meet.
