@@ -86,9 +86,96 @@ pub(crate) fn sort_bits_in<K: Key>(a: &mut [K], b: &mut [K], lo: u32, bits: u32)
     in_b
 }
 
+/// Buckets of at most this many keys are sorted by comparison in
+/// [`sort_msd`] (they fit in L1: 64 KiB of u128s).
+const MSD_COMPARE_MAX: usize = 4096;
+
+/// Sorts the keys of `a` (all below 2^`top`) ascending into `b` (as long;
+/// `a` is scratch afterwards): one stable scatter on the digit just below
+/// bit `top`, then each bucket sorted by comparison while it is small (in
+/// cache), else by the next digit the same way. One pass over memory where
+/// [`sort_bits`] makes one per digit.
+pub(crate) fn sort_msd<K: Key + Ord>(a: &mut [K], b: &mut [K], top: u32) {
+    let n = a.len();
+    assert_eq!(n, b.len(), "scratch as long as the keys");
+    if n <= MSD_COMPARE_MAX || top == 0 {
+        b.copy_from_slice(a);
+        b.sort_unstable();
+        return;
+    }
+    let width = top.min(DIGIT_BITS_MAX);
+    let shift = top - width;
+    let mask = (1usize << width) - 1;
+    let mut starts = [0u32; RADIX + 1];
+    for &k in a.iter() {
+        starts[(k.shifted(shift) & mask & (RADIX - 1)) + 1] += 1;
+    }
+    for d in 0..RADIX {
+        starts[d + 1] += starts[d];
+    }
+    let mut next = starts;
+    for &k in a.iter() {
+        let d = k.shifted(shift) & mask & (RADIX - 1);
+        b[next[d] as usize] = k;
+        next[d] += 1;
+    }
+    for d in 0..RADIX {
+        let (from, to) = (starts[d] as usize, starts[d + 1] as usize);
+        if to - from < 2 {
+            continue;
+        }
+        let bucket = &mut b[from..to];
+        if bucket.len() <= MSD_COMPARE_MAX || shift == 0 {
+            bucket.sort_unstable();
+        } else {
+            let spare = &mut a[from..to];
+            spare.copy_from_slice(bucket);
+            sort_msd(spare, bucket, shift);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sorts fully, for buckets small and large (a skewed top digit
+    /// recurses to the next one).
+    #[test]
+    fn msd_sorts() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for (n, top, skew) in [
+            (10, 40, false),
+            (5000, 40, false),
+            (60_000, 40, false),
+            (60_000, 70, true),
+            (9000, 5, false),
+        ] {
+            let keys: Vec<u128> = (0..n)
+                .map(|_| {
+                    let k = u128::from(next()) << 64 | u128::from(next());
+                    let k = k & ((1u128 << top) - 1);
+                    // Skewed: most keys share the top 20 bits.
+                    if skew && next() % 8 != 0 {
+                        k & ((1u128 << (top - 20)) - 1)
+                    } else {
+                        k
+                    }
+                })
+                .collect();
+            let mut expect = keys.clone();
+            expect.sort_unstable();
+            let (mut a, mut b) = (keys.clone(), vec![0u128; n]);
+            sort_msd(&mut a, &mut b, top);
+            assert_eq!(b, expect, "n {n} top {top}");
+        }
+    }
 
     /// Orders by the chosen bits only and keeps the order of keys equal
     /// there, for every width and digit split, u64 and u128.

@@ -438,7 +438,11 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
     #[cfg(test)]
     let radix = radix || path != IndexPath::Auto;
     if radix {
-        crate::radix::sort_bits(keys, &mut index.tmp, slot_bits, prefix_bits);
+        let tmp = &mut index.tmp;
+        tmp.clear();
+        tmp.resize(n, 0);
+        crate::radix::sort_msd(keys, tmp, slot_bits + prefix_bits);
+        std::mem::swap(keys, tmp);
     } else {
         keys.sort_unstable();
     }
@@ -503,8 +507,8 @@ fn sort_gather_reduce(
     prefix_bits: u32,
     out: &mut Vec<Record>,
 ) {
-    let in_scratch = crate::radix::sort_bits_in(keys, scratch, slot_bits, prefix_bits);
-    let sorted: &[u128] = if in_scratch { scratch } else { keys };
+    crate::radix::sort_msd(keys, scratch, slot_bits + prefix_bits);
+    let sorted: &[u128] = scratch;
     let slot_mask = (1u128 << slot_bits) - 1;
     out.clear();
     out.extend(sorted.iter().map(|&k| records[(k & slot_mask) as usize]));
