@@ -1367,11 +1367,11 @@ mod tests {
             let m = Mapping {
                 proto: if r & 1 == 0 { Proto::Udp } else { Proto::Tcp },
                 internal: std::net::SocketAddr::new(
-                    std::net::Ipv4Addr::from(0x6440_0000 | (r >> 8) as u32 & 0xffff).into(),
+                    std::net::Ipv4Addr::from(0x6440_0000 | ((r >> 8) as u32 & 0xffff)).into(),
                     1024 + (r >> 24) as u16 % 512,
                 ),
                 public: std::net::SocketAddr::new(
-                    std::net::Ipv4Addr::from(0xcb00_7100 | (r >> 33) as u32 % 16).into(),
+                    std::net::Ipv4Addr::from(0xcb00_7100 | ((r >> 33) as u32 % 16)).into(),
                     1024 + (r >> 40) as u16 % 2048,
                 ),
                 remote: "198.51.100.1:443".parse().unwrap(),
