@@ -53,6 +53,7 @@ pub mod gaps;
 mod mmap;
 pub mod model;
 mod partition;
+mod radix;
 mod reader;
 pub mod sealed_v2;
 mod store;

@@ -278,7 +278,12 @@ struct ColScratch {
     /// Open-addressing table for counting up to [`DISTINCT_HASHED_MAX`]
     /// distinct values, and its occupancy bits.
     slots: [u64; DISTINCT_SLOTS],
-    used: u128,
+    used: [u64; DISTINCT_SLOTS / 64],
+    /// `distinct` was counted in `slots` (not by sorting a copy): each
+    /// value's dictionary id can be found there, in `ids`.
+    hashed: bool,
+    /// Dictionary id of the value in each used slot (set by `put_col`).
+    ids: [u16; DISTINCT_SLOTS],
 }
 
 impl Default for ColScratch {
@@ -286,16 +291,27 @@ impl Default for ColScratch {
         ColScratch {
             distinct: Vec::with_capacity(BLOCK_RECORDS),
             slots: [0; DISTINCT_SLOTS],
-            used: 0,
+            used: [0; DISTINCT_SLOTS / 64],
+            hashed: false,
+            ids: [0; DISTINCT_SLOTS],
         }
     }
 }
 
 /// Distinct values [`put_col`] counts with its hash table before it falls
-/// back to sorting a copy of the column (at most half the slots are used).
-const DISTINCT_HASHED_MAX: usize = 64;
-const DISTINCT_SLOTS: usize = 128;
-const _: () = assert!(DISTINCT_SLOTS == 2 * DISTINCT_HASHED_MAX && DISTINCT_SLOTS <= 128);
+/// back to sorting a copy of the column (at most half the slots are used):
+/// a block's worth, so a block's column is never sorted whole, only its
+/// distinct values when the dictionary may still win.
+const DISTINCT_HASHED_MAX: usize = BLOCK_RECORDS;
+const DISTINCT_SLOT_BITS: u32 = 10;
+const DISTINCT_SLOTS: usize = 1 << DISTINCT_SLOT_BITS;
+const _: () =
+    assert!(DISTINCT_SLOTS == 2 * DISTINCT_HASHED_MAX && DISTINCT_HASHED_MAX <= u16::MAX as usize);
+
+/// First slot of `v`'s probe in [`ColScratch::slots`].
+fn distinct_slot(v: u64) -> usize {
+    (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - DISTINCT_SLOT_BITS)) as usize
+}
 
 /// Size of the dictionary encoding (tag 2) of `vals` if it is smaller than
 /// `best` bytes (the smaller of the other two), with `s.distinct` then
@@ -320,27 +336,37 @@ fn dict_size_below(
     }
     let packed = |k: u64| (n * u64::from(bits(k - 1))).div_ceil(8) as usize;
     let lb = |k: u64| varint_len(k) + varint_len(min) + (k as usize - 1) + 1 + packed(k);
-    // Largest k that could win (0: none), searched only up to the hashed bound.
+    // Largest k that could win (0: none), searched only up to one past the
+    // hashed bound: `lb` grows with k, so a binary search finds it.
     let k_for = if w_for >= 64 {
         u64::MAX
     } else {
         1u64 << (w_for - 1)
     };
-    let mut limit = 0u64;
-    while limit < k_for.min(n) && limit <= DISTINCT_HASHED_MAX as u64 && lb(limit + 1) < best {
-        limit += 1;
-    }
-    if limit == 0 {
+    let cap = k_for.min(n).min(DISTINCT_HASHED_MAX as u64 + 1);
+    if lb(1) >= best {
         return None;
     }
+    // Invariant: lb(lo) < best, and lb(hi + 1) >= best or hi == cap.
+    let (mut lo, mut hi) = (1u64, cap);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if lb(mid) < best {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    let limit = lo;
     s.distinct.clear();
-    s.used = 0;
+    s.used = [0; DISTINCT_SLOTS / 64];
     let mut hashed = true;
     for &v in vals {
-        let mut h = (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 57) as usize;
+        let mut h = distinct_slot(v);
         loop {
-            if s.used & (1u128 << h) == 0 {
-                s.used |= 1u128 << h;
+            let (word, bit) = (h / 64, 1u64 << (h % 64));
+            if s.used[word] & bit == 0 {
+                s.used[word] |= bit;
                 s.slots[h] = v;
                 s.distinct.push(v);
                 break;
@@ -358,6 +384,7 @@ fn dict_size_below(
             break;
         }
     }
+    s.hashed = hashed;
     if !hashed {
         s.distinct.clear();
         s.distinct.extend_from_slice(vals);
@@ -412,12 +439,28 @@ fn put_col(out: &mut Vec<u8>, vals: &[u64], s: &mut ColScratch) {
             }
             let w_dict = bits(k - 1);
             out.push(w_dict as u8);
-            put_packed(
-                out,
-                vals.iter()
-                    .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
-                w_dict,
-            );
+            if s.hashed {
+                // Each value's id from its slot: the probe from its hash
+                // meets only slots used by other values before its own.
+                let find = |v: u64| {
+                    let mut h = distinct_slot(v);
+                    while s.slots[h] != v {
+                        h = (h + 1) % DISTINCT_SLOTS;
+                    }
+                    h
+                };
+                for (i, &v) in distinct.iter().enumerate() {
+                    s.ids[find(v)] = i as u16;
+                }
+                put_packed(out, vals.iter().map(|&v| u64::from(s.ids[find(v)])), w_dict);
+            } else {
+                put_packed(
+                    out,
+                    vals.iter()
+                        .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
+                    w_dict,
+                );
+            }
         }
     }
 }
@@ -564,12 +607,23 @@ struct Dictionary {
     ids: Vec<[u32; 3]>,
 }
 
+/// Distinct IPv4 addresses from which the dictionary radix-sorts them.
+const DICT_RADIX_MIN: usize = 512;
+
 /// Provisional ids of IPv6 addresses carry this bit (a partition holds at
 /// most 3 × `PARTITION_RECORDS_MAX` = 3 × 2^25 addresses, far below it).
 const PROV_V6: u32 = 1 << 31;
 
-impl Dictionary {
-    fn of(records: &[Record]) -> Dictionary {
+/// One part's provisional dictionary: each distinct address with its id
+/// in order of appearance in the part, and the part's records' ids.
+struct Provisional {
+    v4: rustc_hash::FxHashMap<u32, u32>,
+    v6: rustc_hash::FxHashMap<u128, u32>,
+    ids: Vec<[u32; 3]>,
+}
+
+impl Provisional {
+    fn of(records: &[Record]) -> Provisional {
         use std::collections::hash_map::Entry;
         let mut v4: rustc_hash::FxHashMap<u32, u32> = rustc_hash::FxHashMap::default();
         let mut v6: rustc_hash::FxHashMap<u128, u32> = rustc_hash::FxHashMap::default();
@@ -604,34 +658,89 @@ impl Dictionary {
             ids.push([p, i, x]);
         }
         assert!(v4.len() < PROV_V6 as usize && v6.len() < PROV_V6 as usize);
-        // Sort the distinct addresses; renumber provisional → final.
-        let mut s4: Vec<(u32, u32)> = v4.into_iter().collect();
-        s4.sort_unstable();
-        let mut s6: Vec<(u128, u32)> = v6.into_iter().collect();
+        Provisional { v4, v6, ids }
+    }
+}
+
+impl Dictionary {
+    /// The dictionary of `records`, on one thread.
+    fn of(records: &[Record]) -> Dictionary {
+        Dictionary::merge(vec![Provisional::of(records)])
+    }
+
+    /// The dictionary of `records`, the provisional ids of `records[..split]`
+    /// and `records[split..]` found on two threads. The same as [`Self::of`]:
+    /// the final ids are the ranks of the distinct addresses.
+    fn of_halves(records: &[Record], split: usize) -> Dictionary {
+        let (first, second) = records.split_at(split);
+        let parts = std::thread::scope(|scope| {
+            let other = scope.spawn(|| Provisional::of(second));
+            let one = Provisional::of(first);
+            vec![one, other.join().expect("the dictionary does not panic")]
+        });
+        Dictionary::merge(parts)
+    }
+
+    /// Final ids from the parts' provisional ones: every part's distinct
+    /// addresses sorted together (IPv4 then IPv6), equal addresses of two
+    /// parts getting one id, and each part's ids renumbered through a table.
+    fn merge(parts: Vec<Provisional>) -> Dictionary {
+        assert!(parts.len() <= 2, "one part or two");
+        // (address, part, provisional id) as one u64 (the id is below
+        // 2^31), ordered by the address: radix-sorted on its 32 bits from a
+        // few hundred on.
+        let mut s4: Vec<u64> = Vec::with_capacity(parts.iter().map(|p| p.v4.len()).sum());
+        let mut s6: Vec<(u128, u32, u32)> = Vec::new();
+        for (k, p) in parts.iter().enumerate() {
+            s4.extend(
+                p.v4.iter()
+                    .map(|(&a, &i)| u64::from(a) << 32 | (k as u64) << 31 | u64::from(i)),
+            );
+            s6.extend(p.v6.iter().map(|(&a, &i)| (a, k as u32, i & !PROV_V6)));
+        }
+        if s4.len() >= DICT_RADIX_MIN {
+            crate::radix::sort_bits(&mut s4, &mut Vec::new(), 32, 32);
+        } else {
+            s4.sort_unstable();
+        }
         s6.sort_unstable();
-        let n4 = s4.len() as u32;
-        let mut remap4 = vec![0u32; s4.len()];
-        for (i, &(_, p)) in s4.iter().enumerate() {
-            remap4[p as usize] = i as u32;
+        let mut remap4: Vec<Vec<u32>> = parts.iter().map(|p| vec![0u32; p.v4.len()]).collect();
+        let mut remap6: Vec<Vec<u32>> = parts.iter().map(|p| vec![0u32; p.v6.len()]).collect();
+        let mut v4: Vec<u32> = Vec::with_capacity(s4.len());
+        for &e in &s4 {
+            let a = (e >> 32) as u32;
+            if v4.last() != Some(&a) {
+                v4.push(a);
+            }
+            remap4[(e >> 31) as usize & 1][(e as u32 & !PROV_V6) as usize] = v4.len() as u32 - 1;
         }
-        let mut remap6 = vec![0u32; s6.len()];
-        for (i, &(_, p)) in s6.iter().enumerate() {
-            remap6[(p & !PROV_V6) as usize] = n4 + i as u32;
+        let n4 = v4.len() as u32;
+        let mut v6: Vec<u128> = Vec::with_capacity(s6.len());
+        for &(a, k, i) in &s6 {
+            if v6.last() != Some(&a) {
+                v6.push(a);
+            }
+            remap6[k as usize][i as usize] = n4 + v6.len() as u32 - 1;
         }
-        for rec in &mut ids {
-            for id in rec.iter_mut() {
-                *id = if *id & PROV_V6 != 0 {
-                    remap6[(*id & !PROV_V6) as usize]
-                } else {
-                    remap4[*id as usize]
-                };
+        let mut ids: Vec<[u32; 3]> = Vec::new();
+        for (k, p) in parts.into_iter().enumerate() {
+            let mut part_ids = p.ids;
+            for rec in &mut part_ids {
+                for id in rec.iter_mut() {
+                    *id = if *id & PROV_V6 != 0 {
+                        remap6[k][(*id & !PROV_V6) as usize]
+                    } else {
+                        remap4[k][*id as usize]
+                    };
+                }
+            }
+            if ids.is_empty() {
+                ids = part_ids;
+            } else {
+                ids.extend_from_slice(&part_ids);
             }
         }
-        Dictionary {
-            v4: s4.into_iter().map(|(a, _)| a).collect(),
-            v6: s6.into_iter().map(|(a, _)| a).collect(),
-            ids,
-        }
+        Dictionary { v4, v6, ids }
     }
 }
 
@@ -664,7 +773,14 @@ fn encode_file_split(
     acct: &mut ColumnBytes,
     split_min: usize,
 ) -> Vec<u8> {
-    let dict = Dictionary::of(records);
+    // Where the blocks are split between two threads, if they are; the
+    // dictionary's hash pass is split there too.
+    let split = (records.len() >= split_min && records.len() > BLOCK_RECORDS)
+        .then(|| records.len().div_ceil(BLOCK_RECORDS).div_ceil(2) * BLOCK_RECORDS);
+    let dict = match split {
+        Some(split) => Dictionary::of_halves(records, split),
+        None => Dictionary::of(records),
+    };
     let n4 = dict.v4.len();
     let n_dict = n4 + dict.v6.len();
     let mut out = Vec::with_capacity(HEADER_SIZE * 2 + n_dict * 5 + records.len() * 16);
@@ -690,8 +806,7 @@ fn encode_file_split(
     // replay seals while nothing else runs), the halves are concatenated.
     // Same bytes either way.
     let mut index: Vec<IndexEntry>;
-    if records.len() >= split_min && records.len() > BLOCK_RECORDS {
-        let split = records.len().div_ceil(BLOCK_RECORDS).div_ceil(2) * BLOCK_RECORDS;
+    if let Some(split) = split {
         let (first, second) = records.split_at(split);
         let (ids1, ids2) = dict.ids.split_at(split);
         let mut acct2 = ColumnBytes::default();

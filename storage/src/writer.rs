@@ -130,7 +130,7 @@ pub struct Writer {
     dir_dirty: bool,
     /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]):
     /// the sort index and the reduced records.
-    seal_index: Vec<SealEntry>,
+    seal_index: SealIndex,
     /// Reduced-record buffers not in use by a publish (at most
     /// `PUBLISHES_IN_FLIGHT_MAX + 1`).
     spare_out: Vec<Vec<Record>>,
@@ -158,37 +158,72 @@ impl std::fmt::Debug for Writer {
     }
 }
 
-/// One entry of the seal index, 32 bytes compared as two `u128`s: the
-/// record's sort prefix (public ip as a big-endian `u128`; then public port,
-/// `first_ns` with its sign bit flipped so it orders as unsigned), 16 bits of
-/// a hash of the rest of its natural key (proto, internal and remote
-/// endpoints, address families), and its slot in the log (lowest, so equal
-/// keys stay in log order). Sorting it instead of decoding every record into
-/// a hash map (~400 bytes each, counting growth) or a 48-byte tuple.
+/// One entry of the seal's wide index, for partitions whose compact key
+/// ([`SealIndex`]) does not fit 128 bits: 32 bytes compared as two `u128`s,
+/// the record's sort prefix (public ip as a big-endian `u128`; then public
+/// port and `first_ns` with its sign bit flipped so it orders as unsigned)
+/// and its slot in the log (lowest, so equal prefixes stay in log order).
 type SealEntry = (u128, u128);
 
 /// Low bits of [`SealEntry`]'s second word that hold the slot.
 const SEAL_SLOT_BITS: u32 = 32;
 
-/// Same sort prefix and same key hash: candidates for one mapping.
-fn same_run(a: &SealEntry, b: &SealEntry) -> bool {
-    a.0 == b.0 && a.1 >> SEAL_SLOT_BITS == b.1 >> SEAL_SLOT_BITS
+/// Records from which the last seals of a replay ([`Writer::seal_all`],
+/// when nothing else runs) sort and reduce a partition on two threads.
+const SEAL_SPLIT_RECORDS_MIN: usize = 1 << 16;
+
+/// Bits of the prefix's top digit whose bucket edges the two halves of a
+/// split seal are cut at.
+const SPLIT_DIGIT_BITS: u32 = 11;
+
+/// Below this many records the compact index is sorted by comparison
+/// (the radix sort's counters cost more than the sort there).
+const RADIX_RECORDS_MIN: usize = 1024;
+
+/// The seal's scratch, kept by the writer between seals: the compact index
+/// and the radix sort's second buffer (16 bytes per record each), or the
+/// wide index (32 bytes per record) when the compact key does not fit.
+#[derive(Default)]
+pub(crate) struct SealIndex {
+    keys: Vec<u128>,
+    tmp: Vec<u128>,
+    wide: Vec<SealEntry>,
 }
 
-fn slot_of(e: &SealEntry) -> u32 {
-    e.1 as u32
+impl SealIndex {
+    /// Records' worth of memory held (the largest buffer).
+    fn capacity(&self) -> usize {
+        self.keys
+            .capacity()
+            .max(self.tmp.capacity())
+            .max(self.wide.capacity() * 2)
+    }
 }
 
-/// Multiply-xorshift mixing (splitmix64's finaliser) of one more word into `h`.
-fn mix64(h: u64, x: u64) -> u64 {
-    let mut z = (h ^ x).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// How [`reduce_with`] orders the log's slots (tests force each one; all
+/// give the same order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum IndexPath {
+    /// Compact keys, radix-sorted from `RADIX_RECORDS_MIN` records on.
+    Auto,
+    /// As `Auto`, and from [`SEAL_SPLIT_RECORDS_MIN`] records on (tests:
+    /// from 2) sorted, gathered and reduced in two halves on two threads.
+    Split,
+    /// Compact keys, radix-sorted whatever the count (tests).
+    #[cfg(test)]
+    Radix,
+    /// The wide index (tests; otherwise only when the compact key is too wide).
+    #[cfg(test)]
+    Wide,
 }
 
-/// The natural-key fields of a record that the seal index does not hold
-/// exactly: proto, internal and remote endpoints, address-family bits.
+/// Bits needed for values `0..=v`.
+fn bits_of(v: u128) -> u32 {
+    128 - v.leading_zeros()
+}
+
+/// The natural-key fields of a record outside its sealed sort prefix:
+/// proto, internal and remote endpoints, address-family bits.
 fn key_rest(r: &Record) -> (u8, [u8; 16], u16, [u8; 16], u16, u8) {
     (
         r.proto,
@@ -200,26 +235,14 @@ fn key_rest(r: &Record) -> (u8, [u8; 16], u16, [u8; 16], u16, u8) {
     )
 }
 
-fn seal_entry(r: &Record, slot: u32) -> SealEntry {
-    let (proto, iip, iport, rip, rport, af) = key_rest(r);
-    let iip = u128::from_le_bytes(iip);
-    let rip = u128::from_le_bytes(rip);
-    let mut h = mix64(
-        0,
-        u64::from(proto) | u64::from(iport) << 8 | u64::from(rport) << 24 | u64::from(af) << 40,
-    );
-    h = mix64(h, iip as u64);
-    h = mix64(h, (iip >> 64) as u64);
-    h = mix64(h, rip as u64);
-    h = mix64(h, (rip >> 64) as u64);
-    let first = (r.first_ns.get() as u64) ^ (1 << 63);
-    (
-        u128::from_be_bytes(r.public_ip),
-        u128::from(r.public_port.get()) << 112
-            | u128::from(first) << 48
-            | u128::from(h >> 48) << SEAL_SLOT_BITS
-            | u128::from(slot),
-    )
+/// Same sealed sort prefix (public ip, public port, `first_ns`).
+fn same_prefix(a: &Record, b: &Record) -> bool {
+    a.first_ns == b.first_ns && a.public_port == b.public_port && a.public_ip == b.public_ip
+}
+
+/// `first_ns` with its sign bit flipped: orders as unsigned as the `i64` does.
+fn first_key(r: &Record) -> u64 {
+    (r.first_ns.get() as u64) ^ (1 << 63)
 }
 
 /// Rank of a state of a mapping: an ended state beats `Open`, then a larger
@@ -236,84 +259,297 @@ fn rank(r: &Record) -> (bool, i64) {
 /// there must still find it here.
 ///
 /// Records of one mapping share the sealed sort prefix (public ip, port,
-/// `first_ns`), so sorting a 32-byte index of (prefix, 16-bit hash of the
-/// rest of the key, slot) puts them next to each other; each run of equal
-/// index keys is then reduced in slot order, comparing the full key (a hash
-/// collision splits a run, never merges two mappings). Memory: 32 bytes per
-/// record of index plus 96 bytes per record gathered in index order (the
-/// kept records are compacted in place at its front).
-#[cfg(test)]
-pub(crate) fn reduce(records: &[Record]) -> Vec<Record> {
-    let mut out = Vec::new();
-    reduce_into(records, &mut Vec::new(), &mut out);
-    out
+/// `first_ns`), so sorting the log's slots by (prefix, slot) puts them next
+/// to each other, in log order. The index is compact when it can be: each
+/// prefix field less its minimum in the partition, only as many bits as its
+/// range needs, and the slot, packed into one `u128` (a public pool's
+/// addresses take a few bits, an hour of `first_ns` 42) and radix-sorted
+/// over the prefix bits only (the slots are already in order and the sort is
+/// stable); otherwise a 32-byte entry sorted by comparison. The records are
+/// then gathered in index order and each run of one prefix reduced in one
+/// sequential pass; a run holding several mappings (same public endpoint and
+/// first packet, different internal or remote endpoint) is split by the full
+/// key. Memory: 32 bytes per record of index and 96 gathered in index order
+/// (the kept records are compacted in place at its front).
+///
+/// `out` is cleared first; `index` is scratch: the writer keeps both between
+/// seals, so sealing an hour does not allocate (and fault in) fresh
+/// megabytes each time.
+pub(crate) fn reduce_into(
+    records: &[Record],
+    index: &mut SealIndex,
+    out: &mut Vec<Record>,
+    two_threads: bool,
+) {
+    let path = if two_threads {
+        IndexPath::Split
+    } else {
+        IndexPath::Auto
+    };
+    reduce_with(records, index, out, path);
 }
 
-/// [`reduce`] into `out` (cleared first), with `index` as scratch: the
-/// writer keeps both between seals, so sealing an hour does not allocate
-/// (and fault in) fresh megabytes each time.
-pub(crate) fn reduce_into(records: &[Record], index: &mut Vec<SealEntry>, out: &mut Vec<Record>) {
+fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>, path: IndexPath) {
     assert!(
         records.len() as u64 <= u64::from(u32::MAX),
         "a partition holds at most PARTITION_RECORDS_MAX records"
     );
-    index.clear();
-    index.extend(
-        records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| seal_entry(r, i as u32)),
-    );
-    index.sort_unstable();
-    // Gather the records in index order first: independent loads the CPU
-    // overlaps (the log is in time order, the index in public-endpoint
-    // order, so these are cache misses), then reduce them in one sequential
-    // pass, in place (`kept` never passes the run being read).
     out.clear();
-    out.extend(index.iter().map(|e| records[slot_of(e) as usize]));
-    let prefix = |e: &SealEntry| (e.0, e.1 >> 48);
+    let n = records.len();
+    if n == 0 {
+        return;
+    }
+    #[cfg(test)]
+    let split_min = if path == IndexPath::Split {
+        2
+    } else {
+        SEAL_SPLIT_RECORDS_MIN
+    };
+    #[cfg(not(test))]
+    let split_min = SEAL_SPLIT_RECORDS_MIN;
+    let split = path == IndexPath::Split && n >= split_min;
+    // Ranges of the prefix fields (two halves on two threads when split).
+    let Ranges {
+        ip_min,
+        ip_max,
+        port_min,
+        port_max,
+        first_min,
+        first_max,
+    } = if split {
+        let (x, y) = records.split_at(n / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| Ranges::of(y));
+            Ranges::of(x).merge(&other.join().expect("ranges do not panic"))
+        })
+    } else {
+        Ranges::of(records)
+    };
+    let ip_bits = bits_of(ip_max - ip_min);
+    let port_bits = bits_of(u128::from(port_max - port_min));
+    let first_bits = bits_of(u128::from(first_max - first_min));
+    let slot_bits = bits_of(n as u128 - 1);
+    let prefix_bits = ip_bits + port_bits + first_bits;
+    #[cfg(test)]
+    let wide = path == IndexPath::Wide || prefix_bits + slot_bits > 128;
+    #[cfg(not(test))]
+    let wide = prefix_bits + slot_bits > 128;
+    if wide {
+        let w = &mut index.wide;
+        w.clear();
+        w.extend(records.iter().enumerate().map(|(i, r)| {
+            (
+                u128::from_be_bytes(r.public_ip),
+                u128::from(r.public_port.get()) << 96
+                    | u128::from(first_key(r)) << SEAL_SLOT_BITS
+                    | i as u128,
+            )
+        }));
+        w.sort_unstable();
+        out.extend(w.iter().map(|e| records[e.1 as u32 as usize]));
+        let kept = reduce_sorted(out);
+        out.truncate(kept);
+        return;
+    }
+    // Compact: [ip - min | port - min | first - min | slot], each field in
+    // its own bits, so the integer order is the (prefix, slot) order.
+    let (port_shift, first_shift) = (first_bits + slot_bits, slot_bits);
+    let ip_shift = port_shift + port_bits;
+    let key = |i: usize, r: &Record| {
+        // A shift by 128 (field of 0 bits at the top) would overflow: such a
+        // field is 0 anyway.
+        let ip = (u128::from_be_bytes(r.public_ip) - ip_min)
+            .checked_shl(ip_shift)
+            .unwrap_or(0);
+        ip | u128::from(r.public_port.get() - port_min) << port_shift
+            | u128::from(first_key(r) - first_min) << first_shift
+            | i as u128
+    };
+    let keys = &mut index.keys;
+    keys.clear();
+    if split {
+        keys.resize(n, 0);
+        let (kx, ky) = keys.split_at_mut(n / 2);
+        let (x, y) = records.split_at(n / 2);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for (j, (k, r)) in ky.iter_mut().zip(y).enumerate() {
+                    *k = key(n / 2 + j, r);
+                }
+            });
+            for (i, (k, r)) in kx.iter_mut().zip(x).enumerate() {
+                *k = key(i, r);
+            }
+        });
+    } else {
+        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
+    }
+    let slot_mask = (1u128 << slot_bits) - 1;
+    if split && prefix_bits > 0 {
+        // Two halves at a boundary of the prefix's top digit: every record
+        // of one prefix (one mapping's states) is in one half, and the
+        // first half's prefixes all sort before the second's.
+        let top_bits = prefix_bits.min(SPLIT_DIGIT_BITS);
+        let top_shift = slot_bits + prefix_bits - top_bits;
+        let mut hist = vec![0usize; 1 << top_bits];
+        for &k in keys.iter() {
+            hist[(k >> top_shift) as usize] += 1;
+        }
+        // The digit value starting the second half: the bucket edge nearest
+        // half the records.
+        let (mut below, mut edge, mut n_a) = (0usize, 0usize, 0usize);
+        for (d, &c) in hist.iter().enumerate() {
+            if below.abs_diff(n / 2) < n_a.abs_diff(n / 2) {
+                (edge, n_a) = (d, below);
+            }
+            below += c;
+        }
+        if n_a > 0 && n_a < n {
+            let edge = edge as u128;
+            let tmp = &mut index.tmp;
+            tmp.clear();
+            tmp.resize(n, 0);
+            // Stable partition into `tmp` (slot order kept in each half).
+            let (mut ia, mut ib) = (0, n_a);
+            for &k in keys.iter() {
+                if k >> top_shift < edge {
+                    tmp[ia] = k;
+                    ia += 1;
+                } else {
+                    tmp[ib] = k;
+                    ib += 1;
+                }
+            }
+            let (ta, tb) = tmp.split_at_mut(n_a);
+            let (ka, kb) = keys.split_at_mut(n_a);
+            let mut out_b: Vec<Record> = Vec::new();
+            std::thread::scope(|scope| {
+                let other = scope.spawn(|| {
+                    sort_gather_reduce(records, tb, kb, slot_bits, prefix_bits, &mut out_b);
+                });
+                sort_gather_reduce(records, ta, ka, slot_bits, prefix_bits, out);
+                other.join().expect("the seal's reduce does not panic");
+            });
+            out.extend_from_slice(&out_b);
+            return;
+        }
+    }
+    let radix = n >= RADIX_RECORDS_MIN;
+    #[cfg(test)]
+    let radix = radix || path != IndexPath::Auto;
+    if radix {
+        let tmp = &mut index.tmp;
+        tmp.clear();
+        tmp.resize(n, 0);
+        crate::radix::sort_msd(keys, tmp, slot_bits + prefix_bits);
+        std::mem::swap(keys, tmp);
+    } else {
+        keys.sort_unstable();
+    }
+    out.extend(keys.iter().map(|&k| records[(k & slot_mask) as usize]));
+    let kept = reduce_sorted(out);
+    out.truncate(kept);
+}
+
+/// Ranges of the sealed sort prefix's fields over some records.
+struct Ranges {
+    ip_min: u128,
+    ip_max: u128,
+    port_min: u16,
+    port_max: u16,
+    first_min: u64,
+    first_max: u64,
+}
+
+impl Ranges {
+    fn of(records: &[Record]) -> Ranges {
+        let mut g = Ranges {
+            ip_min: u128::MAX,
+            ip_max: 0,
+            port_min: u16::MAX,
+            port_max: 0,
+            first_min: u64::MAX,
+            first_max: 0,
+        };
+        for r in records {
+            let ip = u128::from_be_bytes(r.public_ip);
+            g.ip_min = g.ip_min.min(ip);
+            g.ip_max = g.ip_max.max(ip);
+            let port = r.public_port.get();
+            g.port_min = g.port_min.min(port);
+            g.port_max = g.port_max.max(port);
+            let first = first_key(r);
+            g.first_min = g.first_min.min(first);
+            g.first_max = g.first_max.max(first);
+        }
+        g
+    }
+
+    fn merge(&self, o: &Ranges) -> Ranges {
+        Ranges {
+            ip_min: self.ip_min.min(o.ip_min),
+            ip_max: self.ip_max.max(o.ip_max),
+            port_min: self.port_min.min(o.port_min),
+            port_max: self.port_max.max(o.port_max),
+            first_min: self.first_min.min(o.first_min),
+            first_max: self.first_max.max(o.first_max),
+        }
+    }
+}
+
+/// One half of a split seal: radix-sorts the compact keys in `keys`
+/// (`scratch` as long), gathers their records into `out` and reduces them.
+fn sort_gather_reduce(
+    records: &[Record],
+    keys: &mut [u128],
+    scratch: &mut [u128],
+    slot_bits: u32,
+    prefix_bits: u32,
+    out: &mut Vec<Record>,
+) {
+    crate::radix::sort_msd(keys, scratch, slot_bits + prefix_bits);
+    let sorted: &[u128] = scratch;
+    let slot_mask = (1u128 << slot_bits) - 1;
+    out.clear();
+    out.extend(sorted.iter().map(|&k| records[(k & slot_mask) as usize]));
+    let kept = reduce_sorted(out);
+    out.truncate(kept);
+}
+
+/// Reduces records sorted by (prefix, slot) in place: each run of one sort
+/// prefix becomes its mappings' kept states, at the front of `out` (`kept`
+/// never passes the run being read). Returns how many were kept.
+fn reduce_sorted(out: &mut [Record]) -> usize {
+    let n = out.len();
     let mut kept = 0;
-    // Start in `out` of the kept records sharing the last sort prefix.
-    let mut group = 0;
     let mut split: Vec<Record> = Vec::new();
-    let mut done: Vec<bool> = Vec::new();
+    let mut members: Vec<usize> = Vec::new();
     let mut g = 0;
-    while g < index.len() {
-        let head = index[g];
+    while g < n {
         let mut end = g + 1;
-        while end < index.len() && same_run(&index[end], &head) {
+        while end < n && same_prefix(&out[end], &out[g]) {
             end += 1;
         }
-        if g > 0 && prefix(&index[g - 1]) != prefix(&head) {
-            sort_group(&mut out[group..kept]);
-            group = kept;
-        }
-        let first_key = key_rest(&out[g]);
-        if out[g + 1..end].iter().all(|r| key_rest(r) == first_key) {
+        let first = key_rest(&out[g]);
+        if out[g + 1..end].iter().all(|r| key_rest(r) == first) {
             let best = reduce_run(out, g..end);
             out[kept] = best;
             kept += 1;
         } else {
-            // A hash collision between two mappings with the same public
-            // endpoint and first packet: split the run by the full key
-            // (into `split` first: the results may outnumber the run's
+            // Several mappings with the same public endpoint and first
+            // packet: group the run's positions by full key (a stable sort,
+            // so each mapping's records stay in log order), reduce each,
+            // and order the results by their bytes as `Record::sort_key`
+            // says (into `split` first: the results may outnumber the run's
             // positions already read).
-            done.clear();
-            done.resize(end - g, false);
+            members.clear();
+            members.extend(g..end);
+            members.sort_by_key(|&i| key_rest(&out[i]));
             split.clear();
-            for a in g..end {
-                if done[a - g] {
-                    continue;
-                }
-                let k = key_rest(&out[a]);
-                let members: Vec<usize> = (a..end)
-                    .filter(|&b| !done[b - g] && key_rest(&out[b]) == k)
-                    .collect();
-                for &b in &members {
-                    done[b - g] = true;
-                }
-                split.push(reduce_run(out, members.into_iter()));
+            for m in members.chunk_by(|&a, &b| key_rest(&out[a]) == key_rest(&out[b])) {
+                split.push(reduce_run(out, m.iter().copied()));
             }
+            split.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
             for r in split.drain(..) {
                 out[kept] = r;
                 kept += 1;
@@ -321,32 +557,25 @@ pub(crate) fn reduce_into(records: &[Record], index: &mut Vec<SealEntry>, out: &
         }
         g = end;
     }
-    sort_group(&mut out[group..kept]);
-    out.truncate(kept);
-}
-
-/// Distinct mappings with the same sort prefix (public ip, port, first_ns)
-/// are ordered by their bytes, as `Record::sort_key` says.
-fn sort_group(group: &mut [Record]) {
-    if group.len() > 1 {
-        group.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
-    }
+    kept
 }
 
 /// The kept state of one mapping from its records at positions `at` of
 /// `records` (in log order).
 fn reduce_run(records: &[Record], mut at: impl Iterator<Item = usize>) -> Record {
-    let mut best = records[at.next().expect("a run is never empty")];
-    let mut late = best.store_flags & SF_LATE != 0;
+    // The best record's position, copied once at the end.
+    let mut b = at.next().expect("a run is never empty");
+    let mut late = records[b].store_flags & SF_LATE != 0;
     for i in at {
-        let r = records[i];
+        let (r, best) = (&records[i], &records[b]);
         late |= r.store_flags & SF_LATE != 0;
         let own_beats_carried =
             best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
-        if rank(&r) > rank(&best) || (rank(&r) == rank(&best) && own_beats_carried) {
-            best = r;
+        if rank(r) > rank(best) || (rank(r) == rank(best) && own_beats_carried) {
+            b = i;
         }
     }
+    let mut best = records[b];
     if late && best.store_flags & SF_LATE == 0 {
         best.store_flags |= SF_LATE;
         best.crc = zerocopy::little_endian::U32::new(best.compute_crc());
@@ -407,7 +636,7 @@ impl Writer {
             last_flush: Instant::now(),
             sealed_logs: Vec::new(),
             dir_dirty: false,
-            seal_index: Vec::new(),
+            seal_index: SealIndex::default(),
             spare_out: Vec::new(),
             route: None,
             publishing: std::collections::VecDeque::new(),
@@ -679,7 +908,7 @@ impl Writer {
                 rounds <= rounds_max,
                 "sealing did not converge after {rounds_max} rounds"
             );
-            self.seal(start, true)?;
+            self.seal(start, true, false)?;
         }
         Ok(())
     }
@@ -755,7 +984,8 @@ impl Writer {
                 rounds <= rounds_max,
                 "seal_all did not converge after {rounds_max} rounds"
             );
-            self.seal(start, start <= horizon)?;
+            // Nothing else runs now: the seal sorts and reduces on two threads.
+            self.seal(start, start <= horizon, true)?;
         }
         self.flush()
     }
@@ -802,8 +1032,10 @@ impl Writer {
 
     /// Seals the active segment of partition `start`: reduce, sort, publish
     /// the `.part`, carry held-over mappings into the next partition, delete
-    /// the log. See docs/FORMAT.md for each crash point.
-    fn seal(&mut self, start: i64, carry_open: bool) -> Result<(), StoreError> {
+    /// the log. See docs/FORMAT.md for each crash point. `two_threads`: sort
+    /// and reduce a large partition on two threads (the end of a replay,
+    /// when the other core is idle); the bytes are the same either way.
+    fn seal(&mut self, start: i64, carry_open: bool, two_threads: bool) -> Result<(), StoreError> {
         let log = self
             .active
             .get_mut(&start)
@@ -818,9 +1050,10 @@ impl Writer {
             log.committed()?.records(),
             &mut self.seal_index,
             &mut records,
+            two_threads,
         );
         if self.seal_index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
-            self.seal_index = Vec::new();
+            self.seal_index = SealIndex::default();
         }
         // At most PUBLISHES_IN_FLIGHT_MAX publishes: the oldest (which ran
         // while this partition was reduced) finishes first if needed.
@@ -1076,11 +1309,12 @@ mod tests {
         }
     }
 
-    /// Two mappings with the same public endpoint and first packet whose
-    /// 16-bit key hashes collide share a run of the sorted index: the run is
-    /// split by the full key, never merged into one mapping.
+    /// Two mappings with the same public endpoint and first packet (two
+    /// subscribers towards different remotes, or different internal ports)
+    /// share a run of the sorted index: the run is split by the full key,
+    /// never merged into one mapping, on every index path.
     #[test]
-    fn index_hash_collision_splits_the_run() {
+    fn same_prefix_mappings_split_the_run() {
         let m = |iport: u16, end: EndReason, last: i64| Mapping {
             proto: Proto::Udp,
             internal: std::net::SocketAddr::new("100.64.0.1".parse().unwrap(), iport),
@@ -1093,27 +1327,77 @@ mod tests {
             packets_in: 0,
             flags: 0,
         };
-        let hash_bits = |r: &Record| seal_entry(r, 0).1 >> SEAL_SLOT_BITS;
-        let mut seen = HashMap::new();
-        let (a, b) = (1..=u16::MAX)
-            .find_map(|p| {
-                let h = hash_bits(&Record::encode(&m(p, EndReason::Open, 10), 0).unwrap());
-                seen.insert(h, p).map(|q| (q, p))
-            })
-            .expect("16-bit hashes of 65 535 keys collide");
         let records: Vec<Record> = [
-            m(a, EndReason::Open, 10),
-            m(b, EndReason::Open, 10),
-            m(b, EndReason::Idle, 40),
-            m(a, EndReason::Idle, 30),
+            m(1001, EndReason::Open, 10),
+            m(1000, EndReason::Open, 10),
+            m(1000, EndReason::Idle, 40),
+            m(1001, EndReason::Idle, 30),
         ]
         .iter()
         .map(|x| Record::encode(x, 0).unwrap())
         .collect();
-        assert_eq!(hash_bits(&records[0]), hash_bits(&records[1]));
-        let out = reduce(&records);
-        assert_eq!(out.len(), 2);
-        assert_eq!(out, reduce_model(&records));
+        for path in [
+            IndexPath::Auto,
+            IndexPath::Radix,
+            IndexPath::Wide,
+            IndexPath::Split,
+        ] {
+            let mut out = Vec::new();
+            reduce_with(&records, &mut SealIndex::default(), &mut out, path);
+            assert_eq!(out.len(), 2);
+            assert_eq!(out, reduce_model(&records), "{path:?}");
+        }
+    }
+
+    /// A partition past `SEAL_SPLIT_RECORDS_MIN` reduces to the same records
+    /// on two threads as on one (the size seal_all splits at, not the
+    /// forced split of the property test).
+    #[test]
+    fn a_large_partition_reduces_the_same_on_two_threads() {
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut records = Vec::new();
+        while records.len() < SEAL_SPLIT_RECORDS_MIN + 5000 {
+            let r = next();
+            let m = Mapping {
+                proto: if r & 1 == 0 { Proto::Udp } else { Proto::Tcp },
+                internal: std::net::SocketAddr::new(
+                    std::net::Ipv4Addr::from(0x6440_0000 | ((r >> 8) as u32 & 0xffff)).into(),
+                    1024 + (r >> 24) as u16 % 512,
+                ),
+                public: std::net::SocketAddr::new(
+                    std::net::Ipv4Addr::from(0xcb00_7100 | ((r >> 33) as u32 % 16)).into(),
+                    1024 + (r >> 40) as u16 % 2048,
+                ),
+                remote: "198.51.100.1:443".parse().unwrap(),
+                first_ns: (r >> 51) as i64 * 1_000,
+                last_ns: (r >> 51) as i64 * 1_000 + 10,
+                end: EndReason::Open,
+                packets_out: 1,
+                packets_in: 0,
+                flags: 0,
+            };
+            records.push(Record::encode(&m, 0).unwrap());
+            if r & 2 == 0 {
+                let ended = Mapping {
+                    end: EndReason::Idle,
+                    last_ns: m.last_ns + 5,
+                    ..m
+                };
+                records.push(Record::encode(&ended, 0).unwrap());
+            }
+        }
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        reduce_into(&records, &mut SealIndex::default(), &mut one, false);
+        reduce_into(&records, &mut SealIndex::default(), &mut two, true);
+        assert!(one.len() > SEAL_SPLIT_RECORDS_MIN / 2);
+        assert_eq!(one, two);
+        assert_eq!(one, reduce_model(&records));
     }
 
     proptest! {
@@ -1122,23 +1406,27 @@ mod tests {
         #[test]
         fn index_reduce_equals_the_hash_map_model(
             raw in prop::collection::vec(
-                (0u8..2, 0u8..3, 0u8..2, 0u8..2, 0u8..3, 0i64..3, 0i64..3, 0u8..3, 0u8..4, 0u8..2),
+                (0u8..2, 0u8..3, 0u8..2, 0u8..2, 0u8..3, 0i64..3, 0i64..3, 0u8..3, 0u8..4, 0u8..2, 0u8..3),
                 0..200,
-            )
+            ),
+            first_scale in prop::sample::select(vec![1i64, 1 << 20, 1 << 45]),
         ) {
             let records: Vec<Record> = raw
                 .iter()
-                .map(|&(proto, iport, v6, pport, rip, first, dur, end, sf, pin)| {
+                .map(|&(proto, iport, v6, pport, rip, first, dur, end, sf, pin, pip)| {
                     let ip = |v4: &str, v6s: &str| -> std::net::IpAddr {
                         if v6 == 1 { v6s.parse().unwrap() } else { v4.parse().unwrap() }
                     };
                     let m = Mapping {
                         proto: if proto == 0 { Proto::Udp } else { Proto::Tcp },
                         internal: std::net::SocketAddr::new(ip("100.64.0.1", "fd00::1"), 1000 + u16::from(iport)),
-                        public: std::net::SocketAddr::new("203.0.113.1".parse().unwrap(), 5000 + u16::from(pport)),
+                        public: std::net::SocketAddr::new(
+                            ["203.0.113.1", "203.0.113.2", "2001:db8:1::1"][pip as usize].parse().unwrap(),
+                            5000 + u16::from(pport) * 60000,
+                        ),
                         remote: std::net::SocketAddr::new(ip(&format!("198.51.100.{rip}"), &format!("2001:db8::{rip}")), 443),
-                        first_ns: first,
-                        last_ns: first + dur,
+                        first_ns: first * first_scale,
+                        last_ns: first * first_scale + dur,
                         end: [EndReason::Open, EndReason::Fin, EndReason::Idle][end as usize],
                         packets_out: 1,
                         packets_in: u32::from(pin),
@@ -1148,7 +1436,12 @@ mod tests {
                     Record::encode(&m, flags).unwrap()
                 })
                 .collect();
-            prop_assert_eq!(reduce(&records), reduce_model(&records));
+            let model = reduce_model(&records);
+            for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide, IndexPath::Split] {
+                let mut out = Vec::new();
+                reduce_with(&records, &mut SealIndex::default(), &mut out, path);
+                prop_assert_eq!(&out, &model, "{:?}", path);
+            }
         }
     }
 }
