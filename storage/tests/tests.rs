@@ -512,6 +512,113 @@ mod late {
         assert_eq!(parts[1].late_in, 1);
     }
 
+    /// Sealing hands the carry to the seal thread, and the writer appends it
+    /// later. A late record for the sealed hour that arrives before then must
+    /// still go to the partition the carry creates (flagged late), as when
+    /// the carry was appended at the seal, not to a new segment of its own.
+    #[test]
+    fn late_record_after_a_pending_carry_goes_where_the_carry_went() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let held = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        w.append(&held).unwrap();
+        // Seals hour 0; nothing was appended to hour 1, so only the carry
+        // creates it.
+        w.advance(T0 + H + 61 * S).unwrap();
+        let late = mapping(
+            Proto::Udp,
+            "100.64.0.4:1000",
+            "203.0.113.1:4000",
+            T0 + 30 * S,
+            T0 + 40 * S,
+            EndReason::Idle,
+        );
+        w.append(&late).unwrap();
+        assert_eq!(w.stats().late_records, 1);
+        assert_eq!(w.stats().carried, 1);
+        assert!(!part_path(&store, T0, 1, FileKind::Active).exists());
+        w.seal_all().unwrap();
+        assert!(!part_path(&store, T0, 1, FileKind::Sealed).exists());
+        let (h, e) = lookup_at(&store, "203.0.113.1:4000", T0 + 35 * S);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].partition, part_name(T0 + H, 0));
+    }
+
+    /// Two partitions due at once: the second one's seal thread takes the
+    /// first one's carry (chained seals). The sealed bytes are those of a
+    /// writer that seals one hour at a time and appends each carry before
+    /// the next seal, whichever order the carried copies reach a log in.
+    #[test]
+    fn chained_seals_write_the_bytes_of_one_seal_at_a_time() {
+        let write = |dir: &Path, one_at_a_time: bool| -> Vec<(String, Vec<u8>)> {
+            let store = new_store(dir, StoreConfig::default());
+            let mut w = store.writer().unwrap();
+            for hour in 0..6i64 {
+                for i in 0..40i64 {
+                    let t = T0 + hour * H + (i * 97 + 13) * S;
+                    let public = format!("203.0.113.{}:{}", 1 + i % 3, 1000 + hour * 100 + i);
+                    let internal = format!("100.64.0.{}:{}", 2 + i % 5, 40000 + i);
+                    let (proto, end, last) = match i % 4 {
+                        0 => (Proto::Tcp, EndReason::Open, t),
+                        1 => (Proto::Tcp, EndReason::Fin, t + 5 * S),
+                        2 => (Proto::Udp, EndReason::Idle, t + 20 * S),
+                        _ => (Proto::Udp, EndReason::Open, t),
+                    };
+                    let m = mapping(proto, &internal, &public, t, last, end);
+                    w.append(&m).unwrap();
+                    if i % 4 == 0 && hour % 2 == 0 {
+                        // Its final state, two hours later (late).
+                        w.append(&Mapping {
+                            end: EndReason::Fin,
+                            last_ns: t + 2 * H,
+                            ..m
+                        })
+                        .unwrap();
+                    }
+                }
+                if hour % 2 == 1 {
+                    if one_at_a_time {
+                        for k in (0..=hour - 1).rev() {
+                            w.advance(T0 + (hour - k) * H + 61 * S).unwrap();
+                            w.finish_carries().unwrap();
+                        }
+                    } else {
+                        // Two hours due in one call.
+                        w.advance(T0 + hour * H + 61 * S).unwrap();
+                    }
+                }
+            }
+            w.seal_all().unwrap();
+            let mut parts: Vec<(String, Vec<u8>)> =
+                std::fs::read_dir(store.dir().join("partitions"))
+                    .unwrap()
+                    .map(|e| {
+                        let e = e.unwrap();
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        (name, std::fs::read(e.path()).unwrap())
+                    })
+                    .collect();
+            parts.sort();
+            assert!(store.reader().verify().unwrap().is_empty());
+            parts
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let chained = write(a.path(), false);
+        let single = write(b.path(), true);
+        assert!(chained.iter().all(|(n, _)| n.ends_with(".part")));
+        assert!(chained.len() >= 6, "{chained:?}");
+        assert_eq!(chained, single);
+    }
+
     /// The writer reuses the route of the last record's partition; sealing
     /// and creating partitions must change it, also in the middle of one
     /// batch: a late record goes to the oldest active later partition as it
@@ -960,6 +1067,7 @@ mod recovery {
             w.flush().unwrap();
             saved = std::fs::read(&log0).unwrap();
             w.advance(T0 + H + 61 * S).unwrap();
+            w.finish_carries().unwrap();
             assert_eq!(w.stats().carried, 1);
         }
         // Put the world back to "renamed, not carried, log not deleted".
@@ -1021,6 +1129,7 @@ mod recovery {
         let mut w = store.writer().unwrap();
         w.append(&open).unwrap();
         w.advance(T0 + H + 61 * S).unwrap();
+        w.finish_carries().unwrap();
         assert_eq!(w.stats().carried, 1);
         // The .part may still be being published on the seal thread; the
         // log stays either way.
@@ -1090,6 +1199,7 @@ mod recovery {
         std::fs::create_dir(&tmp).unwrap();
         w.append(&open).unwrap();
         w.advance(T0 + H + 61 * S).unwrap(); // carried, publish handed over
+        w.finish_carries().unwrap();
         assert_eq!(w.stats().carried, 1);
         assert!(matches!(w.flush(), Err(StoreError::Io { .. })));
         assert!(matches!(
