@@ -609,9 +609,12 @@ impl Writer {
     pub fn append_batch(&mut self, ms: &[Mapping]) -> Result<(), StoreError> {
         self.check_failed()?;
         let mut result = Ok(());
-        for m in ms {
-            result = self.append_one(m);
-            if result.is_err() {
+        let mut i = 0;
+        while i < ms.len() {
+            let (n, r) = self.append_run(&ms[i..]);
+            i += n;
+            if r.is_err() {
+                result = r;
                 break;
             }
         }
@@ -621,47 +624,113 @@ impl Writer {
         result
     }
 
-    fn append_one(&mut self, m: &Mapping) -> Result<(), StoreError> {
-        let bad = |parts: &PathBuf, detail: String| StoreError::BadMapping {
-            path: parts.clone(),
-            detail,
-        };
-        if m.first_ns < 0 || m.last_ns > EVENT_NS_MAX {
-            return Err(bad(
-                &self.parts,
-                format!(
-                    "times {}..{} outside the storable range 0..={EVENT_NS_MAX} ns (1970 to 2100)",
-                    m.first_ns, m.last_ns
-                ),
-            ));
+    /// Appends the longest prefix of `ms` whose records go to one partition
+    /// (consecutive records mostly do): the route and the log are looked up
+    /// once for the run. Returns how many were appended, and the error that
+    /// stopped the run early, if any (the records before it are appended).
+    fn append_run(&mut self, ms: &[Mapping]) -> (usize, Result<(), StoreError>) {
+        fn bad(parts: &std::path::Path, detail: String) -> StoreError {
+            StoreError::BadMapping {
+                path: parts.to_path_buf(),
+                detail,
+            }
         }
-        let t = if m.end == EndReason::Open {
-            m.first_ns
-        } else {
-            m.last_ns
+        fn event_time(m: &Mapping) -> i64 {
+            if m.end == EndReason::Open {
+                m.first_ns
+            } else {
+                m.last_ns
+            }
+        }
+        fn check_times(parts: &std::path::Path, m: &Mapping) -> Result<(), StoreError> {
+            if m.first_ns < 0 || m.last_ns > EVENT_NS_MAX {
+                return Err(bad(
+                    parts,
+                    format!(
+                        "times {}..{} outside the storable range 0..={EVENT_NS_MAX} ns (1970 to 2100)",
+                        m.first_ns, m.last_ns
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        let Some(first) = ms.first() else {
+            return (0, Ok(()));
         };
+        if let Err(e) = check_times(&self.parts, first) {
+            return (0, Err(e));
+        }
+        let t = event_time(first);
         // Consecutive records mostly fall in one partition: reuse its route
         // (no division, no map lookups) while `t` is inside it.
         let route = match self.route {
             Some(r) if t >= r.start && t - r.start < self.span_ns => r,
-            _ => self.route_of(self.partition_of(t))?,
+            _ => match self.route_of(self.partition_of(t)) {
+                Ok(r) => r,
+                Err(e) => return (0, Err(e)),
+            },
         };
-        // Encoded once, with its flags: the check before the disk (habit 10).
-        let rec = Record::encode(m, route.flags)
-            .map_err(|f| bad(&self.parts, format!("{}: {}", f.field, f.detail)))?;
-        if route.late {
-            self.stats.late_records += 1;
-        }
-        match self.active.get_mut(&route.target) {
-            Some(log) => log.append(&rec)?,
-            None => self.log_for(route.target)?.append(&rec)?,
+        // Encoded once, with its flags: the check before the disk (habit 10);
+        // before a log is created for it.
+        let first_rec = match Record::encode(first, route.flags) {
+            Ok(r) => r,
+            Err(f) => {
+                return (
+                    0,
+                    Err(bad(&self.parts, format!("{}: {}", f.field, f.detail))),
+                )
+            }
+        };
+        if !self.active.contains_key(&route.target) {
+            if let Err(e) = self.log_for(route.target) {
+                return (0, Err(e));
+            }
         }
         // Set after `log_for`, which forgets the route when it creates a log
         // (the route of `route.start` is the same after that creation).
         self.route = Some(route);
-        self.stats.records_appended += 1;
-        self.stats.bytes_written += RECORD_SIZE as u64;
-        Ok(())
+        let parts = &self.parts;
+        let log = self
+            .active
+            .get_mut(&route.target)
+            .expect("created above if missing");
+        let span_ns = self.span_ns;
+        let mut n = 0;
+        let mut result = Ok(());
+        for m in ms {
+            if n > 0 {
+                if let Err(e) = check_times(parts, m) {
+                    result = Err(e);
+                    break;
+                }
+                let t = event_time(m);
+                if !(t >= route.start && t - route.start < span_ns) {
+                    break;
+                }
+            }
+            let rec = if n == 0 {
+                first_rec
+            } else {
+                match Record::encode(m, route.flags) {
+                    Ok(r) => r,
+                    Err(f) => {
+                        result = Err(bad(parts, format!("{}: {}", f.field, f.detail)));
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = log.append(&rec) {
+                result = Err(e);
+                break;
+            }
+            n += 1;
+        }
+        if route.late {
+            self.stats.late_records += n as u64;
+        }
+        self.stats.records_appended += n as u64;
+        self.stats.bytes_written += n as u64 * RECORD_SIZE as u64;
+        (n, result)
     }
 
     /// Where a record whose event time is in partition `p` goes: `p` itself
