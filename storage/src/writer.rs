@@ -32,17 +32,24 @@ pub const LATE_REROUTE_SPANS_MAX: i64 = 2;
 /// pending" for readers and recovery).
 pub const SEALED_LOGS_PENDING_MAX: usize = 16;
 
-/// Records' worth of seal scratch the writer keeps between seals: the index
-/// (32 bytes per record) and up to three gathered/reduced-record buffers (96
-/// bytes per record each; two may be with publishes): 2^18 records, at most
-/// 80 MiB. A larger partition's seal allocates its own and frees it after.
+/// Records' worth of seal scratch the writer keeps between seals, per
+/// buffer: an index (32 bytes per record) or a reduced-record buffer (96
+/// bytes per record), 2^18 records. A larger partition's seal allocates its
+/// own and frees it after.
 const SEAL_SCRATCH_KEEP_RECORDS: usize = 1 << 18;
 
-/// Publishes of sealed partitions running at once (each on its own seal
-/// thread, started in partition order). Two let a second due partition be
-/// reduced and handed over while the first one's fsyncs are still running;
-/// the seal after that waits for the oldest.
-const PUBLISHES_IN_FLIGHT_MAX: usize = 2;
+/// Spare seal scratch sets (an index and a record buffer) kept while no seal
+/// thread uses them: at most 3 × 32 MiB.
+const SEAL_SCRATCH_SPARES_MAX: usize = 3;
+
+/// Seal threads running at once (each reduces, carries and publishes one
+/// partition; started in partition order). A seal thread now does the whole
+/// seal, so it lives longer than the publish alone did, and several due
+/// partitions (bigstore makes ~4 due per `advance`) are handed over without
+/// the writer waiting for the first ones' fsyncs; the seal after that waits
+/// for the oldest. Memory: up to this many partitions' index and records
+/// (128 bytes per record) while they seal.
+const PUBLISHES_IN_FLIGHT_MAX: usize = 4;
 
 /// Counters of what a [`Writer`] did since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -200,10 +207,10 @@ pub struct Writer {
     dir_dirty: bool,
     /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]
     /// records' worth each): sort indexes not in use by a seal thread (at
-    /// most `PUBLISHES_IN_FLIGHT_MAX + 1`).
+    /// most [`SEAL_SCRATCH_SPARES_MAX`]).
     spare_index: Vec<Vec<SealEntry>>,
-    /// Reduced-record buffers not in use by a publish (at most
-    /// `PUBLISHES_IN_FLIGHT_MAX + 1`).
+    /// Reduced-record buffers not in use by a seal thread (at most
+    /// [`SEAL_SCRATCH_SPARES_MAX`]).
     spare_out: Vec<Vec<Record>>,
     /// Where the last appended record went, reused while records stay in
     /// its partition; forgotten whenever `active` or `sealed_max` changes.
@@ -1174,12 +1181,12 @@ impl Writer {
                 self.stats.carried += s.carried_in;
                 self.stats.open_at_seal_all += s.open_at_seal_all_in;
                 if s.records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
-                    && self.spare_out.len() < PUBLISHES_IN_FLIGHT_MAX + 1
+                    && self.spare_out.len() < SEAL_SCRATCH_SPARES_MAX
                 {
                     self.spare_out.push(s.records);
                 }
                 if s.index.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
-                    && self.spare_index.len() < PUBLISHES_IN_FLIGHT_MAX + 1
+                    && self.spare_index.len() < SEAL_SCRATCH_SPARES_MAX
                 {
                     self.spare_index.push(s.index);
                 }

@@ -1256,16 +1256,17 @@ mod recovery {
             EndReason::Open,
         ))
         .unwrap();
-        // Two publishes run at once: the seal of hour k waits for hour k - 2's.
-        w.advance(T0 + H + 61 * S).unwrap(); // hour 0 handed to a seal thread
-        w.advance(T0 + 2 * H + 61 * S).unwrap(); // hour 1 handed over
-        w.advance(T0 + 3 * H + 61 * S).unwrap(); // hour 0 published; hour 2 handed over
+        // Four seal threads run at once: the seal of hour k waits for hour k - 4's.
+        for k in 1..=4 {
+            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=3 handed over
+        }
+        w.advance(T0 + 5 * H + 61 * S).unwrap(); // hour 0 published; hour 4 handed over
         assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
         assert!(
             log(0).exists(),
             "its copy in hour 1 is neither synced nor published"
         );
-        w.advance(T0 + 4 * H + 61 * S).unwrap(); // hour 1 published
+        w.advance(T0 + 6 * H + 61 * S).unwrap(); // hour 1 published
         assert!(!log(0).exists(), "its copy is in hour 1's .part now");
         assert!(log(1).exists());
         assert!(part_path(&store, T0 + H, 0, FileKind::Sealed).exists());
@@ -1275,7 +1276,7 @@ mod recovery {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), cfg);
         let mut w = store.writer().unwrap();
-        for h in 0..3 {
+        for h in 0..5 {
             w.append(&mapping(
                 Proto::Udp,
                 "100.64.0.2:1000",
@@ -1286,9 +1287,10 @@ mod recovery {
             ))
             .unwrap();
         }
-        w.advance(T0 + H + 61 * S).unwrap(); // hour 0 handed over
-        w.advance(T0 + 2 * H + 61 * S).unwrap(); // hour 1 handed over
-        w.advance(T0 + 3 * H + 61 * S).unwrap(); // hour 0 published; hour 2 handed over
+        for k in 1..=4 {
+            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=3 handed over
+        }
+        w.advance(T0 + 5 * H + 61 * S).unwrap(); // hour 0 published; hour 4 handed over
         assert!(!part_path(&store, T0, 0, FileKind::Active).exists());
         assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
     }
@@ -1346,6 +1348,89 @@ mod recovery {
             assert!(e.is_empty(), "{e:?}");
             assert_eq!(h.len(), 1, "at {t}");
             assert_eq!(h[0].mapping.end, end, "at {t}");
+        }
+        assert!(store.reader().verify().unwrap().is_empty());
+    }
+
+    /// Four seal threads run at once (chained: each takes the previous
+    /// hour's carry): a crash can leave the last of them published and the
+    /// three before it with their logs and no `.part`. The next writer seals
+    /// those again in order, each carrying into the next (the last one into
+    /// a new segment of the published hour), and the held mapping is shown
+    /// once in every hour.
+    #[test]
+    fn crash_with_a_later_hour_published_before_three_earlier_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        let other = |h: i64| {
+            mapping(
+                Proto::Udp,
+                "100.64.0.3:1000",
+                "203.0.113.8:2000",
+                T0 + h * H + 10 * S,
+                T0 + h * H + 11 * S,
+                EndReason::Idle,
+            )
+        };
+        let mut saved = Vec::new();
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&open).unwrap();
+            for h in 1..4 {
+                w.append(&other(h)).unwrap();
+            }
+            w.flush().unwrap();
+            for h in 0..3 {
+                let p = part_path(&store, T0 + h * H, 0, FileKind::Active);
+                saved.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+            // Hours 0..=3 due at once: four seal threads, chained.
+            w.advance(T0 + 4 * H + 61 * S).unwrap();
+        }
+        // Hour 3 published (with the carried copy), hours 0..=2 not.
+        for (h, (p, bytes)) in saved.iter().enumerate() {
+            std::fs::remove_file(part_path(&store, T0 + h as i64 * H, 0, FileKind::Sealed))
+                .unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.stats().recovered_carries, 0);
+        w.append(&Mapping {
+            end: EndReason::Fin,
+            last_ns: T0 + 4 * H + 50 * S,
+            ..open
+        })
+        .unwrap();
+        w.seal_all().unwrap();
+        drop(w);
+        for h in 0..3 {
+            assert!(part_path(&store, T0 + h * H, 0, FileKind::Sealed).exists());
+        }
+        assert!(part_path(&store, T0 + 3 * H, 1, FileKind::Sealed).exists());
+        for (t, end) in [
+            (T0 + 200 * S, EndReason::Open),
+            (T0 + H + 1800 * S, EndReason::Open),
+            (T0 + 2 * H + 1800 * S, EndReason::Open),
+            (T0 + 3 * H + 1800 * S, EndReason::Open),
+            (T0 + 4 * H + 10 * S, EndReason::Fin),
+        ] {
+            let (h, e) = lookup_at(&store, "203.0.113.7:1024", t);
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(h.len(), 1, "at {t}");
+            assert_eq!(h[0].mapping.end, end, "at {t}");
+        }
+        for h in 1..4 {
+            let (found, e) = lookup_at(&store, "203.0.113.8:2000", T0 + h * H + 10 * S);
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(found.len(), 1, "hour {h}");
         }
         assert!(store.reader().verify().unwrap().is_empty());
     }
