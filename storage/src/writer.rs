@@ -752,8 +752,12 @@ impl Writer {
                 late: false,
             });
         }
-        // Late: the pending carry may create the later partition it goes to.
-        self.apply_pending()?;
+        // Late, unless the pending carry creates a new segment of `p`
+        // itself; it may also create the later partition it goes to.
+        if self.pending.is_some() {
+            self.apply_pending()?;
+            return self.route_of(p);
+        }
         // Any distance: a new segment per late record would make one
         // file per mapping whose hold outlasts span + grace (TCP's
         // 2 h 4 min against one-hour partitions).

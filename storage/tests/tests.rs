@@ -684,6 +684,55 @@ mod late {
 
     /// A second replay into a store that already covers the same hour never
     /// touches the sealed file: it writes segment -0001.
+    /// A record for a sealed hour that the pending carry is about to open a
+    /// new segment of goes to that segment, not late to a later hour: as
+    /// when the carry was appended at the seal.
+    #[test]
+    fn record_for_the_hour_a_pending_carry_reopens_is_not_late() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let udp = |internal: &str, t: i64| {
+            mapping(
+                Proto::Udp,
+                internal,
+                "203.0.113.1:2000",
+                t,
+                t + S,
+                EndReason::Idle,
+            )
+        };
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&udp("100.64.0.2:1000", T0 + 10 * S)).unwrap();
+            w.append(&udp("100.64.0.3:1000", T0 + H + 10 * S)).unwrap();
+            w.seal_all().unwrap();
+        }
+        let mut w = store.writer().unwrap();
+        let held = mapping(
+            Proto::Tcp,
+            "100.64.0.4:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        w.append(&held).unwrap(); // hour 0, segment 1
+        w.advance(T0 + H + 61 * S).unwrap(); // sealed; its carry reopens hour 1
+        w.append(&udp("100.64.0.5:1000", T0 + 2 * H + 10 * S))
+            .unwrap();
+        let y = udp("100.64.0.6:1000", T0 + H + 20 * S);
+        w.append(&y).unwrap();
+        // Only `held` (its hour sealed, nothing later active then).
+        assert_eq!(w.stats().late_records, 1);
+        w.seal_all().unwrap();
+        drop(w);
+        let (h, e) = lookup_at(&store, "203.0.113.1:2000", T0 + H + 20 * S);
+        assert!(e.is_empty(), "{e:?}");
+        let found: Vec<_> = h.iter().filter(|h| h.mapping == y).collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].partition, part_name(T0 + H, 1));
+    }
+
     #[test]
     fn second_replay_writes_a_new_segment() {
         let d = tempfile::tempdir().unwrap();
