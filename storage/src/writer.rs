@@ -1350,6 +1350,10 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         &job.hold,
         job.carry_open,
     );
+    if job.index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
+        // Too large to keep: freed before the publish allocates its output.
+        job.index = Vec::new();
+    }
     let carried_out = held.len() as u64;
     // The receiver may be gone (the writer stopped): nothing to carry into.
     let _ = job.carry_out.send(Carry {
