@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::format::{
@@ -31,17 +32,24 @@ pub const LATE_REROUTE_SPANS_MAX: i64 = 2;
 /// pending" for readers and recovery).
 pub const SEALED_LOGS_PENDING_MAX: usize = 16;
 
-/// Records' worth of seal scratch the writer keeps between seals: the index
-/// (32 bytes per record) and up to three gathered/reduced-record buffers (96
-/// bytes per record each; two may be with publishes): 2^18 records, at most
-/// 80 MiB. A larger partition's seal allocates its own and frees it after.
+/// Records' worth of seal scratch the writer keeps between seals, per
+/// buffer: an index (32 bytes per record) or a reduced-record buffer (96
+/// bytes per record), 2^18 records. A larger partition's seal allocates its
+/// own and frees it after.
 const SEAL_SCRATCH_KEEP_RECORDS: usize = 1 << 18;
 
-/// Publishes of sealed partitions running at once (each on its own seal
-/// thread, started in partition order). Two let a second due partition be
-/// reduced and handed over while the first one's fsyncs are still running;
-/// the seal after that waits for the oldest.
-const PUBLISHES_IN_FLIGHT_MAX: usize = 2;
+/// Spare seal scratch sets (an index and a record buffer) kept while no seal
+/// thread uses them: at most 3 × 32 MiB.
+const SEAL_SCRATCH_SPARES_MAX: usize = 3;
+
+/// Seal threads running at once (each reduces, carries and publishes one
+/// partition; started in partition order). A seal thread now does the whole
+/// seal, so it lives longer than the publish alone did, and several due
+/// partitions (bigstore makes ~4 due per `advance`) are handed over without
+/// the writer waiting for the first ones' fsyncs; the seal after that waits
+/// for the oldest. Memory: up to this many partitions' index and records
+/// (128 bytes per record) while they seal.
+const PUBLISHES_IN_FLIGHT_MAX: usize = 4;
 
 /// Counters of what a [`Writer`] did since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -86,17 +94,88 @@ struct Route {
     late: bool,
 }
 
-/// A sealed partition handed to the seal thread: `write_sealed` (temp file,
-/// fsync, rename, directory fsync) runs there while the writer appends.
+/// A sealed partition handed to its seal thread, which reduces it, sends the
+/// mappings still held at its end (the carry, [`Carry`]), and publishes the
+/// `.part` (`write_sealed`: temp file, fsync, rename, directory fsync) while
+/// the writer appends.
 struct Publishing {
-    /// The records back (their buffer is reused) and the bytes written.
-    handle: std::thread::JoinHandle<Result<(Vec<Record>, u64), StoreError>>,
+    handle: std::thread::JoinHandle<SealDone>,
     part: PathBuf,
     /// Its start and segment.
     id: (i64, u32),
+    /// Where its carried copies went (see [`CarryTo`]).
+    carry: CarryTo,
+}
+
+/// Where a sealing partition's carried copies go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CarryTo {
+    /// Not known yet: the carry is the writer's [`Writer::pending`].
+    Pending,
+    /// Handed to the seal thread of the next partition (this segment), which
+    /// appends them to its log before reducing it.
+    Chained((i64, u32)),
+    /// Appended by the writer to this log (`None`: nothing was held).
+    Appended(Option<(i64, u32)>),
+    /// Appending them failed: the log stays for the next writer.
+    Failed,
+}
+
+/// What a seal thread sends once its partition is reduced: the mappings
+/// still held at the partition's end, encoded with [`SF_CARRIED`] for the
+/// next partition's log.
+struct Carry {
+    records: Vec<Record>,
+    /// Mappings still `Open` that `seal_all` did not carry (past its horizon).
+    open_at_seal_all: u64,
+}
+
+/// The carry of the newest seal thread, not yet appended anywhere: into
+/// partition `into` (its end), from the sealing partition `from`.
+struct PendingCarry {
+    from: (i64, u32),
+    into: i64,
+    rx: mpsc::Receiver<Carry>,
+}
+
+/// Everything a seal thread gives back: the log (always: on a failure the
+/// writer syncs it and leaves it for the next writer), the scratch buffers,
+/// and what it did.
+struct SealDone {
     log: ActiveLog,
-    /// The segment its held-over mappings were carried into, if any.
-    carried_into: Option<(i64, u32)>,
+    result: Result<Sealed, StoreError>,
+}
+
+struct Sealed {
+    /// The reduced records' buffer and the index scratch, reused.
+    records: Vec<Record>,
+    index: SealIndex,
+    /// Bytes of the `.part`.
+    bytes: u64,
+    /// Records of this partition carried out (sent on its carry channel).
+    carried_out: u64,
+    /// Records of the previous partition's carry appended to this log by
+    /// the thread (chained), and that carry's `open_at_seal_all`.
+    carried_in: u64,
+    open_at_seal_all_in: u64,
+}
+
+/// What the seal thread needs besides the log.
+struct SealJob {
+    start: i64,
+    segment: u32,
+    span_ns: i64,
+    hold: HoldTimes,
+    carry_open: bool,
+    part: PathBuf,
+    index: SealIndex,
+    /// Sort and reduce a large partition on two threads.
+    two_threads: bool,
+    records: Vec<Record>,
+    /// The previous partition's carry, if this partition is the one it goes
+    /// into and it was not appended yet (chained seals).
+    carry_in: Option<mpsc::Receiver<Carry>>,
+    carry_out: mpsc::SyncSender<Carry>,
 }
 
 /// The log of a published segment, kept until its carried copies are
@@ -128,11 +207,12 @@ pub struct Writer {
     /// A log was created since the directory was last fsynced: the next
     /// flush fsyncs `partitions/` after syncing the logs.
     dir_dirty: bool,
-    /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]):
-    /// the sort index and the reduced records.
-    seal_index: SealIndex,
-    /// Reduced-record buffers not in use by a publish (at most
-    /// `PUBLISHES_IN_FLIGHT_MAX + 1`).
+    /// Seal scratch kept between seals (at most [`SEAL_SCRATCH_KEEP_RECORDS`]
+    /// records' worth each): sort indexes not in use by a seal thread (at
+    /// most [`SEAL_SCRATCH_SPARES_MAX`]).
+    spare_index: Vec<SealIndex>,
+    /// Reduced-record buffers not in use by a seal thread (at most
+    /// [`SEAL_SCRATCH_SPARES_MAX`]).
     spare_out: Vec<Vec<Record>>,
     /// Where the last appended record went, reused while records stay in
     /// its partition; forgotten whenever `active` or `sealed_max` changes.
@@ -142,6 +222,11 @@ pub struct Writer {
     /// until the `.part` is published and the carried copies are durable
     /// (see `sealed_logs`).
     publishing: std::collections::VecDeque<Publishing>,
+    /// The carry of the newest seal thread while it is appended nowhere yet:
+    /// appended by the writer when it needs it (before sealing or routing
+    /// anything it could change, before a flush), or handed to the next
+    /// partition's seal thread when that partition is sealed first.
+    pending: Option<PendingCarry>,
     /// Set when a publish failed: the writer then refuses further work.
     failed: Option<(PathBuf, String)>,
     stats: WriterStats,
@@ -636,10 +721,11 @@ impl Writer {
             last_flush: Instant::now(),
             sealed_logs: Vec::new(),
             dir_dirty: false,
-            seal_index: SealIndex::default(),
+            spare_index: Vec::new(),
             spare_out: Vec::new(),
             route: None,
             publishing: std::collections::VecDeque::new(),
+            pending: None,
             failed: None,
             stats: WriterStats::default(),
             gaps,
@@ -706,7 +792,8 @@ impl Writer {
                 .join(file_name(f.start_ns, f.segment, FileKind::Sealed));
             let view = SealedView::open(&part, f.start_ns, self.span_ns, f.segment)?;
             let records = view.records()?;
-            self.carry(&records, f.start_ns, true)?;
+            let (held, _) = held_records(&records, f.start_ns, self.span_ns, &self.cfg.hold, true);
+            self.append_carried(f.start_ns + self.span_ns, &held)?;
             self.sealed_logs.push(SealedLog {
                 path: f.path.clone(),
                 carried_into: None,
@@ -760,9 +847,12 @@ impl Writer {
     pub fn append_batch(&mut self, ms: &[Mapping]) -> Result<(), StoreError> {
         self.check_failed()?;
         let mut result = Ok(());
-        for m in ms {
-            result = self.append_one(m);
-            if result.is_err() {
+        let mut i = 0;
+        while i < ms.len() {
+            let (n, r) = self.append_run(&ms[i..]);
+            i += n;
+            if r.is_err() {
+                result = r;
                 break;
             }
         }
@@ -772,62 +862,137 @@ impl Writer {
         result
     }
 
-    fn append_one(&mut self, m: &Mapping) -> Result<(), StoreError> {
-        let bad = |detail: String| StoreError::BadMapping {
-            path: self.parts.clone(),
-            detail,
-        };
-        if m.first_ns < 0 || m.last_ns > EVENT_NS_MAX {
-            return Err(bad(format!(
-                "times {}..{} outside the storable range 0..={EVENT_NS_MAX} ns (1970 to 2100)",
-                m.first_ns, m.last_ns
-            )));
+    /// Appends the longest prefix of `ms` whose records go to one partition
+    /// (consecutive records mostly do): the route and the log are looked up
+    /// once for the run. Returns how many were appended, and the error that
+    /// stopped the run early, if any (the records before it are appended).
+    fn append_run(&mut self, ms: &[Mapping]) -> (usize, Result<(), StoreError>) {
+        fn bad(parts: &std::path::Path, detail: String) -> StoreError {
+            StoreError::BadMapping {
+                path: parts.to_path_buf(),
+                detail,
+            }
         }
-        let t = if m.end == EndReason::Open {
-            m.first_ns
-        } else {
-            m.last_ns
+        fn event_time(m: &Mapping) -> i64 {
+            if m.end == EndReason::Open {
+                m.first_ns
+            } else {
+                m.last_ns
+            }
+        }
+        fn check_times(parts: &std::path::Path, m: &Mapping) -> Result<(), StoreError> {
+            if m.first_ns < 0 || m.last_ns > EVENT_NS_MAX {
+                return Err(bad(
+                    parts,
+                    format!(
+                        "times {}..{} outside the storable range 0..={EVENT_NS_MAX} ns (1970 to 2100)",
+                        m.first_ns, m.last_ns
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        let Some(first) = ms.first() else {
+            return (0, Ok(()));
         };
+        if let Err(e) = check_times(&self.parts, first) {
+            return (0, Err(e));
+        }
+        let t = event_time(first);
         // Consecutive records mostly fall in one partition: reuse its route
         // (no division, no map lookups) while `t` is inside it.
         let route = match self.route {
             Some(r) if t >= r.start && t - r.start < self.span_ns => r,
-            _ => self.route_of(self.partition_of(t)),
+            _ => match self.route_of(self.partition_of(t)) {
+                Ok(r) => r,
+                Err(e) => return (0, Err(e)),
+            },
         };
-        // Encoded once, with its flags: the check before the disk (habit 10).
-        let rec = Record::encode(m, route.flags)
-            .map_err(|f| bad(format!("{}: {}", f.field, f.detail)))?;
-        if route.late {
-            self.stats.late_records += 1;
-        }
-        match self.active.get_mut(&route.target) {
-            Some(log) => log.append(&rec)?,
-            None => self.log_for(route.target)?.append(&rec)?,
+        // Encoded once, with its flags: the check before the disk (habit 10);
+        // before a log is created for it.
+        let first_rec = match Record::encode(first, route.flags) {
+            Ok(r) => r,
+            Err(f) => {
+                return (
+                    0,
+                    Err(bad(&self.parts, format!("{}: {}", f.field, f.detail))),
+                )
+            }
+        };
+        if !self.active.contains_key(&route.target) {
+            if let Err(e) = self.log_for(route.target) {
+                return (0, Err(e));
+            }
         }
         // Set after `log_for`, which forgets the route when it creates a log
         // (the route of `route.start` is the same after that creation).
         self.route = Some(route);
-        self.stats.records_appended += 1;
-        self.stats.bytes_written += RECORD_SIZE as u64;
-        Ok(())
+        let parts = &self.parts;
+        let log = self
+            .active
+            .get_mut(&route.target)
+            .expect("created above if missing");
+        let span_ns = self.span_ns;
+        let mut n = 0;
+        let mut result = Ok(());
+        for m in ms {
+            if n > 0 {
+                if let Err(e) = check_times(parts, m) {
+                    result = Err(e);
+                    break;
+                }
+                let t = event_time(m);
+                if !(t >= route.start && t - route.start < span_ns) {
+                    break;
+                }
+            }
+            let rec = if n == 0 {
+                first_rec
+            } else {
+                match Record::encode(m, route.flags) {
+                    Ok(r) => r,
+                    Err(f) => {
+                        result = Err(bad(parts, format!("{}: {}", f.field, f.detail)));
+                        break;
+                    }
+                }
+            };
+            if let Err(e) = log.append(&rec) {
+                result = Err(e);
+                break;
+            }
+            n += 1;
+        }
+        if route.late {
+            self.stats.late_records += n as u64;
+        }
+        self.stats.records_appended += n as u64;
+        self.stats.bytes_written += n as u64 * RECORD_SIZE as u64;
+        (n, result)
     }
 
     /// Where a record whose event time is in partition `p` goes: `p` itself
     /// if it is active or not sealed yet; else (late) the oldest active later
     /// partition, flagged [`SF_LATE`]; else a new segment of `p`.
-    fn route_of(&self, p: i64) -> Route {
+    fn route_of(&mut self, p: i64) -> Result<Route, StoreError> {
         if self.active.contains_key(&p) || !self.sealed_max.contains_key(&p) {
-            return Route {
+            return Ok(Route {
                 start: p,
                 target: p,
                 flags: 0,
                 late: false,
-            };
+            });
+        }
+        // Late, unless the pending carry creates a new segment of `p`
+        // itself; it may also create the later partition it goes to.
+        if self.pending.is_some() {
+            self.apply_pending()?;
+            return self.route_of(p);
         }
         // Any distance: a new segment per late record would make one
         // file per mapping whose hold outlasts span + grace (TCP's
         // 2 h 4 min against one-hour partitions).
-        match self.active.range(p + 1..).next() {
+        Ok(match self.active.range(p + 1..).next() {
             Some((&q, _)) => Route {
                 start: p,
                 target: q,
@@ -840,7 +1005,7 @@ impl Writer {
                 flags: 0,
                 late: true,
             },
-        }
+        })
     }
 
     /// Records that packets were lost in `[gap.from_ns, gap.to_ns]` (kernel,
@@ -894,12 +1059,14 @@ impl Writer {
         // Bound: each round seals one partition that ends before now_ns;
         // carries only create partitions that follow a sealed one, so at
         // most the active ones plus one per span up to now_ns.
-        let Some(&first) = self.active.keys().next() else {
+        let Some(first) = self.next_to_seal() else {
             return Ok(());
         };
-        let rounds_max = self.active.len() as i64 + now_ns.saturating_sub(first) / self.span_ns + 2;
+        // Twice: a round may append a pending carry instead of sealing.
+        let rounds_max =
+            2 * (self.active.len() as i64 + now_ns.saturating_sub(first) / self.span_ns + 3);
         let mut rounds = 0i64;
-        while let Some(&start) = self.active.keys().next() {
+        while let Some(start) = self.next_to_seal() {
             if !due(start, self.span_ns, self.grace_ns) {
                 break;
             }
@@ -908,9 +1075,37 @@ impl Writer {
                 rounds <= rounds_max,
                 "sealing did not converge after {rounds_max} rounds"
             );
-            self.seal(start, true, false)?;
+            self.seal_next(start, true, false)?;
         }
         Ok(())
+    }
+
+    /// The partition to seal next, in time order: the oldest active one, or
+    /// the one the pending carry goes into if that comes first and is not
+    /// active yet (the carry may create it).
+    fn next_to_seal(&self) -> Option<i64> {
+        let active = self.active.keys().next().copied();
+        let pending = self.pending.as_ref().map(|p| p.into);
+        match (active, pending) {
+            (Some(a), Some(q)) => Some(a.min(q)),
+            (a, q) => a.or(q),
+        }
+    }
+
+    /// Seals partition `start` if it is active; else (the pending carry's
+    /// partition, not created yet) appends the pending carry, which creates
+    /// it if anything was held, for the next round to seal.
+    fn seal_next(
+        &mut self,
+        start: i64,
+        carry_open: bool,
+        two_threads: bool,
+    ) -> Result<(), StoreError> {
+        if self.active.contains_key(&start) {
+            self.seal(start, carry_open, two_threads)
+        } else {
+            self.apply_pending()
+        }
     }
 
     /// Makes everything appended so far durable (`fdatasync` of every
@@ -921,7 +1116,7 @@ impl Writer {
         // The partition being published is durable once its publish is. If
         // that failed, the active logs are still synced (a flush on drop
         // must not skip them), then the error is returned.
-        let published = self.finish_publishes(0);
+        let published = self.finish_publishes(0).and_then(|()| self.apply_pending());
         for log in self.active.values_mut() {
             log.flush()?;
         }
@@ -946,6 +1141,11 @@ impl Writer {
         &mut self,
         durable: impl Fn(&SealedLog) -> bool,
     ) -> Result<(), StoreError> {
+        if self.failed.is_some() {
+            // A carry or publish failed: which copies reached a log is not
+            // known. The logs stay; the next writer carries them again.
+            return Ok(());
+        }
         let mut i = 0;
         while i < self.sealed_logs.len() {
             if !durable(&self.sealed_logs[i]) {
@@ -966,6 +1166,9 @@ impl Writer {
     /// [`WriterStats::open_at_seal_all`]).
     pub fn seal_all(&mut self) -> Result<(), StoreError> {
         self.check_failed()?;
+        // The horizon is the last active partition once every carry is in
+        // its log, as when carries were appended at the seal.
+        self.apply_pending()?;
         let (Some(&first), Some(&horizon)) =
             (self.active.keys().next(), self.active.keys().next_back())
         else {
@@ -973,19 +1176,21 @@ impl Writer {
         };
         // Bound: partitions up to the horizon, then at most one per span of
         // the longest hold, plus the one the Open mappings are carried into.
-        let rounds_max = self.active.len() as i64
-            + (horizon - first) / self.span_ns
-            + self.cfg.hold.max_ns() / self.span_ns
-            + 3;
+        // Twice: a round may append a pending carry instead of sealing.
+        let rounds_max = 2
+            * (self.active.len() as i64
+                + (horizon - first) / self.span_ns
+                + self.cfg.hold.max_ns() / self.span_ns
+                + 4);
         let mut rounds = 0i64;
-        while let Some(&start) = self.active.keys().next() {
+        while let Some(start) = self.next_to_seal() {
             rounds += 1;
             assert!(
                 rounds <= rounds_max,
                 "seal_all did not converge after {rounds_max} rounds"
             );
             // Nothing else runs now: the seal sorts and reduces on two threads.
-            self.seal(start, start <= horizon, true)?;
+            self.seal_next(start, start <= horizon, true)?;
         }
         self.flush()
     }
@@ -1020,6 +1225,16 @@ impl Writer {
         Ok((open, latest))
     }
 
+    /// Waits for the carry of the last partition sealed (its seal thread
+    /// sends it after the reduce) and appends it to the next partition's log
+    /// (in the kernel, not synced), as [`Writer::flush`] does before syncing.
+    /// Sealing hands the carry to the seal thread and the writer appends it
+    /// when it next needs it; a carry handed to the next partition's own
+    /// seal thread (chained seals) is appended by that thread.
+    pub fn finish_carries(&mut self) -> Result<(), StoreError> {
+        self.apply_pending()
+    }
+
     /// Partition segments open for appending now.
     pub fn active_partitions(&self) -> usize {
         self.active.len()
@@ -1030,73 +1245,135 @@ impl Writer {
         self.stats
     }
 
-    /// Seals the active segment of partition `start`: reduce, sort, publish
-    /// the `.part`, carry held-over mappings into the next partition, delete
-    /// the log. See docs/FORMAT.md for each crash point. `two_threads`: sort
-    /// and reduce a large partition on two threads (the end of a replay,
-    /// when the other core is idle); the bytes are the same either way.
+    /// Seals the active segment of partition `start`: its log goes to a seal
+    /// thread that reduces and sorts it, sends the mappings still held at its
+    /// end (the carry) and publishes the `.part`; the carry is appended to
+    /// the next partition's log by the writer, or by that partition's own
+    /// seal thread if it is sealed first. See docs/FORMAT.md for each crash
+    /// point. `two_threads`: the seal thread sorts and reduces a large
+    /// partition on two threads (the end of a replay, when the other core
+    /// is idle); the bytes are the same either way.
     fn seal(&mut self, start: i64, carry_open: bool, two_threads: bool) -> Result<(), StoreError> {
-        let log = self
-            .active
-            .get_mut(&start)
-            .expect("seal is called on active partitions");
-        // Written out to the kernel, not synced: the `.part` published below
-        // is fsynced before the rename and replaces the log; until the rename
-        // the log stays on disk, synced by flushes (docs/FORMAT.md).
-        log.write_out()?;
-        let segment = log.segment;
-        let mut records = self.spare_out.pop().unwrap_or_default();
-        reduce_into(
-            log.committed()?.records(),
-            &mut self.seal_index,
-            &mut records,
-            two_threads,
-        );
-        if self.seal_index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
-            self.seal_index = SealIndex::default();
+        // A carry into another partition first: it can create or extend
+        // logs that come before this one in sealing order.
+        if self.pending.as_ref().is_some_and(|p| p.into != start) {
+            self.apply_pending()?;
         }
-        // At most PUBLISHES_IN_FLIGHT_MAX publishes: the oldest (which ran
-        // while this partition was reduced) finishes first if needed.
+        // At most PUBLISHES_IN_FLIGHT_MAX seal threads: the oldest finishes
+        // first if needed.
         self.finish_publishes(PUBLISHES_IN_FLIGHT_MAX - 1)?;
-        // Carry first, while the partition is still active: on error nothing
-        // has changed but some carried copies, which the next attempt carries
-        // again (duplicates are reduced). Crash after the carry, before the
-        // rename: the log is still active and sealed again (docs/FORMAT.md).
-        let carried_into = self.carry(&records, start, carry_open)?;
-        // From here on the partition is sealed for the writer: records for
+        let Some(mut log) = self.active.remove(&start) else {
+            // Nothing to seal (the pending carry into it was empty).
+            return Ok(());
+        };
+        // Written out to the kernel, not synced: the `.part` published by the
+        // thread is fsynced before the rename and replaces the log; until the
+        // rename the log stays on disk, synced by flushes (docs/FORMAT.md).
+        // Nothing is appended to it by the writer from here on: records for
         // it are late and go elsewhere.
-        let log = self.active.remove(&start).expect("still active");
+        if let Err(e) = log.write_out() {
+            self.active.insert(start, log);
+            return Err(e);
+        }
+        let segment = log.segment;
         let e = self.sealed_max.entry(start).or_insert(segment);
         *e = (*e).max(segment);
         self.route = None;
+        let carry_in = match self.pending.take() {
+            Some(p) => {
+                debug_assert_eq!(p.into, start);
+                if let Some(q) = self.publishing.iter_mut().find(|q| q.id == p.from) {
+                    q.carry = CarryTo::Chained((start, segment));
+                }
+                Some(p.rx)
+            }
+            None => None,
+        };
+        let (tx, rx) = mpsc::sync_channel(1);
         let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
-        let span_ns = self.span_ns;
-        let path = part.clone();
+        let job = SealJob {
+            start,
+            segment,
+            span_ns: self.span_ns,
+            hold: self.cfg.hold,
+            carry_open,
+            part: part.clone(),
+            index: self.spare_index.pop().unwrap_or_default(),
+            two_threads,
+            records: self.spare_out.pop().unwrap_or_default(),
+            carry_in,
+            carry_out: tx,
+        };
+        let (log_tx, log_rx) = mpsc::sync_channel::<ActiveLog>(1);
         let spawned = std::thread::Builder::new()
             .name("natrec-seal".into())
             .spawn(move || {
-                let bytes = write_sealed(&path, start, span_ns, segment, &records)?;
-                Ok((records, bytes))
+                let log = log_rx.recv().expect("the writer sends the log");
+                run_seal(log, job)
             });
         let handle = match spawned {
             Ok(h) => h,
             Err(e) => {
                 // As a failed publish: the partition is sealed for routing
                 // but has no .part; the log stays (synced) for the next writer.
-                let mut log = log;
                 let _ = log.flush();
                 let e = StoreError::io(&part, "start the seal thread for")(e);
                 self.failed = Some((part, e.to_string()));
                 return Err(e);
             }
         };
+        log_tx.send(log).expect("the seal thread waits for its log");
+        self.pending = Some(PendingCarry {
+            from: (start, segment),
+            into: start + self.span_ns,
+            rx,
+        });
         self.publishing.push_back(Publishing {
             handle,
             part,
             id: (start, segment),
-            log,
-            carried_into,
+            carry: CarryTo::Pending,
         });
+        Ok(())
+    }
+
+    /// Appends the pending carry (waiting for its seal thread to send it) to
+    /// the next partition's log. If the thread failed before sending it, its
+    /// error is returned (the writer then stops).
+    fn apply_pending(&mut self) -> Result<(), StoreError> {
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        let state = match p.rx.recv() {
+            Ok(c) => {
+                self.stats.open_at_seal_all += c.open_at_seal_all;
+                match self.append_carried(p.into, &c.records) {
+                    Ok(into) => CarryTo::Appended(into),
+                    Err(e) => {
+                        self.failed = Some((self.parts.clone(), e.to_string()));
+                        if let Some(q) = self.publishing.iter_mut().find(|q| q.id == p.from) {
+                            q.carry = CarryTo::Failed;
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+            // The seal thread stopped before its carry: its error comes
+            // with its join.
+            Err(_) => {
+                if let Some(q) = self.publishing.iter_mut().find(|q| q.id == p.from) {
+                    q.carry = CarryTo::Failed;
+                }
+                let r = self.finish_publishes(0);
+                return r.and(Err(StoreError::SealFailed {
+                    path: self.parts.clone(),
+                    detail: "a seal thread stopped before its carry".into(),
+                }));
+            }
+        };
+        if let Some(q) = self.publishing.iter_mut().find(|q| q.id == p.from) {
+            q.carry = state;
+        }
         Ok(())
     }
 
@@ -1119,17 +1396,43 @@ impl Writer {
     /// promise), the writer refuses further work, and the next writer seals
     /// the partition again.
     fn finish_publish(&mut self) -> Result<(), StoreError> {
+        let mut applied = Ok(());
+        if self
+            .publishing
+            .front()
+            .is_some_and(|p| p.carry == CarryTo::Pending)
+        {
+            // Its carry is the pending one: appended first, so the log's
+            // fate below is known.
+            applied = self.apply_pending();
+        }
         let Some(p) = self.publishing.pop_front() else {
-            return Ok(());
+            return applied;
         };
-        match p.handle.join() {
-            Ok(Ok((records, bytes))) => {
-                self.stats.bytes_written += bytes;
+        self.finish_joined(p).and(applied)
+    }
+
+    fn finish_joined(&mut self, p: Publishing) -> Result<(), StoreError> {
+        let done = match p.handle.join() {
+            Ok(d) => d,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let mut log = done.log;
+        match done.result {
+            Ok(s) => {
+                self.stats.bytes_written += s.bytes + s.carried_in * RECORD_SIZE as u64;
                 self.stats.partitions_sealed += 1;
-                if records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
-                    && self.spare_out.len() < PUBLISHES_IN_FLIGHT_MAX + 1
+                self.stats.carried += s.carried_in;
+                self.stats.open_at_seal_all += s.open_at_seal_all_in;
+                if s.records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
+                    && self.spare_out.len() < SEAL_SCRATCH_SPARES_MAX
                 {
-                    self.spare_out.push(records);
+                    self.spare_out.push(s.records);
+                }
+                if s.index.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
+                    && self.spare_index.len() < SEAL_SCRATCH_SPARES_MAX
+                {
+                    self.spare_index.push(s.index);
                 }
                 // Logs whose copies were carried into this segment: those
                 // copies are in its `.part` now, durable.
@@ -1139,11 +1442,21 @@ impl Writer {
                 // recovery see "carry pending", docs/FORMAT.md) until a flush
                 // syncs them or the next segment is published. Nothing
                 // carried: nothing to wait for. At the bound, flush now.
-                let sealed = SealedLog {
-                    path: p.log.path.clone(),
-                    carried_into: p.carried_into,
+                let carried_into = match p.carry {
+                    _ if s.carried_out == 0 => None,
+                    CarryTo::Chained(id) => Some(id),
+                    CarryTo::Appended(id) => id,
+                    // Not appended anywhere: the log stays for the next
+                    // writer, which carries again from the `.part`.
+                    CarryTo::Pending | CarryTo::Failed => {
+                        return self.check_failed();
+                    }
                 };
-                drop(p.log);
+                let sealed = SealedLog {
+                    path: log.path.clone(),
+                    carried_into,
+                };
+                drop(log);
                 if sealed.carried_into.is_none() {
                     fs::remove_file(&sealed.path)
                         .map_err(StoreError::io(&sealed.path, "remove"))?;
@@ -1155,13 +1468,11 @@ impl Writer {
                 }
                 Ok(())
             }
-            Ok(Err(e)) => {
-                let mut log = p.log;
+            Err(e) => {
                 let _ = log.flush();
                 self.failed = Some((p.part, e.to_string()));
                 Err(e)
             }
-            Err(panic) => std::panic::resume_unwind(panic),
         }
     }
 
@@ -1176,50 +1487,24 @@ impl Writer {
         }
     }
 
-    /// Appends the mappings of sealed partition `start` still held at its
-    /// end to the next partition's log (flag CARRIED), in the kernel on
-    /// return, durable after the next flush or once that segment is
-    /// published (which is why the sealed log is deleted only then).
-    /// Returns the segment carried into, `None` if nothing was held.
-    fn carry(
+    /// Appends the carried copies `held` (from [`held_records`]) to the log
+    /// of partition `end` (flag CARRIED; creating it, or a new segment of it
+    /// if it is sealed), in the kernel on return, durable after the next
+    /// flush or once that segment is published (which is why the sealed log
+    /// is deleted only then). Returns the segment carried into, `None` if
+    /// nothing was held.
+    fn append_carried(
         &mut self,
-        records: &[Record],
-        start: i64,
-        carry_open: bool,
+        end: i64,
+        held: &[Record],
     ) -> Result<Option<(i64, u32)>, StoreError> {
-        let end = start + self.span_ns;
-        if end > EVENT_NS_MAX {
-            return Ok(None);
-        }
-        let hold = self.cfg.hold;
-        let mut held = Vec::new();
-        for r in records {
-            // An ended record whose last packet is further back than the
-            // longest hold of its protocol and state is not held at `end`:
-            // skipped without decoding (most records of a partition).
-            if r.end != EndReason::Open as u8
-                && r.last_ns.get().saturating_add(hold_bound_ns(&hold, r)) < end
-            {
-                continue;
-            }
-            // CRC checked as read back (or recomputed by `reduce_run`).
-            let m = r
-                .decode_fields()
-                .expect("records were encoded or recovered checked");
-            match hold.held_until_ns(&m) {
-                None if !carry_open => self.stats.open_at_seal_all += 1,
-                None => held.push(m),
-                Some(h) if h >= end => held.push(m),
-                Some(_) => {}
-            }
-        }
         if held.is_empty() {
             return Ok(None);
         }
         let n = held.len() as u64;
         let log = self.log_for(end)?;
-        for m in &held {
-            log.append(&Record::encode(m, SF_CARRIED).expect("decoded records encode"))?;
+        for r in held {
+            log.append(r)?;
         }
         log.write_out()?;
         let into = (end, log.segment);
@@ -1227,6 +1512,108 @@ impl Writer {
         self.stats.bytes_written += n * RECORD_SIZE as u64;
         Ok(Some(into))
     }
+}
+
+/// The mappings of the sorted, reduced `records` of partition `start` still
+/// held at its end, encoded with [`SF_CARRIED`] for the next partition's log,
+/// and how many `Open` ones were not carried because `carry_open` is false.
+fn held_records(
+    records: &[Record],
+    start: i64,
+    span_ns: i64,
+    hold: &HoldTimes,
+    carry_open: bool,
+) -> (Vec<Record>, u64) {
+    let end = start + span_ns;
+    let mut held = Vec::new();
+    let mut open_not_carried = 0;
+    if end > EVENT_NS_MAX {
+        return (held, 0);
+    }
+    for r in records {
+        // An ended record whose last packet is further back than the
+        // longest hold of its protocol and state is not held at `end`:
+        // skipped without decoding (most records of a partition).
+        if r.end != EndReason::Open as u8
+            && r.last_ns.get().saturating_add(hold_bound_ns(hold, r)) < end
+        {
+            continue;
+        }
+        // CRC checked as read back (or recomputed by `reduce_run`).
+        let m = r
+            .decode_fields()
+            .expect("records were encoded or recovered checked");
+        let keep = match hold.held_until_ns(&m) {
+            None if !carry_open => {
+                open_not_carried += 1;
+                false
+            }
+            None => true,
+            Some(h) => h >= end,
+        };
+        if keep {
+            held.push(Record::encode(&m, SF_CARRIED).expect("decoded records encode"));
+        }
+    }
+    (held, open_not_carried)
+}
+
+/// A seal thread: the previous partition's carry appended (if chained), the
+/// log read back and reduced, this partition's carry sent, the `.part`
+/// published. The carry is sent before the publish so the next partition
+/// waits only for the reduce; if the thread fails before sending it, the
+/// channel closes and the writer reports this thread's error.
+fn run_seal(mut log: ActiveLog, job: SealJob) -> SealDone {
+    let result = seal_log(&mut log, job);
+    SealDone { log, result }
+}
+
+fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError> {
+    let (mut carried_in, mut open_at_seal_all_in) = (0, 0);
+    if let Some(rx) = job.carry_in.take() {
+        let c = rx.recv().map_err(|_| StoreError::SealFailed {
+            path: job.part.clone(),
+            detail: "the previous partition's seal stopped before its carry".into(),
+        })?;
+        for r in &c.records {
+            log.append(r)?;
+        }
+        log.write_out()?;
+        carried_in = c.records.len() as u64;
+        open_at_seal_all_in = c.open_at_seal_all;
+    }
+    reduce_into(
+        log.committed()?.records(),
+        &mut job.index,
+        &mut job.records,
+        job.two_threads,
+    );
+    let (held, open_at_seal_all) = held_records(
+        &job.records,
+        job.start,
+        job.span_ns,
+        &job.hold,
+        job.carry_open,
+    );
+    if job.index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
+        // Too large to keep: freed before the publish allocates its output.
+        job.index = SealIndex::default();
+    }
+    let carried_out = held.len() as u64;
+    // The receiver may be gone (the writer stopped): nothing to carry into.
+    let _ = job.carry_out.send(Carry {
+        records: held,
+        open_at_seal_all,
+    });
+    let bytes = write_sealed(&job.part, job.start, job.span_ns, job.segment, &job.records)?;
+    Ok(Sealed {
+        records: job.records,
+        index: job.index,
+        bytes,
+        carried_out,
+        carried_in,
+        open_at_seal_all_in,
+    })
 }
 
 impl Drop for Writer {

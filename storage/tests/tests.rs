@@ -512,6 +512,113 @@ mod late {
         assert_eq!(parts[1].late_in, 1);
     }
 
+    /// Sealing hands the carry to the seal thread, and the writer appends it
+    /// later. A late record for the sealed hour that arrives before then must
+    /// still go to the partition the carry creates (flagged late), as when
+    /// the carry was appended at the seal, not to a new segment of its own.
+    #[test]
+    fn late_record_after_a_pending_carry_goes_where_the_carry_went() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let mut w = store.writer().unwrap();
+        let held = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        w.append(&held).unwrap();
+        // Seals hour 0; nothing was appended to hour 1, so only the carry
+        // creates it.
+        w.advance(T0 + H + 61 * S).unwrap();
+        let late = mapping(
+            Proto::Udp,
+            "100.64.0.4:1000",
+            "203.0.113.1:4000",
+            T0 + 30 * S,
+            T0 + 40 * S,
+            EndReason::Idle,
+        );
+        w.append(&late).unwrap();
+        assert_eq!(w.stats().late_records, 1);
+        assert_eq!(w.stats().carried, 1);
+        assert!(!part_path(&store, T0, 1, FileKind::Active).exists());
+        w.seal_all().unwrap();
+        assert!(!part_path(&store, T0, 1, FileKind::Sealed).exists());
+        let (h, e) = lookup_at(&store, "203.0.113.1:4000", T0 + 35 * S);
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(h.len(), 1);
+        assert_eq!(h[0].partition, part_name(T0 + H, 0));
+    }
+
+    /// Two partitions due at once: the second one's seal thread takes the
+    /// first one's carry (chained seals). The sealed bytes are those of a
+    /// writer that seals one hour at a time and appends each carry before
+    /// the next seal, whichever order the carried copies reach a log in.
+    #[test]
+    fn chained_seals_write_the_bytes_of_one_seal_at_a_time() {
+        let write = |dir: &Path, one_at_a_time: bool| -> Vec<(String, Vec<u8>)> {
+            let store = new_store(dir, StoreConfig::default());
+            let mut w = store.writer().unwrap();
+            for hour in 0..6i64 {
+                for i in 0..40i64 {
+                    let t = T0 + hour * H + (i * 97 + 13) * S;
+                    let public = format!("203.0.113.{}:{}", 1 + i % 3, 1000 + hour * 100 + i);
+                    let internal = format!("100.64.0.{}:{}", 2 + i % 5, 40000 + i);
+                    let (proto, end, last) = match i % 4 {
+                        0 => (Proto::Tcp, EndReason::Open, t),
+                        1 => (Proto::Tcp, EndReason::Fin, t + 5 * S),
+                        2 => (Proto::Udp, EndReason::Idle, t + 20 * S),
+                        _ => (Proto::Udp, EndReason::Open, t),
+                    };
+                    let m = mapping(proto, &internal, &public, t, last, end);
+                    w.append(&m).unwrap();
+                    if i % 4 == 0 && hour % 2 == 0 {
+                        // Its final state, two hours later (late).
+                        w.append(&Mapping {
+                            end: EndReason::Fin,
+                            last_ns: t + 2 * H,
+                            ..m
+                        })
+                        .unwrap();
+                    }
+                }
+                if hour % 2 == 1 {
+                    if one_at_a_time {
+                        for k in (0..=hour - 1).rev() {
+                            w.advance(T0 + (hour - k) * H + 61 * S).unwrap();
+                            w.finish_carries().unwrap();
+                        }
+                    } else {
+                        // Two hours due in one call.
+                        w.advance(T0 + hour * H + 61 * S).unwrap();
+                    }
+                }
+            }
+            w.seal_all().unwrap();
+            let mut parts: Vec<(String, Vec<u8>)> =
+                std::fs::read_dir(store.dir().join("partitions"))
+                    .unwrap()
+                    .map(|e| {
+                        let e = e.unwrap();
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        (name, std::fs::read(e.path()).unwrap())
+                    })
+                    .collect();
+            parts.sort();
+            assert!(store.reader().verify().unwrap().is_empty());
+            parts
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let chained = write(a.path(), false);
+        let single = write(b.path(), true);
+        assert!(chained.iter().all(|(n, _)| n.ends_with(".part")));
+        assert!(chained.len() >= 6, "{chained:?}");
+        assert_eq!(chained, single);
+    }
+
     /// The writer reuses the route of the last record's partition; sealing
     /// and creating partitions must change it, also in the middle of one
     /// batch: a late record goes to the oldest active later partition as it
@@ -577,6 +684,55 @@ mod late {
 
     /// A second replay into a store that already covers the same hour never
     /// touches the sealed file: it writes segment -0001.
+    /// A record for a sealed hour that the pending carry is about to open a
+    /// new segment of goes to that segment, not late to a later hour: as
+    /// when the carry was appended at the seal.
+    #[test]
+    fn record_for_the_hour_a_pending_carry_reopens_is_not_late() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let udp = |internal: &str, t: i64| {
+            mapping(
+                Proto::Udp,
+                internal,
+                "203.0.113.1:2000",
+                t,
+                t + S,
+                EndReason::Idle,
+            )
+        };
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&udp("100.64.0.2:1000", T0 + 10 * S)).unwrap();
+            w.append(&udp("100.64.0.3:1000", T0 + H + 10 * S)).unwrap();
+            w.seal_all().unwrap();
+        }
+        let mut w = store.writer().unwrap();
+        let held = mapping(
+            Proto::Tcp,
+            "100.64.0.4:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        w.append(&held).unwrap(); // hour 0, segment 1
+        w.advance(T0 + H + 61 * S).unwrap(); // sealed; its carry reopens hour 1
+        w.append(&udp("100.64.0.5:1000", T0 + 2 * H + 10 * S))
+            .unwrap();
+        let y = udp("100.64.0.6:1000", T0 + H + 20 * S);
+        w.append(&y).unwrap();
+        // Only `held` (its hour sealed, nothing later active then).
+        assert_eq!(w.stats().late_records, 1);
+        w.seal_all().unwrap();
+        drop(w);
+        let (h, e) = lookup_at(&store, "203.0.113.1:2000", T0 + H + 20 * S);
+        assert!(e.is_empty(), "{e:?}");
+        let found: Vec<_> = h.iter().filter(|h| h.mapping == y).collect();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].partition, part_name(T0 + H, 1));
+    }
+
     #[test]
     fn second_replay_writes_a_new_segment() {
         let d = tempfile::tempdir().unwrap();
@@ -960,6 +1116,7 @@ mod recovery {
             w.flush().unwrap();
             saved = std::fs::read(&log0).unwrap();
             w.advance(T0 + H + 61 * S).unwrap();
+            w.finish_carries().unwrap();
             assert_eq!(w.stats().carried, 1);
         }
         // Put the world back to "renamed, not carried, log not deleted".
@@ -1021,6 +1178,7 @@ mod recovery {
         let mut w = store.writer().unwrap();
         w.append(&open).unwrap();
         w.advance(T0 + H + 61 * S).unwrap();
+        w.finish_carries().unwrap();
         assert_eq!(w.stats().carried, 1);
         // The .part may still be being published on the seal thread; the
         // log stays either way.
@@ -1090,6 +1248,7 @@ mod recovery {
         std::fs::create_dir(&tmp).unwrap();
         w.append(&open).unwrap();
         w.advance(T0 + H + 61 * S).unwrap(); // carried, publish handed over
+        w.finish_carries().unwrap();
         assert_eq!(w.stats().carried, 1);
         assert!(matches!(w.flush(), Err(StoreError::Io { .. })));
         assert!(matches!(
@@ -1146,16 +1305,17 @@ mod recovery {
             EndReason::Open,
         ))
         .unwrap();
-        // Two publishes run at once: the seal of hour k waits for hour k - 2's.
-        w.advance(T0 + H + 61 * S).unwrap(); // hour 0 handed to a seal thread
-        w.advance(T0 + 2 * H + 61 * S).unwrap(); // hour 1 handed over
-        w.advance(T0 + 3 * H + 61 * S).unwrap(); // hour 0 published; hour 2 handed over
+        // Four seal threads run at once: the seal of hour k waits for hour k - 4's.
+        for k in 1..=4 {
+            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=3 handed over
+        }
+        w.advance(T0 + 5 * H + 61 * S).unwrap(); // hour 0 published; hour 4 handed over
         assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
         assert!(
             log(0).exists(),
             "its copy in hour 1 is neither synced nor published"
         );
-        w.advance(T0 + 4 * H + 61 * S).unwrap(); // hour 1 published
+        w.advance(T0 + 6 * H + 61 * S).unwrap(); // hour 1 published
         assert!(!log(0).exists(), "its copy is in hour 1's .part now");
         assert!(log(1).exists());
         assert!(part_path(&store, T0 + H, 0, FileKind::Sealed).exists());
@@ -1165,7 +1325,7 @@ mod recovery {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), cfg);
         let mut w = store.writer().unwrap();
-        for h in 0..3 {
+        for h in 0..5 {
             w.append(&mapping(
                 Proto::Udp,
                 "100.64.0.2:1000",
@@ -1176,9 +1336,10 @@ mod recovery {
             ))
             .unwrap();
         }
-        w.advance(T0 + H + 61 * S).unwrap(); // hour 0 handed over
-        w.advance(T0 + 2 * H + 61 * S).unwrap(); // hour 1 handed over
-        w.advance(T0 + 3 * H + 61 * S).unwrap(); // hour 0 published; hour 2 handed over
+        for k in 1..=4 {
+            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=3 handed over
+        }
+        w.advance(T0 + 5 * H + 61 * S).unwrap(); // hour 0 published; hour 4 handed over
         assert!(!part_path(&store, T0, 0, FileKind::Active).exists());
         assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
     }
@@ -1236,6 +1397,89 @@ mod recovery {
             assert!(e.is_empty(), "{e:?}");
             assert_eq!(h.len(), 1, "at {t}");
             assert_eq!(h[0].mapping.end, end, "at {t}");
+        }
+        assert!(store.reader().verify().unwrap().is_empty());
+    }
+
+    /// Four seal threads run at once (chained: each takes the previous
+    /// hour's carry): a crash can leave the last of them published and the
+    /// three before it with their logs and no `.part`. The next writer seals
+    /// those again in order, each carrying into the next (the last one into
+    /// a new segment of the published hour), and the held mapping is shown
+    /// once in every hour.
+    #[test]
+    fn crash_with_a_later_hour_published_before_three_earlier_ones() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        let open = mapping(
+            Proto::Tcp,
+            "100.64.0.2:40000",
+            "203.0.113.7:1024",
+            T0 + 100 * S,
+            T0 + 100 * S,
+            EndReason::Open,
+        );
+        let other = |h: i64| {
+            mapping(
+                Proto::Udp,
+                "100.64.0.3:1000",
+                "203.0.113.8:2000",
+                T0 + h * H + 10 * S,
+                T0 + h * H + 11 * S,
+                EndReason::Idle,
+            )
+        };
+        let mut saved = Vec::new();
+        {
+            let mut w = store.writer().unwrap();
+            w.append(&open).unwrap();
+            for h in 1..4 {
+                w.append(&other(h)).unwrap();
+            }
+            w.flush().unwrap();
+            for h in 0..3 {
+                let p = part_path(&store, T0 + h * H, 0, FileKind::Active);
+                saved.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+            // Hours 0..=3 due at once: four seal threads, chained.
+            w.advance(T0 + 4 * H + 61 * S).unwrap();
+        }
+        // Hour 3 published (with the carried copy), hours 0..=2 not.
+        for (h, (p, bytes)) in saved.iter().enumerate() {
+            std::fs::remove_file(part_path(&store, T0 + h as i64 * H, 0, FileKind::Sealed))
+                .unwrap();
+            std::fs::write(p, bytes).unwrap();
+        }
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.stats().recovered_carries, 0);
+        w.append(&Mapping {
+            end: EndReason::Fin,
+            last_ns: T0 + 4 * H + 50 * S,
+            ..open
+        })
+        .unwrap();
+        w.seal_all().unwrap();
+        drop(w);
+        for h in 0..3 {
+            assert!(part_path(&store, T0 + h * H, 0, FileKind::Sealed).exists());
+        }
+        assert!(part_path(&store, T0 + 3 * H, 1, FileKind::Sealed).exists());
+        for (t, end) in [
+            (T0 + 200 * S, EndReason::Open),
+            (T0 + H + 1800 * S, EndReason::Open),
+            (T0 + 2 * H + 1800 * S, EndReason::Open),
+            (T0 + 3 * H + 1800 * S, EndReason::Open),
+            (T0 + 4 * H + 10 * S, EndReason::Fin),
+        ] {
+            let (h, e) = lookup_at(&store, "203.0.113.7:1024", t);
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(h.len(), 1, "at {t}");
+            assert_eq!(h[0].mapping.end, end, "at {t}");
+        }
+        for h in 1..4 {
+            let (found, e) = lookup_at(&store, "203.0.113.8:2000", T0 + h * H + 10 * S);
+            assert!(e.is_empty(), "{e:?}");
+            assert_eq!(found.len(), 1, "hour {h}");
         }
         assert!(store.reader().verify().unwrap().is_empty());
     }
