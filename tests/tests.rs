@@ -1217,6 +1217,23 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
 }
 
+/// Runs natrec-gen with `args` (its `--out` is `out`) and returns its
+/// `gen.json` and the `natrec replay` arguments it names.
+fn generate(out: &Path, args: &[&str]) -> (Value, Vec<String>) {
+    let mut all = vec!["--out".to_string(), out.to_str().unwrap().to_string()];
+    all.extend(args.iter().map(|s| s.to_string()));
+    natrec_tools::gen::run(all).unwrap();
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(out.join("gen.json")).unwrap()).unwrap();
+    let replay_args = meta["replay_args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    (meta, replay_args)
+}
+
 #[test]
 fn generated_workloads_replay_to_exactly_their_truth() {
     // natrec-gen's Linux SNAT model, made crowded (few subscribers, a pool of
@@ -1234,42 +1251,33 @@ fn generated_workloads_replay_to_exactly_their_truth() {
         let what = format!("{link}, IPv{ip}, inside encapsulation {encap}");
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("gen");
-        let args = [
-            "--out",
-            out.to_str().unwrap(),
-            "--packets",
-            "30000",
-            "--link",
-            link,
-            "--ip",
-            ip,
-            "--inside-encap",
-            encap,
-            "--subscribers",
-            "300",
-            "--pool",
-            "2",
-        ];
-        let more = ["--port-range", "32", "--remotes", "16", "--seed", "7"];
-        natrec_tools::gen::run(
-            args.iter()
-                .chain(more.iter())
-                .map(|s| s.to_string())
-                .collect(),
-        )
-        .unwrap();
-        let meta: Value =
-            serde_json::from_slice(&std::fs::read(out.join("gen.json")).unwrap()).unwrap();
+        let (meta, replay_args) = generate(
+            &out,
+            &[
+                "--packets",
+                "30000",
+                "--link",
+                link,
+                "--ip",
+                ip,
+                "--inside-encap",
+                encap,
+                "--subscribers",
+                "300",
+                "--pool",
+                "2",
+                "--port-range",
+                "32",
+                "--remotes",
+                "16",
+                "--seed",
+                "7",
+            ],
+        );
         assert!(
             meta["mappings_remapped_port"].as_u64().unwrap() > 10,
             "{what}: crowded enough to remap: {meta}"
         );
-        let replay_args: Vec<String> = meta["replay_args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string())
-            .collect();
         // The capture really is of the asked-for shape: PPPoE session headers
         // (version/type 1/1, code 0, then PPP's IPv4 or IPv6), IPv6 subscriber addresses
         // (fd00::100.64.x.y).
@@ -1352,18 +1360,10 @@ fn export_into_a_closed_pipe_stops_quietly() {
     // stops with 141 (as SIGPIPE would end a C tool) and says nothing, and the
     // same export into a reader that stays prints every mapping.
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("gen");
-    let args = [
-        "--out",
-        out.to_str().unwrap(),
-        "--packets",
-        "40000",
-        "--link",
-        "two-eth",
-    ];
-    natrec_tools::gen::run(args.iter().map(|s| s.to_string()).collect()).unwrap();
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(out.join("gen.json")).unwrap()).unwrap();
+    let (_, replay_args) = generate(
+        &dir.path().join("gen"),
+        &["--packets", "40000", "--link", "two-eth"],
+    );
     let store_dir = dir.path().join("store");
     std::fs::create_dir(&store_dir).unwrap();
     let mut cmd = vec![
@@ -1372,13 +1372,7 @@ fn export_into_a_closed_pipe_stops_quietly() {
         "--store".into(),
         store_arg(&store_dir),
     ];
-    cmd.extend(
-        meta["replay_args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap().to_string()),
-    );
+    cmd.extend(replay_args);
     let o = natrec(&cmd.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let export = [
