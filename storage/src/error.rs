@@ -108,6 +108,20 @@ pub enum StoreError {
         /// The first error.
         detail: String,
     },
+    /// Work the writer hands to its background thread (the periodic
+    /// `fdatasync` of the logs, a directory fsync, the removal of a sealed
+    /// log) failed earlier; the writer refuses further work. A failed
+    /// `fdatasync` is not retried (the kernel may have dropped the pages it
+    /// could not write and report the next one as a success): what it
+    /// covered may be lost, and the next writer's recovery reads the logs
+    /// back to their last valid record.
+    #[error("{}: making records durable failed earlier ({detail}); this writer stops: restart it (the next writer recovers the logs to their last valid record)", path.display())]
+    SyncFailed {
+        /// The file or directory the failed work was on.
+        path: PathBuf,
+        /// The first error.
+        detail: String,
+    },
     /// A partition reached its bound on records.
     #[error("{}: partition full at {records_max} records (the bound `partition_records_max`); use a smaller partition_span_s", path.display())]
     PartitionFull {

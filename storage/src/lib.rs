@@ -45,6 +45,7 @@
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 
+mod chores;
 mod error;
 pub mod format;
 mod fsutil;

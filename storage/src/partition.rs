@@ -285,6 +285,24 @@ impl ActiveLog {
         Ok(())
     }
 
+    /// A second handle on the file, for an `fdatasync` on another thread,
+    /// if anything was appended since the last sync (`None`: nothing to
+    /// sync). The records are written out first; the log counts as synced
+    /// from here, so the caller must see that sync through (and stop if it
+    /// fails).
+    pub fn sync_handle(&mut self) -> Result<Option<File>, StoreError> {
+        self.write_out()?;
+        if !self.dirty {
+            return Ok(None);
+        }
+        let f = self
+            .file
+            .try_clone()
+            .map_err(StoreError::io(&self.path, "duplicate the handle of log"))?;
+        self.dirty = false;
+        Ok(Some(f))
+    }
+
     /// Makes appended records durable (write out, `fdatasync`).
     pub fn flush(&mut self) -> Result<(), StoreError> {
         self.write_out()?;

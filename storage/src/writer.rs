@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::chores::{Chore, Chores};
 use crate::format::{
     file_name, FileKind, Record, EVENT_NS_MAX, RECORD_SIZE, SF_CARRIED, SF_INTERNAL_V4, SF_LATE,
     SF_PUBLIC_V4, SF_REMOTE_V4,
@@ -229,6 +230,15 @@ pub struct Writer {
     pending: Option<PendingCarry>,
     /// Set when a publish failed: the writer then refuses further work.
     failed: Option<(PathBuf, String)>,
+    /// Set when a sync (or other work of the background thread) failed:
+    /// the writer then refuses further work ([`StoreError::SyncFailed`]).
+    sync_failed: Option<String>,
+    /// The background thread: the periodic `fdatasync` (`advance`'s flush),
+    /// removals of sealed logs.
+    chores: Chores,
+    /// The number of the last sync handed to `chores` (0: none): at most one
+    /// is in flight.
+    sync_chore: u64,
     stats: WriterStats,
     gaps: GapLog,
 }
@@ -710,6 +720,7 @@ impl Writer {
         }
         let parts = dir.join(PARTITIONS_DIR);
         let gaps = GapLog::new(&dir, cfg.span_ns());
+        let chores = Chores::start(&parts)?;
         let mut w = Writer {
             parts,
             cfg,
@@ -727,6 +738,9 @@ impl Writer {
             publishing: std::collections::VecDeque::new(),
             pending: None,
             failed: None,
+            sync_failed: None,
+            chores,
+            sync_chore: 0,
             stats: WriterStats::default(),
             gaps,
         };
@@ -846,6 +860,9 @@ impl Writer {
     /// the records before it are appended.
     pub fn append_batch(&mut self, ms: &[Mapping]) -> Result<(), StoreError> {
         self.check_failed()?;
+        if self.chores.stopped() {
+            self.collect_chores()?;
+        }
         let mut result = Ok(());
         let mut i = 0;
         while i < ms.len() {
@@ -1025,19 +1042,81 @@ impl Writer {
     }
 
     /// Seals every partition whose end plus grace is at or before `now_ns`
-    /// (the data's clock), then flushes if `flush_interval_ms` of wall
-    /// clock passed since the last flush.
+    /// (the data's clock), then, if `flush_interval_ms` of wall clock passed
+    /// since the last flush, hands the `fdatasync` of the active logs to the
+    /// background thread ([`Writer::flush_behind`]) and goes on: appends do
+    /// not wait for the disk. [`Writer::flush`] is the call that returns
+    /// only when everything appended is durable.
     pub fn advance(&mut self, now_ns: UnixNanos) -> Result<(), StoreError> {
         self.check_failed()?;
+        self.collect_chores()?;
         self.seal_while(
             |start, span, grace| start.saturating_add(span).saturating_add(grace) <= now_ns,
             now_ns,
         )?;
         if self.last_flush.elapsed() >= Duration::from_millis(u64::from(self.cfg.flush_interval_ms))
         {
-            self.flush()?;
+            self.flush_behind()?;
         }
         Ok(())
+    }
+
+    /// The periodic flush, on the background thread: every active log with
+    /// records appended since its last sync is handed over (a second handle
+    /// on its file) for an `fdatasync`, then `partitions/` is fsynced if a
+    /// log was created since; the logs of sealed segments whose carried
+    /// copies are in one of those logs are removed after that sync (the
+    /// thread skips every chore after one that failed). The previous sync is
+    /// waited for first, so at most one is in flight and a record stays in
+    /// memory only at most about `flush_interval_ms` plus one sync. Seal
+    /// threads are not waited for (a partition being sealed is durable when
+    /// its `.part` is published, as before), nor is a pending carry appended:
+    /// both wait for the next [`Writer::flush`] or the writer's next need.
+    fn flush_behind(&mut self) -> Result<(), StoreError> {
+        self.chores.wait(self.sync_chore);
+        self.collect_chores()?;
+        // Seal threads that are done: their logs can go now.
+        while self
+            .publishing
+            .front()
+            .is_some_and(|p| p.handle.is_finished())
+        {
+            self.finish_publish()?;
+        }
+        let mut logs = Vec::new();
+        let mut synced = Vec::with_capacity(self.active.len());
+        for (&start, log) in self.active.iter_mut() {
+            if let Some(f) = log.sync_handle()? {
+                logs.push((log.path.clone(), f));
+            }
+            synced.push((start, log.segment));
+        }
+        let dir = std::mem::take(&mut self.dir_dirty).then(|| self.parts.clone());
+        if !logs.is_empty() || dir.is_some() {
+            self.sync_chore = self.chores.send(Chore::Sync { logs, dir });
+        }
+        // A log not handed over now had nothing unsynced: an earlier sync,
+        // done before this one, covered it.
+        self.delete_sealed_logs(|l| l.carried_into.is_some_and(|c| synced.contains(&c)))?;
+        self.last_flush = Instant::now();
+        Ok(())
+    }
+
+    /// The background thread's first error, once: the writer stops
+    /// ([`StoreError::SyncFailed`] from then on).
+    fn collect_chores(&mut self) -> Result<(), StoreError> {
+        if !self.chores.stopped() {
+            return Ok(());
+        }
+        match self.chores.take_error() {
+            Some(e) => {
+                if self.sync_failed.is_none() {
+                    self.sync_failed = Some(e.to_string());
+                }
+                Err(e)
+            }
+            None => self.check_failed(),
+        }
     }
 
     /// Seals every partition that ends at or before `now_ns`, ignoring the
@@ -1113,37 +1192,55 @@ impl Writer {
     /// the last one), then deletes the logs of sealed segments whose carried
     /// copies that just made durable.
     pub fn flush(&mut self) -> Result<(), StoreError> {
+        // What the background thread was given first (a periodic sync,
+        // removals); its error stops the writer.
+        self.chores.wait(self.chores.sent());
+        let queued = self.collect_chores();
         // The partition being published is durable once its publish is. If
         // that failed, the active logs are still synced (a flush on drop
         // must not skip them), then the error is returned.
         let published = self.finish_publishes(0).and_then(|()| self.apply_pending());
         for log in self.active.values_mut() {
-            log.flush()?;
+            if let Err(e) = log.flush() {
+                // Not retryable (docs/FORMAT.md, "Crash points"): stop.
+                self.sync_failed.get_or_insert_with(|| e.to_string());
+                return Err(e);
+            }
         }
         if self.dir_dirty {
-            fsutil::fsync_dir(&self.parts)?;
+            if let Err(e) = fsutil::fsync_dir(&self.parts) {
+                self.sync_failed.get_or_insert_with(|| e.to_string());
+                return Err(e);
+            }
             self.dir_dirty = false;
         }
+        queued?;
         published?;
         // The carried copies of every pending sealed log are now durable:
         // in an active log just synced, or in a `.part` published since.
         self.delete_sealed_logs(|_| true)?;
+        // The removals done before returning (made durable by the next
+        // directory fsync, as always).
+        self.chores.wait(self.chores.sent());
+        self.collect_chores()?;
         self.last_flush = Instant::now();
         Ok(())
     }
 
     /// Deletes the pending sealed logs that `durable` says have their carried
-    /// copies durable. The deletion is made durable by the next directory
-    /// fsync (a publish, or a flush after a log creation): a log that
-    /// reappears after a crash next to its `.part` is carried again and
-    /// deleted by recovery, as when the crash came before the delete.
+    /// copies durable, on the background thread (after every chore queued
+    /// before, and not after one that failed). The deletion is made durable
+    /// by the next directory fsync (a publish, or a flush after a log
+    /// creation): a log that reappears after a crash next to its `.part` is
+    /// carried again and deleted by recovery, as when the crash came before
+    /// the delete.
     fn delete_sealed_logs(
         &mut self,
         durable: impl Fn(&SealedLog) -> bool,
     ) -> Result<(), StoreError> {
-        if self.failed.is_some() {
-            // A carry or publish failed: which copies reached a log is not
-            // known. The logs stay; the next writer carries them again.
+        if self.failed.is_some() || self.sync_failed.is_some() || self.chores.stopped() {
+            // A carry, publish or sync failed: which copies are durable is
+            // not known. The logs stay; the next writer carries them again.
             return Ok(());
         }
         let mut i = 0;
@@ -1152,9 +1249,8 @@ impl Writer {
                 i += 1;
                 continue;
             }
-            let path = &self.sealed_logs[i].path;
-            fs::remove_file(path).map_err(StoreError::io(path, "remove"))?;
-            self.sealed_logs.swap_remove(i);
+            let l = self.sealed_logs.swap_remove(i);
+            self.chores.send(Chore::Remove(l.path));
         }
         Ok(())
     }
@@ -1458,8 +1554,9 @@ impl Writer {
                 };
                 drop(log);
                 if sealed.carried_into.is_none() {
-                    fs::remove_file(&sealed.path)
-                        .map_err(StoreError::io(&sealed.path, "remove"))?;
+                    // Its records are in the `.part` (synced before the
+                    // rename): removed on the background thread.
+                    self.chores.send(Chore::Remove(sealed.path));
                 } else {
                     self.sealed_logs.push(sealed);
                 }
@@ -1478,6 +1575,12 @@ impl Writer {
 
     /// An error if an earlier publish failed (see [`StoreError::SealFailed`]).
     fn check_failed(&self) -> Result<(), StoreError> {
+        if let Some(detail) = &self.sync_failed {
+            return Err(StoreError::SyncFailed {
+                path: self.parts.clone(),
+                detail: detail.clone(),
+            });
+        }
         match &self.failed {
             None => Ok(()),
             Some((path, detail)) => Err(StoreError::SealFailed {
@@ -1829,6 +1932,172 @@ mod tests {
                 reduce_with(&records, &mut SealIndex::default(), &mut out, path);
                 prop_assert_eq!(&out, &model, "{:?}", path);
             }
+        }
+    }
+
+    /// The periodic flush and its crash points (docs/FORMAT.md, "Crash
+    /// points"): the `fdatasync` runs on the background thread, a failure
+    /// stops the writer and is never retried, and no sealed log is removed
+    /// after a sync that failed.
+    mod sync_behind {
+        use crate::chores::Chore;
+        use crate::format::{file_name, FileKind};
+        use crate::model::{EndReason, Mapping, Proto};
+        use crate::{Query, Store, StoreConfig, StoreError};
+
+        const S: i64 = 1_000_000_000;
+        const H: i64 = 3600 * S;
+        /// 2026-03-01T00:00:00Z.
+        const T0: i64 = 1_772_323_200 * S;
+
+        fn store(dir: &std::path::Path, flush_interval_ms: u32) -> Store {
+            Store::create(
+                &dir.join("store"),
+                StoreConfig {
+                    flush_interval_ms,
+                    ..StoreConfig::default()
+                },
+            )
+            .unwrap()
+        }
+
+        fn tcp(port: u16, first: i64, last: i64, end: EndReason) -> Mapping {
+            Mapping {
+                proto: Proto::Tcp,
+                internal: format!("100.64.0.2:{port}").parse().unwrap(),
+                public: format!("203.0.113.7:{port}").parse().unwrap(),
+                remote: "198.51.100.9:443".parse().unwrap(),
+                first_ns: first,
+                last_ns: last,
+                end,
+                packets_out: 3,
+                packets_in: 2,
+                flags: 0,
+            }
+        }
+
+        fn holders(store: &Store, port: u16, t: i64) -> usize {
+            let o = store
+                .reader()
+                .lookup(&Query::at("203.0.113.7".parse().unwrap(), port, t))
+                .unwrap();
+            assert!(o.errors.is_empty(), "{:?}", o.errors);
+            o.holders.len()
+        }
+
+        fn log(store: &Store, start: i64) -> std::path::PathBuf {
+            store
+                .dir()
+                .join("partitions")
+                .join(file_name(start, 0, FileKind::Active))
+        }
+
+        /// `advance` hands the sync over and returns; `flush` waits for it
+        /// (the acknowledgement), and a sealed log whose carried copies are
+        /// in a log that sync covered is removed after it.
+        #[test]
+        fn periodic_sync_runs_behind_and_flush_waits_for_it() {
+            let d = tempfile::tempdir().unwrap();
+            let store = store(d.path(), 0);
+            let mut w = store.writer().unwrap();
+            w.append(&tcp(1024, T0 + 10 * S, T0 + 10 * S, EndReason::Open))
+                .unwrap();
+            w.advance(T0 + 10 * S).unwrap();
+            assert_eq!(w.sync_chore, 1, "the sync went to the thread");
+            // Hour 0 sealed, its open mapping carried into hour 1.
+            w.advance(T0 + H + 61 * S).unwrap();
+            w.finish_carries().unwrap();
+            w.finish_publishes(0).unwrap();
+            assert_eq!(w.sealed_logs.len(), 1);
+            assert!(log(&store, T0).exists());
+            // The next periodic flush syncs hour 1's log, then removes hour 0's.
+            w.advance(T0 + H + 62 * S).unwrap();
+            assert!(w.sealed_logs.is_empty());
+            w.flush().unwrap();
+            assert!(!log(&store, T0).exists());
+            assert_eq!(holders(&store, 1024, T0 + H + 30 * S), 1);
+            drop(w);
+            let w = store.writer().unwrap();
+            assert_eq!(w.stats().recovered_carries, 0);
+        }
+
+        /// A failed periodic `fdatasync`: the next call that looks (here
+        /// `flush`, the acknowledgement) returns its error, every call after
+        /// that `SyncFailed`; the removal queued after it is skipped, so the
+        /// sealed log stays next to its `.part`; the next writer recovers
+        /// (carries again from the `.part`, removes the log) and nothing is
+        /// shown twice.
+        #[test]
+        fn failed_periodic_sync_stops_the_writer_and_is_not_retried() {
+            let d = tempfile::tempdir().unwrap();
+            let store = store(d.path(), 0);
+            let mut w = store.writer().unwrap();
+            let open = tcp(1024, T0 + 10 * S, T0 + 10 * S, EndReason::Open);
+            w.append(&open).unwrap();
+            w.advance(T0 + H + 61 * S).unwrap();
+            w.finish_carries().unwrap();
+            w.finish_publishes(0).unwrap();
+            assert_eq!(w.sealed_logs.len(), 1);
+            w.append(&tcp(
+                1025,
+                T0 + H + 70 * S,
+                T0 + H + 70 * S,
+                EndReason::Open,
+            ))
+            .unwrap();
+            w.chores.fail_next_sync();
+            w.advance(T0 + H + 80 * S).unwrap();
+            let e = w.flush().unwrap_err();
+            assert!(
+                matches!(
+                    &e,
+                    StoreError::Io {
+                        op: "fdatasync log",
+                        ..
+                    }
+                ),
+                "{e:?}"
+            );
+            for r in [
+                w.flush(),
+                w.append(&open),
+                w.advance(T0 + H + 90 * S),
+                w.seal_all(),
+            ] {
+                assert!(matches!(r, Err(StoreError::SyncFailed { .. })), "{r:?}");
+            }
+            drop(w);
+            assert!(log(&store, T0).exists(), "removed after a failed sync");
+            let mut w = store.writer().unwrap();
+            assert_eq!(w.stats().recovered_carries, 1);
+            assert!(!log(&store, T0).exists());
+            w.seal_all().unwrap();
+            assert_eq!(holders(&store, 1024, T0 + H + 30 * S), 1);
+            assert_eq!(holders(&store, 1025, T0 + H + 75 * S), 1);
+            assert!(store.reader().verify().unwrap().is_empty());
+        }
+
+        /// A failed removal (not "already gone") stops the writer too; one
+        /// that finds the file gone is what it wanted.
+        #[test]
+        fn removal_of_a_missing_log_is_done_and_a_failed_one_stops() {
+            let d = tempfile::tempdir().unwrap();
+            let store = store(d.path(), u32::MAX);
+            let mut w = store.writer().unwrap();
+            w.chores.send(Chore::Remove(d.path().join("gone.log")));
+            w.flush().unwrap();
+            // A non-empty directory cannot be removed as a file.
+            let dir = d.path().join("full");
+            std::fs::create_dir_all(dir.join("x")).unwrap();
+            w.chores.send(Chore::Remove(dir));
+            assert!(matches!(
+                w.flush(),
+                Err(StoreError::Io { op: "remove", .. })
+            ));
+            assert!(matches!(
+                w.append(&tcp(1, T0, T0, EndReason::Open)),
+                Err(StoreError::SyncFailed { .. })
+            ));
         }
     }
 }

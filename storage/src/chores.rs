@@ -1,0 +1,198 @@
+//! The writer's background thread (`natrec-sync`): file system work taken off
+//! the writer's thread — the periodic `fdatasync` of the active logs and the
+//! directory fsync after it, and the removal of sealed logs — done one at a
+//! time in the order asked.
+//!
+//! The writer asks and goes on appending; [`Chores::wait`] waits for a chore
+//! (and every one before it). The first chore that fails stops the thread's
+//! work: every later chore is skipped (a removal must not follow a sync that
+//! failed), and the error is kept for the writer, which stops too. An
+//! `fdatasync` that failed is never retried: after a failed writeback the
+//! kernel may have dropped the dirty pages and report the next `fdatasync`
+//! as a success (PostgreSQL's "fsyncgate", 2018), so a failed sync means the
+//! records it covered may be lost, and only a new writer's recovery (reading
+//! the log back) says which survived.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use crate::{fsutil, StoreError};
+
+/// Chores queued and not yet done at most (`chores_queued_max`): at the
+/// bound [`Chores::send`] waits for the thread. The writer keeps at most one
+/// sync queued at a time, so the queue holds that sync and the removals of
+/// sealed logs (a few per seal).
+pub(crate) const CHORES_QUEUED_MAX: usize = 64;
+
+/// One piece of work for the background thread.
+pub(crate) enum Chore {
+    /// `fdatasync` each log (a second handle on the writer's file: the same
+    /// open file description's inode), then fsync `dir` if given (a log was
+    /// created: its directory entry becomes durable with its first records).
+    Sync {
+        logs: Vec<(PathBuf, File)>,
+        dir: Option<PathBuf>,
+    },
+    /// Remove a sealed log whose records are durable elsewhere (its `.part`
+    /// and the log its carried copies went to). Made durable by a later
+    /// directory fsync, as the writer's own removals were.
+    Remove(PathBuf),
+}
+
+#[derive(Default)]
+struct State {
+    /// Chores done (or skipped after an error), in order.
+    done: u64,
+    /// The first error, until the writer takes it.
+    error: Option<StoreError>,
+    /// An error happened (kept after the writer took it: later chores are
+    /// skipped).
+    stopped: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    /// Set with `state.stopped`, read without the lock on every append.
+    stopped: AtomicBool,
+    /// Tests: the next `fdatasync` fails as if the disk had failed.
+    #[cfg(test)]
+    fail_next_sync: AtomicBool,
+}
+
+/// The handle the writer keeps on its background thread.
+pub(crate) struct Chores {
+    tx: Option<mpsc::SyncSender<Chore>>,
+    shared: Arc<Shared>,
+    /// Chores sent so far; chore `n` (from 1) is done when `done >= n`.
+    sent: u64,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Chores {
+    /// Starts the thread; `dir` names the store's partitions for errors.
+    pub fn start(dir: &std::path::Path) -> Result<Chores, StoreError> {
+        let (tx, rx) = mpsc::sync_channel::<Chore>(CHORES_QUEUED_MAX);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+            stopped: AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_sync: AtomicBool::new(false),
+        });
+        let s = Arc::clone(&shared);
+        let handle = std::thread::Builder::new()
+            .name("natrec-sync".into())
+            .spawn(move || run(&rx, &s))
+            .map_err(StoreError::io(dir, "start the writer's sync thread for"))?;
+        Ok(Chores {
+            tx: Some(tx),
+            shared,
+            sent: 0,
+            handle: Some(handle),
+        })
+    }
+
+    /// Queues `c` (waiting if [`CHORES_QUEUED_MAX`] are queued); returns its
+    /// number for [`Chores::wait`].
+    pub fn send(&mut self, c: Chore) -> u64 {
+        self.tx
+            .as_ref()
+            .expect("the sender lives until drop")
+            .send(c)
+            .expect("the sync thread runs until the sender is dropped");
+        self.sent += 1;
+        self.sent
+    }
+
+    /// Chores sent so far (the number of the last one).
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Waits until chore `n` and every one before it are done (or skipped
+    /// after an error).
+    pub fn wait(&self, n: u64) {
+        let mut st = self.shared.state.lock().expect("not poisoned");
+        while st.done < n {
+            st = self.shared.changed.wait(st).expect("not poisoned");
+        }
+    }
+
+    /// Whether a chore failed (cheap: one atomic load).
+    pub fn stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// Tests: makes the next `fdatasync` on the thread fail with EIO.
+    #[cfg(test)]
+    pub fn fail_next_sync(&self) {
+        self.shared.fail_next_sync.store(true, Ordering::Release);
+    }
+
+    /// The first error, once (later calls: `None`, while `stopped` stays).
+    pub fn take_error(&self) -> Option<StoreError> {
+        self.shared.state.lock().expect("not poisoned").error.take()
+    }
+}
+
+impl Drop for Chores {
+    /// Closes the queue and waits for the thread to finish what was queued.
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(h) = self.handle.take() {
+            if let Err(panic) = h.join() {
+                if !std::thread::panicking() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+    }
+}
+
+fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
+    for chore in rx {
+        let skip = shared.state.lock().expect("not poisoned").stopped;
+        let result = if skip { Ok(()) } else { work(chore, shared) };
+        let mut st = shared.state.lock().expect("not poisoned");
+        if let Err(e) = result {
+            st.error = Some(e);
+            st.stopped = true;
+            shared.stopped.store(true, Ordering::Release);
+        }
+        st.done += 1;
+        shared.changed.notify_all();
+    }
+}
+
+fn work(chore: Chore, shared: &Shared) -> Result<(), StoreError> {
+    let _ = shared;
+    match chore {
+        Chore::Sync { logs, dir } => {
+            for (path, file) in &logs {
+                #[cfg(test)]
+                if shared.fail_next_sync.swap(false, Ordering::AcqRel) {
+                    return Err(StoreError::io(path, "fdatasync log")(
+                        std::io::Error::from_raw_os_error(5),
+                    ));
+                }
+                file.sync_data()
+                    .map_err(StoreError::io(path, "fdatasync log"))?;
+            }
+            if let Some(dir) = dir {
+                fsutil::fsync_dir(&dir)?;
+            }
+            Ok(())
+        }
+        // Already gone (removed by hand): what the chore wanted.
+        Chore::Remove(path) => match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::io(&path, "remove")(e))
+            }
+            _ => Ok(()),
+        },
+    }
+}
