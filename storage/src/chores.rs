@@ -1,7 +1,7 @@
 //! The writer's background thread (`natrec-sync`): file system work taken off
 //! the writer's thread — the periodic `fdatasync` of the active logs and the
-//! directory fsync after it, and the removal of sealed logs — done one at a
-//! time in the order asked.
+//! directory fsync after it, the removal of sealed logs, and spare log files
+//! made ahead — done one at a time in the order asked.
 //!
 //! The writer asks and goes on appending; [`Chores::wait`] waits for a chore
 //! (and every one before it). The first chore that fails stops the thread's
@@ -37,9 +37,15 @@ pub(crate) enum Chore {
         dir: Option<PathBuf>,
     },
     /// Remove a sealed log whose records are durable elsewhere (its `.part`
-    /// and the log its carried copies went to). Made durable by a later
-    /// directory fsync, as the writer's own removals were.
+    /// and the log its carried copies went to), or the temp name of a spare
+    /// log taken into use. Made durable by a later directory fsync, as the
+    /// writer's own removals were.
     Remove(PathBuf),
+    /// Make a spare log file under this temp name (`*.tmp`, which recovery
+    /// deletes): created and sized as a new log is, so that the writer's
+    /// thread only links it into place ([`Chores::take_spare`]). A failure
+    /// is not an error: the writer then creates its next log itself.
+    Spare(PathBuf),
 }
 
 #[derive(Default)]
@@ -51,6 +57,11 @@ struct State {
     /// An error happened (kept after the writer took it: later chores are
     /// skipped).
     stopped: bool,
+    /// Spare log files made and not taken yet, oldest first.
+    spares: Vec<(PathBuf, File)>,
+    /// Spares asked for that were made or failed (made ones are in
+    /// `spares` until taken).
+    spares_finished: u64,
 }
 
 struct Shared {
@@ -133,6 +144,35 @@ impl Chores {
         self.shared.fail_next_sync.store(true, Ordering::Release);
     }
 
+    /// A spare log made ahead (its temp path and an open handle), if one is
+    /// ready.
+    pub fn take_spare(&self) -> Option<(PathBuf, File)> {
+        let mut st = self.shared.state.lock().expect("not poisoned");
+        (!st.spares.is_empty()).then(|| st.spares.remove(0))
+    }
+
+    /// Waits for everything queued, then removes the spare logs made (none
+    /// is left in the directory: the end of a replay, `seal_all`).
+    pub fn remove_spares(&self) -> Result<(), StoreError> {
+        self.wait(self.sent);
+        let spares = std::mem::take(&mut self.shared.state.lock().expect("not poisoned").spares);
+        for (path, _) in spares {
+            std::fs::remove_file(&path).map_err(StoreError::io(&path, "remove spare log"))?;
+        }
+        Ok(())
+    }
+
+    /// Spares asked for (of `asked`) that are not made (nor failed) yet.
+    pub fn spares_unfinished(&self, asked: u64) -> u64 {
+        asked
+            - self
+                .shared
+                .state
+                .lock()
+                .expect("not poisoned")
+                .spares_finished
+    }
+
     /// The first error, once (later calls: `None`, while `stopped` stays).
     pub fn take_error(&self) -> Option<StoreError> {
         self.shared.state.lock().expect("not poisoned").error.take()
@@ -150,12 +190,34 @@ impl Drop for Chores {
                 }
             }
         }
+        // Spares not used: removed (or, if that fails, by the next writer's
+        // recovery, which deletes every `*.tmp`).
+        if let Ok(mut st) = self.shared.state.lock() {
+            for (path, _) in st.spares.drain(..) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 }
 
 fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
     for chore in rx {
         let skip = shared.state.lock().expect("not poisoned").stopped;
+        if let Chore::Spare(path) = chore {
+            let made = if skip {
+                None
+            } else {
+                crate::partition::ActiveLog::make_spare(&path)
+                    .ok()
+                    .map(|f| (path, f))
+            };
+            let mut st = shared.state.lock().expect("not poisoned");
+            st.spares.extend(made);
+            st.spares_finished += 1;
+            st.done += 1;
+            shared.changed.notify_all();
+            continue;
+        }
         let result = if skip { Ok(()) } else { work(chore, shared) };
         let mut st = shared.state.lock().expect("not poisoned");
         if let Err(e) = result {
@@ -194,5 +256,6 @@ fn work(chore: Chore, shared: &Shared) -> Result<(), StoreError> {
             }
             _ => Ok(()),
         },
+        Chore::Spare(_) => unreachable!("made in `run`"),
     }
 }

@@ -117,6 +117,41 @@ impl ActiveLog {
         ActiveLog::init(path, file, start_ns, span_ns, segment)
     }
 
+    /// A spare log file made ahead under the temp name `path` (on the
+    /// writer's background thread): created and sized as [`ActiveLog::create`]
+    /// does, no header yet (all zero). [`ActiveLog::from_spare`] takes it into
+    /// use under its log name.
+    pub fn make_spare(path: &Path) -> Result<File, StoreError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(StoreError::io(path, "create spare log"))?;
+        if let Err(e) = file.set_len(HDR + LOG_SLOTS_INITIAL * REC) {
+            let _ = std::fs::remove_file(path);
+            return Err(StoreError::io(path, "preallocate spare log")(e));
+        }
+        Ok(file)
+    }
+
+    /// Takes a spare made by [`ActiveLog::make_spare`] into use as the new
+    /// log `path`: a hard link to the spare's file (fails if `path` exists,
+    /// as `create_new` does; no inode is allocated on the writer's thread),
+    /// then the header, as [`ActiveLog::create`]. The caller removes the
+    /// spare's temp name. Durable as a created log is: with the first flush.
+    pub fn from_spare(
+        spare: &Path,
+        file: File,
+        path: &Path,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+    ) -> Result<ActiveLog, StoreError> {
+        std::fs::hard_link(spare, path).map_err(StoreError::io(path, "link spare log to"))?;
+        ActiveLog::init(path, file, start_ns, span_ns, segment)
+    }
+
     fn init(
         path: &Path,
         file: File,
@@ -135,8 +170,11 @@ impl ActiveLog {
         let capacity = ((len - HDR) / REC).min(PARTITION_RECORDS_MAX);
         // set_len leaves a hole: the slots read as zero without being
         // written (the old code zeroed 96 KiB through a map and synced them).
-        file.set_len(len)
-            .map_err(StoreError::io(path, "preallocate log"))?;
+        // A spare has its length already.
+        if found != len {
+            file.set_len(len)
+                .map_err(StoreError::io(path, "preallocate log"))?;
+        }
         file.write_all_at(LogHeader::new(start_ns, span_ns, segment).as_bytes(), 0)
             .map_err(StoreError::io(path, "write log header"))?;
         // Not synced here: the first flush makes the header and the length

@@ -239,6 +239,9 @@ pub struct Writer {
     /// The number of the last sync handed to `chores` (0: none): at most one
     /// is in flight.
     sync_chore: u64,
+    /// Spare log files asked of `chores` so far (also their temp names'
+    /// numbers).
+    spares_asked: u64,
     stats: WriterStats,
     gaps: GapLog,
 }
@@ -741,6 +744,7 @@ impl Writer {
             sync_failed: None,
             chores,
             sync_chore: 0,
+            spares_asked: 0,
             stats: WriterStats::default(),
             gaps,
         };
@@ -832,7 +836,23 @@ impl Writer {
         if !self.active.contains_key(&start) {
             let seg = self.sealed_max.get(&start).map_or(0, |s| s + 1);
             let path = self.parts.join(file_name(start, seg, FileKind::Active));
-            let log = ActiveLog::create(&path, start, self.span_ns, seg)?;
+            let log = match self.chores.take_spare() {
+                Some((spare, file)) => {
+                    let log = ActiveLog::from_spare(&spare, file, &path, start, self.span_ns, seg);
+                    // Its temp name goes on the background thread (a crash
+                    // before that: recovery deletes `*.tmp`).
+                    self.chores.send(Chore::Remove(spare));
+                    log?
+                }
+                None => ActiveLog::create(&path, start, self.span_ns, seg)?,
+            };
+            // The next log's file made ahead, on the background thread
+            // (one at a time: asked only when none is being made).
+            if self.chores.spares_unfinished(self.spares_asked) == 0 {
+                self.spares_asked += 1;
+                let name = format!("spare-{:06}.log{}", self.spares_asked, fsutil::TMP_SUFFIX);
+                self.chores.send(Chore::Spare(self.parts.join(name)));
+            }
             self.stats.bytes_written += crate::format::HEADER_SIZE as u64;
             self.active.insert(start, log);
             // Its directory entry is made durable by the next flush.
@@ -1288,7 +1308,9 @@ impl Writer {
             // Nothing else runs now: the seal sorts and reduces on two threads.
             self.seal_next(start, start <= horizon, true)?;
         }
-        self.flush()
+        self.flush()?;
+        // No log is expected after this: no spare left lying in the store.
+        self.chores.remove_spares()
     }
 
     /// What a previous writer left unfinished in the active partitions:
@@ -1329,6 +1351,15 @@ impl Writer {
     /// seal thread (chained seals) is appended by that thread.
     pub fn finish_carries(&mut self) -> Result<(), StoreError> {
         self.apply_pending()
+    }
+
+    /// Waits for what the writer handed its background thread so far (the
+    /// periodic sync, removals of sealed logs, the spare log) and returns
+    /// its error, if any (the writer then stops). [`Writer::flush`] does
+    /// this too; this is for callers that look at the files without a flush.
+    pub fn finish_chores(&mut self) -> Result<(), StoreError> {
+        self.chores.wait(self.chores.sent());
+        self.collect_chores()
     }
 
     /// Partition segments open for appending now.
@@ -1998,12 +2029,13 @@ mod tests {
         #[test]
         fn periodic_sync_runs_behind_and_flush_waits_for_it() {
             let d = tempfile::tempdir().unwrap();
-            let store = store(d.path(), 0);
+            // No periodic flush but the ones called here (no timing in tests).
+            let store = store(d.path(), u32::MAX);
             let mut w = store.writer().unwrap();
             w.append(&tcp(1024, T0 + 10 * S, T0 + 10 * S, EndReason::Open))
                 .unwrap();
-            w.advance(T0 + 10 * S).unwrap();
-            assert_eq!(w.sync_chore, 1, "the sync went to the thread");
+            w.flush_behind().unwrap();
+            assert!(w.sync_chore > 0, "the sync went to the thread");
             // Hour 0 sealed, its open mapping carried into hour 1.
             w.advance(T0 + H + 61 * S).unwrap();
             w.finish_carries().unwrap();
@@ -2011,7 +2043,7 @@ mod tests {
             assert_eq!(w.sealed_logs.len(), 1);
             assert!(log(&store, T0).exists());
             // The next periodic flush syncs hour 1's log, then removes hour 0's.
-            w.advance(T0 + H + 62 * S).unwrap();
+            w.flush_behind().unwrap();
             assert!(w.sealed_logs.is_empty());
             w.flush().unwrap();
             assert!(!log(&store, T0).exists());
@@ -2030,7 +2062,7 @@ mod tests {
         #[test]
         fn failed_periodic_sync_stops_the_writer_and_is_not_retried() {
             let d = tempfile::tempdir().unwrap();
-            let store = store(d.path(), 0);
+            let store = store(d.path(), u32::MAX);
             let mut w = store.writer().unwrap();
             let open = tcp(1024, T0 + 10 * S, T0 + 10 * S, EndReason::Open);
             w.append(&open).unwrap();
@@ -2046,6 +2078,8 @@ mod tests {
             ))
             .unwrap();
             w.chores.fail_next_sync();
+            // The periodic flush `advance` makes once the interval passed.
+            w.cfg.flush_interval_ms = 0;
             w.advance(T0 + H + 80 * S).unwrap();
             let e = w.flush().unwrap_err();
             assert!(
@@ -2098,6 +2132,55 @@ mod tests {
                 w.append(&tcp(1, T0, T0, EndReason::Open)),
                 Err(StoreError::SyncFailed { .. })
             ));
+        }
+
+        /// Spare logs: the second log is the spare made ahead (linked into
+        /// place, its temp name removed on the background thread); a crash
+        /// between the link and that removal leaves both names on one
+        /// file, and the next writer deletes the temp name and keeps the
+        /// log's records.
+        #[test]
+        fn a_spare_log_is_linked_into_place_and_its_temp_name_removed() {
+            let d = tempfile::tempdir().unwrap();
+            let store = store(d.path(), u32::MAX);
+            let parts = store.dir().join("partitions");
+            let tmp_files = || {
+                std::fs::read_dir(&parts)
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".tmp"))
+                    .collect::<Vec<_>>()
+            };
+            let mut w = store.writer().unwrap();
+            w.append(&tcp(1024, T0 + 10 * S, T0 + 10 * S, EndReason::Open))
+                .unwrap();
+            // The spare asked for by the first log's creation is made.
+            w.chores.wait(w.chores.sent());
+            assert_eq!(tmp_files(), vec!["spare-000001.log.tmp".to_string()]);
+            let spare = parts.join("spare-000001.log.tmp");
+            // The state a crash right after the link leaves: two names.
+            let link = parts.join("spare-000099.log.tmp");
+            w.append(&tcp(
+                1025,
+                T0 + H + 10 * S,
+                T0 + H + 10 * S,
+                EndReason::Open,
+            ))
+            .unwrap();
+            w.flush().unwrap();
+            assert!(!spare.exists(), "temp name removed");
+            assert!(log(&store, T0 + H).exists());
+            std::fs::hard_link(log(&store, T0 + H), &link).unwrap();
+            drop(w);
+            // The writer's drop removed the spare it had made for a third log.
+            assert_eq!(tmp_files(), vec!["spare-000099.log.tmp".to_string()]);
+            let mut w = store.writer().unwrap();
+            assert!(!link.exists(), "recovery deletes every *.tmp");
+            w.seal_all().unwrap();
+            assert!(tmp_files().is_empty());
+            assert_eq!(holders(&store, 1024, T0 + 20 * S), 1);
+            assert_eq!(holders(&store, 1025, T0 + H + 20 * S), 1);
+            assert!(store.reader().verify().unwrap().is_empty());
         }
     }
 }

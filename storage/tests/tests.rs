@@ -1316,6 +1316,7 @@ mod recovery {
             "its copy in hour 1 is neither synced nor published"
         );
         w.advance(T0 + 6 * H + 61 * S).unwrap(); // hour 1 published
+        w.finish_chores().unwrap(); // the removal runs on the background thread
         assert!(!log(0).exists(), "its copy is in hour 1's .part now");
         assert!(log(1).exists());
         assert!(part_path(&store, T0 + H, 0, FileKind::Sealed).exists());
@@ -1340,6 +1341,7 @@ mod recovery {
             w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=3 handed over
         }
         w.advance(T0 + 5 * H + 61 * S).unwrap(); // hour 0 published; hour 4 handed over
+        w.finish_chores().unwrap();
         assert!(!part_path(&store, T0, 0, FileKind::Active).exists());
         assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
     }
