@@ -9,7 +9,7 @@ use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use zerocopy::little_endian::{I64, U16, U32, U64};
-use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
+use zerocopy::{FromBytes, FromZeros, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 use crate::model::{EndReason, Mapping, Proto, UnixNanos, NANOS_PER_SEC};
 
@@ -310,6 +310,35 @@ impl Record {
                 format!("first_ns {} is after last_ns {}", m.first_ns, m.last_ns),
             ));
         }
+        let mut r = Record::new_zeroed();
+        r.fill(m, store_flags);
+        Ok(r)
+    }
+
+    /// [`Record::encode`] written straight into `out` (an appended slot of
+    /// a log's buffer: no record built and copied), the same bytes. On an
+    /// error `out` is not touched.
+    pub fn encode_into(m: &Mapping, store_flags: u8, out: &mut Record) -> Result<(), Fault> {
+        assert_eq!(
+            store_flags & !(SF_CARRIED | SF_LATE),
+            0,
+            "only SF_CARRIED/SF_LATE may be passed"
+        );
+        if m.first_ns > m.last_ns {
+            return Err(Fault::new(
+                "first_ns",
+                offset_of!(Record, first_ns),
+                format!("first_ns {} is after last_ns {}", m.first_ns, m.last_ns),
+            ));
+        }
+        out.fill(m, store_flags);
+        Ok(())
+    }
+
+    /// Every field from `m` (checked by the caller), reserved bytes zero,
+    /// then the CRC.
+    #[inline(always)]
+    fn fill(&mut self, m: &Mapping, store_flags: u8) {
         let (public_ip, p4) = ip_bytes(m.public.ip());
         let (internal_ip, i4) = ip_bytes(m.internal.ip());
         let (remote_ip, r4) = ip_bytes(m.remote.ip());
@@ -317,7 +346,7 @@ impl Record {
             | if p4 { SF_PUBLIC_V4 } else { 0 }
             | if i4 { SF_INTERNAL_V4 } else { 0 }
             | if r4 { SF_REMOTE_V4 } else { 0 };
-        let mut r = Record {
+        *self = Record {
             public_ip,
             internal_ip,
             remote_ip,
@@ -335,8 +364,7 @@ impl Record {
             reserved: [0; 10],
             crc: U32::new(0),
         };
-        r.crc = U32::new(r.compute_crc());
-        Ok(r)
+        self.crc = U32::new(self.compute_crc());
     }
 
     /// CRC-32 of bytes 0..92 (the same value as `crc32fast::hash`, from a
@@ -860,6 +888,55 @@ mod tests {
                 b[at] = v;
             }
             prop_assert_eq!(r.fields_ok(), r.decode_fields().is_ok(), "{:?}", r.decode_fields().err());
+        }
+
+        /// `encode_into` (the log buffer's in-place encoding) writes exactly
+        /// `encode`'s bytes over whatever the slot held, and on a refused
+        /// mapping leaves the slot untouched.
+        #[test]
+        fn encode_into_writes_the_bytes_of_encode(
+            garbage in prop::array::uniform32(any::<u8>()),
+            first in any::<i64>(),
+            span in -3i64..1_000_000,
+            ports in any::<(u16, u16, u16)>(),
+            counts in any::<(u32, u32)>(),
+            v6 in any::<(bool, bool, bool)>(),
+            flags in any::<u8>(),
+            store_flags in prop::sample::select(vec![0u8, SF_CARRIED, SF_LATE, SF_CARRIED | SF_LATE]),
+            end in 0u8..7,
+        ) {
+            let addr = |v6: bool, port: u16, k: u8| -> std::net::SocketAddr {
+                if v6 {
+                    std::net::SocketAddr::new(format!("2001:db8::{k}").parse().unwrap(), port)
+                } else {
+                    std::net::SocketAddr::new(std::net::Ipv4Addr::new(10, 0, 0, k).into(), port)
+                }
+            };
+            let m = Mapping {
+                proto: Proto::Udp,
+                public: addr(v6.0, ports.0, 1),
+                internal: addr(v6.1, ports.1, 2),
+                remote: addr(v6.2, ports.2, 3),
+                first_ns: first,
+                last_ns: first.saturating_add(span),
+                end: EndReason::from_code(end).unwrap(),
+                packets_out: counts.0,
+                packets_in: counts.1,
+                flags,
+            };
+            let mut slot = Record::new_zeroed();
+            for (b, g) in slot.as_mut_bytes().iter_mut().zip(garbage.iter().cycle()) {
+                *b = *g;
+            }
+            let before = slot;
+            match (Record::encode(&m, store_flags), Record::encode_into(&m, store_flags, &mut slot)) {
+                (Ok(r), Ok(())) => prop_assert_eq!(r.as_bytes(), slot.as_bytes()),
+                (Err(a), Err(b)) => {
+                    prop_assert_eq!(a.field, b.field);
+                    prop_assert_eq!(before.as_bytes(), slot.as_bytes());
+                }
+                (a, b) => prop_assert!(false, "encode {:?}, encode_into {:?}", a.map(|_| ()), b),
+            }
         }
     }
 

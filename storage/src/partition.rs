@@ -290,6 +290,40 @@ impl ActiveLog {
         Ok(())
     }
 
+    /// Encodes `m` ([`Record::encode_into`], flags `store_flags`) straight
+    /// into the buffer and appends it, as [`ActiveLog::append`] appends an
+    /// encoded record. The inner error is a mapping that cannot be stored
+    /// (nothing appended).
+    pub fn append_mapping(
+        &mut self,
+        m: &crate::model::Mapping,
+        store_flags: u8,
+    ) -> Result<Result<(), crate::format::Fault>, StoreError> {
+        let at = self.buf.len();
+        self.buf.resize(at + RECORD_SIZE, 0);
+        let slot = Record::mut_from_bytes(&mut self.buf[at..]).expect("one unaligned record");
+        if let Err(f) = Record::encode_into(m, store_flags, slot) {
+            self.buf.truncate(at);
+            return Ok(Err(f));
+        }
+        debug_assert!(
+            slot.decode().is_ok(),
+            "record about to be written fails validation: {slot:?}"
+        );
+        if self.count == self.capacity {
+            if let Err(e) = self.grow() {
+                self.buf.truncate(at);
+                return Err(e);
+            }
+        }
+        self.count += 1;
+        self.dirty = true;
+        if self.buf.len() >= LOG_BUFFER_RECORDS_MAX * RECORD_SIZE {
+            self.write_out()?;
+        }
+        Ok(Ok(()))
+    }
+
     /// Writes the buffered records to the file in one `pwrite` (into the
     /// preallocated zero slots; the map sees them through the page cache).
     pub fn write_out(&mut self) -> Result<(), StoreError> {

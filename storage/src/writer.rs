@@ -983,20 +983,23 @@ impl Writer {
                     break;
                 }
             }
-            let rec = if n == 0 {
-                first_rec
+            // The first record was encoded before its log was looked up;
+            // the others straight into the log's buffer.
+            let appended = if n == 0 {
+                log.append(&first_rec).map(Ok)
             } else {
-                match Record::encode(m, route.flags) {
-                    Ok(r) => r,
-                    Err(f) => {
-                        result = Err(bad(parts, format!("{}: {}", f.field, f.detail)));
-                        break;
-                    }
-                }
+                log.append_mapping(m, route.flags)
             };
-            if let Err(e) = log.append(&rec) {
-                result = Err(e);
-                break;
+            match appended {
+                Ok(Ok(())) => {}
+                Ok(Err(f)) => {
+                    result = Err(bad(parts, format!("{}: {}", f.field, f.detail)));
+                    break;
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
             }
             n += 1;
         }
