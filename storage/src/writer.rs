@@ -1758,6 +1758,10 @@ impl Drop for Writer {
         // Best effort: an error here has nowhere to go; callers that care
         // call flush() or seal_all() first and see it.
         let _ = self.flush();
+        // The spare log too, while the store's lock is still held (the lock
+        // is dropped before the background thread: a next writer must not
+        // find this one still removing files).
+        let _ = self.chores.remove_spares();
     }
 }
 
