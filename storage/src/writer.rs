@@ -1109,8 +1109,15 @@ impl Writer {
         let mut logs = Vec::new();
         let mut synced = Vec::with_capacity(self.active.len());
         for (&start, log) in self.active.iter_mut() {
-            if let Some(f) = log.sync_handle()? {
-                logs.push((log.path.clone(), f));
+            match log.sync_handle() {
+                Ok(Some(f)) => logs.push((log.path.clone(), f)),
+                Ok(None) => {}
+                Err(e) => {
+                    // Logs before it count as synced without a sync queued:
+                    // no later flush would sync them, so the writer stops.
+                    self.sync_failed.get_or_insert_with(|| e.to_string());
+                    return Err(e);
+                }
             }
             synced.push((start, log.segment));
         }
