@@ -764,6 +764,37 @@ impl SealedView {
         }
     }
 
+    /// Calls `f` with every record whose public address is `ip` (and port
+    /// `port`, when given) and whose `first_ns` is at most `to_ns`, in file
+    /// order, each validated: what a lookup reads. v1: a binary search,
+    /// then the run record by record; v2: [`sealed_v2::V2View::scan_public`]
+    /// (only the matching records' other columns are read). On an error the
+    /// records already passed to `f` stand.
+    pub fn scan_public(
+        &self,
+        ip: [u8; 16],
+        port: Option<u16>,
+        to_ns: i64,
+        f: &mut dyn FnMut(Record),
+    ) -> Result<(), StoreError> {
+        match &self.body {
+            Body::V1 { .. } => {
+                let lo = self.lower_bound_key((ip, port.unwrap_or(0)))?;
+                for i in lo..self.count {
+                    let r = self.record(i)?;
+                    if r.public_ip != ip || port.is_some_and(|p| p != r.public_port.get()) {
+                        break;
+                    }
+                    if r.first_ns.get() <= to_ns {
+                        f(r);
+                    }
+                }
+                Ok(())
+            }
+            Body::V2(v) => v.scan_public(ip, port, to_ns, f),
+        }
+    }
+
     /// All records, validated.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
         match &self.body {
