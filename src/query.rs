@@ -240,8 +240,10 @@ pub type BatchLine = (usize, std::result::Result<LookupRequest, String>);
 
 /// Answers many traceback questions with one reader: the requests are
 /// looked up in time order (so each partition is opened once while the
-/// reader's view cache holds it, and the directory listed once), answered
-/// in line order. Every request answered is audited (one line per request,
+/// reader's view cache holds it, and the directory listed once; an active
+/// log is read once, as of the first request that reads it, and searched
+/// through a sorted index: `Reader::with_log_snapshots`), answered in line
+/// order. Every request answered is audited (one line per request,
 /// naming the batch and the line, all synced at once) before anything is
 /// shown. A malformed line (only present with `--keep-going`; otherwise
 /// the caller stopped at it) is reported and gets no answer. Exit 0 if
@@ -256,7 +258,8 @@ pub fn lookup_batch(
     format: LookupFormat,
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
-    let reader = store.reader();
+    // Active logs read once and indexed (answers as of their first read).
+    let reader = store.reader().with_log_snapshots();
     let mut order: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].1.is_ok()).collect();
     let key = |i: usize| {
         let r = lines[i].1.as_ref().expect("filtered");

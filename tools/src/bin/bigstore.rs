@@ -219,6 +219,23 @@ fn main() -> Result<()> {
             7,
         )?;
         show(&format!("after {d} day(s) stored, warm"), &l);
+        if d == 1 {
+            // The same lookups through a batch reader: each active log read
+            // once and searched through a sorted index (`lookup --batch`).
+            let batch = store.reader().with_log_snapshots();
+            let l = lookups(
+                Readers::Shared(&batch),
+                n,
+                count.min(20_000),
+                span_ns,
+                day1_end,
+                7,
+            )?;
+            show(
+                "after 1 day(s) stored, batch reader (active logs indexed once)",
+                &l,
+            );
+        }
     }
     w.seal_all()?;
     let w_stats = w.stats();
