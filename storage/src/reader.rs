@@ -128,8 +128,12 @@ pub struct Reader {
 
 /// Active logs a batch reader opened: path → the view as first opened (its
 /// committed length then) and its sorted (public ip, port, slot) index.
+/// An active log as a batch reader first read it, and its sorted
+/// (public ip, port, slot) index ([`LogView::public_index`]).
+type LogSnapshot = (LogView, Vec<([u8; 16], u16, u32)>);
+
 #[derive(Default)]
-struct LogSnapshots(HashMap<PathBuf, std::sync::Arc<(LogView, Vec<([u8; 16], u16, u32)>)>>);
+struct LogSnapshots(HashMap<PathBuf, std::sync::Arc<LogSnapshot>>);
 
 impl std::fmt::Debug for LogSnapshots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -199,7 +203,7 @@ enum View {
     Sealed(std::sync::Arc<SealedView>),
     Log(LogView),
     /// An active log as a batch reader first read it, with its index.
-    Snapshot(std::sync::Arc<(LogView, Vec<([u8; 16], u16, u32)>)>),
+    Snapshot(std::sync::Arc<LogSnapshot>),
 }
 
 impl Reader {
@@ -321,10 +325,7 @@ impl Reader {
 
     /// The snapshot of the active log at `path`, if this reader keeps them
     /// and has one.
-    fn log_snapshot(
-        &self,
-        path: &std::path::Path,
-    ) -> Option<std::sync::Arc<(LogView, Vec<([u8; 16], u16, u32)>)>> {
+    fn log_snapshot(&self, path: &std::path::Path) -> Option<std::sync::Arc<LogSnapshot>> {
         let logs = self.logs.as_ref()?;
         let l = logs.lock().unwrap_or_else(|e| e.into_inner());
         l.0.get(path).cloned()
