@@ -429,14 +429,11 @@ fn lookup_batch(a: LookupArgs) -> Result<ExitCode> {
         lines.push((i + 1, req));
     }
     let store = open_store(&a.store)?;
-    crate::query::lookup_batch(
-        &store,
-        &source,
-        &lines,
-        tz.as_ref(),
-        a.format,
-        &mut std::io::stdout().lock(),
-    )
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let code =
+        crate::query::lookup_batch(&store, &source, &lines, tz.as_ref(), a.format, &mut out)?;
+    std::io::Write::flush(&mut out).context("write the answers")?;
+    Ok(code)
 }
 
 /// One batch line, `IP PORT TIME` (PORT a number or `-`; TIME the rest of

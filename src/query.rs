@@ -234,6 +234,28 @@ fn write_answer(
     Ok(())
 }
 
+/// A writer that indents every line after the first by two spaces: an
+/// array item pretty-printed alone through it reads as serde's pretty
+/// printer writes it inside the array (strings never hold a raw newline).
+struct Indented<'a>(&'a mut dyn Write);
+
+impl Write for Indented<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            self.0.write_all(&rest[..=i])?;
+            self.0.write_all(b"  ")?;
+            rest = &rest[i + 1..];
+        }
+        self.0.write_all(rest)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 /// One line of a batch: its number (from 1) and the request, or why the
 /// line could not be read (naming the field).
 pub type BatchLine = (usize, std::result::Result<LookupRequest, String>);
@@ -272,55 +294,64 @@ pub fn lookup_batch(
         let req = lines[i].1.as_ref().expect("filtered");
         outcomes[i] = Some(reader.lookup(&query_of(req))?);
     }
-    let rows: Vec<Vec<Value>> = outcomes
-        .iter()
-        .map(|o| {
-            o.as_ref()
-                .map(|o| o.holders.iter().map(|h| holder_json(h, tz)).collect())
-                .unwrap_or_default()
-        })
-        .collect();
     let audits: Vec<Value> = lines
         .iter()
-        .zip(&rows)
-        .filter_map(|((line, req), rows)| {
-            let req = req.as_ref().ok()?;
+        .zip(&outcomes)
+        .filter_map(|((line, req), outcome)| {
+            let (req, outcome) = (req.as_ref().ok()?, outcome.as_ref()?);
             let mut q = audit_query(req);
             q["batch"] = json!(source);
             q["line"] = json!(line);
-            Some(crate::audit::entry("lookup", q, Some(rows.len() as u64)))
+            Some(crate::audit::entry(
+                "lookup",
+                q,
+                Some(outcome.holders.len() as u64),
+            ))
         })
         .collect();
     crate::audit::record_entries(store, &audits)?;
+    // Shown request by request (each answer's rows built when shown, so a
+    // batch holds its answers' holders, not their JSON, in memory).
     let (mut nobody, mut bad_lines, mut errors) = (0usize, 0usize, 0usize);
-    let mut json_out = Vec::new();
     if format == LookupFormat::Csv {
         writeln!(out, "line,{}", csv_header(tz.is_some()))?;
     }
-    for (((line, req), outcome), rows) in lines.iter().zip(&outcomes).zip(&rows) {
+    let mut json_items = 0usize;
+    // One JSON array as serde's pretty printer writes it, an item at a time.
+    let mut json_item = |out: &mut dyn Write, v: &Value| -> Result<()> {
+        out.write_all(if json_items == 0 { b"[\n  " } else { b",\n  " })?;
+        serde_json::to_writer_pretty(Indented(out), v)?;
+        json_items += 1;
+        Ok(())
+    };
+    for ((line, req), outcome) in lines.iter().zip(&outcomes) {
         let (req, outcome) = match (req, outcome) {
             (Ok(req), Some(o)) => (req, o),
             (Err(why), _) => {
                 bad_lines += 1;
                 eprintln!("natrec: {source} line {line}: {why}; not answered");
                 if format == LookupFormat::Json {
-                    json_out.push(json!({"line": line, "error": why}));
+                    json_item(out, &json!({"line": line, "error": why}))?;
                 }
                 continue;
             }
             (Ok(_), None) => unreachable!("every request was looked up"),
         };
+        let rows: Vec<Value> = outcome.holders.iter().map(|h| holder_json(h, tz)).collect();
         if rows.is_empty() {
             nobody += 1;
         }
         match format {
-            LookupFormat::Json => json_out.push(json!({
-                "line": line,
-                "request": audit_query(req),
-                "holders": rows,
-            })),
+            LookupFormat::Json => json_item(
+                out,
+                &json!({
+                    "line": line,
+                    "request": audit_query(req),
+                    "holders": rows,
+                }),
+            )?,
             LookupFormat::Csv => {
-                for r in rows {
+                for r in &rows {
                     writeln!(out, "{line},{}", csv_row(r, tz.is_some()))?;
                 }
             }
@@ -329,7 +360,7 @@ pub fn lookup_batch(
                 store,
                 req,
                 outcome,
-                rows,
+                &rows,
                 tz,
                 &format!("line {line}: "),
             )?,
@@ -345,7 +376,11 @@ pub fn lookup_batch(
         }
     }
     if format == LookupFormat::Json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&json_out)?)?;
+        if json_items == 0 {
+            writeln!(out, "[]")?;
+        } else {
+            writeln!(out, "\n]")?;
+        }
     }
     if errors > 0 {
         eprintln!("natrec: {errors} request(s) met partitions that could not be read; their answers may be incomplete");

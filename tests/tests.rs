@@ -2310,6 +2310,35 @@ fn batch_lookup_answers_exactly_as_single_lookups() {
     for k in 0..reqs.len() {
         assert!(table.contains(&format!("line {}: ", k + 3)), "{table}");
     }
+    // Table: each request's block is the single lookup's output with its
+    // heading prefixed; the same batch from standard input answers the same.
+    let mut want = String::new();
+    for (k, (ip, port, at)) in reqs.iter().enumerate() {
+        let at_s = format!("{}.{:09}", at / 1_000_000_000, at % 1_000_000_000);
+        let mut args = vec!["lookup", "--store", &store, "--ip", ip, "--at", &at_s];
+        let p;
+        if let Some(port) = port {
+            p = port.to_string();
+            args.extend(["--port", &p]);
+        }
+        want.push_str(&format!("line {}: {}", k + 3, stdout(&natrec(&args))));
+    }
+    assert_eq!(table, want);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_natrec"))
+        .args(["lookup", "--store", &store, "--batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&o), want);
 }
 
 /// A malformed batch line stops the batch before any lookup (exit 2, the
