@@ -810,12 +810,11 @@ pub fn parse_file_name(name: &str) -> Option<(i64, u32, FileKind)> {
     if b.len() != 21 || b[8] != b'T' || b[15] != b'Z' || b[16] != b'-' {
         return None;
     }
+    // Decimal digits only (at most 4, so no overflow).
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = stem.get(r)?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
+        b[r].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
