@@ -1933,15 +1933,23 @@ impl LazyCol {
         }
         let bit = j * self.width as usize;
         let data = &payload[self.at..self.at + self.len];
-        let mut acc = 0u128;
-        for (k, &b) in data[bit / 8..].iter().take(9).enumerate() {
-            acc |= u128::from(b) << (8 * k);
-        }
         let mask = if self.width == 64 {
             u64::MAX
         } else {
             (1u64 << self.width) - 1
         };
+        // As `packed_into`: one 8-byte word while 8 bytes are there and the
+        // value fits in the 57 bits it surely holds (width ≤ 56).
+        if self.width <= 56 {
+            if let Some(word) = data.get(bit / 8..bit / 8 + 8) {
+                let word = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+                return (word >> (bit % 8)) & mask;
+            }
+        }
+        let mut acc = 0u128;
+        for (k, &b) in data[bit / 8..].iter().take(9).enumerate() {
+            acc |= u128::from(b) << (8 * k);
+        }
         (acc >> (bit % 8)) as u64 & mask
     }
 
