@@ -23,13 +23,18 @@ pub const AUDIT_FILE: &str = "audit.log";
 /// results (`None` when not known before answering, as for `export`), and
 /// syncs it. An error means the access must not go ahead.
 pub fn record(store: &Store, command: &str, query: Value, answers: Option<u64>) -> Result<()> {
-    let path = store.dir().join(AUDIT_FILE);
+    record_entries(store, &[entry(command, query, answers)])
+}
+
+/// One audit line (not yet written): when, who, what was asked, how many
+/// answers.
+pub fn entry(command: &str, query: Value, answers: Option<u64>) -> Value {
     let uid = nix::unistd::getuid();
     let user = nix::unistd::User::from_uid(uid)
         .ok()
         .flatten()
         .map(|u| u.name);
-    let line = json!({
+    json!({
         "time": crate::timefmt::format_utc(jiff::Timestamp::now().as_nanosecond() as i64),
         "uid": uid.as_raw(),
         "user": user,
@@ -37,14 +42,25 @@ pub fn record(store: &Store, command: &str, query: Value, answers: Option<u64>) 
         "command": command,
         "query": query,
         "answers": answers,
-    });
+    })
+}
+
+/// Appends `entries`, one line each, in one write, and syncs them once (a
+/// batch lookup audits every request it answers this way). An error means
+/// none of the accesses may go ahead.
+pub fn record_entries(store: &Store, entries: &[Value]) -> Result<()> {
+    let path = store.dir().join(AUDIT_FILE);
+    let mut text = String::new();
+    for e in entries {
+        text.push_str(&format!("{e}\n"));
+    }
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o640)
             .open(&path)?;
-        f.write_all(format!("{line}\n").as_bytes())?;
+        f.write_all(text.as_bytes())?;
         f.sync_data()
     };
     write().with_context(|| {

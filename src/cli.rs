@@ -194,18 +194,34 @@ struct LookupArgs {
     /// Store directory.
     #[arg(long)]
     store: PathBuf,
-    /// Public IP address asked about.
-    #[arg(long)]
-    ip: IpAddr,
+    /// Public IP address asked about (required unless --batch).
+    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    ip: Option<IpAddr>,
     /// Public port (ICMP: echo identifier). Omitted: any port.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "batch")]
     port: Option<u16>,
     /// Only this protocol.
     #[arg(long, value_enum)]
     proto: Option<ProtoArg>,
-    /// The time: RFC 3339 with offset, Unix seconds (fraction allowed), or local time with --tz.
-    #[arg(long)]
-    at: String,
+    /// The time: RFC 3339 with offset, Unix seconds (fraction allowed), or local time with --tz
+    /// (required unless --batch).
+    #[arg(long, required_unless_present = "batch", conflicts_with = "batch")]
+    at: Option<String>,
+    /// Many requests from FILE (`-`: standard input), one per line: `IP PORT TIME`, PORT a
+    /// number or `-` for any port, TIME (the rest of the line) in the forms of --at; blank
+    /// lines and lines starting with `#` are skipped. --proto, --window, --remote and --tz
+    /// apply to every line. Each answer is printed as a single lookup prints it, with its line
+    /// number (table: `line N: ` before each heading; CSV: a first column `line`; JSON: one
+    /// array of {line, request, holders}). Every request is audited (one audit line each,
+    /// naming the file and line). Exit 0: every request found a holder; 1: some found nobody;
+    /// 2: an error.
+    #[arg(long, value_name = "FILE")]
+    batch: Option<PathBuf>,
+    /// With --batch: a malformed line is reported (stderr; JSON: {line, error}) and the other
+    /// lines are answered (exit 2). Without it a malformed line stops the batch before any
+    /// lookup.
+    #[arg(long, requires = "batch")]
+    keep_going: bool,
     /// Also answer for anyone holding it this long before or after --at (clock uncertainty).
     #[arg(long, default_value = "0s", value_parser = timefmt::parse_duration)]
     window: i64,
@@ -270,13 +286,15 @@ struct DemoArgs {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Replay(a) => replay(a),
+        Command::Lookup(a) if a.batch.is_some() => lookup_batch(a),
         Command::Lookup(a) => {
             let tz = a.tz.as_deref().map(timefmt::parse_tz).transpose()?;
-            let at = timefmt::parse_time(&a.at, tz.as_ref()).context("--at")?;
+            let at_arg = a.at.as_deref().context("--at is required")?;
+            let at = timefmt::parse_time(at_arg, tz.as_ref()).context("--at")?;
             let remote = a.remote.as_deref().map(parse_remote).transpose()?;
             let store = open_store(&a.store)?;
             let req = crate::query::LookupRequest {
-                ip: a.ip,
+                ip: a.ip.context("--ip is required")?,
                 port: a.port,
                 proto: a.proto.map(Proto::from),
                 at_ns: at,
@@ -364,6 +382,88 @@ fn record(a: crate::record::RecordArgs) -> Result<ExitCode> {
     {
         bail!("this natrec was built without live capture; build it with `cargo install --features live` (needs libpcap-dev)")
     }
+}
+
+/// Requests one `natrec lookup --batch` reads at most (each answer is kept
+/// until all are audited, then shown).
+pub const BATCH_REQUESTS_MAX: usize = 1_000_000;
+
+/// `natrec lookup --batch FILE|-`.
+fn lookup_batch(a: LookupArgs) -> Result<ExitCode> {
+    let tz = a.tz.as_deref().map(timefmt::parse_tz).transpose()?;
+    let remote = a.remote.as_deref().map(parse_remote).transpose()?;
+    let path = a.batch.as_deref().expect("batch mode");
+    let (source, text) = if path == Path::new("-") {
+        let mut t = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut t)
+            .context("read the batch from standard input")?;
+        ("<stdin>".to_string(), t)
+    } else {
+        let t = std::fs::read_to_string(path)
+            .with_context(|| format!("read the batch file {}", path.display()))?;
+        (path.display().to_string(), t)
+    };
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if lines.len() == BATCH_REQUESTS_MAX {
+            bail!("{source}: more than {BATCH_REQUESTS_MAX} requests; split the batch");
+        }
+        let req =
+            parse_batch_line(t, tz.as_ref()).map(|(ip, port, at_ns)| crate::query::LookupRequest {
+                ip,
+                port,
+                proto: a.proto.map(Proto::from),
+                at_ns,
+                window_ns: a.window,
+                remote,
+            });
+        if let Err(why) = &req {
+            if !a.keep_going {
+                bail!("{source} line {}: {why}; nothing was looked up (fix the line, or pass --keep-going to answer the other lines)", i + 1);
+            }
+        }
+        lines.push((i + 1, req));
+    }
+    let store = open_store(&a.store)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let code =
+        crate::query::lookup_batch(&store, &source, &lines, tz.as_ref(), a.format, &mut out)?;
+    std::io::Write::flush(&mut out).context("write the answers")?;
+    Ok(code)
+}
+
+/// One batch line, `IP PORT TIME` (PORT a number or `-`; TIME the rest of
+/// the line, as --at): the address, port and time, or what is wrong with
+/// which field.
+pub fn parse_batch_line(
+    line: &str,
+    tz: Option<&jiff::tz::TimeZone>,
+) -> std::result::Result<(IpAddr, Option<u16>, i64), String> {
+    let line = line.trim();
+    let (ip, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+    let ip: IpAddr = ip
+        .parse()
+        .map_err(|_| format!("field 1 (ip): '{ip}' is not an IP address"))?;
+    let rest = rest.trim_start();
+    let (port, time) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let port = match port {
+        "" => return Err("field 2 (port): missing; give a port or - for any port".into()),
+        "-" => None,
+        p => Some(p.parse::<u16>().map_err(|_| {
+            format!("field 2 (port): '{p}' is not a port (0..=65535) or - for any port")
+        })?),
+    };
+    let time = time.trim();
+    if time.is_empty() {
+        return Err("field 3 (time): missing".into());
+    }
+    let at =
+        timefmt::parse_time(time, tz).map_err(|e| format!("field 3 (time): '{time}': {e:#}"))?;
+    Ok((ip, port, at))
 }
 
 fn open_store(dir: &Path) -> Result<Store> {

@@ -129,6 +129,32 @@ fn io_err(e: std::io::Error) -> StoreError {
     }
 }
 
+/// The storage query of a request.
+fn query_of(req: &LookupRequest) -> Query {
+    Query {
+        ip: req.ip,
+        port: req.port,
+        proto: req.proto,
+        from_ns: req.at_ns.saturating_sub(req.window_ns),
+        to_ns: req.at_ns.saturating_add(req.window_ns),
+        remote_ip: req.remote.map(|r| r.0),
+        remote_port: req.remote.and_then(|r| r.1),
+    }
+}
+
+/// The question as the audit log names it.
+fn audit_query(req: &LookupRequest) -> Value {
+    json!({
+        "ip": req.ip.to_string(),
+        "port": req.port,
+        "proto": req.proto.map(|p| p.name()),
+        "at": format_utc(req.at_ns),
+        "window_s": req.window_ns as f64 / 1e9,
+        "remote_ip": req.remote.map(|r| r.0.to_string()),
+        "remote_port": req.remote.and_then(|r| r.1),
+    })
+}
+
 /// Answers a traceback question. Exit 0 if someone held it, 1 if nobody, 2
 /// if a partition in range could not be read (the answers from the others
 /// are still printed, the errors go to stderr).
@@ -139,31 +165,9 @@ pub fn lookup(
     format: LookupFormat,
     out: &mut dyn Write,
 ) -> Result<ExitCode> {
-    let q = Query {
-        ip: req.ip,
-        port: req.port,
-        proto: req.proto,
-        from_ns: req.at_ns.saturating_sub(req.window_ns),
-        to_ns: req.at_ns.saturating_add(req.window_ns),
-        remote_ip: req.remote.map(|r| r.0),
-        remote_port: req.remote.and_then(|r| r.1),
-    };
-    let outcome = store.reader().lookup(&q)?;
+    let outcome = store.reader().lookup(&query_of(req))?;
     let rows: Vec<Value> = outcome.holders.iter().map(|h| holder_json(h, tz)).collect();
-    crate::audit::record(
-        store,
-        "lookup",
-        json!({
-            "ip": req.ip.to_string(),
-            "port": req.port,
-            "proto": req.proto.map(|p| p.name()),
-            "at": format_utc(req.at_ns),
-            "window_s": req.window_ns as f64 / 1e9,
-            "remote_ip": req.remote.map(|r| r.0.to_string()),
-            "remote_port": req.remote.and_then(|r| r.1),
-        }),
-        Some(rows.len() as u64),
-    )?;
+    crate::audit::record(store, "lookup", audit_query(req), Some(rows.len() as u64))?;
     match format {
         LookupFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?,
         LookupFormat::Csv => {
@@ -172,33 +176,7 @@ pub fn lookup(
                 writeln!(out, "{}", csv_row(r, tz.is_some()))?;
             }
         }
-        LookupFormat::Table => {
-            let what = match req.port {
-                Some(p) => format!("{} port {p}", req.ip),
-                None => format!("{} (any port)", req.ip),
-            };
-            let mut when = format_utc(req.at_ns);
-            if let Some(tz) = tz {
-                when = format!("{when} ({} {})", format_in(req.at_ns, tz), tz_name(tz));
-            }
-            if req.window_ns > 0 {
-                when.push_str(&format!(" ± {} s", req.window_ns as f64 / 1e9));
-            }
-            if rows.is_empty() {
-                writeln!(out, "nobody held {what} at {when}")?;
-            } else {
-                writeln!(out, "{} holder(s) of {what} at {when}:", rows.len())?;
-                write_table(out, &outcome.holders, tz)?;
-                writeln!(
-                    out,
-                    "held = first translated packet .. last packet + the NAT's hold time ({}); end blank = still held",
-                    hold_summary(store)
-                )?;
-            }
-            for w in gaps_warnings(&outcome.gaps) {
-                writeln!(out, "WARNING: {w}")?;
-            }
-        }
+        LookupFormat::Table => write_answer(out, store, req, &outcome, &rows, tz, "")?,
     }
     for w in gaps_warnings(&outcome.gaps) {
         eprintln!("natrec: warning: {w}");
@@ -211,6 +189,205 @@ pub fn lookup(
         return Ok(ExitCode::from(2));
     }
     Ok(if rows.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// One request's answer as a table (a single lookup's output; in a batch
+/// each heading starts with `line N: `).
+fn write_answer(
+    out: &mut dyn Write,
+    store: &Store,
+    req: &LookupRequest,
+    outcome: &natrec_storage::LookupOutcome,
+    rows: &[Value],
+    tz: Option<&TimeZone>,
+    prefix: &str,
+) -> Result<()> {
+    let what = match req.port {
+        Some(p) => format!("{} port {p}", req.ip),
+        None => format!("{} (any port)", req.ip),
+    };
+    let mut when = format_utc(req.at_ns);
+    if let Some(tz) = tz {
+        when = format!("{when} ({} {})", format_in(req.at_ns, tz), tz_name(tz));
+    }
+    if req.window_ns > 0 {
+        when.push_str(&format!(" ± {} s", req.window_ns as f64 / 1e9));
+    }
+    if rows.is_empty() {
+        writeln!(out, "{prefix}nobody held {what} at {when}")?;
+    } else {
+        writeln!(out, "{prefix}{} holder(s) of {what} at {when}:", rows.len())?;
+        write_table(out, &outcome.holders, tz)?;
+        writeln!(
+            out,
+            "held = first translated packet .. last packet + the NAT's hold time ({}); end blank = still held",
+            hold_summary(store)
+        )?;
+    }
+    for w in gaps_warnings(&outcome.gaps) {
+        writeln!(out, "WARNING: {w}")?;
+    }
+    Ok(())
+}
+
+/// A writer that indents every line after the first by two spaces: an
+/// array item pretty-printed alone through it reads as serde's pretty
+/// printer writes it inside the array (strings never hold a raw newline).
+struct Indented<'a>(&'a mut dyn Write);
+
+impl Write for Indented<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while let Some(i) = rest.iter().position(|&b| b == b'\n') {
+            self.0.write_all(&rest[..=i])?;
+            self.0.write_all(b"  ")?;
+            rest = &rest[i + 1..];
+        }
+        self.0.write_all(rest)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// One line of a batch: its number (from 1) and the request, or why the
+/// line could not be read (naming the field).
+pub type BatchLine = (usize, std::result::Result<LookupRequest, String>);
+
+/// Answers many traceback questions with one reader: the requests are
+/// looked up in time order (so each partition is opened once while the
+/// reader's view cache holds it, and the directory listed once; an active
+/// log is read once, as of the first request that reads it, and searched
+/// through a sorted index: `Reader::with_log_snapshots`), answered in line
+/// order. Every request answered is audited (one line per request,
+/// naming the batch and the line, all synced at once) before anything is
+/// shown. A malformed line (only present with `--keep-going`; otherwise
+/// the caller stopped at it) is reported and gets no answer. Exit 0 if
+/// every request found a holder, 1 if any found nobody, 2 if a line was
+/// malformed or a partition could not be read (the other answers are
+/// still shown).
+pub fn lookup_batch(
+    store: &Store,
+    source: &str,
+    lines: &[BatchLine],
+    tz: Option<&TimeZone>,
+    format: LookupFormat,
+    out: &mut dyn Write,
+) -> Result<ExitCode> {
+    // Active logs read once and indexed (answers as of their first read).
+    let reader = store.reader().with_log_snapshots();
+    let mut order: Vec<usize> = (0..lines.len()).filter(|&i| lines[i].1.is_ok()).collect();
+    let key = |i: usize| {
+        let r = lines[i].1.as_ref().expect("filtered");
+        (r.at_ns, r.ip, r.port)
+    };
+    order.sort_by_key(|&i| key(i));
+    let mut outcomes: Vec<Option<natrec_storage::LookupOutcome>> =
+        (0..lines.len()).map(|_| None).collect();
+    for i in order {
+        let req = lines[i].1.as_ref().expect("filtered");
+        outcomes[i] = Some(reader.lookup(&query_of(req))?);
+    }
+    let audits: Vec<Value> = lines
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|((line, req), outcome)| {
+            let (req, outcome) = (req.as_ref().ok()?, outcome.as_ref()?);
+            let mut q = audit_query(req);
+            q["batch"] = json!(source);
+            q["line"] = json!(line);
+            Some(crate::audit::entry(
+                "lookup",
+                q,
+                Some(outcome.holders.len() as u64),
+            ))
+        })
+        .collect();
+    crate::audit::record_entries(store, &audits)?;
+    // Shown request by request (each answer's rows built when shown, so a
+    // batch holds its answers' holders, not their JSON, in memory).
+    let (mut nobody, mut bad_lines, mut errors) = (0usize, 0usize, 0usize);
+    if format == LookupFormat::Csv {
+        writeln!(out, "line,{}", csv_header(tz.is_some()))?;
+    }
+    let mut json_items = 0usize;
+    // One JSON array as serde's pretty printer writes it, an item at a time.
+    let mut json_item = |out: &mut dyn Write, v: &Value| -> Result<()> {
+        out.write_all(if json_items == 0 { b"[\n  " } else { b",\n  " })?;
+        serde_json::to_writer_pretty(Indented(out), v)?;
+        json_items += 1;
+        Ok(())
+    };
+    for ((line, req), outcome) in lines.iter().zip(&outcomes) {
+        let (req, outcome) = match (req, outcome) {
+            (Ok(req), Some(o)) => (req, o),
+            (Err(why), _) => {
+                bad_lines += 1;
+                eprintln!("natrec: {source} line {line}: {why}; not answered");
+                if format == LookupFormat::Json {
+                    json_item(out, &json!({"line": line, "error": why}))?;
+                }
+                continue;
+            }
+            (Ok(_), None) => unreachable!("every request was looked up"),
+        };
+        let rows: Vec<Value> = outcome.holders.iter().map(|h| holder_json(h, tz)).collect();
+        if rows.is_empty() {
+            nobody += 1;
+        }
+        match format {
+            LookupFormat::Json => json_item(
+                out,
+                &json!({
+                    "line": line,
+                    "request": audit_query(req),
+                    "holders": rows,
+                }),
+            )?,
+            LookupFormat::Csv => {
+                for r in &rows {
+                    writeln!(out, "{line},{}", csv_row(r, tz.is_some()))?;
+                }
+            }
+            LookupFormat::Table => write_answer(
+                out,
+                store,
+                req,
+                outcome,
+                &rows,
+                tz,
+                &format!("line {line}: "),
+            )?,
+        }
+        for w in gaps_warnings(&outcome.gaps) {
+            eprintln!("natrec: warning: line {line}: {w}");
+        }
+        for e in &outcome.errors {
+            eprintln!("natrec: line {line}: {e}");
+        }
+        if !outcome.errors.is_empty() {
+            errors += 1;
+        }
+    }
+    if format == LookupFormat::Json {
+        if json_items == 0 {
+            writeln!(out, "[]")?;
+        } else {
+            writeln!(out, "\n]")?;
+        }
+    }
+    if errors > 0 {
+        eprintln!("natrec: {errors} request(s) met partitions that could not be read; their answers may be incomplete");
+    }
+    Ok(if errors > 0 || bad_lines > 0 {
+        ExitCode::from(2)
+    } else if nobody > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -2186,3 +2186,261 @@ fn every_lookup_and_export_is_audited_and_unaudited_access_is_refused() {
     assert!(stdout(&o).is_empty(), "nothing shown: {}", stdout(&o));
     assert!(stderr(&o).contains("audit log"), "{}", stderr(&o));
 }
+
+/// `lookup --batch`: every request's answer is exactly what a single lookup
+/// of it prints (pseudo-random requests: the truth's endpoints at held
+/// times, other ports, any port, times off the record); every answered
+/// request is audited with its line; table and CSV carry the line numbers.
+#[test]
+fn batch_lookup_answers_exactly_as_single_lookups() {
+    let dir = replayed_any();
+    let truth = truth();
+    let store = store_arg(dir.path());
+    let mut z = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut x = z;
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    };
+    let mut reqs: Vec<(String, Option<u16>, i64)> = Vec::new();
+    for _ in 0..40 {
+        let t = &truth[(next() % truth.len() as u64) as usize];
+        let at = held_time(t) + (next() % 20_000_000_000) as i64 - 10_000_000_000;
+        let port = match next() % 4 {
+            0 => None,
+            1 => Some((next() % 65_536) as u16),
+            _ => Some(t.public_port),
+        };
+        reqs.push((t.public_ip.clone(), port, at));
+    }
+    let mut text = String::from("# a traceback request\n\n");
+    for (ip, port, at) in &reqs {
+        let port = port.map_or("-".to_string(), |p| p.to_string());
+        text.push_str(&format!(
+            "{ip} {port} {}.{:09}\n",
+            at / 1_000_000_000,
+            at % 1_000_000_000
+        ));
+    }
+    let file = dir.path().join("batch.txt");
+    std::fs::write(&file, &text).unwrap();
+    let audit_before = std::fs::read_to_string(dir.path().join("store/audit.log"))
+        .unwrap_or_default()
+        .lines()
+        .count();
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--batch",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert!(code(&o) <= 1, "exit {}: {}", code(&o), stderr(&o));
+    let answers: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(answers.len(), reqs.len());
+    let audit = std::fs::read_to_string(dir.path().join("store/audit.log")).unwrap();
+    let audit: Vec<Value> = audit
+        .lines()
+        .skip(audit_before)
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(audit.len(), reqs.len(), "one audit line per request");
+    let mut any_found = false;
+    for (k, ((ip, port, at), a)) in reqs.iter().zip(&answers).enumerate() {
+        assert_eq!(
+            a["line"],
+            k + 3,
+            "lines counted from 1, comments and blanks included"
+        );
+        let at_s = format!("{}.{:09}", at / 1_000_000_000, at % 1_000_000_000);
+        let mut args = vec![
+            "lookup", "--store", &store, "--ip", ip, "--at", &at_s, "--format", "json",
+        ];
+        let p;
+        if let Some(port) = port {
+            p = port.to_string();
+            args.extend(["--port", &p]);
+        }
+        let single = natrec(&args);
+        let rows: Vec<Value> = serde_json::from_str(&stdout(&single)).unwrap();
+        assert_eq!(a["holders"], Value::Array(rows.clone()), "line {}", k + 3);
+        any_found |= !rows.is_empty();
+        let q = &audit.iter().find(|e| e["query"]["line"] == k + 3).unwrap();
+        assert_eq!(q["command"], "lookup");
+        assert_eq!(q["answers"], rows.len());
+        assert_eq!(q["query"]["ip"], ip.as_str());
+        assert_eq!(q["query"]["batch"], file.to_str().unwrap());
+        assert_eq!(q["query"], {
+            let mut r = a["request"].clone();
+            r["batch"] = q["query"]["batch"].clone();
+            r["line"] = q["query"]["line"].clone();
+            r
+        });
+    }
+    assert!(any_found, "the requests include held endpoints");
+    // CSV: one header, the line number first; table: `line N: ` headings.
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--batch",
+        file.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    let csv = stdout(&o);
+    assert!(csv.starts_with("line,proto,internal_ip,"), "{csv}");
+    let rows: usize = answers
+        .iter()
+        .map(|a| a["holders"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(csv.lines().count(), 1 + rows);
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--batch",
+        file.to_str().unwrap(),
+    ]);
+    let table = stdout(&o);
+    for k in 0..reqs.len() {
+        assert!(table.contains(&format!("line {}: ", k + 3)), "{table}");
+    }
+    // Table: each request's block is the single lookup's output with its
+    // heading prefixed; the same batch from standard input answers the same.
+    let mut want = String::new();
+    for (k, (ip, port, at)) in reqs.iter().enumerate() {
+        let at_s = format!("{}.{:09}", at / 1_000_000_000, at % 1_000_000_000);
+        let mut args = vec!["lookup", "--store", &store, "--ip", ip, "--at", &at_s];
+        let p;
+        if let Some(port) = port {
+            p = port.to_string();
+            args.extend(["--port", &p]);
+        }
+        want.push_str(&format!("line {}: {}", k + 3, stdout(&natrec(&args))));
+    }
+    assert_eq!(table, want);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_natrec"))
+        .args(["lookup", "--store", &store, "--batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&o), want);
+}
+
+/// A malformed batch line stops the batch before any lookup (exit 2, the
+/// file, line and field named, nothing audited); with --keep-going it is
+/// reported and the other lines are answered (exit 2).
+#[test]
+fn batch_lookup_names_a_malformed_line_and_field() {
+    let dir = replayed_any();
+    let t = &truth()[0];
+    let store = store_arg(dir.path());
+    let at = held_time(t);
+    let good = format!(
+        "{} {} {}.{:09}",
+        t.public_ip,
+        t.public_port,
+        at / 1_000_000_000,
+        at % 1_000_000_000
+    );
+    let file = dir.path().join("batch.txt");
+    std::fs::write(
+        &file,
+        format!(
+            "{good}\n{} 70000 {}\n{good}\n",
+            t.public_ip,
+            at / 1_000_000_000
+        ),
+    )
+    .unwrap();
+    let audit = || {
+        std::fs::read_to_string(dir.path().join("store/audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = audit();
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--batch",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert_eq!(stdout(&o), "");
+    let err = stderr(&o);
+    assert!(
+        err.contains("batch.txt line 2: field 2 (port): '70000'"),
+        "{err}"
+    );
+    assert!(err.contains("--keep-going"), "{err}");
+    assert_eq!(audit(), before, "nothing looked up, nothing audited");
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--batch",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+        "--keep-going",
+    ]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    let answers: Vec<Value> = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(answers.len(), 3);
+    assert!(answers[1]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("field 2 (port)"));
+    assert_eq!(answers[0]["holders"], answers[2]["holders"]);
+    assert!(!answers[0]["holders"].as_array().unwrap().is_empty());
+    assert_eq!(audit(), before + 2, "the two answered requests audited");
+    // Time field and missing fields.
+    std::fs::write(
+        &file,
+        format!("{} {} yesterday\n", t.public_ip, t.public_port),
+    )
+    .unwrap();
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--batch",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("line 1: field 3 (time): 'yesterday'"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&file, "203.0.113.x 1 5\n").unwrap();
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--batch",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("line 1: field 1 (ip)"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -838,12 +838,11 @@ pub fn parse_file_name(name: &str) -> Option<(i64, u32, FileKind)> {
     if b.len() != 21 || b[8] != b'T' || b[15] != b'Z' || b[16] != b'-' {
         return None;
     }
+    // Decimal digits only (at most 4, so no overflow).
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let s = stem.get(r)?;
-        if !s.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        s.parse().ok()
+        b[r].iter().try_fold(0i64, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
+        })
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
@@ -851,16 +850,90 @@ pub fn parse_file_name(name: &str) -> Option<(i64, u32, FileKind)> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 59 {
         return None;
     }
+    // Reject dates that do not exist (e.g. 20260231): exactly the names
+    // that would not round-trip through `file_name` (property-tested), at a
+    // compare instead of a formatted string per name — a lookup lists the
+    // partition directory, which grows with retention.
+    if d > days_in_month(y, mo) {
+        return None;
+    }
     let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s;
     let start_ns = secs.checked_mul(NANOS_PER_SEC)?;
-    // Reject names that do not round-trip (e.g. 20260231).
-    (file_name(start_ns, segment, kind) == name).then_some((start_ns, segment, kind))
+    Some((start_ns, segment, kind))
+}
+
+/// Days in month `m` (1..=12) of proleptic Gregorian year `y`.
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// The round-7 parser: accepts a name only if it round-trips through
+    /// `file_name` (the reference [`parse_file_name`] must agree with).
+    fn parse_file_name_round_trip(name: &str) -> Option<(i64, u32, FileKind)> {
+        let (stem, ext) = name.rsplit_once('.')?;
+        let kind = match ext {
+            "part" => FileKind::Sealed,
+            "log" => FileKind::Active,
+            _ => return None,
+        };
+        let b = stem.as_bytes();
+        if b.len() != 21 || b[8] != b'T' || b[15] != b'Z' || b[16] != b'-' {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let s = stem.get(r)?;
+            if !s.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            s.parse().ok()
+        };
+        let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
+        let (h, mi, s) = (num(9..11)?, num(11..13)?, num(13..15)?);
+        let segment = u32::try_from(num(17..21)?).ok()?;
+        if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 59 {
+            return None;
+        }
+        let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + s;
+        let start_ns = secs.checked_mul(NANOS_PER_SEC)?;
+        (file_name(start_ns, segment, kind) == name).then_some((start_ns, segment, kind))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 20000, ..ProptestConfig::default() })]
+
+        /// The parser without the round trip accepts exactly the names the
+        /// round trip accepted, with the same values: dates around month
+        /// ends and leap years, every year digit string, odd characters.
+        #[test]
+        fn parse_file_name_agrees_with_the_round_trip(
+            y in prop_oneof![0u32..=9999, prop::sample::select(vec![1600u32, 1700, 1900, 1970, 2000, 2024, 2100, 2262, 2263, 2400])],
+            mo in 0u32..=13,
+            d in prop_oneof![0u32..=32, 27u32..=31],
+            (h, mi, s) in (0u32..=25, 0u32..=61, 0u32..=61),
+            seg in 0u32..=9999,
+            ext in prop::sample::select(vec!["part", "log", "tmp", "part.tmp"]),
+            damage in prop::option::of((0usize..26, prop::sample::select(vec![b'x', b'-', b'T', b'Z', b'.', b'0', b'9', b' ']))),
+        ) {
+            let mut name = format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z-{seg:04}.{ext}").into_bytes();
+            if let Some((at, c)) = damage {
+                if at < name.len() {
+                    name[at] = c;
+                }
+            }
+            let name = String::from_utf8(name).unwrap();
+            prop_assert_eq!(parse_file_name(&name), parse_file_name_round_trip(&name), "{}", name);
+        }
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]

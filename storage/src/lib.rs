@@ -68,7 +68,8 @@ pub use model::{
 };
 pub use partition::{LOG_SLOTS_INITIAL, PARTITION_RECORDS_MAX};
 pub use reader::{
-    Holder, LookupOutcome, PartitionInfo, PartitionState, Query, Reader, SEALED_VIEWS_CACHED_MAX,
+    Holder, LookupOutcome, PartitionInfo, PartitionState, Query, Reader, LOG_SNAPSHOTS_MAX,
+    SEALED_VIEWS_CACHED_MAX,
 };
 pub use store::{Store, StoreConfig, PARTITION_SPAN_S_MAX, PARTITION_SPAN_S_MIN};
 pub use writer::{Writer, WriterStats, LATE_REROUTE_SPANS_MAX, SEALED_LOGS_PENDING_MAX};

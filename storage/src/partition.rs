@@ -605,6 +605,51 @@ impl LogView {
     pub fn bytes(&self) -> u64 {
         self.map.len() as u64
     }
+
+    /// The committed records' (public ip, public port, slot), sorted: the
+    /// index [`LogView::records_with_public_indexed`] searches. 24 bytes a
+    /// record.
+    pub fn public_index(&self) -> Vec<([u8; 16], u16, u32)> {
+        if self.count == 0 {
+            return Vec::new();
+        }
+        let slots = &self.map[HEADER_SIZE..HEADER_SIZE + self.count as usize * RECORD_SIZE];
+        let recs = <[Record]>::ref_from_bytes(slots).expect("whole unaligned records");
+        let mut idx: Vec<([u8; 16], u16, u32)> = recs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.public_ip, r.public_port.get(), i as u32))
+            .collect();
+        idx.sort_unstable();
+        idx
+    }
+
+    /// What [`LogView::records_with_public`] returns, found through `index`
+    /// (this view's [`LogView::public_index`]): a binary search, then the
+    /// matching slots in log order, each record validated.
+    pub fn records_with_public_indexed(
+        &self,
+        index: &[([u8; 16], u16, u32)],
+        ip: [u8; 16],
+        port: Option<u16>,
+    ) -> Result<Vec<Record>, StoreError> {
+        let lo = index.partition_point(|e| (e.0, e.1) < (ip, port.unwrap_or(0)));
+        let mut slots: Vec<u32> = index[lo..]
+            .iter()
+            .take_while(|e| e.0 == ip && port.is_none_or(|p| p == e.1))
+            .map(|e| e.2)
+            .collect();
+        slots.sort_unstable();
+        let mut out = Vec::with_capacity(slots.len());
+        for i in slots {
+            let off = HEADER_SIZE + i as usize * RECORD_SIZE;
+            out.push(
+                Record::read(&self.map[off..off + RECORD_SIZE])
+                    .map_err(|f| f.at(&self.path, off as u64))?,
+            );
+        }
+        Ok(out)
+    }
 }
 
 /// Writes a sealed partition atomically in the current format (v2,
@@ -851,6 +896,37 @@ impl SealedView {
         match &self.body {
             Body::V1 { .. } => self.lower_bound(|r| (r.public_ip, r.public_port.get()) < key),
             Body::V2(v) => v.lower_bound_key(key),
+        }
+    }
+
+    /// Calls `f` with every record whose public address is `ip` (and port
+    /// `port`, when given) and whose `first_ns` is at most `to_ns`, in file
+    /// order, each validated: what a lookup reads. v1: a binary search,
+    /// then the run record by record; v2: [`sealed_v2::V2View::scan_public`]
+    /// (only the matching records' other columns are read). On an error the
+    /// records already passed to `f` stand.
+    pub fn scan_public(
+        &self,
+        ip: [u8; 16],
+        port: Option<u16>,
+        to_ns: i64,
+        f: &mut dyn FnMut(Record),
+    ) -> Result<(), StoreError> {
+        match &self.body {
+            Body::V1 { .. } => {
+                let lo = self.lower_bound_key((ip, port.unwrap_or(0)))?;
+                for i in lo..self.count {
+                    let r = self.record(i)?;
+                    if r.public_ip != ip || port.is_some_and(|p| p != r.public_port.get()) {
+                        break;
+                    }
+                    if r.first_ns.get() <= to_ns {
+                        f(r);
+                    }
+                }
+                Ok(())
+            }
+            Body::V2(v) => v.scan_public(ip, port, to_ns, f),
         }
     }
 

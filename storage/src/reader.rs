@@ -121,15 +121,40 @@ pub struct Reader {
     cache: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<Listing>>>>,
     /// Recently used sealed views (shared by clones).
     views: std::sync::Arc<std::sync::Mutex<ViewCache>>,
+    /// Snapshots of active logs with their sorted index, when the reader
+    /// was made by [`Reader::with_log_snapshots`] (shared by clones).
+    logs: Option<std::sync::Arc<std::sync::Mutex<LogSnapshots>>>,
 }
+
+/// Active logs a batch reader opened: path → the view as first opened (its
+/// committed length then) and its sorted (public ip, port, slot) index.
+/// An active log as a batch reader first read it, and its sorted
+/// (public ip, port, slot) index ([`LogView::public_index`]).
+type LogSnapshot = (LogView, Vec<([u8; 16], u16, u32)>);
+
+#[derive(Default)]
+struct LogSnapshots(HashMap<PathBuf, std::sync::Arc<LogSnapshot>>);
+
+impl std::fmt::Debug for LogSnapshots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "LogSnapshots({} logs)", self.0.len())
+    }
+}
+
+/// Active logs a [`Reader::with_log_snapshots`] reader keeps; at the bound
+/// the next log is read as without snapshots (scanned). A snapshot costs
+/// its map and 24 bytes a record.
+pub const LOG_SNAPSHOTS_MAX: usize = 16;
 
 /// Sealed views a [`Reader`] keeps open between lookups (and its clones
 /// share). At the bound the least recently used view is dropped (its map
 /// unmapped) before another is added. A view costs its map (address space;
 /// the page cache holds the bytes either way) and, in v2, its block index
 /// (32 bytes per 512 records), the dictionary chunks lookups resolved (at
-/// most the dictionary: ~0.6–8 bytes per mapping) and its last decoded
-/// block (~30 KiB): with hour partitions of ~500 k mappings, under ~25 MiB
+/// most the dictionary: ~0.6–8 bytes per mapping) and the block a lookup
+/// last read (its payload copy, ~7 KiB, and two decoded columns, ~5 KiB;
+/// a view read record by record also keeps one fully decoded block,
+/// ~30 KiB): with hour partitions of ~500 k mappings, under ~25 MiB
 /// for the whole cache, whatever the retention.
 pub const SEALED_VIEWS_CACHED_MAX: usize = 64;
 
@@ -177,6 +202,8 @@ type Best = rustc_hash::FxHashMap<NaturalKey, Holder>;
 enum View {
     Sealed(std::sync::Arc<SealedView>),
     Log(LogView),
+    /// An active log as a batch reader first read it, with its index.
+    Snapshot(std::sync::Arc<LogSnapshot>),
 }
 
 impl Reader {
@@ -187,7 +214,22 @@ impl Reader {
             span_ns: cfg.span_ns(),
             cache: Default::default(),
             views: Default::default(),
+            logs: None,
         }
+    }
+
+    /// A reader for a batch of lookups: the first lookup that reads an
+    /// active log takes a snapshot of it (its committed records then) and
+    /// sorts an index of their (public ip, port), and every later lookup of
+    /// this reader (and its clones) answers from that snapshot by binary
+    /// search instead of finding the committed length again and scanning the
+    /// whole log. Answers are as of each log's first read: records the writer
+    /// commits later are not seen (a log sealed meanwhile is still read from
+    /// the snapshot while the listing names it). At most
+    /// [`LOG_SNAPSHOTS_MAX`] logs.
+    pub fn with_log_snapshots(mut self) -> Reader {
+        self.logs = Some(Default::default());
+        self
     }
 
     /// The sealed partition at `path`, from the view cache if the file there
@@ -274,8 +316,39 @@ impl Reader {
     fn open(&self, f: &PartFile) -> Result<View, StoreError> {
         match f.kind {
             FileKind::Sealed => Ok(View::Sealed(self.sealed(&f.path, f.start_ns, f.segment)?)),
-            FileKind::Active => match LogView::open(&f.path, f.start_ns, self.span_ns, f.segment) {
-                Ok(v) => Ok(View::Log(v)),
+            FileKind::Active => match self.log_snapshot(&f.path) {
+                Some(s) => Ok(View::Snapshot(s)),
+                None => self.open_log(f),
+            },
+        }
+    }
+
+    /// The snapshot of the active log at `path`, if this reader keeps them
+    /// and has one.
+    fn log_snapshot(&self, path: &std::path::Path) -> Option<std::sync::Arc<LogSnapshot>> {
+        let logs = self.logs.as_ref()?;
+        let l = logs.lock().unwrap_or_else(|e| e.into_inner());
+        l.0.get(path).cloned()
+    }
+
+    /// Opens an active log (a snapshot with its index, on a reader that
+    /// keeps them and has room).
+    fn open_log(&self, f: &PartFile) -> Result<View, StoreError> {
+        {
+            match LogView::open(&f.path, f.start_ns, self.span_ns, f.segment) {
+                Ok(v) => match &self.logs {
+                    Some(logs) => {
+                        let mut l = logs.lock().unwrap_or_else(|e| e.into_inner());
+                        if l.0.len() >= LOG_SNAPSHOTS_MAX {
+                            return Ok(View::Log(v));
+                        }
+                        let index = v.public_index();
+                        let s = std::sync::Arc::new((v, index));
+                        l.0.insert(f.path.clone(), s.clone());
+                        Ok(View::Snapshot(s))
+                    }
+                    None => Ok(View::Log(v)),
+                },
                 Err(StoreError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
@@ -285,7 +358,7 @@ impl Reader {
                     Ok(View::Sealed(self.sealed(&part, f.start_ns, f.segment)?))
                 }
                 Err(e) => Err(e),
-            },
+            }
         }
     }
 
@@ -420,24 +493,19 @@ impl Reader {
                 }
             };
             match view {
+                // Records starting after the window are left out by the
+                // scan: none could overlap it, and a mapping's states share
+                // their first_ns, so none of them supersedes one kept.
                 View::Sealed(v) => {
-                    let key = (ip, q.port.unwrap_or(0));
-                    let found = v.lower_bound_key(key).and_then(|lo| {
-                        for i in lo..v.count {
-                            let r = v.record(i)?;
-                            if r.public_ip != ip || q.port.is_some_and(|p| p != r.public_port.get())
-                            {
-                                break;
-                            }
-                            consider(&r);
-                        }
-                        Ok(())
-                    });
-                    if let Err(e) = found {
+                    if let Err(e) = v.scan_public(ip, q.port, q.to_ns, &mut |r| consider(&r)) {
                         out.errors.push(e);
                     }
                 }
                 View::Log(v) => match v.records_with_public(ip, q.port) {
+                    Ok(recs) => recs.iter().for_each(&mut consider),
+                    Err(e) => out.errors.push(e),
+                },
+                View::Snapshot(s) => match s.0.records_with_public_indexed(&s.1, ip, q.port) {
                     Ok(recs) => recs.iter().for_each(&mut consider),
                     Err(e) => out.errors.push(e),
                 },
@@ -509,6 +577,7 @@ impl Reader {
                 .and_then(|v| match v {
                     View::Sealed(v) => v.records(),
                     View::Log(v) => v.records(),
+                    View::Snapshot(s) => s.0.records(),
                 });
             match recs {
                 Ok(recs) => {
@@ -605,6 +674,11 @@ impl Reader {
                 Ok(View::Sealed(v)) => errors.extend(v.verify()),
                 Ok(View::Log(v)) => {
                     if let Err(e) = v.records() {
+                        errors.push(e);
+                    }
+                }
+                Ok(View::Snapshot(s)) => {
+                    if let Err(e) = s.0.records() {
                         errors.push(e);
                     }
                 }
@@ -739,5 +813,61 @@ mod tests {
             assert!(r.views_cached() <= SEALED_VIEWS_CACHED_MAX);
         }
         assert_eq!(r.views_cached(), SEALED_VIEWS_CACHED_MAX);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+        /// A batch reader (active logs read once and searched through a
+        /// sorted index) answers every lookup exactly as a plain reader:
+        /// logs with repeated public endpoints, several states of one
+        /// mapping, ports given or not, windows anywhere in the hour.
+        #[test]
+        fn log_snapshots_answer_as_a_plain_reader(
+            ms in proptest::collection::vec((0u8..4, 0u16..6, 0u8..8, 0i64..3_000, 0i64..120, proptest::bool::ANY), 1..300),
+            probes in proptest::collection::vec((0u8..5, proptest::option::of(0u16..7), 0i64..3_400, 0i64..200), 1..24),
+        ) {
+            let d = tempfile::tempdir().unwrap();
+            let store = Store::create(&d.path().join("s"), StoreConfig::default()).unwrap();
+            let mut w = store.writer().unwrap();
+            let s = 1_000_000_000i64;
+            let batch: Vec<Mapping> = ms
+                .iter()
+                .map(|&(pubh, port, host, first, dur, open)| Mapping {
+                    proto: if port % 2 == 0 { Proto::Tcp } else { Proto::Udp },
+                    internal: SocketAddr::new(Ipv4Addr::new(10, 0, 0, host).into(), 5000),
+                    public: SocketAddr::new(Ipv4Addr::new(203, 0, 113, pubh).into(), 40000 + port),
+                    remote: SocketAddr::new(Ipv4Addr::new(198, 51, 100, 1).into(), 443),
+                    first_ns: T0 + first * s,
+                    last_ns: T0 + (first + if open { 0 } else { dur }) * s,
+                    end: if open { EndReason::Open } else { EndReason::Fin },
+                    packets_out: 3,
+                    packets_in: 4,
+                    flags: 0,
+                })
+                .collect();
+            w.append_batch(&batch).unwrap();
+            w.flush().unwrap();
+            let plain = store.reader();
+            let snap = store.reader().with_log_snapshots();
+            for &(pubh, port, at, window) in &probes {
+                let q = Query {
+                    ip: Ipv4Addr::new(203, 0, 113, pubh).into(),
+                    port: port.map(|p| 40000 + p),
+                    proto: None,
+                    from_ns: T0 + (at - window) * s,
+                    to_ns: T0 + (at + window) * s,
+                    remote_ip: None,
+                    remote_port: None,
+                };
+                let a = plain.lookup(&q).unwrap();
+                let b = snap.lookup(&q).unwrap();
+                proptest::prop_assert!(a.errors.is_empty() && b.errors.is_empty());
+                proptest::prop_assert_eq!(&a.holders, &b.holders);
+            }
+            let snapshots = snap.logs.as_ref().unwrap().lock().unwrap().0.len();
+            proptest::prop_assert!(snapshots >= 1, "the lookups read the active log(s) through snapshots");
+            drop(w);
+        }
     }
 }

@@ -6,7 +6,9 @@
 //! ip:port at T" for random stored mappings at random times in their held
 //! interval: hdrhistogram p50/p99/p999, warm and first-touch (page cache
 //! dropped before), and the same lookups (mappings of day 1) after 1, 10 and
-//! `--days` days are stored, to show the cost does not grow with retention.
+//! `--days` days are stored, to show the cost does not grow with retention;
+//! last, lookups each through a new `Reader` (no cached listing or view:
+//! what every `natrec lookup` process pays, less its start and audit).
 //!
 //! ```sh
 //! target/release/natrec-bigstore --dir /var/tmp/natrec-big --mappings 100000000 --days 60
@@ -82,8 +84,18 @@ struct Lookups {
     missed: u64,
 }
 
+/// Where each lookup's [`Reader`] comes from.
+enum Readers<'a> {
+    /// One reader for all lookups: its listing and view caches warm up.
+    Shared(&'a Reader),
+    /// A new reader for every lookup, taken inside the timed part: no
+    /// listing, no cached view, as a `natrec lookup` process (without the
+    /// process start, the store.json read and the audit line).
+    Fresh(&'a Store),
+}
+
 fn lookups(
-    reader: &Reader,
+    readers: Readers,
     n: u64,
     count: u64,
     span_ns: i64,
@@ -96,8 +108,12 @@ fn lookups(
         let i = mix(seed ^ k) % only_below;
         let m = mapping(i, n, span_ns);
         let t = m.first_ns + (mix(k) % (m.last_ns - m.first_ns + S) as u64) as i64;
+        let q = Query::at(m.public.ip(), m.public.port(), t);
         let started = Instant::now();
-        let out = reader.lookup(&Query::at(m.public.ip(), m.public.port(), t))?;
+        let out = match readers {
+            Readers::Shared(r) => r.lookup(&q)?,
+            Readers::Fresh(store) => store.reader().lookup(&q)?,
+        };
         hist.record(started.elapsed().as_nanos().max(1) as u64)?;
         if !out
             .holders
@@ -194,8 +210,32 @@ fn main() -> Result<()> {
         batch.clear();
         w.seal_before(mapping(upto - 1, n, span_ns).first_ns)?;
         write_s += t.elapsed().as_secs_f64();
-        let l = lookups(&reader, n, count.min(20_000), span_ns, day1_end, 7)?;
+        let l = lookups(
+            Readers::Shared(&reader),
+            n,
+            count.min(20_000),
+            span_ns,
+            day1_end,
+            7,
+        )?;
         show(&format!("after {d} day(s) stored, warm"), &l);
+        if d == 1 {
+            // The same lookups through a batch reader: each active log read
+            // once and searched through a sorted index (`lookup --batch`).
+            let batch = store.reader().with_log_snapshots();
+            let l = lookups(
+                Readers::Shared(&batch),
+                n,
+                count.min(20_000),
+                span_ns,
+                day1_end,
+                7,
+            )?;
+            show(
+                "after 1 day(s) stored, batch reader (active logs indexed once)",
+                &l,
+            );
+        }
     }
     w.seal_all()?;
     let w_stats = w.stats();
@@ -211,12 +251,24 @@ fn main() -> Result<()> {
 
     if drop_cache {
         drop_caches()?;
-        let l = lookups(&reader, n, count.min(10_000), span_ns, n, 99)?;
+        let l = lookups(
+            Readers::Shared(&reader),
+            n,
+            count.min(10_000),
+            span_ns,
+            n,
+            99,
+        )?;
         show("all days, first touch (page cache dropped)", &l);
     }
-    let _ = lookups(&reader, n, count, span_ns, n, 11)?;
-    let l = lookups(&reader, n, count, span_ns, n, 11)?;
+    let _ = lookups(Readers::Shared(&reader), n, count, span_ns, n, 11)?;
+    let l = lookups(Readers::Shared(&reader), n, count, span_ns, n, 11)?;
     show("all days, warm (second pass over the same lookups)", &l);
+    let l = lookups(Readers::Fresh(&store), n, count.min(10_000), span_ns, n, 13)?;
+    show(
+        "all days, cold view (a new Reader per lookup, as the CLI; page cache warm)",
+        &l,
+    );
     println!();
     println!(
         "- written: {n} mappings = {records} records (2 per mapping, as the correlator writes them: the open state when a mapping is confirmed, the final state when it ends) in {write_s:.1} s of appends + seals: {:.0} mappings/s = {:.0} records/s ({write_total_s:.1} s with the lookups), {files} partition files, {:.1} GB, {:.1} bytes per mapping on disk",
