@@ -37,7 +37,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 #[cfg(test)]
 use std::collections::HashMap;
@@ -1028,7 +1027,7 @@ pub struct Correlator {
     /// Pending copies by pair key: the slab entry of the oldest copy waiting
     /// under each key; hashed with [`pair_hash`], which the reader computes
     /// ([`Prepared`]) for the two keys of each packet.
-    pending: HashTable<u32>,
+    pending: PendingTable,
     /// The pending slab: chunks of [`WAITING_CHUNK`] [`Waiting`] copies.
     waiting_chunks: Vec<Box<[Waiting; WAITING_CHUNK]>>,
     /// First free entry (linked through `key_next`), or [`NO_SLOT`].
@@ -1114,7 +1113,7 @@ impl Correlator {
         Ok(Correlator {
             preparer: Preparer::new(&cfg),
             cfg,
-            pending: HashTable::new(),
+            pending: PendingTable::default(),
             waiting_chunks: Vec::new(),
             waiting_free: NO_SLOT,
             waiting_used: 0,
@@ -1460,9 +1459,7 @@ impl Correlator {
             order_next: NO_SLOT,
         });
         if at.tail == NO_SLOT {
-            let chunks = &self.waiting_chunks;
-            self.pending
-                .insert_unique(hash, i, |&h| pair_hash(&Self::waiting_in(chunks, h).key));
+            self.pending.insert_unique(hash, i);
         } else {
             self.waiting_mut(at.tail).key_next = i;
         }
@@ -1491,9 +1488,10 @@ impl Correlator {
     /// The oldest copy waiting under `key` (hashed `hash`), if any.
     fn find_pending(&self, key: PairKey, hash: u64) -> Option<u32> {
         let chunks = &self.waiting_chunks;
-        self.pending
-            .find(hash, |&h| Self::waiting_in(chunks, h).key == key)
-            .copied()
+        let at = self
+            .pending
+            .find(hash, |h| Self::waiting_in(chunks, h).key == key)?;
+        Some(self.pending.get(at))
     }
 
     fn alloc_waiting(&mut self, w: Waiting) -> u32 {
@@ -1539,13 +1537,13 @@ impl Correlator {
         pick: impl Fn(&Copy) -> bool,
     ) -> Result<Copy, KeyList> {
         let chunks = &mut self.waiting_chunks;
-        let Ok(mut entry) = self
+        let Some(entry) = self
             .pending
-            .find_entry(hash, |&h| Self::waiting_in(chunks, h).key == key)
+            .find(hash, |h| Self::waiting_in(chunks, h).key == key)
         else {
             return Err(KeyList::NONE);
         };
-        let head = *entry.get();
+        let head = self.pending.get(entry);
         let mut at = KeyList::NONE;
         let mut i = head;
         loop {
@@ -1562,10 +1560,8 @@ impl Correlator {
         let prev = at.tail;
         let next = Self::waiting_in(chunks, i).key_next;
         match (prev, next) {
-            (NO_SLOT, NO_SLOT) => {
-                entry.remove();
-            }
-            (NO_SLOT, next) => *entry.get_mut() = next,
+            (NO_SLOT, NO_SLOT) => self.pending.remove(entry),
+            (NO_SLOT, next) => self.pending.set(entry, next),
             (prev, next) => {
                 let p = prev as usize;
                 chunks[p / WAITING_CHUNK][p % WAITING_CHUNK].key_next = next;
@@ -2441,7 +2437,9 @@ fn invariant_hash(
 
 #[cfg(test)]
 mod fast_tests;
+mod pending;
 mod slab;
+use pending::PendingTable;
 use slab::MappedSlab;
 
 #[cfg(test)]
@@ -3508,7 +3506,7 @@ mod tests {
             assert_eq!(self.order_tail, prev, "arrival order tail");
             assert_eq!(n, self.pending_count, "pending_count");
             let mut in_key = 0;
-            for &head in self.pending.iter() {
+            for head in self.pending.iter() {
                 let key = self.waiting(head).key;
                 assert_eq!(self.find_pending(key, pair_hash(&key)), Some(head));
                 let (mut i, mut len, mut last_rank) = (head, 0, None);
