@@ -430,9 +430,11 @@ struct Waiting {
 
 const _: () = assert!(std::mem::size_of::<Waiting>() == 88);
 
-/// Waiting copies per chunk of the pending slab (88 KiB): the slab grows by
-/// whole chunks, never moves its entries, and keeps its chunks (its
-/// high-water mark is bounded by `pending_max`).
+/// Waiting copies the pending slab grows by (88 KiB): its capacity is a
+/// multiple of this, and it keeps its entries (its high-water mark is
+/// bounded by `pending_max`). One vector, not chunks: an entry is one bounds
+/// check and one load away (entries are named by index, so moving them when
+/// the vector grows changes nothing).
 const WAITING_CHUNK: usize = 1024;
 
 /// An endpoint address as the flow table keeps it: an IPv4 address as its
@@ -1028,12 +1030,10 @@ pub struct Correlator {
     /// under each key; hashed with [`pair_hash`], which the reader computes
     /// ([`Prepared`]) for the two keys of each packet.
     pending: PendingTable,
-    /// The pending slab: chunks of [`WAITING_CHUNK`] [`Waiting`] copies.
-    waiting_chunks: Vec<Box<[Waiting; WAITING_CHUNK]>>,
+    /// The pending slab: [`Waiting`] copies, grown by [`WAITING_CHUNK`].
+    waiting: Vec<Waiting>,
     /// First free entry (linked through `key_next`), or [`NO_SLOT`].
     waiting_free: u32,
-    /// Entries handed out so far (the slab's high-water mark).
-    waiting_used: u32,
     /// Oldest and newest waiting copy ([`NO_SLOT`]: none).
     order_head: u32,
     order_tail: u32,
@@ -1114,9 +1114,8 @@ impl Correlator {
             preparer: Preparer::new(&cfg),
             cfg,
             pending: PendingTable::default(),
-            waiting_chunks: Vec::new(),
+            waiting: Vec::new(),
             waiting_free: NO_SLOT,
-            waiting_used: 0,
             order_head: NO_SLOT,
             order_tail: NO_SLOT,
             pending_count: 0,
@@ -1167,8 +1166,7 @@ impl Correlator {
             flow_index: self.index_heads.capacity() * size_of::<Link>(),
             expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
             pending: self.pending.allocation_size()
-                + self.waiting_chunks.capacity() * size_of::<Box<[Waiting; WAITING_CHUNK]>>()
-                + self.waiting_chunks.len() * WAITING_CHUNK * size_of::<Waiting>(),
+                + self.waiting.capacity() * size_of::<Waiting>(),
             v6_names: self.v6.ids.capacity() * (size_of::<(u128, u32)>() + 1)
                 + self.v6.names.capacity() * size_of::<(u128, u32)>()
                 + self.v6.free.capacity() * size_of::<u32>(),
@@ -1471,23 +1469,22 @@ impl Correlator {
         self.pending_count += 1;
     }
 
-    fn waiting_in(chunks: &[Box<[Waiting; WAITING_CHUNK]>], i: u32) -> &Waiting {
-        let i = i as usize;
-        &chunks[i / WAITING_CHUNK][i % WAITING_CHUNK]
+    #[inline(always)]
+    fn waiting_in(slab: &[Waiting], i: u32) -> &Waiting {
+        &slab[i as usize]
     }
 
     fn waiting(&self, i: u32) -> &Waiting {
-        Self::waiting_in(&self.waiting_chunks, i)
+        Self::waiting_in(&self.waiting, i)
     }
 
     fn waiting_mut(&mut self, i: u32) -> &mut Waiting {
-        let i = i as usize;
-        &mut self.waiting_chunks[i / WAITING_CHUNK][i % WAITING_CHUNK]
+        &mut self.waiting[i as usize]
     }
 
     /// The oldest copy waiting under `key` (hashed `hash`), if any.
     fn find_pending(&self, key: PairKey, hash: u64) -> Option<u32> {
-        let chunks = &self.waiting_chunks;
+        let chunks = &self.waiting;
         let at = self
             .pending
             .find(hash, |h| Self::waiting_in(chunks, h).key == key)?;
@@ -1500,26 +1497,15 @@ impl Correlator {
             self.waiting_free = self.waiting(i).key_next;
             i
         } else {
-            let i = self.waiting_used;
-            if i as usize == self.waiting_chunks.len() * WAITING_CHUNK {
-                let free = Waiting {
-                    key_next: NO_SLOT,
-                    order_prev: NO_SLOT,
-                    order_next: NO_SLOT,
-                    ..w
-                };
-                self.waiting_chunks.push(
-                    vec![free; WAITING_CHUNK]
-                        .into_boxed_slice()
-                        .try_into()
-                        .expect("WAITING_CHUNK entries"),
-                );
-            }
-            self.waiting_used = i
-                .checked_add(1)
+            let i = u32::try_from(self.waiting.len())
+                .ok()
                 .filter(|&n| n < NO_SLOT)
                 .expect("pending_max < 2^32 - 1");
-            i
+            if self.waiting.len() == self.waiting.capacity() {
+                self.waiting.reserve_exact(WAITING_CHUNK);
+            }
+            self.waiting.push(w);
+            return i;
         };
         *self.waiting_mut(i) = w;
         i
@@ -1536,7 +1522,7 @@ impl Correlator {
         endpoint: &Ep,
         pick: impl Fn(&Copy) -> bool,
     ) -> Result<Copy, KeyList> {
-        let chunks = &mut self.waiting_chunks;
+        let chunks = &mut self.waiting;
         let Some(entry) = self
             .pending
             .find(hash, |h| Self::waiting_in(chunks, h).key == key)
@@ -1563,8 +1549,7 @@ impl Correlator {
             (NO_SLOT, NO_SLOT) => self.pending.remove(entry),
             (NO_SLOT, next) => self.pending.set(entry, next),
             (prev, next) => {
-                let p = prev as usize;
-                chunks[p / WAITING_CHUNK][p % WAITING_CHUNK].key_next = next;
+                chunks[prev as usize].key_next = next;
             }
         }
         Ok(self.unlink_waiting(i))
@@ -3491,9 +3476,9 @@ mod tests {
         /// key only, at most `pending_per_key_max`, in arrival order; every
         /// waiting copy is on exactly one key's list.
         fn check_pending(&self) {
-            let mut in_order = vec![false; self.waiting_used as usize];
+            let mut in_order = vec![false; self.waiting.len()];
             let (mut prev, mut i, mut n) = (NO_SLOT, self.order_head, 0);
-            let mut rank = vec![usize::MAX; self.waiting_used as usize];
+            let mut rank = vec![usize::MAX; self.waiting.len()];
             while i != NO_SLOT {
                 let w = self.waiting(i);
                 assert_eq!(w.order_prev, prev, "entry {i}: order prev link");
@@ -3579,7 +3564,7 @@ mod tests {
         while i != NO_SLOT {
             (free, i) = (free + 1, c.waiting(i).key_next);
         }
-        assert_eq!(free, c.waiting_used, "every entry back on the free list");
+        assert_eq!(free, c.waiting.len(), "every entry back on the free list");
     }
 
     /// Pseudo-random packets of a few subscribers, remotes and ids, inside
