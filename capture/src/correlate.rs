@@ -1558,23 +1558,24 @@ impl Correlator {
     /// Takes entry `i`, already off its key's chain, off the arrival-order
     /// list and frees it.
     fn unlink_waiting(&mut self, i: u32) -> Copy {
-        let w = *self.waiting(i);
-        match w.order_prev {
-            NO_SLOT => self.order_head = w.order_next,
-            p => self.waiting_mut(p).order_next = w.order_next,
-        }
-        match w.order_next {
-            NO_SLOT => self.order_tail = w.order_prev,
-            n => self.waiting_mut(n).order_prev = w.order_prev,
-        }
+        // The links and the copy only (not the whole 88-byte entry).
         let free = self.waiting_free;
         let e = self.waiting_mut(i);
+        let (order_prev, order_next, copy) = (e.order_prev, e.order_next, e.copy);
         e.key_next = free;
         e.order_prev = NO_SLOT;
         e.order_next = NO_SLOT;
+        match order_prev {
+            NO_SLOT => self.order_head = order_next,
+            p => self.waiting_mut(p).order_next = order_next,
+        }
+        match order_next {
+            NO_SLOT => self.order_tail = order_prev,
+            n => self.waiting_mut(n).order_prev = order_prev,
+        }
         self.waiting_free = i;
         self.pending_count -= 1;
-        w.copy
+        copy
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
@@ -2285,16 +2286,13 @@ impl Correlator {
         // Deterministic output order: by last packet, then first packet, then
         // key. The key (internal, remote, protocol) is unique among flows
         // active at once, and every flow here is still active, so no two
-        // elements compare equal and an unstable sort gives the stable sort's
-        // order. The comparator rebuilds the mappings only when the times
-        // tie (rare). The flows are removed (their mappings rebuilt from
-        // their slots) in that order, so no mapping is built or moved but
-        // the one written; removing them in another order than the scan's
-        // changes only which free slot a later flow gets, never a result.
-        expired.sort_unstable_by(|a, b| {
-            (a.0, a.1)
-                .cmp(&(b.0, b.1))
-                .then_with(|| key_order(&self.mapping(a.2), &self.mapping(b.2)))
+        // flows compare equal and the order is total. The flows are removed
+        // (their mappings rebuilt from their slots) in that order, so no
+        // mapping is built or moved but the one written; removing them in
+        // another order than the scan's changes only which free slot a later
+        // flow gets, never a result.
+        let expired = Self::expiry_sorted(expired, |a, b| {
+            key_order(&self.mapping(a), &self.mapping(b))
         });
         debug_assert!(
             expired
@@ -2328,6 +2326,76 @@ impl Correlator {
             };
             self.close(m, reason, out);
         }
+    }
+
+    /// `expired` (last packet, first packet, slot) sorted by the two times,
+    /// flows with both times equal by `key_cmp` of their slots (rare). The
+    /// times are packed with the slot into one `u128` (each time less its
+    /// minimum here, in the bits its range needs) and sorted as integers:
+    /// no comparator per comparison; a span too wide to pack (times more
+    /// than ~2^52 ns apart) is sorted by a comparator instead, to the same
+    /// order.
+    fn expiry_sorted(
+        mut expired: Vec<(UnixNanos, UnixNanos, u32)>,
+        key_cmp: impl Fn(u32, u32) -> std::cmp::Ordering,
+    ) -> Vec<(UnixNanos, UnixNanos, u32)> {
+        let (Some(last_min), Some(first_min)) = (
+            expired.iter().map(|e| e.0).min(),
+            expired.iter().map(|e| e.1).min(),
+        ) else {
+            return expired;
+        };
+        let last_max = expired.iter().map(|e| e.0).max().unwrap_or(last_min);
+        let first_max = expired.iter().map(|e| e.1).max().unwrap_or(first_min);
+        // Offsets from the minimum, as unsigned (i64 differences fit u64).
+        let off = |t: UnixNanos, min: UnixNanos| t.wrapping_sub(min) as u64;
+        let bits = |span: u64| u64::BITS - span.leading_zeros();
+        let (last_bits, first_bits) = (
+            bits(off(last_max, last_min)),
+            bits(off(first_max, first_min)),
+        );
+        const SLOT_BITS: u32 = 24;
+        const _: () = assert!(WHEEL_BASE < 1 << SLOT_BITS);
+        if last_bits + first_bits + SLOT_BITS > u128::BITS {
+            expired.sort_unstable_by(|a, b| {
+                (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| key_cmp(a.2, b.2))
+            });
+            return expired;
+        }
+        let first_shift = SLOT_BITS;
+        let last_shift = SLOT_BITS + first_bits;
+        let mut packed: Vec<u128> = expired
+            .iter()
+            .map(|&(last, first, slot)| {
+                u128::from(off(last, last_min)) << last_shift
+                    | u128::from(off(first, first_min)) << first_shift
+                    | u128::from(slot)
+            })
+            .collect();
+        packed.sort_unstable();
+        let slot_mask = (1u128 << SLOT_BITS) - 1;
+        for (e, &p) in expired.iter_mut().zip(&packed) {
+            let slot = (p & slot_mask) as u32;
+            *e = (
+                last_min.wrapping_add((p >> last_shift) as i64),
+                first_min.wrapping_add((p >> first_shift & ((1u128 << first_bits) - 1)) as i64),
+                slot,
+            );
+        }
+        // Runs of equal times (ordered by slot so far): by key instead.
+        let mut i = 0;
+        while i < expired.len() {
+            let mut j = i + 1;
+            while j < expired.len() && (expired[j].0, expired[j].1) == (expired[i].0, expired[i].1)
+            {
+                j += 1;
+            }
+            if j - i > 1 {
+                expired[i..j].sort_unstable_by(|a, b| key_cmp(a.2, b.2));
+            }
+            i = j;
+        }
+        expired
     }
 
     /// The capture ended: every copy still waiting is counted unmatched and
@@ -3612,6 +3680,38 @@ mod tests {
                 (t, side, d)
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        /// The idle scan's sort (times packed into integers, equal times by
+        /// key) gives the comparator sort's order: few distinct times (many
+        /// ties), times near `i64::MIN`/`MAX` (spans too wide to pack, the
+        /// comparator path) and slots up to the 24-bit limit.
+        #[test]
+        fn expiry_sort_matches_the_comparator_sort(
+            raw in proptest::collection::vec((0u8..6, 0u8..6, 0u32..WHEEL_BASE), 0..200),
+            wide in proptest::prelude::any::<bool>(),
+            base in proptest::prelude::any::<i64>(),
+        ) {
+            let time = |k: u8| -> UnixNanos {
+                if wide && k == 5 { i64::MAX } else if wide && k == 0 { i64::MIN }
+                else { base.saturating_add(i64::from(k) * 1_000_003) }
+            };
+            // Unique slots (as in the scan); the "key" of a slot is a scramble
+            // of it, so the key order is not the slot order.
+            let mut seen = std::collections::HashSet::new();
+            let expired: Vec<(UnixNanos, UnixNanos, u32)> = raw
+                .into_iter()
+                .filter(|e| seen.insert(e.2))
+                .map(|(l, f, slot)| (time(l), time(f), slot))
+                .collect();
+            let key = |s: u32| s.wrapping_mul(0x9e37_79b9).rotate_left(7);
+            let key_cmp = |a: u32, b: u32| key(a).cmp(&key(b));
+            let mut want = expired.clone();
+            want.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| key_cmp(a.2, b.2)));
+            let got = Correlator::expiry_sorted(expired, key_cmp);
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     proptest::proptest! {
