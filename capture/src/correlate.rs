@@ -1391,7 +1391,7 @@ impl Correlator {
             }
         };
         if let Some(other) = twin_key(key, &twin) {
-            self.remove_copy(other, twin.packet);
+            self.remove_twin_entry(other, twin.packet);
         }
         let (internal, public) = if inside {
             (endpoint, twin.endpoint)
@@ -1579,9 +1579,19 @@ impl Correlator {
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
+    #[inline]
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
         self.take_waiting(key, pair_hash(&key), &key.remote, |c| c.packet == packet)
             .ok()
+    }
+
+    /// [`remove_copy`](Correlator::remove_copy) for the other entry of an
+    /// ambiguous copy that paired: the copy is not wanted, so not read out.
+    /// Out of line (half the pairs of a two-sided capture come outside copy
+    /// first: the inbound packets).
+    #[inline(never)]
+    fn remove_twin_entry(&mut self, key: PairKey, packet: u64) {
+        self.remove_copy(key, packet);
     }
 
     /// Drops the oldest waiting copy and its twin entry (an ambiguous outside
