@@ -1308,6 +1308,25 @@ impl Correlator {
         self.prefetch_flow_of(key.proto, &endpoint, &key.remote);
     }
 
+    /// A hint for the packet pushed next: starts loading the pending table
+    /// entries its keys land on (from the hashes its preparer carried), so
+    /// that the probes of [`push_prepared`](Correlator::push_prepared) do
+    /// not wait for them. Call it a packet ahead (the pending table is
+    /// larger than the first-level cache, and the flow slab's traffic
+    /// evicts it from the second). No effect on any result.
+    #[inline(always)]
+    pub fn prefetch_pending(&self, pkt: &Prepared) {
+        match (pkt.src_sub, pkt.dst_sub) {
+            (true, false) => self.pending.prefetch(pkt.hash_out),
+            (false, true) => self.pending.prefetch(pkt.hash_in),
+            (false, false) => {
+                self.pending.prefetch(pkt.hash_out);
+                self.pending.prefetch(pkt.hash_in);
+            }
+            (true, true) => {}
+        }
+    }
+
     /// Starts loading the index head of the flow (`proto`, `internal`,
     /// `remote`) (IPv4 only) and leaves it for the next packet to prefetch
     /// the chain's first slot ([`prefetch_slot`](Correlator::prefetch_slot)).

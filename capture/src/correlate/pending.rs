@@ -81,6 +81,14 @@ impl PendingTable {
             .map(|e| e.val)
     }
 
+    /// Starts loading the entry a key hashed `hash` lands on (a hint).
+    #[inline(always)]
+    pub(super) fn prefetch(&self, hash: u64) {
+        if let Some(e) = self.entries.get(tag_of(hash) as usize & self.mask) {
+            super::slab::prefetch(e);
+        }
+    }
+
     /// The entry of the key hashed `hash` for which `eq` (given the value)
     /// holds; `eq` is asked only about values whose tag matches.
     #[inline(always)]
