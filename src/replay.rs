@@ -467,11 +467,11 @@ impl<'w> Sink<'w> {
         Ok(false)
     }
 
-    /// A hint for the item pushed next ([`Correlator::prefetch_pending`]).
+    /// A hint for the item pushed next ([`Correlator::prefetch_next`]).
     #[inline(always)]
-    fn prefetch(&self, item: &Item<'_>) {
+    fn prefetch(&mut self, item: &Item<'_>) {
         if let Item::Packet(_, _, p) = item {
-            self.correlator.prefetch_pending(p);
+            self.correlator.prefetch_next(p);
         }
     }
 

@@ -759,6 +759,11 @@ pub struct Prepared {
     /// under the in key, or untranslated, or subscriber to subscriber;
     /// likewise from one). Which keys are used follows from the two
     /// subscriber tests alone, whatever the side.
+    ///
+    /// The slot a packet with one subscriber end does not use carries the
+    /// hash of its flow's key instead (IPv4 flows; else 0), for
+    /// [`Correlator::prefetch_next`]: `hash_in` when the source is the
+    /// subscriber's, `hash_out` when the destination is.
     hash_out: u64,
     hash_in: u64,
     proto: Proto,
@@ -1004,13 +1009,34 @@ impl Preparer {
             let (lo, hi) = ip_words(&remote.ip);
             pair_hash_words(lo, hi, remote.port, dir, proto, invariants)
         };
+        // The flow's key hash where one end is a subscriber's (IPv4).
+        let flow = |internal: &Ep, remote: &Ep| match (internal.v4(), remote.v4()) {
+            (Some(i), Some(r)) => Correlator::key_hash(&FlowKey {
+                internal: i,
+                remote: r,
+                internal_port: internal.port,
+                remote_port: remote.port,
+                proto,
+                fam: 0,
+            }),
+            _ => 0,
+        };
         Prepared {
             src,
             dst,
             invariants,
-            // Only the keys the correlator can use (see `Prepared::hash_out`).
-            hash_out: if dst_sub { 0 } else { hash(Dir::Out, &dst) },
-            hash_in: if src_sub { 0 } else { hash(Dir::In, &src) },
+            // Only the keys the correlator can use (see `Prepared::hash_out`);
+            // the other slot the flow's hash.
+            hash_out: match (src_sub, dst_sub) {
+                (false, true) => flow(&dst, &src),
+                (_, true) => 0,
+                _ => hash(Dir::Out, &dst),
+            },
+            hash_in: match (src_sub, dst_sub) {
+                (true, false) => flow(&src, &dst),
+                (true, _) => 0,
+                _ => hash(Dir::In, &src),
+            },
             proto,
             tcp_flags,
             src_sub,
@@ -1080,6 +1106,12 @@ pub struct Correlator {
     /// ([`prefetch_flow_of`](Correlator::prefetch_flow_of)), whose flow slot
     /// the next packet prefetches; [`NO_SLOT`]: none. A hint only.
     prefetch_head: u32,
+    /// The index head [`prefetch_next`](Correlator::prefetch_next) loaded
+    /// for the packet after the next one pushed, and the one it loaded for
+    /// the next one pushed (whose slot that push prefetches first);
+    /// [`NO_SLOT`]: none. Hints only.
+    next_head: u32,
+    armed_head: u32,
     /// Tests: every copy that waits probes its key again
     /// ([`probe_once_off`](Correlator::probe_once_off)).
     #[cfg(test)]
@@ -1143,6 +1175,8 @@ impl Correlator {
             next_scan_ns: i64::MIN,
             stats: CorrelatorStats::default(),
             prefetch_head: NO_SLOT,
+            next_head: NO_SLOT,
+            armed_head: NO_SLOT,
             #[cfg(test)]
             test_probe_again: false,
         })
@@ -1204,6 +1238,11 @@ impl Correlator {
         if self.prefetch_head != NO_SLOT {
             self.prefetch_slot();
         }
+        if self.armed_head != NO_SLOT {
+            self.prefetch_armed_slot();
+        }
+        self.armed_head = self.next_head;
+        self.next_head = NO_SLOT;
         self.advance(ts_ns, out);
 
         let (src_sub, dst_sub) = (pkt.src_sub, pkt.dst_sub);
@@ -1308,23 +1347,50 @@ impl Correlator {
         self.prefetch_flow_of(key.proto, &endpoint, &key.remote);
     }
 
-    /// A hint for the packet pushed next: starts loading the pending table
-    /// entries its keys land on (from the hashes its preparer carried), so
-    /// that the probes of [`push_prepared`](Correlator::push_prepared) do
-    /// not wait for them. Call it a packet ahead (the pending table is
-    /// larger than the first-level cache, and the flow slab's traffic
-    /// evicts it from the second). No effect on any result.
+    /// A hint for the packet pushed next, called before the push of the
+    /// one before it: starts loading the pending table entries its keys
+    /// land on (from the hashes its preparer carried), so that the probes
+    /// of [`push_prepared`](Correlator::push_prepared) do not wait for them
+    /// (the pending table is larger than the first-level cache, and the
+    /// flow slab's traffic evicts it from the second); for a packet with
+    /// one subscriber end, also its flow's index head, whose chain's first
+    /// slot its own push then prefetches first. No effect on any result.
     #[inline(always)]
-    pub fn prefetch_pending(&self, pkt: &Prepared) {
-        match (pkt.src_sub, pkt.dst_sub) {
-            (true, false) => self.pending.prefetch(pkt.hash_out),
-            (false, true) => self.pending.prefetch(pkt.hash_in),
+    pub fn prefetch_next(&mut self, pkt: &Prepared) {
+        let flow = match (pkt.src_sub, pkt.dst_sub) {
+            (true, false) => {
+                self.pending.prefetch(pkt.hash_out);
+                pkt.hash_in
+            }
+            (false, true) => {
+                self.pending.prefetch(pkt.hash_in);
+                pkt.hash_out
+            }
             (false, false) => {
                 self.pending.prefetch(pkt.hash_out);
                 self.pending.prefetch(pkt.hash_in);
+                return;
             }
-            (true, true) => {}
+            (true, true) => return,
+        };
+        if flow != 0 {
+            let h = (flow >> (64 - self.index_bits)) as usize;
+            slab::prefetch(&self.index_heads[h]);
+            self.next_head = h as u32;
         }
+    }
+
+    /// Prefetches the first slot of the index chain
+    /// [`prefetch_next`](Correlator::prefetch_next) loaded the head of. A hint.
+    #[inline(never)]
+    fn prefetch_armed_slot(&mut self) {
+        // The index may have grown since: then the hint is only wasted.
+        if let Some(&s) = self.index_heads.get(self.armed_head as usize) {
+            if s != LINK_NONE {
+                slab::prefetch(self.flow(s));
+            }
+        }
+        self.armed_head = NO_SLOT;
     }
 
     /// Starts loading the index head of the flow (`proto`, `internal`,
