@@ -467,6 +467,14 @@ impl<'w> Sink<'w> {
         Ok(false)
     }
 
+    /// A hint for the item pushed next ([`Correlator::prefetch_next`]).
+    #[inline(always)]
+    fn prefetch(&mut self, item: &Item<'_>) {
+        if let Item::Packet(_, _, p) = item {
+            self.correlator.prefetch_next(p);
+        }
+    }
+
     /// A packet that was not decoded: only its time.
     #[inline(never)]
     fn tick(&mut self, ts: i64) {
@@ -633,6 +641,32 @@ fn read_stage<'i>(
     reader.finish()
 }
 
+/// One step of the one-thread loop: reads the item after `item` into
+/// `next` and starts loading its pending-table entries, then correlates
+/// `item`. Whether `next` holds an item.
+#[inline(always)]
+fn one_ahead<'i>(
+    reader: &mut Reader<'i, 'i>,
+    sink: &mut Sink<'_>,
+    item: &Item<'i>,
+    next: &mut Item<'i>,
+    bar: &ProgressBar,
+) -> Result<bool> {
+    let more = reader.next_into(next);
+    if more {
+        sink.prefetch(next);
+    }
+    if sink.push(item)? {
+        bar.set_position(reader.position());
+        bar.set_message(format!(
+            "{} packets, {} mappings",
+            reader.summary.packets,
+            sink.correlator.stats().mappings_opened
+        ));
+    }
+    Ok(more)
+}
+
 /// The correlating stage fed by the reading thread.
 fn correlate_stage<'a>(
     sink: &mut Sink<'_>,
@@ -640,7 +674,11 @@ fn correlate_stage<'a>(
     empty_tx: &crossbeam_channel::Sender<Vec<Item<'a>>>,
 ) -> Result<()> {
     for batch in full_rx.iter() {
-        for item in &batch {
+        for (k, item) in batch.iter().enumerate() {
+            // The next packet's pending-table entries (a hint).
+            if let Some(next) = batch.get(k + 1) {
+                sink.prefetch(next);
+            }
             sink.push(item)?;
         }
         // The reader may have finished: a closed return channel is fine.
@@ -682,16 +720,18 @@ pub fn run(
         0 | 1 => {
             let mut sink = Sink::new(correlator, Out::Direct(&mut *writer), None);
             let mut reader = Reader::new(inputs, rules, preparer, true);
-            let mut item = Item::Tick(0);
-            while reader.next_into(&mut item) {
-                if sink.push(&item)? {
-                    bar.set_position(reader.position());
-                    bar.set_message(format!(
-                        "{} packets, {} mappings",
-                        reader.summary.packets,
-                        sink.correlator.stats().mappings_opened
-                    ));
+            // Each packet is read one ahead of the one correlated, so its
+            // pending-table entries are loading while the one before is
+            // correlated (a hint: the order is the same either way). Two
+            // slots, taking turns, so no item is copied.
+            let (mut x, mut y) = (Item::Tick(0), Item::Tick(0));
+            let mut more = reader.next_into(&mut x);
+            while more {
+                more = one_ahead(&mut reader, &mut sink, &x, &mut y, &bar)?;
+                if !more {
+                    break;
                 }
+                more = one_ahead(&mut reader, &mut sink, &y, &mut x, &bar)?;
             }
             sink.finish()?;
             (reader.finish(), sink.counts())

@@ -37,7 +37,6 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use hashbrown::HashTable;
 use rustc_hash::FxHashMap;
 #[cfg(test)]
 use std::collections::HashMap;
@@ -431,9 +430,11 @@ struct Waiting {
 
 const _: () = assert!(std::mem::size_of::<Waiting>() == 88);
 
-/// Waiting copies per chunk of the pending slab (88 KiB): the slab grows by
-/// whole chunks, never moves its entries, and keeps its chunks (its
-/// high-water mark is bounded by `pending_max`).
+/// Waiting copies the pending slab grows by (88 KiB): its capacity is a
+/// multiple of this, and it keeps its entries (its high-water mark is
+/// bounded by `pending_max`). One vector, not chunks: an entry is one bounds
+/// check and one load away (entries are named by index, so moving them when
+/// the vector grows changes nothing).
 const WAITING_CHUNK: usize = 1024;
 
 /// An endpoint address as the flow table keeps it: an IPv4 address as its
@@ -758,6 +759,11 @@ pub struct Prepared {
     /// under the in key, or untranslated, or subscriber to subscriber;
     /// likewise from one). Which keys are used follows from the two
     /// subscriber tests alone, whatever the side.
+    ///
+    /// The slot a packet with one subscriber end does not use carries the
+    /// hash of its flow's key instead (IPv4 flows; else 0), for
+    /// [`Correlator::prefetch_next`]: `hash_in` when the source is the
+    /// subscriber's, `hash_out` when the destination is.
     hash_out: u64,
     hash_in: u64,
     proto: Proto,
@@ -1003,13 +1009,34 @@ impl Preparer {
             let (lo, hi) = ip_words(&remote.ip);
             pair_hash_words(lo, hi, remote.port, dir, proto, invariants)
         };
+        // The flow's key hash where one end is a subscriber's (IPv4).
+        let flow = |internal: &Ep, remote: &Ep| match (internal.v4(), remote.v4()) {
+            (Some(i), Some(r)) => Correlator::key_hash(&FlowKey {
+                internal: i,
+                remote: r,
+                internal_port: internal.port,
+                remote_port: remote.port,
+                proto,
+                fam: 0,
+            }),
+            _ => 0,
+        };
         Prepared {
             src,
             dst,
             invariants,
-            // Only the keys the correlator can use (see `Prepared::hash_out`).
-            hash_out: if dst_sub { 0 } else { hash(Dir::Out, &dst) },
-            hash_in: if src_sub { 0 } else { hash(Dir::In, &src) },
+            // Only the keys the correlator can use (see `Prepared::hash_out`);
+            // the other slot the flow's hash.
+            hash_out: match (src_sub, dst_sub) {
+                (false, true) => flow(&dst, &src),
+                (_, true) => 0,
+                _ => hash(Dir::Out, &dst),
+            },
+            hash_in: match (src_sub, dst_sub) {
+                (true, false) => flow(&src, &dst),
+                (true, _) => 0,
+                _ => hash(Dir::In, &src),
+            },
             proto,
             tcp_flags,
             src_sub,
@@ -1028,13 +1055,11 @@ pub struct Correlator {
     /// Pending copies by pair key: the slab entry of the oldest copy waiting
     /// under each key; hashed with [`pair_hash`], which the reader computes
     /// ([`Prepared`]) for the two keys of each packet.
-    pending: HashTable<u32>,
-    /// The pending slab: chunks of [`WAITING_CHUNK`] [`Waiting`] copies.
-    waiting_chunks: Vec<Box<[Waiting; WAITING_CHUNK]>>,
+    pending: PendingTable,
+    /// The pending slab: [`Waiting`] copies, grown by [`WAITING_CHUNK`].
+    waiting: Vec<Waiting>,
     /// First free entry (linked through `key_next`), or [`NO_SLOT`].
     waiting_free: u32,
-    /// Entries handed out so far (the slab's high-water mark).
-    waiting_used: u32,
     /// Oldest and newest waiting copy ([`NO_SLOT`]: none).
     order_head: u32,
     order_tail: u32,
@@ -1081,6 +1106,12 @@ pub struct Correlator {
     /// ([`prefetch_flow_of`](Correlator::prefetch_flow_of)), whose flow slot
     /// the next packet prefetches; [`NO_SLOT`]: none. A hint only.
     prefetch_head: u32,
+    /// The index head [`prefetch_next`](Correlator::prefetch_next) loaded
+    /// for the packet after the next one pushed, and the one it loaded for
+    /// the next one pushed (whose slot that push prefetches first);
+    /// [`NO_SLOT`]: none. Hints only.
+    next_head: u32,
+    armed_head: u32,
     /// Tests: every copy that waits probes its key again
     /// ([`probe_once_off`](Correlator::probe_once_off)).
     #[cfg(test)]
@@ -1114,10 +1145,9 @@ impl Correlator {
         Ok(Correlator {
             preparer: Preparer::new(&cfg),
             cfg,
-            pending: HashTable::new(),
-            waiting_chunks: Vec::new(),
+            pending: PendingTable::default(),
+            waiting: Vec::new(),
             waiting_free: NO_SLOT,
-            waiting_used: 0,
             order_head: NO_SLOT,
             order_tail: NO_SLOT,
             pending_count: 0,
@@ -1145,6 +1175,8 @@ impl Correlator {
             next_scan_ns: i64::MIN,
             stats: CorrelatorStats::default(),
             prefetch_head: NO_SLOT,
+            next_head: NO_SLOT,
+            armed_head: NO_SLOT,
             #[cfg(test)]
             test_probe_again: false,
         })
@@ -1168,8 +1200,7 @@ impl Correlator {
             flow_index: self.index_heads.capacity() * size_of::<Link>(),
             expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
             pending: self.pending.allocation_size()
-                + self.waiting_chunks.capacity() * size_of::<Box<[Waiting; WAITING_CHUNK]>>()
-                + self.waiting_chunks.len() * WAITING_CHUNK * size_of::<Waiting>(),
+                + self.waiting.capacity() * size_of::<Waiting>(),
             v6_names: self.v6.ids.capacity() * (size_of::<(u128, u32)>() + 1)
                 + self.v6.names.capacity() * size_of::<(u128, u32)>()
                 + self.v6.free.capacity() * size_of::<u32>(),
@@ -1207,6 +1238,11 @@ impl Correlator {
         if self.prefetch_head != NO_SLOT {
             self.prefetch_slot();
         }
+        if self.armed_head != NO_SLOT {
+            self.prefetch_armed_slot();
+        }
+        self.armed_head = self.next_head;
+        self.next_head = NO_SLOT;
         self.advance(ts_ns, out);
 
         let (src_sub, dst_sub) = (pkt.src_sub, pkt.dst_sub);
@@ -1311,6 +1347,52 @@ impl Correlator {
         self.prefetch_flow_of(key.proto, &endpoint, &key.remote);
     }
 
+    /// A hint for the packet pushed next, called before the push of the
+    /// one before it: starts loading the pending table entries its keys
+    /// land on (from the hashes its preparer carried), so that the probes
+    /// of [`push_prepared`](Correlator::push_prepared) do not wait for them
+    /// (the pending table is larger than the first-level cache, and the
+    /// flow slab's traffic evicts it from the second); for a packet with
+    /// one subscriber end, also its flow's index head, whose chain's first
+    /// slot its own push then prefetches first. No effect on any result.
+    #[inline(always)]
+    pub fn prefetch_next(&mut self, pkt: &Prepared) {
+        let flow = match (pkt.src_sub, pkt.dst_sub) {
+            (true, false) => {
+                self.pending.prefetch(pkt.hash_out);
+                pkt.hash_in
+            }
+            (false, true) => {
+                self.pending.prefetch(pkt.hash_in);
+                pkt.hash_out
+            }
+            (false, false) => {
+                self.pending.prefetch(pkt.hash_out);
+                self.pending.prefetch(pkt.hash_in);
+                return;
+            }
+            (true, true) => return,
+        };
+        if flow != 0 {
+            let h = (flow >> (64 - self.index_bits)) as usize;
+            slab::prefetch(&self.index_heads[h]);
+            self.next_head = h as u32;
+        }
+    }
+
+    /// Prefetches the first slot of the index chain
+    /// [`prefetch_next`](Correlator::prefetch_next) loaded the head of. A hint.
+    #[inline(never)]
+    fn prefetch_armed_slot(&mut self) {
+        // The index may have grown since: then the hint is only wasted.
+        if let Some(&s) = self.index_heads.get(self.armed_head as usize) {
+            if s != LINK_NONE {
+                slab::prefetch(self.flow(s));
+            }
+        }
+        self.armed_head = NO_SLOT;
+    }
+
     /// Starts loading the index head of the flow (`proto`, `internal`,
     /// `remote`) (IPv4 only) and leaves it for the next packet to prefetch
     /// the chain's first slot ([`prefetch_slot`](Correlator::prefetch_slot)).
@@ -1394,7 +1476,7 @@ impl Correlator {
             }
         };
         if let Some(other) = twin_key(key, &twin) {
-            self.remove_copy(other, twin.packet);
+            self.remove_twin_entry(other, twin.packet);
         }
         let (internal, public) = if inside {
             (endpoint, twin.endpoint)
@@ -1460,9 +1542,7 @@ impl Correlator {
             order_next: NO_SLOT,
         });
         if at.tail == NO_SLOT {
-            let chunks = &self.waiting_chunks;
-            self.pending
-                .insert_unique(hash, i, |&h| pair_hash(&Self::waiting_in(chunks, h).key));
+            self.pending.insert_unique(hash, i);
         } else {
             self.waiting_mut(at.tail).key_next = i;
         }
@@ -1474,26 +1554,26 @@ impl Correlator {
         self.pending_count += 1;
     }
 
-    fn waiting_in(chunks: &[Box<[Waiting; WAITING_CHUNK]>], i: u32) -> &Waiting {
-        let i = i as usize;
-        &chunks[i / WAITING_CHUNK][i % WAITING_CHUNK]
+    #[inline(always)]
+    fn waiting_in(slab: &[Waiting], i: u32) -> &Waiting {
+        &slab[i as usize]
     }
 
     fn waiting(&self, i: u32) -> &Waiting {
-        Self::waiting_in(&self.waiting_chunks, i)
+        Self::waiting_in(&self.waiting, i)
     }
 
     fn waiting_mut(&mut self, i: u32) -> &mut Waiting {
-        let i = i as usize;
-        &mut self.waiting_chunks[i / WAITING_CHUNK][i % WAITING_CHUNK]
+        &mut self.waiting[i as usize]
     }
 
     /// The oldest copy waiting under `key` (hashed `hash`), if any.
     fn find_pending(&self, key: PairKey, hash: u64) -> Option<u32> {
-        let chunks = &self.waiting_chunks;
-        self.pending
-            .find(hash, |&h| Self::waiting_in(chunks, h).key == key)
-            .copied()
+        let chunks = &self.waiting;
+        let at = self
+            .pending
+            .find(hash, |h| Self::waiting_in(chunks, h).key == key)?;
+        Some(self.pending.get(at))
     }
 
     fn alloc_waiting(&mut self, w: Waiting) -> u32 {
@@ -1502,26 +1582,15 @@ impl Correlator {
             self.waiting_free = self.waiting(i).key_next;
             i
         } else {
-            let i = self.waiting_used;
-            if i as usize == self.waiting_chunks.len() * WAITING_CHUNK {
-                let free = Waiting {
-                    key_next: NO_SLOT,
-                    order_prev: NO_SLOT,
-                    order_next: NO_SLOT,
-                    ..w
-                };
-                self.waiting_chunks.push(
-                    vec![free; WAITING_CHUNK]
-                        .into_boxed_slice()
-                        .try_into()
-                        .expect("WAITING_CHUNK entries"),
-                );
-            }
-            self.waiting_used = i
-                .checked_add(1)
+            let i = u32::try_from(self.waiting.len())
+                .ok()
                 .filter(|&n| n < NO_SLOT)
                 .expect("pending_max < 2^32 - 1");
-            i
+            if self.waiting.len() == self.waiting.capacity() {
+                self.waiting.reserve_exact(WAITING_CHUNK);
+            }
+            self.waiting.push(w);
+            return i;
         };
         *self.waiting_mut(i) = w;
         i
@@ -1538,14 +1607,14 @@ impl Correlator {
         endpoint: &Ep,
         pick: impl Fn(&Copy) -> bool,
     ) -> Result<Copy, KeyList> {
-        let chunks = &mut self.waiting_chunks;
-        let Ok(mut entry) = self
+        let chunks = &mut self.waiting;
+        let Some(entry) = self
             .pending
-            .find_entry(hash, |&h| Self::waiting_in(chunks, h).key == key)
+            .find(hash, |h| Self::waiting_in(chunks, h).key == key)
         else {
             return Err(KeyList::NONE);
         };
-        let head = *entry.get();
+        let head = self.pending.get(entry);
         let mut at = KeyList::NONE;
         let mut i = head;
         loop {
@@ -1562,13 +1631,10 @@ impl Correlator {
         let prev = at.tail;
         let next = Self::waiting_in(chunks, i).key_next;
         match (prev, next) {
-            (NO_SLOT, NO_SLOT) => {
-                entry.remove();
-            }
-            (NO_SLOT, next) => *entry.get_mut() = next,
+            (NO_SLOT, NO_SLOT) => self.pending.remove(entry),
+            (NO_SLOT, next) => self.pending.set(entry, next),
             (prev, next) => {
-                let p = prev as usize;
-                chunks[p / WAITING_CHUNK][p % WAITING_CHUNK].key_next = next;
+                chunks[prev as usize].key_next = next;
             }
         }
         Ok(self.unlink_waiting(i))
@@ -1577,29 +1643,40 @@ impl Correlator {
     /// Takes entry `i`, already off its key's chain, off the arrival-order
     /// list and frees it.
     fn unlink_waiting(&mut self, i: u32) -> Copy {
-        let w = *self.waiting(i);
-        match w.order_prev {
-            NO_SLOT => self.order_head = w.order_next,
-            p => self.waiting_mut(p).order_next = w.order_next,
-        }
-        match w.order_next {
-            NO_SLOT => self.order_tail = w.order_prev,
-            n => self.waiting_mut(n).order_prev = w.order_prev,
-        }
+        // The links and the copy only (not the whole 88-byte entry).
         let free = self.waiting_free;
         let e = self.waiting_mut(i);
+        let (order_prev, order_next, copy) = (e.order_prev, e.order_next, e.copy);
         e.key_next = free;
         e.order_prev = NO_SLOT;
         e.order_next = NO_SLOT;
+        match order_prev {
+            NO_SLOT => self.order_head = order_next,
+            p => self.waiting_mut(p).order_next = order_next,
+        }
+        match order_next {
+            NO_SLOT => self.order_tail = order_prev,
+            n => self.waiting_mut(n).order_prev = order_prev,
+        }
         self.waiting_free = i;
         self.pending_count -= 1;
-        w.copy
+        copy
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
+    #[inline]
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
         self.take_waiting(key, pair_hash(&key), &key.remote, |c| c.packet == packet)
             .ok()
+    }
+
+    /// [`remove_copy`](Correlator::remove_copy) for the other entry of an
+    /// ambiguous copy that paired: the copy is not wanted, so not read out.
+    /// Out of line (half the pairs of a two-sided capture come outside copy
+    /// first: the inbound packets).
+    #[inline(never)]
+    fn remove_twin_entry(&mut self, key: PairKey, packet: u64) {
+        self.remove_copy(key, packet);
     }
 
     /// Drops the oldest waiting copy and its twin entry (an ambiguous outside
@@ -2304,16 +2381,13 @@ impl Correlator {
         // Deterministic output order: by last packet, then first packet, then
         // key. The key (internal, remote, protocol) is unique among flows
         // active at once, and every flow here is still active, so no two
-        // elements compare equal and an unstable sort gives the stable sort's
-        // order. The comparator rebuilds the mappings only when the times
-        // tie (rare). The flows are removed (their mappings rebuilt from
-        // their slots) in that order, so no mapping is built or moved but
-        // the one written; removing them in another order than the scan's
-        // changes only which free slot a later flow gets, never a result.
-        expired.sort_unstable_by(|a, b| {
-            (a.0, a.1)
-                .cmp(&(b.0, b.1))
-                .then_with(|| key_order(&self.mapping(a.2), &self.mapping(b.2)))
+        // flows compare equal and the order is total. The flows are removed
+        // (their mappings rebuilt from their slots) in that order, so no
+        // mapping is built or moved but the one written; removing them in
+        // another order than the scan's changes only which free slot a later
+        // flow gets, never a result.
+        let expired = Self::expiry_sorted(expired, |a, b| {
+            key_order(&self.mapping(a), &self.mapping(b))
         });
         debug_assert!(
             expired
@@ -2347,6 +2421,76 @@ impl Correlator {
             };
             self.close(m, reason, out);
         }
+    }
+
+    /// `expired` (last packet, first packet, slot) sorted by the two times,
+    /// flows with both times equal by `key_cmp` of their slots (rare). The
+    /// times are packed with the slot into one `u128` (each time less its
+    /// minimum here, in the bits its range needs) and sorted as integers:
+    /// no comparator per comparison; a span too wide to pack (times more
+    /// than ~2^52 ns apart) is sorted by a comparator instead, to the same
+    /// order.
+    fn expiry_sorted(
+        mut expired: Vec<(UnixNanos, UnixNanos, u32)>,
+        key_cmp: impl Fn(u32, u32) -> std::cmp::Ordering,
+    ) -> Vec<(UnixNanos, UnixNanos, u32)> {
+        let (Some(last_min), Some(first_min)) = (
+            expired.iter().map(|e| e.0).min(),
+            expired.iter().map(|e| e.1).min(),
+        ) else {
+            return expired;
+        };
+        let last_max = expired.iter().map(|e| e.0).max().unwrap_or(last_min);
+        let first_max = expired.iter().map(|e| e.1).max().unwrap_or(first_min);
+        // Offsets from the minimum, as unsigned (i64 differences fit u64).
+        let off = |t: UnixNanos, min: UnixNanos| t.wrapping_sub(min) as u64;
+        let bits = |span: u64| u64::BITS - span.leading_zeros();
+        let (last_bits, first_bits) = (
+            bits(off(last_max, last_min)),
+            bits(off(first_max, first_min)),
+        );
+        const SLOT_BITS: u32 = 24;
+        const _: () = assert!(WHEEL_BASE < 1 << SLOT_BITS);
+        if last_bits + first_bits + SLOT_BITS > u128::BITS {
+            expired.sort_unstable_by(|a, b| {
+                (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| key_cmp(a.2, b.2))
+            });
+            return expired;
+        }
+        let first_shift = SLOT_BITS;
+        let last_shift = SLOT_BITS + first_bits;
+        let mut packed: Vec<u128> = expired
+            .iter()
+            .map(|&(last, first, slot)| {
+                u128::from(off(last, last_min)) << last_shift
+                    | u128::from(off(first, first_min)) << first_shift
+                    | u128::from(slot)
+            })
+            .collect();
+        packed.sort_unstable();
+        let slot_mask = (1u128 << SLOT_BITS) - 1;
+        for (e, &p) in expired.iter_mut().zip(&packed) {
+            let slot = (p & slot_mask) as u32;
+            *e = (
+                last_min.wrapping_add((p >> last_shift) as i64),
+                first_min.wrapping_add((p >> first_shift & ((1u128 << first_bits) - 1)) as i64),
+                slot,
+            );
+        }
+        // Runs of equal times (ordered by slot so far): by key instead.
+        let mut i = 0;
+        while i < expired.len() {
+            let mut j = i + 1;
+            while j < expired.len() && (expired[j].0, expired[j].1) == (expired[i].0, expired[i].1)
+            {
+                j += 1;
+            }
+            if j - i > 1 {
+                expired[i..j].sort_unstable_by(|a, b| key_cmp(a.2, b.2));
+            }
+            i = j;
+        }
+        expired
     }
 
     /// The capture ended: every copy still waiting is counted unmatched and
@@ -2441,7 +2585,9 @@ fn invariant_hash(
 
 #[cfg(test)]
 mod fast_tests;
+mod pending;
 mod slab;
+use pending::PendingTable;
 use slab::MappedSlab;
 
 #[cfg(test)]
@@ -3493,9 +3639,9 @@ mod tests {
         /// key only, at most `pending_per_key_max`, in arrival order; every
         /// waiting copy is on exactly one key's list.
         fn check_pending(&self) {
-            let mut in_order = vec![false; self.waiting_used as usize];
+            let mut in_order = vec![false; self.waiting.len()];
             let (mut prev, mut i, mut n) = (NO_SLOT, self.order_head, 0);
-            let mut rank = vec![usize::MAX; self.waiting_used as usize];
+            let mut rank = vec![usize::MAX; self.waiting.len()];
             while i != NO_SLOT {
                 let w = self.waiting(i);
                 assert_eq!(w.order_prev, prev, "entry {i}: order prev link");
@@ -3508,7 +3654,7 @@ mod tests {
             assert_eq!(self.order_tail, prev, "arrival order tail");
             assert_eq!(n, self.pending_count, "pending_count");
             let mut in_key = 0;
-            for &head in self.pending.iter() {
+            for head in self.pending.iter() {
                 let key = self.waiting(head).key;
                 assert_eq!(self.find_pending(key, pair_hash(&key)), Some(head));
                 let (mut i, mut len, mut last_rank) = (head, 0, None);
@@ -3581,7 +3727,7 @@ mod tests {
         while i != NO_SLOT {
             (free, i) = (free + 1, c.waiting(i).key_next);
         }
-        assert_eq!(free, c.waiting_used, "every entry back on the free list");
+        assert_eq!(free, c.waiting.len(), "every entry back on the free list");
     }
 
     /// Pseudo-random packets of a few subscribers, remotes and ids, inside
@@ -3629,6 +3775,38 @@ mod tests {
                 (t, side, d)
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        /// The idle scan's sort (times packed into integers, equal times by
+        /// key) gives the comparator sort's order: few distinct times (many
+        /// ties), times near `i64::MIN`/`MAX` (spans too wide to pack, the
+        /// comparator path) and slots up to the 24-bit limit.
+        #[test]
+        fn expiry_sort_matches_the_comparator_sort(
+            raw in proptest::collection::vec((0u8..6, 0u8..6, 0u32..WHEEL_BASE), 0..200),
+            wide in proptest::prelude::any::<bool>(),
+            base in proptest::prelude::any::<i64>(),
+        ) {
+            let time = |k: u8| -> UnixNanos {
+                if wide && k == 5 { i64::MAX } else if wide && k == 0 { i64::MIN }
+                else { base.saturating_add(i64::from(k) * 1_000_003) }
+            };
+            // Unique slots (as in the scan); the "key" of a slot is a scramble
+            // of it, so the key order is not the slot order.
+            let mut seen = std::collections::HashSet::new();
+            let expired: Vec<(UnixNanos, UnixNanos, u32)> = raw
+                .into_iter()
+                .filter(|e| seen.insert(e.2))
+                .map(|(l, f, slot)| (time(l), time(f), slot))
+                .collect();
+            let key = |s: u32| s.wrapping_mul(0x9e37_79b9).rotate_left(7);
+            let key_cmp = |a: u32, b: u32| key(a).cmp(&key(b));
+            let mut want = expired.clone();
+            want.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| key_cmp(a.2, b.2)));
+            let got = Correlator::expiry_sorted(expired, key_cmp);
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     proptest::proptest! {
