@@ -980,19 +980,22 @@ fn encode_file_split(
     // replay seals while nothing else runs), the halves are concatenated.
     // Same bytes either way.
     let mut index: Vec<IndexEntry>;
+    let mut stats = Stats::NONE;
     if let Some(split) = split {
         let (first, second) = records.split_at(split);
         let (ids1, ids2) = dict.ids.split_at(split);
         let mut acct2 = ColumnBytes::default();
-        let (idx1, (blocks2, idx2)) = std::thread::scope(|scope| {
+        let (idx1, (blocks2, idx2, stats2)) = std::thread::scope(|scope| {
             let other = scope.spawn(|| {
                 let mut b = Vec::with_capacity(second.len() * 16);
-                let idx = encode_blocks(&mut b, second, ids2, start_ns, &mut acct2);
-                (b, idx)
+                let mut st = Stats::NONE;
+                let idx = encode_blocks(&mut b, second, ids2, start_ns, &mut acct2, &mut st);
+                (b, idx, st)
             });
-            let idx1 = encode_blocks(&mut out, first, ids1, start_ns, acct);
+            let idx1 = encode_blocks(&mut out, first, ids1, start_ns, acct, &mut stats);
             (idx1, other.join().expect("block encoding does not panic"))
         });
+        stats = stats.merge(stats2);
         let shift = out.len() as u64;
         out.extend_from_slice(&blocks2);
         index = idx1;
@@ -1005,14 +1008,14 @@ fn encode_file_split(
             *a += b;
         }
     } else {
-        index = encode_blocks(&mut out, records, &dict.ids, start_ns, acct);
+        index = encode_blocks(&mut out, records, &dict.ids, start_ns, acct, &mut stats);
     }
     let index_start = out.len();
     for e in &index {
         out.extend_from_slice(e.as_bytes());
     }
     acct.index += (out.len() - index_start) as u64;
-    let stats = Stats::of(records);
+    let stats = stats.finish(records.len());
     let mut f = FooterV2 {
         magic: FOOTER_V2_MAGIC,
         record_count: U64::new(records.len() as u64),
@@ -1035,6 +1038,7 @@ fn encode_file_split(
 
 /// Encodes `records` (whole blocks; `ids` their dictionary ids) as blocks
 /// appended to `out`; the index entries' offsets are their place in `out`.
+/// The records are added to `stats` on the way (no pass of its own).
 ///
 /// Each block's columns are filled by position into fixed arrays, encoded
 /// into one [`BlockBuf`], CRC'd there and appended with one copy.
@@ -1044,6 +1048,7 @@ fn encode_blocks(
     ids: &[[u32; 3]],
     start_ns: i64,
     acct: &mut ColumnBytes,
+    stats: &mut Stats,
 ) -> Vec<IndexEntry> {
     let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
     let mut cols: Box<[[u64; BLOCK_RECORDS]; 11]> = Box::new([[0; BLOCK_RECORDS]; 11]);
@@ -1059,6 +1064,7 @@ fn encode_blocks(
         let mut prev_q = div_euclid_pow10(start_ns, ef);
         let (mut prev_pid, mut prev_port) = (u64::MAX, 0u64);
         for (j, (r, id)) in block.iter().zip(ids).enumerate() {
+            stats.add(r);
             let [pid, iid, rid] = id.map(u64::from);
             let port = u64::from(r.public_port.get());
             // Records are sorted: within a run of one public address the
@@ -1114,6 +1120,7 @@ fn encode_blocks(
 }
 
 /// The footer statistics of some records (same definitions as v1's).
+#[derive(Clone, Copy)]
 struct Stats {
     late_min_first_ns: i64,
     max_last_ns: i64,
@@ -1122,22 +1129,49 @@ struct Stats {
 }
 
 impl Stats {
-    fn of(records: &[Record]) -> Stats {
-        let mut s = Stats {
-            late_min_first_ns: i64::MAX,
-            max_last_ns: if records.is_empty() { 0 } else { i64::MIN },
-            carried_in: 0,
-            late_in: 0,
-        };
-        for r in records {
-            if r.store_flags & SF_LATE != 0 {
-                s.late_min_first_ns = s.late_min_first_ns.min(r.first_ns.get());
-                s.late_in += 1;
-            }
-            s.carried_in += u32::from(r.store_flags & SF_CARRIED != 0);
-            s.max_last_ns = s.max_last_ns.max(r.last_ns.get());
+    /// Of no records yet: `max_last_ns` is `i64::MIN` until a record is
+    /// added ([`Self::finish`] makes it 0 for none).
+    const NONE: Stats = Stats {
+        late_min_first_ns: i64::MAX,
+        max_last_ns: i64::MIN,
+        carried_in: 0,
+        late_in: 0,
+    };
+
+    #[inline(always)]
+    fn add(&mut self, r: &Record) {
+        if r.store_flags & SF_LATE != 0 {
+            self.late_min_first_ns = self.late_min_first_ns.min(r.first_ns.get());
+            self.late_in += 1;
         }
-        s
+        self.carried_in += u32::from(r.store_flags & SF_CARRIED != 0);
+        self.max_last_ns = self.max_last_ns.max(r.last_ns.get());
+    }
+
+    /// The statistics of two parts' records together.
+    fn merge(self, o: Stats) -> Stats {
+        Stats {
+            late_min_first_ns: self.late_min_first_ns.min(o.late_min_first_ns),
+            max_last_ns: self.max_last_ns.max(o.max_last_ns),
+            carried_in: self.carried_in + o.carried_in,
+            late_in: self.late_in + o.late_in,
+        }
+    }
+
+    /// As stored, for `count` records.
+    fn finish(mut self, count: usize) -> Stats {
+        if count == 0 {
+            self.max_last_ns = 0;
+        }
+        self
+    }
+
+    fn of(records: &[Record]) -> Stats {
+        let mut s = Stats::NONE;
+        for r in records {
+            s.add(r);
+        }
+        s.finish(records.len())
     }
 }
 
