@@ -773,12 +773,33 @@ pub const COLUMN_NAMES: [&str; 11] = [
 /// choice, and a v4 key is one `u32`) gives each address a provisional id
 /// in order of appearance; sorting the distinct addresses then gives the
 /// final ids, and the records' provisional ids are renumbered through a
-/// table. No second hash lookup per address.
+/// table as their blocks are encoded (on the blocks' threads). No second
+/// hash lookup per address.
 struct Dictionary {
     v4: Vec<u32>,
     v6: Vec<u128>,
-    /// Per record: public, internal, remote id.
-    ids: Vec<[u32; 3]>,
+    /// Per part (one, or the two halves): its records' provisional
+    /// (public, internal, remote) ids, and their final ids through `remap`
+    /// (renumbered as the blocks are encoded, on their threads).
+    ids: Vec<Vec<[u32; 3]>>,
+    remap: Vec<Remap>,
+}
+
+/// One part's provisional address ids -> final ids.
+struct Remap {
+    v4: Vec<u32>,
+    v6: Vec<u32>,
+}
+
+impl Remap {
+    #[inline(always)]
+    fn id(&self, prov: u32) -> u32 {
+        if prov & PROV_V6 != 0 {
+            self.v6[(prov & !PROV_V6) as usize]
+        } else {
+            self.v4[prov as usize]
+        }
+    }
 }
 
 /// Distinct IPv4 addresses from which the dictionary radix-sorts them.
@@ -857,7 +878,8 @@ impl Dictionary {
 
     /// Final ids from the parts' provisional ones: every part's distinct
     /// addresses sorted together (IPv4 then IPv6), equal addresses of two
-    /// parts getting one id, and each part's ids renumbered through a table.
+    /// parts getting one id, and a table per part from its provisional ids
+    /// to the final ones.
     fn merge(parts: Vec<Provisional>) -> Dictionary {
         assert!(parts.len() <= 2, "one part or two");
         // (address, part, provisional id) as one u64 (the id is below
@@ -896,25 +918,13 @@ impl Dictionary {
             }
             remap6[k as usize][i as usize] = n4 + v6.len() as u32 - 1;
         }
-        let mut ids: Vec<[u32; 3]> = Vec::new();
-        for (k, p) in parts.into_iter().enumerate() {
-            let mut part_ids = p.ids;
-            for rec in &mut part_ids {
-                for id in rec.iter_mut() {
-                    *id = if *id & PROV_V6 != 0 {
-                        remap6[k][(*id & !PROV_V6) as usize]
-                    } else {
-                        remap4[k][*id as usize]
-                    };
-                }
-            }
-            if ids.is_empty() {
-                ids = part_ids;
-            } else {
-                ids.extend_from_slice(&part_ids);
-            }
-        }
-        Dictionary { v4, v6, ids }
+        let remap = remap4
+            .into_iter()
+            .zip(remap6)
+            .map(|(v4, v6)| Remap { v4, v6 })
+            .collect();
+        let ids = parts.into_iter().map(|p| p.ids).collect();
+        Dictionary { v4, v6, ids, remap }
     }
 }
 
@@ -983,16 +993,18 @@ fn encode_file_split(
     let mut stats = Stats::NONE;
     if let Some(split) = split {
         let (first, second) = records.split_at(split);
-        let (ids1, ids2) = dict.ids.split_at(split);
+        let (ids1, ids2) = (&dict.ids[0], &dict.ids[1]);
+        let (remap1, remap2) = (&dict.remap[0], &dict.remap[1]);
         let mut acct2 = ColumnBytes::default();
         let (idx1, (blocks2, idx2, stats2)) = std::thread::scope(|scope| {
             let other = scope.spawn(|| {
                 let mut b = Vec::with_capacity(second.len() * 16);
                 let mut st = Stats::NONE;
-                let idx = encode_blocks(&mut b, second, ids2, start_ns, &mut acct2, &mut st);
+                let idx =
+                    encode_blocks(&mut b, second, ids2, remap2, start_ns, &mut acct2, &mut st);
                 (b, idx, st)
             });
-            let idx1 = encode_blocks(&mut out, first, ids1, start_ns, acct, &mut stats);
+            let idx1 = encode_blocks(&mut out, first, ids1, remap1, start_ns, acct, &mut stats);
             (idx1, other.join().expect("block encoding does not panic"))
         });
         stats = stats.merge(stats2);
@@ -1008,7 +1020,15 @@ fn encode_file_split(
             *a += b;
         }
     } else {
-        index = encode_blocks(&mut out, records, &dict.ids, start_ns, acct, &mut stats);
+        index = encode_blocks(
+            &mut out,
+            records,
+            &dict.ids[0],
+            &dict.remap[0],
+            start_ns,
+            acct,
+            &mut stats,
+        );
     }
     let index_start = out.len();
     for e in &index {
@@ -1036,7 +1056,8 @@ fn encode_file_split(
     out
 }
 
-/// Encodes `records` (whole blocks; `ids` their dictionary ids) as blocks
+/// Encodes `records` (whole blocks; `ids` their provisional dictionary
+/// ids, final through `remap`) as blocks
 /// appended to `out`; the index entries' offsets are their place in `out`.
 /// The records are added to `stats` on the way (no pass of its own).
 ///
@@ -1046,6 +1067,7 @@ fn encode_blocks(
     out: &mut Vec<u8>,
     records: &[Record],
     ids: &[[u32; 3]],
+    remap: &Remap,
     start_ns: i64,
     acct: &mut ColumnBytes,
     stats: &mut Stats,
@@ -1065,7 +1087,7 @@ fn encode_blocks(
         let (mut prev_pid, mut prev_port) = (u64::MAX, 0u64);
         for (j, (r, id)) in block.iter().zip(ids).enumerate() {
             stats.add(r);
-            let [pid, iid, rid] = id.map(u64::from);
+            let [pid, iid, rid] = id.map(|p| u64::from(remap.id(p)));
             let port = u64::from(r.public_port.get());
             // Records are sorted: within a run of one public address the
             // ports do not decrease. Ids are below 2^32, so no record's id
