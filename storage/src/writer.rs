@@ -450,21 +450,28 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
             | u128::from(first_key(r) - first_min) << first_shift
             | i as u128
     };
+    // The prefix's top digit, by which a split seal cuts the keys in two.
+    let top_bits = prefix_bits.min(SPLIT_DIGIT_BITS);
+    let top_shift = slot_bits + prefix_bits - top_bits;
     let keys = &mut index.keys;
     keys.clear();
+    // When split: the keys of each half of the log built on its own thread,
+    // each counting its keys' top digits (`hist_x`, `hist_y`).
+    let (mut hist_x, mut hist_y) = (Vec::new(), Vec::new());
     if split {
         keys.resize(n, 0);
         let (kx, ky) = keys.split_at_mut(n / 2);
         let (x, y) = records.split_at(n / 2);
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                for (j, (k, r)) in ky.iter_mut().zip(y).enumerate() {
-                    *k = key(n / 2 + j, r);
-                }
-            });
-            for (i, (k, r)) in kx.iter_mut().zip(x).enumerate() {
-                *k = key(i, r);
+        let fill = |ks: &mut [u128], rs: &[Record], base: usize, hist: &mut Vec<usize>| {
+            hist.resize(1 << top_bits, 0);
+            for (j, (k, r)) in ks.iter_mut().zip(rs).enumerate() {
+                *k = key(base + j, r);
+                hist[(*k >> top_shift) as usize] += 1;
             }
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| fill(ky, y, n / 2, &mut hist_y));
+            fill(kx, x, 0, &mut hist_x);
         });
     } else {
         keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
@@ -474,37 +481,47 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
         // Two halves at a boundary of the prefix's top digit: every record
         // of one prefix (one mapping's states) is in one half, and the
         // first half's prefixes all sort before the second's.
-        let top_bits = prefix_bits.min(SPLIT_DIGIT_BITS);
-        let top_shift = slot_bits + prefix_bits - top_bits;
-        let mut hist = vec![0usize; 1 << top_bits];
-        for &k in keys.iter() {
-            hist[(k >> top_shift) as usize] += 1;
-        }
         // The digit value starting the second half: the bucket edge nearest
         // half the records.
         let (mut below, mut edge, mut n_a) = (0usize, 0usize, 0usize);
-        for (d, &c) in hist.iter().enumerate() {
+        for (d, (&cx, &cy)) in hist_x.iter().zip(&hist_y).enumerate() {
             if below.abs_diff(n / 2) < n_a.abs_diff(n / 2) {
                 (edge, n_a) = (d, below);
             }
-            below += c;
+            below += cx + cy;
         }
         if n_a > 0 && n_a < n {
-            let edge = edge as u128;
             let tmp = &mut index.tmp;
             tmp.clear();
             tmp.resize(n, 0);
-            // Stable partition into `tmp` (slot order kept in each half).
-            let (mut ia, mut ib) = (0, n_a);
-            for &k in keys.iter() {
-                if k >> top_shift < edge {
-                    tmp[ia] = k;
-                    ia += 1;
-                } else {
-                    tmp[ib] = k;
-                    ib += 1;
+            // Stable partition into `tmp` (slot order kept in each half),
+            // each half of the keys on its own thread: the first half's
+            // keys below the edge go first, then the second half's; the
+            // same above it.
+            let a_x: usize = hist_x[..edge].iter().sum();
+            let b_x = n / 2 - a_x;
+            let (ta, tb) = tmp.split_at_mut(n_a);
+            let (ta_x, ta_y) = ta.split_at_mut(a_x);
+            let (tb_x, tb_y) = tb.split_at_mut(b_x);
+            let (kx, ky) = keys.split_at(n / 2);
+            let part = |ks: &[u128], to_a: &mut [u128], to_b: &mut [u128]| {
+                let edge = edge as u128;
+                let (mut ia, mut ib) = (0, 0);
+                for &k in ks {
+                    if k >> top_shift < edge {
+                        to_a[ia] = k;
+                        ia += 1;
+                    } else {
+                        to_b[ib] = k;
+                        ib += 1;
+                    }
                 }
-            }
+                assert!(ia == to_a.len() && ib == to_b.len(), "counted as placed");
+            };
+            std::thread::scope(|scope| {
+                scope.spawn(|| part(ky, ta_y, tb_y));
+                part(kx, ta_x, tb_x);
+            });
             let (ta, tb) = tmp.split_at_mut(n_a);
             let (ka, kb) = keys.split_at_mut(n_a);
             let mut out_b: Vec<Record> = Vec::new();
