@@ -1600,7 +1600,7 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         open_at_seal_all_in = c.open_at_seal_all;
     }
     reduce_into(
-        log.committed()?.records(),
+        log.committed_with(job.two_threads)?.records(),
         &mut job.index,
         &mut job.records,
         job.two_threads,
