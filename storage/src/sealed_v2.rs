@@ -495,13 +495,20 @@ fn dict_size_below(
     }
     let gen = s.gen;
     let mut hashed = vals.len() <= DISTINCT_HASHED_MAX;
-    for (j, &v) in vals.iter().enumerate() {
+    'vals: for (j, &v) in vals.iter().enumerate() {
         let mut h = distinct_slot(v);
         loop {
             if s.stamp[h] != gen {
                 s.stamp[h] = gen;
                 s.slots[h] = v;
                 s.distinct.push(v);
+                if s.distinct.len() as u64 > limit {
+                    if limit <= DISTINCT_HASHED_MAX as u64 {
+                        return None; // more distinct values than could win
+                    }
+                    hashed = false; // could still win: count them all by sorting
+                    break 'vals;
+                }
                 break;
             }
             if s.slots[h] == v {
@@ -511,13 +518,6 @@ fn dict_size_below(
         }
         if let Some(a) = s.at.get_mut(j) {
             *a = h as u16;
-        }
-        if s.distinct.len() as u64 > limit {
-            if limit <= DISTINCT_HASHED_MAX as u64 {
-                return None; // more distinct values than could win
-            }
-            hashed = false; // could still win: count them all by sorting
-            break;
         }
     }
     s.hashed = hashed;
