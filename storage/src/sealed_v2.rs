@@ -102,6 +102,9 @@ const _: () = assert!(size_of::<IndexEntry>() == INDEX_ENTRY_SIZE);
 
 // ---------------------------------------------------------------- varints
 
+/// A varint pushed byte by byte: the reference [`BlockBuf::varint`] is
+/// tested against.
+#[cfg(test)]
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
@@ -126,7 +129,9 @@ fn bits(v: u64) -> u32 {
     64 - v.leading_zeros()
 }
 
-/// Appends `vals` as `width`-bit integers, least significant bit first.
+/// Appends `vals` as `width`-bit integers, least significant bit first,
+/// byte by byte: the reference [`BlockBuf::packed`] is tested against.
+#[cfg(test)]
 fn put_packed(out: &mut Vec<u8>, vals: impl Iterator<Item = u64>, width: u32) {
     if width == 0 {
         return;
@@ -143,6 +148,123 @@ fn put_packed(out: &mut Vec<u8>, vals: impl Iterator<Item = u64>, width: u32) {
     }
     if nbits > 0 {
         out.push(acc as u8);
+    }
+}
+
+/// `varint_len` by the count of leading zeros of `v | 1` (a load, not a
+/// division).
+const VARINT_LEN_BY_LZ: [u8; 65] = {
+    let mut t = [0u8; 65];
+    let mut lz = 0;
+    while lz <= 64 {
+        let b = 64 - lz;
+        t[lz] = if b == 0 { 1 } else { b.div_ceil(7) as u8 };
+        lz += 1;
+    }
+    t
+};
+
+/// [`varint_len`] through [`VARINT_LEN_BY_LZ`].
+#[inline(always)]
+fn varint_len_fast(v: u64) -> usize {
+    usize::from(VARINT_LEN_BY_LZ[(v | 1).leading_zeros() as usize])
+}
+
+/// Bytes of the largest block payload [`encode_blocks`] can write, plus
+/// the 8 bytes a word store may reach past the end: the count and units (4),
+/// then 11 columns, each its tag and at most `n` varints (any encoding is
+/// chosen only when it is no larger than the varints).
+const BLOCK_PAYLOAD_BOUND: usize = 4 + 11 * (1 + 10 * BLOCK_RECORDS) + 8;
+
+/// One block's payload while it is encoded: a buffer of fixed length
+/// written at `pos` through bounds-checked stores, packed bits and varints
+/// eight bytes at a time (bytes past `pos` are scratch; only
+/// `bytes()` is the payload). The same bytes as `put_varint` and
+/// `put_packed` (property-tested), in a fraction of their instructions:
+/// those push one byte at a time onto a `Vec`.
+struct BlockBuf {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl BlockBuf {
+    fn new() -> BlockBuf {
+        BlockBuf {
+            buf: vec![0; BLOCK_PAYLOAD_BOUND],
+            pos: 0,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.pos]
+    }
+
+    fn clear(&mut self) {
+        self.pos = 0;
+    }
+
+    #[inline(always)]
+    fn byte(&mut self, b: u8) {
+        self.buf[self.pos] = b;
+        self.pos += 1;
+    }
+
+    /// The low `len` bytes of `w` (little-endian); the other bytes of the
+    /// word land past the end, where the next store overwrites them.
+    #[inline(always)]
+    fn word(&mut self, w: u64, len: usize) {
+        let p = self.pos;
+        self.buf[p..p + 8].copy_from_slice(&w.to_le_bytes());
+        self.pos = p + len;
+    }
+
+    #[inline(always)]
+    fn varint(&mut self, v: u64) {
+        if v < 0x80 {
+            self.byte(v as u8);
+            return;
+        }
+        self.varint_long(v);
+    }
+
+    fn varint_long(&mut self, mut v: u64) {
+        let p = self.pos;
+        let out = &mut self.buf[p..p + 10];
+        let mut i = 0;
+        while v >= 0x80 {
+            out[i] = v as u8 | 0x80;
+            v >>= 7;
+            i += 1;
+        }
+        out[i] = v as u8;
+        self.pos = p + i + 1;
+    }
+
+    /// `vals` (each below 2^`width`) as `width`-bit integers, least
+    /// significant bit first, stored 64 bits at a time; the last word's
+    /// unused high bits are zero.
+    #[inline(always)]
+    fn packed(&mut self, vals: impl Iterator<Item = u64>, width: u32) {
+        if width == 0 {
+            return;
+        }
+        // `acc` holds `nbits` (< 64) pending bits; a value that fills it
+        // leaves its high `nbits` bits (after the subtraction) as the next
+        // pending ones: `v >> (width - nbits)`, written as two shifts so
+        // that no shift is by 64 (`v` has no bits from `width` up).
+        let (mut acc, mut nbits) = (0u64, 0u32);
+        for v in vals {
+            acc |= v << nbits;
+            nbits += width;
+            if nbits >= 64 {
+                self.word(acc, 8);
+                nbits -= 64;
+                acc = (v >> 1) >> (width - 1 - nbits);
+            }
+        }
+        if nbits > 0 {
+            self.word(acc, nbits.div_ceil(8) as usize);
+        }
     }
 }
 
@@ -276,24 +398,30 @@ struct ColScratch {
     /// Distinct values of the column (sorted once complete).
     distinct: Vec<u64>,
     /// Open-addressing table for counting up to [`DISTINCT_HASHED_MAX`]
-    /// distinct values, and its occupancy bits.
+    /// distinct values; a slot is in use for this column when its `stamp`
+    /// is `gen` (one increment per column instead of clearing the table).
     slots: [u64; DISTINCT_SLOTS],
-    used: [u64; DISTINCT_SLOTS / 64],
+    stamp: [u32; DISTINCT_SLOTS],
+    gen: u32,
     /// `distinct` was counted in `slots` (not by sorting a copy): each
-    /// value's dictionary id can be found there, in `ids`.
+    /// value's dictionary id can be found there, in `ids`, through `at`.
     hashed: bool,
     /// Dictionary id of the value in each used slot (set by `put_col`).
     ids: [u16; DISTINCT_SLOTS],
+    /// Slot of each value of the column (valid when `hashed`).
+    at: [u16; DISTINCT_HASHED_MAX],
 }
 
 impl Default for ColScratch {
     fn default() -> ColScratch {
         ColScratch {
-            distinct: Vec::with_capacity(BLOCK_RECORDS),
+            distinct: Vec::with_capacity(BLOCK_RECORDS + 1),
             slots: [0; DISTINCT_SLOTS],
-            used: [0; DISTINCT_SLOTS / 64],
+            stamp: [0; DISTINCT_SLOTS],
+            gen: 0,
             hashed: false,
             ids: [0; DISTINCT_SLOTS],
+            at: [0; DISTINCT_HASHED_MAX],
         }
     }
 }
@@ -323,6 +451,7 @@ fn distinct_slot(v: u64) -> usize {
 /// of reference) and at least `lb(k)` bytes (each of its `k` values takes a
 /// byte or more), so counting stops once `k` passes the largest count that
 /// could still win.
+#[inline(never)]
 fn dict_size_below(
     vals: &[u64],
     min: u64,
@@ -359,16 +488,27 @@ fn dict_size_below(
     }
     let limit = lo;
     s.distinct.clear();
-    s.used = [0; DISTINCT_SLOTS / 64];
-    let mut hashed = true;
-    for &v in vals {
+    s.gen = s.gen.wrapping_add(1);
+    if s.gen == 0 {
+        s.stamp = [0; DISTINCT_SLOTS];
+        s.gen = 1;
+    }
+    let gen = s.gen;
+    let mut hashed = vals.len() <= DISTINCT_HASHED_MAX;
+    'vals: for (j, &v) in vals.iter().enumerate() {
         let mut h = distinct_slot(v);
         loop {
-            let (word, bit) = (h / 64, 1u64 << (h % 64));
-            if s.used[word] & bit == 0 {
-                s.used[word] |= bit;
+            if s.stamp[h] != gen {
+                s.stamp[h] = gen;
                 s.slots[h] = v;
                 s.distinct.push(v);
+                if s.distinct.len() as u64 > limit {
+                    if limit <= DISTINCT_HASHED_MAX as u64 {
+                        return None; // more distinct values than could win
+                    }
+                    hashed = false; // could still win: count them all by sorting
+                    break 'vals;
+                }
                 break;
             }
             if s.slots[h] == v {
@@ -376,12 +516,8 @@ fn dict_size_below(
             }
             h = (h + 1) % DISTINCT_SLOTS;
         }
-        if s.distinct.len() as u64 > limit {
-            if limit <= DISTINCT_HASHED_MAX as u64 {
-                return None; // more distinct values than could win
-            }
-            hashed = false; // could still win: count them all by sorting
-            break;
+        if let Some(a) = s.at.get_mut(j) {
+            *a = h as u16;
         }
     }
     s.hashed = hashed;
@@ -395,7 +531,7 @@ fn dict_size_below(
     let mut prev = 0u64;
     let mut size = varint_len(k) + 1 + packed(k);
     for &v in &s.distinct {
-        size += varint_len(v - prev);
+        size += varint_len_fast(v - prev);
         prev = v;
     }
     (size < best).then_some(size)
@@ -403,59 +539,59 @@ fn dict_size_below(
 
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
-fn put_col(out: &mut Vec<u8>, vals: &[u64], s: &mut ColScratch) {
+#[inline(never)]
+fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
     let (mut min, mut max, mut size_var) = (u64::MAX, 0u64, 0usize);
     for &v in vals {
         min = min.min(v);
         max = max.max(v);
-        size_var += varint_len(v);
+        size_var += varint_len_fast(v);
     }
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);
     let size_for = varint_len(min) + 1 + (n * u64::from(w_for)).div_ceil(8) as usize;
     match dict_size_below(vals, min, w_for, size_for.min(size_var), s) {
         None if size_for <= size_var => {
-            out.push(COL_FOR);
-            put_varint(out, min);
-            out.push(w_for as u8);
-            put_packed(out, vals.iter().map(|&v| v - min), w_for);
+            out.byte(COL_FOR);
+            out.varint(min);
+            out.byte(w_for as u8);
+            out.packed(vals.iter().map(|&v| v - min), w_for);
         }
         None => {
-            out.push(COL_VARINT);
+            out.byte(COL_VARINT);
             for &v in vals {
-                put_varint(out, v);
+                out.varint(v);
             }
         }
         Some(_) => {
             let distinct = &s.distinct;
             let k = distinct.len() as u64;
-            out.push(COL_DICT);
-            put_varint(out, k);
+            out.byte(COL_DICT);
+            out.varint(k);
             let mut prev = 0;
             for &v in distinct {
-                put_varint(out, v - prev);
+                out.varint(v - prev);
                 prev = v;
             }
             let w_dict = bits(k - 1);
-            out.push(w_dict as u8);
+            out.byte(w_dict as u8);
             if s.hashed {
-                // Each value's id from its slot: the probe from its hash
-                // meets only slots used by other values before its own.
-                let find = |v: u64| {
+                // Each distinct value's id into its slot (the probe from
+                // its hash meets only slots used by other values before its
+                // own), then each value's id through the slot it was
+                // counted in.
+                for (i, &v) in distinct.iter().enumerate() {
                     let mut h = distinct_slot(v);
                     while s.slots[h] != v {
                         h = (h + 1) % DISTINCT_SLOTS;
                     }
-                    h
-                };
-                for (i, &v) in distinct.iter().enumerate() {
-                    s.ids[find(v)] = i as u16;
+                    s.ids[h] = i as u16;
                 }
-                put_packed(out, vals.iter().map(|&v| u64::from(s.ids[find(v)])), w_dict);
+                let (ids, at) = (&s.ids, &s.at[..vals.len()]);
+                out.packed(at.iter().map(|&h| u64::from(ids[usize::from(h)])), w_dict);
             } else {
-                put_packed(
-                    out,
+                out.packed(
                     vals.iter()
                         .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
                     w_dict,
@@ -536,14 +672,52 @@ fn get_col_into(
 
 // ---------------------------------------------------------- dictionary
 
+/// Applies `$f` to the constant `10^e` (`e` in 0..=9): a division by a
+/// constant is a multiply, where one by a variable power of ten is a `div`
+/// (tens of cycles) per value.
+macro_rules! with_pow10 {
+    ($e:expr, $f:expr) => {
+        match $e {
+            0 => $f(1),
+            1 => $f(10),
+            2 => $f(100),
+            3 => $f(1_000),
+            4 => $f(10_000),
+            5 => $f(100_000),
+            6 => $f(1_000_000),
+            7 => $f(10_000_000),
+            8 => $f(100_000_000),
+            9 => $f(1_000_000_000),
+            e => unreachable!("unit exponent {e}"),
+        }
+    };
+}
+
+/// `v` is a multiple of `10^e`.
+#[inline(always)]
+fn divisible_pow10(v: u64, e: u8) -> bool {
+    with_pow10!(e, |p: u64| v.is_multiple_of(p))
+}
+
+/// `v / 10^e`.
+#[inline(always)]
+fn div_pow10(v: u64, e: u8) -> u64 {
+    with_pow10!(e, |p: u64| v / p)
+}
+
+/// `v.div_euclid(10^e)`.
+#[inline(always)]
+fn div_euclid_pow10(v: i64, e: u8) -> i64 {
+    with_pow10!(e, |p: i64| v.div_euclid(p))
+}
+
 /// Largest power of ten up to 10^9 dividing every value (one pass: the
 /// exponent only ever drops).
 fn unit_exp(vals: impl Iterator<Item = u64>) -> u8 {
-    let (mut e, mut p) = (9u8, 1_000_000_000u64);
+    let mut e = 9u8;
     for v in vals {
-        while e > 0 && v % p != 0 {
+        while e > 0 && !divisible_pow10(v, e) {
             e -= 1;
-            p /= 10;
         }
         if e == 0 {
             break;
@@ -599,12 +773,33 @@ pub const COLUMN_NAMES: [&str; 11] = [
 /// choice, and a v4 key is one `u32`) gives each address a provisional id
 /// in order of appearance; sorting the distinct addresses then gives the
 /// final ids, and the records' provisional ids are renumbered through a
-/// table. No second hash lookup per address.
+/// table as their blocks are encoded (on the blocks' threads). No second
+/// hash lookup per address.
 struct Dictionary {
     v4: Vec<u32>,
     v6: Vec<u128>,
-    /// Per record: public, internal, remote id.
-    ids: Vec<[u32; 3]>,
+    /// Per part (one, or the two halves): its records' provisional
+    /// (public, internal, remote) ids, and their final ids through `remap`
+    /// (renumbered as the blocks are encoded, on their threads).
+    ids: Vec<Vec<[u32; 3]>>,
+    remap: Vec<Remap>,
+}
+
+/// One part's provisional address ids -> final ids.
+struct Remap {
+    v4: Vec<u32>,
+    v6: Vec<u32>,
+}
+
+impl Remap {
+    #[inline(always)]
+    fn id(&self, prov: u32) -> u32 {
+        if prov & PROV_V6 != 0 {
+            self.v6[(prov & !PROV_V6) as usize]
+        } else {
+            self.v4[prov as usize]
+        }
+    }
 }
 
 /// Distinct IPv4 addresses from which the dictionary radix-sorts them.
@@ -683,7 +878,8 @@ impl Dictionary {
 
     /// Final ids from the parts' provisional ones: every part's distinct
     /// addresses sorted together (IPv4 then IPv6), equal addresses of two
-    /// parts getting one id, and each part's ids renumbered through a table.
+    /// parts getting one id, and a table per part from its provisional ids
+    /// to the final ones.
     fn merge(parts: Vec<Provisional>) -> Dictionary {
         assert!(parts.len() <= 2, "one part or two");
         // (address, part, provisional id) as one u64 (the id is below
@@ -722,25 +918,13 @@ impl Dictionary {
             }
             remap6[k as usize][i as usize] = n4 + v6.len() as u32 - 1;
         }
-        let mut ids: Vec<[u32; 3]> = Vec::new();
-        for (k, p) in parts.into_iter().enumerate() {
-            let mut part_ids = p.ids;
-            for rec in &mut part_ids {
-                for id in rec.iter_mut() {
-                    *id = if *id & PROV_V6 != 0 {
-                        remap6[k][(*id & !PROV_V6) as usize]
-                    } else {
-                        remap4[k][*id as usize]
-                    };
-                }
-            }
-            if ids.is_empty() {
-                ids = part_ids;
-            } else {
-                ids.extend_from_slice(&part_ids);
-            }
-        }
-        Dictionary { v4, v6, ids }
+        let remap = remap4
+            .into_iter()
+            .zip(remap6)
+            .map(|(v4, v6)| Remap { v4, v6 })
+            .collect();
+        let ids = parts.into_iter().map(|p| p.ids).collect();
+        Dictionary { v4, v6, ids, remap }
     }
 }
 
@@ -806,19 +990,24 @@ fn encode_file_split(
     // replay seals while nothing else runs), the halves are concatenated.
     // Same bytes either way.
     let mut index: Vec<IndexEntry>;
+    let mut stats = Stats::NONE;
     if let Some(split) = split {
         let (first, second) = records.split_at(split);
-        let (ids1, ids2) = dict.ids.split_at(split);
+        let (ids1, ids2) = (&dict.ids[0], &dict.ids[1]);
+        let (remap1, remap2) = (&dict.remap[0], &dict.remap[1]);
         let mut acct2 = ColumnBytes::default();
-        let (idx1, (blocks2, idx2)) = std::thread::scope(|scope| {
+        let (idx1, (blocks2, idx2, stats2)) = std::thread::scope(|scope| {
             let other = scope.spawn(|| {
                 let mut b = Vec::with_capacity(second.len() * 16);
-                let idx = encode_blocks(&mut b, second, ids2, start_ns, &mut acct2);
-                (b, idx)
+                let mut st = Stats::NONE;
+                let idx =
+                    encode_blocks(&mut b, second, ids2, remap2, start_ns, &mut acct2, &mut st);
+                (b, idx, st)
             });
-            let idx1 = encode_blocks(&mut out, first, ids1, start_ns, acct);
+            let idx1 = encode_blocks(&mut out, first, ids1, remap1, start_ns, acct, &mut stats);
             (idx1, other.join().expect("block encoding does not panic"))
         });
+        stats = stats.merge(stats2);
         let shift = out.len() as u64;
         out.extend_from_slice(&blocks2);
         index = idx1;
@@ -831,14 +1020,22 @@ fn encode_file_split(
             *a += b;
         }
     } else {
-        index = encode_blocks(&mut out, records, &dict.ids, start_ns, acct);
+        index = encode_blocks(
+            &mut out,
+            records,
+            &dict.ids[0],
+            &dict.remap[0],
+            start_ns,
+            acct,
+            &mut stats,
+        );
     }
     let index_start = out.len();
     for e in &index {
         out.extend_from_slice(e.as_bytes());
     }
     acct.index += (out.len() - index_start) as u64;
-    let stats = Stats::of(records);
+    let stats = stats.finish(records.len());
     let mut f = FooterV2 {
         magic: FOOTER_V2_MAGIC,
         record_count: U64::new(records.len() as u64),
@@ -859,69 +1056,79 @@ fn encode_file_split(
     out
 }
 
-/// Encodes `records` (whole blocks; `ids` their dictionary ids) as blocks
+/// Encodes `records` (whole blocks; `ids` their provisional dictionary
+/// ids, final through `remap`) as blocks
 /// appended to `out`; the index entries' offsets are their place in `out`.
+/// The records are added to `stats` on the way (no pass of its own).
+///
+/// Each block's columns are filled by position into fixed arrays, encoded
+/// into one [`BlockBuf`], CRC'd there and appended with one copy.
 fn encode_blocks(
     out: &mut Vec<u8>,
     records: &[Record],
     ids: &[[u32; 3]],
+    remap: &Remap,
     start_ns: i64,
     acct: &mut ColumnBytes,
+    stats: &mut Stats,
 ) -> Vec<IndexEntry> {
     let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
-    let mut cols: [Vec<u64>; 11] = Default::default();
+    let mut cols: Box<[[u64; BLOCK_RECORDS]; 11]> = Box::new([[0; BLOCK_RECORDS]; 11]);
     let mut scratch = ColScratch::default();
-    for (bi, block) in records.chunks(BLOCK_RECORDS).enumerate() {
+    let mut buf = BlockBuf::new();
+    for (block, ids) in records.chunks(BLOCK_RECORDS).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
         let n = block.len();
-        let ids = &ids[bi * BLOCK_RECORDS..bi * BLOCK_RECORDS + n];
-        for c in cols.iter_mut() {
-            c.clear();
-        }
+        assert_eq!(ids.len(), n, "an id triple per record");
         let ef = unit_exp_i64(block.iter().map(|r| r.first_ns.get()));
         let durs = |r: &Record| r.last_ns.get().wrapping_sub(r.first_ns.get()) as u64;
         let ed = unit_exp(block.iter().map(durs));
-        let (uf, ud) = (10i64.pow(u32::from(ef)), 10u64.pow(u32::from(ed)));
-        let mut prev_q = start_ns.div_euclid(uf);
-        for (j, r) in block.iter().enumerate() {
-            let sf = r.store_flags;
-            let [pid, iid, rid] = ids[j].map(u64::from);
+        let mut prev_q = div_euclid_pow10(start_ns, ef);
+        let (mut prev_pid, mut prev_port) = (u64::MAX, 0u64);
+        for (j, (r, id)) in block.iter().zip(ids).enumerate() {
+            stats.add(r);
+            let [pid, iid, rid] = id.map(|p| u64::from(remap.id(p)));
             let port = u64::from(r.public_port.get());
-            let same_run = j > 0 && cols[0][j - 1] == pid;
-            let prev_port = if same_run {
-                u64::from(block[j - 1].public_port.get())
-            } else {
-                0
-            };
-            cols[0].push(pid);
-            cols[1].push(port - prev_port);
-            let q = r.first_ns.get().div_euclid(uf);
-            cols[2].push(zigzag(q.wrapping_sub(prev_q)));
-            prev_q = q;
-            cols[3].push(durs(r) / ud);
-            cols[4].push(iid);
-            cols[5].push(u64::from(r.internal_port.get()));
-            cols[6].push(rid);
-            cols[7].push(u64::from(r.remote_port.get()));
-            cols[8].push(
+            // Records are sorted: within a run of one public address the
+            // ports do not decrease. Ids are below 2^32, so no record's id
+            // is the first record's `u64::MAX`.
+            let base = if pid == prev_pid { prev_port } else { 0 };
+            (prev_pid, prev_port) = (pid, port);
+            let q = div_euclid_pow10(r.first_ns.get(), ef);
+            let row = [
+                pid,
+                port - base,
+                zigzag(q.wrapping_sub(prev_q)),
+                div_pow10(durs(r), ed),
+                iid,
+                u64::from(r.internal_port.get()),
+                rid,
+                u64::from(r.remote_port.get()),
                 u64::from(r.proto)
                     | u64::from(r.end) << 8
                     | u64::from(r.flags) << 16
-                    | u64::from(sf & (SF_CARRIED | SF_LATE)) << 24,
-            );
-            cols[9].push(u64::from(r.packets_out.get()));
-            cols[10].push(u64::from(r.packets_in.get()));
+                    | u64::from(r.store_flags & (SF_CARRIED | SF_LATE)) << 24,
+                u64::from(r.packets_out.get()),
+                u64::from(r.packets_in.get()),
+            ];
+            prev_q = q;
+            for (c, v) in cols.iter_mut().zip(row) {
+                c[j] = v;
+            }
         }
-        put_varint(out, n as u64);
-        out.push(ef);
-        out.push(ed);
-        acct.block_overhead += (out.len() - off + 4) as u64;
+        buf.clear();
+        buf.varint(n as u64);
+        buf.byte(ef);
+        buf.byte(ed);
+        acct.block_overhead += (buf.pos + 4) as u64;
         for (k, c) in cols.iter().enumerate() {
-            let before = out.len();
-            put_col(out, c, &mut scratch);
-            acct.columns[k] += (out.len() - before) as u64;
+            let before = buf.pos;
+            put_col(&mut buf, &c[..n], &mut scratch);
+            acct.columns[k] += (buf.pos - before) as u64;
         }
-        let crc = crc32fast::hash(&out[off..]);
+        let payload = buf.bytes();
+        let crc = crc32fast::hash(payload);
+        out.extend_from_slice(payload);
         out.extend_from_slice(&crc.to_le_bytes());
         index.push(IndexEntry {
             public_ip: block[0].public_ip,
@@ -935,6 +1142,7 @@ fn encode_blocks(
 }
 
 /// The footer statistics of some records (same definitions as v1's).
+#[derive(Clone, Copy)]
 struct Stats {
     late_min_first_ns: i64,
     max_last_ns: i64,
@@ -943,22 +1151,49 @@ struct Stats {
 }
 
 impl Stats {
-    fn of(records: &[Record]) -> Stats {
-        let mut s = Stats {
-            late_min_first_ns: i64::MAX,
-            max_last_ns: if records.is_empty() { 0 } else { i64::MIN },
-            carried_in: 0,
-            late_in: 0,
-        };
-        for r in records {
-            if r.store_flags & SF_LATE != 0 {
-                s.late_min_first_ns = s.late_min_first_ns.min(r.first_ns.get());
-                s.late_in += 1;
-            }
-            s.carried_in += u32::from(r.store_flags & SF_CARRIED != 0);
-            s.max_last_ns = s.max_last_ns.max(r.last_ns.get());
+    /// Of no records yet: `max_last_ns` is `i64::MIN` until a record is
+    /// added ([`Self::finish`] makes it 0 for none).
+    const NONE: Stats = Stats {
+        late_min_first_ns: i64::MAX,
+        max_last_ns: i64::MIN,
+        carried_in: 0,
+        late_in: 0,
+    };
+
+    #[inline(always)]
+    fn add(&mut self, r: &Record) {
+        if r.store_flags & SF_LATE != 0 {
+            self.late_min_first_ns = self.late_min_first_ns.min(r.first_ns.get());
+            self.late_in += 1;
         }
-        s
+        self.carried_in += u32::from(r.store_flags & SF_CARRIED != 0);
+        self.max_last_ns = self.max_last_ns.max(r.last_ns.get());
+    }
+
+    /// The statistics of two parts' records together.
+    fn merge(self, o: Stats) -> Stats {
+        Stats {
+            late_min_first_ns: self.late_min_first_ns.min(o.late_min_first_ns),
+            max_last_ns: self.max_last_ns.max(o.max_last_ns),
+            carried_in: self.carried_in + o.carried_in,
+            late_in: self.late_in + o.late_in,
+        }
+    }
+
+    /// As stored, for `count` records.
+    fn finish(mut self, count: usize) -> Stats {
+        if count == 0 {
+            self.max_last_ns = 0;
+        }
+        self
+    }
+
+    fn of(records: &[Record]) -> Stats {
+        let mut s = Stats::NONE;
+        for r in records {
+            s.add(r);
+        }
+        s.finish(records.len())
     }
 }
 
@@ -2472,12 +2707,63 @@ mod tests {
         /// and they decode to the column.
         #[test]
         fn put_col_chooses_what_the_exhaustive_chooser_chose(vals in column()) {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let (mut a, mut b) = (BlockBuf::new(), Vec::new());
             put_col(&mut a, &vals, &mut ColScratch::default());
             put_col_reference(&mut b, &vals);
+            let a = a.bytes().to_vec();
             prop_assert_eq!(&a, &b);
             let mut c = Cursor { buf: &a, pos: 0 };
             prop_assert_eq!(get_col(&mut c, vals.len(), "x").unwrap(), vals);
+        }
+    }
+
+    /// A value of any bit length (uniform u64s are nearly all 64 bits long).
+    fn any_length() -> impl Strategy<Value = u64> {
+        (0u32..=64, any::<u64>()).prop_map(|(b, v)| if b == 64 { v } else { v & ((1 << b) - 1) })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// `BlockBuf` writes, in sequence, the bytes of the byte-at-a-time
+        /// writers; varint lengths by table equal `varint_len`.
+        #[test]
+        fn block_buf_writes_what_the_reference_writers_write(
+            parts in prop::collection::vec(
+                (0u32..=64, prop::collection::vec(any_length(), 0..40), any_length()), 0..12),
+        ) {
+            let (mut w, mut r) = (BlockBuf::new(), Vec::new());
+            for (width, vals, v) in &parts {
+                let vals: Vec<u64> = vals
+                    .iter()
+                    .map(|&x| if *width == 64 { x } else { x & ((1 << width) - 1) })
+                    .collect();
+                w.packed(vals.iter().copied(), *width);
+                put_packed(&mut r, vals.iter().copied(), *width);
+                w.varint(*v);
+                put_varint(&mut r, *v);
+                prop_assert_eq!(varint_len_fast(*v), varint_len(*v));
+                w.byte(*width as u8);
+                r.push(*width as u8);
+            }
+            prop_assert_eq!(w.bytes(), &r[..]);
+        }
+
+        /// Units and divisions by constant powers of ten equal the ones by
+        /// a variable power.
+        #[test]
+        fn powers_of_ten_by_constant(v in any::<i64>(), e in 0u8..=9, m in 0u64..1000) {
+            let p = 10u64.pow(u32::from(e));
+            let u = v.unsigned_abs();
+            prop_assert_eq!(divisible_pow10(u, e), u % p == 0);
+            prop_assert_eq!(div_pow10(u, e), u / p);
+            prop_assert_eq!(div_euclid_pow10(v, e), v.div_euclid(p as i64));
+            let vals = [u, m * p, u.wrapping_mul(p)];
+            let mut want = 9u8;
+            while want > 0 && vals.iter().any(|x| x % 10u64.pow(u32::from(want)) != 0) {
+                want -= 1;
+            }
+            prop_assert_eq!(unit_exp(vals.iter().copied()), want);
         }
     }
 
@@ -2498,9 +2784,10 @@ mod tests {
             (0..600).map(|i| [443, 80, 53][i % 3]).collect(),
             (0..100).map(|i| 1u64 << (i % 64)).collect(),
         ] {
-            let mut b = Vec::new();
-            put_col(&mut b, &vals, &mut ColScratch::default());
-            let mut c = Cursor { buf: &b, pos: 0 };
+            let mut w = BlockBuf::new();
+            put_col(&mut w, &vals, &mut ColScratch::default());
+            let b = w.bytes();
+            let mut c = Cursor { buf: b, pos: 0 };
             assert_eq!(get_col(&mut c, vals.len(), "x").unwrap(), vals);
             assert_eq!(c.pos, b.len());
         }

@@ -463,21 +463,28 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
             | u128::from(first_key(r) - first_min) << first_shift
             | i as u128
     };
+    // The prefix's top digit, by which a split seal cuts the keys in two.
+    let top_bits = prefix_bits.min(SPLIT_DIGIT_BITS);
+    let top_shift = slot_bits + prefix_bits - top_bits;
     let keys = &mut index.keys;
     keys.clear();
+    // When split: the keys of each half of the log built on its own thread,
+    // each counting its keys' top digits (`hist_x`, `hist_y`).
+    let (mut hist_x, mut hist_y) = (Vec::new(), Vec::new());
     if split {
         keys.resize(n, 0);
         let (kx, ky) = keys.split_at_mut(n / 2);
         let (x, y) = records.split_at(n / 2);
-        std::thread::scope(|scope| {
-            scope.spawn(|| {
-                for (j, (k, r)) in ky.iter_mut().zip(y).enumerate() {
-                    *k = key(n / 2 + j, r);
-                }
-            });
-            for (i, (k, r)) in kx.iter_mut().zip(x).enumerate() {
-                *k = key(i, r);
+        let fill = |ks: &mut [u128], rs: &[Record], base: usize, hist: &mut Vec<usize>| {
+            hist.resize(1 << top_bits, 0);
+            for (j, (k, r)) in ks.iter_mut().zip(rs).enumerate() {
+                *k = key(base + j, r);
+                hist[(*k >> top_shift) as usize] += 1;
             }
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| fill(ky, y, n / 2, &mut hist_y));
+            fill(kx, x, 0, &mut hist_x);
         });
     } else {
         keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
@@ -487,37 +494,47 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
         // Two halves at a boundary of the prefix's top digit: every record
         // of one prefix (one mapping's states) is in one half, and the
         // first half's prefixes all sort before the second's.
-        let top_bits = prefix_bits.min(SPLIT_DIGIT_BITS);
-        let top_shift = slot_bits + prefix_bits - top_bits;
-        let mut hist = vec![0usize; 1 << top_bits];
-        for &k in keys.iter() {
-            hist[(k >> top_shift) as usize] += 1;
-        }
         // The digit value starting the second half: the bucket edge nearest
         // half the records.
         let (mut below, mut edge, mut n_a) = (0usize, 0usize, 0usize);
-        for (d, &c) in hist.iter().enumerate() {
+        for (d, (&cx, &cy)) in hist_x.iter().zip(&hist_y).enumerate() {
             if below.abs_diff(n / 2) < n_a.abs_diff(n / 2) {
                 (edge, n_a) = (d, below);
             }
-            below += c;
+            below += cx + cy;
         }
         if n_a > 0 && n_a < n {
-            let edge = edge as u128;
             let tmp = &mut index.tmp;
             tmp.clear();
             tmp.resize(n, 0);
-            // Stable partition into `tmp` (slot order kept in each half).
-            let (mut ia, mut ib) = (0, n_a);
-            for &k in keys.iter() {
-                if k >> top_shift < edge {
-                    tmp[ia] = k;
-                    ia += 1;
-                } else {
-                    tmp[ib] = k;
-                    ib += 1;
+            // Stable partition into `tmp` (slot order kept in each half),
+            // each half of the keys on its own thread: the first half's
+            // keys below the edge go first, then the second half's; the
+            // same above it.
+            let a_x: usize = hist_x[..edge].iter().sum();
+            let b_x = n / 2 - a_x;
+            let (ta, tb) = tmp.split_at_mut(n_a);
+            let (ta_x, ta_y) = ta.split_at_mut(a_x);
+            let (tb_x, tb_y) = tb.split_at_mut(b_x);
+            let (kx, ky) = keys.split_at(n / 2);
+            let part = |ks: &[u128], to_a: &mut [u128], to_b: &mut [u128]| {
+                let edge = edge as u128;
+                let (mut ia, mut ib) = (0, 0);
+                for &k in ks {
+                    if k >> top_shift < edge {
+                        to_a[ia] = k;
+                        ia += 1;
+                    } else {
+                        to_b[ib] = k;
+                        ib += 1;
+                    }
                 }
-            }
+                assert!(ia == to_a.len() && ib == to_b.len(), "counted as placed");
+            };
+            std::thread::scope(|scope| {
+                scope.spawn(|| part(ky, ta_y, tb_y));
+                part(kx, ta_x, tb_x);
+            });
             let (ta, tb) = tmp.split_at_mut(n_a);
             let (ka, kb) = keys.split_at_mut(n_a);
             let mut out_b: Vec<Record> = Vec::new();
@@ -1661,6 +1678,30 @@ impl Writer {
 /// The mappings of the sorted, reduced `records` of partition `start` still
 /// held at its end, encoded with [`SF_CARRIED`] for the next partition's log,
 /// and how many `Open` ones were not carried because `carry_open` is false.
+/// [`held_records`]; with `two_threads`, a partition of at least
+/// [`SEAL_SPLIT_RECORDS_MIN`] records has its two halves scanned on two
+/// threads (the held records concatenated in order: the same list).
+fn held_records_on(
+    records: &[Record],
+    start: i64,
+    span_ns: i64,
+    hold: &HoldTimes,
+    carry_open: bool,
+    two_threads: bool,
+) -> (Vec<Record>, u64) {
+    if !two_threads || records.len() < SEAL_SPLIT_RECORDS_MIN {
+        return held_records(records, start, span_ns, hold, carry_open);
+    }
+    let (x, y) = records.split_at(records.len() / 2);
+    let ((mut held, open_x), (held_y, open_y)) = std::thread::scope(|scope| {
+        let other = scope.spawn(|| held_records(y, start, span_ns, hold, carry_open));
+        let first = held_records(x, start, span_ns, hold, carry_open);
+        (first, other.join().expect("the carry scan does not panic"))
+    });
+    held.extend_from_slice(&held_y);
+    (held, open_x + open_y)
+}
+
 fn held_records(
     records: &[Record],
     start: i64,
@@ -1727,17 +1768,18 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         open_at_seal_all_in = c.open_at_seal_all;
     }
     reduce_into(
-        log.committed()?.records(),
+        log.committed_with(job.two_threads)?.records(),
         &mut job.index,
         &mut job.records,
         job.two_threads,
     );
-    let (held, open_at_seal_all) = held_records(
+    let (held, open_at_seal_all) = held_records_on(
         &job.records,
         job.start,
         job.span_ns,
         &job.hold,
         job.carry_open,
+        job.two_threads,
     );
     if job.index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
         // Too large to keep: freed before the publish allocates its output.
@@ -1933,6 +1975,15 @@ mod tests {
         assert!(one.len() > SEAL_SPLIT_RECORDS_MIN / 2);
         assert_eq!(one, two);
         assert_eq!(one, reduce_model(&records));
+        // The carry's scan on two threads lists the same records (first
+        // times span ~8 ms: a partition ending at 4 ms holds some).
+        let hold = HoldTimes::default();
+        for carry_open in [false, true] {
+            let want = held_records(&records, 0, 4_000_000, &hold, carry_open);
+            assert!(!want.0.is_empty() || want.1 > 0);
+            let got = held_records_on(&records, 0, 4_000_000, &hold, carry_open, true);
+            assert_eq!(got, want);
+        }
     }
 
     proptest! {
