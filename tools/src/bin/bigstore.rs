@@ -144,12 +144,54 @@ fn drop_caches() -> Result<()> {
     std::fs::write("/proc/sys/vm/drop_caches", "1").context("drop the page cache (needs root)")
 }
 
+/// Makes way for a new store at `dir`: nothing to do if it does not exist or is empty; removed if
+/// it is a natrec store (an earlier run's: `store.json` and `partitions/`, nothing else but the
+/// lock and audit files); anything else is an error, so a mistyped `--dir` never deletes data.
+fn replace_earlier_store(dir: &std::path::Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("read {}", dir.display())),
+    };
+    let mut names = Vec::new();
+    for e in entries {
+        names.push(
+            e.with_context(|| format!("read {}", dir.display()))?
+                .file_name(),
+        );
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let store_like = dir.join("store.json").is_file()
+        && names.iter().all(|n| {
+            matches!(
+                n.to_str(),
+                Some("store.json" | "partitions" | "store.lock" | "audit.log")
+            )
+        });
+    if !store_like {
+        bail!(
+            "{} exists and is not a store an earlier natrec-bigstore run made (it holds {} entries); \
+             give --dir a new or empty directory",
+            dir.display(),
+            names.len()
+        );
+    }
+    std::fs::remove_dir_all(dir)
+        .with_context(|| format!("remove the earlier store {}", dir.display()))
+}
+
 fn main() -> Result<()> {
     let (mut dir, mut n, mut days, mut count, mut drop_cache) =
         (PathBuf::new(), 100_000_000u64, 60u64, 100_000u64, true);
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
+        if v[i] == "--help" || v[i] == "-h" {
+            println!("{USAGE}\n\nWrites N mappings over D days of one-hour partitions into a new store at DIR\n(DIR must not exist, be empty, or be a store an earlier run made: it is replaced),\nthen times random point lookups: warm, first touch (the page cache dropped: root;\n--no-drop-caches skips it), after 1, 10 and D days, and through a new reader each.");
+            return Ok(());
+        }
         if v[i] == "--no-drop-caches" {
             drop_cache = false;
             i += 1;
@@ -168,7 +210,7 @@ fn main() -> Result<()> {
     if dir.as_os_str().is_empty() || days < 10 || n < days {
         bail!("--dir is required, --days ≥ 10\n{USAGE}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    replace_earlier_store(&dir)?;
     let span_ns = days as i64 * 86_400 * S;
     let store = Store::create(&dir, StoreConfig::default())?;
     let reader = store.reader();

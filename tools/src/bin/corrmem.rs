@@ -62,6 +62,10 @@ fn hold_from_gen(dir: &std::path::Path) -> Result<HoldTimes> {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("usage: natrec-corrmem --dir DIR (a natrec-gen --link two-eth directory)\n\nReplays DIR's two files through the correlator alone under a counting allocator and\nprints the bytes held by structure at the peak of active flows, and a digest of the mappings.");
+        return Ok(());
+    }
     let dir = PathBuf::from(
         args.iter()
             .position(|a| a == "--dir")
