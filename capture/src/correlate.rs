@@ -1103,7 +1103,7 @@ pub struct Correlator {
     next_scan_ns: UnixNanos,
     stats: CorrelatorStats,
     /// The index head an inside copy that waited last had prefetched
-    /// ([`prefetch_flow_of`](Correlator::prefetch_flow_of)), whose flow slot
+    /// ([`prefetch_flow`](Correlator::prefetch_flow)), whose flow slot
     /// the next packet prefetches; [`NO_SLOT`]: none. A hint only.
     prefetch_head: u32,
     /// The index head [`prefetch_next`](Correlator::prefetch_next) loaded
@@ -1268,10 +1268,13 @@ impl Correlator {
                 self.stats.not_subscriber_inside += 1;
             }
             Side::Inside | Side::Unknown if src_sub => {
-                self.offer(ts_ns, key(Dir::Out, dst), pkt.hash_out, src, flags, out);
+                // `hash_in`: the flow's key hash (see `Prepared::hash_out`).
+                let (hash, flow_hash) = (pkt.hash_out, pkt.hash_in);
+                self.offer(ts_ns, key(Dir::Out, dst), hash, flow_hash, src, flags, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
-                self.offer(ts_ns, key(Dir::In, src), pkt.hash_in, dst, flags, out);
+                let (hash, flow_hash) = (pkt.hash_in, pkt.hash_out);
+                self.offer(ts_ns, key(Dir::In, src), hash, flow_hash, dst, flags, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
@@ -1313,12 +1316,15 @@ impl Correlator {
     }
 
     /// Pairs an inside copy with a waiting outside twin, or makes it wait.
+    /// `flow_hash`: its flow's key hash as the preparer carried it (0: none).
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn offer(
         &mut self,
         ts_ns: UnixNanos,
         key: PairKey,
         hash: u64,
+        flow_hash: u64,
         endpoint: Ep,
         flags: u8,
         out: &mut Vec<Mapping>,
@@ -1344,7 +1350,7 @@ impl Correlator {
         // Its outside twin comes a few packets later (usually), and the pair
         // then looks up the flow: start loading its index head now, its slot
         // with the next packet.
-        self.prefetch_flow_of(key.proto, &endpoint, &key.remote);
+        self.prefetch_flow(flow_hash);
     }
 
     /// A hint for the packet pushed next, called before the push of the
@@ -1393,30 +1399,25 @@ impl Correlator {
         self.armed_head = NO_SLOT;
     }
 
-    /// Starts loading the index head of the flow (`proto`, `internal`,
-    /// `remote`) (IPv4 only) and leaves it for the next packet to prefetch
-    /// the chain's first slot ([`prefetch_slot`](Correlator::prefetch_slot)).
-    /// A hint: no effect on any result. Out of line: `offer` stays inline.
-    #[inline(never)]
-    fn prefetch_flow_of(&mut self, proto: Proto, internal: &Ep, remote: &Ep) {
-        let (Some(i), Some(r)) = (internal.v4(), remote.v4()) else {
-            return;
-        };
-        let key = FlowKey {
-            internal: i,
-            remote: r,
-            internal_port: internal.port,
-            remote_port: remote.port,
-            proto,
-            fam: 0,
-        };
-        let h = self.index_head(&key);
-        slab::prefetch(&self.index_heads[h]);
-        self.prefetch_head = h as u32;
+    /// Starts loading the index head of the flow whose key hash the
+    /// preparer carried (`flow_hash`: the pair-hash slot an inside copy does
+    /// not use, see [`Prepared`]; 0 for a flow that is not IPv4) and leaves
+    /// it for the next packet to prefetch the chain's first slot
+    /// ([`prefetch_slot`](Correlator::prefetch_slot)). The head is the one
+    /// [`find_flow`](Correlator::find_flow) reads for the flow (the same key
+    /// hash), without building the key again. A hint: no effect on any
+    /// result.
+    #[inline(always)]
+    fn prefetch_flow(&mut self, flow_hash: u64) {
+        if flow_hash != 0 {
+            let h = (flow_hash >> (64 - self.index_bits)) as usize;
+            slab::prefetch(&self.index_heads[h]);
+            self.prefetch_head = h as u32;
+        }
     }
 
     /// Prefetches the first slot of the index chain
-    /// [`prefetch_flow_of`](Correlator::prefetch_flow_of) left. A hint.
+    /// [`prefetch_flow`](Correlator::prefetch_flow) left. A hint.
     #[inline(never)]
     fn prefetch_slot(&mut self) {
         // The index may have grown since: then the hint is only wasted.
