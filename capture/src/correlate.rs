@@ -775,6 +775,24 @@ pub struct Prepared {
 const _: () = assert!(std::mem::size_of::<Prepared>() == 64);
 
 impl Prepared {
+    /// The pair key of this packet in direction `dir` (the remote end is the
+    /// destination going out, the source coming in) and the endpoint a copy
+    /// waiting under it keeps (the other end: the translated one).
+    #[inline(always)]
+    fn pair_key(&self, dir: Dir) -> (PairKey, Ep) {
+        let (remote, endpoint) = match dir {
+            Dir::Out => (self.dst, self.src),
+            Dir::In => (self.src, self.dst),
+        };
+        let key = PairKey {
+            dir,
+            proto: self.proto,
+            remote,
+            invariants: self.invariants,
+        };
+        (key, endpoint)
+    }
+
     /// A placeholder (all zero, no subscriber, ICMP) for a slot that
     /// [`Preparer::prepare_bytes_into`] fills; not a packet.
     pub const EMPTY: Prepared = Prepared {
@@ -1250,16 +1268,6 @@ impl Correlator {
             self.stats.subscriber_to_subscriber += 1;
             return;
         }
-        let (src, dst) = (pkt.src, pkt.dst);
-        let inv = pkt.invariants;
-        let flags = pkt.tcp_flags;
-        let key = |dir: Dir, remote: Ep| PairKey {
-            dir,
-            proto: pkt.proto,
-            remote,
-            invariants: inv,
-        };
-
         match side {
             Side::Outside if src_sub || dst_sub => {
                 self.stats.untranslated += 1;
@@ -1270,29 +1278,28 @@ impl Correlator {
             Side::Inside | Side::Unknown if src_sub => {
                 // `hash_in`: the flow's key hash (see `Prepared::hash_out`).
                 let (hash, flow_hash) = (pkt.hash_out, pkt.hash_in);
-                self.offer(ts_ns, key(Dir::Out, dst), hash, flow_hash, src, flags, out);
+                self.offer(ts_ns, pkt, Dir::Out, hash, flow_hash, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
                 let (hash, flow_hash) = (pkt.hash_in, pkt.hash_out);
-                self.offer(ts_ns, key(Dir::In, src), hash, flow_hash, dst, flags, out);
+                self.offer(ts_ns, pkt, Dir::In, hash, flow_hash, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
                 // (public = src) or remote→subscriber before it (public = dst).
-                let out_key = key(Dir::Out, dst);
-                let in_key = key(Dir::In, src);
                 let (out_hash, in_hash) = (pkt.hash_out, pkt.hash_in);
                 let Twin::Absent(out_at) =
-                    self.take_twin(ts_ns, out_key, out_hash, false, src, flags, out)
+                    self.take_twin(ts_ns, pkt, Dir::Out, out_hash, false, out)
                 else {
                     return;
                 };
-                let Twin::Absent(in_at) =
-                    self.take_twin(ts_ns, in_key, in_hash, false, dst, flags, out)
+                let Twin::Absent(in_at) = self.take_twin(ts_ns, pkt, Dir::In, in_hash, false, out)
                 else {
                     return;
                 };
-                let seq = self.packet_seq;
+                let (out_key, src) = pkt.pair_key(Dir::Out);
+                let (in_key, dst) = pkt.pair_key(Dir::In);
+                let (seq, flags) = (self.packet_seq, pkt.tcp_flags);
                 let copy = |endpoint| Copy {
                     ts_ns,
                     packet: seq,
@@ -1317,23 +1324,22 @@ impl Correlator {
 
     /// Pairs an inside copy with a waiting outside twin, or makes it wait.
     /// `flow_hash`: its flow's key hash as the preparer carried it (0: none).
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn offer(
         &mut self,
         ts_ns: UnixNanos,
-        key: PairKey,
+        pkt: &Prepared,
+        dir: Dir,
         hash: u64,
         flow_hash: u64,
-        endpoint: Ep,
-        flags: u8,
         out: &mut Vec<Mapping>,
     ) {
         let inside = true;
-        let Twin::Absent(at) = self.take_twin(ts_ns, key, hash, inside, endpoint, flags, out)
-        else {
+        let Twin::Absent(at) = self.take_twin(ts_ns, pkt, dir, hash, inside, out) else {
             return;
         };
+        let (key, endpoint) = pkt.pair_key(dir);
+        let flags = pkt.tcp_flags;
         let copy = Copy {
             ts_ns,
             packet: self.packet_seq,
@@ -1449,17 +1455,21 @@ impl Correlator {
     /// endpoint is this very packet seen again: counted and swallowed (also
     /// `Taken`). Otherwise where a copy under `key` would wait
     /// ([`Twin::Absent`]).
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// Takes the packet and the key's direction, not the key: the key and
+    /// the copy's endpoint are read from `pkt` here ([`Prepared::pair_key`]),
+    /// so the caller builds nothing on its stack for the call.
     fn take_twin(
         &mut self,
         ts_ns: UnixNanos,
-        key: PairKey,
+        pkt: &Prepared,
+        dir: Dir,
         hash: u64,
         inside: bool,
-        endpoint: Ep,
-        flags: u8,
         out: &mut Vec<Mapping>,
     ) -> Twin {
+        let (key, endpoint) = pkt.pair_key(dir);
+        let flags = pkt.tcp_flags;
         // The oldest copy of the other side.
         let twin = match self.take_waiting(key, hash, &endpoint, |c| c.inside != inside) {
             Ok(twin) => twin,
