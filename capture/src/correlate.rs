@@ -430,6 +430,35 @@ struct Waiting {
 
 const _: () = assert!(std::mem::size_of::<Waiting>() == 88);
 
+impl Waiting {
+    /// A new slab entry before it is filled (no copy; never read as one).
+    const VACANT: Waiting = Waiting {
+        key: PairKey {
+            dir: Dir::Out,
+            proto: Proto::Icmp,
+            remote: Ep {
+                ip: [0; 16],
+                port: 0,
+            },
+            invariants: 0,
+        },
+        copy: Copy {
+            ts_ns: 0,
+            packet: 0,
+            inside: false,
+            endpoint: Ep {
+                ip: [0; 16],
+                port: 0,
+            },
+            ambiguous: false,
+            tcp_flags: 0,
+        },
+        key_next: NO_SLOT,
+        order_prev: NO_SLOT,
+        order_next: NO_SLOT,
+    };
+}
+
 /// Waiting copies the pending slab grows by (88 KiB): its capacity is a
 /// multiple of this, and it keeps its entries (its high-water mark is
 /// bounded by `pending_max`). One vector, not chunks: an entry is one bounds
@@ -1545,13 +1574,16 @@ impl Correlator {
             self.stats.pending_key_full += 1;
             return;
         }
-        let i = self.alloc_waiting(Waiting {
-            key,
-            copy,
-            key_next: NO_SLOT,
-            order_prev: self.order_tail,
-            order_next: NO_SLOT,
-        });
+        // Written field by field where it stays (not built on the stack
+        // and copied: 88 bytes).
+        let order_prev = self.order_tail;
+        let i = self.alloc_waiting();
+        let e = self.waiting_mut(i);
+        e.key = key;
+        e.copy = copy;
+        e.key_next = NO_SLOT;
+        e.order_prev = order_prev;
+        e.order_next = NO_SLOT;
         if at.tail == NO_SLOT {
             self.pending.insert_unique(hash, i);
         } else {
@@ -1587,23 +1619,23 @@ impl Correlator {
         Some(self.pending.get(at))
     }
 
-    fn alloc_waiting(&mut self, w: Waiting) -> u32 {
-        let i = if self.waiting_free != NO_SLOT {
+    /// A free entry of the pending slab for the caller to fill (every
+    /// field): the first free one, else a new one at the end.
+    #[inline(always)]
+    fn alloc_waiting(&mut self) -> u32 {
+        if self.waiting_free != NO_SLOT {
             let i = self.waiting_free;
             self.waiting_free = self.waiting(i).key_next;
-            i
-        } else {
-            let i = u32::try_from(self.waiting.len())
-                .ok()
-                .filter(|&n| n < NO_SLOT)
-                .expect("pending_max < 2^32 - 1");
-            if self.waiting.len() == self.waiting.capacity() {
-                self.waiting.reserve_exact(WAITING_CHUNK);
-            }
-            self.waiting.push(w);
             return i;
-        };
-        *self.waiting_mut(i) = w;
+        }
+        let i = u32::try_from(self.waiting.len())
+            .ok()
+            .filter(|&n| n < NO_SLOT)
+            .expect("pending_max < 2^32 - 1");
+        if self.waiting.len() == self.waiting.capacity() {
+            self.waiting.reserve_exact(WAITING_CHUNK);
+        }
+        self.waiting.push(Waiting::VACANT);
         i
     }
 
