@@ -426,6 +426,17 @@ struct Waiting {
     /// Arrival-order neighbours, [`NO_SLOT`] at the ends.
     order_prev: u32,
     order_next: u32,
+    /// The other entry of the same ambiguous outside copy (it waits under
+    /// two keys) when both were placed together by `wait_at`, so the one
+    /// left when its twin pairs is removed without its key being compared
+    /// or its list searched ([`remove_linked_twin`](Correlator::remove_linked_twin));
+    /// [`NO_SLOT`]: not linked (an inside copy, or an ambiguous copy whose
+    /// other entry was refused at `pending_per_key_max` or placed through
+    /// `insert`: found by its key, as before). The two entries of a copy
+    /// always leave together (a pair removes both, so does a drop), so a
+    /// link never names an entry that is gone or reused. In the 4 bytes the
+    /// entry had as padding.
+    twin: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<Waiting>() == 88);
@@ -456,6 +467,7 @@ impl Waiting {
         key_next: NO_SLOT,
         order_prev: NO_SLOT,
         order_next: NO_SLOT,
+        twin: NO_SLOT,
     };
 }
 
@@ -1341,8 +1353,12 @@ impl Correlator {
                 // differ in direction), so both places still hold unless
                 // making room at `pending_max` drops copies.
                 if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
-                    self.wait_at(out_key, out_hash, copy(src), out_at);
-                    self.wait_at(in_key, in_hash, copy(dst), in_at);
+                    let a = self.wait_at(out_key, out_hash, copy(src), out_at);
+                    let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
+                    if a != NO_SLOT && b != NO_SLOT {
+                        self.waiting_mut(a).twin = b;
+                        self.waiting_mut(b).twin = a;
+                    }
                 } else {
                     self.insert(out_key, out_hash, copy(src));
                     self.insert(in_key, in_hash, copy(dst));
@@ -1500,7 +1516,7 @@ impl Correlator {
         let (key, endpoint) = pkt.pair_key(dir);
         let flags = pkt.tcp_flags;
         // The oldest copy of the other side.
-        let twin = match self.take_waiting(key, hash, &endpoint, |c| c.inside != inside) {
+        let (twin, link) = match self.take_waiting(key, hash, &endpoint, |c| c.inside != inside) {
             Ok(twin) => twin,
             Err(at) => {
                 if inside && at.same_inside {
@@ -1515,7 +1531,9 @@ impl Correlator {
                 return Twin::Absent(at);
             }
         };
-        if let Some(other) = twin_key(key, &twin) {
+        if link != NO_SLOT {
+            self.remove_linked_twin(link);
+        } else if let Some(other) = twin_key(key, &twin) {
             self.remove_twin_entry(other, twin.packet);
         }
         let (internal, public) = if inside {
@@ -1567,12 +1585,13 @@ impl Correlator {
 
     /// Makes `copy` wait under `key` (hashed `hash`), at the end of the
     /// key's list `at` as it is now (or counts it at `pending_per_key_max`).
-    /// The caller has made room under `pending_max`.
-    fn wait_at(&mut self, key: PairKey, hash: u64, copy: Copy, at: KeyList) {
+    /// The caller has made room under `pending_max`. The entry it waits in
+    /// ([`NO_SLOT`]: counted, not waiting), not linked to a twin.
+    fn wait_at(&mut self, key: PairKey, hash: u64, copy: Copy, at: KeyList) -> u32 {
         debug_assert!(self.pending_count < self.cfg.pending_max);
         if at.len >= self.cfg.pending_per_key_max {
             self.stats.pending_key_full += 1;
-            return;
+            return NO_SLOT;
         }
         // Written field by field where it stays (not built on the stack
         // and copied: 88 bytes).
@@ -1584,6 +1603,7 @@ impl Correlator {
         e.key_next = NO_SLOT;
         e.order_prev = order_prev;
         e.order_next = NO_SLOT;
+        e.twin = NO_SLOT;
         if at.tail == NO_SLOT {
             self.pending.insert_unique(hash, i);
         } else {
@@ -1595,6 +1615,7 @@ impl Correlator {
         }
         self.order_tail = i;
         self.pending_count += 1;
+        i
     }
 
     #[inline(always)]
@@ -1640,7 +1661,8 @@ impl Correlator {
     }
 
     /// Takes the oldest copy waiting under `key` (hashed `hash`) for which
-    /// `pick` holds off both lists and frees it. `Err`: none does; the list
+    /// `pick` holds off both lists and frees it; with its twin link
+    /// ([`Waiting::twin`]). `Err`: none does; the list
     /// of copies waiting under `key` (empty if none). One probe of the
     /// pending table, whose entry is updated in place.
     fn take_waiting(
@@ -1649,7 +1671,7 @@ impl Correlator {
         hash: u64,
         endpoint: &Ep,
         pick: impl Fn(&Copy) -> bool,
-    ) -> Result<Copy, KeyList> {
+    ) -> Result<(Copy, u32), KeyList> {
         let chunks = &mut self.waiting;
         let Some(entry) = self
             .pending
@@ -1684,12 +1706,13 @@ impl Correlator {
     }
 
     /// Takes entry `i`, already off its key's chain, off the arrival-order
-    /// list and frees it.
-    fn unlink_waiting(&mut self, i: u32) -> Copy {
+    /// list and frees it; its copy and twin link.
+    #[inline(always)]
+    fn unlink_waiting(&mut self, i: u32) -> (Copy, u32) {
         // The links and the copy only (not the whole 88-byte entry).
         let free = self.waiting_free;
         let e = self.waiting_mut(i);
-        let (order_prev, order_next, copy) = (e.order_prev, e.order_next, e.copy);
+        let (order_prev, order_next, copy, twin) = (e.order_prev, e.order_next, e.copy, e.twin);
         e.key_next = free;
         e.order_prev = NO_SLOT;
         e.order_next = NO_SLOT;
@@ -1703,7 +1726,7 @@ impl Correlator {
         }
         self.waiting_free = i;
         self.pending_count -= 1;
-        copy
+        (copy, twin)
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
@@ -1711,6 +1734,46 @@ impl Correlator {
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
         self.take_waiting(key, pair_hash(&key), &key.remote, |c| c.packet == packet)
             .ok()
+            .map(|(copy, _)| copy)
+    }
+
+    /// Removes entry `b`, the twin entry of an ambiguous copy that paired
+    /// ([`Waiting::twin`]): what [`remove_twin_entry`](Correlator::remove_twin_entry)
+    /// does, found by its link. The probe of its key's hash stops at the
+    /// table entry holding `b` (it heads its list: the common case) without
+    /// reading a key, or at its key's (`b` further down the list: its
+    /// predecessor is found by walking the list to it). Out of line, as
+    /// `remove_twin_entry`.
+    #[inline(never)]
+    fn remove_linked_twin(&mut self, b: u32) {
+        let w = self.waiting(b);
+        let (key, next) = (w.key, w.key_next);
+        let chunks = &self.waiting;
+        let entry = self
+            .pending
+            .find(pair_hash(&key), |h| {
+                h == b || Self::waiting_in(chunks, h).key == key
+            })
+            .expect("a waiting copy's key is in the pending table");
+        let head = self.pending.get(entry);
+        if head == b {
+            match next {
+                NO_SLOT => self.pending.remove(entry),
+                n => self.pending.set(entry, n),
+            }
+        } else {
+            let mut p = head;
+            loop {
+                let n = self.waiting(p).key_next;
+                assert!(n != NO_SLOT, "a linked twin is on its key's list");
+                if n == b {
+                    break;
+                }
+                p = n;
+            }
+            self.waiting_mut(p).key_next = next;
+        }
+        self.unlink_waiting(b);
     }
 
     /// [`remove_copy`](Correlator::remove_copy) for the other entry of an
@@ -3696,6 +3759,21 @@ mod tests {
             }
             assert_eq!(self.order_tail, prev, "arrival order tail");
             assert_eq!(n, self.pending_count, "pending_count");
+            // Twin links name the other entry of the same ambiguous copy,
+            // waiting, linked back.
+            for (i, w) in self.waiting.iter().enumerate() {
+                if !in_order[i] || w.twin == NO_SLOT {
+                    continue;
+                }
+                let t = self.waiting(w.twin);
+                assert!(in_order[w.twin as usize], "entry {i}: twin gone");
+                assert_eq!(t.twin as usize, i, "entry {i}: twin not linked back");
+                assert_eq!(
+                    t.copy.packet, w.copy.packet,
+                    "entry {i}: twin of another packet"
+                );
+                assert_eq!(twin_key(w.key, &w.copy), Some(t.key), "entry {i}: twin key");
+            }
             let mut in_key = 0;
             for head in self.pending.iter() {
                 let key = self.waiting(head).key;
