@@ -1439,7 +1439,7 @@ impl Correlator {
 
     /// Prefetches the first slot of the index chain
     /// [`prefetch_next`](Correlator::prefetch_next) loaded the head of. A hint.
-    #[inline(never)]
+    #[inline(always)]
     fn prefetch_armed_slot(&mut self) {
         // The index may have grown since: then the hint is only wasted.
         if let Some(&s) = self.index_heads.get(self.armed_head as usize) {
@@ -1469,7 +1469,7 @@ impl Correlator {
 
     /// Prefetches the first slot of the index chain
     /// [`prefetch_flow`](Correlator::prefetch_flow) left. A hint.
-    #[inline(never)]
+    #[inline(always)]
     fn prefetch_slot(&mut self) {
         // The index may have grown since: then the hint is only wasted.
         if let Some(&s) = self.index_heads.get(self.prefetch_head as usize) {
