@@ -426,9 +426,50 @@ struct Waiting {
     /// Arrival-order neighbours, [`NO_SLOT`] at the ends.
     order_prev: u32,
     order_next: u32,
+    /// The other entry of the same ambiguous outside copy (it waits under
+    /// two keys) when both were placed together by `wait_at`, so the one
+    /// left when its twin pairs is removed without its key being compared
+    /// or its list searched ([`remove_linked_twin`](Correlator::remove_linked_twin));
+    /// [`NO_SLOT`]: not linked (an inside copy, or an ambiguous copy whose
+    /// other entry was refused at `pending_per_key_max` or placed through
+    /// `insert`: found by its key, as before). The two entries of a copy
+    /// always leave together (a pair removes both, so does a drop), so a
+    /// link never names an entry that is gone or reused. In the 4 bytes the
+    /// entry had as padding.
+    twin: u32,
 }
 
 const _: () = assert!(std::mem::size_of::<Waiting>() == 88);
+
+impl Waiting {
+    /// A new slab entry before it is filled (no copy; never read as one).
+    const VACANT: Waiting = Waiting {
+        key: PairKey {
+            dir: Dir::Out,
+            proto: Proto::Icmp,
+            remote: Ep {
+                ip: [0; 16],
+                port: 0,
+            },
+            invariants: 0,
+        },
+        copy: Copy {
+            ts_ns: 0,
+            packet: 0,
+            inside: false,
+            endpoint: Ep {
+                ip: [0; 16],
+                port: 0,
+            },
+            ambiguous: false,
+            tcp_flags: 0,
+        },
+        key_next: NO_SLOT,
+        order_prev: NO_SLOT,
+        order_next: NO_SLOT,
+        twin: NO_SLOT,
+    };
+}
 
 /// Waiting copies the pending slab grows by (88 KiB): its capacity is a
 /// multiple of this, and it keeps its entries (its high-water mark is
@@ -775,6 +816,24 @@ pub struct Prepared {
 const _: () = assert!(std::mem::size_of::<Prepared>() == 64);
 
 impl Prepared {
+    /// The pair key of this packet in direction `dir` (the remote end is the
+    /// destination going out, the source coming in) and the endpoint a copy
+    /// waiting under it keeps (the other end: the translated one).
+    #[inline(always)]
+    fn pair_key(&self, dir: Dir) -> (PairKey, Ep) {
+        let (remote, endpoint) = match dir {
+            Dir::Out => (self.dst, self.src),
+            Dir::In => (self.src, self.dst),
+        };
+        let key = PairKey {
+            dir,
+            proto: self.proto,
+            remote,
+            invariants: self.invariants,
+        };
+        (key, endpoint)
+    }
+
     /// A placeholder (all zero, no subscriber, ICMP) for a slot that
     /// [`Preparer::prepare_bytes_into`] fills; not a packet.
     pub const EMPTY: Prepared = Prepared {
@@ -1103,7 +1162,7 @@ pub struct Correlator {
     next_scan_ns: UnixNanos,
     stats: CorrelatorStats,
     /// The index head an inside copy that waited last had prefetched
-    /// ([`prefetch_flow_of`](Correlator::prefetch_flow_of)), whose flow slot
+    /// ([`prefetch_flow`](Correlator::prefetch_flow)), whose flow slot
     /// the next packet prefetches; [`NO_SLOT`]: none. A hint only.
     prefetch_head: u32,
     /// The index head [`prefetch_next`](Correlator::prefetch_next) loaded
@@ -1250,16 +1309,6 @@ impl Correlator {
             self.stats.subscriber_to_subscriber += 1;
             return;
         }
-        let (src, dst) = (pkt.src, pkt.dst);
-        let inv = pkt.invariants;
-        let flags = pkt.tcp_flags;
-        let key = |dir: Dir, remote: Ep| PairKey {
-            dir,
-            proto: pkt.proto,
-            remote,
-            invariants: inv,
-        };
-
         match side {
             Side::Outside if src_sub || dst_sub => {
                 self.stats.untranslated += 1;
@@ -1268,28 +1317,30 @@ impl Correlator {
                 self.stats.not_subscriber_inside += 1;
             }
             Side::Inside | Side::Unknown if src_sub => {
-                self.offer(ts_ns, key(Dir::Out, dst), pkt.hash_out, src, flags, out);
+                // `hash_in`: the flow's key hash (see `Prepared::hash_out`).
+                let (hash, flow_hash) = (pkt.hash_out, pkt.hash_in);
+                self.offer(ts_ns, pkt, Dir::Out, hash, flow_hash, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
-                self.offer(ts_ns, key(Dir::In, src), pkt.hash_in, dst, flags, out);
+                let (hash, flow_hash) = (pkt.hash_in, pkt.hash_out);
+                self.offer(ts_ns, pkt, Dir::In, hash, flow_hash, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
                 // (public = src) or remote→subscriber before it (public = dst).
-                let out_key = key(Dir::Out, dst);
-                let in_key = key(Dir::In, src);
                 let (out_hash, in_hash) = (pkt.hash_out, pkt.hash_in);
                 let Twin::Absent(out_at) =
-                    self.take_twin(ts_ns, out_key, out_hash, false, src, flags, out)
+                    self.take_twin(ts_ns, pkt, Dir::Out, out_hash, false, out)
                 else {
                     return;
                 };
-                let Twin::Absent(in_at) =
-                    self.take_twin(ts_ns, in_key, in_hash, false, dst, flags, out)
+                let Twin::Absent(in_at) = self.take_twin(ts_ns, pkt, Dir::In, in_hash, false, out)
                 else {
                     return;
                 };
-                let seq = self.packet_seq;
+                let (out_key, src) = pkt.pair_key(Dir::Out);
+                let (in_key, dst) = pkt.pair_key(Dir::In);
+                let (seq, flags) = (self.packet_seq, pkt.tcp_flags);
                 let copy = |endpoint| Copy {
                     ts_ns,
                     packet: seq,
@@ -1302,8 +1353,12 @@ impl Correlator {
                 // differ in direction), so both places still hold unless
                 // making room at `pending_max` drops copies.
                 if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
-                    self.wait_at(out_key, out_hash, copy(src), out_at);
-                    self.wait_at(in_key, in_hash, copy(dst), in_at);
+                    let a = self.wait_at(out_key, out_hash, copy(src), out_at);
+                    let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
+                    if a != NO_SLOT && b != NO_SLOT {
+                        self.waiting_mut(a).twin = b;
+                        self.waiting_mut(b).twin = a;
+                    }
                 } else {
                     self.insert(out_key, out_hash, copy(src));
                     self.insert(in_key, in_hash, copy(dst));
@@ -1313,21 +1368,23 @@ impl Correlator {
     }
 
     /// Pairs an inside copy with a waiting outside twin, or makes it wait.
+    /// `flow_hash`: its flow's key hash as the preparer carried it (0: none).
     #[inline(always)]
     fn offer(
         &mut self,
         ts_ns: UnixNanos,
-        key: PairKey,
+        pkt: &Prepared,
+        dir: Dir,
         hash: u64,
-        endpoint: Ep,
-        flags: u8,
+        flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
         let inside = true;
-        let Twin::Absent(at) = self.take_twin(ts_ns, key, hash, inside, endpoint, flags, out)
-        else {
+        let Twin::Absent(at) = self.take_twin(ts_ns, pkt, dir, hash, inside, out) else {
             return;
         };
+        let (key, endpoint) = pkt.pair_key(dir);
+        let flags = pkt.tcp_flags;
         let copy = Copy {
             ts_ns,
             packet: self.packet_seq,
@@ -1344,7 +1401,7 @@ impl Correlator {
         // Its outside twin comes a few packets later (usually), and the pair
         // then looks up the flow: start loading its index head now, its slot
         // with the next packet.
-        self.prefetch_flow_of(key.proto, &endpoint, &key.remote);
+        self.prefetch_flow(flow_hash);
     }
 
     /// A hint for the packet pushed next, called before the push of the
@@ -1382,7 +1439,7 @@ impl Correlator {
 
     /// Prefetches the first slot of the index chain
     /// [`prefetch_next`](Correlator::prefetch_next) loaded the head of. A hint.
-    #[inline(never)]
+    #[inline(always)]
     fn prefetch_armed_slot(&mut self) {
         // The index may have grown since: then the hint is only wasted.
         if let Some(&s) = self.index_heads.get(self.armed_head as usize) {
@@ -1393,31 +1450,26 @@ impl Correlator {
         self.armed_head = NO_SLOT;
     }
 
-    /// Starts loading the index head of the flow (`proto`, `internal`,
-    /// `remote`) (IPv4 only) and leaves it for the next packet to prefetch
-    /// the chain's first slot ([`prefetch_slot`](Correlator::prefetch_slot)).
-    /// A hint: no effect on any result. Out of line: `offer` stays inline.
-    #[inline(never)]
-    fn prefetch_flow_of(&mut self, proto: Proto, internal: &Ep, remote: &Ep) {
-        let (Some(i), Some(r)) = (internal.v4(), remote.v4()) else {
-            return;
-        };
-        let key = FlowKey {
-            internal: i,
-            remote: r,
-            internal_port: internal.port,
-            remote_port: remote.port,
-            proto,
-            fam: 0,
-        };
-        let h = self.index_head(&key);
-        slab::prefetch(&self.index_heads[h]);
-        self.prefetch_head = h as u32;
+    /// Starts loading the index head of the flow whose key hash the
+    /// preparer carried (`flow_hash`: the pair-hash slot an inside copy does
+    /// not use, see [`Prepared`]; 0 for a flow that is not IPv4) and leaves
+    /// it for the next packet to prefetch the chain's first slot
+    /// ([`prefetch_slot`](Correlator::prefetch_slot)). The head is the one
+    /// [`find_flow`](Correlator::find_flow) reads for the flow (the same key
+    /// hash), without building the key again. A hint: no effect on any
+    /// result.
+    #[inline(always)]
+    fn prefetch_flow(&mut self, flow_hash: u64) {
+        if flow_hash != 0 {
+            let h = (flow_hash >> (64 - self.index_bits)) as usize;
+            slab::prefetch(&self.index_heads[h]);
+            self.prefetch_head = h as u32;
+        }
     }
 
     /// Prefetches the first slot of the index chain
-    /// [`prefetch_flow_of`](Correlator::prefetch_flow_of) left. A hint.
-    #[inline(never)]
+    /// [`prefetch_flow`](Correlator::prefetch_flow) left. A hint.
+    #[inline(always)]
     fn prefetch_slot(&mut self) {
         // The index may have grown since: then the hint is only wasted.
         if let Some(&s) = self.index_heads.get(self.prefetch_head as usize) {
@@ -1448,19 +1500,23 @@ impl Correlator {
     /// endpoint is this very packet seen again: counted and swallowed (also
     /// `Taken`). Otherwise where a copy under `key` would wait
     /// ([`Twin::Absent`]).
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// Takes the packet and the key's direction, not the key: the key and
+    /// the copy's endpoint are read from `pkt` here ([`Prepared::pair_key`]),
+    /// so the caller builds nothing on its stack for the call.
     fn take_twin(
         &mut self,
         ts_ns: UnixNanos,
-        key: PairKey,
+        pkt: &Prepared,
+        dir: Dir,
         hash: u64,
         inside: bool,
-        endpoint: Ep,
-        flags: u8,
         out: &mut Vec<Mapping>,
     ) -> Twin {
+        let (key, endpoint) = pkt.pair_key(dir);
+        let flags = pkt.tcp_flags;
         // The oldest copy of the other side.
-        let twin = match self.take_waiting(key, hash, &endpoint, |c| c.inside != inside) {
+        let (twin, link) = match self.take_waiting(key, hash, &endpoint, |c| c.inside != inside) {
             Ok(twin) => twin,
             Err(at) => {
                 if inside && at.same_inside {
@@ -1475,7 +1531,9 @@ impl Correlator {
                 return Twin::Absent(at);
             }
         };
-        if let Some(other) = twin_key(key, &twin) {
+        if link != NO_SLOT {
+            self.remove_linked_twin(link);
+        } else if let Some(other) = twin_key(key, &twin) {
             self.remove_twin_entry(other, twin.packet);
         }
         let (internal, public) = if inside {
@@ -1527,20 +1585,25 @@ impl Correlator {
 
     /// Makes `copy` wait under `key` (hashed `hash`), at the end of the
     /// key's list `at` as it is now (or counts it at `pending_per_key_max`).
-    /// The caller has made room under `pending_max`.
-    fn wait_at(&mut self, key: PairKey, hash: u64, copy: Copy, at: KeyList) {
+    /// The caller has made room under `pending_max`. The entry it waits in
+    /// ([`NO_SLOT`]: counted, not waiting), not linked to a twin.
+    fn wait_at(&mut self, key: PairKey, hash: u64, copy: Copy, at: KeyList) -> u32 {
         debug_assert!(self.pending_count < self.cfg.pending_max);
         if at.len >= self.cfg.pending_per_key_max {
             self.stats.pending_key_full += 1;
-            return;
+            return NO_SLOT;
         }
-        let i = self.alloc_waiting(Waiting {
-            key,
-            copy,
-            key_next: NO_SLOT,
-            order_prev: self.order_tail,
-            order_next: NO_SLOT,
-        });
+        // Written field by field where it stays (not built on the stack
+        // and copied: 88 bytes).
+        let order_prev = self.order_tail;
+        let i = self.alloc_waiting();
+        let e = self.waiting_mut(i);
+        e.key = key;
+        e.copy = copy;
+        e.key_next = NO_SLOT;
+        e.order_prev = order_prev;
+        e.order_next = NO_SLOT;
+        e.twin = NO_SLOT;
         if at.tail == NO_SLOT {
             self.pending.insert_unique(hash, i);
         } else {
@@ -1552,6 +1615,7 @@ impl Correlator {
         }
         self.order_tail = i;
         self.pending_count += 1;
+        i
     }
 
     #[inline(always)]
@@ -1576,28 +1640,29 @@ impl Correlator {
         Some(self.pending.get(at))
     }
 
-    fn alloc_waiting(&mut self, w: Waiting) -> u32 {
-        let i = if self.waiting_free != NO_SLOT {
+    /// A free entry of the pending slab for the caller to fill (every
+    /// field): the first free one, else a new one at the end.
+    #[inline(always)]
+    fn alloc_waiting(&mut self) -> u32 {
+        if self.waiting_free != NO_SLOT {
             let i = self.waiting_free;
             self.waiting_free = self.waiting(i).key_next;
-            i
-        } else {
-            let i = u32::try_from(self.waiting.len())
-                .ok()
-                .filter(|&n| n < NO_SLOT)
-                .expect("pending_max < 2^32 - 1");
-            if self.waiting.len() == self.waiting.capacity() {
-                self.waiting.reserve_exact(WAITING_CHUNK);
-            }
-            self.waiting.push(w);
             return i;
-        };
-        *self.waiting_mut(i) = w;
+        }
+        let i = u32::try_from(self.waiting.len())
+            .ok()
+            .filter(|&n| n < NO_SLOT)
+            .expect("pending_max < 2^32 - 1");
+        if self.waiting.len() == self.waiting.capacity() {
+            self.waiting.reserve_exact(WAITING_CHUNK);
+        }
+        self.waiting.push(Waiting::VACANT);
         i
     }
 
     /// Takes the oldest copy waiting under `key` (hashed `hash`) for which
-    /// `pick` holds off both lists and frees it. `Err`: none does; the list
+    /// `pick` holds off both lists and frees it; with its twin link
+    /// ([`Waiting::twin`]). `Err`: none does; the list
     /// of copies waiting under `key` (empty if none). One probe of the
     /// pending table, whose entry is updated in place.
     fn take_waiting(
@@ -1606,7 +1671,7 @@ impl Correlator {
         hash: u64,
         endpoint: &Ep,
         pick: impl Fn(&Copy) -> bool,
-    ) -> Result<Copy, KeyList> {
+    ) -> Result<(Copy, u32), KeyList> {
         let chunks = &mut self.waiting;
         let Some(entry) = self
             .pending
@@ -1641,12 +1706,13 @@ impl Correlator {
     }
 
     /// Takes entry `i`, already off its key's chain, off the arrival-order
-    /// list and frees it.
-    fn unlink_waiting(&mut self, i: u32) -> Copy {
+    /// list and frees it; its copy and twin link.
+    #[inline(always)]
+    fn unlink_waiting(&mut self, i: u32) -> (Copy, u32) {
         // The links and the copy only (not the whole 88-byte entry).
         let free = self.waiting_free;
         let e = self.waiting_mut(i);
-        let (order_prev, order_next, copy) = (e.order_prev, e.order_next, e.copy);
+        let (order_prev, order_next, copy, twin) = (e.order_prev, e.order_next, e.copy, e.twin);
         e.key_next = free;
         e.order_prev = NO_SLOT;
         e.order_next = NO_SLOT;
@@ -1660,7 +1726,7 @@ impl Correlator {
         }
         self.waiting_free = i;
         self.pending_count -= 1;
-        copy
+        (copy, twin)
     }
 
     /// Removes the copy of `packet` waiting under `key`, if still there.
@@ -1668,6 +1734,46 @@ impl Correlator {
     fn remove_copy(&mut self, key: PairKey, packet: u64) -> Option<Copy> {
         self.take_waiting(key, pair_hash(&key), &key.remote, |c| c.packet == packet)
             .ok()
+            .map(|(copy, _)| copy)
+    }
+
+    /// Removes entry `b`, the twin entry of an ambiguous copy that paired
+    /// ([`Waiting::twin`]): what [`remove_twin_entry`](Correlator::remove_twin_entry)
+    /// does, found by its link. The probe of its key's hash stops at the
+    /// table entry holding `b` (it heads its list: the common case) without
+    /// reading a key, or at its key's (`b` further down the list: its
+    /// predecessor is found by walking the list to it). Out of line, as
+    /// `remove_twin_entry`.
+    #[inline(never)]
+    fn remove_linked_twin(&mut self, b: u32) {
+        let w = self.waiting(b);
+        let (key, next) = (w.key, w.key_next);
+        let chunks = &self.waiting;
+        let entry = self
+            .pending
+            .find(pair_hash(&key), |h| {
+                h == b || Self::waiting_in(chunks, h).key == key
+            })
+            .expect("a waiting copy's key is in the pending table");
+        let head = self.pending.get(entry);
+        if head == b {
+            match next {
+                NO_SLOT => self.pending.remove(entry),
+                n => self.pending.set(entry, n),
+            }
+        } else {
+            let mut p = head;
+            loop {
+                let n = self.waiting(p).key_next;
+                assert!(n != NO_SLOT, "a linked twin is on its key's list");
+                if n == b {
+                    break;
+                }
+                p = n;
+            }
+            self.waiting_mut(p).key_next = next;
+        }
+        self.unlink_waiting(b);
     }
 
     /// [`remove_copy`](Correlator::remove_copy) for the other entry of an
@@ -3653,6 +3759,21 @@ mod tests {
             }
             assert_eq!(self.order_tail, prev, "arrival order tail");
             assert_eq!(n, self.pending_count, "pending_count");
+            // Twin links name the other entry of the same ambiguous copy,
+            // waiting, linked back.
+            for (i, w) in self.waiting.iter().enumerate() {
+                if !in_order[i] || w.twin == NO_SLOT {
+                    continue;
+                }
+                let t = self.waiting(w.twin);
+                assert!(in_order[w.twin as usize], "entry {i}: twin gone");
+                assert_eq!(t.twin as usize, i, "entry {i}: twin not linked back");
+                assert_eq!(
+                    t.copy.packet, w.copy.packet,
+                    "entry {i}: twin of another packet"
+                );
+                assert_eq!(twin_key(w.key, &w.copy), Some(t.key), "entry {i}: twin key");
+            }
             let mut in_key = 0;
             for head in self.pending.iter() {
                 let key = self.waiting(head).key;
