@@ -1009,7 +1009,8 @@ impl Dictionary {
 }
 
 /// Encodes a whole v2 sealed file. `records` must be strictly sorted by
-/// [`Record::sort_key`] and valid (they come from the writer's log).
+/// [`Record::sort_key`] (asserted, by each half's block encoder when the
+/// blocks are split) and valid (they come from the writer's log).
 pub(crate) fn encode_file(
     start_ns: i64,
     span_ns: i64,
@@ -1073,6 +1074,7 @@ fn encode_file_split(
     let mut stats = Stats::NONE;
     if let Some(split) = split {
         let (first, second) = records.split_at(split);
+        assert_sorted(&records[split - 1..=split]);
         let (ids1, ids2) = (&dict.ids[0], &dict.ids[1]);
         let (remap1, remap2) = (&dict.remap[0], &dict.remap[1]);
         let mut acct2 = ColumnBytes::default();
@@ -1152,6 +1154,7 @@ fn encode_blocks(
     acct: &mut ColumnBytes,
     stats: &mut Stats,
 ) -> Vec<IndexEntry> {
+    assert_sorted(records);
     let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
     let mut cols: Box<[[u64; BLOCK_RECORDS]; 11]> = Box::new([[0; BLOCK_RECORDS]; 11]);
     let mut scratch = ColScratch::default();
@@ -1219,6 +1222,27 @@ fn encode_blocks(
         });
     }
     index
+}
+
+/// Asserts `records` strictly sorted by [`Record::sort_key`] (a sealed
+/// file's invariant; the writer's reduction makes them so). The key's
+/// address compared as one big-endian `u128` (the same order as its bytes'),
+/// the record's bytes only when the rest is equal.
+fn assert_sorted(records: &[Record]) {
+    let head = |r: &Record| {
+        (
+            u128::from_be_bytes(r.public_ip),
+            r.public_port.get(),
+            r.first_ns.get(),
+        )
+    };
+    assert!(
+        records.windows(2).all(|w| {
+            let (a, b) = (head(&w[0]), head(&w[1]));
+            a < b || a == b && w[0].as_bytes() < w[1].as_bytes()
+        }),
+        "sealed records must be strictly sorted"
+    );
 }
 
 /// The footer statistics of some records (same definitions as v1's).
