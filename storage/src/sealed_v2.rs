@@ -409,8 +409,18 @@ struct ColScratch {
     counted: Counted,
     /// Dictionary id of the value in each used slot (set by `put_col`).
     ids: [u16; DISTINCT_SLOTS],
-    /// Slot of each value of the column (valid unless `Counted::Sorted`).
+    /// Slot of each value of the column (valid for `Hashed` and
+    /// `Direct`), or its id (`Rows`).
     at: [u16; DISTINCT_HASHED_MAX],
+    /// Set by the caller: count by sorting (value, row) keys instead of
+    /// hashing (a hint from the previous block's column; same decision and
+    /// bytes either way).
+    sort_first: bool,
+    /// Distinct values the last column had (0 when its count was
+    /// abandoned or not started).
+    seen: usize,
+    /// Scratch of the (value, row) keys.
+    keys: Vec<u64>,
 }
 
 /// How [`dict_size_below`] counted a column's distinct values.
@@ -423,7 +433,16 @@ enum Counted {
     Direct { min: u64 },
     /// By sorting a copy of the column: ids by binary search.
     Sorted,
+    /// By sorting the column's (value, row) keys: each row's id in `at`.
+    Rows,
 }
+
+/// Bits of a row in [`dict_size_below`]'s (value, row) keys, and the widest
+/// range (`max - min`, in bits) such keys hold.
+const ROW_BITS: u32 = 9;
+const ROW_MASK: u64 = (1 << ROW_BITS) - 1;
+const SORTED_ROW_BITS_MAX: u32 = 64 - ROW_BITS;
+const _: () = assert!(DISTINCT_HASHED_MAX <= 1 << ROW_BITS);
 
 impl Default for ColScratch {
     fn default() -> ColScratch {
@@ -435,6 +454,9 @@ impl Default for ColScratch {
             counted: Counted::Sorted,
             ids: [0; DISTINCT_SLOTS],
             at: [0; DISTINCT_HASHED_MAX],
+            sort_first: false,
+            seen: 0,
+            keys: Vec::with_capacity(BLOCK_RECORDS),
         }
     }
 }
@@ -481,6 +503,7 @@ fn dict_size_below(
 ) -> Option<usize> {
     let n = vals.len() as u64;
     let w_for = bits(max - min);
+    s.seen = 0;
     if n == 0 || w_for == 0 {
         return None;
     }
@@ -518,7 +541,34 @@ fn dict_size_below(
     let hashable = vals.len() <= DISTINCT_HASHED_MAX;
     let range = max - min;
     let mut complete = true;
-    if range < DISTINCT_SLOTS as u64 {
+    if s.sort_first
+        && hashable
+        && range >> SORTED_ROW_BITS_MAX == 0
+        && range >= DISTINCT_SLOTS as u64
+    {
+        // Nearly all distinct last time: one sort of (value, row) keys
+        // gives the distinct values in order and each row's id, no hash.
+        s.counted = Counted::Rows;
+        s.keys.clear();
+        s.keys.extend(
+            vals.iter()
+                .enumerate()
+                .map(|(j, &v)| (v - min) << ROW_BITS | j as u64),
+        );
+        s.keys.sort_unstable();
+        let mut prev = u64::MAX; // no value's `v - min` (they are below 2^55)
+        for &key in &s.keys {
+            let x = key >> ROW_BITS;
+            if x != prev {
+                prev = x;
+                s.distinct.push(min + x);
+                if s.distinct.len() > limit {
+                    return None; // more distinct values than could win
+                }
+            }
+            s.at[(key & ROW_MASK) as usize] = (s.distinct.len() - 1) as u16;
+        }
+    } else if range < DISTINCT_SLOTS as u64 {
         s.counted = Counted::Direct { min };
         for (j, &v) in vals.iter().enumerate() {
             let h = (v - min) as usize & (DISTINCT_SLOTS - 1);
@@ -573,7 +623,9 @@ fn dict_size_below(
             }
         }
     }
-    if !(complete && hashable) {
+    if s.counted == Counted::Rows {
+        // `distinct` is in order already.
+    } else if !(complete && hashable) {
         s.counted = Counted::Sorted;
         s.distinct.clear();
         s.distinct.extend_from_slice(vals);
@@ -592,6 +644,7 @@ fn dict_size_below(
     } else {
         s.distinct.sort_unstable();
     }
+    s.seen = s.distinct.len();
     let k = s.distinct.len() as u64;
     let mut prev = 0u64;
     let mut size = varint_len(k) + 1 + packed(k);
@@ -665,9 +718,11 @@ fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
                         s.ids[(v - min) as usize & (DISTINCT_SLOTS - 1)] = i as u16;
                     }
                 }
-                Counted::Sorted => {}
+                Counted::Sorted | Counted::Rows => {}
             }
-            if s.counted == Counted::Sorted {
+            if s.counted == Counted::Rows {
+                out.packed(s.at[..vals.len()].iter().map(|&id| u64::from(id)), w_dict);
+            } else if s.counted == Counted::Sorted {
                 out.packed(
                     vals.iter()
                         .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
@@ -1158,6 +1213,7 @@ fn encode_blocks(
     let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
     let mut cols: Box<[[u64; BLOCK_RECORDS]; 11]> = Box::new([[0; BLOCK_RECORDS]; 11]);
     let mut scratch = ColScratch::default();
+    let mut seen = [0usize; 11];
     let mut buf = BlockBuf::new();
     for (block, ids) in records.chunks(BLOCK_RECORDS).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
@@ -1206,7 +1262,11 @@ fn encode_blocks(
         acct.block_overhead += (buf.pos + 4) as u64;
         for (k, c) in cols.iter().enumerate() {
             let before = buf.pos;
+            // Count by sorting where the previous block's column had more
+            // distinct values than half its records.
+            scratch.sort_first = 8 * seen[k] > 7 * n;
             put_col(&mut buf, &c[..n], &mut scratch);
+            seen[k] = scratch.seen;
             acct.columns[k] += (buf.pos - before) as u64;
         }
         let payload = buf.bytes();
@@ -2935,16 +2995,18 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
 
-        /// The direct-indexed and run paths decide exactly what the hash
-        /// table alone decided, for any `best` (the real one, the exact
-        /// size and either side of it, anything), with one scratch reused
-        /// over several columns.
+        /// The direct-indexed, run and sorted (value, row) paths decide
+        /// exactly what the hash table alone decided, for any `best` (the
+        /// real one, the exact size and either side of it, anything), with
+        /// one scratch reused over several columns, either hint.
         #[test]
         fn dict_size_below_decides_what_it_decided_before(
-            cols in prop::collection::vec((column_shaped(), 0usize..4000, 0u8..4), 1..6),
+            cols in prop::collection::vec(
+                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>()), 1..6),
         ) {
             let mut s = ColScratch::default();
-            for (vals, any_best, pick) in &cols {
+            for (vals, any_best, pick, sort_first) in &cols {
+                s.sort_first = *sort_first;
                 let (min, max) = vals
                     .iter()
                     .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
