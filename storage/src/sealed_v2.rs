@@ -400,17 +400,49 @@ struct ColScratch {
     /// Open-addressing table for counting up to [`DISTINCT_HASHED_MAX`]
     /// distinct values; a slot is in use for this column when its `stamp`
     /// is `gen` (one increment per column instead of clearing the table).
+    /// A column whose range is below [`DISTINCT_SLOTS`] uses the stamps
+    /// alone, directly indexed by `v - min` (no hash, no probe).
     slots: [u64; DISTINCT_SLOTS],
     stamp: [u32; DISTINCT_SLOTS],
     gen: u32,
-    /// `distinct` was counted in `slots` (not by sorting a copy): each
-    /// value's dictionary id can be found there, in `ids`, through `at`.
-    hashed: bool,
+    /// How `distinct` was counted, i.e. how a value's id is found.
+    counted: Counted,
     /// Dictionary id of the value in each used slot (set by `put_col`).
     ids: [u16; DISTINCT_SLOTS],
-    /// Slot of each value of the column (valid when `hashed`).
+    /// Slot of each value of the column (valid for `Hashed` and
+    /// `Direct`), or its id (`Rows`).
     at: [u16; DISTINCT_HASHED_MAX],
+    /// Set by the caller: count by sorting (value, row) keys instead of
+    /// hashing (a hint from the previous block's column; same decision and
+    /// bytes either way).
+    sort_first: bool,
+    /// Distinct values the last column had (0 when its count was
+    /// abandoned or not started).
+    seen: usize,
+    /// Scratch of the (value, row) keys.
+    keys: Vec<u64>,
 }
+
+/// How [`dict_size_below`] counted a column's distinct values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Counted {
+    /// In `slots` by hash: a distinct value's slot is found by probing from
+    /// [`distinct_slot`]; each value's slot is in `at`.
+    Hashed,
+    /// In `stamp` at `v - min`: each value's slot is in `at`.
+    Direct { min: u64 },
+    /// By sorting a copy of the column: ids by binary search.
+    Sorted,
+    /// By sorting the column's (value, row) keys: each row's id in `at`.
+    Rows,
+}
+
+/// Bits of a row in [`dict_size_below`]'s (value, row) keys, and the widest
+/// range (`max - min`, in bits) such keys hold.
+const ROW_BITS: u32 = 9;
+const ROW_MASK: u64 = (1 << ROW_BITS) - 1;
+const SORTED_ROW_BITS_MAX: u32 = 64 - ROW_BITS;
+const _: () = assert!(DISTINCT_HASHED_MAX <= 1 << ROW_BITS);
 
 impl Default for ColScratch {
     fn default() -> ColScratch {
@@ -419,9 +451,12 @@ impl Default for ColScratch {
             slots: [0; DISTINCT_SLOTS],
             stamp: [0; DISTINCT_SLOTS],
             gen: 0,
-            hashed: false,
+            counted: Counted::Sorted,
             ids: [0; DISTINCT_SLOTS],
             at: [0; DISTINCT_HASHED_MAX],
+            sort_first: false,
+            seen: 0,
+            keys: Vec::with_capacity(BLOCK_RECORDS),
         }
     }
 }
@@ -441,9 +476,10 @@ fn distinct_slot(v: u64) -> usize {
     (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - DISTINCT_SLOT_BITS)) as usize
 }
 
-/// Size of the dictionary encoding (tag 2) of `vals` if it is smaller than
-/// `best` bytes (the smaller of the other two), with `s.distinct` then
-/// holding the sorted distinct values; `None` if it is not smaller.
+/// Size of the dictionary encoding (tag 2) of `vals` (least `min`, largest
+/// `max`) if it is smaller than `best` bytes (the smaller of the other
+/// two), with `s.distinct` then holding the sorted distinct values; `None`
+/// if it is not smaller.
 ///
 /// Exactly what computing the dictionary's size always would decide, but
 /// without sorting the column when the dictionary cannot win: it needs
@@ -451,15 +487,23 @@ fn distinct_slot(v: u64) -> usize {
 /// of reference) and at least `lb(k)` bytes (each of its `k` values takes a
 /// byte or more), so counting stops once `k` passes the largest count that
 /// could still win.
+///
+/// The counting: a column whose range is below [`DISTINCT_SLOTS`] is
+/// counted in the stamps directly indexed by `v - min` (and its distinct
+/// values listed in order by a scan of the stamps when the range is small
+/// next to the count, else sorted); any other in the hash table, a run of
+/// equal values with one probe.
 #[inline(never)]
 fn dict_size_below(
     vals: &[u64],
     min: u64,
-    w_for: u32,
+    max: u64,
     best: usize,
     s: &mut ColScratch,
 ) -> Option<usize> {
     let n = vals.len() as u64;
+    let w_for = bits(max - min);
+    s.seen = 0;
     if n == 0 || w_for == 0 {
         return None;
     }
@@ -486,7 +530,7 @@ fn dict_size_below(
             hi = mid - 1;
         }
     }
-    let limit = lo;
+    let limit = lo as usize;
     s.distinct.clear();
     s.gen = s.gen.wrapping_add(1);
     if s.gen == 0 {
@@ -494,39 +538,113 @@ fn dict_size_below(
         s.gen = 1;
     }
     let gen = s.gen;
-    let mut hashed = vals.len() <= DISTINCT_HASHED_MAX;
-    'vals: for (j, &v) in vals.iter().enumerate() {
-        let mut h = distinct_slot(v);
-        loop {
+    let hashable = vals.len() <= DISTINCT_HASHED_MAX;
+    let range = max - min;
+    let mut complete = true;
+    if s.sort_first
+        && hashable
+        && range >> SORTED_ROW_BITS_MAX == 0
+        && range >= DISTINCT_SLOTS as u64
+    {
+        // Nearly all distinct last time: one sort of (value, row) keys
+        // gives the distinct values in order and each row's id, no hash.
+        s.counted = Counted::Rows;
+        s.keys.clear();
+        s.keys.extend(
+            vals.iter()
+                .enumerate()
+                .map(|(j, &v)| (v - min) << ROW_BITS | j as u64),
+        );
+        s.keys.sort_unstable();
+        let mut prev = u64::MAX; // no value's `v - min` (they are below 2^55)
+        for &key in &s.keys {
+            let x = key >> ROW_BITS;
+            if x != prev {
+                prev = x;
+                s.distinct.push(min + x);
+                if s.distinct.len() > limit {
+                    return None; // more distinct values than could win
+                }
+            }
+            s.at[(key & ROW_MASK) as usize] = (s.distinct.len() - 1) as u16;
+        }
+    } else if range < DISTINCT_SLOTS as u64 {
+        s.counted = Counted::Direct { min };
+        for (j, &v) in vals.iter().enumerate() {
+            let h = (v - min) as usize & (DISTINCT_SLOTS - 1);
             if s.stamp[h] != gen {
                 s.stamp[h] = gen;
-                s.slots[h] = v;
                 s.distinct.push(v);
-                if s.distinct.len() as u64 > limit {
-                    if limit <= DISTINCT_HASHED_MAX as u64 {
+                if s.distinct.len() > limit {
+                    if limit <= DISTINCT_HASHED_MAX {
                         return None; // more distinct values than could win
                     }
-                    hashed = false; // could still win: count them all by sorting
-                    break 'vals;
+                    complete = false; // could still win: count them all by sorting
+                    break;
                 }
-                break;
             }
-            if s.slots[h] == v {
-                break;
+            if let Some(a) = s.at.get_mut(j) {
+                *a = h as u16;
             }
-            h = (h + 1) % DISTINCT_SLOTS;
         }
-        if let Some(a) = s.at.get_mut(j) {
-            *a = h as u16;
+    } else {
+        s.counted = Counted::Hashed;
+        // `prev` starts as a value that is not the first.
+        let mut prev = (vals[0].wrapping_add(1), 0usize);
+        'vals: for (j, &v) in vals.iter().enumerate() {
+            let h = if v == prev.0 {
+                prev.1
+            } else {
+                let mut h = distinct_slot(v);
+                loop {
+                    if s.stamp[h] != gen {
+                        s.stamp[h] = gen;
+                        s.slots[h] = v;
+                        s.distinct.push(v);
+                        if s.distinct.len() > limit {
+                            if limit <= DISTINCT_HASHED_MAX {
+                                return None; // more distinct values than could win
+                            }
+                            complete = false; // could still win: count them all by sorting
+                            break 'vals;
+                        }
+                        break;
+                    }
+                    if s.slots[h] == v {
+                        break;
+                    }
+                    h = (h + 1) % DISTINCT_SLOTS;
+                }
+                h
+            };
+            prev = (v, h);
+            if let Some(a) = s.at.get_mut(j) {
+                *a = h as u16;
+            }
         }
     }
-    s.hashed = hashed;
-    if !hashed {
+    if s.counted == Counted::Rows {
+        // `distinct` is in order already.
+    } else if !(complete && hashable) {
+        s.counted = Counted::Sorted;
         s.distinct.clear();
         s.distinct.extend_from_slice(vals);
+        s.distinct.sort_unstable();
+        s.distinct.dedup();
+    } else if matches!(s.counted, Counted::Direct { .. })
+        && range < DIRECT_SCAN_PER_VALUE * s.distinct.len() as u64
+    {
+        // The stamps in order are the distinct values in order.
+        s.distinct.clear();
+        for (h, &st) in s.stamp[..=range as usize].iter().enumerate() {
+            if st == gen {
+                s.distinct.push(min + h as u64);
+            }
+        }
+    } else {
+        s.distinct.sort_unstable();
     }
-    s.distinct.sort_unstable();
-    s.distinct.dedup();
+    s.seen = s.distinct.len();
     let k = s.distinct.len() as u64;
     let mut prev = 0u64;
     let mut size = varint_len(k) + 1 + packed(k);
@@ -536,6 +654,11 @@ fn dict_size_below(
     }
     (size < best).then_some(size)
 }
+
+/// A directly counted column's distinct values are listed by a scan of its
+/// stamps (rather than sorted) when its range is below this many slots per
+/// distinct value (a guess at a sort's cost per value; same list either way).
+const DIRECT_SCAN_PER_VALUE: u64 = 16;
 
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
@@ -551,7 +674,7 @@ fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);
     let size_for = varint_len(min) + 1 + (n * u64::from(w_for)).div_ceil(8) as usize;
-    match dict_size_below(vals, min, w_for, size_for.min(size_var), s) {
+    match dict_size_below(vals, min, max, size_for.min(size_var), s) {
         None if size_for <= size_var => {
             out.byte(COL_FOR);
             out.varint(min);
@@ -576,26 +699,38 @@ fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
             }
             let w_dict = bits(k - 1);
             out.byte(w_dict as u8);
-            if s.hashed {
-                // Each distinct value's id into its slot (the probe from
-                // its hash meets only slots used by other values before its
-                // own), then each value's id through the slot it was
-                // counted in.
-                for (i, &v) in distinct.iter().enumerate() {
-                    let mut h = distinct_slot(v);
-                    while s.slots[h] != v {
-                        h = (h + 1) % DISTINCT_SLOTS;
+            match s.counted {
+                Counted::Hashed => {
+                    // Each distinct value's id into its slot (the probe
+                    // from its hash meets only slots used by other values
+                    // before its own), then each value's id through the
+                    // slot it was counted in.
+                    for (i, &v) in distinct.iter().enumerate() {
+                        let mut h = distinct_slot(v);
+                        while s.slots[h] != v {
+                            h = (h + 1) % DISTINCT_SLOTS;
+                        }
+                        s.ids[h] = i as u16;
                     }
-                    s.ids[h] = i as u16;
                 }
-                let (ids, at) = (&s.ids, &s.at[..vals.len()]);
-                out.packed(at.iter().map(|&h| u64::from(ids[usize::from(h)])), w_dict);
-            } else {
+                Counted::Direct { min } => {
+                    for (i, &v) in distinct.iter().enumerate() {
+                        s.ids[(v - min) as usize & (DISTINCT_SLOTS - 1)] = i as u16;
+                    }
+                }
+                Counted::Sorted | Counted::Rows => {}
+            }
+            if s.counted == Counted::Rows {
+                out.packed(s.at[..vals.len()].iter().map(|&id| u64::from(id)), w_dict);
+            } else if s.counted == Counted::Sorted {
                 out.packed(
                     vals.iter()
                         .map(|v| distinct.binary_search(v).expect("in distinct") as u64),
                     w_dict,
                 );
+            } else {
+                let (ids, at) = (&s.ids, &s.at[..vals.len()]);
+                out.packed(at.iter().map(|&h| u64::from(ids[usize::from(h)])), w_dict);
             }
         }
     }
@@ -929,7 +1064,8 @@ impl Dictionary {
 }
 
 /// Encodes a whole v2 sealed file. `records` must be strictly sorted by
-/// [`Record::sort_key`] and valid (they come from the writer's log).
+/// [`Record::sort_key`] (asserted, by each half's block encoder when the
+/// blocks are split) and valid (they come from the writer's log).
 pub(crate) fn encode_file(
     start_ns: i64,
     span_ns: i64,
@@ -993,6 +1129,7 @@ fn encode_file_split(
     let mut stats = Stats::NONE;
     if let Some(split) = split {
         let (first, second) = records.split_at(split);
+        assert_sorted(&records[split - 1..=split]);
         let (ids1, ids2) = (&dict.ids[0], &dict.ids[1]);
         let (remap1, remap2) = (&dict.remap[0], &dict.remap[1]);
         let mut acct2 = ColumnBytes::default();
@@ -1072,9 +1209,11 @@ fn encode_blocks(
     acct: &mut ColumnBytes,
     stats: &mut Stats,
 ) -> Vec<IndexEntry> {
+    assert_sorted(records);
     let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
     let mut cols: Box<[[u64; BLOCK_RECORDS]; 11]> = Box::new([[0; BLOCK_RECORDS]; 11]);
     let mut scratch = ColScratch::default();
+    let mut seen = [0usize; 11];
     let mut buf = BlockBuf::new();
     for (block, ids) in records.chunks(BLOCK_RECORDS).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
@@ -1123,7 +1262,11 @@ fn encode_blocks(
         acct.block_overhead += (buf.pos + 4) as u64;
         for (k, c) in cols.iter().enumerate() {
             let before = buf.pos;
+            // Count by sorting where the previous block's column had more
+            // distinct values than half its records.
+            scratch.sort_first = 8 * seen[k] > 7 * n;
             put_col(&mut buf, &c[..n], &mut scratch);
+            seen[k] = scratch.seen;
             acct.columns[k] += (buf.pos - before) as u64;
         }
         let payload = buf.bytes();
@@ -1139,6 +1282,27 @@ fn encode_blocks(
         });
     }
     index
+}
+
+/// Asserts `records` strictly sorted by [`Record::sort_key`] (a sealed
+/// file's invariant; the writer's reduction makes them so). The key's
+/// address compared as one big-endian `u128` (the same order as its bytes'),
+/// the record's bytes only when the rest is equal.
+fn assert_sorted(records: &[Record]) {
+    let head = |r: &Record| {
+        (
+            u128::from_be_bytes(r.public_ip),
+            r.public_port.get(),
+            r.first_ns.get(),
+        )
+    };
+    assert!(
+        records.windows(2).all(|w| {
+            let (a, b) = (head(&w[0]), head(&w[1]));
+            a < b || a == b && w[0].as_bytes() < w[1].as_bytes()
+        }),
+        "sealed records must be strictly sorted"
+    );
 }
 
 /// The footer statistics of some records (same definitions as v1's).
@@ -2714,6 +2878,164 @@ mod tests {
             prop_assert_eq!(&a, &b);
             let mut c = Cursor { buf: &a, pos: 0 };
             prop_assert_eq!(get_col(&mut c, vals.len(), "x").unwrap(), vals);
+        }
+    }
+
+    /// [`dict_size_below`] as it was before the direct-indexed and run
+    /// paths (the hash table abandoned the column once it counted more than
+    /// `limit` distinct values), with the counting by a sort: the model the
+    /// current one must agree with, `best` anything.
+    fn dict_size_below_before(vals: &[u64], min: u64, w_for: u32, best: usize) -> Option<Vec<u64>> {
+        let n = vals.len() as u64;
+        if n == 0 || w_for == 0 {
+            return None;
+        }
+        let packed = |k: u64| (n * u64::from(bits(k - 1))).div_ceil(8) as usize;
+        let lb = |k: u64| varint_len(k) + varint_len(min) + (k as usize - 1) + 1 + packed(k);
+        let k_for = if w_for >= 64 {
+            u64::MAX
+        } else {
+            1u64 << (w_for - 1)
+        };
+        let cap = k_for.min(n).min(DISTINCT_HASHED_MAX as u64 + 1);
+        if lb(1) >= best {
+            return None;
+        }
+        let limit = (1..=cap)
+            .rev()
+            .find(|&k| lb(k) < best)
+            .expect("lb(1) < best");
+        let mut distinct = vals.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let k = distinct.len() as u64;
+        if k > limit && limit <= DISTINCT_HASHED_MAX as u64 {
+            return None;
+        }
+        let mut prev = 0u64;
+        let mut size = varint_len(k) + 1 + packed(k);
+        for &v in &distinct {
+            size += varint_len(v - prev);
+            prev = v;
+        }
+        (size < best).then_some(distinct)
+    }
+
+    /// A column shaped like the ones that take the new paths: runs of
+    /// equal values, all equal, all distinct, narrow (direct-indexed) and
+    /// wide ranges.
+    fn column_shaped() -> impl Strategy<Value = Vec<u64>> {
+        prop_oneof![
+            column(),
+            // Runs of values from a few.
+            (
+                0usize..=BLOCK_RECORDS,
+                any::<u64>(),
+                1u64..40,
+                1usize..60,
+                any::<u64>()
+            )
+                .prop_map(|(n, base, k, run, seed)| {
+                    let mut x = seed | 1;
+                    let mut out = Vec::with_capacity(n);
+                    while out.len() < n {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let v = base.wrapping_add(x % k);
+                        out.extend(std::iter::repeat_n(v, run.min(n - out.len())));
+                    }
+                    out
+                }),
+            // All equal.
+            (0usize..=BLOCK_RECORDS, any::<u64>()).prop_map(|(n, v)| vec![v; n]),
+            // All distinct, narrow (range n - 1 up to 1 100: both sides of
+            // the direct table's bound) or wide.
+            (1usize..=BLOCK_RECORDS, 0u64..1 << 20, 1u64..3, any::<u64>()).prop_map(
+                |(n, base, step, seed)| {
+                    let mut v: Vec<u64> = (0..n as u64).map(|i| base + i * step).collect();
+                    let mut x = seed | 1;
+                    for i in (1..v.len()).rev() {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        v.swap(i, (x % (i as u64 + 1)) as usize);
+                    }
+                    v
+                }
+            ),
+            // Range exactly at the direct table's bound, either side.
+            (
+                1usize..=BLOCK_RECORDS,
+                any::<u64>(),
+                1020u64..1030,
+                1u64..200,
+                any::<u64>()
+            )
+                .prop_map(|(n, base, range, k, seed)| {
+                    let base = base.min(u64::MAX - range);
+                    let mut x = seed | 1;
+                    let mut v: Vec<u64> = (0..n)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            base + (x % k) * range / k
+                        })
+                        .collect();
+                    v[0] = base;
+                    if n > 1 {
+                        v[n - 1] = base + range;
+                    }
+                    v
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// The direct-indexed, run and sorted (value, row) paths decide
+        /// exactly what the hash table alone decided, for any `best` (the
+        /// real one, the exact size and either side of it, anything), with
+        /// one scratch reused over several columns, either hint.
+        #[test]
+        fn dict_size_below_decides_what_it_decided_before(
+            cols in prop::collection::vec(
+                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>()), 1..6),
+        ) {
+            let mut s = ColScratch::default();
+            for (vals, any_best, pick, sort_first) in &cols {
+                s.sort_first = *sort_first;
+                let (min, max) = vals
+                    .iter()
+                    .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let min = if vals.is_empty() { 0 } else { min };
+                let w_for = bits(max - min);
+                let n = vals.len() as u64;
+                let size_for = varint_len(min) + 1 + (n * u64::from(w_for)).div_ceil(8) as usize;
+                let size_var: usize = vals.iter().map(|&v| varint_len(v)).sum();
+                let real = size_for.min(size_var);
+                // The exact size (found with an unbeatable best).
+                let exact = dict_size_below(vals, min, max, usize::MAX, &mut s);
+                let best = match (pick, exact) {
+                    (0, _) => real,
+                    (1, Some(e)) => e,
+                    (2, Some(e)) => e + 1,
+                    _ => *any_best,
+                };
+                let got = dict_size_below(vals, min, max, best, &mut s);
+                let want = dict_size_below_before(vals, min, w_for, best);
+                prop_assert_eq!(got.is_some(), want.is_some());
+                if let (Some(size), Some(distinct)) = (got, want) {
+                    prop_assert_eq!(&s.distinct, &distinct);
+                    prop_assert_eq!(Some(size), exact);
+                }
+                let (mut a, mut b) = (BlockBuf::new(), Vec::new());
+                put_col(&mut a, vals, &mut s);
+                put_col_reference(&mut b, vals);
+                prop_assert_eq!(a.bytes(), &b[..]);
+            }
         }
     }
 

@@ -537,6 +537,9 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
             });
             let (ta, tb) = tmp.split_at_mut(n_a);
             let (ka, kb) = keys.split_at_mut(n_a);
+            // Room for both halves' kept records: appending the second's
+            // never moves the first's (a first seal's `out` is empty).
+            out.reserve(n);
             let mut out_b: Vec<Record> = Vec::new();
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| {
