@@ -1441,13 +1441,20 @@ impl Correlator {
     /// [`prefetch_next`](Correlator::prefetch_next) loaded the head of. A hint.
     #[inline(always)]
     fn prefetch_armed_slot(&mut self) {
-        // The index may have grown since: then the hint is only wasted.
-        if let Some(&s) = self.index_heads.get(self.armed_head as usize) {
+        self.prefetch_chain_start(self.armed_head);
+        self.armed_head = NO_SLOT;
+    }
+
+    /// Prefetches the first slot of the index chain whose head is
+    /// `index_heads[head]` (loaded, or being loaded, by an earlier hint). The
+    /// index may have grown since, or `head` be [`NO_SLOT`]: then nothing.
+    #[inline(always)]
+    fn prefetch_chain_start(&self, head: u32) {
+        if let Some(&s) = self.index_heads.get(head as usize) {
             if s != LINK_NONE {
                 slab::prefetch(self.flow(s));
             }
         }
-        self.armed_head = NO_SLOT;
     }
 
     /// Starts loading the index head of the flow whose key hash the
@@ -1471,12 +1478,7 @@ impl Correlator {
     /// [`prefetch_flow`](Correlator::prefetch_flow) left. A hint.
     #[inline(always)]
     fn prefetch_slot(&mut self) {
-        // The index may have grown since: then the hint is only wasted.
-        if let Some(&s) = self.index_heads.get(self.prefetch_head as usize) {
-            if s != LINK_NONE {
-                slab::prefetch(self.flow(s));
-            }
-        }
+        self.prefetch_chain_start(self.prefetch_head);
         self.prefetch_head = NO_SLOT;
     }
 
