@@ -211,10 +211,10 @@ struct LookupArgs {
     /// number or `-` for any port, TIME (the rest of the line) in the forms of --at; blank
     /// lines and lines starting with `#` are skipped. --proto, --window, --remote and --tz
     /// apply to every line. Each answer is printed as a single lookup prints it, with its line
-    /// number (table: `line N: ` before each heading; CSV: a first column `line`; JSON: one
-    /// array of {line, request, holders}). Every request is audited (one audit line each,
-    /// naming the file and line). Exit 0: every request found a holder; 1: some found nobody;
-    /// 2: an error.
+    /// number (table: `line N: ` before each heading; CSV: a first column `line`, and each
+    /// request nobody held named on stderr; JSON: one array of {line, request, holders}).
+    /// Every request is audited (one audit line each, naming the file and line). Exit 0:
+    /// every request found a holder; 1: some found nobody; 2: an error.
     #[arg(long, value_name = "FILE")]
     batch: Option<PathBuf>,
     /// With --batch: a malformed line is reported (stderr; JSON: {line, error}) and the other

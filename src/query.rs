@@ -195,17 +195,9 @@ pub fn lookup(
     })
 }
 
-/// One request's answer as a table (a single lookup's output; in a batch
-/// each heading starts with `line N: `).
-fn write_answer(
-    out: &mut dyn Write,
-    store: &Store,
-    req: &LookupRequest,
-    outcome: &natrec_storage::LookupOutcome,
-    rows: &[Value],
-    tz: Option<&TimeZone>,
-    prefix: &str,
-) -> Result<()> {
+/// A request in words, as its answer's heading names it: the address and
+/// port, and the time (in UTC, then in `tz` when given, then the window).
+fn request_words(req: &LookupRequest, tz: Option<&TimeZone>) -> (String, String) {
     let what = match req.port {
         Some(p) => format!("{} port {p}", req.ip),
         None => format!("{} (any port)", req.ip),
@@ -217,6 +209,21 @@ fn write_answer(
     if req.window_ns > 0 {
         when.push_str(&format!(" ± {} s", req.window_ns as f64 / 1e9));
     }
+    (what, when)
+}
+
+/// One request's answer as a table (a single lookup's output; in a batch
+/// each heading starts with `line N: `).
+fn write_answer(
+    out: &mut dyn Write,
+    store: &Store,
+    req: &LookupRequest,
+    outcome: &natrec_storage::LookupOutcome,
+    rows: &[Value],
+    tz: Option<&TimeZone>,
+    prefix: &str,
+) -> Result<()> {
+    let (what, when) = request_words(req, tz);
     if rows.is_empty() {
         writeln!(out, "{prefix}nobody held {what} at {when}")?;
     } else {
@@ -353,6 +360,11 @@ pub fn lookup_batch(
             LookupFormat::Csv => {
                 for r in &rows {
                     writeln!(out, "{line},{}", csv_row(r, tz.is_some()))?;
+                }
+                // No row says nobody; name the request where people read.
+                if rows.is_empty() {
+                    let (what, when) = request_words(req, tz);
+                    eprintln!("natrec: {source} line {line}: nobody held {what} at {when}");
                 }
             }
             LookupFormat::Table => write_answer(

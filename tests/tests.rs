@@ -2444,3 +2444,45 @@ fn batch_lookup_names_a_malformed_line_and_field() {
         stderr(&o)
     );
 }
+
+/// In CSV a request nobody held has no row, so the batch names it on stderr
+/// (file, line, address and time) and exits 1; the held one has its rows.
+#[test]
+fn batch_lookup_csv_names_the_requests_nobody_held() {
+    let dir = replayed_any();
+    let t = &truth()[0];
+    let store = store_arg(dir.path());
+    let at = held_time(t);
+    let secs = format!("{}.{:09}", at / 1_000_000_000, at % 1_000_000_000);
+    let file = dir.path().join("batch.txt");
+    std::fs::write(
+        &file,
+        format!(
+            "{} {} {secs}\n# a comment\n198.51.100.250 9 {secs}\n",
+            t.public_ip, t.public_port
+        ),
+    )
+    .unwrap();
+    let o = natrec(&[
+        "lookup",
+        "--store",
+        &store,
+        "--batch",
+        file.to_str().unwrap(),
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    let rows: Vec<&str> = out.lines().skip(1).collect();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r.starts_with("1,")),
+        "{out}"
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("batch.txt line 3: nobody held 198.51.100.250 port 9 at "),
+        "{err}"
+    );
+    assert!(!err.contains("line 1:"), "{err}");
+}
