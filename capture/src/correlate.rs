@@ -1431,10 +1431,18 @@ impl Correlator {
             (true, true) => return,
         };
         if flow != 0 {
-            let h = (flow >> (64 - self.index_bits)) as usize;
-            slab::prefetch(&self.index_heads[h]);
-            self.next_head = h as u32;
+            self.next_head = self.prefetch_index_head(flow);
         }
+    }
+
+    /// Starts loading the flow index head for key hash `hash` (the head
+    /// [`find_flow`](Correlator::find_flow) reads for it) and returns its
+    /// number, for a later [`prefetch_chain_start`](Correlator::prefetch_chain_start).
+    #[inline(always)]
+    fn prefetch_index_head(&self, hash: u64) -> u32 {
+        let h = (hash >> (64 - self.index_bits)) as usize;
+        slab::prefetch(&self.index_heads[h]);
+        h as u32
     }
 
     /// Prefetches the first slot of the index chain
@@ -1468,9 +1476,7 @@ impl Correlator {
     #[inline(always)]
     fn prefetch_flow(&mut self, flow_hash: u64) {
         if flow_hash != 0 {
-            let h = (flow_hash >> (64 - self.index_bits)) as usize;
-            slab::prefetch(&self.index_heads[h]);
-            self.prefetch_head = h as u32;
+            self.prefetch_head = self.prefetch_index_head(flow_hash);
         }
     }
 
