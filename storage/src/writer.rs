@@ -305,7 +305,7 @@ enum IndexPath {
     /// Compact keys, radix-sorted from `RADIX_RECORDS_MIN` records on.
     Auto,
     /// As `Auto`, and from [`SEAL_SPLIT_RECORDS_MIN`] records on (tests:
-    /// from 2) sorted, gathered and reduced in two halves on two threads.
+    /// from 2) sorted and reduced in two halves on two threads.
     Split,
     /// Compact keys, radix-sorted whatever the count (tests).
     #[cfg(test)]
@@ -333,11 +333,6 @@ fn key_rest(r: &Record) -> (u8, [u8; 16], u16, [u8; 16], u16, u8) {
     )
 }
 
-/// Same sealed sort prefix (public ip, public port, `first_ns`).
-fn same_prefix(a: &Record, b: &Record) -> bool {
-    a.first_ns == b.first_ns && a.public_port == b.public_port && a.public_ip == b.public_ip
-}
-
 /// `first_ns` with its sign bit flipped: orders as unsigned as the `i64` does.
 fn first_key(r: &Record) -> u64 {
     (r.first_ns.get() as u64) ^ (1 << 63)
@@ -363,12 +358,13 @@ fn rank(r: &Record) -> (bool, i64) {
 /// range needs, and the slot, packed into one `u128` (a public pool's
 /// addresses take a few bits, an hour of `first_ns` 42) and radix-sorted
 /// over the prefix bits only (the slots are already in order and the sort is
-/// stable); otherwise a 32-byte entry sorted by comparison. The records are
-/// then gathered in index order and each run of one prefix reduced in one
-/// sequential pass; a run holding several mappings (same public endpoint and
-/// first packet, different internal or remote endpoint) is split by the full
-/// key. Memory: 32 bytes per record of index and 96 gathered in index order
-/// (the kept records are compacted in place at its front).
+/// stable); otherwise a 32-byte entry sorted by comparison. Each run of
+/// index entries of one prefix is then reduced in one sequential pass over
+/// the index, reading the records where they lie; a run holding several
+/// mappings (same public endpoint and first packet, different internal or
+/// remote endpoint) is split by the full key. Only the kept records are
+/// copied (into `out`). Memory: 32 bytes per record of index and 96 per kept
+/// record.
 ///
 /// `out` is cleared first; `index` is scratch: the writer keeps both between
 /// seals, so sealing an hour does not allocate (and fault in) fresh
@@ -444,9 +440,14 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
             )
         }));
         w.sort_unstable();
-        out.extend(w.iter().map(|e| records[e.1 as u32 as usize]));
-        let kept = reduce_sorted(out);
-        out.truncate(kept);
+        // Same prefix: same address word, same port and first time.
+        reduce_slots(
+            records,
+            w,
+            |e| (e.0, e.1 >> SEAL_SLOT_BITS),
+            |e| e.1 as u32 as usize,
+            out,
+        );
         return;
     }
     // Compact: [ip - min | port - min | first - min | slot], each field in
@@ -543,9 +544,9 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
             let mut out_b: Vec<Record> = Vec::new();
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| {
-                    sort_gather_reduce(records, tb, kb, slot_bits, prefix_bits, &mut out_b);
+                    sort_reduce(records, tb, kb, slot_bits, prefix_bits, &mut out_b);
                 });
-                sort_gather_reduce(records, ta, ka, slot_bits, prefix_bits, out);
+                sort_reduce(records, ta, ka, slot_bits, prefix_bits, out);
                 other.join().expect("the seal's reduce does not panic");
             });
             out.extend_from_slice(&out_b);
@@ -564,9 +565,13 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
     } else {
         keys.sort_unstable();
     }
-    out.extend(keys.iter().map(|&k| records[(k & slot_mask) as usize]));
-    let kept = reduce_sorted(out);
-    out.truncate(kept);
+    reduce_slots(
+        records,
+        keys,
+        |k| k >> slot_bits,
+        |k| (k & slot_mask) as usize,
+        out,
+    );
 }
 
 /// Ranges of the sealed sort prefix's fields over some records.
@@ -616,8 +621,8 @@ impl Ranges {
 }
 
 /// One half of a split seal: radix-sorts the compact keys in `keys`
-/// (`scratch` as long), gathers their records into `out` and reduces them.
-fn sort_gather_reduce(
+/// (`scratch` as long) and reduces their records into `out`.
+fn sort_reduce(
     records: &[Record],
     keys: &mut [u128],
     scratch: &mut [u128],
@@ -626,56 +631,71 @@ fn sort_gather_reduce(
     out: &mut Vec<Record>,
 ) {
     crate::radix::sort_msd(keys, scratch, slot_bits + prefix_bits);
-    let sorted: &[u128] = scratch;
     let slot_mask = (1u128 << slot_bits) - 1;
     out.clear();
-    out.extend(sorted.iter().map(|&k| records[(k & slot_mask) as usize]));
-    let kept = reduce_sorted(out);
-    out.truncate(kept);
+    reduce_slots(
+        records,
+        scratch,
+        |k| k >> slot_bits,
+        |k| (k & slot_mask) as usize,
+        out,
+    );
 }
 
-/// Reduces records sorted by (prefix, slot) in place: each run of one sort
-/// prefix becomes its mappings' kept states, at the front of `out` (`kept`
-/// never passes the run being read). Returns how many were kept.
-fn reduce_sorted(out: &mut [Record]) -> usize {
-    let n = out.len();
-    let mut kept = 0;
+/// Reduces the records of `records` named by the index entries `sorted`,
+/// which are in (sort prefix, slot) order, appending each mapping's kept
+/// state to `out` in that order: each run of entries with one `prefix`
+/// (public ip, port, `first_ns`) becomes its mappings' kept states. The
+/// records are read where they lie (the log's map) and only the kept ones
+/// are copied: no buffer of every record in sorted order.
+fn reduce_slots<K: Copy, P: PartialEq>(
+    records: &[Record],
+    sorted: &[K],
+    prefix: impl Fn(K) -> P,
+    slot: impl Fn(K) -> usize,
+    out: &mut Vec<Record>,
+) {
+    let n = sorted.len();
+    out.reserve(n);
     let mut split: Vec<Record> = Vec::new();
     let mut members: Vec<usize> = Vec::new();
     let mut g = 0;
     while g < n {
+        let p = prefix(sorted[g]);
         let mut end = g + 1;
-        while end < n && same_prefix(&out[end], &out[g]) {
+        while end < n && prefix(sorted[end]) == p {
             end += 1;
         }
-        let first = key_rest(&out[g]);
-        if out[g + 1..end].iter().all(|r| key_rest(r) == first) {
-            let best = reduce_run(out, g..end);
-            out[kept] = best;
-            kept += 1;
+        let run = &sorted[g..end];
+        g = end;
+        let first = &records[slot(run[0])];
+        if run.len() == 1 {
+            // One state: kept as it is (its own late flag is its run's).
+            out.push(*first);
+            continue;
+        }
+        let rest = key_rest(first);
+        if run[1..]
+            .iter()
+            .all(|&k| key_rest(&records[slot(k)]) == rest)
+        {
+            out.push(reduce_run(records, run.iter().map(|&k| slot(k))));
         } else {
             // Several mappings with the same public endpoint and first
-            // packet: group the run's positions by full key (a stable sort,
-            // so each mapping's records stay in log order), reduce each,
-            // and order the results by their bytes as `Record::sort_key`
-            // says (into `split` first: the results may outnumber the run's
-            // positions already read).
+            // packet: group the run's slots by full key (a stable sort, so
+            // each mapping's records stay in log order), reduce each, and
+            // order the results by their bytes as `Record::sort_key` says.
             members.clear();
-            members.extend(g..end);
-            members.sort_by_key(|&i| key_rest(&out[i]));
+            members.extend(run.iter().map(|&k| slot(k)));
+            members.sort_by_key(|&i| key_rest(&records[i]));
             split.clear();
-            for m in members.chunk_by(|&a, &b| key_rest(&out[a]) == key_rest(&out[b])) {
-                split.push(reduce_run(out, m.iter().copied()));
+            for m in members.chunk_by(|&a, &b| key_rest(&records[a]) == key_rest(&records[b])) {
+                split.push(reduce_run(records, m.iter().copied()));
             }
             split.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
-            for r in split.drain(..) {
-                out[kept] = r;
-                kept += 1;
-            }
+            out.extend_from_slice(&split);
         }
-        g = end;
     }
-    kept
 }
 
 /// The kept state of one mapping from its records at positions `at` of
