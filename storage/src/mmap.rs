@@ -1,4 +1,5 @@
-//! All of natrec's `unsafe`: memory maps of partition files (habit 11).
+//! All of natrec-storage's `unsafe`: memory maps of partition files (habit 11),
+//! and a prefetch hint for reading a log's map out of order.
 //!
 //! Mapping a file is unsafe because another process may change or shrink it
 //! while it is mapped: a write is seen through the map (harmless here, every
@@ -45,4 +46,25 @@ pub(crate) fn map_write(file: &File, len: u64) -> io::Result<MmapMut> {
     // only grow, never shrink), and the writer maps a log writable only while
     // recovering it at open, dropping the map before it appends.
     unsafe { MmapOptions::new().len(len).map_mut(file) }
+}
+
+/// Asks the CPU to load the cache lines of `r` (a record in a log's map, for
+/// the seal's reads in sorted order, which jump around the log): a hint, no
+/// effect on any value read.
+#[inline(always)]
+pub(crate) fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = (r as *const T).cast::<i8>();
+        let last = p.wrapping_add(std::mem::size_of::<T>().saturating_sub(1));
+        // SAFETY: a prefetch is a hint: it reads nothing the program sees,
+        // changes no memory and never faults, whatever the address (x86
+        // `PREFETCHh` raises no exception); both addresses are bytes of `r`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p);
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(last);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
 }

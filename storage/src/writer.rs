@@ -642,6 +642,9 @@ fn sort_reduce(
     );
 }
 
+/// Index entries ahead of the one reduced whose records are prefetched.
+const REDUCE_PREFETCH_ENTRIES: usize = 16;
+
 /// Reduces the records of `records` named by the index entries `sorted`,
 /// which are in (sort prefix, slot) order, appending each mapping's kept
 /// state to `out` in that order: each run of entries with one `prefix`
@@ -660,11 +663,19 @@ fn reduce_slots<K: Copy, P: PartialEq>(
     let mut split: Vec<Record> = Vec::new();
     let mut members: Vec<usize> = Vec::new();
     let mut g = 0;
+    // The records of the entries up to `ahead` are asked of the CPU
+    // already: the sorted order jumps around the log.
+    let mut ahead = 0;
     while g < n {
         let p = prefix(sorted[g]);
         let mut end = g + 1;
         while end < n && prefix(sorted[end]) == p {
             end += 1;
+        }
+        let to = (end + REDUCE_PREFETCH_ENTRIES).min(n);
+        while ahead < to {
+            crate::mmap::prefetch(&records[slot(sorted[ahead])]);
+            ahead += 1;
         }
         let run = &sorted[g..end];
         g = end;
