@@ -374,16 +374,23 @@ pub(crate) fn reduce_into(
     index: &mut SealIndex,
     out: &mut Vec<Record>,
     two_threads: bool,
+    scan: &mut HeldScan,
 ) {
     let path = if two_threads {
         IndexPath::Split
     } else {
         IndexPath::Auto
     };
-    reduce_with(records, index, out, path);
+    reduce_with(records, index, out, path, scan);
 }
 
-fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>, path: IndexPath) {
+fn reduce_with(
+    records: &[Record],
+    index: &mut SealIndex,
+    out: &mut Vec<Record>,
+    path: IndexPath,
+    scan: &mut HeldScan,
+) {
     assert!(
         records.len() as u64 <= u64::from(u32::MAX),
         "a partition holds at most PARTITION_RECORDS_MAX records"
@@ -447,6 +454,7 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
             |e| (e.0, e.1 >> SEAL_SLOT_BITS),
             |e| e.1 as u32 as usize,
             out,
+            scan,
         );
         return;
     }
@@ -542,14 +550,24 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
             // never moves the first's (a first seal's `out` is empty).
             out.reserve(n);
             let mut out_b: Vec<Record> = Vec::new();
+            let mut scan_b = scan.fresh();
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| {
-                    sort_reduce(records, tb, kb, slot_bits, prefix_bits, &mut out_b);
+                    sort_reduce(
+                        records,
+                        tb,
+                        kb,
+                        slot_bits,
+                        prefix_bits,
+                        &mut out_b,
+                        &mut scan_b,
+                    );
                 });
-                sort_reduce(records, ta, ka, slot_bits, prefix_bits, out);
+                sort_reduce(records, ta, ka, slot_bits, prefix_bits, out, scan);
                 other.join().expect("the seal's reduce does not panic");
             });
             out.extend_from_slice(&out_b);
+            scan.append(scan_b);
             return;
         }
     }
@@ -571,6 +589,7 @@ fn reduce_with(records: &[Record], index: &mut SealIndex, out: &mut Vec<Record>,
         |k| k >> slot_bits,
         |k| (k & slot_mask) as usize,
         out,
+        scan,
     );
 }
 
@@ -629,6 +648,7 @@ fn sort_reduce(
     slot_bits: u32,
     prefix_bits: u32,
     out: &mut Vec<Record>,
+    scan: &mut HeldScan,
 ) {
     crate::radix::sort_msd(keys, scratch, slot_bits + prefix_bits);
     let slot_mask = (1u128 << slot_bits) - 1;
@@ -639,6 +659,7 @@ fn sort_reduce(
         |k| k >> slot_bits,
         |k| (k & slot_mask) as usize,
         out,
+        scan,
     );
 }
 
@@ -657,6 +678,7 @@ fn reduce_slots<K: Copy, P: PartialEq>(
     prefix: impl Fn(K) -> P,
     slot: impl Fn(K) -> usize,
     out: &mut Vec<Record>,
+    scan: &mut HeldScan,
 ) {
     let n = sorted.len();
     out.reserve(n);
@@ -682,6 +704,7 @@ fn reduce_slots<K: Copy, P: PartialEq>(
         let first = &records[slot(run[0])];
         if run.len() == 1 {
             // One state: kept as it is (its own late flag is its run's).
+            scan.see(first);
             out.push(*first);
             continue;
         }
@@ -690,7 +713,9 @@ fn reduce_slots<K: Copy, P: PartialEq>(
             .iter()
             .all(|&k| key_rest(&records[slot(k)]) == rest)
         {
-            out.push(reduce_run(records, run.iter().map(|&k| slot(k))));
+            let kept = reduce_run(records, run.iter().map(|&k| slot(k)));
+            scan.see(&kept);
+            out.push(kept);
         } else {
             // Several mappings with the same public endpoint and first
             // packet: group the run's slots by full key (a stable sort, so
@@ -704,6 +729,9 @@ fn reduce_slots<K: Copy, P: PartialEq>(
                 split.push(reduce_run(records, m.iter().copied()));
             }
             split.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
+            for r in &split {
+                scan.see(r);
+            }
             out.extend_from_slice(&split);
         }
     }
@@ -1712,30 +1740,7 @@ impl Writer {
 /// The mappings of the sorted, reduced `records` of partition `start` still
 /// held at its end, encoded with [`SF_CARRIED`] for the next partition's log,
 /// and how many `Open` ones were not carried because `carry_open` is false.
-/// [`held_records`]; with `two_threads`, a partition of at least
-/// [`SEAL_SPLIT_RECORDS_MIN`] records has its two halves scanned on two
-/// threads (the held records concatenated in order: the same list).
-fn held_records_on(
-    records: &[Record],
-    start: i64,
-    span_ns: i64,
-    hold: &HoldTimes,
-    carry_open: bool,
-    two_threads: bool,
-) -> (Vec<Record>, u64) {
-    if !two_threads || records.len() < SEAL_SPLIT_RECORDS_MIN {
-        return held_records(records, start, span_ns, hold, carry_open);
-    }
-    let (x, y) = records.split_at(records.len() / 2);
-    let ((mut held, open_x), (held_y, open_y)) = std::thread::scope(|scope| {
-        let other = scope.spawn(|| held_records(y, start, span_ns, hold, carry_open));
-        let first = held_records(x, start, span_ns, hold, carry_open);
-        (first, other.join().expect("the carry scan does not panic"))
-    });
-    held.extend_from_slice(&held_y);
-    (held, open_x + open_y)
-}
-
+/// (A seal finds the same as its reduce keeps each record: [`HeldScan`].)
 fn held_records(
     records: &[Record],
     start: i64,
@@ -1743,38 +1748,89 @@ fn held_records(
     hold: &HoldTimes,
     carry_open: bool,
 ) -> (Vec<Record>, u64) {
-    let end = start + span_ns;
-    let mut held = Vec::new();
-    let mut open_not_carried = 0;
-    if end > EVENT_NS_MAX {
-        return (held, 0);
-    }
+    let mut scan = HeldScan::new(start, span_ns, *hold, carry_open);
     for r in records {
+        scan.see(r);
+    }
+    (scan.held, scan.open_not_carried)
+}
+
+/// The carry's scan ([`held_records`]) fed one kept record at a time, in
+/// sealed order, as the seal's reduce keeps it (while it is in the cache;
+/// each half of a split seal on its own thread, the second half's list
+/// appended to the first's: the same list).
+pub(crate) struct HeldScan {
+    /// The partition's end; `None` past [`EVENT_NS_MAX`]: nothing held.
+    end: Option<i64>,
+    hold: HoldTimes,
+    carry_open: bool,
+    held: Vec<Record>,
+    open_not_carried: u64,
+}
+
+impl HeldScan {
+    fn new(start: i64, span_ns: i64, hold: HoldTimes, carry_open: bool) -> HeldScan {
+        let end = start + span_ns;
+        HeldScan {
+            end: (end <= EVENT_NS_MAX).then_some(end),
+            hold,
+            carry_open,
+            held: Vec::new(),
+            open_not_carried: 0,
+        }
+    }
+
+    /// An empty scan of the same partition (for the other half).
+    fn fresh(&self) -> HeldScan {
+        HeldScan {
+            held: Vec::new(),
+            open_not_carried: 0,
+            ..*self
+        }
+    }
+
+    /// Appends the scan of the records after this one's.
+    fn append(&mut self, later: HeldScan) {
+        self.held.extend_from_slice(&later.held);
+        self.open_not_carried += later.open_not_carried;
+    }
+
+    /// Looks at the next kept record.
+    #[inline(always)]
+    fn see(&mut self, r: &Record) {
+        let Some(end) = self.end else {
+            return;
+        };
         // An ended record whose last packet is further back than the
         // longest hold of its protocol and state is not held at `end`:
         // skipped without decoding (most records of a partition).
         if r.end != EndReason::Open as u8
-            && r.last_ns.get().saturating_add(hold_bound_ns(hold, r)) < end
+            && r.last_ns.get().saturating_add(hold_bound_ns(&self.hold, r)) < end
         {
-            continue;
+            return;
         }
+        self.see_decoded(r, end);
+    }
+
+    #[inline(never)]
+    fn see_decoded(&mut self, r: &Record, end: i64) {
         // CRC checked as read back (or recomputed by `reduce_run`).
         let m = r
             .decode_fields()
             .expect("records were encoded or recovered checked");
-        let keep = match hold.held_until_ns(&m) {
-            None if !carry_open => {
-                open_not_carried += 1;
+        let keep = match self.hold.held_until_ns(&m) {
+            None if !self.carry_open => {
+                self.open_not_carried += 1;
                 false
             }
             None => true,
             Some(h) => h >= end,
         };
         if keep {
-            held.push(Record::encode(&m, SF_CARRIED).expect("decoded records encode"));
+            self.held
+                .push(Record::encode(&m, SF_CARRIED).expect("decoded records encode"));
         }
     }
-    (held, open_not_carried)
 }
 
 /// A seal thread: the previous partition's carry appended (if chained), the
@@ -1801,20 +1857,15 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         carried_in = c.records.len() as u64;
         open_at_seal_all_in = c.open_at_seal_all;
     }
+    let mut scan = HeldScan::new(job.start, job.span_ns, job.hold, job.carry_open);
     reduce_into(
         log.committed_with(job.two_threads)?.records(),
         &mut job.index,
         &mut job.records,
         job.two_threads,
+        &mut scan,
     );
-    let (held, open_at_seal_all) = held_records_on(
-        &job.records,
-        job.start,
-        job.span_ns,
-        &job.hold,
-        job.carry_open,
-        job.two_threads,
-    );
+    let (held, open_at_seal_all) = (scan.held, scan.open_not_carried);
     if job.index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
         // Too large to keep: freed before the publish allocates its output.
         job.index = SealIndex::default();
@@ -1954,8 +2005,19 @@ mod tests {
             IndexPath::Split,
         ] {
             let mut out = Vec::new();
-            reduce_with(&records, &mut SealIndex::default(), &mut out, path);
+            let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
+            reduce_with(
+                &records,
+                &mut SealIndex::default(),
+                &mut out,
+                path,
+                &mut scan,
+            );
             assert_eq!(out.len(), 2);
+            assert_eq!(
+                (scan.held, scan.open_not_carried),
+                held_records(&out, 0, 1, &HoldTimes::default(), true)
+            );
             assert_eq!(out, reduce_model(&records), "{path:?}");
         }
     }
@@ -2003,20 +2065,35 @@ mod tests {
                 records.push(Record::encode(&ended, 0).unwrap());
             }
         }
-        let (mut one, mut two) = (Vec::new(), Vec::new());
-        reduce_into(&records, &mut SealIndex::default(), &mut one, false);
-        reduce_into(&records, &mut SealIndex::default(), &mut two, true);
-        assert!(one.len() > SEAL_SPLIT_RECORDS_MIN / 2);
-        assert_eq!(one, two);
-        assert_eq!(one, reduce_model(&records));
-        // The carry's scan on two threads lists the same records (first
-        // times span ~8 ms: a partition ending at 4 ms holds some).
+        // The carry's scan fed by the reduce on two threads lists the same
+        // records as a scan of the reduced records (first times span ~8 ms:
+        // a partition ending at 4 ms holds some).
         let hold = HoldTimes::default();
         for carry_open in [false, true] {
-            let want = held_records(&records, 0, 4_000_000, &hold, carry_open);
-            assert!(!want.0.is_empty() || want.1 > 0);
-            let got = held_records_on(&records, 0, 4_000_000, &hold, carry_open, true);
-            assert_eq!(got, want);
+            let (mut one, mut two) = (Vec::new(), Vec::new());
+            let mut scan_one = HeldScan::new(0, 4_000_000, hold, carry_open);
+            let mut scan_two = HeldScan::new(0, 4_000_000, hold, carry_open);
+            reduce_into(
+                &records,
+                &mut SealIndex::default(),
+                &mut one,
+                false,
+                &mut scan_one,
+            );
+            reduce_into(
+                &records,
+                &mut SealIndex::default(),
+                &mut two,
+                true,
+                &mut scan_two,
+            );
+            assert!(one.len() > SEAL_SPLIT_RECORDS_MIN / 2);
+            assert_eq!(one, two);
+            assert_eq!(one, reduce_model(&records));
+            let want = held_records(&one, 0, 4_000_000, &hold, carry_open);
+            assert!(!want.0.is_empty() && (carry_open || want.1 > 0));
+            assert_eq!((scan_one.held, scan_one.open_not_carried), want);
+            assert_eq!((scan_two.held, scan_two.open_not_carried), want);
         }
     }
 
@@ -2057,10 +2134,19 @@ mod tests {
                 })
                 .collect();
             let model = reduce_model(&records);
-            for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide, IndexPath::Split] {
-                let mut out = Vec::new();
-                reduce_with(&records, &mut SealIndex::default(), &mut out, path);
-                prop_assert_eq!(&out, &model, "{:?}", path);
+            // The carry's scan as the reduce feeds it: what a scan of the
+            // model's records finds (a partition ending at 2 ns: the
+            // short-lived records are not held, the open ones are).
+            let hold = HoldTimes { tcp_closed_s: 0, udp_s: 0, udp_stream_s: 0, ..HoldTimes::default() };
+            for carry_open in [false, true] {
+                let want = held_records(&model, 0, 2, &hold, carry_open);
+                for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide, IndexPath::Split] {
+                    let mut out = Vec::new();
+                    let mut scan = HeldScan::new(0, 2, hold, carry_open);
+                    reduce_with(&records, &mut SealIndex::default(), &mut out, path, &mut scan);
+                    prop_assert_eq!(&out, &model, "{:?}", path);
+                    prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "{:?}", path);
+                }
             }
         }
     }
