@@ -680,21 +680,24 @@ impl LogView {
 }
 
 /// Writes a sealed partition atomically in the current format (v2,
-/// [`crate::sealed_v2`]). `records` must already be reduced and sorted by
+/// [`crate::sealed_v2`]) of the records `a` then `b` (one slice and an empty
+/// one, or the two halves of a split seal, not copied into one buffer: the
+/// same bytes). They must already be reduced and sorted by
 /// [`Record::sort_key`]. Returns the bytes written.
 pub(crate) fn write_sealed(
     path: &Path,
     start_ns: i64,
     span_ns: i64,
     segment: u32,
-    records: &[Record],
+    a: &[Record],
+    b: &[Record],
 ) -> Result<u64, StoreError> {
     // The order is asserted by the encoder, on its blocks' threads.
     let bytes = sealed_v2::encode_file(
         start_ns,
         span_ns,
         segment,
-        records,
+        sealed_v2::Pieces::two(a, b),
         &mut sealed_v2::ColumnBytes::default(),
     );
     fsutil::publish(path, &[&bytes])?;

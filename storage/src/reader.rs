@@ -746,7 +746,7 @@ mod tests {
             flags: 0,
         };
         let p = parts.join(file_name(start, 0, FileKind::Sealed));
-        write_sealed(&p, start, HOUR, 0, &[Record::encode(&m, 0).unwrap()]).unwrap();
+        write_sealed(&p, start, HOUR, 0, &[Record::encode(&m, 0).unwrap()], &[]).unwrap();
         p
     }
 

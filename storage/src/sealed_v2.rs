@@ -953,7 +953,7 @@ struct Provisional {
 }
 
 impl Provisional {
-    fn of(records: &[Record]) -> Provisional {
+    fn of(records: Pieces<'_>) -> Provisional {
         use std::collections::hash_map::Entry;
         let mut v4: rustc_hash::FxHashMap<u32, u32> = rustc_hash::FxHashMap::default();
         let mut v6: rustc_hash::FxHashMap<u128, u32> = rustc_hash::FxHashMap::default();
@@ -974,7 +974,7 @@ impl Provisional {
             }
         };
         let mut prev_public: Option<([u8; 16], bool, u32)> = None;
-        for r in records {
+        for r in records.a.iter().chain(records.b) {
             let sf = r.store_flags;
             // Records are sorted by public address: runs of one address.
             let p4 = sf & SF_PUBLIC_V4 != 0;
@@ -994,14 +994,14 @@ impl Provisional {
 
 impl Dictionary {
     /// The dictionary of `records`, on one thread.
-    fn of(records: &[Record]) -> Dictionary {
+    fn of(records: Pieces<'_>) -> Dictionary {
         Dictionary::merge(vec![Provisional::of(records)])
     }
 
     /// The dictionary of `records`, the provisional ids of `records[..split]`
     /// and `records[split..]` found on two threads. The same as [`Self::of`]:
     /// the final ids are the ranks of the distinct addresses.
-    fn of_halves(records: &[Record], split: usize) -> Dictionary {
+    fn of_halves(records: Pieces<'_>, split: usize) -> Dictionary {
         let (first, second) = records.split_at(split);
         let parts = std::thread::scope(|scope| {
             let other = scope.spawn(|| Provisional::of(second));
@@ -1063,6 +1063,83 @@ impl Dictionary {
     }
 }
 
+/// Sorted records as two consecutive pieces, `a` then `b` (a split seal's
+/// two halves, encoded as one sequence without being copied into one
+/// buffer; `b` empty for one slice).
+#[derive(Clone, Copy)]
+pub(crate) struct Pieces<'a> {
+    a: &'a [Record],
+    b: &'a [Record],
+}
+
+impl<'a> Pieces<'a> {
+    /// `a` then `b`.
+    pub fn two(a: &'a [Record], b: &'a [Record]) -> Pieces<'a> {
+        Pieces { a, b }
+    }
+
+    /// One slice.
+    pub fn one(a: &'a [Record]) -> Pieces<'a> {
+        Pieces { a, b: &[] }
+    }
+
+    fn len(&self) -> usize {
+        self.a.len() + self.b.len()
+    }
+
+    fn get(&self, i: usize) -> &'a Record {
+        match self.a.get(i) {
+            Some(r) => r,
+            None => &self.b[i - self.a.len()],
+        }
+    }
+
+    /// The first `i` records and the rest.
+    fn split_at(self, i: usize) -> (Pieces<'a>, Pieces<'a>) {
+        if i <= self.a.len() {
+            let (x, y) = self.a.split_at(i);
+            (Pieces::one(x), Pieces::two(y, self.b))
+        } else {
+            let (x, y) = self.b.split_at(i - self.a.len());
+            (Pieces::two(self.a, x), Pieces::one(y))
+        }
+    }
+
+    /// The records in blocks of [`BLOCK_RECORDS`] (the last may be
+    /// shorter): the block that straddles `a` and `b` is copied into
+    /// `junction`, every other one is a slice of its piece.
+    fn blocks<'j>(&self, junction: &'j mut Vec<Record>) -> impl Iterator<Item = &'j [Record]>
+    where
+        'a: 'j,
+    {
+        let full = self.a.len() / BLOCK_RECORDS * BLOCK_RECORDS;
+        let (a_full, a_tail) = self.a.split_at(full);
+        let take = if a_tail.is_empty() {
+            0
+        } else {
+            (BLOCK_RECORDS - a_tail.len()).min(self.b.len())
+        };
+        let (b_head, b_rest) = self.b.split_at(take);
+        junction.clear();
+        junction.extend_from_slice(a_tail);
+        junction.extend_from_slice(b_head);
+        let junction: &'j [Record] = junction;
+        a_full
+            .chunks(BLOCK_RECORDS)
+            .chain((!junction.is_empty()).then_some(junction))
+            .chain(b_rest.chunks(BLOCK_RECORDS))
+    }
+
+    /// Asserts the records strictly sorted (each piece, and where they meet).
+    fn assert_sorted(&self) {
+        assert_sorted(self.a);
+        assert_sorted(self.b);
+        if let (Some(x), Some(y)) = (self.a.last(), self.b.first()) {
+            assert_sorted(&[*x, *y]);
+        }
+    }
+}
+
 /// Encodes a whole v2 sealed file. `records` must be strictly sorted by
 /// [`Record::sort_key`] (asserted, by each half's block encoder when the
 /// blocks are split) and valid (they come from the writer's log).
@@ -1070,7 +1147,7 @@ pub(crate) fn encode_file(
     start_ns: i64,
     span_ns: i64,
     segment: u32,
-    records: &[Record],
+    records: Pieces<'_>,
     acct: &mut ColumnBytes,
 ) -> Vec<u8> {
     encode_file_split(
@@ -1089,7 +1166,7 @@ fn encode_file_split(
     start_ns: i64,
     span_ns: i64,
     segment: u32,
-    records: &[Record],
+    records: Pieces<'_>,
     acct: &mut ColumnBytes,
     split_min: usize,
 ) -> Vec<u8> {
@@ -1129,7 +1206,7 @@ fn encode_file_split(
     let mut stats = Stats::NONE;
     if let Some(split) = split {
         let (first, second) = records.split_at(split);
-        assert_sorted(&records[split - 1..=split]);
+        assert_sorted(&[*records.get(split - 1), *records.get(split)]);
         let (ids1, ids2) = (&dict.ids[0], &dict.ids[1]);
         let (remap1, remap2) = (&dict.remap[0], &dict.remap[1]);
         let mut acct2 = ColumnBytes::default();
@@ -1202,20 +1279,21 @@ fn encode_file_split(
 /// into one [`BlockBuf`], CRC'd there and appended with one copy.
 fn encode_blocks(
     out: &mut Vec<u8>,
-    records: &[Record],
+    records: Pieces<'_>,
     ids: &[[u32; 3]],
     remap: &Remap,
     start_ns: i64,
     acct: &mut ColumnBytes,
     stats: &mut Stats,
 ) -> Vec<IndexEntry> {
-    assert_sorted(records);
+    records.assert_sorted();
     let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
+    let mut junction = Vec::new();
     let mut cols: Box<[[u64; BLOCK_RECORDS]; 11]> = Box::new([[0; BLOCK_RECORDS]; 11]);
     let mut scratch = ColScratch::default();
     let mut seen = [0usize; 11];
     let mut buf = BlockBuf::new();
-    for (block, ids) in records.chunks(BLOCK_RECORDS).zip(ids.chunks(BLOCK_RECORDS)) {
+    for (block, ids) in records.blocks(&mut junction).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
         let n = block.len();
         assert_eq!(ids.len(), n, "an id triple per record");
@@ -1436,7 +1514,7 @@ pub fn column_bytes(path: &Path) -> Result<(u64, ColumnBytes), StoreError> {
     let v = crate::partition::SealedView::open(path, start, span, seg)?;
     let recs = v.records()?;
     let mut acct = ColumnBytes::default();
-    encode_file(start, span, seg, &recs, &mut acct);
+    encode_file(start, span, seg, Pieces::one(&recs), &mut acct);
     Ok((recs.len() as u64, acct))
 }
 
@@ -2615,7 +2693,7 @@ mod tests {
 
     fn write(dir: &Path, recs: &[Record]) -> PathBuf {
         let p = dir.join("20260301T140000Z-0000.part");
-        write_sealed(&p, T0, 3_600_000_000_000, 0, recs).unwrap();
+        write_sealed(&p, T0, 3_600_000_000_000, 0, recs, &[]).unwrap();
         p
     }
 
@@ -2643,9 +2721,19 @@ mod tests {
         #[test]
         fn encoding_on_two_threads_gives_the_same_bytes(recs in records()) {
             // Forced split (any partition of two blocks or more) against none.
-            let one = encode_file_split(T0, 3_600_000_000_000, 0, &recs, &mut ColumnBytes::default(), usize::MAX);
-            let two = encode_file_split(T0, 3_600_000_000_000, 0, &recs, &mut ColumnBytes::default(), 0);
-            prop_assert_eq!(one, two);
+            let one = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), usize::MAX);
+            let two = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), 0);
+            prop_assert_eq!(&one, &two);
+            // The records as two pieces cut anywhere (a split seal's halves,
+            // not concatenated), encoded on one thread or two: the same bytes.
+            for cut in [0, 1, recs.len() / 3, recs.len() / 2, recs.len().saturating_sub(1), recs.len()] {
+                let cut = cut.min(recs.len());
+                let (a, b) = recs.split_at(cut);
+                for split_min in [usize::MAX, 0] {
+                    let pieces = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::two(a, b), &mut ColumnBytes::default(), split_min);
+                    prop_assert_eq!(&pieces, &one, "cut {} split_min {}", cut, split_min);
+                }
+            }
         }
 
         /// decode(encode(x)) == x for any sorted record set, and every

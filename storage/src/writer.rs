@@ -373,6 +373,7 @@ pub(crate) fn reduce_into(
     records: &[Record],
     index: &mut SealIndex,
     out: &mut Vec<Record>,
+    out_b: &mut Vec<Record>,
     two_threads: bool,
     scan: &mut HeldScan,
 ) {
@@ -381,13 +382,14 @@ pub(crate) fn reduce_into(
     } else {
         IndexPath::Auto
     };
-    reduce_with(records, index, out, path, scan);
+    reduce_with(records, index, out, out_b, path, scan);
 }
 
 fn reduce_with(
     records: &[Record],
     index: &mut SealIndex,
     out: &mut Vec<Record>,
+    out_b: &mut Vec<Record>,
     path: IndexPath,
     scan: &mut HeldScan,
 ) {
@@ -396,6 +398,7 @@ fn reduce_with(
         "a partition holds at most PARTITION_RECORDS_MAX records"
     );
     out.clear();
+    out_b.clear();
     let n = records.len();
     if n == 0 {
         return;
@@ -546,27 +549,16 @@ fn reduce_with(
             });
             let (ta, tb) = tmp.split_at_mut(n_a);
             let (ka, kb) = keys.split_at_mut(n_a);
-            // Room for both halves' kept records: appending the second's
-            // never moves the first's (a first seal's `out` is empty).
-            out.reserve(n);
-            let mut out_b: Vec<Record> = Vec::new();
+            // The second half's kept records stay in `out_b`: the two are
+            // encoded as one sequence without being copied together.
             let mut scan_b = scan.fresh();
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| {
-                    sort_reduce(
-                        records,
-                        tb,
-                        kb,
-                        slot_bits,
-                        prefix_bits,
-                        &mut out_b,
-                        &mut scan_b,
-                    );
+                    sort_reduce(records, tb, kb, slot_bits, prefix_bits, out_b, &mut scan_b);
                 });
                 sort_reduce(records, ta, ka, slot_bits, prefix_bits, out, scan);
                 other.join().expect("the seal's reduce does not panic");
             });
-            out.extend_from_slice(&out_b);
             scan.append(scan_b);
             return;
         }
@@ -1858,10 +1850,13 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         open_at_seal_all_in = c.open_at_seal_all;
     }
     let mut scan = HeldScan::new(job.start, job.span_ns, job.hold, job.carry_open);
+    // The second half of a split seal's kept records (empty otherwise).
+    let mut records_b = Vec::new();
     reduce_into(
         log.committed_with(job.two_threads)?.records(),
         &mut job.index,
         &mut job.records,
+        &mut records_b,
         job.two_threads,
         &mut scan,
     );
@@ -1876,7 +1871,14 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         records: held,
         open_at_seal_all,
     });
-    let bytes = write_sealed(&job.part, job.start, job.span_ns, job.segment, &job.records)?;
+    let bytes = write_sealed(
+        &job.part,
+        job.start,
+        job.span_ns,
+        job.segment,
+        &job.records,
+        &records_b,
+    )?;
     Ok(Sealed {
         records: job.records,
         index: job.index,
@@ -2006,13 +2008,16 @@ mod tests {
         ] {
             let mut out = Vec::new();
             let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
+            let mut out_b = Vec::new();
             reduce_with(
                 &records,
                 &mut SealIndex::default(),
                 &mut out,
+                &mut out_b,
                 path,
                 &mut scan,
             );
+            out.append(&mut out_b);
             assert_eq!(out.len(), 2);
             assert_eq!(
                 (scan.held, scan.open_not_carried),
@@ -2073,10 +2078,12 @@ mod tests {
             let (mut one, mut two) = (Vec::new(), Vec::new());
             let mut scan_one = HeldScan::new(0, 4_000_000, hold, carry_open);
             let mut scan_two = HeldScan::new(0, 4_000_000, hold, carry_open);
+            let (mut one_b, mut two_b) = (Vec::new(), Vec::new());
             reduce_into(
                 &records,
                 &mut SealIndex::default(),
                 &mut one,
+                &mut one_b,
                 false,
                 &mut scan_one,
             );
@@ -2084,9 +2091,13 @@ mod tests {
                 &records,
                 &mut SealIndex::default(),
                 &mut two,
+                &mut two_b,
                 true,
                 &mut scan_two,
             );
+            // One thread keeps all in `one`; two keep a half in each.
+            assert!(one_b.is_empty() && !two.is_empty() && !two_b.is_empty());
+            two.append(&mut two_b);
             assert!(one.len() > SEAL_SPLIT_RECORDS_MIN / 2);
             assert_eq!(one, two);
             assert_eq!(one, reduce_model(&records));
@@ -2143,7 +2154,9 @@ mod tests {
                 for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide, IndexPath::Split] {
                     let mut out = Vec::new();
                     let mut scan = HeldScan::new(0, 2, hold, carry_open);
-                    reduce_with(&records, &mut SealIndex::default(), &mut out, path, &mut scan);
+                    let mut out_b = Vec::new();
+                    reduce_with(&records, &mut SealIndex::default(), &mut out, &mut out_b, path, &mut scan);
+                    out.append(&mut out_b);
                     prop_assert_eq!(&out, &model, "{:?}", path);
                     prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "{:?}", path);
                 }
