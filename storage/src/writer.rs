@@ -150,6 +150,10 @@ struct SealDone {
 struct Sealed {
     /// The reduced records' buffer and the index scratch, reused.
     records: Vec<Record>,
+    /// The second half's reduced records of a split seal (not reused):
+    /// freed by the writer after it queued the log's removal, so the
+    /// removal does not wait for the unmapping.
+    records_b: Vec<Record>,
     index: SealIndex,
     /// Bytes of the `.part`.
     bytes: u64,
@@ -1632,10 +1636,15 @@ impl Writer {
                 self.stats.partitions_sealed += 1;
                 self.stats.carried += s.carried_in;
                 self.stats.open_at_seal_all += s.open_at_seal_all_in;
+                // Buffers not kept are freed last (after the log's removal
+                // is queued: unmapping tens of MB takes milliseconds).
+                let mut free_last = vec![s.records_b];
                 if s.records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
                     && self.spare_out.len() < SEAL_SCRATCH_SPARES_MAX
                 {
                     self.spare_out.push(s.records);
+                } else {
+                    free_last.push(s.records);
                 }
                 if s.index.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
                     && self.spare_index.len() < SEAL_SCRATCH_SPARES_MAX
@@ -1672,6 +1681,7 @@ impl Writer {
                 } else {
                     self.sealed_logs.push(sealed);
                 }
+                drop(free_last);
                 if self.sealed_logs.len() >= SEALED_LOGS_PENDING_MAX {
                     self.flush()?;
                 }
@@ -1881,6 +1891,7 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
     )?;
     Ok(Sealed {
         records: job.records,
+        records_b,
         index: job.index,
         bytes,
         carried_out,
