@@ -693,15 +693,15 @@ pub(crate) fn write_sealed(
     b: &[Record],
 ) -> Result<u64, StoreError> {
     // The order is asserted by the encoder, on its blocks' threads.
-    let bytes = sealed_v2::encode_file(
+    let parts = sealed_v2::encode_file(
         start_ns,
         span_ns,
         segment,
         sealed_v2::Pieces::two(a, b),
         &mut sealed_v2::ColumnBytes::default(),
     );
-    fsutil::publish(path, &[&bytes])?;
-    Ok(bytes.len() as u64)
+    fsutil::publish(path, &[&parts[0], &parts[1], &parts[2]])?;
+    Ok(parts.iter().map(|p| p.len() as u64).sum())
 }
 
 /// Writes a sealed partition in format v1 (96-byte records), as natrec

@@ -1153,13 +1153,18 @@ impl<'a> Pieces<'a> {
 /// Encodes a whole v2 sealed file. `records` must be strictly sorted by
 /// [`Record::sort_key`] (asserted, by each half's block encoder when the
 /// blocks are split) and valid (they come from the writer's log).
+///
+/// The file is returned in parts, to be written one after the other
+/// (header, dictionary and the first blocks; the second thread's blocks,
+/// empty when not split; block index and footer): the second thread's
+/// blocks are not copied after the first's.
 pub(crate) fn encode_file(
     start_ns: i64,
     span_ns: i64,
     segment: u32,
     records: Pieces<'_>,
     acct: &mut ColumnBytes,
-) -> Vec<u8> {
+) -> [Vec<u8>; 3] {
     encode_file_split(
         start_ns,
         span_ns,
@@ -1179,7 +1184,7 @@ fn encode_file_split(
     records: Pieces<'_>,
     acct: &mut ColumnBytes,
     split_min: usize,
-) -> Vec<u8> {
+) -> [Vec<u8>; 3] {
     // Where the blocks are split between two threads, if they are; the
     // dictionary's hash pass is split there too.
     let split = (records.len() >= split_min && records.len() > BLOCK_RECORDS)
@@ -1214,13 +1219,14 @@ fn encode_file_split(
     // Same bytes either way.
     let mut index: Vec<IndexEntry>;
     let mut stats = Stats::NONE;
+    let mut blocks2 = Vec::new();
     if let Some(split) = split {
         let (first, second) = records.split_at(split);
         assert_sorted(&[*records.get(split - 1), *records.get(split)]);
         let (ids1, ids2) = (&dict.ids[0], &dict.ids[1]);
         let (remap1, remap2) = (&dict.remap[0], &dict.remap[1]);
         let mut acct2 = ColumnBytes::default();
-        let (idx1, (blocks2, idx2, stats2)) = std::thread::scope(|scope| {
+        let (idx1, (b2, idx2, stats2)) = std::thread::scope(|scope| {
             let other = scope.spawn(|| {
                 let mut b = Vec::with_capacity(second.len() * 16);
                 let mut st = Stats::NONE;
@@ -1232,8 +1238,9 @@ fn encode_file_split(
             (idx1, other.join().expect("block encoding does not panic"))
         });
         stats = stats.merge(stats2);
+        // The second thread's blocks follow the first's in the file.
         let shift = out.len() as u64;
-        out.extend_from_slice(&blocks2);
+        blocks2 = b2;
         index = idx1;
         index.extend(idx2.into_iter().map(|mut e| {
             e.offset = U64::new(e.offset.get() + shift);
@@ -1254,18 +1261,18 @@ fn encode_file_split(
             &mut stats,
         );
     }
-    let index_start = out.len();
+    let mut tail = Vec::with_capacity(index.len() * size_of::<IndexEntry>() + HEADER_SIZE);
     for e in &index {
-        out.extend_from_slice(e.as_bytes());
+        tail.extend_from_slice(e.as_bytes());
     }
-    acct.index += (out.len() - index_start) as u64;
+    acct.index += tail.len() as u64;
     let stats = stats.finish(records.len());
     let mut f = FooterV2 {
         magic: FOOTER_V2_MAGIC,
         record_count: U64::new(records.len() as u64),
         late_min_first_ns: I64::new(stats.late_min_first_ns),
         max_last_ns: I64::new(stats.max_last_ns),
-        index_crc: U32::new(crc32fast::hash(&out[index_start..])),
+        index_crc: U32::new(crc32fast::hash(&tail)),
         carried_in: U32::new(stats.carried_in),
         late_in: U32::new(stats.late_in),
         block_count: U32::new(index.len() as u32),
@@ -1275,9 +1282,9 @@ fn encode_file_split(
         crc: U32::new(0),
     };
     f.crc = U32::new(header_crc(f.as_bytes()));
-    out.extend_from_slice(f.as_bytes());
+    tail.extend_from_slice(f.as_bytes());
     acct.header_footer += 2 * HEADER_SIZE as u64;
-    out
+    [out, blocks2, tail]
 }
 
 /// Encodes `records` (whole blocks; `ids` their provisional dictionary
@@ -2731,8 +2738,8 @@ mod tests {
         #[test]
         fn encoding_on_two_threads_gives_the_same_bytes(recs in records()) {
             // Forced split (any partition of two blocks or more) against none.
-            let one = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), usize::MAX);
-            let two = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), 0);
+            let one = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), usize::MAX).concat();
+            let two = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), 0).concat();
             prop_assert_eq!(&one, &two);
             // The records as two pieces cut anywhere (a split seal's halves,
             // not concatenated), encoded on one thread or two: the same bytes.
@@ -2740,7 +2747,7 @@ mod tests {
                 let cut = cut.min(recs.len());
                 let (a, b) = recs.split_at(cut);
                 for split_min in [usize::MAX, 0] {
-                    let pieces = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::two(a, b), &mut ColumnBytes::default(), split_min);
+                    let pieces = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::two(a, b), &mut ColumnBytes::default(), split_min).concat();
                     prop_assert_eq!(&pieces, &one, "cut {} split_min {}", cut, split_min);
                 }
             }
