@@ -1215,8 +1215,8 @@ fn encode_file_split(
 
     // Blocks are independent once the dictionary is known: a large
     // partition encodes its second half on another thread (the end of a
-    // replay seals while nothing else runs), the halves are concatenated.
-    // Same bytes either way.
+    // replay seals while nothing else runs), the halves are written one
+    // after the other (not copied together). Same bytes either way.
     let mut index: Vec<IndexEntry>;
     let mut stats = Stats::NONE;
     let mut blocks2 = Vec::new();
