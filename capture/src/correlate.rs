@@ -1330,11 +1330,12 @@ impl Correlator {
                 // (public = src) or remote→subscriber before it (public = dst).
                 let (out_hash, in_hash) = (pkt.hash_out, pkt.hash_in);
                 let Twin::Absent(out_at) =
-                    self.take_twin(ts_ns, pkt, Dir::Out, out_hash, false, out)
+                    self.take_twin_if_held(ts_ns, pkt, Dir::Out, out_hash, false, out)
                 else {
                     return;
                 };
-                let Twin::Absent(in_at) = self.take_twin(ts_ns, pkt, Dir::In, in_hash, false, out)
+                let Twin::Absent(in_at) =
+                    self.take_twin_if_held(ts_ns, pkt, Dir::In, in_hash, false, out)
                 else {
                     return;
                 };
@@ -1380,7 +1381,7 @@ impl Correlator {
         out: &mut Vec<Mapping>,
     ) {
         let inside = true;
-        let Twin::Absent(at) = self.take_twin(ts_ns, pkt, dir, hash, inside, out) else {
+        let Twin::Absent(at) = self.take_twin_if_held(ts_ns, pkt, dir, hash, inside, out) else {
             return;
         };
         let (key, endpoint) = pkt.pair_key(dir);
@@ -1500,6 +1501,30 @@ impl Correlator {
     #[inline(always)]
     fn probe_once_off(&self) -> bool {
         false
+    }
+
+    /// [`take_twin`](Correlator::take_twin), or straight away what it
+    /// returns when no copy waits under the key: the pending table holds no
+    /// value with the hash's tag on its probe run
+    /// ([`PendingTable::may_hold`](pending::PendingTable::may_hold)), so
+    /// `take_twin`'s probe would find nothing and it would return
+    /// `Absent(KeyList::NONE)` (no list: no twin, no duplicate). Inline: the
+    /// first copy of a packet (most probes) costs a few loads instead of
+    /// the out-of-line call and its setup for the key compares.
+    #[inline(always)]
+    fn take_twin_if_held(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        dir: Dir,
+        hash: u64,
+        inside: bool,
+        out: &mut Vec<Mapping>,
+    ) -> Twin {
+        if !self.pending.may_hold(hash) {
+            return Twin::Absent(KeyList::NONE);
+        }
+        self.take_twin(ts_ns, pkt, dir, hash, inside, out)
     }
 
     /// Looks for a waiting copy of the other side under `key`, in one probe
