@@ -1620,6 +1620,7 @@ impl Correlator {
     /// key's list `at` as it is now (or counts it at `pending_per_key_max`).
     /// The caller has made room under `pending_max`. The entry it waits in
     /// ([`NO_SLOT`]: counted, not waiting), not linked to a twin.
+    #[inline(always)]
     fn wait_at(&mut self, key: PairKey, hash: u64, copy: Copy, at: KeyList) -> u32 {
         debug_assert!(self.pending_count < self.cfg.pending_max);
         if at.len >= self.cfg.pending_per_key_max {
