@@ -708,9 +708,21 @@ impl Flow {
 }
 
 /// Active flows per flow index head before the heads double
-/// (`index_flows_per_head_max`): chains average at most 2 slots (4 bytes of
-/// heads per 2 to 4 flows).
-const INDEX_FLOWS_PER_HEAD_MAX: usize = 2;
+/// (`index_flows_per_head_max`), in fifths: 8 / 5 = 1.6, so chains average
+/// at most 1.6 slots, and the heads take 4 bytes per 0.8 to 1.6 flows: at
+/// most 5 B a flow at any peak (the heads double past a power of two times
+/// 1.6), 4.7 B at the bench capture's. 2 until round 9 (at most 4 B a flow,
+/// 2.3 B there): with chains shorter, the chain's first slot (the one the
+/// prefetch hints load) is more often the flow a pair looks up (perf,
+/// docs/bench/round9-corr5.md); `natrec-corrmem` 63.7 B a flow in all
+/// (bound 64).
+const INDEX_FLOWS_PER_HEAD_MAX_FIFTHS: usize = 8;
+
+/// Whether `flows` active flows are more than the index of `1 << bits`
+/// heads takes ([`INDEX_FLOWS_PER_HEAD_MAX_FIFTHS`]).
+fn index_over(flows: usize, bits: u32) -> bool {
+    flows * 5 > INDEX_FLOWS_PER_HEAD_MAX_FIFTHS << bits
+}
 /// log2 of the flow index's first number of heads (1 024, 4 KiB).
 const INDEX_BITS_MIN: u32 = 10;
 
@@ -1126,7 +1138,7 @@ pub struct Correlator {
     /// The flow index: chains of slots by key hash, linked through the
     /// slots' `LINK_INDEX_NEXT` ([`LINK_NONE`]: empty). A power of two of
     /// heads, doubled (and every chain rebuilt) when the active flows exceed
-    /// [`INDEX_FLOWS_PER_HEAD_MAX`] per head.
+    /// [`INDEX_FLOWS_PER_HEAD_MAX_FIFTHS`] per head.
     index_heads: Vec<Link>,
     /// log2 of `index_heads.len()`.
     index_bits: u32,
@@ -2141,7 +2153,7 @@ impl Correlator {
         );
         self.set_flow_times(slot, m.last_ns, written_ns);
         self.flows_active += 1;
-        if self.flows_active > INDEX_FLOWS_PER_HEAD_MAX << self.index_bits {
+        if index_over(self.flows_active, self.index_bits) {
             self.index_grow();
         } else {
             self.index_link(slot);
@@ -4097,7 +4109,7 @@ mod tests {
                 }
             }
             assert_eq!(n, self.flows_active, "active flows not indexed once each");
-            assert!(self.flows_active <= INDEX_FLOWS_PER_HEAD_MAX << self.index_bits);
+            assert!(!index_over(self.flows_active, self.index_bits));
         }
     }
 
