@@ -433,34 +433,47 @@ impl Record {
     }
 
     /// Every field from `m` (checked by the caller), reserved bytes zero,
-    /// then the CRC.
+    /// then the CRC. Every byte of `self` is written (the log buffer's slots
+    /// are reused without zeroing); each address straight from its
+    /// `SocketAddr` (no `IpAddr` built and matched again, ~50 instructions a
+    /// record less).
     #[inline(always)]
     fn fill(&mut self, m: &Mapping, store_flags: u8, crc: RecordCrc) {
-        let (public_ip, p4) = ip_bytes(m.public.ip());
-        let (internal_ip, i4) = ip_bytes(m.internal.ip());
-        let (remote_ip, r4) = ip_bytes(m.remote.ip());
+        #[inline(always)]
+        fn ep(a: &SocketAddr) -> ([u8; 16], u16, bool) {
+            match a {
+                // `::ffff:a.b.c.d` as one 128-bit big-endian value (two
+                // byte swaps, not sixteen byte moves).
+                SocketAddr::V4(v4) => (
+                    ((0xffff_u128 << 32) | u128::from(v4.ip().to_bits())).to_be_bytes(),
+                    v4.port(),
+                    true,
+                ),
+                SocketAddr::V6(v6) => (v6.ip().octets(), v6.port(), false),
+            }
+        }
+        let (public_ip, public_port, p4) = ep(&m.public);
+        let (internal_ip, internal_port, i4) = ep(&m.internal);
+        let (remote_ip, remote_port, r4) = ep(&m.remote);
         let sf = store_flags
             | if p4 { SF_PUBLIC_V4 } else { 0 }
             | if i4 { SF_INTERNAL_V4 } else { 0 }
             | if r4 { SF_REMOTE_V4 } else { 0 };
-        *self = Record {
-            public_ip,
-            internal_ip,
-            remote_ip,
-            first_ns: I64::new(m.first_ns),
-            last_ns: I64::new(m.last_ns),
-            packets_out: U32::new(m.packets_out),
-            packets_in: U32::new(m.packets_in),
-            public_port: U16::new(m.public.port()),
-            internal_port: U16::new(m.internal.port()),
-            remote_port: U16::new(m.remote.port()),
-            proto: m.proto.number(),
-            end: m.end as u8,
-            flags: m.flags,
-            store_flags: sf,
-            reserved: [0; 10],
-            crc: U32::new(0),
-        };
+        self.public_ip = public_ip;
+        self.internal_ip = internal_ip;
+        self.remote_ip = remote_ip;
+        self.first_ns = I64::new(m.first_ns);
+        self.last_ns = I64::new(m.last_ns);
+        self.packets_out = U32::new(m.packets_out);
+        self.packets_in = U32::new(m.packets_in);
+        self.public_port = U16::new(public_port);
+        self.internal_port = U16::new(internal_port);
+        self.remote_port = U16::new(remote_port);
+        self.proto = m.proto.number();
+        self.end = m.end as u8;
+        self.flags = m.flags;
+        self.store_flags = sf;
+        self.reserved = [0; 10];
         self.crc = U32::new(crc.of(self));
     }
 

@@ -137,8 +137,11 @@ pub(crate) struct ActiveLog {
     pub count: u64,
     /// Record slots the file holds (its length, set with `set_len`).
     capacity: u64,
-    /// Appended records not yet written to the file (`pwrite` by
-    /// [`ActiveLog::write_out`]), at most [`LOG_BUFFER_RECORDS_MAX`].
+    /// Slots for the appended records not yet written to the file
+    /// (`pwrite` by [`ActiveLog::write_out`]): the first `count - on_file`
+    /// slots hold them, at most [`LOG_BUFFER_RECORDS_MAX`]. The slots are
+    /// reused without being cleared (an encoding writes every byte of its
+    /// slot) and grown by doubling as needed.
     buf: Vec<u8>,
     /// Records written to the file (the rest of `count` is in `buf`).
     on_file: u64,
@@ -346,17 +349,31 @@ impl ActiveLog {
         if self.count == self.capacity {
             self.grow()?;
         }
-        let mut r = *r;
-        if self.crc != RecordCrc::Ieee {
-            r.crc = zerocopy::little_endian::U32::new(self.crc.of(&r));
+        let crc = self.crc;
+        let slot = self.next_slot();
+        *slot = *r;
+        if crc != RecordCrc::Ieee {
+            slot.crc = zerocopy::little_endian::U32::new(crc.of(slot));
         }
-        self.buf.extend_from_slice(r.as_bytes());
         self.count += 1;
         self.dirty = true;
-        if self.buf.len() >= LOG_BUFFER_RECORDS_MAX * RECORD_SIZE {
+        if self.count - self.on_file == LOG_BUFFER_RECORDS_MAX as u64 {
             self.write_out()?;
         }
         Ok(())
+    }
+
+    /// The buffer's slot for the next record (its bytes are stale: the
+    /// caller writes all of them before counting it).
+    #[inline]
+    fn next_slot(&mut self) -> &mut Record {
+        let at = (self.count - self.on_file) as usize * RECORD_SIZE;
+        if at + RECORD_SIZE > self.buf.len() {
+            // The buffer is written out when full, so `at` stays below it.
+            let len = (self.buf.len() * 2).clamp(256 * RECORD_SIZE, LOG_BUFFER_BYTES);
+            self.buf.resize(len, 0);
+        }
+        Record::mut_from_bytes(&mut self.buf[at..at + RECORD_SIZE]).expect("one unaligned record")
     }
 
     /// Encodes `m` ([`Record::encode_into`], flags `store_flags`) straight
@@ -368,26 +385,23 @@ impl ActiveLog {
         m: &crate::model::Mapping,
         store_flags: u8,
     ) -> Result<Result<(), crate::format::Fault>, StoreError> {
-        let at = self.buf.len();
-        self.buf.resize(at + RECORD_SIZE, 0);
-        let slot = Record::mut_from_bytes(&mut self.buf[at..]).expect("one unaligned record");
-        if let Err(f) = Record::encode_into(m, store_flags, slot, self.crc) {
-            self.buf.truncate(at);
+        let crc = self.crc;
+        let slot = self.next_slot();
+        if let Err(f) = Record::encode_into(m, store_flags, slot, crc) {
+            // Not counted: the slot's bytes are never written out.
             return Ok(Err(f));
         }
         debug_assert!(
-            slot.check_crc_with(self.crc).is_ok() && slot.decode_fields().is_ok(),
+            slot.check_crc_with(crc).is_ok() && slot.decode_fields().is_ok(),
             "record about to be written fails validation: {slot:?}"
         );
         if self.count == self.capacity {
-            if let Err(e) = self.grow() {
-                self.buf.truncate(at);
-                return Err(e);
-            }
+            // Not counted either on an error.
+            self.grow()?;
         }
         self.count += 1;
         self.dirty = true;
-        if self.buf.len() >= LOG_BUFFER_RECORDS_MAX * RECORD_SIZE {
+        if self.count - self.on_file == LOG_BUFFER_RECORDS_MAX as u64 {
             self.write_out()?;
         }
         Ok(Ok(()))
@@ -396,12 +410,12 @@ impl ActiveLog {
     /// Writes the buffered records to the file in one `pwrite` (into the
     /// preallocated zero slots; the map sees them through the page cache).
     pub fn write_out(&mut self) -> Result<(), StoreError> {
-        if !self.buf.is_empty() {
+        let bytes = (self.count - self.on_file) as usize * RECORD_SIZE;
+        if bytes > 0 {
             self.file
-                .write_all_at(&self.buf, HDR + self.on_file * REC)
+                .write_all_at(&self.buf[..bytes], HDR + self.on_file * REC)
                 .map_err(StoreError::io(&self.path, "write log"))?;
             self.on_file = self.count;
-            self.buf.clear();
         }
         Ok(())
     }
@@ -460,7 +474,7 @@ impl ActiveLog {
     /// the page cache with `pwrite`; the map reads them from there).
     fn map_committed(&self) -> Result<Mmap, StoreError> {
         assert!(
-            self.buf.is_empty(),
+            self.count == self.on_file,
             "log read before its buffer was written out"
         );
         // HDR + count × REC <= HDR + capacity × REC = the file's length,
@@ -554,6 +568,7 @@ impl CommittedRecords {
 
 /// Most records an active log buffers before writing them out (384 KiB).
 pub(crate) const LOG_BUFFER_RECORDS_MAX: usize = 4096;
+const LOG_BUFFER_BYTES: usize = LOG_BUFFER_RECORDS_MAX * RECORD_SIZE;
 
 /// The first `count` records of `slots` (a log's, whose records hold CRCs
 /// of kind `crc`), each checked, returned with their CRC-32/IEEE.
