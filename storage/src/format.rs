@@ -411,7 +411,7 @@ impl Record {
     /// a log's buffer: no record built and copied), with the CRC `crc` (the
     /// log's: [`RecordCrc`]); with [`RecordCrc::Ieee`] the bytes of
     /// `encode`. On an error `out` is not touched.
-    #[inline]
+    #[inline(always)]
     pub fn encode_into(
         m: &Mapping,
         store_flags: u8,
