@@ -434,6 +434,32 @@ impl Record {
         Ok(())
     }
 
+    /// [`Record::encode_into`] without the CRC: every byte but the `crc`
+    /// field, which keeps what it held. For a version 2 log's run of slots,
+    /// whose CRC-32Cs are then written three at a time
+    /// (`hwcrc::crc32c_set`) before they are counted.
+    #[inline(always)]
+    pub(crate) fn encode_fields_into(
+        m: &Mapping,
+        store_flags: u8,
+        out: &mut Record,
+    ) -> Result<(), Fault> {
+        assert_eq!(
+            store_flags & !(SF_CARRIED | SF_LATE),
+            0,
+            "only SF_CARRIED/SF_LATE may be passed"
+        );
+        if m.first_ns > m.last_ns {
+            return Err(Fault::new(
+                "first_ns",
+                offset_of!(Record, first_ns),
+                format!("first_ns {} is after last_ns {}", m.first_ns, m.last_ns),
+            ));
+        }
+        out.fill_fields(m, store_flags);
+        Ok(())
+    }
+
     /// Every field from `m` (checked by the caller), reserved bytes zero,
     /// then the CRC. Every byte of `self` is written (the log buffer's slots
     /// are reused without zeroing); each address straight from its
@@ -441,6 +467,13 @@ impl Record {
     /// record less).
     #[inline(always)]
     fn fill(&mut self, m: &Mapping, store_flags: u8, crc: RecordCrc) {
+        self.fill_fields(m, store_flags);
+        self.crc = U32::new(crc.of(self));
+    }
+
+    /// [`Record::fill`] but the CRC.
+    #[inline(always)]
+    fn fill_fields(&mut self, m: &Mapping, store_flags: u8) {
         #[inline(always)]
         fn ep(a: &SocketAddr) -> ([u8; 16], u16, bool) {
             match a {
@@ -476,7 +509,6 @@ impl Record {
         self.flags = m.flags;
         self.store_flags = sf;
         self.reserved = [0; 10];
-        self.crc = U32::new(crc.of(self));
     }
 
     /// CRC-32 of bytes 0..92 (the same value as `crc32fast::hash`, from a

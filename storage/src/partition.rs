@@ -411,17 +411,38 @@ impl ActiveLog {
             }
             let slots = <[Record]>::mut_from_bytes(&mut self.buf[from..to])
                 .expect("whole unaligned records");
-            for (i, (m, slot)) in ms[done..done + k].iter().zip(slots.iter_mut()).enumerate() {
-                if let Err(f) = Record::encode_into(m, store_flags, slot, crc) {
-                    // The ones before it are appended; its slot is not counted.
-                    self.count += i as u64;
-                    self.dirty |= i > 0;
-                    return (done + i, Ok(Err(f)));
+            // Encoded up to the first refused mapping, if any.
+            let mut encoded = k;
+            let mut refused = None;
+            if crc == RecordCrc::Castagnoli {
+                // The fields first, then the CRC-32Cs of the stretch three
+                // records at a time (their dependent steps interleave).
+                for (i, (m, slot)) in ms[done..done + k].iter().zip(slots.iter_mut()).enumerate() {
+                    if let Err(f) = Record::encode_fields_into(m, store_flags, slot) {
+                        (encoded, refused) = (i, Some(f));
+                        break;
+                    }
                 }
-                debug_assert!(
-                    slot.check_crc_with(crc).is_ok() && slot.decode_fields().is_ok(),
-                    "record about to be written fails validation: {slot:?}"
-                );
+                crate::hwcrc::crc32c_set(slots[..encoded].as_mut_bytes());
+            } else {
+                for (i, (m, slot)) in ms[done..done + k].iter().zip(slots.iter_mut()).enumerate() {
+                    if let Err(f) = Record::encode_into(m, store_flags, slot, crc) {
+                        (encoded, refused) = (i, Some(f));
+                        break;
+                    }
+                }
+            }
+            debug_assert!(
+                slots[..encoded]
+                    .iter()
+                    .all(|r| r.check_crc_with(crc).is_ok() && r.decode_fields().is_ok()),
+                "records about to be written fail validation"
+            );
+            if let Some(f) = refused {
+                // The ones before it are appended; its slot is not counted.
+                self.count += encoded as u64;
+                self.dirty |= encoded > 0;
+                return (done + encoded, Ok(Err(f)));
             }
             self.count += k as u64;
             self.dirty = true;
