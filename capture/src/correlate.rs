@@ -708,9 +708,21 @@ impl Flow {
 }
 
 /// Active flows per flow index head before the heads double
-/// (`index_flows_per_head_max`): chains average at most 2 slots (4 bytes of
-/// heads per 2 to 4 flows).
-const INDEX_FLOWS_PER_HEAD_MAX: usize = 2;
+/// (`index_flows_per_head_max`), in fifths: 8 / 5 = 1.6, so chains average
+/// at most 1.6 slots, and the heads take 4 bytes per 0.8 to 1.6 flows: at
+/// most 5 B a flow at any peak (the heads double past a power of two times
+/// 1.6), 4.7 B at the bench capture's. 2 until round 9 (at most 4 B a flow,
+/// 2.3 B there): with chains shorter, the chain's first slot (the one the
+/// prefetch hints load) is more often the flow a pair looks up (perf,
+/// docs/bench/round9-corr5.md); `natrec-corrmem` 63.7 B a flow in all
+/// (bound 64).
+const INDEX_FLOWS_PER_HEAD_MAX_FIFTHS: usize = 8;
+
+/// Whether `flows` active flows are more than the index of `1 << bits`
+/// heads takes ([`INDEX_FLOWS_PER_HEAD_MAX_FIFTHS`]).
+fn index_over(flows: usize, bits: u32) -> bool {
+    flows * 5 > INDEX_FLOWS_PER_HEAD_MAX_FIFTHS << bits
+}
 /// log2 of the flow index's first number of heads (1 024, 4 KiB).
 const INDEX_BITS_MIN: u32 = 10;
 
@@ -1126,7 +1138,7 @@ pub struct Correlator {
     /// The flow index: chains of slots by key hash, linked through the
     /// slots' `LINK_INDEX_NEXT` ([`LINK_NONE`]: empty). A power of two of
     /// heads, doubled (and every chain rebuilt) when the active flows exceed
-    /// [`INDEX_FLOWS_PER_HEAD_MAX`] per head.
+    /// [`INDEX_FLOWS_PER_HEAD_MAX_FIFTHS`] per head.
     index_heads: Vec<Link>,
     /// log2 of `index_heads.len()`.
     index_bits: u32,
@@ -1330,11 +1342,12 @@ impl Correlator {
                 // (public = src) or remote→subscriber before it (public = dst).
                 let (out_hash, in_hash) = (pkt.hash_out, pkt.hash_in);
                 let Twin::Absent(out_at) =
-                    self.take_twin(ts_ns, pkt, Dir::Out, out_hash, false, out)
+                    self.take_twin_if_held(ts_ns, pkt, Dir::Out, out_hash, false, out)
                 else {
                     return;
                 };
-                let Twin::Absent(in_at) = self.take_twin(ts_ns, pkt, Dir::In, in_hash, false, out)
+                let Twin::Absent(in_at) =
+                    self.take_twin_if_held(ts_ns, pkt, Dir::In, in_hash, false, out)
                 else {
                     return;
                 };
@@ -1380,7 +1393,7 @@ impl Correlator {
         out: &mut Vec<Mapping>,
     ) {
         let inside = true;
-        let Twin::Absent(at) = self.take_twin(ts_ns, pkt, dir, hash, inside, out) else {
+        let Twin::Absent(at) = self.take_twin_if_held(ts_ns, pkt, dir, hash, inside, out) else {
             return;
         };
         let (key, endpoint) = pkt.pair_key(dir);
@@ -1502,6 +1515,30 @@ impl Correlator {
         false
     }
 
+    /// [`take_twin`](Correlator::take_twin), or straight away what it
+    /// returns when no copy waits under the key: the pending table holds no
+    /// value with the hash's tag on its probe run
+    /// ([`PendingTable::may_hold`](pending::PendingTable::may_hold)), so
+    /// `take_twin`'s probe would find nothing and it would return
+    /// `Absent(KeyList::NONE)` (no list: no twin, no duplicate). Inline: the
+    /// first copy of a packet (most probes) costs a few loads instead of
+    /// the out-of-line call and its setup for the key compares.
+    #[inline(always)]
+    fn take_twin_if_held(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        dir: Dir,
+        hash: u64,
+        inside: bool,
+        out: &mut Vec<Mapping>,
+    ) -> Twin {
+        if !self.pending.may_hold(hash) {
+            return Twin::Absent(KeyList::NONE);
+        }
+        self.take_twin(ts_ns, pkt, dir, hash, inside, out)
+    }
+
     /// Looks for a waiting copy of the other side under `key`, in one probe
     /// of the pending table. Found: the pair becomes an observation
     /// ([`Twin::Taken`]). A waiting copy of the *same* side with the same
@@ -1595,6 +1632,7 @@ impl Correlator {
     /// key's list `at` as it is now (or counts it at `pending_per_key_max`).
     /// The caller has made room under `pending_max`. The entry it waits in
     /// ([`NO_SLOT`]: counted, not waiting), not linked to a twin.
+    #[inline(always)]
     fn wait_at(&mut self, key: PairKey, hash: u64, copy: Copy, at: KeyList) -> u32 {
         debug_assert!(self.pending_count < self.cfg.pending_max);
         if at.len >= self.cfg.pending_per_key_max {
@@ -2115,7 +2153,7 @@ impl Correlator {
         );
         self.set_flow_times(slot, m.last_ns, written_ns);
         self.flows_active += 1;
-        if self.flows_active > INDEX_FLOWS_PER_HEAD_MAX << self.index_bits {
+        if index_over(self.flows_active, self.index_bits) {
             self.index_grow();
         } else {
             self.index_link(slot);
@@ -4071,7 +4109,7 @@ mod tests {
                 }
             }
             assert_eq!(n, self.flows_active, "active flows not indexed once each");
-            assert!(self.flows_active <= INDEX_FLOWS_PER_HEAD_MAX << self.index_bits);
+            assert!(!index_over(self.flows_active, self.index_bits));
         }
     }
 

@@ -51,6 +51,8 @@ pub mod format;
 mod fsutil;
 pub mod gaps;
 #[allow(unsafe_code)]
+mod hwcrc;
+#[allow(unsafe_code)]
 mod mmap;
 pub mod model;
 mod partition;

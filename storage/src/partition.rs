@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::format::{
-    valid_records_crc, Footer, LogHeader, Record, SealedHeader, HEADER_SIZE, RECORD_SIZE,
-};
+use crate::format::{Footer, LogHeader, Record, RecordCrc, SealedHeader, HEADER_SIZE, RECORD_SIZE};
 use crate::{fsutil, mmap, sealed_v2, StoreError};
 
 /// Slots a new log file is preallocated with (96 KiB of records).
@@ -43,21 +41,22 @@ const CHECK_CHUNK_SLOTS: usize = 256;
 const CRC_SPLIT_RECORDS_MIN: usize = 1 << 16;
 
 /// Number of committed records in the slots of a log (the bytes after its
-/// header): slots are read in order and the first slot that is all zero or
-/// fails validation ends the committed part. Returns the count.
+/// header) whose records hold CRCs of kind `crc` (the header's version):
+/// slots are read in order and the first slot that is all zero or fails
+/// validation ends the committed part. Returns the count.
 ///
-/// Whole chunks of [`CHECK_CHUNK_SLOTS`] slots are checked with one CRC-32
-/// against [`valid_records_crc`] (crc32fast's folding runs ~10× faster over
+/// Whole chunks of [`CHECK_CHUNK_SLOTS`] slots are checked with one CRC
+/// against [`RecordCrc::valid_records_crc`] (a CRC runs ~10× faster over
 /// 24 KiB than over 92-byte records) and their fields one by one; a chunk
 /// that fails, and the last partial one, slot by slot. Several damaged
 /// records in one chunk can cancel out (probability 2^-32); every record a
-/// lookup or an export returns is read again with [`Record::read`].
-fn committed_slots(slots: &[u8]) -> u64 {
+/// lookup or an export returns is read again with [`Record::read_with`].
+fn committed_slots(slots: &[u8], crc: RecordCrc) -> u64 {
     let chunk_bytes = CHECK_CHUNK_SLOTS * RECORD_SIZE;
-    let chunk_crc = valid_records_crc(CHECK_CHUNK_SLOTS as u64);
+    let chunk_crc = chunk_crc(crc);
     let mut n = 0u64;
     for chunk in slots.chunks(chunk_bytes) {
-        if chunk.len() == chunk_bytes && crc32fast::hash(chunk) == chunk_crc {
+        if chunk.len() == chunk_bytes && crc.hash(chunk) == chunk_crc {
             let recs = <[Record]>::ref_from_bytes(chunk).expect("whole unaligned records");
             if recs.iter().all(Record::fields_ok) {
                 n += CHECK_CHUNK_SLOTS as u64;
@@ -65,13 +64,64 @@ fn committed_slots(slots: &[u8]) -> u64 {
             }
         }
         for slot in chunk.chunks_exact(RECORD_SIZE) {
-            if slot.iter().all(|&b| b == 0) || Record::read(slot).is_err() {
+            if slot.iter().all(|&b| b == 0) || Record::read_with(slot, crc).is_err() {
                 return n;
             }
             n += 1;
         }
     }
     n
+}
+
+/// [`RecordCrc::valid_records_crc`] of [`CHECK_CHUNK_SLOTS`] records
+/// (CRC-32C: computed once, ~40 000 instructions).
+fn chunk_crc(crc: RecordCrc) -> u32 {
+    static CASTAGNOLI: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    match crc {
+        RecordCrc::Ieee => crc.valid_records_crc(CHECK_CHUNK_SLOTS as u64),
+        RecordCrc::Castagnoli => *CASTAGNOLI
+            .get_or_init(|| RecordCrc::Castagnoli.valid_records_crc(CHECK_CHUNK_SLOTS as u64)),
+    }
+}
+
+/// Whether every record of `rs` holds its right CRC of kind `crc`:
+/// CRC-32/IEEE with one CRC over all of them against
+/// [`crate::format::valid_records_crc`]; CRC-32C one CRC per chunk of
+/// [`CHECK_CHUNK_SLOTS`] records against [`chunk_crc`], the rest record by
+/// record (no CRC of an arbitrary count is computed for CRC-32C: the
+/// crate's combine is slow). Damage to several records of one run can
+/// cancel out (2^-32), as in [`committed_slots`].
+fn all_crcs_right(rs: &[Record], crc: RecordCrc) -> bool {
+    match crc {
+        RecordCrc::Ieee => crc.hash(rs.as_bytes()) == crc.valid_records_crc(rs.len() as u64),
+        RecordCrc::Castagnoli => {
+            let chunk = chunk_crc(crc);
+            let mut chunks = rs.chunks_exact(CHECK_CHUNK_SLOTS);
+            chunks.by_ref().all(|c| crc.hash(c.as_bytes()) == chunk)
+                && chunks
+                    .remainder()
+                    .iter()
+                    .all(|r| r.check_crc_with(crc).is_ok())
+        }
+    }
+}
+
+/// The CRC of the records in a log whose header was found all zero (a
+/// crash before its first flush; the header is written again): the kind
+/// its first slot passes, CRC-32C first (what this natrec writes); an older
+/// natrec's log holds CRC-32/IEEE. No valid first slot: no record, and the
+/// log is written in the current version.
+fn crc_of_headerless(slots: &[u8]) -> RecordCrc {
+    let Some(first) = slots.get(..RECORD_SIZE) else {
+        return RecordCrc::Castagnoli;
+    };
+    if Record::read_with(first, RecordCrc::Castagnoli).is_err()
+        && Record::read_with(first, RecordCrc::Ieee).is_ok()
+    {
+        RecordCrc::Ieee
+    } else {
+        RecordCrc::Castagnoli
+    }
 }
 
 /// The writer's handle on one active log segment. It holds no map: records
@@ -81,12 +131,17 @@ pub(crate) struct ActiveLog {
     pub path: PathBuf,
     file: File,
     pub segment: u32,
+    /// The CRC its records hold: the header's version ([`RecordCrc`]).
+    crc: RecordCrc,
     /// Committed records.
     pub count: u64,
     /// Record slots the file holds (its length, set with `set_len`).
     capacity: u64,
-    /// Appended records not yet written to the file (`pwrite` by
-    /// [`ActiveLog::write_out`]), at most [`LOG_BUFFER_RECORDS_MAX`].
+    /// Slots for the appended records not yet written to the file
+    /// (`pwrite` by [`ActiveLog::write_out`]): the first `count - on_file`
+    /// slots hold them, at most [`LOG_BUFFER_RECORDS_MAX`]. The slots are
+    /// reused without being cleared (an encoding writes every byte of its
+    /// slot) and grown by doubling as needed.
     buf: Vec<u8>,
     /// Records written to the file (the rest of `count` is in `buf`).
     on_file: u64,
@@ -179,8 +234,12 @@ impl ActiveLog {
             file.set_len(len)
                 .map_err(StoreError::io(path, "preallocate log"))?;
         }
-        file.write_all_at(LogHeader::new(start_ns, span_ns, segment).as_bytes(), 0)
-            .map_err(StoreError::io(path, "write log header"))?;
+        let crc = RecordCrc::Castagnoli;
+        file.write_all_at(
+            LogHeader::new(start_ns, span_ns, segment, crc).as_bytes(),
+            0,
+        )
+        .map_err(StoreError::io(path, "write log header"))?;
         // Not synced here: the first flush makes the header and the length
         // durable with the first records (`dirty`), and a zero header found
         // after a crash is rewritten by `open`.
@@ -188,6 +247,7 @@ impl ActiveLog {
             path: path.to_path_buf(),
             file,
             segment,
+            crc,
             count: 0,
             capacity,
             buf: Vec::new(),
@@ -236,14 +296,17 @@ impl ActiveLog {
             // durable (a flush syncs the header with the records, so records
             // that were promised durable always have their header). The
             // header says only what the file name says: write it again and
-            // keep the records that pass their checks, from the first slot.
+            // keep the records that pass their checks, from the first slot,
+            // in the version whose CRC they hold.
+            let crc = crc_of_headerless(&map[HEADER_SIZE..]);
             map[..HEADER_SIZE]
-                .copy_from_slice(LogHeader::new(start_ns, span_ns, segment).as_bytes());
+                .copy_from_slice(LogHeader::new(start_ns, span_ns, segment, crc).as_bytes());
             header_rewritten = true;
         }
         let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
         check_log_header(path, &h, start_ns, span_ns, segment)?;
-        let count = committed_slots(&map[HEADER_SIZE..]);
+        let crc = RecordCrc::of_log_version(h.version.get());
+        let count = committed_slots(&map[HEADER_SIZE..], crc);
         let mut zeroed = 0;
         for slot in
             map[HEADER_SIZE + (count as usize) * RECORD_SIZE..].chunks_exact_mut(RECORD_SIZE)
@@ -261,6 +324,7 @@ impl ActiveLog {
             path: path.to_path_buf(),
             file,
             segment,
+            crc,
             count,
             capacity,
             buf: Vec::new(),
@@ -272,9 +336,9 @@ impl ActiveLog {
     }
 
     /// Appends one record (made by [`Record::encode`], which checked the
-    /// mapping: habit 10's check before the disk) to the buffer; in the
-    /// kernel after [`ActiveLog::write_out`] (survives a process kill), durable
-    /// after [`ActiveLog::flush`].
+    /// mapping: habit 10's check before the disk) to the buffer, with the
+    /// log's CRC ([`RecordCrc`]); in the kernel after [`ActiveLog::write_out`]
+    /// (survives a process kill), durable after [`ActiveLog::flush`].
     pub fn append(&mut self, r: &Record) -> Result<(), StoreError> {
         // Not decoded again in release builds: `encode` makes only valid
         // records (that was ~19 % of the writer's time).
@@ -285,13 +349,111 @@ impl ActiveLog {
         if self.count == self.capacity {
             self.grow()?;
         }
-        self.buf.extend_from_slice(r.as_bytes());
+        let crc = self.crc;
+        let slot = self.next_slot();
+        *slot = *r;
+        if crc != RecordCrc::Ieee {
+            slot.crc = zerocopy::little_endian::U32::new(crc.of(slot));
+        }
         self.count += 1;
         self.dirty = true;
-        if self.buf.len() >= LOG_BUFFER_RECORDS_MAX * RECORD_SIZE {
+        if self.count - self.on_file == LOG_BUFFER_RECORDS_MAX as u64 {
             self.write_out()?;
         }
         Ok(())
+    }
+
+    /// The buffer's slot for the next record (its bytes are stale: the
+    /// caller writes all of them before counting it).
+    #[inline]
+    fn next_slot(&mut self) -> &mut Record {
+        let at = (self.count - self.on_file) as usize * RECORD_SIZE;
+        if at + RECORD_SIZE > self.buf.len() {
+            // The buffer is written out when full, so `at` stays below it.
+            let len = (self.buf.len() * 2).clamp(256 * RECORD_SIZE, LOG_BUFFER_BYTES);
+            self.buf.resize(len, 0);
+        }
+        Record::mut_from_bytes(&mut self.buf[at..at + RECORD_SIZE]).expect("one unaligned record")
+    }
+
+    /// Encodes and appends `ms` in order ([`ActiveLog::append_mapping`] for
+    /// each, the same bytes and the same errors), into consecutive buffer
+    /// slots in one loop: the room in the file and in the buffer is found
+    /// once per stretch, not per record. Returns how many were appended and
+    /// what stopped it (the records before are appended).
+    pub fn append_mappings(
+        &mut self,
+        ms: &[crate::model::Mapping],
+        store_flags: u8,
+    ) -> (usize, Result<Result<(), crate::format::Fault>, StoreError>) {
+        let crc = self.crc;
+        let mut done = 0;
+        while done < ms.len() {
+            if self.count == self.capacity {
+                // At the file's end: one record the single way (encoded,
+                // then the log grown, as before).
+                match self.append_mapping(&ms[done], store_flags) {
+                    Ok(Ok(())) => done += 1,
+                    other => return (done, other),
+                }
+                continue;
+            }
+            let pending = (self.count - self.on_file) as usize;
+            let k = (ms.len() - done)
+                .min((self.capacity - self.count) as usize)
+                .min(LOG_BUFFER_RECORDS_MAX - pending);
+            let (from, to) = (pending * RECORD_SIZE, (pending + k) * RECORD_SIZE);
+            if to > self.buf.len() {
+                let len = to
+                    .next_power_of_two()
+                    .clamp(256 * RECORD_SIZE, LOG_BUFFER_BYTES);
+                self.buf.resize(len.max(to), 0);
+            }
+            let slots = <[Record]>::mut_from_bytes(&mut self.buf[from..to])
+                .expect("whole unaligned records");
+            // Encoded up to the first refused mapping, if any.
+            let mut encoded = k;
+            let mut refused = None;
+            if crc == RecordCrc::Castagnoli {
+                // The fields first, then the CRC-32Cs of the stretch three
+                // records at a time (their dependent steps interleave).
+                for (i, (m, slot)) in ms[done..done + k].iter().zip(slots.iter_mut()).enumerate() {
+                    if let Err(f) = Record::encode_fields_into(m, store_flags, slot) {
+                        (encoded, refused) = (i, Some(f));
+                        break;
+                    }
+                }
+                crate::hwcrc::crc32c_set(slots[..encoded].as_mut_bytes());
+            } else {
+                for (i, (m, slot)) in ms[done..done + k].iter().zip(slots.iter_mut()).enumerate() {
+                    if let Err(f) = Record::encode_into(m, store_flags, slot, crc) {
+                        (encoded, refused) = (i, Some(f));
+                        break;
+                    }
+                }
+            }
+            debug_assert!(
+                slots[..encoded]
+                    .iter()
+                    .all(|r| r.check_crc_with(crc).is_ok() && r.decode_fields().is_ok()),
+                "records about to be written fail validation"
+            );
+            if let Some(f) = refused {
+                // The ones before it are appended; its slot is not counted.
+                self.count += encoded as u64;
+                self.dirty |= encoded > 0;
+                return (done + encoded, Ok(Err(f)));
+            }
+            self.count += k as u64;
+            self.dirty = true;
+            done += k;
+            if self.count - self.on_file == LOG_BUFFER_RECORDS_MAX as u64 {
+                if let Err(e) = self.write_out() {
+                    return (done, Err(e));
+                }
+            }
+        }
+        (done, Ok(Ok(())))
     }
 
     /// Encodes `m` ([`Record::encode_into`], flags `store_flags`) straight
@@ -303,26 +465,23 @@ impl ActiveLog {
         m: &crate::model::Mapping,
         store_flags: u8,
     ) -> Result<Result<(), crate::format::Fault>, StoreError> {
-        let at = self.buf.len();
-        self.buf.resize(at + RECORD_SIZE, 0);
-        let slot = Record::mut_from_bytes(&mut self.buf[at..]).expect("one unaligned record");
-        if let Err(f) = Record::encode_into(m, store_flags, slot) {
-            self.buf.truncate(at);
+        let crc = self.crc;
+        let slot = self.next_slot();
+        if let Err(f) = Record::encode_into(m, store_flags, slot, crc) {
+            // Not counted: the slot's bytes are never written out.
             return Ok(Err(f));
         }
         debug_assert!(
-            slot.decode().is_ok(),
+            slot.check_crc_with(crc).is_ok() && slot.decode_fields().is_ok(),
             "record about to be written fails validation: {slot:?}"
         );
         if self.count == self.capacity {
-            if let Err(e) = self.grow() {
-                self.buf.truncate(at);
-                return Err(e);
-            }
+            // Not counted either on an error.
+            self.grow()?;
         }
         self.count += 1;
         self.dirty = true;
-        if self.buf.len() >= LOG_BUFFER_RECORDS_MAX * RECORD_SIZE {
+        if self.count - self.on_file == LOG_BUFFER_RECORDS_MAX as u64 {
             self.write_out()?;
         }
         Ok(Ok(()))
@@ -331,12 +490,12 @@ impl ActiveLog {
     /// Writes the buffered records to the file in one `pwrite` (into the
     /// preallocated zero slots; the map sees them through the page cache).
     pub fn write_out(&mut self) -> Result<(), StoreError> {
-        if !self.buf.is_empty() {
+        let bytes = (self.count - self.on_file) as usize * RECORD_SIZE;
+        if bytes > 0 {
             self.file
-                .write_all_at(&self.buf, HDR + self.on_file * REC)
+                .write_all_at(&self.buf[..bytes], HDR + self.on_file * REC)
                 .map_err(StoreError::io(&self.path, "write log"))?;
             self.on_file = self.count;
-            self.buf.clear();
         }
         Ok(())
     }
@@ -395,7 +554,7 @@ impl ActiveLog {
     /// the page cache with `pwrite`; the map reads them from there).
     fn map_committed(&self) -> Result<Mmap, StoreError> {
         assert!(
-            self.buf.is_empty(),
+            self.count == self.on_file,
             "log read before its buffer was written out"
         );
         // HDR + count × REC <= HDR + capacity × REC = the file's length,
@@ -410,10 +569,17 @@ impl ActiveLog {
     /// recovery, for records an earlier writer left), and the CRC says the
     /// bytes are those; lookups and `verify` check every field again.
     ///
-    /// The CRCs are checked with one CRC-32 over all the records' bytes
-    /// against [`valid_records_crc`] (a streaming CRC over megabytes, ~10×
+    /// The CRCs are checked with one CRC over all the records' bytes (a
+    /// version 2 log's: one per chunk of 256, [`all_crcs_right`]) against
+    /// [`RecordCrc::valid_records_crc`] (a streaming CRC over megabytes, ~10×
     /// cheaper than one call per 96-byte record); only if that fails is each
     /// record checked, to name the first damaged one.
+    ///
+    /// The records are the log's slots as they are: a version 2 log's
+    /// records hold their CRC-32C, not the CRC-32/IEEE a record in memory
+    /// holds. The seal does not read that field (a v2 sealed partition
+    /// stores no record CRC; its decoder computes the CRC-32/IEEE), and
+    /// what it carries or marks late it encodes again.
     #[cfg(test)]
     pub fn committed(&self) -> Result<CommittedRecords, StoreError> {
         self.committed_with(false)
@@ -421,16 +587,16 @@ impl ActiveLog {
 
     /// [`Self::committed`]; with `two_threads`, a log of at least
     /// [`CRC_SPLIT_RECORDS_MIN`] records has the CRCs of its two halves
-    /// computed on two threads, each against [`valid_records_crc`] of its
-    /// length (both right implies the whole one is: a CRC of the
-    /// concatenation is a function of the halves' CRCs and lengths).
+    /// computed on two threads, each as [`all_crcs_right`] checks (both
+    /// right implies the whole one is: a CRC of the concatenation is a
+    /// function of the halves' CRCs and lengths).
     /// For the final seal of a replay, when nothing else runs.
     pub fn committed_with(&self, two_threads: bool) -> Result<CommittedRecords, StoreError> {
         let map = self.map_committed()?;
         let c = CommittedRecords { map };
         let recs = c.records();
-        let valid =
-            |rs: &[Record]| crc32fast::hash(rs.as_bytes()) == valid_records_crc(rs.len() as u64);
+        let crc = self.crc;
+        let valid = |rs: &[Record]| all_crcs_right(rs, crc);
         let ok = if two_threads && recs.len() >= CRC_SPLIT_RECORDS_MIN {
             let (a, b) = recs.split_at(recs.len() / 2);
             std::thread::scope(|scope| {
@@ -443,7 +609,7 @@ impl ActiveLog {
         };
         if !ok {
             for (i, r) in recs.iter().enumerate() {
-                r.check_crc()
+                r.check_crc_with(crc)
                     .map_err(|f| f.at(&self.path, HDR + i as u64 * REC))?;
             }
             unreachable!("records whose CRCs are all right have the CRC valid_records_crc says");
@@ -454,7 +620,7 @@ impl ActiveLog {
     /// Committed records, each re-validated as read back from the map.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
         let map = self.map_committed()?;
-        read_slots(&self.path, &map[HEADER_SIZE..], self.count)
+        read_slots(&self.path, &map[HEADER_SIZE..], self.count, self.crc)
     }
 }
 
@@ -482,15 +648,23 @@ impl CommittedRecords {
 
 /// Most records an active log buffers before writing them out (384 KiB).
 pub(crate) const LOG_BUFFER_RECORDS_MAX: usize = 4096;
+const LOG_BUFFER_BYTES: usize = LOG_BUFFER_RECORDS_MAX * RECORD_SIZE;
 
-fn read_slots(path: &Path, slots: &[u8], count: u64) -> Result<Vec<Record>, StoreError> {
+/// The first `count` records of `slots` (a log's, whose records hold CRCs
+/// of kind `crc`), each checked, returned with their CRC-32/IEEE.
+fn read_slots(
+    path: &Path,
+    slots: &[u8],
+    count: u64,
+    crc: RecordCrc,
+) -> Result<Vec<Record>, StoreError> {
     let mut out = Vec::with_capacity(count as usize);
     for (i, slot) in slots
         .chunks_exact(RECORD_SIZE)
         .take(count as usize)
         .enumerate()
     {
-        out.push(Record::read(slot).map_err(|f| f.at(path, HDR + i as u64 * REC))?);
+        out.push(Record::read_with(slot, crc).map_err(|f| f.at(path, HDR + i as u64 * REC))?);
     }
     Ok(out)
 }
@@ -553,6 +727,8 @@ pub(crate) struct LogView {
     pub path: PathBuf,
     map: Mmap,
     pub count: u64,
+    /// The CRC its records hold (the header's version).
+    crc: RecordCrc,
 }
 
 impl LogView {
@@ -574,6 +750,7 @@ impl LogView {
                 path: path.to_path_buf(),
                 map: mmap::map_read(&file, 0).map_err(StoreError::io(path, "map log"))?,
                 count: 0,
+                crc: RecordCrc::Castagnoli,
             });
         }
         let map_len = HDR + (len - HDR) / REC * REC;
@@ -583,15 +760,18 @@ impl LogView {
                 path: path.to_path_buf(),
                 map,
                 count: 0,
+                crc: RecordCrc::Castagnoli,
             });
         }
         let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
         check_log_header(path, &h, start_ns, span_ns, segment)?;
-        let count = committed_slots(&map[HEADER_SIZE..]);
+        let crc = RecordCrc::of_log_version(h.version.get());
+        let count = committed_slots(&map[HEADER_SIZE..], crc);
         Ok(LogView {
             path: path.to_path_buf(),
             map,
             count,
+            crc,
         })
     }
 
@@ -600,7 +780,7 @@ impl LogView {
         if self.count == 0 {
             return Ok(Vec::new());
         }
-        read_slots(&self.path, &self.map[HEADER_SIZE..], self.count)
+        read_slots(&self.path, &self.map[HEADER_SIZE..], self.count, self.crc)
     }
 
     /// Committed records whose public address is `ip` (and port `port`,
@@ -622,7 +802,10 @@ impl LogView {
         for (i, r) in recs.iter().enumerate() {
             if r.public_ip == ip && port.is_none_or(|p| r.public_port.get() == p) {
                 let off = HEADER_SIZE + i * RECORD_SIZE;
-                out.push(Record::read(r.as_bytes()).map_err(|f| f.at(&self.path, off as u64))?);
+                out.push(
+                    Record::read_with(r.as_bytes(), self.crc)
+                        .map_err(|f| f.at(&self.path, off as u64))?,
+                );
             }
         }
         Ok(out)
@@ -671,7 +854,7 @@ impl LogView {
         for i in slots {
             let off = HEADER_SIZE + i as usize * RECORD_SIZE;
             out.push(
-                Record::read(&self.map[off..off + RECORD_SIZE])
+                Record::read_with(&self.map[off..off + RECORD_SIZE], self.crc)
                     .map_err(|f| f.at(&self.path, off as u64))?,
             );
         }
@@ -1051,11 +1234,18 @@ mod tests {
         Record::encode(&m, 0).unwrap()
     }
 
+    /// `rec` as a log whose records hold `crc` stores it.
+    fn slot_of(r: &Record, crc: RecordCrc) -> Record {
+        let mut s = *r;
+        s.crc = zerocopy::little_endian::U32::new(crc.of(&s));
+        s
+    }
+
     /// `committed_slots` before it checked whole chunks with one CRC.
-    fn committed_slots_one_by_one(slots: &[u8]) -> u64 {
+    fn committed_slots_one_by_one(slots: &[u8], crc: RecordCrc) -> u64 {
         let mut n = 0u64;
         for slot in slots.chunks_exact(RECORD_SIZE) {
-            if slot.iter().all(|&b| b == 0) || Record::read(slot).is_err() {
+            if slot.iter().all(|&b| b == 0) || Record::read_with(slot, crc).is_err() {
                 break;
             }
             n += 1;
@@ -1069,7 +1259,9 @@ mod tests {
         /// Chunked or one by one, the committed length is the same: logs of
         /// up to three chunks and a half, followed by zeros, with one slot
         /// damaged (a flipped bit, zeroed, torn in half, or a bad field
-        /// under a right CRC) or none.
+        /// under a right CRC) or none; logs of either version (CRC-32C or
+        /// CRC-32/IEEE records). A log's records read as the other version
+        /// are not committed at all (a one-in-2^32 CRC match aside).
         #[test]
         fn committed_length_checked_in_chunks_is_the_same(
             n in 0usize..900,
@@ -1077,10 +1269,13 @@ mod tests {
             at in 0usize..1200,
             kind in 0u8..5,
             bit in 0usize..(RECORD_SIZE * 8),
+            castagnoli in proptest::bool::ANY,
         ) {
+            let crc = if castagnoli { RecordCrc::Castagnoli } else { RecordCrc::Ieee };
+            let other = if castagnoli { RecordCrc::Ieee } else { RecordCrc::Castagnoli };
             let mut slots = Vec::new();
             for i in 0..n {
-                slots.extend_from_slice(rec(i as u16, i as i64).as_bytes());
+                slots.extend_from_slice(slot_of(&rec(i as u16, i as i64), crc).as_bytes());
             }
             slots.resize(slots.len() + tail_zeros * RECORD_SIZE, 0);
             let slot_count = n + tail_zeros;
@@ -1095,15 +1290,78 @@ mod tests {
                         // Reserved byte set, CRC made right again.
                         let r = Record::mut_from_bytes(s).unwrap();
                         r.reserved[3] = 1;
-                        r.crc = zerocopy::little_endian::U32::new(r.compute_crc());
+                        r.crc = zerocopy::little_endian::U32::new(crc.of(r));
                     }
                     _ => {}
                 }
             }
             proptest::prop_assert_eq!(
-                committed_slots(&slots),
-                committed_slots_one_by_one(&slots)
+                committed_slots(&slots, crc),
+                committed_slots_one_by_one(&slots, crc)
             );
+            if slots.len() >= RECORD_SIZE {
+                let first = Record::ref_from_bytes(&slots[..RECORD_SIZE]).unwrap();
+                if first.crc.get() != other.of(first) {
+                    proptest::prop_assert_eq!(committed_slots(&slots, other), 0);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+
+        /// `append_mappings` (one loop over a stretch of slots) leaves the
+        /// log as `append_mapping` one record at a time does: the same
+        /// count, the same error at the same record (a mapping whose times
+        /// are reversed), and the same bytes in the file, across the file's
+        /// growth (1 024 slots) and the buffer's bound (4 096 records).
+        #[test]
+        fn append_mappings_is_append_mapping_one_by_one(
+            pre in 0usize..1100,
+            n in 0usize..4700,
+            bad_at in proptest::option::of(0usize..4700),
+        ) {
+            let m = |i: usize| {
+                let mut m = rec(i as u16, i as i64 * 1000).decode().unwrap();
+                m.packets_out = i as u32;
+                if Some(i) == bad_at.map(|b| b + pre) {
+                    m.last_ns = m.first_ns - 1;
+                }
+                m
+            };
+            let d = tempfile::tempdir().unwrap();
+            let (pa, pb) = (d.path().join("a.log"), d.path().join("b.log"));
+            let mut a = ActiveLog::create(&pa, 0, 10, 0).unwrap();
+            let mut b = ActiveLog::create(&pb, 0, 10, 0).unwrap();
+            for i in 0..pre {
+                a.append_mapping(&m(i), 0).unwrap().unwrap();
+                b.append_mapping(&m(i), 0).unwrap().unwrap();
+            }
+            let ms: Vec<_> = (pre..pre + n).map(m).collect();
+            let (k, ra) = a.append_mappings(&ms, SF_CARRIED);
+            let mut kb = 0;
+            let mut rb = Ok(Ok(()));
+            for x in &ms {
+                match b.append_mapping(x, SF_CARRIED) {
+                    Ok(Ok(())) => kb += 1,
+                    other => {
+                        rb = other;
+                        break;
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(k, kb);
+            proptest::prop_assert_eq!(a.count, b.count);
+            proptest::prop_assert_eq!(
+                ra.map(|r| r.map_err(|f| f.field)).map_err(|e| e.to_string()),
+                rb.map(|r| r.map_err(|f| f.field)).map_err(|e| e.to_string())
+            );
+            a.write_out().unwrap();
+            b.write_out().unwrap();
+            proptest::prop_assert!(std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap());
+            drop((a, b));
+            proptest::prop_assert_eq!(ActiveLog::open(&pa, 0, 10, 0).unwrap().count, (pre + k) as u64);
         }
     }
 

@@ -2882,7 +2882,7 @@ mod tests {
         let p = write(d.path(), &[]);
         let b = std::fs::read(&p).unwrap();
         let f = SealedHeader::read(&b[..64]).unwrap_err();
-        assert_eq!((f.field, f.version), ("version", Some(2)));
+        assert_eq!((f.field, f.version), ("version", Some((2, 1))));
         assert!(f
             .at(&p, 0)
             .to_string()

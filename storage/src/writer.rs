@@ -1057,38 +1057,35 @@ impl Writer {
             .get_mut(&route.target)
             .expect("created above if missing");
         let span_ns = self.span_ns;
+        // The run: the first record (encoded above, before its log was looked
+        // up), then each following one while its times are storable and its
+        // event time stays in the route's partition. A time outside the
+        // storable range ends the run with that error, after the records
+        // before it are appended, as an encoding error does.
+        let mut end = 1;
+        let mut stop = Ok(());
+        for m in &ms[1..] {
+            if let Err(e) = check_times(parts, m) {
+                stop = Err(e);
+                break;
+            }
+            let t = event_time(m);
+            if !(t >= route.start && t - route.start < span_ns) {
+                break;
+            }
+            end += 1;
+        }
         let mut n = 0;
-        let mut result = Ok(());
-        for m in ms {
-            if n > 0 {
-                if let Err(e) = check_times(parts, m) {
-                    result = Err(e);
-                    break;
-                }
-                let t = event_time(m);
-                if !(t >= route.start && t - route.start < span_ns) {
-                    break;
-                }
-            }
-            // The first record was encoded before its log was looked up;
-            // the others straight into the log's buffer.
-            let appended = if n == 0 {
-                log.append(&first_rec).map(Ok)
-            } else {
-                log.append_mapping(m, route.flags)
+        let mut result = log.append(&first_rec);
+        if result.is_ok() {
+            // The others straight into the log's buffer, in one loop.
+            let (k, appended) = log.append_mappings(&ms[1..end], route.flags);
+            n = 1 + k;
+            result = match appended {
+                Ok(Ok(())) => stop,
+                Ok(Err(f)) => Err(bad(parts, format!("{}: {}", f.field, f.detail))),
+                Err(e) => Err(e),
             };
-            match appended {
-                Ok(Ok(())) => {}
-                Ok(Err(f)) => {
-                    result = Err(bad(parts, format!("{}: {}", f.field, f.detail)));
-                    break;
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-            n += 1;
         }
         if route.late {
             self.stats.late_records += n as u64;

@@ -1063,6 +1063,7 @@ mod recovery {
         let mut w = store.writer().unwrap();
         assert_eq!(w.stats().recovered_log_headers, 1);
         assert_eq!(&std::fs::read(&path).unwrap()[..8], b"NATRECL1");
+        assert_eq!(&std::fs::read(&path).unwrap()[8..12], &2u32.to_le_bytes());
         w.append(&m(3)).unwrap();
         w.seal_all().unwrap();
         let mut seen = Vec::new();
@@ -1092,6 +1093,114 @@ mod recovery {
             store.writer(),
             Err(StoreError::BadChecksum { .. } | StoreError::Corrupt { .. })
         ));
+    }
+
+    /// The log `path` rewritten as an older natrec (log version 1) wrote
+    /// it: header version 1, every record's CRC a CRC-32/IEEE. Slots that
+    /// are not records of this log (zero, torn) are left as they are.
+    fn as_version_1_log(path: &Path) {
+        use natrec_storage::format::{header_crc, Record, RecordCrc};
+        use zerocopy::{FromBytes, IntoBytes};
+        let mut b = std::fs::read(path).unwrap();
+        assert_eq!(&b[8..12], &2u32.to_le_bytes(), "a new log is version 2");
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let c = header_crc(&b[..64]);
+        b[60..64].copy_from_slice(&c.to_le_bytes());
+        for slot in b[64..].chunks_exact_mut(96) {
+            let r = Record::mut_from_bytes(slot).unwrap();
+            if r.check_crc_with(RecordCrc::Castagnoli).is_ok() {
+                r.crc = zerocopy::little_endian::U32::new(r.compute_crc());
+                assert!(Record::read(r.as_bytes()).is_ok());
+            }
+        }
+        std::fs::write(path, &b).unwrap();
+    }
+
+    /// A log left by an older natrec (version 1: CRC-32/IEEE records, a
+    /// torn last record) is read by lookups, recovered (the torn slot
+    /// zeroed), appended to in its own version, and sealed to the bytes the
+    /// same mappings seal to through version 2 logs.
+    #[test]
+    fn version_1_log_is_recovered_appended_in_its_version_and_sealed_the_same() {
+        let d = tempfile::tempdir().unwrap();
+        let old = Store::create(&d.path().join("old"), StoreConfig::default()).unwrap();
+        let new = Store::create(&d.path().join("new"), StoreConfig::default()).unwrap();
+        for store in [&old, &new] {
+            let mut w = store.writer().unwrap();
+            for i in 0..4 {
+                w.append(&m(i)).unwrap();
+            }
+            w.flush().unwrap();
+        }
+        let path = log_path(&old);
+        // The fourth record torn by a power loss (its second half lost).
+        let mut b = std::fs::read(&path).unwrap();
+        b[64 + 3 * 96 + 48..64 + 4 * 96].fill(0);
+        std::fs::write(&path, &b).unwrap();
+        as_version_1_log(&path);
+        let parts = old.reader().partitions().unwrap();
+        assert_eq!(parts.iter().map(|p| p.records).collect::<Vec<_>>(), vec![3]);
+        assert!(parts.iter().all(|p| p.problem.is_none()), "{parts:?}");
+        assert_eq!(lookup_at(&old, "203.0.113.1:1001", T0 + 15 * S).0.len(), 1);
+        {
+            let mut w = old.writer().unwrap();
+            w.append(&m(3)).unwrap();
+            w.append(&m(4)).unwrap();
+            w.flush().unwrap();
+            let b = std::fs::read(&path).unwrap();
+            assert_eq!(&b[8..12], &1u32.to_le_bytes(), "still version 1");
+            for slot in b[64..64 + 5 * 96].chunks_exact(96) {
+                natrec_storage::format::Record::read(slot).unwrap();
+            }
+            assert!(b[64 + 5 * 96..].iter().all(|&x| x == 0));
+            assert_eq!(lookup_at(&old, "203.0.113.1:1004", T0 + 15 * S).0.len(), 1);
+            w.seal_all().unwrap();
+        }
+        {
+            let mut w = new.writer().unwrap();
+            w.append(&m(4)).unwrap();
+            w.seal_all().unwrap();
+        }
+        let name = part_name(T0, 0);
+        let a = std::fs::read(old.dir().join("partitions").join(&name)).unwrap();
+        let b = std::fs::read(new.dir().join("partitions").join(&name)).unwrap();
+        assert_eq!(a, b, "the same sealed bytes from either log version");
+        assert!(old.reader().verify().unwrap().is_empty());
+    }
+
+    /// A zero header in front of records (a crash before the first flush)
+    /// is written again in the version whose CRC the records hold: an older
+    /// natrec's log stays version 1.
+    #[test]
+    fn zero_header_of_a_version_1_log_is_rewritten_as_version_1() {
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        {
+            let mut w = store.writer().unwrap();
+            for i in 0..3 {
+                w.append(&m(i)).unwrap();
+            }
+        }
+        let path = log_path(&store);
+        as_version_1_log(&path);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..64].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let mut w = store.writer().unwrap();
+        assert_eq!(w.stats().recovered_log_headers, 1);
+        assert_eq!(&std::fs::read(&path).unwrap()[8..12], &1u32.to_le_bytes());
+        w.append(&m(3)).unwrap();
+        w.seal_all().unwrap();
+        let mut seen = Vec::new();
+        store
+            .reader()
+            .export(None, None, &mut |h| {
+                seen.push(h.mapping.public.port());
+                Ok(())
+            })
+            .unwrap();
+        seen.sort();
+        assert_eq!(seen, vec![1000, 1001, 1002, 1003]);
     }
 
     /// Crash after the sealed file was renamed into place but before the

@@ -29,6 +29,8 @@ use serde_json::Value;
 const USAGE: &str =
     "usage: natrec-bench --dir DIR [--packets N] [--seed S] [--runs N] [--lookups N]
   [--threads LIST (e.g. 1,2; passed as natrec replay --threads)] [--no-peers] [--gen-arg ARG]...
+  [--one-cpu (also run each build's --threads 1 held to one CPU with taskset -c 0: its seal
+   and sync threads then share that CPU, rows \"... --threads 1 on one CPU\")]
   [--baseline PATH (another natrec binary, e.g. a copy of an earlier build, run interleaved
    with this one on the same files: rows \"natrec-base ...\")]";
 
@@ -70,6 +72,8 @@ struct Args {
     lookups: u64,
     threads: Vec<String>,
     peers: bool,
+    /// Also run `--threads 1` held to CPU 0, so its background threads share that CPU.
+    one_cpu: bool,
     gen_args: Vec<String>,
     baseline: Option<PathBuf>,
 }
@@ -83,6 +87,7 @@ fn parse() -> Result<Args> {
         lookups: 100_000,
         threads: Vec::new(),
         peers: true,
+        one_cpu: false,
         gen_args: Vec::new(),
         baseline: None,
     };
@@ -92,6 +97,11 @@ fn parse() -> Result<Args> {
         let k = v[i].as_str();
         if k == "--no-peers" {
             a.peers = false;
+            i += 1;
+            continue;
+        }
+        if k == "--one-cpu" {
+            a.one_cpu = true;
             i += 1;
             continue;
         }
@@ -306,7 +316,32 @@ fn main() -> Result<()> {
     let fresh = std::fs::read_to_string(&gen_json)
         .ok()
         .and_then(|t| serde_json::from_str::<Value>(&t).ok());
-    if !fresh.as_ref().is_some_and(want_packets) {
+    if let Some(g) = fresh.as_ref().filter(|g| !want_packets(g)) {
+        // Never overwrite a capture that is there: the directory may be one of
+        // symlinks to a shared capture (as the docs suggest), and generating
+        // would write through them.
+        bail!(
+            "{} describes a capture of {} packets with seed {}, not the {} packets with seed {} asked \
+             for; pass --packets/--seed to match it, or give an empty --dir to generate a new one",
+            gen_json.display(),
+            g["packets"].as_u64().unwrap_or(0),
+            g["seed"].as_u64().unwrap_or(0),
+            a.packets,
+            a.seed
+        );
+    }
+    if fresh.is_none() {
+        for f in ["gen.json", "inside.pcap", "outside.pcap", "truth.jsonl"] {
+            let p = a.dir.join(f);
+            if p.symlink_metadata().is_ok() {
+                bail!(
+                    "{} exists but {} is missing or unreadable; generating would overwrite it \
+                     (through a symlink, if it is one): remove it or give an empty --dir",
+                    p.display(),
+                    gen_json.display()
+                );
+            }
+        }
         eprintln!(
             "natrec-bench: generating {} packets into {}",
             a.packets,
@@ -352,12 +387,23 @@ fn main() -> Result<()> {
 
     let have = |p: &str| Path::new(p).exists();
     let peers = a.peers && have("/usr/bin/natlog") && have("/usr/bin/nfpcapd");
-    let mut variants: Vec<Option<String>> = if a.threads.is_empty() {
-        vec![None]
+    // (threads, held to one CPU)
+    let mut variants: Vec<(Option<String>, bool)> = if a.threads.is_empty() {
+        vec![(None, false)]
     } else {
-        a.threads.iter().cloned().map(Some).collect()
+        a.threads
+            .iter()
+            .cloned()
+            .map(|t| (Some(t), false))
+            .collect()
     };
     variants.dedup();
+    if a.one_cpu {
+        if !have("/usr/bin/taskset") {
+            bail!("--one-cpu needs taskset (Debian package util-linux)");
+        }
+        variants.push((Some("1".to_string()), true));
+    }
     let mut times: HashMap<String, Vec<f64>> = HashMap::new();
     let mut mem: HashMap<String, (u64, u64)> = HashMap::new();
     let mut accuracy: HashMap<String, (f64, f64)> = HashMap::new();
@@ -391,20 +437,30 @@ fn main() -> Result<()> {
         let bins: Vec<(&str, &Path)> = std::iter::once(("natrec", natrec.as_path()))
             .chain(a.baseline.as_deref().map(|b| ("natrec-base", b)))
             .collect();
-        for (v, (label, exe)) in variants
+        for ((v, pinned), (label, exe)) in variants
             .iter()
             .flat_map(|v| bins.iter().map(move |b| (v, b)))
         {
+            let on = if *pinned { " on one CPU" } else { "" };
             let name = match v {
-                Some(t) => format!("{label} replay --threads {t}"),
-                None => format!("{label} replay"),
+                Some(t) => format!("{label} replay --threads {t}{on}"),
+                None => format!("{label} replay{on}"),
             };
             let store = a.dir.join(format!(
-                "store-{label}-{}",
-                v.as_deref().unwrap_or("default")
+                "store-{label}-{}{}",
+                v.as_deref().unwrap_or("default"),
+                if *pinned { "-cpu0" } else { "" }
             ));
             let _ = std::fs::remove_dir_all(&store);
-            let mut c = Command::new(exe);
+            // taskset execs the replay in its own process: the pid (and so the
+            // memory sampled) is the replay's.
+            let mut c = if *pinned {
+                let mut c = Command::new("taskset");
+                c.args(["-c", "0"]).arg(exe);
+                c
+            } else {
+                Command::new(exe)
+            };
             c.args(["replay", "--quiet", "--store"]).arg(&store);
             if let Some(t) = v {
                 c.args(["--threads", t]);
@@ -584,7 +640,7 @@ fn main() -> Result<()> {
         let one = median(one.to_vec());
         for (n, t) in &sorted {
             if let Some(k) = n.strip_prefix(&format!("{label} replay --threads ")) {
-                if k != "1" {
+                if k != "1" && !k.ends_with(" on one CPU") {
                     println!(
                         "- {label} --threads {k} ÷ --threads 1: {:.2}× (medians, same run)",
                         one / median(t.to_vec())
