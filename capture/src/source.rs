@@ -527,6 +527,16 @@ impl<'a> Packets<'a> {
         self.pos as u64
     }
 
+    /// The link type of every packet this iterator gives, when the file fixes one: a legacy
+    /// pcap file's header names one for all its records. `None` for pcapng (a link type per
+    /// interface).
+    pub fn fixed_linktype(&self) -> Option<u16> {
+        match self.state {
+            State::Pcap(records) => Some(records.linktype),
+            State::PcapNg { .. } => None,
+        }
+    }
+
     /// The next packet, in file order; `None` at the end of the file or at the first error,
     /// which [`Packets::take_error`] then returns. Reads nothing more after either.
     #[inline]
@@ -1160,6 +1170,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(all(&file)[0].as_ref().unwrap().linktype, 1);
+        assert_eq!(file.packets().fixed_linktype(), Some(1));
+    }
+
+    #[test]
+    fn fixed_linktype_is_every_packets_for_pcap_and_none_for_pcapng() {
+        for be in [false, true] {
+            let bytes = pcap(
+                be,
+                false,
+                113,
+                &[(0, 0, &[0; 20], 20), (1, 0, &[1; 30], 30)],
+            );
+            let file = CaptureFile::from_bytes("t.pcap", bytes).unwrap();
+            assert_eq!(file.packets().fixed_linktype(), Some(113));
+            assert!(all(&file)
+                .iter()
+                .all(|p| p.as_ref().unwrap().linktype == 113));
+            let file = CaptureFile::from_bytes("t.pcapng", two_interfaces(be)).unwrap();
+            assert_eq!(file.packets().fixed_linktype(), None);
+        }
     }
 
     #[test]
