@@ -141,6 +141,9 @@ struct Head<'a> {
     index: usize,
     /// Set when the file can no longer be read (an error was reported).
     stopped: bool,
+    /// Every packet of the file has a supported link type (a legacy pcap file whose header
+    /// names one: [`Packets::fixed_linktype`]), so the per-packet check is skipped.
+    linktypes_supported: bool,
 }
 
 /// Packets per batch handed from the reader thread to the correlator thread.
@@ -211,13 +214,16 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         let mut summary = Summary::default();
         let mut heads: Vec<Head<'a>> = Vec::with_capacity(inputs.len());
         for (index, input) in inputs.iter().enumerate() {
+            let packets = input.file.packets();
+            let linktypes_supported = packets.fixed_linktype().is_some_and(linktype_supported);
             let mut head = Head {
-                packets: input.file.packets(),
+                packets,
                 next: RawPacket::EMPTY,
                 live: false,
                 side: input.side,
                 index,
                 stopped: false,
+                linktypes_supported,
             };
             pull(&mut head, &mut summary);
             heads.push(head);
@@ -287,7 +293,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         summary.packets += 1;
         self.ts_min = self.ts_min.min(pkt.ts_ns);
         self.ts_max = self.ts_max.max(pkt.ts_ns);
-        if !linktype_supported(pkt.linktype) {
+        if !head.linktypes_supported && !linktype_supported(pkt.linktype) {
             // Nothing in this file can be decoded: stop it and say so (after what reading
             // its next record reports, as before the packet was used in place).
             let (ts_ns, offset, linktype) = (pkt.ts_ns, pkt.offset, pkt.linktype);

@@ -1961,9 +1961,10 @@ impl Correlator {
         self.index_heads[h] = slot;
     }
 
-    /// Takes the flow in `slot` off its index chain.
-    fn index_unlink(&mut self, slot: u32) {
-        let h = self.index_head(&self.flow(slot).key());
+    /// Takes the flow in `slot` off its index chain, whose head `h` is
+    /// `index_head` of the flow's key (computed earlier by the caller).
+    fn index_unlink_at(&mut self, slot: u32, h: usize) {
+        debug_assert_eq!(h, self.index_head(&self.flow(slot).key()));
         let next = self.flow(slot).link(LINK_INDEX_NEXT);
         if self.index_heads[h] == slot {
             self.index_heads[h] = next;
@@ -2164,6 +2165,12 @@ impl Correlator {
     /// Removes the active flow in `slot`; returns its mapping (end `Open`)
     /// and its FIN/RST state.
     fn remove_flow(&mut self, slot: u32) -> (Mapping, EndReason) {
+        self.remove_flow_at(slot, self.index_head(&self.flow(slot).key()))
+    }
+
+    /// [`remove_flow`](Correlator::remove_flow) given the flow's index head
+    /// (`index_head` of its key, computed earlier by the caller).
+    fn remove_flow_at(&mut self, slot: u32, head: usize) -> (Mapping, EndReason) {
         self.wheel_unlink(slot);
         let f = *self.flow(slot);
         assert!(f.live(), "removing a free slot");
@@ -2172,7 +2179,7 @@ impl Correlator {
         if f.wide() {
             self.flow_wide.remove(&slot);
         }
-        self.index_unlink(slot);
+        self.index_unlink_at(slot, head);
         if f.bits & FAM_INTERNAL_V6 != 0 {
             self.v6.release(f.internal);
         }
@@ -2549,24 +2556,36 @@ impl Correlator {
         );
         // In sorted order the slots are scattered: each is prefetched
         // `EXPIRE_PREFETCH_AHEAD` flows ahead, its index head half as far
-        // ahead (both hints).
+        // ahead (both hints). Each flow's index head is computed once, half
+        // as far ahead, and kept in `heads` (by position, modulo its length)
+        // for the chain's prefetch and the unlinking: removing flows leaves
+        // the index's size as it is, so a head stays right.
+        const HALF: usize = EXPIRE_PREFETCH_AHEAD / 2;
+        const RING: usize = EXPIRE_PREFETCH_AHEAD;
+        const _: () = assert!(RING.is_power_of_two() && HALF < RING && HALF >= 1);
+        let mut heads = [0usize; RING];
+        for (j, &(_, _, slot)) in expired.iter().enumerate().take(HALF) {
+            heads[j] = self.index_head(&self.flow(slot).key());
+        }
         for k in 0..expired.len() {
             if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD) {
                 slab::prefetch(self.flow(ahead));
             }
-            if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD / 2) {
-                slab::prefetch(&self.index_heads[self.index_head(&self.flow(ahead).key())]);
+            if let Some(&(_, _, ahead)) = expired.get(k + HALF) {
+                let h = self.index_head(&self.flow(ahead).key());
+                heads[(k + HALF) & (RING - 1)] = h;
+                slab::prefetch(&self.index_heads[h]);
             }
             // Unlinking from the index walks the chain from its head: the
             // chain's first flow (when another) a quarter as far ahead.
             if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD / 4) {
-                let first = self.index_heads[self.index_head(&self.flow(ahead).key())];
+                let first = self.index_heads[heads[(k + EXPIRE_PREFETCH_AHEAD / 4) & (RING - 1)]];
                 if first != ahead && first != LINK_NONE {
                     slab::prefetch(self.flow(first));
                 }
             }
             let slot = expired[k].2;
-            let (m, closed) = self.remove_flow(slot);
+            let (m, closed) = self.remove_flow_at(slot, heads[k & (RING - 1)]);
             let reason = match closed {
                 EndReason::Open => EndReason::Idle,
                 r => r,

@@ -291,6 +291,17 @@ impl CaptureFile {
 /// How far ahead of the record being read the reader asks for the cache line.
 const PREFETCH_AHEAD_BYTES: usize = 2048;
 
+/// The 32-bit field at `at` of a pcap record header, in the file's byte order.
+#[inline(always)]
+fn pcap_field<const BIG_ENDIAN: bool>(header: &[u8; PCAP_RECORD_HEADER_BYTES], at: usize) -> u32 {
+    let b = [header[at], header[at + 1], header[at + 2], header[at + 3]];
+    if BIG_ENDIAN {
+        u32::from_be_bytes(b)
+    } else {
+        u32::from_le_bytes(b)
+    }
+}
+
 /// Asks the CPU to bring the cache lines of `data[at..at + 256]` in (a hint: no effect on what is read).
 #[inline(always)]
 fn prefetch_ahead(data: &[u8], at: usize) {
@@ -527,6 +538,16 @@ impl<'a> Packets<'a> {
         self.pos as u64
     }
 
+    /// The link type of every packet this iterator gives, when the file fixes one: a legacy
+    /// pcap file's header names one for all its records. `None` for pcapng (a link type per
+    /// interface).
+    pub fn fixed_linktype(&self) -> Option<u16> {
+        match self.state {
+            State::Pcap(records) => Some(records.linktype),
+            State::PcapNg { .. } => None,
+        }
+    }
+
     /// The next packet, in file order; `None` at the end of the file or at the first error,
     /// which [`Packets::take_error`] then returns. Reads nothing more after either.
     #[inline]
@@ -539,8 +560,31 @@ impl<'a> Packets<'a> {
     /// gives `None`. For a caller that keeps the packet in place (the replay's merge keeps each
     /// file's next packet in its head): the record's fields go straight there, with no
     /// intermediate copy of the packet.
+    ///
+    /// The common case (a legacy pcap record, whole, inside the mapped window, no error) is
+    /// read here with no call and no stack frame; everything else (the window's upkeep,
+    /// pcapng, the end of the file, errors) goes to an out-of-line function that does it all
+    /// from the start.
     #[inline]
     pub fn read_into(&mut self, out: &mut RawPacket<'a>) -> bool {
+        if let State::Pcap(records) = self.state {
+            if !self.done && self.pos < self.map_work_at {
+                let read = if records.big_endian {
+                    self.pcap_record::<true>(records, out)
+                } else {
+                    self.pcap_record::<false>(records, out)
+                };
+                if read {
+                    return true;
+                }
+            }
+        }
+        self.read_into_slow(out)
+    }
+
+    /// [`Packets::read_into`] in full.
+    #[inline(never)]
+    fn read_into_slow(&mut self, out: &mut RawPacket<'a>) -> bool {
         if self.done {
             return false;
         }
@@ -621,36 +665,32 @@ impl<'a> Packets<'a> {
         f: PcapRecords,
         out: &mut RawPacket<'a>,
     ) -> bool {
+        self.pcap_record::<BIG_ENDIAN>(f, out) || self.pcap_stop::<BIG_ENDIAN>(f)
+    }
+
+    /// [`Packets::next_pcap`] of a whole record within the limit: `true`, the record read;
+    /// else `false` with nothing changed (`self` and `out` as they were).
+    #[inline(always)]
+    fn pcap_record<const BIG_ENDIAN: bool>(
+        &mut self,
+        f: PcapRecords,
+        out: &mut RawPacket<'a>,
+    ) -> bool {
         let data = self.data;
         let pos = self.pos;
         let rest = data.get(pos..).unwrap_or_default();
         let Some(header) = rest.first_chunk::<PCAP_RECORD_HEADER_BYTES>() else {
-            if rest.is_empty() {
-                self.done = true;
-                return false;
-            }
-            return self.fail(self.truncated(PCAP_RECORD_HEADER_BYTES, rest.len()));
+            return false;
         };
-        let field = |at: usize| {
-            let b = [header[at], header[at + 1], header[at + 2], header[at + 3]];
-            if BIG_ENDIAN {
-                u32::from_be_bytes(b)
-            } else {
-                u32::from_le_bytes(b)
-            }
-        };
+        let field = |at: usize| pcap_field::<BIG_ENDIAN>(header, at);
         let caplen = field(8);
         if caplen > f.caplen_max {
-            return self.fail(self.corrupt(format!(
-                "record claims {caplen} captured bytes, more than the limit of {} bytes \
-                 (the larger of the snapshot length and {PACKET_BYTES_MIN_LIMIT})",
-                f.caplen_max
-            )));
+            return false;
         }
         // caplen <= RECORD_BYTES_MAX, so the sum cannot overflow.
         let record_len = PCAP_RECORD_HEADER_BYTES + caplen as usize;
         let Some(bytes) = rest.get(PCAP_RECORD_HEADER_BYTES..record_len) else {
-            return self.fail(self.truncated(record_len, rest.len()));
+            return false;
         };
         // u32 seconds * 1e9 + u32 * 1e3 stays far below i64::MAX.
         let ts_ns = i64::from(field(0)) * NANOS_PER_SEC + i64::from(field(4)) * f.frac_to_ns;
@@ -667,6 +707,32 @@ impl<'a> Packets<'a> {
             offset: pos as u64,
         };
         true
+    }
+
+    /// Where [`Packets::pcap_record`] reads nothing: the clean end of the file (`done`), or
+    /// the error (a cut header, a `caplen` over the limit, a cut record). Always `false`.
+    #[cold]
+    #[inline(never)]
+    fn pcap_stop<const BIG_ENDIAN: bool>(&mut self, f: PcapRecords) -> bool {
+        let rest = self.data.get(self.pos..).unwrap_or_default();
+        let Some(header) = rest.first_chunk::<PCAP_RECORD_HEADER_BYTES>() else {
+            if rest.is_empty() {
+                self.done = true;
+                return false;
+            }
+            return self.fail(self.truncated(PCAP_RECORD_HEADER_BYTES, rest.len()));
+        };
+        let caplen = pcap_field::<BIG_ENDIAN>(header, 8);
+        if caplen > f.caplen_max {
+            return self.fail(self.corrupt(format!(
+                "record claims {caplen} captured bytes, more than the limit of {} bytes \
+                 (the larger of the snapshot length and {PACKET_BYTES_MIN_LIMIT})",
+                f.caplen_max
+            )));
+        }
+        let record_len = PCAP_RECORD_HEADER_BYTES + caplen as usize;
+        debug_assert!(rest.len() < record_len, "pcap_record reads a whole record");
+        self.fail(self.truncated(record_len, rest.len()))
     }
 
     /// Reads one pcapng block; `Ok(None)` if it holds no packet (or at the end of the file).
@@ -1160,6 +1226,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(all(&file)[0].as_ref().unwrap().linktype, 1);
+        assert_eq!(file.packets().fixed_linktype(), Some(1));
+    }
+
+    #[test]
+    fn fixed_linktype_is_every_packets_for_pcap_and_none_for_pcapng() {
+        for be in [false, true] {
+            let bytes = pcap(
+                be,
+                false,
+                113,
+                &[(0, 0, &[0; 20], 20), (1, 0, &[1; 30], 30)],
+            );
+            let file = CaptureFile::from_bytes("t.pcap", bytes).unwrap();
+            assert_eq!(file.packets().fixed_linktype(), Some(113));
+            assert!(all(&file)
+                .iter()
+                .all(|p| p.as_ref().unwrap().linktype == 113));
+            let file = CaptureFile::from_bytes("t.pcapng", two_interfaces(be)).unwrap();
+            assert_eq!(file.packets().fixed_linktype(), None);
+        }
     }
 
     #[test]
