@@ -375,6 +375,7 @@ fn rank(r: &Record) -> (bool, i64) {
 /// megabytes each time.
 pub(crate) fn reduce_into(
     records: &[Record],
+    ranges: Option<Ranges>,
     index: &mut SealIndex,
     out: &mut Vec<Record>,
     out_b: &mut Vec<Record>,
@@ -386,11 +387,12 @@ pub(crate) fn reduce_into(
     } else {
         IndexPath::Auto
     };
-    reduce_with(records, index, out, out_b, path, scan);
+    reduce_with(records, ranges, index, out, out_b, path, scan);
 }
 
 fn reduce_with(
     records: &[Record],
+    ranges: Option<Ranges>,
     index: &mut SealIndex,
     out: &mut Vec<Record>,
     out_b: &mut Vec<Record>,
@@ -416,7 +418,11 @@ fn reduce_with(
     #[cfg(not(test))]
     let split_min = SEAL_SPLIT_RECORDS_MIN;
     let split = path == IndexPath::Split && n >= split_min;
-    // Ranges of the prefix fields (two halves on two threads when split).
+    // Ranges of the prefix fields: as given (folded by the read-back's CRC
+    // check, `seal_log`), or computed (two halves on two threads when split).
+    if let Some(g) = &ranges {
+        debug_assert_eq!(*g, Ranges::of(records), "ranges given are the records'");
+    }
     let Ranges {
         ip_min,
         ip_max,
@@ -424,7 +430,9 @@ fn reduce_with(
         port_max,
         first_min,
         first_max,
-    } = if split {
+    } = if let Some(g) = ranges {
+        g
+    } else if split {
         let (x, y) = records.split_at(n / 2);
         std::thread::scope(|scope| {
             let other = scope.spawn(|| Ranges::of(y));
@@ -601,8 +609,10 @@ fn zeroed(v: &mut Vec<u128>, n: usize) {
     }
 }
 
-/// Ranges of the sealed sort prefix's fields over some records.
-struct Ranges {
+/// Ranges of the sealed sort prefix's fields over some records (the
+/// default: over none, the identity of [`Ranges::merge`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Ranges {
     ip_min: u128,
     ip_max: u128,
     port_min: u16,
@@ -611,16 +621,30 @@ struct Ranges {
     first_max: u64,
 }
 
-impl Ranges {
-    fn of(records: &[Record]) -> Ranges {
-        let mut g = Ranges {
+impl Default for Ranges {
+    fn default() -> Ranges {
+        Ranges {
             ip_min: u128::MAX,
             ip_max: 0,
             port_min: u16::MAX,
             port_max: 0,
             first_min: u64::MAX,
             first_max: 0,
-        };
+        }
+    }
+}
+
+impl Ranges {
+    fn of(records: &[Record]) -> Ranges {
+        let mut g = Ranges::default();
+        g.see(records);
+        g
+    }
+
+    /// Widens the ranges to cover `records` too: folding the pieces of a
+    /// sequence in any cut gives [`Ranges::of`] the whole (min and max).
+    pub(crate) fn see(&mut self, records: &[Record]) {
+        let g = self;
         for r in records {
             let ip = u128::from_be_bytes(r.public_ip);
             g.ip_min = g.ip_min.min(ip);
@@ -632,7 +656,6 @@ impl Ranges {
             g.first_min = g.first_min.min(first);
             g.first_max = g.first_max.max(first);
         }
-        g
     }
 
     fn merge(&self, o: &Ranges) -> Ranges {
@@ -1871,8 +1894,12 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
     let mut scan = HeldScan::new(job.start, job.span_ns, job.hold, job.carry_open);
     // The second half of a split seal's kept records (empty otherwise).
     let mut records_b = Vec::new();
+    // The prefix fields' ranges are folded in as the CRCs are checked.
+    let (committed, ranges_a, ranges_b) =
+        log.committed_folding(job.two_threads, |g: &mut Ranges, rs| g.see(rs))?;
     reduce_into(
-        log.committed_with(job.two_threads)?.records(),
+        committed.records(),
+        Some(ranges_a.merge(&ranges_b)),
         &mut job.index,
         &mut job.records,
         &mut records_b,
@@ -2031,6 +2058,7 @@ mod tests {
             let mut out_b = Vec::new();
             reduce_with(
                 &records,
+                None,
                 &mut SealIndex::default(),
                 &mut out,
                 &mut out_b,
@@ -2101,6 +2129,7 @@ mod tests {
             let (mut one_b, mut two_b) = (Vec::new(), Vec::new());
             reduce_into(
                 &records,
+                None,
                 &mut SealIndex::default(),
                 &mut one,
                 &mut one_b,
@@ -2109,6 +2138,7 @@ mod tests {
             );
             reduce_into(
                 &records,
+                Some(Ranges::of(&records)),
                 &mut SealIndex::default(),
                 &mut two,
                 &mut two_b,
@@ -2175,7 +2205,9 @@ mod tests {
                     let mut out = Vec::new();
                     let mut scan = HeldScan::new(0, 2, hold, carry_open);
                     let mut out_b = Vec::new();
-                    reduce_with(&records, &mut SealIndex::default(), &mut out, &mut out_b, path, &mut scan);
+                    // The ranges computed, or given as the read-back folds them.
+                    let ranges = carry_open.then(|| Ranges::of(&records));
+                    reduce_with(&records, ranges, &mut SealIndex::default(), &mut out, &mut out_b, path, &mut scan);
                     out.append(&mut out_b);
                     prop_assert_eq!(&out, &model, "{:?}", path);
                     prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "{:?}", path);
