@@ -91,17 +91,28 @@ fn chunk_crc(crc: RecordCrc) -> u32 {
 /// record (no CRC of an arbitrary count is computed for CRC-32C: the
 /// crate's combine is slow). Damage to several records of one run can
 /// cancel out (2^-32), as in [`committed_slots`].
-fn all_crcs_right(rs: &[Record], crc: RecordCrc) -> bool {
+///
+/// `see` is given every record of `rs` once, in order, in pieces (for
+/// CRC-32C each chunk right after its CRC, while its bytes are in the
+/// cache; whatever the outcome, which only matters when it is `true`).
+fn all_crcs_right(rs: &[Record], crc: RecordCrc, see: &mut impl FnMut(&[Record])) -> bool {
     match crc {
-        RecordCrc::Ieee => crc.hash(rs.as_bytes()) == crc.valid_records_crc(rs.len() as u64),
+        RecordCrc::Ieee => {
+            let right = crc.hash(rs.as_bytes()) == crc.valid_records_crc(rs.len() as u64);
+            see(rs);
+            right
+        }
         RecordCrc::Castagnoli => {
             let chunk = chunk_crc(crc);
             let mut chunks = rs.chunks_exact(CHECK_CHUNK_SLOTS);
-            chunks.by_ref().all(|c| crc.hash(c.as_bytes()) == chunk)
-                && chunks
-                    .remainder()
-                    .iter()
-                    .all(|r| r.check_crc_with(crc).is_ok())
+            let mut right = true;
+            for c in chunks.by_ref() {
+                right &= crc.hash(c.as_bytes()) == chunk;
+                see(c);
+            }
+            let rest = chunks.remainder();
+            see(rest);
+            right && rest.iter().all(|r| r.check_crc_with(crc).is_ok())
         }
     }
 }
@@ -591,21 +602,43 @@ impl ActiveLog {
     /// right implies the whole one is: a CRC of the concatenation is a
     /// function of the halves' CRCs and lengths).
     /// For the final seal of a replay, when nothing else runs.
+    #[cfg(test)]
     pub fn committed_with(&self, two_threads: bool) -> Result<CommittedRecords, StoreError> {
+        self.committed_folding(two_threads, |_: &mut (), _| {})
+            .map(|(c, ..)| c)
+    }
+
+    /// [`Self::committed_with`], also folding the records into two states
+    /// as their CRCs are checked (each piece while it is in the cache, no
+    /// second pass over the log): `fold` is given every record once, in log
+    /// order within each state, the first half's into the first state and
+    /// the second half's into the second when the CRCs are checked on two
+    /// threads; otherwise all into the first, the second left `S::default()`.
+    pub fn committed_folding<S: Default + Send>(
+        &self,
+        two_threads: bool,
+        fold: impl Fn(&mut S, &[Record]) + Sync,
+    ) -> Result<(CommittedRecords, S, S), StoreError> {
         let map = self.map_committed()?;
         let c = CommittedRecords { map };
         let recs = c.records();
         let crc = self.crc;
-        let valid = |rs: &[Record]| all_crcs_right(rs, crc);
-        let ok = if two_threads && recs.len() >= CRC_SPLIT_RECORDS_MIN {
+        let valid = |rs: &[Record]| {
+            let mut s = S::default();
+            let right = all_crcs_right(rs, crc, &mut |piece| fold(&mut s, piece));
+            (right, s)
+        };
+        let (ok, sa, sb) = if two_threads && recs.len() >= CRC_SPLIT_RECORDS_MIN {
             let (a, b) = recs.split_at(recs.len() / 2);
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| valid(b));
-                let first = valid(a);
-                first & other.join().expect("a CRC does not panic")
+                let (ra, sa) = valid(a);
+                let (rb, sb) = other.join().expect("a CRC does not panic");
+                (ra & rb, sa, sb)
             })
         } else {
-            valid(recs)
+            let (r, s) = valid(recs);
+            (r, s, S::default())
         };
         if !ok {
             for (i, r) in recs.iter().enumerate() {
@@ -614,7 +647,7 @@ impl ActiveLog {
             }
             unreachable!("records whose CRCs are all right have the CRC valid_records_crc says");
         }
-        Ok(c)
+        Ok((c, sa, sb))
     }
 
     /// Committed records, each re-validated as read back from the map.
@@ -1429,6 +1462,43 @@ mod tests {
         }
         log.write_out().unwrap();
         assert_eq!(log.committed_with(true).unwrap().records().len() as u64, n);
+        // The fold sees every record once, in order: the first half's in
+        // the first state, the second's in the second (on one thread all
+        // in the first); so do the pieces of a short log, and an IEEE one's.
+        let collect = |v: &mut Vec<Record>, rs: &[Record]| v.extend_from_slice(rs);
+        for two in [false, true] {
+            let (c, mut a, b) = log.committed_folding(two, collect).unwrap();
+            assert_eq!(b.is_empty(), !two);
+            if two {
+                assert_eq!(a.len() as u64, n / 2);
+            }
+            a.extend_from_slice(&b);
+            assert_eq!(a, c.records());
+        }
+        let q = d.path().join("short.log");
+        let mut short = ActiveLog::create(&q, 0, 10, 0).unwrap();
+        for i in 0..CHECK_CHUNK_SLOTS as u64 * 2 + 5 {
+            short.append(&rec(i as u16, i as i64)).unwrap();
+        }
+        short.write_out().unwrap();
+        let (c, a, b) = short.committed_folding(true, collect).unwrap();
+        assert!(b.is_empty() && a == c.records() && a.len() == CHECK_CHUNK_SLOTS * 2 + 5);
+        let mut seen = Vec::new();
+        assert!(all_crcs_right(
+            c.records(),
+            RecordCrc::Castagnoli,
+            &mut |rs: &[Record]| seen.extend_from_slice(rs)
+        ));
+        assert_eq!(seen, c.records());
+        // Records in memory hold CRC-32/IEEE (an older log's kind).
+        let ieee: Vec<Record> = (0..300u16).map(|i| rec(i, i64::from(i))).collect();
+        seen.clear();
+        assert!(all_crcs_right(
+            &ieee,
+            RecordCrc::Ieee,
+            &mut |rs: &[Record]| seen.extend_from_slice(rs)
+        ));
+        assert_eq!(seen, ieee);
         // The second half's record first, then also one in the first half
         // (the first damaged one is named).
         for at in [n - 2, 7] {

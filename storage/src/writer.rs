@@ -278,6 +278,9 @@ const SEAL_SPLIT_RECORDS_MIN: usize = 1 << 16;
 /// split seal are cut at.
 const SPLIT_DIGIT_BITS: u32 = 11;
 
+/// Records a split seal samples (about) to choose its cut.
+const SPLIT_SAMPLE: usize = 1 << 14;
+
 /// Below this many records the compact index is sorted by comparison
 /// (the radix sort's counters cost more than the sort there).
 const RADIX_RECORDS_MIN: usize = 1024;
@@ -375,6 +378,7 @@ fn rank(r: &Record) -> (bool, i64) {
 /// megabytes each time.
 pub(crate) fn reduce_into(
     records: &[Record],
+    ranges: Option<Ranges>,
     index: &mut SealIndex,
     out: &mut Vec<Record>,
     out_b: &mut Vec<Record>,
@@ -386,11 +390,12 @@ pub(crate) fn reduce_into(
     } else {
         IndexPath::Auto
     };
-    reduce_with(records, index, out, out_b, path, scan);
+    reduce_with(records, ranges, index, out, out_b, path, scan);
 }
 
 fn reduce_with(
     records: &[Record],
+    ranges: Option<Ranges>,
     index: &mut SealIndex,
     out: &mut Vec<Record>,
     out_b: &mut Vec<Record>,
@@ -416,7 +421,11 @@ fn reduce_with(
     #[cfg(not(test))]
     let split_min = SEAL_SPLIT_RECORDS_MIN;
     let split = path == IndexPath::Split && n >= split_min;
-    // Ranges of the prefix fields (two halves on two threads when split).
+    // Ranges of the prefix fields: as given (folded by the read-back's CRC
+    // check, `seal_log`), or computed (two halves on two threads when split).
+    if let Some(g) = &ranges {
+        debug_assert_eq!(*g, Ranges::of(records), "ranges given are the records'");
+    }
     let Ranges {
         ip_min,
         ip_max,
@@ -424,7 +433,9 @@ fn reduce_with(
         port_max,
         first_min,
         first_max,
-    } = if split {
+    } = if let Some(g) = ranges {
+        g
+    } else if split {
         let (x, y) = records.split_at(n / 2);
         std::thread::scope(|scope| {
             let other = scope.spawn(|| Ranges::of(y));
@@ -484,87 +495,87 @@ fn reduce_with(
     let top_shift = slot_bits + prefix_bits - top_bits;
     let keys = &mut index.keys;
     keys.clear();
-    // When split: the keys of each half of the log built on its own thread,
-    // each counting its keys' top digits (`hist_x`, `hist_y`).
-    let (mut hist_x, mut hist_y) = (Vec::new(), Vec::new());
-    if split {
+    let slot_mask = (1u128 << slot_bits) - 1;
+    if split && prefix_bits > 0 {
+        // Two sides at a boundary of the prefix's top digit: every record
+        // of one prefix (one mapping's states) on one side, and the first
+        // side's prefixes all before the second's. The edge (the digit
+        // value starting the second side) is the bucket edge nearest half
+        // of a sample of the records; any edge gives the same bytes.
+        let step = (n / SPLIT_SAMPLE).max(1);
+        let mut hist = vec![0usize; 1 << top_bits];
+        for (i, r) in records.iter().enumerate().step_by(step) {
+            hist[(key(i, r) >> top_shift) as usize] += 1;
+        }
+        let sampled = n.div_ceil(step);
+        let (mut below, mut edge, mut s_a) = (0usize, 0usize, 0usize);
+        for (d, &c) in hist.iter().enumerate() {
+            if below.abs_diff(sampled / 2) < s_a.abs_diff(sampled / 2) {
+                (edge, s_a) = (d, below);
+            }
+            below += c;
+        }
+        // Each half of the log's keys built on its own thread straight
+        // into its side: the first half's first side from the front of
+        // its part and second side from the back, the second half's the
+        // other way round, so the two halves' second sides meet in the
+        // middle: [a of x | b of x | b of y | a of y]. Keys are distinct
+        // (the slot is in them), so the order within a side does not
+        // matter to the sort.
         zeroed(keys, n);
         let (kx, ky) = keys.split_at_mut(n / 2);
         let (x, y) = records.split_at(n / 2);
-        let fill = |ks: &mut [u128], rs: &[Record], base: usize, hist: &mut Vec<usize>| {
-            hist.resize(1 << top_bits, 0);
-            for (j, (k, r)) in ks.iter_mut().zip(rs).enumerate() {
-                *k = key(base + j, r);
-                hist[(*k >> top_shift) as usize] += 1;
+        let fill = |ks: &mut [u128], rs: &[Record], base: usize, a_first: bool| -> usize {
+            let edge = edge as u128;
+            let (mut front, mut back) = (0, ks.len());
+            for (j, r) in rs.iter().enumerate() {
+                let k = key(base + j, r);
+                if (k >> top_shift < edge) == a_first {
+                    ks[front] = k;
+                    front += 1;
+                } else {
+                    back -= 1;
+                    ks[back] = k;
+                }
+            }
+            if a_first {
+                front
+            } else {
+                ks.len() - back
             }
         };
-        std::thread::scope(|scope| {
-            scope.spawn(|| fill(ky, y, n / 2, &mut hist_y));
-            fill(kx, x, 0, &mut hist_x);
+        let (a_x, a_y) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| fill(ky, y, n / 2, false));
+            let a_x = fill(kx, x, 0, true);
+            (a_x, other.join().expect("the seal's keys do not panic"))
         });
-    } else {
-        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
-    }
-    let slot_mask = (1u128 << slot_bits) - 1;
-    if split && prefix_bits > 0 {
-        // Two halves at a boundary of the prefix's top digit: every record
-        // of one prefix (one mapping's states) is in one half, and the
-        // first half's prefixes all sort before the second's.
-        // The digit value starting the second half: the bucket edge nearest
-        // half the records.
-        let (mut below, mut edge, mut n_a) = (0usize, 0usize, 0usize);
-        for (d, (&cx, &cy)) in hist_x.iter().zip(&hist_y).enumerate() {
-            if below.abs_diff(n / 2) < n_a.abs_diff(n / 2) {
-                (edge, n_a) = (d, below);
-            }
-            below += cx + cy;
-        }
+        let n_a = a_x + a_y;
         if n_a > 0 && n_a < n {
+            // The second half's first-side keys (the back `a_y`) swapped
+            // with the second-side keys just after the first half's, so
+            // the first side is `..n_a`: `m` keys each way.
+            let m = a_y.min(n - n_a);
+            let (lo, hi) = keys.split_at_mut(n - m);
+            lo[a_x..a_x + m].swap_with_slice(hi);
             let tmp = &mut index.tmp;
             zeroed(tmp, n);
-            // Stable partition into `tmp` (slot order kept in each half),
-            // each half of the keys on its own thread: the first half's
-            // keys below the edge go first, then the second half's; the
-            // same above it.
-            let a_x: usize = hist_x[..edge].iter().sum();
-            let b_x = n / 2 - a_x;
-            let (ta, tb) = tmp.split_at_mut(n_a);
-            let (ta_x, ta_y) = ta.split_at_mut(a_x);
-            let (tb_x, tb_y) = tb.split_at_mut(b_x);
-            let (kx, ky) = keys.split_at(n / 2);
-            let part = |ks: &[u128], to_a: &mut [u128], to_b: &mut [u128]| {
-                let edge = edge as u128;
-                let (mut ia, mut ib) = (0, 0);
-                for &k in ks {
-                    if k >> top_shift < edge {
-                        to_a[ia] = k;
-                        ia += 1;
-                    } else {
-                        to_b[ib] = k;
-                        ib += 1;
-                    }
-                }
-                assert!(ia == to_a.len() && ib == to_b.len(), "counted as placed");
-            };
-            std::thread::scope(|scope| {
-                scope.spawn(|| part(ky, ta_y, tb_y));
-                part(kx, ta_x, tb_x);
-            });
             let (ta, tb) = tmp.split_at_mut(n_a);
             let (ka, kb) = keys.split_at_mut(n_a);
-            // The second half's kept records stay in `out_b`: the two are
+            // The second side's kept records stay in `out_b`: the two are
             // encoded as one sequence without being copied together.
             let mut scan_b = scan.fresh();
             std::thread::scope(|scope| {
                 let other = scope.spawn(|| {
-                    sort_reduce(records, tb, kb, slot_bits, prefix_bits, out_b, &mut scan_b);
+                    sort_reduce(records, kb, tb, slot_bits, prefix_bits, out_b, &mut scan_b);
                 });
-                sort_reduce(records, ta, ka, slot_bits, prefix_bits, out, scan);
+                sort_reduce(records, ka, ta, slot_bits, prefix_bits, out, scan);
                 other.join().expect("the seal's reduce does not panic");
             });
             scan.append(scan_b);
             return;
         }
+    } else {
+        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
     }
     let radix = n >= RADIX_RECORDS_MIN;
     #[cfg(test)]
@@ -601,8 +612,10 @@ fn zeroed(v: &mut Vec<u128>, n: usize) {
     }
 }
 
-/// Ranges of the sealed sort prefix's fields over some records.
-struct Ranges {
+/// Ranges of the sealed sort prefix's fields over some records (the
+/// default: over none, the identity of [`Ranges::merge`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Ranges {
     ip_min: u128,
     ip_max: u128,
     port_min: u16,
@@ -611,16 +624,30 @@ struct Ranges {
     first_max: u64,
 }
 
-impl Ranges {
-    fn of(records: &[Record]) -> Ranges {
-        let mut g = Ranges {
+impl Default for Ranges {
+    fn default() -> Ranges {
+        Ranges {
             ip_min: u128::MAX,
             ip_max: 0,
             port_min: u16::MAX,
             port_max: 0,
             first_min: u64::MAX,
             first_max: 0,
-        };
+        }
+    }
+}
+
+impl Ranges {
+    fn of(records: &[Record]) -> Ranges {
+        let mut g = Ranges::default();
+        g.see(records);
+        g
+    }
+
+    /// Widens the ranges to cover `records` too: folding the pieces of a
+    /// sequence in any cut gives [`Ranges::of`] the whole (min and max).
+    pub(crate) fn see(&mut self, records: &[Record]) {
+        let g = self;
         for r in records {
             let ip = u128::from_be_bytes(r.public_ip);
             g.ip_min = g.ip_min.min(ip);
@@ -632,7 +659,6 @@ impl Ranges {
             g.first_min = g.first_min.min(first);
             g.first_max = g.first_max.max(first);
         }
-        g
     }
 
     fn merge(&self, o: &Ranges) -> Ranges {
@@ -1871,8 +1897,12 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
     let mut scan = HeldScan::new(job.start, job.span_ns, job.hold, job.carry_open);
     // The second half of a split seal's kept records (empty otherwise).
     let mut records_b = Vec::new();
+    // The prefix fields' ranges are folded in as the CRCs are checked.
+    let (committed, ranges_a, ranges_b) =
+        log.committed_folding(job.two_threads, |g: &mut Ranges, rs| g.see(rs))?;
     reduce_into(
-        log.committed_with(job.two_threads)?.records(),
+        committed.records(),
+        Some(ranges_a.merge(&ranges_b)),
         &mut job.index,
         &mut job.records,
         &mut records_b,
@@ -2031,6 +2061,7 @@ mod tests {
             let mut out_b = Vec::new();
             reduce_with(
                 &records,
+                None,
                 &mut SealIndex::default(),
                 &mut out,
                 &mut out_b,
@@ -2050,6 +2081,72 @@ mod tests {
     /// A partition past `SEAL_SPLIT_RECORDS_MIN` reduces to the same records
     /// on two threads as on one (the size seal_all splits at, not the
     /// forced split of the property test).
+    /// The split seal's keys written straight into the two sides (each
+    /// half of the log from both ends, then the swap that joins the first
+    /// side), with the cut anywhere from none to most of the records on
+    /// either side: the same records as one thread and the model.
+    #[test]
+    fn split_sides_of_any_sizes_reduce_as_one_thread() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for skew in [0u64, 1, 3, 7, 8, 9] {
+            for n in [2usize, 3, 5, 17, 64, 255, 1000, 3000] {
+                let records: Vec<Record> = (0..n)
+                    .map(|_| {
+                        let r = next();
+                        // `skew` of every 8 records on one address, low (the
+                        // first side large, or all of it) or high (skew 3:
+                        // the second side large).
+                        let ip = if r % 8 < skew.min(8) {
+                            1
+                        } else {
+                            (r >> 8) as u32 % 4096
+                        };
+                        let ip = if skew == 3 { u32::MAX - ip } else { ip };
+                        let m = Mapping {
+                            proto: Proto::Tcp,
+                            internal: "100.64.0.1:1000".parse().unwrap(),
+                            public: std::net::SocketAddr::new(
+                                std::net::Ipv4Addr::from(ip).into(),
+                                1024 + (r >> 24) as u16 % 4 * u16::from(skew != 9),
+                            ),
+                            remote: "198.51.100.1:443".parse().unwrap(),
+                            // Skew 9: one prefix in all (no cut: one side).
+                            first_ns: (r >> 40) as i64 % 3 * i64::from(skew != 9),
+                            last_ns: 10 + (r >> 50) as i64 % 5,
+                            end: EndReason::Open,
+                            packets_out: 1,
+                            packets_in: 0,
+                            flags: 0,
+                        };
+                        Record::encode(&m, 0).unwrap()
+                    })
+                    .collect();
+                let model = reduce_model(&records);
+                for path in [IndexPath::Auto, IndexPath::Split] {
+                    let (mut out, mut out_b) = (Vec::new(), Vec::new());
+                    let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
+                    reduce_with(
+                        &records,
+                        None,
+                        &mut SealIndex::default(),
+                        &mut out,
+                        &mut out_b,
+                        path,
+                        &mut scan,
+                    );
+                    out.append(&mut out_b);
+                    assert_eq!(out, model, "{path:?} n {n} skew {skew}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_large_partition_reduces_the_same_on_two_threads() {
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
@@ -2101,6 +2198,7 @@ mod tests {
             let (mut one_b, mut two_b) = (Vec::new(), Vec::new());
             reduce_into(
                 &records,
+                None,
                 &mut SealIndex::default(),
                 &mut one,
                 &mut one_b,
@@ -2109,6 +2207,7 @@ mod tests {
             );
             reduce_into(
                 &records,
+                Some(Ranges::of(&records)),
                 &mut SealIndex::default(),
                 &mut two,
                 &mut two_b,
@@ -2175,7 +2274,9 @@ mod tests {
                     let mut out = Vec::new();
                     let mut scan = HeldScan::new(0, 2, hold, carry_open);
                     let mut out_b = Vec::new();
-                    reduce_with(&records, &mut SealIndex::default(), &mut out, &mut out_b, path, &mut scan);
+                    // The ranges computed, or given as the read-back folds them.
+                    let ranges = carry_open.then(|| Ranges::of(&records));
+                    reduce_with(&records, ranges, &mut SealIndex::default(), &mut out, &mut out_b, path, &mut scan);
                     out.append(&mut out_b);
                     prop_assert_eq!(&out, &model, "{:?}", path);
                     prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "{:?}", path);
