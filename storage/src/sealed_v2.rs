@@ -416,11 +416,19 @@ struct ColScratch {
     /// hashing (a hint from the previous block's column; same decision and
     /// bytes either way).
     sort_first: bool,
+    /// Set by the caller: try [`gap_bound`] first (a hint as `sort_first`:
+    /// same decision and bytes either way).
+    bound_first: bool,
+    /// Whether [`gap_bound`] was tried on the last column and did not
+    /// reject it.
+    bound_failed: bool,
     /// Distinct values the last column had (0 when its count was
     /// abandoned or not started).
     seen: usize,
     /// Scratch of the (value, row) keys.
     keys: Vec<u64>,
+    /// Bitmap of occupied buckets ([`gap_bound`]).
+    buckets: [u64; 1 << (GAP_BUCKET_BITS_MAX - 6)],
 }
 
 /// How [`dict_size_below`] counted a column's distinct values.
@@ -455,8 +463,11 @@ impl Default for ColScratch {
             ids: [0; DISTINCT_SLOTS],
             at: [0; DISTINCT_HASHED_MAX],
             sort_first: false,
+            bound_first: false,
+            bound_failed: false,
             seen: 0,
             keys: Vec::with_capacity(BLOCK_RECORDS),
+            buckets: [0; 1 << (GAP_BUCKET_BITS_MAX - 6)],
         }
     }
 }
@@ -487,6 +498,11 @@ fn distinct_slot(v: u64) -> usize {
 /// of reference) and at least `lb(k)` bytes (each of its `k` values takes a
 /// byte or more), so counting stops once `k` passes the largest count that
 /// could still win.
+///
+/// Where the caller sets `bound_first` (a hint), a wide column is first
+/// tried against [`gap_bound`], an exact lower bound on the dictionary's
+/// size from one pass over the values: a column it rejects is neither
+/// hashed nor sorted.
 ///
 /// The counting: a column whose range is below [`DISTINCT_SLOTS`] is
 /// counted in the stamps directly indexed by `v - min` (and its distinct
@@ -532,6 +548,15 @@ fn dict_size_below(
     }
     let limit = lo as usize;
     s.distinct.clear();
+    s.bound_failed = false;
+    if s.bound_first && w_for > GAP_BUCKET_BITS_MAX && w_for < 64 {
+        if gap_bound(vals, min, w_for, s) >= best {
+            // Provably too big: keep the hint for the next block.
+            s.seen = vals.len();
+            return None;
+        }
+        s.bound_failed = true;
+    }
     s.gen = s.gen.wrapping_add(1);
     if s.gen == 0 {
         s.stamp = [0; DISTINCT_SLOTS];
@@ -653,6 +678,50 @@ fn dict_size_below(
         prev = v;
     }
     (size < best).then_some(size)
+}
+
+/// Blocks [`encode_blocks`] does not try [`gap_bound`] on a column after
+/// it failed to reject that column.
+const BOUND_SKIP: u32 = 32;
+
+/// Occupied buckets a [`gap_bound`] bitmap holds at most (in bits).
+const GAP_BUCKET_BITS_MAX: u32 = 13;
+
+/// A lower bound on the dictionary encoding's size of `vals` (least `min`,
+/// range `w_for` bits, `GAP_BUCKET_BITS_MAX < w_for < 64`) without counting
+/// its distinct values: each value's bucket `(v - min) >> t` (`t` a
+/// multiple of 7 leaving at most 2^[`GAP_BUCKET_BITS_MAX`] buckets) is
+/// marked in a bitmap. With `b` buckets occupied in `r` runs of
+/// consecutive buckets: the column has `k >= b` distinct values; in
+/// sorted order each of their `k - 1` gaps takes a byte or more, and the
+/// `r - 1` gaps that cross an empty bucket are at least `2^t + 1`, so
+/// `t / 7` bytes more each; the first value (`min`) takes
+/// `varint_len(min)`. The size grows with `k` at a fixed gap excess, so `k
+/// = b` gives the bound.
+fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
+    let t = (w_for - GAP_BUCKET_BITS_MAX).div_ceil(7) * 7;
+    let buckets = (((1u64 << w_for) - 1) >> t) as usize + 1;
+    let words = buckets.div_ceil(64);
+    let map = &mut s.buckets[..words];
+    map.fill(0);
+    for &v in vals {
+        let b = ((v - min) >> t) as usize;
+        map[b / 64] |= 1 << (b % 64);
+    }
+    let (mut b, mut runs, mut carry) = (0u64, 0u64, 0u64);
+    for &w in map.iter() {
+        b += u64::from(w.count_ones());
+        // Run starts: occupied buckets whose predecessor is empty.
+        runs += u64::from((w & !(w << 1 | carry)).count_ones());
+        carry = w >> 63;
+    }
+    let n = vals.len() as u64;
+    varint_len(b)
+        + varint_len(min)
+        + (b as usize - 1)
+        + (runs as usize - 1) * (t / 7) as usize
+        + 1
+        + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
 }
 
 /// A directly counted column's distinct values are listed by a scan of its
@@ -1309,6 +1378,7 @@ fn encode_blocks(
     let mut cols: Box<[[u64; BLOCK_RECORDS]; 11]> = Box::new([[0; BLOCK_RECORDS]; 11]);
     let mut scratch = ColScratch::default();
     let mut seen = [0usize; 11];
+    let mut bound_skip = [0u32; 11];
     let mut buf = BlockBuf::new();
     for (block, ids) in records.blocks(&mut junction).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
@@ -1360,8 +1430,17 @@ fn encode_blocks(
             // Count by sorting where the previous block's column had more
             // distinct values than half its records.
             scratch.sort_first = 8 * seen[k] > 7 * n;
+            // Try the gap bound first where the previous block's column
+            // was nearly all distinct or abandoned, unless the bound failed
+            // on one of the last few blocks' columns.
+            scratch.bound_first = (scratch.sort_first || seen[k] == 0) && bound_skip[k] == 0;
             put_col(&mut buf, &c[..n], &mut scratch);
             seen[k] = scratch.seen;
+            bound_skip[k] = if scratch.bound_failed {
+                BOUND_SKIP
+            } else {
+                bound_skip[k].saturating_sub(1)
+            };
             acct.columns[k] += (buf.pos - before) as u64;
         }
         let payload = buf.bytes();
@@ -3107,11 +3186,12 @@ mod tests {
         #[test]
         fn dict_size_below_decides_what_it_decided_before(
             cols in prop::collection::vec(
-                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>()), 1..6),
+                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>(), any::<bool>()), 1..6),
         ) {
             let mut s = ColScratch::default();
-            for (vals, any_best, pick, sort_first) in &cols {
+            for (vals, any_best, pick, sort_first, bound_first) in &cols {
                 s.sort_first = *sort_first;
+                s.bound_first = *bound_first;
                 let (min, max) = vals
                     .iter()
                     .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
@@ -3141,6 +3221,85 @@ mod tests {
                 put_col_reference(&mut b, vals);
                 prop_assert_eq!(a.bytes(), &b[..]);
             }
+        }
+    }
+
+    /// A wide column: values spread over `2^w` (w from 14 to 63) from
+    /// any base, clustered or uniform, with repeats.
+    fn column_wide() -> impl Strategy<Value = Vec<u64>> {
+        (
+            1usize..=BLOCK_RECORDS,
+            any::<u64>(),
+            14u32..64,
+            1u32..64,
+            1u64..600,
+            any::<u64>(),
+        )
+            .prop_map(|(n, base, w, spread, k, seed)| {
+                let span = (1u64 << w) - 1;
+                let base = base.min(u64::MAX - span);
+                let spread = spread.min(w);
+                let mut x = seed | 1;
+                let mut pool = vec![base, base + span];
+                while (pool.len() as u64) < k {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // Clusters: a random point plus a small offset.
+                    let at = pool[(x % pool.len() as u64) as usize];
+                    let off = (x >> 8) & ((1u64 << spread) - 1);
+                    pool.push(if x & 1 == 0 {
+                        at.saturating_add(off).min(base + span)
+                    } else {
+                        at.saturating_sub(off).max(base)
+                    });
+                }
+                (0..n)
+                    .map(|i| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if i < 2 {
+                            pool[i]
+                        } else {
+                            pool[(x % pool.len() as u64) as usize]
+                        }
+                    })
+                    .collect()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// The gap bound never exceeds the dictionary's exact size, and a
+        /// column it rejects is one the dictionary would not have won.
+        #[test]
+        fn gap_bound_is_a_lower_bound(vals in prop_oneof![3 => column_wide(), 1 => column(), 1 => column_shaped()]) {
+            let (min, max) = vals
+                .iter()
+                .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let w_for = bits(max.wrapping_sub(min));
+            if vals.is_empty() || w_for <= GAP_BUCKET_BITS_MAX || w_for >= 64 {
+                return Ok(()); // not a column the bound is tried on
+            }
+            let mut s = ColScratch::default();
+            let bound = gap_bound(&vals, min, w_for, &mut s);
+            let mut distinct = vals.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let k = distinct.len() as u64;
+            let mut prev = 0u64;
+            let mut exact = varint_len(k) + 1 + (vals.len() as u64 * u64::from(bits(k - 1))).div_ceil(8) as usize;
+            for &v in &distinct {
+                exact += varint_len(v - prev);
+                prev = v;
+            }
+            prop_assert!(bound <= exact, "bound {} exact {}", bound, exact);
+            prop_assert_eq!(dict_size_below(&vals, min, max, exact + 1, &mut s), Some(exact));
+            s.bound_first = true;
+            prop_assert_eq!(dict_size_below(&vals, min, max, exact + 1, &mut s), Some(exact));
+            prop_assert_eq!(dict_size_below(&vals, min, max, exact, &mut s), None);
         }
     }
 
