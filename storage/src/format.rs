@@ -378,6 +378,26 @@ fn sock(ip: IpAddr, port: u16) -> SocketAddr {
     }
 }
 
+/// What [`Record::encode`] and the encodes into a slot check of a
+/// mapping before any byte is written: only `SF_CARRIED`/`SF_LATE` may be
+/// passed (a caller's bug: panics), and `first_ns <= last_ns`.
+#[inline(always)]
+fn check_encodable(m: &Mapping, store_flags: u8) -> Result<(), Fault> {
+    assert_eq!(
+        store_flags & !(SF_CARRIED | SF_LATE),
+        0,
+        "only SF_CARRIED/SF_LATE may be passed"
+    );
+    if m.first_ns > m.last_ns {
+        return Err(Fault::new(
+            "first_ns",
+            offset_of!(Record, first_ns),
+            format!("first_ns {} is after last_ns {}", m.first_ns, m.last_ns),
+        ));
+    }
+    Ok(())
+}
+
 impl Record {
     /// Encodes `m` with the store's `store_flags` bits (`SF_CARRIED`, `SF_LATE`);
     /// address-family bits are derived. Checks the mapping first (habit 10):
@@ -390,18 +410,7 @@ impl Record {
     /// so the record is not decoded again before it is written
     /// (`decode(encode(m)) == m` is a property test).
     pub fn encode(m: &Mapping, store_flags: u8) -> Result<Record, Fault> {
-        assert_eq!(
-            store_flags & !(SF_CARRIED | SF_LATE),
-            0,
-            "only SF_CARRIED/SF_LATE may be passed"
-        );
-        if m.first_ns > m.last_ns {
-            return Err(Fault::new(
-                "first_ns",
-                offset_of!(Record, first_ns),
-                format!("first_ns {} is after last_ns {}", m.first_ns, m.last_ns),
-            ));
-        }
+        check_encodable(m, store_flags)?;
         let mut r = Record::new_zeroed();
         r.fill(m, store_flags, RecordCrc::Ieee);
         Ok(r)
@@ -418,18 +427,7 @@ impl Record {
         out: &mut Record,
         crc: RecordCrc,
     ) -> Result<(), Fault> {
-        assert_eq!(
-            store_flags & !(SF_CARRIED | SF_LATE),
-            0,
-            "only SF_CARRIED/SF_LATE may be passed"
-        );
-        if m.first_ns > m.last_ns {
-            return Err(Fault::new(
-                "first_ns",
-                offset_of!(Record, first_ns),
-                format!("first_ns {} is after last_ns {}", m.first_ns, m.last_ns),
-            ));
-        }
+        check_encodable(m, store_flags)?;
         out.fill(m, store_flags, crc);
         Ok(())
     }
@@ -444,18 +442,7 @@ impl Record {
         store_flags: u8,
         out: &mut Record,
     ) -> Result<(), Fault> {
-        assert_eq!(
-            store_flags & !(SF_CARRIED | SF_LATE),
-            0,
-            "only SF_CARRIED/SF_LATE may be passed"
-        );
-        if m.first_ns > m.last_ns {
-            return Err(Fault::new(
-                "first_ns",
-                offset_of!(Record, first_ns),
-                format!("first_ns {} is after last_ns {}", m.first_ns, m.last_ns),
-            ));
-        }
+        check_encodable(m, store_flags)?;
         out.fill_fields(m, store_flags);
         Ok(())
     }
