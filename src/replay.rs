@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use natrec_capture::correlate::{
-    Correlator, CorrelatorConfig, CorrelatorStats, Prepared, Preparer, Side,
+    Correlator, CorrelatorConfig, CorrelatorStats, FlowEvent, Prepared, Preparer, Side,
 };
 use natrec_capture::decode::{linktype_supported, LinkInfo, Skip};
 use natrec_capture::source::{CaptureFile, Packets, RawPacket};
@@ -155,15 +155,18 @@ pub const BATCHES_IN_FLIGHT_MAX: usize = 8;
 /// Mappings the correlating stage collects before handing them to the writer
 /// in one batch (also handed over at each tick and at the end).
 pub const SINK_MAPPINGS_MAX: usize = 256;
-/// Batches of mappings (and ticks) in flight from the correlating thread to
-/// the writing thread (three threads); the correlating thread blocks when the
-/// writer is this far behind. Enough for ~0.15 s of the bench capture's
-/// mappings, so the writer's periodic `fdatasync` (~0.08 s here) does not
-/// stall the pipeline (at 16, with a batch per 1 024 packets, it did for
-/// ~0.05 s a second). Memory is taken only while the writer is behind: at
-/// most this many batches of `SINK_MAPPINGS_MAX` (+8) mappings, ~35 MB.
+/// Three threads: the pairing thread hands the flow table's work
+/// ([`FlowEvent`]s: observations and idle scans) to the writing thread in
+/// batches of at most this many events (+2: a packet adds at most a scan
+/// and an observation), also at each tick and at the end.
+pub const FLOW_EVENTS_PER_BATCH: usize = 512;
+/// Batches of flow events (and ticks) in flight from the pairing thread to
+/// the writing thread (three threads); the pairing thread blocks when the
+/// writing thread is this far behind (~0.5 M packets of the bench capture).
+/// Memory is taken only while the writer is behind: at most this many
+/// batches of `FLOW_EVENTS_PER_BATCH` (+2) events of 88 bytes, ~11.6 MB.
 /// Batches are recycled like the packet batches.
-pub const MAPPING_BATCHES_IN_FLIGHT_MAX: usize = 1024;
+pub const FLOW_EVENT_BATCHES_IN_FLIGHT_MAX: usize = 256;
 /// Three threads: the reader decodes and prepares a batch itself when at
 /// least this many batches wait for the correlating thread, and hands it over
 /// undecoded otherwise, so decoding goes to whichever of the two threads has
@@ -317,22 +320,24 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     }
 }
 
-/// What the correlating stage hands to the writer.
+/// What the pairing stage hands to the writing thread (three threads).
 enum ToWriter {
-    /// Mapping states to append, in order.
-    Append(Vec<Mapping>),
-    /// The data clock reached this time: seal what is due.
+    /// The flow table's work, in order: observations and idle scans.
+    Events(Vec<FlowEvent>),
+    /// The data clock reached this time: seal what is due (after the
+    /// mappings of every event sent before).
     Advance(i64),
 }
 
-/// Where the correlating stage's mappings go: straight into the writer (one
-/// or two threads), or over a channel to a writing thread (three).
+/// Where the correlating stage's work goes: its mappings straight into the
+/// writer (one or two threads), or its flow events over a channel to a
+/// writing thread that runs the flow table and writes (three).
 enum Out<'w> {
     Direct(&'w mut Writer),
     Channel {
         tx: crossbeam_channel::Sender<ToWriter>,
         /// Emptied batches coming back from the writing thread.
-        empty: crossbeam_channel::Receiver<Vec<Mapping>>,
+        empty: crossbeam_channel::Receiver<Vec<FlowEvent>>,
     },
 }
 
@@ -528,34 +533,38 @@ impl<'w> Sink<'w> {
     }
 
     /// Hands the mappings produced so far to the writer in one batch (one
-    /// `pwrite` per active log).
+    /// `pwrite` per active log), or (three threads: a pairing correlator,
+    /// which makes no mappings) the flow events queued so far to the
+    /// writing thread.
     fn drain(&mut self) -> Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        for m in &self.out {
-            match m.end {
-                EndReason::Open => {}
-                EndReason::CaptureEnd => {
-                    self.mappings += 1;
-                    self.mappings_at_capture_end += 1;
-                }
-                _ => self.mappings += 1,
-            }
-        }
         match &mut self.out_to {
             Out::Direct(w) => {
+                if self.out.is_empty() {
+                    return Ok(());
+                }
+                count_mappings(
+                    &self.out,
+                    &mut self.mappings,
+                    &mut self.mappings_at_capture_end,
+                );
                 w.append_batch(&self.out)?;
                 self.out.clear();
             }
             Out::Channel { tx, empty } => {
+                debug_assert!(
+                    self.out.is_empty(),
+                    "a pairing correlator makes no mappings"
+                );
+                if self.correlator.events_len() == 0 {
+                    return Ok(());
+                }
                 // A recycled batch if one is back, else a new one (only
                 // until the batches in flight are all allocated).
-                let next = empty
+                let mut next = empty
                     .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(SINK_MAPPINGS_MAX + 8));
-                let full = std::mem::replace(&mut self.out, next);
-                tx.send(ToWriter::Append(full)).map_err(|_| WriterGone)?;
+                    .unwrap_or_else(|_| Vec::with_capacity(FLOW_EVENTS_PER_BATCH + 2));
+                self.correlator.take_events(&mut next);
+                tx.send(ToWriter::Events(next)).map_err(|_| WriterGone)?;
             }
         }
         Ok(())
@@ -574,28 +583,75 @@ impl<'w> Sink<'w> {
     }
 }
 
-/// The writing thread of a three-thread replay: appends and seals in the
-/// order the correlating thread sent, then seals everything when the
-/// channel closes. Stops at the first store error (closing the channel
-/// stops the threads before it).
-fn write_stage(
-    writer: &mut Writer,
-    rx: crossbeam_channel::Receiver<ToWriter>,
-    empty: crossbeam_channel::Sender<Vec<Mapping>>,
-) -> Result<()> {
-    for msg in rx.iter() {
-        match msg {
-            ToWriter::Append(mut batch) => {
-                writer.append_batch(&batch)?;
-                batch.clear();
-                // The correlating thread may have finished: a closed return channel is fine.
-                let _ = empty.try_send(batch);
+/// Counts mapping states as the summary does: every final state once, and
+/// the capture-end ones also on their own.
+fn count_mappings(out: &[Mapping], mappings: &mut u64, at_capture_end: &mut u64) {
+    for m in out {
+        match m.end {
+            EndReason::Open => {}
+            EndReason::CaptureEnd => {
+                *mappings += 1;
+                *at_capture_end += 1;
             }
-            ToWriter::Advance(ts) => writer.advance(ts)?,
+            _ => *mappings += 1,
         }
     }
+}
+
+/// What the writing thread of a three-thread replay counted: the flow
+/// table's counters and the mappings, for the summary.
+struct WriteCounts {
+    flows: CorrelatorStats,
+    mappings: u64,
+    mappings_at_capture_end: u64,
+}
+
+/// The writing thread of a three-thread replay: runs the flow table on the
+/// pairing thread's events (`flows`: [`Correlator::try_new_flows`]) and
+/// appends its mappings and seals in the order the events came, then, when
+/// the channel closes, closes every flow and seals everything. Stops at the
+/// first store error (closing the channel stops the threads before it).
+fn write_stage(
+    writer: &mut Writer,
+    mut flows: Correlator,
+    rx: crossbeam_channel::Receiver<ToWriter>,
+    empty: crossbeam_channel::Sender<Vec<FlowEvent>>,
+) -> Result<WriteCounts> {
+    let mut out: Vec<Mapping> = Vec::with_capacity(SINK_MAPPINGS_MAX * 4);
+    let (mut mappings, mut at_end) = (0, 0);
+    let mut append = |writer: &mut Writer, out: &mut Vec<Mapping>| -> Result<()> {
+        if !out.is_empty() {
+            count_mappings(out, &mut mappings, &mut at_end);
+            writer.append_batch(out)?;
+            out.clear();
+        }
+        Ok(())
+    };
+    for msg in rx.iter() {
+        match msg {
+            ToWriter::Events(mut batch) => {
+                flows.apply_events(&batch, &mut out);
+                batch.clear();
+                // The pairing thread may have finished: a closed return channel is fine.
+                let _ = empty.try_send(batch);
+                if out.len() >= SINK_MAPPINGS_MAX {
+                    append(writer, &mut out)?;
+                }
+            }
+            ToWriter::Advance(ts) => {
+                append(writer, &mut out)?;
+                writer.advance(ts)?;
+            }
+        }
+    }
+    flows.finish(&mut out);
+    append(writer, &mut out)?;
     writer.seal_all()?;
-    Ok(())
+    Ok(WriteCounts {
+        flows: flows.stats(),
+        mappings,
+        mappings_at_capture_end: at_end,
+    })
 }
 
 /// The first stage on its own thread: reads, merges, decodes and prepares
@@ -673,7 +729,9 @@ fn one_ahead<'i>(
     Ok(more)
 }
 
-/// The correlating stage fed by the reading thread.
+/// The correlating stage fed by the reading thread (three threads: the
+/// pairing stage, whose flow events go to the writing thread in batches of
+/// [`FLOW_EVENTS_PER_BATCH`]).
 fn correlate_stage<'a>(
     sink: &mut Sink<'_>,
     full_rx: &crossbeam_channel::Receiver<Vec<Item<'a>>>,
@@ -686,6 +744,9 @@ fn correlate_stage<'a>(
                 sink.prefetch(next);
             }
             sink.push(item)?;
+            if sink.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
+                sink.drain()?;
+            }
         }
         // The reader may have finished: a closed return channel is fine.
         let _ = empty_tx.send(batch);
@@ -721,9 +782,9 @@ pub fn run(
     );
 
     let preparer = Preparer::new(&cfg);
-    let correlator = Correlator::try_new(cfg)?;
     let (mut summary, sink) = match threads {
         0 | 1 => {
+            let correlator = Correlator::try_new(cfg)?;
             let mut sink = Sink::new(correlator, Out::Direct(&mut *writer), None);
             let mut reader = Reader::new(inputs, rules, preparer, true);
             // Each packet is read one ahead of the one correlated, so its
@@ -750,6 +811,7 @@ pub fn run(
             for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
                 let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
             }
+            let correlator = Correlator::try_new(cfg)?;
             let mut sink = Sink::new(correlator, Out::Direct(&mut *writer), None);
             let reader = Reader::new(inputs, rules, preparer, true);
             std::thread::scope(|scope| -> Result<(Summary, SinkCounts)> {
@@ -774,13 +836,17 @@ pub fn run(
                 let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
             }
             let (to_writer, from_sink) =
-                crossbeam_channel::bounded::<ToWriter>(MAPPING_BATCHES_IN_FLIGHT_MAX);
+                crossbeam_channel::bounded::<ToWriter>(FLOW_EVENT_BATCHES_IN_FLIGHT_MAX);
             let (back_tx, back_rx) =
-                crossbeam_channel::bounded::<Vec<Mapping>>(MAPPING_BATCHES_IN_FLIGHT_MAX + 2);
+                crossbeam_channel::bounded::<Vec<FlowEvent>>(FLOW_EVENT_BATCHES_IN_FLIGHT_MAX + 2);
+            // The correlator split in two: pairing on the correlating thread,
+            // the flow table on the writing thread (`write_stage`).
+            let pairing = Correlator::try_new_pairing(cfg.clone())?;
+            let flows = Correlator::try_new_flows(cfg)?;
             // The reader decodes and prepares while this thread is behind, and
             // leaves it to this thread otherwise (`DECODE_HERE_QUEUED_MIN`).
             let mut sink = Sink::new(
-                correlator,
+                pairing,
                 Out::Channel {
                     tx: to_writer,
                     empty: back_rx,
@@ -804,15 +870,18 @@ pub fn run(
                     drop(empty_tx);
                     (r, counts)
                 });
-                let written = write_stage(writer, from_sink, back_tx);
-                let (correlated, counts) = correlating
+                let written = write_stage(writer, flows, from_sink, back_tx);
+                let (correlated, mut counts) = correlating
                     .join()
                     .expect("correlating thread does not panic");
                 let summary = producer.join().expect("reader thread does not panic");
                 // The writer's own error first: a correlating thread that
-                // could not hand over its mappings stopped because of it.
-                written?;
+                // could not hand over its events stopped because of it.
+                let written = written?;
                 correlated?;
+                counts.correlator = counts.correlator.merged(&written.flows);
+                counts.mappings = written.mappings;
+                counts.mappings_at_capture_end = written.mappings_at_capture_end;
                 Ok((summary, counts))
             })?
         }

@@ -196,6 +196,80 @@ impl CorrelatorMemory {
     }
 }
 
+impl CorrelatorStats {
+    /// The counters of two parts of one correlator added up: a pairing part
+    /// ([`Correlator::try_new_pairing`]) counts packets, pairs and copies, the
+    /// flow part fed by its [`FlowEvent`]s counts mappings and flows; each
+    /// counter is counted by one of the two, so the sum is what one
+    /// correlator doing both counts.
+    pub fn merged(&self, o: &CorrelatorStats) -> CorrelatorStats {
+        CorrelatorStats {
+            packets: self.packets + o.packets,
+            paired_copies: self.paired_copies + o.paired_copies,
+            untranslated: self.untranslated + o.untranslated,
+            subscriber_to_subscriber: self.subscriber_to_subscriber + o.subscriber_to_subscriber,
+            not_subscriber_inside: self.not_subscriber_inside + o.not_subscriber_inside,
+            duplicate_copies: self.duplicate_copies + o.duplicate_copies,
+            unmatched_inside: self.unmatched_inside + o.unmatched_inside,
+            unmatched_outside: self.unmatched_outside + o.unmatched_outside,
+            pending_evicted: self.pending_evicted + o.pending_evicted,
+            pending_key_full: self.pending_key_full + o.pending_key_full,
+            mappings_opened: self.mappings_opened + o.mappings_opened,
+            mappings_closed: self.mappings_closed + o.mappings_closed,
+            mappings_refreshed: self.mappings_refreshed + o.mappings_refreshed,
+            flows_evicted: self.flows_evicted + o.flows_evicted,
+            flows_active: self.flows_active + o.flows_active,
+            deadline_rebuilds: self.deadline_rebuilds + o.deadline_rebuilds,
+            pending: self.pending + o.pending,
+        }
+    }
+}
+
+/// What the pairing part of a split correlator hands its flow part, in
+/// order ([`Correlator::try_new_pairing`], [`Correlator::apply_events`]):
+/// an observation (a pair: the arguments of the flow table's fold, and the
+/// clock when it was made), or an idle scan due at a clock time. The
+/// pairing part queues a scan exactly where one correlator would run it
+/// (it keeps the scan schedule, which depends on the clock alone), so the
+/// flow part sees observations and scans in one correlator's order and
+/// produces the same mappings in the same order. Opaque outside the crate.
+#[derive(Clone, Copy, Debug)]
+pub struct FlowEvent(Ev);
+
+#[derive(Clone, Copy, Debug)]
+enum Ev {
+    Observe(Observation),
+    Scan(UnixNanos),
+}
+
+/// One pair as the flow table folds it (`Correlator::observe`'s
+/// arguments), with the pairing part's clock when it paired (the flow
+/// table's first timer-wheel bucket is chosen from it).
+#[derive(Clone, Copy, Debug)]
+struct Observation {
+    now_ns: UnixNanos,
+    ts_ns: UnixNanos,
+    internal: Ep,
+    public: Ep,
+    remote: Ep,
+    dir: Dir,
+    proto: Proto,
+    flags: u8,
+}
+
+const _: () = assert!(std::mem::size_of::<FlowEvent>() <= 88);
+
+/// Whether a correlator does both parts, or one of a split pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Part {
+    /// Pairing and flow table (one thread, live).
+    Both,
+    /// Pairing only: observations and scans queued as [`FlowEvent`]s.
+    Pairing,
+    /// The flow table only, fed by [`Correlator::apply_events`].
+    Flows,
+}
+
 /// Direction of a packet relative to the subscriber.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Dir {
@@ -783,6 +857,10 @@ impl V6Names {
 /// the slot of (half as far ahead the index head, a quarter as far the
 /// first flow of its index chain).
 const EXPIRE_PREFETCH_AHEAD: usize = 8;
+/// The flow part of a split correlator ([`Correlator::apply_events`]):
+/// an observation's index head is prefetched this many events ahead, its
+/// chain's first slot half as far ahead (hints only).
+const FLOW_EVENT_PREFETCH_AHEAD: usize = 8;
 
 /// Span of the expiry wheel in one-second buckets (`expiry_wheel_seconds`;
 /// 2 h 16 min, longer than the default longest hold, TCP open 2 h 4 min). A
@@ -1183,6 +1261,11 @@ pub struct Correlator {
     /// [`NO_SLOT`]: none. Hints only.
     next_head: u32,
     armed_head: u32,
+    /// Which part(s) of the work this correlator does.
+    part: Part,
+    /// [`Part::Pairing`]: the observations and scans made so far, for the
+    /// flow part ([`take_events`](Correlator::take_events)).
+    events: Vec<FlowEvent>,
     /// Tests: every copy that waits probes its key again
     /// ([`probe_once_off`](Correlator::probe_once_off)).
     #[cfg(test)]
@@ -1248,9 +1331,109 @@ impl Correlator {
             prefetch_head: NO_SLOT,
             next_head: NO_SLOT,
             armed_head: NO_SLOT,
+            part: Part::Both,
+            events: Vec::new(),
             #[cfg(test)]
             test_probe_again: false,
         })
+    }
+
+    /// The pairing part of a correlator split over two threads: pairs
+    /// copies as [`try_new`](Correlator::try_new)'s does and keeps the
+    /// clock, but hands each observation and each idle scan over as a
+    /// [`FlowEvent`] ([`take_events`](Correlator::take_events)) instead of
+    /// folding it into flows. Its mappings come from a correlator made by
+    /// [`try_new_flows`](Correlator::try_new_flows) fed those events in
+    /// order ([`apply_events`](Correlator::apply_events)); the two
+    /// [`stats`](Correlator::stats) [`merged`](CorrelatorStats::merged) are
+    /// one correlator's.
+    pub fn try_new_pairing(cfg: CorrelatorConfig) -> Result<Correlator, std::io::Error> {
+        let mut c = Correlator::try_new(cfg)?;
+        c.part = Part::Pairing;
+        Ok(c)
+    }
+
+    /// The flow part of a split correlator (see
+    /// [`try_new_pairing`](Correlator::try_new_pairing)): only
+    /// [`apply_events`](Correlator::apply_events) and
+    /// [`finish`](Correlator::finish) are used on it.
+    pub fn try_new_flows(cfg: CorrelatorConfig) -> Result<Correlator, std::io::Error> {
+        let mut c = Correlator::try_new(cfg)?;
+        c.part = Part::Flows;
+        Ok(c)
+    }
+
+    /// Events queued so far ([`Part::Pairing`]; always 0 otherwise).
+    #[inline(always)]
+    pub fn events_len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Swaps the queued events with `into` (expected empty, its capacity
+    /// reused for the next events).
+    pub fn take_events(&mut self, into: &mut Vec<FlowEvent>) {
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut self.events, into);
+    }
+
+    /// The flow part: folds a pairing part's events, in the order it queued
+    /// them, appending mappings that open or end to `out`.
+    pub fn apply_events(&mut self, events: &[FlowEvent], out: &mut Vec<Mapping>) {
+        debug_assert_eq!(self.part, Part::Flows);
+        for (k, e) in events.iter().enumerate() {
+            if let Some(FlowEvent(Ev::Observe(a))) = events.get(k + FLOW_EVENT_PREFETCH_AHEAD) {
+                self.prefetch_observation_head(a);
+            }
+            if let Some(FlowEvent(Ev::Observe(a))) = events.get(k + FLOW_EVENT_PREFETCH_AHEAD / 2) {
+                self.prefetch_observation_slot(a);
+            }
+            match e.0 {
+                Ev::Observe(o) => {
+                    self.now_ns = o.now_ns;
+                    self.observe(
+                        o.ts_ns, o.dir, o.proto, o.internal, o.public, o.remote, o.flags, out,
+                    );
+                }
+                Ev::Scan(now_ns) => {
+                    self.now_ns = now_ns;
+                    self.expire_idle(now_ns, out);
+                }
+            }
+        }
+    }
+
+    /// The index head an observation's flow lookup reads, or `None` (an
+    /// IPv6 address no active flow names: no flow to find).
+    #[inline(always)]
+    fn observation_head(&self, o: &Observation) -> Option<usize> {
+        let (i, i6) = self.addr32_find(&o.internal)?;
+        let (r, r6) = self.addr32_find(&o.remote)?;
+        let key = FlowKey {
+            internal: i,
+            remote: r,
+            internal_port: o.internal.port,
+            remote_port: o.remote.port,
+            proto: o.proto,
+            fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
+        };
+        Some(self.index_head(&key))
+    }
+
+    /// A hint: starts loading the index head of an observation a few ahead.
+    #[inline(always)]
+    fn prefetch_observation_head(&self, o: &Observation) {
+        if let Some(h) = self.observation_head(o) {
+            slab::prefetch(&self.index_heads[h]);
+        }
+    }
+
+    /// A hint: starts loading the first slot of the index chain of an
+    /// observation whose head was prefetched earlier.
+    #[inline(always)]
+    fn prefetch_observation_slot(&self, o: &Observation) {
+        if let Some(h) = self.observation_head(o) {
+            self.prefetch_chain_start(h as u32);
+        }
     }
 
     /// Counters so far.
@@ -1592,6 +1775,19 @@ impl Correlator {
         }
         self.stats.paired_copies += 2;
         let ts = ts_ns.min(twin.ts_ns);
+        if self.part == Part::Pairing {
+            self.events.push(FlowEvent(Ev::Observe(Observation {
+                now_ns: self.now_ns,
+                ts_ns: ts,
+                internal,
+                public,
+                remote: key.remote,
+                dir: key.dir,
+                proto: key.proto,
+                flags: flags | twin.tcp_flags,
+            })));
+            return Twin::Taken;
+        }
         self.observe(
             ts,
             key.dir,
@@ -2487,7 +2683,12 @@ impl Correlator {
         }
         if now_ns >= self.next_scan_ns {
             self.next_scan_ns = now_ns.saturating_add(self.cfg.expiry_scan_interval_ns);
-            self.expire_idle(now_ns, out);
+            if self.part == Part::Pairing {
+                // The flow part scans here, between the same observations.
+                self.events.push(FlowEvent(Ev::Scan(now_ns)));
+            } else {
+                self.expire_idle(now_ns, out);
+            }
         }
     }
 
@@ -2667,8 +2868,14 @@ impl Correlator {
     /// The capture ended: every copy still waiting is counted unmatched and
     /// every active flow is closed with [`EndReason::CaptureEnd`] (or FIN/RST
     /// when the connection was closed), in order of first packet.
+    ///
+    /// Split: the pairing part counts its waiting copies, the flow part
+    /// (after its last events) closes the flows.
     pub fn finish(&mut self, out: &mut Vec<Mapping>) {
         while self.pop_oldest_pending(false) {}
+        if self.part == Part::Pairing {
+            return;
+        }
         let live: Vec<u32> = self.live_slots().collect();
         let mut flows: Vec<(Mapping, EndReason)> =
             live.into_iter().map(|s| self.remove_flow(s)).collect();
@@ -4030,6 +4237,176 @@ mod tests {
             b.finish(&mut out_b);
             proptest::prop_assert_eq!(&out_a, &out_b);
             proptest::prop_assert_eq!(a.stats(), b.stats());
+        }
+    }
+
+    /// Feeds `packets` to one correlator and to a split pair (pairing part,
+    /// then its events to the flow part in batches of `batch` packets);
+    /// after every batch and at the end, the mappings so far (in order) and
+    /// the counters must be equal. `tick_every`: every so many packets the
+    /// clock also moves alone (a packet that was not decoded), by `jump`.
+    fn split_agrees(
+        cfg: &CorrelatorConfig,
+        packets: &[(i64, Side, Decoded)],
+        batch: usize,
+        tick_every: usize,
+        jump: i64,
+    ) -> Result<(), String> {
+        let mut one = Correlator::new(cfg.clone());
+        let mut pairing = Correlator::try_new_pairing(cfg.clone()).unwrap();
+        let mut flows = Correlator::try_new_flows(cfg.clone()).unwrap();
+        let (mut out_one, mut out_split, mut none) = (Vec::new(), Vec::new(), Vec::new());
+        let mut events = Vec::new();
+        let mut hand_over =
+            |pairing: &mut Correlator, flows: &mut Correlator, out: &mut Vec<Mapping>| {
+                pairing.take_events(&mut events);
+                flows.apply_events(&events, out);
+                events.clear();
+            };
+        let check = |one: &Correlator,
+                     pairing: &Correlator,
+                     flows: &Correlator,
+                     a: &[Mapping],
+                     b: &[Mapping],
+                     at: &str| {
+            if a != b {
+                return Err(format!(
+                    "mappings differ {at}: one {} split {}",
+                    a.len(),
+                    b.len()
+                ));
+            }
+            let merged = pairing.stats().merged(&flows.stats());
+            if one.stats() != merged {
+                return Err(format!(
+                    "counters differ {at}: {:?} vs {merged:?}",
+                    one.stats()
+                ));
+            }
+            // The clock as each part keeps it: the pairing part's is the
+            // one correlator's, and the flow part's timer wheel starts and
+            // moves where the one correlator's does.
+            if (one.now_ns, one.next_scan_ns) != (pairing.now_ns, pairing.next_scan_ns)
+                || one.wheel_sec != flows.wheel_sec
+            {
+                return Err(format!(
+                    "clocks differ {at}: now {} / {}, wheel {} / {}",
+                    one.now_ns, pairing.now_ns, one.wheel_sec, flows.wheel_sec
+                ));
+            }
+            Ok(())
+        };
+        for (k, (t, side, d)) in packets.iter().enumerate() {
+            one.push(*t, *side, d, &mut out_one);
+            pairing.push(*t, *side, d, &mut none);
+            if tick_every > 0 && k % tick_every == tick_every - 1 {
+                one.advance(t + jump, &mut out_one);
+                pairing.advance(t + jump, &mut none);
+            }
+            assert!(none.is_empty(), "the pairing part makes no mappings");
+            if k % batch == batch - 1 {
+                hand_over(&mut pairing, &mut flows, &mut out_split);
+                check(
+                    &one,
+                    &pairing,
+                    &flows,
+                    &out_one,
+                    &out_split,
+                    &format!("after packet {k}"),
+                )?;
+            }
+        }
+        one.finish(&mut out_one);
+        pairing.finish(&mut none);
+        assert!(none.is_empty());
+        hand_over(&mut pairing, &mut flows, &mut out_split);
+        flows.finish(&mut out_split);
+        check(&one, &pairing, &flows, &out_one, &out_split, "at the end")?;
+        one.check_wheel();
+        flows.check_wheel();
+        Ok(())
+    }
+
+    #[test]
+    fn split_correlator_agrees_on_connections_and_idle_flows() {
+        let mut ev = tcp_conn(
+            10 * S,
+            "100.64.0.1:40000",
+            "203.0.113.1:40000",
+            "198.51.100.1:443",
+            1,
+            false,
+        );
+        ev.extend(tcp_conn(
+            12 * S,
+            "100.64.0.2:40000",
+            "203.0.113.1:40001",
+            "198.51.100.1:443",
+            100,
+            true,
+        ));
+        // A UDP flow that idles out while other packets move the clock.
+        ev.push((
+            13 * S,
+            Side::Inside,
+            pkt(Proto::Udp, "100.64.0.3:5000", "198.51.100.2:53", 7, 0, 0),
+        ));
+        ev.push((
+            13 * S + MS,
+            Side::Outside,
+            pkt(Proto::Udp, "203.0.113.1:5000", "198.51.100.2:53", 7, 0, 0),
+        ));
+        ev.extend(tcp_conn(
+            60 * S,
+            "100.64.0.4:40000",
+            "203.0.113.1:40002",
+            "198.51.100.1:443",
+            200,
+            false,
+        ));
+        ev.extend(tcp_conn(
+            400 * S,
+            "100.64.0.1:40000",
+            "203.0.113.1:40000",
+            "198.51.100.1:443",
+            300,
+            false,
+        ));
+        let (want, _) = run(&ev);
+        assert!(want.iter().any(|m| m.end == EndReason::Idle), "{want:?}");
+        for batch in [1, 2, 3, 7, 1000] {
+            split_agrees(&CorrelatorConfig::default(), &ev, batch, 0, 0).unwrap();
+            split_agrees(&CorrelatorConfig::default(), &ev, batch, 5, 20 * S).unwrap();
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        /// The correlator split in two (pairing, then the flow table fed by
+        /// its events in batches) gives one correlator's mappings, in the
+        /// same order, and its counters, whatever the bounds, the batch size
+        /// and the clock's own moves (idle scans between observations).
+        #[test]
+        fn split_correlator_agrees_with_one(
+            seed in proptest::prelude::any::<u64>(),
+            pending_max in 1usize..24,
+            flows_active_max in 1usize..8,
+            batch in 1usize..80,
+            tick_every in 0usize..20,
+            jump_ms in 0i64..30_000,
+            scan_ms in 1i64..3_000,
+        ) {
+            let cfg = CorrelatorConfig {
+                pending_max,
+                flows_active_max,
+                refresh_interval_ns: 2 * S,
+                expiry_scan_interval_ns: scan_ms * MS,
+                ..CorrelatorConfig::default()
+            };
+            let packets = random_packets(seed, 600);
+            if let Err(e) = split_agrees(&cfg, &packets, batch, tick_every, jump_ms * MS) {
+                proptest::prop_assert!(false, "{}", e);
+            }
         }
     }
 
