@@ -158,15 +158,20 @@ pub const SINK_MAPPINGS_MAX: usize = 256;
 /// Three threads: the pairing thread hands the flow table's work
 /// ([`FlowEvent`]s: observations and idle scans) to the writing thread in
 /// batches of at most this many events (+2: a packet adds at most a scan
-/// and an observation), also at each tick and at the end.
-pub const FLOW_EVENTS_PER_BATCH: usize = 512;
+/// and an observation), also at each tick and at the end: ~2 000 packets
+/// of the bench capture a batch (about half of them pair), ~80 KB, so a
+/// batch written on one core is still in the second-level cache when the
+/// other reads it, and a thread waking for each costs little.
+pub const FLOW_EVENTS_PER_BATCH: usize = 1024;
 /// Batches of flow events (and ticks) in flight from the pairing thread to
 /// the writing thread (three threads); the pairing thread blocks when the
-/// writing thread is this far behind (~0.5 M packets of the bench capture).
-/// Memory is taken only while the writer is behind: at most this many
-/// batches of `FLOW_EVENTS_PER_BATCH` (+2) events of 88 bytes, ~11.6 MB.
-/// Batches are recycled like the packet batches.
-pub const FLOW_EVENT_BATCHES_IN_FLIGHT_MAX: usize = 256;
+/// writing thread is this far behind (~0.25 M packets of the bench
+/// capture). Memory is taken only while the writer is behind: at most this
+/// many batches of `FLOW_EVENTS_PER_BATCH` (+2) events of 80 bytes,
+/// ~10.5 MB (the mapping batches this channel carried before: up to
+/// 1 024 × 264 mappings, ~35 MB). Batches are recycled like the packet
+/// batches.
+pub const FLOW_EVENT_BATCHES_IN_FLIGHT_MAX: usize = 128;
 /// Three threads: the reader decodes and prepares a batch itself when at
 /// least this many batches wait for the correlating thread, and hands it over
 /// undecoded otherwise, so decoding goes to whichever of the two threads has

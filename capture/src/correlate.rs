@@ -257,7 +257,7 @@ struct Observation {
     flags: u8,
 }
 
-const _: () = assert!(std::mem::size_of::<FlowEvent>() <= 88);
+const _: () = assert!(std::mem::size_of::<FlowEvent>() == 80);
 
 /// Whether a correlator does both parts, or one of a split pair.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
