@@ -165,13 +165,14 @@ pub const SINK_MAPPINGS_MAX: usize = 256;
 pub const FLOW_EVENTS_PER_BATCH: usize = 1024;
 /// Batches of flow events (and ticks) in flight from the pairing thread to
 /// the writing thread (three threads); the pairing thread blocks when the
-/// writing thread is this far behind (~0.25 M packets of the bench
-/// capture). Memory is taken only while the writer is behind: at most this
-/// many batches of `FLOW_EVENTS_PER_BATCH` (+2) events of 80 bytes,
-/// ~10.5 MB (the mapping batches this channel carried before: up to
-/// 1 024 × 264 mappings, ~35 MB). Batches are recycled like the packet
-/// batches.
-pub const FLOW_EVENT_BATCHES_IN_FLIGHT_MAX: usize = 128;
+/// writing thread is this far behind (~0.1 M packets of the bench capture,
+/// ~10 ms: the writing thread no longer waits for an `fdatasync`, which
+/// the background thread does). Memory is taken only while the writer is
+/// behind: at most this many batches of `FLOW_EVENTS_PER_BATCH` (+2)
+/// events of 80 bytes, ~5.3 MB (the mapping batches this channel carried
+/// before: up to 1 024 × 264 mappings, ~35 MB). Batches are recycled like
+/// the packet batches.
+pub const FLOW_EVENT_BATCHES_IN_FLIGHT_MAX: usize = 64;
 /// Three threads: the reader decodes and prepares a batch itself when at
 /// least this many batches wait for the correlating thread, and hands it over
 /// undecoded otherwise, so decoding goes to whichever of the two threads has

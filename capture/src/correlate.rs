@@ -183,6 +183,10 @@ pub struct CorrelatorMemory {
     pub pending: usize,
     /// Interned IPv6 addresses.
     pub v6_names: usize,
+    /// The pairing part of a split correlator: the buffer of flow events
+    /// it queues ([`Correlator::take_events`] swaps it with the caller's;
+    /// a constant, not per flow).
+    pub flow_events: usize,
     /// Of the above, the bytes not from the global allocator: the flow
     /// slab's slots, in an anonymous map of their own (so a counting
     /// allocator does not see them).
@@ -192,7 +196,12 @@ pub struct CorrelatorMemory {
 impl CorrelatorMemory {
     /// Sum of the parts.
     pub fn total(&self) -> usize {
-        self.flow_slab + self.flow_index + self.expiry + self.pending + self.v6_names
+        self.flow_slab
+            + self.flow_index
+            + self.expiry
+            + self.pending
+            + self.v6_names
+            + self.flow_events
     }
 }
 
@@ -1350,6 +1359,12 @@ impl Correlator {
     pub fn try_new_pairing(cfg: CorrelatorConfig) -> Result<Correlator, std::io::Error> {
         let mut c = Correlator::try_new(cfg)?;
         c.part = Part::Pairing;
+        // No flow table here: no expiry wheel, and an index of two empty
+        // heads for the flow hints of `prefetch_next` (which then find no
+        // chain to prefetch).
+        c.wheel = Vec::new();
+        c.index_bits = 1;
+        c.index_heads = vec![LINK_NONE; 1 << c.index_bits];
         Ok(c)
     }
 
@@ -1470,6 +1485,7 @@ impl Correlator {
             v6_names: self.v6.ids.capacity() * (size_of::<(u128, u32)>() + 1)
                 + self.v6.names.capacity() * size_of::<(u128, u32)>()
                 + self.v6.free.capacity() * size_of::<u32>(),
+            flow_events: self.events.capacity() * size_of::<FlowEvent>(),
         }
     }
 

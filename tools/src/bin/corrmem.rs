@@ -13,14 +13,24 @@
 //! The reader's own allocations are measured before the first packet and
 //! subtracted.
 //!
-//! `natrec-corrmem --dir /var/tmp/nb10`
+//! `natrec-corrmem --dir /var/tmp/nb10 [--split]`
+//!
+//! `--split`: the correlator as the three-thread replay runs it, a pairing
+//! part and a flow part joined by batches of flow events (handed over at
+//! the replay's batch size, on one thread here); both parts' memory and the
+//! one batch of events being filled are counted (the replay may hold up to
+//! `FLOW_EVENT_BATCHES_IN_FLIGHT_MAX` batches while its writing thread is
+//! behind: a bound, printed beside the figure).
 
 use std::alloc::System;
 use std::hash::{Hash, Hasher};
+use std::mem::size_of;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use natrec_capture::correlate::{Correlator, CorrelatorConfig, CorrelatorMemory, Side};
+use natrec_capture::correlate::{
+    Correlator, CorrelatorConfig, CorrelatorMemory, CorrelatorStats, FlowEvent, Side,
+};
 use natrec_capture::decode::decode;
 use natrec_capture::source::CaptureFile;
 use natrec_storage::{HoldTimes, Mapping};
@@ -37,6 +47,62 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 fn allocated_bytes() -> usize {
     let s = GLOBAL.stats();
     s.bytes_allocated - s.bytes_deallocated
+}
+
+/// `--split`: events handed from the pairing part to the flow part at once
+/// (the replay's `FLOW_EVENTS_PER_BATCH`).
+const SPLIT_EVENTS_PER_BATCH: usize = 1024;
+/// `--split`: batches the replay may hold in flight at most (its
+/// `FLOW_EVENT_BATCHES_IN_FLIGHT_MAX`), each of `SPLIT_EVENTS_PER_BATCH` + 2.
+const SPLIT_BATCHES_IN_FLIGHT_MAX: usize = 64;
+
+/// The correlator measured: one, or split in two as the three-thread replay
+/// runs it (the flow part fed the pairing part's events in batches).
+struct Measured {
+    one: Correlator,
+    /// `--split`: the flow part (`one` is then the pairing part).
+    flows: Option<Correlator>,
+    events: Vec<FlowEvent>,
+}
+
+impl Measured {
+    /// Moves the queued events to the flow part (all of them, or once a
+    /// batch is full).
+    fn hand_over(&mut self, all: bool, out: &mut Vec<Mapping>) {
+        if let Some(f) = &mut self.flows {
+            if all || self.one.events_len() >= SPLIT_EVENTS_PER_BATCH {
+                self.one.take_events(&mut self.events);
+                f.apply_events(&self.events, out);
+                self.events.clear();
+            }
+        }
+    }
+
+    fn stats(&self) -> CorrelatorStats {
+        match &self.flows {
+            Some(f) => self.one.stats().merged(&f.stats()),
+            None => self.one.stats(),
+        }
+    }
+
+    fn memory(&self) -> CorrelatorMemory {
+        let a = self.one.memory();
+        let Some(f) = &self.flows else {
+            return a;
+        };
+        let b = f.memory();
+        CorrelatorMemory {
+            flow_slab: a.flow_slab + b.flow_slab,
+            flow_index: a.flow_index + b.flow_index,
+            expiry: a.expiry + b.expiry,
+            pending: a.pending + b.pending,
+            v6_names: a.v6_names + b.v6_names,
+            flow_events: a.flow_events
+                + b.flow_events
+                + self.events.capacity() * size_of::<FlowEvent>(),
+            mapped: a.mapped + b.mapped,
+        }
+    }
 }
 
 /// Flows and bytes are sampled once per this many packets.
@@ -63,7 +129,7 @@ fn hold_from_gen(dir: &std::path::Path) -> Result<HoldTimes> {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("usage: natrec-corrmem --dir DIR (a natrec-gen --link two-eth directory)\n\nReplays DIR's two files through the correlator alone under a counting allocator and\nprints the bytes held by structure at the peak of active flows, and a digest of the mappings.");
+        println!("usage: natrec-corrmem --dir DIR [--split] (a natrec-gen --link two-eth directory)\n\nReplays DIR's two files through the correlator alone under a counting allocator and\nprints the bytes held by structure at the peak of active flows, and a digest of the mappings.\n--split: the correlator as the three-thread replay runs it (pairing part, flow part, events between).");
         return Ok(());
     }
     let dir = PathBuf::from(
@@ -84,7 +150,20 @@ fn main() -> Result<()> {
     let mut next: Vec<_> = heads.iter_mut().map(|(p, _)| p.next()).collect();
     let mut out: Vec<Mapping> = Vec::with_capacity(1 << 16);
     let base = allocated_bytes();
-    let mut c = Correlator::new(cfg);
+    let split = args.iter().any(|a| a == "--split");
+    let mut c = if split {
+        Measured {
+            one: Correlator::try_new_pairing(cfg.clone())?,
+            flows: Some(Correlator::try_new_flows(cfg)?),
+            events: Vec::with_capacity(SPLIT_EVENTS_PER_BATCH + 2),
+        }
+    } else {
+        Measured {
+            one: Correlator::new(cfg),
+            flows: None,
+            events: Vec::new(),
+        }
+    };
     let (mut peak_flows, mut bytes_at_peak, mut peak_bytes) = (0u64, 0usize, 0usize);
     let mut packets = 0u64;
     let (mut pending_at_peak, mut peak_pending) = (0u64, 0u64);
@@ -101,10 +180,11 @@ fn main() -> Result<()> {
         next[i] = heads[i].0.next();
         packets += 1;
         if let Ok(d) = decode(pkt.linktype, pkt.data) {
-            c.push(pkt.ts_ns, heads[i].1, &d, &mut out);
+            c.one.push(pkt.ts_ns, heads[i].1, &d, &mut out);
         } else {
-            c.advance(pkt.ts_ns, &mut out);
+            c.one.advance(pkt.ts_ns, &mut out);
         }
+        c.hand_over(false, &mut out);
         for m in &out {
             m.hash(&mut digest);
         }
@@ -122,7 +202,11 @@ fn main() -> Result<()> {
             peak_pending = peak_pending.max(c.stats().pending);
         }
     }
-    c.finish(&mut out);
+    c.one.finish(&mut out);
+    c.hand_over(true, &mut out);
+    if let Some(f) = &mut c.flows {
+        f.finish(&mut out);
+    }
     for m in &out {
         m.hash(&mut digest);
     }
@@ -142,6 +226,7 @@ fn main() -> Result<()> {
         ("expiry", m.expiry),
         ("pending copies", m.pending),
         ("IPv6 names", m.v6_names),
+        ("flow events", m.flow_events),
         ("total", m.total()),
     ] {
         println!("  {name:<14} {b:>11} bytes {:>6.1} per active flow", per(b));
@@ -150,6 +235,20 @@ fn main() -> Result<()> {
         "peak correlator bytes allocated or mapped {peak_bytes} = {:.1} bytes per peak active flow",
         peak_bytes as f64 / peak_flows.max(1) as f64
     );
+    if split {
+        println!(
+            "split: without the flow-event buffers (a constant, {} bytes then): {:.1} bytes per active flow",
+            m.flow_events,
+            (bytes_at_peak - m.flow_events) as f64 / peak_flows.max(1) as f64
+        );
+        let in_flight = SPLIT_BATCHES_IN_FLIGHT_MAX
+            * (SPLIT_EVENTS_PER_BATCH + 2)
+            * std::mem::size_of::<FlowEvent>();
+        println!(
+            "split: the replay's flow-event batches in flight, at most (writing thread behind) {in_flight} bytes = {:.1} per peak active flow here",
+            in_flight as f64 / peak_flows.max(1) as f64
+        );
+    }
     println!("mappings emitted: digest {:016x}", digest.finish());
     println!("final counters: {s:?}");
     Ok(())
