@@ -1297,6 +1297,15 @@ impl Correlator {
     /// reserved: `flows_active_max` slots of address space for the flow
     /// slab (memory is taken only as flows arrive).
     pub fn try_new(cfg: CorrelatorConfig) -> Result<Correlator, std::io::Error> {
+        Correlator::try_new_part(cfg, Part::Both)
+    }
+
+    /// [`try_new`](Correlator::try_new) for a part: a pairing part has no
+    /// flow table (a slab of one slot, no expiry wheel, an index of two
+    /// empty heads for the flow hints of `prefetch_next`, which then find no
+    /// chain to prefetch), so a split correlator reserves the flow slab's
+    /// address space once.
+    fn try_new_part(cfg: CorrelatorConfig, part: Part) -> Result<Correlator, std::io::Error> {
         assert!(cfg.pair_window_ns > 0 && cfg.pending_max > 0 && cfg.flows_active_max > 0);
         assert!(cfg.pending_per_key_max > 0);
         assert!(
@@ -1305,6 +1314,9 @@ impl Correlator {
             cfg.flows_active_max
         );
         let flows_active_max = cfg.flows_active_max;
+        let pairing = part == Part::Pairing;
+        let slab_slots = if pairing { 1 } else { flows_active_max };
+        let index_bits = if pairing { 1 } else { INDEX_BITS_MIN };
         Ok(Correlator {
             preparer: Preparer::new(&cfg),
             cfg,
@@ -1314,9 +1326,9 @@ impl Correlator {
             order_head: NO_SLOT,
             order_tail: NO_SLOT,
             pending_count: 0,
-            index_heads: vec![LINK_NONE; 1 << INDEX_BITS_MIN],
-            index_bits: INDEX_BITS_MIN,
-            flows: MappedSlab::new(flows_active_max).map_err(|e| {
+            index_heads: vec![LINK_NONE; 1 << index_bits],
+            index_bits,
+            flows: MappedSlab::new(slab_slots).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!(
@@ -1329,9 +1341,13 @@ impl Correlator {
             flows_active: 0,
             flow_wide: FxHashMap::default(),
             v6: V6Names::default(),
-            wheel: (0..=WHEEL_DUE as Link)
-                .map(|b| (WHEEL_BASE + b, WHEEL_BASE + b))
-                .collect(),
+            wheel: if pairing {
+                Vec::new()
+            } else {
+                (0..=WHEEL_DUE as Link)
+                    .map(|b| (WHEEL_BASE + b, WHEEL_BASE + b))
+                    .collect()
+            },
             wheel_sec: i64::MIN,
             packet_seq: 0,
             now_ns: i64::MIN,
@@ -1340,7 +1356,7 @@ impl Correlator {
             prefetch_head: NO_SLOT,
             next_head: NO_SLOT,
             armed_head: NO_SLOT,
-            part: Part::Both,
+            part,
             events: Vec::new(),
             #[cfg(test)]
             test_probe_again: false,
@@ -1357,15 +1373,7 @@ impl Correlator {
     /// [`stats`](Correlator::stats) [`merged`](CorrelatorStats::merged) are
     /// one correlator's.
     pub fn try_new_pairing(cfg: CorrelatorConfig) -> Result<Correlator, std::io::Error> {
-        let mut c = Correlator::try_new(cfg)?;
-        c.part = Part::Pairing;
-        // No flow table here: no expiry wheel, and an index of two empty
-        // heads for the flow hints of `prefetch_next` (which then find no
-        // chain to prefetch).
-        c.wheel = Vec::new();
-        c.index_bits = 1;
-        c.index_heads = vec![LINK_NONE; 1 << c.index_bits];
-        Ok(c)
+        Correlator::try_new_part(cfg, Part::Pairing)
     }
 
     /// The flow part of a split correlator (see
@@ -1373,9 +1381,7 @@ impl Correlator {
     /// [`apply_events`](Correlator::apply_events) and
     /// [`finish`](Correlator::finish) are used on it.
     pub fn try_new_flows(cfg: CorrelatorConfig) -> Result<Correlator, std::io::Error> {
-        let mut c = Correlator::try_new(cfg)?;
-        c.part = Part::Flows;
-        Ok(c)
+        Correlator::try_new_part(cfg, Part::Flows)
     }
 
     /// Events queued so far ([`Part::Pairing`]; always 0 otherwise).
@@ -4415,6 +4421,24 @@ mod tests {
             split_agrees(&CorrelatorConfig::default(), &ev, batch, 0, 0).unwrap();
             split_agrees(&CorrelatorConfig::default(), &ev, batch, 5, 20 * S).unwrap();
         }
+    }
+
+    #[test]
+    fn a_pairing_part_holds_no_flow_table() {
+        // The split correlator reserves the flow slab's address space once
+        // (under `ulimit -v` a default replay needs no more than one thread's).
+        let cfg = CorrelatorConfig {
+            flows_active_max: FLOWS_ACTIVE_MAX_LIMIT,
+            ..CorrelatorConfig::default()
+        };
+        let p = Correlator::try_new_pairing(cfg.clone()).unwrap();
+        let m = p.memory();
+        assert_eq!((m.expiry, m.flow_slab, m.mapped), (0, 0, 0));
+        assert_eq!(m.flow_index, 2 * std::mem::size_of::<Link>());
+        assert_eq!(p.flows.capacity(), 1);
+        let f = Correlator::try_new_flows(cfg).unwrap();
+        assert_eq!(f.flows.capacity(), FLOWS_ACTIVE_MAX_LIMIT);
+        assert_eq!(f.memory().pending, 0);
     }
 
     proptest::proptest! {

@@ -61,6 +61,12 @@ impl<T: Copy> MappedSlab<T> {
         })
     }
 
+    /// Entries room was reserved for.
+    #[cfg(test)]
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     /// Entries handed out so far.
     pub(super) fn len(&self) -> usize {
         self.len
