@@ -492,6 +492,15 @@ impl<'w> Sink<'w> {
         }
     }
 
+    /// [`Sink::prefetch`] for a pairing correlator (three threads): its
+    /// pending-table entries only ([`Correlator::prefetch_next_pairing`]).
+    #[inline(always)]
+    fn prefetch_pairing(&mut self, item: &Item<'_>) {
+        if let Item::Packet(_, _, p) = item {
+            self.correlator.prefetch_next_pairing(p);
+        }
+    }
+
     /// A packet that was not decoded: only its time.
     #[inline(never)]
     fn tick(&mut self, ts: i64) {
@@ -735,10 +744,10 @@ fn one_ahead<'i>(
     Ok(more)
 }
 
-/// The correlating stage fed by the reading thread (three threads: the
-/// pairing stage, whose flow events go to the writing thread in batches of
-/// [`FLOW_EVENTS_PER_BATCH`]).
-fn correlate_stage<'a>(
+/// The correlating stage fed by the reading thread. `PAIRING` (three
+/// threads): the sink's correlator is a pairing part, whose flow events go
+/// to the writing thread in batches of [`FLOW_EVENTS_PER_BATCH`].
+fn correlate_stage<'a, const PAIRING: bool>(
     sink: &mut Sink<'_>,
     full_rx: &crossbeam_channel::Receiver<Vec<Item<'a>>>,
     empty_tx: &crossbeam_channel::Sender<Vec<Item<'a>>>,
@@ -747,10 +756,14 @@ fn correlate_stage<'a>(
         for (k, item) in batch.iter().enumerate() {
             // The next packet's pending-table entries (a hint).
             if let Some(next) = batch.get(k + 1) {
-                sink.prefetch(next);
+                if PAIRING {
+                    sink.prefetch_pairing(next);
+                } else {
+                    sink.prefetch(next);
+                }
             }
             sink.push(item)?;
-            if sink.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
+            if PAIRING && sink.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
                 sink.drain()?;
             }
         }
@@ -824,7 +837,7 @@ pub fn run(
                 let bar = &bar;
                 let producer =
                     scope.spawn(move || read_stage(reader, false, bar, full_tx, empty_rx));
-                let consumed = correlate_stage(&mut sink, &full_rx, &empty_tx);
+                let consumed = correlate_stage::<false>(&mut sink, &full_rx, &empty_tx);
                 // On an error, closing our ends stops the reader.
                 drop(full_rx);
                 drop(empty_tx);
@@ -866,7 +879,7 @@ pub fn run(
                 let producer =
                     scope.spawn(move || read_stage(reader, true, bar, full_tx, empty_rx));
                 let correlating = scope.spawn(move || {
-                    let r = correlate_stage(&mut sink, &full_rx, &empty_tx);
+                    let r = correlate_stage::<true>(&mut sink, &full_rx, &empty_tx);
                     // Dropping the sink (its sender) tells the writer that
                     // everything was sent; closing our ends stops the reader
                     // on an error.

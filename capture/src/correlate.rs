@@ -1665,6 +1665,22 @@ impl Correlator {
         }
     }
 
+    /// [`prefetch_next`](Correlator::prefetch_next) for a pairing part
+    /// ([`try_new_pairing`](Correlator::try_new_pairing)): the pending
+    /// table's entries only, as it has no flow table. A hint.
+    #[inline(always)]
+    pub fn prefetch_next_pairing(&mut self, pkt: &Prepared) {
+        match (pkt.src_sub, pkt.dst_sub) {
+            (true, false) => self.pending.prefetch(pkt.hash_out),
+            (false, true) => self.pending.prefetch(pkt.hash_in),
+            (false, false) => {
+                self.pending.prefetch(pkt.hash_out);
+                self.pending.prefetch(pkt.hash_in);
+            }
+            (true, true) => {}
+        }
+    }
+
     /// Starts loading the flow index head for key hash `hash` (the head
     /// [`find_flow`](Correlator::find_flow) reads for it) and returns its
     /// number, for a later [`prefetch_chain_start`](Correlator::prefetch_chain_start).
@@ -1705,7 +1721,9 @@ impl Correlator {
     /// result.
     #[inline(always)]
     fn prefetch_flow(&mut self, flow_hash: u64) {
-        if flow_hash != 0 {
+        // A pairing part has no flow table to prefetch (`apply_events`
+        // prefetches on the flow part's thread).
+        if flow_hash != 0 && self.part != Part::Pairing {
             self.prefetch_head = self.prefetch_index_head(flow_hash);
         }
     }
