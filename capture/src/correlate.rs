@@ -1371,7 +1371,8 @@ impl Correlator {
     /// [`try_new_flows`](Correlator::try_new_flows) fed those events in
     /// order ([`apply_events`](Correlator::apply_events)); the two
     /// [`stats`](Correlator::stats) [`merged`](CorrelatorStats::merged) are
-    /// one correlator's.
+    /// one correlator's. The events queue until taken: the caller bounds
+    /// them (the replay takes them every `FLOW_EVENTS_PER_BATCH`).
     pub fn try_new_pairing(cfg: CorrelatorConfig) -> Result<Correlator, std::io::Error> {
         Correlator::try_new_part(cfg, Part::Pairing)
     }
