@@ -1385,7 +1385,8 @@ impl Correlator {
         Correlator::try_new_part(cfg, Part::Flows)
     }
 
-    /// Events queued so far ([`Part::Pairing`]; always 0 otherwise).
+    /// Events queued so far (a pairing part,
+    /// [`try_new_pairing`](Correlator::try_new_pairing); always 0 otherwise).
     #[inline(always)]
     pub fn events_len(&self) -> usize {
         self.events.len()
