@@ -564,8 +564,9 @@ impl<'a> Packets<'a> {
     /// The common case (a legacy pcap record, whole, inside the mapped window, no error) is
     /// read here with no call and no stack frame; everything else (the window's upkeep,
     /// pcapng, the end of the file, errors) goes to an out-of-line function that does it all
-    /// from the start.
-    #[inline]
+    /// from the start. Inlined into the caller's loop (the replay's merge): the call, its
+    /// three saved registers and the arguments cost ~11 instructions a packet (round 10).
+    #[inline(always)]
     pub fn read_into(&mut self, out: &mut RawPacket<'a>) -> bool {
         if let State::Pcap(records) = self.state {
             if !self.done && self.pos < self.map_work_at {
