@@ -261,6 +261,14 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     /// all inputs (`slot` untouched).
     #[inline(always)]
     fn next_into(&mut self, slot: &mut Item<'a>) -> bool {
+        self.next_into_with(slot, self.decode_here)
+    }
+
+    /// [`Reader::next_into`], decoding here when `decode` says so (not
+    /// `decode_here`: the one-thread loop always decodes, and a constant
+    /// `true` leaves no test in its loop).
+    #[inline(always)]
+    fn next_into_with(&mut self, slot: &mut Item<'a>, decode: bool) -> bool {
         // The earliest head each time; ties go to the earlier file (strictly earlier replaces
         // the best so far, and heads are in input order), so the merge is stable.
         let best = match self.heads.as_slice() {
@@ -307,7 +315,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             *slot = Item::Tick(ts_ns);
             return true;
         }
-        if self.decode_here {
+        if decode {
             self.decoding.item_into(head.side, pkt, slot);
         } else {
             *slot = Item::Raw(head.side, *pkt);
@@ -412,7 +420,9 @@ struct Sink<'w> {
     out_to: Out<'w>,
     out: Vec<Mapping>,
     max_ts: i64,
-    items: u64,
+    /// Items to push before the next tick (from [`PACKETS_PER_TICK`] down
+    /// to 0: a countdown, one decrement and test an item).
+    until_tick: u64,
     mappings: u64,
     mappings_at_capture_end: u64,
 }
@@ -447,7 +457,7 @@ impl<'w> Sink<'w> {
             out_to,
             out: Vec::with_capacity(SINK_MAPPINGS_MAX + 8),
             max_ts: i64::MIN,
-            items: 0,
+            until_tick: PACKETS_PER_TICK,
             mappings: 0,
             mappings_at_capture_end: 0,
         }
@@ -466,8 +476,8 @@ impl<'w> Sink<'w> {
             Item::Tick(ts) => self.tick(*ts),
             Item::Raw(side, pkt) => self.push_raw(*side, pkt),
         }
-        self.items += 1;
-        if self.out.len() >= SINK_MAPPINGS_MAX || self.items.is_multiple_of(PACKETS_PER_TICK) {
+        self.until_tick -= 1;
+        if self.out.len() >= SINK_MAPPINGS_MAX || self.until_tick == 0 {
             return self.after_push();
         }
         Ok(false)
@@ -514,7 +524,8 @@ impl<'w> Sink<'w> {
         if self.out.len() >= SINK_MAPPINGS_MAX {
             self.drain()?;
         }
-        if self.items.is_multiple_of(PACKETS_PER_TICK) {
+        if self.until_tick == 0 {
+            self.until_tick = PACKETS_PER_TICK;
             self.drain()?;
             match &mut self.out_to {
                 Out::Direct(w) => w.advance(self.max_ts)?,
@@ -658,7 +669,7 @@ fn one_ahead<'i>(
     next: &mut Item<'i>,
     bar: &ProgressBar,
 ) -> Result<bool> {
-    let more = reader.next_into(next);
+    let more = reader.next_into_with(next, true);
     if more {
         sink.prefetch(next);
     }
