@@ -139,8 +139,6 @@ struct Head<'a> {
     live: bool,
     side: Side,
     index: usize,
-    /// Set when the file can no longer be read (an error was reported).
-    stopped: bool,
     /// Every packet of the file has a supported link type (a legacy pcap file whose header
     /// names one: [`Packets::fixed_linktype`]), so the per-packet check is skipped.
     linktypes_supported: bool,
@@ -225,7 +223,6 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                 live: false,
                 side: input.side,
                 index,
-                stopped: false,
                 linktypes_supported,
             };
             pull(&mut head, &mut summary);
@@ -325,7 +322,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                 self.inputs[head.index].file.path().display(),
             ));
             head.live = false;
-            head.stopped = true;
+            head.packets.stop();
             *slot = Item::Tick(ts_ns);
             return true;
         }
@@ -857,14 +854,14 @@ pub fn run(
 
 /// Reads the next packet of `head` into `head.next` (`live` says whether there
 /// was one); a capture error ends
-/// that file and is kept for the summary.
+/// that file and is kept for the summary. A file that ended, failed or was
+/// stopped ([`Packets::stop`]) reads nothing more.
 #[inline(always)]
 fn pull<'a>(head: &mut Head<'a>, summary: &mut Summary) {
-    head.live = !head.stopped && head.packets.read_into(&mut head.next);
+    head.live = head.packets.read_into(&mut head.next);
     if !head.live {
         if let Some(e) = head.packets.take_error() {
             summary.capture_errors.push(format!("{e}"));
-            head.stopped = true;
         }
     }
 }

@@ -512,7 +512,8 @@ pub struct Packets<'a> {
     /// Bytes at the start of the map whose page-table entries were released.
     released_to: usize,
     /// Position from which the next [`Packets::map_work`] is due, so the per-packet test is
-    /// one compare.
+    /// one compare; 0 once `done` ([`Packets::end`]), so that compare also stops the inline
+    /// read at the end.
     map_work_at: usize,
     pos: usize,
     done: bool,
@@ -569,7 +570,8 @@ impl<'a> Packets<'a> {
     #[inline(always)]
     pub fn read_into(&mut self, out: &mut RawPacket<'a>) -> bool {
         if let State::Pcap(records) = self.state {
-            if !self.done && self.pos < self.map_work_at {
+            // `map_work_at` is 0 once `done`: one compare for both.
+            if self.pos < self.map_work_at {
                 let read = if records.big_endian {
                     self.pcap_record::<true>(records, out)
                 } else {
@@ -606,11 +608,24 @@ impl<'a> Packets<'a> {
                 true
             }
             Ok(None) => {
-                self.done = true;
+                self.end();
                 false
             }
             Err(e) => self.fail(e),
         }
+    }
+
+    /// Reads nothing more: every later [`Packets::read_into`] is `false` (the error kept for
+    /// [`Packets::take_error`], if any, stays). The replay stops a file this way when it
+    /// cannot decode its link type.
+    pub fn stop(&mut self) {
+        self.end();
+    }
+
+    /// Sets `done`, and `map_work_at` to 0 so the inline read's one compare fails.
+    fn end(&mut self) {
+        self.done = true;
+        self.map_work_at = 0;
     }
 
     /// The error that ended [`Packets::read`], once (`None` after a clean end of file).
@@ -622,7 +637,7 @@ impl<'a> Packets<'a> {
     #[cold]
     #[inline(never)]
     fn fail(&mut self, e: CaptureError) -> bool {
-        self.done = true;
+        self.end();
         self.error = Some(e);
         false
     }
@@ -718,7 +733,7 @@ impl<'a> Packets<'a> {
         let rest = self.data.get(self.pos..).unwrap_or_default();
         let Some(header) = rest.first_chunk::<PCAP_RECORD_HEADER_BYTES>() else {
             if rest.is_empty() {
-                self.done = true;
+                self.end();
                 return false;
             }
             return self.fail(self.truncated(PCAP_RECORD_HEADER_BYTES, rest.len()));
@@ -1246,6 +1261,55 @@ mod tests {
                 .all(|p| p.as_ref().unwrap().linktype == 113));
             let file = CaptureFile::from_bytes("t.pcapng", two_interfaces(be)).unwrap();
             assert_eq!(file.packets().fixed_linktype(), None);
+        }
+    }
+
+    /// After the end, an error or `stop`, `read_into` reads nothing (and leaves `out` as it
+    /// was), however often it is asked; the error is handed out once.
+    #[test]
+    fn nothing_is_read_after_the_end_an_error_or_stop() {
+        let recs: &[(u32, u32, &[u8], u32)] = &[(1, 0, &[1; 10], 10), (2, 0, &[2; 20], 20)];
+        let read_all = |p: &mut Packets<'_>| {
+            let mut out = RawPacket::EMPTY;
+            let mut n = 0;
+            while p.read_into(&mut out) {
+                n += 1;
+            }
+            let last = out.ts_ns;
+            for _ in 0..3 {
+                assert!(!p.read_into(&mut out));
+                assert_eq!(out.ts_ns, last);
+            }
+            n
+        };
+        for be in [false, true] {
+            let file = CaptureFile::from_bytes("t.pcap", pcap(be, false, 1, recs)).unwrap();
+            let mut p = file.packets();
+            assert_eq!(read_all(&mut p), 2);
+            assert!(p.take_error().is_none());
+
+            let mut cut = pcap(be, false, 1, recs);
+            cut.truncate(cut.len() - 5);
+            let file = CaptureFile::from_bytes("cut.pcap", cut).unwrap();
+            let mut p = file.packets();
+            assert_eq!(read_all(&mut p), 1);
+            assert!(p.take_error().is_some());
+            assert!(p.take_error().is_none());
+            let mut out_after = RawPacket::EMPTY;
+            assert!(!p.read_into(&mut out_after));
+
+            let file = CaptureFile::from_bytes("t.pcap", pcap(be, false, 1, recs)).unwrap();
+            let mut p = file.packets();
+            let mut out = RawPacket::EMPTY;
+            assert!(p.read_into(&mut out));
+            p.stop();
+            assert_eq!(read_all(&mut p), 0);
+            assert!(p.take_error().is_none());
+            let file = CaptureFile::from_bytes("t.pcapng", two_interfaces(be)).unwrap();
+            let mut p = file.packets();
+            assert!(p.read_into(&mut out));
+            p.stop();
+            assert_eq!(read_all(&mut p), 0);
         }
     }
 
