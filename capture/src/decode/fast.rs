@@ -63,13 +63,21 @@ pub(crate) fn fast(lt: u16, data: &[u8], link: &mut LinkInfo) -> Option<Fast> {
     } else {
         other_link(lt, data, link)?
     };
-    let version = ip.first()? >> 4;
-    if version == 4 && want != Want::V6 {
+    // The version nibble must match what the link layer announced; `ipv4` and `ipv6` test it
+    // with their headers' other fields (the common case: no separate first-byte read).
+    let v4 = match want {
+        Want::V4 => true,
+        Want::V6 => false,
+        Want::Any => match ip.first()? >> 4 {
+            4 => true,
+            6 => false,
+            _ => return None,
+        },
+    };
+    if v4 {
         ipv4(ip)
-    } else if version == 6 && want != Want::V4 {
-        ipv6(ip)
     } else {
-        None
+        ipv6(ip)
     }
 }
 
@@ -174,6 +182,9 @@ fn pppoe<'a>(data: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
 #[inline]
 fn ipv4(data: &[u8]) -> Option<Fast> {
     let h = data.first_chunk::<20>()?;
+    if h[0] >> 4 != 4 {
+        return None;
+    }
     let header_len = usize::from(h[0] & 0x0f) * 4;
     let total_len = u16::from_be_bytes([h[2], h[3]]);
     if header_len < 20 || data.len() < header_len || usize::from(total_len) < header_len {
@@ -219,6 +230,9 @@ const IPV6_HEADER_BYTES: usize = 40;
 #[inline]
 fn ipv6(data: &[u8]) -> Option<Fast> {
     let h = data.first_chunk::<IPV6_HEADER_BYTES>()?;
+    if h[0] >> 4 != 6 {
+        return None;
+    }
     let payload_length = usize::from(u16::from_be_bytes([h[4], h[5]]));
     let proto = match h[6] {
         6 => Proto::Tcp,
