@@ -915,11 +915,13 @@ impl Prepared {
 #[derive(Clone, Debug)]
 pub struct Preparer {
     /// What an IPv4 address's first 16 bits alone say, one bit pair per /16
-    /// (`[all, scan]` words of 64 /16s each, side by side so one cache line
-    /// answers): `all`, a prefix of /16 or shorter holds every address of
-    /// it; `scan`, some longer prefix starts in it (look in `sub_v4_long`);
-    /// neither, no subscriber prefix holds it. With the default prefixes
-    /// (all /16 or shorter) every IPv4 test is one bit.
+    /// (`[any, all]` words of 64 /16s each, side by side so one cache line
+    /// answers): `any`, some subscriber prefix holds addresses of it (`any`
+    /// clear: no subscriber prefix holds it, the remote ends' common answer,
+    /// one bit); `all`, a prefix of /16 or shorter holds every address of it;
+    /// `any` without `all`, only longer prefixes start in it (look in
+    /// `sub_v4_long`). With the default prefixes (all /16 or shorter) every
+    /// IPv4 test is one or two bits.
     v4_16: Box<[[u64; 2]; 1024]>,
     /// Subscriber prefixes longer than /16 as (network, mask).
     sub_v4_long: Vec<(u32, u32)>,
@@ -933,7 +935,12 @@ impl Preparer {
         let mut v4_16 = Box::new([[0u64; 2]; 1024]);
         let mut sub_v4_long = Vec::new();
         let mut sub_v6 = Vec::new();
-        let mut set = |i: u32, k: usize| v4_16[(i >> 6) as usize][k] |= 1 << (i & 63);
+        // `k` 1: `all` (and `any`); 0: `any` alone.
+        let mut set = |i: u32, k: usize| {
+            let w = &mut v4_16[(i >> 6) as usize];
+            w[0] |= 1 << (i & 63);
+            w[k] |= 1 << (i & 63);
+        };
         for p in &cfg.subscriber_prefixes {
             match p {
                 IpNet::V4(n) => {
@@ -942,10 +949,10 @@ impl Preparer {
                         // Every /16 under the prefix: 2^(16 - len) of them.
                         let first = net >> 16;
                         for i in first..first + (1 << (16 - len)) {
-                            set(i, 0);
+                            set(i, 1);
                         }
                     } else {
-                        set(net >> 16, 1);
+                        set(net >> 16, 0);
                         sub_v4_long.push((net, u32::from(n.netmask())));
                     }
                 }
@@ -963,9 +970,9 @@ impl Preparer {
     #[inline(always)]
     fn is_subscriber_v4(&self, a: u32) -> bool {
         let i = a >> 16;
-        let [all, scan] = self.v4_16[(i >> 6) as usize];
+        let [any, all] = self.v4_16[(i >> 6) as usize];
         let bit = 1u64 << (i & 63);
-        all & bit != 0 || (scan & bit != 0 && self.sub_v4_long.iter().any(|&(n, m)| a & m == n))
+        any & bit != 0 && (all & bit != 0 || self.sub_v4_long.iter().any(|&(n, m)| a & m == n))
     }
 
     /// Whether the IPv6 address (as its `u128`, not IPv4-mapped) is a
