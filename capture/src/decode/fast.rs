@@ -187,7 +187,10 @@ fn ipv4(data: &[u8]) -> Option<Fast> {
     }
     let header_len = usize::from(h[0] & 0x0f) * 4;
     let total_len = u16::from_be_bytes([h[2], h[3]]);
-    if header_len < 20 || data.len() < header_len || usize::from(total_len) < header_len {
+    // The captured IP packet, at most what the header announces; the header must fit in both
+    // (one compare for the two: `data.len() < header_len || total_len < header_len`).
+    let end = data.len().min(usize::from(total_len));
+    if header_len < 20 || end < header_len {
         return None;
     }
     // More fragments, or a fragment offset.
@@ -195,7 +198,7 @@ fn ipv4(data: &[u8]) -> Option<Fast> {
         return None;
     }
     let l4_len = usize::from(total_len) - header_len;
-    let l4 = &data[header_len..data.len().min(usize::from(total_len))];
+    let l4 = &data[header_len..end];
     // One dispatch on the protocol: `transport` inlined with it constant in each arm.
     let (proto, t) = match h[9] {
         6 => (Proto::Tcp, transport(Proto::Tcp, l4, l4_len)?),
