@@ -481,7 +481,10 @@ impl<'w> Sink<'w> {
     fn push(&mut self, item: &Item<'_>) -> Result<bool> {
         match item {
             Item::Packet(ts, side, d) => {
-                self.max_ts = self.max_ts.max(*ts);
+                // Mostly in time order: a compare, and a store only when later.
+                if *ts > self.max_ts {
+                    self.max_ts = *ts;
+                }
                 self.correlator.push_prepared(*ts, *side, d, &mut self.out);
             }
             Item::Tick(ts) => self.tick(*ts),
