@@ -278,13 +278,20 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     fn next_into_with(&mut self, slot: &mut Item<'a>, decode: bool) -> bool {
         // The earliest head each time; ties go to the earlier file (strictly earlier replaces
         // the best so far, and heads are in input order), so the merge is stable.
-        let best = match self.heads.as_slice() {
+        // The head itself, not its index: no second bounds check.
+        let head = match self.heads.as_mut_slice() {
             // `--inside A --outside B`: the common case, two compares.
             [a, b] => match (a.live, b.live) {
-                (true, true) => Some(usize::from(b.next.ts_ns < a.next.ts_ns)),
-                (true, false) => Some(0),
-                (false, true) => Some(1),
-                (false, false) => None,
+                (true, true) => {
+                    if b.next.ts_ns < a.next.ts_ns {
+                        b
+                    } else {
+                        a
+                    }
+                }
+                (true, false) => a,
+                (false, true) => b,
+                (false, false) => return false,
             },
             heads => {
                 let mut best: Option<usize> = None;
@@ -295,13 +302,12 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                         best_ts = head.next.ts_ns;
                     }
                 }
-                best
+                let Some(best) = best else {
+                    return false;
+                };
+                &mut heads[best]
             }
         };
-        let Some(best) = best else {
-            return false;
-        };
-        let head = &mut self.heads[best];
         let summary = &mut self.summary;
         // The packet is used where it lies, then the head reads the file's next one over it.
         let pkt = &head.next;
