@@ -317,13 +317,13 @@ fn prefetch_next(data: &[u8], at: usize) {
     prefetch_lines::<2>(data, at);
 }
 
-/// Asks the CPU for `N` cache lines from `data[at]` on, if `at` is inside `data` (the lines
-/// after it may reach past its end: see [`prefetch_at`]). One compare instead of a checked
-/// sub-slice per call: this runs twice per packet.
+/// Asks the CPU for `N` cache lines from `data[at]` on. No test that `at` is inside `data`:
+/// near the end of the capture the lines may lie past it (see [`prefetch_at`]: a prefetch of
+/// any address is harmless), and the test cost two instructions a call, twice per packet.
 #[inline(always)]
 fn prefetch_lines<const N: usize>(data: &[u8], at: usize) {
     #[cfg(target_arch = "x86_64")]
-    if at < data.len() {
+    {
         let p = data.as_ptr().wrapping_add(at);
         for k in 0..N {
             prefetch_at(p.wrapping_add(64 * k));
@@ -338,7 +338,8 @@ fn prefetch_at(p: *const u8) {
     // SAFETY: a prefetch is a hint: it reads nothing the program sees, changes no memory and
     // never faults, whatever the address (x86 `PREFETCHh` raises no exception; an address that
     // is not mapped is simply not fetched), so `p` need not point into a live allocation. It is
-    // at most 192 bytes past a byte of the capture map.
+    // at most `PREFETCH_AHEAD_BYTES` + 192 bytes past the capture map's end (a `wrapping_add`
+    // pointer, never dereferenced).
     unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>()) }
 }
 
