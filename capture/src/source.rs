@@ -695,7 +695,11 @@ impl<'a> Packets<'a> {
     ) -> bool {
         let data = self.data;
         let pos = self.pos;
-        let rest = data.get(pos..).unwrap_or_default();
+        // `pos <= data.len()` always: it starts at the file header's end (a file is at least
+        // its header) and moves only over a record found whole. Indexed, not `get`: one
+        // compare (that cannot fail) where `get(..).unwrap_or_default()` chose between two
+        // slices with two `cmov`s.
+        let rest = &data[pos..];
         let Some(header) = rest.first_chunk::<PCAP_RECORD_HEADER_BYTES>() else {
             return false;
         };
