@@ -139,8 +139,6 @@ struct Head<'a> {
     live: bool,
     side: Side,
     index: usize,
-    /// Set when the file can no longer be read (an error was reported).
-    stopped: bool,
     /// Every packet of the file has a supported link type (a legacy pcap file whose header
     /// names one: [`Packets::fixed_linktype`]), so the per-packet check is skipped.
     linktypes_supported: bool,
@@ -208,7 +206,10 @@ struct Reader<'a, 'i> {
     decode_here: bool,
     summary: Summary,
     /// Earliest and latest packet time so far (the summary's `span_ns` once reading is over;
-    /// meaningful once `summary.packets` > 0).
+    /// meaningful once `summary.packets` > 0). `ts_min` starts at the first packet's time
+    /// (the earliest of the heads' first packets, which the merge takes first): a packet
+    /// that is not earlier than `ts_max` is not earlier than the first packet either, so only
+    /// the others are compared with `ts_min` ([`Reader::next_into_with`]).
     ts_min: i64,
     ts_max: i64,
 }
@@ -231,19 +232,25 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                 live: false,
                 side: input.side,
                 index,
-                stopped: false,
                 linktypes_supported,
             };
             pull(&mut head, &mut summary);
             heads.push(head);
         }
+        // The merge takes the earliest of the heads' first packets first.
+        let ts_min = heads
+            .iter()
+            .filter(|h| h.live)
+            .map(|h| h.next.ts_ns)
+            .min()
+            .unwrap_or(i64::MAX);
         Reader {
             inputs,
             heads,
             decoding: Decoding::new(rules, preparer),
             decode_here,
             summary,
-            ts_min: i64::MAX,
+            ts_min,
             ts_max: i64::MIN,
         }
     }
@@ -270,15 +277,30 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     /// all inputs (`slot` untouched).
     #[inline(always)]
     fn next_into(&mut self, slot: &mut Item<'a>) -> bool {
+        self.next_into_with(slot, self.decode_here)
+    }
+
+    /// [`Reader::next_into`], decoding here when `decode` says so (not
+    /// `decode_here`: the one-thread loop always decodes, and a constant
+    /// `true` leaves no test in its loop).
+    #[inline(always)]
+    fn next_into_with(&mut self, slot: &mut Item<'a>, decode: bool) -> bool {
         // The earliest head each time; ties go to the earlier file (strictly earlier replaces
         // the best so far, and heads are in input order), so the merge is stable.
-        let best = match self.heads.as_slice() {
+        // The head itself, not its index: no second bounds check.
+        let head = match self.heads.as_mut_slice() {
             // `--inside A --outside B`: the common case, two compares.
             [a, b] => match (a.live, b.live) {
-                (true, true) => Some(usize::from(b.next.ts_ns < a.next.ts_ns)),
-                (true, false) => Some(0),
-                (false, true) => Some(1),
-                (false, false) => None,
+                (true, true) => {
+                    if b.next.ts_ns < a.next.ts_ns {
+                        b
+                    } else {
+                        a
+                    }
+                }
+                (true, false) => a,
+                (false, true) => b,
+                (false, false) => return false,
             },
             heads => {
                 let mut best: Option<usize> = None;
@@ -289,19 +311,22 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                         best_ts = head.next.ts_ns;
                     }
                 }
-                best
+                let Some(best) = best else {
+                    return false;
+                };
+                &mut heads[best]
             }
         };
-        let Some(best) = best else {
-            return false;
-        };
-        let head = &mut self.heads[best];
         let summary = &mut self.summary;
         // The packet is used where it lies, then the head reads the file's next one over it.
         let pkt = &head.next;
         summary.packets += 1;
-        self.ts_min = self.ts_min.min(pkt.ts_ns);
-        self.ts_max = self.ts_max.max(pkt.ts_ns);
+        // Packets mostly come in time order: one compare for those (see `ts_min`).
+        if pkt.ts_ns >= self.ts_max {
+            self.ts_max = pkt.ts_ns;
+        } else if pkt.ts_ns < self.ts_min {
+            self.ts_min = pkt.ts_ns;
+        }
         if !head.linktypes_supported && !linktype_supported(pkt.linktype) {
             // Nothing in this file can be decoded: stop it and say so (after what reading
             // its next record reports, as before the packet was used in place).
@@ -312,11 +337,11 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                 self.inputs[head.index].file.path().display(),
             ));
             head.live = false;
-            head.stopped = true;
+            head.packets.stop();
             *slot = Item::Tick(ts_ns);
             return true;
         }
-        if self.decode_here {
+        if decode {
             self.decoding.item_into(head.side, pkt, slot);
         } else {
             *slot = Item::Raw(head.side, *pkt);
@@ -423,7 +448,9 @@ struct Sink<'w> {
     out_to: Out<'w>,
     out: Vec<Mapping>,
     max_ts: i64,
-    items: u64,
+    /// Items to push before the next tick (from [`PACKETS_PER_TICK`] down
+    /// to 0: a countdown, one decrement and test an item).
+    until_tick: u64,
     mappings: u64,
     mappings_at_capture_end: u64,
 }
@@ -458,7 +485,7 @@ impl<'w> Sink<'w> {
             out_to,
             out: Vec::with_capacity(SINK_MAPPINGS_MAX + 8),
             max_ts: i64::MIN,
-            items: 0,
+            until_tick: PACKETS_PER_TICK,
             mappings: 0,
             mappings_at_capture_end: 0,
         }
@@ -471,14 +498,17 @@ impl<'w> Sink<'w> {
     fn push(&mut self, item: &Item<'_>) -> Result<bool> {
         match item {
             Item::Packet(ts, side, d) => {
-                self.max_ts = self.max_ts.max(*ts);
+                // Mostly in time order: a compare, and a store only when later.
+                if *ts > self.max_ts {
+                    self.max_ts = *ts;
+                }
                 self.correlator.push_prepared(*ts, *side, d, &mut self.out);
             }
             Item::Tick(ts) => self.tick(*ts),
             Item::Raw(side, pkt) => self.push_raw(*side, pkt),
         }
-        self.items += 1;
-        if self.out.len() >= SINK_MAPPINGS_MAX || self.items.is_multiple_of(PACKETS_PER_TICK) {
+        self.until_tick -= 1;
+        if self.out.len() >= SINK_MAPPINGS_MAX || self.until_tick == 0 {
             return self.after_push();
         }
         Ok(false)
@@ -534,7 +564,8 @@ impl<'w> Sink<'w> {
         if self.out.len() >= SINK_MAPPINGS_MAX {
             self.drain()?;
         }
-        if self.items.is_multiple_of(PACKETS_PER_TICK) {
+        if self.until_tick == 0 {
+            self.until_tick = PACKETS_PER_TICK;
             self.drain()?;
             match &mut self.out_to {
                 Out::Direct(w) => w.advance(self.max_ts)?,
@@ -729,7 +760,7 @@ fn one_ahead<'i>(
     next: &mut Item<'i>,
     bar: &ProgressBar,
 ) -> Result<bool> {
-    let more = reader.next_into(next);
+    let more = reader.next_into_with(next, true);
     if more {
         sink.prefetch(next);
     }
@@ -920,14 +951,14 @@ pub fn run(
 
 /// Reads the next packet of `head` into `head.next` (`live` says whether there
 /// was one); a capture error ends
-/// that file and is kept for the summary.
+/// that file and is kept for the summary. A file that ended, failed or was
+/// stopped ([`Packets::stop`]) reads nothing more.
 #[inline(always)]
 fn pull<'a>(head: &mut Head<'a>, summary: &mut Summary) {
-    head.live = !head.stopped && head.packets.read_into(&mut head.next);
+    head.live = head.packets.read_into(&mut head.next);
     if !head.live {
         if let Some(e) = head.packets.take_error() {
             summary.capture_errors.push(format!("{e}"));
-            head.stopped = true;
         }
     }
 }

@@ -571,6 +571,74 @@ fn unknown_link_type_is_named() {
 }
 
 #[test]
+fn capture_span_is_the_earliest_and_latest_packet_whatever_the_order() {
+    // The outside fixture with its first and last records swapped (the first packet read is
+    // the latest, the earliest comes last), alone and merged with the fixture itself: the
+    // summary's first and last packet are those of the fixture, with one and three threads.
+    let dir = tempfile::tempdir().unwrap();
+    let src = std::fs::read(fixture("natlab.outside.pcap")).unwrap();
+    let mut records = Vec::new();
+    let mut at = 24;
+    while at + 16 <= src.len() {
+        let caplen = u32::from_le_bytes(src[at + 8..at + 12].try_into().unwrap()) as usize;
+        records.push(&src[at..at + 16 + caplen]);
+        at += 16 + caplen;
+    }
+    assert!(records.len() > 2);
+    let n = records.len();
+    records.swap(0, n - 1);
+    let mut swapped = src[..24].to_vec();
+    for r in &records {
+        swapped.extend_from_slice(r);
+    }
+    let f = dir.path().join("swapped.pcap");
+    std::fs::write(&f, &swapped).unwrap();
+    let original = fixture("natlab.outside.pcap");
+    let span = |threads: &str, files: &[&Path]| {
+        let store = dir.path().join(format!("store-{}", files.len()));
+        let _ = std::fs::remove_dir_all(&store);
+        let mut args = vec![
+            "replay",
+            "--quiet",
+            "--json",
+            "--threads",
+            threads,
+            "--store",
+            store.to_str().unwrap(),
+        ];
+        args.extend(files.iter().map(|p| p.to_str().unwrap()));
+        let o = natrec(&args);
+        assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+        let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        (v["first_packet"].clone(), v["last_packet"].clone())
+    };
+    // A little-endian µs pcap (as `repeated_capture` checks).
+    let ns = |r: &[u8]| {
+        let le32 = |at: usize| i64::from(u32::from_le_bytes(r[at..at + 4].try_into().unwrap()));
+        le32(0) * 1_000_000_000 + le32(4) * 1_000
+    };
+    let (first, last) = (
+        records.iter().map(|r| ns(r)).min().unwrap(),
+        records.iter().map(|r| ns(r)).max().unwrap(),
+    );
+    assert!(ns(records[0]) == last && ns(records[n - 1]) == first && first < last);
+    let want = (Value::from(utc(first)), Value::from(utc(last)));
+    for threads in ["1", "3"] {
+        assert_eq!(
+            span(threads, &[&original]),
+            want,
+            "{threads} threads, in order"
+        );
+        assert_eq!(span(threads, &[&f]), want, "{threads} threads, swapped");
+        assert_eq!(
+            span(threads, &[&f, &original]),
+            want,
+            "{threads} threads, merged"
+        );
+    }
+}
+
+#[test]
 fn packets_not_decoded_are_counted_alike_whichever_thread_decodes() {
     // The outside capture plus ARP frames and a truncated IPv4 packet after
     // its last record (time order kept): each pipeline shape must count the

@@ -386,6 +386,48 @@ fn fast_path_reads_the_common_packets() {
     assert_eq!((d.link.vlan, d.link.vlan_outer), (Some(100), Some(10)));
 }
 
+/// The IP version nibble against what the link layer announced (the fast path tests it with
+/// the IP header's other fields): every version on every link type that names one, and on raw
+/// IP, gives what `decode` then `prepare` give; only the matching ones take the fast path.
+#[test]
+fn version_nibbles_the_link_layer_does_not_announce_are_left_to_decode() {
+    let udp4: &[u8] = &[
+        0x45, 0, 0, 30, 0x12, 0x34, 0, 0, 64, 17, 0, 0, 100, 64, 0, 1, 10, 0, 0, 2, //
+        3, 0xe8, 0, 53, 0, 10, 0, 0, b'h', b'i',
+    ];
+    let mut udp6 = vec![0x60, 0, 0, 0, 0, 10, 17, 64];
+    udp6.extend_from_slice(&[0xfd; 16]);
+    udp6.extend_from_slice(&[0x26; 16]);
+    udp6.extend_from_slice(&[3, 0xe8, 0, 53, 0, 10, 0, 0, b'h', b'i']);
+    let p = preparer();
+    for (ip, is_v6) in [(udp4, false), (&udp6[..], true)] {
+        for version in 0u8..16 {
+            let mut ip = ip.to_vec();
+            ip[0] = version << 4 | (ip[0] & 0x0f);
+            let mut v4_frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+            v4_frame.extend_from_slice(&ip);
+            let mut v6_frame = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd];
+            v6_frame.extend_from_slice(&ip);
+            for (lt, b, announced) in [
+                (linktype::ETHERNET, &v4_frame[..], Some(4)),
+                (linktype::ETHERNET, &v6_frame[..], Some(6)),
+                (linktype::IPV4, &ip[..], Some(4)),
+                (linktype::IPV6, &ip[..], Some(6)),
+                (linktype::RAW, &ip[..], None),
+            ] {
+                let own = if is_v6 { 6 } else { 4 };
+                let fits = version == own && announced.is_none_or(|a| a == own);
+                assert_eq!(
+                    fast(lt, b, &mut LinkInfo::default()).is_some(),
+                    fits,
+                    "link type {lt}, version {version}, IPv6 header {is_v6}"
+                );
+                assert_eq!(p.prepare_bytes(lt, b), slow(&p, lt, b), "link type {lt}");
+            }
+        }
+    }
+}
+
 #[test]
 fn fast_path_reads_ipv6_and_pppoe() {
     // IPv6 TCP 2001:db8:1::5 → 2606:4700::1111, 4 payload bytes.
