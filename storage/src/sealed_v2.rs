@@ -1097,7 +1097,7 @@ impl Dictionary {
     fn merge(parts: Vec<Provisional>) -> Dictionary {
         assert!(parts.len() <= 2, "one part or two");
         // (address, part, provisional id) as one u64 (the id is below
-        // 2^31), ordered by the address: radix-sorted on its 32 bits from a
+        // 2^31), ordered by the address: radix-sorted (whole keys) from a
         // few hundred on.
         let mut s4: Vec<u64> = Vec::with_capacity(parts.iter().map(|p| p.v4.len()).sum());
         let mut s6: Vec<(u128, u32, u32)> = Vec::new();
@@ -1108,8 +1108,13 @@ impl Dictionary {
             );
             s6.extend(p.v6.iter().map(|(&a, &i)| (a, k as u32, i & !PROV_V6)));
         }
+        // The keys are distinct (an address once per part), so sorting the
+        // whole key orders by address and then part: what a stable sort by
+        // the address alone gave.
         if s4.len() >= DICT_RADIX_MIN {
-            crate::radix::sort_bits(&mut s4, &mut Vec::new(), 32, 32);
+            let mut sorted = vec![0u64; s4.len()];
+            crate::radix::sort_msd(&mut s4, &mut sorted, 64);
+            s4 = sorted;
         } else {
             s4.sort_unstable();
         }
