@@ -989,16 +989,27 @@ struct Dictionary {
     remap: Vec<Remap>,
 }
 
-/// One part's provisional address ids -> final ids.
+/// One part's provisional address ids -> final ids (or, `final_ids`, the
+/// ids are final already: [`Dictionary::of`]).
 struct Remap {
     v4: Vec<u32>,
     v6: Vec<u32>,
+    final_ids: bool,
 }
 
 impl Remap {
+    /// The ids are the final ones.
+    const FINAL: Remap = Remap {
+        v4: Vec::new(),
+        v6: Vec::new(),
+        final_ids: true,
+    };
+
     #[inline(always)]
     fn id(&self, prov: u32) -> u32 {
-        if prov & PROV_V6 != 0 {
+        if self.final_ids {
+            prov
+        } else if prov & PROV_V6 != 0 {
             self.v6[(prov & !PROV_V6) as usize]
         } else {
             self.v4[prov as usize]
@@ -1072,8 +1083,91 @@ impl Provisional {
 }
 
 impl Dictionary {
-    /// The dictionary of `records`, on one thread.
+    /// The dictionary of `records`, on one thread: every address
+    /// occurrence (a run of one public address once) sorted with its place,
+    /// so each record gets its final ids (the addresses' ranks) in one walk
+    /// over the sorted occurrences, with no hash table and no remap (the
+    /// same as [`Self::of_hashed`], property-tested).
     fn of(records: Pieces<'_>) -> Dictionary {
+        let n = records.len();
+        // An occurrence's place: record << 2 | field (0 public, 1 internal,
+        // 2 remote), below 2^32 for any partition.
+        assert!(
+            n <= 1 << 30,
+            "a partition holds at most PARTITION_RECORDS_MAX records"
+        );
+        let mut ids: Vec<[u32; 3]> = vec![[0; 3]; n];
+        // IPv4: address << 32 | place, sorted as whole keys (distinct).
+        let mut occ4: Vec<u64> = Vec::with_capacity(n * 3);
+        let mut occ6: Vec<(u128, u32)> = Vec::new();
+        let mut add = |bytes: &[u8; 16], is_v4: bool, place: u32| {
+            if is_v4 {
+                let a = u32::from_be_bytes(bytes[12..].try_into().expect("4 bytes"));
+                occ4.push(u64::from(a) << 32 | u64::from(place));
+            } else {
+                occ6.push((u128::from_be_bytes(*bytes), place));
+            }
+        };
+        let mut prev_public: Option<(&[u8; 16], bool)> = None;
+        for (i, r) in records.a.iter().chain(records.b).enumerate() {
+            let sf = r.store_flags;
+            let place = (i as u32) << 2;
+            // Records are sorted by public address: a run of one address
+            // is looked up once and its id copied below.
+            let p4 = sf & SF_PUBLIC_V4 != 0;
+            if prev_public != Some((&r.public_ip, p4)) {
+                add(&r.public_ip, p4, place);
+                prev_public = Some((&r.public_ip, p4));
+            }
+            add(&r.internal_ip, sf & SF_INTERNAL_V4 != 0, place | 1);
+            add(&r.remote_ip, sf & SF_REMOTE_V4 != 0, place | 2);
+        }
+        if occ4.len() >= DICT_RADIX_MIN {
+            let mut sorted = vec![0u64; occ4.len()];
+            crate::radix::sort_msd(&mut occ4, &mut sorted, 64);
+            occ4 = sorted;
+        } else {
+            occ4.sort_unstable();
+        }
+        occ6.sort_unstable();
+        let mut v4: Vec<u32> = Vec::new();
+        for &e in &occ4 {
+            let a = (e >> 32) as u32;
+            if v4.last() != Some(&a) {
+                v4.push(a);
+            }
+            let place = e as u32;
+            ids[(place >> 2) as usize][(place & 3) as usize] = v4.len() as u32 - 1;
+        }
+        let n4 = v4.len() as u32;
+        let mut v6: Vec<u128> = Vec::new();
+        for &(a, place) in &occ6 {
+            if v6.last() != Some(&a) {
+                v6.push(a);
+            }
+            ids[(place >> 2) as usize][(place & 3) as usize] = n4 + v6.len() as u32 - 1;
+        }
+        // The rest of each run of one public address.
+        let mut prev: Option<(&[u8; 16], bool, u32)> = None;
+        for (r, id) in records.a.iter().chain(records.b).zip(ids.iter_mut()) {
+            let p4 = r.store_flags & SF_PUBLIC_V4 != 0;
+            match prev {
+                Some((b, f, p)) if b == &r.public_ip && f == p4 => id[0] = p,
+                _ => prev = Some((&r.public_ip, p4, id[0])),
+            }
+        }
+        Dictionary {
+            v4,
+            v6,
+            ids: vec![ids],
+            remap: vec![Remap::FINAL],
+        }
+    }
+
+    /// [`Self::of`] through the provisional ids of one hash pass, as
+    /// [`Self::of_halves`] builds each half's (tests).
+    #[cfg(test)]
+    fn of_hashed(records: Pieces<'_>) -> Dictionary {
         Dictionary::merge(vec![Provisional::of(records)])
     }
 
@@ -1140,7 +1234,11 @@ impl Dictionary {
         let remap = remap4
             .into_iter()
             .zip(remap6)
-            .map(|(v4, v6)| Remap { v4, v6 })
+            .map(|(v4, v6)| Remap {
+                v4,
+                v6,
+                final_ids: false,
+            })
             .collect();
         let ids = parts.into_iter().map(|p| p.ids).collect();
         Dictionary { v4, v6, ids, remap }
@@ -2839,6 +2937,25 @@ mod tests {
 
         /// decode(encode(x)) == x for any sorted record set, and every
         /// lookup by key finds what a linear search finds.
+        /// The dictionary from sorted occurrences gives every record the
+        /// final ids the hash pass and its remap gave, and the same
+        /// address lists, over one slice or two pieces cut anywhere.
+        #[test]
+        fn sorted_occurrences_dictionary_is_the_hashed_one(recs in records(), cut in any::<prop::sample::Index>()) {
+            let at = if recs.is_empty() { 0 } else { cut.index(recs.len() + 1) };
+            let (a, b) = recs.split_at(at);
+            for pieces in [Pieces::one(&recs), Pieces::two(a, b)] {
+                let new = Dictionary::of(pieces);
+                let old = Dictionary::of_hashed(pieces);
+                prop_assert_eq!(&new.v4, &old.v4);
+                prop_assert_eq!(&new.v6, &old.v6);
+                let finals = |d: &Dictionary| -> Vec<[u32; 3]> {
+                    d.ids[0].iter().map(|id| id.map(|p| d.remap[0].id(p))).collect()
+                };
+                prop_assert_eq!(finals(&new), finals(&old));
+            }
+        }
+
         #[test]
         fn sorted_records_round_trip(recs in records(), probes in prop::collection::vec((ip(), port()), 8)) {
             let d = tempfile::tempdir().unwrap();
