@@ -1322,6 +1322,28 @@ impl<'a> Pieces<'a> {
     }
 }
 
+/// The block encoder's scratch: the columns of a block, its buffer and the
+/// distinct-value tables (~120 KB). A seal thread gets it from the writer,
+/// which keeps it between seals, so a partition's encoding does not
+/// allocate and zero it again. Nothing in it outlives a block's use (the
+/// columns and the buffer are written before they are read; the tables are
+/// stamped per column), so the bytes do not depend on what it held.
+pub(crate) struct EncodeScratch {
+    cols: Box<[[u64; BLOCK_RECORDS]; 11]>,
+    buf: BlockBuf,
+    col: Box<ColScratch>,
+}
+
+impl Default for EncodeScratch {
+    fn default() -> EncodeScratch {
+        EncodeScratch {
+            cols: Box::new([[0; BLOCK_RECORDS]; 11]),
+            buf: BlockBuf::new(),
+            col: Box::default(),
+        }
+    }
+}
+
 /// Encodes a whole v2 sealed file. `records` must be strictly sorted by
 /// [`Record::sort_key`] (asserted, by each half's block encoder when the
 /// blocks are split) and valid (they come from the writer's log).
@@ -1336,6 +1358,7 @@ pub(crate) fn encode_file(
     segment: u32,
     records: Pieces<'_>,
     acct: &mut ColumnBytes,
+    scratch: &mut EncodeScratch,
 ) -> [Vec<u8>; 3] {
     encode_file_split(
         start_ns,
@@ -1344,6 +1367,7 @@ pub(crate) fn encode_file(
         records,
         acct,
         ENCODE_SPLIT_RECORDS_MIN,
+        scratch,
     )
 }
 
@@ -1356,6 +1380,7 @@ fn encode_file_split(
     records: Pieces<'_>,
     acct: &mut ColumnBytes,
     split_min: usize,
+    scratch: &mut EncodeScratch,
 ) -> [Vec<u8>; 3] {
     // Where the blocks are split between two threads, if they are; the
     // dictionary's hash pass is split there too.
@@ -1402,11 +1427,15 @@ fn encode_file_split(
             let other = scope.spawn(|| {
                 let mut b = Vec::with_capacity(second.len() * 16);
                 let mut st = Stats::NONE;
-                let idx =
-                    encode_blocks(&mut b, second, ids2, remap2, start_ns, &mut acct2, &mut st);
+                let mut sc = EncodeScratch::default();
+                let idx = encode_blocks(
+                    &mut b, second, ids2, remap2, start_ns, &mut acct2, &mut st, &mut sc,
+                );
                 (b, idx, st)
             });
-            let idx1 = encode_blocks(&mut out, first, ids1, remap1, start_ns, acct, &mut stats);
+            let idx1 = encode_blocks(
+                &mut out, first, ids1, remap1, start_ns, acct, &mut stats, scratch,
+            );
             (idx1, other.join().expect("block encoding does not panic"))
         });
         stats = stats.merge(stats2);
@@ -1431,6 +1460,7 @@ fn encode_file_split(
             start_ns,
             acct,
             &mut stats,
+            scratch,
         );
     }
     let mut tail = Vec::with_capacity(index.len() * size_of::<IndexEntry>() + HEADER_SIZE);
@@ -1466,6 +1496,7 @@ fn encode_file_split(
 ///
 /// Each block's columns are filled by position into fixed arrays, encoded
 /// into one [`BlockBuf`], CRC'd there and appended with one copy.
+#[allow(clippy::too_many_arguments)] // one call per half of the blocks; a struct would only rename them
 fn encode_blocks(
     out: &mut Vec<u8>,
     records: Pieces<'_>,
@@ -1474,15 +1505,18 @@ fn encode_blocks(
     start_ns: i64,
     acct: &mut ColumnBytes,
     stats: &mut Stats,
+    enc: &mut EncodeScratch,
 ) -> Vec<IndexEntry> {
     records.assert_sorted();
     let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
     let mut junction = Vec::new();
-    let mut cols: Box<[[u64; BLOCK_RECORDS]; 11]> = Box::new([[0; BLOCK_RECORDS]; 11]);
-    let mut scratch = ColScratch::default();
+    let EncodeScratch {
+        cols,
+        buf,
+        col: scratch,
+    } = enc;
     let mut seen = [0usize; 11];
     let mut bound_skip = [0u32; 11];
-    let mut buf = BlockBuf::new();
     for (block, ids) in records.blocks(&mut junction).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
         let n = block.len();
@@ -1537,7 +1571,7 @@ fn encode_blocks(
             // was nearly all distinct or abandoned, unless the bound failed
             // on one of the last few blocks' columns.
             scratch.bound_first = (scratch.sort_first || seen[k] == 0) && bound_skip[k] == 0;
-            put_col(&mut buf, &c[..n], &mut scratch);
+            put_col(buf, &c[..n], scratch);
             seen[k] = scratch.seen;
             bound_skip[k] = if scratch.bound_failed {
                 BOUND_SKIP
@@ -1713,7 +1747,14 @@ pub fn column_bytes(path: &Path) -> Result<(u64, ColumnBytes), StoreError> {
     let v = crate::partition::SealedView::open(path, start, span, seg)?;
     let recs = v.records()?;
     let mut acct = ColumnBytes::default();
-    encode_file(start, span, seg, Pieces::one(&recs), &mut acct);
+    encode_file(
+        start,
+        span,
+        seg,
+        Pieces::one(&recs),
+        &mut acct,
+        &mut EncodeScratch::default(),
+    );
     Ok((recs.len() as u64, acct))
 }
 
@@ -2916,12 +2957,18 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         /// Blocks encoded on two threads and concatenated are the bytes of
-        /// one thread's encoding (the records here span up to 3 blocks).
+        /// one thread's encoding (the records here span up to 3 blocks);
+        /// and a scratch that encoded other records before gives the same
+        /// bytes as a fresh one.
         #[test]
         fn encoding_on_two_threads_gives_the_same_bytes(recs in records()) {
             // Forced split (any partition of two blocks or more) against none.
-            let one = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), usize::MAX).concat();
-            let two = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), 0).concat();
+            let one = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), usize::MAX, &mut EncodeScratch::default()).concat();
+            // The scratch the rest use has encoded other records first.
+            let mut sc = EncodeScratch::default();
+            let other: Vec<Record> = recs.iter().skip(1).step_by(2).copied().collect();
+            encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&other), &mut ColumnBytes::default(), usize::MAX, &mut sc);
+            let two = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), 0, &mut sc).concat();
             prop_assert_eq!(&one, &two);
             // The records as two pieces cut anywhere (a split seal's halves,
             // not concatenated), encoded on one thread or two: the same bytes.
@@ -2929,7 +2976,7 @@ mod tests {
                 let cut = cut.min(recs.len());
                 let (a, b) = recs.split_at(cut);
                 for split_min in [usize::MAX, 0] {
-                    let pieces = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::two(a, b), &mut ColumnBytes::default(), split_min).concat();
+                    let pieces = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::two(a, b), &mut ColumnBytes::default(), split_min, &mut sc).concat();
                     prop_assert_eq!(&pieces, &one, "cut {} split_min {}", cut, split_min);
                 }
             }

@@ -14,7 +14,7 @@ use crate::format::{
 };
 use crate::gaps::{Gap, GapLog};
 use crate::model::{EndReason, HoldTimes, Mapping, Proto, UnixNanos};
-use crate::partition::{write_sealed, ActiveLog, SealedView};
+use crate::partition::{write_sealed_with, ActiveLog, SealedView};
 use crate::store::{list_partitions, StoreConfig, PARTITIONS_DIR, STORE_LOCK};
 use crate::{fsutil, StoreError};
 
@@ -293,6 +293,8 @@ pub(crate) struct SealIndex {
     keys: Vec<u128>,
     tmp: Vec<u128>,
     wide: Vec<SealEntry>,
+    /// The v2 block encoder's scratch (~120 KB, whatever the partition).
+    encode: crate::sealed_v2::EncodeScratch,
 }
 
 impl SealIndex {
@@ -1937,13 +1939,14 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         records: held,
         open_at_seal_all,
     });
-    let bytes = write_sealed(
+    let bytes = write_sealed_with(
         &job.part,
         job.start,
         job.span_ns,
         job.segment,
         &job.records,
         &records_b,
+        &mut job.index.encode,
     )?;
     Ok(Sealed {
         records: job.records,
