@@ -17,6 +17,10 @@ pub(crate) trait Key: Copy + Default {
     fn diff_into(self, o: Self, acc: Self) -> Self;
     /// Bits needed for `0..=self` (the highest set bit's position + 1).
     fn bit_len(self) -> u32;
+    /// The key's bits from `HIGH_SHIFT` up, as a `u64` (a digit that lies
+    /// there is one 64-bit shift away, not a double-word one).
+    const HIGH_SHIFT: u32;
+    fn high(self) -> u64;
 }
 
 impl Key for u64 {
@@ -32,6 +36,11 @@ impl Key for u64 {
     fn bit_len(self) -> u32 {
         64 - self.leading_zeros()
     }
+    const HIGH_SHIFT: u32 = 0;
+    #[inline]
+    fn high(self) -> u64 {
+        self
+    }
 }
 
 impl Key for u128 {
@@ -46,6 +55,11 @@ impl Key for u128 {
     #[inline]
     fn bit_len(self) -> u32 {
         128 - self.leading_zeros()
+    }
+    const HIGH_SHIFT: u32 = 64;
+    #[inline]
+    fn high(self) -> u64 {
+        (self >> 64) as u64
     }
 }
 
@@ -86,18 +100,16 @@ pub(crate) fn sort_msd<K: Key + Ord>(a: &mut [K], b: &mut [K], top: u32) {
     let mask = (1usize << width) - 1;
     let buckets = 1usize << width;
     // Bucket d's count in `at[d + 1]`, then its start in `at[d]`, which
-    // the scatter advances to its end (the next bucket's start).
+    // the scatter advances to its end (the next bucket's start). The digit
+    // from the key's high word when it lies there (the loop chosen once).
     let mut at = [0u32; RADIX + 1];
-    for &k in a.iter() {
-        at[(k.shifted(shift) & mask & (RADIX - 1)) + 1] += 1;
-    }
-    for d in 0..buckets {
-        at[d + 1] += at[d];
-    }
-    for &k in a.iter() {
-        let d = k.shifted(shift) & mask & (RADIX - 1);
-        b[at[d] as usize] = k;
-        at[d] += 1;
+    if shift >= K::HIGH_SHIFT {
+        let s = shift - K::HIGH_SHIFT;
+        scatter(a, b, &mut at, buckets, |k: K| {
+            (k.high() >> s) as usize & mask
+        });
+    } else {
+        scatter(a, b, &mut at, buckets, |k: K| k.shifted(shift) & mask);
     }
     let mut from = 0usize;
     for &end in &at[..buckets] {
@@ -107,13 +119,56 @@ pub(crate) fn sort_msd<K: Key + Ord>(a: &mut [K], b: &mut [K], top: u32) {
             continue;
         }
         let bucket = &mut b[from..to];
-        if bucket.len() <= MSD_COMPARE_MAX || shift == 0 {
+        if bucket.len() <= INSERTION_MAX {
+            insertion_sort(bucket);
+        } else if bucket.len() <= MSD_COMPARE_MAX || shift == 0 {
             bucket.sort_unstable();
         } else {
             let spare = &mut a[from..to];
             spare.copy_from_slice(bucket);
             sort_msd(spare, bucket, shift);
         }
+    }
+}
+
+/// One level of [`sort_msd`]: counts the digits of `a` into `at[d + 1]`,
+/// turns them into bucket starts and scatters `a` into `b` stably (each
+/// `at[d]` ends at its bucket's end).
+#[inline(always)]
+fn scatter<K: Key>(
+    a: &[K],
+    b: &mut [K],
+    at: &mut [u32; RADIX + 1],
+    buckets: usize,
+    digit: impl Fn(K) -> usize,
+) {
+    for &k in a.iter() {
+        at[(digit(k) & (RADIX - 1)) + 1] += 1;
+    }
+    for d in 0..buckets {
+        at[d + 1] += at[d];
+    }
+    for &k in a.iter() {
+        let d = digit(k) & (RADIX - 1);
+        b[at[d] as usize] = k;
+        at[d] += 1;
+    }
+}
+
+/// Buckets of at most this many keys are sorted by insertion in place (most
+/// of [`sort_msd`]'s buckets hold two or three keys: a call of the library
+/// sort costs more than the sort).
+const INSERTION_MAX: usize = 8;
+
+fn insertion_sort<K: Copy + Ord>(v: &mut [K]) {
+    for i in 1..v.len() {
+        let k = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1] > k {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = k;
     }
 }
 
