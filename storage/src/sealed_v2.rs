@@ -1021,7 +1021,8 @@ impl Remap {
 /// sized for.
 const DICT_V4_RESERVE_DIVISOR: usize = 4;
 
-/// Distinct IPv4 addresses from which the dictionary radix-sorts them.
+/// IPv4 keys (distinct addresses of the halves, or address occurrences on
+/// one thread) from which the dictionary radix-sorts them.
 const DICT_RADIX_MIN: usize = 512;
 
 /// Provisional ids of IPv6 addresses carry this bit (a partition holds at
