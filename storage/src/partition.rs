@@ -900,6 +900,7 @@ impl LogView {
 /// one, or the two halves of a split seal, not copied into one buffer: the
 /// same bytes). They must already be reduced and sorted by
 /// [`Record::sort_key`]. Returns the bytes written.
+#[cfg(test)]
 pub(crate) fn write_sealed(
     path: &Path,
     start_ns: i64,
@@ -908,6 +909,28 @@ pub(crate) fn write_sealed(
     a: &[Record],
     b: &[Record],
 ) -> Result<u64, StoreError> {
+    write_sealed_with(
+        path,
+        start_ns,
+        span_ns,
+        segment,
+        a,
+        b,
+        &mut sealed_v2::EncodeScratch::default(),
+    )
+}
+
+/// [`write_sealed`] with the encoder's scratch kept by the caller (the
+/// writer, between seals).
+pub(crate) fn write_sealed_with(
+    path: &Path,
+    start_ns: i64,
+    span_ns: i64,
+    segment: u32,
+    a: &[Record],
+    b: &[Record],
+    scratch: &mut sealed_v2::EncodeScratch,
+) -> Result<u64, StoreError> {
     // The order is asserted by the encoder, on its blocks' threads.
     let parts = sealed_v2::encode_file(
         start_ns,
@@ -915,6 +938,7 @@ pub(crate) fn write_sealed(
         segment,
         sealed_v2::Pieces::two(a, b),
         &mut sealed_v2::ColumnBytes::default(),
+        scratch,
     );
     fsutil::publish(path, &[&parts[0], &parts[1], &parts[2]])?;
     Ok(parts.iter().map(|p| p.len() as u64).sum())

@@ -989,16 +989,27 @@ struct Dictionary {
     remap: Vec<Remap>,
 }
 
-/// One part's provisional address ids -> final ids.
+/// One part's provisional address ids -> final ids (or, `final_ids`, the
+/// ids are final already: [`Dictionary::of`]).
 struct Remap {
     v4: Vec<u32>,
     v6: Vec<u32>,
+    final_ids: bool,
 }
 
 impl Remap {
+    /// The ids are the final ones.
+    const FINAL: Remap = Remap {
+        v4: Vec::new(),
+        v6: Vec::new(),
+        final_ids: true,
+    };
+
     #[inline(always)]
     fn id(&self, prov: u32) -> u32 {
-        if prov & PROV_V6 != 0 {
+        if self.final_ids {
+            prov
+        } else if prov & PROV_V6 != 0 {
             self.v6[(prov & !PROV_V6) as usize]
         } else {
             self.v4[prov as usize]
@@ -1010,7 +1021,8 @@ impl Remap {
 /// sized for.
 const DICT_V4_RESERVE_DIVISOR: usize = 4;
 
-/// Distinct IPv4 addresses from which the dictionary radix-sorts them.
+/// IPv4 keys (distinct addresses of the halves, or address occurrences on
+/// one thread) from which the dictionary radix-sorts them.
 const DICT_RADIX_MIN: usize = 512;
 
 /// Provisional ids of IPv6 addresses carry this bit (a partition holds at
@@ -1072,8 +1084,91 @@ impl Provisional {
 }
 
 impl Dictionary {
-    /// The dictionary of `records`, on one thread.
+    /// The dictionary of `records`, on one thread: every address
+    /// occurrence (a run of one public address once) sorted with its place,
+    /// so each record gets its final ids (the addresses' ranks) in one walk
+    /// over the sorted occurrences, with no hash table and no remap (the
+    /// same as [`Self::of_hashed`], property-tested).
     fn of(records: Pieces<'_>) -> Dictionary {
+        let n = records.len();
+        // An occurrence's place: record << 2 | field (0 public, 1 internal,
+        // 2 remote), below 2^32 for any partition.
+        assert!(
+            n <= 1 << 30,
+            "a partition holds at most PARTITION_RECORDS_MAX records"
+        );
+        let mut ids: Vec<[u32; 3]> = vec![[0; 3]; n];
+        // IPv4: address << 32 | place, sorted as whole keys (distinct).
+        let mut occ4: Vec<u64> = Vec::with_capacity(n * 3);
+        let mut occ6: Vec<(u128, u32)> = Vec::new();
+        let mut add = |bytes: &[u8; 16], is_v4: bool, place: u32| {
+            if is_v4 {
+                let a = u32::from_be_bytes(bytes[12..].try_into().expect("4 bytes"));
+                occ4.push(u64::from(a) << 32 | u64::from(place));
+            } else {
+                occ6.push((u128::from_be_bytes(*bytes), place));
+            }
+        };
+        let mut prev_public: Option<(&[u8; 16], bool)> = None;
+        for (i, r) in records.a.iter().chain(records.b).enumerate() {
+            let sf = r.store_flags;
+            let place = (i as u32) << 2;
+            // Records are sorted by public address: a run of one address
+            // is looked up once and its id copied below.
+            let p4 = sf & SF_PUBLIC_V4 != 0;
+            if prev_public != Some((&r.public_ip, p4)) {
+                add(&r.public_ip, p4, place);
+                prev_public = Some((&r.public_ip, p4));
+            }
+            add(&r.internal_ip, sf & SF_INTERNAL_V4 != 0, place | 1);
+            add(&r.remote_ip, sf & SF_REMOTE_V4 != 0, place | 2);
+        }
+        if occ4.len() >= DICT_RADIX_MIN {
+            let mut sorted = vec![0u64; occ4.len()];
+            crate::radix::sort_msd(&mut occ4, &mut sorted, 64);
+            occ4 = sorted;
+        } else {
+            occ4.sort_unstable();
+        }
+        occ6.sort_unstable();
+        let mut v4: Vec<u32> = Vec::new();
+        for &e in &occ4 {
+            let a = (e >> 32) as u32;
+            if v4.last() != Some(&a) {
+                v4.push(a);
+            }
+            let place = e as u32;
+            ids[(place >> 2) as usize][(place & 3) as usize] = v4.len() as u32 - 1;
+        }
+        let n4 = v4.len() as u32;
+        let mut v6: Vec<u128> = Vec::new();
+        for &(a, place) in &occ6 {
+            if v6.last() != Some(&a) {
+                v6.push(a);
+            }
+            ids[(place >> 2) as usize][(place & 3) as usize] = n4 + v6.len() as u32 - 1;
+        }
+        // The rest of each run of one public address.
+        let mut prev: Option<(&[u8; 16], bool, u32)> = None;
+        for (r, id) in records.a.iter().chain(records.b).zip(ids.iter_mut()) {
+            let p4 = r.store_flags & SF_PUBLIC_V4 != 0;
+            match prev {
+                Some((b, f, p)) if b == &r.public_ip && f == p4 => id[0] = p,
+                _ => prev = Some((&r.public_ip, p4, id[0])),
+            }
+        }
+        Dictionary {
+            v4,
+            v6,
+            ids: vec![ids],
+            remap: vec![Remap::FINAL],
+        }
+    }
+
+    /// [`Self::of`] through the provisional ids of one hash pass, as
+    /// [`Self::of_halves`] builds each half's (tests).
+    #[cfg(test)]
+    fn of_hashed(records: Pieces<'_>) -> Dictionary {
         Dictionary::merge(vec![Provisional::of(records)])
     }
 
@@ -1097,7 +1192,7 @@ impl Dictionary {
     fn merge(parts: Vec<Provisional>) -> Dictionary {
         assert!(parts.len() <= 2, "one part or two");
         // (address, part, provisional id) as one u64 (the id is below
-        // 2^31), ordered by the address: radix-sorted on its 32 bits from a
+        // 2^31), ordered by the address: radix-sorted (whole keys) from a
         // few hundred on.
         let mut s4: Vec<u64> = Vec::with_capacity(parts.iter().map(|p| p.v4.len()).sum());
         let mut s6: Vec<(u128, u32, u32)> = Vec::new();
@@ -1108,8 +1203,13 @@ impl Dictionary {
             );
             s6.extend(p.v6.iter().map(|(&a, &i)| (a, k as u32, i & !PROV_V6)));
         }
+        // The keys are distinct (an address once per part), so sorting the
+        // whole key orders by address and then part: what a stable sort by
+        // the address alone gave.
         if s4.len() >= DICT_RADIX_MIN {
-            crate::radix::sort_bits(&mut s4, &mut Vec::new(), 32, 32);
+            let mut sorted = vec![0u64; s4.len()];
+            crate::radix::sort_msd(&mut s4, &mut sorted, 64);
+            s4 = sorted;
         } else {
             s4.sort_unstable();
         }
@@ -1135,7 +1235,11 @@ impl Dictionary {
         let remap = remap4
             .into_iter()
             .zip(remap6)
-            .map(|(v4, v6)| Remap { v4, v6 })
+            .map(|(v4, v6)| Remap {
+                v4,
+                v6,
+                final_ids: false,
+            })
             .collect();
         let ids = parts.into_iter().map(|p| p.ids).collect();
         Dictionary { v4, v6, ids, remap }
@@ -1219,6 +1323,28 @@ impl<'a> Pieces<'a> {
     }
 }
 
+/// The block encoder's scratch: the columns of a block, its buffer and the
+/// distinct-value tables (~120 KB). A seal thread gets it from the writer,
+/// which keeps it between seals, so a partition's encoding does not
+/// allocate and zero it again. Nothing in it outlives a block's use (the
+/// columns and the buffer are written before they are read; the tables are
+/// stamped per column), so the bytes do not depend on what it held.
+pub(crate) struct EncodeScratch {
+    cols: Box<[[u64; BLOCK_RECORDS]; 11]>,
+    buf: BlockBuf,
+    col: Box<ColScratch>,
+}
+
+impl Default for EncodeScratch {
+    fn default() -> EncodeScratch {
+        EncodeScratch {
+            cols: Box::new([[0; BLOCK_RECORDS]; 11]),
+            buf: BlockBuf::new(),
+            col: Box::default(),
+        }
+    }
+}
+
 /// Encodes a whole v2 sealed file. `records` must be strictly sorted by
 /// [`Record::sort_key`] (asserted, by each half's block encoder when the
 /// blocks are split) and valid (they come from the writer's log).
@@ -1233,6 +1359,7 @@ pub(crate) fn encode_file(
     segment: u32,
     records: Pieces<'_>,
     acct: &mut ColumnBytes,
+    scratch: &mut EncodeScratch,
 ) -> [Vec<u8>; 3] {
     encode_file_split(
         start_ns,
@@ -1241,6 +1368,7 @@ pub(crate) fn encode_file(
         records,
         acct,
         ENCODE_SPLIT_RECORDS_MIN,
+        scratch,
     )
 }
 
@@ -1253,6 +1381,7 @@ fn encode_file_split(
     records: Pieces<'_>,
     acct: &mut ColumnBytes,
     split_min: usize,
+    scratch: &mut EncodeScratch,
 ) -> [Vec<u8>; 3] {
     // Where the blocks are split between two threads, if they are; the
     // dictionary's hash pass is split there too.
@@ -1299,11 +1428,15 @@ fn encode_file_split(
             let other = scope.spawn(|| {
                 let mut b = Vec::with_capacity(second.len() * 16);
                 let mut st = Stats::NONE;
-                let idx =
-                    encode_blocks(&mut b, second, ids2, remap2, start_ns, &mut acct2, &mut st);
+                let mut sc = EncodeScratch::default();
+                let idx = encode_blocks(
+                    &mut b, second, ids2, remap2, start_ns, &mut acct2, &mut st, &mut sc,
+                );
                 (b, idx, st)
             });
-            let idx1 = encode_blocks(&mut out, first, ids1, remap1, start_ns, acct, &mut stats);
+            let idx1 = encode_blocks(
+                &mut out, first, ids1, remap1, start_ns, acct, &mut stats, scratch,
+            );
             (idx1, other.join().expect("block encoding does not panic"))
         });
         stats = stats.merge(stats2);
@@ -1328,6 +1461,7 @@ fn encode_file_split(
             start_ns,
             acct,
             &mut stats,
+            scratch,
         );
     }
     let mut tail = Vec::with_capacity(index.len() * size_of::<IndexEntry>() + HEADER_SIZE);
@@ -1363,6 +1497,7 @@ fn encode_file_split(
 ///
 /// Each block's columns are filled by position into fixed arrays, encoded
 /// into one [`BlockBuf`], CRC'd there and appended with one copy.
+#[allow(clippy::too_many_arguments)] // one call per half of the blocks; a struct would only rename them
 fn encode_blocks(
     out: &mut Vec<u8>,
     records: Pieces<'_>,
@@ -1371,15 +1506,18 @@ fn encode_blocks(
     start_ns: i64,
     acct: &mut ColumnBytes,
     stats: &mut Stats,
+    enc: &mut EncodeScratch,
 ) -> Vec<IndexEntry> {
     records.assert_sorted();
     let mut index: Vec<IndexEntry> = Vec::with_capacity(records.len().div_ceil(BLOCK_RECORDS));
     let mut junction = Vec::new();
-    let mut cols: Box<[[u64; BLOCK_RECORDS]; 11]> = Box::new([[0; BLOCK_RECORDS]; 11]);
-    let mut scratch = ColScratch::default();
+    let EncodeScratch {
+        cols,
+        buf,
+        col: scratch,
+    } = enc;
     let mut seen = [0usize; 11];
     let mut bound_skip = [0u32; 11];
-    let mut buf = BlockBuf::new();
     for (block, ids) in records.blocks(&mut junction).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
         let n = block.len();
@@ -1434,7 +1572,7 @@ fn encode_blocks(
             // was nearly all distinct or abandoned, unless the bound failed
             // on one of the last few blocks' columns.
             scratch.bound_first = (scratch.sort_first || seen[k] == 0) && bound_skip[k] == 0;
-            put_col(&mut buf, &c[..n], &mut scratch);
+            put_col(buf, &c[..n], scratch);
             seen[k] = scratch.seen;
             bound_skip[k] = if scratch.bound_failed {
                 BOUND_SKIP
@@ -1610,7 +1748,14 @@ pub fn column_bytes(path: &Path) -> Result<(u64, ColumnBytes), StoreError> {
     let v = crate::partition::SealedView::open(path, start, span, seg)?;
     let recs = v.records()?;
     let mut acct = ColumnBytes::default();
-    encode_file(start, span, seg, Pieces::one(&recs), &mut acct);
+    encode_file(
+        start,
+        span,
+        seg,
+        Pieces::one(&recs),
+        &mut acct,
+        &mut EncodeScratch::default(),
+    );
     Ok((recs.len() as u64, acct))
 }
 
@@ -2810,15 +2955,44 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// The dictionary from sorted occurrences gives every record the
+        /// final ids the hash pass and its remap gave, and the same
+        /// address lists, over one slice or two pieces cut anywhere.
+        #[test]
+        fn sorted_occurrences_dictionary_is_the_hashed_one(recs in records(), cut in any::<prop::sample::Index>()) {
+            let at = if recs.is_empty() { 0 } else { cut.index(recs.len() + 1) };
+            let (a, b) = recs.split_at(at);
+            for pieces in [Pieces::one(&recs), Pieces::two(a, b)] {
+                let new = Dictionary::of(pieces);
+                let old = Dictionary::of_hashed(pieces);
+                prop_assert_eq!(&new.v4, &old.v4);
+                prop_assert_eq!(&new.v6, &old.v6);
+                let finals = |d: &Dictionary| -> Vec<[u32; 3]> {
+                    d.ids[0].iter().map(|id| id.map(|p| d.remap[0].id(p))).collect()
+                };
+                prop_assert_eq!(finals(&new), finals(&old));
+            }
+        }
+    }
+
+    proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         /// Blocks encoded on two threads and concatenated are the bytes of
-        /// one thread's encoding (the records here span up to 3 blocks).
+        /// one thread's encoding (the records here span up to 3 blocks);
+        /// and a scratch that encoded other records before gives the same
+        /// bytes as a fresh one.
         #[test]
         fn encoding_on_two_threads_gives_the_same_bytes(recs in records()) {
             // Forced split (any partition of two blocks or more) against none.
-            let one = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), usize::MAX).concat();
-            let two = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), 0).concat();
+            let one = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), usize::MAX, &mut EncodeScratch::default()).concat();
+            // The scratch the rest use has encoded other records first.
+            let mut sc = EncodeScratch::default();
+            let other: Vec<Record> = recs.iter().skip(1).step_by(4).copied().collect();
+            encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&other), &mut ColumnBytes::default(), usize::MAX, &mut sc);
+            let two = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut ColumnBytes::default(), 0, &mut sc).concat();
             prop_assert_eq!(&one, &two);
             // The records as two pieces cut anywhere (a split seal's halves,
             // not concatenated), encoded on one thread or two: the same bytes.
@@ -2826,7 +3000,7 @@ mod tests {
                 let cut = cut.min(recs.len());
                 let (a, b) = recs.split_at(cut);
                 for split_min in [usize::MAX, 0] {
-                    let pieces = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::two(a, b), &mut ColumnBytes::default(), split_min).concat();
+                    let pieces = encode_file_split(T0, 3_600_000_000_000, 0, Pieces::two(a, b), &mut ColumnBytes::default(), split_min, &mut sc).concat();
                     prop_assert_eq!(&pieces, &one, "cut {} split_min {}", cut, split_min);
                 }
             }
@@ -2834,6 +3008,7 @@ mod tests {
 
         /// decode(encode(x)) == x for any sorted record set, and every
         /// lookup by key finds what a linear search finds.
+
         #[test]
         fn sorted_records_round_trip(recs in records(), probes in prop::collection::vec((ip(), port()), 8)) {
             let d = tempfile::tempdir().unwrap();
