@@ -907,8 +907,8 @@ impl V6Names {
 
 /// How many expired flows ahead of the one being removed a scan prefetches
 /// the slot of (half as far ahead the index head, a quarter as far the
-/// first flow of its index chain, an eighth as far the second).
-const EXPIRE_PREFETCH_AHEAD: usize = 16;
+/// first flow of its index chain).
+const EXPIRE_PREFETCH_AHEAD: usize = 8;
 /// The flow part of a split correlator ([`Correlator::apply_events`]):
 /// an observation's index head is prefetched this many events ahead, its
 /// chain's first slot half as far ahead (hints only).
@@ -2875,10 +2875,8 @@ impl Correlator {
         // for the chain's prefetch and the unlinking: removing flows leaves
         // the index's size as it is, so a head stays right.
         const HALF: usize = EXPIRE_PREFETCH_AHEAD / 2;
-        const QUARTER: usize = EXPIRE_PREFETCH_AHEAD / 4;
-        const EIGHTH: usize = EXPIRE_PREFETCH_AHEAD / 8;
         const RING: usize = EXPIRE_PREFETCH_AHEAD;
-        const _: () = assert!(RING.is_power_of_two() && HALF < RING && EIGHTH >= 1);
+        const _: () = assert!(RING.is_power_of_two() && HALF < RING && HALF >= 1);
         let mut heads = [0usize; RING];
         for (j, &(_, _, slot)) in expired.iter().enumerate().take(HALF) {
             heads[j] = self.index_head(&self.flow(slot).key());
@@ -2893,22 +2891,11 @@ impl Correlator {
                 slab::prefetch(&self.index_heads[h]);
             }
             // Unlinking from the index walks the chain from its head: the
-            // chain's first flow (when another) a quarter as far ahead, its
-            // second (when the flow is further down) an eighth as far, from
-            // the first's link (loaded by then).
-            if let Some(&(_, _, ahead)) = expired.get(k + QUARTER) {
-                let first = self.index_heads[heads[(k + QUARTER) & (RING - 1)]];
+            // chain's first flow (when another) a quarter as far ahead.
+            if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD / 4) {
+                let first = self.index_heads[heads[(k + EXPIRE_PREFETCH_AHEAD / 4) & (RING - 1)]];
                 if first != ahead && first != LINK_NONE {
                     slab::prefetch(self.flow(first));
-                }
-            }
-            if let Some(&(_, _, ahead)) = expired.get(k + EIGHTH) {
-                let first = self.index_heads[heads[(k + EIGHTH) & (RING - 1)]];
-                if first != ahead && first != LINK_NONE {
-                    let second = self.flow(first).link(LINK_INDEX_NEXT);
-                    if second != ahead && second != LINK_NONE {
-                        slab::prefetch(self.flow(second));
-                    }
                 }
             }
             let slot = expired[k].2;
