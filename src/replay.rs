@@ -149,7 +149,14 @@ pub const PACKETS_PER_BATCH: usize = 1024;
 /// Batches in flight between the two threads (the channel's bound); the
 /// reader blocks when the correlator is this far behind. Batches are
 /// recycled through a return channel, so the steady state allocates nothing.
-pub const BATCHES_IN_FLIGHT_MAX: usize = 8;
+/// With three threads on two cores the kernel time-slices them (a few ms a
+/// slice): the queue must outlast a slice the reader spends descheduled, or
+/// the pairing thread drains it and waits. 8 batches were ~0.4 ms of the
+/// pairing thread's work; 128 (~10 MB of 80-byte items, touched as batches
+/// rotate) took a quiet machine's three-thread replay from ~1.10 to
+/// ~0.97 s (round 10, docs/BENCHMARKS.md).
+pub const BATCHES_IN_FLIGHT_MAX: usize = 128;
+const _: () = assert!(std::mem::size_of::<Item<'static>>() == 80);
 /// Mappings the correlating stage collects before handing them to the writer
 /// in one batch (also handed over at each tick and at the end).
 pub const SINK_MAPPINGS_MAX: usize = 256;
