@@ -1704,7 +1704,11 @@ fn assert_restarted_store(run: &LabRun, store_dir: &Path) {
         );
         assert!(
             err.contains("recorder-down"),
-            "missed during the downtime without a warning: {err}"
+            "missed during the downtime without a warning: {err}\nlookup of {} at {at} (conntrack new {}, signal {signal}, stopped {stopped}, ready {ready}) for {}; rows {:?}\n{logs}",
+            t.public,
+            t.new_ns,
+            t.internal,
+            rows.iter().map(key_of).collect::<Vec<_>>()
         );
         down_only.push(t.internal.clone());
     }
