@@ -916,8 +916,27 @@ fn div_euclid_pow10(v: i64, e: u8) -> i64 {
 }
 
 /// Largest power of ten up to 10^9 dividing every value (one pass: the
-/// exponent only ever drops).
-fn unit_exp(vals: impl Iterator<Item = u64>) -> u8 {
+/// exponent only ever drops). The values are scanned with the current
+/// exponent's divisor a constant (one test of a value, not the nine the
+/// compiler hoists out of [`divisible_pow10`]'s match when that is inside
+/// the loop): only a value that is not a multiple lowers it. The same
+/// exponent as [`unit_exp_reference`] (property-tested).
+fn unit_exp(mut vals: impl Iterator<Item = u64>) -> u8 {
+    let mut e = 9u8;
+    while e > 0 {
+        let Some(v) = with_pow10!(e, |p: u64| vals.find(|v| !v.is_multiple_of(p))) else {
+            break;
+        };
+        while e > 0 && !divisible_pow10(v, e) {
+            e -= 1;
+        }
+    }
+    e
+}
+
+/// [`unit_exp`] one value at a time: the reference it is tested against.
+#[cfg(test)]
+fn unit_exp_reference(vals: impl Iterator<Item = u64>) -> u8 {
     let mut e = 9u8;
     for v in vals {
         while e > 0 && !divisible_pow10(v, e) {
@@ -3525,6 +3544,26 @@ mod tests {
                 want -= 1;
             }
             prop_assert_eq!(unit_exp(vals.iter().copied()), want);
+        }
+
+        /// [`unit_exp`] equals the one-value-at-a-time reference on columns
+        /// of multiples of random powers of ten (the exponent dropping at
+        /// any place, or never).
+        #[test]
+        fn unit_exp_equals_reference(
+            vals in proptest::collection::vec((any::<u64>(), 0u32..=12, 0u64..3), 0..600)
+        ) {
+            let vals: Vec<u64> = vals
+                .iter()
+                .map(|&(v, e, k)| match k {
+                    0 => v,
+                    1 => (v >> 40).wrapping_mul(10u64.pow(e)),
+                    _ => 10u64.pow(e),
+                })
+                .collect();
+            prop_assert_eq!(unit_exp(vals.iter().copied()), unit_exp_reference(vals.iter().copied()));
+            let tail = vals.iter().copied().filter(|v| v % 1000 == 0);
+            prop_assert_eq!(unit_exp(tail.clone()), unit_exp_reference(tail));
         }
     }
 
