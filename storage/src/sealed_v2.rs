@@ -3705,7 +3705,12 @@ mod tests {
     #[test]
     fn varint_len_fast_at_every_bit_length() {
         for b in 0..64 {
-            for v in [1u64 << b, (1u64 << b) - 1, (1u64 << b) | 1, u64::MAX >> (63 - b)] {
+            for v in [
+                1u64 << b,
+                (1u64 << b) - 1,
+                (1u64 << b) | 1,
+                u64::MAX >> (63 - b),
+            ] {
                 assert_eq!(varint_len_fast(v), varint_len(v), "{v:#x}");
             }
         }
