@@ -3648,10 +3648,9 @@ mod tests {
                     }
                 })
                 .collect();
-            let (mut w, mut r) = (BlockBuf::new(), Vec::new());
+            let (mut w, mut r) = (BlockBuf::new(), vec![0xa5u8; lead]);
             for _ in 0..lead {
                 w.byte(0xa5);
-                r.push(0xa5);
             }
             w.packed_by(&vals, |v| v, width);
             put_packed(&mut r, vals.iter().copied(), width);
