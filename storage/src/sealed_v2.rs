@@ -151,23 +151,23 @@ fn put_packed(out: &mut Vec<u8>, vals: impl Iterator<Item = u64>, width: u32) {
     }
 }
 
-/// `varint_len` by the count of leading zeros of `v | 1` (a load, not a
-/// division).
-const VARINT_LEN_BY_LZ: [u8; 65] = {
-    let mut t = [0u8; 65];
-    let mut lz = 0;
-    while lz <= 64 {
-        let b = 64 - lz;
-        t[lz] = if b == 0 { 1 } else { b.div_ceil(7) as u8 };
-        lz += 1;
+/// `varint_len` by the index of the highest set bit of `v | 1` (a load, not
+/// a division; indexed by the bit, not by the count of leading zeros, so
+/// that no instruction turns the one into the other).
+const VARINT_LEN_BY_TOP_BIT: [u8; 64] = {
+    let mut t = [0u8; 64];
+    let mut top = 0;
+    while top < 64 {
+        t[top] = (top + 1).div_ceil(7) as u8;
+        top += 1;
     }
     t
 };
 
-/// [`varint_len`] through [`VARINT_LEN_BY_LZ`].
+/// [`varint_len`] through [`VARINT_LEN_BY_TOP_BIT`].
 #[inline(always)]
 fn varint_len_fast(v: u64) -> usize {
-    usize::from(VARINT_LEN_BY_LZ[(v | 1).leading_zeros() as usize])
+    usize::from(VARINT_LEN_BY_TOP_BIT[(v | 1).ilog2() as usize])
 }
 
 /// Bytes of the largest block payload [`encode_blocks`] can write, plus
@@ -260,6 +260,96 @@ impl BlockBuf {
                 self.word(acc, 8);
                 nbits -= 64;
                 acc = (v >> 1) >> (width - 1 - nbits);
+            }
+        }
+        if nbits > 0 {
+            self.word(acc, nbits.div_ceil(8) as usize);
+        }
+    }
+}
+
+impl BlockBuf {
+    /// [`Self::packed`] of `vals` mapped through `f` (each result below
+    /// 2^`width`): the same bytes, with the width a constant up to 32 bits
+    /// (property-tested against [`put_packed`]).
+    #[inline(always)]
+    fn packed_by<T: Copy>(&mut self, vals: &[T], f: impl Fn(T) -> u64, width: u32) {
+        match width {
+            0 => {}
+            1 => self.packed_const::<1, T>(vals, f),
+            2 => self.packed_const::<2, T>(vals, f),
+            3 => self.packed_const::<3, T>(vals, f),
+            4 => self.packed_const::<4, T>(vals, f),
+            5 => self.packed_const::<5, T>(vals, f),
+            6 => self.packed_const::<6, T>(vals, f),
+            7 => self.packed_const::<7, T>(vals, f),
+            8 => self.packed_const::<8, T>(vals, f),
+            9 => self.packed_const::<9, T>(vals, f),
+            10 => self.packed_const::<10, T>(vals, f),
+            11 => self.packed_const::<11, T>(vals, f),
+            12 => self.packed_const::<12, T>(vals, f),
+            13 => self.packed_const::<13, T>(vals, f),
+            14 => self.packed_const::<14, T>(vals, f),
+            15 => self.packed_const::<15, T>(vals, f),
+            16 => self.packed_const::<16, T>(vals, f),
+            17 => self.packed_const::<17, T>(vals, f),
+            18 => self.packed_const::<18, T>(vals, f),
+            19 => self.packed_const::<19, T>(vals, f),
+            20 => self.packed_const::<20, T>(vals, f),
+            21 => self.packed_const::<21, T>(vals, f),
+            22 => self.packed_const::<22, T>(vals, f),
+            23 => self.packed_const::<23, T>(vals, f),
+            24 => self.packed_const::<24, T>(vals, f),
+            25 => self.packed_const::<25, T>(vals, f),
+            26 => self.packed_const::<26, T>(vals, f),
+            27 => self.packed_const::<27, T>(vals, f),
+            28 => self.packed_const::<28, T>(vals, f),
+            29 => self.packed_const::<29, T>(vals, f),
+            30 => self.packed_const::<30, T>(vals, f),
+            31 => self.packed_const::<31, T>(vals, f),
+            32 => self.packed_const::<32, T>(vals, f),
+            _ => self.packed(vals.iter().map(|&v| f(v)), width),
+        }
+    }
+
+    /// `vals` through `f` as `W`-bit integers: `64 / W` values are put
+    /// together by constant shifts into one chunk first, and the chunks
+    /// (`64 / W * W` bits each; whole words when `W` divides 64) are
+    /// appended as [`Self::packed`] appends values, so one test and one
+    /// variable shift a chunk rather than a value. Bits in the same
+    /// order, least significant first, so the same bytes.
+    #[inline(never)]
+    fn packed_const<const W: u32, T: Copy>(&mut self, vals: &[T], f: impl Fn(T) -> u64) {
+        let g = (64 / W) as usize;
+        let bits = g as u32 * W;
+        let mut chunks = vals.chunks_exact(g);
+        let (mut acc, mut nbits) = (0u64, 0u32);
+        for c in &mut chunks {
+            let mut x = 0u64;
+            for (i, &v) in c.iter().enumerate() {
+                x |= f(v) << (i as u32 * W);
+            }
+            if bits == 64 {
+                // `nbits` stays 0: every chunk is a whole word.
+                self.word(x, 8);
+                continue;
+            }
+            acc |= x << nbits;
+            nbits += bits;
+            if nbits >= 64 {
+                self.word(acc, 8);
+                nbits -= 64;
+                acc = (x >> 1) >> (bits - 1 - nbits);
+            }
+        }
+        for &v in chunks.remainder() {
+            let v = f(v);
+            acc |= v << nbits;
+            nbits += W;
+            if nbits >= 64 {
+                self.word(acc, 8);
+                nbits -= 64;
+                acc = (v >> 1) >> (W - 1 - nbits);
             }
         }
         if nbits > 0 {
@@ -748,7 +838,7 @@ fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
             out.byte(COL_FOR);
             out.varint(min);
             out.byte(w_for as u8);
-            out.packed(vals.iter().map(|&v| v - min), w_for);
+            out.packed_by(vals, |v| v - min, w_for);
         }
         None => {
             out.byte(COL_VARINT);
@@ -790,7 +880,7 @@ fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
                 Counted::Sorted | Counted::Rows => {}
             }
             if s.counted == Counted::Rows {
-                out.packed(s.at[..vals.len()].iter().map(|&id| u64::from(id)), w_dict);
+                out.packed_by(&s.at[..vals.len()], u64::from, w_dict);
             } else if s.counted == Counted::Sorted {
                 out.packed(
                     vals.iter()
@@ -799,7 +889,7 @@ fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
                 );
             } else {
                 let (ids, at) = (&s.ids, &s.at[..vals.len()]);
-                out.packed(at.iter().map(|&h| u64::from(ids[usize::from(h)])), w_dict);
+                out.packed_by(at, |h| u64::from(ids[usize::from(h)]), w_dict);
             }
         }
     }
@@ -916,8 +1006,27 @@ fn div_euclid_pow10(v: i64, e: u8) -> i64 {
 }
 
 /// Largest power of ten up to 10^9 dividing every value (one pass: the
-/// exponent only ever drops).
-fn unit_exp(vals: impl Iterator<Item = u64>) -> u8 {
+/// exponent only ever drops). The values are scanned with the current
+/// exponent's divisor a constant (one test of a value, not the nine the
+/// compiler hoists out of [`divisible_pow10`]'s match when that is inside
+/// the loop): only a value that is not a multiple lowers it. The same
+/// exponent as [`unit_exp_reference`] (property-tested).
+fn unit_exp(mut vals: impl Iterator<Item = u64>) -> u8 {
+    let mut e = 9u8;
+    while e > 0 {
+        let Some(v) = with_pow10!(e, |p: u64| vals.find(|v| !v.is_multiple_of(p))) else {
+            break;
+        };
+        while e > 0 && !divisible_pow10(v, e) {
+            e -= 1;
+        }
+    }
+    e
+}
+
+/// [`unit_exp`] one value at a time: the reference it is tested against.
+#[cfg(test)]
+fn unit_exp_reference(vals: impl Iterator<Item = u64>) -> u8 {
     let mut e = 9u8;
     for v in vals {
         while e > 0 && !divisible_pow10(v, e) {
@@ -3501,12 +3610,56 @@ mod tests {
                     .collect();
                 w.packed(vals.iter().copied(), *width);
                 put_packed(&mut r, vals.iter().copied(), *width);
+                w.packed_by(&vals, |v| v, *width);
+                put_packed(&mut r, vals.iter().copied(), *width);
                 w.varint(*v);
                 put_varint(&mut r, *v);
                 prop_assert_eq!(varint_len_fast(*v), varint_len(*v));
                 w.byte(*width as u8);
                 r.push(*width as u8);
             }
+            prop_assert_eq!(w.bytes(), &r[..]);
+        }
+
+        /// [`BlockBuf::packed_by`] (constant widths, chunked) writes the
+        /// bytes of the byte-at-a-time packer on block-length columns of
+        /// every width: random values, all at the width's largest value,
+        /// all zero; lengths across the chunk and block edges; after an
+        /// unaligned start.
+        #[test]
+        fn packed_by_writes_what_put_packed_writes(
+            width in 0u32..=64,
+            len in 0usize..=BLOCK_RECORDS + 3,
+            kind in 0u8..3,
+            lead in 0usize..3,
+            seed in any::<u64>(),
+        ) {
+            let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+            let mut x = seed | 1;
+            let vals: Vec<u64> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    match kind {
+                        0 => x & mask,
+                        1 => mask,
+                        _ => 0,
+                    }
+                })
+                .collect();
+            let (mut w, mut r) = (BlockBuf::new(), vec![0xa5u8; lead]);
+            for _ in 0..lead {
+                w.byte(0xa5);
+            }
+            w.packed_by(&vals, |v| v, width);
+            put_packed(&mut r, vals.iter().copied(), width);
+            w.byte(0x5a);
+            r.push(0x5a);
+            let ids: Vec<u16> = (0..len).map(|j| (j % 7) as u16).collect();
+            let table: Vec<u64> = (0..7u64).map(|i| (i * 0x9e37_79b9) & mask).collect();
+            w.packed_by(&ids, |h| table[usize::from(h)], width);
+            put_packed(&mut r, ids.iter().map(|&h| table[usize::from(h)]), width);
             prop_assert_eq!(w.bytes(), &r[..]);
         }
 
@@ -3526,6 +3679,41 @@ mod tests {
             }
             prop_assert_eq!(unit_exp(vals.iter().copied()), want);
         }
+
+        /// [`unit_exp`] equals the one-value-at-a-time reference on columns
+        /// of multiples of random powers of ten (the exponent dropping at
+        /// any place, or never).
+        #[test]
+        fn unit_exp_equals_reference(
+            vals in proptest::collection::vec((any::<u64>(), 0u32..=12, 0u64..3), 0..600)
+        ) {
+            let vals: Vec<u64> = vals
+                .iter()
+                .map(|&(v, e, k)| match k {
+                    0 => v,
+                    1 => (v >> 40).wrapping_mul(10u64.pow(e)),
+                    _ => 10u64.pow(e),
+                })
+                .collect();
+            prop_assert_eq!(unit_exp(vals.iter().copied()), unit_exp_reference(vals.iter().copied()));
+            let tail = vals.iter().copied().filter(|v| v % 1000 == 0);
+            prop_assert_eq!(unit_exp(tail.clone()), unit_exp_reference(tail));
+        }
+    }
+
+    #[test]
+    fn varint_len_fast_at_every_bit_length() {
+        for b in 0..64 {
+            for v in [
+                1u64 << b,
+                (1u64 << b) - 1,
+                (1u64 << b) | 1,
+                u64::MAX >> (63 - b),
+            ] {
+                assert_eq!(varint_len_fast(v), varint_len(v), "{v:#x}");
+            }
+        }
+        assert_eq!(varint_len_fast(0), 1);
     }
 
     #[test]
