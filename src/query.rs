@@ -178,7 +178,7 @@ pub fn lookup(
         }
         LookupFormat::Table => write_answer(out, store, req, &outcome, &rows, tz, "")?,
     }
-    for w in gaps_warnings(&outcome.gaps) {
+    for w in lookup_gaps_warnings(&outcome.gaps) {
         eprintln!("natrec: warning: {w}");
     }
     for e in &outcome.errors {
@@ -235,7 +235,7 @@ fn write_answer(
             hold_summary(store)
         )?;
     }
-    for w in gaps_warnings(&outcome.gaps) {
+    for w in lookup_gaps_warnings(&outcome.gaps) {
         writeln!(out, "WARNING: {w}")?;
     }
     Ok(())
@@ -377,7 +377,7 @@ pub fn lookup_batch(
                 &format!("line {line}: "),
             )?,
         }
-        for w in gaps_warnings(&outcome.gaps) {
+        for w in lookup_gaps_warnings(&outcome.gaps) {
             eprintln!("natrec: warning: line {line}: {w}");
         }
         for e in &outcome.errors {
@@ -410,6 +410,19 @@ pub fn lookup_batch(
 /// how many packets, and the first and last interval (however many there
 /// are, the warning stays one line per kind).
 pub fn gaps_warnings(gaps: &[natrec_storage::Gap]) -> Vec<String> {
+    gaps_warnings_in(gaps, "overlapping this time")
+}
+
+/// [`gaps_warnings`] for a lookup, whose gaps reach back by the longest
+/// hold time (`LookupOutcome::gaps`): says so.
+pub fn lookup_gaps_warnings(gaps: &[natrec_storage::Gap]) -> Vec<String> {
+    gaps_warnings_in(
+        gaps,
+        "overlapping this time or the longest hold time before it (a mapping made then and idle since would still be held)",
+    )
+}
+
+fn gaps_warnings_in(gaps: &[natrec_storage::Gap], overlapping: &str) -> Vec<String> {
     let mut by_kind: std::collections::BTreeMap<_, Vec<&natrec_storage::Gap>> =
         std::collections::BTreeMap::new();
     for g in gaps {
@@ -423,10 +436,10 @@ pub fn gaps_warnings(gaps: &[natrec_storage::Gap]) -> Vec<String> {
             v.sort_by_key(|g| (g.from_ns, g.to_ns));
             let n = v.len();
             let where_ = if n == 1 {
-                format!("1 interval overlapping this time ({})", span(v[0]))
+                format!("1 interval {overlapping} ({})", span(v[0]))
             } else {
                 format!(
-                    "{n} intervals overlapping this time (first {}, last {})",
+                    "{n} intervals {overlapping} (first {}, last {})",
                     span(v[0]),
                     span(v[n - 1])
                 )

@@ -1232,12 +1232,39 @@ fn lookup_warns_when_the_recorder_lost_packets_in_the_window() {
         "{}",
         stdout(&o)
     );
-    // Outside the gap: no warning.
+    // After the gap but within the longest hold time: still a warning (a
+    // mapping made in the gap and idle since would still be held then).
     let (_, _, err) = lookup(
         dir.path(),
         &t.public_ip,
         t.public_port,
         at + 5_000_000_000,
+        &[],
+    );
+    assert!(
+        err.contains("lost 42 packets") && err.contains("the longest hold time before it"),
+        "{err}"
+    );
+    // After the gap by more than the longest hold time: no warning.
+    let hold_max = natrec_storage::Store::open(&dir.path().join("store"))
+        .unwrap()
+        .config()
+        .hold
+        .max_ns();
+    let (_, _, err) = lookup(
+        dir.path(),
+        &t.public_ip,
+        t.public_port,
+        at + 1_000_000_000 + hold_max + 2_000_000_000,
+        &[],
+    );
+    assert!(!err.contains("lost"), "{err}");
+    // Before the gap: no warning.
+    let (_, _, err) = lookup(
+        dir.path(),
+        &t.public_ip,
+        t.public_port,
+        at - 5_000_000_000,
         &[],
     );
     assert!(!err.contains("lost"), "{err}");

@@ -68,8 +68,11 @@ pub struct LookupOutcome {
     pub holders: Vec<Holder>,
     /// One error per partition (or gap file) that could not be (fully) read.
     pub errors: Vec<StoreError>,
-    /// Intervals overlapping the window in which the recorder lost packets
-    /// (docs/FORMAT.md, "Gaps"): the answer may be incomplete there.
+    /// Intervals in which the recorder lost packets or was not running
+    /// (docs/FORMAT.md, "Gaps") overlapping the window or the longest hold
+    /// time before it: a mapping whose every packet fell in such an
+    /// interval is still held for up to its hold time after it, and the
+    /// store cannot know it. The answer may be incomplete there.
     pub gaps: Vec<crate::Gap>,
 }
 
@@ -513,7 +516,10 @@ impl Reader {
         }
         best.retain(|_, h| self.overlaps(&h.mapping, q.from_ns, q.to_ns));
         out.holders = sorted(best);
-        let (gaps, errors) = self.gaps(q.from_ns, q.to_ns);
+        // A gap that ended before the window can still hide a holder: a
+        // mapping made in it and idle since is held until its hold runs out.
+        let lookback_from = q.from_ns.saturating_sub(self.cfg.hold.max_ns());
+        let (gaps, errors) = self.gaps(lookback_from, q.to_ns);
         out.gaps = gaps;
         out.errors.extend(errors);
         Ok(out)
