@@ -418,7 +418,7 @@ pub fn gaps_warnings(gaps: &[natrec_storage::Gap]) -> Vec<String> {
 pub fn lookup_gaps_warnings(gaps: &[natrec_storage::Gap]) -> Vec<String> {
     gaps_warnings_in(
         gaps,
-        "overlapping this time or the longest hold time before it (a mapping made then and idle since would still be held)",
+        "overlapping this time or the longest hold time before it",
     )
 }
 

@@ -1774,12 +1774,30 @@ fn assert_restarted_store(run: &LabRun, store_dir: &Path) {
         stopped <= to && to <= ready,
         "gap ends at the restart ({stopped}..{ready}): {line}"
     );
-    // After the restart and outside the gap: no warning.
+    // After the restart, outside the gap but within the longest hold time
+    // after it: still the warning (a mapping made while the recorder was
+    // down and idle since would be held then); after that hold: none.
     let (_, _, err) = lookup(
         store_dir,
         &across.public_ip,
         across.public_port,
         ready + 500_000_000,
+        &[],
+    );
+    assert!(
+        err.contains("recorder-down") && err.contains("the longest hold time before it"),
+        "{err}"
+    );
+    let hold_max = natrec_storage::Store::open(&store_dir.join("store"))
+        .unwrap()
+        .config()
+        .hold
+        .max_ns();
+    let (_, _, err) = lookup(
+        store_dir,
+        &across.public_ip,
+        across.public_port,
+        ready + hold_max + 2_000_000_000,
         &[],
     );
     assert!(!err.contains("warning"), "{err}");
