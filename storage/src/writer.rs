@@ -1978,6 +1978,28 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
+    /// `reduce_with` into fresh buffers, the two sides joined (the first
+    /// side's records, then the second's), as the seal writes them.
+    fn reduce_joined(
+        records: &[Record],
+        ranges: Option<Ranges>,
+        path: IndexPath,
+        scan: &mut HeldScan,
+    ) -> Vec<Record> {
+        let (mut out, mut out_b) = (Vec::new(), Vec::new());
+        reduce_with(
+            records,
+            ranges,
+            &mut SealIndex::default(),
+            &mut out,
+            &mut out_b,
+            path,
+            scan,
+        );
+        out.append(&mut out_b);
+        out
+    }
+
     /// The reduction as first written (decode everything into a hash map):
     /// the model the index-based [`reduce`] must agree with.
     fn reduce_model(records: &[Record]) -> Vec<Record> {
@@ -2076,19 +2098,8 @@ mod tests {
             IndexPath::Wide,
             IndexPath::Split,
         ] {
-            let mut out = Vec::new();
             let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
-            let mut out_b = Vec::new();
-            reduce_with(
-                &records,
-                None,
-                &mut SealIndex::default(),
-                &mut out,
-                &mut out_b,
-                path,
-                &mut scan,
-            );
-            out.append(&mut out_b);
+            let out = reduce_joined(&records, None, path, &mut scan);
             assert_eq!(out.len(), 2);
             assert_eq!(
                 (scan.held, scan.open_not_carried),
@@ -2149,18 +2160,8 @@ mod tests {
                     .collect();
                 let model = reduce_model(&records);
                 for path in [IndexPath::Auto, IndexPath::Split] {
-                    let (mut out, mut out_b) = (Vec::new(), Vec::new());
                     let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
-                    reduce_with(
-                        &records,
-                        None,
-                        &mut SealIndex::default(),
-                        &mut out,
-                        &mut out_b,
-                        path,
-                        &mut scan,
-                    );
-                    out.append(&mut out_b);
+                    let out = reduce_joined(&records, None, path, &mut scan);
                     assert_eq!(out, model, "{path:?} n {n} skew {skew}");
                 }
             }
@@ -2291,13 +2292,10 @@ mod tests {
             for carry_open in [false, true] {
                 let want = held_records(&model, 0, 2, &hold, carry_open);
                 for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide, IndexPath::Split] {
-                    let mut out = Vec::new();
                     let mut scan = HeldScan::new(0, 2, hold, carry_open);
-                    let mut out_b = Vec::new();
                     // The ranges computed, or given as the read-back folds them.
                     let ranges = carry_open.then(|| Ranges::of(&records));
-                    reduce_with(&records, ranges, &mut SealIndex::default(), &mut out, &mut out_b, path, &mut scan);
-                    out.append(&mut out_b);
+                    let out = reduce_joined(&records, ranges, path, &mut scan);
                     prop_assert_eq!(&out, &model, "{:?}", path);
                     prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "{:?}", path);
                 }
