@@ -914,16 +914,30 @@ const EXPIRE_PREFETCH_AHEAD: usize = 8;
 /// chain's first slot half as far ahead (hints only).
 const FLOW_EVENT_PREFETCH_AHEAD: usize = 8;
 
-/// Span of the expiry wheel in one-second buckets (`expiry_wheel_seconds`;
-/// 2 h 16 min, longer than the default longest hold, TCP open 2 h 4 min). A
-/// deadline further ahead is queued in the last bucket of the span and queued
-/// again at its own second when that bucket is due. Each bucket is a circular
-/// doubly linked list through its head and the wheel links of the flows in
-/// it ([`Flow::links`]), so a flow is linked, unlinked and moved in O(1) and
-/// the wheel allocates nothing per flow. The heads are 8 bytes each (64 KiB).
-const EXPIRY_WHEEL_SECONDS: usize = 8192;
+/// Buckets of the expiry wheel (`expiry_wheel_buckets`), each
+/// [`EXPIRY_BUCKET_NS`] of deadlines wide: a span of 1 024 s (17 min), longer
+/// than the default holds but TCP open's (2 h 4 min). A deadline further
+/// ahead is queued in the last bucket of the span and queued again (at its
+/// own bucket, or the span's last again) when that bucket is due: a flow
+/// held for two hours is looked at about eight times instead of once, which
+/// is nothing against the scans' due flows. Each bucket is a circular doubly
+/// linked list through its head and the wheel links of the flows in it
+/// ([`Flow::links`]), so a flow is linked, unlinked and moved in O(1) and the
+/// wheel allocates nothing per flow. The heads are 8 bytes each (64 KiB).
+const EXPIRY_WHEEL_BUCKETS: usize = 8192;
+/// Width of an expiry wheel bucket (`expiry_bucket_ns`, 1/8 s). A scan looks
+/// at every flow of the bucket holding its clock (part of it is past), and
+/// the flows due later in that bucket, queued again there, are looked at
+/// again by the next scan: with one-second buckets (until round 11) and the
+/// default one-second scans, nearly every flow was looked at twice, once a
+/// scan before its deadline (the scan ran early in its deadline's second)
+/// and once when closed; an eighth of a second leaves about a sixteenth of
+/// them looked at twice (docs/bench/round11-tailq.md). Which flows a scan
+/// closes does not depend on it (every active flow past its deadline), nor
+/// their order (sorted).
+const EXPIRY_BUCKET_NS: i64 = NANOS_PER_SEC / 8;
 /// The list head after the buckets': the scan gathers the due buckets there.
-const WHEEL_DUE: usize = EXPIRY_WHEEL_SECONDS;
+const WHEEL_DUE: usize = EXPIRY_WHEEL_BUCKETS;
 
 /// A decoded packet reduced to what the correlator needs: endpoints (canonical,
 /// compact), subscriber tests, protocol, TCP flags and the hash of the fields
@@ -1290,21 +1304,23 @@ pub struct Correlator {
     flow_wide: FxHashMap<u32, (UnixNanos, UnixNanos)>,
     /// IPv6 addresses of active flows.
     v6: V6Names,
-    /// Idle expiry: a timer wheel of [`EXPIRY_WHEEL_SECONDS`] one-second
-    /// buckets; second `s` is bucket `s mod EXPIRY_WHEEL_SECONDS`. Each
+    /// Idle expiry: a timer wheel of [`EXPIRY_WHEEL_BUCKETS`] buckets of
+    /// [`EXPIRY_BUCKET_NS`]; the deadlines from `p × EXPIRY_BUCKET_NS` (the
+    /// wheel position `p`) to the next position go to bucket
+    /// `p mod EXPIRY_WHEEL_BUCKETS`. Each
     /// bucket is a list of flows linked through their slots ([`Link`]); these
     /// are the heads, (prev, next), plus the scan's list ([`WHEEL_DUE`]).
-    /// Invariant: every active flow is in exactly one bucket, of a second at
+    /// Invariant: every active flow is in exactly one bucket, of a position at
     /// or before its own deadline's ([`Flow::deadline_ns`]) and in
-    /// `wheel_sec..wheel_sec + EXPIRY_WHEEL_SECONDS`; a deadline only moves
+    /// `wheel_pos..wheel_pos + EXPIRY_WHEEL_BUCKETS`; a deadline only moves
     /// earlier when a TCP flow closes (FIN both ways, RST), and the flow is
     /// moved to its new deadline's bucket then. A removed flow leaves its
     /// bucket; a flow not due yet when its bucket is looked at is moved to
     /// the bucket of its deadline.
     wheel: Vec<(Link, Link)>,
-    /// First second whose bucket has not been emptied (`i64::MIN`: nothing
-    /// queued yet).
-    wheel_sec: i64,
+    /// First wheel position whose bucket has not been emptied (`i64::MIN`:
+    /// nothing queued yet).
+    wheel_pos: i64,
     preparer: Preparer,
     packet_seq: u64,
     now_ns: UnixNanos,
@@ -1398,7 +1414,7 @@ impl Correlator {
                     .map(|b| (WHEEL_BASE + b, WHEEL_BASE + b))
                     .collect()
             },
-            wheel_sec: i64::MIN,
+            wheel_pos: i64::MIN,
             packet_seq: 0,
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
@@ -2703,23 +2719,23 @@ impl Correlator {
     }
 
     /// Links the (unlinked) flow in `slot` into the bucket of its deadline's
-    /// second, clamped to the wheel's span (never before `wheel_sec`: that
-    /// bucket is the next one looked at; never past the span's last bucket:
-    /// looked at again then).
+    /// wheel position, clamped to the wheel's span (never before `wheel_pos`:
+    /// that bucket is the next one looked at; never past the span's last
+    /// bucket: looked at again then).
     fn wheel_insert(&mut self, slot: u32, deadline_ns: UnixNanos) {
-        let sec = deadline_ns.div_euclid(NANOS_PER_SEC);
-        if self.wheel_sec == i64::MIN {
+        let pos = deadline_ns.div_euclid(EXPIRY_BUCKET_NS);
+        if self.wheel_pos == i64::MIN {
             // Start at the clock (the first flow's deadline may be hours
             // away, the next flow's seconds away).
-            self.wheel_sec = if self.now_ns == i64::MIN {
-                sec
+            self.wheel_pos = if self.now_ns == i64::MIN {
+                pos
             } else {
-                sec.min(self.now_ns.div_euclid(NANOS_PER_SEC))
+                pos.min(self.now_ns.div_euclid(EXPIRY_BUCKET_NS))
             };
         }
-        let span = EXPIRY_WHEEL_SECONDS as i64;
-        let sec = sec.clamp(self.wheel_sec, self.wheel_sec + span - 1);
-        self.wheel_push_back(sec.rem_euclid(span) as usize, slot);
+        let span = EXPIRY_WHEEL_BUCKETS as i64;
+        let pos = pos.clamp(self.wheel_pos, self.wheel_pos + span - 1);
+        self.wheel_push_back(pos.rem_euclid(span) as usize, slot);
     }
 
     /// Moves the whole list of bucket `b` to the end of the scan's list.
@@ -2806,40 +2822,40 @@ impl Correlator {
     }
 
     /// Closes the flows idle at `now_ns` (last packet + hold before it):
-    /// takes every flow off the buckets of the seconds up to `now_ns`'s (its
-    /// own bucket included: part of that second is past), closing those past
-    /// their deadline and linking the others again at their deadline. A flow
-    /// is closed at the first call with `now_ns` past its deadline, as with a
-    /// queue ordered by deadline. Cost: the flows of at most
-    /// `EXPIRY_WHEEL_SECONDS` buckets, not the table's size.
+    /// takes every flow off the buckets of the wheel positions up to
+    /// `now_ns`'s (its own bucket included: part of it is past), closing
+    /// those past their deadline and linking the others again at their
+    /// deadline. A flow is closed at the first call with `now_ns` past its
+    /// deadline, as with a queue ordered by deadline. Cost: the flows of at
+    /// most `EXPIRY_WHEEL_BUCKETS` buckets, not the table's size.
     fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
-        if self.wheel_sec == i64::MIN {
+        if self.wheel_pos == i64::MIN {
             return;
         }
-        let now_sec = now_ns.div_euclid(NANOS_PER_SEC);
-        let span = EXPIRY_WHEEL_SECONDS as i64;
-        // Buckets wheel_sec..=now_sec, at most the whole wheel once.
-        let buckets = now_sec
-            .saturating_sub(self.wheel_sec)
+        let now_pos = now_ns.div_euclid(EXPIRY_BUCKET_NS);
+        let span = EXPIRY_WHEEL_BUCKETS as i64;
+        // Buckets wheel_pos..=now_pos, at most the whole wheel once.
+        let buckets = now_pos
+            .saturating_sub(self.wheel_pos)
             .saturating_add(1)
             .clamp(0, span);
-        let first = self.wheel_sec;
+        let first = self.wheel_pos;
         for k in 0..buckets {
             self.wheel_splice_due((first + k).rem_euclid(span) as usize);
         }
-        // Every bucket before now_sec is empty now; flows queued again go
-        // to now_sec's bucket or later, not to the scan's list.
-        self.wheel_sec = self.wheel_sec.max(now_sec);
+        // Every bucket before now_pos is empty now; flows queued again go
+        // to now_pos's bucket or later, not to the scan's list.
+        self.wheel_pos = self.wheel_pos.max(now_pos);
         // Each flow of the scan's list in turn, in list order: past its
         // deadline it is kept aside (still in its slot and the index:
         // `expired`, as (last packet, first packet, slot)), else (touched
         // since it was queued, queued at the span's end, or due later in
-        // this second) queued again at its deadline. The list is walked by
+        // now's bucket) queued again at its deadline. The list is walked by
         // its links, each flow's links cleared as it is looked at, and the
         // head emptied at the end: the same wheel as unlinking the list's
         // first flow in turn, without writing each flow's neighbours (~46
         // instructions a flow less). Requeued flows never go back to the
-        // scan's list (their bucket is `now_sec`'s or later), so the walk
+        // scan's list (their bucket is `now_pos`'s or later), so the walk
         // only meets flows that were on it when it started.
         let due_head = WHEEL_BASE + WHEEL_DUE as Link;
         let mut expired: Vec<(UnixNanos, UnixNanos, u32)> = Vec::new();
@@ -3784,7 +3800,7 @@ mod tests {
     /// The expiry wheel starts at the clock, not at the first deadline (a
     /// first flow held for hours must not hold back a later flow held for
     /// seconds), and a deadline past the wheel's span (here a TCP hold longer
-    /// than `EXPIRY_WHEEL_SECONDS`, reached by one jump of the clock) still
+    /// than the wheel's `EXPIRY_WHEEL_BUCKETS` × `EXPIRY_BUCKET_NS`, reached by one jump of the clock) still
     /// closes at the first scan after it.
     #[test]
     fn expiry_wheel_short_hold_after_long_and_hold_past_the_span() {
@@ -3795,7 +3811,7 @@ mod tests {
             },
             ..CorrelatorConfig::default()
         };
-        assert!(20_000 > EXPIRY_WHEEL_SECONDS as i64);
+        assert!(20_000 * S > EXPIRY_WHEEL_BUCKETS as i64 * EXPIRY_BUCKET_NS);
         let mut c = Correlator::new(cfg);
         let mut out = Vec::new();
         let tcp_in = pkt(Proto::Tcp, "100.64.0.7:7000", "198.51.100.3:443", 1, SYN, 1);
@@ -3833,14 +3849,14 @@ mod tests {
     impl Correlator {
         /// The wheel's invariant, walked: every list is consistent both ways,
         /// the scan's list is empty, every active flow is in exactly one
-        /// bucket, of a second in the span and at or before its deadline's.
+        /// bucket, of a position in the span and at or before its deadline's.
         fn check_wheel(&self) {
-            let span = EXPIRY_WHEEL_SECONDS as i64;
+            let span = EXPIRY_WHEEL_BUCKETS as i64;
             let due = WHEEL_BASE + WHEEL_DUE as Link;
             assert_eq!(self.wheel[WHEEL_DUE], (due, due), "scan list left behind");
             let mut seen = vec![false; self.flows.len()];
             let mut linked = 0;
-            for b in 0..EXPIRY_WHEEL_SECONDS {
+            for b in 0..EXPIRY_WHEEL_BUCKETS {
                 let head = WHEEL_BASE + b as Link;
                 let (mut prev, mut l) = (head, self.wheel[b].1);
                 while l != head {
@@ -3851,10 +3867,10 @@ mod tests {
                     assert!(!seen[l as usize], "slot {l} linked twice");
                     seen[l as usize] = true;
                     linked += 1;
-                    // The second this bucket stands for now.
-                    let sec = self.wheel_sec + (b as i64 - self.wheel_sec).rem_euclid(span);
-                    let deadline_sec = self.flow_deadline_ns(l).div_euclid(NANOS_PER_SEC);
-                    assert!(sec <= deadline_sec, "slot {l} queued after its deadline");
+                    // The wheel position this bucket stands for now.
+                    let pos = self.wheel_pos + (b as i64 - self.wheel_pos).rem_euclid(span);
+                    let deadline_pos = self.flow_deadline_ns(l).div_euclid(EXPIRY_BUCKET_NS);
+                    assert!(pos <= deadline_pos, "slot {l} queued after its deadline");
                     (prev, l) = (l, f.link(LINK_WHEEL_NEXT));
                 }
                 assert_eq!(self.wheel[b].0, prev, "bucket {b}: tail link");
@@ -3945,7 +3961,7 @@ mod tests {
             },
             ..CorrelatorConfig::default()
         };
-        assert!(cfg.hold.tcp_open_s as usize > EXPIRY_WHEEL_SECONDS);
+        assert!(cfg.hold.tcp_open_s as i64 * S > EXPIRY_WHEEL_BUCKETS as i64 * EXPIRY_BUCKET_NS);
         let hold = cfg.hold;
         let mut c = Correlator::new(cfg);
         let mut out = Vec::new();
@@ -4408,11 +4424,11 @@ mod tests {
             // one correlator's, and the flow part's timer wheel starts and
             // moves where the one correlator's does.
             if (one.now_ns, one.next_scan_ns) != (pairing.now_ns, pairing.next_scan_ns)
-                || one.wheel_sec != flows.wheel_sec
+                || one.wheel_pos != flows.wheel_pos
             {
                 return Err(format!(
                     "clocks differ {at}: now {} / {}, wheel {} / {}",
-                    one.now_ns, pairing.now_ns, one.wheel_sec, flows.wheel_sec
+                    one.now_ns, pairing.now_ns, one.wheel_pos, flows.wheel_pos
                 ));
             }
             Ok(())
