@@ -664,8 +664,10 @@ type Link = u32;
 /// No slot: the end of an index chain, or a flow not linked in the wheel.
 const LINK_NONE: Link = (1 << 24) - 1;
 /// First wheel head in the [`Link`] space: head of bucket `b` is
-/// `WHEEL_BASE + b` (the scan's list included); slot numbers stay below it.
-const WHEEL_BASE: Link = LINK_NONE - (WHEEL_DUE as Link + 1);
+/// `WHEEL_BASE + b`; slot numbers stay below it. (One more link value, the
+/// one before [`LINK_NONE`], named the scan's list until round 11; it is
+/// left unused, so [`FLOWS_ACTIVE_MAX_LIMIT`] stays as it was.)
+const WHEEL_BASE: Link = LINK_NONE - (EXPIRY_WHEEL_BUCKETS as Link + 1);
 /// Most flow slots, so most active flows (`flows_active_max` is checked
 /// against it): slot numbers are 24-bit links below the expiry wheel's bucket heads
 /// (16 769 022; 939 MB of slots).
@@ -936,8 +938,10 @@ const EXPIRY_WHEEL_BUCKETS: usize = 8192;
 /// closes does not depend on it (every active flow past its deadline), nor
 /// their order (sorted).
 const EXPIRY_BUCKET_NS: i64 = NANOS_PER_SEC / 8;
-/// The list head after the buckets': the scan gathers the due buckets there.
-const WHEEL_DUE: usize = EXPIRY_WHEEL_BUCKETS;
+/// Most lists a scan walks at once (`expiry_walk_lists_max`): its due
+/// buckets' lists, each from both ends ([`Correlator::expire_idle`]). Eight
+/// a second of due buckets with the default one-second scans.
+const EXPIRE_WALK_LISTS: usize = 8;
 
 /// A decoded packet reduced to what the correlator needs: endpoints (canonical,
 /// compact), subscriber tests, protocol, TCP flags and the hash of the fields
@@ -1309,7 +1313,7 @@ pub struct Correlator {
     /// wheel position `p`) to the next position go to bucket
     /// `p mod EXPIRY_WHEEL_BUCKETS`. Each
     /// bucket is a list of flows linked through their slots ([`Link`]); these
-    /// are the heads, (prev, next), plus the scan's list ([`WHEEL_DUE`]).
+    /// are the heads, (prev, next).
     /// Invariant: every active flow is in exactly one bucket, of a position at
     /// or before its own deadline's ([`Flow::deadline_ns`]) and in
     /// `wheel_pos..wheel_pos + EXPIRY_WHEEL_BUCKETS`; a deadline only moves
@@ -1410,7 +1414,7 @@ impl Correlator {
             wheel: if pairing {
                 Vec::new()
             } else {
-                (0..=WHEEL_DUE as Link)
+                (0..EXPIRY_WHEEL_BUCKETS as Link)
                     .map(|b| (WHEEL_BASE + b, WHEEL_BASE + b))
                     .collect()
             },
@@ -2738,22 +2742,6 @@ impl Correlator {
         self.wheel_push_back(pos.rem_euclid(span) as usize, slot);
     }
 
-    /// Moves the whole list of bucket `b` to the end of the scan's list.
-    fn wheel_splice_due(&mut self, b: usize) {
-        let head = WHEEL_BASE + b as Link;
-        let (last, first) = self.wheel[b];
-        if first == head {
-            return;
-        }
-        let due = WHEEL_BASE + WHEEL_DUE as Link;
-        let due_tail = self.wheel[WHEEL_DUE].0;
-        self.wheel_set_next(due_tail, first);
-        self.wheel_set_prev(first, due_tail);
-        self.wheel_set_next(last, due);
-        self.wheel_set_prev(due, last);
-        self.wheel[b] = (head, head);
-    }
-
     /// Closes the least recently active flow. Ties (same last packet time)
     /// go to the earliest first packet, then the smallest key, as the idle
     /// scan orders its output: never to a slot number, which depends on the
@@ -2839,42 +2827,77 @@ impl Correlator {
             .saturating_sub(self.wheel_pos)
             .saturating_add(1)
             .clamp(0, span);
+        // The due buckets' lists are taken off their heads (each head left
+        // empty) as at most `EXPIRE_WALK_LISTS` lists (more due buckets are
+        // joined to them in turn), so the walk below follows several lists at
+        // once. Every bucket before now_pos is empty now; flows queued again
+        // go to now_pos's bucket or later, which are empty heads or hold
+        // only flows not taken here: the walk only meets flows that were
+        // due when it started, and queueing a flow again never writes the
+        // links of one it has still to look at.
         let first = self.wheel_pos;
+        let mut walks = [(LINK_NONE, LINK_NONE); EXPIRE_WALK_LISTS];
+        let mut lists = 0;
         for k in 0..buckets {
-            self.wheel_splice_due((first + k).rem_euclid(span) as usize);
-        }
-        // Every bucket before now_pos is empty now; flows queued again go
-        // to now_pos's bucket or later, not to the scan's list.
-        self.wheel_pos = self.wheel_pos.max(now_pos);
-        // Each flow of the scan's list in turn, in list order: past its
-        // deadline it is kept aside (still in its slot and the index:
-        // `expired`, as (last packet, first packet, slot)), else (touched
-        // since it was queued, queued at the span's end, or due later in
-        // now's bucket) queued again at its deadline. The list is walked by
-        // its links, each flow's links cleared as it is looked at, and the
-        // head emptied at the end: the same wheel as unlinking the list's
-        // first flow in turn, without writing each flow's neighbours (~46
-        // instructions a flow less). Requeued flows never go back to the
-        // scan's list (their bucket is `now_pos`'s or later), so the walk
-        // only meets flows that were on it when it started.
-        let due_head = WHEEL_BASE + WHEEL_DUE as Link;
-        let mut expired: Vec<(UnixNanos, UnixNanos, u32)> = Vec::new();
-        let mut next = self.wheel[WHEEL_DUE].1;
-        while next != due_head {
-            let slot = next;
-            let f = self.flow_mut(slot);
-            next = f.link(LINK_WHEEL_NEXT);
-            f.set_link(LINK_WHEEL_PREV, LINK_NONE);
-            f.set_link(LINK_WHEEL_NEXT, LINK_NONE);
-            let (last_ns, _) = self.flow_times(slot);
-            let due = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
-            if now_ns > due {
-                expired.push((last_ns, self.flow(slot).first_ns, slot));
+            let b = (first + k).rem_euclid(span) as usize;
+            let head = WHEEL_BASE + b as Link;
+            let (last, front) = self.wheel[b];
+            if front == head {
+                continue;
+            }
+            self.wheel[b] = (head, head);
+            if lists < EXPIRE_WALK_LISTS {
+                walks[lists] = (front, last);
+                lists += 1;
             } else {
-                self.wheel_insert(slot, due);
+                // Joined after the list of `k mod EXPIRE_WALK_LISTS`. The
+                // walk never reads the links of a list's two ends that lead
+                // out of it (it stops where its two ends meet).
+                let w = &mut walks[k as usize % EXPIRE_WALK_LISTS];
+                self.flow_mut(w.1).set_link(LINK_WHEEL_NEXT, front);
+                self.flow_mut(front).set_link(LINK_WHEEL_PREV, w.1);
+                w.1 = last;
             }
         }
-        self.wheel[WHEEL_DUE] = (due_head, due_head);
+        self.wheel_pos = self.wheel_pos.max(now_pos);
+        // Each flow of those lists in turn: past its deadline it is kept
+        // aside (still in its slot and the index: `expired`, as (last
+        // packet, first packet, slot)), else (touched since it was queued,
+        // queued at the span's end, or due later in now's bucket) queued
+        // again at its deadline; its links are cleared as it is looked at.
+        // The lists are chains of dependent loads through the slab (a
+        // random cache line a flow): each list is walked from both ends,
+        // the lists in turn, the next flow at each end prefetched when its
+        // link is read, so up to `2 × EXPIRE_WALK_LISTS` loads are in flight
+        // instead of one. The order the flows are looked at in changes
+        // nothing but the order requeued flows take in their buckets (the
+        // expired ones are sorted below).
+        let mut expired: Vec<(UnixNanos, UnixNanos, u32)> = Vec::new();
+        while lists > 0 {
+            let mut i = 0;
+            while i < lists {
+                let (front, back) = walks[i];
+                if front == back {
+                    self.expire_look(front, now_ns, &mut expired);
+                    lists -= 1;
+                    walks[i] = walks[lists];
+                    continue;
+                }
+                let after = self.flow(front).link(LINK_WHEEL_NEXT);
+                let before = self.flow(back).link(LINK_WHEEL_PREV);
+                self.expire_look(front, now_ns, &mut expired);
+                self.expire_look(back, now_ns, &mut expired);
+                if after == back {
+                    lists -= 1;
+                    walks[i] = walks[lists];
+                    continue;
+                }
+                slab::prefetch(self.flow(after));
+                slab::prefetch(self.flow(before));
+                walks[i] = (after, before);
+                i += 1;
+            }
+        }
         // Deterministic output order: by last packet, then first packet, then
         // key. The key (internal, remote, protocol) is unique among flows
         // active at once, and every flow here is still active, so no two
@@ -2929,6 +2952,29 @@ impl Correlator {
                 r => r,
             };
             self.close(m, reason, out);
+        }
+    }
+
+    /// The idle scan's look at the flow in `slot`, taken off its bucket's
+    /// list ([`expire_idle`](Correlator::expire_idle)): its links cleared,
+    /// then kept aside in `expired` if past its deadline at `now_ns`, else
+    /// queued again at its deadline.
+    #[inline(always)]
+    fn expire_look(
+        &mut self,
+        slot: u32,
+        now_ns: UnixNanos,
+        expired: &mut Vec<(UnixNanos, UnixNanos, u32)>,
+    ) {
+        let f = self.flow_mut(slot);
+        f.set_link(LINK_WHEEL_PREV, LINK_NONE);
+        f.set_link(LINK_WHEEL_NEXT, LINK_NONE);
+        let (last_ns, _) = self.flow_times(slot);
+        let due = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
+        if now_ns > due {
+            expired.push((last_ns, self.flow(slot).first_ns, slot));
+        } else {
+            self.wheel_insert(slot, due);
         }
     }
 
@@ -3848,12 +3894,10 @@ mod tests {
 
     impl Correlator {
         /// The wheel's invariant, walked: every list is consistent both ways,
-        /// the scan's list is empty, every active flow is in exactly one
+        /// every active flow is in exactly one
         /// bucket, of a position in the span and at or before its deadline's.
         fn check_wheel(&self) {
             let span = EXPIRY_WHEEL_BUCKETS as i64;
-            let due = WHEEL_BASE + WHEEL_DUE as Link;
-            assert_eq!(self.wheel[WHEEL_DUE], (due, due), "scan list left behind");
             let mut seen = vec![false; self.flows.len()];
             let mut linked = 0;
             for b in 0..EXPIRY_WHEEL_BUCKETS {
