@@ -2393,8 +2393,19 @@ impl Correlator {
 
     /// The mapping the flow in `slot` stands for, rebuilt (end `Open`).
     fn mapping(&self, slot: u32) -> Mapping {
-        let f = self.flow(slot);
-        let (last_ns, _) = self.flow_times(slot);
+        self.mapping_of(self.flow(slot), slot)
+    }
+
+    /// [`mapping`](Correlator::mapping) of `f`, the flow in `slot` (or a
+    /// copy of it), inline: the idle scan builds one for each flow it closes.
+    #[inline(always)]
+    fn mapping_of(&self, f: &Flow, slot: u32) -> Mapping {
+        let last_ns = if f.wide() {
+            self.flow_wide[&slot].0
+        } else {
+            // ≤ FLOW_SPAN_MAX_NS after the first packet (set_flow_times).
+            f.first_ns + f.last_off() as i64
+        };
         Mapping {
             proto: f.proto(),
             internal: SocketAddr::new(
@@ -2500,7 +2511,36 @@ impl Correlator {
         let f = *self.flow(slot);
         assert!(f.live(), "removing a free slot");
         let m = self.mapping(slot);
-        let closed = f.closed_reason();
+        self.forget_flow(slot, &f, head);
+        (m, f.closed_reason())
+    }
+
+    /// Closes the flow in `slot`, past its deadline, for the idle scan,
+    /// whose walk took it off the wheel: as [`remove_flow_at`] then
+    /// [`close`](Correlator::close) with its FIN/RST end or `Idle`, the
+    /// mapping built once, inline, from the slot as read.
+    ///
+    /// [`remove_flow_at`]: Correlator::remove_flow_at
+    #[inline(always)]
+    fn close_expired(&mut self, slot: u32, head: usize, out: &mut Vec<Mapping>) {
+        let f = *self.flow(slot);
+        assert!(f.live(), "removing a free slot");
+        debug_assert_eq!(f.link(LINK_WHEEL_NEXT), LINK_NONE, "still on the wheel");
+        let mut m = self.mapping_of(&f, slot);
+        m.end = match f.closed_reason() {
+            EndReason::Open => EndReason::Idle,
+            r => r,
+        };
+        self.forget_flow(slot, &f, head);
+        self.stats.mappings_closed += 1;
+        out.push(m);
+    }
+
+    /// The rest of a removal once the flow `f` in `slot` is off the wheel
+    /// and its mapping built: its long times, index link and IPv6 names
+    /// released, its slot freed. `head`: `index_head` of its key.
+    #[inline(always)]
+    fn forget_flow(&mut self, slot: u32, f: &Flow, head: usize) {
         if f.wide() {
             self.flow_wide.remove(&slot);
         }
@@ -2522,7 +2562,6 @@ impl Correlator {
         };
         self.flow_free = slot;
         self.flows_active -= 1;
-        (m, closed)
     }
 
     fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
@@ -2945,13 +2984,7 @@ impl Correlator {
                     slab::prefetch(self.flow(first));
                 }
             }
-            let slot = expired[k].2;
-            let (m, closed) = self.remove_flow_at(slot, heads[k & (RING - 1)]);
-            let reason = match closed {
-                EndReason::Open => EndReason::Idle,
-                r => r,
-            };
-            self.close(m, reason, out);
+            self.close_expired(expired[k].2, heads[k & (RING - 1)], out);
         }
     }
 
