@@ -681,6 +681,7 @@ fn write_stage(
     rx: crossbeam_channel::Receiver<ToWriter>,
     empty: crossbeam_channel::Sender<Vec<FlowEvent>>,
     pairing_done: &AtomicBool,
+    tail_queued_min: usize,
 ) -> Result<WriteCounts> {
     let mut out: Vec<Mapping> = Vec::with_capacity(SINK_MAPPINGS_MAX * 4);
     let mut counts = (0, 0);
@@ -691,7 +692,7 @@ fn write_stage(
         &empty,
         &mut out,
         &mut counts,
-        Some(pairing_done),
+        Some((pairing_done, tail_queued_min)),
     )?;
     if tail {
         std::thread::scope(|scope| -> Result<()> {
@@ -802,9 +803,9 @@ impl Appends<'_> {
 /// The writing thread's loop over the pairing thread's messages: applies
 /// each event batch to the flow table, appending its mappings once
 /// [`SINK_MAPPINGS_MAX`] have gathered and before each clock move. Returns
-/// `true` when it stopped early because `tail` (the pairing thread is done)
-/// was set with at least [`TAIL_APPEND_QUEUED_MIN`] messages left, `false`
-/// when the channel closed.
+/// `true` when it stopped early because `tail`'s flag (the pairing thread
+/// is done) was set with at least its number of messages left
+/// ([`TAIL_APPEND_QUEUED_MIN`]), `false` when the channel closed.
 fn take_events(
     appends: &mut Appends<'_>,
     flows: &mut Correlator,
@@ -812,7 +813,7 @@ fn take_events(
     empty: &crossbeam_channel::Sender<Vec<FlowEvent>>,
     out: &mut Vec<Mapping>,
     counts: &mut (u64, u64),
-    tail: Option<&AtomicBool>,
+    tail: Option<(&AtomicBool, usize)>,
 ) -> Result<bool> {
     for msg in rx.iter() {
         match msg {
@@ -827,8 +828,8 @@ fn take_events(
             }
             ToWriter::Advance(ts) => appends.advance(ts, out, counts)?,
         }
-        if let Some(done) = tail {
-            if done.load(Ordering::Acquire) && rx.len() >= TAIL_APPEND_QUEUED_MIN {
+        if let Some((done, queued_min)) = tail {
+            if done.load(Ordering::Acquire) && rx.len() >= queued_min {
                 return Ok(true);
             }
         }
@@ -1081,7 +1082,14 @@ pub fn run(
                     drop(empty_tx);
                     (r, counts)
                 });
-                let written = write_stage(writer, flows, from_sink, back_tx, pairing_done);
+                let written = write_stage(
+                    writer,
+                    flows,
+                    from_sink,
+                    back_tx,
+                    pairing_done,
+                    TAIL_APPEND_QUEUED_MIN,
+                );
                 let (correlated, mut counts) = correlating
                     .join()
                     .expect("correlating thread does not panic");
@@ -1258,5 +1266,101 @@ fn reasons<'a>(it: impl Iterator<Item = (&'a str, u64)>) -> String {
         String::new()
     } else {
         format!(" ({})", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natrec_storage::{Store, StoreConfig};
+
+    /// The pairing part's messages for a generated capture (natrec-gen:
+    /// 40 000 packets, idle scans closing flows every second), queued as a
+    /// three-thread replay sends them, handed to [`write_stage`] with the
+    /// pairing thread done from the start: with the tail's append thread
+    /// (from the first message, `tail_queued_min` 1) and without it, the
+    /// store's sealed bytes and the counts are the same.
+    #[test]
+    fn tail_append_thread_writes_what_the_writing_thread_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let gen = dir.path().join("gen");
+        natrec_tools::gen::run(
+            [
+                "--out",
+                gen.to_str().unwrap(),
+                "--packets",
+                "40000",
+                "--seed",
+                "3",
+                "--link",
+                "two-eth",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        )
+        .unwrap();
+        let mut results = Vec::new();
+        for (name, done, queued_min) in [("direct", false, 1), ("tail", true, 1)] {
+            let inputs =
+                open_inputs(&[], &[gen.join("inside.pcap")], &[gen.join("outside.pcap")]).unwrap();
+            let mut cfg = CorrelatorConfig::default();
+            cfg.hold.udp_s = 2;
+            cfg.hold.tcp_closed_s = 2;
+            cfg.hold.icmp_s = 2;
+            let rules = SideRules::default();
+            let (tx, rx) = crossbeam_channel::unbounded::<ToWriter>();
+            let (back_tx, back_rx) = crossbeam_channel::unbounded::<Vec<FlowEvent>>();
+            let mut sink = Sink::new(
+                Correlator::try_new_pairing(cfg.clone()).unwrap(),
+                Out::Channel { tx, empty: back_rx },
+                None,
+            );
+            let mut reader = Reader::new(&inputs, &rules, Preparer::new(&cfg), true);
+            let mut item = Item::Tick(0);
+            let mut pushed = 0;
+            while reader.next_into(&mut item) {
+                sink.push(&item).unwrap();
+                pushed += 1;
+                // Small batches, so that many messages queue.
+                if pushed % 16 == 0 {
+                    sink.drain().unwrap();
+                }
+            }
+            sink.finish().unwrap();
+            drop(sink);
+            // More than one: the tail path starts after the first.
+            assert!(rx.len() >= 4, "{} messages queued", rx.len());
+            let store_dir = dir.path().join(name);
+            let store = Store::create(&store_dir, StoreConfig::default()).unwrap();
+            let mut writer = store.writer().unwrap();
+            let flows = Correlator::try_new_flows(cfg).unwrap();
+            let counts = write_stage(
+                &mut writer,
+                flows,
+                rx,
+                back_tx,
+                &AtomicBool::new(done),
+                queued_min,
+            )
+            .unwrap();
+            drop(writer);
+            let mut parts: Vec<_> = std::fs::read_dir(store_dir.join("partitions"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "part"))
+                .collect();
+            parts.sort();
+            assert!(!parts.is_empty());
+            let bytes: Vec<Vec<u8>> = parts.iter().map(|p| std::fs::read(p).unwrap()).collect();
+            results.push((
+                counts.mappings,
+                counts.mappings_at_capture_end,
+                counts.flows,
+                bytes,
+            ));
+        }
+        assert!(results[0].0 > 0);
+        assert_eq!(results[0], results[1]);
     }
 }
