@@ -4476,12 +4476,12 @@ mod tests {
         /// The same with times spread over up to 2^`span_bits` ns (the
         /// scan's usual case: few ties, the top digit's buckets holding a
         /// few flows each, or piled into one when the span is narrow), up to
-        /// 3 000 flows.
+        /// 1 500 flows.
         #[test]
         fn expiry_sort_of_spread_times_matches_the_comparator_sort(
             raw in proptest::collection::vec(
                 (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>(), 0u32..WHEEL_BASE),
-                0..3000,
+                0..1500,
             ),
             span_bits in 0u32..62,
             base in -(1i64 << 61)..(1i64 << 61),
@@ -4505,7 +4505,7 @@ mod tests {
         /// spread (all in one bucket, a few, or evenly over all).
         #[test]
         fn sorted_by_top_digit_is_sort_unstable(
-            raw in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..5000),
+            raw in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..2000),
             bits in 0u32..=128,
             narrow in 0u32..128,
         ) {
