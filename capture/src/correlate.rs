@@ -1547,6 +1547,16 @@ impl Correlator {
         }
     }
 
+    /// The correlator's clock: the latest time it was moved to by
+    /// [`push_prepared`](Correlator::push_prepared) (or [`push`](Correlator::push))
+    /// and [`advance`](Correlator::advance), i.e. the latest of their times
+    /// (`i64::MIN` before any); the replay's writer clock. Not for a flow part
+    /// ([`try_new_flows`](Correlator::try_new_flows)), whose clock is the
+    /// pairing part's as its events carry it.
+    pub fn now_ns(&self) -> UnixNanos {
+        self.now_ns
+    }
+
     /// A copy of the preparer of this correlator's packets, for another thread.
     pub fn preparer(&self) -> Preparer {
         self.preparer.clone()
@@ -4289,6 +4299,38 @@ mod tests {
                 (t, side, d)
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        /// The clock (`now_ns`, the replay's writer clock since round 11) is
+        /// the latest time pushed or advanced to, whatever the order, the
+        /// sides and whether the packets pair: what the replay's sink kept
+        /// itself as `max_ts` before.
+        #[test]
+        fn clock_is_the_latest_time_pushed_or_advanced_to(
+            steps in proptest::collection::vec((0u8..4, -5i64..5, 0u32..3), 0..60),
+            base in -(1i64 << 40)..(1i64 << 40),
+        ) {
+            let mut c = Correlator::new(CorrelatorConfig::default());
+            let mut out = Vec::new();
+            let mut latest = i64::MIN;
+            proptest::prop_assert_eq!(c.now_ns(), latest);
+            for (k, (what, dt, id)) in steps.into_iter().enumerate() {
+                let ts = base + k as i64 * 100 * MS + dt * 300 * MS;
+                let (inside, outside) = (
+                    pkt(Proto::Tcp, "10.0.0.5:4000", "8.8.8.8:443", id, 0x02, id),
+                    pkt(Proto::Tcp, "192.0.2.1:5000", "8.8.8.8:443", id, 0x02, id),
+                );
+                match what {
+                    0 => c.push(ts, Side::Inside, &inside, &mut out),
+                    1 => c.push(ts, Side::Outside, &outside, &mut out),
+                    2 => c.push(ts, Side::Unknown, &outside, &mut out),
+                    _ => c.advance(ts, &mut out),
+                }
+                latest = latest.max(ts);
+                proptest::prop_assert_eq!(c.now_ns(), latest);
+            }
+        }
     }
 
     proptest::proptest! {
