@@ -1306,7 +1306,6 @@ pub struct Correlator {
     /// queued yet).
     wheel_sec: i64,
     preparer: Preparer,
-    packet_seq: u64,
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
     stats: CorrelatorStats,
@@ -1399,7 +1398,6 @@ impl Correlator {
                     .collect()
             },
             wheel_sec: i64::MIN,
-            packet_seq: 0,
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
             stats: CorrelatorStats::default(),
@@ -1583,8 +1581,9 @@ impl Correlator {
         pkt: &Prepared,
         out: &mut Vec<Mapping>,
     ) {
+        // The packet's number (from 1; a copy keeps it, `Copy::packet`):
+        // the packets pushed so far, counted once.
         self.stats.packets += 1;
-        self.packet_seq += 1;
         if self.prefetch_head != NO_SLOT {
             self.prefetch_slot();
         }
@@ -1632,7 +1631,7 @@ impl Correlator {
                 };
                 let (out_key, src) = pkt.pair_key(Dir::Out);
                 let (in_key, dst) = pkt.pair_key(Dir::In);
-                let (seq, flags) = (self.packet_seq, pkt.tcp_flags);
+                let (seq, flags) = (self.stats.packets, pkt.tcp_flags);
                 let copy = |endpoint| Copy {
                     ts_ns,
                     packet: seq,
@@ -1679,7 +1678,7 @@ impl Correlator {
         let flags = pkt.tcp_flags;
         let copy = Copy {
             ts_ns,
-            packet: self.packet_seq,
+            packet: self.stats.packets,
             inside,
             endpoint,
             ambiguous: false,
