@@ -471,7 +471,7 @@ fn reduce_with(
         reduce_slots(
             records,
             w,
-            |e| (e.0, e.1 >> SEAL_SLOT_BITS),
+            |e, f| e.0 == f.0 && (e.1 ^ f.1) >> SEAL_SLOT_BITS == 0,
             |e| e.1 as u32 as usize,
             out,
             scan,
@@ -482,7 +482,20 @@ fn reduce_with(
     // its own bits, so the integer order is the (prefix, slot) order.
     let (port_shift, first_shift) = (first_bits + slot_bits, slot_bits);
     let ip_shift = port_shift + port_bits;
+    // The usual layout: [ip | port] and [first | slot] each fit a `u64`,
+    // so each half is built with 64-bit arithmetic and joined by one
+    // 128-bit shift (the same key as the general form below).
+    let halves = ip_bits + port_bits <= 64 && first_bits + slot_bits <= 64;
+    let ip_min_lo = ip_min as u64;
     let key = |i: usize, r: &Record| {
+        if halves {
+            // `ip - ip_min` is below 2^64: its low word's difference.
+            let ip = u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"))
+                .wrapping_sub(ip_min_lo);
+            let hi = ip << port_bits | u64::from(r.public_port.get() - port_min);
+            let lo = (first_key(r) - first_min) << first_shift | i as u64;
+            return u128::from(hi) << port_shift | u128::from(lo);
+        }
         // A shift by 128 (field of 0 bits at the top) would overflow: such a
         // field is 0 anyway.
         let ip = (u128::from_be_bytes(r.public_ip) - ip_min)
@@ -592,8 +605,8 @@ fn reduce_with(
     }
     reduce_slots(
         records,
-        keys,
-        |k| k >> slot_bits,
+        &keys[..n],
+        |k, l| k ^ l <= slot_mask,
         |k| (k & slot_mask) as usize,
         out,
         scan,
@@ -692,7 +705,7 @@ fn sort_reduce(
     reduce_slots(
         records,
         scratch,
-        |k| k >> slot_bits,
+        |k, l| k ^ l <= slot_mask,
         |k| (k & slot_mask) as usize,
         out,
         scan,
@@ -704,14 +717,14 @@ const REDUCE_PREFETCH_ENTRIES: usize = 16;
 
 /// Reduces the records of `records` named by the index entries `sorted`,
 /// which are in (sort prefix, slot) order, appending each mapping's kept
-/// state to `out` in that order: each run of entries with one `prefix`
+/// state to `out` in that order: each run of entries of one prefix (`same_prefix`)
 /// (public ip, port, `first_ns`) becomes its mappings' kept states. The
 /// records are read where they lie (the log's map) and only the kept ones
 /// are copied: no buffer of every record in sorted order.
-fn reduce_slots<K: Copy, P: PartialEq>(
+fn reduce_slots<K: Copy>(
     records: &[Record],
     sorted: &[K],
-    prefix: impl Fn(K) -> P,
+    same_prefix: impl Fn(K, K) -> bool,
     slot: impl Fn(K) -> usize,
     out: &mut Vec<Record>,
     scan: &mut HeldScan,
@@ -725,9 +738,9 @@ fn reduce_slots<K: Copy, P: PartialEq>(
     // already: the sorted order jumps around the log.
     let mut ahead = 0;
     while g < n {
-        let p = prefix(sorted[g]);
+        let p = sorted[g];
         let mut end = g + 1;
-        while end < n && prefix(sorted[end]) == p {
+        while end < n && same_prefix(sorted[end], p) {
             end += 1;
         }
         let to = (end + REDUCE_PREFETCH_ENTRIES).min(n);
