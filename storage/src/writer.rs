@@ -598,7 +598,8 @@ fn reduce_with(
     if radix {
         let tmp = &mut index.tmp;
         zeroed(tmp, n);
-        crate::radix::sort_msd(keys, tmp, slot_bits + prefix_bits);
+        // Built in slot order: the low `slot_bits` ascend already.
+        crate::radix::sort_msd(keys, tmp, slot_bits + prefix_bits, slot_bits);
         std::mem::swap(keys, tmp);
     } else {
         keys.sort_unstable();
@@ -699,7 +700,9 @@ fn sort_reduce(
     out: &mut Vec<Record>,
     scan: &mut HeldScan,
 ) {
-    crate::radix::sort_msd(keys, scratch, slot_bits + prefix_bits);
+    // A side's keys are not in slot order (each half's second side is
+    // built from the back): no promise about the low bits.
+    crate::radix::sort_msd(keys, scratch, slot_bits + prefix_bits, 0);
     let slot_mask = (1u128 << slot_bits) - 1;
     out.clear();
     reduce_slots(
