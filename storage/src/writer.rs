@@ -765,9 +765,8 @@ fn reduce_slots<K: Copy>(
             .iter()
             .all(|&k| key_rest(&records[slot(k)]) == rest)
         {
-            let kept = reduce_run(records, run.iter().map(|&k| slot(k)));
-            scan.see(&kept);
-            out.push(kept);
+            reduce_run_into(records, run.iter().map(|&k| slot(k)), out);
+            scan.see(out.last().expect("just pushed"));
         } else {
             // Several mappings with the same public endpoint and first
             // packet: group the run's slots by full key (a stable sort, so
@@ -778,7 +777,7 @@ fn reduce_slots<K: Copy>(
             members.sort_by_key(|&i| key_rest(&records[i]));
             split.clear();
             for m in members.chunk_by(|&a, &b| key_rest(&records[a]) == key_rest(&records[b])) {
-                split.push(reduce_run(records, m.iter().copied()));
+                reduce_run_into(records, m.iter().copied(), &mut split);
             }
             split.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
             for r in &split {
@@ -789,9 +788,10 @@ fn reduce_slots<K: Copy>(
     }
 }
 
-/// The kept state of one mapping from its records at positions `at` of
-/// `records` (in log order).
-fn reduce_run(records: &[Record], mut at: impl Iterator<Item = usize>) -> Record {
+/// Pushes onto `out` the kept state of one mapping from its records at
+/// positions `at` of `records` (in log order): copied once, from the log
+/// into its place in `out`.
+fn reduce_run_into(records: &[Record], mut at: impl Iterator<Item = usize>, out: &mut Vec<Record>) {
     // The best record's position, copied once at the end.
     let mut b = at.next().expect("a run is never empty");
     let mut late = records[b].store_flags & SF_LATE != 0;
@@ -804,12 +804,12 @@ fn reduce_run(records: &[Record], mut at: impl Iterator<Item = usize>) -> Record
             b = i;
         }
     }
-    let mut best = records[b];
+    out.push(records[b]);
+    let best = out.last_mut().expect("just pushed");
     if late && best.store_flags & SF_LATE == 0 {
         best.store_flags |= SF_LATE;
         best.crc = zerocopy::little_endian::U32::new(best.compute_crc());
     }
-    best
 }
 
 /// An upper bound of [`HoldTimes::hold_ns`] from a record's protocol and
@@ -1886,7 +1886,7 @@ impl HeldScan {
 
     #[inline(never)]
     fn see_decoded(&mut self, r: &Record, end: i64) {
-        // CRC checked as read back (or recomputed by `reduce_run`).
+        // CRC checked as read back (or recomputed by `reduce_run_into`).
         let m = r
             .decode_fields()
             .expect("records were encoded or recovered checked");
