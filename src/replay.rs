@@ -452,10 +452,11 @@ impl<'r> Decoding<'r> {
 struct Sink<'w> {
     /// Set when packets arrive undecoded ([`Item::Raw`]).
     decoding: Option<Decoding<'w>>,
+    /// Its clock ([`Correlator::now_ns`]: the latest time of the items
+    /// pushed, packets and ticks) is the writer's clock at each tick.
     correlator: Correlator,
     out_to: Out<'w>,
     out: Vec<Mapping>,
-    max_ts: i64,
     /// Items to push before the next tick (from [`PACKETS_PER_TICK`] down
     /// to 0: a countdown, one decrement and test an item).
     until_tick: u64,
@@ -492,7 +493,6 @@ impl<'w> Sink<'w> {
             correlator,
             out_to,
             out: Vec::with_capacity(SINK_MAPPINGS_MAX + 8),
-            max_ts: i64::MIN,
             until_tick: PACKETS_PER_TICK,
             mappings: 0,
             mappings_at_capture_end: 0,
@@ -506,10 +506,6 @@ impl<'w> Sink<'w> {
     fn push(&mut self, item: &Item<'_>) -> Result<bool> {
         match item {
             Item::Packet(ts, side, d) => {
-                // Mostly in time order: a compare, and a store only when later.
-                if *ts > self.max_ts {
-                    self.max_ts = *ts;
-                }
                 self.correlator.push_prepared(*ts, *side, d, &mut self.out);
             }
             Item::Tick(ts) => self.tick(*ts),
@@ -542,7 +538,6 @@ impl<'w> Sink<'w> {
     /// A packet that was not decoded: only its time.
     #[inline(never)]
     fn tick(&mut self, ts: i64) {
-        self.max_ts = self.max_ts.max(ts);
         self.correlator.advance(ts, &mut self.out);
     }
 
@@ -557,7 +552,6 @@ impl<'w> Sink<'w> {
         d.item_into(side, pkt, &mut slot);
         match slot {
             Item::Packet(ts, side, p) => {
-                self.max_ts = self.max_ts.max(ts);
                 self.correlator.push_prepared(ts, side, &p, &mut self.out);
             }
             Item::Tick(ts) => self.tick(ts),
@@ -576,9 +570,9 @@ impl<'w> Sink<'w> {
             self.until_tick = PACKETS_PER_TICK;
             self.drain()?;
             match &mut self.out_to {
-                Out::Direct(w) => w.advance(self.max_ts)?,
+                Out::Direct(w) => w.advance(self.correlator.now_ns())?,
                 Out::Channel { tx, .. } => tx
-                    .send(ToWriter::Advance(self.max_ts))
+                    .send(ToWriter::Advance(self.correlator.now_ns()))
                     .map_err(|_| WriterGone)?,
             }
             return Ok(true);

@@ -1326,7 +1326,6 @@ pub struct Correlator {
     /// nothing queued yet).
     wheel_pos: i64,
     preparer: Preparer,
-    packet_seq: u64,
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
     stats: CorrelatorStats,
@@ -1419,7 +1418,6 @@ impl Correlator {
                     .collect()
             },
             wheel_pos: i64::MIN,
-            packet_seq: 0,
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
             stats: CorrelatorStats::default(),
@@ -1567,6 +1565,16 @@ impl Correlator {
         }
     }
 
+    /// The correlator's clock: the latest time it was moved to by
+    /// [`push_prepared`](Correlator::push_prepared) (or [`push`](Correlator::push))
+    /// and [`advance`](Correlator::advance), i.e. the latest of their times
+    /// (`i64::MIN` before any); the replay's writer clock. Not for a flow part
+    /// ([`try_new_flows`](Correlator::try_new_flows)), whose clock is the
+    /// pairing part's as its events carry it.
+    pub fn now_ns(&self) -> UnixNanos {
+        self.now_ns
+    }
+
     /// A copy of the preparer of this correlator's packets, for another thread.
     pub fn preparer(&self) -> Preparer {
         self.preparer.clone()
@@ -1593,8 +1601,9 @@ impl Correlator {
         pkt: &Prepared,
         out: &mut Vec<Mapping>,
     ) {
+        // The packet's number (from 1; a copy keeps it, `Copy::packet`):
+        // the packets pushed so far, counted once.
         self.stats.packets += 1;
-        self.packet_seq += 1;
         if self.prefetch_head != NO_SLOT {
             self.prefetch_slot();
         }
@@ -1642,7 +1651,7 @@ impl Correlator {
                 };
                 let (out_key, src) = pkt.pair_key(Dir::Out);
                 let (in_key, dst) = pkt.pair_key(Dir::In);
-                let (seq, flags) = (self.packet_seq, pkt.tcp_flags);
+                let (seq, flags) = (self.stats.packets, pkt.tcp_flags);
                 let copy = |endpoint| Copy {
                     ts_ns,
                     packet: seq,
@@ -1689,7 +1698,7 @@ impl Correlator {
         let flags = pkt.tcp_flags;
         let copy = Copy {
             ts_ns,
-            packet: self.packet_seq,
+            packet: self.stats.packets,
             inside,
             endpoint,
             ambiguous: false,
@@ -4440,6 +4449,38 @@ mod tests {
                 (t, side, d)
             })
             .collect()
+    }
+
+    proptest::proptest! {
+        /// The clock (`now_ns`, the replay's writer clock since round 11) is
+        /// the latest time pushed or advanced to, whatever the order, the
+        /// sides and whether the packets pair: what the replay's sink kept
+        /// itself as `max_ts` before.
+        #[test]
+        fn clock_is_the_latest_time_pushed_or_advanced_to(
+            steps in proptest::collection::vec((0u8..4, -5i64..5, 0u32..3), 0..60),
+            base in -(1i64 << 40)..(1i64 << 40),
+        ) {
+            let mut c = Correlator::new(CorrelatorConfig::default());
+            let mut out = Vec::new();
+            let mut latest = i64::MIN;
+            proptest::prop_assert_eq!(c.now_ns(), latest);
+            for (k, (what, dt, id)) in steps.into_iter().enumerate() {
+                let ts = base + k as i64 * 100 * MS + dt * 300 * MS;
+                let (inside, outside) = (
+                    pkt(Proto::Tcp, "10.0.0.5:4000", "8.8.8.8:443", id, 0x02, id),
+                    pkt(Proto::Tcp, "192.0.2.1:5000", "8.8.8.8:443", id, 0x02, id),
+                );
+                match what {
+                    0 => c.push(ts, Side::Inside, &inside, &mut out),
+                    1 => c.push(ts, Side::Outside, &outside, &mut out),
+                    2 => c.push(ts, Side::Unknown, &outside, &mut out),
+                    _ => c.advance(ts, &mut out),
+                }
+                latest = latest.max(ts);
+                proptest::prop_assert_eq!(c.now_ns(), latest);
+            }
+        }
     }
 
     proptest::proptest! {

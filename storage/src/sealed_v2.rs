@@ -1234,7 +1234,9 @@ impl Dictionary {
         }
         if occ4.len() >= DICT_RADIX_MIN {
             let mut sorted = vec![0u64; occ4.len()];
-            crate::radix::sort_msd(&mut occ4, &mut sorted, 64);
+            // An occurrence's place is its order of appearance: the low
+            // 32 bits ascend in `occ4` already.
+            crate::radix::sort_msd(&mut occ4, &mut sorted, 64, 32);
             occ4 = sorted;
         } else {
             occ4.sort_unstable();
@@ -1317,7 +1319,7 @@ impl Dictionary {
         // the address alone gave.
         if s4.len() >= DICT_RADIX_MIN {
             let mut sorted = vec![0u64; s4.len()];
-            crate::radix::sort_msd(&mut s4, &mut sorted, 64);
+            crate::radix::sort_msd(&mut s4, &mut sorted, 64, 0);
             s4 = sorted;
         } else {
             s4.sort_unstable();

@@ -471,7 +471,7 @@ fn reduce_with(
         reduce_slots(
             records,
             w,
-            |e| (e.0, e.1 >> SEAL_SLOT_BITS),
+            |e, f| e.0 == f.0 && (e.1 ^ f.1) >> SEAL_SLOT_BITS == 0,
             |e| e.1 as u32 as usize,
             out,
             scan,
@@ -482,7 +482,20 @@ fn reduce_with(
     // its own bits, so the integer order is the (prefix, slot) order.
     let (port_shift, first_shift) = (first_bits + slot_bits, slot_bits);
     let ip_shift = port_shift + port_bits;
+    // The usual layout: [ip | port] and [first | slot] each fit a `u64`,
+    // so each half is built with 64-bit arithmetic and joined by one
+    // 128-bit shift (the same key as the general form below).
+    let halves = ip_bits + port_bits <= 64 && first_bits + slot_bits <= 64;
+    let ip_min_lo = ip_min as u64;
     let key = |i: usize, r: &Record| {
+        if halves {
+            // `ip - ip_min` is below 2^64: its low word's difference.
+            let ip = u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"))
+                .wrapping_sub(ip_min_lo);
+            let hi = ip << port_bits | u64::from(r.public_port.get() - port_min);
+            let lo = (first_key(r) - first_min) << first_shift | i as u64;
+            return u128::from(hi) << port_shift | u128::from(lo);
+        }
         // A shift by 128 (field of 0 bits at the top) would overflow: such a
         // field is 0 anyway.
         let ip = (u128::from_be_bytes(r.public_ip) - ip_min)
@@ -585,15 +598,16 @@ fn reduce_with(
     if radix {
         let tmp = &mut index.tmp;
         zeroed(tmp, n);
-        crate::radix::sort_msd(keys, tmp, slot_bits + prefix_bits);
+        // Built in slot order: the low `slot_bits` ascend already.
+        crate::radix::sort_msd(keys, tmp, slot_bits + prefix_bits, slot_bits);
         std::mem::swap(keys, tmp);
     } else {
         keys.sort_unstable();
     }
     reduce_slots(
         records,
-        keys,
-        |k| k >> slot_bits,
+        &keys[..n],
+        |k, l| k ^ l <= slot_mask,
         |k| (k & slot_mask) as usize,
         out,
         scan,
@@ -686,13 +700,15 @@ fn sort_reduce(
     out: &mut Vec<Record>,
     scan: &mut HeldScan,
 ) {
-    crate::radix::sort_msd(keys, scratch, slot_bits + prefix_bits);
+    // A side's keys are not in slot order (each half's second side is
+    // built from the back): no promise about the low bits.
+    crate::radix::sort_msd(keys, scratch, slot_bits + prefix_bits, 0);
     let slot_mask = (1u128 << slot_bits) - 1;
     out.clear();
     reduce_slots(
         records,
         scratch,
-        |k| k >> slot_bits,
+        |k, l| k ^ l <= slot_mask,
         |k| (k & slot_mask) as usize,
         out,
         scan,
@@ -704,14 +720,14 @@ const REDUCE_PREFETCH_ENTRIES: usize = 16;
 
 /// Reduces the records of `records` named by the index entries `sorted`,
 /// which are in (sort prefix, slot) order, appending each mapping's kept
-/// state to `out` in that order: each run of entries with one `prefix`
+/// state to `out` in that order: each run of entries of one prefix (`same_prefix`)
 /// (public ip, port, `first_ns`) becomes its mappings' kept states. The
 /// records are read where they lie (the log's map) and only the kept ones
 /// are copied: no buffer of every record in sorted order.
-fn reduce_slots<K: Copy, P: PartialEq>(
+fn reduce_slots<K: Copy>(
     records: &[Record],
     sorted: &[K],
-    prefix: impl Fn(K) -> P,
+    same_prefix: impl Fn(K, K) -> bool,
     slot: impl Fn(K) -> usize,
     out: &mut Vec<Record>,
     scan: &mut HeldScan,
@@ -725,9 +741,9 @@ fn reduce_slots<K: Copy, P: PartialEq>(
     // already: the sorted order jumps around the log.
     let mut ahead = 0;
     while g < n {
-        let p = prefix(sorted[g]);
+        let p = sorted[g];
         let mut end = g + 1;
-        while end < n && prefix(sorted[end]) == p {
+        while end < n && same_prefix(sorted[end], p) {
             end += 1;
         }
         let to = (end + REDUCE_PREFETCH_ENTRIES).min(n);
@@ -749,9 +765,8 @@ fn reduce_slots<K: Copy, P: PartialEq>(
             .iter()
             .all(|&k| key_rest(&records[slot(k)]) == rest)
         {
-            let kept = reduce_run(records, run.iter().map(|&k| slot(k)));
-            scan.see(&kept);
-            out.push(kept);
+            reduce_run_into(records, run.iter().map(|&k| slot(k)), out);
+            scan.see(out.last().expect("just pushed"));
         } else {
             // Several mappings with the same public endpoint and first
             // packet: group the run's slots by full key (a stable sort, so
@@ -762,7 +777,7 @@ fn reduce_slots<K: Copy, P: PartialEq>(
             members.sort_by_key(|&i| key_rest(&records[i]));
             split.clear();
             for m in members.chunk_by(|&a, &b| key_rest(&records[a]) == key_rest(&records[b])) {
-                split.push(reduce_run(records, m.iter().copied()));
+                reduce_run_into(records, m.iter().copied(), &mut split);
             }
             split.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
             for r in &split {
@@ -773,9 +788,10 @@ fn reduce_slots<K: Copy, P: PartialEq>(
     }
 }
 
-/// The kept state of one mapping from its records at positions `at` of
-/// `records` (in log order).
-fn reduce_run(records: &[Record], mut at: impl Iterator<Item = usize>) -> Record {
+/// Pushes onto `out` the kept state of one mapping from its records at
+/// positions `at` of `records` (in log order): copied once, from the log
+/// into its place in `out`.
+fn reduce_run_into(records: &[Record], mut at: impl Iterator<Item = usize>, out: &mut Vec<Record>) {
     // The best record's position, copied once at the end.
     let mut b = at.next().expect("a run is never empty");
     let mut late = records[b].store_flags & SF_LATE != 0;
@@ -788,12 +804,12 @@ fn reduce_run(records: &[Record], mut at: impl Iterator<Item = usize>) -> Record
             b = i;
         }
     }
-    let mut best = records[b];
+    out.push(records[b]);
+    let best = out.last_mut().expect("just pushed");
     if late && best.store_flags & SF_LATE == 0 {
         best.store_flags |= SF_LATE;
         best.crc = zerocopy::little_endian::U32::new(best.compute_crc());
     }
-    best
 }
 
 /// An upper bound of [`HoldTimes::hold_ns`] from a record's protocol and
@@ -1870,7 +1886,7 @@ impl HeldScan {
 
     #[inline(never)]
     fn see_decoded(&mut self, r: &Record, end: i64) {
-        // CRC checked as read back (or recomputed by `reduce_run`).
+        // CRC checked as read back (or recomputed by `reduce_run_into`).
         let m = r
             .decode_fields()
             .expect("records were encoded or recovered checked");

@@ -24,13 +24,16 @@ const EMPTY: u32 = u32::MAX;
 const CAPACITY_MIN: usize = 16;
 
 /// One entry: the hash's tag (high 32 bits) and the value ([`EMPTY`]: none).
+/// Aligned to its size, so an entry never straddles two cache lines (one
+/// prefetch loads it, [`super::slab::prefetch`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(8))]
 struct Entry {
     tag: u32,
     val: u32,
 }
 
-const _: () = assert!(std::mem::size_of::<Entry>() == 8);
+const _: () = assert!(std::mem::size_of::<Entry>() == 8 && std::mem::align_of::<Entry>() == 8);
 
 const VACANT: Entry = Entry { tag: 0, val: EMPTY };
 

@@ -165,12 +165,20 @@ impl<T: Copy> MappedSlab<T> {
 }
 
 /// Asks the CPU to start loading the cache line of `r` (and of its last
-/// byte, when `T` straddles two lines). A hint: no effect on any result.
+/// byte, when a `T` may straddle two lines). A hint: no effect on any result.
+///
+/// A `T` no larger than its alignment, aligned to at most a line, lies in
+/// one line (an aligned block of its alignment lies in one line): the index
+/// heads (4 bytes) and the pending table's entries (8 bytes, aligned to 8)
+/// take one prefetch, not two naming the same line.
 #[inline(always)]
 pub(super) fn prefetch<T>(r: &T) {
     let p = (r as *const T).cast::<u8>();
     prefetch_line(p);
-    prefetch_line(p.wrapping_add(std::mem::size_of::<T>() - 1));
+    let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
+    if size > align || align > 64 {
+        prefetch_line(p.wrapping_add(size - 1));
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
