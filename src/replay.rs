@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Result;
@@ -658,47 +659,197 @@ struct WriteCounts {
 /// appends its mappings and seals in the order the events came, then, when
 /// the channel closes, closes every flow and seals everything. Stops at the
 /// first store error (closing the channel stops the threads before it).
+///
+/// The replay's tail: once the pairing thread is done (`pairing_done`) with
+/// at least [`TAIL_APPEND_QUEUED_MIN`] messages still queued here (the last
+/// seconds of packet time, each ending ~20 k flows on the bench capture, are
+/// read and paired quickly and leave their idle scans queued), the appends
+/// and clock moves go to a helper thread (`natrec-append`) in the same order
+/// and cut the same way, so the writer makes exactly the same calls while
+/// the idle scans run here on the other core; the helper is joined before
+/// the final `finish` and seal. While packets flow the two cores are busy
+/// and a fourth thread would only cost (round10-tail5.md).
 fn write_stage(
     writer: &mut Writer,
     mut flows: Correlator,
     rx: crossbeam_channel::Receiver<ToWriter>,
     empty: crossbeam_channel::Sender<Vec<FlowEvent>>,
+    pairing_done: &AtomicBool,
+    tail_queued_min: usize,
 ) -> Result<WriteCounts> {
     let mut out: Vec<Mapping> = Vec::with_capacity(SINK_MAPPINGS_MAX * 4);
-    let (mut mappings, mut at_end) = (0, 0);
-    let mut append = |writer: &mut Writer, out: &mut Vec<Mapping>| -> Result<()> {
-        if !out.is_empty() {
-            count_mappings(out, &mut mappings, &mut at_end);
-            writer.append_batch(out)?;
-            out.clear();
+    let mut counts = (0, 0);
+    let tail = take_events(
+        &mut Appends::Here(&mut *writer),
+        &mut flows,
+        &rx,
+        &empty,
+        &mut out,
+        &mut counts,
+        Some((pairing_done, tail_queued_min)),
+    )?;
+    if tail {
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, helper_rx) =
+                crossbeam_channel::bounded::<ToAppender>(TAIL_APPENDS_IN_FLIGHT_MAX);
+            let (back_tx, back) =
+                crossbeam_channel::bounded::<Vec<Mapping>>(TAIL_APPENDS_IN_FLIGHT_MAX + 2);
+            let w = &mut *writer;
+            let helper = std::thread::Builder::new()
+                .name("natrec-append".into())
+                .spawn_scoped(scope, move || append_stage(w, helper_rx, back_tx))?;
+            let mut appends = Appends::Helper { tx, back };
+            let taken = take_events(
+                &mut appends,
+                &mut flows,
+                &rx,
+                &empty,
+                &mut out,
+                &mut counts,
+                None,
+            )
+            .and_then(|_| {
+                flows.finish(&mut out);
+                appends.append(&mut out, &mut counts)
+            });
+            // The helper ends when its channel closes, after the last append.
+            drop(appends);
+            let appended = helper.join().expect("append thread does not panic");
+            // Its own error first: a send that failed stopped because of it.
+            appended?;
+            taken
+        })?;
+    } else {
+        flows.finish(&mut out);
+        Appends::Here(&mut *writer).append(&mut out, &mut counts)?;
+    }
+    writer.seal_all()?;
+    Ok(WriteCounts {
+        flows: flows.stats(),
+        mappings: counts.0,
+        mappings_at_capture_end: counts.1,
+    })
+}
+
+/// Three threads, the writing thread's tail ([`write_stage`]): once the pairing
+/// thread is done, the appends go to a helper thread if at least this many
+/// messages (event batches and clock moves) still wait for the writing thread.
+pub const TAIL_APPEND_QUEUED_MIN: usize = 8;
+/// Mapping batches in flight from the writing thread to its tail's append
+/// thread (each the mappings of one or more event batches: ~2.5 MB when a
+/// batch holds an idle scan of 20 k flows; batches recycled).
+pub const TAIL_APPENDS_IN_FLIGHT_MAX: usize = 4;
+
+/// What the writing thread's tail hands its append thread, in order.
+enum ToAppender {
+    Append(Vec<Mapping>),
+    Advance(i64),
+}
+
+/// Where the writing thread's mappings and clock moves go: the writer, or
+/// (the tail, [`write_stage`]) its append thread, in order.
+enum Appends<'w> {
+    Here(&'w mut Writer),
+    Helper {
+        tx: crossbeam_channel::Sender<ToAppender>,
+        /// Emptied batches coming back.
+        back: crossbeam_channel::Receiver<Vec<Mapping>>,
+    },
+}
+
+impl Appends<'_> {
+    /// Counts `out` (mappings, capture-end ones) and appends it, or hands it
+    /// over (leaving `out` an empty recycled batch).
+    fn append(&mut self, out: &mut Vec<Mapping>, counts: &mut (u64, u64)) -> Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        count_mappings(out, &mut counts.0, &mut counts.1);
+        match self {
+            Appends::Here(w) => {
+                w.append_batch(out)?;
+                out.clear();
+            }
+            Appends::Helper { tx, back } => {
+                let next = back
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(out.capacity()));
+                let full = std::mem::replace(out, next);
+                tx.send(ToAppender::Append(full)).map_err(|_| WriterGone)?;
+            }
         }
         Ok(())
-    };
+    }
+
+    /// Appends `out` then moves the writer's clock to `ts`.
+    fn advance(&mut self, ts: i64, out: &mut Vec<Mapping>, counts: &mut (u64, u64)) -> Result<()> {
+        self.append(out, counts)?;
+        match self {
+            Appends::Here(w) => w.advance(ts)?,
+            Appends::Helper { tx, .. } => {
+                tx.send(ToAppender::Advance(ts)).map_err(|_| WriterGone)?
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The writing thread's loop over the pairing thread's messages: applies
+/// each event batch to the flow table, appending its mappings once
+/// [`SINK_MAPPINGS_MAX`] have gathered and before each clock move. Returns
+/// `true` when it stopped early because `tail`'s flag (the pairing thread
+/// is done) was set with at least its number of messages left
+/// ([`TAIL_APPEND_QUEUED_MIN`]), `false` when the channel closed.
+fn take_events(
+    appends: &mut Appends<'_>,
+    flows: &mut Correlator,
+    rx: &crossbeam_channel::Receiver<ToWriter>,
+    empty: &crossbeam_channel::Sender<Vec<FlowEvent>>,
+    out: &mut Vec<Mapping>,
+    counts: &mut (u64, u64),
+    tail: Option<(&AtomicBool, usize)>,
+) -> Result<bool> {
     for msg in rx.iter() {
         match msg {
             ToWriter::Events(mut batch) => {
-                flows.apply_events(&batch, &mut out);
+                flows.apply_events(&batch, out);
                 batch.clear();
                 // The pairing thread may have finished: a closed return channel is fine.
                 let _ = empty.try_send(batch);
                 if out.len() >= SINK_MAPPINGS_MAX {
-                    append(writer, &mut out)?;
+                    appends.append(out, counts)?;
                 }
             }
-            ToWriter::Advance(ts) => {
-                append(writer, &mut out)?;
-                writer.advance(ts)?;
+            ToWriter::Advance(ts) => appends.advance(ts, out, counts)?,
+        }
+        if let Some((done, queued_min)) = tail {
+            if done.load(Ordering::Acquire) && rx.len() >= queued_min {
+                return Ok(true);
             }
         }
     }
-    flows.finish(&mut out);
-    append(writer, &mut out)?;
-    writer.seal_all()?;
-    Ok(WriteCounts {
-        flows: flows.stats(),
-        mappings,
-        mappings_at_capture_end: at_end,
-    })
+    Ok(false)
+}
+
+/// The tail's append thread ([`write_stage`]): appends and clock moves in
+/// the order handed over, emptied batches sent back. Stops at the first
+/// store error (dropping its channel stops the writing thread's sends).
+fn append_stage(
+    writer: &mut Writer,
+    rx: crossbeam_channel::Receiver<ToAppender>,
+    back: crossbeam_channel::Sender<Vec<Mapping>>,
+) -> Result<()> {
+    for msg in rx.iter() {
+        match msg {
+            ToAppender::Append(mut batch) => {
+                writer.append_batch(&batch)?;
+                batch.clear();
+                let _ = back.try_send(batch);
+            }
+            ToAppender::Advance(ts) => writer.advance(ts)?,
+        }
+    }
+    Ok(())
 }
 
 /// The first stage on its own thread: reads, merges, decodes and prepares
@@ -906,12 +1057,16 @@ pub fn run(
             );
             let reader = Reader::new(inputs, rules, preparer, false);
             let writer = &mut *writer;
+            // Set by the pairing thread once it has sent everything.
+            let pairing_done = AtomicBool::new(false);
             std::thread::scope(|scope| -> Result<(Summary, SinkCounts)> {
                 let bar = &bar;
+                let pairing_done = &pairing_done;
                 let producer =
                     scope.spawn(move || read_stage(reader, true, bar, full_tx, empty_rx));
                 let correlating = scope.spawn(move || {
                     let r = correlate_stage::<true>(&mut sink, &full_rx, &empty_tx);
+                    pairing_done.store(true, Ordering::Release);
                     // Dropping the sink (its sender) tells the writer that
                     // everything was sent; closing our ends stops the reader
                     // on an error.
@@ -921,7 +1076,14 @@ pub fn run(
                     drop(empty_tx);
                     (r, counts)
                 });
-                let written = write_stage(writer, flows, from_sink, back_tx);
+                let written = write_stage(
+                    writer,
+                    flows,
+                    from_sink,
+                    back_tx,
+                    pairing_done,
+                    TAIL_APPEND_QUEUED_MIN,
+                );
                 let (correlated, mut counts) = correlating
                     .join()
                     .expect("correlating thread does not panic");
@@ -1098,5 +1260,101 @@ fn reasons<'a>(it: impl Iterator<Item = (&'a str, u64)>) -> String {
         String::new()
     } else {
         format!(" ({})", parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use natrec_storage::{Store, StoreConfig};
+
+    /// The pairing part's messages for a generated capture (natrec-gen:
+    /// 40 000 packets, idle scans closing flows every second), queued as a
+    /// three-thread replay sends them, handed to [`write_stage`] with the
+    /// pairing thread done from the start: with the tail's append thread
+    /// (from the first message, `tail_queued_min` 1) and without it, the
+    /// store's sealed bytes and the counts are the same.
+    #[test]
+    fn tail_append_thread_writes_what_the_writing_thread_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let gen = dir.path().join("gen");
+        natrec_tools::gen::run(
+            [
+                "--out",
+                gen.to_str().unwrap(),
+                "--packets",
+                "40000",
+                "--seed",
+                "3",
+                "--link",
+                "two-eth",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        )
+        .unwrap();
+        let mut results = Vec::new();
+        for (name, done, queued_min) in [("direct", false, 1), ("tail", true, 1)] {
+            let inputs =
+                open_inputs(&[], &[gen.join("inside.pcap")], &[gen.join("outside.pcap")]).unwrap();
+            let mut cfg = CorrelatorConfig::default();
+            cfg.hold.udp_s = 2;
+            cfg.hold.tcp_closed_s = 2;
+            cfg.hold.icmp_s = 2;
+            let rules = SideRules::default();
+            let (tx, rx) = crossbeam_channel::unbounded::<ToWriter>();
+            let (back_tx, back_rx) = crossbeam_channel::unbounded::<Vec<FlowEvent>>();
+            let mut sink = Sink::new(
+                Correlator::try_new_pairing(cfg.clone()).unwrap(),
+                Out::Channel { tx, empty: back_rx },
+                None,
+            );
+            let mut reader = Reader::new(&inputs, &rules, Preparer::new(&cfg), true);
+            let mut item = Item::Tick(0);
+            let mut pushed = 0;
+            while reader.next_into(&mut item) {
+                sink.push(&item).unwrap();
+                pushed += 1;
+                // Small batches, so that many messages queue.
+                if pushed % 16 == 0 {
+                    sink.drain().unwrap();
+                }
+            }
+            sink.finish().unwrap();
+            drop(sink);
+            // More than one: the tail path starts after the first.
+            assert!(rx.len() >= 4, "{} messages queued", rx.len());
+            let store_dir = dir.path().join(name);
+            let store = Store::create(&store_dir, StoreConfig::default()).unwrap();
+            let mut writer = store.writer().unwrap();
+            let flows = Correlator::try_new_flows(cfg).unwrap();
+            let counts = write_stage(
+                &mut writer,
+                flows,
+                rx,
+                back_tx,
+                &AtomicBool::new(done),
+                queued_min,
+            )
+            .unwrap();
+            drop(writer);
+            let mut parts: Vec<_> = std::fs::read_dir(store_dir.join("partitions"))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "part"))
+                .collect();
+            parts.sort();
+            assert!(!parts.is_empty());
+            let bytes: Vec<Vec<u8>> = parts.iter().map(|p| std::fs::read(p).unwrap()).collect();
+            results.push((
+                counts.mappings,
+                counts.mappings_at_capture_end,
+                counts.flows,
+                bytes,
+            ));
+        }
+        assert!(results[0].0 > 0);
+        assert_eq!(results[0], results[1]);
     }
 }

@@ -664,8 +664,10 @@ type Link = u32;
 /// No slot: the end of an index chain, or a flow not linked in the wheel.
 const LINK_NONE: Link = (1 << 24) - 1;
 /// First wheel head in the [`Link`] space: head of bucket `b` is
-/// `WHEEL_BASE + b` (the scan's list included); slot numbers stay below it.
-const WHEEL_BASE: Link = LINK_NONE - (WHEEL_DUE as Link + 1);
+/// `WHEEL_BASE + b`; slot numbers stay below it. (One more link value, the
+/// one before [`LINK_NONE`], named the scan's list until round 11; it is
+/// left unused, so [`FLOWS_ACTIVE_MAX_LIMIT`] stays as it was.)
+const WHEEL_BASE: Link = LINK_NONE - (EXPIRY_WHEEL_BUCKETS as Link + 1);
 /// Most flow slots, so most active flows (`flows_active_max` is checked
 /// against it): slot numbers are 24-bit links below the expiry wheel's bucket heads
 /// (16 769 022; 939 MB of slots).
@@ -914,16 +916,32 @@ const EXPIRE_PREFETCH_AHEAD: usize = 8;
 /// chain's first slot half as far ahead (hints only).
 const FLOW_EVENT_PREFETCH_AHEAD: usize = 8;
 
-/// Span of the expiry wheel in one-second buckets (`expiry_wheel_seconds`;
-/// 2 h 16 min, longer than the default longest hold, TCP open 2 h 4 min). A
-/// deadline further ahead is queued in the last bucket of the span and queued
-/// again at its own second when that bucket is due. Each bucket is a circular
-/// doubly linked list through its head and the wheel links of the flows in
-/// it ([`Flow::links`]), so a flow is linked, unlinked and moved in O(1) and
-/// the wheel allocates nothing per flow. The heads are 8 bytes each (64 KiB).
-const EXPIRY_WHEEL_SECONDS: usize = 8192;
-/// The list head after the buckets': the scan gathers the due buckets there.
-const WHEEL_DUE: usize = EXPIRY_WHEEL_SECONDS;
+/// Buckets of the expiry wheel (`expiry_wheel_buckets`), each
+/// [`EXPIRY_BUCKET_NS`] of deadlines wide: a span of 1 024 s (17 min), longer
+/// than the default holds but TCP open's (2 h 4 min). A deadline further
+/// ahead is queued in the last bucket of the span and queued again (at its
+/// own bucket, or the span's last again) when that bucket is due: a flow
+/// held for two hours is looked at about eight times instead of once, which
+/// is nothing against the scans' due flows. Each bucket is a circular doubly
+/// linked list through its head and the wheel links of the flows in it
+/// ([`Flow::links`]), so a flow is linked, unlinked and moved in O(1) and the
+/// wheel allocates nothing per flow. The heads are 8 bytes each (64 KiB).
+const EXPIRY_WHEEL_BUCKETS: usize = 8192;
+/// Width of an expiry wheel bucket (`expiry_bucket_ns`, 1/8 s). A scan looks
+/// at every flow of the bucket holding its clock (part of it is past), and
+/// the flows due later in that bucket, queued again there, are looked at
+/// again by the next scan: with one-second buckets (until round 11) and the
+/// default one-second scans, nearly every flow was looked at twice, once a
+/// scan before its deadline (the scan ran early in its deadline's second)
+/// and once when closed; an eighth of a second leaves about a sixteenth of
+/// them looked at twice (docs/bench/round11-tailq.md). Which flows a scan
+/// closes does not depend on it (every active flow past its deadline), nor
+/// their order (sorted).
+const EXPIRY_BUCKET_NS: i64 = NANOS_PER_SEC / 8;
+/// Most lists a scan walks at once (`expiry_walk_lists_max`): its due
+/// buckets' lists, each from both ends ([`Correlator::expire_idle`]). Eight
+/// a second of due buckets with the default one-second scans.
+const EXPIRE_WALK_LISTS: usize = 8;
 
 /// A decoded packet reduced to what the correlator needs: endpoints (canonical,
 /// compact), subscriber tests, protocol, TCP flags and the hash of the fields
@@ -1290,21 +1308,23 @@ pub struct Correlator {
     flow_wide: FxHashMap<u32, (UnixNanos, UnixNanos)>,
     /// IPv6 addresses of active flows.
     v6: V6Names,
-    /// Idle expiry: a timer wheel of [`EXPIRY_WHEEL_SECONDS`] one-second
-    /// buckets; second `s` is bucket `s mod EXPIRY_WHEEL_SECONDS`. Each
+    /// Idle expiry: a timer wheel of [`EXPIRY_WHEEL_BUCKETS`] buckets of
+    /// [`EXPIRY_BUCKET_NS`]; the deadlines from `p × EXPIRY_BUCKET_NS` (the
+    /// wheel position `p`) to the next position go to bucket
+    /// `p mod EXPIRY_WHEEL_BUCKETS`. Each
     /// bucket is a list of flows linked through their slots ([`Link`]); these
-    /// are the heads, (prev, next), plus the scan's list ([`WHEEL_DUE`]).
-    /// Invariant: every active flow is in exactly one bucket, of a second at
+    /// are the heads, (prev, next).
+    /// Invariant: every active flow is in exactly one bucket, of a position at
     /// or before its own deadline's ([`Flow::deadline_ns`]) and in
-    /// `wheel_sec..wheel_sec + EXPIRY_WHEEL_SECONDS`; a deadline only moves
+    /// `wheel_pos..wheel_pos + EXPIRY_WHEEL_BUCKETS`; a deadline only moves
     /// earlier when a TCP flow closes (FIN both ways, RST), and the flow is
     /// moved to its new deadline's bucket then. A removed flow leaves its
     /// bucket; a flow not due yet when its bucket is looked at is moved to
     /// the bucket of its deadline.
     wheel: Vec<(Link, Link)>,
-    /// First second whose bucket has not been emptied (`i64::MIN`: nothing
-    /// queued yet).
-    wheel_sec: i64,
+    /// First wheel position whose bucket has not been emptied (`i64::MIN`:
+    /// nothing queued yet).
+    wheel_pos: i64,
     preparer: Preparer,
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
@@ -1393,11 +1413,11 @@ impl Correlator {
             wheel: if pairing {
                 Vec::new()
             } else {
-                (0..=WHEEL_DUE as Link)
+                (0..EXPIRY_WHEEL_BUCKETS as Link)
                     .map(|b| (WHEEL_BASE + b, WHEEL_BASE + b))
                     .collect()
             },
-            wheel_sec: i64::MIN,
+            wheel_pos: i64::MIN,
             now_ns: i64::MIN,
             next_scan_ns: i64::MIN,
             stats: CorrelatorStats::default(),
@@ -2382,8 +2402,19 @@ impl Correlator {
 
     /// The mapping the flow in `slot` stands for, rebuilt (end `Open`).
     fn mapping(&self, slot: u32) -> Mapping {
-        let f = self.flow(slot);
-        let (last_ns, _) = self.flow_times(slot);
+        self.mapping_of(self.flow(slot), slot)
+    }
+
+    /// [`mapping`](Correlator::mapping) of `f`, the flow in `slot` (or a
+    /// copy of it), inline: the idle scan builds one for each flow it closes.
+    #[inline(always)]
+    fn mapping_of(&self, f: &Flow, slot: u32) -> Mapping {
+        let last_ns = if f.wide() {
+            self.flow_wide[&slot].0
+        } else {
+            // ≤ FLOW_SPAN_MAX_NS after the first packet (set_flow_times).
+            f.first_ns + f.last_off() as i64
+        };
         Mapping {
             proto: f.proto(),
             internal: SocketAddr::new(
@@ -2489,7 +2520,36 @@ impl Correlator {
         let f = *self.flow(slot);
         assert!(f.live(), "removing a free slot");
         let m = self.mapping(slot);
-        let closed = f.closed_reason();
+        self.forget_flow(slot, &f, head);
+        (m, f.closed_reason())
+    }
+
+    /// Closes the flow in `slot`, past its deadline, for the idle scan,
+    /// whose walk took it off the wheel: as [`remove_flow_at`] then
+    /// [`close`](Correlator::close) with its FIN/RST end or `Idle`, the
+    /// mapping built once, inline, from the slot as read.
+    ///
+    /// [`remove_flow_at`]: Correlator::remove_flow_at
+    #[inline(always)]
+    fn close_expired(&mut self, slot: u32, head: usize, out: &mut Vec<Mapping>) {
+        let f = *self.flow(slot);
+        assert!(f.live(), "removing a free slot");
+        debug_assert_eq!(f.link(LINK_WHEEL_NEXT), LINK_NONE, "still on the wheel");
+        let mut m = self.mapping_of(&f, slot);
+        m.end = match f.closed_reason() {
+            EndReason::Open => EndReason::Idle,
+            r => r,
+        };
+        self.forget_flow(slot, &f, head);
+        self.stats.mappings_closed += 1;
+        out.push(m);
+    }
+
+    /// The rest of a removal once the flow `f` in `slot` is off the wheel
+    /// and its mapping built: its long times, index link and IPv6 names
+    /// released, its slot freed. `head`: `index_head` of its key.
+    #[inline(always)]
+    fn forget_flow(&mut self, slot: u32, f: &Flow, head: usize) {
         if f.wide() {
             self.flow_wide.remove(&slot);
         }
@@ -2511,7 +2571,6 @@ impl Correlator {
         };
         self.flow_free = slot;
         self.flows_active -= 1;
-        (m, closed)
     }
 
     fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
@@ -2712,39 +2771,23 @@ impl Correlator {
     }
 
     /// Links the (unlinked) flow in `slot` into the bucket of its deadline's
-    /// second, clamped to the wheel's span (never before `wheel_sec`: that
-    /// bucket is the next one looked at; never past the span's last bucket:
-    /// looked at again then).
+    /// wheel position, clamped to the wheel's span (never before `wheel_pos`:
+    /// that bucket is the next one looked at; never past the span's last
+    /// bucket: looked at again then).
     fn wheel_insert(&mut self, slot: u32, deadline_ns: UnixNanos) {
-        let sec = deadline_ns.div_euclid(NANOS_PER_SEC);
-        if self.wheel_sec == i64::MIN {
+        let pos = deadline_ns.div_euclid(EXPIRY_BUCKET_NS);
+        if self.wheel_pos == i64::MIN {
             // Start at the clock (the first flow's deadline may be hours
             // away, the next flow's seconds away).
-            self.wheel_sec = if self.now_ns == i64::MIN {
-                sec
+            self.wheel_pos = if self.now_ns == i64::MIN {
+                pos
             } else {
-                sec.min(self.now_ns.div_euclid(NANOS_PER_SEC))
+                pos.min(self.now_ns.div_euclid(EXPIRY_BUCKET_NS))
             };
         }
-        let span = EXPIRY_WHEEL_SECONDS as i64;
-        let sec = sec.clamp(self.wheel_sec, self.wheel_sec + span - 1);
-        self.wheel_push_back(sec.rem_euclid(span) as usize, slot);
-    }
-
-    /// Moves the whole list of bucket `b` to the end of the scan's list.
-    fn wheel_splice_due(&mut self, b: usize) {
-        let head = WHEEL_BASE + b as Link;
-        let (last, first) = self.wheel[b];
-        if first == head {
-            return;
-        }
-        let due = WHEEL_BASE + WHEEL_DUE as Link;
-        let due_tail = self.wheel[WHEEL_DUE].0;
-        self.wheel_set_next(due_tail, first);
-        self.wheel_set_prev(first, due_tail);
-        self.wheel_set_next(last, due);
-        self.wheel_set_prev(due, last);
-        self.wheel[b] = (head, head);
+        let span = EXPIRY_WHEEL_BUCKETS as i64;
+        let pos = pos.clamp(self.wheel_pos, self.wheel_pos + span - 1);
+        self.wheel_push_back(pos.rem_euclid(span) as usize, slot);
     }
 
     /// Closes the least recently active flow. Ties (same last packet time)
@@ -2815,59 +2858,94 @@ impl Correlator {
     }
 
     /// Closes the flows idle at `now_ns` (last packet + hold before it):
-    /// takes every flow off the buckets of the seconds up to `now_ns`'s (its
-    /// own bucket included: part of that second is past), closing those past
-    /// their deadline and linking the others again at their deadline. A flow
-    /// is closed at the first call with `now_ns` past its deadline, as with a
-    /// queue ordered by deadline. Cost: the flows of at most
-    /// `EXPIRY_WHEEL_SECONDS` buckets, not the table's size.
+    /// takes every flow off the buckets of the wheel positions up to
+    /// `now_ns`'s (its own bucket included: part of it is past), closing
+    /// those past their deadline and linking the others again at their
+    /// deadline. A flow is closed at the first call with `now_ns` past its
+    /// deadline, as with a queue ordered by deadline. Cost: the flows of at
+    /// most `EXPIRY_WHEEL_BUCKETS` buckets, not the table's size.
     fn expire_idle(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
-        if self.wheel_sec == i64::MIN {
+        if self.wheel_pos == i64::MIN {
             return;
         }
-        let now_sec = now_ns.div_euclid(NANOS_PER_SEC);
-        let span = EXPIRY_WHEEL_SECONDS as i64;
-        // Buckets wheel_sec..=now_sec, at most the whole wheel once.
-        let buckets = now_sec
-            .saturating_sub(self.wheel_sec)
+        let now_pos = now_ns.div_euclid(EXPIRY_BUCKET_NS);
+        let span = EXPIRY_WHEEL_BUCKETS as i64;
+        // Buckets wheel_pos..=now_pos, at most the whole wheel once.
+        let buckets = now_pos
+            .saturating_sub(self.wheel_pos)
             .saturating_add(1)
             .clamp(0, span);
-        let first = self.wheel_sec;
+        // The due buckets' lists are taken off their heads (each head left
+        // empty) as at most `EXPIRE_WALK_LISTS` lists (more due buckets are
+        // joined to them in turn), so the walk below follows several lists at
+        // once. Every bucket before now_pos is empty now; flows queued again
+        // go to now_pos's bucket or later, which are empty heads or hold
+        // only flows not taken here: the walk only meets flows that were
+        // due when it started, and queueing a flow again never writes the
+        // links of one it has still to look at.
+        let first = self.wheel_pos;
+        let mut walks = [(LINK_NONE, LINK_NONE); EXPIRE_WALK_LISTS];
+        let mut lists = 0;
         for k in 0..buckets {
-            self.wheel_splice_due((first + k).rem_euclid(span) as usize);
-        }
-        // Every bucket before now_sec is empty now; flows queued again go
-        // to now_sec's bucket or later, not to the scan's list.
-        self.wheel_sec = self.wheel_sec.max(now_sec);
-        // Each flow of the scan's list in turn, in list order: past its
-        // deadline it is kept aside (still in its slot and the index:
-        // `expired`, as (last packet, first packet, slot)), else (touched
-        // since it was queued, queued at the span's end, or due later in
-        // this second) queued again at its deadline. The list is walked by
-        // its links, each flow's links cleared as it is looked at, and the
-        // head emptied at the end: the same wheel as unlinking the list's
-        // first flow in turn, without writing each flow's neighbours (~46
-        // instructions a flow less). Requeued flows never go back to the
-        // scan's list (their bucket is `now_sec`'s or later), so the walk
-        // only meets flows that were on it when it started.
-        let due_head = WHEEL_BASE + WHEEL_DUE as Link;
-        let mut expired: Vec<(UnixNanos, UnixNanos, u32)> = Vec::new();
-        let mut next = self.wheel[WHEEL_DUE].1;
-        while next != due_head {
-            let slot = next;
-            let f = self.flow_mut(slot);
-            next = f.link(LINK_WHEEL_NEXT);
-            f.set_link(LINK_WHEEL_PREV, LINK_NONE);
-            f.set_link(LINK_WHEEL_NEXT, LINK_NONE);
-            let (last_ns, _) = self.flow_times(slot);
-            let due = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
-            if now_ns > due {
-                expired.push((last_ns, self.flow(slot).first_ns, slot));
+            let b = (first + k).rem_euclid(span) as usize;
+            let head = WHEEL_BASE + b as Link;
+            let (last, front) = self.wheel[b];
+            if front == head {
+                continue;
+            }
+            self.wheel[b] = (head, head);
+            if lists < EXPIRE_WALK_LISTS {
+                walks[lists] = (front, last);
+                lists += 1;
             } else {
-                self.wheel_insert(slot, due);
+                // Joined after the list of `k mod EXPIRE_WALK_LISTS`. The
+                // walk never reads the links of a list's two ends that lead
+                // out of it (it stops where its two ends meet).
+                let w = &mut walks[k as usize % EXPIRE_WALK_LISTS];
+                self.flow_mut(w.1).set_link(LINK_WHEEL_NEXT, front);
+                self.flow_mut(front).set_link(LINK_WHEEL_PREV, w.1);
+                w.1 = last;
             }
         }
-        self.wheel[WHEEL_DUE] = (due_head, due_head);
+        self.wheel_pos = self.wheel_pos.max(now_pos);
+        // Each flow of those lists in turn: past its deadline it is kept
+        // aside (still in its slot and the index: `expired`, as (last
+        // packet, first packet, slot)), else (touched since it was queued,
+        // queued at the span's end, or due later in now's bucket) queued
+        // again at its deadline; its links are cleared as it is looked at.
+        // The lists are chains of dependent loads through the slab (a
+        // random cache line a flow): each list is walked from both ends,
+        // the lists in turn, the next flow at each end prefetched when its
+        // link is read, so up to `2 × EXPIRE_WALK_LISTS` loads are in flight
+        // instead of one. The order the flows are looked at in changes
+        // nothing but the order requeued flows take in their buckets (the
+        // expired ones are sorted below).
+        let mut expired: Vec<(UnixNanos, UnixNanos, u32)> = Vec::new();
+        while lists > 0 {
+            let mut i = 0;
+            while i < lists {
+                let (front, back) = walks[i];
+                if front == back {
+                    self.expire_look(front, now_ns, &mut expired);
+                    lists -= 1;
+                    walks[i] = walks[lists];
+                    continue;
+                }
+                let after = self.flow(front).link(LINK_WHEEL_NEXT);
+                let before = self.flow(back).link(LINK_WHEEL_PREV);
+                self.expire_look(front, now_ns, &mut expired);
+                self.expire_look(back, now_ns, &mut expired);
+                if after == back {
+                    lists -= 1;
+                    walks[i] = walks[lists];
+                    continue;
+                }
+                slab::prefetch(self.flow(after));
+                slab::prefetch(self.flow(before));
+                walks[i] = (after, before);
+                i += 1;
+            }
+        }
         // Deterministic output order: by last packet, then first packet, then
         // key. The key (internal, remote, protocol) is unique among flows
         // active at once, and every flow here is still active, so no two
@@ -2915,23 +2993,41 @@ impl Correlator {
                     slab::prefetch(self.flow(first));
                 }
             }
-            let slot = expired[k].2;
-            let (m, closed) = self.remove_flow_at(slot, heads[k & (RING - 1)]);
-            let reason = match closed {
-                EndReason::Open => EndReason::Idle,
-                r => r,
-            };
-            self.close(m, reason, out);
+            self.close_expired(expired[k].2, heads[k & (RING - 1)], out);
+        }
+    }
+
+    /// The idle scan's look at the flow in `slot`, taken off its bucket's
+    /// list ([`expire_idle`](Correlator::expire_idle)): its links cleared,
+    /// then kept aside in `expired` if past its deadline at `now_ns`, else
+    /// queued again at its deadline.
+    #[inline(always)]
+    fn expire_look(
+        &mut self,
+        slot: u32,
+        now_ns: UnixNanos,
+        expired: &mut Vec<(UnixNanos, UnixNanos, u32)>,
+    ) {
+        let f = self.flow_mut(slot);
+        f.set_link(LINK_WHEEL_PREV, LINK_NONE);
+        f.set_link(LINK_WHEEL_NEXT, LINK_NONE);
+        let (last_ns, _) = self.flow_times(slot);
+        let due = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
+        if now_ns > due {
+            expired.push((last_ns, self.flow(slot).first_ns, slot));
+        } else {
+            self.wheel_insert(slot, due);
         }
     }
 
     /// `expired` (last packet, first packet, slot) sorted by the two times,
     /// flows with both times equal by `key_cmp` of their slots (rare). The
     /// times are packed with the slot into one `u128` (each time less its
-    /// minimum here, in the bits its range needs) and sorted as integers:
-    /// no comparator per comparison; a span too wide to pack (times more
-    /// than ~2^52 ns apart) is sorted by a comparator instead, to the same
-    /// order.
+    /// minimum here, in the bits its range needs) and sorted as integers
+    /// ([`sorted_by_top_digit`]: no comparator per comparison, and about
+    /// three passes over them instead of a comparison sort's ~14 for a
+    /// scan's 20 000); a span too wide to pack (times more than ~2^52 ns
+    /// apart) is sorted by a comparator instead, to the same order.
     fn expiry_sorted(
         mut expired: Vec<(UnixNanos, UnixNanos, u32)>,
         key_cmp: impl Fn(u32, u32) -> std::cmp::Ordering,
@@ -2961,7 +3057,7 @@ impl Correlator {
         }
         let first_shift = SLOT_BITS;
         let last_shift = SLOT_BITS + first_bits;
-        let mut packed: Vec<u128> = expired
+        let packed: Vec<u128> = expired
             .iter()
             .map(|&(last, first, slot)| {
                 u128::from(off(last, last_min)) << last_shift
@@ -2969,7 +3065,7 @@ impl Correlator {
                     | u128::from(slot)
             })
             .collect();
-        packed.sort_unstable();
+        let packed = sorted_by_top_digit(packed, last_shift + last_bits);
         let slot_mask = (1u128 << SLOT_BITS) - 1;
         for (e, &p) in expired.iter_mut().zip(&packed) {
             let slot = (p & slot_mask) as u32;
@@ -3022,6 +3118,63 @@ impl Correlator {
             self.close(m, reason, out);
         }
     }
+}
+
+/// Most bits of the digit [`sorted_by_top_digit`] scatters on (4 096
+/// buckets, 16 KiB of counts).
+const TOP_DIGIT_BITS_MAX: u32 = 12;
+
+/// `keys` (each below `2^bits`) in increasing order, as `sort_unstable`
+/// gives them: scattered by their top digit (as many bits as a quarter of
+/// their number needs, at most [`TOP_DIGIT_BITS_MAX`]) into buckets in digit
+/// order, then each bucket sorted (by insertion when small). Keys spread
+/// over their range (the idle scan's last packet times are, over about a
+/// scan interval) leave about four a bucket; keys piled in a few buckets
+/// cost one comparison sort of those, as before.
+fn sorted_by_top_digit(mut keys: Vec<u128>, bits: u32) -> Vec<u128> {
+    let n = keys.len();
+    let digit_bits = (usize::BITS - n.leading_zeros())
+        .saturating_sub(2)
+        .min(TOP_DIGIT_BITS_MAX)
+        .min(bits);
+    if digit_bits == 0 {
+        keys.sort_unstable();
+        return keys;
+    }
+    let shift = bits - digit_bits;
+    let digits = 1usize << digit_bits;
+    // Bucket d is starts[d]..starts[d + 1] (counted, then summed).
+    let mut starts = vec![0usize; digits + 1];
+    for &k in &keys {
+        starts[(k >> shift) as usize + 1] += 1;
+    }
+    for d in 0..digits {
+        starts[d + 1] += starts[d];
+    }
+    let mut next = starts.clone();
+    let mut sorted = vec![0u128; n];
+    for &k in &keys {
+        let d = (k >> shift) as usize;
+        sorted[next[d]] = k;
+        next[d] += 1;
+    }
+    for d in 0..digits {
+        let bucket = &mut sorted[starts[d]..starts[d + 1]];
+        if bucket.len() <= 16 {
+            for i in 1..bucket.len() {
+                let k = bucket[i];
+                let mut j = i;
+                while j > 0 && bucket[j - 1] > k {
+                    bucket[j] = bucket[j - 1];
+                    j -= 1;
+                }
+                bucket[j] = k;
+            }
+        } else {
+            bucket.sort_unstable();
+        }
+    }
+    sorted
 }
 
 /// The idle scan's output order: last packet, first packet, then
@@ -3793,7 +3946,7 @@ mod tests {
     /// The expiry wheel starts at the clock, not at the first deadline (a
     /// first flow held for hours must not hold back a later flow held for
     /// seconds), and a deadline past the wheel's span (here a TCP hold longer
-    /// than `EXPIRY_WHEEL_SECONDS`, reached by one jump of the clock) still
+    /// than the wheel's `EXPIRY_WHEEL_BUCKETS` × `EXPIRY_BUCKET_NS`, reached by one jump of the clock) still
     /// closes at the first scan after it.
     #[test]
     fn expiry_wheel_short_hold_after_long_and_hold_past_the_span() {
@@ -3804,7 +3957,7 @@ mod tests {
             },
             ..CorrelatorConfig::default()
         };
-        assert!(20_000 > EXPIRY_WHEEL_SECONDS as i64);
+        assert!(20_000 * S > EXPIRY_WHEEL_BUCKETS as i64 * EXPIRY_BUCKET_NS);
         let mut c = Correlator::new(cfg);
         let mut out = Vec::new();
         let tcp_in = pkt(Proto::Tcp, "100.64.0.7:7000", "198.51.100.3:443", 1, SYN, 1);
@@ -3841,15 +3994,13 @@ mod tests {
 
     impl Correlator {
         /// The wheel's invariant, walked: every list is consistent both ways,
-        /// the scan's list is empty, every active flow is in exactly one
-        /// bucket, of a second in the span and at or before its deadline's.
+        /// every active flow is in exactly one
+        /// bucket, of a position in the span and at or before its deadline's.
         fn check_wheel(&self) {
-            let span = EXPIRY_WHEEL_SECONDS as i64;
-            let due = WHEEL_BASE + WHEEL_DUE as Link;
-            assert_eq!(self.wheel[WHEEL_DUE], (due, due), "scan list left behind");
+            let span = EXPIRY_WHEEL_BUCKETS as i64;
             let mut seen = vec![false; self.flows.len()];
             let mut linked = 0;
-            for b in 0..EXPIRY_WHEEL_SECONDS {
+            for b in 0..EXPIRY_WHEEL_BUCKETS {
                 let head = WHEEL_BASE + b as Link;
                 let (mut prev, mut l) = (head, self.wheel[b].1);
                 while l != head {
@@ -3860,10 +4011,10 @@ mod tests {
                     assert!(!seen[l as usize], "slot {l} linked twice");
                     seen[l as usize] = true;
                     linked += 1;
-                    // The second this bucket stands for now.
-                    let sec = self.wheel_sec + (b as i64 - self.wheel_sec).rem_euclid(span);
-                    let deadline_sec = self.flow_deadline_ns(l).div_euclid(NANOS_PER_SEC);
-                    assert!(sec <= deadline_sec, "slot {l} queued after its deadline");
+                    // The wheel position this bucket stands for now.
+                    let pos = self.wheel_pos + (b as i64 - self.wheel_pos).rem_euclid(span);
+                    let deadline_pos = self.flow_deadline_ns(l).div_euclid(EXPIRY_BUCKET_NS);
+                    assert!(pos <= deadline_pos, "slot {l} queued after its deadline");
                     (prev, l) = (l, f.link(LINK_WHEEL_NEXT));
                 }
                 assert_eq!(self.wheel[b].0, prev, "bucket {b}: tail link");
@@ -3954,7 +4105,7 @@ mod tests {
             },
             ..CorrelatorConfig::default()
         };
-        assert!(cfg.hold.tcp_open_s as usize > EXPIRY_WHEEL_SECONDS);
+        assert!(cfg.hold.tcp_open_s as i64 * S > EXPIRY_WHEEL_BUCKETS as i64 * EXPIRY_BUCKET_NS);
         let hold = cfg.hold;
         let mut c = Correlator::new(cfg);
         let mut out = Vec::new();
@@ -4362,6 +4513,49 @@ mod tests {
             let got = Correlator::expiry_sorted(expired, key_cmp);
             proptest::prop_assert_eq!(got, want);
         }
+
+        /// The same with times spread over up to 2^`span_bits` ns (the
+        /// scan's usual case: few ties, the top digit's buckets holding a
+        /// few flows each, or piled into one when the span is narrow), up to
+        /// 1 500 flows.
+        #[test]
+        fn expiry_sort_of_spread_times_matches_the_comparator_sort(
+            raw in proptest::collection::vec(
+                (proptest::prelude::any::<u64>(), proptest::prelude::any::<u64>(), 0u32..WHEEL_BASE),
+                0..1500,
+            ),
+            span_bits in 0u32..62,
+            base in -(1i64 << 61)..(1i64 << 61),
+        ) {
+            let time = |r: u64| base + (r >> (64 - span_bits.max(1)) >> u32::from(span_bits == 0)) as i64;
+            let mut seen = std::collections::HashSet::new();
+            let expired: Vec<(UnixNanos, UnixNanos, u32)> = raw
+                .into_iter()
+                .filter(|e| seen.insert(e.2))
+                .map(|(l, f, slot)| (time(l), time(f), slot))
+                .collect();
+            let key = |s: u32| s.wrapping_mul(0x9e37_79b9).rotate_left(7);
+            let key_cmp = |a: u32, b: u32| key(a).cmp(&key(b));
+            let mut want = expired.clone();
+            want.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| key_cmp(a.2, b.2)));
+            let got = Correlator::expiry_sorted(expired, key_cmp);
+            proptest::prop_assert_eq!(got, want);
+        }
+
+        /// [`sorted_by_top_digit`] is `sort_unstable`, whatever the keys'
+        /// spread (all in one bucket, a few, or evenly over all).
+        #[test]
+        fn sorted_by_top_digit_is_sort_unstable(
+            raw in proptest::collection::vec(proptest::prelude::any::<u128>(), 0..2000),
+            bits in 0u32..=128,
+            narrow in 0u32..128,
+        ) {
+            let mask = if bits == 128 { u128::MAX } else { (1u128 << bits) - 1 };
+            let keys: Vec<u128> = raw.iter().map(|k| (k >> narrow.min(127)) & mask).collect();
+            let mut want = keys.clone();
+            want.sort_unstable();
+            proptest::prop_assert_eq!(sorted_by_top_digit(keys, bits), want);
+        }
     }
 
     proptest::proptest! {
@@ -4449,11 +4643,11 @@ mod tests {
             // one correlator's, and the flow part's timer wheel starts and
             // moves where the one correlator's does.
             if (one.now_ns, one.next_scan_ns) != (pairing.now_ns, pairing.next_scan_ns)
-                || one.wheel_sec != flows.wheel_sec
+                || one.wheel_pos != flows.wheel_pos
             {
                 return Err(format!(
                     "clocks differ {at}: now {} / {}, wheel {} / {}",
-                    one.now_ns, pairing.now_ns, one.wheel_sec, flows.wheel_sec
+                    one.now_ns, pairing.now_ns, one.wheel_pos, flows.wheel_pos
                 ));
             }
             Ok(())
