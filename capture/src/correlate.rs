@@ -47,7 +47,7 @@ use natrec_storage::{
 };
 
 use crate::decode::fast::{fast, Fast, FastAddrs};
-use crate::decode::{decode, Decoded, LinkInfo, Skip, TcpInfo};
+use crate::decode::{decode, fold_mul, Decoded, LinkInfo, Skip, TcpInfo};
 
 /// Where a packet was captured, when the capture says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -399,15 +399,6 @@ impl PartialEq for PairKey {
 
 const _: () = assert!(std::mem::size_of::<PairKey>() == 32);
 const _: () = assert!(std::mem::size_of::<Copy>() == 40);
-
-/// Multiplies two words to 128 bits and folds the halves together (the
-/// mixing step of wyhash/rapidhash): every input bit reaches every output bit
-/// in one multiplication.
-#[inline(always)]
-fn fold_mul(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ (p >> 64) as u64
-}
 
 /// Constants of the hashes below (wyhash's secrets: odd, half their bits
 /// set, no structure in common with packet fields).
@@ -3202,11 +3193,12 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Hash of the fields a source NAT does not rewrite: packed without loss
-/// into four words (the TCP fields' presence included), then folded as
-/// wyhash folds 32 bytes. Two copies pair only if their hashes are equal, so
-/// this is 64 bits of a good mix, as the FxHash over the fields it replaces
-/// (which cost ~40 instructions a packet more).
+/// Hash of the fields a source NAT does not rewrite: the header fields
+/// packed without loss into three words (the TCP fields' presence included),
+/// the payload's first 16 bytes already one word (the fingerprint, one folded
+/// multiplication), then two more folded multiplications. Two copies pair
+/// only if their hashes are equal; two different packets collide with a
+/// chance taken as ~2^-64 (ARCHITECTURE.md, "Decisions", argues it).
 fn invariants(pkt: &Decoded) -> u64 {
     invariant_hash(
         pkt.ip_id,
@@ -3239,9 +3231,15 @@ fn invariant_hash(
     };
     let w0 = u64::from(ip_id) | u64::from(ip_total_len) << 32 | u64::from(icmp_seq) << 48;
     let w2 = u64::from(payload_len) | u64::from(payload_fp_bytes) << 32 | tcp_flags << 48;
+    // `a` is a pseudo-random word of (w0, tcp_seq_ack); `w2` xor-ed into it
+    // and the fingerprint are the final multiplication's factors: with `a`
+    // equal (its inputs equal, or a 2^-64 collision) they differ exactly when
+    // `w2` differs; with `a` different, `a ^ w2` agrees only by a 2^-64
+    // chance. The constant keeps a fingerprint of 0 (no likelier than any
+    // other value from a payload, but what a test or a bench may write) from
+    // making the product 0 whatever the header.
     let a = fold_mul(w0 ^ MIX[1], tcp_seq_ack ^ MIX[0]);
-    let b = fold_mul(w2 ^ MIX[2], payload_fp ^ MIX[3]);
-    fold_mul(a ^ MIX[0], b ^ MIX[1])
+    fold_mul(a ^ w2, payload_fp ^ MIX[2])
 }
 
 #[cfg(test)]

@@ -167,8 +167,8 @@ pub struct Decoded {
     /// ICMP / ICMPv6 echo sequence number; 0 for TCP and UDP.
     pub icmp_seq: u16,
     /// Hash ([`payload_fingerprint`], 64 bit) of the first captured transport payload bytes (at most
-    /// [`PAYLOAD_FP_BYTES_MAX`]) followed by `payload_len`. Ports, addresses and checksums are not
-    /// included: NAT rewrites them.
+    /// [`PAYLOAD_FP_BYTES_MAX`], zero-padded; their count is `payload_fp_bytes`). Ports, addresses
+    /// and checksums are not included: NAT rewrites them.
     pub payload_fp: u64,
     /// Transport payload length in bytes, from the IP header (not the captured length).
     pub payload_len: u32,
@@ -680,45 +680,49 @@ fn transport(
         ip_total_len: ip.ip_total_len,
         tcp,
         icmp_seq,
-        payload_fp: payload_fingerprint(hashed, payload_len),
+        payload_fp: payload_fingerprint(hashed),
         payload_len,
         payload_fp_bytes: u16::try_from(hashed.len()).expect("bounded by PAYLOAD_FP_BYTES_MAX"),
     })
 }
 
-/// Odd multiplier of the fingerprint's word step (from splitmix64).
-const FP_MUL: u64 = 0xbf58_476d_1ce4_e5b9;
-/// Starting value of the fingerprint (the golden ratio, a fixed arbitrary constant).
-const FP_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// Hash of `bytes` (8 at a time, little-endian, the last word zero-padded), their count and
-/// `len`: no allocation, stable across runs and platforms. Each word step is a bijection of the
-/// running value for a fixed word (xor, odd multiply, rotate), and the end is murmur3's
-/// `fmix64`, so inputs that differ in one word never collide and others collide at random
-/// (2^-64). Two or three multiplies for the 16 bytes kept instead of a byte-at-a-time hash.
-pub fn payload_fingerprint(bytes: &[u8], len: u32) -> u64 {
-    let mut h = fp_start(bytes.len(), len);
-    let mut rest = bytes;
-    while let Some((w, r)) = rest.split_first_chunk::<8>() {
-        h = fp_step(h, u64::from_le_bytes(*w));
-        rest = r;
-    }
-    if !rest.is_empty() {
-        h = fp_step(h, fp_partial_word(rest));
-    }
-    fp_finish(h)
+/// Multiplies two words to 128 bits and folds the halves together (the mixing step of
+/// wyhash/rapidhash): every input bit reaches every output bit in one multiplication. For a
+/// fixed nonzero `b` the 128-bit product is injective in `a`; the fold to 64 bits is what can
+/// collide. Also the step of the correlator's invariants and key hashes.
+#[inline(always)]
+pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ (p >> 64) as u64
 }
 
-/// [`payload_fingerprint`]'s starting value for `n` bytes of a payload of `len` bytes.
-#[inline(always)]
-fn fp_start(n: usize, len: u32) -> u64 {
-    FP_SEED ^ (u64::from(len) << 16) ^ n as u64
+/// Constants of [`payload_fingerprint`]'s multiplication (wyhash's third and fourth secrets:
+/// odd, half their bits set), xor-ed into the two words so that no payload a capture is likely
+/// to hold (zeros, text) makes a factor 0.
+const FP_MIX: [u64; 2] = [0x8ebc_6af0_9c88_c6e3, 0x5899_65cc_7537_4cc3];
+
+/// Hash of the first [`PAYLOAD_FP_BYTES_MAX`] (16) bytes of `bytes` (all of them if fewer):
+/// the two little-endian words they make, zero-padded, in one [`fold_mul`]. No allocation,
+/// stable across runs and platforms. The count of bytes and the payload length are not in it:
+/// the invariants hash covers them beside it ([`Decoded::payload_fp_bytes`],
+/// [`Decoded::payload_len`]), so two fingerprints are comparable only with those equal. Two
+/// different 16-byte inputs collide only if the folds of two different 128-bit products agree,
+/// a chance taken as 2^-64 (the argument in ARCHITECTURE.md, "Decisions").
+pub fn payload_fingerprint(bytes: &[u8]) -> u64 {
+    let n = bytes.len().min(PAYLOAD_FP_BYTES_MAX);
+    let mut w = [0u8; PAYLOAD_FP_BYTES_MAX];
+    w[..n].copy_from_slice(&bytes[..n]);
+    let (lo, hi) = w.split_at(8);
+    fp_words(
+        u64::from_le_bytes(lo.try_into().expect("8 bytes")),
+        u64::from_le_bytes(hi.try_into().expect("8 bytes")),
+    )
 }
 
-/// [`payload_fingerprint`]'s step for one word.
+/// [`payload_fingerprint`] of the payload whose first two words (zero-padded) are `w0`, `w1`.
 #[inline(always)]
-fn fp_step(h: u64, w: u64) -> u64 {
-    (h ^ w).wrapping_mul(FP_MUL).rotate_left(31)
+fn fp_words(w0: u64, w1: u64) -> u64 {
+    fold_mul(w0 ^ FP_MIX[0], w1 ^ FP_MIX[1])
 }
 
 /// 1 to 7 bytes (8 are allowed too) as a little-endian word, zero-padded: two overlapping
@@ -733,14 +737,4 @@ fn fp_partial_word(b: &[u8]) -> u64 {
     } else {
         u64::from(b[0]) | u64::from(b[k / 2]) << (k / 2 * 8) | u64::from(b[k - 1]) << ((k - 1) * 8)
     }
-}
-
-/// [`payload_fingerprint`]'s end: murmur3's `fmix64`.
-#[inline(always)]
-fn fp_finish(mut h: u64) -> u64 {
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    h ^= h >> 33;
-    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    h ^ (h >> 33)
 }

@@ -555,6 +555,10 @@ impl<'a> Packets<'a> {
     #[inline]
     pub fn read(&mut self) -> Option<RawPacket<'a>> {
         let mut p = RawPacket::EMPTY;
+        // The fields a legacy pcap file fixes, as `read_into` wants them in its slot.
+        if let State::Pcap(records) = self.state {
+            p.linktype = records.linktype;
+        }
         self.read_into(&mut p).then_some(p)
     }
 
@@ -562,6 +566,13 @@ impl<'a> Packets<'a> {
     /// gives `None`. For a caller that keeps the packet in place (the replay's merge keeps each
     /// file's next packet in its head): the record's fields go straight there, with no
     /// intermediate copy of the packet.
+    ///
+    /// Contract: for a legacy pcap file the common case leaves the fields the file fixes
+    /// (`linktype` from its header, `interface` 0, `interface_name` `None`) as they are in
+    /// `out`, so `out` must hold them already: keep one slot per `Packets` and hand it to
+    /// every call (the first call of a `Packets` always takes the full path below, which
+    /// writes every field, and so does every later one that upkeeps the window), or fill
+    /// those fields first, as [`Packets::read`] does. Three stores a packet less (round 11).
     ///
     /// The common case (a legacy pcap record, whole, inside the mapped window, no error) is
     /// read here with no call and no stack frame; everything else (the window's upkeep,
@@ -597,11 +608,18 @@ impl<'a> Packets<'a> {
         }
         if let State::Pcap(records) = self.state {
             // One branch here instead of one per field.
-            return if records.big_endian {
+            let read = if records.big_endian {
                 self.next_pcap::<true>(records, out)
             } else {
                 self.next_pcap::<false>(records, out)
             };
+            if read {
+                // The fields `pcap_record` leaves to its caller's slot (`read_into`).
+                out.linktype = records.linktype;
+                out.interface = 0;
+                out.interface_name = None;
+            }
+            return read;
         }
         match self.next_packet() {
             Ok(Some(p)) => {
@@ -718,15 +736,12 @@ impl<'a> Packets<'a> {
         self.pos = pos + record_len;
         prefetch_ahead(data, pos + PREFETCH_AHEAD_BYTES);
         prefetch_next(data, pos + record_len);
-        *out = RawPacket {
-            ts_ns,
-            linktype: f.linktype,
-            interface: 0,
-            interface_name: None,
-            data: bytes,
-            orig_len: field(12),
-            offset: pos as u64,
-        };
+        // The fields constant for the file (`linktype`, `interface`, `interface_name`) are
+        // not written here: `read_into`'s contract (its callers' slot already holds them).
+        out.ts_ns = ts_ns;
+        out.data = bytes;
+        out.orig_len = field(12);
+        out.offset = pos as u64;
         true
     }
 
@@ -1795,6 +1810,18 @@ mod tests {
                 prop_assert_eq!(p.offset, *start as u64);
                 prop_assert_eq!((p.linktype, p.interface, p.interface_name), (1, 0, None));
             }
+            // `read_into`'s contract: one slot for the whole file, starting with other values
+            // in the fields the file fixes, gives every packet as `read` does.
+            let mut p = file.packets();
+            let mut slot = RawPacket { linktype: 0xffff, interface: 7, interface_name: Some("x"), ..RawPacket::EMPTY };
+            for want in &got {
+                prop_assert!(p.read_into(&mut slot));
+                prop_assert_eq!(
+                    (slot.ts_ns, slot.linktype, slot.interface, slot.interface_name, slot.data, slot.orig_len, slot.offset),
+                    (want.ts_ns, want.linktype, want.interface, want.interface_name, want.data, want.orig_len, want.offset)
+                );
+            }
+            prop_assert!(!p.read_into(&mut slot));
 
             let keep = 24 + cut.index(bytes.len() - 24 + 1);
             let file = CaptureFile::from_bytes("m.pcap", bytes[..keep].to_vec()).unwrap();

@@ -343,7 +343,7 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
     };
     // header_len <= l4.len() <= l4_len: no underflow; at most 16 bits.
     let payload_len = (l4_len - header_len) as u32;
-    let (payload_fp, payload_fp_bytes) = fingerprint_prefix(&l4[header_len..], payload_len);
+    let (payload_fp, payload_fp_bytes) = fingerprint_prefix(&l4[header_len..]);
     Some(Transport {
         sport,
         dport,
@@ -356,24 +356,29 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
 }
 
 /// [`super::payload_fingerprint`] of the first [`PAYLOAD_FP_BYTES_MAX`] bytes of `captured`
-/// (all of them if fewer), and how many that is: the same value, in straight-line code for
-/// the two words.
+/// (all of them if fewer), and how many that is: the same value, its two words read in
+/// straight-line code.
 #[inline(always)]
-fn fingerprint_prefix(captured: &[u8], len: u32) -> (u64, u16) {
+fn fingerprint_prefix(captured: &[u8]) -> (u64, u16) {
     const _: () = assert!(PAYLOAD_FP_BYTES_MAX == 16);
     let n = captured.len().min(PAYLOAD_FP_BYTES_MAX);
-    let mut h = super::fp_start(n, len);
-    if let Some(w) = captured.first_chunk::<16>() {
+    let (w0, w1) = if let Some(w) = captured.first_chunk::<16>() {
         let (a, b) = w.split_at(8);
-        h = super::fp_step(h, u64::from_le_bytes(a.try_into().expect("8 bytes")));
-        h = super::fp_step(h, u64::from_le_bytes(b.try_into().expect("8 bytes")));
+        (
+            u64::from_le_bytes(a.try_into().expect("8 bytes")),
+            u64::from_le_bytes(b.try_into().expect("8 bytes")),
+        )
     } else if let Some((a, rest)) = captured.split_first_chunk::<8>() {
-        h = super::fp_step(h, u64::from_le_bytes(*a));
-        if !rest.is_empty() {
-            h = super::fp_step(h, super::fp_partial_word(rest));
-        }
+        let b = if rest.is_empty() {
+            0
+        } else {
+            super::fp_partial_word(rest)
+        };
+        (u64::from_le_bytes(*a), b)
     } else if !captured.is_empty() {
-        h = super::fp_step(h, super::fp_partial_word(captured));
-    }
-    (super::fp_finish(h), n as u16)
+        (super::fp_partial_word(captured), 0)
+    } else {
+        (0, 0)
+    };
+    (super::fp_words(w0, w1), n as u16)
 }
