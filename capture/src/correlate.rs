@@ -724,8 +724,7 @@ struct Flow {
 
 /// A flow slot's first bytes, which hold every field the fold of a pair
 /// continuing its flow reads or writes (`find_flow`'s key, `observe`'s
-/// public endpoint, bits, counters and time word): all but the links. The
-/// chain's first slot is prefetched for these ([`slab::prefetch_prefix`]).
+/// public endpoint, bits, counters and time word): all but the links.
 const FLOW_FOLD_BYTES: usize = std::mem::offset_of!(Flow, links);
 const _: () = {
     use std::mem::offset_of;
@@ -1821,7 +1820,7 @@ impl Correlator {
     fn prefetch_chain_start(&self, head: u32) {
         if let Some(&s) = self.index_heads.get(head as usize) {
             if s != LINK_NONE {
-                slab::prefetch_prefix(self.flow(s), FLOW_FOLD_BYTES);
+                slab::prefetch(self.flow(s));
             }
         }
     }

@@ -181,19 +181,6 @@ pub(super) fn prefetch<T>(r: &T) {
     }
 }
 
-/// Asks the CPU to start loading the cache lines of the first `bytes`
-/// bytes of `r` (1 ≤ `bytes` ≤ 64, at most the size of a `T`): the line of
-/// its first byte and of its byte `bytes − 1` (the same line when the prefix
-/// does not straddle). For an object of which a caller needs only a prefix
-/// soon (a flow slot's fields the fold of a pair reads). A hint.
-#[inline(always)]
-pub(super) fn prefetch_prefix<T>(r: &T, bytes: usize) {
-    debug_assert!((1..=64).contains(&bytes) && bytes <= std::mem::size_of::<T>());
-    let p = (r as *const T).cast::<u8>();
-    prefetch_line(p);
-    prefetch_line(p.wrapping_add(bytes - 1));
-}
-
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 #[inline(always)]
