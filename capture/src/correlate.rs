@@ -688,15 +688,16 @@ const LINK_INDEX_NEXT: usize = 2;
 /// into its expiry wheel bucket and its flow index chain with 24-bit links.
 ///
 /// The field order is fixed (`repr(C)`; offsets asserted below): a pair
-/// that continues its flow (~89 % of the lookups on the bench capture find
-/// their flow as the chain's first slot) reads and writes every field but
-/// the links, so those come first, in bytes 0..[`FLOW_FOLD_BYTES`] (47), and
-/// the links last: the fold's bytes lie in one cache line for three of the
-/// eight positions a 56-byte slot takes against the lines (slot start 0, 8
-/// or 16 bytes into a line), which no order of these fields betters (the
-/// links are the only 9 bytes the fold does not need). This is the order
-/// the compiler chose until round 11 (docs/bench/round11-slot.md), now
-/// pinned so that a compiler's choice cannot scatter it.
+/// that continues its flow (98 % of those on the bench capture find it as
+/// their chain's first slot, so read no link) reads or writes every field
+/// but the links, so those come first, in bytes 0..[`FLOW_FOLD_BYTES`]
+/// (47), and the links last: the fold's bytes lie in one cache line for
+/// three of the eight positions a 56-byte slot takes against the lines
+/// (slot start 0, 8 or 16 bytes into a line), which no order of these
+/// fields betters (the links are the only 9 bytes the fold does not need).
+/// This is the order the compiler chose until round 11
+/// (docs/bench/round11-slot.md), now pinned so that a compiler's choice
+/// cannot scatter it.
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 struct Flow {
