@@ -115,13 +115,32 @@ pub(crate) fn sort_msd<K: Key + Ord>(a: &mut [K], b: &mut [K], top: u32, low: u3
     let width = (top - low)
         .min(DIGIT_BITS_MAX)
         .min(usize::BITS - K::BUCKET_KEYS_LOG2 - n.leading_zeros());
-    let shift = top - width;
+    // The counters zeroed are as many as the level's buckets need (a
+    // small level's call does not zero 8 KiB).
+    if width <= SMALL_DIGIT_BITS_MAX {
+        level::<K, { SMALL_RADIX + 1 }>(a, b, top - width, width, low);
+    } else {
+        level::<K, { RADIX + 1 }>(a, b, top - width, width, low);
+    }
+}
+
+/// Digits of at most this many bits are counted in a 1 KiB array
+/// ([`sort_msd`]'s recursion into buckets of fewer than ~1 000 keys).
+const SMALL_DIGIT_BITS_MAX: u32 = 8;
+const SMALL_RADIX: usize = 1 << SMALL_DIGIT_BITS_MAX;
+
+/// One level of [`sort_msd`] on the `width` bits from `shift` up, with
+/// `N - 1` (a power of two, at least `2^width`) counters, and its buckets'
+/// recursion.
+#[inline(always)]
+fn level<K: Key + Ord, const N: usize>(a: &mut [K], b: &mut [K], shift: u32, width: u32, low: u32) {
     let mask = (1usize << width) - 1;
     let buckets = 1usize << width;
+    debug_assert!(buckets < N);
     // Bucket d's count in `at[d + 1]`, then its start in `at[d]`, which
     // the scatter advances to its end (the next bucket's start). The digit
     // from the key's high word when it lies there (the loop chosen once).
-    let mut at = [0u32; RADIX + 1];
+    let mut at = [0u32; N];
     if shift >= K::HIGH_SHIFT {
         let s = shift - K::HIGH_SHIFT;
         scatter(a, b, &mut at, buckets, |k: K| {
@@ -155,21 +174,21 @@ pub(crate) fn sort_msd<K: Key + Ord>(a: &mut [K], b: &mut [K], top: u32, low: u3
 /// turns them into bucket starts and scatters `a` into `b` stably (each
 /// `at[d]` ends at its bucket's end).
 #[inline(always)]
-fn scatter<K: Key>(
+fn scatter<K: Key, const N: usize>(
     a: &[K],
     b: &mut [K],
-    at: &mut [u32; RADIX + 1],
+    at: &mut [u32; N],
     buckets: usize,
     digit: impl Fn(K) -> usize,
 ) {
     for &k in a.iter() {
-        at[(digit(k) & (RADIX - 1)) + 1] += 1;
+        at[(digit(k) & (N - 2)) + 1] += 1;
     }
     for d in 0..buckets {
         at[d + 1] += at[d];
     }
     for &k in a.iter() {
-        let d = digit(k) & (RADIX - 1);
+        let d = digit(k) & (N - 2);
         b[at[d] as usize] = k;
         at[d] += 1;
     }

@@ -515,8 +515,10 @@ struct ColScratch {
     /// Distinct values the last column had (0 when its count was
     /// abandoned or not started).
     seen: usize,
-    /// Scratch of the (value, row) keys.
+    /// Scratch of the (value, row) keys, and the second buffer of their
+    /// radix sort ([`sort_rows`]).
     keys: Vec<u64>,
+    keys_tmp: Vec<u64>,
     /// Bitmap of occupied buckets ([`gap_bound`]).
     buckets: [u64; 1 << (GAP_BUCKET_BITS_MAX - 6)],
 }
@@ -557,6 +559,7 @@ impl Default for ColScratch {
             bound_failed: false,
             seen: 0,
             keys: Vec::with_capacity(BLOCK_RECORDS),
+            keys_tmp: Vec::with_capacity(BLOCK_RECORDS),
             buckets: [0; 1 << (GAP_BUCKET_BITS_MAX - 6)],
         }
     }
@@ -670,7 +673,7 @@ fn dict_size_below(
                 .enumerate()
                 .map(|(j, &v)| (v - min) << ROW_BITS | j as u64),
         );
-        s.keys.sort_unstable();
+        sort_rows(&mut s.keys, &mut s.keys_tmp, bits(range));
         let mut prev = u64::MAX; // no value's `v - min` (they are below 2^55)
         for &key in &s.keys {
             let x = key >> ROW_BITS;
@@ -768,6 +771,65 @@ fn dict_size_below(
         prev = v;
     }
     (size < best).then_some(size)
+}
+
+/// Bits of a digit of [`sort_rows`], and its most passes.
+const ROW_SORT_DIGIT_BITS: u32 = 8;
+const ROW_SORT_PASSES_MAX: u32 = SORTED_ROW_BITS_MAX.div_ceil(ROW_SORT_DIGIT_BITS);
+
+/// Sorts (value, row) keys (`value << ROW_BITS | row`, values below
+/// `2^w`, at most [`DISTINCT_HASHED_MAX`] keys) standing in row order, as
+/// `sort_unstable` would: the keys are distinct (one row each), so there
+/// is one sorted order. A least significant digit first radix sort on
+/// the value's bits alone (each pass stable, and the rows already
+/// ascending), [`ROW_SORT_DIGIT_BITS`] bits a pass, a pass skipped where
+/// every key has the same digit; `tmp` is its second buffer.
+fn sort_rows(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, w: u32) {
+    debug_assert!(keys.len() <= DISTINCT_HASHED_MAX && w <= SORTED_ROW_BITS_MAX);
+    match w.div_ceil(ROW_SORT_DIGIT_BITS) {
+        0 => {}
+        1 => sort_rows_passes::<1>(keys, tmp),
+        2 => sort_rows_passes::<2>(keys, tmp),
+        3 => sort_rows_passes::<3>(keys, tmp),
+        4 => sort_rows_passes::<4>(keys, tmp),
+        5 => sort_rows_passes::<5>(keys, tmp),
+        6 => sort_rows_passes::<6>(keys, tmp),
+        _ => sort_rows_passes::<{ ROW_SORT_PASSES_MAX as usize }>(keys, tmp),
+    }
+}
+
+/// [`sort_rows`] in `P` passes.
+fn sort_rows_passes<const P: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>) {
+    const DIGITS: usize = 1 << ROW_SORT_DIGIT_BITS;
+    let n = keys.len();
+    // u16: at most 512 keys (2 KiB of counters for four passes).
+    let mut counts = [[0u16; DIGITS]; P];
+    for &k in keys.iter() {
+        let mut v = k >> ROW_BITS;
+        for c in counts.iter_mut() {
+            c[v as usize % DIGITS] += 1;
+            v >>= ROW_SORT_DIGIT_BITS;
+        }
+    }
+    if tmp.len() != n {
+        tmp.resize(n, 0); // every slot written before it is read
+    }
+    for (p, c) in counts.iter_mut().enumerate() {
+        let shift = ROW_BITS + p as u32 * ROW_SORT_DIGIT_BITS;
+        if n == 0 || c[(keys[0] >> shift) as usize % DIGITS] as usize == n {
+            continue; // one digit: the pass would not move a key
+        }
+        let mut at = 0u16;
+        for x in c.iter_mut() {
+            (*x, at) = (at, at + *x);
+        }
+        for &k in keys.iter() {
+            let d = (k >> shift) as usize % DIGITS;
+            tmp[c[d] as usize] = k;
+            c[d] += 1;
+        }
+        std::mem::swap(keys, tmp);
+    }
 }
 
 /// Blocks [`encode_blocks`] does not try [`gap_bound`] on a column after
@@ -3700,6 +3762,32 @@ mod tests {
             prop_assert_eq!(unit_exp(vals.iter().copied()), unit_exp_reference(vals.iter().copied()));
             let tail = vals.iter().copied().filter(|v| v % 1000 == 0);
             prop_assert_eq!(unit_exp(tail.clone()), unit_exp_reference(tail));
+        }
+    }
+
+    proptest! {
+        /// The radix sort of (value, row) keys gives the library sort's
+        /// order: values of every width up to the widest such keys hold,
+        /// with repeats (rows break the ties), up to a block's worth, the
+        /// scratch buffer left at any length by an earlier call.
+        #[test]
+        fn sort_rows_sorts_as_the_library_sort(
+            w in 0u32..=SORTED_ROW_BITS_MAX,
+            vals in prop::collection::vec(any::<u64>(), 0..=DISTINCT_HASHED_MAX),
+            repeat_mask in any::<u64>(),
+            tmp_len in 0usize..600,
+        ) {
+            let mask = if w == 0 { 0 } else { u64::MAX >> (64 - w) };
+            let mut keys: Vec<u64> = vals
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| (v & mask & repeat_mask) << ROW_BITS | j as u64)
+                .collect();
+            let mut expect = keys.clone();
+            expect.sort_unstable();
+            let mut tmp = vec![7u64; tmp_len];
+            sort_rows(&mut keys, &mut tmp, w);
+            prop_assert_eq!(keys, expect);
         }
     }
 

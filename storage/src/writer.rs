@@ -662,7 +662,51 @@ impl Ranges {
 
     /// Widens the ranges to cover `records` too: folding the pieces of a
     /// sequence in any cut gives [`Ranges::of`] the whole (min and max).
+    ///
+    /// The address's range in 64-bit words: where every record of the
+    /// piece has the first's high word (all of a piece's IPv4 addresses,
+    /// most of an IPv6 partition's), the least and largest address are that
+    /// word with the least and largest low word; otherwise (a piece mixing
+    /// high words) a second pass compares whole addresses.
     pub(crate) fn see(&mut self, records: &[Record]) {
+        let Some(r0) = records.first() else {
+            return;
+        };
+        let g = self;
+        let hi_raw = |r: &Record| u64::from_ne_bytes(r.public_ip[..8].try_into().expect("8 bytes"));
+        let lo = |r: &Record| u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"));
+        let hi0 = hi_raw(r0);
+        let (mut other_hi, mut lo_min, mut lo_max) = (0u64, u64::MAX, 0u64);
+        for r in records {
+            other_hi |= hi_raw(r) ^ hi0;
+            let l = lo(r);
+            lo_min = lo_min.min(l);
+            lo_max = lo_max.max(l);
+            let port = r.public_port.get();
+            g.port_min = g.port_min.min(port);
+            g.port_max = g.port_max.max(port);
+            let first = first_key(r);
+            g.first_min = g.first_min.min(first);
+            g.first_max = g.first_max.max(first);
+        }
+        if other_hi == 0 {
+            let hi = u128::from(u64::from_be_bytes(
+                r0.public_ip[..8].try_into().expect("8 bytes"),
+            )) << 64;
+            g.ip_min = g.ip_min.min(hi | u128::from(lo_min));
+            g.ip_max = g.ip_max.max(hi | u128::from(lo_max));
+        } else {
+            for r in records {
+                let ip = u128::from_be_bytes(r.public_ip);
+                g.ip_min = g.ip_min.min(ip);
+                g.ip_max = g.ip_max.max(ip);
+            }
+        }
+    }
+
+    /// [`Ranges::see`] as it was: every address compared whole (tests).
+    #[cfg(test)]
+    fn see_whole(&mut self, records: &[Record]) {
         let g = self;
         for r in records {
             let ip = u128::from_be_bytes(r.public_ip);
@@ -2265,6 +2309,55 @@ mod tests {
     }
 
     proptest! {
+        /// The ranges folded over pieces by words equal those of whole
+        /// addresses: IPv4 and IPv6 public addresses (high words equal,
+        /// differing, or differing only in their low bytes) mixed in any
+        /// proportion, cut into pieces anywhere.
+        #[test]
+        fn ranges_by_words_equal_whole_addresses(
+            raw in prop::collection::vec((0usize..6, any::<u16>(), any::<u8>(), -5i64..5), 0..300),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        ) {
+            let publics = [
+                "203.0.113.1", "198.51.100.200", "2001:db8:1::1",
+                "2001:db8:1::ffff:1", "2001:db8:2::1", "::1",
+            ];
+            let records: Vec<Record> = raw
+                .iter()
+                .map(|&(p, port, low, first)| {
+                    let mut public: std::net::IpAddr = publics[p].parse().unwrap();
+                    if let std::net::IpAddr::V4(a) = public {
+                        let mut o = a.octets();
+                        o[3] = low;
+                        public = std::net::IpAddr::V4(o.into());
+                    }
+                    let m = Mapping {
+                        proto: Proto::Udp,
+                        internal: "100.64.0.1:1000".parse().unwrap(),
+                        public: std::net::SocketAddr::new(public, port),
+                        remote: "198.51.100.1:443".parse().unwrap(),
+                        first_ns: first * 1_000_000_007,
+                        last_ns: first * 1_000_000_007 + 5,
+                        end: EndReason::Idle,
+                        packets_out: 1,
+                        packets_in: 1,
+                        flags: 0,
+                    };
+                    Record::encode(&m, 0).unwrap()
+                })
+                .collect();
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(records.len() + 1)).collect();
+            at.push(0);
+            at.push(records.len());
+            at.sort_unstable();
+            let (mut by_words, mut whole) = (Ranges::default(), Ranges::default());
+            for w in at.windows(2) {
+                by_words.see(&records[w[0]..w[1]]);
+            }
+            whole.see_whole(&records);
+            prop_assert_eq!(by_words, whole);
+        }
+
         /// Few distinct values per field, so records share natural keys,
         /// sort prefixes and ranks, and ties and carried/late copies meet.
         #[test]
