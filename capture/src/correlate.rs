@@ -4521,6 +4521,26 @@ mod tests {
         }
     }
 
+    /// The idle scan's sort of `expired` (slots made unique, as in the scan)
+    /// and the comparator sort it must equal: by last, then first packet,
+    /// then key, where a slot's "key" is a scramble of it (so the key order
+    /// is not the slot order). Returns (scan's, comparator's).
+    #[allow(clippy::type_complexity)]
+    fn expiry_sorts(
+        expired: impl Iterator<Item = (UnixNanos, UnixNanos, u32)>,
+    ) -> (
+        Vec<(UnixNanos, UnixNanos, u32)>,
+        Vec<(UnixNanos, UnixNanos, u32)>,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        let expired: Vec<_> = expired.filter(|e| seen.insert(e.2)).collect();
+        let key = |s: u32| s.wrapping_mul(0x9e37_79b9).rotate_left(7);
+        let key_cmp = |a: u32, b: u32| key(a).cmp(&key(b));
+        let mut want = expired.clone();
+        want.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| key_cmp(a.2, b.2)));
+        (Correlator::expiry_sorted(expired, key_cmp), want)
+    }
+
     proptest::proptest! {
         /// The idle scan's sort (times packed into integers, equal times by
         /// key) gives the comparator sort's order: few distinct times (many
@@ -4536,19 +4556,7 @@ mod tests {
                 if wide && k == 5 { i64::MAX } else if wide && k == 0 { i64::MIN }
                 else { base.saturating_add(i64::from(k) * 1_000_003) }
             };
-            // Unique slots (as in the scan); the "key" of a slot is a scramble
-            // of it, so the key order is not the slot order.
-            let mut seen = std::collections::HashSet::new();
-            let expired: Vec<(UnixNanos, UnixNanos, u32)> = raw
-                .into_iter()
-                .filter(|e| seen.insert(e.2))
-                .map(|(l, f, slot)| (time(l), time(f), slot))
-                .collect();
-            let key = |s: u32| s.wrapping_mul(0x9e37_79b9).rotate_left(7);
-            let key_cmp = |a: u32, b: u32| key(a).cmp(&key(b));
-            let mut want = expired.clone();
-            want.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| key_cmp(a.2, b.2)));
-            let got = Correlator::expiry_sorted(expired, key_cmp);
+            let (got, want) = expiry_sorts(raw.into_iter().map(|(l, f, slot)| (time(l), time(f), slot)));
             proptest::prop_assert_eq!(got, want);
         }
 
@@ -4566,17 +4574,7 @@ mod tests {
             base in -(1i64 << 61)..(1i64 << 61),
         ) {
             let time = |r: u64| base + (r >> (64 - span_bits.max(1)) >> u32::from(span_bits == 0)) as i64;
-            let mut seen = std::collections::HashSet::new();
-            let expired: Vec<(UnixNanos, UnixNanos, u32)> = raw
-                .into_iter()
-                .filter(|e| seen.insert(e.2))
-                .map(|(l, f, slot)| (time(l), time(f), slot))
-                .collect();
-            let key = |s: u32| s.wrapping_mul(0x9e37_79b9).rotate_left(7);
-            let key_cmp = |a: u32, b: u32| key(a).cmp(&key(b));
-            let mut want = expired.clone();
-            want.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| key_cmp(a.2, b.2)));
-            let got = Correlator::expiry_sorted(expired, key_cmp);
+            let (got, want) = expiry_sorts(raw.into_iter().map(|(l, f, slot)| (time(l), time(f), slot)));
             proptest::prop_assert_eq!(got, want);
         }
 
