@@ -1449,10 +1449,9 @@ pub struct Correlator {
     /// ([`probe_once_off`](Correlator::probe_once_off)).
     #[cfg(test)]
     test_probe_again: bool,
-    /// Tests: ambiguous copies never wait as coarse entries
-    /// ([`coarse_off`](Correlator::coarse_off)).
+    /// Tests: [`coarse_list_max`](Correlator::coarse_list_max).
     #[cfg(test)]
-    test_coarse_off: bool,
+    test_coarse_list_max: usize,
 }
 
 impl Correlator {
@@ -1534,7 +1533,7 @@ impl Correlator {
             #[cfg(test)]
             test_probe_again: false,
             #[cfg(test)]
-            test_coarse_off: false,
+            test_coarse_list_max: COARSE_LIST_MAX,
         })
     }
 
@@ -1784,8 +1783,7 @@ impl Correlator {
                     let pkm = self.cfg.pending_per_key_max;
                     if out_at.len < pkm
                         && in_at.len < pkm
-                        && coarse.len < COARSE_LIST_MAX
-                        && !self.coarse_off()
+                        && coarse.len < self.coarse_list_max()
                     {
                         // Both entries would be placed together: one instead.
                         self.wait_coarse(out_key, chash, copy(src), coarse.tail);
@@ -1963,18 +1961,17 @@ impl Correlator {
         false
     }
 
-    /// Tests: whether coarse entries are switched off (every ambiguous copy
-    /// then waits as two entries, as until round 12), to check that both
-    /// give one result.
+    /// [`COARSE_LIST_MAX`]; tests set it (0: every ambiguous copy waits as
+    /// two entries, as until round 12), to check that all give one result.
     #[cfg(test)]
-    fn coarse_off(&self) -> bool {
-        self.test_coarse_off
+    fn coarse_list_max(&self) -> usize {
+        self.test_coarse_list_max
     }
 
     #[cfg(not(test))]
     #[inline(always)]
-    fn coarse_off(&self) -> bool {
-        false
+    fn coarse_list_max(&self) -> usize {
+        COARSE_LIST_MAX
     }
 
     /// [`take_twin`](Correlator::take_twin), or straight away what it
@@ -4736,7 +4733,7 @@ mod tests {
                     i = w.key_next;
                 }
                 if coarse {
-                    assert!(len <= COARSE_LIST_MAX, "coarse list of {len}");
+                    assert!(len <= self.coarse_list_max(), "coarse list of {len}");
                 } else {
                     assert!(len + self.coarse_count(&key) <= self.cfg.pending_per_key_max);
                 }

@@ -2,7 +2,8 @@
 //! (every ambiguous outside copy waiting as two entries, one under each of
 //! its pair keys), written with plain vectors: the waiting entries in
 //! arrival order, a key's list being its entries in that order. The
-//! correlator, with coarse entries ([`Copy::coarse`]) on and off, must make
+//! correlator, with coarse entries ([`Copy::coarse`]) on (any bound on a
+//! coarse list) and off, must make
 //! the same pairs (the same observations, in the same order, with the same
 //! clock) and count the same in every counter after every packet, on
 //! packets built to collide: few endpoints and invariants, outside copies
@@ -266,12 +267,12 @@ fn pkt(proto: Proto, src: SocketAddr, dst: SocketAddr, id: u32, flags: u8) -> De
 }
 
 /// Pseudo-random packets built to collide: two subscribers, two public
-/// addresses, three remote hosts, one port each (ports too are few), ids
+/// addresses, `remotes` remote hosts, one port each (ports too are few), ids
 /// 0..3 (so invariants repeat across flows and within one: retransmissions
 /// and duplicates), both directions, every side including the wrong one,
 /// outside packets between two remote hosts or two public addresses (many
 /// pair keys under one coarse key), and time steps around the pair window.
-fn colliding_packets(seed: u64, n: usize, ids: u64) -> Vec<(i64, Side, Decoded)> {
+fn colliding_packets(seed: u64, n: usize, ids: u64, remotes: u64) -> Vec<(i64, Side, Decoded)> {
     let mut rng = seed | 1;
     let mut next = move |n: u64| {
         rng ^= rng << 13;
@@ -283,14 +284,16 @@ fn colliding_packets(seed: u64, n: usize, ids: u64) -> Vec<(i64, Side, Decoded)>
     let addr = |s: String| -> SocketAddr { s.parse().expect("address") };
     (0..n)
         .map(|_| {
-            t += next(250) as i64 * 1_000_000;
+            // Bursts and gaps around the pair window.
+            let step = if next(2) == 0 { 20 } else { 400 };
+            t += next(step) as i64 * 1_000_000;
             let sub = addr(format!("100.64.0.{}:5000", 1 + next(2)));
             let public = addr(format!("203.0.113.{}:6000", 1 + next(2)));
-            let remote = addr(format!("198.51.100.{}:443", 1 + next(3)));
+            let remote = addr(format!("198.51.100.{}:443", 1 + next(remotes)));
             let other = match next(4) {
                 0 => public,
                 1 => sub,
-                _ => addr(format!("198.51.100.{}:443", 1 + next(3))),
+                _ => addr(format!("198.51.100.{}:443", 1 + next(remotes))),
             };
             let id = next(ids) as u32;
             let proto = if next(3) == 0 { Proto::Tcp } else { Proto::Udp };
@@ -314,18 +317,21 @@ fn colliding_packets(seed: u64, n: usize, ids: u64) -> Vec<(i64, Side, Decoded)>
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
-    /// The correlator's pairing part (coarse entries on, and off) against
+    /// The correlator's pairing part (coarse entries on, with coarse lists
+    /// of at most 1..=[`COARSE_LIST_MAX`] entries, and off) against
     /// the model of the old pairing side: after every packet the same
     /// counters and the same observations so far, in order; the same at
     /// the end. Its pending slab's invariant holds throughout.
     #[test]
     fn coarse_entries_pair_and_count_as_two_entries_did(
         seed in proptest::prelude::any::<u64>(),
-        pending_max in 1usize..14,
-        pending_per_key_max in 1usize..4,
+        pending_max in 1usize..40,
+        pending_per_key_max in 1usize..6,
         ids in 1u64..4,
-        window_ms in 200i64..1500,
+        remotes in 1u64..8,
+        window_ms in 200i64..3000,
         probe_again in proptest::prelude::any::<bool>(),
+        coarse_list_max in 1usize..=COARSE_LIST_MAX,
     ) {
         let cfg = CorrelatorConfig {
             pending_max,
@@ -337,11 +343,12 @@ proptest::proptest! {
         let mut on = Correlator::try_new_pairing(cfg.clone()).expect("pairing part");
         let mut off = Correlator::try_new_pairing(cfg).expect("pairing part");
         on.test_probe_again = probe_again;
-        off.test_coarse_off = true;
+        on.test_coarse_list_max = coarse_list_max;
+        off.test_coarse_list_max = 0;
         let preparer = on.preparer();
         let mut sink = Vec::new();
         let (mut ev_on, mut ev_off) = (Vec::new(), Vec::new());
-        for (t, side, d) in colliding_packets(seed, 400, ids) {
+        for (t, side, d) in colliding_packets(seed, 400, ids, remotes) {
             model.push(t, side, &preparer.prepare(&d));
             on.push(t, side, &d, &mut sink);
             off.push(t, side, &d, &mut sink);
