@@ -569,6 +569,13 @@ impl KeyList {
     }
 }
 
+/// Which lists a probe found may hold copies (see [`Correlator::take_twin`]).
+#[derive(Clone, Copy, Debug)]
+struct Lists {
+    fine: bool,
+    coarse: bool,
+}
+
 /// A coarse key's list ([`Correlator::coarse_list`]) as an ambiguous copy
 /// sees it: its entries, its last ([`NO_SLOT`]: none), and how many stand
 /// for the copy's out key and for its in key ([`coarse_matches`]).
@@ -1781,10 +1788,7 @@ impl Correlator {
                 // making room at `pending_max` drops copies.
                 if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
                     let pkm = self.cfg.pending_per_key_max;
-                    if out_at.len < pkm
-                        && in_at.len < pkm
-                        && coarse.len < self.coarse_list_max()
-                    {
+                    if out_at.len < pkm && in_at.len < pkm && coarse.len < self.coarse_list_max() {
                         // Both entries would be placed together: one instead.
                         self.wait_coarse(out_key, chash, copy(src), coarse.tail);
                         return;
@@ -1994,12 +1998,16 @@ impl Correlator {
     ) -> Twin {
         // An inside copy also looks for its twin among the ambiguous copies
         // waiting as one entry under their coarse key.
-        if !self.pending.may_hold(hash)
-            && !(inside && self.pending.may_hold(coarse_hash(pkt.proto, pkt.invariants)))
-        {
+        let fine = self.pending.may_hold(hash);
+        let coarse = inside
+            && self
+                .pending
+                .may_hold(coarse_hash(pkt.proto, pkt.invariants));
+        if !fine && !coarse {
             return Twin::Absent(KeyList::NONE);
         }
-        self.take_twin(ts_ns, pkt, dir, hash, inside, out)
+        let lists = Lists { fine, coarse };
+        self.take_twin(ts_ns, pkt, dir, hash, inside, lists, out)
     }
 
     /// Looks for a waiting copy of the other side under `key`, in one probe
@@ -2012,6 +2020,11 @@ impl Correlator {
     /// Takes the packet and the key's direction, not the key: the key and
     /// the copy's endpoint are read from `pkt` here ([`Prepared::pair_key`]),
     /// so the caller builds nothing on its stack for the call.
+    ///
+    /// `lists`: which of the key's list and (an inside copy) its coarse
+    /// key's list may hold copies ([`PendingTable::may_hold`](pending::PendingTable::may_hold)):
+    /// a list that cannot is not probed again.
+    #[allow(clippy::too_many_arguments)]
     fn take_twin(
         &mut self,
         ts_ns: UnixNanos,
@@ -2019,13 +2032,14 @@ impl Correlator {
         dir: Dir,
         hash: u64,
         inside: bool,
+        lists: Lists,
         out: &mut Vec<Mapping>,
     ) -> Twin {
         let (key, endpoint) = pkt.pair_key(dir);
         let flags = pkt.tcp_flags;
         // The oldest copy of the other side.
         let taken = if inside {
-            self.take_outside(key, hash, &endpoint)
+            self.take_outside(key, hash, &endpoint, lists)
         } else {
             self.take_waiting(key, hash, &endpoint, |c| c.inside)
         };
@@ -2207,9 +2221,12 @@ impl Correlator {
     /// they add to `key`'s list for `pending_per_key_max`.
     fn coarse_count(&self, key: &PairKey) -> usize {
         let chunks = &self.waiting;
-        let Some(entry) = self.pending.find(coarse_hash(key.proto, key.invariants), |h| {
-            Self::waiting_in(chunks, h).is_coarse(key)
-        }) else {
+        let Some(entry) = self
+            .pending
+            .find(coarse_hash(key.proto, key.invariants), |h| {
+                Self::waiting_in(chunks, h).is_coarse(key)
+            })
+        else {
             return 0;
         };
         let (mut n, mut i) = (0, self.pending.get(entry));
@@ -2322,15 +2339,19 @@ impl Correlator {
         key: PairKey,
         hash: u64,
         endpoint: &Ep,
+        lists: Lists,
     ) -> Result<(Copy, u32), KeyList> {
         let chunks = &self.waiting;
         let mut at = KeyList::NONE;
         // (table entry, slab entry, its predecessor on the list)
         let mut fine = None;
-        if let Some(entry) = self
-            .pending
-            .find(hash, |h| Self::waiting_in(chunks, h).is_fine(&key))
-        {
+        let found = match lists.fine {
+            true => self
+                .pending
+                .find(hash, |h| Self::waiting_in(chunks, h).is_fine(&key)),
+            false => None,
+        };
+        if let Some(entry) = found {
             let mut i = self.pending.get(entry);
             while i != NO_SLOT {
                 let w = Self::waiting_in(chunks, i);
@@ -2344,10 +2365,13 @@ impl Correlator {
         }
         let mut coarse = None;
         let chash = coarse_hash(key.proto, key.invariants);
-        if let Some(entry) = self
-            .pending
-            .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(&key))
-        {
+        let found = match lists.coarse {
+            true => self
+                .pending
+                .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(&key)),
+            false => None,
+        };
+        if let Some(entry) = found {
             let (mut prev, mut i) = (NO_SLOT, self.pending.get(entry));
             while i != NO_SLOT {
                 let w = Self::waiting_in(chunks, i);
@@ -4712,15 +4736,13 @@ mod tests {
                         // Each key it stands for, with the copies on that
                         // key's list, within `pending_per_key_max`.
                         for k in [w.key, twin_key(w.key, &w.copy).expect("ambiguous")] {
-                            let fine = self
-                                .find_pending(k, pair_hash(&k))
-                                .map_or(0, |mut j| {
-                                    let mut m = 0;
-                                    while j != NO_SLOT {
-                                        (m, j) = (m + 1, self.waiting(j).key_next);
-                                    }
-                                    m
-                                });
+                            let fine = self.find_pending(k, pair_hash(&k)).map_or(0, |mut j| {
+                                let mut m = 0;
+                                while j != NO_SLOT {
+                                    (m, j) = (m + 1, self.waiting(j).key_next);
+                                }
+                                m
+                            });
                             assert!(fine + self.coarse_count(&k) <= self.cfg.pending_per_key_max);
                         }
                     } else {
