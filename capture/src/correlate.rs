@@ -1852,7 +1852,8 @@ impl Correlator {
     /// (the pending table is larger than the first-level cache, and the
     /// flow slab's traffic evicts it from the second); for a packet with
     /// one subscriber end, also its flow's index head, whose chain's first
-    /// slot its own push then prefetches first. No effect on any result.
+    /// slot its own push then prefetches first, and its coarse key's entry
+    /// (an inside copy probes both). No effect on any result.
     #[inline(always)]
     pub fn prefetch_next(&mut self, pkt: &Prepared) {
         let flow = match (pkt.src_sub, pkt.dst_sub) {
@@ -1886,8 +1887,16 @@ impl Correlator {
     #[inline(always)]
     pub fn prefetch_next_pairing(&mut self, pkt: &Prepared) {
         match (pkt.src_sub, pkt.dst_sub) {
-            (true, false) => self.pending.prefetch(pkt.hash_out),
-            (false, true) => self.pending.prefetch(pkt.hash_in),
+            (true, false) => {
+                self.pending.prefetch(pkt.hash_out);
+                self.pending
+                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
+            }
+            (false, true) => {
+                self.pending.prefetch(pkt.hash_in);
+                self.pending
+                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
+            }
             (false, false) => {
                 self.pending.prefetch(pkt.hash_out);
                 self.pending.prefetch(pkt.hash_in);
