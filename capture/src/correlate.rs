@@ -512,14 +512,16 @@ fn twin_key(key: PairKey, c: &Copy) -> Option<PairKey> {
 const COARSE_LIST_MAX: usize = 8;
 
 /// The hash under which an ambiguous outside copy waits as one entry
-/// (`coarse`): its protocol and invariants hash, the fields the outside copy
-/// and an inside copy of either direction have in common. The invariants
-/// are already a 64-bit hash; the protocol is xor-ed into the bits the
-/// table takes its tag and home from. Only where a key lands depends on it
-/// (entries are compared whole, as for [`pair_hash`]).
+/// (`coarse`) under its coarse key: its protocol and invariants hash, the
+/// fields the outside copy and an inside copy of either direction have in
+/// common. The invariants are already a 64-bit hash of every field a NAT
+/// keeps (TCP's flags with a TCP mark among them), so they are the hash
+/// (the protocol is compared, not hashed: keys of two protocols with equal
+/// invariants share a home, which changes no output). Only where a key
+/// lands depends on it (entries are compared whole, as for [`pair_hash`]).
 #[inline(always)]
-fn coarse_hash(proto: Proto, invariants: u64) -> u64 {
-    let h = invariants ^ (u64::from(proto as u8) + 1).wrapping_mul(MIX[2]);
+fn coarse_hash(_proto: Proto, invariants: u64) -> u64 {
+    let h = invariants;
     #[cfg(test)]
     let h = degenerate::pair_hash(h);
     h
