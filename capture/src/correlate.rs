@@ -313,6 +313,12 @@ struct Copy {
     /// An outside copy whose direction is not known: it also waits under
     /// the other direction's key, which is derived ([`twin_key`]).
     ambiguous: bool,
+    /// An ambiguous copy waiting as one entry under its coarse key
+    /// ([`coarse_hash`]: protocol and invariants) for both directions' keys,
+    /// not as two entries under them (see [`Correlator::wait_coarse`]). Its
+    /// slab entry's key is then the out key (remote: the destination) and
+    /// its endpoint the source; the in key is [`twin_key`]'s.
+    coarse: bool,
     tcp_flags: u8,
 }
 
@@ -495,6 +501,44 @@ fn twin_key(key: PairKey, c: &Copy) -> Option<PairKey> {
     })
 }
 
+/// Most entries on one coarse list (the ambiguous copies waiting as one
+/// entry under one coarse key, [`coarse_hash`]): an ambiguous copy finding
+/// this many waits as two entries under its two pair keys instead, as all
+/// did until round 12. Bounds the coarse walk a packet adds to its probes:
+/// copies of distinct flows share a coarse key only when their protocol and
+/// invariants (IP id, lengths, TCP seq/ack/flags, ICMP sequence, payload
+/// fingerprint) are all equal, which a flood of identical packets from many
+/// hosts makes happen on purpose.
+const COARSE_LIST_MAX: usize = 8;
+
+/// The hash under which an ambiguous outside copy waits as one entry
+/// (`coarse`) under its coarse key: its protocol and invariants hash, the
+/// fields the outside copy and an inside copy of either direction have in
+/// common. The invariants are already a 64-bit hash of every field a NAT
+/// keeps (TCP's flags with a TCP mark among them), so they are the hash
+/// (the protocol is compared, not hashed: keys of two protocols with equal
+/// invariants share a home, which changes no output). Only where a key
+/// lands depends on it (entries are compared whole, as for [`pair_hash`]).
+#[inline(always)]
+fn coarse_hash(_proto: Proto, invariants: u64) -> u64 {
+    let h = invariants;
+    #[cfg(test)]
+    let h = degenerate::pair_hash(h);
+    h
+}
+
+/// Whether the coarse entry `w` ([`Copy::coarse`]) stands for a copy
+/// waiting under `key` (same protocol and invariants, which the coarse
+/// probe compared): the out key's remote is the destination (the entry's
+/// key), the in key's the source (its endpoint).
+#[inline(always)]
+fn coarse_matches(w: &Waiting, key: &PairKey) -> bool {
+    match key.dir {
+        Dir::Out => w.key.remote == key.remote,
+        Dir::In => w.copy.endpoint == key.remote,
+    }
+}
+
 /// What [`Correlator::take_twin`] found under a key.
 enum Twin {
     /// Paired, or swallowed as a duplicate: the packet is done.
@@ -525,6 +569,33 @@ impl KeyList {
         self.tail = i;
         self.same_inside |= c.inside && c.endpoint == *endpoint;
     }
+}
+
+/// Which lists a probe found may hold copies (see [`Correlator::take_twin`]).
+#[derive(Clone, Copy, Debug)]
+struct Lists {
+    fine: bool,
+    coarse: bool,
+}
+
+/// A coarse key's list ([`Correlator::coarse_list`]) as an ambiguous copy
+/// sees it: its entries, its last ([`NO_SLOT`]: none), and how many stand
+/// for the copy's out key and for its in key ([`coarse_matches`]).
+#[derive(Clone, Copy, Debug)]
+struct CoarseList {
+    len: usize,
+    tail: u32,
+    out_len: usize,
+    in_len: usize,
+}
+
+impl CoarseList {
+    const NONE: CoarseList = CoarseList {
+        len: 0,
+        tail: NO_SLOT,
+        out_len: 0,
+        in_len: 0,
+    };
 }
 
 /// A copy waiting for its twin, as the pending slab keeps it (88 bytes,
@@ -559,6 +630,19 @@ struct Waiting {
 const _: () = assert!(std::mem::size_of::<Waiting>() == 88);
 
 impl Waiting {
+    /// Whether this entry waits under pair key `key` (not a coarse entry).
+    #[inline(always)]
+    fn is_fine(&self, key: &PairKey) -> bool {
+        !self.copy.coarse && self.key == *key
+    }
+
+    /// Whether this is a coarse entry of `key`'s coarse key (protocol and
+    /// invariants).
+    #[inline(always)]
+    fn is_coarse(&self, key: &PairKey) -> bool {
+        self.copy.coarse && self.key.invariants == key.invariants && self.key.proto == key.proto
+    }
+
     /// A new slab entry before it is filled (no copy; never read as one).
     const VACANT: Waiting = Waiting {
         key: PairKey {
@@ -579,6 +663,7 @@ impl Waiting {
                 port: 0,
             },
             ambiguous: false,
+            coarse: false,
             tcp_flags: 0,
         },
         key_next: NO_SLOT,
@@ -1373,6 +1458,9 @@ pub struct Correlator {
     /// ([`probe_once_off`](Correlator::probe_once_off)).
     #[cfg(test)]
     test_probe_again: bool,
+    /// Tests: [`coarse_list_max`](Correlator::coarse_list_max).
+    #[cfg(test)]
+    test_coarse_list_max: usize,
 }
 
 impl Correlator {
@@ -1453,6 +1541,8 @@ impl Correlator {
             events: Vec::new(),
             #[cfg(test)]
             test_probe_again: false,
+            #[cfg(test)]
+            test_coarse_list_max: COARSE_LIST_MAX,
         })
     }
 
@@ -1664,18 +1754,27 @@ impl Correlator {
                 // An outside copy: either subscriber→remote after translation
                 // (public = src) or remote→subscriber before it (public = dst).
                 let (out_hash, in_hash) = (pkt.hash_out, pkt.hash_in);
-                let Twin::Absent(out_at) =
+                let Twin::Absent(mut out_at) =
                     self.take_twin_if_held(ts_ns, pkt, Dir::Out, out_hash, false, out)
                 else {
                     return;
                 };
-                let Twin::Absent(in_at) =
+                let Twin::Absent(mut in_at) =
                     self.take_twin_if_held(ts_ns, pkt, Dir::In, in_hash, false, out)
                 else {
                     return;
                 };
                 let (out_key, src) = pkt.pair_key(Dir::Out);
                 let (in_key, dst) = pkt.pair_key(Dir::In);
+                // The copies waiting under each key as one coarse entry
+                // count towards `pending_per_key_max` with those on its list.
+                let chash = coarse_hash(pkt.proto, pkt.invariants);
+                let mut coarse = CoarseList::NONE;
+                if self.pending.may_hold(chash) {
+                    coarse = self.coarse_list(&out_key, &in_key, chash);
+                    out_at.len += coarse.out_len;
+                    in_at.len += coarse.in_len;
+                }
                 let (seq, flags) = (self.stats.packets, pkt.tcp_flags);
                 let copy = |endpoint| Copy {
                     ts_ns,
@@ -1683,12 +1782,19 @@ impl Correlator {
                     inside: false,
                     endpoint,
                     ambiguous: true,
+                    coarse: false,
                     tcp_flags: flags,
                 };
                 // Neither probe changed the other key's list (the two keys
                 // differ in direction), so both places still hold unless
                 // making room at `pending_max` drops copies.
                 if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
+                    let pkm = self.cfg.pending_per_key_max;
+                    if out_at.len < pkm && in_at.len < pkm && coarse.len < self.coarse_list_max() {
+                        // Both entries would be placed together: one instead.
+                        self.wait_coarse(out_key, chash, copy(src), coarse.tail);
+                        return;
+                    }
                     let a = self.wait_at(out_key, out_hash, copy(src), out_at);
                     let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
                     if a != NO_SLOT && b != NO_SLOT {
@@ -1727,6 +1833,7 @@ impl Correlator {
             inside,
             endpoint,
             ambiguous: false,
+            coarse: false,
             tcp_flags: flags,
         };
         if self.pending_count < self.cfg.pending_max && !self.probe_once_off() {
@@ -1747,16 +1854,21 @@ impl Correlator {
     /// (the pending table is larger than the first-level cache, and the
     /// flow slab's traffic evicts it from the second); for a packet with
     /// one subscriber end, also its flow's index head, whose chain's first
-    /// slot its own push then prefetches first. No effect on any result.
+    /// slot its own push then prefetches first, and its coarse key's entry
+    /// (an inside copy probes both). No effect on any result.
     #[inline(always)]
     pub fn prefetch_next(&mut self, pkt: &Prepared) {
         let flow = match (pkt.src_sub, pkt.dst_sub) {
             (true, false) => {
                 self.pending.prefetch(pkt.hash_out);
+                self.pending
+                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
                 pkt.hash_in
             }
             (false, true) => {
                 self.pending.prefetch(pkt.hash_in);
+                self.pending
+                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
                 pkt.hash_out
             }
             (false, false) => {
@@ -1777,8 +1889,16 @@ impl Correlator {
     #[inline(always)]
     pub fn prefetch_next_pairing(&mut self, pkt: &Prepared) {
         match (pkt.src_sub, pkt.dst_sub) {
-            (true, false) => self.pending.prefetch(pkt.hash_out),
-            (false, true) => self.pending.prefetch(pkt.hash_in),
+            (true, false) => {
+                self.pending.prefetch(pkt.hash_out);
+                self.pending
+                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
+            }
+            (false, true) => {
+                self.pending.prefetch(pkt.hash_in);
+                self.pending
+                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
+            }
             (false, false) => {
                 self.pending.prefetch(pkt.hash_out);
                 self.pending.prefetch(pkt.hash_in);
@@ -1856,6 +1976,19 @@ impl Correlator {
         false
     }
 
+    /// [`COARSE_LIST_MAX`]; tests set it (0: every ambiguous copy waits as
+    /// two entries, as until round 12), to check that all give one result.
+    #[cfg(test)]
+    fn coarse_list_max(&self) -> usize {
+        self.test_coarse_list_max
+    }
+
+    #[cfg(not(test))]
+    #[inline(always)]
+    fn coarse_list_max(&self) -> usize {
+        COARSE_LIST_MAX
+    }
+
     /// [`take_twin`](Correlator::take_twin), or straight away what it
     /// returns when no copy waits under the key: the pending table holds no
     /// value with the hash's tag on its probe run
@@ -1874,10 +2007,18 @@ impl Correlator {
         inside: bool,
         out: &mut Vec<Mapping>,
     ) -> Twin {
-        if !self.pending.may_hold(hash) {
+        // An inside copy also looks for its twin among the ambiguous copies
+        // waiting as one entry under their coarse key.
+        let fine = self.pending.may_hold(hash);
+        let coarse = inside
+            && self
+                .pending
+                .may_hold(coarse_hash(pkt.proto, pkt.invariants));
+        if !fine && !coarse {
             return Twin::Absent(KeyList::NONE);
         }
-        self.take_twin(ts_ns, pkt, dir, hash, inside, out)
+        let lists = Lists { fine, coarse };
+        self.take_twin(ts_ns, pkt, dir, hash, inside, lists, out)
     }
 
     /// Looks for a waiting copy of the other side under `key`, in one probe
@@ -1890,6 +2031,11 @@ impl Correlator {
     /// Takes the packet and the key's direction, not the key: the key and
     /// the copy's endpoint are read from `pkt` here ([`Prepared::pair_key`]),
     /// so the caller builds nothing on its stack for the call.
+    ///
+    /// `lists`: which of the key's list and (an inside copy) its coarse
+    /// key's list may hold copies ([`PendingTable::may_hold`](pending::PendingTable::may_hold)):
+    /// a list that cannot is not probed again.
+    #[allow(clippy::too_many_arguments)]
     fn take_twin(
         &mut self,
         ts_ns: UnixNanos,
@@ -1897,12 +2043,18 @@ impl Correlator {
         dir: Dir,
         hash: u64,
         inside: bool,
+        lists: Lists,
         out: &mut Vec<Mapping>,
     ) -> Twin {
         let (key, endpoint) = pkt.pair_key(dir);
         let flags = pkt.tcp_flags;
         // The oldest copy of the other side.
-        let (twin, link) = match self.take_waiting(key, hash, &endpoint, |c| c.inside != inside) {
+        let taken = if inside {
+            self.take_outside(key, hash, &endpoint, lists)
+        } else {
+            self.take_waiting(key, hash, &endpoint, |c| c.inside)
+        };
+        let (twin, link) = match taken {
             Ok(twin) => twin,
             Err(at) => {
                 if inside && at.same_inside {
@@ -1979,6 +2131,9 @@ impl Correlator {
                 i = w.key_next;
             }
         }
+        // Coarse entries standing for `key` wait under it too (only ever
+        // for an ambiguous copy's key: an inside copy's would have paired).
+        at.len += self.coarse_count(&key);
         self.wait_at(key, hash, copy, at);
     }
 
@@ -2018,6 +2173,82 @@ impl Correlator {
         i
     }
 
+    /// The list of the coarse key of an ambiguous copy's `out_key` and
+    /// `in_key` (hashed `chash`, [`coarse_hash`]): at most
+    /// [`COARSE_LIST_MAX`] entries walked.
+    fn coarse_list(&self, out_key: &PairKey, in_key: &PairKey, chash: u64) -> CoarseList {
+        let chunks = &self.waiting;
+        let mut l = CoarseList::NONE;
+        let Some(entry) = self
+            .pending
+            .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(out_key))
+        else {
+            return l;
+        };
+        let mut i = self.pending.get(entry);
+        while i != NO_SLOT {
+            let w = Self::waiting_in(chunks, i);
+            l.len += 1;
+            l.tail = i;
+            l.out_len += usize::from(coarse_matches(w, out_key));
+            l.in_len += usize::from(coarse_matches(w, in_key));
+            i = w.key_next;
+        }
+        l
+    }
+
+    /// Makes the ambiguous `copy` (the out key's copy: endpoint the source)
+    /// wait as one coarse entry for both its keys, after `tail` on its coarse
+    /// key's list ([`NO_SLOT`]: a new list under `chash`). The caller has
+    /// checked that both entries would be placed: room for two under
+    /// `pending_max`, both keys under `pending_per_key_max`. Counts as the
+    /// two entries it stands for in `pending_count`.
+    #[inline(always)]
+    fn wait_coarse(&mut self, out_key: PairKey, chash: u64, mut copy: Copy, tail: u32) {
+        copy.coarse = true;
+        let order_prev = self.order_tail;
+        let i = self.alloc_waiting();
+        let e = self.waiting_mut(i);
+        e.key = out_key;
+        e.copy = copy;
+        e.key_next = NO_SLOT;
+        e.order_prev = order_prev;
+        e.order_next = NO_SLOT;
+        e.twin = NO_SLOT;
+        if tail == NO_SLOT {
+            self.pending.insert_unique(chash, i);
+        } else {
+            self.waiting_mut(tail).key_next = i;
+        }
+        match self.order_tail {
+            NO_SLOT => self.order_head = i,
+            t => self.waiting_mut(t).order_next = i,
+        }
+        self.order_tail = i;
+        self.pending_count += 2;
+    }
+
+    /// The coarse entries standing for `key` ([`coarse_matches`]): what
+    /// they add to `key`'s list for `pending_per_key_max`.
+    fn coarse_count(&self, key: &PairKey) -> usize {
+        let chunks = &self.waiting;
+        let Some(entry) = self
+            .pending
+            .find(coarse_hash(key.proto, key.invariants), |h| {
+                Self::waiting_in(chunks, h).is_coarse(key)
+            })
+        else {
+            return 0;
+        };
+        let (mut n, mut i) = (0, self.pending.get(entry));
+        while i != NO_SLOT {
+            let w = Self::waiting_in(chunks, i);
+            n += usize::from(coarse_matches(w, key));
+            i = w.key_next;
+        }
+        n
+    }
+
     #[inline(always)]
     fn waiting_in(slab: &[Waiting], i: u32) -> &Waiting {
         &slab[i as usize]
@@ -2036,7 +2267,7 @@ impl Correlator {
         let chunks = &self.waiting;
         let at = self
             .pending
-            .find(hash, |h| Self::waiting_in(chunks, h).key == key)?;
+            .find(hash, |h| Self::waiting_in(chunks, h).is_fine(&key))?;
         Some(self.pending.get(at))
     }
 
@@ -2075,7 +2306,7 @@ impl Correlator {
         let chunks = &mut self.waiting;
         let Some(entry) = self
             .pending
-            .find(hash, |h| Self::waiting_in(chunks, h).key == key)
+            .find(hash, |h| Self::waiting_in(chunks, h).is_fine(&key))
         else {
             return Err(KeyList::NONE);
         };
@@ -2103,6 +2334,105 @@ impl Correlator {
             }
         }
         Ok(self.unlink_waiting(i))
+    }
+
+    /// [`take_waiting`](Correlator::take_waiting) of the oldest outside copy
+    /// for an inside copy under `key`: the oldest of the first outside copy
+    /// on `key`'s list and the first coarse entry standing for `key` (on the
+    /// list of its coarse key, [`coarse_matches`]), by packet number (both
+    /// lists are in arrival order, and copies wait in the order of their
+    /// packets). A coarse entry comes back as the copy its entry under `key`
+    /// would have been (its endpoint the public one for `key`'s direction)
+    /// and not ambiguous: it was one entry, now gone, so there is no twin
+    /// entry to remove. `Err`: neither; `key`'s list (inside copies only).
+    fn take_outside(
+        &mut self,
+        key: PairKey,
+        hash: u64,
+        endpoint: &Ep,
+        lists: Lists,
+    ) -> Result<(Copy, u32), KeyList> {
+        let chunks = &self.waiting;
+        let mut at = KeyList::NONE;
+        // (table entry, slab entry, its predecessor on the list)
+        let mut fine = None;
+        let found = match lists.fine {
+            true => self
+                .pending
+                .find(hash, |h| Self::waiting_in(chunks, h).is_fine(&key)),
+            false => None,
+        };
+        if let Some(entry) = found {
+            let mut i = self.pending.get(entry);
+            while i != NO_SLOT {
+                let w = Self::waiting_in(chunks, i);
+                if !w.copy.inside {
+                    fine = Some((entry, i, at.tail));
+                    break;
+                }
+                at.add(i, &w.copy, endpoint);
+                i = w.key_next;
+            }
+        }
+        let mut coarse = None;
+        let chash = coarse_hash(key.proto, key.invariants);
+        let found = match lists.coarse {
+            true => self
+                .pending
+                .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(&key)),
+            false => None,
+        };
+        if let Some(entry) = found {
+            let (mut prev, mut i) = (NO_SLOT, self.pending.get(entry));
+            while i != NO_SLOT {
+                let w = Self::waiting_in(chunks, i);
+                if coarse_matches(w, &key) {
+                    coarse = Some((entry, i, prev));
+                    break;
+                }
+                (prev, i) = (i, w.key_next);
+            }
+        }
+        let (entry, i, prev, is_coarse) = match (fine, coarse) {
+            (None, None) => return Err(at),
+            (Some((e, i, p)), None) => (e, i, p, false),
+            (None, Some((e, i, p))) => (e, i, p, true),
+            (Some((fe, fi, fp)), Some((ce, ci, cp))) => {
+                if chunks[ci as usize].copy.packet < chunks[fi as usize].copy.packet {
+                    (ce, ci, cp, true)
+                } else {
+                    (fe, fi, fp, false)
+                }
+            }
+        };
+        // The public endpoint of a coarse entry for an in key: the
+        // destination (its key's remote).
+        let dst = chunks[i as usize].key.remote;
+        self.unlist(entry, i, prev);
+        let (mut copy, link) = self.unlink_waiting(i);
+        if is_coarse {
+            // It stood for two entries (`pending_count` counts entries).
+            self.pending_count -= 1;
+            if key.dir == Dir::In {
+                copy.endpoint = dst;
+            }
+            copy.ambiguous = false;
+            copy.coarse = false;
+        }
+        Ok((copy, link))
+    }
+
+    /// Takes slab entry `i` off the list whose oldest entry the pending
+    /// table's `entry` names; `prev`: its predecessor there ([`NO_SLOT`]:
+    /// it heads the list).
+    #[inline(always)]
+    fn unlist(&mut self, entry: pending::Found, i: u32, prev: u32) {
+        let next = self.waiting(i).key_next;
+        match (prev, next) {
+            (NO_SLOT, NO_SLOT) => self.pending.remove(entry),
+            (NO_SLOT, next) => self.pending.set(entry, next),
+            (prev, next) => self.waiting_mut(prev).key_next = next,
+        }
     }
 
     /// Takes entry `i`, already off its key's chain, off the arrival-order
@@ -2152,7 +2482,7 @@ impl Correlator {
         let entry = self
             .pending
             .find(pair_hash(&key), |h| {
-                h == b || Self::waiting_in(chunks, h).key == key
+                h == b || Self::waiting_in(chunks, h).is_fine(&key)
             })
             .expect("a waiting copy's key is in the pending table");
         let head = self.pending.get(entry);
@@ -2192,6 +2522,9 @@ impl Correlator {
         if i == NO_SLOT {
             return None;
         }
+        if self.waiting(i).copy.coarse {
+            return Some(self.drop_oldest_coarse(i));
+        }
         let key = self.waiting(i).key;
         let copy = self
             .remove_copy(key, self.waiting(i).copy.packet)
@@ -2200,6 +2533,23 @@ impl Correlator {
             self.remove_copy(other, copy.packet);
         }
         Some(copy)
+    }
+
+    /// Drops coarse entry `i`, the oldest waiting copy: the oldest on its
+    /// coarse key's list too (both lists are in arrival order), so it heads
+    /// that list. Out of line: rare on a capture whose copies pair.
+    #[inline(never)]
+    fn drop_oldest_coarse(&mut self, i: u32) -> Copy {
+        let w = self.waiting(i);
+        let chash = coarse_hash(w.key.proto, w.key.invariants);
+        let entry = self
+            .pending
+            .find(chash, |h| h == i)
+            .expect("the oldest coarse entry heads its list");
+        self.unlist(entry, i, NO_SLOT);
+        let (copy, _) = self.unlink_waiting(i);
+        self.pending_count -= 1;
+        copy
     }
 
     /// Drops the oldest waiting copy (with its twin entry); counts it as
@@ -3284,6 +3634,8 @@ fn invariant_hash(
 
 #[cfg(test)]
 mod fast_tests;
+#[cfg(test)]
+mod pairing_model;
 mod pending;
 mod slab;
 use pending::PendingTable;
@@ -4335,10 +4687,12 @@ mod tests {
         /// waiting copy once, both ways; every key's list holds copies of that
         /// key only, at most `pending_per_key_max`, in arrival order; every
         /// waiting copy is on exactly one key's list.
-        fn check_pending(&self) {
+        pub(super) fn check_pending(&self) {
             let mut in_order = vec![false; self.waiting.len()];
             let (mut prev, mut i, mut n) = (NO_SLOT, self.order_head, 0);
             let mut rank = vec![usize::MAX; self.waiting.len()];
+            // Entries as counted: a coarse entry stands for two.
+            let mut counted = 0;
             while i != NO_SLOT {
                 let w = self.waiting(i);
                 assert_eq!(w.order_prev, prev, "entry {i}: order prev link");
@@ -4346,10 +4700,15 @@ mod tests {
                 in_order[i as usize] = true;
                 rank[i as usize] = n;
                 n += 1;
+                counted += if w.copy.coarse { 2 } else { 1 };
+                if w.copy.coarse {
+                    assert!(w.copy.ambiguous && !w.copy.inside && w.key.dir == Dir::Out);
+                    assert_eq!(w.twin, NO_SLOT, "entry {i}: a coarse entry linked");
+                }
                 (prev, i) = (i, w.order_next);
             }
             assert_eq!(self.order_tail, prev, "arrival order tail");
-            assert_eq!(n, self.pending_count, "pending_count");
+            assert_eq!(counted, self.pending_count, "pending_count");
             // Twin links name the other entry of the same ambiguous copy,
             // waiting, linked back.
             for (i, w) in self.waiting.iter().enumerate() {
@@ -4368,18 +4727,49 @@ mod tests {
             let mut in_key = 0;
             for head in self.pending.iter() {
                 let key = self.waiting(head).key;
-                assert_eq!(self.find_pending(key, pair_hash(&key)), Some(head));
+                let coarse = self.waiting(head).copy.coarse;
+                let at = if coarse {
+                    let chunks = &self.waiting;
+                    self.pending
+                        .find(coarse_hash(key.proto, key.invariants), |h| {
+                            Self::waiting_in(chunks, h).is_coarse(&key)
+                        })
+                        .map(|f| self.pending.get(f))
+                } else {
+                    self.find_pending(key, pair_hash(&key))
+                };
+                assert_eq!(at, Some(head));
                 let (mut i, mut len, mut last_rank) = (head, 0, None);
                 while i != NO_SLOT {
                     let w = self.waiting(i);
-                    assert_eq!(w.key, key, "entry {i} on another key's list");
+                    if coarse {
+                        assert!(w.is_coarse(&key), "entry {i} on another coarse list");
+                        // Each key it stands for, with the copies on that
+                        // key's list, within `pending_per_key_max`.
+                        for k in [w.key, twin_key(w.key, &w.copy).expect("ambiguous")] {
+                            let fine = self.find_pending(k, pair_hash(&k)).map_or(0, |mut j| {
+                                let mut m = 0;
+                                while j != NO_SLOT {
+                                    (m, j) = (m + 1, self.waiting(j).key_next);
+                                }
+                                m
+                            });
+                            assert!(fine + self.coarse_count(&k) <= self.cfg.pending_per_key_max);
+                        }
+                    } else {
+                        assert!(w.is_fine(&key), "entry {i} on another key's list");
+                    }
                     assert!(in_order[i as usize], "entry {i} not in arrival order");
                     assert!(last_rank < Some(rank[i as usize]), "key list out of order");
                     last_rank = Some(rank[i as usize]);
                     len += 1;
                     i = w.key_next;
                 }
-                assert!(len <= self.cfg.pending_per_key_max);
+                if coarse {
+                    assert!(len <= self.coarse_list_max(), "coarse list of {len}");
+                } else {
+                    assert!(len + self.coarse_count(&key) <= self.cfg.pending_per_key_max);
+                }
                 in_key += len;
             }
             assert_eq!(in_key, n, "a waiting copy on no key's list");
