@@ -1295,11 +1295,10 @@ impl Dictionary {
             add(&r.remote_ip, sf & SF_REMOTE_V4 != 0, place | 2);
         }
         if occ4.len() >= DICT_RADIX_MIN {
-            let mut sorted = vec![0u64; occ4.len()];
             // An occurrence's place is its order of appearance: the low
-            // 32 bits ascend in `occ4` already.
-            crate::radix::sort_msd(&mut occ4, &mut sorted, 64, 32);
-            occ4 = sorted;
+            // 32 bits ascend in `occ4` already, so the addresses alone are
+            // sorted (least significant digit first, each pass stable).
+            crate::radix::sort_lsd_above(&mut occ4, &mut Vec::new(), 32);
         } else {
             occ4.sort_unstable();
         }
@@ -1380,9 +1379,10 @@ impl Dictionary {
         // whole key orders by address and then part: what a stable sort by
         // the address alone gave.
         if s4.len() >= DICT_RADIX_MIN {
-            let mut sorted = vec![0u64; s4.len()];
-            crate::radix::sort_msd(&mut s4, &mut sorted, 64, 0);
-            s4 = sorted;
+            // An address is in `s4` at most once per part, the first part's
+            // before the second's: keys of one address stand in order, so
+            // the addresses alone are sorted (stable passes).
+            crate::radix::sort_lsd_above(&mut s4, &mut Vec::new(), 32);
         } else {
             s4.sort_unstable();
         }
