@@ -204,7 +204,8 @@ fn scatter<K: Key, const N: usize>(
 /// loop, a pass skipped where all keys share its digit. Each pass is
 /// stable, so the result is the one ascending order of the keys (or, for
 /// keys equal from `low` up, their order in `keys`). `tmp` is the second
-/// buffer (resized when its length differs); the result is in `keys`.
+/// buffer (any contents, replaced when shorter than `keys`, truncated when
+/// longer); the result is in `keys`.
 ///
 /// For many keys over a wide range this is ~3 scatters a key where
 /// [`sort_msd`] makes about as many levels plus their small buckets'
@@ -252,10 +253,12 @@ fn lsd_passes<const P: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32,
             v >>= d;
         }
     }
-    if tmp.len() != n {
+    if tmp.len() < n {
         // Every slot is written before it is read; `vec!` of zeros is
         // `calloc` (fresh pages, no memset), where `resize` writes them.
         *tmp = vec![0; n];
+    } else {
+        tmp.truncate(n);
     }
     for (p, c) in counts.iter_mut().enumerate() {
         let shift = low + p as u32 * d;
