@@ -1,8 +1,11 @@
-//! Most-significant-digit radix sort of integer keys, for the seal's index
-//! and the v2 address dictionary: each level scatters on the digit just
+//! Radix sorts of integer keys for the seal. [`sort_msd`], most significant
+//! digit first, for the seal's index: each level scatters on the digit just
 //! below the highest bit where its keys differ, so a field whose range is
 //! not dense costs no extra pass (~20-40 instructions per key and level
 //! against ~150-250 per key for a comparison sort at a partition's sizes).
+//! [`sort_lsd_above`], least significant digit first, for the v2 address
+//! dictionary's `u64` keys whose low bits already stand in order: a few
+//! stable passes over the address bits alone.
 
 /// Digit width: 2^11 counters (8 KiB) per pass, whose write positions stay
 /// in L1/L2 while keys are scattered.
