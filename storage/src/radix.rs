@@ -1,8 +1,11 @@
-//! Most-significant-digit radix sort of integer keys, for the seal's index
-//! and the v2 address dictionary: each level scatters on the digit just
+//! Radix sorts of integer keys for the seal. [`sort_msd`], most significant
+//! digit first, for the seal's index: each level scatters on the digit just
 //! below the highest bit where its keys differ, so a field whose range is
 //! not dense costs no extra pass (~20-40 instructions per key and level
 //! against ~150-250 per key for a comparison sort at a partition's sizes).
+//! [`sort_lsd_above`], least significant digit first, for the v2 address
+//! dictionary's `u64` keys whose low bits already stand in order: a few
+//! stable passes over the address bits alone.
 
 /// Digit width: 2^11 counters (8 KiB) per pass, whose write positions stay
 /// in L1/L2 while keys are scattered.
@@ -194,6 +197,90 @@ fn scatter<K: Key, const N: usize>(
     }
 }
 
+/// Sorts `u64` keys ascending, given that keys equal in their bits from
+/// `low` up already stand in ascending order in `keys` (e.g. their low bits
+/// are their place: the dictionary's occurrences; or, for equal high bits,
+/// the order a stable sort by the high bits alone would give): a
+/// least-significant-digit radix sort of the bits from `low` up below the
+/// highest where keys differ, in as few passes of at most [`DIGIT_BITS_MAX`] bits as their
+/// range needs (digits of equal width), every pass's counters filled in one
+/// loop, a pass skipped where all keys share its digit. Each pass is
+/// stable, so the result is the one ascending order of the keys (or, for
+/// keys equal from `low` up, their order in `keys`). `tmp` is the second
+/// buffer (any contents, replaced when shorter than `keys`, truncated when
+/// longer); the result is in `keys`.
+///
+/// For many keys over a wide range this is ~3 scatters a key where
+/// [`sort_msd`] makes about as many levels plus their small buckets'
+/// comparison sorts (round 12, docs/bench/round12-seal10.md).
+pub(crate) fn sort_lsd_above(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32) {
+    assert!(low < 64, "some bits above `low`");
+    let n = keys.len();
+    if n < 2 {
+        return;
+    }
+    // Keys share their bits from `low + w` up: only the `w` below matter.
+    let first = keys[0];
+    let diff = keys.iter().fold(0u64, |acc, &k| acc | (k ^ first)) >> low;
+    let w = 64 - diff.leading_zeros();
+    if w == 0 {
+        return; // equal from `low` up: in order already
+    }
+    let passes = w.div_ceil(DIGIT_BITS_MAX);
+    let d = w.div_ceil(passes);
+    match passes {
+        1 => lsd_passes::<1>(keys, tmp, low, d),
+        2 => lsd_passes::<2>(keys, tmp, low, d),
+        3 => lsd_passes::<3>(keys, tmp, low, d),
+        4 => lsd_passes::<4>(keys, tmp, low, d),
+        5 => lsd_passes::<5>(keys, tmp, low, d),
+        _ => lsd_passes::<6>(keys, tmp, low, d),
+    }
+}
+
+/// [`sort_lsd_above`] in `P` passes of `d` bits of `k >> low`.
+fn lsd_passes<const P: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32, d: u32) {
+    const _: () = assert!(6 * DIGIT_BITS_MAX >= 64);
+    debug_assert!(d <= DIGIT_BITS_MAX && P as u32 * d < 64 + DIGIT_BITS_MAX);
+    let n = keys.len();
+    // At most RADIX digits (the `& (RADIX - 1)` below is a no-op the
+    // compiler uses to drop the counters' bounds checks).
+    let mask = ((1u64 << d) - 1) as usize;
+    // u32: at most 3 * 2^30 occurrences (a partition's records' addresses).
+    assert!(n <= u32::MAX as usize, "at most 2^32 - 1 keys");
+    let mut counts = vec![[0u32; RADIX]; P];
+    for &k in keys.iter() {
+        let mut v = k >> low;
+        for c in counts.iter_mut() {
+            c[v as usize & mask & (RADIX - 1)] += 1;
+            v >>= d;
+        }
+    }
+    if tmp.len() < n {
+        // Every slot is written before it is read; `vec!` of zeros is
+        // `calloc` (fresh pages, no memset), where `resize` writes them.
+        *tmp = vec![0; n];
+    } else {
+        tmp.truncate(n);
+    }
+    for (p, c) in counts.iter_mut().enumerate() {
+        let shift = low + p as u32 * d;
+        if c[(keys[0] >> shift) as usize & mask & (RADIX - 1)] as usize == n {
+            continue; // one digit: the pass would not move a key
+        }
+        let mut at = 0u32;
+        for x in c[..=mask].iter_mut() {
+            (*x, at) = (at, at + *x);
+        }
+        for &k in keys.iter() {
+            let g = (k >> shift) as usize & mask & (RADIX - 1);
+            tmp[c[g] as usize] = k;
+            c[g] += 1;
+        }
+        std::mem::swap(keys, tmp);
+    }
+}
+
 /// Buckets of at most this many keys are sorted by insertion in place (most
 /// of [`sort_msd`]'s buckets hold two or three keys: a call of the library
 /// sort costs more than the sort).
@@ -334,6 +421,41 @@ mod tests {
             expect.sort_unstable();
             let (mut a, mut b) = (keys.clone(), vec![0u64; n]);
             sort_msd(&mut a, &mut b, 64, low);
+            proptest::prop_assert_eq!(&b, &expect);
+        }
+
+        /// `sort_lsd_above` gives the library sort's order for keys whose
+        /// low bits ascend in the input (their place, as the dictionary's
+        /// occurrences), high parts from a few clusters of any spread
+        /// (every pass count, skipped passes, repeats), any `low`, and
+        /// scratch of any length; a second sort reuses the scratch.
+        #[test]
+        fn lsd_sorts_as_the_library_sort(
+            bases in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..4),
+            spread_bits in 0u32..64,
+            picks in proptest::collection::vec((0usize..4, proptest::prelude::any::<u64>()), 0..3000),
+            repeat_mask in 0u64..16,
+            low_extra in 0u32..20,
+            tmp_len in 0usize..4000,
+        ) {
+            let n = picks.len();
+            let low = ((usize::BITS - n.leading_zeros()) + low_extra).min(63);
+            let spread = if spread_bits == 0 { 0 } else { u64::MAX >> (64 - spread_bits) };
+            let keys: Vec<u64> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, &(c, off))| {
+                    let h = bases[c % bases.len()].wrapping_add(off & spread & !repeat_mask);
+                    (h >> low) << low | i as u64
+                })
+                .collect();
+            let mut expect = keys.clone();
+            expect.sort_unstable();
+            let (mut a, mut tmp) = (keys.clone(), vec![7u64; tmp_len]);
+            sort_lsd_above(&mut a, &mut tmp, low);
+            proptest::prop_assert_eq!(&a, &expect);
+            let mut b = keys.clone();
+            sort_lsd_above(&mut b, &mut tmp, low);
             proptest::prop_assert_eq!(&b, &expect);
         }
     }

@@ -1260,7 +1260,10 @@ impl Dictionary {
     /// so each record gets its final ids (the addresses' ranks) in one walk
     /// over the sorted occurrences, with no hash table and no remap (the
     /// same as [`Self::of_hashed`], property-tested).
-    fn of(records: Pieces<'_>) -> Dictionary {
+    ///
+    /// `tmp`: the sort's second buffer (any contents; kept by the caller
+    /// when it holds at most [`DICT_SCRATCH_KEEP_KEYS`] keys).
+    fn of(records: Pieces<'_>, tmp: &mut Vec<u64>) -> Dictionary {
         let n = records.len();
         // An occurrence's place: record << 2 | field (0 public, 1 internal,
         // 2 remote), below 2^32 for any partition.
@@ -1295,11 +1298,13 @@ impl Dictionary {
             add(&r.remote_ip, sf & SF_REMOTE_V4 != 0, place | 2);
         }
         if occ4.len() >= DICT_RADIX_MIN {
-            let mut sorted = vec![0u64; occ4.len()];
             // An occurrence's place is its order of appearance: the low
-            // 32 bits ascend in `occ4` already.
-            crate::radix::sort_msd(&mut occ4, &mut sorted, 64, 32);
-            occ4 = sorted;
+            // 32 bits ascend in `occ4` already, so the addresses alone are
+            // sorted (least significant digit first, each pass stable).
+            crate::radix::sort_lsd_above(&mut occ4, tmp, 32);
+            if tmp.capacity() > DICT_SCRATCH_KEEP_KEYS {
+                *tmp = Vec::new();
+            }
         } else {
             occ4.sort_unstable();
         }
@@ -1380,9 +1385,10 @@ impl Dictionary {
         // whole key orders by address and then part: what a stable sort by
         // the address alone gave.
         if s4.len() >= DICT_RADIX_MIN {
-            let mut sorted = vec![0u64; s4.len()];
-            crate::radix::sort_msd(&mut s4, &mut sorted, 64, 0);
-            s4 = sorted;
+            // An address is in `s4` at most once per part, the first part's
+            // before the second's: keys of one address stand in order, so
+            // the addresses alone are sorted (stable passes).
+            crate::radix::sort_lsd_above(&mut s4, &mut Vec::new(), 32);
         } else {
             s4.sort_unstable();
         }
@@ -1506,7 +1512,16 @@ pub(crate) struct EncodeScratch {
     cols: Box<[[u64; BLOCK_RECORDS]; 11]>,
     buf: BlockBuf,
     col: Box<ColScratch>,
+    /// The second buffer of the one-thread dictionary's occurrence sort
+    /// (every slot written before it is read), kept up to
+    /// [`DICT_SCRATCH_KEEP_KEYS`] keys so a small partition's seal does not
+    /// allocate and zero it again.
+    dict_tmp: Vec<u64>,
 }
+
+/// Keys of the dictionary's sort scratch an [`EncodeScratch`] keeps between
+/// seals (2 MiB; a larger one is freed after its seal).
+const DICT_SCRATCH_KEEP_KEYS: usize = 1 << 18;
 
 impl Default for EncodeScratch {
     fn default() -> EncodeScratch {
@@ -1514,6 +1529,7 @@ impl Default for EncodeScratch {
             cols: Box::new([[0; BLOCK_RECORDS]; 11]),
             buf: BlockBuf::new(),
             col: Box::default(),
+            dict_tmp: Vec::new(),
         }
     }
 }
@@ -1562,7 +1578,7 @@ fn encode_file_split(
         .then(|| records.len().div_ceil(BLOCK_RECORDS).div_ceil(2) * BLOCK_RECORDS);
     let dict = match split {
         Some(split) => Dictionary::of_halves(records, split),
-        None => Dictionary::of(records),
+        None => Dictionary::of(records, &mut scratch.dict_tmp),
     };
     let n4 = dict.v4.len();
     let n_dict = n4 + dict.v6.len();
@@ -1688,6 +1704,7 @@ fn encode_blocks(
         cols,
         buf,
         col: scratch,
+        dict_tmp: _,
     } = enc;
     let mut seen = [0usize; 11];
     let mut bound_skip = [0u32; 11];
@@ -3137,8 +3154,10 @@ mod tests {
         fn sorted_occurrences_dictionary_is_the_hashed_one(recs in records(), cut in any::<prop::sample::Index>()) {
             let at = if recs.is_empty() { 0 } else { cut.index(recs.len() + 1) };
             let (a, b) = recs.split_at(at);
+            // Sort scratch with other contents, reused by the second call.
+            let mut tmp = vec![u64::MAX; at];
             for pieces in [Pieces::one(&recs), Pieces::two(a, b)] {
-                let new = Dictionary::of(pieces);
+                let new = Dictionary::of(pieces, &mut tmp);
                 let old = Dictionary::of_hashed(pieces);
                 prop_assert_eq!(&new.v4, &old.v4);
                 prop_assert_eq!(&new.v6, &old.v6);
