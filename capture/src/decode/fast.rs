@@ -16,7 +16,7 @@ use super::{ethertype, linktype, ppp, LinkInfo, TcpInfo, PAYLOAD_FP_BYTES_MAX, V
 use natrec_storage::Proto;
 
 /// The addresses of a [`Fast`] packet.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FastAddrs {
     /// IPv4 source and destination.
     V4 { src: u32, dst: u32 },
@@ -26,7 +26,7 @@ pub(crate) enum FastAddrs {
 
 /// The fields of an IP packet as [`super::Decoded`] holds them (but the link details, which
 /// [`fast`] writes where its caller says), addresses as integers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fast {
     pub addrs: FastAddrs,
     pub proto: Proto,
