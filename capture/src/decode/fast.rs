@@ -331,6 +331,9 @@ struct Transport {
     payload_fp_bytes: u16,
 }
 
+/// Size of a TCP header without options, in bytes.
+const TCP_HEADER_BYTES: usize = 20;
+
 /// Size of the ICMP / ICMPv6 echo header, in bytes.
 const ICMP_ECHO_HEADER_BYTES: usize = 8;
 
@@ -340,11 +343,17 @@ const ICMP_ECHO_HEADER_BYTES: usize = 8;
 fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
     let (sport, dport, tcp, icmp_seq, header_len) = match proto {
         Proto::Tcp => {
-            let t = l4.first_chunk::<20>()?;
-            let len = usize::from(t[12] >> 4) * 4;
-            if len < 20 || l4.len() < len {
-                return None;
-            }
+            let t = l4.first_chunk::<TCP_HEADER_BYTES>()?;
+            // No options (the common case): the header is the 20 bytes just checked.
+            let len = if t[12] & 0xf0 == 0x50 {
+                TCP_HEADER_BYTES
+            } else {
+                let len = usize::from(t[12] >> 4) * 4;
+                if len < TCP_HEADER_BYTES || l4.len() < len {
+                    return None;
+                }
+                len
+            };
             let info = TcpInfo {
                 seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
                 ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
