@@ -341,18 +341,19 @@ const ICMP_ECHO_HEADER_BYTES: usize = 8;
 /// announces, which is at most 16 bits), and the payload's fingerprint.
 #[inline(always)]
 fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
-    let (sport, dport, tcp, icmp_seq, header_len) = match proto {
+    // Each arm gives the header's length and the captured payload after it.
+    let (sport, dport, tcp, icmp_seq, header_len, payload) = match proto {
         Proto::Tcp => {
-            let t = l4.first_chunk::<TCP_HEADER_BYTES>()?;
+            let (t, rest) = l4.split_first_chunk::<TCP_HEADER_BYTES>()?;
             // No options (the common case): the header is the 20 bytes just checked.
-            let len = if t[12] & 0xf0 == 0x50 {
-                TCP_HEADER_BYTES
+            let (len, payload) = if t[12] & 0xf0 == 0x50 {
+                (TCP_HEADER_BYTES, rest)
             } else {
                 let len = usize::from(t[12] >> 4) * 4;
                 if len < TCP_HEADER_BYTES || l4.len() < len {
                     return None;
                 }
-                len
+                (len, &l4[len..])
             };
             let info = TcpInfo {
                 seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
@@ -365,20 +366,22 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
                 Some(info),
                 0,
                 len,
+                payload,
             )
         }
         Proto::Udp => {
-            let u = l4.first_chunk::<8>()?;
+            let (u, payload) = l4.split_first_chunk::<8>()?;
             (
                 u16::from_be_bytes([u[0], u[1]]),
                 u16::from_be_bytes([u[2], u[3]]),
                 None,
                 0,
                 8,
+                payload,
             )
         }
         Proto::Icmp | Proto::Icmpv6 => {
-            let c = l4.first_chunk::<ICMP_ECHO_HEADER_BYTES>()?;
+            let (c, payload) = l4.split_first_chunk::<ICMP_ECHO_HEADER_BYTES>()?;
             let id = u16::from_be_bytes([c[4], c[5]]);
             let seq = u16::from_be_bytes([c[6], c[7]]);
             let (request, reply) = if proto == Proto::Icmp {
@@ -391,12 +394,12 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
                 t if t == reply => (0, id),
                 _ => return None,
             };
-            (sport, dport, None, seq, ICMP_ECHO_HEADER_BYTES)
+            (sport, dport, None, seq, ICMP_ECHO_HEADER_BYTES, payload)
         }
     };
     // header_len <= l4.len() <= l4_len: no underflow; at most 16 bits.
     let payload_len = (l4_len - header_len) as u32;
-    let (payload_fp, payload_fp_bytes) = fingerprint_prefix(&l4[header_len..]);
+    let (payload_fp, payload_fp_bytes) = fingerprint_prefix(payload);
     Some(Transport {
         sport,
         dport,
