@@ -34,6 +34,8 @@ use natrec_storage::Proto;
 pub mod wire;
 
 pub(crate) mod fast;
+#[cfg(test)]
+pub(crate) mod fast_reference;
 
 #[cfg(test)]
 mod tests;

@@ -23,9 +23,10 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Unsafe code is denied crate-wide; the exceptions are the read-only memory map (and its
-//! prefetch) in `source.rs` and the correlator's flow slab map in `correlate/slab.rs`, each
-//! with a `// SAFETY:` comment stating what is assumed.
+//! Unsafe code is denied crate-wide; the exceptions are the read-only memory map (its
+//! prefetch, and the inline pcap record read's unchecked window) in `source.rs` and the
+//! correlator's flow slab map in `correlate/slab.rs`, each with a `// SAFETY:` comment stating
+//! what is assumed.
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -576,3 +576,129 @@ proptest! {
         prop_assert_eq!(r.map(|()| (slot, link)), slow(&p, lt, &frame));
     }
 }
+
+/// The fast path against the one it replaced (`decode::fast_reference`, round 11's, kept for
+/// these tests): the same packets taken (`Some` exactly where it was), the same fields and
+/// link details for each. `prepare_bytes_is_decode_then_prepare` alone would not see a packet
+/// the rewrite sends to `decode` that the old path read (the result is the same, only slower).
+fn same_as_reference(lt: u16, b: &[u8]) -> Result<(), TestCaseError> {
+    let (mut new_link, mut old_link) = (
+        LinkInfo {
+            vlan: Some(1),
+            vlan_outer: Some(2),
+            ifindex: Some(3),
+            pkttype: Some(4),
+            pppoe_session: Some(5),
+        },
+        LinkInfo::default(),
+    );
+    let new = fast(lt, b, &mut new_link);
+    let old = crate::decode::fast_reference::fast(lt, b, &mut old_link);
+    prop_assert_eq!(new, old, "link type {}: {:02x?}", lt, b);
+    if new.is_some() {
+        prop_assert_eq!(new_link, old_link, "link type {}: {:02x?}", lt, b);
+    }
+    Ok(())
+}
+
+/// Ethernet, IPv4 with a 20-byte header, TCP with a 20-byte header, UDP or ICMP echo: the
+/// frames the replay mostly reads, whole or with their lengths off.
+fn arb_plain_ethernet_ipv4() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::sample::select(vec![6u8, 17, 1]),
+        prop::sample::select(vec![8u8, 0, 3, 11]),
+        any::<[u8; 12]>(),
+        prop::collection::vec(any::<u8>(), 0..40),
+        prop::collection::vec(any::<u8>(), 0..8),
+        arb_len_delta(),
+        prop::sample::select(vec![0u16, 0x4000, 0x2000, 0x0001]),
+        arb_v4(),
+        arb_v4(),
+    )
+        .prop_map(
+            |(proto, icmp_type, fields, payload, pad, len_delta, frag, src, dst)| {
+                let l4 = l4_bytes(proto, 5, icmp_type, &fields, &payload);
+                let total_len = with_delta(20 + l4.len(), len_delta);
+                let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00, 0x45, 0];
+                f.extend_from_slice(&total_len.to_be_bytes());
+                f.extend_from_slice(&[0x1c, 0x46]);
+                f.extend_from_slice(&frag.to_be_bytes());
+                f.extend_from_slice(&[64, proto, 0x12, 0x34]);
+                f.extend_from_slice(&src);
+                f.extend_from_slice(&dst);
+                f.extend_from_slice(&l4);
+                f.extend_from_slice(&pad);
+                f
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+    /// Generated frames of every kind, whole, mutated anywhere and cut anywhere.
+    #[test]
+    fn fast_path_takes_what_it_took_and_reads_the_same(
+        (lt, frame) in arb_frame(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in prop_oneof![2 => Just(None), 1 => any::<prop::sample::Index>().prop_map(Some)],
+    ) {
+        same_as_reference(lt, &frame)?;
+        let mut m = frame.clone();
+        for (at, v) in &flips {
+            let i = at.index(m.len());
+            m[i] = *v;
+        }
+        let keep = cut.map_or(m.len(), |c| c.index(m.len() + 1));
+        same_as_reference(lt, &m[..keep])?;
+    }
+
+    /// The common frame with bytes of its headers (the first 60) changed, single bits
+    /// flipped, and cut at every length up to them.
+    #[test]
+    fn fast_path_on_common_frames_with_header_bytes_changed(
+        frame in arb_plain_ethernet_ipv4(),
+        sets in prop::collection::vec((0usize..60, any::<u8>()), 0..3),
+        bits in prop::collection::vec((0usize..60, 0u8..8), 0..3),
+        cut in prop_oneof![2 => Just(None), 1 => (0usize..70).prop_map(Some)],
+    ) {
+        let mut m = frame;
+        for &(at, v) in &sets {
+            if at < m.len() {
+                m[at] = v;
+            }
+        }
+        for &(at, bit) in &bits {
+            if at < m.len() {
+                m[at] ^= 1 << bit;
+            }
+        }
+        let keep = cut.map_or(m.len(), |c| c.min(m.len()));
+        same_as_reference(linktype::ETHERNET, &m[..keep])?;
+        let p = preparer();
+        prop_assert_eq!(p.prepare_bytes(linktype::ETHERNET, &m[..keep]), slow(&p, linktype::ETHERNET, &m[..keep]));
+    }
+
+    /// Random bytes after a few likely starts, on every link type (and a few others).
+    #[test]
+    fn fast_path_on_random_bytes_takes_what_it_took(
+        lt in prop_oneof![prop::sample::select(linktype::SUPPORTED.to_vec()), any::<u16>()],
+        head in prop::sample::select(vec![
+            vec![],
+            vec![0x45u8],
+            vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0, 0x45],
+            vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0, 0x46],
+            vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0, 0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6],
+            vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 8, 0, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17],
+            vec![8, 0],
+            vec![0x81, 0, 0, 1, 8, 0, 0x45],
+            vec![0x60],
+            vec![0x86, 0xdd, 0x60],
+            vec![0x88, 0x64, 0x11, 0, 0, 1],
+        ]),
+        bytes in prop::collection::vec(any::<u8>(), 0..120),
+    ) {
+        let b = [&head[..], &bytes[..]].concat();
+        same_as_reference(lt, &b)?;
+    }
+}

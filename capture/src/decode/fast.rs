@@ -16,7 +16,7 @@ use super::{ethertype, linktype, ppp, LinkInfo, TcpInfo, PAYLOAD_FP_BYTES_MAX, V
 use natrec_storage::Proto;
 
 /// The addresses of a [`Fast`] packet.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FastAddrs {
     /// IPv4 source and destination.
     V4 { src: u32, dst: u32 },
@@ -26,7 +26,7 @@ pub(crate) enum FastAddrs {
 
 /// The fields of an IP packet as [`super::Decoded`] holds them (but the link details, which
 /// [`fast`] writes where its caller says), addresses as integers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fast {
     pub addrs: FastAddrs,
     pub proto: Proto,
@@ -58,8 +58,24 @@ pub(crate) fn fast(lt: u16, data: &[u8], link: &mut LinkInfo) -> Option<Fast> {
     *link = LinkInfo::default();
     // Ethernet first: the common link type costs one compare.
     let (want, ip) = if lt == linktype::ETHERNET {
-        let h = data.first_chunk::<14>()?;
-        ether(u16::from_be_bytes([h[12], h[13]]), &data[14..], link)?
+        // The common frame, IPv4 with a 20-byte header right after the Ethernet header, on
+        // one length check of both headers and one compare of the EtherType with the
+        // version/header-length byte; anything else takes the walk below.
+        if let Some(h) = data.first_chunk::<{ ETHERNET_HEADER_BYTES + IPV4_HEADER_BYTES }>() {
+            if u32::from_le_bytes([h[12], h[13], h[14], 0]) == ETHERNET_IPV4_PLAIN {
+                return ipv4_body(
+                    h[ETHERNET_HEADER_BYTES..].first_chunk()?,
+                    &data[ETHERNET_HEADER_BYTES..],
+                    IPV4_HEADER_BYTES,
+                );
+            }
+        }
+        let h = data.first_chunk::<ETHERNET_HEADER_BYTES>()?;
+        ether(
+            u16::from_be_bytes([h[12], h[13]]),
+            &data[ETHERNET_HEADER_BYTES..],
+            link,
+        )?
     } else {
         other_link(lt, data, link)?
     };
@@ -80,6 +96,14 @@ pub(crate) fn fast(lt: u16, data: &[u8], link: &mut LinkInfo) -> Option<Fast> {
         ipv6(ip)
     }
 }
+
+/// Size of the Ethernet header, in bytes.
+const ETHERNET_HEADER_BYTES: usize = 14;
+/// Size of an IPv4 header without options, in bytes.
+const IPV4_HEADER_BYTES: usize = 20;
+/// Bytes 12 to 14 of an Ethernet frame carrying IPv4 with a 20-byte header (EtherType 0x0800,
+/// version 4, header length 5 words), as a little-endian word with its top byte 0.
+const ETHERNET_IPV4_PLAIN: u32 = u32::from_le_bytes([0x08, 0x00, 0x45, 0]);
 
 /// The link layers other than Ethernet.
 #[inline]
@@ -181,16 +205,26 @@ fn pppoe<'a>(data: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
 /// IPv4 and the transport header; `None` where `decode` skips or takes a rarer path.
 #[inline]
 fn ipv4(data: &[u8]) -> Option<Fast> {
-    let h = data.first_chunk::<20>()?;
+    let h = data.first_chunk::<IPV4_HEADER_BYTES>()?;
     if h[0] >> 4 != 4 {
         return None;
     }
     let header_len = usize::from(h[0] & 0x0f) * 4;
+    if header_len < IPV4_HEADER_BYTES {
+        return None;
+    }
+    ipv4_body(h, data, header_len)
+}
+
+/// [`ipv4`] after the version and header length tests: `h` is the first 20 bytes of `data`,
+/// `header_len` (at least 20) the header's length (a constant where the caller knows it).
+#[inline(always)]
+fn ipv4_body(h: &[u8; IPV4_HEADER_BYTES], data: &[u8], header_len: usize) -> Option<Fast> {
     let total_len = u16::from_be_bytes([h[2], h[3]]);
     // The captured IP packet, at most what the header announces; the header must fit in both
     // (one compare for the two: `data.len() < header_len || total_len < header_len`).
     let end = data.len().min(usize::from(total_len));
-    if header_len < 20 || end < header_len {
+    if end < header_len {
         return None;
     }
     // More fragments, or a fragment offset.
@@ -199,12 +233,17 @@ fn ipv4(data: &[u8]) -> Option<Fast> {
     }
     let l4_len = usize::from(total_len) - header_len;
     let l4 = &data[header_len..end];
-    // One dispatch on the protocol: `transport` inlined with it constant in each arm.
-    let (proto, t) = match h[9] {
-        6 => (Proto::Tcp, transport(Proto::Tcp, l4, l4_len)?),
-        17 => (Proto::Udp, transport(Proto::Udp, l4, l4_len)?),
-        1 => (Proto::Icmp, transport(Proto::Icmp, l4, l4_len)?),
-        _ => return None,
+    // One dispatch on the protocol: `transport` inlined with it constant in each arm, TCP
+    // tested first (the commonest), then UDP.
+    let (proto, t) = if h[9] == 6 {
+        (Proto::Tcp, transport(Proto::Tcp, l4, l4_len)?)
+    } else if h[9] == 17 {
+        (Proto::Udp, transport(Proto::Udp, l4, l4_len)?)
+    } else if h[9] == 1 {
+        rarer();
+        (Proto::Icmp, transport(Proto::Icmp, l4, l4_len)?)
+    } else {
+        return None;
     };
     Some(Fast {
         addrs: FastAddrs::V4 {
@@ -223,6 +262,11 @@ fn ipv4(data: &[u8]) -> Option<Fast> {
         payload_fp_bytes: t.payload_fp_bytes,
     })
 }
+
+/// Marks the path that calls it as the rarer one (a branch weight for the compiler, which
+/// then tests the commoner cases first); does nothing.
+#[cold]
+fn rarer() {}
 
 /// Size of the fixed IPv6 header, in bytes.
 const IPV6_HEADER_BYTES: usize = 40;
@@ -287,6 +331,9 @@ struct Transport {
     payload_fp_bytes: u16,
 }
 
+/// Size of a TCP header without options, in bytes.
+const TCP_HEADER_BYTES: usize = 20;
+
 /// Size of the ICMP / ICMPv6 echo header, in bytes.
 const ICMP_ECHO_HEADER_BYTES: usize = 8;
 
@@ -294,13 +341,20 @@ const ICMP_ECHO_HEADER_BYTES: usize = 8;
 /// announces, which is at most 16 bits), and the payload's fingerprint.
 #[inline(always)]
 fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
-    let (sport, dport, tcp, icmp_seq, header_len) = match proto {
+    // Each arm gives the header's length and the captured payload after it.
+    let (sport, dport, tcp, icmp_seq, header_len, payload) = match proto {
         Proto::Tcp => {
-            let t = l4.first_chunk::<20>()?;
-            let len = usize::from(t[12] >> 4) * 4;
-            if len < 20 || l4.len() < len {
-                return None;
-            }
+            let (t, rest) = l4.split_first_chunk::<TCP_HEADER_BYTES>()?;
+            // No options (the common case): the header is the 20 bytes just checked.
+            let (len, payload) = if t[12] & 0xf0 == 0x50 {
+                (TCP_HEADER_BYTES, rest)
+            } else {
+                let len = usize::from(t[12] >> 4) * 4;
+                if len < TCP_HEADER_BYTES || l4.len() < len {
+                    return None;
+                }
+                (len, &l4[len..])
+            };
             let info = TcpInfo {
                 seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
                 ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
@@ -312,20 +366,22 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
                 Some(info),
                 0,
                 len,
+                payload,
             )
         }
         Proto::Udp => {
-            let u = l4.first_chunk::<8>()?;
+            let (u, payload) = l4.split_first_chunk::<8>()?;
             (
                 u16::from_be_bytes([u[0], u[1]]),
                 u16::from_be_bytes([u[2], u[3]]),
                 None,
                 0,
                 8,
+                payload,
             )
         }
         Proto::Icmp | Proto::Icmpv6 => {
-            let c = l4.first_chunk::<ICMP_ECHO_HEADER_BYTES>()?;
+            let (c, payload) = l4.split_first_chunk::<ICMP_ECHO_HEADER_BYTES>()?;
             let id = u16::from_be_bytes([c[4], c[5]]);
             let seq = u16::from_be_bytes([c[6], c[7]]);
             let (request, reply) = if proto == Proto::Icmp {
@@ -338,12 +394,12 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
                 t if t == reply => (0, id),
                 _ => return None,
             };
-            (sport, dport, None, seq, ICMP_ECHO_HEADER_BYTES)
+            (sport, dport, None, seq, ICMP_ECHO_HEADER_BYTES, payload)
         }
     };
     // header_len <= l4.len() <= l4_len: no underflow; at most 16 bits.
     let payload_len = (l4_len - header_len) as u32;
-    let (payload_fp, payload_fp_bytes) = fingerprint_prefix(&l4[header_len..]);
+    let (payload_fp, payload_fp_bytes) = fingerprint_prefix(payload);
     Some(Transport {
         sport,
         dport,
