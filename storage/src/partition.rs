@@ -650,10 +650,17 @@ impl ActiveLog {
         Ok((c, sa, sb))
     }
 
-    /// Committed records, each re-validated as read back from the map.
+    /// Committed records, each re-validated as read back: those written
+    /// out from the map, then those still in the buffer (write-behind,
+    /// [`crate::Writer::set_write_behind`]) from there.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        let map = self.map_committed()?;
-        read_slots(&self.path, &map[HEADER_SIZE..], self.count, self.crc)
+        // HDR + on_file × REC <= the file's length, which only grows.
+        let map = mmap::map_read(&self.file, HDR + self.on_file * REC)
+            .map_err(StoreError::io(&self.path, "map log"))?;
+        let mut v = read_slots(&self.path, &map[HEADER_SIZE..], self.on_file, self.crc)?;
+        let pending = self.count - self.on_file;
+        v.extend(read_slots(&self.path, &self.buf, pending, self.crc)?);
+        Ok(v)
     }
 }
 
