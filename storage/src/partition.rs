@@ -498,6 +498,30 @@ impl ActiveLog {
         Ok(Ok(()))
     }
 
+    /// The buffer, taken for another log (nothing may be buffered: call
+    /// after [`ActiveLog::write_out`]); this log buffers in a new one if
+    /// it is appended to again.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        assert!(
+            self.count == self.on_file,
+            "buffer taken with records in it"
+        );
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Buffers in `buf` from here if it is larger than the log's own (a
+    /// sealed log's: its stale bytes are never written out, each slot is
+    /// written whole before it is counted), the records buffered so far
+    /// copied into it.
+    pub fn swap_buffer_if_larger(&mut self, mut buf: Vec<u8>) {
+        if buf.len() <= self.buf.len() {
+            return;
+        }
+        let pending = (self.count - self.on_file) as usize * RECORD_SIZE;
+        buf[..pending].copy_from_slice(&self.buf[..pending]);
+        self.buf = buf;
+    }
+
     /// Writes the buffered records to the file in one `pwrite` (into the
     /// preallocated zero slots; the map sees them through the page cache).
     pub fn write_out(&mut self) -> Result<(), StoreError> {

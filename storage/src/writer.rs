@@ -251,6 +251,11 @@ pub struct Writer {
     /// holds `LOG_BUFFER_RECORDS_MAX` records, before a log is synced,
     /// sealed or read, and on [`Writer::write_out`], `flush` and drop.
     write_behind: bool,
+    /// Sealed logs' buffers, for the next logs created (at most
+    /// [`SPARE_LOG_BUFFERS_MAX`]): with write-behind a log's buffer grows
+    /// to `LOG_BUFFER_RECORDS_MAX` records, which is then not allocated,
+    /// zeroed and grown again per partition.
+    spare_log_buffers: Vec<Vec<u8>>,
     stats: WriterStats,
     gaps: GapLog,
 }
@@ -274,6 +279,10 @@ type SealEntry = (u128, u128);
 
 /// Low bits of [`SealEntry`]'s second word that hold the slot.
 const SEAL_SLOT_BITS: u32 = 32;
+
+/// Sealed logs' append buffers the writer keeps for new logs (each at most
+/// `LOG_BUFFER_RECORDS_MAX` records, 384 KiB: 6 MiB at most).
+const SPARE_LOG_BUFFERS_MAX: usize = 16;
 
 /// Records from which the last seals of a replay ([`Writer::seal_all`],
 /// when nothing else runs) sort and reduce a partition on two threads.
@@ -926,6 +935,7 @@ impl Writer {
             sync_chore: 0,
             spares_asked: 0,
             write_behind: false,
+            spare_log_buffers: Vec::new(),
             stats: WriterStats::default(),
             gaps,
         };
@@ -1033,6 +1043,10 @@ impl Writer {
                 self.spares_asked += 1;
                 let name = format!("spare-{:06}.log{}", self.spares_asked, fsutil::TMP_SUFFIX);
                 self.chores.send(Chore::Spare(self.parts.join(name)));
+            }
+            let mut log = log;
+            if let Some(buf) = self.spare_log_buffers.pop() {
+                log.swap_buffer_if_larger(buf);
             }
             self.stats.bytes_written += crate::format::HEADER_SIZE as u64;
             self.active.insert(start, log);
@@ -1641,6 +1655,11 @@ impl Writer {
         if let Err(e) = log.write_out() {
             self.active.insert(start, log);
             return Err(e);
+        }
+        // Its buffer kept for a next log (at most SPARE_LOG_BUFFERS_MAX).
+        let buf = log.take_buffer();
+        if !buf.is_empty() && self.spare_log_buffers.len() < SPARE_LOG_BUFFERS_MAX {
+            self.spare_log_buffers.push(buf);
         }
         let segment = log.segment;
         let e = self.sealed_max.entry(start).or_insert(segment);
