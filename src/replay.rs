@@ -983,6 +983,10 @@ pub fn run(
             .expect("valid template"),
     );
 
+    // The replay's appends (a batch per tick, ~375 records) are written
+    // out 384 KiB at a time, and before every sync and seal: the same
+    // calls, the same store bytes after every flush (`Writer::set_write_behind`).
+    writer.set_write_behind(true)?;
     let preparer = Preparer::new(&cfg);
     let (mut summary, sink) = match threads {
         0 | 1 => {
@@ -1105,6 +1109,7 @@ pub fn run(
         *summary.skipped.entry(reason).or_insert(0) += n;
     }
     summary.correlator = sink.correlator;
+    writer.set_write_behind(false)?;
     summary.writer = writer.stats();
     summary.mappings = sink.mappings;
     summary.mappings_at_capture_end = sink.mappings_at_capture_end;

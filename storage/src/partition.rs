@@ -498,6 +498,30 @@ impl ActiveLog {
         Ok(Ok(()))
     }
 
+    /// The buffer, taken for another log (nothing may be buffered: call
+    /// after [`ActiveLog::write_out`]); this log buffers in a new one if
+    /// it is appended to again.
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        assert!(
+            self.count == self.on_file,
+            "buffer taken with records in it"
+        );
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Buffers in `buf` from here if it is larger than the log's own (a
+    /// sealed log's: its stale bytes are never written out, each slot is
+    /// written whole before it is counted), the records buffered so far
+    /// copied into it.
+    pub fn swap_buffer_if_larger(&mut self, mut buf: Vec<u8>) {
+        if buf.len() <= self.buf.len() {
+            return;
+        }
+        let pending = (self.count - self.on_file) as usize * RECORD_SIZE;
+        buf[..pending].copy_from_slice(&self.buf[..pending]);
+        self.buf = buf;
+    }
+
     /// Writes the buffered records to the file in one `pwrite` (into the
     /// preallocated zero slots; the map sees them through the page cache).
     pub fn write_out(&mut self) -> Result<(), StoreError> {
@@ -650,10 +674,17 @@ impl ActiveLog {
         Ok((c, sa, sb))
     }
 
-    /// Committed records, each re-validated as read back from the map.
+    /// Committed records, each re-validated as read back: those written
+    /// out from the map, then those still in the buffer (write-behind,
+    /// [`crate::Writer::set_write_behind`]) from there.
     pub fn records(&self) -> Result<Vec<Record>, StoreError> {
-        let map = self.map_committed()?;
-        read_slots(&self.path, &map[HEADER_SIZE..], self.count, self.crc)
+        // HDR + on_file × REC <= the file's length, which only grows.
+        let map = mmap::map_read(&self.file, HDR + self.on_file * REC)
+            .map_err(StoreError::io(&self.path, "map log"))?;
+        let mut v = read_slots(&self.path, &map[HEADER_SIZE..], self.on_file, self.crc)?;
+        let pending = self.count - self.on_file;
+        v.extend(read_slots(&self.path, &self.buf, pending, self.crc)?);
+        Ok(v)
     }
 }
 

@@ -246,6 +246,16 @@ pub struct Writer {
     /// Spare log files asked of `chores` so far (also their temp names'
     /// numbers).
     spares_asked: u64,
+    /// Write-behind ([`Writer::set_write_behind`]): an append leaves its
+    /// records in the logs' buffers; they are written out when a buffer
+    /// holds `LOG_BUFFER_RECORDS_MAX` records, before a log is synced,
+    /// sealed or read, and on [`Writer::write_out`], `flush` and drop.
+    write_behind: bool,
+    /// Sealed logs' buffers, for the next logs created (at most
+    /// [`SPARE_LOG_BUFFERS_MAX`]): with write-behind a log's buffer grows
+    /// to `LOG_BUFFER_RECORDS_MAX` records, which is then not allocated,
+    /// zeroed and grown again per partition.
+    spare_log_buffers: Vec<Vec<u8>>,
     stats: WriterStats,
     gaps: GapLog,
 }
@@ -269,6 +279,10 @@ type SealEntry = (u128, u128);
 
 /// Low bits of [`SealEntry`]'s second word that hold the slot.
 const SEAL_SLOT_BITS: u32 = 32;
+
+/// Sealed logs' append buffers the writer keeps for new logs (each at most
+/// `LOG_BUFFER_RECORDS_MAX` records, 384 KiB: 6 MiB at most).
+const SPARE_LOG_BUFFERS_MAX: usize = 16;
 
 /// Records from which the last seals of a replay ([`Writer::seal_all`],
 /// when nothing else runs) sort and reduce a partition on two threads.
@@ -920,6 +934,8 @@ impl Writer {
             chores,
             sync_chore: 0,
             spares_asked: 0,
+            write_behind: false,
+            spare_log_buffers: Vec::new(),
             stats: WriterStats::default(),
             gaps,
         };
@@ -1028,6 +1044,10 @@ impl Writer {
                 let name = format!("spare-{:06}.log{}", self.spares_asked, fsutil::TMP_SUFFIX);
                 self.chores.send(Chore::Spare(self.parts.join(name)));
             }
+            let mut log = log;
+            if let Some(buf) = self.spare_log_buffers.pop() {
+                log.swap_buffer_if_larger(buf);
+            }
             self.stats.bytes_written += crate::format::HEADER_SIZE as u64;
             self.active.insert(start, log);
             // Its directory entry is made durable by the next flush.
@@ -1036,6 +1056,39 @@ impl Writer {
             self.route = None;
         }
         Ok(self.active.get_mut(&start).expect("inserted above"))
+    }
+
+    /// Write-behind on or off (off when opened). Off, every append call
+    /// ends with the records in the kernel (one `pwrite` per active log):
+    /// a killed process loses none of them, and another process reading
+    /// the log sees them. On, the records stay in the log's buffer (at most
+    /// `LOG_BUFFER_RECORDS_MAX`, 384 KiB, per active log) until it is full,
+    /// or until anything looks at the file: the periodic sync and
+    /// [`Writer::flush`] (which write out first, so what a flush makes
+    /// durable is the same), a seal, a carry, [`Writer::unclosed`],
+    /// [`Writer::write_out`], drop. So a store's bytes after each flush and
+    /// every sealed byte are the same either way (property-tested); only
+    /// the `pwrite`s are fewer and larger, and a process killed between
+    /// two write-outs loses the records since the last one (a power loss
+    /// loses everything not flushed either way). For a replay, which
+    /// writes a finished capture and flushes at its end; the live recorder
+    /// keeps it off. Turning it off writes everything out.
+    pub fn set_write_behind(&mut self, on: bool) -> Result<(), StoreError> {
+        self.write_behind = on;
+        if !on {
+            self.write_out()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every record appended so far to the files (one `pwrite` per
+    /// active log with buffered records): in the kernel on return, not
+    /// synced. Only write-behind leaves records buffered between calls.
+    pub fn write_out(&mut self) -> Result<(), StoreError> {
+        for log in self.active.values_mut() {
+            log.write_out()?;
+        }
+        Ok(())
     }
 
     /// Appends one mapping state. Its event time (`first_ns` while `Open`,
@@ -1051,8 +1104,9 @@ impl Writer {
 
     /// Appends `ms` in order, then writes them to the files in one `pwrite`
     /// per active log: on return every record is in the kernel (survives a
-    /// process kill; durable at the next flush). Stops at the first error;
-    /// the records before it are appended.
+    /// process kill; durable at the next flush), unless write-behind is on
+    /// ([`Writer::set_write_behind`]). Stops at the first error; the records
+    /// before it are appended.
     pub fn append_batch(&mut self, ms: &[Mapping]) -> Result<(), StoreError> {
         self.append_batches([ms])
     }
@@ -1063,8 +1117,9 @@ impl Writer {
     /// `LOG_BUFFER_RECORDS_MAX` records, 384 KiB), not one per batch. For a
     /// caller holding several batches at once (a writing thread taking
     /// everything queued on its channel): larger writes cost the kernel
-    /// less per record. On return every record is in the kernel; stops at
-    /// the first error, the records before it appended.
+    /// less per record. On return every record is in the kernel (unless
+    /// write-behind is on); stops at the first error, the records before it
+    /// appended.
     pub fn append_batches<'a>(
         &mut self,
         batches: impl IntoIterator<Item = &'a [Mapping]>,
@@ -1085,8 +1140,8 @@ impl Writer {
                 }
             }
         }
-        for log in self.active.values_mut() {
-            log.write_out()?;
+        if !self.write_behind {
+            self.write_out()?;
         }
         result
     }
@@ -1600,6 +1655,11 @@ impl Writer {
         if let Err(e) = log.write_out() {
             self.active.insert(start, log);
             return Err(e);
+        }
+        // Its buffer kept for a next log (at most SPARE_LOG_BUFFERS_MAX).
+        let buf = log.take_buffer();
+        if !buf.is_empty() && self.spare_log_buffers.len() < SPARE_LOG_BUFFERS_MAX {
+            self.spare_log_buffers.push(buf);
         }
         let segment = log.segment;
         let e = self.sealed_max.entry(start).or_insert(segment);
@@ -2528,6 +2588,168 @@ mod tests {
                         proptest::prop_assert!(std::fs::read(&la).unwrap() == std::fs::read(&lb).unwrap());
                     }
                 }
+            }
+        }
+
+        /// The files of `partitions/` and `gaps/` (names and bytes), spare
+        /// logs aside (made on the background thread whenever it gets to
+        /// them). A log's record slots are listed sorted: where a carry
+        /// lands among a log's own records depends on when its seal thread
+        /// is done (the seal keeps the same records either way), with or
+        /// without write-behind.
+        fn files(store: &Store) -> Vec<(String, Vec<u8>)> {
+            use crate::format::{HEADER_SIZE, RECORD_SIZE};
+            let mut v: Vec<(String, Vec<u8>)> = ["partitions", "gaps"]
+                .iter()
+                .filter_map(|d| std::fs::read_dir(store.dir().join(d)).ok())
+                .flatten()
+                .map(|e| e.unwrap())
+                // A file removed meanwhile (a sealed log, a temp name) is skipped.
+                .filter_map(|e| {
+                    Some((
+                        e.file_name().to_string_lossy().into_owned(),
+                        std::fs::read(e.path()).ok()?,
+                    ))
+                })
+                .filter(|(n, _)| !n.starts_with("spare-"))
+                .map(|(n, b)| {
+                    if !n.ends_with(".log") {
+                        return (n, b);
+                    }
+                    let mut slots: Vec<&[u8]> = b[HEADER_SIZE..].chunks(RECORD_SIZE).collect();
+                    slots.sort();
+                    let mut sorted = b[..HEADER_SIZE].to_vec();
+                    sorted.extend(slots.concat());
+                    (n, sorted)
+                })
+                .collect();
+            v.sort();
+            v
+        }
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+
+            /// Write-behind changes no byte that can be observed: the same
+            /// appends, clock moves (seals, carries, periodic syncs), gaps
+            /// and flushes on two stores, one with write-behind, leave the
+            /// same `.part` and gap files, byte for byte, and the same logs
+            /// (names, headers, records: [`files`]) after every flush, and
+            /// the same files and stats at the end (seal all, flush); and
+            /// between flushes each active log of the write-behind store
+            /// holds records up to a zero slot and none after it, the same
+            /// bytes it holds once written out plus records after them: what
+            /// a kill at that point leaves is a prefix of the records, which
+            /// recovery reads as any log.
+            #[test]
+            fn write_behind_leaves_the_same_bytes(
+                ops in proptest::collection::vec((0u8..13, 0usize..500, 0i64..300), 1..16),
+                seed in 0u64..u64::MAX,
+                sync_each_advance in proptest::bool::ANY,
+                bad_at in proptest::option::of(0usize..20_000),
+            ) {
+                use crate::format::{HEADER_SIZE, RECORD_SIZE};
+                let d = tempfile::tempdir().unwrap();
+                let interval = if sync_each_advance { 0 } else { u32::MAX };
+                let (sa, sb) = (store(&d.path().join("a"), interval), store(&d.path().join("b"), interval));
+                let (mut wa, mut wb) = (sa.writer().unwrap(), sb.writer().unwrap());
+                wb.set_write_behind(true).unwrap();
+                let mut rng = seed | 1;
+                let mut next = move || {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng
+                };
+                let mut now = T0;
+                let mut made = 0usize;
+                for (kind, size, dt) in ops {
+                    now += dt * S * 10;
+                    let (ra, rb) = match kind {
+                        0..=7 => {
+                            let ms: Vec<Mapping> = (0..size)
+                                .map(|_| {
+                                    // Mostly recent, some up to 3 h back (late
+                                    // for sealed partitions), open or ended.
+                                    let r = next();
+                                    let back = if r % 8 == 0 { (r >> 8) as i64 % (3 * H) } else { (r >> 8) as i64 % (60 * S) };
+                                    let first = (now - back).max(T0);
+                                    let end = if r & 16 == 0 { EndReason::Open } else { EndReason::Fin };
+                                    let last = if end == EndReason::Open { first } else { first + ((r >> 40) as i64 % (30 * S)) };
+                                    let mut m = tcp(1024 + (next() % 20_000) as u16, first, last, end);
+                                    if Some(made) == bad_at {
+                                        m.last_ns = m.first_ns - 1;
+                                    }
+                                    made += 1;
+                                    m
+                                })
+                                .collect();
+                            (wa.append_batch(&ms), wb.append_batch(&ms))
+                        }
+                        8..=10 => (wa.advance(now), wb.advance(now)),
+                        11 => (wa.flush(), wb.flush()),
+                        _ => {
+                            let g = crate::Gap {
+                                from_ns: now - size as i64 * S,
+                                to_ns: now,
+                                count: size as u64,
+                                kind: crate::GapKind::Queue,
+                            };
+                            (wa.append_gap(&g), wb.append_gap(&g))
+                        }
+                    };
+                    proptest::prop_assert_eq!(ra.is_err(), rb.is_err());
+                    if ra.is_err() {
+                        break;
+                    }
+                    // (Seals and carries are counted as their threads get
+                    // done: compared after a flush.)
+                    let (ta, tb) = (wa.stats(), wb.stats());
+                    proptest::prop_assert_eq!(ta.records_appended, tb.records_appended);
+                    proptest::prop_assert_eq!(ta.late_records, tb.late_records);
+                    if kind == 11 {
+                        proptest::prop_assert_eq!(ta, tb);
+                        proptest::prop_assert!(files(&sa) == files(&sb));
+                    } else {
+                        // What a kill leaves now: each active log of the
+                        // write-behind store holds records up to some slot,
+                        // zero after it, and a write-out now (some steps)
+                        // only adds records after those: a prefix.
+                        let logs: Vec<(std::path::PathBuf, u64)> =
+                            wb.active.values().map(|l| (l.path.clone(), l.count)).collect();
+                        let before: Vec<Vec<u8>> =
+                            logs.iter().map(|(p, _)| std::fs::read(p).unwrap()).collect();
+                        let write_out = size % 4 == 0;
+                        if write_out {
+                            wb.write_out().unwrap();
+                        }
+                        for ((path, count), b) in logs.iter().zip(&before) {
+                            let after = std::fs::read(path).unwrap();
+                            let at = |x: &[u8], i: usize| x[HEADER_SIZE + i * RECORD_SIZE..][..RECORD_SIZE].to_vec();
+                            let slots = (b.len() - HEADER_SIZE) / RECORD_SIZE;
+                            let zero = vec![0u8; RECORD_SIZE];
+                            let k = (0..slots).find(|&i| at(b, i) == zero).unwrap_or(slots);
+                            proptest::prop_assert!(k as u64 <= *count);
+                            proptest::prop_assert!(
+                                b[HEADER_SIZE + k * RECORD_SIZE..].iter().all(|&x| x == 0),
+                                "{}: a record after the zero slot {}", path.display(), k
+                            );
+                            proptest::prop_assert!(after[..HEADER_SIZE + k * RECORD_SIZE] == b[..HEADER_SIZE + k * RECORD_SIZE]);
+                            if write_out {
+                                let n = (0..slots).find(|&i| at(&after, i) == zero).unwrap_or(slots);
+                                proptest::prop_assert_eq!(n as u64, *count);
+                            }
+                        }
+                    }
+                }
+                let (ra, rb) = (wa.seal_all(), wb.seal_all());
+                proptest::prop_assert_eq!(ra.is_err(), rb.is_err());
+                wa.flush().unwrap();
+                wb.flush().unwrap();
+                proptest::prop_assert_eq!(wa.stats(), wb.stats());
+                proptest::prop_assert!(files(&sa) == files(&sb));
+                // Buffered records are read back too (`unclosed`).
+                proptest::prop_assert_eq!(wa.unclosed().unwrap(), wb.unclosed().unwrap());
             }
         }
 
