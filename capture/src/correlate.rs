@@ -1089,19 +1089,14 @@ pub struct Prepared {
     src: Ep,
     dst: Ep,
     invariants: u64,
-    /// [`pair_hash`] of (out, remote dst) and of (in, remote src): the two
-    /// keys the packet may wait or pair under. Each is computed only where
-    /// [`Correlator::push_prepared`] can use it, else 0: the out key only
-    /// when the destination is not a subscriber's, the in key only when the
-    /// source is not (a packet to a subscriber is an inside copy waiting
-    /// under the in key, or untranslated, or subscriber to subscriber;
-    /// likewise from one). Which keys are used follows from the two
-    /// subscriber tests alone, whatever the side.
-    ///
-    /// The slot a packet with one subscriber end does not use carries the
-    /// hash of its flow's key instead (IPv4 flows; else 0), for
-    /// [`Correlator::prefetch_next`]: `hash_in` when the source is the
-    /// subscriber's, `hash_out` when the destination is.
+    /// For a packet with one subscriber end, the hash of its flow's key
+    /// (IPv4 flows; else 0), for [`Correlator::prefetch_next`]: `hash_in`
+    /// when the source is the subscriber's, `hash_out` when the destination
+    /// is; else 0. Until round 12 (`onekey2`) the slots carried the
+    /// [`pair_hash`] of the packet's out and in keys; copies now wait and
+    /// probe under their coarse key ([`coarse_hash`]: the invariants), and
+    /// the correlator hashes a pair key only where a copy waits on, or looks
+    /// at, a pair key's list (rare), so the preparer computes none.
     hash_out: u64,
     hash_in: u64,
     proto: Proto,
@@ -1368,10 +1363,6 @@ impl Preparer {
         tcp_flags: u8,
         invariants: u64,
     ) -> Prepared {
-        let hash = |dir: Dir, remote: &Ep| {
-            let (lo, hi) = ip_words(&remote.ip);
-            pair_hash_words(lo, hi, remote.port, dir, proto, invariants)
-        };
         // The flow's key hash where one end is a subscriber's (IPv4).
         let flow = |internal: &Ep, remote: &Ep| match (internal.v4(), remote.v4()) {
             (Some(i), Some(r)) => Correlator::key_hash(&FlowKey {
@@ -1392,13 +1383,11 @@ impl Preparer {
             // the other slot the flow's hash.
             hash_out: match (src_sub, dst_sub) {
                 (false, true) => flow(&dst, &src),
-                (_, true) => 0,
-                _ => hash(Dir::Out, &dst),
+                _ => 0,
             },
             hash_in: match (src_sub, dst_sub) {
                 (true, false) => flow(&src, &dst),
-                (true, _) => 0,
-                _ => hash(Dir::In, &src),
+                _ => 0,
             },
             proto,
             tcp_flags,
