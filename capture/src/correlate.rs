@@ -313,11 +313,13 @@ struct Copy {
     /// An outside copy whose direction is not known: it also waits under
     /// the other direction's key, which is derived ([`twin_key`]).
     ambiguous: bool,
-    /// An ambiguous copy waiting as one entry under its coarse key
-    /// ([`coarse_hash`]: protocol and invariants) for both directions' keys,
-    /// not as two entries under them (see [`Correlator::wait_coarse`]). Its
-    /// slab entry's key is then the out key (remote: the destination) and
-    /// its endpoint the source; the in key is [`twin_key`]'s.
+    /// Waiting on its coarse key's list ([`coarse_hash`]: protocol and
+    /// invariants), not its pair key's (see [`Correlator::wait_coarse`]).
+    /// An ambiguous copy there is one entry for both directions' keys, not
+    /// two entries under them: its slab entry's key is the out key (remote:
+    /// the destination) and its endpoint the source; the in key is
+    /// [`twin_key`]'s. An inside copy there stands for its own key (round
+    /// 12, `onekey2`).
     coarse: bool,
     tcp_flags: u8,
 }
@@ -531,8 +533,14 @@ fn coarse_hash(_proto: Proto, invariants: u64) -> u64 {
 /// waiting under `key` (same protocol and invariants, which the coarse
 /// probe compared): the out key's remote is the destination (the entry's
 /// key), the in key's the source (its endpoint).
+///
+/// An inside copy on a coarse list (round 12, `onekey2`) stands for its own
+/// key alone.
 #[inline(always)]
 fn coarse_matches(w: &Waiting, key: &PairKey) -> bool {
+    if w.copy.inside {
+        return w.key.dir == key.dir && w.key.remote == key.remote;
+    }
     match key.dir {
         Dir::Out => w.key.remote == key.remote,
         Dir::In => w.copy.endpoint == key.remote,
@@ -555,6 +563,11 @@ struct KeyList {
     len: usize,
     tail: u32,
     same_inside: bool,
+    /// An inside copy's probe: its coarse key's list, its length and last
+    /// entry ([`NO_SLOT`]: none), where it waits while that list is below
+    /// [`COARSE_LIST_MAX`].
+    coarse_len: usize,
+    coarse_tail: u32,
 }
 
 impl KeyList {
@@ -562,6 +575,8 @@ impl KeyList {
         len: 0,
         tail: NO_SLOT,
         same_inside: false,
+        coarse_len: 0,
+        coarse_tail: NO_SLOT,
     };
 
     fn add(&mut self, i: u32, c: &Copy, endpoint: &Ep) {
@@ -579,14 +594,23 @@ struct Lists {
 }
 
 /// A coarse key's list ([`Correlator::coarse_list`]) as an ambiguous copy
-/// sees it: its entries, its last ([`NO_SLOT`]: none), and how many stand
-/// for the copy's out key and for its in key ([`coarse_matches`]).
+/// sees it: its entries, its last ([`NO_SLOT`]: none), how many stand for
+/// the copy's out key and for its in key ([`coarse_matches`]), and the first
+/// inside copy there under each (its twin, unless an older one waits on the
+/// key's own list).
 #[derive(Clone, Copy, Debug)]
 struct CoarseList {
     len: usize,
     tail: u32,
     out_len: usize,
     in_len: usize,
+    /// The table entry naming the list (meaningless when `len` is 0).
+    entry: pending::Found,
+    /// The first inside copy on the list under the out key and under the
+    /// in key, with its predecessor on the list: (entry, predecessor),
+    /// [`NO_SLOT`] for none.
+    out_first: (u32, u32),
+    in_first: (u32, u32),
 }
 
 impl CoarseList {
@@ -595,6 +619,9 @@ impl CoarseList {
         tail: NO_SLOT,
         out_len: 0,
         in_len: 0,
+        entry: pending::Found::NONE,
+        out_first: (NO_SLOT, NO_SLOT),
+        in_first: (NO_SLOT, NO_SLOT),
     };
 }
 
@@ -1062,19 +1089,14 @@ pub struct Prepared {
     src: Ep,
     dst: Ep,
     invariants: u64,
-    /// [`pair_hash`] of (out, remote dst) and of (in, remote src): the two
-    /// keys the packet may wait or pair under. Each is computed only where
-    /// [`Correlator::push_prepared`] can use it, else 0: the out key only
-    /// when the destination is not a subscriber's, the in key only when the
-    /// source is not (a packet to a subscriber is an inside copy waiting
-    /// under the in key, or untranslated, or subscriber to subscriber;
-    /// likewise from one). Which keys are used follows from the two
-    /// subscriber tests alone, whatever the side.
-    ///
-    /// The slot a packet with one subscriber end does not use carries the
-    /// hash of its flow's key instead (IPv4 flows; else 0), for
-    /// [`Correlator::prefetch_next`]: `hash_in` when the source is the
-    /// subscriber's, `hash_out` when the destination is.
+    /// For a packet with one subscriber end, the hash of its flow's key
+    /// (IPv4 flows; else 0), for [`Correlator::prefetch_next`]: `hash_in`
+    /// when the source is the subscriber's, `hash_out` when the destination
+    /// is; else 0. Until round 12 (`onekey2`) the slots carried the
+    /// [`pair_hash`] of the packet's out and in keys; copies now wait and
+    /// probe under their coarse key ([`coarse_hash`]: the invariants), and
+    /// the correlator hashes a pair key only where a copy waits on, or looks
+    /// at, a pair key's list (rare), so the preparer computes none.
     hash_out: u64,
     hash_in: u64,
     proto: Proto,
@@ -1341,10 +1363,6 @@ impl Preparer {
         tcp_flags: u8,
         invariants: u64,
     ) -> Prepared {
-        let hash = |dir: Dir, remote: &Ep| {
-            let (lo, hi) = ip_words(&remote.ip);
-            pair_hash_words(lo, hi, remote.port, dir, proto, invariants)
-        };
         // The flow's key hash where one end is a subscriber's (IPv4).
         let flow = |internal: &Ep, remote: &Ep| match (internal.v4(), remote.v4()) {
             (Some(i), Some(r)) => Correlator::key_hash(&FlowKey {
@@ -1365,13 +1383,11 @@ impl Preparer {
             // the other slot the flow's hash.
             hash_out: match (src_sub, dst_sub) {
                 (false, true) => flow(&dst, &src),
-                (_, true) => 0,
-                _ => hash(Dir::Out, &dst),
+                _ => 0,
             },
             hash_in: match (src_sub, dst_sub) {
                 (true, false) => flow(&src, &dst),
-                (true, _) => 0,
-                _ => hash(Dir::In, &src),
+                _ => 0,
             },
             proto,
             tcp_flags,
@@ -1400,6 +1416,9 @@ pub struct Correlator {
     order_head: u32,
     order_tail: u32,
     pending_count: usize,
+    /// Entries on pair keys' lists (not coarse): when 0, no probe looks
+    /// for a pair key's list.
+    fine_count: usize,
     /// The flow index: chains of slots by key hash, linked through the
     /// slots' `LINK_INDEX_NEXT` ([`LINK_NONE`]: empty). A power of two of
     /// heads, doubled (and every chain rebuilt) when the active flows exceed
@@ -1508,6 +1527,7 @@ impl Correlator {
             order_head: NO_SLOT,
             order_tail: NO_SLOT,
             pending_count: 0,
+            fine_count: 0,
             index_heads: vec![LINK_NONE; 1 << index_bits],
             index_bits,
             flows: MappedSlab::new(slab_slots).map_err(|e| {
@@ -1743,38 +1763,37 @@ impl Correlator {
             }
             Side::Inside | Side::Unknown if src_sub => {
                 // `hash_in`: the flow's key hash (see `Prepared::hash_out`).
-                let (hash, flow_hash) = (pkt.hash_out, pkt.hash_in);
-                self.offer(ts_ns, pkt, Dir::Out, hash, flow_hash, out);
+                self.offer(ts_ns, pkt, Dir::Out, pkt.hash_in, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
-                let (hash, flow_hash) = (pkt.hash_in, pkt.hash_out);
-                self.offer(ts_ns, pkt, Dir::In, hash, flow_hash, out);
+                self.offer(ts_ns, pkt, Dir::In, pkt.hash_out, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
                 // (public = src) or remote→subscriber before it (public = dst).
-                let (out_hash, in_hash) = (pkt.hash_out, pkt.hash_in);
-                let Twin::Absent(mut out_at) =
-                    self.take_twin_if_held(ts_ns, pkt, Dir::Out, out_hash, false, out)
-                else {
-                    return;
-                };
-                let Twin::Absent(mut in_at) =
-                    self.take_twin_if_held(ts_ns, pkt, Dir::In, in_hash, false, out)
-                else {
-                    return;
-                };
                 let (out_key, src) = pkt.pair_key(Dir::Out);
-                let (in_key, dst) = pkt.pair_key(Dir::In);
-                // The copies waiting under each key as one coarse entry
-                // count towards `pending_per_key_max` with those on its list.
+                // Its coarse key's list: the inside copies waiting there
+                // (the first under each key is a twin), and the copies that
+                // count towards `pending_per_key_max` under each key with
+                // those on its own list.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
                 let mut coarse = CoarseList::NONE;
                 if self.pending.may_hold(chash) {
-                    coarse = self.coarse_list(&out_key, &in_key, chash);
-                    out_at.len += coarse.out_len;
-                    in_at.len += coarse.in_len;
+                    coarse = self.coarse_list(&out_key, &src, chash);
                 }
+                let Twin::Absent(mut out_at) =
+                    self.take_inside(ts_ns, pkt, &out_key, &src, &coarse, out)
+                else {
+                    return;
+                };
+                let (in_key, dst) = pkt.pair_key(Dir::In);
+                let Twin::Absent(mut in_at) =
+                    self.take_inside(ts_ns, pkt, &in_key, &dst, &coarse, out)
+                else {
+                    return;
+                };
+                out_at.len += coarse.out_len;
+                in_at.len += coarse.in_len;
                 let (seq, flags) = (self.stats.packets, pkt.tcp_flags);
                 let copy = |endpoint| Copy {
                     ts_ns,
@@ -1795,6 +1814,7 @@ impl Correlator {
                         self.wait_coarse(out_key, chash, copy(src), coarse.tail);
                         return;
                     }
+                    let (out_hash, in_hash) = (pair_hash(&out_key), pair_hash(&in_key));
                     let a = self.wait_at(out_key, out_hash, copy(src), out_at);
                     let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
                     if a != NO_SLOT && b != NO_SLOT {
@@ -1802,8 +1822,8 @@ impl Correlator {
                         self.waiting_mut(b).twin = a;
                     }
                 } else {
-                    self.insert(out_key, out_hash, copy(src));
-                    self.insert(in_key, in_hash, copy(dst));
+                    self.insert(out_key, pair_hash(&out_key), copy(src));
+                    self.insert(in_key, pair_hash(&in_key), copy(dst));
                 }
             }
         }
@@ -1817,12 +1837,11 @@ impl Correlator {
         ts_ns: UnixNanos,
         pkt: &Prepared,
         dir: Dir,
-        hash: u64,
         flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
         let inside = true;
-        let Twin::Absent(at) = self.take_twin_if_held(ts_ns, pkt, dir, hash, inside, out) else {
+        let Twin::Absent(at) = self.take_twin_if_held(ts_ns, pkt, dir, inside, out) else {
             return;
         };
         let (key, endpoint) = pkt.pair_key(dir);
@@ -1837,9 +1856,19 @@ impl Correlator {
             tcp_flags: flags,
         };
         if self.pending_count < self.cfg.pending_max && !self.probe_once_off() {
-            self.wait_at(key, hash, copy, at);
+            if at.coarse_len < self.coarse_list_max() {
+                // On its coarse key's list (while below its bound).
+                if at.len >= self.cfg.pending_per_key_max {
+                    self.stats.pending_key_full += 1;
+                } else {
+                    let chash = coarse_hash(key.proto, key.invariants);
+                    self.wait_coarse(key, chash, copy, at.coarse_tail);
+                }
+            } else {
+                self.wait_at(key, pair_hash(&key), copy, at);
+            }
         } else {
-            self.insert(key, hash, copy);
+            self.insert(key, pair_hash(&key), copy);
         }
         // Its outside twin comes a few packets later (usually), and the pair
         // then looks up the flow: start loading its index head now, its slot
@@ -1860,20 +1889,18 @@ impl Correlator {
     pub fn prefetch_next(&mut self, pkt: &Prepared) {
         let flow = match (pkt.src_sub, pkt.dst_sub) {
             (true, false) => {
-                self.pending.prefetch(pkt.hash_out);
                 self.pending
                     .prefetch(coarse_hash(pkt.proto, pkt.invariants));
                 pkt.hash_in
             }
             (false, true) => {
-                self.pending.prefetch(pkt.hash_in);
                 self.pending
                     .prefetch(coarse_hash(pkt.proto, pkt.invariants));
                 pkt.hash_out
             }
             (false, false) => {
-                self.pending.prefetch(pkt.hash_out);
-                self.pending.prefetch(pkt.hash_in);
+                self.pending
+                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
                 return;
             }
             (true, true) => return,
@@ -1889,21 +1916,11 @@ impl Correlator {
     #[inline(always)]
     pub fn prefetch_next_pairing(&mut self, pkt: &Prepared) {
         match (pkt.src_sub, pkt.dst_sub) {
-            (true, false) => {
-                self.pending.prefetch(pkt.hash_out);
-                self.pending
-                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-            }
-            (false, true) => {
-                self.pending.prefetch(pkt.hash_in);
-                self.pending
-                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-            }
-            (false, false) => {
-                self.pending.prefetch(pkt.hash_out);
-                self.pending.prefetch(pkt.hash_in);
-            }
             (true, true) => {}
+            _ => {
+                self.pending
+                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
+            }
         }
     }
 
@@ -2003,13 +2020,18 @@ impl Correlator {
         ts_ns: UnixNanos,
         pkt: &Prepared,
         dir: Dir,
-        hash: u64,
         inside: bool,
         out: &mut Vec<Mapping>,
     ) -> Twin {
-        // An inside copy also looks for its twin among the ambiguous copies
-        // waiting as one entry under their coarse key.
-        let fine = self.pending.may_hold(hash);
+        // Its pair key's list only while copies wait on pair keys' lists
+        // (its hash computed only then).
+        let mut hash = 0;
+        let fine = self.fine_count != 0 && {
+            hash = pair_hash(&pkt.pair_key(dir).0);
+            self.pending.may_hold(hash)
+        };
+        // An inside copy also looks for its twin among the copies waiting
+        // under their coarse key.
         let coarse = inside
             && self
                 .pending
@@ -2018,7 +2040,7 @@ impl Correlator {
             return Twin::Absent(KeyList::NONE);
         }
         let lists = Lists { fine, coarse };
-        self.take_twin(ts_ns, pkt, dir, hash, inside, lists, out)
+        self.take_twin(ts_ns, pkt, dir, hash, inside, lists, u64::MAX, out)
     }
 
     /// Looks for a waiting copy of the other side under `key`, in one probe
@@ -2044,6 +2066,7 @@ impl Correlator {
         hash: u64,
         inside: bool,
         lists: Lists,
+        before: u64,
         out: &mut Vec<Mapping>,
     ) -> Twin {
         let (key, endpoint) = pkt.pair_key(dir);
@@ -2052,7 +2075,9 @@ impl Correlator {
         let taken = if inside {
             self.take_outside(key, hash, &endpoint, lists)
         } else {
-            self.take_waiting(key, hash, &endpoint, |c| c.inside)
+            // Only an inside copy older than `before` (the first one under
+            // `key` on the coarse list, which the caller takes otherwise).
+            self.take_waiting(key, hash, &endpoint, |c| c.inside && c.packet < before)
         };
         let (twin, link) = match taken {
             Ok(twin) => twin,
@@ -2069,6 +2094,121 @@ impl Correlator {
                 return Twin::Absent(at);
             }
         };
+        self.pair_taken(ts_ns, key, endpoint, flags, inside, twin, link, out)
+    }
+
+    /// An outside copy's probe of its key in direction `dir` for the oldest
+    /// inside copy waiting under it: on the key's own list (only when copies
+    /// wait on pair keys' lists at all, `fine_count`) or on its coarse key's
+    /// list (`coarse`, walked by [`coarse_list`](Correlator::coarse_list)),
+    /// the older of the two (both lists in arrival order). As
+    /// [`take_twin`](Correlator::take_twin): `Taken`, or `Absent` with the
+    /// key's own list.
+    #[inline(always)]
+    fn take_inside(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        key: &PairKey,
+        endpoint: &Ep,
+        coarse: &CoarseList,
+        out: &mut Vec<Mapping>,
+    ) -> Twin {
+        let dir = key.dir;
+        let (first, prev) = match dir {
+            Dir::Out => coarse.out_first,
+            Dir::In => coarse.in_first,
+        };
+        let mut at = KeyList::NONE;
+        if self.fine_count != 0 {
+            match self.take_inside_fine(ts_ns, pkt, dir, first, out) {
+                Twin::Taken => return Twin::Taken,
+                Twin::Absent(a) => at = a,
+            }
+        }
+        if first == NO_SLOT {
+            return Twin::Absent(at);
+        }
+        self.take_coarse_inside(ts_ns, pkt, key, endpoint, coarse.entry, first, prev, out);
+        Twin::Taken
+    }
+
+    /// [`take_inside`](Correlator::take_inside)'s probe of the key's own
+    /// list (only while copies wait on pair keys' lists: rare, out of line):
+    /// the oldest inside copy there if older than `first` (the first under
+    /// the key on the coarse list, [`NO_SLOT`]: none).
+    #[inline(never)]
+    fn take_inside_fine(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        dir: Dir,
+        first: u32,
+        out: &mut Vec<Mapping>,
+    ) -> Twin {
+        let hash = pair_hash(&pkt.pair_key(dir).0);
+        if !self.pending.may_hold(hash) {
+            return Twin::Absent(KeyList::NONE);
+        }
+        let before = match first {
+            NO_SLOT => u64::MAX,
+            i => self.waiting(i).copy.packet,
+        };
+        let lists = Lists {
+            fine: true,
+            coarse: false,
+        };
+        self.take_twin(ts_ns, pkt, dir, hash, false, lists, before, out)
+    }
+
+    /// Pairs an outside copy with inside copy `i` on the coarse list the
+    /// pending table's `entry` names (after `prev`), found by
+    /// [`take_inside`](Correlator::take_inside). Out of line, as
+    /// [`take_twin`](Correlator::take_twin).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn take_coarse_inside(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        key: &PairKey,
+        endpoint: &Ep,
+        entry: pending::Found,
+        i: u32,
+        prev: u32,
+        out: &mut Vec<Mapping>,
+    ) {
+        self.unlist(entry, i, prev);
+        let (twin, link) = self.unlink_waiting(i);
+        self.pair_taken(
+            ts_ns,
+            *key,
+            *endpoint,
+            pkt.tcp_flags,
+            false,
+            twin,
+            link,
+            out,
+        );
+    }
+
+    /// The pair of this packet's copy (`endpoint` under `key`, `flags`,
+    /// `inside` or not) with `twin`, taken off the pending lists (`link`:
+    /// its twin entry, [`Waiting::twin`]): removes the twin's other entry,
+    /// counts the pair and observes it.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn pair_taken(
+        &mut self,
+        ts_ns: UnixNanos,
+        key: PairKey,
+        endpoint: Ep,
+        flags: u8,
+        inside: bool,
+        twin: Copy,
+        link: u32,
+        out: &mut Vec<Mapping>,
+    ) -> Twin {
         if link != NO_SLOT {
             self.remove_linked_twin(link);
         } else if let Some(other) = twin_key(key, &twin) {
@@ -2131,8 +2271,8 @@ impl Correlator {
                 i = w.key_next;
             }
         }
-        // Coarse entries standing for `key` wait under it too (only ever
-        // for an ambiguous copy's key: an inside copy's would have paired).
+        // Coarse entries standing for `key` wait under it too (an
+        // ambiguous copy's under any key, inside copies under their own).
         at.len += self.coarse_count(&key);
         self.wait_at(key, hash, copy, at);
     }
@@ -2170,13 +2310,14 @@ impl Correlator {
         }
         self.order_tail = i;
         self.pending_count += 1;
+        self.fine_count += 1;
         i
     }
 
     /// The list of the coarse key of an ambiguous copy's `out_key` and
     /// `in_key` (hashed `chash`, [`coarse_hash`]): at most
     /// [`COARSE_LIST_MAX`] entries walked.
-    fn coarse_list(&self, out_key: &PairKey, in_key: &PairKey, chash: u64) -> CoarseList {
+    fn coarse_list(&self, out_key: &PairKey, src: &Ep, chash: u64) -> CoarseList {
         let chunks = &self.waiting;
         let mut l = CoarseList::NONE;
         let Some(entry) = self
@@ -2185,26 +2326,45 @@ impl Correlator {
         else {
             return l;
         };
+        l.entry = entry;
         let mut i = self.pending.get(entry);
         while i != NO_SLOT {
             let w = Self::waiting_in(chunks, i);
+            // What `coarse_matches` says for the out key and the in key
+            // (remote: the source), in one test of the entry's kind.
+            if w.copy.inside {
+                // It stands for its own key only.
+                let (first, len, remote) = match w.key.dir {
+                    Dir::Out => (&mut l.out_first, &mut l.out_len, &out_key.remote),
+                    Dir::In => (&mut l.in_first, &mut l.in_len, src),
+                };
+                if w.key.remote == *remote {
+                    *len += 1;
+                    if first.0 == NO_SLOT {
+                        *first = (i, l.tail);
+                    }
+                }
+            } else {
+                l.out_len += usize::from(w.key.remote == out_key.remote);
+                l.in_len += usize::from(w.copy.endpoint == *src);
+            }
             l.len += 1;
             l.tail = i;
-            l.out_len += usize::from(coarse_matches(w, out_key));
-            l.in_len += usize::from(coarse_matches(w, in_key));
             i = w.key_next;
         }
         l
     }
 
     /// Makes the ambiguous `copy` (the out key's copy: endpoint the source)
-    /// wait as one coarse entry for both its keys, after `tail` on its coarse
-    /// key's list ([`NO_SLOT`]: a new list under `chash`). The caller has
-    /// checked that both entries would be placed: room for two under
-    /// `pending_max`, both keys under `pending_per_key_max`. Counts as the
+    /// wait as one coarse entry for both its keys, or the inside `copy`
+    /// under its key `out_key`, after `tail` on its coarse key's list
+    /// ([`NO_SLOT`]: a new list under `chash`). The caller has checked that
+    /// the old code would have placed the entries: room under `pending_max`,
+    /// each key under `pending_per_key_max`. An ambiguous copy counts as the
     /// two entries it stands for in `pending_count`.
     #[inline(always)]
     fn wait_coarse(&mut self, out_key: PairKey, chash: u64, mut copy: Copy, tail: u32) {
+        // (`out_key`: for an inside copy, its key.)
         copy.coarse = true;
         let order_prev = self.order_tail;
         let i = self.alloc_waiting();
@@ -2225,7 +2385,8 @@ impl Correlator {
             t => self.waiting_mut(t).order_next = i,
         }
         self.order_tail = i;
-        self.pending_count += 2;
+        // An ambiguous copy's coarse entry stands for two entries.
+        self.pending_count += if copy.ambiguous { 2 } else { 1 };
     }
 
     /// The coarse entries standing for `key` ([`coarse_matches`]): what
@@ -2333,6 +2494,7 @@ impl Correlator {
                 chunks[prev as usize].key_next = next;
             }
         }
+        self.fine_count -= 1;
         Ok(self.unlink_waiting(i))
     }
 
@@ -2387,11 +2549,19 @@ impl Correlator {
             while i != NO_SLOT {
                 let w = Self::waiting_in(chunks, i);
                 if coarse_matches(w, &key) {
-                    coarse = Some((entry, i, prev));
-                    break;
+                    if !w.copy.inside {
+                        coarse = Some((entry, i, prev));
+                        break;
+                    }
+                    // An inside copy under `key` on the coarse list: in
+                    // `key`'s list as the old code had it.
+                    at.len += 1;
+                    at.same_inside |= w.copy.endpoint == *endpoint;
                 }
+                at.coarse_len += 1;
                 (prev, i) = (i, w.key_next);
             }
+            at.coarse_tail = prev;
         }
         let (entry, i, prev, is_coarse) = match (fine, coarse) {
             (None, None) => return Err(at),
@@ -2410,8 +2580,11 @@ impl Correlator {
         let dst = chunks[i as usize].key.remote;
         self.unlist(entry, i, prev);
         let (mut copy, link) = self.unlink_waiting(i);
-        if is_coarse {
-            // It stood for two entries (`pending_count` counts entries).
+        if !is_coarse {
+            self.fine_count -= 1;
+        } else {
+            // It stood for two entries (`pending_count` counts entries;
+            // only an outside copy is taken here, always ambiguous).
             self.pending_count -= 1;
             if key.dir == Dir::In {
                 copy.endpoint = dst;
@@ -2436,7 +2609,8 @@ impl Correlator {
     }
 
     /// Takes entry `i`, already off its key's chain, off the arrival-order
-    /// list and frees it; its copy and twin link.
+    /// list and frees it; its copy and twin link. (The caller counts a
+    /// fine entry off `fine_count`.)
     #[inline(always)]
     fn unlink_waiting(&mut self, i: u32) -> (Copy, u32) {
         // The links and the copy only (not the whole 88-byte entry).
@@ -2504,6 +2678,7 @@ impl Correlator {
             self.waiting_mut(p).key_next = next;
         }
         self.unlink_waiting(b);
+        self.fine_count -= 1;
     }
 
     /// [`remove_copy`](Correlator::remove_copy) for the other entry of an
@@ -2548,7 +2723,9 @@ impl Correlator {
             .expect("the oldest coarse entry heads its list");
         self.unlist(entry, i, NO_SLOT);
         let (copy, _) = self.unlink_waiting(i);
-        self.pending_count -= 1;
+        if copy.ambiguous {
+            self.pending_count -= 1;
+        }
         copy
     }
 
@@ -4693,6 +4870,7 @@ mod tests {
             let mut rank = vec![usize::MAX; self.waiting.len()];
             // Entries as counted: a coarse entry stands for two.
             let mut counted = 0;
+            let mut fine = 0;
             while i != NO_SLOT {
                 let w = self.waiting(i);
                 assert_eq!(w.order_prev, prev, "entry {i}: order prev link");
@@ -4700,15 +4878,24 @@ mod tests {
                 in_order[i as usize] = true;
                 rank[i as usize] = n;
                 n += 1;
-                counted += if w.copy.coarse { 2 } else { 1 };
+                counted += if w.copy.coarse && w.copy.ambiguous {
+                    2
+                } else {
+                    1
+                };
+                fine += usize::from(!w.copy.coarse);
                 if w.copy.coarse {
-                    assert!(w.copy.ambiguous && !w.copy.inside && w.key.dir == Dir::Out);
+                    assert!(
+                        (w.copy.ambiguous && !w.copy.inside && w.key.dir == Dir::Out)
+                            || (w.copy.inside && !w.copy.ambiguous)
+                    );
                     assert_eq!(w.twin, NO_SLOT, "entry {i}: a coarse entry linked");
                 }
                 (prev, i) = (i, w.order_next);
             }
             assert_eq!(self.order_tail, prev, "arrival order tail");
             assert_eq!(counted, self.pending_count, "pending_count");
+            assert_eq!(fine, self.fine_count, "fine_count");
             // Twin links name the other entry of the same ambiguous copy,
             // waiting, linked back.
             for (i, w) in self.waiting.iter().enumerate() {
@@ -4746,7 +4933,11 @@ mod tests {
                         assert!(w.is_coarse(&key), "entry {i} on another coarse list");
                         // Each key it stands for, with the copies on that
                         // key's list, within `pending_per_key_max`.
-                        for k in [w.key, twin_key(w.key, &w.copy).expect("ambiguous")] {
+                        let keys = match twin_key(w.key, &w.copy) {
+                            Some(t) => vec![w.key, t],
+                            None => vec![w.key],
+                        };
+                        for k in keys {
                             let fine = self.find_pending(k, pair_hash(&k)).map_or(0, |mut j| {
                                 let mut m = 0;
                                 while j != NO_SLOT {

@@ -52,6 +52,11 @@ pub(super) struct PendingTable {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Found(usize);
 
+impl Found {
+    /// A placeholder for no entry: never passed to the table.
+    pub(super) const NONE: Found = Found(usize::MAX);
+}
+
 #[inline(always)]
 fn tag_of(hash: u64) -> u32 {
     (hash >> 32) as u32
