@@ -589,19 +589,41 @@ fn reduce_with(
             scan.append(scan_b);
             return;
         }
-    } else {
-        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
+        // One side empty (the sample missed the keys of all but one top
+        // digit): sorted on this thread. The keys were built from both
+        // ends, not in slot order, so they are built again (the sort below
+        // is promised slot order in the low bits).
+        keys.clear();
     }
     let radix = n >= RADIX_RECORDS_MIN;
     #[cfg(test)]
     let radix = radix || path != IndexPath::Auto;
-    if radix {
+    // The prefix's ranges are exact, so the keys' highest differing bit is
+    // the prefix's top one: the sort's top digit is known before the keys
+    // are made, and counted as they are (no counting pass of its own).
+    let top = radix
+        .then(|| crate::radix::msd_top_digit(n, slot_bits + prefix_bits, slot_bits))
+        .flatten();
+    if let Some((shift, width)) = top {
+        let mut c = crate::radix::TopCounts::new(shift, width);
+        keys.extend(records.iter().enumerate().map(|(i, r)| {
+            let k = key(i, r);
+            c.see(k);
+            k
+        }));
+        let tmp = &mut index.tmp;
+        zeroed(tmp, n);
+        crate::radix::sort_msd_counted(keys, tmp, c, slot_bits);
+        std::mem::swap(keys, tmp);
+    } else if radix {
+        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
         let tmp = &mut index.tmp;
         zeroed(tmp, n);
         // Built in slot order: the low `slot_bits` ascend already.
         crate::radix::sort_msd(keys, tmp, slot_bits + prefix_bits, slot_bits);
         std::mem::swap(keys, tmp);
     } else {
+        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
         keys.sort_unstable();
     }
     reduce_slots(
