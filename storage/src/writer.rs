@@ -2191,6 +2191,44 @@ mod tests {
         }
     }
 
+    /// A split seal whose sample of the keys' top digit saw one bucket
+    /// only (an outlier address between the sampled records) leaves one side
+    /// empty and sorts on one thread: each mapping's states still reduce in
+    /// log order (two states of equal rank: the first kept), as the model.
+    /// Before round 12 (seal11) the keys built from both ends were sorted
+    /// as if in slot order, which kept the later state.
+    #[test]
+    fn split_seal_with_one_side_empty_keeps_log_order() {
+        let m = |j: u32, packets_out: u32, public: &str| Mapping {
+            proto: Proto::Udp,
+            internal: std::net::SocketAddr::new("100.64.0.1".parse().unwrap(), 1000),
+            public: public.parse().unwrap(),
+            remote: "198.51.100.1:443".parse().unwrap(),
+            first_ns: i64::from(j) * 1000,
+            last_ns: i64::from(j) * 1000 + 500,
+            end: EndReason::Idle,
+            packets_out,
+            packets_in: 0,
+            flags: 0,
+        };
+        // Two states of equal rank for each mapping, adjacent in the log;
+        // the outlier at slot 1, which the sample (every second record)
+        // does not see.
+        let mut ms = vec![m(0, 1, "203.0.113.5:7000"), m(0, 9, "10.0.0.1:7000")];
+        for j in 1..=SPLIT_SAMPLE as u32 {
+            ms.push(m(j, 1, "203.0.113.5:7000"));
+            ms.push(m(j, 2, "203.0.113.5:7000"));
+        }
+        assert!(ms.len() / SPLIT_SAMPLE >= 2, "the sample skips records");
+        let records: Vec<Record> = ms.iter().map(|x| Record::encode(x, 0).unwrap()).collect();
+        let want = reduce_model(&records);
+        for path in [IndexPath::Auto, IndexPath::Split] {
+            let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
+            let out = reduce_joined(&records, None, path, &mut scan);
+            assert!(out == want, "{path:?}");
+        }
+    }
+
     /// A partition past `SEAL_SPLIT_RECORDS_MIN` reduces to the same records
     /// on two threads as on one (the size seal_all splits at, not the
     /// forced split of the property test).
