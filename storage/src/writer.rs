@@ -2199,13 +2199,18 @@ mod tests {
     /// as if in slot order, which kept the later state.
     #[test]
     fn split_seal_with_one_side_empty_keeps_log_order() {
+        // 16 mappings share each of 1 024 first times (a prefix run of 32
+        // states, the sort's last level on the first time's 10 bits).
         let m = |j: u32, packets_out: u32, public: &str| Mapping {
             proto: Proto::Udp,
-            internal: std::net::SocketAddr::new("100.64.0.1".parse().unwrap(), 1000),
+            internal: std::net::SocketAddr::new(
+                "100.64.0.1".parse().unwrap(),
+                1000 + (j / 1024) as u16,
+            ),
             public: public.parse().unwrap(),
             remote: "198.51.100.1:443".parse().unwrap(),
-            first_ns: i64::from(j) * 1000,
-            last_ns: i64::from(j) * 1000 + 500,
+            first_ns: i64::from(j % 1024),
+            last_ns: 5000,
             end: EndReason::Idle,
             packets_out,
             packets_in: 0,
