@@ -182,7 +182,10 @@ pub(crate) struct TopCounts {
 
 impl TopCounts {
     pub(crate) fn new(shift: u32, width: u32) -> TopCounts {
-        assert!(width <= DIGIT_BITS_MAX, "a digit of at most DIGIT_BITS_MAX bits");
+        assert!(
+            width <= DIGIT_BITS_MAX,
+            "a digit of at most DIGIT_BITS_MAX bits"
+        );
         TopCounts {
             at: [0; RADIX + 1],
             shift,
@@ -499,6 +502,58 @@ mod tests {
             let (mut a, mut b) = (keys.clone(), vec![0u64; n]);
             sort_msd(&mut a, &mut b, 64, low);
             proptest::prop_assert_eq!(&b, &expect);
+        }
+
+        /// `sort_msd_counted` (the top digit counted as the keys are made,
+        /// its position from the highest bit where they differ, as the
+        /// seal's exact ranges give it) sorts as `sort_msd` and the library
+        /// sort: keys whose low bits ascend (their place), high parts from a
+        /// few clusters, any count around the comparison bound.
+        #[test]
+        fn counted_sorts_as_sort_msd(
+            bases in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..4),
+            spread_bits in 0u32..40,
+            picks in proptest::collection::vec((0usize..4, proptest::prelude::any::<u64>()), 0..3000),
+            repeat_mask in 0u64..16,
+            shift_hi in 0u32..50,
+        ) {
+            let n = picks.len();
+            let low = usize::BITS - n.leading_zeros();
+            let spread = (1u64 << spread_bits) - 1;
+            let keys: Vec<u128> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, &(c, off))| {
+                    let h = bases[c % bases.len()].wrapping_add(off & spread & !repeat_mask);
+                    u128::from(h) << (low + shift_hi) | i as u128
+                })
+                .collect();
+            let mut expect = keys.clone();
+            expect.sort_unstable();
+            let top = keys
+                .iter()
+                .fold(0u128, |acc, &k| acc | (k ^ keys.first().copied().unwrap_or(0)))
+                .bit_len();
+            let mut want = vec![0u128; n];
+            sort_msd(&mut keys.clone(), &mut want, 128, low);
+            proptest::prop_assert_eq!(&want, &expect);
+            for low in [low, low + shift_hi] {
+                let got = match msd_top_digit(n, top, low) {
+                    Some((shift, width)) => {
+                        let mut c = TopCounts::new(shift, width);
+                        keys.iter().for_each(|&k| c.see(k));
+                        let (mut a, mut b) = (keys.clone(), vec![0u128; n]);
+                        sort_msd_counted(&mut a, &mut b, c, low);
+                        b
+                    }
+                    None => {
+                        let (mut a, mut b) = (keys.clone(), vec![0u128; n]);
+                        sort_msd(&mut a, &mut b, top, low);
+                        b
+                    }
+                };
+                proptest::prop_assert_eq!(&got, &expect);
+            }
         }
 
         /// `sort_lsd_above` gives the library sort's order for keys whose
