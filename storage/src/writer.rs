@@ -613,7 +613,7 @@ fn reduce_with(
         }));
         let tmp = &mut index.tmp;
         zeroed(tmp, n);
-        crate::radix::sort_msd_counted(keys, tmp, c, slot_bits);
+        crate::radix::sort_msd_counted(keys, tmp, &mut c, slot_bits);
         std::mem::swap(keys, tmp);
     } else if radix {
         keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
