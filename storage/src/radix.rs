@@ -147,11 +147,11 @@ fn level<K: Key + Ord, const N: usize>(a: &mut [K], b: &mut [K], shift: u32, wid
     if shift >= K::HIGH_SHIFT {
         let s = shift - K::HIGH_SHIFT;
         let digit = |k: K| (k.high() >> s) as usize & mask;
-        count(a, &mut at, &digit);
+        count(a, &mut at, digit);
         scatter(a, b, &mut at, buckets, digit);
     } else {
         let digit = |k: K| k.shifted(shift) & mask;
-        count(a, &mut at, &digit);
+        count(a, &mut at, digit);
         scatter(a, b, &mut at, buckets, digit);
     }
     sort_buckets(a, b, &at[..buckets], shift, low);
