@@ -612,13 +612,13 @@ fn reduce_with(
             k
         }));
         let tmp = &mut index.tmp;
-        zeroed(tmp, n);
+        sized(tmp, n);
         crate::radix::sort_msd_counted(keys, tmp, &mut c, slot_bits);
         std::mem::swap(keys, tmp);
     } else if radix {
         keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
         let tmp = &mut index.tmp;
-        zeroed(tmp, n);
+        sized(tmp, n);
         // Built in slot order: the low `slot_bits` ascend already.
         crate::radix::sort_msd(keys, tmp, slot_bits + prefix_bits, slot_bits);
         std::mem::swap(keys, tmp);
@@ -647,6 +647,22 @@ fn zeroed(v: &mut Vec<u128>, n: usize) {
     } else {
         v.clear();
         v.resize(n, 0);
+    }
+}
+
+/// Makes `v` `n` long, its contents any (the sort's second buffer: every
+/// slot is written before it is read). Only slots beyond its old length are
+/// zeroed, and a buffer too small is replaced by a `calloc`ed one, as in
+/// [`zeroed`]: a seal of a partition no larger than the last writes none
+/// (the zeroing was ~16 instructions a record on bigstore's seals, round 12,
+/// docs/bench/round12-seal11.md).
+fn sized(v: &mut Vec<u128>, n: usize) {
+    if v.len() >= n {
+        v.truncate(n);
+    } else if v.capacity() >= n {
+        v.resize(n, 0);
+    } else {
+        *v = vec![0; n];
     }
 }
 
