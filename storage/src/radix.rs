@@ -122,10 +122,17 @@ pub(crate) fn sort_msd<K: Key + Ord>(a: &mut [K], b: &mut [K], top: u32, low: u3
     // small level's call does not zero 8 KiB).
     if width <= SMALL_DIGIT_BITS_MAX {
         level::<K, { SMALL_RADIX + 1 }>(a, b, top - width, width, low);
+    } else if width <= MID_DIGIT_BITS_MAX {
+        level::<K, { MID_RADIX + 1 }>(a, b, top - width, width, low);
     } else {
         level::<K, { RADIX + 1 }>(a, b, top - width, width, low);
     }
 }
+
+/// Digits of 9 or 10 bits are counted in a 4 KiB array (a bucket of
+/// ~500-4 000 keys: bigstore's partitions and their second level).
+const MID_DIGIT_BITS_MAX: u32 = 10;
+const MID_RADIX: usize = 1 << MID_DIGIT_BITS_MAX;
 
 /// Digits of at most this many bits are counted in a 1 KiB array
 /// ([`sort_msd`]'s recursion into buckets of fewer than ~1 000 keys).
