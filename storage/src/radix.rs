@@ -122,10 +122,17 @@ pub(crate) fn sort_msd<K: Key + Ord>(a: &mut [K], b: &mut [K], top: u32, low: u3
     // small level's call does not zero 8 KiB).
     if width <= SMALL_DIGIT_BITS_MAX {
         level::<K, { SMALL_RADIX + 1 }>(a, b, top - width, width, low);
+    } else if width <= MID_DIGIT_BITS_MAX {
+        level::<K, { MID_RADIX + 1 }>(a, b, top - width, width, low);
     } else {
         level::<K, { RADIX + 1 }>(a, b, top - width, width, low);
     }
 }
+
+/// Digits of 9 or 10 bits are counted in a 4 KiB array (a bucket of
+/// ~500-4 000 keys: bigstore's partitions and their second level).
+const MID_DIGIT_BITS_MAX: u32 = 10;
+const MID_RADIX: usize = 1 << MID_DIGIT_BITS_MAX;
 
 /// Digits of at most this many bits are counted in a 1 KiB array
 /// ([`sort_msd`]'s recursion into buckets of fewer than ~1 000 keys).
@@ -146,14 +153,90 @@ fn level<K: Key + Ord, const N: usize>(a: &mut [K], b: &mut [K], shift: u32, wid
     let mut at = [0u32; N];
     if shift >= K::HIGH_SHIFT {
         let s = shift - K::HIGH_SHIFT;
-        scatter(a, b, &mut at, buckets, |k: K| {
+        let digit = |k: K| (k.high() >> s) as usize & mask;
+        count(a, &mut at, digit);
+        scatter(a, b, &mut at, buckets, digit);
+    } else {
+        let digit = |k: K| k.shifted(shift) & mask;
+        count(a, &mut at, digit);
+        scatter(a, b, &mut at, buckets, digit);
+    }
+    sort_buckets(a, b, &at[..buckets], shift, low);
+}
+
+/// The top level's choice of [`sort_msd`] for `n` keys below 2^`top`
+/// whose highest differing bit is `top - 1` (the caller knows it, e.g.
+/// from the fields' ranges): the digit's `(shift, width)`, or `None` where
+/// [`sort_msd`] makes no level (few keys, or none differing from `low`
+/// up).
+pub(crate) fn msd_top_digit(n: usize, top: u32, low: u32) -> Option<(u32, u32)> {
+    if n <= MSD_COMPARE_MAX || top <= low {
+        return None;
+    }
+    let width = (top - low)
+        .min(DIGIT_BITS_MAX)
+        .min(usize::BITS - <u128 as Key>::BUCKET_KEYS_LOG2 - n.leading_zeros());
+    Some((top - width, width))
+}
+
+/// Counters of [`msd_top_digit`]'s digit, filled while the keys are made
+/// (so the sort makes no counting pass of its own at the top level).
+pub(crate) struct TopCounts {
+    at: [u32; RADIX + 1],
+    shift: u32,
+    mask: usize,
+}
+
+impl TopCounts {
+    pub(crate) fn new(shift: u32, width: u32) -> TopCounts {
+        assert!(
+            width <= DIGIT_BITS_MAX,
+            "a digit of at most DIGIT_BITS_MAX bits"
+        );
+        TopCounts {
+            at: [0; RADIX + 1],
+            shift,
+            mask: (1usize << width) - 1,
+        }
+    }
+
+    /// Counts `k`'s digit.
+    #[inline(always)]
+    pub(crate) fn see(&mut self, k: u128) {
+        self.at[(k.shifted(self.shift) & self.mask & (RADIX - 1)) + 1] += 1;
+    }
+}
+
+/// [`sort_msd`] of `a` into `b` whose top level's digit ([`msd_top_digit`]'s,
+/// `c`) was counted as the keys were made: `c` has seen every key of `a`
+/// once (by reference: 8 KiB of counters, not copied; spent afterwards).
+/// The same order as [`sort_msd`] (the keys' ascending order).
+pub(crate) fn sort_msd_counted(a: &mut [u128], b: &mut [u128], c: &mut TopCounts, low: u32) {
+    assert_eq!(a.len(), b.len(), "scratch as long as the keys");
+    let buckets = c.mask + 1;
+    debug_assert_eq!(
+        c.at[1..=buckets].iter().map(|&x| x as usize).sum::<usize>(),
+        a.len(),
+        "every key counted once"
+    );
+    let (shift, mask) = (c.shift, c.mask);
+    if shift >= <u128 as Key>::HIGH_SHIFT {
+        let s = shift - <u128 as Key>::HIGH_SHIFT;
+        scatter(a, b, &mut c.at, buckets, |k: u128| {
             (k.high() >> s) as usize & mask
         });
     } else {
-        scatter(a, b, &mut at, buckets, |k: K| k.shifted(shift) & mask);
+        scatter(a, b, &mut c.at, buckets, |k: u128| k.shifted(shift) & mask);
     }
+    sort_buckets(a, b, &c.at[..buckets], shift, low);
+}
+
+/// [`sort_msd`]'s recursion into the buckets a level's scatter left in `b`
+/// (`ends`: each bucket's end; the level's digit from bit `shift` up).
+#[inline(always)]
+fn sort_buckets<K: Key + Ord>(a: &mut [K], b: &mut [K], ends: &[u32], shift: u32, low: u32) {
     let mut from = 0usize;
-    for &end in &at[..buckets] {
+    for &end in ends {
         let to = end as usize;
         let from = std::mem::replace(&mut from, to);
         if to - from < 2 || shift <= low {
@@ -173,9 +256,17 @@ fn level<K: Key + Ord, const N: usize>(a: &mut [K], b: &mut [K], shift: u32, wid
     }
 }
 
-/// One level of [`sort_msd`]: counts the digits of `a` into `at[d + 1]`,
-/// turns them into bucket starts and scatters `a` into `b` stably (each
-/// `at[d]` ends at its bucket's end).
+/// Counts the digits of `a` into `at[d + 1]`.
+#[inline(always)]
+fn count<K: Key, const N: usize>(a: &[K], at: &mut [u32; N], digit: impl Fn(K) -> usize) {
+    for &k in a.iter() {
+        at[(digit(k) & (N - 2)) + 1] += 1;
+    }
+}
+
+/// One level of [`sort_msd`] after [`count`]: turns the counts `at[d + 1]`
+/// into bucket starts and scatters `a` into `b` stably (each `at[d]` ends
+/// at its bucket's end).
 #[inline(always)]
 fn scatter<K: Key, const N: usize>(
     a: &[K],
@@ -184,9 +275,6 @@ fn scatter<K: Key, const N: usize>(
     buckets: usize,
     digit: impl Fn(K) -> usize,
 ) {
-    for &k in a.iter() {
-        at[(digit(k) & (N - 2)) + 1] += 1;
-    }
     for d in 0..buckets {
         at[d + 1] += at[d];
     }
@@ -422,6 +510,58 @@ mod tests {
             let (mut a, mut b) = (keys.clone(), vec![0u64; n]);
             sort_msd(&mut a, &mut b, 64, low);
             proptest::prop_assert_eq!(&b, &expect);
+        }
+
+        /// `sort_msd_counted` (the top digit counted as the keys are made,
+        /// its position from the highest bit where they differ, as the
+        /// seal's exact ranges give it) sorts as `sort_msd` and the library
+        /// sort: keys whose low bits ascend (their place), high parts from a
+        /// few clusters, any count around the comparison bound.
+        #[test]
+        fn counted_sorts_as_sort_msd(
+            bases in proptest::collection::vec(proptest::prelude::any::<u64>(), 1..4),
+            spread_bits in 0u32..40,
+            picks in proptest::collection::vec((0usize..4, proptest::prelude::any::<u64>()), 0..3000),
+            repeat_mask in 0u64..16,
+            shift_hi in 0u32..50,
+        ) {
+            let n = picks.len();
+            let low = usize::BITS - n.leading_zeros();
+            let spread = (1u64 << spread_bits) - 1;
+            let keys: Vec<u128> = picks
+                .iter()
+                .enumerate()
+                .map(|(i, &(c, off))| {
+                    let h = bases[c % bases.len()].wrapping_add(off & spread & !repeat_mask);
+                    u128::from(h) << (low + shift_hi) | i as u128
+                })
+                .collect();
+            let mut expect = keys.clone();
+            expect.sort_unstable();
+            let top = keys
+                .iter()
+                .fold(0u128, |acc, &k| acc | (k ^ keys.first().copied().unwrap_or(0)))
+                .bit_len();
+            let mut want = vec![0u128; n];
+            sort_msd(&mut keys.clone(), &mut want, 128, low);
+            proptest::prop_assert_eq!(&want, &expect);
+            for low in [low, low + shift_hi] {
+                let got = match msd_top_digit(n, top, low) {
+                    Some((shift, width)) => {
+                        let mut c = TopCounts::new(shift, width);
+                        keys.iter().for_each(|&k| c.see(k));
+                        let (mut a, mut b) = (keys.clone(), vec![0u128; n]);
+                        sort_msd_counted(&mut a, &mut b, &mut c, low);
+                        b
+                    }
+                    None => {
+                        let (mut a, mut b) = (keys.clone(), vec![0u128; n]);
+                        sort_msd(&mut a, &mut b, top, low);
+                        b
+                    }
+                };
+                proptest::prop_assert_eq!(&got, &expect);
+            }
         }
 
         /// `sort_lsd_above` gives the library sort's order for keys whose

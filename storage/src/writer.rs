@@ -603,19 +603,41 @@ fn reduce_with(
             scan.append(scan_b);
             return;
         }
-    } else {
-        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
+        // One side empty (the sample missed the keys of all but one top
+        // digit): sorted on this thread. The keys were built from both
+        // ends, not in slot order, so they are built again (the sort below
+        // is promised slot order in the low bits).
+        keys.clear();
     }
     let radix = n >= RADIX_RECORDS_MIN;
     #[cfg(test)]
     let radix = radix || path != IndexPath::Auto;
-    if radix {
+    // The prefix's ranges are exact, so the keys' highest differing bit is
+    // the prefix's top one: the sort's top digit is known before the keys
+    // are made, and counted as they are (no counting pass of its own).
+    let top = radix
+        .then(|| crate::radix::msd_top_digit(n, slot_bits + prefix_bits, slot_bits))
+        .flatten();
+    if let Some((shift, width)) = top {
+        let mut c = crate::radix::TopCounts::new(shift, width);
+        keys.extend(records.iter().enumerate().map(|(i, r)| {
+            let k = key(i, r);
+            c.see(k);
+            k
+        }));
         let tmp = &mut index.tmp;
-        zeroed(tmp, n);
+        sized(tmp, n);
+        crate::radix::sort_msd_counted(keys, tmp, &mut c, slot_bits);
+        std::mem::swap(keys, tmp);
+    } else if radix {
+        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
+        let tmp = &mut index.tmp;
+        sized(tmp, n);
         // Built in slot order: the low `slot_bits` ascend already.
         crate::radix::sort_msd(keys, tmp, slot_bits + prefix_bits, slot_bits);
         std::mem::swap(keys, tmp);
     } else {
+        keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
         keys.sort_unstable();
     }
     reduce_slots(
@@ -639,6 +661,22 @@ fn zeroed(v: &mut Vec<u128>, n: usize) {
     } else {
         v.clear();
         v.resize(n, 0);
+    }
+}
+
+/// Makes `v` `n` long, its contents any (the sort's second buffer: every
+/// slot is written before it is read). Only slots beyond its old length are
+/// zeroed, and a buffer too small is replaced by a `calloc`ed one, as in
+/// [`zeroed`]: a seal of a partition no larger than the last writes none
+/// (the zeroing was ~16 instructions a record on bigstore's seals, round 12,
+/// docs/bench/round12-seal11.md).
+fn sized(v: &mut Vec<u128>, n: usize) {
+    if v.len() >= n {
+        v.truncate(n);
+    } else if v.capacity() >= n {
+        v.resize(n, 0);
+    } else {
+        *v = vec![0; n];
     }
 }
 
@@ -2226,6 +2264,49 @@ mod tests {
                 held_records(&out, 0, 1, &HoldTimes::default(), true)
             );
             assert_eq!(out, reduce_model(&records), "{path:?}");
+        }
+    }
+
+    /// A split seal whose sample of the keys' top digit saw one bucket
+    /// only (an outlier address between the sampled records) leaves one side
+    /// empty and sorts on one thread: each mapping's states still reduce in
+    /// log order (two states of equal rank: the first kept), as the model.
+    /// Before round 12 (seal11) the keys built from both ends were sorted
+    /// as if in slot order, which kept the later state.
+    #[test]
+    fn split_seal_with_one_side_empty_keeps_log_order() {
+        // 16 mappings share each of 1 024 first times (a prefix run of 32
+        // states, the sort's last level on the first time's 10 bits).
+        let m = |j: u32, packets_out: u32, public: &str| Mapping {
+            proto: Proto::Udp,
+            internal: std::net::SocketAddr::new(
+                "100.64.0.1".parse().unwrap(),
+                1000 + (j / 1024) as u16,
+            ),
+            public: public.parse().unwrap(),
+            remote: "198.51.100.1:443".parse().unwrap(),
+            first_ns: i64::from(j % 1024),
+            last_ns: 5000,
+            end: EndReason::Idle,
+            packets_out,
+            packets_in: 0,
+            flags: 0,
+        };
+        // Two states of equal rank for each mapping, adjacent in the log;
+        // the outlier at slot 1, which the sample (every second record)
+        // does not see.
+        let mut ms = vec![m(0, 1, "203.0.113.5:7000"), m(0, 9, "10.0.0.1:7000")];
+        for j in 1..=SPLIT_SAMPLE as u32 {
+            ms.push(m(j, 1, "203.0.113.5:7000"));
+            ms.push(m(j, 2, "203.0.113.5:7000"));
+        }
+        assert!(ms.len() / SPLIT_SAMPLE >= 2, "the sample skips records");
+        let records: Vec<Record> = ms.iter().map(|x| Record::encode(x, 0).unwrap()).collect();
+        let want = reduce_model(&records);
+        for path in [IndexPath::Auto, IndexPath::Split] {
+            let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
+            let out = reduce_joined(&records, None, path, &mut scan);
+            assert!(out == want, "{path:?}");
         }
     }
 
