@@ -597,7 +597,9 @@ struct Lists {
 /// sees it: its entries, its last ([`NO_SLOT`]: none), how many stand for
 /// the copy's out key and for its in key ([`coarse_matches`]), and the first
 /// inside copy there under each (its twin, unless an older one waits on the
-/// key's own list).
+/// key's own list). The walk stops at the first inside copy under the out
+/// key: the copy then pairs under that key, reading nothing else here, so
+/// the counts, `len` and `tail` are only complete when `out_first` is none.
 #[derive(Clone, Copy, Debug)]
 struct CoarseList {
     len: usize,
@@ -2342,6 +2344,12 @@ impl Correlator {
                     *len += 1;
                     if first.0 == NO_SLOT {
                         *first = (i, l.tail);
+                        // The out key's twin: the outside copy pairs with
+                        // it (or with an older one on the key's own list)
+                        // before it reads anything else of the walk.
+                        if w.key.dir == Dir::Out {
+                            return l;
+                        }
                     }
                 }
             } else {
