@@ -1781,10 +1781,7 @@ impl Correlator {
                 // count towards `pending_per_key_max` under each key with
                 // those on its own list.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
-                let mut coarse = CoarseList::NONE;
-                if self.pending.may_hold(chash) {
-                    coarse = self.coarse_list(&out_key, &src, chash);
-                }
+                let coarse = self.coarse_list(&out_key, &src, chash);
                 let Twin::Absent(mut out_at) =
                     self.take_inside(ts_ns, pkt, &out_key, &src, &coarse, out)
                 else {
