@@ -558,15 +558,17 @@ enum Twin {
 /// The copies waiting under one key, as a probe walked them: how many, the
 /// last ([`NO_SLOT`]: none; a new copy is linked after it), and whether one
 /// is an inside copy of the probing packet's endpoint (the duplicate test).
+/// Lengths are `u32` (here and in [`CoarseList`]): a list holds waiting
+/// entries, which the slab numbers in `u32`, so no list is longer.
 #[derive(Clone, Copy, Debug)]
 struct KeyList {
-    len: usize,
+    len: u32,
     tail: u32,
     same_inside: bool,
     /// An inside copy's probe: its coarse key's list, its length and last
     /// entry ([`NO_SLOT`]: none), where it waits while that list is below
     /// [`COARSE_LIST_MAX`].
-    coarse_len: usize,
+    coarse_len: u32,
     coarse_tail: u32,
 }
 
@@ -597,13 +599,15 @@ struct Lists {
 /// sees it: its entries, its last ([`NO_SLOT`]: none), how many stand for
 /// the copy's out key and for its in key ([`coarse_matches`]), and the first
 /// inside copy there under each (its twin, unless an older one waits on the
-/// key's own list).
+/// key's own list). The walk stops at the first inside copy under the out
+/// key: the copy then pairs under that key, reading nothing else here, so
+/// the counts, `len` and `tail` are only complete when `out_first` is none.
 #[derive(Clone, Copy, Debug)]
 struct CoarseList {
-    len: usize,
+    len: u32,
     tail: u32,
-    out_len: usize,
-    in_len: usize,
+    out_len: u32,
+    in_len: u32,
     /// The table entry naming the list (meaningless when `len` is 0).
     entry: pending::Found,
     /// The first inside copy on the list under the out key and under the
@@ -1777,10 +1781,7 @@ impl Correlator {
                 // count towards `pending_per_key_max` under each key with
                 // those on its own list.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
-                let mut coarse = CoarseList::NONE;
-                if self.pending.may_hold(chash) {
-                    coarse = self.coarse_list(&out_key, &src, chash);
-                }
+                let coarse = self.coarse_list(&out_key, &src, chash);
                 let Twin::Absent(mut out_at) =
                     self.take_inside(ts_ns, pkt, &out_key, &src, &coarse, out)
                 else {
@@ -1809,7 +1810,10 @@ impl Correlator {
                 // making room at `pending_max` drops copies.
                 if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
                     let pkm = self.cfg.pending_per_key_max;
-                    if out_at.len < pkm && in_at.len < pkm && coarse.len < self.coarse_list_max() {
+                    if (out_at.len as usize) < pkm
+                        && (in_at.len as usize) < pkm
+                        && (coarse.len as usize) < self.coarse_list_max()
+                    {
                         // Both entries would be placed together: one instead.
                         self.wait_coarse(out_key, chash, copy(src), coarse.tail);
                         return;
@@ -1856,9 +1860,9 @@ impl Correlator {
             tcp_flags: flags,
         };
         if self.pending_count < self.cfg.pending_max && !self.probe_once_off() {
-            if at.coarse_len < self.coarse_list_max() {
+            if (at.coarse_len as usize) < self.coarse_list_max() {
                 // On its coarse key's list (while below its bound).
-                if at.len >= self.cfg.pending_per_key_max {
+                if at.len as usize >= self.cfg.pending_per_key_max {
                     self.stats.pending_key_full += 1;
                 } else {
                     let chash = coarse_hash(key.proto, key.invariants);
@@ -2284,7 +2288,7 @@ impl Correlator {
     #[inline(always)]
     fn wait_at(&mut self, key: PairKey, hash: u64, copy: Copy, at: KeyList) -> u32 {
         debug_assert!(self.pending_count < self.cfg.pending_max);
-        if at.len >= self.cfg.pending_per_key_max {
+        if at.len as usize >= self.cfg.pending_per_key_max {
             self.stats.pending_key_full += 1;
             return NO_SLOT;
         }
@@ -2342,11 +2346,17 @@ impl Correlator {
                     *len += 1;
                     if first.0 == NO_SLOT {
                         *first = (i, l.tail);
+                        // The out key's twin: the outside copy pairs with
+                        // it (or with an older one on the key's own list)
+                        // before it reads anything else of the walk.
+                        if w.key.dir == Dir::Out {
+                            return l;
+                        }
                     }
                 }
             } else {
-                l.out_len += usize::from(w.key.remote == out_key.remote);
-                l.in_len += usize::from(w.copy.endpoint == *src);
+                l.out_len += u32::from(w.key.remote == out_key.remote);
+                l.in_len += u32::from(w.copy.endpoint == *src);
             }
             l.len += 1;
             l.tail = i;
@@ -2391,7 +2401,7 @@ impl Correlator {
 
     /// The coarse entries standing for `key` ([`coarse_matches`]): what
     /// they add to `key`'s list for `pending_per_key_max`.
-    fn coarse_count(&self, key: &PairKey) -> usize {
+    fn coarse_count(&self, key: &PairKey) -> u32 {
         let chunks = &self.waiting;
         let Some(entry) = self
             .pending
@@ -2404,7 +2414,7 @@ impl Correlator {
         let (mut n, mut i) = (0, self.pending.get(entry));
         while i != NO_SLOT {
             let w = Self::waiting_in(chunks, i);
-            n += usize::from(coarse_matches(w, key));
+            n += u32::from(coarse_matches(w, key));
             i = w.key_next;
         }
         n
@@ -4945,7 +4955,10 @@ mod tests {
                                 }
                                 m
                             });
-                            assert!(fine + self.coarse_count(&k) <= self.cfg.pending_per_key_max);
+                            assert!(
+                                fine + self.coarse_count(&k) as usize
+                                    <= self.cfg.pending_per_key_max
+                            );
                         }
                     } else {
                         assert!(w.is_fine(&key), "entry {i} on another key's list");
@@ -4959,7 +4972,7 @@ mod tests {
                 if coarse {
                     assert!(len <= self.coarse_list_max(), "coarse list of {len}");
                 } else {
-                    assert!(len + self.coarse_count(&key) <= self.cfg.pending_per_key_max);
+                    assert!(len + self.coarse_count(&key) as usize <= self.cfg.pending_per_key_max);
                 }
                 in_key += len;
             }
