@@ -371,9 +371,10 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
             };
             let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
             let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+            let ports = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
             (
-                u16::from_be_bytes([t[0], t[1]]),
-                u16::from_be_bytes([t[2], t[3]]),
+                (ports >> 16) as u16,
+                ports as u16,
                 0,
                 u64::from(seq) | u64::from(ack) << 32,
                 (u64::from(t[13]) | 0x100) << W2_TCP_SHIFT,
@@ -383,15 +384,8 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
         }
         Proto::Udp => {
             let (u, payload) = l4.split_first_chunk::<8>()?;
-            (
-                u16::from_be_bytes([u[0], u[1]]),
-                u16::from_be_bytes([u[2], u[3]]),
-                0,
-                0,
-                0,
-                8,
-                payload,
-            )
+            let ports = u32::from_be_bytes([u[0], u[1], u[2], u[3]]);
+            ((ports >> 16) as u16, ports as u16, 0, 0, 0, 8, payload)
         }
         Proto::Icmp | Proto::Icmpv6 => {
             let (c, payload) = l4.split_first_chunk::<ICMP_ECHO_HEADER_BYTES>()?;
