@@ -1318,16 +1318,8 @@ impl Preparer {
     /// [`Preparer::prepare`] of the [`Decoded`] that `f` stands for.
     #[inline(always)]
     fn prepare_fast(&self, f: &Fast) -> Prepared {
-        let invariants = invariant_hash(
-            f.ip_id,
-            f.ip_total_len,
-            f.icmp_seq,
-            f.tcp,
-            f.payload_len,
-            f.payload_fp_bytes,
-            f.payload_fp,
-        );
-        let flags = f.tcp.map_or(0, |t| t.flags);
+        let invariants = invariant_hash_words(f.w0, f.seq_ack, f.w2, f.payload_fp);
+        let flags = f.tcp_flags();
         match f.addrs {
             FastAddrs::V4 { src, dst } => self.prepared(
                 Ep::of_v4(src, f.sport),
@@ -3799,6 +3791,32 @@ fn invariant_hash(
     payload_fp_bytes: u16,
     payload_fp: u64,
 ) -> u64 {
+    let [w0, tcp_seq_ack, w2] = invariant_words(
+        ip_id,
+        ip_total_len,
+        icmp_seq,
+        tcp,
+        payload_len,
+        payload_fp_bytes,
+    );
+    invariant_hash_words(w0, tcp_seq_ack, w2, payload_fp)
+}
+
+/// The header fields of [`invariant_hash`] packed without loss into its three words: `w0` =
+/// `ip_id | ip_total_len << 32 | icmp_seq << 48`, TCP's `seq | ack << 32` (else 0), `w2` =
+/// `payload_len | payload_fp_bytes << 32 | (flags | 0x100) << 48` for TCP (the `0x100`: the
+/// TCP fields' presence), else the same without the top part. The fast decoder builds the same
+/// words itself (`decode::fast::Fast`), each part in the branch that knows it; its tests check
+/// it against this function.
+#[inline(always)]
+pub(crate) fn invariant_words(
+    ip_id: u32,
+    ip_total_len: u16,
+    icmp_seq: u16,
+    tcp: Option<TcpInfo>,
+    payload_len: u32,
+    payload_fp_bytes: u16,
+) -> [u64; 3] {
     let (tcp_seq_ack, tcp_flags) = match tcp {
         Some(t) => (
             u64::from(t.seq) | u64::from(t.ack) << 32,
@@ -3808,6 +3826,12 @@ fn invariant_hash(
     };
     let w0 = u64::from(ip_id) | u64::from(ip_total_len) << 32 | u64::from(icmp_seq) << 48;
     let w2 = u64::from(payload_len) | u64::from(payload_fp_bytes) << 32 | tcp_flags << 48;
+    [w0, tcp_seq_ack, w2]
+}
+
+/// [`invariant_hash`] of its words ([`invariant_words`]) and the payload's fingerprint.
+#[inline(always)]
+fn invariant_hash_words(w0: u64, tcp_seq_ack: u64, w2: u64, payload_fp: u64) -> u64 {
     // `a` is a pseudo-random word of (w0, tcp_seq_ack); `w2` xor-ed into it
     // and the fingerprint are the final multiplication's factors: with `a`
     // equal (its inputs equal, or a 2^-64 collision) they differ exactly when

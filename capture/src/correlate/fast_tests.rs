@@ -594,7 +594,7 @@ fn same_as_reference(lt: u16, b: &[u8]) -> Result<(), TestCaseError> {
     );
     let new = fast(lt, b, &mut new_link);
     let old = crate::decode::fast_reference::fast(lt, b, &mut old_link);
-    prop_assert_eq!(new, old, "link type {}: {:02x?}", lt, b);
+    prop_assert_eq!(new, old.map(|o| o.words()), "link type {}: {:02x?}", lt, b);
     if new.is_some() {
         prop_assert_eq!(new_link, old_link, "link type {}: {:02x?}", lt, b);
     }

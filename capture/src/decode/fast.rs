@@ -12,7 +12,7 @@
 //! Headers are read as fixed-size arrays (`first_chunk`), so each header costs one length
 //! check and its fields none.
 
-use super::{ethertype, linktype, ppp, LinkInfo, TcpInfo, PAYLOAD_FP_BYTES_MAX, VLAN_TAGS_MAX};
+use super::{ethertype, linktype, ppp, LinkInfo, PAYLOAD_FP_BYTES_MAX, VLAN_TAGS_MAX};
 use natrec_storage::Proto;
 
 /// The addresses of a [`Fast`] packet.
@@ -24,22 +24,40 @@ pub(crate) enum FastAddrs {
     V6 { src: u128, dst: u128 },
 }
 
-/// The fields of an IP packet as [`super::Decoded`] holds them (but the link details, which
-/// [`fast`] writes where its caller says), addresses as integers.
+/// The fields of an IP packet as the correlator's preparer needs them (the link details apart,
+/// which [`fast`] writes where its caller says): addresses as integers, and the header fields
+/// that [`super::Decoded`] holds one by one already packed as the invariants hash's words
+/// (`correlate::invariant_words` gives their layout), each built where its fields are known —
+/// the TCP ones in TCP's arm, `icmp_seq` in ICMP's — so that fewer values cross the joins of
+/// the protocols' and the families' paths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Fast {
     pub addrs: FastAddrs,
     pub proto: Proto,
     pub sport: u16,
     pub dport: u16,
-    pub ip_id: u32,
-    pub ip_total_len: u16,
-    pub tcp: Option<TcpInfo>,
-    pub icmp_seq: u16,
+    /// `ip_id | ip_total_len << 32 | icmp_seq << 48`.
+    pub w0: u64,
+    /// TCP: `seq | ack << 32`; else 0.
+    pub seq_ack: u64,
+    /// `payload_len | payload_fp_bytes << 32 | tcp << 48`, `tcp` being TCP's `flags | 0x100`
+    /// (0 for the other protocols).
+    pub w2: u64,
     pub payload_fp: u64,
-    pub payload_len: u32,
-    pub payload_fp_bytes: u16,
 }
+
+impl Fast {
+    /// TCP's flags; 0 for the other protocols (bits 48–55 of `w2`).
+    #[inline(always)]
+    pub fn tcp_flags(&self) -> u8 {
+        (self.w2 >> W2_TCP_SHIFT) as u8
+    }
+}
+
+/// Where [`Fast::w2`] holds TCP's flags (and above them the presence bit `0x100`).
+const W2_TCP_SHIFT: u32 = 48;
+/// Where [`Fast::w0`] holds the ICMP echo sequence number.
+const W0_ICMP_SEQ_SHIFT: u32 = 48;
 
 /// Which IP version the link layer announced.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -253,13 +271,10 @@ fn ipv4_body(h: &[u8; IPV4_HEADER_BYTES], data: &[u8], header_len: usize) -> Opt
         proto,
         sport: t.sport,
         dport: t.dport,
-        ip_id: u32::from(u16::from_be_bytes([h[4], h[5]])),
-        ip_total_len: total_len,
-        tcp: t.tcp,
-        icmp_seq: t.icmp_seq,
+        w0: u64::from(u16::from_be_bytes([h[4], h[5]])) | u64::from(total_len) << 32 | t.w0_icmp,
+        seq_ack: t.seq_ack,
+        w2: t.w2,
         payload_fp: t.payload_fp,
-        payload_len: t.payload_len,
-        payload_fp_bytes: t.payload_fp_bytes,
     })
 }
 
@@ -309,26 +324,25 @@ fn ipv6(data: &[u8]) -> Option<Fast> {
         proto,
         sport: t.sport,
         dport: t.dport,
-        ip_id: 0,
-        // At most 65 535 + 40: saturates as decode does.
-        ip_total_len: u16::try_from(payload_length + IPV6_HEADER_BYTES).unwrap_or(u16::MAX),
-        tcp: t.tcp,
-        icmp_seq: t.icmp_seq,
+        // An IP id of 0; the total length at most 65 535 + 40: saturates as decode does.
+        w0: u64::from(u16::try_from(payload_length + IPV6_HEADER_BYTES).unwrap_or(u16::MAX)) << 32
+            | t.w0_icmp,
+        seq_ack: t.seq_ack,
+        w2: t.w2,
         payload_fp: t.payload_fp,
-        payload_len: t.payload_len,
-        payload_fp_bytes: t.payload_fp_bytes,
     })
 }
 
-/// What the transport header and payload give.
+/// What the transport header and payload give: the ports, and their parts of the invariants
+/// hash's words ([`Fast`]).
 struct Transport {
     sport: u16,
     dport: u16,
-    tcp: Option<TcpInfo>,
-    icmp_seq: u16,
+    /// `icmp_seq << 48` (0 but for ICMP), to be or-ed into [`Fast::w0`].
+    w0_icmp: u64,
+    seq_ack: u64,
+    w2: u64,
     payload_fp: u64,
-    payload_len: u32,
-    payload_fp_bytes: u16,
 }
 
 /// Size of a TCP header without options, in bytes.
@@ -342,7 +356,7 @@ const ICMP_ECHO_HEADER_BYTES: usize = 8;
 #[inline(always)]
 fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
     // Each arm gives the header's length and the captured payload after it.
-    let (sport, dport, tcp, icmp_seq, header_len, payload) = match proto {
+    let (sport, dport, w0_icmp, seq_ack, w2_tcp, header_len, payload) = match proto {
         Proto::Tcp => {
             let (t, rest) = l4.split_first_chunk::<TCP_HEADER_BYTES>()?;
             // No options (the common case): the header is the 20 bytes just checked.
@@ -355,30 +369,23 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
                 }
                 (len, &l4[len..])
             };
-            let info = TcpInfo {
-                seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
-                ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
-                flags: t[13],
-            };
+            let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+            let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+            let ports = u32::from_be_bytes([t[0], t[1], t[2], t[3]]);
             (
-                u16::from_be_bytes([t[0], t[1]]),
-                u16::from_be_bytes([t[2], t[3]]),
-                Some(info),
+                (ports >> 16) as u16,
+                ports as u16,
                 0,
+                u64::from(seq) | u64::from(ack) << 32,
+                (u64::from(t[13]) | 0x100) << W2_TCP_SHIFT,
                 len,
                 payload,
             )
         }
         Proto::Udp => {
             let (u, payload) = l4.split_first_chunk::<8>()?;
-            (
-                u16::from_be_bytes([u[0], u[1]]),
-                u16::from_be_bytes([u[2], u[3]]),
-                None,
-                0,
-                8,
-                payload,
-            )
+            let ports = u32::from_be_bytes([u[0], u[1], u[2], u[3]]);
+            ((ports >> 16) as u16, ports as u16, 0, 0, 0, 8, payload)
         }
         Proto::Icmp | Proto::Icmpv6 => {
             let (c, payload) = l4.split_first_chunk::<ICMP_ECHO_HEADER_BYTES>()?;
@@ -394,7 +401,15 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
                 t if t == reply => (0, id),
                 _ => return None,
             };
-            (sport, dport, None, seq, ICMP_ECHO_HEADER_BYTES, payload)
+            (
+                sport,
+                dport,
+                u64::from(seq) << W0_ICMP_SEQ_SHIFT,
+                0,
+                0,
+                ICMP_ECHO_HEADER_BYTES,
+                payload,
+            )
         }
     };
     // header_len <= l4.len() <= l4_len: no underflow; at most 16 bits.
@@ -403,11 +418,10 @@ fn transport(proto: Proto, l4: &[u8], l4_len: usize) -> Option<Transport> {
     Some(Transport {
         sport,
         dport,
-        tcp,
-        icmp_seq,
+        w0_icmp,
+        seq_ack,
+        w2: u64::from(payload_len) | u64::from(payload_fp_bytes) << 32 | w2_tcp,
         payload_fp,
-        payload_len,
-        payload_fp_bytes,
     })
 }
 

@@ -1,11 +1,53 @@
 //! Tests only: the fast path as it was at the end of round 11 (main 353e361), kept word for
-//! word (but its types, shared with [`super::fast`]) so that property tests can check that the
+//! word (but [`FastAddrs`], shared with [`super::fast`]; its result type is round 11's `Fast`,
+//! which [`Fast::words`] turns into the new one) so that property tests can check that the
 //! rewritten [`super::fast::fast`] takes exactly the packets this one took and gives the same
 //! fields for each (`correlate/fast_tests.rs`). Not used outside tests.
 
-use super::fast::{Fast, FastAddrs};
+use super::fast::FastAddrs;
 use super::{ethertype, linktype, ppp, LinkInfo, TcpInfo, PAYLOAD_FP_BYTES_MAX, VLAN_TAGS_MAX};
 use natrec_storage::Proto;
+
+/// The fields of an IP packet as [`super::Decoded`] holds them (round 11's `fast::Fast`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fast {
+    pub addrs: FastAddrs,
+    pub proto: Proto,
+    pub sport: u16,
+    pub dport: u16,
+    pub ip_id: u32,
+    pub ip_total_len: u16,
+    pub tcp: Option<TcpInfo>,
+    pub icmp_seq: u16,
+    pub payload_fp: u64,
+    pub payload_len: u32,
+    pub payload_fp_bytes: u16,
+}
+
+impl Fast {
+    /// The [`super::fast::Fast`] of these fields: the invariants hash's words built by
+    /// `correlate`'s own function for them.
+    pub(crate) fn words(&self) -> super::fast::Fast {
+        let [w0, seq_ack, w2] = crate::correlate::invariant_words(
+            self.ip_id,
+            self.ip_total_len,
+            self.icmp_seq,
+            self.tcp,
+            self.payload_len,
+            self.payload_fp_bytes,
+        );
+        super::fast::Fast {
+            addrs: self.addrs,
+            proto: self.proto,
+            sport: self.sport,
+            dport: self.dport,
+            w0,
+            seq_ack,
+            w2,
+            payload_fp: self.payload_fp,
+        }
+    }
+}
 
 /// Which IP version the link layer announced.
 #[derive(Clone, Copy, PartialEq, Eq)]
