@@ -2035,8 +2035,32 @@ impl Correlator {
         if !fine && !coarse {
             return Twin::Absent(KeyList::NONE);
         }
+        if inside && !fine {
+            // The common case (no copy waits on a fine list): the call
+            // without the arguments it fixes.
+            return self.take_twin_coarse(ts_ns, pkt, dir, out);
+        }
         let lists = Lists { fine, coarse };
         self.take_twin(ts_ns, pkt, dir, hash, inside, lists, u64::MAX, out)
+    }
+
+    /// [`take_twin`](Correlator::take_twin) of an inside copy when only its
+    /// coarse key's list may hold its twin (`lists`: coarse alone; no pair
+    /// hash, no `before`): the same code with those arguments fixed, so the
+    /// call passes five and the fine list's probe is compiled out.
+    #[inline(never)]
+    fn take_twin_coarse(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        dir: Dir,
+        out: &mut Vec<Mapping>,
+    ) -> Twin {
+        let lists = Lists {
+            fine: false,
+            coarse: true,
+        };
+        self.take_twin_body(ts_ns, pkt, dir, 0, true, lists, u64::MAX, out)
     }
 
     /// Looks for a waiting copy of the other side under `key`, in one probe
@@ -2054,7 +2078,26 @@ impl Correlator {
     /// key's list may hold copies ([`PendingTable::may_hold`](pending::PendingTable::may_hold)):
     /// a list that cannot is not probed again.
     #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
     fn take_twin(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        dir: Dir,
+        hash: u64,
+        inside: bool,
+        lists: Lists,
+        before: u64,
+        out: &mut Vec<Mapping>,
+    ) -> Twin {
+        self.take_twin_body(ts_ns, pkt, dir, hash, inside, lists, before, out)
+    }
+
+    /// [`take_twin`](Correlator::take_twin)'s code, inlined into it and
+    /// into [`take_twin_coarse`](Correlator::take_twin_coarse).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn take_twin_body(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2509,6 +2552,7 @@ impl Correlator {
     /// would have been (its endpoint the public one for `key`'s direction)
     /// and not ambiguous: it was one entry, now gone, so there is no twin
     /// entry to remove. `Err`: neither; `key`'s list (inside copies only).
+    #[inline(always)]
     fn take_outside(
         &mut self,
         key: PairKey,
