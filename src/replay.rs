@@ -304,19 +304,29 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         // the best so far, and heads are in input order), so the merge is stable.
         // The head itself, not its index: no second bounds check.
         let head = match self.heads.as_mut_slice() {
-            // `--inside A --outside B`: the common case, two compares.
-            [a, b] => match (a.live, b.live) {
-                (true, true) => {
-                    if b.next.ts_ns < a.next.ts_ns {
+            // `--inside A --outside B`: the common case. The earlier by time
+            // first, then only its `live` tested: a head that ended keeps its
+            // last packet's time, so it is taken only when that time is not
+            // later than the other's, and then the full test below decides
+            // (the same head as testing both first).
+            [a, b] => {
+                let b_first = b.next.ts_ns < a.next.ts_ns;
+                let first_live = if b_first { b.live } else { a.live };
+                if first_live {
+                    if b_first {
                         b
                     } else {
                         a
                     }
+                } else {
+                    match (a.live, b.live) {
+                        (true, true) => unreachable!("the earlier head is live"),
+                        (true, false) => a,
+                        (false, true) => b,
+                        (false, false) => return false,
+                    }
                 }
-                (true, false) => a,
-                (false, true) => b,
-                (false, false) => return false,
-            },
+            }
             heads => {
                 let mut best: Option<usize> = None;
                 let mut best_ts = i64::MAX;
