@@ -285,31 +285,48 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     /// all inputs (`slot` untouched).
     #[inline(always)]
     fn next_into(&mut self, slot: &mut Item<'a>) -> bool {
-        self.next_into_with(slot, self.decode_here)
+        self.next_into_with(slot, self.decode_here, |_| {})
     }
 
     /// [`Reader::next_into`], decoding here when `decode` says so (not
     /// `decode_here`: the one-thread loop always decodes, and a constant
-    /// `true` leaves no test in its loop).
+    /// `true` leaves no test in its loop). `prepared` is called with a packet
+    /// decoded and prepared here, on the path that prepared it (the one-thread
+    /// loop's prefetch: no second test of the slot's kind).
     #[inline(always)]
-    fn next_into_with(&mut self, slot: &mut Item<'a>, decode: bool) -> bool {
+    fn next_into_with(
+        &mut self,
+        slot: &mut Item<'a>,
+        decode: bool,
+        prepared: impl FnOnce(&Prepared),
+    ) -> bool {
         // The earliest head each time; ties go to the earlier file (strictly earlier replaces
         // the best so far, and heads are in input order), so the merge is stable.
         // The head itself, not its index: no second bounds check.
         let head = match self.heads.as_mut_slice() {
-            // `--inside A --outside B`: the common case, two compares.
-            [a, b] => match (a.live, b.live) {
-                (true, true) => {
-                    if b.next.ts_ns < a.next.ts_ns {
+            // `--inside A --outside B`: the common case. The earlier by time
+            // first, then only its `live` tested: a head that ended keeps its
+            // last packet's time, so it is taken only when that time is not
+            // later than the other's, and then the full test below decides
+            // (the same head as testing both first).
+            [a, b] => {
+                let b_first = b.next.ts_ns < a.next.ts_ns;
+                let first_live = if b_first { b.live } else { a.live };
+                if first_live {
+                    if b_first {
                         b
                     } else {
                         a
                     }
+                } else {
+                    match (a.live, b.live) {
+                        (true, true) => unreachable!("the earlier head is live"),
+                        (true, false) => a,
+                        (false, true) => b,
+                        (false, false) => return false,
+                    }
                 }
-                (true, false) => a,
-                (false, true) => b,
-                (false, false) => return false,
-            },
+            }
             heads => {
                 let mut best: Option<usize> = None;
                 let mut best_ts = i64::MAX;
@@ -350,7 +367,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             return true;
         }
         if decode {
-            self.decoding.item_into(head.side, pkt, slot);
+            self.decoding.item_into(head.side, pkt, slot, prepared);
         } else {
             *slot = Item::Raw(head.side, *pkt);
         }
@@ -418,9 +435,16 @@ impl<'r> Decoding<'r> {
     /// A packet of a supported link type (the reader checks), decoded and
     /// prepared into `slot`, or a tick if it is of no use (counted by
     /// reason). A slot that holds a `Packet` already (the usual case: slots
-    /// are reused) is prepared in place.
+    /// are reused) is prepared in place. `prepared` is called with the packet
+    /// once it is prepared (not for a tick).
     #[inline(always)]
-    fn item_into<'a>(&mut self, file_side: Side, pkt: &RawPacket<'_>, slot: &mut Item<'a>) {
+    fn item_into<'a>(
+        &mut self,
+        file_side: Side,
+        pkt: &RawPacket<'_>,
+        slot: &mut Item<'a>,
+        prepared: impl FnOnce(&Prepared),
+    ) {
         if !matches!(slot, Item::Packet(..)) {
             *slot = Item::Packet(0, Side::Unknown, Prepared::EMPTY);
         }
@@ -434,6 +458,7 @@ impl<'r> Decoding<'r> {
             Ok(()) => {
                 *ts = pkt.ts_ns;
                 *side = self.rules.side(file_side, pkt, &self.link);
+                prepared(p);
             }
             Err(skip) => self.skip(skip, pkt.ts_ns, slot),
         }
@@ -549,7 +574,7 @@ impl<'w> Sink<'w> {
             unreachable!("raw packets come with a decoding sink")
         };
         let mut slot = Item::Packet(0, Side::Unknown, Prepared::EMPTY);
-        d.item_into(side, pkt, &mut slot);
+        d.item_into(side, pkt, &mut slot, |_| {});
         match slot {
             Item::Packet(ts, side, p) => {
                 self.correlator.push_prepared(ts, side, &p, &mut self.out);
@@ -912,10 +937,9 @@ fn one_ahead<'i>(
     next: &mut Item<'i>,
     bar: &ProgressBar,
 ) -> Result<bool> {
-    let more = reader.next_into_with(next, true);
-    if more {
-        sink.prefetch(next);
-    }
+    // The next packet's pending-table entries (a hint), asked for where it
+    // was prepared.
+    let more = reader.next_into_with(next, true, |p| sink.correlator.prefetch_next(p));
     if sink.push(item)? {
         bar.set_position(reader.position());
         bar.set_message(format!(
