@@ -428,6 +428,21 @@ mod tests {
         }
     }
 
+    /// The proptests' clustered high parts: each pick a base (of a few)
+    /// plus an offset within `spread`, its `repeat_mask` bits cleared so
+    /// that values repeat.
+    fn clustered_highs(
+        bases: &[u64],
+        picks: &[(usize, u64)],
+        spread: u64,
+        repeat_mask: u64,
+    ) -> Vec<u64> {
+        picks
+            .iter()
+            .map(|&(c, off)| bases[c % bases.len()].wrapping_add(off & spread & !repeat_mask))
+            .collect()
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
 
@@ -483,10 +498,7 @@ mod tests {
             let n = picks.len();
             let low = (usize::BITS - n.leading_zeros()) + low_extra;
             let spread = (1u64 << spread_bits) - 1;
-            let highs: Vec<u64> = picks
-                .iter()
-                .map(|&(c, off)| bases[c % bases.len()].wrapping_add(off & spread & !repeat_mask))
-                .collect();
+            let highs = clustered_highs(&bases, &picks, spread, repeat_mask);
             let keys: Vec<u128> = highs
                 .iter()
                 .enumerate()
@@ -528,13 +540,10 @@ mod tests {
             let n = picks.len();
             let low = usize::BITS - n.leading_zeros();
             let spread = (1u64 << spread_bits) - 1;
-            let keys: Vec<u128> = picks
-                .iter()
+            let keys: Vec<u128> = clustered_highs(&bases, &picks, spread, repeat_mask)
+                .into_iter()
                 .enumerate()
-                .map(|(i, &(c, off))| {
-                    let h = bases[c % bases.len()].wrapping_add(off & spread & !repeat_mask);
-                    u128::from(h) << (low + shift_hi) | i as u128
-                })
+                .map(|(i, h)| u128::from(h) << (low + shift_hi) | i as u128)
                 .collect();
             let mut expect = keys.clone();
             expect.sort_unstable();
@@ -581,13 +590,10 @@ mod tests {
             let n = picks.len();
             let low = ((usize::BITS - n.leading_zeros()) + low_extra).min(63);
             let spread = if spread_bits == 0 { 0 } else { u64::MAX >> (64 - spread_bits) };
-            let keys: Vec<u64> = picks
-                .iter()
+            let keys: Vec<u64> = clustered_highs(&bases, &picks, spread, repeat_mask)
+                .into_iter()
                 .enumerate()
-                .map(|(i, &(c, off))| {
-                    let h = bases[c % bases.len()].wrapping_add(off & spread & !repeat_mask);
-                    (h >> low) << low | i as u64
-                })
+                .map(|(i, h)| (h >> low) << low | i as u64)
                 .collect();
             let mut expect = keys.clone();
             expect.sort_unstable();
