@@ -3433,19 +3433,25 @@ impl Correlator {
             return;
         }
         self.now_ns = now_ns;
-        // Per packet: most packets drop no copy and start no scan.
-        let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
-        let oldest_out =
-            self.order_head != NO_SLOT && self.waiting(self.order_head).copy.ts_ns < horizon;
+        // Per packet: most packets drop no copy and start no scan. The
+        // oldest copy is out of the window when older than `now_ns` less
+        // the window (`advance_work`'s `horizon`); when that difference
+        // overflows, `horizon` saturates at `i64::MIN` and no copy is
+        // older: the same test without the saturation's instructions.
+        let oldest_out = self.order_head != NO_SLOT
+            && now_ns
+                .checked_sub(self.cfg.pair_window_ns)
+                .is_some_and(|horizon| self.waiting(self.order_head).copy.ts_ns < horizon);
         if oldest_out || now_ns >= self.next_scan_ns {
-            self.advance_work(now_ns, horizon, out);
+            self.advance_work(now_ns, out);
         }
     }
 
     /// [`advance`](Correlator::advance) when copies leave the window or a
     /// scan is due.
     #[inline(never)]
-    fn advance_work(&mut self, now_ns: UnixNanos, horizon: UnixNanos, out: &mut Vec<Mapping>) {
+    fn advance_work(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
+        let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
         // In arrival order, up to the first copy still inside its window.
         while self.order_head != NO_SLOT && self.waiting(self.order_head).copy.ts_ns < horizon {
             self.pop_oldest_pending(false);
