@@ -2966,14 +2966,18 @@ impl Correlator {
         if last_off != OFF47_WIDE {
             let written_off = (word >> WORD_WRITTEN_SHIFT) as u64 & OFF47_WIDE;
             let first_ns = f.first_ns;
-            // Both offsets ≤ FLOW_SPAN_MAX_NS: no overflow.
-            let written_ns = first_ns + written_off as i64;
-            let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
             if let Some(d) = ts_ns.checked_sub(first_ns) {
                 if d <= FLOW_SPAN_MAX_NS as i64 {
                     // d < 0 (a pair older than the first packet) leaves the
                     // last packet; a due refresh means d > written_off ≥ 0.
-                    let last_off = last_off.max(u64::try_from(d).unwrap_or(0));
+                    let d_off = u64::try_from(d).unwrap_or(0);
+                    // `ts_ns - written_ns` is `d - written_off` (both
+                    // offsets ≤ FLOW_SPAN_MAX_NS: no overflow for d ≥ 0);
+                    // for d < 0 it is negative, as `0 - written_off` is,
+                    // and no refresh (> 0) is due: the slow path's
+                    // saturating test, without the saturation.
+                    let refreshed = refresh > 0 && d_off as i64 - written_off as i64 >= refresh;
+                    let last_off = last_off.max(d_off);
                     let written_off = if refreshed { d as u64 } else { written_off };
                     f.set_word(
                         u128::from(last_off)
