@@ -1837,9 +1837,32 @@ impl Correlator {
         out: &mut Vec<Mapping>,
     ) {
         let inside = true;
-        let Twin::Absent(at) = self.take_twin_if_held(ts_ns, pkt, dir, inside, out) else {
+        // No copy waits under either of its keys (most inside copies that
+        // wait): the waiting code with `take_twin`'s answer for that case
+        // as constants, apart from the code after the call.
+        let Some((hash, lists)) = self.twin_lists(pkt, dir, inside) else {
+            self.offer_wait(ts_ns, pkt, dir, flow_hash, KeyList::NONE);
             return;
         };
+        let Twin::Absent(at) = self.take_twin_held(ts_ns, pkt, dir, inside, hash, lists, out)
+        else {
+            return;
+        };
+        self.offer_wait(ts_ns, pkt, dir, flow_hash, at);
+    }
+
+    /// [`offer`](Correlator::offer)'s inside copy that found no twin
+    /// waits (`at`: the copies waiting under its keys).
+    #[inline(always)]
+    fn offer_wait(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        dir: Dir,
+        flow_hash: u64,
+        at: KeyList,
+    ) {
+        let inside = true;
         let (key, endpoint) = pkt.pair_key(dir);
         let flags = pkt.tcp_flags;
         let copy = Copy {
@@ -2002,23 +2025,19 @@ impl Correlator {
         COARSE_LIST_MAX
     }
 
-    /// [`take_twin`](Correlator::take_twin), or straight away what it
-    /// returns when no copy waits under the key: the pending table holds no
-    /// value with the hash's tag on its probe run
-    /// ([`PendingTable::may_hold`](pending::PendingTable::may_hold)), so
-    /// `take_twin`'s probe would find nothing and it would return
-    /// `Absent(KeyList::NONE)` (no list: no twin, no duplicate). Inline: the
-    /// first copy of a packet (most probes) costs a few loads instead of
-    /// the out-of-line call and its setup for the key compares.
+    /// Whether [`take_twin`](Correlator::take_twin) can find anything
+    /// under the key: `None` when the pending table holds no value with the
+    /// hash's tag on its probe run
+    /// ([`PendingTable::may_hold`](pending::PendingTable::may_hold)) of any
+    /// list the copy looks at, so `take_twin`'s probe would find nothing and
+    /// it would return `Absent(KeyList::NONE)` (no list: no twin, no
+    /// duplicate), which the caller uses straight away; else the pair hash
+    /// (0 unless computed) and which lists may hold copies, for
+    /// [`take_twin_held`](Correlator::take_twin_held). Inline: the first
+    /// copy of a packet (most probes) costs a few loads instead of the
+    /// out-of-line call and its setup for the key compares.
     #[inline(always)]
-    fn take_twin_if_held(
-        &mut self,
-        ts_ns: UnixNanos,
-        pkt: &Prepared,
-        dir: Dir,
-        inside: bool,
-        out: &mut Vec<Mapping>,
-    ) -> Twin {
+    fn twin_lists(&self, pkt: &Prepared, dir: Dir, inside: bool) -> Option<(u64, Lists)> {
         // Its pair key's list only while copies wait on pair keys' lists
         // (its hash computed only then).
         let mut hash = 0;
@@ -2033,14 +2052,33 @@ impl Correlator {
                 .pending
                 .may_hold(coarse_hash(pkt.proto, pkt.invariants));
         if !fine && !coarse {
-            return Twin::Absent(KeyList::NONE);
+            return None;
         }
+        Some((hash, Lists { fine, coarse }))
+    }
+
+    /// [`take_twin`](Correlator::take_twin) (or its specialised
+    /// [`take_twin_coarse`](Correlator::take_twin_coarse)) when
+    /// [`twin_lists`](Correlator::twin_lists) found lists that may hold
+    /// copies under the key.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn take_twin_held(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        dir: Dir,
+        inside: bool,
+        hash: u64,
+        lists: Lists,
+        out: &mut Vec<Mapping>,
+    ) -> Twin {
+        let Lists { fine, coarse: _ } = lists;
         if inside && !fine {
             // The common case (no copy waits on a fine list): the call
             // without the arguments it fixes.
             return self.take_twin_coarse(ts_ns, pkt, dir, out);
         }
-        let lists = Lists { fine, coarse };
         self.take_twin(ts_ns, pkt, dir, hash, inside, lists, u64::MAX, out)
     }
 
