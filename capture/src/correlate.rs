@@ -1771,57 +1771,76 @@ impl Correlator {
                 // Its coarse key's list: the inside copies waiting there
                 // (the first under each key is a twin), and the copies that
                 // count towards `pending_per_key_max` under each key with
-                // those on its own list.
+                // those on its own list. No list (about half the outside
+                // copies): the code below with the empty list's fields as
+                // constants.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
-                let coarse = self.coarse_list(&out_key, &src, chash);
-                let Twin::Absent(mut out_at) =
-                    self.take_inside(ts_ns, pkt, &out_key, &src, &coarse, out)
-                else {
-                    return;
-                };
-                let (in_key, dst) = pkt.pair_key(Dir::In);
-                let Twin::Absent(mut in_at) =
-                    self.take_inside(ts_ns, pkt, &in_key, &dst, &coarse, out)
-                else {
-                    return;
-                };
-                out_at.len += coarse.out_len;
-                in_at.len += coarse.in_len;
-                let (seq, flags) = (self.stats.packets, pkt.tcp_flags);
-                let copy = |endpoint| Copy {
-                    ts_ns,
-                    packet: seq,
-                    inside: false,
-                    endpoint,
-                    ambiguous: true,
-                    coarse: false,
-                    tcp_flags: flags,
-                };
-                // Neither probe changed the other key's list (the two keys
-                // differ in direction), so both places still hold unless
-                // making room at `pending_max` drops copies.
-                if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
-                    let pkm = self.cfg.pending_per_key_max;
-                    if (out_at.len as usize) < pkm
-                        && (in_at.len as usize) < pkm
-                        && (coarse.len as usize) < self.coarse_list_max()
-                    {
-                        // Both entries would be placed together: one instead.
-                        self.wait_coarse(out_key, chash, copy(src), coarse.tail);
-                        return;
-                    }
-                    let (out_hash, in_hash) = (pair_hash(&out_key), pair_hash(&in_key));
-                    let a = self.wait_at(out_key, out_hash, copy(src), out_at);
-                    let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
-                    if a != NO_SLOT && b != NO_SLOT {
-                        self.waiting_mut(a).twin = b;
-                        self.waiting_mut(b).twin = a;
-                    }
-                } else {
-                    self.insert(out_key, pair_hash(&out_key), copy(src));
-                    self.insert(in_key, pair_hash(&in_key), copy(dst));
+                match self.coarse_list_found(&out_key, &src, chash) {
+                    None => self.offer_outside(ts_ns, pkt, chash, CoarseList::NONE, out),
+                    Some(coarse) => self.offer_outside(ts_ns, pkt, chash, coarse, out),
                 }
             }
+        }
+    }
+
+    /// [`push_prepared`](Correlator::push_prepared)'s outside copy, with
+    /// its coarse key's list (hashed `chash`) as
+    /// [`coarse_list_found`](Correlator::coarse_list_found) walked it: pairs it with an
+    /// inside copy, or makes it wait.
+    #[inline(always)]
+    fn offer_outside(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        chash: u64,
+        coarse: CoarseList,
+        out: &mut Vec<Mapping>,
+    ) {
+        let (out_key, src) = pkt.pair_key(Dir::Out);
+        let Twin::Absent(mut out_at) = self.take_inside(ts_ns, pkt, &out_key, &src, &coarse, out)
+        else {
+            return;
+        };
+        let (in_key, dst) = pkt.pair_key(Dir::In);
+        let Twin::Absent(mut in_at) = self.take_inside(ts_ns, pkt, &in_key, &dst, &coarse, out)
+        else {
+            return;
+        };
+        out_at.len += coarse.out_len;
+        in_at.len += coarse.in_len;
+        let (seq, flags) = (self.stats.packets, pkt.tcp_flags);
+        let copy = |endpoint| Copy {
+            ts_ns,
+            packet: seq,
+            inside: false,
+            endpoint,
+            ambiguous: true,
+            coarse: false,
+            tcp_flags: flags,
+        };
+        // Neither probe changed the other key's list (the two keys
+        // differ in direction), so both places still hold unless
+        // making room at `pending_max` drops copies.
+        if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
+            let pkm = self.cfg.pending_per_key_max;
+            if (out_at.len as usize) < pkm
+                && (in_at.len as usize) < pkm
+                && (coarse.len as usize) < self.coarse_list_max()
+            {
+                // Both entries would be placed together: one instead.
+                self.wait_coarse(out_key, chash, copy(src), coarse.tail);
+                return;
+            }
+            let (out_hash, in_hash) = (pair_hash(&out_key), pair_hash(&in_key));
+            let a = self.wait_at(out_key, out_hash, copy(src), out_at);
+            let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
+            if a != NO_SLOT && b != NO_SLOT {
+                self.waiting_mut(a).twin = b;
+                self.waiting_mut(b).twin = a;
+            }
+        } else {
+            self.insert(out_key, pair_hash(&out_key), copy(src));
+            self.insert(in_key, pair_hash(&in_key), copy(dst));
         }
     }
 
@@ -2177,7 +2196,7 @@ impl Correlator {
     /// An outside copy's probe of its key in direction `dir` for the oldest
     /// inside copy waiting under it: on the key's own list (only when copies
     /// wait on pair keys' lists at all, `fine_count`) or on its coarse key's
-    /// list (`coarse`, walked by [`coarse_list`](Correlator::coarse_list)),
+    /// list (`coarse`, walked by [`coarse_list_found`](Correlator::coarse_list_found)),
     /// the older of the two (both lists in arrival order). As
     /// [`take_twin`](Correlator::take_twin): `Taken`, or `Absent` with the
     /// key's own list.
@@ -2394,15 +2413,16 @@ impl Correlator {
     /// The list of the coarse key of an ambiguous copy's `out_key` and
     /// `in_key` (hashed `chash`, [`coarse_hash`]): at most
     /// [`COARSE_LIST_MAX`] entries walked.
-    fn coarse_list(&self, out_key: &PairKey, src: &Ep, chash: u64) -> CoarseList {
+    ///
+    /// `None` when the table holds no list under the coarse key (the walk
+    /// of an empty list, [`CoarseList::NONE`]).
+    #[inline(always)]
+    fn coarse_list_found(&self, out_key: &PairKey, src: &Ep, chash: u64) -> Option<CoarseList> {
         let chunks = &self.waiting;
         let mut l = CoarseList::NONE;
-        let Some(entry) = self
+        let entry = self
             .pending
-            .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(out_key))
-        else {
-            return l;
-        };
+            .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(out_key))?;
         l.entry = entry;
         let mut i = self.pending.get(entry);
         while i != NO_SLOT {
@@ -2423,7 +2443,7 @@ impl Correlator {
                         // it (or with an older one on the key's own list)
                         // before it reads anything else of the walk.
                         if w.key.dir == Dir::Out {
-                            return l;
+                            return Some(l);
                         }
                     }
                 }
@@ -2435,7 +2455,7 @@ impl Correlator {
             l.tail = i;
             i = w.key_next;
         }
-        l
+        Some(l)
     }
 
     /// Makes the ambiguous `copy` (the out key's copy: endpoint the source)
