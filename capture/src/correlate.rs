@@ -2877,11 +2877,20 @@ impl Correlator {
 
     /// The address as the flow table knows it, without naming a new IPv6
     /// address (`None`: no active flow uses it). The bool: IPv6 name.
+    /// Inline (an IPv4 address is a compare): left to the compiler, one
+    /// correlator's outside-copy pair called it twice a pair.
+    #[inline(always)]
     fn addr32_find(&self, ep: &Ep) -> Option<(Addr32, bool)> {
         match ep.v4() {
             Some(a) => Some((a, false)),
-            None => self.v6.find(ep.bits()).map(|id| (id, true)),
+            None => self.addr32_find_v6(ep),
         }
+    }
+
+    /// [`addr32_find`](Correlator::addr32_find) of an IPv6 address.
+    #[inline(never)]
+    fn addr32_find_v6(&self, ep: &Ep) -> Option<(Addr32, bool)> {
+        self.v6.find(ep.bits()).map(|id| (id, true))
     }
 
     fn addr32_acquire(&mut self, ip: IpAddr) -> (Addr32, bool) {
