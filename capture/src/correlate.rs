@@ -2909,7 +2909,7 @@ impl Correlator {
     }
 
     /// The slot of the active flow (proto, internal, remote), if any.
-    /// Inline, as `touch_flow_times`: `observe` has two callers (one
+    /// Inline, as `touch_narrow`: `observe` has two callers (one
     /// correlator's `take_twin`, a flow part's `apply_events`), and left to
     /// the compiler these two went out of line (+2.4 M instructions on the
     /// callgrind workload).
@@ -3024,10 +3024,24 @@ impl Correlator {
     /// [`flow_times`](Correlator::flow_times) then
     /// [`set_flow_times`](Correlator::set_flow_times), reading and writing
     /// the time word once when both offsets stay narrow (the common case).
-    #[inline(always)]
+    /// Tests: `observe` runs its two halves itself (the slot taken once).
+    #[cfg(test)]
     fn touch_flow_times(&mut self, slot: u32, ts_ns: UnixNanos) -> (UnixNanos, bool) {
         let refresh = self.cfg.refresh_interval_ns;
-        let f = self.flow_mut(slot);
+        match Self::touch_narrow(self.flow_mut(slot), ts_ns, refresh) {
+            Some(r) => r,
+            None => self.touch_flow_times_wide(slot, ts_ns),
+        }
+    }
+
+    /// `touch_flow_times` (tests) on the slot `f`
+    /// when both offsets stay narrow (its one read and write of the time
+    /// word; `refresh`: `refresh_interval_ns`); `None`, with `f` untouched,
+    /// otherwise (then [`touch_flow_times_wide`](Correlator::touch_flow_times_wide)).
+    /// On the slot, not the correlator: the caller keeps the one reference
+    /// to the slot for the rest of the fold.
+    #[inline(always)]
+    fn touch_narrow(f: &mut Flow, ts_ns: UnixNanos, refresh: i64) -> Option<(UnixNanos, bool)> {
         let word = f.word();
         let last_off = word as u64 & OFF47_WIDE;
         if last_off != OFF47_WIDE {
@@ -3051,10 +3065,19 @@ impl Correlator {
                             | u128::from(written_off) << WORD_WRITTEN_SHIFT
                             | word >> WORD_PROTO_SHIFT << WORD_PROTO_SHIFT,
                     );
-                    return (first_ns + last_off as i64, refreshed);
+                    return Some((first_ns + last_off as i64, refreshed));
                 }
             }
         }
+        None
+    }
+
+    /// `touch_flow_times` (tests) when an offset is
+    /// or becomes wide: through [`flow_times`](Correlator::flow_times) and
+    /// [`set_flow_times`](Correlator::set_flow_times). Rare: out of line.
+    #[inline(never)]
+    fn touch_flow_times_wide(&mut self, slot: u32, ts_ns: UnixNanos) -> (UnixNanos, bool) {
+        let refresh = self.cfg.refresh_interval_ns;
         let (last_ns, written_ns) = self.flow_times(slot);
         let last_ns = last_ns.max(ts_ns);
         let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
@@ -3285,29 +3308,24 @@ impl Correlator {
                 // `first_ns` stays as written in the Open record: it is part
                 // of the mapping's identity in the store (a pair completed
                 // late may carry an earlier time; it is evidence, not identity).
-                let (last_ns, refreshed) = self.touch_flow_times(slot, ts_ns);
-                let flow = self.flow_mut(slot);
-                match dir {
-                    Dir::Out => flow.packets_out = flow.packets_out.saturating_add(1),
-                    Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
-                }
-                let mut moved_earlier = false;
-                if proto == Proto::Tcp {
-                    let was_open = flow.closed_reason() == EndReason::Open;
-                    if flags & TcpInfo::RST != 0 {
-                        flow.bits |= BIT_RST;
-                    }
-                    if flags & TcpInfo::FIN != 0 {
-                        flow.bits |= match dir {
-                            Dir::Out => BIT_FIN_OUT,
-                            Dir::In => BIT_FIN_IN,
-                        };
-                    }
-                    if was_open && flow.closed_reason() != EndReason::Open {
-                        // The hold shrinks (TIME_WAIT): the deadline moved earlier.
-                        moved_earlier = true;
-                    }
-                }
+                // One reference to the slot for the times and the counts
+                // (`touch_flow_times` then the counts, each taking the slot
+                // again, read the slab's length and base again after the
+                // slot's writes).
+                let refresh = self.cfg.refresh_interval_ns;
+                let flow = self.flows.get_mut(slot as usize);
+                let (last_ns, refreshed, moved_earlier) =
+                    match Self::touch_narrow(flow, ts_ns, refresh) {
+                        Some((last_ns, refreshed)) => {
+                            let moved = Self::fold_counts(flow, dir, proto, flags);
+                            (last_ns, refreshed, moved)
+                        }
+                        None => {
+                            let (last_ns, refreshed) = self.touch_flow_times_wide(slot, ts_ns);
+                            let moved = Self::fold_counts(self.flow_mut(slot), dir, proto, flags);
+                            (last_ns, refreshed, moved)
+                        }
+                    };
                 if refreshed {
                     self.stats.mappings_refreshed += 1;
                     let m = self.mapping(slot);
@@ -3323,6 +3341,35 @@ impl Correlator {
             self.replace_flow(slot, new_connection, out);
         }
         self.open_flow(ts_ns, dir, proto, internal, public, remote, flags, out);
+    }
+
+    /// The counts and TCP bits of a pair continuing the flow in slot `f`
+    /// (going `dir`, TCP flags `flags` of both copies); whether its
+    /// deadline moved earlier (a close: the TIME_WAIT hold is shorter).
+    #[inline(always)]
+    fn fold_counts(flow: &mut Flow, dir: Dir, proto: Proto, flags: u8) -> bool {
+        match dir {
+            Dir::Out => flow.packets_out = flow.packets_out.saturating_add(1),
+            Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
+        }
+        let mut moved_earlier = false;
+        if proto == Proto::Tcp {
+            let was_open = flow.closed_reason() == EndReason::Open;
+            if flags & TcpInfo::RST != 0 {
+                flow.bits |= BIT_RST;
+            }
+            if flags & TcpInfo::FIN != 0 {
+                flow.bits |= match dir {
+                    Dir::Out => BIT_FIN_OUT,
+                    Dir::In => BIT_FIN_IN,
+                };
+            }
+            if was_open && flow.closed_reason() != EndReason::Open {
+                // The hold shrinks (TIME_WAIT): the deadline moved earlier.
+                moved_earlier = true;
+            }
+        }
+        moved_earlier
     }
 
     /// Ends the flow in `slot` for a pair that does not continue it: a new
