@@ -208,7 +208,7 @@ impl PendingTable {
 
     /// Removes the value at `at`; the entries after it in its run move back
     /// so that every value stays reachable from its home without gaps.
-    #[inline]
+    #[inline(always)]
     pub(super) fn remove(&mut self, at: Found) {
         let entries = &mut self.entries[..];
         // `mask` from the length, as in `find` (`at` is one of its entries,
