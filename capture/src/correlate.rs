@@ -734,6 +734,33 @@ struct FlowKey {
     fam: u8,
 }
 
+impl FlowKey {
+    /// The addresses (internal low) and the ports (internal low) as two
+    /// words: equal words, equal fields ([`Flow::key_is`]).
+    #[inline(always)]
+    fn words(&self) -> (u64, u32) {
+        Self::words_of(
+            self.internal,
+            self.remote,
+            self.internal_port,
+            self.remote_port,
+        )
+    }
+
+    #[inline(always)]
+    fn words_of(
+        internal: Addr32,
+        remote: Addr32,
+        internal_port: u16,
+        remote_port: u16,
+    ) -> (u64, u32) {
+        (
+            u64::from(internal) | u64::from(remote) << 32,
+            u32::from(internal_port) | u32::from(remote_port) << 16,
+        )
+    }
+}
+
 /// `Flow::bits`: FIN seen subscriber → remote.
 const BIT_FIN_OUT: u8 = 4;
 /// `Flow::bits`: FIN seen remote → subscriber.
@@ -896,6 +923,25 @@ impl Flow {
 
     fn proto(&self) -> Proto {
         PROTOS[(self.word() >> WORD_PROTO_SHIFT) as usize & 3]
+    }
+
+    /// Whether the slot's key is `key` (`self.key() == *key`), given
+    /// `key`'s addresses and ports as [`FlowKey::words`] packs them: the
+    /// two addresses and the two ports each compared as one word (adjacent
+    /// in the slot and loaded together), then the protocol and family.
+    #[inline(always)]
+    fn key_is(&self, key: &FlowKey, (addrs, ports): (u64, u32)) -> bool {
+        let own = FlowKey::words_of(
+            self.internal,
+            self.remote,
+            self.internal_port,
+            self.remote_port,
+        );
+        let is = own == (addrs, ports)
+            && self.proto() == key.proto
+            && self.bits & (FAM_INTERNAL_V6 | FAM_REMOTE_V6) == key.fam;
+        debug_assert_eq!(is, self.key() == *key && key.words() == (addrs, ports));
+        is
     }
 
     fn key(&self) -> FlowKey {
@@ -2960,10 +3006,11 @@ impl Correlator {
             proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
+        let words = key.words();
         let mut s = self.index_heads[self.index_head(&key)];
         while s != LINK_NONE {
             let f = self.flow(s);
-            if f.key() == key {
+            if f.key_is(&key, words) {
                 return Some(s);
             }
             s = f.link(LINK_INDEX_NEXT);
