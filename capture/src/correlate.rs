@@ -734,6 +734,33 @@ struct FlowKey {
     fam: u8,
 }
 
+impl FlowKey {
+    /// The addresses (internal low) and the ports (internal low) as two
+    /// words: equal words, equal fields ([`Flow::key_is`]).
+    #[inline(always)]
+    fn words(&self) -> (u64, u32) {
+        Self::words_of(
+            self.internal,
+            self.remote,
+            self.internal_port,
+            self.remote_port,
+        )
+    }
+
+    #[inline(always)]
+    fn words_of(
+        internal: Addr32,
+        remote: Addr32,
+        internal_port: u16,
+        remote_port: u16,
+    ) -> (u64, u32) {
+        (
+            u64::from(internal) | u64::from(remote) << 32,
+            u32::from(internal_port) | u32::from(remote_port) << 16,
+        )
+    }
+}
+
 /// `Flow::bits`: FIN seen subscriber → remote.
 const BIT_FIN_OUT: u8 = 4;
 /// `Flow::bits`: FIN seen remote → subscriber.
@@ -896,6 +923,25 @@ impl Flow {
 
     fn proto(&self) -> Proto {
         PROTOS[(self.word() >> WORD_PROTO_SHIFT) as usize & 3]
+    }
+
+    /// Whether the slot's key is `key` (`self.key() == *key`), given
+    /// `key`'s addresses and ports as [`FlowKey::words`] packs them: the
+    /// two addresses and the two ports each compared as one word (adjacent
+    /// in the slot and loaded together), then the protocol and family.
+    #[inline(always)]
+    fn key_is(&self, key: &FlowKey, (addrs, ports): (u64, u32)) -> bool {
+        let own = FlowKey::words_of(
+            self.internal,
+            self.remote,
+            self.internal_port,
+            self.remote_port,
+        );
+        let is = own == (addrs, ports)
+            && self.proto() == key.proto
+            && self.bits & (FAM_INTERNAL_V6 | FAM_REMOTE_V6) == key.fam;
+        debug_assert_eq!(is, self.key() == *key && key.words() == (addrs, ports));
+        is
     }
 
     fn key(&self) -> FlowKey {
@@ -1771,57 +1817,76 @@ impl Correlator {
                 // Its coarse key's list: the inside copies waiting there
                 // (the first under each key is a twin), and the copies that
                 // count towards `pending_per_key_max` under each key with
-                // those on its own list.
+                // those on its own list. No list (about half the outside
+                // copies): the code below with the empty list's fields as
+                // constants.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
-                let coarse = self.coarse_list(&out_key, &src, chash);
-                let Twin::Absent(mut out_at) =
-                    self.take_inside(ts_ns, pkt, &out_key, &src, &coarse, out)
-                else {
-                    return;
-                };
-                let (in_key, dst) = pkt.pair_key(Dir::In);
-                let Twin::Absent(mut in_at) =
-                    self.take_inside(ts_ns, pkt, &in_key, &dst, &coarse, out)
-                else {
-                    return;
-                };
-                out_at.len += coarse.out_len;
-                in_at.len += coarse.in_len;
-                let (seq, flags) = (self.stats.packets, pkt.tcp_flags);
-                let copy = |endpoint| Copy {
-                    ts_ns,
-                    packet: seq,
-                    inside: false,
-                    endpoint,
-                    ambiguous: true,
-                    coarse: false,
-                    tcp_flags: flags,
-                };
-                // Neither probe changed the other key's list (the two keys
-                // differ in direction), so both places still hold unless
-                // making room at `pending_max` drops copies.
-                if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
-                    let pkm = self.cfg.pending_per_key_max;
-                    if (out_at.len as usize) < pkm
-                        && (in_at.len as usize) < pkm
-                        && (coarse.len as usize) < self.coarse_list_max()
-                    {
-                        // Both entries would be placed together: one instead.
-                        self.wait_coarse(out_key, chash, copy(src), coarse.tail);
-                        return;
-                    }
-                    let (out_hash, in_hash) = (pair_hash(&out_key), pair_hash(&in_key));
-                    let a = self.wait_at(out_key, out_hash, copy(src), out_at);
-                    let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
-                    if a != NO_SLOT && b != NO_SLOT {
-                        self.waiting_mut(a).twin = b;
-                        self.waiting_mut(b).twin = a;
-                    }
-                } else {
-                    self.insert(out_key, pair_hash(&out_key), copy(src));
-                    self.insert(in_key, pair_hash(&in_key), copy(dst));
+                match self.coarse_list_found(&out_key, &src, chash) {
+                    None => self.offer_outside(ts_ns, pkt, chash, CoarseList::NONE, out),
+                    Some(coarse) => self.offer_outside(ts_ns, pkt, chash, coarse, out),
                 }
             }
+        }
+    }
+
+    /// [`push_prepared`](Correlator::push_prepared)'s outside copy, with
+    /// its coarse key's list (hashed `chash`) as
+    /// [`coarse_list_found`](Correlator::coarse_list_found) walked it: pairs it with an
+    /// inside copy, or makes it wait.
+    #[inline(always)]
+    fn offer_outside(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        chash: u64,
+        coarse: CoarseList,
+        out: &mut Vec<Mapping>,
+    ) {
+        let (out_key, src) = pkt.pair_key(Dir::Out);
+        let Twin::Absent(mut out_at) = self.take_inside(ts_ns, pkt, &out_key, &src, &coarse, out)
+        else {
+            return;
+        };
+        let (in_key, dst) = pkt.pair_key(Dir::In);
+        let Twin::Absent(mut in_at) = self.take_inside(ts_ns, pkt, &in_key, &dst, &coarse, out)
+        else {
+            return;
+        };
+        out_at.len += coarse.out_len;
+        in_at.len += coarse.in_len;
+        let (seq, flags) = (self.stats.packets, pkt.tcp_flags);
+        let copy = |endpoint| Copy {
+            ts_ns,
+            packet: seq,
+            inside: false,
+            endpoint,
+            ambiguous: true,
+            coarse: false,
+            tcp_flags: flags,
+        };
+        // Neither probe changed the other key's list (the two keys
+        // differ in direction), so both places still hold unless
+        // making room at `pending_max` drops copies.
+        if self.pending_count + 2 <= self.cfg.pending_max && !self.probe_once_off() {
+            let pkm = self.cfg.pending_per_key_max;
+            if (out_at.len as usize) < pkm
+                && (in_at.len as usize) < pkm
+                && (coarse.len as usize) < self.coarse_list_max()
+            {
+                // Both entries would be placed together: one instead.
+                self.wait_coarse(out_key, chash, copy(src), coarse.tail);
+                return;
+            }
+            let (out_hash, in_hash) = (pair_hash(&out_key), pair_hash(&in_key));
+            let a = self.wait_at(out_key, out_hash, copy(src), out_at);
+            let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
+            if a != NO_SLOT && b != NO_SLOT {
+                self.waiting_mut(a).twin = b;
+                self.waiting_mut(b).twin = a;
+            }
+        } else {
+            self.insert(out_key, pair_hash(&out_key), copy(src));
+            self.insert(in_key, pair_hash(&in_key), copy(dst));
         }
     }
 
@@ -1837,9 +1902,32 @@ impl Correlator {
         out: &mut Vec<Mapping>,
     ) {
         let inside = true;
-        let Twin::Absent(at) = self.take_twin_if_held(ts_ns, pkt, dir, inside, out) else {
+        // No copy waits under either of its keys (most inside copies that
+        // wait): the waiting code with `take_twin`'s answer for that case
+        // as constants, apart from the code after the call.
+        let Some((hash, lists)) = self.twin_lists(pkt, dir, inside) else {
+            self.offer_wait(ts_ns, pkt, dir, flow_hash, KeyList::NONE);
             return;
         };
+        let Twin::Absent(at) = self.take_twin_held(ts_ns, pkt, dir, inside, hash, lists, out)
+        else {
+            return;
+        };
+        self.offer_wait(ts_ns, pkt, dir, flow_hash, at);
+    }
+
+    /// [`offer`](Correlator::offer)'s inside copy that found no twin
+    /// waits (`at`: the copies waiting under its keys).
+    #[inline(always)]
+    fn offer_wait(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        dir: Dir,
+        flow_hash: u64,
+        at: KeyList,
+    ) {
+        let inside = true;
         let (key, endpoint) = pkt.pair_key(dir);
         let flags = pkt.tcp_flags;
         let copy = Copy {
@@ -2002,23 +2090,19 @@ impl Correlator {
         COARSE_LIST_MAX
     }
 
-    /// [`take_twin`](Correlator::take_twin), or straight away what it
-    /// returns when no copy waits under the key: the pending table holds no
-    /// value with the hash's tag on its probe run
-    /// ([`PendingTable::may_hold`](pending::PendingTable::may_hold)), so
-    /// `take_twin`'s probe would find nothing and it would return
-    /// `Absent(KeyList::NONE)` (no list: no twin, no duplicate). Inline: the
-    /// first copy of a packet (most probes) costs a few loads instead of
-    /// the out-of-line call and its setup for the key compares.
+    /// Whether [`take_twin`](Correlator::take_twin) can find anything
+    /// under the key: `None` when the pending table holds no value with the
+    /// hash's tag on its probe run
+    /// ([`PendingTable::may_hold`](pending::PendingTable::may_hold)) of any
+    /// list the copy looks at, so `take_twin`'s probe would find nothing and
+    /// it would return `Absent(KeyList::NONE)` (no list: no twin, no
+    /// duplicate), which the caller uses straight away; else the pair hash
+    /// (0 unless computed) and which lists may hold copies, for
+    /// [`take_twin_held`](Correlator::take_twin_held). Inline: the first
+    /// copy of a packet (most probes) costs a few loads instead of the
+    /// out-of-line call and its setup for the key compares.
     #[inline(always)]
-    fn take_twin_if_held(
-        &mut self,
-        ts_ns: UnixNanos,
-        pkt: &Prepared,
-        dir: Dir,
-        inside: bool,
-        out: &mut Vec<Mapping>,
-    ) -> Twin {
+    fn twin_lists(&self, pkt: &Prepared, dir: Dir, inside: bool) -> Option<(u64, Lists)> {
         // Its pair key's list only while copies wait on pair keys' lists
         // (its hash computed only then).
         let mut hash = 0;
@@ -2033,29 +2117,55 @@ impl Correlator {
                 .pending
                 .may_hold(coarse_hash(pkt.proto, pkt.invariants));
         if !fine && !coarse {
-            return Twin::Absent(KeyList::NONE);
+            return None;
         }
+        Some((hash, Lists { fine, coarse }))
+    }
+
+    /// [`take_twin`](Correlator::take_twin) (or its specialised
+    /// [`take_twin_coarse`](Correlator::take_twin_coarse)) when
+    /// [`twin_lists`](Correlator::twin_lists) found lists that may hold
+    /// copies under the key.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn take_twin_held(
+        &mut self,
+        ts_ns: UnixNanos,
+        pkt: &Prepared,
+        dir: Dir,
+        inside: bool,
+        hash: u64,
+        lists: Lists,
+        out: &mut Vec<Mapping>,
+    ) -> Twin {
+        let Lists { fine, coarse: _ } = lists;
         if inside && !fine {
             // The common case (no copy waits on a fine list): the call
             // without the arguments it fixes.
-            return self.take_twin_coarse(ts_ns, pkt, dir, out);
+            return match dir {
+                Dir::Out => self.take_twin_coarse::<true>(ts_ns, pkt, out),
+                Dir::In => self.take_twin_coarse::<false>(ts_ns, pkt, out),
+            };
         }
-        let lists = Lists { fine, coarse };
         self.take_twin(ts_ns, pkt, dir, hash, inside, lists, u64::MAX, out)
     }
 
     /// [`take_twin`](Correlator::take_twin) of an inside copy when only its
     /// coarse key's list may hold its twin (`lists`: coarse alone; no pair
     /// hash, no `before`): the same code with those arguments fixed, so the
-    /// call passes five and the fine list's probe is compiled out.
+    /// call passes four and the fine list's probe is compiled out. One
+    /// copy per direction (`OUT`: the key's direction is `Dir::Out`): with
+    /// the direction a constant, the key and the endpoint are read from
+    /// the packet's fields, not chosen between them at run time
+    /// (−13.5 instructions a packet, round13-corr13.md).
     #[inline(never)]
-    fn take_twin_coarse(
+    fn take_twin_coarse<const OUT: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
-        dir: Dir,
         out: &mut Vec<Mapping>,
     ) -> Twin {
+        let dir = if OUT { Dir::Out } else { Dir::In };
         let lists = Lists {
             fine: false,
             coarse: true,
@@ -2139,7 +2249,7 @@ impl Correlator {
     /// An outside copy's probe of its key in direction `dir` for the oldest
     /// inside copy waiting under it: on the key's own list (only when copies
     /// wait on pair keys' lists at all, `fine_count`) or on its coarse key's
-    /// list (`coarse`, walked by [`coarse_list`](Correlator::coarse_list)),
+    /// list (`coarse`, walked by [`coarse_list_found`](Correlator::coarse_list_found)),
     /// the older of the two (both lists in arrival order). As
     /// [`take_twin`](Correlator::take_twin): `Taken`, or `Absent` with the
     /// key's own list.
@@ -2356,15 +2466,16 @@ impl Correlator {
     /// The list of the coarse key of an ambiguous copy's `out_key` and
     /// `in_key` (hashed `chash`, [`coarse_hash`]): at most
     /// [`COARSE_LIST_MAX`] entries walked.
-    fn coarse_list(&self, out_key: &PairKey, src: &Ep, chash: u64) -> CoarseList {
+    ///
+    /// `None` when the table holds no list under the coarse key (the walk
+    /// of an empty list, [`CoarseList::NONE`]).
+    #[inline(always)]
+    fn coarse_list_found(&self, out_key: &PairKey, src: &Ep, chash: u64) -> Option<CoarseList> {
         let chunks = &self.waiting;
         let mut l = CoarseList::NONE;
-        let Some(entry) = self
+        let entry = self
             .pending
-            .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(out_key))
-        else {
-            return l;
-        };
+            .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(out_key))?;
         l.entry = entry;
         let mut i = self.pending.get(entry);
         while i != NO_SLOT {
@@ -2385,7 +2496,7 @@ impl Correlator {
                         // it (or with an older one on the key's own list)
                         // before it reads anything else of the walk.
                         if w.key.dir == Dir::Out {
-                            return l;
+                            return Some(l);
                         }
                     }
                 }
@@ -2397,7 +2508,7 @@ impl Correlator {
             l.tail = i;
             i = w.key_next;
         }
-        l
+        Some(l)
     }
 
     /// Makes the ambiguous `copy` (the out key's copy: endpoint the source)
@@ -2455,17 +2566,45 @@ impl Correlator {
         n
     }
 
+    /// Entry `i` of the pending slab `slab` (always `&self.waiting`),
+    /// without a bounds check in release builds.
+    ///
+    /// **Invariant (the pending slab's indices):** `waiting` only grows
+    /// (`alloc_waiting` pushes; nothing removes, truncates or clears an
+    /// entry), and every entry number the correlator keeps — the pending
+    /// table's values, `waiting_free`, `order_head`, `order_tail` and each
+    /// entry's `key_next`, `order_prev`, `order_next` and `twin` — is either
+    /// [`NO_SLOT`] (`u32::MAX`, which `alloc_waiting` never hands out) or a
+    /// number `alloc_waiting` handed out, so below `waiting.len()` for
+    /// ever. Every caller passes such a number after testing it against
+    /// `NO_SLOT`. The bounds check this saves was ~16 instructions a packet
+    /// (docs/bench/round13-corr13.md); debug builds (every test) still
+    /// assert it.
     #[inline(always)]
+    #[allow(unsafe_code)]
     fn waiting_in(slab: &[Waiting], i: u32) -> &Waiting {
-        &slab[i as usize]
+        debug_assert!(
+            (i as usize) < slab.len(),
+            "pending entry {i} of {}",
+            slab.len()
+        );
+        // SAFETY: `i < slab.len()` by the invariant above (`slab` is the
+        // pending slab, `i` an entry number it handed out, not `NO_SLOT`).
+        unsafe { slab.get_unchecked(i as usize) }
     }
 
     fn waiting(&self, i: u32) -> &Waiting {
         Self::waiting_in(&self.waiting, i)
     }
 
+    /// [`waiting_in`](Correlator::waiting_in), to change.
+    #[allow(unsafe_code)]
     fn waiting_mut(&mut self, i: u32) -> &mut Waiting {
-        &mut self.waiting[i as usize]
+        let len = self.waiting.len();
+        debug_assert!((i as usize) < len, "pending entry {i} of {len}");
+        // SAFETY: as `waiting_in`: `i` is an entry number the pending slab
+        // handed out, so below its length.
+        unsafe { self.waiting.get_unchecked_mut(i as usize) }
     }
 
     /// The oldest copy waiting under `key` (hashed `hash`), if any.
@@ -2819,11 +2958,20 @@ impl Correlator {
 
     /// The address as the flow table knows it, without naming a new IPv6
     /// address (`None`: no active flow uses it). The bool: IPv6 name.
+    /// Inline (an IPv4 address is a compare): left to the compiler, one
+    /// correlator's outside-copy pair called it twice a pair.
+    #[inline(always)]
     fn addr32_find(&self, ep: &Ep) -> Option<(Addr32, bool)> {
         match ep.v4() {
             Some(a) => Some((a, false)),
-            None => self.v6.find(ep.bits()).map(|id| (id, true)),
+            None => self.addr32_find_v6(ep),
         }
+    }
+
+    /// [`addr32_find`](Correlator::addr32_find) of an IPv6 address.
+    #[inline(never)]
+    fn addr32_find_v6(&self, ep: &Ep) -> Option<(Addr32, bool)> {
+        self.v6.find(ep.bits()).map(|id| (id, true))
     }
 
     fn addr32_acquire(&mut self, ip: IpAddr) -> (Addr32, bool) {
@@ -2842,7 +2990,7 @@ impl Correlator {
     }
 
     /// The slot of the active flow (proto, internal, remote), if any.
-    /// Inline, as `touch_flow_times`: `observe` has two callers (one
+    /// Inline, as `touch_narrow`: `observe` has two callers (one
     /// correlator's `take_twin`, a flow part's `apply_events`), and left to
     /// the compiler these two went out of line (+2.4 M instructions on the
     /// callgrind workload).
@@ -2858,10 +3006,11 @@ impl Correlator {
             proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
+        let words = key.words();
         let mut s = self.index_heads[self.index_head(&key)];
         while s != LINK_NONE {
             let f = self.flow(s);
-            if f.key() == key {
+            if f.key_is(&key, words) {
                 return Some(s);
             }
             s = f.link(LINK_INDEX_NEXT);
@@ -2957,33 +3106,60 @@ impl Correlator {
     /// [`flow_times`](Correlator::flow_times) then
     /// [`set_flow_times`](Correlator::set_flow_times), reading and writing
     /// the time word once when both offsets stay narrow (the common case).
-    #[inline(always)]
+    /// Tests: `observe` runs its two halves itself (the slot taken once).
+    #[cfg(test)]
     fn touch_flow_times(&mut self, slot: u32, ts_ns: UnixNanos) -> (UnixNanos, bool) {
         let refresh = self.cfg.refresh_interval_ns;
-        let f = self.flow_mut(slot);
+        match Self::touch_narrow(self.flow_mut(slot), ts_ns, refresh) {
+            Some(r) => r,
+            None => self.touch_flow_times_wide(slot, ts_ns),
+        }
+    }
+
+    /// `touch_flow_times` (tests) on the slot `f`
+    /// when both offsets stay narrow (its one read and write of the time
+    /// word; `refresh`: `refresh_interval_ns`); `None`, with `f` untouched,
+    /// otherwise (then [`touch_flow_times_wide`](Correlator::touch_flow_times_wide)).
+    /// On the slot, not the correlator: the caller keeps the one reference
+    /// to the slot for the rest of the fold.
+    #[inline(always)]
+    fn touch_narrow(f: &mut Flow, ts_ns: UnixNanos, refresh: i64) -> Option<(UnixNanos, bool)> {
         let word = f.word();
         let last_off = word as u64 & OFF47_WIDE;
         if last_off != OFF47_WIDE {
             let written_off = (word >> WORD_WRITTEN_SHIFT) as u64 & OFF47_WIDE;
             let first_ns = f.first_ns;
-            // Both offsets ≤ FLOW_SPAN_MAX_NS: no overflow.
-            let written_ns = first_ns + written_off as i64;
-            let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
             if let Some(d) = ts_ns.checked_sub(first_ns) {
                 if d <= FLOW_SPAN_MAX_NS as i64 {
                     // d < 0 (a pair older than the first packet) leaves the
                     // last packet; a due refresh means d > written_off ≥ 0.
-                    let last_off = last_off.max(u64::try_from(d).unwrap_or(0));
+                    let d_off = u64::try_from(d).unwrap_or(0);
+                    // `ts_ns - written_ns` is `d - written_off` (both
+                    // offsets ≤ FLOW_SPAN_MAX_NS: no overflow for d ≥ 0);
+                    // for d < 0 it is negative, as `0 - written_off` is,
+                    // and no refresh (> 0) is due: the slow path's
+                    // saturating test, without the saturation.
+                    let refreshed = refresh > 0 && d_off as i64 - written_off as i64 >= refresh;
+                    let last_off = last_off.max(d_off);
                     let written_off = if refreshed { d as u64 } else { written_off };
                     f.set_word(
                         u128::from(last_off)
                             | u128::from(written_off) << WORD_WRITTEN_SHIFT
                             | word >> WORD_PROTO_SHIFT << WORD_PROTO_SHIFT,
                     );
-                    return (first_ns + last_off as i64, refreshed);
+                    return Some((first_ns + last_off as i64, refreshed));
                 }
             }
         }
+        None
+    }
+
+    /// `touch_flow_times` (tests) when an offset is
+    /// or becomes wide: through [`flow_times`](Correlator::flow_times) and
+    /// [`set_flow_times`](Correlator::set_flow_times). Rare: out of line.
+    #[inline(never)]
+    fn touch_flow_times_wide(&mut self, slot: u32, ts_ns: UnixNanos) -> (UnixNanos, bool) {
+        let refresh = self.cfg.refresh_interval_ns;
         let (last_ns, written_ns) = self.flow_times(slot);
         let last_ns = last_ns.max(ts_ns);
         let refreshed = refresh > 0 && ts_ns.saturating_sub(written_ns) >= refresh;
@@ -3214,29 +3390,24 @@ impl Correlator {
                 // `first_ns` stays as written in the Open record: it is part
                 // of the mapping's identity in the store (a pair completed
                 // late may carry an earlier time; it is evidence, not identity).
-                let (last_ns, refreshed) = self.touch_flow_times(slot, ts_ns);
-                let flow = self.flow_mut(slot);
-                match dir {
-                    Dir::Out => flow.packets_out = flow.packets_out.saturating_add(1),
-                    Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
-                }
-                let mut moved_earlier = false;
-                if proto == Proto::Tcp {
-                    let was_open = flow.closed_reason() == EndReason::Open;
-                    if flags & TcpInfo::RST != 0 {
-                        flow.bits |= BIT_RST;
-                    }
-                    if flags & TcpInfo::FIN != 0 {
-                        flow.bits |= match dir {
-                            Dir::Out => BIT_FIN_OUT,
-                            Dir::In => BIT_FIN_IN,
-                        };
-                    }
-                    if was_open && flow.closed_reason() != EndReason::Open {
-                        // The hold shrinks (TIME_WAIT): the deadline moved earlier.
-                        moved_earlier = true;
-                    }
-                }
+                // One reference to the slot for the times and the counts
+                // (`touch_flow_times` then the counts, each taking the slot
+                // again, read the slab's length and base again after the
+                // slot's writes).
+                let refresh = self.cfg.refresh_interval_ns;
+                let flow = self.flows.get_mut(slot as usize);
+                let (last_ns, refreshed, moved_earlier) =
+                    match Self::touch_narrow(flow, ts_ns, refresh) {
+                        Some((last_ns, refreshed)) => {
+                            let moved = Self::fold_counts(flow, dir, proto, flags);
+                            (last_ns, refreshed, moved)
+                        }
+                        None => {
+                            let (last_ns, refreshed) = self.touch_flow_times_wide(slot, ts_ns);
+                            let moved = Self::fold_counts(self.flow_mut(slot), dir, proto, flags);
+                            (last_ns, refreshed, moved)
+                        }
+                    };
                 if refreshed {
                     self.stats.mappings_refreshed += 1;
                     let m = self.mapping(slot);
@@ -3252,6 +3423,35 @@ impl Correlator {
             self.replace_flow(slot, new_connection, out);
         }
         self.open_flow(ts_ns, dir, proto, internal, public, remote, flags, out);
+    }
+
+    /// The counts and TCP bits of a pair continuing the flow in slot `f`
+    /// (going `dir`, TCP flags `flags` of both copies); whether its
+    /// deadline moved earlier (a close: the TIME_WAIT hold is shorter).
+    #[inline(always)]
+    fn fold_counts(flow: &mut Flow, dir: Dir, proto: Proto, flags: u8) -> bool {
+        match dir {
+            Dir::Out => flow.packets_out = flow.packets_out.saturating_add(1),
+            Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
+        }
+        let mut moved_earlier = false;
+        if proto == Proto::Tcp {
+            let was_open = flow.closed_reason() == EndReason::Open;
+            if flags & TcpInfo::RST != 0 {
+                flow.bits |= BIT_RST;
+            }
+            if flags & TcpInfo::FIN != 0 {
+                flow.bits |= match dir {
+                    Dir::Out => BIT_FIN_OUT,
+                    Dir::In => BIT_FIN_IN,
+                };
+            }
+            if was_open && flow.closed_reason() != EndReason::Open {
+                // The hold shrinks (TIME_WAIT): the deadline moved earlier.
+                moved_earlier = true;
+            }
+        }
+        moved_earlier
     }
 
     /// Ends the flow in `slot` for a pair that does not continue it: a new
@@ -3433,19 +3633,25 @@ impl Correlator {
             return;
         }
         self.now_ns = now_ns;
-        // Per packet: most packets drop no copy and start no scan.
-        let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
-        let oldest_out =
-            self.order_head != NO_SLOT && self.waiting(self.order_head).copy.ts_ns < horizon;
+        // Per packet: most packets drop no copy and start no scan. The
+        // oldest copy is out of the window when older than `now_ns` less
+        // the window (`advance_work`'s `horizon`); when that difference
+        // overflows, `horizon` saturates at `i64::MIN` and no copy is
+        // older: the same test without the saturation's instructions.
+        let oldest_out = self.order_head != NO_SLOT
+            && now_ns
+                .checked_sub(self.cfg.pair_window_ns)
+                .is_some_and(|horizon| self.waiting(self.order_head).copy.ts_ns < horizon);
         if oldest_out || now_ns >= self.next_scan_ns {
-            self.advance_work(now_ns, horizon, out);
+            self.advance_work(now_ns, out);
         }
     }
 
     /// [`advance`](Correlator::advance) when copies leave the window or a
     /// scan is due.
     #[inline(never)]
-    fn advance_work(&mut self, now_ns: UnixNanos, horizon: UnixNanos, out: &mut Vec<Mapping>) {
+    fn advance_work(&mut self, now_ns: UnixNanos, out: &mut Vec<Mapping>) {
+        let horizon = now_ns.saturating_sub(self.cfg.pair_window_ns);
         // In arrival order, up to the first copy still inside its window.
         while self.order_head != NO_SLOT && self.waiting(self.order_head).copy.ts_ns < horizon {
             self.pop_oldest_pending(false);

@@ -101,20 +101,24 @@ impl PendingTable {
     /// holds; `eq` is asked only about values whose tag matches.
     #[inline(always)]
     pub(super) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<Found> {
-        if self.entries.is_empty() {
+        let entries = &self.entries[..];
+        if entries.is_empty() {
             return None;
         }
+        // `mask` as the slice's length says it (the same value): each
+        // index below is then provably in bounds, with no check.
+        let mask = entries.len() - 1;
         let tag = tag_of(hash);
-        let mut i = tag as usize & self.mask;
+        let mut i = tag as usize & mask;
         loop {
-            let e = self.entries[i];
+            let e = entries[i];
             if e.val == EMPTY {
                 return None;
             }
             if e.tag == tag && eq(e.val) {
                 return Some(Found(i));
             }
-            i = (i + 1) & self.mask;
+            i = (i + 1) & mask;
         }
     }
 
@@ -125,20 +129,22 @@ impl PendingTable {
     /// most probes of the correlator find nothing (a packet's first copy).
     #[inline(always)]
     pub(super) fn may_hold(&self, hash: u64) -> bool {
-        if self.entries.is_empty() {
+        let entries = &self.entries[..];
+        if entries.is_empty() {
             return false;
         }
+        let mask = entries.len() - 1;
         let tag = tag_of(hash);
-        let mut i = tag as usize & self.mask;
+        let mut i = tag as usize & mask;
         loop {
-            let e = self.entries[i];
+            let e = entries[i];
             if e.val == EMPTY {
                 return false;
             }
             if e.tag == tag {
                 return true;
             }
-            i = (i + 1) & self.mask;
+            i = (i + 1) & mask;
         }
     }
 
@@ -173,11 +179,17 @@ impl PendingTable {
     /// Puts `e` in the first empty entry from its home (room assured).
     #[inline(always)]
     fn place(&mut self, e: Entry) {
-        let mut i = e.tag as usize & self.mask;
-        while self.entries[i].val != EMPTY {
-            i = (i + 1) & self.mask;
+        let entries = &mut self.entries[..];
+        // Not empty (room assured); `mask` from the length, as in `find`.
+        let mask = entries.len().wrapping_sub(1);
+        if entries.is_empty() {
+            unreachable!("placing in an empty pending table");
         }
-        self.entries[i] = e;
+        let mut i = e.tag as usize & mask;
+        while entries[i].val != EMPTY {
+            i = (i + 1) & mask;
+        }
+        entries[i] = e;
     }
 
     /// Doubles the entries (or allocates the first) and places every value
@@ -196,14 +208,17 @@ impl PendingTable {
 
     /// Removes the value at `at`; the entries after it in its run move back
     /// so that every value stays reachable from its home without gaps.
-    #[inline]
+    #[inline(always)]
     pub(super) fn remove(&mut self, at: Found) {
-        let mask = self.mask;
+        let entries = &mut self.entries[..];
+        // `mask` from the length, as in `find` (`at` is one of its entries,
+        // so the table is not empty): the indices after `at` need no check.
+        let mask = entries.len().wrapping_sub(1);
         let mut hole = at.0;
         let mut j = hole;
         loop {
             j = (j + 1) & mask;
-            let e = self.entries[j];
+            let e = entries[j];
             if e.val == EMPTY {
                 break;
             }
@@ -211,11 +226,11 @@ impl PendingTable {
             // `e` may fill the hole if its home is not in (hole, j]
             // (cyclically): then the hole lies on its probe path.
             if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
-                self.entries[hole] = e;
+                entries[hole] = e;
                 hole = j;
             }
         }
-        self.entries[hole] = VACANT;
+        entries[hole] = VACANT;
         self.len -= 1;
     }
 }
