@@ -451,10 +451,7 @@ impl<'r> Decoding<'r> {
         let Item::Packet(ts, side, p) = slot else {
             unreachable!("the slot was made a packet above")
         };
-        match self
-            .preparer
-            .prepare_bytes_into(pkt.linktype, pkt.data, p, &mut self.link)
-        {
+        match self.preparer.prepare_packet_into(pkt, p, &mut self.link) {
             Ok(()) => {
                 *ts = pkt.ts_ns;
                 *side = self.rules.side(file_side, pkt, &self.link);

@@ -48,6 +48,7 @@ use natrec_storage::{
 
 use crate::decode::fast::{fast, Fast, FastAddrs};
 use crate::decode::{decode, fold_mul, Decoded, LinkInfo, Skip, TcpInfo};
+use crate::source::RawPacket;
 
 /// Where a packet was captured, when the capture says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -1279,6 +1280,25 @@ impl Preparer {
         self.prepare_slow(linktype, data, out, link)
     }
 
+    /// [`Preparer::prepare_bytes_into`] of a packet's link type and bytes
+    /// (`pkt.linktype`, `pkt.data`; no other field is read). The packet is
+    /// passed by reference and the slow path reads it from there, so a caller
+    /// keeping it in memory (the replay's merge heads) loads its link type and
+    /// bytes straight into the fast path's arguments and keeps none of them
+    /// in its registers across that call for the slow path (round 13).
+    #[inline(always)]
+    pub fn prepare_packet_into(
+        &self,
+        pkt: &RawPacket<'_>,
+        out: &mut Prepared,
+        link: &mut LinkInfo,
+    ) -> Result<(), Skip> {
+        if self.prepare_fast_into(pkt.linktype, pkt.data, out, link) {
+            return Ok(());
+        }
+        self.prepare_packet_slow(pkt, out, link)
+    }
+
     /// The fast path of [`Preparer::prepare_bytes_into`] in one function
     /// (the decode, the hashes and the stores into `out` inlined into it,
     /// nothing returned through memory); `false`: not a packet it reads.
@@ -1297,6 +1317,18 @@ impl Preparer {
             }
             None => false,
         }
+    }
+
+    /// [`Preparer::prepare_slow`] of `pkt`'s link type and bytes, read from
+    /// `pkt` here, not kept by the caller across the fast path.
+    #[inline(never)]
+    fn prepare_packet_slow(
+        &self,
+        pkt: &RawPacket<'_>,
+        out: &mut Prepared,
+        link: &mut LinkInfo,
+    ) -> Result<(), Skip> {
+        self.prepare_slow(pkt.linktype, pkt.data, out, link)
     }
 
     /// The rest of [`Preparer::prepare_bytes_into`]: `decode`, then

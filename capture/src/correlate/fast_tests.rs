@@ -574,6 +574,10 @@ proptest! {
         let _ = p.prepare_bytes_into(lt0, &frame0, &mut slot, &mut link);
         let r = p.prepare_bytes_into(lt, &frame, &mut slot, &mut link);
         prop_assert_eq!(r.map(|()| (slot, link)), slow(&p, lt, &frame));
+        // The replay's form, the packet by reference: the same again.
+        let pkt = crate::source::RawPacket { linktype: lt, data: &frame, ..crate::source::RawPacket::EMPTY };
+        let r = p.prepare_packet_into(&pkt, &mut slot, &mut link);
+        prop_assert_eq!(r.map(|()| (slot, link)), slow(&p, lt, &frame));
     }
 }
 
