@@ -61,7 +61,7 @@ impl SideRules {
         sel.iter().any(|s| match s {
             IfaceSel::Name(n) => pkt.interface_name == Some(n.as_str()),
             IfaceSel::Index(i) => link
-                .ifindex
+                .ifindex()
                 .map_or(pkt.interface == *i && pkt.interface_name.is_some(), |x| {
                     x == *i
                 }),
@@ -86,7 +86,7 @@ impl SideRules {
         if Self::iface_matches(&self.outside_interfaces, pkt, link) {
             return Side::Outside;
         }
-        if let Some(v) = link.vlan {
+        if let Some(v) = link.vlan() {
             if self.inside_vlans.contains(&v) {
                 return Side::Inside;
             }
