@@ -454,7 +454,10 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         if !head.linktypes_supported && !linktype_supported(pkt.linktype) {
             // Nothing in this file can be decoded: stop it and say so (after what reading
             // its next record reports, as before the packet was used in place).
-            let (ts_ns, offset, linktype) = (pkt.ts_ns, pkt.offset, pkt.linktype);
+            // Its record offset, which `read_into`'s common case leaves to `complete`.
+            let mut whole = *pkt;
+            head.packets.complete(&mut whole);
+            let (ts_ns, offset, linktype) = (whole.ts_ns, whole.offset, whole.linktype);
             pull(head, summary);
             summary.capture_errors.push(format!(
                 "{}: packet at byte {offset}: link type {linktype} is not supported (natrec reads Ethernet with VLAN/QinQ/PPPoE, Linux SLL and SLL2, raw IP, loopback, PPP); capture with `tcpdump -i any` or on an Ethernet interface",
