@@ -472,7 +472,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         } else {
             slot.put_raw(head.side, pkt)
         };
-        pull(head, summary);
+        pull_live(head, summary);
         got
     }
 }
@@ -1299,6 +1299,19 @@ pub fn run(
 fn pull<'a>(head: &mut Head<'a>, summary: &mut Summary) {
     head.live = head.packets.read_into(&mut head.next);
     if !head.live {
+        if let Some(e) = head.packets.take_error() {
+            summary.capture_errors.push(format!("{e}"));
+        }
+    }
+}
+
+/// [`pull`] of a head that is `live` (the one the merge took): `live` is
+/// written only when the file has no next packet (one store a packet less).
+#[inline(always)]
+fn pull_live<'a>(head: &mut Head<'a>, summary: &mut Summary) {
+    debug_assert!(head.live);
+    if !head.packets.read_into(&mut head.next) {
+        head.live = false;
         if let Some(e) = head.packets.take_error() {
             summary.capture_errors.push(format!("{e}"));
         }
