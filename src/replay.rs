@@ -300,11 +300,37 @@ impl<'a> Slot<'a> for OneSlot {
     }
 }
 
+/// The merge heads, one per input: two kept in place (`--inside A
+/// --outside B`, the common case: the merge reads both at fixed places, with
+/// no length or pointer of a vector loaded and tested a packet; round 13),
+/// any other number in a vector.
+enum Heads<'a> {
+    Pair([Head<'a>; 2]),
+    Other(Vec<Head<'a>>),
+}
+
+impl<'a> Heads<'a> {
+    fn of(heads: Vec<Head<'a>>) -> Self {
+        match <[Head<'a>; 2]>::try_from(heads) {
+            Ok(pair) => Heads::Pair(pair),
+            Err(heads) => Heads::Other(heads),
+        }
+    }
+
+    /// Every head, in input order.
+    fn all(&self) -> &[Head<'a>] {
+        match self {
+            Heads::Pair(pair) => pair,
+            Heads::Other(heads) => heads,
+        }
+    }
+}
+
 /// The first stage: k-way merge of the inputs, decode, sides. Owns the
 /// summary's packet-side counters.
 struct Reader<'a, 'i> {
     inputs: &'i [Input],
-    heads: Vec<Head<'a>>,
+    heads: Heads<'a>,
     /// Decoding, sides, subscriber tests and pair-key hashing, done here
     /// (the reader's thread) unless left to the correlating thread.
     decoding: Decoding<'i>,
@@ -353,7 +379,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             .unwrap_or(i64::MAX);
         Reader {
             inputs,
-            heads,
+            heads: Heads::of(heads),
             decoding: Decoding::new(rules, preparer),
             decode_here,
             summary,
@@ -375,7 +401,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     }
 
     fn position(&self) -> u64 {
-        self.heads.iter().map(|h| h.packets.position()).sum()
+        self.heads.all().iter().map(|h| h.packets.position()).sum()
     }
 
     /// The next packet in time order, decoded, written into `slot` (a
@@ -402,13 +428,13 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         // The earliest head each time; ties go to the earlier file (strictly earlier replaces
         // the best so far, and heads are in input order), so the merge is stable.
         // The head itself, not its index: no second bounds check.
-        let head = match self.heads.as_mut_slice() {
+        let head = match &mut self.heads {
             // `--inside A --outside B`: the common case. The earlier by time
             // first, then only its `live` tested: a head that ended keeps its
             // last packet's time, so it is taken only when that time is not
             // later than the other's, and then the full test below decides
             // (the same head as testing both first).
-            [a, b] => {
+            Heads::Pair([a, b]) => {
                 let b_first = b.next.ts_ns < a.next.ts_ns;
                 let first_live = if b_first { b.live } else { a.live };
                 if first_live {
@@ -426,7 +452,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                     }
                 }
             }
-            heads => {
+            Heads::Other(heads) => {
                 let mut best: Option<usize> = None;
                 let mut best_ts = i64::MAX;
                 for (i, head) in heads.iter().enumerate() {
