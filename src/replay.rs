@@ -303,7 +303,9 @@ impl<'a> Slot<'a> for OneSlot {
 /// The merge heads, one per input: two kept in place (`--inside A
 /// --outside B`, the common case: the merge reads both at fixed places, with
 /// no length or pointer of a vector loaded and tested a packet; round 13),
-/// any other number in a vector.
+/// any other number in a vector. One per replay, so the pair's size (two
+/// heads in place, the point of it) costs nothing: not boxed.
+#[allow(clippy::large_enum_variant)]
 enum Heads<'a> {
     Pair([Head<'a>; 2]),
     Other(Vec<Head<'a>>),
