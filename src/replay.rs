@@ -61,7 +61,7 @@ impl SideRules {
         sel.iter().any(|s| match s {
             IfaceSel::Name(n) => pkt.interface_name == Some(n.as_str()),
             IfaceSel::Index(i) => link
-                .ifindex
+                .ifindex()
                 .map_or(pkt.interface == *i && pkt.interface_name.is_some(), |x| {
                     x == *i
                 }),
@@ -86,7 +86,7 @@ impl SideRules {
         if Self::iface_matches(&self.outside_interfaces, pkt, link) {
             return Side::Outside;
         }
-        if let Some(v) = link.vlan {
+        if let Some(v) = link.vlan() {
             if self.inside_vlans.contains(&v) {
                 return Side::Inside;
             }
@@ -201,11 +201,138 @@ enum Item<'a> {
     Tick(i64),
 }
 
+/// What [`Reader::next_into_with`] put in its slot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Got {
+    /// A packet decoded and prepared (the one-thread loop's slot); for an
+    /// [`Item`], anything but `End` (a packet, raw or prepared, or a tick).
+    Packet,
+    /// Only a packet's time (a packet of no use).
+    Tick,
+    /// Nothing: all inputs are done (the slot is untouched).
+    End,
+}
+
+/// The one-thread loop's slot: a packet prepared in place (its `Prepared`
+/// written once, as in a batch's [`Item`]), or only its time. Which of the
+/// two is the [`Got`] its read returned, which the loop keeps (in a
+/// register) and hands to [`Sink::push_one`] with it: no kind is stored in
+/// the slot, or tested in memory, before preparing or before pushing
+/// (round 13).
+struct OneSlot {
+    ts: i64,
+    side: Side,
+    p: Prepared,
+}
+
+impl OneSlot {
+    const EMPTY: OneSlot = OneSlot {
+        ts: 0,
+        side: Side::Unknown,
+        p: Prepared::EMPTY,
+    };
+}
+
+/// Where [`Reader::next_into_with`] puts the packet it takes: a batch's
+/// [`Item`] or the one-thread loop's [`OneSlot`].
+trait Slot<'a> {
+    /// A packet whose file was stopped: only its time.
+    fn put_tick(&mut self, ts_ns: i64) -> Got;
+    /// A packet decoded and prepared here; `prepared` is called with it
+    /// once prepared (not for a tick).
+    fn put_decoded(
+        &mut self,
+        decoding: &mut Decoding<'_>,
+        file_side: Side,
+        pkt: &RawPacket<'a>,
+        prepared: impl FnOnce(&Prepared),
+    ) -> Got;
+    /// A packet handed over undecoded.
+    fn put_raw(&mut self, file_side: Side, pkt: &RawPacket<'a>) -> Got;
+}
+
+impl<'a> Slot<'a> for Item<'a> {
+    #[inline(always)]
+    fn put_tick(&mut self, ts_ns: i64) -> Got {
+        *self = Item::Tick(ts_ns);
+        Got::Tick
+    }
+
+    #[inline(always)]
+    fn put_decoded(
+        &mut self,
+        decoding: &mut Decoding<'_>,
+        file_side: Side,
+        pkt: &RawPacket<'a>,
+        prepared: impl FnOnce(&Prepared),
+    ) -> Got {
+        decoding.item_into(file_side, pkt, self, prepared);
+        Got::Packet
+    }
+
+    #[inline(always)]
+    fn put_raw(&mut self, file_side: Side, pkt: &RawPacket<'a>) -> Got {
+        *self = Item::Raw(file_side, *pkt);
+        Got::Packet
+    }
+}
+
+impl<'a> Slot<'a> for OneSlot {
+    #[inline(always)]
+    fn put_tick(&mut self, ts_ns: i64) -> Got {
+        self.ts = ts_ns;
+        Got::Tick
+    }
+
+    #[inline(always)]
+    fn put_decoded(
+        &mut self,
+        decoding: &mut Decoding<'_>,
+        file_side: Side,
+        pkt: &RawPacket<'a>,
+        prepared: impl FnOnce(&Prepared),
+    ) -> Got {
+        decoding.one_into(file_side, pkt, self, prepared)
+    }
+
+    fn put_raw(&mut self, _: Side, _: &RawPacket<'a>) -> Got {
+        unreachable!("the one-thread loop decodes every packet")
+    }
+}
+
+/// The merge heads, one per input: two kept in place (`--inside A
+/// --outside B`, the common case: the merge reads both at fixed places, with
+/// no length or pointer of a vector loaded and tested a packet; round 13),
+/// any other number in a vector. One per replay, so the pair's size (two
+/// heads in place, the point of it) costs nothing: not boxed.
+#[allow(clippy::large_enum_variant)]
+enum Heads<'a> {
+    Pair([Head<'a>; 2]),
+    Other(Vec<Head<'a>>),
+}
+
+impl<'a> Heads<'a> {
+    fn of(heads: Vec<Head<'a>>) -> Self {
+        match <[Head<'a>; 2]>::try_from(heads) {
+            Ok(pair) => Heads::Pair(pair),
+            Err(heads) => Heads::Other(heads),
+        }
+    }
+
+    /// Every head, in input order.
+    fn all(&self) -> &[Head<'a>] {
+        match self {
+            Heads::Pair(pair) => pair,
+            Heads::Other(heads) => heads,
+        }
+    }
+}
+
 /// The first stage: k-way merge of the inputs, decode, sides. Owns the
 /// summary's packet-side counters.
 struct Reader<'a, 'i> {
     inputs: &'i [Input],
-    heads: Vec<Head<'a>>,
+    heads: Heads<'a>,
     /// Decoding, sides, subscriber tests and pair-key hashing, done here
     /// (the reader's thread) unless left to the correlating thread.
     decoding: Decoding<'i>,
@@ -254,7 +381,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             .unwrap_or(i64::MAX);
         Reader {
             inputs,
-            heads,
+            heads: Heads::of(heads),
             decoding: Decoding::new(rules, preparer),
             decode_here,
             summary,
@@ -276,7 +403,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     }
 
     fn position(&self) -> u64 {
-        self.heads.iter().map(|h| h.packets.position()).sum()
+        self.heads.all().iter().map(|h| h.packets.position()).sum()
     }
 
     /// The next packet in time order, decoded, written into `slot` (a
@@ -285,7 +412,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     /// all inputs (`slot` untouched).
     #[inline(always)]
     fn next_into(&mut self, slot: &mut Item<'a>) -> bool {
-        self.next_into_with(slot, self.decode_here, |_| {})
+        self.next_into_with(slot, self.decode_here, |_| {}) != Got::End
     }
 
     /// [`Reader::next_into`], decoding here when `decode` says so (not
@@ -296,20 +423,20 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     #[inline(always)]
     fn next_into_with(
         &mut self,
-        slot: &mut Item<'a>,
+        slot: &mut impl Slot<'a>,
         decode: bool,
         prepared: impl FnOnce(&Prepared),
-    ) -> bool {
+    ) -> Got {
         // The earliest head each time; ties go to the earlier file (strictly earlier replaces
         // the best so far, and heads are in input order), so the merge is stable.
         // The head itself, not its index: no second bounds check.
-        let head = match self.heads.as_mut_slice() {
+        let head = match &mut self.heads {
             // `--inside A --outside B`: the common case. The earlier by time
             // first, then only its `live` tested: a head that ended keeps its
             // last packet's time, so it is taken only when that time is not
             // later than the other's, and then the full test below decides
             // (the same head as testing both first).
-            [a, b] => {
+            Heads::Pair([a, b]) => {
                 let b_first = b.next.ts_ns < a.next.ts_ns;
                 let first_live = if b_first { b.live } else { a.live };
                 if first_live {
@@ -323,11 +450,11 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                         (true, true) => unreachable!("the earlier head is live"),
                         (true, false) => a,
                         (false, true) => b,
-                        (false, false) => return false,
+                        (false, false) => return Got::End,
                     }
                 }
             }
-            heads => {
+            Heads::Other(heads) => {
                 let mut best: Option<usize> = None;
                 let mut best_ts = i64::MAX;
                 for (i, head) in heads.iter().enumerate() {
@@ -337,7 +464,7 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
                     }
                 }
                 let Some(best) = best else {
-                    return false;
+                    return Got::End;
                 };
                 &mut heads[best]
             }
@@ -355,7 +482,10 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
         if !head.linktypes_supported && !linktype_supported(pkt.linktype) {
             // Nothing in this file can be decoded: stop it and say so (after what reading
             // its next record reports, as before the packet was used in place).
-            let (ts_ns, offset, linktype) = (pkt.ts_ns, pkt.offset, pkt.linktype);
+            // Its record offset, which `read_into`'s common case leaves to `complete`.
+            let mut whole = *pkt;
+            head.packets.complete(&mut whole);
+            let (ts_ns, offset, linktype) = (whole.ts_ns, whole.offset, whole.linktype);
             pull(head, summary);
             summary.capture_errors.push(format!(
                 "{}: packet at byte {offset}: link type {linktype} is not supported (natrec reads Ethernet with VLAN/QinQ/PPPoE, Linux SLL and SLL2, raw IP, loopback, PPP); capture with `tcpdump -i any` or on an Ethernet interface",
@@ -363,16 +493,15 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
             ));
             head.live = false;
             head.packets.stop();
-            *slot = Item::Tick(ts_ns);
-            return true;
+            return slot.put_tick(ts_ns);
         }
-        if decode {
-            self.decoding.item_into(head.side, pkt, slot, prepared);
+        let got = if decode {
+            slot.put_decoded(&mut self.decoding, head.side, pkt, prepared)
         } else {
-            *slot = Item::Raw(head.side, *pkt);
-        }
-        pull(head, summary);
-        true
+            slot.put_raw(head.side, pkt)
+        };
+        pull_live(head, summary);
+        got
     }
 }
 
@@ -451,10 +580,7 @@ impl<'r> Decoding<'r> {
         let Item::Packet(ts, side, p) = slot else {
             unreachable!("the slot was made a packet above")
         };
-        match self
-            .preparer
-            .prepare_bytes_into(pkt.linktype, pkt.data, p, &mut self.link)
-        {
+        match self.preparer.prepare_packet_into(pkt, p, &mut self.link) {
             Ok(()) => {
                 *ts = pkt.ts_ns;
                 *side = self.rules.side(file_side, pkt, &self.link);
@@ -464,11 +590,44 @@ impl<'r> Decoding<'r> {
         }
     }
 
+    /// [`Decoding::item_into`] for the one-thread loop's slot: what it
+    /// holds is the `Got` returned.
+    #[inline(always)]
+    fn one_into(
+        &mut self,
+        file_side: Side,
+        pkt: &RawPacket<'_>,
+        slot: &mut OneSlot,
+        prepared: impl FnOnce(&Prepared),
+    ) -> Got {
+        slot.ts = pkt.ts_ns;
+        match self
+            .preparer
+            .prepare_packet_into(pkt, &mut slot.p, &mut self.link)
+        {
+            Ok(()) => {
+                slot.side = self.rules.side(file_side, pkt, &self.link);
+                prepared(&slot.p);
+                Got::Packet
+            }
+            Err(skip) => {
+                self.count_skip(skip);
+                Got::Tick
+            }
+        }
+    }
+
     /// A packet of no use: counted by reason, and a tick in `slot`.
     #[inline(never)]
     fn skip(&mut self, skip: Skip, ts_ns: i64, slot: &mut Item<'_>) {
-        *self.skipped.entry(skip.reason()).or_insert(0) += 1;
+        self.count_skip(skip);
         *slot = Item::Tick(ts_ns);
+    }
+
+    /// A packet of no use, counted by reason.
+    #[inline(never)]
+    fn count_skip(&mut self, skip: Skip) {
+        *self.skipped.entry(skip.reason()).or_insert(0) += 1;
     }
 }
 
@@ -535,6 +694,23 @@ impl<'w> Sink<'w> {
             }
             Item::Tick(ts) => self.tick(*ts),
             Item::Raw(side, pkt) => self.push_raw(*side, pkt),
+        }
+        self.until_tick -= 1;
+        if self.out.len() >= SINK_MAPPINGS_MAX || self.until_tick == 0 {
+            return self.after_push();
+        }
+        Ok(false)
+    }
+
+    /// [`Sink::push`] of the one-thread loop's slot, `got` saying what it
+    /// holds (a packet or a tick; never `End`).
+    #[inline(always)]
+    fn push_one(&mut self, got: Got, slot: &OneSlot) -> Result<bool> {
+        if got == Got::Packet {
+            self.correlator
+                .push_prepared(slot.ts, slot.side, &slot.p, &mut self.out);
+        } else {
+            self.tick(slot.ts);
         }
         self.until_tick -= 1;
         if self.out.len() >= SINK_MAPPINGS_MAX || self.until_tick == 0 {
@@ -926,21 +1102,22 @@ fn read_stage<'i>(
     reader.finish()
 }
 
-/// One step of the one-thread loop: reads the item after `item` into
-/// `next` and starts loading its pending-table entries, then correlates
-/// `item`. Whether `next` holds an item.
+/// One step of the one-thread loop: reads the packet after `item` (which
+/// holds `got`) into `next` and starts loading its pending-table entries,
+/// then correlates `item`. What `next` holds.
 #[inline(always)]
 fn one_ahead<'i>(
     reader: &mut Reader<'i, 'i>,
     sink: &mut Sink<'_>,
-    item: &Item<'i>,
-    next: &mut Item<'i>,
+    got: Got,
+    item: &OneSlot,
+    next: &mut OneSlot,
     bar: &ProgressBar,
-) -> Result<bool> {
+) -> Result<Got> {
     // The next packet's pending-table entries (a hint), asked for where it
     // was prepared.
     let more = reader.next_into_with(next, true, |p| sink.correlator.prefetch_next(p));
-    if sink.push(item)? {
+    if sink.push_one(got, item)? {
         bar.set_position(reader.position());
         bar.set_message(format!(
             "{} packets, {} mappings",
@@ -1020,15 +1197,16 @@ pub fn run(
             // Each packet is read one ahead of the one correlated, so its
             // pending-table entries are loading while the one before is
             // correlated (a hint: the order is the same either way). Two
-            // slots, taking turns, so no item is copied.
-            let (mut x, mut y) = (Item::Tick(0), Item::Tick(0));
-            let mut more = reader.next_into(&mut x);
-            while more {
-                more = one_ahead(&mut reader, &mut sink, &x, &mut y, &bar)?;
-                if !more {
+            // slots, taking turns, so no item is copied; what each holds is
+            // the `Got` of its read, kept here.
+            let (mut x, mut y) = (OneSlot::EMPTY, OneSlot::EMPTY);
+            let mut got = reader.next_into_with(&mut x, true, |_| {});
+            while got != Got::End {
+                got = one_ahead(&mut reader, &mut sink, got, &x, &mut y, &bar)?;
+                if got == Got::End {
                     break;
                 }
-                more = one_ahead(&mut reader, &mut sink, &y, &mut x, &bar)?;
+                got = one_ahead(&mut reader, &mut sink, got, &y, &mut x, &bar)?;
             }
             sink.finish()?;
             (reader.finish(), sink.counts())
@@ -1149,6 +1327,19 @@ pub fn run(
 fn pull<'a>(head: &mut Head<'a>, summary: &mut Summary) {
     head.live = head.packets.read_into(&mut head.next);
     if !head.live {
+        if let Some(e) = head.packets.take_error() {
+            summary.capture_errors.push(format!("{e}"));
+        }
+    }
+}
+
+/// [`pull`] of a head that is `live` (the one the merge took): `live` is
+/// written only when the file has no next packet (one store a packet less).
+#[inline(always)]
+fn pull_live<'a>(head: &mut Head<'a>, summary: &mut Summary) {
+    debug_assert!(head.live);
+    if !head.packets.read_into(&mut head.next) {
+        head.live = false;
         if let Some(e) = head.packets.take_error() {
             summary.capture_errors.push(format!("{e}"));
         }

@@ -552,7 +552,7 @@ fn unknown_link_type_is_named() {
     let f = dir.path().join("user0.pcap");
     std::fs::write(&f, &bytes).unwrap();
     let o = replay(dir.path(), &[f.to_str().unwrap()]);
-    assert_clean_error(&o, &["user0.pcap", "link type 147"]);
+    assert_clean_error(&o, &["user0.pcap: packet at byte 24:", "link type 147"]);
     // The same with three threads, where the reader may leave decoding to
     // the correlating thread: the reader still stops the file and names it.
     for threads in ["1", "3"] {
@@ -566,7 +566,7 @@ fn unknown_link_type_is_named() {
             store.to_str().unwrap(),
             f.to_str().unwrap(),
         ]);
-        assert_clean_error(&o, &["user0.pcap", "link type 147"]);
+        assert_clean_error(&o, &["user0.pcap: packet at byte 24:", "link type 147"]);
     }
 }
 

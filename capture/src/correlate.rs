@@ -48,6 +48,7 @@ use natrec_storage::{
 
 use crate::decode::fast::{fast, Fast, FastAddrs};
 use crate::decode::{decode, fold_mul, Decoded, LinkInfo, Skip, TcpInfo};
+use crate::source::RawPacket;
 
 /// Where a packet was captured, when the capture says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -1325,6 +1326,25 @@ impl Preparer {
         self.prepare_slow(linktype, data, out, link)
     }
 
+    /// [`Preparer::prepare_bytes_into`] of a packet's link type and bytes
+    /// (`pkt.linktype`, `pkt.data`; no other field is read). The packet is
+    /// passed by reference and the slow path reads it from there, so a caller
+    /// keeping it in memory (the replay's merge heads) loads its link type and
+    /// bytes straight into the fast path's arguments and keeps none of them
+    /// in its registers across that call for the slow path (round 13).
+    #[inline(always)]
+    pub fn prepare_packet_into(
+        &self,
+        pkt: &RawPacket<'_>,
+        out: &mut Prepared,
+        link: &mut LinkInfo,
+    ) -> Result<(), Skip> {
+        if self.prepare_fast_into(pkt.linktype, pkt.data, out, link) {
+            return Ok(());
+        }
+        self.prepare_packet_slow(pkt, out, link)
+    }
+
     /// The fast path of [`Preparer::prepare_bytes_into`] in one function
     /// (the decode, the hashes and the stores into `out` inlined into it,
     /// nothing returned through memory); `false`: not a packet it reads.
@@ -1338,11 +1358,23 @@ impl Preparer {
     ) -> bool {
         match fast(linktype, data, link) {
             Some(f) => {
-                *out = self.prepare_fast(&f);
+                self.prepare_fast_to(&f, out);
                 true
             }
             None => false,
         }
+    }
+
+    /// [`Preparer::prepare_slow`] of `pkt`'s link type and bytes, read from
+    /// `pkt` here, not kept by the caller across the fast path.
+    #[inline(never)]
+    fn prepare_packet_slow(
+        &self,
+        pkt: &RawPacket<'_>,
+        out: &mut Prepared,
+        link: &mut LinkInfo,
+    ) -> Result<(), Skip> {
+        self.prepare_slow(pkt.linktype, pkt.data, out, link)
     }
 
     /// The rest of [`Preparer::prepare_bytes_into`]: `decode`, then
@@ -1359,6 +1391,49 @@ impl Preparer {
         *out = self.prepare(&d);
         *link = d.link;
         Ok(())
+    }
+
+    /// [`Preparer::prepare_fast`] written into `out`: an IPv4 packet's
+    /// fields each stored as soon as they are known (the decoded ones
+    /// first, then the invariants hash, the subscriber tests and the flow
+    /// hash), so fewer of them are kept, or spilled, across the hashes
+    /// (round 13); the same values as [`Preparer::prepared`] builds.
+    #[inline(always)]
+    fn prepare_fast_to(&self, f: &Fast, out: &mut Prepared) {
+        let FastAddrs::V4 { src, dst } = f.addrs else {
+            *out = self.prepare_fast(f);
+            return;
+        };
+        let proto = f.proto;
+        out.proto = proto;
+        out.tcp_flags = f.tcp_flags();
+        out.src = Ep::of_v4(src, f.sport);
+        out.dst = Ep::of_v4(dst, f.dport);
+        out.invariants = invariant_hash_words(f.w0, f.seq_ack, f.w2, f.payload_fp);
+        let (src_sub, dst_sub) = (self.is_subscriber_v4(src), self.is_subscriber_v4(dst));
+        out.src_sub = src_sub;
+        out.dst_sub = dst_sub;
+        // As `prepared`: the flow's key hash where one end is a subscriber's.
+        let flow = |internal: u32, remote: u32, internal_port: u16, remote_port: u16| {
+            Correlator::key_hash(&FlowKey {
+                internal,
+                remote,
+                internal_port,
+                remote_port,
+                proto,
+                fam: 0,
+            })
+        };
+        out.hash_out = if !src_sub && dst_sub {
+            flow(dst, src, f.dport, f.sport)
+        } else {
+            0
+        };
+        out.hash_in = if src_sub && !dst_sub {
+            flow(src, dst, f.sport, f.dport)
+        } else {
+            0
+        };
     }
 
     /// [`Preparer::prepare`] of the [`Decoded`] that `f` stands for.

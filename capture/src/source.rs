@@ -573,8 +573,9 @@ impl<'a> Packets<'a> {
         }
     }
 
-    /// The next packet, in file order; `None` at the end of the file or at the first error,
-    /// which [`Packets::take_error`] then returns. Reads nothing more after either.
+    /// The next packet, in file order, every field written; `None` at the end of the file or
+    /// at the first error, which [`Packets::take_error`] then returns. Reads nothing more after
+    /// either.
     #[inline]
     pub fn read(&mut self) -> Option<RawPacket<'a>> {
         let mut p = RawPacket::EMPTY;
@@ -582,7 +583,33 @@ impl<'a> Packets<'a> {
         if let State::Pcap(records) = self.state {
             p.linktype = records.linktype;
         }
-        self.read_into(&mut p).then_some(p)
+        if !self.read_into(&mut p) {
+            return None;
+        }
+        self.complete(&mut p);
+        Some(p)
+    }
+
+    /// Writes the fields [`Packets::read_into`]'s common case leaves as they were
+    /// (`orig_len`, `offset`) into `pkt`, which must be the packet this `Packets` read last
+    /// (and nothing may have been read since): for a legacy pcap record, from its header,
+    /// which ends where its captured bytes start and starts at `offset`; a pcapng packet's
+    /// were written by the read already. [`Packets::read`] (and the iterator) call it: their
+    /// packets are whole.
+    pub fn complete(&self, pkt: &mut RawPacket<'a>) {
+        if let State::Pcap(records) = self.state {
+            // The record read last ends at `pos`: header, then `data`.
+            let offset = self.pos - pkt.data.len() - PCAP_RECORD_HEADER_BYTES;
+            let header = self.data[offset..]
+                .first_chunk::<PCAP_RECORD_HEADER_BYTES>()
+                .expect("the record read last is whole");
+            pkt.orig_len = if records.big_endian {
+                pcap_field::<true>(header, 12)
+            } else {
+                pcap_field::<false>(header, 12)
+            };
+            pkt.offset = offset as u64;
+        }
     }
 
     /// [`Packets::read`] into `out`, overwriting it; `false` (and `out` unchanged) where `read`
@@ -596,6 +623,10 @@ impl<'a> Packets<'a> {
     /// every call (the first call of a `Packets` always takes the full path below, which
     /// writes every field, and so does every later one that upkeeps the window), or fill
     /// those fields first, as [`Packets::read`] does. Three stores a packet less (round 11).
+    /// The common case also leaves `orig_len` and `offset` as they were (stale: the replay
+    /// reads neither; two loads and stores a packet less, round 13): who needs them calls
+    /// [`Packets::complete`] on the packet right after reading it, as [`Packets::read`] does.
+    /// The full path writes them (so a pcapng packet's, and the first record's, are right).
     ///
     /// The common case (a little-endian legacy pcap record of at most [`INLINE_CAPLEN_MAX`]
     /// captured bytes, inside the mapped window and at least [`INLINE_RECORD_BYTES_MAX`]
@@ -805,6 +836,9 @@ impl<'a> Packets<'a> {
             return false;
         };
         self.record_read::<BIG_ENDIAN>(pos, header, bytes, f.frac_to_ns, out);
+        // What the inline read leaves to `complete`.
+        out.orig_len = field(12);
+        out.offset = pos as u64;
         true
     }
 
@@ -827,11 +861,10 @@ impl<'a> Packets<'a> {
         prefetch_ahead(self.data, pos + PREFETCH_AHEAD_BYTES);
         prefetch_next(self.data, pos + record_len);
         // The fields constant for the file (`linktype`, `interface`, `interface_name`) are
-        // not written here: `read_into`'s contract (its callers' slot already holds them).
+        // not written here, nor `orig_len` and `offset`: `read_into`'s contract (its callers'
+        // slot already holds the first three; `complete` writes the other two).
         out.ts_ns = ts_ns;
         out.data = bytes;
-        out.orig_len = field(12);
-        out.offset = pos as u64;
     }
 
     /// Where [`Packets::pcap_record`] reads nothing: the clean end of the file (`done`), or
@@ -1899,7 +1932,9 @@ mod tests {
             prop_assert_eq!((p.linktype, p.interface, p.interface_name), (1, 0, None));
         }
         // `read_into`'s contract: one slot for the whole file, starting with other values
-        // in the fields the file fixes, gives every packet as `read` does.
+        // in the fields the file fixes, gives every packet as `read` does once `complete`d;
+        // `orig_len` and `offset` are written or left as they were (in the slot poisoned
+        // before each read).
         let mut p = file.packets();
         let mut slot = RawPacket {
             linktype: 0xffff,
@@ -1908,7 +1943,13 @@ mod tests {
             ..RawPacket::EMPTY
         };
         for want in &got {
+            (slot.orig_len, slot.offset) = (0xdead_beef, u64::MAX);
             prop_assert!(p.read_into(&mut slot));
+            prop_assert!(
+                (slot.orig_len, slot.offset) == (0xdead_beef, u64::MAX)
+                    || (slot.orig_len, slot.offset) == (want.orig_len, want.offset)
+            );
+            p.complete(&mut slot);
             prop_assert_eq!(
                 (
                     slot.ts_ns,

@@ -383,7 +383,7 @@ fn fast_path_reads_the_common_packets() {
         assert_eq!(p.prepare_bytes(lt, b), Ok((p.prepare(&d), d.link)));
     }
     let d = decode(linktype::ETHERNET, &eth).unwrap();
-    assert_eq!((d.link.vlan, d.link.vlan_outer), (Some(100), Some(10)));
+    assert_eq!((d.link.vlan(), d.link.vlan_outer()), (Some(100), Some(10)));
 }
 
 /// The IP version nibble against what the link layer announced (the fast path tests it with
@@ -500,7 +500,10 @@ fn fast_path_reads_ipv6_and_pppoe() {
         assert_eq!(p.prepare_bytes(lt, b), Ok((p.prepare(&d), d.link)));
     }
     let d = decode(linktype::ETHERNET, &vlan_pppoe4).unwrap();
-    assert_eq!((d.link.vlan, d.link.pppoe_session), (Some(7), Some(0x0101)));
+    assert_eq!(
+        (d.link.vlan(), d.link.pppoe_session()),
+        (Some(7), Some(0x0101))
+    );
     assert_eq!((d.sport, d.dport, d.payload_len), (1000, 53, 2));
     let d = decode(linktype::ETHERNET, &pppoe6_compressed).unwrap();
     assert_eq!(
@@ -574,6 +577,10 @@ proptest! {
         let _ = p.prepare_bytes_into(lt0, &frame0, &mut slot, &mut link);
         let r = p.prepare_bytes_into(lt, &frame, &mut slot, &mut link);
         prop_assert_eq!(r.map(|()| (slot, link)), slow(&p, lt, &frame));
+        // The replay's form, the packet by reference: the same again.
+        let pkt = crate::source::RawPacket { linktype: lt, data: &frame, ..crate::source::RawPacket::EMPTY };
+        let r = p.prepare_packet_into(&pkt, &mut slot, &mut link);
+        prop_assert_eq!(r.map(|()| (slot, link)), slow(&p, lt, &frame));
     }
 }
 
@@ -583,12 +590,15 @@ proptest! {
 /// the rewrite sends to `decode` that the old path read (the result is the same, only slower).
 fn same_as_reference(lt: u16, b: &[u8]) -> Result<(), TestCaseError> {
     let (mut new_link, mut old_link) = (
-        LinkInfo {
-            vlan: Some(1),
-            vlan_outer: Some(2),
-            ifindex: Some(3),
-            pkttype: Some(4),
-            pppoe_session: Some(5),
+        {
+            // Every detail present, the link as a previous packet may leave it.
+            let mut l = LinkInfo::default();
+            l.push_vlan(2);
+            l.push_vlan(1);
+            l.set_ifindex(3);
+            l.set_pkttype(4);
+            l.set_pppoe_session(5);
+            l
         },
         LinkInfo::default(),
     );

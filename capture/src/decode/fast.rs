@@ -73,7 +73,7 @@ enum Want {
 /// is meaningless.
 #[inline]
 pub(crate) fn fast(lt: u16, data: &[u8], link: &mut LinkInfo) -> Option<Fast> {
-    *link = LinkInfo::default();
+    link.clear();
     // Ethernet first: the common link type costs one compare.
     let (want, ip) = if lt == linktype::ETHERNET {
         // The common frame, IPv4 with a 20-byte header right after the Ethernet header, on
@@ -133,13 +133,13 @@ fn other_link<'a>(lt: u16, data: &'a [u8], link: &mut LinkInfo) -> Option<(Want,
             if h[0] != 0 {
                 return None;
             }
-            link.pkttype = Some(h[1]);
+            link.set_pkttype(h[1]);
             ether(u16::from_be_bytes([h[14], h[15]]), &data[16..], link)?
         }
         linktype::LINUX_SLL2 => {
             let h = data.first_chunk::<20>()?;
-            link.pkttype = Some(h[10]);
-            link.ifindex = Some(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
+            link.set_pkttype(h[10]);
+            link.set_ifindex(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
             ether(u16::from_be_bytes([h[0], h[1]]), &data[20..], link)?
         }
         linktype::RAW | linktype::DLT_RAW_12 | linktype::DLT_RAW_14 => (Want::Any, data),
@@ -183,10 +183,7 @@ fn ether_walk<'a>(
                 tags += 1;
                 let t = payload.first_chunk::<4>()?;
                 ether_type = u16::from_be_bytes([t[2], t[3]]);
-                if link.vlan_outer.is_none() {
-                    link.vlan_outer = link.vlan;
-                }
-                link.vlan = Some(u16::from_be_bytes([t[0], t[1]]) & 0x0fff);
+                link.push_vlan(u16::from_be_bytes([t[0], t[1]]) & 0x0fff);
                 payload = &payload[4..];
             }
             ethertype::PPPOE_SESSION => return pppoe(payload, link),
@@ -203,7 +200,7 @@ fn pppoe<'a>(data: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
     if h[0] != 0x11 || h[1] != 0 {
         return None;
     }
-    link.pppoe_session = Some(u16::from_be_bytes([h[2], h[3]]));
+    link.set_pppoe_session(u16::from_be_bytes([h[2], h[3]]));
     let rest = &data[6..];
     let len = usize::from(u16::from_be_bytes([h[4], h[5]])).min(rest.len());
     let session = &rest[..len];

@@ -2,7 +2,10 @@
 //! word (but [`FastAddrs`], shared with [`super::fast`]; its result type is round 11's `Fast`,
 //! which [`Fast::words`] turns into the new one) so that property tests can check that the
 //! rewritten [`super::fast::fast`] takes exactly the packets this one took and gives the same
-//! fields for each (`correlate/fast_tests.rs`). Not used outside tests.
+//! fields for each (`correlate/fast_tests.rs`). Not used outside tests. Since round 13 it
+//! writes the link details through [`LinkInfo`]'s methods (`clear`, `push_vlan`, the setters:
+//! the same details as the five `Option` fields it wrote, proptest
+//! `link_info_bits_are_the_five_options`).
 
 use super::fast::FastAddrs;
 use super::{ethertype, linktype, ppp, LinkInfo, TcpInfo, PAYLOAD_FP_BYTES_MAX, VLAN_TAGS_MAX};
@@ -63,7 +66,7 @@ enum Want {
 /// is meaningless.
 #[inline]
 pub(crate) fn fast(lt: u16, data: &[u8], link: &mut LinkInfo) -> Option<Fast> {
-    *link = LinkInfo::default();
+    link.clear();
     // Ethernet first: the common link type costs one compare.
     let (want, ip) = if lt == linktype::ETHERNET {
         let h = data.first_chunk::<14>()?;
@@ -99,13 +102,13 @@ fn other_link<'a>(lt: u16, data: &'a [u8], link: &mut LinkInfo) -> Option<(Want,
             if h[0] != 0 {
                 return None;
             }
-            link.pkttype = Some(h[1]);
+            link.set_pkttype(h[1]);
             ether(u16::from_be_bytes([h[14], h[15]]), &data[16..], link)?
         }
         linktype::LINUX_SLL2 => {
             let h = data.first_chunk::<20>()?;
-            link.pkttype = Some(h[10]);
-            link.ifindex = Some(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
+            link.set_pkttype(h[10]);
+            link.set_ifindex(u32::from_be_bytes([h[4], h[5], h[6], h[7]]));
             ether(u16::from_be_bytes([h[0], h[1]]), &data[20..], link)?
         }
         linktype::RAW | linktype::DLT_RAW_12 | linktype::DLT_RAW_14 => (Want::Any, data),
@@ -149,10 +152,7 @@ fn ether_walk<'a>(
                 tags += 1;
                 let t = payload.first_chunk::<4>()?;
                 ether_type = u16::from_be_bytes([t[2], t[3]]);
-                if link.vlan_outer.is_none() {
-                    link.vlan_outer = link.vlan;
-                }
-                link.vlan = Some(u16::from_be_bytes([t[0], t[1]]) & 0x0fff);
+                link.push_vlan(u16::from_be_bytes([t[0], t[1]]) & 0x0fff);
                 payload = &payload[4..];
             }
             ethertype::PPPOE_SESSION => return pppoe(payload, link),
@@ -169,7 +169,7 @@ fn pppoe<'a>(data: &'a [u8], link: &mut LinkInfo) -> Option<(Want, &'a [u8])> {
     if h[0] != 0x11 || h[1] != 0 {
         return None;
     }
-    link.pppoe_session = Some(u16::from_be_bytes([h[2], h[3]]));
+    link.set_pppoe_session(u16::from_be_bytes([h[2], h[3]]));
     let rest = &data[6..];
     let len = usize::from(u16::from_be_bytes([h[4], h[5]])).min(rest.len());
     let session = &rest[..len];

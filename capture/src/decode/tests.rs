@@ -264,15 +264,15 @@ fn fragments_are_skipped() {
 fn vlan_and_qinq() {
     let frame = ethernet(0x8100, &cat(&[&[0x20, 0x64, 0x08, 0x00], &IPV4_TCP]));
     let d = decode(linktype::ETHERNET, &frame).unwrap();
-    assert_eq!(d.link.vlan, Some(100));
-    assert_eq!(d.link.vlan_outer, None);
+    assert_eq!(d.link.vlan(), Some(100));
+    assert_eq!(d.link.vlan_outer(), None);
     assert_eq!(d.sport, 50000);
 
     for outer_tpid in [0x88a8u16, 0x9100, 0x8100] {
         let tags = cat(&[&[0x00, 0x0a], &[0x81, 0x00], &[0x00, 0x64, 0x86, 0xdd]]);
         let frame = ethernet(outer_tpid, &cat(&[&tags, &IPV6_UDP]));
         let d = decode(linktype::ETHERNET, &frame).unwrap();
-        assert_eq!((d.link.vlan, d.link.vlan_outer), (Some(100), Some(10)));
+        assert_eq!((d.link.vlan(), d.link.vlan_outer()), (Some(100), Some(10)));
         assert_eq!(d.proto, Proto::Udp);
     }
 
@@ -302,7 +302,7 @@ fn pppoe_session() {
     let mut frame = ethernet(0x8864, &pppoe);
     frame.resize(64, 0); // padding after the PPPoE payload
     let d = decode(linktype::ETHERNET, &frame).unwrap();
-    assert_eq!(d.link.pppoe_session, Some(0x1234));
+    assert_eq!(d.link.pppoe_session(), Some(0x1234));
     assert_eq!((d.sport, d.dport, d.payload_len), (1000, 53, 2));
 
     let len6 = (IPV6_UDP.len() + 2) as u16;
@@ -313,7 +313,7 @@ fn pppoe_session() {
         &IPV6_UDP,
     ]);
     let d = decode(linktype::ETHERNET, &ethernet(0x8864, &pppoe6)).unwrap();
-    assert_eq!((d.link.pppoe_session, d.proto), (Some(7), Proto::Udp));
+    assert_eq!((d.link.pppoe_session(), d.proto), (Some(7), Proto::Udp));
 
     let lcp = cat(&[
         &[0x11, 0x00, 0x00, 0x07, 0x00, 0x06],
@@ -350,8 +350,8 @@ fn linux_sll_and_sll2() {
         &IPV4_TCP,
     ]);
     let d = decode(linktype::LINUX_SLL, &sll).unwrap();
-    assert_eq!(d.link.pkttype, Some(4));
-    assert_eq!(d.link.ifindex, None);
+    assert_eq!(d.link.pkttype(), Some(4));
+    assert_eq!(d.link.ifindex(), None);
     assert_eq!(d.sport, 50000);
 
     let sll2 = cat(&[
@@ -360,7 +360,7 @@ fn linux_sll_and_sll2() {
         &IPV6_UDP,
     ]);
     let d = decode(linktype::LINUX_SLL2, &sll2).unwrap();
-    assert_eq!((d.link.pkttype, d.link.ifindex), (Some(3), Some(7)));
+    assert_eq!((d.link.pkttype(), d.link.ifindex()), (Some(3), Some(7)));
     assert_eq!(d.proto, Proto::Udp);
 
     // VLAN tag left in place under SLL2.
@@ -371,7 +371,10 @@ fn linux_sll_and_sll2() {
         &IPV4_UDP,
     ]);
     assert_eq!(
-        decode(linktype::LINUX_SLL2, &sll2_vlan).unwrap().link.vlan,
+        decode(linktype::LINUX_SLL2, &sll2_vlan)
+            .unwrap()
+            .link
+            .vlan(),
         Some(5)
     );
 
@@ -602,5 +605,111 @@ fn linktype_supported_is_what_decode_reads() {
             let unsupported = matches!(decode(lt, data), Err(Skip::UnsupportedLinkType(_)));
             assert_eq!(unsupported, !linktype_supported(lt), "link type {lt}");
         }
+    }
+}
+
+/// Round 12's `LinkInfo` (five public `Option`s), the model of the bit mask one: each step as
+/// the decoders wrote it then.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+struct LinkModel {
+    vlan: Option<u16>,
+    vlan_outer: Option<u16>,
+    ifindex: Option<u32>,
+    pkttype: Option<u8>,
+    pppoe_session: Option<u16>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum LinkStep {
+    Clear,
+    Vlan(u16),
+    Ifindex(u32),
+    Pkttype(u8),
+    Pppoe(u16),
+}
+
+fn link_steps() -> impl Strategy<Value = Vec<LinkStep>> {
+    prop::collection::vec(
+        prop_oneof![
+            1 => Just(LinkStep::Clear),
+            3 => (0u16..4).prop_map(LinkStep::Vlan),
+            1 => (0u32..3).prop_map(LinkStep::Ifindex),
+            1 => (0u8..3).prop_map(LinkStep::Pkttype),
+            1 => (0u16..3).prop_map(LinkStep::Pppoe),
+        ],
+        0..24,
+    )
+}
+
+fn link_apply(link: &mut LinkInfo, model: &mut LinkModel, step: LinkStep) {
+    match step {
+        LinkStep::Clear => {
+            link.clear();
+            *model = LinkModel::default();
+        }
+        LinkStep::Vlan(id) => {
+            link.push_vlan(id);
+            if model.vlan_outer.is_none() {
+                model.vlan_outer = model.vlan;
+            }
+            model.vlan = Some(id);
+        }
+        LinkStep::Ifindex(i) => {
+            link.set_ifindex(i);
+            model.ifindex = Some(i);
+        }
+        LinkStep::Pkttype(t) => {
+            link.set_pkttype(t);
+            model.pkttype = Some(t);
+        }
+        LinkStep::Pppoe(s) => {
+            link.set_pppoe_session(s);
+            model.pppoe_session = Some(s);
+        }
+    }
+}
+
+fn link_seen(link: &LinkInfo) -> LinkModel {
+    LinkModel {
+        vlan: link.vlan(),
+        vlan_outer: link.vlan_outer(),
+        ifindex: link.ifindex(),
+        pkttype: link.pkttype(),
+        pppoe_session: link.pppoe_session(),
+    }
+}
+
+fn hash_of(x: &impl std::hash::Hash) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(x)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// `LinkInfo`'s presence bits against round 12's five `Option`s: after every step (a clear,
+    /// a VLAN tag, an SLL detail, a PPPoE session) each accessor gives what the old field held;
+    /// and two links built by different steps (stale values left behind a clear) are equal,
+    /// hash alike and print alike exactly when their models are equal.
+    #[test]
+    fn link_info_bits_are_the_five_options(a in link_steps(), b in link_steps()) {
+        let (mut la, mut ma) = (LinkInfo::default(), LinkModel::default());
+        for step in a {
+            link_apply(&mut la, &mut ma, step);
+            prop_assert_eq!(link_seen(&la), ma);
+        }
+        let (mut lb, mut mb) = (LinkInfo::default(), LinkModel::default());
+        for step in b {
+            link_apply(&mut lb, &mut mb, step);
+        }
+        prop_assert_eq!(la == lb, ma == mb);
+        if ma == mb {
+            prop_assert_eq!(hash_of(&la), hash_of(&lb));
+            prop_assert_eq!(format!("{la:?}"), format!("{lb:?}"));
+        }
+        prop_assert_eq!(
+            format!("{la:?}"),
+            format!("{ma:?}").replace("LinkModel", "LinkInfo")
+        );
     }
 }
