@@ -509,9 +509,20 @@ struct ColScratch {
     /// Set by the caller: try [`gap_bound`] first (a hint as `sort_first`:
     /// same decision and bytes either way).
     bound_first: bool,
+    /// Set by the caller: with `sort_first`, try [`fine_gap_bound`] first
+    /// (a hint as `sort_first`).
+    fine_bound: bool,
+    /// Set by the caller: try the fine bound before the coarse one (the
+    /// fine one rejected the previous block's column).
+    fine_first: bool,
     /// Whether [`gap_bound`] was tried on the last column and did not
     /// reject it.
     bound_failed: bool,
+    /// Whether [`fine_gap_bound`] was tried on the last column and did
+    /// not reject it.
+    fine_failed: bool,
+    /// Whether [`fine_gap_bound`] rejected the last column.
+    fine_rejected: bool,
     /// Distinct values the last column had (0 when its count was
     /// abandoned or not started).
     seen: usize,
@@ -544,6 +555,18 @@ const ROW_MASK: u64 = (1 << ROW_BITS) - 1;
 const SORTED_ROW_BITS_MAX: u32 = 64 - ROW_BITS;
 const _: () = assert!(DISTINCT_HASHED_MAX <= 1 << ROW_BITS);
 
+impl ColScratch {
+    /// A new stamp for the table (the stamps cleared when it wraps).
+    fn next_gen(&mut self) -> u32 {
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.stamp = [0; DISTINCT_SLOTS];
+            self.gen = 1;
+        }
+        self.gen
+    }
+}
+
 impl Default for ColScratch {
     fn default() -> ColScratch {
         ColScratch {
@@ -556,7 +579,11 @@ impl Default for ColScratch {
             at: [0; DISTINCT_HASHED_MAX],
             sort_first: false,
             bound_first: false,
+            fine_bound: false,
+            fine_first: false,
             bound_failed: false,
+            fine_failed: false,
+            fine_rejected: false,
             seen: 0,
             keys: Vec::with_capacity(BLOCK_RECORDS),
             keys_tmp: Vec::with_capacity(BLOCK_RECORDS),
@@ -594,8 +621,9 @@ fn distinct_slot(v: u64) -> usize {
 ///
 /// Where the caller sets `bound_first` (a hint), a wide column is first
 /// tried against [`gap_bound`], an exact lower bound on the dictionary's
-/// size from one pass over the values: a column it rejects is neither
-/// hashed nor sorted.
+/// size from one pass over the values, and a column the (value, row) sort
+/// would count against [`fine_gap_bound`] (`fine_first`: that one first):
+/// a column they reject is neither hashed nor sorted.
 ///
 /// The counting: a column whose range is below [`DISTINCT_SLOTS`] is
 /// counted in the stamps directly indexed by `v - min` (and its distinct
@@ -640,24 +668,38 @@ fn dict_size_below(
         }
     }
     let limit = lo as usize;
-    s.distinct.clear();
     s.bound_failed = false;
-    if s.bound_first && w_for > GAP_BUCKET_BITS_MAX && w_for < 64 {
-        if gap_bound(vals, min, w_for, s) >= best {
-            // Provably too big: keep the hint for the next block.
-            s.seen = vals.len();
-            return None;
-        }
-        s.bound_failed = true;
-    }
-    s.gen = s.gen.wrapping_add(1);
-    if s.gen == 0 {
-        s.stamp = [0; DISTINCT_SLOTS];
-        s.gen = 1;
-    }
-    let gen = s.gen;
+    s.fine_failed = false;
+    s.fine_rejected = false;
     let hashable = vals.len() <= DISTINCT_HASHED_MAX;
     let range = max - min;
+    // The fine bound where the (value, row) sort would count the column
+    // (nearly all distinct last time), the coarse one on wide columns;
+    // the one that rejected the previous block's column first.
+    let fine = s.fine_bound && s.sort_first && hashable && range >= DISTINCT_SLOTS as u64;
+    let coarse = s.bound_first && w_for > GAP_BUCKET_BITS_MAX && w_for < 64;
+    for try_fine in [s.fine_first, !s.fine_first] {
+        let bound = if try_fine && fine {
+            fine_gap_bound(vals, min, s)
+        } else if !try_fine && coarse {
+            gap_bound(vals, min, w_for, s)
+        } else {
+            continue;
+        };
+        if bound >= best {
+            // Provably too big: keep the hints for the next block.
+            s.seen = vals.len();
+            s.fine_rejected = try_fine;
+            return None;
+        }
+        if try_fine {
+            s.fine_failed = true;
+        } else {
+            s.bound_failed = true;
+        }
+    }
+    s.distinct.clear();
+    let gen = s.next_gen();
     let mut complete = true;
     if s.sort_first
         && hashable
@@ -832,7 +874,7 @@ fn sort_rows_passes<const P: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>) {
     }
 }
 
-/// Blocks [`encode_blocks`] does not try [`gap_bound`] on a column after
+/// Blocks [`encode_blocks`] does not try [`gap_bound`] (or [`fine_gap_bound`]) on a column after
 /// it failed to reject that column.
 const BOUND_SKIP: u32 = 32;
 
@@ -872,6 +914,74 @@ fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
         + varint_len(min)
         + (b as usize - 1)
         + (runs as usize - 1) * (t / 7) as usize
+        + 1
+        + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
+}
+
+/// Bits of a bucket of [`fine_gap_bound`]: the gaps a varint holds in one
+/// byte.
+const FINE_BUCKET_BITS: u32 = 7;
+
+/// A lower bound on the dictionary encoding's size of `vals` (least `min`,
+/// at most [`DISTINCT_HASHED_MAX`] values) as [`gap_bound`]'s, with buckets
+/// of 2^[`FINE_BUCKET_BITS`] whatever the range: the occupied buckets `(v -
+/// min) >> 7` are counted in the hash table (`b` of them, so `k >= b`
+/// distinct values) and a bucket whose predecessor is empty starts a run
+/// (`r` runs). Each of the `k - 1` gaps in sorted order takes a byte or
+/// more, and the `r - 1` that cross an empty bucket are above 2^7, so a
+/// byte more each. Where a column is nearly all distinct with gaps around
+/// 2^7..2^21 (the replay's first-time deltas) this rejects what the
+/// coarse bitmap, sized by the range, cannot, for a hash probe or two a
+/// value instead of [`sort_rows`]' passes. Leaves `s.distinct` holding the
+/// buckets (the caller clears it before counting).
+fn fine_gap_bound(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
+    debug_assert!(!vals.is_empty() && vals.len() <= DISTINCT_HASHED_MAX);
+    let gen = s.next_gen();
+    s.distinct.clear();
+    // No bucket is `u64::MAX` (they are below 2^57).
+    let mut prev = u64::MAX;
+    for &v in vals {
+        let u = (v - min) >> FINE_BUCKET_BITS;
+        if u == prev {
+            continue;
+        }
+        prev = u;
+        let mut h = distinct_slot(u);
+        loop {
+            if s.stamp[h] != gen {
+                s.stamp[h] = gen;
+                s.slots[h] = u;
+                s.distinct.push(u);
+                break;
+            }
+            if s.slots[h] == u {
+                break;
+            }
+            h = (h + 1) % DISTINCT_SLOTS;
+        }
+    }
+    let mut runs = 0usize;
+    for &u in &s.distinct {
+        // `u` starts a run unless bucket `u - 1` is occupied.
+        let mut start = true;
+        if u > 0 {
+            let mut h = distinct_slot(u - 1);
+            while s.stamp[h] == gen {
+                if s.slots[h] == u - 1 {
+                    start = false;
+                    break;
+                }
+                h = (h + 1) % DISTINCT_SLOTS;
+            }
+        }
+        runs += usize::from(start);
+    }
+    let b = s.distinct.len() as u64;
+    let n = vals.len() as u64;
+    varint_len(b)
+        + varint_len(min)
+        + (b as usize - 1)
+        + (runs - 1)
         + 1
         + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
 }
@@ -1708,6 +1818,9 @@ fn encode_blocks(
     } = enc;
     let mut seen = [0usize; 11];
     let mut bound_skip = [0u32; 11];
+    let mut fine_skip = [0u32; 11];
+    let mut fine_fails = [0u32; 11];
+    let mut fine_first = [false; 11];
     for (block, ids) in records.blocks(&mut junction).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
         let n = block.len();
@@ -1762,13 +1875,30 @@ fn encode_blocks(
             // was nearly all distinct or abandoned, unless the bound failed
             // on one of the last few blocks' columns.
             scratch.bound_first = (scratch.sort_first || seen[k] == 0) && bound_skip[k] == 0;
+            // Likewise the fine bound where the column is counted by a
+            // sort, first where it rejected the previous block's column.
+            scratch.fine_bound = fine_skip[k] == 0;
+            scratch.fine_first = fine_first[k];
             put_col(buf, &c[..n], scratch);
             seen[k] = scratch.seen;
+            fine_first[k] = scratch.fine_rejected;
             bound_skip[k] = if scratch.bound_failed {
                 BOUND_SKIP
             } else {
                 bound_skip[k].saturating_sub(1)
             };
+            // The fine bound costs a fifth of the sort it saves: after a
+            // failure it is skipped for 1, 2, 4, ... up to BOUND_SKIP
+            // blocks, from 1 again once it rejects a column.
+            if scratch.fine_failed {
+                fine_skip[k] = (1 << fine_fails[k]).min(BOUND_SKIP);
+                fine_fails[k] += 1;
+            } else {
+                fine_skip[k] = fine_skip[k].saturating_sub(1);
+                if scratch.fine_rejected {
+                    fine_fails[k] = 0;
+                }
+            }
             acct.columns[k] += (buf.pos - before) as u64;
         }
         let payload = buf.bytes();
@@ -3553,12 +3683,14 @@ mod tests {
         #[test]
         fn dict_size_below_decides_what_it_decided_before(
             cols in prop::collection::vec(
-                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>(), any::<bool>()), 1..6),
+                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>(), any::<bool>(), any::<bool>()), 1..6),
         ) {
             let mut s = ColScratch::default();
-            for (vals, any_best, pick, sort_first, bound_first) in &cols {
+            for (vals, any_best, pick, sort_first, bound_first, fine_first) in &cols {
                 s.sort_first = *sort_first;
                 s.bound_first = *bound_first;
+                s.fine_bound = *fine_first || *bound_first;
+                s.fine_first = *fine_first;
                 let (min, max) = vals
                     .iter()
                     .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
@@ -3667,6 +3799,100 @@ mod tests {
             s.bound_first = true;
             prop_assert_eq!(dict_size_below(&vals, min, max, exact + 1, &mut s), Some(exact));
             prop_assert_eq!(dict_size_below(&vals, min, max, exact, &mut s), None);
+        }
+    }
+
+    /// A nearly distinct column of small gaps: sorted-order gaps drawn from
+    /// 1..2^g (g 1 to 20) with a few far values, shuffled, some repeats:
+    /// the replay's first-time deltas and durations, where the fine bound
+    /// is close to the exact size.
+    fn column_gappy() -> impl Strategy<Value = Vec<u64>> {
+        (
+            1usize..=BLOCK_RECORDS,
+            0u64..1 << 40,
+            1u32..=20,
+            0usize..4,
+            0u64..8,
+            any::<u64>(),
+        )
+            .prop_map(|(n, base, g, far, repeat, seed)| {
+                let mut x = seed | 1;
+                let mut step = || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let mut at = base;
+                let mut v: Vec<u64> = (0..n)
+                    .map(|i| {
+                        let r = step();
+                        if i < far {
+                            at + (r >> 20)
+                        } else if r % 8 < repeat {
+                            at
+                        } else {
+                            at += 1 + (r >> 8) % (1 << g);
+                            at
+                        }
+                    })
+                    .collect();
+                for i in (1..v.len()).rev() {
+                    let j = (step() % (i as u64 + 1)) as usize;
+                    v.swap(i, j);
+                }
+                v
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// The fine gap bound never exceeds the dictionary's exact size,
+        /// and with it tried first (or the coarse one first) the decision
+        /// is the one without bounds, `best` either side of the bound and
+        /// of the exact size.
+        #[test]
+        fn fine_gap_bound_is_a_lower_bound(
+            vals in prop_oneof![3 => column_gappy(), 1 => column_wide(), 1 => column_shaped()],
+        ) {
+            if vals.is_empty() {
+                return Ok(());
+            }
+            let (min, max) = vals
+                .iter()
+                .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let mut s = ColScratch::default();
+            let bound = fine_gap_bound(&vals, min, &mut s);
+            let mut distinct = vals.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let k = distinct.len() as u64;
+            let mut prev = 0u64;
+            let mut exact = varint_len(k) + 1 + (vals.len() as u64 * u64::from(bits(k - 1))).div_ceil(8) as usize;
+            for &v in &distinct {
+                exact += varint_len(v - prev);
+                prev = v;
+            }
+            prop_assert!(bound <= exact, "bound {} exact {}", bound, exact);
+            if max == min {
+                return Ok(()); // no dictionary is tried
+            }
+            for (sort_first, fine_first) in [(true, true), (true, false), (false, true)] {
+                s.bound_first = true;
+                s.fine_bound = true;
+                s.sort_first = sort_first;
+                s.fine_first = fine_first;
+                for best in [bound, bound + 1, exact - 1, exact, exact + 1] {
+                    let got = dict_size_below(&vals, min, max, best, &mut s);
+                    let want = dict_size_below_before(&vals, min, bits(max - min), best);
+                    prop_assert_eq!(got.is_some(), want.is_some());
+                    if let (Some(size), Some(want)) = (got, want) {
+                        prop_assert_eq!(size, exact);
+                        prop_assert_eq!(&s.distinct, &want);
+                    }
+                }
+            }
         }
     }
 
