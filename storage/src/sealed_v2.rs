@@ -523,6 +523,14 @@ struct ColScratch {
     fine_failed: bool,
     /// Whether [`fine_gap_bound`] rejected the last column.
     fine_rejected: bool,
+    /// Set by the caller: [`put_col`] finds the least and largest values
+    /// first and sums the varint sizes in a second pass only when frame of
+    /// reference is not provably no larger than the varints (a hint: same
+    /// bytes either way).
+    for_first: bool,
+    /// Whether frame of reference was provably no larger than the varints
+    /// on the last column (`size_for <= n * varint_len(min)`).
+    for_proven: bool,
     /// Distinct values the last column had (0 when its count was
     /// abandoned or not started).
     seen: usize,
@@ -584,6 +592,8 @@ impl Default for ColScratch {
             bound_failed: false,
             fine_failed: false,
             fine_rejected: false,
+            for_first: false,
+            for_proven: false,
             seen: 0,
             keys: Vec::with_capacity(BLOCK_RECORDS),
             keys_tmp: Vec::with_capacity(BLOCK_RECORDS),
@@ -993,18 +1003,43 @@ const DIRECT_SCAN_PER_VALUE: u64 = 16;
 
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
+///
+/// The varint size is only compared with frame of reference's, so where
+/// frame of reference is no larger than `n * varint_len(min)` (every value
+/// is at least `min`, so the varints take at least that) it is not needed:
+/// with `s.for_first` set the least and largest values are found first
+/// and the varint sizes summed in a second pass only when that does not
+/// hold; otherwise in one pass with them.
 #[inline(never)]
 fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
     let (mut min, mut max, mut size_var) = (u64::MAX, 0u64, 0usize);
-    for &v in vals {
-        min = min.min(v);
-        max = max.max(v);
-        size_var += varint_len_fast(v);
+    if s.for_first {
+        for &v in vals {
+            min = min.min(v);
+            max = max.max(v);
+        }
+    } else {
+        for &v in vals {
+            min = min.min(v);
+            max = max.max(v);
+            size_var += varint_len_fast(v);
+        }
     }
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);
     let size_for = varint_len(min) + 1 + (n * u64::from(w_for)).div_ceil(8) as usize;
+    let var_least = vals.len() * varint_len(min);
+    s.for_proven = size_for <= var_least;
+    if s.for_first {
+        size_var = if s.for_proven {
+            // At most the varints' size, and no smaller than frame of
+            // reference's: every comparison below is decided as with it.
+            var_least
+        } else {
+            vals.iter().map(|&v| varint_len_fast(v)).sum()
+        };
+    }
     match dict_size_below(vals, min, max, size_for.min(size_var), s) {
         None if size_for <= size_var => {
             out.byte(COL_FOR);
@@ -1820,6 +1855,7 @@ fn encode_blocks(
     let mut bound_skip = [0u32; 11];
     let mut fine_skip = [0u32; 11];
     let mut fine_fails = [0u32; 11];
+    let mut for_first = [false; 11];
     let mut fine_first = [false; 11];
     for (block, ids) in records.blocks(&mut junction).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
@@ -1879,7 +1915,10 @@ fn encode_blocks(
             // sort, first where it rejected the previous block's column.
             scratch.fine_bound = fine_skip[k] == 0;
             scratch.fine_first = fine_first[k];
+            // No varint sizes where they were provably not needed last time.
+            scratch.for_first = for_first[k];
             put_col(buf, &c[..n], scratch);
+            for_first[k] = scratch.for_proven;
             seen[k] = scratch.seen;
             fine_first[k] = scratch.fine_rejected;
             bound_skip[k] = if scratch.bound_failed {
@@ -3557,6 +3596,11 @@ mod tests {
             put_col_reference(&mut b, &vals);
             let a = a.bytes().to_vec();
             prop_assert_eq!(&a, &b);
+            // The same bytes with the varint sizes summed only when needed.
+            let (mut f, mut s) = (BlockBuf::new(), ColScratch::default());
+            s.for_first = true;
+            put_col(&mut f, &vals, &mut s);
+            prop_assert_eq!(f.bytes(), &b[..]);
             let mut c = Cursor { buf: &a, pos: 0 };
             prop_assert_eq!(get_col(&mut c, vals.len(), "x").unwrap(), vals);
         }
@@ -3691,6 +3735,7 @@ mod tests {
                 s.bound_first = *bound_first;
                 s.fine_bound = *fine_first || *bound_first;
                 s.fine_first = *fine_first;
+                s.for_first = *sort_first != *fine_first;
                 let (min, max) = vals
                     .iter()
                     .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
