@@ -684,29 +684,13 @@ fn dict_size_below(
     let hashable = vals.len() <= DISTINCT_HASHED_MAX;
     let range = max - min;
     // The fine bound where the (value, row) sort would count the column
-    // (nearly all distinct last time), the coarse one on wide columns;
-    // the one that rejected the previous block's column first.
+    // (nearly all distinct last time), the coarse one on wide columns.
     let fine = s.fine_bound && s.sort_first && hashable && range >= DISTINCT_SLOTS as u64;
     let coarse = s.bound_first && w_for > GAP_BUCKET_BITS_MAX && w_for < 64;
-    for try_fine in [s.fine_first, !s.fine_first] {
-        let bound = if try_fine && fine {
-            fine_gap_bound(vals, min, s)
-        } else if !try_fine && coarse {
-            gap_bound(vals, min, w_for, s)
-        } else {
-            continue;
-        };
-        if bound >= best {
-            // Provably too big: keep the hints for the next block.
-            s.seen = vals.len();
-            s.fine_rejected = try_fine;
-            return None;
-        }
-        if try_fine {
-            s.fine_failed = true;
-        } else {
-            s.bound_failed = true;
-        }
+    if (fine || coarse) && bounds_reject(vals, min, w_for, best, fine, coarse, s) {
+        // Provably too big: keep the hints for the next block.
+        s.seen = vals.len();
+        return None;
     }
     s.distinct.clear();
     let gen = s.next_gen();
@@ -906,12 +890,14 @@ fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
     let t = (w_for - GAP_BUCKET_BITS_MAX).div_ceil(7) * 7;
     let buckets = (((1u64 << w_for) - 1) >> t) as usize + 1;
     let words = buckets.div_ceil(64);
-    let map = &mut s.buckets[..words];
-    map.fill(0);
+    s.buckets[..words].fill(0);
+    // `b < buckets`: the mask (no-op) stands for the bounds check.
+    const WORDS: usize = 1 << (GAP_BUCKET_BITS_MAX - 6);
     for &v in vals {
         let b = ((v - min) >> t) as usize;
-        map[b / 64] |= 1 << (b % 64);
+        s.buckets[(b / 64) & (WORDS - 1)] |= 1 << (b % 64);
     }
+    let map = &s.buckets[..words];
     let (mut b, mut runs, mut carry) = (0u64, 0u64, 0u64);
     for &w in map.iter() {
         b += u64::from(w.count_ones());
@@ -926,6 +912,41 @@ fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
         + (runs as usize - 1) * (t / 7) as usize
         + 1
         + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
+}
+
+/// Whether [`fine_gap_bound`] (where `fine`) or [`gap_bound`] (where
+/// `coarse`) is at least `best`, the one that rejected the previous
+/// block's column first; sets the scratch's `fine_rejected`,
+/// `fine_failed` and `bound_failed`.
+#[inline(never)]
+fn bounds_reject(
+    vals: &[u64],
+    min: u64,
+    w_for: u32,
+    best: usize,
+    fine: bool,
+    coarse: bool,
+    s: &mut ColScratch,
+) -> bool {
+    for try_fine in [s.fine_first, !s.fine_first] {
+        let bound = if try_fine && fine {
+            fine_gap_bound(vals, min, s)
+        } else if !try_fine && coarse {
+            gap_bound(vals, min, w_for, s)
+        } else {
+            continue;
+        };
+        if bound >= best {
+            s.fine_rejected = try_fine;
+            return true;
+        }
+        if try_fine {
+            s.fine_failed = true;
+        } else {
+            s.bound_failed = true;
+        }
+    }
+    false
 }
 
 /// Bits of a bucket of [`fine_gap_bound`]: the gaps a varint holds in one
@@ -4079,6 +4100,27 @@ mod tests {
             sort_rows(&mut keys, &mut tmp, w);
             prop_assert_eq!(keys, expect);
         }
+    }
+
+    #[test]
+    fn block_buf_varints_at_every_bit_length() {
+        let (mut w, mut r) = (BlockBuf::new(), Vec::new());
+        for b in 0..64 {
+            for v in [
+                1u64 << b,
+                (1u64 << b) - 1,
+                (1u64 << b) | 1,
+                u64::MAX >> (63 - b),
+                0x5555_5555_5555_5555 >> (63 - b),
+                0xaaaa_aaaa_aaaa_aaaa >> (63 - b),
+            ] {
+                w.varint(v);
+                put_varint(&mut r, v);
+                w.byte(0xff);
+                r.push(0xff);
+            }
+        }
+        assert_eq!(w.bytes(), &r[..]);
     }
 
     #[test]
