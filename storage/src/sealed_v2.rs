@@ -859,9 +859,12 @@ fn sort_rows_passes<const P: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>) {
         for x in c.iter_mut() {
             (*x, at) = (at, at + *x);
         }
-        for &k in keys.iter() {
+        // Slices, so that their pointers and lengths stay in registers
+        // (a store through the `Vec`'s buffer could be to its header).
+        let (src, dst) = (&keys[..], &mut tmp[..n]);
+        for &k in src {
             let d = (k >> shift) as usize % DIGITS;
-            tmp[c[d] as usize] = k;
+            dst[c[d] as usize] = k;
             c[d] += 1;
         }
         std::mem::swap(keys, tmp);
