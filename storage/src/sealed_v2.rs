@@ -695,6 +695,8 @@ fn dict_size_below(
     s.distinct.clear();
     let gen = s.next_gen();
     let mut complete = true;
+    // The dictionary's values' varint bytes, where the counting summed them.
+    let mut row_gaps = None;
     if s.sort_first
         && hashable
         && range >> SORTED_ROW_BITS_MAX == 0
@@ -710,18 +712,26 @@ fn dict_size_below(
                 .map(|(j, &v)| (v - min) << ROW_BITS | j as u64),
         );
         sort_rows(&mut s.keys, &mut s.keys_tmp, bits(range));
-        let mut prev = u64::MAX; // no value's `v - min` (they are below 2^55)
+        // The first key is `min`'s (`x` = 0): the dictionary's first
+        // value; each next distinct value adds its gap's varint (summed
+        // here, not in a pass over `distinct` below).
+        debug_assert_eq!(s.keys[0] >> ROW_BITS, 0);
+        s.distinct.push(min);
+        let (mut prev, mut k, mut gaps) = (0u64, 1usize, varint_len(min));
         for &key in &s.keys {
             let x = key >> ROW_BITS;
             if x != prev {
+                gaps += varint_len_fast(x - prev);
                 prev = x;
+                k += 1;
                 s.distinct.push(min + x);
-                if s.distinct.len() > limit {
+                if k > limit {
                     return None; // more distinct values than could win
                 }
             }
-            s.at[(key & ROW_MASK) as usize] = (s.distinct.len() - 1) as u16;
+            s.at[(key & ROW_MASK) as usize] = (k - 1) as u16;
         }
+        row_gaps = Some(gaps);
     } else if range < DISTINCT_SLOTS as u64 {
         s.counted = Counted::Direct { min };
         for (j, &v) in vals.iter().enumerate() {
@@ -800,11 +810,15 @@ fn dict_size_below(
     }
     s.seen = s.distinct.len();
     let k = s.distinct.len() as u64;
-    let mut prev = 0u64;
     let mut size = varint_len(k) + 1 + packed(k);
-    for &v in &s.distinct {
-        size += varint_len_fast(v - prev);
-        prev = v;
+    if let Some(gaps) = row_gaps {
+        size += gaps;
+    } else {
+        let mut prev = 0u64;
+        for &v in &s.distinct {
+            size += varint_len_fast(v - prev);
+            prev = v;
+        }
     }
     (size < best).then_some(size)
 }
