@@ -509,9 +509,28 @@ struct ColScratch {
     /// Set by the caller: try [`gap_bound`] first (a hint as `sort_first`:
     /// same decision and bytes either way).
     bound_first: bool,
+    /// Set by the caller: with `sort_first`, try [`fine_gap_bound`] first
+    /// (a hint as `sort_first`).
+    fine_bound: bool,
+    /// Set by the caller: try the fine bound before the coarse one (the
+    /// fine one rejected the previous block's column).
+    fine_first: bool,
     /// Whether [`gap_bound`] was tried on the last column and did not
     /// reject it.
     bound_failed: bool,
+    /// Whether [`fine_gap_bound`] was tried on the last column and did
+    /// not reject it.
+    fine_failed: bool,
+    /// Whether [`fine_gap_bound`] rejected the last column.
+    fine_rejected: bool,
+    /// Set by the caller: [`put_col`] finds the least and largest values
+    /// first and sums the varint sizes in a second pass only when frame of
+    /// reference is not provably no larger than the varints (a hint: same
+    /// bytes either way).
+    for_first: bool,
+    /// Whether frame of reference was provably no larger than the varints
+    /// on the last column (`size_for <= n * varint_len(min)`).
+    for_proven: bool,
     /// Distinct values the last column had (0 when its count was
     /// abandoned or not started).
     seen: usize,
@@ -544,6 +563,18 @@ const ROW_MASK: u64 = (1 << ROW_BITS) - 1;
 const SORTED_ROW_BITS_MAX: u32 = 64 - ROW_BITS;
 const _: () = assert!(DISTINCT_HASHED_MAX <= 1 << ROW_BITS);
 
+impl ColScratch {
+    /// A new stamp for the table (the stamps cleared when it wraps).
+    fn next_gen(&mut self) -> u32 {
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.stamp = [0; DISTINCT_SLOTS];
+            self.gen = 1;
+        }
+        self.gen
+    }
+}
+
 impl Default for ColScratch {
     fn default() -> ColScratch {
         ColScratch {
@@ -556,7 +587,13 @@ impl Default for ColScratch {
             at: [0; DISTINCT_HASHED_MAX],
             sort_first: false,
             bound_first: false,
+            fine_bound: false,
+            fine_first: false,
             bound_failed: false,
+            fine_failed: false,
+            fine_rejected: false,
+            for_first: false,
+            for_proven: false,
             seen: 0,
             keys: Vec::with_capacity(BLOCK_RECORDS),
             keys_tmp: Vec::with_capacity(BLOCK_RECORDS),
@@ -594,8 +631,9 @@ fn distinct_slot(v: u64) -> usize {
 ///
 /// Where the caller sets `bound_first` (a hint), a wide column is first
 /// tried against [`gap_bound`], an exact lower bound on the dictionary's
-/// size from one pass over the values: a column it rejects is neither
-/// hashed nor sorted.
+/// size from one pass over the values, and a column the (value, row) sort
+/// would count against [`fine_gap_bound`] (`fine_first`: that one first):
+/// a column they reject is neither hashed nor sorted.
 ///
 /// The counting: a column whose range is below [`DISTINCT_SLOTS`] is
 /// counted in the stamps directly indexed by `v - min` (and its distinct
@@ -640,25 +678,25 @@ fn dict_size_below(
         }
     }
     let limit = lo as usize;
-    s.distinct.clear();
     s.bound_failed = false;
-    if s.bound_first && w_for > GAP_BUCKET_BITS_MAX && w_for < 64 {
-        if gap_bound(vals, min, w_for, s) >= best {
-            // Provably too big: keep the hint for the next block.
-            s.seen = vals.len();
-            return None;
-        }
-        s.bound_failed = true;
-    }
-    s.gen = s.gen.wrapping_add(1);
-    if s.gen == 0 {
-        s.stamp = [0; DISTINCT_SLOTS];
-        s.gen = 1;
-    }
-    let gen = s.gen;
+    s.fine_failed = false;
+    s.fine_rejected = false;
     let hashable = vals.len() <= DISTINCT_HASHED_MAX;
     let range = max - min;
+    // The fine bound where the (value, row) sort would count the column
+    // (nearly all distinct last time), the coarse one on wide columns.
+    let fine = s.fine_bound && s.sort_first && hashable && range >= DISTINCT_SLOTS as u64;
+    let coarse = s.bound_first && w_for > GAP_BUCKET_BITS_MAX && w_for < 64;
+    if (fine || coarse) && bounds_reject(vals, min, w_for, best, fine, coarse, s) {
+        // Provably too big: keep the hints for the next block.
+        s.seen = vals.len();
+        return None;
+    }
+    s.distinct.clear();
+    let gen = s.next_gen();
     let mut complete = true;
+    // The dictionary's values' varint bytes, where the counting summed them.
+    let mut row_gaps = None;
     if s.sort_first
         && hashable
         && range >> SORTED_ROW_BITS_MAX == 0
@@ -674,18 +712,26 @@ fn dict_size_below(
                 .map(|(j, &v)| (v - min) << ROW_BITS | j as u64),
         );
         sort_rows(&mut s.keys, &mut s.keys_tmp, bits(range));
-        let mut prev = u64::MAX; // no value's `v - min` (they are below 2^55)
+        // The first key is `min`'s (`x` = 0): the dictionary's first
+        // value; each next distinct value adds its gap's varint (summed
+        // here, not in a pass over `distinct` below).
+        debug_assert_eq!(s.keys[0] >> ROW_BITS, 0);
+        s.distinct.push(min);
+        let (mut prev, mut k, mut gaps) = (0u64, 1usize, varint_len(min));
         for &key in &s.keys {
             let x = key >> ROW_BITS;
             if x != prev {
+                gaps += varint_len_fast(x - prev);
                 prev = x;
+                k += 1;
                 s.distinct.push(min + x);
-                if s.distinct.len() > limit {
+                if k > limit {
                     return None; // more distinct values than could win
                 }
             }
-            s.at[(key & ROW_MASK) as usize] = (s.distinct.len() - 1) as u16;
+            s.at[(key & ROW_MASK) as usize] = (k - 1) as u16;
         }
+        row_gaps = Some(gaps);
     } else if range < DISTINCT_SLOTS as u64 {
         s.counted = Counted::Direct { min };
         for (j, &v) in vals.iter().enumerate() {
@@ -764,11 +810,15 @@ fn dict_size_below(
     }
     s.seen = s.distinct.len();
     let k = s.distinct.len() as u64;
-    let mut prev = 0u64;
     let mut size = varint_len(k) + 1 + packed(k);
-    for &v in &s.distinct {
-        size += varint_len_fast(v - prev);
-        prev = v;
+    if let Some(gaps) = row_gaps {
+        size += gaps;
+    } else {
+        let mut prev = 0u64;
+        for &v in &s.distinct {
+            size += varint_len_fast(v - prev);
+            prev = v;
+        }
     }
     (size < best).then_some(size)
 }
@@ -823,16 +873,19 @@ fn sort_rows_passes<const P: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>) {
         for x in c.iter_mut() {
             (*x, at) = (at, at + *x);
         }
-        for &k in keys.iter() {
+        // Slices, so that their pointers and lengths stay in registers
+        // (a store through the `Vec`'s buffer could be to its header).
+        let (src, dst) = (&keys[..], &mut tmp[..n]);
+        for &k in src {
             let d = (k >> shift) as usize % DIGITS;
-            tmp[c[d] as usize] = k;
+            dst[c[d] as usize] = k;
             c[d] += 1;
         }
         std::mem::swap(keys, tmp);
     }
 }
 
-/// Blocks [`encode_blocks`] does not try [`gap_bound`] on a column after
+/// Blocks [`encode_blocks`] does not try [`gap_bound`] (or [`fine_gap_bound`]) on a column after
 /// it failed to reject that column.
 const BOUND_SKIP: u32 = 32;
 
@@ -854,12 +907,14 @@ fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
     let t = (w_for - GAP_BUCKET_BITS_MAX).div_ceil(7) * 7;
     let buckets = (((1u64 << w_for) - 1) >> t) as usize + 1;
     let words = buckets.div_ceil(64);
-    let map = &mut s.buckets[..words];
-    map.fill(0);
+    s.buckets[..words].fill(0);
+    // `b < buckets`: the mask (no-op) stands for the bounds check.
+    const WORDS: usize = 1 << (GAP_BUCKET_BITS_MAX - 6);
     for &v in vals {
         let b = ((v - min) >> t) as usize;
-        map[b / 64] |= 1 << (b % 64);
+        s.buckets[(b / 64) & (WORDS - 1)] |= 1 << (b % 64);
     }
+    let map = &s.buckets[..words];
     let (mut b, mut runs, mut carry) = (0u64, 0u64, 0u64);
     for &w in map.iter() {
         b += u64::from(w.count_ones());
@@ -876,6 +931,109 @@ fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
         + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
 }
 
+/// Whether [`fine_gap_bound`] (where `fine`) or [`gap_bound`] (where
+/// `coarse`) is at least `best`, the one that rejected the previous
+/// block's column first; sets the scratch's `fine_rejected`,
+/// `fine_failed` and `bound_failed`.
+#[inline(never)]
+fn bounds_reject(
+    vals: &[u64],
+    min: u64,
+    w_for: u32,
+    best: usize,
+    fine: bool,
+    coarse: bool,
+    s: &mut ColScratch,
+) -> bool {
+    for try_fine in [s.fine_first, !s.fine_first] {
+        let bound = if try_fine && fine {
+            fine_gap_bound(vals, min, s)
+        } else if !try_fine && coarse {
+            gap_bound(vals, min, w_for, s)
+        } else {
+            continue;
+        };
+        if bound >= best {
+            s.fine_rejected = try_fine;
+            return true;
+        }
+        if try_fine {
+            s.fine_failed = true;
+        } else {
+            s.bound_failed = true;
+        }
+    }
+    false
+}
+
+/// Bits of a bucket of [`fine_gap_bound`]: the gaps a varint holds in one
+/// byte.
+const FINE_BUCKET_BITS: u32 = 7;
+
+/// A lower bound on the dictionary encoding's size of `vals` (least `min`,
+/// at most [`DISTINCT_HASHED_MAX`] values) as [`gap_bound`]'s, with buckets
+/// of 2^[`FINE_BUCKET_BITS`] whatever the range: the occupied buckets `(v -
+/// min) >> 7` are counted in the hash table (`b` of them, so `k >= b`
+/// distinct values) and a bucket whose predecessor is empty starts a run
+/// (`r` runs). Each of the `k - 1` gaps in sorted order takes a byte or
+/// more, and the `r - 1` that cross an empty bucket are above 2^7, so a
+/// byte more each. Where a column is nearly all distinct with gaps around
+/// 2^7..2^21 (the replay's first-time deltas) this rejects what the
+/// coarse bitmap, sized by the range, cannot, for a hash probe or two a
+/// value instead of [`sort_rows`]' passes. Leaves `s.distinct` holding the
+/// buckets (the caller clears it before counting).
+fn fine_gap_bound(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
+    debug_assert!(!vals.is_empty() && vals.len() <= DISTINCT_HASHED_MAX);
+    let gen = s.next_gen();
+    s.distinct.clear();
+    // No bucket is `u64::MAX` (they are below 2^57).
+    let mut prev = u64::MAX;
+    for &v in vals {
+        let u = (v - min) >> FINE_BUCKET_BITS;
+        if u == prev {
+            continue;
+        }
+        prev = u;
+        let mut h = distinct_slot(u);
+        loop {
+            if s.stamp[h] != gen {
+                s.stamp[h] = gen;
+                s.slots[h] = u;
+                s.distinct.push(u);
+                break;
+            }
+            if s.slots[h] == u {
+                break;
+            }
+            h = (h + 1) % DISTINCT_SLOTS;
+        }
+    }
+    let mut runs = 0usize;
+    for &u in &s.distinct {
+        // `u` starts a run unless bucket `u - 1` is occupied.
+        let mut start = true;
+        if u > 0 {
+            let mut h = distinct_slot(u - 1);
+            while s.stamp[h] == gen {
+                if s.slots[h] == u - 1 {
+                    start = false;
+                    break;
+                }
+                h = (h + 1) % DISTINCT_SLOTS;
+            }
+        }
+        runs += usize::from(start);
+    }
+    let b = s.distinct.len() as u64;
+    let n = vals.len() as u64;
+    varint_len(b)
+        + varint_len(min)
+        + (b as usize - 1)
+        + (runs - 1)
+        + 1
+        + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
+}
+
 /// A directly counted column's distinct values are listed by a scan of its
 /// stamps (rather than sorted) when its range is below this many slots per
 /// distinct value (a guess at a sort's cost per value; same list either way).
@@ -883,18 +1041,43 @@ const DIRECT_SCAN_PER_VALUE: u64 = 16;
 
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
+///
+/// The varint size is only compared with frame of reference's, so where
+/// frame of reference is no larger than `n * varint_len(min)` (every value
+/// is at least `min`, so the varints take at least that) it is not needed:
+/// with `s.for_first` set the least and largest values are found first
+/// and the varint sizes summed in a second pass only when that does not
+/// hold; otherwise in one pass with them.
 #[inline(never)]
 fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
     let (mut min, mut max, mut size_var) = (u64::MAX, 0u64, 0usize);
-    for &v in vals {
-        min = min.min(v);
-        max = max.max(v);
-        size_var += varint_len_fast(v);
+    if s.for_first {
+        for &v in vals {
+            min = min.min(v);
+            max = max.max(v);
+        }
+    } else {
+        for &v in vals {
+            min = min.min(v);
+            max = max.max(v);
+            size_var += varint_len_fast(v);
+        }
     }
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);
     let size_for = varint_len(min) + 1 + (n * u64::from(w_for)).div_ceil(8) as usize;
+    let var_least = vals.len() * varint_len(min);
+    s.for_proven = size_for <= var_least;
+    if s.for_first {
+        size_var = if s.for_proven {
+            // At most the varints' size, and no smaller than frame of
+            // reference's: every comparison below is decided as with it.
+            var_least
+        } else {
+            vals.iter().map(|&v| varint_len_fast(v)).sum()
+        };
+    }
     match dict_size_below(vals, min, max, size_for.min(size_var), s) {
         None if size_for <= size_var => {
             out.byte(COL_FOR);
@@ -1708,6 +1891,10 @@ fn encode_blocks(
     } = enc;
     let mut seen = [0usize; 11];
     let mut bound_skip = [0u32; 11];
+    let mut fine_skip = [0u32; 11];
+    let mut fine_fails = [0u32; 11];
+    let mut for_first = [false; 11];
+    let mut fine_first = [false; 11];
     for (block, ids) in records.blocks(&mut junction).zip(ids.chunks(BLOCK_RECORDS)) {
         let off = out.len();
         let n = block.len();
@@ -1762,13 +1949,33 @@ fn encode_blocks(
             // was nearly all distinct or abandoned, unless the bound failed
             // on one of the last few blocks' columns.
             scratch.bound_first = (scratch.sort_first || seen[k] == 0) && bound_skip[k] == 0;
+            // Likewise the fine bound where the column is counted by a
+            // sort, first where it rejected the previous block's column.
+            scratch.fine_bound = fine_skip[k] == 0;
+            scratch.fine_first = fine_first[k];
+            // No varint sizes where they were provably not needed last time.
+            scratch.for_first = for_first[k];
             put_col(buf, &c[..n], scratch);
+            for_first[k] = scratch.for_proven;
             seen[k] = scratch.seen;
+            fine_first[k] = scratch.fine_rejected;
             bound_skip[k] = if scratch.bound_failed {
                 BOUND_SKIP
             } else {
                 bound_skip[k].saturating_sub(1)
             };
+            // The fine bound costs a fifth of the sort it saves: after a
+            // failure it is skipped for 1, 2, 4, ... up to BOUND_SKIP
+            // blocks, from 1 again once it rejects a column.
+            if scratch.fine_failed {
+                fine_skip[k] = (1 << fine_fails[k]).min(BOUND_SKIP);
+                fine_fails[k] += 1;
+            } else {
+                fine_skip[k] = fine_skip[k].saturating_sub(1);
+                if scratch.fine_rejected {
+                    fine_fails[k] = 0;
+                }
+            }
             acct.columns[k] += (buf.pos - before) as u64;
         }
         let payload = buf.bytes();
@@ -3427,6 +3634,11 @@ mod tests {
             put_col_reference(&mut b, &vals);
             let a = a.bytes().to_vec();
             prop_assert_eq!(&a, &b);
+            // The same bytes with the varint sizes summed only when needed.
+            let (mut f, mut s) = (BlockBuf::new(), ColScratch::default());
+            s.for_first = true;
+            put_col(&mut f, &vals, &mut s);
+            prop_assert_eq!(f.bytes(), &b[..]);
             let mut c = Cursor { buf: &a, pos: 0 };
             prop_assert_eq!(get_col(&mut c, vals.len(), "x").unwrap(), vals);
         }
@@ -3553,12 +3765,15 @@ mod tests {
         #[test]
         fn dict_size_below_decides_what_it_decided_before(
             cols in prop::collection::vec(
-                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>(), any::<bool>()), 1..6),
+                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>(), any::<bool>(), any::<bool>()), 1..6),
         ) {
             let mut s = ColScratch::default();
-            for (vals, any_best, pick, sort_first, bound_first) in &cols {
+            for (vals, any_best, pick, sort_first, bound_first, fine_first) in &cols {
                 s.sort_first = *sort_first;
                 s.bound_first = *bound_first;
+                s.fine_bound = *fine_first || *bound_first;
+                s.fine_first = *fine_first;
+                s.for_first = *sort_first != *fine_first;
                 let (min, max) = vals
                     .iter()
                     .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
@@ -3667,6 +3882,100 @@ mod tests {
             s.bound_first = true;
             prop_assert_eq!(dict_size_below(&vals, min, max, exact + 1, &mut s), Some(exact));
             prop_assert_eq!(dict_size_below(&vals, min, max, exact, &mut s), None);
+        }
+    }
+
+    /// A nearly distinct column of small gaps: sorted-order gaps drawn from
+    /// 1..2^g (g 1 to 20) with a few far values, shuffled, some repeats:
+    /// the replay's first-time deltas and durations, where the fine bound
+    /// is close to the exact size.
+    fn column_gappy() -> impl Strategy<Value = Vec<u64>> {
+        (
+            1usize..=BLOCK_RECORDS,
+            0u64..1 << 40,
+            1u32..=20,
+            0usize..4,
+            0u64..8,
+            any::<u64>(),
+        )
+            .prop_map(|(n, base, g, far, repeat, seed)| {
+                let mut x = seed | 1;
+                let mut step = || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let mut at = base;
+                let mut v: Vec<u64> = (0..n)
+                    .map(|i| {
+                        let r = step();
+                        if i < far {
+                            at + (r >> 20)
+                        } else if r % 8 < repeat {
+                            at
+                        } else {
+                            at += 1 + (r >> 8) % (1 << g);
+                            at
+                        }
+                    })
+                    .collect();
+                for i in (1..v.len()).rev() {
+                    let j = (step() % (i as u64 + 1)) as usize;
+                    v.swap(i, j);
+                }
+                v
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        /// The fine gap bound never exceeds the dictionary's exact size,
+        /// and with it tried first (or the coarse one first) the decision
+        /// is the one without bounds, `best` either side of the bound and
+        /// of the exact size.
+        #[test]
+        fn fine_gap_bound_is_a_lower_bound(
+            vals in prop_oneof![3 => column_gappy(), 1 => column_wide(), 1 => column_shaped()],
+        ) {
+            if vals.is_empty() {
+                return Ok(());
+            }
+            let (min, max) = vals
+                .iter()
+                .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let mut s = ColScratch::default();
+            let bound = fine_gap_bound(&vals, min, &mut s);
+            let mut distinct = vals.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let k = distinct.len() as u64;
+            let mut prev = 0u64;
+            let mut exact = varint_len(k) + 1 + (vals.len() as u64 * u64::from(bits(k - 1))).div_ceil(8) as usize;
+            for &v in &distinct {
+                exact += varint_len(v - prev);
+                prev = v;
+            }
+            prop_assert!(bound <= exact, "bound {} exact {}", bound, exact);
+            if max == min {
+                return Ok(()); // no dictionary is tried
+            }
+            for (sort_first, fine_first) in [(true, true), (true, false), (false, true)] {
+                s.bound_first = true;
+                s.fine_bound = true;
+                s.sort_first = sort_first;
+                s.fine_first = fine_first;
+                for best in [bound, bound + 1, exact - 1, exact, exact + 1] {
+                    let got = dict_size_below(&vals, min, max, best, &mut s);
+                    let want = dict_size_below_before(&vals, min, bits(max - min), best);
+                    prop_assert_eq!(got.is_some(), want.is_some());
+                    if let (Some(size), Some(want)) = (got, want) {
+                        prop_assert_eq!(size, exact);
+                        prop_assert_eq!(&s.distinct, &want);
+                    }
+                }
+            }
         }
     }
 
@@ -3808,6 +4117,27 @@ mod tests {
             sort_rows(&mut keys, &mut tmp, w);
             prop_assert_eq!(keys, expect);
         }
+    }
+
+    #[test]
+    fn block_buf_varints_at_every_bit_length() {
+        let (mut w, mut r) = (BlockBuf::new(), Vec::new());
+        for b in 0..64 {
+            for v in [
+                1u64 << b,
+                (1u64 << b) - 1,
+                (1u64 << b) | 1,
+                u64::MAX >> (63 - b),
+                0x5555_5555_5555_5555 >> (63 - b),
+                0xaaaa_aaaa_aaaa_aaaa >> (63 - b),
+            ] {
+                w.varint(v);
+                put_varint(&mut r, v);
+                w.byte(0xff);
+                r.push(0xff);
+            }
+        }
+        assert_eq!(w.bytes(), &r[..]);
     }
 
     #[test]
