@@ -2449,9 +2449,14 @@ mod tests {
                         let mut out = vec![records[0]; extra];
                         let mut out_b = vec![records[n - 1]; n / 2 + extra];
                         let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
-                        reduce_with(&records, None, &mut index, &mut out, &mut out_b, path, &mut scan);
+                        reduce_with(
+                            &records, None, &mut index, &mut out, &mut out_b, path, &mut scan,
+                        );
                         out.append(&mut out_b);
-                        assert_eq!(out, model, "{path:?} n {n} skew {skew}, used scratch {extra}");
+                        assert_eq!(
+                            out, model,
+                            "{path:?} n {n} skew {skew}, used scratch {extra}"
+                        );
                     }
                 }
             }
