@@ -1677,9 +1677,11 @@ impl Writer {
 
     /// Makes the next seal's scratch ready ahead, at most
     /// [`WARM_STEP_BYTES`] of it a call: the index keys and the sort's second
-    /// buffer for the largest active log's records and a quarter more, and
-    /// the two reduced-record buffers of a split seal for a quarter of that
-    /// each, their pages written (faulted in) here, so the seal's threads
+    /// buffer for the largest active log's records and an eighth more (the
+    /// appends still to come), and the two reduced-record buffers of a split
+    /// seal for a quarter of its records each (about what each side keeps
+    /// when a mapping has two states, open and final), their pages written
+    /// (faulted in) here, so the seal's threads
     /// find them in memory instead of faulting ~18 000 fresh pages at the
     /// end of a 10 M-packet replay (docs/bench/round13-tail13.md). For a
     /// thread with idle time just before a final seal (the three-thread
@@ -1687,9 +1689,9 @@ impl Writer {
     /// nothing for logs below [`SEAL_SPLIT_RECORDS_MIN`] records. Returns
     /// whether more is left to do. Stores nothing and changes no seal's
     /// bytes: a seal writes every slot of its scratch before reading it.
-    /// Bound: at most ~5 × 16 bytes per record of the largest active log
-    /// (a partition's records are bounded), freed or kept after the seal as
-    /// any seal's scratch.
+    /// Bound: about 84 bytes per record of the largest active log (a
+    /// partition's records are bounded; the seal would fault most of it in
+    /// anyway), freed or kept after the seal as any seal's scratch.
     pub fn warm_seal_scratch(&mut self) -> bool {
         let Some(n) = self.active.values().map(|l| l.count).max() else {
             return false;
@@ -1702,7 +1704,7 @@ impl Writer {
         if n < warm_min {
             return false;
         }
-        let target = n.saturating_add(n / 4);
+        let target = n.saturating_add(n / 8);
         if self.spare_index.is_empty() {
             self.spare_index.push(SealIndex::default());
         }
@@ -1714,7 +1716,7 @@ impl Writer {
             self.spare_out.push(Vec::new());
         }
         let out = self.spare_out.last_mut().expect("just pushed");
-        warm_records(out, target / 4) || warm_records(&mut self.spare_out_b, target / 4)
+        warm_records(out, n / 4) || warm_records(&mut self.spare_out_b, n / 4)
     }
 
     /// Waits for what the writer handed its background thread so far (the
