@@ -1035,17 +1035,38 @@ fn take_events(
 /// The tail's append thread ([`write_stage`]): appends and clock moves in
 /// the order handed over, emptied batches sent back. Stops at the first
 /// store error (dropping its channel stops the writing thread's sends).
+/// While nothing waits for it (the writing thread is running the flow
+/// table's idle scans) it makes the final seal's scratch ready, a step at a
+/// time ([`Writer::warm_seal_scratch`]: page faults the seal's threads would
+/// take on the tail; nothing stored changes).
 fn append_stage(
     writer: &mut Writer,
     rx: crossbeam_channel::Receiver<ToAppender>,
     back: crossbeam_channel::Sender<Vec<Mapping>>,
 ) -> Result<()> {
-    for msg in rx.iter() {
+    let mut warming = true;
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                if warming {
+                    warming = writer.warm_seal_scratch();
+                    continue;
+                }
+                match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break,
+                }
+            }
+        };
         match msg {
             ToAppender::Append(mut batch) => {
                 writer.append_batch(&batch)?;
                 batch.clear();
                 let _ = back.try_send(batch);
+                // The log grew: so may the scratch to make ready.
+                warming = true;
             }
             ToAppender::Advance(ts) => writer.advance(ts)?,
         }

@@ -940,37 +940,44 @@ pub(crate) fn write_sealed(
     a: &[Record],
     b: &[Record],
 ) -> Result<u64, StoreError> {
-    write_sealed_with(
-        path,
+    let parts = encode_sealed(
         start_ns,
         span_ns,
         segment,
         a,
         b,
         &mut sealed_v2::EncodeScratch::default(),
-    )
+    );
+    publish_sealed(path, &parts)
 }
 
-/// [`write_sealed`] with the encoder's scratch kept by the caller (the
-/// writer, between seals).
-pub(crate) fn write_sealed_with(
-    path: &Path,
+/// [`write_sealed`] in two steps, with the encoder's scratch kept by the
+/// caller (the writer, between seals):
+/// the bytes of a sealed partition (format v2) of the sorted records `a`
+/// then `b`, in three parts written one after the other
+/// ([`publish_sealed`]).
+pub(crate) fn encode_sealed(
     start_ns: i64,
     span_ns: i64,
     segment: u32,
     a: &[Record],
     b: &[Record],
     scratch: &mut sealed_v2::EncodeScratch,
-) -> Result<u64, StoreError> {
+) -> [Vec<u8>; 3] {
     // The order is asserted by the encoder, on its blocks' threads.
-    let parts = sealed_v2::encode_file(
+    sealed_v2::encode_file(
         start_ns,
         span_ns,
         segment,
         sealed_v2::Pieces::two(a, b),
         &mut sealed_v2::ColumnBytes::default(),
         scratch,
-    );
+    )
+}
+
+/// Publishes what [`encode_sealed`] made at `path` (temp file, fsync,
+/// rename, directory fsync) and returns its length.
+pub(crate) fn publish_sealed(path: &Path, parts: &[Vec<u8>; 3]) -> Result<u64, StoreError> {
     fsutil::publish(path, &[&parts[0], &parts[1], &parts[2]])?;
     Ok(parts.iter().map(|p| p.len() as u64).sum())
 }

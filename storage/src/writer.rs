@@ -14,7 +14,7 @@ use crate::format::{
 };
 use crate::gaps::{Gap, GapLog};
 use crate::model::{EndReason, HoldTimes, Mapping, Proto, UnixNanos};
-use crate::partition::{write_sealed_with, ActiveLog, SealedView};
+use crate::partition::{encode_sealed, publish_sealed, ActiveLog, SealedView};
 use crate::store::{list_partitions, StoreConfig, PARTITIONS_DIR, STORE_LOCK};
 use crate::{fsutil, StoreError};
 
@@ -177,6 +177,9 @@ struct SealJob {
     /// Sort and reduce a large partition on two threads.
     two_threads: bool,
     records: Vec<Record>,
+    /// The second half's kept records of a split seal (a buffer
+    /// [`Writer::warm_seal_scratch`] made, or empty).
+    records_b: Vec<Record>,
     /// The previous partition's carry, if this partition is the one it goes
     /// into and it was not appended yet (chained seals).
     carry_in: Option<mpsc::Receiver<Carry>>,
@@ -219,6 +222,9 @@ pub struct Writer {
     /// Reduced-record buffers not in use by a seal thread (at most
     /// [`SEAL_SCRATCH_SPARES_MAX`]).
     spare_out: Vec<Vec<Record>>,
+    /// The next split seal's second reduced-record buffer, when
+    /// [`Writer::warm_seal_scratch`] made one (empty otherwise).
+    spare_out_b: Vec<Record>,
     /// Where the last appended record went, reused while records stay in
     /// its partition; forgotten whenever `active` or `sealed_max` changes.
     route: Option<Route>,
@@ -551,7 +557,8 @@ fn reduce_with(
         // middle: [a of x | b of x | b of y | a of y]. Keys are distinct
         // (the slot is in them), so the order within a side does not
         // matter to the sort.
-        zeroed(keys, n);
+        // Every slot is written by `fill` below: contents any.
+        sized(keys, n);
         let (kx, ky) = keys.split_at_mut(n / 2);
         let (x, y) = records.split_at(n / 2);
         let fill = |ks: &mut [u128], rs: &[Record], base: usize, a_first: bool| -> usize {
@@ -587,7 +594,7 @@ fn reduce_with(
             let (lo, hi) = keys.split_at_mut(n - m);
             lo[a_x..a_x + m].swap_with_slice(hi);
             let tmp = &mut index.tmp;
-            zeroed(tmp, n);
+            sized(tmp, n);
             let (ta, tb) = tmp.split_at_mut(n_a);
             let (ka, kb) = keys.split_at_mut(n_a);
             // The second side's kept records stay in `out_b`: the two are
@@ -650,25 +657,16 @@ fn reduce_with(
     );
 }
 
-/// Makes `v` `n` zeros. A buffer too small is replaced by a new zeroed
-/// allocation (`calloc`: fresh pages are zero already, so nothing is
-/// written and no page is touched here; the threads that fill it fault its
-/// pages in, in parallel) instead of grown and zeroed on this thread, a
-/// serial pass over 15 MB at 10 M records.
-fn zeroed(v: &mut Vec<u128>, n: usize) {
-    if v.capacity() < n {
-        *v = vec![0; n];
-    } else {
-        v.clear();
-        v.resize(n, 0);
-    }
-}
-
-/// Makes `v` `n` long, its contents any (the sort's second buffer: every
-/// slot is written before it is read). Only slots beyond its old length are
-/// zeroed, and a buffer too small is replaced by a `calloc`ed one, as in
-/// [`zeroed`]: a seal of a partition no larger than the last writes none
-/// (the zeroing was ~16 instructions a record on bigstore's seals, round 12,
+/// Makes `v` `n` long, its contents any (the index keys of a split seal and
+/// the sort's second buffer: every slot is written before it is read).
+/// Only slots beyond its old length are zeroed; a buffer too small is
+/// replaced by a new zeroed allocation (`calloc`: fresh pages are zero
+/// already, so nothing is written and no page is touched here; the threads
+/// that fill it fault its pages in, in parallel) instead of grown and
+/// zeroed on this thread, a serial pass over 15 MB at 10 M records. A seal
+/// of a partition no larger than the last, or than what
+/// [`Writer::warm_seal_scratch`] made ready, writes none (the zeroing was
+/// ~16 instructions a record on bigstore's seals, round 12,
 /// docs/bench/round12-seal11.md).
 fn sized(v: &mut Vec<u128>, n: usize) {
     if v.len() >= n {
@@ -678,6 +676,37 @@ fn sized(v: &mut Vec<u128>, n: usize) {
     } else {
         *v = vec![0; n];
     }
+}
+
+/// Bytes of scratch [`Writer::warm_seal_scratch`] writes a call (~0.2 ms of
+/// page faults: it runs between appends, which must not wait long).
+const WARM_STEP_BYTES: usize = 1 << 20;
+
+/// One step of making `v` `target` long with its pages written (contents
+/// any: [`sized`] then finds it long enough). Returns whether it did
+/// anything.
+fn warm_keys(v: &mut Vec<u128>, target: usize) -> bool {
+    if v.len() >= target {
+        return false;
+    }
+    // Grown by doubling: a large buffer's realloc moves its pages (mremap)
+    // without copying or faulting them.
+    v.reserve(target - v.len());
+    let to = target.min(v.len() + WARM_STEP_BYTES / std::mem::size_of::<u128>());
+    v.resize(to, 0);
+    true
+}
+
+/// [`warm_keys`] for a reduced-record buffer: its length is what is
+/// written (zeroed records; a reduce clears it before use).
+fn warm_records(v: &mut Vec<Record>, target: usize) -> bool {
+    if v.len() >= target {
+        return false;
+    }
+    v.reserve(target - v.len());
+    let to = target.min(v.len() + WARM_STEP_BYTES / RECORD_SIZE);
+    v.resize(to, <Record as zerocopy::FromZeros>::new_zeroed());
+    true
 }
 
 /// Ranges of the sealed sort prefix's fields over some records (the
@@ -964,6 +993,7 @@ impl Writer {
             dir_dirty: false,
             spare_index: Vec::new(),
             spare_out: Vec::new(),
+            spare_out_b: Vec::new(),
             route: None,
             publishing: std::collections::VecDeque::new(),
             pending: None,
@@ -1645,6 +1675,50 @@ impl Writer {
         self.apply_pending()
     }
 
+    /// Makes the next seal's scratch ready ahead, at most
+    /// [`WARM_STEP_BYTES`] of it a call: the index keys and the sort's second
+    /// buffer for the largest active log's records and an eighth more (the
+    /// appends still to come), and the two reduced-record buffers of a split
+    /// seal for a quarter of its records each (about what each side keeps
+    /// when a mapping has two states, open and final), their pages written
+    /// (faulted in) here, so the seal's threads
+    /// find them in memory instead of faulting ~18 000 fresh pages at the
+    /// end of a 10 M-packet replay (docs/bench/round13-tail13.md). For a
+    /// thread with idle time just before a final seal (the three-thread
+    /// replay's tail append thread while it waits for the flow table);
+    /// nothing for logs below [`SEAL_SPLIT_RECORDS_MIN`] records. Returns
+    /// whether more is left to do. Stores nothing and changes no seal's
+    /// bytes: a seal writes every slot of its scratch before reading it.
+    /// Bound: about 84 bytes per record of the largest active log (a
+    /// partition's records are bounded; the seal would fault most of it in
+    /// anyway), freed or kept after the seal as any seal's scratch.
+    pub fn warm_seal_scratch(&mut self) -> bool {
+        let Some(n) = self.active.values().map(|l| l.count).max() else {
+            return false;
+        };
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        #[cfg(test)]
+        let warm_min = 2;
+        #[cfg(not(test))]
+        let warm_min = SEAL_SPLIT_RECORDS_MIN;
+        if n < warm_min {
+            return false;
+        }
+        let target = n.saturating_add(n / 8);
+        if self.spare_index.is_empty() {
+            self.spare_index.push(SealIndex::default());
+        }
+        let index = self.spare_index.last_mut().expect("just pushed");
+        if warm_keys(&mut index.keys, target) || warm_keys(&mut index.tmp, target) {
+            return true;
+        }
+        if self.spare_out.is_empty() {
+            self.spare_out.push(Vec::new());
+        }
+        let out = self.spare_out.last_mut().expect("just pushed");
+        warm_records(out, n / 4) || warm_records(&mut self.spare_out_b, n / 4)
+    }
+
     /// Waits for what the writer handed its background thread so far (the
     /// periodic sync, removals of sealed logs, the spare log) and returns
     /// its error, if any (the writer then stops). [`Writer::flush`] does
@@ -1725,6 +1799,7 @@ impl Writer {
             index: self.spare_index.pop().unwrap_or_default(),
             two_threads,
             records: self.spare_out.pop().unwrap_or_default(),
+            records_b: std::mem::take(&mut self.spare_out_b),
             carry_in,
             carry_out: tx,
         };
@@ -2073,7 +2148,7 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
     }
     let mut scan = HeldScan::new(job.start, job.span_ns, job.hold, job.carry_open);
     // The second half of a split seal's kept records (empty otherwise).
-    let mut records_b = Vec::new();
+    let mut records_b = std::mem::take(&mut job.records_b);
     // The prefix fields' ranges are folded in as the CRCs are checked.
     let (committed, ranges_a, ranges_b) =
         log.committed_folding(job.two_threads, |g: &mut Ranges, rs| g.see(rs))?;
@@ -2088,8 +2163,16 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
     );
     let (held, open_at_seal_all) = (scan.held, scan.open_not_carried);
     if job.index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
-        // Too large to keep: freed before the publish allocates its output.
-        job.index = SealIndex::default();
+        // Too large to keep: freed before the publish allocates its output,
+        // on a thread of its own (unmapping 30 MB at 10 M records took ~3 ms
+        // of this thread, between its two-thread phases). The encoder's
+        // scratch is kept.
+        let big = SealIndex {
+            encode: std::mem::take(&mut job.index.encode),
+            ..SealIndex::default()
+        };
+        let bytes = job.index.capacity() * 16;
+        free_behind(std::mem::replace(&mut job.index, big), bytes);
     }
     let carried_out = held.len() as u64;
     // The receiver may be gone (the writer stopped): nothing to carry into.
@@ -2097,15 +2180,25 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         records: held,
         open_at_seal_all,
     });
-    let bytes = write_sealed_with(
-        &job.part,
+    let parts = encode_sealed(
         job.start,
         job.span_ns,
         job.segment,
         &job.records,
         &records_b,
         &mut job.index.encode,
-    )?;
+    );
+    // The kept records the writer will not keep as scratch (the second half's
+    // always, [`Writer::finish_joined`]) are freed while the file is written
+    // and fsynced, instead of on the writer's thread after this one is
+    // joined, beside the log's removal (~12 ms at 10 M records).
+    if job.records.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
+        let bytes = job.records.capacity() * RECORD_SIZE;
+        free_behind(std::mem::take(&mut job.records), bytes);
+    }
+    let bytes = records_b.capacity() * RECORD_SIZE;
+    free_behind(std::mem::take(&mut records_b), bytes);
+    let bytes = publish_sealed(&job.part, &parts)?;
     Ok(Sealed {
         records: job.records,
         records_b,
@@ -2115,6 +2208,24 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         carried_in,
         open_at_seal_all_in,
     })
+}
+
+/// Buffers of at least this many bytes are freed by [`free_behind`] on a
+/// thread of their own.
+const FREE_BEHIND_BYTES_MIN: usize = 4 << 20;
+
+/// Frees `buf` (`bytes` of memory): a large one (tens of MB: milliseconds
+/// of `munmap`) on a short-lived thread of its own (`natrec-free`), so the
+/// thread that lets it go need not wait; a small one, or when no thread can
+/// be started, here.
+fn free_behind<T: Send + 'static>(buf: T, bytes: usize) {
+    if bytes < FREE_BEHIND_BYTES_MIN {
+        return;
+    }
+    // A failed spawn drops the closure, and the buffer with it, here.
+    let _ = std::thread::Builder::new()
+        .name("natrec-free".into())
+        .spawn(move || drop(buf));
 }
 
 impl Drop for Writer {
@@ -2364,6 +2475,27 @@ mod tests {
                     let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
                     let out = reduce_joined(&records, None, path, &mut scan);
                     assert_eq!(out, model, "{path:?} n {n} skew {skew}");
+                    // Scratch left by an earlier seal or made ready ahead
+                    // (`Writer::warm_seal_scratch`): any contents, longer or
+                    // shorter than this seal needs.
+                    for extra in [0usize, 1, n + 5] {
+                        let mut index = SealIndex {
+                            keys: vec![u128::MAX - extra as u128; n / 2 + extra],
+                            tmp: vec![0x5a5a_5a5a; n + extra],
+                            ..SealIndex::default()
+                        };
+                        let mut out = vec![records[0]; extra];
+                        let mut out_b = vec![records[n - 1]; n / 2 + extra];
+                        let mut scan = HeldScan::new(0, 1, HoldTimes::default(), true);
+                        reduce_with(
+                            &records, None, &mut index, &mut out, &mut out_b, path, &mut scan,
+                        );
+                        out.append(&mut out_b);
+                        assert_eq!(
+                            out, model,
+                            "{path:?} n {n} skew {skew}, used scratch {extra}"
+                        );
+                    }
                 }
             }
         }
@@ -2721,13 +2853,17 @@ mod tests {
             /// holds records up to a zero slot and none after it, the same
             /// bytes it holds once written out plus records after them: what
             /// a kill at that point leaves is a prefix of the records, which
-            /// recovery reads as any log.
+            /// recovery reads as any log. With `warm`, the write-behind store
+            /// also makes its seal scratch ready after every step
+            /// ([`Writer::warm_seal_scratch`], as the replay's tail does):
+            /// still the same bytes.
             #[test]
             fn write_behind_leaves_the_same_bytes(
                 ops in proptest::collection::vec((0u8..13, 0usize..500, 0i64..300), 1..16),
                 seed in 0u64..u64::MAX,
                 sync_each_advance in proptest::bool::ANY,
                 bad_at in proptest::option::of(0usize..20_000),
+                warm in proptest::bool::ANY,
             ) {
                 use crate::format::{HEADER_SIZE, RECORD_SIZE};
                 let d = tempfile::tempdir().unwrap();
@@ -2783,6 +2919,9 @@ mod tests {
                     if ra.is_err() {
                         break;
                     }
+                    // The seal scratch made ready ahead (as the replay's
+                    // tail does) changes no byte either.
+                    while warm && wb.warm_seal_scratch() {}
                     // (Seals and carries are counted as their threads get
                     // done: compared after a flush.)
                     let (ta, tb) = (wa.stats(), wb.stats());
