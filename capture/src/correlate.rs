@@ -3510,7 +3510,10 @@ impl Correlator {
             Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
         }
         let mut moved_earlier = false;
-        if proto == Proto::Tcp {
+        // Neither FIN nor RST: no bit changes, so the end reason (and the
+        // deadline's hold) stays as it was; tested first, as most TCP pairs
+        // carry neither.
+        if proto == Proto::Tcp && flags & (TcpInfo::RST | TcpInfo::FIN) != 0 {
             let was_open = flow.closed_reason() == EndReason::Open;
             if flags & TcpInfo::RST != 0 {
                 flow.bits |= BIT_RST;
