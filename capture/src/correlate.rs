@@ -332,10 +332,20 @@ struct Copy {
 /// no byte shuffling; nothing outside the correlator ever sees the bytes.
 /// An IPv4 address and its IPv4-mapped IPv6 form are one `Ep`: IPv4-mapped
 /// addresses compare as IPv4.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Eq)]
 struct Ep {
     ip: [u8; 16],
     port: u16,
+}
+
+/// The derived compare, field by field: the address as its `u128` (two
+/// words; equal exactly when its 16 bytes are) instead of a byte-array
+/// compare, then the port.
+impl PartialEq for Ep {
+    #[inline(always)]
+    fn eq(&self, o: &Ep) -> bool {
+        self.bits() == o.bits() && self.port == o.port
+    }
 }
 
 /// `Ep::bits() >> 32` of an IPv4-mapped address (`::ffff:a.b.c.d`).
