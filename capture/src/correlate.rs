@@ -388,9 +388,13 @@ impl Ep {
     }
 
     /// The IPv4 address, if the address is one (IPv4-mapped).
+    #[inline(always)]
     fn v4(&self) -> Option<u32> {
+        // `bits() >> 32 == V4_MAPPED_HIGH` as the two words: the high one
+        // zero, the low one's high half 0xffff.
         let b = self.bits();
-        (b >> 32 == V4_MAPPED_HIGH).then_some(b as u32)
+        let (lo, hi) = (b as u64, (b >> 64) as u64);
+        (hi == 0 && lo >> 32 == V4_MAPPED_HIGH as u64).then_some(lo as u32)
     }
 
     /// The address as the flow table keeps it ([`Correlator::addr32_find`]).
