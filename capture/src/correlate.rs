@@ -2060,24 +2060,16 @@ impl Correlator {
     /// (an inside copy probes both). No effect on any result.
     #[inline(always)]
     pub fn prefetch_next(&mut self, pkt: &Prepared) {
-        let flow = match (pkt.src_sub, pkt.dst_sub) {
-            (true, false) => {
-                self.pending
-                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-                pkt.hash_in
-            }
-            (false, true) => {
-                self.pending
-                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-                pkt.hash_out
-            }
-            (false, false) => {
-                self.pending
-                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-                return;
-            }
-            (true, true) => return,
-        };
+        if pkt.src_sub && pkt.dst_sub {
+            return;
+        }
+        self.pending
+            .prefetch(coarse_hash(pkt.proto, pkt.invariants));
+        // The preparer sets at most one of the two, and only for a packet
+        // with one subscriber end (`Prepared::hash_in`): their `|` is the
+        // one it set, or 0 (no subscriber end, or not IPv4). A hint either
+        // way (a test's packet may carry both: only the prefetch differs).
+        let flow = pkt.hash_in | pkt.hash_out;
         if flow != 0 {
             self.next_head = self.prefetch_index_head(flow);
         }
