@@ -3478,13 +3478,15 @@ impl Correlator {
             let f = self.flow(slot);
             let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
             let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
+            // By the slot's family: an IPv4 public address is the same
+            // exactly when `public` is its IPv4-mapped form (`v4()` is
+            // `Some` of it); an IPv6 one when `public` is not IPv4 and its
+            // bits are the name's.
             let same_public = f.public_port == public.port
-                && match public.v4() {
-                    Some(a) => f.bits & BIT_PUBLIC_V6 == 0 && f.public == a,
-                    None => {
-                        f.bits & BIT_PUBLIC_V6 != 0
-                            && self.v6.names[f.public as usize].0 == public.bits()
-                    }
+                && if f.bits & BIT_PUBLIC_V6 == 0 {
+                    public.bits() == V4_MAPPED_HIGH << 32 | u128::from(f.public)
+                } else {
+                    public.v4().is_none() && self.v6.names[f.public as usize].0 == public.bits()
                 };
             if same_public && !new_connection {
                 // `first_ns` stays as written in the Open record: it is part
