@@ -819,6 +819,18 @@ const WORD_PROTO_SHIFT: u32 = 94;
 /// The protocols by their 2-bit number in `Flow::word`.
 const PROTOS: [Proto; 4] = [Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6];
 
+// A protocol's code in the word is its `Proto as u8` (`Flow::key_is`
+// compares the two), and the code is the word's top two bits, the last of
+// its 12 bytes' (`Flow::proto_code`).
+const _: () = {
+    let mut i = 0;
+    while i < PROTOS.len() {
+        assert!(PROTOS[i] as usize == i);
+        i += 1;
+    }
+    assert!(WORD_PROTO_SHIFT + 2 == 96);
+};
+
 /// A 24-bit link in a slot ([`Flow::links`]): a slot number, a bucket head of
 /// the expiry wheel (from [`WHEEL_BASE`] on) or [`LINK_NONE`].
 type Link = u32;
@@ -952,6 +964,13 @@ impl Flow {
         PROTOS[(self.word() >> WORD_PROTO_SHIFT) as usize & 3]
     }
 
+    /// The protocol's code ([`PROTOS`]' index: `proto() as u8`), read
+    /// from the word's last byte alone.
+    #[inline(always)]
+    fn proto_code(&self) -> u8 {
+        self.word[11] >> (WORD_PROTO_SHIFT - 88)
+    }
+
     /// Whether the slot's key is `key` (`self.key() == *key`), given
     /// `key`'s addresses and ports as [`FlowKey::words`] packs them: the
     /// two addresses and the two ports each compared as one word (adjacent
@@ -965,7 +984,7 @@ impl Flow {
             self.remote_port,
         );
         let is = own == (addrs, ports)
-            && self.proto() == key.proto
+            && self.proto_code() == key.proto as u8
             && self.bits & (FAM_INTERNAL_V6 | FAM_REMOTE_V6) == key.fam;
         debug_assert_eq!(is, self.key() == *key && key.words() == (addrs, ports));
         is
