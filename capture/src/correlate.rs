@@ -332,10 +332,20 @@ struct Copy {
 /// no byte shuffling; nothing outside the correlator ever sees the bytes.
 /// An IPv4 address and its IPv4-mapped IPv6 form are one `Ep`: IPv4-mapped
 /// addresses compare as IPv4.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Eq)]
 struct Ep {
     ip: [u8; 16],
     port: u16,
+}
+
+/// The derived compare, field by field: the address as its `u128` (two
+/// words; equal exactly when its 16 bytes are) instead of a byte-array
+/// compare, then the port.
+impl PartialEq for Ep {
+    #[inline(always)]
+    fn eq(&self, o: &Ep) -> bool {
+        self.bits() == o.bits() && self.port == o.port
+    }
 }
 
 /// `Ep::bits() >> 32` of an IPv4-mapped address (`::ffff:a.b.c.d`).
@@ -378,9 +388,25 @@ impl Ep {
     }
 
     /// The IPv4 address, if the address is one (IPv4-mapped).
+    #[inline(always)]
     fn v4(&self) -> Option<u32> {
+        // `bits() >> 32 == V4_MAPPED_HIGH` as the two words: the high one
+        // zero, the low one's high half 0xffff.
         let b = self.bits();
-        (b >> 32 == V4_MAPPED_HIGH).then_some(b as u32)
+        let (lo, hi) = (b as u64, (b >> 64) as u64);
+        (hi == 0 && lo >> 32 == V4_MAPPED_HIGH as u64).then_some(lo as u32)
+    }
+
+    /// Both IPv4 addresses, if both are IPv4: `Some` exactly when
+    /// [`v4`](Ep::v4) of each is, with the same values, in one test of the
+    /// four words.
+    #[inline(always)]
+    fn both_v4(a: &Ep, b: &Ep) -> Option<(u32, u32)> {
+        let (a, b) = (a.bits(), b.bits());
+        let (a_lo, a_hi, b_lo, b_hi) = (a as u64, (a >> 64) as u64, b as u64, (b >> 64) as u64);
+        let high = V4_MAPPED_HIGH as u64;
+        let not_v4 = a_hi | b_hi | (a_lo >> 32 ^ high) | (b_lo >> 32 ^ high);
+        (not_v4 == 0).then_some((a_lo as u32, b_lo as u32))
     }
 
     /// The address as the flow table keeps it ([`Correlator::addr32_find`]).
@@ -793,6 +819,18 @@ const WORD_PROTO_SHIFT: u32 = 94;
 /// The protocols by their 2-bit number in `Flow::word`.
 const PROTOS: [Proto; 4] = [Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6];
 
+// A protocol's code in the word is its `Proto as u8` (`Flow::key_is`
+// compares the two), and the code is the word's top two bits, the last of
+// its 12 bytes' (`Flow::proto_code`).
+const _: () = {
+    let mut i = 0;
+    while i < PROTOS.len() {
+        assert!(PROTOS[i] as usize == i);
+        i += 1;
+    }
+    assert!(WORD_PROTO_SHIFT + 2 == 96);
+};
+
 /// A 24-bit link in a slot ([`Flow::links`]): a slot number, a bucket head of
 /// the expiry wheel (from [`WHEEL_BASE`] on) or [`LINK_NONE`].
 type Link = u32;
@@ -926,6 +964,13 @@ impl Flow {
         PROTOS[(self.word() >> WORD_PROTO_SHIFT) as usize & 3]
     }
 
+    /// The protocol's code ([`PROTOS`]' index: `proto() as u8`), read
+    /// from the word's last byte alone.
+    #[inline(always)]
+    fn proto_code(&self) -> u8 {
+        self.word[11] >> (WORD_PROTO_SHIFT - 88)
+    }
+
     /// Whether the slot's key is `key` (`self.key() == *key`), given
     /// `key`'s addresses and ports as [`FlowKey::words`] packs them: the
     /// two addresses and the two ports each compared as one word (adjacent
@@ -939,7 +984,7 @@ impl Flow {
             self.remote_port,
         );
         let is = own == (addrs, ports)
-            && self.proto() == key.proto
+            && self.proto_code() == key.proto as u8
             && self.bits & (FAM_INTERNAL_V6 | FAM_REMOTE_V6) == key.fam;
         debug_assert_eq!(is, self.key() == *key && key.words() == (addrs, ports));
         is
@@ -2046,24 +2091,16 @@ impl Correlator {
     /// (an inside copy probes both). No effect on any result.
     #[inline(always)]
     pub fn prefetch_next(&mut self, pkt: &Prepared) {
-        let flow = match (pkt.src_sub, pkt.dst_sub) {
-            (true, false) => {
-                self.pending
-                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-                pkt.hash_in
-            }
-            (false, true) => {
-                self.pending
-                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-                pkt.hash_out
-            }
-            (false, false) => {
-                self.pending
-                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-                return;
-            }
-            (true, true) => return,
-        };
+        if pkt.src_sub && pkt.dst_sub {
+            return;
+        }
+        self.pending
+            .prefetch(coarse_hash(pkt.proto, pkt.invariants));
+        // The preparer sets at most one of the two, and only for a packet
+        // with one subscriber end (`Prepared::hash_in`): their `|` is the
+        // one it set, or 0 (no subscriber end, or not IPv4). A hint either
+        // way (a test's packet may carry both: only the prefetch differs).
+        let flow = pkt.hash_in | pkt.hash_out;
         if flow != 0 {
             self.next_head = self.prefetch_index_head(flow);
         }
@@ -3071,8 +3108,15 @@ impl Correlator {
     /// callgrind workload).
     #[inline(always)]
     fn find_flow(&self, proto: Proto, internal: &Ep, remote: &Ep) -> Option<u32> {
-        let (i, i6) = self.addr32_find(internal)?;
-        let (r, r6) = self.addr32_find(remote)?;
+        // Both IPv4 (most flows): one test for the two.
+        let (i, i6, r, r6) = match Ep::both_v4(internal, remote) {
+            Some((i, r)) => (i, false, r, false),
+            None => {
+                let (i, i6) = self.addr32_find(internal)?;
+                let (r, r6) = self.addr32_find(remote)?;
+                (i, i6, r, r6)
+            }
+        };
         let key = FlowKey {
             internal: i,
             remote: r,
@@ -3453,13 +3497,15 @@ impl Correlator {
             let f = self.flow(slot);
             let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
             let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
+            // By the slot's family: an IPv4 public address is the same
+            // exactly when `public` is its IPv4-mapped form (`v4()` is
+            // `Some` of it); an IPv6 one when `public` is not IPv4 and its
+            // bits are the name's.
             let same_public = f.public_port == public.port
-                && match public.v4() {
-                    Some(a) => f.bits & BIT_PUBLIC_V6 == 0 && f.public == a,
-                    None => {
-                        f.bits & BIT_PUBLIC_V6 != 0
-                            && self.v6.names[f.public as usize].0 == public.bits()
-                    }
+                && if f.bits & BIT_PUBLIC_V6 == 0 {
+                    public.bits() == V4_MAPPED_HIGH << 32 | u128::from(f.public)
+                } else {
+                    public.v4().is_none() && self.v6.names[f.public as usize].0 == public.bits()
                 };
             if same_public && !new_connection {
                 // `first_ns` stays as written in the Open record: it is part
@@ -3510,7 +3556,10 @@ impl Correlator {
             Dir::In => flow.packets_in = flow.packets_in.saturating_add(1),
         }
         let mut moved_earlier = false;
-        if proto == Proto::Tcp {
+        // Neither FIN nor RST: no bit changes, so the end reason (and the
+        // deadline's hold) stays as it was; tested first, as most TCP pairs
+        // carry neither.
+        if proto == Proto::Tcp && flags & (TcpInfo::RST | TcpInfo::FIN) != 0 {
             let was_open = flow.closed_reason() == EndReason::Open;
             if flags & TcpInfo::RST != 0 {
                 flow.bits |= BIT_RST;
@@ -4184,6 +4233,31 @@ mod tests {
 
     const S: i64 = NANOS_PER_SEC;
     const MS: i64 = 1_000_000;
+
+    /// An address whose words are near the IPv4-mapped form: each bit of
+    /// `pick` chooses one of a few values per word.
+    fn near_mapped(pick: u8, low: u32) -> Ep {
+        let hi = [0u64, 1, 1 << 63, 0xffff][usize::from(pick & 3)];
+        let mid = [0xffffu64, 0, 0xfffe, 0x1_ffff][usize::from(pick >> 2 & 3)];
+        Ep::of_v6(
+            u128::from(hi) << 64 | u128::from(mid) << 32 | u128::from(low),
+            7,
+        )
+    }
+
+    proptest::proptest! {
+        /// `Ep::both_v4` is `v4` of each, both `Some`, with their values.
+        #[test]
+        fn both_v4_agrees_with_v4(pa: u8, pb: u8, la: u32, lb: u32) {
+            let (a, b) = (near_mapped(pa, la), near_mapped(pb, lb));
+            let each = match (a.v4(), b.v4()) {
+                (Some(x), Some(y)) => Some((x, y)),
+                _ => None,
+            };
+            proptest::prop_assert_eq!(Ep::both_v4(&a, &b), each);
+            proptest::prop_assert_eq!(a.v4().is_some(), pa & 15 == 0);
+        }
+    }
 
     /// A decoded packet as the decoder would produce it.
     fn pkt(proto: Proto, src: &str, dst: &str, ip_id: u32, flags: u8, seq: u32) -> Decoded {
