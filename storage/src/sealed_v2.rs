@@ -3546,6 +3546,24 @@ mod tests {
     /// three encodings, the dictionary's from a sorted copy. The cheap one
     /// must choose exactly the same bytes (the format says "smallest, ties:
     /// the lower tag", so a seal's bytes do not depend on the build).
+    /// The exact size of `vals` (not empty) as a dictionary column: the
+    /// count, the distinct values as gaps, the id width, the packed ids
+    /// (the bounds' proptests compare against it).
+    fn dict_size_exact(vals: &[u64]) -> usize {
+        let mut distinct = vals.to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let k = distinct.len() as u64;
+        let mut prev = 0u64;
+        let mut exact =
+            varint_len(k) + 1 + (vals.len() as u64 * u64::from(bits(k - 1))).div_ceil(8) as usize;
+        for &v in &distinct {
+            exact += varint_len(v - prev);
+            prev = v;
+        }
+        exact
+    }
+
     fn put_col_reference(out: &mut Vec<u8>, vals: &[u64]) {
         let n = vals.len() as u64;
         let (min, max) = vals
@@ -3867,16 +3885,7 @@ mod tests {
             }
             let mut s = ColScratch::default();
             let bound = gap_bound(&vals, min, w_for, &mut s);
-            let mut distinct = vals.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            let k = distinct.len() as u64;
-            let mut prev = 0u64;
-            let mut exact = varint_len(k) + 1 + (vals.len() as u64 * u64::from(bits(k - 1))).div_ceil(8) as usize;
-            for &v in &distinct {
-                exact += varint_len(v - prev);
-                prev = v;
-            }
+            let exact = dict_size_exact(&vals);
             prop_assert!(bound <= exact, "bound {} exact {}", bound, exact);
             prop_assert_eq!(dict_size_below(&vals, min, max, exact + 1, &mut s), Some(exact));
             s.bound_first = true;
@@ -3947,16 +3956,7 @@ mod tests {
                 .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             let mut s = ColScratch::default();
             let bound = fine_gap_bound(&vals, min, &mut s);
-            let mut distinct = vals.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            let k = distinct.len() as u64;
-            let mut prev = 0u64;
-            let mut exact = varint_len(k) + 1 + (vals.len() as u64 * u64::from(bits(k - 1))).div_ceil(8) as usize;
-            for &v in &distinct {
-                exact += varint_len(v - prev);
-                prev = v;
-            }
+            let exact = dict_size_exact(&vals);
             prop_assert!(bound <= exact, "bound {} exact {}", bound, exact);
             if max == min {
                 return Ok(()); // no dictionary is tried
