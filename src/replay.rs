@@ -723,6 +723,17 @@ impl<'w> Sink<'w> {
     /// into the loops that call it; what is not per packet is out of line.
     #[inline(always)]
     fn push(&mut self, item: &Item<'_>) -> Result<bool> {
+        self.push_item(item);
+        self.until_tick -= 1;
+        if self.out.len() >= SINK_MAPPINGS_MAX || self.until_tick == 0 {
+            return self.after_push();
+        }
+        Ok(false)
+    }
+
+    /// The item itself, without [`Sink::push`]'s countdown and bound.
+    #[inline(always)]
+    fn push_item(&mut self, item: &Item<'_>) {
         match item {
             Item::Packet(ts, side, d) => {
                 self.correlator.push_prepared(*ts, *side, d, &mut self.out);
@@ -730,11 +741,6 @@ impl<'w> Sink<'w> {
             Item::Tick(ts) => self.tick(*ts),
             Item::Raw(side, pkt) => self.push_raw(*side, pkt),
         }
-        self.until_tick -= 1;
-        if self.out.len() >= SINK_MAPPINGS_MAX || self.until_tick == 0 {
-            return self.after_push();
-        }
-        Ok(false)
     }
 
     /// [`Sink::push`] of the one-thread loop's slot, `got` saying what it
@@ -1194,24 +1200,55 @@ fn correlate_stage<'a, const PAIRING: bool>(
     empty_tx: &crossbeam_channel::Sender<Vec<Item<'a>>>,
 ) -> Result<()> {
     for batch in full_rx.iter() {
-        for (k, item) in batch.iter().enumerate() {
-            // The next packet's pending-table entries (a hint).
-            if let Some(next) = batch.get(k + 1) {
-                if PAIRING {
-                    sink.prefetch_pairing(next);
-                } else {
+        if PAIRING {
+            pair_batch(sink, &batch)?;
+        } else {
+            for (k, item) in batch.iter().enumerate() {
+                // The next packet's pending-table entries (a hint).
+                if let Some(next) = batch.get(k + 1) {
                     sink.prefetch(next);
                 }
-            }
-            sink.push(item)?;
-            if PAIRING && sink.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
-                sink.drain()?;
+                sink.push(item)?;
             }
         }
         // The reader may have finished: a closed return channel is fine.
         let _ = empty_tx.send(batch);
     }
     sink.finish()
+}
+
+/// The pairing thread's work on one batch (three threads): what
+/// [`Sink::push`] and a drain at [`FLOW_EVENTS_PER_BATCH`] events do item by
+/// item, with the tick countdown taken a run at a time (the items up to the
+/// next tick, at most the batch) instead of an item at a time, and no test
+/// of the mapping bound (a pairing correlator makes no mappings). The same
+/// calls in the same order: the tick still comes after its
+/// [`PACKETS_PER_TICK`]-th item, after that item's event drain, which
+/// leaves nothing the tick's own drain would have sent otherwise (it sends
+/// every queued event either way; round 14).
+fn pair_batch(sink: &mut Sink<'_>, batch: &[Item<'_>]) -> Result<()> {
+    let mut rest = batch;
+    while !rest.is_empty() {
+        // `until_tick` is at least 1 here: it is reset when it reaches 0.
+        let n = rest.len().min(sink.until_tick as usize);
+        for (k, item) in rest[..n].iter().enumerate() {
+            // The next packet's pending-table entries (a hint; across the
+            // tick as well).
+            if let Some(next) = rest.get(k + 1) {
+                sink.prefetch_pairing(next);
+            }
+            sink.push_item(item);
+            if sink.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
+                sink.drain()?;
+            }
+        }
+        sink.until_tick -= n as u64;
+        if sink.until_tick == 0 {
+            sink.after_push()?;
+        }
+        rest = &rest[n..];
+    }
+    Ok(())
 }
 
 /// Replays `inputs` into `writer`. Errors from a capture stop that file only
