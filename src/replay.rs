@@ -410,7 +410,8 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     /// decoded packet straight into the `Prepared` a `Packet` slot already
     /// holds: no item is built elsewhere and copied); `false` at the end of
     /// all inputs (`slot` untouched).
-    #[inline(always)]
+    /// The batch loop decodes by [`fill`]'s constant; this is the tests'.
+    #[cfg(test)]
     fn next_into(&mut self, slot: &mut Item<'a>) -> bool {
         self.next_into_with(slot, self.decode_here, |_| {}) != Got::End
     }
@@ -1141,13 +1142,11 @@ fn read_stage<'i>(
             // decodes a packet to the same result.
             reader.decode_here = full_tx.len() >= DECODE_HERE_QUEUED_MIN;
         }
-        let mut filled = 0;
-        for slot in batch.iter_mut() {
-            if !reader.next_into(slot) {
-                break;
-            }
-            filled += 1;
-        }
+        let filled = if reader.decode_here {
+            fill::<true>(&mut reader, &mut batch)
+        } else {
+            fill::<false>(&mut reader, &mut batch)
+        };
         batch.truncate(filled);
         let last = filled < PACKETS_PER_BATCH;
         if !batch.is_empty() && full_tx.send(batch).is_err() {
@@ -1163,6 +1162,22 @@ fn read_stage<'i>(
         }
     }
     reader.finish()
+}
+
+/// Fills `batch` from the reader, decoding each packet (`DECODE`) or
+/// handing it over raw: the choice made once a batch, as `decode_here` is,
+/// so the loop tests nothing for it a packet (round 14). How many slots were
+/// filled (fewer than the batch's length at the end of all inputs).
+#[inline(always)]
+fn fill<'i, const DECODE: bool>(reader: &mut Reader<'i, 'i>, batch: &mut [Item<'i>]) -> usize {
+    let mut filled = 0;
+    for slot in batch.iter_mut() {
+        if reader.next_into_with(slot, DECODE, |_| {}) == Got::End {
+            break;
+        }
+        filled += 1;
+    }
+    filled
 }
 
 /// One step of the one-thread loop: reads the packet after `item` (which
