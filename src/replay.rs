@@ -523,7 +523,7 @@ enum Out<'w> {
     Channel {
         tx: crossbeam_channel::Sender<ToWriter>,
         /// Emptied batches coming back from the writing thread.
-        empty: Spares<FlowEvent>,
+        empty: crossbeam_channel::Receiver<Vec<FlowEvent>>,
     },
 }
 
@@ -539,41 +539,6 @@ impl std::fmt::Display for WriterGone {
 }
 
 impl std::error::Error for WriterGone {}
-
-/// Emptied batches coming back from the thread that consumed them, reused
-/// newest first. A channel alone hands back the batch returned longest ago:
-/// with `BATCHES_IN_FLIGHT_MAX` + 2 batches in turn (~10 MB of items) its
-/// lines have long left the caches, so filling it again first reads each
-/// line from memory. The batch returned last was read moments ago by the
-/// other core, and the batches not needed stay at the bottom of the stack,
-/// untouched (round 14). Only which allocation is filled changes: every
-/// batch is filled whole before it is sent, so what is sent is the same.
-struct Spares<T> {
-    rx: crossbeam_channel::Receiver<Vec<T>>,
-    /// Batches taken off `rx`, the newest on top.
-    stack: Vec<Vec<T>>,
-}
-
-impl<T> Spares<T> {
-    fn new(rx: crossbeam_channel::Receiver<Vec<T>>) -> Self {
-        Spares {
-            rx,
-            stack: Vec::new(),
-        }
-    }
-
-    /// The batch returned last, if any is back now (never blocks).
-    fn try_take(&mut self) -> Option<Vec<T>> {
-        self.stack.extend(self.rx.try_iter());
-        self.stack.pop()
-    }
-
-    /// [`Spares::try_take`], else waits for the next batch to come back;
-    /// `None` once the other end is gone and nothing is left.
-    fn take(&mut self) -> Option<Vec<T>> {
-        self.try_take().or_else(|| self.rx.recv().ok())
-    }
-}
 
 /// Decoding on the correlating thread (three threads, where the reader is
 /// the busiest stage): what the reader does per packet after reading it.
@@ -852,8 +817,8 @@ impl<'w> Sink<'w> {
                 // A recycled batch if one is back, else a new one (only
                 // until the batches in flight are all allocated).
                 let mut next = empty
-                    .try_take()
-                    .unwrap_or_else(|| Vec::with_capacity(FLOW_EVENTS_PER_BATCH + 2));
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(FLOW_EVENTS_PER_BATCH + 2));
                 self.correlator.take_events(&mut next);
                 tx.send(ToWriter::Events(next)).map_err(|_| WriterGone)?;
             }
@@ -1127,10 +1092,9 @@ fn read_stage<'i>(
 ) -> Summary {
     let mut reader = reader;
     let mut batches = 0u64;
-    let mut empty = Spares::new(empty_rx);
     // A batch comes back from the correlator thread, or (if it
     // stopped on an error) the replay ends here.
-    while let Some(mut batch) = empty.take() {
+    while let Ok(mut batch) = empty_rx.recv() {
         // Batches come back as they were sent, and their slots are reused:
         // a packet is prepared straight into the `Prepared` of the slot's
         // previous packet. Only a new batch is filled with placeholders first.
@@ -1366,7 +1330,7 @@ pub fn run(
                 pairing,
                 Out::Channel {
                     tx: to_writer,
-                    empty: Spares::new(back_rx),
+                    empty: back_rx,
                 },
                 Some(Decoding::new(rules, preparer.clone())),
             );
@@ -1636,10 +1600,7 @@ mod tests {
             let (back_tx, back_rx) = crossbeam_channel::unbounded::<Vec<FlowEvent>>();
             let mut sink = Sink::new(
                 Correlator::try_new_pairing(cfg.clone()).unwrap(),
-                Out::Channel {
-                    tx,
-                    empty: Spares::new(back_rx),
-                },
+                Out::Channel { tx, empty: back_rx },
                 None,
             );
             let mut reader = Reader::new(&inputs, &rules, Preparer::new(&cfg), true);
