@@ -1561,6 +1561,128 @@ mod tests {
     use super::*;
     use natrec_storage::{Store, StoreConfig};
 
+    /// What a pairing sink sent, in order, as text (`FlowEvent` is opaque).
+    fn sent(rx: &crossbeam_channel::Receiver<ToWriter>) -> Vec<String> {
+        rx.try_iter()
+            .map(|m| match m {
+                ToWriter::Events(batch) => format!("events {batch:?}"),
+                ToWriter::Advance(ts) => format!("advance {ts}"),
+            })
+            .collect()
+    }
+
+    /// A pairing sink as the three-thread replay makes one, its messages
+    /// queued on an unbounded channel.
+    fn pairing_sink<'r>(
+        cfg: &CorrelatorConfig,
+        rules: &'r SideRules,
+    ) -> (Sink<'r>, crossbeam_channel::Receiver<ToWriter>) {
+        let (tx, rx) = crossbeam_channel::unbounded::<ToWriter>();
+        let (_, back_rx) = crossbeam_channel::unbounded::<Vec<FlowEvent>>();
+        let sink = Sink::new(
+            Correlator::try_new_pairing(cfg.clone()).unwrap(),
+            Out::Channel { tx, empty: back_rx },
+            Some(Decoding::new(rules, Preparer::new(cfg))),
+        );
+        (sink, rx)
+    }
+
+    /// [`pair_batch`] (round 14: the tick countdown a run at a time) sends
+    /// the pairing thread's messages exactly as round 13's loop did
+    /// ([`Sink::push`] an item at a time, then a drain at
+    /// [`FLOW_EVENTS_PER_BATCH`] events), for batches cut anywhere (ticks
+    /// inside a batch, at its end, batches longer than a tick's run, the
+    /// replay's own 1 024), packets decoded by the reader or left raw, batch
+    /// by batch. Cuts from a fixed-seed generator (no proptest in this crate).
+    #[test]
+    fn pair_batch_sends_what_the_item_loop_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let gen = dir.path().join("gen");
+        natrec_tools::gen::run(
+            [
+                "--out",
+                gen.to_str().unwrap(),
+                "--packets",
+                "30000",
+                "--seed",
+                "5",
+                "--link",
+                "two-eth",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        )
+        .unwrap();
+        let inputs =
+            open_inputs(&[], &[gen.join("inside.pcap")], &[gen.join("outside.pcap")]).unwrap();
+        let mut cfg = CorrelatorConfig::default();
+        cfg.hold.udp_s = 2;
+        cfg.hold.tcp_closed_s = 2;
+        cfg.hold.icmp_s = 2;
+        let rules = SideRules::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state >> 33
+        };
+        for case in 0..10 {
+            // Batch lengths and decode choices: the replay's own in case 0,
+            // else random lengths below, around and above a tick's 4 096.
+            let mut cut = |_: usize| -> (usize, bool) {
+                match case {
+                    0 => (PACKETS_PER_BATCH, true),
+                    1 => (PACKETS_PER_TICK as usize, next() % 2 == 0),
+                    _ => (1 + (next() % 9000) as usize, next() % 4 != 0),
+                }
+            };
+            let mut reader = Reader::new(&inputs, &rules, Preparer::new(&cfg), true);
+            let mut batches: Vec<Vec<Item<'_>>> = Vec::new();
+            for b in 0.. {
+                let (len, decode) = cut(b);
+                let mut batch = vec![Item::Tick(0); len];
+                let filled = if decode {
+                    fill::<true>(&mut reader, &mut batch)
+                } else {
+                    fill::<false>(&mut reader, &mut batch)
+                };
+                batch.truncate(filled);
+                if !batch.is_empty() {
+                    batches.push(batch);
+                }
+                if filled < len {
+                    break;
+                }
+            }
+            let (mut old, old_rx) = pairing_sink(&cfg, &rules);
+            for batch in &batches {
+                for item in batch {
+                    old.push(item).unwrap();
+                    if old.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
+                        old.drain().unwrap();
+                    }
+                }
+            }
+            old.finish().unwrap();
+            let (mut new, new_rx) = pairing_sink(&cfg, &rules);
+            for batch in &batches {
+                pair_batch(&mut new, batch).unwrap();
+            }
+            new.finish().unwrap();
+            let (old_sent, new_sent) = (sent(&old_rx), sent(&new_rx));
+            let advances = old_sent.iter().filter(|m| m.starts_with("advance")).count();
+            assert!(advances >= 7, "case {case}: {advances} ticks");
+            assert!(
+                old_sent.len() > advances + 7,
+                "case {case}: {} messages",
+                old_sent.len()
+            );
+            assert_eq!(old_sent, new_sent, "case {case}");
+        }
+    }
+
     /// The pairing part's messages for a generated capture (natrec-gen:
     /// 40 000 packets, idle scans closing flows every second), queued as a
     /// three-thread replay sends them, handed to [`write_stage`] with the
