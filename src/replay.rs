@@ -410,7 +410,8 @@ impl<'a, 'i: 'a> Reader<'a, 'i> {
     /// decoded packet straight into the `Prepared` a `Packet` slot already
     /// holds: no item is built elsewhere and copied); `false` at the end of
     /// all inputs (`slot` untouched).
-    #[inline(always)]
+    /// The batch loop decodes by [`fill`]'s constant; this is the tests'.
+    #[cfg(test)]
     fn next_into(&mut self, slot: &mut Item<'a>) -> bool {
         self.next_into_with(slot, self.decode_here, |_| {}) != Got::End
     }
@@ -688,6 +689,17 @@ impl<'w> Sink<'w> {
     /// into the loops that call it; what is not per packet is out of line.
     #[inline(always)]
     fn push(&mut self, item: &Item<'_>) -> Result<bool> {
+        self.push_item(item);
+        self.until_tick -= 1;
+        if self.out.len() >= SINK_MAPPINGS_MAX || self.until_tick == 0 {
+            return self.after_push();
+        }
+        Ok(false)
+    }
+
+    /// The item itself, without [`Sink::push`]'s countdown and bound.
+    #[inline(always)]
+    fn push_item(&mut self, item: &Item<'_>) {
         match item {
             Item::Packet(ts, side, d) => {
                 self.correlator.push_prepared(*ts, *side, d, &mut self.out);
@@ -695,11 +707,6 @@ impl<'w> Sink<'w> {
             Item::Tick(ts) => self.tick(*ts),
             Item::Raw(side, pkt) => self.push_raw(*side, pkt),
         }
-        self.until_tick -= 1;
-        if self.out.len() >= SINK_MAPPINGS_MAX || self.until_tick == 0 {
-            return self.after_push();
-        }
-        Ok(false)
     }
 
     /// [`Sink::push`] of the one-thread loop's slot, `got` saying what it
@@ -1099,13 +1106,11 @@ fn read_stage<'i>(
             // decodes a packet to the same result.
             reader.decode_here = full_tx.len() >= DECODE_HERE_QUEUED_MIN;
         }
-        let mut filled = 0;
-        for slot in batch.iter_mut() {
-            if !reader.next_into(slot) {
-                break;
-            }
-            filled += 1;
-        }
+        let filled = if reader.decode_here {
+            fill::<true>(&mut reader, &mut batch)
+        } else {
+            fill::<false>(&mut reader, &mut batch)
+        };
         batch.truncate(filled);
         let last = filled < PACKETS_PER_BATCH;
         if !batch.is_empty() && full_tx.send(batch).is_err() {
@@ -1121,6 +1126,22 @@ fn read_stage<'i>(
         }
     }
     reader.finish()
+}
+
+/// Fills `batch` from the reader, decoding each packet (`DECODE`) or
+/// handing it over raw: the choice made once a batch, as `decode_here` is,
+/// so the loop tests nothing for it a packet (round 14). How many slots were
+/// filled (fewer than the batch's length at the end of all inputs).
+#[inline(always)]
+fn fill<'i, const DECODE: bool>(reader: &mut Reader<'i, 'i>, batch: &mut [Item<'i>]) -> usize {
+    let mut filled = 0;
+    for slot in batch.iter_mut() {
+        if reader.next_into_with(slot, DECODE, |_| {}) == Got::End {
+            break;
+        }
+        filled += 1;
+    }
+    filled
 }
 
 /// One step of the one-thread loop: reads the packet after `item` (which
@@ -1158,24 +1179,55 @@ fn correlate_stage<'a, const PAIRING: bool>(
     empty_tx: &crossbeam_channel::Sender<Vec<Item<'a>>>,
 ) -> Result<()> {
     for batch in full_rx.iter() {
-        for (k, item) in batch.iter().enumerate() {
-            // The next packet's pending-table entries (a hint).
-            if let Some(next) = batch.get(k + 1) {
-                if PAIRING {
-                    sink.prefetch_pairing(next);
-                } else {
+        if PAIRING {
+            pair_batch(sink, &batch)?;
+        } else {
+            for (k, item) in batch.iter().enumerate() {
+                // The next packet's pending-table entries (a hint).
+                if let Some(next) = batch.get(k + 1) {
                     sink.prefetch(next);
                 }
-            }
-            sink.push(item)?;
-            if PAIRING && sink.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
-                sink.drain()?;
+                sink.push(item)?;
             }
         }
         // The reader may have finished: a closed return channel is fine.
         let _ = empty_tx.send(batch);
     }
     sink.finish()
+}
+
+/// The pairing thread's work on one batch (three threads): what
+/// [`Sink::push`] and a drain at [`FLOW_EVENTS_PER_BATCH`] events do item by
+/// item, with the tick countdown taken a run at a time (the items up to the
+/// next tick, at most the batch) instead of an item at a time, and no test
+/// of the mapping bound (a pairing correlator makes no mappings). The same
+/// calls in the same order: the tick still comes after its
+/// [`PACKETS_PER_TICK`]-th item, after that item's event drain, which
+/// leaves nothing the tick's own drain would have sent otherwise (it sends
+/// every queued event either way; round 14).
+fn pair_batch(sink: &mut Sink<'_>, batch: &[Item<'_>]) -> Result<()> {
+    let mut rest = batch;
+    while !rest.is_empty() {
+        // `until_tick` is at least 1 here: it is reset when it reaches 0.
+        let n = rest.len().min(sink.until_tick as usize);
+        for (k, item) in rest[..n].iter().enumerate() {
+            // The next packet's pending-table entries (a hint; across the
+            // tick as well).
+            if let Some(next) = rest.get(k + 1) {
+                sink.prefetch_pairing(next);
+            }
+            sink.push_item(item);
+            if sink.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
+                sink.drain()?;
+            }
+        }
+        sink.until_tick -= n as u64;
+        if sink.until_tick == 0 {
+            sink.after_push()?;
+        }
+        rest = &rest[n..];
+    }
+    Ok(())
 }
 
 /// Replays `inputs` into `writer`. Errors from a capture stop that file only
@@ -1508,6 +1560,128 @@ fn reasons<'a>(it: impl Iterator<Item = (&'a str, u64)>) -> String {
 mod tests {
     use super::*;
     use natrec_storage::{Store, StoreConfig};
+
+    /// What a pairing sink sent, in order, as text (`FlowEvent` is opaque).
+    fn sent(rx: &crossbeam_channel::Receiver<ToWriter>) -> Vec<String> {
+        rx.try_iter()
+            .map(|m| match m {
+                ToWriter::Events(batch) => format!("events {batch:?}"),
+                ToWriter::Advance(ts) => format!("advance {ts}"),
+            })
+            .collect()
+    }
+
+    /// A pairing sink as the three-thread replay makes one, its messages
+    /// queued on an unbounded channel.
+    fn pairing_sink<'r>(
+        cfg: &CorrelatorConfig,
+        rules: &'r SideRules,
+    ) -> (Sink<'r>, crossbeam_channel::Receiver<ToWriter>) {
+        let (tx, rx) = crossbeam_channel::unbounded::<ToWriter>();
+        let (_, back_rx) = crossbeam_channel::unbounded::<Vec<FlowEvent>>();
+        let sink = Sink::new(
+            Correlator::try_new_pairing(cfg.clone()).unwrap(),
+            Out::Channel { tx, empty: back_rx },
+            Some(Decoding::new(rules, Preparer::new(cfg))),
+        );
+        (sink, rx)
+    }
+
+    /// [`pair_batch`] (round 14: the tick countdown a run at a time) sends
+    /// the pairing thread's messages exactly as round 13's loop did
+    /// ([`Sink::push`] an item at a time, then a drain at
+    /// [`FLOW_EVENTS_PER_BATCH`] events), for batches cut anywhere (ticks
+    /// inside a batch, at its end, batches longer than a tick's run, the
+    /// replay's own 1 024), packets decoded by the reader or left raw, batch
+    /// by batch. Cuts from a fixed-seed generator (no proptest in this crate).
+    #[test]
+    fn pair_batch_sends_what_the_item_loop_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let gen = dir.path().join("gen");
+        natrec_tools::gen::run(
+            [
+                "--out",
+                gen.to_str().unwrap(),
+                "--packets",
+                "30000",
+                "--seed",
+                "5",
+                "--link",
+                "two-eth",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        )
+        .unwrap();
+        let inputs =
+            open_inputs(&[], &[gen.join("inside.pcap")], &[gen.join("outside.pcap")]).unwrap();
+        let mut cfg = CorrelatorConfig::default();
+        cfg.hold.udp_s = 2;
+        cfg.hold.tcp_closed_s = 2;
+        cfg.hold.icmp_s = 2;
+        let rules = SideRules::default();
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state >> 33
+        };
+        for case in 0..10 {
+            // Batch lengths and decode choices: the replay's own in case 0,
+            // else random lengths below, around and above a tick's 4 096.
+            let mut cut = |_: usize| -> (usize, bool) {
+                match case {
+                    0 => (PACKETS_PER_BATCH, true),
+                    1 => (PACKETS_PER_TICK as usize, next() % 2 == 0),
+                    _ => (1 + (next() % 9000) as usize, next() % 4 != 0),
+                }
+            };
+            let mut reader = Reader::new(&inputs, &rules, Preparer::new(&cfg), true);
+            let mut batches: Vec<Vec<Item<'_>>> = Vec::new();
+            for b in 0.. {
+                let (len, decode) = cut(b);
+                let mut batch = vec![Item::Tick(0); len];
+                let filled = if decode {
+                    fill::<true>(&mut reader, &mut batch)
+                } else {
+                    fill::<false>(&mut reader, &mut batch)
+                };
+                batch.truncate(filled);
+                if !batch.is_empty() {
+                    batches.push(batch);
+                }
+                if filled < len {
+                    break;
+                }
+            }
+            let (mut old, old_rx) = pairing_sink(&cfg, &rules);
+            for batch in &batches {
+                for item in batch {
+                    old.push(item).unwrap();
+                    if old.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
+                        old.drain().unwrap();
+                    }
+                }
+            }
+            old.finish().unwrap();
+            let (mut new, new_rx) = pairing_sink(&cfg, &rules);
+            for batch in &batches {
+                pair_batch(&mut new, batch).unwrap();
+            }
+            new.finish().unwrap();
+            let (old_sent, new_sent) = (sent(&old_rx), sent(&new_rx));
+            let advances = old_sent.iter().filter(|m| m.starts_with("advance")).count();
+            assert!(advances >= 7, "case {case}: {advances} ticks");
+            assert!(
+                old_sent.len() > advances + 7,
+                "case {case}: {} messages",
+                old_sent.len()
+            );
+            assert_eq!(old_sent, new_sent, "case {case}");
+        }
+    }
 
     /// The pairing part's messages for a generated capture (natrec-gen:
     /// 40 000 packets, idle scans closing flows every second), queued as a
