@@ -467,6 +467,19 @@ fn reduce_with(
         Ranges::of(records)
     };
     let ip_bits = bits_of(ip_max - ip_min);
+    // The address field: the address less the least, or, where the
+    // addresses share their high word and lie in a few nets (e.g. two /24
+    // pools far apart: 27 bits less the least), the rank of the address's
+    // net among them and its last byte (9 bits): the same order and
+    // equality, and the radix sort's top digit splits the keys where it
+    // split them in two (round 14, docs/bench/round14-seal14.md).
+    let nets = if ip_min >> 64 == ip_max >> 64 && ip_bits > NET_SHIFT + 1 {
+        nets_of(records)
+    } else {
+        None
+    };
+    let nets = nets.filter(|x| ranked_bits(x) < ip_bits);
+    let ip_bits = nets.as_ref().map_or(ip_bits, ranked_bits);
     let port_bits = bits_of(u128::from(port_max - port_min));
     let first_bits = bits_of(u128::from(first_max - first_min));
     let slot_bits = bits_of(n as u128 - 1);
@@ -506,25 +519,19 @@ fn reduce_with(
     // so each half is built with 64-bit arithmetic and joined by one
     // 128-bit shift (the same key as the general form below).
     let halves = ip_bits + port_bits <= 64 && first_bits + slot_bits <= 64;
-    let ip_min_lo = ip_min as u64;
-    let key = |i: usize, r: &Record| {
-        if halves {
-            // `ip - ip_min` is below 2^64: its low word's difference.
-            let ip = u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"))
-                .wrapping_sub(ip_min_lo);
-            let hi = ip << port_bits | u64::from(r.public_port.get() - port_min);
-            let lo = (first_key(r) - first_min) << first_shift | i as u64;
-            return u128::from(hi) << port_shift | u128::from(lo);
-        }
-        // A shift by 128 (field of 0 bits at the top) would overflow: such a
-        // field is 0 anyway.
-        let ip = (u128::from_be_bytes(r.public_ip) - ip_min)
-            .checked_shl(ip_shift)
-            .unwrap_or(0);
-        ip | u128::from(r.public_port.get() - port_min) << port_shift
-            | u128::from(first_key(r) - first_min) << first_shift
-            | i as u128
+    let km = KeyMaker {
+        halves,
+        ranked: nets.is_some(),
+        nets: nets.map_or([u64::MAX; NETS_MAX], |x| x.nets),
+        ip_min,
+        port_min,
+        first_min,
+        port_bits,
+        ip_shift,
+        port_shift,
+        first_shift,
     };
+    let key = |i: usize, r: &Record| km.key(i, r);
     // The prefix's top digit, by which a split seal cuts the keys in two.
     let top_bits = prefix_bits.min(SPLIT_DIGIT_BITS);
     let top_shift = slot_bits + prefix_bits - top_bits;
@@ -655,6 +662,117 @@ fn reduce_with(
         out,
         scan,
     );
+}
+
+/// Bits of a public address's last byte: the address less them is its
+/// *net* (its /24 for IPv4).
+const NET_SHIFT: u32 = 8;
+
+/// Distinct nets from which the index's address field is the address less
+/// its minimum, not a net's rank and a last byte ([`nets_of`]).
+const NETS_MAX: usize = 4;
+
+/// The distinct nets (`low word >> NET_SHIFT`) of the records' public
+/// addresses, ascending, the unused entries `u64::MAX` (above any net,
+/// which is below 2^56).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Nets {
+    nets: [u64; NETS_MAX],
+    len: usize,
+}
+
+/// The distinct nets of the records' public addresses' low words, or
+/// `None` where there are more than [`NETS_MAX`] (one pass over the
+/// records, stopped there; an address looked up only where its net is not
+/// the last record's).
+fn nets_of(records: &[Record]) -> Option<Nets> {
+    let mut x = Nets {
+        nets: [u64::MAX; NETS_MAX],
+        len: 0,
+    };
+    // No address's net (below 2^56).
+    let mut last = u64::MAX;
+    for r in records {
+        let low = u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"));
+        let net = low >> NET_SHIFT;
+        if net == last {
+            continue;
+        }
+        last = net;
+        if x.nets.contains(&net) {
+            continue;
+        }
+        if x.len == NETS_MAX {
+            return None;
+        }
+        let i = x.nets[..x.len].partition_point(|&y| y < net);
+        x.nets.copy_within(i..x.len, i + 1);
+        x.nets[i] = net;
+        x.len += 1;
+    }
+    Some(x)
+}
+
+/// Bits of the ranked address field of addresses in `x`'s nets: the
+/// rank's and the last byte's.
+fn ranked_bits(x: &Nets) -> u32 {
+    bits_of(x.len.saturating_sub(1) as u128) + NET_SHIFT
+}
+
+/// The ranked address field of an address whose low word is `low`, its
+/// net one of `nets` (ascending, the unused entries above any net): the
+/// net's rank, then the last byte.
+#[inline(always)]
+fn rank_field(nets: &[u64; NETS_MAX], low: u64) -> u64 {
+    let net = low >> NET_SHIFT;
+    let rank: u64 = nets[1..].iter().map(|&x| u64::from(net >= x)).sum();
+    rank << NET_SHIFT | low & ((1 << NET_SHIFT) - 1)
+}
+
+/// [`reduce_with`]'s compact key of a record: its fields' layout (a
+/// method, not a closure, so that it can be inlined always: as a closure
+/// with the ranked field it was called, ~20 instructions a record more).
+struct KeyMaker {
+    halves: bool,
+    /// The address field is [`rank_field`]'s, of `nets`.
+    ranked: bool,
+    nets: [u64; NETS_MAX],
+    ip_min: u128,
+    port_min: u16,
+    first_min: u64,
+    port_bits: u32,
+    ip_shift: u32,
+    port_shift: u32,
+    first_shift: u32,
+}
+
+impl KeyMaker {
+    #[inline(always)]
+    fn key(&self, i: usize, r: &Record) -> u128 {
+        let low = u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"));
+        if self.halves {
+            // `ip - ip_min` is below 2^64: its low word's difference.
+            let ip = if self.ranked {
+                rank_field(&self.nets, low)
+            } else {
+                low.wrapping_sub(self.ip_min as u64)
+            };
+            let hi = ip << self.port_bits | u64::from(r.public_port.get() - self.port_min);
+            let lo = (first_key(r) - self.first_min) << self.first_shift | i as u64;
+            return u128::from(hi) << self.port_shift | u128::from(lo);
+        }
+        let ip = if self.ranked {
+            u128::from(rank_field(&self.nets, low))
+        } else {
+            u128::from_be_bytes(r.public_ip) - self.ip_min
+        };
+        // A shift by 128 (field of 0 bits at the top) would overflow: such a
+        // field is 0 anyway.
+        let ip = ip.checked_shl(self.ip_shift).unwrap_or(0);
+        ip | u128::from(r.public_port.get() - self.port_min) << self.port_shift
+            | u128::from(first_key(r) - self.first_min) << self.first_shift
+            | i as u128
+    }
 }
 
 /// Makes `v` `n` long, its contents any (the index keys of a split seal and
@@ -2629,6 +2747,99 @@ mod tests {
             }
             whole.see_whole(&records);
             prop_assert_eq!(by_words, whole);
+        }
+
+        /// The nets of the public addresses as a set: [`nets_of`] lists
+        /// them ascending while there are at most `NETS_MAX`, and the
+        /// ranked field orders and tells apart addresses as the addresses.
+        #[test]
+        fn nets_and_ranked_field_as_the_addresses(
+            raw in prop::collection::vec((0usize..6, any::<u8>()), 1..100),
+        ) {
+            let nets_all: [u64; 6] = [0x0064_4000, 0x0064_4001, 0x00c6_3364, 0x00cb_0071, 0xff_ffcb_0072, 7];
+            let low = |&(p, b): &(usize, u8)| nets_all[p] << NET_SHIFT | u64::from(b);
+            let records: Vec<Record> = raw
+                .iter()
+                .map(|x| {
+                    let mut r = <Record as zerocopy::FromZeros>::new_zeroed();
+                    r.public_ip[8..].copy_from_slice(&low(x).to_be_bytes());
+                    r
+                })
+                .collect();
+            let set: std::collections::BTreeSet<u64> = raw.iter().map(|&(p, _)| nets_all[p]).collect();
+            let got = nets_of(&records);
+            if set.len() > NETS_MAX {
+                prop_assert_eq!(got, None);
+            } else {
+                let x = got.expect("few nets");
+                prop_assert_eq!(x.len, set.len());
+                prop_assert_eq!(&x.nets[..x.len], &set.iter().copied().collect::<Vec<_>>()[..]);
+                prop_assert!(x.nets[x.len..].iter().all(|&y| y == u64::MAX));
+                for a in &raw {
+                    let fa = rank_field(&x.nets, low(a));
+                    prop_assert!(fa < 1 << ranked_bits(&x));
+                    for b in &raw {
+                        prop_assert_eq!(fa.cmp(&rank_field(&x.nets, low(b))), low(a).cmp(&low(b)));
+                    }
+                }
+            }
+        }
+
+        /// Public addresses in a few nets far apart (the ranked address
+        /// field) or more (the address less the least), IPv4 and IPv6:
+        /// every index path reduces as the model.
+        #[test]
+        fn ranked_address_reduce_equals_the_hash_map_model(
+            raw in prop::collection::vec(
+                (0usize..6, 0u8..4, 0u16..3, 0i64..3, 0u8..3, 0u8..2),
+                0..200,
+            ),
+            v6 in any::<bool>(),
+        ) {
+            let publics: [&str; 6] = if v6 {
+                ["2001:db8::100", "2001:db8::300", "2001:db8::1:0", "2001:db8:0:0:1::", "2001:db8::200", "2001:db8::101"]
+            } else {
+                ["100.64.0.0", "100.64.1.0", "198.51.100.0", "203.0.113.0", "100.65.0.0", "100.64.0.0"]
+            };
+            let records: Vec<Record> = raw
+                .iter()
+                .map(|&(p, last, port, first, end, carried)| {
+                    let mut public: std::net::IpAddr = publics[p].parse().unwrap();
+                    match &mut public {
+                        std::net::IpAddr::V4(a) => {
+                            let mut o = a.octets();
+                            o[3] = [0, 1, 7, 255][last as usize];
+                            *a = o.into();
+                        }
+                        std::net::IpAddr::V6(a) => {
+                            let mut o = a.octets();
+                            o[15] = [0, 1, 7, 255][last as usize];
+                            *a = o.into();
+                        }
+                    }
+                    let m = Mapping {
+                        proto: Proto::Udp,
+                        internal: "100.64.0.1:1000".parse().unwrap(),
+                        public: std::net::SocketAddr::new(public, 5000 + port),
+                        remote: "198.51.100.1:443".parse().unwrap(),
+                        first_ns: first,
+                        last_ns: first + 5,
+                        end: [EndReason::Open, EndReason::Fin, EndReason::Idle][end as usize],
+                        packets_out: 1,
+                        packets_in: 1,
+                        flags: 0,
+                    };
+                    Record::encode(&m, if carried == 1 { SF_CARRIED } else { 0 }).unwrap()
+                })
+                .collect();
+            let model = reduce_model(&records);
+            let hold = HoldTimes::default();
+            for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide, IndexPath::Split] {
+                let mut scan = HeldScan::new(0, 2, hold, true);
+                let ranges = Some(Ranges::of(&records)).filter(|_| path != IndexPath::Split);
+                let out = reduce_joined(&records, ranges, path, &mut scan);
+                prop_assert_eq!(&out, &model, "{:?}", path);
+            }
         }
 
         /// Few distinct values per field, so records share natural keys,
