@@ -1188,7 +1188,12 @@ pub struct Prepared {
     /// For a packet with one subscriber end, the hash of its flow's key
     /// (IPv4 flows; else 0), for [`Correlator::prefetch_next`]: `hash_in`
     /// when the source is the subscriber's, `hash_out` when the destination
-    /// is; else 0. Until round 12 (`onekey2`) the slots carried the
+    /// is; else 0. **A result input since round 14** (`corr14`): when an
+    /// inside copy pairs, `find_flow` takes the one its direction names
+    /// (`hash_in` going out, `hash_out` coming in), if not 0, as the flow
+    /// key's [`Correlator::key_hash`] instead of hashing the key again; it
+    /// must be exactly that hash (debug builds assert it; the proptest
+    /// `carried_flow_hash_is_the_tables`). The other one is a hint only. Until round 12 (`onekey2`) the slots carried the
     /// [`pair_hash`] of the packet's out and in keys; copies now wait and
     /// probe under their coarse key ([`coarse_hash`]: the invariants), and
     /// the correlator hashes a pair key only where a copy waits on, or looks
@@ -1791,7 +1796,7 @@ impl Correlator {
                 Ev::Observe(o) => {
                     self.now_ns = o.now_ns;
                     self.observe(
-                        o.ts_ns, o.dir, o.proto, o.internal, o.public, o.remote, o.flags, out,
+                        o.ts_ns, o.dir, o.proto, o.internal, o.public, o.remote, o.flags, 0, out,
                     );
                 }
                 &Ev::Scan(now_ns) => {
@@ -1904,7 +1909,12 @@ impl Correlator {
         if self.prefetch_head != NO_SLOT {
             self.prefetch_slot();
         }
-        if self.armed_head != NO_SLOT {
+        // Hinted: the caller asks `prefetch_next` for the packets it pushes
+        // (the replay's loops), so this packet's flow slot was prefetched
+        // by now (here, or by the push before); else (live capture) an
+        // inside copy that waits prefetches its flow itself (`offer_wait`).
+        let hinted = self.armed_head != NO_SLOT;
+        if hinted {
             self.prefetch_armed_slot();
         }
         self.armed_head = self.next_head;
@@ -1924,11 +1934,14 @@ impl Correlator {
                 self.stats.not_subscriber_inside += 1;
             }
             Side::Inside | Side::Unknown if src_sub => {
-                // `hash_in`: the flow's key hash (see `Prepared::hash_out`).
-                self.offer(ts_ns, pkt, Dir::Out, pkt.hash_in, out);
+                // `hash_in`: the flow's key hash (see `Prepared::hash_out`),
+                // to prefetch its flow while it waits unless hinted.
+                let prefetch = if hinted { 0 } else { pkt.hash_in };
+                self.offer(ts_ns, pkt, Dir::Out, prefetch, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
-                self.offer(ts_ns, pkt, Dir::In, pkt.hash_out, out);
+                let prefetch = if hinted { 0 } else { pkt.hash_out };
+                self.offer(ts_ns, pkt, Dir::In, prefetch, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
@@ -2011,7 +2024,9 @@ impl Correlator {
     }
 
     /// Pairs an inside copy with a waiting outside twin, or makes it wait.
-    /// `flow_hash`: its flow's key hash as the preparer carried it (0: none).
+    /// `flow_hash`: its flow's key hash as the preparer carried it, to
+    /// prefetch the flow if it waits (0: none, or already prefetched). A
+    /// hint only: the pair's `find_flow` takes the packet's own hash.
     #[inline(always)]
     fn offer(
         &mut self,
@@ -2076,7 +2091,10 @@ impl Correlator {
         }
         // Its outside twin comes a few packets later (usually), and the pair
         // then looks up the flow: start loading its index head now, its slot
-        // with the next packet.
+        // with the next packet. Not when the caller hinted this packet
+        // (`flow_hash` 0, `push_prepared`): `prefetch_next` loaded its index
+        // head and the push's start its slot already, and doing it twice
+        // cost 7.8 instructions a packet (round 14).
         self.prefetch_flow(flow_hash);
     }
 
@@ -2355,7 +2373,17 @@ impl Correlator {
                 return Twin::Absent(at);
             }
         };
-        self.pair_taken(ts_ns, key, endpoint, flags, inside, twin, link, out)
+        // An inside copy's flow key hash, as its preparer carried it
+        // (`Prepared::hash_in` going out, `hash_out` coming in; 0: none):
+        // `find_flow` uses it instead of hashing the key again.
+        let flow_hash = match (inside, dir) {
+            (false, _) => 0,
+            (true, Dir::Out) => pkt.hash_in,
+            (true, Dir::In) => pkt.hash_out,
+        };
+        self.pair_taken(
+            ts_ns, key, endpoint, flags, inside, twin, link, flow_hash, out,
+        )
     }
 
     /// An outside copy's probe of its key in direction `dir` for the oldest
@@ -2449,6 +2477,7 @@ impl Correlator {
             false,
             twin,
             link,
+            0,
             out,
         );
     }
@@ -2468,6 +2497,7 @@ impl Correlator {
         inside: bool,
         twin: Copy,
         link: u32,
+        flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) -> Twin {
         if link != NO_SLOT {
@@ -2507,6 +2537,7 @@ impl Correlator {
             public,
             key.remote,
             flags | twin.tcp_flags,
+            flow_hash,
             out,
         );
         Twin::Taken
@@ -3106,15 +3137,22 @@ impl Correlator {
     /// correlator's `take_twin`, a flow part's `apply_events`), and left to
     /// the compiler these two went out of line (+2.4 M instructions on the
     /// callgrind workload).
+    ///
+    /// `flow_hash`: the key's [`key_hash`](Correlator::key_hash) as an
+    /// inside copy's preparer carried it ([`Prepared::hash_in`] or
+    /// `hash_out`, for a flow whose two ends are IPv4), or 0: hashed here.
+    /// The preparer's value is the hash of this very key (asserted in
+    /// debug builds; proptest `carried_flow_hash_is_the_tables`), so which
+    /// one is used changes no result.
     #[inline(always)]
-    fn find_flow(&self, proto: Proto, internal: &Ep, remote: &Ep) -> Option<u32> {
+    fn find_flow(&self, proto: Proto, internal: &Ep, remote: &Ep, flow_hash: u64) -> Option<u32> {
         // Both IPv4 (most flows): one test for the two.
-        let (i, i6, r, r6) = match Ep::both_v4(internal, remote) {
-            Some((i, r)) => (i, false, r, false),
+        let (i, i6, r, r6, carried) = match Ep::both_v4(internal, remote) {
+            Some((i, r)) => (i, false, r, false, flow_hash),
             None => {
                 let (i, i6) = self.addr32_find(internal)?;
                 let (r, r6) = self.addr32_find(remote)?;
-                (i, i6, r, r6)
+                (i, i6, r, r6, 0)
             }
         };
         let key = FlowKey {
@@ -3126,7 +3164,13 @@ impl Correlator {
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
         let words = key.words();
-        let mut s = self.index_heads[self.index_head(&key)];
+        let hash = if carried != 0 {
+            debug_assert_eq!(carried, Self::key_hash(&key), "carried flow hash");
+            carried
+        } else {
+            Self::key_hash(&key)
+        };
+        let mut s = self.index_heads[(hash >> (64 - self.index_bits)) as usize];
         while s != LINK_NONE {
             let f = self.flow(s);
             if f.key_is(&key, words) {
@@ -3490,10 +3534,11 @@ impl Correlator {
         public: Ep,
         remote: Ep,
         flags: u8,
+        flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
         let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
-        if let Some(slot) = self.find_flow(proto, &internal, &remote) {
+        if let Some(slot) = self.find_flow(proto, &internal, &remote, flow_hash) {
             let f = self.flow(slot);
             let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
             let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
@@ -5976,6 +6021,7 @@ mod tests {
                 Proto::Udp,
                 &Ep::of(internal.ip(), internal.port()),
                 &Ep::of(remote.ip(), remote.port()),
+                0,
             )
         };
         // Remove every third flow (a replace: a new public endpoint closes it).
@@ -6106,8 +6152,10 @@ mod tests {
         }
     }
 
-    /// Both pair hashes, whatever the subscriber tests say (what `Prepared`
-    /// held before the preparer left out the keys the correlator cannot use).
+    /// Both pair hashes where the preparer left a hash out, whatever the
+    /// subscriber tests say (what `Prepared` held before the preparer left
+    /// out the keys the correlator cannot use). The one it set (an inside
+    /// copy's flow key hash, read by `find_flow` since round 14) is kept.
     fn with_both_hashes(mut p: Prepared) -> Prepared {
         let key = |dir, remote| PairKey {
             dir,
@@ -6115,8 +6163,14 @@ mod tests {
             remote,
             invariants: p.invariants,
         };
-        p.hash_out = pair_hash(&key(Dir::Out, p.dst));
-        p.hash_in = pair_hash(&key(Dir::In, p.src));
+        // Not the slot a subscriber-destination packet's inside copy uses.
+        if p.src_sub || !p.dst_sub {
+            p.hash_out = pair_hash(&key(Dir::Out, p.dst));
+        }
+        // Not the slot a subscriber-source packet's inside copy uses.
+        if !p.src_sub || p.dst_sub {
+            p.hash_in = pair_hash(&key(Dir::In, p.src));
+        }
         p
     }
 

@@ -584,6 +584,67 @@ proptest! {
     }
 }
 
+/// The flow key hash `find_flow` computes for the flow whose inside copy this is (`internal`
+/// the subscriber's end, `remote` the other), as it builds the key: both ends IPv4, else
+/// `None` (the table then hashes the key itself).
+fn table_flow_hash(p: &Prepared, internal: &Ep, remote: &Ep) -> Option<u64> {
+    let (i, r) = Ep::both_v4(internal, remote)?;
+    Some(Correlator::key_hash(&FlowKey {
+        internal: i,
+        remote: r,
+        internal_port: internal.port,
+        remote_port: remote.port,
+        proto: p.proto,
+        fam: 0,
+    }))
+}
+
+/// The preparer's side of the round-14 contract (`Prepared::hash_in`): the hash an inside copy
+/// carries for its direction, where not 0, is the table's hash of its flow key; it is set for
+/// every IPv4 flow with one subscriber end, and 0 where the preparer sets none.
+fn carried_hash_is_the_tables(p: &Prepared) -> Result<(), TestCaseError> {
+    let (in_used, out_used) = (p.src_sub && !p.dst_sub, !p.src_sub && p.dst_sub);
+    if in_used {
+        prop_assert_eq!(p.hash_in, table_flow_hash(p, &p.src, &p.dst).unwrap_or(0));
+    } else {
+        prop_assert_eq!(p.hash_in, 0);
+    }
+    if out_used {
+        prop_assert_eq!(p.hash_out, table_flow_hash(p, &p.dst, &p.src).unwrap_or(0));
+    } else {
+        prop_assert_eq!(p.hash_out, 0);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+    /// `find_flow` uses an inside copy's carried flow hash as the key's hash (round 14): it
+    /// must be exactly the hash the table computes, on every packet the preparer reads (the
+    /// fast path and `decode` then `prepare`), IPv4 and IPv6, subscriber ends or not.
+    #[test]
+    fn carried_flow_hash_is_the_tables(
+        (lt, frame) in arb_frame(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..2),
+    ) {
+        let p = preparer();
+        let mut m = frame.clone();
+        for (at, v) in &flips {
+            let i = at.index(m.len());
+            m[i] = *v;
+        }
+        for b in [&frame, &m] {
+            if let Ok((prep, _)) = p.prepare_bytes(lt, b) {
+                carried_hash_is_the_tables(&prep)?;
+            }
+            if let Ok((prep, _)) = slow(&p, lt, b) {
+                carried_hash_is_the_tables(&prep)?;
+            }
+        }
+    }
+}
+
 /// The fast path against the one it replaced (`decode::fast_reference`, round 11's, kept for
 /// these tests): the same packets taken (`Some` exactly where it was), the same fields and
 /// link details for each. `prepare_bytes_is_decode_then_prepare` alone would not see a packet
