@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::format::{Footer, LogHeader, Record, RecordCrc, SealedHeader, HEADER_SIZE, RECORD_SIZE};
+use crate::format::{
+    Footer, LogHeader, Record, RecordCrc, SealedHeader, GENERATION_FIRST, HEADER_SIZE, RECORD_SIZE,
+};
 use crate::{fsutil, mmap, sealed_v2, StoreError};
 
 /// Slots a new log file is preallocated with (96 KiB of records).
@@ -74,13 +76,28 @@ fn committed_slots(slots: &[u8], crc: RecordCrc) -> u64 {
 }
 
 /// [`RecordCrc::valid_records_crc`] of [`CHECK_CHUNK_SLOTS`] records
-/// (CRC-32C: computed once, ~40 000 instructions).
+/// (CRC-32C: ~40 000 instructions, computed once for version 2 and once
+/// per generation met in a row for version 3: the last one is kept, and
+/// nearly every log has generation [`GENERATION_FIRST`]).
 fn chunk_crc(crc: RecordCrc) -> u32 {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static CASTAGNOLI: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    // The last generation's (high half) value (low half); generation 0 is
+    // never a version 3 log's, so the initial 0 holds nothing.
+    static LAST_GENERATION: AtomicU64 = AtomicU64::new(0);
     match crc {
         RecordCrc::Ieee => crc.valid_records_crc(CHECK_CHUNK_SLOTS as u64),
         RecordCrc::Castagnoli => *CASTAGNOLI
             .get_or_init(|| RecordCrc::Castagnoli.valid_records_crc(CHECK_CHUNK_SLOTS as u64)),
+        RecordCrc::Generation { generation, .. } => {
+            let last = LAST_GENERATION.load(Relaxed);
+            if (last >> 32) as u32 == generation {
+                return last as u32;
+            }
+            let v = crc.valid_records_crc(CHECK_CHUNK_SLOTS as u64);
+            LAST_GENERATION.store((u64::from(generation) << 32) | u64::from(v), Relaxed);
+            v
+        }
     }
 }
 
@@ -102,7 +119,7 @@ fn all_crcs_right(rs: &[Record], crc: RecordCrc, see: &mut impl FnMut(&[Record])
             see(rs);
             right
         }
-        RecordCrc::Castagnoli => {
+        RecordCrc::Castagnoli | RecordCrc::Generation { .. } => {
             let chunk = chunk_crc(crc);
             let mut chunks = rs.chunks_exact(CHECK_CHUNK_SLOTS);
             let mut right = true;
@@ -118,20 +135,20 @@ fn all_crcs_right(rs: &[Record], crc: RecordCrc, see: &mut impl FnMut(&[Record])
 }
 
 /// The CRC of the records in a log whose header was found all zero (a
-/// crash before its first flush; the header is written again): the kind
-/// its first slot passes, CRC-32C first (what this natrec writes); an older
-/// natrec's log holds CRC-32/IEEE. No valid first slot: no record, and the
-/// log is written in the current version.
-fn crc_of_headerless(slots: &[u8]) -> RecordCrc {
-    let Some(first) = slots.get(..RECORD_SIZE) else {
-        return RecordCrc::Castagnoli;
-    };
-    if Record::read_with(first, RecordCrc::Castagnoli).is_err()
-        && Record::read_with(first, RecordCrc::Ieee).is_ok()
-    {
-        RecordCrc::Ieee
+/// crash before its first flush; the header is written again), if they can
+/// be kept: an older natrec's log (its first slot a valid version 2
+/// record, CRC-32C, or else a valid version 1 record, CRC-32/IEEE). `None`:
+/// no such first slot; the slots hold no record or version 3 records,
+/// whose generation was in the lost header (and may be any of the file's
+/// uses: docs/FORMAT.md, "Log generations"), so none can be kept.
+fn crc_of_headerless(slots: &[u8]) -> Option<RecordCrc> {
+    let first = slots.get(..RECORD_SIZE)?;
+    if Record::read_with(first, RecordCrc::Castagnoli).is_ok() {
+        Some(RecordCrc::Castagnoli)
+    } else if Record::read_with(first, RecordCrc::Ieee).is_ok() {
+        Some(RecordCrc::Ieee)
     } else {
-        RecordCrc::Castagnoli
+        None
     }
 }
 
@@ -245,7 +262,8 @@ impl ActiveLog {
             file.set_len(len)
                 .map_err(StoreError::io(path, "preallocate log"))?;
         }
-        let crc = RecordCrc::Castagnoli;
+        // A new file's slots have never held a record: the first generation.
+        let crc = RecordCrc::of_generation(GENERATION_FIRST);
         file.write_all_at(
             LogHeader::new(start_ns, span_ns, segment, crc).as_bytes(),
             0,
@@ -306,17 +324,39 @@ impl ActiveLog {
             // and the crash came before its first flush made the header
             // durable (a flush syncs the header with the records, so records
             // that were promised durable always have their header). The
-            // header says only what the file name says: write it again and
-            // keep the records that pass their checks, from the first slot,
-            // in the version whose CRC they hold.
-            let crc = crc_of_headerless(&map[HEADER_SIZE..]);
+            // header says only what the file name says and the version:
+            // an older natrec's log (version 1 or 2) gets it again and keeps
+            // the records that pass their checks, from the first slot, in
+            // the version whose CRC they hold.
+            let Some(crc) = crc_of_headerless(&map[HEADER_SIZE..]) else {
+                // Version 3 records (or none): their generation was in the
+                // lost header, and the slots may hold records of any of the
+                // file's uses, so none is kept (none was promised). Every
+                // slot is zeroed and made durable before the new header is
+                // written (`init`, generation 1 again: nothing of an earlier
+                // use is left), so no crash can pair that header with a
+                // record of an earlier use.
+                let mut zeroed = 0;
+                for slot in map[HEADER_SIZE..].chunks_exact_mut(RECORD_SIZE) {
+                    if slot.iter().any(|&b| b != 0) {
+                        slot.fill(0);
+                        zeroed += 1;
+                    }
+                }
+                map.flush().map_err(StoreError::io(path, "msync log"))?;
+                drop(map);
+                let mut log = ActiveLog::init(path, file, start_ns, span_ns, segment)?;
+                log.zeroed_slots = zeroed;
+                log.header_rewritten = true;
+                return Ok(log);
+            };
             map[..HEADER_SIZE]
                 .copy_from_slice(LogHeader::new(start_ns, span_ns, segment, crc).as_bytes());
             header_rewritten = true;
         }
         let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
         check_log_header(path, &h, start_ns, span_ns, segment)?;
-        let crc = RecordCrc::of_log_version(h.version.get());
+        let crc = h.record_crc();
         let count = committed_slots(&map[HEADER_SIZE..], crc);
         let mut zeroed = 0;
         for slot in
@@ -425,7 +465,7 @@ impl ActiveLog {
             // Encoded up to the first refused mapping, if any.
             let mut encoded = k;
             let mut refused = None;
-            if crc == RecordCrc::Castagnoli {
+            if crc != RecordCrc::Ieee {
                 // The fields first, then the CRC-32Cs of the stretch three
                 // records at a time (their dependent steps interleave).
                 for (i, (m, slot)) in ms[done..done + k].iter().zip(slots.iter_mut()).enumerate() {
@@ -434,7 +474,7 @@ impl ActiveLog {
                         break;
                     }
                 }
-                crate::hwcrc::crc32c_set(slots[..encoded].as_mut_bytes());
+                crate::hwcrc::crc32c_set(crc.seed(), slots[..encoded].as_mut_bytes());
             } else {
                 for (i, (m, slot)) in ms[done..done + k].iter().zip(slots.iter_mut()).enumerate() {
                     if let Err(f) = Record::encode_into(m, store_flags, slot, crc) {
@@ -829,7 +869,7 @@ impl LogView {
         }
         let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
         check_log_header(path, &h, start_ns, span_ns, segment)?;
-        let crc = RecordCrc::of_log_version(h.version.get());
+        let crc = h.record_crc();
         let count = committed_slots(&map[HEADER_SIZE..], crc);
         Ok(LogView {
             path: path.to_path_buf(),
@@ -1354,9 +1394,10 @@ mod tests {
         /// Chunked or one by one, the committed length is the same: logs of
         /// up to three chunks and a half, followed by zeros, with one slot
         /// damaged (a flipped bit, zeroed, torn in half, or a bad field
-        /// under a right CRC) or none; logs of either version (CRC-32C or
-        /// CRC-32/IEEE records). A log's records read as the other version
-        /// are not committed at all (a one-in-2^32 CRC match aside).
+        /// under a right CRC) or none; logs of any version (CRC-32C seeded
+        /// with a generation, CRC-32C, CRC-32/IEEE records). A log's records
+        /// read as another version (or, version 3, another generation) are
+        /// not committed at all (a one-in-2^32 CRC match aside).
         #[test]
         fn committed_length_checked_in_chunks_is_the_same(
             n in 0usize..900,
@@ -1364,10 +1405,15 @@ mod tests {
             at in 0usize..1200,
             kind in 0u8..5,
             bit in 0usize..(RECORD_SIZE * 8),
-            castagnoli in proptest::bool::ANY,
+            version in 1u32..4,
+            generation in 1u32..1 << 20,
         ) {
-            let crc = if castagnoli { RecordCrc::Castagnoli } else { RecordCrc::Ieee };
-            let other = if castagnoli { RecordCrc::Ieee } else { RecordCrc::Castagnoli };
+            let crc = RecordCrc::of_log(version, generation);
+            let other = match version {
+                1 => RecordCrc::Castagnoli,
+                2 => RecordCrc::Ieee,
+                _ => RecordCrc::of_generation(generation + 1),
+            };
             let mut slots = Vec::new();
             for i in 0..n {
                 slots.extend_from_slice(slot_of(&rec(i as u16, i as i64), crc).as_bytes());
@@ -1460,6 +1506,103 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// A used-again file (log version 3): earlier uses of the file, each
+        /// with its own generation, left valid records in its slots; the new
+        /// use (the next generation, its header durable) wrote `written` of
+        /// its records over them before a kill (every write in the page
+        /// cache) or a power loss (some of those slots lost: back to what
+        /// they held; one torn: its second half back). Recovery
+        /// (`ActiveLog::open`) and a reader (`LogView::open`) find exactly
+        /// the new records up to the first slot that is not what the new use
+        /// wrote there, never an earlier use's record; recovery zeroes every
+        /// slot after them, and appending goes on from there.
+        #[test]
+        fn used_again_log_recovers_exactly_its_own_records(
+            first_generation in 1u32..u32::MAX - 8,
+            earlier in proptest::collection::vec(0usize..700, 1..4),
+            new_count in 0usize..700,
+            written_pick in 0usize..700,
+            lost in proptest::collection::vec(0usize..700, 0..3),
+            torn in proptest::option::of(0usize..700),
+        ) {
+            let mut generations = Vec::new();
+            let mut g = first_generation;
+            while !crate::format::generation_ok(g) {
+                g += 1;
+            }
+            for _ in 0..=earlier.len() {
+                generations.push(g);
+                g = crate::format::next_generation(g).unwrap();
+            }
+            let new_gen = *generations.last().unwrap();
+            let crc = RecordCrc::of_generation(new_gen);
+            let capacity = 1024usize;
+            let mut slots = vec![0u8; capacity * RECORD_SIZE];
+            // Each earlier use's records, over the ones before.
+            for (u, &n) in earlier.iter().enumerate() {
+                let c = RecordCrc::of_generation(generations[u]);
+                for i in 0..n {
+                    let r = slot_of(&rec(10_000 + u as u16 * 1000 + i as u16, i as i64), c);
+                    slots[i * RECORD_SIZE..(i + 1) * RECORD_SIZE].copy_from_slice(r.as_bytes());
+                }
+            }
+            let before = slots.clone();
+            let new: Vec<Record> = (0..new_count).map(|i| slot_of(&rec(i as u16, 7 + i as i64), crc)).collect();
+            let written = if new_count == 0 { 0 } else { written_pick % (new_count + 1) };
+            for (i, r) in new[..written].iter().enumerate() {
+                slots[i * RECORD_SIZE..(i + 1) * RECORD_SIZE].copy_from_slice(r.as_bytes());
+            }
+            // A power loss: some written slots back to their old bytes, one torn.
+            if written > 0 {
+                for &l in &lost {
+                    let l = l % written;
+                    slots[l * RECORD_SIZE..(l + 1) * RECORD_SIZE]
+                        .copy_from_slice(&before[l * RECORD_SIZE..(l + 1) * RECORD_SIZE]);
+                }
+                if let Some(t) = torn {
+                    let t = t % written;
+                    slots[t * RECORD_SIZE + 48..(t + 1) * RECORD_SIZE]
+                        .copy_from_slice(&before[t * RECORD_SIZE + 48..(t + 1) * RECORD_SIZE]);
+                }
+            }
+            let expected = (0..written)
+                .take_while(|&i| slots[i * RECORD_SIZE..(i + 1) * RECORD_SIZE] == *new[i].as_bytes())
+                .count();
+            proptest::prop_assert_eq!(committed_slots(&slots, crc) as usize, expected);
+            proptest::prop_assert_eq!(committed_slots_one_by_one(&slots, crc) as usize, expected);
+
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join("r.log");
+            let mut file = LogHeader::new(3600, 3600, 1, crc).as_bytes().to_vec();
+            file.extend_from_slice(&slots);
+            std::fs::write(&p, &file).unwrap();
+            let view = LogView::open(&p, 3600, 3600, 1).unwrap();
+            proptest::prop_assert_eq!(view.count as usize, expected);
+            let want: Vec<Record> = new[..expected]
+                .iter()
+                .map(|r| Record::read_with(r.as_bytes(), crc).unwrap())
+                .collect();
+            proptest::prop_assert_eq!(view.records().unwrap(), want.clone());
+            let mut log = ActiveLog::open(&p, 3600, 3600, 1).unwrap();
+            proptest::prop_assert_eq!(log.count as usize, expected);
+            proptest::prop_assert_eq!(log.records().unwrap(), want.clone());
+            log.append(&rec(60_000, 1)).unwrap();
+            log.flush().unwrap();
+            drop(log);
+            let after = std::fs::read(&p).unwrap();
+            let header = LogHeader::new(3600, 3600, 1, crc);
+            proptest::prop_assert_eq!(&after[..HEADER_SIZE], header.as_bytes());
+            let tail = &after[HEADER_SIZE + (expected + 1) * RECORD_SIZE..];
+            proptest::prop_assert!(tail.iter().all(|&b| b == 0), "every slot after the recovered ones zeroed");
+            let log = ActiveLog::open(&p, 3600, 3600, 1).unwrap();
+            proptest::prop_assert_eq!(log.count as usize, expected + 1);
+            proptest::prop_assert_eq!(log.zeroed_slots, 0);
+        }
+    }
+
     #[test]
     fn log_grows_past_its_preallocation_and_recovers() {
         let d = tempfile::tempdir().unwrap();
@@ -1548,8 +1691,13 @@ mod tests {
         let mut seen = Vec::new();
         assert!(all_crcs_right(
             c.records(),
-            RecordCrc::Castagnoli,
+            short.crc,
             &mut |rs: &[Record]| seen.extend_from_slice(rs)
+        ));
+        assert!(!all_crcs_right(
+            c.records(),
+            RecordCrc::Castagnoli,
+            &mut |_| {}
         ));
         assert_eq!(seen, c.records());
         // Records in memory hold CRC-32/IEEE (an older log's kind).
