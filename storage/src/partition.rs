@@ -53,7 +53,7 @@ const CRC_SPLIT_RECORDS_MIN: usize = 1 << 16;
 /// that fails, and the last partial one, slot by slot. Several damaged
 /// records in one chunk can cancel out (probability 2^-32); every record a
 /// lookup or an export returns is read again with [`Record::read_with`].
-fn committed_slots(slots: &[u8], crc: RecordCrc) -> u64 {
+pub(crate) fn committed_slots(slots: &[u8], crc: RecordCrc) -> u64 {
     let chunk_bytes = CHECK_CHUNK_SLOTS * RECORD_SIZE;
     let chunk_crc = chunk_crc(crc);
     let mut n = 0u64;
@@ -234,9 +234,20 @@ impl ActiveLog {
         start_ns: i64,
         span_ns: i64,
         segment: u32,
+        held: u32,
     ) -> Result<ActiveLog, StoreError> {
         std::fs::hard_link(spare, path).map_err(StoreError::io(path, "link spare log to"))?;
-        ActiveLog::init(path, file, start_ns, span_ns, segment)
+        let generation = if held == 0 {
+            GENERATION_FIRST
+        } else {
+            crate::format::next_generation(held).expect("recycled only below the last")
+        };
+        ActiveLog::init_gen(path, file, start_ns, span_ns, segment, generation)
+    }
+
+    /// The generation of a version 3 log (0: versions 1, 2).
+    pub fn generation(&self) -> u32 {
+        self.crc.generation()
     }
 
     fn init(
@@ -245,6 +256,17 @@ impl ActiveLog {
         start_ns: i64,
         span_ns: i64,
         segment: u32,
+    ) -> Result<ActiveLog, StoreError> {
+        ActiveLog::init_gen(path, file, start_ns, span_ns, segment, GENERATION_FIRST)
+    }
+
+    fn init_gen(
+        path: &Path,
+        file: File,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+        generation: u32,
     ) -> Result<ActiveLog, StoreError> {
         // Called on a new file, or on one whose bytes are all zero or
         // shorter than a header: its slots are zero. Never shrink it (a
@@ -262,8 +284,7 @@ impl ActiveLog {
             file.set_len(len)
                 .map_err(StoreError::io(path, "preallocate log"))?;
         }
-        // A new file's slots have never held a record: the first generation.
-        let crc = RecordCrc::of_generation(GENERATION_FIRST);
+        let crc = RecordCrc::of_generation(generation);
         file.write_all_at(
             LogHeader::new(start_ns, span_ns, segment, crc).as_bytes(),
             0,
@@ -331,30 +352,31 @@ impl ActiveLog {
             let Some(crc) = crc_of_headerless(&map[HEADER_SIZE..]) else {
                 // Version 3 records (or none): their generation was in the
                 // lost header, and the slots may hold records of any of the
-                // file's uses, so none is kept (none was promised). Every
-                // slot is zeroed and made durable before the new header is
-                // written (`init`, generation 1 again: nothing of an earlier
-                // use is left), so no crash can pair that header with a
-                // record of an earlier use.
-                let mut zeroed = 0;
-                for slot in map[HEADER_SIZE..].chunks_exact_mut(RECORD_SIZE) {
-                    if slot.iter().any(|&b| b != 0) {
-                        slot.fill(0);
-                        zeroed += 1;
-                    }
-                }
-                map.flush().map_err(StoreError::io(path, "msync log"))?;
-                drop(map);
-                let mut log = ActiveLog::init(path, file, start_ns, span_ns, segment)?;
-                log.zeroed_slots = zeroed;
-                log.header_rewritten = true;
-                return Ok(log);
+                // file's uses, so none is kept (none was promised).
+                return ActiveLog::zeroed_anew(map, path, file, start_ns, span_ns, segment);
             };
             map[..HEADER_SIZE]
                 .copy_from_slice(LogHeader::new(start_ns, span_ns, segment, crc).as_bytes());
             header_rewritten = true;
         }
         let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
+        if h.version.get() >= 3
+            && h.span_ns.get() == span_ns
+            && check_log_header(path, &h, start_ns, span_ns, segment).is_err()
+            && path
+                .with_file_name(crate::format::file_name(
+                    h.start_ns.get(),
+                    h.segment.get(),
+                    crate::format::FileKind::Sealed,
+                ))
+                .exists()
+        {
+            // The header of the sealed log whose file this was (its `.part`
+            // is here): the file was used again and the crash came before
+            // the new header was durable, so before the new log's first
+            // flush; none of its records was promised.
+            return ActiveLog::zeroed_anew(map, path, file, start_ns, span_ns, segment);
+        }
         check_log_header(path, &h, start_ns, span_ns, segment)?;
         let crc = h.record_crc();
         let count = committed_slots(&map[HEADER_SIZE..], crc);
@@ -384,6 +406,35 @@ impl ActiveLog {
             zeroed_slots: zeroed,
             header_rewritten,
         })
+    }
+
+    /// A log none of whose records can be kept (a version 3 log whose own
+    /// header is not on disk) made empty: every slot is zeroed and made
+    /// durable before the new header is written (`init`, generation 1
+    /// again: nothing of an earlier use is left), so no crash can pair that
+    /// header with a record of an earlier use.
+    fn zeroed_anew(
+        mut map: memmap2::MmapMut,
+        path: &Path,
+        file: File,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+    ) -> Result<ActiveLog, StoreError> {
+        let mut zeroed = 0;
+        for slot in map[HEADER_SIZE..].chunks_exact_mut(RECORD_SIZE) {
+            if slot.iter().any(|&b| b != 0) {
+                slot.fill(0);
+                zeroed += 1;
+            }
+        }
+        map[..HEADER_SIZE].fill(0);
+        map.flush().map_err(StoreError::io(path, "msync log"))?;
+        drop(map);
+        let mut log = ActiveLog::init(path, file, start_ns, span_ns, segment)?;
+        log.zeroed_slots = zeroed;
+        log.header_rewritten = true;
+        Ok(log)
     }
 
     /// Appends one record (made by [`Record::encode`], which checked the
@@ -826,13 +877,47 @@ fn check_identity(
     Ok(())
 }
 
-/// A read-only view of an active log, safe to take while a writer appends.
+/// The error a [`LogView`] returns when the log's file was used again for
+/// another log under it (its header changed: a sealed log is renamed to a
+/// spare only after its `.part` is published, so the `.part` next to the
+/// name holds its records). "Not found", as a log removed after its seal:
+/// readers then read the `.part` ([`log_used_again`] tells it apart).
+fn used_again(path: &Path) -> StoreError {
+    StoreError::io(path, "read log")(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        LOG_USED_AGAIN,
+    ))
+}
+
+const LOG_USED_AGAIN: &str = "sealed and its file used again for another log";
+
+/// Whether `e` says a log was sealed and its file used again (or removed)
+/// while it was read: its `.part` holds its records.
+pub(crate) fn log_gone(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// [`log_gone`] for the file used again (tests).
+#[cfg(test)]
+pub(crate) fn log_used_again(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if source.to_string() == LOG_USED_AGAIN)
+}
+
+/// A read-only view of an active log, safe to take while a writer appends,
+/// and while the writer seals it and uses its file again for another log:
+/// the header read at open is compared with the map's after the committed
+/// length is found and whenever a record fails its check; a change means
+/// the file was used again ([`log_gone`]). Records read before that with
+/// the first header's CRC (its generation) are this log's: no record of
+/// another use of the file passes that CRC.
 pub(crate) struct LogView {
     pub path: PathBuf,
     map: Mmap,
     pub count: u64,
     /// The CRC its records hold (the header's version).
     crc: RecordCrc,
+    /// The header as read at open (zero: none yet).
+    header: [u8; HEADER_SIZE],
 }
 
 impl LogView {
@@ -855,28 +940,76 @@ impl LogView {
                 map: mmap::map_read(&file, 0).map_err(StoreError::io(path, "map log"))?,
                 count: 0,
                 crc: RecordCrc::Castagnoli,
+                header: [0; HEADER_SIZE],
             });
         }
         let map_len = HDR + (len - HDR) / REC * REC;
         let map = mmap::map_read(&file, map_len).map_err(StoreError::io(path, "map log"))?;
-        if map[..HEADER_SIZE].iter().all(|&b| b == 0) {
+        let header: [u8; HEADER_SIZE] = map[..HEADER_SIZE].try_into().expect("64 bytes");
+        if header.iter().all(|&b| b == 0) {
             return Ok(LogView {
                 path: path.to_path_buf(),
                 map,
                 count: 0,
                 crc: RecordCrc::Castagnoli,
+                header,
             });
         }
-        let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
+        let h = LogHeader::read(&header).map_err(|f| f.at(path, 0))?;
+        if h.version.get() >= 3 && check_log_header(path, &h, start_ns, span_ns, segment).is_err() {
+            // A version 3 header of another log: the file was used again,
+            // under this reader (this log's `.part` is published: read
+            // it), or before a crash that lost the new header (no `.part`:
+            // nothing of this log was promised, it reads as empty, and
+            // the next writer's recovery empties it).
+            let own_part = path.with_file_name(crate::format::file_name(
+                start_ns,
+                segment,
+                crate::format::FileKind::Sealed,
+            ));
+            if own_part.exists() {
+                return Err(used_again(path));
+            }
+            return Ok(LogView {
+                path: path.to_path_buf(),
+                map,
+                count: 0,
+                crc: RecordCrc::Castagnoli,
+                header,
+            });
+        }
         check_log_header(path, &h, start_ns, span_ns, segment)?;
         let crc = h.record_crc();
         let count = committed_slots(&map[HEADER_SIZE..], crc);
-        Ok(LogView {
+        let v = LogView {
             path: path.to_path_buf(),
             map,
             count,
             crc,
-        })
+            header,
+        };
+        // Used again during the scan: the count may have ended at a slot
+        // the next use wrote (whose header was written first).
+        v.same_file()?;
+        Ok(v)
+    }
+
+    /// An error if the header changed since [`LogView::open`] read it (the
+    /// file was used again for another log). Every read checks it after
+    /// reading: the next use writes its header before any slot, so a slot
+    /// it wrote that a read saw (and skipped, its public address not the
+    /// one asked for) shows as a changed header after that read.
+    pub fn same_file(&self) -> Result<(), StoreError> {
+        if self.map.len() >= HEADER_SIZE && self.map[..HEADER_SIZE] != self.header {
+            return Err(used_again(&self.path));
+        }
+        Ok(())
+    }
+
+    /// `e` (a record of this log failed its check), or [`used_again`] if
+    /// the file was used again meanwhile.
+    fn failed(&self, e: StoreError) -> StoreError {
+        self.same_file().err().unwrap_or(e)
     }
 
     /// Committed records, validated.
@@ -884,7 +1017,10 @@ impl LogView {
         if self.count == 0 {
             return Ok(Vec::new());
         }
-        read_slots(&self.path, &self.map[HEADER_SIZE..], self.count, self.crc)
+        let v = read_slots(&self.path, &self.map[HEADER_SIZE..], self.count, self.crc)
+            .map_err(|e| self.failed(e))?;
+        self.same_file()?;
+        Ok(v)
     }
 
     /// Committed records whose public address is `ip` (and port `port`,
@@ -908,10 +1044,11 @@ impl LogView {
                 let off = HEADER_SIZE + i * RECORD_SIZE;
                 out.push(
                     Record::read_with(r.as_bytes(), self.crc)
-                        .map_err(|f| f.at(&self.path, off as u64))?,
+                        .map_err(|f| self.failed(f.at(&self.path, off as u64)))?,
                 );
             }
         }
+        self.same_file()?;
         Ok(out)
     }
 
@@ -922,7 +1059,7 @@ impl LogView {
 
     /// The committed records' (public ip, public port, slot), sorted: the
     /// index [`LogView::records_with_public_indexed`] searches. 24 bytes a
-    /// record.
+    /// record. The caller checks [`LogView::same_file`] after building it.
     pub fn public_index(&self) -> Vec<([u8; 16], u16, u32)> {
         if self.count == 0 {
             return Vec::new();
@@ -959,9 +1096,10 @@ impl LogView {
             let off = HEADER_SIZE + i as usize * RECORD_SIZE;
             out.push(
                 Record::read_with(&self.map[off..off + RECORD_SIZE], self.crc)
-                    .map_err(|f| f.at(&self.path, off as u64))?,
+                    .map_err(|f| self.failed(f.at(&self.path, off as u64)))?,
             );
         }
+        self.same_file()?;
         Ok(out)
     }
 }
@@ -1601,6 +1739,141 @@ mod tests {
             proptest::prop_assert_eq!(log.count as usize, expected + 1);
             proptest::prop_assert_eq!(log.zeroed_slots, 0);
         }
+    }
+
+    /// A log sealed and its file used again for the next log while a
+    /// reader has it mapped: the reader's view (opened before) says
+    /// "used again" on every read that could have met the next use's
+    /// bytes, never returns a record of the next log and never silently
+    /// returns fewer; a view opened after reads the old name's `.part`
+    /// instead ("used again"), or, with no `.part` (a crash lost the new
+    /// header), an empty log, which recovery empties (`zeroed_anew`).
+    #[test]
+    fn log_used_again_under_a_reader_is_never_read_as_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        let hour = 3_600_000_000_000i64;
+        let a = d.path().join(crate::format::file_name(
+            hour,
+            0,
+            crate::format::FileKind::Active,
+        ));
+        let mut log = ActiveLog::create(&a, hour, hour, 0).unwrap();
+        for i in 0..300u16 {
+            log.append(&rec(i, hour + i64::from(i))).unwrap();
+        }
+        log.flush().unwrap();
+        let generation = log.generation();
+        let view = LogView::open(&a, hour, hour, 0).unwrap();
+        let index = view.public_index();
+        view.same_file().unwrap();
+        assert_eq!(view.records().unwrap().len(), 300);
+        let ip = rec(0, 0).public_ip;
+        assert_eq!(view.records_with_public(ip, Some(5)).unwrap().len(), 1);
+        assert_eq!(
+            view.records_with_public_indexed(&index, ip, Some(5))
+                .unwrap()
+                .len(),
+            1
+        );
+        drop(log);
+        // Sealed (its `.part` published), renamed to a spare, taken by the
+        // next hour's log: a new header, then records over the first slots.
+        std::fs::write(
+            a.with_file_name(crate::format::file_name(
+                hour,
+                0,
+                crate::format::FileKind::Sealed,
+            )),
+            b"published",
+        )
+        .unwrap();
+        let spare = d.path().join("spare-r000001.log.tmp");
+        std::fs::rename(&a, &spare).unwrap();
+        let b = d.path().join(crate::format::file_name(
+            2 * hour,
+            0,
+            crate::format::FileKind::Active,
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&spare)
+            .unwrap();
+        let mut next =
+            ActiveLog::from_spare(&spare, file, &b, 2 * hour, hour, 0, generation).unwrap();
+        std::fs::remove_file(&spare).unwrap();
+        assert_eq!(next.generation(), generation + 1);
+        // Only the header so far: reads of slots not overwritten would pass
+        // their CRC, but the changed header is seen after every read.
+        for e in [
+            view.records().unwrap_err(),
+            view.records_with_public(ip, Some(5)).unwrap_err(),
+            view.records_with_public(ip, Some(299)).unwrap_err(),
+            view.records_with_public_indexed(&index, ip, Some(299))
+                .unwrap_err(),
+        ] {
+            assert!(log_used_again(&e), "{e}");
+        }
+        // Records of the next log over the first slots (other ports).
+        for i in 0..10u16 {
+            next.append(&rec(1000 + i, 2 * hour + i64::from(i)))
+                .unwrap();
+        }
+        next.flush().unwrap();
+        assert!(log_used_again(
+            &view.records_with_public(ip, Some(5)).unwrap_err()
+        ));
+        assert!(log_used_again(
+            &view
+                .records_with_public_indexed(&index, ip, Some(5))
+                .unwrap_err()
+        ));
+        // The old name, if it came back (its `.part` beside it: a reader
+        // reads the `.part`); with no `.part`: empty, and recovery empties it.
+        std::fs::hard_link(&b, &a).unwrap();
+        assert!(log_used_again(
+            &LogView::open(&a, hour, hour, 0).map(|_| ()).unwrap_err()
+        ));
+        let c = d.path().join(crate::format::file_name(
+            3 * hour,
+            0,
+            crate::format::FileKind::Active,
+        ));
+        std::fs::rename(&a, &c).unwrap();
+        assert_eq!(LogView::open(&c, 3 * hour, hour, 0).unwrap().count, 0);
+        // Recovery of `b` itself: its header is its own (generation + 1).
+        drop(next);
+        let reopened = ActiveLog::open(&b, 2 * hour, hour, 0).unwrap();
+        assert_eq!(
+            (reopened.count, reopened.generation()),
+            (10, generation + 1)
+        );
+        drop(reopened);
+        // A header of another log whose `.part` is here: the new log's
+        // header was lost: emptied, generation 1, every slot zero.
+        let mut bytes = std::fs::read(&c).unwrap();
+        bytes[..HEADER_SIZE]
+            .copy_from_slice(LogHeader::new(hour, hour, 0, RecordCrc::of_generation(7)).as_bytes());
+        std::fs::write(&c, &bytes).unwrap();
+        let e = ActiveLog::open(&c, 3 * hour, hour, 0)
+            .map(|l| (l.count, l.generation(), l.zeroed_slots));
+        // (The recovery of `b` above zeroed the earlier use's 290 records.)
+        assert_eq!(e.unwrap(), (0, GENERATION_FIRST, 10));
+        let after = std::fs::read(&c).unwrap();
+        assert!(after[HEADER_SIZE..].iter().all(|&x| x == 0));
+        // Without the `.part` such a header is reported, as before.
+        let mut bytes = after;
+        bytes[..HEADER_SIZE].copy_from_slice(
+            LogHeader::new(5 * hour, hour, 0, RecordCrc::of_generation(7)).as_bytes(),
+        );
+        std::fs::write(&c, &bytes).unwrap();
+        assert!(matches!(
+            ActiveLog::open(&c, 3 * hour, hour, 0).map(|_| ()),
+            Err(StoreError::Corrupt {
+                field: "start_ns",
+                ..
+            })
+        ));
     }
 
     #[test]

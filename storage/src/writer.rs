@@ -193,6 +193,9 @@ struct SealedLog {
     /// The segment (start, number) the copies were carried into; `None`
     /// for a log recovery found next to its `.part` (deleted by a flush).
     carried_into: Option<(i64, u32)>,
+    /// The log's generation (0: a version 1 or 2 log, or one recovery found
+    /// beside its `.part`: removed, not used again).
+    generation: u32,
 }
 
 /// Appends mappings to a store. Only one exists per store (`store.lock`).
@@ -252,6 +255,8 @@ pub struct Writer {
     /// Spare log files asked of `chores` so far (also their temp names'
     /// numbers).
     spares_asked: u64,
+    /// Temp names given to sealed logs kept as spares (`spare-rNNNNNN`).
+    spares_asked_recycled: u64,
     /// Write-behind ([`Writer::set_write_behind`]): an append leaves its
     /// records in the logs' buffers; they are written out when a buffer
     /// holds `LOG_BUFFER_RECORDS_MAX` records, before a log is synced,
@@ -1002,6 +1007,7 @@ impl Writer {
             chores,
             sync_chore: 0,
             spares_asked: 0,
+            spares_asked_recycled: 0,
             write_behind: false,
             spare_log_buffers: Vec::new(),
             stats: WriterStats::default(),
@@ -1074,6 +1080,7 @@ impl Writer {
             self.sealed_logs.push(SealedLog {
                 path: f.path.clone(),
                 carried_into: None,
+                generation: 0,
             });
             self.stats.recovered_carries += 1;
         }
@@ -1089,6 +1096,29 @@ impl Writer {
         t.div_euclid(self.span_ns) * self.span_ns
     }
 
+    /// A sealed log whose records are durable elsewhere (its `.part`
+    /// published, its carried copies durable): used again as a spare
+    /// (renamed, on the background thread: [`Chore::Recycle`]) if it is a
+    /// version 3 log with a next generation, else removed.
+    fn retire_log(&mut self, path: PathBuf, generation: u32) {
+        if generation != 0 && crate::format::next_generation(generation).is_some() {
+            self.spares_asked_recycled += 1;
+            let name = format!(
+                "spare-r{:06}.log{}",
+                self.spares_asked_recycled,
+                fsutil::TMP_SUFFIX
+            );
+            let spare = self.parts.join(name);
+            self.chores.send(Chore::Recycle {
+                log: path,
+                spare,
+                generation,
+            });
+        } else {
+            self.chores.send(Chore::Remove(path));
+        }
+    }
+
     /// The active log of partition `start`, creating a new segment (0, or
     /// one past the highest sealed) if there is none.
     fn log_for(&mut self, start: i64) -> Result<&mut ActiveLog, StoreError> {
@@ -1096,8 +1126,9 @@ impl Writer {
             let seg = self.sealed_max.get(&start).map_or(0, |s| s + 1);
             let path = self.parts.join(file_name(start, seg, FileKind::Active));
             let log = match self.chores.take_spare() {
-                Some((spare, file)) => {
-                    let log = ActiveLog::from_spare(&spare, file, &path, start, self.span_ns, seg);
+                Some((spare, file, held)) => {
+                    let log =
+                        ActiveLog::from_spare(&spare, file, &path, start, self.span_ns, seg, held);
                     // Its temp name goes on the background thread (a crash
                     // before that: recovery deletes `*.tmp`).
                     self.chores.send(Chore::Remove(spare));
@@ -1107,7 +1138,9 @@ impl Writer {
             };
             // The next log's file made ahead, on the background thread
             // (one at a time: asked only when none is being made).
-            if self.chores.spares_unfinished(self.spares_asked) == 0 {
+            if self.chores.spares_unfinished(self.spares_asked) == 0
+                && self.chores.spares_ready() == 0
+            {
                 self.spares_asked += 1;
                 let name = format!("spare-{:06}.log{}", self.spares_asked, fsutil::TMP_SUFFIX);
                 self.chores.send(Chore::Spare(self.parts.join(name)));
@@ -1592,7 +1625,7 @@ impl Writer {
                 continue;
             }
             let l = self.sealed_logs.swap_remove(i);
-            self.chores.send(Chore::Remove(l.path));
+            self.retire_log(l.path, l.generation);
         }
         Ok(())
     }
@@ -1959,12 +1992,13 @@ impl Writer {
                 let sealed = SealedLog {
                     path: log.path.clone(),
                     carried_into,
+                    generation: log.generation(),
                 };
                 drop(log);
                 if sealed.carried_into.is_none() {
                     // Its records are in the `.part` (synced before the
                     // rename): removed on the background thread.
-                    self.chores.send(Chore::Remove(sealed.path));
+                    self.retire_log(sealed.path, sealed.generation);
                 } else {
                     self.sealed_logs.push(sealed);
                 }
@@ -2809,7 +2843,11 @@ mod tests {
         /// them). A log's record slots are listed sorted: where a carry
         /// lands among a log's own records depends on when its seal thread
         /// is done (the seal keeps the same records either way), with or
-        /// without write-behind.
+        /// without write-behind. A log is listed as its header without the
+        /// generation (and header CRC) and its committed records with their
+        /// CRC-32/IEEE: whether a log's file is new or a sealed log's used
+        /// again (its generation, the old records after the new) depends on
+        /// when the background thread got to the sealed log.
         fn files(store: &Store) -> Vec<(String, Vec<u8>)> {
             use crate::format::{HEADER_SIZE, RECORD_SIZE};
             let mut v: Vec<(String, Vec<u8>)> = ["partitions", "gaps"]
@@ -2829,9 +2867,23 @@ mod tests {
                     if !n.ends_with(".log") {
                         return (n, b);
                     }
-                    let mut slots: Vec<&[u8]> = b[HEADER_SIZE..].chunks(RECORD_SIZE).collect();
+                    let Ok(h) = crate::format::LogHeader::read(&b) else {
+                        return (n, b);
+                    };
+                    let crc = h.record_crc();
+                    let count = crate::partition::committed_slots(&b[HEADER_SIZE..], crc) as usize;
+                    let mut slots: Vec<Vec<u8>> = b[HEADER_SIZE..]
+                        .chunks(RECORD_SIZE)
+                        .take(count)
+                        .map(|s| {
+                            crate::format::Record::read_with(s, crc)
+                                .unwrap()
+                                .as_bytes()
+                                .to_vec()
+                        })
+                        .collect();
                     slots.sort();
-                    let mut sorted = b[..HEADER_SIZE].to_vec();
+                    let mut sorted = b[..36].to_vec();
                     sorted.extend(slots.concat());
                     (n, sorted)
                 })
@@ -2839,6 +2891,7 @@ mod tests {
             v.sort();
             v
         }
+        use zerocopy::IntoBytes;
 
         proptest::proptest! {
             #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
@@ -2943,20 +2996,24 @@ mod tests {
                         if write_out {
                             wb.write_out().unwrap();
                         }
+                        // Records of the log's generation, that is: a
+                        // file used again holds an earlier use's records
+                        // after them, which are none of this log's.
                         for ((path, count), b) in logs.iter().zip(&before) {
                             let after = std::fs::read(path).unwrap();
+                            let crc = crate::format::LogHeader::read(b).unwrap().record_crc();
                             let at = |x: &[u8], i: usize| x[HEADER_SIZE + i * RECORD_SIZE..][..RECORD_SIZE].to_vec();
                             let slots = (b.len() - HEADER_SIZE) / RECORD_SIZE;
-                            let zero = vec![0u8; RECORD_SIZE];
-                            let k = (0..slots).find(|&i| at(b, i) == zero).unwrap_or(slots);
+                            let own = |x: &[u8], i: usize| crate::format::Record::read_with(&at(x, i), crc).is_ok();
+                            let k = (0..slots).find(|&i| !own(b, i)).unwrap_or(slots);
                             proptest::prop_assert!(k as u64 <= *count);
                             proptest::prop_assert!(
-                                b[HEADER_SIZE + k * RECORD_SIZE..].iter().all(|&x| x == 0),
-                                "{}: a record after the zero slot {}", path.display(), k
+                                (k..slots).all(|i| !own(b, i)),
+                                "{}: a record after the slot {} that is not one", path.display(), k
                             );
                             proptest::prop_assert!(after[..HEADER_SIZE + k * RECORD_SIZE] == b[..HEADER_SIZE + k * RECORD_SIZE]);
                             if write_out {
-                                let n = (0..slots).find(|&i| at(&after, i) == zero).unwrap_or(slots);
+                                let n = (0..slots).find(|&i| !own(&after, i)).unwrap_or(slots);
                                 proptest::prop_assert_eq!(n as u64, *count);
                             }
                         }
