@@ -76,8 +76,10 @@ struct State {
     /// An error happened (kept after the writer took it: later chores are
     /// skipped).
     stopped: bool,
-    /// Spare log files made and not taken yet, oldest first.
-    /// (temp path, handle, the generation its file held: 0 for a new file).
+    /// Spare log files made or kept and not taken yet, in the order they
+    /// came (taken newest first: a sealed log kept last has the most of its
+    /// pages still cached). (temp path, handle, the generation its file
+    /// held: 0 for a new file.)
     spares: Vec<(PathBuf, File, u32)>,
     /// Spares asked for that were made or failed (made ones are in
     /// `spares` until taken).
@@ -164,8 +166,8 @@ impl Chores {
         self.shared.fail_next_sync.store(true, Ordering::Release);
     }
 
-    /// A spare log made ahead (its temp path and an open handle), if one is
-    /// ready.
+    /// A spare log made ahead or kept (its temp path, an open handle and
+    /// the generation its file held, 0 for a new file), if one is ready.
     pub fn take_spare(&self) -> Option<(PathBuf, File, u32)> {
         let mut st = self.shared.state.lock().expect("not poisoned");
         st.spares.pop()

@@ -3118,6 +3118,61 @@ mod tests {
             assert!(store.reader().verify().unwrap().is_empty());
         }
 
+        /// A sealed log's file (its `.part` published) becomes the next
+        /// log's, with the next generation, and nothing of it is read as
+        /// the next log's: each hour's lookups, the recovery of a log in a
+        /// file used again, and the seals answer as with new files.
+        #[test]
+        fn sealed_logs_are_used_again_with_the_next_generation() {
+            let d = tempfile::tempdir().unwrap();
+            let store = store(d.path(), 1000);
+            let generation = |start: i64| {
+                let b = std::fs::read(log(&store, start)).unwrap();
+                u32::from_le_bytes(b[36..40].try_into().unwrap())
+            };
+            let mut w = store.writer().unwrap();
+            let mut seen = Vec::new();
+            for h in 0..5i64 {
+                let start = T0 + h * H;
+                // More records in the first hour: later logs overwrite only
+                // the first slots of the file, the rest are the first hour's.
+                for i in 0..if h == 0 { 300 } else { 3 } {
+                    let t = start + (10 + i) * S;
+                    w.append(&tcp(1000 + h as u16, t, t + S, EndReason::Fin))
+                        .unwrap();
+                }
+                w.flush().unwrap();
+                seen.push(generation(start));
+                assert_eq!(holders(&store, 1000 + h as u16, start + 10 * S), 1);
+                w.seal_before(start + H).unwrap();
+                // The sealed log renamed to a spare before the next log.
+                w.chores.wait(w.chores.sent());
+            }
+            assert_eq!(seen, [1, 2, 3, 4, 5]);
+            // The writer stops with the sixth hour's log (in the file of
+            // all the others, generation 6) unsealed: the next writer
+            // recovers its one record, none of the earlier hours'.
+            let t = T0 + 5 * H;
+            w.append(&tcp(1005, t + 10 * S, t + 11 * S, EndReason::Fin))
+                .unwrap();
+            w.flush().unwrap();
+            assert_eq!(generation(t), 6);
+            drop(w);
+            let mut w = store.writer().unwrap();
+            assert_eq!(w.stats().recovered_zeroed_slots, 299);
+            assert_eq!(holders(&store, 1005, t + 10 * S), 1);
+            assert_eq!(holders(&store, 1000, t + 10 * S), 0);
+            w.seal_all().unwrap();
+            for h in 0..6i64 {
+                assert_eq!(
+                    holders(&store, 1000 + h as u16, T0 + h * H + 10 * S),
+                    1,
+                    "hour {h}"
+                );
+            }
+            assert!(store.reader().verify().unwrap().is_empty());
+        }
+
         /// A failed removal (not "already gone") stops the writer too; one
         /// that finds the file gone is what it wanted.
         #[test]
