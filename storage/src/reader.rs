@@ -710,14 +710,18 @@ impl Reader {
             };
             match opened {
                 Ok(View::Sealed(v)) => errors.extend(v.verify()),
-                Ok(View::Log(v)) => {
-                    if let Err(e) = v.records() {
-                        errors.push(e);
-                    }
-                }
-                Ok(View::Snapshot(s)) => {
-                    if let Err(e) = s.0.records() {
-                        errors.push(e);
+                Ok(View::Log(_) | View::Snapshot(_)) => {
+                    let read = match &opened {
+                        Ok(View::Log(v)) => v.records(),
+                        Ok(View::Snapshot(s)) => s.0.records(),
+                        _ => unreachable!("matched above"),
+                    };
+                    // Sealed meanwhile and its file used again: its `.part`.
+                    match read.map_err(|e| self.instead_of_log(&f, e)) {
+                        Ok(_) => {}
+                        Err(Ok(View::Sealed(v))) => errors.extend(v.verify()),
+                        Err(Ok(_)) => unreachable!("instead of a log: its `.part`"),
+                        Err(Err(e)) => errors.push(e),
                     }
                 }
                 Err(e) => errors.push(e),
