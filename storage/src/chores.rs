@@ -46,7 +46,26 @@ pub(crate) enum Chore {
     /// thread only links it into place ([`Chores::take_spare`]). A failure
     /// is not an error: the writer then creates its next log itself.
     Spare(PathBuf),
+    /// A sealed log whose records are durable elsewhere (as `Remove`),
+    /// renamed to the spare temp name `spare` instead and kept as a spare
+    /// whose file held `generation` (its next log takes the next one), if
+    /// fewer than [`SPARES_MAX`] spares of at most [`SPARES_BYTES_MAX`]
+    /// bytes in all wait; else removed. The writer sends it only after the
+    /// log's `.part` is published (fsynced, directory fsynced).
+    Recycle {
+        log: PathBuf,
+        spare: PathBuf,
+        generation: u32,
+    },
 }
+
+/// Spare log files kept at most (made and used again): one seal's worth
+/// of sealed logs ([`crate::writer::SEALED_LOGS_PENDING_MAX`] are retired at
+/// once by a flush) and one.
+pub(crate) const SPARES_MAX: usize = crate::writer::SEALED_LOGS_PENDING_MAX + 1;
+/// Bytes of spare log files kept at most (256 MiB): a sealed log that would
+/// pass it is removed, not kept.
+pub(crate) const SPARES_BYTES_MAX: u64 = 256 << 20;
 
 #[derive(Default)]
 struct State {
@@ -57,8 +76,11 @@ struct State {
     /// An error happened (kept after the writer took it: later chores are
     /// skipped).
     stopped: bool,
-    /// Spare log files made and not taken yet, oldest first.
-    spares: Vec<(PathBuf, File)>,
+    /// Spare log files made or kept and not taken yet, in the order they
+    /// came (taken newest first: a sealed log kept last has the most of its
+    /// pages still cached). (temp path, handle, the generation its file
+    /// held: 0 for a new file.)
+    spares: Vec<(PathBuf, File, u32)>,
     /// Spares asked for that were made or failed (made ones are in
     /// `spares` until taken).
     spares_finished: u64,
@@ -144,11 +166,11 @@ impl Chores {
         self.shared.fail_next_sync.store(true, Ordering::Release);
     }
 
-    /// A spare log made ahead (its temp path and an open handle), if one is
-    /// ready.
-    pub fn take_spare(&self) -> Option<(PathBuf, File)> {
+    /// A spare log made ahead or kept (its temp path, an open handle and
+    /// the generation its file held, 0 for a new file), if one is ready.
+    pub fn take_spare(&self) -> Option<(PathBuf, File, u32)> {
         let mut st = self.shared.state.lock().expect("not poisoned");
-        (!st.spares.is_empty()).then(|| st.spares.remove(0))
+        st.spares.pop()
     }
 
     /// Waits for everything queued, then removes the spare logs made (none
@@ -156,10 +178,15 @@ impl Chores {
     pub fn remove_spares(&self) -> Result<(), StoreError> {
         self.wait(self.sent);
         let spares = std::mem::take(&mut self.shared.state.lock().expect("not poisoned").spares);
-        for (path, _) in spares {
+        for (path, ..) in spares {
             std::fs::remove_file(&path).map_err(StoreError::io(&path, "remove spare log"))?;
         }
         Ok(())
+    }
+
+    /// Spares made or kept, waiting to be taken.
+    pub fn spares_ready(&self) -> usize {
+        self.shared.state.lock().expect("not poisoned").spares.len()
     }
 
     /// Spares asked for (of `asked`) that are not made (nor failed) yet.
@@ -193,7 +220,7 @@ impl Drop for Chores {
         // Spares not used: removed (or, if that fails, by the next writer's
         // recovery, which deletes every `*.tmp`).
         if let Ok(mut st) = self.shared.state.lock() {
-            for (path, _) in st.spares.drain(..) {
+            for (path, ..) in st.spares.drain(..) {
                 let _ = std::fs::remove_file(path);
             }
         }
@@ -209,7 +236,7 @@ fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
             } else {
                 crate::partition::ActiveLog::make_spare(&path)
                     .ok()
-                    .map(|f| (path, f))
+                    .map(|f| (path, f, 0))
             };
             let mut st = shared.state.lock().expect("not poisoned");
             st.spares.extend(made);
@@ -218,6 +245,46 @@ fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
             shared.changed.notify_all();
             continue;
         }
+        let chore = match chore {
+            Chore::Recycle {
+                log,
+                spare,
+                generation,
+            } => {
+                let room = |len: u64| {
+                    let st = shared.state.lock().expect("not poisoned");
+                    let bytes: u64 = st
+                        .spares
+                        .iter()
+                        .map(|(_, f, _)| f.metadata().map_or(0, |m| m.len()))
+                        .sum();
+                    st.spares.len() < SPARES_MAX && bytes.saturating_add(len) <= SPARES_BYTES_MAX
+                };
+                let len = std::fs::metadata(&log).map_or(u64::MAX, |m| m.len());
+                // Renamed (not removed) only with room; made durable by a
+                // later directory fsync, as a removal is: a crash may bring
+                // the old name back (beside its `.part`: recovery removes
+                // it) or leave the `*.tmp` name (deleted).
+                if !skip && room(len) && std::fs::rename(&log, &spare).is_ok() {
+                    let f = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&spare);
+                    let mut st = shared.state.lock().expect("not poisoned");
+                    match f {
+                        Ok(f) => st.spares.push((spare, f, generation)),
+                        Err(_) => {
+                            let _ = std::fs::remove_file(&spare);
+                        }
+                    }
+                    st.done += 1;
+                    shared.changed.notify_all();
+                    continue;
+                }
+                Chore::Remove(log)
+            }
+            c => c,
+        };
         let result = if skip { Ok(()) } else { work(chore, shared) };
         let mut st = shared.state.lock().expect("not poisoned");
         if let Err(e) = result {
@@ -256,6 +323,6 @@ fn work(chore: Chore, shared: &Shared) -> Result<(), StoreError> {
             }
             _ => Ok(()),
         },
-        Chore::Spare(_) => unreachable!("made in `run`"),
+        Chore::Spare(_) | Chore::Recycle { .. } => unreachable!("made in `run`"),
     }
 }

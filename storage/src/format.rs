@@ -16,11 +16,39 @@ use crate::model::{EndReason, Mapping, Proto, UnixNanos, NANOS_PER_SEC};
 /// Format version written in every sealed v1 header and footer; readers
 /// refuse higher versions (sealed v2: [`crate::sealed_v2`]).
 pub const FORMAT_VERSION: u32 = 1;
-/// Version of the active logs this natrec writes: 2, whose records' `crc`
-/// holds a CRC-32C ([`RecordCrc::Castagnoli`]). Version 1 logs (CRC-32/IEEE,
-/// [`RecordCrc::Ieee`]), left by older natrecs, are still opened, recovered,
-/// appended to in their own version and sealed.
-pub const LOG_VERSION: u32 = 2;
+/// Version of the active logs this natrec writes: 3, whose records' `crc`
+/// holds a CRC-32C seeded with the log file's generation
+/// ([`RecordCrc::Generation`], [`LogHeader::generation`]). Version 2 logs
+/// (plain CRC-32C, [`RecordCrc::Castagnoli`]) and version 1 logs
+/// (CRC-32/IEEE, [`RecordCrc::Ieee`]), left by older natrecs, are still
+/// opened, recovered, appended to in their own version and sealed.
+pub const LOG_VERSION: u32 = 3;
+
+/// The generation of a version 3 log made in a new file (every log, until a
+/// file is used again: then [`next_generation`] of the one it held).
+pub const GENERATION_FIRST: u32 = 1;
+
+/// The one generation whose seed is 0 ([`RecordCrc::of_generation`]): its
+/// records' CRCs would be a version 2 log's. Never used.
+pub const GENERATION_UNSEEDED: u32 = 0x9be0_9bab;
+
+/// Whether `g` may be a version 3 log's generation: not 0 (the field is
+/// zero in version 1 and 2 headers) and not [`GENERATION_UNSEEDED`].
+pub fn generation_ok(g: u32) -> bool {
+    g != 0 && g != GENERATION_UNSEEDED
+}
+
+/// The generation a file that held generation `g` takes when it is used
+/// again: the next valid one (`None` at the end of the u32 range: the file
+/// is not used again, it is deleted). Generations of one file only grow, so
+/// none repeats for it (docs/FORMAT.md, "Log generations").
+pub fn next_generation(g: u32) -> Option<u32> {
+    let mut n = g.checked_add(1)?;
+    if !generation_ok(n) {
+        n = n.checked_add(1)?;
+    }
+    Some(n)
+}
 /// Bytes per stored mapping.
 pub const RECORD_SIZE: usize = 96;
 /// Bytes of every header and footer.
@@ -103,7 +131,7 @@ const _: () = assert!(offset_of!(Record, crc) == RECORD_SIZE - 4);
 pub struct LogHeader {
     /// [`LOG_MAGIC`].
     pub magic: [u8; 8],
-    /// [`LOG_VERSION`] (or 1, an older natrec's log: [`RecordCrc`]).
+    /// [`LOG_VERSION`] (or 1 or 2, an older natrec's log: [`RecordCrc`]).
     pub version: U32,
     /// [`RECORD_SIZE`].
     pub record_size: U32,
@@ -113,12 +141,18 @@ pub struct LogHeader {
     pub span_ns: I64,
     /// Segment number (the `-NNNN` of the name).
     pub segment: U32,
+    /// Version 3: the file's generation, which seeds every record's CRC
+    /// ([`RecordCrc::Generation`]; [`generation_ok`]); never the same twice
+    /// for one file ([`next_generation`]). Versions 1 and 2: zero (it was
+    /// reserved).
+    pub generation: U32,
     /// Zero.
-    pub reserved: [u8; 24],
+    pub reserved: [u8; 20],
     /// CRC-32 of bytes 0..60.
     pub crc: U32,
 }
 const _: () = assert!(size_of::<LogHeader>() == HEADER_SIZE);
+const _: () = assert!(offset_of!(LogHeader, generation) == 36);
 
 /// Header of a sealed partition (`*.part`).
 #[derive(
@@ -211,9 +245,10 @@ pub fn valid_records_crc(n: u64) -> u32 {
 pub const RECORD_RESIDUE_C: u32 = 0x4867_4bc7;
 
 /// Which CRC the `crc` field of a log's records holds: the log header's
-/// version says ([`LOG_VERSION`]). A record in memory, in a sealed
-/// partition or returned by a read of a log always holds CRC-32/IEEE
-/// ([`Record::compute_crc`]); only a version 2 log's slots hold CRC-32C,
+/// version (and, in version 3, generation) says ([`LOG_VERSION`]). A record
+/// in memory, in a sealed partition or returned by a read of a log always
+/// holds CRC-32/IEEE ([`Record::compute_crc`]); only a version 2 or 3 log's
+/// slots hold CRC-32C,
 /// computed with the SSE 4.2 `crc32` instruction (`hwcrc.rs`; the `crc32c`
 /// crate without SSE 4.2 and for long buffers): ~30 instructions for a
 /// record's 92 bytes against ~125 for crc32fast (its PCLMULQDQ folding, one
@@ -225,17 +260,39 @@ pub const RECORD_RESIDUE_C: u32 = 0x4867_4bc7;
 pub enum RecordCrc {
     /// CRC-32/IEEE: version 1 logs.
     Ieee,
-    /// CRC-32C (Castagnoli): version 2 logs, what this natrec writes.
+    /// CRC-32C (Castagnoli) of the record's 92 bytes: version 2 logs.
     Castagnoli,
+    /// CRC-32C of the log's generation (4 bytes, little-endian) followed by
+    /// the record's 92 bytes: version 3 logs, what this natrec writes. A
+    /// record written under another generation of the same file fails the
+    /// check (docs/FORMAT.md, "Log generations").
+    Generation {
+        /// The log header's generation ([`generation_ok`]).
+        generation: u32,
+        /// CRC-32C of the generation's 4 bytes: where each record's CRC
+        /// starts ([`crate::hwcrc::crc32c_record`]'s seed).
+        seed: u32,
+    },
 }
 
 impl RecordCrc {
-    /// The CRC of a log of `version` (checked by [`LogHeader::read`]).
-    pub fn of_log_version(version: u32) -> RecordCrc {
-        if version == 1 {
-            RecordCrc::Ieee
-        } else {
-            RecordCrc::Castagnoli
+    /// A version 3 log's CRC for generation `g` (which must be
+    /// [`generation_ok`]).
+    pub fn of_generation(g: u32) -> RecordCrc {
+        assert!(generation_ok(g), "log generation {g:#x} is never used");
+        RecordCrc::Generation {
+            generation: g,
+            seed: crc32c::crc32c(&g.to_le_bytes()),
+        }
+    }
+
+    /// The CRC of a log whose header says `version` and `generation`
+    /// (checked by [`LogHeader::read`]).
+    pub fn of_log(version: u32, generation: u32) -> RecordCrc {
+        match version {
+            1 => RecordCrc::Ieee,
+            2 => RecordCrc::Castagnoli,
+            _ => RecordCrc::of_generation(generation),
         }
     }
 
@@ -243,16 +300,36 @@ impl RecordCrc {
     pub fn log_version(self) -> u32 {
         match self {
             RecordCrc::Ieee => 1,
-            RecordCrc::Castagnoli => LOG_VERSION,
+            RecordCrc::Castagnoli => 2,
+            RecordCrc::Generation { .. } => LOG_VERSION,
         }
     }
 
-    /// This CRC of `bytes`.
+    /// The generation a log header with this CRC holds (0: versions 1, 2).
+    pub fn generation(self) -> u32 {
+        match self {
+            RecordCrc::Generation { generation, .. } => generation,
+            _ => 0,
+        }
+    }
+
+    /// The CRC-32C seed of each record (0: no prefix), for the CRC-32C kinds.
+    #[inline]
+    pub(crate) fn seed(self) -> u32 {
+        match self {
+            RecordCrc::Generation { seed, .. } => seed,
+            _ => 0,
+        }
+    }
+
+    /// The plain CRC of `bytes` this kind's chunk checks stream over runs
+    /// of records (CRC-32/IEEE, or CRC-32C unseeded for both CRC-32C
+    /// kinds: [`RecordCrc::valid_records_crc`] is the matching value).
     #[inline]
     pub fn hash(self, bytes: &[u8]) -> u32 {
         match self {
             RecordCrc::Ieee => crc32fast::hash(bytes),
-            RecordCrc::Castagnoli => crc32c::crc32c(bytes),
+            RecordCrc::Castagnoli | RecordCrc::Generation { .. } => crc32c::crc32c(bytes),
         }
     }
 
@@ -261,7 +338,8 @@ impl RecordCrc {
     pub fn of(self, r: &Record) -> u32 {
         match self {
             RecordCrc::Ieee => r.compute_crc(),
-            RecordCrc::Castagnoli => crate::hwcrc::crc32c_record(
+            RecordCrc::Castagnoli | RecordCrc::Generation { .. } => crate::hwcrc::crc32c_record(
+                self.seed(),
                 r.as_bytes()[..RECORD_SIZE - 4]
                     .try_into()
                     .expect("a record's CRC covers 92 bytes"),
@@ -269,20 +347,27 @@ impl RecordCrc {
         }
     }
 
-    /// This CRC of `n` valid records back to back ([`valid_records_crc`]
-    /// for CRC-32/IEEE; the same reasoning for CRC-32C, whose residue is
-    /// [`RECORD_RESIDUE_C`]). CRC-32C: computed over `n` copies of one
-    /// valid record (the crate's `crc32c_combine` costs ~100 000
-    /// instructions a call), so meant for chunks (`n` ≤ a few hundred), as
-    /// the readers of version 2 logs use it.
+    /// [`RecordCrc::hash`] of `n` valid records back to back
+    /// ([`valid_records_crc`] for CRC-32/IEEE; the same reasoning for
+    /// CRC-32C, whose residue is [`RECORD_RESIDUE_C`]). CRC-32C: computed
+    /// over `n` copies of one valid record (the crate's `crc32c_combine`
+    /// costs ~100 000 instructions a call), so meant for chunks (`n` ≤ a
+    /// few hundred), as the readers of version 2 and 3 logs use it.
+    ///
+    /// Seeded (version 3): the stream is the plain CRC-32C of the records'
+    /// bytes, each record's CRC field seeded. A CRC is affine in its start
+    /// state, so from any state a valid seeded record leads to a state that
+    /// depends on that state only (the record's own CRC from the seed's
+    /// state is the residue): the value still depends on `n` (and the
+    /// seed) only, and one damaged record changes it exactly when its own
+    /// check fails.
     pub fn valid_records_crc(self, n: u64) -> u32 {
         match self {
             RecordCrc::Ieee => valid_records_crc(n),
-            RecordCrc::Castagnoli => {
-                let mut one = [0u8; RECORD_SIZE];
-                let c = crc32c::crc32c(&one[..RECORD_SIZE - 4]);
-                one[RECORD_SIZE - 4..].copy_from_slice(&c.to_le_bytes());
-                (0..n).fold(0, |crc, _| crc32c::crc32c_append(crc, &one))
+            RecordCrc::Castagnoli | RecordCrc::Generation { .. } => {
+                let mut one = Record::new_zeroed();
+                one.crc = U32::new(self.of(&one));
+                (0..n).fold(0, |crc, _| crc32c::crc32c_append(crc, one.as_bytes()))
             }
         }
     }
@@ -768,9 +853,9 @@ fn check_common(
 
 impl LogHeader {
     /// A fresh header of a log whose records hold `crc`: [`LOG_VERSION`]
-    /// for [`RecordCrc::Castagnoli`] (every new log), 1 for
-    /// [`RecordCrc::Ieee`] (an older natrec's log whose header is written
-    /// again at recovery).
+    /// and its generation for [`RecordCrc::Generation`] (every new log), 2
+    /// or 1 for [`RecordCrc::Castagnoli`] or [`RecordCrc::Ieee`] (an older
+    /// natrec's log whose header is written again at recovery).
     pub fn new(start_ns: i64, span_ns: i64, segment: u32, crc: RecordCrc) -> LogHeader {
         let mut h = LogHeader {
             magic: LOG_MAGIC,
@@ -779,7 +864,8 @@ impl LogHeader {
             start_ns: I64::new(start_ns),
             span_ns: I64::new(span_ns),
             segment: U32::new(segment),
-            reserved: [0; 24],
+            generation: U32::new(crc.generation()),
+            reserved: [0; 20],
             crc: U32::new(0),
         };
         h.crc = U32::new(header_crc(h.as_bytes()));
@@ -797,7 +883,25 @@ impl LogHeader {
             h.crc.get(),
             h.as_bytes(),
         )?;
-        if h.reserved != [0; 24] {
+        let g = h.generation.get();
+        if h.version.get() < 3 && g != 0 {
+            return Err(Fault::new(
+                "generation",
+                offset_of!(LogHeader, generation),
+                format!(
+                    "expected zero in a version {} log, found {g:#x}",
+                    h.version.get()
+                ),
+            ));
+        }
+        if h.version.get() >= 3 && !generation_ok(g) {
+            return Err(Fault::new(
+                "generation",
+                offset_of!(LogHeader, generation),
+                format!("expected a log generation, found {g:#x}, which is never written"),
+            ));
+        }
+        if h.reserved != [0; 20] {
             return Err(Fault::new(
                 "reserved",
                 offset_of!(LogHeader, reserved),
@@ -805,6 +909,12 @@ impl LogHeader {
             ));
         }
         Ok(h)
+    }
+
+    /// The CRC this log's records hold (the header checked by
+    /// [`LogHeader::read`]).
+    pub fn record_crc(&self) -> RecordCrc {
+        RecordCrc::of_log(self.version.get(), self.generation.get())
     }
 }
 
@@ -1308,10 +1418,92 @@ mod tests {
             b[bit / 8] ^= 1 << (bit % 8);
             assert_ne!(c.hash(&b), c.valid_records_crc(40), "bit {bit}");
         }
-        assert_eq!(RecordCrc::of_log_version(1), RecordCrc::Ieee);
-        assert_eq!(RecordCrc::of_log_version(LOG_VERSION), c);
+        assert_eq!(RecordCrc::of_log(1, 0), RecordCrc::Ieee);
+        assert_eq!(RecordCrc::of_log(2, 0), c);
         assert_eq!(c.log_version(), 2);
         assert_eq!(RecordCrc::Ieee.log_version(), 1);
+    }
+
+    /// Version 3: each record's CRC is the CRC-32C of the generation's four
+    /// bytes and the record's 92; n valid records still have one CRC per
+    /// count (and generation); a record of another generation never passes
+    /// (the seeds differ, so its CRC is off by a fixed non-zero value).
+    #[test]
+    fn generation_seeds_the_record_crc() {
+        let g = RecordCrc::of_generation(GENERATION_FIRST);
+        assert_eq!(RecordCrc::of_log(LOG_VERSION, GENERATION_FIRST), g);
+        assert_eq!(g.log_version(), 3);
+        assert_eq!(g.generation(), 1);
+        let mut bytes = Vec::new();
+        for n in 0..40u64 {
+            assert_eq!(g.hash(&bytes), g.valid_records_crc(n), "n = {n}");
+            let mut m = sample();
+            m.first_ns = n as i64;
+            m.last_ns = 1000 + (n * n) as i64;
+            let mut r = Record::new_zeroed();
+            Record::encode_into(&m, 0, &mut r, g).unwrap();
+            let mut prefixed = 1u32.to_le_bytes().to_vec();
+            prefixed.extend_from_slice(&r.as_bytes()[..92]);
+            assert_eq!(r.crc.get(), crc32c::crc32c(&prefixed));
+            assert_eq!(
+                Record::read_with(r.as_bytes(), g)
+                    .unwrap()
+                    .decode()
+                    .unwrap(),
+                m
+            );
+            // Another generation, version 2, version 1: refused.
+            for other in [
+                RecordCrc::of_generation(2),
+                RecordCrc::of_generation(u32::MAX),
+                RecordCrc::Castagnoli,
+                RecordCrc::Ieee,
+            ] {
+                let f = Record::read_with(r.as_bytes(), other).unwrap_err();
+                assert_eq!(f.field, "record crc");
+            }
+            bytes.extend_from_slice(r.as_bytes());
+        }
+        for bit in (0..bytes.len() * 8).step_by(13) {
+            let mut b = bytes.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert_ne!(g.hash(&b), g.valid_records_crc(40), "bit {bit}");
+        }
+        // The generation whose seed is 0 would be version 2's CRC: never used.
+        assert_eq!(crc32c::crc32c(&GENERATION_UNSEEDED.to_le_bytes()), 0);
+        assert!(!generation_ok(GENERATION_UNSEEDED) && !generation_ok(0));
+        assert_eq!(next_generation(1), Some(2));
+        assert_eq!(
+            next_generation(GENERATION_UNSEEDED - 1),
+            Some(GENERATION_UNSEEDED + 1)
+        );
+        assert_eq!(next_generation(u32::MAX - 1), Some(u32::MAX));
+        assert_eq!(next_generation(u32::MAX), None);
+    }
+
+    proptest::proptest! {
+        /// Two different generations never both accept one record: a CRC is
+        /// affine in its start state and 92 bytes map distinct states to
+        /// distinct CRCs, so the CRC under generation `b` of a record valid
+        /// under `a` is its CRC xor a non-zero value fixed by `a` and `b`
+        /// (and the seed of a 4-byte generation is one-to-one).
+        #[test]
+        fn a_record_of_another_generation_is_refused(
+            a in 1u32.., b in 1u32.., port in proptest::num::u16::ANY, first in 0i64..1 << 60,
+        ) {
+            proptest::prop_assume!(generation_ok(a) && generation_ok(b) && a != b);
+            let (ca, cb) = (RecordCrc::of_generation(a), RecordCrc::of_generation(b));
+            let mut m = sample();
+            m.public = std::net::SocketAddr::new(m.public.ip(), port);
+            m.first_ns = first;
+            m.last_ns = first + 1;
+            let mut r = Record::new_zeroed();
+            Record::encode_into(&m, 0, &mut r, ca).unwrap();
+            proptest::prop_assert!(Record::read_with(r.as_bytes(), ca).is_ok());
+            proptest::prop_assert!(Record::read_with(r.as_bytes(), cb).is_err());
+            proptest::prop_assert!(Record::read_with(r.as_bytes(), RecordCrc::Castagnoli).is_err());
+            proptest::prop_assert_ne!(ca.seed(), cb.seed());
+        }
     }
 
     /// The residue and the CRC of n valid records, against CRCs computed
@@ -1350,18 +1542,41 @@ mod tests {
             3_600 * NANOS_PER_SEC,
             3_600 * NANOS_PER_SEC,
             2,
-            RecordCrc::Castagnoli,
+            RecordCrc::of_generation(0x0102_0304),
         );
         let b = h.as_bytes().to_vec();
         assert_eq!(&b[..8], b"NATRECL1");
-        assert_eq!(&b[8..12], &2u32.to_le_bytes());
-        // An older natrec's log (version 1) reads too.
+        assert_eq!(&b[8..12], &3u32.to_le_bytes());
+        assert_eq!(&b[36..40], &[4, 3, 2, 1]);
+        assert!(b[40..60].iter().all(|&x| x == 0));
+        // An older natrec's logs (versions 1 and 2) read too, generation 0.
         let h1 = LogHeader::new(0, 3_600 * NANOS_PER_SEC, 0, RecordCrc::Ieee);
         assert_eq!(&h1.as_bytes()[8..12], &1u32.to_le_bytes());
         assert_eq!(LogHeader::read(h1.as_bytes()).unwrap(), h1);
+        assert_eq!(h1.record_crc(), RecordCrc::Ieee);
+        let h2 = LogHeader::new(0, 3_600 * NANOS_PER_SEC, 0, RecordCrc::Castagnoli);
+        assert_eq!(&h2.as_bytes()[8..12], &2u32.to_le_bytes());
+        assert_eq!(&h2.as_bytes()[36..60], &[0; 24]);
+        assert_eq!(LogHeader::read(h2.as_bytes()).unwrap(), h2);
+        assert_eq!(h2.record_crc(), RecordCrc::Castagnoli);
         assert_eq!(&b[12..16], &96u32.to_le_bytes());
         assert_eq!(&b[32..36], &2u32.to_le_bytes());
         assert_eq!(LogHeader::read(&b).unwrap(), h);
+        assert_eq!(h.record_crc(), RecordCrc::of_generation(0x0102_0304));
+        // A generation in a version 2 header, none (or the unseeded one) in
+        // a version 3 header: refused, the header's CRC right.
+        for (version, g) in [(2u32, 1u32), (1, 7), (3, 0), (3, GENERATION_UNSEEDED)] {
+            let mut x = h;
+            x.version = U32::new(version);
+            x.generation = U32::new(g);
+            x.crc = U32::new(header_crc(x.as_bytes()));
+            let f = LogHeader::read(x.as_bytes()).unwrap_err();
+            assert_eq!((f.field, f.offset), ("generation", 36), "{version} {g}");
+        }
+        let mut x = h;
+        x.reserved[19] = 1;
+        x.crc = U32::new(header_crc(x.as_bytes()));
+        assert_eq!(LogHeader::read(x.as_bytes()).unwrap_err().field, "reserved");
         let mut bad = b.clone();
         bad[20] ^= 0x40;
         let f = LogHeader::read(&bad).unwrap_err();
@@ -1398,8 +1613,8 @@ mod tests {
 
     #[test]
     fn version_from_the_future_is_named() {
-        let mut h = LogHeader::new(0, 1, 0, RecordCrc::Castagnoli);
-        h.version = U32::new(3);
+        let mut h = LogHeader::new(0, 1, 0, RecordCrc::of_generation(1));
+        h.version = U32::new(4);
         h.crc = U32::new(header_crc(h.as_bytes()));
         let f = LogHeader::read(h.as_bytes()).unwrap_err();
         assert_eq!(f.field, "version");
@@ -1408,8 +1623,8 @@ mod tests {
             matches!(
                 e,
                 crate::StoreError::Version {
-                    found: 3,
-                    supported: 2,
+                    found: 4,
+                    supported: 3,
                     ..
                 }
             ),

@@ -11,6 +11,13 @@
 //! interleaved chains: ~16 instructions a record, and a third of the
 //! latency).
 //!
+//! Both take a `seed`: the CRC-32C of bytes that come before the record's
+//! in the CRC (0: none, a version 2 log's record). A version 3 log's record
+//! CRC is the CRC-32C of its generation's four bytes followed by the
+//! record's 92 ([`crate::format::RecordCrc::Generation`]): the seed is the
+//! CRC-32C of those four bytes, computed once per log, so the record costs
+//! the same instructions as without (only the chain's first value differs).
+//!
 //! `lib.rs` allows `unsafe_code` for this module: its two `unsafe` blocks
 //! are the calls of the `sse4.2` functions, each after the CPU was checked
 //! to have it.
@@ -18,20 +25,21 @@
 /// Bytes of a record covered by its CRC.
 pub(crate) const RECORD_CRC_BYTES: usize = 92;
 
-/// CRC-32C of `b`: the instruction when the CPU has SSE 4.2 (detected at
+/// CRC-32C of the bytes whose CRC-32C is `seed` followed by `b` (`seed` 0:
+/// of `b` alone): the instruction when the CPU has SSE 4.2 (detected at
 /// run time, once; then a load and a test a call), else the `crc32c` crate.
 #[inline]
-pub(crate) fn crc32c_record(b: &[u8; RECORD_CRC_BYTES]) -> u32 {
+pub(crate) fn crc32c_record(seed: u32, b: &[u8; RECORD_CRC_BYTES]) -> u32 {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("sse4.2") {
             // SAFETY: `crc32c_record_sse42` only requires the `sse4.2` target
             // feature, and the CPU has it (checked on the line above). It
             // reads only `b` through safe indexing.
-            return unsafe { crc32c_record_sse42(b) };
+            return unsafe { crc32c_record_sse42(seed, b) };
         }
     }
-    crc32c::crc32c(b)
+    crc32c::crc32c_append(seed, b)
 }
 
 /// Bytes of a record: its CRC sits in the last four.
@@ -39,11 +47,11 @@ const RECORD_BYTES: usize = RECORD_CRC_BYTES + 4;
 
 /// Writes the CRC-32C of each record of `records` (whole 96-byte records
 /// back to back) into its last four bytes (little-endian), as
-/// [`crc32c_record`] computes it. With SSE 4.2 three records at a time:
+/// [`crc32c_record`] computes it with `seed`. With SSE 4.2 three records at a time:
 /// their three chains of dependent `crc32` steps interleave, so the CPU
 /// runs them side by side (one chain is latency-bound: 12 steps of 3
 /// cycles); the same instructions, a third of the waiting.
-pub(crate) fn crc32c_set(records: &mut [u8]) {
+pub(crate) fn crc32c_set(seed: u32, records: &mut [u8]) {
     assert_eq!(records.len() % RECORD_BYTES, 0, "whole records");
     #[cfg(target_arch = "x86_64")]
     {
@@ -51,19 +59,19 @@ pub(crate) fn crc32c_set(records: &mut [u8]) {
             // SAFETY: as in `crc32c_record`: the CPU has SSE 4.2, the only
             // requirement; the function reads and writes `records` only
             // through safe indexing.
-            unsafe { crc32c_set_sse42(records) };
+            unsafe { crc32c_set_sse42(seed, records) };
             return;
         }
     }
     for r in records.chunks_exact_mut(RECORD_BYTES) {
-        let c = crc32c::crc32c(&r[..RECORD_CRC_BYTES]);
+        let c = crc32c::crc32c_append(seed, &r[..RECORD_CRC_BYTES]);
         r[RECORD_CRC_BYTES..].copy_from_slice(&c.to_le_bytes());
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-fn crc32c_set_sse42(records: &mut [u8]) {
+fn crc32c_set_sse42(seed: u32, records: &mut [u8]) {
     use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
     let word = |r: &[u8], i: usize| u64::from_le_bytes(r[i * 8..i * 8 + 8].try_into().expect("8"));
     let tail = |r: &[u8]| u32::from_le_bytes(r[88..92].try_into().expect("4 bytes"));
@@ -71,11 +79,7 @@ fn crc32c_set_sse42(records: &mut [u8]) {
     for t in &mut threes {
         let (a, rest) = t.split_at_mut(RECORD_BYTES);
         let (b, c) = rest.split_at_mut(RECORD_BYTES);
-        let (mut x, mut y, mut z) = (
-            u64::from(u32::MAX),
-            u64::from(u32::MAX),
-            u64::from(u32::MAX),
-        );
+        let (mut x, mut y, mut z) = (u64::from(!seed), u64::from(!seed), u64::from(!seed));
         for i in 0..RECORD_CRC_BYTES / 8 {
             x = _mm_crc32_u64(x, word(a, i));
             y = _mm_crc32_u64(y, word(b, i));
@@ -89,17 +93,17 @@ fn crc32c_set_sse42(records: &mut [u8]) {
         c[RECORD_CRC_BYTES..].copy_from_slice(&z.to_le_bytes());
     }
     for r in threes.into_remainder().chunks_exact_mut(RECORD_BYTES) {
-        let c = crc32c_record_sse42(r[..RECORD_CRC_BYTES].try_into().expect("92 bytes"));
+        let c = crc32c_record_sse42(seed, r[..RECORD_CRC_BYTES].try_into().expect("92 bytes"));
         r[RECORD_CRC_BYTES..].copy_from_slice(&c.to_le_bytes());
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-fn crc32c_record_sse42(b: &[u8; RECORD_CRC_BYTES]) -> u32 {
+fn crc32c_record_sse42(seed: u32, b: &[u8; RECORD_CRC_BYTES]) -> u32 {
     use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
     let word = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
-    let mut c = u64::from(u32::MAX);
+    let mut c = u64::from(!seed);
     for i in 0..RECORD_CRC_BYTES / 8 {
         c = _mm_crc32_u64(c, word(i));
     }
@@ -112,11 +116,19 @@ mod tests {
     use super::*;
 
     proptest::proptest! {
-        /// The instruction's CRC is the crate's, on any 92 bytes.
+        /// The instruction's CRC is the crate's, on any 92 bytes, with no
+        /// seed or with the seed of any 4-byte prefix (a generation).
         #[test]
-        fn record_crc_is_the_crates(v in proptest::collection::vec(proptest::num::u8::ANY, RECORD_CRC_BYTES)) {
+        fn record_crc_is_the_crates(
+            v in proptest::collection::vec(proptest::num::u8::ANY, RECORD_CRC_BYTES),
+            g in proptest::num::u32::ANY,
+        ) {
             let b: &[u8; RECORD_CRC_BYTES] = v.as_slice().try_into().unwrap();
-            proptest::prop_assert_eq!(crc32c_record(b), crc32c::crc32c(b));
+            proptest::prop_assert_eq!(crc32c_record(0, b), crc32c::crc32c(b));
+            let mut prefixed = g.to_le_bytes().to_vec();
+            prefixed.extend_from_slice(b);
+            let seed = crc32c::crc32c(&g.to_le_bytes());
+            proptest::prop_assert_eq!(crc32c_record(seed, b), crc32c::crc32c(&prefixed));
         }
     }
 
@@ -126,15 +138,16 @@ mod tests {
         #[test]
         fn set_writes_each_records_crc(
             v in proptest::collection::vec(proptest::num::u8::ANY, 0..RECORD_BYTES * 8),
+            seed in proptest::num::u32::ANY,
         ) {
             let n = v.len() / RECORD_BYTES;
             let mut b = v[..n * RECORD_BYTES].to_vec();
-            crc32c_set(&mut b);
+            crc32c_set(seed, &mut b);
             for (r, orig) in b.chunks_exact(RECORD_BYTES).zip(v.chunks_exact(RECORD_BYTES)) {
                 proptest::prop_assert_eq!(&r[..RECORD_CRC_BYTES], &orig[..RECORD_CRC_BYTES]);
                 proptest::prop_assert_eq!(
                     &r[RECORD_CRC_BYTES..],
-                    &crc32c::crc32c(&orig[..RECORD_CRC_BYTES]).to_le_bytes()[..]
+                    &crc32c::crc32c_append(seed, &orig[..RECORD_CRC_BYTES]).to_le_bytes()[..]
                 );
             }
         }
@@ -143,11 +156,11 @@ mod tests {
     #[test]
     fn known_values() {
         assert_eq!(
-            crc32c_record(&[0; RECORD_CRC_BYTES]),
+            crc32c_record(0, &[0; RECORD_CRC_BYTES]),
             crc32c::crc32c(&[0; 92])
         );
         assert_eq!(
-            crc32c_record(&[0xff; RECORD_CRC_BYTES]),
+            crc32c_record(0, &[0xff; RECORD_CRC_BYTES]),
             crc32c::crc32c(&[0xff; 92])
         );
     }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use zerocopy::{FromBytes, IntoBytes};
 
-use crate::format::{Footer, LogHeader, Record, RecordCrc, SealedHeader, HEADER_SIZE, RECORD_SIZE};
+use crate::format::{
+    Footer, LogHeader, Record, RecordCrc, SealedHeader, GENERATION_FIRST, HEADER_SIZE, RECORD_SIZE,
+};
 use crate::{fsutil, mmap, sealed_v2, StoreError};
 
 /// Slots a new log file is preallocated with (96 KiB of records).
@@ -51,7 +53,7 @@ const CRC_SPLIT_RECORDS_MIN: usize = 1 << 16;
 /// that fails, and the last partial one, slot by slot. Several damaged
 /// records in one chunk can cancel out (probability 2^-32); every record a
 /// lookup or an export returns is read again with [`Record::read_with`].
-fn committed_slots(slots: &[u8], crc: RecordCrc) -> u64 {
+pub(crate) fn committed_slots(slots: &[u8], crc: RecordCrc) -> u64 {
     let chunk_bytes = CHECK_CHUNK_SLOTS * RECORD_SIZE;
     let chunk_crc = chunk_crc(crc);
     let mut n = 0u64;
@@ -74,13 +76,28 @@ fn committed_slots(slots: &[u8], crc: RecordCrc) -> u64 {
 }
 
 /// [`RecordCrc::valid_records_crc`] of [`CHECK_CHUNK_SLOTS`] records
-/// (CRC-32C: computed once, ~40 000 instructions).
+/// (CRC-32C: ~40 000 instructions, computed once for version 2 and once
+/// per generation met in a row for version 3: the last one is kept, and
+/// nearly every log has generation [`GENERATION_FIRST`]).
 fn chunk_crc(crc: RecordCrc) -> u32 {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
     static CASTAGNOLI: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    // The last generation's (high half) value (low half); generation 0 is
+    // never a version 3 log's, so the initial 0 holds nothing.
+    static LAST_GENERATION: AtomicU64 = AtomicU64::new(0);
     match crc {
         RecordCrc::Ieee => crc.valid_records_crc(CHECK_CHUNK_SLOTS as u64),
         RecordCrc::Castagnoli => *CASTAGNOLI
             .get_or_init(|| RecordCrc::Castagnoli.valid_records_crc(CHECK_CHUNK_SLOTS as u64)),
+        RecordCrc::Generation { generation, .. } => {
+            let last = LAST_GENERATION.load(Relaxed);
+            if (last >> 32) as u32 == generation {
+                return last as u32;
+            }
+            let v = crc.valid_records_crc(CHECK_CHUNK_SLOTS as u64);
+            LAST_GENERATION.store((u64::from(generation) << 32) | u64::from(v), Relaxed);
+            v
+        }
     }
 }
 
@@ -102,7 +119,7 @@ fn all_crcs_right(rs: &[Record], crc: RecordCrc, see: &mut impl FnMut(&[Record])
             see(rs);
             right
         }
-        RecordCrc::Castagnoli => {
+        RecordCrc::Castagnoli | RecordCrc::Generation { .. } => {
             let chunk = chunk_crc(crc);
             let mut chunks = rs.chunks_exact(CHECK_CHUNK_SLOTS);
             let mut right = true;
@@ -118,20 +135,20 @@ fn all_crcs_right(rs: &[Record], crc: RecordCrc, see: &mut impl FnMut(&[Record])
 }
 
 /// The CRC of the records in a log whose header was found all zero (a
-/// crash before its first flush; the header is written again): the kind
-/// its first slot passes, CRC-32C first (what this natrec writes); an older
-/// natrec's log holds CRC-32/IEEE. No valid first slot: no record, and the
-/// log is written in the current version.
-fn crc_of_headerless(slots: &[u8]) -> RecordCrc {
-    let Some(first) = slots.get(..RECORD_SIZE) else {
-        return RecordCrc::Castagnoli;
-    };
-    if Record::read_with(first, RecordCrc::Castagnoli).is_err()
-        && Record::read_with(first, RecordCrc::Ieee).is_ok()
-    {
-        RecordCrc::Ieee
+/// crash before its first flush; the header is written again), if they can
+/// be kept: an older natrec's log (its first slot a valid version 2
+/// record, CRC-32C, or else a valid version 1 record, CRC-32/IEEE). `None`:
+/// no such first slot; the slots hold no record or version 3 records,
+/// whose generation was in the lost header (and may be any of the file's
+/// uses: docs/FORMAT.md, "Log generations"), so none can be kept.
+fn crc_of_headerless(slots: &[u8]) -> Option<RecordCrc> {
+    let first = slots.get(..RECORD_SIZE)?;
+    if Record::read_with(first, RecordCrc::Castagnoli).is_ok() {
+        Some(RecordCrc::Castagnoli)
+    } else if Record::read_with(first, RecordCrc::Ieee).is_ok() {
+        Some(RecordCrc::Ieee)
     } else {
-        RecordCrc::Castagnoli
+        None
     }
 }
 
@@ -217,9 +234,20 @@ impl ActiveLog {
         start_ns: i64,
         span_ns: i64,
         segment: u32,
+        held: u32,
     ) -> Result<ActiveLog, StoreError> {
         std::fs::hard_link(spare, path).map_err(StoreError::io(path, "link spare log to"))?;
-        ActiveLog::init(path, file, start_ns, span_ns, segment)
+        let generation = if held == 0 {
+            GENERATION_FIRST
+        } else {
+            crate::format::next_generation(held).expect("recycled only below the last")
+        };
+        ActiveLog::init_gen(path, file, start_ns, span_ns, segment, generation)
+    }
+
+    /// The generation of a version 3 log (0: versions 1, 2).
+    pub fn generation(&self) -> u32 {
+        self.crc.generation()
     }
 
     fn init(
@@ -228,6 +256,17 @@ impl ActiveLog {
         start_ns: i64,
         span_ns: i64,
         segment: u32,
+    ) -> Result<ActiveLog, StoreError> {
+        ActiveLog::init_gen(path, file, start_ns, span_ns, segment, GENERATION_FIRST)
+    }
+
+    fn init_gen(
+        path: &Path,
+        file: File,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+        generation: u32,
     ) -> Result<ActiveLog, StoreError> {
         // Called on a new file, or on one whose bytes are all zero or
         // shorter than a header: its slots are zero. Never shrink it (a
@@ -245,7 +284,7 @@ impl ActiveLog {
             file.set_len(len)
                 .map_err(StoreError::io(path, "preallocate log"))?;
         }
-        let crc = RecordCrc::Castagnoli;
+        let crc = RecordCrc::of_generation(generation);
         file.write_all_at(
             LogHeader::new(start_ns, span_ns, segment, crc).as_bytes(),
             0,
@@ -306,17 +345,40 @@ impl ActiveLog {
             // and the crash came before its first flush made the header
             // durable (a flush syncs the header with the records, so records
             // that were promised durable always have their header). The
-            // header says only what the file name says: write it again and
-            // keep the records that pass their checks, from the first slot,
-            // in the version whose CRC they hold.
-            let crc = crc_of_headerless(&map[HEADER_SIZE..]);
+            // header says only what the file name says and the version:
+            // an older natrec's log (version 1 or 2) gets it again and keeps
+            // the records that pass their checks, from the first slot, in
+            // the version whose CRC they hold.
+            let Some(crc) = crc_of_headerless(&map[HEADER_SIZE..]) else {
+                // Version 3 records (or none): their generation was in the
+                // lost header, and the slots may hold records of any of the
+                // file's uses, so none is kept (none was promised).
+                return ActiveLog::zeroed_anew(map, path, file, start_ns, span_ns, segment);
+            };
             map[..HEADER_SIZE]
                 .copy_from_slice(LogHeader::new(start_ns, span_ns, segment, crc).as_bytes());
             header_rewritten = true;
         }
         let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
+        if h.version.get() >= 3
+            && h.span_ns.get() == span_ns
+            && check_log_header(path, &h, start_ns, span_ns, segment).is_err()
+            && path
+                .with_file_name(crate::format::file_name(
+                    h.start_ns.get(),
+                    h.segment.get(),
+                    crate::format::FileKind::Sealed,
+                ))
+                .exists()
+        {
+            // The header of the sealed log whose file this was (its `.part`
+            // is here): the file was used again and the crash came before
+            // the new header was durable, so before the new log's first
+            // flush; none of its records was promised.
+            return ActiveLog::zeroed_anew(map, path, file, start_ns, span_ns, segment);
+        }
         check_log_header(path, &h, start_ns, span_ns, segment)?;
-        let crc = RecordCrc::of_log_version(h.version.get());
+        let crc = h.record_crc();
         let count = committed_slots(&map[HEADER_SIZE..], crc);
         let mut zeroed = 0;
         for slot in
@@ -344,6 +406,35 @@ impl ActiveLog {
             zeroed_slots: zeroed,
             header_rewritten,
         })
+    }
+
+    /// A log none of whose records can be kept (a version 3 log whose own
+    /// header is not on disk) made empty: every slot is zeroed and made
+    /// durable before the new header is written (`init`, generation 1
+    /// again: nothing of an earlier use is left), so no crash can pair that
+    /// header with a record of an earlier use.
+    fn zeroed_anew(
+        mut map: memmap2::MmapMut,
+        path: &Path,
+        file: File,
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+    ) -> Result<ActiveLog, StoreError> {
+        let mut zeroed = 0;
+        for slot in map[HEADER_SIZE..].chunks_exact_mut(RECORD_SIZE) {
+            if slot.iter().any(|&b| b != 0) {
+                slot.fill(0);
+                zeroed += 1;
+            }
+        }
+        map[..HEADER_SIZE].fill(0);
+        map.flush().map_err(StoreError::io(path, "msync log"))?;
+        drop(map);
+        let mut log = ActiveLog::init(path, file, start_ns, span_ns, segment)?;
+        log.zeroed_slots = zeroed;
+        log.header_rewritten = true;
+        Ok(log)
     }
 
     /// Appends one record (made by [`Record::encode`], which checked the
@@ -425,7 +516,7 @@ impl ActiveLog {
             // Encoded up to the first refused mapping, if any.
             let mut encoded = k;
             let mut refused = None;
-            if crc == RecordCrc::Castagnoli {
+            if crc != RecordCrc::Ieee {
                 // The fields first, then the CRC-32Cs of the stretch three
                 // records at a time (their dependent steps interleave).
                 for (i, (m, slot)) in ms[done..done + k].iter().zip(slots.iter_mut()).enumerate() {
@@ -434,7 +525,7 @@ impl ActiveLog {
                         break;
                     }
                 }
-                crate::hwcrc::crc32c_set(slots[..encoded].as_mut_bytes());
+                crate::hwcrc::crc32c_set(crc.seed(), slots[..encoded].as_mut_bytes());
             } else {
                 for (i, (m, slot)) in ms[done..done + k].iter().zip(slots.iter_mut()).enumerate() {
                     if let Err(f) = Record::encode_into(m, store_flags, slot, crc) {
@@ -786,13 +877,47 @@ fn check_identity(
     Ok(())
 }
 
-/// A read-only view of an active log, safe to take while a writer appends.
+/// The error a [`LogView`] returns when the log's file was used again for
+/// another log under it (its header changed: a sealed log is renamed to a
+/// spare only after its `.part` is published, so the `.part` next to the
+/// name holds its records). "Not found", as a log removed after its seal:
+/// readers then read the `.part` ([`log_used_again`] tells it apart).
+fn used_again(path: &Path) -> StoreError {
+    StoreError::io(path, "read log")(std::io::Error::new(
+        std::io::ErrorKind::NotFound,
+        LOG_USED_AGAIN,
+    ))
+}
+
+const LOG_USED_AGAIN: &str = "sealed and its file used again for another log";
+
+/// Whether `e` says a log was sealed and its file used again (or removed)
+/// while it was read: its `.part` holds its records.
+pub(crate) fn log_gone(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// [`log_gone`] for the file used again (tests).
+#[cfg(test)]
+pub(crate) fn log_used_again(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if source.to_string() == LOG_USED_AGAIN)
+}
+
+/// A read-only view of an active log, safe to take while a writer appends,
+/// and while the writer seals it and uses its file again for another log:
+/// the header read at open is compared with the map's after the committed
+/// length is found and whenever a record fails its check; a change means
+/// the file was used again ([`log_gone`]). Records read before that with
+/// the first header's CRC (its generation) are this log's: no record of
+/// another use of the file passes that CRC.
 pub(crate) struct LogView {
     pub path: PathBuf,
     map: Mmap,
     pub count: u64,
     /// The CRC its records hold (the header's version).
     crc: RecordCrc,
+    /// The header as read at open (zero: none yet).
+    header: [u8; HEADER_SIZE],
 }
 
 impl LogView {
@@ -815,28 +940,76 @@ impl LogView {
                 map: mmap::map_read(&file, 0).map_err(StoreError::io(path, "map log"))?,
                 count: 0,
                 crc: RecordCrc::Castagnoli,
+                header: [0; HEADER_SIZE],
             });
         }
         let map_len = HDR + (len - HDR) / REC * REC;
         let map = mmap::map_read(&file, map_len).map_err(StoreError::io(path, "map log"))?;
-        if map[..HEADER_SIZE].iter().all(|&b| b == 0) {
+        let header: [u8; HEADER_SIZE] = map[..HEADER_SIZE].try_into().expect("64 bytes");
+        if header.iter().all(|&b| b == 0) {
             return Ok(LogView {
                 path: path.to_path_buf(),
                 map,
                 count: 0,
                 crc: RecordCrc::Castagnoli,
+                header,
             });
         }
-        let h = LogHeader::read(&map[..HEADER_SIZE]).map_err(|f| f.at(path, 0))?;
+        let h = LogHeader::read(&header).map_err(|f| f.at(path, 0))?;
+        if h.version.get() >= 3 && check_log_header(path, &h, start_ns, span_ns, segment).is_err() {
+            // A version 3 header of another log: the file was used again,
+            // under this reader (this log's `.part` is published: read
+            // it), or before a crash that lost the new header (no `.part`:
+            // nothing of this log was promised, it reads as empty, and
+            // the next writer's recovery empties it).
+            let own_part = path.with_file_name(crate::format::file_name(
+                start_ns,
+                segment,
+                crate::format::FileKind::Sealed,
+            ));
+            if own_part.exists() {
+                return Err(used_again(path));
+            }
+            return Ok(LogView {
+                path: path.to_path_buf(),
+                map,
+                count: 0,
+                crc: RecordCrc::Castagnoli,
+                header,
+            });
+        }
         check_log_header(path, &h, start_ns, span_ns, segment)?;
-        let crc = RecordCrc::of_log_version(h.version.get());
+        let crc = h.record_crc();
         let count = committed_slots(&map[HEADER_SIZE..], crc);
-        Ok(LogView {
+        let v = LogView {
             path: path.to_path_buf(),
             map,
             count,
             crc,
-        })
+            header,
+        };
+        // Used again during the scan: the count may have ended at a slot
+        // the next use wrote (whose header was written first).
+        v.same_file()?;
+        Ok(v)
+    }
+
+    /// An error if the header changed since [`LogView::open`] read it (the
+    /// file was used again for another log). Every read checks it after
+    /// reading: the next use writes its header before any slot, so a slot
+    /// it wrote that a read saw (and skipped, its public address not the
+    /// one asked for) shows as a changed header after that read.
+    pub fn same_file(&self) -> Result<(), StoreError> {
+        if self.map.len() >= HEADER_SIZE && self.map[..HEADER_SIZE] != self.header {
+            return Err(used_again(&self.path));
+        }
+        Ok(())
+    }
+
+    /// `e` (a record of this log failed its check), or [`used_again`] if
+    /// the file was used again meanwhile.
+    fn failed(&self, e: StoreError) -> StoreError {
+        self.same_file().err().unwrap_or(e)
     }
 
     /// Committed records, validated.
@@ -844,7 +1017,10 @@ impl LogView {
         if self.count == 0 {
             return Ok(Vec::new());
         }
-        read_slots(&self.path, &self.map[HEADER_SIZE..], self.count, self.crc)
+        let v = read_slots(&self.path, &self.map[HEADER_SIZE..], self.count, self.crc)
+            .map_err(|e| self.failed(e))?;
+        self.same_file()?;
+        Ok(v)
     }
 
     /// Committed records whose public address is `ip` (and port `port`,
@@ -868,10 +1044,11 @@ impl LogView {
                 let off = HEADER_SIZE + i * RECORD_SIZE;
                 out.push(
                     Record::read_with(r.as_bytes(), self.crc)
-                        .map_err(|f| f.at(&self.path, off as u64))?,
+                        .map_err(|f| self.failed(f.at(&self.path, off as u64)))?,
                 );
             }
         }
+        self.same_file()?;
         Ok(out)
     }
 
@@ -882,7 +1059,7 @@ impl LogView {
 
     /// The committed records' (public ip, public port, slot), sorted: the
     /// index [`LogView::records_with_public_indexed`] searches. 24 bytes a
-    /// record.
+    /// record. The caller checks [`LogView::same_file`] after building it.
     pub fn public_index(&self) -> Vec<([u8; 16], u16, u32)> {
         if self.count == 0 {
             return Vec::new();
@@ -919,9 +1096,10 @@ impl LogView {
             let off = HEADER_SIZE + i as usize * RECORD_SIZE;
             out.push(
                 Record::read_with(&self.map[off..off + RECORD_SIZE], self.crc)
-                    .map_err(|f| f.at(&self.path, off as u64))?,
+                    .map_err(|f| self.failed(f.at(&self.path, off as u64)))?,
             );
         }
+        self.same_file()?;
         Ok(out)
     }
 }
@@ -1354,9 +1532,10 @@ mod tests {
         /// Chunked or one by one, the committed length is the same: logs of
         /// up to three chunks and a half, followed by zeros, with one slot
         /// damaged (a flipped bit, zeroed, torn in half, or a bad field
-        /// under a right CRC) or none; logs of either version (CRC-32C or
-        /// CRC-32/IEEE records). A log's records read as the other version
-        /// are not committed at all (a one-in-2^32 CRC match aside).
+        /// under a right CRC) or none; logs of any version (CRC-32C seeded
+        /// with a generation, CRC-32C, CRC-32/IEEE records). A log's records
+        /// read as another version (or, version 3, another generation) are
+        /// not committed at all (a one-in-2^32 CRC match aside).
         #[test]
         fn committed_length_checked_in_chunks_is_the_same(
             n in 0usize..900,
@@ -1364,10 +1543,15 @@ mod tests {
             at in 0usize..1200,
             kind in 0u8..5,
             bit in 0usize..(RECORD_SIZE * 8),
-            castagnoli in proptest::bool::ANY,
+            version in 1u32..4,
+            generation in 1u32..1 << 20,
         ) {
-            let crc = if castagnoli { RecordCrc::Castagnoli } else { RecordCrc::Ieee };
-            let other = if castagnoli { RecordCrc::Ieee } else { RecordCrc::Castagnoli };
+            let crc = RecordCrc::of_log(version, generation);
+            let other = match version {
+                1 => RecordCrc::Castagnoli,
+                2 => RecordCrc::Ieee,
+                _ => RecordCrc::of_generation(generation + 1),
+            };
             let mut slots = Vec::new();
             for i in 0..n {
                 slots.extend_from_slice(slot_of(&rec(i as u16, i as i64), crc).as_bytes());
@@ -1460,6 +1644,238 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// A used-again file (log version 3): earlier uses of the file, each
+        /// with its own generation, left valid records in its slots; the new
+        /// use (the next generation, its header durable) wrote `written` of
+        /// its records over them before a kill (every write in the page
+        /// cache) or a power loss (some of those slots lost: back to what
+        /// they held; one torn: its second half back). Recovery
+        /// (`ActiveLog::open`) and a reader (`LogView::open`) find exactly
+        /// the new records up to the first slot that is not what the new use
+        /// wrote there, never an earlier use's record; recovery zeroes every
+        /// slot after them, and appending goes on from there.
+        #[test]
+        fn used_again_log_recovers_exactly_its_own_records(
+            first_generation in 1u32..u32::MAX - 8,
+            earlier in proptest::collection::vec(0usize..700, 1..4),
+            new_count in 0usize..700,
+            written_pick in 0usize..700,
+            lost in proptest::collection::vec(0usize..700, 0..3),
+            torn in proptest::option::of(0usize..700),
+        ) {
+            let mut generations = Vec::new();
+            let mut g = first_generation;
+            while !crate::format::generation_ok(g) {
+                g += 1;
+            }
+            for _ in 0..=earlier.len() {
+                generations.push(g);
+                g = crate::format::next_generation(g).unwrap();
+            }
+            let new_gen = *generations.last().unwrap();
+            let crc = RecordCrc::of_generation(new_gen);
+            let capacity = 1024usize;
+            let mut slots = vec![0u8; capacity * RECORD_SIZE];
+            // Each earlier use's records, over the ones before.
+            for (u, &n) in earlier.iter().enumerate() {
+                let c = RecordCrc::of_generation(generations[u]);
+                for i in 0..n {
+                    let r = slot_of(&rec(10_000 + u as u16 * 1000 + i as u16, i as i64), c);
+                    slots[i * RECORD_SIZE..(i + 1) * RECORD_SIZE].copy_from_slice(r.as_bytes());
+                }
+            }
+            let before = slots.clone();
+            let new: Vec<Record> = (0..new_count).map(|i| slot_of(&rec(i as u16, 7 + i as i64), crc)).collect();
+            let written = if new_count == 0 { 0 } else { written_pick % (new_count + 1) };
+            for (i, r) in new[..written].iter().enumerate() {
+                slots[i * RECORD_SIZE..(i + 1) * RECORD_SIZE].copy_from_slice(r.as_bytes());
+            }
+            // A power loss: some written slots back to their old bytes, one torn.
+            if written > 0 {
+                for &l in &lost {
+                    let l = l % written;
+                    slots[l * RECORD_SIZE..(l + 1) * RECORD_SIZE]
+                        .copy_from_slice(&before[l * RECORD_SIZE..(l + 1) * RECORD_SIZE]);
+                }
+                if let Some(t) = torn {
+                    let t = t % written;
+                    slots[t * RECORD_SIZE + 48..(t + 1) * RECORD_SIZE]
+                        .copy_from_slice(&before[t * RECORD_SIZE + 48..(t + 1) * RECORD_SIZE]);
+                }
+            }
+            let expected = (0..written)
+                .take_while(|&i| slots[i * RECORD_SIZE..(i + 1) * RECORD_SIZE] == *new[i].as_bytes())
+                .count();
+            proptest::prop_assert_eq!(committed_slots(&slots, crc) as usize, expected);
+            proptest::prop_assert_eq!(committed_slots_one_by_one(&slots, crc) as usize, expected);
+
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join("r.log");
+            let mut file = LogHeader::new(3600, 3600, 1, crc).as_bytes().to_vec();
+            file.extend_from_slice(&slots);
+            std::fs::write(&p, &file).unwrap();
+            let view = LogView::open(&p, 3600, 3600, 1).unwrap();
+            proptest::prop_assert_eq!(view.count as usize, expected);
+            let want: Vec<Record> = new[..expected]
+                .iter()
+                .map(|r| Record::read_with(r.as_bytes(), crc).unwrap())
+                .collect();
+            proptest::prop_assert_eq!(view.records().unwrap(), want.clone());
+            let mut log = ActiveLog::open(&p, 3600, 3600, 1).unwrap();
+            proptest::prop_assert_eq!(log.count as usize, expected);
+            proptest::prop_assert_eq!(log.records().unwrap(), want.clone());
+            log.append(&rec(60_000, 1)).unwrap();
+            log.flush().unwrap();
+            drop(log);
+            let after = std::fs::read(&p).unwrap();
+            let header = LogHeader::new(3600, 3600, 1, crc);
+            proptest::prop_assert_eq!(&after[..HEADER_SIZE], header.as_bytes());
+            let tail = &after[HEADER_SIZE + (expected + 1) * RECORD_SIZE..];
+            proptest::prop_assert!(tail.iter().all(|&b| b == 0), "every slot after the recovered ones zeroed");
+            let log = ActiveLog::open(&p, 3600, 3600, 1).unwrap();
+            proptest::prop_assert_eq!(log.count as usize, expected + 1);
+            proptest::prop_assert_eq!(log.zeroed_slots, 0);
+        }
+    }
+
+    /// A log sealed and its file used again for the next log while a
+    /// reader has it mapped: the reader's view (opened before) says
+    /// "used again" on every read that could have met the next use's
+    /// bytes, never returns a record of the next log and never silently
+    /// returns fewer; a view opened after reads the old name's `.part`
+    /// instead ("used again"), or, with no `.part` (a crash lost the new
+    /// header), an empty log, which recovery empties (`zeroed_anew`).
+    #[test]
+    fn log_used_again_under_a_reader_is_never_read_as_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        let hour = 3_600_000_000_000i64;
+        let a = d.path().join(crate::format::file_name(
+            hour,
+            0,
+            crate::format::FileKind::Active,
+        ));
+        let mut log = ActiveLog::create(&a, hour, hour, 0).unwrap();
+        for i in 0..300u16 {
+            log.append(&rec(i, hour + i64::from(i))).unwrap();
+        }
+        log.flush().unwrap();
+        let generation = log.generation();
+        let view = LogView::open(&a, hour, hour, 0).unwrap();
+        let index = view.public_index();
+        view.same_file().unwrap();
+        assert_eq!(view.records().unwrap().len(), 300);
+        let ip = rec(0, 0).public_ip;
+        assert_eq!(view.records_with_public(ip, Some(5)).unwrap().len(), 1);
+        assert_eq!(
+            view.records_with_public_indexed(&index, ip, Some(5))
+                .unwrap()
+                .len(),
+            1
+        );
+        drop(log);
+        // Sealed (its `.part` published), renamed to a spare, taken by the
+        // next hour's log: a new header, then records over the first slots.
+        std::fs::write(
+            a.with_file_name(crate::format::file_name(
+                hour,
+                0,
+                crate::format::FileKind::Sealed,
+            )),
+            b"published",
+        )
+        .unwrap();
+        let spare = d.path().join("spare-r000001.log.tmp");
+        std::fs::rename(&a, &spare).unwrap();
+        let b = d.path().join(crate::format::file_name(
+            2 * hour,
+            0,
+            crate::format::FileKind::Active,
+        ));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&spare)
+            .unwrap();
+        let mut next =
+            ActiveLog::from_spare(&spare, file, &b, 2 * hour, hour, 0, generation).unwrap();
+        std::fs::remove_file(&spare).unwrap();
+        assert_eq!(next.generation(), generation + 1);
+        // Only the header so far: reads of slots not overwritten would pass
+        // their CRC, but the changed header is seen after every read.
+        for e in [
+            view.records().unwrap_err(),
+            view.records_with_public(ip, Some(5)).unwrap_err(),
+            view.records_with_public(ip, Some(299)).unwrap_err(),
+            view.records_with_public_indexed(&index, ip, Some(299))
+                .unwrap_err(),
+        ] {
+            assert!(log_used_again(&e), "{e}");
+        }
+        // Records of the next log over the first slots (other ports).
+        for i in 0..10u16 {
+            next.append(&rec(1000 + i, 2 * hour + i64::from(i)))
+                .unwrap();
+        }
+        next.flush().unwrap();
+        assert!(log_used_again(
+            &view.records_with_public(ip, Some(5)).unwrap_err()
+        ));
+        assert!(log_used_again(
+            &view
+                .records_with_public_indexed(&index, ip, Some(5))
+                .unwrap_err()
+        ));
+        // The old name, if it came back (its `.part` beside it: a reader
+        // reads the `.part`); with no `.part`: empty, and recovery empties it.
+        std::fs::hard_link(&b, &a).unwrap();
+        assert!(log_used_again(
+            &LogView::open(&a, hour, hour, 0).map(|_| ()).unwrap_err()
+        ));
+        let c = d.path().join(crate::format::file_name(
+            3 * hour,
+            0,
+            crate::format::FileKind::Active,
+        ));
+        std::fs::rename(&a, &c).unwrap();
+        assert_eq!(LogView::open(&c, 3 * hour, hour, 0).unwrap().count, 0);
+        // Recovery of `b` itself: its header is its own (generation + 1).
+        drop(next);
+        let reopened = ActiveLog::open(&b, 2 * hour, hour, 0).unwrap();
+        assert_eq!(
+            (reopened.count, reopened.generation()),
+            (10, generation + 1)
+        );
+        drop(reopened);
+        // A header of another log whose `.part` is here: the new log's
+        // header was lost: emptied, generation 1, every slot zero.
+        let mut bytes = std::fs::read(&c).unwrap();
+        bytes[..HEADER_SIZE]
+            .copy_from_slice(LogHeader::new(hour, hour, 0, RecordCrc::of_generation(7)).as_bytes());
+        std::fs::write(&c, &bytes).unwrap();
+        let e = ActiveLog::open(&c, 3 * hour, hour, 0)
+            .map(|l| (l.count, l.generation(), l.zeroed_slots));
+        // (The recovery of `b` above zeroed the earlier use's 290 records.)
+        assert_eq!(e.unwrap(), (0, GENERATION_FIRST, 10));
+        let after = std::fs::read(&c).unwrap();
+        assert!(after[HEADER_SIZE..].iter().all(|&x| x == 0));
+        // Without the `.part` such a header is reported, as before.
+        let mut bytes = after;
+        bytes[..HEADER_SIZE].copy_from_slice(
+            LogHeader::new(5 * hour, hour, 0, RecordCrc::of_generation(7)).as_bytes(),
+        );
+        std::fs::write(&c, &bytes).unwrap();
+        assert!(matches!(
+            ActiveLog::open(&c, 3 * hour, hour, 0).map(|_| ()),
+            Err(StoreError::Corrupt {
+                field: "start_ns",
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn log_grows_past_its_preallocation_and_recovers() {
         let d = tempfile::tempdir().unwrap();
@@ -1548,8 +1964,13 @@ mod tests {
         let mut seen = Vec::new();
         assert!(all_crcs_right(
             c.records(),
-            RecordCrc::Castagnoli,
+            short.crc,
             &mut |rs: &[Record]| seen.extend_from_slice(rs)
+        ));
+        assert!(!all_crcs_right(
+            c.records(),
+            RecordCrc::Castagnoli,
+            &mut |_| {}
         ));
         assert_eq!(seen, c.records());
         // Records in memory hold CRC-32/IEEE (an older log's kind).

@@ -9,7 +9,7 @@ use crate::format::{
     file_name, ip16, natural_key, supersedes, FileKind, NaturalKey, Record, SF_CARRIED, SF_LATE,
 };
 use crate::model::{Mapping, Proto, UnixNanos};
-use crate::partition::{FileId, LogView, SealedView};
+use crate::partition::{log_gone, FileId, LogView, SealedView};
 use crate::store::{list_partitions, PartFile, StoreConfig, PARTITIONS_DIR};
 use crate::writer::LATE_REROUTE_SPANS_MAX;
 use crate::StoreError;
@@ -346,23 +346,36 @@ impl Reader {
                             return Ok(View::Log(v));
                         }
                         let index = v.public_index();
+                        if let Err(e) = v.same_file() {
+                            return self.instead_of_log(f, e);
+                        }
                         let s = std::sync::Arc::new((v, index));
                         l.0.insert(f.path.clone(), s.clone());
                         Ok(View::Snapshot(s))
                     }
                     None => Ok(View::Log(v)),
                 },
-                Err(StoreError::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound =>
-                {
-                    let part = self
-                        .parts
-                        .join(file_name(f.start_ns, f.segment, FileKind::Sealed));
-                    Ok(View::Sealed(self.sealed(&part, f.start_ns, f.segment)?))
-                }
-                Err(e) => Err(e),
+                Err(e) => self.instead_of_log(f, e),
             }
         }
+    }
+
+    /// The view to read instead of the log `f` that failed with `e`: its
+    /// `.part` if the log was sealed meanwhile and removed or its file used
+    /// again ([`log_gone`]; the `.part` is published before either), else
+    /// the error.
+    fn instead_of_log(&self, f: &PartFile, e: StoreError) -> Result<View, StoreError> {
+        if !log_gone(&e) {
+            return Err(e);
+        }
+        if let Some(logs) = &self.logs {
+            let mut l = logs.lock().unwrap_or_else(|e| e.into_inner());
+            l.0.remove(&f.path);
+        }
+        let part = self
+            .parts
+            .join(file_name(f.start_ns, f.segment, FileKind::Sealed));
+        Ok(View::Sealed(self.sealed(&part, f.start_ns, f.segment)?))
     }
 
     /// The files a window [from, to] must read: sealed partitions
@@ -504,14 +517,28 @@ impl Reader {
                         out.errors.push(e);
                     }
                 }
-                View::Log(v) => match v.records_with_public(ip, q.port) {
-                    Ok(recs) => recs.iter().for_each(&mut consider),
-                    Err(e) => out.errors.push(e),
-                },
-                View::Snapshot(s) => match s.0.records_with_public_indexed(&s.1, ip, q.port) {
-                    Ok(recs) => recs.iter().for_each(&mut consider),
-                    Err(e) => out.errors.push(e),
-                },
+                View::Log(_) | View::Snapshot(_) => {
+                    let recs = match &view {
+                        View::Log(v) => v.records_with_public(ip, q.port),
+                        View::Snapshot(s) => s.0.records_with_public_indexed(&s.1, ip, q.port),
+                        View::Sealed(_) => unreachable!("matched above"),
+                    };
+                    match recs {
+                        Ok(recs) => recs.iter().for_each(&mut consider),
+                        // Sealed meanwhile and its file used again: the `.part`.
+                        Err(e) => match self.instead_of_log(&f, e) {
+                            Ok(View::Sealed(v)) => {
+                                if let Err(e) =
+                                    v.scan_public(ip, q.port, q.to_ns, &mut |r| consider(&r))
+                                {
+                                    out.errors.push(e);
+                                }
+                            }
+                            Ok(_) => unreachable!("instead of a log: its `.part`"),
+                            Err(e) => out.errors.push(e),
+                        },
+                    }
+                }
             }
         }
         best.retain(|_, h| self.overlaps(&h.mapping, q.from_ns, q.to_ns));
@@ -578,13 +605,18 @@ impl Reader {
         let mut errors = Vec::new();
         let mut best = Best::default();
         for (pf, view) in self.select(from, to)? {
-            let recs = view
-                .map_or_else(|| self.open(&pf), Ok)
-                .and_then(|v| match v {
-                    View::Sealed(v) => v.records(),
+            let recs = view.map_or_else(|| self.open(&pf), Ok).and_then(|v| {
+                let log = match v {
+                    View::Sealed(v) => return v.records(),
                     View::Log(v) => v.records(),
                     View::Snapshot(s) => s.0.records(),
-                });
+                };
+                // Sealed meanwhile and its file used again: the `.part`.
+                log.or_else(|e| match self.instead_of_log(&pf, e)? {
+                    View::Sealed(v) => v.records(),
+                    _ => unreachable!("instead of a log: its `.part`"),
+                })
+            });
             match recs {
                 Ok(recs) => {
                     for r in recs {
@@ -678,14 +710,18 @@ impl Reader {
             };
             match opened {
                 Ok(View::Sealed(v)) => errors.extend(v.verify()),
-                Ok(View::Log(v)) => {
-                    if let Err(e) = v.records() {
-                        errors.push(e);
-                    }
-                }
-                Ok(View::Snapshot(s)) => {
-                    if let Err(e) = s.0.records() {
-                        errors.push(e);
+                Ok(View::Log(_) | View::Snapshot(_)) => {
+                    let read = match &opened {
+                        Ok(View::Log(v)) => v.records(),
+                        Ok(View::Snapshot(s)) => s.0.records(),
+                        _ => unreachable!("matched above"),
+                    };
+                    // Sealed meanwhile and its file used again: its `.part`.
+                    match read.map_err(|e| self.instead_of_log(&f, e)) {
+                        Ok(_) => {}
+                        Err(Ok(View::Sealed(v))) => errors.extend(v.verify()),
+                        Err(Ok(_)) => unreachable!("instead of a log: its `.part`"),
+                        Err(Err(e)) => errors.push(e),
                     }
                 }
                 Err(e) => errors.push(e),

@@ -193,6 +193,9 @@ struct SealedLog {
     /// The segment (start, number) the copies were carried into; `None`
     /// for a log recovery found next to its `.part` (deleted by a flush).
     carried_into: Option<(i64, u32)>,
+    /// The log's generation (0: a version 1 or 2 log, or one recovery found
+    /// beside its `.part`: removed, not used again).
+    generation: u32,
 }
 
 /// Appends mappings to a store. Only one exists per store (`store.lock`).
@@ -252,6 +255,8 @@ pub struct Writer {
     /// Spare log files asked of `chores` so far (also their temp names'
     /// numbers).
     spares_asked: u64,
+    /// Temp names given to sealed logs kept as spares (`spare-rNNNNNN`).
+    spares_asked_recycled: u64,
     /// Write-behind ([`Writer::set_write_behind`]): an append leaves its
     /// records in the logs' buffers; they are written out when a buffer
     /// holds `LOG_BUFFER_RECORDS_MAX` records, before a log is synced,
@@ -1120,6 +1125,7 @@ impl Writer {
             chores,
             sync_chore: 0,
             spares_asked: 0,
+            spares_asked_recycled: 0,
             write_behind: false,
             spare_log_buffers: Vec::new(),
             stats: WriterStats::default(),
@@ -1192,6 +1198,7 @@ impl Writer {
             self.sealed_logs.push(SealedLog {
                 path: f.path.clone(),
                 carried_into: None,
+                generation: 0,
             });
             self.stats.recovered_carries += 1;
         }
@@ -1207,6 +1214,29 @@ impl Writer {
         t.div_euclid(self.span_ns) * self.span_ns
     }
 
+    /// A sealed log whose records are durable elsewhere (its `.part`
+    /// published, its carried copies durable): used again as a spare
+    /// (renamed, on the background thread: [`Chore::Recycle`]) if it is a
+    /// version 3 log with a next generation, else removed.
+    fn retire_log(&mut self, path: PathBuf, generation: u32) {
+        if generation != 0 && crate::format::next_generation(generation).is_some() {
+            self.spares_asked_recycled += 1;
+            let name = format!(
+                "spare-r{:06}.log{}",
+                self.spares_asked_recycled,
+                fsutil::TMP_SUFFIX
+            );
+            let spare = self.parts.join(name);
+            self.chores.send(Chore::Recycle {
+                log: path,
+                spare,
+                generation,
+            });
+        } else {
+            self.chores.send(Chore::Remove(path));
+        }
+    }
+
     /// The active log of partition `start`, creating a new segment (0, or
     /// one past the highest sealed) if there is none.
     fn log_for(&mut self, start: i64) -> Result<&mut ActiveLog, StoreError> {
@@ -1214,8 +1244,9 @@ impl Writer {
             let seg = self.sealed_max.get(&start).map_or(0, |s| s + 1);
             let path = self.parts.join(file_name(start, seg, FileKind::Active));
             let log = match self.chores.take_spare() {
-                Some((spare, file)) => {
-                    let log = ActiveLog::from_spare(&spare, file, &path, start, self.span_ns, seg);
+                Some((spare, file, held)) => {
+                    let log =
+                        ActiveLog::from_spare(&spare, file, &path, start, self.span_ns, seg, held);
                     // Its temp name goes on the background thread (a crash
                     // before that: recovery deletes `*.tmp`).
                     self.chores.send(Chore::Remove(spare));
@@ -1225,7 +1256,9 @@ impl Writer {
             };
             // The next log's file made ahead, on the background thread
             // (one at a time: asked only when none is being made).
-            if self.chores.spares_unfinished(self.spares_asked) == 0 {
+            if self.chores.spares_unfinished(self.spares_asked) == 0
+                && self.chores.spares_ready() == 0
+            {
                 self.spares_asked += 1;
                 let name = format!("spare-{:06}.log{}", self.spares_asked, fsutil::TMP_SUFFIX);
                 self.chores.send(Chore::Spare(self.parts.join(name)));
@@ -1710,7 +1743,7 @@ impl Writer {
                 continue;
             }
             let l = self.sealed_logs.swap_remove(i);
-            self.chores.send(Chore::Remove(l.path));
+            self.retire_log(l.path, l.generation);
         }
         Ok(())
     }
@@ -2077,12 +2110,13 @@ impl Writer {
                 let sealed = SealedLog {
                     path: log.path.clone(),
                     carried_into,
+                    generation: log.generation(),
                 };
                 drop(log);
                 if sealed.carried_into.is_none() {
                     // Its records are in the `.part` (synced before the
                     // rename): removed on the background thread.
-                    self.chores.send(Chore::Remove(sealed.path));
+                    self.retire_log(sealed.path, sealed.generation);
                 } else {
                     self.sealed_logs.push(sealed);
                 }
@@ -3020,7 +3054,11 @@ mod tests {
         /// them). A log's record slots are listed sorted: where a carry
         /// lands among a log's own records depends on when its seal thread
         /// is done (the seal keeps the same records either way), with or
-        /// without write-behind.
+        /// without write-behind. A log is listed as its header without the
+        /// generation (and header CRC) and its committed records with their
+        /// CRC-32/IEEE: whether a log's file is new or a sealed log's used
+        /// again (its generation, the old records after the new) depends on
+        /// when the background thread got to the sealed log.
         fn files(store: &Store) -> Vec<(String, Vec<u8>)> {
             use crate::format::{HEADER_SIZE, RECORD_SIZE};
             let mut v: Vec<(String, Vec<u8>)> = ["partitions", "gaps"]
@@ -3040,9 +3078,23 @@ mod tests {
                     if !n.ends_with(".log") {
                         return (n, b);
                     }
-                    let mut slots: Vec<&[u8]> = b[HEADER_SIZE..].chunks(RECORD_SIZE).collect();
+                    let Ok(h) = crate::format::LogHeader::read(&b) else {
+                        return (n, b);
+                    };
+                    let crc = h.record_crc();
+                    let count = crate::partition::committed_slots(&b[HEADER_SIZE..], crc) as usize;
+                    let mut slots: Vec<Vec<u8>> = b[HEADER_SIZE..]
+                        .chunks(RECORD_SIZE)
+                        .take(count)
+                        .map(|s| {
+                            crate::format::Record::read_with(s, crc)
+                                .unwrap()
+                                .as_bytes()
+                                .to_vec()
+                        })
+                        .collect();
                     slots.sort();
-                    let mut sorted = b[..HEADER_SIZE].to_vec();
+                    let mut sorted = b[..36].to_vec();
                     sorted.extend(slots.concat());
                     (n, sorted)
                 })
@@ -3050,6 +3102,7 @@ mod tests {
             v.sort();
             v
         }
+        use zerocopy::IntoBytes;
 
         proptest::proptest! {
             #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
@@ -3154,20 +3207,24 @@ mod tests {
                         if write_out {
                             wb.write_out().unwrap();
                         }
+                        // Records of the log's generation, that is: a
+                        // file used again holds an earlier use's records
+                        // after them, which are none of this log's.
                         for ((path, count), b) in logs.iter().zip(&before) {
                             let after = std::fs::read(path).unwrap();
+                            let crc = crate::format::LogHeader::read(b).unwrap().record_crc();
                             let at = |x: &[u8], i: usize| x[HEADER_SIZE + i * RECORD_SIZE..][..RECORD_SIZE].to_vec();
                             let slots = (b.len() - HEADER_SIZE) / RECORD_SIZE;
-                            let zero = vec![0u8; RECORD_SIZE];
-                            let k = (0..slots).find(|&i| at(b, i) == zero).unwrap_or(slots);
+                            let own = |x: &[u8], i: usize| crate::format::Record::read_with(&at(x, i), crc).is_ok();
+                            let k = (0..slots).find(|&i| !own(b, i)).unwrap_or(slots);
                             proptest::prop_assert!(k as u64 <= *count);
                             proptest::prop_assert!(
-                                b[HEADER_SIZE + k * RECORD_SIZE..].iter().all(|&x| x == 0),
-                                "{}: a record after the zero slot {}", path.display(), k
+                                (k..slots).all(|i| !own(b, i)),
+                                "{}: a record after the slot {} that is not one", path.display(), k
                             );
                             proptest::prop_assert!(after[..HEADER_SIZE + k * RECORD_SIZE] == b[..HEADER_SIZE + k * RECORD_SIZE]);
                             if write_out {
-                                let n = (0..slots).find(|&i| at(&after, i) == zero).unwrap_or(slots);
+                                let n = (0..slots).find(|&i| !own(&after, i)).unwrap_or(slots);
                                 proptest::prop_assert_eq!(n as u64, *count);
                             }
                         }
@@ -3269,6 +3326,61 @@ mod tests {
             w.seal_all().unwrap();
             assert_eq!(holders(&store, 1024, T0 + H + 30 * S), 1);
             assert_eq!(holders(&store, 1025, T0 + H + 75 * S), 1);
+            assert!(store.reader().verify().unwrap().is_empty());
+        }
+
+        /// A sealed log's file (its `.part` published) becomes the next
+        /// log's, with the next generation, and nothing of it is read as
+        /// the next log's: each hour's lookups, the recovery of a log in a
+        /// file used again, and the seals answer as with new files.
+        #[test]
+        fn sealed_logs_are_used_again_with_the_next_generation() {
+            let d = tempfile::tempdir().unwrap();
+            let store = store(d.path(), 1000);
+            let generation = |start: i64| {
+                let b = std::fs::read(log(&store, start)).unwrap();
+                u32::from_le_bytes(b[36..40].try_into().unwrap())
+            };
+            let mut w = store.writer().unwrap();
+            let mut seen = Vec::new();
+            for h in 0..5i64 {
+                let start = T0 + h * H;
+                // More records in the first hour: later logs overwrite only
+                // the first slots of the file, the rest are the first hour's.
+                for i in 0..if h == 0 { 300 } else { 3 } {
+                    let t = start + (10 + i) * S;
+                    w.append(&tcp(1000 + h as u16, t, t + S, EndReason::Fin))
+                        .unwrap();
+                }
+                w.flush().unwrap();
+                seen.push(generation(start));
+                assert_eq!(holders(&store, 1000 + h as u16, start + 10 * S), 1);
+                w.seal_before(start + H).unwrap();
+                // The sealed log renamed to a spare before the next log.
+                w.chores.wait(w.chores.sent());
+            }
+            assert_eq!(seen, [1, 2, 3, 4, 5]);
+            // The writer stops with the sixth hour's log (in the file of
+            // all the others, generation 6) unsealed: the next writer
+            // recovers its one record, none of the earlier hours'.
+            let t = T0 + 5 * H;
+            w.append(&tcp(1005, t + 10 * S, t + 11 * S, EndReason::Fin))
+                .unwrap();
+            w.flush().unwrap();
+            assert_eq!(generation(t), 6);
+            drop(w);
+            let mut w = store.writer().unwrap();
+            assert_eq!(w.stats().recovered_zeroed_slots, 299);
+            assert_eq!(holders(&store, 1005, t + 10 * S), 1);
+            assert_eq!(holders(&store, 1000, t + 10 * S), 0);
+            w.seal_all().unwrap();
+            for h in 0..6i64 {
+                assert_eq!(
+                    holders(&store, 1000 + h as u16, T0 + h * H + 10 * S),
+                    1,
+                    "hour {h}"
+                );
+            }
             assert!(store.reader().verify().unwrap().is_empty());
         }
 

@@ -1042,8 +1042,12 @@ mod recovery {
 
     /// A new log's header is durable only with the first flush: a power
     /// loss before it can leave records behind a zero header. The next
-    /// writer writes the header again from the file name and keeps the
-    /// records; a reader meanwhile sees an empty log, not an error.
+    /// writer writes the header again from the file name. An older
+    /// natrec's log (version 2 here) keeps its records; a version 3 log's
+    /// records are dropped (their generation was in the lost header, and a
+    /// used-again file may hold an earlier use's records: FORMAT.md, "Log
+    /// generations"), every slot zeroed; none was promised. A reader
+    /// meanwhile sees an empty log, not an error.
     #[test]
     fn zero_header_before_the_first_flush_is_rewritten_and_records_kept() {
         let d = tempfile::tempdir().unwrap();
@@ -1055,6 +1059,35 @@ mod recovery {
             }
         }
         let path = log_path(&store);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..64].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(parts.iter().map(|p| p.records).collect::<Vec<_>>(), vec![0]);
+        {
+            let w = store.writer().unwrap();
+            assert_eq!(w.stats().recovered_log_headers, 1);
+            assert_eq!(w.stats().recovered_zeroed_slots, 3);
+            let b = std::fs::read(&path).unwrap();
+            assert_eq!(&b[..8], b"NATRECL1");
+            assert_eq!(&b[8..12], &3u32.to_le_bytes());
+            assert_eq!(&b[36..40], &1u32.to_le_bytes());
+            assert!(b[64..].iter().all(|&x| x == 0), "every slot zeroed");
+        }
+        let parts = store.reader().partitions().unwrap();
+        assert_eq!(parts.iter().map(|p| p.records).collect::<Vec<_>>(), vec![0]);
+
+        // The same crash on a version 2 log: the records are kept.
+        let d = tempfile::tempdir().unwrap();
+        let store = new_store(d.path(), StoreConfig::default());
+        {
+            let mut w = store.writer().unwrap();
+            for i in 0..3 {
+                w.append(&m(i)).unwrap();
+            }
+        }
+        let path = log_path(&store);
+        as_older_log(&path, 2);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[..64].fill(0);
         std::fs::write(&path, &bytes).unwrap();
@@ -1095,33 +1128,63 @@ mod recovery {
         ));
     }
 
-    /// The log `path` rewritten as an older natrec (log version 1) wrote
-    /// it: header version 1, every record's CRC a CRC-32/IEEE. Slots that
-    /// are not records of this log (zero, torn) are left as they are.
-    fn as_version_1_log(path: &Path) {
+    /// The log `path` rewritten as an older natrec wrote it: header
+    /// `version` (1: every record's CRC a CRC-32/IEEE; 2: a CRC-32C of the
+    /// record alone), generation field zero. Slots that are not records of
+    /// this log (zero, torn) are left as they are.
+    fn as_older_log(path: &Path, version: u32) {
         use natrec_storage::format::{header_crc, Record, RecordCrc};
         use zerocopy::{FromBytes, IntoBytes};
         let mut b = std::fs::read(path).unwrap();
-        assert_eq!(&b[8..12], &2u32.to_le_bytes(), "a new log is version 2");
-        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(&b[8..12], &3u32.to_le_bytes(), "a new log is version 3");
+        let generation = u32::from_le_bytes(b[36..40].try_into().unwrap());
+        let now = RecordCrc::of_generation(generation);
+        let then = if version == 1 {
+            RecordCrc::Ieee
+        } else {
+            RecordCrc::Castagnoli
+        };
+        b[8..12].copy_from_slice(&version.to_le_bytes());
+        b[36..40].fill(0);
         let c = header_crc(&b[..64]);
         b[60..64].copy_from_slice(&c.to_le_bytes());
         for slot in b[64..].chunks_exact_mut(96) {
             let r = Record::mut_from_bytes(slot).unwrap();
-            if r.check_crc_with(RecordCrc::Castagnoli).is_ok() {
-                r.crc = zerocopy::little_endian::U32::new(r.compute_crc());
-                assert!(Record::read(r.as_bytes()).is_ok());
+            if r.check_crc_with(now).is_ok() {
+                r.crc = zerocopy::little_endian::U32::new(then.of(r));
+                assert!(Record::read_with(r.as_bytes(), then).is_ok());
             }
         }
         std::fs::write(path, &b).unwrap();
     }
 
+    fn as_version_1_log(path: &Path) {
+        as_older_log(path, 1)
+    }
+
     /// A log left by an older natrec (version 1: CRC-32/IEEE records, a
     /// torn last record) is read by lookups, recovered (the torn slot
     /// zeroed), appended to in its own version, and sealed to the bytes the
-    /// same mappings seal to through version 2 logs.
+    /// same mappings seal to through version 3 logs.
     #[test]
     fn version_1_log_is_recovered_appended_in_its_version_and_sealed_the_same() {
+        older_log_is_recovered_appended_in_its_version_and_sealed_the_same(1);
+    }
+
+    /// [`version_1_log_is_recovered_appended_in_its_version_and_sealed_the_same`]
+    /// for a version 2 log (CRC-32C records, no generation).
+    #[test]
+    fn version_2_log_is_recovered_appended_in_its_version_and_sealed_the_same() {
+        older_log_is_recovered_appended_in_its_version_and_sealed_the_same(2);
+    }
+
+    fn older_log_is_recovered_appended_in_its_version_and_sealed_the_same(version: u32) {
+        use natrec_storage::format::{Record, RecordCrc};
+        let crc = if version == 1 {
+            RecordCrc::Ieee
+        } else {
+            RecordCrc::Castagnoli
+        };
         let d = tempfile::tempdir().unwrap();
         let old = Store::create(&d.path().join("old"), StoreConfig::default()).unwrap();
         let new = Store::create(&d.path().join("new"), StoreConfig::default()).unwrap();
@@ -1137,7 +1200,7 @@ mod recovery {
         let mut b = std::fs::read(&path).unwrap();
         b[64 + 3 * 96 + 48..64 + 4 * 96].fill(0);
         std::fs::write(&path, &b).unwrap();
-        as_version_1_log(&path);
+        as_older_log(&path, version);
         let parts = old.reader().partitions().unwrap();
         assert_eq!(parts.iter().map(|p| p.records).collect::<Vec<_>>(), vec![3]);
         assert!(parts.iter().all(|p| p.problem.is_none()), "{parts:?}");
@@ -1148,9 +1211,10 @@ mod recovery {
             w.append(&m(4)).unwrap();
             w.flush().unwrap();
             let b = std::fs::read(&path).unwrap();
-            assert_eq!(&b[8..12], &1u32.to_le_bytes(), "still version 1");
+            assert_eq!(&b[8..12], &version.to_le_bytes(), "still its version");
+            assert_eq!(&b[36..40], &[0; 4], "no generation");
             for slot in b[64..64 + 5 * 96].chunks_exact(96) {
-                natrec_storage::format::Record::read(slot).unwrap();
+                Record::read_with(slot, crc).unwrap();
             }
             assert!(b[64 + 5 * 96..].iter().all(|&x| x == 0));
             assert_eq!(lookup_at(&old, "203.0.113.1:1004", T0 + 15 * S).0.len(), 1);
