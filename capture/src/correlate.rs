@@ -1953,10 +1953,13 @@ impl Correlator {
                 // those on its own list. No list (about half the outside
                 // copies): the code below with the empty list's fields as
                 // constants.
+                // No list: where its probe ended is where the copy waits.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
                 match self.coarse_list_found(&out_key, &src, chash) {
-                    None => self.offer_outside(ts_ns, pkt, chash, CoarseList::NONE, out),
-                    Some(coarse) => self.offer_outside(ts_ns, pkt, chash, coarse, out),
+                    Err(vacant) => {
+                        self.offer_outside(ts_ns, pkt, chash, CoarseList::NONE, Some(vacant), out)
+                    }
+                    Ok(coarse) => self.offer_outside(ts_ns, pkt, chash, coarse, None, out),
                 }
             }
         }
@@ -1965,7 +1968,8 @@ impl Correlator {
     /// [`push_prepared`](Correlator::push_prepared)'s outside copy, with
     /// its coarse key's list (hashed `chash`) as
     /// [`coarse_list_found`](Correlator::coarse_list_found) walked it: pairs it with an
-    /// inside copy, or makes it wait.
+    /// inside copy, or makes it wait. `vacant`: with no list, where the
+    /// probe for it ended ([`wait_coarse`](Correlator::wait_coarse)).
     #[inline(always)]
     fn offer_outside(
         &mut self,
@@ -1973,6 +1977,7 @@ impl Correlator {
         pkt: &Prepared,
         chash: u64,
         coarse: CoarseList,
+        vacant: Option<pending::Vacant>,
         out: &mut Vec<Mapping>,
     ) {
         let (out_key, src) = pkt.pair_key(Dir::Out);
@@ -2007,7 +2012,9 @@ impl Correlator {
                 && (coarse.len as usize) < self.coarse_list_max()
             {
                 // Both entries would be placed together: one instead.
-                self.wait_coarse(out_key, chash, copy(src), coarse.tail);
+                // (Neither probe above changed the table: a `take_inside`
+                // that changes it takes a twin and returns.)
+                self.wait_coarse(out_key, chash, copy(src), coarse.tail, vacant);
                 return;
             }
             let (out_hash, in_hash) = (pair_hash(&out_key), pair_hash(&in_key));
@@ -2040,19 +2047,24 @@ impl Correlator {
         // No copy waits under either of its keys (most inside copies that
         // wait): the waiting code with `take_twin`'s answer for that case
         // as constants, apart from the code after the call.
-        let Some((hash, lists)) = self.twin_lists(pkt, dir, inside) else {
-            self.offer_wait(ts_ns, pkt, dir, flow_hash, KeyList::NONE);
-            return;
+        let (hash, lists) = match self.twin_lists(pkt, dir) {
+            Ok(found) => found,
+            Err(vacant) => {
+                self.offer_wait(ts_ns, pkt, dir, flow_hash, KeyList::NONE, Some(vacant));
+                return;
+            }
         };
         let Twin::Absent(at) = self.take_twin_held(ts_ns, pkt, dir, inside, hash, lists, out)
         else {
             return;
         };
-        self.offer_wait(ts_ns, pkt, dir, flow_hash, at);
+        self.offer_wait(ts_ns, pkt, dir, flow_hash, at, None);
     }
 
     /// [`offer`](Correlator::offer)'s inside copy that found no twin
-    /// waits (`at`: the copies waiting under its keys).
+    /// waits (`at`: the copies waiting under its keys; `vacant`: with no
+    /// list, where the probe of its coarse key ended, as
+    /// [`twin_lists`](Correlator::twin_lists) left it).
     #[inline(always)]
     fn offer_wait(
         &mut self,
@@ -2061,6 +2073,7 @@ impl Correlator {
         dir: Dir,
         flow_hash: u64,
         at: KeyList,
+        vacant: Option<pending::Vacant>,
     ) {
         let inside = true;
         let (key, endpoint) = pkt.pair_key(dir);
@@ -2081,7 +2094,7 @@ impl Correlator {
                     self.stats.pending_key_full += 1;
                 } else {
                     let chash = coarse_hash(key.proto, key.invariants);
-                    self.wait_coarse(key, chash, copy, at.coarse_tail);
+                    self.wait_coarse(key, chash, copy, at.coarse_tail, vacant);
                 }
             } else {
                 self.wait_at(key, pair_hash(&key), copy, at);
@@ -2221,18 +2234,20 @@ impl Correlator {
     }
 
     /// Whether [`take_twin`](Correlator::take_twin) can find anything
-    /// under the key: `None` when the pending table holds no value with the
-    /// hash's tag on its probe run
+    /// under an inside copy's key: `Err` when the pending table holds no
+    /// value with the hash's tag on its probe run
     /// ([`PendingTable::may_hold`](pending::PendingTable::may_hold)) of any
     /// list the copy looks at, so `take_twin`'s probe would find nothing and
     /// it would return `Absent(KeyList::NONE)` (no list: no twin, no
-    /// duplicate), which the caller uses straight away; else the pair hash
+    /// duplicate), which the caller uses straight away, with where the
+    /// probe of its coarse key ended (where the copy then waits,
+    /// [`wait_coarse`](Correlator::wait_coarse)); else the pair hash
     /// (0 unless computed) and which lists may hold copies, for
     /// [`take_twin_held`](Correlator::take_twin_held). Inline: the first
     /// copy of a packet (most probes) costs a few loads instead of the
     /// out-of-line call and its setup for the key compares.
     #[inline(always)]
-    fn twin_lists(&self, pkt: &Prepared, dir: Dir, inside: bool) -> Option<(u64, Lists)> {
+    fn twin_lists(&self, pkt: &Prepared, dir: Dir) -> Result<(u64, Lists), pending::Vacant> {
         // Its pair key's list only while copies wait on pair keys' lists
         // (its hash computed only then).
         let mut hash = 0;
@@ -2242,14 +2257,19 @@ impl Correlator {
         };
         // An inside copy also looks for its twin among the copies waiting
         // under their coarse key.
-        let coarse = inside
-            && self
-                .pending
-                .may_hold(coarse_hash(pkt.proto, pkt.invariants));
-        if !fine && !coarse {
-            return None;
+        let coarse = self
+            .pending
+            .may_hold_or_vacant(coarse_hash(pkt.proto, pkt.invariants));
+        match coarse {
+            Err(vacant) if !fine => Err(vacant),
+            _ => Ok((
+                hash,
+                Lists {
+                    fine,
+                    coarse: coarse.is_ok(),
+                },
+            )),
         }
-        Some((hash, Lists { fine, coarse }))
     }
 
     /// [`take_twin`](Correlator::take_twin) (or its specialised
@@ -2610,15 +2630,21 @@ impl Correlator {
     /// `in_key` (hashed `chash`, [`coarse_hash`]): at most
     /// [`COARSE_LIST_MAX`] entries walked.
     ///
-    /// `None` when the table holds no list under the coarse key (the walk
-    /// of an empty list, [`CoarseList::NONE`]).
+    /// `Err` when the table holds no list under the coarse key (the walk
+    /// of an empty list, [`CoarseList::NONE`]): where the probe ended, for
+    /// the copy to wait there ([`wait_coarse`](Correlator::wait_coarse)).
     #[inline(always)]
-    fn coarse_list_found(&self, out_key: &PairKey, src: &Ep, chash: u64) -> Option<CoarseList> {
+    fn coarse_list_found(
+        &self,
+        out_key: &PairKey,
+        src: &Ep,
+        chash: u64,
+    ) -> Result<CoarseList, pending::Vacant> {
         let chunks = &self.waiting;
         let mut l = CoarseList::NONE;
         let entry = self
             .pending
-            .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(out_key))?;
+            .find_or_vacant(chash, |h| Self::waiting_in(chunks, h).is_coarse(out_key))?;
         l.entry = entry;
         let mut i = self.pending.get(entry);
         while i != NO_SLOT {
@@ -2639,7 +2665,7 @@ impl Correlator {
                         // it (or with an older one on the key's own list)
                         // before it reads anything else of the walk.
                         if w.key.dir == Dir::Out {
-                            return Some(l);
+                            return Ok(l);
                         }
                     }
                 }
@@ -2651,18 +2677,27 @@ impl Correlator {
             l.tail = i;
             i = w.key_next;
         }
-        Some(l)
+        Ok(l)
     }
 
     /// Makes the ambiguous `copy` (the out key's copy: endpoint the source)
     /// wait as one coarse entry for both its keys, or the inside `copy`
     /// under its key `out_key`, after `tail` on its coarse key's list
-    /// ([`NO_SLOT`]: a new list under `chash`). The caller has checked that
+    /// ([`NO_SLOT`]: a new list under `chash`, in the table's entry
+    /// `vacant` if given: where the caller's probe for `chash` ended, the
+    /// table unchanged since). The caller has checked that
     /// the old code would have placed the entries: room under `pending_max`,
     /// each key under `pending_per_key_max`. An ambiguous copy counts as the
     /// two entries it stands for in `pending_count`.
     #[inline(always)]
-    fn wait_coarse(&mut self, out_key: PairKey, chash: u64, mut copy: Copy, tail: u32) {
+    fn wait_coarse(
+        &mut self,
+        out_key: PairKey,
+        chash: u64,
+        mut copy: Copy,
+        tail: u32,
+        vacant: Option<pending::Vacant>,
+    ) {
         // (`out_key`: for an inside copy, its key.)
         copy.coarse = true;
         let order_prev = self.order_tail;
@@ -2674,10 +2709,10 @@ impl Correlator {
         e.order_prev = order_prev;
         e.order_next = NO_SLOT;
         e.twin = NO_SLOT;
-        if tail == NO_SLOT {
-            self.pending.insert_unique(chash, i);
-        } else {
-            self.waiting_mut(tail).key_next = i;
+        match (tail, vacant) {
+            (NO_SLOT, Some(at)) => self.pending.insert_vacant(chash, i, at),
+            (NO_SLOT, None) => self.pending.insert_unique(chash, i),
+            _ => self.waiting_mut(tail).key_next = i,
         }
         match self.order_tail {
             NO_SLOT => self.order_head = i,
