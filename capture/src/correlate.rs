@@ -2075,17 +2075,22 @@ impl Correlator {
         at: KeyList,
         vacant: Option<pending::Vacant>,
     ) {
-        let inside = true;
-        let (key, endpoint) = pkt.pair_key(dir);
-        let flags = pkt.tcp_flags;
-        let copy = Copy {
-            ts_ns,
-            packet: self.stats.packets,
-            inside,
-            endpoint,
-            ambiguous: false,
-            coarse: false,
-            tcp_flags: flags,
+        // The key and the copy built in each branch, where they go: built
+        // once before the branches, they were one value on the stack (the
+        // out-of-line `insert` takes them in memory) copied into the entry.
+        let packet = self.stats.packets;
+        let key_copy = || {
+            let (key, endpoint) = pkt.pair_key(dir);
+            let copy = Copy {
+                ts_ns,
+                packet,
+                inside: true,
+                endpoint,
+                ambiguous: false,
+                coarse: false,
+                tcp_flags: pkt.tcp_flags,
+            };
+            (key, copy)
         };
         if self.pending_count < self.cfg.pending_max && !self.probe_once_off() {
             if (at.coarse_len as usize) < self.coarse_list_max() {
@@ -2093,13 +2098,16 @@ impl Correlator {
                 if at.len as usize >= self.cfg.pending_per_key_max {
                     self.stats.pending_key_full += 1;
                 } else {
+                    let (key, copy) = key_copy();
                     let chash = coarse_hash(key.proto, key.invariants);
                     self.wait_coarse(key, chash, copy, at.coarse_tail, vacant);
                 }
             } else {
+                let (key, copy) = key_copy();
                 self.wait_at(key, pair_hash(&key), copy, at);
             }
         } else {
+            let (key, copy) = key_copy();
             self.insert(key, pair_hash(&key), copy);
         }
         // Its outside twin comes a few packets later (usually), and the pair
