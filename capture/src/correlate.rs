@@ -698,7 +698,14 @@ impl Waiting {
     /// invariants).
     #[inline(always)]
     fn is_coarse(&self, key: &PairKey) -> bool {
-        self.copy.coarse && self.key.invariants == key.invariants && self.key.proto == key.proto
+        self.is_coarse_of(key.proto, key.invariants)
+    }
+
+    /// [`is_coarse`](Waiting::is_coarse) of a key's protocol and
+    /// invariants.
+    #[inline(always)]
+    fn is_coarse_of(&self, proto: Proto, invariants: u64) -> bool {
+        self.copy.coarse && self.key.invariants == invariants && self.key.proto == proto
     }
 
     /// A new slab entry before it is filled (no copy; never read as one).
@@ -1946,7 +1953,6 @@ impl Correlator {
             _ => {
                 // An outside copy: either subscriber→remote after translation
                 // (public = src) or remote→subscriber before it (public = dst).
-                let (out_key, src) = pkt.pair_key(Dir::Out);
                 // Its coarse key's list: the inside copies waiting there
                 // (the first under each key is a twin), and the copies that
                 // count towards `pending_per_key_max` under each key with
@@ -1955,7 +1961,7 @@ impl Correlator {
                 // constants.
                 // No list: where its probe ended is where the copy waits.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
-                match self.coarse_list_found(&out_key, &src, chash) {
+                match self.coarse_list_found(pkt, chash) {
                     Err(vacant) => {
                         self.offer_outside(ts_ns, pkt, chash, CoarseList::NONE, Some(vacant), out)
                     }
@@ -1980,14 +1986,12 @@ impl Correlator {
         vacant: Option<pending::Vacant>,
         out: &mut Vec<Mapping>,
     ) {
-        let (out_key, src) = pkt.pair_key(Dir::Out);
-        let Twin::Absent(mut out_at) = self.take_inside(ts_ns, pkt, &out_key, &src, &coarse, out)
-        else {
+        // The keys are read from `pkt` where they are used, not built
+        // once on the stack and copied from there (round 15).
+        let Twin::Absent(mut out_at) = self.take_inside(ts_ns, pkt, Dir::Out, &coarse, out) else {
             return;
         };
-        let (in_key, dst) = pkt.pair_key(Dir::In);
-        let Twin::Absent(mut in_at) = self.take_inside(ts_ns, pkt, &in_key, &dst, &coarse, out)
-        else {
+        let Twin::Absent(mut in_at) = self.take_inside(ts_ns, pkt, Dir::In, &coarse, out) else {
             return;
         };
         out_at.len += coarse.out_len;
@@ -2014,9 +2018,11 @@ impl Correlator {
                 // Both entries would be placed together: one instead.
                 // (Neither probe above changed the table: a `take_inside`
                 // that changes it takes a twin and returns.)
+                let (out_key, src) = pkt.pair_key(Dir::Out);
                 self.wait_coarse(out_key, chash, copy(src), coarse.tail, vacant);
                 return;
             }
+            let ((out_key, src), (in_key, dst)) = (pkt.pair_key(Dir::Out), pkt.pair_key(Dir::In));
             let (out_hash, in_hash) = (pair_hash(&out_key), pair_hash(&in_key));
             let a = self.wait_at(out_key, out_hash, copy(src), out_at);
             let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
@@ -2025,6 +2031,7 @@ impl Correlator {
                 self.waiting_mut(b).twin = a;
             }
         } else {
+            let ((out_key, src), (in_key, dst)) = (pkt.pair_key(Dir::Out), pkt.pair_key(Dir::In));
             self.insert(out_key, pair_hash(&out_key), copy(src));
             self.insert(in_key, pair_hash(&in_key), copy(dst));
         }
@@ -2426,12 +2433,10 @@ impl Correlator {
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
-        key: &PairKey,
-        endpoint: &Ep,
+        dir: Dir,
         coarse: &CoarseList,
         out: &mut Vec<Mapping>,
     ) -> Twin {
-        let dir = key.dir;
         let (first, prev) = match dir {
             Dir::Out => coarse.out_first,
             Dir::In => coarse.in_first,
@@ -2446,7 +2451,7 @@ impl Correlator {
         if first == NO_SLOT {
             return Twin::Absent(at);
         }
-        self.take_coarse_inside(ts_ns, pkt, key, endpoint, coarse.entry, first, prev, out);
+        self.take_coarse_inside(ts_ns, pkt, dir, coarse.entry, first, prev, out);
         Twin::Taken
     }
 
@@ -2488,8 +2493,7 @@ impl Correlator {
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
-        key: &PairKey,
-        endpoint: &Ep,
+        dir: Dir,
         entry: pending::Found,
         i: u32,
         prev: u32,
@@ -2497,10 +2501,11 @@ impl Correlator {
     ) {
         self.unlist(entry, i, prev);
         let (twin, link) = self.unlink_waiting(i);
+        let (key, endpoint) = pkt.pair_key(dir);
         self.pair_taken(
             ts_ns,
-            *key,
-            *endpoint,
+            key,
+            endpoint,
             pkt.tcp_flags,
             false,
             twin,
@@ -2634,25 +2639,23 @@ impl Correlator {
         i
     }
 
-    /// The list of the coarse key of an ambiguous copy's `out_key` and
-    /// `in_key` (hashed `chash`, [`coarse_hash`]): at most
+    /// The list of the coarse key of an outside copy `pkt`'s out key and
+    /// in key (hashed `chash`, [`coarse_hash`]): at most
     /// [`COARSE_LIST_MAX`] entries walked.
     ///
     /// `Err` when the table holds no list under the coarse key (the walk
     /// of an empty list, [`CoarseList::NONE`]): where the probe ended, for
     /// the copy to wait there ([`wait_coarse`](Correlator::wait_coarse)).
     #[inline(always)]
-    fn coarse_list_found(
-        &self,
-        out_key: &PairKey,
-        src: &Ep,
-        chash: u64,
-    ) -> Result<CoarseList, pending::Vacant> {
+    fn coarse_list_found(&self, pkt: &Prepared, chash: u64) -> Result<CoarseList, pending::Vacant> {
+        // Its out key's remote (the destination) and its in key's (the
+        // source), read from the packet (no key built).
+        let (out_remote, src) = (&pkt.dst, &pkt.src);
         let chunks = &self.waiting;
         let mut l = CoarseList::NONE;
-        let entry = self
-            .pending
-            .find_or_vacant(chash, |h| Self::waiting_in(chunks, h).is_coarse(out_key))?;
+        let entry = self.pending.find_or_vacant(chash, |h| {
+            Self::waiting_in(chunks, h).is_coarse_of(pkt.proto, pkt.invariants)
+        })?;
         l.entry = entry;
         let mut i = self.pending.get(entry);
         while i != NO_SLOT {
@@ -2662,7 +2665,7 @@ impl Correlator {
             if w.copy.inside {
                 // It stands for its own key only.
                 let (first, len, remote) = match w.key.dir {
-                    Dir::Out => (&mut l.out_first, &mut l.out_len, &out_key.remote),
+                    Dir::Out => (&mut l.out_first, &mut l.out_len, out_remote),
                     Dir::In => (&mut l.in_first, &mut l.in_len, src),
                 };
                 if w.key.remote == *remote {
@@ -2678,7 +2681,7 @@ impl Correlator {
                     }
                 }
             } else {
-                l.out_len += u32::from(w.key.remote == out_key.remote);
+                l.out_len += u32::from(w.key.remote == *out_remote);
                 l.in_len += u32::from(w.copy.endpoint == *src);
             }
             l.len += 1;
