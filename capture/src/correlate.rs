@@ -2383,14 +2383,14 @@ impl Correlator {
         before: u64,
         out: &mut Vec<Mapping>,
     ) -> Twin {
-        let (key, endpoint) = pkt.pair_key(dir);
         let flags = pkt.tcp_flags;
         // The oldest copy of the other side.
         let taken = if inside {
-            self.take_outside(key, hash, &endpoint, lists)
+            self.take_outside(pkt, dir, hash, lists)
         } else {
             // Only an inside copy older than `before` (the first one under
             // `key` on the coarse list, which the caller takes otherwise).
+            let (key, endpoint) = pkt.pair_key(dir);
             self.take_waiting(key, hash, &endpoint, |c| c.inside && c.packet < before)
         };
         let (twin, link) = match taken {
@@ -2408,6 +2408,7 @@ impl Correlator {
                 return Twin::Absent(at);
             }
         };
+        let (key, endpoint) = pkt.pair_key(dir);
         // An inside copy's flow key hash, as its preparer carried it
         // (`Prepared::hash_in` going out, `hash_out` coming in; 0: none):
         // `find_flow` uses it instead of hashing the key again.
@@ -2883,11 +2884,13 @@ impl Correlator {
     #[inline(always)]
     fn take_outside(
         &mut self,
-        key: PairKey,
+        pkt: &Prepared,
+        dir: Dir,
         hash: u64,
-        endpoint: &Ep,
         lists: Lists,
     ) -> Result<(Copy, u32), KeyList> {
+        let (key, endpoint) = pkt.pair_key(dir);
+        let endpoint = &endpoint;
         let chunks = &self.waiting;
         let mut at = KeyList::NONE;
         // (table entry, slab entry, its predecessor on the list)
