@@ -2654,11 +2654,10 @@ impl Correlator {
         let (out_remote, src) = (&pkt.dst, &pkt.src);
         let chunks = &self.waiting;
         let mut l = CoarseList::NONE;
-        let entry = self.pending.find_or_vacant(chash, |h| {
+        let (entry, mut i) = self.pending.find_val_or_vacant(chash, |h| {
             Self::waiting_in(chunks, h).is_coarse_of(pkt.proto, pkt.invariants)
         })?;
         l.entry = entry;
-        let mut i = self.pending.get(entry);
         while i != NO_SLOT {
             let w = Self::waiting_in(chunks, i);
             // What `coarse_matches` says for the out key and the in key
@@ -2918,11 +2917,11 @@ impl Correlator {
         let found = match lists.coarse {
             true => self
                 .pending
-                .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(&key)),
+                .find_val(chash, |h| Self::waiting_in(chunks, h).is_coarse(&key)),
             false => None,
         };
-        if let Some(entry) = found {
-            let (mut prev, mut i) = (NO_SLOT, self.pending.get(entry));
+        if let Some((entry, head)) = found {
+            let (mut prev, mut i) = (NO_SLOT, head);
             while i != NO_SLOT {
                 let w = Self::waiting_in(chunks, i);
                 if coarse_matches(w, &key) {

@@ -119,8 +119,25 @@ impl PendingTable {
     pub(super) fn find_or_vacant(
         &self,
         hash: u64,
-        mut eq: impl FnMut(u32) -> bool,
+        eq: impl FnMut(u32) -> bool,
     ) -> Result<Found, Vacant> {
+        self.find_val_or_vacant(hash, eq).map(|(at, _)| at)
+    }
+
+    /// [`find`](Self::find) with the value found (what [`get`](Self::get)
+    /// of the entry returns, read once: the probe has it).
+    #[inline(always)]
+    pub(super) fn find_val(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<(Found, u32)> {
+        self.find_val_or_vacant(hash, eq).ok()
+    }
+
+    /// [`find_or_vacant`](Self::find_or_vacant) with the value found.
+    #[inline(always)]
+    pub(super) fn find_val_or_vacant(
+        &self,
+        hash: u64,
+        mut eq: impl FnMut(u32) -> bool,
+    ) -> Result<(Found, u32), Vacant> {
         let entries = &self.entries[..];
         if entries.is_empty() {
             // No entry: `insert_vacant` grows the table first.
@@ -137,7 +154,7 @@ impl PendingTable {
                 return Err(Vacant(i));
             }
             if e.tag == tag && eq(e.val) {
-                return Ok(Found(i));
+                return Ok((Found(i), e.val));
             }
             i = (i + 1) & mask;
         }
@@ -406,6 +423,8 @@ mod tests {
                     Op::Find(k) => {
                         let got = t.find(hash_of(k), |v| keys[&v] == k).map(|at| t.get(at));
                         prop_assert_eq!(got, model.get(&k).copied());
+                        let with_val = t.find_val(hash_of(k), |v| keys[&v] == k);
+                        prop_assert_eq!(with_val.map(|(at, v)| (at.0, v)), t.find(hash_of(k), |v| keys[&v] == k).map(|at| (at.0, t.get(at))));
                         // `may_hold`: some value on the run has the tag,
                         // i.e. a probe that accepts any value finds one;
                         // `false` only for keys not held.
