@@ -2658,6 +2658,16 @@ impl Correlator {
             Self::waiting_in(chunks, h).is_coarse_of(pkt.proto, pkt.invariants)
         })?;
         l.entry = entry;
+        // The common list: its first entry is the out key's inside copy,
+        // the twin (the loop's first round for it, on its own: what the
+        // packet's fields are compared with is not kept for the loop).
+        // `i` is a table value, so not `NO_SLOT`.
+        let w = Self::waiting_in(chunks, i);
+        if w.copy.inside && w.key.dir == Dir::Out && w.key.remote == *out_remote {
+            l.out_len = 1;
+            l.out_first = (i, NO_SLOT);
+            return Ok(l);
+        }
         while i != NO_SLOT {
             let w = Self::waiting_in(chunks, i);
             // What `coarse_matches` says for the out key and the in key
