@@ -2930,7 +2930,17 @@ impl Correlator {
                 .find_val(chash, |h| Self::waiting_in(chunks, h).is_coarse(&key)),
             false => None,
         };
-        if let Some((entry, head)) = found {
+        // The common list: its first entry is the twin (the walk's first
+        // round for it, on its own, as in `coarse_list_found`). `head` is
+        // a table value, so not `NO_SLOT`.
+        let first = found.filter(|&(_, head)| {
+            let w = Self::waiting_in(chunks, head);
+            !w.copy.inside && coarse_matches(w, &key)
+        });
+        if let Some((entry, head)) = first {
+            coarse = Some((entry, head, NO_SLOT));
+            at.coarse_tail = NO_SLOT;
+        } else if let Some((entry, head)) = found {
             let (mut prev, mut i) = (NO_SLOT, head);
             while i != NO_SLOT {
                 let w = Self::waiting_in(chunks, i);
