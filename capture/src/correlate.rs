@@ -2322,8 +2322,12 @@ impl Correlator {
     /// copy per direction (`OUT`: the key's direction is `Dir::Out`): with
     /// the direction a constant, the key and the endpoint are read from
     /// the packet's fields, not chosen between them at run time
-    /// (−13.5 instructions a packet, round13-corr13.md).
-    #[inline(never)]
+    /// (−13.5 instructions a packet, round13-corr13.md). Inlined into
+    /// `push_prepared` since round 15 (−11.0 a packet, round15-pair15.md):
+    /// out of line, each call (~70 k on the callgrind workload) saved and
+    /// restored six registers and returned its `Twin` through memory; that
+    /// paid while the inlined pairing paths kept their keys on the stack.
+    #[inline(always)]
     fn take_twin_coarse<const OUT: bool>(
         &mut self,
         ts_ns: UnixNanos,
@@ -2486,8 +2490,8 @@ impl Correlator {
 
     /// Pairs an outside copy with inside copy `i` on the coarse list the
     /// pending table's `entry` names (after `prev`), found by
-    /// [`take_inside`](Correlator::take_inside). Out of line, as
-    /// [`take_twin`](Correlator::take_twin).
+    /// [`take_inside`](Correlator::take_inside). Inline (out of line it
+    /// cost 10.8 instructions a packet more, round13-corr13.md).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn take_coarse_inside(
