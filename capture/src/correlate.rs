@@ -698,7 +698,14 @@ impl Waiting {
     /// invariants).
     #[inline(always)]
     fn is_coarse(&self, key: &PairKey) -> bool {
-        self.copy.coarse && self.key.invariants == key.invariants && self.key.proto == key.proto
+        self.is_coarse_of(key.proto, key.invariants)
+    }
+
+    /// [`is_coarse`](Waiting::is_coarse) of a key's protocol and
+    /// invariants.
+    #[inline(always)]
+    fn is_coarse_of(&self, proto: Proto, invariants: u64) -> bool {
+        self.copy.coarse && self.key.invariants == invariants && self.key.proto == proto
     }
 
     /// A new slab entry before it is filled (no copy; never read as one).
@@ -1946,17 +1953,19 @@ impl Correlator {
             _ => {
                 // An outside copy: either subscriber→remote after translation
                 // (public = src) or remote→subscriber before it (public = dst).
-                let (out_key, src) = pkt.pair_key(Dir::Out);
                 // Its coarse key's list: the inside copies waiting there
                 // (the first under each key is a twin), and the copies that
                 // count towards `pending_per_key_max` under each key with
                 // those on its own list. No list (about half the outside
                 // copies): the code below with the empty list's fields as
                 // constants.
+                // No list: where its probe ended is where the copy waits.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
-                match self.coarse_list_found(&out_key, &src, chash) {
-                    None => self.offer_outside(ts_ns, pkt, chash, CoarseList::NONE, out),
-                    Some(coarse) => self.offer_outside(ts_ns, pkt, chash, coarse, out),
+                match self.coarse_list_found(pkt, chash) {
+                    Err(vacant) => {
+                        self.offer_outside(ts_ns, pkt, chash, CoarseList::NONE, Some(vacant), out)
+                    }
+                    Ok(coarse) => self.offer_outside(ts_ns, pkt, chash, coarse, None, out),
                 }
             }
         }
@@ -1965,7 +1974,8 @@ impl Correlator {
     /// [`push_prepared`](Correlator::push_prepared)'s outside copy, with
     /// its coarse key's list (hashed `chash`) as
     /// [`coarse_list_found`](Correlator::coarse_list_found) walked it: pairs it with an
-    /// inside copy, or makes it wait.
+    /// inside copy, or makes it wait. `vacant`: with no list, where the
+    /// probe for it ended ([`wait_coarse`](Correlator::wait_coarse)).
     #[inline(always)]
     fn offer_outside(
         &mut self,
@@ -1973,16 +1983,15 @@ impl Correlator {
         pkt: &Prepared,
         chash: u64,
         coarse: CoarseList,
+        vacant: Option<pending::Vacant>,
         out: &mut Vec<Mapping>,
     ) {
-        let (out_key, src) = pkt.pair_key(Dir::Out);
-        let Twin::Absent(mut out_at) = self.take_inside(ts_ns, pkt, &out_key, &src, &coarse, out)
-        else {
+        // The keys are read from `pkt` where they are used, not built
+        // once on the stack and copied from there (round 15).
+        let Twin::Absent(mut out_at) = self.take_inside(ts_ns, pkt, Dir::Out, &coarse, out) else {
             return;
         };
-        let (in_key, dst) = pkt.pair_key(Dir::In);
-        let Twin::Absent(mut in_at) = self.take_inside(ts_ns, pkt, &in_key, &dst, &coarse, out)
-        else {
+        let Twin::Absent(mut in_at) = self.take_inside(ts_ns, pkt, Dir::In, &coarse, out) else {
             return;
         };
         out_at.len += coarse.out_len;
@@ -2007,9 +2016,13 @@ impl Correlator {
                 && (coarse.len as usize) < self.coarse_list_max()
             {
                 // Both entries would be placed together: one instead.
-                self.wait_coarse(out_key, chash, copy(src), coarse.tail);
+                // (Neither probe above changed the table: a `take_inside`
+                // that changes it takes a twin and returns.)
+                let (out_key, src) = pkt.pair_key(Dir::Out);
+                self.wait_coarse(out_key, chash, copy(src), coarse.tail, vacant);
                 return;
             }
+            let ((out_key, src), (in_key, dst)) = (pkt.pair_key(Dir::Out), pkt.pair_key(Dir::In));
             let (out_hash, in_hash) = (pair_hash(&out_key), pair_hash(&in_key));
             let a = self.wait_at(out_key, out_hash, copy(src), out_at);
             let b = self.wait_at(in_key, in_hash, copy(dst), in_at);
@@ -2018,6 +2031,7 @@ impl Correlator {
                 self.waiting_mut(b).twin = a;
             }
         } else {
+            let ((out_key, src), (in_key, dst)) = (pkt.pair_key(Dir::Out), pkt.pair_key(Dir::In));
             self.insert(out_key, pair_hash(&out_key), copy(src));
             self.insert(in_key, pair_hash(&in_key), copy(dst));
         }
@@ -2040,19 +2054,24 @@ impl Correlator {
         // No copy waits under either of its keys (most inside copies that
         // wait): the waiting code with `take_twin`'s answer for that case
         // as constants, apart from the code after the call.
-        let Some((hash, lists)) = self.twin_lists(pkt, dir, inside) else {
-            self.offer_wait(ts_ns, pkt, dir, flow_hash, KeyList::NONE);
-            return;
+        let (hash, lists) = match self.twin_lists(pkt, dir) {
+            Ok(found) => found,
+            Err(vacant) => {
+                self.offer_wait(ts_ns, pkt, dir, flow_hash, KeyList::NONE, Some(vacant));
+                return;
+            }
         };
         let Twin::Absent(at) = self.take_twin_held(ts_ns, pkt, dir, inside, hash, lists, out)
         else {
             return;
         };
-        self.offer_wait(ts_ns, pkt, dir, flow_hash, at);
+        self.offer_wait(ts_ns, pkt, dir, flow_hash, at, None);
     }
 
     /// [`offer`](Correlator::offer)'s inside copy that found no twin
-    /// waits (`at`: the copies waiting under its keys).
+    /// waits (`at`: the copies waiting under its keys; `vacant`: with no
+    /// list, where the probe of its coarse key ended, as
+    /// [`twin_lists`](Correlator::twin_lists) left it).
     #[inline(always)]
     fn offer_wait(
         &mut self,
@@ -2061,18 +2080,24 @@ impl Correlator {
         dir: Dir,
         flow_hash: u64,
         at: KeyList,
+        vacant: Option<pending::Vacant>,
     ) {
-        let inside = true;
-        let (key, endpoint) = pkt.pair_key(dir);
-        let flags = pkt.tcp_flags;
-        let copy = Copy {
-            ts_ns,
-            packet: self.stats.packets,
-            inside,
-            endpoint,
-            ambiguous: false,
-            coarse: false,
-            tcp_flags: flags,
+        // The key and the copy built in each branch, where they go: built
+        // once before the branches, they were one value on the stack (the
+        // out-of-line `insert` takes them in memory) copied into the entry.
+        let packet = self.stats.packets;
+        let key_copy = || {
+            let (key, endpoint) = pkt.pair_key(dir);
+            let copy = Copy {
+                ts_ns,
+                packet,
+                inside: true,
+                endpoint,
+                ambiguous: false,
+                coarse: false,
+                tcp_flags: pkt.tcp_flags,
+            };
+            (key, copy)
         };
         if self.pending_count < self.cfg.pending_max && !self.probe_once_off() {
             if (at.coarse_len as usize) < self.coarse_list_max() {
@@ -2080,13 +2105,16 @@ impl Correlator {
                 if at.len as usize >= self.cfg.pending_per_key_max {
                     self.stats.pending_key_full += 1;
                 } else {
+                    let (key, copy) = key_copy();
                     let chash = coarse_hash(key.proto, key.invariants);
-                    self.wait_coarse(key, chash, copy, at.coarse_tail);
+                    self.wait_coarse(key, chash, copy, at.coarse_tail, vacant);
                 }
             } else {
+                let (key, copy) = key_copy();
                 self.wait_at(key, pair_hash(&key), copy, at);
             }
         } else {
+            let (key, copy) = key_copy();
             self.insert(key, pair_hash(&key), copy);
         }
         // Its outside twin comes a few packets later (usually), and the pair
@@ -2221,18 +2249,20 @@ impl Correlator {
     }
 
     /// Whether [`take_twin`](Correlator::take_twin) can find anything
-    /// under the key: `None` when the pending table holds no value with the
-    /// hash's tag on its probe run
+    /// under an inside copy's key: `Err` when the pending table holds no
+    /// value with the hash's tag on its probe run
     /// ([`PendingTable::may_hold`](pending::PendingTable::may_hold)) of any
     /// list the copy looks at, so `take_twin`'s probe would find nothing and
     /// it would return `Absent(KeyList::NONE)` (no list: no twin, no
-    /// duplicate), which the caller uses straight away; else the pair hash
+    /// duplicate), which the caller uses straight away, with where the
+    /// probe of its coarse key ended (where the copy then waits,
+    /// [`wait_coarse`](Correlator::wait_coarse)); else the pair hash
     /// (0 unless computed) and which lists may hold copies, for
     /// [`take_twin_held`](Correlator::take_twin_held). Inline: the first
     /// copy of a packet (most probes) costs a few loads instead of the
     /// out-of-line call and its setup for the key compares.
     #[inline(always)]
-    fn twin_lists(&self, pkt: &Prepared, dir: Dir, inside: bool) -> Option<(u64, Lists)> {
+    fn twin_lists(&self, pkt: &Prepared, dir: Dir) -> Result<(u64, Lists), pending::Vacant> {
         // Its pair key's list only while copies wait on pair keys' lists
         // (its hash computed only then).
         let mut hash = 0;
@@ -2242,14 +2272,19 @@ impl Correlator {
         };
         // An inside copy also looks for its twin among the copies waiting
         // under their coarse key.
-        let coarse = inside
-            && self
-                .pending
-                .may_hold(coarse_hash(pkt.proto, pkt.invariants));
-        if !fine && !coarse {
-            return None;
+        let coarse = self
+            .pending
+            .may_hold_or_vacant(coarse_hash(pkt.proto, pkt.invariants));
+        match coarse {
+            Err(vacant) if !fine => Err(vacant),
+            _ => Ok((
+                hash,
+                Lists {
+                    fine,
+                    coarse: coarse.is_ok(),
+                },
+            )),
         }
-        Some((hash, Lists { fine, coarse }))
     }
 
     /// [`take_twin`](Correlator::take_twin) (or its specialised
@@ -2287,8 +2322,12 @@ impl Correlator {
     /// copy per direction (`OUT`: the key's direction is `Dir::Out`): with
     /// the direction a constant, the key and the endpoint are read from
     /// the packet's fields, not chosen between them at run time
-    /// (−13.5 instructions a packet, round13-corr13.md).
-    #[inline(never)]
+    /// (−13.5 instructions a packet, round13-corr13.md). Inlined into
+    /// `push_prepared` since round 15 (−11.0 a packet, round15-pair15.md):
+    /// out of line, each call (~70 k on the callgrind workload) saved and
+    /// restored six registers and returned its `Twin` through memory; that
+    /// paid while the inlined pairing paths kept their keys on the stack.
+    #[inline(always)]
     fn take_twin_coarse<const OUT: bool>(
         &mut self,
         ts_ns: UnixNanos,
@@ -2348,14 +2387,14 @@ impl Correlator {
         before: u64,
         out: &mut Vec<Mapping>,
     ) -> Twin {
-        let (key, endpoint) = pkt.pair_key(dir);
         let flags = pkt.tcp_flags;
         // The oldest copy of the other side.
         let taken = if inside {
-            self.take_outside(key, hash, &endpoint, lists)
+            self.take_outside(pkt, dir, hash, lists)
         } else {
             // Only an inside copy older than `before` (the first one under
             // `key` on the coarse list, which the caller takes otherwise).
+            let (key, endpoint) = pkt.pair_key(dir);
             self.take_waiting(key, hash, &endpoint, |c| c.inside && c.packet < before)
         };
         let (twin, link) = match taken {
@@ -2373,6 +2412,7 @@ impl Correlator {
                 return Twin::Absent(at);
             }
         };
+        let (key, endpoint) = pkt.pair_key(dir);
         // An inside copy's flow key hash, as its preparer carried it
         // (`Prepared::hash_in` going out, `hash_out` coming in; 0: none):
         // `find_flow` uses it instead of hashing the key again.
@@ -2398,12 +2438,10 @@ impl Correlator {
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
-        key: &PairKey,
-        endpoint: &Ep,
+        dir: Dir,
         coarse: &CoarseList,
         out: &mut Vec<Mapping>,
     ) -> Twin {
-        let dir = key.dir;
         let (first, prev) = match dir {
             Dir::Out => coarse.out_first,
             Dir::In => coarse.in_first,
@@ -2418,7 +2456,7 @@ impl Correlator {
         if first == NO_SLOT {
             return Twin::Absent(at);
         }
-        self.take_coarse_inside(ts_ns, pkt, key, endpoint, coarse.entry, first, prev, out);
+        self.take_coarse_inside(ts_ns, pkt, dir, coarse.entry, first, prev, out);
         Twin::Taken
     }
 
@@ -2452,16 +2490,15 @@ impl Correlator {
 
     /// Pairs an outside copy with inside copy `i` on the coarse list the
     /// pending table's `entry` names (after `prev`), found by
-    /// [`take_inside`](Correlator::take_inside). Out of line, as
-    /// [`take_twin`](Correlator::take_twin).
+    /// [`take_inside`](Correlator::take_inside). Inline (out of line it
+    /// cost 10.8 instructions a packet more, round13-corr13.md).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn take_coarse_inside(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
-        key: &PairKey,
-        endpoint: &Ep,
+        dir: Dir,
         entry: pending::Found,
         i: u32,
         prev: u32,
@@ -2469,10 +2506,11 @@ impl Correlator {
     ) {
         self.unlist(entry, i, prev);
         let (twin, link) = self.unlink_waiting(i);
+        let (key, endpoint) = pkt.pair_key(dir);
         self.pair_taken(
             ts_ns,
-            *key,
-            *endpoint,
+            key,
+            endpoint,
             pkt.tcp_flags,
             false,
             twin,
@@ -2606,21 +2644,34 @@ impl Correlator {
         i
     }
 
-    /// The list of the coarse key of an ambiguous copy's `out_key` and
-    /// `in_key` (hashed `chash`, [`coarse_hash`]): at most
+    /// The list of the coarse key of an outside copy `pkt`'s out key and
+    /// in key (hashed `chash`, [`coarse_hash`]): at most
     /// [`COARSE_LIST_MAX`] entries walked.
     ///
-    /// `None` when the table holds no list under the coarse key (the walk
-    /// of an empty list, [`CoarseList::NONE`]).
+    /// `Err` when the table holds no list under the coarse key (the walk
+    /// of an empty list, [`CoarseList::NONE`]): where the probe ended, for
+    /// the copy to wait there ([`wait_coarse`](Correlator::wait_coarse)).
     #[inline(always)]
-    fn coarse_list_found(&self, out_key: &PairKey, src: &Ep, chash: u64) -> Option<CoarseList> {
+    fn coarse_list_found(&self, pkt: &Prepared, chash: u64) -> Result<CoarseList, pending::Vacant> {
+        // Its out key's remote (the destination) and its in key's (the
+        // source), read from the packet (no key built).
+        let (out_remote, src) = (&pkt.dst, &pkt.src);
         let chunks = &self.waiting;
         let mut l = CoarseList::NONE;
-        let entry = self
-            .pending
-            .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(out_key))?;
+        let (entry, mut i) = self.pending.find_val_or_vacant(chash, |h| {
+            Self::waiting_in(chunks, h).is_coarse_of(pkt.proto, pkt.invariants)
+        })?;
         l.entry = entry;
-        let mut i = self.pending.get(entry);
+        // The common list: its first entry is the out key's inside copy,
+        // the twin (the loop's first round for it, on its own: what the
+        // packet's fields are compared with is not kept for the loop).
+        // `i` is a table value, so not `NO_SLOT`.
+        let w = Self::waiting_in(chunks, i);
+        if w.copy.inside && w.key.dir == Dir::Out && w.key.remote == *out_remote {
+            l.out_len = 1;
+            l.out_first = (i, NO_SLOT);
+            return Ok(l);
+        }
         while i != NO_SLOT {
             let w = Self::waiting_in(chunks, i);
             // What `coarse_matches` says for the out key and the in key
@@ -2628,7 +2679,7 @@ impl Correlator {
             if w.copy.inside {
                 // It stands for its own key only.
                 let (first, len, remote) = match w.key.dir {
-                    Dir::Out => (&mut l.out_first, &mut l.out_len, &out_key.remote),
+                    Dir::Out => (&mut l.out_first, &mut l.out_len, out_remote),
                     Dir::In => (&mut l.in_first, &mut l.in_len, src),
                 };
                 if w.key.remote == *remote {
@@ -2639,30 +2690,39 @@ impl Correlator {
                         // it (or with an older one on the key's own list)
                         // before it reads anything else of the walk.
                         if w.key.dir == Dir::Out {
-                            return Some(l);
+                            return Ok(l);
                         }
                     }
                 }
             } else {
-                l.out_len += u32::from(w.key.remote == out_key.remote);
+                l.out_len += u32::from(w.key.remote == *out_remote);
                 l.in_len += u32::from(w.copy.endpoint == *src);
             }
             l.len += 1;
             l.tail = i;
             i = w.key_next;
         }
-        Some(l)
+        Ok(l)
     }
 
     /// Makes the ambiguous `copy` (the out key's copy: endpoint the source)
     /// wait as one coarse entry for both its keys, or the inside `copy`
     /// under its key `out_key`, after `tail` on its coarse key's list
-    /// ([`NO_SLOT`]: a new list under `chash`). The caller has checked that
+    /// ([`NO_SLOT`]: a new list under `chash`, in the table's entry
+    /// `vacant` if given: where the caller's probe for `chash` ended, the
+    /// table unchanged since). The caller has checked that
     /// the old code would have placed the entries: room under `pending_max`,
     /// each key under `pending_per_key_max`. An ambiguous copy counts as the
     /// two entries it stands for in `pending_count`.
     #[inline(always)]
-    fn wait_coarse(&mut self, out_key: PairKey, chash: u64, mut copy: Copy, tail: u32) {
+    fn wait_coarse(
+        &mut self,
+        out_key: PairKey,
+        chash: u64,
+        mut copy: Copy,
+        tail: u32,
+        vacant: Option<pending::Vacant>,
+    ) {
         // (`out_key`: for an inside copy, its key.)
         copy.coarse = true;
         let order_prev = self.order_tail;
@@ -2674,10 +2734,10 @@ impl Correlator {
         e.order_prev = order_prev;
         e.order_next = NO_SLOT;
         e.twin = NO_SLOT;
-        if tail == NO_SLOT {
-            self.pending.insert_unique(chash, i);
-        } else {
-            self.waiting_mut(tail).key_next = i;
+        match (tail, vacant) {
+            (NO_SLOT, Some(at)) => self.pending.insert_vacant(chash, i, at),
+            (NO_SLOT, None) => self.pending.insert_unique(chash, i),
+            _ => self.waiting_mut(tail).key_next = i,
         }
         match self.order_tail {
             NO_SLOT => self.order_head = i,
@@ -2837,11 +2897,13 @@ impl Correlator {
     #[inline(always)]
     fn take_outside(
         &mut self,
-        key: PairKey,
+        pkt: &Prepared,
+        dir: Dir,
         hash: u64,
-        endpoint: &Ep,
         lists: Lists,
     ) -> Result<(Copy, u32), KeyList> {
+        let (key, endpoint) = pkt.pair_key(dir);
+        let endpoint = &endpoint;
         let chunks = &self.waiting;
         let mut at = KeyList::NONE;
         // (table entry, slab entry, its predecessor on the list)
@@ -2869,11 +2931,21 @@ impl Correlator {
         let found = match lists.coarse {
             true => self
                 .pending
-                .find(chash, |h| Self::waiting_in(chunks, h).is_coarse(&key)),
+                .find_val(chash, |h| Self::waiting_in(chunks, h).is_coarse(&key)),
             false => None,
         };
-        if let Some(entry) = found {
-            let (mut prev, mut i) = (NO_SLOT, self.pending.get(entry));
+        // The common list: its first entry is the twin (the walk's first
+        // round for it, on its own, as in `coarse_list_found`). `head` is
+        // a table value, so not `NO_SLOT`.
+        let first = found.filter(|&(_, head)| {
+            let w = Self::waiting_in(chunks, head);
+            !w.copy.inside && coarse_matches(w, &key)
+        });
+        if let Some((entry, head)) = first {
+            coarse = Some((entry, head, NO_SLOT));
+            at.coarse_tail = NO_SLOT;
+        } else if let Some((entry, head)) = found {
+            let (mut prev, mut i) = (NO_SLOT, head);
             while i != NO_SLOT {
                 let w = Self::waiting_in(chunks, i);
                 if coarse_matches(w, &key) {

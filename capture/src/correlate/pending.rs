@@ -38,7 +38,7 @@ const _: () = assert!(std::mem::size_of::<Entry>() == 8 && std::mem::align_of::<
 const VACANT: Entry = Entry { tag: 0, val: EMPTY };
 
 /// See the module docs. Values are `u32` below `u32::MAX`.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct PendingTable {
     entries: Vec<Entry>,
     /// `entries.len() - 1` (a power of two minus one), 0 while unallocated.
@@ -56,6 +56,14 @@ impl Found {
     /// A placeholder for no entry: never passed to the table.
     pub(super) const NONE: Found = Found(usize::MAX);
 }
+
+/// Where a probe for a key the table does not hold ended: the first empty
+/// entry of the key's probe run, where [`PendingTable::place`] would put
+/// it. [`PendingTable::insert_vacant`] puts the key there without walking
+/// the run again. Pass it before any other change to the table (a removal
+/// may empty an entry before it, an insertion fill it).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Vacant(usize);
 
 #[inline(always)]
 fn tag_of(hash: u64) -> u32 {
@@ -100,10 +108,40 @@ impl PendingTable {
     /// The entry of the key hashed `hash` for which `eq` (given the value)
     /// holds; `eq` is asked only about values whose tag matches.
     #[inline(always)]
-    pub(super) fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<Found> {
+    pub(super) fn find(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<Found> {
+        self.find_or_vacant(hash, eq).ok()
+    }
+
+    /// [`find`](Self::find), and where it ended when the key is not held
+    /// (`Err`: the first empty entry of its run, for
+    /// [`insert_vacant`](Self::insert_vacant)).
+    #[inline(always)]
+    pub(super) fn find_or_vacant(
+        &self,
+        hash: u64,
+        eq: impl FnMut(u32) -> bool,
+    ) -> Result<Found, Vacant> {
+        self.find_val_or_vacant(hash, eq).map(|(at, _)| at)
+    }
+
+    /// [`find`](Self::find) with the value found (what [`get`](Self::get)
+    /// of the entry returns, read once: the probe has it).
+    #[inline(always)]
+    pub(super) fn find_val(&self, hash: u64, eq: impl FnMut(u32) -> bool) -> Option<(Found, u32)> {
+        self.find_val_or_vacant(hash, eq).ok()
+    }
+
+    /// [`find_or_vacant`](Self::find_or_vacant) with the value found.
+    #[inline(always)]
+    pub(super) fn find_val_or_vacant(
+        &self,
+        hash: u64,
+        mut eq: impl FnMut(u32) -> bool,
+    ) -> Result<(Found, u32), Vacant> {
         let entries = &self.entries[..];
         if entries.is_empty() {
-            return None;
+            // No entry: `insert_vacant` grows the table first.
+            return Err(Vacant(usize::MAX));
         }
         // `mask` as the slice's length says it (the same value): each
         // index below is then provably in bounds, with no check.
@@ -113,10 +151,10 @@ impl PendingTable {
         loop {
             let e = entries[i];
             if e.val == EMPTY {
-                return None;
+                return Err(Vacant(i));
             }
             if e.tag == tag && eq(e.val) {
-                return Some(Found(i));
+                return Ok((Found(i), e.val));
             }
             i = (i + 1) & mask;
         }
@@ -129,9 +167,17 @@ impl PendingTable {
     /// most probes of the correlator find nothing (a packet's first copy).
     #[inline(always)]
     pub(super) fn may_hold(&self, hash: u64) -> bool {
+        self.may_hold_or_vacant(hash).is_ok()
+    }
+
+    /// [`may_hold`](Self::may_hold) as `Ok`, and where the probe ended when
+    /// no value of the run has the tag (`Err`: the first empty entry of the
+    /// run, for [`insert_vacant`](Self::insert_vacant)).
+    #[inline(always)]
+    pub(super) fn may_hold_or_vacant(&self, hash: u64) -> Result<(), Vacant> {
         let entries = &self.entries[..];
         if entries.is_empty() {
-            return false;
+            return Err(Vacant(usize::MAX));
         }
         let mask = entries.len() - 1;
         let tag = tag_of(hash);
@@ -139,10 +185,10 @@ impl PendingTable {
         loop {
             let e = entries[i];
             if e.val == EMPTY {
-                return false;
+                return Err(Vacant(i));
             }
             if e.tag == tag {
-                return true;
+                return Ok(());
             }
             i = (i + 1) & mask;
         }
@@ -174,6 +220,47 @@ impl PendingTable {
             val,
         });
         self.len += 1;
+    }
+
+    /// [`insert_unique`](Self::insert_unique) where the caller's probe
+    /// for the key (absent) ended: `at`, from
+    /// [`find_or_vacant`](Self::find_or_vacant) or
+    /// [`may_hold_or_vacant`](Self::may_hold_or_vacant) of the same hash,
+    /// with no change to the table since. The same entries as
+    /// `insert_unique` leaves (test `insert_vacant_is_insert_unique`),
+    /// without walking the run a second time (most copies that wait come
+    /// after a probe that found nothing under their key).
+    #[inline(always)]
+    pub(super) fn insert_vacant(&mut self, hash: u64, val: u32, at: Vacant) {
+        assert!(val != EMPTY, "value u32::MAX");
+        let e = Entry {
+            tag: tag_of(hash),
+            val,
+        };
+        if (self.len + 1) * 2 > self.entries.len() {
+            // Growing moves every entry: `at` is stale.
+            self.grow();
+            self.place(e);
+        } else {
+            debug_assert_eq!(Some(at.0), self.first_vacant(e.tag), "stale vacant entry");
+            let v = &mut self.entries[at.0];
+            assert!(v.val == EMPTY, "vacant entry {} holds a value", at.0);
+            *v = e;
+        }
+        self.len += 1;
+    }
+
+    /// The first empty entry from `tag`'s home (debug checks).
+    fn first_vacant(&self, tag: u32) -> Option<usize> {
+        let mask = self.entries.len().checked_sub(1)?;
+        let mut i = tag as usize & mask;
+        for _ in 0..self.entries.len() {
+            if self.entries[i].val == EMPTY {
+                return Some(i);
+            }
+            i = (i + 1) & mask;
+        }
+        None
     }
 
     /// Puts `e` in the first empty entry from its home (room assured).
@@ -246,6 +333,7 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Op {
         Insert(u64),
+        InsertVacant(u64),
         Remove(u64),
         Set(u64),
         Find(u64),
@@ -265,6 +353,7 @@ mod tests {
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
             key().prop_map(Op::Insert),
+            key().prop_map(Op::InsertVacant),
             key().prop_map(Op::Remove),
             key().prop_map(Op::Set),
             key().prop_map(Op::Find),
@@ -273,7 +362,8 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-        /// Against a `HashMap` model: inserts of absent keys, removals,
+        /// Against a `HashMap` model: inserts of absent keys (also where
+        /// their probe ended, `insert_vacant`), removals,
         /// replaced values and lookups (and `may_hold` at each lookup), with
         /// colliding tags, long runs, wrap-around, growth and a table that
         /// fills and empties.
@@ -290,6 +380,25 @@ mod tests {
                         if let std::collections::hash_map::Entry::Vacant(e) = model.entry(k) {
                             t.insert_unique(hash_of(k), next_val);
                             e.insert(next_val);
+                            keys.insert(next_val, k);
+                            next_val += 1;
+                        }
+                    }
+                    Op::InsertVacant(k) => {
+                        // Where the probe ended, then the insert there:
+                        // the same entries as `insert_unique` makes.
+                        let probe = t.find_or_vacant(hash_of(k), |v| keys[&v] == k);
+                        prop_assert_eq!(probe.is_ok(), model.contains_key(&k));
+                        let tagged = t.may_hold_or_vacant(hash_of(k));
+                        if let (Err(v), Err(w)) = (probe, tagged) {
+                            prop_assert_eq!(v.0, w.0);
+                        }
+                        if let Err(v) = probe {
+                            let mut u = t.clone();
+                            u.insert_unique(hash_of(k), next_val);
+                            t.insert_vacant(hash_of(k), next_val, v);
+                            prop_assert_eq!(&t.entries, &u.entries);
+                            model.insert(k, next_val);
                             keys.insert(next_val, k);
                             next_val += 1;
                         }
@@ -314,6 +423,8 @@ mod tests {
                     Op::Find(k) => {
                         let got = t.find(hash_of(k), |v| keys[&v] == k).map(|at| t.get(at));
                         prop_assert_eq!(got, model.get(&k).copied());
+                        let with_val = t.find_val(hash_of(k), |v| keys[&v] == k);
+                        prop_assert_eq!(with_val.map(|(at, v)| (at.0, v)), t.find(hash_of(k), |v| keys[&v] == k).map(|at| (at.0, t.get(at))));
                         // `may_hold`: some value on the run has the tag,
                         // i.e. a probe that accepts any value finds one;
                         // `false` only for keys not held.
