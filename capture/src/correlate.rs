@@ -262,6 +262,13 @@ struct Observation {
     internal: Ep,
     public: Ep,
     remote: Ep,
+    /// The high half of the flow key's [`Correlator::key_hash`] as an
+    /// inside copy's preparer carried it (`observe`'s `flow_hash`, see
+    /// [`Correlator::find_flow`]), or 0: none (the outside copy paired, or
+    /// not IPv4 on both ends). The flow index's head number is the hash's
+    /// top `index_bits` (at most 31) bits, all in this half. In the
+    /// padding the event had (73 bytes of data in 80).
+    flow_hi: u32,
     dir: Dir,
     proto: Proto,
     flags: u8,
@@ -1081,11 +1088,18 @@ const INDEX_FLOWS_PER_HEAD_MAX_FIFTHS: usize = 8;
 
 /// Whether `flows` active flows are more than the index of `1 << bits`
 /// heads takes ([`INDEX_FLOWS_PER_HEAD_MAX_FIFTHS`]).
-fn index_over(flows: usize, bits: u32) -> bool {
+const fn index_over(flows: usize, bits: u32) -> bool {
     flows * 5 > INDEX_FLOWS_PER_HEAD_MAX_FIFTHS << bits
 }
 /// log2 of the flow index's first number of heads (1 024, 4 KiB).
 const INDEX_BITS_MIN: u32 = 10;
+/// log2 of the most heads the flow index can reach: at 2^31 heads
+/// `index_over` is false for any number of flows a correlator may hold
+/// ([`FLOWS_ACTIVE_MAX_LIMIT`]), so it never doubles past. So a head number
+/// (a flow key hash's top `index_bits` bits) is always in the hash's high
+/// half, the part a flow event carries ([`Observation::flow_hi`]).
+const INDEX_BITS_MAX: u32 = 31;
+const _: () = assert!(!index_over(FLOWS_ACTIVE_MAX_LIMIT, INDEX_BITS_MAX) && INDEX_BITS_MAX <= 32);
 
 /// End of the slab's free list (through `Flow::public`) and of the pending
 /// slab's lists.
@@ -1775,28 +1789,36 @@ impl Correlator {
         debug_assert_eq!(self.part, Part::Flows);
         // Hints: an observation's index head is prefetched
         // `FLOW_EVENT_PREFETCH_AHEAD` events ahead, its chain's first slot
-        // half as far ahead, from the head number kept in `heads` (by
-        // position, modulo its length; computed once an event). The index
-        // may grow in between: the slot's hint is then a wrong guess.
+        // half as far ahead, from the flow key hash kept in `hashes` (by
+        // position, modulo its length; found once an event: carried by the
+        // preparer, or hashed here). The same hash is then the lookup's
+        // (`observe`'s `flow_hash`): exact for a flow whose two ends are
+        // IPv4 (a function of the observation's fields alone), and ignored
+        // by `find_flow` otherwise (an IPv6 address's name may be given or
+        // released by the events in between: a hint only). The head number
+        // is taken from the hash with the index's size at each use, so the
+        // index growing in between costs no wrong guess.
         const AHEAD: usize = FLOW_EVENT_PREFETCH_AHEAD;
         const HALF: usize = AHEAD / 2;
         const _: () = assert!(AHEAD.is_power_of_two() && HALF >= 1);
-        let mut heads = [NO_SLOT; AHEAD];
+        let mut hashes = [0u64; AHEAD];
         for (j, e) in events.iter().enumerate().take(AHEAD) {
-            heads[j] = self.prefetch_event_head(e);
+            hashes[j] = self.prefetch_event_head(e);
         }
         for (k, e) in events.iter().enumerate() {
+            let flow_hash = hashes[k & (AHEAD - 1)];
             if let Some(ahead) = events.get(k + AHEAD) {
-                heads[k & (AHEAD - 1)] = self.prefetch_event_head(ahead);
+                hashes[k & (AHEAD - 1)] = self.prefetch_event_head(ahead);
             }
             if k + HALF < events.len() {
-                self.prefetch_chain_start(heads[(k + HALF) & (AHEAD - 1)]);
+                self.prefetch_hashed_chain(hashes[(k + HALF) & (AHEAD - 1)]);
             }
             match &e.0 {
                 Ev::Observe(o) => {
                     self.now_ns = o.now_ns;
                     self.observe(
-                        o.ts_ns, o.dir, o.proto, o.internal, o.public, o.remote, o.flags, 0, out,
+                        o.ts_ns, o.dir, o.proto, o.internal, o.public, o.remote, o.flags,
+                        flow_hash, out,
                     );
                 }
                 &Ev::Scan(now_ns) => {
@@ -1808,28 +1830,40 @@ impl Correlator {
     }
 
     /// A hint: starts loading the index head an event's flow lookup reads
-    /// and returns its number ([`NO_SLOT`]: a scan, or an IPv6 address no
-    /// active flow names, so no flow to find).
+    /// and returns the flow key's hash it took the head from (0: a scan,
+    /// or an IPv6 address no active flow names, so no flow to find). The
+    /// hash is the preparer's carried one (its high half, all the head
+    /// number needs) when the observation has it, else
+    /// [`key_hash`](Correlator::key_hash) of its key.
     #[inline(always)]
-    fn prefetch_event_head(&self, e: &FlowEvent) -> u32 {
+    fn prefetch_event_head(&self, e: &FlowEvent) -> u64 {
         let Ev::Observe(o) = &e.0 else {
-            return NO_SLOT;
+            return 0;
         };
-        match self.observation_head(o) {
-            Some(h) => {
-                slab::prefetch(&self.index_heads[h]);
-                h as u32
+        let hash = if o.flow_hi != 0 {
+            u64::from(o.flow_hi) << 32
+        } else {
+            match self.observation_hash(o) {
+                Some(hash) => hash,
+                None => return 0,
             }
-            None => NO_SLOT,
-        }
+        };
+        slab::prefetch(&self.index_heads[(hash >> (64 - self.index_bits)) as usize]);
+        hash
     }
 
-    /// The index head an observation's flow lookup reads, or `None` (an
+    /// The flow key hash of an observation's flow lookup, or `None` (an
     /// IPv6 address no active flow names: no flow to find).
     #[inline(always)]
-    fn observation_head(&self, o: &Observation) -> Option<usize> {
-        let (i, i6) = self.addr32_find(&o.internal)?;
-        let (r, r6) = self.addr32_find(&o.remote)?;
+    fn observation_hash(&self, o: &Observation) -> Option<u64> {
+        let (i, i6, r, r6) = match Ep::both_v4(&o.internal, &o.remote) {
+            Some((i, r)) => (i, false, r, false),
+            None => {
+                let (i, i6) = self.addr32_find(&o.internal)?;
+                let (r, r6) = self.addr32_find(&o.remote)?;
+                (i, i6, r, r6)
+            }
+        };
         let key = FlowKey {
             internal: i,
             remote: r,
@@ -1838,7 +1872,19 @@ impl Correlator {
             proto: o.proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
-        Some(self.index_head(&key))
+        Some(Self::key_hash(&key))
+    }
+
+    /// Prefetches the first slot of the index chain of flow key hash
+    /// `hash`, whose head an earlier hint loaded (0: nothing). A hint.
+    #[inline(always)]
+    fn prefetch_hashed_chain(&self, hash: u64) {
+        if hash != 0 {
+            let s = self.index_heads[(hash >> (64 - self.index_bits)) as usize];
+            if s != LINK_NONE {
+                slab::prefetch(self.flow(s));
+            }
+        }
     }
 
     /// Counters so far.
@@ -2523,6 +2569,7 @@ impl Correlator {
                 internal,
                 public,
                 remote: key.remote,
+                flow_hi: (flow_hash >> 32) as u32,
                 dir: key.dir,
                 proto: key.proto,
                 flags: flags | twin.tcp_flags,
@@ -3140,10 +3187,14 @@ impl Correlator {
     ///
     /// `flow_hash`: the key's [`key_hash`](Correlator::key_hash) as an
     /// inside copy's preparer carried it ([`Prepared::hash_in`] or
-    /// `hash_out`, for a flow whose two ends are IPv4), or 0: hashed here.
-    /// The preparer's value is the hash of this very key (asserted in
-    /// debug builds; proptest `carried_flow_hash_is_the_tables`), so which
-    /// one is used changes no result.
+    /// `hash_out`, for a flow whose two ends are IPv4), or as a flow part
+    /// found it for its prefetch (`apply_events`: the carried hash's high
+    /// half, [`Observation::flow_hi`], or the key hashed there), or 0:
+    /// hashed here. Used only when both ends are IPv4; its high half is
+    /// then that of this very key's hash (asserted in debug builds;
+    /// proptest `carried_flow_hash_is_the_tables`), and the head number
+    /// is in the high half (`INDEX_BITS_MAX`), so which one is used
+    /// changes no result.
     #[inline(always)]
     fn find_flow(&self, proto: Proto, internal: &Ep, remote: &Ep, flow_hash: u64) -> Option<u32> {
         // Both IPv4 (most flows): one test for the two.
@@ -3165,7 +3216,14 @@ impl Correlator {
         };
         let words = key.words();
         let hash = if carried != 0 {
-            debug_assert_eq!(carried, Self::key_hash(&key), "carried flow hash");
+            // All of it (one correlator's pair), or its high half (a flow
+            // part's event, `Observation::flow_hi`): the head number is in
+            // the high half.
+            debug_assert_eq!(
+                carried >> 32,
+                Self::key_hash(&key) >> 32,
+                "carried flow hash"
+            );
             carried
         } else {
             Self::key_hash(&key)
@@ -5832,6 +5890,81 @@ mod tests {
             split_agrees(&CorrelatorConfig::default(), &ev, batch, 0, 0).unwrap();
             split_agrees(&CorrelatorConfig::default(), &ev, batch, 5, 20 * S).unwrap();
         }
+    }
+
+    /// A pairing part's observation carries the high half of the flow key
+    /// hash the inside copy's preparer carried (the inside copy paired
+    /// second), so the flow part hashes no key for it; the outside copy
+    /// pairing second, or an IPv6 flow, carries none (0). The flow part's
+    /// lookup with the carried half finds the flow the pair continues
+    /// (one flow, not two).
+    #[test]
+    fn split_events_carry_the_inside_copys_flow_hash() {
+        let cfg = CorrelatorConfig::default();
+        let mut pairing = Correlator::try_new_pairing(cfg.clone()).unwrap();
+        let mut none = Vec::new();
+        let out_pkt = |src, dst, id| pkt(Proto::Udp, src, dst, id, 0, 0);
+        let (sub, public, remote) = ("100.64.0.1:5000", "203.0.113.1:5000", "198.51.100.2:53");
+        // Outside copy first: the inside copy pairs it (carried).
+        pairing.push(
+            10 * S,
+            Side::Outside,
+            &out_pkt(public, remote, 1),
+            &mut none,
+        );
+        pairing.push(
+            10 * S + MS,
+            Side::Inside,
+            &out_pkt(sub, remote, 1),
+            &mut none,
+        );
+        // Inside copy first: the outside copy pairs it (not carried).
+        pairing.push(11 * S, Side::Inside, &out_pkt(sub, remote, 2), &mut none);
+        pairing.push(
+            11 * S + MS,
+            Side::Outside,
+            &out_pkt(public, remote, 2),
+            &mut none,
+        );
+        // IPv6: the preparer carries no hash.
+        let (sub6, remote6) = ("[fd00::1]:5000", "[2001:db8::5]:53");
+        pairing.push(
+            12 * S,
+            Side::Outside,
+            &out_pkt("[2001:db8::1]:5000", remote6, 3),
+            &mut none,
+        );
+        pairing.push(
+            12 * S + MS,
+            Side::Inside,
+            &out_pkt(sub6, remote6, 3),
+            &mut none,
+        );
+        let mut events = Vec::new();
+        pairing.take_events(&mut events);
+        let his: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match &e.0 {
+                Ev::Observe(o) => Some(o.flow_hi),
+                Ev::Scan(_) => None,
+            })
+            .collect();
+        let key = FlowKey {
+            internal: u32::from(Ipv4Addr::new(100, 64, 0, 1)),
+            remote: u32::from(Ipv4Addr::new(198, 51, 100, 2)),
+            internal_port: 5000,
+            remote_port: 53,
+            proto: Proto::Udp,
+            fam: 0,
+        };
+        let want = (Correlator::key_hash(&key) >> 32) as u32;
+        assert_ne!(want, 0);
+        assert_eq!(his, [want, 0, 0]);
+        let mut flows = Correlator::try_new_flows(cfg).unwrap();
+        let mut out = Vec::new();
+        flows.apply_events(&events, &mut out);
+        assert_eq!(flows.stats().mappings_opened, 2, "{out:?}");
+        assert_eq!(flows.flows_active, 2);
     }
 
     #[test]
