@@ -1817,7 +1817,7 @@ impl Correlator {
                 Ev::Observe(o) => {
                     self.now_ns = o.now_ns;
                     self.observe(
-                        o.ts_ns, o.dir, o.proto, o.internal, o.public, o.remote, o.flags,
+                        o.ts_ns, o.dir, o.proto, &o.internal, &o.public, &o.remote, o.flags,
                         flow_hash, out,
                     );
                 }
@@ -2580,9 +2580,9 @@ impl Correlator {
             ts,
             key.dir,
             key.proto,
-            internal,
-            public,
-            key.remote,
+            &internal,
+            &public,
+            &key.remote,
             flags | twin.tcp_flags,
             flow_hash,
             out,
@@ -3588,15 +3588,15 @@ impl Correlator {
         ts_ns: UnixNanos,
         dir: Dir,
         proto: Proto,
-        internal: Ep,
-        public: Ep,
-        remote: Ep,
+        internal: &Ep,
+        public: &Ep,
+        remote: &Ep,
         flags: u8,
         flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
         let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
-        if let Some(slot) = self.find_flow(proto, &internal, &remote, flow_hash) {
+        if let Some(slot) = self.find_flow(proto, internal, remote, flow_hash) {
             let f = self.flow(slot);
             let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
             let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
@@ -3646,7 +3646,7 @@ impl Correlator {
             }
             self.replace_flow(slot, new_connection, out);
         }
-        self.open_flow(ts_ns, dir, proto, internal, public, remote, flags, out);
+        self.open_flow(ts_ns, dir, proto, *internal, *public, *remote, flags, out);
     }
 
     /// The counts and TCP bits of a pair continuing the flow in slot `f`
