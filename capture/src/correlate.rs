@@ -394,6 +394,12 @@ impl Ep {
         u128::from_le_bytes(self.ip)
     }
 
+    /// The address's low 32 bits: the IPv4 address, when it is one.
+    #[inline(always)]
+    fn low32(&self) -> u32 {
+        self.bits() as u32
+    }
+
     /// The IPv4 address, if the address is one (IPv4-mapped).
     #[inline(always)]
     fn v4(&self) -> Option<u32> {
@@ -1817,8 +1823,15 @@ impl Correlator {
                 Ev::Observe(o) => {
                     self.now_ns = o.now_ns;
                     self.observe(
-                        o.ts_ns, o.dir, o.proto, &o.internal, &o.public, &o.remote, o.flags,
-                        flow_hash, out,
+                        o.ts_ns,
+                        o.dir,
+                        o.proto,
+                        &o.internal,
+                        &o.public,
+                        &o.remote,
+                        o.flags,
+                        flow_hash,
+                        out,
                     );
                 }
                 &Ev::Scan(now_ns) => {
@@ -1830,10 +1843,12 @@ impl Correlator {
     }
 
     /// A hint: starts loading the index head an event's flow lookup reads
-    /// and returns the flow key's hash it took the head from (0: a scan,
-    /// or an IPv6 address no active flow names, so no flow to find). The
-    /// hash is the preparer's carried one (its high half, all the head
-    /// number needs) when the observation has it, else
+    /// and returns the flow key's hash it took the head from, for a flow
+    /// whose two ends are IPv4 (0: a scan, or an IPv6 end, whose head is
+    /// prefetched if an active flow may have it but whose hash is not kept:
+    /// an IPv6 address's name may be given or released by the events in
+    /// between). The hash is the preparer's carried one (its high half,
+    /// all the head number needs) when the observation has it, else
     /// [`key_hash`](Correlator::key_hash) of its key.
     #[inline(always)]
     fn prefetch_event_head(&self, e: &FlowEvent) -> u64 {
@@ -1842,27 +1857,33 @@ impl Correlator {
         };
         let hash = if o.flow_hi != 0 {
             u64::from(o.flow_hi) << 32
+        } else if let Some((i, r)) = Ep::both_v4(&o.internal, &o.remote) {
+            Self::key_hash(&FlowKey {
+                internal: i,
+                remote: r,
+                internal_port: o.internal.port,
+                remote_port: o.remote.port,
+                proto: o.proto,
+                fam: 0,
+            })
         } else {
-            match self.observation_hash(o) {
-                Some(hash) => hash,
-                None => return 0,
-            }
+            self.prefetch_v6_head(o);
+            return 0;
         };
         slab::prefetch(&self.index_heads[(hash >> (64 - self.index_bits)) as usize]);
         hash
     }
 
-    /// The flow key hash of an observation's flow lookup, or `None` (an
-    /// IPv6 address no active flow names: no flow to find).
-    #[inline(always)]
-    fn observation_hash(&self, o: &Observation) -> Option<u64> {
-        let (i, i6, r, r6) = match Ep::both_v4(&o.internal, &o.remote) {
-            Some((i, r)) => (i, false, r, false),
-            None => {
-                let (i, i6) = self.addr32_find(&o.internal)?;
-                let (r, r6) = self.addr32_find(&o.remote)?;
-                (i, i6, r, r6)
-            }
+    /// [`prefetch_event_head`](Correlator::prefetch_event_head) of an
+    /// observation with an IPv6 end: its index head, if both its addresses
+    /// have names (else no active flow has them). A hint. Out of line: rare.
+    #[inline(never)]
+    fn prefetch_v6_head(&self, o: &Observation) {
+        let Some((i, i6)) = self.addr32_find(&o.internal) else {
+            return;
+        };
+        let Some((r, r6)) = self.addr32_find(&o.remote) else {
+            return;
         };
         let key = FlowKey {
             internal: i,
@@ -1872,7 +1893,7 @@ impl Correlator {
             proto: o.proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
-        Some(Self::key_hash(&key))
+        slab::prefetch(&self.index_heads[self.index_head(&key)]);
     }
 
     /// Prefetches the first slot of the index chain of flow key hash
@@ -3190,20 +3211,32 @@ impl Correlator {
     /// `hash_out`, for a flow whose two ends are IPv4), or as a flow part
     /// found it for its prefetch (`apply_events`: the carried hash's high
     /// half, [`Observation::flow_hi`], or the key hashed there), or 0:
-    /// hashed here. Used only when both ends are IPv4; its high half is
-    /// then that of this very key's hash (asserted in debug builds;
+    /// hashed here. Not 0 only when both ends are IPv4 (the preparer
+    /// carries none for another flow, and a flow part keeps none), so the
+    /// addresses are then taken without the IPv4 test; its high half is
+    /// that of this very key's hash (both asserted in debug builds;
     /// proptest `carried_flow_hash_is_the_tables`), and the head number
     /// is in the high half (`INDEX_BITS_MAX`), so which one is used
     /// changes no result.
     #[inline(always)]
     fn find_flow(&self, proto: Proto, internal: &Ep, remote: &Ep, flow_hash: u64) -> Option<u32> {
-        // Both IPv4 (most flows): one test for the two.
-        let (i, i6, r, r6, carried) = match Ep::both_v4(internal, remote) {
-            Some((i, r)) => (i, false, r, false, flow_hash),
-            None => {
-                let (i, i6) = self.addr32_find(internal)?;
-                let (r, r6) = self.addr32_find(remote)?;
-                (i, i6, r, r6, 0)
+        // A carried hash: both ends are IPv4 (the contract above), so
+        // their addresses are the low words, untested. Else both IPv4
+        // (most flows): one test for the two.
+        let (i, i6, r, r6, carried) = if flow_hash != 0 {
+            debug_assert!(
+                Ep::both_v4(internal, remote).is_some(),
+                "carried flow hash: IPv4"
+            );
+            (internal.low32(), false, remote.low32(), false, flow_hash)
+        } else {
+            match Ep::both_v4(internal, remote) {
+                Some((i, r)) => (i, false, r, false, 0),
+                None => {
+                    let (i, i6) = self.addr32_find(internal)?;
+                    let (r, r6) = self.addr32_find(remote)?;
+                    (i, i6, r, r6, 0)
+                }
             }
         };
         let key = FlowKey {
@@ -5896,8 +5929,10 @@ mod tests {
     /// hash the inside copy's preparer carried (the inside copy paired
     /// second), so the flow part hashes no key for it; the outside copy
     /// pairing second, or an IPv6 flow, carries none (0). The flow part's
-    /// lookup with the carried half finds the flow the pair continues
-    /// (one flow, not two).
+    /// lookups find the flow each pair continues (one flow each, not two):
+    /// the IPv4 one with the carried half or the hash its prefetch kept,
+    /// the IPv6 one hashed at the lookup (a kept hash for it, or the IPv4
+    /// shortcut, fails).
     #[test]
     fn split_events_carry_the_inside_copys_flow_hash() {
         let cfg = CorrelatorConfig::default();
@@ -5940,6 +5975,14 @@ mod tests {
             &out_pkt(sub6, remote6, 3),
             &mut none,
         );
+        let public6 = "[2001:db8::1]:5000";
+        pairing.push(13 * S, Side::Inside, &out_pkt(sub6, remote6, 4), &mut none);
+        pairing.push(
+            13 * S + MS,
+            Side::Outside,
+            &out_pkt(public6, remote6, 4),
+            &mut none,
+        );
         let mut events = Vec::new();
         pairing.take_events(&mut events);
         let his: Vec<u32> = events
@@ -5959,7 +6002,7 @@ mod tests {
         };
         let want = (Correlator::key_hash(&key) >> 32) as u32;
         assert_ne!(want, 0);
-        assert_eq!(his, [want, 0, 0]);
+        assert_eq!(his, [want, 0, 0, 0]);
         let mut flows = Correlator::try_new_flows(cfg).unwrap();
         let mut out = Vec::new();
         flows.apply_events(&events, &mut out);
