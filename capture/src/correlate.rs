@@ -1798,10 +1798,10 @@ impl Correlator {
         // half as far ahead, from the flow key hash kept in `hashes` (by
         // position, modulo its length; found once an event: carried by the
         // preparer, or hashed here). The same hash is then the lookup's
-        // (`observe`'s `flow_hash`): exact for a flow whose two ends are
-        // IPv4 (a function of the observation's fields alone), and ignored
-        // by `find_flow` otherwise (an IPv6 address's name may be given or
-        // released by the events in between: a hint only). The head number
+        // (`observe`'s `flow_hash`), kept only for a flow whose two ends
+        // are IPv4, where it is exact (a function of the observation's
+        // fields alone; an IPv6 address's name may be given or released by
+        // the events in between, so such a flow keeps 0). The head number
         // is taken from the hash with the index's size at each use, so the
         // index growing in between costs no wrong guess.
         const AHEAD: usize = FLOW_EVENT_PREFETCH_AHEAD;
@@ -1811,35 +1811,58 @@ impl Correlator {
         for (j, e) in events.iter().enumerate().take(AHEAD) {
             hashes[j] = self.prefetch_event_head(e);
         }
-        for (k, e) in events.iter().enumerate() {
+        // All but the last `AHEAD` events have one `AHEAD` later (and one
+        // `HALF` later): no test for either.
+        let body = events.len().saturating_sub(AHEAD);
+        for (k, (e, ahead)) in events[..body]
+            .iter()
+            .zip(&events[AHEAD.min(events.len())..])
+            .enumerate()
+        {
             let flow_hash = hashes[k & (AHEAD - 1)];
-            if let Some(ahead) = events.get(k + AHEAD) {
-                hashes[k & (AHEAD - 1)] = self.prefetch_event_head(ahead);
-            }
+            hashes[k & (AHEAD - 1)] = self.prefetch_event_head(ahead);
+            self.prefetch_hashed_chain(hashes[(k + HALF) & (AHEAD - 1)]);
+            self.apply_event(e, flow_hash, out);
+        }
+        for (k, e) in events.iter().enumerate().skip(body) {
             if k + HALF < events.len() {
                 self.prefetch_hashed_chain(hashes[(k + HALF) & (AHEAD - 1)]);
             }
-            match &e.0 {
-                Ev::Observe(o) => {
-                    self.now_ns = o.now_ns;
-                    self.observe(
-                        o.ts_ns,
-                        o.dir,
-                        o.proto,
-                        &o.internal,
-                        &o.public,
-                        &o.remote,
-                        o.flags,
-                        flow_hash,
-                        out,
-                    );
-                }
-                &Ev::Scan(now_ns) => {
-                    self.now_ns = now_ns;
-                    self.expire_idle(now_ns, out);
-                }
+            self.apply_event_outlined(e, hashes[k & (AHEAD - 1)], out);
+        }
+    }
+
+    /// One event of [`apply_events`](Correlator::apply_events), with the
+    /// flow key hash its prefetch kept (`observe`'s `flow_hash`).
+    #[inline(always)]
+    fn apply_event(&mut self, e: &FlowEvent, flow_hash: u64, out: &mut Vec<Mapping>) {
+        match &e.0 {
+            Ev::Observe(o) => {
+                self.now_ns = o.now_ns;
+                self.observe(
+                    o.ts_ns,
+                    o.dir,
+                    o.proto,
+                    &o.internal,
+                    &o.public,
+                    &o.remote,
+                    o.flags,
+                    flow_hash,
+                    out,
+                );
+            }
+            &Ev::Scan(now_ns) => {
+                self.now_ns = now_ns;
+                self.expire_idle(now_ns, out);
             }
         }
+    }
+
+    /// [`apply_event`](Correlator::apply_event) out of line: a batch's last
+    /// `FLOW_EVENT_PREFETCH_AHEAD` events (one copy of the inlined fold).
+    #[inline(never)]
+    fn apply_event_outlined(&mut self, e: &FlowEvent, flow_hash: u64, out: &mut Vec<Mapping>) {
+        self.apply_event(e, flow_hash, out);
     }
 
     /// A hint: starts loading the index head an event's flow lookup reads
