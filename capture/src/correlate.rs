@@ -1814,15 +1814,12 @@ impl Correlator {
         // All but the last `AHEAD` events have one `AHEAD` later (and one
         // `HALF` later): no test for either.
         let body = events.len().saturating_sub(AHEAD);
-        for (k, (e, ahead)) in events[..body]
-            .iter()
-            .zip(&events[AHEAD.min(events.len())..])
-            .enumerate()
-        {
+        let (now, ahead) = (&events[..body], &events[events.len() - body..]);
+        for k in 0..body {
             let flow_hash = hashes[k & (AHEAD - 1)];
-            hashes[k & (AHEAD - 1)] = self.prefetch_event_head(ahead);
+            hashes[k & (AHEAD - 1)] = self.prefetch_event_head(&ahead[k]);
             self.prefetch_hashed_chain(hashes[(k + HALF) & (AHEAD - 1)]);
-            self.apply_event(e, flow_hash, out);
+            self.apply_event(&now[k], flow_hash, out);
         }
         for (k, e) in events.iter().enumerate().skip(body) {
             if k + HALF < events.len() {
