@@ -262,6 +262,13 @@ struct Observation {
     internal: Ep,
     public: Ep,
     remote: Ep,
+    /// The high half of the flow key's [`Correlator::key_hash`] as an
+    /// inside copy's preparer carried it (`observe`'s `flow_hash`, see
+    /// [`Correlator::find_flow`]), or 0: none (the outside copy paired, or
+    /// not IPv4 on both ends). The flow index's head number is the hash's
+    /// top `index_bits` (at most 31) bits, all in this half. In the
+    /// padding the event had (73 bytes of data in 80).
+    flow_hi: u32,
     dir: Dir,
     proto: Proto,
     flags: u8,
@@ -385,6 +392,12 @@ impl Ep {
     /// The address as an IPv6 address's `u128`.
     fn bits(&self) -> u128 {
         u128::from_le_bytes(self.ip)
+    }
+
+    /// The address's low 32 bits: the IPv4 address, when it is one.
+    #[inline(always)]
+    fn low32(&self) -> u32 {
+        self.bits() as u32
     }
 
     /// The IPv4 address, if the address is one (IPv4-mapped).
@@ -1088,11 +1101,18 @@ const INDEX_FLOWS_PER_HEAD_MAX_FIFTHS: usize = 8;
 
 /// Whether `flows` active flows are more than the index of `1 << bits`
 /// heads takes ([`INDEX_FLOWS_PER_HEAD_MAX_FIFTHS`]).
-fn index_over(flows: usize, bits: u32) -> bool {
+const fn index_over(flows: usize, bits: u32) -> bool {
     flows * 5 > INDEX_FLOWS_PER_HEAD_MAX_FIFTHS << bits
 }
 /// log2 of the flow index's first number of heads (1 024, 4 KiB).
 const INDEX_BITS_MIN: u32 = 10;
+/// log2 of the most heads the flow index can reach: at 2^31 heads
+/// `index_over` is false for any number of flows a correlator may hold
+/// ([`FLOWS_ACTIVE_MAX_LIMIT`]), so it never doubles past. So a head number
+/// (a flow key hash's top `index_bits` bits) is always in the hash's high
+/// half, the part a flow event carries ([`Observation::flow_hi`]).
+const INDEX_BITS_MAX: u32 = 31;
+const _: () = assert!(!index_over(FLOWS_ACTIVE_MAX_LIMIT, INDEX_BITS_MAX) && INDEX_BITS_MAX <= 32);
 
 /// End of the slab's free list (through `Flow::public`) and of the pending
 /// slab's lists.
@@ -1600,6 +1620,10 @@ pub struct Correlator {
     index_heads: Vec<Link>,
     /// log2 of `index_heads.len()`.
     index_bits: u32,
+    /// `64 - index_bits`: a flow key hash shifted right by it is its head
+    /// number ([`head_of`](Correlator::head_of); kept, not subtracted at
+    /// each of the three or four uses an observation makes).
+    index_shift: u32,
     /// The slab: 56-byte slots in one map reserved for `flows_active_max`
     /// of them, filled 2 MiB ranges in transparent huge pages ([`slab`]).
     flows: MappedSlab<Flow>,
@@ -1704,6 +1728,7 @@ impl Correlator {
             fine_count: 0,
             index_heads: vec![LINK_NONE; 1 << index_bits],
             index_bits,
+            index_shift: 64 - index_bits,
             flows: MappedSlab::new(slab_slots).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
@@ -1782,61 +1807,116 @@ impl Correlator {
         debug_assert_eq!(self.part, Part::Flows);
         // Hints: an observation's index head is prefetched
         // `FLOW_EVENT_PREFETCH_AHEAD` events ahead, its chain's first slot
-        // half as far ahead, from the head number kept in `heads` (by
-        // position, modulo its length; computed once an event). The index
-        // may grow in between: the slot's hint is then a wrong guess.
+        // half as far ahead, from the flow key hash kept in `hashes` (by
+        // position, modulo its length; found once an event: carried by the
+        // preparer, or hashed here). The same hash is then the lookup's
+        // (`observe`'s `flow_hash`), kept only for a flow whose two ends
+        // are IPv4, where it is exact (a function of the observation's
+        // fields alone; an IPv6 address's name may be given or released by
+        // the events in between, so such a flow keeps 0). The head number
+        // is taken from the hash with the index's size at each use, so the
+        // index growing in between costs no wrong guess.
         const AHEAD: usize = FLOW_EVENT_PREFETCH_AHEAD;
         const HALF: usize = AHEAD / 2;
         const _: () = assert!(AHEAD.is_power_of_two() && HALF >= 1);
-        let mut heads = [NO_SLOT; AHEAD];
+        let mut hashes = [0u64; AHEAD];
         for (j, e) in events.iter().enumerate().take(AHEAD) {
-            heads[j] = self.prefetch_event_head(e);
+            hashes[j] = self.prefetch_event_head(e);
         }
-        for (k, e) in events.iter().enumerate() {
-            if let Some(ahead) = events.get(k + AHEAD) {
-                heads[k & (AHEAD - 1)] = self.prefetch_event_head(ahead);
-            }
+        // All but the last `AHEAD` events have one `AHEAD` later (and one
+        // `HALF` later): no test for either.
+        let body = events.len().saturating_sub(AHEAD);
+        let (now, ahead) = (&events[..body], &events[events.len() - body..]);
+        for k in 0..body {
+            let flow_hash = hashes[k & (AHEAD - 1)];
+            hashes[k & (AHEAD - 1)] = self.prefetch_event_head(&ahead[k]);
+            self.prefetch_hashed_chain(hashes[(k + HALF) & (AHEAD - 1)]);
+            self.apply_event(&now[k], flow_hash, out);
+        }
+        for (k, e) in events.iter().enumerate().skip(body) {
             if k + HALF < events.len() {
-                self.prefetch_chain_start(heads[(k + HALF) & (AHEAD - 1)]);
+                self.prefetch_hashed_chain(hashes[(k + HALF) & (AHEAD - 1)]);
             }
-            match &e.0 {
-                Ev::Observe(o) => {
-                    self.now_ns = o.now_ns;
-                    self.observe(
-                        o.ts_ns, o.dir, o.proto, o.internal, o.public, o.remote, o.flags, 0, out,
-                    );
-                }
-                &Ev::Scan(now_ns) => {
-                    self.now_ns = now_ns;
-                    self.expire_idle(now_ns, out);
-                }
+            self.apply_event_outlined(e, hashes[k & (AHEAD - 1)], out);
+        }
+    }
+
+    /// One event of [`apply_events`](Correlator::apply_events), with the
+    /// flow key hash its prefetch kept (`observe`'s `flow_hash`).
+    #[inline(always)]
+    fn apply_event(&mut self, e: &FlowEvent, flow_hash: u64, out: &mut Vec<Mapping>) {
+        match &e.0 {
+            Ev::Observe(o) => {
+                self.now_ns = o.now_ns;
+                self.observe(
+                    o.ts_ns,
+                    o.dir,
+                    o.proto,
+                    &o.internal,
+                    &o.public,
+                    &o.remote,
+                    o.flags,
+                    flow_hash,
+                    out,
+                );
+            }
+            &Ev::Scan(now_ns) => {
+                self.now_ns = now_ns;
+                self.expire_idle(now_ns, out);
             }
         }
+    }
+
+    /// [`apply_event`](Correlator::apply_event) out of line: a batch's last
+    /// `FLOW_EVENT_PREFETCH_AHEAD` events (one copy of the inlined fold).
+    #[inline(never)]
+    fn apply_event_outlined(&mut self, e: &FlowEvent, flow_hash: u64, out: &mut Vec<Mapping>) {
+        self.apply_event(e, flow_hash, out);
     }
 
     /// A hint: starts loading the index head an event's flow lookup reads
-    /// and returns its number ([`NO_SLOT`]: a scan, or an IPv6 address no
-    /// active flow names, so no flow to find).
+    /// and returns the flow key's hash it took the head from, for a flow
+    /// whose two ends are IPv4 (0: a scan, or an IPv6 end, whose head is
+    /// prefetched if an active flow may have it but whose hash is not kept:
+    /// an IPv6 address's name may be given or released by the events in
+    /// between). The hash is the preparer's carried one (its high half,
+    /// all the head number needs) when the observation has it, else
+    /// [`key_hash`](Correlator::key_hash) of its key.
     #[inline(always)]
-    fn prefetch_event_head(&self, e: &FlowEvent) -> u32 {
+    fn prefetch_event_head(&self, e: &FlowEvent) -> u64 {
         let Ev::Observe(o) = &e.0 else {
-            return NO_SLOT;
+            return 0;
         };
-        match self.observation_head(o) {
-            Some(h) => {
-                slab::prefetch(&self.index_heads[h]);
-                h as u32
-            }
-            None => NO_SLOT,
-        }
+        let hash = if o.flow_hi != 0 {
+            u64::from(o.flow_hi) << 32
+        } else if let Some((i, r)) = Ep::both_v4(&o.internal, &o.remote) {
+            Self::key_hash(&FlowKey {
+                internal: i,
+                remote: r,
+                internal_port: o.internal.port,
+                remote_port: o.remote.port,
+                proto: o.proto,
+                fam: 0,
+            })
+        } else {
+            self.prefetch_v6_head(o);
+            return 0;
+        };
+        slab::prefetch(&self.index_heads[self.head_of(hash)]);
+        hash
     }
 
-    /// The index head an observation's flow lookup reads, or `None` (an
-    /// IPv6 address no active flow names: no flow to find).
-    #[inline(always)]
-    fn observation_head(&self, o: &Observation) -> Option<usize> {
-        let (i, i6) = self.addr32_find(&o.internal)?;
-        let (r, r6) = self.addr32_find(&o.remote)?;
+    /// [`prefetch_event_head`](Correlator::prefetch_event_head) of an
+    /// observation with an IPv6 end: its index head, if both its addresses
+    /// have names (else no active flow has them). A hint. Out of line: rare.
+    #[inline(never)]
+    fn prefetch_v6_head(&self, o: &Observation) {
+        let Some((i, i6)) = self.addr32_find(&o.internal) else {
+            return;
+        };
+        let Some((r, r6)) = self.addr32_find(&o.remote) else {
+            return;
+        };
         let key = FlowKey {
             internal: i,
             remote: r,
@@ -1845,7 +1925,19 @@ impl Correlator {
             proto: o.proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
-        Some(self.index_head(&key))
+        slab::prefetch(&self.index_heads[self.index_head(&key)]);
+    }
+
+    /// Prefetches the first slot of the index chain of flow key hash
+    /// `hash`, whose head an earlier hint loaded (0: nothing). A hint.
+    #[inline(always)]
+    fn prefetch_hashed_chain(&self, hash: u64) {
+        if hash != 0 {
+            let s = self.index_heads[self.head_of(hash)];
+            if s != LINK_NONE {
+                slab::prefetch(self.flow(s));
+            }
+        }
     }
 
     /// Counters so far.
@@ -2171,7 +2263,7 @@ impl Correlator {
     /// number, for a later [`prefetch_chain_start`](Correlator::prefetch_chain_start).
     #[inline(always)]
     fn prefetch_index_head(&self, hash: u64) -> u32 {
-        let h = (hash >> (64 - self.index_bits)) as usize;
+        let h = self.head_of(hash);
         slab::prefetch(&self.index_heads[h]);
         h as u32
     }
@@ -2561,6 +2653,7 @@ impl Correlator {
                 internal,
                 public,
                 remote: key.remote,
+                flow_hi: (flow_hash >> 32) as u32,
                 dir: key.dir,
                 proto: key.proto,
                 flags: flags | twin.tcp_flags,
@@ -2571,9 +2664,9 @@ impl Correlator {
             ts,
             key.dir,
             key.proto,
-            internal,
-            public,
-            key.remote,
+            &internal,
+            &public,
+            &key.remote,
             flags | twin.tcp_flags,
             flow_hash,
             out,
@@ -3212,19 +3305,35 @@ impl Correlator {
     ///
     /// `flow_hash`: the key's [`key_hash`](Correlator::key_hash) as an
     /// inside copy's preparer carried it ([`Prepared::hash_in`] or
-    /// `hash_out`, for a flow whose two ends are IPv4), or 0: hashed here.
-    /// The preparer's value is the hash of this very key (asserted in
-    /// debug builds; proptest `carried_flow_hash_is_the_tables`), so which
-    /// one is used changes no result.
+    /// `hash_out`, for a flow whose two ends are IPv4), or as a flow part
+    /// found it for its prefetch (`apply_events`: the carried hash's high
+    /// half, [`Observation::flow_hi`], or the key hashed there), or 0:
+    /// hashed here. Not 0 only when both ends are IPv4 (the preparer
+    /// carries none for another flow, and a flow part keeps none), so the
+    /// addresses are then taken without the IPv4 test; its high half is
+    /// that of this very key's hash (both asserted in debug builds;
+    /// proptest `carried_flow_hash_is_the_tables`), and the head number
+    /// is in the high half (`INDEX_BITS_MAX`), so which one is used
+    /// changes no result.
     #[inline(always)]
     fn find_flow(&self, proto: Proto, internal: &Ep, remote: &Ep, flow_hash: u64) -> Option<u32> {
-        // Both IPv4 (most flows): one test for the two.
-        let (i, i6, r, r6, carried) = match Ep::both_v4(internal, remote) {
-            Some((i, r)) => (i, false, r, false, flow_hash),
-            None => {
-                let (i, i6) = self.addr32_find(internal)?;
-                let (r, r6) = self.addr32_find(remote)?;
-                (i, i6, r, r6, 0)
+        // A carried hash: both ends are IPv4 (the contract above), so
+        // their addresses are the low words, untested. Else both IPv4
+        // (most flows): one test for the two.
+        let (i, i6, r, r6, carried) = if flow_hash != 0 {
+            debug_assert!(
+                Ep::both_v4(internal, remote).is_some(),
+                "carried flow hash: IPv4"
+            );
+            (internal.low32(), false, remote.low32(), false, flow_hash)
+        } else {
+            match Ep::both_v4(internal, remote) {
+                Some((i, r)) => (i, false, r, false, 0),
+                None => {
+                    let (i, i6) = self.addr32_find(internal)?;
+                    let (r, r6) = self.addr32_find(remote)?;
+                    (i, i6, r, r6, 0)
+                }
             }
         };
         let key = FlowKey {
@@ -3237,12 +3346,19 @@ impl Correlator {
         };
         let words = key.words();
         let hash = if carried != 0 {
-            debug_assert_eq!(carried, Self::key_hash(&key), "carried flow hash");
+            // All of it (one correlator's pair), or its high half (a flow
+            // part's event, `Observation::flow_hi`): the head number is in
+            // the high half.
+            debug_assert_eq!(
+                carried >> 32,
+                Self::key_hash(&key) >> 32,
+                "carried flow hash"
+            );
             carried
         } else {
             Self::key_hash(&key)
         };
-        let mut s = self.index_heads[(hash >> (64 - self.index_bits)) as usize];
+        let mut s = self.index_heads[self.head_of(hash)];
         while s != LINK_NONE {
             let f = self.flow(s);
             if f.key_is(&key, words) {
@@ -3253,14 +3369,23 @@ impl Correlator {
         None
     }
 
+    /// The index head number of flow key hash `hash`: its top
+    /// `index_bits` bits.
+    #[inline(always)]
+    fn head_of(&self, hash: u64) -> usize {
+        debug_assert_eq!(self.index_shift, 64 - self.index_bits);
+        (hash >> self.index_shift) as usize
+    }
+
     /// The index chain of `key`.
     fn index_head(&self, key: &FlowKey) -> usize {
-        (Self::key_hash(key) >> (64 - self.index_bits)) as usize
+        self.head_of(Self::key_hash(key))
     }
 
     /// Doubles the index's heads and rebuilds every chain.
     fn index_grow(&mut self) {
         self.index_bits += 1;
+        self.index_shift = 64 - self.index_bits;
         self.index_heads = vec![LINK_NONE; 1 << self.index_bits];
         for slot in 0..self.flow_slots_used() {
             if self.flow(slot).live() {
@@ -3602,15 +3727,15 @@ impl Correlator {
         ts_ns: UnixNanos,
         dir: Dir,
         proto: Proto,
-        internal: Ep,
-        public: Ep,
-        remote: Ep,
+        internal: &Ep,
+        public: &Ep,
+        remote: &Ep,
         flags: u8,
         flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
         let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
-        if let Some(slot) = self.find_flow(proto, &internal, &remote, flow_hash) {
+        if let Some(slot) = self.find_flow(proto, internal, remote, flow_hash) {
             let f = self.flow(slot);
             let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
             let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
@@ -3660,7 +3785,7 @@ impl Correlator {
             }
             self.replace_flow(slot, new_connection, out);
         }
-        self.open_flow(ts_ns, dir, proto, internal, public, remote, flags, out);
+        self.open_flow(ts_ns, dir, proto, *internal, *public, *remote, flags, out);
     }
 
     /// The counts and TCP bits of a pair continuing the flow in slot `f`
@@ -5904,6 +6029,91 @@ mod tests {
             split_agrees(&CorrelatorConfig::default(), &ev, batch, 0, 0).unwrap();
             split_agrees(&CorrelatorConfig::default(), &ev, batch, 5, 20 * S).unwrap();
         }
+    }
+
+    /// A pairing part's observation carries the high half of the flow key
+    /// hash the inside copy's preparer carried (the inside copy paired
+    /// second), so the flow part hashes no key for it; the outside copy
+    /// pairing second, or an IPv6 flow, carries none (0). The flow part's
+    /// lookups find the flow each pair continues (one flow each, not two):
+    /// the IPv4 one with the carried half or the hash its prefetch kept,
+    /// the IPv6 one hashed at the lookup (a kept hash for it, or the IPv4
+    /// shortcut, fails).
+    #[test]
+    fn split_events_carry_the_inside_copys_flow_hash() {
+        let cfg = CorrelatorConfig::default();
+        let mut pairing = Correlator::try_new_pairing(cfg.clone()).unwrap();
+        let mut none = Vec::new();
+        let out_pkt = |src, dst, id| pkt(Proto::Udp, src, dst, id, 0, 0);
+        let (sub, public, remote) = ("100.64.0.1:5000", "203.0.113.1:5000", "198.51.100.2:53");
+        // Outside copy first: the inside copy pairs it (carried).
+        pairing.push(
+            10 * S,
+            Side::Outside,
+            &out_pkt(public, remote, 1),
+            &mut none,
+        );
+        pairing.push(
+            10 * S + MS,
+            Side::Inside,
+            &out_pkt(sub, remote, 1),
+            &mut none,
+        );
+        // Inside copy first: the outside copy pairs it (not carried).
+        pairing.push(11 * S, Side::Inside, &out_pkt(sub, remote, 2), &mut none);
+        pairing.push(
+            11 * S + MS,
+            Side::Outside,
+            &out_pkt(public, remote, 2),
+            &mut none,
+        );
+        // IPv6: the preparer carries no hash.
+        let (sub6, remote6) = ("[fd00::1]:5000", "[2001:db8::5]:53");
+        pairing.push(
+            12 * S,
+            Side::Outside,
+            &out_pkt("[2001:db8::1]:5000", remote6, 3),
+            &mut none,
+        );
+        pairing.push(
+            12 * S + MS,
+            Side::Inside,
+            &out_pkt(sub6, remote6, 3),
+            &mut none,
+        );
+        let public6 = "[2001:db8::1]:5000";
+        pairing.push(13 * S, Side::Inside, &out_pkt(sub6, remote6, 4), &mut none);
+        pairing.push(
+            13 * S + MS,
+            Side::Outside,
+            &out_pkt(public6, remote6, 4),
+            &mut none,
+        );
+        let mut events = Vec::new();
+        pairing.take_events(&mut events);
+        let his: Vec<u32> = events
+            .iter()
+            .filter_map(|e| match &e.0 {
+                Ev::Observe(o) => Some(o.flow_hi),
+                Ev::Scan(_) => None,
+            })
+            .collect();
+        let key = FlowKey {
+            internal: u32::from(Ipv4Addr::new(100, 64, 0, 1)),
+            remote: u32::from(Ipv4Addr::new(198, 51, 100, 2)),
+            internal_port: 5000,
+            remote_port: 53,
+            proto: Proto::Udp,
+            fam: 0,
+        };
+        let want = (Correlator::key_hash(&key) >> 32) as u32;
+        assert_ne!(want, 0);
+        assert_eq!(his, [want, 0, 0, 0]);
+        let mut flows = Correlator::try_new_flows(cfg).unwrap();
+        let mut out = Vec::new();
+        flows.apply_events(&events, &mut out);
+        assert_eq!(flows.stats().mappings_opened, 2, "{out:?}");
+        assert_eq!(flows.flows_active, 2);
     }
 
     #[test]
