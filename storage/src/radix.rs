@@ -732,7 +732,7 @@ mod tests {
                 proptest::prop_assert!(!scatter_once(&mut b, &mut tmp, low, wk));
                 proptest::prop_assert_eq!(&b, &keys);
             }
-            if shape == 0 && n <= SCATTER_ONCE_KEYS_MAX && n >= 64 {
+            if shape == 0 && (64..=SCATTER_ONCE_KEYS_MAX).contains(&n) {
                 let mut b = keys.clone();
                 let diff = b.iter().fold(0u64, |acc, &k| acc | (k ^ b[0])) >> low;
                 let wk = 64 - diff.leading_zeros();
