@@ -1478,7 +1478,6 @@ impl Dictionary {
             n <= 1 << 30,
             "a partition holds at most PARTITION_RECORDS_MAX records"
         );
-        let mut ids: Vec<Ids> = vec![[0; 4]; n];
         // IPv4: address << 32 | place, one vector per field (public runs,
         // internal, remote), each sorted as whole keys (distinct). A
         // field's addresses often lie in a range of their own (a pool of
@@ -1488,24 +1487,30 @@ impl Dictionary {
         // they stay in registers; the records are read three times).
         let mut occ6: Vec<(u128, u32)> = Vec::new();
         let mut o0: Vec<u64> = Vec::with_capacity(n);
-        let mut i = 0u32;
         let mut prev_public: Option<(&[u8; 16], bool)> = None;
+        // The ids made by this first pass (written once, not zeroed first):
+        // every slot but the run mark is set below.
+        let mut ids: Vec<Ids> = Vec::with_capacity(n);
+        let mut place = 0u32;
         for piece in [records.a, records.b] {
             for r in piece {
                 // Records are sorted by public address: a run of one
-                // address is looked up once (its first record marked in the
-                // fourth slot of `ids`) and its id copied to the rest below.
+                // address is looked up once (its first record marked in
+                // the fourth slot of `ids`) and its id copied to the rest
+                // below.
                 let p4 = r.store_flags & SF_PUBLIC_V4 != 0;
+                let mut mark = 0;
                 if prev_public != Some((&r.public_ip, p4)) {
-                    ids[i as usize][3] = 1;
                     if p4 {
-                        o0.push(occurrence4(&r.public_ip, i << 2));
+                        o0.push(occurrence4(&r.public_ip, place));
                     } else {
-                        occ6.push((u128::from_be_bytes(r.public_ip), i << 2));
+                        occ6.push((u128::from_be_bytes(r.public_ip), place));
                     }
                     prev_public = Some((&r.public_ip, p4));
+                    mark = 1;
                 }
-                i += 1;
+                ids.push([0, 0, 0, mark]);
+                place += 4;
             }
         }
         let o1 = field_occurrences(records, 1, SF_INTERNAL_V4, |r| &r.internal_ip, &mut occ6);
