@@ -1685,6 +1685,19 @@ fn field_occurrences(
     let mut out = Vec::with_capacity(records.len());
     let mut place = field;
     for piece in [records.a, records.b] {
+        if piece.iter().all(|r| r.store_flags & flag != 0) {
+            // All IPv4 (the common case): one exact-size extend, no
+            // capacity test a key.
+            let first = place;
+            out.extend(
+                piece
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r)| occurrence4(addr(r), first + 4 * j as u32)),
+            );
+            place += 4 * piece.len() as u32;
+            continue;
+        }
         for r in piece {
             if r.store_flags & flag != 0 {
                 out.push(occurrence4(addr(r), place));
