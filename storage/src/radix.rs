@@ -315,9 +315,6 @@ pub(crate) fn sort_lsd_above(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32) 
         return; // equal from `low` up: in order already
     }
     let passes = w.div_ceil(DIGIT_BITS_MAX);
-    if passes > 1 && n <= SCATTER_ONCE_KEYS_MAX && scatter_once(keys, tmp, low, w) {
-        return;
-    }
     let d = w.div_ceil(passes);
     match passes {
         1 => lsd_passes::<1>(keys, tmp, low, d),
@@ -327,86 +324,6 @@ pub(crate) fn sort_lsd_above(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32) 
         5 => lsd_passes::<5>(keys, tmp, low, d),
         _ => lsd_passes::<6>(keys, tmp, low, d),
     }
-}
-
-/// Keys up to which [`sort_lsd_above`] first tries [`scatter_once`] where
-/// its keys' range needs more than one pass (about two keys a bucket: a
-/// partition of a few thousand records, as bigstore's).
-const SCATTER_ONCE_KEYS_MAX: usize = 2 * SCATTER_ONCE_BUCKETS;
-
-/// Bits of [`scatter_once`]'s digit at most, and its most buckets: 2 KiB
-/// of `u16` counters (zeroed by a few vector stores; a larger array is
-/// cleared by `rep stosb`).
-const SCATTER_ONCE_DIGIT_BITS_MAX: u32 = 10;
-const SCATTER_ONCE_BUCKETS: usize = 1 << SCATTER_ONCE_DIGIT_BITS_MAX;
-
-/// The largest bucket [`scatter_once`] finishes by insertion (each key then
-/// moves past fewer than this many others).
-const SCATTER_ONCE_BUCKET_MAX: u16 = 16;
-
-/// [`sort_lsd_above`] for few keys (`n` ≤ [`SCATTER_ONCE_KEYS_MAX`]) that
-/// differ in `w` bits from `low` up, more than one digit: one stable
-/// scatter on the top `bits(n) - 1` of those bits (at most
-/// [`SCATTER_ONCE_DIGIT_BITS_MAX`]), then an insertion sort by the bits
-/// from `low` up (stable, as the passes), which only has to order each
-/// bucket's few keys: one pass over the keys where the passes make two or
-/// three, and counters sized by the keys, not by the digit's maximum.
-/// Where a bucket holds more than [`SCATTER_ONCE_BUCKET_MAX`] keys (a
-/// skewed range) it leaves `keys` as they were and returns false (the
-/// caller's passes sort them).
-fn scatter_once(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32, w: u32) -> bool {
-    let n = keys.len();
-    debug_assert!(n <= SCATTER_ONCE_KEYS_MAX && w > DIGIT_BITS_MAX && low + w <= 64);
-    const _: () = assert!(SCATTER_ONCE_KEYS_MAX < u16::MAX as usize);
-    let d = (usize::BITS - n.leading_zeros())
-        .saturating_sub(1)
-        .clamp(1, SCATTER_ONCE_DIGIT_BITS_MAX);
-    let shift = low + w - d;
-    let mask = (1usize << d) - 1;
-    const B: usize = SCATTER_ONCE_BUCKETS;
-    let mut at = [0u16; B];
-    for &k in keys.iter() {
-        at[(k >> shift) as usize & mask & (B - 1)] += 1;
-    }
-    // Counts into bucket starts, the largest count noted on the way.
-    let (mut start, mut most) = (0u16, 0u16);
-    for x in at[..=mask].iter_mut() {
-        most = most.max(*x);
-        (*x, start) = (start, start + *x);
-    }
-    if most > SCATTER_ONCE_BUCKET_MAX {
-        return false;
-    }
-    if tmp.len() < n {
-        *tmp = vec![0; n]; // every slot written before it is read
-    } else {
-        tmp.truncate(n);
-    }
-    for &k in keys.iter() {
-        let g = (k >> shift) as usize & mask & (B - 1);
-        tmp[at[g] as usize] = k;
-        at[g] += 1;
-    }
-    std::mem::swap(keys, tmp);
-    // Stable: a key moves only past keys greater from `low` up; most stand
-    // after a lesser one already (one compare).
-    let v = &mut keys[..];
-    let mut prev = v[0] >> low;
-    for i in 1..v.len() {
-        let k = v[i];
-        let h = k >> low;
-        if h >= prev {
-            prev = h;
-            continue;
-        }
-        let mut j = i;
-        while j > 0 && v[j - 1] >> low > h {
-            v[j] = v[j - 1];
-            j -= 1;
-        }
-        v[j] = k;
-    }
-    true
 }
 
 /// [`sort_lsd_above`] in `P` passes of `d` bits of `k >> low`.
@@ -686,61 +603,6 @@ mod tests {
             let mut b = keys.clone();
             sort_lsd_above(&mut b, &mut tmp, low);
             proptest::prop_assert_eq!(&b, &expect);
-        }
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
-
-        /// Few keys over a range wider than one digit (the path that
-        /// scatters once and finishes by insertion): `sort_lsd_above`
-        /// gives the library sort's order, with keys spread evenly, drawn
-        /// from a few values (repeats), or skewed (most in a narrow cluster
-        /// and an outlier far off: a bucket too full, which `scatter_once`
-        /// refuses and the passes sort); `scatter_once` takes the even spreads.
-        #[test]
-        fn few_wide_keys_sort_as_the_library_sort(
-            highs in proptest::collection::vec(proptest::prelude::any::<u64>(), 2..2100),
-            w in 12u32..40,
-            shape in 0u32..3,
-            low in 0u32..24,
-        ) {
-            let n = highs.len();
-            let low = low.max(usize::BITS - n.leading_zeros());
-            let span = (1u64 << w) - 1;
-            let keys: Vec<u64> = highs
-                .iter()
-                .enumerate()
-                .map(|(i, &h)| {
-                    let h = match shape {
-                        0 => h & span,
-                        1 => (h % 7) * (span / 7),
-                        _ => if i == 0 { span } else { h & 0xff },
-                    };
-                    (h << low) | i as u64
-                })
-                .collect();
-            let mut expect = keys.clone();
-            expect.sort_unstable();
-            let (mut a, mut tmp) = (keys.clone(), Vec::new());
-            sort_lsd_above(&mut a, &mut tmp, low);
-            proptest::prop_assert_eq!(&a, &expect);
-            if shape == 2 && n > usize::from(SCATTER_ONCE_BUCKET_MAX) + 1 && n <= SCATTER_ONCE_KEYS_MAX {
-                // All but the outlier in the first bucket: refused, untouched.
-                let mut b = keys.clone();
-                let wk = 64 - ((span << low) ^ b[1]).leading_zeros() - low;
-                proptest::prop_assert!(!scatter_once(&mut b, &mut tmp, low, wk));
-                proptest::prop_assert_eq!(&b, &keys);
-            }
-            if shape == 0 && (64..=SCATTER_ONCE_KEYS_MAX).contains(&n) {
-                let mut b = keys.clone();
-                let diff = b.iter().fold(0u64, |acc, &k| acc | (k ^ b[0])) >> low;
-                let wk = 64 - diff.leading_zeros();
-                if wk > DIGIT_BITS_MAX {
-                    proptest::prop_assert!(scatter_once(&mut b, &mut tmp, low, wk));
-                    proptest::prop_assert_eq!(&b, &expect);
-                }
-            }
         }
     }
 }
