@@ -1039,6 +1039,32 @@ fn fine_gap_bound(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
 /// distinct value (a guess at a sort's cost per value; same list either way).
 const DIRECT_SCAN_PER_VALUE: u64 = 16;
 
+/// Lanes of [`min_max`]: independent minima and maxima, so that a
+/// value's compares do not wait for the previous value's.
+const MIN_MAX_LANES: usize = 4;
+
+/// The least and the largest of `vals` (`u64::MAX` and 0 when empty),
+/// [`MIN_MAX_LANES`] values a step, each lane's compares without a branch.
+#[inline(always)]
+fn min_max(vals: &[u64]) -> (u64, u64) {
+    let mut mins = [u64::MAX; MIN_MAX_LANES];
+    let mut maxs = [0u64; MIN_MAX_LANES];
+    let mut chunks = vals.chunks_exact(MIN_MAX_LANES);
+    for c in &mut chunks {
+        for l in 0..MIN_MAX_LANES {
+            mins[l] = mins[l].min(c[l]);
+            maxs[l] = maxs[l].max(c[l]);
+        }
+    }
+    for (l, &v) in chunks.remainder().iter().enumerate() {
+        mins[l] = mins[l].min(v);
+        maxs[l] = maxs[l].max(v);
+    }
+    let min = mins.iter().fold(u64::MAX, |a, &b| a.min(b));
+    let max = maxs.iter().fold(0, |a, &b| a.max(b));
+    (min, max)
+}
+
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
 ///
@@ -1051,18 +1077,10 @@ const DIRECT_SCAN_PER_VALUE: u64 = 16;
 #[inline(never)]
 fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
-    let (mut min, mut max, mut size_var) = (u64::MAX, 0u64, 0usize);
-    if s.for_first {
-        for &v in vals {
-            min = min.min(v);
-            max = max.max(v);
-        }
-    } else {
-        for &v in vals {
-            min = min.min(v);
-            max = max.max(v);
-            size_var += varint_len_fast(v);
-        }
+    let (min, max) = min_max(vals);
+    let mut size_var = 0usize;
+    if !s.for_first {
+        size_var = vals.iter().map(|&v| varint_len_fast(v)).sum();
     }
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);
@@ -1339,9 +1357,15 @@ struct Dictionary {
     /// Per part (one, or the two halves): its records' provisional
     /// (public, internal, remote) ids, and their final ids through `remap`
     /// (renumbered as the blocks are encoded, on their threads).
-    ids: Vec<Vec<[u32; 3]>>,
+    ids: Vec<Vec<Ids>>,
     remap: Vec<Remap>,
 }
+
+/// A record's (public, internal, remote) dictionary ids, and a fourth
+/// slot of [`Dictionary::of`]'s own (the mark of a run's first record;
+/// not an id, not encoded): four, so that an occurrence's place
+/// (`record << 2 | field`) indexes the ids as one flat slice.
+type Ids = [u32; 4];
 
 /// One part's provisional address ids -> final ids (or, `final_ids`, the
 /// ids are final already: [`Dictionary::of`]).
@@ -1388,7 +1412,7 @@ const PROV_V6: u32 = 1 << 31;
 struct Provisional {
     v4: rustc_hash::FxHashMap<u32, u32>,
     v6: rustc_hash::FxHashMap<u128, u32>,
-    ids: Vec<[u32; 3]>,
+    ids: Vec<Ids>,
 }
 
 impl Provisional {
@@ -1403,7 +1427,7 @@ impl Provisional {
         // seal's 25 ms dictionary). It grows if needed; the ids are the
         // same either way (order of appearance).
         v4.reserve(records.len() / DICT_V4_RESERVE_DIVISOR);
-        let mut ids: Vec<[u32; 3]> = Vec::with_capacity(records.len());
+        let mut ids: Vec<Ids> = Vec::with_capacity(records.len());
         let mut prov = |bytes: &[u8; 16], is_v4: bool| -> u32 {
             if is_v4 {
                 let a = u32::from_be_bytes(bytes[12..].try_into().expect("4 bytes"));
@@ -1430,7 +1454,7 @@ impl Provisional {
             prev_public = Some((r.public_ip, p4, p));
             let i = prov(&r.internal_ip, sf & SF_INTERNAL_V4 != 0);
             let x = prov(&r.remote_ip, sf & SF_REMOTE_V4 != 0);
-            ids.push([p, i, x]);
+            ids.push([p, i, x, 0]);
         }
         assert!(v4.len() < PROV_V6 as usize && v6.len() < PROV_V6 as usize);
         Provisional { v4, v6, ids }
@@ -1454,36 +1478,44 @@ impl Dictionary {
             n <= 1 << 30,
             "a partition holds at most PARTITION_RECORDS_MAX records"
         );
-        let mut ids: Vec<[u32; 3]> = vec![[0; 3]; n];
         // IPv4: address << 32 | place, one vector per field (public runs,
         // internal, remote), each sorted as whole keys (distinct). A
         // field's addresses often lie in a range of their own (a pool of
         // subscribers, one of NAT addresses, the remotes): sorted apart, each
         // takes only the passes its own range needs (round 14).
-        let mut occ4: [Vec<u64>; 3] = std::array::from_fn(|_| Vec::with_capacity(n));
+        // One pass over the records a field (few values live in each, so
+        // they stay in registers; the records are read three times).
         let mut occ6: Vec<(u128, u32)> = Vec::new();
-        let mut add = |field: usize, bytes: &[u8; 16], is_v4: bool, place: u32| {
-            if is_v4 {
-                let a = u32::from_be_bytes(bytes[12..].try_into().expect("4 bytes"));
-                occ4[field].push(u64::from(a) << 32 | u64::from(place));
-            } else {
-                occ6.push((u128::from_be_bytes(*bytes), place));
-            }
-        };
+        let mut o0: Vec<u64> = Vec::with_capacity(n);
         let mut prev_public: Option<(&[u8; 16], bool)> = None;
-        for (i, r) in records.a.iter().chain(records.b).enumerate() {
-            let sf = r.store_flags;
-            let place = (i as u32) << 2;
-            // Records are sorted by public address: a run of one address
-            // is looked up once and its id copied below.
-            let p4 = sf & SF_PUBLIC_V4 != 0;
-            if prev_public != Some((&r.public_ip, p4)) {
-                add(0, &r.public_ip, p4, place);
-                prev_public = Some((&r.public_ip, p4));
+        // The ids made by this first pass (written once, not zeroed first):
+        // every slot but the run mark is set below.
+        let mut ids: Vec<Ids> = Vec::with_capacity(n);
+        let mut place = 0u32;
+        for piece in [records.a, records.b] {
+            for r in piece {
+                // Records are sorted by public address: a run of one
+                // address is looked up once (its first record marked in
+                // the fourth slot of `ids`) and its id copied to the rest
+                // below.
+                let p4 = r.store_flags & SF_PUBLIC_V4 != 0;
+                let mut mark = 0;
+                if prev_public != Some((&r.public_ip, p4)) {
+                    if p4 {
+                        o0.push(occurrence4(&r.public_ip, place));
+                    } else {
+                        occ6.push((u128::from_be_bytes(r.public_ip), place));
+                    }
+                    prev_public = Some((&r.public_ip, p4));
+                    mark = 1;
+                }
+                ids.push([0, 0, 0, mark]);
+                place += 4;
             }
-            add(1, &r.internal_ip, sf & SF_INTERNAL_V4 != 0, place | 1);
-            add(2, &r.remote_ip, sf & SF_REMOTE_V4 != 0, place | 2);
         }
+        let o1 = field_occurrences(records, 1, SF_INTERNAL_V4, |r| &r.internal_ip, &mut occ6);
+        let o2 = field_occurrences(records, 2, SF_REMOTE_V4, |r| &r.remote_ip, &mut occ6);
+        let mut occ4: [Vec<u64>; 3] = [o0, o1, o2];
         for occ in &mut occ4 {
             if occ.len() >= DICT_RADIX_MIN {
                 // An occurrence's place is its order of appearance: the low
@@ -1515,16 +1547,12 @@ impl Dictionary {
             }
             fields = vec![merged];
         }
-        let mut v4: Vec<u32> = Vec::new();
+        // An occurrence's place is its field's index in `ids` as one flat
+        // slice (a record's four slots; the fourth is the run mark).
+        let flat = ids.as_flattened_mut();
+        let mut v4: Vec<u32> = Vec::with_capacity(fields.iter().map(Vec::len).sum());
         for f in &fields {
-            for &e in f {
-                let a = (e >> 32) as u32;
-                if v4.last() != Some(&a) {
-                    v4.push(a);
-                }
-                let place = e as u32;
-                ids[(place >> 2) as usize][(place & 3) as usize] = v4.len() as u32 - 1;
-            }
+            walk_occurrences(f, &mut v4, flat);
         }
         let n4 = v4.len() as u32;
         let mut v6: Vec<u128> = Vec::new();
@@ -1532,15 +1560,17 @@ impl Dictionary {
             if v6.last() != Some(&a) {
                 v6.push(a);
             }
-            ids[(place >> 2) as usize][(place & 3) as usize] = n4 + v6.len() as u32 - 1;
+            flat[place as usize] = n4 + v6.len() as u32 - 1;
         }
-        // The rest of each run of one public address.
-        let mut prev: Option<(&[u8; 16], bool, u32)> = None;
-        for (r, id) in records.a.iter().chain(records.b).zip(ids.iter_mut()) {
-            let p4 = r.store_flags & SF_PUBLIC_V4 != 0;
-            match prev {
-                Some((b, f, p)) if b == &r.public_ip && f == p4 => id[0] = p,
-                _ => prev = Some((&r.public_ip, p4, id[0])),
+        // The rest of each run of one public address (the first record
+        // of the partition starts one: `p` is always set before it is
+        // copied).
+        let mut p = 0u32;
+        for id in ids.iter_mut() {
+            if id[3] != 0 {
+                p = id[0];
+            } else {
+                id[0] = p;
             }
         }
         Dictionary {
@@ -1630,6 +1660,74 @@ impl Dictionary {
             .collect();
         let ids = parts.into_iter().map(|p| p.ids).collect();
         Dictionary { v4, v6, ids, remap }
+    }
+}
+
+/// An IPv4 occurrence's key for [`Dictionary::of`]: the address (the last
+/// four of its 16 bytes) above its place.
+#[inline(always)]
+fn occurrence4(bytes: &[u8; 16], place: u32) -> u64 {
+    let a = u32::from_be_bytes(bytes[12..].try_into().expect("4 bytes"));
+    u64::from(a) << 32 | u64::from(place)
+}
+
+/// The IPv4 occurrences of a record's `field` (1 internal, 2 remote: its
+/// address `addr`, IPv4 where its store flags hold `flag`) in record order
+/// ([`Dictionary::of`]); its IPv6 ones are appended to `occ6`.
+#[inline(always)]
+fn field_occurrences(
+    records: Pieces<'_>,
+    field: u32,
+    flag: u8,
+    addr: impl Fn(&Record) -> &[u8; 16],
+    occ6: &mut Vec<(u128, u32)>,
+) -> Vec<u64> {
+    let mut out = Vec::with_capacity(records.len());
+    let mut place = field;
+    for piece in [records.a, records.b] {
+        if piece.iter().all(|r| r.store_flags & flag != 0) {
+            // All IPv4 (the common case): one exact-size extend, no
+            // capacity test a key.
+            let first = place;
+            out.extend(
+                piece
+                    .iter()
+                    .enumerate()
+                    .map(|(j, r)| occurrence4(addr(r), first + 4 * j as u32)),
+            );
+            place += 4 * piece.len() as u32;
+            continue;
+        }
+        for r in piece {
+            if r.store_flags & flag != 0 {
+                out.push(occurrence4(addr(r), place));
+            } else {
+                occ6.push((u128::from_be_bytes(*addr(r)), place));
+            }
+            place += 4;
+        }
+    }
+    out
+}
+
+/// Gives each IPv4 occurrence of `f` (`address << 32 | place`, in address
+/// order, every address above those already in `v4`) its address's id in
+/// `flat` at its place, the address appended to `v4` when it is new
+/// ([`Dictionary::of`]'s walk; a function of its own, so that its few
+/// values stay in registers).
+#[inline(never)]
+fn walk_occurrences(f: &[u64], v4: &mut Vec<u32>, flat: &mut [u32]) {
+    // The last address appended and its id (none yet: `u64::MAX` is no
+    // address).
+    let (mut last, mut id) = (u64::MAX, 0u32);
+    for &e in f {
+        let a = e >> 32;
+        if a != last {
+            last = a;
+            id = v4.len() as u32;
+            v4.push(a as u32);
+        }
+        flat[e as u32 as usize] = id;
     }
 }
 
@@ -1813,11 +1911,14 @@ fn encode_file_split(
     let mut out = Vec::with_capacity(HEADER_SIZE * 2 + n_dict * 5 + records.len() * 16);
     out.extend_from_slice(header_v2(start_ns, span_ns, segment, records.len() as u64).as_bytes());
     let dict_start = out.len();
-    for a in &dict.v4 {
-        out.extend_from_slice(&a.to_be_bytes());
+    // Resized once and filled by position (not one `extend` an address).
+    out.resize(dict_start + n4 * 4 + dict.v6.len() * 16, 0);
+    let (d4, d6) = out[dict_start..].split_at_mut(n4 * 4);
+    for (to, a) in d4.chunks_exact_mut(4).zip(&dict.v4) {
+        to.copy_from_slice(&a.to_be_bytes());
     }
-    for a in &dict.v6 {
-        out.extend_from_slice(&a.to_be_bytes());
+    for (to, a) in d6.chunks_exact_mut(16).zip(&dict.v6) {
+        to.copy_from_slice(&a.to_be_bytes());
     }
     let chunks = (out.len() - dict_start).div_ceil(DICT_CHUNK_BYTES);
     for c in 0..chunks {
@@ -1918,7 +2019,7 @@ fn encode_file_split(
 fn encode_blocks(
     out: &mut Vec<u8>,
     records: Pieces<'_>,
-    ids: &[[u32; 3]],
+    ids: &[Ids],
     remap: &Remap,
     start_ns: i64,
     acct: &mut ColumnBytes,
@@ -1951,7 +2052,7 @@ fn encode_blocks(
         let (mut prev_pid, mut prev_port) = (u64::MAX, 0u64);
         for (j, (r, id)) in block.iter().zip(ids).enumerate() {
             stats.add(r);
-            let [pid, iid, rid] = id.map(|p| u64::from(remap.id(p)));
+            let [pid, iid, rid] = [id[0], id[1], id[2]].map(|p| u64::from(remap.id(p)));
             let port = u64::from(r.public_port.get());
             // Records are sorted: within a run of one public address the
             // ports do not decrease. Ids are below 2^32, so no record's id
@@ -3414,7 +3515,7 @@ mod tests {
                 prop_assert_eq!(&new.v4, &old.v4);
                 prop_assert_eq!(&new.v6, &old.v6);
                 let finals = |d: &Dictionary| -> Vec<[u32; 3]> {
-                    d.ids[0].iter().map(|id| id.map(|p| d.remap[0].id(p))).collect()
+                    d.ids[0].iter().map(|id| [id[0], id[1], id[2]].map(|p| d.remap[0].id(p))).collect()
                 };
                 prop_assert_eq!(finals(&new), finals(&old));
             }
@@ -3485,7 +3586,7 @@ mod tests {
             prop_assert_eq!(&new.v4, &old.v4);
             prop_assert_eq!(&new.v6, &old.v6);
             let finals = |d: &Dictionary| -> Vec<[u32; 3]> {
-                d.ids[0].iter().map(|id| id.map(|p| d.remap[0].id(p))).collect()
+                d.ids[0].iter().map(|id| [id[0], id[1], id[2]].map(|p| d.remap[0].id(p))).collect()
             };
             prop_assert_eq!(finals(&new), finals(&old));
         }
