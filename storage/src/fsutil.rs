@@ -39,6 +39,8 @@ pub(crate) fn publish(path: &Path, parts: &[&[u8]]) -> Result<(), StoreError> {
         .to_os_string();
     tmp_name.push(TMP_SUFFIX);
     let tmp = dir.join(tmp_name);
+    #[cfg(test)]
+    publish_gate::pass(dir);
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -58,4 +60,46 @@ pub(crate) fn publish(path: &Path, parts: &[&[u8]]) -> Result<(), StoreError> {
 pub(crate) fn remove(path: &Path) -> Result<(), StoreError> {
     fs::remove_file(path).map_err(StoreError::io(path, "remove"))?;
     fsync_dir(path.parent().expect("removed paths are inside a directory"))
+}
+
+/// Tests: publishes into a directory held back until the test lets them go,
+/// as a disk slow to fsync would (the writer's seals waiting for their
+/// publish, `writer.rs`). Only directories a test closed are held.
+#[cfg(test)]
+pub(crate) mod publish_gate {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Condvar, Mutex};
+
+    /// Closed directories and how many publishes wait in each.
+    static CLOSED: Mutex<Vec<(PathBuf, usize)>> = Mutex::new(Vec::new());
+    static CHANGED: Condvar = Condvar::new();
+
+    /// Publishes into `dir` wait from now on.
+    pub fn close(dir: &Path) {
+        CLOSED.lock().unwrap().push((dir.to_path_buf(), 0));
+    }
+
+    /// Publishes into `dir` go on (those waiting too).
+    pub fn open(dir: &Path) {
+        CLOSED.lock().unwrap().retain(|(d, _)| d != dir);
+        CHANGED.notify_all();
+    }
+
+    /// How many publishes wait in `dir`.
+    pub fn waiting(dir: &Path) -> usize {
+        let g = CLOSED.lock().unwrap();
+        g.iter().find(|(d, _)| d == dir).map_or(0, |(_, n)| *n)
+    }
+
+    /// Waits while `dir` is closed.
+    pub(super) fn pass(dir: &Path) {
+        let mut g = CLOSED.lock().unwrap();
+        let Some(i) = g.iter().position(|(d, _)| d == dir) else {
+            return;
+        };
+        g[i].1 += 1;
+        while g.iter().any(|(d, _)| d == dir) {
+            g = CHANGED.wait(g).unwrap();
+        }
+    }
 }

@@ -40,17 +40,39 @@ pub const SEALED_LOGS_PENDING_MAX: usize = 16;
 const SEAL_SCRATCH_KEEP_RECORDS: usize = 1 << 18;
 
 /// Spare seal scratch sets (an index and a record buffer) kept while no seal
-/// thread uses them: at most 3 × 32 MiB.
-const SEAL_SCRATCH_SPARES_MAX: usize = 3;
+/// thread uses them: as many as can be lent ([`SEAL_SCRATCH_LENT_MAX`]), so
+/// a set comes back and is lent again instead of being freed and made anew
+/// (sets are given back as soon as each seal is encoded, all four at once
+/// when the seals of one `advance` are done). A set is made only when none
+/// is spare, so at most [`SEAL_SCRATCH_LENT_MAX`] exist (4 × 32 MiB).
+const SEAL_SCRATCH_SPARES_MAX: usize = SEAL_SCRATCH_LENT_MAX;
 
-/// Seal threads running at once (each reduces, carries and publishes one
-/// partition; started in partition order). A seal thread now does the whole
-/// seal, so it lives longer than the publish alone did, and several due
+/// Seal scratch sets (an index and a reduced-record buffer, 128 bytes per
+/// record of the partition) lent to seal threads at once. A seal thread
+/// gives its set back as soon as its partition is encoded ([`ScratchBack`]),
+/// before it writes and fsyncs the `.part`; a seal that would need a fifth
+/// set waits for one to come back. This, not the thread count, bounds the
+/// seals' memory: up to this many partitions' index and records while they
+/// are reduced and encoded (as four seal threads did until round 15).
+const SEAL_SCRATCH_LENT_MAX: usize = 4;
+
+/// Seals handed over and not finished at once (each reduces, carries,
+/// encodes and publishes one partition; taken by the seal threads in
+/// partition order); the seal after that waits for the oldest. Several due
 /// partitions (bigstore makes ~4 due per `advance`) are handed over without
-/// the writer waiting for the first ones' fsyncs; the seal after that waits
-/// for the oldest. Memory: up to this many partitions' index and records
-/// (128 bytes per record) while they seal.
-const PUBLISHES_IN_FLIGHT_MAX: usize = 4;
+/// the writer waiting; a seal past its encode holds only its encoded `.part`
+/// (~20 bytes a mapping) while it waits for the disk (`write`, `fsync`,
+/// rename, directory fsync), so twice [`SEAL_SCRATCH_LENT_MAX`] lets the
+/// writer go on while up to four seals wait for their fsyncs, instead of
+/// stopping (and leaving a core idle) because the oldest seal waits for the
+/// disk (docs/bench/round15-wsys15.md).
+const PUBLISHES_IN_FLIGHT_MAX: usize = 2 * SEAL_SCRATCH_LENT_MAX;
+
+/// Seal threads at most ([`SealWorkers`]): as many as scratch sets can be
+/// lent. Seals queued behind them wait for one; more threads (eight, one per
+/// unfinished seal) measured no less idle time and twice the page faults
+/// (each its own allocator arena, round15-wsys15.md).
+const SEAL_THREADS_MAX: usize = SEAL_SCRATCH_LENT_MAX;
 
 /// Counters of what a [`Writer`] did since it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -100,12 +122,128 @@ struct Route {
 /// `.part` (`write_sealed`: temp file, fsync, rename, directory fsync) while
 /// the writer appends.
 struct Publishing {
-    handle: std::thread::JoinHandle<SealDone>,
+    /// Where its seal thread sends what it did ([`SealWorkers`]).
+    done: mpsc::Receiver<SealDone>,
+    /// What it did, once received early ([`Publishing::is_finished`]).
+    finished: Option<SealDone>,
     part: PathBuf,
     /// Its start and segment.
     id: (i64, u32),
     /// Where its carried copies went (see [`CarryTo`]).
     carry: CarryTo,
+}
+
+impl Publishing {
+    /// Whether its seal is done (published or failed), without waiting.
+    fn is_finished(&mut self) -> bool {
+        if self.finished.is_none() {
+            self.finished = self.done.try_recv().ok();
+        }
+        self.finished.is_some()
+    }
+
+    /// Waits for its seal. A seal thread that panicked (its message is
+    /// printed by the panic hook) dropped its sender: the writer panics too,
+    /// as it did when it joined a seal thread of its own.
+    fn wait(mut self) -> SealDone {
+        match self.finished.take() {
+            Some(d) => d,
+            None => self
+                .done
+                .recv()
+                .unwrap_or_else(|_| panic!("the seal thread of {} panicked", self.part.display())),
+        }
+    }
+}
+
+/// A seal handed to a seal thread: the log, the job, and where to send what
+/// it did.
+struct SealTask {
+    log: ActiveLog,
+    job: SealJob,
+    done: mpsc::SyncSender<SealDone>,
+}
+
+/// The seal threads (`natrec-seal`): started as seals need them, up to
+/// [`SEAL_THREADS_MAX`], and kept for the writer's life, taking seals from
+/// one queue in the order handed over. Kept, not one thread per seal: no
+/// thread is created (clone, stack, guard page) per partition, and each
+/// keeps its allocator arena (a seal's output and carry buffers are
+/// allocated and freed on it), where short-lived threads, several alive at
+/// once while older ones wait for their fsyncs, took cold or trimmed arenas
+/// and faulted their pages in again (bigstore 4 M: 17 k → 38 k minor faults
+/// with four threads, 55 k with eight; round15-wsys15.md). No seal
+/// waits for a later one (a chained seal waits for the carry of the one
+/// handed over before it, which a thread took first), so any number of
+/// threads ≥ 1 finishes every seal.
+struct SealWorkers {
+    tx: Option<mpsc::Sender<SealTask>>,
+    rx: std::sync::Arc<std::sync::Mutex<mpsc::Receiver<SealTask>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl SealWorkers {
+    fn new() -> SealWorkers {
+        let (tx, rx) = mpsc::channel();
+        SealWorkers {
+            tx: Some(tx),
+            rx: std::sync::Arc::new(std::sync::Mutex::new(rx)),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Queues `task`, first starting a thread if fewer than `busy` (the
+    /// seals not finished, this one included) run. A thread that cannot be
+    /// started is an error only when none runs (the task is given back).
+    fn run(&mut self, task: SealTask, busy: usize) -> Result<(), (Box<SealTask>, std::io::Error)> {
+        if self.threads.len() < busy.min(SEAL_THREADS_MAX) {
+            let rx = std::sync::Arc::clone(&self.rx);
+            match std::thread::Builder::new()
+                .name("natrec-seal".into())
+                .spawn(move || seal_thread(&rx))
+            {
+                Ok(h) => self.threads.push(h),
+                Err(e) if self.threads.is_empty() => return Err((Box::new(task), e)),
+                Err(_) => {}
+            }
+        }
+        let tx = self.tx.as_ref().expect("the sender lives until drop");
+        // Fails only if every thread is gone (panicked): the task comes back.
+        tx.send(task).map_err(|e| {
+            (
+                Box::new(e.0),
+                std::io::Error::other("every seal thread stopped"),
+            )
+        })
+    }
+}
+
+impl Drop for SealWorkers {
+    /// Closes the queue and waits for the threads (idle by now: the writer
+    /// waited for every seal it handed over).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        for h in self.threads.drain(..) {
+            if let Err(panic) = h.join() {
+                if !std::thread::panicking() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+    }
+}
+
+/// A seal thread: seals what it is handed until the queue closes.
+fn seal_thread(rx: &std::sync::Mutex<mpsc::Receiver<SealTask>>) {
+    loop {
+        // One idle thread waits on the queue at a time, the others on the lock.
+        let task = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok(SealTask { log, job, done }) = task else {
+            return;
+        };
+        // The writer may be gone (dropped while panicking): nobody to tell.
+        let _ = done.send(run_seal(log, job));
+    }
 }
 
 /// Where a sealing partition's carried copies go.
@@ -148,13 +286,10 @@ struct SealDone {
 }
 
 struct Sealed {
-    /// The reduced records' buffer and the index scratch, reused.
-    records: Vec<Record>,
     /// The second half's reduced records of a split seal (not reused):
     /// freed by the writer after it queued the log's removal, so the
     /// removal does not wait for the unmapping.
     records_b: Vec<Record>,
-    index: SealIndex,
     /// Bytes of the `.part`.
     bytes: u64,
     /// Records of this partition carried out (sent on its carry channel).
@@ -173,10 +308,11 @@ struct SealJob {
     hold: HoldTimes,
     carry_open: bool,
     part: PathBuf,
-    index: SealIndex,
+    /// The scratch set lent (index and reduced-record buffer), given back
+    /// to the writer when dropped.
+    scratch: ScratchBack,
     /// Sort and reduce a large partition on two threads.
     two_threads: bool,
-    records: Vec<Record>,
     /// The second half's kept records of a split seal (a buffer
     /// [`Writer::warm_seal_scratch`] made, or empty).
     records_b: Vec<Record>,
@@ -184,6 +320,37 @@ struct SealJob {
     /// into and it was not appended yet (chained seals).
     carry_in: Option<mpsc::Receiver<Carry>>,
     carry_out: mpsc::SyncSender<Carry>,
+}
+
+/// A seal's scratch set: the reduced-record buffer and the index (with the
+/// encoder's scratch).
+#[derive(Default)]
+struct Scratch {
+    records: Vec<Record>,
+    index: SealIndex,
+}
+
+/// A seal thread's scratch, sent back to the writer exactly once: when
+/// dropped, which the thread does as soon as its partition is encoded, or
+/// on any error or panic before that (unwinding drops it), so every set
+/// lent comes back and the writer's wait for one ([`Writer::scratch_lent`])
+/// always ends.
+struct ScratchBack {
+    /// Always `Some` until dropped (an `Option` only so that the drop can
+    /// move it out without building an empty set: a default index makes
+    /// the encoder's ~120 KB scratch).
+    scratch: Option<Scratch>,
+    tx: mpsc::Sender<Scratch>,
+}
+
+impl Drop for ScratchBack {
+    fn drop(&mut self) {
+        // The writer keeps a receiver for as long as it has seal threads;
+        // gone (dropped): nothing to give back to.
+        if let Some(s) = self.scratch.take() {
+            let _ = self.tx.send(s);
+        }
+    }
 }
 
 /// The log of a published segment, kept until its carried copies are
@@ -228,6 +395,15 @@ pub struct Writer {
     /// The next split seal's second reduced-record buffer, when
     /// [`Writer::warm_seal_scratch`] made one (empty otherwise).
     spare_out_b: Vec<Record>,
+    /// Scratch sets given back by seal threads ([`ScratchBack`]), taken
+    /// into `spare_index` and `spare_out` when the writer next seals.
+    scratch_rx: mpsc::Receiver<Scratch>,
+    scratch_tx: mpsc::Sender<Scratch>,
+    /// Scratch sets lent to seal threads and not given back yet (at most
+    /// [`SEAL_SCRATCH_LENT_MAX`]).
+    scratch_lent: usize,
+    /// The seal threads.
+    seal_workers: SealWorkers,
     /// Where the last appended record went, reused while records stay in
     /// its partition; forgotten whenever `active` or `sealed_max` changes.
     route: Option<Route>,
@@ -1103,6 +1279,7 @@ impl Writer {
         let parts = dir.join(PARTITIONS_DIR);
         let gaps = GapLog::new(&dir, cfg.span_ns());
         let chores = Chores::start(&parts)?;
+        let (scratch_tx, scratch_rx) = mpsc::channel();
         let mut w = Writer {
             parts,
             cfg,
@@ -1117,6 +1294,10 @@ impl Writer {
             spare_index: Vec::new(),
             spare_out: Vec::new(),
             spare_out_b: Vec::new(),
+            scratch_rx,
+            scratch_tx,
+            scratch_lent: 0,
+            seal_workers: SealWorkers::new(),
             route: None,
             publishing: std::collections::VecDeque::new(),
             pending: None,
@@ -1562,11 +1743,7 @@ impl Writer {
         self.chores.wait(self.sync_chore);
         self.collect_chores()?;
         // Seal threads that are done: their logs can go now.
-        while self
-            .publishing
-            .front()
-            .is_some_and(|p| p.handle.is_finished())
-        {
+        while self.publishing.front_mut().is_some_and(|p| p.is_finished()) {
             self.finish_publish()?;
         }
         let mut logs = Vec::new();
@@ -1940,6 +2117,10 @@ impl Writer {
         };
         let (tx, rx) = mpsc::sync_channel(1);
         let part = self.parts.join(file_name(start, segment, FileKind::Sealed));
+        // A scratch set to lend: the sets given back so far kept first; at
+        // the bound, wait for a seal thread to finish encoding.
+        self.take_back_scratch(SEAL_SCRATCH_LENT_MAX - 1);
+        self.scratch_lent += 1;
         let job = SealJob {
             start,
             segment,
@@ -1947,39 +2128,44 @@ impl Writer {
             hold: self.cfg.hold,
             carry_open,
             part: part.clone(),
-            index: self.spare_index.pop().unwrap_or_default(),
+            // Lent from here: given back by the thread, or by the drop of
+            // the job if the thread cannot start.
+            scratch: ScratchBack {
+                scratch: Some(Scratch {
+                    records: self.spare_out.pop().unwrap_or_default(),
+                    index: self.spare_index.pop().unwrap_or_default(),
+                }),
+                tx: self.scratch_tx.clone(),
+            },
             two_threads,
-            records: self.spare_out.pop().unwrap_or_default(),
             records_b: std::mem::take(&mut self.spare_out_b),
             carry_in,
             carry_out: tx,
         };
-        let (log_tx, log_rx) = mpsc::sync_channel::<ActiveLog>(1);
-        let spawned = std::thread::Builder::new()
-            .name("natrec-seal".into())
-            .spawn(move || {
-                let log = log_rx.recv().expect("the writer sends the log");
-                run_seal(log, job)
-            });
-        let handle = match spawned {
-            Ok(h) => h,
-            Err(e) => {
-                // As a failed publish: the partition is sealed for routing
-                // but has no .part; the log stays (synced) for the next writer.
-                let _ = log.flush();
-                let e = StoreError::io(&part, "start the seal thread for")(e);
-                self.failed = Some((part, e.to_string()));
-                return Err(e);
-            }
+        let (done_tx, done) = mpsc::sync_channel(1);
+        let task = SealTask {
+            log,
+            job,
+            done: done_tx,
         };
-        log_tx.send(log).expect("the seal thread waits for its log");
+        if let Err((task, e)) = self.seal_workers.run(task, self.publishing.len() + 1) {
+            // As a failed publish: the partition is sealed for routing
+            // but has no .part; the log stays (synced) for the next writer.
+            // (The job's scratch goes back as it is dropped.)
+            let SealTask { mut log, .. } = *task;
+            let _ = log.flush();
+            let e = StoreError::io(&part, "start the seal thread for")(e);
+            self.failed = Some((part, e.to_string()));
+            return Err(e);
+        }
         self.pending = Some(PendingCarry {
             from: (start, segment),
             into: start + self.span_ns,
             rx,
         });
         self.publishing.push_back(Publishing {
-            handle,
+            done,
+            finished: None,
             part,
             id: (start, segment),
             carry: CarryTo::Pending,
@@ -2063,10 +2249,8 @@ impl Writer {
     }
 
     fn finish_joined(&mut self, p: Publishing) -> Result<(), StoreError> {
-        let done = match p.handle.join() {
-            Ok(d) => d,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
+        let (part, id, carry) = (p.part.clone(), p.id, p.carry);
+        let done = p.wait();
         let mut log = done.log;
         match done.result {
             Ok(s) => {
@@ -2074,30 +2258,18 @@ impl Writer {
                 self.stats.partitions_sealed += 1;
                 self.stats.carried += s.carried_in;
                 self.stats.open_at_seal_all += s.open_at_seal_all_in;
-                // Buffers not kept are freed last (after the log's removal
-                // is queued: unmapping tens of MB takes milliseconds).
-                let mut free_last = vec![s.records_b];
-                if s.records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
-                    && self.spare_out.len() < SEAL_SCRATCH_SPARES_MAX
-                {
-                    self.spare_out.push(s.records);
-                } else {
-                    free_last.push(s.records);
-                }
-                if s.index.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
-                    && self.spare_index.len() < SEAL_SCRATCH_SPARES_MAX
-                {
-                    self.spare_index.push(s.index);
-                }
+                // Freed last (after the log's removal is queued). Its
+                // scratch came back before the publish ([`ScratchBack`]).
+                let free_last = s.records_b;
                 // Logs whose copies were carried into this segment: those
                 // copies are in its `.part` now, durable.
-                self.delete_sealed_logs(|l| l.carried_into == Some(p.id))?;
+                self.delete_sealed_logs(|l| l.carried_into == Some(id))?;
                 // This segment's own carried copies are in the next log, in
                 // the kernel but maybe not durable: its log stays (readers and
                 // recovery see "carry pending", docs/FORMAT.md) until a flush
                 // syncs them or the next segment is published. Nothing
                 // carried: nothing to wait for. At the bound, flush now.
-                let carried_into = match p.carry {
+                let carried_into = match carry {
                     _ if s.carried_out == 0 => None,
                     CarryTo::Chained(id) => Some(id),
                     CarryTo::Appended(id) => id,
@@ -2128,8 +2300,38 @@ impl Writer {
             }
             Err(e) => {
                 let _ = log.flush();
-                self.failed = Some((p.part, e.to_string()));
+                self.failed = Some((part, e.to_string()));
                 Err(e)
+            }
+        }
+    }
+
+    /// Keeps the scratch sets seal threads gave back (as spares, up to
+    /// [`SEAL_SCRATCH_SPARES_MAX`] of at most [`SEAL_SCRATCH_KEEP_RECORDS`]
+    /// records' worth each; the others are freed), first waiting until at
+    /// most `lent_max` are still lent. The wait ends: every seal thread gives
+    /// its set back once, at its encode or on any failure before
+    /// ([`ScratchBack`]), and none waits for the writer.
+    fn take_back_scratch(&mut self, lent_max: usize) {
+        loop {
+            let got = if self.scratch_lent > lent_max {
+                self.scratch_rx.recv().ok()
+            } else {
+                self.scratch_rx.try_recv().ok()
+            };
+            let Some(s) = got else {
+                return;
+            };
+            self.scratch_lent -= 1;
+            if s.records.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
+                && self.spare_out.len() < SEAL_SCRATCH_SPARES_MAX
+            {
+                self.spare_out.push(s.records);
+            }
+            if s.index.capacity() <= SEAL_SCRATCH_KEEP_RECORDS
+                && self.spare_index.len() < SEAL_SCRATCH_SPARES_MAX
+            {
+                self.spare_index.push(s.index);
             }
         }
     }
@@ -2285,6 +2487,10 @@ fn run_seal(mut log: ActiveLog, job: SealJob) -> SealDone {
 }
 
 fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError> {
+    // The scratch goes back to the writer when `back` is dropped: below,
+    // once the partition is encoded, or on an early return or a panic.
+    let mut back = job.scratch;
+    let Scratch { records, index } = back.scratch.as_mut().expect("lent until dropped");
     let (mut carried_in, mut open_at_seal_all_in) = (0, 0);
     if let Some(rx) = job.carry_in.take() {
         let c = rx.recv().map_err(|_| StoreError::SealFailed {
@@ -2307,24 +2513,24 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
     reduce_into(
         committed.records(),
         Some(ranges_a.merge(&ranges_b)),
-        &mut job.index,
-        &mut job.records,
+        index,
+        records,
         &mut records_b,
         job.two_threads,
         &mut scan,
     );
     let (held, open_at_seal_all) = (scan.held, scan.open_not_carried);
-    if job.index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
+    if index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
         // Too large to keep: freed before the publish allocates its output,
         // on a thread of its own (unmapping 30 MB at 10 M records took ~3 ms
         // of this thread, between its two-thread phases). The encoder's
         // scratch is kept.
         let big = SealIndex {
-            encode: std::mem::take(&mut job.index.encode),
+            encode: std::mem::take(&mut index.encode),
             ..SealIndex::default()
         };
-        let bytes = job.index.capacity() * 16;
-        free_behind(std::mem::replace(&mut job.index, big), bytes);
+        let bytes = index.capacity() * 16;
+        free_behind(std::mem::replace(index, big), bytes);
     }
     let carried_out = held.len() as u64;
     // The receiver may be gone (the writer stopped): nothing to carry into.
@@ -2336,25 +2542,25 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
         job.start,
         job.span_ns,
         job.segment,
-        &job.records,
+        records,
         &records_b,
-        &mut job.index.encode,
+        &mut index.encode,
     );
     // The kept records the writer will not keep as scratch (the second half's
-    // always, [`Writer::finish_joined`]) are freed while the file is written
-    // and fsynced, instead of on the writer's thread after this one is
-    // joined, beside the log's removal (~12 ms at 10 M records).
-    if job.records.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
-        let bytes = job.records.capacity() * RECORD_SIZE;
-        free_behind(std::mem::take(&mut job.records), bytes);
+    // always) are freed while the file is written and fsynced, instead of on
+    // the writer's thread, beside the log's removal (~12 ms at 10 M records).
+    if records.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
+        let bytes = records.capacity() * RECORD_SIZE;
+        free_behind(std::mem::take(records), bytes);
     }
     let bytes = records_b.capacity() * RECORD_SIZE;
     free_behind(std::mem::take(&mut records_b), bytes);
+    // Encoded: the scratch goes back now, so the writer can lend it to the
+    // next seal while this thread waits for the disk.
+    drop(back);
     let bytes = publish_sealed(&job.part, &parts)?;
     Ok(Sealed {
-        records: job.records,
         records_b,
-        index: job.index,
         bytes,
         carried_out,
         carried_in,
@@ -3454,6 +3660,103 @@ mod tests {
             assert_eq!(holders(&store, 1024, T0 + 20 * S), 1);
             assert_eq!(holders(&store, 1025, T0 + H + 20 * S), 1);
             assert!(store.reader().verify().unwrap().is_empty());
+        }
+
+        /// Seals waiting for the disk (their publish held back) do not hold
+        /// the writer up: their scratch came back at their encode, so it
+        /// hands over more due partitions (up to `PUBLISHES_IN_FLIGHT_MAX`)
+        /// and goes on appending. Until round 15 the fifth seal waited for
+        /// the first one's publish (four in flight, their scratch given back
+        /// with it). Every seal is done, and the same, once the disk goes on.
+        #[test]
+        fn seals_waiting_for_the_disk_do_not_hold_the_writer_up() {
+            use super::super::{PUBLISHES_IN_FLIGHT_MAX, SEAL_SCRATCH_LENT_MAX, SEAL_THREADS_MAX};
+            use crate::fsutil::publish_gate;
+            let hours = PUBLISHES_IN_FLIGHT_MAX as i64 - 1;
+            assert!(hours as usize > SEAL_SCRATCH_LENT_MAX);
+            let write = |dir: &std::path::Path, gate: bool| {
+                let store = store(dir, u32::MAX);
+                let parts = store.dir().join("partitions");
+                let mut w = store.writer().unwrap();
+                if gate {
+                    publish_gate::close(&parts);
+                }
+                let (tx, rx) = std::sync::mpsc::channel();
+                let handle = std::thread::spawn(move || {
+                    for h in 0..=hours {
+                        let t = T0 + h * H + 10 * S;
+                        w.append(&tcp(1000 + h as u16, t, t + S, EndReason::Fin))
+                            .unwrap();
+                    }
+                    // Every hour but the last due: `hours` seals handed over.
+                    w.advance(T0 + hours * H + 2 * 60 * S).unwrap();
+                    tx.send(()).unwrap();
+                    w
+                });
+                let went_on = rx.recv_timeout(std::time::Duration::from_secs(60));
+                if gate {
+                    // As many seal threads as there are wait at the gate
+                    // (the rest queued), each after giving its scratch back.
+                    let threads = SEAL_THREADS_MAX.min(hours as usize);
+                    let t0 = std::time::Instant::now();
+                    while publish_gate::waiting(&parts) < threads && t0.elapsed().as_secs() < 60 {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    assert_eq!(publish_gate::waiting(&parts), threads);
+                    publish_gate::open(&parts);
+                }
+                assert!(
+                    went_on.is_ok(),
+                    "the writer waited for a seal held at its publish"
+                );
+                let mut w = handle.join().unwrap();
+                assert_eq!(w.publishing.len() as i64, hours);
+                w.seal_all().unwrap();
+                assert!(w.seal_workers.threads.len() <= SEAL_THREADS_MAX);
+                // Every set lent came back (all given back by now: no wait).
+                w.take_back_scratch(0);
+                assert_eq!(w.scratch_lent, 0);
+                drop(w);
+                for h in 0..=hours {
+                    assert_eq!(holders(&store, 1000 + h as u16, T0 + h * H + 10 * S), 1);
+                }
+                let mut parts_bytes = Vec::new();
+                for f in crate::store::list_partitions(&parts).unwrap() {
+                    parts_bytes.push((f.name.clone(), std::fs::read(&f.path).unwrap()));
+                }
+                parts_bytes
+            };
+            let d = tempfile::tempdir().unwrap();
+            let held = write(&d.path().join("held"), true);
+            let free = write(&d.path().join("free"), false);
+            assert_eq!(held.len() as i64, hours + 1, "one .part per hour");
+            assert_eq!(held, free);
+        }
+
+        /// A seal thread gives its scratch back exactly once, also when it
+        /// stops early or panics, so the writer's wait for a set ends.
+        #[test]
+        fn seal_scratch_comes_back_once_whatever_the_seal_does() {
+            use super::super::{Scratch, ScratchBack};
+            let (tx, rx) = std::sync::mpsc::channel();
+            let back = |tx: &std::sync::mpsc::Sender<Scratch>| ScratchBack {
+                scratch: Some(Scratch {
+                    records: Vec::with_capacity(7),
+                    index: Default::default(),
+                }),
+                tx: tx.clone(),
+            };
+            drop(back(&tx));
+            let b = back(&tx);
+            let panicked = std::thread::spawn(move || {
+                let _b = b;
+                panic!("a seal thread panics");
+            })
+            .join();
+            assert!(panicked.is_err());
+            let got: Vec<Scratch> = rx.try_iter().collect();
+            assert_eq!(got.len(), 2);
+            assert!(got.iter().all(|s| s.records.capacity() == 7));
         }
     }
 }

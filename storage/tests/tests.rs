@@ -1468,7 +1468,7 @@ mod recovery {
         let store = new_store(d.path(), cfg);
         let log = |h: i64| part_path(&store, T0 + h * H, 0, FileKind::Active);
         let mut w = store.writer().unwrap();
-        // Held until further notice: carried 0 -> 1 -> 2 -> 3.
+        // Held until further notice: carried 0 -> 1 -> 2 -> 3 -> ...
         w.append(&mapping(
             Proto::Tcp,
             "100.64.0.2:40000",
@@ -1478,17 +1478,18 @@ mod recovery {
             EndReason::Open,
         ))
         .unwrap();
-        // Four seal threads run at once: the seal of hour k waits for hour k - 4's.
-        for k in 1..=4 {
-            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=3 handed over
+        // Eight seals unfinished at once (PUBLISHES_IN_FLIGHT_MAX, four
+        // until round 15): the seal of hour k waits for hour k - 8's.
+        for k in 1..=8 {
+            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=7 handed over
         }
-        w.advance(T0 + 5 * H + 61 * S).unwrap(); // hour 0 published; hour 4 handed over
+        w.advance(T0 + 9 * H + 61 * S).unwrap(); // hour 0 published; hour 8 handed over
         assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
         assert!(
             log(0).exists(),
             "its copy in hour 1 is neither synced nor published"
         );
-        w.advance(T0 + 6 * H + 61 * S).unwrap(); // hour 1 published
+        w.advance(T0 + 10 * H + 61 * S).unwrap(); // hour 1 published
         w.finish_chores().unwrap(); // the removal runs on the background thread
         assert!(!log(0).exists(), "its copy is in hour 1's .part now");
         assert!(log(1).exists());
@@ -1499,7 +1500,7 @@ mod recovery {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), cfg);
         let mut w = store.writer().unwrap();
-        for h in 0..5 {
+        for h in 0..9 {
             w.append(&mapping(
                 Proto::Udp,
                 "100.64.0.2:1000",
@@ -1510,10 +1511,10 @@ mod recovery {
             ))
             .unwrap();
         }
-        for k in 1..=4 {
-            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=3 handed over
+        for k in 1..=8 {
+            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=7 handed over
         }
-        w.advance(T0 + 5 * H + 61 * S).unwrap(); // hour 0 published; hour 4 handed over
+        w.advance(T0 + 9 * H + 61 * S).unwrap(); // hour 0 published; hour 8 handed over
         w.finish_chores().unwrap();
         assert!(!part_path(&store, T0, 0, FileKind::Active).exists());
         assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());

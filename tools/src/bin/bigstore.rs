@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
 use natrec_storage::{EndReason, Mapping, Proto, Query, Reader, Store, StoreConfig, NANOS_PER_SEC};
 
-const USAGE: &str = "usage: natrec-bigstore --dir DIR [--mappings N] [--days D] [--lookups N] [--batches-per-call K] [--write-behind] [--no-drop-caches]";
+const USAGE: &str = "usage: natrec-bigstore --dir DIR [--mappings N] [--days D] [--lookups N] [--batches-per-call K] [--write-behind] [--no-drop-caches] [--write-only]";
 const S: i64 = NANOS_PER_SEC;
 /// 2026-01-01T00:00:00Z.
 const T0: i64 = 1_767_225_600 * S;
@@ -140,6 +140,37 @@ fn show(label: &str, l: &Lookups) {
     );
 }
 
+/// The process's CPU and scheduling counters so far (`getrusage(RUSAGE_SELF)`:
+/// every thread, those that ended included).
+struct Usage {
+    user_s: f64,
+    sys_s: f64,
+    minor_faults: i64,
+    voluntary_switches: i64,
+    involuntary_switches: i64,
+    blocks_out: i64,
+}
+
+fn usage() -> Usage {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is a valid, writable `rusage`; `getrusage` only writes it
+    // (and cannot fail for RUSAGE_SELF with a valid pointer).
+    #[allow(unsafe_code)]
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Usage {
+        user_s: s(ru.ru_utime),
+        sys_s: s(ru.ru_stime),
+        minor_faults: ru.ru_minflt,
+        voluntary_switches: ru.ru_nvcsw,
+        involuntary_switches: ru.ru_nivcsw,
+        blocks_out: ru.ru_oublock,
+    }
+}
+
 fn drop_caches() -> Result<()> {
     std::process::Command::new("sync").status()?;
     std::fs::write("/proc/sys/vm/drop_caches", "1").context("drop the page cache (needs root)")
@@ -191,15 +222,23 @@ fn main() -> Result<()> {
     // thread that appends everything queued on its channel at once would.
     let mut per_call = 1usize;
     let mut write_behind = false;
+    // Stop after the write phase (appends, seals, `seal_all`): no lookups,
+    // so the process's CPU counters printed are the writer's alone.
+    let mut write_only = false;
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < v.len() {
         if v[i] == "--help" || v[i] == "-h" {
-            println!("{USAGE}\n\nWrites N mappings over D days of one-hour partitions into a new store at DIR\n(DIR must not exist, be empty, or be a store an earlier run made: it is replaced),\nthen times random point lookups: warm, first touch (the page cache dropped: root;\n--no-drop-caches skips it), after 1, 10 and D days, and through a new reader each.\nThe mappings go to the writer in batches of {BATCH_MAPPINGS_MAX} records, --batches-per-call K\nbatches per call (default 1, as the replay's writing thread); --write-behind turns the writer's\nwrite-behind on, as the replay does (`Writer::set_write_behind`: records written out 384 KiB at a\ntime and before each sync or seal, so part of the pwrites count in `advance`, not the appends).");
+            println!("{USAGE}\n\nWrites N mappings over D days of one-hour partitions into a new store at DIR\n(DIR must not exist, be empty, or be a store an earlier run made: it is replaced),\nthen times random point lookups: warm, first touch (the page cache dropped: root;\n--no-drop-caches skips it), after 1, 10 and D days, and through a new reader each.\nThe mappings go to the writer in batches of {BATCH_MAPPINGS_MAX} records, --batches-per-call K\nbatches per call (default 1, as the replay's writing thread); --write-behind turns the writer's\nwrite-behind on, as the replay does (`Writer::set_write_behind`: records written out 384 KiB at a\ntime and before each sync or seal, so part of the pwrites count in `advance`, not the appends).\n--write-only stops after the write phase (appends, seals, the final seal_all): no lookups, so the\nprocess CPU printed (user, system, faults, switches) is the writer's and its threads' alone.");
             return Ok(());
         }
         if v[i] == "--write-behind" {
             write_behind = true;
+            i += 1;
+            continue;
+        }
+        if v[i] == "--write-only" {
+            write_only = true;
             i += 1;
             continue;
         }
@@ -231,8 +270,10 @@ fn main() -> Result<()> {
     let day1_end = n / days;
     let checkpoints = [(1u64, n / days), (10, n / days * 10), (days, n)];
     println!("## natrec-bigstore: {n} mappings over {days} days of one-hour partitions\n");
-    println!("| lookups (ask for mappings of day 1) | n | p50 µs | p99 µs | p999 µs | max µs | not found |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    if !write_only {
+        println!("| lookups (ask for mappings of day 1) | n | p50 µs | p99 µs | p999 µs | max µs | not found |");
+        println!("|---|---:|---:|---:|---:|---:|---:|");
+    }
     let started = Instant::now();
     let mut write_s = 0.0;
     // Time on the writer's thread inside `append_batch` alone (encode,
@@ -287,6 +328,9 @@ fn main() -> Result<()> {
         w.write_out()?;
         seal_wait_s += a.elapsed().as_secs_f64();
         write_s += t.elapsed().as_secs_f64();
+        if write_only {
+            continue;
+        }
         let l = lookups(
             Readers::Shared(&reader),
             n,
@@ -325,6 +369,23 @@ fn main() -> Result<()> {
         .map(|m| m.len())
         .sum();
     let files = std::fs::read_dir(dir.join("partitions"))?.count();
+    let u = usage();
+    if write_only {
+        println!(
+            "- written: {n} mappings = {records} records in {write_s:.2} s of appends + seals: {:.0} mappings/s ({write_total_s:.2} s with the final seal_all), {files} partition files, {:.1} bytes per mapping on disk",
+            n as f64 / write_s,
+            bytes as f64 / n as f64
+        );
+        println!(
+            "- appends alone: {append_s:.2} s ({:.0} mappings/s); seals handed over and waited for: {seal_wait_s:.2} s",
+            n as f64 / append_s
+        );
+        println!(
+            "- process CPU of the write phase (every thread): user {:.3} s, system {:.3} s; {} minor faults, {} voluntary and {} involuntary switches, {} blocks written",
+            u.user_s, u.sys_s, u.minor_faults, u.voluntary_switches, u.involuntary_switches, u.blocks_out
+        );
+        return Ok(());
+    }
 
     if drop_cache {
         drop_caches()?;
