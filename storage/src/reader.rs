@@ -180,8 +180,42 @@ impl std::fmt::Debug for ViewCache {
 }
 
 /// How long after the directory's last change a listing must have been
-/// taken to be reused (file systems stamp mtimes with a coarse clock).
-const LISTING_TRUST_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+/// taken to be reused, on a file system that stamps times finer than a
+/// second. A change is stamped with a clock that may lag the one a reader
+/// reads: Linux stamps with its coarse clock, the time of the last
+/// scheduler tick (at most 10 ms behind at HZ = 100; kernels with
+/// multigrain timestamps stamp a change after a `stat` finer still). A
+/// change made after a listing was taken is stamped later than the listing
+/// time less that lag, so once a listing is taken this long after the
+/// directory's stamp, a later change cannot carry the same stamp: a few
+/// ticks of margin.
+const LISTING_TRUST_AFTER: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// The same on a file system that stamps whole seconds (ext4 with 128-byte
+/// inodes, HFS+: a stamp with no nanoseconds is taken as one of those): a
+/// change within the same second keeps the stamp, so a listing is reused
+/// only if taken a second and the clock's lag after it.
+const LISTING_TRUST_AFTER_WHOLE_SECONDS: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether a listing taken at `taken` of a directory last stamped at
+/// `changed` (its ctime: the kernel sets it with every entry created,
+/// renamed or removed, and it cannot be set back) can be reused while the
+/// directory's identity stays the same: only if no later change could have
+/// been stamped `changed` too. A clock set back (`taken` before `changed`)
+/// is never trusted.
+fn listing_settled(changed: std::time::SystemTime, taken: std::time::SystemTime) -> bool {
+    let whole_seconds = changed
+        .duration_since(std::time::UNIX_EPOCH)
+        .is_ok_and(|d| d.subsec_nanos() == 0);
+    let after = if whole_seconds {
+        LISTING_TRUST_AFTER_WHOLE_SECONDS
+    } else {
+        LISTING_TRUST_AFTER
+    };
+    taken
+        .duration_since(changed)
+        .is_ok_and(|since| since >= after)
+}
 
 /// One listing of `partitions/`.
 #[derive(Debug)]
@@ -190,10 +224,13 @@ struct Listing {
     files: Vec<PartFile>,
     /// Indices of the active logs in `files`.
     active: Vec<usize>,
-    /// The directory's mtime when listed.
-    mtime: std::time::SystemTime,
-    /// When the listing was taken.
-    taken: std::time::SystemTime,
+    /// The directory's identity when listed (device, inode, size, mtime,
+    /// ctime): any entry created, renamed or removed changes its mtime and
+    /// ctime, a directory put in its place its inode.
+    dir: FileId,
+    /// Taken long enough after the directory's last change
+    /// ([`listing_settled`]) to be reused while `dir` stays the same.
+    settled: bool,
 }
 
 /// The most final state of each mapping a lookup or export found, by
@@ -443,24 +480,27 @@ impl Reader {
         Ok(out)
     }
 
-    /// The partition listing, re-read only when the directory changed. The
-    /// directory's mtime changes with every create, rename and delete in it;
-    /// a listing taken less than [`LISTING_TRUST_AFTER`] after that mtime is
-    /// not trusted (two changes within one timestamp tick look like one).
+    /// The partition listing, re-read only when the directory may have
+    /// changed: a `stat` of `partitions/` per call, the listing reused while
+    /// the directory's identity ([`FileId`]: device, inode, size, mtime,
+    /// ctime) is the one listed and the listing was taken long enough after
+    /// the directory's last change ([`listing_settled`]: two changes within
+    /// one timestamp tick carry the same stamp). So a long-lived reader sees
+    /// a partition sealed, a log started or a file removed by retention after
+    /// it was made, at the cost of one `stat` a lookup, not a `getdents64`
+    /// walk of the directory.
     fn listing(&self) -> Result<std::sync::Arc<Listing>, StoreError> {
-        let mtime = std::fs::metadata(&self.parts)
-            .and_then(|m| m.modified())
+        let meta = std::fs::metadata(&self.parts)
             .map_err(StoreError::io(&self.parts, "read directory"))?;
+        let dir = FileId::of(&meta);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(l) = cache.as_ref() {
-            let settled = l
-                .taken
-                .duration_since(l.mtime)
-                .is_ok_and(|d| d >= LISTING_TRUST_AFTER);
-            if l.mtime == mtime && settled {
+            if l.settled && l.dir == dir {
                 return Ok(l.clone());
             }
         }
+        // Taken after the stat: a change stamped as the stat saw it but
+        // made before now is in the listing below.
         let taken = std::time::SystemTime::now();
         let files = list_partitions(&self.parts)?;
         let active = (0..files.len())
@@ -469,8 +509,8 @@ impl Reader {
         let l = std::sync::Arc::new(Listing {
             files,
             active,
-            mtime,
-            taken,
+            dir,
+            settled: changed_at(&meta).is_some_and(|c| listing_settled(c, taken)),
         });
         *cache = Some(l.clone());
         Ok(l)
@@ -736,6 +776,16 @@ impl Reader {
     }
 }
 
+/// The directory's last change as the kernel stamped it: its ctime, set
+/// with every entry created, renamed or removed and, unlike the mtime,
+/// never set back or ahead by a user. `None` if it is before 1970.
+fn changed_at(meta: &std::fs::Metadata) -> Option<std::time::SystemTime> {
+    use std::os::unix::fs::MetadataExt;
+    let s = u64::try_from(meta.ctime()).ok()?;
+    let ns = u32::try_from(meta.ctime_nsec()).ok()?;
+    std::time::UNIX_EPOCH.checked_add(std::time::Duration::new(s, ns))
+}
+
 fn sorted(best: Best) -> Vec<Holder> {
     let mut v: Vec<Holder> = best.into_values().collect();
     v.sort_by(|a, b| {
@@ -855,6 +905,95 @@ mod tests {
             assert!(r.views_cached() <= SEALED_VIEWS_CACHED_MAX);
         }
         assert_eq!(r.views_cached(), SEALED_VIEWS_CACHED_MAX);
+    }
+
+    /// A listing is reused only when no later change of the directory could
+    /// carry the stamp it was taken under: 50 ms after a fine stamp, 2 s
+    /// after a whole-second one, never when the clock went back.
+    #[test]
+    fn a_listing_is_trusted_only_past_the_stamps_granularity() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let fine = UNIX_EPOCH + Duration::new(1_772_373_600, 123_456_789);
+        let whole = UNIX_EPOCH + Duration::new(1_772_373_600, 0);
+        let ms = Duration::from_millis;
+        assert!(!listing_settled(fine, fine));
+        assert!(
+            !listing_settled(fine, fine + ms(10)),
+            "one tick at HZ = 100"
+        );
+        assert!(!listing_settled(fine, fine + ms(49)));
+        assert!(listing_settled(fine, fine + ms(50)));
+        assert!(listing_settled(fine, fine + ms(3_000)));
+        assert!(!listing_settled(whole, whole + ms(999)));
+        assert!(!listing_settled(whole, whole + ms(1_500)));
+        assert!(listing_settled(whole, whole + ms(2_000)));
+        assert!(!listing_settled(fine, fine - ms(5_000)), "clock set back");
+    }
+
+    /// A long-lived reader (`lookup --batch`, the live recorder's status, a
+    /// service) keeps its listing while the directory is unchanged and still
+    /// sees what changed after it was made: a partition started and sealed
+    /// after its listing settled, and a sealed partition removed (by an
+    /// operator's retention job: natrec deletes nothing) no longer read.
+    #[test]
+    fn a_long_lived_reader_sees_partitions_sealed_and_removed_after_it_listed() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::create(&d.path().join("s"), StoreConfig::default()).unwrap();
+        let parts = d.path().join("s").join(PARTITIONS_DIR);
+        let r = store.reader();
+        let mapping = |start: i64, host: u8| Mapping {
+            proto: Proto::Tcp,
+            internal: SocketAddr::new(Ipv4Addr::new(10, 0, 0, host).into(), 5000),
+            public: public(),
+            remote: SocketAddr::new(Ipv4Addr::new(198, 51, 100, 1).into(), 443),
+            first_ns: start + 1_000_000_000,
+            last_ns: start + 2_000_000_000,
+            end: EndReason::Fin,
+            packets_out: 3,
+            packets_in: 4,
+            flags: 0,
+        };
+        let mut w = store.writer().unwrap();
+        w.append_batch(&[mapping(T0, 1)]).unwrap();
+        w.seal_before(T0 + HOUR).unwrap();
+        w.finish_chores().unwrap();
+        assert_eq!(holder_host(&r, T0), Ok(1));
+        // Past the stamp's granularity: the next listing settles and is
+        // then reused while nothing changes (one `stat`, no walk).
+        std::thread::sleep(LISTING_TRUST_AFTER + std::time::Duration::from_millis(20));
+        assert_eq!(holder_host(&r, T0), Ok(1));
+        let a = r.listing().unwrap();
+        assert!(
+            a.settled,
+            "taken {LISTING_TRUST_AFTER:?} after the last change"
+        );
+        assert!(std::sync::Arc::ptr_eq(&a, &r.listing().unwrap()), "reused");
+        // The next hour, written and sealed after the reader listed.
+        w.append_batch(&[mapping(T0 + HOUR, 2)]).unwrap();
+        w.seal_before(T0 + 2 * HOUR).unwrap();
+        w.finish_chores().unwrap();
+        assert_eq!(holder_host(&r, T0 + HOUR), Ok(2));
+        assert!(
+            !std::sync::Arc::ptr_eq(&a, &r.listing().unwrap()),
+            "listed again"
+        );
+        // Removed by retention after the listing settled again: no longer
+        // listed, so neither answered nor reported as unreadable.
+        std::thread::sleep(LISTING_TRUST_AFTER + std::time::Duration::from_millis(20));
+        assert_eq!(holder_host(&r, T0), Ok(1));
+        assert!(r.listing().unwrap().settled);
+        std::fs::remove_file(parts.join(file_name(T0, 0, FileKind::Sealed))).unwrap();
+        let out = r
+            .lookup(&Query::at(
+                public().ip(),
+                public().port(),
+                T0 + 1_500_000_000,
+            ))
+            .unwrap();
+        assert!(out.holders.is_empty(), "{:?}", out.holders);
+        assert!(out.errors.is_empty(), "{:?}", out.errors);
+        assert_eq!(holder_host(&r, T0 + HOUR), Ok(2));
+        drop(w);
     }
 
     proptest::proptest! {

@@ -9,6 +9,15 @@
 //! page cache and read back once, so every tool replays it from memory as it would a
 //! capture read from the disk (`settle_page_cache`).
 //!
+//! One run, in this order: the libpcap read of every file; for each `--threads`
+//! value (then `--one-cpu`'s pinned `--threads 1`), `natrec replay` and, with
+//! `--baseline`, `natrec-base replay`, the two builds in alternating order from
+//! run to run (`natrec` first in runs 1, 3, 5, …, `natrec-base` first in runs
+//! 2, 4, …: [`build_order`]), so neither build always runs right after the
+//! libpcap reads; then the peers. The order of each run is printed (stderr as it
+//! starts, and in the report and `bench.json`). With an odd `--runs` the build
+//! named first in run 1 leads once more than the other.
+//!
 //! ```sh
 //! cargo build --release --workspace
 //! target/release/natrec-bench --dir /var/tmp/natrec-bench            # 10 M packets, 3 runs
@@ -32,7 +41,12 @@ const USAGE: &str =
   [--one-cpu (also run each build's --threads 1 held to one CPU with taskset -c 0: its seal
    and sync threads then share that CPU, rows \"... --threads 1 on one CPU\")]
   [--baseline PATH (another natrec binary, e.g. a copy of an earlier build, run interleaved
-   with this one on the same files: rows \"natrec-base ...\")]";
+   with this one on the same files: rows \"natrec-base ...\")]
+
+Each run: tcpdump -r of every file; then for each --threads value (and --one-cpu's pinned
+--threads 1) natrec replay and, with --baseline, natrec-base replay, the two builds in
+alternating order (natrec first in odd runs, natrec-base first in even runs; printed);
+then the peers (natlog, nfpcapd). Rows are medians over the runs.";
 
 /// Puts `path` in the page cache as a capture read from the disk is: its cached pages are
 /// written back and dropped (`POSIX_FADV_DONTNEED`), then the file is read through once.
@@ -181,6 +195,18 @@ fn run_timed(cmd: &mut Command) -> Result<Timed> {
         rss_peak,
         anon_peak,
     })
+}
+
+/// The order in which run `run` (from 0) replays the `builds` builds
+/// (indices: 0 = `natrec`, 1 = `natrec-base`): as given in even runs,
+/// reversed in odd ones, so each build takes each place, after the libpcap
+/// reads and before the peers, in turn.
+fn build_order(run: usize, builds: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..builds).collect();
+    if run % 2 == 1 {
+        order.reverse();
+    }
+    order
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -414,8 +440,25 @@ fn main() -> Result<()> {
         e.0 = e.0.max(t.rss_peak);
         e.1 = e.1.max(t.anon_peak);
     };
+    let all_bins: Vec<(&str, &Path)> = std::iter::once(("natrec", natrec.as_path()))
+        .chain(a.baseline.as_deref().map(|b| ("natrec-base", b)))
+        .collect();
+    // The builds' order in each run, as printed.
+    let mut orders: Vec<Vec<&str>> = Vec::with_capacity(a.runs);
     for run in 0..a.runs {
-        eprintln!("natrec-bench: run {}/{}", run + 1, a.runs);
+        let bins: Vec<(&str, &Path)> = build_order(run, all_bins.len())
+            .into_iter()
+            .map(|i| all_bins[i])
+            .collect();
+        let order: Vec<&str> = bins.iter().map(|b| b.0).collect();
+        eprintln!(
+            "natrec-bench: run {}/{}: tcpdump, {}{}",
+            run + 1,
+            a.runs,
+            order.join(", "),
+            if peers { ", peers" } else { "" }
+        );
+        orders.push(order);
         // Bare libpcap read of every file.
         let mut sum = Timed {
             wall_s: 0.0,
@@ -434,9 +477,6 @@ fn main() -> Result<()> {
         }
         record("tcpdump -r -w /dev/null", &sum, &mut times);
 
-        let bins: Vec<(&str, &Path)> = std::iter::once(("natrec", natrec.as_path()))
-            .chain(a.baseline.as_deref().map(|b| ("natrec-base", b)))
-            .collect();
         for ((v, pinned), (label, exe)) in variants
             .iter()
             .flat_map(|v| bins.iter().map(move |b| (v, b)))
@@ -649,6 +689,17 @@ fn main() -> Result<()> {
             }
         }
     }
+    if all_bins.len() > 1 {
+        let runs: Vec<String> = orders
+            .iter()
+            .enumerate()
+            .map(|(i, o)| format!("run {} {}", i + 1, o.join(" then ")))
+            .collect();
+        println!(
+            "- order of the builds within each threads row (after the libpcap reads, before the peers): {}",
+            runs.join("; ")
+        );
+    }
     println!(
         "- bytes per stored mapping (sealed .part bytes ÷ mappings): {:.1}",
         part_bytes as f64 / mappings.max(1) as f64
@@ -662,6 +713,7 @@ fn main() -> Result<()> {
         hist.max() as f64 / 1e3
     );
     json.insert("lookup_ns".into(), serde_json::json!({"p50": hist.value_at_quantile(0.5), "p99": hist.value_at_quantile(0.99), "p999": hist.value_at_quantile(0.999), "found": found, "asked": asked}));
+    json.insert("build_order".into(), serde_json::json!(orders));
     json.insert("packets".into(), packets.into());
     json.insert("mappings".into(), mappings.into());
     std::fs::write(
@@ -669,4 +721,20 @@ fn main() -> Result<()> {
         serde_json::to_string_pretty(&Value::Object(json))? + "\n",
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::build_order;
+
+    /// The two builds swap places every run; one build keeps its place.
+    #[test]
+    fn builds_alternate_their_order_from_run_to_run() {
+        assert_eq!(build_order(0, 2), [0, 1]);
+        assert_eq!(build_order(1, 2), [1, 0]);
+        assert_eq!(build_order(2, 2), [0, 1]);
+        assert_eq!(build_order(5, 2), [1, 0]);
+        assert_eq!(build_order(0, 1), [0]);
+        assert_eq!(build_order(1, 1), [0]);
+    }
 }
