@@ -306,6 +306,15 @@ struct PairKey {
     /// Hash of the invariant fields (IP id, lengths, TCP seq/ack/flags, ICMP
     /// sequence, payload fingerprint).
     invariants: u64,
+    /// Not part of the key (neither compared nor hashed): in an inside
+    /// copy's waiting entry, the high half of its flow key's
+    /// [`Correlator::key_hash`] as its preparer carried it
+    /// (`Prepared::hash_in` going out, `hash_out` coming in), which the
+    /// outside copy that pairs with it hands on as the pair's carried hash
+    /// ([`take_coarse_inside`](Correlator::take_coarse_inside)); 0: none
+    /// (not IPv4 on both ends), and in every other key. In the 4 bytes
+    /// the key had as padding (round 16).
+    flow_hi: u32,
 }
 
 /// One copy waiting for its twin.
@@ -731,6 +740,7 @@ impl Waiting {
                 port: 0,
             },
             invariants: 0,
+            flow_hi: 0,
         },
         copy: Copy {
             ts_ns: 0,
@@ -1250,6 +1260,7 @@ impl Prepared {
             proto: self.proto,
             remote,
             invariants: self.invariants,
+            flow_hi: 0,
         };
         (key, endpoint)
     }
@@ -2179,7 +2190,13 @@ impl Correlator {
         // out-of-line `insert` takes them in memory) copied into the entry.
         let packet = self.stats.packets;
         let key_copy = || {
-            let (key, endpoint) = pkt.pair_key(dir);
+            let (mut key, endpoint) = pkt.pair_key(dir);
+            // Its flow key hash's high half, for the outside copy that
+            // pairs with it (as `take_twin` takes an inside copy's).
+            key.flow_hi = (match dir {
+                Dir::Out => pkt.hash_in,
+                Dir::In => pkt.hash_out,
+            } >> 32) as u32;
             let copy = Copy {
                 ts_ns,
                 packet,
@@ -2596,6 +2613,9 @@ impl Correlator {
         prev: u32,
         out: &mut Vec<Mapping>,
     ) {
+        // The inside copy's carried flow hash (its high half, all that
+        // `find_flow` and the flow part's event take).
+        let flow_hash = u64::from(self.waiting(i).key.flow_hi) << 32;
         self.unlist(entry, i, prev);
         let (twin, link) = self.unlink_waiting(i);
         let (key, endpoint) = pkt.pair_key(dir);
@@ -2607,7 +2627,7 @@ impl Correlator {
             false,
             twin,
             link,
-            0,
+            flow_hash,
             out,
         );
     }
@@ -6032,9 +6052,11 @@ mod tests {
     }
 
     /// A pairing part's observation carries the high half of the flow key
-    /// hash the inside copy's preparer carried (the inside copy paired
-    /// second), so the flow part hashes no key for it; the outside copy
-    /// pairing second, or an IPv6 flow, carries none (0). The flow part's
+    /// hash the inside copy's preparer carried, whichever copy paired
+    /// second (the inside copy's own, or, since round 16, the waiting
+    /// inside copy's that the outside copy took, `PairKey::flow_hi`), so
+    /// the flow part hashes no key for it; an IPv6 flow carries none (0).
+    /// The flow part's
     /// lookups find the flow each pair continues (one flow each, not two):
     /// the IPv4 one with the carried half or the hash its prefetch kept,
     /// the IPv6 one hashed at the lookup (a kept hash for it, or the IPv4
@@ -6059,7 +6081,8 @@ mod tests {
             &out_pkt(sub, remote, 1),
             &mut none,
         );
-        // Inside copy first: the outside copy pairs it (not carried).
+        // Inside copy first: the outside copy pairs it (carried from the
+        // inside copy's waiting entry).
         pairing.push(11 * S, Side::Inside, &out_pkt(sub, remote, 2), &mut none);
         pairing.push(
             11 * S + MS,
@@ -6108,7 +6131,7 @@ mod tests {
         };
         let want = (Correlator::key_hash(&key) >> 32) as u32;
         assert_ne!(want, 0);
-        assert_eq!(his, [want, 0, 0, 0]);
+        assert_eq!(his, [want, want, 0, 0]);
         let mut flows = Correlator::try_new_flows(cfg).unwrap();
         let mut out = Vec::new();
         flows.apply_events(&events, &mut out);
@@ -6162,6 +6185,126 @@ mod tests {
                 proptest::prop_assert!(false, "{}", e);
             }
         }
+    }
+
+    /// [`random_packets`] with some flows' addresses IPv6: by the remote
+    /// (`198.51.100.1` and `.3`) so both copies of a pair agree. Remote 1:
+    /// every address IPv6 (a subscriber `fd00::n`, a public
+    /// `2001:db8::…`, the remote `2001:db8:1::1`); remote 3 (one in
+    /// three flows of remote 2 moved there): only the outside copy's
+    /// public address IPv6, the remote as `::ffff:198.51.100.3` (so the
+    /// pair's internal and remote ends are IPv4, with the inside copy's
+    /// flow hash carried, and its public end IPv6: a wide event with a
+    /// carried hash).
+    fn random_packets_mixed(seed: u64, n: usize) -> Vec<(i64, Side, Decoded)> {
+        let v6 = |a: IpAddr, prefix: u128| match a {
+            IpAddr::V4(v4) => IpAddr::V6(Ipv6Addr::from_bits(prefix | u128::from(v4.to_bits()))),
+            a => a,
+        };
+        let fd00 = 0xfd00u128 << 112;
+        let db8 = 0x2001_0db8u128 << 96;
+        let mapped = 0xffffu128 << 32;
+        random_packets(seed, n)
+            .into_iter()
+            .map(|(t, side, mut d)| {
+                let remote_of = |a: &IpAddr| match a {
+                    IpAddr::V4(v4) if v4.octets()[..3] == [198, 51, 100] => Some(v4.octets()[3]),
+                    _ => None,
+                };
+                let remote = remote_of(&d.src).or(remote_of(&d.dst));
+                let sub = |a: &IpAddr| matches!(a, IpAddr::V4(v4) if v4.octets()[0] == 100);
+                let moved = remote == Some(2) && d.ip_id % 3 == 0;
+                for a in [&mut d.src, &mut d.dst] {
+                    if remote == Some(1) {
+                        *a = if remote_of(a).is_some() {
+                            v6(*a, db8 | 1 << 64)
+                        } else if sub(a) {
+                            v6(*a, fd00)
+                        } else {
+                            v6(*a, db8)
+                        };
+                    } else if moved && side != Side::Inside && side != Side::Unknown {
+                        *a = if remote_of(a).is_some() {
+                            let IpAddr::V4(v4) = *a else { unreachable!() };
+                            v6(Ipv4Addr::from_bits(v4.to_bits() + 1).into(), mapped)
+                        } else {
+                            v6(*a, db8)
+                        };
+                    } else if moved && remote_of(a).is_some() {
+                        let IpAddr::V4(v4) = *a else { unreachable!() };
+                        *a = Ipv4Addr::from_bits(v4.to_bits() + 1).into();
+                    }
+                }
+                (t, side, d)
+            })
+            .collect()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// [`split_correlator_agrees_with_one`] with IPv6 flows and flows
+        /// with one IPv6 end ([`random_packets_mixed`]): their events (the
+        /// IPv6 prefetch, carried hashes of flows with an IPv6 public end,
+        /// whatever batch boundary, the tail loop) fold as one correlator
+        /// folds the pairs; pair windows of 1 to 9 s.
+        #[test]
+        fn split_correlator_agrees_with_one_on_ipv6(
+            seed in proptest::prelude::any::<u64>(),
+            pending_max in 1usize..24,
+            flows_active_max in 1usize..8,
+            batch in 1usize..80,
+            tick_every in 0usize..20,
+            window_s in 1i64..10,
+        ) {
+            let cfg = CorrelatorConfig {
+                pending_max,
+                flows_active_max,
+                pair_window_ns: window_s * S,
+                refresh_interval_ns: 2 * S,
+                ..CorrelatorConfig::default()
+            };
+            let packets = random_packets_mixed(seed, 600);
+            if let Err(e) = split_agrees(&cfg, &packets, batch, tick_every, 3 * S) {
+                proptest::prop_assert!(false, "{}", e);
+            }
+        }
+    }
+
+    /// The pairs [`split_correlator_agrees_with_one_on_ipv6`] relies on:
+    /// its packets make observations of an IPv6 flow, of a flow with an
+    /// IPv6 public end and a carried hash (from the inside copy, and from
+    /// the waiting inside copy the outside one took), and IPv4 ones.
+    #[test]
+    fn mixed_packets_make_every_kind_of_pair() {
+        let cfg = CorrelatorConfig {
+            pair_window_ns: 9 * S,
+            ..CorrelatorConfig::default()
+        };
+        let (mut v6, mut v6_public_carried, mut v4) = (0, 0, 0);
+        for seed in 1..40u64 {
+            let mut pairing = Correlator::try_new_pairing(cfg.clone()).unwrap();
+            let mut none = Vec::new();
+            for (t, side, d) in random_packets_mixed(seed, 600) {
+                pairing.push(t, side, &d, &mut none);
+            }
+            let mut events = Vec::new();
+            pairing.take_events(&mut events);
+            for e in &events {
+                let Ev::Observe(o) = &e.0 else { continue };
+                if o.internal.v4().is_none() {
+                    assert_eq!(o.flow_hi, 0);
+                    v6 += 1;
+                } else if o.public.v4().is_none() {
+                    v6_public_carried += usize::from(o.flow_hi != 0);
+                } else {
+                    v4 += 1;
+                }
+            }
+        }
+        assert!(
+            v6 > 0 && v6_public_carried > 0 && v4 > 0,
+            "{v6} {v6_public_carried} {v4}"
+        );
     }
 
     proptest::proptest! {
@@ -6444,6 +6587,7 @@ mod tests {
             proto: p.proto,
             remote,
             invariants: p.invariants,
+            flow_hi: 0,
         };
         // Not the slot a subscriber-destination packet's inside copy uses.
         if p.src_sub || !p.dst_sub {
