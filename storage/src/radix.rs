@@ -203,7 +203,20 @@ impl TopCounts {
     /// Counts `k`'s digit.
     #[inline(always)]
     pub(crate) fn see(&mut self, k: u128) {
-        self.at[(k.shifted(self.shift) & self.mask & (RADIX - 1)) + 1] += 1;
+        self.see_digit(k.shifted(self.shift));
+    }
+
+    /// Counts a key whose bits from the digit's up are `d` (the caller
+    /// shifted the key, or a part of it holding the digit, by
+    /// [`TopCounts::shift`]; the bits above the digit are masked off here).
+    #[inline(always)]
+    pub(crate) fn see_digit(&mut self, d: usize) {
+        self.at[(d & self.mask & (RADIX - 1)) + 1] += 1;
+    }
+
+    /// The digit's lowest bit in the key.
+    pub(crate) fn shift(&self) -> u32 {
+        self.shift
     }
 }
 
