@@ -9,7 +9,7 @@
 //!
 //! [`crc32c_set`] writes the CRCs of a run of records three at a time (three
 //! interleaved chains: ~16 instructions a record, and a third of the
-//! latency).
+//! latency); [`crc32c_all_right`] checks them the same way.
 //!
 //! Both take a `seed`: the CRC-32C of bytes that come before the record's
 //! in the CRC (0: none, a version 2 log's record). A version 3 log's record
@@ -18,7 +18,7 @@
 //! CRC-32C of those four bytes, computed once per log, so the record costs
 //! the same instructions as without (only the chain's first value differs).
 //!
-//! `lib.rs` allows `unsafe_code` for this module: its two `unsafe` blocks
+//! `lib.rs` allows `unsafe_code` for this module: its three `unsafe` blocks
 //! are the calls of the `sse4.2` functions, each after the CPU was checked
 //! to have it.
 
