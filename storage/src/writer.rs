@@ -814,25 +814,29 @@ fn reduce_with(
         .then(|| crate::radix::msd_top_digit(n, slot_bits + prefix_bits, slot_bits))
         .flatten();
     if let Some((shift, width)) = top {
-        let mut c = crate::radix::TopCounts::new(shift, width);
-        if km.halves {
-            match (km.ranked, shift >= port_shift) {
-                (false, false) => halves_keys_counted::<false, false>(records, &km, keys, &mut c),
-                (false, true) => halves_keys_counted::<false, true>(records, &km, keys, &mut c),
-                (true, false) => halves_keys_counted::<true, false>(records, &km, keys, &mut c),
-                (true, true) => halves_keys_counted::<true, true>(records, &km, keys, &mut c),
-            }
+        // The counters' kind by the digit's width (a narrow digit's
+        // counters are a quarter of the wide ones to zero).
+        if width <= crate::radix::TOP_NARROW_BITS_MAX {
+            keys_counted_sorted::<{ crate::radix::TOP_COUNTS_NARROW }>(
+                records,
+                &km,
+                keys,
+                &mut index.tmp,
+                shift,
+                width,
+                slot_bits,
+            );
         } else {
-            keys.extend(records.iter().enumerate().map(|(i, r)| {
-                let k = key(i, r);
-                c.see(k);
-                k
-            }));
+            keys_counted_sorted::<{ crate::radix::TOP_COUNTS_WIDE }>(
+                records,
+                &km,
+                keys,
+                &mut index.tmp,
+                shift,
+                width,
+                slot_bits,
+            );
         }
-        let tmp = &mut index.tmp;
-        sized(tmp, n);
-        crate::radix::sort_msd_counted(keys, tmp, &mut c, slot_bits);
-        std::mem::swap(keys, tmp);
     } else if radix {
         keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
         let tmp = &mut index.tmp;
@@ -965,6 +969,39 @@ impl KeyMaker {
     }
 }
 
+/// The compact keys of `records` made into `keys` (empty) with their top
+/// digit (`shift`, `width`: [`crate::radix::msd_top_digit`]'s) counted in
+/// `N` counters as they are made, then radix-sorted (`tmp` the second
+/// buffer; the sorted keys end in `keys`).
+fn keys_counted_sorted<const N: usize>(
+    records: &[Record],
+    km: &KeyMaker,
+    keys: &mut Vec<u128>,
+    tmp: &mut Vec<u128>,
+    shift: u32,
+    width: u32,
+    slot_bits: u32,
+) {
+    let mut c = crate::radix::TopCounts::<N>::new(shift, width);
+    if km.halves {
+        match (km.ranked, shift >= km.port_shift) {
+            (false, false) => halves_keys_counted::<false, false, N>(records, km, keys, &mut c),
+            (false, true) => halves_keys_counted::<false, true, N>(records, km, keys, &mut c),
+            (true, false) => halves_keys_counted::<true, false, N>(records, km, keys, &mut c),
+            (true, true) => halves_keys_counted::<true, true, N>(records, km, keys, &mut c),
+        }
+    } else {
+        keys.extend(records.iter().enumerate().map(|(i, r)| {
+            let k = km.key(i, r);
+            c.see(k);
+            k
+        }));
+    }
+    sized(tmp, records.len());
+    crate::radix::sort_msd_counted(keys, tmp, &mut c, slot_bits);
+    std::mem::swap(keys, tmp);
+}
+
 /// [`KeyMaker::key`] of every record of `records` (slot `i` the record's
 /// place) appended to `keys`, each key's top digit counted in `c`, for a
 /// layout of two halves (`km.halves`) whose address field is ranked or not
@@ -974,11 +1011,11 @@ impl KeyMaker {
 /// `km.port_shift` or more), a 64-bit shift, not a 128-bit one
 /// (~60 instructions a record as one closure for every layout).
 #[inline(never)]
-fn halves_keys_counted<const RANKED: bool, const HIGH_DIGIT: bool>(
+fn halves_keys_counted<const RANKED: bool, const HIGH_DIGIT: bool, const N: usize>(
     records: &[Record],
     km: &KeyMaker,
     keys: &mut Vec<u128>,
-    c: &mut crate::radix::TopCounts,
+    c: &mut crate::radix::TopCounts<N>,
 ) {
     debug_assert!(km.halves && km.ranked == RANKED);
     let (nets, ip_min) = (km.nets, km.ip_min as u64);
