@@ -174,27 +174,41 @@ pub(crate) fn msd_top_digit(n: usize, top: u32, low: u32) -> Option<(u32, u32)> 
         return None;
     }
     let width = (top - low)
-        .min(DIGIT_BITS_MAX)
+        .min(TOP_DIGIT_BITS_MAX)
         .min(usize::BITS - <u128 as Key>::BUCKET_KEYS_LOG2 - n.leading_zeros());
     Some((top - width, width))
 }
 
+/// Most bits of [`msd_top_digit`]'s digit: wider than a level of
+/// [`sort_msd`] (its counters are made once a sort, as the keys are): at
+/// ~17 000 keys (bigstore's 4 M-mapping partitions) 13 bits leave about
+/// two keys a bucket, where 11 left eight to sort by comparison (~14
+/// instructions a key).
+const TOP_DIGIT_BITS_MAX: u32 = 13;
+
+/// [`TopCounts`]' counters for a digit of at most [`DIGIT_BITS_MAX`] bits
+/// (8 KiB zeroed a sort) and for a wider one (32 KiB): the caller picks
+/// the narrow kind where the digit fits it.
+pub(crate) const TOP_COUNTS_NARROW: usize = RADIX + 1;
+pub(crate) const TOP_COUNTS_WIDE: usize = (1 << TOP_DIGIT_BITS_MAX) + 1;
+pub(crate) const TOP_NARROW_BITS_MAX: u32 = DIGIT_BITS_MAX;
+
 /// Counters of [`msd_top_digit`]'s digit, filled while the keys are made
 /// (so the sort makes no counting pass of its own at the top level).
-pub(crate) struct TopCounts {
-    at: [u32; RADIX + 1],
+pub(crate) struct TopCounts<const N: usize> {
+    at: [u32; N],
     shift: u32,
     mask: usize,
 }
 
-impl TopCounts {
-    pub(crate) fn new(shift: u32, width: u32) -> TopCounts {
+impl<const N: usize> TopCounts<N> {
+    pub(crate) fn new(shift: u32, width: u32) -> TopCounts<N> {
         assert!(
-            width <= DIGIT_BITS_MAX,
-            "a digit of at most DIGIT_BITS_MAX bits"
+            width <= TOP_DIGIT_BITS_MAX && (1usize << width) < N && (N - 1).is_power_of_two(),
+            "a digit of at most TOP_DIGIT_BITS_MAX bits, fewer buckets than N, N - 1 a power of two"
         );
         TopCounts {
-            at: [0; RADIX + 1],
+            at: [0; N],
             shift,
             mask: (1usize << width) - 1,
         }
@@ -203,7 +217,20 @@ impl TopCounts {
     /// Counts `k`'s digit.
     #[inline(always)]
     pub(crate) fn see(&mut self, k: u128) {
-        self.at[(k.shifted(self.shift) & self.mask & (RADIX - 1)) + 1] += 1;
+        self.see_digit(k.shifted(self.shift));
+    }
+
+    /// Counts a key whose bits from the digit's up are `d` (the caller
+    /// shifted the key, or a part of it holding the digit, by
+    /// [`TopCounts::shift`]; the bits above the digit are masked off here).
+    #[inline(always)]
+    pub(crate) fn see_digit(&mut self, d: usize) {
+        self.at[(d & self.mask & (N - 2)) + 1] += 1;
+    }
+
+    /// The digit's lowest bit in the key.
+    pub(crate) fn shift(&self) -> u32 {
+        self.shift
     }
 }
 
@@ -211,7 +238,12 @@ impl TopCounts {
 /// `c`) was counted as the keys were made: `c` has seen every key of `a`
 /// once (by reference: 8 KiB of counters, not copied; spent afterwards).
 /// The same order as [`sort_msd`] (the keys' ascending order).
-pub(crate) fn sort_msd_counted(a: &mut [u128], b: &mut [u128], c: &mut TopCounts, low: u32) {
+pub(crate) fn sort_msd_counted<const N: usize>(
+    a: &mut [u128],
+    b: &mut [u128],
+    c: &mut TopCounts<N>,
+    low: u32,
+) {
     assert_eq!(a.len(), b.len(), "scratch as long as the keys");
     let buckets = c.mask + 1;
     debug_assert_eq!(
@@ -390,6 +422,45 @@ fn insertion_sort<K: Copy + Ord>(v: &mut [K]) {
 mod tests {
     use super::*;
 
+    /// Enough keys for a top digit wider than a level's (the wide
+    /// counters, ~17 000 keys as bigstore's 4 M-mapping partitions): the
+    /// counted sort gives the library sort's order, with the narrow
+    /// counters too where the digit is cut to fit them.
+    #[test]
+    fn counted_sort_with_a_wide_top_digit() {
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let n = 17_000usize;
+        let low = usize::BITS - n.leading_zeros();
+        let keys: Vec<u128> = (0..n)
+            .map(|i| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // 40 bits of prefix above the place.
+                u128::from(x >> 24) << low | i as u128
+            })
+            .collect();
+        let mut expect = keys.clone();
+        expect.sort_unstable();
+        let top = keys
+            .iter()
+            .fold(0u128, |acc, &k| acc | (k ^ keys[0]))
+            .bit_len();
+        let (shift, width) = msd_top_digit(n, top, low).expect("a level");
+        assert!(width > TOP_NARROW_BITS_MAX, "{width}");
+        let mut c = TopCounts::<TOP_COUNTS_WIDE>::new(shift, width);
+        keys.iter().for_each(|&k| c.see(k));
+        let (mut a, mut b) = (keys.clone(), vec![0u128; n]);
+        sort_msd_counted(&mut a, &mut b, &mut c, low);
+        assert_eq!(b, expect);
+        let narrow = TOP_NARROW_BITS_MAX;
+        let mut c = TopCounts::<TOP_COUNTS_NARROW>::new(shift + width - narrow, narrow);
+        keys.iter().for_each(|&k| c.see(k));
+        let (mut a, mut b) = (keys.clone(), vec![0u128; n]);
+        sort_msd_counted(&mut a, &mut b, &mut c, low);
+        assert_eq!(b, expect);
+    }
+
     /// Sorts fully, for buckets small and large (a skewed top digit
     /// recurses to the next one).
     #[test]
@@ -557,7 +628,7 @@ mod tests {
             for low in [low, low + shift_hi] {
                 let got = match msd_top_digit(n, top, low) {
                     Some((shift, width)) => {
-                        let mut c = TopCounts::new(shift, width);
+                        let mut c = TopCounts::<TOP_COUNTS_WIDE>::new(shift, width);
                         keys.iter().for_each(|&k| c.see(k));
                         let (mut a, mut b) = (keys.clone(), vec![0u128; n]);
                         sort_msd_counted(&mut a, &mut b, &mut c, low);

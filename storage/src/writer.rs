@@ -814,16 +814,29 @@ fn reduce_with(
         .then(|| crate::radix::msd_top_digit(n, slot_bits + prefix_bits, slot_bits))
         .flatten();
     if let Some((shift, width)) = top {
-        let mut c = crate::radix::TopCounts::new(shift, width);
-        keys.extend(records.iter().enumerate().map(|(i, r)| {
-            let k = key(i, r);
-            c.see(k);
-            k
-        }));
-        let tmp = &mut index.tmp;
-        sized(tmp, n);
-        crate::radix::sort_msd_counted(keys, tmp, &mut c, slot_bits);
-        std::mem::swap(keys, tmp);
+        // The counters' kind by the digit's width (a narrow digit's
+        // counters are a quarter of the wide ones to zero).
+        if width <= crate::radix::TOP_NARROW_BITS_MAX {
+            keys_counted_sorted::<{ crate::radix::TOP_COUNTS_NARROW }>(
+                records,
+                &km,
+                keys,
+                &mut index.tmp,
+                shift,
+                width,
+                slot_bits,
+            );
+        } else {
+            keys_counted_sorted::<{ crate::radix::TOP_COUNTS_WIDE }>(
+                records,
+                &km,
+                keys,
+                &mut index.tmp,
+                shift,
+                width,
+                slot_bits,
+            );
+        }
     } else if radix {
         keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
         let tmp = &mut index.tmp;
@@ -954,6 +967,92 @@ impl KeyMaker {
             | u128::from(first_key(r) - self.first_min) << self.first_shift
             | i as u128
     }
+}
+
+/// The compact keys of `records` made into `keys` (empty) with their top
+/// digit (`shift`, `width`: [`crate::radix::msd_top_digit`]'s) counted in
+/// `N` counters as they are made, then radix-sorted (`tmp` the second
+/// buffer; the sorted keys end in `keys`).
+fn keys_counted_sorted<const N: usize>(
+    records: &[Record],
+    km: &KeyMaker,
+    keys: &mut Vec<u128>,
+    tmp: &mut Vec<u128>,
+    shift: u32,
+    width: u32,
+    slot_bits: u32,
+) {
+    let mut c = crate::radix::TopCounts::<N>::new(shift, width);
+    if km.halves {
+        match (km.ranked, shift >= km.port_shift) {
+            (false, false) => halves_keys_counted::<false, false, N>(records, km, keys, &mut c),
+            (false, true) => halves_keys_counted::<false, true, N>(records, km, keys, &mut c),
+            (true, false) => halves_keys_counted::<true, false, N>(records, km, keys, &mut c),
+            (true, true) => halves_keys_counted::<true, true, N>(records, km, keys, &mut c),
+        }
+    } else {
+        keys.extend(records.iter().enumerate().map(|(i, r)| {
+            let k = km.key(i, r);
+            c.see(k);
+            k
+        }));
+    }
+    sized(tmp, records.len());
+    crate::radix::sort_msd_counted(keys, tmp, &mut c, slot_bits);
+    std::mem::swap(keys, tmp);
+}
+
+/// [`KeyMaker::key`] of every record of `records` (slot `i` the record's
+/// place) appended to `keys`, each key's top digit counted in `c`, for a
+/// layout of two halves (`km.halves`) whose address field is ranked or not
+/// (`RANKED` = `km.ranked`): the layout's fields copied into registers
+/// once, not read through the key maker a record, and the digit taken from
+/// the high half alone where it lies there (`HIGH_DIGIT`: its shift is
+/// `km.port_shift` or more), a 64-bit shift, not a 128-bit one
+/// (~60 instructions a record as one closure for every layout).
+#[inline(never)]
+fn halves_keys_counted<const RANKED: bool, const HIGH_DIGIT: bool, const N: usize>(
+    records: &[Record],
+    km: &KeyMaker,
+    keys: &mut Vec<u128>,
+    c: &mut crate::radix::TopCounts<N>,
+) {
+    debug_assert!(km.halves && km.ranked == RANKED);
+    let (nets, ip_min) = (km.nets, km.ip_min as u64);
+    let (port_min, first_min) = (km.port_min, km.first_min);
+    let (port_bits, port_shift, first_shift) = (km.port_bits, km.port_shift, km.first_shift);
+    let shift = c.shift();
+    debug_assert!(!HIGH_DIGIT || shift >= port_shift);
+    let high_shift = shift.wrapping_sub(port_shift);
+    // `port_shift` is `first_bits + slot_bits`, at least 1 (the radix sort
+    // sorts at least `RADIX_RECORDS_MIN` records: a slot takes bits) and at
+    // most 64: the high half's bits in the key's two words by two shifts
+    // of at most 63 each (no 128-bit shift).
+    debug_assert!((1..=64).contains(&port_shift));
+    let (to_high, to_low) = (64 - port_shift, port_shift - 1);
+    // A `move` closure: the layout's fields are its own copies (in
+    // registers), not read through references a record.
+    keys.extend(records.iter().enumerate().map(move |(i, r)| {
+        let low = u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"));
+        let ip = if RANKED {
+            rank_field(&nets, low)
+        } else {
+            low.wrapping_sub(ip_min)
+        };
+        let hi = ip << port_bits | u64::from(r.public_port.get() - port_min);
+        let lo = (first_key(r) - first_min) << first_shift | i as u64;
+        // `hi << port_shift | lo`, by words (where `port_shift` is 64 the
+        // high word is `hi`, shifted by 0, and the low one `lo`: `hi`
+        // shifted by 63 and 1 is 0).
+        let (w1, w0) = (hi >> to_high, (hi << to_low) << 1 | lo);
+        let k = u128::from(w1) << 64 | u128::from(w0);
+        if HIGH_DIGIT {
+            c.see_digit((hi >> high_shift) as usize);
+        } else {
+            c.see(k);
+        }
+        k
+    }));
 }
 
 /// Makes `v` `n` long, its contents any (the index keys of a split seal and
