@@ -6449,6 +6449,107 @@ mod tests {
         let _ = out;
     }
 
+    /// Flow `k` of the index model below: few remotes and ports (so keys
+    /// share heads and chains grow past one slot), one in eight with an
+    /// IPv6 internal end (found by name, never by a carried hash), two
+    /// protocols.
+    fn model_flow(k: u16) -> (Proto, SocketAddr, SocketAddr) {
+        let proto = if k & 1 == 0 { Proto::Udp } else { Proto::Tcp };
+        let internal: IpAddr = if k % 8 == 5 {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, k))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(100, 64, (k >> 8) as u8, k as u8))
+        };
+        let remote = IpAddr::V4(Ipv4Addr::new(198, 51, 100, (k % 5) as u8));
+        (
+            proto,
+            SocketAddr::new(internal, 1000 + k % 3),
+            SocketAddr::new(remote, 53),
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+        /// The flow index against a `HashMap` model: opens (`insert_flow`,
+        /// the heads doubling from 1 024 to 2 048 and 4 096 on the way up),
+        /// removals (`remove_flow`, from any chain position) and lookups
+        /// (`find_flow`, for an IPv4 flow both with the key's hash carried
+        /// and without) in any order: a key is found, in the slot its open
+        /// returned, exactly while the model holds it, and the chains stay
+        /// exact (`check_index`) at the end.
+        #[test]
+        fn flow_index_matches_a_hashmap_model(
+            ops in proptest::collection::vec((0u8..8, 0u16..6000), 1..9000),
+        ) {
+            let mut c = Correlator::new(CorrelatorConfig::default());
+            let mut model: HashMap<u16, u32> = HashMap::new();
+            let mut grew = c.index_heads.bits();
+            let find = |c: &Correlator, k: u16| {
+                let (proto, internal, remote) = model_flow(k);
+                let (i, r) = (Ep::of(internal.ip(), internal.port()), Ep::of(remote.ip(), remote.port()));
+                let plain = c.find_flow(proto, &i, &r, 0);
+                if let Some((a, b)) = Ep::both_v4(&i, &r) {
+                    let key = FlowKey {
+                        internal: a,
+                        remote: b,
+                        internal_port: internal.port(),
+                        remote_port: remote.port(),
+                        proto,
+                        fam: 0,
+                    };
+                    // The whole hash (a pair) and its high half (an event).
+                    let h = Correlator::key_hash(&key);
+                    assert_eq!(c.find_flow(proto, &i, &r, h), plain);
+                    assert_eq!(c.find_flow(proto, &i, &r, h >> 32 << 32), plain);
+                }
+                plain
+            };
+            // 2 000 opens first: past 1.6 flows a head of 1 024 heads.
+            let fill = (0..2000u16).map(|k| (0u8, k * 3));
+            for (op, k) in fill.chain(ops) {
+                match op {
+                    // Open when absent (most ops: the table grows).
+                    0..=4 => {
+                        if model.contains_key(&k) {
+                            continue;
+                        }
+                        let (proto, internal, remote) = model_flow(k);
+                        let m = Mapping {
+                            proto,
+                            internal,
+                            public: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), k),
+                            remote,
+                            first_ns: S,
+                            last_ns: S,
+                            end: EndReason::Open,
+                            packets_out: 1,
+                            packets_in: 1,
+                            flags: 0,
+                        };
+                        let slot = c.insert_flow(&m, 0, S);
+                        model.insert(k, slot);
+                        grew = grew.max(c.index_heads.bits());
+                    }
+                    5 | 6 => {
+                        if let Some(slot) = model.remove(&k) {
+                            proptest::prop_assert_eq!(find(&c, k), Some(slot));
+                            let (m, _) = c.remove_flow(slot);
+                            proptest::prop_assert_eq!(m.internal, model_flow(k).1);
+                        }
+                    }
+                    _ => {}
+                }
+                proptest::prop_assert_eq!(find(&c, k), model.get(&k).copied(), "key {}", k);
+            }
+            for k in 0..6000 {
+                proptest::prop_assert_eq!(find(&c, k), model.get(&k).copied(), "key {}", k);
+            }
+            proptest::prop_assert_eq!(c.flows_active, model.len());
+            c.check_index();
+            proptest::prop_assert!(grew > INDEX_BITS_MIN, "the heads doubled");
+        }
+    }
+
     /// `flows_active_max` above what 24-bit slot links can name is refused.
     #[test]
     #[should_panic(expected = "FLOWS_ACTIVE_MAX_LIMIT")]
