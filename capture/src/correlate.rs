@@ -1124,6 +1124,144 @@ const INDEX_BITS_MIN: u32 = 10;
 const INDEX_BITS_MAX: u32 = 31;
 const _: () = assert!(!index_over(FLOWS_ACTIVE_MAX_LIMIT, INDEX_BITS_MAX) && INDEX_BITS_MAX <= 32);
 
+pub(crate) use flow_heads::{FlowHeads, HeadNo};
+
+/// The flow index's heads, a power of two of [`Link`]s, and the head
+/// numbers that read them without a bounds check.
+mod flow_heads {
+    use super::{Link, INDEX_BITS_MAX, LINK_NONE};
+
+    /// A head number of a [`FlowHeads`], made only by
+    /// [`FlowHeads::head_of`] (the field is private to this module), so
+    /// below the length of the table that made it, which never shrinks
+    /// (`double` is its only change of size): below it for ever.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct HeadNo(u32);
+
+    impl HeadNo {
+        /// Head 0, which every table has: a placeholder (the idle scan's
+        /// ring before it is filled).
+        pub(crate) const FIRST: HeadNo = HeadNo(0);
+
+        /// The number, for a hint kept across calls (read back with the
+        /// checked [`FlowHeads::get`]: the table may have doubled since,
+        /// and hints are kept as plain numbers).
+        #[inline(always)]
+        pub(crate) fn number(self) -> u32 {
+            self.0
+        }
+    }
+
+    /// `1 << bits` heads, numbered by a flow key hash's top `bits` bits.
+    /// Reading a head by its [`HeadNo`] needs no bounds check: the three
+    /// index reads an observation makes were three `cmp`/`jae` pairs with
+    /// the length's load before (round15-split15.md, next step 3).
+    pub(crate) struct FlowHeads {
+        heads: Vec<Link>,
+        /// `64 - bits`: a hash shifted right by it is its head number
+        /// (kept, not subtracted at each of the three or four uses an
+        /// observation makes).
+        shift: u32,
+    }
+
+    impl FlowHeads {
+        /// `1 << bits` empty heads (`bits` in 1..=[`INDEX_BITS_MAX`]).
+        pub(crate) fn new(bits: u32) -> FlowHeads {
+            assert!((1..=INDEX_BITS_MAX).contains(&bits));
+            FlowHeads {
+                heads: vec![LINK_NONE; 1 << bits],
+                shift: 64 - bits,
+            }
+        }
+
+        /// log2 of the number of heads.
+        #[inline(always)]
+        pub(crate) fn bits(&self) -> u32 {
+            64 - self.shift
+        }
+
+        /// The number of heads (tests).
+        #[cfg(test)]
+        pub(crate) fn len(&self) -> usize {
+            self.heads.len()
+        }
+
+        /// Bytes allocated.
+        pub(crate) fn allocation_size(&self) -> usize {
+            self.heads.capacity() * std::mem::size_of::<Link>()
+        }
+
+        /// The head number of flow key hash `hash`: its top `bits()` bits.
+        #[inline(always)]
+        pub(crate) fn head_of(&self, hash: u64) -> HeadNo {
+            // `shift` ≥ 64 − INDEX_BITS_MAX ≥ 32: the number fits a u32.
+            HeadNo((hash >> self.shift) as u32)
+        }
+
+        /// Twice as many heads, all empty (the caller links every flow
+        /// again). Head numbers made before stay below the length.
+        pub(crate) fn double(&mut self) {
+            let bits = self.bits() + 1;
+            assert!(bits <= INDEX_BITS_MAX);
+            self.heads = vec![LINK_NONE; 1 << bits];
+            self.shift = 64 - bits;
+        }
+
+        /// Head `h` kept as a plain number (a hint across calls), if the
+        /// table has it.
+        #[inline(always)]
+        pub(crate) fn get(&self, h: u32) -> Option<Link> {
+            self.heads.get(h as usize).copied()
+        }
+
+        /// Every head with its number (tests).
+        #[cfg(test)]
+        pub(crate) fn iter(&self) -> impl Iterator<Item = (HeadNo, Link)> + '_ {
+            self.heads
+                .iter()
+                .enumerate()
+                .map(|(h, &l)| (HeadNo(h as u32), l))
+        }
+    }
+
+    impl std::ops::Index<HeadNo> for FlowHeads {
+        type Output = Link;
+
+        #[inline(always)]
+        #[allow(unsafe_code)]
+        fn index(&self, h: HeadNo) -> &Link {
+            debug_assert!(
+                (h.0 as usize) < self.heads.len(),
+                "head {} of {}",
+                h.0,
+                self.heads.len()
+            );
+            // SAFETY: `h` was made by `head_of` of this table (each
+            // correlator has one table and its head numbers never leave
+            // it: the hints it keeps across calls are plain numbers, read
+            // with `get`), as `hash >> shift` < `1 << (64 - shift)`, the
+            // length then; the length only grows (`double`), so `h` is in
+            // bounds now.
+            unsafe { self.heads.get_unchecked(h.0 as usize) }
+        }
+    }
+
+    impl std::ops::IndexMut<HeadNo> for FlowHeads {
+        #[inline(always)]
+        #[allow(unsafe_code)]
+        fn index_mut(&mut self, h: HeadNo) -> &mut Link {
+            debug_assert!(
+                (h.0 as usize) < self.heads.len(),
+                "head {} of {}",
+                h.0,
+                self.heads.len()
+            );
+            // SAFETY: as `index`.
+            unsafe { self.heads.get_unchecked_mut(h.0 as usize) }
+        }
+    }
+}
+
 /// End of the slab's free list (through `Flow::public`) and of the pending
 /// slab's lists.
 const NO_SLOT: u32 = u32::MAX;
@@ -1627,14 +1765,9 @@ pub struct Correlator {
     /// The flow index: chains of slots by key hash, linked through the
     /// slots' `LINK_INDEX_NEXT` ([`LINK_NONE`]: empty). A power of two of
     /// heads, doubled (and every chain rebuilt) when the active flows exceed
-    /// [`INDEX_FLOWS_PER_HEAD_MAX_FIFTHS`] per head.
-    index_heads: Vec<Link>,
-    /// log2 of `index_heads.len()`.
-    index_bits: u32,
-    /// `64 - index_bits`: a flow key hash shifted right by it is its head
-    /// number ([`head_of`](Correlator::head_of); kept, not subtracted at
-    /// each of the three or four uses an observation makes).
-    index_shift: u32,
+    /// [`INDEX_FLOWS_PER_HEAD_MAX_FIFTHS`] per head ([`FlowHeads`]: read by
+    /// a [`HeadNo`] without a bounds check).
+    index_heads: FlowHeads,
     /// The slab: 56-byte slots in one map reserved for `flows_active_max`
     /// of them, filled 2 MiB ranges in transparent huge pages ([`slab`]).
     flows: MappedSlab<Flow>,
@@ -1737,9 +1870,7 @@ impl Correlator {
             order_tail: NO_SLOT,
             pending_count: 0,
             fine_count: 0,
-            index_heads: vec![LINK_NONE; 1 << index_bits],
-            index_bits,
-            index_shift: 64 - index_bits,
+            index_heads: FlowHeads::new(index_bits),
             flows: MappedSlab::new(slab_slots).map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
@@ -1966,7 +2097,7 @@ impl Correlator {
             mapped: self.flows.resident_bytes(),
             flow_slab: self.flows.resident_bytes()
                 + self.flow_wide.capacity() * (size_of::<(u32, (UnixNanos, UnixNanos))>() + 1),
-            flow_index: self.index_heads.capacity() * size_of::<Link>(),
+            flow_index: self.index_heads.allocation_size(),
             expiry: self.wheel.capacity() * size_of::<(Link, Link)>(),
             pending: self.pending.allocation_size()
                 + self.waiting.capacity() * size_of::<Waiting>(),
@@ -2282,7 +2413,7 @@ impl Correlator {
     fn prefetch_index_head(&self, hash: u64) -> u32 {
         let h = self.head_of(hash);
         slab::prefetch(&self.index_heads[h]);
-        h as u32
+        h.number()
     }
 
     /// Prefetches the first slot of the index chain
@@ -2298,7 +2429,7 @@ impl Correlator {
     /// index may have grown since, or `head` be [`NO_SLOT`]: then nothing.
     #[inline(always)]
     fn prefetch_chain_start(&self, head: u32) {
-        if let Some(&s) = self.index_heads.get(head as usize) {
+        if let Some(s) = self.index_heads.get(head) {
             if s != LINK_NONE {
                 slab::prefetch(self.flow(s));
             }
@@ -3392,21 +3523,18 @@ impl Correlator {
     /// The index head number of flow key hash `hash`: its top
     /// `index_bits` bits.
     #[inline(always)]
-    fn head_of(&self, hash: u64) -> usize {
-        debug_assert_eq!(self.index_shift, 64 - self.index_bits);
-        (hash >> self.index_shift) as usize
+    fn head_of(&self, hash: u64) -> HeadNo {
+        self.index_heads.head_of(hash)
     }
 
     /// The index chain of `key`.
-    fn index_head(&self, key: &FlowKey) -> usize {
+    fn index_head(&self, key: &FlowKey) -> HeadNo {
         self.head_of(Self::key_hash(key))
     }
 
     /// Doubles the index's heads and rebuilds every chain.
     fn index_grow(&mut self) {
-        self.index_bits += 1;
-        self.index_shift = 64 - self.index_bits;
-        self.index_heads = vec![LINK_NONE; 1 << self.index_bits];
+        self.index_heads.double();
         for slot in 0..self.flow_slots_used() {
             if self.flow(slot).live() {
                 self.index_link(slot);
@@ -3424,7 +3552,7 @@ impl Correlator {
 
     /// Takes the flow in `slot` off its index chain, whose head `h` is
     /// `index_head` of the flow's key (computed earlier by the caller).
-    fn index_unlink_at(&mut self, slot: u32, h: usize) {
+    fn index_unlink_at(&mut self, slot: u32, h: HeadNo) {
         debug_assert_eq!(h, self.index_head(&self.flow(slot).key()));
         let next = self.flow(slot).link(LINK_INDEX_NEXT);
         if self.index_heads[h] == slot {
@@ -3659,7 +3787,7 @@ impl Correlator {
         );
         self.set_flow_times(slot, m.last_ns, written_ns);
         self.flows_active += 1;
-        if index_over(self.flows_active, self.index_bits) {
+        if index_over(self.flows_active, self.index_heads.bits()) {
             self.index_grow();
         } else {
             self.index_link(slot);
@@ -3675,7 +3803,7 @@ impl Correlator {
 
     /// [`remove_flow`](Correlator::remove_flow) given the flow's index head
     /// (`index_head` of its key, computed earlier by the caller).
-    fn remove_flow_at(&mut self, slot: u32, head: usize) -> (Mapping, EndReason) {
+    fn remove_flow_at(&mut self, slot: u32, head: HeadNo) -> (Mapping, EndReason) {
         self.wheel_unlink(slot);
         let f = *self.flow(slot);
         assert!(f.live(), "removing a free slot");
@@ -3691,7 +3819,7 @@ impl Correlator {
     ///
     /// [`remove_flow_at`]: Correlator::remove_flow_at
     #[inline(always)]
-    fn close_expired(&mut self, slot: u32, head: usize, out: &mut Vec<Mapping>) {
+    fn close_expired(&mut self, slot: u32, head: HeadNo, out: &mut Vec<Mapping>) {
         let f = *self.flow(slot);
         assert!(f.live(), "removing a free slot");
         debug_assert_eq!(f.link(LINK_WHEEL_NEXT), LINK_NONE, "still on the wheel");
@@ -3709,7 +3837,7 @@ impl Correlator {
     /// and its mapping built: its long times, index link and IPv6 names
     /// released, its slot freed. `head`: `index_head` of its key.
     #[inline(always)]
-    fn forget_flow(&mut self, slot: u32, f: &Flow, head: usize) {
+    fn forget_flow(&mut self, slot: u32, f: &Flow, head: HeadNo) {
         if f.wide() {
             self.flow_wide.remove(&slot);
         }
@@ -4168,7 +4296,7 @@ impl Correlator {
         const HALF: usize = EXPIRE_PREFETCH_AHEAD / 2;
         const RING: usize = EXPIRE_PREFETCH_AHEAD;
         const _: () = assert!(RING.is_power_of_two() && HALF < RING && HALF >= 1);
-        let mut heads = [0usize; RING];
+        let mut heads = [HeadNo::FIRST; RING];
         for (j, &(_, _, slot)) in expired.iter().enumerate().take(HALF) {
             heads[j] = self.index_head(&self.flow(slot).key());
         }
@@ -6389,7 +6517,7 @@ mod tests {
         fn check_index(&self) {
             let mut seen = vec![false; self.flows.len()];
             let mut n = 0;
-            for (h, &head) in self.index_heads.iter().enumerate() {
+            for (h, head) in self.index_heads.iter() {
                 let mut s = head;
                 while s != LINK_NONE {
                     let f = self.flow(s);
@@ -6402,7 +6530,7 @@ mod tests {
                 }
             }
             assert_eq!(n, self.flows_active, "active flows not indexed once each");
-            assert!(!index_over(self.flows_active, self.index_bits));
+            assert!(!index_over(self.flows_active, self.index_heads.bits()));
         }
     }
 
@@ -6462,6 +6590,107 @@ mod tests {
         }
         assert_eq!(c.stats().flows_active, u64::from(n) - removed.len() as u64);
         let _ = out;
+    }
+
+    /// Flow `k` of the index model below: few remotes and ports (so keys
+    /// share heads and chains grow past one slot), one in eight with an
+    /// IPv6 internal end (found by name, never by a carried hash), two
+    /// protocols.
+    fn model_flow(k: u16) -> (Proto, SocketAddr, SocketAddr) {
+        let proto = if k & 1 == 0 { Proto::Udp } else { Proto::Tcp };
+        let internal: IpAddr = if k % 8 == 5 {
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, k))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(100, 64, (k >> 8) as u8, k as u8))
+        };
+        let remote = IpAddr::V4(Ipv4Addr::new(198, 51, 100, (k % 5) as u8));
+        (
+            proto,
+            SocketAddr::new(internal, 1000 + k % 3),
+            SocketAddr::new(remote, 53),
+        )
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(12))]
+        /// The flow index against a `HashMap` model: opens (`insert_flow`,
+        /// the heads doubling from 1 024 to 2 048 and 4 096 on the way up),
+        /// removals (`remove_flow`, from any chain position) and lookups
+        /// (`find_flow`, for an IPv4 flow both with the key's hash carried
+        /// and without) in any order: a key is found, in the slot its open
+        /// returned, exactly while the model holds it, and the chains stay
+        /// exact (`check_index`) at the end.
+        #[test]
+        fn flow_index_matches_a_hashmap_model(
+            ops in proptest::collection::vec((0u8..8, 0u16..6000), 1..9000),
+        ) {
+            let mut c = Correlator::new(CorrelatorConfig::default());
+            let mut model: HashMap<u16, u32> = HashMap::new();
+            let mut grew = c.index_heads.bits();
+            let find = |c: &Correlator, k: u16| {
+                let (proto, internal, remote) = model_flow(k);
+                let (i, r) = (Ep::of(internal.ip(), internal.port()), Ep::of(remote.ip(), remote.port()));
+                let plain = c.find_flow(proto, &i, &r, 0);
+                if let Some((a, b)) = Ep::both_v4(&i, &r) {
+                    let key = FlowKey {
+                        internal: a,
+                        remote: b,
+                        internal_port: internal.port(),
+                        remote_port: remote.port(),
+                        proto,
+                        fam: 0,
+                    };
+                    // The whole hash (a pair) and its high half (an event).
+                    let h = Correlator::key_hash(&key);
+                    assert_eq!(c.find_flow(proto, &i, &r, h), plain);
+                    assert_eq!(c.find_flow(proto, &i, &r, h >> 32 << 32), plain);
+                }
+                plain
+            };
+            // 2 000 opens first: past 1.6 flows a head of 1 024 heads.
+            let fill = (0..2000u16).map(|k| (0u8, k * 3));
+            for (op, k) in fill.chain(ops) {
+                match op {
+                    // Open when absent (most ops: the table grows).
+                    0..=4 => {
+                        if model.contains_key(&k) {
+                            continue;
+                        }
+                        let (proto, internal, remote) = model_flow(k);
+                        let m = Mapping {
+                            proto,
+                            internal,
+                            public: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), k),
+                            remote,
+                            first_ns: S,
+                            last_ns: S,
+                            end: EndReason::Open,
+                            packets_out: 1,
+                            packets_in: 1,
+                            flags: 0,
+                        };
+                        let slot = c.insert_flow(&m, 0, S);
+                        model.insert(k, slot);
+                        grew = grew.max(c.index_heads.bits());
+                    }
+                    5 | 6 => {
+                        if let Some(slot) = model.remove(&k) {
+                            proptest::prop_assert_eq!(find(&c, k), Some(slot));
+                            let (m, _) = c.remove_flow(slot);
+                            proptest::prop_assert_eq!(m.internal, model_flow(k).1);
+                        }
+                    }
+                    _ => {}
+                }
+                proptest::prop_assert_eq!(find(&c, k), model.get(&k).copied(), "key {}", k);
+            }
+            for k in 0..6000 {
+                proptest::prop_assert_eq!(find(&c, k), model.get(&k).copied(), "key {}", k);
+            }
+            proptest::prop_assert_eq!(c.flows_active, model.len());
+            c.check_index();
+            proptest::prop_assert!(grew > INDEX_BITS_MIN, "the heads doubled");
+        }
     }
 
     /// `flows_active_max` above what 24-bit slot links can name is refused.
