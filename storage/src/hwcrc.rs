@@ -92,12 +92,32 @@ pub(crate) fn crc32c_all_right(seed: u32, records: &[u8]) -> bool {
     })
 }
 
+/// The CRC-32C of the first [`RECORD_CRC_BYTES`] of three records at once
+/// (three independent chains, so the instruction's latency is overlapped):
+/// what [`crc32c_record_sse42`] gives for each.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
-fn crc32c_all_right_sse42(seed: u32, records: &[u8]) -> bool {
+#[inline]
+fn crc32c_three_sse42(seed: u32, a: &[u8], b: &[u8], c: &[u8]) -> [u32; 3] {
     use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
     let word = |r: &[u8], i: usize| u64::from_le_bytes(r[i * 8..i * 8 + 8].try_into().expect("8"));
     let tail = |r: &[u8]| u32::from_le_bytes(r[88..92].try_into().expect("4 bytes"));
+    let (mut x, mut y, mut z) = (u64::from(!seed), u64::from(!seed), u64::from(!seed));
+    for i in 0..RECORD_CRC_BYTES / 8 {
+        x = _mm_crc32_u64(x, word(a, i));
+        y = _mm_crc32_u64(y, word(b, i));
+        z = _mm_crc32_u64(z, word(c, i));
+    }
+    [
+        !_mm_crc32_u32(x as u32, tail(a)),
+        !_mm_crc32_u32(y as u32, tail(b)),
+        !_mm_crc32_u32(z as u32, tail(c)),
+    ]
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn crc32c_all_right_sse42(seed: u32, records: &[u8]) -> bool {
     let held = |r: &[u8]| u32::from_le_bytes(r[92..96].try_into().expect("4 bytes"));
     // The differences of all the records' CRCs from the ones they hold,
     // OR-ed: no branch a record.
@@ -106,15 +126,8 @@ fn crc32c_all_right_sse42(seed: u32, records: &[u8]) -> bool {
     for t in &mut threes {
         let (a, rest) = t.split_at(RECORD_BYTES);
         let (b, c) = rest.split_at(RECORD_BYTES);
-        let (mut x, mut y, mut z) = (u64::from(!seed), u64::from(!seed), u64::from(!seed));
-        for i in 0..RECORD_CRC_BYTES / 8 {
-            x = _mm_crc32_u64(x, word(a, i));
-            y = _mm_crc32_u64(y, word(b, i));
-            z = _mm_crc32_u64(z, word(c, i));
-        }
-        wrong |= !_mm_crc32_u32(x as u32, tail(a)) ^ held(a);
-        wrong |= !_mm_crc32_u32(y as u32, tail(b)) ^ held(b);
-        wrong |= !_mm_crc32_u32(z as u32, tail(c)) ^ held(c);
+        let [x, y, z] = crc32c_three_sse42(seed, a, b, c);
+        wrong |= (x ^ held(a)) | (y ^ held(b)) | (z ^ held(c));
     }
     for r in threes.remainder().chunks_exact(RECORD_BYTES) {
         let c = crc32c_record_sse42(seed, r[..RECORD_CRC_BYTES].try_into().expect("92 bytes"));
@@ -126,22 +139,11 @@ fn crc32c_all_right_sse42(seed: u32, records: &[u8]) -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.2")]
 fn crc32c_set_sse42(seed: u32, records: &mut [u8]) {
-    use std::arch::x86_64::{_mm_crc32_u32, _mm_crc32_u64};
-    let word = |r: &[u8], i: usize| u64::from_le_bytes(r[i * 8..i * 8 + 8].try_into().expect("8"));
-    let tail = |r: &[u8]| u32::from_le_bytes(r[88..92].try_into().expect("4 bytes"));
     let mut threes = records.chunks_exact_mut(3 * RECORD_BYTES);
     for t in &mut threes {
         let (a, rest) = t.split_at_mut(RECORD_BYTES);
         let (b, c) = rest.split_at_mut(RECORD_BYTES);
-        let (mut x, mut y, mut z) = (u64::from(!seed), u64::from(!seed), u64::from(!seed));
-        for i in 0..RECORD_CRC_BYTES / 8 {
-            x = _mm_crc32_u64(x, word(a, i));
-            y = _mm_crc32_u64(y, word(b, i));
-            z = _mm_crc32_u64(z, word(c, i));
-        }
-        let x = !_mm_crc32_u32(x as u32, tail(a));
-        let y = !_mm_crc32_u32(y as u32, tail(b));
-        let z = !_mm_crc32_u32(z as u32, tail(c));
+        let [x, y, z] = crc32c_three_sse42(seed, a, b, c);
         a[RECORD_CRC_BYTES..].copy_from_slice(&x.to_le_bytes());
         b[RECORD_CRC_BYTES..].copy_from_slice(&y.to_le_bytes());
         c[RECORD_CRC_BYTES..].copy_from_slice(&z.to_le_bytes());
