@@ -822,10 +822,9 @@ mod tests {
         SocketAddr::new(Ipv4Addr::new(203, 0, 113, 7).into(), 40001)
     }
 
-    /// A one-record sealed partition at `start` whose mapping's subscriber
-    /// is 10.0.0.`host`.
-    fn seal(parts: &std::path::Path, start: i64, host: u8) -> PathBuf {
-        let m = Mapping {
+    /// A mapping of the hour at `start` whose subscriber is 10.0.0.`host`.
+    fn mapping(start: i64, host: u8) -> Mapping {
+        Mapping {
             proto: Proto::Tcp,
             internal: SocketAddr::new(Ipv4Addr::new(10, 0, 0, host).into(), 5000),
             public: public(),
@@ -836,7 +835,13 @@ mod tests {
             packets_out: 3,
             packets_in: 4,
             flags: 0,
-        };
+        }
+    }
+
+    /// A one-record sealed partition at `start` whose mapping's subscriber
+    /// is 10.0.0.`host`.
+    fn seal(parts: &std::path::Path, start: i64, host: u8) -> PathBuf {
+        let m = mapping(start, host);
         let p = parts.join(file_name(start, 0, FileKind::Sealed));
         write_sealed(&p, start, HOUR, 0, &[Record::encode(&m, 0).unwrap()], &[]).unwrap();
         p
@@ -941,18 +946,6 @@ mod tests {
         let store = Store::create(&d.path().join("s"), StoreConfig::default()).unwrap();
         let parts = d.path().join("s").join(PARTITIONS_DIR);
         let r = store.reader();
-        let mapping = |start: i64, host: u8| Mapping {
-            proto: Proto::Tcp,
-            internal: SocketAddr::new(Ipv4Addr::new(10, 0, 0, host).into(), 5000),
-            public: public(),
-            remote: SocketAddr::new(Ipv4Addr::new(198, 51, 100, 1).into(), 443),
-            first_ns: start + 1_000_000_000,
-            last_ns: start + 2_000_000_000,
-            end: EndReason::Fin,
-            packets_out: 3,
-            packets_in: 4,
-            flags: 0,
-        };
         let mut w = store.writer().unwrap();
         w.append_batch(&[mapping(T0, 1)]).unwrap();
         w.seal_before(T0 + HOUR).unwrap();

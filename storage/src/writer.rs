@@ -816,27 +816,12 @@ fn reduce_with(
     if let Some((shift, width)) = top {
         // The counters' kind by the digit's width (a narrow digit's
         // counters are a quarter of the wide ones to zero).
-        if width <= crate::radix::TOP_NARROW_BITS_MAX {
-            keys_counted_sorted::<{ crate::radix::TOP_COUNTS_NARROW }>(
-                records,
-                &km,
-                keys,
-                &mut index.tmp,
-                shift,
-                width,
-                slot_bits,
-            );
+        let sorted = if width <= crate::radix::TOP_NARROW_BITS_MAX {
+            keys_counted_sorted::<{ crate::radix::TOP_COUNTS_NARROW }>
         } else {
-            keys_counted_sorted::<{ crate::radix::TOP_COUNTS_WIDE }>(
-                records,
-                &km,
-                keys,
-                &mut index.tmp,
-                shift,
-                width,
-                slot_bits,
-            );
-        }
+            keys_counted_sorted::<{ crate::radix::TOP_COUNTS_WIDE }>
+        };
+        sorted(records, &km, keys, &mut index.tmp, shift, width, slot_bits);
     } else if radix {
         keys.extend(records.iter().enumerate().map(|(i, r)| key(i, r)));
         let tmp = &mut index.tmp;
