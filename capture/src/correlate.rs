@@ -2077,7 +2077,7 @@ impl Correlator {
         if hash != 0 {
             let s = self.index_heads[self.head_of(hash)];
             if s != LINK_NONE {
-                slab::prefetch(self.flow(s));
+                self.flows.prefetch_entry(s);
             }
         }
     }
@@ -2431,7 +2431,7 @@ impl Correlator {
     fn prefetch_chain_start(&self, head: u32) {
         if let Some(s) = self.index_heads.get(head) {
             if s != LINK_NONE {
-                slab::prefetch(self.flow(s));
+                self.flows.prefetch_entry(s);
             }
         }
     }
@@ -3467,7 +3467,13 @@ impl Correlator {
     /// is in the high half (`INDEX_BITS_MAX`), so which one is used
     /// changes no result.
     #[inline(always)]
-    fn find_flow(&self, proto: Proto, internal: &Ep, remote: &Ep, flow_hash: u64) -> Option<u32> {
+    fn find_flow(
+        &self,
+        proto: Proto,
+        internal: &Ep,
+        remote: &Ep,
+        flow_hash: u64,
+    ) -> Option<SlotNo> {
         // A carried hash: both ends are IPv4 (the contract above), so
         // their addresses are the low words, untested. Else both IPv4
         // (most flows): one test for the two.
@@ -3511,9 +3517,16 @@ impl Correlator {
         };
         let mut s = self.index_heads[self.head_of(hash)];
         while s != LINK_NONE {
-            let f = self.flow(s);
+            // SAFETY: an index head or chain link that is not `LINK_NONE`
+            // is a live flow's slot (`index_link` links only the slots
+            // `insert_flow` fills; `index_unlink_at` takes a slot out before
+            // `forget_flow` frees it; `index_grow` links the live slots
+            // again: `check_index`), so one the slab handed out.
+            #[allow(unsafe_code)]
+            let slot = unsafe { SlotNo::handed_out(s) };
+            let f = self.flows.at(slot);
             if f.key_is(&key, words) {
-                return Some(s);
+                return Some(slot);
             }
             s = f.link(LINK_INDEX_NEXT);
         }
@@ -3740,7 +3753,7 @@ impl Correlator {
             // (a miss on most opens: the free list's slots were freed by an
             // idle scan long before), then writes it whole.
             if self.flow_free != NO_SLOT {
-                slab::prefetch(self.flow(self.flow_free));
+                self.flows.prefetch_entry(self.flow_free);
             }
             slot
         } else {
@@ -3883,8 +3896,9 @@ impl Correlator {
         out: &mut Vec<Mapping>,
     ) {
         let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
-        if let Some(slot) = self.find_flow(proto, internal, remote, flow_hash) {
-            let f = self.flow(slot);
+        if let Some(at) = self.find_flow(proto, internal, remote, flow_hash) {
+            let slot = at.number();
+            let f = self.flows.at(at);
             let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
             let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
             // By the slot's family: an IPv4 public address is the same
@@ -3906,7 +3920,7 @@ impl Correlator {
                 // again, read the slab's length and base again after the
                 // slot's writes).
                 let refresh = self.cfg.refresh_interval_ns;
-                let flow = self.flows.get_mut(slot as usize);
+                let flow = self.flows.at_mut(at);
                 let (last_ns, refreshed, moved_earlier) =
                     match Self::touch_narrow(flow, ts_ns, refresh) {
                         Some((last_ns, refreshed)) => {
@@ -3925,7 +3939,7 @@ impl Correlator {
                     out.push(m);
                 }
                 if moved_earlier {
-                    let deadline_ns = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
+                    let deadline_ns = self.flows.at(at).deadline_ns(last_ns, &self.cfg.hold);
                     self.wheel_unlink(slot);
                     self.wheel_insert(slot, deadline_ns);
                 }
@@ -4264,8 +4278,8 @@ impl Correlator {
                     walks[i] = walks[lists];
                     continue;
                 }
-                slab::prefetch(self.flow(after));
-                slab::prefetch(self.flow(before));
+                self.flows.prefetch_entry(after);
+                self.flows.prefetch_entry(before);
                 walks[i] = (after, before);
                 i += 1;
             }
@@ -4302,7 +4316,7 @@ impl Correlator {
         }
         for k in 0..expired.len() {
             if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD) {
-                slab::prefetch(self.flow(ahead));
+                self.flows.prefetch_entry(ahead);
             }
             if let Some(&(_, _, ahead)) = expired.get(k + HALF) {
                 let h = self.index_head(&self.flow(ahead).key());
@@ -4314,7 +4328,7 @@ impl Correlator {
             if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD / 4) {
                 let first = self.index_heads[heads[(k + EXPIRE_PREFETCH_AHEAD / 4) & (RING - 1)]];
                 if first != ahead && first != LINK_NONE {
-                    slab::prefetch(self.flow(first));
+                    self.flows.prefetch_entry(first);
                 }
             }
             self.close_expired(expired[k].2, heads[k & (RING - 1)], out);
@@ -4614,7 +4628,7 @@ mod pairing_model;
 mod pending;
 mod slab;
 use pending::PendingTable;
-use slab::MappedSlab;
+use slab::{MappedSlab, SlotNo};
 
 #[cfg(test)]
 mod tests {
@@ -6576,6 +6590,7 @@ mod tests {
                 &Ep::of(remote.ip(), remote.port()),
                 0,
             )
+            .map(SlotNo::number)
         };
         // Remove every third flow (a replace: a new public endpoint closes it).
         let mut removed = Vec::new();
@@ -6645,7 +6660,7 @@ mod tests {
                     assert_eq!(c.find_flow(proto, &i, &r, h), plain);
                     assert_eq!(c.find_flow(proto, &i, &r, h >> 32 << 32), plain);
                 }
-                plain
+                plain.map(SlotNo::number)
             };
             // 2 000 opens first: past 1.6 flows a head of 1 024 heads.
             let fill = (0..2000u16).map(|k| (0u8, k * 3));
