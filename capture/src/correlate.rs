@@ -3895,12 +3895,14 @@ impl Correlator {
         flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
-        let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
         if let Some(at) = self.find_flow(proto, internal, remote, flow_hash) {
             let slot = at.number();
             let f = self.flows.at(at);
-            let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
-            let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
+            // A SYN going out on a closed flow's tuple (FIN or RST seen):
+            // the flow's bits first, so most pairs (an open flow's) take
+            // one test and a branch, not the four terms.
+            let new_connection = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0
+                && Self::opens_again(dir, proto, flags);
             // By the slot's family: an IPv4 public address is the same
             // exactly when `public` is its IPv4-mapped form (`v4()` is
             // `Some` of it); an IPv6 one when `public` is not IPv4 and its
@@ -3948,6 +3950,15 @@ impl Correlator {
             self.replace_flow(slot, new_connection, out);
         }
         self.open_flow(ts_ns, dir, proto, *internal, *public, *remote, flags, out);
+    }
+
+    /// Whether a pair going `dir` with TCP flags `flags` opens a new
+    /// connection on a closed flow's tuple: a TCP SYN (no ACK) going out.
+    #[inline(always)]
+    fn opens_again(dir: Dir, proto: Proto, flags: u8) -> bool {
+        proto == Proto::Tcp
+            && flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN
+            && dir == Dir::Out
     }
 
     /// The counts and TCP bits of a pair continuing the flow in slot `f`
