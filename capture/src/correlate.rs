@@ -2132,7 +2132,11 @@ impl Correlator {
     /// open or end are appended to `out`.
     pub fn push(&mut self, ts_ns: UnixNanos, side: Side, pkt: &Decoded, out: &mut Vec<Mapping>) {
         let p = self.preparer.prepare(pkt);
-        self.push_prepared(ts_ns, side, &p, out);
+        if self.part == Part::Pairing {
+            self.push_prepared_pairing(ts_ns, side, &p, out);
+        } else {
+            self.push_prepared(ts_ns, side, &p, out);
+        }
     }
 
     /// As [`push`](Correlator::push), for a packet already prepared by this
@@ -2144,22 +2148,65 @@ impl Correlator {
         pkt: &Prepared,
         out: &mut Vec<Mapping>,
     ) {
+        self.push_prepared_in::<false>(ts_ns, side, pkt, out);
+    }
+
+    /// [`push_prepared`](Correlator::push_prepared) for a pairing part
+    /// ([`try_new_pairing`](Correlator::try_new_pairing)): the same
+    /// results, without the flow slot hints' bookkeeping, which a pairing
+    /// part (no flow table) never uses (its hint fields stay [`NO_SLOT`]):
+    /// two tests and two stores a packet less (round 17). A copy of the
+    /// pairing code of its own (the one-thread path's is unchanged).
+    pub fn push_prepared_pairing(
+        &mut self,
+        ts_ns: UnixNanos,
+        side: Side,
+        pkt: &Prepared,
+        out: &mut Vec<Mapping>,
+    ) {
+        debug_assert_eq!(self.part, Part::Pairing);
+        self.push_prepared_in::<true>(ts_ns, side, pkt, out);
+    }
+
+    /// [`push_prepared`](Correlator::push_prepared) (`PAIRING` false) and
+    /// [`push_prepared_pairing`](Correlator::push_prepared_pairing).
+    #[inline(always)]
+    fn push_prepared_in<const PAIRING: bool>(
+        &mut self,
+        ts_ns: UnixNanos,
+        side: Side,
+        pkt: &Prepared,
+        out: &mut Vec<Mapping>,
+    ) {
         // The packet's number (from 1; a copy keeps it, `Copy::packet`):
         // the packets pushed so far, counted once.
         self.stats.packets += 1;
-        if self.prefetch_head != NO_SLOT {
-            self.prefetch_slot();
-        }
         // Hinted: the caller asks `prefetch_next` for the packets it pushes
         // (the replay's loops), so this packet's flow slot was prefetched
         // by now (here, or by the push before); else (live capture) an
         // inside copy that waits prefetches its flow itself (`offer_wait`).
-        let hinted = self.armed_head != NO_SLOT;
-        if hinted {
-            self.prefetch_armed_slot();
-        }
-        self.armed_head = self.next_head;
-        self.next_head = NO_SLOT;
+        // A pairing part: never (`prefetch_flow` leaves it no head, and it
+        // is asked `prefetch_next_pairing`, which arms none).
+        let hinted = if PAIRING {
+            debug_assert!(
+                self.prefetch_head == NO_SLOT
+                    && self.armed_head == NO_SLOT
+                    && self.next_head == NO_SLOT,
+                "a pairing part keeps no flow slot hint"
+            );
+            false
+        } else {
+            if self.prefetch_head != NO_SLOT {
+                self.prefetch_slot();
+            }
+            let hinted = self.armed_head != NO_SLOT;
+            if hinted {
+                self.prefetch_armed_slot();
+            }
+            self.armed_head = self.next_head;
+            self.next_head = NO_SLOT;
+            hinted
+        };
         self.advance(ts_ns, out);
 
         let (src_sub, dst_sub) = (pkt.src_sub, pkt.dst_sub);
