@@ -2225,11 +2225,11 @@ impl Correlator {
                 // `hash_in`: the flow's key hash (see `Prepared::hash_out`),
                 // to prefetch its flow while it waits unless hinted.
                 let prefetch = if hinted { 0 } else { pkt.hash_in };
-                self.offer(ts_ns, pkt, Dir::Out, prefetch, out);
+                self.offer::<PAIRING>(ts_ns, pkt, Dir::Out, prefetch, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
                 let prefetch = if hinted { 0 } else { pkt.hash_out };
-                self.offer(ts_ns, pkt, Dir::In, prefetch, out);
+                self.offer::<PAIRING>(ts_ns, pkt, Dir::In, prefetch, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
@@ -2243,10 +2243,17 @@ impl Correlator {
                 // No list: where its probe ended is where the copy waits.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
                 match self.coarse_list_found(pkt, chash) {
-                    Err(vacant) => {
-                        self.offer_outside(ts_ns, pkt, chash, CoarseList::NONE, Some(vacant), out)
+                    Err(vacant) => self.offer_outside::<PAIRING>(
+                        ts_ns,
+                        pkt,
+                        chash,
+                        CoarseList::NONE,
+                        Some(vacant),
+                        out,
+                    ),
+                    Ok(coarse) => {
+                        self.offer_outside::<PAIRING>(ts_ns, pkt, chash, coarse, None, out)
                     }
-                    Ok(coarse) => self.offer_outside(ts_ns, pkt, chash, coarse, None, out),
                 }
             }
         }
@@ -2258,7 +2265,7 @@ impl Correlator {
     /// inside copy, or makes it wait. `vacant`: with no list, where the
     /// probe for it ended ([`wait_coarse`](Correlator::wait_coarse)).
     #[inline(always)]
-    fn offer_outside(
+    fn offer_outside<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2269,10 +2276,14 @@ impl Correlator {
     ) {
         // The keys are read from `pkt` where they are used, not built
         // once on the stack and copied from there (round 15).
-        let Twin::Absent(mut out_at) = self.take_inside(ts_ns, pkt, Dir::Out, &coarse, out) else {
+        let Twin::Absent(mut out_at) =
+            self.take_inside::<PAIRING>(ts_ns, pkt, Dir::Out, &coarse, out)
+        else {
             return;
         };
-        let Twin::Absent(mut in_at) = self.take_inside(ts_ns, pkt, Dir::In, &coarse, out) else {
+        let Twin::Absent(mut in_at) =
+            self.take_inside::<PAIRING>(ts_ns, pkt, Dir::In, &coarse, out)
+        else {
             return;
         };
         out_at.len += coarse.out_len;
@@ -2323,7 +2334,7 @@ impl Correlator {
     /// prefetch the flow if it waits (0: none, or already prefetched). A
     /// hint only: the pair's `find_flow` takes the packet's own hash.
     #[inline(always)]
-    fn offer(
+    fn offer<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2338,15 +2349,16 @@ impl Correlator {
         let (hash, lists) = match self.twin_lists(pkt, dir) {
             Ok(found) => found,
             Err(vacant) => {
-                self.offer_wait(ts_ns, pkt, dir, flow_hash, KeyList::NONE, Some(vacant));
+                self.offer_wait::<PAIRING>(ts_ns, pkt, dir, flow_hash, KeyList::NONE, Some(vacant));
                 return;
             }
         };
-        let Twin::Absent(at) = self.take_twin_held(ts_ns, pkt, dir, inside, hash, lists, out)
+        let Twin::Absent(at) =
+            self.take_twin_held::<PAIRING>(ts_ns, pkt, dir, inside, hash, lists, out)
         else {
             return;
         };
-        self.offer_wait(ts_ns, pkt, dir, flow_hash, at, None);
+        self.offer_wait::<PAIRING>(ts_ns, pkt, dir, flow_hash, at, None);
     }
 
     /// [`offer`](Correlator::offer)'s inside copy that found no twin
@@ -2354,7 +2366,7 @@ impl Correlator {
     /// list, where the probe of its coarse key ended, as
     /// [`twin_lists`](Correlator::twin_lists) left it).
     #[inline(always)]
-    fn offer_wait(
+    fn offer_wait<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2410,7 +2422,7 @@ impl Correlator {
         // (`flow_hash` 0, `push_prepared`): `prefetch_next` loaded its index
         // head and the push's start its slot already, and doing it twice
         // cost 7.8 instructions a packet (round 14).
-        self.prefetch_flow(flow_hash);
+        self.prefetch_flow::<PAIRING>(flow_hash);
     }
 
     /// A hint for the packet pushed next, called before the push of the
@@ -2492,10 +2504,10 @@ impl Correlator {
     /// hash), without building the key again. A hint: no effect on any
     /// result.
     #[inline(always)]
-    fn prefetch_flow(&mut self, flow_hash: u64) {
+    fn prefetch_flow<const PAIRING: bool>(&mut self, flow_hash: u64) {
         // A pairing part has no flow table to prefetch (`apply_events`
         // prefetches on the flow part's thread).
-        if flow_hash != 0 && self.part != Part::Pairing {
+        if !PAIRING && flow_hash != 0 && self.part != Part::Pairing {
             self.prefetch_head = self.prefetch_index_head(flow_hash);
         }
     }
@@ -2580,7 +2592,7 @@ impl Correlator {
     /// copies under the key.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn take_twin_held(
+    fn take_twin_held<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2595,11 +2607,11 @@ impl Correlator {
             // The common case (no copy waits on a fine list): the call
             // without the arguments it fixes.
             return match dir {
-                Dir::Out => self.take_twin_coarse::<true>(ts_ns, pkt, out),
-                Dir::In => self.take_twin_coarse::<false>(ts_ns, pkt, out),
+                Dir::Out => self.take_twin_coarse::<true, PAIRING>(ts_ns, pkt, out),
+                Dir::In => self.take_twin_coarse::<false, PAIRING>(ts_ns, pkt, out),
             };
         }
-        self.take_twin(ts_ns, pkt, dir, hash, inside, lists, u64::MAX, out)
+        self.take_twin::<PAIRING>(ts_ns, pkt, dir, hash, inside, lists, u64::MAX, out)
     }
 
     /// [`take_twin`](Correlator::take_twin) of an inside copy when only its
@@ -2615,7 +2627,7 @@ impl Correlator {
     /// restored six registers and returned its `Twin` through memory; that
     /// paid while the inlined pairing paths kept their keys on the stack.
     #[inline(always)]
-    fn take_twin_coarse<const OUT: bool>(
+    fn take_twin_coarse<const OUT: bool, const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2626,7 +2638,7 @@ impl Correlator {
             fine: false,
             coarse: true,
         };
-        self.take_twin_body(ts_ns, pkt, dir, 0, true, lists, u64::MAX, out)
+        self.take_twin_body::<PAIRING>(ts_ns, pkt, dir, 0, true, lists, u64::MAX, out)
     }
 
     /// Looks for a waiting copy of the other side under `key`, in one probe
@@ -2645,7 +2657,7 @@ impl Correlator {
     /// a list that cannot is not probed again.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
-    fn take_twin(
+    fn take_twin<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2656,14 +2668,14 @@ impl Correlator {
         before: u64,
         out: &mut Vec<Mapping>,
     ) -> Twin {
-        self.take_twin_body(ts_ns, pkt, dir, hash, inside, lists, before, out)
+        self.take_twin_body::<PAIRING>(ts_ns, pkt, dir, hash, inside, lists, before, out)
     }
 
     /// [`take_twin`](Correlator::take_twin)'s code, inlined into it and
     /// into [`take_twin_coarse`](Correlator::take_twin_coarse).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn take_twin_body(
+    fn take_twin_body<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2708,7 +2720,7 @@ impl Correlator {
             (true, Dir::Out) => pkt.hash_in,
             (true, Dir::In) => pkt.hash_out,
         };
-        self.pair_taken(
+        self.pair_taken::<PAIRING>(
             ts_ns, key, endpoint, flags, inside, twin, link, flow_hash, out,
         )
     }
@@ -2721,7 +2733,7 @@ impl Correlator {
     /// [`take_twin`](Correlator::take_twin): `Taken`, or `Absent` with the
     /// key's own list.
     #[inline(always)]
-    fn take_inside(
+    fn take_inside<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2735,7 +2747,7 @@ impl Correlator {
         };
         let mut at = KeyList::NONE;
         if self.fine_count != 0 {
-            match self.take_inside_fine(ts_ns, pkt, dir, first, out) {
+            match self.take_inside_fine::<PAIRING>(ts_ns, pkt, dir, first, out) {
                 Twin::Taken => return Twin::Taken,
                 Twin::Absent(a) => at = a,
             }
@@ -2743,7 +2755,7 @@ impl Correlator {
         if first == NO_SLOT {
             return Twin::Absent(at);
         }
-        self.take_coarse_inside(ts_ns, pkt, dir, coarse.entry, first, prev, out);
+        self.take_coarse_inside::<PAIRING>(ts_ns, pkt, dir, coarse.entry, first, prev, out);
         Twin::Taken
     }
 
@@ -2752,7 +2764,7 @@ impl Correlator {
     /// the oldest inside copy there if older than `first` (the first under
     /// the key on the coarse list, [`NO_SLOT`]: none).
     #[inline(never)]
-    fn take_inside_fine(
+    fn take_inside_fine<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2772,7 +2784,7 @@ impl Correlator {
             fine: true,
             coarse: false,
         };
-        self.take_twin(ts_ns, pkt, dir, hash, false, lists, before, out)
+        self.take_twin::<PAIRING>(ts_ns, pkt, dir, hash, false, lists, before, out)
     }
 
     /// Pairs an outside copy with inside copy `i` on the coarse list the
@@ -2781,7 +2793,7 @@ impl Correlator {
     /// cost 10.8 instructions a packet more, round13-corr13.md).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn take_coarse_inside(
+    fn take_coarse_inside<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2797,7 +2809,7 @@ impl Correlator {
         self.unlist(entry, i, prev);
         let (twin, link) = self.unlink_waiting(i);
         let (key, endpoint) = pkt.pair_key(dir);
-        self.pair_taken(
+        self.pair_taken::<PAIRING>(
             ts_ns,
             key,
             endpoint,
@@ -2816,7 +2828,7 @@ impl Correlator {
     /// counts the pair and observes it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn pair_taken(
+    fn pair_taken<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         key: PairKey,
@@ -2844,7 +2856,7 @@ impl Correlator {
         }
         self.stats.paired_copies += 2;
         let ts = ts_ns.min(twin.ts_ns);
-        if self.part == Part::Pairing {
+        if PAIRING || self.part == Part::Pairing {
             self.events.push(FlowEvent(Ev::Observe(Observation {
                 now_ns: self.now_ns,
                 ts_ns: ts,
