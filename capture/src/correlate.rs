@@ -1797,6 +1797,11 @@ pub struct Correlator {
     /// nothing queued yet).
     wheel_pos: i64,
     preparer: Preparer,
+    /// `refresh_interval_ns`, or `i64::MAX` when it is not above 0 (no
+    /// refresh: a narrow slot's time since its last written state is at
+    /// most `FLOW_SPAN_MAX_NS`, never that), so a pair's refresh test is one
+    /// compare ([`touch_narrow`](Correlator::touch_narrow)).
+    refresh_due_ns: i64,
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
     stats: CorrelatorStats,
@@ -1862,6 +1867,11 @@ impl Correlator {
         let index_bits = if pairing { 1 } else { INDEX_BITS_MIN };
         Ok(Correlator {
             preparer: Preparer::new(&cfg),
+            refresh_due_ns: if cfg.refresh_interval_ns > 0 {
+                cfg.refresh_interval_ns
+            } else {
+                i64::MAX
+            },
             cfg,
             pending: PendingTable::default(),
             waiting: Vec::new(),
@@ -3689,7 +3699,7 @@ impl Correlator {
     /// Tests: `observe` runs its two halves itself (the slot taken once).
     #[cfg(test)]
     fn touch_flow_times(&mut self, slot: u32, ts_ns: UnixNanos) -> (UnixNanos, bool) {
-        let refresh = self.cfg.refresh_interval_ns;
+        let refresh = self.refresh_due_ns;
         match Self::touch_narrow(self.flow_mut(slot), ts_ns, refresh) {
             Some(r) => r,
             None => self.touch_flow_times_wide(slot, ts_ns),
@@ -3698,7 +3708,7 @@ impl Correlator {
 
     /// `touch_flow_times` (tests) on the slot `f`
     /// when both offsets stay narrow (its one read and write of the time
-    /// word; `refresh`: `refresh_interval_ns`); `None`, with `f` untouched,
+    /// word; `refresh`: `refresh_due_ns`, above 0); `None`, with `f` untouched,
     /// otherwise (then [`touch_flow_times_wide`](Correlator::touch_flow_times_wide)).
     /// On the slot, not the correlator: the caller keeps the one reference
     /// to the slot for the rest of the fold.
@@ -3719,7 +3729,8 @@ impl Correlator {
                     // for d < 0 it is negative, as `0 - written_off` is,
                     // and no refresh (> 0) is due: the slow path's
                     // saturating test, without the saturation.
-                    let refreshed = refresh > 0 && d_off as i64 - written_off as i64 >= refresh;
+                    // (`refresh` > 0: `refresh_due_ns`.)
+                    let refreshed = d_off as i64 - written_off as i64 >= refresh;
                     let last_off = last_off.max(d_off);
                     let written_off = if refreshed { d as u64 } else { written_off };
                     f.set_word(
@@ -3980,7 +3991,7 @@ impl Correlator {
                 // (`touch_flow_times` then the counts, each taking the slot
                 // again, read the slab's length and base again after the
                 // slot's writes).
-                let refresh = self.cfg.refresh_interval_ns;
+                let refresh = self.refresh_due_ns;
                 let flow = self.flows.at_mut(at);
                 let (last_ns, refreshed, moved_earlier) =
                     match Self::touch_narrow(flow, ts_ns, refresh) {
