@@ -3656,7 +3656,13 @@ impl Correlator {
     /// (last packet, last written state) of the flow in `slot`.
     #[inline]
     fn flow_times(&self, slot: u32) -> (UnixNanos, UnixNanos) {
-        let f = self.flow(slot);
+        self.flow_times_of(self.flow(slot), slot)
+    }
+
+    /// [`flow_times`](Correlator::flow_times) of the flow `f` in `slot`,
+    /// read by the caller.
+    #[inline]
+    fn flow_times_of(&self, f: &Flow, slot: u32) -> (UnixNanos, UnixNanos) {
         if f.wide() {
             self.flow_wide[&slot]
         } else {
@@ -4344,16 +4350,25 @@ impl Correlator {
             let mut i = 0;
             while i < lists {
                 let (front, back) = walks[i];
+                // SAFETY: a due list's two ends are flows on the wheel (a
+                // list never holds a head: its ends meet before one), and
+                // the wheel links live flows only (`wheel_insert` takes the
+                // slot `insert_flow` filled, or one the scan found live;
+                // `remove_flow_at` unlinks before `forget_flow` frees), so
+                // slots the slab handed out.
+                #[allow(unsafe_code)]
+                let (front_at, back_at) =
+                    unsafe { (SlotNo::handed_out(front), SlotNo::handed_out(back)) };
                 if front == back {
-                    self.expire_look(front, now_ns, &mut expired);
+                    self.expire_look(front_at, now_ns, &mut expired);
                     lists -= 1;
                     walks[i] = walks[lists];
                     continue;
                 }
-                let after = self.flow(front).link(LINK_WHEEL_NEXT);
-                let before = self.flow(back).link(LINK_WHEEL_PREV);
-                self.expire_look(front, now_ns, &mut expired);
-                self.expire_look(back, now_ns, &mut expired);
+                let after = self.flows.at(front_at).link(LINK_WHEEL_NEXT);
+                let before = self.flows.at(back_at).link(LINK_WHEEL_PREV);
+                self.expire_look(front_at, now_ns, &mut expired);
+                self.expire_look(back_at, now_ns, &mut expired);
                 if after == back {
                     lists -= 1;
                     walks[i] = walks[lists];
@@ -4423,17 +4438,19 @@ impl Correlator {
     #[inline(always)]
     fn expire_look(
         &mut self,
-        slot: u32,
+        at: SlotNo,
         now_ns: UnixNanos,
         expired: &mut Vec<(UnixNanos, UnixNanos, u32)>,
     ) {
-        let f = self.flow_mut(slot);
+        let slot = at.number();
+        let f = self.flows.at_mut(at);
         f.set_link(LINK_WHEEL_PREV, LINK_NONE);
         f.set_link(LINK_WHEEL_NEXT, LINK_NONE);
-        let (last_ns, _) = self.flow_times(slot);
-        let due = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
+        let f = *f;
+        let (last_ns, _) = self.flow_times_of(&f, slot);
+        let due = f.deadline_ns(last_ns, &self.cfg.hold);
         if now_ns > due {
-            expired.push((last_ns, self.flow(slot).first_ns, slot));
+            expired.push((last_ns, f.first_ns, slot));
         } else {
             self.wheel_insert(slot, due);
         }
