@@ -1216,7 +1216,15 @@ fn pair_batch(sink: &mut Sink<'_>, batch: &[Item<'_>]) -> Result<()> {
             if let Some(next) = rest.get(k + 1) {
                 sink.prefetch_pairing(next);
             }
-            sink.push_item(item);
+            // A packet by the pairing part's own entry (no flow slot
+            // hints to keep); a tick or a raw packet as `push_item`.
+            match item {
+                Item::Packet(ts, side, d) => {
+                    sink.correlator
+                        .push_prepared_pairing(*ts, *side, d, &mut sink.out);
+                }
+                _ => sink.push_item(item),
+            }
             if sink.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
                 sink.drain()?;
             }

@@ -1797,6 +1797,11 @@ pub struct Correlator {
     /// nothing queued yet).
     wheel_pos: i64,
     preparer: Preparer,
+    /// `refresh_interval_ns`, or `i64::MAX` when it is not above 0 (no
+    /// refresh: a narrow slot's time since its last written state is at
+    /// most `FLOW_SPAN_MAX_NS`, never that), so a pair's refresh test is one
+    /// compare ([`touch_narrow`](Correlator::touch_narrow)).
+    refresh_due_ns: i64,
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
     stats: CorrelatorStats,
@@ -1862,6 +1867,11 @@ impl Correlator {
         let index_bits = if pairing { 1 } else { INDEX_BITS_MIN };
         Ok(Correlator {
             preparer: Preparer::new(&cfg),
+            refresh_due_ns: if cfg.refresh_interval_ns > 0 {
+                cfg.refresh_interval_ns
+            } else {
+                i64::MAX
+            },
             cfg,
             pending: PendingTable::default(),
             waiting: Vec::new(),
@@ -2077,7 +2087,7 @@ impl Correlator {
         if hash != 0 {
             let s = self.index_heads[self.head_of(hash)];
             if s != LINK_NONE {
-                slab::prefetch(self.flow(s));
+                self.flows.prefetch_entry(s);
             }
         }
     }
@@ -2132,7 +2142,11 @@ impl Correlator {
     /// open or end are appended to `out`.
     pub fn push(&mut self, ts_ns: UnixNanos, side: Side, pkt: &Decoded, out: &mut Vec<Mapping>) {
         let p = self.preparer.prepare(pkt);
-        self.push_prepared(ts_ns, side, &p, out);
+        if self.part == Part::Pairing {
+            self.push_prepared_pairing(ts_ns, side, &p, out);
+        } else {
+            self.push_prepared(ts_ns, side, &p, out);
+        }
     }
 
     /// As [`push`](Correlator::push), for a packet already prepared by this
@@ -2144,22 +2158,65 @@ impl Correlator {
         pkt: &Prepared,
         out: &mut Vec<Mapping>,
     ) {
+        self.push_prepared_in::<false>(ts_ns, side, pkt, out);
+    }
+
+    /// [`push_prepared`](Correlator::push_prepared) for a pairing part
+    /// ([`try_new_pairing`](Correlator::try_new_pairing)): the same
+    /// results, without the flow slot hints' bookkeeping, which a pairing
+    /// part (no flow table) never uses (its hint fields stay [`NO_SLOT`]):
+    /// two tests and two stores a packet less (round 17). A copy of the
+    /// pairing code of its own (the one-thread path's is unchanged).
+    pub fn push_prepared_pairing(
+        &mut self,
+        ts_ns: UnixNanos,
+        side: Side,
+        pkt: &Prepared,
+        out: &mut Vec<Mapping>,
+    ) {
+        debug_assert_eq!(self.part, Part::Pairing);
+        self.push_prepared_in::<true>(ts_ns, side, pkt, out);
+    }
+
+    /// [`push_prepared`](Correlator::push_prepared) (`PAIRING` false) and
+    /// [`push_prepared_pairing`](Correlator::push_prepared_pairing).
+    #[inline(always)]
+    fn push_prepared_in<const PAIRING: bool>(
+        &mut self,
+        ts_ns: UnixNanos,
+        side: Side,
+        pkt: &Prepared,
+        out: &mut Vec<Mapping>,
+    ) {
         // The packet's number (from 1; a copy keeps it, `Copy::packet`):
         // the packets pushed so far, counted once.
         self.stats.packets += 1;
-        if self.prefetch_head != NO_SLOT {
-            self.prefetch_slot();
-        }
         // Hinted: the caller asks `prefetch_next` for the packets it pushes
         // (the replay's loops), so this packet's flow slot was prefetched
         // by now (here, or by the push before); else (live capture) an
         // inside copy that waits prefetches its flow itself (`offer_wait`).
-        let hinted = self.armed_head != NO_SLOT;
-        if hinted {
-            self.prefetch_armed_slot();
-        }
-        self.armed_head = self.next_head;
-        self.next_head = NO_SLOT;
+        // A pairing part: never (`prefetch_flow` leaves it no head, and it
+        // is asked `prefetch_next_pairing`, which arms none).
+        let hinted = if PAIRING {
+            debug_assert!(
+                self.prefetch_head == NO_SLOT
+                    && self.armed_head == NO_SLOT
+                    && self.next_head == NO_SLOT,
+                "a pairing part keeps no flow slot hint"
+            );
+            false
+        } else {
+            if self.prefetch_head != NO_SLOT {
+                self.prefetch_slot();
+            }
+            let hinted = self.armed_head != NO_SLOT;
+            if hinted {
+                self.prefetch_armed_slot();
+            }
+            self.armed_head = self.next_head;
+            self.next_head = NO_SLOT;
+            hinted
+        };
         self.advance(ts_ns, out);
 
         let (src_sub, dst_sub) = (pkt.src_sub, pkt.dst_sub);
@@ -2178,11 +2235,11 @@ impl Correlator {
                 // `hash_in`: the flow's key hash (see `Prepared::hash_out`),
                 // to prefetch its flow while it waits unless hinted.
                 let prefetch = if hinted { 0 } else { pkt.hash_in };
-                self.offer(ts_ns, pkt, Dir::Out, prefetch, out);
+                self.offer::<PAIRING>(ts_ns, pkt, Dir::Out, prefetch, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
                 let prefetch = if hinted { 0 } else { pkt.hash_out };
-                self.offer(ts_ns, pkt, Dir::In, prefetch, out);
+                self.offer::<PAIRING>(ts_ns, pkt, Dir::In, prefetch, out);
             }
             _ => {
                 // An outside copy: either subscriber→remote after translation
@@ -2196,10 +2253,17 @@ impl Correlator {
                 // No list: where its probe ended is where the copy waits.
                 let chash = coarse_hash(pkt.proto, pkt.invariants);
                 match self.coarse_list_found(pkt, chash) {
-                    Err(vacant) => {
-                        self.offer_outside(ts_ns, pkt, chash, CoarseList::NONE, Some(vacant), out)
+                    Err(vacant) => self.offer_outside::<PAIRING>(
+                        ts_ns,
+                        pkt,
+                        chash,
+                        CoarseList::NONE,
+                        Some(vacant),
+                        out,
+                    ),
+                    Ok(coarse) => {
+                        self.offer_outside::<PAIRING>(ts_ns, pkt, chash, coarse, None, out)
                     }
-                    Ok(coarse) => self.offer_outside(ts_ns, pkt, chash, coarse, None, out),
                 }
             }
         }
@@ -2211,7 +2275,7 @@ impl Correlator {
     /// inside copy, or makes it wait. `vacant`: with no list, where the
     /// probe for it ended ([`wait_coarse`](Correlator::wait_coarse)).
     #[inline(always)]
-    fn offer_outside(
+    fn offer_outside<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2222,10 +2286,14 @@ impl Correlator {
     ) {
         // The keys are read from `pkt` where they are used, not built
         // once on the stack and copied from there (round 15).
-        let Twin::Absent(mut out_at) = self.take_inside(ts_ns, pkt, Dir::Out, &coarse, out) else {
+        let Twin::Absent(mut out_at) =
+            self.take_inside::<PAIRING>(ts_ns, pkt, Dir::Out, &coarse, out)
+        else {
             return;
         };
-        let Twin::Absent(mut in_at) = self.take_inside(ts_ns, pkt, Dir::In, &coarse, out) else {
+        let Twin::Absent(mut in_at) =
+            self.take_inside::<PAIRING>(ts_ns, pkt, Dir::In, &coarse, out)
+        else {
             return;
         };
         out_at.len += coarse.out_len;
@@ -2276,7 +2344,7 @@ impl Correlator {
     /// prefetch the flow if it waits (0: none, or already prefetched). A
     /// hint only: the pair's `find_flow` takes the packet's own hash.
     #[inline(always)]
-    fn offer(
+    fn offer<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2291,15 +2359,16 @@ impl Correlator {
         let (hash, lists) = match self.twin_lists(pkt, dir) {
             Ok(found) => found,
             Err(vacant) => {
-                self.offer_wait(ts_ns, pkt, dir, flow_hash, KeyList::NONE, Some(vacant));
+                self.offer_wait::<PAIRING>(ts_ns, pkt, dir, flow_hash, KeyList::NONE, Some(vacant));
                 return;
             }
         };
-        let Twin::Absent(at) = self.take_twin_held(ts_ns, pkt, dir, inside, hash, lists, out)
+        let Twin::Absent(at) =
+            self.take_twin_held::<PAIRING>(ts_ns, pkt, dir, inside, hash, lists, out)
         else {
             return;
         };
-        self.offer_wait(ts_ns, pkt, dir, flow_hash, at, None);
+        self.offer_wait::<PAIRING>(ts_ns, pkt, dir, flow_hash, at, None);
     }
 
     /// [`offer`](Correlator::offer)'s inside copy that found no twin
@@ -2307,7 +2376,7 @@ impl Correlator {
     /// list, where the probe of its coarse key ended, as
     /// [`twin_lists`](Correlator::twin_lists) left it).
     #[inline(always)]
-    fn offer_wait(
+    fn offer_wait<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2363,7 +2432,7 @@ impl Correlator {
         // (`flow_hash` 0, `push_prepared`): `prefetch_next` loaded its index
         // head and the push's start its slot already, and doing it twice
         // cost 7.8 instructions a packet (round 14).
-        self.prefetch_flow(flow_hash);
+        self.prefetch_flow::<PAIRING>(flow_hash);
     }
 
     /// A hint for the packet pushed next, called before the push of the
@@ -2431,7 +2500,7 @@ impl Correlator {
     fn prefetch_chain_start(&self, head: u32) {
         if let Some(s) = self.index_heads.get(head) {
             if s != LINK_NONE {
-                slab::prefetch(self.flow(s));
+                self.flows.prefetch_entry(s);
             }
         }
     }
@@ -2445,10 +2514,10 @@ impl Correlator {
     /// hash), without building the key again. A hint: no effect on any
     /// result.
     #[inline(always)]
-    fn prefetch_flow(&mut self, flow_hash: u64) {
+    fn prefetch_flow<const PAIRING: bool>(&mut self, flow_hash: u64) {
         // A pairing part has no flow table to prefetch (`apply_events`
         // prefetches on the flow part's thread).
-        if flow_hash != 0 && self.part != Part::Pairing {
+        if !PAIRING && flow_hash != 0 && self.part != Part::Pairing {
             self.prefetch_head = self.prefetch_index_head(flow_hash);
         }
     }
@@ -2533,7 +2602,7 @@ impl Correlator {
     /// copies under the key.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn take_twin_held(
+    fn take_twin_held<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2548,11 +2617,11 @@ impl Correlator {
             // The common case (no copy waits on a fine list): the call
             // without the arguments it fixes.
             return match dir {
-                Dir::Out => self.take_twin_coarse::<true>(ts_ns, pkt, out),
-                Dir::In => self.take_twin_coarse::<false>(ts_ns, pkt, out),
+                Dir::Out => self.take_twin_coarse::<true, PAIRING>(ts_ns, pkt, out),
+                Dir::In => self.take_twin_coarse::<false, PAIRING>(ts_ns, pkt, out),
             };
         }
-        self.take_twin(ts_ns, pkt, dir, hash, inside, lists, u64::MAX, out)
+        self.take_twin::<PAIRING>(ts_ns, pkt, dir, hash, inside, lists, u64::MAX, out)
     }
 
     /// [`take_twin`](Correlator::take_twin) of an inside copy when only its
@@ -2568,7 +2637,7 @@ impl Correlator {
     /// restored six registers and returned its `Twin` through memory; that
     /// paid while the inlined pairing paths kept their keys on the stack.
     #[inline(always)]
-    fn take_twin_coarse<const OUT: bool>(
+    fn take_twin_coarse<const OUT: bool, const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2579,7 +2648,7 @@ impl Correlator {
             fine: false,
             coarse: true,
         };
-        self.take_twin_body(ts_ns, pkt, dir, 0, true, lists, u64::MAX, out)
+        self.take_twin_body::<PAIRING>(ts_ns, pkt, dir, 0, true, lists, u64::MAX, out)
     }
 
     /// Looks for a waiting copy of the other side under `key`, in one probe
@@ -2598,7 +2667,7 @@ impl Correlator {
     /// a list that cannot is not probed again.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
-    fn take_twin(
+    fn take_twin<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2609,14 +2678,14 @@ impl Correlator {
         before: u64,
         out: &mut Vec<Mapping>,
     ) -> Twin {
-        self.take_twin_body(ts_ns, pkt, dir, hash, inside, lists, before, out)
+        self.take_twin_body::<PAIRING>(ts_ns, pkt, dir, hash, inside, lists, before, out)
     }
 
     /// [`take_twin`](Correlator::take_twin)'s code, inlined into it and
     /// into [`take_twin_coarse`](Correlator::take_twin_coarse).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn take_twin_body(
+    fn take_twin_body<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2661,7 +2730,7 @@ impl Correlator {
             (true, Dir::Out) => pkt.hash_in,
             (true, Dir::In) => pkt.hash_out,
         };
-        self.pair_taken(
+        self.pair_taken::<PAIRING>(
             ts_ns, key, endpoint, flags, inside, twin, link, flow_hash, out,
         )
     }
@@ -2674,7 +2743,7 @@ impl Correlator {
     /// [`take_twin`](Correlator::take_twin): `Taken`, or `Absent` with the
     /// key's own list.
     #[inline(always)]
-    fn take_inside(
+    fn take_inside<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2688,7 +2757,7 @@ impl Correlator {
         };
         let mut at = KeyList::NONE;
         if self.fine_count != 0 {
-            match self.take_inside_fine(ts_ns, pkt, dir, first, out) {
+            match self.take_inside_fine::<PAIRING>(ts_ns, pkt, dir, first, out) {
                 Twin::Taken => return Twin::Taken,
                 Twin::Absent(a) => at = a,
             }
@@ -2696,7 +2765,7 @@ impl Correlator {
         if first == NO_SLOT {
             return Twin::Absent(at);
         }
-        self.take_coarse_inside(ts_ns, pkt, dir, coarse.entry, first, prev, out);
+        self.take_coarse_inside::<PAIRING>(ts_ns, pkt, dir, coarse.entry, first, prev, out);
         Twin::Taken
     }
 
@@ -2705,7 +2774,7 @@ impl Correlator {
     /// the oldest inside copy there if older than `first` (the first under
     /// the key on the coarse list, [`NO_SLOT`]: none).
     #[inline(never)]
-    fn take_inside_fine(
+    fn take_inside_fine<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2725,7 +2794,7 @@ impl Correlator {
             fine: true,
             coarse: false,
         };
-        self.take_twin(ts_ns, pkt, dir, hash, false, lists, before, out)
+        self.take_twin::<PAIRING>(ts_ns, pkt, dir, hash, false, lists, before, out)
     }
 
     /// Pairs an outside copy with inside copy `i` on the coarse list the
@@ -2734,7 +2803,7 @@ impl Correlator {
     /// cost 10.8 instructions a packet more, round13-corr13.md).
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn take_coarse_inside(
+    fn take_coarse_inside<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         pkt: &Prepared,
@@ -2750,7 +2819,7 @@ impl Correlator {
         self.unlist(entry, i, prev);
         let (twin, link) = self.unlink_waiting(i);
         let (key, endpoint) = pkt.pair_key(dir);
-        self.pair_taken(
+        self.pair_taken::<PAIRING>(
             ts_ns,
             key,
             endpoint,
@@ -2769,7 +2838,7 @@ impl Correlator {
     /// counts the pair and observes it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn pair_taken(
+    fn pair_taken<const PAIRING: bool>(
         &mut self,
         ts_ns: UnixNanos,
         key: PairKey,
@@ -2797,7 +2866,7 @@ impl Correlator {
         }
         self.stats.paired_copies += 2;
         let ts = ts_ns.min(twin.ts_ns);
-        if self.part == Part::Pairing {
+        if PAIRING || self.part == Part::Pairing {
             self.events.push(FlowEvent(Ev::Observe(Observation {
                 now_ns: self.now_ns,
                 ts_ns: ts,
@@ -3467,7 +3536,13 @@ impl Correlator {
     /// is in the high half (`INDEX_BITS_MAX`), so which one is used
     /// changes no result.
     #[inline(always)]
-    fn find_flow(&self, proto: Proto, internal: &Ep, remote: &Ep, flow_hash: u64) -> Option<u32> {
+    fn find_flow(
+        &self,
+        proto: Proto,
+        internal: &Ep,
+        remote: &Ep,
+        flow_hash: u64,
+    ) -> Option<SlotNo> {
         // A carried hash: both ends are IPv4 (the contract above), so
         // their addresses are the low words, untested. Else both IPv4
         // (most flows): one test for the two.
@@ -3511,9 +3586,16 @@ impl Correlator {
         };
         let mut s = self.index_heads[self.head_of(hash)];
         while s != LINK_NONE {
-            let f = self.flow(s);
+            // SAFETY: an index head or chain link that is not `LINK_NONE`
+            // is a live flow's slot (`index_link` links only the slots
+            // `insert_flow` fills; `index_unlink_at` takes a slot out before
+            // `forget_flow` frees it; `index_grow` links the live slots
+            // again: `check_index`), so one the slab handed out.
+            #[allow(unsafe_code)]
+            let slot = unsafe { SlotNo::handed_out(s) };
+            let f = self.flows.at(slot);
             if f.key_is(&key, words) {
-                return Some(s);
+                return Some(slot);
             }
             s = f.link(LINK_INDEX_NEXT);
         }
@@ -3574,7 +3656,13 @@ impl Correlator {
     /// (last packet, last written state) of the flow in `slot`.
     #[inline]
     fn flow_times(&self, slot: u32) -> (UnixNanos, UnixNanos) {
-        let f = self.flow(slot);
+        self.flow_times_of(self.flow(slot), slot)
+    }
+
+    /// [`flow_times`](Correlator::flow_times) of the flow `f` in `slot`,
+    /// read by the caller.
+    #[inline]
+    fn flow_times_of(&self, f: &Flow, slot: u32) -> (UnixNanos, UnixNanos) {
         if f.wide() {
             self.flow_wide[&slot]
         } else {
@@ -3617,7 +3705,7 @@ impl Correlator {
     /// Tests: `observe` runs its two halves itself (the slot taken once).
     #[cfg(test)]
     fn touch_flow_times(&mut self, slot: u32, ts_ns: UnixNanos) -> (UnixNanos, bool) {
-        let refresh = self.cfg.refresh_interval_ns;
+        let refresh = self.refresh_due_ns;
         match Self::touch_narrow(self.flow_mut(slot), ts_ns, refresh) {
             Some(r) => r,
             None => self.touch_flow_times_wide(slot, ts_ns),
@@ -3626,7 +3714,7 @@ impl Correlator {
 
     /// `touch_flow_times` (tests) on the slot `f`
     /// when both offsets stay narrow (its one read and write of the time
-    /// word; `refresh`: `refresh_interval_ns`); `None`, with `f` untouched,
+    /// word; `refresh`: `refresh_due_ns`, above 0); `None`, with `f` untouched,
     /// otherwise (then [`touch_flow_times_wide`](Correlator::touch_flow_times_wide)).
     /// On the slot, not the correlator: the caller keeps the one reference
     /// to the slot for the rest of the fold.
@@ -3647,7 +3735,8 @@ impl Correlator {
                     // for d < 0 it is negative, as `0 - written_off` is,
                     // and no refresh (> 0) is due: the slow path's
                     // saturating test, without the saturation.
-                    let refreshed = refresh > 0 && d_off as i64 - written_off as i64 >= refresh;
+                    // (`refresh` > 0: `refresh_due_ns`.)
+                    let refreshed = d_off as i64 - written_off as i64 >= refresh;
                     let last_off = last_off.max(d_off);
                     let written_off = if refreshed { d as u64 } else { written_off };
                     f.set_word(
@@ -3740,7 +3829,7 @@ impl Correlator {
             // (a miss on most opens: the free list's slots were freed by an
             // idle scan long before), then writes it whole.
             if self.flow_free != NO_SLOT {
-                slab::prefetch(self.flow(self.flow_free));
+                self.flows.prefetch_entry(self.flow_free);
             }
             slot
         } else {
@@ -3882,11 +3971,14 @@ impl Correlator {
         flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
-        let syn_only = flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN;
-        if let Some(slot) = self.find_flow(proto, internal, remote, flow_hash) {
-            let f = self.flow(slot);
-            let closed_any = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0;
-            let new_connection = proto == Proto::Tcp && syn_only && dir == Dir::Out && closed_any;
+        if let Some(at) = self.find_flow(proto, internal, remote, flow_hash) {
+            let slot = at.number();
+            let f = self.flows.at(at);
+            // A SYN going out on a closed flow's tuple (FIN or RST seen):
+            // the flow's bits first, so most pairs (an open flow's) take
+            // one test and a branch, not the four terms.
+            let new_connection = f.bits & (BIT_FIN_OUT | BIT_FIN_IN | BIT_RST) != 0
+                && Self::opens_again(dir, proto, flags);
             // By the slot's family: an IPv4 public address is the same
             // exactly when `public` is its IPv4-mapped form (`v4()` is
             // `Some` of it); an IPv6 one when `public` is not IPv4 and its
@@ -3905,8 +3997,8 @@ impl Correlator {
                 // (`touch_flow_times` then the counts, each taking the slot
                 // again, read the slab's length and base again after the
                 // slot's writes).
-                let refresh = self.cfg.refresh_interval_ns;
-                let flow = self.flows.get_mut(slot as usize);
+                let refresh = self.refresh_due_ns;
+                let flow = self.flows.at_mut(at);
                 let (last_ns, refreshed, moved_earlier) =
                     match Self::touch_narrow(flow, ts_ns, refresh) {
                         Some((last_ns, refreshed)) => {
@@ -3925,7 +4017,7 @@ impl Correlator {
                     out.push(m);
                 }
                 if moved_earlier {
-                    let deadline_ns = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
+                    let deadline_ns = self.flows.at(at).deadline_ns(last_ns, &self.cfg.hold);
                     self.wheel_unlink(slot);
                     self.wheel_insert(slot, deadline_ns);
                 }
@@ -3934,6 +4026,15 @@ impl Correlator {
             self.replace_flow(slot, new_connection, out);
         }
         self.open_flow(ts_ns, dir, proto, *internal, *public, *remote, flags, out);
+    }
+
+    /// Whether a pair going `dir` with TCP flags `flags` opens a new
+    /// connection on a closed flow's tuple: a TCP SYN (no ACK) going out.
+    #[inline(always)]
+    fn opens_again(dir: Dir, proto: Proto, flags: u8) -> bool {
+        proto == Proto::Tcp
+            && flags & (TcpInfo::SYN | TcpInfo::ACK) == TcpInfo::SYN
+            && dir == Dir::Out
     }
 
     /// The counts and TCP bits of a pair continuing the flow in slot `f`
@@ -4249,23 +4350,32 @@ impl Correlator {
             let mut i = 0;
             while i < lists {
                 let (front, back) = walks[i];
+                // SAFETY: a due list's two ends are flows on the wheel (a
+                // list never holds a head: its ends meet before one), and
+                // the wheel links live flows only (`wheel_insert` takes the
+                // slot `insert_flow` filled, or one the scan found live;
+                // `remove_flow_at` unlinks before `forget_flow` frees), so
+                // slots the slab handed out.
+                #[allow(unsafe_code)]
+                let (front_at, back_at) =
+                    unsafe { (SlotNo::handed_out(front), SlotNo::handed_out(back)) };
                 if front == back {
-                    self.expire_look(front, now_ns, &mut expired);
+                    self.expire_look(front_at, now_ns, &mut expired);
                     lists -= 1;
                     walks[i] = walks[lists];
                     continue;
                 }
-                let after = self.flow(front).link(LINK_WHEEL_NEXT);
-                let before = self.flow(back).link(LINK_WHEEL_PREV);
-                self.expire_look(front, now_ns, &mut expired);
-                self.expire_look(back, now_ns, &mut expired);
+                let after = self.flows.at(front_at).link(LINK_WHEEL_NEXT);
+                let before = self.flows.at(back_at).link(LINK_WHEEL_PREV);
+                self.expire_look(front_at, now_ns, &mut expired);
+                self.expire_look(back_at, now_ns, &mut expired);
                 if after == back {
                     lists -= 1;
                     walks[i] = walks[lists];
                     continue;
                 }
-                slab::prefetch(self.flow(after));
-                slab::prefetch(self.flow(before));
+                self.flows.prefetch_entry(after);
+                self.flows.prefetch_entry(before);
                 walks[i] = (after, before);
                 i += 1;
             }
@@ -4302,7 +4412,7 @@ impl Correlator {
         }
         for k in 0..expired.len() {
             if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD) {
-                slab::prefetch(self.flow(ahead));
+                self.flows.prefetch_entry(ahead);
             }
             if let Some(&(_, _, ahead)) = expired.get(k + HALF) {
                 let h = self.index_head(&self.flow(ahead).key());
@@ -4314,7 +4424,7 @@ impl Correlator {
             if let Some(&(_, _, ahead)) = expired.get(k + EXPIRE_PREFETCH_AHEAD / 4) {
                 let first = self.index_heads[heads[(k + EXPIRE_PREFETCH_AHEAD / 4) & (RING - 1)]];
                 if first != ahead && first != LINK_NONE {
-                    slab::prefetch(self.flow(first));
+                    self.flows.prefetch_entry(first);
                 }
             }
             self.close_expired(expired[k].2, heads[k & (RING - 1)], out);
@@ -4328,17 +4438,19 @@ impl Correlator {
     #[inline(always)]
     fn expire_look(
         &mut self,
-        slot: u32,
+        at: SlotNo,
         now_ns: UnixNanos,
         expired: &mut Vec<(UnixNanos, UnixNanos, u32)>,
     ) {
-        let f = self.flow_mut(slot);
+        let slot = at.number();
+        let f = self.flows.at_mut(at);
         f.set_link(LINK_WHEEL_PREV, LINK_NONE);
         f.set_link(LINK_WHEEL_NEXT, LINK_NONE);
-        let (last_ns, _) = self.flow_times(slot);
-        let due = self.flow(slot).deadline_ns(last_ns, &self.cfg.hold);
+        let f = *f;
+        let (last_ns, _) = self.flow_times_of(&f, slot);
+        let due = f.deadline_ns(last_ns, &self.cfg.hold);
         if now_ns > due {
-            expired.push((last_ns, self.flow(slot).first_ns, slot));
+            expired.push((last_ns, f.first_ns, slot));
         } else {
             self.wheel_insert(slot, due);
         }
@@ -4614,7 +4726,7 @@ mod pairing_model;
 mod pending;
 mod slab;
 use pending::PendingTable;
-use slab::MappedSlab;
+use slab::{MappedSlab, SlotNo};
 
 #[cfg(test)]
 mod tests {
@@ -6576,6 +6688,7 @@ mod tests {
                 &Ep::of(remote.ip(), remote.port()),
                 0,
             )
+            .map(SlotNo::number)
         };
         // Remove every third flow (a replace: a new public endpoint closes it).
         let mut removed = Vec::new();
@@ -6645,7 +6758,7 @@ mod tests {
                     assert_eq!(c.find_flow(proto, &i, &r, h), plain);
                     assert_eq!(c.find_flow(proto, &i, &r, h >> 32 << 32), plain);
                 }
-                plain
+                plain.map(SlotNo::number)
             };
             // 2 000 opens first: past 1.6 flows a head of 1 024 heads.
             let fill = (0..2000u16).map(|k| (0u8, k * 3));

@@ -151,6 +151,41 @@ impl<T: Copy> MappedSlab<T> {
         unsafe { &*self.map.as_ptr().add(self.offset).cast::<T>().add(i) }
     }
 
+    /// Entry `s`, without a bounds check (a [`SlotNo`] is below `len`).
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(super) fn at(&self, s: SlotNo) -> &T {
+        let i = s.0 as usize;
+        debug_assert!(i < self.len, "slab entry {i} of {}", self.len);
+        // SAFETY: `i < len` (`SlotNo::handed_out`'s contract: `len` only
+        // grows, so a number handed out stays below it); the rest as `get`.
+        unsafe { &*self.map.as_ptr().add(self.offset).cast::<T>().add(i) }
+    }
+
+    /// Entry `s`, to change, without a bounds check.
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(super) fn at_mut(&mut self, s: SlotNo) -> &mut T {
+        let i = s.0 as usize;
+        debug_assert!(i < self.len, "slab entry {i} of {}", self.len);
+        // SAFETY: as `at`; `&mut self` makes the reference unique.
+        unsafe { &mut *self.map.as_mut_ptr().add(self.offset).cast::<T>().add(i) }
+    }
+
+    /// Starts loading entry `i` (a hint: any `i`, handed out or not, even
+    /// past the map: the address is only computed, never dereferenced, and
+    /// a prefetch does not fault).
+    #[inline(always)]
+    pub(super) fn prefetch_entry(&self, i: u32) {
+        let p = self
+            .map
+            .as_ptr()
+            .wrapping_add(self.offset)
+            .cast::<T>()
+            .wrapping_add(i as usize);
+        prefetch_ptr(p);
+    }
+
     /// Entry `i`, to change.
     ///
     /// # Panics
@@ -164,6 +199,38 @@ impl<T: Copy> MappedSlab<T> {
     }
 }
 
+/// An entry number of the one [`MappedSlab`] a correlator keeps its flows
+/// in, known to be handed out: read with [`MappedSlab::at`] /
+/// [`at_mut`](MappedSlab::at_mut) without a bounds check. Made only by
+/// [`SlotNo::handed_out`] (`unsafe`: the caller vouches for it; the field is
+/// private to this module). A slab never takes an entry back (`len` only
+/// grows), so a number handed out once stays below `len` for the slab's
+/// life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct SlotNo(u32);
+
+impl SlotNo {
+    /// Vouches that `i` is an entry number the slab it will read has
+    /// handed out ([`push`](MappedSlab::push)).
+    ///
+    /// # Safety
+    /// `i` must be below the `len` of every slab the `SlotNo` is used with
+    /// (for the correlator: a slot taken from its flow index or timer
+    /// wheel, which hold handed-out slots only; debug builds assert it at
+    /// each read).
+    #[inline(always)]
+    #[allow(unsafe_code)]
+    pub(super) unsafe fn handed_out(i: u32) -> SlotNo {
+        SlotNo(i)
+    }
+
+    /// The number.
+    #[inline(always)]
+    pub(super) fn number(self) -> u32 {
+        self.0
+    }
+}
+
 /// Asks the CPU to start loading the cache line of `r` (and of its last
 /// byte, when a `T` may straddle two lines). A hint: no effect on any result.
 ///
@@ -173,7 +240,14 @@ impl<T: Copy> MappedSlab<T> {
 /// take one prefetch, not two naming the same line.
 #[inline(always)]
 pub(super) fn prefetch<T>(r: &T) {
-    let p = (r as *const T).cast::<u8>();
+    prefetch_ptr(r as *const T);
+}
+
+/// [`prefetch`] of an address that need not point at a live `T` (a
+/// prefetch never faults and changes no memory).
+#[inline(always)]
+fn prefetch_ptr<T>(r: *const T) {
+    let p = r.cast::<u8>();
     prefetch_line(p);
     let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
     if size > align || align > 64 {
@@ -185,8 +259,8 @@ pub(super) fn prefetch<T>(r: &T) {
 #[allow(unsafe_code)]
 #[inline(always)]
 fn prefetch_line(p: *const u8) {
-    // SAFETY: a prefetch is a hint: it never faults and changes no memory
-    // (and `p` points into a live reference anyway).
+    // SAFETY: a prefetch is a hint: it never faults and changes no memory,
+    // whatever the address (`prefetch_entry` may name one past the map).
     unsafe { std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>()) }
 }
 
@@ -241,6 +315,51 @@ mod tests {
             assert_eq!(*s.get(i), want, "entry {i}");
         }
         assert_eq!(s.resident_bytes(), (n * 24).div_ceil(4096) * 4096);
+    }
+
+    #[test]
+    fn slot_numbers_read_and_write_what_get_does() {
+        let mut s: MappedSlab<[u64; 7]> = MappedSlab::new(3000).unwrap();
+        for i in 0..3000u64 {
+            s.push([i, !i, i * 3, i ^ 0x55, i << 9, i.rotate_left(31), 7]);
+            // Every number handed out so far, the oldest and the newest.
+            for j in [0, i / 2, i] {
+                // SAFETY: `j ≤ i` was handed out.
+                #[allow(unsafe_code)]
+                let at = unsafe { SlotNo::handed_out(j as u32) };
+                assert_eq!(at.number(), j as u32);
+                assert_eq!(s.at(at), s.get(j as usize), "entry {j} of {}", i + 1);
+                s.prefetch_entry(j as u32);
+            }
+            if i % 7 == 0 {
+                // SAFETY: `i / 3 ≤ i` was handed out.
+                #[allow(unsafe_code)]
+                let at = unsafe { SlotNo::handed_out((i / 3) as u32) };
+                s.at_mut(at)[6] = i;
+            }
+        }
+        for i in 0..3000u64 {
+            let changed = (0..3000u64).filter(|k| k % 7 == 0 && k / 3 == i).max();
+            assert_eq!(s.get(i as usize)[6], changed.unwrap_or(7), "entry {i}");
+            assert_eq!(s.get(i as usize)[0], i);
+        }
+        // A hint for any number, even one past the map: computed, never read.
+        s.prefetch_entry(u32::MAX);
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "slab entry 3 of 3")]
+    fn a_slot_number_not_handed_out_panics_in_debug_builds() {
+        let mut s: MappedSlab<u64> = MappedSlab::new(10).unwrap();
+        for v in 0..3 {
+            s.push(v);
+        }
+        // SAFETY: not kept: the debug assertion in `at` panics before the
+        // read (this test is compiled in debug builds only).
+        #[allow(unsafe_code)]
+        let at = unsafe { SlotNo::handed_out(3) };
+        s.at(at);
     }
 
     #[test]
