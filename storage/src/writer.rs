@@ -200,6 +200,9 @@ struct SealWorkers {
     publish_tx: Option<mpsc::Sender<ToPublish>>,
     publish_rx: std::sync::Arc<std::sync::Mutex<mpsc::Receiver<ToPublish>>>,
     publishers: Vec<std::thread::JoinHandle<()>>,
+    /// Tests: no publish thread starts, as if none could.
+    #[cfg(test)]
+    publishers_fail: bool,
 }
 
 impl SealWorkers {
@@ -213,6 +216,8 @@ impl SealWorkers {
             publish_tx: Some(publish_tx),
             publish_rx: std::sync::Arc::new(std::sync::Mutex::new(publish_rx)),
             publishers: Vec::new(),
+            #[cfg(test)]
+            publishers_fail: false,
         }
     }
 
@@ -220,6 +225,10 @@ impl SealWorkers {
     /// While none runs, the seal threads get no queue and publish their
     /// own `.part`s.
     fn start_publisher(&mut self) {
+        #[cfg(test)]
+        if self.publishers_fail {
+            return;
+        }
         let rx = std::sync::Arc::clone(&self.publish_rx);
         if let Ok(h) = std::thread::Builder::new()
             .name("natrec-publish".into())
@@ -3960,6 +3969,42 @@ mod tests {
             let free = write(&d.path().join("free"), false);
             assert_eq!(held.len() as i64, hours + 1, "one .part per hour");
             assert_eq!(held, free);
+        }
+
+        /// With no publish thread (none could be started), each seal thread
+        /// publishes its own `.part`: the same files as with them.
+        #[test]
+        fn seal_threads_publish_their_own_when_no_publish_thread_runs() {
+            let hours = 6i64;
+            let write = |dir: &std::path::Path, fail: bool| {
+                let store = store(dir, u32::MAX);
+                let parts = store.dir().join("partitions");
+                let mut w = store.writer().unwrap();
+                w.seal_workers.publishers_fail = fail;
+                for h in 0..=hours {
+                    let t = T0 + h * H + 10 * S;
+                    w.append(&tcp(1000 + h as u16, t, t + S, EndReason::Fin))
+                        .unwrap();
+                }
+                w.advance(T0 + hours * H + 2 * 60 * S).unwrap();
+                w.seal_all().unwrap();
+                assert!(!w.seal_workers.threads.is_empty());
+                assert_eq!(w.seal_workers.publishers.is_empty(), fail);
+                drop(w);
+                for h in 0..=hours {
+                    assert_eq!(holders(&store, 1000 + h as u16, T0 + h * H + 10 * S), 1);
+                }
+                let mut parts_bytes = Vec::new();
+                for f in crate::store::list_partitions(&parts).unwrap() {
+                    parts_bytes.push((f.name.clone(), std::fs::read(&f.path).unwrap()));
+                }
+                parts_bytes
+            };
+            let d = tempfile::tempdir().unwrap();
+            let own = write(&d.path().join("own"), true);
+            let handed = write(&d.path().join("handed"), false);
+            assert_eq!(own.len() as i64, hours + 1, "one .part per hour");
+            assert_eq!(own, handed);
         }
 
         /// A seal thread gives its scratch back exactly once, also when it
