@@ -195,8 +195,9 @@ struct SealWorkers {
     tx: Option<mpsc::Sender<SealTask>>,
     rx: std::sync::Arc<std::sync::Mutex<mpsc::Receiver<SealTask>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
-    /// The publish threads' queue, given to each seal thread (`None`: no
-    /// publish thread could be started yet).
+    /// The publish threads' queue (unbounded as a channel; it holds at most
+    /// [`PUBLISHES_IN_FLIGHT_MAX`] `.part`s, the seals unfinished), given to
+    /// a seal thread only if a publish thread runs; taken at drop.
     publish_tx: Option<mpsc::Sender<ToPublish>>,
     publish_rx: std::sync::Arc<std::sync::Mutex<mpsc::Receiver<ToPublish>>>,
     publishers: Vec<std::thread::JoinHandle<()>>,
