@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::StoreError;
 
@@ -30,6 +30,67 @@ pub(crate) fn fsync_dir(dir: &Path) -> Result<(), StoreError> {
 /// write, fsync, rename over `path`, fsync the directory. A crash leaves
 /// either the old state (plus a stray temp file) or the complete new file.
 pub(crate) fn publish(path: &Path, parts: &[&[u8]]) -> Result<(), StoreError> {
+    publish_all(&[(path, parts)])
+        .pop()
+        .expect("one result per file")
+}
+
+/// Publishes several files as [`publish`] does each, with the disk waits
+/// shared: every temp file is written and its writeback started
+/// ([`crate::mmap::start_writeback`]) before the first fsync, so each fsync mostly waits
+/// for writes already under way, not for its own in turn; then each file is
+/// fsynced and renamed, and each directory holding one is fsynced once for
+/// all. The order per file is [`publish`]'s (data fsynced, then renamed,
+/// then the directory fsynced before the result is returned), so a crash
+/// leaves each file old (plus a stray temp file) or complete. One result per
+/// file, in order; a directory fsync that fails fails every file renamed
+/// into that directory.
+pub(crate) fn publish_all(files: &[(&Path, &[&[u8]])]) -> Vec<Result<(), StoreError>> {
+    let written: Vec<Result<(PathBuf, File), StoreError>> = files
+        .iter()
+        .map(|&(path, parts)| write_temp(path, parts))
+        .collect();
+    let mut results: Vec<Result<(), StoreError>> = Vec::with_capacity(files.len());
+    for (&(path, _), w) in files.iter().zip(written) {
+        results.push(w.and_then(|(tmp, f)| {
+            f.sync_all().map_err(StoreError::io(&tmp, "fsync"))?;
+            drop(f);
+            fs::rename(&tmp, path).map_err(StoreError::io(path, "rename temp file onto"))
+        }));
+    }
+    let mut dirs: Vec<&Path> = Vec::new();
+    for (&(path, _), r) in files.iter().zip(&results) {
+        let dir = path
+            .parent()
+            .expect("published paths are inside a directory");
+        if r.is_ok() && !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in dirs {
+        if let Err(e) = fsync_dir(dir) {
+            // The first file renamed there gets the error itself, the
+            // others its message.
+            let msg = e.to_string();
+            let mut first = Some(e);
+            for (&(path, _), r) in files.iter().zip(results.iter_mut()) {
+                if r.is_ok() && path.parent() == Some(dir) {
+                    *r = Err(first.take().unwrap_or_else(|| {
+                        StoreError::io(path, "fsync the directory of")(std::io::Error::other(
+                            msg.clone(),
+                        ))
+                    }));
+                }
+            }
+        }
+    }
+    results
+}
+
+/// Writes `parts` to `path`'s temp name (created or truncated), starting
+/// the writeback of each part as soon as it is written; the open handle is
+/// returned for the fsync.
+fn write_temp(path: &Path, parts: &[&[u8]]) -> Result<(PathBuf, File), StoreError> {
     let dir = path
         .parent()
         .expect("published paths are inside a directory");
@@ -49,11 +110,9 @@ pub(crate) fn publish(path: &Path, parts: &[&[u8]]) -> Result<(), StoreError> {
         .map_err(StoreError::io(&tmp, "create"))?;
     for p in parts {
         f.write_all(p).map_err(StoreError::io(&tmp, "write"))?;
+        crate::mmap::start_writeback(&f);
     }
-    f.sync_all().map_err(StoreError::io(&tmp, "fsync"))?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(StoreError::io(path, "rename temp file onto"))?;
-    fsync_dir(dir)
+    Ok((tmp, f))
 }
 
 /// Removes a file and makes the removal durable.
@@ -101,5 +160,44 @@ pub(crate) mod publish_gate {
         while g.iter().any(|(d, _)| d == dir) {
             g = CHANGED.wait(g).unwrap();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Several files published at once each end up whole under their name,
+    /// no temp file left, and one that cannot be published (its directory
+    /// is missing) fails alone.
+    #[test]
+    fn publishing_several_files_publishes_each_or_fails_it_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.part"), d.path().join("b.part"));
+        let missing = d.path().join("no-such-dir").join("c.part");
+        std::fs::write(&b, b"old contents, longer than the new").unwrap();
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let results = publish_all(&[
+            (&a, &[&b"head "[..], &big[..], &b" tail"[..]]),
+            (&missing, &[&b"lost"[..]]),
+            (&b, &[&b"new"[..]]),
+        ]);
+        assert_eq!(results.len(), 3);
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(results[1].is_err());
+        let mut want = b"head ".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b" tail");
+        assert_eq!(std::fs::read(&a).unwrap(), want);
+        assert_eq!(std::fs::read(&b).unwrap(), b"new");
+        let mut names: Vec<_> = std::fs::read_dir(d.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a.part", "b.part"]);
+        // One file: as `publish`.
+        publish(&a, &[&b"again"[..]]).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"again");
     }
 }

@@ -1132,7 +1132,7 @@ pub(crate) fn write_sealed(
 /// caller (the writer, between seals):
 /// the bytes of a sealed partition (format v2) of the sorted records `a`
 /// then `b`, in three parts written one after the other
-/// ([`publish_sealed`]).
+/// ([`publish_sealed_all`]).
 pub(crate) fn encode_sealed(
     start_ns: i64,
     span_ns: i64,
@@ -1153,10 +1153,33 @@ pub(crate) fn encode_sealed(
 }
 
 /// Publishes what [`encode_sealed`] made at `path` (temp file, fsync,
-/// rename, directory fsync) and returns its length.
+/// rename, directory fsync) and returns its length (tests: the writer's seals
+/// use [`publish_sealed_all`]).
+#[cfg(test)]
 pub(crate) fn publish_sealed(path: &Path, parts: &[Vec<u8>; 3]) -> Result<u64, StoreError> {
-    fsutil::publish(path, &[&parts[0], &parts[1], &parts[2]])?;
-    Ok(parts.iter().map(|p| p.len() as u64).sum())
+    publish_sealed_all(&[(path, parts)])
+        .pop()
+        .expect("one result per file")
+}
+
+/// Publishes several partitions (each: temp file, fsync, rename, directory
+/// fsync; one result per file, its length or the error), their disk
+/// waits shared ([`fsutil::publish_all`]), in order.
+pub(crate) fn publish_sealed_all(files: &[(&Path, &[Vec<u8>; 3])]) -> Vec<Result<u64, StoreError>> {
+    let pieces: Vec<[&[u8]; 3]> = files
+        .iter()
+        .map(|(_, p)| [&p[0][..], &p[1][..], &p[2][..]])
+        .collect();
+    let to_publish: Vec<(&Path, &[&[u8]])> = files
+        .iter()
+        .zip(&pieces)
+        .map(|(&(path, _), p)| (path, &p[..]))
+        .collect();
+    fsutil::publish_all(&to_publish)
+        .into_iter()
+        .zip(files)
+        .map(|(r, (_, p))| r.map(|()| p.iter().map(|b| b.len() as u64).sum()))
+        .collect()
 }
 
 /// Writes a sealed partition in format v1 (96-byte records), as natrec

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use crate::format::{
 };
 use crate::gaps::{Gap, GapLog};
 use crate::model::{EndReason, HoldTimes, Mapping, Proto, UnixNanos};
-use crate::partition::{encode_sealed, publish_sealed, ActiveLog, SealedView};
+use crate::partition::{encode_sealed, publish_sealed_all, ActiveLog, SealedView};
 use crate::store::{list_partitions, StoreConfig, PARTITIONS_DIR, STORE_LOCK};
 use crate::{fsutil, StoreError};
 
@@ -176,19 +176,66 @@ struct SealTask {
 /// waits for a later one (a chained seal waits for the carry of the one
 /// handed over before it, which a thread took first), so any number of
 /// threads ≥ 1 finishes every seal.
+///
+/// A seal thread does not wait for the disk: it hands its encoded `.part`
+/// to the publish threads (`natrec-publish`, one started with each seal
+/// thread) and takes the next seal, so a seal thread is never held in an
+/// fsync while a seal queued behind it (its scratch lent) waits for a
+/// thread: the wait that left a core idle in the store writer (bigstore 4 M:
+/// seal threads ~2.3 s in the publish's and the directory's fsyncs, the
+/// writer 0.84 s waiting for scratch; docs/bench/round17-end17.md). A
+/// publish thread publishes what is queued when it looks, together
+/// ([`publish_sealed_all`]: every file written and its writeback started,
+/// then each fsynced and renamed, then one directory fsync), then sends each
+/// seal's result; several, so one waiting for the disk does not hold the
+/// others' files back. They allocate nothing large (no arena of their own
+/// to fault in). If none can be started, a seal thread publishes its own
+/// `.part`.
 struct SealWorkers {
     tx: Option<mpsc::Sender<SealTask>>,
     rx: std::sync::Arc<std::sync::Mutex<mpsc::Receiver<SealTask>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The publish threads' queue (unbounded as a channel; it holds at most
+    /// [`PUBLISHES_IN_FLIGHT_MAX`] `.part`s, the seals unfinished), given to
+    /// a seal thread only if a publish thread runs; taken at drop.
+    publish_tx: Option<mpsc::Sender<ToPublish>>,
+    publish_rx: std::sync::Arc<std::sync::Mutex<mpsc::Receiver<ToPublish>>>,
+    publishers: Vec<std::thread::JoinHandle<()>>,
+    /// Tests: no publish thread starts, as if none could.
+    #[cfg(test)]
+    publishers_fail: bool,
 }
 
 impl SealWorkers {
     fn new() -> SealWorkers {
         let (tx, rx) = mpsc::channel();
+        let (publish_tx, publish_rx) = mpsc::channel();
         SealWorkers {
             tx: Some(tx),
             rx: std::sync::Arc::new(std::sync::Mutex::new(rx)),
             threads: Vec::new(),
+            publish_tx: Some(publish_tx),
+            publish_rx: std::sync::Arc::new(std::sync::Mutex::new(publish_rx)),
+            publishers: Vec::new(),
+            #[cfg(test)]
+            publishers_fail: false,
+        }
+    }
+
+    /// Starts one more publish thread (as many as seal threads at most).
+    /// While none runs, the seal threads get no queue and publish their
+    /// own `.part`s.
+    fn start_publisher(&mut self) {
+        #[cfg(test)]
+        if self.publishers_fail {
+            return;
+        }
+        let rx = std::sync::Arc::clone(&self.publish_rx);
+        if let Ok(h) = std::thread::Builder::new()
+            .name("natrec-publish".into())
+            .spawn(move || publish_thread(&rx))
+        {
+            self.publishers.push(h);
         }
     }
 
@@ -197,10 +244,15 @@ impl SealWorkers {
     /// started is an error only when none runs (the task is given back).
     fn run(&mut self, task: SealTask, busy: usize) -> Result<(), (Box<SealTask>, std::io::Error)> {
         if self.threads.len() < busy.min(SEAL_THREADS_MAX) {
+            self.start_publisher();
             let rx = std::sync::Arc::clone(&self.rx);
+            let publish = self
+                .publish_tx
+                .clone()
+                .filter(|_| !self.publishers.is_empty());
             match std::thread::Builder::new()
                 .name("natrec-seal".into())
-                .spawn(move || seal_thread(&rx))
+                .spawn(move || seal_thread(&rx, publish.as_ref()))
             {
                 Ok(h) => self.threads.push(h),
                 Err(e) if self.threads.is_empty() => return Err((Box::new(task), e)),
@@ -220,10 +272,14 @@ impl SealWorkers {
 
 impl Drop for SealWorkers {
     /// Closes the queue and waits for the threads (idle by now: the writer
-    /// waited for every seal it handed over).
+    /// waited for every seal it handed over), the publish thread last (its
+    /// queue closes when the seal threads, which hold its senders, are gone).
     fn drop(&mut self) {
         drop(self.tx.take());
-        for h in self.threads.drain(..) {
+        drop(self.publish_tx.take());
+        let threads = std::mem::take(&mut self.threads);
+        let publishers = std::mem::take(&mut self.publishers);
+        for h in threads.into_iter().chain(publishers) {
             if let Err(panic) = h.join() {
                 if !std::thread::panicking() {
                     std::panic::resume_unwind(panic);
@@ -233,16 +289,111 @@ impl Drop for SealWorkers {
     }
 }
 
-/// A seal thread: seals what it is handed until the queue closes.
-fn seal_thread(rx: &std::sync::Mutex<mpsc::Receiver<SealTask>>) {
+/// A seal thread: seals what it is handed until the queue closes, handing
+/// each encoded `.part` to the publish thread (`publish`), or publishing it
+/// itself if there is none or it stopped.
+fn seal_thread(
+    rx: &std::sync::Mutex<mpsc::Receiver<SealTask>>,
+    publish: Option<&mpsc::Sender<ToPublish>>,
+) {
     loop {
         // One idle thread waits on the queue at a time, the others on the lock.
         let task = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok(SealTask { log, job, done }) = task else {
+        let Ok(SealTask { mut log, job, done }) = task else {
             return;
         };
+        let encoded = match seal_log(&mut log, job) {
+            Ok(e) => e,
+            Err(e) => {
+                // The writer may be gone (dropped while panicking): nobody
+                // to tell.
+                let _ = done.send(SealDone {
+                    log,
+                    result: Err(e),
+                });
+                continue;
+            }
+        };
+        let to = ToPublish { log, encoded, done };
+        let to = match publish {
+            Some(p) => match p.send(to) {
+                Ok(()) => continue,
+                Err(mpsc::SendError(to)) => to,
+            },
+            None => to,
+        };
+        publish_batch(vec![to]);
+    }
+}
+
+/// A seal encoded, for the publish thread: its log (given back with the
+/// result), what it made, and where to send the result.
+struct ToPublish {
+    log: ActiveLog,
+    encoded: Encoded,
+    done: mpsc::SyncSender<SealDone>,
+}
+
+/// What the seal thread made for its `.part`, and what it did before.
+struct Encoded {
+    part: PathBuf,
+    parts: [Vec<u8>; 3],
+    records_b: Vec<Record>,
+    carried_out: u64,
+    carried_in: u64,
+    open_at_seal_all_in: u64,
+}
+
+/// A publish thread (`natrec-publish`): publishes what the seal threads
+/// queued, everything queued when it looks at once, until the queue closes.
+/// At most [`PUBLISHES_IN_FLIGHT_MAX`] seals are unfinished, so that many at
+/// most wait here (each only its encoded `.part`, ~20 bytes a mapping).
+fn publish_thread(rx: &std::sync::Mutex<mpsc::Receiver<ToPublish>>) {
+    loop {
+        // One idle thread waits on the queue at a time, the others on the lock.
+        let batch = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            let Ok(first) = rx.recv() else {
+                return;
+            };
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter());
+            batch
+        };
+        publish_batch(batch);
+    }
+}
+
+/// Publishes `batch` ([`publish_sealed_all`]) and sends each seal's result.
+fn publish_batch(batch: Vec<ToPublish>) {
+    let results = {
+        let files: Vec<(&Path, &[Vec<u8>; 3])> = batch
+            .iter()
+            .map(|t| (t.encoded.part.as_path(), &t.encoded.parts))
+            .collect();
+        publish_sealed_all(&files)
+    };
+    for (t, r) in batch.into_iter().zip(results) {
+        let ToPublish { log, encoded, done } = t;
+        let Encoded {
+            parts,
+            records_b,
+            carried_out,
+            carried_in,
+            open_at_seal_all_in,
+            ..
+        } = encoded;
+        // The `.part`'s bytes are on disk: freed before the writer hears.
+        drop(parts);
+        let result = r.map(|bytes| Sealed {
+            records_b,
+            bytes,
+            carried_out,
+            carried_in,
+            open_at_seal_all_in,
+        });
         // The writer may be gone (dropped while panicking): nobody to tell.
-        let _ = done.send(run_seal(log, job));
+        let _ = done.send(SealDone { log, result });
     }
 }
 
@@ -2560,17 +2711,13 @@ impl HeldScan {
     }
 }
 
-/// A seal thread: the previous partition's carry appended (if chained), the
-/// log read back and reduced, this partition's carry sent, the `.part`
-/// published. The carry is sent before the publish so the next partition
-/// waits only for the reduce; if the thread fails before sending it, the
-/// channel closes and the writer reports this thread's error.
-fn run_seal(mut log: ActiveLog, job: SealJob) -> SealDone {
-    let result = seal_log(&mut log, job);
-    SealDone { log, result }
-}
-
-fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError> {
+/// A seal thread's work: the previous partition's carry appended (if
+/// chained), the log read back and reduced, this partition's carry sent, the
+/// `.part` encoded (published after, [`publish_batch`]). The carry is sent
+/// before the encode so the next partition waits only for the reduce; if the
+/// thread fails before sending it, the channel closes and the writer
+/// reports this thread's error.
+fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Encoded, StoreError> {
     // The scratch goes back to the writer when `back` is dropped: below,
     // once the partition is encoded, or on an early return or a panic.
     let mut back = job.scratch;
@@ -2640,12 +2787,12 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Sealed, StoreError>
     let bytes = records_b.capacity() * RECORD_SIZE;
     free_behind(std::mem::take(&mut records_b), bytes);
     // Encoded: the scratch goes back now, so the writer can lend it to the
-    // next seal while this thread waits for the disk.
+    // next seal while the `.part` waits for the disk.
     drop(back);
-    let bytes = publish_sealed(&job.part, &parts)?;
-    Ok(Sealed {
+    Ok(Encoded {
+        part: job.part,
+        parts,
         records_b,
-        bytes,
         carried_out,
         carried_in,
         open_at_seal_all_in,
@@ -3774,29 +3921,37 @@ mod tests {
                     }
                     // Every hour but the last due: `hours` seals handed over.
                     w.advance(T0 + hours * H + 2 * 60 * S).unwrap();
+                    // Every one reduced and encoded (its scratch back), held
+                    // publishes or not: no seal thread waits for the disk.
+                    w.take_back_scratch(0);
                     tx.send(()).unwrap();
                     w
                 });
                 let went_on = rx.recv_timeout(std::time::Duration::from_secs(60));
                 if gate {
-                    // As many seal threads as there are wait at the gate
-                    // (the rest queued), each after giving its scratch back.
-                    let threads = SEAL_THREADS_MAX.min(hours as usize);
+                    // The publish threads (at most one per seal thread) wait
+                    // at the gate, each before its first file; the rest of
+                    // the `.part`s are queued.
                     let t0 = std::time::Instant::now();
-                    while publish_gate::waiting(&parts) < threads && t0.elapsed().as_secs() < 60 {
+                    while publish_gate::waiting(&parts) == 0 && t0.elapsed().as_secs() < 60 {
                         std::thread::sleep(std::time::Duration::from_millis(5));
                     }
-                    assert_eq!(publish_gate::waiting(&parts), threads);
+                    let waiting = publish_gate::waiting(&parts);
+                    assert!(
+                        (1..=SEAL_THREADS_MAX).contains(&waiting),
+                        "{waiting} publishes wait"
+                    );
                     publish_gate::open(&parts);
                 }
                 assert!(
                     went_on.is_ok(),
-                    "the writer waited for a seal held at its publish"
+                    "the writer waited for a seal held at its publish, or a seal for the disk"
                 );
                 let mut w = handle.join().unwrap();
                 assert_eq!(w.publishing.len() as i64, hours);
                 w.seal_all().unwrap();
                 assert!(w.seal_workers.threads.len() <= SEAL_THREADS_MAX);
+                assert!(w.seal_workers.publishers.len() <= w.seal_workers.threads.len());
                 // Every set lent came back (all given back by now: no wait).
                 w.take_back_scratch(0);
                 assert_eq!(w.scratch_lent, 0);
@@ -3815,6 +3970,42 @@ mod tests {
             let free = write(&d.path().join("free"), false);
             assert_eq!(held.len() as i64, hours + 1, "one .part per hour");
             assert_eq!(held, free);
+        }
+
+        /// With no publish thread (none could be started), each seal thread
+        /// publishes its own `.part`: the same files as with them.
+        #[test]
+        fn seal_threads_publish_their_own_when_no_publish_thread_runs() {
+            let hours = 6i64;
+            let write = |dir: &std::path::Path, fail: bool| {
+                let store = store(dir, u32::MAX);
+                let parts = store.dir().join("partitions");
+                let mut w = store.writer().unwrap();
+                w.seal_workers.publishers_fail = fail;
+                for h in 0..=hours {
+                    let t = T0 + h * H + 10 * S;
+                    w.append(&tcp(1000 + h as u16, t, t + S, EndReason::Fin))
+                        .unwrap();
+                }
+                w.advance(T0 + hours * H + 2 * 60 * S).unwrap();
+                w.seal_all().unwrap();
+                assert!(!w.seal_workers.threads.is_empty());
+                assert_eq!(w.seal_workers.publishers.is_empty(), fail);
+                drop(w);
+                for h in 0..=hours {
+                    assert_eq!(holders(&store, 1000 + h as u16, T0 + h * H + 10 * S), 1);
+                }
+                let mut parts_bytes = Vec::new();
+                for f in crate::store::list_partitions(&parts).unwrap() {
+                    parts_bytes.push((f.name.clone(), std::fs::read(&f.path).unwrap()));
+                }
+                parts_bytes
+            };
+            let d = tempfile::tempdir().unwrap();
+            let own = write(&d.path().join("own"), true);
+            let handed = write(&d.path().join("handed"), false);
+            assert_eq!(own.len() as i64, hours + 1, "one .part per hour");
+            assert_eq!(own, handed);
         }
 
         /// A seal thread gives its scratch back exactly once, also when it
