@@ -81,21 +81,11 @@ pub(crate) fn start_writeback(f: &File) {
     #[cfg(target_os = "linux")]
     {
         use std::os::unix::io::AsRawFd;
-        /// `SYNC_FILE_RANGE_WRITE` of `<linux/fs.h>`.
-        const SYNC_FILE_RANGE_WRITE: std::ffi::c_uint = 2;
-        extern "C" {
-            fn sync_file_range(
-                fd: std::ffi::c_int,
-                offset: i64,
-                nbytes: i64,
-                flags: std::ffi::c_uint,
-            ) -> std::ffi::c_int;
-        }
-        // SAFETY: `sync_file_range` (glibc, Linux ≥ 2.6.17) takes a file
-        // descriptor and three integers and touches no memory of ours; the
-        // descriptor is `f`'s, open for the whole call. Offset 0 and
-        // length 0 mean "to the end of the file".
-        let _ = unsafe { sync_file_range(f.as_raw_fd(), 0, 0, SYNC_FILE_RANGE_WRITE) };
+        // SAFETY: `sync_file_range` (Linux ≥ 2.6.17, declared by the `libc`
+        // crate) takes a file descriptor and three integers and touches no
+        // memory of ours; the descriptor is `f`'s, open for the whole call.
+        // Offset 0 and length 0 mean "to the end of the file".
+        let _ = unsafe { libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
     #[cfg(not(target_os = "linux"))]
     let _ = f;
