@@ -2539,13 +2539,14 @@ impl HeldScan {
         self.see_decoded(r, end);
     }
 
+    /// A kept record that may be held at `end`: the exact check, and the
+    /// carried copy, from its bytes (no mapping decoded and encoded again:
+    /// [`held_until_ns`], [`Record::carried_copy`]).
     #[inline(never)]
     fn see_decoded(&mut self, r: &Record, end: i64) {
-        // CRC checked as read back (or recomputed by `reduce_run_into`).
-        let m = r
-            .decode_fields()
-            .expect("records were encoded or recovered checked");
-        let keep = match self.hold.held_until_ns(&m) {
+        // Checked as read back (or encoded by us): `fields_ok`.
+        debug_assert!(r.fields_ok(), "records were encoded or recovered checked");
+        let keep = match held_until_ns(&self.hold, r) {
             None if !self.carry_open => {
                 self.open_not_carried += 1;
                 false
@@ -2554,10 +2555,36 @@ impl HeldScan {
             Some(h) => h >= end,
         };
         if keep {
-            self.held
-                .push(Record::encode(&m, SF_CARRIED).expect("decoded records encode"));
+            self.held.push(r.carried_copy());
         }
     }
+}
+
+/// [`HoldTimes::held_until_ns`] of the mapping a record holds, from its
+/// bytes (the same rule as [`HoldTimes::hold_ns`]; a property test). A
+/// record [`Record::fields_ok`] refuses is never given; its unknown
+/// protocol would take the longest hold.
+fn held_until_ns(hold: &HoldTimes, r: &Record) -> Option<UnixNanos> {
+    let end = r.end;
+    if end == EndReason::Open as u8 {
+        return None;
+    }
+    let (first, last) = (r.first_ns.get(), r.last_ns.get());
+    let s = match Proto::from_number(r.proto) {
+        Some(Proto::Tcp) if end == EndReason::Fin as u8 || end == EndReason::Rst as u8 => {
+            hold.tcp_closed_s
+        }
+        Some(Proto::Tcp) => hold.tcp_open_s,
+        Some(Proto::Udp)
+            if r.packets_in.get() > 0 && last - first > crate::model::UDP_STREAM_AFTER_NS =>
+        {
+            hold.udp_stream_s
+        }
+        Some(Proto::Udp) => hold.udp_s,
+        Some(Proto::Icmp | Proto::Icmpv6) => hold.icmp_s,
+        None => return Some(last.saturating_add(hold.max_ns())),
+    };
+    Some(last.saturating_add(i64::from(s) * crate::model::NANOS_PER_SEC))
 }
 
 /// A seal thread: the previous partition's carry appended (if chained), the
@@ -3020,6 +3047,46 @@ mod tests {
             assert!(!want.0.is_empty() && (carry_open || want.1 > 0));
             assert_eq!((scan_one.held, scan_one.open_not_carried), want);
             assert_eq!((scan_two.held, scan_two.open_not_carried), want);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// `held_until_ns` of a record's bytes is `HoldTimes::held_until_ns`
+        /// of its mapping: every protocol and end code, UDP with and without
+        /// replies on either side of the stream threshold, holds of any
+        /// length (zero included) and times near the ends of the range.
+        #[test]
+        fn held_until_from_bytes_is_the_mappings(
+            first in prop_oneof![any::<i64>(), -5_000_000_000i64..5_000_000_000],
+            span in prop_oneof![0i64..5_000_000_000, Just(crate::model::UDP_STREAM_AFTER_NS), Just(crate::model::UDP_STREAM_AFTER_NS + 1)],
+            packets_in in prop_oneof![Just(0u32), any::<u32>()],
+            proto in prop::sample::select(vec![Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6]),
+            end in 0u8..7,
+            holds in prop::array::uniform5(prop_oneof![Just(0u32), 1u32..10_000, Just(u32::MAX)]),
+        ) {
+            let hold = HoldTimes {
+                tcp_closed_s: holds[0],
+                tcp_open_s: holds[1],
+                udp_s: holds[2],
+                udp_stream_s: holds[3],
+                icmp_s: holds[4],
+            };
+            let m = Mapping {
+                proto,
+                internal: "100.64.0.2:5000".parse().unwrap(),
+                public: "203.0.113.1:5000".parse().unwrap(),
+                remote: "[2001:db8::9]:53".parse().unwrap(),
+                first_ns: first,
+                last_ns: first.saturating_add(span),
+                end: EndReason::from_code(end).unwrap(),
+                packets_out: 1,
+                packets_in,
+                flags: 0,
+            };
+            let r = Record::encode(&m, SF_LATE).unwrap();
+            prop_assert_eq!(held_until_ns(&hold, &r), hold.held_until_ns(&m));
         }
     }
 
