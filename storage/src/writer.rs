@@ -636,6 +636,7 @@ fn reduce_with(
         port_max,
         first_min,
         first_max,
+        nets,
     } = if let Some(g) = ranges {
         g
     } else if split {
@@ -654,12 +655,10 @@ fn reduce_with(
     // net among them and its last byte (9 bits): the same order and
     // equality, and the radix sort's top digit splits the keys where it
     // split them in two (round 14, docs/bench/round14-seal14.md).
-    let nets = if ip_min >> 64 == ip_max >> 64 && ip_bits > NET_SHIFT + 1 {
-        nets_of(records)
-    } else {
-        None
-    };
-    let nets = nets.filter(|x| ranked_bits(x) < ip_bits);
+    // (The nets were folded with the ranges: `Ranges::see`.)
+    let nets = nets.filter(|x| {
+        ip_min >> 64 == ip_max >> 64 && ip_bits > NET_SHIFT + 1 && ranked_bits(x) < ip_bits
+    });
     let ip_bits = nets.as_ref().map_or(ip_bits, ranked_bits);
     let port_bits = bits_of(u128::from(port_max - port_min));
     let first_bits = bits_of(u128::from(first_max - first_min));
@@ -848,7 +847,7 @@ fn reduce_with(
 const NET_SHIFT: u32 = 8;
 
 /// Distinct nets from which the index's address field is the address less
-/// its minimum, not a net's rank and a last byte ([`nets_of`]).
+/// its minimum, not a net's rank and a last byte ([`Ranges::see`]).
 const NETS_MAX: usize = 4;
 
 /// The distinct nets (`low word >> NET_SHIFT`) of the records' public
@@ -860,10 +859,36 @@ struct Nets {
     len: usize,
 }
 
+impl Nets {
+    /// No net.
+    const NONE: Nets = Nets {
+        nets: [u64::MAX; NETS_MAX],
+        len: 0,
+    };
+
+    /// Adds `net` (below 2^56) to the set; `false` (the set unchanged)
+    /// where it is not in it and the set is full.
+    #[inline(always)]
+    fn add(&mut self, net: u64) -> bool {
+        if self.nets.contains(&net) {
+            return true;
+        }
+        if self.len == NETS_MAX {
+            return false;
+        }
+        let i = self.nets[..self.len].partition_point(|&y| y < net);
+        self.nets.copy_within(i..self.len, i + 1);
+        self.nets[i] = net;
+        self.len += 1;
+        true
+    }
+}
+
 /// The distinct nets of the records' public addresses' low words, or
 /// `None` where there are more than [`NETS_MAX`] (one pass over the
 /// records, stopped there; an address looked up only where its net is not
-/// the last record's).
+/// the last record's): the model of the nets [`Ranges::see`] folds.
+#[cfg(test)]
 fn nets_of(records: &[Record]) -> Option<Nets> {
     let mut x = Nets {
         nets: [u64::MAX; NETS_MAX],
@@ -1102,6 +1127,11 @@ pub(crate) struct Ranges {
     port_max: u16,
     first_min: u64,
     first_max: u64,
+    /// The distinct nets of the public addresses' low words, `None` past
+    /// [`NETS_MAX`] (folded here, in the pass that reads the low words
+    /// already: a pass of its own over the log was ~10 instructions a
+    /// record on bigstore's seals).
+    nets: Option<Nets>,
 }
 
 impl Default for Ranges {
@@ -1113,6 +1143,7 @@ impl Default for Ranges {
             port_max: 0,
             first_min: u64::MAX,
             first_max: 0,
+            nets: Some(Nets::NONE),
         }
     }
 }
@@ -1141,18 +1172,37 @@ impl Ranges {
         let lo = |r: &Record| u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"));
         let hi0 = hi_raw(r0);
         let (mut other_hi, mut lo_min, mut lo_max) = (0u64, u64::MAX, 0u64);
+        // Locals, not `g`'s fields, so that they stay in registers beside
+        // the nets' stores.
+        let (mut port_min, mut port_max) = (g.port_min, g.port_max);
+        let (mut first_min, mut first_max) = (g.first_min, g.first_max);
+        // The set is looked at only where a record's net is not the last
+        // record's (no address's net: above 2^56).
+        let (mut nets, mut last_net) = (g.nets, u64::MAX);
         for r in records {
             other_hi |= hi_raw(r) ^ hi0;
             let l = lo(r);
             lo_min = lo_min.min(l);
             lo_max = lo_max.max(l);
+            let net = l >> NET_SHIFT;
+            if net != last_net {
+                last_net = net;
+                if let Some(x) = &mut nets {
+                    if !x.add(net) {
+                        nets = None;
+                    }
+                }
+            }
             let port = r.public_port.get();
-            g.port_min = g.port_min.min(port);
-            g.port_max = g.port_max.max(port);
+            port_min = port_min.min(port);
+            port_max = port_max.max(port);
             let first = first_key(r);
-            g.first_min = g.first_min.min(first);
-            g.first_max = g.first_max.max(first);
+            first_min = first_min.min(first);
+            first_max = first_max.max(first);
         }
+        (g.port_min, g.port_max) = (port_min, port_max);
+        (g.first_min, g.first_max) = (first_min, first_max);
+        g.nets = nets;
         if other_hi == 0 {
             let hi = u128::from(u64::from_be_bytes(
                 r0.public_ip[..8].try_into().expect("8 bytes"),
@@ -1168,10 +1218,15 @@ impl Ranges {
         }
     }
 
-    /// [`Ranges::see`] as it was: every address compared whole (tests).
+    /// [`Ranges::see`] as it was: every address compared whole, the nets
+    /// of the pieces seen so far by [`nets_of`] (tests).
     #[cfg(test)]
     fn see_whole(&mut self, records: &[Record]) {
         let g = self;
+        g.nets = g.nets.and_then(|mut x| {
+            let y = nets_of(records)?;
+            y.nets[..y.len].iter().all(|&n| x.add(n)).then_some(x)
+        });
         for r in records {
             let ip = u128::from_be_bytes(r.public_ip);
             g.ip_min = g.ip_min.min(ip);
@@ -1193,6 +1248,11 @@ impl Ranges {
             port_max: self.port_max.max(o.port_max),
             first_min: self.first_min.min(o.first_min),
             first_max: self.first_max.max(o.first_max),
+            // The union, `None` past NETS_MAX.
+            nets: self.nets.and_then(|mut x| {
+                let y = o.nets?;
+                y.nets[..y.len].iter().all(|&n| x.add(n)).then_some(x)
+            }),
         }
     }
 }
@@ -3141,11 +3201,15 @@ mod tests {
         }
 
         /// The nets of the public addresses as a set: [`nets_of`] lists
-        /// them ascending while there are at most `NETS_MAX`, and the
-        /// ranked field orders and tells apart addresses as the addresses.
+        /// them ascending while there are at most `NETS_MAX`, as the ranges
+        /// folded over pieces cut anywhere (`Ranges::see`) and the ranges of
+        /// two halves merged do, and the ranked field orders and tells
+        /// apart addresses as the addresses.
         #[test]
         fn nets_and_ranked_field_as_the_addresses(
             raw in prop::collection::vec((0usize..6, any::<u8>()), 1..100),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+            half in any::<prop::sample::Index>(),
         ) {
             let nets_all: [u64; 6] = [0x0064_4000, 0x0064_4001, 0x00c6_3364, 0x00cb_0071, 0xff_ffcb_0072, 7];
             let low = |&(p, b): &(usize, u8)| nets_all[p] << NET_SHIFT | u64::from(b);
@@ -3159,6 +3223,16 @@ mod tests {
                 .collect();
             let set: std::collections::BTreeSet<u64> = raw.iter().map(|&(p, _)| nets_all[p]).collect();
             let got = nets_of(&records);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(records.len() + 1)).collect();
+            at.extend([0, records.len()]);
+            at.sort_unstable();
+            let mut folded = Ranges::default();
+            for w in at.windows(2) {
+                folded.see(&records[w[0]..w[1]]);
+            }
+            prop_assert_eq!(folded.nets, got);
+            let (x, y) = records.split_at(half.index(records.len() + 1));
+            prop_assert_eq!(Ranges::of(x).merge(&Ranges::of(y)).nets, got);
             if set.len() > NETS_MAX {
                 prop_assert_eq!(got, None);
             } else {
