@@ -1383,12 +1383,38 @@ fn reduce_run_into(records: &[Record], mut at: impl Iterator<Item = usize>, out:
 /// An upper bound of [`HoldTimes::hold_ns`] from a record's protocol and
 /// end codes alone (UDP: the longer of its two holds), for skipping records
 /// that cannot be held without decoding them. Unknown codes: the longest hold.
+#[cfg(test)]
 fn hold_bound_ns(hold: &HoldTimes, r: &Record) -> i64 {
-    let s = match (Proto::from_number(r.proto), EndReason::from_code(r.end)) {
-        (Some(Proto::Tcp), Some(EndReason::Fin | EndReason::Rst)) => hold.tcp_closed_s,
-        (Some(Proto::Tcp), Some(_)) => hold.tcp_open_s,
-        (Some(Proto::Udp), Some(_)) => hold.udp_s.max(hold.udp_stream_s),
-        (Some(Proto::Icmp | Proto::Icmpv6), Some(_)) => hold.icmp_s,
+    class_hold_ns(hold, hold_class(r))
+}
+
+/// Classes of records by the protocol and end codes [`hold_bound_ns`]
+/// looks at ([`hold_class`]).
+const HOLD_CLASSES: usize = 5;
+
+/// A record's class for [`class_hold_ns`]: TCP closed (FIN or RST), TCP
+/// otherwise, UDP, ICMP or ICMPv6, unknown codes.
+#[inline(always)]
+fn hold_class(r: &Record) -> usize {
+    if EndReason::from_code(r.end).is_none() {
+        return 4;
+    }
+    match Proto::from_number(r.proto) {
+        Some(Proto::Tcp) if r.end == EndReason::Fin as u8 || r.end == EndReason::Rst as u8 => 0,
+        Some(Proto::Tcp) => 1,
+        Some(Proto::Udp) => 2,
+        Some(Proto::Icmp | Proto::Icmpv6) => 3,
+        None => 4,
+    }
+}
+
+/// The longest hold of a class of [`hold_class`], in nanoseconds.
+fn class_hold_ns(hold: &HoldTimes, class: usize) -> i64 {
+    let s = match class {
+        0 => hold.tcp_closed_s,
+        1 => hold.tcp_open_s,
+        2 => hold.udp_s.max(hold.udp_stream_s),
+        3 => hold.icmp_s,
         _ => return hold.max_ns(),
     };
     i64::from(s) * crate::model::NANOS_PER_SEC
@@ -2549,6 +2575,11 @@ fn held_records(
 pub(crate) struct HeldScan {
     /// The partition's end; `None` past [`EVENT_NS_MAX`]: nothing held.
     end: Option<i64>,
+    /// For each [`hold_class`], the `last_ns` below which an ended record
+    /// of it is not held at `end`: `end` less the class's longest hold
+    /// (`saturating_sub`; the same test as `last + hold < end` with a
+    /// saturating add, made once a seal, not a multiply a record).
+    skip_below: [i64; HOLD_CLASSES],
     hold: HoldTimes,
     carry_open: bool,
     held: Vec<Record>,
@@ -2560,6 +2591,7 @@ impl HeldScan {
         let end = start + span_ns;
         HeldScan {
             end: (end <= EVENT_NS_MAX).then_some(end),
+            skip_below: std::array::from_fn(|c| end.saturating_sub(class_hold_ns(&hold, c))),
             hold,
             carry_open,
             held: Vec::new(),
@@ -2591,9 +2623,7 @@ impl HeldScan {
         // An ended record whose last packet is further back than the
         // longest hold of its protocol and state is not held at `end`:
         // skipped without decoding (most records of a partition).
-        if r.end != EndReason::Open as u8
-            && r.last_ns.get().saturating_add(hold_bound_ns(&self.hold, r)) < end
-        {
+        if r.end != EndReason::Open as u8 && r.last_ns.get() < self.skip_below[hold_class(r)] {
             return;
         }
         self.see_decoded(r, end);
@@ -2834,6 +2864,90 @@ mod tests {
             .collect();
         out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         out
+    }
+
+    proptest! {
+        /// The carry's scan (its skip test by class, its hold from the
+        /// bytes, its carried copies) keeps what decoding every record
+        /// keeps: `HoldTimes::held_until_ns` of the mapping at least the
+        /// partition's end, open ones as `carry_open` says, each encoded
+        /// again with `SF_CARRIED`; last packets at and around each hold's
+        /// edge.
+        #[test]
+        fn held_scan_equals_decoding_every_record(
+            raw in prop::collection::vec(
+                (
+                    prop::sample::select(vec![Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6]),
+                    0u8..7,
+                    0u32..2,
+                    prop::sample::select(vec![0i64, 30, 120, 7440]),
+                    -2i64..=2,
+                    0i64..5_000_000_000,
+                    prop::sample::select(vec![0u8, SF_CARRIED, SF_LATE]),
+                ),
+                0..40,
+            ),
+            carry_open in any::<bool>(),
+        ) {
+            let ns = crate::model::NANOS_PER_SEC;
+            let (start, span) = (3_600 * ns, 3_600 * ns);
+            let end = start + span;
+            let hold = HoldTimes::default();
+            let mappings: Vec<(Mapping, u8)> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, &(proto, code, packets_in, edge_s, off, dur, sf))| {
+                    let last_ns = end - edge_s * ns + off;
+                    (
+                        Mapping {
+                            proto,
+                            internal: std::net::SocketAddr::new([100, 64, 0, 1].into(), 1000 + i as u16),
+                            public: "203.0.113.1:5000".parse().unwrap(),
+                            remote: "[2001:db8::1]:443".parse().unwrap(),
+                            first_ns: last_ns - dur,
+                            last_ns,
+                            end: EndReason::from_code(code).unwrap(),
+                            packets_out: 1,
+                            packets_in,
+                            flags: 0,
+                        },
+                        sf,
+                    )
+                })
+                .collect();
+            let records: Vec<Record> =
+                mappings.iter().map(|(m, sf)| Record::encode(m, *sf).unwrap()).collect();
+            let (mut want, mut open) = (Vec::new(), 0u64);
+            for (m, _) in &mappings {
+                let keep = match hold.held_until_ns(m) {
+                    None if !carry_open => {
+                        open += 1;
+                        false
+                    }
+                    None => true,
+                    Some(h) => h >= end,
+                };
+                if keep {
+                    want.push(Record::encode(m, SF_CARRIED).unwrap());
+                }
+            }
+            prop_assert_eq!(held_records(&records, start, span, &hold, carry_open), (want, open));
+        }
+    }
+
+    proptest! {
+        /// The carry's skip test by the class's `last_ns` threshold is the
+        /// test it replaced (`last + bound < end`, saturating), at any
+        /// times and holds, near the ends of the range too.
+        #[test]
+        fn skip_below_is_last_plus_bound_before_end(
+            last in prop_oneof![any::<i64>(), Just(i64::MAX), Just(i64::MIN), -10i64..10],
+            end in prop_oneof![any::<i64>(), Just(EVENT_NS_MAX), Just(i64::MIN), -10i64..10],
+            secs in prop_oneof![Just(0u32), any::<u32>(), Just(u32::MAX), 0u32..10],
+        ) {
+            let bound = i64::from(secs) * crate::model::NANOS_PER_SEC;
+            prop_assert_eq!(last < end.saturating_sub(bound), last.saturating_add(bound) < end);
+        }
     }
 
     /// The carry's skip test never skips a held record: the bound is at
