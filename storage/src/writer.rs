@@ -787,6 +787,7 @@ fn reduce_with(
         port_max,
         first_min,
         first_max,
+        nets,
     } = if let Some(g) = ranges {
         g
     } else if split {
@@ -805,12 +806,10 @@ fn reduce_with(
     // net among them and its last byte (9 bits): the same order and
     // equality, and the radix sort's top digit splits the keys where it
     // split them in two (round 14, docs/bench/round14-seal14.md).
-    let nets = if ip_min >> 64 == ip_max >> 64 && ip_bits > NET_SHIFT + 1 {
-        nets_of(records)
-    } else {
-        None
-    };
-    let nets = nets.filter(|x| ranked_bits(x) < ip_bits);
+    // (The nets were folded with the ranges: `Ranges::see`.)
+    let nets = nets.filter(|x| {
+        ip_min >> 64 == ip_max >> 64 && ip_bits > NET_SHIFT + 1 && ranked_bits(x) < ip_bits
+    });
     let ip_bits = nets.as_ref().map_or(ip_bits, ranked_bits);
     let port_bits = bits_of(u128::from(port_max - port_min));
     let first_bits = bits_of(u128::from(first_max - first_min));
@@ -999,7 +998,7 @@ fn reduce_with(
 const NET_SHIFT: u32 = 8;
 
 /// Distinct nets from which the index's address field is the address less
-/// its minimum, not a net's rank and a last byte ([`nets_of`]).
+/// its minimum, not a net's rank and a last byte ([`Ranges::see`]).
 const NETS_MAX: usize = 4;
 
 /// The distinct nets (`low word >> NET_SHIFT`) of the records' public
@@ -1011,10 +1010,36 @@ struct Nets {
     len: usize,
 }
 
+impl Nets {
+    /// No net.
+    const NONE: Nets = Nets {
+        nets: [u64::MAX; NETS_MAX],
+        len: 0,
+    };
+
+    /// Adds `net` (below 2^56) to the set; `false` (the set unchanged)
+    /// where it is not in it and the set is full.
+    #[inline(always)]
+    fn add(&mut self, net: u64) -> bool {
+        if self.nets.contains(&net) {
+            return true;
+        }
+        if self.len == NETS_MAX {
+            return false;
+        }
+        let i = self.nets[..self.len].partition_point(|&y| y < net);
+        self.nets.copy_within(i..self.len, i + 1);
+        self.nets[i] = net;
+        self.len += 1;
+        true
+    }
+}
+
 /// The distinct nets of the records' public addresses' low words, or
 /// `None` where there are more than [`NETS_MAX`] (one pass over the
 /// records, stopped there; an address looked up only where its net is not
-/// the last record's).
+/// the last record's): the model of the nets [`Ranges::see`] folds.
+#[cfg(test)]
 fn nets_of(records: &[Record]) -> Option<Nets> {
     let mut x = Nets {
         nets: [u64::MAX; NETS_MAX],
@@ -1253,6 +1278,11 @@ pub(crate) struct Ranges {
     port_max: u16,
     first_min: u64,
     first_max: u64,
+    /// The distinct nets of the public addresses' low words, `None` past
+    /// [`NETS_MAX`] (folded here, in the pass that reads the low words
+    /// already: a pass of its own over the log was ~10 instructions a
+    /// record on bigstore's seals).
+    nets: Option<Nets>,
 }
 
 impl Default for Ranges {
@@ -1264,6 +1294,7 @@ impl Default for Ranges {
             port_max: 0,
             first_min: u64::MAX,
             first_max: 0,
+            nets: Some(Nets::NONE),
         }
     }
 }
@@ -1292,18 +1323,37 @@ impl Ranges {
         let lo = |r: &Record| u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"));
         let hi0 = hi_raw(r0);
         let (mut other_hi, mut lo_min, mut lo_max) = (0u64, u64::MAX, 0u64);
+        // Locals, not `g`'s fields, so that they stay in registers beside
+        // the nets' stores.
+        let (mut port_min, mut port_max) = (g.port_min, g.port_max);
+        let (mut first_min, mut first_max) = (g.first_min, g.first_max);
+        // The set is looked at only where a record's net is not the last
+        // record's (no address's net: above 2^56).
+        let (mut nets, mut last_net) = (g.nets, u64::MAX);
         for r in records {
             other_hi |= hi_raw(r) ^ hi0;
             let l = lo(r);
             lo_min = lo_min.min(l);
             lo_max = lo_max.max(l);
+            let net = l >> NET_SHIFT;
+            if net != last_net {
+                last_net = net;
+                if let Some(x) = &mut nets {
+                    if !x.add(net) {
+                        nets = None;
+                    }
+                }
+            }
             let port = r.public_port.get();
-            g.port_min = g.port_min.min(port);
-            g.port_max = g.port_max.max(port);
+            port_min = port_min.min(port);
+            port_max = port_max.max(port);
             let first = first_key(r);
-            g.first_min = g.first_min.min(first);
-            g.first_max = g.first_max.max(first);
+            first_min = first_min.min(first);
+            first_max = first_max.max(first);
         }
+        (g.port_min, g.port_max) = (port_min, port_max);
+        (g.first_min, g.first_max) = (first_min, first_max);
+        g.nets = nets;
         if other_hi == 0 {
             let hi = u128::from(u64::from_be_bytes(
                 r0.public_ip[..8].try_into().expect("8 bytes"),
@@ -1319,10 +1369,15 @@ impl Ranges {
         }
     }
 
-    /// [`Ranges::see`] as it was: every address compared whole (tests).
+    /// [`Ranges::see`] as it was: every address compared whole, the nets
+    /// of the pieces seen so far by [`nets_of`] (tests).
     #[cfg(test)]
     fn see_whole(&mut self, records: &[Record]) {
         let g = self;
+        g.nets = g.nets.and_then(|mut x| {
+            let y = nets_of(records)?;
+            y.nets[..y.len].iter().all(|&n| x.add(n)).then_some(x)
+        });
         for r in records {
             let ip = u128::from_be_bytes(r.public_ip);
             g.ip_min = g.ip_min.min(ip);
@@ -1344,6 +1399,11 @@ impl Ranges {
             port_max: self.port_max.max(o.port_max),
             first_min: self.first_min.min(o.first_min),
             first_max: self.first_max.max(o.first_max),
+            // The union, `None` past NETS_MAX.
+            nets: self.nets.and_then(|mut x| {
+                let y = o.nets?;
+                y.nets[..y.len].iter().all(|&n| x.add(n)).then_some(x)
+            }),
         }
     }
 }
@@ -1474,12 +1534,38 @@ fn reduce_run_into(records: &[Record], mut at: impl Iterator<Item = usize>, out:
 /// An upper bound of [`HoldTimes::hold_ns`] from a record's protocol and
 /// end codes alone (UDP: the longer of its two holds), for skipping records
 /// that cannot be held without decoding them. Unknown codes: the longest hold.
+#[cfg(test)]
 fn hold_bound_ns(hold: &HoldTimes, r: &Record) -> i64 {
-    let s = match (Proto::from_number(r.proto), EndReason::from_code(r.end)) {
-        (Some(Proto::Tcp), Some(EndReason::Fin | EndReason::Rst)) => hold.tcp_closed_s,
-        (Some(Proto::Tcp), Some(_)) => hold.tcp_open_s,
-        (Some(Proto::Udp), Some(_)) => hold.udp_s.max(hold.udp_stream_s),
-        (Some(Proto::Icmp | Proto::Icmpv6), Some(_)) => hold.icmp_s,
+    class_hold_ns(hold, hold_class(r))
+}
+
+/// Classes of records by the protocol and end codes [`hold_bound_ns`]
+/// looks at ([`hold_class`]).
+const HOLD_CLASSES: usize = 5;
+
+/// A record's class for [`class_hold_ns`]: TCP closed (FIN or RST), TCP
+/// otherwise, UDP, ICMP or ICMPv6, unknown codes.
+#[inline(always)]
+fn hold_class(r: &Record) -> usize {
+    if EndReason::from_code(r.end).is_none() {
+        return 4;
+    }
+    match Proto::from_number(r.proto) {
+        Some(Proto::Tcp) if r.end == EndReason::Fin as u8 || r.end == EndReason::Rst as u8 => 0,
+        Some(Proto::Tcp) => 1,
+        Some(Proto::Udp) => 2,
+        Some(Proto::Icmp | Proto::Icmpv6) => 3,
+        None => 4,
+    }
+}
+
+/// The longest hold of a class of [`hold_class`], in nanoseconds.
+fn class_hold_ns(hold: &HoldTimes, class: usize) -> i64 {
+    let s = match class {
+        0 => hold.tcp_closed_s,
+        1 => hold.tcp_open_s,
+        2 => hold.udp_s.max(hold.udp_stream_s),
+        3 => hold.icmp_s,
         _ => return hold.max_ns(),
     };
     i64::from(s) * crate::model::NANOS_PER_SEC
@@ -2640,6 +2726,11 @@ fn held_records(
 pub(crate) struct HeldScan {
     /// The partition's end; `None` past [`EVENT_NS_MAX`]: nothing held.
     end: Option<i64>,
+    /// For each [`hold_class`], the `last_ns` below which an ended record
+    /// of it is not held at `end`: `end` less the class's longest hold
+    /// (`saturating_sub`; the same test as `last + hold < end` with a
+    /// saturating add, made once a seal, not a multiply a record).
+    skip_below: [i64; HOLD_CLASSES],
     hold: HoldTimes,
     carry_open: bool,
     held: Vec<Record>,
@@ -2651,6 +2742,7 @@ impl HeldScan {
         let end = start + span_ns;
         HeldScan {
             end: (end <= EVENT_NS_MAX).then_some(end),
+            skip_below: std::array::from_fn(|c| end.saturating_sub(class_hold_ns(&hold, c))),
             hold,
             carry_open,
             held: Vec::new(),
@@ -2682,21 +2774,20 @@ impl HeldScan {
         // An ended record whose last packet is further back than the
         // longest hold of its protocol and state is not held at `end`:
         // skipped without decoding (most records of a partition).
-        if r.end != EndReason::Open as u8
-            && r.last_ns.get().saturating_add(hold_bound_ns(&self.hold, r)) < end
-        {
+        if r.end != EndReason::Open as u8 && r.last_ns.get() < self.skip_below[hold_class(r)] {
             return;
         }
         self.see_decoded(r, end);
     }
 
+    /// A kept record that may be held at `end`: the exact check, and the
+    /// carried copy, from its bytes (no mapping decoded and encoded again:
+    /// [`held_until_ns`], [`Record::carried_copy`]).
     #[inline(never)]
     fn see_decoded(&mut self, r: &Record, end: i64) {
-        // CRC checked as read back (or recomputed by `reduce_run_into`).
-        let m = r
-            .decode_fields()
-            .expect("records were encoded or recovered checked");
-        let keep = match self.hold.held_until_ns(&m) {
+        // Checked as read back (or encoded by us): `fields_ok`.
+        debug_assert!(r.fields_ok(), "records were encoded or recovered checked");
+        let keep = match held_until_ns(&self.hold, r) {
             None if !self.carry_open => {
                 self.open_not_carried += 1;
                 false
@@ -2705,10 +2796,36 @@ impl HeldScan {
             Some(h) => h >= end,
         };
         if keep {
-            self.held
-                .push(Record::encode(&m, SF_CARRIED).expect("decoded records encode"));
+            self.held.push(r.carried_copy());
         }
     }
+}
+
+/// [`HoldTimes::held_until_ns`] of the mapping a record holds, from its
+/// bytes (the same rule as [`HoldTimes::hold_ns`]; a property test). A
+/// record [`Record::fields_ok`] refuses is never given; its unknown
+/// protocol would take the longest hold.
+fn held_until_ns(hold: &HoldTimes, r: &Record) -> Option<UnixNanos> {
+    let end = r.end;
+    if end == EndReason::Open as u8 {
+        return None;
+    }
+    let (first, last) = (r.first_ns.get(), r.last_ns.get());
+    let s = match Proto::from_number(r.proto) {
+        Some(Proto::Tcp) if end == EndReason::Fin as u8 || end == EndReason::Rst as u8 => {
+            hold.tcp_closed_s
+        }
+        Some(Proto::Tcp) => hold.tcp_open_s,
+        Some(Proto::Udp)
+            if r.packets_in.get() > 0 && last - first > crate::model::UDP_STREAM_AFTER_NS =>
+        {
+            hold.udp_stream_s
+        }
+        Some(Proto::Udp) => hold.udp_s,
+        Some(Proto::Icmp | Proto::Icmpv6) => hold.icmp_s,
+        None => return Some(last.saturating_add(hold.max_ns())),
+    };
+    Some(last.saturating_add(i64::from(s) * crate::model::NANOS_PER_SEC))
 }
 
 /// A seal thread's work: the previous partition's carry appended (if
@@ -2894,6 +3011,90 @@ mod tests {
             .collect();
         out.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
         out
+    }
+
+    proptest! {
+        /// The carry's scan (its skip test by class, its hold from the
+        /// bytes, its carried copies) keeps what decoding every record
+        /// keeps: `HoldTimes::held_until_ns` of the mapping at least the
+        /// partition's end, open ones as `carry_open` says, each encoded
+        /// again with `SF_CARRIED`; last packets at and around each hold's
+        /// edge.
+        #[test]
+        fn held_scan_equals_decoding_every_record(
+            raw in prop::collection::vec(
+                (
+                    prop::sample::select(vec![Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6]),
+                    0u8..7,
+                    0u32..2,
+                    prop::sample::select(vec![0i64, 30, 120, 7440]),
+                    -2i64..=2,
+                    0i64..5_000_000_000,
+                    prop::sample::select(vec![0u8, SF_CARRIED, SF_LATE]),
+                ),
+                0..40,
+            ),
+            carry_open in any::<bool>(),
+        ) {
+            let ns = crate::model::NANOS_PER_SEC;
+            let (start, span) = (3_600 * ns, 3_600 * ns);
+            let end = start + span;
+            let hold = HoldTimes::default();
+            let mappings: Vec<(Mapping, u8)> = raw
+                .iter()
+                .enumerate()
+                .map(|(i, &(proto, code, packets_in, edge_s, off, dur, sf))| {
+                    let last_ns = end - edge_s * ns + off;
+                    (
+                        Mapping {
+                            proto,
+                            internal: std::net::SocketAddr::new([100, 64, 0, 1].into(), 1000 + i as u16),
+                            public: "203.0.113.1:5000".parse().unwrap(),
+                            remote: "[2001:db8::1]:443".parse().unwrap(),
+                            first_ns: last_ns - dur,
+                            last_ns,
+                            end: EndReason::from_code(code).unwrap(),
+                            packets_out: 1,
+                            packets_in,
+                            flags: 0,
+                        },
+                        sf,
+                    )
+                })
+                .collect();
+            let records: Vec<Record> =
+                mappings.iter().map(|(m, sf)| Record::encode(m, *sf).unwrap()).collect();
+            let (mut want, mut open) = (Vec::new(), 0u64);
+            for (m, _) in &mappings {
+                let keep = match hold.held_until_ns(m) {
+                    None if !carry_open => {
+                        open += 1;
+                        false
+                    }
+                    None => true,
+                    Some(h) => h >= end,
+                };
+                if keep {
+                    want.push(Record::encode(m, SF_CARRIED).unwrap());
+                }
+            }
+            prop_assert_eq!(held_records(&records, start, span, &hold, carry_open), (want, open));
+        }
+    }
+
+    proptest! {
+        /// The carry's skip test by the class's `last_ns` threshold is the
+        /// test it replaced (`last + bound < end`, saturating), at any
+        /// times and holds, near the ends of the range too.
+        #[test]
+        fn skip_below_is_last_plus_bound_before_end(
+            last in prop_oneof![any::<i64>(), Just(i64::MAX), Just(i64::MIN), -10i64..10],
+            end in prop_oneof![any::<i64>(), Just(EVENT_NS_MAX), Just(i64::MIN), -10i64..10],
+            secs in prop_oneof![Just(0u32), any::<u32>(), Just(u32::MAX), 0u32..10],
+        ) {
+            let bound = i64::from(secs) * crate::model::NANOS_PER_SEC;
+            prop_assert_eq!(last < end.saturating_sub(bound), last.saturating_add(bound) < end);
+        }
     }
 
     /// The carry's skip test never skips a held record: the bound is at
@@ -3171,6 +3372,46 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        /// `held_until_ns` of a record's bytes is `HoldTimes::held_until_ns`
+        /// of its mapping: every protocol and end code, UDP with and without
+        /// replies on either side of the stream threshold, holds of any
+        /// length (zero included) and times near the ends of the range.
+        #[test]
+        fn held_until_from_bytes_is_the_mappings(
+            first in prop_oneof![any::<i64>(), -5_000_000_000i64..5_000_000_000],
+            span in prop_oneof![0i64..5_000_000_000, Just(crate::model::UDP_STREAM_AFTER_NS), Just(crate::model::UDP_STREAM_AFTER_NS + 1)],
+            packets_in in prop_oneof![Just(0u32), any::<u32>()],
+            proto in prop::sample::select(vec![Proto::Icmp, Proto::Tcp, Proto::Udp, Proto::Icmpv6]),
+            end in 0u8..7,
+            holds in prop::array::uniform5(prop_oneof![Just(0u32), 1u32..10_000, Just(u32::MAX)]),
+        ) {
+            let hold = HoldTimes {
+                tcp_closed_s: holds[0],
+                tcp_open_s: holds[1],
+                udp_s: holds[2],
+                udp_stream_s: holds[3],
+                icmp_s: holds[4],
+            };
+            let m = Mapping {
+                proto,
+                internal: "100.64.0.2:5000".parse().unwrap(),
+                public: "203.0.113.1:5000".parse().unwrap(),
+                remote: "[2001:db8::9]:53".parse().unwrap(),
+                first_ns: first,
+                last_ns: first.saturating_add(span),
+                end: EndReason::from_code(end).unwrap(),
+                packets_out: 1,
+                packets_in,
+                flags: 0,
+            };
+            let r = Record::encode(&m, SF_LATE).unwrap();
+            prop_assert_eq!(held_until_ns(&hold, &r), hold.held_until_ns(&m));
+        }
+    }
+
+    proptest! {
         /// The ranges folded over pieces by words equal those of whole
         /// addresses: IPv4 and IPv6 public addresses (high words equal,
         /// differing, or differing only in their low bytes) mixed in any
@@ -3221,11 +3462,15 @@ mod tests {
         }
 
         /// The nets of the public addresses as a set: [`nets_of`] lists
-        /// them ascending while there are at most `NETS_MAX`, and the
-        /// ranked field orders and tells apart addresses as the addresses.
+        /// them ascending while there are at most `NETS_MAX`, as the ranges
+        /// folded over pieces cut anywhere (`Ranges::see`) and the ranges of
+        /// two halves merged do, and the ranked field orders and tells
+        /// apart addresses as the addresses.
         #[test]
         fn nets_and_ranked_field_as_the_addresses(
             raw in prop::collection::vec((0usize..6, any::<u8>()), 1..100),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+            half in any::<prop::sample::Index>(),
         ) {
             let nets_all: [u64; 6] = [0x0064_4000, 0x0064_4001, 0x00c6_3364, 0x00cb_0071, 0xff_ffcb_0072, 7];
             let low = |&(p, b): &(usize, u8)| nets_all[p] << NET_SHIFT | u64::from(b);
@@ -3239,6 +3484,16 @@ mod tests {
                 .collect();
             let set: std::collections::BTreeSet<u64> = raw.iter().map(|&(p, _)| nets_all[p]).collect();
             let got = nets_of(&records);
+            let mut at: Vec<usize> = cuts.iter().map(|c| c.index(records.len() + 1)).collect();
+            at.extend([0, records.len()]);
+            at.sort_unstable();
+            let mut folded = Ranges::default();
+            for w in at.windows(2) {
+                folded.see(&records[w[0]..w[1]]);
+            }
+            prop_assert_eq!(folded.nets, got);
+            let (x, y) = records.split_at(half.index(records.len() + 1));
+            prop_assert_eq!(Ranges::of(x).merge(&Ranges::of(y)).nets, got);
             if set.len() > NETS_MAX {
                 prop_assert_eq!(got, None);
             } else {
