@@ -3622,7 +3622,14 @@ impl Correlator {
 
     /// Puts the flow in `slot` at the front of its index chain.
     fn index_link(&mut self, slot: u32) {
-        let h = self.index_head(&self.flow(slot).key());
+        self.index_link_at(slot, self.index_head(&self.flow(slot).key()));
+    }
+
+    /// [`index_link`](Correlator::index_link) given the flow's index head
+    /// `h` (`index_head` of its key, found by the caller).
+    #[inline(always)]
+    fn index_link_at(&mut self, slot: u32, h: HeadNo) {
+        debug_assert_eq!(h, self.index_head(&self.flow(slot).key()));
         let next = self.index_heads[h];
         self.flow_mut(slot).set_link(LINK_INDEX_NEXT, next);
         self.index_heads[h] = slot;
@@ -3829,6 +3836,7 @@ impl Correlator {
             m.first_ns,
             (m.packets_out, m.packets_in),
             bits,
+            0,
         );
         self.set_flow_times(slot, m.last_ns, written_ns);
         slot
@@ -3849,7 +3857,9 @@ impl Correlator {
     /// packet (and last, and last written state) at `first_ns`, in a free
     /// slot, and indexes it; its `bits` (FIN/RST, `BIT_MIDFLOW`) as given.
     /// From the pair's endpoints, with no `SocketAddr` between: `open_flow`
-    /// builds the `Mapping` from the slot afterwards.
+    /// builds the `Mapping` from the slot afterwards. `flow_hash`: the
+    /// key's hash as `observe` was given it (`find_flow`'s), or 0: hashed
+    /// here; only its index head is used.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn insert_flow_eps(
@@ -3861,6 +3871,7 @@ impl Correlator {
         first_ns: UnixNanos,
         (packets_out, packets_in): (u32, u32),
         bits: u8,
+        flow_hash: u64,
     ) -> u32 {
         let (i, i6) = self.addr32_acquire(internal);
         let (r, r6) = self.addr32_acquire(remote);
@@ -3916,7 +3927,13 @@ impl Correlator {
         if index_over(self.flows_active, self.index_heads.bits()) {
             self.index_grow();
         } else {
-            self.index_link(slot);
+            // A carried hash's head is the key's (`find_flow`'s contract).
+            let h = if flow_hash != 0 {
+                self.head_of(flow_hash)
+            } else {
+                self.index_head(&key)
+            };
+            self.index_link_at(slot, h);
         }
         slot
     }
@@ -4062,7 +4079,9 @@ impl Correlator {
             }
             self.replace_flow(slot, new_connection, out);
         }
-        self.open_flow(ts_ns, dir, proto, *internal, *public, *remote, flags, out);
+        self.open_flow(
+            ts_ns, dir, proto, internal, public, remote, flags, flow_hash, out,
+        );
     }
 
     /// Whether a pair going `dir` with TCP flags `flags` opens a new
@@ -4123,6 +4142,7 @@ impl Correlator {
 
     /// Opens a flow for a pair that no active flow continues (written as
     /// `Open` at once). Out of line: one pair in ten or fewer opens a flow.
+    /// `flow_hash`: `observe`'s (the key's hash, or 0).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn open_flow(
@@ -4130,10 +4150,11 @@ impl Correlator {
         ts_ns: UnixNanos,
         dir: Dir,
         proto: Proto,
-        internal: Ep,
-        public: Ep,
-        remote: Ep,
+        internal: &Ep,
+        public: &Ep,
+        remote: &Ep,
         flags: u8,
+        flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
         if self.flows_active >= self.cfg.flows_active_max {
@@ -4159,7 +4180,9 @@ impl Correlator {
         // `Open`) from the slot, as the idle scan builds one: no
         // `SocketAddr` turned back into the table's addresses.
         let packets = (u32::from(dir == Dir::Out), u32::from(dir == Dir::In));
-        let slot = self.insert_flow_eps(proto, &internal, &public, &remote, ts_ns, packets, bits);
+        let slot = self.insert_flow_eps(
+            proto, internal, public, remote, ts_ns, packets, bits, flow_hash,
+        );
         let f = *self.flow(slot);
         out.push(self.mapping_of(&f, slot));
         let deadline_ns = f.deadline_ns(ts_ns, &self.cfg.hold);
@@ -6930,7 +6953,7 @@ mod tests {
                 let ts = t0 + n as i64 * 1_000_000;
                 let mut out = Vec::new();
                 c.now_ns = ts; // as a push sets the clock first
-                c.open_flow(ts, dir, proto, i, p, r, flags, &mut out);
+                c.open_flow(ts, dir, proto, &i, &p, &r, flags, 0, &mut out);
                 let want = Mapping {
                     proto,
                     internal: SocketAddr::new(canonical(ii), ip),
