@@ -432,6 +432,8 @@ impl Ep {
     }
 
     /// The address as the flow table keeps it ([`Correlator::addr32_find`]).
+    /// Tests: `open_flow` builds its `Mapping` from the slot.
+    #[cfg(test)]
     fn ip(&self) -> IpAddr {
         match self.v4() {
             Some(a) => IpAddr::V4(Ipv4Addr::from_bits(a)),
@@ -440,6 +442,7 @@ impl Ep {
     }
 
     /// Back to a `SocketAddr`; an IPv4-mapped address comes back as IPv4.
+    #[cfg(test)]
     fn socket(self) -> SocketAddr {
         SocketAddr::new(self.ip(), self.port)
     }
@@ -3502,13 +3505,6 @@ impl Correlator {
         self.v6.find(ep.bits()).map(|id| (id, true))
     }
 
-    fn addr32_acquire(&mut self, ip: IpAddr) -> (Addr32, bool) {
-        match ip {
-            IpAddr::V4(a) => (u32::from(a), false),
-            IpAddr::V6(a) => (self.v6.acquire(u128::from(a)), true),
-        }
-    }
-
     fn addr(&self, a: Addr32, v6: bool) -> IpAddr {
         if v6 {
             self.v6.addr(a)
@@ -3626,7 +3622,14 @@ impl Correlator {
 
     /// Puts the flow in `slot` at the front of its index chain.
     fn index_link(&mut self, slot: u32) {
-        let h = self.index_head(&self.flow(slot).key());
+        self.index_link_at(slot, self.index_head(&self.flow(slot).key()));
+    }
+
+    /// [`index_link`](Correlator::index_link) given the flow's index head
+    /// `h` (`index_head` of its key, found by the caller).
+    #[inline(always)]
+    fn index_link_at(&mut self, slot: u32, h: HeadNo) {
+        debug_assert_eq!(h, self.index_head(&self.flow(slot).key()));
         let next = self.index_heads[h];
         self.flow_mut(slot).set_link(LINK_INDEX_NEXT, next);
         self.index_heads[h] = slot;
@@ -3765,7 +3768,8 @@ impl Correlator {
         (last_ns, refreshed)
     }
 
-    /// Deadline of the flow in `slot` ([`Flow::deadline_ns`]).
+    /// Deadline of the flow in `slot` ([`Flow::deadline_ns`]). Tests.
+    #[cfg(test)]
     fn flow_deadline_ns(&self, slot: u32) -> UnixNanos {
         let (last_ns, _) = self.flow_times(slot);
         self.flow(slot).deadline_ns(last_ns, &self.cfg.hold)
@@ -3809,17 +3813,75 @@ impl Correlator {
         }
     }
 
-    /// Stores a new active flow for `m` in a free slot and indexes it.
+    /// Stores a new active flow for `m` in a free slot and indexes it
+    /// (tests: [`insert_flow_eps`](Correlator::insert_flow_eps) of the
+    /// mapping's endpoints, as `open_flow` stores a pair's).
+    #[cfg(test)]
     fn insert_flow(&mut self, m: &Mapping, bits: u8, written_ns: UnixNanos) -> u32 {
-        let (i, i6) = self.addr32_acquire(m.internal.ip());
-        let (r, r6) = self.addr32_acquire(m.remote.ip());
-        let (p, p6) = self.addr32_acquire(m.public.ip());
+        assert!(
+            m.flags & !FLAG_MIDFLOW == 0,
+            "a flow slot keeps FLAG_MIDFLOW only"
+        );
+        let bits = bits
+            | if m.flags & FLAG_MIDFLOW != 0 {
+                BIT_MIDFLOW
+            } else {
+                0
+            };
+        let slot = self.insert_flow_eps(
+            m.proto,
+            &Ep::of(m.internal.ip(), m.internal.port()),
+            &Ep::of(m.public.ip(), m.public.port()),
+            &Ep::of(m.remote.ip(), m.remote.port()),
+            m.first_ns,
+            (m.packets_out, m.packets_in),
+            bits,
+            0,
+        );
+        self.set_flow_times(slot, m.last_ns, written_ns);
+        slot
+    }
+
+    /// The address as the flow table keeps it, naming a new IPv6 address
+    /// (one more flow using it): an IPv4 address (also IPv4-mapped, as
+    /// [`Ep::ip`] reads it) is its `u32`. The bool: IPv6 name.
+    #[inline(always)]
+    fn addr32_acquire(&mut self, ep: &Ep) -> (Addr32, bool) {
+        match ep.v4() {
+            Some(a) => (a, false),
+            None => (self.v6.acquire(ep.bits()), true),
+        }
+    }
+
+    /// Stores a new active flow of `proto` between the endpoints, first
+    /// packet (and last, and last written state) at `first_ns`, in a free
+    /// slot, and indexes it; its `bits` (FIN/RST, `BIT_MIDFLOW`) as given.
+    /// From the pair's endpoints, with no `SocketAddr` between: `open_flow`
+    /// builds the `Mapping` from the slot afterwards. `flow_hash`: the
+    /// key's hash as `observe` was given it (`find_flow`'s), or 0: hashed
+    /// here; only its index head is used.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn insert_flow_eps(
+        &mut self,
+        proto: Proto,
+        internal: &Ep,
+        public: &Ep,
+        remote: &Ep,
+        first_ns: UnixNanos,
+        (packets_out, packets_in): (u32, u32),
+        bits: u8,
+        flow_hash: u64,
+    ) -> u32 {
+        let (i, i6) = self.addr32_acquire(internal);
+        let (r, r6) = self.addr32_acquire(remote);
+        let (p, p6) = self.addr32_acquire(public);
         let key = FlowKey {
             internal: i,
             remote: r,
-            internal_port: m.internal.port(),
-            remote_port: m.remote.port(),
-            proto: m.proto,
+            internal_port: internal.port,
+            remote_port: remote.port,
+            proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
         let slot = if self.flow_free != NO_SLOT {
@@ -3840,46 +3902,38 @@ impl Correlator {
             assert!((slot as usize) < FLOWS_ACTIVE_MAX_LIMIT);
             slot
         };
-        assert!(
-            m.flags & !FLAG_MIDFLOW == 0,
-            "a flow slot keeps FLAG_MIDFLOW only"
-        );
         let f = self.flow_mut(slot);
+        // The time word's offsets 0 (last packet and last written state
+        // at the first packet: `set_flow_times` of `first_ns` twice) and
+        // the protocol's code (`PROTOS`' index: `proto as u8`, asserted).
         *f = Flow {
-            first_ns: m.first_ns,
+            first_ns,
             internal: key.internal,
             remote: key.remote,
             public: p,
-            packets_out: m.packets_out,
-            packets_in: m.packets_in,
+            packets_out,
+            packets_in,
             internal_port: key.internal_port,
             remote_port: key.remote_port,
-            public_port: m.public.port(),
+            public_port: public.port,
             links: [0xff; 9],
             word: [0; 12],
-            bits: bits
-                | key.fam
-                | BIT_LIVE
-                | if p6 { BIT_PUBLIC_V6 } else { 0 }
-                | if m.flags & FLAG_MIDFLOW != 0 {
-                    BIT_MIDFLOW
-                } else {
-                    0
-                },
+            bits: bits | key.fam | BIT_LIVE | if p6 { BIT_PUBLIC_V6 } else { 0 },
         };
-        f.set_word(
-            (PROTOS
-                .iter()
-                .position(|&p| p == key.proto)
-                .expect("4 protocols") as u128)
-                << WORD_PROTO_SHIFT,
-        );
-        self.set_flow_times(slot, m.last_ns, written_ns);
+        f.set_word((key.proto as u128) << WORD_PROTO_SHIFT);
+        debug_assert_eq!((f.last_off(), f.written_off()), (0, 0));
+        debug_assert_eq!(f.proto(), proto);
         self.flows_active += 1;
         if index_over(self.flows_active, self.index_heads.bits()) {
             self.index_grow();
         } else {
-            self.index_link(slot);
+            // A carried hash's head is the key's (`find_flow`'s contract).
+            let h = if flow_hash != 0 {
+                self.head_of(flow_hash)
+            } else {
+                self.index_head(&key)
+            };
+            self.index_link_at(slot, h);
         }
         slot
     }
@@ -4025,7 +4079,9 @@ impl Correlator {
             }
             self.replace_flow(slot, new_connection, out);
         }
-        self.open_flow(ts_ns, dir, proto, *internal, *public, *remote, flags, out);
+        self.open_flow(
+            ts_ns, dir, proto, internal, public, remote, flags, flow_hash, out,
+        );
     }
 
     /// Whether a pair going `dir` with TCP flags `flags` opens a new
@@ -4086,6 +4142,7 @@ impl Correlator {
 
     /// Opens a flow for a pair that no active flow continues (written as
     /// `Open` at once). Out of line: one pair in ten or fewer opens a flow.
+    /// `flow_hash`: `observe`'s (the key's hash, or 0).
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn open_flow(
@@ -4093,32 +4150,21 @@ impl Correlator {
         ts_ns: UnixNanos,
         dir: Dir,
         proto: Proto,
-        internal: Ep,
-        public: Ep,
-        remote: Ep,
+        internal: &Ep,
+        public: &Ep,
+        remote: &Ep,
         flags: u8,
+        flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
         if self.flows_active >= self.cfg.flows_active_max {
             self.evict_least_recent(out);
         }
-        let mut mapping = Mapping {
-            proto,
-            internal: internal.socket(),
-            public: public.socket(),
-            remote: remote.socket(),
-            first_ns: ts_ns,
-            last_ns: ts_ns,
-            end: EndReason::Open,
-            packets_out: u32::from(dir == Dir::Out),
-            packets_in: u32::from(dir == Dir::In),
-            flags: 0,
-        };
-        if proto == Proto::Tcp && flags & TcpInfo::SYN == 0 {
-            mapping.flags |= FLAG_MIDFLOW;
-        }
         let mut bits = 0;
         if proto == Proto::Tcp {
+            if flags & TcpInfo::SYN == 0 {
+                bits |= BIT_MIDFLOW;
+            }
             if flags & TcpInfo::FIN != 0 {
                 bits |= match dir {
                     Dir::Out => BIT_FIN_OUT,
@@ -4130,9 +4176,16 @@ impl Correlator {
             }
         }
         self.stats.mappings_opened += 1;
-        out.push(mapping);
-        let slot = self.insert_flow(&mapping, bits, ts_ns);
-        let deadline_ns = self.flow_deadline_ns(slot);
+        // The slot from the pair's endpoints, then the `Mapping` (end
+        // `Open`) from the slot, as the idle scan builds one: no
+        // `SocketAddr` turned back into the table's addresses.
+        let packets = (u32::from(dir == Dir::Out), u32::from(dir == Dir::In));
+        let slot = self.insert_flow_eps(
+            proto, internal, public, remote, ts_ns, packets, bits, flow_hash,
+        );
+        let f = *self.flow(slot);
+        out.push(self.mapping_of(&f, slot));
+        let deadline_ns = f.deadline_ns(ts_ns, &self.cfg.hold);
         self.wheel_insert(slot, deadline_ns);
     }
 
@@ -6873,6 +6926,60 @@ mod tests {
             proptest::prop_assert_eq!(ep, Ep::of(canonical(ip), port));
             proptest::prop_assert_eq!(ep.socket(), SocketAddr::new(canonical(ip), port));
             proptest::prop_assert_eq!(ep.v4().is_some(), canonical(ip).is_ipv4());
+        }
+
+        /// `open_flow` stores a pair's endpoints straight from its `Ep`s
+        /// and builds the written `Mapping` from the slot: the mapping is
+        /// the one of the endpoints' canonical `SocketAddr`s (an IPv4-mapped
+        /// address as IPv4, an IPv6 one named in the table), one packet in
+        /// its direction, `FLAG_MIDFLOW` for a TCP pair without SYN, end
+        /// `Open`; the flow is found by its key, reads back as the same
+        /// mapping, and sits in the index and the wheel by its deadline.
+        #[test]
+        fn open_flow_maps_the_pairs_endpoints(
+            opens in proptest::collection::vec(
+                (arb_ip(), arb_ip(), arb_ip(), proptest::prelude::any::<(u16, u16, u16)>(),
+                 0usize..4, proptest::prelude::any::<bool>(), proptest::prelude::any::<u8>()),
+                1..12,
+            ),
+        ) {
+            let mut c = Correlator::new(CorrelatorConfig::default());
+            let t0 = 1_700_000_000 * NANOS_PER_SEC;
+            for (n, (ii, pi, ri, (ip, pp, rp), proto, out_dir, flags)) in opens.into_iter().enumerate() {
+                // A new key each open: the internal port's high byte is `n`.
+                let ip = (n as u16) << 8 | (ip & 0xff);
+                let (proto, dir) = (PROTOS[proto], if out_dir { Dir::Out } else { Dir::In });
+                let (i, p, r) = (Ep::of(ii, ip), Ep::of(pi, pp), Ep::of(ri, rp));
+                let ts = t0 + n as i64 * 1_000_000;
+                let mut out = Vec::new();
+                c.now_ns = ts; // as a push sets the clock first
+                c.open_flow(ts, dir, proto, &i, &p, &r, flags, 0, &mut out);
+                let want = Mapping {
+                    proto,
+                    internal: SocketAddr::new(canonical(ii), ip),
+                    public: SocketAddr::new(canonical(pi), pp),
+                    remote: SocketAddr::new(canonical(ri), rp),
+                    first_ns: ts,
+                    last_ns: ts,
+                    end: EndReason::Open,
+                    packets_out: u32::from(out_dir),
+                    packets_in: u32::from(!out_dir),
+                    flags: if proto == Proto::Tcp && flags & TcpInfo::SYN == 0 {
+                        FLAG_MIDFLOW
+                    } else {
+                        0
+                    },
+                };
+                proptest::prop_assert_eq!(&out, &vec![want]);
+                let slot = c.find_flow(proto, &i, &r, 0).map(|s| s.number());
+                proptest::prop_assert!(slot.is_some(), "the opened flow is found by its key");
+                let slot = slot.unwrap();
+                proptest::prop_assert_eq!(c.mapping(slot), want);
+                proptest::prop_assert_eq!(c.flow_times(slot), (ts, ts));
+                proptest::prop_assert_eq!(c.flows_active, n + 1);
+            }
+            c.check_index();
+            c.check_wheel();
         }
 
         /// The /16 bit table decides exactly as scanning every prefix,
