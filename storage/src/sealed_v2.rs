@@ -1230,6 +1230,31 @@ fn min_max(vals: &[u64]) -> (u64, u64) {
     (min, max)
 }
 
+/// [`min_max`] and the size of `vals` as varints, in one pass (one load
+/// a value, not two).
+#[inline(always)]
+fn min_max_varints(vals: &[u64]) -> (u64, u64, usize) {
+    let mut mins = [u64::MAX; MIN_MAX_LANES];
+    let mut maxs = [0u64; MIN_MAX_LANES];
+    let mut size = 0usize;
+    let mut chunks = vals.chunks_exact(MIN_MAX_LANES);
+    for c in &mut chunks {
+        for l in 0..MIN_MAX_LANES {
+            mins[l] = mins[l].min(c[l]);
+            maxs[l] = maxs[l].max(c[l]);
+            size += varint_len_fast(c[l]);
+        }
+    }
+    for (l, &v) in chunks.remainder().iter().enumerate() {
+        mins[l] = mins[l].min(v);
+        maxs[l] = maxs[l].max(v);
+        size += varint_len_fast(v);
+    }
+    let min = mins.iter().fold(u64::MAX, |a, &b| a.min(b));
+    let max = maxs.iter().fold(0, |a, &b| a.max(b));
+    (min, max, size)
+}
+
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
 ///
@@ -1242,11 +1267,12 @@ fn min_max(vals: &[u64]) -> (u64, u64) {
 #[inline(never)]
 fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
-    let (min, max) = min_max(vals);
-    let mut size_var = 0usize;
-    if !s.for_first {
-        size_var = vals.iter().map(|&v| varint_len_fast(v)).sum();
-    }
+    let (min, max, mut size_var) = if s.for_first {
+        let (min, max) = min_max(vals);
+        (min, max, 0)
+    } else {
+        min_max_varints(vals)
+    };
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);
     let size_for = varint_len(min) + 1 + (n * u64::from(w_for)).div_ceil(8) as usize;
