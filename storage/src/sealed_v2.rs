@@ -540,7 +540,23 @@ struct ColScratch {
     keys_tmp: Vec<u64>,
     /// Bitmap of occupied buckets ([`gap_bound`]).
     buckets: [u64; 1 << (GAP_BUCKET_BITS_MAX - 6)],
+    /// Set by the caller: where the range is below 2^[`MAP_BITS`], count
+    /// the distinct values in `map` first, only to reject the column (a
+    /// hint: the previous block's column was abandoned; same decision and
+    /// bytes either way).
+    map_first: bool,
+    /// A bitmap of 2^[`MAP_BITS`] bits and as many more never set
+    /// ([`more_distinct_than`] and [`fine_gap_bound`]), all zero between
+    /// their uses (each clears what it set).
+    map: [u64; MAP_WORDS],
 }
+
+/// Bits of the values (less the least) [`more_distinct_than`] and of the
+/// buckets [`fine_gap_bound`] count in [`ColScratch::map`], and its words:
+/// twice the 2^[`MAP_BITS`] bits (16 KiB), so that the neighbours of the
+/// lowest and the highest bucket have bits (never set).
+const MAP_BITS: u32 = 16;
+const MAP_WORDS: usize = 2 << (MAP_BITS - 6);
 
 /// How [`dict_size_below`] counted a column's distinct values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -598,6 +614,8 @@ impl Default for ColScratch {
             keys: Vec::with_capacity(BLOCK_RECORDS),
             keys_tmp: Vec::with_capacity(BLOCK_RECORDS),
             buckets: [0; 1 << (GAP_BUCKET_BITS_MAX - 6)],
+            map_first: false,
+            map: [0; MAP_WORDS],
         }
     }
 }
@@ -690,6 +708,16 @@ fn dict_size_below(
     if (fine || coarse) && bounds_reject(vals, min, w_for, best, fine, coarse, s) {
         // Provably too big: keep the hints for the next block.
         s.seen = vals.len();
+        return None;
+    }
+    if s.map_first
+        && hashable
+        && range >= DISTINCT_SLOTS as u64
+        && range >> MAP_BITS == 0
+        && more_distinct_than(vals, min, range, limit, &mut s.map)
+    {
+        // What the hash table would find after `limit + 1` probes, for a
+        // bit a value.
         return None;
     }
     s.distinct.clear();
@@ -835,6 +863,63 @@ fn dict_size_below(
     (size < best).then_some(size)
 }
 
+/// Whether `vals` (each `v - min` at most `range`, below 2^[`MAP_BITS`])
+/// hold more than `limit` distinct values: each value's bit is set in
+/// `map` (all zero before and after), the new ones counted, until the
+/// count passes `limit`. Exactly the count the hash table makes, without
+/// a hash, a probe or a list of the values; the bits set are cleared by
+/// the words of the range or by the values, whichever are fewer.
+fn more_distinct_than(
+    vals: &[u64],
+    min: u64,
+    range: u64,
+    limit: usize,
+    map: &mut [u64; MAP_WORDS],
+) -> bool {
+    debug_assert!(range >> MAP_BITS == 0);
+    let mut k = 0usize;
+    // Sets `v`'s bit; 1 if it was not set.
+    let mut mark = |v: u64| {
+        // The mask (no-op: `v - min <= range`) stands for the bounds check.
+        let x = (v - min) as usize;
+        let w = &mut map[(x >> 6) & (MAP_WORDS - 1)];
+        let b = 1u64 << (x % 64);
+        let new = usize::from(*w & b == 0);
+        *w |= b;
+        new
+    };
+    // The count compared once a chunk (it may pass `limit` by a few).
+    let mut end = 0;
+    let mut chunks = vals.chunks_exact(MAP_CHUNK);
+    for c in &mut chunks {
+        for &v in c {
+            k += mark(v);
+        }
+        end += MAP_CHUNK;
+        if k > limit {
+            break;
+        }
+    }
+    if k <= limit {
+        for &v in chunks.remainder() {
+            k += mark(v);
+        }
+        end = vals.len();
+    }
+    let words = (range >> 6) as usize + 1;
+    if words <= end {
+        map[..words].fill(0);
+    } else {
+        for &v in &vals[..end] {
+            map[((v - min) as usize >> 6) & (MAP_WORDS - 1)] = 0;
+        }
+    }
+    k > limit
+}
+
+/// Values [`more_distinct_than`] marks between two comparisons of its count.
+const MAP_CHUNK: usize = 8;
+
 /// Distinct values [`dict_size_below`] counted in the hash table (or
 /// directly) from which it sorts them with [`sort_rows`]' passes, not
 /// `sort_unstable` (below, the passes' 256 counters each cost more than
@@ -971,7 +1056,7 @@ fn bounds_reject(
 ) -> bool {
     for try_fine in [s.fine_first, !s.fine_first] {
         let bound = if try_fine && fine {
-            fine_gap_bound(vals, min, s)
+            fine_gap_bound(vals, min, w_for, s)
         } else if !try_fine && coarse {
             gap_bound(vals, min, w_for, s)
         } else {
@@ -1004,9 +1089,65 @@ const FINE_BUCKET_BITS: u32 = 7;
 /// byte more each. Where a column is nearly all distinct with gaps around
 /// 2^7..2^21 (the replay's first-time deltas) this rejects what the
 /// coarse bitmap, sized by the range, cannot, for a hash probe or two a
-/// value instead of [`sort_rows`]' passes. Leaves `s.distinct` holding the
-/// buckets (the caller clears it before counting).
-fn fine_gap_bound(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
+/// value instead of [`sort_rows`]' passes.
+///
+/// `w_for`: the bits of the range. Where the buckets are below
+/// 2^[`MAP_BITS`] they are marked in [`ColScratch::map`] and counted
+/// there ([`fine_gap_bound_mapped`]), else in the hash table
+/// ([`fine_gap_bound_hashed`]): the same `b` and `r`, so the same bound.
+fn fine_gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
+    if w_for <= FINE_BUCKET_BITS + MAP_BITS {
+        fine_gap_bound_mapped(vals, min, w_for, &mut s.map)
+    } else {
+        fine_gap_bound_hashed(vals, min, s)
+    }
+}
+
+/// [`fine_gap_bound`] where the buckets (`w_for` bits of range less
+/// [`FINE_BUCKET_BITS`]) are below 2^[`MAP_BITS`]: each value's bucket
+/// marked in `map` (all zero before and after; cleared by the values), in
+/// one pass: a bucket marked for the first time is a new one, and makes
+/// a pair with each neighbour marked before it; every pair of adjacent
+/// occupied buckets is so counted once (when its second bucket is
+/// marked), and the runs are the buckets less the pairs. Three bits read
+/// and one set a value, where the hash table took two probes a value (and
+/// no scan of the bitmap: `count_ones` is not an instruction in the
+/// baseline x86-64 target).
+fn fine_gap_bound_mapped(vals: &[u64], min: u64, w_for: u32, map: &mut [u64; MAP_WORDS]) -> usize {
+    debug_assert!(!vals.is_empty() && w_for <= FINE_BUCKET_BITS + MAP_BITS);
+    // Bucket `u`'s bit. The mask stands for the bounds check: buckets are
+    // below 2^16, so their words below `MAP_WORDS / 2`, and `u - 1` of 0
+    // (the last word) and `u + 1` of 2^16 - 1 (the word after) are bits
+    // never set.
+    let at = |u: usize| ((u >> 6) & (MAP_WORDS - 1), u % 64);
+    let (mut b, mut pairs) = (0u64, 0u64);
+    for &v in vals {
+        let u = ((v - min) >> FINE_BUCKET_BITS) as usize;
+        let (w, i) = at(u);
+        let new = !map[w] >> i & 1;
+        let (wl, il) = at(u.wrapping_sub(1));
+        let (wr, ir) = at(u + 1);
+        pairs += new * ((map[wl] >> il & 1) + (map[wr] >> ir & 1));
+        b += new;
+        map[w] |= 1 << i;
+    }
+    for &v in vals {
+        map[at(((v - min) >> FINE_BUCKET_BITS) as usize).0] = 0;
+    }
+    let runs = b - pairs;
+    let n = vals.len() as u64;
+    varint_len(b)
+        + varint_len(min)
+        + (b as usize - 1)
+        + (runs as usize - 1)
+        + 1
+        + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
+}
+
+/// [`fine_gap_bound`] with the buckets counted in the hash table. Leaves
+/// `s.distinct` holding the buckets (the caller clears it before
+/// counting).
+fn fine_gap_bound_hashed(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
     debug_assert!(!vals.is_empty() && vals.len() <= DISTINCT_HASHED_MAX);
     let gen = s.next_gen();
     s.distinct.clear();
@@ -1089,6 +1230,31 @@ fn min_max(vals: &[u64]) -> (u64, u64) {
     (min, max)
 }
 
+/// [`min_max`] and the size of `vals` as varints, in one pass (one load
+/// a value, not two).
+#[inline(always)]
+fn min_max_varints(vals: &[u64]) -> (u64, u64, usize) {
+    let mut mins = [u64::MAX; MIN_MAX_LANES];
+    let mut maxs = [0u64; MIN_MAX_LANES];
+    let mut size = 0usize;
+    let mut chunks = vals.chunks_exact(MIN_MAX_LANES);
+    for c in &mut chunks {
+        for l in 0..MIN_MAX_LANES {
+            mins[l] = mins[l].min(c[l]);
+            maxs[l] = maxs[l].max(c[l]);
+            size += varint_len_fast(c[l]);
+        }
+    }
+    for (l, &v) in chunks.remainder().iter().enumerate() {
+        mins[l] = mins[l].min(v);
+        maxs[l] = maxs[l].max(v);
+        size += varint_len_fast(v);
+    }
+    let min = mins.iter().fold(u64::MAX, |a, &b| a.min(b));
+    let max = maxs.iter().fold(0, |a, &b| a.max(b));
+    (min, max, size)
+}
+
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
 ///
@@ -1101,11 +1267,12 @@ fn min_max(vals: &[u64]) -> (u64, u64) {
 #[inline(never)]
 fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
-    let (min, max) = min_max(vals);
-    let mut size_var = 0usize;
-    if !s.for_first {
-        size_var = vals.iter().map(|&v| varint_len_fast(v)).sum();
-    }
+    let (min, max, mut size_var) = if s.for_first {
+        let (min, max) = min_max(vals);
+        (min, max, 0)
+    } else {
+        min_max_varints(vals)
+    };
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);
     let size_for = varint_len(min) + 1 + (n * u64::from(w_for)).div_ceil(8) as usize;
@@ -2125,6 +2292,9 @@ fn encode_blocks(
             scratch.fine_first = fine_first[k];
             // No varint sizes where they were provably not needed last time.
             scratch.for_first = for_first[k];
+            // Count in the bitmap first where the previous block's column
+            // was abandoned (or is the first).
+            scratch.map_first = seen[k] == 0;
             put_col(buf, &c[..n], scratch);
             for_first[k] = scratch.for_proven;
             seen[k] = scratch.seen;
@@ -4010,6 +4180,32 @@ mod tests {
                     }
                     v
                 }),
+            // A range from 2^10 to 2^17 (either side of the bitmap's
+            // 2^16, and at it), `k` distinct values of it: the bitmap's
+            // count either side of the limit.
+            (
+                1usize..=BLOCK_RECORDS,
+                0u64..1 << 40,
+                prop_oneof![1024u64..1 << 17, (1u64 << 16) - 2..(1 << 16) + 2],
+                prop_oneof![1u64..=BLOCK_RECORDS as u64, 200u64..=BLOCK_RECORDS as u64],
+                any::<u64>()
+            )
+                .prop_map(|(n, base, range, k, seed)| {
+                    let mut x = seed | 1;
+                    let mut v: Vec<u64> = (0..n)
+                        .map(|_| {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            base + (x % k) * range / k
+                        })
+                        .collect();
+                    v[0] = base;
+                    if n > 1 {
+                        v[n - 1] = base + range;
+                    }
+                    v
+                }),
         ]
     }
 
@@ -4023,10 +4219,11 @@ mod tests {
         #[test]
         fn dict_size_below_decides_what_it_decided_before(
             cols in prop::collection::vec(
-                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>(), any::<bool>(), any::<bool>()), 1..6),
+                (column_shaped(), 0usize..4000, 0u8..4, any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()), 1..6),
         ) {
             let mut s = ColScratch::default();
-            for (vals, any_best, pick, sort_first, bound_first, fine_first) in &cols {
+            for (vals, any_best, pick, sort_first, bound_first, fine_first, map_first) in &cols {
+                s.map_first = *map_first;
                 s.sort_first = *sort_first;
                 s.bound_first = *bound_first;
                 s.fine_bound = *fine_first || *bound_first;
@@ -4050,6 +4247,8 @@ mod tests {
                     _ => *any_best,
                 };
                 let got = dict_size_below(vals, min, max, best, &mut s);
+                // The bitmap is cleared after each use.
+                prop_assert!(s.map.iter().all(|&w| w == 0));
                 let want = dict_size_below_before(vals, min, w_for, best);
                 prop_assert_eq!(got.is_some(), want.is_some());
                 if let (Some(size), Some(distinct)) = (got, want) {
@@ -4195,7 +4394,9 @@ mod tests {
                 .iter()
                 .fold((u64::MAX, 0u64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
             let mut s = ColScratch::default();
-            let bound = fine_gap_bound(&vals, min, &mut s);
+            let bound = fine_gap_bound(&vals, min, bits(max - min), &mut s);
+            prop_assert!(s.map.iter().all(|&w| w == 0));
+            prop_assert_eq!(bound, fine_gap_bound_hashed(&vals, min, &mut s));
             let exact = dict_size_exact(&vals);
             prop_assert!(bound <= exact, "bound {} exact {}", bound, exact);
             if max == min {
