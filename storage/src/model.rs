@@ -190,13 +190,28 @@ impl Default for HoldTimes {
 
 impl HoldTimes {
     /// Hold time in nanoseconds that applies to `m` in its current state.
+    #[inline]
     pub fn hold_ns(&self, m: &Mapping) -> i64 {
-        let s = match m.proto {
-            Proto::Tcp => match m.end {
+        self.hold_ns_of(m.proto, m.end, m.first_ns, m.last_ns, m.packets_in)
+    }
+
+    /// [`HoldTimes::hold_ns`] from the fields the rule reads (the seal
+    /// takes them from a record's bytes without decoding the mapping).
+    #[inline]
+    pub fn hold_ns_of(
+        &self,
+        proto: Proto,
+        end: EndReason,
+        first_ns: UnixNanos,
+        last_ns: UnixNanos,
+        packets_in: u32,
+    ) -> i64 {
+        let s = match proto {
+            Proto::Tcp => match end {
                 EndReason::Fin | EndReason::Rst => self.tcp_closed_s,
                 _ => self.tcp_open_s,
             },
-            Proto::Udp if m.packets_in > 0 && m.last_ns - m.first_ns > UDP_STREAM_AFTER_NS => {
+            Proto::Udp if packets_in > 0 && last_ns - first_ns > UDP_STREAM_AFTER_NS => {
                 self.udp_stream_s
             }
             Proto::Udp => self.udp_s,

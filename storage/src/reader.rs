@@ -847,14 +847,18 @@ mod tests {
         p
     }
 
+    /// The lookup of [`public`] 1.5 s into the hour at `start`.
+    fn lookup_in_hour(r: &Reader, start: i64) -> LookupOutcome {
+        r.lookup(&Query::at(
+            public().ip(),
+            public().port(),
+            start + 1_500_000_000,
+        ))
+        .unwrap()
+    }
+
     fn holder_host(r: &Reader, start: i64) -> Result<u8, Vec<String>> {
-        let out = r
-            .lookup(&Query::at(
-                public().ip(),
-                public().port(),
-                start + 1_500_000_000,
-            ))
-            .unwrap();
+        let out = lookup_in_hour(r, start);
         if !out.errors.is_empty() {
             return Err(out.errors.iter().map(|e| e.to_string()).collect());
         }
@@ -976,13 +980,7 @@ mod tests {
         assert_eq!(holder_host(&r, T0), Ok(1));
         assert!(r.listing().unwrap().settled);
         std::fs::remove_file(parts.join(file_name(T0, 0, FileKind::Sealed))).unwrap();
-        let out = r
-            .lookup(&Query::at(
-                public().ip(),
-                public().port(),
-                T0 + 1_500_000_000,
-            ))
-            .unwrap();
+        let out = lookup_in_hour(&r, T0);
         assert!(out.holders.is_empty(), "{:?}", out.holders);
         assert!(out.errors.is_empty(), "{:?}", out.errors);
         assert_eq!(holder_host(&r, T0 + HOUR), Ok(2));

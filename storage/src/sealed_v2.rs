@@ -4112,6 +4112,26 @@ mod tests {
         (size < best).then_some(distinct)
     }
 
+    /// `n ≥ 1` values from `k` evenly spaced levels of `base..=base +
+    /// range` in a random order (xorshift of `seed`), the first `base` and
+    /// the last (when `n > 1`) `base + range`: the range exactly.
+    fn spread(n: usize, base: u64, range: u64, k: u64, seed: u64) -> Vec<u64> {
+        let mut x = seed | 1;
+        let mut v: Vec<u64> = (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                base + (x % k) * range / k
+            })
+            .collect();
+        v[0] = base;
+        if n > 1 {
+            v[n - 1] = base + range;
+        }
+        v
+    }
+
     /// A column shaped like the ones that take the new paths: runs of
     /// equal values, all equal, all distinct, narrow (direct-indexed) and
     /// wide ranges.
@@ -4164,21 +4184,7 @@ mod tests {
                 any::<u64>()
             )
                 .prop_map(|(n, base, range, k, seed)| {
-                    let base = base.min(u64::MAX - range);
-                    let mut x = seed | 1;
-                    let mut v: Vec<u64> = (0..n)
-                        .map(|_| {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            base + (x % k) * range / k
-                        })
-                        .collect();
-                    v[0] = base;
-                    if n > 1 {
-                        v[n - 1] = base + range;
-                    }
-                    v
+                    spread(n, base.min(u64::MAX - range), range, k, seed)
                 }),
             // A range from 2^10 to 2^17 (either side of the bitmap's
             // 2^16, and at it), `k` distinct values of it: the bitmap's
@@ -4190,22 +4196,7 @@ mod tests {
                 prop_oneof![1u64..=BLOCK_RECORDS as u64, 200u64..=BLOCK_RECORDS as u64],
                 any::<u64>()
             )
-                .prop_map(|(n, base, range, k, seed)| {
-                    let mut x = seed | 1;
-                    let mut v: Vec<u64> = (0..n)
-                        .map(|_| {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            base + (x % k) * range / k
-                        })
-                        .collect();
-                    v[0] = base;
-                    if n > 1 {
-                        v[n - 1] = base + range;
-                    }
-                    v
-                }),
+                .prop_map(|(n, base, range, k, seed)| spread(n, base, range, k, seed)),
         ]
     }
 

@@ -2802,30 +2802,21 @@ impl HeldScan {
 }
 
 /// [`HoldTimes::held_until_ns`] of the mapping a record holds, from its
-/// bytes (the same rule as [`HoldTimes::hold_ns`]; a property test). A
-/// record [`Record::fields_ok`] refuses is never given; its unknown
-/// protocol would take the longest hold.
+/// bytes ([`HoldTimes::hold_ns_of`] of its fields; a property test). A
+/// record [`Record::fields_ok`] refuses is never given; an unknown protocol
+/// or end code would take the longest hold.
 fn held_until_ns(hold: &HoldTimes, r: &Record) -> Option<UnixNanos> {
-    let end = r.end;
-    if end == EndReason::Open as u8 {
+    if r.end == EndReason::Open as u8 {
         return None;
     }
-    let (first, last) = (r.first_ns.get(), r.last_ns.get());
-    let s = match Proto::from_number(r.proto) {
-        Some(Proto::Tcp) if end == EndReason::Fin as u8 || end == EndReason::Rst as u8 => {
-            hold.tcp_closed_s
+    let last = r.last_ns.get();
+    let h = match (Proto::from_number(r.proto), EndReason::from_code(r.end)) {
+        (Some(proto), Some(end)) => {
+            hold.hold_ns_of(proto, end, r.first_ns.get(), last, r.packets_in.get())
         }
-        Some(Proto::Tcp) => hold.tcp_open_s,
-        Some(Proto::Udp)
-            if r.packets_in.get() > 0 && last - first > crate::model::UDP_STREAM_AFTER_NS =>
-        {
-            hold.udp_stream_s
-        }
-        Some(Proto::Udp) => hold.udp_s,
-        Some(Proto::Icmp | Proto::Icmpv6) => hold.icmp_s,
-        None => return Some(last.saturating_add(hold.max_ns())),
+        _ => hold.max_ns(),
     };
-    Some(last.saturating_add(i64::from(s) * crate::model::NANOS_PER_SEC))
+    Some(last.saturating_add(h))
 }
 
 /// A seal thread's work: the previous partition's carry appended (if
@@ -3672,6 +3663,21 @@ mod tests {
             o.holders.len()
         }
 
+        /// Checks that port `1000 + h` is held at `T0 + h H + 10 s` for each
+        /// hour `h` up to `hours`, then returns the store's `.part` files
+        /// (name, bytes) in name order.
+        fn hours_held_and_parts(store: &Store, hours: i64) -> Vec<(String, Vec<u8>)> {
+            for h in 0..=hours {
+                assert_eq!(holders(store, 1000 + h as u16, T0 + h * H + 10 * S), 1);
+            }
+            let parts = store.dir().join("partitions");
+            crate::store::list_partitions(&parts)
+                .unwrap()
+                .iter()
+                .map(|f| (f.name.clone(), std::fs::read(&f.path).unwrap()))
+                .collect()
+        }
+
         fn log(store: &Store, start: i64) -> std::path::PathBuf {
             store
                 .dir()
@@ -4211,14 +4217,7 @@ mod tests {
                 w.take_back_scratch(0);
                 assert_eq!(w.scratch_lent, 0);
                 drop(w);
-                for h in 0..=hours {
-                    assert_eq!(holders(&store, 1000 + h as u16, T0 + h * H + 10 * S), 1);
-                }
-                let mut parts_bytes = Vec::new();
-                for f in crate::store::list_partitions(&parts).unwrap() {
-                    parts_bytes.push((f.name.clone(), std::fs::read(&f.path).unwrap()));
-                }
-                parts_bytes
+                hours_held_and_parts(&store, hours)
             };
             let d = tempfile::tempdir().unwrap();
             let held = write(&d.path().join("held"), true);
@@ -4234,7 +4233,6 @@ mod tests {
             let hours = 6i64;
             let write = |dir: &std::path::Path, fail: bool| {
                 let store = store(dir, u32::MAX);
-                let parts = store.dir().join("partitions");
                 let mut w = store.writer().unwrap();
                 w.seal_workers.publishers_fail = fail;
                 for h in 0..=hours {
@@ -4247,14 +4245,7 @@ mod tests {
                 assert!(!w.seal_workers.threads.is_empty());
                 assert_eq!(w.seal_workers.publishers.is_empty(), fail);
                 drop(w);
-                for h in 0..=hours {
-                    assert_eq!(holders(&store, 1000 + h as u16, T0 + h * H + 10 * S), 1);
-                }
-                let mut parts_bytes = Vec::new();
-                for f in crate::store::list_partitions(&parts).unwrap() {
-                    parts_bytes.push((f.name.clone(), std::fs::read(&f.path).unwrap()));
-                }
-                parts_bytes
+                hours_held_and_parts(&store, hours)
             };
             let d = tempfile::tempdir().unwrap();
             let own = write(&d.path().join("own"), true);
