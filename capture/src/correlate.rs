@@ -35,6 +35,7 @@
 //! The correlator is a pure state machine over (time, side, decoded packet):
 //! no I/O, no clock. Time only moves forward with the packets' timestamps.
 
+use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rustc_hash::FxHashMap;
@@ -1227,6 +1228,34 @@ mod flow_heads {
         }
     }
 
+    impl FlowHeads {
+        /// The hints of one step of `Correlator::apply_events`: starts
+        /// loading the head of flow key hash `ahead` (0: none) and returns
+        /// the head of hash `half` (0: none, `LINK_NONE`), the table's
+        /// place and size read once for the two (a prefetch makes the
+        /// compiler read them again for a second `head_of`).
+        #[inline(always)]
+        #[allow(unsafe_code)]
+        pub(crate) fn hints(&self, ahead: u64, half: u64) -> Link {
+            let (shift, heads) = (self.shift, &self.heads[..]);
+            let first = if half != 0 {
+                let h = (half >> shift) as usize;
+                debug_assert!(h < heads.len());
+                // SAFETY: `half >> shift` is `head_of(half)`'s number, in
+                // bounds (`index`).
+                unsafe { *heads.get_unchecked(h) }
+            } else {
+                LINK_NONE
+            };
+            if ahead != 0 {
+                // A hint: the address only (no reference made, so no
+                // bound to keep; a prefetch never faults).
+                super::slab::prefetch_ptr(heads.as_ptr().wrapping_add((ahead >> shift) as usize));
+            }
+            first
+        }
+    }
+
     impl std::ops::Index<HeadNo> for FlowHeads {
         type Output = Link;
 
@@ -1326,6 +1355,9 @@ const EXPIRE_PREFETCH_AHEAD: usize = 8;
 /// an observation's index head is prefetched this many events ahead, its
 /// chain's first slot half as far ahead (hints only).
 const FLOW_EVENT_PREFETCH_AHEAD: usize = 8;
+/// [`Correlator::apply_events`] keeps its hints' hashes for this many
+/// events at a time (on the stack, with `FLOW_EVENT_PREFETCH_AHEAD` more).
+const EVENT_RUN: usize = 64;
 
 /// Buckets of the expiry wheel (`expiry_wheel_buckets`), each
 /// [`EXPIRY_BUCKET_NS`] of deadlines wide: a span of 1 024 s (17 min), longer
@@ -1963,7 +1995,7 @@ impl Correlator {
         // Hints: an observation's index head is prefetched
         // `FLOW_EVENT_PREFETCH_AHEAD` events ahead, its chain's first slot
         // half as far ahead, from the flow key hash kept in `hashes` (by
-        // position, modulo its length; found once an event: carried by the
+        // position in a run, below; found once an event: carried by the
         // preparer, or hashed here). The same hash is then the lookup's
         // (`observe`'s `flow_hash`), kept only for a flow whose two ends
         // are IPv4, where it is exact (a function of the observation's
@@ -1974,25 +2006,42 @@ impl Correlator {
         const AHEAD: usize = FLOW_EVENT_PREFETCH_AHEAD;
         const HALF: usize = AHEAD / 2;
         const _: () = assert!(AHEAD.is_power_of_two() && HALF >= 1);
-        let mut hashes = [0u64; AHEAD];
+        // The hashes by position in a run of up to `EVENT_RUN` events:
+        // `hashes[i]` is the `i`-th event's of the run, and the `AHEAD`
+        // after the run are the next run's first ones (moved to the front
+        // between runs), so the three an event reads and writes are at
+        // constant offsets from its position (no ring index to wrap).
+        let mut hashes = [0u64; EVENT_RUN + AHEAD];
         for (j, e) in events.iter().enumerate().take(AHEAD) {
-            hashes[j] = self.prefetch_event_head(e);
+            hashes[j] = self.event_hints(e, 0);
         }
         // All but the last `AHEAD` events have one `AHEAD` later (and one
         // `HALF` later): no test for either.
         let body = events.len().saturating_sub(AHEAD);
-        let (now, ahead) = (&events[..body], &events[events.len() - body..]);
-        for k in 0..body {
-            let flow_hash = hashes[k & (AHEAD - 1)];
-            hashes[k & (AHEAD - 1)] = self.prefetch_event_head(&ahead[k]);
-            self.prefetch_hashed_chain(hashes[(k + HALF) & (AHEAD - 1)]);
-            self.apply_event(&now[k], flow_hash, out);
-        }
-        for (k, e) in events.iter().enumerate().skip(body) {
-            if k + HALF < events.len() {
-                self.prefetch_hashed_chain(hashes[(k + HALF) & (AHEAD - 1)]);
+        let mut at = 0;
+        while at < body {
+            let m = (body - at).min(EVENT_RUN);
+            // This run's events and the `AHEAD` after it, each beside its
+            // hash, the one `HALF` later and the one `AHEAD` later.
+            let run = &events[at..at + m + AHEAD];
+            let hs = Cell::from_mut(&mut hashes[..]).as_slice_of_cells();
+            let steps = run[..m]
+                .iter()
+                .zip(&run[AHEAD..])
+                .zip(hs.iter().zip(&hs[HALF..]).zip(&hs[AHEAD..]));
+            for ((e, ahead), ((hash, half), hash_ahead)) in steps {
+                let flow_hash = hash.get();
+                hash_ahead.set(self.event_hints(ahead, half.get()));
+                self.apply_event(e, flow_hash, out);
             }
-            self.apply_event_outlined(e, hashes[k & (AHEAD - 1)], out);
+            hashes.copy_within(m..m + AHEAD, 0);
+            at += m;
+        }
+        for (j, e) in events[body..].iter().enumerate() {
+            if j + HALF < AHEAD.min(events.len()) {
+                self.prefetch_hashed_chain(hashes[j + HALF]);
+            }
+            self.apply_event_outlined(e, hashes[j], out);
         }
     }
 
@@ -2029,39 +2078,46 @@ impl Correlator {
         self.apply_event(e, flow_hash, out);
     }
 
-    /// A hint: starts loading the index head an event's flow lookup reads
-    /// and returns the flow key's hash it took the head from, for a flow
-    /// whose two ends are IPv4 (0: a scan, or an IPv6 end, whose head is
-    /// prefetched if an active flow may have it but whose hash is not kept:
-    /// an IPv6 address's name may be given or released by the events in
-    /// between). The hash is the preparer's carried one (its high half,
-    /// all the head number needs) when the observation has it, else
-    /// [`key_hash`](Correlator::key_hash) of its key.
+    /// The hints of one step of [`apply_events`](Correlator::apply_events):
+    /// starts loading the index head the flow lookup of event `e` reads
+    /// (`FLOW_EVENT_PREFETCH_AHEAD` events ahead) and the first slot of the
+    /// chain of flow key hash `half` (an event half as far ahead, whose
+    /// head an earlier step loaded; 0: none), and returns `e`'s flow key
+    /// hash, for a flow whose two ends are IPv4 (0: a scan, or an IPv6
+    /// end, whose head is prefetched if an active flow may have it but
+    /// whose hash is not kept: an IPv6 address's name may be given or
+    /// released by the events in between). The hash is the preparer's
+    /// carried one (its high half, all the head number needs) when the
+    /// observation has it, else [`key_hash`](Correlator::key_hash) of its
+    /// key.
     #[inline(always)]
-    fn prefetch_event_head(&self, e: &FlowEvent) -> u64 {
-        let Ev::Observe(o) = &e.0 else {
-            return 0;
+    fn event_hints(&self, e: &FlowEvent, half: u64) -> u64 {
+        let hash = match &e.0 {
+            Ev::Observe(o) if o.flow_hi != 0 => u64::from(o.flow_hi) << 32,
+            Ev::Observe(o) => match Ep::both_v4(&o.internal, &o.remote) {
+                Some((i, r)) => Self::key_hash(&FlowKey {
+                    internal: i,
+                    remote: r,
+                    internal_port: o.internal.port,
+                    remote_port: o.remote.port,
+                    proto: o.proto,
+                    fam: 0,
+                }),
+                None => {
+                    self.prefetch_v6_head(o);
+                    0
+                }
+            },
+            Ev::Scan(_) => 0,
         };
-        let hash = if o.flow_hi != 0 {
-            u64::from(o.flow_hi) << 32
-        } else if let Some((i, r)) = Ep::both_v4(&o.internal, &o.remote) {
-            Self::key_hash(&FlowKey {
-                internal: i,
-                remote: r,
-                internal_port: o.internal.port,
-                remote_port: o.remote.port,
-                proto: o.proto,
-                fam: 0,
-            })
-        } else {
-            self.prefetch_v6_head(o);
-            return 0;
-        };
-        slab::prefetch(&self.index_heads[self.head_of(hash)]);
+        let first = self.index_heads.hints(hash, half);
+        if first != LINK_NONE {
+            self.flows.prefetch_entry(first);
+        }
         hash
     }
 
-    /// [`prefetch_event_head`](Correlator::prefetch_event_head) of an
+    /// [`event_hints`](Correlator::event_hints) of an
     /// observation with an IPv6 end: its index head, if both its addresses
     /// have names (else no active flow has them). A hint. Out of line: rare.
     #[inline(never)]
@@ -6448,6 +6504,29 @@ mod tests {
         let f = Correlator::try_new_flows(cfg).unwrap();
         assert_eq!(f.flows.capacity(), FLOWS_ACTIVE_MAX_LIMIT);
         assert_eq!(f.memory().pending, 0);
+    }
+
+    /// `apply_events` keeps its hints' hashes in runs of `EVENT_RUN`
+    /// events (the lookups' carried hashes among them): batches of several
+    /// runs and a part of one, IPv4 and mixed with IPv6, with and without
+    /// the clock's own moves, give one correlator's mappings and counters.
+    #[test]
+    fn split_correlator_agrees_with_one_in_batches_of_several_runs() {
+        let cfg = CorrelatorConfig {
+            refresh_interval_ns: 2 * S,
+            ..CorrelatorConfig::default()
+        };
+        for seed in 1..=6u64 {
+            for packets in [
+                random_packets(seed, 1_500),
+                random_packets_mixed(seed, 1_500),
+            ] {
+                for batch in [4 * EVENT_RUN + 37, 700, 1_500] {
+                    split_agrees(&cfg, &packets, batch, 0, 0).unwrap();
+                    split_agrees(&cfg, &packets, batch, 9, 20 * S).unwrap();
+                }
+            }
+        }
     }
 
     proptest::proptest! {
