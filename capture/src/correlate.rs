@@ -2052,7 +2052,7 @@ impl Correlator {
         match &e.0 {
             Ev::Observe(o) => {
                 self.now_ns = o.now_ns;
-                self.observe(
+                if !self.continue_flow(
                     o.ts_ns,
                     o.dir,
                     o.proto,
@@ -2062,7 +2062,9 @@ impl Correlator {
                     o.flags,
                     flow_hash,
                     out,
-                );
+                ) {
+                    self.open_event(o, flow_hash, out);
+                }
             }
             &Ev::Scan(now_ns) => {
                 self.now_ns = now_ns;
@@ -4081,6 +4083,36 @@ impl Correlator {
         flow_hash: u64,
         out: &mut Vec<Mapping>,
     ) {
+        if !self.continue_flow(
+            ts_ns, dir, proto, internal, public, remote, flags, flow_hash, out,
+        ) {
+            self.open_flow(
+                ts_ns, dir, proto, internal, public, remote, flags, flow_hash, out,
+            );
+        }
+    }
+
+    /// [`observe`](Correlator::observe) but the open: folds the pair into
+    /// the active flow it continues and returns true, or returns false
+    /// when none does (none has its key, or the one that has it was just
+    /// ended: a new connection or another public endpoint), for the caller
+    /// to open one ([`open_flow`](Correlator::open_flow)). The flow part
+    /// opens from the event itself ([`open_event`](Correlator::open_event)),
+    /// so the pair's fields an open needs are not kept across the lookup.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn continue_flow(
+        &mut self,
+        ts_ns: UnixNanos,
+        dir: Dir,
+        proto: Proto,
+        internal: &Ep,
+        public: &Ep,
+        remote: &Ep,
+        flags: u8,
+        flow_hash: u64,
+        out: &mut Vec<Mapping>,
+    ) -> bool {
         if let Some(at) = self.find_flow(proto, internal, remote, flow_hash) {
             let slot = at.number();
             let f = self.flows.at(at);
@@ -4131,12 +4163,28 @@ impl Correlator {
                     self.wheel_unlink(slot);
                     self.wheel_insert(slot, deadline_ns);
                 }
-                return;
+                return true;
             }
             self.replace_flow(slot, new_connection, out);
         }
-        self.open_flow(
-            ts_ns, dir, proto, internal, public, remote, flags, flow_hash, out,
+        false
+    }
+
+    /// [`open_flow`](Correlator::open_flow) of a flow event's pair (the
+    /// flow part: an observation no active flow continued), its fields
+    /// read from the event here.
+    #[inline(never)]
+    fn open_event(&mut self, o: &Observation, flow_hash: u64, out: &mut Vec<Mapping>) {
+        self.open_flow_in(
+            o.ts_ns,
+            o.dir,
+            o.proto,
+            &o.internal,
+            &o.public,
+            &o.remote,
+            o.flags,
+            flow_hash,
+            out,
         );
     }
 
@@ -4202,6 +4250,28 @@ impl Correlator {
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn open_flow(
+        &mut self,
+        ts_ns: UnixNanos,
+        dir: Dir,
+        proto: Proto,
+        internal: &Ep,
+        public: &Ep,
+        remote: &Ep,
+        flags: u8,
+        flow_hash: u64,
+        out: &mut Vec<Mapping>,
+    ) {
+        self.open_flow_in(
+            ts_ns, dir, proto, internal, public, remote, flags, flow_hash, out,
+        );
+    }
+
+    /// [`open_flow`](Correlator::open_flow)'s body, inlined there and in
+    /// [`open_event`](Correlator::open_event) (which reads its arguments
+    /// from the event: no call of ten arguments from it).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn open_flow_in(
         &mut self,
         ts_ns: UnixNanos,
         dir: Dir,
