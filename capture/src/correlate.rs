@@ -3680,17 +3680,22 @@ impl Correlator {
 
     /// Puts the flow in `slot` at the front of its index chain.
     fn index_link(&mut self, slot: u32) {
-        self.index_link_at(slot, self.index_head(&self.flow(slot).key()));
+        let h = self.index_head(&self.flow(slot).key());
+        // SAFETY: `flow(slot)` above read it: below the slab's length,
+        // which never shrinks.
+        #[allow(unsafe_code)]
+        let at = unsafe { SlotNo::handed_out(slot) };
+        self.index_link_at(at, h);
     }
 
     /// [`index_link`](Correlator::index_link) given the flow's index head
     /// `h` (`index_head` of its key, found by the caller).
     #[inline(always)]
-    fn index_link_at(&mut self, slot: u32, h: HeadNo) {
-        debug_assert_eq!(h, self.index_head(&self.flow(slot).key()));
+    fn index_link_at(&mut self, at: SlotNo, h: HeadNo) {
+        debug_assert_eq!(h, self.index_head(&self.flows.at(at).key()));
         let next = self.index_heads[h];
-        self.flow_mut(slot).set_link(LINK_INDEX_NEXT, next);
-        self.index_heads[h] = slot;
+        self.flows.at_mut(at).set_link(LINK_INDEX_NEXT, next);
+        self.index_heads[h] = at.number();
     }
 
     /// Takes the flow in `slot` off its index chain, whose head `h` is
@@ -3886,16 +3891,18 @@ impl Correlator {
             } else {
                 0
             };
-        let slot = self.insert_flow_eps(
-            m.proto,
-            &Ep::of(m.internal.ip(), m.internal.port()),
-            &Ep::of(m.public.ip(), m.public.port()),
-            &Ep::of(m.remote.ip(), m.remote.port()),
-            m.first_ns,
-            (m.packets_out, m.packets_in),
-            bits,
-            0,
-        );
+        let slot = self
+            .insert_flow_eps(
+                m.proto,
+                &Ep::of(m.internal.ip(), m.internal.port()),
+                &Ep::of(m.public.ip(), m.public.port()),
+                &Ep::of(m.remote.ip(), m.remote.port()),
+                m.first_ns,
+                (m.packets_out, m.packets_in),
+                bits,
+                0,
+            )
+            .number();
         self.set_flow_times(slot, m.last_ns, written_ns);
         slot
     }
@@ -3930,7 +3937,7 @@ impl Correlator {
         (packets_out, packets_in): (u32, u32),
         bits: u8,
         flow_hash: u64,
-    ) -> u32 {
+    ) -> SlotNo {
         let (i, i6) = self.addr32_acquire(internal);
         let (r, r6) = self.addr32_acquire(remote);
         let (p, p6) = self.addr32_acquire(public);
@@ -3942,29 +3949,10 @@ impl Correlator {
             proto,
             fam: (u8::from(i6) * FAM_INTERNAL_V6) | (u8::from(r6) * FAM_REMOTE_V6),
         };
-        let slot = if self.flow_free != NO_SLOT {
-            let slot = self.flow_free;
-            self.flow_free = self.flow(slot).public;
-            // A hint: the next open pops that slot and reads its free link
-            // (a miss on most opens: the free list's slots were freed by an
-            // idle scan long before), then writes it whole.
-            if self.flow_free != NO_SLOT {
-                self.flows.prefetch_entry(self.flow_free);
-            }
-            slot
-        } else {
-            let slot = self
-                .flows
-                .push(Flow::FREE)
-                .expect("no more slots than flows_active_max") as u32;
-            assert!((slot as usize) < FLOWS_ACTIVE_MAX_LIMIT);
-            slot
-        };
-        let f = self.flow_mut(slot);
         // The time word's offsets 0 (last packet and last written state
         // at the first packet: `set_flow_times` of `first_ns` twice) and
         // the protocol's code (`PROTOS`' index: `proto as u8`, asserted).
-        *f = Flow {
+        let mut flow = Flow {
             first_ns,
             internal: key.internal,
             remote: key.remote,
@@ -3978,9 +3966,38 @@ impl Correlator {
             word: [0; 12],
             bits: bits | key.fam | BIT_LIVE | if p6 { BIT_PUBLIC_V6 } else { 0 },
         };
-        f.set_word((key.proto as u128) << WORD_PROTO_SHIFT);
-        debug_assert_eq!((f.last_off(), f.written_off()), (0, 0));
-        debug_assert_eq!(f.proto(), proto);
+        flow.set_word((key.proto as u128) << WORD_PROTO_SHIFT);
+        debug_assert_eq!((flow.last_off(), flow.written_off()), (0, 0));
+        debug_assert_eq!(flow.proto(), proto);
+        // Into the free list's first slot, or pushed (not pushed free,
+        // then written).
+        let at = if self.flow_free != NO_SLOT {
+            // SAFETY: the free list links slots `forget_flow` freed, each
+            // one the slab handed out (`push`); a slab never takes a slot
+            // back.
+            #[allow(unsafe_code)]
+            let at = unsafe { SlotNo::handed_out(self.flow_free) };
+            self.flow_free = self.flows.at(at).public;
+            // A hint: the next open pops that slot and reads its free link
+            // (a miss on most opens: the free list's slots were freed by an
+            // idle scan long before), then writes it whole.
+            if self.flow_free != NO_SLOT {
+                self.flows.prefetch_entry(self.flow_free);
+            }
+            *self.flows.at_mut(at) = flow;
+            at
+        } else {
+            let slot = self
+                .flows
+                .push(flow)
+                .expect("no more slots than flows_active_max");
+            assert!(slot < FLOWS_ACTIVE_MAX_LIMIT);
+            // SAFETY: `push` just handed it out (below the length).
+            #[allow(unsafe_code)]
+            unsafe {
+                SlotNo::handed_out(slot as u32)
+            }
+        };
         self.flows_active += 1;
         if index_over(self.flows_active, self.index_heads.bits()) {
             self.index_grow();
@@ -3991,9 +4008,9 @@ impl Correlator {
             } else {
                 self.index_head(&key)
             };
-            self.index_link_at(slot, h);
+            self.index_link_at(at, h);
         }
-        slot
+        at
     }
 
     /// Removes the active flow in `slot`; returns its mapping (end `Open`)
@@ -4306,13 +4323,13 @@ impl Correlator {
         // `Open`) from the slot, as the idle scan builds one: no
         // `SocketAddr` turned back into the table's addresses.
         let packets = (u32::from(dir == Dir::Out), u32::from(dir == Dir::In));
-        let slot = self.insert_flow_eps(
+        let at = self.insert_flow_eps(
             proto, internal, public, remote, ts_ns, packets, bits, flow_hash,
         );
-        let f = *self.flow(slot);
-        out.push(self.mapping_of(&f, slot));
+        let f = *self.flows.at(at);
+        out.push(self.mapping_of(&f, at.number()));
         let deadline_ns = f.deadline_ns(ts_ns, &self.cfg.hold);
-        self.wheel_insert(slot, deadline_ns);
+        self.wheel_insert(at.number(), deadline_ns);
     }
 
     fn wheel_node(&self, l: Link) -> (Link, Link) {
