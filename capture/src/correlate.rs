@@ -1837,6 +1837,11 @@ pub struct Correlator {
     /// most `FLOW_SPAN_MAX_NS`, never that), so a pair's refresh test is one
     /// compare ([`touch_narrow`](Correlator::touch_narrow)).
     refresh_due_ns: i64,
+    /// The clock. In a flow part (`Part::Flows`) it is moved only by the
+    /// events that may need it, scans and opens (`apply_event`): its one
+    /// use there is the expiry wheel's first position (`wheel_insert`'s
+    /// first call, made by the first open), so an observation that
+    /// continues a flow does not store it.
     now_ns: UnixNanos,
     next_scan_ns: UnixNanos,
     stats: CorrelatorStats,
@@ -2051,7 +2056,6 @@ impl Correlator {
     fn apply_event(&mut self, e: &FlowEvent, flow_hash: u64, out: &mut Vec<Mapping>) {
         match &e.0 {
             Ev::Observe(o) => {
-                self.now_ns = o.now_ns;
                 if !self.continue_flow(
                     o.ts_ns,
                     o.dir,
@@ -4189,9 +4193,11 @@ impl Correlator {
 
     /// [`open_flow`](Correlator::open_flow) of a flow event's pair (the
     /// flow part: an observation no active flow continued), its fields
-    /// read from the event here.
+    /// read from the event here; the clock moves to the event's first
+    /// (the flow part's clock, `now_ns`).
     #[inline(never)]
     fn open_event(&mut self, o: &Observation, flow_hash: u64, out: &mut Vec<Mapping>) {
+        self.now_ns = o.now_ns;
         self.open_flow_in(
             o.ts_ns,
             o.dir,
