@@ -2026,18 +2026,18 @@ impl Correlator {
         let mut at = 0;
         while at < body {
             let m = (body - at).min(EVENT_RUN);
-            // This run's events and the `AHEAD` after it, each beside its
-            // hash, the one `HALF` later and the one `AHEAD` later.
+            // This run's events and the `AHEAD` after it, walked by windows
+            // of `AHEAD + 1`: an event and the one `AHEAD` later at a
+            // constant offset from one pointer (zipped slices were two
+            // positions, each multiplied out), beside the window of their
+            // hashes (the one `HALF` later in between).
             let run = &events[at..at + m + AHEAD];
             let hs = Cell::from_mut(&mut hashes[..]).as_slice_of_cells();
-            let steps = run[..m]
-                .iter()
-                .zip(&run[AHEAD..])
-                .zip(hs.iter().zip(&hs[HALF..]).zip(&hs[AHEAD..]));
-            for ((e, ahead), ((hash, half), hash_ahead)) in steps {
-                let flow_hash = hash.get();
-                hash_ahead.set(self.event_hints(ahead, half.get()));
-                self.apply_event(e, flow_hash, out);
+            let steps = run.windows(AHEAD + 1).zip(hs.windows(AHEAD + 1));
+            for (w, h) in steps {
+                let flow_hash = h[0].get();
+                h[AHEAD].set(self.event_hints(&w[AHEAD], h[HALF].get()));
+                self.apply_event(&w[0], flow_hash, out);
             }
             hashes.copy_within(m..m + AHEAD, 0);
             at += m;
