@@ -246,7 +246,7 @@ pub(super) fn prefetch<T>(r: &T) {
 /// [`prefetch`] of an address that need not point at a live `T` (a
 /// prefetch never faults and changes no memory).
 #[inline(always)]
-fn prefetch_ptr<T>(r: *const T) {
+pub(super) fn prefetch_ptr<T>(r: *const T) {
     let p = r.cast::<u8>();
     prefetch_line(p);
     let (size, align) = (std::mem::size_of::<T>(), std::mem::align_of::<T>());
