@@ -403,7 +403,7 @@ enum CarryTo {
     /// Not known yet: the carry is the writer's [`Writer::pending`].
     Pending,
     /// Handed to the seal thread of the next partition (this segment), which
-    /// appends them to its log and reduces them with it ([`seal_log`]).
+    /// appends them to its log before reducing it.
     Chained((i64, u32)),
     /// Appended by the writer to this log (`None`: nothing was held).
     Appended(Option<(i64, u32)>),
@@ -2719,125 +2719,6 @@ fn held_records(
     (scan.held, scan.open_not_carried)
 }
 
-/// A record's sealed sort prefix (public address, port, `first_ns`), in the
-/// order [`Record::sort_key`] begins with.
-#[inline(always)]
-fn sort_prefix(r: &Record) -> (u128, u16, i64) {
-    (
-        u128::from_be_bytes(r.public_ip),
-        r.public_port.get(),
-        r.first_ns.get(),
-    )
-}
-
-/// Merges `carried` (the previous partition's carried copies, a partition's
-/// carry: one record per mapping, in its sealed order) into `out` (this
-/// partition's own records reduced and sorted, [`reduce_into`]), as if they
-/// had been appended to the log after its own records and the whole log
-/// reduced: a carried copy of a mapping the log also holds replaces the
-/// log's kept state only if it ranks higher (the same rule, late flag and
-/// all, as [`reduce_run_into`]), the others are inserted in sealed order.
-/// `scan` (the carry's scan, [`HeldScan`]) sees each kept record once, in
-/// order, as the reduce would have fed it. So a chained seal reduces its
-/// own records before the previous seal's carry arrives and only this
-/// merge waits for it (a property test: the same records, held list and
-/// open count as reducing the log with the carry appended).
-///
-/// In place, from the back: the records before the first carried copy's
-/// place do not move; each stretch of `out` between two places is moved
-/// once (`copy_within`).
-fn merge_carried(out: &mut Vec<Record>, carried: &[Record], scan: &mut HeldScan) {
-    debug_assert!(
-        out.is_sorted_by(|a, b| a.sort_key() < b.sort_key()),
-        "a reduce's output is in sealed order"
-    );
-    debug_assert!(
-        carried.is_sorted_by(|a, b| sort_prefix(a) <= sort_prefix(b)),
-        "a carry is in its partition's sealed order"
-    );
-    // Each prefix of the carry with the same prefix's records in `out`
-    // (none: inserted), folded: the log's kept states, each carried copy
-    // folded in after them (log order), in sealed order. `places`: the
-    // prefix's range of `out` and its mappings' range of `folded`.
-    let mut places: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::new();
-    let mut folded: Vec<Record> = Vec::with_capacity(carried.len());
-    let mut from = 0;
-    for group in carried.chunk_by(|a, b| sort_prefix(a) == sort_prefix(b)) {
-        let p = sort_prefix(&group[0]);
-        // Galloping from the previous place: a carry's copies are spread
-        // over the partition's prefixes (tens of records apart), so a few
-        // doubling steps, then a search within the last step.
-        let rest = &out[from..];
-        let mut step = 1;
-        while step <= rest.len() && sort_prefix(&rest[step - 1]) < p {
-            step *= 2;
-        }
-        let below = step / 2;
-        let lo = from
-            + below
-            + rest[below..step.min(rest.len())].partition_point(|r| sort_prefix(r) < p);
-        // A prefix holds one mapping or a few: found by stepping.
-        let hi = lo + out[lo..].iter().take_while(|r| sort_prefix(r) == p).count();
-        let at = folded.len();
-        folded.extend_from_slice(&out[lo..hi]);
-        for r in group {
-            match folded[at..].iter_mut().find(|o| key_rest(o) == key_rest(r)) {
-                None => folded.push(*r),
-                Some(best) => {
-                    let late = (best.store_flags | r.store_flags) & SF_LATE != 0;
-                    let own_beats_carried =
-                        best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
-                    if rank(r) > rank(best) || (rank(r) == rank(best) && own_beats_carried) {
-                        *best = *r;
-                    }
-                    if late && best.store_flags & SF_LATE == 0 {
-                        best.store_flags |= SF_LATE;
-                        best.crc = zerocopy::little_endian::U32::new(best.compute_crc());
-                    }
-                }
-            }
-        }
-        if folded.len() - at > 1 {
-            folded[at..].sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
-        }
-        places.push((lo..hi, at..folded.len()));
-        from = hi;
-    }
-    let n = out.len();
-    let replaced: usize = places.iter().map(|(own, _)| own.len()).sum();
-    let len = n - replaced + folded.len();
-    // Room at the end (overwritten below).
-    out.extend_from_slice(&folded[..len - n]);
-    let mut back = scan.fresh();
-    // `out[..i]` not placed yet; `out[k..]` final.
-    let (mut i, mut k) = (n, len);
-    for (own, f) in places.into_iter().rev() {
-        // The own records after this prefix move up by what the carry
-        // adds before them.
-        let stay = own.end;
-        let moved = i - stay;
-        if k - moved != stay {
-            out.copy_within(stay..i, k - moved);
-        }
-        k -= moved;
-        for r in out[k..k + moved].iter().rev() {
-            back.see(r);
-        }
-        for r in folded[f].iter().rev() {
-            k -= 1;
-            out[k] = *r;
-            back.see(r);
-        }
-        i = own.start;
-    }
-    debug_assert_eq!(i, k, "every carried copy placed");
-    for r in &out[..i] {
-        scan.see(r);
-    }
-    back.held.reverse();
-    scan.append(back);
-}
-
 /// The carry's scan ([`held_records`]) fed one kept record at a time, in
 /// sealed order, as the seal's reduce keeps it (while it is in the cache;
 /// each half of a split seal on its own thread, the second half's list
@@ -2864,19 +2745,6 @@ impl HeldScan {
             skip_below: std::array::from_fn(|c| end.saturating_sub(class_hold_ns(&hold, c))),
             hold,
             carry_open,
-            held: Vec::new(),
-            open_not_carried: 0,
-        }
-    }
-
-    /// A scan that sees nothing and holds nothing (a chained seal's reduce
-    /// of its own records: its carry is found by [`merge_carried`]).
-    fn off() -> HeldScan {
-        HeldScan {
-            end: None,
-            skip_below: [0; HOLD_CLASSES],
-            hold: HoldTimes::default(),
-            carry_open: false,
             held: Vec::new(),
             open_not_carried: 0,
         }
@@ -2951,9 +2819,8 @@ fn held_until_ns(hold: &HoldTimes, r: &Record) -> Option<UnixNanos> {
     Some(last.saturating_add(h))
 }
 
-/// A seal thread's work: the log read back and reduced, the previous
-/// partition's carry (if chained) appended to the log and merged in (before
-/// the read-back for a split seal), this partition's carry sent, the
+/// A seal thread's work: the previous partition's carry appended (if
+/// chained), the log read back and reduced, this partition's carry sent, the
 /// `.part` encoded (published after, [`publish_batch`]). The carry is sent
 /// before the encode so the next partition waits only for the reduce; if the
 /// thread fails before sending it, the channel closes and the writer
@@ -2963,63 +2830,34 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Encoded, StoreError
     // once the partition is encoded, or on an early return or a panic.
     let mut back = job.scratch;
     let Scratch { records, index } = back.scratch.as_mut().expect("lent until dropped");
-    let part = job.part.clone();
-    // The previous partition's carry (chained): appended to the log, and
-    // its records reduced with the log's.
-    let take_carry = |rx: mpsc::Receiver<Carry>, log: &mut ActiveLog| {
+    let (mut carried_in, mut open_at_seal_all_in) = (0, 0);
+    if let Some(rx) = job.carry_in.take() {
         let c = rx.recv().map_err(|_| StoreError::SealFailed {
-            path: part.clone(),
+            path: job.part.clone(),
             detail: "the previous partition's seal stopped before its carry".into(),
         })?;
         for r in &c.records {
             log.append(r)?;
         }
         log.write_out()?;
-        Ok::<Carry, StoreError>(c)
-    };
-    // A chained seal (one thread) reduces its own records first and merges
-    // the carry's into them after ([`merge_carried`]): the carry comes when
-    // the previous seal's reduce ends, so consecutive seals' reduces
-    // overlap instead of waiting for each other (bigstore 4 M: seal threads
-    // ~0.6 s waiting for carries; docs/bench/round18-app18.md). A split
-    // seal (`seal_all`'s, nothing else running) takes the carry first.
-    let mut carry_in = job.carry_in.take();
-    let merge_after = carry_in.is_some() && !job.two_threads;
-    let mut carried = None;
-    if !merge_after {
-        if let Some(rx) = carry_in.take() {
-            carried = Some(take_carry(rx, log)?);
-        }
+        carried_in = c.records.len() as u64;
+        open_at_seal_all_in = c.open_at_seal_all;
     }
-    let mut scan = if merge_after {
-        HeldScan::off()
-    } else {
-        HeldScan::new(job.start, job.span_ns, job.hold, job.carry_open)
-    };
+    let mut scan = HeldScan::new(job.start, job.span_ns, job.hold, job.carry_open);
     // The second half of a split seal's kept records (empty otherwise).
     let mut records_b = std::mem::take(&mut job.records_b);
-    {
-        // The prefix fields' ranges are folded in as the CRCs are checked.
-        let (committed, ranges_a, ranges_b) =
-            log.committed_folding(job.two_threads, |g: &mut Ranges, rs| g.see(rs))?;
-        reduce_into(
-            committed.records(),
-            Some(ranges_a.merge(&ranges_b)),
-            index,
-            records,
-            &mut records_b,
-            job.two_threads,
-            &mut scan,
-        );
-    }
-    if let Some(rx) = carry_in {
-        let c = take_carry(rx, log)?;
-        scan = HeldScan::new(job.start, job.span_ns, job.hold, job.carry_open);
-        merge_carried(records, &c.records, &mut scan);
-        carried = Some(c);
-    }
-    let (carried_in, open_at_seal_all_in) =
-        carried.map_or((0, 0), |c| (c.records.len() as u64, c.open_at_seal_all));
+    // The prefix fields' ranges are folded in as the CRCs are checked.
+    let (committed, ranges_a, ranges_b) =
+        log.committed_folding(job.two_threads, |g: &mut Ranges, rs| g.see(rs))?;
+    reduce_into(
+        committed.records(),
+        Some(ranges_a.merge(&ranges_b)),
+        index,
+        records,
+        &mut records_b,
+        job.two_threads,
+        &mut scan,
+    );
     let (held, open_at_seal_all) = (scan.held, scan.open_not_carried);
     if index.capacity() > SEAL_SCRATCH_KEEP_RECORDS {
         // Too large to keep: freed before the publish allocates its output,
@@ -3771,72 +3609,6 @@ mod tests {
                     prop_assert_eq!(&out, &model, "{:?}", path);
                     prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "{:?}", path);
                 }
-            }
-        }
-    }
-
-    proptest! {
-        /// A chained seal's merge ([`merge_carried`]): its own records
-        /// reduced, then the previous partition's carry merged in, gives
-        /// the records, held list and open count of reducing the log with
-        /// the carry appended (every index path). Few values per field, so
-        /// carried copies meet the log's states of the same mapping (higher,
-        /// lower and equal rank, late or not) and mappings sharing a sort
-        /// prefix.
-        #[test]
-        fn merging_the_carry_after_equals_reducing_it_with_the_log(
-            own in prop::collection::vec(
-                (0u8..2, 0u8..3, 0u8..2, 0u8..3, 0i64..3, 0i64..4, 0u8..3, 0u8..4, 0u8..3),
-                0..120,
-            ),
-            prev in prop::collection::vec(
-                (0u8..2, 0u8..3, 0u8..2, 0u8..3, 0i64..3, 0i64..4, 0u8..3, 0u8..4, 0u8..3),
-                0..80,
-            ),
-            carry_open in any::<bool>(),
-        ) {
-            let rec = |&(proto, iport, pport, rip, first, dur, end, sf, pip): &(u8, u8, u8, u8, i64, i64, u8, u8, u8)| {
-                let m = Mapping {
-                    proto: if proto == 0 { Proto::Udp } else { Proto::Tcp },
-                    internal: std::net::SocketAddr::new("100.64.0.1".parse().unwrap(), 1000 + u16::from(iport)),
-                    public: std::net::SocketAddr::new(
-                        ["203.0.113.1", "203.0.113.2", "2001:db8:1::1"][pip as usize].parse().unwrap(),
-                        5000 + u16::from(pport) * 60000,
-                    ),
-                    remote: std::net::SocketAddr::new(format!("198.51.100.{rip}").parse().unwrap(), 443),
-                    first_ns: first,
-                    last_ns: first + dur,
-                    end: [EndReason::Open, EndReason::Fin, EndReason::Idle][end as usize],
-                    packets_out: 1,
-                    packets_in: 1,
-                    flags: 0,
-                };
-                Record::encode(&m, [0, SF_CARRIED, SF_LATE, SF_CARRIED | SF_LATE][sf as usize]).unwrap()
-            };
-            let own: Vec<Record> = own.iter().map(rec).collect();
-            // The previous partition's carry as its seal sends it: its
-            // reduced records in sealed order, each carried.
-            let carried: Vec<Record> = reduce_model(&prev.iter().map(rec).collect::<Vec<_>>())
-                .iter()
-                .map(Record::carried_copy)
-                .collect();
-            let log: Vec<Record> = own.iter().chain(&carried).copied().collect();
-            let hold = HoldTimes { tcp_closed_s: 0, udp_s: 0, udp_stream_s: 0, ..HoldTimes::default() };
-            let mut whole = HeldScan::new(0, 3, hold, carry_open);
-            let want = reduce_joined(&log, None, IndexPath::Auto, &mut whole);
-            prop_assert_eq!(&want, &reduce_model(&log));
-            for path in [IndexPath::Auto, IndexPath::Radix, IndexPath::Wide] {
-                let mut off = HeldScan::off();
-                let mut out = reduce_joined(&own, None, path, &mut off);
-                prop_assert!(off.held.is_empty() && off.open_not_carried == 0);
-                let mut scan = HeldScan::new(0, 3, hold, carry_open);
-                merge_carried(&mut out, &carried, &mut scan);
-                prop_assert_eq!(&out, &want, "{:?}", path);
-                prop_assert_eq!(
-                    (&scan.held, scan.open_not_carried),
-                    (&whole.held, whole.open_not_carried),
-                    "{:?}", path
-                );
             }
         }
     }
