@@ -2690,9 +2690,7 @@ impl Writer {
         }
         let n = held.len() as u64;
         let log = self.log_for(end)?;
-        for r in held {
-            log.append(r)?;
-        }
+        log.append_records(held)?;
         log.write_out()?;
         let into = (end, log.segment);
         self.stats.carried += n;
@@ -2836,9 +2834,7 @@ fn seal_log(log: &mut ActiveLog, mut job: SealJob) -> Result<Encoded, StoreError
             path: job.part.clone(),
             detail: "the previous partition's seal stopped before its carry".into(),
         })?;
-        for r in &c.records {
-            log.append(r)?;
-        }
+        log.append_records(&c.records)?;
         log.write_out()?;
         carried_in = c.records.len() as u64;
         open_at_seal_all_in = c.open_at_seal_all;
