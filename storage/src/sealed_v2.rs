@@ -26,6 +26,7 @@ use crate::format::{
     SF_LATE, SF_PUBLIC_V4, SF_REMOTE_V4,
 };
 use crate::model::{EndReason, Proto};
+use crate::radix::AddrKeys;
 use crate::StoreError;
 
 /// Version in the header of a v2 sealed partition (v1 readers refuse it with
@@ -1745,7 +1746,7 @@ impl Dictionary {
         // One pass over the records a field (few values live in each, so
         // they stay in registers; the records are read three times).
         let mut occ6: Vec<(u128, u32)> = Vec::new();
-        let mut o0: Vec<u64> = Vec::with_capacity(n);
+        let mut o0 = AddrKeys::with_capacity(n);
         let mut prev_public: Option<(&[u8; 16], bool)> = None;
         // The ids made by this first pass (written once, not zeroed first):
         // every slot but the run mark is set below.
@@ -1774,18 +1775,20 @@ impl Dictionary {
         }
         let o1 = field_occurrences(records, 1, SF_INTERNAL_V4, |r| &r.internal_ip, &mut occ6);
         let o2 = field_occurrences(records, 2, SF_REMOTE_V4, |r| &r.remote_ip, &mut occ6);
-        let mut occ4: [Vec<u64>; 3] = [o0, o1, o2];
-        for occ in &mut occ4 {
+        let occ4: [Vec<u64>; 3] = [o0, o1, o2].map(|occ| {
             if occ.len() >= DICT_RADIX_MIN {
                 // An occurrence's place is its order of appearance: the low
-                // 32 bits ascend in each field's vector already, so the
+                // 32 bits ascend in each field's keys already, so the
                 // addresses alone are sorted (least significant digit
-                // first, each pass stable).
-                crate::radix::sort_lsd_above(occ, tmp, 32);
+                // first, each pass stable, the digits counted as the keys
+                // were added).
+                occ.into_sorted(tmp)
             } else {
+                let mut occ = occ.into_keys();
                 occ.sort_unstable();
+                occ
             }
-        }
+        });
         if tmp.capacity() > DICT_SCRATCH_KEEP_KEYS {
             *tmp = Vec::new();
         }
@@ -1931,8 +1934,9 @@ fn occurrence4(bytes: &[u8; 16], place: u32) -> u64 {
 }
 
 /// The IPv4 occurrences of a record's `field` (1 internal, 2 remote: its
-/// address `addr`, IPv4 where its store flags hold `flag`) in record order
-/// ([`Dictionary::of`]); its IPv6 ones are appended to `occ6`.
+/// address `addr`, IPv4 where its store flags hold `flag`) in record order,
+/// their digits counted for the sort ([`Dictionary::of`]); its IPv6 ones
+/// are appended to `occ6`.
 #[inline(always)]
 fn field_occurrences(
     records: Pieces<'_>,
@@ -1940,8 +1944,8 @@ fn field_occurrences(
     flag: u8,
     addr: impl Fn(&Record) -> &[u8; 16],
     occ6: &mut Vec<(u128, u32)>,
-) -> Vec<u64> {
-    let mut out = Vec::with_capacity(records.len());
+) -> AddrKeys {
+    let mut out = AddrKeys::with_capacity(records.len());
     let mut place = field;
     for piece in [records.a, records.b] {
         if piece.iter().all(|r| r.store_flags & flag != 0) {
