@@ -472,6 +472,9 @@ impl AddrKeys {
     pub(crate) fn extend(&mut self, it: impl Iterator<Item = u64>) {
         let counts = &mut *self.counts;
         let (mut or, mut and) = (self.or, self.and);
+        // `map` as measured (`Map` of a slice iterator is an exact-size
+        // extend), not `inspect`.
+        #[allow(clippy::manual_inspect)]
         self.keys.extend(it.map(|k| {
             Self::count(counts, k);
             or |= k;
