@@ -5,7 +5,9 @@
 //! against ~150-250 per key for a comparison sort at a partition's sizes).
 //! [`sort_lsd_above`], least significant digit first, for the v2 address
 //! dictionary's `u64` keys whose low bits already stand in order: a few
-//! stable passes over the address bits alone.
+//! stable passes over the address bits alone; [`AddrKeys`], the same for
+//! the one-thread dictionary's occurrences with the digits counted as the
+//! keys are made.
 
 /// Digit width: 2^11 counters (8 KiB) per pass, whose write positions stay
 /// in L1/L2 while keys are scattered.
@@ -401,6 +403,170 @@ fn lsd_passes<const P: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32,
     }
 }
 
+/// The digits of an IPv4 dictionary key's address (its bits 32..64), each
+/// `(shift, width)`: 11, 11 and 10 bits, so each digit's counters are at
+/// most [`RADIX`] and the digits' positions are constants.
+const ADDR_DIGITS: [(u32, u32); 3] = [(32, 11), (43, 11), (54, 10)];
+
+/// IPv4 dictionary keys `address << 32 | low` (the low bits ascending in
+/// the order the keys are added: their place) with the counts of their
+/// address's two low digits ([`ADDR_DIGITS`]) and the bits all keys share,
+/// kept as the keys are added: [`AddrKeys::into_sorted`] needs no counting
+/// pass over the keys (but where the top digit differs) and no pass for
+/// the bits where they differ (a digit whose keys all share it is skipped,
+/// as [`sort_lsd_above`] skips it). The keys change only through
+/// [`AddrKeys::push`] and [`AddrKeys::extend`], which count them, so the
+/// counts are always those of `keys`.
+pub(crate) struct AddrKeys {
+    keys: Vec<u64>,
+    /// `counts[j][d]`: keys whose digit `j` is `d` (the third counted in
+    /// [`AddrKeys::into_sorted`] where needed).
+    counts: Box<[[u32; RADIX]; 3]>,
+    /// Every key or'ed together and and'ed together: the bits where they
+    /// differ are `or ^ and`.
+    or: u64,
+    and: u64,
+}
+
+/// Digit `j` of `k` ([`ADDR_DIGITS`]); below [`RADIX`] (the mask is a no-op
+/// the compiler uses to drop the counters' bounds checks).
+#[inline(always)]
+fn addr_digit<const J: usize>(k: u64) -> usize {
+    let (shift, width) = ADDR_DIGITS[J];
+    (k >> shift) as usize & ((1 << width) - 1) & (RADIX - 1)
+}
+
+impl AddrKeys {
+    /// No keys, room for `n`.
+    pub(crate) fn with_capacity(n: usize) -> AddrKeys {
+        AddrKeys {
+            keys: Vec::with_capacity(n),
+            // `vec!` of zeros is `calloc`: no memset for fresh pages.
+            counts: vec![[0u32; RADIX]; 3]
+                .into_boxed_slice()
+                .try_into()
+                .expect("three digits"),
+            or: 0,
+            and: u64::MAX,
+        }
+    }
+
+    #[inline(always)]
+    fn count(counts: &mut [[u32; RADIX]; 3], k: u64) {
+        counts[0][addr_digit::<0>(k)] += 1;
+        counts[1][addr_digit::<1>(k)] += 1;
+    }
+
+    /// Adds `k` (its low bits above those of every key added before).
+    #[inline(always)]
+    pub(crate) fn push(&mut self, k: u64) {
+        Self::count(&mut self.counts, k);
+        self.or |= k;
+        self.and &= k;
+        self.keys.push(k);
+    }
+
+    /// Adds the keys of `it` in order (as [`Self::push`] each; an exact-size
+    /// iterator is appended without a capacity test a key).
+    #[inline(always)]
+    pub(crate) fn extend(&mut self, it: impl Iterator<Item = u64>) {
+        let counts = &mut *self.counts;
+        let (mut or, mut and) = (self.or, self.and);
+        // `map` as measured (`Map` of a slice iterator is an exact-size
+        // extend), not `inspect`.
+        #[allow(clippy::manual_inspect)]
+        self.keys.extend(it.map(|k| {
+            Self::count(counts, k);
+            or |= k;
+            and &= k;
+            k
+        }));
+        (self.or, self.and) = (or, and);
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The keys in the order they were added.
+    pub(crate) fn into_keys(self) -> Vec<u64> {
+        self.keys
+    }
+
+    /// The keys sorted by address, keys of one address in the order they
+    /// were added: the order of `sort_unstable` when the low bits ascend
+    /// (as [`sort_lsd_above`] with `low` 32). Least significant digit
+    /// first, one stable scatter a digit on which the keys differ. `tmp`:
+    /// the scatters' second buffer, as [`sort_lsd_above`]'s.
+    pub(crate) fn into_sorted(self, tmp: &mut Vec<u64>) -> Vec<u64> {
+        let AddrKeys {
+            mut keys,
+            mut counts,
+            or,
+            and,
+        } = self;
+        let n = keys.len();
+        // u32 counters: at most 3 * 2^30 occurrences (a partition's
+        // records' addresses).
+        assert!(n <= u32::MAX as usize, "at most 2^32 - 1 keys");
+        let differ = or ^ and;
+        if n < 2 || differ >> ADDR_DIGITS[0].0 == 0 {
+            return keys; // one address: in order already
+        }
+        if tmp.len() < n {
+            // Every slot is written before it is read; `vec!` of zeros is
+            // `calloc` (fresh pages, no memset), where `resize` writes them.
+            *tmp = vec![0; n];
+        } else {
+            tmp.truncate(n);
+        }
+        if differ >> ADDR_DIGITS[0].0 & ((1 << ADDR_DIGITS[0].1) - 1) != 0 {
+            addr_pass::<0>(&mut keys, tmp, &mut counts[0]);
+        }
+        if differ >> ADDR_DIGITS[1].0 & ((1 << ADDR_DIGITS[1].1) - 1) != 0 {
+            addr_pass::<1>(&mut keys, tmp, &mut counts[1]);
+        }
+        if differ >> ADDR_DIGITS[2].0 != 0 {
+            let c = &mut counts[2];
+            for &k in keys.iter() {
+                c[addr_digit::<2>(k)] += 1;
+            }
+            addr_pass::<2>(&mut keys, tmp, c);
+        }
+        keys
+    }
+}
+
+/// One stable scatter of `keys` into `tmp` (as long) by digit `J`, whose
+/// counts are `c`, then the two swapped.
+#[inline(always)]
+fn addr_pass<const J: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, c: &mut [u32; RADIX]) {
+    let mut at = 0u32;
+    for x in c[..1 << ADDR_DIGITS[J].1].iter_mut() {
+        (*x, at) = (at, at + *x);
+    }
+    // Two keys a step (the second's counter read after the first's is
+    // moved on: they may be the same).
+    let mut pairs = keys.chunks_exact(2);
+    for p in &mut pairs {
+        let (k0, k1) = (p[0], p[1]);
+        let g0 = addr_digit::<J>(k0);
+        let at0 = c[g0];
+        c[g0] = at0 + 1;
+        tmp[at0 as usize] = k0;
+        let g1 = addr_digit::<J>(k1);
+        let at1 = c[g1];
+        c[g1] = at1 + 1;
+        tmp[at1 as usize] = k1;
+    }
+    for &k in pairs.remainder() {
+        let g = addr_digit::<J>(k);
+        tmp[c[g] as usize] = k;
+        c[g] += 1;
+    }
+    std::mem::swap(keys, tmp);
+}
+
 /// Buckets of at most this many keys are sorted by insertion in place (most
 /// of [`sort_msd`]'s buckets hold two or three keys: a call of the library
 /// sort costs more than the sort).
@@ -674,6 +840,41 @@ mod tests {
             let mut b = keys.clone();
             sort_lsd_above(&mut b, &mut tmp, low);
             proptest::prop_assert_eq!(&b, &expect);
+        }
+
+        /// `AddrKeys::into_sorted` gives the library sort's order for
+        /// dictionary keys (address above place, the places ascending),
+        /// addresses from a few clusters of any spread (each digit varying
+        /// or not, the top one too, repeats), added by `push` and `extend`
+        /// in any mix, and scratch of any length.
+        #[test]
+        fn addr_keys_sort_as_the_library_sort(
+            bases in proptest::collection::vec(proptest::prelude::any::<u32>(), 1..4),
+            spread_bits in 0u32..=32,
+            picks in proptest::collection::vec((0usize..4, proptest::prelude::any::<u64>()), 0..3000),
+            repeat_mask in 0u64..16,
+            pushed in 0usize..3000,
+            tmp_len in 0usize..4000,
+        ) {
+            let spread = if spread_bits == 0 { 0 } else { u64::MAX >> (64 - spread_bits) };
+            let bases: Vec<u64> = bases.iter().map(|&b| u64::from(b)).collect();
+            let keys: Vec<u64> = clustered_highs(&bases, &picks, spread, repeat_mask)
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| (a & 0xffff_ffff) << 32 | i as u64)
+                .collect();
+            let mut expect = keys.clone();
+            expect.sort_unstable();
+            let mut a = AddrKeys::with_capacity(0);
+            let split = pushed.min(keys.len());
+            for &k in &keys[..split] {
+                a.push(k);
+            }
+            a.extend(keys[split..].iter().copied());
+            proptest::prop_assert_eq!(a.len(), keys.len());
+            let mut tmp = vec![7u64; tmp_len];
+            let got = a.into_sorted(&mut tmp);
+            proptest::prop_assert_eq!(&got, &expect);
         }
     }
 }
