@@ -228,9 +228,24 @@ impl<const N: usize> TopCounts<N> {
         self.at[(d & self.mask & (N - 2)) + 1] += 1;
     }
 
+    /// Counts a key whose bits from the digit's up are `d`, the digit the
+    /// key's top bits (nothing above it to mask off: one mask less than
+    /// [`TopCounts::see_digit`], the counters' bound only).
+    #[inline(always)]
+    pub(crate) fn see_top(&mut self, d: u64) {
+        debug_assert!(d as usize <= self.mask, "nothing above the digit");
+        self.at[(d as usize & (N - 2)) + 1] += 1;
+    }
+
     /// The digit's lowest bit in the key.
     pub(crate) fn shift(&self) -> u32 {
         self.shift
+    }
+
+    /// The counters: digit `d`'s count in `[d + 1]` (tests).
+    #[cfg(test)]
+    pub(crate) fn counts(&self) -> &[u32] {
+        &self.at
     }
 }
 
