@@ -694,6 +694,36 @@ fn key_rest(r: &Record) -> (u8, [u8; 16], u16, [u8; 16], u16, u8) {
     )
 }
 
+/// Whether `a` and `b` have the same [`key_rest`], compared by words of
+/// their bytes (~15 instructions, where the tuples' comparison was ~35):
+/// the internal and remote addresses are bytes 16..48, the internal and
+/// remote ports and the protocol bytes 74..79, the store flags byte 81 (of
+/// which the address-family bits, the low three).
+#[inline(always)]
+fn same_key_rest(a: &Record, b: &Record) -> bool {
+    const _: () = assert!(
+        std::mem::offset_of!(Record, internal_ip) == 16
+            && std::mem::offset_of!(Record, remote_ip) == 32
+            && std::mem::offset_of!(Record, internal_port) == 74
+            && std::mem::offset_of!(Record, remote_port) == 76
+            && std::mem::offset_of!(Record, proto) == 78
+            && std::mem::offset_of!(Record, store_flags) == 81
+            && SF_PUBLIC_V4 | SF_INTERNAL_V4 | SF_REMOTE_V4 == 7
+    );
+    use zerocopy::IntoBytes;
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let word = |r: &[u8], at: usize| u64::from_le_bytes(r[at..at + 8].try_into().expect("8 bytes"));
+    // Bytes 74..82 (little-endian): the ports and protocol in the low five,
+    // the end code and flags (not compared) next, the store flags on top.
+    const REST_74: u64 = 0x0700_00ff_ffff_ffff;
+    let diff = (word(x, 16) ^ word(y, 16))
+        | (word(x, 24) ^ word(y, 24))
+        | (word(x, 32) ^ word(y, 32))
+        | (word(x, 40) ^ word(y, 40))
+        | (word(x, 74) ^ word(y, 74)) & REST_74;
+    diff == 0
+}
+
 /// `first_ns` with its sign bit flipped: orders as unsigned as the `i64` does.
 fn first_key(r: &Record) -> u64 {
     (r.first_ns.get() as u64) ^ (1 << 63)
@@ -1537,10 +1567,9 @@ fn reduce_slots<K: Copy>(
             out.push(*first);
             continue;
         }
-        let rest = key_rest(first);
         if run[1..]
             .iter()
-            .all(|&k| key_rest(&records[slot(k)]) == rest)
+            .all(|&k| same_key_rest(&records[slot(k)], first))
         {
             reduce_run_into(records, run.iter().map(|&k| slot(k)), out);
             scan.see(out.last().expect("just pushed"));
@@ -1553,7 +1582,7 @@ fn reduce_slots<K: Copy>(
             members.extend(run.iter().map(|&k| slot(k)));
             members.sort_by_key(|&i| key_rest(&records[i]));
             split.clear();
-            for m in members.chunk_by(|&a, &b| key_rest(&records[a]) == key_rest(&records[b])) {
+            for m in members.chunk_by(|&a, &b| same_key_rest(&records[a], &records[b])) {
                 reduce_run_into(records, m.iter().copied(), &mut split);
             }
             split.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
@@ -3457,6 +3486,28 @@ mod tests {
             };
             let r = Record::encode(&m, SF_LATE).unwrap();
             prop_assert_eq!(held_until_ns(&hold, &r), hold.held_until_ns(&m));
+        }
+    }
+
+    proptest! {
+        /// `same_key_rest` by words is the tuples' equality: any record,
+        /// and the same with any one bit of any of its 96 bytes flipped
+        /// (each byte in the comparison or out of it).
+        #[test]
+        fn same_key_rest_is_the_tuples_equality(
+            bytes in prop::collection::vec(any::<u8>(), RECORD_SIZE),
+            other in prop::collection::vec(any::<u8>(), RECORD_SIZE),
+            bit in 0usize..RECORD_SIZE * 8,
+        ) {
+            use zerocopy::FromBytes;
+            let a = Record::read_from_bytes(&bytes).unwrap();
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let b = Record::read_from_bytes(&flipped).unwrap();
+            let c = Record::read_from_bytes(&other).unwrap();
+            prop_assert!(same_key_rest(&a, &a));
+            prop_assert_eq!(same_key_rest(&a, &b), key_rest(&a) == key_rest(&b), "bit {}", bit);
+            prop_assert_eq!(same_key_rest(&a, &c), key_rest(&a) == key_rest(&c));
         }
     }
 
