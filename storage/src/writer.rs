@@ -1567,6 +1567,19 @@ fn reduce_slots<K: Copy>(
             out.push(*first);
             continue;
         }
+        if let &[a, b] = run {
+            // Two states of one mapping (bigstore: every mapping's open
+            // and final state): no loop over the run.
+            debug_assert_eq!(slot(a), slot(run[0]));
+            let second = &records[slot(b)];
+            if same_key_rest(second, first) {
+                let late = (first.store_flags | second.store_flags) & SF_LATE != 0;
+                let best = if beats(second, first) { second } else { first };
+                push_kept(out, best, late);
+                scan.see(out.last().expect("just pushed"));
+                continue;
+            }
+        }
         if run[1..]
             .iter()
             .all(|&k| same_key_rest(&records[slot(k)], first))
@@ -1602,15 +1615,30 @@ fn reduce_run_into(records: &[Record], mut at: impl Iterator<Item = usize>, out:
     let mut b = at.next().expect("a run is never empty");
     let mut late = records[b].store_flags & SF_LATE != 0;
     for i in at {
-        let (r, best) = (&records[i], &records[b]);
+        let r = &records[i];
         late |= r.store_flags & SF_LATE != 0;
-        let own_beats_carried =
-            best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
-        if rank(r) > rank(best) || (rank(r) == rank(best) && own_beats_carried) {
+        if beats(r, &records[b]) {
             b = i;
         }
     }
-    out.push(records[b]);
+    push_kept(out, &records[b], late);
+}
+
+/// Whether `r`, a state of `best`'s mapping later in the log, is kept over
+/// it: a higher [`rank`], or the same rank and `r` not carried where `best`
+/// is (on a tie the earlier one stays).
+#[inline(always)]
+fn beats(r: &Record, best: &Record) -> bool {
+    let own_beats_carried = best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
+    rank(r) > rank(best) || (rank(r) == rank(best) && own_beats_carried)
+}
+
+/// Pushes onto `out` a mapping's kept state `best`, marked [`SF_LATE`]
+/// (its CRC computed again) where `late` (a copy of the mapping was late)
+/// and it is not already.
+#[inline(always)]
+fn push_kept(out: &mut Vec<Record>, best: &Record, late: bool) {
+    out.push(*best);
     let best = out.last_mut().expect("just pushed");
     if late && best.store_flags & SF_LATE == 0 {
         best.store_flags |= SF_LATE;
