@@ -1294,7 +1294,7 @@ fn halves_keys_counted<const NETS: usize, const HIGH_DIGIT: bool, const N: usize
         // Both factors widened here, in the loop: the compiler then knows
         // their high words are zero (one `mul`, where a `u128` multiplier
         // made outside was two and an add).
-        let k = u128::from(hi) * u128::from(key_mul) | u128::from(lo);
+        let k = (u128::from(hi) * u128::from(key_mul)) | u128::from(lo);
         if HIGH_DIGIT {
             c.see_top(hi >> high_shift);
         } else {
