@@ -1414,10 +1414,13 @@ impl Ranges {
         // Locals, not `g`'s fields, so that they stay in registers beside
         // the nets' stores.
         let (mut port_min, mut port_max) = (g.port_min, g.port_max);
-        let (mut first_min, mut first_max) = (g.first_min, g.first_max);
-        // The set is looked at only where a record's net is not the last
-        // record's (no address's net: above 2^56).
-        let (mut nets, mut last_net) = (g.nets, u64::MAX);
+        // `first_ns` as it is (signed), flipped into `first_key`'s order
+        // once at the end, not a record.
+        let (mut first_min, mut first_max) = (i64::MAX, i64::MIN);
+        // The set is looked at only where a record's net is neither of the
+        // last two records' (no address's net: above 2^56; a pool of two
+        // nets alternates at random).
+        let (mut nets, mut last_net, mut prev_net) = (g.nets, u64::MAX, u64::MAX);
         for r in records {
             other_hi |= hi_raw(r) ^ hi0;
             let l = lo(r);
@@ -1425,22 +1428,26 @@ impl Ranges {
             lo_max = lo_max.max(l);
             let net = l >> NET_SHIFT;
             if net != last_net {
-                last_net = net;
-                if let Some(x) = &mut nets {
-                    if !x.add(net) {
-                        nets = None;
+                if net != prev_net {
+                    if let Some(x) = &mut nets {
+                        if !x.add(net) {
+                            nets = None;
+                        }
                     }
                 }
+                (prev_net, last_net) = (last_net, net);
             }
             let port = r.public_port.get();
             port_min = port_min.min(port);
             port_max = port_max.max(port);
-            let first = first_key(r);
+            let first = r.first_ns.get();
             first_min = first_min.min(first);
             first_max = first_max.max(first);
         }
         (g.port_min, g.port_max) = (port_min, port_max);
-        (g.first_min, g.first_max) = (first_min, first_max);
+        let key = |f: i64| (f as u64) ^ (1 << 63);
+        g.first_min = g.first_min.min(key(first_min));
+        g.first_max = g.first_max.max(key(first_max));
         g.nets = nets;
         if other_hi == 0 {
             let hi = u128::from(u64::from_be_bytes(
