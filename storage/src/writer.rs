@@ -694,6 +694,36 @@ fn key_rest(r: &Record) -> (u8, [u8; 16], u16, [u8; 16], u16, u8) {
     )
 }
 
+/// Whether `a` and `b` have the same [`key_rest`], compared by words of
+/// their bytes (~15 instructions, where the tuples' comparison was ~35):
+/// the internal and remote addresses are bytes 16..48, the internal and
+/// remote ports and the protocol bytes 74..79, the store flags byte 81 (of
+/// which the address-family bits, the low three).
+#[inline(always)]
+fn same_key_rest(a: &Record, b: &Record) -> bool {
+    const _: () = assert!(
+        std::mem::offset_of!(Record, internal_ip) == 16
+            && std::mem::offset_of!(Record, remote_ip) == 32
+            && std::mem::offset_of!(Record, internal_port) == 74
+            && std::mem::offset_of!(Record, remote_port) == 76
+            && std::mem::offset_of!(Record, proto) == 78
+            && std::mem::offset_of!(Record, store_flags) == 81
+            && SF_PUBLIC_V4 | SF_INTERNAL_V4 | SF_REMOTE_V4 == 7
+    );
+    use zerocopy::IntoBytes;
+    let (x, y) = (a.as_bytes(), b.as_bytes());
+    let word = |r: &[u8], at: usize| u64::from_le_bytes(r[at..at + 8].try_into().expect("8 bytes"));
+    // Bytes 74..82 (little-endian): the ports and protocol in the low five,
+    // the end code and flags (not compared) next, the store flags on top.
+    const REST_74: u64 = 0x0700_00ff_ffff_ffff;
+    let diff = (word(x, 16) ^ word(y, 16))
+        | (word(x, 24) ^ word(y, 24))
+        | (word(x, 32) ^ word(y, 32))
+        | (word(x, 40) ^ word(y, 40))
+        | (word(x, 74) ^ word(y, 74)) & REST_74;
+    diff == 0
+}
+
 /// `first_ns` with its sign bit flipped: orders as unsigned as the `i64` does.
 fn first_key(r: &Record) -> u64 {
     (r.first_ns.get() as u64) ^ (1 << 63)
@@ -1144,12 +1174,40 @@ fn keys_counted_sorted<const N: usize>(
     slot_bits: u32,
 ) {
     let mut c = crate::radix::TopCounts::<N>::new(shift, width);
-    if km.halves {
-        match (km.ranked, shift >= km.port_shift) {
-            (false, false) => halves_keys_counted::<false, false, N>(records, km, keys, &mut c),
-            (false, true) => halves_keys_counted::<false, true, N>(records, km, keys, &mut c),
-            (true, false) => halves_keys_counted::<true, false, N>(records, km, keys, &mut c),
-            (true, true) => halves_keys_counted::<true, true, N>(records, km, keys, &mut c),
+    keys_counted(records, km, keys, &mut c);
+    sized(tmp, records.len());
+    crate::radix::sort_msd_counted(keys, tmp, &mut c, slot_bits);
+    std::mem::swap(keys, tmp);
+}
+
+/// [`KeyMaker::key`] of every record of `records` (slot `i` the record's
+/// place) appended to `keys`, each key's top digit counted in `c`: by
+/// [`halves_keys_counted`] where the layout allows.
+fn keys_counted<const N: usize>(
+    records: &[Record],
+    km: &KeyMaker,
+    keys: &mut Vec<u128>,
+    c: &mut crate::radix::TopCounts<N>,
+) {
+    let shift = c.shift();
+    // The two halves' layout by products (below): the high half's shift
+    // into the key is a multiplier below 2^64 (`port_shift` < 64).
+    if km.halves && km.port_shift < 64 {
+        let nets = if km.ranked {
+            1 + km.nets[1..].iter().filter(|&&x| x != u64::MAX).count()
+        } else {
+            1
+        };
+        let high = shift >= km.port_shift;
+        match (nets, high) {
+            (1, false) => halves_keys_counted::<1, false, N>(records, km, keys, c),
+            (1, true) => halves_keys_counted::<1, true, N>(records, km, keys, c),
+            (2, false) => halves_keys_counted::<2, false, N>(records, km, keys, c),
+            (2, true) => halves_keys_counted::<2, true, N>(records, km, keys, c),
+            (3, false) => halves_keys_counted::<3, false, N>(records, km, keys, c),
+            (3, true) => halves_keys_counted::<3, true, N>(records, km, keys, c),
+            (_, false) => halves_keys_counted::<NETS_MAX, false, N>(records, km, keys, c),
+            (_, true) => halves_keys_counted::<NETS_MAX, true, N>(records, km, keys, c),
         }
     } else {
         keys.extend(records.iter().enumerate().map(|(i, r)| {
@@ -1158,57 +1216,87 @@ fn keys_counted_sorted<const N: usize>(
             k
         }));
     }
-    sized(tmp, records.len());
-    crate::radix::sort_msd_counted(keys, tmp, &mut c, slot_bits);
-    std::mem::swap(keys, tmp);
 }
 
 /// [`KeyMaker::key`] of every record of `records` (slot `i` the record's
 /// place) appended to `keys`, each key's top digit counted in `c`, for a
-/// layout of two halves (`km.halves`) whose address field is ranked or not
-/// (`RANKED` = `km.ranked`): the layout's fields copied into registers
-/// once, not read through the key maker a record, and the digit taken from
-/// the high half alone where it lies there (`HIGH_DIGIT`: its shift is
-/// `km.port_shift` or more), a 64-bit shift, not a 128-bit one
-/// (~60 instructions a record as one closure for every layout).
+/// layout of two halves (`km.halves`, `km.port_shift` below 64) whose
+/// address field is the address less the least or the rank of one of
+/// `NETS` nets (`NETS` 1: not ranked, or ranked in one net) and its last
+/// byte, by products and wrapping sums, not shifts by a count (each such
+/// shift was a move into `cl` and the shift, ~48 instructions a record):
+///
+/// - the high half `ip << port_bits | port - port_min` is
+///   `low * 2^port_bits + port - base`, the `base` folding the address
+///   field's offset (`ip_min`'s low word; ranked: the net's
+///   `net << 8 - rank << 8`, chosen by `NETS - 1` compares of the low word
+///   with the nets' first addresses, conditional moves) and `port_min`:
+///   the same value (the field's bits below `port_bits` are zero, the sum
+///   exact modulo 2^64 and the result below 2^64);
+/// - the low half `(first_key - first_min) << first_shift | slot` is
+///   `(first_ns - (first_min ^ 2^63)) * 2^first_shift | slot` (`first_key`
+///   adds 2^63 modulo 2^64);
+/// - the key `hi << port_shift | lo` is one 64 × 64 → 128-bit product
+///   (`hi * 2^port_shift`, whose low word's bits below `port_shift` are
+///   zero) or'ed with `lo`.
+///
+/// The digit is taken from the high half alone where it lies there
+/// (`HIGH_DIGIT`: its shift is `km.port_shift` or more).
 #[inline(never)]
-fn halves_keys_counted<const RANKED: bool, const HIGH_DIGIT: bool, const N: usize>(
+fn halves_keys_counted<const NETS: usize, const HIGH_DIGIT: bool, const N: usize>(
     records: &[Record],
     km: &KeyMaker,
     keys: &mut Vec<u128>,
     c: &mut crate::radix::TopCounts<N>,
 ) {
-    debug_assert!(km.halves && km.ranked == RANKED);
-    let (nets, ip_min) = (km.nets, km.ip_min as u64);
-    let (port_min, first_min) = (km.port_min, km.first_min);
-    let (port_bits, port_shift, first_shift) = (km.port_bits, km.port_shift, km.first_shift);
+    debug_assert!(km.halves && km.port_shift < 64 && (1..=NETS_MAX).contains(&NETS));
+    let port_mul = 1u64 << km.port_bits;
+    let base = |ip_offset: u64| {
+        ip_offset
+            .wrapping_mul(port_mul)
+            .wrapping_add(u64::from(km.port_min))
+    };
+    // Net `j`'s base and first address (`net << NET_SHIFT`: a low word at
+    // or above it has a net at or above `net`).
+    let mut bases = [base(km.ip_min as u64); NETS];
+    let mut firsts = [0u64; NETS];
+    if km.ranked {
+        for j in 0..NETS {
+            let first = km.nets[j] << NET_SHIFT;
+            bases[j] = base(first.wrapping_sub((j as u64) << NET_SHIFT));
+            firsts[j] = first;
+        }
+    }
+    let first_min = km.first_min ^ (1 << 63);
+    let first_mul = 1u64 << km.first_shift;
+    let key_mul = 1u64 << km.port_shift;
     let shift = c.shift();
-    debug_assert!(!HIGH_DIGIT || shift >= port_shift);
-    let high_shift = shift.wrapping_sub(port_shift);
-    // `port_shift` is `first_bits + slot_bits`, at least 1 (the radix sort
-    // sorts at least `RADIX_RECORDS_MIN` records: a slot takes bits) and at
-    // most 64: the high half's bits in the key's two words by two shifts
-    // of at most 63 each (no 128-bit shift).
-    debug_assert!((1..=64).contains(&port_shift));
-    let (to_high, to_low) = (64 - port_shift, port_shift - 1);
-    // A `move` closure: the layout's fields are its own copies (in
+    debug_assert!(!HIGH_DIGIT || shift >= km.port_shift);
+    let high_shift = shift.wrapping_sub(km.port_shift);
+    // A `move` closure: the layout's values are its own copies (in
     // registers), not read through references a record.
     keys.extend(records.iter().enumerate().map(move |(i, r)| {
         let low = u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"));
-        let ip = if RANKED {
-            rank_field(&nets, low)
-        } else {
-            low.wrapping_sub(ip_min)
-        };
-        let hi = ip << port_bits | u64::from(r.public_port.get() - port_min);
-        let lo = (first_key(r) - first_min) << first_shift | i as u64;
-        // `hi << port_shift | lo`, by words (where `port_shift` is 64 the
-        // high word is `hi`, shifted by 0, and the low one `lo`: `hi`
-        // shifted by 63 and 1 is 0).
-        let (w1, w0) = (hi >> to_high, (hi << to_low) << 1 | lo);
-        let k = u128::from(w1) << 64 | u128::from(w0);
+        let mut b = bases[0];
+        for j in 1..NETS {
+            if low >= firsts[j] {
+                b = bases[j];
+            }
+        }
+        let hi = low
+            .wrapping_mul(port_mul)
+            .wrapping_add(u64::from(r.public_port.get()))
+            .wrapping_sub(b);
+        let lo = (r.first_ns.get() as u64)
+            .wrapping_sub(first_min)
+            .wrapping_mul(first_mul)
+            | i as u64;
+        // Both factors widened here, in the loop: the compiler then knows
+        // their high words are zero (one `mul`, where a `u128` multiplier
+        // made outside was two and an add).
+        let k = (u128::from(hi) * u128::from(key_mul)) | u128::from(lo);
         if HIGH_DIGIT {
-            c.see_digit((hi >> high_shift) as usize);
+            c.see_top(hi >> high_shift);
         } else {
             c.see(k);
         }
@@ -1326,10 +1414,13 @@ impl Ranges {
         // Locals, not `g`'s fields, so that they stay in registers beside
         // the nets' stores.
         let (mut port_min, mut port_max) = (g.port_min, g.port_max);
-        let (mut first_min, mut first_max) = (g.first_min, g.first_max);
-        // The set is looked at only where a record's net is not the last
-        // record's (no address's net: above 2^56).
-        let (mut nets, mut last_net) = (g.nets, u64::MAX);
+        // `first_ns` as it is (signed), flipped into `first_key`'s order
+        // once at the end, not a record.
+        let (mut first_min, mut first_max) = (i64::MAX, i64::MIN);
+        // The set is looked at only where a record's net is neither of the
+        // last two records' (no address's net: above 2^56; a pool of two
+        // nets alternates at random).
+        let (mut nets, mut last_net, mut prev_net) = (g.nets, u64::MAX, u64::MAX);
         for r in records {
             other_hi |= hi_raw(r) ^ hi0;
             let l = lo(r);
@@ -1337,22 +1428,26 @@ impl Ranges {
             lo_max = lo_max.max(l);
             let net = l >> NET_SHIFT;
             if net != last_net {
-                last_net = net;
-                if let Some(x) = &mut nets {
-                    if !x.add(net) {
-                        nets = None;
+                if net != prev_net {
+                    if let Some(x) = &mut nets {
+                        if !x.add(net) {
+                            nets = None;
+                        }
                     }
                 }
+                (prev_net, last_net) = (last_net, net);
             }
             let port = r.public_port.get();
             port_min = port_min.min(port);
             port_max = port_max.max(port);
-            let first = first_key(r);
+            let first = r.first_ns.get();
             first_min = first_min.min(first);
             first_max = first_max.max(first);
         }
         (g.port_min, g.port_max) = (port_min, port_max);
-        (g.first_min, g.first_max) = (first_min, first_max);
+        let key = |f: i64| (f as u64) ^ (1 << 63);
+        g.first_min = g.first_min.min(key(first_min));
+        g.first_max = g.first_max.max(key(first_max));
         g.nets = nets;
         if other_hi == 0 {
             let hi = u128::from(u64::from_be_bytes(
@@ -1479,10 +1574,22 @@ fn reduce_slots<K: Copy>(
             out.push(*first);
             continue;
         }
-        let rest = key_rest(first);
+        if let &[a, b] = run {
+            // Two states of one mapping (bigstore: every mapping's open
+            // and final state): no loop over the run.
+            debug_assert_eq!(slot(a), slot(run[0]));
+            let second = &records[slot(b)];
+            if same_key_rest(second, first) {
+                let late = (first.store_flags | second.store_flags) & SF_LATE != 0;
+                let best = if beats(second, first) { second } else { first };
+                push_kept(out, best, late);
+                scan.see(out.last().expect("just pushed"));
+                continue;
+            }
+        }
         if run[1..]
             .iter()
-            .all(|&k| key_rest(&records[slot(k)]) == rest)
+            .all(|&k| same_key_rest(&records[slot(k)], first))
         {
             reduce_run_into(records, run.iter().map(|&k| slot(k)), out);
             scan.see(out.last().expect("just pushed"));
@@ -1495,7 +1602,7 @@ fn reduce_slots<K: Copy>(
             members.extend(run.iter().map(|&k| slot(k)));
             members.sort_by_key(|&i| key_rest(&records[i]));
             split.clear();
-            for m in members.chunk_by(|&a, &b| key_rest(&records[a]) == key_rest(&records[b])) {
+            for m in members.chunk_by(|&a, &b| same_key_rest(&records[a], &records[b])) {
                 reduce_run_into(records, m.iter().copied(), &mut split);
             }
             split.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
@@ -1515,15 +1622,30 @@ fn reduce_run_into(records: &[Record], mut at: impl Iterator<Item = usize>, out:
     let mut b = at.next().expect("a run is never empty");
     let mut late = records[b].store_flags & SF_LATE != 0;
     for i in at {
-        let (r, best) = (&records[i], &records[b]);
+        let r = &records[i];
         late |= r.store_flags & SF_LATE != 0;
-        let own_beats_carried =
-            best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
-        if rank(r) > rank(best) || (rank(r) == rank(best) && own_beats_carried) {
+        if beats(r, &records[b]) {
             b = i;
         }
     }
-    out.push(records[b]);
+    push_kept(out, &records[b], late);
+}
+
+/// Whether `r`, a state of `best`'s mapping later in the log, is kept over
+/// it: a higher [`rank`], or the same rank and `r` not carried where `best`
+/// is (on a tie the earlier one stays).
+#[inline(always)]
+fn beats(r: &Record, best: &Record) -> bool {
+    let own_beats_carried = best.store_flags & SF_CARRIED != 0 && r.store_flags & SF_CARRIED == 0;
+    rank(r) > rank(best) || (rank(r) == rank(best) && own_beats_carried)
+}
+
+/// Pushes onto `out` a mapping's kept state `best`, marked [`SF_LATE`]
+/// (its CRC computed again) where `late` (a copy of the mapping was late)
+/// and it is not already.
+#[inline(always)]
+fn push_kept(out: &mut Vec<Record>, best: &Record, late: bool) {
+    out.push(*best);
     let best = out.last_mut().expect("just pushed");
     if late && best.store_flags & SF_LATE == 0 {
         best.store_flags |= SF_LATE;
@@ -3395,6 +3517,113 @@ mod tests {
             };
             let r = Record::encode(&m, SF_LATE).unwrap();
             prop_assert_eq!(held_until_ns(&hold, &r), hold.held_until_ns(&m));
+        }
+    }
+
+    proptest! {
+        /// `same_key_rest` by words is the tuples' equality: any record,
+        /// and the same with any one bit of any of its 96 bytes flipped
+        /// (each byte in the comparison or out of it).
+        #[test]
+        fn same_key_rest_is_the_tuples_equality(
+            bytes in prop::collection::vec(any::<u8>(), RECORD_SIZE),
+            other in prop::collection::vec(any::<u8>(), RECORD_SIZE),
+            bit in 0usize..RECORD_SIZE * 8,
+        ) {
+            use zerocopy::FromBytes;
+            let a = Record::read_from_bytes(&bytes).unwrap();
+            let mut flipped = bytes.clone();
+            flipped[bit / 8] ^= 1 << (bit % 8);
+            let b = Record::read_from_bytes(&flipped).unwrap();
+            let c = Record::read_from_bytes(&other).unwrap();
+            prop_assert!(same_key_rest(&a, &a));
+            prop_assert_eq!(same_key_rest(&a, &b), key_rest(&a) == key_rest(&b), "bit {}", bit);
+            prop_assert_eq!(same_key_rest(&a, &c), key_rest(&a) == key_rest(&c));
+        }
+    }
+
+    proptest! {
+        /// The keys of the two halves' layout by products
+        /// ([`keys_counted`], [`halves_keys_counted`]) equal the general
+        /// form's (`KeyMaker::key` with `halves` off: 128-bit shifts), and
+        /// each key's top digit is counted as `TopCounts::see` counts it:
+        /// public addresses in one to four nets (a net's first and last
+        /// address among others: the compares at a net's first address) or
+        /// anywhere in a range of the low word, any field widths of the
+        /// layout (the high half's shift up to 64, where the general form
+        /// makes them), the digit in the high half or across both.
+        #[test]
+        fn halves_keys_equal_the_general_form(
+            nets_set in prop::collection::btree_set(0u64..1 << 20, 1..=NETS_MAX),
+            net_base in prop::sample::select(vec![0u64, 1 << 30, (1 << 56) - (1 << 20)]),
+            ranked in any::<bool>(),
+            raw in prop::collection::vec(
+                (any::<prop::sample::Index>(), prop::sample::select(vec![0u8, 1, 77, 255]), any::<u64>(), any::<u16>(), any::<u64>()),
+                1..80,
+            ),
+            high_word in any::<u64>(),
+            (ip_bits, port_bits) in (0u32..=48).prop_flat_map(|i| (Just(i), 0u32..=16)),
+            first_bits in 0u32..=64,
+            (ip_min_low, port_min, first_min) in (any::<u64>(), any::<u16>(), any::<u64>()),
+            width in 1u32..=13,
+        ) {
+            let n = raw.len();
+            let slot_bits = bits_of(n as u128 - 1);
+            let first_bits = first_bits.min(64 - slot_bits);
+            let nets: Vec<u64> = nets_set.iter().map(|&x| x + net_base).collect();
+            let ip_bits = if ranked { ranked_bits(&Nets { nets: [0; NETS_MAX], len: nets.len() }) } else { ip_bits };
+            let mask = |bits: u32| if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+            // Minimums that leave room for the fields' ranges.
+            let ip_min_low = ip_min_low.min(u64::MAX - mask(ip_bits));
+            let port_min = port_min.min(u16::MAX - mask(port_bits) as u16);
+            let first_min = first_min.min(u64::MAX - mask(first_bits));
+            let records: Vec<Record> = raw
+                .iter()
+                .map(|&(net, byte, ip, port, first)| {
+                    let low = if ranked {
+                        nets[net.index(nets.len())] << NET_SHIFT | u64::from(byte)
+                    } else {
+                        ip_min_low + (ip & mask(ip_bits))
+                    };
+                    let mut r = <Record as zerocopy::FromZeros>::new_zeroed();
+                    r.public_ip[..8].copy_from_slice(&high_word.to_be_bytes());
+                    r.public_ip[8..].copy_from_slice(&low.to_be_bytes());
+                    r.public_port.set(port_min + (u64::from(port) & mask(port_bits)) as u16);
+                    r.first_ns.set(((first_min + (first & mask(first_bits))) ^ 1 << 63) as i64);
+                    r
+                })
+                .collect();
+            let mut padded = [u64::MAX; NETS_MAX];
+            padded[..nets.len()].copy_from_slice(&nets);
+            let (port_shift, first_shift) = (first_bits + slot_bits, slot_bits);
+            let km = KeyMaker {
+                halves: true,
+                ranked,
+                nets: padded,
+                ip_min: u128::from(high_word) << 64 | u128::from(ip_min_low),
+                port_min,
+                first_min,
+                port_bits,
+                ip_shift: port_shift + port_bits,
+                port_shift,
+                first_shift,
+            };
+            let general = KeyMaker { halves: false, ..km };
+            let top = slot_bits + first_bits + port_bits + ip_bits;
+            prop_assume!(top > 0);
+            let width = width.min(top);
+            const N: usize = crate::radix::TOP_COUNTS_WIDE;
+            let mut c = crate::radix::TopCounts::<N>::new(top - width, width);
+            let mut want_c = crate::radix::TopCounts::<N>::new(top - width, width);
+            let mut keys = Vec::new();
+            keys_counted(&records, &km, &mut keys, &mut c);
+            let want: Vec<u128> = records.iter().enumerate().map(|(i, r)| general.key(i, r)).collect();
+            for &k in &want {
+                prop_assert!(k >> top == 0, "keys below 2^top");
+                want_c.see(k);
+            }
+            prop_assert_eq!(keys, want);
+            prop_assert_eq!(c.counts(), want_c.counts());
         }
     }
 
