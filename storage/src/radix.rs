@@ -381,6 +381,18 @@ pub(crate) fn sort_lsd_above(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32) 
     }
 }
 
+/// `tmp` made `n` keys long for a pass's scatter, whose every slot is
+/// written before it is read: cut where it is longer, else a fresh
+/// `vec!` of zeros (`calloc`: fresh pages, no memset, where `resize`
+/// would write them).
+fn scatter_scratch(tmp: &mut Vec<u64>, n: usize) {
+    if tmp.len() < n {
+        *tmp = vec![0; n];
+    } else {
+        tmp.truncate(n);
+    }
+}
+
 /// [`sort_lsd_above`] in `P` passes of `d` bits of `k >> low`.
 fn lsd_passes<const P: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32, d: u32) {
     const _: () = assert!(6 * DIGIT_BITS_MAX >= 64);
@@ -399,13 +411,7 @@ fn lsd_passes<const P: usize>(keys: &mut Vec<u64>, tmp: &mut Vec<u64>, low: u32,
             v >>= d;
         }
     }
-    if tmp.len() < n {
-        // Every slot is written before it is read; `vec!` of zeros is
-        // `calloc` (fresh pages, no memset), where `resize` writes them.
-        *tmp = vec![0; n];
-    } else {
-        tmp.truncate(n);
-    }
+    scatter_scratch(tmp, n);
     for (p, c) in counts.iter_mut().enumerate() {
         let shift = low + p as u32 * d;
         if c[(keys[0] >> shift) as usize & mask & (RADIX - 1)] as usize == n {
@@ -534,13 +540,7 @@ impl AddrKeys {
         if n < 2 || differ >> ADDR_DIGITS[0].0 == 0 {
             return keys; // one address: in order already
         }
-        if tmp.len() < n {
-            // Every slot is written before it is read; `vec!` of zeros is
-            // `calloc` (fresh pages, no memset), where `resize` writes them.
-            *tmp = vec![0; n];
-        } else {
-            tmp.truncate(n);
-        }
+        scatter_scratch(tmp, n);
         if differ >> ADDR_DIGITS[0].0 & ((1 << ADDR_DIGITS[0].1) - 1) != 0 {
             addr_pass::<0>(&mut keys, tmp, &mut counts[0]);
         }
