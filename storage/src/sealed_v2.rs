@@ -1273,33 +1273,11 @@ fn fine_gap_bound_hashed(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
 /// distinct value (a guess at a sort's cost per value; same list either way).
 const DIRECT_SCAN_PER_VALUE: u64 = 16;
 
-/// Lanes of [`min_max`]: independent minima and maxima, so that a
+/// Lanes of [`min_max_varints`]: independent minima and maxima, so that a
 /// value's compares do not wait for the previous value's.
 const MIN_MAX_LANES: usize = 4;
 
-/// The least and the largest of `vals` (`u64::MAX` and 0 when empty),
-/// [`MIN_MAX_LANES`] values a step, each lane's compares without a branch.
-#[inline(always)]
-fn min_max(vals: &[u64]) -> (u64, u64) {
-    let mut mins = [u64::MAX; MIN_MAX_LANES];
-    let mut maxs = [0u64; MIN_MAX_LANES];
-    let mut chunks = vals.chunks_exact(MIN_MAX_LANES);
-    for c in &mut chunks {
-        for l in 0..MIN_MAX_LANES {
-            mins[l] = mins[l].min(c[l]);
-            maxs[l] = maxs[l].max(c[l]);
-        }
-    }
-    for (l, &v) in chunks.remainder().iter().enumerate() {
-        mins[l] = mins[l].min(v);
-        maxs[l] = maxs[l].max(v);
-    }
-    let min = mins.iter().fold(u64::MAX, |a, &b| a.min(b));
-    let max = maxs.iter().fold(0, |a, &b| a.max(b));
-    (min, max)
-}
-
-/// [`min_max`] and the size of `vals` as varints, in one pass (one load
+/// [`crate::simd::min_max`] and the size of `vals` as varints, in one pass (one load
 /// a value, not two).
 #[inline(always)]
 fn min_max_varints(vals: &[u64]) -> (u64, u64, usize) {
@@ -1337,7 +1315,7 @@ fn min_max_varints(vals: &[u64]) -> (u64, u64, usize) {
 fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
     let (min, max, mut size_var) = if s.for_first {
-        let (min, max) = min_max(vals);
+        let (min, max) = crate::simd::min_max(vals);
         (min, max, 0)
     } else {
         min_max_varints(vals)
