@@ -1287,35 +1287,6 @@ fn fine_gap_bound_hashed(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
 /// distinct value (a guess at a sort's cost per value; same list either way).
 const DIRECT_SCAN_PER_VALUE: u64 = 16;
 
-/// Lanes of [`min_max_varints`]: independent minima and maxima, so that a
-/// value's compares do not wait for the previous value's.
-const MIN_MAX_LANES: usize = 4;
-
-/// [`crate::simd::min_max`] and the size of `vals` as varints, in one pass (one load
-/// a value, not two).
-#[inline(always)]
-fn min_max_varints(vals: &[u64]) -> (u64, u64, usize) {
-    let mut mins = [u64::MAX; MIN_MAX_LANES];
-    let mut maxs = [0u64; MIN_MAX_LANES];
-    let mut size = 0usize;
-    let mut chunks = vals.chunks_exact(MIN_MAX_LANES);
-    for c in &mut chunks {
-        for l in 0..MIN_MAX_LANES {
-            mins[l] = mins[l].min(c[l]);
-            maxs[l] = maxs[l].max(c[l]);
-            size += varint_len_fast(c[l]);
-        }
-    }
-    for (l, &v) in chunks.remainder().iter().enumerate() {
-        mins[l] = mins[l].min(v);
-        maxs[l] = maxs[l].max(v);
-        size += varint_len_fast(v);
-    }
-    let min = mins.iter().fold(u64::MAX, |a, &b| a.min(b));
-    let max = maxs.iter().fold(0, |a, &b| a.max(b));
-    (min, max, size)
-}
-
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
 ///
@@ -1324,7 +1295,7 @@ fn min_max_varints(vals: &[u64]) -> (u64, u64, usize) {
 /// is at least `min`, so the varints take at least that) it is not needed:
 /// with `s.for_first` set the least and largest values are found first
 /// and the varint sizes summed in a second pass only when that does not
-/// hold; otherwise in one pass with them.
+/// hold; otherwise with them ([`crate::simd::min_max_sum`]).
 #[inline(never)]
 fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
@@ -1332,7 +1303,7 @@ fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
         let (min, max) = crate::simd::min_max(vals);
         (min, max, 0)
     } else {
-        min_max_varints(vals)
+        crate::simd::min_max_sum(vals, varint_len_fast)
     };
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);

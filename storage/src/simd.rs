@@ -38,6 +38,25 @@ pub(crate) fn min_max(vals: &[u64]) -> (u64, u64) {
     min_max_portable(vals)
 }
 
+/// [`min_max`] and the sum of `size` over `vals`: with AVX2 in two passes
+/// ([`min_max_avx2`], then the sum alone), else in one
+/// ([`min_max_sum_portable`]: one load a value, not two; the baseline's
+/// compares cost more than the second load). The sealed column's varint
+/// sizes (`size` a table lookup, which AVX2 would only gather).
+#[inline]
+pub(crate) fn min_max_sum(vals: &[u64], size: impl Fn(u64) -> usize) -> (u64, u64, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: as in `min_max`: the CPU has AVX2, the only
+            // requirement; the body is safe code reading `vals` only.
+            let (min, max) = unsafe { min_max_avx2(vals) };
+            return (min, max, vals.iter().map(|&v| size(v)).sum());
+        }
+    }
+    min_max_sum_portable(vals, size)
+}
+
 /// [`min_max`] with AVX2: one value a step, which LLVM's loop vectorizer
 /// turns into four-value vectors (the lanes of [`min_max_portable`] it
 /// would transpose first). AVX2 compares 64-bit integers as signed only
@@ -79,6 +98,30 @@ fn min_max_portable(vals: &[u64]) -> (u64, u64) {
     (min, max)
 }
 
+/// [`min_max_portable`] and the sum of `size` over `vals`, in one pass.
+#[inline(always)]
+fn min_max_sum_portable(vals: &[u64], size: impl Fn(u64) -> usize) -> (u64, u64, usize) {
+    let mut mins = [u64::MAX; MIN_MAX_LANES];
+    let mut maxs = [0u64; MIN_MAX_LANES];
+    let mut sum = 0usize;
+    let mut chunks = vals.chunks_exact(MIN_MAX_LANES);
+    for c in &mut chunks {
+        for l in 0..MIN_MAX_LANES {
+            mins[l] = mins[l].min(c[l]);
+            maxs[l] = maxs[l].max(c[l]);
+            sum += size(c[l]);
+        }
+    }
+    for (l, &v) in chunks.remainder().iter().enumerate() {
+        mins[l] = mins[l].min(v);
+        maxs[l] = maxs[l].max(v);
+        sum += size(v);
+    }
+    let min = mins.iter().fold(u64::MAX, |a, &b| a.min(b));
+    let max = maxs.iter().fold(0, |a, &b| a.max(b));
+    (min, max, sum)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +161,20 @@ mod tests {
                 // SAFETY: the CPU has AVX2 (checked on the line above).
                 prop_assert_eq!(unsafe { min_max_avx2(&vals) }, want);
             }
+        }
+    }
+
+    proptest! {
+        /// With the sum: the portable pass and the one this CPU runs give
+        /// the library's least and largest and the sum of `size` (here a
+        /// value's bit length: any function of the value).
+        #[test]
+        fn min_max_sum_is_the_librarys(vals in prop::collection::vec(value(), 0..600)) {
+            let size = |v: u64| (64 - v.leading_zeros()) as usize;
+            let (min, max) = min_max_model(&vals);
+            let want = (min, max, vals.iter().map(|&v| size(v)).sum::<usize>());
+            prop_assert_eq!(min_max_sum_portable(&vals, size), want);
+            prop_assert_eq!(min_max_sum(&vals, size), want);
         }
     }
 
