@@ -1,22 +1,22 @@
 //! The seal's column scans built for CPU features detected at run time
 //! (the release target is baseline x86-64: SSE2, no AVX2), as
-//! [`crate::hwcrc`] does for the CRC: each function here is one portable
-//! body (`#[inline(always)]`), compiled twice, once for the baseline and
-//! once inside a `#[target_feature]` wrapper that LLVM may vectorize with
-//! the wider instructions; the wrapper is called only after
-//! `is_x86_feature_detected!` found the feature (a load and a test a call,
-//! the detection itself cached by std). Same source, same result: the
-//! property tests compare the two on the same values.
+//! [`crate::hwcrc`] does for the CRC: each function here has a portable
+//! body for the baseline and a `#[target_feature]` body, plain safe Rust
+//! written so that LLVM vectorizes it with the wider instructions, called
+//! only after `is_x86_feature_detected!` found the feature (a load and a
+//! test a call, the detection itself cached by std). The property tests
+//! compare both bodies with the library on the same values.
 //!
 //! [`min_max`]: a sealed block's column of 512 values took ~5 instructions
 //! a value in the baseline (a load, two compares, two `cmov`s; 184.6 M of
 //! the 4 406.5 M of `natrec-bigstore`'s 4 M seals). With AVX2 four values
 //! take a `vpxor` (unsigned order as signed), two `vpcmpgtq` and two
-//! `vblendvpd`.
+//! `vblendvpd`. [`min_max_sum`]: the same with the sum of a function of
+//! each value (the varint sizes), in two passes with AVX2 and one without.
 //!
-//! `lib.rs` allows `unsafe_code` for this module: its `unsafe` blocks are
-//! the calls of the `#[target_feature]` wrappers, each after the CPU was
-//! checked to have the feature.
+//! `lib.rs` allows `unsafe_code` for this module: its two `unsafe` blocks
+//! (and one in a test) are calls of [`min_max_avx2`], each after the CPU
+//! was checked to have AVX2.
 
 /// Lanes of [`min_max_portable`]: independent minima and maxima, so that a
 /// value's compares do not wait for the previous value's.
