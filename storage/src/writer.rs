@@ -1413,7 +1413,8 @@ impl Ranges {
         let (mut other_hi, mut lo_min, mut lo_max) = (0u64, u64::MAX, 0u64);
         // Locals, not `g`'s fields, so that they stay in registers beside
         // the nets' stores.
-        let (mut port_min, mut port_max) = (g.port_min, g.port_max);
+        // `u32`: 16-bit compares and `cmov`s cost register copies a record.
+        let (mut port_min, mut port_max) = (u32::from(g.port_min), u32::from(g.port_max));
         // `first_ns` as it is (signed), flipped into `first_key`'s order
         // once at the end, not a record.
         let (mut first_min, mut first_max) = (i64::MAX, i64::MIN);
@@ -1437,14 +1438,15 @@ impl Ranges {
                 }
                 (prev_net, last_net) = (last_net, net);
             }
-            let port = r.public_port.get();
+            let port = u32::from(r.public_port.get());
             port_min = port_min.min(port);
             port_max = port_max.max(port);
             let first = r.first_ns.get();
             first_min = first_min.min(first);
             first_max = first_max.max(first);
         }
-        (g.port_min, g.port_max) = (port_min, port_max);
+        // Both were `u16`s.
+        (g.port_min, g.port_max) = (port_min as u16, port_max as u16);
         let key = |f: i64| (f as u64) ^ (1 << 63);
         g.first_min = g.first_min.min(key(first_min));
         g.first_max = g.first_max.max(key(first_max));
