@@ -865,7 +865,7 @@ fn reduce_with(
         reduce_slots(
             records,
             w,
-            |e, f| e.0 == f.0 && (e.1 ^ f.1) >> SEAL_SLOT_BITS == 0,
+            |e| (e.0, e.1 | ((1 << SEAL_SLOT_BITS) - 1)),
             |e| e.1 as u32 as usize,
             out,
             scan,
@@ -1016,7 +1016,7 @@ fn reduce_with(
     reduce_slots(
         records,
         &keys[..n],
-        |k, l| k ^ l <= slot_mask,
+        |k| k | slot_mask,
         |k| (k & slot_mask) as usize,
         out,
         scan,
@@ -1524,7 +1524,7 @@ fn sort_reduce(
     reduce_slots(
         records,
         scratch,
-        |k, l| k ^ l <= slot_mask,
+        |k| k | slot_mask,
         |k| (k & slot_mask) as usize,
         out,
         scan,
@@ -1535,15 +1535,18 @@ fn sort_reduce(
 const REDUCE_PREFETCH_ENTRIES: usize = 16;
 
 /// Reduces the records of `records` named by the index entries `sorted`,
-/// which are in (sort prefix, slot) order, appending each mapping's kept
-/// state to `out` in that order: each run of entries of one prefix (`same_prefix`)
-/// (public ip, port, `first_ns`) becomes its mappings' kept states. The
+/// which are in (sort prefix, slot) order, ascending, appending each
+/// mapping's kept state to `out` in that order: each run of entries of one
+/// prefix (public ip, port, `first_ns`) becomes its mappings' kept states.
+/// `prefix_last(e)`: the largest entry with `e`'s prefix (its slot bits
+/// all set), so a run is the entries from its first up to that one (one
+/// compare an entry, not a test of the prefix's bits). The
 /// records are read where they lie (the log's map) and only the kept ones
 /// are copied: no buffer of every record in sorted order.
-fn reduce_slots<K: Copy>(
+fn reduce_slots<K: Copy + Ord>(
     records: &[Record],
     sorted: &[K],
-    same_prefix: impl Fn(K, K) -> bool,
+    prefix_last: impl Fn(K) -> K,
     slot: impl Fn(K) -> usize,
     out: &mut Vec<Record>,
     scan: &mut HeldScan,
@@ -1557,9 +1560,9 @@ fn reduce_slots<K: Copy>(
     // already: the sorted order jumps around the log.
     let mut ahead = 0;
     while g < n {
-        let p = sorted[g];
+        let last = prefix_last(sorted[g]);
         let mut end = g + 1;
-        while end < n && same_prefix(sorted[end], p) {
+        while end < n && sorted[end] <= last {
             end += 1;
         }
         let to = (end + REDUCE_PREFETCH_ENTRIES).min(n);
