@@ -59,6 +59,8 @@ mod partition;
 mod radix;
 mod reader;
 pub mod sealed_v2;
+#[allow(unsafe_code)]
+mod simd;
 mod store;
 mod writer;
 

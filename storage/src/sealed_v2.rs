@@ -614,18 +614,19 @@ struct ColScratch {
     /// hint: the previous block's column was abandoned; same decision and
     /// bytes either way).
     map_first: bool,
-    /// A bitmap of 2^[`MAP_BITS`] bits and as many more never set
-    /// ([`more_distinct_than`] and [`fine_gap_bound`]), all zero between
-    /// their uses (each clears what it set).
+    /// A bitmap of 2^[`MAP_BITS`] bits ([`more_distinct_than`]), all zero between its uses (it clears what
+    /// it set).
     map: [u64; MAP_WORDS],
+    /// A byte a bucket of [`fine_gap_bound_mapped`] (64 KiB, on the heap),
+    /// all zero between its uses (it clears what it set).
+    fine_map: Box<[u8; FINE_MAP_BYTES]>,
 }
 
-/// Bits of the values (less the least) [`more_distinct_than`] and of the
-/// buckets [`fine_gap_bound`] count in [`ColScratch::map`], and its words:
-/// twice the 2^[`MAP_BITS`] bits (16 KiB), so that the neighbours of the
-/// lowest and the highest bucket have bits (never set).
+/// Bits of the values (less the least) [`more_distinct_than`] counts in
+/// [`ColScratch::map`] and of the buckets [`fine_gap_bound_mapped`] counts
+/// in [`ColScratch::fine_map`]; the bitmap's words (8 KiB).
 const MAP_BITS: u32 = 16;
-const MAP_WORDS: usize = 2 << (MAP_BITS - 6);
+const MAP_WORDS: usize = 1 << (MAP_BITS - 6);
 
 /// How [`dict_size_below`] counted a column's distinct values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -685,6 +686,11 @@ impl Default for ColScratch {
             buckets: [0; 1 << (GAP_BUCKET_BITS_MAX - 6)],
             map_first: false,
             map: [0; MAP_WORDS],
+            // `vec!` of zeros is `calloc`: no memset for fresh pages.
+            fine_map: vec![0; FINE_MAP_BYTES]
+                .into_boxed_slice()
+                .try_into()
+                .expect("FINE_MAP_BYTES"),
         }
     }
 }
@@ -1161,12 +1167,12 @@ const FINE_BUCKET_BITS: u32 = 7;
 /// value instead of [`sort_rows`]' passes.
 ///
 /// `w_for`: the bits of the range. Where the buckets are below
-/// 2^[`MAP_BITS`] they are marked in [`ColScratch::map`] and counted
+/// 2^[`MAP_BITS`] they are marked in [`ColScratch::fine_map`] and counted
 /// there ([`fine_gap_bound_mapped`]), else in the hash table
 /// ([`fine_gap_bound_hashed`]): the same `b` and `r`, so the same bound.
 fn fine_gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
     if w_for <= FINE_BUCKET_BITS + MAP_BITS {
-        fine_gap_bound_mapped(vals, min, w_for, &mut s.map)
+        fine_gap_bound_mapped(vals, min, w_for, &mut s.fine_map)
     } else {
         fine_gap_bound_hashed(vals, min, s)
     }
@@ -1174,34 +1180,37 @@ fn fine_gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usi
 
 /// [`fine_gap_bound`] where the buckets (`w_for` bits of range less
 /// [`FINE_BUCKET_BITS`]) are below 2^[`MAP_BITS`]: each value's bucket
-/// marked in `map` (all zero before and after; cleared by the values), in
-/// one pass: a bucket marked for the first time is a new one, and makes
-/// a pair with each neighbour marked before it; every pair of adjacent
-/// occupied buckets is so counted once (when its second bucket is
-/// marked), and the runs are the buckets less the pairs. Three bits read
-/// and one set a value, where the hash table took two probes a value (and
-/// no scan of the bitmap: `count_ones` is not an instruction in the
-/// baseline x86-64 target).
-fn fine_gap_bound_mapped(vals: &[u64], min: u64, w_for: u32, map: &mut [u64; MAP_WORDS]) -> usize {
+/// marked in `map` (a byte a bucket, bucket `u`'s at `u + 1`; all zero
+/// before and after, cleared by the values), in one pass: a bucket marked
+/// for the first time is a new one, and makes a pair with each neighbour
+/// marked before it; every pair of adjacent occupied buckets is so counted
+/// once (when its second bucket is marked), and the runs are the buckets
+/// less the pairs. Three bytes read and one written a value, where the
+/// hash table took two probes a value, and a bitmap's three bits each a
+/// shift by a count (~34 instructions a value in bigstore's seals, ~16
+/// with the bytes; no scan of a bitmap either: `count_ones` is not an
+/// instruction in the baseline x86-64 target).
+fn fine_gap_bound_mapped(
+    vals: &[u64],
+    min: u64,
+    w_for: u32,
+    map: &mut [u8; FINE_MAP_BYTES],
+) -> usize {
     debug_assert!(!vals.is_empty() && w_for <= FINE_BUCKET_BITS + MAP_BITS);
-    // Bucket `u`'s bit. The mask stands for the bounds check: buckets are
-    // below 2^16, so their words below `MAP_WORDS / 2`, and `u - 1` of 0
-    // (the last word) and `u + 1` of 2^16 - 1 (the word after) are bits
-    // never set.
-    let at = |u: usize| ((u >> 6) & (MAP_WORDS - 1), u % 64);
+    // Bucket `u`'s byte. The mask (no-op: buckets are below 2^16) stands
+    // for the bounds checks: `at - 1` and `at + 1` are then in the map too
+    // (the first and the last byte: never set).
+    let at = |v: u64| (((v - min) >> FINE_BUCKET_BITS) as usize & ((1 << MAP_BITS) - 1)) + 1;
     let (mut b, mut pairs) = (0u64, 0u64);
     for &v in vals {
-        let u = ((v - min) >> FINE_BUCKET_BITS) as usize;
-        let (w, i) = at(u);
-        let new = !map[w] >> i & 1;
-        let (wl, il) = at(u.wrapping_sub(1));
-        let (wr, ir) = at(u + 1);
-        pairs += new * ((map[wl] >> il & 1) + (map[wr] >> ir & 1));
+        let i = at(v);
+        let new = u64::from(map[i] ^ 1);
+        pairs += new * u64::from(map[i - 1] + map[i + 1]);
         b += new;
-        map[w] |= 1 << i;
+        map[i] = 1;
     }
     for &v in vals {
-        map[at(((v - min) >> FINE_BUCKET_BITS) as usize).0] = 0;
+        map[at(v)] = 0;
     }
     let runs = b - pairs;
     let n = vals.len() as u64;
@@ -1212,6 +1221,11 @@ fn fine_gap_bound_mapped(vals: &[u64], min: u64, w_for: u32, map: &mut [u64; MAP
         + 1
         + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
 }
+
+/// Bytes of [`ColScratch::fine_map`]: one for each of the 2^[`MAP_BITS`]
+/// buckets of [`fine_gap_bound_mapped`], one before and one after (the
+/// neighbours of the lowest and the highest bucket, never set).
+const FINE_MAP_BYTES: usize = (1 << MAP_BITS) + 2;
 
 /// [`fine_gap_bound`] with the buckets counted in the hash table. Leaves
 /// `s.distinct` holding the buckets (the caller clears it before
@@ -1273,57 +1287,6 @@ fn fine_gap_bound_hashed(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
 /// distinct value (a guess at a sort's cost per value; same list either way).
 const DIRECT_SCAN_PER_VALUE: u64 = 16;
 
-/// Lanes of [`min_max`]: independent minima and maxima, so that a
-/// value's compares do not wait for the previous value's.
-const MIN_MAX_LANES: usize = 4;
-
-/// The least and the largest of `vals` (`u64::MAX` and 0 when empty),
-/// [`MIN_MAX_LANES`] values a step, each lane's compares without a branch.
-#[inline(always)]
-fn min_max(vals: &[u64]) -> (u64, u64) {
-    let mut mins = [u64::MAX; MIN_MAX_LANES];
-    let mut maxs = [0u64; MIN_MAX_LANES];
-    let mut chunks = vals.chunks_exact(MIN_MAX_LANES);
-    for c in &mut chunks {
-        for l in 0..MIN_MAX_LANES {
-            mins[l] = mins[l].min(c[l]);
-            maxs[l] = maxs[l].max(c[l]);
-        }
-    }
-    for (l, &v) in chunks.remainder().iter().enumerate() {
-        mins[l] = mins[l].min(v);
-        maxs[l] = maxs[l].max(v);
-    }
-    let min = mins.iter().fold(u64::MAX, |a, &b| a.min(b));
-    let max = maxs.iter().fold(0, |a, &b| a.max(b));
-    (min, max)
-}
-
-/// [`min_max`] and the size of `vals` as varints, in one pass (one load
-/// a value, not two).
-#[inline(always)]
-fn min_max_varints(vals: &[u64]) -> (u64, u64, usize) {
-    let mut mins = [u64::MAX; MIN_MAX_LANES];
-    let mut maxs = [0u64; MIN_MAX_LANES];
-    let mut size = 0usize;
-    let mut chunks = vals.chunks_exact(MIN_MAX_LANES);
-    for c in &mut chunks {
-        for l in 0..MIN_MAX_LANES {
-            mins[l] = mins[l].min(c[l]);
-            maxs[l] = maxs[l].max(c[l]);
-            size += varint_len_fast(c[l]);
-        }
-    }
-    for (l, &v) in chunks.remainder().iter().enumerate() {
-        mins[l] = mins[l].min(v);
-        maxs[l] = maxs[l].max(v);
-        size += varint_len_fast(v);
-    }
-    let min = mins.iter().fold(u64::MAX, |a, &b| a.min(b));
-    let max = maxs.iter().fold(0, |a, &b| a.max(b));
-    (min, max, size)
-}
-
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
 ///
@@ -1332,15 +1295,15 @@ fn min_max_varints(vals: &[u64]) -> (u64, u64, usize) {
 /// is at least `min`, so the varints take at least that) it is not needed:
 /// with `s.for_first` set the least and largest values are found first
 /// and the varint sizes summed in a second pass only when that does not
-/// hold; otherwise in one pass with them.
+/// hold; otherwise with them ([`crate::simd::min_max_sum`]).
 #[inline(never)]
 fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
     let (min, max, mut size_var) = if s.for_first {
-        let (min, max) = min_max(vals);
+        let (min, max) = crate::simd::min_max(vals);
         (min, max, 0)
     } else {
-        min_max_varints(vals)
+        crate::simd::min_max_sum(vals, varint_len_fast)
     };
     let min = if vals.is_empty() { 0 } else { min };
     let w_for = bits(max - min);
@@ -4459,6 +4422,7 @@ mod tests {
             let mut s = ColScratch::default();
             let bound = fine_gap_bound(&vals, min, bits(max - min), &mut s);
             prop_assert!(s.map.iter().all(|&w| w == 0));
+            prop_assert!(s.fine_map.iter().all(|&x| x == 0));
             prop_assert_eq!(bound, fine_gap_bound_hashed(&vals, min, &mut s));
             let exact = dict_size_exact(&vals);
             prop_assert!(bound <= exact, "bound {} exact {}", bound, exact);

@@ -865,7 +865,7 @@ fn reduce_with(
         reduce_slots(
             records,
             w,
-            |e, f| e.0 == f.0 && (e.1 ^ f.1) >> SEAL_SLOT_BITS == 0,
+            |e| (e.0, e.1 | ((1 << SEAL_SLOT_BITS) - 1)),
             |e| e.1 as u32 as usize,
             out,
             scan,
@@ -1016,7 +1016,7 @@ fn reduce_with(
     reduce_slots(
         records,
         &keys[..n],
-        |k, l| k ^ l <= slot_mask,
+        |k| k | slot_mask,
         |k| (k & slot_mask) as usize,
         out,
         scan,
@@ -1413,7 +1413,8 @@ impl Ranges {
         let (mut other_hi, mut lo_min, mut lo_max) = (0u64, u64::MAX, 0u64);
         // Locals, not `g`'s fields, so that they stay in registers beside
         // the nets' stores.
-        let (mut port_min, mut port_max) = (g.port_min, g.port_max);
+        // `u32`: 16-bit compares and `cmov`s cost register copies a record.
+        let (mut port_min, mut port_max) = (u32::from(g.port_min), u32::from(g.port_max));
         // `first_ns` as it is (signed), flipped into `first_key`'s order
         // once at the end, not a record.
         let (mut first_min, mut first_max) = (i64::MAX, i64::MIN);
@@ -1437,14 +1438,15 @@ impl Ranges {
                 }
                 (prev_net, last_net) = (last_net, net);
             }
-            let port = r.public_port.get();
+            let port = u32::from(r.public_port.get());
             port_min = port_min.min(port);
             port_max = port_max.max(port);
             let first = r.first_ns.get();
             first_min = first_min.min(first);
             first_max = first_max.max(first);
         }
-        (g.port_min, g.port_max) = (port_min, port_max);
+        // Both were `u16`s.
+        (g.port_min, g.port_max) = (port_min as u16, port_max as u16);
         let key = |f: i64| (f as u64) ^ (1 << 63);
         g.first_min = g.first_min.min(key(first_min));
         g.first_max = g.first_max.max(key(first_max));
@@ -1522,7 +1524,7 @@ fn sort_reduce(
     reduce_slots(
         records,
         scratch,
-        |k, l| k ^ l <= slot_mask,
+        |k| k | slot_mask,
         |k| (k & slot_mask) as usize,
         out,
         scan,
@@ -1533,15 +1535,18 @@ fn sort_reduce(
 const REDUCE_PREFETCH_ENTRIES: usize = 16;
 
 /// Reduces the records of `records` named by the index entries `sorted`,
-/// which are in (sort prefix, slot) order, appending each mapping's kept
-/// state to `out` in that order: each run of entries of one prefix (`same_prefix`)
-/// (public ip, port, `first_ns`) becomes its mappings' kept states. The
+/// which are in (sort prefix, slot) order, ascending, appending each
+/// mapping's kept state to `out` in that order: each run of entries of one
+/// prefix (public ip, port, `first_ns`) becomes its mappings' kept states.
+/// `prefix_last(e)`: the largest entry with `e`'s prefix (its slot bits
+/// all set), so a run is the entries from its first up to that one (one
+/// compare an entry, not a test of the prefix's bits). The
 /// records are read where they lie (the log's map) and only the kept ones
 /// are copied: no buffer of every record in sorted order.
-fn reduce_slots<K: Copy>(
+fn reduce_slots<K: Copy + Ord>(
     records: &[Record],
     sorted: &[K],
-    same_prefix: impl Fn(K, K) -> bool,
+    prefix_last: impl Fn(K) -> K,
     slot: impl Fn(K) -> usize,
     out: &mut Vec<Record>,
     scan: &mut HeldScan,
@@ -1555,9 +1560,9 @@ fn reduce_slots<K: Copy>(
     // already: the sorted order jumps around the log.
     let mut ahead = 0;
     while g < n {
-        let p = sorted[g];
+        let last = prefix_last(sorted[g]);
         let mut end = g + 1;
-        while end < n && same_prefix(sorted[end], p) {
+        while end < n && sorted[end] <= last {
             end += 1;
         }
         let to = (end + REDUCE_PREFETCH_ENTRIES).min(n);
