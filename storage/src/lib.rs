@@ -76,4 +76,6 @@ pub use reader::{
     SEALED_VIEWS_CACHED_MAX,
 };
 pub use store::{Store, StoreConfig, PARTITION_SPAN_S_MAX, PARTITION_SPAN_S_MIN};
-pub use writer::{Writer, WriterStats, LATE_REROUTE_SPANS_MAX, SEALED_LOGS_PENDING_MAX};
+pub use writer::{
+    Writer, WriterStats, LATE_REROUTE_SPANS_MAX, PUBLISHES_IN_FLIGHT_MAX, SEALED_LOGS_PENDING_MAX,
+};

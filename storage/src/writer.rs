@@ -61,12 +61,28 @@ const SEAL_SCRATCH_LENT_MAX: usize = 4;
 /// partition order); the seal after that waits for the oldest. Several due
 /// partitions (bigstore makes ~4 due per `advance`) are handed over without
 /// the writer waiting; a seal past its encode holds only its encoded `.part`
-/// (~20 bytes a mapping) while it waits for the disk (`write`, `fsync`,
-/// rename, directory fsync), so twice [`SEAL_SCRATCH_LENT_MAX`] lets the
-/// writer go on while up to four seals wait for their fsyncs, instead of
-/// stopping (and leaving a core idle) because the oldest seal waits for the
-/// disk (docs/bench/round15-wsys15.md).
-const PUBLISHES_IN_FLIGHT_MAX: usize = 2 * SEAL_SCRATCH_LENT_MAX;
+/// (~10 bytes a log record, 20 a mapping) while it waits for the disk
+/// (`write`, `fsync`, rename, directory fsync). A publish waits for two
+/// cache flushes of the device one after the other (the files' fsyncs, then
+/// the directory's after the renames), and a flush took ~40 ms on this VM
+/// while the logs' writeback ran (`/sys/block/vda/stat`, bigstore 4 M:
+/// ~10 flushes, 0.3–0.4 s of flushing): 80 ms or more a seal, while the
+/// writer hands one over every ~7 ms at 5 M mappings/s. With eight in
+/// flight (rounds 15–18) the writer waited for the oldest seal's flushes;
+/// 32 cover ~220 ms of them (docs/bench/round19-pub19.md). The memory is
+/// bounded by [`PUBLISH_RECORDS_IN_FLIGHT_MAX`] too.
+pub const PUBLISHES_IN_FLIGHT_MAX: usize = 32;
+
+/// Log records of the seals handed over and not finished, at most (counted
+/// at hand-over; a carry appended to a log after that is not counted): a
+/// seal that would pass it waits for the oldest ones first, unless none is
+/// in flight. It bounds what those seals hold in memory: their encoded
+/// `.part`s (~10 bytes a record: ~40 MiB) and a split seal's second half
+/// of kept records until its publish. 2^22 records: bigstore's 4 M
+/// mappings (~33 k records a partition) never reach it, a replay's hourly
+/// partitions of a million records or more are handed over a few at a
+/// time.
+const PUBLISH_RECORDS_IN_FLIGHT_MAX: u64 = 1 << 22;
 
 /// Seal threads at most ([`SealWorkers`]): as many as scratch sets can be
 /// lent. Seals queued behind them wait for one; more threads (eight, one per
@@ -131,6 +147,8 @@ struct Publishing {
     id: (i64, u32),
     /// Where its carried copies went (see [`CarryTo`]).
     carry: CarryTo,
+    /// Its log's records at hand-over (for [`PUBLISH_RECORDS_IN_FLIGHT_MAX`]).
+    records: u64,
 }
 
 impl Publishing {
@@ -563,6 +581,8 @@ pub struct Writer {
     /// until the `.part` is published and the carried copies are durable
     /// (see `sealed_logs`).
     publishing: std::collections::VecDeque<Publishing>,
+    /// [`PUBLISH_RECORDS_IN_FLIGHT_MAX`] (tests set a lower one).
+    publish_records_max: u64,
     /// The carry of the newest seal thread while it is appended nowhere yet:
     /// appended by the writer when it needs it (before sealing or routing
     /// anything it could change, before a flush), or handed to the next
@@ -1748,6 +1768,7 @@ impl Writer {
             seal_workers: SealWorkers::new(),
             route: None,
             publishing: std::collections::VecDeque::new(),
+            publish_records_max: PUBLISH_RECORDS_IN_FLIGHT_MAX,
             pending: None,
             failed: None,
             sync_failed: None,
@@ -2528,9 +2549,11 @@ impl Writer {
         if self.pending.as_ref().is_some_and(|p| p.into != start) {
             self.apply_pending()?;
         }
-        // At most PUBLISHES_IN_FLIGHT_MAX seal threads: the oldest finishes
-        // first if needed.
-        self.finish_publishes(PUBLISHES_IN_FLIGHT_MAX - 1)?;
+        // At most PUBLISHES_IN_FLIGHT_MAX seals and
+        // PUBLISH_RECORDS_IN_FLIGHT_MAX records unfinished: the oldest
+        // finish first if needed.
+        let records = self.active.get(&start).map_or(0, |l| l.count);
+        self.finish_publishes_to_seal(records)?;
         let Some(mut log) = self.active.remove(&start) else {
             // Nothing to seal (the pending carry into it was empty).
             return Ok(());
@@ -2550,6 +2573,7 @@ impl Writer {
             self.spare_log_buffers.push(buf);
         }
         let segment = log.segment;
+        let log_records = log.count;
         let e = self.sealed_max.entry(start).or_insert(segment);
         *e = (*e).max(segment);
         self.route = None;
@@ -2617,6 +2641,7 @@ impl Writer {
             part,
             id: (start, segment),
             carry: CarryTo::Pending,
+            records: log_records,
         });
         Ok(())
     }
@@ -2659,6 +2684,27 @@ impl Writer {
             q.carry = state;
         }
         Ok(())
+    }
+
+    /// Waits for the oldest publishes until one more seal, of a log of
+    /// `records` records, fits both bounds: fewer than
+    /// [`PUBLISHES_IN_FLIGHT_MAX`] seals unfinished, and their records and
+    /// `records` at most [`PUBLISH_RECORDS_IN_FLIGHT_MAX`] (or none
+    /// unfinished). All are waited for even if one failed; the first error
+    /// is returned.
+    fn finish_publishes_to_seal(&mut self, records: u64) -> Result<(), StoreError> {
+        let mut first = Ok(());
+        while self.publishing.len() >= PUBLISHES_IN_FLIGHT_MAX
+            || (!self.publishing.is_empty()
+                && self.publishing.iter().map(|p| p.records).sum::<u64>() + records
+                    > self.publish_records_max)
+        {
+            let r = self.finish_publish();
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
     }
 
     /// Waits for the oldest publishes until at most `keep` run. All are
@@ -4454,6 +4500,53 @@ mod tests {
             let free = write(&d.path().join("free"), false);
             assert_eq!(held.len() as i64, hours + 1, "one .part per hour");
             assert_eq!(held, free);
+        }
+
+        /// The seals handed over and unfinished hold at most
+        /// `publish_records_max` log records between them: a seal that
+        /// would pass it waits for the oldest first (here the bound fits two
+        /// hours' logs, so two of four due hours stay in flight), and a
+        /// seal larger than the bound alone is still handed over. The
+        /// `.part`s are the same as with the default bound.
+        #[test]
+        fn seals_in_flight_hold_at_most_the_records_bound() {
+            use super::super::PUBLISH_RECORDS_IN_FLIGHT_MAX;
+            let hours = 4;
+            let write = |dir: &std::path::Path, records_max: Option<u64>| {
+                let store = store(dir, u32::MAX);
+                let mut w = store.writer().unwrap();
+                for h in 0..=hours {
+                    for i in 0..3 {
+                        let t = T0 + h * H + (10 + i) * S;
+                        // Port 1000 + h first (`hours_held_and_parts`).
+                        let port = if i == 0 { 1000 + h } else { 2000 + 10 * h + i };
+                        w.append(&tcp(port as u16, t, t + S, EndReason::Fin))
+                            .unwrap();
+                    }
+                }
+                let per_hour = w.active.values().map(|l| l.count).max().unwrap();
+                assert!(w.active.values().all(|l| l.count == per_hour));
+                // Two hours' records fit, three do not (or not even one).
+                let max = records_max.map(|twos| twos * per_hour);
+                w.publish_records_max = max.unwrap_or(PUBLISH_RECORDS_IN_FLIGHT_MAX);
+                // Every hour but the last due.
+                w.advance(T0 + hours * H + 2 * 60 * S).unwrap();
+                let in_flight = w.publishing.len() as i64;
+                assert!(w.publishing.iter().all(|p| p.records == per_hour));
+                w.seal_all().unwrap();
+                drop(w);
+                (in_flight, hours_held_and_parts(&store, hours))
+            };
+            let d = tempfile::tempdir().unwrap();
+            let (n_default, default) = write(&d.path().join("default"), None);
+            assert_eq!(n_default, hours, "every due hour in flight");
+            let (n_two, two) = write(&d.path().join("two"), Some(2));
+            assert_eq!(n_two, 2, "two hours' records in flight at most");
+            let (n_none, none) = write(&d.path().join("none"), Some(0));
+            assert_eq!(n_none, 1, "a seal past the bound alone is handed over");
+            assert_eq!(default.len() as i64, hours + 1, "one .part per hour");
+            assert_eq!(two, default);
+            assert_eq!(none, default);
         }
 
         /// With no publish thread (none could be started), each seal thread

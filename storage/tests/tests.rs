@@ -1478,18 +1478,20 @@ mod recovery {
             EndReason::Open,
         ))
         .unwrap();
-        // Eight seals unfinished at once (PUBLISHES_IN_FLIGHT_MAX, four
-        // until round 15): the seal of hour k waits for hour k - 8's.
-        for k in 1..=8 {
-            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=7 handed over
+        // PUBLISHES_IN_FLIGHT_MAX (n) seals unfinished at once (four until
+        // round 15, eight until round 19): the seal of hour k waits for
+        // hour k - n's.
+        let n = natrec_storage::PUBLISHES_IN_FLIGHT_MAX as i64;
+        for k in 1..=n {
+            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..n handed over
         }
-        w.advance(T0 + 9 * H + 61 * S).unwrap(); // hour 0 published; hour 8 handed over
+        w.advance(T0 + (n + 1) * H + 61 * S).unwrap(); // hour 0 published; hour n handed over
         assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
         assert!(
             log(0).exists(),
             "its copy in hour 1 is neither synced nor published"
         );
-        w.advance(T0 + 10 * H + 61 * S).unwrap(); // hour 1 published
+        w.advance(T0 + (n + 2) * H + 61 * S).unwrap(); // hour 1 published
         w.finish_chores().unwrap(); // the removal runs on the background thread
         assert!(!log(0).exists(), "its copy is in hour 1's .part now");
         assert!(log(1).exists());
@@ -1500,7 +1502,7 @@ mod recovery {
         let d = tempfile::tempdir().unwrap();
         let store = new_store(d.path(), cfg);
         let mut w = store.writer().unwrap();
-        for h in 0..9 {
+        for h in 0..=n {
             w.append(&mapping(
                 Proto::Udp,
                 "100.64.0.2:1000",
@@ -1511,10 +1513,10 @@ mod recovery {
             ))
             .unwrap();
         }
-        for k in 1..=8 {
-            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..=7 handed over
+        for k in 1..=n {
+            w.advance(T0 + k * H + 61 * S).unwrap(); // hours 0..n handed over
         }
-        w.advance(T0 + 9 * H + 61 * S).unwrap(); // hour 0 published; hour 8 handed over
+        w.advance(T0 + (n + 1) * H + 61 * S).unwrap(); // hour 0 published; hour n handed over
         w.finish_chores().unwrap();
         assert!(!part_path(&store, T0, 0, FileKind::Active).exists());
         assert!(part_path(&store, T0, 0, FileKind::Sealed).exists());
@@ -1671,7 +1673,9 @@ mod recovery {
         };
         let store = new_store(d.path(), cfg);
         let mut w = store.writer().unwrap();
-        let n = natrec_storage::SEALED_LOGS_PENDING_MAX as i64 + 3;
+        let pending_max = natrec_storage::SEALED_LOGS_PENDING_MAX;
+        let in_flight_max = natrec_storage::PUBLISHES_IN_FLIGHT_MAX;
+        let n = (pending_max + in_flight_max) as i64 + 3;
         let count_logs = || {
             std::fs::read_dir(store.dir().join("partitions"))
                 .unwrap()
@@ -1698,9 +1702,10 @@ mod recovery {
             .unwrap();
             w.advance(t + H + 60 * S).unwrap();
             // Sealed logs not yet deleted (at most the bound - 1 after the
-            // flush at the bound), the one being published, the active one.
+            // flush at the bound), those being published (at most
+            // PUBLISHES_IN_FLIGHT_MAX), the active one.
             assert!(
-                count_logs() <= natrec_storage::SEALED_LOGS_PENDING_MAX + 1,
+                count_logs() <= pending_max + in_flight_max,
                 "{} logs after {} seals",
                 count_logs(),
                 k + 1
