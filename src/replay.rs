@@ -155,9 +155,13 @@ pub const PACKETS_PER_BATCH: usize = 1024;
 /// the pairing thread drains it and waits. 8 batches were ~0.4 ms of the
 /// pairing thread's work; 128 (~10 MB of 80-byte items, touched as batches
 /// rotate) took a quiet machine's three-thread replay from ~1.10 to
-/// ~0.97 s (round 10, docs/BENCHMARKS.md).
+/// ~0.97 s (round 10, docs/BENCHMARKS.md; the items were 80 bytes until
+/// round 19, 64 since: ~8 MB).
 pub const BATCHES_IN_FLIGHT_MAX: usize = 128;
-const _: () = assert!(std::mem::size_of::<Item<'static>>() == 80);
+/// An item is one cache line (round 19: it was 80 bytes, and a batch's
+/// items, written on one core and read on the other, moved 1.25 lines a
+/// packet between them).
+const _: () = assert!(std::mem::size_of::<Item<'static>>() == 64);
 /// Mappings the correlating stage collects before handing them to the writer
 /// in one batch (also handed over at each tick and at the end).
 pub const SINK_MAPPINGS_MAX: usize = 256;
@@ -193,12 +197,68 @@ pub const DECODE_HERE_QUEUED_MIN: usize = 1;
 /// One packet as the correlator needs it: decoded, read but not decoded yet
 /// (three threads: the correlating thread decodes, see [`Decoding`]), or
 /// only its time (a packet that was not decoded still moves the clock).
+/// 64 bytes (round 19; 80 before): a packet's side is kept in its `Prepared` ([`Prepared::side`]), and the
+/// `Raw` form holds only the fields its decoding reads ([`RawItem`]).
 #[derive(Clone, Copy)]
 enum Item<'a> {
-    Packet(i64, Side, Prepared),
-    /// The packet and the side its file gives.
-    Raw(Side, RawPacket<'a>),
+    /// The packet's time and the packet, its side set
+    /// ([`Prepared::set_side`]).
+    Packet(i64, Prepared),
+    Raw(RawItem<'a>),
     Tick(i64),
+}
+
+/// A batch's slot: an [`Item`] on a cache line of its own (64-byte
+/// alignment, which an enum with a niche does not take itself: the batches'
+/// allocations are aligned, so no item straddles two lines, round 19).
+#[derive(Clone, Copy)]
+#[repr(align(64))]
+struct Line<'a>(Item<'a>);
+
+const _: () = assert!(std::mem::size_of::<Line<'static>>() == 64);
+
+/// A packet handed over undecoded ([`Item::Raw`]): the fields of its
+/// [`RawPacket`] that decoding it ([`Decoding::item_into`]) and giving it a
+/// side ([`SideRules::side`]) read, and the side its file gives; 48 bytes
+/// (the whole `RawPacket` and the side were 72, more than a cache line).
+#[derive(Clone, Copy)]
+struct RawItem<'a> {
+    ts_ns: i64,
+    data: &'a [u8],
+    interface_name: Option<&'a str>,
+    interface: u32,
+    linktype: u16,
+    file_side: Side,
+}
+
+impl<'a> RawItem<'a> {
+    #[inline(always)]
+    fn of(file_side: Side, pkt: &RawPacket<'a>) -> RawItem<'a> {
+        RawItem {
+            ts_ns: pkt.ts_ns,
+            data: pkt.data,
+            interface_name: pkt.interface_name,
+            interface: pkt.interface,
+            linktype: pkt.linktype,
+            file_side,
+        }
+    }
+
+    /// The packet again, for decoding: its wire length is taken as its
+    /// captured length and its offset as 0 (neither is kept, and decoding
+    /// and the side rules read neither).
+    #[inline(always)]
+    fn packet(&self) -> RawPacket<'a> {
+        RawPacket {
+            ts_ns: self.ts_ns,
+            linktype: self.linktype,
+            interface: self.interface,
+            interface_name: self.interface_name,
+            data: self.data,
+            orig_len: u32::try_from(self.data.len()).unwrap_or(u32::MAX),
+            offset: 0,
+        }
+    }
 }
 
 /// What [`Reader::next_into_with`] put in its slot.
@@ -272,7 +332,7 @@ impl<'a> Slot<'a> for Item<'a> {
 
     #[inline(always)]
     fn put_raw(&mut self, file_side: Side, pkt: &RawPacket<'a>) -> Got {
-        *self = Item::Raw(file_side, *pkt);
+        *self = Item::Raw(RawItem::of(file_side, pkt));
         Got::Packet
     }
 }
@@ -576,15 +636,15 @@ impl<'r> Decoding<'r> {
         prepared: impl FnOnce(&Prepared),
     ) {
         if !matches!(slot, Item::Packet(..)) {
-            *slot = Item::Packet(0, Side::Unknown, Prepared::EMPTY);
+            *slot = Item::Packet(0, Prepared::EMPTY);
         }
-        let Item::Packet(ts, side, p) = slot else {
+        let Item::Packet(ts, p) = slot else {
             unreachable!("the slot was made a packet above")
         };
         match self.preparer.prepare_packet_into(pkt, p, &mut self.link) {
             Ok(()) => {
                 *ts = pkt.ts_ns;
-                *side = self.rules.side(file_side, pkt, &self.link);
+                p.set_side(self.rules.side(file_side, pkt, &self.link));
                 prepared(p);
             }
             Err(skip) => self.skip(skip, pkt.ts_ns, slot),
@@ -701,11 +761,12 @@ impl<'w> Sink<'w> {
     #[inline(always)]
     fn push_item(&mut self, item: &Item<'_>) {
         match item {
-            Item::Packet(ts, side, d) => {
-                self.correlator.push_prepared(*ts, *side, d, &mut self.out);
+            Item::Packet(ts, d) => {
+                self.correlator
+                    .push_prepared(*ts, d.side(), d, &mut self.out);
             }
             Item::Tick(ts) => self.tick(*ts),
-            Item::Raw(side, pkt) => self.push_raw(*side, pkt),
+            Item::Raw(raw) => self.push_raw(raw),
         }
     }
 
@@ -729,7 +790,7 @@ impl<'w> Sink<'w> {
     /// A hint for the item pushed next ([`Correlator::prefetch_next`]).
     #[inline(always)]
     fn prefetch(&mut self, item: &Item<'_>) {
-        if let Item::Packet(_, _, p) = item {
+        if let Item::Packet(_, p) = item {
             self.correlator.prefetch_next(p);
         }
     }
@@ -738,7 +799,7 @@ impl<'w> Sink<'w> {
     /// pending-table entries only ([`Correlator::prefetch_next_pairing`]).
     #[inline(always)]
     fn prefetch_pairing(&mut self, item: &Item<'_>) {
-        if let Item::Packet(_, _, p) = item {
+        if let Item::Packet(_, p) = item {
             self.correlator.prefetch_next_pairing(p);
         }
     }
@@ -752,15 +813,16 @@ impl<'w> Sink<'w> {
     /// A packet the reader handed over undecoded: decoded here, then
     /// correlated as [`Sink::push`] does a decoded one.
     #[inline(never)]
-    fn push_raw(&mut self, side: Side, pkt: &RawPacket<'_>) {
+    fn push_raw(&mut self, raw: &RawItem<'_>) {
         let Some(d) = &mut self.decoding else {
             unreachable!("raw packets come with a decoding sink")
         };
-        let mut slot = Item::Packet(0, Side::Unknown, Prepared::EMPTY);
-        d.item_into(side, pkt, &mut slot, |_| {});
+        let mut slot = Item::Packet(0, Prepared::EMPTY);
+        d.item_into(raw.file_side, &raw.packet(), &mut slot, |_| {});
         match slot {
-            Item::Packet(ts, side, p) => {
-                self.correlator.push_prepared(ts, side, &p, &mut self.out);
+            Item::Packet(ts, p) => {
+                self.correlator
+                    .push_prepared(ts, p.side(), &p, &mut self.out);
             }
             Item::Tick(ts) => self.tick(ts),
             Item::Raw(..) => unreachable!("decoding gives a packet or a tick"),
@@ -1087,8 +1149,8 @@ fn read_stage<'i>(
     reader: Reader<'i, 'i>,
     adaptive: bool,
     bar: &ProgressBar,
-    full_tx: crossbeam_channel::Sender<Vec<Item<'i>>>,
-    empty_rx: crossbeam_channel::Receiver<Vec<Item<'i>>>,
+    full_tx: crossbeam_channel::Sender<Vec<Line<'i>>>,
+    empty_rx: crossbeam_channel::Receiver<Vec<Line<'i>>>,
 ) -> Summary {
     let mut reader = reader;
     let mut batches = 0u64;
@@ -1098,7 +1160,7 @@ fn read_stage<'i>(
         // Batches come back as they were sent, and their slots are reused:
         // a packet is prepared straight into the `Prepared` of the slot's
         // previous packet. Only a new batch is filled with placeholders first.
-        batch.resize(PACKETS_PER_BATCH, Item::Tick(0));
+        batch.resize(PACKETS_PER_BATCH, Line(Item::Tick(0)));
         if adaptive {
             // Decode here while the correlating thread has a batch waiting,
             // else leave decoding to it (it would wait otherwise): the two
@@ -1133,10 +1195,10 @@ fn read_stage<'i>(
 /// so the loop tests nothing for it a packet (round 14). How many slots were
 /// filled (fewer than the batch's length at the end of all inputs).
 #[inline(always)]
-fn fill<'i, const DECODE: bool>(reader: &mut Reader<'i, 'i>, batch: &mut [Item<'i>]) -> usize {
+fn fill<'i, const DECODE: bool>(reader: &mut Reader<'i, 'i>, batch: &mut [Line<'i>]) -> usize {
     let mut filled = 0;
     for slot in batch.iter_mut() {
-        if reader.next_into_with(slot, DECODE, |_| {}) == Got::End {
+        if reader.next_into_with(&mut slot.0, DECODE, |_| {}) == Got::End {
             break;
         }
         filled += 1;
@@ -1175,8 +1237,8 @@ fn one_ahead<'i>(
 /// to the writing thread in batches of [`FLOW_EVENTS_PER_BATCH`].
 fn correlate_stage<'a, const PAIRING: bool>(
     sink: &mut Sink<'_>,
-    full_rx: &crossbeam_channel::Receiver<Vec<Item<'a>>>,
-    empty_tx: &crossbeam_channel::Sender<Vec<Item<'a>>>,
+    full_rx: &crossbeam_channel::Receiver<Vec<Line<'a>>>,
+    empty_tx: &crossbeam_channel::Sender<Vec<Line<'a>>>,
 ) -> Result<()> {
     for batch in full_rx.iter() {
         if PAIRING {
@@ -1185,9 +1247,9 @@ fn correlate_stage<'a, const PAIRING: bool>(
             for (k, item) in batch.iter().enumerate() {
                 // The next packet's pending-table entries (a hint).
                 if let Some(next) = batch.get(k + 1) {
-                    sink.prefetch(next);
+                    sink.prefetch(&next.0);
                 }
-                sink.push(item)?;
+                sink.push(&item.0)?;
             }
         }
         // The reader may have finished: a closed return channel is fine.
@@ -1205,23 +1267,23 @@ fn correlate_stage<'a, const PAIRING: bool>(
 /// [`PACKETS_PER_TICK`]-th item, after that item's event drain, which
 /// leaves nothing the tick's own drain would have sent otherwise (it sends
 /// every queued event either way; round 14).
-fn pair_batch(sink: &mut Sink<'_>, batch: &[Item<'_>]) -> Result<()> {
+fn pair_batch(sink: &mut Sink<'_>, batch: &[Line<'_>]) -> Result<()> {
     let mut rest = batch;
     while !rest.is_empty() {
         // `until_tick` is at least 1 here: it is reset when it reaches 0.
         let n = rest.len().min(sink.until_tick as usize);
-        for (k, item) in rest[..n].iter().enumerate() {
+        for (k, Line(item)) in rest[..n].iter().enumerate() {
             // The next packet's pending-table entries (a hint; across the
             // tick as well).
-            if let Some(next) = rest.get(k + 1) {
+            if let Some(Line(next)) = rest.get(k + 1) {
                 sink.prefetch_pairing(next);
             }
             // A packet by the pairing part's own entry (no flow slot
             // hints to keep); a tick or a raw packet as `push_item`.
             match item {
-                Item::Packet(ts, side, d) => {
+                Item::Packet(ts, d) => {
                     sink.correlator
-                        .push_prepared_pairing(*ts, *side, d, &mut sink.out);
+                        .push_prepared_pairing(*ts, d.side(), d, &mut sink.out);
                 }
                 _ => sink.push_item(item),
             }
@@ -1294,9 +1356,9 @@ pub fn run(
         }
         2 => {
             let (full_tx, full_rx) =
-                crossbeam_channel::bounded::<Vec<Item<'_>>>(BATCHES_IN_FLIGHT_MAX);
+                crossbeam_channel::bounded::<Vec<Line<'_>>>(BATCHES_IN_FLIGHT_MAX);
             let (empty_tx, empty_rx) =
-                crossbeam_channel::bounded::<Vec<Item<'_>>>(BATCHES_IN_FLIGHT_MAX + 2);
+                crossbeam_channel::bounded::<Vec<Line<'_>>>(BATCHES_IN_FLIGHT_MAX + 2);
             for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
                 let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
             }
@@ -1318,9 +1380,9 @@ pub fn run(
         }
         _ => {
             let (full_tx, full_rx) =
-                crossbeam_channel::bounded::<Vec<Item<'_>>>(BATCHES_IN_FLIGHT_MAX);
+                crossbeam_channel::bounded::<Vec<Line<'_>>>(BATCHES_IN_FLIGHT_MAX);
             let (empty_tx, empty_rx) =
-                crossbeam_channel::bounded::<Vec<Item<'_>>>(BATCHES_IN_FLIGHT_MAX + 2);
+                crossbeam_channel::bounded::<Vec<Line<'_>>>(BATCHES_IN_FLIGHT_MAX + 2);
             for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
                 let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
             }
@@ -1595,6 +1657,132 @@ mod tests {
         (sink, rx)
     }
 
+    /// A batch's items ([`Line`]s of 64-byte [`Item`]s, round 19: the side
+    /// in the packet's `Prepared`, a raw packet as a [`RawItem`]) give the
+    /// correlator the inputs the one-thread loop's slots give: the same
+    /// packets' times, sides and prepared fields, and the same ticks, in
+    /// order, decoded by the reader or handed over raw and decoded as the
+    /// correlating thread does, for the three link layers natrec-gen writes
+    /// (sides by file, by VLAN and by SLL2 interface index), IPv4 and IPv6.
+    #[test]
+    fn batch_items_give_the_one_thread_loops_inputs() {
+        #[derive(Debug, PartialEq)]
+        enum In {
+            Packet(i64, Side, Prepared),
+            Tick(i64),
+        }
+        // The packet with its side byte cleared (the one-thread slot keeps
+        // the side beside it) and the side as the push takes it.
+        let packet = |ts: i64, side: Side, p: &Prepared| {
+            let mut p = *p;
+            p.set_side(Side::Unknown);
+            In::Packet(ts, side, p)
+        };
+        let dir = tempfile::tempdir().unwrap();
+        for (link, ip) in [
+            ("two-eth", "4"),
+            ("vlan", "4"),
+            ("sll2", "4"),
+            ("two-eth", "6"),
+        ] {
+            let gen = dir.path().join(format!("{link}-{ip}"));
+            natrec_tools::gen::run(
+                [
+                    "--out",
+                    gen.to_str().unwrap(),
+                    "--packets",
+                    "6000",
+                    "--seed",
+                    "7",
+                    "--link",
+                    link,
+                    "--ip",
+                    ip,
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            )
+            .unwrap();
+            let mut rules = SideRules::default();
+            let open = || match link {
+                "two-eth" => {
+                    open_inputs(&[], &[gen.join("inside.pcap")], &[gen.join("outside.pcap")])
+                }
+                _ => open_inputs(&[gen.join("capture.pcap")], &[], &[]),
+            };
+            match link {
+                "vlan" => (rules.inside_vlans, rules.outside_vlans) = (vec![10], vec![20]),
+                "sll2" => {
+                    rules.inside_interfaces = vec![IfaceSel::Index(2)];
+                    rules.outside_interfaces = vec![IfaceSel::Index(3)];
+                }
+                _ => {}
+            }
+            let cfg = CorrelatorConfig::default();
+            let inputs = open().unwrap();
+            let mut reader = Reader::new(&inputs, &rules, Preparer::new(&cfg), true);
+            let mut one = Vec::new();
+            let mut slot = OneSlot::EMPTY;
+            loop {
+                match reader.next_into_with(&mut slot, true, |_| {}) {
+                    Got::Packet => one.push(packet(slot.ts, slot.side, &slot.p)),
+                    Got::Tick => one.push(In::Tick(slot.ts)),
+                    Got::End => break,
+                }
+            }
+            let sides = |side| {
+                one.iter()
+                    .filter(|i| matches!(i, In::Packet(_, s, _) if *s == side))
+                    .count()
+            };
+            assert!(
+                sides(Side::Inside) > 1000 && sides(Side::Outside) > 1000,
+                "{link} IPv{ip}: {} inputs",
+                one.len()
+            );
+            for decode in [true, false] {
+                let inputs = open().unwrap();
+                let mut reader = Reader::new(&inputs, &rules, Preparer::new(&cfg), true);
+                let mut decoding = Decoding::new(&rules, Preparer::new(&cfg));
+                let mut batched = Vec::new();
+                loop {
+                    let mut batch = vec![Line(Item::Tick(0)); 1000];
+                    let filled = if decode {
+                        fill::<true>(&mut reader, &mut batch)
+                    } else {
+                        fill::<false>(&mut reader, &mut batch)
+                    };
+                    for Line(item) in &batch[..filled] {
+                        let mut decoded = Item::Tick(0);
+                        let item = match item {
+                            Item::Raw(raw) => {
+                                decoding.item_into(
+                                    raw.file_side,
+                                    &raw.packet(),
+                                    &mut decoded,
+                                    |_| {},
+                                );
+                                &decoded
+                            }
+                            _ => item,
+                        };
+                        batched.push(match item {
+                            Item::Packet(ts, p) => packet(*ts, p.side(), p),
+                            Item::Tick(ts) => In::Tick(*ts),
+                            Item::Raw(..) => unreachable!("decoded above"),
+                        });
+                    }
+                    if filled < batch.len() {
+                        break;
+                    }
+                }
+                assert_eq!(one.len(), batched.len(), "{link} IPv{ip} decode {decode}");
+                assert!(one == batched, "{link} IPv{ip} decode {decode}");
+            }
+        }
+    }
+
     /// [`pair_batch`] (round 14: the tick countdown a run at a time) sends
     /// the pairing thread's messages exactly as round 13's loop did
     /// ([`Sink::push`] an item at a time, then a drain at
@@ -1647,10 +1835,10 @@ mod tests {
                 }
             };
             let mut reader = Reader::new(&inputs, &rules, Preparer::new(&cfg), true);
-            let mut batches: Vec<Vec<Item<'_>>> = Vec::new();
+            let mut batches: Vec<Vec<Line<'_>>> = Vec::new();
             for b in 0.. {
                 let (len, decode) = cut(b);
-                let mut batch = vec![Item::Tick(0); len];
+                let mut batch = vec![Line(Item::Tick(0)); len];
                 let filled = if decode {
                     fill::<true>(&mut reader, &mut batch)
                 } else {
@@ -1666,7 +1854,7 @@ mod tests {
             }
             let (mut old, old_rx) = pairing_sink(&cfg, &rules);
             for batch in &batches {
-                for item in batch {
+                for Line(item) in batch {
                     old.push(item).unwrap();
                     if old.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
                         old.drain().unwrap();

@@ -310,7 +310,7 @@ struct PairKey {
     /// Not part of the key (neither compared nor hashed): in an inside
     /// copy's waiting entry, the high half of its flow key's
     /// [`Correlator::key_hash`] as its preparer carried it
-    /// (`Prepared::hash_in` going out, `hash_out` coming in), which the
+    /// (`Prepared::flow_hash`), which the
     /// outside copy that pairs with it hands on as the pair's carried hash
     /// ([`take_coarse_inside`](Correlator::take_coarse_inside)); 0: none
     /// (not IPv4 on both ends), and in every other key. In the 4 bytes
@@ -1389,34 +1389,58 @@ const EXPIRE_WALK_LISTS: usize = 8;
 /// A decoded packet reduced to what the correlator needs: endpoints (canonical,
 /// compact), subscriber tests, protocol, TCP flags and the hash of the fields
 /// a NAT leaves alone. Computed without correlator state, so a pipeline can
-/// do it on the thread that decodes ([`Preparer`]); 48 bytes.
+/// do it on the thread that decodes ([`Preparer`]); 56 bytes, with a byte
+/// for the side its carrier gives ([`Prepared::side`]), so that a pipeline's
+/// item of it and its time is one 64-byte cache line (round 19).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prepared {
     src: Ep,
     dst: Ep,
     invariants: u64,
-    /// For a packet with one subscriber end, the hash of its flow's key
-    /// (IPv4 flows; else 0), for [`Correlator::prefetch_next`]: `hash_in`
-    /// when the source is the subscriber's, `hash_out` when the destination
-    /// is; else 0. **A result input since round 14** (`corr14`): when an
-    /// inside copy pairs, `find_flow` takes the one its direction names
-    /// (`hash_in` going out, `hash_out` coming in), if not 0, as the flow
-    /// key's [`Correlator::key_hash`] instead of hashing the key again; it
-    /// must be exactly that hash (debug builds assert it; the proptest
-    /// `carried_flow_hash_is_the_tables`). The other one is a hint only. Until round 12 (`onekey2`) the slots carried the
-    /// [`pair_hash`] of the packet's out and in keys; copies now wait and
-    /// probe under their coarse key ([`coarse_hash`]: the invariants), and
-    /// the correlator hashes a pair key only where a copy waits on, or looks
-    /// at, a pair key's list (rare), so the preparer computes none.
-    hash_out: u64,
-    hash_in: u64,
+    /// For a packet with exactly one subscriber end, the hash of its flow's
+    /// key (IPv4 flows; else 0): the key with the subscriber's end as the
+    /// internal one, whichever of the two it is; 0 for a packet with none
+    /// or two. **A result input since round 14** (`corr14`): when an inside
+    /// copy pairs, `find_flow` takes it, if not 0, as the flow key's
+    /// [`Correlator::key_hash`] instead of hashing the key again; it must be
+    /// exactly that hash (debug builds assert it; the proptest
+    /// `carried_flow_hash_is_the_tables`). Also [`Correlator::prefetch_next`]'s
+    /// hint. Until round 19 two fields, `hash_out` (subscriber destination)
+    /// and `hash_in` (subscriber source), of which the preparer set at most
+    /// one: the subscriber tests say which one this is (an inside copy's
+    /// direction is `Out` exactly when its source is the subscriber's).
+    /// Until round 12 (`onekey2`) the slots carried the [`pair_hash`] of the
+    /// packet's out and in keys; copies now wait and probe under their
+    /// coarse key ([`coarse_hash`]: the invariants), and the correlator
+    /// hashes a pair key only where a copy waits on, or looks at, a pair
+    /// key's list (rare), so the preparer computes none.
+    flow_hash: u64,
     proto: Proto,
     tcp_flags: u8,
-    src_sub: bool,
-    dst_sub: bool,
+    /// The subscriber tests of the source ([`SUB_SRC`]) and destination
+    /// ([`SUB_DST`]) addresses, one bit each (two `bool`s until round 19:
+    /// one byte freed for `side`).
+    subs: u8,
+    /// Not the packet's: the side its carrier gives it ([`Prepared::set_side`]),
+    /// kept here for a pipeline's item (the replay's batches); the preparer
+    /// writes [`Side::Unknown`] where it writes the whole value and leaves it
+    /// alone where it writes in place, and the correlator never reads it
+    /// (its pushes take the side as an argument).
+    side: Side,
 }
 
-const _: () = assert!(std::mem::size_of::<Prepared>() == 64);
+/// [`Prepared::subs`]: the source address is a subscriber's.
+const SUB_SRC: u8 = 1;
+/// [`Prepared::subs`]: the destination address is a subscriber's.
+const SUB_DST: u8 = 2;
+
+/// [`Prepared::subs`] of the two subscriber tests.
+#[inline(always)]
+fn subs_of(src_sub: bool, dst_sub: bool) -> u8 {
+    (u8::from(src_sub) * SUB_SRC) | (u8::from(dst_sub) * SUB_DST)
+}
+
+const _: () = assert!(std::mem::size_of::<Prepared>() == 56);
 
 impl Prepared {
     /// The pair key of this packet in direction `dir` (the remote end is the
@@ -1450,13 +1474,38 @@ impl Prepared {
             port: 0,
         },
         invariants: 0,
-        hash_out: 0,
-        hash_in: 0,
+        flow_hash: 0,
         proto: Proto::Icmp,
         tcp_flags: 0,
-        src_sub: false,
-        dst_sub: false,
+        subs: 0,
+        side: Side::Unknown,
     };
+
+    /// Whether the source address is a subscriber's.
+    #[inline(always)]
+    fn src_sub(&self) -> bool {
+        self.subs & SUB_SRC != 0
+    }
+
+    /// Whether the destination address is a subscriber's.
+    #[inline(always)]
+    fn dst_sub(&self) -> bool {
+        self.subs & SUB_DST != 0
+    }
+
+    /// The side stored by [`Prepared::set_side`] (its carrier's, not read
+    /// by the correlator), or [`Side::Unknown`].
+    #[inline(always)]
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// Stores the side the carrier gives this packet in the byte kept for
+    /// it (a pipeline item's time and side fit one cache line with it).
+    #[inline(always)]
+    pub fn set_side(&mut self, side: Side) {
+        self.side = side;
+    }
 }
 
 /// Prepares decoded packets for a [`Correlator`] (its subscriber prefixes):
@@ -1571,7 +1620,7 @@ impl Preparer {
     /// [`Preparer::prepare_bytes`] written in place: on `Ok`, `out` and
     /// `link` hold what it returns; on a skip they are left as they were or
     /// partly written (meaningless). The replay's reader prepares each packet
-    /// straight into its batch slot this way, so the 64-byte `Prepared` is
+    /// straight into its batch slot this way, so the 56-byte `Prepared` is
     /// not built on the stack and copied through a returned `Result`.
     #[inline(always)]
     pub fn prepare_bytes_into(
@@ -1672,8 +1721,7 @@ impl Preparer {
         out.dst = Ep::of_v4(dst, f.dport);
         out.invariants = invariant_hash_words(f.w0, f.seq_ack, f.w2, f.payload_fp);
         let (src_sub, dst_sub) = (self.is_subscriber_v4(src), self.is_subscriber_v4(dst));
-        out.src_sub = src_sub;
-        out.dst_sub = dst_sub;
+        out.subs = subs_of(src_sub, dst_sub);
         // As `prepared`: the flow's key hash where one end is a subscriber's.
         let flow = |internal: u32, remote: u32, internal_port: u16, remote_port: u16| {
             Correlator::key_hash(&FlowKey {
@@ -1685,15 +1733,10 @@ impl Preparer {
                 fam: 0,
             })
         };
-        out.hash_out = if !src_sub && dst_sub {
-            flow(dst, src, f.dport, f.sport)
-        } else {
-            0
-        };
-        out.hash_in = if src_sub && !dst_sub {
-            flow(src, dst, f.sport, f.dport)
-        } else {
-            0
+        out.flow_hash = match (src_sub, dst_sub) {
+            (false, true) => flow(dst, src, f.dport, f.sport),
+            (true, false) => flow(src, dst, f.sport, f.dport),
+            _ => 0,
         };
     }
 
@@ -1757,20 +1800,17 @@ impl Preparer {
             src,
             dst,
             invariants,
-            // Only the keys the correlator can use (see `Prepared::hash_out`);
-            // the other slot the flow's hash.
-            hash_out: match (src_sub, dst_sub) {
+            // The subscriber's end as the internal one (see
+            // `Prepared::flow_hash`).
+            flow_hash: match (src_sub, dst_sub) {
                 (false, true) => flow(&dst, &src),
-                _ => 0,
-            },
-            hash_in: match (src_sub, dst_sub) {
                 (true, false) => flow(&src, &dst),
                 _ => 0,
             },
             proto,
             tcp_flags,
-            src_sub,
-            dst_sub,
+            subs: subs_of(src_sub, dst_sub),
+            side: Side::Unknown,
         }
     }
 }
@@ -2284,7 +2324,7 @@ impl Correlator {
         };
         self.advance(ts_ns, out);
 
-        let (src_sub, dst_sub) = (pkt.src_sub, pkt.dst_sub);
+        let (src_sub, dst_sub) = (pkt.src_sub(), pkt.dst_sub());
         if src_sub && dst_sub {
             self.stats.subscriber_to_subscriber += 1;
             return;
@@ -2297,13 +2337,13 @@ impl Correlator {
                 self.stats.not_subscriber_inside += 1;
             }
             Side::Inside | Side::Unknown if src_sub => {
-                // `hash_in`: the flow's key hash (see `Prepared::hash_out`),
-                // to prefetch its flow while it waits unless hinted.
-                let prefetch = if hinted { 0 } else { pkt.hash_in };
+                // The flow's key hash (see `Prepared::flow_hash`), to
+                // prefetch its flow while it waits unless hinted.
+                let prefetch = if hinted { 0 } else { pkt.flow_hash };
                 self.offer::<PAIRING>(ts_ns, pkt, Dir::Out, prefetch, out);
             }
             Side::Inside | Side::Unknown if dst_sub => {
-                let prefetch = if hinted { 0 } else { pkt.hash_out };
+                let prefetch = if hinted { 0 } else { pkt.flow_hash };
                 self.offer::<PAIRING>(ts_ns, pkt, Dir::In, prefetch, out);
             }
             _ => {
@@ -2458,10 +2498,9 @@ impl Correlator {
             let (mut key, endpoint) = pkt.pair_key(dir);
             // Its flow key hash's high half, for the outside copy that
             // pairs with it (as `take_twin` takes an inside copy's).
-            key.flow_hi = (match dir {
-                Dir::Out => pkt.hash_in,
-                Dir::In => pkt.hash_out,
-            } >> 32) as u32;
+            // An inside copy has one subscriber end, the one its direction
+            // names: `flow_hash` is its flow's (`Prepared::flow_hash`).
+            key.flow_hi = (pkt.flow_hash >> 32) as u32;
             let copy = Copy {
                 ts_ns,
                 packet,
@@ -2511,16 +2550,14 @@ impl Correlator {
     /// (an inside copy probes both). No effect on any result.
     #[inline(always)]
     pub fn prefetch_next(&mut self, pkt: &Prepared) {
-        if pkt.src_sub && pkt.dst_sub {
+        if pkt.subs == SUB_SRC | SUB_DST {
             return;
         }
         self.pending
             .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-        // The preparer sets at most one of the two, and only for a packet
-        // with one subscriber end (`Prepared::hash_in`): their `|` is the
-        // one it set, or 0 (no subscriber end, or not IPv4). A hint either
-        // way (a test's packet may carry both: only the prefetch differs).
-        let flow = pkt.hash_in | pkt.hash_out;
+        // Set only for a packet with one subscriber end
+        // (`Prepared::flow_hash`), or 0 (no subscriber end, or not IPv4).
+        let flow = pkt.flow_hash;
         if flow != 0 {
             self.next_head = self.prefetch_index_head(flow);
         }
@@ -2531,12 +2568,9 @@ impl Correlator {
     /// table's entries only, as it has no flow table. A hint.
     #[inline(always)]
     pub fn prefetch_next_pairing(&mut self, pkt: &Prepared) {
-        match (pkt.src_sub, pkt.dst_sub) {
-            (true, true) => {}
-            _ => {
-                self.pending
-                    .prefetch(coarse_hash(pkt.proto, pkt.invariants));
-            }
+        if pkt.subs != SUB_SRC | SUB_DST {
+            self.pending
+                .prefetch(coarse_hash(pkt.proto, pkt.invariants));
         }
     }
 
@@ -2788,13 +2822,10 @@ impl Correlator {
         };
         let (key, endpoint) = pkt.pair_key(dir);
         // An inside copy's flow key hash, as its preparer carried it
-        // (`Prepared::hash_in` going out, `hash_out` coming in; 0: none):
-        // `find_flow` uses it instead of hashing the key again.
-        let flow_hash = match (inside, dir) {
-            (false, _) => 0,
-            (true, Dir::Out) => pkt.hash_in,
-            (true, Dir::In) => pkt.hash_out,
-        };
+        // (`Prepared::flow_hash`: its one subscriber end is the one its
+        // direction names; 0: none): `find_flow` uses it instead of hashing
+        // the key again.
+        let flow_hash = if inside { pkt.flow_hash } else { 0 };
         self.pair_taken::<PAIRING>(
             ts_ns, key, endpoint, flags, inside, twin, link, flow_hash, out,
         )
@@ -3582,8 +3613,8 @@ impl Correlator {
     /// callgrind workload).
     ///
     /// `flow_hash`: the key's [`key_hash`](Correlator::key_hash) as an
-    /// inside copy's preparer carried it ([`Prepared::hash_in`] or
-    /// `hash_out`, for a flow whose two ends are IPv4), or as a flow part
+    /// inside copy's preparer carried it ([`Prepared::flow_hash`], for a
+    /// flow whose two ends are IPv4), or as a flow part
     /// found it for its prefetch (`apply_events`: the carried hash's high
     /// half, [`Observation::flow_hi`], or the key hashed there), or 0:
     /// hashed here. Not 0 only when both ends are IPv4 (the preparer
@@ -7198,25 +7229,19 @@ mod tests {
         }
     }
 
-    /// Both pair hashes where the preparer left a hash out, whatever the
-    /// subscriber tests say (what `Prepared` held before the preparer left
-    /// out the keys the correlator cannot use). The one it set (an inside
-    /// copy's flow key hash, read by `find_flow` since round 14) is kept.
-    fn with_both_hashes(mut p: Prepared) -> Prepared {
-        let key = |dir, remote| PairKey {
-            dir,
-            proto: p.proto,
-            remote,
-            invariants: p.invariants,
-            flow_hi: 0,
-        };
-        // Not the slot a subscriber-destination packet's inside copy uses.
-        if p.src_sub || !p.dst_sub {
-            p.hash_out = pair_hash(&key(Dir::Out, p.dst));
-        }
-        // Not the slot a subscriber-source packet's inside copy uses.
-        if !p.src_sub || p.dst_sub {
-            p.hash_in = pair_hash(&key(Dir::In, p.src));
+    /// A stray flow hash where the preparer sets none (a packet with no
+    /// subscriber end, or two): a pair hash of the packet's out key (what
+    /// `Prepared` held there before round 12). Kept where it set one (an
+    /// inside copy's flow key hash, read by `find_flow` since round 14).
+    fn with_stray_hash(mut p: Prepared) -> Prepared {
+        if p.src_sub() == p.dst_sub() {
+            p.flow_hash = pair_hash(&PairKey {
+                dir: Dir::Out,
+                proto: p.proto,
+                remote: p.dst,
+                invariants: p.invariants,
+                flow_hi: 0,
+            }) | 1;
         }
         p
     }
@@ -7224,11 +7249,14 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
 
-        /// The correlator never reads a pair hash the preparer left out:
-        /// the same packets prepared with both hashes give the same mappings
+        /// The correlator reads `Prepared::flow_hash` only of a packet
+        /// with one subscriber end (but as a hint): the same packets with a
+        /// stray hash where the preparer sets none give the same mappings
         /// and counters, on any sides, subscriber or not, paired or not.
+        /// (Until round 19 `left_out_pair_hashes_are_never_used`, of the
+        /// two fields `hash_out` and `hash_in`.)
         #[test]
-        fn left_out_pair_hashes_are_never_used(
+        fn stray_flow_hashes_are_never_used(
             events in proptest::collection::vec(
                 (0i64..3_000, 0u8..3, 0usize..6, 0usize..6, 0u32..4, 0u8..3),
                 1..300,
@@ -7253,7 +7281,7 @@ mod tests {
                 }
                 let p = preparer.prepare(&pkt(proto, src, dst, id, ACK, id));
                 a.push_prepared(ts, side, &p, &mut out_a);
-                b.push_prepared(ts, side, &with_both_hashes(p), &mut out_b);
+                b.push_prepared(ts, side, &with_stray_hash(p), &mut out_b);
             }
             a.finish(&mut out_a);
             b.finish(&mut out_b);

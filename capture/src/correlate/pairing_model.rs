@@ -189,7 +189,7 @@ impl Model {
     fn push(&mut self, ts: i64, side: Side, p: &Prepared) {
         self.s.packets += 1;
         self.advance(ts);
-        let (src_sub, dst_sub) = (p.src_sub, p.dst_sub);
+        let (src_sub, dst_sub) = (p.src_sub(), p.dst_sub());
         if src_sub && dst_sub {
             self.s.subscriber_to_subscriber += 1;
             return;
