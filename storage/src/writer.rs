@@ -2693,25 +2693,29 @@ impl Writer {
     /// unfinished). All are waited for even if one failed; the first error
     /// is returned.
     fn finish_publishes_to_seal(&mut self, records: u64) -> Result<(), StoreError> {
-        let mut first = Ok(());
-        while self.publishing.len() >= PUBLISHES_IN_FLIGHT_MAX
-            || (!self.publishing.is_empty()
-                && self.publishing.iter().map(|p| p.records).sum::<u64>() + records
-                    > self.publish_records_max)
-        {
-            let r = self.finish_publish();
-            if first.is_ok() {
-                first = r;
-            }
-        }
-        first
+        let records_max = self.publish_records_max;
+        self.finish_publishes_while(|publishing| {
+            publishing.len() >= PUBLISHES_IN_FLIGHT_MAX
+                || (!publishing.is_empty()
+                    && publishing.iter().map(|p| p.records).sum::<u64>() + records > records_max)
+        })
     }
 
     /// Waits for the oldest publishes until at most `keep` run. All are
     /// waited for even if one failed; the first error is returned.
     fn finish_publishes(&mut self, keep: usize) -> Result<(), StoreError> {
+        self.finish_publishes_while(|publishing| publishing.len() > keep)
+    }
+
+    /// Waits for the oldest publish while `more` holds of those unfinished;
+    /// all are waited for even if one failed, and the first error is
+    /// returned.
+    fn finish_publishes_while(
+        &mut self,
+        more: impl Fn(&std::collections::VecDeque<Publishing>) -> bool,
+    ) -> Result<(), StoreError> {
         let mut first = Ok(());
-        while self.publishing.len() > keep {
+        while more(&self.publishing) {
             let r = self.finish_publish();
             if first.is_ok() {
                 first = r;
