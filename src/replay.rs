@@ -1391,7 +1391,7 @@ impl<'i> PairingStage<'i, '_> {
 
     /// [`Pairing::writer_turn`]'s batches: `true` when the reader is done
     /// and every batch is paired.
-    fn writer_turn(&mut self, hold: usize, hungry: &AtomicBool) -> Result<bool> {
+    fn writer_turn(&mut self, hold: usize) -> Result<bool> {
         let mut paired = 0;
         while paired < hold {
             let batch = match self.full_rx.try_recv() {
@@ -1404,15 +1404,10 @@ impl<'i> PairingStage<'i, '_> {
                 // Nothing to do on either side: the reader is the one
                 // behind. It takes the stage only once batches queue up or
                 // it has read everything, and either ends this wait.
-                Err(crossbeam_channel::TryRecvError::Empty) => {
-                    hungry.store(true, Ordering::Relaxed);
-                    let batch = self.full_rx.recv();
-                    hungry.store(false, Ordering::Relaxed);
-                    match batch {
-                        Ok(batch) => batch,
-                        Err(_) => return Ok(true),
-                    }
-                }
+                Err(crossbeam_channel::TryRecvError::Empty) => match self.full_rx.recv() {
+                    Ok(batch) => batch,
+                    Err(_) => return Ok(true),
+                },
                 Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(true),
             };
             self.pair_one(batch)?;
@@ -1471,9 +1466,6 @@ struct Pairing<'i, 'w> {
     wake: crossbeam_channel::Sender<()>,
     /// Set once everything is paired and sent, or the stage stopped.
     done: &'w AtomicBool,
-    /// Set while the writing thread, holding the stage, waits for a batch:
-    /// the reader then sends the batch it is filling at once.
-    hungry: &'w AtomicBool,
     floating: Floating,
 }
 
@@ -1486,7 +1478,7 @@ impl Pairing<'_, '_> {
         let r = match &mut self.stage {
             Some(stage) => {
                 let before = stage.paired;
-                let r = stage.writer_turn(self.floating.hold_batches, self.hungry);
+                let r = stage.writer_turn(self.floating.hold_batches);
                 self.paired_by.writer += stage.paired - before;
                 r
             }
@@ -1578,7 +1570,6 @@ fn float_read_stage<'i>(
     full_tx: crossbeam_channel::Sender<Vec<Line<'i>>>,
     empty_rx: crossbeam_channel::Receiver<Vec<Line<'i>>>,
     pairing: &Mutex<Pairing<'i, '_>>,
-    hungry: &AtomicBool,
     floating: Floating,
 ) -> (Summary, Result<()>) {
     let mut batches = 0u64;
@@ -1589,12 +1580,13 @@ fn float_read_stage<'i>(
         batch.resize(PACKETS_PER_BATCH, Line(Item::Tick(0)));
         // Decode here while batches wait, else leave it to the pairing
         // stage's holder (as the three-thread reader does).
-        let (filled, last) = if full_tx.len() >= floating.decode_queued_min {
-            fill_floating::<true>(&mut reader, &mut batch, hungry)
+        let filled = if full_tx.len() >= floating.decode_queued_min {
+            fill::<true>(&mut reader, &mut batch)
         } else {
-            fill_floating::<false>(&mut reader, &mut batch, hungry)
+            fill::<false>(&mut reader, &mut batch)
         };
         batch.truncate(filled);
+        let last = filled < PACKETS_PER_BATCH;
         if !batch.is_empty() && full_tx.send(batch).is_err() {
             break;
         }
@@ -1624,35 +1616,6 @@ fn float_read_stage<'i>(
             .reader_last();
     }
     (reader.finish(), paired)
-}
-
-/// Two threads: packets the reader reads between two looks at whether the
-/// writing thread waits for its batch ([`fill_floating`]).
-pub const FLOAT_PACKETS_PER_LOOK: usize = 64;
-
-/// [`fill`] for the two-thread reader: stops early, after a multiple of
-/// [`FLOAT_PACKETS_PER_LOOK`] packets, when the writing thread waits for the
-/// batch (`hungry`); a batch's cut does not change what is paired. How many
-/// slots were filled, and whether all inputs ended.
-#[inline(always)]
-fn fill_floating<'i, const DECODE: bool>(
-    reader: &mut Reader<'i, 'i>,
-    batch: &mut [Line<'i>],
-    hungry: &AtomicBool,
-) -> (usize, bool) {
-    let mut filled = 0;
-    for run in batch.chunks_mut(FLOAT_PACKETS_PER_LOOK) {
-        for slot in run.iter_mut() {
-            if reader.next_into_with(&mut slot.0, DECODE, |_| {}) == Got::End {
-                return (filled, true);
-            }
-            filled += 1;
-        }
-        if hungry.load(Ordering::Relaxed) {
-            break;
-        }
-    }
-    (filled, false)
 }
 
 /// Two threads: the writing thread's loop while the pairing stage runs.
@@ -1763,7 +1726,6 @@ fn run_floating<'i>(
     let flows = Correlator::try_new_flows(cfg)?;
     let reader = Reader::new(inputs, rules, preparer, false);
     let done = AtomicBool::new(false);
-    let hungry = AtomicBool::new(false);
     let pairing = Mutex::new(Pairing {
         stage: Some(PairingStage {
             sink,
@@ -1775,16 +1737,14 @@ fn run_floating<'i>(
         paired_by: PairedBy::default(),
         wake: wake_tx,
         done: &done,
-        hungry: &hungry,
         floating,
     });
     std::thread::scope(|scope| -> Result<(Summary, SinkCounts, PairedBy)> {
         let pairing = &pairing;
-        let hungry = &hungry;
         let producer = std::thread::Builder::new()
             .name("natrec-read".into())
             .spawn_scoped(scope, move || {
-                float_read_stage(reader, bar, full_tx, empty_rx, pairing, hungry, floating)
+                float_read_stage(reader, bar, full_tx, empty_rx, pairing, floating)
             })?;
         let written = float_write_stage(writer, flows, pairing, from_sink, back_tx, wake_rx);
         // On an error (the events' receiver is gone now, so a holder's sends
@@ -1818,9 +1778,10 @@ fn run_floating<'i>(
 /// (reported in the summary); store errors stop the replay.
 ///
 /// `threads` = 1: one loop does everything. `threads` = 2: a reader thread
-/// (merge, decode, sides) hands batches of [`PACKETS_PER_BATCH`] decoded
-/// packets over a bounded channel to this thread (correlate, write, seal).
-/// Both give the same store and summary.
+/// (merge, decode, sides) hands batches of [`PACKETS_PER_BATCH`] packets to
+/// the pairing stage, which floats between it and this thread (the flow
+/// table, write, seal: [`run_floating`]). 3 or more: reader, pairing thread
+/// and this thread. All give the same store and summary.
 pub fn run(
     inputs: &[Input],
     rules: &SideRules,
@@ -2544,22 +2505,26 @@ mod tests {
         };
         let want = parts_of(&one_dir);
         assert!(!want.is_empty() && one.mappings > 0);
+        // Each thread pairs a batch at a time, the reader as soon as one
+        // waits; every packet is handed over raw (the reader is the faster,
+        // so batches wait and both threads pair).
         let every_batch = Floating {
             hold_batches: 1,
             reader_queued_min: 1,
-            decode_queued_min: 1,
+            decode_queued_min: usize::MAX,
             fail_when_held_after: None,
             fail_after: None,
         };
-        for (name, floating) in [
-            ("every-batch", every_batch),
+        let mut floated = false;
+        for (name, floating, attempts) in [
+            ("every-batch", every_batch, 10),
             (
-                "writer-decodes",
+                "writer-pairs",
                 Floating {
                     reader_queued_min: usize::MAX,
-                    decode_queued_min: usize::MAX,
                     ..every_batch
                 },
+                1,
             ),
             (
                 "reader-decodes",
@@ -2567,45 +2532,51 @@ mod tests {
                     decode_queued_min: 0,
                     ..every_batch
                 },
+                1,
             ),
-            ("default", Floating::DEFAULT),
+            ("default", Floating::DEFAULT, 1),
         ] {
-            let inputs = inputs();
-            let store_dir = dir.path().join(name);
-            let store = Store::create(&store_dir, StoreConfig::default()).unwrap();
-            let mut writer = store.writer().unwrap();
-            writer.set_write_behind(true).unwrap();
-            let (summary, counts, paired_by) = run_floating(
-                &inputs,
-                &rules,
-                cfg.clone(),
-                Preparer::new(&cfg),
-                &mut writer,
-                &ProgressBar::hidden(),
-                floating,
-            )
-            .unwrap();
-            writer.set_write_behind(false).unwrap();
-            drop(writer);
-            assert_eq!(summary.packets, one.packets, "{name}");
-            assert_eq!(counts.mappings, one.mappings, "{name}");
-            assert_eq!(
-                counts.mappings_at_capture_end, one.mappings_at_capture_end,
-                "{name}"
-            );
-            assert_eq!(counts.correlator, one.correlator, "{name}");
-            assert!(parts_of(&store_dir) == want, "{name}: sealed bytes differ");
-            // Every batch paired once, by one thread or the other.
-            let batches = one.packets.div_ceil(PACKETS_PER_BATCH as u64);
-            assert!(paired_by.reader + paired_by.writer >= batches, "{name}");
-            if name != "default" {
-                // The stage really floated: both threads paired.
-                assert!(
-                    paired_by.reader > 0 && paired_by.writer > 0,
-                    "{name}: {paired_by:?}"
+            for attempt in 0..attempts {
+                let name = format!("{name}-{attempt}");
+                let inputs = inputs();
+                let store_dir = dir.path().join(&name);
+                let store = Store::create(&store_dir, StoreConfig::default()).unwrap();
+                let mut writer = store.writer().unwrap();
+                writer.set_write_behind(true).unwrap();
+                let (summary, counts, paired_by) = run_floating(
+                    &inputs,
+                    &rules,
+                    cfg.clone(),
+                    Preparer::new(&cfg),
+                    &mut writer,
+                    &ProgressBar::hidden(),
+                    floating,
+                )
+                .unwrap();
+                writer.set_write_behind(false).unwrap();
+                drop(writer);
+                assert_eq!(summary.packets, one.packets, "{name}");
+                assert_eq!(counts.mappings, one.mappings, "{name}");
+                assert_eq!(
+                    counts.mappings_at_capture_end, one.mappings_at_capture_end,
+                    "{name}"
                 );
+                assert_eq!(counts.correlator, one.correlator, "{name}");
+                assert!(parts_of(&store_dir) == want, "{name}: sealed bytes differ");
+                // Every batch paired once, by one thread or the other.
+                let batches = one.packets.div_ceil(PACKETS_PER_BATCH as u64);
+                assert_eq!(paired_by.reader + paired_by.writer, batches, "{name}");
+                if floating.hold_batches == 1 && floating.reader_queued_min == 1 {
+                    // The stage changed hands: both threads paired.
+                    floated |= paired_by.reader > 0 && paired_by.writer > 0;
+                }
+                std::fs::remove_dir_all(&store_dir).unwrap();
+                if floated {
+                    break;
+                }
             }
         }
+        assert!(floated, "the pairing stage never changed hands");
     }
 
     /// A store error on the writing thread ends the two-thread replay with
@@ -2653,7 +2624,9 @@ mod tests {
         };
         let mut failed = 0;
         for attempt in 0..20 {
+            // Raw packets: the reader is the faster and pairs.
             let held = Floating {
+                decode_queued_min: usize::MAX,
                 fail_when_held_after: Some(8),
                 ..floating
             };
