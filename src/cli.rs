@@ -143,7 +143,8 @@ struct ReplayArgs {
     #[arg(long, short)]
     quiet: bool,
     /// 1: one thread does everything; 2: a reader thread (read, merge, decode)
-    /// feeds the correlating and writing thread in batches; 3 (fastest on two
+    /// and a writing thread (flow table, append, seal), the pairing stage
+    /// taken by whichever of the two is free; 3 (fastest on two
     /// cores): the reader, a correlating thread (decoding what the reader
     /// leaves) and a writing thread (append, seal).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]

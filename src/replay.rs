@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Result;
@@ -1080,18 +1081,7 @@ fn take_events(
     tail: Option<(&AtomicBool, usize)>,
 ) -> Result<bool> {
     for msg in rx.iter() {
-        match msg {
-            ToWriter::Events(mut batch) => {
-                flows.apply_events(&batch, out);
-                batch.clear();
-                // The pairing thread may have finished: a closed return channel is fine.
-                let _ = empty.try_send(batch);
-                if out.len() >= SINK_MAPPINGS_MAX {
-                    appends.append(out, counts)?;
-                }
-            }
-            ToWriter::Advance(ts) => appends.advance(ts, out, counts)?,
-        }
+        take_message(appends, flows, msg, empty, out, counts)?;
         if let Some((done, queued_min)) = tail {
             if done.load(Ordering::Acquire) && rx.len() >= queued_min {
                 return Ok(true);
@@ -1099,6 +1089,33 @@ fn take_events(
         }
     }
     Ok(false)
+}
+
+/// One message of the pairing stage's, taken by the writing thread: an event
+/// batch applied to the flow table (its mappings appended once
+/// [`SINK_MAPPINGS_MAX`] have gathered) and sent back, or a clock move.
+#[inline(always)]
+fn take_message(
+    appends: &mut Appends<'_>,
+    flows: &mut Correlator,
+    msg: ToWriter,
+    empty: &crossbeam_channel::Sender<Vec<FlowEvent>>,
+    out: &mut Vec<Mapping>,
+    counts: &mut (u64, u64),
+) -> Result<()> {
+    match msg {
+        ToWriter::Events(mut batch) => {
+            flows.apply_events(&batch, out);
+            batch.clear();
+            // The pairing thread may have finished: a closed return channel is fine.
+            let _ = empty.try_send(batch);
+            if out.len() >= SINK_MAPPINGS_MAX {
+                appends.append(out, counts)?;
+            }
+        }
+        ToWriter::Advance(ts) => appends.advance(ts, out, counts)?,
+    }
+    Ok(())
 }
 
 /// The tail's append thread ([`write_stage`]): appends and clock moves in
@@ -1300,13 +1317,471 @@ fn pair_batch(sink: &mut Sink<'_>, batch: &[Line<'_>]) -> Result<()> {
     Ok(())
 }
 
+/// Two threads ([`run`]): batches a thread pairs at most before it lets go
+/// of the pairing stage (the pending table moves between the two cores'
+/// caches at every hand-over, so each holds it for several batches).
+pub const FLOAT_HOLD_BATCHES: usize = 8;
+/// Two threads: the reader takes the pairing stage (when it is free) once at
+/// least this many batches wait for it (the writing thread is behind), and
+/// pairs while that many wait, [`FLOAT_HOLD_BATCHES`] at most.
+pub const FLOAT_READER_QUEUED_MIN: usize = 16;
+/// Two threads: the reader decodes and prepares a batch itself while at
+/// least this many batches wait, and hands it over undecoded otherwise, for
+/// the pairing stage's holder to decode. Higher than three threads'
+/// [`DECODE_HERE_QUEUED_MIN`] (1): here the reader also pays the capture
+/// map's page faults (about half its CPU on the 10 M capture), so the
+/// writing thread has to take more of the decoding; 4 left the least idle
+/// time in alternating rows of 1, 2, 3, 4 and 8 (round20-float20.md), and
+/// more left raw batches waiting long enough to cost more CPU.
+pub const FLOAT_DECODE_QUEUED_MIN: usize = 4;
+
+/// How the pairing stage floats between the two threads of a two-thread
+/// replay ([`FLOAT_HOLD_BATCHES`], [`FLOAT_READER_QUEUED_MIN`]; tests make
+/// it change hands at every batch).
+#[derive(Clone, Copy, Debug)]
+struct Floating {
+    hold_batches: usize,
+    reader_queued_min: usize,
+    /// The reader decodes a batch itself while at least this many wait,
+    /// else hands it over undecoded ([`FLOAT_DECODE_QUEUED_MIN`]).
+    decode_queued_min: usize,
+    /// Tests: the writing thread fails as a store error would, the first
+    /// time it finds the pairing stage held by the reader after taking at
+    /// least this many messages.
+    #[cfg(test)]
+    fail_when_held_after: Option<u64>,
+    /// Tests: the writing thread fails as a store error would once it has
+    /// taken this many messages.
+    #[cfg(test)]
+    fail_after: Option<u64>,
+}
+
+impl Floating {
+    const DEFAULT: Floating = Floating {
+        hold_batches: FLOAT_HOLD_BATCHES,
+        reader_queued_min: FLOAT_READER_QUEUED_MIN,
+        decode_queued_min: FLOAT_DECODE_QUEUED_MIN,
+        #[cfg(test)]
+        fail_when_held_after: None,
+        #[cfg(test)]
+        fail_after: None,
+    };
+}
+
+/// The pairing stage's state while it runs: the sink (a pairing correlator
+/// whose flow events go to the writing thread) and the ends of the reader's
+/// batch queue it takes batches from and returns them to.
+struct PairingStage<'i, 'w> {
+    sink: Sink<'w>,
+    full_rx: crossbeam_channel::Receiver<Vec<Line<'i>>>,
+    empty_tx: crossbeam_channel::Sender<Vec<Line<'i>>>,
+    /// Batches paired so far.
+    paired: u64,
+}
+
+impl<'i> PairingStage<'i, '_> {
+    /// Pairs `batch` and returns it to the reader.
+    fn pair_one(&mut self, batch: Vec<Line<'i>>) -> Result<()> {
+        pair_batch(&mut self.sink, &batch)?;
+        self.paired += 1;
+        // The reader may have finished: a closed return channel is fine.
+        let _ = self.empty_tx.send(batch);
+        Ok(())
+    }
+
+    /// [`Pairing::writer_turn`]'s batches: `true` when the reader is done
+    /// and every batch is paired.
+    fn writer_turn(&mut self, hold: usize) -> Result<bool> {
+        let mut paired = 0;
+        while paired < hold {
+            let batch = match self.full_rx.try_recv() {
+                Ok(batch) => batch,
+                Err(crossbeam_channel::TryRecvError::Empty)
+                    if paired > 0 || self.sink.correlator.events_len() > 0 =>
+                {
+                    return Ok(false);
+                }
+                // Nothing to do on either side: the reader is the one
+                // behind. It takes the stage only once batches queue up or
+                // it has read everything, and either ends this wait.
+                Err(crossbeam_channel::TryRecvError::Empty) => match self.full_rx.recv() {
+                    Ok(batch) => batch,
+                    Err(_) => return Ok(true),
+                },
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return Ok(true),
+            };
+            self.pair_one(batch)?;
+            paired += 1;
+        }
+        Ok(false)
+    }
+
+    /// [`Pairing::reader_turn`]'s batches.
+    fn reader_turn(&mut self, hold: usize, queued_min: usize) -> Result<bool> {
+        for _ in 0..hold {
+            if self.full_rx.len() < queued_min.max(1) {
+                break;
+            }
+            let Ok(batch) = self.full_rx.try_recv() else {
+                break;
+            };
+            self.pair_one(batch)?;
+        }
+        Ok(false)
+    }
+
+    /// [`Pairing::reader_last`]'s batches: all that are left.
+    fn rest(&mut self) -> Result<bool> {
+        while let Ok(batch) = self.full_rx.recv() {
+            self.pair_one(batch)?;
+        }
+        Ok(true)
+    }
+}
+
+/// Batches the pairing stage of a two-thread replay paired on each thread.
+#[derive(Clone, Copy, Debug, Default)]
+struct PairedBy {
+    reader: u64,
+    writer: u64,
+}
+
+/// The pairing stage of a two-thread replay, behind a lock: whichever
+/// thread holds it alone takes the reader's batches and sends the flow
+/// events, so batches are paired and events sent in the order of one
+/// pairing thread. The writing thread pairs when its events run out, the
+/// reader when its batches queue up; a holder sends the events it queued
+/// before letting go.
+struct Pairing<'i, 'w> {
+    /// `None` once finished (or stopped on an error): dropping it drops the
+    /// sink's sender, which tells the writing thread that everything was
+    /// sent, and the batch queue's ends, which stops the reader.
+    stage: Option<PairingStage<'i, 'w>>,
+    /// What the sink counted, once finished.
+    counts: Option<SinkCounts>,
+    /// Batches paired by the reader and by the writing thread.
+    paired_by: PairedBy,
+    /// Wakes the writing thread when it waits for events but batches are
+    /// left to pair (bound 1: one token is enough).
+    wake: crossbeam_channel::Sender<()>,
+    /// Set once everything is paired and sent, or the stage stopped.
+    done: &'w AtomicBool,
+    floating: Floating,
+}
+
+impl Pairing<'_, '_> {
+    /// The writing thread's turn (it has no events left): pairs up to
+    /// `hold_batches`, and waits for one only when it has nothing at all to
+    /// do (no batch paired yet, no event queued). Finishes the stage when
+    /// the reader is done and every batch is paired.
+    fn writer_turn(&mut self) -> Result<()> {
+        let r = match &mut self.stage {
+            Some(stage) => {
+                let before = stage.paired;
+                let r = stage.writer_turn(self.floating.hold_batches);
+                self.paired_by.writer += stage.paired - before;
+                r
+            }
+            None => return Ok(()),
+        };
+        self.let_go(r)
+    }
+
+    /// The reader's turn (at least `reader_queued_min` batches wait): pairs while
+    /// that many wait, `hold_batches` at most.
+    fn reader_turn(&mut self) -> Result<()> {
+        let r = match &mut self.stage {
+            Some(stage) => {
+                let before = stage.paired;
+                let r =
+                    stage.reader_turn(self.floating.hold_batches, self.floating.reader_queued_min);
+                self.paired_by.reader += stage.paired - before;
+                r
+            }
+            None => return Ok(()),
+        };
+        self.let_go(r)
+    }
+
+    /// The reader read everything (its end of the queue is closed): pairs
+    /// what is left and finishes.
+    fn reader_last(&mut self) -> Result<()> {
+        let r = match &mut self.stage {
+            Some(stage) => {
+                let before = stage.paired;
+                let r = stage.rest();
+                self.paired_by.reader += stage.paired - before;
+                r
+            }
+            None => return Ok(()),
+        };
+        self.let_go(r)
+    }
+
+    /// Ends a turn whose batches gave `r`: stops the stage on an error (the
+    /// writing thread went away), finishes it if everything was read and
+    /// paired, else sends the events queued so far and wakes the writing
+    /// thread if batches are left for it to pair.
+    fn let_go(&mut self, r: Result<bool>) -> Result<()> {
+        let Some(stage) = &mut self.stage else {
+            return r.map(|_| ());
+        };
+        match r {
+            Ok(true) => {
+                let finished = stage.sink.finish();
+                self.counts = Some(stage.sink.counts());
+                self.stop();
+                finished
+            }
+            Ok(false) => {
+                let sent = stage.sink.drain();
+                let left = !stage.full_rx.is_empty();
+                if sent.is_err() {
+                    self.stop();
+                } else if left {
+                    let _ = self.wake.try_send(());
+                }
+                sent
+            }
+            Err(e) => {
+                self.stop();
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends the stage: the writing thread's channel closes (after what was
+    /// sent), the reader's sends and waits fail.
+    fn stop(&mut self) {
+        self.stage = None;
+        self.done.store(true, Ordering::Release);
+    }
+}
+
+/// Two threads: the reading thread's loop. Reads, merges, decodes and
+/// prepares packets into batches of [`PACKETS_PER_BATCH`] as
+/// [`read_stage`] does, pairs some itself while they queue up (the writing
+/// thread is behind), and once it has read everything pairs the rest
+/// (waiting for the writing thread to let go first). The pairing error, if
+/// any, comes with the summary.
+fn float_read_stage<'i>(
+    mut reader: Reader<'i, 'i>,
+    bar: &ProgressBar,
+    full_tx: crossbeam_channel::Sender<Vec<Line<'i>>>,
+    empty_rx: crossbeam_channel::Receiver<Vec<Line<'i>>>,
+    pairing: &Mutex<Pairing<'i, '_>>,
+    floating: Floating,
+) -> (Summary, Result<()>) {
+    let mut batches = 0u64;
+    let mut paired = Ok(());
+    // A batch comes back from the pairing stage, or (if it stopped on an
+    // error) the replay ends here.
+    while let Ok(mut batch) = empty_rx.recv() {
+        batch.resize(PACKETS_PER_BATCH, Line(Item::Tick(0)));
+        // Decode here while batches wait, else leave it to the pairing
+        // stage's holder (as the three-thread reader does).
+        let filled = if full_tx.len() >= floating.decode_queued_min {
+            fill::<true>(&mut reader, &mut batch)
+        } else {
+            fill::<false>(&mut reader, &mut batch)
+        };
+        batch.truncate(filled);
+        let last = filled < PACKETS_PER_BATCH;
+        if !batch.is_empty() && full_tx.send(batch).is_err() {
+            break;
+        }
+        batches += 1;
+        if batches.is_multiple_of((PACKETS_PER_TICK / PACKETS_PER_BATCH as u64).max(1)) {
+            bar.set_position(reader.position());
+            bar.set_message(format!("{} packets", reader.summary.packets));
+        }
+        if last {
+            break;
+        }
+        if full_tx.len() >= floating.reader_queued_min {
+            if let Ok(mut p) = pairing.try_lock() {
+                paired = p.reader_turn();
+                if paired.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    // The end of the queue: the stage's holder sees it once it is empty.
+    drop(full_tx);
+    if paired.is_ok() {
+        paired = pairing
+            .lock()
+            .expect("no thread panics holding the pairing stage")
+            .reader_last();
+    }
+    (reader.finish(), paired)
+}
+
+/// Two threads: the writing thread's loop while the pairing stage runs.
+/// Applies the pairing stage's messages as [`write_stage`] does, and when
+/// none is queued pairs batches itself if the stage is free, else waits for
+/// a message or a wake-up (the holder let go with batches left). Once the
+/// stage is done, [`write_stage`] takes what is left (and the tail). Stops at
+/// the first store error (the caller then stops the pairing stage).
+fn float_write_stage<'i>(
+    writer: &mut Writer,
+    mut flows: Correlator,
+    pairing: &Mutex<Pairing<'i, '_>>,
+    rx: crossbeam_channel::Receiver<ToWriter>,
+    empty: crossbeam_channel::Sender<Vec<FlowEvent>>,
+    wake: crossbeam_channel::Receiver<()>,
+) -> Result<WriteCounts> {
+    let mut out: Vec<Mapping> = Vec::with_capacity(SINK_MAPPINGS_MAX * 4);
+    let mut counts = (0, 0);
+    let (done, _floating) = {
+        let p = pairing
+            .lock()
+            .expect("no thread panics holding the pairing stage");
+        (p.done, p.floating)
+    };
+    #[cfg(test)]
+    let mut taken = 0u64;
+    let mut appends = Appends::Here(&mut *writer);
+    while !done.load(Ordering::Acquire) {
+        let msg = match rx.try_recv() {
+            Ok(msg) => msg,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+            Err(crossbeam_channel::TryRecvError::Empty) => {
+                match pairing.try_lock() {
+                    Ok(mut p) => {
+                        p.writer_turn()?;
+                        continue;
+                    }
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        #[cfg(test)]
+                        if _floating.fail_when_held_after.is_some_and(|n| taken >= n) {
+                            anyhow::bail!("store error (injected while the reader pairs)");
+                        }
+                    }
+                    Err(std::sync::TryLockError::Poisoned(_)) => {
+                        panic!("no thread panics holding the pairing stage")
+                    }
+                }
+                crossbeam_channel::select! {
+                    recv(rx) -> msg => match msg {
+                        Ok(msg) => msg,
+                        Err(_) => break,
+                    },
+                    recv(wake) -> _ => continue,
+                }
+            }
+        };
+        take_message(&mut appends, &mut flows, msg, &empty, &mut out, &mut counts)?;
+        #[cfg(test)]
+        {
+            taken += 1;
+            if _floating.fail_after.is_some_and(|n| taken >= n) {
+                anyhow::bail!("store error (injected)");
+            }
+        }
+    }
+    // A cut between two appends: a log's bytes do not depend on it.
+    appends.append(&mut out, &mut counts)?;
+    drop(appends);
+    let rest = write_stage(writer, flows, rx, empty, done, TAIL_APPEND_QUEUED_MIN)?;
+    Ok(WriteCounts {
+        flows: rest.flows,
+        mappings: counts.0 + rest.mappings,
+        mappings_at_capture_end: counts.1 + rest.mappings_at_capture_end,
+    })
+}
+
+/// A two-thread replay: the reading thread (spawned) and this one, the
+/// writing thread (the flow table, appends, seals), with the pairing stage
+/// floating between them ([`Pairing`]). What it read and counted.
+fn run_floating<'i>(
+    inputs: &'i [Input],
+    rules: &'i SideRules,
+    cfg: CorrelatorConfig,
+    preparer: Preparer,
+    writer: &mut Writer,
+    bar: &ProgressBar,
+    floating: Floating,
+) -> Result<(Summary, SinkCounts, PairedBy)> {
+    let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<Line<'i>>>(BATCHES_IN_FLIGHT_MAX);
+    let (empty_tx, empty_rx) =
+        crossbeam_channel::bounded::<Vec<Line<'i>>>(BATCHES_IN_FLIGHT_MAX + 2);
+    for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
+        let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
+    }
+    let (to_writer, from_sink) =
+        crossbeam_channel::bounded::<ToWriter>(FLOW_EVENT_BATCHES_IN_FLIGHT_MAX);
+    let (back_tx, back_rx) =
+        crossbeam_channel::bounded::<Vec<FlowEvent>>(FLOW_EVENT_BATCHES_IN_FLIGHT_MAX + 2);
+    let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(1);
+    let sink = Sink::new(
+        Correlator::try_new_pairing(cfg.clone())?,
+        Out::Channel {
+            tx: to_writer,
+            empty: back_rx,
+        },
+        Some(Decoding::new(rules, preparer.clone())),
+    );
+    let flows = Correlator::try_new_flows(cfg)?;
+    let reader = Reader::new(inputs, rules, preparer, false);
+    let done = AtomicBool::new(false);
+    let pairing = Mutex::new(Pairing {
+        stage: Some(PairingStage {
+            sink,
+            full_rx,
+            empty_tx,
+            paired: 0,
+        }),
+        counts: None,
+        paired_by: PairedBy::default(),
+        wake: wake_tx,
+        done: &done,
+        floating,
+    });
+    std::thread::scope(|scope| -> Result<(Summary, SinkCounts, PairedBy)> {
+        let pairing = &pairing;
+        let producer = std::thread::Builder::new()
+            .name("natrec-read".into())
+            .spawn_scoped(scope, move || {
+                float_read_stage(reader, bar, full_tx, empty_rx, pairing, floating)
+            })?;
+        let written = float_write_stage(writer, flows, pairing, from_sink, back_tx, wake_rx);
+        // On an error (the events' receiver is gone now, so a holder's sends
+        // fail) the stage stops, which stops the reader.
+        if written.is_err() {
+            pairing
+                .lock()
+                .expect("no thread panics holding the pairing stage")
+                .stop();
+        }
+        let (summary, paired) = producer.join().expect("reader thread does not panic");
+        // The writer's own error first: a pairing that could not hand over
+        // its events stopped because of it.
+        let written = written?;
+        paired?;
+        let (counts, paired_by) = {
+            let mut p = pairing
+                .lock()
+                .expect("no thread panics holding the pairing stage");
+            (p.counts.take(), p.paired_by)
+        };
+        let mut counts = counts.expect("a pairing stage that did not stop finished");
+        counts.correlator = counts.correlator.merged(&written.flows);
+        counts.mappings = written.mappings;
+        counts.mappings_at_capture_end = written.mappings_at_capture_end;
+        Ok((summary, counts, paired_by))
+    })
+}
+
 /// Replays `inputs` into `writer`. Errors from a capture stop that file only
 /// (reported in the summary); store errors stop the replay.
 ///
 /// `threads` = 1: one loop does everything. `threads` = 2: a reader thread
-/// (merge, decode, sides) hands batches of [`PACKETS_PER_BATCH`] decoded
-/// packets over a bounded channel to this thread (correlate, write, seal).
-/// Both give the same store and summary.
+/// (merge, decode, sides) hands batches of [`PACKETS_PER_BATCH`] packets to
+/// the pairing stage, which floats between it and this thread (the flow
+/// table, write, seal: [`run_floating`]). 3 or more: reader, pairing thread
+/// and this thread. All give the same store and summary.
 pub fn run(
     inputs: &[Input],
     rules: &SideRules,
@@ -1314,6 +1789,28 @@ pub fn run(
     writer: &mut Writer,
     progress: bool,
     threads: usize,
+) -> Result<Summary> {
+    run_with(
+        inputs,
+        rules,
+        cfg,
+        writer,
+        progress,
+        threads,
+        Floating::DEFAULT,
+    )
+}
+
+/// [`run`], the two-thread pipeline's pairing stage floating as `floating`
+/// says.
+fn run_with(
+    inputs: &[Input],
+    rules: &SideRules,
+    cfg: CorrelatorConfig,
+    writer: &mut Writer,
+    progress: bool,
+    threads: usize,
+    floating: Floating,
 ) -> Result<Summary> {
     let started = Instant::now();
     let total_bytes: u64 = inputs.iter().map(|i| i.file.len_bytes()).sum();
@@ -1355,28 +1852,9 @@ pub fn run(
             (reader.finish(), sink.counts())
         }
         2 => {
-            let (full_tx, full_rx) =
-                crossbeam_channel::bounded::<Vec<Line<'_>>>(BATCHES_IN_FLIGHT_MAX);
-            let (empty_tx, empty_rx) =
-                crossbeam_channel::bounded::<Vec<Line<'_>>>(BATCHES_IN_FLIGHT_MAX + 2);
-            for _ in 0..BATCHES_IN_FLIGHT_MAX + 2 {
-                let _ = empty_tx.send(Vec::with_capacity(PACKETS_PER_BATCH));
-            }
-            let correlator = Correlator::try_new(cfg)?;
-            let mut sink = Sink::new(correlator, Out::Direct(&mut *writer), None);
-            let reader = Reader::new(inputs, rules, preparer, true);
-            std::thread::scope(|scope| -> Result<(Summary, SinkCounts)> {
-                let bar = &bar;
-                let producer =
-                    scope.spawn(move || read_stage(reader, false, bar, full_tx, empty_rx));
-                let consumed = correlate_stage::<false>(&mut sink, &full_rx, &empty_tx);
-                // On an error, closing our ends stops the reader.
-                drop(full_rx);
-                drop(empty_tx);
-                let summary = producer.join().expect("reader thread does not panic");
-                consumed?;
-                Ok((summary, sink.counts()))
-            })?
+            let (summary, counts, _) =
+                run_floating(inputs, rules, cfg, preparer, writer, &bar, floating)?;
+            (summary, counts)
         }
         _ => {
             let (full_tx, full_rx) =
@@ -1967,5 +2445,211 @@ mod tests {
         }
         assert!(results[0].0 > 0);
         assert_eq!(results[0], results[1]);
+    }
+
+    /// A generated capture (two Ethernet files) for the two-thread tests,
+    /// with short hold times so that flows end (idle scans, many events).
+    fn float_capture(dir: &std::path::Path, packets: u64) -> (PathBuf, CorrelatorConfig) {
+        let gen = dir.join("gen");
+        natrec_tools::gen::run(
+            [
+                "--out",
+                gen.to_str().unwrap(),
+                "--packets",
+                &packets.to_string(),
+                "--seed",
+                "5",
+                "--link",
+                "two-eth",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        )
+        .unwrap();
+        let mut cfg = CorrelatorConfig::default();
+        cfg.hold.udp_s = 2;
+        cfg.hold.tcp_closed_s = 2;
+        cfg.hold.icmp_s = 2;
+        (gen, cfg)
+    }
+
+    /// The sealed `.part` files of a store, in name order.
+    fn parts_of(store_dir: &std::path::Path) -> Vec<Vec<u8>> {
+        let mut parts: Vec<_> = std::fs::read_dir(store_dir.join("partitions"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "part"))
+            .collect();
+        parts.sort();
+        parts.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    }
+
+    /// The two-thread pipeline, its pairing stage handed over at every batch
+    /// (each thread pairs one batch at a time, the reader as soon as one
+    /// waits), left to the writing thread with every packet undecoded, or to
+    /// the reader with every packet decoded, and with the defaults: the same
+    /// sealed bytes, mappings and correlator counters as the one-thread loop.
+    #[test]
+    fn floating_pairing_stage_writes_what_one_thread_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (gen, cfg) = float_capture(dir.path(), 40_000);
+        let rules = SideRules::default();
+        let inputs =
+            || open_inputs(&[], &[gen.join("inside.pcap")], &[gen.join("outside.pcap")]).unwrap();
+        let one_dir = dir.path().join("one");
+        let one = {
+            let store = Store::create(&one_dir, StoreConfig::default()).unwrap();
+            let mut writer = store.writer().unwrap();
+            run(&inputs(), &rules, cfg.clone(), &mut writer, false, 1).unwrap()
+        };
+        let want = parts_of(&one_dir);
+        assert!(!want.is_empty() && one.mappings > 0);
+        // Each thread pairs a batch at a time, the reader as soon as one
+        // waits; every packet is handed over raw (the reader is the faster,
+        // so batches wait and both threads pair).
+        let every_batch = Floating {
+            hold_batches: 1,
+            reader_queued_min: 1,
+            decode_queued_min: usize::MAX,
+            fail_when_held_after: None,
+            fail_after: None,
+        };
+        let mut floated = false;
+        for (name, floating, attempts) in [
+            ("every-batch", every_batch, 10),
+            (
+                "writer-pairs",
+                Floating {
+                    reader_queued_min: usize::MAX,
+                    ..every_batch
+                },
+                1,
+            ),
+            (
+                "reader-decodes",
+                Floating {
+                    decode_queued_min: 0,
+                    ..every_batch
+                },
+                1,
+            ),
+            ("default", Floating::DEFAULT, 1),
+        ] {
+            for attempt in 0..attempts {
+                let name = format!("{name}-{attempt}");
+                let inputs = inputs();
+                let store_dir = dir.path().join(&name);
+                let store = Store::create(&store_dir, StoreConfig::default()).unwrap();
+                let mut writer = store.writer().unwrap();
+                writer.set_write_behind(true).unwrap();
+                let (summary, counts, paired_by) = run_floating(
+                    &inputs,
+                    &rules,
+                    cfg.clone(),
+                    Preparer::new(&cfg),
+                    &mut writer,
+                    &ProgressBar::hidden(),
+                    floating,
+                )
+                .unwrap();
+                writer.set_write_behind(false).unwrap();
+                drop(writer);
+                assert_eq!(summary.packets, one.packets, "{name}");
+                assert_eq!(counts.mappings, one.mappings, "{name}");
+                assert_eq!(
+                    counts.mappings_at_capture_end, one.mappings_at_capture_end,
+                    "{name}"
+                );
+                assert_eq!(counts.correlator, one.correlator, "{name}");
+                assert!(parts_of(&store_dir) == want, "{name}: sealed bytes differ");
+                // Every batch paired once, by one thread or the other.
+                let batches = one.packets.div_ceil(PACKETS_PER_BATCH as u64);
+                assert_eq!(paired_by.reader + paired_by.writer, batches, "{name}");
+                if floating.hold_batches == 1 && floating.reader_queued_min == 1 {
+                    // The stage changed hands: both threads paired.
+                    floated |= paired_by.reader > 0 && paired_by.writer > 0;
+                }
+                std::fs::remove_dir_all(&store_dir).unwrap();
+                if floated {
+                    break;
+                }
+            }
+        }
+        assert!(floated, "the pairing stage never changed hands");
+    }
+
+    /// A store error on the writing thread ends the two-thread replay with
+    /// that error, both threads stopped, nothing hung (a run that passes a
+    /// minute fails the test), nothing panicked: injected the first time the
+    /// writing thread finds the pairing stage held by the reader (which then
+    /// fails to send its events), and once it has taken 8 messages while the
+    /// reader never pairs (the reader then fills the batch queue, more
+    /// batches than it holds, and waits on it until the stage stops).
+    #[test]
+    fn a_store_error_on_the_writing_thread_ends_the_replay() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = BATCHES_IN_FLIGHT_MAX as u64 + 40;
+        let (gen, cfg) = float_capture(dir.path(), batches * PACKETS_PER_BATCH as u64);
+        let floating = Floating {
+            hold_batches: 1,
+            reader_queued_min: 1,
+            decode_queued_min: 1,
+            fail_when_held_after: None,
+            fail_after: None,
+        };
+        let replay = |name: &str, floating: Floating| {
+            let store_dir = dir.path().join(name);
+            let (gen, cfg) = (gen.clone(), cfg.clone());
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            std::thread::spawn(move || {
+                let inputs =
+                    open_inputs(&[], &[gen.join("inside.pcap")], &[gen.join("outside.pcap")])
+                        .unwrap();
+                let store = Store::create(&store_dir, StoreConfig::default()).unwrap();
+                let mut writer = store.writer().unwrap();
+                let r = run_with(
+                    &inputs,
+                    &SideRules::default(),
+                    cfg,
+                    &mut writer,
+                    false,
+                    2,
+                    floating,
+                );
+                let _ = tx.send(r.map(|s| s.packets).map_err(|e| e.to_string()));
+            });
+            rx.recv_timeout(std::time::Duration::from_secs(60))
+                .expect("the replay ends")
+        };
+        let mut failed = 0;
+        for attempt in 0..20 {
+            // Raw packets: the reader is the faster and pairs.
+            let held = Floating {
+                decode_queued_min: usize::MAX,
+                fail_when_held_after: Some(8),
+                ..floating
+            };
+            match replay(&format!("held-{attempt}"), held) {
+                Err(e) => {
+                    assert!(e.contains("injected while the reader pairs"), "{e}");
+                    failed += 1;
+                }
+                // The writing thread never found the stage held.
+                Ok(packets) => assert!(packets > 0),
+            }
+            if failed >= 2 {
+                break;
+            }
+        }
+        assert!(failed >= 1, "the error was never injected");
+        let queued = Floating {
+            reader_queued_min: usize::MAX,
+            decode_queued_min: 0,
+            fail_after: Some(8),
+            ..floating
+        };
+        let e = replay("queued", queued).unwrap_err();
+        assert!(e.contains("store error (injected)"), "{e}");
     }
 }
