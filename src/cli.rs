@@ -144,11 +144,22 @@ struct ReplayArgs {
     quiet: bool,
     /// 1: one thread does everything; 2: a reader thread (read, merge, decode)
     /// and a writing thread (flow table, append, seal), the pairing stage
-    /// taken by whichever of the two is free; 3 (fastest on two
-    /// cores): the reader, a correlating thread (decoding what the reader
-    /// leaves) and a writing thread (append, seal).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
-    threads: u8,
+    /// taken by whichever of the two is free (fastest on two cores); 3: the
+    /// reader, a correlating thread (decoding what the reader leaves) and a
+    /// writing thread (append, seal). Default: the CPUs this process may run
+    /// on, at most 3 (`default_replay_threads`).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3))]
+    threads: Option<u8>,
+}
+
+/// `replay --threads` when not given: one busy thread per CPU this process
+/// may run on (its affinity and cgroup quota, `available_parallelism`), at
+/// most the pipeline's three stages. More threads than CPUs leave a
+/// preempted thread waiting while a CPU idles (round 19); on two CPUs the
+/// two-thread pipeline is 0.93–0.98 of the three-thread wall under the
+/// normal scheduler (round20-float20.md). 1 when the count is unknown.
+fn default_replay_threads(cpus: Option<std::num::NonZeroUsize>) -> usize {
+    cpus.map_or(1, |n| n.get().min(3))
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -553,7 +564,10 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         cfg,
         &mut writer,
         progress,
-        usize::from(a.threads),
+        a.threads.map_or_else(
+            || default_replay_threads(std::thread::available_parallelism().ok()),
+            usize::from,
+        ),
     )?;
     drop(writer);
     if a.json {
@@ -570,4 +584,20 @@ fn replay(a: ReplayArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::from(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_replay_threads;
+    use std::num::NonZeroUsize;
+
+    #[test]
+    fn replay_threads_default_to_the_cpus_at_most_three() {
+        let n = |k| NonZeroUsize::new(k);
+        assert_eq!(default_replay_threads(None), 1);
+        assert_eq!(default_replay_threads(n(1)), 1);
+        assert_eq!(default_replay_threads(n(2)), 2);
+        assert_eq!(default_replay_threads(n(3)), 3);
+        assert_eq!(default_replay_threads(n(64)), 3);
+    }
 }

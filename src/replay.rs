@@ -746,9 +746,10 @@ impl<'w> Sink<'w> {
     }
 
     /// Feeds one item; every [`PACKETS_PER_TICK`] items the writer's clock
-    /// moves (sealing finished partitions) and `true` is returned. Inlined
-    /// into the loops that call it; what is not per packet is out of line.
-    #[inline(always)]
+    /// moves (sealing finished partitions) and `true` is returned. The
+    /// tests' item-at-a-time model of [`pair_batch`] (the replay's loops
+    /// use [`Sink::push_one`] and [`pair_batch`]).
+    #[cfg(test)]
     fn push(&mut self, item: &Item<'_>) -> Result<bool> {
         self.push_item(item);
         self.until_tick -= 1;
@@ -788,16 +789,9 @@ impl<'w> Sink<'w> {
         Ok(false)
     }
 
-    /// A hint for the item pushed next ([`Correlator::prefetch_next`]).
-    #[inline(always)]
-    fn prefetch(&mut self, item: &Item<'_>) {
-        if let Item::Packet(_, p) = item {
-            self.correlator.prefetch_next(p);
-        }
-    }
-
-    /// [`Sink::prefetch`] for a pairing correlator (three threads): its
-    /// pending-table entries only ([`Correlator::prefetch_next_pairing`]).
+    /// A hint for the item a pairing correlator takes next (two and three
+    /// threads): its pending-table entries only
+    /// ([`Correlator::prefetch_next_pairing`]).
     #[inline(always)]
     fn prefetch_pairing(&mut self, item: &Item<'_>) {
         if let Item::Packet(_, p) = item {
@@ -1164,7 +1158,6 @@ fn append_stage(
 /// packets into batches of [`PACKETS_PER_BATCH`], recycled through `empty_rx`.
 fn read_stage<'i>(
     reader: Reader<'i, 'i>,
-    adaptive: bool,
     bar: &ProgressBar,
     full_tx: crossbeam_channel::Sender<Vec<Line<'i>>>,
     empty_rx: crossbeam_channel::Receiver<Vec<Line<'i>>>,
@@ -1178,13 +1171,11 @@ fn read_stage<'i>(
         // a packet is prepared straight into the `Prepared` of the slot's
         // previous packet. Only a new batch is filled with placeholders first.
         batch.resize(PACKETS_PER_BATCH, Line(Item::Tick(0)));
-        if adaptive {
-            // Decode here while the correlating thread has a batch waiting,
-            // else leave decoding to it (it would wait otherwise): the two
-            // threads settle where they are equally busy. Either thread
-            // decodes a packet to the same result.
-            reader.decode_here = full_tx.len() >= DECODE_HERE_QUEUED_MIN;
-        }
+        // Decode here while the correlating thread has a batch waiting,
+        // else leave decoding to it (it would wait otherwise): the two
+        // threads settle where they are equally busy. Either thread
+        // decodes a packet to the same result.
+        reader.decode_here = full_tx.len() >= DECODE_HERE_QUEUED_MIN;
         let filled = if reader.decode_here {
             fill::<true>(&mut reader, &mut batch)
         } else {
@@ -1249,26 +1240,16 @@ fn one_ahead<'i>(
     Ok(more)
 }
 
-/// The correlating stage fed by the reading thread. `PAIRING` (three
-/// threads): the sink's correlator is a pairing part, whose flow events go
-/// to the writing thread in batches of [`FLOW_EVENTS_PER_BATCH`].
-fn correlate_stage<'a, const PAIRING: bool>(
+/// The pairing thread's loop (three threads): the sink's correlator is a
+/// pairing part, whose flow events go to the writing thread in batches of
+/// [`FLOW_EVENTS_PER_BATCH`]; batches go back to the reader.
+fn correlate_stage<'a>(
     sink: &mut Sink<'_>,
     full_rx: &crossbeam_channel::Receiver<Vec<Line<'a>>>,
     empty_tx: &crossbeam_channel::Sender<Vec<Line<'a>>>,
 ) -> Result<()> {
     for batch in full_rx.iter() {
-        if PAIRING {
-            pair_batch(sink, &batch)?;
-        } else {
-            for (k, item) in batch.iter().enumerate() {
-                // The next packet's pending-table entries (a hint).
-                if let Some(next) = batch.get(k + 1) {
-                    sink.prefetch(&next.0);
-                }
-                sink.push(&item.0)?;
-            }
-        }
+        pair_batch(sink, &batch)?;
         // The reader may have finished: a closed return channel is fine.
         let _ = empty_tx.send(batch);
     }
@@ -1889,10 +1870,9 @@ fn run_with(
             std::thread::scope(|scope| -> Result<(Summary, SinkCounts)> {
                 let bar = &bar;
                 let pairing_done = &pairing_done;
-                let producer =
-                    scope.spawn(move || read_stage(reader, true, bar, full_tx, empty_rx));
+                let producer = scope.spawn(move || read_stage(reader, bar, full_tx, empty_rx));
                 let correlating = scope.spawn(move || {
-                    let r = correlate_stage::<true>(&mut sink, &full_rx, &empty_tx);
+                    let r = correlate_stage(&mut sink, &full_rx, &empty_tx);
                     pairing_done.store(true, Ordering::Release);
                     // Dropping the sink (its sender) tells the writer that
                     // everything was sent; closing our ends stops the reader
