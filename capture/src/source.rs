@@ -288,6 +288,7 @@ impl CaptureFile {
             map,
             populated_to: 0,
             released_to: 0,
+            read_ahead: ReadAhead::default(),
             map_work_at: 0,
             inline_to: 0,
             frac_to_ns: match self.format {
@@ -386,6 +387,35 @@ fn release_map_range(map: &Mmap, offset: usize, len: usize) -> std::io::Result<(
     // unmap is possible. The one caveat is `map_read_only`'s: another process changing the file
     // in place changes what we read, with or without this call.
     unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, len) }
+}
+
+/// Blocks of 512 bytes the calling thread has read from storage so far (`getrusage`'s
+/// `ru_inblock` for `RUSAGE_THREAD`: counted when a read is submitted, so a page-cache hit
+/// adds nothing); `None` if the kernel does not say.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn thread_blocks_read() -> Option<u64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable `rusage` (zeroed, so every field is initialised
+    // whatever the kernel writes); `getrusage` writes only into it and returns 0 on success,
+    // after which it is read. `RUSAGE_THREAD` asks about the calling thread only.
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    u64::try_from(usage.ru_inblock).ok()
+}
+
+/// Bytes the calling thread read from storage since [`thread_blocks_read`] gave `blocks` (0
+/// if the kernel does not say).
+#[cfg(target_os = "linux")]
+fn bytes_read_since(blocks: Option<u64>) -> u64 {
+    match (blocks, thread_blocks_read()) {
+        (Some(a), Some(b)) => b.saturating_sub(a).saturating_mul(512),
+        _ => 0,
+    }
 }
 
 /// Recognises the format from the first bytes and checks the global header.
@@ -526,6 +556,8 @@ pub struct Packets<'a> {
     populated_to: usize,
     /// Bytes at the start of the map whose page-table entries were released.
     released_to: usize,
+    /// Whether, and how far, the file was asked into the page cache ahead of `populated_to`.
+    read_ahead: ReadAhead,
     /// Position from which the next [`Packets::map_work`] is due, so the per-packet test is
     /// one compare; 0 once `done` ([`Packets::end`]), so that compare also stops the inline
     /// read at the end. Set only by [`Packets::set_map_work_at`].
@@ -1166,6 +1198,99 @@ const RELEASE_BEHIND_BYTES: usize = 16 << 20;
 /// Smallest run of bytes released at once, a multiple of every page size.
 const RELEASE_CHUNK_BYTES: usize = 8 << 20;
 
+/// Bytes of the file asked into the page cache (`MADV_WILLNEED`) ahead of the populated end
+/// while the file is not all cached (see [`ReadAhead`]): ~15 ms of reading at 4.5 GB/s, longer
+/// than a read of the disk takes here while the store's own writes are queued on it (5-10 ms).
+const READ_AHEAD_BYTES: usize = 64 << 20;
+/// Bytes asked for in one `MADV_WILLNEED`: Linux reads at most the larger of the disk's
+/// `read_ahead_kb` and its largest request a call (8 MiB on the bench host), so the window is
+/// asked for in pieces below that.
+const READ_AHEAD_CALL_BYTES: usize = 2 << 20;
+/// Bytes asked for in a row without a read from the disk after which asking ahead stops
+/// (until a populate reads holes again): the holes of a file that lost some of its pages are
+/// scattered (one every few MiB), so one piece without a hole says little.
+const READ_AHEAD_IDLE_BYTES: usize = 256 << 20;
+/// A populate or piece that read from the disk less than its bytes divided by this met holes
+/// in a cached file; one that read more met a stretch not cached at all, which the kernel's
+/// own sequential read-ahead (the map is advised `MADV_SEQUENTIAL`) reads better: in folios of
+/// up to 2 MiB, where `MADV_WILLNEED` reads 4 KiB folios (a 1.2 GB capture read cold by the
+/// populate alone sat 93 % in 2 MiB folios after, read with `MADV_WILLNEED` ahead 0 %, and
+/// every later replay of it paid ~0.15 s more system time a GB for the page-table entries).
+const READ_AHEAD_HOLES_DIVISOR: u64 = 4;
+
+/// Whether a populate or piece of `len` bytes that read `read` bytes from the disk met holes
+/// in a cached file (see [`READ_AHEAD_HOLES_DIVISOR`]).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn read_holes(read: u64, len: usize) -> bool {
+    read > 0 && read.saturating_mul(READ_AHEAD_HOLES_DIVISOR) < len as u64
+}
+
+/// When to ask the kernel to read the capture ahead of the reader.
+///
+/// A capture "in the page cache" may still miss pages here and there (the kernel reclaims the
+/// small folios of a cached file first when other work needs memory). `MADV_POPULATE_READ`
+/// then reads each hole from the disk while the reader waits on the folio's lock: round 19's
+/// folio-lock waits (8-97 a run and 10-220 ms on the 10 M capture with 1-120 MiB missing in
+/// round 20's traces; none with the capture all cached). So once a populate met holes, the
+/// file is asked in up to [`READ_AHEAD_BYTES`] ahead of the populated end (`MADV_WILLNEED`:
+/// the reads start and the call returns), and that stops after [`READ_AHEAD_IDLE_BYTES`]
+/// asked for in a row without a read, or at a stretch not cached at all (left to the kernel's
+/// read-ahead, [`READ_AHEAD_HOLES_DIVISOR`]): a cached file costs no calls (each walks the
+/// page cache, ~15 ms of system time for a 1.7 GB file of small folios), a file with holes
+/// gets them read before the reader needs them.
+#[derive(Debug, Default)]
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+struct ReadAhead {
+    /// Asking ahead: a populate met holes and asking has not stopped since.
+    on: bool,
+    /// Bytes of the file asked for so far (from the start of the map).
+    asked_to: usize,
+    /// Bytes asked for since the last call that read from the disk (or since asking began).
+    idle_bytes: usize,
+    /// Bytes the calls read from the disk, in all.
+    read_bytes: u64,
+}
+
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+impl ReadAhead {
+    /// After a populate of `len` bytes that read `read` bytes from the disk: if it met holes,
+    /// ask ahead.
+    fn populated(&mut self, read: u64, len: usize) {
+        if read_holes(read, len) && !self.on {
+            self.on = true;
+            self.idle_bytes = 0;
+        }
+    }
+
+    /// The next piece to ask for, `(offset, len)`, when asking ahead: from what was asked (or
+    /// the populated end, if further) up to [`READ_AHEAD_BYTES`] past the populated end and
+    /// the end of the map, at most [`READ_AHEAD_CALL_BYTES`] at a time.
+    fn next(&self, populated_to: usize, len: usize) -> Option<(usize, usize)> {
+        if !self.on {
+            return None;
+        }
+        let from = self.asked_to.max(populated_to);
+        let to = populated_to.saturating_add(READ_AHEAD_BYTES).min(len);
+        (from < to).then(|| (from, (to - from).min(READ_AHEAD_CALL_BYTES)))
+    }
+
+    /// After asking for [`ReadAhead::next`]'s piece, `len` bytes at `offset`: `read` the bytes
+    /// the call read from the disk, `None` if it failed. Asking stops on a failure, on a piece
+    /// not cached at all, and after [`READ_AHEAD_IDLE_BYTES`] in a row found all cached.
+    fn asked(&mut self, offset: usize, len: usize, read: Option<u64>) {
+        self.asked_to = offset + len;
+        self.read_bytes += read.unwrap_or(0);
+        match read {
+            Some(0) => {
+                self.idle_bytes += len;
+                self.on = self.idle_bytes < READ_AHEAD_IDLE_BYTES;
+            }
+            Some(r) if read_holes(r, len) => self.idle_bytes = 0,
+            _ => self.on = false,
+        }
+    }
+}
+
 impl Packets<'_> {
     #[cfg(not(target_os = "linux"))]
     fn map_work(&mut self) {
@@ -1174,8 +1299,9 @@ impl Packets<'_> {
     }
 
     /// When the reader is half way through what was populated: populates the next
-    /// [`POPULATE_AHEAD_BYTES`] of the map and releases the page-table entries of what it left
-    /// [`RELEASE_BEHIND_BYTES`] behind.
+    /// [`POPULATE_AHEAD_BYTES`] of the map, asks the file into the page cache further ahead
+    /// while it is not all there ([`ReadAhead`]), and releases the page-table entries of what
+    /// it left [`RELEASE_BEHIND_BYTES`] behind.
     ///
     /// Releasing as it goes spreads over the reading what the kernel would otherwise do in one
     /// go when the process unmaps the capture at exit (~0.14 s for 3.6 GB, with nothing else
@@ -1191,6 +1317,7 @@ impl Packets<'_> {
         if self.populated_to < m.len() {
             let from = self.populated_to.max(self.pos);
             let to = from.saturating_add(POPULATE_AHEAD_BYTES).min(m.len());
+            let blocks = thread_blocks_read();
             // A hint only (unsupported before Linux 5.14): on error, pages fault in as read.
             if to > from
                 && m.advise_range(memmap2::Advice::PopulateRead, from, to - from)
@@ -1199,7 +1326,20 @@ impl Packets<'_> {
                 self.populated_to = usize::MAX;
             } else {
                 self.populated_to = to;
+                self.read_ahead
+                    .populated(bytes_read_since(blocks), to - from);
             }
+        }
+        // At most READ_AHEAD_BYTES / READ_AHEAD_CALL_BYTES calls (the first time), one a
+        // map_work after that (the populated end moves by half a populate).
+        while let Some((from, len)) = self.read_ahead.next(self.populated_to, m.len()) {
+            let blocks = thread_blocks_read();
+            // A hint as well: on error nothing is read ahead, and asking stops.
+            let read = m
+                .advise_range(memmap2::Advice::WillNeed, from, len)
+                .ok()
+                .map(|()| bytes_read_since(blocks));
+            self.read_ahead.asked(from, len, read);
         }
         let behind = self.pos.saturating_sub(RELEASE_BEHIND_BYTES) / RELEASE_CHUNK_BYTES
             * RELEASE_CHUNK_BYTES;
@@ -1704,6 +1844,196 @@ mod tests {
                 .contains("missing.pcap: cannot read capture"),
             "{err}"
         );
+    }
+
+    /// The read-ahead's rule on a scripted run: nothing asked while populates find the file
+    /// cached or not cached at all; after one that met holes, the window past the populated
+    /// end in contiguous pieces; asking stops after `READ_AHEAD_IDLE_BYTES` without a read (a
+    /// hole in between starts the count again), at a piece not cached at all or on a failed
+    /// call, and resumes on the next populate that meets holes.
+    #[test]
+    fn read_ahead_asks_only_after_holes_and_stops_when_all_cached() {
+        const MIB: usize = 1 << 20;
+        const HOLE: u64 = 4096;
+        let len = 2048 * MIB;
+        let mut r = ReadAhead::default();
+        // Asks everything `next` gives for one map_work; returns the pieces.
+        let drain =
+            |r: &mut ReadAhead, populated_to: usize, read: &mut dyn FnMut() -> Option<u64>| {
+                let mut got = Vec::new();
+                while let Some((from, n)) = r.next(populated_to, len) {
+                    got.push((from, n));
+                    r.asked(from, n, read());
+                    assert!(
+                        got.len() <= READ_AHEAD_BYTES / READ_AHEAD_CALL_BYTES,
+                        "{got:?}"
+                    );
+                }
+                got
+            };
+        r.populated(0, 4 * MIB);
+        assert_eq!(drain(&mut r, 4 * MIB, &mut || Some(HOLE)), vec![]);
+        // Not cached at all (read more than a quarter): left to the kernel.
+        r.populated(MIB as u64, 4 * MIB);
+        assert_eq!(drain(&mut r, 4 * MIB, &mut || Some(HOLE)), vec![]);
+        r.populated(MIB as u64 - 1, 4 * MIB);
+        let got = drain(&mut r, 6 * MIB, &mut || Some(HOLE));
+        let want: Vec<_> = (0..READ_AHEAD_BYTES / READ_AHEAD_CALL_BYTES)
+            .map(|i| (6 * MIB + i * READ_AHEAD_CALL_BYTES, READ_AHEAD_CALL_BYTES))
+            .collect();
+        assert_eq!(got, want);
+        // The populated end moves on by 2 MiB: one more piece, right after the last.
+        assert_eq!(
+            drain(&mut r, 8 * MIB, &mut || Some(0)),
+            vec![(6 * MIB + READ_AHEAD_BYTES, READ_AHEAD_CALL_BYTES)]
+        );
+        // Pieces without a read: asking goes on until READ_AHEAD_IDLE_BYTES of them.
+        let mut populated_to = 8 * MIB;
+        let mut pieces = 1;
+        while r.on {
+            populated_to += READ_AHEAD_CALL_BYTES;
+            pieces += drain(&mut r, populated_to, &mut || Some(0)).len();
+        }
+        assert_eq!(pieces * READ_AHEAD_CALL_BYTES, READ_AHEAD_IDLE_BYTES);
+        assert_eq!(
+            drain(&mut r, populated_to + 2 * MIB, &mut || Some(HOLE)),
+            vec![]
+        );
+        // A populate that meets holes starts it again, from the end of what was asked.
+        r.populated(HOLE, 4 * MIB);
+        let asked_to = r.asked_to;
+        let got = drain(&mut r, populated_to + 2 * MIB, &mut || Some(0));
+        assert_eq!(got, vec![(asked_to, READ_AHEAD_CALL_BYTES)]);
+        // A hole resets the count of pieces without one.
+        let mut k = 0;
+        let mut some_read = || {
+            k += 1;
+            Some(if k % 100 == 0 { HOLE } else { 0 })
+        };
+        for i in 0..400 {
+            drain(&mut r, populated_to + (2 + i) * MIB, &mut some_read);
+            assert!(r.on, "{i}");
+        }
+        // A piece not cached at all stops it at once, and so does a failed call.
+        let at = populated_to + 500 * MIB;
+        assert_eq!(
+            drain(&mut r, at, &mut || Some(READ_AHEAD_CALL_BYTES as u64 / 4)).len(),
+            1
+        );
+        assert!(!r.on);
+        r.populated(HOLE, 4 * MIB);
+        assert_eq!(drain(&mut r, at + 2 * MIB, &mut || None).len(), 1);
+        assert!(!r.on);
+        // Never past the end of the map.
+        r.populated(HOLE, 4 * MIB);
+        let got = drain(&mut r, len - 3 * MIB, &mut || Some(HOLE));
+        assert_eq!(got.last().map(|&(f, n)| f + n), Some(len));
+        assert_eq!(drain(&mut r, len, &mut || Some(HOLE)), vec![]);
+    }
+
+    /// A capture in the page cache but for a 4 KiB hole every 256 KiB: a populate meets holes,
+    /// so the reader asks the rest of the file in ahead of it; the same file all cached is
+    /// never asked for, and not cached at all is read by the kernel's sequential read-ahead,
+    /// not by the reader's; the packets read the same in all three. Needs a file system whose pages
+    /// `POSIX_FADV_DONTNEED` drops and whose reads the thread's `ru_inblock` counts (ext4,
+    /// xfs; not tmpfs): checked first on a probe file, the read-ahead part is skipped if not.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn read_ahead_follows_a_populate_that_met_holes() {
+        use std::os::unix::fs::FileExt;
+        use std::os::unix::io::AsRawFd;
+        #[allow(unsafe_code)]
+        fn fadvise(f: &File, advice: libc::c_int) {
+            // SAFETY: `f` is an open file, so its descriptor is valid for the call; fadvise
+            // only changes how this descriptor reads ahead or drops clean pages of the file
+            // from the page cache (a hint: no memory of ours is touched, no byte changes).
+            let r = unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, advice) };
+            assert_eq!(r, 0);
+        }
+        fn drop_cached(f: &File) {
+            f.sync_all().unwrap();
+            fadvise(f, libc::POSIX_FADV_DONTNEED);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, vec![7u8; 1 << 20]).unwrap();
+        let f = File::open(&probe).unwrap();
+        drop_cached(&f);
+        let before = thread_blocks_read();
+        let mut buf = [0u8; 4096];
+        (&f).read_exact(&mut buf).unwrap();
+        let counts_reads = before.is_some() && thread_blocks_read() > before;
+
+        let data: Vec<Vec<u8>> = (0..40_000u32)
+            .map(|i| {
+                let len = 600 + (i % 900) as usize;
+                (0..len).map(|j| (i as usize * 13 + j) as u8).collect()
+            })
+            .collect();
+        let recs: Vec<_> = data
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (i as u32, 0, d.as_slice(), d.len() as u32))
+            .collect();
+        let bytes = pcap(false, true, 1, &recs);
+        assert!(bytes.len() > 8 * POPULATE_AHEAD_BYTES && bytes.len() < READ_AHEAD_BYTES);
+        let path = dir.path().join("holes.pcap");
+        std::fs::write(&path, &bytes).unwrap();
+        for case in ["holes", "cached", "cold"] {
+            let f = File::open(&path).unwrap();
+            drop_cached(&f);
+            match case {
+                "holes" => {
+                    // Read back in 4 KiB folios (no read-ahead on this descriptor) around
+                    // a hole in the middle of every 256 KiB.
+                    fadvise(&f, libc::POSIX_FADV_RANDOM);
+                    let mut block = vec![0u8; 128 << 10];
+                    for at in (0..bytes.len()).step_by(256 << 10) {
+                        let n = f.read_at(&mut block, at as u64).unwrap();
+                        let n2 = f.read_at(&mut block[..124 << 10], (at + (132 << 10)) as u64);
+                        assert!(n > 0 && n2.is_ok());
+                    }
+                }
+                "cached" => assert_eq!(std::fs::read(&path).unwrap(), bytes),
+                _ => {}
+            }
+            let file = CaptureFile::open(&path).unwrap();
+            assert!(matches!(file.bytes, Bytes::Mapped(_)));
+            let mut it = file.packets();
+            let mut n = 0;
+            let mut asked_when_on = None;
+            while let Some(p) = it.read() {
+                assert_eq!(p.data, data[n].as_slice(), "{case}");
+                n += 1;
+                if it.read_ahead.on && asked_when_on.is_none() {
+                    asked_when_on = Some((it.populated_to, it.read_ahead.asked_to));
+                }
+            }
+            assert!(it.take_error().is_none());
+            assert_eq!(n, data.len());
+            if counts_reads {
+                if case == "holes" {
+                    // A populate met holes (the first may find its pages read by the
+                    // kernel's read-around of the fault in `detect`): the rest of the file
+                    // (shorter than the window) was asked for right after it.
+                    let (populated_to, asked_to) = asked_when_on.expect("never asked ahead");
+                    assert!(populated_to < bytes.len(), "{populated_to}");
+                    assert_eq!(asked_to, bytes.len());
+                    assert!(it.read_ahead.read_bytes > 0);
+                } else if case == "cached" {
+                    assert_eq!(asked_when_on, None);
+                    assert_eq!(it.read_ahead.asked_to, 0);
+                } else {
+                    // Not cached at all: the kernel's read-ahead read it (a populate may end
+                    // just past what it read, which looks like a hole, and ask a little).
+                    assert!(
+                        it.read_ahead.read_bytes * 4 < bytes.len() as u64,
+                        "{:?}",
+                        it.read_ahead
+                    );
+                }
+            }
+        }
     }
 
     /// A mapped capture larger than the release lag: the reader releases what it left behind
