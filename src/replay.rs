@@ -1302,6 +1302,18 @@ fn pair_batch(sink: &mut Sink<'_>, batch: &[Line<'_>]) -> Result<()> {
 /// of the pairing stage (the pending table moves between the two cores'
 /// caches at every hand-over, so each holds it for several batches).
 pub const FLOAT_HOLD_BATCHES: usize = 8;
+// The writing thread pairs only with its events channel empty, and sends
+// into it while it holds the stage: a hold must not fill the channel, or the
+// thread would wait on itself. A batch's packets pair at most once each, so
+// it sends at most one full event batch a `FLOW_EVENTS_PER_BATCH` packets
+// (the batch's length), plus a drain and a clock move at each of the
+// hold's ticks (at most one a `PACKETS_PER_TICK` packets, and one more for a
+// run cut across two ticks), and the drain when it lets go (the strict `<`).
+const _: () = assert!(
+    FLOAT_HOLD_BATCHES * PACKETS_PER_BATCH / FLOW_EVENTS_PER_BATCH
+        + 2 * (FLOAT_HOLD_BATCHES * PACKETS_PER_BATCH / PACKETS_PER_TICK as usize + 1)
+        < FLOW_EVENT_BATCHES_IN_FLIGHT_MAX
+);
 /// Two threads: the reader takes the pairing stage (when it is free) once at
 /// least this many batches wait for it (the writing thread is behind), and
 /// pairs while that many wait, [`FLOAT_HOLD_BATCHES`] at most.
