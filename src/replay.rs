@@ -1462,52 +1462,48 @@ struct Pairing<'i, 'w> {
     floating: Floating,
 }
 
-impl Pairing<'_, '_> {
+impl<'i, 'w> Pairing<'i, 'w> {
     /// The writing thread's turn (it has no events left): pairs up to
     /// `hold_batches`, and waits for one only when it has nothing at all to
     /// do (no batch paired yet, no event queued). Finishes the stage when
     /// the reader is done and every batch is paired.
     fn writer_turn(&mut self) -> Result<()> {
-        let r = match &mut self.stage {
-            Some(stage) => {
-                let before = stage.paired;
-                let r = stage.writer_turn(self.floating.hold_batches);
-                self.paired_by.writer += stage.paired - before;
-                r
-            }
-            None => return Ok(()),
-        };
-        self.let_go(r)
+        let hold = self.floating.hold_batches;
+        self.turn(false, |stage| stage.writer_turn(hold))
     }
 
     /// The reader's turn (at least `reader_queued_min` batches wait): pairs while
     /// that many wait, `hold_batches` at most.
     fn reader_turn(&mut self) -> Result<()> {
-        let r = match &mut self.stage {
-            Some(stage) => {
-                let before = stage.paired;
-                let r =
-                    stage.reader_turn(self.floating.hold_batches, self.floating.reader_queued_min);
-                self.paired_by.reader += stage.paired - before;
-                r
-            }
-            None => return Ok(()),
-        };
-        self.let_go(r)
+        let (hold, queued_min) = (self.floating.hold_batches, self.floating.reader_queued_min);
+        self.turn(true, |stage| stage.reader_turn(hold, queued_min))
     }
 
     /// The reader read everything (its end of the queue is closed): pairs
     /// what is left and finishes.
     fn reader_last(&mut self) -> Result<()> {
-        let r = match &mut self.stage {
-            Some(stage) => {
-                let before = stage.paired;
-                let r = stage.rest();
-                self.paired_by.reader += stage.paired - before;
-                r
-            }
-            None => return Ok(()),
+        self.turn(true, PairingStage::rest)
+    }
+
+    /// A turn of the reader's (`by_reader`) or the writing thread's: `pair`
+    /// on the stage if it still runs, its batches counted for that thread,
+    /// then [`Pairing::let_go`].
+    fn turn(
+        &mut self,
+        by_reader: bool,
+        pair: impl FnOnce(&mut PairingStage<'i, 'w>) -> Result<bool>,
+    ) -> Result<()> {
+        let Some(stage) = &mut self.stage else {
+            return Ok(());
         };
+        let before = stage.paired;
+        let r = pair(stage);
+        let paired = stage.paired - before;
+        if by_reader {
+            self.paired_by.reader += paired;
+        } else {
+            self.paired_by.writer += paired;
+        }
         self.let_go(r)
     }
 
@@ -1553,7 +1549,9 @@ impl Pairing<'_, '_> {
 
 /// Two threads: the reading thread's loop. Reads, merges, decodes and
 /// prepares packets into batches of [`PACKETS_PER_BATCH`] as
-/// [`read_stage`] does, pairs some itself while they queue up (the writing
+/// [`read_stage`] does (its loop body repeated, not shared: the shared
+/// forms tried cost the three-thread reader 1–2 instructions a packet in
+/// the merge, round 20's review), pairs some itself while they queue up (the writing
 /// thread is behind), and once it has read everything pairs the rest
 /// (waiting for the writing thread to let go first). The pairing error, if
 /// any, comes with the summary.

@@ -1964,18 +1964,7 @@ mod tests {
         (&f).read_exact(&mut buf).unwrap();
         let counts_reads = before.is_some() && thread_blocks_read() > before;
 
-        let data: Vec<Vec<u8>> = (0..40_000u32)
-            .map(|i| {
-                let len = 600 + (i % 900) as usize;
-                (0..len).map(|j| (i as usize * 13 + j) as u8).collect()
-            })
-            .collect();
-        let recs: Vec<_> = data
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (i as u32, 0, d.as_slice(), d.len() as u32))
-            .collect();
-        let bytes = pcap(false, true, 1, &recs);
+        let (data, bytes) = big_pcap(40_000, 600, 900, 13);
         assert!(bytes.len() > 8 * POPULATE_AHEAD_BYTES && bytes.len() < READ_AHEAD_BYTES);
         let path = dir.path().join("holes.pcap");
         std::fs::write(&path, &bytes).unwrap();
@@ -2036,14 +2025,15 @@ mod tests {
         }
     }
 
-    /// A mapped capture larger than the release lag: the reader releases what it left behind
-    /// as it goes, and packets borrowed from the released range still read the same bytes.
-    #[test]
-    fn released_map_still_reads_the_same_bytes() {
-        let data: Vec<Vec<u8>> = (0..30_000u32)
+    /// A pcap (nanoseconds, little-endian, Ethernet) of `n` packets whose lengths run from
+    /// `min_len` to `min_len + spread - 1`, packet `i`'s byte `j` being `i * mul + j`: a capture
+    /// large enough for the map's populate and release, with bytes that tell packets apart.
+    /// The packets' bytes, and the file's.
+    fn big_pcap(n: u32, min_len: usize, spread: u32, mul: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let data: Vec<Vec<u8>> = (0..n)
             .map(|i| {
-                let len = 1000 + (i % 700) as usize;
-                (0..len).map(|j| (i as usize * 7 + j) as u8).collect()
+                let len = min_len + (i % spread) as usize;
+                (0..len).map(|j| (i as usize * mul + j) as u8).collect()
             })
             .collect();
         let recs: Vec<_> = data
@@ -2052,6 +2042,14 @@ mod tests {
             .map(|(i, d)| (i as u32, 0, d.as_slice(), d.len() as u32))
             .collect();
         let bytes = pcap(false, true, 1, &recs);
+        (data, bytes)
+    }
+
+    /// A mapped capture larger than the release lag: the reader releases what it left behind
+    /// as it goes, and packets borrowed from the released range still read the same bytes.
+    #[test]
+    fn released_map_still_reads_the_same_bytes() {
+        let (data, bytes) = big_pcap(30_000, 1000, 700, 7);
         assert!(bytes.len() > RELEASE_BEHIND_BYTES + 2 * RELEASE_CHUNK_BYTES);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("big.pcap");
