@@ -760,7 +760,7 @@ impl<'w> Sink<'w> {
     }
 
     /// The item itself, without [`Sink::push`]'s countdown and bound.
-    #[cfg(test)]
+    #[inline(always)]
     fn push_item(&mut self, item: &Item<'_>) {
         match item {
             Item::Packet(ts, d) => {
@@ -789,65 +789,14 @@ impl<'w> Sink<'w> {
         Ok(false)
     }
 
-    /// Readies the item a pairing correlator takes next (two and three
-    /// threads): a packet's pending-table entries are hinted
-    /// ([`Correlator::prefetch_next_pairing`]); a packet handed over raw is
-    /// first decoded in its slot ([`Sink::decode_ahead`]), so it is hinted
-    /// too and its slot holds a packet or a tick by its turn.
+    /// A hint for the item a pairing correlator takes next (two and three
+    /// threads): its pending-table entries only
+    /// ([`Correlator::prefetch_next_pairing`]).
     #[inline(always)]
-    fn ready_pairing(&mut self, item: &mut Item<'_>) {
+    fn prefetch_pairing(&mut self, item: &Item<'_>) {
         if let Item::Packet(_, p) = item {
             self.correlator.prefetch_next_pairing(p);
-        } else if matches!(item, Item::Raw(_)) {
-            self.decode_ahead(item);
         }
-    }
-
-    /// [`pair_batch`]'s step for an item [`Sink::ready_pairing`] readied (a
-    /// packet or a tick): a packet by the pairing part's own entry (no flow
-    /// slot hints to keep). Whether [`FLOW_EVENTS_PER_BATCH`] events are
-    /// queued (the caller drains them: no `Result` to test an item).
-    #[inline(always)]
-    fn pair_ready(&mut self, item: &Item<'_>) -> bool {
-        match item {
-            Item::Packet(ts, d) => {
-                self.correlator
-                    .push_prepared_pairing(*ts, d.side(), d, &mut self.out);
-            }
-            _ => self.tick_ready(item),
-        }
-        self.correlator.events_len() >= FLOW_EVENTS_PER_BATCH
-    }
-
-    /// [`Sink::pair_ready`]'s tick (out of line: a packet of no use is rare).
-    #[inline(never)]
-    fn tick_ready(&mut self, item: &Item<'_>) {
-        let &Item::Tick(ts) = item else {
-            unreachable!("a raw packet is decoded a step before its turn")
-        };
-        self.tick(ts);
-    }
-
-    /// A raw packet's slot ([`Item::Raw`]) made what the reader would have
-    /// made of it ([`Decoding::item_into`]: a packet, or a tick if it is
-    /// of no use), one item before its turn, its pending-table entries
-    /// hinted. Its bytes were read by the reader, often on the other core:
-    /// decoded a packet ahead, their loads overlap the packet before's
-    /// pairing, and the pairing of a raw packet no longer misses the
-    /// pending table unhinted (round 21; before, `push_raw` decoded it
-    /// into a slot of its own at its turn).
-    #[inline(never)]
-    fn decode_ahead(&mut self, slot: &mut Item<'_>) {
-        let Item::Raw(raw) = *slot else {
-            unreachable!("decode_ahead is given a raw packet")
-        };
-        let Some(d) = &mut self.decoding else {
-            unreachable!("raw packets come with a decoding sink")
-        };
-        let correlator = &mut self.correlator;
-        d.item_into(raw.file_side, &raw.packet(), slot, |p| {
-            correlator.prefetch_next_pairing(p)
-        });
     }
 
     /// A packet that was not decoded: only its time.
@@ -857,9 +806,8 @@ impl<'w> Sink<'w> {
     }
 
     /// A packet the reader handed over undecoded: decoded here, then
-    /// correlated as [`Sink::push`] does a decoded one (the tests' model;
-    /// [`pair_batch`] decodes raw packets a packet ahead, in their slots).
-    #[cfg(test)]
+    /// correlated as [`Sink::push`] does a decoded one.
+    #[inline(never)]
     fn push_raw(&mut self, raw: &RawItem<'_>) {
         let Some(d) = &mut self.decoding else {
             unreachable!("raw packets come with a decoding sink")
@@ -1300,61 +1248,52 @@ fn correlate_stage<'a>(
     full_rx: &crossbeam_channel::Receiver<Vec<Line<'a>>>,
     empty_tx: &crossbeam_channel::Sender<Vec<Line<'a>>>,
 ) -> Result<()> {
-    for mut batch in full_rx.iter() {
-        pair_batch(sink, &mut batch)?;
+    for batch in full_rx.iter() {
+        pair_batch(sink, &batch)?;
         // The reader may have finished: a closed return channel is fine.
         let _ = empty_tx.send(batch);
     }
     sink.finish()
 }
 
-/// The pairing thread's work on one batch (three threads; and the pairing
-/// stage's holder's with two): what [`Sink::push`] and a drain at
-/// [`FLOW_EVENTS_PER_BATCH`] events do item by item, with the tick
-/// countdown taken a run at a time (the items up to the next tick, at most
-/// the batch) instead of an item at a time, and no test of the mapping
-/// bound (a pairing correlator makes no mappings). The same calls in the
-/// same order: the tick still comes after its [`PACKETS_PER_TICK`]-th
-/// item, after that item's event drain, which leaves nothing the tick's own
-/// drain would have sent otherwise (it sends every queued event either way;
-/// round 14). A packet handed over raw is decoded in its slot one item
-/// ahead ([`Sink::ready_pairing`]; round 21), so the batch goes back to the
-/// reader holding packets and ticks only: decoding is the reader's decoding
-/// (a pure function of the packet), so when it runs does not change what is
-/// paired.
-fn pair_batch(sink: &mut Sink<'_>, batch: &mut [Line<'_>]) -> Result<()> {
-    let Some((Line(first), _)) = batch.split_first_mut() else {
-        return Ok(());
-    };
-    sink.ready_pairing(first);
+/// The pairing thread's work on one batch (three threads): what
+/// [`Sink::push`] and a drain at [`FLOW_EVENTS_PER_BATCH`] events do item by
+/// item, with the tick countdown taken a run at a time (the items up to the
+/// next tick, at most the batch) instead of an item at a time, and no test
+/// of the mapping bound (a pairing correlator makes no mappings). The same
+/// calls in the same order: the tick still comes after its
+/// [`PACKETS_PER_TICK`]-th item, after that item's event drain, which
+/// leaves nothing the tick's own drain would have sent otherwise (it sends
+/// every queued event either way; round 14).
+fn pair_batch(sink: &mut Sink<'_>, batch: &[Line<'_>]) -> Result<()> {
     let mut rest = batch;
     while !rest.is_empty() {
         // `until_tick` is at least 1 here: it is reset when it reaches 0.
         let n = rest.len().min(sink.until_tick as usize);
-        let (run, after) = std::mem::take(&mut rest).split_at_mut(n);
-        // Each item readied a step before its turn (the run's first by the
-        // step before the run): the next one readied (a hint; across the
-        // tick as well), then this one paired.
-        let mut items = run.iter_mut();
-        let mut item = items.next().expect("a run has an item");
-        for next in items {
-            sink.ready_pairing(&mut next.0);
-            if sink.pair_ready(&item.0) {
+        for (k, Line(item)) in rest[..n].iter().enumerate() {
+            // The next packet's pending-table entries (a hint; across the
+            // tick as well).
+            if let Some(Line(next)) = rest.get(k + 1) {
+                sink.prefetch_pairing(next);
+            }
+            // A packet by the pairing part's own entry (no flow slot
+            // hints to keep); a tick or a raw packet as `push_item`.
+            match item {
+                Item::Packet(ts, d) => {
+                    sink.correlator
+                        .push_prepared_pairing(*ts, d.side(), d, &mut sink.out);
+                }
+                _ => sink.push_item(item),
+            }
+            if sink.correlator.events_len() >= FLOW_EVENTS_PER_BATCH {
                 sink.drain()?;
             }
-            item = next;
-        }
-        if let Some(Line(next)) = after.first_mut() {
-            sink.ready_pairing(next);
-        }
-        if sink.pair_ready(&item.0) {
-            sink.drain()?;
         }
         sink.until_tick -= n as u64;
         if sink.until_tick == 0 {
             sink.after_push()?;
         }
-        rest = after;
+        rest = &rest[n..];
     }
     Ok(())
 }
@@ -1435,8 +1374,8 @@ struct PairingStage<'i, 'w> {
 
 impl<'i> PairingStage<'i, '_> {
     /// Pairs `batch` and returns it to the reader.
-    fn pair_one(&mut self, mut batch: Vec<Line<'i>>) -> Result<()> {
-        pair_batch(&mut self.sink, &mut batch)?;
+    fn pair_one(&mut self, batch: Vec<Line<'i>>) -> Result<()> {
+        pair_batch(&mut self.sink, &batch)?;
         self.paired += 1;
         // The reader may have finished: a closed return channel is fine.
         let _ = self.empty_tx.send(batch);
@@ -2353,7 +2292,6 @@ mod tests {
                 .wrapping_add(1_442_695_040_888_963_407);
             state >> 33
         };
-        let mut raw_seen = 0;
         for case in 0..10 {
             // Batch lengths and decode choices: the replay's own in case 0,
             // else random lengths below, around and above a tick's 4 096.
@@ -2392,32 +2330,11 @@ mod tests {
                 }
             }
             old.finish().unwrap();
-            let raw = batches
-                .iter()
-                .flatten()
-                .filter(|Line(i)| matches!(i, Item::Raw(_)))
-                .count();
-            raw_seen += raw;
             let (mut new, new_rx) = pairing_sink(&cfg, &rules);
-            for batch in &mut batches {
+            for batch in &batches {
                 pair_batch(&mut new, batch).unwrap();
             }
             new.finish().unwrap();
-            // The batches go back holding what the reader makes of every
-            // packet when it decodes them all: each raw one was decoded in
-            // its slot (round 21), to the same packet or tick.
-            let total = batches.iter().map(Vec::len).sum::<usize>();
-            let mut reader = Reader::new(&inputs, &rules, Preparer::new(&cfg), true);
-            let mut decoded = vec![Line(Item::Tick(0)); total + 1];
-            assert_eq!(fill::<true>(&mut reader, &mut decoded), total);
-            for (k, (Line(got), Line(want))) in batches.iter().flatten().zip(&decoded).enumerate() {
-                let same = match (got, want) {
-                    (Item::Packet(t, p), Item::Packet(u, q)) => t == u && p == q,
-                    (Item::Tick(t), Item::Tick(u)) => t == u,
-                    _ => false,
-                };
-                assert!(same, "case {case}: item {k} not as the reader decodes it");
-            }
             let (old_sent, new_sent) = (sent(&old_rx), sent(&new_rx));
             let advances = old_sent.iter().filter(|m| m.starts_with("advance")).count();
             assert!(advances >= 7, "case {case}: {advances} ticks");
@@ -2428,7 +2345,6 @@ mod tests {
             );
             assert_eq!(old_sent, new_sent, "case {case}");
         }
-        assert!(raw_seen > 30_000, "{raw_seen} raw packets in all cases");
     }
 
     /// The pairing part's messages for a generated capture (natrec-gen:
