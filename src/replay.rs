@@ -1321,17 +1321,19 @@ pub const FLOAT_READER_QUEUED_MIN: usize = 16;
 /// while at least this many wait, [`FLOAT_HOLD_BATCHES`] at most. Below
 /// [`FLOAT_READER_QUEUED_MIN`], so that a turn of the reader's pairs several
 /// batches: with the two equal (round 20) nearly every turn paired one
-/// batch (~2 700 turns for ~2 800 batches on the 10 M capture), each a
-/// hand-over of the pending table and a drain of a part-filled event batch;
-/// with 8, ~400–600 turns for the same share.
+/// batch (~2 800 turns for ~2 900 batches a run on the 10 M capture), each
+/// a hand-over of the pending table and a drain of a part-filled event
+/// batch; with 8 (and [`FLOAT_READER_EVENTS_MIN`]), ~570–590 turns for the
+/// same share.
 pub const FLOAT_READER_KEEP_MIN: usize = 8;
 /// Two threads: the reader pairs a batch only while at least this many
 /// messages (event batches, clock moves) wait for the writing thread, so
 /// that it holds the stage only while the writing thread has other work:
 /// a writing thread that runs out of events while the reader pairs waits
-/// for it (round 20: ~1 000 such waits a run on the 10 M capture, 13–49 ms
-/// in all; with 2, ~230 waits, 2–5 ms). 1 left more idle in some runs, 8
-/// starved the reader's turns (the queue filled, 0.2 core-s idle a run).
+/// for it (round 20: ~1 000 such waits a run on the 10 M capture, ~13 ms in
+/// all; with 2 and [`FLOAT_READER_KEEP_MIN`], ~120–140 waits, ~1.3 ms). 1
+/// left more idle in some runs, 8 starved the reader's turns (the queue
+/// filled, 0.2 core-s idle a run), 3 was the same as 2.
 pub const FLOAT_READER_EVENTS_MIN: usize = 2;
 /// Two threads: the reader decodes and prepares a batch itself while at
 /// least this many batches wait, and hands it over undecoded otherwise, for
