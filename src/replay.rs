@@ -1315,9 +1315,26 @@ const _: () = assert!(
         < FLOW_EVENT_BATCHES_IN_FLIGHT_MAX
 );
 /// Two threads: the reader takes the pairing stage (when it is free) once at
-/// least this many batches wait for it (the writing thread is behind), and
-/// pairs while that many wait, [`FLOAT_HOLD_BATCHES`] at most.
+/// least this many batches wait for it (the writing thread is behind).
 pub const FLOAT_READER_QUEUED_MIN: usize = 16;
+/// Two threads: once it holds the stage, the reader pairs another batch
+/// while at least this many wait, [`FLOAT_HOLD_BATCHES`] at most. Below
+/// [`FLOAT_READER_QUEUED_MIN`], so that a turn of the reader's pairs several
+/// batches: with the two equal (round 20) nearly every turn paired one
+/// batch (~2 800 turns for ~2 900 batches a run on the 10 M capture), each
+/// a hand-over of the pending table and a drain of a part-filled event
+/// batch; with 8 (and [`FLOAT_READER_EVENTS_MIN`]), ~570–590 turns for the
+/// same share.
+pub const FLOAT_READER_KEEP_MIN: usize = 8;
+/// Two threads: the reader pairs a batch only while at least this many
+/// messages (event batches, clock moves) wait for the writing thread, so
+/// that it holds the stage only while the writing thread has other work:
+/// a writing thread that runs out of events while the reader pairs waits
+/// for it (round 20: ~1 000 such waits a run on the 10 M capture, ~13 ms in
+/// all; with 2 and [`FLOAT_READER_KEEP_MIN`], ~120–140 waits, ~1.3 ms). 1
+/// left more idle in some runs, 8 starved the reader's turns (the queue
+/// filled, 0.2 core-s idle a run), 3 was the same as 2.
+pub const FLOAT_READER_EVENTS_MIN: usize = 2;
 /// Two threads: the reader decodes and prepares a batch itself while at
 /// least this many batches wait, and hands it over undecoded otherwise, for
 /// the pairing stage's holder to decode. Higher than three threads'
@@ -1335,6 +1352,12 @@ pub const FLOAT_DECODE_QUEUED_MIN: usize = 4;
 struct Floating {
     hold_batches: usize,
     reader_queued_min: usize,
+    /// The reader, holding the stage, pairs another batch only while at
+    /// least this many wait ([`FLOAT_READER_KEEP_MIN`]).
+    reader_keep_min: usize,
+    /// The reader pairs a batch only while at least this many messages wait
+    /// for the writing thread ([`FLOAT_READER_EVENTS_MIN`]).
+    reader_events_min: usize,
     /// The reader decodes a batch itself while at least this many wait,
     /// else hands it over undecoded ([`FLOAT_DECODE_QUEUED_MIN`]).
     decode_queued_min: usize,
@@ -1347,17 +1370,25 @@ struct Floating {
     /// taken this many messages.
     #[cfg(test)]
     fail_after: Option<u64>,
+    /// Tests: the reader keeps the stage this long after each of its turns
+    /// (as if descheduled before it let go).
+    #[cfg(test)]
+    reader_holds_for: Option<std::time::Duration>,
 }
 
 impl Floating {
     const DEFAULT: Floating = Floating {
         hold_batches: FLOAT_HOLD_BATCHES,
         reader_queued_min: FLOAT_READER_QUEUED_MIN,
+        reader_keep_min: FLOAT_READER_KEEP_MIN,
+        reader_events_min: FLOAT_READER_EVENTS_MIN,
         decode_queued_min: FLOAT_DECODE_QUEUED_MIN,
         #[cfg(test)]
         fail_when_held_after: None,
         #[cfg(test)]
         fail_after: None,
+        #[cfg(test)]
+        reader_holds_for: None,
     };
 }
 
@@ -1410,9 +1441,9 @@ impl<'i> PairingStage<'i, '_> {
     }
 
     /// [`Pairing::reader_turn`]'s batches.
-    fn reader_turn(&mut self, hold: usize, queued_min: usize) -> Result<bool> {
+    fn reader_turn(&mut self, hold: usize, keep_min: usize, events_min: usize) -> Result<bool> {
         for _ in 0..hold {
-            if self.full_rx.len() < queued_min.max(1) {
+            if self.full_rx.len() < keep_min.max(1) || self.events_queued() < events_min {
                 break;
             }
             let Ok(batch) = self.full_rx.try_recv() else {
@@ -1421,6 +1452,14 @@ impl<'i> PairingStage<'i, '_> {
             self.pair_one(batch)?;
         }
         Ok(false)
+    }
+
+    /// Messages waiting for the writing thread.
+    fn events_queued(&self) -> usize {
+        match &self.sink.out_to {
+            Out::Channel { tx, .. } => tx.len(),
+            Out::Direct(_) => 0,
+        }
     }
 
     /// [`Pairing::reader_last`]'s batches: all that are left.
@@ -1444,7 +1483,8 @@ struct PairedBy {
 /// events, so batches are paired and events sent in the order of one
 /// pairing thread. The writing thread pairs when its events run out, the
 /// reader when its batches queue up; a holder sends the events it queued
-/// before letting go.
+/// before letting go, and the reader wakes the writing thread once it has
+/// let go ([`float_read_stage`]).
 struct Pairing<'i, 'w> {
     /// `None` once finished (or stopped on an error): dropping it drops the
     /// sink's sender, which tells the writing thread that everything was
@@ -1454,9 +1494,6 @@ struct Pairing<'i, 'w> {
     counts: Option<SinkCounts>,
     /// Batches paired by the reader and by the writing thread.
     paired_by: PairedBy,
-    /// Wakes the writing thread when it waits for events but batches are
-    /// left to pair (bound 1: one token is enough).
-    wake: crossbeam_channel::Sender<()>,
     /// Set once everything is paired and sent, or the stage stopped.
     done: &'w AtomicBool,
     floating: Floating,
@@ -1470,31 +1507,36 @@ impl<'i, 'w> Pairing<'i, 'w> {
     fn writer_turn(&mut self) -> Result<()> {
         let hold = self.floating.hold_batches;
         self.turn(false, |stage| stage.writer_turn(hold))
+            .map(|_| ())
     }
 
-    /// The reader's turn (at least `reader_queued_min` batches wait): pairs while
-    /// that many wait, `hold_batches` at most.
-    fn reader_turn(&mut self) -> Result<()> {
-        let (hold, queued_min) = (self.floating.hold_batches, self.floating.reader_queued_min);
-        self.turn(true, |stage| stage.reader_turn(hold, queued_min))
+    /// The reader's turn (at least `reader_queued_min` batches wait): pairs
+    /// while `reader_keep_min` batches and `reader_events_min` messages for
+    /// the writing thread wait, `hold_batches` at most. `true` when batches
+    /// are left for the writing thread to pair.
+    fn reader_turn(&mut self) -> Result<bool> {
+        let f = self.floating;
+        self.turn(true, |stage| {
+            stage.reader_turn(f.hold_batches, f.reader_keep_min, f.reader_events_min)
+        })
     }
 
     /// The reader read everything (its end of the queue is closed): pairs
     /// what is left and finishes.
     fn reader_last(&mut self) -> Result<()> {
-        self.turn(true, PairingStage::rest)
+        self.turn(true, PairingStage::rest).map(|_| ())
     }
 
     /// A turn of the reader's (`by_reader`) or the writing thread's: `pair`
     /// on the stage if it still runs, its batches counted for that thread,
-    /// then [`Pairing::let_go`].
+    /// then [`Pairing::let_go`] (`true`: batches are left).
     fn turn(
         &mut self,
         by_reader: bool,
         pair: impl FnOnce(&mut PairingStage<'i, 'w>) -> Result<bool>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let Some(stage) = &mut self.stage else {
-            return Ok(());
+            return Ok(false);
         };
         let before = stage.paired;
         let r = pair(stage);
@@ -1509,28 +1551,27 @@ impl<'i, 'w> Pairing<'i, 'w> {
 
     /// Ends a turn whose batches gave `r`: stops the stage on an error (the
     /// writing thread went away), finishes it if everything was read and
-    /// paired, else sends the events queued so far and wakes the writing
-    /// thread if batches are left for it to pair.
-    fn let_go(&mut self, r: Result<bool>) -> Result<()> {
+    /// paired, else sends the events queued so far. `true` when batches are
+    /// left to pair (the reader then wakes the writing thread, once the
+    /// stage is free).
+    fn let_go(&mut self, r: Result<bool>) -> Result<bool> {
         let Some(stage) = &mut self.stage else {
-            return r.map(|_| ());
+            return r.map(|_| false);
         };
         match r {
             Ok(true) => {
                 let finished = stage.sink.finish();
                 self.counts = Some(stage.sink.counts());
                 self.stop();
-                finished
+                finished.map(|()| false)
             }
             Ok(false) => {
                 let sent = stage.sink.drain();
-                let left = !stage.full_rx.is_empty();
                 if sent.is_err() {
                     self.stop();
-                } else if left {
-                    let _ = self.wake.try_send(());
                 }
-                sent
+                let left = self.stage.as_ref().is_some_and(|s| !s.full_rx.is_empty());
+                sent.map(|()| left)
             }
             Err(e) => {
                 self.stop();
@@ -1561,6 +1602,7 @@ fn float_read_stage<'i>(
     full_tx: crossbeam_channel::Sender<Vec<Line<'i>>>,
     empty_rx: crossbeam_channel::Receiver<Vec<Line<'i>>>,
     pairing: &Mutex<Pairing<'i, '_>>,
+    wake: &crossbeam_channel::Sender<()>,
     floating: Floating,
 ) -> (Summary, Result<()>) {
     let mut batches = 0u64;
@@ -1591,9 +1633,30 @@ fn float_read_stage<'i>(
         }
         if full_tx.len() >= floating.reader_queued_min {
             if let Ok(mut p) = pairing.try_lock() {
-                paired = p.reader_turn();
-                if paired.is_err() {
-                    break;
+                let turn = p.reader_turn();
+                #[cfg(test)]
+                if let Some(held) = floating.reader_holds_for {
+                    std::thread::sleep(held);
+                }
+                drop(p);
+                match turn {
+                    // Batches are left: wake the writing thread if it waits,
+                    // once the stage is free. A writing thread that found the
+                    // stage held sleeps only until this token comes (or an
+                    // older one it has not taken yet, after which it tries
+                    // the stage again), so none is lost: a token sent while
+                    // the stage was still held could be taken by the writing
+                    // thread, which then still found the stage held and
+                    // slept with no token to come (a hang once the reader
+                    // then waited on a full queue).
+                    Ok(true) => {
+                        let _ = wake.try_send(());
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        paired = Err(e);
+                        break;
+                    }
                 }
             }
         }
@@ -1705,6 +1768,9 @@ fn run_floating<'i>(
         crossbeam_channel::bounded::<ToWriter>(FLOW_EVENT_BATCHES_IN_FLIGHT_MAX);
     let (back_tx, back_rx) =
         crossbeam_channel::bounded::<Vec<FlowEvent>>(FLOW_EVENT_BATCHES_IN_FLIGHT_MAX + 2);
+    // Wakes the writing thread when it waits for events but batches are left
+    // to pair (bound 1: one token is enough). Kept here, so the writing
+    // thread's end of it never closes.
     let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(1);
     let sink = Sink::new(
         Correlator::try_new_pairing(cfg.clone())?,
@@ -1726,16 +1792,15 @@ fn run_floating<'i>(
         }),
         counts: None,
         paired_by: PairedBy::default(),
-        wake: wake_tx,
         done: &done,
         floating,
     });
     std::thread::scope(|scope| -> Result<(Summary, SinkCounts, PairedBy)> {
-        let pairing = &pairing;
+        let (pairing, wake) = (&pairing, &wake_tx);
         let producer = std::thread::Builder::new()
             .name("natrec-read".into())
             .spawn_scoped(scope, move || {
-                float_read_stage(reader, bar, full_tx, empty_rx, pairing, floating)
+                float_read_stage(reader, bar, full_tx, empty_rx, pairing, wake, floating)
             })?;
         let written = float_write_stage(writer, flows, pairing, from_sink, back_tx, wake_rx);
         // On an error (the events' receiver is gone now, so a holder's sends
@@ -2501,9 +2566,12 @@ mod tests {
         let every_batch = Floating {
             hold_batches: 1,
             reader_queued_min: 1,
+            reader_keep_min: 1,
+            reader_events_min: 0,
             decode_queued_min: usize::MAX,
             fail_when_held_after: None,
             fail_after: None,
+            reader_holds_for: None,
         };
         let mut floated = false;
         for (name, floating, attempts) in [
@@ -2520,6 +2588,20 @@ mod tests {
                 "reader-decodes",
                 Floating {
                     decode_queued_min: 0,
+                    ..every_batch
+                },
+                1,
+            ),
+            // The reader takes the stage but pairs none while fewer than 2
+            // messages wait for the writing thread; once it holds the stage
+            // it pairs while 8 batches wait.
+            (
+                "reader-gated",
+                Floating {
+                    hold_batches: 8,
+                    reader_queued_min: 2,
+                    reader_keep_min: 1,
+                    reader_events_min: 2,
                     ..every_batch
                 },
                 1,
@@ -2584,9 +2666,12 @@ mod tests {
         let floating = Floating {
             hold_batches: 1,
             reader_queued_min: 1,
+            reader_keep_min: 1,
+            reader_events_min: 0,
             decode_queued_min: 1,
             fail_when_held_after: None,
             fail_after: None,
+            reader_holds_for: None,
         };
         let replay = |name: &str, floating: Floating| {
             let store_dir = dir.path().join(name);
@@ -2641,5 +2726,130 @@ mod tests {
         };
         let e = replay("queued", queued).unwrap_err();
         assert!(e.contains("store error (injected)"), "{e}");
+    }
+
+    /// The writing thread sleeps (the stage held, no event to apply) only
+    /// when a wake-up is sure to come. Here the reader takes the stage after
+    /// every batch it sends but pairs none (its turns wait for events that
+    /// the writing thread never leaves queued), so its wake-up is the only
+    /// thing that can wake the writing thread, and it keeps the stage a
+    /// while after each turn, so the writing thread finds it held and
+    /// sleeps; it sends more batches than the queue holds. A wake-up sent
+    /// before the stage is free is taken by a writing thread that then finds
+    /// the stage still held and sleeps with none to come, and the reader
+    /// then waits on a full queue (a hang). Each run is watched for a
+    /// minute.
+    #[test]
+    fn the_writing_thread_is_woken_whenever_the_reader_lets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let batches = BATCHES_IN_FLIGHT_MAX as u64 + 40;
+        let (gen, cfg) = float_capture(dir.path(), batches * PACKETS_PER_BATCH as u64);
+        let floating = Floating {
+            hold_batches: 1,
+            reader_queued_min: 1,
+            reader_keep_min: 1,
+            reader_events_min: usize::MAX,
+            decode_queued_min: usize::MAX,
+            fail_when_held_after: None,
+            fail_after: None,
+            reader_holds_for: Some(std::time::Duration::from_micros(200)),
+        };
+        for attempt in 0..3 {
+            let store_dir = dir.path().join(format!("wake-{attempt}"));
+            let (gen, cfg) = (gen.clone(), cfg.clone());
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            std::thread::spawn(move || {
+                let inputs =
+                    open_inputs(&[], &[gen.join("inside.pcap")], &[gen.join("outside.pcap")])
+                        .unwrap();
+                let store = Store::create(&store_dir, StoreConfig::default()).unwrap();
+                let mut writer = store.writer().unwrap();
+                let r = run_floating(
+                    &inputs,
+                    &SideRules::default(),
+                    cfg.clone(),
+                    Preparer::new(&cfg),
+                    &mut writer,
+                    &ProgressBar::hidden(),
+                    floating,
+                )
+                .map(|(summary, _, paired_by)| (summary.packets, paired_by));
+                drop(writer);
+                let _ = std::fs::remove_dir_all(&store_dir);
+                let _ = tx.send(r.map_err(|e| e.to_string()));
+            });
+            let (packets, paired_by) = rx
+                .recv_timeout(std::time::Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("run {attempt} hung"))
+                .unwrap();
+            // More batches than the queue holds, each paired once.
+            let sent = packets.div_ceil(PACKETS_PER_BATCH as u64);
+            assert!(sent > BATCHES_IN_FLIGHT_MAX as u64 + 2, "{sent}");
+            assert_eq!(paired_by.reader + paired_by.writer, sent);
+        }
+    }
+
+    /// The reader, holding the pairing stage, pairs a batch only while at
+    /// least `reader_events_min` messages wait for the writing thread (else
+    /// the writing thread would run out of work while it waits for the
+    /// stage), and, once it pairs, goes on while `reader_keep_min` batches
+    /// wait (below the `reader_queued_min` that made it take the stage), at
+    /// most `hold_batches`; it reports whether batches are left for the
+    /// writing thread.
+    #[test]
+    fn the_readers_turn_pairs_while_batches_and_the_writers_messages_wait() {
+        let cfg = CorrelatorConfig::default();
+        let rules = SideRules::default();
+        let (sink, events) = pairing_sink(&cfg, &rules);
+        let Out::Channel { tx: to_writer, .. } = &sink.out_to else {
+            unreachable!("a pairing sink sends to the writing thread")
+        };
+        let to_writer = to_writer.clone();
+        let (full_tx, full_rx) = crossbeam_channel::unbounded::<Vec<Line<'_>>>();
+        let (empty_tx, _empty_rx) = crossbeam_channel::unbounded::<Vec<Line<'_>>>();
+        for _ in 0..20 {
+            full_tx.send(vec![Line(Item::Tick(0))]).unwrap();
+        }
+        let done = AtomicBool::new(false);
+        let mut pairing = Pairing {
+            stage: Some(PairingStage {
+                sink,
+                full_rx,
+                empty_tx,
+                paired: 0,
+            }),
+            counts: None,
+            paired_by: PairedBy::default(),
+            done: &done,
+            floating: Floating {
+                hold_batches: 8,
+                reader_queued_min: 16,
+                reader_keep_min: 8,
+                reader_events_min: 2,
+                ..Floating::DEFAULT
+            },
+        };
+        let queued = |p: &Pairing<'_, '_>| p.stage.as_ref().unwrap().full_rx.len();
+        // One message waits for the writing thread: no batch paired.
+        to_writer.send(ToWriter::Advance(0)).unwrap();
+        assert!(pairing.reader_turn().unwrap());
+        assert_eq!((pairing.paired_by.reader, queued(&pairing)), (0, 20));
+        // Two: 8 batches (the hold), then down to 7 left (the keep).
+        to_writer.send(ToWriter::Advance(0)).unwrap();
+        assert!(pairing.reader_turn().unwrap());
+        assert_eq!((pairing.paired_by.reader, queued(&pairing)), (8, 12));
+        assert!(pairing.reader_turn().unwrap());
+        assert_eq!((pairing.paired_by.reader, queued(&pairing)), (13, 7));
+        assert!(pairing.reader_turn().unwrap());
+        assert_eq!(pairing.paired_by.reader, 13);
+        // The writing thread took its messages: none paired.
+        while events.try_recv().is_ok() {}
+        let left = queued(&pairing);
+        for _ in 0..left {
+            full_tx.send(vec![Line(Item::Tick(0))]).unwrap();
+        }
+        assert!(pairing.reader_turn().unwrap());
+        assert_eq!(pairing.paired_by.reader, 13);
+        assert!(!done.load(Ordering::Acquire));
     }
 }
