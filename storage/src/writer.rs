@@ -1873,7 +1873,8 @@ impl Writer {
     /// (renamed, on the background thread: [`Chore::Recycle`]) if it is a
     /// version 3 log with a next generation, else removed.
     /// `map`: the map the log's seal read it through, kept with the spare
-    /// (dropped on the background thread if the file is removed there).
+    /// (unmapped on the background thread if it removes the file there for
+    /// want of room; here, for a log that is not used again).
     fn retire_log(&mut self, path: PathBuf, generation: u32, map: Option<memmap2::Mmap>) {
         if generation != 0 && crate::format::next_generation(generation).is_some() {
             self.spares_asked_recycled += 1;
