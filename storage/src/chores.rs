@@ -56,6 +56,10 @@ pub(crate) enum Chore {
         log: PathBuf,
         spare: PathBuf,
         generation: u32,
+        /// The map the log's seal read it through, kept with the spare for
+        /// its next log ([`crate::partition::ActiveLog::from_spare`]);
+        /// unmapped here if the file is removed.
+        map: Option<memmap2::Mmap>,
     },
 }
 
@@ -66,6 +70,11 @@ pub(crate) const SPARES_MAX: usize = crate::writer::SEALED_LOGS_PENDING_MAX + 1;
 /// Bytes of spare log files kept at most (256 MiB): a sealed log that would
 /// pass it is removed, not kept.
 pub(crate) const SPARES_BYTES_MAX: u64 = 256 << 20;
+
+/// A spare log file: its temp path, an open handle, the generation its file
+/// held (0 for a new file) and the map its last seal read it through (a
+/// kept sealed log's, else `None`).
+pub(crate) type Spare = (PathBuf, File, u32, Option<memmap2::Mmap>);
 
 #[derive(Default)]
 struct State {
@@ -79,8 +88,8 @@ struct State {
     /// Spare log files made or kept and not taken yet, in the order they
     /// came (taken newest first: a sealed log kept last has the most of its
     /// pages still cached). (temp path, handle, the generation its file
-    /// held: 0 for a new file.)
-    spares: Vec<(PathBuf, File, u32)>,
+    /// held: 0 for a new file, the map a sealed log kept of it.)
+    spares: Vec<Spare>,
     /// Spares asked for that were made or failed (made ones are in
     /// `spares` until taken).
     spares_finished: u64,
@@ -166,9 +175,8 @@ impl Chores {
         self.shared.fail_next_sync.store(true, Ordering::Release);
     }
 
-    /// A spare log made ahead or kept (its temp path, an open handle and
-    /// the generation its file held, 0 for a new file), if one is ready.
-    pub fn take_spare(&self) -> Option<(PathBuf, File, u32)> {
+    /// A spare log made ahead or kept ([`Spare`]), if one is ready.
+    pub fn take_spare(&self) -> Option<Spare> {
         let mut st = self.shared.state.lock().expect("not poisoned");
         st.spares.pop()
     }
@@ -236,7 +244,7 @@ fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
             } else {
                 crate::partition::ActiveLog::make_spare(&path)
                     .ok()
-                    .map(|f| (path, f, 0))
+                    .map(|f| (path, f, 0, None))
             };
             let mut st = shared.state.lock().expect("not poisoned");
             st.spares.extend(made);
@@ -250,13 +258,14 @@ fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
                 log,
                 spare,
                 generation,
+                map,
             } => {
                 let room = |len: u64| {
                     let st = shared.state.lock().expect("not poisoned");
                     let bytes: u64 = st
                         .spares
                         .iter()
-                        .map(|(_, f, _)| f.metadata().map_or(0, |m| m.len()))
+                        .map(|(_, f, ..)| f.metadata().map_or(0, |m| m.len()))
                         .sum();
                     st.spares.len() < SPARES_MAX && bytes.saturating_add(len) <= SPARES_BYTES_MAX
                 };
@@ -272,7 +281,7 @@ fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
                         .open(&spare);
                     let mut st = shared.state.lock().expect("not poisoned");
                     match f {
-                        Ok(f) => st.spares.push((spare, f, generation)),
+                        Ok(f) => st.spares.push((spare, f, generation, map)),
                         Err(_) => {
                             let _ = std::fs::remove_file(&spare);
                         }
@@ -281,6 +290,9 @@ fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
                     shared.changed.notify_all();
                     continue;
                 }
+                // Not kept: its map (if any) is unmapped here, not on the
+                // writer's thread.
+                drop(map);
                 Chore::Remove(log)
             }
             c => c,

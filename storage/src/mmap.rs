@@ -13,7 +13,10 @@
 //!   operator;
 //! * active `.log` files only ever grow (`set_len` to a larger size); the
 //!   store never truncates a log, it zeroes unused slots instead; a log is
-//!   deleted after sealing, which leaves existing maps valid on Unix;
+//!   deleted after sealing, which leaves existing maps valid on Unix, or its
+//!   file is renamed and used again for a later log (never shrunk), with the
+//!   map its seal read it through: that map keeps its length, at most the
+//!   file's then, and reads what the later log writes over the same pages;
 //! * only the holder of `store.lock` writes, and each map is created with
 //!   the file length read just before, so `len <= file length`.
 //!

@@ -150,9 +150,12 @@ fn crc_of_headerless(slots: &[u8]) -> Option<RecordCrc> {
     }
 }
 
-/// The writer's handle on one active log segment. It holds no map: records
-/// go to the file with `pwrite`, and the seal maps the committed slots
-/// read-only ([`ActiveLog::committed`]).
+/// The writer's handle on one active log segment. Records go to the file
+/// with `pwrite`, and the seal reads the committed slots through a
+/// read-only map ([`ActiveLog::committed`]) that the log keeps afterwards
+/// ([`ActiveLog::keep_map`]): a sealed log's file used again as a spare
+/// takes its map along ([`ActiveLog::from_spare`]), so the next seal of that
+/// file finds its pages mapped, with no page fault and no unmapping.
 pub(crate) struct ActiveLog {
     pub path: PathBuf,
     file: File,
@@ -178,6 +181,10 @@ pub(crate) struct ActiveLog {
     /// The log had records but a zero header at open (a crash before its
     /// first flush) and the header was written again from the file name.
     pub header_rewritten: bool,
+    /// A read-only map of the file's first bytes (at most its length when
+    /// made; the file never shrinks), kept from the file's last seal for the
+    /// next one ([`ActiveLog::map_committed`]), or `None`.
+    map: Option<Mmap>,
 }
 
 impl ActiveLog {
@@ -225,6 +232,9 @@ impl ActiveLog {
     /// as `create_new` does; no inode is allocated on the writer's thread),
     /// then the header, as [`ActiveLog::create`]. The caller removes the
     /// spare's temp name. Durable as a created log is: with the first flush.
+    /// `map`: the map a sealed log kept of this file ([`ActiveLog::take_map`]),
+    /// read again by this log's seal if it covers the records then.
+    #[allow(clippy::too_many_arguments)]
     pub fn from_spare(
         spare: &Path,
         file: File,
@@ -233,6 +243,7 @@ impl ActiveLog {
         span_ns: i64,
         segment: u32,
         held: u32,
+        map: Option<Mmap>,
     ) -> Result<ActiveLog, StoreError> {
         std::fs::hard_link(spare, path).map_err(StoreError::io(path, "link spare log to"))?;
         let generation = if held == 0 {
@@ -240,7 +251,9 @@ impl ActiveLog {
         } else {
             crate::format::next_generation(held).expect("recycled only below the last")
         };
-        ActiveLog::init_gen(path, file, start_ns, span_ns, segment, generation)
+        let mut log = ActiveLog::init_gen(path, file, start_ns, span_ns, segment, generation)?;
+        log.map = map;
+        Ok(log)
     }
 
     /// The generation of a version 3 log (0: versions 1, 2).
@@ -303,6 +316,7 @@ impl ActiveLog {
             dirty: true,
             zeroed_slots: 0,
             header_rewritten: false,
+            map: None,
         })
     }
 
@@ -403,6 +417,7 @@ impl ActiveLog {
             dirty: false,
             zeroed_slots: zeroed,
             header_rewritten,
+            map: None,
         })
     }
 
@@ -721,17 +736,48 @@ impl ActiveLog {
         Ok(())
     }
 
-    /// A read-only map of the header and the committed slots (they reached
-    /// the page cache with `pwrite`; the map reads them from there).
-    fn map_committed(&self) -> Result<Mmap, StoreError> {
+    /// A read-only map of at least the header and the committed slots (they
+    /// reached the page cache with `pwrite`; the map reads them from there):
+    /// the map the log kept ([`ActiveLog::keep_map`], or one a sealed log
+    /// kept of this file, [`ActiveLog::from_spare`]) if it is long enough,
+    /// else a new one of the whole file (its slots to the capacity: a later
+    /// seal of this file with more records uses it again).
+    fn map_committed(&mut self) -> Result<Mmap, StoreError> {
         assert!(
             self.count == self.on_file,
             "log read before its buffer was written out"
         );
-        // HDR + count × REC <= HDR + capacity × REC = the file's length,
-        // which only grows.
-        mmap::map_read(&self.file, HDR + self.count * REC)
-            .map_err(StoreError::io(&self.path, "map log"))
+        let need = HDR + self.count * REC;
+        match self.map.take() {
+            // Bytes of the file the map was made over (the file only grows):
+            // the records written since reached the same page cache.
+            Some(map) if map.len() as u64 >= need => Ok(map),
+            // Too short: dropped (unmapped) for a longer one.
+            _ => {
+                // HDR + count × REC <= HDR + capacity × REC <= the file's
+                // length, which only grows.
+                mmap::map_read(&self.file, HDR + self.capacity * REC)
+                    .map_err(StoreError::io(&self.path, "map log"))
+            }
+        }
+    }
+
+    /// Keeps `c`'s map for the next read of the committed records (a sealed
+    /// log's: taken by [`ActiveLog::take_map`] for the file's next log).
+    pub fn keep_map(&mut self, c: CommittedRecords) {
+        self.map = Some(c.map);
+    }
+
+    /// The map this log keeps, if any (for the file's next log, when the
+    /// file is used again: [`ActiveLog::from_spare`]).
+    pub fn take_map(&mut self) -> Option<Mmap> {
+        self.map.take()
+    }
+
+    /// Tests: whether the log keeps a map for its next read.
+    #[cfg(test)]
+    pub fn has_map(&self) -> bool {
+        self.map.is_some()
     }
 
     /// Committed records through a read-only map (no copy), every one's CRC
@@ -753,7 +799,7 @@ impl ActiveLog {
     /// stores no record CRC; its decoder computes the CRC-32/IEEE), and
     /// what it carries or marks late it encodes again.
     #[cfg(test)]
-    pub fn committed(&self) -> Result<CommittedRecords, StoreError> {
+    pub fn committed(&mut self) -> Result<CommittedRecords, StoreError> {
         self.committed_with(false)
     }
 
@@ -764,7 +810,7 @@ impl ActiveLog {
     /// function of the halves' CRCs and lengths).
     /// For the final seal of a replay, when nothing else runs.
     #[cfg(test)]
-    pub fn committed_with(&self, two_threads: bool) -> Result<CommittedRecords, StoreError> {
+    pub fn committed_with(&mut self, two_threads: bool) -> Result<CommittedRecords, StoreError> {
         self.committed_folding(two_threads, |_: &mut (), _| {})
             .map(|(c, ..)| c)
     }
@@ -776,12 +822,15 @@ impl ActiveLog {
     /// the second half's into the second when the CRCs are checked on two
     /// threads; otherwise all into the first, the second left `S::default()`.
     pub fn committed_folding<S: Default + Send>(
-        &self,
+        &mut self,
         two_threads: bool,
         fold: impl Fn(&mut S, &[Record]) + Sync,
     ) -> Result<(CommittedRecords, S, S), StoreError> {
         let map = self.map_committed()?;
-        let c = CommittedRecords { map };
+        let c = CommittedRecords {
+            map,
+            count: self.count as usize,
+        };
         let recs = c.records();
         let crc = self.crc;
         let valid = |rs: &[Record]| {
@@ -834,15 +883,18 @@ impl Drop for ActiveLog {
 }
 
 /// The committed records of an active log, CRC-checked, in a read-only map
-/// ([`ActiveLog::committed`]).
+/// ([`ActiveLog::committed`]) of the file's first bytes (the slots after
+/// them are not the log's records: zero, or a recycled file's old ones).
 pub(crate) struct CommittedRecords {
     map: Mmap,
+    /// Records committed when read: the slots the map is read to.
+    count: usize,
 }
 
 impl CommittedRecords {
     /// The records, in log order (no copy).
     pub fn records(&self) -> &[Record] {
-        <[Record]>::ref_from_bytes(&self.map[HEADER_SIZE..])
+        <[Record]>::ref_from_bytes(&self.map[HEADER_SIZE..HEADER_SIZE + self.count * RECORD_SIZE])
             .expect("Record is unaligned, the map is a header plus whole slots")
     }
 }
@@ -1817,6 +1869,75 @@ mod tests {
     /// returns fewer; a view opened after reads the old name's `.part`
     /// instead ("used again"), or, with no `.part` (a crash lost the new
     /// header), an empty log, which recovery empties (`zeroed_anew`).
+    /// A seal's map is kept (`keep_map`) and goes with the file to its next
+    /// log (`from_spare`): that log's committed records are read through it,
+    /// no new map, and only its own records, not the earlier log's in the
+    /// slots after them; past the map's end (the log grew), a new map.
+    #[test]
+    fn a_kept_map_is_read_again_by_the_files_next_log_to_its_length() {
+        let d = tempfile::tempdir().unwrap();
+        let hour = 3_600_000_000_000i64;
+        let name = |start: i64| {
+            d.path().join(crate::format::file_name(
+                start,
+                0,
+                crate::format::FileKind::Active,
+            ))
+        };
+        let a = name(hour);
+        let mut log = ActiveLog::create(&a, hour, hour, 0).unwrap();
+        let first: Vec<Record> = (0..300u16).map(|i| rec(i, hour + i64::from(i))).collect();
+        log.append_records(&first).unwrap();
+        log.write_out().unwrap();
+        let c = log.committed().unwrap();
+        let want: Vec<Record> = first.iter().map(|r| slot_of(r, log.crc)).collect();
+        assert_eq!(c.records(), &want[..]);
+        let at = c.records().as_ptr();
+        log.keep_map(c);
+        // Read again through the kept map.
+        let c = log.committed().unwrap();
+        assert_eq!((c.records().as_ptr(), c.records().len()), (at, 300));
+        log.keep_map(c);
+        let map = log.take_map();
+        assert!(map.is_some() && !log.has_map());
+        let generation = log.generation();
+        drop(log);
+        let spare = d.path().join("spare-r000001.log.tmp");
+        std::fs::rename(&a, &spare).unwrap();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&spare)
+            .unwrap();
+        let b = name(2 * hour);
+        let mut next =
+            ActiveLog::from_spare(&spare, file, &b, 2 * hour, hour, 0, generation, map).unwrap();
+        let second: Vec<Record> = (0..10u16)
+            .map(|i| rec(1000 + i, 2 * hour + i64::from(i)))
+            .collect();
+        next.append_records(&second).unwrap();
+        next.write_out().unwrap();
+        let c = next.committed().unwrap();
+        let want: Vec<Record> = second.iter().map(|r| slot_of(r, next.crc)).collect();
+        assert_eq!(c.records(), &want[..]);
+        assert_eq!(c.records().as_ptr(), at, "the kept map, not a new one");
+        next.keep_map(c);
+        // Past the first map's end (the initial capacity): a new map, all
+        // the records.
+        let more: Vec<Record> = (0..LOG_SLOTS_INITIAL as u16)
+            .map(|i| rec(2000 + i, 2 * hour + 100 + i64::from(i)))
+            .collect();
+        next.append_records(&more).unwrap();
+        next.write_out().unwrap();
+        let c = next.committed().unwrap();
+        let want: Vec<Record> = second
+            .iter()
+            .chain(&more)
+            .map(|r| slot_of(r, next.crc))
+            .collect();
+        assert_eq!(c.records(), &want[..]);
+    }
+
     #[test]
     fn log_used_again_under_a_reader_is_never_read_as_its_own() {
         let d = tempfile::tempdir().unwrap();
@@ -1869,7 +1990,7 @@ mod tests {
             .open(&spare)
             .unwrap();
         let mut next =
-            ActiveLog::from_spare(&spare, file, &b, 2 * hour, hour, 0, generation).unwrap();
+            ActiveLog::from_spare(&spare, file, &b, 2 * hour, hour, 0, generation, None).unwrap();
         std::fs::remove_file(&spare).unwrap();
         assert_eq!(next.generation(), generation + 1);
         // Only the header so far: reads of slots not overwritten would pass
