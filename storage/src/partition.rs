@@ -1862,13 +1862,6 @@ mod tests {
         }
     }
 
-    /// A log sealed and its file used again for the next log while a
-    /// reader has it mapped: the reader's view (opened before) says
-    /// "used again" on every read that could have met the next use's
-    /// bytes, never returns a record of the next log and never silently
-    /// returns fewer; a view opened after reads the old name's `.part`
-    /// instead ("used again"), or, with no `.part` (a crash lost the new
-    /// header), an empty log, which recovery empties (`zeroed_anew`).
     /// A seal's map is kept (`keep_map`) and goes with the file to its next
     /// log (`from_spare`): that log's committed records are read through it,
     /// no new map, and only its own records, not the earlier log's in the
@@ -1938,6 +1931,13 @@ mod tests {
         assert_eq!(c.records(), &want[..]);
     }
 
+    /// A log sealed and its file used again for the next log while a
+    /// reader has it mapped: the reader's view (opened before) says
+    /// "used again" on every read that could have met the next use's
+    /// bytes, never returns a record of the next log and never silently
+    /// returns fewer; a view opened after reads the old name's `.part`
+    /// instead ("used again"), or, with no `.part` (a crash lost the new
+    /// header), an empty log, which recovery empties (`zeroed_anew`).
     #[test]
     fn log_used_again_under_a_reader_is_never_read_as_its_own() {
         let d = tempfile::tempdir().unwrap();
