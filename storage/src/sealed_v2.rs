@@ -325,8 +325,14 @@ impl BlockBuf {
     /// (`64 / W * W` bits each; whole words when `W` divides 64) are
     /// appended as [`Self::packed`] appends values, so one test and one
     /// variable shift a chunk rather than a value.
-    #[inline(never)]
+    #[inline(always)]
     fn packed_const<const W: u32, T: Copy>(&mut self, vals: &[T], f: impl Fn(T) -> u64) {
+        packed_const_mv::<W, T, _>(self, vals, f);
+    }
+
+    /// [`Self::packed_const`] ([`packed_const_mv`]'s two versions).
+    #[inline(always)]
+    fn packed_const_body<const W: u32, T: Copy>(&mut self, vals: &[T], f: impl Fn(T) -> u64) {
         let mut runs = vals.chunks_exact(PACK_RUN_VALUES);
         let mut pos = self.pos;
         let run_bytes = 8 * W as usize;
@@ -373,6 +379,18 @@ impl BlockBuf {
             self.word(acc, nbits.div_ceil(8) as usize);
         }
     }
+}
+
+crate::simd::v3! {
+    /// [`BlockBuf::packed_const`], for the baseline and for x86-64-v3.
+    fn packed_const_mv[const W: u32, T: Copy, F: Fn(T) -> u64](b: &mut BlockBuf, vals: &[T], f: F)
+    => packed_const_free[W, T, F];
+}
+
+/// [`BlockBuf::packed_const_body`] as a function.
+#[inline(always)]
+fn packed_const_free<const W: u32, T: Copy, F: Fn(T) -> u64>(b: &mut BlockBuf, vals: &[T], f: F) {
+    b.packed_const_body::<W, T>(vals, f);
 }
 
 /// `$body` eight times, `$i` bound to 0, 1, ..., 7 in turn: a loop
@@ -710,6 +728,18 @@ fn distinct_slot(v: u64) -> usize {
     (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - DISTINCT_SLOT_BITS)) as usize
 }
 
+crate::simd::v3! {
+    /// [`dict_size_below_body`], for the baseline and for x86-64-v3.
+    fn dict_size_below(
+        vals: &[u64],
+        min: u64,
+        max: u64,
+        best: usize,
+        s: &mut ColScratch,
+    ) -> Option<usize>
+    => dict_size_below_body;
+}
+
 /// Size of the dictionary encoding (tag 2) of `vals` (least `min`, largest
 /// `max`) if it is smaller than `best` bytes (the smaller of the other
 /// two), with `s.distinct` then holding the sorted distinct values; `None`
@@ -733,8 +763,8 @@ fn distinct_slot(v: u64) -> usize {
 /// values listed in order by a scan of the stamps when the range is small
 /// next to the count, else sorted); any other in the hash table, a run of
 /// equal values with one probe.
-#[inline(never)]
-fn dict_size_below(
+#[inline(always)]
+fn dict_size_below_body(
     vals: &[u64],
     min: u64,
     max: u64,
@@ -944,6 +974,7 @@ fn dict_size_below(
 /// count passes `limit`. Exactly the count the hash table makes, without
 /// a hash, a probe or a list of the values; the bits set are cleared by
 /// the words of the range or by the values, whichever are fewer.
+#[inline(always)]
 fn more_distinct_than(
     vals: &[u64],
     min: u64,
@@ -1087,6 +1118,7 @@ const GAP_BUCKET_BITS_MAX: u32 = 13;
 /// `t / 7` bytes more each; the first value (`min`) takes
 /// `varint_len(min)`. The size grows with `k` at a fixed gap excess, so `k
 /// = b` gives the bound.
+#[inline(always)]
 fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
     let t = (w_for - GAP_BUCKET_BITS_MAX).div_ceil(7) * 7;
     let buckets = (((1u64 << w_for) - 1) >> t) as usize + 1;
@@ -1115,12 +1147,26 @@ fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
         + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
 }
 
+crate::simd::v3! {
+    /// [`bounds_reject_body`], for the baseline and for x86-64-v3.
+    fn bounds_reject(
+        vals: &[u64],
+        min: u64,
+        w_for: u32,
+        best: usize,
+        fine: bool,
+        coarse: bool,
+        s: &mut ColScratch,
+    ) -> bool
+    => bounds_reject_body;
+}
+
 /// Whether [`fine_gap_bound`] (where `fine`) or [`gap_bound`] (where
 /// `coarse`) is at least `best`, the one that rejected the previous
 /// block's column first; sets the scratch's `fine_rejected`,
 /// `fine_failed` and `bound_failed`.
-#[inline(never)]
-fn bounds_reject(
+#[inline(always)]
+fn bounds_reject_body(
     vals: &[u64],
     min: u64,
     w_for: u32,
@@ -1170,6 +1216,7 @@ const FINE_BUCKET_BITS: u32 = 7;
 /// 2^[`MAP_BITS`] they are marked in [`ColScratch::fine_map`] and counted
 /// there ([`fine_gap_bound_mapped`]), else in the hash table
 /// ([`fine_gap_bound_hashed`]): the same `b` and `r`, so the same bound.
+#[inline(always)]
 fn fine_gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
     if w_for <= FINE_BUCKET_BITS + MAP_BITS {
         fine_gap_bound_mapped(vals, min, w_for, &mut s.fine_map)
@@ -1287,6 +1334,16 @@ fn fine_gap_bound_hashed(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
 /// distinct value (a guess at a sort's cost per value; same list either way).
 const DIRECT_SCAN_PER_VALUE: u64 = 16;
 
+crate::simd::v3! {
+    /// [`put_col_body`], for the baseline and for x86-64-v3.
+    fn put_col(
+        out: &mut BlockBuf,
+        vals: &[u64],
+        s: &mut ColScratch,
+    )
+    => put_col_body;
+}
+
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
 ///
@@ -1296,8 +1353,8 @@ const DIRECT_SCAN_PER_VALUE: u64 = 16;
 /// with `s.for_first` set the least and largest values are found first
 /// and the varint sizes summed in a second pass only when that does not
 /// hold; otherwise with them ([`crate::simd::min_max_sum`]).
-#[inline(never)]
-fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
+#[inline(always)]
+fn put_col_body(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
     let (min, max, mut size_var) = if s.for_first {
         let (min, max) = crate::simd::min_max(vals);
@@ -1693,6 +1750,7 @@ impl Dictionary {
     ///
     /// `tmp`: the sort's second buffer (any contents; kept by the caller
     /// when it holds at most [`DICT_SCRATCH_KEEP_KEYS`] keys).
+    #[inline(always)]
     fn of(records: Pieces<'_>, tmp: &mut Vec<u64>) -> Dictionary {
         let n = records.len();
         // An occurrence's place: record << 2 | field (0 public, 1 internal,
@@ -1936,13 +1994,23 @@ fn field_occurrences(
     out
 }
 
+crate::simd::v3! {
+    /// [`walk_occurrences_body`], for the baseline and for x86-64-v3.
+    fn walk_occurrences(
+        f: &[u64],
+        v4: &mut Vec<u32>,
+        flat: &mut [u32],
+    )
+    => walk_occurrences_body;
+}
+
 /// Gives each IPv4 occurrence of `f` (`address << 32 | place`, in address
 /// order, every address above those already in `v4`) its address's id in
 /// `flat` at its place, the address appended to `v4` when it is new
 /// ([`Dictionary::of`]'s walk; a function of its own, so that its few
 /// values stay in registers).
-#[inline(never)]
-fn walk_occurrences(f: &[u64], v4: &mut Vec<u32>, flat: &mut [u32]) {
+#[inline(always)]
+fn walk_occurrences_body(f: &[u64], v4: &mut Vec<u32>, flat: &mut [u32]) {
     // The last address appended and its id (none yet: `u64::MAX` is no
     // address).
     let (mut last, mut id) = (u64::MAX, 0u32);
@@ -2045,6 +2113,7 @@ impl<'a> Pieces<'a> {
     }
 
     /// Asserts the records strictly sorted (each piece, and where they meet).
+    #[inline(always)]
     fn assert_sorted(&self) {
         assert_sorted(self.a);
         assert_sorted(self.b);
@@ -2113,9 +2182,24 @@ pub(crate) fn encode_file(
     )
 }
 
+crate::simd::v3! {
+    /// [`encode_file_split_body`], for the baseline and for x86-64-v3.
+    fn encode_file_split(
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+        records: Pieces<'_>,
+        acct: &mut ColumnBytes,
+        split_min: usize,
+        scratch: &mut EncodeScratch,
+    ) -> [Vec<u8>; 3]
+    => encode_file_split_body;
+}
+
 /// [`encode_file`], encoding the blocks on two threads from `split_min`
 /// records on.
-fn encode_file_split(
+#[inline(always)]
+fn encode_file_split_body(
     start_ns: i64,
     span_ns: i64,
     segment: u32,
@@ -2234,6 +2318,21 @@ fn encode_file_split(
     [out, blocks2, tail]
 }
 
+crate::simd::v3! {
+    /// [`encode_blocks_body`], for the baseline and for x86-64-v3.
+    fn encode_blocks(
+        out: &mut Vec<u8>,
+        records: Pieces<'_>,
+        ids: &[Ids],
+        remap: &Remap,
+        start_ns: i64,
+        acct: &mut ColumnBytes,
+        stats: &mut Stats,
+        enc: &mut EncodeScratch,
+    ) -> Vec<IndexEntry>
+    => encode_blocks_body;
+}
+
 /// Encodes `records` (whole blocks; `ids` their provisional dictionary
 /// ids, final through `remap`) as blocks
 /// appended to `out`; the index entries' offsets are their place in `out`.
@@ -2242,7 +2341,8 @@ fn encode_file_split(
 /// Each block's columns are filled by position into fixed arrays, encoded
 /// into one [`BlockBuf`], CRC'd there and appended with one copy.
 #[allow(clippy::too_many_arguments)] // one call per half of the blocks; a struct would only rename them
-fn encode_blocks(
+#[inline(always)]
+fn encode_blocks_body(
     out: &mut Vec<u8>,
     records: Pieces<'_>,
     ids: &[Ids],
@@ -3886,6 +3986,25 @@ mod tests {
                     }
                 }
             }
+        }
+
+        /// The file's bytes are the same whichever versions of the
+        /// multiversioned encoder functions run (`simd::v3!`: x86-64-v3's
+        /// where the CPU has it, and the baseline's), and decode to the
+        /// records.
+        #[test]
+        fn encode_is_the_same_for_the_baseline_and_x86_64_v3(recs in records()) {
+            let encode = || {
+                let mut acct = ColumnBytes::default();
+                let parts = encode_file(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut acct, &mut EncodeScratch::default());
+                parts.concat()
+            };
+            let ours = encode();
+            prop_assert_eq!(&ours, &crate::simd::baseline(encode));
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join("20260301T140000Z-0000.part");
+            std::fs::write(&p, &ours).unwrap();
+            prop_assert_eq!(open(&p).unwrap().records().unwrap(), recs);
         }
 
         /// Any flipped byte is an error naming the file (open, a read, or

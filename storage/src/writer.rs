@@ -797,7 +797,22 @@ pub(crate) fn reduce_into(
     reduce_with(records, ranges, index, out, out_b, path, scan);
 }
 
-fn reduce_with(
+crate::simd::v3! {
+    /// [`reduce_with_body`], for the baseline and for x86-64-v3.
+    fn reduce_with(
+        records: &[Record],
+        ranges: Option<Ranges>,
+        index: &mut SealIndex,
+        out: &mut Vec<Record>,
+        out_b: &mut Vec<Record>,
+        path: IndexPath,
+        scan: &mut HeldScan,
+    )
+    => reduce_with_body;
+}
+
+#[inline(always)]
+fn reduce_with_body(
     records: &[Record],
     ranges: Option<Ranges>,
     index: &mut SealIndex,
@@ -1180,11 +1195,26 @@ impl KeyMaker {
     }
 }
 
+crate::simd::v3! {
+    /// [`keys_counted_sorted_body`], for the baseline and for x86-64-v3.
+    fn keys_counted_sorted[const N: usize](
+        records: &[Record],
+        km: &KeyMaker,
+        keys: &mut Vec<u128>,
+        tmp: &mut Vec<u128>,
+        shift: u32,
+        width: u32,
+        slot_bits: u32,
+    )
+    => keys_counted_sorted_body[N];
+}
+
 /// The compact keys of `records` made into `keys` (empty) with their top
 /// digit (`shift`, `width`: [`crate::radix::msd_top_digit`]'s) counted in
 /// `N` counters as they are made, then radix-sorted (`tmp` the second
 /// buffer; the sorted keys end in `keys`).
-fn keys_counted_sorted<const N: usize>(
+#[inline(always)]
+fn keys_counted_sorted_body<const N: usize>(
     records: &[Record],
     km: &KeyMaker,
     keys: &mut Vec<u128>,
@@ -1238,6 +1268,17 @@ fn keys_counted<const N: usize>(
     }
 }
 
+crate::simd::v3! {
+    /// [`halves_keys_counted_body`], for the baseline and for x86-64-v3.
+    fn halves_keys_counted[const NETS: usize, const HIGH_DIGIT: bool, const N: usize](
+        records: &[Record],
+        km: &KeyMaker,
+        keys: &mut Vec<u128>,
+        c: &mut crate::radix::TopCounts<N>,
+    )
+    => halves_keys_counted_body[NETS, HIGH_DIGIT, N];
+}
+
 /// [`KeyMaker::key`] of every record of `records` (slot `i` the record's
 /// place) appended to `keys`, each key's top digit counted in `c`, for a
 /// layout of two halves (`km.halves`, `km.port_shift` below 64) whose
@@ -1262,8 +1303,8 @@ fn keys_counted<const N: usize>(
 ///
 /// The digit is taken from the high half alone where it lies there
 /// (`HIGH_DIGIT`: its shift is `km.port_shift` or more).
-#[inline(never)]
-fn halves_keys_counted<const NETS: usize, const HIGH_DIGIT: bool, const N: usize>(
+#[inline(always)]
+fn halves_keys_counted_body<const NETS: usize, const HIGH_DIGIT: bool, const N: usize>(
     records: &[Record],
     km: &KeyMaker,
     keys: &mut Vec<u128>,
@@ -1423,67 +1464,7 @@ impl Ranges {
     /// word with the least and largest low word; otherwise (a piece mixing
     /// high words) a second pass compares whole addresses.
     pub(crate) fn see(&mut self, records: &[Record]) {
-        let Some(r0) = records.first() else {
-            return;
-        };
-        let g = self;
-        let hi_raw = |r: &Record| u64::from_ne_bytes(r.public_ip[..8].try_into().expect("8 bytes"));
-        let lo = |r: &Record| u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"));
-        let hi0 = hi_raw(r0);
-        let (mut other_hi, mut lo_min, mut lo_max) = (0u64, u64::MAX, 0u64);
-        // Locals, not `g`'s fields, so that they stay in registers beside
-        // the nets' stores.
-        // `u32`: 16-bit compares and `cmov`s cost register copies a record.
-        let (mut port_min, mut port_max) = (u32::from(g.port_min), u32::from(g.port_max));
-        // `first_ns` as it is (signed), flipped into `first_key`'s order
-        // once at the end, not a record.
-        let (mut first_min, mut first_max) = (i64::MAX, i64::MIN);
-        // The set is looked at only where a record's net is neither of the
-        // last two records' (no address's net: above 2^56; a pool of two
-        // nets alternates at random).
-        let (mut nets, mut last_net, mut prev_net) = (g.nets, u64::MAX, u64::MAX);
-        for r in records {
-            other_hi |= hi_raw(r) ^ hi0;
-            let l = lo(r);
-            lo_min = lo_min.min(l);
-            lo_max = lo_max.max(l);
-            let net = l >> NET_SHIFT;
-            if net != last_net {
-                if net != prev_net {
-                    if let Some(x) = &mut nets {
-                        if !x.add(net) {
-                            nets = None;
-                        }
-                    }
-                }
-                (prev_net, last_net) = (last_net, net);
-            }
-            let port = u32::from(r.public_port.get());
-            port_min = port_min.min(port);
-            port_max = port_max.max(port);
-            let first = r.first_ns.get();
-            first_min = first_min.min(first);
-            first_max = first_max.max(first);
-        }
-        // Both were `u16`s.
-        (g.port_min, g.port_max) = (port_min as u16, port_max as u16);
-        let key = |f: i64| (f as u64) ^ (1 << 63);
-        g.first_min = g.first_min.min(key(first_min));
-        g.first_max = g.first_max.max(key(first_max));
-        g.nets = nets;
-        if other_hi == 0 {
-            let hi = u128::from(u64::from_be_bytes(
-                r0.public_ip[..8].try_into().expect("8 bytes"),
-            )) << 64;
-            g.ip_min = g.ip_min.min(hi | u128::from(lo_min));
-            g.ip_max = g.ip_max.max(hi | u128::from(lo_max));
-        } else {
-            for r in records {
-                let ip = u128::from_be_bytes(r.public_ip);
-                g.ip_min = g.ip_min.min(ip);
-                g.ip_max = g.ip_max.max(ip);
-            }
-        }
+        ranges_see(self, records);
     }
 
     /// [`Ranges::see`] as it was: every address compared whole, the nets
@@ -1521,6 +1502,76 @@ impl Ranges {
                 let y = o.nets?;
                 y.nets[..y.len].iter().all(|&n| x.add(n)).then_some(x)
             }),
+        }
+    }
+}
+
+crate::simd::v3! {
+    /// [`ranges_see_body`], for the baseline and for x86-64-v3.
+    fn ranges_see(g: &mut Ranges, records: &[Record]) => ranges_see_body;
+}
+
+/// [`Ranges::see`].
+#[inline(always)]
+fn ranges_see_body(g: &mut Ranges, records: &[Record]) {
+    let Some(r0) = records.first() else {
+        return;
+    };
+    let hi_raw = |r: &Record| u64::from_ne_bytes(r.public_ip[..8].try_into().expect("8 bytes"));
+    let lo = |r: &Record| u64::from_be_bytes(r.public_ip[8..].try_into().expect("8 bytes"));
+    let hi0 = hi_raw(r0);
+    let (mut other_hi, mut lo_min, mut lo_max) = (0u64, u64::MAX, 0u64);
+    // Locals, not `g`'s fields, so that they stay in registers beside
+    // the nets' stores.
+    // `u32`: 16-bit compares and `cmov`s cost register copies a record.
+    let (mut port_min, mut port_max) = (u32::from(g.port_min), u32::from(g.port_max));
+    // `first_ns` as it is (signed), flipped into `first_key`'s order
+    // once at the end, not a record.
+    let (mut first_min, mut first_max) = (i64::MAX, i64::MIN);
+    // The set is looked at only where a record's net is neither of the
+    // last two records' (no address's net: above 2^56; a pool of two
+    // nets alternates at random).
+    let (mut nets, mut last_net, mut prev_net) = (g.nets, u64::MAX, u64::MAX);
+    for r in records {
+        other_hi |= hi_raw(r) ^ hi0;
+        let l = lo(r);
+        lo_min = lo_min.min(l);
+        lo_max = lo_max.max(l);
+        let net = l >> NET_SHIFT;
+        if net != last_net {
+            if net != prev_net {
+                if let Some(x) = &mut nets {
+                    if !x.add(net) {
+                        nets = None;
+                    }
+                }
+            }
+            (prev_net, last_net) = (last_net, net);
+        }
+        let port = u32::from(r.public_port.get());
+        port_min = port_min.min(port);
+        port_max = port_max.max(port);
+        let first = r.first_ns.get();
+        first_min = first_min.min(first);
+        first_max = first_max.max(first);
+    }
+    // Both were `u16`s.
+    (g.port_min, g.port_max) = (port_min as u16, port_max as u16);
+    let key = |f: i64| (f as u64) ^ (1 << 63);
+    g.first_min = g.first_min.min(key(first_min));
+    g.first_max = g.first_max.max(key(first_max));
+    g.nets = nets;
+    if other_hi == 0 {
+        let hi = u128::from(u64::from_be_bytes(
+            r0.public_ip[..8].try_into().expect("8 bytes"),
+        )) << 64;
+        g.ip_min = g.ip_min.min(hi | u128::from(lo_min));
+        g.ip_max = g.ip_max.max(hi | u128::from(lo_max));
+    } else {
+        for r in records {
+            let ip = u128::from_be_bytes(r.public_ip);
+            g.ip_min = g.ip_min.min(ip);
+            g.ip_max = g.ip_max.max(ip);
         }
     }
 }
@@ -1563,6 +1614,7 @@ const REDUCE_PREFETCH_ENTRIES: usize = 16;
 /// compare an entry, not a test of the prefix's bits). The
 /// records are read where they lie (the log's map) and only the kept ones
 /// are copied: no buffer of every record in sorted order.
+#[inline(always)]
 fn reduce_slots<K: Copy + Ord>(
     records: &[Record],
     sorted: &[K],
@@ -3885,9 +3937,27 @@ mod tests {
                     let mut scan = HeldScan::new(0, 2, hold, carry_open);
                     // The ranges computed, or given as the read-back folds them.
                     let ranges = carry_open.then(|| Ranges::of(&records));
-                    let out = reduce_joined(&records, ranges, path, &mut scan);
+                    let out = reduce_joined(&records, ranges.clone(), path, &mut scan);
                     prop_assert_eq!(&out, &model, "{:?}", path);
                     prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "{:?}", path);
+                    // The same with the baseline versions of the
+                    // multiversioned functions (`simd::v3!`) on this thread,
+                    // where the CPU has x86-64-v3 (the split path's second
+                    // thread runs the versions the CPU has).
+                    let mut scan = HeldScan::new(0, 2, hold, carry_open);
+                    let out = crate::simd::baseline(|| reduce_joined(&records, ranges, path, &mut scan));
+                    prop_assert_eq!(&out, &model, "baseline {:?}", path);
+                    prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "baseline {:?}", path);
+                }
+                // The ranges the read-back folds, both versions: the
+                // library's least and largest of each field.
+                let (ours, base) = (Ranges::of(&records), crate::simd::baseline(|| Ranges::of(&records)));
+                prop_assert_eq!(&ours, &base);
+                if let (Some(lo), Some(hi)) = (
+                    records.iter().map(|r| u128::from_be_bytes(r.public_ip)).min(),
+                    records.iter().map(|r| u128::from_be_bytes(r.public_ip)).max(),
+                ) {
+                    prop_assert_eq!((ours.ip_min, ours.ip_max), (lo, hi));
                 }
             }
         }
