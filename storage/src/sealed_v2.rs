@@ -728,18 +728,6 @@ fn distinct_slot(v: u64) -> usize {
     (v.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - DISTINCT_SLOT_BITS)) as usize
 }
 
-crate::simd::v3! {
-    /// [`dict_size_below_body`], for the baseline and for x86-64-v3.
-    fn dict_size_below(
-        vals: &[u64],
-        min: u64,
-        max: u64,
-        best: usize,
-        s: &mut ColScratch,
-    ) -> Option<usize>
-    => dict_size_below_body;
-}
-
 /// Size of the dictionary encoding (tag 2) of `vals` (least `min`, largest
 /// `max`) if it is smaller than `best` bytes (the smaller of the other
 /// two), with `s.distinct` then holding the sorted distinct values; `None`
@@ -763,8 +751,8 @@ crate::simd::v3! {
 /// values listed in order by a scan of the stamps when the range is small
 /// next to the count, else sorted); any other in the hash table, a run of
 /// equal values with one probe.
-#[inline(always)]
-fn dict_size_below_body(
+#[inline(never)]
+fn dict_size_below(
     vals: &[u64],
     min: u64,
     max: u64,
@@ -974,7 +962,6 @@ fn dict_size_below_body(
 /// count passes `limit`. Exactly the count the hash table makes, without
 /// a hash, a probe or a list of the values; the bits set are cleared by
 /// the words of the range or by the values, whichever are fewer.
-#[inline(always)]
 fn more_distinct_than(
     vals: &[u64],
     min: u64,
@@ -1994,23 +1981,13 @@ fn field_occurrences(
     out
 }
 
-crate::simd::v3! {
-    /// [`walk_occurrences_body`], for the baseline and for x86-64-v3.
-    fn walk_occurrences(
-        f: &[u64],
-        v4: &mut Vec<u32>,
-        flat: &mut [u32],
-    )
-    => walk_occurrences_body;
-}
-
 /// Gives each IPv4 occurrence of `f` (`address << 32 | place`, in address
 /// order, every address above those already in `v4`) its address's id in
 /// `flat` at its place, the address appended to `v4` when it is new
 /// ([`Dictionary::of`]'s walk; a function of its own, so that its few
 /// values stay in registers).
-#[inline(always)]
-fn walk_occurrences_body(f: &[u64], v4: &mut Vec<u32>, flat: &mut [u32]) {
+#[inline(never)]
+fn walk_occurrences(f: &[u64], v4: &mut Vec<u32>, flat: &mut [u32]) {
     // The last address appended and its id (none yet: `u64::MAX` is no
     // address).
     let (mut last, mut id) = (u64::MAX, 0u32);
@@ -2113,7 +2090,6 @@ impl<'a> Pieces<'a> {
     }
 
     /// Asserts the records strictly sorted (each piece, and where they meet).
-    #[inline(always)]
     fn assert_sorted(&self) {
         assert_sorted(self.a);
         assert_sorted(self.b);
@@ -2318,21 +2294,6 @@ fn encode_file_split_body(
     [out, blocks2, tail]
 }
 
-crate::simd::v3! {
-    /// [`encode_blocks_body`], for the baseline and for x86-64-v3.
-    fn encode_blocks(
-        out: &mut Vec<u8>,
-        records: Pieces<'_>,
-        ids: &[Ids],
-        remap: &Remap,
-        start_ns: i64,
-        acct: &mut ColumnBytes,
-        stats: &mut Stats,
-        enc: &mut EncodeScratch,
-    ) -> Vec<IndexEntry>
-    => encode_blocks_body;
-}
-
 /// Encodes `records` (whole blocks; `ids` their provisional dictionary
 /// ids, final through `remap`) as blocks
 /// appended to `out`; the index entries' offsets are their place in `out`.
@@ -2341,8 +2302,7 @@ crate::simd::v3! {
 /// Each block's columns are filled by position into fixed arrays, encoded
 /// into one [`BlockBuf`], CRC'd there and appended with one copy.
 #[allow(clippy::too_many_arguments)] // one call per half of the blocks; a struct would only rename them
-#[inline(always)]
-fn encode_blocks_body(
+fn encode_blocks(
     out: &mut Vec<u8>,
     records: Pieces<'_>,
     ids: &[Ids],
