@@ -254,11 +254,23 @@ impl<const N: usize> TopCounts<N> {
     }
 }
 
+crate::simd::v3! {
+    /// [`sort_msd_counted_body`], for the baseline and for x86-64-v3.
+    pub(crate) fn sort_msd_counted[const N: usize](
+        a: &mut [u128],
+        b: &mut [u128],
+        c: &mut TopCounts<N>,
+        low: u32,
+    )
+    => sort_msd_counted_body[N];
+}
+
 /// [`sort_msd`] of `a` into `b` whose top level's digit ([`msd_top_digit`]'s,
 /// `c`) was counted as the keys were made: `c` has seen every key of `a`
 /// once (by reference: 8 KiB of counters, not copied; spent afterwards).
 /// The same order as [`sort_msd`] (the keys' ascending order).
-pub(crate) fn sort_msd_counted<const N: usize>(
+#[inline(always)]
+fn sort_msd_counted_body<const N: usize>(
     a: &mut [u128],
     b: &mut [u128],
     c: &mut TopCounts<N>,

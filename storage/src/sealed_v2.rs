@@ -325,8 +325,14 @@ impl BlockBuf {
     /// (`64 / W * W` bits each; whole words when `W` divides 64) are
     /// appended as [`Self::packed`] appends values, so one test and one
     /// variable shift a chunk rather than a value.
-    #[inline(never)]
+    #[inline(always)]
     fn packed_const<const W: u32, T: Copy>(&mut self, vals: &[T], f: impl Fn(T) -> u64) {
+        packed_const_mv::<W, T, _>(self, vals, f);
+    }
+
+    /// [`Self::packed_const`] ([`packed_const_mv`]'s two versions).
+    #[inline(always)]
+    fn packed_const_body<const W: u32, T: Copy>(&mut self, vals: &[T], f: impl Fn(T) -> u64) {
         let mut runs = vals.chunks_exact(PACK_RUN_VALUES);
         let mut pos = self.pos;
         let run_bytes = 8 * W as usize;
@@ -373,6 +379,18 @@ impl BlockBuf {
             self.word(acc, nbits.div_ceil(8) as usize);
         }
     }
+}
+
+crate::simd::v3! {
+    /// [`BlockBuf::packed_const`], for the baseline and for x86-64-v3.
+    fn packed_const_mv[const W: u32, T: Copy, F: Fn(T) -> u64](b: &mut BlockBuf, vals: &[T], f: F)
+    => packed_const_free[W, T, F];
+}
+
+/// [`BlockBuf::packed_const_body`] as a function.
+#[inline(always)]
+fn packed_const_free<const W: u32, T: Copy, F: Fn(T) -> u64>(b: &mut BlockBuf, vals: &[T], f: F) {
+    b.packed_const_body::<W, T>(vals, f);
 }
 
 /// `$body` eight times, `$i` bound to 0, 1, ..., 7 in turn: a loop
@@ -1087,6 +1105,7 @@ const GAP_BUCKET_BITS_MAX: u32 = 13;
 /// `t / 7` bytes more each; the first value (`min`) takes
 /// `varint_len(min)`. The size grows with `k` at a fixed gap excess, so `k
 /// = b` gives the bound.
+#[inline(always)]
 fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
     let t = (w_for - GAP_BUCKET_BITS_MAX).div_ceil(7) * 7;
     let buckets = (((1u64 << w_for) - 1) >> t) as usize + 1;
@@ -1115,12 +1134,26 @@ fn gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
         + (n * u64::from(bits(b - 1))).div_ceil(8) as usize
 }
 
+crate::simd::v3! {
+    /// [`bounds_reject_body`], for the baseline and for x86-64-v3.
+    fn bounds_reject(
+        vals: &[u64],
+        min: u64,
+        w_for: u32,
+        best: usize,
+        fine: bool,
+        coarse: bool,
+        s: &mut ColScratch,
+    ) -> bool
+    => bounds_reject_body;
+}
+
 /// Whether [`fine_gap_bound`] (where `fine`) or [`gap_bound`] (where
 /// `coarse`) is at least `best`, the one that rejected the previous
 /// block's column first; sets the scratch's `fine_rejected`,
 /// `fine_failed` and `bound_failed`.
-#[inline(never)]
-fn bounds_reject(
+#[inline(always)]
+fn bounds_reject_body(
     vals: &[u64],
     min: u64,
     w_for: u32,
@@ -1170,6 +1203,7 @@ const FINE_BUCKET_BITS: u32 = 7;
 /// 2^[`MAP_BITS`] they are marked in [`ColScratch::fine_map`] and counted
 /// there ([`fine_gap_bound_mapped`]), else in the hash table
 /// ([`fine_gap_bound_hashed`]): the same `b` and `r`, so the same bound.
+#[inline(always)]
 fn fine_gap_bound(vals: &[u64], min: u64, w_for: u32, s: &mut ColScratch) -> usize {
     if w_for <= FINE_BUCKET_BITS + MAP_BITS {
         fine_gap_bound_mapped(vals, min, w_for, &mut s.fine_map)
@@ -1287,6 +1321,16 @@ fn fine_gap_bound_hashed(vals: &[u64], min: u64, s: &mut ColScratch) -> usize {
 /// distinct value (a guess at a sort's cost per value; same list either way).
 const DIRECT_SCAN_PER_VALUE: u64 = 16;
 
+crate::simd::v3! {
+    /// [`put_col_body`], for the baseline and for x86-64-v3.
+    fn put_col(
+        out: &mut BlockBuf,
+        vals: &[u64],
+        s: &mut ColScratch,
+    )
+    => put_col_body;
+}
+
 /// Appends `vals` in whichever of the three encodings is smallest
 /// (ties: the lower code).
 ///
@@ -1296,8 +1340,8 @@ const DIRECT_SCAN_PER_VALUE: u64 = 16;
 /// with `s.for_first` set the least and largest values are found first
 /// and the varint sizes summed in a second pass only when that does not
 /// hold; otherwise with them ([`crate::simd::min_max_sum`]).
-#[inline(never)]
-fn put_col(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
+#[inline(always)]
+fn put_col_body(out: &mut BlockBuf, vals: &[u64], s: &mut ColScratch) {
     let n = vals.len() as u64;
     let (min, max, mut size_var) = if s.for_first {
         let (min, max) = crate::simd::min_max(vals);
@@ -1693,6 +1737,7 @@ impl Dictionary {
     ///
     /// `tmp`: the sort's second buffer (any contents; kept by the caller
     /// when it holds at most [`DICT_SCRATCH_KEEP_KEYS`] keys).
+    #[inline(always)]
     fn of(records: Pieces<'_>, tmp: &mut Vec<u64>) -> Dictionary {
         let n = records.len();
         // An occurrence's place: record << 2 | field (0 public, 1 internal,
@@ -2113,9 +2158,24 @@ pub(crate) fn encode_file(
     )
 }
 
+crate::simd::v3! {
+    /// [`encode_file_split_body`], for the baseline and for x86-64-v3.
+    fn encode_file_split(
+        start_ns: i64,
+        span_ns: i64,
+        segment: u32,
+        records: Pieces<'_>,
+        acct: &mut ColumnBytes,
+        split_min: usize,
+        scratch: &mut EncodeScratch,
+    ) -> [Vec<u8>; 3]
+    => encode_file_split_body;
+}
+
 /// [`encode_file`], encoding the blocks on two threads from `split_min`
 /// records on.
-fn encode_file_split(
+#[inline(always)]
+fn encode_file_split_body(
     start_ns: i64,
     span_ns: i64,
     segment: u32,
@@ -3886,6 +3946,25 @@ mod tests {
                     }
                 }
             }
+        }
+
+        /// The file's bytes are the same whichever versions of the
+        /// multiversioned encoder functions run (`simd::v3!`: x86-64-v3's
+        /// where the CPU has it, and the baseline's), and decode to the
+        /// records.
+        #[test]
+        fn encode_is_the_same_for_the_baseline_and_x86_64_v3(recs in records()) {
+            let encode = || {
+                let mut acct = ColumnBytes::default();
+                let parts = encode_file(T0, 3_600_000_000_000, 0, Pieces::one(&recs), &mut acct, &mut EncodeScratch::default());
+                parts.concat()
+            };
+            let ours = encode();
+            prop_assert_eq!(&ours, &crate::simd::baseline(encode));
+            let d = tempfile::tempdir().unwrap();
+            let p = d.path().join("20260301T140000Z-0000.part");
+            std::fs::write(&p, &ours).unwrap();
+            prop_assert_eq!(open(&p).unwrap().records().unwrap(), recs);
         }
 
         /// Any flipped byte is an error naming the file (open, a read, or

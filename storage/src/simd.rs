@@ -14,9 +14,102 @@
 //! `vblendvpd`. [`min_max_sum`]: the same with the sum of a function of
 //! each value (the varint sizes), in two passes with AVX2 and one without.
 //!
+//! [`v3!`](v3): the seal's hot functions in two versions through the
+//! `multiversion` crate: one compiled for x86-64-v3's integer features
+//! (AVX2, BMI1, BMI2, LZCNT, MOVBE, POPCNT), called where the CPU has them
+//! (the crate detects them on the first call and keeps its choice in a
+//! static: then a load and a call a call), and the baseline's, called
+//! elsewhere. Used where the second version pays (callgrind of bigstore
+//! 4 M's seals, round21-mv21.md): the encoder's `put_col` (with
+//! `min_max_sum` inlined), `bounds_reject`, `packed_const` and
+//! `encode_file_split` (the dictionary), and the index keys'
+//! `keys_counted_sorted`, `halves_keys_counted` and `sort_msd_counted`:
+//! 4 140.1 M → 4 084.0 M instructions (−1.4 %). Not for `encode_blocks`,
+//! `dict_size_below`, `walk_occurrences`, `reduce_with` or `Ranges::see`,
+//! whose x86-64-v3 versions ran as many instructions or more.
+//!
 //! `lib.rs` allows `unsafe_code` for this module: its two `unsafe` blocks
 //! (and one in a test) are calls of [`min_max_avx2`], each after the CPU
-//! was checked to have AVX2.
+//! was checked to have AVX2. The functions [`v3!`](v3) defines allow it for
+//! the `multiversion` crate's dispatch (its calls of the
+//! `#[target_feature]` copy after its detection), which has no `unsafe` of
+//! ours.
+#[cfg(test)]
+thread_local! {
+    /// Tests: the functions [`v3!`](v3) defines run their baseline versions
+    /// on this thread, where the CPU has x86-64-v3 too.
+    static FORCE_BASELINE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Tests: whether [`baseline`] is forcing the baseline versions on this
+/// thread.
+#[cfg(test)]
+pub(crate) fn forced_baseline() -> bool {
+    FORCE_BASELINE.get()
+}
+
+/// Tests: runs `f` with the baseline versions of every [`v3!`](v3) function
+/// on this thread, then as before.
+#[cfg(test)]
+pub(crate) fn baseline<R>(f: impl FnOnce() -> R) -> R {
+    let was = FORCE_BASELINE.replace(true);
+    let r = f();
+    FORCE_BASELINE.set(was);
+    r
+}
+
+/// Defines `$name` as a call of `$body` in two versions, through
+/// `multiversion`'s `#[multiversion]`: one compiled with x86-64-v3's
+/// integer features, where the CPU has them, else the baseline's. BMI2's
+/// `shlx`/`shrx` shift by a register without first copying the count into
+/// `cl`, LZCNT counts bits without the baseline's `bsr` and its zero test,
+/// MOVBE loads a big-endian word in one instruction, AVX2 widens what LLVM
+/// vectorizes. `$name` is never inlined (one dispatch a call: keep such
+/// functions coarse, a column or a block, not a value).
+///
+/// The body is `#[inline(always)]`, and so must be every function it calls
+/// that should be compiled in both versions: a function that is not
+/// inlined is compiled once, for the baseline, unless it is itself defined
+/// by this macro. (A function that was inlined because it had one caller
+/// now has two, the body's two copies, and may no longer be: the seal's
+/// helpers that were are marked `#[inline(always)]`. Core's iterator folds
+/// behind `Vec::extend` and `[T; N]::map` are not inlined either way and
+/// stay the baseline's: written as loops of `push`es or stores they ran
+/// more instructions, round21-mv21.md.) Both versions give the same
+/// results: the same safe source, no floating point, no feature-specific
+/// intrinsics; the property tests run the reduce and the encoder under
+/// [`baseline`] and without and compare.
+///
+/// In tests, under [`baseline`], each version calls a third copy of the
+/// body, compiled for the baseline and never inlined (so never into the v3
+/// version).
+///
+/// Generic parameters go in brackets after the name (`fn f[T: Copy](..)`),
+/// their arguments likewise after the body's name (`=> f_body[T];`).
+macro_rules! v3 {
+    (
+        $(#[$attr:meta])*
+        $vis:vis fn $name:ident $([$($gp:tt)*])? ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?
+        => $body:ident $([$($ga:tt)*])?;
+    ) => {
+        $(#[$attr])*
+        #[multiversion::multiversion(targets("x86_64+avx2+bmi1+bmi2+lzcnt+movbe+popcnt"))]
+        #[inline(never)]
+        #[allow(unsafe_code, clippy::too_many_arguments)]
+        $vis fn $name $(<$($gp)*>)? ($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(test)]
+            if $crate::simd::forced_baseline() {
+                #[inline(never)]
+                fn baseline $(<$($gp)*>)? ($($arg: $ty),*) $(-> $ret)? {
+                    $body $(::<$($ga)*>)? ($($arg),*)
+                }
+                return baseline $(::<$($ga)*>)? ($($arg),*);
+            }
+            $body $(::<$($ga)*>)? ($($arg),*)
+        }
+    };
+}
+pub(crate) use v3;
 
 /// Lanes of [`min_max_portable`]: independent minima and maxima, so that a
 /// value's compares do not wait for the previous value's.
@@ -43,7 +136,9 @@ pub(crate) fn min_max(vals: &[u64]) -> (u64, u64) {
 /// ([`min_max_sum_portable`]: one load a value, not two; the baseline's
 /// compares cost more than the second load). The sealed column's varint
 /// sizes (`size` a table lookup, which AVX2 would only gather).
-#[inline]
+// Always: called from the two versions of `put_col` (a function called
+// from two places is no longer inlined as one called once was).
+#[inline(always)]
 pub(crate) fn min_max_sum(vals: &[u64], size: impl Fn(u64) -> usize) -> (u64, u64, usize) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -163,6 +258,19 @@ mod tests {
             prop_assert_eq!(min_max_sum_portable(&vals, size), want);
             prop_assert_eq!(min_max_sum(&vals, size), want);
         }
+    }
+
+    /// `baseline` forces the baseline versions inside it (nested too) and
+    /// lets go after it as before.
+    #[test]
+    fn baseline_forces_inside_and_lets_go_after() {
+        assert!(!forced_baseline());
+        baseline(|| {
+            assert!(forced_baseline());
+            baseline(|| assert!(forced_baseline()));
+            assert!(forced_baseline(), "still inside the outer one");
+        });
+        assert!(!forced_baseline());
     }
 
     /// The extremes in every position of a short column (every lane, the

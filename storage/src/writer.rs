@@ -1183,11 +1183,26 @@ impl KeyMaker {
     }
 }
 
+crate::simd::v3! {
+    /// [`keys_counted_sorted_body`], for the baseline and for x86-64-v3.
+    fn keys_counted_sorted[const N: usize](
+        records: &[Record],
+        km: &KeyMaker,
+        keys: &mut Vec<u128>,
+        tmp: &mut Vec<u128>,
+        shift: u32,
+        width: u32,
+        slot_bits: u32,
+    )
+    => keys_counted_sorted_body[N];
+}
+
 /// The compact keys of `records` made into `keys` (empty) with their top
 /// digit (`shift`, `width`: [`crate::radix::msd_top_digit`]'s) counted in
 /// `N` counters as they are made, then radix-sorted (`tmp` the second
 /// buffer; the sorted keys end in `keys`).
-fn keys_counted_sorted<const N: usize>(
+#[inline(always)]
+fn keys_counted_sorted_body<const N: usize>(
     records: &[Record],
     km: &KeyMaker,
     keys: &mut Vec<u128>,
@@ -1241,6 +1256,17 @@ fn keys_counted<const N: usize>(
     }
 }
 
+crate::simd::v3! {
+    /// [`halves_keys_counted_body`], for the baseline and for x86-64-v3.
+    fn halves_keys_counted[const NETS: usize, const HIGH_DIGIT: bool, const N: usize](
+        records: &[Record],
+        km: &KeyMaker,
+        keys: &mut Vec<u128>,
+        c: &mut crate::radix::TopCounts<N>,
+    )
+    => halves_keys_counted_body[NETS, HIGH_DIGIT, N];
+}
+
 /// [`KeyMaker::key`] of every record of `records` (slot `i` the record's
 /// place) appended to `keys`, each key's top digit counted in `c`, for a
 /// layout of two halves (`km.halves`, `km.port_shift` below 64) whose
@@ -1265,8 +1291,8 @@ fn keys_counted<const N: usize>(
 ///
 /// The digit is taken from the high half alone where it lies there
 /// (`HIGH_DIGIT`: its shift is `km.port_shift` or more).
-#[inline(never)]
-fn halves_keys_counted<const NETS: usize, const HIGH_DIGIT: bool, const N: usize>(
+#[inline(always)]
+fn halves_keys_counted_body<const NETS: usize, const HIGH_DIGIT: bool, const N: usize>(
     records: &[Record],
     km: &KeyMaker,
     keys: &mut Vec<u128>,
@@ -3702,8 +3728,15 @@ mod tests {
                 prop_assert!(k.checked_shr(top).unwrap_or(0) == 0, "keys below 2^top");
                 want_c.see(k);
             }
-            prop_assert_eq!(keys, want);
+            prop_assert_eq!(&keys, &want);
             prop_assert_eq!(c.counts(), want_c.counts());
+            // The baseline version of `halves_keys_counted` (`simd::v3!`)
+            // too, where the CPU has x86-64-v3.
+            let mut c = crate::radix::TopCounts::<N>::new(top - width, width);
+            let mut keys = Vec::new();
+            crate::simd::baseline(|| keys_counted(&records, &km, &mut keys, &mut c));
+            prop_assert_eq!(&keys, &want, "baseline");
+            prop_assert_eq!(c.counts(), want_c.counts(), "baseline");
         }
     }
 
@@ -3910,9 +3943,17 @@ mod tests {
                     let mut scan = HeldScan::new(0, 2, hold, carry_open);
                     // The ranges computed, or given as the read-back folds them.
                     let ranges = carry_open.then(|| Ranges::of(&records));
-                    let out = reduce_joined(&records, ranges, path, &mut scan);
+                    let out = reduce_joined(&records, ranges.clone(), path, &mut scan);
                     prop_assert_eq!(&out, &model, "{:?}", path);
                     prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "{:?}", path);
+                    // The same with the baseline versions of the
+                    // multiversioned functions (`simd::v3!`) on this thread,
+                    // where the CPU has x86-64-v3 (the split path's second
+                    // thread runs the versions the CPU has).
+                    let mut scan = HeldScan::new(0, 2, hold, carry_open);
+                    let out = crate::simd::baseline(|| reduce_joined(&records, ranges, path, &mut scan));
+                    prop_assert_eq!(&out, &model, "baseline {:?}", path);
+                    prop_assert_eq!((&scan.held, scan.open_not_carried), (&want.0, want.1), "baseline {:?}", path);
                 }
             }
         }
