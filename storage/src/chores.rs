@@ -71,10 +71,19 @@ pub(crate) const SPARES_MAX: usize = crate::writer::SEALED_LOGS_PENDING_MAX + 1;
 /// pass it is removed, not kept.
 pub(crate) const SPARES_BYTES_MAX: u64 = 256 << 20;
 
-/// A spare log file: its temp path, an open handle, the generation its file
-/// held (0 for a new file) and the map its last seal read it through (a
-/// kept sealed log's, else `None`).
-pub(crate) type Spare = (PathBuf, File, u32, Option<memmap2::Mmap>);
+/// A spare log file, made ahead or kept from a sealed log, for
+/// [`crate::partition::ActiveLog::from_spare`].
+pub(crate) struct Spare {
+    /// Its temp name (`*.tmp`).
+    pub path: PathBuf,
+    /// An open handle.
+    pub file: File,
+    /// The generation its file held (0 for a new file).
+    pub held: u32,
+    /// The map its last seal read it through (a kept sealed log's, else
+    /// `None`).
+    pub map: Option<memmap2::Mmap>,
+}
 
 #[derive(Default)]
 struct State {
@@ -186,7 +195,7 @@ impl Chores {
     pub fn remove_spares(&self) -> Result<(), StoreError> {
         self.wait(self.sent);
         let spares = std::mem::take(&mut self.shared.state.lock().expect("not poisoned").spares);
-        for (path, ..) in spares {
+        for Spare { path, .. } in spares {
             std::fs::remove_file(&path).map_err(StoreError::io(&path, "remove spare log"))?;
         }
         Ok(())
@@ -228,7 +237,7 @@ impl Drop for Chores {
         // Spares not used: removed (or, if that fails, by the next writer's
         // recovery, which deletes every `*.tmp`).
         if let Ok(mut st) = self.shared.state.lock() {
-            for (path, ..) in st.spares.drain(..) {
+            for Spare { path, .. } in st.spares.drain(..) {
                 let _ = std::fs::remove_file(path);
             }
         }
@@ -244,7 +253,12 @@ fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
             } else {
                 crate::partition::ActiveLog::make_spare(&path)
                     .ok()
-                    .map(|f| (path, f, 0, None))
+                    .map(|file| Spare {
+                        path,
+                        file,
+                        held: 0,
+                        map: None,
+                    })
             };
             let mut st = shared.state.lock().expect("not poisoned");
             st.spares.extend(made);
@@ -265,7 +279,7 @@ fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
                     let bytes: u64 = st
                         .spares
                         .iter()
-                        .map(|(_, f, ..)| f.metadata().map_or(0, |m| m.len()))
+                        .map(|s| s.file.metadata().map_or(0, |m| m.len()))
                         .sum();
                     st.spares.len() < SPARES_MAX && bytes.saturating_add(len) <= SPARES_BYTES_MAX
                 };
@@ -281,7 +295,12 @@ fn run(rx: &mpsc::Receiver<Chore>, shared: &Shared) {
                         .open(&spare);
                     let mut st = shared.state.lock().expect("not poisoned");
                     match f {
-                        Ok(f) => st.spares.push((spare, f, generation, map)),
+                        Ok(file) => st.spares.push(Spare {
+                            path: spare,
+                            file,
+                            held: generation,
+                            map,
+                        }),
                         Err(_) => {
                             let _ = std::fs::remove_file(&spare);
                         }

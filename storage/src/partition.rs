@@ -227,32 +227,30 @@ impl ActiveLog {
         Ok(file)
     }
 
-    /// Takes a spare made by [`ActiveLog::make_spare`] into use as the new
-    /// log `path`: a hard link to the spare's file (fails if `path` exists,
-    /// as `create_new` does; no inode is allocated on the writer's thread),
-    /// then the header, as [`ActiveLog::create`]. The caller removes the
-    /// spare's temp name. Durable as a created log is: with the first flush.
-    /// `map`: the map a sealed log kept of this file ([`ActiveLog::take_map`]),
-    /// read again by this log's seal if it covers the records then.
-    #[allow(clippy::too_many_arguments)]
+    /// Takes a spare made by [`ActiveLog::make_spare`] (or a sealed log's
+    /// file kept) into use as the new log `path`: a hard link to the spare's
+    /// file (fails if `path` exists, as `create_new` does; no inode is
+    /// allocated on the writer's thread), then the header, as
+    /// [`ActiveLog::create`]. The caller removes the spare's temp name.
+    /// Durable as a created log is: with the first flush. The spare's map (a
+    /// sealed log's, [`ActiveLog::take_map`]) is read again by this log's
+    /// seal if it covers the records then.
     pub fn from_spare(
-        spare: &Path,
-        file: File,
+        spare: crate::chores::Spare,
         path: &Path,
         start_ns: i64,
         span_ns: i64,
         segment: u32,
-        held: u32,
-        map: Option<Mmap>,
     ) -> Result<ActiveLog, StoreError> {
-        std::fs::hard_link(spare, path).map_err(StoreError::io(path, "link spare log to"))?;
-        let generation = if held == 0 {
+        std::fs::hard_link(&spare.path, path).map_err(StoreError::io(path, "link spare log to"))?;
+        let generation = if spare.held == 0 {
             GENERATION_FIRST
         } else {
-            crate::format::next_generation(held).expect("recycled only below the last")
+            crate::format::next_generation(spare.held).expect("recycled only below the last")
         };
-        let mut log = ActiveLog::init_gen(path, file, start_ns, span_ns, segment, generation)?;
-        log.map = map;
+        let mut log =
+            ActiveLog::init_gen(path, spare.file, start_ns, span_ns, segment, generation)?;
+        log.map = spare.map;
         Ok(log)
     }
 
@@ -1903,8 +1901,13 @@ mod tests {
             .open(&spare)
             .unwrap();
         let b = name(2 * hour);
-        let mut next =
-            ActiveLog::from_spare(&spare, file, &b, 2 * hour, hour, 0, generation, map).unwrap();
+        let spare_log = crate::chores::Spare {
+            path: spare.clone(),
+            file,
+            held: generation,
+            map,
+        };
+        let mut next = ActiveLog::from_spare(spare_log, &b, 2 * hour, hour, 0).unwrap();
         let second: Vec<Record> = (0..10u16)
             .map(|i| rec(1000 + i, 2 * hour + i64::from(i)))
             .collect();
@@ -1989,8 +1992,13 @@ mod tests {
             .write(true)
             .open(&spare)
             .unwrap();
-        let mut next =
-            ActiveLog::from_spare(&spare, file, &b, 2 * hour, hour, 0, generation, None).unwrap();
+        let spare_log = crate::chores::Spare {
+            path: spare.clone(),
+            file,
+            held: generation,
+            map: None,
+        };
+        let mut next = ActiveLog::from_spare(spare_log, &b, 2 * hour, hour, 0).unwrap();
         std::fs::remove_file(&spare).unwrap();
         assert_eq!(next.generation(), generation + 1);
         // Only the header so far: reads of slots not overwritten would pass

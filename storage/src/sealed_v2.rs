@@ -329,68 +329,62 @@ impl BlockBuf {
     fn packed_const<const W: u32, T: Copy>(&mut self, vals: &[T], f: impl Fn(T) -> u64) {
         packed_const_mv::<W, T, _>(self, vals, f);
     }
-
-    /// [`Self::packed_const`] ([`packed_const_mv`]'s two versions).
-    #[inline(always)]
-    fn packed_const_body<const W: u32, T: Copy>(&mut self, vals: &[T], f: impl Fn(T) -> u64) {
-        let mut runs = vals.chunks_exact(PACK_RUN_VALUES);
-        let mut pos = self.pos;
-        let run_bytes = 8 * W as usize;
-        for run in &mut runs {
-            let run: &[T; PACK_RUN_VALUES] = run.try_into().expect("chunks_exact");
-            pack_words::<W, T>(run, &f, &mut self.buf[pos..pos + run_bytes]);
-            pos += run_bytes;
-        }
-        self.pos = pos;
-        let vals = runs.remainder();
-        let g = (64 / W) as usize;
-        let bits = g as u32 * W;
-        let mut chunks = vals.chunks_exact(g);
-        let (mut acc, mut nbits) = (0u64, 0u32);
-        for c in &mut chunks {
-            let mut x = 0u64;
-            for (i, &v) in c.iter().enumerate() {
-                x |= f(v) << (i as u32 * W);
-            }
-            if bits == 64 {
-                // `nbits` stays 0: every chunk is a whole word.
-                self.word(x, 8);
-                continue;
-            }
-            acc |= x << nbits;
-            nbits += bits;
-            if nbits >= 64 {
-                self.word(acc, 8);
-                nbits -= 64;
-                acc = (x >> 1) >> (bits - 1 - nbits);
-            }
-        }
-        for &v in chunks.remainder() {
-            let v = f(v);
-            acc |= v << nbits;
-            nbits += W;
-            if nbits >= 64 {
-                self.word(acc, 8);
-                nbits -= 64;
-                acc = (v >> 1) >> (W - 1 - nbits);
-            }
-        }
-        if nbits > 0 {
-            self.word(acc, nbits.div_ceil(8) as usize);
-        }
-    }
 }
 
 crate::simd::v3! {
     /// [`BlockBuf::packed_const`], for the baseline and for x86-64-v3.
     fn packed_const_mv[const W: u32, T: Copy, F: Fn(T) -> u64](b: &mut BlockBuf, vals: &[T], f: F)
-    => packed_const_free[W, T, F];
+    => packed_const_body[W, T, F];
 }
 
-/// [`BlockBuf::packed_const_body`] as a function.
+/// [`BlockBuf::packed_const`]'s body ([`packed_const_mv`]'s two versions).
 #[inline(always)]
-fn packed_const_free<const W: u32, T: Copy, F: Fn(T) -> u64>(b: &mut BlockBuf, vals: &[T], f: F) {
-    b.packed_const_body::<W, T>(vals, f);
+fn packed_const_body<const W: u32, T: Copy, F: Fn(T) -> u64>(b: &mut BlockBuf, vals: &[T], f: F) {
+    let mut runs = vals.chunks_exact(PACK_RUN_VALUES);
+    let mut pos = b.pos;
+    let run_bytes = 8 * W as usize;
+    for run in &mut runs {
+        let run: &[T; PACK_RUN_VALUES] = run.try_into().expect("chunks_exact");
+        pack_words::<W, T>(run, &f, &mut b.buf[pos..pos + run_bytes]);
+        pos += run_bytes;
+    }
+    b.pos = pos;
+    let vals = runs.remainder();
+    let g = (64 / W) as usize;
+    let bits = g as u32 * W;
+    let mut chunks = vals.chunks_exact(g);
+    let (mut acc, mut nbits) = (0u64, 0u32);
+    for c in &mut chunks {
+        let mut x = 0u64;
+        for (i, &v) in c.iter().enumerate() {
+            x |= f(v) << (i as u32 * W);
+        }
+        if bits == 64 {
+            // `nbits` stays 0: every chunk is a whole word.
+            b.word(x, 8);
+            continue;
+        }
+        acc |= x << nbits;
+        nbits += bits;
+        if nbits >= 64 {
+            b.word(acc, 8);
+            nbits -= 64;
+            acc = (x >> 1) >> (bits - 1 - nbits);
+        }
+    }
+    for &v in chunks.remainder() {
+        let v = f(v);
+        acc |= v << nbits;
+        nbits += W;
+        if nbits >= 64 {
+            b.word(acc, 8);
+            nbits -= 64;
+            acc = (v >> 1) >> (W - 1 - nbits);
+        }
+    }
+    if nbits > 0 {
+        b.word(acc, nbits.div_ceil(8) as usize);
+    }
 }
 
 /// `$body` eight times, `$i` bound to 0, 1, ..., 7 in turn: a loop

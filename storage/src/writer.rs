@@ -1928,20 +1928,12 @@ impl Writer {
             let seg = self.sealed_max.get(&start).map_or(0, |s| s + 1);
             let path = self.parts.join(file_name(start, seg, FileKind::Active));
             let log = match self.chores.take_spare() {
-                Some((spare, file, held, map)) => {
-                    let log = ActiveLog::from_spare(
-                        &spare,
-                        file,
-                        &path,
-                        start,
-                        self.span_ns,
-                        seg,
-                        held,
-                        map,
-                    );
+                Some(spare) => {
+                    let tmp = spare.path.clone();
+                    let log = ActiveLog::from_spare(spare, &path, start, self.span_ns, seg);
                     // Its temp name goes on the background thread (a crash
                     // before that: recovery deletes `*.tmp`).
-                    self.chores.send(Chore::Remove(spare));
+                    self.chores.send(Chore::Remove(tmp));
                     log?
                 }
                 None => ActiveLog::create(&path, start, self.span_ns, seg)?,
